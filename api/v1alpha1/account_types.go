@@ -1,0 +1,176 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Relation is how an account's counterparty relates to the connector.
+// +kubebuilder:validation:Enum=parent;peer;child
+type Relation string
+
+// The three relations (RFC 34, and the JS connector's `relation`).
+const (
+	RelationParent Relation = "parent"
+	RelationPeer   Relation = "peer"
+	RelationChild  Relation = "child"
+)
+
+// IntegerString is a signed integer amount in an account's base units, written as a string
+// because amounts exceed what JSON numbers carry exactly.
+// +kubebuilder:validation:Pattern=`^-?(0|[1-9][0-9]{0,18})$`
+type IntegerString string
+
+// AmountString is a non-negative integer amount in base units, as a string.
+// +kubebuilder:validation:Pattern=`^(0|[1-9][0-9]{0,19})$`
+type AmountString string
+
+// AccountSpec is one account of a connector: the counterparty, the link to it and its limits.
+// It mirrors one entry of the JS connector's CONNECTOR_ACCOUNTS.
+// +kubebuilder:validation:XValidation:rule="self.connectorRef == oldSelf.connectorRef",message="connectorRef is immutable: create a new Account instead"
+// +kubebuilder:validation:XValidation:rule="!has(self.ilpAddressSegment) || self.relation == 'child'",message="ilpAddressSegment applies to child accounts only"
+type AccountSpec struct {
+	// ConnectorRef names the Connector (same namespace) this account belongs to. Immutable.
+	// +kubebuilder:validation:MinLength=1
+	ConnectorRef string `json:"connectorRef"`
+
+	// Relation of the counterparty: parent, peer or child.
+	Relation Relation `json:"relation"`
+
+	// AssetCode selects the rate for this account, e.g. USD or XRP.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=16
+	AssetCode string `json:"assetCode"`
+
+	// AssetScale is the number of decimal places of the base unit: 9 means amounts in 1e-9 units.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=255
+	AssetScale int32 `json:"assetScale"`
+
+	// Link is how the connector reaches the counterparty.
+	Link AccountLink `json:"link"`
+
+	// Balance enables balance tracking with these limits (the balance middleware).
+	// +optional
+	Balance *BalanceSpec `json:"balance,omitempty"`
+
+	// MaxPacketAmount rejects incoming packets above this amount with F08.
+	// +optional
+	MaxPacketAmount *AmountString `json:"maxPacketAmount,omitempty"`
+
+	// ILPAddressSegment is appended to the connector's address to form a child's address;
+	// unset means the Account's name.
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9_~-]+$`
+	// +optional
+	ILPAddressSegment string `json:"ilpAddressSegment,omitempty"`
+
+	// SendRoutes broadcasts our routes to this account over CCP; unset: false for children, true otherwise.
+	// +optional
+	SendRoutes *bool `json:"sendRoutes,omitempty"`
+
+	// ReceiveRoutes accepts routes from this account over CCP; unset: false for children, true otherwise.
+	// +optional
+	ReceiveRoutes *bool `json:"receiveRoutes,omitempty"`
+}
+
+// AccountLink is exactly one way of reaching the counterparty.
+// +kubebuilder:validation:XValidation:rule="[has(self.btpClient), has(self.btpListener), has(self.btpChildServer)].filter(x, x).size() == 1",message="set exactly one of btpClient, btpListener, btpChildServer"
+type AccountLink struct {
+	// BTPClient dials the counterparty's BTP server (ilp-plugin-btp with `server`).
+	// +optional
+	BTPClient *BTPClientLink `json:"btpClient,omitempty"`
+	// BTPListener accepts one BTP peer on a port (ilp-plugin-btp with `listener`).
+	// +optional
+	BTPListener *BTPListenerLink `json:"btpListener,omitempty"`
+	// BTPChildServer accepts many children, one per connection (ilp-plugin-mini-accounts).
+	// +optional
+	BTPChildServer *BTPChildServerLink `json:"btpChildServer,omitempty"`
+}
+
+// BTPClientLink dials a BTP server.
+type BTPClientLink struct {
+	// URL of the server without credentials: btp+ws://host:port/path or btp+wss://….
+	// +kubebuilder:validation:Pattern=`^btp\+wss?://[^@/]+(/.*)?$`
+	URL string `json:"url"`
+	// Username sent as auth_username; optional.
+	// +optional
+	Username string `json:"username,omitempty"`
+	// TokenSecretRef holds the auth_token.
+	TokenSecretRef SecretKeyRef `json:"tokenSecretRef"`
+}
+
+// BTPListenerLink accepts one BTP peer.
+type BTPListenerLink struct {
+	// Port to listen on.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port"`
+	// SecretRef holds the shared secret the peer authenticates with.
+	SecretRef SecretKeyRef `json:"secretRef"`
+}
+
+// BTPChildServerLink accepts child connections.
+type BTPChildServerLink struct {
+	// Port to listen on.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port"`
+}
+
+// BalanceSpec are the balance limits, in base units. Positive: the counterparty owes us (RFC 32).
+// +kubebuilder:validation:XValidation:rule="!has(self.minimum) || !has(self.maximum) || int(self.minimum) <= int(self.maximum)",message="balance.minimum must be <= balance.maximum"
+type BalanceSpec struct {
+	// Minimum below which outgoing packets are rejected (T04); unset: no minimum.
+	// +optional
+	Minimum *IntegerString `json:"minimum,omitempty"`
+	// Maximum above which incoming packets are rejected (T04); unset: no maximum.
+	// +optional
+	Maximum *IntegerString `json:"maximum,omitempty"`
+	// SettleThreshold below which a settlement is started; unset: never.
+	// +optional
+	SettleThreshold *IntegerString `json:"settleThreshold,omitempty"`
+	// SettleTo is the balance a settlement aims for; unset: 0.
+	// +optional
+	SettleTo *IntegerString `json:"settleTo,omitempty"`
+}
+
+// AccountStatus reports the account as the connector pods see it.
+type AccountStatus struct {
+	BaseStatus `json:",inline"`
+	// Connected is true when the link to the counterparty is up.
+	// +optional
+	Connected bool `json:"connected,omitempty"`
+	// Balance is the current balance in base units.
+	// +optional
+	Balance string `json:"balance,omitempty"`
+}
+
+// Account is one account of a connector.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=ilpacct;ilpa,categories=ilp
+// +kubebuilder:printcolumn:name="Connector",type=string,JSONPath=`.spec.connectorRef`
+// +kubebuilder:printcolumn:name="Relation",type=string,JSONPath=`.spec.relation`
+// +kubebuilder:printcolumn:name="Asset",type=string,JSONPath=`.spec.assetCode`
+// +kubebuilder:printcolumn:name="Connected",type=boolean,JSONPath=`.status.connected`
+// +kubebuilder:printcolumn:name="Balance",type=string,JSONPath=`.status.balance`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Account struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   AccountSpec   `json:"spec"`
+	Status AccountStatus `json:"status,omitempty"`
+}
+
+// AccountList is a list of Accounts.
+// +kubebuilder:object:root=true
+type AccountList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Account `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Account{}, &AccountList{})
+}

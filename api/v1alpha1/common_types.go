@@ -1,0 +1,37 @@
+package v1alpha1
+
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// Condition types shared by every kind. Ready is what `kubectl wait --for=condition=Ready` and the
+// Argo CD health checks read.
+const (
+	ConditionReady = "Ready"
+	// ConditionReferencesResolved says whether every object this one names exists.
+	ConditionReferencesResolved = "ReferencesResolved"
+)
+
+// SecretKeyRef names one key of a Secret in the object's namespace.
+type SecretKeyRef struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// Key inside the Secret's data.
+	// +kubebuilder:validation:MinLength=1
+	Key string `json:"key"`
+}
+
+// BaseStatus is the part of every kind's status that reports reconciliation.
+type BaseStatus struct {
+	// ObservedGeneration is the metadata.generation the controller last acted on.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Ready, plus what each kind reports.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// ILP address grammar (RFC 15), as a CEL-free pattern so that the API server checks it cheaply.
+// Kept in one place: the markers below repeat it because markers cannot reference constants.
+const AddressPattern = `^(g|private|example|peer|self|test[1-3]?|local)([.][a-zA-Z0-9_~-]+)+$`

@@ -1,0 +1,75 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// SettlementEngineSpec describes a settlement engine (RFC 38) that the operator runs as a
+// Deployment with a Service, for one asset.
+type SettlementEngineSpec struct {
+	// AssetCode is the asset this engine settles, e.g. XRP.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=16
+	AssetCode string `json:"assetCode"`
+	// AssetScale of the engine's ledger amounts.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=255
+	AssetScale int32 `json:"assetScale"`
+	// Image of the engine.
+	// +kubebuilder:validation:MinLength=1
+	Image string `json:"image"`
+	// Command overrides the image's entrypoint.
+	// +optional
+	Command []string `json:"command,omitempty"`
+	// Args to the engine.
+	// +optional
+	Args []string `json:"args,omitempty"`
+	// Env of the engine container; use valueFrom.secretKeyRef for credentials.
+	// +optional
+	Env []corev1.EnvVar `json:"env,omitempty"`
+	// Port the engine serves the RFC 38 API on.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port"`
+	// Replicas of the engine; unset: 1.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+}
+
+// SettlementEngineStatus reports the engine's deployment.
+type SettlementEngineStatus struct {
+	BaseStatus `json:",inline"`
+	// URL is where connectors reach the engine.
+	// +optional
+	URL string `json:"url,omitempty"`
+}
+
+// SettlementEngine is a settlement engine the operator runs for connectors of its namespace.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=ilpse,categories=ilp
+// +kubebuilder:printcolumn:name="Asset",type=string,JSONPath=`.spec.assetCode`
+// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.status.url`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type SettlementEngine struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   SettlementEngineSpec   `json:"spec"`
+	Status SettlementEngineStatus `json:"status,omitempty"`
+}
+
+// SettlementEngineList is a list of SettlementEngines.
+// +kubebuilder:object:root=true
+type SettlementEngineList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []SettlementEngine `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&SettlementEngine{}, &SettlementEngineList{})
+}

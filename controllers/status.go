@@ -1,0 +1,39 @@
+// Package controllers is the ilpfleet operator: one reconciler per kind of the
+// ilp.ilpfleet.dev API. Controllers never write spec; they report through status conditions
+// (with observedGeneration) and Events.
+package controllers
+
+import (
+	"context"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+)
+
+// fieldConnectorRef indexes Accounts and Routes by the Connector they name.
+const fieldConnectorRef = ".spec.connectorRef"
+
+// setCondition records a condition at the object's current generation.
+func setCondition(obj client.Object, status *ilpv1.BaseStatus, typ string, ok bool, reason, msg string) {
+	s := metav1.ConditionFalse
+	if ok {
+		s = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(&status.Conditions, metav1.Condition{
+		Type: typ, Status: s, Reason: reason, Message: msg, ObservedGeneration: obj.GetGeneration(),
+	})
+	status.ObservedGeneration = obj.GetGeneration()
+}
+
+// connectorExists reports whether the named Connector exists in ns.
+func connectorExists(ctx context.Context, c client.Client, ns, name string) (bool, error) {
+	var conn ilpv1.Connector
+	err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &conn)
+	if err == nil {
+		return true, nil
+	}
+	return false, client.IgnoreNotFound(err)
+}
