@@ -1,0 +1,278 @@
+package btp
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ilpfleet/ilpfleet/runtime/ildcp"
+	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+	"github.com/ilpfleet/ilpfleet/runtime/link"
+)
+
+// DefaultChildPort is ilp-plugin-mini-accounts' port when neither `port` nor `wsOpts` is set.
+const DefaultChildPort = 3000
+
+// ChildServerOptions configure a ChildServer; they mirror ilp-plugin-mini-accounts'
+// `{wsOpts: {host, port}, allowedOrigins, generateAccount}` plus what the connector supplies.
+//
+// How a child is named, as in mini-accounts with the store ilp-connector always gives it:
+//   - no auth_username (or an empty one): base64url(sha256(auth_token)), no padding;
+//   - an auth_username: that name, and the first token seen for it becomes its token (kept in
+//     memory, as ilp-connector 23's only store is memory); another token is refused.
+//
+// GenerateAccount narrows this like the JS option: true allows only the hashed token (an
+// auth_username must then equal it), false requires auth_username.
+type ChildServerOptions struct {
+	Host            string   // wsOpts.host; "" binds every interface like the JS plugin
+	Port            int      // wsOpts.port (or JS `port`); 0 picks a free port (see Addr)
+	AllowedOrigins  []string // browser Origins allowed to connect (patterns of coder/websocket); others are refused
+	GenerateAccount *bool
+	AuthTimeout     time.Duration // wait for the auth frame; 0 means DefaultAuthTimeout
+
+	// AccountAddress is the account's address (<connector address>.<account id or
+	// ilpAddressSegment>); children are <AccountAddress>.<child>. Required.
+	AccountAddress func() ilp.Address
+	AssetCode      string // answered to children over IL-DCP
+	AssetScale     uint8
+	Common         // Common.Address (triggeredBy) defaults to AccountAddress, as in JS
+}
+
+// ChildServer is a BTP link for many children behind one account, like
+// ilp-plugin-mini-accounts: the connector sees one account, the server answers IL-DCP
+// (peer.config) for each child itself and routes outgoing Prepares to the child whose address
+// prefixes the destination. It implements link.Link.
+type ChildServer struct {
+	opts ChildServerOptions
+	core core
+	srv  wsServer
+	user ilp.Handler
+
+	mu       sync.RWMutex
+	children map[string][]*conn  // by child name; the newest connection is last and gets the packets
+	tokens   map[string][32]byte // sha256 of the token bound to each auth_username
+}
+
+var _ link.Link = (*ChildServer)(nil)
+
+type childKey struct{}
+
+// childInfo rides in the context of every handler call of one child connection, built once
+// per connection.
+type childInfo struct {
+	addr  ilp.Address
+	ildcp ilp.Handler
+}
+
+// ChildFromContext returns the address of the child that sent the Prepare being handled, when
+// the handler was called by a ChildServer.
+func ChildFromContext(ctx context.Context) (ilp.Address, bool) {
+	ci, ok := ctx.Value(childKey{}).(*childInfo)
+	if !ok {
+		return "", false
+	}
+	return ci.addr, true
+}
+
+// NewChildServer checks the options; it does not listen (see Start).
+func NewChildServer(o ChildServerOptions) (*ChildServer, error) {
+	if o.AccountAddress == nil {
+		return nil, errors.New("btp: child server needs AccountAddress")
+	}
+	if o.Port < 0 || o.Port > 65535 {
+		return nil, errors.New("btp: wsOpts.port must be between 0 and 65535")
+	}
+	s := &ChildServer{opts: o, children: make(map[string][]*conn), tokens: make(map[string][32]byte)}
+	if o.Common.Address == nil {
+		o.Common.Address = o.AccountAddress
+	}
+	s.core.init(o.Common)
+	s.srv = wsServer{
+		core: &s.core, host: o.Host, port: o.Port, origins: o.AllowedOrigins,
+		authTimeout: authTimeout(o.AuthTimeout),
+		admit:       s.admit, attach: s.attach, detach: s.detach,
+	}
+	if s.srv.origins == nil {
+		s.srv.origins = []string{} // mini-accounts refuses browsers unless their Origin is allowed
+	}
+	return s, nil
+}
+
+// TokenAccount is the child name ilp-plugin-mini-accounts derives from a token:
+// base64url(sha256(token)) without padding.
+func TokenAccount(token []byte) string {
+	sum := sha256.Sum256(token)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+func (s *ChildServer) admit(req authRequest) (ilp.Address, error) {
+	name, err := s.childName(req)
+	if err != nil {
+		return "", err
+	}
+	acct := s.opts.AccountAddress()
+	if acct == "" {
+		return "", errors.New("the connector has no ILP address yet")
+	}
+	addr := acct + "." + ilp.Address(name)
+	if err := ilp.ValidateAddress(string(addr)); err != nil {
+		return "", fmt.Errorf("account %q does not make a valid ILP address: %v", name, err)
+	}
+	return addr, nil
+}
+
+// childName applies the account modes of mini-accounts (see ChildServerOptions).
+func (s *ChildServer) childName(req authRequest) (string, error) {
+	hashed := TokenAccount(req.token)
+	gen := s.opts.GenerateAccount
+	switch {
+	case req.username == "" && gen != nil && !*gen:
+		return "", errors.New("auth_username subprotocol is required")
+	case req.username == "":
+		return hashed, nil
+	case gen != nil && *gen:
+		if req.username != hashed {
+			return "", errors.New("auth_username subprotocol is not available")
+		}
+		return hashed, nil
+	}
+	if strings.ContainsRune(req.username, '.') {
+		return "", fmt.Errorf("auth_username %q must be one address segment", req.username)
+	}
+	sum := sha256.Sum256(req.token)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if bound, ok := s.tokens[req.username]; ok {
+		if subtle.ConstantTimeCompare(bound[:], sum[:]) != 1 {
+			return "", fmt.Errorf("incorrect token for account %s", req.username)
+		}
+	} else {
+		s.tokens[req.username] = sum
+	}
+	return req.username, nil
+}
+
+func (s *ChildServer) attach(cn *conn) {
+	name := childName(cn.from)
+	ci := &childInfo{addr: cn.from}
+	ci.ildcp = ildcp.Handler(func() (ildcp.Info, error) {
+		acct := s.opts.AccountAddress()
+		if acct == "" {
+			return ildcp.Info{}, errors.New("the connector has no ILP address yet")
+		}
+		return ildcp.Info{Address: acct + "." + ilp.Address(name), AssetScale: s.opts.AssetScale, AssetCode: s.opts.AssetCode}, nil
+	}, ildcpOpts(s.core.address())...)
+	cn.ctx = context.WithValue(s.core.ctx, childKey{}, ci)
+	s.mu.Lock()
+	s.children[name] = append(s.children[name], cn)
+	s.mu.Unlock()
+}
+
+func (s *ChildServer) detach(cn *conn) {
+	name := childName(cn.from)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list := s.children[name]
+	for i, c := range list {
+		if c == cn {
+			list = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(s.children, name)
+	} else {
+		s.children[name] = list
+	}
+}
+
+// childName is the last segment of a child address.
+func childName(a ilp.Address) string {
+	return string(a[strings.LastIndexByte(string(a), '.')+1:])
+}
+
+// Start listens and serves the children's Prepares: peer.config is answered here, everything
+// else goes to h.
+func (s *ChildServer) Start(_ context.Context, h ilp.Handler) error {
+	if s.srv.ln != nil {
+		return errors.New("btp: child server already started")
+	}
+	s.user = h
+	s.core.handler = s.handle
+	return s.srv.listen()
+}
+
+func (s *ChildServer) handle(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+	if p.Destination == ildcp.Destination {
+		if ci, ok := ctx.Value(childKey{}).(*childInfo); ok {
+			return ci.ildcp(ctx, p)
+		}
+	}
+	if s.user == nil {
+		return nil, ilp.Rejectf(ilp.CodeUnreachable, s.core.address(), "link is not started")
+	}
+	return s.user(ctx, p)
+}
+
+// Addr is the address the server listens on, or nil before Start.
+func (s *ChildServer) Addr() net.Addr { return s.srv.addr() }
+
+// Children lists the addresses of the connected children.
+func (s *ChildServer) Children() []ilp.Address {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]ilp.Address, 0, len(s.children))
+	for _, list := range s.children {
+		out = append(out, list[len(list)-1].from)
+	}
+	return out
+}
+
+// Send routes a Prepare to the child whose address prefixes its destination (segment-wise), or
+// answers F02 when there is none.
+func (s *ChildServer) Send(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+	acct := s.opts.AccountAddress()
+	dest := p.Destination
+	if acct == "" || len(dest) <= len(acct) || !dest.HasPrefix(acct) {
+		return nil, ilp.Rejectf(ilp.CodeUnreachable, s.core.address(),
+			"destination %s is not under this account's address %s", dest, acct)
+	}
+	name, _, _ := strings.Cut(string(dest[len(acct)+1:]), ".")
+	s.mu.RLock()
+	var cn *conn
+	if list := s.children[name]; len(list) > 0 {
+		cn = list[len(list)-1]
+	}
+	s.mu.RUnlock()
+	if cn == nil {
+		return nil, ilp.Rejectf(ilp.CodeUnreachable, s.core.address(), "no child %s.%s is connected", acct, name)
+	}
+	return cn.sendPrepare(ctx, p)
+}
+
+// Connected reports whether at least one child is connected.
+func (s *ChildServer) Connected() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.children) > 0
+}
+
+// Close stops listening, closes every child's connection and waits for the goroutines.
+func (s *ChildServer) Close() error {
+	s.srv.close()
+	return nil
+}
+
+func ildcpOpts(self ilp.Address) []ildcp.HandlerOption {
+	if self == "" {
+		return nil
+	}
+	return []ildcp.HandlerOption{ildcp.WithAddress(self)}
+}

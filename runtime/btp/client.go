@@ -1,0 +1,267 @@
+package btp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+	"github.com/ilpfleet/ilpfleet/runtime/link"
+)
+
+// Reconnect backoff of the Client when ReconnectInterval is not set: exponential from
+// 100 ms, capped at 5 s like ilp-plugin-btp's default intervals, each wait drawn in [d/2, d]
+// so that many clients of one restarted server do not come back in lockstep.
+const (
+	backoffBase = 100 * time.Millisecond
+	backoffCap  = 5 * time.Second
+)
+
+// ClientOptions configure a Client; they mirror ilp-plugin-btp's `server` mode.
+type ClientOptions struct {
+	// Server is btp+ws://user:token@host:port/path or btp+wss://… (JS `server`). The user part
+	// goes in auth_username and the password part in auth_token, exactly as written in the URL
+	// (ilp-plugin-btp does not percent-decode them either).
+	Server string
+	// ReconnectInterval is a fixed wait between attempts (JS `reconnectInterval`); 0 uses a
+	// capped exponential backoff with jitter.
+	ReconnectInterval time.Duration
+	// HTTPClient dials the WebSocket (custom TLS roots for btp+wss); nil uses http.DefaultClient.
+	HTTPClient *http.Client
+	Common
+}
+
+// Client is a BTP link that dials its peer, authenticates and reconnects when the connection
+// drops. It implements link.Link.
+type Client struct {
+	opts     ClientOptions
+	wsURL    string
+	username string
+	token    string
+	core     core
+
+	cur     atomic.Pointer[conn]
+	events  chan error // result of each connection attempt, latest only
+	started atomic.Bool
+	once    sync.Once
+}
+
+var _ link.Link = (*Client)(nil)
+
+// NewClient checks the options; it does not connect (see Start).
+func NewClient(o ClientOptions) (*Client, error) {
+	wsURL, user, token, err := parseServerURL(o.Server)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{opts: o, wsURL: wsURL, username: user, token: token, events: make(chan error, 1)}
+	c.core.init(o.Common)
+	return c, nil
+}
+
+// parseServerURL turns btp+ws://user:token@host/path into ws://host/path and the raw
+// credentials.
+func parseServerURL(s string) (wsURL, user, token string, err error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", "", "", fmt.Errorf("btp: server %q is not a URL: %w", redact(s), err)
+	}
+	if u.Scheme != "btp+ws" && u.Scheme != "btp+wss" {
+		return "", "", "", fmt.Errorf("btp: server must start with btp+ws:// or btp+wss://, got %q", redact(s))
+	}
+	if u.Host == "" {
+		return "", "", "", fmt.Errorf("btp: server %q has no host", redact(s))
+	}
+	// The raw userinfo, as the JS URL class exposes it: between "//" and the last "@" before
+	// the path.
+	rest := s[len(u.Scheme)+3:]
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+		user, token, _ = strings.Cut(rest[:at], ":")
+	}
+	u.Scheme = strings.TrimPrefix(u.Scheme, "btp+")
+	u.User = nil
+	return u.String(), user, token, nil
+}
+
+// redact hides the token of a BTP URL in error messages.
+func redact(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		if i := strings.LastIndexByte(s, '@'); i >= 0 {
+			return "…@" + s[i+1:]
+		}
+		return s
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// Start connects and authenticates, serving the peer's Prepares with h. It returns nil once
+// the first connection is authenticated; the error of the auth if the server rejects it (BTP
+// Error); or ctx's error. In the two error cases the client keeps trying in the background,
+// with backoff, until Close: a peer that is down or misconfigured now may be fixed later.
+func (c *Client) Start(ctx context.Context, h ilp.Handler) error {
+	if !c.started.CompareAndSwap(false, true) {
+		return errors.New("btp: client already started")
+	}
+	c.core.handler = h
+	c.core.wg.Add(1)
+	go c.run()
+	var last error
+	for {
+		select {
+		case err := <-c.events:
+			if err == nil {
+				return nil
+			}
+			var be *Error
+			if errors.As(err, &be) {
+				return err
+			}
+			last = err
+		case <-ctx.Done():
+			if last == nil {
+				return fmt.Errorf("btp: not connected to %s: %w", redact(c.opts.Server), ctx.Err())
+			}
+			return fmt.Errorf("btp: not connected to %s: %w (last attempt: %v)", redact(c.opts.Server), ctx.Err(), last)
+		}
+	}
+}
+
+// run keeps one authenticated connection up until Close.
+func (c *Client) run() {
+	defer c.core.wg.Done()
+	for attempt := 0; ; attempt++ { // ends when the core's context does
+		cn, err := c.connect(c.core.ctx)
+		if err == nil {
+			attempt = 0
+			c.cur.Store(cn)              // before report: Start's caller may Send at once
+			if c.core.ctx.Err() != nil { // Close ran between connect and Store
+				cn.close(errors.New("link closed"), 0, "")
+				return
+			}
+		}
+		c.report(err)
+		if err == nil {
+			err = cn.serve()
+			c.cur.CompareAndSwap(cn, nil)
+		}
+		if c.core.ctx.Err() != nil {
+			return
+		}
+		wait := c.backoff(attempt)
+		c.core.Logger.Info("btp: connection to peer lost, reconnecting",
+			"server", redact(c.opts.Server), "error", err, "in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-c.core.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Client) report(err error) {
+	select { // keep only the latest result; run is the only sender
+	case <-c.events:
+	default:
+	}
+	c.events <- err
+}
+
+func (c *Client) backoff(attempt int) time.Duration {
+	if c.opts.ReconnectInterval > 0 {
+		return c.opts.ReconnectInterval
+	}
+	d := backoffCap
+	if attempt < 16 {
+		d = min(backoffCap, backoffBase<<attempt)
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// connect dials and authenticates one connection.
+func (c *Client) connect(ctx context.Context) (*conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.core.ResponseTimeout)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, c.wsURL, &websocket.DialOptions{HTTPClient: c.opts.HTTPClient})
+	if err != nil {
+		return nil, fmt.Errorf("btp: dial %s: %w", c.wsURL, err)
+	}
+	cn := newConn(&c.core, ws, "")
+	if err := c.auth(ctx, cn); err != nil {
+		cn.close(err, 0, "")
+		return nil, err
+	}
+	return cn, nil
+}
+
+// auth sends [auth, auth_username, auth_token] like ilp-plugin-btp and reads the answer before
+// the read loop starts.
+func (c *Client) auth(ctx context.Context, cn *conn) error {
+	f := Frame{Type: TypeMessage, RequestID: rand.Uint32(), Protocols: []ProtocolData{
+		{Name: ProtocolAuth, ContentType: ContentOctetStream, Data: []byte{}},
+		{Name: ProtocolAuthUsername, ContentType: ContentText, Data: []byte(c.username)},
+		{Name: ProtocolAuthToken, ContentType: ContentText, Data: []byte(c.token)},
+	}}
+	if err := cn.writeFrame(&f); err != nil {
+		return fmt.Errorf("btp: send auth: %w", err)
+	}
+	_, msg, err := cn.ws.Read(ctx)
+	if err != nil {
+		return fmt.Errorf("btp: read auth answer: %w", err)
+	}
+	var ans Frame
+	if err := ParseFrame(msg, &ans); err != nil {
+		return fmt.Errorf("btp: auth answer: %w", err)
+	}
+	switch {
+	case ans.RequestID != f.RequestID:
+		return fmt.Errorf("btp: auth answer has request id %d, want %d", ans.RequestID, f.RequestID)
+	case ans.Type == TypeError:
+		return fmt.Errorf("btp: %s rejected the auth: %w", redact(c.opts.Server), frameError(&ans))
+	case ans.Type != TypeResponse:
+		return fmt.Errorf("btp: auth answer has type %d, want a Response", ans.Type)
+	}
+	return nil
+}
+
+// Send forwards a Prepare on the current connection.
+func (c *Client) Send(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+	cn := c.cur.Load()
+	if cn == nil {
+		return nil, link.ErrNotConnected
+	}
+	return cn.sendPrepare(ctx, p)
+}
+
+// Connected reports whether an authenticated connection is up.
+func (c *Client) Connected() bool { return c.cur.Load() != nil }
+
+// Close ends the connection, stops reconnecting and waits for the link's goroutines, among
+// them handlers still running (they see their context cancelled).
+func (c *Client) Close() error {
+	c.once.Do(func() {
+		c.core.cancel()
+		if cn := c.cur.Load(); cn != nil {
+			cn.close(errors.New("link closed"), websocket.StatusGoingAway, "closing")
+		}
+		c.core.wg.Wait()
+	})
+	return nil
+}

@@ -1,0 +1,540 @@
+package btp
+
+import (
+	"context"
+	"encoding"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+)
+
+// Defaults of the settings every link shares.
+const (
+	DefaultResponseTimeout = 35 * time.Second // ilp-plugin-btp DEFAULT_TIMEOUT
+	DefaultPingInterval    = 30 * time.Second // interledger-rs
+	DefaultAuthTimeout     = 10 * time.Second // interledger-rs
+	DefaultMaxInFlight     = 8192             // concurrent incoming requests per connection
+)
+
+// MoneyHandler receives the Transfer frames of a peer: amount in the unit agreed out of band
+// and the side protocols that came with it. from is the child's address on a ChildServer and ""
+// elsewhere. A nil error answers the peer with an empty Response, an error with a BTP Error.
+type MoneyHandler func(ctx context.Context, from ilp.Address, amount uint64, protocols []ProtocolData) error
+
+// Error is a BTP Error frame received from the peer: a transport-level failure, not an ILP Reject.
+type Error struct {
+	Code        string
+	Name        string
+	TriggeredAt time.Time
+	Data        []byte
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("btp: peer answered with error %s %s: %s", e.Code, e.Name, e.Data)
+}
+
+// ErrTimeout is wrapped by the error of a request the peer did not answer in time.
+var ErrTimeout = errors.New("btp: request timed out")
+
+// ErrClosed is wrapped by the error of a request whose connection closed before the answer.
+var ErrClosed = errors.New("btp: connection closed")
+
+// Common holds the settings every link shares. Zero values take the defaults above.
+type Common struct {
+	ResponseTimeout time.Duration      // how long Send waits for an answer (JS responseTimeout)
+	PingInterval    time.Duration      // WebSocket ping period; a ping unanswered in one period closes the connection
+	MaxInFlight     int                // concurrent incoming requests per connection before T00 BTP Errors
+	Money           MoneyHandler       // Transfer frames; nil accepts and ignores them
+	Address         func() ilp.Address // this connector's address: triggeredBy of Rejects the link makes
+	Logger          *slog.Logger       // nil: slog.Default()
+}
+
+// core is the state shared by every connection of one link.
+type core struct {
+	Common
+	handler ilp.Handler
+	ctx     context.Context // handlers' context, cancelled by Close
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // handler goroutines and connection loops
+}
+
+func (c *core) init(com Common) {
+	c.Common = com
+	if c.ResponseTimeout <= 0 {
+		c.ResponseTimeout = DefaultResponseTimeout
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = DefaultPingInterval
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+}
+
+func (c *core) address() ilp.Address {
+	if c.Address == nil {
+		return ""
+	}
+	return c.Address()
+}
+
+// call is one request waiting for its answer. Calls are pooled with their timer and channel.
+type call struct {
+	ch    chan []byte
+	timer *time.Timer
+}
+
+var callPool = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &call{ch: make(chan []byte, 1), timer: t}
+}}
+
+// conn is one authenticated WebSocket connection: it allocates request ids, matches answers to
+// requests and serves the peer's requests. One goroutine reads; each request is served in its
+// own goroutine so that a slow packet does not hold up the others.
+type conn struct {
+	core     *core
+	ws       *websocket.Conn
+	from     ilp.Address     // child address on a ChildServer
+	ctx      context.Context // handlers' context
+	inFlight atomic.Int32
+	done     chan struct{}
+
+	mu      sync.Mutex
+	pending map[uint32]*call
+	nextID  uint32
+	closed  bool
+	err     error
+}
+
+func newConn(c *core, ws *websocket.Conn, from ilp.Address) *conn {
+	ws.SetReadLimit(MaxFrameSize)
+	return &conn{
+		core: c, ws: ws, from: from, ctx: c.ctx, done: make(chan struct{}),
+		pending: make(map[uint32]*call), nextID: rand.Uint32(),
+	}
+}
+
+// serve runs the read loop and the pinger until the connection ends, and returns why.
+func (cn *conn) serve() error {
+	go cn.pingLoop()
+	err := cn.readLoop()
+	cn.close(err, 0, "")
+	return err
+}
+
+// close ends the connection once; requests waiting on it fail with ErrClosed. A code other
+// than 0 sends a WebSocket close frame and waits (bounded by the library) for the peer's echo;
+// 0 drops the TCP connection at once, for connections already broken.
+func (cn *conn) close(err error, code websocket.StatusCode, reason string) {
+	cn.mu.Lock()
+	if cn.closed {
+		cn.mu.Unlock()
+		return
+	}
+	cn.closed, cn.err = true, err
+	close(cn.done)
+	cn.mu.Unlock()
+	if code == 0 {
+		_ = cn.ws.CloseNow()
+		return
+	}
+	_ = cn.ws.Close(code, reason)
+}
+
+func (cn *conn) isClosed() bool {
+	select {
+	case <-cn.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (cn *conn) pingLoop() {
+	t := time.NewTicker(cn.core.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-cn.done:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), cn.core.PingInterval)
+			err := cn.ws.Ping(ctx)
+			cancel()
+			if err != nil {
+				cn.close(fmt.Errorf("btp: ping: %w", err), 0, "")
+				return
+			}
+		}
+	}
+}
+
+func (cn *conn) readLoop() error {
+	scratch := make([]byte, 0, 4096)
+	for {
+		_, r, err := cn.ws.Reader(context.Background())
+		if err != nil {
+			if errors.Is(err, websocket.ErrMessageTooBig) {
+				return fmt.Errorf("%w: %v", ErrFrameTooLarge, err)
+			}
+			return err
+		}
+		if scratch, err = readAll(r, scratch[:0]); err != nil {
+			return err
+		}
+		// A copy of the exact size: Prepares, Fulfills and Rejects alias it and may be kept.
+		cn.dispatch(append([]byte(nil), scratch...))
+	}
+}
+
+func readAll(r io.Reader, b []byte) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
+// dispatch routes one frame by its type. Only the envelope header is read here; unreadable and
+// unexpected frames get no reply (RFC 23), so that two confused peers cannot loop.
+func (cn *conn) dispatch(msg []byte) {
+	if len(msg) < 5 {
+		cn.core.Logger.Debug("btp: ignoring a frame shorter than its header", "len", len(msg))
+		return
+	}
+	typ, id := msg[0], binary.BigEndian.Uint32(msg[1:5])
+	switch typ {
+	case TypeResponse, TypeError:
+		// Sending under the lock lets release know that, once the entry is gone, the answer is
+		// already in the channel (buffered 1; only the remover of the entry sends).
+		cn.mu.Lock()
+		c := cn.pending[id]
+		if c != nil {
+			delete(cn.pending, id)
+			c.ch <- msg
+		}
+		cn.mu.Unlock()
+		if c == nil {
+			cn.core.Logger.Debug("btp: ignoring an answer to no pending request", "type", typ, "requestId", id)
+		}
+	case TypeMessage, TypeTransfer:
+		if int(cn.inFlight.Add(1)) > cn.core.MaxInFlight {
+			cn.inFlight.Add(-1)
+			cn.replyError(id, "T00", "UnreachableError", "too many requests in flight on this connection")
+			return
+		}
+		cn.core.wg.Add(1)
+		go cn.serveRequest(typ, msg)
+	default:
+		cn.core.Logger.Debug("btp: ignoring a frame of unknown type", "type", typ, "requestId", id)
+	}
+}
+
+func (cn *conn) serveRequest(typ byte, msg []byte) {
+	defer cn.core.wg.Done()
+	defer cn.inFlight.Add(-1)
+	if typ == TypeMessage { // the packet path: straight to the primary `ilp` entry
+		if _, id, contents, err := splitEnvelope(msg); err == nil {
+			if data, ok, err := findProtocol(contents, ProtocolILP, true); err == nil && ok {
+				cn.serveILP(id, data)
+				return
+			}
+		}
+	}
+	var f Frame
+	if err := ParseFrame(msg, &f); err != nil {
+		cn.core.Logger.Debug("btp: ignoring an unreadable frame", "error", err)
+		return
+	}
+	if typ == TypeTransfer {
+		cn.serveTransfer(&f)
+		return
+	}
+	if f.Primary() != ProtocolILP {
+		cn.replyError(f.RequestID, "F00", "NotAcceptedError", fmt.Sprintf("unsupported primary sub-protocol %q", f.Primary()))
+		return
+	}
+	cn.serveILP(f.RequestID, f.Protocols[0].Data)
+}
+
+func (cn *conn) serveTransfer(f *Frame) {
+	if cn.core.Money != nil {
+		if err := cn.core.Money(cn.ctx, cn.from, f.Amount, f.Protocols); err != nil {
+			cn.replyError(f.RequestID, "F00", "NotAcceptedError", err.Error())
+			return
+		}
+	}
+	cn.reply(f.RequestID, nil)
+}
+
+// serveILP runs the handler on a Prepare and answers with the Fulfill or Reject in a Response.
+func (cn *conn) serveILP(id uint32, data []byte) {
+	var answer encoding.BinaryAppender
+	p, err := ilp.ParsePrepare(data)
+	if err != nil {
+		answer = ilp.Rejectf(ilp.CodeInvalidPacket, cn.core.address(), "invalid ILP Prepare: %v", err)
+	} else {
+		answer = cn.handle(p)
+	}
+	if err := cn.writePacket(TypeResponse, id, answer); err != nil {
+		cn.core.Logger.Debug("btp: cannot send the answer to a Prepare", "requestId", id, "error", err)
+	}
+}
+
+func (cn *conn) handle(p *ilp.Prepare) encoding.BinaryAppender {
+	h := cn.core.handler
+	if h == nil {
+		return ilp.Rejectf(ilp.CodeUnreachable, cn.core.address(), "link is not started")
+	}
+	ful, err := h(cn.ctx, p)
+	if err == nil && ful != nil {
+		return ful
+	}
+	var rej *ilp.Reject
+	if errors.As(err, &rej) {
+		if rej.TriggeredBy == "" {
+			fixed := *rej
+			fixed.TriggeredBy = cn.core.address()
+			rej = &fixed
+		}
+		return rej
+	}
+	if err == nil {
+		err = errors.New("handler returned neither a Fulfill nor an error")
+	}
+	return ilp.Rejectf(ilp.CodeInternalError, cn.core.address(), "%v", err)
+}
+
+// reply sends a Response with the given entries.
+func (cn *conn) reply(id uint32, ps []ProtocolData) {
+	f := Frame{Type: TypeResponse, RequestID: id, Protocols: ps}
+	if err := cn.writeFrame(&f); err != nil {
+		cn.core.Logger.Debug("btp: cannot send a response", "requestId", id, "error", err)
+	}
+}
+
+func (cn *conn) replyError(id uint32, code, name, data string) {
+	f := Frame{Type: TypeError, RequestID: id, Code: code, Name: name, TriggeredAt: time.Now(), ErrorData: []byte(data)}
+	if err := cn.writeFrame(&f); err != nil {
+		cn.core.Logger.Debug("btp: cannot send an error", "requestId", id, "error", err)
+	}
+}
+
+// Buffers for encoding frames; a written buffer is free again once Write returns.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
+
+func putBuf(b *[]byte) {
+	if cap(*b) <= MaxFrameSize {
+		*b = (*b)[:0]
+		bufPool.Put(b)
+	}
+}
+
+func (cn *conn) writeFrame(f *Frame) error {
+	bp := getBuf()
+	defer putBuf(bp)
+	b, err := AppendFrame((*bp)[:0], f)
+	*bp = b[:0]
+	if err != nil {
+		return err
+	}
+	return cn.write(b)
+}
+
+// writePacket sends an ILP packet as the only `ilp` entry of a frame.
+func (cn *conn) writePacket(typ byte, id uint32, pkt encoding.BinaryAppender) error {
+	bp := getBuf()
+	defer putBuf(bp)
+	b, err := appendILPFrame((*bp)[:0], typ, id, pkt)
+	*bp = b[:0]
+	if err != nil {
+		return err
+	}
+	return cn.write(b)
+}
+
+// write sends one frame. Writes use no deadline of their own: a peer that stops reading is
+// caught by the pinger, whose failure closes the connection and so unblocks the write.
+func (cn *conn) write(b []byte) error {
+	if cn.isClosed() {
+		return cn.closedErr()
+	}
+	return cn.ws.Write(context.Background(), websocket.MessageBinary, b)
+}
+
+func (cn *conn) closedErr() error {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	if cn.err == nil {
+		return ErrClosed
+	}
+	return fmt.Errorf("%w: %v", ErrClosed, cn.err)
+}
+
+// ilpHeadroom is the most bytes a frame carrying one `ilp` entry needs before the packet: type,
+// request id, contents length, entry count, "ilp", content type, packet length.
+const ilpHeadroom = 1 + 4 + 3 + 2 + 4 + 1 + 3
+
+// appendILPFrame encodes pkt first, then writes the frame header just before it, so that the
+// packet is encoded once and never copied. The result starts inside b's headroom.
+func appendILPFrame(b []byte, typ byte, id uint32, pkt encoding.BinaryAppender) ([]byte, error) {
+	start := len(b)
+	b = append(b, make([]byte, ilpHeadroom)...)
+	b, err := pkt.AppendBinary(b)
+	if err != nil {
+		return b[:start], err
+	}
+	n := len(b) - start - ilpHeadroom
+	contents := 2 + 4 + 1 + ilp.LengthSize(n) + n
+	hdr := 1 + 4 + ilp.LengthSize(contents) + contents - n
+	if hdr+n > MaxFrameSize {
+		return b[:start], ErrFrameTooLarge
+	}
+	at := start + ilpHeadroom - hdr
+	h := b[at:at]
+	h = append(h, typ)
+	h = ilp.AppendUint32(h, id)
+	h = ilp.AppendLength(h, contents)
+	h = append(h, 1, 1) // VarUInt entry count 1
+	h = ilp.AppendVarString(h, ProtocolILP)
+	h = append(h, byte(ContentOctetStream))
+	_ = ilp.AppendLength(h, n)
+	return b[at:], nil
+}
+
+// request sends a frame (an ILP packet when pkt is set, f otherwise) with a fresh request id
+// and waits for the raw answer, ctx, the response timeout or the end of the connection.
+func (cn *conn) request(ctx context.Context, typ byte, pkt encoding.BinaryAppender, f *Frame) ([]byte, error) {
+	c := callPool.Get().(*call)
+	id, err := cn.register(c)
+	if err != nil {
+		callPool.Put(c)
+		return nil, err
+	}
+	if pkt != nil {
+		err = cn.writePacket(typ, id, pkt)
+	} else {
+		f.RequestID = id
+		err = cn.writeFrame(f)
+	}
+	if err != nil {
+		cn.release(id, c)
+		return nil, err
+	}
+	c.timer.Reset(cn.core.ResponseTimeout)
+	select {
+	case msg := <-c.ch:
+		c.timer.Stop()
+		callPool.Put(c)
+		return msg, nil
+	case <-c.timer.C:
+		err = fmt.Errorf("%w: request %d got no answer within %s", ErrTimeout, id, cn.core.ResponseTimeout)
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-cn.done:
+		err = cn.closedErr()
+	}
+	cn.release(id, c)
+	return nil, err
+}
+
+// register allocates a request id that is not in flight.
+func (cn *conn) register(c *call) (uint32, error) {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	if cn.closed {
+		return 0, fmt.Errorf("%w: %v", ErrClosed, cn.err)
+	}
+	for range len(cn.pending) + 1 { // at most len(pending) ids can be taken
+		cn.nextID++
+		if _, taken := cn.pending[cn.nextID]; !taken {
+			cn.pending[cn.nextID] = c
+			return cn.nextID, nil
+		}
+	}
+	return 0, errors.New("btp: no free request id") // unreachable
+}
+
+// release forgets a request that ends without an answer, and recycles its call once no answer
+// can arrive any more.
+func (cn *conn) release(id uint32, c *call) {
+	c.timer.Stop()
+	cn.mu.Lock()
+	if cn.pending[id] == c {
+		delete(cn.pending, id)
+	}
+	cn.mu.Unlock()
+	select { // an answer that won the race is dropped
+	case <-c.ch:
+	default:
+	}
+	callPool.Put(c)
+}
+
+// sendPrepare forwards a Prepare and decodes the answer.
+func (cn *conn) sendPrepare(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+	msg, err := cn.request(ctx, TypeMessage, p, nil)
+	if err != nil {
+		return nil, err
+	}
+	return parseILPAnswer(msg)
+}
+
+func parseILPAnswer(msg []byte) (*ilp.Fulfill, error) {
+	typ, _, contents, err := splitEnvelope(msg)
+	if err != nil {
+		return nil, err
+	}
+	if typ == TypeError {
+		var f Frame
+		if err := ParseFrame(msg, &f); err != nil {
+			return nil, err
+		}
+		return nil, frameError(&f)
+	}
+	data, ok, err := findProtocol(contents, ProtocolILP, false)
+	if err != nil {
+		return nil, err
+	}
+	if !ok || len(data) == 0 {
+		return nil, errors.New("btp: the peer's response carries no ilp packet")
+	}
+	ful, rej, err := ilp.ParseResponse(data)
+	if err != nil {
+		return nil, fmt.Errorf("btp: the peer's ILP answer: %w", err)
+	}
+	if rej != nil {
+		return nil, rej
+	}
+	return ful, nil
+}
+
+func frameError(f *Frame) *Error {
+	return &Error{Code: f.Code, Name: f.Name, TriggeredAt: f.TriggeredAt, Data: f.ErrorData}
+}

@@ -1,0 +1,484 @@
+package btp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+	"github.com/ilpfleet/ilpfleet/runtime/link"
+)
+
+const testAddr ilp.Address = "test.conn"
+
+var (
+	preimage  = [32]byte{1, 2, 3}
+	condition = ilp.ConditionOf(preimage)
+)
+
+func quiet() Common {
+	return Common{Logger: slog.New(slog.DiscardHandler), Address: func() ilp.Address { return testAddr }}
+}
+
+func prepare(dest ilp.Address, data string) *ilp.Prepare {
+	return &ilp.Prepare{Amount: 10, ExpiresAt: time.Now().Add(30 * time.Second).Truncate(time.Millisecond),
+		ExecutionCondition: condition, Destination: dest, Data: []byte(data)}
+}
+
+// echo fulfills every Prepare, echoing its data.
+func echo(_ context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+	return &ilp.Fulfill{Fulfillment: preimage, Data: p.Data}, nil
+}
+
+func startServer(t *testing.T, port int, h ilp.Handler, mod func(*PeerServerOptions)) *PeerServer {
+	t.Helper()
+	o := PeerServerOptions{Host: "127.0.0.1", Port: port, Secret: "s3cret", Common: quiet()}
+	if mod != nil {
+		mod(&o)
+	}
+	s, err := NewPeerServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background(), h); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func serverURL(s interface{ Addr() net.Addr }, user, token string) string {
+	return fmt.Sprintf("btp+ws://%s:%s@%s/path", user, token, s.Addr())
+}
+
+func newClient(t *testing.T, url string, mod func(*ClientOptions)) *Client {
+	t.Helper()
+	o := ClientOptions{Server: url, ReconnectInterval: 20 * time.Millisecond, Common: quiet()}
+	if mod != nil {
+		mod(&o)
+	}
+	c, err := NewClient(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func startClient(t *testing.T, url string, h ilp.Handler, mod func(*ClientOptions)) *Client {
+	t.Helper()
+	c := newClient(t, url, mod)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Start(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// waitFor polls cond for up to 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for range 500 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func TestClientPeerServerExchange(t *testing.T) {
+	tests := []struct {
+		name    string
+		handler ilp.Handler
+		check   func(t *testing.T, f *ilp.Fulfill, err error)
+	}{
+		{"fulfill", echo, func(t *testing.T, f *ilp.Fulfill, err error) {
+			if err != nil || f.Fulfillment != preimage || string(f.Data) != "hello" {
+				t.Errorf("got %+v, %v; want the echo Fulfill", f, err)
+			}
+		}},
+		{"reject", func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) {
+			return nil, &ilp.Reject{Code: ilp.CodeInsufficientLiquidity, TriggeredBy: "test.other", Message: "no money", Data: []byte{9}}
+		}, func(t *testing.T, f *ilp.Fulfill, err error) {
+			var rej *ilp.Reject
+			if !errors.As(err, &rej) || rej.Code != ilp.CodeInsufficientLiquidity || rej.TriggeredBy != "test.other" ||
+				rej.Message != "no money" || !bytes.Equal(rej.Data, []byte{9}) {
+				t.Errorf("got %+v, %v; want the T04 Reject", f, err)
+			}
+		}},
+		{"reject without triggeredBy gets the link's address", func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) {
+			return nil, ilp.Rejectf(ilp.CodeUnreachable, "", "nowhere")
+		}, func(t *testing.T, _ *ilp.Fulfill, err error) {
+			var rej *ilp.Reject
+			if !errors.As(err, &rej) || rej.Code != ilp.CodeUnreachable || rej.TriggeredBy != testAddr {
+				t.Errorf("got %v; want F02 triggered by %s", err, testAddr)
+			}
+		}},
+		{"plain error becomes T00", func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) {
+			return nil, errors.New("database on fire")
+		}, func(t *testing.T, _ *ilp.Fulfill, err error) {
+			var rej *ilp.Reject
+			if !errors.As(err, &rej) || rej.Code != ilp.CodeInternalError || rej.Message != "database on fire" {
+				t.Errorf("got %v; want a T00 Reject", err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := startServer(t, 0, tt.handler, nil)
+			cli := startClient(t, serverURL(srv, "alice", "s3cret"), tt.handler, nil)
+			waitFor(t, "server side connected", srv.Connected)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			f, err := cli.Send(ctx, prepare("test.bob", "hello"))
+			tt.check(t, f, err)
+			f, err = srv.Send(ctx, prepare("test.alice", "hello")) // and the other way
+			tt.check(t, f, err)
+		})
+	}
+}
+
+func TestWrongTokenRejected(t *testing.T) {
+	srv := startServer(t, 0, echo, nil)
+	for _, tok := range []string{"wrong", "", "s3cret2", "s3cre"} {
+		c := newClient(t, serverURL(srv, "alice", tok), nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := c.Start(ctx, echo)
+		cancel()
+		var be *Error
+		if !errors.As(err, &be) || be.Code != "F00" || !bytes.Contains(be.Data, []byte("auth_token")) {
+			t.Errorf("token %q: Start = %v; want an F00 BTP Error about auth_token", tok, err)
+		}
+		if c.Connected() || srv.Connected() {
+			t.Errorf("token %q: connected after a rejected auth", tok)
+		}
+		if _, err := c.Send(context.Background(), prepare("test.bob", "")); !errors.Is(err, link.ErrNotConnected) {
+			t.Errorf("token %q: Send = %v, want ErrNotConnected", tok, err)
+		}
+		c.Close()
+	}
+}
+
+func TestReconnectAfterServerRestart(t *testing.T) {
+	srv := startServer(t, 0, echo, nil)
+	port := srv.Addr().(*net.TCPAddr).Port
+	cli := startClient(t, serverURL(srv, "", "s3cret"), echo, nil)
+	srv.Close()
+	waitFor(t, "client to see the loss", func() bool { return !cli.Connected() })
+	if _, err := cli.Send(context.Background(), prepare("test.bob", "")); !errors.Is(err, link.ErrNotConnected) {
+		t.Errorf("Send while down = %v, want ErrNotConnected", err)
+	}
+	srv2 := startServer(t, port, echo, nil)
+	waitFor(t, "client to reconnect", func() bool { return cli.Connected() && srv2.Connected() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if f, err := cli.Send(ctx, prepare("test.bob", "again")); err != nil || string(f.Data) != "again" {
+		t.Errorf("Send after reconnect = %+v, %v", f, err)
+	}
+}
+
+func TestRequestTimeout(t *testing.T) {
+	release := make(chan struct{})
+	block := func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+		<-release
+		return echo(ctx, p)
+	}
+	srv := startServer(t, 0, block, nil)
+	cli := startClient(t, serverURL(srv, "", "s3cret"), echo, func(o *ClientOptions) { o.ResponseTimeout = 100 * time.Millisecond })
+	defer close(release) // before the Cleanups that wait for the handler
+	_, err := cli.Send(context.Background(), prepare("test.bob", ""))
+	if !errors.Is(err, ErrTimeout) {
+		t.Errorf("Send = %v, want ErrTimeout", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := cli.Send(ctx, prepare("test.bob", "")); !errors.Is(err, context.Canceled) {
+		t.Errorf("Send with a cancelled ctx = %v, want context.Canceled", err)
+	}
+}
+
+func TestPendingRequestFailsWhenConnectionDrops(t *testing.T) {
+	release := make(chan struct{})
+	block := func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+		<-release
+		return echo(ctx, p)
+	}
+	srv := startServer(t, 0, block, nil)
+	cli := startClient(t, serverURL(srv, "", "s3cret"), echo, nil)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := cli.Send(context.Background(), prepare("test.bob", ""))
+		errc <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	srv.Close()
+	select {
+	case err := <-errc:
+		if err != nil && !errors.Is(err, ErrClosed) {
+			t.Errorf("Send = %v, want success or ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Send did not return when the connection closed")
+	}
+}
+
+func TestConcurrentSends(t *testing.T) {
+	srv := startServer(t, 0, echo, nil)
+	cli := startClient(t, serverURL(srv, "", "s3cret"), echo, nil)
+	waitFor(t, "server side connected", srv.Connected)
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 16 {
+		l := link.Link(cli)
+		if g%2 == 1 {
+			l = srv
+		}
+		wg.Go(func() {
+			for i := range 25 {
+				want := strconv.Itoa(g) + "/" + strconv.Itoa(i)
+				f, err := l.Send(context.Background(), prepare("test.x", want))
+				if err == nil && string(f.Data) != want {
+					err = fmt.Errorf("got answer %q for %q", f.Data, want)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestNewerConnectionReplacesOld(t *testing.T) {
+	srv := startServer(t, 0, echo, nil)
+	a := startClient(t, serverURL(srv, "", "s3cret"), func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) {
+		return &ilp.Fulfill{Fulfillment: preimage, Data: []byte("a")}, nil
+	}, func(o *ClientOptions) { o.ReconnectInterval = time.Hour })
+	b := startClient(t, serverURL(srv, "", "s3cret"), func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) {
+		return &ilp.Fulfill{Fulfillment: preimage, Data: []byte("b")}, nil
+	}, nil)
+	waitFor(t, "the first client to be dropped", func() bool { return !a.Connected() })
+	if !b.Connected() {
+		t.Fatal("second client not connected")
+	}
+	f, err := srv.Send(context.Background(), prepare("test.x", ""))
+	if err != nil || string(f.Data) != "b" {
+		t.Errorf("server Send = %+v, %v; want the newer client's answer", f, err)
+	}
+}
+
+func TestTransferHook(t *testing.T) {
+	type got struct {
+		from   ilp.Address
+		amount uint64
+		proto  string
+	}
+	gotc := make(chan got, 1)
+	srv := startServer(t, 0, echo, func(o *PeerServerOptions) {
+		o.Money = func(_ context.Context, from ilp.Address, amount uint64, ps []ProtocolData) error {
+			gotc <- got{from, amount, ps[0].Name}
+			if amount > 100 {
+				return errors.New("too much")
+			}
+			return nil
+		}
+	})
+	cli := startClient(t, serverURL(srv, "", "s3cret"), echo, nil)
+	cn := cli.cur.Load()
+	for _, tt := range []struct {
+		amount  uint64
+		wantErr bool
+	}{{5, false}, {500, true}} {
+		f := Frame{Type: TypeTransfer, Amount: tt.amount, Protocols: []ProtocolData{{Name: "paychan", Data: []byte{1}}}}
+		msg, err := cn.request(context.Background(), 0, nil, &f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ans Frame
+		if err := ParseFrame(msg, &ans); err != nil {
+			t.Fatal(err)
+		}
+		if (ans.Type == TypeError) != tt.wantErr || (ans.Type == TypeResponse && len(ans.Protocols) != 0) {
+			t.Errorf("amount %d: answer %+v", tt.amount, ans)
+		}
+		if g := <-gotc; g != (got{"", tt.amount, "paychan"}) {
+			t.Errorf("hook got %+v", g)
+		}
+	}
+}
+
+// rawDial opens a WebSocket to s without any BTP.
+func rawDial(t *testing.T, addr net.Addr) *websocket.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws://"+addr.String()+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.CloseNow() })
+	return ws
+}
+
+func writeFrame(t *testing.T, ws *websocket.Conn, f *Frame) {
+	t.Helper()
+	b, err := AppendFrame(nil, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ws.Write(context.Background(), websocket.MessageBinary, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readFrame(t *testing.T, ws *websocket.Conn) (*Frame, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, b, err := ws.Read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var f Frame
+	return &f, ParseFrame(b, &f)
+}
+
+func TestServerAuthHandshake(t *testing.T) {
+	auth := func(ps ...ProtocolData) *Frame { return &Frame{Type: TypeMessage, RequestID: 77, Protocols: ps} }
+	authP := ProtocolData{Name: "auth", Data: []byte{}}
+	tok := func(s string) ProtocolData {
+		return ProtocolData{Name: "auth_token", ContentType: ContentText, Data: []byte(s)}
+	}
+	tests := []struct {
+		name  string
+		first *Frame
+		ok    bool
+	}{
+		{"rfc 23: auth + auth_token", auth(authP, tok("s3cret")), true},
+		{"js: auth + auth_username + auth_token", auth(authP, ProtocolData{Name: "auth_username", Data: []byte("x")}, tok("s3cret")), true},
+		{"no auth_token", auth(authP), false},
+		{"auth not first", auth(tok("s3cret"), authP), false},
+		{"ilp first", auth(ProtocolData{Name: "ilp", Data: []byte{12, 0}}), false},
+		{"a Transfer", &Frame{Type: TypeTransfer, RequestID: 77, Protocols: []ProtocolData{authP, tok("s3cret")}}, false},
+	}
+	srv := startServer(t, 0, echo, nil)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ws := rawDial(t, srv.Addr())
+			writeFrame(t, ws, tt.first)
+			ans, err := readFrame(t, ws)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ans.RequestID != 77 {
+				t.Errorf("answer to request %d, want 77", ans.RequestID)
+			}
+			if tt.ok != (ans.Type == TypeResponse) || (!tt.ok && ans.Code != "F00") {
+				t.Errorf("answer %+v; want ok=%v", ans, tt.ok)
+			}
+			if !tt.ok {
+				if _, err := readFrame(t, ws); err == nil {
+					t.Error("connection still open after a failed auth")
+				}
+			}
+		})
+	}
+}
+
+func TestUnknownAndUnreadableFramesGetNoReply(t *testing.T) {
+	srv := startServer(t, 0, echo, nil)
+	ws := rawDial(t, srv.Addr())
+	writeFrame(t, ws, &Frame{Type: TypeMessage, RequestID: 1, Protocols: []ProtocolData{
+		{Name: "auth", Data: []byte{}}, {Name: "auth_token", Data: []byte("s3cret")}}})
+	if ans, err := readFrame(t, ws); err != nil || ans.Type != TypeResponse {
+		t.Fatalf("auth answer %+v, %v", ans, err)
+	}
+	for _, junk := range [][]byte{{9, 0, 0, 0, 2, 2, 1, 0}, {6, 0, 0, 0, 3, 9}, {1}, {1, 0, 0, 0, 99, 2, 1, 0}} {
+		if err := ws.Write(context.Background(), websocket.MessageBinary, junk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pkt, _ := prepare("test.x", "after junk").MarshalBinary()
+	writeFrame(t, ws, &Frame{Type: TypeMessage, RequestID: 4, Protocols: []ProtocolData{{Name: "ilp", Data: pkt}}})
+	ans, err := readFrame(t, ws)
+	if err != nil || ans.RequestID != 4 || ans.Type != TypeResponse {
+		t.Fatalf("first answer after junk = %+v, %v; want the Response to request 4", ans, err)
+	}
+	// An invalid ILP packet in a valid frame is answered with an F01 Reject in a Response.
+	writeFrame(t, ws, &Frame{Type: TypeMessage, RequestID: 5, Protocols: []ProtocolData{{Name: "ilp", Data: []byte{12, 1, 0}}}})
+	ans, err = readFrame(t, ws)
+	if err != nil || ans.Type != TypeResponse {
+		t.Fatalf("answer to a bad Prepare = %+v, %v", ans, err)
+	}
+	_, rej, err := ilp.ParseResponse(ans.Protocol("ilp").Data)
+	if err != nil || rej == nil || rej.Code != ilp.CodeInvalidPacket || rej.TriggeredBy != testAddr {
+		t.Errorf("answer to a bad Prepare = %+v, %v; want F01 from %s", rej, err, testAddr)
+	}
+}
+
+func TestOversizedFrameClosesConnection(t *testing.T) {
+	srv := startServer(t, 0, echo, nil)
+	ws := rawDial(t, srv.Addr())
+	writeFrame(t, ws, &Frame{Type: TypeMessage, RequestID: 1, Protocols: []ProtocolData{
+		{Name: "auth", Data: []byte{}}, {Name: "auth_token", Data: []byte("s3cret")}}})
+	if _, err := readFrame(t, ws); err != nil {
+		t.Fatal(err)
+	}
+	_ = ws.Write(context.Background(), websocket.MessageBinary, make([]byte, MaxFrameSize+1))
+	_, err := readFrame(t, ws)
+	if websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
+		t.Errorf("read after an oversized frame: %v; want close status 1009", err)
+	}
+}
+
+func TestAuthTimeout(t *testing.T) {
+	srv := startServer(t, 0, echo, func(o *PeerServerOptions) { o.AuthTimeout = 100 * time.Millisecond })
+	ws := rawDial(t, srv.Addr())
+	if _, err := readFrame(t, ws); err == nil {
+		t.Error("a silent connection was not closed")
+	}
+	if srv.Connected() {
+		t.Error("connected without auth")
+	}
+}
+
+func TestParseServerURL(t *testing.T) {
+	tests := []struct {
+		in, ws, user, token string
+		ok                  bool
+	}{
+		{"btp+ws://alice:tok@localhost:7768", "ws://localhost:7768", "alice", "tok", true},
+		{"btp+wss://:tok@example.com/btp?x=1", "wss://example.com/btp?x=1", "", "tok", true},
+		{"btp+ws://a%40b:p%2Fq@h:1/", "ws://h:1/", "a%40b", "p%2Fq", true},
+		{"btp+ws://localhost:7768", "ws://localhost:7768", "", "", true},
+		{"ws://alice:tok@localhost", "", "", "", false},
+		{"btp+ws://", "", "", "", false},
+		{"btp+ws://a b@h", "", "", "", false},
+	}
+	for _, tt := range tests {
+		ws, user, token, err := parseServerURL(tt.in)
+		if (err == nil) != tt.ok || ws != tt.ws || user != tt.user || token != tt.token {
+			t.Errorf("parseServerURL(%q) = %q %q %q %v", tt.in, ws, user, token, err)
+		}
+		if err != nil && bytes.Contains([]byte(err.Error()), []byte("tok")) {
+			t.Errorf("error %q leaks the token", err)
+		}
+	}
+}

@@ -1,0 +1,98 @@
+package btp
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+	"github.com/ilpfleet/ilpfleet/runtime/link"
+)
+
+// PeerServerOptions configure a PeerServer; they mirror ilp-plugin-btp's
+// `listener: {port, secret}`.
+type PeerServerOptions struct {
+	Host   string // interface to bind; "" binds every interface like the JS plugin
+	Port   int    // JS listener.port; 0 picks a free port (see Addr)
+	Secret string // JS listener.secret: the auth_token the peer must send
+	// AuthTimeout bounds the wait for the first (auth) frame; 0 means DefaultAuthTimeout.
+	AuthTimeout time.Duration
+	Common
+}
+
+// PeerServer is a BTP link that listens for the one peer of an account. The peer must send the
+// secret as auth_token (auth_username is ignored, as in ilp-plugin-btp); a newer authenticated
+// connection replaces the older one. It implements link.Link.
+type PeerServer struct {
+	opts PeerServerOptions
+	core core
+	srv  wsServer
+	cur  atomic.Pointer[conn]
+}
+
+var _ link.Link = (*PeerServer)(nil)
+
+// NewPeerServer checks the options; it does not listen (see Start).
+func NewPeerServer(o PeerServerOptions) (*PeerServer, error) {
+	if o.Port < 0 || o.Port > 65535 {
+		return nil, errors.New("btp: listener port must be between 0 and 65535")
+	}
+	s := &PeerServer{opts: o}
+	s.core.init(o.Common)
+	s.srv = wsServer{
+		core: &s.core, host: o.Host, port: o.Port, authTimeout: authTimeout(o.AuthTimeout),
+		admit: s.admit, attach: s.attach, detach: s.detach,
+	}
+	return s, nil
+}
+
+func (s *PeerServer) admit(req authRequest) (ilp.Address, error) {
+	if !tokenEqual(req.token, s.opts.Secret) {
+		return "", errors.New("invalid auth_token")
+	}
+	return "", nil
+}
+
+func (s *PeerServer) attach(cn *conn) {
+	if old := s.cur.Swap(cn); old != nil {
+		old.close(errors.New("replaced by a newer connection"), websocket.StatusPolicyViolation,
+			"replaced by a newer authenticated connection")
+	}
+}
+
+func (s *PeerServer) detach(cn *conn) { s.cur.CompareAndSwap(cn, nil) }
+
+// Start listens and serves the peer's Prepares with h. It returns once listening; the peer
+// connects whenever it likes.
+func (s *PeerServer) Start(_ context.Context, h ilp.Handler) error {
+	if s.srv.ln != nil {
+		return errors.New("btp: peer server already started")
+	}
+	s.core.handler = h
+	return s.srv.listen()
+}
+
+// Addr is the address the server listens on, or nil before Start.
+func (s *PeerServer) Addr() net.Addr { return s.srv.addr() }
+
+// Send forwards a Prepare to the connected peer.
+func (s *PeerServer) Send(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+	cn := s.cur.Load()
+	if cn == nil {
+		return nil, link.ErrNotConnected
+	}
+	return cn.sendPrepare(ctx, p)
+}
+
+// Connected reports whether the peer is connected and authenticated.
+func (s *PeerServer) Connected() bool { return s.cur.Load() != nil }
+
+// Close stops listening, closes the peer's connection and waits for the goroutines.
+func (s *PeerServer) Close() error {
+	s.srv.close()
+	return nil
+}

@@ -1,0 +1,229 @@
+package btp
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+)
+
+// Listener addresses: the JS plugins listen on every interface (ws.Server with only a port), and
+// a connector in a pod must too, behind its Service. So an empty Host means every interface,
+// as in JS; tests and single-host setups pass "127.0.0.1".
+
+// authRequest is the first frame of a connection once checked: RFC 23 wants a Message whose
+// primary entry is `auth`, with an `auth_token` entry (possibly empty).
+type authRequest struct {
+	id       uint32
+	token    []byte
+	username string // "" when absent or empty, as ilp-plugin-mini-accounts treats it
+}
+
+// checkAuth reads the auth request out of a first frame; its error says why the frame is not
+// one, and goes back to the peer in an F00 Error.
+func checkAuth(f *Frame) (authRequest, error) {
+	req := authRequest{id: f.RequestID}
+	if f.Type != TypeMessage {
+		return req, fmt.Errorf("first frame must be an auth Message, got type %d", f.Type)
+	}
+	if f.Primary() != ProtocolAuth {
+		return req, fmt.Errorf("first sub-protocol must be auth, got %q", f.Primary())
+	}
+	tok := f.Protocol(ProtocolAuthToken)
+	if tok == nil {
+		return req, errors.New("auth_token sub-protocol is required")
+	}
+	req.token = tok.Data
+	if u := f.Protocol(ProtocolAuthUsername); u != nil {
+		req.username = string(u.Data)
+	}
+	return req, nil
+}
+
+// tokenEqual compares secrets in constant time. Hashing first hides the length of the secret,
+// which subtle.ConstantTimeCompare alone would leak.
+func tokenEqual(got []byte, want string) bool {
+	a, b := sha256.Sum256(got), sha256.Sum256([]byte(want))
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
+}
+
+// wsServer is the WebSocket listener shared by PeerServer and ChildServer: it accepts, reads
+// the auth frame within the auth timeout, asks the owner to admit the peer, answers, and serves
+// the connection.
+type wsServer struct {
+	core        *core
+	host        string
+	port        int
+	origins     []string // nil: any Origin (peers authenticate in-band, not with cookies)
+	authTimeout time.Duration
+	// admit decides on an auth request: the address of the peer (child) or an error whose text
+	// goes to the peer. attach and detach run around the life of an admitted connection.
+	admit  func(req authRequest) (ilp.Address, error)
+	attach func(cn *conn)
+	detach func(cn *conn)
+
+	ln  net.Listener
+	srv *http.Server
+
+	mu     sync.Mutex
+	closed bool
+	conns  map[*conn]struct{}
+}
+
+func (s *wsServer) listen() error {
+	ln, err := net.Listen("tcp", net.JoinHostPort(s.host, strconv.Itoa(s.port)))
+	if err != nil {
+		return fmt.Errorf("btp: listen: %w", err)
+	}
+	s.ln = ln
+	s.conns = make(map[*conn]struct{})
+	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: s.authTimeout}
+	s.core.wg.Add(1)
+	go func() {
+		defer s.core.wg.Done()
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.core.Logger.Error("btp: listener stopped", "addr", ln.Addr(), "error", err)
+		}
+	}()
+	return nil
+}
+
+// enter counts a handler call unless the server is closing.
+func (s *wsServer) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.core.wg.Add(1)
+	return true
+}
+
+func (s *wsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.enter() {
+		http.Error(w, "closing", http.StatusServiceUnavailable)
+		return
+	}
+	defer s.core.wg.Done()
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		OriginPatterns: s.origins, InsecureSkipVerify: s.origins == nil,
+	})
+	if err != nil {
+		s.core.Logger.Debug("btp: websocket handshake failed", "remote", r.RemoteAddr, "error", err)
+		return
+	}
+	cn, req, err := s.authenticate(ws)
+	if err != nil {
+		s.core.Logger.Info("btp: connection not authenticated", "remote", r.RemoteAddr, "error", err)
+		return
+	}
+	if !s.track(cn) {
+		cn.close(errors.New("server closing"), websocket.StatusGoingAway, "closing")
+		return
+	}
+	defer s.untrack(cn)
+	if err := cn.writeFrame(&Frame{Type: TypeResponse, RequestID: req.id}); err != nil {
+		cn.close(err, 0, "")
+		return
+	}
+	s.attach(cn)
+	defer s.detach(cn)
+	err = cn.serve()
+	s.core.Logger.Debug("btp: connection ended", "remote", r.RemoteAddr, "peer", cn.from, "error", err)
+}
+
+// authenticate reads and checks the first frame. Unreadable frames and timeouts close the
+// connection without a reply; a readable frame that fails gets an F00 NotAcceptedError first.
+func (s *wsServer) authenticate(ws *websocket.Conn) (*conn, authRequest, error) {
+	ctx, cancel := context.WithTimeout(s.core.ctx, s.authTimeout)
+	defer cancel()
+	ws.SetReadLimit(MaxFrameSize)
+	_, msg, err := ws.Read(ctx) // on timeout the library closes the connection
+	if err != nil {
+		_ = ws.CloseNow()
+		return nil, authRequest{}, fmt.Errorf("read auth: %w", err)
+	}
+	var f Frame
+	if err := ParseFrame(msg, &f); err != nil {
+		_ = ws.CloseNow()
+		return nil, authRequest{}, err
+	}
+	req, err := checkAuth(&f)
+	var from ilp.Address
+	if err == nil {
+		from, err = s.admit(req)
+	}
+	if err != nil {
+		cn := newConn(s.core, ws, "")
+		cn.replyError(f.RequestID, "F00", "NotAcceptedError", err.Error())
+		cn.close(err, websocket.StatusPolicyViolation, "not authenticated")
+		return nil, req, err
+	}
+	return newConn(s.core, ws, from), req, nil
+}
+
+func (s *wsServer) track(cn *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[cn] = struct{}{}
+	return true
+}
+
+func (s *wsServer) untrack(cn *conn) {
+	s.mu.Lock()
+	delete(s.conns, cn)
+	s.mu.Unlock()
+}
+
+// addr is where the server listens, or nil before Start.
+func (s *wsServer) addr() net.Addr {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// close stops accepting, ends every connection and waits for the goroutines.
+func (s *wsServer) close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	conns := make([]*conn, 0, len(s.conns))
+	for cn := range s.conns {
+		conns = append(conns, cn)
+	}
+	s.mu.Unlock()
+	if s.srv != nil {
+		_ = s.srv.Close()
+	}
+	s.core.cancel()
+	var wg sync.WaitGroup
+	for _, cn := range conns {
+		wg.Go(func() { cn.close(errors.New("link closed"), websocket.StatusGoingAway, "closing") })
+	}
+	wg.Wait()
+	s.core.wg.Wait()
+}
+
+func authTimeout(d time.Duration) time.Duration {
+	if d <= 0 {
+		return DefaultAuthTimeout
+	}
+	return d
+}
