@@ -1,0 +1,82 @@
+package middleware
+
+import (
+	"slices"
+	"sync"
+	"time"
+)
+
+// maxAlerts bounds memory when a peer produces many distinct alerts; the oldest goes first.
+const maxAlerts = 1000
+
+// Alert is one condition an operator should look at, in the JSON shape of the JS admin API's
+// GET /alerts.
+type Alert struct {
+	ID          int64     `json:"id"`
+	AccountID   string    `json:"accountId"`
+	TriggeredBy string    `json:"triggeredBy"`
+	Message     string    `json:"message"`
+	Count       int       `json:"count"`
+	CreatedAt   time.Time `json:"createdAt"`
+	UpdatedAt   time.Time `json:"updatedAt"`
+}
+
+// Alerts is the connector's alert list, shared by every account's alert middleware and read
+// by the admin API. Repeats of one (account, triggeredBy, message) raise its Count.
+type Alerts struct {
+	mu     sync.Mutex
+	clock  Clock
+	nextID int64
+	list   []*Alert // ascending ID
+}
+
+// NewAlerts returns an empty list; IDs start at the current Unix time in milliseconds, as in
+// JS, so they do not repeat across restarts. A nil clock is the real clock.
+func NewAlerts(clock Clock) *Alerts {
+	if clock == nil {
+		clock = realClock{}
+	}
+	return &Alerts{clock: clock, nextID: clock.Now().UnixMilli()}
+}
+
+// List returns a copy of the alerts, by ascending ID.
+func (a *Alerts) List() []Alert {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]Alert, len(a.list))
+	for i, al := range a.list {
+		out[i] = *al
+	}
+	return out
+}
+
+// Dismiss deletes the alert with this ID and reports whether it existed.
+func (a *Alerts) Dismiss(id int64) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	i := slices.IndexFunc(a.list, func(al *Alert) bool { return al.ID == id })
+	if i < 0 {
+		return false
+	}
+	a.list = slices.Delete(a.list, i, i+1)
+	return true
+}
+
+func (a *Alerts) add(accountID, triggeredBy, message string) {
+	now := a.clock.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, al := range a.list {
+		if al.AccountID == accountID && al.TriggeredBy == triggeredBy && al.Message == message {
+			al.Count++
+			al.UpdatedAt = now
+			return
+		}
+	}
+	if len(a.list) >= maxAlerts {
+		a.list = slices.Delete(a.list, 0, 1)
+	}
+	a.list = append(a.list, &Alert{ID: a.nextID, AccountID: accountID, TriggeredBy: triggeredBy,
+		Message: message, Count: 1, CreatedAt: now, UpdatedAt: now})
+	a.nextID++
+}

@@ -1,0 +1,175 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"math"
+
+	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+	"github.com/ilpfleet/ilpfleet/runtime/store"
+)
+
+// Store operations named in logs and in the ilp_connector_balance_store_errors metric.
+const (
+	opRefund  = "refund"
+	opCommit  = "commit"
+	opRelease = "release"
+)
+
+// balanceIn raises the source account's balance by the Prepare's amount before forwarding
+// (T04 "exceeded maximum balance." above the maximum, as JS) and refunds it when the packet is
+// not fulfilled. Without balance settings the middleware is absent, as in JS.
+func (b *builder) balanceIn() func(ilp.Handler) ilp.Handler {
+	if b.acct.Balance == nil {
+		b.env.Log.Warn("no balance settings: this account's balance is not tracked and it can spend without limit")
+		return nil
+	}
+	maximum := copyLimit(b.acct.Balance.Maximum)
+	st, id := b.env.Store, b.id
+	return func(next ilp.Handler) ilp.Handler {
+		return func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+			if p.Amount == 0 {
+				return next(ctx, p)
+			}
+			amt, ok := toInt64(p.Amount)
+			if !ok {
+				return nil, b.reject(ilp.CodeInsufficientLiquidity, msgOverflow)
+			}
+			nb, err := st.AddWithin(ctx, id, amt, nil, maximum)
+			if err != nil {
+				return nil, b.balanceReject(err)
+			}
+			b.balanceChanged(nb)
+			return b.forwardRaised(ctx, p, next, amt)
+		}
+	}
+}
+
+// forwardRaised calls next with the source's balance raised by amt and refunds it unless the
+// packet is fulfilled, a panic included (the panic goes on after the refund).
+func (b *builder) forwardRaised(ctx context.Context, p *ilp.Prepare, next ilp.Handler, amt int64) (f *ilp.Fulfill, err error) {
+	fulfilled := false
+	defer func() {
+		if fulfilled {
+			return
+		}
+		// The source owes us nothing for this packet. Refund without the caller's
+		// cancellation, which would otherwise make a persistent store skip the write.
+		if nb, rerr := b.env.Store.AddWithin(context.WithoutCancel(ctx), b.id, -amt, nil, nil); rerr != nil {
+			b.storeFailed(opRefund, amt, rerr)
+		} else {
+			b.balanceChanged(nb)
+		}
+	}()
+	f, err = next(ctx, p)
+	fulfilled = err == nil && f != nil
+	return f, err
+}
+
+// balanceOut reserves the amount on the next hop's account before forwarding (T04 if that
+// would take it below its minimum), commits the reservation on Fulfill and releases it
+// otherwise. A Fulfill is passed upstream whatever the store says: the money left already.
+func (b *builder) balanceOut() func(ilp.Handler) ilp.Handler {
+	if b.acct.Balance == nil {
+		return nil
+	}
+	minimum := copyLimit(b.acct.Balance.Minimum)
+	st, id := b.env.Store, b.id
+	return func(next ilp.Handler) ilp.Handler {
+		return func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+			if p.Amount == 0 {
+				return next(ctx, p)
+			}
+			amt, ok := toInt64(p.Amount)
+			if !ok {
+				return nil, b.reject(ilp.CodeInsufficientLiquidity, msgOverflow)
+			}
+			if _, err := st.Reserve(ctx, id, amt, minimum); err != nil {
+				return nil, b.balanceReject(err)
+			}
+			return b.forwardReserved(ctx, p, next, amt)
+		}
+	}
+}
+
+// forwardReserved calls next with amt reserved and settles the reservation whatever happens,
+// a panic included (the panic goes on after the release).
+func (b *builder) forwardReserved(ctx context.Context, p *ilp.Prepare, next ilp.Handler, amt int64) (f *ilp.Fulfill, err error) {
+	st, id := b.env.Store, b.id
+	done := false
+	defer func() {
+		if !done {
+			if rerr := st.Release(context.WithoutCancel(ctx), id, amt); rerr != nil {
+				b.storeFailed(opRelease, amt, rerr)
+			}
+		}
+	}()
+	f, err = next(ctx, p)
+	done = true
+	dctx := context.WithoutCancel(ctx)
+	if err == nil && f != nil {
+		if nb, cerr := st.Commit(dctx, id, amt); cerr != nil {
+			b.storeFailed(opCommit, amt, cerr)
+		} else {
+			b.balanceChanged(nb)
+		}
+		return f, nil
+	}
+	if rerr := st.Release(dctx, id, amt); rerr != nil {
+		b.storeFailed(opRelease, amt, rerr)
+	}
+	return f, err
+}
+
+// balanceReject maps a refused balance operation to what the peer sees.
+func (b *builder) balanceReject(err error) *ilp.Reject {
+	switch {
+	case errors.Is(err, store.ErrAboveMaximum):
+		b.env.Log.Info("rejected balance update", "err", err)
+		return b.reject(ilp.CodeInsufficientLiquidity, msgMaxBalance)
+	case errors.Is(err, store.ErrBelowMinimum):
+		b.env.Log.Info("rejected balance update", "err", err)
+		return b.reject(ilp.CodeInsufficientLiquidity, msgOutgoingLiquidity)
+	case errors.Is(err, store.ErrOverflow):
+		b.env.Log.Warn("rejected balance update", "err", err)
+		return b.reject(ilp.CodeInsufficientLiquidity, msgOverflow)
+	default:
+		b.env.Log.Error("balance store failed", "err", err)
+		return b.reject(ilp.CodeInternalError, msgBalanceStore)
+	}
+}
+
+// storeFailed records a store failure after the outcome of a packet was decided. The balance
+// is now wrong by amt; say so loudly so that someone reconciles it.
+func (b *builder) storeFailed(op string, amt int64, err error) {
+	b.env.Log.Error("balance store failed after the packet was settled; RECONCILIATION REQUIRED",
+		"operation", op, "amount", amt, "err", err)
+	if s := b.metrics(); s != nil {
+		s.storeError(op)
+	}
+}
+
+func (b *builder) balanceChanged(nb int64) {
+	if s := b.metrics(); s != nil {
+		s.balance.Set(float64(nb))
+	}
+	if b.env.OnBalance != nil {
+		b.env.OnBalance(b.id, nb)
+	}
+}
+
+func toInt64(v uint64) (int64, bool) {
+	if v > math.MaxInt64 {
+		return 0, false
+	}
+	return int64(v), true
+}
+
+// copyLimit detaches a limit from the config struct it came from.
+func copyLimit(v *int64) *int64 {
+	if v == nil {
+		return nil
+	}
+	c := *v
+	return &c
+}

@@ -1,0 +1,286 @@
+package middleware
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/ilpfleet/ilpfleet/runtime/config"
+	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+)
+
+// counterValue reads one series from reg; 0 when it does not exist.
+func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if matches(m, labels) {
+				if m.Counter != nil {
+					return m.Counter.GetValue()
+				}
+				return m.Gauge.GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+func matches(m *dto.Metric, labels map[string]string) bool {
+	n := 0
+	for _, lp := range m.GetLabel() {
+		if v, ok := labels[lp.GetName()]; ok {
+			if v != lp.GetValue() {
+				return false
+			}
+			n++
+		}
+	}
+	return n == len(labels)
+}
+
+func TestDeduplicateConcurrentDuplicate(t *testing.T) {
+	env := newTestEnv(t)
+	release := make(chan struct{})
+	down := &counting{h: func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) {
+		<-release
+		return &ilp.Fulfill{Fulfillment: goodFulfillment}, nil
+	}}
+	h := mustBuild(t, env.Env, "a", config.Account{}, onlyEnabled(NameDeduplicate)).Outgoing(down.handle)
+	var wg sync.WaitGroup
+	results := make([]*ilp.Fulfill, 2)
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f, err := h(context.Background(), prepare(10))
+			if err != nil {
+				t.Error(err)
+			}
+			results[i] = f
+		}()
+	}
+	// Wait until one copy is in flight and the other is waiting on it (bounded).
+	for i := 0; down.calls.Load() == 0 && i < 1000; i++ {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(10 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	if n := down.calls.Load(); n != 1 {
+		t.Fatalf("downstream calls = %d, want 1", n)
+	}
+	if results[0] == nil || results[0] != results[1] {
+		t.Fatalf("duplicates did not share the outcome: %p %p", results[0], results[1])
+	}
+}
+
+func TestDeduplicateRules(t *testing.T) {
+	env := newTestEnv(t)
+	down := &counting{h: fulfillH}
+	acct := config.Account{Deduplicate: &config.Deduplicate{CleanupInterval: time.Second, PacketLifetime: 2 * time.Second}}
+	h := mustBuild(t, env.Env, "a", acct, onlyEnabled(NameDeduplicate)).Outgoing(down.handle)
+	base := prepare(10)
+	variant := func(f func(p *ilp.Prepare)) *ilp.Prepare { p := *base; f(&p); return &p }
+	steps := []struct {
+		name    string
+		advance time.Duration
+		p       *ilp.Prepare
+		calls   int64 // downstream calls after this step
+	}{
+		{"first", 0, base, 1},
+		{"same again: cached outcome", 0, base, 1},
+		{"smaller amount, earlier expiry: hit", 0, variant(func(p *ilp.Prepare) { p.Amount = 9; p.ExpiresAt = p.ExpiresAt.Add(-time.Second) }), 1},
+		{"larger amount: sent", 0, variant(func(p *ilp.Prepare) { p.Amount = 11 }), 2},
+		{"later expiry: sent", 0, variant(func(p *ilp.Prepare) { p.Amount = 11; p.ExpiresAt = p.ExpiresAt.Add(time.Second) }), 3},
+		{"other data: sent", 0, variant(func(p *ilp.Prepare) { p.Data = []byte("other") }), 4},
+		{"other destination: sent", 0, variant(func(p *ilp.Prepare) { p.Destination = "test.carol" }), 5},
+		{"within lifetime after expiry: hit", 12 * time.Second, base, 5},
+		{"past expiry + lifetime: swept, sent", 2 * time.Second, base, 6},
+	}
+	for _, s := range steps {
+		env.clock.Advance(s.advance)
+		if _, err := h(context.Background(), s.p); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if got := down.calls.Load(); got != s.calls {
+			t.Fatalf("%s: downstream calls = %d, want %d", s.name, got, s.calls)
+		}
+	}
+}
+
+// TestDeduplicateLoop sends a packet whose next hop routes it back to us and out again to the
+// same next hop: the second copy is linked to the first, the loop stops after one downstream
+// call, and both end at the expiry.
+func TestDeduplicateLoop(t *testing.T) {
+	env := newTestEnv(t)
+	var out ilp.Handler
+	down := &counting{}
+	down.h = func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+		looped := *p
+		looped.ExpiresAt = p.ExpiresAt.Add(-time.Millisecond) // each hop shortens the expiry
+		return out(ctx, &looped)
+	}
+	pl := mustBuild(t, env.Env, "a", config.Account{}, onlyEnabled(NameDeduplicate, NameExpire))
+	out = pl.Outgoing(down.handle)
+	p := prepare(10)
+	p.ExpiresAt = t0.Add(50 * time.Millisecond)
+	_, err := out(context.Background(), p)
+	wantReject(t, err, ilp.CodeTransferTimedOut, "packet expired.")
+	if n := down.calls.Load(); n != 1 {
+		t.Fatalf("downstream calls = %d, want 1", n)
+	}
+}
+
+func TestExpire(t *testing.T) {
+	var sawCancel bool
+	tests := []struct {
+		name   string
+		expiry time.Duration
+		down   ilp.Handler
+		code   ilp.ErrorCode
+		called bool
+	}{
+		{"already expired: not sent", -time.Millisecond, fulfillH, ilp.CodeTransferTimedOut, false},
+		{"fulfilled in time", time.Second, fulfillH, "", true},
+		{"peer reject passes", time.Second, rejectH(ilp.CodeUnreachable, "x"), ilp.CodeUnreachable, true},
+		{"no answer: R00 and the link is cancelled", 20 * time.Millisecond,
+			func(ctx context.Context, _ *ilp.Prepare) (*ilp.Fulfill, error) {
+				<-ctx.Done()
+				sawCancel = true
+				return nil, ctx.Err()
+			}, ilp.CodeTransferTimedOut, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := newTestEnv(t)
+			down := &counting{h: tt.down}
+			h := mustBuild(t, env.Env, "a", config.Account{}, onlyEnabled(NameExpire)).Outgoing(down.handle)
+			p := prepare(1)
+			p.ExpiresAt = t0.Add(tt.expiry)
+			f, err := h(context.Background(), p)
+			if tt.code == "" {
+				if err != nil || f == nil {
+					t.Fatalf("got %v %v", f, err)
+				}
+			} else {
+				wantReject(t, err, tt.code, "")
+			}
+			if (down.calls.Load() == 1) != tt.called {
+				t.Fatalf("downstream calls = %d", down.calls.Load())
+			}
+		})
+	}
+	if !sawCancel {
+		t.Fatal("the link's context was never cancelled")
+	}
+}
+
+func TestValidateFulfillment(t *testing.T) {
+	env := newTestEnv(t)
+	bad := func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) {
+		return &ilp.Fulfill{Fulfillment: [32]byte{9}}, nil
+	}
+	pl := mustBuild(t, env.Env, "a", config.Account{}, onlyEnabled(NameValidateFulfillment))
+	_, err := pl.Outgoing(bad)(context.Background(), prepare(1))
+	r := wantReject(t, err, ilp.CodeWrongCondition, "fulfillment did not match expected value.")
+	if r.TriggeredBy != testAddr {
+		t.Fatalf("triggeredBy = %q", r.TriggeredBy)
+	}
+	if f, err := pl.Outgoing(fulfillH)(context.Background(), prepare(1)); err != nil || f == nil {
+		t.Fatalf("good fulfillment: %v %v", f, err)
+	}
+}
+
+func TestStats(t *testing.T) {
+	env := newTestEnv(t)
+	acct := config.Account{AssetCode: "EUR", AssetScale: 2}
+	pl := mustBuild(t, env.Env, "a", acct, onlyEnabled(NameStats, NameErrorHandler))
+	_, _ = pl.Incoming(fulfillH)(context.Background(), prepare(7))
+	_, _ = pl.Incoming(fulfillH)(context.Background(), prepare(5))
+	_, _ = pl.Outgoing(rejectH(ilp.CodeUnreachable, "x"))(context.Background(), prepare(3))
+	_, _ = pl.Outgoing(rejectH("X42", "odd"))(context.Background(), prepare(1))
+	_, _ = pl.Outgoing(func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) { return nil, context.Canceled })(context.Background(), prepare(2))
+	acc := map[string]string{"account": "a", "asset": "EUR", "scale": "2"}
+	with := func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for k, v := range acc {
+			m[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	tests := []struct {
+		metric string
+		labels map[string]string
+		want   float64
+	}{
+		{MetricIncomingPackets, with("result", "fulfilled", "code", ""), 2},
+		{MetricIncomingValue, with("result", "fulfilled", "code", ""), 12},
+		{MetricOutgoingPackets, with("result", "rejected", "code", "F02"), 1},
+		{MetricOutgoingValue, with("result", "rejected", "code", "F02"), 3},
+		{MetricOutgoingPackets, with("result", "rejected", "code", "X42"), 1},
+		{MetricOutgoingPackets, with("result", "failed", "code", ""), 1},
+	}
+	for _, tt := range tests {
+		if got := counterValue(t, env.reg, tt.metric, tt.labels); got != tt.want {
+			t.Errorf("%s%v = %v, want %v", tt.metric, tt.labels, got, tt.want)
+		}
+	}
+	env.Metrics.Forget("a")
+	if got := counterValue(t, env.reg, MetricIncomingPackets, with("result", "fulfilled", "code", "")); got != 0 {
+		t.Errorf("series left after Forget: %v", got)
+	}
+}
+
+func TestBalanceGauge(t *testing.T) {
+	env := newTestEnv(t)
+	acct := config.Account{AssetCode: "EUR", AssetScale: 2, Balance: &config.Balance{Maximum: i64(100)}}
+	h := mustBuild(t, env.Env, "a", acct, nil).Incoming(fulfillH)
+	_, _ = h(context.Background(), prepare(30))
+	labels := map[string]string{"account": "a", "asset": "EUR", "scale": "2"}
+	if got := counterValue(t, env.reg, MetricBalance, labels); got != 30 {
+		t.Fatalf("balance gauge = %v", got)
+	}
+	env.Metrics.ObserveBalance("a", -4)
+	if got := counterValue(t, env.reg, MetricBalance, labels); got != -4 {
+		t.Fatalf("balance gauge after ObserveBalance = %v", got)
+	}
+}
+
+func TestAlert(t *testing.T) {
+	env := newTestEnv(t)
+	pl := mustBuild(t, env.Env, "peer1", config.Account{}, onlyEnabled(NameAlert))
+	maxBal := rejectH(ilp.CodeInsufficientLiquidity, "exceeded maximum balance.")
+	for range 2 {
+		_, err := pl.Outgoing(maxBal)(context.Background(), prepare(1))
+		wantReject(t, err, ilp.CodeInsufficientLiquidity, "exceeded maximum balance.")
+		env.clock.Advance(time.Second)
+	}
+	_, _ = pl.Outgoing(rejectH(ilp.CodeInsufficientLiquidity, "exceeded money bandwidth, throttling."))(context.Background(), prepare(1))
+	_, _ = pl.Outgoing(rejectH(ilp.CodeUnreachable, "exceeded maximum balance."))(context.Background(), prepare(1))
+	list := env.Alerts.List()
+	if len(list) != 1 {
+		t.Fatalf("alerts = %+v, want one", list)
+	}
+	a := list[0]
+	if a.AccountID != "peer1" || a.TriggeredBy != "test.peer" || a.Count != 2 ||
+		!a.CreatedAt.Equal(t0) || !a.UpdatedAt.Equal(t0.Add(time.Second)) || a.ID != t0.UnixMilli() {
+		t.Fatalf("alert = %+v", a)
+	}
+	if !env.Alerts.Dismiss(a.ID) || env.Alerts.Dismiss(a.ID) || len(env.Alerts.List()) != 0 {
+		t.Fatal("dismiss")
+	}
+}

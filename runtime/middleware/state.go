@@ -1,0 +1,59 @@
+package middleware
+
+import (
+	"sync"
+	"time"
+)
+
+// State is the runtime state of the middlewares that must survive a pipeline rebuild: token
+// buckets per account and the dedupe cache. The connector creates one State and passes it to
+// every Build; Forget drops an account that was removed from the config.
+type State struct {
+	mu       sync.Mutex
+	accounts map[string]*accountState
+	dedupe   *dedupeCache
+}
+
+// NewState returns an empty State.
+func NewState() *State {
+	return &State{accounts: make(map[string]*accountState), dedupe: newDedupeCache()}
+}
+
+// accountState is one account's slice of State. Buckets are created on first use and then
+// reconfigured in place, never replaced, so a limit change keeps the tokens.
+type accountState struct {
+	mu            sync.Mutex
+	rateLimit     *bucket
+	throughputIn  *bucket
+	throughputOut *bucket
+}
+
+func (s *State) account(id string) *accountState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.accounts[id]
+	if !ok {
+		a = &accountState{}
+		s.accounts[id] = a
+	}
+	return a
+}
+
+// Forget drops the state of a removed account.
+func (s *State) Forget(accountID string) {
+	s.mu.Lock()
+	delete(s.accounts, accountID)
+	s.mu.Unlock()
+}
+
+// configuredBucket returns *slot, created full or reconfigured with the given limits.
+func (a *accountState) configuredBucket(slot **bucket, capacity, refill uint64, period time.Duration, now time.Time) *bucket {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if *slot == nil {
+		*slot = newBucket(capacity, refill, period, now)
+	} else {
+		(*slot).configure(capacity, refill, period, now)
+	}
+	return *slot
+}

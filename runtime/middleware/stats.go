@@ -1,0 +1,226 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ilpfleet/ilpfleet/runtime/config"
+	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+)
+
+// Metric names shared with the JS (and Java) connectors so that dashboards carry over.
+const (
+	MetricIncomingPackets    = "ilp_connector_incoming_ilp_packets"
+	MetricIncomingValue      = "ilp_connector_incoming_ilp_packet_value"
+	MetricOutgoingPackets    = "ilp_connector_outgoing_ilp_packets"
+	MetricOutgoingValue      = "ilp_connector_outgoing_ilp_packet_value"
+	MetricRateLimitedPackets = "ilp_connector_rate_limited_ilp_packets"
+	MetricBalance            = "ilp_connector_balance"
+	// MetricBalanceStoreErrors is ours: store failures after a packet's outcome was decided,
+	// each one a balance to reconcile.
+	MetricBalanceStoreErrors = "ilp_connector_balance_store_errors"
+)
+
+// Values of the result label, as JS.
+const (
+	resultFulfilled = "fulfilled"
+	resultRejected  = "rejected"
+	resultFailed    = "failed"
+)
+
+var accountLabels = []string{"account", "asset", "scale"}
+
+// Metrics holds the connector's packet metrics. Per-account children are resolved when a
+// pipeline is built, so the packet path never looks labels up.
+type Metrics struct {
+	inPackets, inValue, outPackets, outValue *prometheus.CounterVec
+	rateLimited                              *prometheus.CounterVec
+	balance                                  *prometheus.GaugeVec
+	storeErrors                              *prometheus.CounterVec
+
+	mu       sync.Mutex
+	accounts map[string]*accountStats
+}
+
+// NewMetrics registers the metrics on reg (not the global registry, so that tests and several
+// connectors in one process do not collide).
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	withResult := append([]string{"result", "code"}, accountLabels...)
+	m := &Metrics{
+		inPackets:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricIncomingPackets, Help: "Total number of incoming ILP packets"}, withResult),
+		inValue:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricIncomingValue, Help: "Total value of incoming ILP packets"}, withResult),
+		outPackets:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricOutgoingPackets, Help: "Total number of outgoing ILP packets"}, withResult),
+		outValue:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricOutgoingValue, Help: "Total value of outgoing ILP packets"}, withResult),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricRateLimitedPackets, Help: "Total of rate limited ILP packets"}, accountLabels),
+		balance:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricBalance, Help: "Balances on peer account"}, accountLabels),
+		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricBalanceStoreErrors, Help: "Balance store failures after a packet was settled (reconciliation required)"}, append([]string{"operation"}, accountLabels...)),
+		accounts:    make(map[string]*accountStats),
+	}
+	for _, c := range []prometheus.Collector{m.inPackets, m.inValue, m.outPackets, m.outValue, m.rateLimited, m.balance, m.storeErrors} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// ObserveBalance sets the balance gauge of an account whose pipeline was built, e.g. after an
+// admin change to its balance.
+func (m *Metrics) ObserveBalance(account string, balance int64) {
+	m.mu.Lock()
+	s := m.accounts[account]
+	m.mu.Unlock()
+	if s != nil {
+		s.balance.Set(float64(balance))
+	}
+}
+
+// Forget deletes every series of a removed account.
+func (m *Metrics) Forget(account string) {
+	m.mu.Lock()
+	delete(m.accounts, account)
+	m.mu.Unlock()
+	m.deleteSeries(account)
+}
+
+func (m *Metrics) deleteSeries(account string) {
+	l := prometheus.Labels{"account": account}
+	for _, v := range []*prometheus.CounterVec{m.inPackets, m.inValue, m.outPackets, m.outValue, m.rateLimited, m.storeErrors} {
+		v.DeletePartialMatch(l)
+	}
+	m.balance.DeletePartialMatch(l)
+}
+
+// forAccount returns the account's children, reusing them while asset and scale are unchanged
+// (a rebuild for another setting keeps the cached reject-code children).
+func (m *Metrics) forAccount(id string, acct config.Account) *accountStats {
+	labels := prometheus.Labels{"account": id, "asset": acct.AssetCode, "scale": strconv.Itoa(int(acct.AssetScale))}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s, ok := m.accounts[id]; ok {
+		if s.asset == acct.AssetCode && s.scale == acct.AssetScale {
+			return s
+		}
+		m.deleteSeries(id) // the asset changed: old series would be misleading
+	}
+	s := &accountStats{
+		asset: acct.AssetCode, scale: acct.AssetScale,
+		in:          newDirectionStats(m.inPackets.MustCurryWith(labels), m.inValue.MustCurryWith(labels)),
+		out:         newDirectionStats(m.outPackets.MustCurryWith(labels), m.outValue.MustCurryWith(labels)),
+		rateLimited: m.rateLimited.With(labels),
+		balance:     m.balance.With(labels),
+		storeErrors: m.storeErrors.MustCurryWith(labels),
+	}
+	m.accounts[id] = s
+	return s
+}
+
+// accountStats are one account's metric children.
+type accountStats struct {
+	asset       string
+	scale       uint8
+	in, out     *directionStats
+	rateLimited prometheus.Counter
+	balance     prometheus.Gauge
+	storeErrors *prometheus.CounterVec
+}
+
+func (s *accountStats) storeError(op string) { s.storeErrors.WithLabelValues(op).Inc() }
+
+// counterPair is the packet and value counters of one (result, code).
+type counterPair struct{ packets, value prometheus.Counter }
+
+func (c *counterPair) observe(amount uint64) {
+	c.packets.Inc()
+	c.value.Add(float64(amount)) // a metric, not money: float is fine here
+}
+
+// directionStats caches the children of one direction. Reject codes are looked up in a fixed
+// table indexed by class and number (F/T/R × 00–99), filled lazily: only codes that occur
+// become series.
+type directionStats struct {
+	packets, value    *prometheus.CounterVec
+	fulfilled, failed counterPair
+	rejected          [3 * 100]atomic.Pointer[counterPair]
+}
+
+func newDirectionStats(packets, value *prometheus.CounterVec) *directionStats {
+	pair := func(result string) counterPair {
+		return counterPair{packets.WithLabelValues(result, ""), value.WithLabelValues(result, "")}
+	}
+	return &directionStats{packets: packets, value: value, fulfilled: pair(resultFulfilled), failed: pair(resultFailed)}
+}
+
+func (d *directionStats) observe(f *ilp.Fulfill, err error, amount uint64) {
+	if err == nil && f != nil {
+		d.fulfilled.observe(amount)
+		return
+	}
+	var r *ilp.Reject
+	if !errors.As(err, &r) {
+		d.failed.observe(amount)
+		return
+	}
+	d.rejectedPair(r.Code).observe(amount)
+}
+
+func (d *directionStats) rejectedPair(code ilp.ErrorCode) *counterPair {
+	i := codeIndex(code)
+	if i < 0 {
+		return &counterPair{d.packets.WithLabelValues(resultRejected, string(code)), d.value.WithLabelValues(resultRejected, string(code))}
+	}
+	if c := d.rejected[i].Load(); c != nil {
+		return c
+	}
+	c := &counterPair{d.packets.WithLabelValues(resultRejected, string(code)), d.value.WithLabelValues(resultRejected, string(code))}
+	d.rejected[i].CompareAndSwap(nil, c) // a racing twin holds the same children: either is fine
+	return d.rejected[i].Load()
+}
+
+// codeIndex maps "F00".."R99" to 0..299, and anything else to -1.
+func codeIndex(c ilp.ErrorCode) int {
+	if len(c) != 3 || c[1] < '0' || c[1] > '9' || c[2] < '0' || c[2] > '9' {
+		return -1
+	}
+	class := 0
+	switch c[0] {
+	case 'F':
+	case 'T':
+		class = 1
+	case 'R':
+		class = 2
+	default:
+		return -1
+	}
+	return class*100 + int(c[1]-'0')*10 + int(c[2]-'0')
+}
+
+// statsIn and statsOut count packets and value by result and reject code.
+func (b *builder) statsIn() func(ilp.Handler) ilp.Handler {
+	if b.stats == nil {
+		return nil
+	}
+	return statsWrap(b.stats.in)
+}
+
+func (b *builder) statsOut() func(ilp.Handler) ilp.Handler {
+	if b.stats == nil {
+		return nil
+	}
+	return statsWrap(b.stats.out)
+}
+
+func statsWrap(d *directionStats) func(ilp.Handler) ilp.Handler {
+	return func(next ilp.Handler) ilp.Handler {
+		return func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+			f, err := next(ctx, p)
+			d.observe(f, err, p.Amount)
+			return f, err
+		}
+	}
+}

@@ -1,0 +1,126 @@
+// Package store is the connector's durable state: account balances with their limits, and a
+// small key/value space for other runtime state (settlement intents, routing epochs, …).
+//
+// Balances follow RFC 32 and the JS connector: a positive balance means the peer owes us. Each
+// account has a committed Balance and a Pending amount: the sum of outgoing Prepares that were
+// reserved but are not yet fulfilled or rejected. The packet path uses four operations:
+//
+//   - AddWithin: incoming Prepare (+amount, checked against the maximum), its refund on a
+//     Reject (−amount, unchecked), admin adjustments and incoming settlements;
+//   - Reserve: outgoing Prepare, checked against the minimum (Balance − Pending − amount);
+//   - Commit: outgoing Fulfill, moves the amount from Pending to Balance, never refused for a
+//     limit (the money already left);
+//   - Release: outgoing Reject or error, drops the reservation.
+//
+// Every operation is a single atomic read-check-write on one account, so a Redis store runs
+// each as one Lua script over a hash {balance, pending}, and an embedded store can group the
+// writes of many accounts into one durable batch before it acknowledges them. Limits travel with
+// each call rather than living in the store: changing an account's limits never touches its
+// balance.
+//
+// Balances are int64. Arithmetic is checked: an operation whose result (or Balance − Pending)
+// would leave the int64 range is refused with ErrOverflow and changes nothing. The middleware
+// reports that as T04 Insufficient Liquidity, since the int64 range acts as the outermost
+// balance limit and settling brings the account back into range.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Limit failures are returned as *LimitError, which matches ErrAboveMaximum or
+// ErrBelowMinimum with errors.Is.
+var (
+	ErrAboveMaximum  = errors.New("store: balance would exceed its maximum")
+	ErrBelowMinimum  = errors.New("store: balance would fall below its minimum")
+	ErrOverflow      = errors.New("store: balance arithmetic would overflow int64")
+	ErrInvalidAmount = errors.New("store: amount must be positive")
+	ErrNotFound      = errors.New("store: key not found")
+	ErrClosed        = errors.New("store: closed")
+)
+
+// AccountBalance is one account's balance state.
+type AccountBalance struct {
+	Balance int64 // committed; positive: the peer owes us
+	Pending int64 // reserved by outgoing Prepares in flight (≥ 0)
+}
+
+// Available is Balance − Pending, the amount the minimum check of Reserve is applied to. ok is
+// false when it does not fit in an int64.
+func (b AccountBalance) Available() (v int64, ok bool) { return Sub(b.Balance, b.Pending) }
+
+// LimitError says that an operation was refused because of a balance limit. It carries enough
+// for a log line; the middleware decides how much of it a peer may see.
+type LimitError struct {
+	Account  string
+	Balance  int64 // current committed balance
+	Pending  int64
+	Proposed int64 // the value that was compared with Limit
+	Limit    int64
+	Err      error // ErrAboveMaximum or ErrBelowMinimum
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("%v: account=%s balance=%d pending=%d proposed=%d limit=%d",
+		e.Err, e.Account, e.Balance, e.Pending, e.Proposed, e.Limit)
+}
+
+// Unwrap lets errors.Is match the sentinel.
+func (e *LimitError) Unwrap() error { return e.Err }
+
+// Balances is the balance half of a Store. Unknown accounts have a zero balance; they are
+// created by their first write. Every method is safe for concurrent use.
+type Balances interface {
+	// AddWithin adds delta (either sign) to the committed balance if the result stays within the
+	// bounds given: result ≤ *max, and result − Pending ≥ *min. A nil bound is not checked.
+	AddWithin(ctx context.Context, account string, delta int64, min, max *int64) (int64, error)
+	// Reserve adds amount (> 0) to Pending if Balance − (Pending + amount) ≥ *min (nil: no
+	// minimum). It returns the resulting available balance.
+	Reserve(ctx context.Context, account string, amount int64, min *int64) (int64, error)
+	// Commit subtracts amount (> 0) from both Balance and Pending. It is never refused for a
+	// limit; it returns the new committed balance.
+	Commit(ctx context.Context, account string, amount int64) (int64, error)
+	// Release subtracts amount (> 0) from Pending.
+	Release(ctx context.Context, account string, amount int64) error
+	// Get returns the account's balance state.
+	Get(ctx context.Context, account string) (AccountBalance, error)
+	// Set overwrites the committed balance (admin API); Pending is kept.
+	Set(ctx context.Context, account string, balance int64) error
+}
+
+// KV is a small key/value space for runtime state other than balances. Values are copied in
+// and out; callers may reuse their slices.
+type KV interface {
+	GetKey(ctx context.Context, key string) ([]byte, error) // ErrNotFound when absent
+	PutKey(ctx context.Context, key string, value []byte) error
+	DeleteKey(ctx context.Context, key string) error // deleting an absent key is not an error
+}
+
+// Store is what the connector runtime needs from a state backend (memory, embedded file,
+// Redis).
+type Store interface {
+	Balances
+	KV
+	Close() error
+}
+
+// Add returns a+b and whether it fits in an int64.
+func Add(a, b int64) (int64, bool) {
+	s := a + b
+	// Overflow iff both operands have the same sign and the sum's sign differs.
+	if (a >= 0) == (b >= 0) && (s >= 0) != (a >= 0) {
+		return 0, false
+	}
+	return s, true
+}
+
+// Sub returns a−b and whether it fits in an int64.
+func Sub(a, b int64) (int64, bool) {
+	d := a - b
+	if (a >= 0) != (b >= 0) && (d >= 0) != (a >= 0) {
+		return 0, false
+	}
+	return d, true
+}
