@@ -1,0 +1,359 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+)
+
+// ParseAccount reads one account object in the JS shape (an entry of CONNECTOR_ACCOUNTS) and
+// returns it with its JS defaults filled in. Every problem is reported, as *FieldErrors
+// joined with errors.Join, each naming the account id and the field.
+func ParseAccount(id string, data []byte) (Account, error) {
+	var l fieldErrors
+	a := parseAccount(id, data, &l)
+	return a, l.join(nil)
+}
+
+// accountFields are the keys of an account object (the JS schema, plus deduplicate, which
+// the JS README documents).
+var accountFields = []string{
+	"relation", "plugin", "assetCode", "assetScale", "balance", "maxPacketAmount", "throughput",
+	"rateLimit", "deduplicate", "sendRoutes", "receiveRoutes", "options", "ilpAddressSegment",
+}
+
+func parseAccount(id string, data []byte, l *fieldErrors) Account {
+	var a Account
+	obj, ok := parseObject(data)
+	if !ok {
+		l.add(id, "(account)", quote(string(data)), "expected a JSON object with relation, plugin, assetCode and assetScale")
+		return a
+	}
+	for _, k := range sortedKeys(obj) {
+		if !contains(accountFields, k) {
+			l.add(id, k, "", "unknown account setting%s; known settings: %s", suggest(k, accountFields), strings.Join(accountFields, ", "))
+		}
+	}
+	for _, req := range []string{"relation", "plugin", "assetCode", "assetScale"} {
+		if _, ok := obj[req]; !ok {
+			l.add(id, req, "", "required (the JS connector requires relation, plugin, assetCode and assetScale)")
+		}
+	}
+	str := func(k string, dst *string) {
+		if raw, ok := obj[k]; ok {
+			if s, ok := rawString(raw); ok {
+				*dst = s
+			} else {
+				l.add(id, k, string(raw), "expected a string")
+			}
+		}
+	}
+	var relation string
+	str("relation", &relation)
+	a.Relation = Relation(relation)
+	str("plugin", &a.Plugin)
+	str("assetCode", &a.AssetCode)
+	str("ilpAddressSegment", &a.ILPAddressSegment)
+	if raw, ok := obj["assetScale"]; ok {
+		v, problem := rawInt(raw, 0, 255)
+		if problem != "" {
+			l.add(id, "assetScale", string(raw), "%s", problem)
+		}
+		a.AssetScale = uint8(v)
+	}
+	a.SendRoutes = optBool(id, "sendRoutes", obj, l)
+	a.ReceiveRoutes = optBool(id, "receiveRoutes", obj, l)
+	if raw, ok := obj["maxPacketAmount"]; ok {
+		v, problem := rawAmount(raw)
+		if problem != "" {
+			l.add(id, "maxPacketAmount", string(raw), "%s", problem)
+		}
+		a.MaxPacketAmount = &v
+	}
+	if raw, ok := obj["options"]; ok {
+		if !isJSONObject(raw) {
+			l.add(id, "options", quote(string(raw)), "expected a JSON object (the plugin's options)")
+		}
+		a.Options = json.RawMessage(canonicalJSON(raw))
+	}
+	a.Balance = parseBalance(id, obj["balance"], l)
+	a.Throughput = parseThroughput(id, obj["throughput"], l)
+	a.RateLimit = parseRateLimit(id, obj["rateLimit"], l)
+	a.Deduplicate = parseDeduplicate(id, obj["deduplicate"], l)
+	return a
+}
+
+func optBool(id, k string, obj map[string]json.RawMessage, l *fieldErrors) *bool {
+	raw, ok := obj[k]
+	if !ok {
+		return nil
+	}
+	v, ok := rawBool(raw)
+	if !ok {
+		l.add(id, k, string(raw), "expected true or false")
+	}
+	return &v
+}
+
+// subObject parses an optional nested object and checks its keys.
+func subObject(id, name string, raw json.RawMessage, keys []string, l *fieldErrors) (map[string]json.RawMessage, bool) {
+	if raw == nil {
+		return nil, false
+	}
+	obj, ok := parseObject(raw)
+	if !ok {
+		l.add(id, name, quote(string(raw)), "expected a JSON object with %s", strings.Join(keys, ", "))
+		return nil, false
+	}
+	for _, k := range sortedKeys(obj) {
+		if !contains(keys, k) {
+			l.add(id, name+"."+k, "", "unknown setting%s; known settings: %s", suggest(k, keys), strings.Join(keys, ", "))
+		}
+	}
+	return obj, true
+}
+
+func parseBalance(id string, raw json.RawMessage, l *fieldErrors) *Balance {
+	obj, ok := subObject(id, "balance", raw, []string{"minimum", "maximum", "settleThreshold", "settleTo"}, l)
+	if !ok {
+		return nil
+	}
+	b := &Balance{}
+	const want = `expected an integer string (e.g. "1000000" or "-500"), "-Infinity" or "Infinity"`
+	if r, ok := obj["minimum"]; ok {
+		if v, ok := rawBound(r); !ok {
+			l.add(id, "balance.minimum", string(r), want)
+		} else if v.inf >= 0 { // "-Infinity" is the JS default: no minimum
+			m := v.clamp()
+			b.Minimum = &m
+		}
+	}
+	if r, ok := obj["maximum"]; !ok {
+		l.add(id, "balance.maximum", "", `required when balance is set (use "Infinity" for no maximum)`)
+	} else if v, ok := rawBound(r); !ok {
+		l.add(id, "balance.maximum", string(r), want)
+	} else if v.inf <= 0 {
+		m := v.clamp()
+		b.Maximum = &m
+	}
+	if r, ok := obj["settleThreshold"]; ok {
+		v, ok := rawBound(r)
+		switch {
+		case !ok || v.inf > 0:
+			l.add(id, "balance.settleThreshold", string(r), `expected an integer string (e.g. "-1000") or "-Infinity"`)
+		case v.inf == 0:
+			if n, ok := v.exact(); ok {
+				b.SettleThreshold = &n
+			} else {
+				l.add(id, "balance.settleThreshold", string(r), "out of range: expected an integer within ±%d", int64(math.MaxInt64))
+			}
+		}
+	}
+	if r, ok := obj["settleTo"]; ok {
+		v, ok := rawBound(r)
+		n, exact := v.exact()
+		if !ok || !exact {
+			l.add(id, "balance.settleTo", string(r), "expected an integer string within ±%d (default \"0\")", int64(math.MaxInt64))
+		}
+		b.SettleTo = n
+	}
+	return b
+}
+
+func parseThroughput(id string, raw json.RawMessage, l *fieldErrors) *Throughput {
+	obj, ok := subObject(id, "throughput", raw, []string{"refillPeriod", "incomingAmount", "outgoingAmount"}, l)
+	if !ok {
+		return nil
+	}
+	t := &Throughput{RefillPeriod: DefaultThroughputRefillPeriod}
+	if r, ok := obj["refillPeriod"]; ok {
+		d, problem := rawMillis(r, 100)
+		if problem != "" {
+			l.add(id, "throughput.refillPeriod", string(r), "%s (JS schema minimum)", problem)
+		}
+		t.RefillPeriod = d
+	}
+	for _, k := range []string{"incomingAmount", "outgoingAmount"} {
+		r, ok := obj[k]
+		if !ok {
+			continue
+		}
+		v, problem := rawAmount(r)
+		if problem != "" {
+			l.add(id, "throughput."+k, string(r), "%s", problem)
+		}
+		if k == "incomingAmount" {
+			t.IncomingAmount = &v
+		} else {
+			t.OutgoingAmount = &v
+		}
+	}
+	return t
+}
+
+func parseRateLimit(id string, raw json.RawMessage, l *fieldErrors) *RateLimit {
+	obj, ok := subObject(id, "rateLimit", raw, []string{"refillPeriod", "refillCount", "capacity"}, l)
+	if !ok {
+		return nil
+	}
+	r := DefaultRateLimit()
+	if v, ok := obj["refillPeriod"]; ok {
+		d, problem := rawMillis(v, 100)
+		if problem != "" {
+			l.add(id, "rateLimit.refillPeriod", string(v), "%s (JS schema minimum)", problem)
+		}
+		r.RefillPeriod = d
+	}
+	if v, ok := obj["refillCount"]; ok {
+		n, problem := rawInt(v, 1, math.MaxInt64)
+		if problem != "" {
+			l.add(id, "rateLimit.refillCount", string(v), "%s", problem)
+		}
+		r.RefillCount = uint64(n)
+	}
+	r.Capacity = r.RefillCount // JS: capacity defaults to refillCount
+	if v, ok := obj["capacity"]; ok {
+		n, problem := rawInt(v, 0, math.MaxInt64)
+		if problem != "" {
+			l.add(id, "rateLimit.capacity", string(v), "%s", problem)
+		}
+		r.Capacity = uint64(n)
+	}
+	return &r
+}
+
+func parseDeduplicate(id string, raw json.RawMessage, l *fieldErrors) *Deduplicate {
+	obj, ok := subObject(id, "deduplicate", raw, []string{"cleanupInterval", "packetLifetime"}, l)
+	if !ok {
+		return nil
+	}
+	d := DefaultDeduplicate()
+	for _, f := range []struct {
+		k   string
+		dst *time.Duration
+	}{{"cleanupInterval", &d.CleanupInterval}, {"packetLifetime", &d.PacketLifetime}} {
+		k, dst := f.k, f.dst
+		if v, ok := obj[k]; ok {
+			ms, problem := rawMillis(v, 1)
+			if problem != "" {
+				l.add(id, "deduplicate."+k, string(v), "%s", problem)
+			}
+			*dst = ms
+		}
+	}
+	return &d
+}
+
+// parseAccounts reads the CONNECTOR_ACCOUNTS object, keeping the order of its keys (the JS
+// connector's "first parent" is the first in that order).
+func parseAccounts(raw json.RawMessage, l *fieldErrors) (map[string]Account, []string) {
+	keys, values, ok := orderedObject(raw)
+	if !ok {
+		l.add("", "accounts", quote(string(raw)), `expected a JSON object of accounts by id, e.g. {"up":{"relation":"parent",...}}`)
+		return map[string]Account{}, nil
+	}
+	accounts := make(map[string]Account, len(keys))
+	order := make([]string, 0, len(keys))
+	for i, id := range keys {
+		if _, dup := accounts[id]; dup {
+			l.add(id, "(account)", "", "account id given twice")
+			continue
+		}
+		accounts[id] = parseAccount(id, values[i], l)
+		order = append(order, id)
+	}
+	return accounts, order
+}
+
+// orderedObject splits a JSON object into its keys and raw values, in document order.
+func orderedObject(raw json.RawMessage) ([]string, []json.RawMessage, bool) {
+	if !isJSONObject(raw) {
+		return nil, nil, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if _, err := dec.Token(); err != nil { // {
+		return nil, nil, false
+	}
+	var keys []string
+	var values []json.RawMessage
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, nil, false
+		}
+		k, _ := tok.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, nil, false
+		}
+		keys = append(keys, k)
+		values = append(values, v)
+	}
+	return keys, values, true
+}
+
+func parseObject(raw json.RawMessage) (map[string]json.RawMessage, bool) {
+	if !isJSONObject(raw) {
+		return nil, false
+	}
+	var obj map[string]json.RawMessage
+	return obj, json.Unmarshal(raw, &obj) == nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// suggest returns ` (did you mean "x"?)` for the closest known name within two edits, so
+// that a typo in a setting is obvious.
+func suggest(s string, known []string) string {
+	best, bestD := "", 3
+	for _, k := range known {
+		if d := editDistance(strings.ToLower(s), strings.ToLower(k)); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// editDistance is the Levenshtein distance, for short names only.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,115 @@
+package config
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// Names the config accepts. Env values follow the JS schema; plugins, backends and stores are
+// the ones the Go runtime implements.
+const (
+	EnvTest       = "test"
+	EnvProduction = "production"
+
+	DefaultRouteAuto = "auto" // CONNECTOR_DEFAULT_ROUTE: the first parent
+
+	PluginBTP          = "ilp-plugin-btp"
+	PluginMiniAccounts = "ilp-plugin-mini-accounts"
+
+	BackendOneToOne = "one-to-one"
+	BackendStatic   = "static"
+
+	StoreMemory = "memory"
+	StoreFile   = "file"
+	StoreRedis  = "redis"
+)
+
+// SupportedPlugins, SupportedBackends and SupportedStores list the names Validate accepts.
+var (
+	SupportedPlugins  = []string{PluginBTP, PluginMiniAccounts}
+	SupportedBackends = []string{BackendOneToOne, BackendStatic}
+	SupportedStores   = []string{StoreMemory, StoreFile, StoreRedis}
+)
+
+// networkBackends are the JS backends that fetch rates from the Internet (ECB, Ripple Data,
+// CoinMarketCap; fixerio in older versions). The Go runtime does not fetch rates, so these get
+// an error that says what to use instead.
+var networkBackends = map[string]bool{
+	"ecb": true, "ecb-plus-xrp": true, "ecb-plus-coinmarketcap": true,
+	"fixerio": true, "fixerio-plus-xrp": true, "fixerio-plus-coinmarketcap": true,
+}
+
+// storeAliases maps the JS store module names to the Go stores with the same durability:
+// memdown is in memory, leveldown is an embedded on-disk database at storePath.
+var storeAliases = map[string]string{"memdown": StoreMemory, "leveldown": StoreFile}
+
+// middlewareNames are the built-in JS middlewares CONNECTOR_DISABLE_MIDDLEWARE may name
+// (the enum of the JS schema).
+var middlewareNames = []string{
+	"errorHandler", "rateLimit", "balance", "maxPacketAmount", "throughput",
+	"deduplicate", "validateFulfillment", "expire", "stats", "alert",
+}
+
+// Per-account middleware defaults of the JS connector (src/middlewares/*.ts).
+const (
+	DefaultRateLimitRefillPeriod  = 60 * time.Second
+	DefaultRateLimitRefillCount   = 10000
+	DefaultThroughputRefillPeriod = time.Second
+	DefaultDedupeCleanupInterval  = 30 * time.Second
+	DefaultDedupePacketLifetime   = 30 * time.Second
+)
+
+// DefaultRateLimit is the token bucket the JS connector applies to an account without a
+// rateLimit setting.
+func DefaultRateLimit() RateLimit {
+	return RateLimit{
+		RefillPeriod: DefaultRateLimitRefillPeriod,
+		RefillCount:  DefaultRateLimitRefillCount,
+		Capacity:     DefaultRateLimitRefillCount,
+	}
+}
+
+// DefaultDeduplicate is the dedupe cache tuning for an account without a deduplicate setting.
+func DefaultDeduplicate() Deduplicate {
+	return Deduplicate{CleanupInterval: DefaultDedupeCleanupInterval, PacketLifetime: DefaultDedupePacketLifetime}
+}
+
+// Defaults returns the JS connector's defaults (src/schemas/Config.json), with these
+// deliberate differences, each documented in docs/configuration.md:
+//   - ILPAddress is "" where JS says "unknown": both mean "inherit it from a parent".
+//   - Backend is "one-to-one" where JS says "ecb": the Go runtime does not fetch ECB rates.
+//     The sources refuse a config that relies on the JS default while mixing asset codes.
+//   - Store is "memory" where JS says "leveldown"; the sources pick "file" when a store path
+//     is given without a store, which is what the JS default does with CONNECTOR_STORE_PATH.
+func Defaults() *Config {
+	return &Config{
+		Env:                    EnvTest,
+		ILPAddress:             "",
+		ILPAddressInheritFrom:  "",
+		Accounts:               map[string]Account{},
+		DefaultRoute:           DefaultRouteAuto,
+		Routes:                 []Route{},
+		Spread:                 decimal.RequireFromString("0.002"),
+		MinMessageWindow:       1000 * time.Millisecond,
+		MaxHoldTime:            30000 * time.Millisecond,
+		RouteBroadcastEnabled:  true,
+		RouteBroadcastInterval: 30000 * time.Millisecond,
+		RouteCleanupInterval:   1000 * time.Millisecond,
+		RouteExpiry:            45000 * time.Millisecond,
+		RoutingSecret:          nil,
+		Backend:                BackendOneToOne,
+		BackendConfig:          json.RawMessage(`{}`),
+		Store:                  StoreMemory,
+		StorePath:              "",
+		StoreConfig:            json.RawMessage(`{}`),
+		DisableMiddleware:      []string{},
+		ReflectPayments:        true,
+		InitialConnectTimeout:  10000 * time.Millisecond,
+		AdminAPI:               false,
+		AdminAPIHost:           "127.0.0.1",
+		AdminAPIPort:           7780,
+		CollectDefaultMetrics:  false,
+	}
+}

@@ -1,0 +1,94 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// FieldError is one problem with one setting. Every source and Validate report problems as
+// FieldErrors so that a message always names where the setting came from (the environment
+// variable or the file), the account, the field (by its JS config key) and the bad value.
+type FieldError struct {
+	Source  string // "CONNECTOR_ACCOUNTS", "config file /etc/connector.yaml", or "" (Validate alone)
+	Account string // account id; "" for a global setting or a route
+	Field   string // JS key path: "spread", "balance.maximum", "routes[1].peerId"
+	Value   string // the bad value as given; "" when the setting is missing
+	Problem string // what is wrong and what is expected
+}
+
+func (e *FieldError) Error() string {
+	var b strings.Builder
+	if e.Source != "" {
+		b.WriteString(e.Source)
+		b.WriteString(": ")
+	}
+	if e.Account != "" {
+		fmt.Fprintf(&b, "account %q: ", e.Account)
+	}
+	b.WriteString(e.Field)
+	if e.Value != "" {
+		fmt.Fprintf(&b, " = %s", e.Value)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Problem)
+	return b.String()
+}
+
+// fieldErrors collects FieldErrors; the zero value is ready to use.
+type fieldErrors []*FieldError
+
+func (l *fieldErrors) add(account, field, value, format string, args ...any) {
+	*l = append(*l, &FieldError{Account: account, Field: field, Value: value, Problem: fmt.Sprintf(format, args...)})
+}
+
+// join sets source on every error (unless a source function already named one) and joins
+// them, nil when there are none.
+func (l fieldErrors) join(source func(*FieldError) string) error {
+	if len(l) == 0 {
+		return nil
+	}
+	errs := make([]error, len(l))
+	for i, e := range l {
+		if e.Source == "" && source != nil {
+			e.Source = source(e)
+		}
+		errs[i] = e
+	}
+	return errors.Join(errs...)
+}
+
+// FieldErrors returns the FieldErrors inside err (as returned by FromEnv, FromFile or
+// Validate), in order. Other errors inside err are skipped.
+func FieldErrors(err error) []*FieldError {
+	var out []*FieldError
+	var walk func(error)
+	walk = func(e error) {
+		if e == nil {
+			return
+		}
+		if fe, ok := e.(*FieldError); ok {
+			out = append(out, fe)
+			return
+		}
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, x := range j.Unwrap() {
+				walk(x)
+			}
+			return
+		}
+		walk(errors.Unwrap(e))
+	}
+	walk(err)
+	return out
+}
+
+// quote formats a value for an error message; long values are cut so that a message stays
+// readable (and a secret pasted in the wrong place is not echoed whole).
+func quote(s string) string {
+	const max = 64
+	if len(s) > max {
+		return fmt.Sprintf("%q…", s[:max])
+	}
+	return fmt.Sprintf("%q", s)
+}
