@@ -51,8 +51,20 @@ lint: ## gofmt and go vet.
 	go vet ./...
 
 .PHONY: test
-test: envtest-assets lint verify-generated ## Everything CI runs: lint, generated-file drift, all tests with -race.
+test: envtest-assets lint verify-generated ## Everything CI runs: lint, generated-file drift, all tests with -race, short fuzzing.
 	go test $(GO_TEST_FLAGS) ./...
+	$(MAKE) --no-print-directory fuzz
+
+FUZZ_TIME ?= 5s
+FUZZ_TARGETS := ./runtime/ilp:FuzzParsePrepare ./runtime/ilp:FuzzParseResponse ./runtime/ilp:FuzzAddress ./runtime/btp:FuzzParseFrame
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZ_TIME (default 5s) on top of its seed corpus.
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name ($$pkg) for $(FUZZ_TIME)"; \
+		go test -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZ_TIME) $$pkg || exit 1; \
+	done
 
 ##@ Run
 
