@@ -1,0 +1,286 @@
+package admin
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ilpfleet/ilpfleet/runtime/store"
+)
+
+// DefaultMaxBodyBytes bounds a request body; the largest legitimate one, POST /balance,
+// is well under a kilobyte.
+const DefaultMaxBodyBytes = 64 << 10
+
+// Options tune NewHandler. The zero value is ready to use.
+type Options struct {
+	// Log receives request failures (5xx); nil discards.
+	Log *slog.Logger
+	// Ready, when set, decides GET /healthz: nil error is 200, an error 503 with its
+	// message. Unset, /healthz is 200 whenever the server answers.
+	Ready func() error
+	// MaxBodyBytes bounds request bodies; 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+}
+
+// handler serves the admin routes.
+type handler struct {
+	b       Backend
+	g       prometheus.Gatherer
+	opts    Options
+	metrics http.Handler
+	routes  map[string]map[string]http.HandlerFunc // path → method → handler
+}
+
+// NewHandler returns the admin API over b, with GET /metrics and GET /stats read from g
+// (usually the registry from NewRegistry, on which middleware.NewMetrics registered).
+func NewHandler(b Backend, g prometheus.Gatherer, opts Options) http.Handler {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	h := &handler{b: b, g: g, opts: opts,
+		metrics: promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})}
+	h.routes = map[string]map[string]http.HandlerFunc{
+		"/status":   {http.MethodGet: h.getStatus},
+		"/routing":  {http.MethodGet: h.getRouting},
+		"/accounts": {http.MethodGet: h.getAccounts},
+		"/balance":  {http.MethodGet: h.getBalance, http.MethodPost: h.postBalance},
+		"/rates":    {http.MethodGet: h.getRates},
+		"/stats":    {http.MethodGet: h.getStats},
+		"/alerts":   {http.MethodGet: h.getAlerts},
+		"/alerts/":  {http.MethodDelete: h.deleteAlert}, // prefix: /alerts/:id
+		"/metrics":  {http.MethodGet: h.metrics.ServeHTTP},
+		"/healthz":  {http.MethodGet: h.healthz},
+	}
+	return h
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	methods := h.routes[r.URL.Path]
+	if methods == nil && strings.HasPrefix(r.URL.Path, "/alerts/") {
+		methods = h.routes["/alerts/"]
+	}
+	if methods == nil {
+		writeError(w, http.StatusNotFound, "NotFoundError", "no such route: "+r.URL.Path)
+		return
+	}
+	fn := methods[r.Method]
+	if fn == nil {
+		w.Header().Set("Allow", allow(methods))
+		writeError(w, http.StatusMethodNotAllowed, "MethodNotAllowedError",
+			fmt.Sprintf("method %s not allowed on %s; allowed: %s", r.Method, r.URL.Path, allow(methods)))
+		return
+	}
+	fn(w, r)
+}
+
+func allow(methods map[string]http.HandlerFunc) string {
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+		if methods[m] != nil {
+			out = append(out, m)
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+func (h *handler) getStatus(w http.ResponseWriter, r *http.Request) {
+	balances, err := h.b.Balances(r.Context())
+	if err != nil {
+		h.internal(w, r, "reading balances", err)
+		return
+	}
+	writeJSON(w, renderStatus(balances, h.b.Accounts(), h.b.Routes()))
+}
+
+func (h *handler) getRouting(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, renderRouting(h.b.Routing()))
+}
+
+func (h *handler) getAccounts(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, renderAccounts(h.b.Address(), h.b.Accounts()))
+}
+
+func (h *handler) getBalance(w http.ResponseWriter, r *http.Request) {
+	balances, err := h.b.Balances(r.Context())
+	if err != nil {
+		h.internal(w, r, "reading balances", err)
+		return
+	}
+	writeJSON(w, renderBalances(balances))
+}
+
+func (h *handler) getRates(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, renderRates(h.b.Rates()))
+}
+
+func (h *handler) getStats(w http.ResponseWriter, r *http.Request) {
+	families, err := h.g.Gather()
+	if err != nil && len(families) == 0 {
+		h.internal(w, r, "gathering metrics", err)
+		return
+	}
+	// A partial gather still serves what it has, as /metrics does (ContinueOnError).
+	writeBody(w, renderStats(families))
+}
+
+func (h *handler) getAlerts(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, renderAlerts(h.b.Alerts()))
+}
+
+// alertPath is the JS route's own check of DELETE /alerts/:id.
+var alertPath = regexp.MustCompile(`^/alerts/(\d+)$`)
+
+func (h *handler) deleteAlert(w http.ResponseWriter, r *http.Request) {
+	m := alertPath.FindStringSubmatch(r.URL.Path)
+	var id int64
+	var err error
+	if m != nil {
+		id, err = strconv.ParseInt(m[1], 10, 64)
+	}
+	if m == nil || err != nil {
+		writeError(w, http.StatusBadRequest, "InvalidAlertIdError",
+			"invalid alert id in "+r.URL.Path+": expected /alerts/<decimal id> as listed by GET /alerts")
+		return
+	}
+	// Deleting an alert that is already gone is not an error, as in JS: the caller's goal,
+	// no such alert, holds.
+	h.b.DismissAlert(id)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *handler) healthz(w http.ResponseWriter, _ *http.Request) {
+	if h.opts.Ready != nil {
+		if err := h.opts.Ready(); err != nil {
+			writeJSONStatus(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "message": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, map[string]string{"status": "ok"})
+}
+
+// amountDiffPattern is the JS schema's (schemas/BalanceUpdate.json).
+var amountDiffPattern = regexp.MustCompile(`^(0|-?[1-9][0-9]*)$`)
+
+func (h *handler) postBalance(w http.ResponseWriter, r *http.Request) {
+	account, diff, msg := h.parseBalanceUpdate(w, r)
+	if msg != "" {
+		writeError(w, http.StatusBadRequest, "InvalidJsonBodyError", "invalid balance update: "+msg)
+		return
+	}
+	err := h.b.AdjustBalance(r.Context(), account, diff)
+	switch {
+	case err == nil:
+		w.WriteHeader(http.StatusNoContent)
+	case errors.Is(err, ErrUnknownAccount):
+		writeError(w, http.StatusNotFound, "UnknownAccountError", "account not found. accountId="+account)
+	case errors.Is(err, store.ErrAboveMaximum), errors.Is(err, store.ErrBelowMinimum), errors.Is(err, store.ErrOverflow):
+		writeError(w, http.StatusConflict, "BalanceLimitError",
+			fmt.Sprintf("balance change refused. accountId=%s amountDiff=%d: %v", account, diff, err))
+	default:
+		h.internal(w, r, "adjusting balance", err)
+	}
+}
+
+// parseBalanceUpdate validates a POST /balance body against the JS schema: an object with
+// exactly the string properties accountId and amountDiff, amountDiff an integer without
+// leading zeros. It returns a message saying what is wrong, or "".
+func (h *handler) parseBalanceUpdate(w http.ResponseWriter, r *http.Request) (string, int64, string) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
+	if err != nil {
+		return "", 0, "cannot read body: " + err.Error()
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
+		return "", 0, `body must be a JSON object {"accountId": "<id>", "amountDiff": "<integer>"}`
+	}
+	for k := range fields {
+		if k != "accountId" && k != "amountDiff" {
+			return "", 0, fmt.Sprintf("unknown property %q; only accountId and amountDiff are allowed", k)
+		}
+	}
+	var account, amount string
+	if msg := stringField(fields, "accountId", &account); msg != "" {
+		return "", 0, msg
+	}
+	if msg := stringField(fields, "amountDiff", &amount); msg != "" {
+		return "", 0, msg
+	}
+	if !amountDiffPattern.MatchString(amount) {
+		return "", 0, fmt.Sprintf(`amountDiff %q must match "^(0|-?[1-9][0-9]*)$" (an integer string, no sign on zero, no leading zeros)`, amount)
+	}
+	diff, err := strconv.ParseInt(amount, 10, 64)
+	if err != nil {
+		return "", 0, fmt.Sprintf("amountDiff %s is out of range: balances are 64-bit signed integers", amount)
+	}
+	return account, diff, ""
+}
+
+func stringField(fields map[string]json.RawMessage, name string, dst *string) string {
+	raw, ok := fields[name]
+	if !ok {
+		return "missing required property " + name
+	}
+	if err := json.Unmarshal(raw, dst); err != nil || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return "property " + name + " must be a string"
+	}
+	return ""
+}
+
+// internal answers 500 for a failure of the connector, not of the request, and logs it.
+func (h *handler) internal(w http.ResponseWriter, r *http.Request, what string, err error) {
+	h.opts.Log.Error("admin api request failed", "method", r.Method, "path", r.URL.Path, "op", what, "err", err)
+	writeError(w, http.StatusInternalServerError, "InternalError", what+": "+err.Error())
+}
+
+type jsError struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+func writeError(w http.ResponseWriter, status int, name, msg string) {
+	writeJSONStatus(w, status, jsError{Error: name, Message: msg})
+}
+
+func writeJSON(w http.ResponseWriter, v any) { writeJSONStatus(w, http.StatusOK, v) }
+
+func writeJSONStatus(w http.ResponseWriter, status int, v any) {
+	body, err := marshalJS(v)
+	if err != nil { // only a programming error: every shape here is marshalable
+		status, body = http.StatusInternalServerError, []byte(`{"error":"InternalError","message":"cannot encode response"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+func writeBody(w http.ResponseWriter, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	_, _ = w.Write(body)
+}
+
+// marshalJS encodes v as JSON.stringify would: no HTML escaping, no trailing newline.
+func marshalJS(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
