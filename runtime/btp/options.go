@@ -38,14 +38,19 @@ func New(o Options) (link.Link, error) {
 	return nil, fmt.Errorf("btp: unknown options type %T", o)
 }
 
-// btpJSON is the `options` object of an ilp-plugin-btp account. listener.host is an ilpfleet
-// extension (the JS plugin always binds every interface).
+// btpJSON is the `options` object of an ilp-plugin-btp account. As in the JS plugin,
+// listener.wsOpts (host, port) replaces the listener's {port}; listener.host is an ilpfleet
+// shorthand for wsOpts.host.
 type btpJSON struct {
 	Server   *string `json:"server"`
 	Listener *struct {
 		Host   string  `json:"host"`
 		Port   *int    `json:"port"`
 		Secret *string `json:"secret"`
+		WsOpts *struct {
+			Host string `json:"host"`
+			Port *int   `json:"port"`
+		} `json:"wsOpts"`
 	} `json:"listener"`
 	ReconnectInterval *int64 `json:"reconnectInterval"` // ms
 	ResponseTimeout   *int64 `json:"responseTimeout"`   // ms
@@ -125,6 +130,17 @@ func parseBTP(raw json.RawMessage) (Options, error) {
 		return &ClientOptions{Server: *j.Server, ReconnectInterval: interval, Common: common}, nil
 	case j.Listener != nil:
 		l := j.Listener
+		if w := l.WsOpts; w != nil {
+			if l.Host != "" && w.Host != "" {
+				return nil, errors.New("btp: ilp-plugin-btp options: set listener.wsOpts.host or listener.host, not both")
+			}
+			if w.Host != "" {
+				l.Host = w.Host
+			}
+			if w.Port != nil {
+				l.Port = w.Port
+			}
+		}
 		if j.ReconnectInterval != nil {
 			return nil, errors.New("btp: ilp-plugin-btp options: reconnectInterval applies to server, not listener")
 		}
