@@ -114,6 +114,9 @@ type conn struct {
 	ctx      context.Context // handlers' context
 	inFlight atomic.Int32
 	done     chan struct{}
+	// ready, when set, is closed once the server has answered the peer's auth: requests wait
+	// for it so that nothing reaches the peer before its auth response.
+	ready chan struct{}
 
 	mu      sync.Mutex
 	pending map[uint32]*call
@@ -431,6 +434,15 @@ func appendILPFrame(b []byte, typ byte, id uint32, pkt encoding.BinaryAppender) 
 // request sends a frame (an ILP packet when pkt is set, f otherwise) with a fresh request id
 // and waits for the raw answer, ctx, the response timeout or the end of the connection.
 func (cn *conn) request(ctx context.Context, typ byte, pkt encoding.BinaryAppender, f *Frame) ([]byte, error) {
+	if cn.ready != nil {
+		select {
+		case <-cn.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-cn.done:
+			return nil, cn.closedErr()
+		}
+	}
 	c := callPool.Get().(*call)
 	id, err := cn.register(c)
 	if err != nil {

@@ -132,12 +132,17 @@ func (s *wsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.untrack(cn)
-	if err := cn.writeFrame(&Frame{Type: TypeResponse, RequestID: req.id}); err != nil {
+	// Attach before answering auth, so that the peer is reachable as soon as it knows it is
+	// connected; cn.ready holds back what others send it until the answer is written.
+	cn.ready = make(chan struct{})
+	s.attach(cn)
+	defer s.detach(cn)
+	err = cn.writeFrame(&Frame{Type: TypeResponse, RequestID: req.id})
+	close(cn.ready)
+	if err != nil {
 		cn.close(err, 0, "")
 		return
 	}
-	s.attach(cn)
-	defer s.detach(cn)
 	err = cn.serve()
 	s.core.Logger.Debug("btp: connection ended", "remote", r.RemoteAddr, "peer", cn.from, "error", err)
 }
