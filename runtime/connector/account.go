@@ -1,0 +1,144 @@
+package connector
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/ilpfleet/ilpfleet/runtime/btp"
+	"github.com/ilpfleet/ilpfleet/runtime/config"
+	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+	"github.com/ilpfleet/ilpfleet/runtime/link"
+	"github.com/ilpfleet/ilpfleet/runtime/middleware"
+	"github.com/ilpfleet/ilpfleet/runtime/rates"
+	"github.com/ilpfleet/ilpfleet/runtime/routing"
+)
+
+// account is one account with its link. The link and asset never change for an account
+// object (a change of either is a reconnect, which makes a new object); the pipelines and
+// limits do, swapped through pipes.
+type account struct {
+	id       string
+	self     func() ilp.Address // the connector's address, for triggeredBy
+	link     link.Link
+	isClient bool // a dialing link, which keeps retrying after a failed Start
+	asset    rates.Asset
+	pipes    atomic.Pointer[pipes]
+	inflight atomic.Int64 // packets from or to this account being handled
+	closing  atomic.Bool  // set when the account is being removed: no new packets
+}
+
+// pipes are an account's config and built pipelines, swapped as one.
+type pipes struct {
+	cfg config.Account
+	in  ilp.Handler // incoming pipeline, ending in the connector core
+	out ilp.Handler // outgoing pipeline, ending in the link
+}
+
+// newAccount builds an account's link and pipelines; it connects nothing.
+func (c *Connector) newAccount(id string, ac config.Account, cfg *config.Config) (*account, error) {
+	a := &account{id: id, self: c.self, asset: rates.Asset{Code: ac.AssetCode, Scale: ac.AssetScale}}
+	var err error
+	if c.newLink != nil {
+		a.link, err = c.newLink(id, ac)
+	} else {
+		a.link, a.isClient, err = c.btpLink(id, ac)
+	}
+	if err != nil {
+		return nil, err
+	}
+	p, err := c.buildPipes(a, ac, cfg)
+	if err != nil {
+		_ = a.link.Close()
+		return nil, err
+	}
+	a.pipes.Store(p)
+	return a, nil
+}
+
+// btpLink builds the BTP link of an account from its JS plugin options, filling in what only
+// the connector knows: its address, the account's address and asset for children, the logger.
+func (c *Connector) btpLink(id string, ac config.Account) (l link.Link, isClient bool, err error) {
+	opts, err := btp.ParseOptions(ac.Plugin, ac.Options)
+	if err != nil {
+		return nil, false, fmt.Errorf("connector: account %s: %w", id, err)
+	}
+	common := btp.Common{Address: c.self, Logger: c.log.With("account", id)}
+	switch o := opts.(type) {
+	case *btp.ClientOptions:
+		common.ResponseTimeout = o.ResponseTimeout
+		o.Common = common
+		isClient = true
+	case *btp.PeerServerOptions:
+		common.ResponseTimeout = o.ResponseTimeout
+		o.Common = common
+	case *btp.ChildServerOptions:
+		o.Common = common
+		o.AssetCode, o.AssetScale = ac.AssetCode, ac.AssetScale
+		o.AccountAddress = func() ilp.Address { return ilp.Address(routing.ChildAddress(string(c.self()), id, ac)) }
+	}
+	if l, err = btp.New(opts); err != nil {
+		return nil, false, fmt.Errorf("connector: account %s: %w", id, err)
+	}
+	return l, isClient, nil
+}
+
+// buildPipes builds an account's pipelines over the connector's shared State and store, so a
+// rebuilt pipeline keeps the balances, token buckets and dedupe cache of the previous one.
+func (c *Connector) buildPipes(a *account, ac config.Account, cfg *config.Config) (*pipes, error) {
+	env := middleware.Env{Address: c.self, Clock: c.clock, Store: c.store, State: c.state,
+		Metrics: c.metrics, Alerts: c.alerts, Log: c.log}
+	mw, err := middleware.BuildPipelines(env, a.id, ac, cfg.DisableMiddleware)
+	if err != nil {
+		return nil, fmt.Errorf("connector: account %s: %w", a.id, err)
+	}
+	return &pipes{
+		cfg: ac,
+		in:  mw.Incoming(func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) { return c.core(ctx, a, p) }),
+		out: mw.Outgoing(func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) { return c.send(ctx, a, p) }),
+	}, nil
+}
+
+// handle is the link's handler: every Prepare the account's peer sends.
+func (a *account) handle(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+	if !a.enter() {
+		return nil, ilp.Rejectf(ilp.CodePeerUnreachable, a.self(), "account %s is being removed from this connector", a.id)
+	}
+	defer a.inflight.Add(-1)
+	return a.pipes.Load().in(ctx, p)
+}
+
+// enter counts a packet in flight unless the account is closing. The count is raised before
+// closing is read, so drain, which sets closing before it reads the count, never misses it.
+func (a *account) enter() bool {
+	a.inflight.Add(1)
+	if a.closing.Load() {
+		a.inflight.Add(-1)
+		return false
+	}
+	return true
+}
+
+// drain stops new packets from and to a, waits for those in flight (at most maxWait or until
+// ctx is done), then closes its link.
+func (c *Connector) drain(ctx context.Context, a *account, maxWait time.Duration) {
+	a.closing.Store(true)
+	deadline := time.NewTimer(maxWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for a.inflight.Load() > 0 {
+		select {
+		case <-tick.C:
+			continue
+		case <-deadline.C:
+		case <-ctx.Done():
+		}
+		c.log.Warn("closing account with packets still in flight", "account", a.id, "inFlight", a.inflight.Load())
+		break
+	}
+	if err := a.link.Close(); err != nil {
+		c.log.Warn("closing link", "account", a.id, "error", err)
+	}
+}

@@ -1,0 +1,131 @@
+package connector
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/ilpfleet/ilpfleet/runtime/admin"
+	"github.com/ilpfleet/ilpfleet/runtime/middleware"
+	"github.com/ilpfleet/ilpfleet/runtime/rates"
+)
+
+// The connector is what the admin API reads.
+var _ admin.Backend = (*Connector)(nil)
+
+// sortedAccounts returns the running accounts by id.
+func (c *Connector) sortedAccounts() []*account {
+	m := *c.accounts.Load()
+	out := make([]*account, 0, len(m))
+	for _, a := range m {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+// Accounts lists the accounts with their config and whether their link is connected.
+func (c *Connector) Accounts() []admin.AccountInfo {
+	as := c.sortedAccounts()
+	out := make([]admin.AccountInfo, len(as))
+	for i, a := range as {
+		out[i] = admin.AccountInfo{ID: a.id, Config: a.pipes.Load().cfg, Connected: a.link.Connected()}
+	}
+	return out
+}
+
+// Connected reports whether the link of account id is up.
+func (c *Connector) Connected(id string) bool {
+	a := (*c.accounts.Load())[id]
+	return a != nil && a.link.Connected()
+}
+
+// Balances returns the balance and limits of the accounts with balance limits, as JS.
+func (c *Connector) Balances(ctx context.Context) (map[string]admin.BalanceInfo, error) {
+	out := map[string]admin.BalanceInfo{}
+	for _, a := range c.sortedAccounts() {
+		b := a.pipes.Load().cfg.Balance
+		if b == nil {
+			continue
+		}
+		ab, err := c.store.Get(ctx, a.id)
+		if err != nil {
+			return nil, fmt.Errorf("connector: balance of account %s: %w", a.id, err)
+		}
+		out[a.id] = admin.BalanceInfo{Balance: ab.Balance, Minimum: b.Minimum, Maximum: b.Maximum}
+	}
+	return out, nil
+}
+
+// Balance returns the committed balance of one account (zero if it never moved).
+func (c *Connector) Balance(ctx context.Context, id string) (int64, error) {
+	ab, err := c.store.Get(ctx, id)
+	return ab.Balance, err
+}
+
+// AdjustBalance adds diff to an account's balance, checked against its limits as JS
+// modifyBalance does (a refusal wraps store.ErrAboveMaximum or store.ErrBelowMinimum), and
+// updates the balance gauge.
+func (c *Connector) AdjustBalance(ctx context.Context, id string, diff int64) error {
+	a := (*c.accounts.Load())[id]
+	if a == nil {
+		return fmt.Errorf("%w: %s", admin.ErrUnknownAccount, id)
+	}
+	var min, max *int64
+	if b := a.pipes.Load().cfg.Balance; b != nil {
+		min, max = b.Minimum, b.Maximum
+	}
+	b, err := c.store.AddWithin(ctx, id, diff, min, max)
+	if err != nil {
+		return fmt.Errorf("connector: adjusting the balance of %s by %d: %w", id, diff, err)
+	}
+	c.metrics.ObserveBalance(id, b)
+	return nil
+}
+
+// Routes is the routing table, sorted by prefix.
+func (c *Connector) Routes() []admin.RouteInfo {
+	rs := c.table.Load().Routes()
+	out := make([]admin.RouteInfo, len(rs))
+	for i, r := range rs {
+		out[i] = admin.RouteInfo{Prefix: r.Prefix, NextHop: r.NextHop, Path: slices.Clone(r.Path)}
+	}
+	return out
+}
+
+// Routing is the CCP state: empty, since CCP is not built yet.
+func (c *Connector) Routing() admin.RoutingInfo {
+	return admin.RoutingInfo{Local: c.Routes()}
+}
+
+// Rates is the backend's name and, for a backend with a rate table, ECB-style rates of every
+// account asset with the first of them (in code order) as the base, since the backends do not
+// expose theirs.
+func (c *Connector) Rates() admin.RatesInfo {
+	b := c.settings.Load().conv.Backend()
+	info := admin.RatesInfo{Backend: b.Name()}
+	if b.Name() == rates.NameOneToOne {
+		return info
+	}
+	var codes []string
+	for _, a := range c.sortedAccounts() {
+		if !slices.Contains(codes, a.asset.Code) {
+			codes = append(codes, a.asset.Code)
+		}
+	}
+	slices.Sort(codes)
+	info.Rates = map[string]string{}
+	for _, code := range codes {
+		if r, err := b.Rate(codes[0], code); err == nil {
+			info.Rates[code] = r.String()
+		}
+	}
+	return info
+}
+
+// Alerts lists the alerts, by ascending ID.
+func (c *Connector) Alerts() []middleware.Alert { return c.alerts.List() }
+
+// DismissAlert deletes an alert and reports whether it existed.
+func (c *Connector) DismissAlert(id int64) bool { return c.alerts.Dismiss(id) }

@@ -1,0 +1,184 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/ilpfleet/ilpfleet/runtime/config"
+	"github.com/ilpfleet/ilpfleet/runtime/routing"
+)
+
+// restartGlobals are settings a running connector cannot change: its identity and its store.
+var restartGlobals = []string{"env", "ilpAddress", "ilpAddressInheritFrom", "store", "storePath", "storeConfig"}
+
+// laterGlobals are settings read only at process start (by the command that runs the
+// connector); Apply accepts them and says so in the log.
+var laterGlobals = []string{"adminApi", "adminApiHost", "adminApiPort", "collectDefaultMetrics"}
+
+// plan is everything a new config needs, built before anything running is touched.
+type plan struct {
+	cfg       *config.Config
+	settings  *settings
+	table     *routing.Table
+	added     []*account          // new accounts, links not started
+	reconnect []*account          // new objects for accounts whose link changed
+	repiped   map[*account]*pipes // kept accounts with their new pipelines
+	removed   []*account          // accounts to drain and close
+	running   map[string]*account // the map the plan was made against
+}
+
+// Apply puts cfg in force as a diff against the running config (docs/configuration.md,
+// "Reloading"): added accounts are connected, removed ones drained then closed, accounts whose
+// link changed reconnected, and everything else — limits, middleware settings, routes, rates,
+// spread, expiry windows — swapped atomically while packets flow. A cfg that fails Validate,
+// changes a setting that needs a restart, or whose accounts cannot be built or started is
+// refused with an error and the running config stays in force. Apply must follow Start.
+//
+// Added accounts start before removed ones close, so that a refusal changes nothing; an added
+// server that takes over the port of a removed one therefore needs two reloads (remove, then
+// add). A reconnected account's old link is closed before its new one starts (it may reuse the
+// port); if the new one then fails to start, that account stays unreachable and the error is
+// logged, since the rest of the config is already in force.
+func (c *Connector) Apply(ctx context.Context, cfg *config.Config) error {
+	c.applyMu.Lock()
+	defer c.applyMu.Unlock()
+	if c.closed || !c.started {
+		return errors.New("connector: Apply needs a started, open connector")
+	}
+	if cfg == nil {
+		return errors.New("connector: config is nil")
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("connector: invalid config, keeping the running one: %w", err)
+	}
+	old := c.settings.Load().cfg
+	ch := config.Diff(old, cfg)
+	if ch.Empty() {
+		return nil
+	}
+	for _, g := range ch.Globals {
+		if slices.Contains(restartGlobals, g) {
+			return fmt.Errorf("connector: %s cannot change while the connector runs (restart it); keeping the running config", g)
+		}
+		if slices.Contains(laterGlobals, g) {
+			c.log.Warn("setting takes effect at the next restart", "setting", g)
+		}
+	}
+	p, err := c.plan(cfg, ch)
+	if err != nil {
+		return fmt.Errorf("connector: cannot apply the new config, keeping the running one: %w", err)
+	}
+	if err := c.startLinks(ctx, p.added, cfg.InitialConnectTimeout); err != nil {
+		p.discard(c)
+		return fmt.Errorf("connector: cannot apply the new config, keeping the running one: %w", err)
+	}
+	c.commit(ctx, p)
+	c.log.Info("config applied", "added", ch.Added, "removed", ch.Removed, "changed", len(ch.Changed), "globals", ch.Globals)
+	return nil
+}
+
+// plan builds the new settings, accounts, pipelines and routing table. It changes nothing.
+func (c *Connector) plan(cfg *config.Config, ch config.Changes) (*plan, error) {
+	s, err := newSettings(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(ch.Globals, "backend") && !slices.Contains(ch.Globals, "backendConfig") {
+		s.conv = c.settings.Load().conv // keep its rate cache
+	}
+	p := &plan{cfg: cfg, settings: s, repiped: map[*account]*pipes{}, running: *c.accounts.Load()}
+	if p.table, err = routing.FromConfig(cfg, string(c.self())); err != nil {
+		return nil, fmt.Errorf("routing table: %w", err)
+	}
+	reconnect, changed := map[string]bool{}, map[string]bool{}
+	for _, chg := range ch.Changed {
+		reconnect[chg.ID], changed[chg.ID] = chg.Reconnect, true
+	}
+	allPipes := slices.Contains(ch.Globals, "disableMiddleware")
+	fail := func(err error) (*plan, error) { p.discard(c); return nil, err }
+	for _, id := range ch.Added {
+		a, err := c.newAccount(id, cfg.Accounts[id], cfg)
+		if err != nil {
+			return fail(err)
+		}
+		p.added = append(p.added, a)
+	}
+	for id, a := range p.running {
+		ac, keep := cfg.Accounts[id]
+		switch {
+		case !keep:
+			p.removed = append(p.removed, a)
+		case reconnect[id]:
+			na, err := c.newAccount(id, ac, cfg)
+			if err != nil {
+				return fail(err)
+			}
+			p.reconnect = append(p.reconnect, na)
+		case changed[id] || allPipes:
+			np, err := c.buildPipes(a, ac, cfg)
+			if err != nil {
+				return fail(err)
+			}
+			p.repiped[a] = np
+		}
+	}
+	return p, nil
+}
+
+// discard closes the links a plan built (none of them was started by the connector, or
+// their start failed).
+func (p *plan) discard(c *Connector) {
+	for _, a := range slices.Concat(p.added, p.reconnect) {
+		_ = a.link.Close()
+	}
+}
+
+// commit swaps the plan in. Order matters for packets in flight: new accounts become reachable
+// before routes point at them; removed accounts lose their routes before they are drained.
+func (c *Connector) commit(ctx context.Context, p *plan) {
+	next := maps.Clone(p.running)
+	for _, a := range p.added {
+		next[a.id] = a
+	}
+	c.accounts.Store(&next)
+	for a, np := range p.repiped {
+		a.pipes.Store(np)
+	}
+	c.settings.Store(p.settings)
+	c.table.Store(p.table)
+
+	var wg sync.WaitGroup
+	for _, a := range p.removed {
+		wg.Go(func() {
+			c.drain(ctx, a, p.settings.maxHold)
+			c.state.Forget(a.id)
+			c.metrics.Forget(a.id)
+		})
+	}
+	for _, na := range p.reconnect {
+		wg.Go(func() { c.reconnect(ctx, p.running[na.id], na, p.cfg) })
+	}
+	wg.Wait()
+	final := maps.Clone(*c.accounts.Load())
+	for _, a := range p.removed {
+		delete(final, a.id)
+	}
+	for _, na := range p.reconnect {
+		final[na.id] = na
+	}
+	c.accounts.Store(&final)
+}
+
+// reconnect replaces an account's link: the old one is drained and closed first, since the new
+// one may listen on the same port. A new link that fails to start is logged and left retrying
+// (a client) or closed (a server): the config is valid, so the fault is outside the connector.
+func (c *Connector) reconnect(ctx context.Context, old, na *account, cfg *config.Config) {
+	c.drain(ctx, old, cfg.MaxHoldTime)
+	if err := c.startLink(ctx, na, cfg.InitialConnectTimeout); err != nil {
+		c.log.Error("reconnecting account failed; it stays unreachable until the next config change", "account", na.id, "error", err)
+	}
+}

@@ -1,0 +1,228 @@
+package connector
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+)
+
+const reloadBase = `
+ilpAddress: test.c
+backend: one-to-one
+spread: 0
+minMessageWindow: 100
+accounts:
+  alice:
+    relation: child
+    plugin: ilp-plugin-btp
+    assetCode: USD
+    assetScale: 2
+    balance: {maximum: "%MAX%"}
+    options: {listener: {port: 7001, secret: s}}
+  bob:
+    relation: peer
+    plugin: ilp-plugin-btp
+    assetCode: USD
+    assetScale: 2
+    options: {listener: {port: 7002, secret: %BOBSECRET%}}
+%EXTRA%
+routes:
+  - {targetPrefix: test.bob, peerId: bob}
+%ROUTES%
+`
+
+func reloadConfig(max, bobSecret, extra, routes string) string {
+	return strings.NewReplacer("%MAX%", max, "%BOBSECRET%", bobSecret, "%EXTRA%", extra, "%ROUTES%", routes).Replace(reloadBase)
+}
+
+const spareAccount = `  spare:
+    relation: peer
+    plugin: ilp-plugin-btp
+    assetCode: USD
+    assetScale: 2
+    options: {listener: {port: 7003, secret: s}}`
+
+const carolAccount = `  carol:
+    relation: peer
+    plugin: ilp-plugin-btp
+    assetCode: USD
+    assetScale: 2
+    options: {listener: {port: 7004, secret: s}}`
+
+func TestApplyWhileSending(t *testing.T) {
+	ml := &memLinks{}
+	bob, carol := &fulfiller{}, &fulfiller{}
+	ml.setRemote("bob", bob.handle)
+	ml.setRemote("carol", carol.handle)
+	c, err := New(mustConfig(t, reloadConfig("100000", "s", spareAccount, "")), Options{newLink: ml.factory})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	alice := ml.get("alice")
+
+	// The sender keeps packets flowing (bounded) until told to stop.
+	var sent, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range 200000 {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			pr := prepare("test.bob.x", 1, time.Now(), 10*time.Second)
+			pr.Data = []byte(itoa(i)) // distinct, so that no dedupe cache answers it
+			_, err := alice.inject(ctx, pr)
+			if err != nil {
+				failed.Add(1)
+				firstErr.CompareAndSwap(nil, err.Error())
+			}
+			sent.Add(1)
+		}
+	})
+	waitFor(t, func() bool { return sent.Load() >= 100 })
+
+	next := mustConfig(t, reloadConfig("10000000", "s", carolAccount, "  - {targetPrefix: test.carol, peerId: carol}"))
+	if err := c.Apply(ctx, next); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	after := sent.Load()
+	waitFor(t, func() bool { return sent.Load() >= after+100 })
+
+	// An invalid config is refused while packets keep flowing.
+	bad := mustConfig(t, reloadConfig("10000000", "s", carolAccount, ""))
+	bad.Routes = append(bad.Routes, bad.Routes[0])
+	bad.Routes[1].PeerID = "nobody"
+	if err := c.Apply(ctx, bad); err == nil {
+		t.Error("Apply accepted a route to an unknown account")
+	}
+	if c.Config() != next {
+		t.Error("the running config changed after a refused Apply")
+	}
+	close(stop)
+	wg.Wait()
+
+	if n := failed.Load(); n != 0 {
+		t.Fatalf("%d of %d packets failed during the reload; first: %v", n, sent.Load(), firstErr.Load())
+	}
+	// The balance was not reset by the limit change, and the new limit is in force: the
+	// packet below would have passed the old maximum of 100000.
+	total := sent.Load()
+	if b, _ := c.Balance(ctx, "alice"); b != total {
+		t.Errorf("alice balance %d, want %d (one per packet)", b, total)
+	}
+	if _, err := alice.inject(ctx, prepare("test.bob.x", 100000, time.Now(), 10*time.Second)); err != nil {
+		t.Errorf("packet within the raised limit: %v", err)
+	}
+	if _, err := alice.inject(ctx, prepare("test.carol.x", 5, time.Now(), 10*time.Second)); err != nil || carol.n.Load() != 1 {
+		t.Errorf("packet to the added account: %v (carol got %d)", err, carol.n.Load())
+	}
+	if !ml.get("spare").closed.Load() || c.Connected("spare") {
+		t.Error("removed account's link is still open")
+	}
+	for _, a := range c.Accounts() {
+		if a.ID == "spare" {
+			t.Error("removed account still listed")
+		}
+	}
+	if _, err := alice.inject(ctx, prepare("test.spare.x", 1, time.Now(), 10*time.Second)); rejectOf(t, err).Code != ilp.CodeUnreachable {
+		t.Errorf("packet to a removed account: %v", err)
+	}
+}
+
+func TestApplyReconnectsChangedLink(t *testing.T) {
+	ml := &memLinks{}
+	bob := &fulfiller{}
+	ml.setRemote("bob", bob.handle)
+	c, err := New(mustConfig(t, reloadConfig("100000", "s", "", "")), Options{newLink: ml.factory})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	oldBob, oldAlice := ml.get("bob"), ml.get("alice")
+	if err := c.Apply(ctx, mustConfig(t, reloadConfig("200000", "s2", "", ""))); err != nil {
+		t.Fatal(err)
+	}
+	if !oldBob.closed.Load() || ml.get("bob") == oldBob || !ml.get("bob").Connected() {
+		t.Error("bob's link was not replaced after its options changed")
+	}
+	if oldAlice.closed.Load() || ml.get("alice") != oldAlice {
+		t.Error("alice's link was replaced though only her limits changed")
+	}
+	if _, err := oldAlice.inject(ctx, prepare("test.bob.x", 1, time.Now(), 10*time.Second)); err != nil || bob.n.Load() != 1 {
+		t.Errorf("packet over the new link: %v", err)
+	}
+}
+
+func TestApplyRefusesRestartSettings(t *testing.T) {
+	c, _ := startMem(t, reloadConfig("100000", "s", "", ""), nil)
+	next := mustConfig(t, reloadConfig("100000", "s", "", ""))
+	next.ILPAddress = "test.other"
+	err := c.Apply(context.Background(), next)
+	if err == nil || !strings.Contains(err.Error(), "ilpAddress") {
+		t.Errorf("got %v, want a refusal naming ilpAddress", err)
+	}
+	if c.Address() != "test.c" {
+		t.Errorf("address changed to %s", c.Address())
+	}
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for range 1000 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("condition not met in time")
+}
+
+func TestApplyRefusesAccountThatCannotStart(t *testing.T) {
+	ml := &memLinks{broken: map[string]bool{"carol": true}}
+	c, err := New(mustConfig(t, reloadConfig("100000", "s", spareAccount, "")), Options{newLink: ml.factory})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	running := c.Config()
+	// Adds carol (whose link cannot start), removes spare and raises alice's limit: none of
+	// it may happen.
+	err = c.Apply(ctx, mustConfig(t, reloadConfig("200000", "s", carolAccount, "  - {targetPrefix: test.carol, peerId: carol}")))
+	if err == nil || !strings.Contains(err.Error(), "carol") || !strings.Contains(err.Error(), "keeping the running one") {
+		t.Fatalf("Apply: %v", err)
+	}
+	if c.Config() != running || !c.Connected("spare") || ml.get("spare").closed.Load() {
+		t.Error("a refused config was partly applied")
+	}
+	if !ml.get("carol").closed.Load() {
+		t.Error("the link of the refused account was left open")
+	}
+	if bs, _ := c.Balances(ctx); *bs["alice"].Maximum != 100000 {
+		t.Errorf("alice's maximum changed to %d", *bs["alice"].Maximum)
+	}
+}
