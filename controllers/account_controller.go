@@ -4,18 +4,24 @@ import (
 	"context"
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
 )
 
-// AccountReconciler checks that an Account's Connector exists and reports it in conditions.
+// AccountReconciler checks an Account's references — its Connector, the Secret keys of its
+// link and its SettlementEngine — and reports them in conditions and Events. A problem never
+// stops the connector: the runtime skips an account it cannot configure.
 type AccountReconciler struct {
 	client.Client
+	// Reader reads Secrets uncached: the manager caches only their metadata.
+	Reader   client.Reader
 	Recorder events.EventRecorder
 }
 
@@ -30,33 +36,65 @@ func (r *AccountReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	orig := acct.DeepCopy()
-	before := &orig.Status
-	found, err := connectorExists(ctx, r.Client, acct.Namespace, acct.Spec.ConnectorRef)
+	problem, err := r.resolve(ctx, &acct)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if found {
-		setCondition(&acct, &acct.Status.BaseStatus, ilpv1.ConditionReferencesResolved, true, "Resolved", "Connector "+acct.Spec.ConnectorRef+" exists")
-		setCondition(&acct, &acct.Status.BaseStatus, ilpv1.ConditionReady, true, "Resolved", "the account is valid and its connector exists")
+	st := &acct.Status.BaseStatus
+	if problem == nil {
+		setCondition(&acct, st, ilpv1.ConditionReferencesResolved, true, ReasonResolved, "Connector "+acct.Spec.ConnectorRef+" and every Secret and SettlementEngine the account names exist")
+		setCondition(&acct, st, ilpv1.ConditionReady, true, ReasonResolved, "the account is valid and its references resolve")
 	} else {
-		msg := fmt.Sprintf("Connector %q does not exist in namespace %s", acct.Spec.ConnectorRef, acct.Namespace)
-		setCondition(&acct, &acct.Status.BaseStatus, ilpv1.ConditionReferencesResolved, false, "ConnectorNotFound", msg)
-		setCondition(&acct, &acct.Status.BaseStatus, ilpv1.ConditionReady, false, "ConnectorNotFound", msg)
-		if r.Recorder != nil && !equality.Semantic.DeepEqual(before.Conditions, acct.Status.Conditions) {
-			r.Recorder.Eventf(&acct, nil, "Warning", "ConnectorNotFound", "Resolve", msg)
+		setCondition(&acct, st, ilpv1.ConditionReferencesResolved, false, problem.reason, problem.msg)
+		setCondition(&acct, st, ilpv1.ConditionReady, false, problem.reason, problem.msg)
+		if r.Recorder != nil && !equality.Semantic.DeepEqual(orig.Status.Conditions, acct.Status.Conditions) {
+			r.Recorder.Eventf(&acct, nil, corev1.EventTypeWarning, problem.reason, "Resolve", problem.msg)
 		}
 	}
-	if equality.Semantic.DeepEqual(before, &acct.Status) {
+	if equality.Semantic.DeepEqual(orig.Status, acct.Status) {
 		return ctrl.Result{}, nil
 	}
 	// A merge patch without optimistic locking: this controller is the only writer of these fields.
 	return ctrl.Result{}, r.Status().Patch(ctx, &acct, client.MergeFrom(orig))
 }
 
-// SetupWithManager registers the controller; a Connector change re-checks the Accounts naming it.
+// resolve returns the first reference of the Account that does not resolve, or nil.
+func (r *AccountReconciler) resolve(ctx context.Context, acct *ilpv1.Account) (*refProblem, error) {
+	found, err := connectorExists(ctx, r.Client, acct.Namespace, acct.Spec.ConnectorRef)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return &refProblem{ReasonConnectorNotFound, fmt.Sprintf("Connector %q does not exist in namespace %s", acct.Spec.ConnectorRef, acct.Namespace)}, nil
+	}
+	if p, err := checkSecretRefs(ctx, r.Reader, acct.Namespace, accountSecretRefs(acct)); p != nil || err != nil {
+		return p, err
+	}
+	name := acct.Spec.SettlementEngineRef
+	if name == "" {
+		return nil, nil
+	}
+	var eng ilpv1.SettlementEngine
+	if err := r.Get(ctx, client.ObjectKey{Namespace: acct.Namespace, Name: name}, &eng); err != nil {
+		if client.IgnoreNotFound(err) != nil {
+			return nil, err
+		}
+		return &refProblem{ReasonEngineNotFound, fmt.Sprintf("SettlementEngine %q does not exist in namespace %s", name, acct.Namespace)}, nil
+	}
+	if eng.Spec.AssetCode != acct.Spec.AssetCode {
+		return &refProblem{ReasonEngineAssetMismatch, fmt.Sprintf("SettlementEngine %q settles %s but the account's asset is %s", name, eng.Spec.AssetCode, acct.Spec.AssetCode)}, nil
+	}
+	return nil, nil
+}
+
+// SetupWithManager registers the controller; Connector, Secret (metadata only) and
+// SettlementEngine changes re-check the Accounts that name them.
 func (r *AccountReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	c := mgr.GetClient()
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&ilpv1.Account{}).
-		Watches(&ilpv1.Connector{}, handler.EnqueueRequestsFromMapFunc(referrers(mgr.GetClient(), &ilpv1.AccountList{}))).
+		Watches(&ilpv1.Connector{}, handler.EnqueueRequestsFromMapFunc(referrers(c, &ilpv1.AccountList{}))).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(byIndex(c, &ilpv1.AccountList{}, fieldSecretNames)), builder.OnlyMetadata).
+		Watches(&ilpv1.SettlementEngine{}, handler.EnqueueRequestsFromMapFunc(byIndex(c, &ilpv1.AccountList{}, fieldSettlementEngineRef))).
 		Complete(r)
 }

@@ -3,77 +3,234 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
 )
 
-// ConnectorReconciler reports a Connector's address, its accounts and whether its references
-// resolve. Running the connector workload is the job of a later version (issue 6): until then
-// Ready stays False with reason WorkloadNotManaged, so that no printer column claims pods exist.
+// conflictRetry is how soon a reconcile whose status write lost a race runs again.
+const conflictRetry = 200 * time.Millisecond
+
+// Reasons of a Connector's Ready and Progressing conditions.
+const (
+	ReasonAvailable           = "Available"
+	ReasonWorkloadUnavailable = "WorkloadUnavailable"
+	ReasonScaledToZero        = "ScaledToZero"
+	ReasonConfigNotApplied    = "ConfigNotApplied"
+	ReasonReconcileError      = "ReconcileError"
+	ReasonCreating            = "Creating"
+	ReasonRolloutComplete     = "RolloutComplete"
+	ReasonRollingOut          = "RollingOut"
+)
+
+// ConnectorReconciler runs each Connector as a workload of the ilpfleet runtime and reports on
+// it. It owns, all named after the Connector: a ServiceAccount, Role and RoleBinding (<name>-connector)
+// scoped to what the pods may read; a Deployment, or a StatefulSet with a volume for the file
+// store (<name>); the peer Service (<name>, BTP and ILP-over-HTTP) and the admin Service
+// (<name>-admin, settlement and admin/metrics); a PodDisruptionBudget when replicas > 1; and a
+// ServiceMonitor when the prometheus-operator CRD is installed. Everything that can be
+// hot-reloaded reaches the pods through their Kubernetes config source, so only image,
+// resources, store, scheduling and listener changes roll them (see restartInputs).
 type ConnectorReconciler struct {
 	client.Client
+	// Reader reads Secrets uncached: the manager caches only their metadata.
+	Reader   client.Reader
 	Recorder events.EventRecorder
+	Options  Options
 }
 
-// +kubebuilder:rbac:groups=ilp.ilpfleet.dev,resources=connectors,verbs=get;list;watch
-// +kubebuilder:rbac:groups=ilp.ilpfleet.dev,resources=connectors/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=ilp.ilpfleet.dev,resources=connectors;accounts;routes;settlementengines,verbs=get;list;watch
+// +kubebuilder:rbac:groups=ilp.ilpfleet.dev,resources=connectors/status;accounts/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=ilp.ilpfleet.dev,resources=connectors/finalizers;settlementengines/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="";events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=services;serviceaccounts,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=monitoring.coreos.com,resources=servicemonitors,verbs=get;list;watch;create;update;patch;delete
 
-// Reconcile writes the Connector's status.
+// Reconcile brings the Connector's owned objects to their desired state and writes its status.
 func (r *ConnectorReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var conn ilpv1.Connector
 	if err := r.Get(ctx, req.NamespacedName, &conn); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	if !conn.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil // owner references let the garbage collector clean up
+	}
 	orig := conn.DeepCopy()
-	before := &orig.Status
 	var accounts ilpv1.AccountList
 	if err := r.List(ctx, &accounts, client.InNamespace(conn.Namespace), client.MatchingFields{fieldConnectorRef: conn.Name}); err != nil {
 		return ctrl.Result{}, err
 	}
 	conn.Status.Accounts = int32(len(accounts.Items))
 	conn.Status.Address = conn.Spec.ILPAddress
+	secrets := usedSecretNames(&conn, accounts.Items)
 
-	reason, msg := "Resolved", "every reference resolves"
-	if from := conn.Spec.InheritAddressFrom; from != "" {
-		reason, msg = inheritReason(accounts.Items, from)
+	problem, err := r.resolve(ctx, &conn, accounts.Items)
+	if err != nil {
+		return ctrl.Result{}, err
 	}
-	setCondition(&conn, &conn.Status.BaseStatus, ilpv1.ConditionReferencesResolved, reason == "Resolved", reason, msg)
-	setCondition(&conn, &conn.Status.BaseStatus, ilpv1.ConditionReady, false, "WorkloadNotManaged",
-		"this operator version validates Connectors but does not run connector pods yet")
-	if reason != "Resolved" && r.Recorder != nil && !equality.Semantic.DeepEqual(before.Conditions, conn.Status.Conditions) {
-		r.Recorder.Eventf(&conn, nil, "Warning", reason, "Resolve", msg)
+	wl, applyErr := r.applyOwned(ctx, &conn, accounts.Items, secrets)
+	if applyErr == nil {
+		conn.Status.SecretVersions, applyErr = secretVersions(ctx, r.Client, conn.Namespace, secrets)
 	}
-	if equality.Semantic.DeepEqual(before, &conn.Status) {
-		return ctrl.Result{}, nil
+	r.setConditions(&conn, problem, wl, applyErr)
+	r.emitEvents(orig, &conn, wl)
+	if !equality.Semantic.DeepEqual(orig.Status, conn.Status) {
+		// Optimistic locking: a merge patch replaces the whole conditions list, so a reconcile
+		// that read a stale copy must not overwrite the reason a rollout started with, nor the
+		// pods' ConfigApplied. A conflict means newer data exists: reconcile again.
+		if err := r.Status().Patch(ctx, &conn, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+			if apierrors.IsConflict(err) {
+				return ctrl.Result{RequeueAfter: conflictRetry}, nil
+			}
+			return ctrl.Result{}, err
+		}
 	}
-	// A merge patch without optimistic locking: this controller is the only writer of these fields.
-	return ctrl.Result{}, r.Status().Patch(ctx, &conn, client.MergeFrom(orig))
+	return ctrl.Result{}, applyErr
 }
 
-// inheritReason checks that the account to inherit the address from exists and is a parent.
-func inheritReason(accounts []ilpv1.Account, name string) (reason, msg string) {
+// resolve checks the Connector's own references: the parent to inherit the address from and
+// the Secrets of its routing and store settings.
+func (r *ConnectorReconciler) resolve(ctx context.Context, conn *ilpv1.Connector, accounts []ilpv1.Account) (*refProblem, error) {
+	if from := conn.Spec.InheritAddressFrom; from != "" {
+		if p := inheritProblem(accounts, from); p != nil {
+			return p, nil
+		}
+	}
+	return checkSecretRefs(ctx, r.Reader, conn.Namespace, connectorSecretRefs(conn))
+}
+
+// inheritProblem checks that the account to inherit the address from exists and is a parent.
+func inheritProblem(accounts []ilpv1.Account, name string) *refProblem {
 	for _, a := range accounts {
 		if a.Name != name {
 			continue
 		}
 		if a.Spec.Relation != ilpv1.RelationParent {
-			return "InheritFromNotParent", fmt.Sprintf("inheritAddressFrom names Account %q whose relation is %s, not parent", name, a.Spec.Relation)
+			return &refProblem{ReasonInheritFromNotParent, fmt.Sprintf("inheritAddressFrom names Account %q whose relation is %s, not parent", name, a.Spec.Relation)}
 		}
-		return "Resolved", "every reference resolves"
+		return nil
 	}
-	return "InheritFromNotFound", fmt.Sprintf("inheritAddressFrom names Account %q, which does not exist for this connector", name)
+	return &refProblem{ReasonInheritFromNotFound, fmt.Sprintf("inheritAddressFrom names Account %q, which does not exist for this connector", name)}
 }
 
-// SetupWithManager registers the controller; Account changes update the Connector's status.
+// setConditions writes ReferencesResolved, Ready and Progressing.
+func (r *ConnectorReconciler) setConditions(conn *ilpv1.Connector, problem *refProblem, wl *workloadState, applyErr error) {
+	st := &conn.Status.BaseStatus
+	if problem != nil {
+		setCondition(conn, st, ilpv1.ConditionReferencesResolved, false, problem.reason, problem.msg)
+	} else {
+		setCondition(conn, st, ilpv1.ConditionReferencesResolved, true, ReasonResolved, "every reference of the Connector resolves")
+	}
+	if applyErr != nil {
+		setCondition(conn, st, ilpv1.ConditionReady, false, ReasonReconcileError, "the operator could not update the connector's objects: "+applyErr.Error())
+		return
+	}
+	conn.Status.Workload, conn.Status.Image = wl.kind+"/"+wl.name, wl.image
+	conn.Status.Replicas, conn.Status.ReadyReplicas = wl.replicas, wl.ready
+	setProgressing(conn, wl)
+	ok, reason, msg := readiness(conn, problem, wl)
+	setCondition(conn, st, ilpv1.ConditionReady, ok, reason, msg)
+}
+
+// readiness decides Ready. ConfigApplied is the hook for the in-pod config source: once the
+// pods report it, a False value for the current generation keeps the Connector not Ready; until
+// then only the workload counts.
+func readiness(conn *ilpv1.Connector, problem *refProblem, wl *workloadState) (bool, string, string) {
+	switch {
+	case problem != nil:
+		return false, problem.reason, problem.msg
+	case wl.desired == 0:
+		return true, ReasonScaledToZero, "the Connector is scaled to zero replicas"
+	case !wl.available:
+		return false, ReasonWorkloadUnavailable, fmt.Sprintf("%s/%s has %d of %d pods available", wl.kind, wl.name, wl.availableReplicas, wl.desired)
+	}
+	if c := meta.FindStatusCondition(conn.Status.Conditions, ilpv1.ConditionConfigApplied); c != nil &&
+		c.ObservedGeneration == conn.Generation && c.Status == metav1.ConditionFalse {
+		return false, ReasonConfigNotApplied, c.Message
+	}
+	return true, ReasonAvailable, fmt.Sprintf("%s/%s has %d of %d pods available", wl.kind, wl.name, wl.availableReplicas, wl.desired)
+}
+
+// setProgressing records why pods roll. A roll started by this reconcile sets the reason; a
+// roll in progress keeps the reason it started with; a finished one says so.
+func setProgressing(conn *ilpv1.Connector, wl *workloadState) {
+	st := &conn.Status.BaseStatus
+	switch {
+	case wl.created:
+		setCondition(conn, st, ilpv1.ConditionProgressing, true, ReasonCreating, "creating "+wl.kind+"/"+wl.name)
+	case len(wl.changed) > 0:
+		reason, msg := rolloutReason(wl.changed)
+		setCondition(conn, st, ilpv1.ConditionProgressing, true, reason, msg)
+	case wl.rolledOut:
+		setCondition(conn, st, ilpv1.ConditionProgressing, false, ReasonRolloutComplete, "every pod runs the current pod template")
+	default:
+		if c := meta.FindStatusCondition(st.Conditions, ilpv1.ConditionProgressing); c != nil && c.Status == metav1.ConditionTrue {
+			c.ObservedGeneration = conn.Generation // still rolling, for the reason it started with
+			return
+		}
+		// Rolling for a reason this operator did not see (its write of the reason failed, or
+		// someone else changed the workload): say that it rolls, without inventing why.
+		setCondition(conn, st, ilpv1.ConditionProgressing, true, ReasonRollingOut, "waiting for "+wl.kind+"/"+wl.name+" to roll out the current pod template")
+	}
+}
+
+// emitEvents reports reference problems and rollouts when their condition changes.
+func (r *ConnectorReconciler) emitEvents(orig, conn *ilpv1.Connector, wl *workloadState) {
+	if r.Recorder == nil {
+		return
+	}
+	changed := func(typ string) *metav1.Condition {
+		now := meta.FindStatusCondition(conn.Status.Conditions, typ)
+		was := meta.FindStatusCondition(orig.Status.Conditions, typ)
+		if now == nil || (was != nil && was.Reason == now.Reason && was.Message == now.Message && was.Status == now.Status) {
+			return nil
+		}
+		return now
+	}
+	if c := changed(ilpv1.ConditionReferencesResolved); c != nil && c.Status == metav1.ConditionFalse {
+		r.Recorder.Eventf(conn, nil, corev1.EventTypeWarning, c.Reason, "Resolve", c.Message)
+	}
+	if c := changed(ilpv1.ConditionReady); c != nil && c.Reason == ReasonReconcileError {
+		r.Recorder.Eventf(conn, nil, corev1.EventTypeWarning, c.Reason, "Reconcile", c.Message)
+	}
+	if wl != nil && len(wl.changed) > 0 {
+		reason, msg := rolloutReason(wl.changed)
+		r.Recorder.Eventf(conn, nil, corev1.EventTypeNormal, reason, "Rollout", msg)
+	}
+}
+
+// SetupWithManager registers the controller: it owns the workload objects, and Account and
+// Secret changes (Secrets watched by metadata only) re-render the Role, Services and status.
 func (r *ConnectorReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	c := mgr.GetClient()
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&ilpv1.Connector{}).
+		Owns(&appsv1.Deployment{}).
+		Owns(&appsv1.StatefulSet{}).
+		Owns(&corev1.Service{}).
+		Owns(&corev1.ServiceAccount{}).
+		Owns(&rbacv1.Role{}).
+		Owns(&rbacv1.RoleBinding{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
 		Watches(&ilpv1.Account{}, handler.EnqueueRequestsFromMapFunc(connectorOf)).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(connectorsOfSecret(c)), builder.OnlyMetadata).
 		Complete(r)
 }

@@ -56,10 +56,8 @@ func TestCreateAndReadEveryKind(t *testing.T) {
 		if err := k8s.Create(ctx, o); err != nil {
 			t.Fatalf("create %T: %v", o, err)
 		}
-		back := o.DeepCopyObject().(client.Object)
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(o), back); err != nil {
-			t.Fatalf("get %T: %v", o, err)
-		}
+		// The client reads from the manager's cache, which sees the new object shortly after.
+		back := get(t, o.GetNamespace(), o.GetName(), o.DeepCopyObject().(client.Object))
 		if got, want := specOf(back), specOf(o); !equality.Semantic.DeepEqual(got, want) {
 			t.Errorf("%T spec read back as %+v, want %+v", o, got, want)
 		}
@@ -161,7 +159,8 @@ func TestReferenceConditions(t *testing.T) {
 	acct := sampleAccount(ns, "bob", "alice")
 	route := &ilpv1.Route{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "r"},
 		Spec: ilpv1.RouteSpec{ConnectorRef: "alice", TargetPrefix: "test.bob", NextHop: "bob"}}
-	for _, o := range []client.Object{acct, route} {
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bob"}, StringData: map[string]string{"secret": "s3cret"}}
+	for _, o := range []client.Object{secret, acct, route} {
 		if err := k8s.Create(ctx, o); err != nil {
 			t.Fatal(err)
 		}
@@ -176,7 +175,7 @@ func TestReferenceConditions(t *testing.T) {
 	waitReady(t, route, metav1.ConditionTrue, "Resolved")
 
 	conn := &ilpv1.Connector{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "alice"}}
-	waitReady(t, conn, metav1.ConditionFalse, "WorkloadNotManaged")
+	waitReady(t, conn, metav1.ConditionFalse, "WorkloadUnavailable")
 	eventually(t, func() error {
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(conn), conn); err != nil {
 			return err
@@ -211,6 +210,8 @@ func conditionsOf(o client.Object) []metav1.Condition {
 	case *ilpv1.Account:
 		return v.Status.Conditions
 	case *ilpv1.Route:
+		return v.Status.Conditions
+	case *ilpv1.SettlementEngine:
 		return v.Status.Conditions
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -21,6 +22,9 @@ import (
 
 // k8s is a client of the package's shared control plane, on which the manager runs.
 var k8s client.Client
+
+// testEnv is the shared control plane; tests derive other identities from its admin config.
+var testEnv *envtest.Environment
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
@@ -34,6 +38,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer func() { _ = env.Stop() }()
+	testEnv = env
 
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:  scheme.New(),
@@ -45,7 +50,7 @@ func run(m *testing.M) int {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := Setup(ctx, mgr); err != nil {
+	if err := SetupWithOptions(ctx, mgr, Options{ConnectorImage: "ilpfleet:test"}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -70,6 +70,74 @@ type AccountSpec struct {
 	// ReceiveRoutes accepts routes from this account over CCP; unset: false for children, true otherwise.
 	// +optional
 	ReceiveRoutes *bool `json:"receiveRoutes,omitempty"`
+
+	// RateLimit is a token bucket of incoming packets (the rateLimit middleware); unset: the JS
+	// defaults (10000 packets per minute).
+	// +optional
+	RateLimit *RateLimitSpec `json:"rateLimit,omitempty"`
+
+	// Throughput limits the amount per period in each direction (the throughput middleware);
+	// unset: unlimited.
+	// +optional
+	Throughput *ThroughputSpec `json:"throughput,omitempty"`
+
+	// Deduplicate tunes the cache of outgoing packets that drops retransmissions (the
+	// deduplicate middleware); unset: the JS defaults (30s and 30s).
+	// +optional
+	Deduplicate *DeduplicateSpec `json:"deduplicate,omitempty"`
+
+	// SettlementEngineRef names the SettlementEngine (same namespace) that settles this
+	// account's balance; its asset must be this account's asset. Unset: no settlement.
+	// +kubebuilder:validation:MinLength=1
+	// +optional
+	SettlementEngineRef string `json:"settlementEngineRef,omitempty"`
+}
+
+// RateLimitSpec is a token bucket of incoming packets: Capacity tokens at most, RefillCount
+// added every RefillPeriod.
+type RateLimitSpec struct {
+	// RefillPeriod between refills; unset: 1m (what the JS middleware does).
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +optional
+	RefillPeriod *metav1.Duration `json:"refillPeriod,omitempty"`
+	// RefillCount tokens added each period; unset: 10000.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	RefillCount *int64 `json:"refillCount,omitempty"`
+	// Capacity of the bucket; unset: RefillCount.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	Capacity *int64 `json:"capacity,omitempty"`
+}
+
+// ThroughputSpec limits the amount forwarded per RefillPeriod, in base units.
+type ThroughputSpec struct {
+	// RefillPeriod of the limits; unset: 1s.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +optional
+	RefillPeriod *metav1.Duration `json:"refillPeriod,omitempty"`
+	// IncomingAmount per period from this account; unset: unlimited.
+	// +optional
+	IncomingAmount *AmountString `json:"incomingAmount,omitempty"`
+	// OutgoingAmount per period to this account; unset: unlimited.
+	// +optional
+	OutgoingAmount *AmountString `json:"outgoingAmount,omitempty"`
+}
+
+// DeduplicateSpec tunes the duplicate-packet cache.
+type DeduplicateSpec struct {
+	// CleanupInterval between sweeps of the cache; unset: 30s.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +optional
+	CleanupInterval *metav1.Duration `json:"cleanupInterval,omitempty"`
+	// PacketLifetime a packet stays in the cache; unset: 30s.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +optional
+	PacketLifetime *metav1.Duration `json:"packetLifetime,omitempty"`
 }
 
 // AccountLink is exactly one way of reaching the counterparty.
@@ -118,6 +186,7 @@ type BTPChildServerLink struct {
 
 // BalanceSpec are the balance limits, in base units. Positive: the counterparty owes us (RFC 32).
 // +kubebuilder:validation:XValidation:rule="!has(self.minimum) || !has(self.maximum) || int(self.minimum) <= int(self.maximum)",message="balance.minimum must be <= balance.maximum"
+// +kubebuilder:validation:XValidation:rule="!has(self.settleThreshold) || int(self.settleThreshold) <= (has(self.settleTo) ? int(self.settleTo) : 0)",message="balance.settleThreshold must be <= balance.settleTo (settlement raises the balance from the threshold to settleTo)"
 type BalanceSpec struct {
 	// Minimum below which outgoing packets are rejected (T04); unset: no minimum.
 	// +optional
@@ -154,6 +223,7 @@ type AccountStatus struct {
 // +kubebuilder:printcolumn:name="Connected",type=boolean,JSONPath=`.status.connected`
 // +kubebuilder:printcolumn:name="Balance",type=string,JSONPath=`.status.balance`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Account struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -8,7 +8,29 @@ const (
 	ConditionReady = "Ready"
 	// ConditionReferencesResolved says whether every object this one names exists.
 	ConditionReferencesResolved = "ReferencesResolved"
+	// ConditionProgressing is True while a Connector's or SettlementEngine's pods roll out; its
+	// reason and message name why they rolled (which restart input changed).
+	ConditionProgressing = "Progressing"
+	// ConditionConfigApplied is written by the connector pods (the in-pod Kubernetes config
+	// source), not by the operator: True once every pod runs the current configuration.
+	ConditionConfigApplied = "ConfigApplied"
 )
+
+// Labels and annotations the operator puts on the objects it owns.
+const (
+	// LabelConnector carries the name of the Connector a workload object belongs to.
+	LabelConnector = "ilp.ilpfleet.dev/connector"
+	// LabelSettlementEngine carries the name of the SettlementEngine a workload object belongs to.
+	LabelSettlementEngine = "ilp.ilpfleet.dev/settlement-engine"
+	// AnnotationRestartInputs is the pod-template annotation holding one short hash per input
+	// that cannot be hot-reloaded (image, resources, store, scheduling, listeners). A change of
+	// its value is the only Connector change that rolls the pods.
+	AnnotationRestartInputs = "ilp.ilpfleet.dev/restart-inputs"
+)
+
+// FileStoreMountPath is where a connector pod mounts its PersistentVolumeClaim when the store
+// is the embedded file store; the runtime keeps its data below it.
+const FileStoreMountPath = "/var/lib/ilpfleet"
 
 // SecretKeyRef names one key of a Secret in the object's namespace.
 type SecretKeyRef struct {

@@ -1,7 +1,10 @@
 package v1alpha1
 
 import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // ConnectorSpec describes one ILP connector: its identity, its forwarding policy and how the
@@ -10,6 +13,7 @@ import (
 // +kubebuilder:validation:XValidation:rule="!has(self.ilpAddress) || !has(self.inheritAddressFrom)",message="ilpAddress and inheritAddressFrom are mutually exclusive"
 // +kubebuilder:validation:XValidation:rule="!has(self.ilpAddress) || !has(self.network) || (self.network == 'production') == self.ilpAddress.startsWith('g.')",message="a production connector needs a g. address and a test connector must not have one (RFC 34)"
 // +kubebuilder:validation:XValidation:rule="has(oldSelf.ilpAddress) == has(self.ilpAddress) && (!has(self.ilpAddress) || self.ilpAddress == oldSelf.ilpAddress)",message="ilpAddress is immutable: create a new Connector to change it"
+// +kubebuilder:validation:XValidation:rule="!has(self.replicas) || self.replicas <= 1 || (has(self.store) && self.store.type == 'redis')",message="replicas > 1 needs a shared store: set store.type to redis (the memory and file stores are per pod)"
 type ConnectorSpec struct {
 	// ILPAddress is the connector's own ILP address (RFC 15), e.g. g.acme or test.acme.
 	// Immutable. Like CONNECTOR_ILP_ADDRESS.
@@ -33,13 +37,36 @@ type ConnectorSpec struct {
 	// +optional
 	Rates *RatesSpec `json:"rates,omitempty"`
 
+	// Store keeps balances and other durable state (CONNECTOR_STORE). Unset: memory.
+	// Changing it rolls the pods.
+	// +optional
+	Store *StoreSpec `json:"store,omitempty"`
+
+	// Routing tunes route broadcasting (CCP) and route selection.
+	// +optional
+	Routing *RoutingSpec `json:"routing,omitempty"`
+
+	// Listeners are the connector-wide ports: ILP-over-HTTP, the settlement API and the admin
+	// API with /metrics and /healthz. BTP ports belong to Accounts (btpListener, btpChildServer).
+	// +optional
+	Listeners *ListenersSpec `json:"listeners,omitempty"`
+
+	// Service is how the peer-facing endpoints (BTP and ILP-over-HTTP) are exposed. The
+	// settlement and admin ports are always on a separate ClusterIP Service, <name>-admin.
+	// +optional
+	Service *ServiceSpec `json:"service,omitempty"`
+
 	// MaxHoldTime caps how long the connector holds a packet for the next hop
 	// (CONNECTOR_MAX_HOLD_TIME; unset: 30s).
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +optional
 	MaxHoldTime *metav1.Duration `json:"maxHoldTime,omitempty"`
 
 	// MinMessageWindow is the time kept back from the incoming expiry for the response to travel
 	// back (CONNECTOR_MIN_MESSAGE_WINDOW; unset: 1s).
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +optional
 	MinMessageWindow *metav1.Duration `json:"minMessageWindow,omitempty"`
 
@@ -54,8 +81,170 @@ type ConnectorSpec struct {
 	Replicas *int32 `json:"replicas,omitempty"`
 
 	// Image overrides the connector runtime image; unset means the operator's own image.
+	// Changing it rolls the pods.
 	// +optional
 	Image string `json:"image,omitempty"`
+
+	// Resources of the connector container. Changing them rolls the pods.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// NodeSelector of the connector pods. Changing it rolls the pods.
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+
+	// Tolerations of the connector pods. Changing them rolls the pods.
+	// +optional
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+
+	// Affinity of the connector pods. Changing it rolls the pods.
+	// +optional
+	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+
+	// TopologySpreadConstraints of the connector pods. When unset and replicas > 1 the pods
+	// carry none: set them to spread across zones. Changing them rolls the pods.
+	// +optional
+	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
+
+	// PodDisruptionBudget tunes the budget the operator creates when replicas > 1 (unset:
+	// maxUnavailable 1). No budget exists for a single replica, so that node drains never block.
+	// +optional
+	PodDisruptionBudget *PodDisruptionBudgetSpec `json:"podDisruptionBudget,omitempty"`
+}
+
+// StoreType names a connector store.
+// +kubebuilder:validation:Enum=memory;file;redis
+type StoreType string
+
+// The stores of the connector runtime.
+const (
+	StoreMemory StoreType = "memory"
+	StoreFile   StoreType = "file"
+	StoreRedis  StoreType = "redis"
+)
+
+// StoreSpec selects where balances and durable state live. memory loses them when a pod
+// restarts; file keeps them on a PersistentVolumeClaim per pod (the operator then runs a
+// StatefulSet); redis shares them between replicas.
+// +kubebuilder:validation:XValidation:rule="self.type == 'redis' ? has(self.redis) : !has(self.redis)",message="store.redis is required when store.type is redis, and only then"
+// +kubebuilder:validation:XValidation:rule="self.type == 'file' || !has(self.file)",message="store.file applies only when store.type is file"
+type StoreSpec struct {
+	// Type is memory, file or redis.
+	Type StoreType `json:"type"`
+	// File sizes the volume of the file store.
+	// +optional
+	File *FileStoreSpec `json:"file,omitempty"`
+	// Redis locates the shared Redis store.
+	// +optional
+	Redis *RedisStoreSpec `json:"redis,omitempty"`
+}
+
+// FileStoreSpec is the PersistentVolumeClaim of the embedded file store, mounted at
+// /var/lib/ilpfleet. Immutable: a StatefulSet cannot change its volume claim template.
+// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="store.file is immutable: a StatefulSet cannot change its volume claim template"
+type FileStoreSpec struct {
+	// Size of the volume; unset: 1Gi.
+	// +optional
+	Size *resource.Quantity `json:"size,omitempty"`
+	// StorageClassName of the volume; unset: the cluster's default class.
+	// +optional
+	StorageClassName *string `json:"storageClassName,omitempty"`
+}
+
+// RedisStoreSpec locates a Redis server shared by every replica.
+type RedisStoreSpec struct {
+	// URLSecretRef holds the Redis URL, credentials included: redis://user:password@host:6379/0
+	// or rediss://… for TLS. A rotation of the Secret is picked up without a restart.
+	URLSecretRef SecretKeyRef `json:"urlSecretRef"`
+	// KeyPrefix is prepended to every key, so that connectors can share a database.
+	// +kubebuilder:validation:MaxLength=128
+	// +optional
+	KeyPrefix string `json:"keyPrefix,omitempty"`
+}
+
+// RoutingSpec tunes CCP route broadcasting and route selection. Unset fields take the JS
+// connector's defaults.
+type RoutingSpec struct {
+	// Broadcast sends and processes CCP route updates (CONNECTOR_ROUTE_BROADCAST_ENABLED; unset: true).
+	// +optional
+	Broadcast *bool `json:"broadcast,omitempty"`
+	// BroadcastInterval between route updates to peers (CONNECTOR_ROUTE_BROADCAST_INTERVAL; unset: 30s).
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +optional
+	BroadcastInterval *metav1.Duration `json:"broadcastInterval,omitempty"`
+	// CleanupInterval between sweeps of expired routes (CONNECTOR_ROUTE_CLEANUP_INTERVAL; unset: 1s).
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +optional
+	CleanupInterval *metav1.Duration `json:"cleanupInterval,omitempty"`
+	// Expiry of a route learnt from a peer that is not refreshed (CONNECTOR_ROUTE_EXPIRY; unset: 45s).
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +optional
+	Expiry *metav1.Duration `json:"expiry,omitempty"`
+	// DefaultRoute is where packets without a matching route go (CONNECTOR_DEFAULT_ROUTE):
+	// "auto" (the first parent account), or the name of an Account. Unset: auto.
+	// +kubebuilder:validation:Pattern=`^(auto|[a-z0-9]([-a-z0-9.]*[a-z0-9])?)$`
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	DefaultRoute string `json:"defaultRoute,omitempty"`
+	// ReflectPayments lets a packet go back out through the account it came in on
+	// (CONNECTOR_REFLECT_PAYMENTS; unset: true).
+	// +optional
+	ReflectPayments *bool `json:"reflectPayments,omitempty"`
+	// RoutingSecretRef holds the secret CCP route updates are authenticated with
+	// (CONNECTOR_ROUTING_SECRET, raw bytes); unset: a random secret per pod start.
+	// +optional
+	RoutingSecretRef *SecretKeyRef `json:"routingSecretRef,omitempty"`
+}
+
+// ListenersSpec are the connector-wide ports.
+// +kubebuilder:validation:XValidation:rule="!has(self.http) || !has(self.settlement) || self.http.port != self.settlement.port",message="listeners.http and listeners.settlement need different ports"
+// +kubebuilder:validation:XValidation:rule="!has(self.http) || self.http.port != (has(self.admin) ? self.admin.port : 7780)",message="listeners.http and listeners.admin need different ports (admin defaults to 7780)"
+// +kubebuilder:validation:XValidation:rule="!has(self.settlement) || self.settlement.port != (has(self.admin) ? self.admin.port : 7780)",message="listeners.settlement and listeners.admin need different ports (admin defaults to 7780)"
+type ListenersSpec struct {
+	// HTTP serves ILP-over-HTTP (RFC 35) to peers; unset: off.
+	// +optional
+	HTTP *ListenerSpec `json:"http,omitempty"`
+	// Settlement serves the connector side of the settlement API (RFC 38) to settlement
+	// engines; unset: off.
+	// +optional
+	Settlement *ListenerSpec `json:"settlement,omitempty"`
+	// Admin serves the admin API, /metrics and the /healthz probe (CONNECTOR_ADMIN_API_PORT).
+	// It is always on in Kubernetes, for the probes; unset: port 7780.
+	// +optional
+	Admin *ListenerSpec `json:"admin,omitempty"`
+}
+
+// ListenerSpec is one TCP port of the connector pods.
+type ListenerSpec struct {
+	// Port the pods listen on, and the Service's port.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port"`
+}
+
+// ServiceSpec shapes the Service in front of the peer-facing ports.
+type ServiceSpec struct {
+	// Type of the Service: ClusterIP (unset), NodePort or LoadBalancer.
+	// +kubebuilder:validation:Enum=ClusterIP;NodePort;LoadBalancer
+	// +optional
+	Type corev1.ServiceType `json:"type,omitempty"`
+	// Annotations added to the Service, e.g. for a cloud load balancer.
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// PodDisruptionBudgetSpec bounds voluntary disruptions; set at most one of the two fields.
+// +kubebuilder:validation:XValidation:rule="!(has(self.minAvailable) && has(self.maxUnavailable))",message="set minAvailable or maxUnavailable, not both"
+type PodDisruptionBudgetSpec struct {
+	// MinAvailable pods during a disruption, a number or a percentage.
+	// +optional
+	MinAvailable *intstr.IntOrString `json:"minAvailable,omitempty"`
+	// MaxUnavailable pods during a disruption, a number or a percentage; the default is 1.
+	// +optional
+	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
 }
 
 // Middleware is the name of a built-in middleware of the connector.
@@ -93,6 +282,24 @@ type ConnectorStatus struct {
 	// Accounts is the number of Accounts that reference this connector.
 	// +optional
 	Accounts int32 `json:"accounts,omitempty"`
+	// Replicas is the number of connector pods the workload has.
+	// +optional
+	Replicas int32 `json:"replicas,omitempty"`
+	// ReadyReplicas is the number of connector pods that pass their readiness probe.
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+	// Workload is the kind and name of the object running the pods: Deployment/<name>, or
+	// StatefulSet/<name> with the file store.
+	// +optional
+	Workload string `json:"workload,omitempty"`
+	// Image is the connector image the pods run.
+	// +optional
+	Image string `json:"image,omitempty"`
+	// SecretVersions maps the name of every Secret this connector uses (its own and its
+	// Accounts') to the Secret's resourceVersion. It changes when a Secret is rotated, which
+	// wakes the pods' config source to re-read it: the pods never watch Secrets themselves.
+	// +optional
+	SecretVersions map[string]string `json:"secretVersions,omitempty"`
 }
 
 // Connector is one ILP connector, run by the operator as pods of the ilpfleet runtime.
@@ -102,6 +309,9 @@ type ConnectorStatus struct {
 // +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.status.address`
 // +kubebuilder:printcolumn:name="Network",type=string,JSONPath=`.spec.network`
 // +kubebuilder:printcolumn:name="Accounts",type=integer,JSONPath=`.status.accounts`
+// +kubebuilder:printcolumn:name="Pods",type=integer,JSONPath=`.status.readyReplicas`
+// +kubebuilder:printcolumn:name="Workload",type=string,JSONPath=`.status.workload`,priority=1
+// +kubebuilder:printcolumn:name="Image",type=string,JSONPath=`.status.image`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

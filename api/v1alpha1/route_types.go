@@ -33,6 +33,7 @@ type RouteStatus struct {
 // +kubebuilder:printcolumn:name="Prefix",type=string,JSONPath=`.spec.targetPrefix`
 // +kubebuilder:printcolumn:name="Next Hop",type=string,JSONPath=`.spec.nextHop`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Route struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -6,7 +6,8 @@ import (
 )
 
 // SettlementEngineSpec describes a settlement engine (RFC 38) that the operator runs as a
-// Deployment with a Service, for one asset.
+// Deployment with a Service, both named <name>-engine, for one asset.
+// +kubebuilder:validation:XValidation:rule="self.assetCode == oldSelf.assetCode && self.assetScale == oldSelf.assetScale",message="assetCode and assetScale are immutable: accounts settle through this engine in that asset"
 type SettlementEngineSpec struct {
 	// AssetCode is the asset this engine settles, e.g. XRP.
 	// +kubebuilder:validation:MinLength=1
@@ -25,9 +26,16 @@ type SettlementEngineSpec struct {
 	// Args to the engine.
 	// +optional
 	Args []string `json:"args,omitempty"`
-	// Env of the engine container; use valueFrom.secretKeyRef for credentials.
+	// Env of the engine container; use valueFrom.secretKeyRef for credentials. The operator
+	// checks that every referenced Secret and key exists and says so in ReferencesResolved.
 	// +optional
 	Env []corev1.EnvVar `json:"env,omitempty"`
+	// EnvFrom loads whole Secrets or ConfigMaps as environment variables.
+	// +optional
+	EnvFrom []corev1.EnvFromSource `json:"envFrom,omitempty"`
+	// Resources of the engine container.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
 	// Port the engine serves the RFC 38 API on.
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65535
@@ -41,9 +49,15 @@ type SettlementEngineSpec struct {
 // SettlementEngineStatus reports the engine's deployment.
 type SettlementEngineStatus struct {
 	BaseStatus `json:",inline"`
-	// URL is where connectors reach the engine.
+	// URL is where connectors reach the engine: http://<name>-engine.<namespace>.svc:<port>.
 	// +optional
 	URL string `json:"url,omitempty"`
+	// Replicas is the number of engine pods the Deployment has.
+	// +optional
+	Replicas int32 `json:"replicas,omitempty"`
+	// ReadyReplicas is the number of engine pods that are ready.
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
 }
 
 // SettlementEngine is a settlement engine the operator runs for connectors of its namespace.
@@ -52,7 +66,9 @@ type SettlementEngineStatus struct {
 // +kubebuilder:resource:shortName=ilpse,categories=ilp
 // +kubebuilder:printcolumn:name="Asset",type=string,JSONPath=`.spec.assetCode`
 // +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.status.url`
+// +kubebuilder:printcolumn:name="Pods",type=integer,JSONPath=`.status.readyReplicas`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type SettlementEngine struct {
 	metav1.TypeMeta   `json:",inline"`

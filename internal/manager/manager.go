@@ -25,12 +25,13 @@ func Run(ctx context.Context, args []string) error {
 	metricsAddr := fs.String("metrics-bind-address", "0", "address of the metrics endpoint (:8080, or 0 to disable)")
 	probeAddr := fs.String("health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
 	leaderElect := fs.Bool("leader-elect", false, "elect a leader so that only one replica reconciles")
-	opts := zap.Options{}
-	opts.BindFlags(fs)
+	image := fs.String("connector-image", "", "image of connector pods whose Connector sets no spec.image (default: $"+controllers.EnvImage+", else ilpfleet:<version>)")
+	logOpts := zap.Options{}
+	logOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&logOpts)))
 
 	cfg, err := restConfig(*kubeconfig)
 	if err != nil {
@@ -46,7 +47,11 @@ func Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
 	}
-	if err := controllers.Setup(ctx, mgr); err != nil {
+	opts := controllers.OptionsFromEnv()
+	if *image != "" {
+		opts.ConnectorImage = *image
+	}
+	if err := controllers.SetupWithOptions(ctx, mgr, opts); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

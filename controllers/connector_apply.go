@@ -1,0 +1,305 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+)
+
+// serviceMonitorGVK is prometheus-operator's ServiceMonitor, handled as unstructured so that
+// the operator neither imports nor requires prometheus-operator.
+var serviceMonitorGVK = schema.GroupVersionKind{Group: "monitoring.coreos.com", Version: "v1", Kind: "ServiceMonitor"}
+
+// workloadState is what the reconcile learnt about the Deployment or StatefulSet.
+type workloadState struct {
+	kind, name, image string
+	desired           int32
+	replicas, ready   int32
+	availableReplicas int32
+	available         bool     // at least desired pods available
+	rolledOut         bool     // the workload controller finished rolling the current template
+	created           bool     // the workload was created by this reconcile
+	changed           []string // restart inputs that changed in this reconcile: the pods roll
+}
+
+// applyOwned creates or updates every object the Connector owns and returns its workload's state.
+func (r *ConnectorReconciler) applyOwned(ctx context.Context, conn *ilpv1.Connector, accounts []ilpv1.Account, secrets []string) (*workloadState, error) {
+	steps := []func() error{
+		func() error { return r.applyRBAC(ctx, conn, secrets) },
+		func() error { return r.applyServices(ctx, conn, accounts) },
+		func() error { return r.applyPDB(ctx, conn) },
+		func() error { return r.applyServiceMonitor(ctx, conn) },
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return nil, err
+		}
+	}
+	return r.applyWorkload(ctx, conn)
+}
+
+// upsert creates or updates obj as a controlled child of owner. It refuses to adopt an object
+// of the same name that something else created, rather than silently taking it over.
+func upsert(ctx context.Context, c client.Client, owner, obj client.Object, mutate func() error) (controllerutil.OperationResult, error) {
+	kind := fmt.Sprintf("%T", obj)
+	return controllerutil.CreateOrUpdate(ctx, c, obj, func() error {
+		if obj.GetResourceVersion() != "" && !metav1.IsControlledBy(obj, owner) {
+			return fmt.Errorf("%s %s already exists and is not owned by %s: rename or delete it", kind, obj.GetName(), owner.GetName())
+		}
+		if err := mutate(); err != nil {
+			return err
+		}
+		return controllerutil.SetControllerReference(owner, obj, c.Scheme())
+	})
+}
+
+// deleteIfOwned deletes obj when it exists and owner controls it.
+func deleteIfOwned(ctx context.Context, c client.Client, owner, obj client.Object) error {
+	if err := c.Get(ctx, client.ObjectKey{Namespace: owner.GetNamespace(), Name: obj.GetName()}, obj); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if !metav1.IsControlledBy(obj, owner) {
+		return nil
+	}
+	return client.IgnoreNotFound(c.Delete(ctx, obj, client.PropagationPolicy(metav1.DeletePropagationBackground)))
+}
+
+func (r *ConnectorReconciler) meta(conn *ilpv1.Connector, name string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Namespace: conn.Namespace, Name: name}
+}
+
+// applyRBAC writes the pods' ServiceAccount, their Role (rewritten as Accounts change the
+// Secrets in use) and the RoleBinding between them.
+func (r *ConnectorReconciler) applyRBAC(ctx context.Context, conn *ilpv1.Connector, secrets []string) error {
+	name := connectorSAName(conn)
+	sa := &corev1.ServiceAccount{ObjectMeta: r.meta(conn, name)}
+	if _, err := upsert(ctx, r.Client, conn, sa, func() error {
+		sa.Labels = mergeLabels(sa.Labels, connectorLabels(conn))
+		return nil
+	}); err != nil {
+		return err
+	}
+	role := &rbacv1.Role{ObjectMeta: r.meta(conn, name)}
+	if _, err := upsert(ctx, r.Client, conn, role, func() error {
+		role.Labels = mergeLabels(role.Labels, connectorLabels(conn))
+		role.Rules = connectorRules(conn, secrets)
+		return nil
+	}); err != nil {
+		return err
+	}
+	rb := &rbacv1.RoleBinding{ObjectMeta: r.meta(conn, name)}
+	_, err := upsert(ctx, r.Client, conn, rb, func() error {
+		rb.Labels = mergeLabels(rb.Labels, connectorLabels(conn))
+		rb.RoleRef = rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}
+		rb.Subjects = []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: conn.Namespace}}
+		return nil
+	})
+	return err
+}
+
+// applyServices writes the peer Service (deleted when no port is peer-facing: a Service needs
+// one) and the admin Service.
+func (r *ConnectorReconciler) applyServices(ctx context.Context, conn *ilpv1.Connector, accounts []ilpv1.Account) error {
+	peer := &corev1.Service{ObjectMeta: r.meta(conn, conn.Name)}
+	if ports := peerServicePorts(conn, accounts); len(ports) == 0 {
+		if err := deleteIfOwned(ctx, r.Client, conn, peer); err != nil {
+			return err
+		}
+	} else if _, err := upsert(ctx, r.Client, conn, peer, func() error {
+		typ, ann := corev1.ServiceTypeClusterIP, map[string]string(nil)
+		if s := conn.Spec.Service; s != nil {
+			if s.Type != "" {
+				typ = s.Type
+			}
+			ann = s.Annotations
+		}
+		peer.Labels = mergeLabels(peer.Labels, connectorLabels(conn))
+		peer.Labels[labelService] = "peer"
+		peer.Annotations = mergeLabels(peer.Annotations, ann)
+		peer.Spec.Type, peer.Spec.Selector = typ, selectorLabels(conn)
+		peer.Spec.Ports = keepNodePorts(peer.Spec.Ports, ports)
+		return nil
+	}); err != nil {
+		return err
+	}
+	admin := &corev1.Service{ObjectMeta: r.meta(conn, adminServiceName(conn))}
+	_, err := upsert(ctx, r.Client, conn, admin, func() error {
+		admin.Labels = mergeLabels(admin.Labels, connectorLabels(conn))
+		admin.Labels[labelService] = "admin"
+		admin.Spec.Type, admin.Spec.Selector = corev1.ServiceTypeClusterIP, selectorLabels(conn)
+		admin.Spec.Ports = adminServicePorts(conn)
+		return nil
+	})
+	return err
+}
+
+// keepNodePorts carries the node ports the API server allocated over to the desired ports,
+// so that an update neither changes them nor looks like a change.
+func keepNodePorts(have, want []corev1.ServicePort) []corev1.ServicePort {
+	for i := range want {
+		for _, h := range have {
+			if h.Port == want[i].Port && h.Protocol == want[i].Protocol {
+				want[i].NodePort = h.NodePort
+			}
+		}
+	}
+	return want
+}
+
+// applyPDB keeps a PodDisruptionBudget for a Connector with more than one replica only.
+func (r *ConnectorReconciler) applyPDB(ctx context.Context, conn *ilpv1.Connector) error {
+	pdb := &policyv1.PodDisruptionBudget{ObjectMeta: r.meta(conn, conn.Name)}
+	if replicasOf(conn) <= 1 {
+		return deleteIfOwned(ctx, r.Client, conn, pdb)
+	}
+	_, err := upsert(ctx, r.Client, conn, pdb, func() error {
+		connectorPDB(conn, pdb)
+		return nil
+	})
+	return err
+}
+
+// applyServiceMonitor scrapes the admin Service's /metrics when prometheus-operator is installed;
+// without its CRD there is nothing to do.
+func (r *ConnectorReconciler) applyServiceMonitor(ctx context.Context, conn *ilpv1.Connector) error {
+	if _, err := r.RESTMapper().RESTMapping(serviceMonitorGVK.GroupKind(), serviceMonitorGVK.Version); err != nil {
+		if meta.IsNoMatchError(err) {
+			return nil
+		}
+		return err
+	}
+	sm := &unstructured.Unstructured{}
+	sm.SetGroupVersionKind(serviceMonitorGVK)
+	sm.SetNamespace(conn.Namespace)
+	sm.SetName(conn.Name)
+	_, err := upsert(ctx, r.Client, conn, sm, func() error {
+		sm.SetLabels(mergeLabels(sm.GetLabels(), connectorLabels(conn)))
+		sel := map[string]any{}
+		for k, v := range selectorLabels(conn) {
+			sel[k] = v
+		}
+		sel[labelService] = "admin"
+		return unstructured.SetNestedField(sm.Object, map[string]any{
+			"selector":  map[string]any{"matchLabels": sel},
+			"endpoints": []any{map[string]any{"port": "admin", "path": "/metrics"}},
+		}, "spec")
+	})
+	return err
+}
+
+// applyWorkload writes the Deployment, or the StatefulSet for the file store, deletes the
+// other kind after a store change, and reports which restart inputs changed.
+func (r *ConnectorReconciler) applyWorkload(ctx context.Context, conn *ilpv1.Connector) (*workloadState, error) {
+	image := conn.Spec.Image
+	if image == "" {
+		image = r.Options.ConnectorImage
+	}
+	tmpl := connectorPodTemplate(conn, image)
+	inputs := restartInputsOf(conn, image)
+	dep := &appsv1.Deployment{ObjectMeta: r.meta(conn, conn.Name)}
+	sts := &appsv1.StatefulSet{ObjectMeta: r.meta(conn, conn.Name)}
+	prev, err := r.previousInputs(ctx, conn, dep, sts)
+	if err != nil {
+		return nil, err
+	}
+	st := &workloadState{name: conn.Name, image: image, desired: replicasOf(conn)}
+	var op controllerutil.OperationResult
+	if storeType(conn) == ilpv1.StoreFile {
+		st.kind = "StatefulSet"
+		if err := deleteIfOwned(ctx, r.Client, conn, &appsv1.Deployment{ObjectMeta: r.meta(conn, conn.Name)}); err != nil {
+			return nil, err
+		}
+		if op, err = upsert(ctx, r.Client, conn, sts, func() error { return mutateStatefulSet(conn, sts, tmpl) }); err != nil {
+			return nil, err
+		}
+		statefulSetState(sts, st)
+	} else {
+		st.kind = "Deployment"
+		if err := deleteIfOwned(ctx, r.Client, conn, &appsv1.StatefulSet{ObjectMeta: r.meta(conn, conn.Name)}); err != nil {
+			return nil, err
+		}
+		if op, err = upsert(ctx, r.Client, conn, dep, func() error { return mutateDeployment(conn, dep, tmpl) }); err != nil {
+			return nil, err
+		}
+		deploymentState(dep, st)
+	}
+	switch {
+	case prev != "":
+		st.changed = inputs.changedSince(prev)
+	case op == controllerutil.OperationResultCreated:
+		st.created = true
+	}
+	return st, nil
+}
+
+// previousInputs is the restart-inputs annotation of the existing workload of either kind.
+func (r *ConnectorReconciler) previousInputs(ctx context.Context, conn *ilpv1.Connector, dep *appsv1.Deployment, sts *appsv1.StatefulSet) (string, error) {
+	for _, o := range []struct {
+		obj  client.Object
+		tmpl *corev1.PodTemplateSpec
+	}{{dep, &dep.Spec.Template}, {sts, &sts.Spec.Template}} {
+		err := r.Get(ctx, client.ObjectKeyFromObject(o.obj), o.obj)
+		if client.IgnoreNotFound(err) != nil {
+			return "", err
+		}
+		if err == nil && metav1.IsControlledBy(o.obj, conn) {
+			return o.tmpl.Annotations[ilpv1.AnnotationRestartInputs], nil
+		}
+	}
+	return "", nil
+}
+
+func mutateDeployment(conn *ilpv1.Connector, dep *appsv1.Deployment, tmpl corev1.PodTemplateSpec) error {
+	dep.Labels = mergeLabels(dep.Labels, connectorLabels(conn))
+	dep.Spec.Replicas = ptr.To(replicasOf(conn))
+	dep.Spec.Selector = &metav1.LabelSelector{MatchLabels: selectorLabels(conn)}
+	dep.Spec.Template = tmpl
+	return nil
+}
+
+func mutateStatefulSet(conn *ilpv1.Connector, sts *appsv1.StatefulSet, tmpl corev1.PodTemplateSpec) error {
+	sts.Labels = mergeLabels(sts.Labels, connectorLabels(conn))
+	sts.Spec.Replicas = ptr.To(replicasOf(conn))
+	sts.Spec.Template = tmpl
+	if sts.CreationTimestamp.IsZero() {
+		// Selector, service name and claim templates are immutable: set them once.
+		claim, err := fileStoreClaim(conn)
+		if err != nil {
+			return err
+		}
+		claim.Name = dataVolume
+		sts.Spec.Selector = &metav1.LabelSelector{MatchLabels: selectorLabels(conn)}
+		sts.Spec.ServiceName = adminServiceName(conn)
+		sts.Spec.VolumeClaimTemplates = []corev1.PersistentVolumeClaim{claim}
+	}
+	return nil
+}
+
+func deploymentState(d *appsv1.Deployment, st *workloadState) {
+	s := d.Status
+	st.replicas, st.ready, st.availableReplicas = s.Replicas, s.ReadyReplicas, s.AvailableReplicas
+	st.available = st.desired > 0 && s.AvailableReplicas >= st.desired
+	st.rolledOut = s.ObservedGeneration >= d.Generation && s.UpdatedReplicas == st.desired &&
+		s.Replicas == st.desired && s.AvailableReplicas == st.desired
+}
+
+func statefulSetState(s *appsv1.StatefulSet, st *workloadState) {
+	t := s.Status
+	st.replicas, st.ready, st.availableReplicas = t.Replicas, t.ReadyReplicas, t.AvailableReplicas
+	st.available = st.desired > 0 && t.AvailableReplicas >= st.desired
+	st.rolledOut = t.ObservedGeneration >= s.Generation && t.UpdatedReplicas == st.desired &&
+		t.CurrentRevision == t.UpdateRevision && t.AvailableReplicas == st.desired
+}

@@ -1,0 +1,262 @@
+package controllers
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+)
+
+// Names and defaults of what the operator builds for a Connector.
+const (
+	// DefaultAdminPort is the JS connector's CONNECTOR_ADMIN_API_PORT default.
+	DefaultAdminPort int32 = 7780
+	// defaultFileStoreSize sizes the file store's volume when spec.store.file.size is unset.
+	defaultFileStoreSize = "1Gi"
+	containerName        = "connector"
+	dataVolume           = "data"
+	componentConnector   = "connector"
+	labelComponent       = "app.kubernetes.io/component"
+	labelService         = "ilp.ilpfleet.dev/service"
+)
+
+// connectorSAName is the name of a Connector's ServiceAccount, Role and RoleBinding.
+func connectorSAName(c *ilpv1.Connector) string { return c.Name + "-connector" }
+
+// adminServiceName is the ClusterIP Service of the settlement and admin ports.
+func adminServiceName(c *ilpv1.Connector) string { return c.Name + "-admin" }
+
+// selectorLabels select a Connector's pods; they never change, as a workload's selector is immutable.
+func selectorLabels(c *ilpv1.Connector) map[string]string {
+	return map[string]string{labelComponent: componentConnector, ilpv1.LabelConnector: c.Name}
+}
+
+// connectorLabels go on every object the operator owns for a Connector. They deliberately do
+// not copy the Connector's own labels: a GitOps tool that tracks by label would otherwise
+// claim the generated objects.
+func connectorLabels(c *ilpv1.Connector) map[string]string {
+	l := selectorLabels(c)
+	l["app.kubernetes.io/name"] = "ilpfleet"
+	l["app.kubernetes.io/managed-by"] = "ilpfleet-operator"
+	return l
+}
+
+func replicasOf(c *ilpv1.Connector) int32 {
+	if c.Spec.Replicas != nil {
+		return *c.Spec.Replicas
+	}
+	return 1
+}
+
+func storeType(c *ilpv1.Connector) ilpv1.StoreType {
+	if c.Spec.Store == nil || c.Spec.Store.Type == "" {
+		return ilpv1.StoreMemory
+	}
+	return c.Spec.Store.Type
+}
+
+// connectorPorts are the connector-wide container ports: admin always, http and settlement when set.
+func connectorPorts(c *ilpv1.Connector) []corev1.ContainerPort {
+	admin := DefaultAdminPort
+	var http, settle int32
+	if l := c.Spec.Listeners; l != nil {
+		if l.Admin != nil {
+			admin = l.Admin.Port
+		}
+		if l.HTTP != nil {
+			http = l.HTTP.Port
+		}
+		if l.Settlement != nil {
+			settle = l.Settlement.Port
+		}
+	}
+	ports := []corev1.ContainerPort{{Name: "admin", ContainerPort: admin, Protocol: corev1.ProtocolTCP}}
+	if http != 0 {
+		ports = append(ports, corev1.ContainerPort{Name: "http", ContainerPort: http, Protocol: corev1.ProtocolTCP})
+	}
+	if settle != 0 {
+		ports = append(ports, corev1.ContainerPort{Name: "settlement", ContainerPort: settle, Protocol: corev1.ProtocolTCP})
+	}
+	return ports
+}
+
+// peerServicePorts are the ports of the peer-facing Service: one per distinct BTP port of the
+// Accounts, plus ILP-over-HTTP. Account ports are not container ports, so that an Account change
+// never touches the pod template.
+func peerServicePorts(c *ilpv1.Connector, accounts []ilpv1.Account) []corev1.ServicePort {
+	var btp []int32
+	for i := range accounts {
+		l := accounts[i].Spec.Link
+		if l.BTPListener != nil {
+			btp = append(btp, l.BTPListener.Port)
+		}
+		if l.BTPChildServer != nil {
+			btp = append(btp, l.BTPChildServer.Port)
+		}
+	}
+	slices.Sort(btp)
+	btp = slices.Compact(btp)
+	var ports []corev1.ServicePort
+	for _, p := range btp {
+		ports = append(ports, servicePort("btp-"+strconv.Itoa(int(p)), p, intstr.FromInt32(p)))
+	}
+	if l := c.Spec.Listeners; l != nil && l.HTTP != nil {
+		ports = append(ports, servicePort("http", l.HTTP.Port, intstr.FromString("http")))
+	}
+	return ports
+}
+
+// adminServicePorts are the admin (and /metrics) port and, when set, the settlement port.
+func adminServicePorts(c *ilpv1.Connector) []corev1.ServicePort {
+	var ports []corev1.ServicePort
+	for _, p := range connectorPorts(c) {
+		if p.Name == "admin" || p.Name == "settlement" {
+			ports = append(ports, servicePort(p.Name, p.ContainerPort, intstr.FromString(p.Name)))
+		}
+	}
+	return ports
+}
+
+func servicePort(name string, port int32, target intstr.IntOrString) corev1.ServicePort {
+	return corev1.ServicePort{Name: name, Port: port, TargetPort: target, Protocol: corev1.ProtocolTCP}
+}
+
+// connectorPodTemplate is the pod template of a Connector's workload. It depends only on the
+// inputs that cannot be hot-reloaded (restartInputs): everything else reaches the pods through
+// their Kubernetes config source.
+func connectorPodTemplate(c *ilpv1.Connector, image string) corev1.PodTemplateSpec {
+	in := restartInputsOf(c, image)
+	ctr := corev1.Container{
+		Name:            containerName,
+		Image:           image,
+		Args:            []string{"connector", "--source=kubernetes", "--connector=" + c.Name},
+		Env:             connectorEnv(),
+		Ports:           connectorPorts(c),
+		ReadinessProbe:  healthProbe(),
+		LivenessProbe:   healthProbe(),
+		SecurityContext: restrictedContainer(),
+		VolumeMounts:    []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}},
+	}
+	if c.Spec.Resources != nil {
+		ctr.Resources = *c.Spec.Resources
+	}
+	if storeType(c) == ilpv1.StoreFile {
+		ctr.VolumeMounts = append(ctr.VolumeMounts, corev1.VolumeMount{Name: dataVolume, MountPath: ilpv1.FileStoreMountPath})
+	}
+	return corev1.PodTemplateSpec{
+		ObjectMeta: metaLabels(connectorLabels(c), map[string]string{ilpv1.AnnotationRestartInputs: in.String()}),
+		Spec: corev1.PodSpec{
+			ServiceAccountName:        connectorSAName(c),
+			Containers:                []corev1.Container{ctr},
+			Volumes:                   []corev1.Volume{{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+			NodeSelector:              c.Spec.NodeSelector,
+			Tolerations:               c.Spec.Tolerations,
+			Affinity:                  c.Spec.Affinity,
+			TopologySpreadConstraints: c.Spec.TopologySpreadConstraints,
+			SecurityContext:           &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), FSGroup: ptr.To(int64(65532)), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+			// Long enough for the runtime to drain in-flight packets (max hold time 30s by default).
+			TerminationGracePeriodSeconds: ptr.To(int64(45)),
+		},
+	}
+}
+
+// connectorEnv tells the in-pod config source where it runs (downward API).
+func connectorEnv() []corev1.EnvVar {
+	field := func(name, path string) corev1.EnvVar {
+		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path}}}
+	}
+	return []corev1.EnvVar{field("POD_NAMESPACE", "metadata.namespace"), field("POD_NAME", "metadata.name")}
+}
+
+func healthProbe() *corev1.Probe {
+	return &corev1.Probe{
+		ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("admin")}},
+		PeriodSeconds: 10, TimeoutSeconds: 1, SuccessThreshold: 1, FailureThreshold: 3,
+	}
+}
+
+func restrictedContainer() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		AllowPrivilegeEscalation: ptr.To(false),
+		ReadOnlyRootFilesystem:   ptr.To(true),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+	}
+}
+
+// fileStoreClaim is the volume claim template of the file store's StatefulSet.
+func fileStoreClaim(c *ilpv1.Connector) (corev1.PersistentVolumeClaim, error) {
+	size := resource.MustParse(defaultFileStoreSize)
+	var class *string
+	if f := c.Spec.Store.File; f != nil {
+		if f.Size != nil {
+			size = *f.Size
+		}
+		class = f.StorageClassName
+	}
+	if size.Sign() <= 0 {
+		return corev1.PersistentVolumeClaim{}, fmt.Errorf("store.file.size %s is not positive", size.String())
+	}
+	return corev1.PersistentVolumeClaim{
+		ObjectMeta: metaLabels(connectorLabels(c), nil),
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: class,
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: size}},
+		},
+	}, nil
+}
+
+// connectorRules are what a connector pod may do: read its own Connector (by name, which
+// allows list/watch only with a metadata.name field selector) and report its status; read the
+// Accounts, Routes and SettlementEngines of its namespace (RBAC has no label selectors, so the
+// runtime filters them by connectorRef); read exactly the Secrets it uses, by name; emit Events.
+func connectorRules(c *ilpv1.Connector, secrets []string) []rbacv1.PolicyRule {
+	rules := []rbacv1.PolicyRule{
+		{APIGroups: []string{ilpv1.GroupVersion.Group}, Resources: []string{"connectors"}, ResourceNames: []string{c.Name}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{ilpv1.GroupVersion.Group}, Resources: []string{"connectors/status"}, ResourceNames: []string{c.Name}, Verbs: []string{"get", "patch", "update"}},
+		{APIGroups: []string{ilpv1.GroupVersion.Group}, Resources: []string{"accounts", "routes", "settlementengines"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{ilpv1.GroupVersion.Group}, Resources: []string{"accounts/status"}, Verbs: []string{"get", "patch", "update"}},
+		{APIGroups: []string{"", "events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+	}
+	// Never a Secrets rule without names: an empty resourceNames grants every Secret.
+	if len(secrets) > 0 {
+		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: secrets, Verbs: []string{"get", "watch"}})
+	}
+	return rules
+}
+
+// connectorPDB is the budget of a multi-replica Connector; unhealthy pods may always be
+// evicted, so that a broken rollout never blocks a node drain.
+func connectorPDB(c *ilpv1.Connector, pdb *policyv1.PodDisruptionBudget) {
+	pdb.Labels = mergeLabels(pdb.Labels, connectorLabels(c))
+	pdb.Spec.Selector = &metav1.LabelSelector{MatchLabels: selectorLabels(c)}
+	pdb.Spec.MinAvailable, pdb.Spec.MaxUnavailable = nil, ptr.To(intstr.FromInt32(1))
+	if s := c.Spec.PodDisruptionBudget; s != nil && (s.MinAvailable != nil || s.MaxUnavailable != nil) {
+		pdb.Spec.MinAvailable, pdb.Spec.MaxUnavailable = s.MinAvailable, s.MaxUnavailable
+	}
+	pdb.Spec.UnhealthyPodEvictionPolicy = ptr.To(policyv1.AlwaysAllow)
+}
+
+func metaLabels(labels, annotations map[string]string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Labels: labels, Annotations: annotations}
+}
+
+// mergeLabels sets want's labels on have, keeping labels others (users, tools) added.
+func mergeLabels(have, want map[string]string) map[string]string {
+	if have == nil {
+		have = make(map[string]string, len(want))
+	}
+	for k, v := range want {
+		have[k] = v
+	}
+	return have
+}

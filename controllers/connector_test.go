@@ -1,0 +1,416 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+)
+
+// fullConnector is sampleConnector with listeners, a LoadBalancer Service and a routing secret.
+func fullConnector(ns string) *ilpv1.Connector {
+	c := sampleConnector(ns)
+	c.Spec.Listeners = &ilpv1.ListenersSpec{HTTP: &ilpv1.ListenerSpec{Port: 8080}, Settlement: &ilpv1.ListenerSpec{Port: 7771}}
+	c.Spec.Service = &ilpv1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Annotations: map[string]string{"lb.example/internal": "true"}}
+	c.Spec.Routing = &ilpv1.RoutingSpec{RoutingSecretRef: &ilpv1.SecretKeyRef{Name: "routing", Key: "secret"}}
+	return c
+}
+
+// TestConnectorOwnedObjects checks every object the operator builds for a Connector, their
+// owner references, and the status while no kubelet runs the pods.
+func TestConnectorOwnedObjects(t *testing.T) {
+	ns := namespace(t)
+	conn := fullConnector(ns)
+	mustCreate(t, secret(ns, "routing", map[string]string{"secret": "r"}), secret(ns, "bob", map[string]string{"secret": "b"}),
+		secret(ns, "unrelated", map[string]string{"x": "y"}), conn, sampleAccount(ns, "bob", "alice"))
+
+	dep := get(t, ns, "alice", &appsv1.Deployment{})
+	assertOwned(t, dep, "Connector", "alice")
+	pod := dep.Spec.Template.Spec
+	ctr := pod.Containers[0]
+	if want := []string{"connector", "--source=kubernetes", "--connector=alice"}; !slices.Equal(ctr.Args, want) {
+		t.Errorf("args = %v, want %v", ctr.Args, want)
+	}
+	if ctr.Image != "ilpfleet:test" {
+		t.Errorf("image = %q, want the operator's image", ctr.Image)
+	}
+	if e := ctr.Env[0]; e.Name != "POD_NAMESPACE" || e.ValueFrom.FieldRef.FieldPath != "metadata.namespace" {
+		t.Errorf("env[0] = %+v, want POD_NAMESPACE from the downward API", e)
+	}
+	if pod.ServiceAccountName != "alice-connector" {
+		t.Errorf("serviceAccountName = %q", pod.ServiceAccountName)
+	}
+	if got := portNames(ctr.Ports); !slices.Equal(got, []string{"admin:7780", "http:8080", "settlement:7771"}) {
+		t.Errorf("container ports = %v", got)
+	}
+	if dep.Spec.Template.Labels[ilpv1.LabelConnector] != "alice" || dep.Spec.Template.Annotations[ilpv1.AnnotationRestartInputs] == "" {
+		t.Errorf("pod template metadata = %+v", dep.Spec.Template.ObjectMeta)
+	}
+
+	peer := waitPeerPorts(t, ns, []string{"btp-7768:7768", "http:8080"})
+	assertOwned(t, peer, "Connector", "alice")
+	if peer.Spec.Type != corev1.ServiceTypeLoadBalancer || peer.Annotations["lb.example/internal"] != "true" {
+		t.Errorf("peer Service type %s annotations %v", peer.Spec.Type, peer.Annotations)
+	}
+	admin := get(t, ns, "alice-admin", &corev1.Service{})
+	assertOwned(t, admin, "Connector", "alice")
+	if got := svcPorts(admin); admin.Spec.Type != corev1.ServiceTypeClusterIP || !slices.Equal(got, []string{"admin:7780", "settlement:7771"}) {
+		t.Errorf("admin Service %s ports = %v", admin.Spec.Type, got)
+	}
+	for _, o := range []client.Object{&corev1.ServiceAccount{}, &rbacv1.Role{}, &rbacv1.RoleBinding{}} {
+		assertOwned(t, get(t, ns, "alice-connector", o), "Connector", "alice")
+	}
+	rb := get(t, ns, "alice-connector", &rbacv1.RoleBinding{})
+	if rb.RoleRef.Name != "alice-connector" || len(rb.Subjects) != 1 || rb.Subjects[0].Name != "alice-connector" {
+		t.Errorf("RoleBinding = %+v", rb)
+	}
+	waitRoleSecrets(t, ns, "alice-connector", []string{"bob", "routing"})
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "alice"}, &policyv1.PodDisruptionBudget{}); !apierrors.IsNotFound(err) {
+		t.Errorf("PodDisruptionBudget for one replica: %v, want none", err)
+	}
+
+	waitCondition(t, conn, ilpv1.ConditionReady, metav1.ConditionFalse, ReasonWorkloadUnavailable)
+	waitCondition(t, conn, ilpv1.ConditionReferencesResolved, metav1.ConditionTrue, ReasonResolved)
+	waitProgressingStarted(t, conn)
+	eventually(t, func() error {
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(conn), conn); err != nil {
+			return err
+		}
+		s := conn.Status
+		return checkf(s.Workload == "Deployment/alice" && s.Accounts == 1 && len(s.SecretVersions) == 2 &&
+			s.SecretVersions["bob"] != "" && s.SecretVersions["routing"] != "", fmt.Sprintf("status = %+v", s))
+	})
+}
+
+// waitProgressingStarted waits for Progressing True after a creation: Creating, or RollingOut
+// when the reconcile that created the workload failed later on (a write conflict) and retried.
+func waitProgressingStarted(t *testing.T, conn *ilpv1.Connector) {
+	t.Helper()
+	eventually(t, func() error {
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(conn), conn); err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(conn.Status.Conditions, ilpv1.ConditionProgressing)
+		if c == nil || c.Status != metav1.ConditionTrue || (c.Reason != ReasonCreating && c.Reason != ReasonRollingOut) {
+			return fmt.Errorf("Progressing = %+v", c)
+		}
+		return nil
+	})
+}
+
+// waitRoleSecrets waits until the Role grants exactly these Secrets, and checks the Connector rule.
+func waitRoleSecrets(t *testing.T, ns, name string, want []string) {
+	t.Helper()
+	eventually(t, func() error {
+		var role rbacv1.Role
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &role); err != nil {
+			return err
+		}
+		var secrets []string
+		for _, r := range role.Rules {
+			if slices.Contains(r.Resources, "connectors") && !slices.Equal(r.ResourceNames, []string{"alice"}) {
+				return fmt.Errorf("connectors rule %+v is not limited to alice", r)
+			}
+			if slices.Contains(r.Resources, "secrets") {
+				if len(r.ResourceNames) == 0 {
+					return fmt.Errorf("secrets rule without resourceNames grants every Secret")
+				}
+				secrets = append(secrets, r.ResourceNames...)
+			}
+		}
+		if !slices.Equal(secrets, want) {
+			return fmt.Errorf("Role grants Secrets %v, want %v", secrets, want)
+		}
+		return nil
+	})
+}
+
+// waitPeerPorts waits until the peer Service alice has these ports (Accounts add theirs).
+func waitPeerPorts(t *testing.T, ns string, want []string) *corev1.Service {
+	t.Helper()
+	svc := &corev1.Service{}
+	eventually(t, func() error {
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "alice"}, svc); err != nil {
+			return err
+		}
+		if got := svcPorts(svc); !slices.Equal(got, want) {
+			return fmt.Errorf("peer Service ports %v, want %v", got, want)
+		}
+		return nil
+	})
+	return svc
+}
+
+func portNames(ports []corev1.ContainerPort) []string {
+	var out []string
+	for _, p := range ports {
+		out = append(out, fmt.Sprintf("%s:%d", p.Name, p.ContainerPort))
+	}
+	return out
+}
+
+func svcPorts(s *corev1.Service) []string {
+	var out []string
+	for _, p := range s.Spec.Ports {
+		out = append(out, fmt.Sprintf("%s:%d", p.Name, p.Port))
+	}
+	return out
+}
+
+// TestConnectorRBACImpersonation acts as the connector's ServiceAccount against the real
+// authorizer: it reads its own Connector and its Secrets, and nothing else of the kind.
+func TestConnectorRBACImpersonation(t *testing.T) {
+	ns := namespace(t)
+	other := sampleConnector(ns)
+	other.Name, other.Spec.ILPAddress = "carol", "test.carol"
+	mustCreate(t, secret(ns, "bob", map[string]string{"secret": "b"}), secret(ns, "other", map[string]string{"secret": "o"}),
+		sampleConnector(ns), other, sampleAccount(ns, "bob", "alice"))
+	waitRoleSecrets(t, ns, "alice-connector", []string{"bob"})
+
+	cfg := rest.CopyConfig(testEnv.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":alice-connector"}
+	as, err := client.New(cfg, client.Options{Scheme: k8s.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	cases := []struct {
+		name    string
+		do      func() error
+		allowed bool
+	}{
+		{"get own Connector", func() error { return as.Get(ctx, client.ObjectKey{Namespace: ns, Name: "alice"}, &ilpv1.Connector{}) }, true},
+		{"list own Connector by name", func() error {
+			return as.List(ctx, &ilpv1.ConnectorList{}, client.InNamespace(ns), client.MatchingFields{"metadata.name": "alice"})
+		}, true},
+		{"get another Connector", func() error { return as.Get(ctx, client.ObjectKey{Namespace: ns, Name: "carol"}, &ilpv1.Connector{}) }, false},
+		{"list every Connector", func() error { return as.List(ctx, &ilpv1.ConnectorList{}, client.InNamespace(ns)) }, false},
+		{"get referenced Secret", func() error { return as.Get(ctx, client.ObjectKey{Namespace: ns, Name: "bob"}, &corev1.Secret{}) }, true},
+		{"get another Secret", func() error { return as.Get(ctx, client.ObjectKey{Namespace: ns, Name: "other"}, &corev1.Secret{}) }, false},
+		{"list Secrets", func() error { return as.List(ctx, &corev1.SecretList{}, client.InNamespace(ns)) }, false},
+		{"list Accounts", func() error { return as.List(ctx, &ilpv1.AccountList{}, client.InNamespace(ns)) }, true},
+		{"update own Connector spec", func() error {
+			c := &ilpv1.Connector{}
+			if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "alice"}, c); err != nil {
+				return err
+			}
+			return as.Update(ctx, c)
+		}, false},
+	}
+	for _, tc := range cases {
+		err := tc.do()
+		switch {
+		case tc.allowed && err != nil:
+			t.Errorf("%s: %v, want allowed", tc.name, err)
+		case !tc.allowed && !apierrors.IsForbidden(err):
+			t.Errorf("%s: %v, want forbidden", tc.name, err)
+		}
+	}
+}
+
+// TestRolloutOnlyOnRestartInputs checks that the pod template changes for image, resources and
+// store only, with a Progressing reason naming the change, and not for hot-reloadable changes.
+func TestRolloutOnlyOnRestartInputs(t *testing.T) {
+	ns := namespace(t)
+	conn := sampleConnector(ns)
+	mustCreate(t, secret(ns, "bob", map[string]string{"secret": "b"}), secret(ns, "redis", map[string]string{"url": "redis://127.0.0.1:6379"}),
+		conn, sampleAccount(ns, "bob", "alice"))
+	dep := get(t, ns, "alice", &appsv1.Deployment{})
+	waitProgressingStarted(t, conn)
+
+	// Hot-reloadable: rates, routing, the default store written out, a new account with a new
+	// port and Secret.
+	before := dep.Spec.Template.DeepCopy()
+	update(t, conn, func(c *ilpv1.Connector) {
+		c.Spec.Rates.Spread = "0.01"
+		c.Spec.Routing = &ilpv1.RoutingSpec{Broadcast: ptr.To(false)}
+		c.Spec.Store = &ilpv1.StoreSpec{Type: ilpv1.StoreMemory}
+	})
+	acct := sampleAccount(ns, "dave", "alice")
+	acct.Spec.Link.BTPListener.Port, acct.Spec.Link.BTPListener.SecretRef.Name = 7800, "dave"
+	mustCreate(t, secret(ns, "dave", map[string]string{"secret": "d"}), acct)
+	waitRoleSecrets(t, ns, "alice-connector", []string{"bob", "dave"})
+	waitPeerPorts(t, ns, []string{"btp-7768:7768", "btp-7800:7800"})
+	waitCondition(t, conn, ilpv1.ConditionReady, metav1.ConditionFalse, ReasonWorkloadUnavailable)
+	dep = get(t, ns, "alice", &appsv1.Deployment{})
+	if dep.Generation != 1 || dep.Spec.Template.Annotations[ilpv1.AnnotationRestartInputs] != before.Annotations[ilpv1.AnnotationRestartInputs] {
+		t.Fatalf("hot-reloadable changes touched the pod template: generation %d, annotations %v -> %v",
+			dep.Generation, before.Annotations, dep.Spec.Template.Annotations)
+	}
+
+	steps := []struct {
+		mutate func(*ilpv1.Connector)
+		reason string
+	}{
+		{func(c *ilpv1.Connector) { c.Spec.Image = "example/ilpfleet:2" }, "ImageChanged"},
+		{func(c *ilpv1.Connector) {
+			c.Spec.Resources = &corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")}}
+		}, "ResourcesChanged"},
+		{func(c *ilpv1.Connector) {
+			c.Spec.Store = &ilpv1.StoreSpec{Type: ilpv1.StoreRedis, Redis: &ilpv1.RedisStoreSpec{URLSecretRef: ilpv1.SecretKeyRef{Name: "redis", Key: "url"}}}
+		}, "StoreChanged"},
+	}
+	for _, s := range steps {
+		prev := dep.Spec.Template.Annotations[ilpv1.AnnotationRestartInputs]
+		update(t, conn, s.mutate)
+		c := waitCondition(t, conn, ilpv1.ConditionProgressing, metav1.ConditionTrue, s.reason)
+		dep = get(t, ns, "alice", &appsv1.Deployment{})
+		if got := dep.Spec.Template.Annotations[ilpv1.AnnotationRestartInputs]; got == prev {
+			t.Errorf("%s: restart-inputs annotation unchanged (%s)", s.reason, got)
+		}
+		t.Logf("%s: %s", c.Reason, c.Message)
+		waitEvent(t, ns, "alice", s.reason)
+	}
+	if got := dep.Spec.Template.Spec.Containers[0].Image; got != "example/ilpfleet:2" {
+		t.Errorf("image = %q", got)
+	}
+}
+
+// TestFileStoreStatefulSet checks the StatefulSet with a volume for the file store and the
+// switch back to a Deployment when the store changes.
+func TestFileStoreStatefulSet(t *testing.T) {
+	ns := namespace(t)
+	conn := sampleConnector(ns)
+	conn.Spec.Store = &ilpv1.StoreSpec{Type: ilpv1.StoreFile, File: &ilpv1.FileStoreSpec{Size: ptr.To(resource.MustParse("5Gi"))}}
+	mustCreate(t, conn)
+	sts := get(t, ns, "alice", &appsv1.StatefulSet{})
+	assertOwned(t, sts, "Connector", "alice")
+	if len(sts.Spec.VolumeClaimTemplates) != 1 || sts.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests.Storage().String() != "5Gi" {
+		t.Errorf("claim templates = %+v", sts.Spec.VolumeClaimTemplates)
+	}
+	mounts := sts.Spec.Template.Spec.Containers[0].VolumeMounts
+	if !slices.ContainsFunc(mounts, func(m corev1.VolumeMount) bool {
+		return m.Name == dataVolume && m.MountPath == ilpv1.FileStoreMountPath
+	}) {
+		t.Errorf("mounts = %+v, want %s at %s", mounts, dataVolume, ilpv1.FileStoreMountPath)
+	}
+	waitCondition(t, conn, ilpv1.ConditionReady, metav1.ConditionFalse, ReasonWorkloadUnavailable)
+
+	update(t, conn, func(c *ilpv1.Connector) { c.Spec.Store = nil })
+	waitCondition(t, conn, ilpv1.ConditionProgressing, metav1.ConditionTrue, "StoreChanged")
+	get(t, ns, "alice", &appsv1.Deployment{})
+	eventually(t, func() error {
+		err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "alice"}, &appsv1.StatefulSet{})
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("StatefulSet still there: %v", err)
+		}
+		return nil
+	})
+	if conn.Status.Workload != "Deployment/alice" {
+		t.Errorf("status.workload = %q", conn.Status.Workload)
+	}
+}
+
+// TestReplicasAndPDB checks the PodDisruptionBudget of a multi-replica Connector and its removal.
+func TestReplicasAndPDB(t *testing.T) {
+	ns := namespace(t)
+	conn := sampleConnector(ns)
+	conn.Spec.Replicas = ptr.To(int32(3))
+	conn.Spec.Store = &ilpv1.StoreSpec{Type: ilpv1.StoreRedis, Redis: &ilpv1.RedisStoreSpec{URLSecretRef: ilpv1.SecretKeyRef{Name: "redis", Key: "url"}}}
+	mustCreate(t, secret(ns, "redis", map[string]string{"url": "redis://127.0.0.1:6379/0"}), conn)
+	pdb := get(t, ns, "alice", &policyv1.PodDisruptionBudget{})
+	assertOwned(t, pdb, "Connector", "alice")
+	if pdb.Spec.MaxUnavailable.IntValue() != 1 || pdb.Spec.UnhealthyPodEvictionPolicy == nil || *pdb.Spec.UnhealthyPodEvictionPolicy != policyv1.AlwaysAllow {
+		t.Errorf("PDB spec = %+v", pdb.Spec)
+	}
+	if d := get(t, ns, "alice", &appsv1.Deployment{}); *d.Spec.Replicas != 3 {
+		t.Errorf("replicas = %d", *d.Spec.Replicas)
+	}
+	waitRoleSecrets(t, ns, "alice-connector", []string{"redis"})
+
+	update(t, conn, func(c *ilpv1.Connector) { c.Spec.Replicas = ptr.To(int32(1)) })
+	eventually(t, func() error {
+		err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "alice"}, &policyv1.PodDisruptionBudget{})
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("PDB still there: %v", err)
+		}
+		return nil
+	})
+}
+
+// TestSecretRotation checks that a rotated Secret's new resourceVersion reaches the Connector status.
+func TestSecretRotation(t *testing.T) {
+	ns := namespace(t)
+	s := secret(ns, "bob", map[string]string{"secret": "v1"})
+	conn := sampleConnector(ns)
+	mustCreate(t, s, conn, sampleAccount(ns, "bob", "alice"))
+	wantVersion := func(rv string) {
+		t.Helper()
+		eventually(t, func() error {
+			if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(conn), conn); err != nil {
+				return err
+			}
+			if got := conn.Status.SecretVersions["bob"]; got != rv {
+				return fmt.Errorf("secretVersions[bob] = %q, want %q", got, rv)
+			}
+			return nil
+		})
+	}
+	wantVersion(s.ResourceVersion)
+	update(t, s, func(s *corev1.Secret) { s.StringData = map[string]string{"secret": "v2"} })
+	wantVersion(s.ResourceVersion)
+}
+
+// TestReadyWhenAvailable plays the Deployment controller (envtest runs none) by writing an
+// available status, and checks that the Connector turns Ready and the rollout completes.
+func TestReadyWhenAvailable(t *testing.T) {
+	ns := namespace(t)
+	conn := sampleConnector(ns)
+	mustCreate(t, conn)
+	dep := get(t, ns, "alice", &appsv1.Deployment{})
+	dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1}
+	if err := k8s.Status().Update(context.Background(), dep); err != nil {
+		t.Fatal(err)
+	}
+	waitCondition(t, conn, ilpv1.ConditionReady, metav1.ConditionTrue, ReasonAvailable)
+	waitCondition(t, conn, ilpv1.ConditionProgressing, metav1.ConditionFalse, ReasonRolloutComplete)
+	if conn.Status.ReadyReplicas != 1 {
+		t.Errorf("readyReplicas = %d", conn.Status.ReadyReplicas)
+	}
+}
+
+// TestConnectorReferenceErrors checks the Connector's own references: conditions and Events.
+func TestConnectorReferenceErrors(t *testing.T) {
+	cases := []struct {
+		name   string
+		mutate func(*ilpv1.Connector)
+		extra  []client.Object
+		reason string
+	}{
+		{"routing secret missing", func(c *ilpv1.Connector) {
+			c.Spec.Routing = &ilpv1.RoutingSpec{RoutingSecretRef: &ilpv1.SecretKeyRef{Name: "nope", Key: "k"}}
+		}, nil, ReasonSecretNotFound},
+		{"redis key missing", func(c *ilpv1.Connector) {
+			c.Spec.Store = &ilpv1.StoreSpec{Type: ilpv1.StoreRedis, Redis: &ilpv1.RedisStoreSpec{URLSecretRef: ilpv1.SecretKeyRef{Name: "redis", Key: "url"}}}
+		}, []client.Object{&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "redis"}, StringData: map[string]string{"other": "x"}}}, ReasonSecretKeyNotFound},
+		{"inherit from a missing account", func(c *ilpv1.Connector) { c.Spec.ILPAddress, c.Spec.InheritAddressFrom = "", "parent" }, nil, ReasonInheritFromNotFound},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := namespace(t)
+			for _, o := range tc.extra {
+				o.SetNamespace(ns)
+			}
+			conn := sampleConnector(ns)
+			tc.mutate(conn)
+			mustCreate(t, append(tc.extra, conn)...)
+			waitCondition(t, conn, ilpv1.ConditionReferencesResolved, metav1.ConditionFalse, tc.reason)
+			waitCondition(t, conn, ilpv1.ConditionReady, metav1.ConditionFalse, tc.reason)
+			waitEvent(t, ns, "alice", tc.reason)
+		})
+	}
+}

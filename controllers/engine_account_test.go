@@ -1,0 +1,236 @@
+package controllers
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+)
+
+func sampleEngine(ns string) *ilpv1.SettlementEngine {
+	return &ilpv1.SettlementEngine{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "xrp"},
+		Spec: ilpv1.SettlementEngineSpec{AssetCode: "XRP", AssetScale: 6, Image: "example/xrp-engine:1", Port: 3000,
+			Args: []string{"--ledger=testnet"},
+			Env: []corev1.EnvVar{{Name: "XRP_SECRET", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: "xrp"}, Key: "seed"}}}}}}
+}
+
+// TestSettlementEngineWorkload checks the engine's Deployment and Service, its URL and status,
+// and the Secret its environment reads.
+func TestSettlementEngineWorkload(t *testing.T) {
+	ns := namespace(t)
+	eng := sampleEngine(ns)
+	mustCreate(t, eng)
+	waitCondition(t, eng, ilpv1.ConditionReferencesResolved, metav1.ConditionFalse, ReasonSecretNotFound)
+	waitCondition(t, eng, ilpv1.ConditionReady, metav1.ConditionFalse, ReasonSecretNotFound)
+	waitEvent(t, ns, "xrp", ReasonSecretNotFound)
+
+	mustCreate(t, secret(ns, "xrp", map[string]string{"seed": "s"}))
+	waitCondition(t, eng, ilpv1.ConditionReady, metav1.ConditionFalse, ReasonWorkloadUnavailable)
+	if want := "http://xrp-engine." + ns + ".svc:3000"; eng.Status.URL != want {
+		t.Errorf("url = %q, want %q", eng.Status.URL, want)
+	}
+	dep := get(t, ns, "xrp-engine", &appsv1.Deployment{})
+	assertOwned(t, dep, "SettlementEngine", "xrp")
+	ctr := dep.Spec.Template.Spec.Containers[0]
+	if ctr.Image != "example/xrp-engine:1" || !slices.Equal(ctr.Args, []string{"--ledger=testnet"}) || ctr.Env[0].ValueFrom.SecretKeyRef.Name != "xrp" ||
+		ctr.Ports[0].ContainerPort != 3000 || *dep.Spec.Replicas != 1 {
+		t.Errorf("engine Deployment = %+v replicas %d", ctr, *dep.Spec.Replicas)
+	}
+	svc := get(t, ns, "xrp-engine", &corev1.Service{})
+	assertOwned(t, svc, "SettlementEngine", "xrp")
+	if p := svc.Spec.Ports[0]; p.Port != 3000 || p.TargetPort != intstr.FromString("http") || svc.Spec.Selector[ilpv1.LabelSettlementEngine] != "xrp" {
+		t.Errorf("engine Service = %+v", svc.Spec)
+	}
+
+	dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1}
+	if err := k8s.Status().Update(context.Background(), dep); err != nil {
+		t.Fatal(err)
+	}
+	waitCondition(t, eng, ilpv1.ConditionReady, metav1.ConditionTrue, ReasonAvailable)
+
+	update(t, eng, func(e *ilpv1.SettlementEngine) { e.Spec.Replicas = ptr.To(int32(2)) })
+	eventually(t, func() error {
+		return checkf(*get(t, ns, "xrp-engine", &appsv1.Deployment{}).Spec.Replicas == 2, "replicas not updated")
+	})
+}
+
+// TestAccountReferenceErrors follows each reference of an Account that can fail, with the
+// condition reason and the Event it produces.
+func TestAccountReferenceErrors(t *testing.T) {
+	cases := []struct {
+		name   string
+		mutate func(*ilpv1.Account)
+		reason string
+	}{
+		{"connector missing", func(a *ilpv1.Account) { a.Spec.ConnectorRef = "nobody" }, ReasonConnectorNotFound},
+		{"secret missing", func(a *ilpv1.Account) { a.Spec.Link.BTPListener.SecretRef.Name = "missing" }, ReasonSecretNotFound},
+		{"secret key missing", func(a *ilpv1.Account) { a.Spec.Link.BTPListener.SecretRef.Key = "nokey" }, ReasonSecretKeyNotFound},
+		{"client token missing", func(a *ilpv1.Account) {
+			a.Spec.Link = ilpv1.AccountLink{BTPClient: &ilpv1.BTPClientLink{URL: "btp+ws://bob:7768", TokenSecretRef: ilpv1.SecretKeyRef{Name: "missing", Key: "token"}}}
+		}, ReasonSecretNotFound},
+		{"engine missing", func(a *ilpv1.Account) { a.Spec.SettlementEngineRef = "nope" }, ReasonEngineNotFound},
+		{"engine of another asset", func(a *ilpv1.Account) { a.Spec.SettlementEngineRef = "xrp" }, ReasonEngineAssetMismatch},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := namespace(t)
+			acct := sampleAccount(ns, "bob", "alice")
+			tc.mutate(acct)
+			mustCreate(t, secret(ns, "bob", map[string]string{"secret": "b"}), secret(ns, "xrp", map[string]string{"seed": "s"}),
+				sampleEngine(ns), sampleConnector(ns), acct)
+			waitCondition(t, acct, ilpv1.ConditionReferencesResolved, metav1.ConditionFalse, tc.reason)
+			waitCondition(t, acct, ilpv1.ConditionReady, metav1.ConditionFalse, tc.reason)
+			ev := waitEvent(t, ns, "bob", tc.reason)
+			if ev.Type != corev1.EventTypeWarning || ev.Note == "" {
+				t.Errorf("event = %+v", ev)
+			}
+		})
+	}
+}
+
+// TestAccountResolvesWhenSecretAppears checks that creating the missing Secret (watched by
+// metadata) re-checks the Account without any change to it.
+func TestAccountResolvesWhenSecretAppears(t *testing.T) {
+	ns := namespace(t)
+	acct := sampleAccount(ns, "bob", "alice")
+	acct.Spec.AssetCode, acct.Spec.SettlementEngineRef = "XRP", "xrp"
+	mustCreate(t, sampleConnector(ns), sampleEngine(ns), acct)
+	waitCondition(t, acct, ilpv1.ConditionReady, metav1.ConditionFalse, ReasonSecretNotFound)
+	mustCreate(t, secret(ns, "bob", map[string]string{"secret": "b"}))
+	waitCondition(t, acct, ilpv1.ConditionReady, metav1.ConditionTrue, ReasonResolved)
+}
+
+// TestAdmissionRejectsNewFields is the table of CEL and schema rules of the new fields: each
+// bad object is refused at admission with the message shown.
+func TestAdmissionRejectsNewFields(t *testing.T) {
+	ns := namespace(t)
+	redis := &ilpv1.StoreSpec{Type: ilpv1.StoreRedis, Redis: &ilpv1.RedisStoreSpec{URLSecretRef: ilpv1.SecretKeyRef{Name: "r", Key: "url"}}}
+	cases := []struct {
+		name string
+		obj  func() client.Object
+		want string
+	}{
+		{"replicas without shared store", func() client.Object {
+			c := sampleConnector(ns)
+			c.Spec.Replicas = ptr.To(int32(2))
+			return c
+		}, "replicas > 1 needs a shared store"},
+		{"replicas with file store", func() client.Object {
+			c := sampleConnector(ns)
+			c.Spec.Replicas, c.Spec.Store = ptr.To(int32(2)), &ilpv1.StoreSpec{Type: ilpv1.StoreFile}
+			return c
+		}, "replicas > 1 needs a shared store"},
+		{"redis without its settings", func() client.Object {
+			c := sampleConnector(ns)
+			c.Spec.Store = &ilpv1.StoreSpec{Type: ilpv1.StoreRedis}
+			return c
+		}, "store.redis is required when store.type is redis"},
+		{"file settings on memory", func() client.Object {
+			c := sampleConnector(ns)
+			c.Spec.Store = &ilpv1.StoreSpec{Type: ilpv1.StoreMemory, File: &ilpv1.FileStoreSpec{}}
+			return c
+		}, "store.file applies only when store.type is file"},
+		{"unknown store", func() client.Object {
+			c := sampleConnector(ns)
+			c.Spec.Store = &ilpv1.StoreSpec{Type: "mongo"}
+			return c
+		}, "spec.store.type"},
+		{"duration in words", func() client.Object { return durationHack(sampleConnector(ns)) }, "spec.maxHoldTime"},
+		{"bad default route", func() client.Object {
+			c := sampleConnector(ns)
+			c.Spec.Routing = &ilpv1.RoutingSpec{DefaultRoute: "Not_An_Account"}
+			return c
+		}, "spec.routing.defaultRoute"},
+		{"port clash", func() client.Object {
+			c := sampleConnector(ns)
+			c.Spec.Listeners = &ilpv1.ListenersSpec{HTTP: &ilpv1.ListenerSpec{Port: 7780}}
+			return c
+		}, "listeners.http and listeners.admin need different ports"},
+		{"pdb both bounds", func() client.Object {
+			c := sampleConnector(ns)
+			c.Spec.Replicas, c.Spec.Store = ptr.To(int32(3)), redis
+			one := intstr.FromInt32(1)
+			c.Spec.PodDisruptionBudget = &ilpv1.PodDisruptionBudgetSpec{MinAvailable: &one, MaxUnavailable: &one}
+			return c
+		}, "set minAvailable or maxUnavailable, not both"},
+		{"service type", func() client.Object {
+			c := sampleConnector(ns)
+			c.Spec.Service = &ilpv1.ServiceSpec{Type: "ExternalName"}
+			return c
+		}, "spec.service.type"},
+		{"settle threshold above settleTo", func() client.Object {
+			a := sampleAccount(ns, "a", "alice")
+			a.Spec.Balance.SettleThreshold = ptr.To(ilpv1.IntegerString("10"))
+			return a
+		}, "balance.settleThreshold must be <= balance.settleTo"},
+		{"throughput amount as a decimal", func() client.Object {
+			a := sampleAccount(ns, "a", "alice")
+			a.Spec.Throughput = &ilpv1.ThroughputSpec{IncomingAmount: ptr.To(ilpv1.AmountString("1.5"))}
+			return a
+		}, "spec.throughput.incomingAmount"},
+		{"rate limit of zero", func() client.Object {
+			a := sampleAccount(ns, "a", "alice")
+			a.Spec.RateLimit = &ilpv1.RateLimitSpec{RefillCount: ptr.To(int64(0))}
+			return a
+		}, "spec.rateLimit.refillCount"},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := tc.obj()
+			o.SetName(strings.ToLower(strings.ReplaceAll(tc.name, " ", "-")) + "-" + string(rune('a'+i)))
+			err := k8s.Create(context.Background(), o)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("create: got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// durationHack writes a Connector whose maxHoldTime is not a Go duration: metav1.Duration
+// cannot hold one, so the object goes through unstructured.
+func durationHack(c *ilpv1.Connector) client.Object {
+	u, err := toUnstructured(c)
+	if err != nil {
+		panic(err)
+	}
+	_ = setNested(u.Object, "30 seconds", "spec", "maxHoldTime")
+	return u
+}
+
+// TestImmutableNewFields checks the transition rules of the new fields.
+func TestImmutableNewFields(t *testing.T) {
+	ns := namespace(t)
+	conn := sampleConnector(ns)
+	conn.Spec.Store = &ilpv1.StoreSpec{Type: ilpv1.StoreFile, File: &ilpv1.FileStoreSpec{}}
+	eng := sampleEngine(ns)
+	mustCreate(t, conn, eng)
+	err := tryUpdate(conn, func(o client.Object) { o.(*ilpv1.Connector).Spec.Store.File.StorageClassName = ptr.To("fast") })
+	if err == nil || !strings.Contains(err.Error(), "store.file is immutable") {
+		t.Errorf("store.file update: %v", err)
+	}
+	err = tryUpdate(eng, func(o client.Object) { o.(*ilpv1.SettlementEngine).Spec.AssetCode = "ETH" })
+	if err == nil || !strings.Contains(err.Error(), "assetCode and assetScale are immutable") {
+		t.Errorf("engine asset update: %v", err)
+	}
+}
+
+func checkf(ok bool, msg string) error {
+	if ok {
+		return nil
+	}
+	return errString(msg)
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }

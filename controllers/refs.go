@@ -1,0 +1,142 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+)
+
+// Field indexes besides fieldConnectorRef.
+const (
+	// fieldSecretNames indexes Accounts, Connectors and SettlementEngines by the Secrets they use.
+	fieldSecretNames = ".spec.secretNames"
+	// fieldSettlementEngineRef indexes Accounts by the SettlementEngine they settle through.
+	fieldSettlementEngineRef = ".spec.settlementEngineRef"
+)
+
+// Reasons of ReferencesResolved (and of Ready when a reference is missing).
+const (
+	ReasonResolved             = "Resolved"
+	ReasonConnectorNotFound    = "ConnectorNotFound"
+	ReasonSecretNotFound       = "SecretNotFound"
+	ReasonSecretKeyNotFound    = "SecretKeyNotFound"
+	ReasonEngineNotFound       = "SettlementEngineNotFound"
+	ReasonEngineAssetMismatch  = "SettlementEngineAssetMismatch"
+	ReasonInheritFromNotFound  = "InheritFromNotFound"
+	ReasonInheritFromNotParent = "InheritFromNotParent"
+)
+
+// refProblem is a reference that does not resolve: a condition reason and a message a person can act on.
+type refProblem struct{ reason, msg string }
+
+// accountSecretRefs are the Secret keys an Account's link uses.
+func accountSecretRefs(a *ilpv1.Account) []ilpv1.SecretKeyRef {
+	var refs []ilpv1.SecretKeyRef
+	if l := a.Spec.Link.BTPClient; l != nil {
+		refs = append(refs, l.TokenSecretRef)
+	}
+	if l := a.Spec.Link.BTPListener; l != nil {
+		refs = append(refs, l.SecretRef)
+	}
+	return refs
+}
+
+// connectorSecretRefs are the Secret keys a Connector's own spec uses.
+func connectorSecretRefs(c *ilpv1.Connector) []ilpv1.SecretKeyRef {
+	var refs []ilpv1.SecretKeyRef
+	if r := c.Spec.Routing; r != nil && r.RoutingSecretRef != nil {
+		refs = append(refs, *r.RoutingSecretRef)
+	}
+	if s := c.Spec.Store; s != nil && s.Redis != nil {
+		refs = append(refs, s.Redis.URLSecretRef)
+	}
+	return refs
+}
+
+// engineSecretRefs are the Secret keys a SettlementEngine's env reads (optional ones excluded:
+// the engine starts without them) and the Secrets its envFrom loads (key "").
+func engineSecretRefs(e *ilpv1.SettlementEngine) []ilpv1.SecretKeyRef {
+	var refs []ilpv1.SecretKeyRef
+	for _, env := range e.Spec.Env {
+		if vf := env.ValueFrom; vf != nil && vf.SecretKeyRef != nil && !ptrTrue(vf.SecretKeyRef.Optional) {
+			refs = append(refs, ilpv1.SecretKeyRef{Name: vf.SecretKeyRef.Name, Key: vf.SecretKeyRef.Key})
+		}
+	}
+	for _, ef := range e.Spec.EnvFrom {
+		if ef.SecretRef != nil && !ptrTrue(ef.SecretRef.Optional) {
+			refs = append(refs, ilpv1.SecretKeyRef{Name: ef.SecretRef.Name})
+		}
+	}
+	return refs
+}
+
+func engineSecretNames(e *ilpv1.SettlementEngine) []string { return refNames(engineSecretRefs(e)) }
+
+func ptrTrue(b *bool) bool { return b != nil && *b }
+
+// refNames returns the sorted, distinct Secret names of refs.
+func refNames(refs []ilpv1.SecretKeyRef) []string {
+	names := make([]string, 0, len(refs))
+	for _, r := range refs {
+		names = append(names, r.Name)
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// usedSecretNames is every Secret a connector pod may read: the Connector's own and those of its Accounts.
+func usedSecretNames(c *ilpv1.Connector, accounts []ilpv1.Account) []string {
+	refs := connectorSecretRefs(c)
+	for i := range accounts {
+		refs = append(refs, accountSecretRefs(&accounts[i])...)
+	}
+	return refNames(refs)
+}
+
+// checkSecretRefs reads each referenced Secret uncached (the operator caches Secrets' metadata
+// only) and returns the first problem: a missing Secret or key. A key "" only needs the Secret.
+func checkSecretRefs(ctx context.Context, r client.Reader, ns string, refs []ilpv1.SecretKeyRef) (*refProblem, error) {
+	for _, ref := range refs {
+		var s corev1.Secret
+		if err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: ref.Name}, &s); err != nil {
+			if client.IgnoreNotFound(err) != nil {
+				return nil, err
+			}
+			return &refProblem{ReasonSecretNotFound, fmt.Sprintf("Secret %q does not exist in namespace %s", ref.Name, ns)}, nil
+		}
+		if ref.Key == "" {
+			continue
+		}
+		if _, ok := s.Data[ref.Key]; !ok {
+			return &refProblem{ReasonSecretKeyNotFound, fmt.Sprintf("Secret %q has no key %q", ref.Name, ref.Key)}, nil
+		}
+	}
+	return nil, nil
+}
+
+// secretVersions maps each existing Secret of names to its resourceVersion, read from the
+// metadata-only cache.
+func secretVersions(ctx context.Context, c client.Client, ns string, names []string) (map[string]string, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]string, len(names))
+	for _, n := range names {
+		m := &metav1.PartialObjectMetadata{}
+		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: n}, m); err != nil {
+			if client.IgnoreNotFound(err) != nil {
+				return nil, err
+			}
+			continue
+		}
+		out[n] = m.ResourceVersion
+	}
+	return out, nil
+}

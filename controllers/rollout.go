@@ -1,0 +1,93 @@
+package controllers
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+)
+
+// restartInputs are the parts of a Connector that the runtime cannot hot-reload, each reduced
+// to a short hash. Their rendering is the pod-template annotation ilp.ilpfleet.dev/restart-inputs:
+// a change of any of them rolls the pods, and comparing the parts names why.
+type restartInputs struct {
+	parts [][2]string // name, hash, in a fixed order
+}
+
+// restartInputsOf hashes image, resources, store, scheduling and listeners of c.
+func restartInputsOf(c *ilpv1.Connector, image string) restartInputs {
+	s := c.Spec
+	return restartInputs{parts: [][2]string{
+		{"image", shortHash(image)},
+		{"resources", shortHash(s.Resources)},
+		{"store", shortHash(effectiveStore(c))},
+		{"scheduling", shortHash([]any{s.NodeSelector, s.Tolerations, s.Affinity, s.TopologySpreadConstraints})},
+		{"listeners", shortHash(connectorPorts(c))},
+	}}
+}
+
+// effectiveStore is the store with its default spelled out, so that writing the default
+// explicitly (store: {type: memory}) is not a change.
+func effectiveStore(c *ilpv1.Connector) *ilpv1.StoreSpec {
+	if c.Spec.Store == nil {
+		return &ilpv1.StoreSpec{Type: ilpv1.StoreMemory}
+	}
+	return c.Spec.Store
+}
+
+// String renders the inputs as name=hash pairs, e.g. image=1a2b3c4d,resources=….
+func (r restartInputs) String() string {
+	var b strings.Builder
+	for i, p := range r.parts {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(p[0] + "=" + p[1])
+	}
+	return b.String()
+}
+
+// changedSince names the inputs that differ from a previous rendering; every input when the
+// previous one is unknown (an empty or foreign annotation) but differs as a whole.
+func (r restartInputs) changedSince(prev string) []string {
+	if prev == r.String() {
+		return nil
+	}
+	old := map[string]string{}
+	for _, kv := range strings.Split(prev, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			old[k] = v
+		}
+	}
+	var changed []string
+	for _, p := range r.parts {
+		if old[p[0]] != p[1] {
+			changed = append(changed, p[0])
+		}
+	}
+	return changed
+}
+
+// rolloutReason turns changed inputs into a condition reason and message.
+func rolloutReason(changed []string) (reason, msg string) {
+	reason = "RestartInputsChanged"
+	if len(changed) == 1 {
+		reason = strings.ToUpper(changed[0][:1]) + changed[0][1:] + "Changed"
+	}
+	return reason, fmt.Sprintf("pods roll because %s changed: these cannot be hot-reloaded", strings.Join(changed, ", "))
+}
+
+// shortHash is the first 8 bytes of the SHA-256 of v's JSON, hex: stable across runs because
+// encoding/json sorts map keys.
+func shortHash(v any) string {
+	data, err := json.Marshal(v)
+	if err != nil {
+		// Spec types always marshal; a failure would still change the hash, never hide a change.
+		data = []byte(err.Error())
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:8])
+}

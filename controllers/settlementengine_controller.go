@@ -1,0 +1,162 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+
+	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+)
+
+// SettlementEngineReconciler runs each SettlementEngine as a Deployment with a Service, both
+// named <name>-engine, checks the Secrets its environment reads, and reports the engine's URL.
+type SettlementEngineReconciler struct {
+	client.Client
+	// Reader reads Secrets uncached: the manager caches only their metadata.
+	Reader   client.Reader
+	Recorder events.EventRecorder
+}
+
+// +kubebuilder:rbac:groups=ilp.ilpfleet.dev,resources=settlementengines,verbs=get;list;watch
+// +kubebuilder:rbac:groups=ilp.ilpfleet.dev,resources=settlementengines/status,verbs=get;update;patch
+
+// engineName is the name of the engine's Deployment and Service.
+func engineName(e *ilpv1.SettlementEngine) string { return e.Name + "-engine" }
+
+func engineSelector(e *ilpv1.SettlementEngine) map[string]string {
+	return map[string]string{labelComponent: "settlement-engine", ilpv1.LabelSettlementEngine: e.Name}
+}
+
+func engineLabels(e *ilpv1.SettlementEngine) map[string]string {
+	l := engineSelector(e)
+	l["app.kubernetes.io/name"] = "ilpfleet"
+	l["app.kubernetes.io/managed-by"] = "ilpfleet-operator"
+	return l
+}
+
+// Reconcile writes the engine's Deployment and Service and its status.
+func (r *SettlementEngineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var eng ilpv1.SettlementEngine
+	if err := r.Get(ctx, req.NamespacedName, &eng); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !eng.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	orig := eng.DeepCopy()
+	problem, err := checkSecretRefs(ctx, r.Reader, eng.Namespace, engineSecretRefs(&eng))
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	dep, applyErr := r.apply(ctx, &eng)
+	r.setConditions(&eng, problem, dep, applyErr)
+	if r.Recorder != nil {
+		now := meta.FindStatusCondition(eng.Status.Conditions, ilpv1.ConditionReady)
+		was := meta.FindStatusCondition(orig.Status.Conditions, ilpv1.ConditionReady)
+		if now.Status == metav1.ConditionFalse && now.Reason != ReasonWorkloadUnavailable && (was == nil || was.Reason != now.Reason || was.Message != now.Message) {
+			r.Recorder.Eventf(&eng, nil, corev1.EventTypeWarning, now.Reason, "Reconcile", now.Message)
+		}
+	}
+	if !equality.Semantic.DeepEqual(orig.Status, eng.Status) {
+		if err := r.Status().Patch(ctx, &eng, client.MergeFrom(orig)); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	return ctrl.Result{}, applyErr
+}
+
+// apply writes the Service and the Deployment.
+func (r *SettlementEngineReconciler) apply(ctx context.Context, eng *ilpv1.SettlementEngine) (*appsv1.Deployment, error) {
+	om := metav1.ObjectMeta{Namespace: eng.Namespace, Name: engineName(eng)}
+	svc := &corev1.Service{ObjectMeta: om}
+	if _, err := upsert(ctx, r.Client, eng, svc, func() error {
+		svc.Labels = mergeLabels(svc.Labels, engineLabels(eng))
+		svc.Spec.Type, svc.Spec.Selector = corev1.ServiceTypeClusterIP, engineSelector(eng)
+		svc.Spec.Ports = []corev1.ServicePort{servicePort("http", eng.Spec.Port, intstr.FromString("http"))}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	dep := &appsv1.Deployment{ObjectMeta: om}
+	_, err := upsert(ctx, r.Client, eng, dep, func() error {
+		dep.Labels = mergeLabels(dep.Labels, engineLabels(eng))
+		dep.Spec.Replicas = ptr.To(int32(1))
+		if eng.Spec.Replicas != nil {
+			dep.Spec.Replicas = ptr.To(*eng.Spec.Replicas)
+		}
+		dep.Spec.Selector = &metav1.LabelSelector{MatchLabels: engineSelector(eng)}
+		dep.Spec.Template = enginePodTemplate(eng)
+		return nil
+	})
+	return dep, err
+}
+
+func enginePodTemplate(eng *ilpv1.SettlementEngine) corev1.PodTemplateSpec {
+	ctr := corev1.Container{
+		Name: "engine", Image: eng.Spec.Image, Command: eng.Spec.Command, Args: eng.Spec.Args,
+		Env: eng.Spec.Env, EnvFrom: eng.Spec.EnvFrom,
+		Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: eng.Spec.Port, Protocol: corev1.ProtocolTCP}},
+		SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: ptr.To(false), Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
+	}
+	if eng.Spec.Resources != nil {
+		ctr.Resources = *eng.Spec.Resources
+	}
+	return corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: engineLabels(eng)},
+		Spec: corev1.PodSpec{
+			Containers: []corev1.Container{ctr},
+			// Engines come from third parties: no API credentials unless they ask for them.
+			AutomountServiceAccountToken: ptr.To(false),
+		},
+	}
+}
+
+// setConditions writes ReferencesResolved, Ready, the replica counts and the URL.
+func (r *SettlementEngineReconciler) setConditions(eng *ilpv1.SettlementEngine, problem *refProblem, dep *appsv1.Deployment, applyErr error) {
+	st := &eng.Status.BaseStatus
+	if problem != nil {
+		setCondition(eng, st, ilpv1.ConditionReferencesResolved, false, problem.reason, problem.msg)
+	} else {
+		setCondition(eng, st, ilpv1.ConditionReferencesResolved, true, ReasonResolved, "every Secret the engine's environment reads exists")
+	}
+	if applyErr != nil {
+		setCondition(eng, st, ilpv1.ConditionReady, false, ReasonReconcileError, "the operator could not update the engine's objects: "+applyErr.Error())
+		return
+	}
+	eng.Status.URL = fmt.Sprintf("http://%s.%s.svc:%d", engineName(eng), eng.Namespace, eng.Spec.Port)
+	eng.Status.Replicas, eng.Status.ReadyReplicas = dep.Status.Replicas, dep.Status.ReadyReplicas
+	desired := ptr.Deref(dep.Spec.Replicas, 1)
+	switch {
+	case problem != nil:
+		setCondition(eng, st, ilpv1.ConditionReady, false, problem.reason, problem.msg)
+	case desired == 0:
+		setCondition(eng, st, ilpv1.ConditionReady, true, ReasonScaledToZero, "the engine is scaled to zero replicas")
+	case dep.Status.AvailableReplicas < desired:
+		setCondition(eng, st, ilpv1.ConditionReady, false, ReasonWorkloadUnavailable, fmt.Sprintf("Deployment/%s has %d of %d pods available", dep.Name, dep.Status.AvailableReplicas, desired))
+	default:
+		setCondition(eng, st, ilpv1.ConditionReady, true, ReasonAvailable, fmt.Sprintf("Deployment/%s has %d of %d pods available", dep.Name, dep.Status.AvailableReplicas, desired))
+	}
+}
+
+// SetupWithManager registers the controller; it owns the Deployment and Service, and Secret
+// changes (metadata only) re-check the engines that read them.
+func (r *SettlementEngineReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&ilpv1.SettlementEngine{}).
+		Owns(&appsv1.Deployment{}).
+		Owns(&corev1.Service{}).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(byIndex(mgr.GetClient(), &ilpv1.SettlementEngineList{}, fieldSecretNames)), builder.OnlyMetadata).
+		Complete(r)
+}
