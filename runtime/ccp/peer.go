@@ -1,0 +1,202 @@
+package ccp
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ilpfleet/ilpfleet/runtime/config"
+	"github.com/ilpfleet/ilpfleet/runtime/routing"
+)
+
+// peer is the CCP state with one account: a sender when we send it routes, a receiver when we
+// take routes from it. The Speaker's mutex guards it.
+type peer struct {
+	id       string
+	relation config.Relation
+	send     *sender
+	recv     *receiver
+}
+
+// configure applies the account's relation and sendRoutes/receiveRoutes; a sender or receiver
+// that is turned off is dropped with its state (and its routes, at the next rebuild).
+func (p *peer) configure(ac config.Account) {
+	p.relation = ac.Relation
+	switch {
+	case !ac.SendsRoutes():
+		p.send = nil
+	case p.send == nil:
+		p.send = &sender{}
+	}
+	switch {
+	case !ac.ReceivesRoutes():
+		p.recv = nil
+	case p.recv == nil:
+		p.recv = &receiver{routes: map[string]learned{}, needControl: true}
+	}
+}
+
+// sender is our route sender to one peer (JS CcpSender).
+type sender struct {
+	mode           Mode
+	lastKnownEpoch uint32 // the first epoch the peer has not acknowledged
+	lastSend       time.Time
+	inFlight       bool
+	failures       int
+	generation     uint64 // bumped by each route control
+}
+
+// due reports whether an update should go now: at once (but at most every
+// MinimumUpdateInterval) when the peer is behind, every broadcast interval as a heartbeat
+// otherwise, later after failures. Otherwise it returns when it will be due (zero: never).
+func (s *sender) due(now time.Time, epoch uint32, interval time.Duration) (time.Time, bool) {
+	if s.mode != ModeSync || s.inFlight {
+		return time.Time{}, false
+	}
+	var at time.Time
+	switch {
+	case s.failures > 0:
+		at = s.lastSend.Add(backoff(s.failures, interval))
+	case s.lastKnownEpoch < epoch:
+		at = s.lastSend.Add(MinimumUpdateInterval)
+	default:
+		at = s.lastSend.Add(interval)
+	}
+	return at, !now.Before(at)
+}
+
+// backoff is the wait after n failures: firstRetry doubled per failure, at most limit.
+func backoff(n int, limit time.Duration) time.Duration {
+	d := firstRetry
+	for i := 1; i < n && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+// learned is a route as a peer advertised it.
+type learned struct {
+	path []string
+	auth [32]byte
+}
+
+// receiver is our route receiver from one peer (JS CcpReceiver).
+type receiver struct {
+	tableID TableID
+	epoch   uint32
+	expiry  time.Time // zero until the first update
+	routes  map[string]learned
+
+	needControl     bool
+	controlInFlight bool
+	controlFailures int
+	nextControl     time.Time
+	wasConnected    bool
+}
+
+// updateResult says what an update did.
+type updateResult struct {
+	changed bool // the peer's routes changed
+	gap     bool // epochs are missing: a route control is needed
+}
+
+// update applies u (JS CcpReceiver.handleRouteUpdate, with the RS answer to a gap: ask again).
+func (r *receiver) update(u *UpdateRequest, now time.Time, expiry time.Duration, own, global string) updateResult {
+	var res updateResult
+	hold := time.Duration(u.HoldDownTime) * time.Millisecond
+	if hold == 0 {
+		hold = expiry
+	}
+	r.expiry = now.Add(hold)
+	if u.RoutingTableID != r.tableID {
+		// The peer has a new table (it restarted): what we had from it is void.
+		res.changed = len(r.routes) > 0
+		clear(r.routes)
+		r.tableID, r.epoch = u.RoutingTableID, 0
+	}
+	if u.FromEpochIndex > r.epoch {
+		r.needControl, r.nextControl, r.controlFailures = true, now, 0
+		res.gap = true
+		return res
+	}
+	if r.epoch > u.ToEpochIndex {
+		return res // stale
+	}
+	for _, prefix := range u.WithdrawnRoutes {
+		if _, ok := r.routes[prefix]; ok {
+			delete(r.routes, prefix)
+			res.changed = true
+		}
+	}
+	for _, rt := range u.NewRoutes {
+		if !acceptable(&rt, own, global) {
+			// A route we must not use replaces any older one for the prefix.
+			if _, ok := r.routes[rt.Prefix]; ok {
+				delete(r.routes, rt.Prefix)
+				res.changed = true
+			}
+			continue
+		}
+		if cur, ok := r.routes[rt.Prefix]; ok && slices.Equal(cur.path, rt.Path) && cur.auth == rt.Auth {
+			continue
+		}
+		r.routes[rt.Prefix] = learned{path: slices.Clone(rt.Path), auth: rt.Auth}
+		res.changed = true
+	}
+	r.epoch = u.ToEpochIndex
+	return res
+}
+
+// acceptable filters incoming routes: a valid prefix under the global prefix and longer than
+// it, not under peer., not our own address or below it (RS), and no loop: our address must
+// not be on the path (JS PR #430).
+func acceptable(rt *Route, own, global string) bool {
+	p := rt.Prefix
+	if routing.ValidatePrefix(p) != nil || !strings.HasPrefix(p, global+".") {
+		return false
+	}
+	if own != "" && (p == own || strings.HasPrefix(p, own+".") || slices.Contains(rt.Path, own)) {
+		return false
+	}
+	return true
+}
+
+// check withdraws the routes of a peer whose link is down or whose routes have expired, and
+// arranges a route control for when it is back. It reports whether routes were dropped.
+func (r *receiver) check(now time.Time, connected bool) bool {
+	lost := !connected || (!r.expiry.IsZero() && now.After(r.expiry))
+	if connected && !r.wasConnected {
+		r.needControl, r.nextControl, r.controlFailures = true, now, 0
+	}
+	r.wasConnected = connected
+	if !lost {
+		return false
+	}
+	dropped := len(r.routes) > 0
+	clear(r.routes)
+	// Forget where we were, so that the peer sends everything again when we ask.
+	r.tableID, r.epoch, r.expiry = TableID{}, 0, time.Time{}
+	if connected {
+		r.needControl = true
+	}
+	return dropped
+}
+
+// controlDue reports whether a route control should go now; otherwise when it will be due.
+func (r *receiver) controlDue(now time.Time, connected bool) (time.Time, bool) {
+	if !r.needControl || r.controlInFlight || !connected {
+		return time.Time{}, false
+	}
+	return r.nextControl, !now.Before(r.nextControl)
+}
+
+// controlDone records the outcome of a route control.
+func (r *receiver) controlDone(now time.Time, err error) {
+	r.controlInFlight = false
+	if err == nil {
+		r.needControl, r.controlFailures = false, 0
+		return
+	}
+	r.controlFailures++
+	r.nextControl = now.Add(backoff(r.controlFailures, ControlRetryInterval))
+}

@@ -1,0 +1,477 @@
+package ccp
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ilpfleet/ilpfleet/runtime/config"
+	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+	"github.com/ilpfleet/ilpfleet/runtime/routing"
+)
+
+// Timing constants of the JS connector (ccp-sender.ts, ccp-receiver.ts).
+const (
+	MaxEpochsPerUpdate    = 50                     // epochs one update may span
+	MinimumUpdateInterval = 150 * time.Millisecond // between two updates to the same peer
+	ControlRetryInterval  = 30 * time.Second       // longest wait before a failed control is retried
+	// sendTimeout bounds one CCP request on the wire, so that a silent peer cannot hold its
+	// sender forever.
+	sendTimeout = 10 * time.Second
+	// firstRetry is the first back-off after a failed request; it doubles up to the limits
+	// above.
+	firstRetry = 500 * time.Millisecond
+)
+
+// Host is what the Speaker needs from its connector.
+type Host interface {
+	// Config is the config in force.
+	Config() *config.Config
+	// Address is the connector's ILP address; "" while it is not known.
+	Address() ilp.Address
+	// SendPeer sends a CCP Prepare straight over the link of account id (no pipeline).
+	SendPeer(ctx context.Context, id string, p *ilp.Prepare) (*ilp.Fulfill, error)
+	// Connected reports whether the link of account id is up.
+	Connected(id string) bool
+	// SetTable puts a new routing table in force (an atomic swap).
+	SetTable(t *routing.Table)
+}
+
+// Clock is the time source; tests inject a fake one.
+type Clock interface{ Now() time.Time }
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+// Options are the optional parts of a Speaker.
+type Options struct {
+	Clock   Clock        // nil: the real clock
+	Log     *slog.Logger // nil: discard
+	TableID *TableID     // nil: a random UUID (tests fix it)
+}
+
+// fwdRoute is a route of the forwarding table: what we advertise for a prefix.
+type fwdRoute struct {
+	nextHop string
+	path    []string // starts with our own address
+	auth    [32]byte
+}
+
+// logEntry is a change of the forwarding table at an epoch; a nil route is a withdrawal.
+type logEntry struct {
+	prefix string
+	route  *fwdRoute
+	epoch  uint32
+}
+
+// Speaker is one connector's CCP route broadcaster and receiver. Its methods are safe for
+// concurrent use. Incoming requests are handled under a mutex and never wait on the network;
+// outgoing requests are sent by Run's goroutines.
+type Speaker struct {
+	host    Host
+	clock   Clock
+	log     *slog.Logger
+	tableID TableID
+	secret  []byte // routing secret: CONNECTOR_ROUTING_SECRET or random
+	wake    chan struct{}
+	sends   sync.WaitGroup // requests on the wire
+
+	mu    sync.Mutex
+	epoch uint32               // current epoch of the forwarding table (next log index)
+	fwd   map[string]*logEntry // prefix → its latest log entry
+	log_  []*logEntry          // index = epoch; superseded entries are nil
+	peers map[string]*peer
+	table *routing.Table // the local table last built
+}
+
+// New returns a Speaker for host with one peer state per account of the config in force.
+// Nothing is sent before Run.
+func New(host Host, opts Options) *Speaker {
+	s := &Speaker{host: host, clock: opts.Clock, log: opts.Log, wake: make(chan struct{}, 1),
+		fwd: map[string]*logEntry{}, peers: map[string]*peer{}}
+	if s.clock == nil {
+		s.clock = realClock{}
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if opts.TableID != nil {
+		s.tableID = *opts.TableID
+	} else {
+		_, _ = rand.Read(s.tableID[:])
+		s.tableID[6] = s.tableID[6]&0x0f | 0x40 // UUID version 4
+		s.tableID[8] = s.tableID[8]&0x3f | 0x80
+	}
+	s.secret = host.Config().RoutingSecret
+	if len(s.secret) == 0 {
+		// As JS: a random secret, so route auth values cannot be forged by peers.
+		s.secret = make([]byte, 32)
+		_, _ = rand.Read(s.secret)
+	}
+	s.Reload()
+	return s
+}
+
+// TableID is the ID of this speaker's forwarding table.
+func (s *Speaker) TableID() TableID { return s.tableID }
+
+// Reload brings the peers and the routing table in line with the host's config and address:
+// new accounts get a sender and a receiver (by their sendRoutes/receiveRoutes), removed ones
+// lose theirs with the routes learned from them. The connector calls it after every Apply.
+func (s *Speaker) Reload() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cfg := s.host.Config()
+	for id := range s.peers {
+		if _, ok := cfg.Accounts[id]; !ok {
+			delete(s.peers, id)
+		}
+	}
+	for id, ac := range cfg.Accounts {
+		p := s.peers[id]
+		if p == nil {
+			p = &peer{id: id}
+			s.peers[id] = p
+		}
+		p.configure(ac)
+	}
+	s.rebuildLocked()
+}
+
+// Learned returns the routes learned from peers (the candidates, before selection).
+func (s *Speaker) Learned() []routing.Route {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.learnedLocked()
+}
+
+func (s *Speaker) learnedLocked() []routing.Route {
+	var out []routing.Route
+	for _, p := range s.peers {
+		if p.recv == nil {
+			continue
+		}
+		for prefix, r := range p.recv.routes {
+			out = append(out, routing.Route{Prefix: prefix, NextHop: p.id, Path: r.path, Auth: r.auth[:], Source: routing.SourceLearned})
+		}
+	}
+	return out
+}
+
+// rebuildLocked builds the local routing table from the config and the learned routes, puts
+// it in force, and logs the changes of the forwarding table as new epochs.
+func (s *Speaker) rebuildLocked() {
+	cfg := s.host.Config()
+	own := string(s.host.Address())
+	t, err := routing.FromConfig(cfg, own, s.learnedLocked()...)
+	if err != nil {
+		s.log.Error("routing table not rebuilt after a route change; the previous one stays in force", "error", err)
+		return
+	}
+	s.table = t
+	s.host.SetTable(t)
+	if own == "" {
+		return
+	}
+	global, _ := routing.GlobalPrefix(cfg.Env)
+	next := map[string]*fwdRoute{}
+	for _, r := range t.Routes() {
+		if f := s.forwardingRoute(&r, own, global); f != nil {
+			next[r.Prefix] = f
+		}
+	}
+	changed := false
+	for prefix, e := range s.fwd {
+		if e.route != nil && next[prefix] == nil {
+			s.appendLog(prefix, nil)
+			changed = true
+		}
+	}
+	for prefix, f := range next {
+		if cur := s.fwd[prefix]; cur == nil || !sameRoute(cur.route, f) {
+			s.appendLog(prefix, f)
+			changed = true
+		}
+	}
+	if changed {
+		s.signal()
+	}
+}
+
+// forwardingRoute is what we advertise for a selected route, or nil for a route we keep to
+// ourselves: the default (global) prefix and anything outside it, and our children, which
+// our own address already covers (JS route-broadcaster updateForwardingRoute).
+func (s *Speaker) forwardingRoute(r *routing.Route, own, global string) *fwdRoute {
+	if !strings.HasPrefix(r.Prefix, global+".") {
+		return nil
+	}
+	f := &fwdRoute{nextHop: r.NextHop, path: append([]string{own}, r.Path...)}
+	if strings.HasPrefix(r.Prefix, own+".") && len(f.path) == 1 {
+		return nil
+	}
+	if r.Source == routing.SourceLearned && len(r.Auth) == 32 {
+		f.auth = sha256.Sum256(r.Auth)
+	} else {
+		m := hmac.New(sha256.New, s.secret)
+		m.Write([]byte(r.Prefix))
+		f.auth = sha256.Sum256(m.Sum(nil))
+	}
+	return f
+}
+
+func sameRoute(a, b *fwdRoute) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.nextHop == b.nextHop && slices.Equal(a.path, b.path)
+}
+
+// appendLog records a change of prefix at a new epoch and frees the entry it supersedes (a
+// peer that is behind gets only the latest state of each prefix).
+func (s *Speaker) appendLog(prefix string, f *fwdRoute) {
+	e := &logEntry{prefix: prefix, route: f, epoch: s.epoch}
+	if cur := s.fwd[prefix]; cur != nil {
+		s.log_[cur.epoch] = nil
+	}
+	s.fwd[prefix] = e
+	s.log_ = append(s.log_, e)
+	s.epoch++
+}
+
+// signal wakes Run without blocking.
+func (s *Speaker) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Handle answers a peer.route.control or peer.route.update Prepare from account id.
+func (s *Speaker) Handle(_ context.Context, id string, p *ilp.Prepare) (*ilp.Fulfill, error) {
+	self := s.self()
+	if rej := checkRequest(p, s.clock.Now(), self); rej != nil {
+		return nil, rej
+	}
+	switch p.Destination {
+	case ControlDestination:
+		req, err := ParseControlRequest(p.Data)
+		if err != nil {
+			return nil, ilp.Rejectf(ilp.CodeBadRequest, self, "%v", err)
+		}
+		return s.handleControl(id, req)
+	case UpdateDestination:
+		req, err := ParseUpdateRequest(p.Data)
+		if err != nil {
+			return nil, ilp.Rejectf(ilp.CodeBadRequest, self, "%v", err)
+		}
+		return s.handleUpdate(id, req)
+	}
+	return nil, ilp.Rejectf(ilp.CodeUnreachable, self, "%s is not a CCP address (peer.route.control, peer.route.update)", p.Destination)
+}
+
+func (s *Speaker) self() ilp.Address {
+	if a := s.host.Address(); a != "" {
+		return a
+	}
+	return "local.unknown"
+}
+
+func (s *Speaker) handleControl(id string, req *ControlRequest) (*ilp.Fulfill, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.peers[id]
+	if p == nil || p.send == nil {
+		return nil, ilp.Rejectf(ilp.CodeBadRequest, s.self(),
+			"this connector sends no routes to account %s (sendRoutes is false, or the account is a child)", id)
+	}
+	if p.send.mode != req.Mode {
+		s.log.Debug("peer changed route sync mode", "account", id, "mode", req.Mode)
+	}
+	p.send.mode = req.Mode
+	p.send.lastKnownEpoch = 0
+	if req.LastKnownRoutingTableID == s.tableID && req.LastKnownEpoch <= s.epoch {
+		p.send.lastKnownEpoch = req.LastKnownEpoch
+	}
+	p.send.failures = 0
+	p.send.generation++ // an update already on the wire must not roll this back
+	s.signal()
+	return Fulfill(), nil
+}
+
+func (s *Speaker) handleUpdate(id string, u *UpdateRequest) (*ilp.Fulfill, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.peers[id]
+	if p == nil || p.recv == nil {
+		return nil, ilp.Rejectf(ilp.CodeBadRequest, s.self(),
+			"this connector takes no routes from account %s (receiveRoutes is false, or the account is a child)", id)
+	}
+	cfg := s.host.Config()
+	global, _ := routing.GlobalPrefix(cfg.Env)
+	res := p.recv.update(u, s.clock.Now(), cfg.RouteExpiry, string(s.host.Address()), global)
+	if res.gap {
+		s.log.Debug("epoch gap in route update; asking for a resync", "account", id,
+			"from", u.FromEpochIndex, "known", p.recv.epoch)
+		s.signal()
+	}
+	if res.changed {
+		s.rebuildLocked()
+	}
+	return Fulfill(), nil
+}
+
+// Run sends route controls and updates, heartbeats, and withdraws the routes of peers that
+// are gone or silent, until ctx is done. It then waits for the requests on the wire.
+func (s *Speaker) Run(ctx context.Context) {
+	defer s.sends.Wait()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-s.wake:
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+		}
+		next := s.Tick(ctx)
+		d := max(next.Sub(s.clock.Now()), 10*time.Millisecond)
+		timer.Reset(d)
+	}
+}
+
+// Tick does what is due at the clock's now: expire routes, send controls and updates. The
+// requests go out on their own goroutines. It returns when it next has something to do.
+// Run calls it; tests call it with a fake clock and then Wait.
+func (s *Speaker) Tick(ctx context.Context) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.clock.Now()
+	cfg := s.host.Config()
+	next := now.Add(cfg.RouteCleanupInterval)
+	changed := false
+	for _, p := range s.peers {
+		connected := s.host.Connected(p.id)
+		if p.recv != nil {
+			if p.recv.check(now, connected) {
+				s.log.Info("withdrawing the routes of a peer that disconnected or stopped sending heartbeats", "account", p.id)
+				changed = true
+			}
+			if at, ok := p.recv.controlDue(now, connected); ok {
+				s.sendControl(ctx, p)
+			} else if !at.IsZero() && at.Before(next) {
+				next = at
+			}
+		}
+		if p.send != nil && connected && s.host.Address() != "" {
+			at, due := p.send.due(now, s.epoch, cfg.RouteBroadcastInterval)
+			if due {
+				s.sendUpdate(ctx, p, cfg)
+			} else if !at.IsZero() && at.Before(next) {
+				next = at
+			}
+		}
+	}
+	if changed {
+		s.rebuildLocked()
+	}
+	return next
+}
+
+// Wait waits for the requests Tick sent.
+func (s *Speaker) Wait() { s.sends.Wait() }
+
+func (s *Speaker) sendControl(ctx context.Context, p *peer) {
+	r := p.recv
+	r.controlInFlight = true
+	req := &ControlRequest{Mode: ModeSync, LastKnownRoutingTableID: r.tableID, LastKnownEpoch: r.epoch}
+	prep := ControlPrepare(req, s.clock.Now().Add(RequestExpiry))
+	s.sends.Go(func() {
+		err := s.send(ctx, p.id, prep)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		r.controlDone(s.clock.Now(), err)
+		if err != nil {
+			s.log.Debug("route control failed; retrying later", "account", p.id, "error", err)
+		}
+	})
+}
+
+func (s *Speaker) sendUpdate(ctx context.Context, p *peer, cfg *config.Config) {
+	snd := p.send
+	from := snd.lastKnownEpoch
+	to := min(s.epoch, from+MaxEpochsPerUpdate)
+	u := &UpdateRequest{RoutingTableID: s.tableID, CurrentEpochIndex: s.epoch, FromEpochIndex: from, ToEpochIndex: to,
+		HoldDownTime: uint32(cfg.RouteExpiry.Milliseconds()), Speaker: string(s.host.Address())}
+	s.fillUpdate(u, p, cfg)
+	prep := UpdatePrepare(u, s.clock.Now().Add(RequestExpiry))
+	// Optimistic, as JS: the next update starts at to; a failure rolls it back.
+	snd.lastKnownEpoch, snd.inFlight, snd.lastSend = to, true, s.clock.Now()
+	gen := snd.generation
+	s.sends.Go(func() {
+		err := s.send(ctx, p.id, prep)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		snd.inFlight = false
+		if err == nil {
+			snd.failures = 0
+			return
+		}
+		snd.failures++
+		if snd.generation == gen && snd.lastKnownEpoch == to {
+			snd.lastKnownEpoch = from
+		}
+		s.log.Debug("route update failed; retrying later", "account", p.id, "error", err)
+	})
+}
+
+// fillUpdate puts the log entries [from, to) into u, as p may see them: a route whose next hop
+// is p itself is withdrawn (never advertise a route back to where it came from), and a parent
+// gets no route learned from a peer or another parent (Gao-Rexford).
+func (s *Speaker) fillUpdate(u *UpdateRequest, p *peer, cfg *config.Config) {
+	for _, e := range s.log_[u.FromEpochIndex:u.ToEpochIndex] {
+		if e == nil {
+			continue
+		}
+		if e.route == nil || e.route.nextHop == p.id || !exportable(p.relation, cfg, e.route.nextHop) {
+			u.WithdrawnRoutes = append(u.WithdrawnRoutes, e.prefix)
+			continue
+		}
+		u.NewRoutes = append(u.NewRoutes, Route{Prefix: e.prefix, Path: e.route.path, Auth: e.route.auth})
+	}
+}
+
+func exportable(to config.Relation, cfg *config.Config, nextHop string) bool {
+	if to != config.RelationParent || nextHop == "" {
+		return true
+	}
+	r := cfg.Accounts[nextHop].Relation
+	return r != config.RelationParent && r != config.RelationPeer
+}
+
+// send sends one CCP request and checks that it was fulfilled.
+func (s *Speaker) send(ctx context.Context, id string, p *ilp.Prepare) error {
+	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
+	defer cancel()
+	f, err := s.host.SendPeer(ctx, id, p)
+	if err != nil {
+		return err
+	}
+	if f == nil || f.Fulfillment != ilp.PeerFulfillment {
+		return fmt.Errorf("%w: %s answered with a wrong fulfillment", ErrNotFulfilled, p.Destination)
+	}
+	return nil
+}
