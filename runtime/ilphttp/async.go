@@ -1,0 +1,117 @@
+package ilphttp
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+)
+
+// Retries of an async reply (RFC 35: retry on 5xx or no response, stop on 2xx or 4xx, several
+// attempts before the Prepare expires).
+const (
+	replyAttempts    = 10
+	replyBackoffBase = 50 * time.Millisecond
+	replyBackoffCap  = time.Second
+	// replyMinWindow lets a reply to a Prepare that expires very soon (or already has) still
+	// have one real attempt: the peer may still be waiting.
+	replyMinWindow = 5 * time.Second
+)
+
+// acceptAsync answers 202 Accepted at once and handles the Prepare in the background; its
+// reply is POSTed to the peer's Callback-Url with the same Request-Id.
+func (l *Link) acceptAsync(w http.ResponseWriter, p *ilp.Prepare, callback, id string) {
+	if err := checkCallback(callback); err != nil {
+		httpError(w, http.StatusBadRequest, "ILP-over-HTTP: "+err.Error())
+		return
+	}
+	select {
+	case l.sem <- struct{}{}:
+	default:
+		httpError(w, http.StatusServiceUnavailable, "ILP-over-HTTP: too many packets in flight; retry later")
+		return
+	}
+	if !l.track() {
+		<-l.sem
+		httpError(w, http.StatusServiceUnavailable, "ILP-over-HTTP: link closing")
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+	go l.runAsync(p, callback, id)
+}
+
+// track counts an async handler in the link's WaitGroup unless Close has begun, so that Close
+// never waits on a group that is still growing.
+func (l *Link) track() bool {
+	l.asyncMu.Lock()
+	defer l.asyncMu.Unlock()
+	if l.closed.Load() {
+		return false
+	}
+	l.wg.Add(1)
+	return true
+}
+
+func (l *Link) runAsync(p *ilp.Prepare, callback, id string) {
+	defer l.wg.Done()
+	defer func() { <-l.sem }()
+	ctx, cancel := context.WithDeadline(l.ctx, p.ExpiresAt)
+	reply := l.handle(ctx, p)
+	cancel()
+	body := encodeReply(nil, reply, l.self())
+	deadline := p.ExpiresAt
+	if min := l.now().Add(replyMinWindow); deadline.Before(min) {
+		deadline = min
+	}
+	ctx, cancel = context.WithDeadline(l.ctx, deadline)
+	defer cancel()
+	l.postReply(ctx, callback, id, body)
+}
+
+// postReply POSTs the reply until the peer takes it (2xx), refuses it (4xx), ctx ends, or
+// replyAttempts have been made.
+func (l *Link) postReply(ctx context.Context, callback, id string, body []byte) {
+	wait := replyBackoffBase
+	for attempt := 1; attempt <= replyAttempts; attempt++ {
+		status, err := l.postOnce(ctx, callback, id, body)
+		switch {
+		case err == nil && status < 400:
+			return
+		case err == nil && status < 500:
+			l.log.Warn("peer refused an async ILP-over-HTTP reply", "account", l.opts.Account, "status", status, "requestId", id)
+			return
+		}
+		l.log.Debug("async ILP-over-HTTP reply failed; retrying", "account", l.opts.Account, "attempt", attempt, "status", status, "error", err)
+		t := time.NewTimer(wait/2 + rand.N(wait/2+1)) // jitter so that many replies do not retry in lockstep
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			l.log.Warn("gave up an async ILP-over-HTTP reply", "account", l.opts.Account, "requestId", id, "error", ctx.Err())
+			return
+		}
+		wait = min(2*wait, replyBackoffCap)
+	}
+	l.log.Warn("gave up an async ILP-over-HTTP reply after retries", "account", l.opts.Account, "requestId", id, "attempts", replyAttempts)
+}
+
+func (l *Link) postOnce(ctx context.Context, callback, id string, body []byte) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, callback, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header["Authorization"] = []string{l.sign.authorization()}
+	req.Header["Content-Type"] = []string{contentType}
+	req.Header[headerRequestID] = []string{id}
+	resp, err := l.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+	_ = resp.Body.Close()
+	return resp.StatusCode, nil
+}

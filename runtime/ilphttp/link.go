@@ -1,0 +1,223 @@
+package ilphttp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+	"github.com/ilpfleet/ilpfleet/runtime/link"
+)
+
+// Link is the ILP-over-HTTP link of one account: an HTTP server when Incoming is set (one
+// server per listening account, on its own port, as each ilp-plugin-http instance has), a
+// client of the peer's URL when Outgoing is set. It implements link.Link.
+type Link struct {
+	opts    Options
+	mode    Mode
+	log     *slog.Logger
+	now     func() time.Time
+	verify  *verifier // nil without Incoming
+	sign    *signer   // nil without Outgoing
+	client  *http.Client
+	maxBody int
+
+	handler ilp.Handler
+	ctx     context.Context // handlers' and async replies' context, cancelled by Close
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // async handlers and the server loop
+	sem     chan struct{}  // async handlers in flight
+	asyncMu sync.Mutex     // orders track's wg.Add before Close's wg.Wait
+
+	srv     *http.Server
+	ln      net.Listener
+	pending sync.Map // Request-Id → chan []byte, outgoing Prepares awaiting an async reply
+
+	started atomic.Bool
+	closed  atomic.Bool
+	once    sync.Once
+}
+
+var _ link.Link = (*Link)(nil)
+
+// New checks the options and builds the link; it neither listens nor connects (see Start).
+func New(o *Options) (*Link, error) {
+	if o == nil {
+		return nil, errNoOptions
+	}
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	l := &Link{opts: *o, mode: o.Mode, log: o.Logger, now: o.Now, maxBody: DefaultMaxBodySize}
+	if l.mode == "" {
+		l.mode = ModeSync
+	}
+	if l.log == nil {
+		l.log = slog.Default()
+	}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	if l.opts.Address == nil {
+		l.opts.Address = func() ilp.Address { return "" }
+	}
+	n := o.MaxInFlight
+	if n <= 0 {
+		n = DefaultMaxInFlight
+	}
+	l.sem = make(chan struct{}, n)
+	if in := o.Incoming; in != nil {
+		l.verify = newVerifier(in.Auth, l.now)
+		if in.MaxBodySize > 0 {
+			l.maxBody = in.MaxBodySize
+		}
+	}
+	if out := o.Outgoing; out != nil {
+		l.sign = newSigner(out, l.now)
+	}
+	rt := o.Transport
+	if rt == nil {
+		rt = sharedTransport(o.Outgoing != nil && o.Outgoing.HTTP2)
+	}
+	// Redirects are not followed: a Prepare is POSTed to the configured URL only.
+	l.client = &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	return l, nil
+}
+
+// Start listens when the account has Incoming options and serves the peer's Prepares with h.
+// It fails only when the server cannot listen; an HTTP client has nothing to connect.
+func (l *Link) Start(_ context.Context, h ilp.Handler) error {
+	if l.closed.Load() {
+		return errors.New("ilphttp: link closed")
+	}
+	if !l.started.CompareAndSwap(false, true) {
+		return errors.New("ilphttp: link already started")
+	}
+	l.handler = h
+	in := l.opts.Incoming
+	if in == nil {
+		return nil
+	}
+	addr := net.JoinHostPort(in.Host, strconv.Itoa(in.Port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		l.started.Store(false)
+		return fmt.Errorf("ilphttp: account %s: cannot listen on %s: %w", l.opts.Account, addr, err)
+	}
+	l.ln = ln
+	l.srv = l.newServer()
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		if err := l.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			l.log.Error("ILP-over-HTTP server stopped", "account", l.opts.Account, "error", err)
+		}
+	}()
+	return nil
+}
+
+// newServer is the account's HTTP server: HTTP/1.1 and HTTP/2 with prior knowledge (h2c), as
+// ilp-plugin-http's http2 option and interledger-rs clients may use.
+func (l *Link) newServer() *http.Server {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	return &http.Server{
+		Handler:           l,
+		Protocols:         &p,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		BaseContext:       func(net.Listener) context.Context { return l.ctx },
+		ErrorLog:          slog.NewLogLogger(l.log.Handler(), slog.LevelDebug),
+	}
+}
+
+// Addr is the address the server listens on, or nil without Incoming or before Start.
+func (l *Link) Addr() net.Addr {
+	if l.ln == nil {
+		return nil
+	}
+	return l.ln.Addr()
+}
+
+// Connected reports whether the link can send: started, not closed, with an outgoing URL.
+// HTTP keeps no session, so a peer that is down shows in Send's Rejects (T01), not here.
+func (l *Link) Connected() bool {
+	return l.sign != nil && l.started.Load() && !l.closed.Load()
+}
+
+// Close stops the server (in-flight requests see their context cancelled), cancels async
+// replies still being sent, and waits for the link's goroutines.
+func (l *Link) Close() error {
+	var err error
+	l.once.Do(func() {
+		l.asyncMu.Lock()
+		l.closed.Store(true)
+		l.asyncMu.Unlock()
+		l.cancel()
+		if l.srv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if e := l.srv.Shutdown(ctx); e != nil {
+				err = l.srv.Close()
+			}
+		}
+		l.wg.Wait()
+	})
+	return err
+}
+
+// self is this connector's address, triggeredBy of the link's Rejects.
+func (l *Link) self() ilp.Address { return l.opts.Address() }
+
+// Shared client transports: one per protocol choice for the whole process, so that every
+// account reuses kept-alive connections and the pool is bounded once.
+var (
+	transportOnce sync.Once
+	h1Transport   *http.Transport
+	h2Transport   *http.Transport
+)
+
+func sharedTransport(h2 bool) *http.Transport {
+	transportOnce.Do(func() {
+		h1Transport, h2Transport = newTransport(false), newTransport(true)
+	})
+	if h2 {
+		return h2Transport
+	}
+	return h1Transport
+}
+
+// newTransport builds a client transport. h2 speaks HTTP/2 only: with prior knowledge on
+// http:// (like node's http2.connect) and through ALPN on https://. Otherwise HTTP/1.1 with
+// keep-alive, and HTTP/2 when a TLS peer offers it.
+func newTransport(h2 bool) *http.Transport {
+	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	t := &http.Transport{
+		DialContext:            d.DialContext,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           1024,
+		MaxIdleConnsPerHost:    256,
+		MaxConnsPerHost:        1024, // beyond this, requests wait for a connection (bounded by the Prepare's expiry)
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+		DisableCompression:     true, // ILP packets are binary and small
+		MaxResponseHeaderBytes: 64 << 10,
+	}
+	if h2 {
+		var p http.Protocols
+		p.SetHTTP2(true)
+		p.SetUnencryptedHTTP2(true)
+		t.Protocols = &p
+	}
+	return t
+}
