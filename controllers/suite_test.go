@@ -20,7 +20,7 @@ import (
 	"github.com/ilpfleet/ilpfleet/internal/testenv"
 )
 
-// k8s is a client of the package's shared control plane, on which the manager runs.
+// k8s is an uncached client of the package's shared control plane, on which the manager runs.
 var k8s client.Client
 
 // testEnv is the shared control plane; tests derive other identities from its admin config.
@@ -59,7 +59,12 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "manager:", err)
 		}
 	}()
-	k8s = mgr.GetClient()
+	// Tests read straight from the API server: the manager's cache lags behind writes, and a
+	// test that read from it would race the informer.
+	if k8s, err = client.New(env.Config, client.Options{Scheme: mgr.GetScheme()}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
 		fmt.Fprintln(os.Stderr, "cache did not sync")
 		return 1
