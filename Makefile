@@ -26,9 +26,17 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate CRDs and the manager's RBAC role.
+manifests: $(CONTROLLER_GEN) ## Generate CRDs, the manager's RBAC role and the CRD field tables of docs/user-guide.md.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths=./api/... paths=./controllers/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	go run ./hack/crddoc
+
+BUNDLE_VERSION ?= 0.1.0
+BUNDLE_IMAGE   ?=
+
+.PHONY: bundle
+bundle: manifests ## Generate the OLM bundle in bundle/ (BUNDLE_VERSION, BUNDLE_IMAGE; default image: config/manager's).
+	go run ./hack/bundle --version $(BUNDLE_VERSION) $(if $(BUNDLE_IMAGE),--image $(BUNDLE_IMAGE))
 
 .PHONY: verify-generated
 verify-generated: $(CONTROLLER_GEN) ## Fail when checked-in generated files are stale.

@@ -17,6 +17,7 @@ const (
 
 	PluginBTP          = "ilp-plugin-btp"
 	PluginMiniAccounts = "ilp-plugin-mini-accounts"
+	PluginHTTP         = "ilp-plugin-http"
 
 	BackendOneToOne = "one-to-one"
 	BackendStatic   = "static"
@@ -28,7 +29,7 @@ const (
 
 // SupportedPlugins, SupportedBackends and SupportedStores list the names Validate accepts.
 var (
-	SupportedPlugins  = []string{PluginBTP, PluginMiniAccounts}
+	SupportedPlugins  = []string{PluginBTP, PluginMiniAccounts, PluginHTTP}
 	SupportedBackends = []string{BackendOneToOne, BackendStatic}
 	SupportedStores   = []string{StoreMemory, StoreFile, StoreRedis}
 )

@@ -95,7 +95,7 @@ func TestValidateCollectsEveryError(t *testing.T) {
 	c.Accounts = map[string]Account{
 		"p1":  {Relation: RelationParent, Plugin: PluginBTP, AssetCode: "USD"},
 		"p2":  {Relation: RelationParent, Plugin: PluginBTP, AssetCode: "USD"},
-		"k":   {Relation: "kid", Plugin: "ilp-plugin-http", Balance: &Balance{Minimum: &min, Maximum: &max}, RateLimit: &RateLimit{}},
+		"k":   {Relation: "kid", Plugin: "ilp-plugin-xrp-paychan", Balance: &Balance{Minimum: &min, Maximum: &max}, RateLimit: &RateLimit{}},
 		"a b": {Relation: RelationChild, Plugin: PluginBTP, AssetCode: "USD", Throughput: &Throughput{}},
 	}
 	c.ILPAddressInheritFrom = "k"
@@ -108,7 +108,7 @@ func TestValidateCollectsEveryError(t *testing.T) {
 		`ilpAddress = "test..x": empty segment`,
 		`ilpAddressInheritFrom = "k": account has relation "kid"`,
 		`account "k": relation = "kid"`,
-		`account "k": plugin = "ilp-plugin-http": not supported`,
+		`account "k": plugin = "ilp-plugin-xrp-paychan": not supported`,
 		`account "k": assetCode: required`,
 		`account "k": balance.minimum = 50: greater than balance.maximum (10)`,
 		`account "k": rateLimit.refillPeriod`,

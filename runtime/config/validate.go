@@ -11,6 +11,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+	"github.com/ilpfleet/ilpfleet/runtime/ilphttp"
 )
 
 // accountIDRe is what the JS connector accepts as an account id (its store namespaces keys by
@@ -88,6 +89,11 @@ func validateAccount(id string, a *Account, l *fieldErrors) {
 	}
 	if len(a.Options) > 0 && !isJSONObject(a.Options) {
 		l.add(id, "options", quote(string(a.Options)), "expected a JSON object")
+	} else if a.Plugin == PluginHTTP {
+		// The value is not quoted back: the options hold tokens.
+		if _, err := ilphttp.ParseOptions(a.Options); err != nil {
+			l.add(id, "options", "", "%s", strings.TrimPrefix(err.Error(), "ilphttp: "))
+		}
 	}
 	validateBalance(id, a.Balance, l)
 	validateLimits(id, a, l)

@@ -9,6 +9,7 @@ import (
 	"github.com/ilpfleet/ilpfleet/runtime/btp"
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+	"github.com/ilpfleet/ilpfleet/runtime/ilphttp"
 	"github.com/ilpfleet/ilpfleet/runtime/link"
 	"github.com/ilpfleet/ilpfleet/runtime/middleware"
 	"github.com/ilpfleet/ilpfleet/runtime/rates"
@@ -40,9 +41,12 @@ type pipes struct {
 func (c *Connector) newAccount(id string, ac config.Account, cfg *config.Config) (*account, error) {
 	a := &account{id: id, self: c.self, asset: rates.Asset{Code: ac.AssetCode, Scale: ac.AssetScale}}
 	var err error
-	if c.newLink != nil {
+	switch {
+	case c.newLink != nil:
 		a.link, err = c.newLink(id, ac)
-	} else {
+	case ac.Plugin == ilphttp.Plugin:
+		a.link, err = c.httpLink(id, ac)
+	default:
 		a.link, a.isClient, err = c.btpLink(id, ac)
 	}
 	if err != nil {
@@ -84,6 +88,22 @@ func (c *Connector) btpLink(id string, ac config.Account) (l link.Link, isClient
 	return l, isClient, nil
 }
 
+// httpLink builds the ILP-over-HTTP link of an account from its ilp-plugin-http options. It
+// is never a dialing client: HTTP keeps no connection to retry, and a server that cannot
+// listen is a hard error like a BTP listener's.
+func (c *Connector) httpLink(id string, ac config.Account) (link.Link, error) {
+	opts, err := ilphttp.ParseOptions(ac.Options)
+	if err != nil {
+		return nil, fmt.Errorf("connector: account %s: %w", id, err)
+	}
+	opts.Account, opts.Address, opts.Logger = id, c.self, c.log.With("account", id)
+	l, err := ilphttp.New(opts)
+	if err != nil {
+		return nil, fmt.Errorf("connector: account %s: %w", id, err)
+	}
+	return l, nil
+}
+
 // buildPipes builds an account's pipelines over the connector's shared State and store, so a
 // rebuilt pipeline keeps the balances, token buckets and dedupe cache of the previous one.
 func (c *Connector) buildPipes(a *account, ac config.Account, cfg *config.Config) (*pipes, error) {
@@ -95,7 +115,7 @@ func (c *Connector) buildPipes(a *account, ac config.Account, cfg *config.Config
 	}
 	return &pipes{
 		cfg: ac,
-		in:  mw.Incoming(func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) { return c.core(ctx, a, p) }),
+		in:  c.scopePackets(mw.Incoming(func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) { return c.core(ctx, a, p) })),
 		out: mw.Outgoing(func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) { return c.send(ctx, a, p) }),
 	}, nil
 }

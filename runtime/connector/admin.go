@@ -94,10 +94,8 @@ func (c *Connector) Routes() []admin.RouteInfo {
 	return out
 }
 
-// Routing is the CCP state: empty, since CCP is not built yet.
-func (c *Connector) Routing() admin.RoutingInfo {
-	return admin.RoutingInfo{Local: c.Routes()}
-}
+// Routing is the CCP state (GET /routing): see routingStatus in ccp.go.
+func (c *Connector) Routing() admin.RoutingInfo { return c.routingStatus() }
 
 // Rates is the backend's name and, for a backend with a rate table, ECB-style rates of every
 // account asset with the first of them (in code order) as the base, since the backends do not

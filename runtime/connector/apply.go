@@ -91,7 +91,7 @@ func (c *Connector) plan(cfg *config.Config, ch config.Changes) (*plan, error) {
 		s.conv = c.settings.Load().conv // keep its rate cache
 	}
 	p := &plan{cfg: cfg, settings: s, repiped: map[*account]*pipes{}, running: *c.accounts.Load()}
-	if p.table, err = routing.FromConfig(cfg, string(c.self())); err != nil {
+	if p.table, err = routing.FromConfig(cfg, string(c.self()), c.learnedRoutes(cfg)...); err != nil {
 		return nil, fmt.Errorf("routing table: %w", err)
 	}
 	reconnect, changed := map[string]bool{}, map[string]bool{}
@@ -150,6 +150,7 @@ func (c *Connector) commit(ctx context.Context, p *plan) {
 	}
 	c.settings.Store(p.settings)
 	c.table.Store(p.table)
+	c.syncCCP() // rebuilds the table with the routes learned meanwhile, and advertises the change
 
 	var wg sync.WaitGroup
 	for _, a := range p.removed {

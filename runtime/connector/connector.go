@@ -80,6 +80,7 @@ type Connector struct {
 
 	newLink func(id string, ac config.Account) (link.Link, error)
 
+	routes  ccpState   // CCP route exchange (ccp.go)
 	applyMu sync.Mutex // serializes Start, Apply and Close
 	started bool
 	closed  bool
@@ -108,12 +109,18 @@ func New(cfg *config.Config, opts Options) (*Connector, error) {
 	}
 	c.alerts = middleware.NewAlerts(c.clock)
 	if c.store == nil {
-		if cfg.Store != config.StoreMemory {
-			// A durable store silently replaced by memory would lose balances on restart.
-			return nil, fmt.Errorf("connector: store %q is not available in this version; use %q", cfg.Store, config.StoreMemory)
+		st, err := openStore(cfg, c.log)
+		if err != nil {
+			return nil, err
 		}
-		c.store, c.ownStore = store.NewMemory(), true
+		c.store, c.ownStore = st, true
 	}
+	built := false
+	defer func() {
+		if !built && c.ownStore {
+			_ = c.store.Close() // release the file lock or the Redis connections
+		}
+	}()
 	reg := opts.Registerer
 	if reg == nil {
 		r := prometheus.NewRegistry()
@@ -146,6 +153,7 @@ func New(cfg *config.Config, opts Options) (*Connector, error) {
 		accts[id] = a
 	}
 	c.accounts.Store(&accts)
+	built = true
 	return c, nil
 }
 
@@ -232,6 +240,7 @@ func (c *Connector) Start(ctx context.Context) error {
 		return err
 	}
 	c.started = true
+	c.syncCCP()
 	c.log.Info("connector started", "address", c.self(), "accounts", len(accts))
 	return nil
 }
@@ -308,6 +317,7 @@ func (c *Connector) Close(ctx context.Context) error {
 		return nil
 	}
 	c.closed = true
+	c.stopCCP()
 	accts := *c.accounts.Load()
 	var wg sync.WaitGroup
 	for _, a := range accts {

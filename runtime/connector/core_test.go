@@ -136,7 +136,7 @@ func TestPacketOutcomes(t *testing.T) {
 					t.Errorf("F08 data: %d %d %v", got, max, err)
 				}
 			}},
-		{name: "peer.route not supported", from: "bob", p: prepare("peer.route.control", 0, t0, 10*time.Second), wantCode: ilp.CodeUnreachable, wantMsg: "peer.route is not supported yet"},
+		{name: "peer.route with a payment condition", from: "bob", p: prepare("peer.route.control", 0, t0, 10*time.Second), wantCode: ilp.CodeWrongCondition, wantMsg: "peer protocol condition"},
 		{name: "peer.config for a peer", from: "bob", p: ildcp.Request(t0.Add(10 * time.Second)), wantCode: ilp.CodeBadRequest, wantMsg: "only for child"},
 		{name: "peer.config for a child", from: "alice", p: ildcp.Request(t0.Add(10 * time.Second)),
 			check: func(t *testing.T, f *ilp.Fulfill, _ *ilp.Reject) {
@@ -213,7 +213,7 @@ func TestRemovedAccountRefusesPackets(t *testing.T) {
 
 func TestNewRefusesBadInput(t *testing.T) {
 	tests := []struct{ name, doc, want string }{
-		{"store not built", "ilpAddress: test.x\nstore: redis\n", "not available"},
+		{"store cannot open", "ilpAddress: test.x\nstore: redis\n", "needs a URL"},
 		{"bad plugin options", "ilpAddress: test.x\naccounts: {a: {relation: peer, plugin: ilp-plugin-btp, assetCode: X, assetScale: 0, options: {bogus: 1}}}\n", "account a"},
 	}
 	for _, tt := range tests {

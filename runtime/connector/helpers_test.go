@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ilpfleet/ilpfleet/internal/testport"
 
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
@@ -131,6 +133,10 @@ type fulfiller struct {
 }
 
 func (f *fulfiller) handle(_ context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+	if strings.HasPrefix(string(p.Destination), "peer.") {
+		// Not a payment: the connector's CCP speaker talks to every peer.
+		return nil, ilp.Rejectf(ilp.CodeUnreachable, "test.fake", "this fake peer speaks no peer protocols")
+	}
 	f.mu.Lock()
 	f.last = *p
 	f.last.Data = append([]byte(nil), p.Data...)
@@ -160,16 +166,7 @@ func mustConfig(t testing.TB, doc string) *config.Config {
 	return cfg
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return testport.Get(t) }
 
 func itoa(n int) string { return strconv.Itoa(n) }
 

@@ -37,8 +37,12 @@ func (c *Connector) core(ctx context.Context, src *account, p *ilp.Prepare) (*il
 	return c.forward(ctx, src, p, s, s.reflect)
 }
 
-// peerProtocol answers peer.config for children; the other peer protocols are not built yet.
+// peerProtocol answers peer.config for children and peer.route.* (CCP, ccp.go); the other peer
+// protocols are not built yet.
 func (c *Connector) peerProtocol(ctx context.Context, src *account, p *ilp.Prepare) (*ilp.Fulfill, error) {
+	if strings.HasPrefix(string(p.Destination), "peer.route.") {
+		return c.handleCCP(ctx, src, p)
+	}
 	self := c.self()
 	if p.Destination != ildcp.Destination {
 		return nil, ilp.Rejectf(ilp.CodeUnreachable, self, "%s is not supported yet by this connector", peerProtocolName(p.Destination))

@@ -18,6 +18,14 @@
 // each call rather than living in the store: changing an account's limits never touches its
 // balance.
 //
+// Three implementations: Memory (lost on restart, as the JS connector's memdown), File (the
+// embedded persistent store: bbolt, group-committed) and Redis (shared by replicas, one Lua
+// script per operation). The persistent ones implement PacketScoper, whose doc (scope.go) is
+// the durability and recovery contract: a packet's balance changes become durable together
+// before the packet is answered; after a crash, packets in flight count nowhere and
+// reservations start at zero (Redis: this instance's), since no packet reserved by the dead
+// process can still be fulfilled through it.
+//
 // Balances are int64. Arithmetic is checked: an operation whose result (or Balance − Pending)
 // would leave the int64 range is refused with ErrOverflow and changes nothing. The middleware
 // reports that as T04 Insufficient Liquidity, since the int64 range acts as the outermost

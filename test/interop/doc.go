@@ -1,7 +1,7 @@
 // Package interop holds the interoperability tests of ilpfleet's connector against the real
 // JavaScript Interledger packages from npm (pinned in package.json and package-lock.json,
-// installed by hack/npm-deps.sh): ilp-connector, ilp-plugin-btp, ilp-plugin-mini-accounts and
-// ilp-protocol-stream. A STREAM sender and receiver (js/) pay each other across two connectors,
+// installed by hack/npm-deps.sh): ilp-connector, ilp-plugin-btp, ilp-plugin-mini-accounts,
+// ilp-plugin-http and ilp-protocol-stream. A STREAM sender and receiver (js/) pay each other across two connectors,
 // each an `ilpfleet connector` or a JS ilp-connector, and the tests check the amounts delivered
 // to the unit and the connectors' balances.
 //

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ilpfleet/ilpfleet/internal/testport"
 )
 
 // logBuffer collects a process's output for the failure report; safe for concurrent writes.
@@ -150,17 +152,7 @@ func childEnv(extra map[string]string) []string {
 	return out
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago. (A race with other
-// processes is possible but rare; the connector then fails to start and the test says so.)
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return testport.Get(t) }
 
 // waitPort waits until something accepts TCP connections on 127.0.0.1:port, the process
 // exits, or the timeout passes.

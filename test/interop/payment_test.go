@@ -66,9 +66,10 @@ type account struct {
 	id, relation, plugin, assetCode string
 	assetScale                      int
 	maxPacketAmount                 string
-	server                          string // ilp-plugin-btp client: btp+ws://user:token@host:port
-	listenPort                      int    // ilp-plugin-btp listener, or mini-accounts port
-	secret                          string // ilp-plugin-btp listener secret
+	server                          string                    // ilp-plugin-btp client: btp+ws://user:token@host:port
+	listenPort                      int                       // ilp-plugin-btp listener, or mini-accounts port
+	secret                          string                    // ilp-plugin-btp listener secret
+	options                         func(impl) map[string]any // when set, the plugin options as impl reads them
 }
 
 // json is the account object as impl reads it. Both bind listeners to 127.0.0.1, each its
@@ -89,6 +90,8 @@ func (a account) json(i impl) map[string]any {
 		o["sendRoutes"], o["receiveRoutes"] = false, false
 	}
 	switch {
+	case a.options != nil:
+		o["options"] = a.options(i)
 	case a.plugin == "ilp-plugin-mini-accounts":
 		o["options"] = map[string]any{"wsOpts": map[string]any{"host": "127.0.0.1", "port": a.listenPort}}
 	case a.server != "":
@@ -194,19 +197,37 @@ func rateFor(t *testing.T, i impl, src, dst account) *big.Rat {
 }
 
 func testStreamPayment(t *testing.T, implA, implB impl) {
+	testStreamPaymentOver(t, implA, implB, btpPeers)
+}
+
+// peerLink builds the peer accounts of a payment: a on B and b on A. A listening account has
+// its listenPort set, which startConnector waits for.
+type peerLink func(t *testing.T) (aOnB, bOnA account)
+
+// btpPeers: B listens (ilp-plugin-btp listener), A dials.
+func btpPeers(t *testing.T) (aOnB, bOnA account) {
+	peerPort := freePort(t)
+	aOnB = account{id: "a", relation: "peer", plugin: "ilp-plugin-btp", assetCode: "EUR", assetScale: 9,
+		listenPort: peerPort, secret: peerSecret}
+	bOnA = account{id: "b", relation: "peer", plugin: "ilp-plugin-btp", assetCode: "EUR", assetScale: 9,
+		server: fmt.Sprintf("btp+ws://a:%s@127.0.0.1:%d", peerSecret, peerPort)}
+	return aOnB, bOnA
+}
+
+func testStreamPaymentOver(t *testing.T, implA, implB impl, peers peerLink) {
 	needNode(t)
 	alice := account{id: "alice", relation: "child", plugin: "ilp-plugin-mini-accounts", assetCode: "USD", assetScale: 6,
 		maxPacketAmount: strconv.Itoa(maxPacketAmount), listenPort: freePort(t)}
 	bob := account{id: "bob", relation: "child", plugin: "ilp-plugin-btp", assetCode: "EUR", assetScale: 9,
 		listenPort: freePort(t), secret: bobSecret}
-	peerPort := freePort(t)
-	aOnB := account{id: "a", relation: "peer", plugin: "ilp-plugin-btp", assetCode: "EUR", assetScale: 9,
-		listenPort: peerPort, secret: peerSecret}
-	bOnA := account{id: "b", relation: "peer", plugin: "ilp-plugin-btp", assetCode: "EUR", assetScale: 9,
-		server: fmt.Sprintf("btp+ws://a:%s@127.0.0.1:%d", peerSecret, peerPort)}
+	aOnB, bOnA := peers(t)
+	listenA := []int{alice.listenPort}
+	if bOnA.listenPort != 0 {
+		listenA = append(listenA, bOnA.listenPort)
+	}
 
-	b := startConnector(t, implB, "test.b", []account{aOnB, bob}, [2]string{"test.a", "a"}, []int{peerPort, bob.listenPort})
-	a := startConnector(t, implA, "test.a", []account{alice, bOnA}, [2]string{"test.b", "b"}, []int{alice.listenPort})
+	b := startConnector(t, implB, "test.b", []account{aOnB, bob}, [2]string{"test.a", "a"}, []int{aOnB.listenPort, bob.listenPort})
+	a := startConnector(t, implA, "test.a", []account{alice, bOnA}, [2]string{"test.b", "b"}, listenA)
 	a.waitConnected(t, "b")
 	b.waitConnected(t, "a")
 

@@ -1,0 +1,60 @@
+package connector
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/ilpfleet/ilpfleet/runtime/config"
+	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+	"github.com/ilpfleet/ilpfleet/runtime/store"
+)
+
+// openStore opens the store the config names (CONNECTOR_STORE, CONNECTOR_STORE_PATH,
+// CONNECTOR_STORE_CONFIG): memory, the embedded file store, or Redis. A store that cannot be
+// opened is an error, never a silent fallback to memory, which would lose balances on restart.
+func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
+	switch cfg.Store {
+	case config.StoreMemory:
+		return store.NewMemory(), nil
+	case config.StoreFile:
+		s, err := store.OpenFile(cfg.StorePath)
+		if err != nil {
+			return nil, fmt.Errorf("connector: store %q (CONNECTOR_STORE_PATH=%s): %w", cfg.Store, cfg.StorePath, err)
+		}
+		log.Info("opened the embedded store", "path", s.Path())
+		return s, nil
+	case config.StoreRedis:
+		o, err := store.ParseRedisOptions(cfg.StorePath, cfg.StoreConfig)
+		if err != nil {
+			return nil, fmt.Errorf("connector: %w", err)
+		}
+		s, err := store.OpenRedis(context.Background(), o)
+		if err != nil {
+			return nil, fmt.Errorf("connector: store %q: %w", cfg.Store, err)
+		}
+		log.Info("opened the Redis store", "instance", s.Instance())
+		return s, nil
+	}
+	return nil, fmt.Errorf("connector: unknown store %q; supported: %s, %s, %s", cfg.Store, config.StoreMemory, config.StoreFile, config.StoreRedis)
+}
+
+// scopePackets brackets every incoming packet with the store's packet scope when the store has
+// one (store.PacketScoper): the packet's balance changes become durable, as one, before its
+// answer leaves, and a crash before that leaves no trace of them. A Fulfill is passed on even
+// when that write fails (the money left already); the failure is logged for reconciliation.
+func (c *Connector) scopePackets(h ilp.Handler) ilp.Handler {
+	ps, ok := c.store.(store.PacketScoper)
+	if !ok {
+		return h
+	}
+	return func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+		pctx := ps.BeginPacket(ctx)
+		f, err := h(pctx, p)
+		if eerr := ps.EndPacket(pctx); eerr != nil {
+			c.log.Error("balance store failed to make a packet's balance changes durable; RECONCILIATION REQUIRED",
+				"fulfilled", err == nil && f != nil, "amount", p.Amount, "err", eerr)
+		}
+		return f, err
+	}
+}

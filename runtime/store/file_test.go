@@ -1,0 +1,324 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// crash ends the store as kill -9 would: what the writer has not written yet is lost, nothing
+// is flushed, and the file lock is released.
+func (s *File) crash() {
+	s.closed.Store(true)
+	f := s.fl
+	f.mu.Lock()
+	f.cur = newBatch() // dropped: never acknowledged
+	f.stop = true
+	f.cond.Signal()
+	f.mu.Unlock()
+	<-f.exited
+	_ = s.db.Close()
+}
+
+func openFile(t *testing.T, dir string) *File {
+	t.Helper()
+	s, err := OpenFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestFileDurableAcrossCrash(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openFile(t, dir)
+	if _, err := s.AddWithin(ctx, "alice", 100, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Reserve(ctx, "bob", 30, p(-1000)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Commit(ctx, "bob", 20); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutKey(ctx, "routing.epoch", []byte("7")); err != nil {
+		t.Fatal(err)
+	}
+	s.crash()
+
+	s = openFile(t, dir)
+	defer s.Close()
+	if b, _ := s.Get(ctx, "alice"); b != (AccountBalance{Balance: 100}) {
+		t.Fatalf("alice after crash: %+v", b)
+	}
+	// bob's 10 still reserved at the crash is not: its packet died with the process.
+	if b, _ := s.Get(ctx, "bob"); b != (AccountBalance{Balance: -20}) {
+		t.Fatalf("bob after crash: %+v", b)
+	}
+	if v, err := s.GetKey(ctx, "routing.epoch"); err != nil || string(v) != "7" {
+		t.Fatalf("kv after crash: %q %v", v, err)
+	}
+}
+
+// TestFilePacketScope checks the recovery rule of a packet's changes: they count only once
+// EndPacket returned, a rejected packet writes nothing, and a crash in the middle of a packet
+// leaves no trace of it.
+func TestFilePacketScope(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name      string
+		packet    func(ctx context.Context, s *File) // one packet alice → bob of 10
+		end       bool                               // EndPacket before the crash
+		alice     int64
+		bob       int64
+		wantWrite bool
+	}{
+		{"fulfilled", fulfilled, true, 10, -10, true},
+		{"rejected", rejected, true, 0, 0, false},
+		{"crash while forwarding", func(ctx context.Context, s *File) {
+			mustAdd(ctx, s, "alice", 10)
+			mustReserve(ctx, s, "bob", 10)
+		}, false, 0, 0, false},
+		{"crash after commit before end", fulfilled, false, 0, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openFile(t, dir)
+			pctx := s.BeginPacket(ctx)
+			tt.packet(pctx, s)
+			if b, _ := s.Get(ctx, "alice"); b.Balance != tt.alice && tt.end {
+				t.Fatalf("alice in memory: %+v", b)
+			}
+			before := s.fl.writes.Load()
+			if tt.end {
+				if err := s.EndPacket(pctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if wrote := s.fl.writes.Load() > before; wrote != tt.wantWrite {
+				t.Fatalf("wrote = %v, want %v", wrote, tt.wantWrite)
+			}
+			s.crash()
+			s = openFile(t, dir)
+			defer s.Close()
+			a, _ := s.Get(ctx, "alice")
+			b, _ := s.Get(ctx, "bob")
+			if a != (AccountBalance{Balance: tt.alice}) || b != (AccountBalance{Balance: tt.bob}) {
+				t.Fatalf("after restart: alice %+v bob %+v, want %d %d", a, b, tt.alice, tt.bob)
+			}
+		})
+	}
+}
+
+func fulfilled(ctx context.Context, s *File) {
+	mustAdd(ctx, s, "alice", 10)
+	mustReserve(ctx, s, "bob", 10)
+	if _, err := s.Commit(ctx, "bob", 10); err != nil {
+		panic(err)
+	}
+}
+
+func rejected(ctx context.Context, s *File) {
+	mustAdd(ctx, s, "alice", 10)
+	mustReserve(ctx, s, "bob", 10)
+	if err := s.Release(ctx, "bob", 10); err != nil {
+		panic(err)
+	}
+	mustAdd(ctx, s, "alice", -10)
+}
+
+func mustAdd(ctx context.Context, s Balances, a string, d int64) {
+	if _, err := s.AddWithin(ctx, a, d, nil, nil); err != nil {
+		panic(err)
+	}
+}
+
+func mustReserve(ctx context.Context, s Balances, a string, amt int64) {
+	if _, err := s.Reserve(ctx, a, amt, nil); err != nil {
+		panic(err)
+	}
+}
+
+// TestFileOpenPacketsNotWritten checks that a non-packet write (an admin change) made while a
+// packet is in flight on the same account does not make that packet's change durable.
+func TestFileOpenPacketsNotWritten(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openFile(t, dir)
+	pctx := s.BeginPacket(ctx)
+	mustAdd(pctx, s, "alice", 10) // in flight
+	mustAdd(ctx, s, "alice", 5)   // admin, durable now
+	if b, _ := s.Get(ctx, "alice"); b.Balance != 15 {
+		t.Fatalf("in memory: %+v", b)
+	}
+	s.crash()
+	s = openFile(t, dir)
+	defer s.Close()
+	if b, _ := s.Get(ctx, "alice"); b.Balance != 5 {
+		t.Fatalf("after restart: %+v, want 5", b)
+	}
+}
+
+// TestFileConcurrentPackets runs many packets at once, ends half of them, crashes, and checks
+// that exactly the ended ones count.
+func TestFileConcurrentPackets(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openFile(t, dir)
+	const n = 200
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			pctx := s.BeginPacket(ctx)
+			fulfilled(pctx, s)
+			if i%2 == 0 {
+				if err := s.EndPacket(pctx); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if w := s.fl.writes.Load(); w >= n/2 {
+		t.Logf("no grouping happened: %d writes for %d packets", w, n/2)
+	}
+	s.crash()
+	s = openFile(t, dir)
+	defer s.Close()
+	a, _ := s.Get(ctx, "alice")
+	b, _ := s.Get(ctx, "bob")
+	if a.Balance != 10*n/2 || b.Balance != -10*n/2 || a.Pending != 0 || b.Pending != 0 {
+		t.Fatalf("after restart: alice %+v bob %+v", a, b)
+	}
+}
+
+func TestFileOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+	notDir := filepath.Join(dir, "plain")
+	_ = os.WriteFile(notDir, []byte("x"), 0o600)
+	garbage := filepath.Join(dir, "garbage")
+	_ = os.MkdirAll(garbage, 0o700)
+	_ = os.WriteFile(filepath.Join(garbage, FileName), []byte(strings.Repeat("not a database ", 1000)), 0o600)
+	foreign := filepath.Join(dir, "foreign")
+	_ = os.MkdirAll(foreign, 0o700)
+	db, err := bolt.Open(filepath.Join(foreign, FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("other")); return err })
+	_ = db.Close()
+	badValue := filepath.Join(dir, "badvalue")
+	s := openFile(t, badValue)
+	_ = s.Close()
+	db, _ = bolt.Open(filepath.Join(badValue, FileName), 0o600, nil)
+	_ = db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketBalances).Put([]byte("alice"), []byte("12")) })
+	_ = db.Close()
+	locked := filepath.Join(dir, "locked")
+	holder := openFile(t, locked)
+	defer holder.Close()
+
+	tests := []struct {
+		name    string
+		dir     string
+		is      error
+		message string
+	}{
+		{"empty path", "", nil, "needs a directory"},
+		{"path is a file", notDir, nil, "is not a directory"},
+		{"parent is a file", filepath.Join(notDir, "sub"), nil, "cannot create the store directory"},
+		{"garbage file", garbage, ErrCorrupted, "corrupted"},
+		{"foreign bbolt file", foreign, ErrCorrupted, "format marker"},
+		{"bad balance value", badValue, ErrCorrupted, `account "alice" has 2 bytes`},
+		{"in use", locked, nil, "in use by another process"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := OpenFile(tt.dir)
+			if err == nil {
+				_ = s.Close()
+				t.Fatal("opened")
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Fatalf("err %v is not %v", err, tt.is)
+			}
+			if !strings.Contains(err.Error(), tt.message) {
+				t.Fatalf("err %q does not say %q", err, tt.message)
+			}
+		})
+	}
+}
+
+// BenchmarkFilePacket is one packet's store work on the embedded store: raise, reserve,
+// commit, end (one group-committed write). Run with -cpu or -benchtime; parallelism 16 per CPU
+// stands for packets in flight.
+func BenchmarkFilePacket(b *testing.B) {
+	s, err := OpenFile(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	benchPacket(b, s)
+	b.ReportMetric(float64(b.N)/float64(s.fl.writes.Load()), "packets/write")
+}
+
+func BenchmarkMemoryPacket(b *testing.B) { benchPacket(b, NewMemory()) }
+
+func benchPacket(b *testing.B, s Store) {
+	ctx := context.Background()
+	ps, _ := s.(PacketScoper)
+	b.SetParallelism(16)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			pctx := ctx
+			if ps != nil {
+				pctx = ps.BeginPacket(ctx)
+			}
+			if _, err := s.AddWithin(pctx, "alice", 1, nil, nil); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.Reserve(pctx, "bob", 1, nil); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.Commit(pctx, "bob", 1); err != nil {
+				b.Fatal(err)
+			}
+			if ps != nil {
+				if err := ps.EndPacket(pctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+}
+
+// TestFileStopsAfterFailedWrite: once a write fails, memory may be ahead of the disk, so every
+// later operation is refused rather than acknowledged.
+func TestFileStopsAfterFailedWrite(t *testing.T) {
+	ctx := context.Background()
+	s := openFile(t, t.TempDir())
+	mustAdd(ctx, s, "alice", 1)
+	_ = s.db.Close() // the disk goes away under the store
+	if _, err := s.AddWithin(ctx, "alice", 1, nil, nil); err == nil {
+		t.Fatal("a write to a closed database succeeded")
+	}
+	for _, op := range []func() error{
+		func() error { _, err := s.Reserve(ctx, "bob", 1, nil); return err },
+		func() error { _, err := s.Get(ctx, "alice"); return err },
+		func() error { return s.PutKey(ctx, "k", []byte("v")) },
+	} {
+		if err := op(); err == nil || !strings.Contains(err.Error(), "stopped after a failed write") {
+			t.Fatalf("after a failed write: %v", err)
+		}
+	}
+	s.closed.Store(true)
+	s.fl.close()
+}

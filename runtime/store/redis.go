@@ -1,0 +1,397 @@
+package store
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+//go:embed redis.lua
+var redisLua string
+
+var balanceScript = redis.NewScript(redisLua)
+
+// DefaultRedisPrefix prefixes every key the Redis store writes.
+const DefaultRedisPrefix = "ilpfleet:"
+
+// RedisOptions configure a Redis store. In the connector they come from CONNECTOR_STORE_CONFIG
+// (JSON, the field names below), the URL possibly from CONNECTOR_STORE_PATH.
+type RedisOptions struct {
+	// URL is redis://[user:password@]host:port[/db] (rediss:// for TLS).
+	URL string `json:"url"`
+	// Prefix is put before every key (default DefaultRedisPrefix), so that several fleets can
+	// share one Redis. Runtimes that share balances use the same prefix.
+	Prefix string `json:"prefix"`
+	// Instance names this runtime among those sharing the Redis (default: the host name, which
+	// is the pod name in Kubernetes). It must be stable across restarts and unique among the
+	// runtimes running at once: on open, the store reverts what a previous process of the same
+	// instance left in flight.
+	Instance string `json:"instance"`
+	// PoolSize is the number of connections (default 10 per CPU, go-redis's default).
+	PoolSize int `json:"poolSize"`
+	// DialTimeout bounds connecting and the first PING (default 5 s).
+	DialTimeout time.Duration `json:"-"`
+}
+
+// ParseRedisOptions reads CONNECTOR_STORE_CONFIG for the Redis store; path (CONNECTOR_STORE_PATH,
+// the JS shorthand for storeConfig.path) is the URL when the config has none.
+func ParseRedisOptions(path string, config json.RawMessage) (RedisOptions, error) {
+	var o RedisOptions
+	if len(config) > 0 {
+		dec := json.NewDecoder(strings.NewReader(string(config)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&o); err != nil {
+			return o, fmt.Errorf("store: redis storeConfig: %w (fields: url, prefix, instance, poolSize)", err)
+		}
+	}
+	if o.URL == "" {
+		o.URL = path
+	}
+	if o.URL == "" {
+		return o, errors.New(`store: the redis store needs a URL: CONNECTOR_STORE_CONFIG='{"url":"redis://host:6379/0"}' (or CONNECTOR_STORE_PATH)`)
+	}
+	return o, nil
+}
+
+// Redis is a Store in Redis, for connectors whose replicas share balances. Every balance
+// operation is one Lua script (redis.lua) run atomically on the server over the account's hash,
+// applying the same transitions as transitions.go with exact int64 arithmetic, so runtimes
+// serving the same account never overspend its limits.
+//
+// Durability is Redis's: configure appendonly with appendfsync always (or everysec and accept
+// its window) for balances to survive a Redis crash. A runtime crash is handled here: each
+// runtime (Instance) keeps, in the account's hash, the part of the balance changed by its
+// packets in flight (o:<instance>, see PacketScoper) and of the reservations it holds
+// (p:<instance>). OpenRedis reverts both for its instance before it returns, so a restarted
+// runtime neither charges the senders of packets whose Fulfill they never saw nor leaks its
+// reservations; the reservations of other instances are untouched.
+type Redis struct {
+	c        *redis.Client
+	prefix   string
+	instance string
+
+	// unended holds the packet ends that failed (Redis unreachable for a moment). They are
+	// retried with the next EndPacket and on Close: left in Redis, they would make the next
+	// start of this instance revert packets that were answered.
+	mu      sync.Mutex
+	unended []scopeDelta
+}
+
+var (
+	_ Store        = (*Redis)(nil)
+	_ PacketScoper = (*Redis)(nil)
+)
+
+// OpenRedis connects, checks that the server answers, and recovers this instance's state left
+// by a previous process (see Redis).
+func OpenRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
+	ropts, err := redis.ParseURL(o.URL)
+	if err != nil {
+		return nil, fmt.Errorf("store: redis url %q: %w", o.URL, err)
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 5 * time.Second
+	}
+	ropts.DialTimeout = o.DialTimeout
+	if o.PoolSize > 0 {
+		ropts.PoolSize = o.PoolSize
+	}
+	if o.Prefix == "" {
+		o.Prefix = DefaultRedisPrefix
+	}
+	if o.Instance == "" {
+		if o.Instance, err = os.Hostname(); err != nil || o.Instance == "" {
+			return nil, errors.New(`store: redis: cannot name this instance from the host name; set "instance" in CONNECTOR_STORE_CONFIG`)
+		}
+	}
+	c := redis.NewClient(ropts)
+	pctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
+	defer cancel()
+	if err := c.Ping(pctx).Err(); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("store: cannot reach Redis at %s: %w", ropts.Addr, err)
+	}
+	r := &Redis{c: c, prefix: o.Prefix, instance: o.Instance}
+	if err := r.recover(ctx); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// Instance is the name this store's runtime has among those sharing the Redis.
+func (r *Redis) Instance() string { return r.instance }
+
+func (r *Redis) accountKey(account string) string { return r.prefix + "acct:" + account }
+
+// recover reverts, on every account, what a previous process of this instance left in flight.
+// It is bounded by the number of accounts in the Redis (SCAN in pages of 1000).
+func (r *Redis) recover(ctx context.Context) error {
+	var cursor uint64
+	for {
+		keys, next, err := r.c.Scan(ctx, cursor, r.prefix+"acct:*", 1000).Result()
+		if err != nil {
+			return fmt.Errorf("store: redis recovery: %w", err)
+		}
+		for _, k := range keys {
+			if _, err := r.run(ctx, "recover", k, "0", nil, nil, false); err != nil {
+				return fmt.Errorf("store: redis recovery of %s: %w", k, err)
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
+	}
+}
+
+// result is what the script returns.
+type result struct {
+	code     int64
+	b        AccountBalance
+	proposed string
+}
+
+func (r *Redis) run(ctx context.Context, op, key, amount string, min, max *int64, scoped bool) (result, error) {
+	sc := "0"
+	if scoped {
+		sc = "1"
+	}
+	v, err := balanceScript.Run(ctx, r.c, []string{key}, op, amount, limitArg(min), limitArg(max), r.instance, sc).Slice()
+	if err != nil {
+		return result{}, fmt.Errorf("store: redis %s: %w", op, err)
+	}
+	if len(v) != 4 {
+		return result{}, fmt.Errorf("store: redis %s: unexpected reply %v", op, v)
+	}
+	res := result{}
+	res.code, _ = v[0].(int64)
+	bs, _ := v[1].(string)
+	ps, _ := v[2].(string)
+	res.proposed, _ = v[3].(string)
+	var e1, e2 error
+	res.b.Balance, e1 = strconv.ParseInt(bs, 10, 64)
+	res.b.Pending, e2 = strconv.ParseInt(ps, 10, 64)
+	if e1 != nil || e2 != nil {
+		return result{}, fmt.Errorf("store: redis %s: %s holds a non-integer balance %q/%q", op, key, bs, ps)
+	}
+	return res, nil
+}
+
+func limitArg(v *int64) string {
+	if v == nil {
+		return ""
+	}
+	return strconv.FormatInt(*v, 10)
+}
+
+// op runs one balance operation and maps its code to the package's errors.
+func (r *Redis) op(ctx context.Context, op, account string, amount int64, min, max *int64) (AccountBalance, error) {
+	sc := scopeFrom(ctx)
+	scoped := sc != nil && (op == "add" || op == "commit")
+	res, err := r.run(ctx, op, r.accountKey(account), strconv.FormatInt(amount, 10), min, max, scoped)
+	if err != nil {
+		return AccountBalance{}, err
+	}
+	switch res.code {
+	case 0:
+	case 1, 2:
+		le := &LimitError{Account: account, Balance: res.b.Balance, Pending: res.b.Pending, Err: ErrAboveMaximum}
+		le.Proposed, _ = strconv.ParseInt(res.proposed, 10, 64)
+		if res.code == 1 {
+			le.Limit = *max
+		} else {
+			le.Limit, le.Err = *min, ErrBelowMinimum
+		}
+		return res.b, le
+	case 3:
+		return res.b, ErrOverflow
+	case 4:
+		return res.b, ErrInvalidAmount
+	default:
+		return res.b, fmt.Errorf("store: redis %s: unknown result code %d", op, res.code)
+	}
+	if scoped {
+		d := amount
+		if op == "commit" {
+			d = -amount
+		}
+		if !sc.add(account, d) {
+			// The packet already ended: this change is final at once.
+			return res.b, r.endDelta(ctx, account, d)
+		}
+	}
+	return res.b, nil
+}
+
+// endDelta takes a packet's change of an account out of this instance's open part.
+func (r *Redis) endDelta(ctx context.Context, account string, d int64) error {
+	_, err := r.run(context.WithoutCancel(ctx), "end", r.accountKey(account), strconv.FormatInt(d, 10), nil, nil, false)
+	return err
+}
+
+// BeginPacket implements PacketScoper.
+func (r *Redis) BeginPacket(ctx context.Context) context.Context { return BeginPacket(ctx) }
+
+// EndPacket implements PacketScoper: the packet's changes, already on the server, stop being
+// open, in one pipelined round trip (none for a packet whose net change is zero).
+func (r *Redis) EndPacket(ctx context.Context) error {
+	sc := scopeFrom(ctx)
+	if sc == nil {
+		return nil
+	}
+	var todo []scopeDelta
+	for _, d := range sc.end() {
+		if d.delta != 0 {
+			todo = append(todo, d)
+		}
+	}
+	r.mu.Lock()
+	todo, r.unended = append(todo, r.unended...), nil
+	r.mu.Unlock()
+	if len(todo) == 0 {
+		return nil
+	}
+	failed, err := r.endDeltas(ctx, todo)
+	if len(failed) > 0 {
+		r.mu.Lock()
+		r.unended = append(r.unended, failed...)
+		r.mu.Unlock()
+	}
+	return err
+}
+
+// endDeltas ends packet changes in one pipelined round trip, and returns those that failed
+// (with the error) so that they, and only they, are retried later.
+func (r *Redis) endDeltas(ctx context.Context, todo []scopeDelta) ([]scopeDelta, error) {
+	ctx = context.WithoutCancel(ctx)
+	if len(todo) == 1 {
+		if err := r.endDelta(ctx, todo[0].account, todo[0].delta); err != nil {
+			return todo, err
+		}
+		return nil, nil
+	}
+	var failed []scopeDelta
+	var firstErr error
+	for attempt := range 2 { // the second after loading the script, if the server had lost it
+		cmds, _ := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, d := range todo {
+				balanceScript.EvalSha(ctx, p, []string{r.accountKey(d.account)}, "end", strconv.FormatInt(d.delta, 10), "", "", r.instance, "0")
+			}
+			return nil
+		})
+		failed, firstErr = nil, nil
+		noScript := false
+		for i, c := range cmds {
+			if err := c.Err(); err != nil {
+				failed = append(failed, todo[i])
+				noScript = noScript || redis.HasErrorPrefix(err, "NOSCRIPT")
+				if firstErr == nil {
+					firstErr = err
+				}
+			}
+		}
+		if !noScript || attempt == 1 || balanceScript.Load(ctx, r.c).Err() != nil {
+			break
+		}
+		todo = failed
+	}
+	if firstErr != nil {
+		return failed, fmt.Errorf("store: redis end of packet: %w", firstErr)
+	}
+	return nil, nil
+}
+
+// AddWithin implements Balances.
+func (r *Redis) AddWithin(ctx context.Context, account string, delta int64, min, max *int64) (int64, error) {
+	b, err := r.op(ctx, "add", account, delta, min, max)
+	return b.Balance, err
+}
+
+// Reserve implements Balances.
+func (r *Redis) Reserve(ctx context.Context, account string, amount int64, min *int64) (int64, error) {
+	b, err := r.op(ctx, "reserve", account, amount, min, nil)
+	if err != nil {
+		return 0, err
+	}
+	avail, _ := b.Available()
+	return avail, nil
+}
+
+// Commit implements Balances.
+func (r *Redis) Commit(ctx context.Context, account string, amount int64) (int64, error) {
+	b, err := r.op(ctx, "commit", account, amount, nil, nil)
+	return b.Balance, err
+}
+
+// Release implements Balances.
+func (r *Redis) Release(ctx context.Context, account string, amount int64) error {
+	_, err := r.op(ctx, "release", account, amount, nil, nil)
+	return err
+}
+
+// Get implements Balances.
+func (r *Redis) Get(ctx context.Context, account string) (AccountBalance, error) {
+	return r.op(ctx, "get", account, 0, nil, nil)
+}
+
+// Set implements Balances.
+func (r *Redis) Set(ctx context.Context, account string, balance int64) error {
+	_, err := r.op(ctx, "set", account, balance, nil, nil)
+	return err
+}
+
+func (r *Redis) kvKey(key string) string { return r.prefix + "kv:" + key }
+
+// GetKey implements KV.
+func (r *Redis) GetKey(ctx context.Context, key string) ([]byte, error) {
+	v, err := r.c.Get(ctx, r.kvKey(key)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: redis get: %w", err)
+	}
+	return v, nil
+}
+
+// PutKey implements KV.
+func (r *Redis) PutKey(ctx context.Context, key string, value []byte) error {
+	if err := r.c.Set(ctx, r.kvKey(key), value, 0).Err(); err != nil {
+		return fmt.Errorf("store: redis put: %w", err)
+	}
+	return nil
+}
+
+// DeleteKey implements KV.
+func (r *Redis) DeleteKey(ctx context.Context, key string) error {
+	if err := r.c.Del(ctx, r.kvKey(key)).Err(); err != nil {
+		return fmt.Errorf("store: redis delete: %w", err)
+	}
+	return nil
+}
+
+// Close retries the packet ends that failed, then closes the connections. Later calls fail.
+func (r *Redis) Close() error {
+	r.mu.Lock()
+	todo := r.unended
+	r.unended = nil
+	r.mu.Unlock()
+	if len(todo) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, _ = r.endDeltas(ctx, todo)
+		cancel()
+	}
+	if err := r.c.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
+		return err
+	}
+	return nil
+}

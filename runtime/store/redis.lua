@@ -1,0 +1,144 @@
+-- ilpfleet Redis store: one account's balance operation, atomically (transitions.go, line by
+-- line). Every number is an int64 carried as a canonical decimal string: Lua numbers are
+-- doubles and would round above 2^53, so sums are made by Redis itself (HINCRBY on a scratch
+-- field, exact and overflow-checked) and comparisons on the strings.
+--
+-- KEYS[1]  the account's hash: b (committed balance), p (pending), o:<instance> (this
+--          instance's open packet changes of b), p:<instance> (this instance's part of p)
+-- ARGV     op, amount, min ('' = none), max ('' = none), instance, scoped ('1' or '0')
+-- Returns  {code, balance, pending, proposed}; code 0 ok, 1 above maximum, 2 below minimum,
+--          3 overflow, 4 invalid amount.
+local key = KEYS[1]
+local op, amt, minv, maxv, inst, scoped = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local ofield, pfield = 'o:' .. inst, 'p:' .. inst
+
+local function cmp(a, b)
+  local na, nb = a:sub(1, 1) == '-', b:sub(1, 1) == '-'
+  if na ~= nb then
+    if na then return -1 end
+    return 1
+  end
+  local ma, mb = a, b
+  if na then ma, mb = a:sub(2), b:sub(2) end
+  local r = 0
+  if #ma ~= #mb then
+    if #ma < #mb then r = -1 else r = 1 end
+  elseif ma ~= mb then
+    if ma < mb then r = -1 else r = 1 end
+  end
+  if na then r = -r end
+  return r
+end
+
+-- add returns a+b, or nil when it leaves the int64 range. Operands below 10^15 in magnitude
+-- (at most 15 digits) are added as doubles, exact up to 2^53 > 2*10^15; larger ones by Redis.
+local function add(a, b)
+  local la, lb = #a, #b
+  if a:sub(1, 1) == '-' then la = la - 1 end
+  if b:sub(1, 1) == '-' then lb = lb - 1 end
+  if la <= 15 and lb <= 15 then
+    return string.format('%d', tonumber(a) + tonumber(b))
+  end
+  redis.call('HSET', key, '_t', a)
+  local r = redis.pcall('HINCRBY', key, '_t', b)
+  local s = nil
+  if type(r) ~= 'table' then s = redis.call('HGET', key, '_t') end
+  redis.call('HDEL', key, '_t')
+  return s
+end
+
+local function neg(a)
+  if a == '0' then return '0' end
+  if a:sub(1, 1) == '-' then return a:sub(2) end
+  return '-' .. a
+end
+
+-- sub returns a-b (b > MinInt64), or nil on overflow.
+local function sub(a, b) return add(a, neg(b)) end
+
+-- dec returns max(a-b, 0) for a >= 0, b > 0.
+local function dec(a, b)
+  local r = sub(a, b)
+  if r == nil or cmp(r, '0') < 0 then return '0' end
+  return r
+end
+
+-- own adds d to one of this instance's fields, deleting it when it comes back to zero.
+local function own(field, d)
+  local v = add(redis.call('HGET', key, field) or '0', d) or '0'
+  if v == '0' then redis.call('HDEL', key, field) else redis.call('HSET', key, field, v) end
+end
+
+local cur = redis.call('HMGET', key, 'b', 'p')
+local b, p = cur[1] or '0', cur[2] or '0'
+
+if op == 'get' then return {0, b, p, ''} end
+
+if op == 'recover' then
+  -- The instance restarted: its open packet changes and its reservations died with it.
+  local o = redis.call('HGET', key, ofield) or '0'
+  local mine = redis.call('HGET', key, pfield) or '0'
+  local nb = sub(b, o) or b
+  local np = p
+  if mine ~= '0' then np = dec(p, mine) end
+  redis.call('HSET', key, 'b', nb, 'p', np)
+  redis.call('HDEL', key, ofield, pfield)
+  return {0, nb, np, o .. ' ' .. mine}
+end
+
+if op == 'set' then
+  redis.call('HSET', key, 'b', amt)
+  return {0, amt, p, ''}
+end
+
+if op == 'end' then
+  -- A packet ended: its change of b is no longer open.
+  own(ofield, neg(amt))
+  return {0, b, p, ''}
+end
+
+if op == 'add' then
+  local nb = add(b, amt)
+  if nb == nil then return {3, b, p, ''} end
+  local avail = sub(nb, p)
+  if avail == nil then return {3, b, p, ''} end
+  if maxv ~= '' and cmp(nb, maxv) > 0 then return {1, b, p, nb} end
+  if minv ~= '' and cmp(avail, minv) < 0 then return {2, b, p, avail} end
+  redis.call('HSET', key, 'b', nb)
+  if scoped == '1' then own(ofield, amt) end
+  return {0, nb, p, ''}
+end
+
+if cmp(amt, '0') <= 0 then return {4, b, p, ''} end
+
+if op == 'reserve' then
+  local np = add(p, amt)
+  if np == nil then return {3, b, p, ''} end
+  local avail = sub(b, np)
+  if avail == nil then return {3, b, p, ''} end
+  if minv ~= '' and cmp(avail, minv) < 0 then return {2, b, p, avail} end
+  redis.call('HSET', key, 'p', np)
+  own(pfield, amt)
+  return {0, b, np, avail}
+end
+
+if op == 'commit' then
+  local nb = sub(b, amt)
+  if nb == nil then return {3, b, p, ''} end
+  local np = dec(p, amt)
+  redis.call('HSET', key, 'b', nb, 'p', np)
+  local mine = redis.call('HGET', key, pfield)
+  if mine then own(pfield, neg(sub(mine, dec(mine, amt)))) end
+  if scoped == '1' then own(ofield, neg(amt)) end
+  return {0, nb, np, ''}
+end
+
+if op == 'release' then
+  local np = dec(p, amt)
+  redis.call('HSET', key, 'p', np)
+  local mine = redis.call('HGET', key, pfield)
+  if mine then own(pfield, neg(sub(mine, dec(mine, amt)))) end
+  return {0, b, np, ''}
+end
+
+return redis.error_reply('ilpfleet store: unknown operation ' .. op)

@@ -1,0 +1,289 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ilpfleet/ilpfleet/runtime/store/redistest"
+)
+
+func openRedis(t *testing.T, url, instance string) *Redis {
+	t.Helper()
+	r, err := OpenRedis(context.Background(), RedisOptions{URL: url, Instance: instance, Prefix: "t:" + t.Name() + ":"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	return r
+}
+
+// interesting are the amounts the agreement test draws from: the edges of int64 and of the
+// 2^53 range where Lua's doubles would round.
+var interesting = []int64{0, 1, -1, 2, 7, -7, 100, -100, 1 << 53, 1<<53 + 1, -(1 << 53) - 1,
+	math.MaxInt64, math.MaxInt64 - 1, math.MinInt64, math.MinInt64 + 1, math.MaxInt64 / 2, math.MinInt64 / 2}
+
+func draw(rng *rand.Rand) int64 {
+	if rng.IntN(3) == 0 {
+		return rng.Int64N(1000) - 500
+	}
+	return interesting[rng.IntN(len(interesting))]
+}
+
+func drawLimit(rng *rand.Rand) *int64 {
+	if rng.IntN(3) == 0 {
+		return nil
+	}
+	v := draw(rng)
+	return &v
+}
+
+// TestRedisAgreesWithTransitions runs the same random operations on the Redis store (Lua) and
+// on the memory store (transitions.go) and requires the same result, error and state after
+// each one, including at the edges of int64.
+func TestRedisAgreesWithTransitions(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	r := openRedis(t, srv.URL(), "agree")
+	m := NewMemory()
+	rng := rand.New(rand.NewPCG(1, 2))
+	const steps = 3000
+	for i := range steps {
+		acct := []string{"a", "b", "c"}[rng.IntN(3)]
+		amt, lo, hi := draw(rng), drawLimit(rng), drawLimit(rng)
+		var got, want int64
+		var gerr, werr error
+		op := rng.IntN(6)
+		switch op {
+		case 0:
+			got, gerr = r.AddWithin(ctx, acct, amt, lo, hi)
+			want, werr = m.AddWithin(ctx, acct, amt, lo, hi)
+		case 1:
+			got, gerr = r.Reserve(ctx, acct, amt, lo)
+			want, werr = m.Reserve(ctx, acct, amt, lo)
+		case 2:
+			got, gerr = r.Commit(ctx, acct, amt)
+			want, werr = m.Commit(ctx, acct, amt)
+		case 3:
+			gerr = r.Release(ctx, acct, amt)
+			werr = m.Release(ctx, acct, amt)
+		case 4:
+			gerr = r.Set(ctx, acct, amt)
+			werr = m.Set(ctx, acct, amt)
+		case 5: // a packet's worth, scoped, ended: the same as unscoped
+			pctx := r.BeginPacket(ctx)
+			got, gerr = r.AddWithin(pctx, acct, amt, lo, hi)
+			want, werr = m.AddWithin(ctx, acct, amt, lo, hi)
+			if err := r.EndPacket(pctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !sameErr(gerr, werr) || (werr == nil && got != want) {
+			t.Fatalf("step %d op %d %s amount %d min %v max %v: redis %d %v, memory %d %v",
+				i, op, acct, amt, deref(lo), deref(hi), got, gerr, want, werr)
+		}
+		var gle, wle *LimitError
+		if errors.As(gerr, &gle) && errors.As(werr, &wle) && *gle != *wle {
+			t.Fatalf("step %d: limit errors differ: %+v vs %+v", i, gle, wle)
+		}
+		gb, _ := r.Get(ctx, acct)
+		wb, _ := m.Get(ctx, acct)
+		if gb != wb {
+			t.Fatalf("step %d op %d: state redis %+v, memory %+v", i, op, gb, wb)
+		}
+	}
+}
+
+func sameErr(a, b error) bool {
+	if (a == nil) != (b == nil) {
+		return false
+	}
+	for _, e := range []error{ErrAboveMaximum, ErrBelowMinimum, ErrOverflow, ErrInvalidAmount} {
+		if errors.Is(a, e) != errors.Is(b, e) {
+			return false
+		}
+	}
+	return true
+}
+
+func deref(v *int64) any {
+	if v == nil {
+		return "none"
+	}
+	return *v
+}
+
+// TestRedisTwoClientsNeverOverspend is two runtimes sharing one Redis: each has its own
+// client and instance name, and together they race to reserve from a balance that allows
+// exactly 25 reservations of 10.
+func TestRedisTwoClientsNeverOverspend(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	a := openRedis(t, srv.URL(), "runtime-a")
+	b := openRedis(t, srv.URL(), "runtime-b")
+	if err := a.Set(ctx, "peer", 250); err != nil {
+		t.Fatal(err)
+	}
+	var ok atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 128 {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Go(func() {
+			pctx := s.BeginPacket(ctx)
+			defer func() { _ = s.EndPacket(pctx) }()
+			if _, err := s.Reserve(pctx, "peer", 10, p(0)); err == nil {
+				ok.Add(1)
+				if _, err := s.Commit(pctx, "peer", 10); err != nil {
+					t.Error(err)
+				}
+			} else if !errors.Is(err, ErrBelowMinimum) {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if ok.Load() != 25 {
+		t.Fatalf("%d reservations succeeded, want 25", ok.Load())
+	}
+	if got, _ := a.Get(ctx, "peer"); got != (AccountBalance{Balance: 0}) {
+		t.Fatalf("state: %+v", got)
+	}
+}
+
+// TestRedisRecovery: instance a dies with a packet in flight and a reservation; instance b is
+// alive with a reservation of its own. When a comes back, its in-flight raise and reservation
+// are gone and b's reservation is kept.
+func TestRedisRecovery(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	a := openRedis(t, srv.URL(), "runtime-a")
+	b := openRedis(t, srv.URL(), "runtime-b")
+	mustAdd(ctx, a, "alice", 1000) // final
+	done := a.BeginPacket(ctx)     // a fulfilled packet, ended
+	mustAdd(done, a, "alice", 10)
+	mustReserve(done, a, "bob", 10)
+	if _, err := a.Commit(done, "bob", 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.EndPacket(done); err != nil {
+		t.Fatal(err)
+	}
+	rejected := a.BeginPacket(ctx) // raise and refund: nothing open
+	mustAdd(rejected, a, "alice", 5)
+	mustAdd(rejected, a, "alice", -5)
+	_ = a.EndPacket(rejected)
+	inflight := a.BeginPacket(ctx) // in flight at the crash
+	mustAdd(inflight, a, "alice", 7)
+	mustReserve(inflight, a, "bob", 7)
+	committed := a.BeginPacket(ctx) // committed, but the end was never reached
+	mustAdd(committed, a, "alice", 3)
+	mustReserve(committed, a, "bob", 3)
+	if _, err := a.Commit(committed, "bob", 3); err != nil {
+		t.Fatal(err)
+	}
+	mustReserve(ctx, b, "bob", 4) // the other runtime's packet in flight
+	_ = a.Close()                 // "crash": no EndPacket
+
+	a2 := openRedis(t, srv.URL(), "runtime-a")
+	if got, _ := a2.Get(ctx, "alice"); got != (AccountBalance{Balance: 1010}) {
+		t.Fatalf("alice: %+v, want 1010", got)
+	}
+	if got, _ := a2.Get(ctx, "bob"); got != (AccountBalance{Balance: -10, Pending: 4}) {
+		t.Fatalf("bob: %+v, want -10 with b's 4 pending", got)
+	}
+	if err := b.Release(ctx, "bob", 4); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := b.Get(ctx, "bob"); got.Pending != 0 {
+		t.Fatalf("bob pending after b's release: %+v", got)
+	}
+}
+
+func TestRedisKV(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	r := openRedis(t, srv.URL(), "kv")
+	if _, err := r.GetKey(ctx, "k"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("absent: %v", err)
+	}
+	_ = r.PutKey(ctx, "k", []byte("v"))
+	if v, err := r.GetKey(ctx, "k"); err != nil || string(v) != "v" {
+		t.Fatalf("get: %q %v", v, err)
+	}
+	_ = r.DeleteKey(ctx, "k")
+	if _, err := r.GetKey(ctx, "k"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after delete: %v", err)
+	}
+}
+
+func TestRedisOpenErrors(t *testing.T) {
+	tests := []struct {
+		name, path, config, message string
+	}{
+		{"no url", "", `{}`, "needs a URL"},
+		{"unknown field", "", `{"url":"redis://127.0.0.1:1","host":"x"}`, `unknown field "host"`},
+		{"bad url", "", `{"url":"http://127.0.0.1:1"}`, "redis url"},
+		{"unreachable", "redis://127.0.0.1:1/0", `{}`, "cannot reach Redis at 127.0.0.1:1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := ParseRedisOptions(tt.path, []byte(tt.config))
+			if err == nil {
+				o.DialTimeout = time.Second
+				var r *Redis
+				if r, err = OpenRedis(context.Background(), o); err == nil {
+					_ = r.Close()
+				}
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.message) {
+				t.Fatalf("err %v does not say %q", err, tt.message)
+			}
+		})
+	}
+}
+
+// BenchmarkRedisPacket is one packet's store work on Redis: raise, reserve, commit, end.
+func BenchmarkRedisPacket(b *testing.B) {
+	srv := redistest.Start(b)
+	r, err := OpenRedis(context.Background(), RedisOptions{URL: srv.URL(), Instance: "bench", PoolSize: 64})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	benchPacket(b, r)
+}
+
+// TestRedisEndAfterScriptFlush: a Redis that lost its scripts (restart, SCRIPT FLUSH) still
+// ends packets, the pipelined path included.
+func TestRedisEndAfterScriptFlush(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	r := openRedis(t, srv.URL(), "flush")
+	pctx := r.BeginPacket(ctx)
+	mustAdd(pctx, r, "alice", 10)
+	mustReserve(pctx, r, "bob", 10)
+	if _, err := r.Commit(pctx, "bob", 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.c.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.EndPacket(pctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, acct := range []string{"alice", "bob"} {
+		h, _ := r.c.HGetAll(ctx, r.accountKey(acct)).Result()
+		if _, open := h["o:flush"]; open || len(r.unended) != 0 {
+			t.Fatalf("%s still open after the end: %v", acct, h)
+		}
+	}
+}
