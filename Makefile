@@ -80,6 +80,10 @@ fuzz: ## Run each fuzz target for FUZZ_TIME (default 5s) on top of its seed corp
 demo: envtest-assets build ## Local control plane + operator + sample fleet; stops everything on exit.
 	go run ./hack/demo --binary $(LOCALBIN)/ilpfleet --assets $(KUBEBUILDER_ASSETS)
 
+.PHONY: bench
+bench: ## Compare ilpfleet's connector with the JS ilp-connector (throughput, latency, RSS); writes bin/bench/.
+	hack/bench/run.sh
+
 .PHONY: help
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-18s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/ilpfleet/ilpfleet/internal/loadgen"
 	"github.com/ilpfleet/ilpfleet/internal/manager"
 	"github.com/ilpfleet/ilpfleet/internal/version"
 )
@@ -23,6 +24,7 @@ func commands() []command {
 	return []command{
 		{"manager", "run the Kubernetes operator (reconciles Connector, Account, Route, SettlementEngine)", manager.Run},
 		{"connector", "run one ILP connector, configured like ilp-connector (CONNECTOR_* variables) or from a file", runConnector},
+		{"loadgen", loadgen.Summary, runLoadgen},
 		{"version", "print the version", func(context.Context, []string) error { fmt.Println(version.String()); return nil }},
 	}
 }
