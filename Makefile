@@ -58,8 +58,13 @@ lint: ## gofmt and go vet.
 	if [ -n "$$files" ]; then echo "gofmt needed on:"; echo "$$files"; exit 1; fi
 	go vet ./...
 
+.PHONY: test-deps
+test-deps: envtest-assets ## Provision what the tests run against: control plane, redis-server, pinned npm packages.
+	hack/redis-server.sh >/dev/null
+	hack/npm-deps.sh >/dev/null
+
 .PHONY: test
-test: envtest-assets lint verify-generated ## Everything CI runs: lint, generated-file drift, all tests with -race, short fuzzing.
+test: test-deps lint verify-generated ## Everything CI runs: lint, generated-file drift, all tests with -race, short fuzzing.
 	go test $(GO_TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory fuzz
 
