@@ -10,23 +10,40 @@ import (
 	"os"
 	"time"
 
+	"github.com/go-logr/logr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
+
 	"github.com/ilpfleet/ilpfleet/runtime/admin"
 	"github.com/ilpfleet/ilpfleet/runtime/config"
+	"github.com/ilpfleet/ilpfleet/runtime/config/kube"
 	"github.com/ilpfleet/ilpfleet/runtime/connector"
 )
 
 // connectorFlags are the flags of `ilpfleet connector`.
 type connectorFlags struct {
 	config    string
+	source    string // env, file or kubernetes
+	connector string // the Connector to run, with --source=kubernetes
+	namespace string // POD_NAMESPACE, with --source=kubernetes
 	logFormat string
 	logLevel  string
 }
+
+// The config sources of `ilpfleet connector --source`.
+const (
+	sourceEnv        = "env"
+	sourceFile       = "file"
+	sourceKubernetes = "kubernetes"
+)
 
 func parseConnectorFlags(args []string, out io.Writer) (connectorFlags, error) {
 	var f connectorFlags
 	fs := flag.NewFlagSet("connector", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&f.config, "config", "", "YAML or JSON config file, watched for changes (default: the CONNECTOR_* environment variables, as ilp-connector)")
+	fs.StringVar(&f.source, "source", "", "where the config comes from: env (CONNECTOR_* variables), file (--config) or kubernetes (the Connector named by --connector in POD_NAMESPACE, hot-reloaded); default: file with --config, else env")
+	fs.StringVar(&f.connector, "connector", "", "with --source=kubernetes: the name of the Connector this pod runs")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -35,7 +52,43 @@ func parseConnectorFlags(args []string, out io.Writer) (connectorFlags, error) {
 	if fs.NArg() > 0 {
 		return f, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	return f, nil
+	return f, checkSource(&f)
+}
+
+// checkSource resolves the default --source and refuses flags that do not go together.
+func checkSource(f *connectorFlags) error {
+	if f.source == "" {
+		f.source = sourceEnv
+		if f.config != "" {
+			f.source = sourceFile
+		}
+	}
+	switch f.source {
+	case sourceEnv:
+		if f.config != "" {
+			return errors.New("--config needs --source=file (or no --source)")
+		}
+	case sourceFile:
+		if f.config == "" {
+			return errors.New("--source=file needs --config=<path>")
+		}
+	case sourceKubernetes:
+		f.namespace = os.Getenv("POD_NAMESPACE")
+		switch {
+		case f.config != "":
+			return errors.New("--config cannot be used with --source=kubernetes")
+		case f.connector == "":
+			return errors.New("--source=kubernetes needs --connector=<name of the Connector>")
+		case f.namespace == "":
+			return errors.New("--source=kubernetes needs POD_NAMESPACE (the operator sets it from the downward API)")
+		}
+	default:
+		return fmt.Errorf("--source %q: want env, file or kubernetes", f.source)
+	}
+	if f.connector != "" && f.source != sourceKubernetes {
+		return errors.New("--connector applies to --source=kubernetes only")
+	}
+	return nil
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
@@ -67,6 +120,9 @@ func runConnector(ctx context.Context, args []string) error {
 		return err
 	}
 	slog.SetDefault(log)
+	if flags.source == sourceKubernetes {
+		return runKubeConnector(ctx, flags, log)
+	}
 	cfg, watcher, warnings, err := connector.LoadConfig(flags.config, os.Environ())
 	for _, w := range warnings {
 		log.Warn(w)
@@ -84,18 +140,11 @@ func runConnector(ctx context.Context, args []string) error {
 		return err
 	}
 	if cfg.AdminAPI {
-		h := admin.NewHandler(c, c.Gatherer(), admin.Options{Log: log, Ready: func() error {
-			if c.Address() == "" {
-				return errors.New("the connector does not know its ILP address yet")
-			}
-			return nil
-		}})
-		srv, err := admin.Serve(ctx, cfg.AdminAPIHost, cfg.AdminAPIPort, h)
+		srv, err := serveAdmin(ctx, c, cfg, log)
 		if err != nil {
 			closeConnector(c, cfg, log)
-			return fmt.Errorf("admin API: %w", err)
+			return err
 		}
-		log.Info("admin API listening", "addr", srv.Addr())
 		defer func() { _ = srv.Wait() }()
 	}
 	if watcher != nil {
@@ -126,4 +175,65 @@ func closeConnector(c *connector.Connector, cfg *config.Config, log *slog.Logger
 	if err := c.Close(ctx); err != nil {
 		log.Error("closing the connector", "error", err)
 	}
+}
+
+// serveAdmin serves the admin API, /metrics and the /healthz probe until ctx is done.
+func serveAdmin(ctx context.Context, c *connector.Connector, cfg *config.Config, log *slog.Logger) (*admin.Server, error) {
+	h := admin.NewHandler(c, c.Gatherer(), admin.Options{Log: log, Ready: func() error {
+		if c.Address() == "" {
+			return errors.New("the connector does not know its ILP address yet")
+		}
+		return nil
+	}})
+	srv, err := admin.Serve(ctx, cfg.AdminAPIHost, cfg.AdminAPIPort, h)
+	if err != nil {
+		return nil, fmt.Errorf("admin API: %w", err)
+	}
+	log.Info("admin API listening", "addr", srv.Addr())
+	return srv, nil
+}
+
+// runKubeConnector runs the connector of a pod: the Kubernetes source watches the Connector,
+// starts the connector with the first valid config and applies every later one in place.
+func runKubeConnector(ctx context.Context, flags connectorFlags, log *slog.Logger) error {
+	ctrl.SetLogger(logr.FromSlogHandler(log.Handler()))
+	restCfg, err := ctrlconfig.GetConfig()
+	if err != nil {
+		return fmt.Errorf("--source=kubernetes: %w", err)
+	}
+	var c *connector.Connector
+	var srv *admin.Server
+	start := func(_ context.Context, cfg *config.Config) (kube.Runtime, error) {
+		cc, err := connector.New(cfg, connector.Options{Logger: log, Registerer: admin.NewRegistry(cfg.CollectDefaultMetrics)})
+		if err != nil {
+			return nil, err
+		}
+		if err := cc.Start(ctx); err != nil {
+			closeConnector(cc, cfg, log)
+			return nil, err
+		}
+		if cfg.AdminAPI {
+			if srv, err = serveAdmin(ctx, cc, cfg, log); err != nil {
+				closeConnector(cc, cfg, log)
+				return nil, err
+			}
+		}
+		c = cc
+		return cc, nil
+	}
+	src, err := kube.New(kube.Options{Config: restCfg, Namespace: flags.namespace, Connector: flags.connector,
+		Pod: os.Getenv("POD_NAME"), Start: start, Logger: log})
+	if err != nil {
+		return err
+	}
+	log.Info("watching the Connector", "namespace", flags.namespace, "connector", flags.connector)
+	err = src.Run(ctx) // returns when ctx is done; the source's goroutines have stopped
+	log.Info("shutting down")
+	if c != nil {
+		closeConnector(c, c.Config(), log)
+	}
+	if srv != nil {
+		_ = srv.Wait()
+	}
+	return err
 }

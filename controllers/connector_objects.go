@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+	"github.com/ilpfleet/ilpfleet/runtime/config/kube"
 )
 
 // Names and defaults of what the operator builds for a Connector.
@@ -218,7 +220,8 @@ func fileStoreClaim(c *ilpv1.Connector) (corev1.PersistentVolumeClaim, error) {
 // connectorRules are what a connector pod may do: read its own Connector (by name, which
 // allows list/watch only with a metadata.name field selector) and report its status; read the
 // Accounts, Routes and SettlementEngines of its namespace (RBAC has no label selectors, so the
-// runtime filters them by connectorRef); read exactly the Secrets it uses, by name; emit Events.
+// runtime filters them by connectorRef); read exactly the Secrets it uses, by name; emit Events;
+// hold its status Lease.
 func connectorRules(c *ilpv1.Connector, secrets []string) []rbacv1.PolicyRule {
 	rules := []rbacv1.PolicyRule{
 		{APIGroups: []string{ilpv1.GroupVersion.Group}, Resources: []string{"connectors"}, ResourceNames: []string{c.Name}, Verbs: []string{"get", "list", "watch"}},
@@ -226,6 +229,10 @@ func connectorRules(c *ilpv1.Connector, secrets []string) []rbacv1.PolicyRule {
 		{APIGroups: []string{ilpv1.GroupVersion.Group}, Resources: []string{"accounts", "routes", "settlementengines"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{ilpv1.GroupVersion.Group}, Resources: []string{"accounts/status"}, Verbs: []string{"get", "patch", "update"}},
 		{APIGroups: []string{"", "events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+		// The Lease whose holder writes status when the Connector has several pods
+		// (kube.LeaseName). RBAC cannot name an object on create, hence two rules.
+		{APIGroups: []string{coordinationv1.GroupName}, Resources: []string{"leases"}, Verbs: []string{"create"}},
+		{APIGroups: []string{coordinationv1.GroupName}, Resources: []string{"leases"}, ResourceNames: []string{kube.LeaseName(c.Name)}, Verbs: []string{"get", "update"}},
 	}
 	// Never a Secrets rule without names: an empty resourceNames grants every Secret.
 	if len(secrets) > 0 {

@@ -121,7 +121,11 @@ func waitRoleSecrets(t *testing.T, ns, name string, want []string) {
 			return err
 		}
 		var secrets []string
+		lease := false
 		for _, r := range role.Rules {
+			if slices.Contains(r.Resources, "leases") && len(r.ResourceNames) > 0 {
+				lease = slices.Equal(r.ResourceNames, []string{name}) && slices.Equal(r.Verbs, []string{"get", "update"})
+			}
 			if slices.Contains(r.Resources, "connectors") && !slices.Equal(r.ResourceNames, []string{"alice"}) {
 				return fmt.Errorf("connectors rule %+v is not limited to alice", r)
 			}
@@ -134,6 +138,9 @@ func waitRoleSecrets(t *testing.T, ns, name string, want []string) {
 		}
 		if !slices.Equal(secrets, want) {
 			return fmt.Errorf("Role grants Secrets %v, want %v", secrets, want)
+		}
+		if !lease {
+			return fmt.Errorf("Role has no get/update rule for its status Lease %s: %+v", name, role.Rules)
 		}
 		return nil
 	})

@@ -1,0 +1,526 @@
+package kube
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/shopspring/decimal"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+	"github.com/ilpfleet/ilpfleet/runtime/config"
+)
+
+// Inputs are the API objects one connector's config is built from.
+type Inputs struct {
+	Connector *ilpv1.Connector
+	// Accounts and Routes are those whose spec.connectorRef names the Connector; others are
+	// ignored, so callers may pass the whole namespace.
+	Accounts []ilpv1.Account
+	Routes   []ilpv1.Route
+	// Secret returns one key of a Secret of the Connector's namespace. The error says what is
+	// missing; ErrSecretUnavailable wrapped in it means "try again later".
+	Secret func(name, key string) ([]byte, error)
+	// Previous is the config running now, if any: an Account whose Secret cannot be read for a
+	// passing reason (ErrSecretUnavailable) keeps its running settings instead of being removed.
+	Previous *config.Config
+	// ListenHost is the interface the BTP servers bind: "" for every interface (in a pod),
+	// 127.0.0.1 in tests.
+	ListenHost string
+}
+
+// Problem is one Account or Route left out of the config, with the reason.
+type Problem struct {
+	Kind    string // "Account" or "Route"
+	Name    string
+	Message string
+}
+
+func (p Problem) String() string { return p.Kind + " " + p.Name + ": " + p.Message }
+
+// ErrSecretUnavailable marks a Secret read that failed for a reason that may pass (the API
+// server, or a Role not yet updated for a new Secret): the source retries later.
+var ErrSecretUnavailable = errors.New("secret unavailable")
+
+// maxDropRounds bounds how often Build drops accounts that fail validation and validates again
+// (dropping an account may leave a route pointing nowhere, which is dropped the next round).
+const maxDropRounds = 4
+
+// Build maps the Connector and the Accounts and Routes that reference it to a validated
+// runtime config. Accounts and Routes that cannot be configured (a missing Secret, a value the
+// runtime refuses) are left out and returned as Problems, so that one bad object never stops
+// the others. An error means the Connector's own settings are unusable.
+func Build(in Inputs) (*config.Config, []Problem, error) {
+	conn := in.Connector
+	if conn == nil {
+		return nil, nil, errors.New("no Connector")
+	}
+	cfg, err := connectorConfig(conn, in.Secret)
+	if err != nil {
+		return nil, nil, err
+	}
+	var problems []Problem
+	for _, a := range orderedAccounts(conn.Name, in.Accounts) {
+		ac, err := accountConfig(a, in.Secret, in.ListenHost)
+		if err != nil {
+			problems = append(problems, Problem{"Account", a.Name, err.Error()})
+			prev, ok := previousAccount(in.Previous, a.Name)
+			if !ok || !errors.Is(err, ErrSecretUnavailable) {
+				continue
+			}
+			ac = prev // a passing failure must not disconnect a running account
+		}
+		cfg.Accounts[a.Name] = ac
+		cfg.AccountOrder = append(cfg.AccountOrder, a.Name)
+	}
+	routes := ownRoutes(conn.Name, in.Routes)
+	for round := 0; ; round++ {
+		cfg.Routes, problems = routeConfig(cfg, routes, problems)
+		verr := cfg.Validate()
+		if verr == nil {
+			return cfg, problems, nil
+		}
+		bad, global := splitErrors(verr)
+		if len(global) > 0 || round == maxDropRounds {
+			return nil, problems, fmt.Errorf("invalid Connector %s: %w", conn.Name, verr)
+		}
+		for id, msg := range bad {
+			problems = append(problems, Problem{"Account", id, msg})
+			delete(cfg.Accounts, id)
+			cfg.AccountOrder = slices.DeleteFunc(cfg.AccountOrder, func(s string) bool { return s == id })
+		}
+	}
+}
+
+func previousAccount(prev *config.Config, id string) (config.Account, bool) {
+	if prev == nil {
+		return config.Account{}, false
+	}
+	a, ok := prev.Accounts[id]
+	return a, ok
+}
+
+// splitErrors sorts validation errors into those of one account (joined per account) and the
+// others. A route error counts as global here: routeConfig already dropped the routes whose
+// next hop is missing, so what remains is a problem of the connector's own settings.
+func splitErrors(err error) (map[string]string, []*config.FieldError) {
+	bad := map[string]string{}
+	var global []*config.FieldError
+	fes := config.FieldErrors(err)
+	if len(fes) == 0 {
+		return nil, []*config.FieldError{{Problem: err.Error()}}
+	}
+	for _, fe := range fes {
+		if fe.Account == "" {
+			global = append(global, fe)
+			continue
+		}
+		msg := fe.Field
+		if fe.Value != "" {
+			msg += " = " + fe.Value
+		}
+		msg += ": " + fe.Problem
+		if bad[fe.Account] != "" {
+			msg = bad[fe.Account] + "; " + msg
+		}
+		bad[fe.Account] = msg
+	}
+	return bad, global
+}
+
+// connectorConfig maps the Connector's own spec: identity, rates, routing, windows, middlewares
+// and store.
+func connectorConfig(conn *ilpv1.Connector, secret func(name, key string) ([]byte, error)) (*config.Config, error) {
+	s := conn.Spec
+	cfg := config.Defaults()
+	if s.Network != "" {
+		cfg.Env = s.Network
+	}
+	cfg.ILPAddress, cfg.ILPAddressInheritFrom = s.ILPAddress, s.InheritAddressFrom
+	if err := ratesConfig(cfg, s.Rates); err != nil {
+		return nil, err
+	}
+	if err := routingConfig(cfg, s.Routing, secret); err != nil {
+		return nil, err
+	}
+	setDuration(&cfg.MaxHoldTime, s.MaxHoldTime)
+	setDuration(&cfg.MinMessageWindow, s.MinMessageWindow)
+	for _, m := range s.DisableMiddleware {
+		cfg.DisableMiddleware = append(cfg.DisableMiddleware, string(m))
+	}
+	if err := storeConfig(cfg, s.Store, secret); err != nil {
+		return nil, err
+	}
+	// The admin API is always on in a pod: the probes and /metrics use it.
+	cfg.AdminAPI, cfg.AdminAPIHost = true, "0.0.0.0"
+	if l := s.Listeners; l != nil && l.Admin != nil {
+		cfg.AdminAPIPort = int(l.Admin.Port)
+	}
+	return cfg, nil
+}
+
+func setDuration(dst *time.Duration, d *metav1.Duration) {
+	if d != nil {
+		*dst = d.Duration
+	}
+}
+
+// ratesConfig maps spec.rates. The CRD gives each asset's value in a common unit (USD "1",
+// EUR "1.08": one EUR is worth 1.08 USD); the static backend takes the ECB shape, units of the
+// asset per unit of the base, which is the inverse. 34 decimal places keep the inverse far
+// below the 15 significant digits the rates are rounded to.
+func ratesConfig(cfg *config.Config, r *ilpv1.RatesSpec) error {
+	if r == nil {
+		return nil
+	}
+	if r.Backend != "" {
+		cfg.Backend = r.Backend
+	}
+	if r.Spread != "" {
+		d, err := decimal.NewFromString(r.Spread)
+		if err != nil {
+			return fmt.Errorf("rates.spread %q is not a decimal", r.Spread)
+		}
+		cfg.Spread = d
+	}
+	if len(r.Rates) == 0 {
+		return nil
+	}
+	prices := make(map[string]string, len(r.Rates))
+	for code, v := range r.Rates {
+		d, err := decimal.NewFromString(string(v))
+		if err != nil || !d.IsPositive() {
+			return fmt.Errorf("rates.rates[%s] = %q: want a positive decimal", code, v)
+		}
+		prices[code] = decimal.NewFromInt(1).DivRound(d, 34).String()
+	}
+	b, _ := json.Marshal(map[string]any{"rates": prices})
+	cfg.BackendConfig = b
+	return nil
+}
+
+func routingConfig(cfg *config.Config, r *ilpv1.RoutingSpec, secret func(name, key string) ([]byte, error)) error {
+	if r == nil {
+		return nil
+	}
+	if r.Broadcast != nil {
+		cfg.RouteBroadcastEnabled = *r.Broadcast
+	}
+	setDuration(&cfg.RouteBroadcastInterval, r.BroadcastInterval)
+	setDuration(&cfg.RouteCleanupInterval, r.CleanupInterval)
+	setDuration(&cfg.RouteExpiry, r.Expiry)
+	if r.DefaultRoute != "" {
+		cfg.DefaultRoute = r.DefaultRoute
+	}
+	if r.ReflectPayments != nil {
+		cfg.ReflectPayments = *r.ReflectPayments
+	}
+	if ref := r.RoutingSecretRef; ref != nil {
+		v, err := secret(ref.Name, ref.Key)
+		if err != nil {
+			return fmt.Errorf("routing.routingSecretRef: %w", err)
+		}
+		cfg.RoutingSecret = v
+	}
+	return nil
+}
+
+func storeConfig(cfg *config.Config, s *ilpv1.StoreSpec, secret func(name, key string) ([]byte, error)) error {
+	if s == nil {
+		return nil
+	}
+	switch s.Type {
+	case ilpv1.StoreFile:
+		cfg.Store, cfg.StorePath = config.StoreFile, ilpv1.FileStoreMountPath
+	case ilpv1.StoreRedis:
+		if s.Redis == nil {
+			return errors.New("store.redis is required with store.type redis")
+		}
+		u, err := secret(s.Redis.URLSecretRef.Name, s.Redis.URLSecretRef.Key)
+		if err != nil {
+			return fmt.Errorf("store.redis.urlSecretRef: %w", err)
+		}
+		o := map[string]string{"url": strings.TrimSpace(string(u))}
+		if s.Redis.KeyPrefix != "" {
+			o["prefix"] = s.Redis.KeyPrefix
+		}
+		b, _ := json.Marshal(o)
+		cfg.Store, cfg.StoreConfig = config.StoreRedis, b
+	}
+	return nil
+}
+
+// orderedAccounts returns the Accounts of the connector, oldest first (ties by name): the
+// JS "first parent" is the first in this order, and creation order is what a user sees.
+// Pointers, not copies: an Account is a large struct and there may be 10,000 of them.
+func orderedAccounts(connector string, all []ilpv1.Account) []*ilpv1.Account {
+	out := make([]*ilpv1.Account, 0, len(all))
+	for i := range all {
+		if a := &all[i]; a.Spec.ConnectorRef == connector && a.DeletionTimestamp.IsZero() {
+			out = append(out, a)
+		}
+	}
+	slices.SortFunc(out, func(a, b *ilpv1.Account) int {
+		if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out
+}
+
+func ownRoutes(connector string, all []ilpv1.Route) []ilpv1.Route {
+	var out []ilpv1.Route
+	for _, r := range all {
+		if r.Spec.ConnectorRef == connector && r.DeletionTimestamp.IsZero() {
+			out = append(out, r)
+		}
+	}
+	// Of two Routes with one prefix the older wins, so that a new Route cannot take over
+	// traffic that already flows.
+	slices.SortFunc(out, func(a, b ilpv1.Route) int {
+		if c := strings.Compare(a.Spec.TargetPrefix, b.Spec.TargetPrefix); c != 0 {
+			return c
+		}
+		if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out
+}
+
+// routeConfig maps the Routes, sorted by prefix so that an unchanged set compares equal. A
+// Route whose next hop is not a configured account, or whose prefix another Route already
+// has, is left out with a problem (reported once: problems already listed are kept).
+func routeConfig(cfg *config.Config, routes []ilpv1.Route, problems []Problem) ([]config.Route, []Problem) {
+	out := []config.Route{}
+	seen := map[string]string{}
+	known := map[string]bool{}
+	for _, p := range problems {
+		if p.Kind == "Route" {
+			known[p.Name] = true
+		}
+	}
+	add := func(name, msg string) {
+		if !known[name] {
+			problems = append(problems, Problem{"Route", name, msg})
+			known[name] = true
+		}
+	}
+	for _, r := range routes {
+		if _, ok := cfg.Accounts[r.Spec.NextHop]; !ok {
+			add(r.Name, fmt.Sprintf("next hop %q is not a configured account of this connector", r.Spec.NextHop))
+			continue
+		}
+		if other, dup := seen[r.Spec.TargetPrefix]; dup {
+			add(r.Name, fmt.Sprintf("Route %s already has prefix %q", other, r.Spec.TargetPrefix))
+			continue
+		}
+		seen[r.Spec.TargetPrefix] = r.Name
+		out = append(out, config.Route{TargetPrefix: r.Spec.TargetPrefix, PeerID: r.Spec.NextHop})
+	}
+	return out, problems
+}
+
+// accountConfig maps one Account to the JS account object the runtime takes.
+func accountConfig(a *ilpv1.Account, secret func(name, key string) ([]byte, error), host string) (config.Account, error) {
+	s := a.Spec
+	if s.AssetScale < 0 || s.AssetScale > 255 {
+		return config.Account{}, fmt.Errorf("assetScale %d: want 0 to 255", s.AssetScale)
+	}
+	ac := config.Account{
+		Relation: config.Relation(s.Relation), AssetCode: s.AssetCode, AssetScale: uint8(s.AssetScale),
+		SendRoutes: s.SendRoutes, ReceiveRoutes: s.ReceiveRoutes, ILPAddressSegment: s.ILPAddressSegment,
+	}
+	var err error
+	if ac.Plugin, ac.Options, err = linkOptions(s.Link, secret, host); err != nil {
+		return config.Account{}, err
+	}
+	if ac.Balance, err = balanceConfig(s.Balance); err != nil {
+		return config.Account{}, err
+	}
+	if s.MaxPacketAmount != nil {
+		v, err := amount("maxPacketAmount", string(*s.MaxPacketAmount))
+		if err != nil {
+			return config.Account{}, err
+		}
+		ac.MaxPacketAmount = &v
+	}
+	ac.RateLimit = rateLimitConfig(s.RateLimit)
+	if ac.Throughput, err = throughputConfig(s.Throughput); err != nil {
+		return config.Account{}, err
+	}
+	ac.Deduplicate = deduplicateConfig(s.Deduplicate)
+	return ac, nil
+}
+
+// linkOptions renders the link as the JS plugin name and options, with the credentials read
+// from the Secrets: a client's token goes into the server URL as ilp-plugin-btp expects it.
+func linkOptions(l ilpv1.AccountLink, secret func(name, key string) ([]byte, error), host string) (string, json.RawMessage, error) {
+	var opts map[string]any
+	plugin := config.PluginBTP
+	switch {
+	case l.BTPClient != nil:
+		token, err := secretText(secret, l.BTPClient.TokenSecretRef, "link.btpClient.tokenSecretRef")
+		if err != nil {
+			return "", nil, err
+		}
+		server, err := serverURL(l.BTPClient.URL, l.BTPClient.Username, token)
+		if err != nil {
+			return "", nil, err
+		}
+		opts = map[string]any{"server": server}
+	case l.BTPListener != nil:
+		sec, err := secretText(secret, l.BTPListener.SecretRef, "link.btpListener.secretRef")
+		if err != nil {
+			return "", nil, err
+		}
+		lis := map[string]any{"port": l.BTPListener.Port, "secret": sec}
+		if host != "" {
+			lis["host"] = host
+		}
+		opts = map[string]any{"listener": lis}
+	case l.BTPChildServer != nil:
+		plugin = config.PluginMiniAccounts
+		ws := map[string]any{"port": l.BTPChildServer.Port}
+		if host != "" {
+			ws["host"] = host
+		}
+		opts = map[string]any{"wsOpts": ws}
+	default:
+		return "", nil, errors.New("link: set exactly one of btpClient, btpListener, btpChildServer")
+	}
+	b, err := json.Marshal(opts)
+	return plugin, b, err
+}
+
+// secretText reads a credential. Trailing line breaks are dropped: `kubectl create secret
+// --from-file` keeps the file's final newline, which no peer means as part of a token.
+func secretText(secret func(name, key string) ([]byte, error), ref ilpv1.SecretKeyRef, field string) (string, error) {
+	v, err := secret(ref.Name, ref.Key)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", field, err)
+	}
+	t := strings.TrimRight(string(v), "\r\n")
+	if t == "" {
+		return "", fmt.Errorf("%s: key %q of Secret %q is empty", field, ref.Key, ref.Name)
+	}
+	return t, nil
+}
+
+// serverURL puts user:token into a btp+ws(s) URL. ilp-plugin-btp sends the userinfo exactly as
+// written, so characters that would end the userinfo cannot be escaped without changing the
+// token the peer sees: such tokens are refused with a message instead.
+func serverURL(raw, user, token string) (string, error) {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok || (scheme != "btp+ws" && scheme != "btp+wss") {
+		return "", fmt.Errorf("link.btpClient.url %q: want btp+ws://host:port/path or btp+wss://…", raw)
+	}
+	if strings.ContainsAny(user, ":@/?#") || strings.ContainsAny(token, "@/?#") {
+		return "", errors.New("link.btpClient: the username or token contains one of : @ / ? # (the username may not contain ':'); BTP puts them in the server URL unescaped, so choose a token without them")
+	}
+	return scheme + "://" + user + ":" + token + "@" + rest, nil
+}
+
+func balanceConfig(b *ilpv1.BalanceSpec) (*config.Balance, error) {
+	if b == nil {
+		return nil, nil
+	}
+	out := &config.Balance{}
+	for _, f := range []struct {
+		name string
+		in   *ilpv1.IntegerString
+		out  **int64
+	}{{"balance.minimum", b.Minimum, &out.Minimum}, {"balance.maximum", b.Maximum, &out.Maximum}, {"balance.settleThreshold", b.SettleThreshold, &out.SettleThreshold}} {
+		if f.in == nil {
+			continue
+		}
+		v, err := integer(f.name, string(*f.in))
+		if err != nil {
+			return nil, err
+		}
+		*f.out = &v
+	}
+	if b.SettleTo != nil {
+		v, err := integer("balance.settleTo", string(*b.SettleTo))
+		if err != nil {
+			return nil, err
+		}
+		out.SettleTo = v
+	}
+	return out, nil
+}
+
+func integer(field, s string) (int64, error) {
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s %q: want an integer within ±%d", field, s, int64(math.MaxInt64))
+	}
+	return v, nil
+}
+
+func amount(field, s string) (uint64, error) {
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s %q: want an integer from 0 to %d", field, s, uint64(math.MaxUint64))
+	}
+	return v, nil
+}
+
+// rateLimitConfig fills unset fields with the JS middleware's defaults; nil stays nil, which
+// the runtime reads as the default bucket too.
+func rateLimitConfig(r *ilpv1.RateLimitSpec) *config.RateLimit {
+	if r == nil {
+		return nil
+	}
+	out := config.DefaultRateLimit()
+	setDuration(&out.RefillPeriod, r.RefillPeriod)
+	if r.RefillCount != nil && *r.RefillCount > 0 {
+		out.RefillCount = uint64(*r.RefillCount)
+	}
+	out.Capacity = out.RefillCount
+	if r.Capacity != nil && *r.Capacity > 0 {
+		out.Capacity = uint64(*r.Capacity)
+	}
+	return &out
+}
+
+func throughputConfig(t *ilpv1.ThroughputSpec) (*config.Throughput, error) {
+	if t == nil {
+		return nil, nil
+	}
+	out := &config.Throughput{RefillPeriod: config.DefaultThroughputRefillPeriod}
+	setDuration(&out.RefillPeriod, t.RefillPeriod)
+	for _, f := range []struct {
+		name string
+		in   *ilpv1.AmountString
+		out  **uint64
+	}{{"throughput.incomingAmount", t.IncomingAmount, &out.IncomingAmount}, {"throughput.outgoingAmount", t.OutgoingAmount, &out.OutgoingAmount}} {
+		if f.in == nil {
+			continue
+		}
+		v, err := amount(f.name, string(*f.in))
+		if err != nil {
+			return nil, err
+		}
+		*f.out = &v
+	}
+	return out, nil
+}
+
+func deduplicateConfig(d *ilpv1.DeduplicateSpec) *config.Deduplicate {
+	if d == nil {
+		return nil
+	}
+	out := config.DefaultDeduplicate()
+	setDuration(&out.CleanupInterval, d.CleanupInterval)
+	setDuration(&out.PacketLifetime, d.PacketLifetime)
+	return &out
+}

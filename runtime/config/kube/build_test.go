@@ -1,0 +1,251 @@
+package kube
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+	"github.com/ilpfleet/ilpfleet/runtime/config"
+	"github.com/ilpfleet/ilpfleet/runtime/rates"
+)
+
+func testConnector() *ilpv1.Connector {
+	return &ilpv1.Connector{
+		ObjectMeta: metav1.ObjectMeta{Name: "alice", Namespace: "ns", Generation: 3},
+		Spec:       ilpv1.ConnectorSpec{ILPAddress: "test.alice", Network: "test"},
+	}
+}
+
+func account(name string, created int, mod func(*ilpv1.AccountSpec)) ilpv1.Account {
+	a := ilpv1.Account{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", CreationTimestamp: metav1.NewTime(time.Unix(int64(created), 0))},
+		Spec: ilpv1.AccountSpec{ConnectorRef: "alice", Relation: ilpv1.RelationChild, AssetCode: "USD", AssetScale: 9,
+			Link: ilpv1.AccountLink{BTPChildServer: &ilpv1.BTPChildServerLink{Port: 7000 + int32(created)}}},
+	}
+	if mod != nil {
+		mod(&a.Spec)
+	}
+	return a
+}
+
+func secrets(m map[string]map[string]string) func(name, key string) ([]byte, error) {
+	return func(name, key string) ([]byte, error) {
+		s, ok := m[name]
+		if !ok {
+			return nil, fmt.Errorf("Secret %q does not exist in namespace ns", name)
+		}
+		v, ok := s[key]
+		if !ok {
+			return nil, fmt.Errorf("Secret %q has no key %q", name, key)
+		}
+		return []byte(v), nil
+	}
+}
+
+func options(t *testing.T, a config.Account) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(a.Options, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestBuildAccounts(t *testing.T) {
+	sec := secrets(map[string]map[string]string{"tok": {"t": "s3cret\n"}, "bad": {"t": "a@b"}})
+	amt := func(s string) *ilpv1.AmountString { v := ilpv1.AmountString(s); return &v }
+	integer := func(s string) *ilpv1.IntegerString { v := ilpv1.IntegerString(s); return &v }
+	tests := []struct {
+		name    string
+		acct    ilpv1.Account
+		problem string // substring of the account's problem; "" means it is configured
+		check   func(t *testing.T, a config.Account)
+	}{
+		{"child server", account("kid", 1, nil), "", func(t *testing.T, a config.Account) {
+			if a.Plugin != config.PluginMiniAccounts || fmt.Sprint(options(t, a)["wsOpts"]) != "map[host:127.0.0.1 port:7001]" {
+				t.Errorf("plugin %s options %s", a.Plugin, a.Options)
+			}
+		}},
+		{"btp client with token", account("up", 2, func(s *ilpv1.AccountSpec) {
+			s.Relation = ilpv1.RelationParent
+			s.Link = ilpv1.AccountLink{BTPClient: &ilpv1.BTPClientLink{URL: "btp+ws://bob:7768/path", Username: "alice", TokenSecretRef: ilpv1.SecretKeyRef{Name: "tok", Key: "t"}}}
+		}), "", func(t *testing.T, a config.Account) {
+			if got := options(t, a)["server"]; got != "btp+ws://alice:s3cret@bob:7768/path" {
+				t.Errorf("server = %v", got)
+			}
+		}},
+		{"btp listener", account("peer", 3, func(s *ilpv1.AccountSpec) {
+			s.Relation = ilpv1.RelationPeer
+			s.Link = ilpv1.AccountLink{BTPListener: &ilpv1.BTPListenerLink{Port: 7768, SecretRef: ilpv1.SecretKeyRef{Name: "tok", Key: "t"}}}
+		}), "", func(t *testing.T, a config.Account) {
+			if got := fmt.Sprint(options(t, a)["listener"]); got != "map[host:127.0.0.1 port:7768 secret:s3cret]" {
+				t.Errorf("listener = %v", got)
+			}
+		}},
+		{"limits", account("lim", 4, func(s *ilpv1.AccountSpec) {
+			s.MaxPacketAmount = amt("18446744073709551615")
+			s.Balance = &ilpv1.BalanceSpec{Minimum: integer("-100"), Maximum: integer("1000"), SettleThreshold: integer("-50"), SettleTo: integer("0")}
+			s.RateLimit = &ilpv1.RateLimitSpec{RefillCount: ptr.To(int64(5))}
+			s.Throughput = &ilpv1.ThroughputSpec{IncomingAmount: amt("77")}
+			s.Deduplicate = &ilpv1.DeduplicateSpec{PacketLifetime: &metav1.Duration{Duration: 5 * time.Second}}
+			s.SendRoutes = ptr.To(true)
+			s.ILPAddressSegment = "seg"
+		}), "", func(t *testing.T, a config.Account) {
+			if *a.MaxPacketAmount != 18446744073709551615 || *a.Balance.Minimum != -100 || *a.Balance.Maximum != 1000 || *a.Balance.SettleThreshold != -50 {
+				t.Errorf("amounts: %+v %+v", a.MaxPacketAmount, a.Balance)
+			}
+			if *a.RateLimit != (config.RateLimit{RefillPeriod: time.Minute, RefillCount: 5, Capacity: 5}) {
+				t.Errorf("rateLimit %+v", *a.RateLimit)
+			}
+			if a.Throughput.RefillPeriod != time.Second || *a.Throughput.IncomingAmount != 77 || a.Throughput.OutgoingAmount != nil {
+				t.Errorf("throughput %+v", *a.Throughput)
+			}
+			if *a.Deduplicate != (config.Deduplicate{CleanupInterval: 30 * time.Second, PacketLifetime: 5 * time.Second}) || !a.SendsRoutes() || a.ILPAddressSegment != "seg" {
+				t.Errorf("dedupe %+v sendRoutes %v seg %q", *a.Deduplicate, a.SendsRoutes(), a.ILPAddressSegment)
+			}
+		}},
+		{"missing secret", account("nosec", 5, func(s *ilpv1.AccountSpec) {
+			s.Link = ilpv1.AccountLink{BTPClient: &ilpv1.BTPClientLink{URL: "btp+ws://bob:1", TokenSecretRef: ilpv1.SecretKeyRef{Name: "gone", Key: "t"}}}
+		}), `Secret "gone" does not exist`, nil},
+		{"missing key", account("nokey", 6, func(s *ilpv1.AccountSpec) {
+			s.Link = ilpv1.AccountLink{BTPClient: &ilpv1.BTPClientLink{URL: "btp+ws://bob:1", TokenSecretRef: ilpv1.SecretKeyRef{Name: "tok", Key: "x"}}}
+		}), `has no key "x"`, nil},
+		{"token that breaks the URL", account("badtok", 7, func(s *ilpv1.AccountSpec) {
+			s.Link = ilpv1.AccountLink{BTPClient: &ilpv1.BTPClientLink{URL: "btp+ws://bob:1", TokenSecretRef: ilpv1.SecretKeyRef{Name: "bad", Key: "t"}}}
+		}), "choose a token without them", nil},
+		{"amount out of range", account("big", 8, func(s *ilpv1.AccountSpec) { s.MaxPacketAmount = amt("99999999999999999999") }), "maxPacketAmount", nil},
+		{"refused by Validate", account("zero", 9, func(s *ilpv1.AccountSpec) { s.MaxPacketAmount = amt("0") }), "maxPacketAmount = 0", nil},
+		{"other connector", account("theirs", 10, func(s *ilpv1.AccountSpec) { s.ConnectorRef = "bob" }), "-", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ok := account("ok", 0, nil)
+			cfg, problems, err := Build(Inputs{Connector: testConnector(), Accounts: []ilpv1.Account{ok, tt.acct}, Secret: sec, ListenHost: "127.0.0.1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := cfg.Accounts["ok"]; !ok {
+				t.Fatal("the good account was left out")
+			}
+			a, configured := cfg.Accounts[tt.acct.Name]
+			switch {
+			case tt.problem == "-":
+				if configured || len(problems) > 0 {
+					t.Fatalf("another connector's account: configured %v, problems %v", configured, problems)
+				}
+			case tt.problem == "":
+				if !configured || len(problems) > 0 {
+					t.Fatalf("configured %v, problems %v", configured, problems)
+				}
+				tt.check(t, a)
+			default:
+				if configured || len(problems) != 1 || problems[0].Name != tt.acct.Name || !strings.Contains(problems[0].Message, tt.problem) {
+					t.Fatalf("configured %v, problems %v; want one naming %s with %q", configured, problems, tt.acct.Name, tt.problem)
+				}
+			}
+		})
+	}
+}
+
+func TestBuildConnector(t *testing.T) {
+	conn := testConnector()
+	conn.Spec.Rates = &ilpv1.RatesSpec{Backend: "static", Spread: "0.01", Rates: map[string]ilpv1.DecimalString{"USD": "1", "EUR": "1.08"}}
+	conn.Spec.Routing = &ilpv1.RoutingSpec{Broadcast: ptr.To(false), Expiry: &metav1.Duration{Duration: time.Minute}, DefaultRoute: "up",
+		ReflectPayments: ptr.To(false), RoutingSecretRef: &ilpv1.SecretKeyRef{Name: "r", Key: "k"}}
+	conn.Spec.MaxHoldTime = &metav1.Duration{Duration: 10 * time.Second}
+	conn.Spec.MinMessageWindow = &metav1.Duration{Duration: 2 * time.Second}
+	conn.Spec.DisableMiddleware = []ilpv1.Middleware{"rateLimit"}
+	conn.Spec.Store = &ilpv1.StoreSpec{Type: ilpv1.StoreRedis, Redis: &ilpv1.RedisStoreSpec{URLSecretRef: ilpv1.SecretKeyRef{Name: "r", Key: "url"}, KeyPrefix: "p:"}}
+	conn.Spec.Listeners = &ilpv1.ListenersSpec{Admin: &ilpv1.ListenerSpec{Port: 9000}}
+	up := account("up", 1, func(s *ilpv1.AccountSpec) { s.Relation = ilpv1.RelationParent; s.AssetCode = "EUR" })
+	kid := account("kid", 2, nil)
+	routes := []ilpv1.Route{
+		{ObjectMeta: metav1.ObjectMeta{Name: "r2"}, Spec: ilpv1.RouteSpec{ConnectorRef: "alice", TargetPrefix: "test.z", NextHop: "kid"}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "r1", CreationTimestamp: metav1.NewTime(time.Unix(1, 0))}, Spec: ilpv1.RouteSpec{ConnectorRef: "alice", TargetPrefix: "test.b", NextHop: "up"}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "dup", CreationTimestamp: metav1.NewTime(time.Unix(5, 0))}, Spec: ilpv1.RouteSpec{ConnectorRef: "alice", TargetPrefix: "test.b", NextHop: "kid"}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "nowhere"}, Spec: ilpv1.RouteSpec{ConnectorRef: "alice", TargetPrefix: "test.c", NextHop: "ghost"}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "theirs"}, Spec: ilpv1.RouteSpec{ConnectorRef: "bob", TargetPrefix: "test.d", NextHop: "up"}},
+	}
+	sec := secrets(map[string]map[string]string{"r": {"k": "routing", "url": "redis://h:6379/0\n"}})
+	cfg, problems, err := Build(Inputs{Connector: conn, Accounts: []ilpv1.Account{kid, up}, Routes: routes, Secret: sec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(problems); !strings.Contains(got, "Route dup") || !strings.Contains(got, "Route nowhere") || len(problems) != 2 {
+		t.Errorf("problems = %s", got)
+	}
+	if fmt.Sprint(cfg.Routes) != "[{test.b up} {test.z kid}]" || fmt.Sprint(cfg.AccountOrder) != "[up kid]" {
+		t.Errorf("routes %v order %v", cfg.Routes, cfg.AccountOrder)
+	}
+	if cfg.RouteBroadcastEnabled || cfg.RouteExpiry != time.Minute || cfg.DefaultRoute != "up" || cfg.ReflectPayments || string(cfg.RoutingSecret) != "routing" {
+		t.Errorf("routing: %+v", cfg)
+	}
+	if cfg.MaxHoldTime != 10*time.Second || cfg.MinMessageWindow != 2*time.Second || fmt.Sprint(cfg.DisableMiddleware) != "[rateLimit]" || cfg.AdminAPIPort != 9000 {
+		t.Errorf("globals: %+v", cfg)
+	}
+	if cfg.Store != config.StoreRedis || string(cfg.StoreConfig) != `{"prefix":"p:","url":"redis://h:6379/0"}` {
+		t.Errorf("store %s %s", cfg.Store, cfg.StoreConfig)
+	}
+	// 1 EUR is worth 1.08 USD: a USD→EUR packet converts at 1/1.08 less the 1 % spread.
+	b, err := rates.New(cfg.Backend, cfg.BackendConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := b.ScaledRate(rates.Asset{Code: "EUR", Scale: 9}, rates.Asset{Code: "USD", Scale: 9}, cfg.Spread)
+	if err != nil || r.String() != "1.0692" {
+		t.Errorf("EUR→USD rate %s, %v; want 1.08×0.99 = 1.0692", r, err)
+	}
+}
+
+func TestBuildErrors(t *testing.T) {
+	bad := testConnector()
+	bad.Spec.Network = "production" // test.alice on production: refused by Validate
+	noSecret := testConnector()
+	noSecret.Spec.Routing = &ilpv1.RoutingSpec{RoutingSecretRef: &ilpv1.SecretKeyRef{Name: "gone", Key: "k"}}
+	for _, tt := range []struct {
+		name string
+		conn *ilpv1.Connector
+		want string
+	}{
+		{"network mismatch", bad, "env is \"production\""},
+		{"connector secret missing", noSecret, `routing.routingSecretRef: Secret "gone"`},
+		{"no connector", nil, "no Connector"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := Build(Inputs{Connector: tt.conn, Secret: secrets(nil)})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// A Secret that cannot be read for a passing reason keeps the running account as it was.
+func TestBuildKeepsRunningAccountOnTransientSecretError(t *testing.T) {
+	acct := account("up", 1, func(s *ilpv1.AccountSpec) {
+		s.Link = ilpv1.AccountLink{BTPClient: &ilpv1.BTPClientLink{URL: "btp+ws://bob:1", TokenSecretRef: ilpv1.SecretKeyRef{Name: "tok", Key: "t"}}}
+	})
+	in := Inputs{Connector: testConnector(), Accounts: []ilpv1.Account{acct}, Secret: secrets(map[string]map[string]string{"tok": {"t": "one"}})}
+	prev, _, err := Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Previous = prev
+	in.Secret = func(string, string) ([]byte, error) { return nil, fmt.Errorf("%w: API down", ErrSecretUnavailable) }
+	cfg, problems, err := Build(in)
+	if err != nil || len(problems) != 1 || string(cfg.Accounts["up"].Options) != string(prev.Accounts["up"].Options) {
+		t.Fatalf("cfg %v problems %v err %v", cfg, problems, err)
+	}
+	in.Secret = func(string, string) ([]byte, error) { return nil, errors.New(`Secret "tok" does not exist`) }
+	cfg, _, _ = Build(in)
+	if _, ok := cfg.Accounts["up"]; ok {
+		t.Fatal("a Secret that is gone must take the account out")
+	}
+}

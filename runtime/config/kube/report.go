@@ -1,0 +1,267 @@
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+	"github.com/ilpfleet/ilpfleet/runtime/config"
+)
+
+// Reasons of the ConfigApplied condition.
+const (
+	reasonApplied     = "Applied"
+	reasonPartial     = "ObjectsLeftOut"
+	reasonInvalid     = "InvalidConfig"
+	reasonApplyFailed = "ApplyFailed"
+)
+
+// maxAccountWrites bounds the Account status writes of one flush (a quarter of ReportInterval),
+// so that a pod that starts with 10,000 Accounts, or a new Lease holder, spreads its first
+// report over the following ticks instead of flooding the API server; ConfigApplied is written
+// first, so it never waits behind them.
+const maxAccountWrites = 50
+
+// maxMessage bounds a condition message: a list of 10,000 bad Accounts must not make the
+// status write fail (the API allows 32 KiB) nor bury the first problems.
+const maxMessage = 2048
+
+// reporter writes what the pod knows back to the API: the Connector's ConfigApplied condition
+// and each Account's status.connected and status.balance. Only the pod holding the Lease
+// (LeaseName) writes, so that replicas do not fight; it writes an object only when its value
+// changed, and at most once per ReportInterval per object.
+type reporter struct {
+	s *Source
+
+	mu       sync.Mutex
+	cond     *metav1.Condition // ConfigApplied wanted; nil before the first sync
+	accounts []string          // ids in the running config
+	wake     chan struct{}
+
+	// Owned by the Start goroutine.
+	lastCond  *metav1.Condition
+	lastWrite map[string]time.Time // by object: "" is the Connector, else the Account name
+	written   map[string]accountStatus
+}
+
+type accountStatus struct {
+	connected bool
+	balance   string
+}
+
+func newReporter(s *Source) *reporter {
+	return &reporter{s: s, wake: make(chan struct{}, 1), lastWrite: map[string]time.Time{}, written: map[string]accountStatus{}}
+}
+
+// NeedLeaderElection makes only the Lease holder report.
+func (r *reporter) NeedLeaderElection() bool { return true }
+
+// setConfig records the outcome of a sync as the ConfigApplied condition to write. cfg is the
+// config now in force (nil: unchanged).
+func (r *reporter) setConfig(conn *ilpv1.Connector, cfg *config.Config, problems []Problem, reason string, err error) {
+	c := &metav1.Condition{Type: ilpv1.ConditionConfigApplied, ObservedGeneration: conn.Generation, Reason: reason}
+	pod := r.s.opts.Pod
+	if pod == "" {
+		pod = "the connector"
+	}
+	switch {
+	case err != nil:
+		c.Status = metav1.ConditionFalse
+		c.Message = fmt.Sprintf("%s keeps its previous configuration: %v", pod, err)
+	case len(problems) > 0:
+		c.Status, c.Reason = metav1.ConditionFalse, reasonPartial
+		c.Message = fmt.Sprintf("%s runs generation %d with %d accounts; left out: %s", pod, conn.Generation, len(cfg.Accounts), problemList(problems))
+	default:
+		c.Status = metav1.ConditionTrue
+		c.Message = fmt.Sprintf("%s runs generation %d with %d accounts and %d routes", pod, conn.Generation, len(cfg.Accounts), len(cfg.Routes))
+	}
+	c.Message = truncate(c.Message)
+	r.mu.Lock()
+	r.cond = c
+	if cfg != nil {
+		r.accounts = sortedIDs(cfg)
+	}
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func problemList(ps []Problem) string {
+	parts := make([]string, len(ps))
+	for i, p := range ps {
+		parts[i] = p.String()
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, "; ")
+}
+
+func truncate(s string) string {
+	if len(s) <= maxMessage {
+		return s
+	}
+	return s[:maxMessage] + "… (truncated)"
+}
+
+func sortedIDs(c *config.Config) []string {
+	ids := make([]string, 0, len(c.Accounts))
+	for id := range c.Accounts {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// Start reports until ctx is done; it ticks at a quarter of the interval so that a change held
+// back by the rate limit goes out soon after the limit allows.
+func (r *reporter) Start(ctx context.Context) error {
+	tick := r.s.opts.ReportInterval / 4
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-r.wake:
+		}
+		r.flush(ctx, time.Now())
+	}
+}
+
+// due reports whether object key may be written at now.
+func (r *reporter) due(key string, now time.Time) bool {
+	last, ok := r.lastWrite[key]
+	return !ok || now.Sub(last) >= r.s.opts.ReportInterval
+}
+
+func (r *reporter) flush(ctx context.Context, now time.Time) {
+	r.mu.Lock()
+	cond, ids := r.cond, r.accounts
+	r.mu.Unlock()
+	if cond != nil && !sameCondition(r.lastCond, cond) && r.due("", now) && !r.conditionCurrent(ctx, cond) {
+		if err := r.writeCondition(ctx, cond); err != nil {
+			r.s.log.Warn("cannot write the ConfigApplied condition; will retry", "error", err)
+		} else {
+			r.lastCond, r.lastWrite[""] = cond, now
+		}
+	}
+	rt := r.s.Runtime()
+	if rt == nil {
+		return
+	}
+	if len(r.written) > len(ids) {
+		r.prune(ids)
+	}
+	budget := maxAccountWrites
+	for _, id := range ids {
+		if ctx.Err() != nil || budget == 0 {
+			return
+		}
+		if r.reportAccount(ctx, rt, id, now) {
+			budget--
+		}
+	}
+}
+
+// prune forgets the accounts no longer configured.
+func (r *reporter) prune(ids []string) {
+	keep := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		keep[id] = true
+	}
+	for id := range r.written {
+		if !keep[id] {
+			delete(r.written, id)
+			delete(r.lastWrite, id)
+		}
+	}
+}
+
+func sameCondition(a, b *metav1.Condition) bool {
+	return a != nil && b != nil && a.Status == b.Status && a.Reason == b.Reason && a.Message == b.Message && a.ObservedGeneration == b.ObservedGeneration
+}
+
+// conditionCurrent reports whether the Connector already carries cond (as the cache sees it).
+func (r *reporter) conditionCurrent(ctx context.Context, cond *metav1.Condition) bool {
+	var conn ilpv1.Connector
+	if err := r.s.cl.Get(ctx, client.ObjectKey{Namespace: r.s.opts.Namespace, Name: r.s.opts.Connector}, &conn); err != nil {
+		return false
+	}
+	have := meta.FindStatusCondition(conn.Status.Conditions, cond.Type)
+	if !sameCondition(have, cond) {
+		// Keep the transition time while the status stays, as meta.SetStatusCondition does.
+		cond.LastTransitionTime = metav1.Now()
+		if have != nil && have.Status == cond.Status {
+			cond.LastTransitionTime = have.LastTransitionTime
+		}
+		return false
+	}
+	return true
+}
+
+// writeCondition server-side-applies ConfigApplied alone under FieldManager: conditions are a
+// map list keyed by type, so the operator's conditions are left alone, and the operator's own
+// optimistically locked merge patches carry this one over unchanged.
+func (r *reporter) writeCondition(ctx context.Context, cond *metav1.Condition) error {
+	body := map[string]any{
+		"apiVersion": ilpv1.GroupVersion.String(),
+		"kind":       "Connector",
+		"metadata":   map[string]any{"name": r.s.opts.Connector, "namespace": r.s.opts.Namespace},
+		"status":     map[string]any{"conditions": []metav1.Condition{*cond}},
+	}
+	data, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	obj := &ilpv1.Connector{ObjectMeta: metav1.ObjectMeta{Name: r.s.opts.Connector, Namespace: r.s.opts.Namespace}}
+	return r.s.cl.Status().Patch(ctx, obj, client.RawPatch(types.ApplyPatchType, data), client.FieldOwner(FieldManager), client.ForceOwnership)
+}
+
+// reportAccount writes an Account's connected flag and balance when they changed. The first
+// comparison is with what the cache holds, so that a restarted pod or a new Lease holder does
+// not rewrite every Account. It reports whether it wrote (or tried to).
+func (r *reporter) reportAccount(ctx context.Context, rt Runtime, id string, now time.Time) bool {
+	b, err := rt.Balance(ctx, id)
+	if err != nil {
+		return false // the store is away; try at the next tick
+	}
+	want := accountStatus{connected: rt.Connected(id), balance: strconv.FormatInt(b, 10)}
+	have, ok := r.written[id]
+	if !ok {
+		var a ilpv1.Account
+		if err := r.s.cl.Get(ctx, client.ObjectKey{Namespace: r.s.opts.Namespace, Name: id}, &a); err != nil {
+			return false
+		}
+		have = accountStatus{connected: a.Status.Connected, balance: a.Status.Balance}
+		r.written[id] = have
+	}
+	if have == want || !r.due(id, now) {
+		return false
+	}
+	patch := fmt.Appendf(nil, `{"status":{"connected":%t,"balance":%q}}`, want.connected, want.balance)
+	obj := &ilpv1.Account{ObjectMeta: metav1.ObjectMeta{Name: id, Namespace: r.s.opts.Namespace}}
+	// A merge patch of these two fields only: the operator's Account controller owns the
+	// conditions and its merge patches never carry these fields.
+	if err := r.s.cl.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		if apierrors.IsNotFound(err) {
+			delete(r.written, id)
+		}
+		return true
+	}
+	r.written[id], r.lastWrite[id] = want, now
+	return true
+}

@@ -1,0 +1,376 @@
+// Package kube is the Kubernetes config source of the connector runtime: inside a connector
+// pod it watches the pod's own Connector (by name: the pod's Role grants list/watch only with a
+// metadata.name field selector) and the Accounts, Routes and SettlementEngines of its namespace
+// that reference it, reads the Secrets they name uncached (re-reading one only when the
+// operator records a new resourceVersion in Connector.status.secretVersions), builds a runtime
+// config from them, and applies it to the running connector without a restart. It reports back:
+// the ConfigApplied condition of the Connector, and the connected flag and balance of each
+// Account.
+//
+// It follows CloudNativePG's in-pod instance manager: a controller-runtime manager whose cache
+// holds only what this pod may read. It never imports the operator (controllers/).
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+	"github.com/ilpfleet/ilpfleet/internal/scheme"
+	"github.com/ilpfleet/ilpfleet/runtime/config"
+)
+
+// Defaults of Options.
+const (
+	DefaultDebounce       = 100 * time.Millisecond
+	DefaultReportInterval = 2 * time.Second
+	// retryInterval is how soon a sync that met a passing failure (a Secret not readable yet,
+	// the API server away) runs again.
+	retryInterval = time.Second
+	// FieldManager owns the fields the pods write on status (ConfigApplied): the operator writes
+	// the other conditions under its own name, so the two never take each other's fields.
+	FieldManager = "ilpfleet-connector-runtime"
+)
+
+// Runtime is what the source drives: the running connector (runtime/connector.Connector).
+type Runtime interface {
+	Apply(ctx context.Context, cfg *config.Config) error
+	Connected(id string) bool
+	Balance(ctx context.Context, id string) (int64, error)
+}
+
+// Options configure a Source.
+type Options struct {
+	// Config reaches the API server as the pod's ServiceAccount (rest.InClusterConfig in a pod).
+	Config    *rest.Config
+	Namespace string // POD_NAMESPACE
+	Connector string // --connector: the Connector this pod runs
+	Pod       string // POD_NAME, named in status messages
+	// Start starts the runtime with the first valid config; later configs go to its Apply. A
+	// Start that fails is reported and tried again with the next config.
+	Start  func(ctx context.Context, cfg *config.Config) (Runtime, error)
+	Logger *slog.Logger // nil: discard
+	// Debounce gathers a burst of changes (an `kubectl apply` of many objects) into one Apply:
+	// a sync runs once no change came for a quarter of it, and at most Debounce after the
+	// first change. 0: DefaultDebounce.
+	Debounce time.Duration
+	// ReportInterval is the least time between two status writes to one object. 0: DefaultReportInterval.
+	ReportInterval time.Duration
+	// ListenHost is the interface BTP servers bind: "" for every interface (a pod).
+	ListenHost string
+	// DisableLeaderElection makes this pod write status without holding the Lease: only for a
+	// single runtime per Connector (tests, replicas 1).
+	DisableLeaderElection bool
+	// OnSync, if set, is called after every sync with its result (tests, benchmarks).
+	OnSync func(SyncResult)
+}
+
+// SyncResult is the outcome of one sync: build the config from the API objects and apply it.
+type SyncResult struct {
+	Generation int64     // of the Connector
+	Accounts   int       // accounts in the applied config
+	Problems   []Problem // objects left out
+	Err        error     // nil: the config is in force
+	Begin      time.Time // when the sync started (after the debounce)
+	End        time.Time
+}
+
+// Source is the Kubernetes config source of one connector pod.
+type Source struct {
+	opts    Options
+	log     *slog.Logger
+	mgr     manager.Manager
+	cl      client.Client
+	secrets *secretCache
+	poke    chan struct{}
+	report  *reporter
+
+	mu      sync.Mutex
+	rt      Runtime
+	running *config.Config
+}
+
+// New builds the source and its manager; nothing runs until Run.
+func New(opts Options) (*Source, error) {
+	switch {
+	case opts.Config == nil:
+		return nil, errors.New("kube source: no API server config")
+	case opts.Namespace == "":
+		return nil, errors.New("kube source: no namespace (set POD_NAMESPACE)")
+	case opts.Connector == "":
+		return nil, errors.New("kube source: no Connector name (set --connector)")
+	case opts.Start == nil:
+		return nil, errors.New("kube source: no Start function")
+	}
+	if opts.Debounce <= 0 {
+		opts.Debounce = DefaultDebounce
+	}
+	if opts.ReportInterval <= 0 {
+		opts.ReportInterval = DefaultReportInterval
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	mgr, err := ctrl.NewManager(opts.Config, managerOptions(opts, log))
+	if err != nil {
+		return nil, fmt.Errorf("kube source: %w", err)
+	}
+	s := &Source{opts: opts, log: log, mgr: mgr, cl: mgr.GetClient(),
+		secrets: newSecretCache(mgr.GetAPIReader(), opts.Namespace), poke: make(chan struct{}, 1)}
+	s.report = newReporter(s)
+	if err := mgr.Add(manager.RunnableFunc(s.syncLoop)); err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(s.report); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// managerOptions scope the cache to what the pod's Role allows: its own Connector by name, the
+// namespace's Accounts, Routes and SettlementEngines; Secrets are never cached.
+func managerOptions(opts Options, log *slog.Logger) ctrl.Options {
+	ns := map[string]cache.Config{opts.Namespace: {}}
+	return ctrl.Options{
+		Scheme: scheme.New(),
+		Logger: logr.FromSlogHandler(log.Handler()),
+		Cache: cache.Options{
+			DefaultNamespaces: ns,
+			ByObject: map[client.Object]cache.ByObject{
+				&ilpv1.Connector{}: {Field: fields.OneTermEqualSelector("metadata.name", opts.Connector)},
+			},
+		},
+		Metrics:                       metricsserver.Options{BindAddress: "0"},
+		LeaderElection:                !opts.DisableLeaderElection,
+		LeaderElectionID:              LeaseName(opts.Connector),
+		LeaderElectionNamespace:       opts.Namespace,
+		LeaderElectionReleaseOnCancel: true,
+	}
+}
+
+// LeaseName is the Lease whose holder writes a Connector's status when it has several pods.
+func LeaseName(connector string) string { return connector + "-connector" }
+
+// Run runs the source until ctx is done. The runtime it started is left to the caller to close.
+func (s *Source) Run(ctx context.Context) error { return s.mgr.Start(ctx) }
+
+// Runtime returns the runtime once the first config started it, else nil.
+func (s *Source) Runtime() Runtime {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rt
+}
+
+// syncLoop watches the informers and syncs after each burst of relevant changes.
+func (s *Source) syncLoop(ctx context.Context) error {
+	if err := s.watch(ctx); err != nil {
+		return err
+	}
+	if !s.mgr.GetCache().WaitForCacheSync(ctx) {
+		return ctx.Err()
+	}
+	retry := s.sync(ctx)
+	for {
+		var after <-chan time.Time
+		if retry {
+			after = time.After(retryInterval)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.poke:
+			if !s.debounce(ctx) {
+				return nil
+			}
+		case <-after:
+		}
+		retry = s.sync(ctx)
+	}
+}
+
+// debounce waits until no change came for a quarter of Debounce, or Debounce has passed.
+func (s *Source) debounce(ctx context.Context) bool {
+	limit := time.NewTimer(s.opts.Debounce)
+	defer limit.Stop()
+	quiet := time.NewTimer(s.opts.Debounce / 4)
+	defer quiet.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-limit.C:
+			return true
+		case <-quiet.C:
+			return true
+		case <-s.poke:
+			quiet.Reset(s.opts.Debounce / 4)
+		}
+	}
+}
+
+func (s *Source) wake() {
+	select {
+	case s.poke <- struct{}{}:
+	default:
+	}
+}
+
+// watch registers the event handlers. Only changes that can change the config wake a sync:
+// status writes (ours included) do not, except the operator's record of Secret versions.
+func (s *Source) watch(ctx context.Context) error {
+	c := s.mgr.GetCache()
+	handlers := []struct {
+		obj     client.Object
+		mine    func(client.Object) bool
+		changed func(old, new client.Object) bool
+	}{
+		{&ilpv1.Connector{}, func(client.Object) bool { return true }, connectorChanged},
+		{&ilpv1.Account{}, func(o client.Object) bool { return o.(*ilpv1.Account).Spec.ConnectorRef == s.opts.Connector }, specChanged},
+		{&ilpv1.Route{}, func(o client.Object) bool { return o.(*ilpv1.Route).Spec.ConnectorRef == s.opts.Connector }, specChanged},
+		{&ilpv1.SettlementEngine{}, func(client.Object) bool { return true }, specChanged},
+	}
+	for _, h := range handlers {
+		inf, err := c.GetInformer(ctx, h.obj, cache.BlockUntilSynced(false)) // sync all four at once
+		if err != nil {
+			return fmt.Errorf("kube source: informer for %T: %w", h.obj, err)
+		}
+		_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+			AddFunc: func(o any) {
+				if obj, ok := o.(client.Object); ok && h.mine(obj) {
+					s.wake()
+				}
+			},
+			UpdateFunc: func(o, n any) {
+				oo, ok1 := o.(client.Object)
+				no, ok2 := n.(client.Object)
+				if ok1 && ok2 && (h.mine(oo) || h.mine(no)) && h.changed(oo, no) {
+					s.wake()
+				}
+			},
+			DeleteFunc: func(o any) {
+				if d, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
+					o = d.Obj
+				}
+				if obj, ok := o.(client.Object); !ok || h.mine(obj) {
+					s.wake()
+				}
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("kube source: handler for %T: %w", h.obj, err)
+		}
+	}
+	return nil
+}
+
+func specChanged(o, n client.Object) bool {
+	return o.GetGeneration() != n.GetGeneration() || !n.GetDeletionTimestamp().IsZero()
+}
+
+func connectorChanged(o, n client.Object) bool {
+	oc, nc := o.(*ilpv1.Connector), n.(*ilpv1.Connector)
+	return specChanged(o, n) || !mapsEqual(oc.Status.SecretVersions, nc.Status.SecretVersions)
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// sync builds the config from the cache and puts it in force. It returns true when it should
+// run again soon because something it read may come good by itself.
+func (s *Source) sync(ctx context.Context) (retry bool) {
+	res := SyncResult{Begin: time.Now()}
+	defer func() {
+		res.End = time.Now()
+		if s.opts.OnSync != nil {
+			s.opts.OnSync(res)
+		}
+	}()
+	var conn ilpv1.Connector
+	if err := s.cl.Get(ctx, client.ObjectKey{Namespace: s.opts.Namespace, Name: s.opts.Connector}, &conn); err != nil {
+		res.Err = fmt.Errorf("reading Connector %s: %w", s.opts.Connector, err)
+		s.log.Error("cannot read this pod's Connector; the running config stays in force", "error", res.Err)
+		return client.IgnoreNotFound(err) != nil
+	}
+	res.Generation = conn.Generation
+	var accounts ilpv1.AccountList
+	var routes ilpv1.RouteList
+	// Build only reads the objects, so the cache's own copies do (10,000 Accounts would
+	// otherwise be deep-copied on every sync).
+	if err := s.cl.List(ctx, &accounts, client.InNamespace(s.opts.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		res.Err = err
+		return true
+	}
+	if err := s.cl.List(ctx, &routes, client.InNamespace(s.opts.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		res.Err = err
+		return true
+	}
+	reads := s.secrets.begin(ctx, conn.Status.SecretVersions)
+	s.mu.Lock()
+	prev := s.running
+	s.mu.Unlock()
+	cfg, problems, err := Build(Inputs{Connector: &conn, Accounts: accounts.Items, Routes: routes.Items,
+		Secret: reads.get, Previous: prev, ListenHost: s.opts.ListenHost})
+	reads.end()
+	res.Problems = problems
+	if err != nil {
+		res.Err = err
+		s.report.setConfig(&conn, nil, problems, reasonInvalid, err)
+		s.log.Error("invalid configuration; the running config stays in force", "connector", conn.Name, "error", err)
+		return reads.transient
+	}
+	res.Accounts = len(cfg.Accounts)
+	res.Err = s.apply(ctx, cfg)
+	reason := reasonApplied
+	if res.Err != nil {
+		reason = reasonApplyFailed
+	}
+	s.report.setConfig(&conn, cfg, problems, reason, res.Err)
+	for _, p := range problems {
+		s.log.Warn("object left out of the configuration", "kind", p.Kind, "name", p.Name, "problem", p.Message)
+	}
+	return reads.transient || (res.Err != nil && s.Runtime() == nil)
+}
+
+// apply starts the runtime with the first config and applies the later ones.
+func (s *Source) apply(ctx context.Context, cfg *config.Config) error {
+	s.mu.Lock()
+	rt := s.rt
+	s.mu.Unlock()
+	var err error
+	if rt == nil {
+		rt, err = s.opts.Start(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("starting the connector: %w", err)
+		}
+	} else if err = rt.Apply(ctx, cfg); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.rt, s.running = rt, cfg
+	s.mu.Unlock()
+	return nil
+}
