@@ -1,6 +1,9 @@
 // Command demo is `make demo`: it starts a local control plane (the kube-apiserver and etcd that
 // hack/envtest-assets.sh builds), installs the CRDs, runs `ilpfleet manager` against it, applies
-// config/samples, shows the fleet, and stops everything it started on exit or Ctrl-C.
+// config/samples (adapted to local processes: see local.go), runs one `ilpfleet connector
+// --source=kubernetes` process per sample Connector in place of its pods (there is no kubelet),
+// adds a sender and a receiver Account live, pays between them with `ilpfleet loadgen`, shows
+// the balances the runtimes report, and stops everything it started on exit or Ctrl-C.
 package main
 
 import (
@@ -30,7 +33,7 @@ import (
 )
 
 func main() {
-	binary := flag.String("binary", "bin/ilpfleet", "the ilpfleet binary to run as the manager")
+	binary := flag.String("binary", "bin/ilpfleet", "the ilpfleet binary: the manager, the connector runtimes and the load generator")
 	assets := flag.String("assets", os.Getenv("KUBEBUILDER_ASSETS"), "folder with kube-apiserver and etcd")
 	hold := flag.Bool("hold", false, "keep the fleet running until Ctrl-C")
 	flag.Parse()
@@ -59,31 +62,43 @@ func run(ctx context.Context, binary, assets string, hold bool) error {
 		return err
 	}
 	defer os.RemoveAll(filepath.Dir(kubeconfig))
-
-	step("running the operator: " + binary + " manager")
-	mgr, err := startManager(binary, kubeconfig)
+	ports, err := pickPorts()
 	if err != nil {
 		return err
 	}
-	defer func() {
-		step("stopping the operator")
-		mgr.stop()
-	}()
+
+	step("running the operator: " + binary + " manager")
+	mgr, err := startProcess("operator", exec.Command(binary, "manager", "--kubeconfig", kubeconfig, "--health-probe-bind-address", "127.0.0.1:0"))
+	if err != nil {
+		return err
+	}
+	defer mgr.stop()
 
 	c, err := client.New(env.Config, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		return err
 	}
-	step("applying config/samples (two connectors, their accounts and a route)")
-	if err := applyDir(ctx, c, filepath.Join(testenv.Root(), "config", "samples")); err != nil {
+	step("applying config/samples (two connectors, their accounts and a route), adapted to run locally")
+	if err := applyDir(ctx, c, filepath.Join(testenv.Root(), "config", "samples"), ports.localize); err != nil {
 		return err
 	}
 	step("waiting for the operator to report on every Account and Route")
 	if err := waitReported(ctx, c); err != nil {
 		return fmt.Errorf("%w\noperator log:\n%s", err, mgr.log.String())
 	}
+	runtimes, err := startRuntimes(ctx, c, binary, kubeconfig)
+	defer stopAll(runtimes)
+	if err != nil {
+		return err
+	}
 	step("kubectl get ilp")
 	show(ctx, kubeconfig)
+	fmt.Println("    (Connectors show Ready=False, WorkloadUnavailable: the operator sees no pods in their\n" +
+		"    Deployments. The local runtimes above do the pods' work and report ConfigApplied,\n" +
+		"    CONNECTED and BALANCE.)")
+	if err := pay(ctx, c, binary, kubeconfig, ports, runtimes); err != nil {
+		return err
+	}
 	if hold {
 		step("the fleet is running; KUBECONFIG=" + kubeconfig + " kubectl get ilp — Ctrl-C to stop")
 		<-ctx.Done()
@@ -111,37 +126,9 @@ func writeKubeconfig(env *envtest.Environment) (string, error) {
 	return path, os.WriteFile(path, data, 0o600)
 }
 
-type process struct {
-	cmd *exec.Cmd
-	log *bytes.Buffer
-}
-
-// startManager runs the manager in its own process group so that stop ends it and anything it started.
-func startManager(binary, kubeconfig string) (*process, error) {
-	p := &process{log: &bytes.Buffer{}}
-	p.cmd = exec.Command(binary, "manager", "--kubeconfig", kubeconfig, "--health-probe-bind-address", "127.0.0.1:0")
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", binary, err)
-	}
-	return p, nil
-}
-
-func (p *process) stop() {
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	}
-}
-
-// applyDir server-side applies every object of every YAML file in dir (kustomization.yaml aside).
-func applyDir(ctx context.Context, c client.Client, dir string) error {
+// applyDir server-side applies every object of every YAML file in dir (kustomization.yaml
+// aside), after edit (nil: none) has adapted it.
+func applyDir(ctx context.Context, c client.Client, dir string, edit func(*unstructured.Unstructured)) error {
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil {
 		return err
@@ -150,18 +137,19 @@ func applyDir(ctx context.Context, c client.Client, dir string) error {
 		if filepath.Base(f) == "kustomization.yaml" {
 			continue
 		}
-		if err := applyFile(ctx, c, f); err != nil {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		if err := applyYAML(ctx, c, data, edit); err != nil {
 			return fmt.Errorf("%s: %w", f, err)
 		}
 	}
 	return nil
 }
 
-func applyFile(ctx context.Context, c client.Client, path string) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
+// applyYAML server-side applies every object of a YAML stream in the namespace "default".
+func applyYAML(ctx context.Context, c client.Client, data []byte, edit func(*unstructured.Unstructured)) error {
 	dec := utilyaml.NewYAMLOrJSONDecoder(bufio.NewReader(bytes.NewReader(data)), 4096)
 	for {
 		var obj unstructured.Unstructured
@@ -173,7 +161,10 @@ func applyFile(ctx context.Context, c client.Client, path string) error {
 		if len(obj.Object) == 0 {
 			continue
 		}
-		obj.SetNamespace("default")
+		obj.SetNamespace(namespace)
+		if edit != nil {
+			edit(&obj)
+		}
 		if err := c.Patch(ctx, &obj, client.Apply, client.FieldOwner("ilpfleet-demo"), client.ForceOwnership); err != nil {
 			return fmt.Errorf("apply %s %s: %w", obj.GetKind(), obj.GetName(), err)
 		}
@@ -204,10 +195,10 @@ func waitReported(ctx context.Context, c client.Client) error {
 func unreported(ctx context.Context, c client.Client) (string, error) {
 	var accounts ilpv1.AccountList
 	var routes ilpv1.RouteList
-	if err := c.List(ctx, &accounts, client.InNamespace("default")); err != nil {
+	if err := c.List(ctx, &accounts, client.InNamespace(namespace)); err != nil {
 		return "", err
 	}
-	if err := c.List(ctx, &routes, client.InNamespace("default")); err != nil {
+	if err := c.List(ctx, &routes, client.InNamespace(namespace)); err != nil {
 		return "", err
 	}
 	for _, a := range accounts.Items {
