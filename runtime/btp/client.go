@@ -199,7 +199,11 @@ func (c *Client) backoff(attempt int) time.Duration {
 func (c *Client) connect(ctx context.Context) (*conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.core.ResponseTimeout)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, c.wsURL, &websocket.DialOptions{HTTPClient: c.opts.HTTPClient})
+	hc := c.opts.HTTPClient
+	if hc == nil {
+		hc = coalescingHTTPClient
+	}
+	ws, _, err := websocket.Dial(ctx, c.wsURL, &websocket.DialOptions{HTTPClient: hc})
 	if err != nil {
 		return nil, fmt.Errorf("btp: dial %s: %w", c.wsURL, err)
 	}

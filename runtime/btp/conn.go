@@ -66,6 +66,7 @@ type core struct {
 	ctx     context.Context // handlers' context, cancelled by Close
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // handler goroutines and connection loops
+	tasks   chan task      // unbuffered: idle workers wait on it
 }
 
 func (c *core) init(com Common) {
@@ -83,6 +84,7 @@ func (c *core) init(com Common) {
 		c.Logger = slog.Default()
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.tasks = make(chan task)
 }
 
 func (c *core) address() ilp.Address {
@@ -105,8 +107,8 @@ var callPool = sync.Pool{New: func() any {
 }}
 
 // conn is one authenticated WebSocket connection: it allocates request ids, matches answers to
-// requests and serves the peer's requests. One goroutine reads; each request is served in its
-// own goroutine so that a slow packet does not hold up the others.
+// requests and serves the peer's requests. One goroutine reads; each request is served by a
+// worker goroutine of its own (see core.serve) so that a slow packet does not hold up the others.
 type conn struct {
 	core     *core
 	ws       *websocket.Conn
@@ -250,15 +252,54 @@ func (cn *conn) dispatch(msg []byte) {
 			cn.replyError(id, "T00", "UnreachableError", "too many requests in flight on this connection")
 			return
 		}
-		cn.core.wg.Add(1)
-		go cn.serveRequest(typ, msg)
+		cn.core.serve(task{cn: cn, typ: typ, msg: msg})
 	default:
 		cn.core.Logger.Debug("btp: ignoring a frame of unknown type", "type", typ, "requestId", id)
 	}
 }
 
+// task is one incoming request for a worker.
+type task struct {
+	cn  *conn
+	typ byte
+	msg []byte
+}
+
+// workerIdle is how long a worker waits for another request before it exits.
+const workerIdle = time.Second
+
+// serve hands t to an idle worker of the link, or starts a new one. Workers outlive their
+// request for workerIdle, so that a busy link does not pay for a goroutine start and the
+// growth of its stack through the whole pipeline on every packet; their number is bounded by
+// the requests in flight (MaxInFlight per connection).
+func (c *core) serve(t task) {
+	select {
+	case c.tasks <- t:
+	default:
+		c.wg.Add(1)
+		go c.work(t)
+	}
+}
+
+func (c *core) work(t task) {
+	defer c.wg.Done()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		t.cn.serveRequest(t.typ, t.msg)
+		t = task{} // drop the request's memory while idle
+		idle.Reset(workerIdle)
+		select {
+		case t = <-c.tasks:
+		case <-idle.C:
+			return
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
 func (cn *conn) serveRequest(typ byte, msg []byte) {
-	defer cn.core.wg.Done()
 	defer cn.inFlight.Add(-1)
 	if typ == TypeMessage { // the packet path: straight to the primary `ilp` entry
 		if _, id, contents, err := splitEnvelope(msg); err == nil {
@@ -459,13 +500,21 @@ func (cn *conn) request(ctx context.Context, typ byte, pkt encoding.BinaryAppend
 		cn.release(id, c)
 		return nil, err
 	}
-	c.timer.Reset(cn.core.ResponseTimeout)
+	// A context that ends before the response timeout (the expire middleware's, for every
+	// forwarded packet) bounds the wait by itself: no timer of our own to arm and stop then.
+	var timeout <-chan time.Time
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) >= cn.core.ResponseTimeout {
+		c.timer.Reset(cn.core.ResponseTimeout)
+		timeout = c.timer.C
+	}
 	select {
 	case msg := <-c.ch:
-		c.timer.Stop()
+		if timeout != nil {
+			c.timer.Stop()
+		}
 		callPool.Put(c)
 		return msg, nil
-	case <-c.timer.C:
+	case <-timeout:
 		err = fmt.Errorf("%w: request %d got no answer within %s", ErrTimeout, id, cn.core.ResponseTimeout)
 	case <-ctx.Done():
 		err = ctx.Err()

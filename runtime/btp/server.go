@@ -91,7 +91,7 @@ func (s *wsServer) listen() error {
 	s.core.wg.Add(1)
 	go func() {
 		defer s.core.wg.Done()
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.srv.Serve(coalescingListener{ln}); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.core.Logger.Error("btp: listener stopped", "addr", ln.Addr(), "error", err)
 		}
 	}()

@@ -9,20 +9,22 @@ import (
 
 // expire bounds the wait for the next hop by the Prepare's expiry: the link gets a context
 // with that deadline (so it stops waiting and frees its request), and the packet is rejected
-// with R00. A Prepare already expired is not sent at all. A Fulfill that arrives is passed on
-// even if late: the next hop considers it paid.
+// with R00. The deadline is the expiry rounded up to the next deadlineSlot (1 ms), shared by
+// the packets of that slot (deadline.go). A Prepare already expired is not sent at all. A
+// Fulfill that arrives is passed on even if late: the next hop considers it paid.
 func (b *builder) expire() func(ilp.Handler) ilp.Handler {
 	clock := b.env.Clock
+	shared := newDeadlines()
 	return func(next ilp.Handler) ilp.Handler {
 		return func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
 			left := p.ExpiresAt.Sub(clock.Now())
 			if left <= 0 {
 				return nil, b.reject(ilp.CodeTransferTimedOut, msgExpired)
 			}
-			tctx, cancel := context.WithTimeout(ctx, left)
-			f, err := next(tctx, p)
-			expired := errors.Is(tctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
-			cancel()
+			l := shared.acquire(ctx, left)
+			defer shared.release(l) // deferred: a panicking link must not keep the slot's timer
+			f, err := next(l.ctx, p)
+			expired := errors.Is(l.ctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
 			if err != nil && expired {
 				b.env.Log.Debug("packet expired", "destination", p.Destination, "expiresAt", p.ExpiresAt)
 				return nil, b.reject(ilp.CodeTransferTimedOut, msgExpired)
