@@ -89,6 +89,25 @@ demo: envtest-assets build ## Local control plane + operator + sample fleet; sto
 bench: ## Compare ilpfleet's connector with the JS ilp-connector (throughput, latency, RSS); writes bin/bench/.
 	hack/bench/run.sh
 
+##@ Local cluster
+
+CLUSTER_BIN := $(LOCALBIN)/cluster/$(K8S_VERSION)-linux-amd64
+
+.PHONY: cluster-up
+cluster-up: ## Start a real single-node cluster on this machine (root; builds its binaries once); prints its kubeconfig.
+	hack/cluster/build.sh >/dev/null
+	hack/cluster/up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local cluster and remove everything it created.
+	hack/cluster/down.sh
+
+.PHONY: deploy
+deploy: ## Build and import the local image, then install the operator (hack/cluster/overlay) into the current kubeconfig's cluster.
+	hack/cluster/build.sh >/dev/null
+	hack/cluster/image.sh >/dev/null
+	$(CLUSTER_BIN)/kubectl apply --server-side --force-conflicts -k hack/cluster/overlay
+
 .PHONY: help
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-18s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
