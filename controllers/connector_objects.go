@@ -138,13 +138,15 @@ func servicePort(name string, port int32, target intstr.IntOrString) corev1.Serv
 func connectorPodTemplate(c *ilpv1.Connector, image string) corev1.PodTemplateSpec {
 	in := restartInputsOf(c, image)
 	ctr := corev1.Container{
-		Name:            containerName,
-		Image:           image,
-		Args:            []string{"connector", "--source=kubernetes", "--connector=" + c.Name},
-		Env:             connectorEnv(),
-		Ports:           connectorPorts(c),
+		Name:  containerName,
+		Image: image,
+		Args:  []string{"connector", "--source=kubernetes", "--connector=" + c.Name},
+		Env:   connectorEnv(),
+		Ports: connectorPorts(c),
+		// Readiness only: the admin endpoint comes up with the first valid config, and a pod
+		// whose config is invalid must stay up, not ready, and say why in ConfigApplied rather
+		// than be restarted in a loop by a liveness probe.
 		ReadinessProbe:  healthProbe(),
-		LivenessProbe:   healthProbe(),
 		SecurityContext: restrictedContainer(),
 		VolumeMounts:    []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}},
 	}

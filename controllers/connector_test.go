@@ -45,6 +45,10 @@ func TestConnectorOwnedObjects(t *testing.T) {
 	if want := []string{"connector", "--source=kubernetes", "--connector=alice"}; !slices.Equal(ctr.Args, want) {
 		t.Errorf("args = %v, want %v", ctr.Args, want)
 	}
+	// A pod with an invalid config must stay up and report it, not be restarted in a loop.
+	if ctr.LivenessProbe != nil || ctr.ReadinessProbe == nil {
+		t.Errorf("probes: liveness %v, readiness %v; want readiness only", ctr.LivenessProbe, ctr.ReadinessProbe)
+	}
 	if ctr.Image != "ilpfleet:test" {
 		t.Errorf("image = %q, want the operator's image", ctr.Image)
 	}
