@@ -63,6 +63,7 @@ type ConnectorReconciler struct {
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get
 // +kubebuilder:rbac:groups=monitoring.coreos.com,resources=servicemonitors,verbs=get;list;watch;create;update;patch;delete
 
 // Reconcile brings the Connector's owned objects to their desired state and writes its status.
@@ -91,7 +92,7 @@ func (r *ConnectorReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if applyErr == nil {
 		conn.Status.SecretVersions, applyErr = secretVersions(ctx, r.Client, conn.Namespace, secrets)
 	}
-	r.setConditions(&conn, problem, wl, applyErr)
+	r.setConditions(&conn, problem, wl, applyErr, r.failingPod(ctx, &conn))
 	r.emitEvents(orig, &conn, wl)
 	if !equality.Semantic.DeepEqual(orig.Status, conn.Status) {
 		// Optimistic locking: a merge patch replaces the whole conditions list, so a reconcile
@@ -133,7 +134,7 @@ func inheritProblem(accounts []ilpv1.Account, name string) *refProblem {
 }
 
 // setConditions writes ReferencesResolved, Ready and Progressing.
-func (r *ConnectorReconciler) setConditions(conn *ilpv1.Connector, problem *refProblem, wl *workloadState, applyErr error) {
+func (r *ConnectorReconciler) setConditions(conn *ilpv1.Connector, problem *refProblem, wl *workloadState, applyErr error, failing *ilpv1.ConnectorPodStatus) {
 	st := &conn.Status.BaseStatus
 	if problem != nil {
 		setCondition(conn, st, ilpv1.ConditionReferencesResolved, false, problem.reason, problem.msg)
@@ -147,14 +148,16 @@ func (r *ConnectorReconciler) setConditions(conn *ilpv1.Connector, problem *refP
 	conn.Status.Workload, conn.Status.Image = wl.kind+"/"+wl.name, wl.image
 	conn.Status.Replicas, conn.Status.ReadyReplicas = wl.replicas, wl.ready
 	setProgressing(conn, wl)
-	ok, reason, msg := readiness(conn, problem, wl)
+	ok, reason, msg := readiness(conn, problem, wl, failing)
 	setCondition(conn, st, ilpv1.ConditionReady, ok, reason, msg)
 }
 
 // readiness decides Ready. ConfigApplied is the hook for the in-pod config source: once the
 // pods report it, a False value for the current generation keeps the Connector not Ready; until
-// then only the workload counts.
-func readiness(conn *ilpv1.Connector, problem *refProblem, wl *workloadState) (bool, string, string) {
+// then only the workload counts. failing is a pod that reports in status.pods that it could not
+// apply the current generation: any one keeps the Connector not Ready, whichever pod writes
+// ConfigApplied.
+func readiness(conn *ilpv1.Connector, problem *refProblem, wl *workloadState, failing *ilpv1.ConnectorPodStatus) (bool, string, string) {
 	switch {
 	case problem != nil:
 		return false, problem.reason, problem.msg
@@ -167,7 +170,31 @@ func readiness(conn *ilpv1.Connector, problem *refProblem, wl *workloadState) (b
 		c.ObservedGeneration == conn.Generation && c.Status == metav1.ConditionFalse {
 		return false, ReasonConfigNotApplied, c.Message
 	}
+	if failing != nil {
+		return false, ReasonConfigNotApplied, fmt.Sprintf("pod %s: %s", failing.Name, failing.Message)
+	}
 	return true, ReasonAvailable, fmt.Sprintf("%s/%s has %d of %d pods available", wl.kind, wl.name, wl.availableReplicas, wl.desired)
+}
+
+// failingPod returns an entry of status.pods that reports the current generation not applied,
+// for a pod that still exists, or nil. Entries of deleted pods stay in the list (pruning them
+// would take a read of every pod on every reconcile), so a failing entry is checked with one
+// uncached read of its pod, only when there is one.
+func (r *ConnectorReconciler) failingPod(ctx context.Context, conn *ilpv1.Connector) *ilpv1.ConnectorPodStatus {
+	for i := range conn.Status.Pods {
+		e := &conn.Status.Pods[i]
+		if e.Applied || e.AppliedGeneration != conn.Generation {
+			continue
+		}
+		var pod metav1.PartialObjectMetadata
+		pod.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
+		err := r.Reader.Get(ctx, client.ObjectKey{Namespace: conn.Namespace, Name: e.Name}, &pod)
+		if apierrors.IsNotFound(err) {
+			continue // a pod gone since: its entry is stale
+		}
+		return e // it exists, or the read failed: count it rather than hide a failure
+	}
+	return nil
 }
 
 // setProgressing records why pods roll. A roll started by this reconcile sets the reason; a

@@ -300,6 +300,36 @@ type ConnectorStatus struct {
 	// wakes the pods' config source to re-read it: the pods never watch Secrets themselves.
 	// +optional
 	SecretVersions map[string]string `json:"secretVersions,omitempty"`
+	// Pods lists, for each connector pod, the configuration it has applied. Each pod writes its
+	// own entry (server-side apply under the field manager ilpfleet-pod-<pod name>), so that a
+	// pod that failed to apply shows here even when another pod writes ConfigApplied; such an
+	// entry at the current generation makes Ready False (ConfigNotApplied) while its pod
+	// exists. Nothing prunes the entries of deleted pods: they stay, and no longer count.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Pods []ConnectorPodStatus `json:"pods,omitempty"`
+}
+
+// ConnectorPodStatus is what one connector pod reports of the configuration it runs.
+type ConnectorPodStatus struct {
+	// Name is the pod's name.
+	Name string `json:"name"`
+	// AppliedGeneration is the Connector generation the pod last tried to apply.
+	// +optional
+	AppliedGeneration int64 `json:"appliedGeneration,omitempty"`
+	// Applied tells whether the pod runs AppliedGeneration in full. False: it keeps its
+	// previous configuration, or left some objects out (see Reason and Message).
+	Applied bool `json:"applied"`
+	// Reason is a CamelCase word: Applied, ObjectsLeftOut, InvalidConfig or ApplyFailed.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// Message says what the pod runs, or why it could not apply the configuration.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// LastTransitionTime is when Applied last changed.
+	// +optional
+	LastTransitionTime metav1.Time `json:"lastTransitionTime,omitempty"`
 }
 
 // Connector is one ILP connector, run by the operator as pods of the ilpfleet runtime.

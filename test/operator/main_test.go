@@ -157,6 +157,13 @@ func saImpersonation(ns, conn string) *rest.Config {
 // with the Kubernetes source as the Connector's ServiceAccount until the test ends.
 func startRuntime(t *testing.T, ns, name string) *runtimeUnderTest {
 	t.Helper()
+	return startRuntimePod(t, ns, name, name+"-pod-0", nil)
+}
+
+// startRuntimePod is startRuntime as pod; a non-nil startErr makes every start of the
+// connector fail with it, as a pod whose runtime cannot apply its config.
+func startRuntimePod(t *testing.T, ns, name, pod string, startErr error) *runtimeUnderTest {
+	t.Helper()
 	eventually(t, "RoleBinding of "+name, func() error {
 		var rb rbacv1.RoleBinding
 		return k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name + "-connector"}, &rb)
@@ -168,9 +175,12 @@ func startRuntime(t *testing.T, ns, name string) *runtimeUnderTest {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	src, err := kube.New(kube.Options{
-		Config: saImpersonation(ns, name), Namespace: ns, Connector: name, Pod: name + "-pod-0",
+		Config: saImpersonation(ns, name), Namespace: ns, Connector: name, Pod: pod,
 		Logger: log, ListenHost: "127.0.0.1", ReportInterval: 250 * time.Millisecond,
 		Start: func(_ context.Context, cfg *config.Config) (kube.Runtime, error) {
+			if startErr != nil {
+				return nil, startErr
+			}
 			c, err := connector.New(cfg, connector.Options{Logger: log})
 			if err != nil {
 				return nil, err

@@ -88,6 +88,9 @@ func (r *reporter) setConfig(conn *ilpv1.Connector, cfg *config.Config, problems
 		c.Message = fmt.Sprintf("%s runs generation %d with %d accounts and %d routes", pod, conn.Generation, len(cfg.Accounts), len(cfg.Routes))
 	}
 	c.Message = truncate(c.Message)
+	if r.s.pods != nil {
+		r.s.pods.set(c)
+	}
 	r.mu.Lock()
 	r.cond = c
 	if cfg != nil {
@@ -125,20 +128,24 @@ func sortedIDs(c *config.Config) []string {
 	return ids
 }
 
-// Start reports until ctx is done; it ticks at a quarter of the interval so that a change held
-// back by the rate limit goes out soon after the limit allows.
+// Start reports until ctx is done.
 func (r *reporter) Start(ctx context.Context) error {
-	tick := r.s.opts.ReportInterval / 4
-	t := time.NewTicker(tick)
+	return reportLoop(ctx, r.s.opts.ReportInterval, r.wake, r.flush)
+}
+
+// reportLoop calls flush on every wake and at a quarter of interval, so that a change held back
+// by the rate limit goes out soon after the limit allows, until ctx is done.
+func reportLoop(ctx context.Context, interval time.Duration, wake <-chan struct{}, flush func(context.Context, time.Time)) error {
+	t := time.NewTicker(interval / 4)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-		case <-r.wake:
+		case <-wake:
 		}
-		r.flush(ctx, time.Now())
+		flush(ctx, time.Now())
 	}
 }
 
@@ -217,18 +224,23 @@ func (r *reporter) conditionCurrent(ctx context.Context, cond *metav1.Condition)
 // map list keyed by type, so the operator's conditions are left alone, and the operator's own
 // optimistically locked merge patches carry this one over unchanged.
 func (r *reporter) writeCondition(ctx context.Context, cond *metav1.Condition) error {
+	return applyStatus(ctx, r.s, FieldManager, map[string]any{"conditions": []metav1.Condition{*cond}})
+}
+
+// applyStatus server-side-applies status fields of this pod's Connector under manager.
+func applyStatus(ctx context.Context, s *Source, manager string, status map[string]any) error {
 	body := map[string]any{
 		"apiVersion": ilpv1.GroupVersion.String(),
 		"kind":       "Connector",
-		"metadata":   map[string]any{"name": r.s.opts.Connector, "namespace": r.s.opts.Namespace},
-		"status":     map[string]any{"conditions": []metav1.Condition{*cond}},
+		"metadata":   map[string]any{"name": s.opts.Connector, "namespace": s.opts.Namespace},
+		"status":     status,
 	}
 	data, err := json.Marshal(body)
 	if err != nil {
 		return err
 	}
-	obj := &ilpv1.Connector{ObjectMeta: metav1.ObjectMeta{Name: r.s.opts.Connector, Namespace: r.s.opts.Namespace}}
-	return r.s.cl.Status().Patch(ctx, obj, client.RawPatch(types.ApplyPatchType, data), client.FieldOwner(FieldManager), client.ForceOwnership)
+	obj := &ilpv1.Connector{ObjectMeta: metav1.ObjectMeta{Name: s.opts.Connector, Namespace: s.opts.Namespace}}
+	return s.cl.Status().Patch(ctx, obj, client.RawPatch(types.ApplyPatchType, data), client.FieldOwner(manager), client.ForceOwnership)
 }
 
 // reportAccount writes an Account's connected flag and balance when they changed. The first

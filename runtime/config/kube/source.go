@@ -5,7 +5,7 @@
 // operator records a new resourceVersion in Connector.status.secretVersions), builds a runtime
 // config from them, and applies it to the running connector without a restart. It reports back:
 // the ConfigApplied condition of the Connector, and the connected flag and balance of each
-// Account.
+// Account (from the pod holding the Lease), and each pod's own entry of status.pods.
 //
 // It follows CloudNativePG's in-pod instance manager: a controller-runtime manager whose cache
 // holds only what this pod may read. It never imports the operator (controllers/).
@@ -59,7 +59,9 @@ type Options struct {
 	Config    *rest.Config
 	Namespace string // POD_NAMESPACE
 	Connector string // --connector: the Connector this pod runs
-	Pod       string // POD_NAME, named in status messages
+	// Pod is POD_NAME: named in status messages, and the key of this pod's entry of
+	// Connector.status.pods ("": no entry is written).
+	Pod string
 	// Start starts the runtime with the first valid config; later configs go to its Apply. A
 	// Start that fails is reported and tried again with the next config.
 	Start  func(ctx context.Context, cfg *config.Config) (Runtime, error)
@@ -98,6 +100,7 @@ type Source struct {
 	secrets *secretCache
 	poke    chan struct{}
 	report  *reporter
+	pods    *podReporter // nil without Options.Pod
 
 	mu      sync.Mutex
 	rt      Runtime
@@ -133,14 +136,27 @@ func New(opts Options) (*Source, error) {
 	s := &Source{opts: opts, log: log, mgr: mgr, cl: mgr.GetClient(),
 		secrets: newSecretCache(mgr.GetAPIReader(), opts.Namespace), poke: make(chan struct{}, 1)}
 	s.report = newReporter(s)
-	if err := mgr.Add(manager.RunnableFunc(s.syncLoop)); err != nil {
+	if err := mgr.Add(everyPod(s.syncLoop)); err != nil {
 		return nil, err
 	}
 	if err := mgr.Add(s.report); err != nil {
 		return nil, err
 	}
+	if opts.Pod != "" {
+		s.pods = newPodReporter(s)
+		if err := mgr.Add(s.pods); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
+
+// everyPod is a runnable that runs on every pod, Lease or not: a manager runs a plain
+// RunnableFunc only on the Lease holder, which would leave the other replicas unconfigured.
+type everyPod func(context.Context) error
+
+func (f everyPod) Start(ctx context.Context) error { return f(ctx) }
+func (everyPod) NeedLeaderElection() bool          { return false }
 
 // managerOptions scope the cache to what the pod's Role allows: its own Connector by name, the
 // namespace's Accounts, Routes and SettlementEngines; Secrets are never cached.
