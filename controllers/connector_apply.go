@@ -3,11 +3,13 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"reflect"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -54,16 +56,22 @@ func (r *ConnectorReconciler) applyOwned(ctx context.Context, conn *ilpv1.Connec
 // upsert creates or updates obj as a controlled child of owner. It refuses to adopt an object
 // of the same name that something else created, rather than silently taking it over.
 func upsert(ctx context.Context, c client.Client, owner, obj client.Object, mutate func() error) (controllerutil.OperationResult, error) {
-	kind := fmt.Sprintf("%T", obj)
-	return controllerutil.CreateOrUpdate(ctx, c, obj, func() error {
+	notOwned := fmt.Errorf("%s %s already exists and is not owned by %s: rename or delete it", reflect.TypeOf(obj).Elem().Name(), obj.GetName(), owner.GetName())
+	res, err := controllerutil.CreateOrUpdate(ctx, c, obj, func() error {
 		if obj.GetResourceVersion() != "" && !metav1.IsControlledBy(obj, owner) {
-			return fmt.Errorf("%s %s already exists and is not owned by %s: rename or delete it", kind, obj.GetName(), owner.GetName())
+			return notOwned
 		}
 		if err := mutate(); err != nil {
 			return err
 		}
 		return controllerutil.SetControllerReference(owner, obj, c.Scheme())
 	})
+	if apierrors.IsAlreadyExists(err) {
+		// The cache holds only objects with the operator's label (CacheOptions): one that
+		// someone else made is not seen, and our create collides with it.
+		return res, notOwned
+	}
+	return res, err
 }
 
 // deleteIfOwned deletes obj when it exists and owner controls it.

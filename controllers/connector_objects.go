@@ -48,7 +48,7 @@ func selectorLabels(c *ilpv1.Connector) map[string]string {
 func connectorLabels(c *ilpv1.Connector) map[string]string {
 	l := selectorLabels(c)
 	l["app.kubernetes.io/name"] = "ilpfleet"
-	l["app.kubernetes.io/managed-by"] = "ilpfleet-operator"
+	l[LabelManagedBy] = ManagedBy
 	return l
 }
 

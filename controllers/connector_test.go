@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -422,6 +423,38 @@ func TestConnectorReferenceErrors(t *testing.T) {
 			waitCondition(t, conn, ilpv1.ConditionReferencesResolved, metav1.ConditionFalse, tc.reason)
 			waitCondition(t, conn, ilpv1.ConditionReady, metav1.ConditionFalse, tc.reason)
 			waitEvent(t, ns, "alice", tc.reason)
+		})
+	}
+}
+
+// TestForeignObjectNotAdopted: an admin Service of the Connector's name that the operator did not
+// make is neither adopted nor changed, whether or not it carries the operator's label (without
+// it the operator's cache never sees it), and Ready says why.
+func TestForeignObjectNotAdopted(t *testing.T) {
+	cases := []struct {
+		name   string
+		labels map[string]string
+	}{
+		{"unlabeled", nil},
+		{"labeled by hand", map[string]string{LabelManagedBy: ManagedBy}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := namespace(t)
+			foreign := &corev1.Service{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "alice-admin", Labels: tc.labels},
+				Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "theirs", Port: 9999}}},
+			}
+			conn := sampleConnector(ns)
+			mustCreate(t, foreign, conn)
+			c := waitCondition(t, conn, ilpv1.ConditionReady, metav1.ConditionFalse, ReasonReconcileError)
+			if !strings.Contains(c.Message, "the operator could not update the connector's objects: Service alice-admin already exists and is not owned by alice") {
+				t.Errorf("Ready message %q does not name the Service in the way", c.Message)
+			}
+			got := get(t, ns, "alice-admin", &corev1.Service{})
+			if len(got.OwnerReferences) != 0 || len(got.Spec.Ports) != 1 || got.Spec.Ports[0].Name != "theirs" {
+				t.Errorf("foreign Service was changed: owners %v, ports %v", got.OwnerReferences, got.Spec.Ports)
+			}
 		})
 	}
 }

@@ -42,7 +42,7 @@ func engineSelector(e *ilpv1.SettlementEngine) map[string]string {
 func engineLabels(e *ilpv1.SettlementEngine) map[string]string {
 	l := engineSelector(e)
 	l["app.kubernetes.io/name"] = "ilpfleet"
-	l["app.kubernetes.io/managed-by"] = "ilpfleet-operator"
+	l[LabelManagedBy] = ManagedBy
 	return l
 }
 
