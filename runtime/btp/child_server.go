@@ -33,7 +33,7 @@ const DefaultChildPort = 3000
 type ChildServerOptions struct {
 	Host            string   // wsOpts.host; "" binds every interface like the JS plugin
 	Port            int      // wsOpts.port (or JS `port`); 0 picks a free port (see Addr)
-	AllowedOrigins  []string // browser Origins allowed to connect (patterns of coder/websocket); others are refused
+	AllowedOrigins  []string // browser Origins allowed to connect (path.Match patterns of their host, see ws.AcceptOptions); others are refused
 	GenerateAccount *bool
 	AuthTimeout     time.Duration // wait for the auth frame; 0 means DefaultAuthTimeout
 

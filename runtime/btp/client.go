@@ -12,8 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
-
+	"github.com/ilpfleet/ilpfleet/runtime/btp/internal/ws"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/link"
 )
@@ -203,11 +202,11 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 	if hc == nil {
 		hc = coalescingHTTPClient
 	}
-	ws, _, err := websocket.Dial(ctx, c.wsURL, &websocket.DialOptions{HTTPClient: hc})
+	wc, err := ws.Dial(ctx, c.wsURL, hc)
 	if err != nil {
 		return nil, fmt.Errorf("btp: dial %s: %w", c.wsURL, err)
 	}
-	cn := newConn(&c.core, ws, "")
+	cn := newConn(&c.core, wc, "")
 	if err := c.auth(ctx, cn); err != nil {
 		cn.close(err, 0, "")
 		return nil, err
@@ -226,7 +225,7 @@ func (c *Client) auth(ctx context.Context, cn *conn) error {
 	if err := cn.writeFrame(&f); err != nil {
 		return fmt.Errorf("btp: send auth: %w", err)
 	}
-	_, msg, err := cn.ws.Read(ctx)
+	msg, err := readWithin(ctx, cn.ws)
 	if err != nil {
 		return fmt.Errorf("btp: read auth answer: %w", err)
 	}
@@ -263,7 +262,7 @@ func (c *Client) Close() error {
 	c.once.Do(func() {
 		c.core.cancel()
 		if cn := c.cur.Load(); cn != nil {
-			cn.close(errors.New("link closed"), websocket.StatusGoingAway, "closing")
+			cn.close(errors.New("link closed"), ws.StatusGoingAway, "closing")
 		}
 		c.core.wg.Wait()
 	})

@@ -9,9 +9,10 @@ import (
 	"time"
 )
 
-// Write coalescing. The WebSocket library flushes every message with its own write(2), and
-// serialises writers while it does, so at high concurrency the connection spends most of its
-// CPU in one syscall per small frame. coalescingConn sits under the library: a Write copies the
+// Write coalescing. The WebSocket layer (package ws) hands every frame to the connection in
+// its own Write, under its write lock; written straight to the socket, at high concurrency the
+// connection would spend most of its CPU in one syscall per small frame. coalescingConn sits
+// under that layer: a Write copies the
 // bytes into a pending buffer and returns, and one flusher goroutine per burst writes whatever
 // accumulated meanwhile, in one write(2) per round. Frames keep their order (one FIFO
 // buffer); a connection that stops reading fills the buffer up to maxPending, and then Writes

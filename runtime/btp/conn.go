@@ -6,15 +6,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
-
+	"github.com/ilpfleet/ilpfleet/runtime/btp/internal/ws"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 )
 
@@ -111,7 +109,7 @@ var callPool = sync.Pool{New: func() any {
 // worker goroutine of its own (see core.serve) so that a slow packet does not hold up the others.
 type conn struct {
 	core     *core
-	ws       *websocket.Conn
+	ws       *ws.Conn
 	from     ilp.Address     // child address on a ChildServer
 	ctx      context.Context // handlers' context
 	inFlight atomic.Int32
@@ -127,10 +125,10 @@ type conn struct {
 	err     error
 }
 
-func newConn(c *core, ws *websocket.Conn, from ilp.Address) *conn {
-	ws.SetReadLimit(MaxFrameSize)
+func newConn(c *core, wc *ws.Conn, from ilp.Address) *conn {
+	wc.SetReadLimit(MaxFrameSize)
 	return &conn{
-		core: c, ws: ws, from: from, ctx: c.ctx, done: make(chan struct{}),
+		core: c, ws: wc, from: from, ctx: c.ctx, done: make(chan struct{}),
 		pending: make(map[uint32]*call), nextID: rand.Uint32(),
 	}
 }
@@ -144,9 +142,9 @@ func (cn *conn) serve() error {
 }
 
 // close ends the connection once; requests waiting on it fail with ErrClosed. A code other
-// than 0 sends a WebSocket close frame and waits (bounded by the library) for the peer's echo;
+// than 0 sends a WebSocket close frame and waits (bounded by package ws) for the peer's echo;
 // 0 drops the TCP connection at once, for connections already broken.
-func (cn *conn) close(err error, code websocket.StatusCode, reason string) {
+func (cn *conn) close(err error, code ws.StatusCode, reason string) {
 	cn.mu.Lock()
 	if cn.closed {
 		cn.mu.Unlock()
@@ -190,36 +188,22 @@ func (cn *conn) pingLoop() {
 	}
 }
 
+// readLoop reads messages into one reused buffer; dispatch gets a copy of each.
 func (cn *conn) readLoop() error {
 	scratch := make([]byte, 0, 4096)
 	for {
-		_, r, err := cn.ws.Reader(context.Background())
+		var err error
+		_, scratch, err = cn.ws.Read(scratch)
 		if err != nil {
-			if errors.Is(err, websocket.ErrMessageTooBig) {
+			if errors.Is(err, ws.ErrMessageTooBig) {
 				return fmt.Errorf("%w: %v", ErrFrameTooLarge, err)
 			}
 			return err
 		}
-		if scratch, err = readAll(r, scratch[:0]); err != nil {
-			return err
-		}
 		// A copy of the exact size: Prepares, Fulfills and Rejects alias it and may be kept.
 		cn.dispatch(append([]byte(nil), scratch...))
-	}
-}
-
-func readAll(r io.Reader, b []byte) ([]byte, error) {
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
+		if cap(scratch) > keepBuffer { // one large frame must not pin its buffer for good
+			scratch = make([]byte, 0, 4096)
 		}
 	}
 }
@@ -429,7 +413,7 @@ func (cn *conn) write(b []byte) error {
 	if cn.isClosed() {
 		return cn.closedErr()
 	}
-	return cn.ws.Write(context.Background(), websocket.MessageBinary, b)
+	return cn.ws.Write(ws.Binary, b)
 }
 
 func (cn *conn) closedErr() error {

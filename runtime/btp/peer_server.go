@@ -7,8 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
-
+	"github.com/ilpfleet/ilpfleet/runtime/btp/internal/ws"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/link"
 )
@@ -59,7 +58,7 @@ func (s *PeerServer) admit(req authRequest) (ilp.Address, error) {
 
 func (s *PeerServer) attach(cn *conn) {
 	if old := s.cur.Swap(cn); old != nil {
-		old.close(errors.New("replaced by a newer connection"), websocket.StatusPolicyViolation,
+		old.close(errors.New("replaced by a newer connection"), ws.StatusPolicyViolation,
 			"replaced by a newer authenticated connection")
 	}
 }

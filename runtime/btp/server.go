@@ -12,8 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coder/websocket"
-
+	"github.com/ilpfleet/ilpfleet/runtime/btp/internal/ws"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 )
 
@@ -115,20 +114,20 @@ func (s *wsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.core.wg.Done()
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	wc, err := ws.Accept(w, r, ws.AcceptOptions{
 		OriginPatterns: s.origins, InsecureSkipVerify: s.origins == nil,
 	})
 	if err != nil {
 		s.core.Logger.Debug("btp: websocket handshake failed", "remote", r.RemoteAddr, "error", err)
 		return
 	}
-	cn, req, err := s.authenticate(ws)
+	cn, req, err := s.authenticate(wc)
 	if err != nil {
 		s.core.Logger.Info("btp: connection not authenticated", "remote", r.RemoteAddr, "error", err)
 		return
 	}
 	if !s.track(cn) {
-		cn.close(errors.New("server closing"), websocket.StatusGoingAway, "closing")
+		cn.close(errors.New("server closing"), ws.StatusGoingAway, "closing")
 		return
 	}
 	defer s.untrack(cn)
@@ -149,18 +148,18 @@ func (s *wsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // authenticate reads and checks the first frame. Unreadable frames and timeouts close the
 // connection without a reply; a readable frame that fails gets an F00 NotAcceptedError first.
-func (s *wsServer) authenticate(ws *websocket.Conn) (*conn, authRequest, error) {
+func (s *wsServer) authenticate(wc *ws.Conn) (*conn, authRequest, error) {
 	ctx, cancel := context.WithTimeout(s.core.ctx, s.authTimeout)
 	defer cancel()
-	ws.SetReadLimit(MaxFrameSize)
-	_, msg, err := ws.Read(ctx) // on timeout the library closes the connection
+	wc.SetReadLimit(MaxFrameSize)
+	msg, err := readWithin(ctx, wc)
 	if err != nil {
-		_ = ws.CloseNow()
+		_ = wc.CloseNow()
 		return nil, authRequest{}, fmt.Errorf("read auth: %w", err)
 	}
 	var f Frame
 	if err := ParseFrame(msg, &f); err != nil {
-		_ = ws.CloseNow()
+		_ = wc.CloseNow()
 		return nil, authRequest{}, err
 	}
 	req, err := checkAuth(&f)
@@ -169,12 +168,12 @@ func (s *wsServer) authenticate(ws *websocket.Conn) (*conn, authRequest, error) 
 		from, err = s.admit(req)
 	}
 	if err != nil {
-		cn := newConn(s.core, ws, "")
+		cn := newConn(s.core, wc, "")
 		cn.replyError(f.RequestID, "F00", "NotAcceptedError", err.Error())
-		cn.close(err, websocket.StatusPolicyViolation, "not authenticated")
+		cn.close(err, ws.StatusPolicyViolation, "not authenticated")
 		return nil, req, err
 	}
-	return newConn(s.core, ws, from), req, nil
+	return newConn(s.core, wc, from), req, nil
 }
 
 func (s *wsServer) track(cn *conn) bool {
@@ -220,7 +219,7 @@ func (s *wsServer) close() {
 	s.core.cancel()
 	var wg sync.WaitGroup
 	for _, cn := range conns {
-		wg.Go(func() { cn.close(errors.New("link closed"), websocket.StatusGoingAway, "closing") })
+		wg.Go(func() { cn.close(errors.New("link closed"), ws.StatusGoingAway, "closing") })
 	}
 	wg.Wait()
 	s.core.wg.Wait()
@@ -231,4 +230,15 @@ func authTimeout(d time.Duration) time.Duration {
 		return DefaultAuthTimeout
 	}
 	return d
+}
+
+// readWithin reads one message before ctx ends; at ctx's end it closes the connection, which
+// is what unblocks the read.
+func readWithin(ctx context.Context, wc *ws.Conn) ([]byte, error) {
+	stop := context.AfterFunc(ctx, func() { _ = wc.CloseNow() })
+	_, msg, err := wc.Read(nil)
+	if !stop() { // ctx ended: the connection is closed, whatever the read returned
+		return nil, fmt.Errorf("%w (%v)", context.Cause(ctx), err)
+	}
+	return msg, err
 }
