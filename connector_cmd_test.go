@@ -2,6 +2,8 @@ package main
 
 import (
 	"io"
+	"os"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -36,6 +38,34 @@ func TestConnectorSourceFlags(t *testing.T) {
 			}
 			if err != nil || f.source != tt.source || (tt.source == sourceKubernetes && f.namespace != tt.namespace) {
 				t.Fatalf("flags %+v, err %v", f, err)
+			}
+		})
+	}
+}
+
+func TestTuneGC(t *testing.T) {
+	tests := []struct {
+		name    string
+		gogc    string // GOGC, when set
+		set     bool
+		runtime int // the GC percent the runtime started with (from GOGC when set)
+		want    int
+	}{
+		{"GOGC unset: the packet default", "", false, 100, packetGCPercent},
+		{"GOGC set by the user: kept", "50", true, 50, 50},
+		{"GOGC=off set by the user: kept", "off", true, -1, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("GOGC", tt.gogc) // and restores it afterwards
+			if !tt.set {
+				os.Unsetenv("GOGC")
+			}
+			prev := debug.SetGCPercent(tt.runtime)
+			defer debug.SetGCPercent(prev)
+			tuneGC()
+			if got := debug.SetGCPercent(prev); got != tt.want {
+				t.Errorf("GC percent after tuneGC = %d, want %d", got, tt.want)
 			}
 		})
 	}
