@@ -183,8 +183,17 @@ func TestRunRefusesBadConfigAndUnreachableConnector(t *testing.T) {
 }
 
 func TestReceiverFulfillsOnlyThisRun(t *testing.T) {
+	for _, precomputed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("precomputed=%v", precomputed), func(t *testing.T) { testReceiver(t, precomputed) })
+	}
+}
+
+func testReceiver(t *testing.T, precomputed bool) {
 	key := bytes.Repeat([]byte{1}, 32)
 	r := &receiver{keys: newKeyring(key), address: fakeAddr}
+	if precomputed {
+		r.table.Store(r.keys.precompute(40, 5))
+	}
 	data := packetData(nil, 42)
 	f, _ := r.keys.fulfillment(data)
 	other, _ := newKeyring(bytes.Repeat([]byte{2}, 32)).fulfillment(data)
@@ -312,5 +321,48 @@ func TestRedact(t *testing.T) {
 		if got := redact(in); got != want {
 			t.Errorf("redact(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// The precomputed table must give exactly the pairs the keyring derives, and pairOf must
+// derive the packets outside it, so that table and no table fulfill the same packets.
+func TestPrecomputedPairs(t *testing.T) {
+	k := newKeyring(bytes.Repeat([]byte{3}, 32))
+	tab := k.precompute(100, 5) // seqs 100..104
+	for _, tc := range []struct {
+		name    string
+		data    []byte
+		inTable bool
+		ok      bool
+	}{
+		{"first of the table", packetData(nil, 100), true, true},
+		{"last of the table", packetData(nil, 104), true, true},
+		{"before the table", packetData(nil, 99), false, true},
+		{"after the table", packetData(nil, 105), false, true},
+		{"seq 0", packetData(nil, 0), false, true},
+		{"foreign data", []byte("hello"), false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			seq, _ := seqOf(tc.data)
+			if _, in := tab.lookup(seq); in != tc.inTable {
+				t.Errorf("lookup(%d) in table = %v, want %v", seq, in, tc.inTable)
+			}
+			for _, tb := range []*table{tab, nil} {
+				pr, ok := k.pairOf(tb, tc.data)
+				if ok != tc.ok {
+					t.Fatalf("pairOf ok = %v, want %v", ok, tc.ok)
+				}
+				if !ok {
+					continue
+				}
+				f, _ := k.fulfillment(tc.data)
+				if pr.fulfill.Fulfillment != f || pr.condition != ilp.ConditionOf(f) {
+					t.Errorf("pair of seq %d differs from the derived one", seq)
+				}
+			}
+		})
+	}
+	if n := len(k.precompute(0, maxPrecomputed+1).pairs); n != maxPrecomputed {
+		t.Errorf("precomputed %d pairs, want the bound %d", n, maxPrecomputed)
 	}
 }

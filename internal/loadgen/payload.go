@@ -51,10 +51,19 @@ func packetData(b []byte, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(b, seq)
 }
 
+// seqOf returns the sequence number of packet data written by packetData. ok is false when
+// the data is not a load-generator packet.
+func seqOf(data []byte) (seq uint64, ok bool) {
+	if len(data) != dataSize || !bytes.HasPrefix(data, magic) {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(data[len(magic):]), true
+}
+
 // fulfillment derives the fulfillment for packet data written by packetData. ok is false when
 // the data is not a load-generator packet.
 func (k *keyring) fulfillment(data []byte) (f [ilp.FulfillmentSize]byte, ok bool) {
-	if len(data) != dataSize || !bytes.HasPrefix(data, magic) {
+	if _, ok := seqOf(data); !ok {
 		return f, false
 	}
 	mac := k.macs.Get().(hash.Hash)
@@ -63,4 +72,66 @@ func (k *keyring) fulfillment(data []byte) (f [ilp.FulfillmentSize]byte, ok bool
 	mac.Sum(f[:0])
 	k.macs.Put(mac)
 	return f, true
+}
+
+// maxPrecomputed bounds the packets of a phase whose fulfillment and condition are derived
+// before the phase starts: 64 bytes each, 16 MiB at most. Packets beyond it (a run of more
+// than 262,144 packets) derive both while measured, as the receiver does for any packet
+// outside the table.
+const maxPrecomputed = 1 << 18
+
+// pair is the precomputed answer and condition of one packet. The receiver answers with a
+// pointer to fulfill, which the link only encodes, so a precomputed answer costs no allocation.
+type pair struct {
+	fulfill   ilp.Fulfill
+	condition [ilp.FulfillmentSize]byte
+}
+
+func newPair(f [ilp.FulfillmentSize]byte) pair {
+	return pair{fulfill: ilp.Fulfill{Fulfillment: f}, condition: ilp.ConditionOf(f)}
+}
+
+// table holds the pairs of the packets with sequence numbers base, base+1, … of one phase.
+// Precomputing takes the two HMACs and two SHA-256 of every packet out of the measured phase,
+// where they would take CPU from the connector under test on a shared machine. The pairs are
+// still those of keyring.fulfillment, so the connector learns a fulfillment only from the
+// receiver's answer, and an answer for a packet outside the table is checked the same way.
+type table struct {
+	base  uint64
+	pairs []pair
+}
+
+// precompute derives the pairs of min(n, maxPrecomputed) packets from seq base on.
+func (k *keyring) precompute(base uint64, n int) *table {
+	t := &table{base: base, pairs: make([]pair, min(n, maxPrecomputed))}
+	data := make([]byte, 0, dataSize)
+	for i := range t.pairs {
+		data = packetData(data, base+uint64(i))
+		f, _ := k.fulfillment(data)
+		t.pairs[i] = newPair(f)
+	}
+	return t
+}
+
+// lookup returns the pair of packet seq, when the table holds it.
+func (t *table) lookup(seq uint64) (*pair, bool) {
+	if t == nil || seq < t.base || seq-t.base >= uint64(len(t.pairs)) {
+		return nil, false
+	}
+	return &t.pairs[seq-t.base], true
+}
+
+// pairOf returns the pair of packet data written by packetData: from t when it holds it,
+// derived (and allocated) otherwise. ok is false when the data is not a load-generator packet.
+func (k *keyring) pairOf(t *table, data []byte) (*pair, bool) {
+	seq, ok := seqOf(data)
+	if !ok {
+		return nil, false
+	}
+	if p, ok := t.lookup(seq); ok {
+		return p, true
+	}
+	f, _ := k.fulfillment(data)
+	p := newPair(f)
+	return &p, true
 }
