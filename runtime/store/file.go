@@ -15,38 +15,47 @@ import (
 )
 
 // FileName is the name of the embedded store's database file inside the store directory
-// (CONNECTOR_STORE_PATH).
+// (CONNECTOR_STORE_PATH). Its write-ahead log is FileName.wal.0 and FileName.wal.1 beside it.
 const FileName = "ilpfleet.db"
 
-// fileFormat marks a database as an ilpfleet store of this layout.
-const fileFormat = "ilpfleet-store/1"
+// fileFormat marks a database as an ilpfleet store of this layout: a bbolt file brought up to
+// date by checkpoints from the write-ahead log. fileFormatV1 (no log) is upgraded on open; a
+// binary that knows only V1 refuses V2, which is right, since it would ignore the log.
+const (
+	fileFormat   = "ilpfleet-store/2"
+	fileFormatV1 = "ilpfleet-store/1"
+)
 
 var (
 	bucketMeta     = []byte("meta")
 	bucketBalances = []byte("balances") // account → committed balance, int64 big-endian
 	bucketKV       = []byte("kv")
 	keyFormat      = []byte("format")
+	keyLogSeq      = []byte("logseq") // the last log sequence applied, uint64 big-endian
 )
 
 // ErrCorrupted says that the store file is not an ilpfleet store or was damaged.
 var ErrCorrupted = errors.New("store: file is corrupted or not an ilpfleet store")
 
-// File is the embedded persistent store: a single bbolt database file in the store directory,
-// with every account's state held in memory in front of it.
+// File is the embedded persistent store: a write-ahead log in front of a bbolt database file,
+// both in the store directory, with every account's state held in memory in front of them.
 //
 // Reads and limit checks never touch the disk: each account has its own lock, as in Memory.
 // Writes are group-committed: one writer goroutine takes every change queued since its last
-// transaction and writes them in one bbolt transaction, one fsync, while new changes queue for
-// the next one; each caller waits until the transaction holding its change is on disk. There
-// is no timer: under load a transaction carries as many changes as arrived during the previous
-// fsync, and an idle store writes a single change at once.
+// commit and appends them to the log as one record, with one fdatasync, while new changes queue
+// for the next one; each caller waits until the record holding its change is on disk. There is
+// no timer: under load a commit carries as many changes as arrived during the previous one, and
+// an idle store writes a single change at once. A background checkpoint applies what the log
+// holds to bbolt in one transaction, never on the packet path: when the log passes
+// fileOptions.maxLog, every fileOptions.every, and on Close (wal.go says how the log is laid out
+// and read back).
 //
 // What is durable, and when (see PacketScoper): the committed balance of an account, written
 // before the call that changed it returns — or, for the operations of a packet (inside
 // BeginPacket/EndPacket), before EndPacket returns, and only if the packet's net change is not
-// zero. Reservations are not written at all. Recovery is therefore nothing but loading: after a
-// crash every account starts with the committed balance of the packets whose EndPacket
-// returned, and no reservation.
+// zero. Reservations are not written at all. Recovery is loading bbolt and replaying the log
+// records it does not hold yet: after a crash every account starts with the committed balance of
+// the packets whose EndPacket returned, and no reservation.
 //
 // A failed write (disk full, I/O error) stops the store: every later call fails with an error
 // that wraps the first one, since memory and disk may then differ. Restart the process once
@@ -72,11 +81,24 @@ var (
 	_ PacketScoper = (*File)(nil)
 )
 
+// fileOptions sizes the log. Tests make them small to exercise checkpoints.
+type fileOptions struct {
+	segment int64         // preallocated size of each of the two log segments
+	maxLog  int64         // a checkpoint is started once the active segment holds this much
+	every   time.Duration // and at least this often while there is something to checkpoint
+}
+
+// defaultFileOptions: a record is tens of bytes per account changed, so 4 MiB segments take
+// seconds to fill at full speed; the interval bounds what a restart replays when idle.
+var defaultFileOptions = fileOptions{segment: 4 << 20, maxLog: 2 << 20, every: time.Second}
+
 // OpenFile opens (creating it if needed) the embedded store in directory dir. The directory is
 // created with mode 0700. It fails with a clear error when dir is not a usable directory, when
-// another process holds the store, or when the file is not a valid store (errors.Is
+// another process holds the store, or when the file or its log is not a valid store (errors.Is
 // ErrCorrupted).
-func OpenFile(dir string) (*File, error) {
+func OpenFile(dir string) (*File, error) { return openFileWith(dir, defaultFileOptions) }
+
+func openFileWith(dir string, opts fileOptions) (*File, error) {
 	if dir == "" {
 		return nil, errors.New("store: the file store needs a directory (CONNECTOR_STORE_PATH)")
 	}
@@ -88,8 +110,8 @@ func OpenFile(dir string) (*File, error) {
 	}
 	path := filepath.Join(dir, FileName)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:        2 * time.Second, // the file lock: another process using the same store
-		NoFreelistSync: true,            // fewer pages per commit; the freelist is rebuilt on open
+		Timeout:        2 * time.Second, // the file lock, which also guards the log: another process using the same store
+		NoFreelistSync: true,            // fewer pages per checkpoint; the freelist is rebuilt on open
 		FreelistType:   bolt.FreelistMapType,
 	})
 	switch {
@@ -101,17 +123,57 @@ func OpenFile(dir string) (*File, error) {
 		return nil, fmt.Errorf("store: cannot open %s: %w (%w)", path, ErrCorrupted, err)
 	}
 	s := &File{db: db, path: path}
-	if err := s.load(); err != nil {
+	log, err := s.open(opts)
+	if err != nil {
 		_ = db.Close()
 		return nil, err
 	}
-	s.fl = newFlusher(db)
+	s.fl = newFlusher(db, log, opts)
 	return s, nil
 }
 
-// load checks the file's format marker and reads every balance into memory. bbolt may panic
-// on a damaged page; that is reported as a corrupted file, not a crash.
-func (s *File) load() (err error) {
+// open loads bbolt, replays the log on top of it and checkpoints the result, so that the log
+// starts empty.
+func (s *File) open(opts fileOptions) (*wal, error) {
+	ckpt, err := s.load()
+	if err != nil {
+		return nil, err
+	}
+	log, err := openWAL(s.path, opts.segment)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := log.recover(ckpt)
+	if err == nil && len(recs) > 0 {
+		err = s.replay(recs, log.seq)
+	}
+	if err != nil {
+		_ = log.close()
+		return nil, err
+	}
+	log.reset()
+	return log, nil
+}
+
+// replay applies the log's records to memory and to bbolt.
+func (s *File) replay(recs []walRecord, seq uint64) error {
+	all := newChanges()
+	for _, r := range recs {
+		all.merge(r.changes)
+	}
+	for k, v := range all.balances {
+		s.account(k).b.Balance = v
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error { return applyChanges(tx, all, seq) }); err != nil {
+		return fmt.Errorf("store: cannot apply the log to %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// load checks the file's format marker, reads every balance into memory and returns the last
+// log sequence applied. bbolt may panic on a damaged page; that is reported as a corrupted
+// file, not a crash.
+func (s *File) load() (seq uint64, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("store: reading %s: %w (%v)", s.path, ErrCorrupted, r)
@@ -126,6 +188,12 @@ func (s *File) load() (err error) {
 				return err
 			}
 		}
+		if v := tx.Bucket(bucketMeta).Get(keyLogSeq); v != nil {
+			if len(v) != 8 {
+				return fmt.Errorf("log sequence has %d bytes, want 8", len(v))
+			}
+			seq = binary.BigEndian.Uint64(v)
+		}
 		return tx.Bucket(bucketBalances).ForEach(func(k, v []byte) error {
 			if len(v) != 8 {
 				return fmt.Errorf("balance of account %q has %d bytes, want 8", k, len(v))
@@ -137,10 +205,11 @@ func (s *File) load() (err error) {
 	if err != nil && !errors.Is(err, ErrCorrupted) {
 		err = fmt.Errorf("store: reading %s: %w (%w)", s.path, ErrCorrupted, err)
 	}
-	return err
+	return seq, err
 }
 
-// checkFormat writes the format marker into a new database and checks it in an existing one.
+// checkFormat writes the format marker into a new database, upgrades a V1 one (which has no
+// log, so nothing else changes) and checks it in an existing one.
 func checkFormat(tx *bolt.Tx) error {
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
@@ -155,10 +224,36 @@ func checkFormat(tx *bolt.Tx) error {
 		}
 		return m.Put(keyFormat, []byte(fileFormat))
 	}
-	if got := string(meta.Get(keyFormat)); got != fileFormat {
+	switch got := string(meta.Get(keyFormat)); got {
+	case fileFormat:
+		return nil
+	case fileFormatV1:
+		return meta.Put(keyFormat, []byte(fileFormat))
+	default:
 		return fmt.Errorf("%w: format %q, this version reads %q", ErrCorrupted, got, fileFormat)
 	}
-	return nil
+}
+
+// applyChanges writes c and the log sequence it brings bbolt up to.
+func applyChanges(tx *bolt.Tx, c changes, seq uint64) error {
+	bal, kv := tx.Bucket(bucketBalances), tx.Bucket(bucketKV)
+	for k, v := range c.balances {
+		if err := bal.Put([]byte(k), binary.BigEndian.AppendUint64(nil, uint64(v))); err != nil {
+			return err
+		}
+	}
+	for k, v := range c.kv {
+		var err error
+		if v == nil {
+			err = kv.Delete([]byte(k))
+		} else {
+			err = kv.Put([]byte(k), v)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bucketMeta).Put(keyLogSeq, binary.BigEndian.AppendUint64(nil, seq))
 }
 
 // Path is the database file.
@@ -310,10 +405,17 @@ func (s *File) Set(ctx context.Context, account string, balance int64) error {
 	return err
 }
 
-// GetKey implements KV.
+// GetKey implements KV. A value whose log record is not yet checkpointed is served from the
+// writer's view of the log; any other from bbolt.
 func (s *File) GetKey(_ context.Context, key string) ([]byte, error) {
 	if err := s.usable(); err != nil {
 		return nil, err
+	}
+	if v, ok := s.fl.logged(key); ok {
+		if v == nil {
+			return nil, ErrNotFound
+		}
+		return append([]byte{}, v...), nil
 	}
 	var v []byte
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -344,45 +446,62 @@ func (s *File) DeleteKey(_ context.Context, key string) error {
 	return s.fl.wait(s.fl.putKV(key, nil))
 }
 
-// Close writes what is queued and closes the file. Later calls fail with ErrClosed.
+// Close writes what is queued, checkpoints the log into bbolt and closes the files. Later calls
+// fail with ErrClosed.
 func (s *File) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
-	s.fl.close()
-	return s.db.Close()
+	s.fl.close(true)
+	return errors.Join(s.fl.failure(), s.fl.log.close(), s.db.Close())
 }
 
-// flusher is the group-commit writer of a File.
+// flusher is the group-commit writer of a File and its checkpointer.
 type flusher struct {
-	db     *bolt.DB
+	db   *bolt.DB
+	log  *wal
+	opts fileOptions
+
 	mu     sync.Mutex
 	cond   *sync.Cond
 	cur    *batch // the batch being filled
 	stop   bool
 	failed error
 	exited chan struct{}
-	writes atomic.Int64 // transactions written, for tests and benchmarks
+	writes atomic.Int64 // log records written, for tests and benchmarks
+
+	// logMu is held by the writer for a whole commit and by a checkpoint to switch segments.
+	logMu sync.Mutex
+	dirty changes // in the log since the last switch, not yet in bbolt
+
+	// viewMu guards the KV values that are in the log but maybe not in bbolt: dirty.kv and
+	// ckptKV, the part a running checkpoint is applying.
+	viewMu sync.Mutex
+	ckptKV map[string][]byte
+
+	kick        chan struct{} // asks for a checkpoint now
+	quit        chan bool     // stops the checkpointer; true: after a last checkpoint
+	ckptExited  chan struct{}
+	checkpoints atomic.Int64 // checkpoints applied, for tests
 }
 
-// batch is the set of changes written by one bbolt transaction.
+// batch is the set of changes written by one log record.
 type batch struct {
-	balances map[string]int64
-	kv       map[string][]byte // nil value: delete
-	done     chan struct{}
-	err      error
+	changes
+	done chan struct{}
+	err  error
 }
 
-func newBatch() *batch {
-	return &batch{balances: make(map[string]int64), kv: make(map[string][]byte), done: make(chan struct{})}
-}
+func newBatch() *batch { return &batch{changes: newChanges(), done: make(chan struct{})} }
 
-func (b *batch) empty() bool { return len(b.balances) == 0 && len(b.kv) == 0 }
-
-func newFlusher(db *bolt.DB) *flusher {
-	f := &flusher{db: db, cur: newBatch(), exited: make(chan struct{})}
+func newFlusher(db *bolt.DB, log *wal, opts fileOptions) *flusher {
+	f := &flusher{
+		db: db, log: log, opts: opts, cur: newBatch(), exited: make(chan struct{}), dirty: newChanges(),
+		kick: make(chan struct{}, 1), quit: make(chan bool, 1), ckptExited: make(chan struct{}),
+	}
 	f.cond = sync.NewCond(&f.mu)
 	go f.run()
+	go f.checkpointer()
 	return f
 }
 
@@ -428,6 +547,15 @@ func (f *flusher) failure() error {
 	return f.failed
 }
 
+// fail stops the store after a failed log write or checkpoint.
+func (f *flusher) fail(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failed == nil {
+		f.failed = fmt.Errorf("store: stopped after a failed write; memory may be ahead of the disk, restart once the cause is fixed: %w", err)
+	}
+}
+
 func (f *flusher) run() {
 	defer close(f.exited)
 	for {
@@ -442,47 +570,130 @@ func (f *flusher) run() {
 		}
 		f.cur = newBatch()
 		f.mu.Unlock()
-		b.err = f.write(b)
+		b.err = f.commit(b)
 		f.writes.Add(1)
 		if b.err != nil {
-			f.mu.Lock()
-			if f.failed == nil {
-				f.failed = fmt.Errorf("store: stopped after a failed write; memory may be ahead of the disk, restart once the cause is fixed: %w", b.err)
-			}
-			f.mu.Unlock()
+			f.fail(b.err)
 		}
 		close(b.done)
 	}
 }
 
-func (f *flusher) write(b *batch) error {
-	return f.db.Update(func(tx *bolt.Tx) error {
-		bal, kv := tx.Bucket(bucketBalances), tx.Bucket(bucketKV)
-		for k, v := range b.balances {
-			if err := bal.Put([]byte(k), binary.BigEndian.AppendUint64(nil, uint64(v))); err != nil {
-				return err
-			}
-		}
+// commit appends b to the log and adds it to what the next checkpoint applies.
+func (f *flusher) commit(b *batch) error {
+	if err := f.failure(); err != nil {
+		return err // the log may be missing a record: nothing after it may be acknowledged
+	}
+	f.logMu.Lock()
+	defer f.logMu.Unlock()
+	if err := f.log.append(b.changes); err != nil {
+		return err
+	}
+	for k, v := range b.balances {
+		f.dirty.balances[k] = v
+	}
+	if len(b.kv) > 0 {
+		f.viewMu.Lock()
 		for k, v := range b.kv {
-			var err error
-			if v == nil {
-				err = kv.Delete([]byte(k))
-			} else {
-				err = kv.Put([]byte(k), v)
-			}
-			if err != nil {
-				return err
-			}
+			f.dirty.kv[k] = v
 		}
-		return nil
-	})
+		f.viewMu.Unlock()
+	}
+	if f.log.used() >= f.opts.maxLog {
+		select {
+		case f.kick <- struct{}{}:
+		default: // already asked
+		}
+	}
+	return nil
 }
 
-// close lets the writer finish what is queued, then stops it.
-func (f *flusher) close() {
+// logged returns a KV value (nil: deleted) that is in the log but maybe not in bbolt.
+func (f *flusher) logged(key string) ([]byte, bool) {
+	f.viewMu.Lock()
+	defer f.viewMu.Unlock()
+	if v, ok := f.dirty.kv[key]; ok {
+		return v, true
+	}
+	v, ok := f.ckptKV[key]
+	return v, ok
+}
+
+// checkpointer runs the checkpoints, one at a time, so that a segment is reused only after
+// the checkpoint of its records ended.
+func (f *flusher) checkpointer() {
+	defer close(f.ckptExited)
+	t := time.NewTicker(f.opts.every)
+	defer t.Stop()
+	for {
+		select {
+		case last := <-f.quit:
+			if last {
+				f.checkpoint()
+			}
+			return
+		case <-t.C:
+		case <-f.kick:
+		}
+		f.checkpoint()
+	}
+}
+
+// checkpoint applies what the log holds to bbolt. A failure stops the store: the log would
+// otherwise grow without bound.
+func (f *flusher) checkpoint() {
+	if f.failure() != nil {
+		return // the log keeps what bbolt lacks; a restart replays it
+	}
+	c, seq, ok := f.beginCheckpoint()
+	if !ok {
+		return
+	}
+	if err := f.applyCheckpoint(c, seq); err != nil {
+		f.fail(fmt.Errorf("checkpoint: %w", err))
+		return
+	}
+	f.endCheckpoint()
+}
+
+// beginCheckpoint switches the log to its other segment and takes what the left one holds
+// (with the previous segments' records, already in bbolt, nothing more). ok is false, and
+// nothing happens, when there is nothing to take.
+func (f *flusher) beginCheckpoint() (c changes, seq uint64, ok bool) {
+	f.logMu.Lock()
+	defer f.logMu.Unlock()
+	c = f.dirty
+	if c.empty() {
+		return c, 0, false
+	}
+	seq = f.log.rotate()
+	f.viewMu.Lock()
+	f.dirty, f.ckptKV = newChanges(), c.kv
+	f.viewMu.Unlock()
+	return c, seq, true
+}
+
+// applyCheckpoint writes c to bbolt with the last log sequence it covers, in one transaction.
+func (f *flusher) applyCheckpoint(c changes, seq uint64) error {
+	return f.db.Update(func(tx *bolt.Tx) error { return applyChanges(tx, c, seq) })
+}
+
+// endCheckpoint: bbolt now serves the checkpointed KV values.
+func (f *flusher) endCheckpoint() {
+	f.viewMu.Lock()
+	f.ckptKV = nil
+	f.viewMu.Unlock()
+	f.checkpoints.Add(1)
+}
+
+// close lets the writer finish what is queued, then stops it and the checkpointer, which
+// checkpoints a last time if last.
+func (f *flusher) close(last bool) {
 	f.mu.Lock()
 	f.stop = true
 	f.cond.Signal()
 	f.mu.Unlock()
 	<-f.exited
+	f.quit <- last
+	<-f.ckptExited
 }

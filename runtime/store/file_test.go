@@ -12,17 +12,17 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// crash ends the store as kill -9 would: what the writer has not written yet is lost, nothing
-// is flushed, and the file lock is released.
+// crash ends the store as kill -9 would: what the writer has not written yet is lost, no
+// checkpoint runs, nothing is flushed, and the file lock is released. What was written to the
+// log stays, as it stays in the page cache of a killed process.
 func (s *File) crash() {
 	s.closed.Store(true)
 	f := s.fl
 	f.mu.Lock()
 	f.cur = newBatch() // dropped: never acknowledged
-	f.stop = true
-	f.cond.Signal()
 	f.mu.Unlock()
-	<-f.exited
+	f.close(false)
+	_ = f.log.close()
 	_ = s.db.Close()
 }
 
@@ -306,7 +306,9 @@ func TestFileStopsAfterFailedWrite(t *testing.T) {
 	ctx := context.Background()
 	s := openFile(t, t.TempDir())
 	mustAdd(ctx, s, "alice", 1)
-	_ = s.db.Close() // the disk goes away under the store
+	s.fl.logMu.Lock()
+	_ = s.fl.log.segs[s.fl.log.active].f.Close() // the disk goes away under the store
+	s.fl.logMu.Unlock()
 	if _, err := s.AddWithin(ctx, "alice", 1, nil, nil); err == nil {
 		t.Fatal("a write to a closed database succeeded")
 	}
@@ -320,5 +322,7 @@ func TestFileStopsAfterFailedWrite(t *testing.T) {
 		}
 	}
 	s.closed.Store(true)
-	s.fl.close()
+	s.fl.close(true)
+	_ = s.fl.log.close()
+	_ = s.db.Close()
 }

@@ -19,11 +19,11 @@
 // balance.
 //
 // Three implementations: Memory (lost on restart, as the JS connector's memdown), File (the
-// embedded persistent store: bbolt, group-committed) and Redis (shared by replicas, one Lua
-// script per operation). The persistent ones implement PacketScoper, whose doc (scope.go) is
-// the durability and recovery contract: a packet's balance changes become durable together
-// before the packet is answered; after a crash, packets in flight count nowhere and
-// reservations start at zero (Redis: this instance's), since no packet reserved by the dead
+// embedded persistent store: a group-committed write-ahead log, checkpointed into bbolt) and Redis
+// (shared by replicas, one Lua script per operation). The persistent ones implement PacketScoper,
+// whose doc (scope.go) is the durability and recovery contract: a packet's balance changes become
+// durable together before the packet is answered; after a crash, packets in flight count nowhere
+// and reservations start at zero (Redis: this instance's), since no packet reserved by the dead
 // process can still be fulfilled through it.
 //
 // Balances are int64. Arithmetic is checked: an operation whose result (or Balance − Pending)

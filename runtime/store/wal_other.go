@@ -1,0 +1,8 @@
+//go:build !linux
+
+package store
+
+import "os"
+
+// fdatasync falls back to fsync where the platform has no fdatasync in package syscall.
+func fdatasync(f *os.File) error { return f.Sync() }
