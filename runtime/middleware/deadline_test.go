@@ -89,25 +89,115 @@ func TestDeadlinesExpireAndFollowTheParent(t *testing.T) {
 	d.release(p)
 }
 
-type valueCtx struct {
+type ctxKey string
+
+// sliceCtx is not comparable: it could not be a map key itself.
+type sliceCtx struct {
 	context.Context
-	tags []string // makes the type unusable as a map key
+	tags []string
 }
 
-func TestDeadlinesNonPointerParent(t *testing.T) {
+func TestDeadlinesShareAcrossPacketValues(t *testing.T) {
 	d := newDeadlines()
-	parent := valueCtx{Context: context.Background(), tags: []string{"x"}}
-	e := d.acquire(parent, time.Hour)
-	if e.e != nil || len(d.cur) != 0 {
-		t.Fatal("a non-pointer parent was used as a map key")
+	link, stop := context.WithCancel(context.Background())
+	defer stop()
+	var leases []lease
+	for i, parent := range []context.Context{
+		context.WithValue(link, ctxKey("packet"), "a"),
+		context.WithValue(link, ctxKey("packet"), "b"),
+		sliceCtx{Context: context.WithValue(link, ctxKey("packet"), "c"), tags: []string{"x"}},
+	} {
+		l := d.acquire(parent, time.Hour)
+		leases = append(leases, l)
+		if l.e == nil || l.e != leases[0].e {
+			t.Fatalf("packet %d of one link and slot did not share the deadline context", i)
+		}
+		if got := l.ctx.Value(ctxKey("packet")); got != parent.Value(ctxKey("packet")) {
+			t.Fatalf("packet %d sees value %v, want its own %v", i, got, parent.Value(ctxKey("packet")))
+		}
 	}
-	if e.ctx.Value("missing") != nil || e.ctx.Err() != nil {
-		t.Fatal("private context is not derived from its parent")
+	if len(d.cur) != 1 {
+		t.Fatalf("one link, one slot: the set holds %d entries", len(d.cur))
 	}
-	d.release(e)
-	if !errors.Is(e.ctx.Err(), context.Canceled) {
-		t.Fatal("private context not cancelled on release")
+	// A context derived from a packet's view follows the shared deadline context.
+	child, cancelChild := context.WithCancel(leases[1].ctx)
+	defer cancelChild()
+	stop()
+	select {
+	case <-child.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a context derived from a packet's view missed the link's cancellation")
 	}
+	for _, l := range leases {
+		if !errors.Is(l.ctx.Err(), context.Canceled) {
+			t.Fatalf("err = %v, want Canceled", l.ctx.Err())
+		}
+		d.release(l)
+	}
+}
+
+func TestDeadlinesPrivate(t *testing.T) {
+	tests := []struct {
+		name   string
+		parent func() (context.Context, context.CancelFunc)
+	}{
+		{"never cancelled but with a deadline", func() (context.Context, context.CancelFunc) {
+			return deadlineOnly{Context: context.Background(), at: time.Now().Add(time.Hour)}, func() {}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := newDeadlines()
+			parent, cancel := tt.parent()
+			defer cancel()
+			e := d.acquire(parent, 2*time.Hour)
+			if e.e != nil || len(d.cur) != 0 {
+				t.Fatal("the parent was shared")
+			}
+			d.release(e)
+			if !errors.Is(e.ctx.Err(), context.Canceled) {
+				t.Fatal("private context not cancelled on release")
+			}
+		})
+	}
+}
+
+// deadlineOnly has a deadline but no Done channel, which no standard context does.
+type deadlineOnly struct {
+	context.Context
+	at time.Time
+}
+
+func (c deadlineOnly) Deadline() (time.Time, bool) { return c.at, true }
+
+func TestDeadlinesFullOfBusyKeys(t *testing.T) {
+	d := newDeadlines()
+	var held []lease
+	for range deadlineMaxParents {
+		p, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		held = append(held, d.acquire(p, time.Hour))
+	}
+	p, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	extra := d.acquire(p, time.Hour)
+	if extra.e != nil || len(d.cur) != deadlineMaxParents {
+		t.Fatalf("with every key busy the set grew to %d (want %d and a private context)", len(d.cur), deadlineMaxParents)
+	}
+	d.release(extra)
+	for _, l := range held {
+		d.release(l)
+	}
+	if d.idle != deadlineMaxParents {
+		t.Fatalf("idle = %d after every packet ended, want %d", d.idle, deadlineMaxParents)
+	}
+	q, cancelQ := context.WithCancel(context.Background())
+	defer cancelQ()
+	l := d.acquire(q, time.Hour)
+	if l.e == nil || len(d.cur) != 1 || d.idle != 0 {
+		t.Fatalf("idle keys were not forgotten for a new one: %d entries, idle %d", len(d.cur), d.idle)
+	}
+	d.release(l)
 }
 
 func TestDeadlinesForgetIdleParents(t *testing.T) {
@@ -122,7 +212,7 @@ func TestDeadlinesForgetIdleParents(t *testing.T) {
 			t.Fatalf("after %d parents the set holds %d", i+1, len(d.cur))
 		}
 	}
-	if d.cur[busy] != held.e || held.ctx.Err() != nil {
+	if d.cur[busy.Done()] != held.e || held.ctx.Err() != nil {
 		t.Fatal("an entry in use was forgotten")
 	}
 	d.release(held)
