@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"log/slog"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/ilpfleet/ilpfleet/runtime/btp"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+	"github.com/ilpfleet/ilpfleet/runtime/store"
 )
 
 // benchBTPConfig is hack/bench/run.sh's single-connector setup: two ilp-plugin-btp child
@@ -57,10 +60,24 @@ func benchClient(b *testing.B, port int, secret string, h ilp.Handler) *btp.Clie
 
 // BenchmarkForwardBTP is the load generator's path through one connector, in process: a BTP
 // client sends distinct Prepares to the sender account from 100 goroutines, the connector
-// forwards them over BTP to a client on the receiver account that fulfills.
+// forwards them over BTP to a client on the receiver account that fulfills. It runs on the
+// memory store and on the embedded file store (in a temporary directory), to show what
+// durability costs on the packet path.
 func BenchmarkForwardBTP(b *testing.B) {
+	b.Run("store=memory", func(b *testing.B) { forwardBTP(b, store.NewMemory()) })
+	b.Run("store=file", func(b *testing.B) {
+		st, err := store.OpenFile(b.TempDir())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = st.Close() })
+		forwardBTP(b, st)
+	})
+}
+
+func forwardBTP(b *testing.B, st store.Store) {
 	doc := strings.NewReplacer("%PS%", itoa(freePort(b)), "%PR%", itoa(freePort(b))).Replace(benchBTPConfig)
-	c, err := New(mustConfig(b, doc), Options{})
+	c, err := New(mustConfig(b, doc), Options{Store: st})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -82,7 +99,7 @@ func BenchmarkForwardBTP(b *testing.B) {
 	for !(c.Connected("sender") && c.Connected("receiver")) && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	const workers = 100
+	workers := benchWorkers()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	b.ReportAllocs()
@@ -124,4 +141,12 @@ func benchPort(doc, secret string) int {
 		n = n*10 + int(ch-'0')
 	}
 	return n
+}
+
+// benchWorkers is the number of packets in flight: 100, or ILPFLEET_BENCH_WORKERS.
+func benchWorkers() int {
+	if n, err := strconv.Atoi(os.Getenv("ILPFLEET_BENCH_WORKERS")); err == nil && n > 0 {
+		return n
+	}
+	return 100
 }

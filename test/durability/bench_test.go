@@ -25,14 +25,14 @@ func TestStoreThroughput(t *testing.T) {
 	}
 	n := envInt("ILPFLEET_STORE_BENCH_N", 20000)
 	rounds := envInt("ILPFLEET_STORE_BENCH_ROUNDS", 2)
-	concs := strings.Fields(envStr("ILPFLEET_STORE_BENCH_CONCURRENCY", "10 100"))
+	concs := strings.Fields(envStr("ILPFLEET_STORE_BENCH_CONCURRENCY", "10 100 1000"))
 	srv := redistest.Start(t)
 	stores := []struct {
 		name string
 		env  func(round int) map[string]string
 	}{
 		{"memory", func(int) map[string]string { return map[string]string{"CONNECTOR_STORE": "memory"} }},
-		{"file (bbolt)", func(int) map[string]string {
+		{"file", func(int) map[string]string {
 			return map[string]string{"CONNECTOR_STORE": "file", "CONNECTOR_STORE_PATH": t.TempDir()}
 		}},
 		{"redis", func(round int) map[string]string {
