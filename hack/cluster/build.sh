@@ -3,7 +3,8 @@
 #   - kube-apiserver and etcd through hack/envtest-assets.sh (bin/k8s/<version>-<os>-<arch>/);
 #   - kube-controller-manager, kube-scheduler, kubelet, kube-proxy and kubectl built from the
 #     published k8s.io/kubernetes module through the wrapper module in hack/cluster/tools/kubernetes,
-#     and crictl through hack/cluster/tools/crictl, into bin/cluster/<version>-<os>-<arch>/;
+#     crictl through hack/cluster/tools/crictl, and the cluster DNS (CoreDNS with the plugins the
+#     node uses) through hack/cluster/tools/coredns, into bin/cluster/<version>-<os>-<arch>/;
 #   - containerd, runc, the CNI plugins, iptables, conntrack and openssl from Debian (apt-get).
 # Nothing is downloaded as a binary except Debian packages. Each step is skipped when its output
 # is already there. See shared/reference/local-cluster.md.
@@ -53,6 +54,12 @@ if [[ ! -x "$out/crictl" ]]; then
 		CGO_ENABLED=0 go build -trimpath -ldflags "-X sigs.k8s.io/cri-tools/pkg/version.Version=v$CRICTL_VERSION" \
 			-o "$out/crictl.tmp" sigs.k8s.io/cri-tools/cmd/crictl)
 	mv "$out/crictl.tmp" "$out/crictl"
+fi
+
+if [[ ! -x "$out/coredns" ]]; then
+	log "building coredns (pinned in hack/cluster/tools/coredns/go.mod; first run only, ~2 min cold)"
+	(cd "$root/hack/cluster/tools/coredns" && CGO_ENABLED=0 go build -trimpath -o "$out/coredns.tmp" .)
+	mv "$out/coredns.tmp" "$out/coredns"
 fi
 
 echo "$out"

@@ -3,7 +3,8 @@
 # sandboxes and their network namespaces, mounts, bridges, iptables chains and rules, empty
 # kubepods cgroups, the sysctls it changed (restored) and its state. Safe to run twice.
 # Order (shared/reference/local-cluster.md): kubelet, sandboxes (CNI DEL), containerd, leftover
-# shims, mounts, kube-proxy --cleanup, bridges, cgroups; the control plane stops with containerd.
+# shims, mounts, kube-proxy --cleanup, bridges, cgroups; the control plane and CoreDNS stop with
+# containerd. The local PersistentVolumes are directories under $CLUSTER_STATE, removed with it.
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -39,7 +40,7 @@ if [[ -S "$CONTAINERD_SOCK" ]]; then
 	crictl --runtime-endpoint "unix://$CONTAINERD_SOCK" --timeout 20s rmp -af >/dev/null 2>&1 || log "crictl rmp failed"
 fi
 # The rest stops together: each takes 1-3 s to exit on SIGTERM, and nothing needs them now.
-stop containerd kube-proxy kube-scheduler kube-controller-manager kube-apiserver etcd
+stop containerd kube-proxy coredns kube-scheduler kube-controller-manager kube-apiserver etcd
 # Shims outlive containerd; end only those bound to this cluster's socket or state dir.
 for pid in $(pgrep -f containerd-shim-runc-v2 || true); do
 	if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -e "$CONTAINERD_SOCK" -e "$CLUSTER_RUN"; then
@@ -53,9 +54,11 @@ for dir in "$CLUSTER_RUN" "$CLUSTER_STATE"; do
 done
 [[ -x "$CLUSTER_BIN/kube-proxy" ]] && kube-proxy --cleanup >/dev/null 2>&1
 
-# iptables: our guard chain, and the KUBE-* chains kubelet creates that kube-proxy --cleanup keeps.
+# iptables: our guard chains, and the KUBE-* chains kubelet creates that kube-proxy --cleanup keeps.
 iptables -D FORWARD -j "$FW_CHAIN" 2>/dev/null
 iptables -F "$FW_CHAIN" 2>/dev/null && iptables -X "$FW_CHAIN" 2>/dev/null
+iptables -D OUTPUT -j "$SVC_CHAIN" 2>/dev/null
+iptables -F "$SVC_CHAIN" 2>/dev/null && iptables -X "$SVC_CHAIN" 2>/dev/null
 for ipt in iptables ip6tables; do
 	for table in filter nat mangle; do
 		chains="$($ipt -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^(KUBE-|CNI-)/ {print $2}')"

@@ -19,6 +19,13 @@
 : "${PAUSE_IMAGE:=localhost/pause:ilpfleet}"
 : "${SNAPSHOTTER:=overlayfs}"                       # native where overlayfs is missing
 : "${FW_CHAIN:=ILPFLEET-PODS}"                        # our FORWARD guard chain
+: "${SVC_CHAIN:=ILPFLEET-SERVICES}"                   # our OUTPUT guard chain (Service IPs)
+: "${CLUSTER_DOMAIN:=cluster.local}"
+: "${CLUSTER_DNS_IP:=$NODE_IP}"                       # CoreDNS serves on the node address, port 53
+: "${DNS_READY_PORT:=18181}"                          # CoreDNS's ready endpoint, on 127.0.0.1
+: "${LOCAL_PVS:=16}"                                  # static local PersistentVolumes up.sh creates
+: "${LOCAL_PV_SIZE:=5Gi}"
+: "${STORAGE_CLASS:=ilpfleet-local}"                  # the default StorageClass (no provisioner)
 CONTAINERD_SOCK="$CLUSTER_RUN/containerd.sock"
 KUBECONFIG_ADMIN="$CLUSTER_STATE/admin.kubeconfig"
 # Sysctls the node changes (kubelet, kube-proxy, and ours); up.sh saves them, down.sh restores.
@@ -27,3 +34,26 @@ SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory net.ipv4.ip_forw
 	net.ipv4.conf.all.route_localnet net.netfilter.nf_conntrack_max
 	net.netfilter.nf_conntrack_tcp_timeout_established net.netfilter.nf_conntrack_tcp_timeout_close_wait)
 PATH="$CLUSTER_BIN:$PATH"
+
+# refuse_if_busy NAME exits with a message when a local cluster is up, or when another script of
+# the node is still building or starting it (before its pid files exist): two builds race on the
+# same files, and two nodes cannot share the machine. The caller's own command substitutions are
+# children of its shell and look like it; they are left out. Used by e2e.sh and demo.sh, which
+# start from a fresh node and tear it down afterwards.
+refuse_if_busy() {
+	local name="$1" pid ppid others=()
+	if [[ -f "$CLUSTER_RUN/pids/kube-apiserver.pid" ]] && kill -0 "$(cat "$CLUSTER_RUN/pids/kube-apiserver.pid")" 2>/dev/null; then
+		echo "$name: a local cluster is already running (make cluster-up, make e2e, make demo?): stop it with" >&2
+		echo "$name: make cluster-down first; $name starts from a fresh node and tears it down afterwards" >&2
+		exit 1
+	fi
+	for pid in $(pgrep -f '^(/[^ ]*/)?bash [^ ]*hack/cluster/(e2e|up|build|demo)\.sh' || true); do
+		ppid="$(ps -o ppid= -p "$pid" 2>/dev/null | tr -d ' ' || true)"
+		[[ $pid == "$$" || -z $ppid || $ppid == "$$" ]] || others+=("$pid")
+	done
+	if ((${#others[@]})); then
+		echo "$name: another hack/cluster script is running (pids ${others[*]}: make e2e, make cluster-up or" >&2
+		echo "$name: make demo?); wait for it to end: only one local cluster can run on this machine" >&2
+		exit 1
+	fi
+}

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Starts a real single-node Kubernetes cluster on this machine and waits until the node is Ready:
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd (its own root, state
-# and socket, not the Debian service), kubelet, kube-proxy, bridge CNI. Binaries come from
-# hack/cluster/build.sh; images from hack/cluster/image.sh. Prints the admin kubeconfig path.
+# and socket, not the Debian service), kubelet, kube-proxy, bridge CNI, cluster DNS (CoreDNS with
+# its kubernetes plugin: a host process on the node address, the nameserver kubelet gives pods)
+# and storage (a default StorageClass with static local PersistentVolumes under
+# $CLUSTER_STATE/volumes). Binaries come from hack/cluster/build.sh; images from
+# hack/cluster/image.sh. Prints the admin kubeconfig path.
 # Everything stays on the machine: the node address is a /32 on a port-less bridge, pods may not
 # leave their bridge, control-plane side ports bind 127.0.0.1. Stop with hack/cluster/down.sh.
 # Settings and why: shared/reference/local-cluster.md ("Settings that matter").
@@ -45,7 +48,7 @@ write_if_changed() {
 }
 
 [[ $EUID -eq 0 ]] || die "must run as root"
-for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl crictl; do
+for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl crictl coredns; do
 	[[ -x "$CLUSTER_BIN/$b" ]] || die "$CLUSTER_BIN/$b missing: run hack/cluster/build.sh"
 done
 mkdir -p "$pki" "$cfg" "$logs" "$pids" "$CLUSTER_STATE/cni/net.d" "$CLUSTER_STATE/kubelet"
@@ -71,6 +74,14 @@ host_network() {
 		iptables -A "$FW_CHAIN" -s "$POD_CIDR" ! -o "$POD_BRIDGE" -j DROP -m comment --comment "ilpfleet: pods stay on their bridge"
 		iptables -A "$FW_CHAIN" -d "$POD_CIDR" ! -i "$POD_BRIDGE" -j DROP -m comment --comment "ilpfleet: pods stay on their bridge"
 		iptables -I FORWARD 1 -j "$FW_CHAIN"
+	fi
+	# The host reaches Services through kube-proxy's DNAT (nat OUTPUT runs before filter OUTPUT).
+	# A Service IP and port that kube-proxy has no rule for (yet) would otherwise follow the
+	# default route off the machine, where something may even answer: refuse it here.
+	if ! iptables -nL "$SVC_CHAIN" >/dev/null 2>&1; then
+		iptables -N "$SVC_CHAIN"
+		iptables -A "$SVC_CHAIN" -d "$SERVICE_CIDR" -j REJECT -m comment --comment "ilpfleet: Service IPs stay on the machine"
+		iptables -I OUTPUT 1 -j "$SVC_CHAIN"
 	fi
 }
 
@@ -119,10 +130,11 @@ make_pki() {
 	cert controller-manager system:kube-controller-manager "" "" clientAuth
 	cert scheduler system:kube-scheduler "" "" clientAuth
 	cert kube-proxy system:kube-proxy "" "" clientAuth
+	cert coredns system:coredns "" "" clientAuth
 	cert kubelet "system:node:$NODE_NAME" system:nodes "" clientAuth
 	cert kubelet-serving "system:node:$NODE_NAME" system:nodes "IP:$NODE_IP,DNS:$NODE_NAME" serverAuth
 	local c
-	for c in admin controller-manager scheduler kube-proxy kubelet; do kubeconfig "$c" "$c"; done
+	for c in admin controller-manager scheduler kube-proxy kubelet coredns; do kubeconfig "$c" "$c"; done
 	cp "$cfg/admin.kubeconfig" "$KUBECONFIG_ADMIN"
 }
 
@@ -152,6 +164,88 @@ control_plane() {
 	start kube-scheduler kube-scheduler --kubeconfig "$cfg/scheduler.kubeconfig" \
 		--authentication-kubeconfig "$cfg/scheduler.kubeconfig" --authorization-kubeconfig "$cfg/scheduler.kubeconfig" \
 		--bind-address 127.0.0.1 --leader-elect=false
+}
+
+# --- cluster DNS: CoreDNS with the kubernetes plugin, on the node address -----------------------
+# A host process like the control plane, not a pod: it serves before any pod runs and binds only
+# $CLUSTER_DNS_IP:53, which pods reach through the node's INPUT path (nothing leaves the machine).
+# It answers only for the cluster's zones: with no forwarder, other names fail fast (REFUSED)
+# rather than leave the machine. It reads Services, EndpointSlices, Pods and Namespaces as the
+# user system:coredns (a client certificate) through the read-only ClusterRole below.
+dns() {
+	kubectl --kubeconfig "$KUBECONFIG_ADMIN" apply --server-side --force-conflicts -f - >/dev/null <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "ilpfleet:coredns"}
+rules:
+- {apiGroups: [""], resources: [endpoints, services, pods, namespaces], verbs: [list, watch]}
+- {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "ilpfleet:coredns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "ilpfleet:coredns"}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:coredns"}
+EOF
+	write_if_changed "$cfg/Corefile" <<EOF
+$CLUSTER_DOMAIN:53 in-addr.arpa:53 ip6.arpa:53 {
+    bind $CLUSTER_DNS_IP
+    errors
+    log
+    ready 127.0.0.1:$DNS_READY_PORT
+    kubernetes $CLUSTER_DOMAIN in-addr.arpa ip6.arpa {
+        kubeconfig $cfg/coredns.kubeconfig ilpfleet-local
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 5
+    }
+}
+EOF
+	start coredns coredns -conf "$cfg/Corefile"
+	# ready answers 200 once the kubernetes plugin has synced with the API server.
+	wait_for "coredns ready" 30 curl -fsS "http://127.0.0.1:$DNS_READY_PORT/ready"
+}
+
+# --- storage: a default StorageClass and static local PersistentVolumes ---------------------------
+# No provisioner runs on the node: a claim of the default class (the file store of a Connector,
+# from its StatefulSet's volume claim template) binds to one of $LOCAL_PVS prepared volumes,
+# directories under $CLUSTER_STATE/volumes; kubelet applies the pod's fsGroup to local volumes.
+# Retain: a released volume is not reused during the node's life; down.sh removes the directories.
+storage() {
+	local i
+	{
+		cat <<EOF
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: $STORAGE_CLASS
+  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: WaitForFirstConsumer
+reclaimPolicy: Retain
+EOF
+		for ((i = 0; i < LOCAL_PVS; i++)); do
+			mkdir -p "$CLUSTER_STATE/volumes/pv-$i"
+			cat <<EOF
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: $STORAGE_CLASS-$i}
+spec:
+  capacity: {storage: $LOCAL_PV_SIZE}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: $STORAGE_CLASS
+  volumeMode: Filesystem
+  local: {path: "$CLUSTER_STATE/volumes/pv-$i"}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: ["$NODE_NAME"]}]
+EOF
+		done
+	} | kubectl --kubeconfig "$KUBECONFIG_ADMIN" apply --server-side --force-conflicts -f - >/dev/null
 }
 
 # --- node: containerd, kubelet, kube-proxy -------------------------------------------------------
@@ -205,7 +299,8 @@ authentication:
 authorization: {mode: Webhook}
 tlsCertFile: "$pki/kubelet-serving.crt"
 tlsPrivateKeyFile: "$pki/kubelet-serving.key"
-clusterDomain: cluster.local
+clusterDomain: $CLUSTER_DOMAIN
+clusterDNS: ["$CLUSTER_DNS_IP"]  # CoreDNS, started by dns() below
 # Images are imported, never pulled: never garbage-collect them.
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
@@ -240,7 +335,9 @@ host_network
 make_pki
 runtime_config
 control_plane
+dns
 node
+storage
 # kubelet and kube-proxy insert their FORWARD jumps at the top: put the pod guard back in front.
 iptables -D FORWARD -j "$FW_CHAIN" && iptables -I FORWARD 1 -j "$FW_CHAIN"
 log "node $NODE_NAME Ready; export KUBECONFIG=$KUBECONFIG_ADMIN"
