@@ -63,10 +63,13 @@ test-deps: envtest-assets ## Provision what the tests run against: control plane
 	hack/redis-server.sh >/dev/null
 	hack/npm-deps.sh >/dev/null
 
+# As root, test ends with the end-to-end test on a real node (hack/cluster/e2e.sh, what make e2e
+# runs). Called directly, not through $(MAKE): make -n runs recipe lines that name $(MAKE).
 .PHONY: test
 test: test-deps lint verify-generated ## Everything CI runs: lint, generated-file drift, all tests with -race, short fuzzing.
 	go test $(GO_TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory fuzz
+	if [ "$$(id -u)" = 0 ]; then hack/cluster/e2e.sh; fi
 
 FUZZ_TIME ?= 5s
 FUZZ_TARGETS := ./runtime/ilp:FuzzParsePrepare ./runtime/ilp:FuzzParseResponse ./runtime/ilp:FuzzAddress ./runtime/btp:FuzzParseFrame
@@ -82,7 +85,11 @@ fuzz: ## Run each fuzz target for FUZZ_TIME (default 5s) on top of its seed corp
 ##@ Run
 
 .PHONY: demo
-demo: envtest-assets build ## Local control plane + operator + sample fleet; stops everything on exit.
+demo: build ## Operator + sample fleet, a payment, an Account changed live. Root: on a fresh real local node (hack/cluster/demo.sh); others: a local control plane. Cleans up on exit.
+	@if [ "$$(id -u)" = 0 ]; then exec hack/cluster/demo.sh; fi; \
+	echo "make demo: local control plane, connectors as local processes (as root, make demo runs on a real single-node cluster)"; \
+	hack/envtest-assets.sh >/dev/null; \
+	echo "go run ./hack/demo --binary $(LOCALBIN)/ilpfleet --assets $(KUBEBUILDER_ASSETS)"; \
 	go run ./hack/demo --binary $(LOCALBIN)/ilpfleet --assets $(KUBEBUILDER_ASSETS)
 
 .PHONY: bench
@@ -108,6 +115,11 @@ deploy: ## Build and import the local image, then install the operator (hack/clu
 	hack/cluster/image.sh >/dev/null
 	$(CLUSTER_BIN)/kubectl apply --server-side --force-conflicts -k hack/cluster/overlay
 
+.PHONY: e2e
+e2e: ## As root: fresh local node, operator, test/e2e (a fleet paid through, hot reloads, a killed pod); always tears the node down.
+	@if [ "$$(id -u)" != 0 ]; then echo "make e2e: needs root (it runs a real single-node cluster on this machine); run it as root" >&2; exit 1; fi
+	hack/cluster/e2e.sh
+
 .PHONY: help
 help: ## Show this help.
-	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-18s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z0-9_-]+:.*?##/ { printf "  %-18s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)

@@ -4,6 +4,9 @@
 // --source=kubernetes` process per sample Connector in place of its pods (there is no kubelet),
 // adds a sender and a receiver Account live, pays between them with `ilpfleet loadgen`, shows
 // the balances the runtimes report, and stops everything it started on exit or Ctrl-C.
+//
+// With --cluster it runs against a real cluster instead (hack/cluster/demo.sh, `make demo` as
+// root): see cluster.go.
 package main
 
 import (
@@ -18,6 +21,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -36,14 +40,31 @@ func main() {
 	binary := flag.String("binary", "bin/ilpfleet", "the ilpfleet binary: the manager, the connector runtimes and the load generator")
 	assets := flag.String("assets", os.Getenv("KUBEBUILDER_ASSETS"), "folder with kube-apiserver and etcd")
 	hold := flag.Bool("hold", false, "keep the fleet running until Ctrl-C")
+	cluster := flag.Bool("cluster", false, "run on the real cluster of --kubeconfig, where the operator is deployed, instead of a local control plane")
+	flag.StringVar(&kubectl, "kubectl", kubectl, "the kubectl the demo shows the fleet with")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *binary, *assets, *hold); err != nil && !errors.Is(err, context.Canceled) {
+	var err error
+	if *cluster {
+		err = runCluster(ctx, *binary, clusterKubeconfig())
+	} else {
+		err = run(ctx, *binary, *assets, *hold)
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
+}
+
+// clusterKubeconfig is the kubeconfig of --cluster: --kubeconfig (a flag controller-runtime
+// registers, so the demo reads it rather than defining its own), else $KUBECONFIG.
+func clusterKubeconfig() string {
+	if f := flag.Lookup("kubeconfig"); f != nil && f.Value.String() != "" {
+		return f.Value.String()
+	}
+	return os.Getenv("KUBECONFIG")
 }
 
 func run(ctx context.Context, binary, assets string, hold bool) error {
@@ -126,15 +147,15 @@ func writeKubeconfig(env *envtest.Environment) (string, error) {
 	return path, os.WriteFile(path, data, 0o600)
 }
 
-// applyDir server-side applies every object of every YAML file in dir (kustomization.yaml
-// aside), after edit (nil: none) has adapted it.
-func applyDir(ctx context.Context, c client.Client, dir string, edit func(*unstructured.Unstructured)) error {
+// applyDir server-side applies every object of every YAML file in dir (kustomization.yaml and
+// the files named in skip aside), after edit (nil: none) has adapted it.
+func applyDir(ctx context.Context, c client.Client, dir string, edit func(*unstructured.Unstructured), skip ...string) error {
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil {
 		return err
 	}
 	for _, f := range files {
-		if filepath.Base(f) == "kustomization.yaml" {
+		if base := filepath.Base(f); base == "kustomization.yaml" || slices.Contains(skip, base) {
 			continue
 		}
 		data, err := os.ReadFile(f)
@@ -214,13 +235,16 @@ func unreported(ctx context.Context, c client.Client) (string, error) {
 	return "", nil
 }
 
+// kubectl is the kubectl show runs (--kubectl; the cluster demo passes the node's own).
+var kubectl = "kubectl"
+
 // show prints the fleet with kubectl when it is installed.
 func show(ctx context.Context, kubeconfig string) {
-	if _, err := exec.LookPath("kubectl"); err != nil {
+	if _, err := exec.LookPath(kubectl); err != nil {
 		fmt.Println("    (kubectl is not installed; KUBECONFIG=" + kubeconfig + " would show the fleet)")
 		return
 	}
-	cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", kubeconfig, "get", "ilp", "-o", "wide")
+	cmd := exec.CommandContext(ctx, kubectl, "--kubeconfig", kubeconfig, "get", "ilp", "-o", "wide")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	_ = cmd.Run()
 }

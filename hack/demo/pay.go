@@ -69,8 +69,28 @@ spec:
 // alice to bob is known, sends the payment with `ilpfleet loadgen` and shows the balances the
 // runtimes report.
 func pay(ctx context.Context, c client.Client, binary, kubeconfig string, p *ports, runtimes []*process) error {
+	if err := addPaymentAccounts(ctx, c, p.sender, p.receiver, runtimes); err != nil {
+		return err
+	}
+	for i, name := range connectors {
+		cond, err := waitConfigApplied(ctx, c, name, runtimes[i])
+		if err != nil {
+			return err
+		}
+		fmt.Printf("    Connector %s: %s\n", name, cond.Message)
+	}
+	lg := loadgen{binary: binary, sender: fmt.Sprintf("btp+ws://demo:sender-secret@127.0.0.1:%d", p.sender),
+		receiver: fmt.Sprintf("btp+ws://demo:receiver-secret@127.0.0.1:%d", p.receiver), wait: 30 * time.Second}
+	_, _, err := payThrough(ctx, c, lg, kubeconfig, runtimes)
+	return err
+}
+
+// addPaymentAccounts applies paymentAccounts (the sender listening on senderPort of alice,
+// the receiver on receiverPort of bob) and waits until the runtimes run both: they report
+// status.balance once they do.
+func addPaymentAccounts(ctx context.Context, c client.Client, senderPort, receiverPort int, runtimes []*process) error {
 	step("adding two Accounts live (kubectl apply -f -), one child account on each connector:")
-	doc := strings.NewReplacer("{{sender}}", strconv.Itoa(p.sender), "{{receiver}}", strconv.Itoa(p.receiver)).Replace(paymentAccounts)
+	doc := strings.NewReplacer("{{sender}}", strconv.Itoa(senderPort), "{{receiver}}", strconv.Itoa(receiverPort)).Replace(paymentAccounts)
 	fmt.Print(indent(doc, "    | "))
 	if err := applyYAML(ctx, c, []byte(doc), nil); err != nil {
 		return err
@@ -81,29 +101,26 @@ func pay(ctx context.Context, c client.Client, binary, kubeconfig string, p *por
 			return err
 		}
 	}
-	for i, name := range connectors {
-		cond, err := waitConfigApplied(ctx, c, name, runtimes[i])
-		if err != nil {
-			return err
-		}
-		fmt.Printf("    Connector %s: %s\n", name, cond.Message)
-	}
-	lg := loadgen{binary: binary, sender: fmt.Sprintf("btp+ws://demo:sender-secret@127.0.0.1:%d", p.sender),
-		receiver: fmt.Sprintf("btp+ws://demo:receiver-secret@127.0.0.1:%d", p.receiver)}
+	return nil
+}
+
+// payThrough waits for a route from alice-sender to bob-receiver, sends the payment with lg,
+// waits until the Accounts' status shows it and shows the fleet. It returns the amounts sent
+// and received.
+func payThrough(ctx context.Context, c client.Client, lg loadgen, kubeconfig string, runtimes []*process) (sent, received string, err error) {
 	step("waiting for a route from alice to " + destination + ": alice learns test.bob from bob over\n" +
 		"    CCP (route broadcasts are on by default); probing with zero-amount packets")
 	if err := lg.probe(ctx, runtimes); err != nil {
-		return err
+		return "", "", err
 	}
 	step(fmt.Sprintf("paying: %d packets of %d from alice-sender through alice and bob to bob-receiver", packets, amount))
-	out, err := lg.run(ctx)
+	out, err := lg.run(ctx, packets, amount)
 	if err != nil {
-		return err
+		return "", "", err
 	}
 	step("waiting for the runtimes to report the balances in Account status (at most one write per 2 s)")
-	sent, received, err := waitPaid(ctx, c, out, runtimes)
-	if err != nil {
-		return err
+	if sent, received, err = waitPaid(ctx, c, out, runtimes); err != nil {
+		return "", "", err
 	}
 	step("kubectl get ilp")
 	show(ctx, kubeconfig)
@@ -111,12 +128,16 @@ func pay(ctx context.Context, c client.Client, binary, kubeconfig string, p *por
 		"    connector (alice-sender sent %s, not settled yet); negative, the connector owes the account\n"+
 		"    (bob-receiver got %s, after alice's 0.002 spread). bob-alice stays 0: the sample gives it\n"+
 		"    no balance settings.\n", sent, received)
-	return nil
+	return sent, received, nil
 }
+
+// statusTimeout bounds the waits for what the runtimes report in Account status. The cluster
+// demo raises it: its pods share a busy machine with a whole node.
+var statusTimeout = 20 * time.Second
 
 // waitBalance waits until Account name's status.balance satisfies ok.
 func waitBalance(ctx context.Context, c client.Client, name string, runtimes []*process, ok func(string) bool) error {
-	return poll(ctx, 20*time.Second, "status.balance of Account "+name, runtimes, func() (bool, error) {
+	return poll(ctx, statusTimeout, "status.balance of Account "+name, runtimes, func() (bool, error) {
 		var a ilpv1.Account
 		if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &a); err != nil {
 			return false, err
@@ -148,6 +169,7 @@ func waitPaid(ctx context.Context, c client.Client, loadgenOutput string, runtim
 // loadgen runs `ilpfleet loadgen` between the two payment accounts.
 type loadgen struct {
 	binary, sender, receiver string
+	wait                     time.Duration // how long probe tries
 }
 
 func (l loadgen) args(extra ...string) []string {
@@ -158,7 +180,7 @@ func (l loadgen) args(extra ...string) []string {
 // alice routes test.bob to bob. Zero-amount packets leave every balance as it was.
 func (l loadgen) probe(ctx context.Context, runtimes []*process) error {
 	var last []byte
-	err := poll(ctx, 30*time.Second, "a packet from alice-sender to bob-receiver to be fulfilled", runtimes, func() (bool, error) {
+	err := poll(ctx, l.wait, "a packet from alice-sender to bob-receiver to be fulfilled", runtimes, func() (bool, error) {
 		cmd := exec.CommandContext(ctx, l.binary, l.args("-n", "1", "-c", "1", "-warmup", "0", "-amount", "0", "-timeout", "8s", "-expiry", "5s")...)
 		var err error
 		last, err = cmd.CombinedOutput()
@@ -171,9 +193,9 @@ func (l loadgen) probe(ctx context.Context, runtimes []*process) error {
 	return nil
 }
 
-// run sends the payment and prints loadgen's report.
-func (l loadgen) run(ctx context.Context) (string, error) {
-	args := l.args("-n", strconv.Itoa(packets), "-c", strconv.Itoa(concurrency), "-amount", strconv.Itoa(amount), "-warmup", "0", "-timeout", "30s")
+// run sends n packets of amt and prints loadgen's report.
+func (l loadgen) run(ctx context.Context, n, amt int) (string, error) {
+	args := l.args("-n", strconv.Itoa(n), "-c", strconv.Itoa(concurrency), "-amount", strconv.Itoa(amt), "-warmup", "0", "-timeout", "30s")
 	fmt.Printf("    $ %s %s\n", "ilpfleet", strings.Join(args, " "))
 	cmd := exec.CommandContext(ctx, l.binary, args...)
 	var out bytes.Buffer

@@ -48,7 +48,7 @@ func startRuntimes(ctx context.Context, c client.Client, binary, kubeconfig stri
 	}
 	step("waiting for bob to dial alice (status.connected of the peer Accounts)")
 	for _, name := range []string{"alice-bob", "bob-alice"} {
-		if err := waitConnected(ctx, c, name, ps); err != nil {
+		if err := waitConnected(ctx, c, name, ps, 30*time.Second); err != nil {
 			return ps, err
 		}
 	}
@@ -56,9 +56,9 @@ func startRuntimes(ctx context.Context, c client.Client, binary, kubeconfig stri
 	return ps, nil
 }
 
-// waitConnected waits until the runtime reports Account name connected.
-func waitConnected(ctx context.Context, c client.Client, name string, ps []*process) error {
-	return poll(ctx, 30*time.Second, "status.connected of Account "+name, ps, func() (bool, error) {
+// waitConnected waits, at most limit, until the runtime reports Account name connected.
+func waitConnected(ctx context.Context, c client.Client, name string, ps []*process, limit time.Duration) error {
+	return poll(ctx, limit, "status.connected of Account "+name, ps, func() (bool, error) {
 		var a ilpv1.Account
 		if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &a); err != nil {
 			return false, err
