@@ -72,7 +72,7 @@ test: test-deps lint verify-generated ## Everything CI runs: lint, generated-fil
 	if [ "$$(id -u)" = 0 ]; then hack/cluster/e2e.sh; fi
 
 FUZZ_TIME ?= 5s
-FUZZ_TARGETS := ./runtime/ilp:FuzzParsePrepare ./runtime/ilp:FuzzParseResponse ./runtime/ilp:FuzzAddress ./runtime/btp:FuzzParseFrame
+FUZZ_TARGETS := ./runtime/ilp:FuzzParsePrepare ./runtime/ilp:FuzzParseResponse ./runtime/ilp:FuzzAddress ./runtime/btp:FuzzParseFrame ./runtime/btp/internal/ws:FuzzRead
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZ_TIME (default 5s) on top of its seed corpus.
