@@ -123,13 +123,19 @@ func (l coalescingListener) Accept() (net.Conn, error) {
 	return newCoalescingConn(c), nil
 }
 
+// dialTimeout bounds a TCP connect of a Client. A peer that is up answers within a round trip;
+// a connect that takes longer goes to an address nobody answers any more (in Kubernetes, a pod
+// that is gone while its Service still points at it), and a new attempt, which resolves the name
+// again, beats waiting out the whole response timeout (35 s) on it.
+var dialTimeout = 5 * time.Second
+
 // coalescingHTTPClient dials plain WebSocket connections whose writes coalesce; it is what a
 // Client uses when ClientOptions.HTTPClient is nil. (A caller's own HTTPClient is used as it is.)
 var coalescingHTTPClient = func() *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	dial := t.DialContext
 	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := dial(ctx, network, addr)
+		d := net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second} // KeepAlive as http.DefaultTransport's
+		c, err := d.DialContext(ctx, network, addr)
 		if err != nil {
 			return c, err
 		}
