@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"time"
 
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/store"
@@ -55,7 +56,7 @@ func (b *builder) forwardRaised(ctx context.Context, p *ilp.Prepare, next ilp.Ha
 		}
 		// The source owes us nothing for this packet. Refund without the caller's
 		// cancellation, which would otherwise make a persistent store skip the write.
-		if nb, rerr := b.env.Store.AddWithin(context.WithoutCancel(ctx), b.id, -amt, nil, nil); rerr != nil {
+		if nb, rerr := b.env.Store.AddWithin(detach(ctx), b.id, -amt, nil, nil); rerr != nil {
 			b.storeFailed(opRefund, amt, rerr)
 		} else {
 			b.balanceChanged(nb)
@@ -99,14 +100,14 @@ func (b *builder) forwardReserved(ctx context.Context, p *ilp.Prepare, next ilp.
 	done := false
 	defer func() {
 		if !done {
-			if rerr := st.Release(context.WithoutCancel(ctx), id, amt); rerr != nil {
+			if rerr := st.Release(detach(ctx), id, amt); rerr != nil {
 				b.storeFailed(opRelease, amt, rerr)
 			}
 		}
 	}()
 	f, err = next(ctx, p)
 	done = true
-	dctx := context.WithoutCancel(ctx)
+	dctx := detach(ctx)
 	if err == nil && f != nil {
 		if nb, cerr := st.Commit(dctx, id, amt); cerr != nil {
 			b.storeFailed(opCommit, amt, cerr)
@@ -173,3 +174,15 @@ func copyLimit(v *int64) *int64 {
 	c := *v
 	return &c
 }
+
+// detach is context.WithoutCancel for the store calls that must finish whatever happened to
+// the packet's context. The standard library's is a struct, boxed anew by every Value lookup
+// through it: a persistent store looks its packet scope up that way on every packet.
+func detach(ctx context.Context) context.Context { return &detached{ctx} }
+
+type detached struct{ parent context.Context }
+
+func (*detached) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (*detached) Done() <-chan struct{}       { return nil }
+func (*detached) Err() error                  { return nil }
+func (d *detached) Value(key any) any         { return d.parent.Value(key) }

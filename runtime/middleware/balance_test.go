@@ -271,3 +271,18 @@ func TestPanicDownstreamRestoresBalances(t *testing.T) {
 		t.Fatalf("after panic: src %+v dst %+v", s, d)
 	}
 }
+
+func TestDetachKeepsValuesNotCancellation(t *testing.T) {
+	parent, cancel := context.WithTimeout(context.WithValue(context.Background(), ctxKey("k"), "v"), time.Hour)
+	d := detach(parent)
+	cancel()
+	if d.Err() != nil || d.Done() != nil {
+		t.Fatal("a detached context followed its parent's cancellation")
+	}
+	if _, has := d.Deadline(); has {
+		t.Fatal("a detached context kept its parent's deadline")
+	}
+	if d.Value(ctxKey("k")) != "v" {
+		t.Fatal("a detached context lost its parent's values")
+	}
+}

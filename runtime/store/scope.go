@@ -43,11 +43,23 @@ type PacketScoper interface {
 }
 
 // scope records the committed-balance changes made on behalf of one packet: typically two
-// entries, the source's raise (and refund) and the next hop's commit.
+// entries, the source's raise (and refund) and the next hop's commit. It is also the context
+// that carries it (the packet's context with one more value), so that a packet costs one
+// allocation for both, and the room for two changes is part of it.
 type scope struct {
-	mu     sync.Mutex
-	deltas []scopeDelta
-	ended  bool
+	context.Context // the packet's context
+	mu              sync.Mutex
+	deltas          []scopeDelta
+	room            [2]scopeDelta
+	ended           bool
+}
+
+// Value returns the scope itself for scopeKey, and the packet context's values otherwise.
+func (s *scope) Value(key any) any {
+	if key == (scopeKey{}) {
+		return s
+	}
+	return s.Context.Value(key)
 }
 
 type scopeDelta struct {
@@ -59,7 +71,9 @@ type scopeKey struct{}
 
 // BeginPacket returns ctx with a new packet scope; stores that implement PacketScoper use it.
 func BeginPacket(ctx context.Context) context.Context {
-	return context.WithValue(ctx, scopeKey{}, &scope{deltas: make([]scopeDelta, 0, 2)})
+	s := &scope{Context: ctx}
+	s.deltas = s.room[:0]
+	return s
 }
 
 // scopeFrom returns the packet scope of ctx, or nil.
