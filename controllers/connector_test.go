@@ -458,3 +458,36 @@ func TestForeignObjectNotAdopted(t *testing.T) {
 		})
 	}
 }
+
+func TestConnectorEnvMemoryLimit(t *testing.T) {
+	tests := []struct {
+		name      string
+		resources *corev1.ResourceRequirements
+		want      string // GOMEMLIMIT; "" when it must not be set
+	}{
+		{"no resources", nil, ""},
+		{"requests only", &corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")}}, ""},
+		{"a memory limit: 90 % of it", &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")}}, "241591905"},
+		{"a decimal limit", &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1G")}}, "900000000"},
+		{"a CPU limit only", &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := sampleConnector("ns")
+			c.Spec.Resources = tt.resources
+			env := connectorEnv(c)
+			if env[0].Name != "POD_NAMESPACE" || env[1].Name != "POD_NAME" {
+				t.Fatalf("env = %+v, want POD_NAMESPACE and POD_NAME first", env)
+			}
+			got := ""
+			for _, e := range env {
+				if e.Name == "GOMEMLIMIT" {
+					got = e.Value
+				}
+			}
+			if got != tt.want {
+				t.Fatalf("GOMEMLIMIT = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

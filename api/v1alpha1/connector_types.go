@@ -85,7 +85,8 @@ type ConnectorSpec struct {
 	// +optional
 	Image string `json:"image,omitempty"`
 
-	// Resources of the connector container. Changing them rolls the pods.
+	// Resources of the connector container. Changing them rolls the pods. A memory limit also sets
+	// GOMEMLIMIT in the container to 90 % of it (the Go runtime's soft memory limit).
 	// +optional
 	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
 
