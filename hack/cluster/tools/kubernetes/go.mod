@@ -1,6 +1,7 @@
-// Wrapper module: builds the node and control-plane binaries of the local cluster (hack/cluster)
-// from the published k8s.io/kubernetes module. Like hack/tools/kube-apiserver, it replaces each
-// k8s.io staging module (absent from the module zip) with its published v0.36.3 release.
+// Wrapper module: builds the node and control-plane binaries of the local cluster (hack/cluster),
+// and envtest's kube-apiserver (hack/envtest-assets.sh), from the published k8s.io/kubernetes
+// module. It replaces each k8s.io staging module (absent from the module zip) with its published
+// v0.36.3 release.
 module github.com/ilpfleet/ilpfleet/hack/cluster/tools/kubernetes
 
 go 1.26.0
