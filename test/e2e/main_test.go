@@ -116,6 +116,12 @@ func deployOperator(t *testing.T) {
 	for _, name := range []string{"connectors", "accounts", "routes", "settlementengines"} {
 		waitCondition(t, crd, "", name+".ilp.ilpfleet.dev", "Established", deployTimeout)
 	}
+	// kubectl's discovery cache (~/.kube/cache) may predate the CRDs, or come from an earlier
+	// node at the same address: refresh it, or the failure dump's `kubectl get ilp` (a
+	// category, which a cache miss does not refresh) says "no resource type".
+	if _, err := run(ctx, "api-resources", "--api-group=ilp.ilpfleet.dev"); err != nil {
+		t.Fatal(err)
+	}
 	waitCondition(t, schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"},
 		operatorNamespace, operatorDeployment, "Available", deployTimeout)
 }
