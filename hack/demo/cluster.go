@@ -11,11 +11,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+	"github.com/ilpfleet/ilpfleet/internal/fleetcheck"
 	"github.com/ilpfleet/ilpfleet/internal/scheme"
 	"github.com/ilpfleet/ilpfleet/internal/testenv"
 )
@@ -39,8 +39,8 @@ const settlementSample = "settlementengines.yaml"
 type clusterFleet struct {
 	c          client.Client
 	kubeconfig string
-	ip         map[string]string // ClusterIP by Service name
-	pods       map[string]podID  // the connector pods, by Connector, when the fleet came up
+	ip         map[string]string           // ClusterIP by Service name
+	pods       map[string]fleetcheck.PodID // the connector pods, by Connector, when the fleet came up
 }
 
 // runCluster is the demo on a real cluster where the operator runs (hack/cluster/demo.sh):
@@ -89,7 +89,7 @@ func (f *clusterFleet) up(ctx context.Context) error {
 		}
 	}
 	fmt.Println("    alice-bob and bob-alice are connected: bob found alice by name")
-	pods, err := connectorPods(ctx, f.c)
+	pods, err := fleetcheck.ConnectorPods(ctx, f.c, namespace)
 	if err != nil {
 		return err
 	}
@@ -108,7 +108,7 @@ func (f *clusterFleet) waitReady(ctx context.Context) error {
 	var last string
 	err := poll(ctx, readyTimeout, "the fleet to be Ready", nil, func() (bool, error) {
 		var err error
-		last, err = notReady(ctx, f.c)
+		last, err = firstPending(ctx, f.c, true, readyAt)
 		return err == nil && last == "", err
 	})
 	if err != nil {
@@ -116,35 +116,6 @@ func (f *clusterFleet) waitReady(ctx context.Context) error {
 	}
 	fmt.Println("    all Ready")
 	return nil
-}
-
-// notReady names the first fleet object that is not Ready at its generation, and why; "" when
-// all are.
-func notReady(ctx context.Context, c client.Client) (string, error) {
-	var conns ilpv1.ConnectorList
-	var accounts ilpv1.AccountList
-	var routes ilpv1.RouteList
-	for _, l := range []client.ObjectList{&conns, &accounts, &routes} {
-		if err := c.List(ctx, l, client.InNamespace(namespace)); err != nil {
-			return "", err
-		}
-	}
-	for _, o := range conns.Items {
-		if why := readyAt(o.Status.Conditions, o.Generation); why != "" {
-			return "Connector " + o.Name + ": " + why, nil
-		}
-	}
-	for _, o := range accounts.Items {
-		if why := readyAt(o.Status.Conditions, o.Generation); why != "" {
-			return "Account " + o.Name + ": " + why, nil
-		}
-	}
-	for _, o := range routes.Items {
-		if why := readyAt(o.Status.Conditions, o.Generation); why != "" {
-			return "Route " + o.Name + ": " + why, nil
-		}
-	}
-	return "", nil
 }
 
 // readyAt returns "" when conds has Ready=True for generation gen, else why not.
@@ -217,40 +188,9 @@ func (f *clusterFleet) payAcross(ctx context.Context, binary string) (loadgen, e
 	return lg, f.showAdminBalances(ctx)
 }
 
-// connectorPods returns the running connector pods by Connector (label ilp.ilpfleet.dev/connector).
-func connectorPods(ctx context.Context, c client.Client) (map[string]podID, error) {
-	var pods corev1.PodList
-	if err := c.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabels{"app.kubernetes.io/component": "connector"}); err != nil {
-		return nil, err
-	}
-	out := map[string]podID{}
-	for _, p := range pods.Items {
-		if p.DeletionTimestamp != nil {
-			continue
-		}
-		id := podID{name: p.Name, uid: p.UID}
-		for _, cs := range p.Status.ContainerStatuses {
-			id.restarts += cs.RestartCount
-		}
-		out[p.Labels[ilpv1.LabelConnector]] = id
-	}
-	return out, nil
-}
-
-// podID is what changes when a pod is replaced (UID) or its container restarts.
-type podID struct {
-	name     string
-	uid      types.UID
-	restarts int32
-}
-
-func (p podID) String() string {
-	return fmt.Sprintf("%s (uid %s, restarts %d)", p.name, p.uid, p.restarts)
-}
-
 // checkNoRestart compares the connector pods with those the fleet came up with.
 func (f *clusterFleet) checkNoRestart(ctx context.Context) error {
-	now, err := connectorPods(ctx, f.c)
+	now, err := fleetcheck.ConnectorPods(ctx, f.c, namespace)
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"time"
 
@@ -15,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
-	"github.com/ilpfleet/ilpfleet/runtime/btp"
+	"github.com/ilpfleet/ilpfleet/internal/fleetcheck"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 )
 
@@ -59,7 +58,7 @@ func (f *clusterFleet) waitRefused(ctx context.Context, senderURL string) error 
 	var rej *ilp.Reject
 	var last error
 	err := poll(ctx, statusTimeout, "alice to refuse a packet above the new limit with F08", nil, func() (bool, error) {
-		last = probeOnce(ctx, senderURL, newLimit+100)
+		last = fleetcheck.Probe(ctx, senderURL, destination, newLimit+100)
 		return errors.As(last, &rej) && rej.Code == ilp.CodeAmountTooLarge, nil
 	})
 	if err != nil {
@@ -69,26 +68,6 @@ func (f *clusterFleet) waitRefused(ctx context.Context, senderURL string) error 
 	fmt.Printf("    rejected: %s %s, triggered by %s: %q\n", rej.Code, rej.Code.Name(), rej.TriggeredBy, rej.Message)
 	fmt.Printf("    (F08 data: amount received %d, maximum %d)\n", received, maximum)
 	return nil
-}
-
-// probeOnce connects to senderURL, sends one packet of amt to destination and returns how it
-// ended: a *ilp.Reject when it was refused.
-func probeOnce(ctx context.Context, senderURL string, amt uint64) error {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	cl, err := btp.NewClient(btp.ClientOptions{Server: senderURL, Common: btp.Common{Logger: slog.New(slog.DiscardHandler)}})
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	if err := cl.Start(ctx, func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) {
-		return nil, errors.New("the probe receives nothing")
-	}); err != nil {
-		return err
-	}
-	_, err = cl.Send(ctx, &ilp.Prepare{Amount: amt, ExpiresAt: time.Now().Add(10 * time.Second),
-		ExecutionCondition: ilp.ConditionOf([32]byte{7}), Destination: destination})
-	return err
 }
 
 // showAdminBalances prints alice's balances as her running connector reports them on its

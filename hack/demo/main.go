@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -214,22 +215,45 @@ func waitReported(ctx context.Context, c client.Client) error {
 }
 
 func unreported(ctx context.Context, c client.Client) (string, error) {
+	// The local demo's Connectors have no pods, so they are never Ready, nor all the Accounts
+	// yet: what it waits for is that the operator has reported on each Account and Route.
+	reported := func(conds []metav1.Condition, gen int64) string {
+		if cond := meta.FindStatusCondition(conds, ilpv1.ConditionReady); cond == nil || cond.ObservedGeneration != gen {
+			return "not reported on for its generation yet"
+		}
+		return ""
+	}
+	return firstPending(ctx, c, false, reported)
+}
+
+// firstPending names the first Account and Route of the demo's namespace (and Connector, when
+// connectors is set) whose conditions fail check (which says why), and why; "" when none does.
+func firstPending(ctx context.Context, c client.Client, connectors bool, check func([]metav1.Condition, int64) string) (string, error) {
+	var conns ilpv1.ConnectorList
 	var accounts ilpv1.AccountList
 	var routes ilpv1.RouteList
-	if err := c.List(ctx, &accounts, client.InNamespace(namespace)); err != nil {
-		return "", err
+	lists := []client.ObjectList{&accounts, &routes}
+	if connectors {
+		lists = append(lists, &conns)
 	}
-	if err := c.List(ctx, &routes, client.InNamespace(namespace)); err != nil {
-		return "", err
-	}
-	for _, a := range accounts.Items {
-		if cond := meta.FindStatusCondition(a.Status.Conditions, ilpv1.ConditionReady); cond == nil || cond.ObservedGeneration != a.Generation {
-			return "Account " + a.Name, nil
+	for _, l := range lists {
+		if err := c.List(ctx, l, client.InNamespace(namespace)); err != nil {
+			return "", err
 		}
 	}
-	for _, r := range routes.Items {
-		if cond := meta.FindStatusCondition(r.Status.Conditions, ilpv1.ConditionReady); cond == nil || cond.ObservedGeneration != r.Generation {
-			return "Route " + r.Name, nil
+	for _, o := range conns.Items {
+		if why := check(o.Status.Conditions, o.Generation); why != "" {
+			return "Connector " + o.Name + ": " + why, nil
+		}
+	}
+	for _, o := range accounts.Items {
+		if why := check(o.Status.Conditions, o.Generation); why != "" {
+			return "Account " + o.Name + ": " + why, nil
+		}
+	}
+	for _, o := range routes.Items {
+		if why := check(o.Status.Conditions, o.Generation); why != "" {
+			return "Route " + o.Name + ": " + why, nil
 		}
 	}
 	return "", nil

@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+	"github.com/ilpfleet/ilpfleet/internal/fleetcheck"
 	"github.com/ilpfleet/ilpfleet/internal/loadgen"
 	"github.com/ilpfleet/ilpfleet/runtime/btp"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
@@ -105,8 +106,8 @@ type fleet struct {
 	bobAdmin    string // ClusterIP of bob-admin
 	senderToken string
 	ledger      map[string]int64
-	pods        map[string]podID // by Connector: the pods the hot-reload steps must keep
-	objects     []client.Object  // what the fleet is made of, waited on for Ready
+	pods        map[string]fleetcheck.PodID // by Connector: the pods the hot-reload steps must keep
+	objects     []client.Object             // what the fleet is made of, waited on for Ready
 }
 
 func TestFleet(t *testing.T) {
@@ -370,21 +371,21 @@ func (f *fleet) deleteAccount(t *testing.T) {
 // keeps counting from them. bob's pod is not touched, and must not restart meanwhile.
 func (f *fleet) killFileStorePod(t *testing.T) {
 	before := f.pods["alice"]
-	if err := k8s.Delete(context.Background(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: before.name}}); err != nil {
+	if err := k8s.Delete(context.Background(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: before.Name}}); err != nil {
 		t.Fatal(err)
 	}
-	var after podID
+	var after fleetcheck.PodID
 	eventually(t, "a new pod of alice", readyTimeout, func() error {
-		pods, err := f.listConnectorPods()
+		pods, err := fleetcheck.ConnectorPods(context.Background(), k8s, f.ns)
 		if err != nil {
 			return err
 		}
-		if after = pods["alice"]; after.uid == before.uid || after.uid == "" {
+		if after = pods["alice"]; after.UID == before.UID || after.UID == "" {
 			return fmt.Errorf("alice's pods: %v", pods)
 		}
 		return nil
 	})
-	waitCondition(t, gvkPod, f.ns, after.name, "Ready", readyTimeout)
+	waitCondition(t, gvkPod, f.ns, after.Name, "Ready", readyTimeout)
 	f.waitReady(t)
 	// The new pod's running connector, asked directly: its balances are the ones kept. (The
 	// old pod is gone, so only the new one answers on alice-admin.)
@@ -466,16 +467,7 @@ func (f *fleet) checkBalances(t *testing.T) {
 
 // probe sends one packet from alice-sender towards bob-receiver and returns its outcome.
 func (f *fleet) probe(amount uint64) error {
-	cl, err := f.dial(f.senderToken)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	_, err = cl.Send(ctx, &ilp.Prepare{Amount: amount, ExpiresAt: time.Now().Add(10 * time.Second),
-		ExecutionCondition: ilp.ConditionOf([32]byte{7}), Destination: destination})
-	return err
+	return fleetcheck.Probe(context.Background(), f.senderURL(f.senderToken), destination, amount)
 }
 
 // auth connects to alice-sender's listener with token and reports the outcome.
@@ -588,52 +580,14 @@ func (f *fleet) clusterIP(t *testing.T, svc string) string {
 	return s.Spec.ClusterIP
 }
 
-// podID is what changes when a pod is replaced (UID) or its container restarts (restart
-// count, and the start time of the running container: a container that died and was not
-// restarted yet shows as not running).
-type podID struct {
-	name     string
-	uid      types.UID
-	restarts int32
-	started  string
-}
-
-// listConnectorPods returns the fleet's connector pods that are not being deleted, by Connector.
-// A Connector with several pods maps to the string "several".
-func (f *fleet) listConnectorPods() (map[string]podID, error) {
-	var pods corev1.PodList
-	if err := k8s.List(context.Background(), &pods, client.InNamespace(f.ns), client.MatchingLabels{"app.kubernetes.io/component": "connector"}); err != nil {
-		return nil, err
-	}
-	out := map[string]podID{}
-	for _, p := range pods.Items {
-		if p.DeletionTimestamp != nil {
-			continue
-		}
-		id := podID{name: p.Name, uid: p.UID, started: "not running"}
-		for _, cs := range p.Status.ContainerStatuses {
-			id.restarts += cs.RestartCount
-			if r := cs.State.Running; r != nil {
-				id.started = r.StartedAt.UTC().Format(time.RFC3339)
-			}
-		}
-		conn := p.Labels[ilpv1.LabelConnector]
-		if _, dup := out[conn]; dup {
-			id = podID{name: "several"}
-		}
-		out[conn] = id
-	}
-	return out, nil
-}
-
-// connectorPods is listConnectorPods, failing unless each Connector has exactly one pod.
-func (f *fleet) connectorPods(t *testing.T) map[string]podID {
+// connectorPods is fleetcheck.ConnectorPods, failing unless each Connector has exactly one pod.
+func (f *fleet) connectorPods(t *testing.T) map[string]fleetcheck.PodID {
 	t.Helper()
-	pods, err := f.listConnectorPods()
+	pods, err := fleetcheck.ConnectorPods(context.Background(), k8s, f.ns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(pods) != 2 || pods["alice"].uid == "" || pods["bob"].uid == "" {
+	if len(pods) != 2 || pods["alice"].UID == "" || pods["bob"].UID == "" {
 		t.Fatalf("want one pod per Connector, have %v", pods)
 	}
 	return pods
