@@ -24,24 +24,12 @@ if [[ $EUID -ne 0 ]]; then
 fi
 refuse_if_busy "make demo"
 
-start=$SECONDS
-down() {
-	local rc=$?
-	trap - EXIT INT TERM
-	log "stopping the node and removing everything it created"
-	"$root/hack/cluster/down.sh" || log "hack/cluster/down.sh failed: check for leftovers"
-	log "done in $((SECONDS - start)) s; exit code $rc"
-	exit "$rc"
-}
-
 cd "$root"
 log "building bin/ilpfleet and the node's binaries (cached in bin/cluster/; the first time takes minutes)"
 go build -o "$root/bin/ilpfleet" .
 "$root/hack/cluster/build.sh" >/dev/null
-# The trap is set only now: a failed build has started nothing to tear down.
-trap down EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# Only now: a failed build has started nothing to tear down.
+down_on_exit
 
 log "bringing the node up"
 kubeconfig="$("$root/hack/cluster/up.sh")"
@@ -58,7 +46,7 @@ log "deploying the operator: kubectl apply --server-side -k hack/cluster/overlay
 "$kubectl" --kubeconfig "$kubeconfig" api-resources --api-group=ilp.ilpfleet.dev >/dev/null
 "$kubectl" --kubeconfig "$kubeconfig" -n ilpfleet-system wait --for=condition=Available --timeout=3m \
 	deploy/ilpfleet-controller-manager >/dev/null
-log "the operator is available; $((SECONDS - start)) s so far"
+log "the operator is available; $SECONDS s so far"
 
 go run ./hack/demo --cluster --kubeconfig "$kubeconfig" --kubectl "$kubectl" --binary "$root/bin/ilpfleet"
 

@@ -25,18 +25,7 @@ if [[ $EUID -ne 0 ]]; then
 fi
 refuse_if_busy "make e2e"
 
-start=$SECONDS
-down() {
-	local rc=$?
-	trap - EXIT INT TERM
-	log "stopping the node"
-	"$root/hack/cluster/down.sh" || log "hack/cluster/down.sh failed: check for leftovers"
-	log "done in $((SECONDS - start)) s; exit code $rc"
-	exit "$rc"
-}
-trap down EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+down_on_exit
 
 log "building the node's binaries (cached in bin/cluster/)"
 "$root/hack/cluster/build.sh" >/dev/null

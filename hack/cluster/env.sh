@@ -57,3 +57,22 @@ refuse_if_busy() {
 		exit 1
 	fi
 }
+
+# down_on_exit: from now on, whatever ends the calling script (its end, an error, Ctrl-C or
+# TERM), hack/cluster/down.sh stops the node and the script exits with its own code. Used by
+# e2e.sh and demo.sh once they have something to tear down.
+down_on_exit() {
+	trap _down_now EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
+
+_down_now() {
+	local rc=$? name
+	name="$(basename "$0")"
+	trap - EXIT INT TERM
+	echo "$name: stopping the node and removing everything it created" >&2
+	"$root/hack/cluster/down.sh" || echo "$name: hack/cluster/down.sh failed: check for leftovers" >&2
+	echo "$name: done in $SECONDS s; exit code $rc" >&2
+	exit "$rc"
+}
