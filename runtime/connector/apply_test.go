@@ -23,6 +23,8 @@ accounts:
     assetCode: USD
     assetScale: 2
     balance: {maximum: "%MAX%"}
+    # TestApplyWhileSending sends as fast as it can: more than the default 10000 per second.
+    rateLimit: {refillPeriod: 1000, refillCount: 1000000000000, capacity: 1000000000000}
     options: {listener: {port: 7001, secret: s}}
   bob:
     relation: peer
