@@ -146,6 +146,19 @@ func (s *Speaker) Reload() {
 	s.rebuildLocked()
 }
 
+// Expect adds the peer state of an account whose link is up before the config naming it is in
+// force (Apply starts new links first), so that a route control it sends at once is kept. The
+// next Reload keeps or drops it with the config.
+func (s *Speaker) Expect(id string, ac config.Account) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.peers[id] == nil {
+		p := &peer{id: id}
+		p.configure(ac)
+		s.peers[id] = p
+	}
+}
+
 // Learned returns the routes learned from peers (the candidates, before selection).
 func (s *Speaker) Learned() []routing.Route {
 	s.mu.Lock()

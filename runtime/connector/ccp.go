@@ -95,9 +95,18 @@ func (c *Connector) learnedRoutes(cfg *config.Config) []routing.Route {
 // handleCCP answers peer.route.control and peer.route.update from src.
 func (c *Connector) handleCCP(ctx context.Context, src *account, p *ilp.Prepare) (*ilp.Fulfill, error) {
 	sp := c.speaker()
+	if sp == nil && c.Config().RouteBroadcastEnabled {
+		// Enabled but not running yet: Start is asking a parent for our address (the Speaker
+		// needs it), or Apply is about to start the Speaker. T03 tells the peer to retry.
+		return nil, ilp.Rejectf(ilp.CodeConnectorBusy, c.self(),
+			"route exchange is starting on this connector; send %s again shortly", p.Destination)
+	}
 	if sp == nil {
 		return nil, ilp.Rejectf(ilp.CodeBadRequest, c.self(),
 			"route broadcasting is disabled on this connector (CONNECTOR_ROUTE_BROADCAST_ENABLED=false); %s from account %s is ignored", p.Destination, src.id)
+	}
+	if (*c.accounts.Load())[src.id] != src {
+		sp.Expect(src.id, src.pipes.Load().cfg) // Apply is adding src
 	}
 	return sp.Handle(ctx, src.id, p)
 }

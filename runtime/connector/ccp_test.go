@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/runtime/ccp"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 )
 
@@ -330,5 +331,47 @@ func TestCCPConvergence(t *testing.T) {
 			t.Logf("CONVERGENCE %s: initial %v after start (%v to start), %v after the link change",
 				top.name, initial.Round(time.Millisecond), boot.Round(time.Millisecond), d.Round(time.Millisecond))
 		})
+	}
+}
+
+// TestCCPControlAsSoonAsLinked: a peer that asks for routes the moment its link is up, at Start
+// or when Apply adds it, is answered and gets updates. (The JS ccp-receiver asks again only
+// 30 s after a reject.)
+func TestCCPControlAsSoonAsLinked(t *testing.T) {
+	answers := map[string]error{}
+	askAtOnce := func(id string) func(ilp.Handler) {
+		answers[id] = errors.New("no route control was sent")
+		return func(h ilp.Handler) {
+			req := &ccp.ControlRequest{Mode: ccp.ModeSync}
+			_, answers[id] = h(context.Background(), ccp.ControlPrepare(req, time.Now().Add(ccp.RequestExpiry)))
+		}
+	}
+	ml := &memLinks{onStart: map[string]func(ilp.Handler){"first": askAtOnce("first"), "added": askAtOnce("added")}}
+	const doc = `
+ilpAddress: test.us
+backend: one-to-one
+accounts:
+  first: {relation: peer, plugin: ilp-plugin-btp, assetCode: USD, assetScale: 2}
+`
+	c, err := New(mustConfig(t, doc), Options{newLink: ml.factory})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if err := c.Apply(ctx, mustConfig(t, doc+"  added: {relation: peer, plugin: ilp-plugin-btp, assetCode: USD, assetScale: 2}\n")); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"first", "added"} {
+		if answers[id] != nil {
+			t.Errorf("route control from %s, sent as its link came up: %v", id, answers[id])
+		}
+		if s := c.Routing().Peers[id].Send; s == nil || s.Mode != "SYNC" {
+			t.Errorf("send state for %s: %+v, want SYNC", id, s)
+		}
 	}
 }

@@ -229,6 +229,9 @@ func (c *Connector) Start(ctx context.Context) error {
 		return fmt.Errorf("connector: routing table: %w", err)
 	}
 	c.table.Store(t)
+	// The Speaker runs before the links start: a peer may send peer.route.control as soon as
+	// its link is up, and the JS ccp-receiver does not ask again after a reject.
+	c.syncCCP()
 	var todo []*account
 	for id, a := range accts {
 		if !started[id] {
@@ -236,11 +239,11 @@ func (c *Connector) Start(ctx context.Context) error {
 		}
 	}
 	if err := c.startLinks(ctx, todo, s.cfg.InitialConnectTimeout); err != nil {
+		c.stopCCP()
 		c.closeLinks(accts)
 		return err
 	}
 	c.started = true
-	c.syncCCP()
 	c.log.Info("connector started", "address", c.self(), "accounts", len(accts))
 	return nil
 }

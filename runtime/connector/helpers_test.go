@@ -26,7 +26,8 @@ type memLink struct {
 	remote    ilp.Handler
 	connected atomic.Bool
 	closed    atomic.Bool
-	broken    bool // Start fails, as a server whose port is taken
+	broken    bool              // Start fails, as a server whose port is taken
+	onStart   func(ilp.Handler) // the peer's first words, said inside Start once the link is up
 }
 
 func (l *memLink) Start(_ context.Context, h ilp.Handler) error {
@@ -37,6 +38,9 @@ func (l *memLink) Start(_ context.Context, h ilp.Handler) error {
 	l.h = h
 	l.mu.Unlock()
 	l.connected.Store(true)
+	if l.onStart != nil {
+		l.onStart(h)
+	}
 	return nil
 }
 
@@ -84,6 +88,7 @@ type memLinks struct {
 	links   map[string]*memLink
 	remotes map[string]ilp.Handler // remote of new links, by account id
 	broken  map[string]bool        // accounts whose link fails to start
+	onStart map[string]func(ilp.Handler)
 }
 
 func (m *memLinks) setRemote(id string, h ilp.Handler) {
@@ -105,7 +110,7 @@ func (m *memLinks) factory(id string, _ config.Account) (link.Link, error) {
 	if m.links == nil {
 		m.links = map[string]*memLink{}
 	}
-	l := &memLink{remote: m.remotes[id], broken: m.broken[id]}
+	l := &memLink{remote: m.remotes[id], broken: m.broken[id], onStart: m.onStart[id]}
 	m.links[id] = l
 	return l, nil
 }
