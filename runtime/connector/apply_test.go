@@ -61,16 +61,9 @@ func TestApplyWhileSending(t *testing.T) {
 	bob, carol := &fulfiller{}, &fulfiller{}
 	ml.setRemote("bob", bob.handle)
 	ml.setRemote("carol", carol.handle)
-	c, err := New(mustConfig(t, reloadConfig("100000", "s", spareAccount, "")), Options{newLink: ml.factory})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := start(t, reloadConfig("100000", "s", spareAccount, ""), Options{newLink: ml.factory})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx)
 	alice := ml.get("alice")
 
 	// The sender keeps packets flowing (bounded) until told to stop.
@@ -149,16 +142,9 @@ func TestApplyReconnectsChangedLink(t *testing.T) {
 	ml := &memLinks{}
 	bob := &fulfiller{}
 	ml.setRemote("bob", bob.handle)
-	c, err := New(mustConfig(t, reloadConfig("100000", "s", "", "")), Options{newLink: ml.factory})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := start(t, reloadConfig("100000", "s", "", ""), Options{newLink: ml.factory})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx)
 	oldBob, oldAlice := ml.get("bob"), ml.get("alice")
 	if err := c.Apply(ctx, mustConfig(t, reloadConfig("200000", "s2", "", ""))); err != nil {
 		t.Fatal(err)
@@ -201,20 +187,13 @@ func waitFor(t *testing.T, cond func() bool) {
 
 func TestApplyRefusesAccountThatCannotStart(t *testing.T) {
 	ml := &memLinks{broken: map[string]bool{"carol": true}}
-	c, err := New(mustConfig(t, reloadConfig("100000", "s", spareAccount, "")), Options{newLink: ml.factory})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := start(t, reloadConfig("100000", "s", spareAccount, ""), Options{newLink: ml.factory})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx)
 	running := c.Config()
 	// Adds carol (whose link cannot start), removes spare and raises alice's limit: none of
 	// it may happen.
-	err = c.Apply(ctx, mustConfig(t, reloadConfig("200000", "s", carolAccount, "  - {targetPrefix: test.carol, peerId: carol}")))
+	err := c.Apply(ctx, mustConfig(t, reloadConfig("200000", "s", carolAccount, "  - {targetPrefix: test.carol, peerId: carol}")))
 	if err == nil || !strings.Contains(err.Error(), "carol") || !strings.Contains(err.Error(), "keeping the running one") {
 		t.Fatalf("Apply: %v", err)
 	}

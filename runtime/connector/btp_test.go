@@ -83,21 +83,7 @@ func startBTP(t *testing.T, doc string, ports map[string]int) *Connector {
 	for k, v := range ports {
 		doc = strings.ReplaceAll(doc, "%"+k+"%", itoa(v))
 	}
-	c, err := New(mustConfig(t, doc), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = c.Close(ctx)
-	})
-	return c
+	return start(t, doc, Options{})
 }
 
 func child(t *testing.T, port int, name string, h ilp.Handler) *btp.Client {

@@ -353,16 +353,9 @@ backend: one-to-one
 accounts:
   first: {relation: peer, plugin: ilp-plugin-btp, assetCode: USD, assetScale: 2}
 `
-	c, err := New(mustConfig(t, doc), Options{newLink: ml.factory})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := start(t, doc, Options{newLink: ml.factory})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx)
 	if err := c.Apply(ctx, mustConfig(t, doc+"  added: {relation: peer, plugin: ilp-plugin-btp, assetCode: USD, assetScale: 2}\n")); err != nil {
 		t.Fatal(err)
 	}

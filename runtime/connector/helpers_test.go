@@ -193,11 +193,17 @@ func startMem(t testing.TB, doc string, clock *fakeClock) (*Connector, *memLinks
 	if clock != nil {
 		opts.Clock = clock
 	}
+	return start(t, doc, opts), ml
+}
+
+// start builds and starts a connector on the config doc, and closes it when the test ends.
+func start(t testing.TB, doc string, opts Options) *Connector {
+	t.Helper()
 	c, err := New(mustConfig(t, doc), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := c.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -207,5 +213,5 @@ func startMem(t testing.TB, doc string, clock *fakeClock) (*Connector, *memLinks
 		defer cancel()
 		_ = c.Close(ctx)
 	})
-	return c, ml
+	return c
 }
