@@ -127,6 +127,9 @@ func forwardBTP(b *testing.B, st store.Store) {
 	}
 	wg.Wait()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "packets/s")
+	if fs, ok := st.(*store.File); ok {
+		b.ReportMetric(float64(b.N)/float64(fs.Commits()), "packets/commit")
+	}
 }
 
 // benchPort finds the port of the listener whose secret is secret in the config document.

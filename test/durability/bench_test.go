@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,7 +19,9 @@ import (
 // memory, embedded file and Redis stores with the project's load generator (internal/loadgen),
 // in one run, the stores interleaved round by round so that they share the machine's
 // conditions. It prints a Markdown table for docs/benchmarks.md and asserts nothing about
-// speed. Opt in: ILPFLEET_STORE_BENCH=1 (knobs: ..._N, ..._ROUNDS, ..._CONCURRENCY).
+// speed. The connector's CPU time per packet (user + system, start-up and warm-up included)
+// shows what a store costs where the machine is the limit. Opt in: ILPFLEET_STORE_BENCH=1
+// (knobs: ..._N, ..._ROUNDS, ..._CONCURRENCY, ..._STORES: a subset of "memory file redis").
 func TestStoreThroughput(t *testing.T) {
 	if os.Getenv("ILPFLEET_STORE_BENCH") == "" {
 		t.Skip("a benchmark: set ILPFLEET_STORE_BENCH=1 to run it")
@@ -27,10 +30,11 @@ func TestStoreThroughput(t *testing.T) {
 	rounds := envInt("ILPFLEET_STORE_BENCH_ROUNDS", 2)
 	concs := strings.Fields(envStr("ILPFLEET_STORE_BENCH_CONCURRENCY", "10 100 1000"))
 	srv := redistest.Start(t)
-	stores := []struct {
+	type store struct {
 		name string
 		env  func(round int) map[string]string
-	}{
+	}
+	stores := []store{
 		{"memory", func(int) map[string]string { return map[string]string{"CONNECTOR_STORE": "memory"} }},
 		{"file", func(int) map[string]string {
 			return map[string]string{"CONNECTOR_STORE": "file", "CONNECTOR_STORE_PATH": t.TempDir()}
@@ -40,7 +44,9 @@ func TestStoreThroughput(t *testing.T) {
 				`{"url":%q,"instance":"bench","prefix":"bench%d:","poolSize":128}`, srv.URL(), round)}
 		}},
 	}
-	type cell struct{ pps, p99 []float64 }
+	only := strings.Fields(envStr("ILPFLEET_STORE_BENCH_STORES", "memory file redis"))
+	stores = slices.DeleteFunc(stores, func(s store) bool { return !slices.Contains(only, s.name) })
+	type cell struct{ pps, p99, cpu []float64 }
 	results := map[string]*cell{}
 	for round := range rounds {
 		for _, c := range concs {
@@ -56,8 +62,10 @@ func TestStoreThroughput(t *testing.T) {
 				}
 				results[key].pps = append(results[key].pps, res.PacketsPerSecond())
 				results[key].p99 = append(results[key].p99, float64(res.Latency.P99.Microseconds())/1000)
-				t.Logf("round %d c=%d %-12s %8.0f packets/s p99 %v fulfilled %d/%d", round, conc, s.name,
-					res.PacketsPerSecond(), res.Latency.P99, res.Fulfilled, n)
+				cpu := float64(rt.cpu.Nanoseconds()) / 1000 / float64(n+n/10) // the warm-up is n/10
+				results[key].cpu = append(results[key].cpu, cpu)
+				t.Logf("round %d c=%d %-12s %8.0f packets/s p99 %v, connector CPU %.1f us/packet, fulfilled %d/%d",
+					round, conc, s.name, res.PacketsPerSecond(), res.Latency.P99, cpu, res.Fulfilled, n)
 				if !res.AllFulfilled() {
 					t.Errorf("%s c=%d: not every packet was fulfilled: %+v %+v", s.name, conc, res.Rejected, res.Errors)
 				}
@@ -65,12 +73,15 @@ func TestStoreThroughput(t *testing.T) {
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "| concurrency | store | packets/s (each round) | p99 ms (each round) | vs memory |\n|---:|---|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "| concurrency | store | packets/s (each round) | p99 ms (each round) | connector CPU µs/packet | vs memory |\n|---:|---|---:|---:|---:|---:|\n")
 	for _, c := range concs {
-		mem := mean(results["memory|"+c].pps)
+		vs := func(float64) string { return "" }
+		if m := results["memory|"+c]; m != nil {
+			vs = func(pps float64) string { return fmt.Sprintf("%.0f%%", 100*pps/mean(m.pps)) }
+		}
 		for _, s := range stores {
 			r := results[s.name+"|"+c]
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %.0f%% |\n", c, s.name, join(r.pps, "%.0f"), join(r.p99, "%.1f"), 100*mean(r.pps)/mem)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %.1f | %s |\n", c, s.name, join(r.pps, "%.0f"), join(r.p99, "%.1f"), mean(r.cpu), vs(mean(r.pps)))
 		}
 	}
 	t.Logf("\n%s", b.String())

@@ -137,6 +137,7 @@ type runtime struct {
 	alicePort, bobPort, adm int
 	cmd                     *exec.Cmd
 	exited                  chan struct{}
+	cpu                     time.Duration // user + system time of the last process stop waited for
 	logPath                 string
 	starts                  int
 }
@@ -234,6 +235,7 @@ func (rt *runtime) stop(t *testing.T) {
 		_ = rt.cmd.Process.Kill()
 		<-rt.exited
 	}
+	rt.cpu = rt.cmd.ProcessState.UserTime() + rt.cmd.ProcessState.SystemTime()
 	rt.cmd = nil
 }
 
