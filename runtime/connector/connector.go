@@ -230,7 +230,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	}
 	c.table.Store(t)
 	// The Speaker runs before the links start: a peer may send peer.route.control as soon as
-	// its link is up, and the JS ccp-receiver does not ask again after a reject.
+	// its link is up, and the JS ccp-receiver asks again only 30 s after a reject.
 	c.syncCCP()
 	var todo []*account
 	for id, a := range accts {
