@@ -56,7 +56,11 @@ func (r *ConnectorReconciler) applyOwned(ctx context.Context, conn *ilpv1.Connec
 // upsert creates or updates obj as a controlled child of owner. It refuses to adopt an object
 // of the same name that something else created, rather than silently taking it over.
 func upsert(ctx context.Context, c client.Client, owner, obj client.Object, mutate func() error) (controllerutil.OperationResult, error) {
-	notOwned := fmt.Errorf("%s %s already exists and is not owned by %s: rename or delete it", reflect.TypeOf(obj).Elem().Name(), obj.GetName(), owner.GetName())
+	kind := reflect.TypeOf(obj).Elem().Name()
+	if u, ok := obj.(*unstructured.Unstructured); ok {
+		kind = u.GetKind()
+	}
+	notOwned := fmt.Errorf("%s %s already exists and is not owned by %s: rename or delete it", kind, obj.GetName(), owner.GetName())
 	res, err := controllerutil.CreateOrUpdate(ctx, c, obj, func() error {
 		if obj.GetResourceVersion() != "" && !metav1.IsControlledBy(obj, owner) {
 			return notOwned
@@ -205,6 +209,11 @@ func (r *ConnectorReconciler) applyServiceMonitor(ctx context.Context, conn *ilp
 			"endpoints": []any{map[string]any{"port": "admin", "path": "/metrics"}},
 		}, "spec")
 	})
+	if apierrors.IsNotFound(err) {
+		// The create found no such resource: the CRD was removed after the RESTMapper learned
+		// it (it keeps the mapping). Nothing scrapes any more; the Connector is fine.
+		return nil
+	}
 	return err
 }
 
