@@ -5,6 +5,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -27,6 +28,8 @@ func CacheOptions() cache.Options {
 	for _, o := range ownedKinds() {
 		by[o] = sel
 	}
+	// Of the cluster's CRDs, only prometheus-operator's ServiceMonitor one, metadata only.
+	by[serviceMonitorCRDMeta()] = cache.ByObject{Field: fields.OneTermEqualSelector("metadata.name", serviceMonitorCRDName)}
 	return cache.Options{ByObject: by}
 }
 

@@ -21,6 +21,18 @@ import (
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
 )
 
+// serviceMonitorCRDName is the CRD whose arrival, or a change of it (it becomes established),
+// makes every Connector write its ServiceMonitor: installing prometheus-operator after the
+// fleet needs no restart of the operator.
+const serviceMonitorCRDName = "servicemonitors.monitoring.coreos.com"
+
+// serviceMonitorCRDMeta is the watched type of serviceMonitorCRDName: a CRD's metadata.
+func serviceMonitorCRDMeta() *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(schema.GroupVersionKind{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"})
+	return m
+}
+
 // serviceMonitorGVK is prometheus-operator's ServiceMonitor, handled as unstructured so that
 // the operator neither imports nor requires prometheus-operator.
 var serviceMonitorGVK = schema.GroupVersionKind{Group: "monitoring.coreos.com", Version: "v1", Kind: "ServiceMonitor"}

@@ -36,10 +36,11 @@ func serviceMonitorCRD() *apiextv1.CustomResourceDefinition {
 	}
 }
 
-// TestServiceMonitor installs the ServiceMonitor CRD, checks the object the operator writes
-// for a Connector (owned, selecting the admin Service, scraping its metrics port), then removes
-// the CRD again and checks that the Connector still reconciles: an operator that learned the
-// kind must not fail every Connector once prometheus-operator is uninstalled.
+// TestServiceMonitor installs the ServiceMonitor CRD after a Connector exists, checks the
+// object the operator then writes for it (owned, selecting the admin Service, scraping its
+// metrics port), removes the CRD again and checks that the Connector still reconciles: an
+// operator that learned the kind must not fail every Connector once prometheus-operator is
+// uninstalled.
 func TestServiceMonitor(t *testing.T) {
 	ctx := context.Background()
 	sch := runtime.NewScheme()
@@ -50,6 +51,11 @@ func TestServiceMonitor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ns := namespace(t)
+	conn := sampleConnector(ns)
+	mustCreate(t, secret(ns, "bob", map[string]string{"secret": "b"}), conn, sampleAccount(ns, "bob", "alice"))
+	peer := waitPeerPorts(t, ns, []string{"btp-7768:7768"}) // the account's listener makes it
+
 	crd := serviceMonitorCRD()
 	if err := ext.Create(ctx, crd); err != nil {
 		t.Fatal(err)
@@ -83,9 +89,6 @@ func TestServiceMonitor(t *testing.T) {
 		return fmt.Errorf("CRD not established: %+v", got.Status.Conditions)
 	})
 
-	ns := namespace(t)
-	conn := sampleConnector(ns)
-	mustCreate(t, secret(ns, "bob", map[string]string{"secret": "b"}), conn, sampleAccount(ns, "bob", "alice"))
 	sm := &unstructured.Unstructured{}
 	sm.SetGroupVersionKind(schema.GroupVersionKind{Group: "monitoring.coreos.com", Version: "v1", Kind: "ServiceMonitor"})
 	eventually(t, func() error { return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "alice"}, sm) })
@@ -100,7 +103,6 @@ func TestServiceMonitor(t *testing.T) {
 			t.Errorf("ServiceMonitor selects %s=%s; the admin Service has %q (labels %v)", k, v, admin.Labels[k], admin.Labels)
 		}
 	}
-	peer := waitPeerPorts(t, ns, []string{"btp-7768:7768"}) // the account's listener makes it
 	if matches(sel, peer.Labels) {
 		t.Errorf("ServiceMonitor also selects the peer Service (labels %v)", peer.Labels)
 	}

@@ -98,6 +98,22 @@ func connectorOf(_ context.Context, o client.Object) []reconcile.Request {
 	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: a.Namespace, Name: a.Spec.ConnectorRef}}}
 }
 
+// allConnectors maps any object to every Connector (the cache's, in every namespace).
+func allConnectors(c client.Client) handler.MapFunc {
+	return func(ctx context.Context, _ client.Object) []reconcile.Request {
+		var list ilpv1.ConnectorList
+		if err := c.List(ctx, &list); err != nil {
+			log.FromContext(ctx).Error(err, "listing Connectors")
+			return nil
+		}
+		reqs := make([]reconcile.Request, len(list.Items))
+		for i, conn := range list.Items {
+			reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&conn)}
+		}
+		return reqs
+	}
+}
+
 // referrers maps a Connector to the objects of list's kind that name it in spec.connectorRef.
 func referrers(c client.Client, list client.ObjectList) handler.MapFunc {
 	return byIndex(c, list, fieldConnectorRef)
