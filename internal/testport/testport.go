@@ -26,9 +26,10 @@ const (
 // with an flock on a file that the drawing process holds until it exits, and other processes
 // skip claimed ports. The kernel drops the locks when a process ends, even on kill -9.
 var (
-	mu      sync.Mutex
-	claimed = map[int]*os.File{}
-	lockDir = filepath.Join(os.TempDir(), "ilpfleet-testport")
+	mu        sync.Mutex
+	claimed   = map[int]*os.File{}
+	shareOnce sync.Once
+	lockDir   = filepath.Join(os.TempDir(), "ilpfleet-testport")
 )
 
 // Free returns a port that was free on every interface a moment ago and that no other test
@@ -40,6 +41,12 @@ func Free() (int, error) {
 	if err := os.MkdirAll(lockDir, 0o777); err != nil {
 		return 0, fmt.Errorf("testport: %w", err)
 	}
+	shareOnce.Do(func() {
+		// Ports are the machine's, so the claims are shared by its users: the directory is
+		// sticky and world-writable like /tmp (the creator's umask narrowed it; only the
+		// creator can widen it, so others ignore the error).
+		_ = os.Chmod(lockDir, 0o777|os.ModeSticky)
+	})
 	var err error
 	for range 500 {
 		port := low + rand.IntN(high-low)
@@ -62,9 +69,10 @@ func Free() (int, error) {
 	return 0, fmt.Errorf("testport: no free port in %d-%d: %v", low, high-1, err)
 }
 
-// claim takes an exclusive lock on the port's file, without waiting.
+// claim takes an exclusive lock on the port's file, without waiting. flock needs only a
+// read-only descriptor: another user's lock file (0644, theirs) can be claimed too.
 func claim(port int) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(lockDir, strconv.Itoa(port)), os.O_CREATE|os.O_RDWR, 0o666)
+	f, err := os.OpenFile(filepath.Join(lockDir, strconv.Itoa(port)), os.O_CREATE|os.O_RDONLY, 0o644)
 	if err != nil {
 		return nil, err
 	}

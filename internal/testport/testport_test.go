@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -34,5 +35,22 @@ func TestPortsAreDistinctAndClaimed(t *testing.T) {
 	cmd.Env = append(os.Environ(), "TESTPORT_CHILD="+strconv.Itoa(last))
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "PASS") {
 		t.Fatalf("child: %v\n%s", err, out)
+	}
+}
+
+// TestClaimNeedsNoWriteAccess: another user's lock file is readable, not writable, by us; a
+// claim must open it read-only (checked on the descriptor, since root would be allowed either
+// way).
+func TestClaimNeedsNoWriteAccess(t *testing.T) {
+	p := Get(t)
+	mu.Lock()
+	f := claimed[p]
+	mu.Unlock()
+	flags, _, errno := syscall.Syscall(syscall.SYS_FCNTL, f.Fd(), syscall.F_GETFL, 0)
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	if mode := flags & syscall.O_ACCMODE; mode != syscall.O_RDONLY {
+		t.Errorf("lock file of port %d opened with access mode %#o, want read-only", p, mode)
 	}
 }
