@@ -45,13 +45,13 @@ var ErrCorrupted = errors.New("store: file is corrupted or not an ilpfleet store
 //
 // Reads and limit checks never touch the disk: each account has its own lock, as in Memory.
 // Writes are group-committed: one writer goroutine takes every change queued since its last
-// commit and appends them to the log as one record, with one fdatasync, while new changes queue
-// for the next one; each caller waits until the record holding its change is on disk. There is
-// no timer: under load a commit carries as many changes as arrived during the previous one, and
-// an idle store writes a single change at once. A background checkpoint applies what the log
-// holds to bbolt in one transaction, never on the packet path: when the log passes
-// fileOptions.maxLog, every fileOptions.every, and on Close (wal.go says how the log is laid out
-// and read back).
+// commit and appends them to the log as one record, with one synchronous write, while new
+// changes queue for the next one; each caller waits until the record holding its change is on
+// disk. There is no timer: under load a commit carries as many changes as arrived during the
+// previous one, and an idle store writes a single change at once. A background checkpoint
+// applies what the log holds to bbolt in one transaction, never on the packet path: when the
+// log passes fileOptions.maxLog, every fileOptions.every, and on Close (wal.go says how the log
+// is laid out and read back).
 //
 // What is durable, and when (see PacketScoper): the committed balance of an account, written
 // before the call that changed it returns — or, for the operations of a packet (inside
@@ -262,8 +262,8 @@ func applyChanges(tx *bolt.Tx, c changes, seq uint64) error {
 // Path is the database file.
 func (s *File) Path() string { return s.path }
 
-// Commits is the number of group commits (log records, each one fdatasync) since the store
-// opened: packets / Commits is how many packets one fdatasync carried.
+// Commits is the number of group commits (log records, each one synchronous write) since the
+// store opened: packets / Commits is how many packets one disk sync carried.
 func (s *File) Commits() int64 { return s.fl.writes.Load() }
 
 func (s *File) usable() error {
@@ -577,7 +577,7 @@ func (f *flusher) fail(err error) {
 // gatherRounds is how many times the writer yields its processor before it takes a batch. The
 // packets that the last commit woke up, and the requests behind them, add their changes
 // meanwhile: at 100 packets in flight a commit carries ~25 packets instead of ~14, so that
-// each fdatasync (~100 us, half of it CPU time on this project's virtio test disk) is shared
+// each disk sync (~100 us, half of it CPU time on this project's virtio test disk) is shared
 // by more packets. When nothing else is runnable a yield returns at once: a lone packet is
 // not delayed. More rounds did not make larger batches (docs/benchmarks.md).
 const gatherRounds = 2

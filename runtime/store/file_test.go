@@ -307,7 +307,11 @@ func TestFileStopsAfterFailedWrite(t *testing.T) {
 	s := openFile(t, t.TempDir())
 	mustAdd(ctx, s, "alice", 1)
 	s.fl.logMu.Lock()
-	_ = s.fl.log.segs[s.fl.log.active].f.Close() // the disk goes away under the store
+	seg := s.fl.log.segs[s.fl.log.active]
+	_ = seg.f.Close() // the disk goes away under the store
+	if seg.direct != nil {
+		_ = seg.direct.Close()
+	}
 	s.fl.logMu.Unlock()
 	if _, err := s.AddWithin(ctx, "alice", 1, nil, nil); err == nil {
 		t.Fatal("a write to a closed database succeeded")
