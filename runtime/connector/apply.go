@@ -74,6 +74,9 @@ func (c *Connector) Apply(ctx context.Context, cfg *config.Config) error {
 	}
 	if err := c.startLinks(ctx, p.added, cfg.InitialConnectTimeout); err != nil {
 		p.discard(c)
+		if sp := c.speaker(); sp != nil {
+			sp.Reload() // forgets the new accounts a first CCP packet announced (handleCCP)
+		}
 		return fmt.Errorf("connector: cannot apply the new config, keeping the running one: %w", err)
 	}
 	c.commit(ctx, p)

@@ -334,37 +334,65 @@ func TestCCPConvergence(t *testing.T) {
 	}
 }
 
-// TestCCPControlAsSoonAsLinked: a peer that asks for routes the moment its link is up, at Start
-// or when Apply adds it, is answered and gets updates. (The JS ccp-receiver asks again only
-// 30 s after a reject.)
-func TestCCPControlAsSoonAsLinked(t *testing.T) {
-	answers := map[string]error{}
-	askAtOnce := func(id string) func(ilp.Handler) {
-		answers[id] = errors.New("no route control was sent")
-		return func(h ilp.Handler) {
-			req := &ccp.ControlRequest{Mode: ccp.ModeSync}
-			_, answers[id] = h(context.Background(), ccp.ControlPrepare(req, time.Now().Add(ccp.RequestExpiry)))
-		}
-	}
-	ml := &memLinks{onStart: map[string]func(ilp.Handler){"first": askAtOnce("first"), "added": askAtOnce("added")}}
-	const doc = `
+// peersDoc is a connector with one peer; peerAccount adds another.
+const peersDoc = `
 ilpAddress: test.us
 backend: one-to-one
 accounts:
   first: {relation: peer, plugin: ilp-plugin-btp, assetCode: USD, assetScale: 2}
 `
-	c := start(t, doc, Options{newLink: ml.factory})
+
+func peerAccount(id string) string {
+	return "  " + id + ": {relation: peer, plugin: ilp-plugin-btp, assetCode: USD, assetScale: 2}\n"
+}
+
+// askAtOnce is a memLink onStart that plays a peer asking for routes as soon as the link is up;
+// the answer goes to *answer (set to an error until then).
+func askAtOnce(answer *error) func(ilp.Handler) {
+	*answer = errors.New("no route control was sent")
+	return func(h ilp.Handler) {
+		req := &ccp.ControlRequest{Mode: ccp.ModeSync}
+		_, *answer = h(context.Background(), ccp.ControlPrepare(req, time.Now().Add(ccp.RequestExpiry)))
+	}
+}
+
+// TestCCPControlAsSoonAsLinked: a peer that asks for routes the moment its link is up, at Start
+// or when Apply adds it, is answered and gets updates. (The JS ccp-receiver asks again only
+// 30 s after a reject.)
+func TestCCPControlAsSoonAsLinked(t *testing.T) {
+	var first, added error
+	ml := &memLinks{onStart: map[string]func(ilp.Handler){"first": askAtOnce(&first), "added": askAtOnce(&added)}}
+	c := start(t, peersDoc, Options{newLink: ml.factory})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := c.Apply(ctx, mustConfig(t, doc+"  added: {relation: peer, plugin: ilp-plugin-btp, assetCode: USD, assetScale: 2}\n")); err != nil {
+	if err := c.Apply(ctx, mustConfig(t, peersDoc+peerAccount("added"))); err != nil {
 		t.Fatal(err)
 	}
-	for _, id := range []string{"first", "added"} {
-		if answers[id] != nil {
-			t.Errorf("route control from %s, sent as its link came up: %v", id, answers[id])
+	for id, answer := range map[string]error{"first": first, "added": added} {
+		if answer != nil {
+			t.Errorf("route control from %s, sent as its link came up: %v", id, answer)
 		}
 		if s := c.Routing().Peers[id].Send; s == nil || s.Mode != "SYNC" {
 			t.Errorf("send state for %s: %+v, want SYNC", id, s)
 		}
+	}
+}
+
+// TestCCPRefusedApplyForgetsPeer: an account whose link came up and asked for routes, in an
+// Apply refused because another new account could not start, leaves no CCP state behind.
+func TestCCPRefusedApplyForgetsPeer(t *testing.T) {
+	var answer error
+	ml := &memLinks{broken: map[string]bool{"carol": true}, onStart: map[string]func(ilp.Handler){"dave": askAtOnce(&answer)}}
+	c := start(t, peersDoc, Options{newLink: ml.factory})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Apply(ctx, mustConfig(t, peersDoc+peerAccount("dave")+peerAccount("carol"))); err == nil {
+		t.Fatal("Apply with an account whose link cannot start succeeded")
+	}
+	if answer != nil {
+		t.Fatalf("dave's link did not start and get an answer to its route control: %v", answer)
+	}
+	if _, ok := c.Routing().Peers["dave"]; ok {
+		t.Error("the refused account dave still has CCP state")
 	}
 }
