@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -620,14 +621,10 @@ func (f *flusher) commit(b *batch) error {
 	if err := f.log.append(b.changes); err != nil {
 		return err
 	}
-	for k, v := range b.balances {
-		f.dirty.balances[k] = v
-	}
+	maps.Copy(f.dirty.balances, b.balances)
 	if len(b.kv) > 0 {
 		f.viewMu.Lock()
-		for k, v := range b.kv {
-			f.dirty.kv[k] = v
-		}
+		maps.Copy(f.dirty.kv, b.kv)
 		f.viewMu.Unlock()
 	}
 	if f.log.used() >= f.opts.maxLog {

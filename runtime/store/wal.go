@@ -1,11 +1,13 @@
 package store
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -69,12 +71,8 @@ func (c changes) empty() bool { return len(c.balances) == 0 && len(c.kv) == 0 }
 
 // merge copies o into c; o is newer, so its values win.
 func (c changes) merge(o changes) {
-	for k, v := range o.balances {
-		c.balances[k] = v
-	}
-	for k, v := range o.kv {
-		c.kv[k] = v
-	}
+	maps.Copy(c.balances, o.balances)
+	maps.Copy(c.kv, o.kv)
 }
 
 type walRecord struct {
@@ -332,7 +330,7 @@ func (w *wal) recover(ckpt uint64) ([]walRecord, error) {
 			}
 		}
 	}
-	slices.SortFunc(all, func(a, b walRecord) int { return cmpUint64(a.seq, b.seq) })
+	slices.SortFunc(all, func(a, b walRecord) int { return cmp.Compare(a.seq, b.seq) })
 	for i, r := range all {
 		if want := ckpt + 1 + uint64(i); r.seq != want {
 			return nil, fmt.Errorf("store: reading %s and %s: %w (record %d is missing from the log; %s holds up to %d)",
@@ -348,16 +346,6 @@ func (w *wal) recover(ckpt uint64) ([]walRecord, error) {
 		}
 	}
 	return all, nil
-}
-
-func cmpUint64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func readAll(f *os.File) ([]byte, error) {
