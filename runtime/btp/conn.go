@@ -188,23 +188,18 @@ func (cn *conn) pingLoop() {
 	}
 }
 
-// readLoop reads messages into one reused buffer; dispatch gets a copy of each.
+// readLoop reads each message into a buffer of its own, which dispatch keeps: Prepares,
+// Fulfills and Rejects alias it and may outlive the next read.
 func (cn *conn) readLoop() error {
-	scratch := make([]byte, 0, 4096)
 	for {
-		var err error
-		_, scratch, err = cn.ws.Read(scratch)
+		_, msg, err := cn.ws.Read(nil)
 		if err != nil {
 			if errors.Is(err, ws.ErrMessageTooBig) {
 				return fmt.Errorf("%w: %v", ErrFrameTooLarge, err)
 			}
 			return err
 		}
-		// A copy of the exact size: Prepares, Fulfills and Rejects alias it and may be kept.
-		cn.dispatch(append([]byte(nil), scratch...))
-		if cap(scratch) > keepBuffer { // one large frame must not pin its buffer for good
-			scratch = make([]byte, 0, 4096)
-		}
+		cn.dispatch(msg)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,7 +56,6 @@ const (
 	StatusInvalidPayload  StatusCode = 1007
 	StatusPolicyViolation StatusCode = 1008
 	StatusMessageTooBig   StatusCode = 1009
-	StatusInternalError   StatusCode = 1011
 )
 
 // CloseError is the error of Read once the peer has sent a close frame.
@@ -124,7 +124,6 @@ type Conn struct {
 	// no Read runs, so that Close can wait for the peer's close frame itself.
 	reading  atomic.Bool
 	readDone chan struct{} // closed once reading has ended (close frame or error)
-	doneOnce sync.Once
 
 	wmu       sync.Mutex
 	wbuf      []byte
@@ -165,7 +164,7 @@ func (c *Conn) read(msg []byte) (MessageType, []byte, error) {
 	typ, msg, err := c.readMessage(msg)
 	if err != nil {
 		c.readErr = err
-		c.doneOnce.Do(func() { close(c.readDone) })
+		close(c.readDone) // once: readErr is sticky, and one Read runs at a time
 		c.failOn(err)
 	}
 	return typ, msg, err
@@ -197,7 +196,7 @@ func (c *Conn) readMessage(msg []byte) (MessageType, []byte, error) {
 			return 0, msg, fmt.Errorf("%w: more than %d bytes", ErrMessageTooBig, c.readLimit)
 		}
 		n := len(msg)
-		msg = grow(msg, int(h.length))
+		msg = slices.Grow(msg, int(h.length))[:n+int(h.length)]
 		if _, err := io.ReadFull(c.br, msg[n:]); err != nil {
 			return 0, msg, unexpectedEOF(err)
 		}
@@ -212,16 +211,6 @@ func (c *Conn) readMessage(msg []byte) (MessageType, []byte, error) {
 		}
 		return typ, msg, nil
 	}
-}
-
-// grow extends b by n bytes, reallocating at most once.
-func grow(b []byte, n int) []byte {
-	if cap(b)-len(b) < n {
-		nb := make([]byte, len(b), len(b)+n)
-		copy(nb, b)
-		b = nb
-	}
-	return b[:len(b)+n]
 }
 
 func unexpectedEOF(err error) error {
@@ -525,13 +514,10 @@ const maxDrainMessages = 1 << 16
 
 // CloseNow closes the connection without a close frame; a blocked Read returns an error.
 func (c *Conn) CloseNow() error {
-	err := ErrClosed
+	var err error // nil when already closed
 	c.closeOnce.Do(func() {
 		close(c.closed)
 		err = c.rwc.Close()
 	})
-	if errors.Is(err, ErrClosed) {
-		return nil // already closed
-	}
 	return err
 }
