@@ -168,7 +168,7 @@ func (s *File) replay(recs []walRecord, seq uint64) error {
 	for k, v := range all.balances {
 		s.account(k).b.Balance = v
 	}
-	if err := s.db.Update(func(tx *bolt.Tx) error { return applyChanges(tx, all, seq) }); err != nil {
+	if err := applyChanges(s.db, all, seq); err != nil {
 		return fmt.Errorf("store: cannot apply the log to %s: %w", s.path, err)
 	}
 	return nil
@@ -238,8 +238,14 @@ func checkFormat(tx *bolt.Tx) error {
 	}
 }
 
-// applyChanges writes c and the log sequence it brings bbolt up to.
-func applyChanges(tx *bolt.Tx, c changes, seq uint64) error {
+// applyChanges writes c to bbolt with the last log sequence it covers, in one transaction:
+// the checkpoint, and the replay of the log at open.
+func applyChanges(db *bolt.DB, c changes, seq uint64) error {
+	return db.Update(func(tx *bolt.Tx) error { return putChanges(tx, c, seq) })
+}
+
+// putChanges writes c and the log sequence it brings bbolt up to.
+func putChanges(tx *bolt.Tx, c changes, seq uint64) error {
 	bal, kv := tx.Bucket(bucketBalances), tx.Bucket(bucketKV)
 	for k, v := range c.balances {
 		if err := bal.Put([]byte(k), binary.BigEndian.AppendUint64(nil, uint64(v))); err != nil {
@@ -677,7 +683,7 @@ func (f *flusher) checkpoint() {
 	if !ok {
 		return
 	}
-	if err := f.applyCheckpoint(c, seq); err != nil {
+	if err := applyChanges(f.db, c, seq); err != nil {
 		f.fail(fmt.Errorf("checkpoint: %w", err))
 		return
 	}
@@ -701,10 +707,6 @@ func (f *flusher) beginCheckpoint() (c changes, seq uint64, ok bool) {
 	return c, seq, true
 }
 
-// applyCheckpoint writes c to bbolt with the last log sequence it covers, in one transaction.
-func (f *flusher) applyCheckpoint(c changes, seq uint64) error {
-	return f.db.Update(func(tx *bolt.Tx) error { return applyChanges(tx, c, seq) })
-}
 
 // endCheckpoint: bbolt now serves the checkpointed KV values.
 func (f *flusher) endCheckpoint() {

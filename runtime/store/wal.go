@@ -238,8 +238,8 @@ type wal struct {
 	active int
 	seq    uint64 // the last sequence written or checkpointed
 	buf    []byte
-	blocks []byte // a direct write: whole blocks, aligned in memory
-	tail   []byte // the active segment's bytes from the block that holds off up to off
+	blocks []byte // a direct write: whole blocks, aligned in memory; between writes it starts
+	// with the active segment's bytes from the block that holds off up to off
 }
 
 // walPath is the file of segment i of the store at dbPath.
@@ -376,7 +376,6 @@ func (w *wal) reset() {
 	for _, s := range w.segs {
 		s.off = 0
 	}
-	w.tail = w.tail[:0]
 }
 
 // append writes c as the next record and returns once it is on disk.
@@ -402,7 +401,6 @@ func (w *wal) used() int64 { return w.segs[w.active].off }
 func (w *wal) rotate() uint64 {
 	w.active = (w.active + 1) % walSegments
 	w.segs[w.active].off = 0
-	w.tail = w.tail[:0]
 	return w.seq
 }
 
@@ -430,32 +428,36 @@ func (w *wal) write(s *segment, rec []byte) error {
 const directBlock = 4096
 
 // writeDirect writes the aligned blocks that hold rec at s.off. The bytes before s.off in the
-// first block are records already on disk, rewritten unchanged from w.tail (a torn rewrite
-// leaves each sector old or new, and both hold them); the bytes after rec are zeros, as in a
-// fresh segment.
+// first block are records already on disk, rewritten unchanged from the front of w.blocks,
+// where the last write left them (a torn rewrite leaves each sector old or new, and both hold
+// them); the bytes after rec are zeros, as in a fresh segment.
 func (w *wal) writeDirect(s *segment, rec []byte) error {
 	start := s.off &^ (directBlock - 1)
 	head := int(s.off - start)
-	if head != len(w.tail) {
-		return fmt.Errorf("store: log %s: %d bytes of the last block kept for offset %d, want %d", s.path, len(w.tail), s.off, head)
-	}
 	end := head + len(rec)
 	n := (end + directBlock - 1) &^ (directBlock - 1)
 	if cap(w.blocks) < n {
-		w.blocks = alignedBlocks(max(n, 16*directBlock))
+		w.blocks = keepHead(w.blocks, head, max(n, 16*directBlock))
 	}
 	b := w.blocks[:n]
-	copy(b, w.tail)
 	copy(b[head:], rec)
 	clear(b[end:])
 	if _, err := s.direct.WriteAt(b, start); err != nil {
 		return err
 	}
-	w.tail = append(w.tail[:0], b[end&^(directBlock-1):end]...)
+	last := end &^ (directBlock - 1) // the block the next record starts in
+	copy(b, b[last:end])
 	if cap(w.blocks) > 1<<20 {
-		w.blocks = nil // as w.buf: not kept after an unusually large batch
+		w.blocks = keepHead(w.blocks, end-last, 16*directBlock) // as w.buf: not kept after an unusually large batch
 	}
 	return nil
+}
+
+// keepHead returns aligned blocks of capacity n that start with b[:head].
+func keepHead(b []byte, head, n int) []byte {
+	nb := alignedBlocks(n)
+	copy(nb, b[:head])
+	return nb
 }
 
 // alignedBlocks returns n bytes whose address is a multiple of directBlock, as direct I/O

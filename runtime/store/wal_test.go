@@ -250,7 +250,7 @@ func TestFileCheckpointCrash(t *testing.T) {
 				mustAdd(ctx, s, "alice", 10) // lands in the other segment
 				want += 10
 				if !last || tt.steps >= 2 {
-					if err := s.fl.applyCheckpoint(c, seq); err != nil {
+					if err := applyChanges(s.fl.db, c, seq); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -304,7 +304,7 @@ func TestFileKVThroughCheckpoints(t *testing.T) {
 		check("in the log", want)
 		c, seq, _ := s.fl.beginCheckpoint()
 		check("being checkpointed", want)
-		if err := s.fl.applyCheckpoint(c, seq); err != nil {
+		if err := applyChanges(s.fl.db, c, seq); err != nil {
 			t.Fatal(err)
 		}
 		s.fl.endCheckpoint()
