@@ -136,27 +136,28 @@ func (s *Speaker) Reload() {
 		}
 	}
 	for id, ac := range cfg.Accounts {
-		p := s.peers[id]
-		if p == nil {
-			p = &peer{id: id}
-			s.peers[id] = p
-		}
-		p.configure(ac)
+		s.peerLocked(id).configure(ac)
 	}
 	s.rebuildLocked()
 }
 
-// Expect adds the peer state of an account whose link is up before the config naming it is in
-// force (Apply starts new links first), so that a route control it sends at once is kept. The
-// next Reload keeps or drops it with the config.
+// Expect adds the peer state of an account that Apply is about to start, before the config
+// naming it is in force (Apply starts new links first), so that a route control its peer
+// sends as soon as the link is up is kept. The next Reload keeps or drops it with the config.
 func (s *Speaker) Expect(id string, ac config.Account) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.peers[id] == nil {
-		p := &peer{id: id}
-		p.configure(ac)
+	s.peerLocked(id).configure(ac)
+}
+
+// peerLocked returns the state of peer id, added if new.
+func (s *Speaker) peerLocked(id string) *peer {
+	p := s.peers[id]
+	if p == nil {
+		p = &peer{id: id}
 		s.peers[id] = p
 	}
+	return p
 }
 
 // Learned returns the routes learned from peers (the candidates, before selection).

@@ -72,10 +72,16 @@ func (c *Connector) Apply(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("connector: cannot apply the new config, keeping the running one: %w", err)
 	}
+	sp := c.speaker()
+	if sp != nil {
+		for _, a := range p.added { // their peers may ask for routes as soon as the links are up
+			sp.Expect(a.id, a.pipes.Load().cfg)
+		}
+	}
 	if err := c.startLinks(ctx, p.added, cfg.InitialConnectTimeout); err != nil {
 		p.discard(c)
-		if sp := c.speaker(); sp != nil {
-			sp.Reload() // forgets the new accounts a first CCP packet announced (handleCCP)
+		if sp != nil {
+			sp.Reload() // forgets the accounts expected above
 		}
 		return fmt.Errorf("connector: cannot apply the new config, keeping the running one: %w", err)
 	}

@@ -105,9 +105,6 @@ func (c *Connector) handleCCP(ctx context.Context, src *account, p *ilp.Prepare)
 		return nil, ilp.Rejectf(ilp.CodeBadRequest, c.self(),
 			"route broadcasting is disabled on this connector (CONNECTOR_ROUTE_BROADCAST_ENABLED=false); %s from account %s is ignored", p.Destination, src.id)
 	}
-	if (*c.accounts.Load())[src.id] != src {
-		sp.Expect(src.id, src.pipes.Load().cfg) // Apply is adding src
-	}
 	return sp.Handle(ctx, src.id, p)
 }
 
