@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"reflect"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -16,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
@@ -68,11 +68,8 @@ func (r *ConnectorReconciler) applyOwned(ctx context.Context, conn *ilpv1.Connec
 // upsert creates or updates obj as a controlled child of owner. It refuses to adopt an object
 // of the same name that something else created, rather than silently taking it over.
 func upsert(ctx context.Context, c client.Client, owner, obj client.Object, mutate func() error) (controllerutil.OperationResult, error) {
-	kind := reflect.TypeOf(obj).Elem().Name()
-	if u, ok := obj.(*unstructured.Unstructured); ok {
-		kind = u.GetKind()
-	}
-	notOwned := fmt.Errorf("%s %s already exists and is not owned by %s: rename or delete it", kind, obj.GetName(), owner.GetName())
+	gvk, _ := apiutil.GVKForObject(obj, c.Scheme()) // typed or unstructured
+	notOwned := fmt.Errorf("%s %s already exists and is not owned by %s: rename or delete it", gvk.Kind, obj.GetName(), owner.GetName())
 	res, err := controllerutil.CreateOrUpdate(ctx, c, obj, func() error {
 		if obj.GetResourceVersion() != "" && !metav1.IsControlledBy(obj, owner) {
 			return notOwned
@@ -199,9 +196,14 @@ func (r *ConnectorReconciler) applyPDB(ctx context.Context, conn *ilpv1.Connecto
 // applyServiceMonitor scrapes the admin Service's /metrics when prometheus-operator is installed;
 // without its CRD there is nothing to do.
 func (r *ConnectorReconciler) applyServiceMonitor(ctx context.Context, conn *ilpv1.Connector) error {
+	// The cache holds that one CRD's metadata (CacheOptions), so its absence costs no API call;
+	// the RESTMapper would ask the API server's discovery on every reconcile.
+	if err := r.Get(ctx, client.ObjectKey{Name: serviceMonitorCRDName}, serviceMonitorCRDMeta()); err != nil {
+		return client.IgnoreNotFound(err)
+	}
 	if _, err := r.RESTMapper().RESTMapping(serviceMonitorGVK.GroupKind(), serviceMonitorGVK.Version); err != nil {
 		if meta.IsNoMatchError(err) {
-			return nil
+			return nil // created, not served yet: its watch event comes again once established
 		}
 		return err
 	}
@@ -223,7 +225,7 @@ func (r *ConnectorReconciler) applyServiceMonitor(ctx context.Context, conn *ilp
 	})
 	if apierrors.IsNotFound(err) {
 		// The create found no such resource: the CRD was removed after the RESTMapper learned
-		// it (it keeps the mapping). Nothing scrapes any more; the Connector is fine.
+		// it (it keeps the mapping) and before the cache saw it go. Nothing scrapes any more.
 		return nil
 	}
 	return err

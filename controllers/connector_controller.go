@@ -18,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
 )
@@ -262,7 +261,6 @@ func (r *ConnectorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&policyv1.PodDisruptionBudget{}).
 		Watches(&ilpv1.Account{}, handler.EnqueueRequestsFromMapFunc(connectorOf)).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(connectorsOfSecret(c)), builder.OnlyMetadata).
-		Watches(serviceMonitorCRDMeta(), handler.EnqueueRequestsFromMapFunc(allConnectors(c)),
-			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == serviceMonitorCRDName }))).
+		Watches(serviceMonitorCRDMeta(), handler.EnqueueRequestsFromMapFunc(allConnectors(c))). // only that CRD is cached
 		Complete(r)
 }

@@ -106,11 +106,7 @@ func allConnectors(c client.Client) handler.MapFunc {
 			log.FromContext(ctx).Error(err, "listing Connectors")
 			return nil
 		}
-		reqs := make([]reconcile.Request, len(list.Items))
-		for i, conn := range list.Items {
-			reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&conn)}
-		}
-		return reqs
+		return requestsFor(&list)
 	}
 }
 
