@@ -258,8 +258,9 @@ func (s *sender) work(ctx context.Context, t *tally, tab *table, next *atomic.In
 		if i >= n {
 			return
 		}
-		p.Data = packetData(p.Data, base+uint64(i))
-		pr, _ := s.keys.pairOf(tab, p.Data)
+		seq := base + uint64(i)
+		p.Data = packetData(p.Data, seq)
+		pr := s.keys.pairFor(tab, seq, p.Data)
 		p.ExecutionCondition = pr.condition
 		t.sent++
 		began := time.Now()

@@ -195,8 +195,8 @@ func testReceiver(t *testing.T, precomputed bool) {
 		r.table.Store(r.keys.precompute(40, 5))
 	}
 	data := packetData(nil, 42)
-	f, _ := r.keys.fulfillment(data)
-	other, _ := newKeyring(bytes.Repeat([]byte{2}, 32)).fulfillment(data)
+	f := r.keys.fulfillment(data)
+	other := newKeyring(bytes.Repeat([]byte{2}, 32)).fulfillment(data)
 	for _, tc := range []struct {
 		name string
 		data []byte
@@ -355,7 +355,7 @@ func TestPrecomputedPairs(t *testing.T) {
 				if !ok {
 					continue
 				}
-				f, _ := k.fulfillment(tc.data)
+				f := k.fulfillment(tc.data)
 				if pr.fulfill.Fulfillment != f || pr.condition != ilp.ConditionOf(f) {
 					t.Errorf("pair of seq %d differs from the derived one", seq)
 				}

@@ -60,18 +60,15 @@ func seqOf(data []byte) (seq uint64, ok bool) {
 	return binary.BigEndian.Uint64(data[len(magic):]), true
 }
 
-// fulfillment derives the fulfillment for packet data written by packetData. ok is false when
-// the data is not a load-generator packet.
-func (k *keyring) fulfillment(data []byte) (f [ilp.FulfillmentSize]byte, ok bool) {
-	if _, ok := seqOf(data); !ok {
-		return f, false
-	}
+// fulfillment derives the fulfillment for packet data written by packetData (checked by the
+// caller: seqOf).
+func (k *keyring) fulfillment(data []byte) (f [ilp.FulfillmentSize]byte) {
 	mac := k.macs.Get().(hash.Hash)
 	mac.Reset()
 	mac.Write(data[len(magic):])
 	mac.Sum(f[:0])
 	k.macs.Put(mac)
-	return f, true
+	return f
 }
 
 // maxPrecomputed bounds the packets of a phase whose fulfillment and condition are derived
@@ -107,8 +104,7 @@ func (k *keyring) precompute(base uint64, n int) *table {
 	data := make([]byte, 0, dataSize)
 	for i := range t.pairs {
 		data = packetData(data, base+uint64(i))
-		f, _ := k.fulfillment(data)
-		t.pairs[i] = newPair(f)
+		t.pairs[i] = newPair(k.fulfillment(data))
 	}
 	return t
 }
@@ -121,17 +117,22 @@ func (t *table) lookup(seq uint64) (*pair, bool) {
 	return &t.pairs[seq-t.base], true
 }
 
-// pairOf returns the pair of packet data written by packetData: from t when it holds it,
-// derived (and allocated) otherwise. ok is false when the data is not a load-generator packet.
+// pairOf returns the pair of packet data written by packetData. ok is false when the data is
+// not a load-generator packet.
 func (k *keyring) pairOf(t *table, data []byte) (*pair, bool) {
 	seq, ok := seqOf(data)
 	if !ok {
 		return nil, false
 	}
+	return k.pairFor(t, seq, data), true
+}
+
+// pairFor returns the pair of packet seq, whose data is data: from t when it holds it, derived
+// (and allocated) otherwise.
+func (k *keyring) pairFor(t *table, seq uint64, data []byte) *pair {
 	if p, ok := t.lookup(seq); ok {
-		return p, true
+		return p
 	}
-	f, _ := k.fulfillment(data)
-	p := newPair(f)
-	return &p, true
+	p := newPair(k.fulfillment(data))
+	return &p
 }
