@@ -62,7 +62,7 @@ func TestStoreThroughput(t *testing.T) {
 				}
 				results[key].pps = append(results[key].pps, res.PacketsPerSecond())
 				results[key].p99 = append(results[key].p99, float64(res.Latency.P99.Microseconds())/1000)
-				cpu := float64(rt.cpu.Nanoseconds()) / 1000 / float64(n+n/10) // the warm-up is n/10
+				cpu := float64(rt.cpu.Nanoseconds()) / 1000 / float64(n+warmup(n))
 				results[key].cpu = append(results[key].cpu, cpu)
 				t.Logf("round %d c=%d %-12s %8.0f packets/s p99 %v, connector CPU %.1f us/packet, fulfilled %d/%d",
 					round, conc, s.name, res.PacketsPerSecond(), res.Latency.P99, cpu, res.Fulfilled, n)
@@ -95,7 +95,7 @@ func runLoad(t *testing.T, rt *runtime, n, conc int) *loadgen.Result {
 		Sender:      fmt.Sprintf("btp+ws://lg:alice-secret@127.0.0.1:%d", rt.alicePort),
 		Receiver:    fmt.Sprintf("btp+ws://lg:bob-secret@127.0.0.1:%d", rt.bobPort),
 		Destination: address + ".bob",
-		Packets:     n, Concurrency: conc, Amount: 1, Warmup: n / 10,
+		Packets:     n, Concurrency: conc, Amount: 1, Warmup: warmup(n),
 		Timeout: 4 * time.Minute, Expiry: 30 * time.Second,
 		Logger: slog.New(slog.DiscardHandler),
 	})
@@ -104,6 +104,9 @@ func runLoad(t *testing.T, rt *runtime, n, conc int) *loadgen.Result {
 	}
 	return res
 }
+
+// warmup is how many packets runLoad sends before it measures n.
+func warmup(n int) int { return n / 10 }
 
 func envInt(k string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(k)); err == nil && v > 0 {
