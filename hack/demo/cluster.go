@@ -182,7 +182,7 @@ func (f *clusterFleet) payAcross(ctx context.Context, binary string) (loadgen, e
 	lg := loadgen{binary: binary, wait: probeTimeout,
 		sender:   fmt.Sprintf("btp+ws://demo:sender-secret@%s:%d", f.ip["alice"], clusterChildPort),
 		receiver: fmt.Sprintf("btp+ws://demo:receiver-secret@%s:%d", f.ip["bob"], clusterChildPort)}
-	if _, _, err := payThrough(ctx, f.c, lg, f.kubeconfig, nil); err != nil {
+	if err := payThrough(ctx, f.c, lg, f.kubeconfig, nil); err != nil {
 		return lg, err
 	}
 	return lg, f.showAdminBalances(ctx)

@@ -81,8 +81,7 @@ func pay(ctx context.Context, c client.Client, binary, kubeconfig string, p *por
 	}
 	lg := loadgen{binary: binary, sender: fmt.Sprintf("btp+ws://demo:sender-secret@127.0.0.1:%d", p.sender),
 		receiver: fmt.Sprintf("btp+ws://demo:receiver-secret@127.0.0.1:%d", p.receiver), wait: 30 * time.Second}
-	_, _, err := payThrough(ctx, c, lg, kubeconfig, runtimes)
-	return err
+	return payThrough(ctx, c, lg, kubeconfig, runtimes)
 }
 
 // addPaymentAccounts applies paymentAccounts (the sender listening on senderPort of alice,
@@ -105,22 +104,22 @@ func addPaymentAccounts(ctx context.Context, c client.Client, senderPort, receiv
 }
 
 // payThrough waits for a route from alice-sender to bob-receiver, sends the payment with lg,
-// waits until the Accounts' status shows it and shows the fleet. It returns the amounts sent
-// and received.
-func payThrough(ctx context.Context, c client.Client, lg loadgen, kubeconfig string, runtimes []*process) (sent, received string, err error) {
+// waits until the Accounts' status shows it and shows the fleet.
+func payThrough(ctx context.Context, c client.Client, lg loadgen, kubeconfig string, runtimes []*process) error {
 	step("waiting for a route from alice to " + destination + ": alice learns test.bob from bob over\n" +
 		"    CCP (route broadcasts are on by default); probing with zero-amount packets")
 	if err := lg.probe(ctx, runtimes); err != nil {
-		return "", "", err
+		return err
 	}
 	step(fmt.Sprintf("paying: %d packets of %d from alice-sender through alice and bob to bob-receiver", packets, amount))
 	out, err := lg.run(ctx, packets, amount)
 	if err != nil {
-		return "", "", err
+		return err
 	}
 	step("waiting for the runtimes to report the balances in Account status (at most one write per 2 s)")
-	if sent, received, err = waitPaid(ctx, c, out, runtimes); err != nil {
-		return "", "", err
+	sent, received, err := waitPaid(ctx, c, out, runtimes)
+	if err != nil {
+		return err
 	}
 	step("kubectl get ilp")
 	show(ctx, kubeconfig)
@@ -128,7 +127,7 @@ func payThrough(ctx context.Context, c client.Client, lg loadgen, kubeconfig str
 		"    connector (alice-sender sent %s, not settled yet); negative, the connector owes the account\n"+
 		"    (bob-receiver got %s, after alice's 0.002 spread). bob-alice stays 0: the sample gives it\n"+
 		"    no balance settings.\n", sent, received)
-	return sent, received, nil
+	return nil
 }
 
 // statusTimeout bounds the waits for what the runtimes report in Account status. The cluster
