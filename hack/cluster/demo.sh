@@ -25,14 +25,9 @@ fi
 refuse_if_busy "make demo"
 
 cd "$root"
-log "building bin/ilpfleet and the node's binaries (cached in bin/cluster/; the first time takes minutes)"
+log "building bin/ilpfleet"
 go build -o "$root/bin/ilpfleet" .
-"$root/hack/cluster/build.sh" >/dev/null
-# Only now: a failed build has started nothing to tear down.
-down_on_exit
-
-log "bringing the node up"
-kubeconfig="$("$root/hack/cluster/up.sh")"
+fresh_node
 kubectl="$CLUSTER_BIN/kubectl"
 
 log "deploying the operator: kubectl apply --server-side -k hack/cluster/overlay"

@@ -25,12 +25,7 @@ if [[ $EUID -ne 0 ]]; then
 fi
 refuse_if_busy "make e2e"
 
-down_on_exit
-
-log "building the node's binaries (cached in bin/cluster/)"
-"$root/hack/cluster/build.sh" >/dev/null
-log "bringing the node up"
-kubeconfig="$("$root/hack/cluster/up.sh")"
+fresh_node
 
 cd "$root"
 rc=0

@@ -60,11 +60,24 @@ refuse_if_busy() {
 
 # down_on_exit: from now on, whatever ends the calling script (its end, an error, Ctrl-C or
 # TERM), hack/cluster/down.sh stops the node and the script exits with its own code. Used by
-# e2e.sh and demo.sh once they have something to tear down.
+# fresh_node, once there is something to tear down.
 down_on_exit() {
 	trap _down_now EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
+}
+
+# fresh_node builds the node's binaries (cached in bin/cluster/), then arms down_on_exit (only
+# then: a failed build has started nothing to tear down) and brings the node up; kubeconfig is
+# set to its admin kubeconfig. Call it plainly, not in $(…): the trap must be the caller's.
+fresh_node() {
+	local name
+	name="$(basename "$0")"
+	echo "$name: building the node's binaries (cached in bin/cluster/; the first time takes minutes)" >&2
+	"$root/hack/cluster/build.sh" >/dev/null
+	down_on_exit
+	echo "$name: bringing the node up" >&2
+	kubeconfig="$("$root/hack/cluster/up.sh")"
 }
 
 _down_now() {
