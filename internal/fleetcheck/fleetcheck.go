@@ -72,17 +72,28 @@ func ConnectorPods(ctx context.Context, c client.Client, ns string) (map[string]
 func Probe(ctx context.Context, senderURL string, destination ilp.Address, amount uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	cl, err := btp.NewClient(btp.ClientOptions{Server: senderURL, Common: btp.Common{Logger: slog.New(slog.DiscardHandler)}})
+	cl, err := Dial(ctx, senderURL)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	if err := cl.Start(ctx, func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) {
-		return nil, errors.New("the probe receives nothing")
-	}); err != nil {
-		return err
-	}
 	_, err = cl.Send(ctx, &ilp.Prepare{Amount: amount, ExpiresAt: time.Now().Add(10 * time.Second),
 		ExecutionCondition: ilp.ConditionOf([32]byte{7}), Destination: destination})
 	return err
+}
+
+// Dial connects and authenticates to the BTP account at url, within ctx, as a client that
+// takes no packets; the caller closes it. A refused auth is its error.
+func Dial(ctx context.Context, url string) (*btp.Client, error) {
+	cl, err := btp.NewClient(btp.ClientOptions{Server: url, Common: btp.Common{Logger: slog.New(slog.DiscardHandler)}})
+	if err != nil {
+		return nil, err
+	}
+	if err := cl.Start(ctx, func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) {
+		return nil, errors.New("the probe receives nothing")
+	}); err != nil {
+		_ = cl.Close()
+		return nil, err
+	}
+	return cl, nil
 }

@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
 	"github.com/ilpfleet/ilpfleet/internal/fleetcheck"
@@ -51,11 +52,8 @@ const (
 )
 
 var (
-	gvkConnector = ilpv1.GroupVersion.WithKind("Connector")
-	gvkAccount   = ilpv1.GroupVersion.WithKind("Account")
-	gvkRoute     = ilpv1.GroupVersion.WithKind("Route")
-	gvkPod       = schema.GroupVersionKind{Version: "v1", Kind: "Pod"}
-	quiet        = slog.New(slog.DiscardHandler)
+	gvkPod = schema.GroupVersionKind{Version: "v1", Kind: "Pod"}
+	quiet  = slog.New(slog.DiscardHandler)
 )
 
 func connector(ns, name, addr string, store ilpv1.StoreType) *ilpv1.Connector {
@@ -197,13 +195,12 @@ func (f *fleet) apply(t *testing.T) {
 func (f *fleet) waitReady(t *testing.T) {
 	t.Helper()
 	for _, o := range f.objects {
-		switch o.(type) {
-		case *ilpv1.Connector:
-			waitCondition(t, gvkConnector, f.ns, o.GetName(), ilpv1.ConditionReady, readyTimeout)
-		case *ilpv1.Account:
-			waitCondition(t, gvkAccount, f.ns, o.GetName(), ilpv1.ConditionReady, readyTimeout)
-		case *ilpv1.Route:
-			waitCondition(t, gvkRoute, f.ns, o.GetName(), ilpv1.ConditionReady, readyTimeout)
+		gvk, err := apiutil.GVKForObject(o, k8s.Scheme())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gvk.Group == ilpv1.GroupVersion.Group { // not the Secrets
+			waitCondition(t, gvk, f.ns, o.GetName(), ilpv1.ConditionReady, readyTimeout)
 		}
 	}
 }
@@ -472,27 +469,13 @@ func (f *fleet) probe(amount uint64) error {
 
 // auth connects to alice-sender's listener with token and reports the outcome.
 func (f *fleet) auth(token string) error {
-	cl, err := f.dial(token)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := fleetcheck.Dial(ctx, f.senderURL(token))
 	if err != nil {
 		return err
 	}
 	return cl.Close()
-}
-
-func (f *fleet) dial(token string) (*btp.Client, error) {
-	cl, err := btp.NewClient(btp.ClientOptions{Server: f.senderURL(token), Common: btp.Common{Logger: quiet}})
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := cl.Start(ctx, func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) {
-		return nil, errors.New("the probe receives nothing")
-	}); err != nil {
-		_ = cl.Close()
-		return nil, err
-	}
-	return cl, nil
 }
 
 func (f *fleet) senderURL(token string) string {

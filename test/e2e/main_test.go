@@ -18,6 +18,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -132,14 +133,13 @@ func deployOperator(t *testing.T) {
 // else is read: no logs, no sleeps.
 func waitCondition(t *testing.T, gvk schema.GroupVersionKind, ns, name, typ string, timeout time.Duration) {
 	t.Helper()
-	var last string
-	ok := poll(timeout, func() bool {
-		last = conditionState(gvk, ns, name, typ)
-		return last == ""
+	what := fmt.Sprintf("%s %s/%s: condition %s True for the current generation", gvk.Kind, ns, name, typ)
+	eventually(t, what, timeout, func() error {
+		if why := conditionState(gvk, ns, name, typ); why != "" {
+			return errors.New(why)
+		}
+		return nil
 	})
-	if !ok {
-		t.Fatalf("%s %s/%s: condition %s not True for the current generation within %v: %s", gvk.Kind, ns, name, typ, timeout, last)
-	}
 }
 
 // conditionState returns "" when condition typ is True at the current generation, else why not.
