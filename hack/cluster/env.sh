@@ -35,6 +35,12 @@ SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory net.ipv4.ip_forw
 	net.netfilter.nf_conntrack_tcp_timeout_established net.netfilter.nf_conntrack_tcp_timeout_close_wait)
 PATH="$CLUSTER_BIN:$PATH"
 
+# running NAME: the node's process NAME (pid file in $CLUSTER_RUN/pids) is alive.
+running() {
+	local f="$CLUSTER_RUN/pids/$1.pid"
+	[[ -f $f ]] && kill -0 "$(cat "$f")" 2>/dev/null
+}
+
 # refuse_if_busy NAME exits with a message when a local cluster is up, or when another script of
 # the node is still building or starting it (before its pid files exist): two builds race on the
 # same files, and two nodes cannot share the machine. The caller's own command substitutions are
@@ -42,7 +48,7 @@ PATH="$CLUSTER_BIN:$PATH"
 # start from a fresh node and tear it down afterwards.
 refuse_if_busy() {
 	local name="$1" pid ppid others=()
-	if [[ -f "$CLUSTER_RUN/pids/kube-apiserver.pid" ]] && kill -0 "$(cat "$CLUSTER_RUN/pids/kube-apiserver.pid")" 2>/dev/null; then
+	if running kube-apiserver; then
 		echo "$name: a local cluster is already running (make cluster-up, make e2e, make demo?): stop it with" >&2
 		echo "$name: make cluster-down first; $name starts from a fresh node and tears it down afterwards" >&2
 		exit 1

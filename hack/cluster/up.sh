@@ -17,7 +17,6 @@ pki="$CLUSTER_STATE/pki" cfg="$CLUSTER_STATE/config" logs="$CLUSTER_STATE/logs" 
 
 log() { echo "up.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
-running() { [[ -f "$pids/$1.pid" ]] && kill -0 "$(cat "$pids/$1.pid")" 2>/dev/null; }
 
 # start name cmd...: runs cmd in its own session, logging to $logs/<name>.log.
 start() {
