@@ -707,7 +707,6 @@ func (f *flusher) beginCheckpoint() (c changes, seq uint64, ok bool) {
 	return c, seq, true
 }
 
-
 // endCheckpoint: bbolt now serves the checkpointed KV values.
 func (f *flusher) endCheckpoint() {
 	f.viewMu.Lock()
