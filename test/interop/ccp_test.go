@@ -85,16 +85,19 @@ type jsRouting struct {
 		NextHop string `json:"nextHop"`
 		Path    string `json:"path"`
 	} `json:"localRoutingTable"`
-	Peers map[string]struct {
-		Send *struct {
-			Epoch uint32 `json:"epoch"`
-			Mode  string `json:"mode"`
-		} `json:"send"`
-		Receive *struct {
-			RoutingTableID string `json:"routingTableId"`
-			Epoch          uint32 `json:"epoch"`
-		} `json:"receive"`
-	} `json:"peers"`
+	Peers map[string]jsPeer `json:"peers"`
+}
+
+// jsPeer is one peer's CCP state in GET /routing.
+type jsPeer struct {
+	Send *struct {
+		Epoch uint32 `json:"epoch"`
+		Mode  string `json:"mode"`
+	} `json:"send"`
+	Receive *struct {
+		RoutingTableID string `json:"routingTableId"`
+		Epoch          uint32 `json:"epoch"`
+	} `json:"receive"`
 }
 
 // waitRoute polls c's GET /routing until its local table routes prefix to nextHop along
@@ -116,6 +119,24 @@ func waitRoute(t *testing.T, c *connector, prefix, nextHop, path string) jsRouti
 	}
 	t.Fatalf("%s did not learn %s → %s (path %q) over CCP within 30 s: last /routing %+v, error %v", c.proc.name, prefix, nextHop, path, r, err)
 	return r
+}
+
+// waitSendSync polls c's GET /routing, up to 30 s, until its send state for peer is SYNC, and
+// returns the peer's last state.
+func waitSendSync(t *testing.T, c *connector, peer string) (p jsPeer) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		var r jsRouting
+		if err := getJSON(ctx, c.adminPort, "/routing", &r); err == nil {
+			if p = r.Peers[peer]; p.Send != nil && p.Send.Mode == "SYNC" {
+				return p
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return p
 }
 
 func testCCPPayment(t *testing.T, implA, implB impl) {
@@ -146,7 +167,9 @@ func testCCPPayment(t *testing.T, implA, implB impl) {
 	if p := rb.Peers["a"]; p.Receive == nil || p.Receive.RoutingTableID != ra.RoutingTableID {
 		t.Errorf("B's receive state for a: %+v, want A's routing table %s", p.Receive, ra.RoutingTableID)
 	}
-	if p := ra.Peers["b"]; p.Send == nil || p.Send.Mode != "SYNC" {
+	// B's route control can reach a JS A before A tracks B as a peer (A rejects it: "non-peer");
+	// B asks again after a back-off, so A's send state is polled, not read once.
+	if p := waitSendSync(t, a, "b"); p.Send == nil || p.Send.Mode != "SYNC" {
 		t.Errorf("A's send state for b: %+v, want SYNC (B asked for routes)", p.Send)
 	}
 	// Neither side re-advertised the other's own prefix back to it.
