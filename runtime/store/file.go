@@ -70,6 +70,9 @@ type File struct {
 	accounts sync.Map // string → *fileAccount
 	fl       *flusher
 	closed   atomic.Bool
+	// creditMu makes CreditOnce's "key absent" check and its write one step against other
+	// CreditOnce calls: it is held until the write is logged, when the key is in the logged view.
+	creditMu sync.Mutex
 }
 
 type fileAccount struct {
@@ -436,9 +439,19 @@ func (s *File) GetKey(_ context.Context, key string) ([]byte, error) {
 	if err := s.usable(); err != nil {
 		return nil, err
 	}
+	v, err := s.lookup(key)
+	if err == nil && v == nil {
+		err = ErrNotFound
+	}
+	return v, err
+}
+
+// lookup returns a copy of key's value, or nil when absent. The logged view is asked first: a
+// checkpoint only moves values from it to bbolt, so a value missed there is in bbolt by then.
+func (s *File) lookup(key string) ([]byte, error) {
 	if v, ok := s.fl.logged(key); ok {
 		if v == nil {
-			return nil, ErrNotFound
+			return nil, nil
 		}
 		return append([]byte{}, v...), nil
 	}
@@ -449,9 +462,6 @@ func (s *File) GetKey(_ context.Context, key string) ([]byte, error) {
 		}
 		return nil
 	})
-	if err == nil && v == nil {
-		err = ErrNotFound
-	}
 	return v, err
 }
 
@@ -469,6 +479,110 @@ func (s *File) DeleteKey(_ context.Context, key string) error {
 		return err
 	}
 	return s.fl.wait(s.fl.putKV(key, nil))
+}
+
+// SettleDue implements Settlements: the new durable balance and the key go into one batch, so
+// one log record holds both.
+func (s *File) SettleDue(_ context.Context, account string, threshold, settleTo int64, key string) (int64, error) {
+	if err := s.usable(); err != nil {
+		return 0, err
+	}
+	a := s.account(account)
+	a.mu.Lock()
+	amount, due, err := settleAmount(a.b.Balance, threshold, settleTo)
+	if !due || err != nil {
+		a.mu.Unlock()
+		return 0, err
+	}
+	// Packets in flight keep their open part: it is left out of what is written, as in change.
+	durable, ok := Sub(settleTo, a.open)
+	if !ok {
+		a.mu.Unlock()
+		return 0, ErrOverflow
+	}
+	a.b.Balance = settleTo
+	bt := s.fl.enqueue(func(b *batch) {
+		b.balances[account] = durable
+		b.kv[key] = settleValue(amount)
+	})
+	a.mu.Unlock()
+	return amount, s.fl.wait(bt)
+}
+
+// CreditOnce implements Settlements: the balance, key and entries go into one batch, so one log
+// record holds them all.
+func (s *File) CreditOnce(_ context.Context, account string, delta int64, key string, value []byte, entries ...Entry) (bool, error) {
+	if err := s.usable(); err != nil {
+		return false, err
+	}
+	s.creditMu.Lock()
+	defer s.creditMu.Unlock()
+	if v, err := s.lookup(key); err != nil || v != nil {
+		return false, err
+	}
+	bt, err := s.credit(account, delta, key, value, entries)
+	if err != nil {
+		return false, err
+	}
+	return true, s.fl.wait(bt)
+}
+
+// credit applies CreditOnce's change to the account and queues it; the caller holds creditMu.
+func (s *File) credit(account string, delta int64, key string, value []byte, entries []Entry) (*batch, error) {
+	kv := make(map[string][]byte, 1+len(entries))
+	kv[key] = append([]byte{}, value...)
+	for _, e := range entries {
+		var v []byte // nil: deleted
+		if e.Value != nil {
+			v = append([]byte{}, e.Value...)
+		}
+		kv[e.Key] = v
+	}
+	a := s.account(account)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	nb, err := a.b.ApplyAdd(account, delta, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	durable, ok := Sub(nb.Balance, a.open)
+	if !ok {
+		return nil, ErrOverflow
+	}
+	a.b = nb
+	return s.fl.enqueue(func(b *batch) {
+		b.balances[account] = durable
+		maps.Copy(b.kv, kv)
+	}), nil
+}
+
+// Keys implements Settlements: bbolt's keys with the logged view on top of them. The logged
+// view is taken first, for the reason lookup gives.
+func (s *File) Keys(_ context.Context, prefix string) ([]string, error) {
+	if err := s.usable(); err != nil {
+		return nil, err
+	}
+	logged := s.fl.loggedPrefix(prefix)
+	var keys []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketKV).Cursor()
+		for k, _ := c.Seek([]byte(prefix)); k != nil && strings.HasPrefix(string(k), prefix); k, _ = c.Next() {
+			if _, ok := logged[string(k)]; !ok {
+				keys = append(keys, string(k))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range logged {
+		if v != nil {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys, nil
 }
 
 // Close writes what is queued, checkpoints the log into bbolt and closes the files. Later calls
@@ -651,6 +765,22 @@ func (f *flusher) logged(key string) ([]byte, bool) {
 	}
 	v, ok := f.ckptKV[key]
 	return v, ok
+}
+
+// loggedPrefix returns the logged view's values (nil: deleted) of the keys that start with
+// prefix: a running checkpoint's, overridden by the newer dirty ones.
+func (f *flusher) loggedPrefix(prefix string) map[string][]byte {
+	f.viewMu.Lock()
+	defer f.viewMu.Unlock()
+	out := make(map[string][]byte)
+	for _, m := range []map[string][]byte{f.ckptKV, f.dirty.kv} {
+		for k, v := range m {
+			if strings.HasPrefix(k, prefix) {
+				out[k] = v
+			}
+		}
+	}
+	return out
 }
 
 // checkpointer runs the checkpoints, one at a time, so that a segment is reused only after

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -329,4 +330,130 @@ func TestFileStopsAfterFailedWrite(t *testing.T) {
 	s.fl.close(true)
 	_ = s.fl.log.close()
 	_ = s.db.Close()
+}
+
+func TestFileSettlements(t *testing.T) {
+	testSettlements(t, func(t *testing.T) Store {
+		s := openFile(t, t.TempDir())
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	})
+}
+
+// TestFileSettlementsDurable: both settlement operations survive a restart, after a clean close
+// or a crash, with their keys; a packet in flight on the account when one was made does not.
+// Each operation is one log record.
+func TestFileSettlementsDurable(t *testing.T) {
+	ctx := context.Background()
+	for _, crash := range []bool{false, true} {
+		name := map[bool]string{false: "close", true: "crash"}[crash]
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openFile(t, dir)
+			setBalance(t, s, "out", -30, 0)
+			setBalance(t, s, "in", 50, 0)
+			if err := s.PutKey(ctx, "in:old", []byte("o")); err != nil {
+				t.Fatal(err)
+			}
+			pctx := s.BeginPacket(ctx)
+			mustAdd(pctx, s, "out", 10) // in flight: -20 in memory, never ended
+			before := s.fl.writes.Load()
+			if amt, err := s.SettleDue(ctx, "out", -10, 5, "out:1"); err != nil || amt != 25 {
+				t.Fatalf("SettleDue: %d %v", amt, err)
+			}
+			ok, err := s.CreditOnce(ctx, "in", -20, "in:1", []byte("v"), Entry{"in:e", []byte("e")}, Entry{"in:old", nil})
+			if err != nil || !ok {
+				t.Fatalf("CreditOnce: %v %v", ok, err)
+			}
+			if w := s.fl.writes.Load() - before; w != 2 {
+				t.Fatalf("%d log records for two operations, want 2", w)
+			}
+			if crash {
+				s.crash()
+			} else if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+
+			s = openFile(t, dir)
+			defer s.Close()
+			// out: -30 durable, raised by 25 (to 5 with the packet's 10, which died with it).
+			if b, _ := s.Get(ctx, "out"); b != (AccountBalance{Balance: -5}) {
+				t.Fatalf("out after restart: %+v", b)
+			}
+			if b, _ := s.Get(ctx, "in"); b != (AccountBalance{Balance: 30}) {
+				t.Fatalf("in after restart: %+v", b)
+			}
+			checkKV(t, s, "out:", map[string]string{"out:1": "25"})
+			checkKV(t, s, "in:", map[string]string{"in:1": "v", "in:e": "e"})
+			if ok, err := s.CreditOnce(ctx, "in", -20, "in:1", []byte("v")); ok || err != nil {
+				t.Fatalf("repeated CreditOnce after restart: %v %v", ok, err)
+			}
+			if b, _ := s.Get(ctx, "in"); b.Balance != 30 {
+				t.Fatalf("in after repeated credit: %+v", b)
+			}
+		})
+	}
+}
+
+// TestFileSettlementsThroughCheckpoints: CreditOnce finds its key, and Keys lists what it
+// should, while the key is in the log, being checkpointed and in bbolt.
+func TestFileSettlementsThroughCheckpoints(t *testing.T) {
+	ctx := context.Background()
+	s, err := openFileWith(t.TempDir(), noTimer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// k:old is in bbolt; k:1 replaces it in the same write that deletes it.
+	if err := s.PutKey(ctx, "k:old", []byte("o")); err != nil {
+		t.Fatal(err)
+	}
+	checkpoint(t, s)
+	if ok, err := s.CreditOnce(ctx, "a", 7, "k:1", []byte("v"), Entry{"k:old", nil}); !ok || err != nil {
+		t.Fatalf("CreditOnce: %v %v", ok, err)
+	}
+	check := func(when string) {
+		t.Helper()
+		if ok, err := s.CreditOnce(ctx, "a", 7, "k:1", []byte("v")); ok || err != nil {
+			t.Fatalf("%s: repeated CreditOnce: %v %v", when, ok, err)
+		}
+		if b, _ := s.Get(ctx, "a"); b.Balance != 7 {
+			t.Fatalf("%s: balance %d, want 7", when, b.Balance)
+		}
+		if keys, err := s.Keys(ctx, "k:"); err != nil || !slices.Equal(keys, []string{"k:1"}) {
+			t.Fatalf("%s: keys %q %v", when, keys, err)
+		}
+	}
+	check("in the log")
+	c, seq, _ := s.fl.beginCheckpoint()
+	check("being checkpointed")
+	if err := s.PutKey(ctx, "k:old", []byte("again")); err != nil { // dirty over ckptKV's deletion
+		t.Fatal(err)
+	}
+	if keys, _ := s.Keys(ctx, "k:"); !slices.Equal(keys, []string{"k:1", "k:old"}) {
+		t.Fatalf("newer put over a checkpointing deletion: keys %q", keys)
+	}
+	if err := s.DeleteKey(ctx, "k:old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := applyChanges(s.fl.db, c, seq); err != nil {
+		t.Fatal(err)
+	}
+	s.fl.endCheckpoint()
+	check("in bbolt")
+	checkpoint(t, s)
+	check("all in bbolt")
+}
+
+// checkpoint runs one checkpoint's steps in the test's goroutine (the store has noTimer).
+func checkpoint(t *testing.T, s *File) {
+	t.Helper()
+	c, seq, ok := s.fl.beginCheckpoint()
+	if !ok {
+		return
+	}
+	if err := applyChanges(s.fl.db, c, seq); err != nil {
+		t.Fatal(err)
+	}
+	s.fl.endCheckpoint()
 }

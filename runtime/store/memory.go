@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -26,6 +28,8 @@ type memAccount struct {
 func NewMemory() *Memory { return &Memory{kv: make(map[string][]byte)} }
 
 var _ Store = (*Memory)(nil)
+
+// Lock order: an account's lock before kvMu (only the Settlements methods take both).
 
 func (m *Memory) account(name string) (*memAccount, error) {
 	if m.closed.Load() {
@@ -142,6 +146,71 @@ func (m *Memory) DeleteKey(_ context.Context, key string) error {
 	delete(m.kv, key)
 	m.kvMu.Unlock()
 	return nil
+}
+
+// SettleDue implements Settlements, under the account's lock and the KV lock.
+func (m *Memory) SettleDue(_ context.Context, account string, threshold, settleTo int64, key string) (int64, error) {
+	a, err := m.account(account)
+	if err != nil {
+		return 0, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	amount, due, err := settleAmount(a.b.Balance, threshold, settleTo)
+	if !due || err != nil {
+		return 0, err
+	}
+	m.kvMu.Lock()
+	m.kv[key] = settleValue(amount)
+	m.kvMu.Unlock()
+	a.b.Balance = settleTo
+	return amount, nil
+}
+
+// CreditOnce implements Settlements, under the account's lock and the KV lock.
+func (m *Memory) CreditOnce(_ context.Context, account string, delta int64, key string, value []byte, entries ...Entry) (bool, error) {
+	a, err := m.account(account)
+	if err != nil {
+		return false, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	m.kvMu.Lock()
+	defer m.kvMu.Unlock()
+	if _, ok := m.kv[key]; ok {
+		return false, nil
+	}
+	nb, err := a.b.ApplyAdd(account, delta, nil, nil)
+	if err != nil {
+		return false, err
+	}
+	a.b = nb
+	m.kv[key] = append(make([]byte, 0, len(value)), value...)
+	for _, e := range entries {
+		if e.Value == nil {
+			delete(m.kv, e.Key)
+		} else {
+			m.kv[e.Key] = append(make([]byte, 0, len(e.Value)), e.Value...)
+		}
+	}
+	return true, nil
+}
+
+// Keys implements Settlements.
+func (m *Memory) Keys(_ context.Context, prefix string) ([]string, error) {
+	if m.closed.Load() {
+		return nil, ErrClosed
+	}
+	var keys []string
+	m.kvMu.RLock()
+	for k := range m.kv {
+		if strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+		}
+	}
+	m.kvMu.RUnlock()
+	slices.Sort(keys)
+	return keys, nil
 }
 
 // Close makes every later call fail with ErrClosed.

@@ -191,6 +191,10 @@ func TestMemoryKV(t *testing.T) {
 	}
 }
 
+func TestMemorySettlements(t *testing.T) {
+	testSettlements(t, func(*testing.T) Store { return NewMemory() })
+}
+
 func TestCheckedMath(t *testing.T) {
 	tests := []struct {
 		a, b     int64

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -161,11 +162,19 @@ type result struct {
 }
 
 func (r *Redis) run(ctx context.Context, op, key, amount string, min, max *int64, scoped bool) (result, error) {
+	return r.runWith(ctx, op, []string{key}, amount, min, max, scoped)
+}
+
+// runWith is run with the KV keys and the extra arguments of the settlement ops: keys[0] is the
+// account's hash, the rest and extra are as redis.lua says.
+func (r *Redis) runWith(ctx context.Context, op string, keys []string, amount string, min, max *int64, scoped bool, extra ...any) (result, error) {
 	sc := "0"
 	if scoped {
 		sc = "1"
 	}
-	v, err := balanceScript.Run(ctx, r.c, []string{key}, op, amount, limitArg(min), limitArg(max), r.instance, sc).Slice()
+	key := keys[0]
+	args := append([]any{op, amount, limitArg(min), limitArg(max), r.instance, sc}, extra...)
+	v, err := balanceScript.Run(ctx, r.c, keys, args...).Slice()
 	if err != nil {
 		return result{}, fmt.Errorf("store: redis %s: %w", op, err)
 	}
@@ -377,6 +386,99 @@ func (r *Redis) DeleteKey(ctx context.Context, key string) error {
 		return fmt.Errorf("store: redis delete: %w", err)
 	}
 	return nil
+}
+
+// SettleDue implements Settlements: one script compares the committed balance, raises it and
+// records the key.
+func (r *Redis) SettleDue(ctx context.Context, account string, threshold, settleTo int64, key string) (int64, error) {
+	if threshold > settleTo {
+		return 0, ErrInvalidAmount
+	}
+	res, err := r.runWith(ctx, "settle", []string{r.accountKey(account), r.kvKey(key)},
+		strconv.FormatInt(settleTo, 10), &threshold, nil, false)
+	if err != nil {
+		return 0, err
+	}
+	switch res.code {
+	case 0:
+	case 3:
+		return 0, ErrOverflow
+	default:
+		return 0, fmt.Errorf("store: redis settle: unknown result code %d", res.code)
+	}
+	amount, err := strconv.ParseInt(res.proposed, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("store: redis settle: amount %q: %w", res.proposed, err)
+	}
+	return amount, nil
+}
+
+// CreditOnce implements Settlements: one script checks the key, adds to the balance and writes
+// the key and the entries.
+func (r *Redis) CreditOnce(ctx context.Context, account string, delta int64, key string, value []byte, entries ...Entry) (bool, error) {
+	keys := make([]string, 0, 2+len(entries))
+	keys = append(keys, r.accountKey(account), r.kvKey(key))
+	extra := make([]any, 0, 1+len(entries))
+	extra = append(extra, value)
+	for _, e := range entries {
+		keys = append(keys, r.kvKey(e.Key))
+		if e.Value == nil {
+			extra = append(extra, "d")
+		} else {
+			extra = append(extra, append([]byte{'s'}, e.Value...))
+		}
+	}
+	res, err := r.runWith(ctx, "credit", keys, strconv.FormatInt(delta, 10), nil, nil, false, extra...)
+	if err != nil {
+		return false, err
+	}
+	switch res.code {
+	case 0:
+		return true, nil
+	case 5:
+		return false, nil
+	case 3:
+		return false, ErrOverflow
+	default:
+		return false, fmt.Errorf("store: redis credit: unknown result code %d", res.code)
+	}
+}
+
+// Keys implements Settlements with SCAN, bounded by the number of keys in the Redis (pages of
+// 1000). SCAN may return a key twice; the result has each once.
+func (r *Redis) Keys(ctx context.Context, prefix string) ([]string, error) {
+	full := r.kvKey(prefix)
+	pattern := globEscape(full) + "*"
+	var keys []string
+	var cursor uint64
+	for {
+		page, next, err := r.c.Scan(ctx, cursor, pattern, 1000).Result()
+		if err != nil {
+			return nil, fmt.Errorf("store: redis keys: %w", err)
+		}
+		for _, k := range page {
+			if strings.HasPrefix(k, full) { // the pattern already says so; never trust a glob
+				keys = append(keys, strings.TrimPrefix(k, r.kvKey("")))
+			}
+		}
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys), nil
+}
+
+// globEscape makes s match itself in a Redis glob pattern.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, c := range []byte(s) {
+		if strings.IndexByte(`*?[]\`, c) >= 0 {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }
 
 // Close retries the packet ends that failed, then closes the connections. Later calls fail.

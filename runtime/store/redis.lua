@@ -5,9 +5,14 @@
 --
 -- KEYS[1]  the account's hash: b (committed balance), p (pending), o:<instance> (this
 --          instance's open packet changes of b), p:<instance> (this instance's part of p)
--- ARGV     op, amount, min ('' = none), max ('' = none), instance, scoped ('1' or '0')
+-- KEYS[2…] the KV keys written with the balance, for the settlement ops (settlements.go):
+--          'settle' writes KEYS[2]; 'credit' writes KEYS[2] and the entries KEYS[3…]
+-- ARGV     op, amount, min ('' = none), max ('' = none), instance, scoped ('1' or '0'), then
+--          for 'credit' the value of KEYS[2] and, for each entry, 's'..value (set) or 'd'
+--          (delete). 'settle' takes settleTo as amount and threshold as min.
 -- Returns  {code, balance, pending, proposed}; code 0 ok, 1 above maximum, 2 below minimum,
---          3 overflow, 4 invalid amount.
+--          3 overflow, 4 invalid amount, 5 already recorded ('credit': KEYS[2] exists).
+--          'settle' returns the amount raised as proposed ('0': not due).
 local key = KEYS[1]
 local op, amt, minv, maxv, inst, scoped = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local ofield, pfield = 'o:' .. inst, 'p:' .. inst
@@ -106,6 +111,38 @@ if op == 'add' then
   if minv ~= '' and cmp(avail, minv) < 0 then return {2, b, p, avail} end
   redis.call('HSET', key, 'b', nb)
   if scoped == '1' then own(ofield, amt) end
+  return {0, nb, p, ''}
+end
+
+if op == 'settle' then
+  -- SettleDue: raise b to settleTo (amt) if it is below threshold (minv), recording the amount.
+  if cmp(b, minv) >= 0 then return {0, b, p, '0'} end
+  local raised
+  if b == '-9223372036854775808' then
+    -- sub cannot negate MinInt64: amt - MinInt64 = (amt + 1) + MaxInt64.
+    local a1 = add(amt, '1')
+    if a1 ~= nil then raised = add(a1, '9223372036854775807') end
+  else
+    raised = sub(amt, b)
+  end
+  if raised == nil then return {3, b, p, ''} end
+  redis.call('HSET', key, 'b', amt)
+  redis.call('SET', KEYS[2], raised)
+  return {0, amt, p, raised}
+end
+
+if op == 'credit' then
+  -- CreditOnce: 'add' without limits, once per KEYS[2], with the entries.
+  if redis.call('EXISTS', KEYS[2]) == 1 then return {5, b, p, ''} end
+  local nb = add(b, amt)
+  if nb == nil then return {3, b, p, ''} end
+  if sub(nb, p) == nil then return {3, b, p, ''} end
+  redis.call('HSET', key, 'b', nb)
+  redis.call('SET', KEYS[2], ARGV[7])
+  for i = 3, #KEYS do
+    local v = ARGV[i + 5]
+    if v == 'd' then redis.call('DEL', KEYS[i]) else redis.call('SET', KEYS[i], v:sub(2)) end
+  end
   return {0, nb, p, ''}
 end
 

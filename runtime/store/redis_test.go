@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -286,4 +287,64 @@ func TestRedisEndAfterScriptFlush(t *testing.T) {
 			t.Fatalf("%s still open after the end: %v", acct, h)
 		}
 	}
+}
+
+func TestRedisSettlements(t *testing.T) {
+	srv := redistest.Start(t)
+	testSettlements(t, func(t *testing.T) Store { return openRedis(t, srv.URL(), "settle") })
+}
+
+// TestRedisKeysPrefixIsNotAGlob: the store's own prefix is escaped too, so that a store whose
+// prefix holds glob characters lists its keys only.
+func TestRedisKeysPrefixIsNotAGlob(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	open := func(prefix string) *Redis {
+		r, err := OpenRedis(ctx, RedisOptions{URL: srv.URL(), Instance: "i", Prefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Close() })
+		return r
+	}
+	glob, plain := open("g[xy]*:"), open("gx:")
+	for _, kv := range []struct {
+		r   *Redis
+		key string
+	}{{glob, "a"}, {glob, "b"}, {plain, "c"}} {
+		if err := kv.r.PutKey(ctx, kv.key, []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		r    *Redis
+		want []string
+	}{{glob, []string{"a", "b"}}, {plain, []string{"c"}}}
+	for _, tt := range tests {
+		if got, err := tt.r.Keys(ctx, ""); err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("prefix %q: keys %q %v, want %q", tt.r.prefix, got, err, tt.want)
+		}
+	}
+}
+
+// TestRedisSettleDuringPacket: SettleDue compares the committed balance, which includes this
+// instance's packets in flight, and a restart reverts those packets but not the settlement.
+func TestRedisSettleDuringPacket(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	r := openRedis(t, srv.URL(), "one")
+	setBalance(t, r, "out", -30, 0)
+	pctx := r.BeginPacket(ctx)
+	mustAdd(pctx, r, "out", 10) // in flight, never ended: -20
+	if amt, err := r.SettleDue(ctx, "out", -10, 5, "out:1"); err != nil || amt != 25 {
+		t.Fatalf("SettleDue: %d %v", amt, err)
+	}
+	if amt, err := r.SettleDue(ctx, "out", -10, 5, "out:2"); err != nil || amt != 0 {
+		t.Fatalf("SettleDue when not due: %d %v", amt, err)
+	}
+	r2 := openRedis(t, srv.URL(), "one") // the restart of instance one
+	if b, _ := r2.Get(ctx, "out"); b != (AccountBalance{Balance: -5}) {
+		t.Fatalf("after restart: %+v, want -5", b)
+	}
+	checkKV(t, r2, "out:", map[string]string{"out:1": "25"})
 }

@@ -111,6 +111,7 @@ type KV interface {
 type Store interface {
 	Balances
 	KV
+	Settlements
 	Close() error
 }
 
