@@ -24,6 +24,7 @@ func ParseAccount(id string, data []byte) (Account, error) {
 var accountFields = []string{
 	"relation", "plugin", "assetCode", "assetScale", "balance", "maxPacketAmount", "throughput",
 	"rateLimit", "deduplicate", "sendRoutes", "receiveRoutes", "options", "ilpAddressSegment",
+	"settlementEngine",
 }
 
 func parseAccount(id string, data []byte, l *fieldErrors) Account {
@@ -84,6 +85,7 @@ func parseAccount(id string, data []byte, l *fieldErrors) Account {
 	a.Throughput = parseThroughput(id, obj["throughput"], l)
 	a.RateLimit = parseRateLimit(id, obj["rateLimit"], l)
 	a.Deduplicate = parseDeduplicate(id, obj["deduplicate"], l)
+	a.SettlementEngine = parseSettlementEngine(id, obj["settlementEngine"], l)
 	return a
 }
 
@@ -246,6 +248,21 @@ func parseDeduplicate(id string, raw json.RawMessage, l *fieldErrors) *Deduplica
 		}
 	}
 	return &d
+}
+
+// parseSettlementEngine reads {"url": "http://…"}; Validate checks the URL.
+func parseSettlementEngine(id string, raw json.RawMessage, l *fieldErrors) *SettlementEngine {
+	obj, ok := subObject(id, "settlementEngine", raw, []string{"url"}, l)
+	if !ok {
+		return nil
+	}
+	se := &SettlementEngine{}
+	if r, ok := obj["url"]; !ok {
+		l.add(id, "settlementEngine.url", "", "required: the base URL of the settlement engine, e.g. http://xrp-engine:3000")
+	} else if se.URL, ok = rawString(r); !ok {
+		l.add(id, "settlementEngine.url", string(r), "expected a string")
+	}
+	return se
 }
 
 // parseAccounts reads the CONNECTOR_ACCOUNTS object, keeping the order of its keys (the JS

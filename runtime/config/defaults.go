@@ -112,5 +112,7 @@ func Defaults() *Config {
 		AdminAPIHost:           "127.0.0.1",
 		AdminAPIPort:           7780,
 		CollectDefaultMetrics:  false,
+		SettlementAPIHost:      "127.0.0.1",
+		SettlementAPIPort:      7771, // interledger-rs's, which engines written for it expect
 	}
 }

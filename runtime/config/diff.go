@@ -124,6 +124,7 @@ func accountDiff(a, b *Account) []string {
 	check("receiveRoutes", a.ReceivesRoutes() == b.ReceivesRoutes())
 	check("ilpAddressSegment", a.ILPAddressSegment == b.ILPAddressSegment)
 	check("options", bytes.Equal(canonicalObject(a.Options), canonicalObject(b.Options)))
+	check("settlementEngine", reflect.DeepEqual(a.SettlementEngine, b.SettlementEngine))
 	return out
 }
 
@@ -157,6 +158,8 @@ var globalGetters = []struct {
 	{"adminApiPort", func(c *Config) string { return strconv.Itoa(c.AdminAPIPort) }},
 	{"adminApiHost", func(c *Config) string { return c.AdminAPIHost }},
 	{"collectDefaultMetrics", func(c *Config) string { return strconv.FormatBool(c.CollectDefaultMetrics) }},
+	{"settlementApiHost", func(c *Config) string { return c.SettlementAPIHost }},
+	{"settlementApiPort", func(c *Config) string { return strconv.Itoa(c.SettlementAPIPort) }},
 }
 
 func sortedCopy(s []string) []string {

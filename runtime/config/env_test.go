@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +58,8 @@ func TestDefaultsAreTheJSDefaults(t *testing.T) {
 		{"adminApiPort", d.AdminAPIPort, 7780},
 		{"adminApiHost", d.AdminAPIHost, "127.0.0.1"},
 		{"collectDefaultMetrics", d.CollectDefaultMetrics, false},
+		{"settlementApiHost (ilpfleet)", d.SettlementAPIHost, "127.0.0.1"},
+		{"settlementApiPort (ilpfleet; interledger-rs's)", d.SettlementAPIPort, 7771},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {
@@ -88,6 +91,8 @@ func TestEnvNamesAreTheJSNames(t *testing.T) {
 		"CONNECTOR_MIDDLEWARES", "CONNECTOR_DISABLE_MIDDLEWARE", "CONNECTOR_REFLECT_PAYMENTS",
 		"CONNECTOR_INITIAL_CONNECT_TIMEOUT", "CONNECTOR_ADMIN_API", "CONNECTOR_ADMIN_API_PORT",
 		"CONNECTOR_ADMIN_API_HOST", "CONNECTOR_COLLECT_DEFAULT_METRICS",
+		// ilpfleet's own, after the JS ones:
+		"CONNECTOR_SETTLEMENT_API_HOST", "CONNECTOR_SETTLEMENT_API_PORT",
 	}
 	var got []string
 	for _, s := range settings {
@@ -153,6 +158,13 @@ func TestFromEnvVariables(t *testing.T) {
 		{"account options not object", base(map[string]string{"CONNECTOR_ACCOUNTS": `{"a":` + strings.Replace(btpChild, `}`, `,"options":"ws://x"}`, 1) + `}`}), nil, nil, []string{`options = "\"ws://x\"": expected a JSON object`}},
 		{"account segment", base(map[string]string{"CONNECTOR_ACCOUNTS": `{"a":` + strings.Replace(btpChild, `}`, `,"ilpAddressSegment":"bob"}`, 1) + `}`}), func(c *Config) any { return c.Accounts["a"].ILPAddressSegment }, "bob", nil},
 		{"account segment bad", base(map[string]string{"CONNECTOR_ACCOUNTS": `{"a":` + strings.Replace(btpChild, `}`, `,"ilpAddressSegment":"b b"}`, 1) + `}`}), nil, nil, []string{`ilpAddressSegment = "b b": expected an address segment`}},
+		{"account settlementEngine", base(map[string]string{"CONNECTOR_ACCOUNTS": `{"a":` + strings.Replace(btpChild, `}`, `,"settlementEngine":{"url":"http://xrp-engine:3000"}}`, 1) + `}`}), func(c *Config) any { return *c.Accounts["a"].SettlementEngine }, SettlementEngine{URL: "http://xrp-engine:3000"}, nil},
+		{"account settlementEngine no url", base(map[string]string{"CONNECTOR_ACCOUNTS": `{"a":` + strings.Replace(btpChild, `}`, `,"settlementEngine":{}}`, 1) + `}`}), nil, nil, []string{`account "a": settlementEngine.url: required`}},
+		{"account settlementEngine bad url", base(map[string]string{"CONNECTOR_ACCOUNTS": `{"a":` + strings.Replace(btpChild, `}`, `,"settlementEngine":{"url":"ftp://x"}}`, 1) + `}`}), nil, nil, []string{`account "a": settlementEngine.url = "ftp://x": want http:// or https://`}},
+		{"account settlementEngine typo", base(map[string]string{"CONNECTOR_ACCOUNTS": `{"a":` + strings.Replace(btpChild, `}`, `,"settlementEngine":{"uri":"http://x"}}`, 1) + `}`}), nil, nil, []string{`settlementEngine.uri: unknown setting (did you mean "url"?)`}},
+		// CONNECTOR_SETTLEMENT_API_*
+		{"settlement api", base(map[string]string{"CONNECTOR_SETTLEMENT_API_HOST": "0.0.0.0", "CONNECTOR_SETTLEMENT_API_PORT": "8771"}), func(c *Config) any { return c.SettlementAPIHost + ":" + strconv.Itoa(c.SettlementAPIPort) }, "0.0.0.0:8771", nil},
+		{"settlement api port bad", base(map[string]string{"CONNECTOR_SETTLEMENT_API_PORT": "70000"}), nil, nil, []string{`CONNECTOR_SETTLEMENT_API_PORT = "70000": expected a TCP port from 0 to 65535`}},
 		// CONNECTOR_DEFAULT_ROUTE
 		{"default route none", base(map[string]string{"CONNECTOR_DEFAULT_ROUTE": ""}), func(c *Config) any { return c.DefaultRoute }, "", nil},
 		{"default route account", base(map[string]string{"CONNECTOR_DEFAULT_ROUTE": "a", "CONNECTOR_ACCOUNTS": `{"a":` + btpChild + `}`}), func(c *Config) any { return c.DefaultRouteAccount() }, "a", nil},

@@ -58,9 +58,12 @@ var settings = []setting{
 	{"reflectPayments", kBool, setBool(func(c *Config) *bool { return &c.ReflectPayments })},
 	{"initialConnectTimeout", kInteger, setMillis(func(c *Config) *time.Duration { return &c.InitialConnectTimeout })},
 	{"adminApi", kBool, setBool(func(c *Config) *bool { return &c.AdminAPI })},
-	{"adminApiPort", kInteger, setPort},
+	{"adminApiPort", kInteger, setPortOf(func(c *Config) *int { return &c.AdminAPIPort })},
 	{"adminApiHost", kString, setString(func(c *Config) *string { return &c.AdminAPIHost })},
 	{"collectDefaultMetrics", kBool, setBool(func(c *Config) *bool { return &c.CollectDefaultMetrics })},
+	// ilpfleet's own, after the JS schema's:
+	{"settlementApiHost", kString, setString(func(c *Config) *string { return &c.SettlementAPIHost })},
+	{"settlementApiPort", kInteger, setPortOf(func(c *Config) *int { return &c.SettlementAPIPort })},
 }
 
 func settingKeys() []string {
@@ -148,13 +151,15 @@ func setSpread(c *Config, raw json.RawMessage, l *fieldErrors) {
 	c.Spread = d
 }
 
-func setPort(c *Config, raw json.RawMessage, l *fieldErrors) {
-	v, problem := rawInt(raw, 0, 65535)
-	if problem != "" {
-		l.add("", "", string(raw), "expected a TCP port from 0 to 65535")
-		return
+func setPortOf(field func(*Config) *int) func(*Config, json.RawMessage, *fieldErrors) {
+	return func(c *Config, raw json.RawMessage, l *fieldErrors) {
+		v, problem := rawInt(raw, 0, 65535)
+		if problem != "" {
+			l.add("", "", string(raw), "expected a TCP port from 0 to 65535")
+			return
+		}
+		*field(c) = int(v)
 	}
-	c.AdminAPIPort = int(v)
 }
 
 // setRoutingSecret decodes base64 as Node's Buffer.from(s, "base64") does for well-formed

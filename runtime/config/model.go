@@ -51,6 +51,9 @@ type Config struct {
 	AdminAPIHost           string             // CONNECTOR_ADMIN_API_HOST
 	AdminAPIPort           int                // CONNECTOR_ADMIN_API_PORT
 	CollectDefaultMetrics  bool               // CONNECTOR_COLLECT_DEFAULT_METRICS
+	// ilpfleet's own settings (the JS connector settles through plugins, not engines):
+	SettlementAPIHost string // CONNECTOR_SETTLEMENT_API_HOST: where settlement engines call the connector (RFC 38)
+	SettlementAPIPort int    // CONNECTOR_SETTLEMENT_API_PORT; served only when an account has a settlement engine
 }
 
 // Route is a static route: packets for TargetPrefix go to account PeerID.
@@ -75,6 +78,14 @@ type Account struct {
 	ReceiveRoutes     *bool           `json:"receiveRoutes,omitempty"`
 	ILPAddressSegment string          `json:"ilpAddressSegment,omitempty"` // children only; default the account id
 	Options           json.RawMessage `json:"options,omitempty"`           // the plugin's own options, as in JS
+	// SettlementEngine settles the account's balance (RFC 38); ilpfleet's own setting. nil:
+	// no settlement, as with a JS plugin that has no sendMoney.
+	SettlementEngine *SettlementEngine `json:"settlementEngine,omitempty"`
+}
+
+// SettlementEngine is the settlement engine of an account.
+type SettlementEngine struct {
+	URL string `json:"url"` // base URL of the engine's RFC 38 API, http:// or https://
 }
 
 // SendsRoutes reports whether CCP route broadcasts go to this account: SendRoutes if set,

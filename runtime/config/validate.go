@@ -12,6 +12,7 @@ import (
 
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/ilphttp"
+	"github.com/ilpfleet/ilpfleet/runtime/settlement"
 )
 
 // accountIDRe is what the JS connector accepts as an account id (its store namespaces keys by
@@ -97,6 +98,11 @@ func validateAccount(id string, a *Account, l *fieldErrors) {
 	}
 	validateBalance(id, a.Balance, l)
 	validateLimits(id, a, l)
+	if se := a.SettlementEngine; se != nil {
+		if err := settlement.CheckEngineURL(se.URL); err != nil {
+			l.add(id, "settlementEngine.url", quote(se.URL), "%s", strings.TrimPrefix(err.Error(), fmt.Sprintf("settlement engine URL %q: ", se.URL)))
+		}
+	}
 }
 
 func validateBalance(id string, b *Balance, l *fieldErrors) {
@@ -242,6 +248,9 @@ func (c *Config) validateGlobals(l *fieldErrors) {
 	}
 	if c.AdminAPIPort < 0 || c.AdminAPIPort > 65535 {
 		l.add("", "adminApiPort", strconv.Itoa(c.AdminAPIPort), "expected a TCP port from 0 to 65535")
+	}
+	if c.SettlementAPIPort < 0 || c.SettlementAPIPort > 65535 {
+		l.add("", "settlementApiPort", strconv.Itoa(c.SettlementAPIPort), "expected a TCP port from 0 to 65535")
 	}
 	if c.AdminAPI && c.AdminAPIHost == "" {
 		l.add("", "adminApiHost", "", "required when the admin API is enabled (default 127.0.0.1; never make it public)")

@@ -108,7 +108,7 @@ func (c *Connector) httpLink(id string, ac config.Account) (link.Link, error) {
 // rebuilt pipeline keeps the balances, token buckets and dedupe cache of the previous one.
 func (c *Connector) buildPipes(a *account, ac config.Account, cfg *config.Config) (*pipes, error) {
 	env := middleware.Env{Address: c.self, Clock: c.clock, Store: c.store, State: c.state,
-		Metrics: c.metrics, Alerts: c.alerts, Log: c.log}
+		Metrics: c.metrics, Alerts: c.alerts, Log: c.log, OnBalance: c.settler.BalanceChanged}
 	mw, err := middleware.BuildPipelines(env, a.id, ac, cfg.DisableMiddleware)
 	if err != nil {
 		return nil, fmt.Errorf("connector: account %s: %w", a.id, err)

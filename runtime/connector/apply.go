@@ -17,7 +17,7 @@ var restartGlobals = []string{"env", "ilpAddress", "ilpAddressInheritFrom", "sto
 
 // laterGlobals are settings read only at process start (by the command that runs the
 // connector); Apply accepts them and says so in the log.
-var laterGlobals = []string{"adminApi", "adminApiHost", "adminApiPort", "collectDefaultMetrics"}
+var laterGlobals = []string{"adminApi", "adminApiHost", "adminApiPort", "collectDefaultMetrics", "settlementApiHost", "settlementApiPort"}
 
 // plan is everything a new config needs, built before anything running is touched.
 type plan struct {
@@ -86,6 +86,9 @@ func (c *Connector) Apply(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("connector: cannot apply the new config, keeping the running one: %w", err)
 	}
 	c.commit(ctx, p)
+	if err := c.syncSettlement(cfg); err != nil {
+		c.log.Error("settlement not in force for the new config", "error", err)
+	}
 	c.log.Info("config applied", "added", ch.Added, "removed", ch.Removed, "changed", len(ch.Changed), "globals", ch.Globals)
 	return nil
 }

@@ -29,9 +29,14 @@ func (h ccpHost) Address() ilp.Address      { return h.c.Address() }
 func (h ccpHost) Connected(id string) bool  { return h.c.Connected(id) }
 func (h ccpHost) SetTable(t *routing.Table) { h.c.table.Store(t) }
 func (h ccpHost) SendPeer(ctx context.Context, id string, p *ilp.Prepare) (*ilp.Fulfill, error) {
-	// Straight over the link, as the JS connector's plugin.sendData: peer protocol messages
-	// are not payments and skip the outgoing pipeline.
-	a := (*h.c.accounts.Load())[id]
+	return h.c.sendPeer(ctx, id, p)
+}
+
+// sendPeer sends a peer protocol message (CCP, peer.settle) to an account's peer: straight over
+// the link, as the JS connector's plugin.sendData, since it is not a payment and skips the
+// outgoing pipeline.
+func (c *Connector) sendPeer(ctx context.Context, id string, p *ilp.Prepare) (*ilp.Fulfill, error) {
+	a := (*c.accounts.Load())[id]
 	if a == nil {
 		return nil, link.ErrNotConnected
 	}

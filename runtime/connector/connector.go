@@ -28,6 +28,7 @@ import (
 	"github.com/ilpfleet/ilpfleet/runtime/middleware"
 	"github.com/ilpfleet/ilpfleet/runtime/rates"
 	"github.com/ilpfleet/ilpfleet/runtime/routing"
+	"github.com/ilpfleet/ilpfleet/runtime/settlement"
 	"github.com/ilpfleet/ilpfleet/runtime/store"
 )
 
@@ -80,10 +81,12 @@ type Connector struct {
 
 	newLink func(id string, ac config.Account) (link.Link, error)
 
-	routes  ccpState   // CCP route exchange (ccp.go)
-	applyMu sync.Mutex // serializes Start, Apply and Close
-	started bool
-	closed  bool
+	routes    ccpState // CCP route exchange (ccp.go)
+	settler   *settlement.Settler
+	settleAPI settlementAPI // settlement.go
+	applyMu   sync.Mutex    // serializes Start, Apply and Close
+	started   bool
+	closed    bool
 }
 
 type realClock struct{}
@@ -133,6 +136,7 @@ func New(cfg *config.Config, opts Options) (*Connector, error) {
 		return nil, fmt.Errorf("connector: metrics: %w", err)
 	}
 	c.metrics = m
+	c.settler = settlement.New(settlement.Options{Store: c.store, Send: c.sendPeer, Log: c.log.With("component", "settlement")})
 	s, err := newSettings(cfg)
 	if err != nil {
 		return nil, err
@@ -243,6 +247,12 @@ func (c *Connector) Start(ctx context.Context) error {
 		c.closeLinks(accts)
 		return err
 	}
+	if err := c.syncSettlement(s.cfg); err != nil {
+		c.stopCCP()
+		c.closeLinks(accts)
+		return err
+	}
+	c.settler.Start(ctx)
 	c.started = true
 	c.log.Info("connector started", "address", c.self(), "accounts", len(accts))
 	return nil
@@ -327,6 +337,7 @@ func (c *Connector) Close(ctx context.Context) error {
 		wg.Go(func() { c.drain(ctx, a, c.settings.Load().maxHold) })
 	}
 	wg.Wait()
+	c.stopSettlement()
 	if c.ownStore {
 		return c.store.Close()
 	}

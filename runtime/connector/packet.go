@@ -14,6 +14,7 @@ import (
 	"github.com/ilpfleet/ilpfleet/runtime/link"
 	"github.com/ilpfleet/ilpfleet/runtime/rates"
 	"github.com/ilpfleet/ilpfleet/runtime/routing"
+	"github.com/ilpfleet/ilpfleet/runtime/settlement"
 )
 
 // echoPrefix starts the data of an echo (ping) packet, as in the JS and Rust connectors.
@@ -37,11 +38,14 @@ func (c *Connector) core(ctx context.Context, src *account, p *ilp.Prepare) (*il
 	return c.forward(ctx, src, p, s, s.reflect)
 }
 
-// peerProtocol answers peer.config for children and peer.route.* (CCP, ccp.go); the other peer
-// protocols are not built yet.
+// peerProtocol answers peer.config for children, peer.route.* (CCP, ccp.go) and peer.settle
+// (settlement engine messages, settlement.go); the other peer protocols are not built yet.
 func (c *Connector) peerProtocol(ctx context.Context, src *account, p *ilp.Prepare) (*ilp.Fulfill, error) {
 	if strings.HasPrefix(string(p.Destination), "peer.route.") {
 		return c.handleCCP(ctx, src, p)
+	}
+	if p.Destination == settlement.PeerSettle {
+		return c.settler.HandlePeer(ctx, src.id, p)
 	}
 	self := c.self()
 	if p.Destination != ildcp.Destination {

@@ -1,0 +1,80 @@
+package connector
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sort"
+
+	"github.com/ilpfleet/ilpfleet/runtime/admin"
+	"github.com/ilpfleet/ilpfleet/runtime/config"
+	"github.com/ilpfleet/ilpfleet/runtime/settlement"
+)
+
+// settlementAccounts are the accounts of cfg that have a settlement engine.
+func settlementAccounts(cfg *config.Config) []settlement.Account {
+	var out []settlement.Account
+	for id, ac := range cfg.Accounts {
+		if ac.SettlementEngine == nil {
+			continue
+		}
+		a := settlement.Account{ID: id, EngineURL: ac.SettlementEngine.URL, AssetScale: ac.AssetScale}
+		if b := ac.Balance; b != nil {
+			a.Threshold, a.SettleTo = b.SettleThreshold, b.SettleTo
+		}
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// settlementAPI is the listener of the API the settlement engines call, started once the first
+// account with an engine is in force and kept until Close (its address is a global setting).
+type settlementAPI struct {
+	srv    *admin.Server
+	cancel context.CancelFunc
+}
+
+// syncSettlement gives the settler the accounts of cfg and serves the engines' API when one of
+// them has an engine. Start and Apply call it with applyMu held.
+func (c *Connector) syncSettlement(cfg *config.Config) error {
+	accts := settlementAccounts(cfg)
+	if err := c.settler.Update(accts); err != nil {
+		return err
+	}
+	if len(accts) == 0 || c.settleAPI.srv != nil {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := admin.Serve(ctx, cfg.SettlementAPIHost, cfg.SettlementAPIPort, c.settler.Handler())
+	if err != nil {
+		cancel()
+		return fmt.Errorf("connector: settlement API (settlementApiHost/settlementApiPort): %w", err)
+	}
+	c.settleAPI = settlementAPI{srv: srv, cancel: cancel}
+	c.log.Info("settlement API listening", "addr", srv.Addr())
+	return nil
+}
+
+// stopSettlement stops the settler and the engines' API. Settlements being retried stay
+// recorded in the store for the next start.
+func (c *Connector) stopSettlement() {
+	c.settler.Close()
+	if c.settleAPI.srv != nil {
+		c.settleAPI.cancel()
+		<-c.settleAPI.srv.Done()
+	}
+}
+
+// SettlementAddr is the address of the settlement engines' API, or "" when it is not served.
+func (c *Connector) SettlementAddr() string {
+	c.applyMu.Lock()
+	defer c.applyMu.Unlock()
+	if c.settleAPI.srv == nil {
+		return ""
+	}
+	return c.settleAPI.srv.Addr()
+}
+
+// SettlementHandler is the settlement engines' API, for a caller that serves it itself.
+func (c *Connector) SettlementHandler() http.Handler { return c.settler.Handler() }

@@ -1,0 +1,251 @@
+package settlement
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+	"github.com/ilpfleet/ilpfleet/runtime/store"
+)
+
+// The accounting system's API (RFC 38, engine → connector) and the peer.settle messages.
+const (
+	// PeerSettle is the destination of settlement messages between peered engines.
+	PeerSettle ilp.Address = "peer.settle"
+	// MessageTimeout is the expiry of a peer.settle Prepare.
+	MessageTimeout = 30 * time.Second
+	// creditRetention is how long an incoming settlement's idempotency key is kept; RFC 38
+	// asks for at least 24 hours, and an engine retries a credit for as long as it must.
+	creditRetention = 7 * 24 * time.Hour
+	maxQuantityBody = 4 << 10
+	maxMessage      = 32767 // an ILP Prepare's data
+)
+
+// Handler serves the API the settlement engines call: POST /accounts/{id}/settlements (credit
+// an incoming settlement) and POST /accounts/{id}/messages (send a message to the peer's
+// engine).
+func (s *Settler) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /accounts/{id}/settlements", s.serveCredit)
+	mux.HandleFunc("POST /accounts/{id}/messages", s.serveMessage)
+	return mux
+}
+
+// creditRecord is what an incoming settlement leaves under its idempotency key: enough to
+// answer a repeated request as the first, and to refuse the same key with another amount.
+type creditRecord struct {
+	Request string   `json:"request"` // sha256 of the amount and scale asked for
+	At      int64    `json:"at"`      // unix seconds
+	Reply   Quantity `json:"reply"`
+}
+
+func (s *Settler) serveCredit(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	a := s.account(id)
+	if a == nil {
+		problem(w, http.StatusNotFound, "account %q has no settlement engine on this connector", id)
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" {
+		problem(w, http.StatusBadRequest, "an Idempotency-Key header is required (RFC 38)")
+		return
+	}
+	var q Quantity
+	if err := json.NewDecoder(io.LimitReader(r.Body, maxQuantityBody)).Decode(&q); err != nil {
+		problem(w, http.StatusBadRequest, "the body must be a Quantity, {\"amount\":\"<integer>\",\"scale\":<0-255>}: %v", err)
+		return
+	}
+	std, err := q.Standard()
+	if err != nil {
+		problem(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	status, reply := s.credit(r.Context(), a, key, q, std)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(reply)
+}
+
+// credit lowers the balance by an incoming settlement once per idempotency key. An amount
+// finer than the account's scale leaves a leftover, kept per account and added to the next.
+func (s *Settler) credit(ctx context.Context, a *acct, key string, q Quantity, std decimal.Decimal) (int, any) {
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s/%d", q.Amount, q.Scale))
+	req := hex.EncodeToString(sum[:])
+	a.creditMu.Lock()
+	defer a.creditMu.Unlock()
+	if rec, ok, err := s.creditRecord(ctx, key, a.cfg.ID); err != nil || ok {
+		return replay(rec, req, err)
+	}
+	left, err := s.leftover(ctx, a.cfg.ID)
+	if err != nil {
+		return http.StatusInternalServerError, problemBody("cannot read the account's leftover: %v", err)
+	}
+	units, rest, err := ToScale(std.Add(left), a.cfg.AssetScale)
+	if err != nil {
+		return http.StatusBadRequest, problemBody("%v", err)
+	}
+	rec := creditRecord{Request: req, At: s.o.Now().Unix(), Reply: NewQuantity(uint64(units), a.cfg.AssetScale)}
+	v, _ := json.Marshal(rec)
+	done, err := s.o.Store.CreditOnce(ctx, a.cfg.ID, -units, inKey(key, a.cfg.ID), v,
+		store.Entry{Key: leftoverPrefix + a.cfg.ID, Value: []byte(rest.String())})
+	if err != nil {
+		return http.StatusInternalServerError, problemBody("cannot credit the settlement (retry with the same key): %v", err)
+	}
+	if !done { // recorded meanwhile by another replica sharing the store
+		rec, ok, err := s.creditRecord(ctx, key, a.cfg.ID)
+		if !ok && err == nil {
+			err = errors.New("record vanished")
+		}
+		return replay(rec, req, err)
+	}
+	s.log.Info("incoming settlement credited", "account", a.cfg.ID, "amount", units, "scale", a.cfg.AssetScale,
+		"asked", q.Amount, "askedScale", q.Scale, "leftover", rest.String(), "idempotencyKey", key)
+	return http.StatusCreated, rec.Reply
+}
+
+func replay(rec creditRecord, req string, err error) (int, any) {
+	switch {
+	case err != nil:
+		return http.StatusInternalServerError, problemBody("cannot read the settlement's idempotency record: %v", err)
+	case rec.Request != req:
+		return http.StatusConflict, problemBody("this Idempotency-Key was used for another amount")
+	}
+	return http.StatusCreated, rec.Reply
+}
+
+func (s *Settler) creditRecord(ctx context.Context, key, account string) (creditRecord, bool, error) {
+	var rec creditRecord
+	v, err := s.o.Store.GetKey(ctx, inKey(key, account))
+	if errors.Is(err, store.ErrNotFound) {
+		return rec, false, nil
+	}
+	if err == nil {
+		err = json.Unmarshal(v, &rec)
+	}
+	return rec, err == nil, err
+}
+
+func (s *Settler) leftover(ctx context.Context, account string) (decimal.Decimal, error) {
+	v, err := s.o.Store.GetKey(ctx, leftoverPrefix+account)
+	if errors.Is(err, store.ErrNotFound) {
+		return decimal.Zero, nil
+	}
+	if err != nil {
+		return decimal.Zero, err
+	}
+	return decimal.NewFromString(string(v))
+}
+
+// serveMessage sends an engine's message to the peer's engine in a peer.settle Prepare and
+// answers with the peer's reply.
+func (s *Settler) serveMessage(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if s.account(id) == nil {
+		problem(w, http.StatusNotFound, "account %q has no settlement engine on this connector", id)
+		return
+	}
+	msg, err := io.ReadAll(io.LimitReader(r.Body, maxMessage+1))
+	if err != nil {
+		problem(w, http.StatusBadRequest, "reading the message: %v", err)
+		return
+	}
+	if len(msg) > maxMessage {
+		problem(w, http.StatusRequestEntityTooLarge, "a message holds at most %d bytes (an ILP Prepare's data)", maxMessage)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), MessageTimeout)
+	defer cancel()
+	p := &ilp.Prepare{Destination: PeerSettle, ExecutionCondition: ilp.PeerCondition,
+		ExpiresAt: s.o.Now().Add(MessageTimeout), Data: msg}
+	f, err := s.o.Send(ctx, id, p)
+	if err != nil {
+		var rj *ilp.Reject
+		if errors.As(err, &rj) {
+			problem(w, http.StatusBadGateway, "the peer rejected the message: %s %s (triggered by %s)", rj.Code, rj.Message, rj.TriggeredBy)
+			return
+		}
+		problem(w, http.StatusBadGateway, "cannot send the message to the peer: %v", err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.WriteHeader(http.StatusCreated)
+	_, _ = w.Write(f.Data)
+}
+
+// HandlePeer answers a peer.settle Prepare from an account's peer: its data goes to the
+// account's engine, whose reply goes back in the Fulfill.
+func (s *Settler) HandlePeer(ctx context.Context, account string, p *ilp.Prepare) (*ilp.Fulfill, error) {
+	a := s.account(account)
+	if a == nil {
+		return nil, ilp.Rejectf(ilp.CodeUnreachable, PeerSettle, "account %s has no settlement engine on this connector", account)
+	}
+	reply, err := a.client.Message(ctx, account, p.Data)
+	if err == nil {
+		return &ilp.Fulfill{Fulfillment: ilp.PeerFulfillment, Data: reply}, nil
+	}
+	s.log.Warn("settlement engine did not take a message from the peer", "account", account, "error", err)
+	var se *StatusError
+	switch {
+	case errors.As(err, &se) && se.Status == http.StatusNotFound:
+		return nil, ilp.Rejectf(ilp.CodeUnreachable, PeerSettle, "the settlement engine does not know account %s", account)
+	case errors.As(err, &se) && se.Status < 500:
+		return nil, ilp.Rejectf(ilp.CodeBadRequest, PeerSettle, "the settlement engine refused the message: HTTP %d %s", se.Status, se.Body)
+	}
+	return nil, ilp.Rejectf(ilp.CodeInternalError, PeerSettle, "the settlement engine is unavailable; retry later")
+}
+
+// pruneLoop forgets incoming settlements' idempotency keys after creditRetention.
+func (s *Settler) pruneLoop() {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		s.prune()
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+func (s *Settler) prune() {
+	keys, err := s.o.Store.Keys(s.ctx, inPrefix)
+	if err != nil {
+		s.log.Warn("cannot list incoming settlements' idempotency keys", "error", err)
+		return
+	}
+	cut := s.o.Now().Add(-creditRetention).Unix()
+	for _, k := range keys {
+		v, err := s.o.Store.GetKey(s.ctx, k)
+		var rec creditRecord
+		if err != nil || json.Unmarshal(v, &rec) != nil || rec.At >= cut {
+			continue
+		}
+		if err := s.o.Store.DeleteKey(s.ctx, k); err != nil {
+			s.log.Warn("cannot forget an old idempotency key", "key", k, "error", err)
+		}
+	}
+}
+
+// problem writes an error as JSON ({"error": …}), which engines log.
+func problem(w http.ResponseWriter, status int, format string, args ...any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(problemBody(format, args...))
+}
+
+func problemBody(format string, args ...any) any {
+	return struct {
+		Error string `json:"error"`
+	}{fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,133 @@
+package settlement
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// maxEngineReply bounds what the connector reads of an engine's answer: a message reply goes
+// into an ILP Fulfill, whose data holds at most 32767 bytes.
+const maxEngineReply = 32767
+
+// RequestTimeout bounds one request to an engine; a settlement that times out is retried with
+// the same idempotency key.
+const RequestTimeout = 15 * time.Second
+
+// Client is the connector's side of the settlement engine API (RFC 38, connector → engine) for
+// one engine.
+type Client struct {
+	base string // the engine's base URL, without a trailing slash
+	hc   *http.Client
+}
+
+// NewClient returns a client of the engine at baseURL (http or https). hc nil: a client with
+// RequestTimeout.
+func NewClient(baseURL string, hc *http.Client) (*Client, error) {
+	if err := CheckEngineURL(baseURL); err != nil {
+		return nil, err
+	}
+	if hc == nil {
+		hc = &http.Client{Timeout: RequestTimeout}
+	}
+	return &Client{base: strings.TrimRight(baseURL, "/"), hc: hc}, nil
+}
+
+// CheckEngineURL reports whether s can be a settlement engine's base URL.
+func CheckEngineURL(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("settlement engine URL %q: %w", s, err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("settlement engine URL %q: want http:// or https://", s)
+	case u.Host == "":
+		return fmt.Errorf("settlement engine URL %q: no host", s)
+	case u.RawQuery != "" || u.Fragment != "":
+		return fmt.Errorf("settlement engine URL %q: a base URL has no query or fragment", s)
+	}
+	return nil
+}
+
+// StatusError is an engine's answer other than 2xx.
+type StatusError struct {
+	Op     string // "create account", "settle", "message"
+	Status int
+	Body   string // the start of the engine's answer, for the log
+}
+
+func (e *StatusError) Error() string {
+	if e.Body == "" {
+		return fmt.Sprintf("settlement engine: %s: HTTP %d", e.Op, e.Status)
+	}
+	return fmt.Sprintf("settlement engine: %s: HTTP %d: %s", e.Op, e.Status, e.Body)
+}
+
+// CreateAccount tells the engine about an account (POST /accounts). Engines answer 201; an
+// account the engine already has is not an error.
+func (c *Client) CreateAccount(ctx context.Context, id string) error {
+	body, _ := json.Marshal(struct {
+		ID string `json:"id"`
+	}{id})
+	_, err := c.do(ctx, "create account", http.MethodPost, "/accounts", "application/json", "", body)
+	return err
+}
+
+// Settle asks the engine to settle q with the account's peer (POST /accounts/:id/settlements).
+// key is the idempotency key: a retry must send the same one. 200 and 201 with any body are
+// success (interledger-rs and the Java engines differ there).
+func (c *Client) Settle(ctx context.Context, id, key string, q Quantity) error {
+	body, _ := json.Marshal(q)
+	_, err := c.do(ctx, "settle", http.MethodPost, "/accounts/"+url.PathEscape(id)+"/settlements", "application/json", key, body)
+	return err
+}
+
+// Message hands the engine a message from its peer's engine (POST /accounts/:id/messages) and
+// returns the engine's reply.
+func (c *Client) Message(ctx context.Context, id string, msg []byte) ([]byte, error) {
+	return c.do(ctx, "message", http.MethodPost, "/accounts/"+url.PathEscape(id)+"/messages", "application/octet-stream", "", msg)
+}
+
+func (c *Client) do(ctx context.Context, op, method, path, ctype, key string, body []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("settlement engine: %s: %w", op, err)
+	}
+	req.Header.Set("Content-Type", ctype)
+	req.Header.Set("Accept", ctype)
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("settlement engine: %s: %w", op, err)
+	}
+	defer resp.Body.Close()
+	reply, err := io.ReadAll(io.LimitReader(resp.Body, maxEngineReply+1))
+	if err != nil {
+		return nil, fmt.Errorf("settlement engine: %s: reading the answer: %w", op, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, &StatusError{Op: op, Status: resp.StatusCode, Body: snippet(reply)}
+	}
+	if len(reply) > maxEngineReply {
+		return nil, fmt.Errorf("settlement engine: %s: answer longer than %d bytes", op, maxEngineReply)
+	}
+	return reply, nil
+}
+
+// snippet is the start of an error body, printable, for a log line.
+func snippet(b []byte) string {
+	const max = 200
+	s := strings.ToValidUTF8(string(b), "?")
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	return strings.TrimSpace(s)
+}

@@ -1,0 +1,326 @@
+package settlement
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+	"github.com/ilpfleet/ilpfleet/runtime/store"
+)
+
+// Account is what the settler knows of one account that has a settlement engine.
+type Account struct {
+	ID         string
+	EngineURL  string
+	AssetScale uint8
+	Threshold  *int64 // settle when the balance falls below it; nil: never settle on our own
+	SettleTo   int64  // the balance a settlement raises it to
+}
+
+func (a Account) equal(b Account) bool {
+	sameThreshold := (a.Threshold == nil) == (b.Threshold == nil) && (a.Threshold == nil || *a.Threshold == *b.Threshold)
+	return a.ID == b.ID && a.EngineURL == b.EngineURL && a.AssetScale == b.AssetScale && a.SettleTo == b.SettleTo && sameThreshold
+}
+
+// Sender sends a Prepare to the peer of an account over the account's link.
+type Sender func(ctx context.Context, account string, p *ilp.Prepare) (*ilp.Fulfill, error)
+
+// Options configure a Settler.
+type Options struct {
+	Store store.Store
+	Send  Sender
+	Log   *slog.Logger     // nil: discard
+	HTTP  *http.Client     // requests to engines; nil: one with RequestTimeout
+	Retry Backoff          // zero: DefaultBackoff
+	Now   func() time.Time // nil: time.Now
+}
+
+// Backoff is the wait between attempts of a request that must eventually succeed: exponential
+// from Min, capped at Max, with full jitter (RFC 38: back off, add jitter, at most an hour).
+type Backoff struct{ Min, Max time.Duration }
+
+// DefaultBackoff starts at a second and never waits more than RFC 38's hour.
+var DefaultBackoff = Backoff{Min: time.Second, Max: time.Hour}
+
+func (b Backoff) delay(attempt int) time.Duration {
+	d := b.Max
+	if attempt < 40 && b.Min<<attempt < b.Max && b.Min<<attempt > 0 {
+		d = b.Min << attempt
+	}
+	return d/2 + mrand.N(d/2+1)
+}
+
+// Settler settles the balances of the accounts that have a settlement engine: when a balance
+// falls below its threshold it records the settlement (store.Settlements.SettleDue) and asks
+// the engine, with the same idempotency key until the engine answers. It also serves the API
+// the engines call (Handler) and carries messages between an engine and its peer's
+// (HandlePeer, and the /messages endpoint).
+type Settler struct {
+	o     Options
+	log   *slog.Logger
+	accts atomic.Pointer[map[string]*acct]
+
+	mu      sync.Mutex // Update, Start and Close
+	ctx     context.Context
+	cancel  context.CancelFunc
+	started bool
+	wg      sync.WaitGroup
+}
+
+// acct is one account's settlement state. A changed config makes a new acct whose worker takes
+// over once the previous one has stopped.
+type acct struct {
+	cfg      Account
+	client   *Client
+	kick     chan struct{} // a balance fell below the threshold; buffered, one is enough
+	stop     chan struct{} // closed when the account's config is replaced or removed
+	done     chan struct{} // closed when the worker has stopped
+	creditMu sync.Mutex    // one incoming credit at a time: the leftover is read, then written
+}
+
+// New returns a Settler with no accounts; Update gives it some, Start starts its work.
+func New(o Options) *Settler {
+	if o.Retry.Min <= 0 || o.Retry.Max < o.Retry.Min {
+		o.Retry = DefaultBackoff
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	s := &Settler{o: o, log: o.Log}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	empty := map[string]*acct{}
+	s.accts.Store(&empty)
+	return s
+}
+
+// Update sets the accounts that have a settlement engine. Accounts whose settings did not
+// change keep their state; a changed or new one gets a worker (after Start).
+func (s *Settler) Update(accounts []Account) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := *s.accts.Load()
+	next := make(map[string]*acct, len(accounts))
+	for _, c := range accounts {
+		if o := old[c.ID]; o != nil && o.cfg.equal(c) {
+			next[c.ID] = o
+			continue
+		}
+		cl, err := NewClient(c.EngineURL, s.o.HTTP)
+		if err != nil {
+			return err
+		}
+		next[c.ID] = &acct{cfg: c, client: cl, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	}
+	s.accts.Store(&next)
+	for id, o := range old {
+		if next[id] != o {
+			close(o.stop)
+		}
+	}
+	if s.started {
+		for id, a := range next {
+			if old[id] != a {
+				s.startWorker(a, old[id])
+			}
+		}
+	}
+	return nil
+}
+
+// Start starts the workers: each tells its engine about the account, resends the settlements
+// recorded before a restart and then settles when the balance asks for it.
+func (s *Settler) Start(ctx context.Context) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started || s.ctx.Err() != nil {
+		return
+	}
+	s.started = true
+	for _, a := range *s.accts.Load() {
+		s.startWorker(a, nil)
+	}
+	s.warnOrphans(ctx)
+	s.wg.Go(s.pruneLoop)
+}
+
+// Close stops the workers; settlements being retried stay recorded and are resent by the next
+// Start.
+func (s *Settler) Close() {
+	s.cancel()
+	s.wg.Wait()
+}
+
+func (s *Settler) account(id string) *acct { return (*s.accts.Load())[id] }
+
+// BalanceChanged is the balance middleware's hook: it must not block, and is cheap for
+// accounts without settlement (one map lookup).
+func (s *Settler) BalanceChanged(account string, balance int64) {
+	a := s.account(account)
+	if a == nil || a.cfg.Threshold == nil || balance >= *a.cfg.Threshold {
+		return
+	}
+	select {
+	case a.kick <- struct{}{}:
+	default: // a settlement check is already pending
+	}
+}
+
+func (s *Settler) startWorker(a, prev *acct) {
+	s.wg.Go(func() {
+		defer close(a.done)
+		if prev != nil {
+			select {
+			case <-prev.done:
+			case <-s.ctx.Done():
+				return
+			}
+		}
+		s.work(a)
+	})
+}
+
+func (s *Settler) work(a *acct) {
+	log := s.log.With("account", a.cfg.ID, "engine", a.cfg.EngineURL)
+	if !s.retry(a, log, "telling the settlement engine about the account", func(ctx context.Context) error {
+		return a.client.CreateAccount(ctx, a.cfg.ID)
+	}) {
+		return
+	}
+	s.resume(a, log)
+	for {
+		s.settleDue(a, log) // also at start: the balance may be below the threshold already
+		select {
+		case <-a.kick:
+		case <-a.stop:
+			return
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// settleDue records and sends a settlement if the balance is below the threshold.
+func (s *Settler) settleDue(a *acct, log *slog.Logger) {
+	if a.cfg.Threshold == nil {
+		return
+	}
+	key := newKey()
+	amount, err := s.o.Store.SettleDue(s.ctx, a.cfg.ID, *a.cfg.Threshold, a.cfg.SettleTo, outKey(key, a.cfg.ID))
+	if err != nil {
+		log.Error("cannot record a due settlement; will try at the next balance change", "error", err)
+		return
+	}
+	if amount > 0 {
+		log.Info("settlement due: balance raised to settleTo, asking the engine", "amount", amount, "settleTo", a.cfg.SettleTo, "idempotencyKey", key)
+		s.send(a, log, key, amount)
+	}
+}
+
+// send asks the engine to settle until it answers 2xx, then forgets the record.
+func (s *Settler) send(a *acct, log *slog.Logger, key string, amount int64) {
+	q := NewQuantity(uint64(amount), a.cfg.AssetScale)
+	if !s.retry(a, log.With("amount", amount, "idempotencyKey", key), "settling", func(ctx context.Context) error {
+		return a.client.Settle(ctx, a.cfg.ID, key, q)
+	}) {
+		return // still recorded: the next worker or the next start sends it
+	}
+	log.Info("settlement accepted by the engine", "amount", amount, "scale", a.cfg.AssetScale, "idempotencyKey", key)
+	if err := s.o.Store.DeleteKey(s.ctx, outKey(key, a.cfg.ID)); err != nil {
+		log.Warn("cannot forget a sent settlement; it will be sent again, with its idempotency key, at the next start", "error", err)
+	}
+}
+
+// retry runs f until it succeeds, backing off between attempts; false when the worker stopped.
+func (s *Settler) retry(a *acct, log *slog.Logger, what string, f func(context.Context) error) bool {
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(s.ctx, RequestTimeout)
+		err := f(ctx)
+		cancel()
+		if err == nil {
+			return true
+		}
+		wait := s.o.Retry.delay(attempt)
+		log.Warn(what+" failed; retrying", "attempt", attempt+1, "retryIn", wait.Round(time.Millisecond).String(), "error", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-a.stop:
+			t.Stop()
+			return false
+		case <-s.ctx.Done():
+			t.Stop()
+			return false
+		}
+	}
+}
+
+// resume sends the account's settlements that were recorded but not acknowledged before.
+func (s *Settler) resume(a *acct, log *slog.Logger) {
+	keys, err := s.o.Store.Keys(s.ctx, outPrefix)
+	if err != nil {
+		log.Error("cannot list the recorded settlements; they are resent at the next start", "error", err)
+		return
+	}
+	for _, k := range keys {
+		key, id, ok := parseOutKey(k)
+		if !ok || id != a.cfg.ID {
+			continue
+		}
+		v, err := s.o.Store.GetKey(s.ctx, k)
+		amount, perr := strconv.ParseInt(string(v), 10, 64)
+		if err != nil || perr != nil || amount <= 0 {
+			log.Error("unreadable settlement record; left in place for an operator", "key", k, "value", string(v), "error", err)
+			continue
+		}
+		log.Info("resending a settlement recorded before", "amount", amount, "idempotencyKey", key)
+		s.send(a, log, key, amount)
+	}
+}
+
+// warnOrphans logs the recorded settlements of accounts that have no engine now.
+func (s *Settler) warnOrphans(ctx context.Context) {
+	keys, err := s.o.Store.Keys(ctx, outPrefix)
+	if err != nil {
+		return // resume reports it
+	}
+	for _, k := range keys {
+		if _, id, ok := parseOutKey(k); ok && s.account(id) == nil {
+			s.log.Warn("a settlement recorded for an account without a settlement engine now; it is sent once the account has one again", "account", id, "key", k)
+		}
+	}
+}
+
+// Store keys. An idempotency key is hex, so the first "/" after the prefix ends it and the
+// account id, which may hold any character, is the rest.
+const (
+	outPrefix      = "settlement/out/"      // outPrefix + key + "/" + account → amount (decimal)
+	inPrefix       = "settlement/in/"       // inPrefix + key + "/" + account → creditRecord (JSON)
+	leftoverPrefix = "settlement/leftover/" // leftoverPrefix + account → standard units (decimal)
+)
+
+func outKey(key, account string) string { return outPrefix + key + "/" + account }
+func inKey(key, account string) string  { return inPrefix + key + "/" + account }
+
+func parseOutKey(k string) (key, account string, ok bool) {
+	key, account, ok = strings.Cut(strings.TrimPrefix(k, outPrefix), "/")
+	return key, account, ok && strings.HasPrefix(k, outPrefix) && key != "" && account != ""
+}
+
+// newKey is an idempotency key from a CSPRNG, as RFC 38 requires.
+func newKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux (it panics if it cannot)
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,352 @@
+package settlement
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+	"github.com/ilpfleet/ilpfleet/runtime/store"
+)
+
+// engineCall is one request a test engine received.
+type engineCall struct {
+	Method, Path, Key string
+	Body              string
+}
+
+// testEngine is an HTTP server standing in for a settlement engine: it records every request
+// and answers with the status answer returns (201 when nil).
+type testEngine struct {
+	*httptest.Server
+	mu     sync.Mutex
+	calls  []engineCall
+	answer func(c engineCall, n int) int // n: how many settlement requests came before
+	got    chan engineCall
+}
+
+func newTestEngine(t *testing.T, answer func(engineCall, int) int) *testEngine {
+	t.Helper()
+	e := &testEngine{answer: answer, got: make(chan engineCall, 100)}
+	e.Server = httptest.NewUnstartedServer(http.HandlerFunc(e.serve))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Listener = ln
+	e.Start()
+	t.Cleanup(e.Close)
+	return e
+}
+
+func (e *testEngine) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	c := engineCall{Method: r.Method, Path: r.URL.Path, Key: r.Header.Get("Idempotency-Key"), Body: string(body)}
+	e.mu.Lock()
+	n := 0
+	for _, p := range e.calls {
+		if strings.HasSuffix(p.Path, "/settlements") {
+			n++
+		}
+	}
+	e.calls = append(e.calls, c)
+	e.mu.Unlock()
+	status := http.StatusCreated
+	if e.answer != nil {
+		status = e.answer(c, n)
+	}
+	w.WriteHeader(status)
+	if strings.HasSuffix(c.Path, "/messages") {
+		_, _ = w.Write([]byte("reply to " + c.Body))
+	}
+	e.got <- c
+}
+
+// next waits for the engine's next request (bounded).
+func (e *testEngine) next(t *testing.T) engineCall {
+	t.Helper()
+	select {
+	case c := <-e.got:
+		return c
+	case <-time.After(10 * time.Second):
+		t.Fatal("the engine got no request within 10 s")
+		return engineCall{}
+	}
+}
+
+var fastRetry = Backoff{Min: time.Millisecond, Max: 4 * time.Millisecond}
+
+func ptr[T any](v T) *T { return &v }
+
+func newTestSettler(t *testing.T, st store.Store, send Sender, accts ...Account) *Settler {
+	t.Helper()
+	s := New(Options{Store: st, Send: send, Retry: fastRetry})
+	if err := s.Update(accts); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func balance(t *testing.T, st store.Store, id string) int64 {
+	t.Helper()
+	b, err := st.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.Balance
+}
+
+func recorded(t *testing.T, st store.Store) []string {
+	t.Helper()
+	keys, err := st.Keys(context.Background(), outPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+// waitRecorded waits until the store holds n outgoing settlement records (bounded).
+func waitRecorded(t *testing.T, st store.Store, n int) {
+	t.Helper()
+	for range 1000 {
+		if len(recorded(t, st)) == n {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("outgoing settlement records: %v, want %d", recorded(t, st), n)
+}
+
+func TestSettleBelowThreshold(t *testing.T) {
+	ctx := context.Background()
+	eng := newTestEngine(t, nil)
+	st := store.NewMemory()
+	s := newTestSettler(t, st, nil, Account{ID: "bob", EngineURL: eng.URL, AssetScale: 6, Threshold: ptr[int64](-100), SettleTo: 10})
+	if _, err := st.AddWithin(ctx, "bob", -99, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Start(ctx)
+	if c := eng.next(t); c.Method != http.MethodPost || c.Path != "/accounts" || c.Body != `{"id":"bob"}` {
+		t.Fatalf("first request %+v, want the account set up", c)
+	}
+	s.BalanceChanged("bob", -99) // above the threshold: nothing
+	if _, err := st.AddWithin(ctx, "bob", -51, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.BalanceChanged("bob", -150)
+	c := eng.next(t)
+	var q Quantity
+	if err := json.Unmarshal([]byte(c.Body), &q); err != nil || c.Path != "/accounts/bob/settlements" || q != (Quantity{"160", 6}) || len(c.Key) != 32 {
+		t.Fatalf("settlement request %+v (%v), want 160 at scale 6 to settleTo 10 with a 32-hex key", c, err)
+	}
+	if got := balance(t, st, "bob"); got != 10 {
+		t.Fatalf("balance %d, want settleTo 10", got)
+	}
+	waitRecorded(t, st, 0) // forgotten once the engine said 201
+}
+
+func TestSettleRetriesWithTheSameKey(t *testing.T) {
+	ctx := context.Background()
+	eng := newTestEngine(t, func(c engineCall, n int) int {
+		if strings.HasSuffix(c.Path, "/settlements") && n < 2 {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusCreated
+	})
+	st := store.NewMemory()
+	if _, err := st.AddWithin(ctx, "bob", -500, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	s := newTestSettler(t, st, nil, Account{ID: "bob", EngineURL: eng.URL, AssetScale: 2, Threshold: ptr[int64](-100)})
+	s.Start(ctx) // due at start: no balance change needed
+	eng.next(t)  // account setup
+	keys := map[string]bool{}
+	for range 3 {
+		c := eng.next(t)
+		keys[c.Key] = true
+		if c.Body != `{"amount":"500","scale":2}` {
+			t.Fatalf("body %s", c.Body)
+		}
+	}
+	if len(keys) != 1 {
+		t.Fatalf("idempotency keys %v: a retry must reuse the key", keys)
+	}
+	waitRecorded(t, st, 0)
+	if got := balance(t, st, "bob"); got != 0 {
+		t.Fatalf("balance %d, want 0: raised once, not per attempt", got)
+	}
+}
+
+func TestSettlementResumedAfterRestart(t *testing.T) {
+	ctx := context.Background()
+	var up sync.Mutex // held: the engine answers 502
+	up.Lock()
+	eng := newTestEngine(t, func(c engineCall, _ int) int {
+		if !strings.HasSuffix(c.Path, "/settlements") {
+			return http.StatusCreated
+		}
+		if up.TryLock() {
+			up.Unlock()
+			return http.StatusCreated
+		}
+		return http.StatusBadGateway
+	})
+	st := store.NewMemory()
+	if _, err := st.AddWithin(ctx, "bob", -300, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	acct := Account{ID: "bob", EngineURL: eng.URL, AssetScale: 0, Threshold: ptr[int64](-100)}
+	first := New(Options{Store: st, Retry: fastRetry})
+	if err := first.Update([]Account{acct}); err != nil {
+		t.Fatal(err)
+	}
+	first.Start(ctx)
+	eng.next(t)
+	failed := eng.next(t)
+	first.Close() // "crash" while the engine is down
+	if got := recorded(t, st); len(got) != 1 || got[0] != outKey(failed.Key, "bob") {
+		t.Fatalf("records %v, want the unsent settlement", got)
+	}
+	up.Unlock()
+	for len(eng.got) > 0 {
+		<-eng.got // retries before Close
+	}
+	newTestSettler(t, st, nil, acct).Start(ctx)
+	eng.next(t) // setup again
+	if c := eng.next(t); c.Key != failed.Key || c.Body != failed.Body {
+		t.Fatalf("resent %+v, want key %s body %s", c, failed.Key, failed.Body)
+	}
+	waitRecorded(t, st, 0)
+	if got := balance(t, st, "bob"); got != 0 {
+		t.Fatalf("balance %d, want 0 (raised once, before the crash)", got)
+	}
+}
+
+func TestCredit(t *testing.T) {
+	ctx := context.Background()
+	st := store.NewMemory()
+	s := newTestSettler(t, st, nil, Account{ID: "bob", EngineURL: "http://127.0.0.1:1", AssetScale: 2})
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	post := func(account, key, body string) (int, string) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/accounts/"+account+"/settlements", strings.NewReader(body))
+		if key != "" {
+			req.Header.Set("Idempotency-Key", key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(b))
+	}
+	for _, tc := range []struct {
+		name, account, key, body string
+		status                   int
+		reply                    string // exact, or a substring of an error
+		balance                  int64  // after the request
+	}{
+		{"same scale", "bob", "k1", `{"amount":"250","scale":2}`, 201, `{"amount":"250","scale":2}`, -250},
+		{"replayed", "bob", "k1", `{"amount":"250","scale":2}`, 201, `{"amount":"250","scale":2}`, -250},
+		{"same key, other amount", "bob", "k1", `{"amount":"251","scale":2}`, 409, "another amount", -250},
+		{"coarser scale", "bob", "k2", `{"amount":"3","scale":0}`, 201, `{"amount":"300","scale":2}`, -550},
+		{"finer scale: leftover kept", "bob", "k3", `{"amount":"1005","scale":3}`, 201, `{"amount":"100","scale":2}`, -650},
+		{"leftover adds up", "bob", "k4", `{"amount":"5","scale":3}`, 201, `{"amount":"1","scale":2}`, -651},
+		{"no key", "bob", "", `{"amount":"1","scale":2}`, 400, "Idempotency-Key", -651},
+		{"negative", "bob", "k5", `{"amount":"-1","scale":2}`, 400, "non-negative integer", -651},
+		{"fraction", "bob", "k6", `{"amount":"1.5","scale":2}`, 400, "non-negative integer", -651},
+		{"not JSON", "bob", "k7", `250`, 400, "Quantity", -651},
+		{"too large", "bob", "k8", `{"amount":"99999999999999999999","scale":2}`, 400, "int64", -651},
+		{"unknown account", "carol", "k9", `{"amount":"1","scale":2}`, 404, "no settlement engine", -651},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, reply := post(tc.account, tc.key, tc.body)
+			if status != tc.status || (reply != tc.reply && !strings.Contains(reply, tc.reply)) {
+				t.Fatalf("got %d %s, want %d %s", status, reply, tc.status, tc.reply)
+			}
+			if got := balance(t, st, "bob"); got != tc.balance {
+				t.Fatalf("balance %d, want %d", got, tc.balance)
+			}
+		})
+	}
+}
+
+func TestMessages(t *testing.T) {
+	ctx := context.Background()
+	eng := newTestEngine(t, func(c engineCall, _ int) int {
+		switch c.Body {
+		case "unknown":
+			return http.StatusNotFound
+		case "bad":
+			return http.StatusBadRequest
+		case "broken":
+			return http.StatusInternalServerError
+		}
+		return http.StatusCreated
+	})
+	var sent []*ilp.Prepare
+	send := func(_ context.Context, account string, p *ilp.Prepare) (*ilp.Fulfill, error) {
+		sent = append(sent, p)
+		if string(p.Data) == "refused" {
+			return nil, ilp.Rejectf(ilp.CodeUnreachable, "peer.settle", "no engine here")
+		}
+		return &ilp.Fulfill{Fulfillment: ilp.PeerFulfillment, Data: append([]byte("peer says: "), p.Data...)}, nil
+	}
+	s := newTestSettler(t, store.NewMemory(), send, Account{ID: "bob", EngineURL: eng.URL})
+
+	t.Run("from the engine to the peer", func(t *testing.T) {
+		srv := httptest.NewServer(s.Handler())
+		t.Cleanup(srv.Close)
+		for _, tc := range []struct{ msg, reply string }{{"hello", "peer says: hello"}, {"refused", "no engine here"}} {
+			resp, err := http.Post(srv.URL+"/accounts/bob/messages", "application/octet-stream", strings.NewReader(tc.msg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			want := http.StatusCreated
+			if tc.msg == "refused" {
+				want = http.StatusBadGateway
+			}
+			if resp.StatusCode != want || !strings.Contains(string(b), tc.reply) {
+				t.Fatalf("%s: got %d %s, want %d %s", tc.msg, resp.StatusCode, b, want, tc.reply)
+			}
+		}
+		p := sent[0]
+		if p.Destination != PeerSettle || p.Amount != 0 || p.ExecutionCondition != ilp.PeerCondition || string(p.Data) != "hello" {
+			t.Fatalf("sent %+v, want a peer.settle Prepare of 0 with the peer condition", p)
+		}
+	})
+
+	t.Run("from the peer to the engine", func(t *testing.T) {
+		for _, tc := range []struct {
+			account, msg string
+			code         ilp.ErrorCode // "" : fulfilled
+		}{
+			{"bob", "hi", ""},
+			{"bob", "unknown", ilp.CodeUnreachable},
+			{"bob", "bad", ilp.CodeBadRequest},
+			{"bob", "broken", ilp.CodeInternalError},
+			{"carol", "hi", ilp.CodeUnreachable},
+		} {
+			f, err := s.HandlePeer(ctx, tc.account, &ilp.Prepare{Destination: PeerSettle, Data: []byte(tc.msg)})
+			var rj *ilp.Reject
+			switch {
+			case tc.code == "" && (err != nil || string(f.Data) != "reply to hi" || f.Fulfillment != ilp.PeerFulfillment):
+				t.Fatalf("%s %s: %v %v, want the engine's reply", tc.account, tc.msg, f, err)
+			case tc.code != "" && (!errors.As(err, &rj) || rj.Code != tc.code || rj.TriggeredBy != PeerSettle):
+				t.Fatalf("%s %s: %v, want reject %s from peer.settle", tc.account, tc.msg, err, tc.code)
+			}
+		}
+	})
+}
