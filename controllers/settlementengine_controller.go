@@ -32,9 +32,6 @@ type SettlementEngineReconciler struct {
 // +kubebuilder:rbac:groups=ilp.ilpfleet.dev,resources=settlementengines,verbs=get;list;watch
 // +kubebuilder:rbac:groups=ilp.ilpfleet.dev,resources=settlementengines/status,verbs=get;update;patch
 
-// engineName is the name of the engine's Deployment and Service.
-func engineName(e *ilpv1.SettlementEngine) string { return e.Name + "-engine" }
-
 func engineSelector(e *ilpv1.SettlementEngine) map[string]string {
 	return map[string]string{labelComponent: "settlement-engine", ilpv1.LabelSettlementEngine: e.Name}
 }
@@ -79,7 +76,7 @@ func (r *SettlementEngineReconciler) Reconcile(ctx context.Context, req ctrl.Req
 
 // apply writes the Service and the Deployment.
 func (r *SettlementEngineReconciler) apply(ctx context.Context, eng *ilpv1.SettlementEngine) (*appsv1.Deployment, error) {
-	om := metav1.ObjectMeta{Namespace: eng.Namespace, Name: engineName(eng)}
+	om := metav1.ObjectMeta{Namespace: eng.Namespace, Name: eng.WorkloadName()}
 	svc := &corev1.Service{ObjectMeta: om}
 	if _, err := upsert(ctx, r.Client, eng, svc, func() error {
 		svc.Labels = mergeLabels(svc.Labels, engineLabels(eng))
@@ -135,7 +132,7 @@ func (r *SettlementEngineReconciler) setConditions(eng *ilpv1.SettlementEngine, 
 		setCondition(eng, st, ilpv1.ConditionReady, false, ReasonReconcileError, "the operator could not update the engine's objects: "+applyErr.Error())
 		return
 	}
-	eng.Status.URL = fmt.Sprintf("http://%s.%s.svc:%d", engineName(eng), eng.Namespace, eng.Spec.Port)
+	eng.Status.URL = eng.InClusterURL()
 	eng.Status.Replicas, eng.Status.ReadyReplicas = dep.Status.Replicas, dep.Status.ReadyReplicas
 	desired := ptr.Deref(dep.Spec.Replicas, 1)
 	switch {

@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"fmt"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -88,4 +90,12 @@ type SettlementEngineList struct {
 
 func init() {
 	SchemeBuilder.Register(&SettlementEngine{}, &SettlementEngineList{})
+}
+
+// WorkloadName is the name of the Deployment and the Service the operator runs the engine as.
+func (e *SettlementEngine) WorkloadName() string { return e.Name + "-engine" }
+
+// InClusterURL is where the connectors of the engine's namespace reach it (status.url).
+func (e *SettlementEngine) InClusterURL() string {
+	return fmt.Sprintf("http://%s.%s.svc:%d", e.WorkloadName(), e.Namespace, e.Spec.Port)
 }

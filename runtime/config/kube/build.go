@@ -24,6 +24,9 @@ type Inputs struct {
 	// ignored, so callers may pass the whole namespace.
 	Accounts []ilpv1.Account
 	Routes   []ilpv1.Route
+	// SettlementEngines are the namespace's engines, which Accounts name in
+	// spec.settlementEngineRef.
+	SettlementEngines []ilpv1.SettlementEngine
 	// Secret returns one key of a Secret of the Connector's namespace. The error says what is
 	// missing; ErrSecretUnavailable wrapped in it means "try again later".
 	Secret func(name, key string) ([]byte, error)
@@ -68,6 +71,9 @@ func Build(in Inputs) (*config.Config, []Problem, error) {
 	var problems []Problem
 	for _, a := range orderedAccounts(conn.Name, in.Accounts) {
 		ac, err := accountConfig(a, in.Secret, in.ListenHost)
+		if err == nil {
+			ac.SettlementEngine = settlementEngine(a, in.SettlementEngines)
+		}
 		if err != nil {
 			problems = append(problems, Problem{"Account", a.Name, err.Error()})
 			prev, ok := previousAccount(in.Previous, a.Name)
@@ -96,6 +102,21 @@ func Build(in Inputs) (*config.Config, []Problem, error) {
 			cfg.AccountOrder = slices.DeleteFunc(cfg.AccountOrder, func(s string) bool { return s == id })
 		}
 	}
+}
+
+// settlementEngine is the engine an Account names, or nil. An Account whose engine does not
+// exist (yet) runs without settlement: the operator reports SettlementEngineNotFound on it,
+// and the engine's creation is a change this source applies.
+func settlementEngine(a *ilpv1.Account, engines []ilpv1.SettlementEngine) *config.SettlementEngine {
+	if a.Spec.SettlementEngineRef == "" {
+		return nil
+	}
+	for i := range engines {
+		if e := &engines[i]; e.Name == a.Spec.SettlementEngineRef {
+			return &config.SettlementEngine{URL: e.InClusterURL()}
+		}
+	}
+	return nil
 }
 
 func previousAccount(prev *config.Config, id string) (config.Account, bool) {
@@ -161,6 +182,11 @@ func connectorConfig(conn *ilpv1.Connector, secret func(name, key string) ([]byt
 	cfg.AdminAPI, cfg.AdminAPIHost = true, "0.0.0.0"
 	if l := s.Listeners; l != nil && l.Admin != nil {
 		cfg.AdminAPIPort = int(l.Admin.Port)
+	}
+	// The engines reach the settlement API through the <name>-admin Service, on every
+	// interface of the pod; without listeners.settlement it stays on the pod's loopback.
+	if l := s.Listeners; l != nil && l.Settlement != nil {
+		cfg.SettlementAPIHost, cfg.SettlementAPIPort = "0.0.0.0", int(l.Settlement.Port)
 	}
 	return cfg, nil
 }

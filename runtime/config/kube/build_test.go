@@ -154,6 +154,32 @@ func TestBuildAccounts(t *testing.T) {
 	}
 }
 
+func TestBuildSettlementEngine(t *testing.T) {
+	engines := []ilpv1.SettlementEngine{{ObjectMeta: metav1.ObjectMeta{Name: "xrp", Namespace: "ns"},
+		Spec: ilpv1.SettlementEngineSpec{AssetCode: "XRP", AssetScale: 6, Port: 3000}}}
+	accounts := []ilpv1.Account{
+		account("settled", 1, func(s *ilpv1.AccountSpec) { s.SettlementEngineRef = "xrp" }),
+		account("missing", 2, func(s *ilpv1.AccountSpec) { s.SettlementEngineRef = "btc" }),
+		account("none", 3, nil),
+	}
+	cfg, problems, err := Build(Inputs{Connector: testConnector(), Accounts: accounts, SettlementEngines: engines, Secret: secrets(nil)})
+	if err != nil || len(problems) > 0 {
+		t.Fatal(err, problems)
+	}
+	for id, want := range map[string]*config.SettlementEngine{
+		"settled": {URL: "http://xrp-engine.ns.svc:3000"},
+		"missing": nil, // runs without settlement; the operator reports SettlementEngineNotFound
+		"none":    nil,
+	} {
+		if got := cfg.Accounts[id].SettlementEngine; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: settlementEngine %v, want %v", id, got, want)
+		}
+	}
+	if cfg.SettlementAPIHost != "127.0.0.1" {
+		t.Errorf("without listeners.settlement the API stays on loopback, got %s", cfg.SettlementAPIHost)
+	}
+}
+
 func TestBuildConnector(t *testing.T) {
 	conn := testConnector()
 	conn.Spec.Rates = &ilpv1.RatesSpec{Backend: "static", Spread: "0.01", Rates: map[string]ilpv1.DecimalString{"USD": "1", "EUR": "1.08"}}
@@ -163,7 +189,7 @@ func TestBuildConnector(t *testing.T) {
 	conn.Spec.MinMessageWindow = &metav1.Duration{Duration: 2 * time.Second}
 	conn.Spec.DisableMiddleware = []ilpv1.Middleware{"rateLimit"}
 	conn.Spec.Store = &ilpv1.StoreSpec{Type: ilpv1.StoreRedis, Redis: &ilpv1.RedisStoreSpec{URLSecretRef: ilpv1.SecretKeyRef{Name: "r", Key: "url"}, KeyPrefix: "p:"}}
-	conn.Spec.Listeners = &ilpv1.ListenersSpec{Admin: &ilpv1.ListenerSpec{Port: 9000}}
+	conn.Spec.Listeners = &ilpv1.ListenersSpec{Admin: &ilpv1.ListenerSpec{Port: 9000}, Settlement: &ilpv1.ListenerSpec{Port: 9001}}
 	up := account("up", 1, func(s *ilpv1.AccountSpec) { s.Relation = ilpv1.RelationParent; s.AssetCode = "EUR" })
 	kid := account("kid", 2, nil)
 	routes := []ilpv1.Route{
@@ -187,7 +213,8 @@ func TestBuildConnector(t *testing.T) {
 	if cfg.RouteBroadcastEnabled || cfg.RouteExpiry != time.Minute || cfg.DefaultRoute != "up" || cfg.ReflectPayments || string(cfg.RoutingSecret) != "routing" {
 		t.Errorf("routing: %+v", cfg)
 	}
-	if cfg.MaxHoldTime != 10*time.Second || cfg.MinMessageWindow != 2*time.Second || fmt.Sprint(cfg.DisableMiddleware) != "[rateLimit]" || cfg.AdminAPIPort != 9000 {
+	if cfg.MaxHoldTime != 10*time.Second || cfg.MinMessageWindow != 2*time.Second || fmt.Sprint(cfg.DisableMiddleware) != "[rateLimit]" || cfg.AdminAPIPort != 9000 ||
+		cfg.SettlementAPIHost != "0.0.0.0" || cfg.SettlementAPIPort != 9001 {
 		t.Errorf("globals: %+v", cfg)
 	}
 	if cfg.Store != config.StoreRedis || string(cfg.StoreConfig) != `{"prefix":"p:","url":"redis://h:6379/0"}` {

@@ -344,12 +344,17 @@ func (s *Source) sync(ctx context.Context) (retry bool) {
 		res.Err = err
 		return true
 	}
+	var engines ilpv1.SettlementEngineList
+	if err := s.cl.List(ctx, &engines, client.InNamespace(s.opts.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		res.Err = err
+		return true
+	}
 	reads := s.secrets.begin(ctx, conn.Status.SecretVersions)
 	s.mu.Lock()
 	prev := s.running
 	s.mu.Unlock()
 	cfg, problems, err := Build(Inputs{Connector: &conn, Accounts: accounts.Items, Routes: routes.Items,
-		Secret: reads.get, Previous: prev, ListenHost: s.opts.ListenHost})
+		SettlementEngines: engines.Items, Secret: reads.get, Previous: prev, ListenHost: s.opts.ListenHost})
 	reads.end()
 	res.Problems = problems
 	if err != nil {
