@@ -24,6 +24,7 @@ func commands() []command {
 	return []command{
 		{"manager", "run the Kubernetes operator (reconciles Connector, Account, Route, SettlementEngine)", manager.Run},
 		{"connector", "run one ILP connector, configured like ilp-connector (CONNECTOR_* variables) or from a file", runConnector},
+		{"settlement-engine", "run a settlement engine (RFC 38) built with ilpfleet's framework: the mock, for tests and demos", runSettlementEngine},
 		{"loadgen", loadgen.Summary, runLoadgen},
 		{"version", "print the version", func(context.Context, []string) error { fmt.Println(version.String()); return nil }},
 	}
@@ -33,7 +34,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "Usage: ilpfleet <command> [flags]")
 	fmt.Fprintln(w, "\nCommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-18s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'ilpfleet <command> -h' for the flags of a command.")
 }

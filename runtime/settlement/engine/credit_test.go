@@ -1,0 +1,133 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+
+	"github.com/ilpfleet/ilpfleet/runtime/settlement"
+	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine"
+	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine/mock"
+	"github.com/ilpfleet/ilpfleet/runtime/store/redistest"
+)
+
+// accounting is a connector stand-in for credits: it answers each request with the next
+// status of its script (the last one repeats) and records what it was sent.
+type accounting struct {
+	url      string
+	mu       sync.Mutex
+	statuses []int
+	reqs     []creditReq
+}
+
+type creditReq struct {
+	account, key string
+	q            settlement.Quantity
+}
+
+func (a *accounting) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var q settlement.Quantity
+	_ = json.NewDecoder(r.Body).Decode(&q)
+	a.mu.Lock()
+	a.reqs = append(a.reqs, creditReq{r.PathValue("id"), r.Header.Get("Idempotency-Key"), q})
+	status := a.statuses[min(len(a.reqs), len(a.statuses))-1]
+	a.mu.Unlock()
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, "RECEIVED") // any body is accepted
+}
+
+func (a *accounting) requests() []creditReq {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]creditReq(nil), a.reqs...)
+}
+
+func newAccounting(t *testing.T, statuses ...int) *accounting {
+	a := &accounting{statuses: statuses}
+	mux := http.NewServeMux()
+	mux.Handle("POST /accounts/{id}/settlements", a)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	a.url = srv.URL
+	return a
+}
+
+// capture is a Connect that hands the test the Services.
+func capture(svc *engine.Services) engine.Connect {
+	return func(_ context.Context, s engine.Services) (engine.Engine, error) {
+		*svc = s
+		return &recorder{}, nil
+	}
+}
+
+func TestCreditRetries(t *testing.T) {
+	cases := []struct {
+		name     string
+		statuses []int
+		want     int // requests
+		left     int // credits still queued
+	}{
+		{"500 then 201", []int{500, 201}, 2, 0},
+		{"429 408 409 then 200", []int{429, 408, 409, 200}, 4, 0},
+		{"400 is final", []int{400}, 1, 0},
+		{"404 is final", []int{404, 201}, 1, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			acc := newAccounting(t, c.statuses...)
+			store := engine.NewMemory()
+			var svc engine.Services
+			s := start(t, capture(&svc), store, acc.url, 2)
+			if err := svc.CreditSettlement("alice", dec("1.239"), "s1"); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "credit done", func() bool {
+				cs, _ := store.Credits(context.Background())
+				return len(acc.requests()) >= c.want && len(cs) == c.left
+			})
+			if err := s.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			reqs := acc.requests()
+			if len(reqs) != c.want {
+				t.Fatalf("%d requests, want %d", len(reqs), c.want)
+			}
+			for _, r := range reqs {
+				if r.key != reqs[0].key || len(r.key) < 20 || r.account != "alice" || r.q != settlement.NewQuantity(123, 2) {
+					t.Fatalf("request %+v, first %+v", r, reqs[0])
+				}
+			}
+		})
+	}
+}
+
+func TestCreditsResumedAfterRestart(t *testing.T) {
+	srv := redistest.Start(t)
+	down := newAccounting(t, 503)
+	store := openRedis(t, srv.URL())
+	var svc engine.Services
+	s := start(t, capture(&svc), store, down.url, 2)
+	if err := svc.CreditSettlement("alice", dec("4.2"), "s1"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a failed attempt", func() bool { return len(down.requests()) >= 2 })
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	key := down.requests()[0].key
+
+	up := newAccounting(t, 201)
+	store2 := openRedis(t, srv.URL()) // a new process: only Redis remembers
+	start(t, mock.Connect(2), store2, up.url, 2)
+	eventually(t, "credit resumed and acknowledged", func() bool {
+		cs, _ := store2.Credits(context.Background())
+		return len(up.requests()) == 1 && len(cs) == 0
+	})
+	if r := up.requests()[0]; r.key != key || r.q != settlement.NewQuantity(420, 2) || r.account != "alice" {
+		t.Fatalf("resumed %+v, want key %s and 420 at scale 2", r, key)
+	}
+}

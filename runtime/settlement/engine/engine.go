@@ -1,0 +1,74 @@
+// Package engine is a framework for writing RFC 38 settlement engines in Go, after the JS
+// ilp-settlement-core: the author writes the part that talks to a ledger (Engine), and the
+// framework speaks RFC 38 to the connector — the engine-side HTTP API, idempotency keys,
+// leftovers below the ledger's precision, and incoming credits retried until the connector
+// acknowledges them.
+//
+// Amounts given to and taken from an Engine are in standard units of the asset (e.g. 2.54
+// USD), as arbitrary-precision decimals: never floats.
+//
+// Settlement-core's rules are kept: one Settle at a time per account; what Settle did not
+// settle stays queued and is retried on TrySettlement or when more is queued; a Settle that
+// fails is taken as having settled everything, because retrying a payment that might have
+// been made could pay twice, while a failure that paid nothing only leaves the peer owed —
+// which the peer's connector sees and can settle again.
+package engine
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/shopspring/decimal"
+)
+
+// Engine settles with peers on a ledger. Its other abilities are the optional interfaces
+// AccountSetter, MessageHandler, AccountCloser and Closer.
+type Engine interface {
+	// Settle sends the peer of accountID a settlement of at most amount (standard units,
+	// arbitrary precision; the engine rounds down to what its ledger can carry) and returns
+	// what it settled. The rest stays queued. On error the whole amount counts as settled.
+	Settle(ctx context.Context, accountID string, amount decimal.Decimal) (decimal.Decimal, error)
+}
+
+// AccountSetter prepares an account before it can settle (e.g. exchanging ledger addresses
+// with the peer). It is called on every POST /accounts for the id, so it must be idempotent.
+type AccountSetter interface {
+	SetupAccount(ctx context.Context, accountID string) error
+}
+
+// MessageHandler answers a message of the peer's engine (raw JSON); the answer is sent back
+// as JSON.
+type MessageHandler interface {
+	HandleMessage(ctx context.Context, accountID string, msg json.RawMessage) (any, error)
+}
+
+// AccountCloser cleans up an account the connector deleted.
+type AccountCloser interface {
+	CloseAccount(ctx context.Context, accountID string) error
+}
+
+// Closer disconnects the engine from its ledger when the server closes (settlement-core's
+// disconnect).
+type Closer interface {
+	Close(ctx context.Context) error
+}
+
+// Services are what the framework offers an engine.
+type Services interface {
+	// SendMessage sends msg (marshalled to JSON) to the peer's engine of accountID through
+	// the connector and returns the peer's JSON answer. A non-2xx answer of the connector is
+	// a *StatusError.
+	SendMessage(ctx context.Context, accountID string, msg any) (json.RawMessage, error)
+	// CreditSettlement tells the connector that amount (standard units) was received from
+	// the peer of accountID. The credit is queued durably (in the Store) before it returns,
+	// at the engine's asset scale, rounded down — the part below one unit waits for the next
+	// credit of the account — and is retried with the same idempotency key until the
+	// connector acknowledges it. An error means nothing was queued.
+	CreditSettlement(accountID string, amount decimal.Decimal, settlementID string) error
+	// TrySettlement settles now what is queued for accountID (leftovers, failed attempts).
+	TrySettlement(accountID string)
+}
+
+// Connect builds an engine once the framework is ready; s may be used at once, including
+// before Connect returns.
+type Connect func(ctx context.Context, s Services) (Engine, error)

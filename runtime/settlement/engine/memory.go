@@ -1,0 +1,166 @@
+package engine
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// Memory is a Store in memory, for tests and for engines whose state may be lost with the
+// process (queued credits are then lost too: use Redis when that matters).
+type Memory struct {
+	mu         sync.Mutex
+	accounts   map[string]struct{}
+	queued     map[string]decimal.Decimal
+	creditLeft map[string]decimal.Decimal
+	credits    map[string]Credit
+	records    map[string]memRecord
+	lastPrune  time.Time
+}
+
+type memRecord struct {
+	Record
+	expires time.Time
+}
+
+var _ Store = (*Memory)(nil)
+
+// NewMemory returns an empty memory store.
+func NewMemory() *Memory {
+	return &Memory{
+		accounts:   map[string]struct{}{},
+		queued:     map[string]decimal.Decimal{},
+		creditLeft: map[string]decimal.Decimal{},
+		credits:    map[string]Credit{},
+		records:    map[string]memRecord{},
+	}
+}
+
+// CreateAccount implements Store.
+func (m *Memory) CreateAccount(_ context.Context, id string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, had := m.accounts[id]
+	m.accounts[id] = struct{}{}
+	return !had, nil
+}
+
+// DeleteAccount implements Store.
+func (m *Memory) DeleteAccount(_ context.Context, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.accounts, id)
+	delete(m.queued, id)
+	delete(m.creditLeft, id)
+	return nil
+}
+
+// HasAccount implements Store.
+func (m *Memory) HasAccount(_ context.Context, id string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.accounts[id]
+	return ok, nil
+}
+
+// Accounts implements Store.
+func (m *Memory) Accounts(context.Context) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ids := make([]string, 0, len(m.accounts))
+	for id := range m.accounts {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+// QueueSettlement implements Store.
+func (m *Memory) QueueSettlement(_ context.Context, id string, amount decimal.Decimal, rec *Record) (*Record, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	m.prune(now)
+	if rec != nil {
+		if prev, ok := m.records[rec.Key]; ok && now.Before(prev.expires) {
+			r := prev.Record
+			return &r, nil
+		}
+	}
+	if _, ok := m.accounts[id]; !ok {
+		return nil, ErrNoAccount
+	}
+	if rec != nil {
+		m.records[rec.Key] = memRecord{Record: *rec, expires: now.Add(IdempotencyTTL)}
+	}
+	m.queued[id] = m.queued[id].Add(amount)
+	return nil, nil
+}
+
+// prune drops expired records, at most once a minute so that a busy server does not scan
+// them on every request.
+func (m *Memory) prune(now time.Time) {
+	if now.Sub(m.lastPrune) < time.Minute {
+		return
+	}
+	m.lastPrune = now
+	for k, r := range m.records {
+		if !now.Before(r.expires) {
+			delete(m.records, k)
+		}
+	}
+}
+
+// TakeQueued implements Store.
+func (m *Memory) TakeQueued(_ context.Context, id string) (decimal.Decimal, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	q := m.queued[id]
+	delete(m.queued, id)
+	return q, nil
+}
+
+// Queued returns what is queued to settle for id, without taking it.
+func (m *Memory) Queued(id string) decimal.Decimal {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.queued[id]
+}
+
+// QueueCredit implements Store.
+func (m *Memory) QueueCredit(_ context.Context, account string, amount decimal.Decimal, scale uint8, key, settlementID string) (Credit, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, rest, err := splitCredit(m.creditLeft[account].Add(amount), scale, key, account, settlementID)
+	if err != nil {
+		return Credit{}, false, err
+	}
+	m.creditLeft[account] = rest
+	if c.Quantity.Amount == "0" {
+		return Credit{}, false, nil
+	}
+	m.credits[key] = c
+	return c, true, nil
+}
+
+// Credits implements Store.
+func (m *Memory) Credits(context.Context) ([]Credit, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cs := make([]Credit, 0, len(m.credits))
+	for _, c := range m.credits {
+		cs = append(cs, c)
+	}
+	return cs, nil
+}
+
+// AckCredit implements Store.
+func (m *Memory) AckCredit(_ context.Context, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.credits, key)
+	return nil
+}

@@ -1,0 +1,225 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/shopspring/decimal"
+)
+
+// DefaultRedisPrefix prefixes every key of the Redis store.
+const DefaultRedisPrefix = "ilpfleet:se:"
+
+// Redis is a Store in Redis: queued settlements, idempotency records and queued credits
+// survive a restart of the engine (and, with appendonly, of Redis). One engine process per
+// prefix: QueueCredit is optimistic (WATCH) and safe with several, but two processes would
+// both resume the same credits at start — harmless for the connector, which deduplicates by
+// key, yet wasteful.
+//
+// Keys: <prefix>accounts (set), <prefix>queue:<id> (list of decimal strings, summed when
+// taken, because Lua cannot add decimals exactly), <prefix>left:<id> (incoming amount below
+// one unit), <prefix>credits (hash key → Credit JSON), <prefix>idem:<key> (Record JSON, with
+// a TTL).
+type Redis struct {
+	c      *redis.Client
+	prefix string
+}
+
+var _ Store = (*Redis)(nil)
+
+// queueScript is QueueSettlement in one atomic step: the record is checked, then the
+// account, then both are written.
+var queueScript = redis.NewScript(`
+if ARGV[3] ~= '' then
+  local prev = redis.call('GET', KEYS[3])
+  if prev then return {2, prev} end
+end
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return {0} end
+if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4]) end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+return {1}
+`)
+
+// OpenRedis connects to url (redis://[user:password@]host:port[/db]) and checks the
+// connection; prefix "" is DefaultRedisPrefix. Close it with Close.
+func OpenRedis(ctx context.Context, url, prefix string) (*Redis, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("settlement engine: redis url: %w", err)
+	}
+	if prefix == "" {
+		prefix = DefaultRedisPrefix
+	}
+	c := redis.NewClient(opt)
+	if err := c.Ping(ctx).Err(); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("settlement engine: redis %s: %w", opt.Addr, err)
+	}
+	return &Redis{c: c, prefix: prefix}, nil
+}
+
+// Close closes the connections.
+func (r *Redis) Close() error { return r.c.Close() }
+
+func (r *Redis) key(parts ...string) string {
+	k := r.prefix
+	for _, p := range parts {
+		k += p
+	}
+	return k
+}
+
+// CreateAccount implements Store.
+func (r *Redis) CreateAccount(ctx context.Context, id string) (bool, error) {
+	n, err := r.c.SAdd(ctx, r.key("accounts"), id).Result()
+	return n == 1, err
+}
+
+// DeleteAccount implements Store.
+func (r *Redis) DeleteAccount(ctx context.Context, id string) error {
+	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.SRem(ctx, r.key("accounts"), id)
+		p.Del(ctx, r.key("queue:", id), r.key("left:", id))
+		return nil
+	})
+	return err
+}
+
+// HasAccount implements Store.
+func (r *Redis) HasAccount(ctx context.Context, id string) (bool, error) {
+	return r.c.SIsMember(ctx, r.key("accounts"), id).Result()
+}
+
+// Accounts implements Store.
+func (r *Redis) Accounts(ctx context.Context) ([]string, error) {
+	return r.c.SMembers(ctx, r.key("accounts")).Result()
+}
+
+// QueueSettlement implements Store.
+func (r *Redis) QueueSettlement(ctx context.Context, id string, amount decimal.Decimal, rec *Record) (*Record, error) {
+	recJSON, idemKey := "", r.key("idem:")
+	if rec != nil {
+		b, err := json.Marshal(rec)
+		if err != nil {
+			return nil, err
+		}
+		recJSON, idemKey = string(b), r.key("idem:", rec.Key)
+	}
+	ttl := strconv.Itoa(int(IdempotencyTTL.Seconds()))
+	res, err := queueScript.Run(ctx, r.c, []string{r.key("accounts"), r.key("queue:", id), idemKey},
+		id, amount.String(), recJSON, ttl).Slice()
+	if err != nil {
+		return nil, err
+	}
+	switch res[0].(int64) {
+	case 0:
+		return nil, ErrNoAccount
+	case 2:
+		var prev Record
+		if err := json.Unmarshal([]byte(res[1].(string)), &prev); err != nil {
+			return nil, fmt.Errorf("settlement engine: idempotency record %q: %w", rec.Key, err)
+		}
+		return &prev, nil
+	}
+	return nil, nil
+}
+
+// TakeQueued implements Store.
+func (r *Redis) TakeQueued(ctx context.Context, id string) (decimal.Decimal, error) {
+	var lr *redis.StringSliceCmd
+	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		lr = p.LRange(ctx, r.key("queue:", id), 0, -1)
+		p.Del(ctx, r.key("queue:", id))
+		return nil
+	})
+	if err != nil {
+		return decimal.Decimal{}, err
+	}
+	var sum decimal.Decimal
+	for _, s := range lr.Val() {
+		d, err := decimal.NewFromString(s)
+		if err != nil { // written by this package only; a bad entry would be a bug or tampering
+			return sum, fmt.Errorf("settlement engine: queued amount %q of %s: %w", s, id, err)
+		}
+		sum = sum.Add(d)
+	}
+	return sum, nil
+}
+
+// maxWatchRetries bounds QueueCredit's optimistic retries when another client changes the
+// same account's leftover at the same time.
+const maxWatchRetries = 32
+
+// QueueCredit implements Store.
+func (r *Redis) QueueCredit(ctx context.Context, account string, amount decimal.Decimal, scale uint8, key, settlementID string) (Credit, bool, error) {
+	lk := r.key("left:", account)
+	for range maxWatchRetries {
+		c, ok, err := r.queueCreditOnce(ctx, lk, account, amount, scale, key, settlementID)
+		if !errors.Is(err, redis.TxFailedErr) {
+			return c, ok, err
+		}
+	}
+	return Credit{}, false, fmt.Errorf("settlement engine: credit of %s: too much contention", account)
+}
+
+func (r *Redis) queueCreditOnce(ctx context.Context, lk, account string, amount decimal.Decimal, scale uint8, key, settlementID string) (c Credit, ok bool, err error) {
+	err = r.c.Watch(ctx, func(tx *redis.Tx) error {
+		left := decimal.Zero
+		s, err := tx.Get(ctx, lk).Result()
+		switch {
+		case err == nil:
+			if left, err = decimal.NewFromString(s); err != nil {
+				return fmt.Errorf("settlement engine: leftover %q of %s: %w", s, account, err)
+			}
+		case !errors.Is(err, redis.Nil):
+			return err
+		}
+		var rest decimal.Decimal
+		if c, rest, err = splitCredit(left.Add(amount), scale, key, account, settlementID); err != nil {
+			return err
+		}
+		ok = c.Quantity.Amount != "0"
+		b, err := json.Marshal(c)
+		if err != nil {
+			return err
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, lk, rest.String(), 0)
+			if ok {
+				p.HSet(ctx, r.key("credits"), key, b)
+			}
+			return nil
+		})
+		return err
+	}, lk)
+	if !ok {
+		c = Credit{}
+	}
+	return c, ok, err
+}
+
+// Credits implements Store.
+func (r *Redis) Credits(ctx context.Context) ([]Credit, error) {
+	m, err := r.c.HGetAll(ctx, r.key("credits")).Result()
+	if err != nil {
+		return nil, err
+	}
+	cs := make([]Credit, 0, len(m))
+	for k, v := range m {
+		var c Credit
+		if err := json.Unmarshal([]byte(v), &c); err != nil {
+			return nil, fmt.Errorf("settlement engine: queued credit %q: %w", k, err)
+		}
+		cs = append(cs, c)
+	}
+	return cs, nil
+}
+
+// AckCredit implements Store.
+func (r *Redis) AckCredit(ctx context.Context, key string) error {
+	return r.c.HDel(ctx, r.key("credits"), key).Err()
+}

@@ -1,0 +1,280 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine"
+	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine/mock"
+	"github.com/shopspring/decimal"
+)
+
+// fastBackoff keeps retries quick in tests.
+func fastBackoff(int) time.Duration { return time.Millisecond }
+
+func start(t *testing.T, connect engine.Connect, store engine.Store, connectorURL string, scale uint8) *engine.Server {
+	t.Helper()
+	s, err := engine.Start(context.Background(), connect, store, engine.Config{
+		ConnectorURL: connectorURL, Addr: "127.0.0.1:0", AssetScale: scale, Backoff: fastBackoff,
+		Log: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+	return s
+}
+
+// do sends a request to the engine and returns the status and body.
+func do(t *testing.T, s *engine.Server, method, path, key, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+s.Addr()+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// eventually polls cond, at most 3000 times 10 ms apart.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for range 3000 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("never: %s", what)
+}
+
+// recorder is a test engine that records its calls and settles everything.
+type recorder struct {
+	mu      sync.Mutex
+	calls   []string
+	settled decimal.Decimal
+}
+
+func (r *recorder) add(c string) { r.mu.Lock(); r.calls = append(r.calls, c); r.mu.Unlock() }
+func (r *recorder) Settle(_ context.Context, id string, amount decimal.Decimal) (decimal.Decimal, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, "settle "+id+" "+amount.String())
+	r.settled = r.settled.Add(amount)
+	return amount, nil
+}
+func (r *recorder) SetupAccount(_ context.Context, id string) error { r.add("setup " + id); return nil }
+func (r *recorder) CloseAccount(_ context.Context, id string) error { r.add("close " + id); return nil }
+func (r *recorder) HandleMessage(_ context.Context, id string, m json.RawMessage) (any, error) {
+	r.add("message " + id + " " + string(m))
+	return map[string]string{"echo": id}, nil
+}
+func (r *recorder) Close(context.Context) error { r.add("close engine"); return nil }
+
+func (r *recorder) total() decimal.Decimal { r.mu.Lock(); defer r.mu.Unlock(); return r.settled }
+func (r *recorder) has(c string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, x := range r.calls {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+func connectTo(e engine.Engine) engine.Connect {
+	return func(context.Context, engine.Services) (engine.Engine, error) { return e, nil }
+}
+
+func TestAccounts(t *testing.T) {
+	rec := &recorder{}
+	s := start(t, connectTo(rec), engine.NewMemory(), "http://127.0.0.1:1", 2)
+	steps := []struct {
+		method, path, body string
+		status             int
+		wantBody           string
+	}{
+		{"POST", "/accounts", `{"id":"alice"}`, 201, `{"id":"alice"}`},
+		{"POST", "/accounts", `{"id":"alice"}`, 201, `{"id":"alice"}`}, // idempotent
+		{"POST", "/accounts", `{"id":"a/b"}`, 400, ""},
+		{"POST", "/accounts", `{"id":""}`, 400, ""},
+		{"POST", "/accounts", `{"id":`, 400, ""},
+		{"POST", "/accounts", `{"id":"` + strings.Repeat("x", 20<<10) + `"}`, 413, ""},
+		{"POST", "/accounts/alice/messages", `{"hi":1}`, 201, `{"echo":"alice"}`},
+		{"POST", "/accounts/alice/messages", `not json`, 400, ""},
+		{"POST", "/accounts/bob/messages", `{}`, 404, ""},
+		{"POST", "/accounts/bob/settlements", `{"amount":"1","scale":0}`, 404, ""},
+		{"DELETE", "/accounts/bob", "", 404, ""},
+		{"DELETE", "/accounts/alice", "", 204, ""},
+		{"POST", "/accounts/alice/messages", `{}`, 404, ""},
+		{"GET", "/accounts", "", 405, ""},
+	}
+	for i, st := range steps {
+		status, body := do(t, s, st.method, st.path, "k", st.body)
+		if status != st.status || st.wantBody != "" && strings.TrimSpace(body) != st.wantBody {
+			t.Fatalf("step %d %s %s: %d %q, want %d %q", i, st.method, st.path, status, body, st.status, st.wantBody)
+		}
+	}
+	for _, c := range []string{"setup alice", `message alice {"hi":1}`, "close alice"} {
+		if !rec.has(c) {
+			t.Errorf("engine not called: %s", c)
+		}
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !rec.has("close engine") {
+		t.Error("Close did not close the engine")
+	}
+}
+
+func TestIdempotentSettlements(t *testing.T) {
+	rec := &recorder{}
+	s := start(t, connectTo(rec), engine.NewMemory(), "http://127.0.0.1:1", 2)
+	if st, _ := do(t, s, "POST", "/accounts", "", `{"id":"alice"}`); st != 201 {
+		t.Fatal(st)
+	}
+	steps := []struct {
+		key, body string
+		status    int
+		wantBody  string
+	}{
+		{"", `{"amount":"100","scale":2}`, 400, "Idempotency-Key header required"},
+		{"k1", `{"amount":"100","scale":2}`, 201, `{"amount":"100","scale":2}`},
+		{"k1", `{ "scale": 2, "amount": "100" }`, 201, `{"amount":"100","scale":2}`}, // replayed
+		{"k1", `{"amount":"101","scale":2}`, 409, "was used for another request"},
+		{"k2", `{"amount":"-1","scale":2}`, 400, "not a non-negative integer"},
+		{"k2", `{"amount":1,"scale":2}`, 400, "body"},
+		{"k2", `{"amount":"250","scale":3}`, 201, `{"amount":"250","scale":3}`},
+	}
+	for i, st := range steps {
+		status, body := do(t, s, "POST", "/accounts/alice/settlements", st.key, st.body)
+		if status != st.status || !strings.Contains(body, st.wantBody) {
+			t.Fatalf("step %d: %d %q, want %d %q", i, status, body, st.status, st.wantBody)
+		}
+	}
+	eventually(t, "1.25 settled", func() bool { return rec.total().Equal(dec("1.25")) })
+	_ = s.Close(context.Background())
+	if got := rec.total(); !got.Equal(dec("1.25")) {
+		t.Fatalf("settled %s, want 1.25 (a replay settled again?)", got)
+	}
+}
+
+// peerStandIn is a connector stand-in that answers the mock's messages as the peer's mock
+// would, and records them.
+type peerStandIn struct {
+	mu      sync.Mutex
+	amounts []string
+}
+
+func (p *peerStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var m mock.Message
+	_ = json.NewDecoder(r.Body).Decode(&m)
+	p.mu.Lock()
+	p.amounts = append(p.amounts, m.Amount)
+	p.mu.Unlock()
+	w.WriteHeader(201)
+	_, _ = w.Write([]byte(`{"type":"ack"}`))
+}
+
+func (p *peerStandIn) got() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.amounts...)
+}
+
+func TestLeftovers(t *testing.T) {
+	peer := &peerStandIn{}
+	conn := httptest.NewServer(peer)
+	defer conn.Close()
+	store := engine.NewMemory()
+	s := start(t, mock.Connect(2), store, conn.URL, 9)
+	if st, _ := do(t, s, "POST", "/accounts", "", `{"id":"alice"}`); st != 201 {
+		t.Fatal(st)
+	}
+	if st, b := do(t, s, "POST", "/accounts/alice/settlements", "k1", `{"amount":"1005","scale":3}`); st != 201 {
+		t.Fatal(st, b)
+	}
+	eventually(t, "1.00 settled", func() bool { return len(peer.got()) == 1 })
+	eventually(t, "0.005 kept", func() bool { return store.Queued("alice").Equal(dec("0.005")) })
+	if st, b := do(t, s, "POST", "/accounts/alice/settlements", "k2", `{"amount":"5","scale":3}`); st != 201 {
+		t.Fatal(st, b)
+	}
+	eventually(t, "0.01 settled", func() bool { return len(peer.got()) == 2 })
+	eventually(t, "nothing kept", func() bool { return store.Queued("alice").IsZero() })
+	if got := peer.got(); got[0] != "1" || got[1] != "0.01" {
+		t.Fatalf("settlements sent: %v, want [1 0.01]", got)
+	}
+}
+
+// fixed is an engine whose Settle answers settled (or err) and counts its calls.
+type fixed struct {
+	settled decimal.Decimal
+	err     error
+	mu      sync.Mutex
+	calls   int
+}
+
+func (f *fixed) Settle(context.Context, string, decimal.Decimal) (decimal.Decimal, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	return f.settled, f.err
+}
+
+func (f *fixed) n() int { f.mu.Lock(); defer f.mu.Unlock(); return f.calls }
+
+// TestSettleOutcomes: what stays queued after Settle answers.
+func TestSettleOutcomes(t *testing.T) {
+	cases := []struct {
+		name    string
+		settled string
+		err     error
+		kept    string
+	}{
+		{"all", "2", nil, "0"},
+		{"part, retried: 2 - 0.5 - 0.5", "0.5", nil, "1"},
+		{"error: taken as all, for safety", "0", io.ErrUnexpectedEOF, "0"},
+		{"more than asked", "3", nil, "0"},
+		{"negative: taken as 0", "-1", nil, "2"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			eng := &fixed{settled: dec(c.settled), err: c.err}
+			store := engine.NewMemory()
+			var svc engine.Services
+			connect := func(_ context.Context, s engine.Services) (engine.Engine, error) { svc = s; return eng, nil }
+			s := start(t, connect, store, "http://127.0.0.1:1", 2)
+			do(t, s, "POST", "/accounts", "", `{"id":"a"}`)
+			if st, b := do(t, s, "POST", "/accounts/a/settlements", "k", `{"amount":"2","scale":0}`); st != 201 {
+				t.Fatal(st, b)
+			}
+			eventually(t, "settled once", func() bool { return eng.n() == 1 })
+			svc.TrySettlement("a") // waits for the first round, then retries what is kept
+			if c.kept != "0" {
+				eventually(t, "retried", func() bool { return eng.n() == 2 })
+			}
+			_ = s.Close(context.Background())
+			if got := store.Queued("a"); !got.Equal(dec(c.kept)) {
+				t.Fatalf("kept %s, want %s", got, c.kept)
+			}
+		})
+	}
+}

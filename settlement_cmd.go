@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine"
+	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine/mock"
+)
+
+// engineFlags are the flags of `ilpfleet settlement-engine`.
+type engineFlags struct {
+	engine       string
+	connectorURL string
+	listen       string
+	assetScale   uint
+	mockScale    uint
+	store        string // "memory" or a redis:// URL
+	redisPrefix  string
+	logFormat    string
+	logLevel     string
+}
+
+func parseEngineFlags(args []string, out io.Writer) (engineFlags, error) {
+	var f engineFlags
+	fs := flag.NewFlagSet("settlement-engine", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&f.engine, "engine", "mock", "the engine: mock, the only one built in (NO MONEY MOVES: it settles by a message to the peer's mock; for tests and demos)")
+	fs.StringVar(&f.connectorURL, "connector-url", envOr("CONNECTOR_URL", engine.DefaultConnectorURL), "the connector's settlement API (its settlementApiHost/Port); env CONNECTOR_URL")
+	fs.StringVar(&f.listen, "listen", envOr("ENGINE_LISTEN", engine.DefaultAddr), "listen address of the engine's RFC 38 API (0.0.0.0:3000 in a pod); env ENGINE_LISTEN")
+	fs.UintVar(&f.assetScale, "asset-scale", 9, "scale of the amounts the engine credits to the connector")
+	fs.UintVar(&f.mockScale, "mock-scale", 2, "with --engine=mock: decimal places the mock settles (rounded down; the rest waits as a leftover)")
+	fs.StringVar(&f.store, "store", envOr("ENGINE_STORE", "memory"), "the engine's state: memory (lost on restart) or a redis:// URL; env ENGINE_STORE")
+	fs.StringVar(&f.redisPrefix, "redis-prefix", "", "with a Redis store: key prefix (default ilpfleet:se:)")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return f, err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return f, fmt.Errorf("unexpected arguments %q", fs.Args())
+	case f.engine != "mock":
+		return f, fmt.Errorf("--engine %q: the only built-in engine is mock; write a real one with the framework in runtime/settlement/engine", f.engine)
+	case f.assetScale > 255 || f.mockScale > 255:
+		return f, fmt.Errorf("--asset-scale and --mock-scale take 0 to 255")
+	case f.store != "memory" && !strings.HasPrefix(f.store, "redis://") && !strings.HasPrefix(f.store, "rediss://"):
+		return f, fmt.Errorf("--store %q: want memory or a redis:// URL", f.store)
+	}
+	return f, nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// runSettlementEngine runs a settlement engine until ctx is done.
+func runSettlementEngine(ctx context.Context, args []string) error {
+	f, err := parseEngineFlags(args, os.Stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(os.Stderr, f.logFormat, f.logLevel)
+	if err != nil {
+		return err
+	}
+	st, closeStore, err := openEngineStore(ctx, f)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	log.Warn("running the mock settlement engine: NO MONEY MOVES, settlements are messages between two mocks")
+	srv, err := engine.Start(ctx, mock.Connect(uint8(f.mockScale)), st, engine.Config{
+		ConnectorURL: f.connectorURL, Addr: f.listen, AssetScale: uint8(f.assetScale), Log: log})
+	if err != nil {
+		return err
+	}
+	log.Info("settlement engine listening", "addr", srv.Addr(), "connector", f.connectorURL)
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Close(sctx)
+}
+
+func openEngineStore(ctx context.Context, f engineFlags) (engine.Store, func(), error) {
+	if f.store == "memory" {
+		return engine.NewMemory(), func() {}, nil
+	}
+	r, err := engine.OpenRedis(ctx, f.store, f.redisPrefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, func() { _ = r.Close() }, nil
+}
