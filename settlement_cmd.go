@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -65,6 +66,9 @@ func envOr(name, def string) string {
 // runSettlementEngine runs a settlement engine until ctx is done.
 func runSettlementEngine(ctx context.Context, args []string) error {
 	f, err := parseEngineFlags(args, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -83,7 +87,6 @@ func runSettlementEngine(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("settlement engine listening", "addr", srv.Addr(), "connector", f.connectorURL)
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
