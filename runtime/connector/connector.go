@@ -136,7 +136,11 @@ func New(cfg *config.Config, opts Options) (*Connector, error) {
 		return nil, fmt.Errorf("connector: metrics: %w", err)
 	}
 	c.metrics = m
-	c.settler = settlement.New(settlement.Options{Store: c.store, Send: c.sendPeer, Log: c.log.With("component", "settlement")})
+	sm, err := settlement.NewMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("connector: metrics: %w", err)
+	}
+	c.settler = settlement.New(settlement.Options{Store: c.store, Send: c.sendPeer, Log: c.log.With("component", "settlement"), Metrics: sm})
 	s, err := newSettings(cfg)
 	if err != nil {
 		return nil, err

@@ -36,12 +36,13 @@ type Sender func(ctx context.Context, account string, p *ilp.Prepare) (*ilp.Fulf
 
 // Options configure a Settler.
 type Options struct {
-	Store store.Store
-	Send  Sender
-	Log   *slog.Logger     // nil: discard
-	HTTP  *http.Client     // requests to engines; nil: one with RequestTimeout
-	Retry Backoff          // zero: DefaultBackoff
-	Now   func() time.Time // nil: time.Now
+	Store   store.Store
+	Send    Sender
+	Log     *slog.Logger     // nil: discard
+	HTTP    *http.Client     // requests to engines; nil: one with RequestTimeout
+	Retry   Backoff          // zero: DefaultBackoff
+	Now     func() time.Time // nil: time.Now
+	Metrics *Metrics         // nil: none
 }
 
 // Backoff is the wait between attempts of a request that must eventually succeed: exponential
@@ -193,7 +194,7 @@ func (s *Settler) startWorker(a, prev *acct) {
 
 func (s *Settler) work(a *acct) {
 	log := s.log.With("account", a.cfg.ID, "engine", a.cfg.EngineURL)
-	if !s.retry(a, log, "telling the settlement engine about the account", func(ctx context.Context) error {
+	if !s.retry(a, log, opAccount, func(ctx context.Context) error {
 		return a.client.CreateAccount(ctx, a.cfg.ID)
 	}) {
 		return
@@ -231,19 +232,30 @@ func (s *Settler) settleDue(a *acct, log *slog.Logger) {
 // send asks the engine to settle until it answers 2xx, then forgets the record.
 func (s *Settler) send(a *acct, log *slog.Logger, key string, amount int64) {
 	q := NewQuantity(uint64(amount), a.cfg.AssetScale)
-	if !s.retry(a, log.With("amount", amount, "idempotencyKey", key), "settling", func(ctx context.Context) error {
+	s.o.Metrics.addPending(a.cfg.ID, 1)
+	defer s.o.Metrics.addPending(a.cfg.ID, -1) // if not sent, the next worker or start counts it again
+	if !s.retry(a, log.With("amount", amount, "idempotencyKey", key), opSettle, func(ctx context.Context) error {
 		return a.client.Settle(ctx, a.cfg.ID, key, q)
 	}) {
 		return // still recorded: the next worker or the next start sends it
 	}
+	s.o.Metrics.settled("outgoing", a.cfg.ID, amount)
 	log.Info("settlement accepted by the engine", "amount", amount, "scale", a.cfg.AssetScale, "idempotencyKey", key)
 	if err := s.o.Store.DeleteKey(s.ctx, outKey(key, a.cfg.ID)); err != nil {
 		log.Warn("cannot forget a sent settlement; it will be sent again, with its idempotency key, at the next start", "error", err)
 	}
 }
 
+// The requests retry makes, for the log and the failure metric.
+const (
+	opAccount = "account" // POST /accounts
+	opSettle  = "settle"  // POST /accounts/{id}/settlements
+)
+
+var opText = map[string]string{opAccount: "telling the settlement engine about the account", opSettle: "settling"}
+
 // retry runs f until it succeeds, backing off between attempts; false when the worker stopped.
-func (s *Settler) retry(a *acct, log *slog.Logger, what string, f func(context.Context) error) bool {
+func (s *Settler) retry(a *acct, log *slog.Logger, op string, f func(context.Context) error) bool {
 	for attempt := 0; ; attempt++ {
 		ctx, cancel := context.WithTimeout(s.ctx, RequestTimeout)
 		err := f(ctx)
@@ -251,8 +263,9 @@ func (s *Settler) retry(a *acct, log *slog.Logger, what string, f func(context.C
 		if err == nil {
 			return true
 		}
+		s.o.Metrics.failed(op, a.cfg.ID)
 		wait := s.o.Retry.delay(attempt)
-		log.Warn(what+" failed; retrying", "attempt", attempt+1, "retryIn", wait.Round(time.Millisecond).String(), "error", err)
+		log.Warn(opText[op]+" failed; retrying", "attempt", attempt+1, "retryIn", wait.Round(time.Millisecond).String(), "error", err)
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/store"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // engineCall is one request a test engine received.
@@ -88,7 +91,11 @@ func ptr[T any](v T) *T { return &v }
 
 func newTestSettler(t *testing.T, st store.Store, send Sender, accts ...Account) *Settler {
 	t.Helper()
-	s := New(Options{Store: st, Send: send, Retry: fastRetry})
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Options{Store: st, Send: send, Retry: fastRetry, Metrics: m})
 	if err := s.Update(accts); err != nil {
 		t.Fatal(err)
 	}
@@ -114,16 +121,35 @@ func recorded(t *testing.T, st store.Store) []string {
 	return keys
 }
 
-// waitRecorded waits until the store holds n outgoing settlement records (bounded).
-func waitRecorded(t *testing.T, st store.Store, n int) {
+// metricValue reads a counter or a gauge.
+func metricValue(t *testing.T, c prometheus.Metric) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Counter != nil {
+		return m.Counter.GetValue()
+	}
+	return m.Gauge.GetValue()
+}
+
+// waitFor polls cond (bounded).
+func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	for range 1000 {
-		if len(recorded(t, st)) == n {
+		if cond() {
 			return
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	t.Fatalf("outgoing settlement records: %v, want %d", recorded(t, st), n)
+	t.Fatalf("%s: not as expected after 5 s", what)
+}
+
+// waitRecorded waits until the store holds n outgoing settlement records (bounded).
+func waitRecorded(t *testing.T, st store.Store, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("want %d outgoing settlement records", n), func() bool { return len(recorded(t, st)) == n })
 }
 
 func TestSettleBelowThreshold(t *testing.T) {
@@ -183,6 +209,12 @@ func TestSettleRetriesWithTheSameKey(t *testing.T) {
 	waitRecorded(t, st, 0)
 	if got := balance(t, st, "bob"); got != 0 {
 		t.Fatalf("balance %d, want 0: raised once, not per attempt", got)
+	}
+	m := s.o.Metrics
+	waitFor(t, "the metrics", func() bool { return metricValue(t, m.pending.WithLabelValues("bob")) == 0 })
+	if f, d, v := metricValue(t, m.failures.WithLabelValues(opSettle, "bob")), metricValue(t, m.done.WithLabelValues("outgoing", "bob")),
+		metricValue(t, m.value.WithLabelValues("outgoing", "bob")); f != 2 || d != 1 || v != 500 {
+		t.Fatalf("metrics: %v failures, %v settlements of %v; want 2, 1, 500", f, d, v)
 	}
 }
 
@@ -278,6 +310,11 @@ func TestCredit(t *testing.T) {
 				t.Fatalf("balance %d, want %d", got, tc.balance)
 			}
 		})
+	}
+	// Four credits took effect (the replay and the refusals did not), worth 651 units.
+	m := s.o.Metrics
+	if d, v := metricValue(t, m.done.WithLabelValues("incoming", "bob")), metricValue(t, m.value.WithLabelValues("incoming", "bob")); d != 4 || v != 651 {
+		t.Fatalf("incoming metrics: %v settlements of %v, want 4 of 651", d, v)
 	}
 }
 
