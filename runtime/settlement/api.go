@@ -27,6 +27,7 @@ const (
 	// asks for at least 24 hours, and an engine retries a credit for as long as it must.
 	creditRetention = 7 * 24 * time.Hour
 	maxQuantityBody = 4 << 10
+	maxKeyLen       = 256   // an Idempotency-Key is stored: keep it small
 	maxMessage      = 32767 // an ILP Prepare's data
 )
 
@@ -43,7 +44,7 @@ func (s *Settler) Handler() http.Handler {
 // creditRecord is what an incoming settlement leaves under its idempotency key: enough to
 // answer a repeated request as the first, and to refuse the same key with another amount.
 type creditRecord struct {
-	Request string   `json:"request"` // sha256 of the amount and scale asked for
+	Request string   `json:"request"` // sha256 of the account, amount and scale asked for
 	At      int64    `json:"at"`      // unix seconds
 	Reply   Quantity `json:"reply"`
 }
@@ -56,13 +57,13 @@ func (s *Settler) serveCredit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := r.Header.Get("Idempotency-Key")
-	if key == "" {
-		problem(w, http.StatusBadRequest, "an Idempotency-Key header is required (RFC 38)")
+	if key == "" || len(key) > maxKeyLen {
+		problem(w, http.StatusBadRequest, "an Idempotency-Key header of 1 to %d bytes is required (RFC 38)", maxKeyLen)
 		return
 	}
 	var q Quantity
 	if err := json.NewDecoder(io.LimitReader(r.Body, maxQuantityBody)).Decode(&q); err != nil {
-		problem(w, http.StatusBadRequest, "the body must be a Quantity, {\"amount\":\"<integer>\",\"scale\":<0-255>}: %v", err)
+		problem(w, http.StatusBadRequest, "the body must be a Quantity, {\"amount\":\"<digits>\",\"scale\":<0-255>}: %v", err)
 		return
 	}
 	std, err := q.Standard()
@@ -76,14 +77,16 @@ func (s *Settler) serveCredit(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(reply)
 }
 
-// credit lowers the balance by an incoming settlement once per idempotency key. An amount
-// finer than the account's scale leaves a leftover, kept per account and added to the next.
+// credit lowers the balance by an incoming settlement once per idempotency key, whichever
+// account it names: the same key for another account is a conflict, as for another amount.
+// An amount finer than the account's scale leaves a leftover, kept per account and added to
+// the next.
 func (s *Settler) credit(ctx context.Context, a *acct, key string, q Quantity, std decimal.Decimal) (int, any) {
-	sum := sha256.Sum256(fmt.Appendf(nil, "%s/%d", q.Amount, q.Scale))
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%d", a.cfg.ID, q.Amount, q.Scale))
 	req := hex.EncodeToString(sum[:])
-	a.creditMu.Lock()
-	defer a.creditMu.Unlock()
-	if rec, ok, err := s.creditRecord(ctx, key, a.cfg.ID); err != nil || ok {
+	s.creditMu.Lock()
+	defer s.creditMu.Unlock()
+	if rec, ok, err := s.creditRecord(ctx, key); err != nil || ok {
 		return replay(rec, req, err)
 	}
 	left, err := s.leftover(ctx, a.cfg.ID)
@@ -94,15 +97,18 @@ func (s *Settler) credit(ctx context.Context, a *acct, key string, q Quantity, s
 	if err != nil {
 		return http.StatusBadRequest, problemBody("%v", err)
 	}
-	rec := creditRecord{Request: req, At: s.o.Now().Unix(), Reply: NewQuantity(uint64(units), a.cfg.AssetScale)}
+	// The reply is the whole quantity: all of it is accounted for, credited or kept as the
+	// leftover. A smaller reply would make an engine (ilp-settlement-core does) keep the rest
+	// as its own leftover and send it again: counted twice.
+	rec := creditRecord{Request: req, At: s.o.Now().Unix(), Reply: q}
 	v, _ := json.Marshal(rec)
-	done, err := s.o.Store.CreditOnce(ctx, a.cfg.ID, -units, inKey(key, a.cfg.ID), v,
+	done, err := s.o.Store.CreditOnce(ctx, a.cfg.ID, -units, inPrefix+key, v,
 		store.Entry{Key: leftoverPrefix + a.cfg.ID, Value: []byte(rest.String())})
 	if err != nil {
 		return http.StatusInternalServerError, problemBody("cannot credit the settlement (retry with the same key): %v", err)
 	}
 	if !done { // recorded meanwhile by another replica sharing the store
-		rec, ok, err := s.creditRecord(ctx, key, a.cfg.ID)
+		rec, ok, err := s.creditRecord(ctx, key)
 		if !ok && err == nil {
 			err = errors.New("record vanished")
 		}
@@ -119,14 +125,14 @@ func replay(rec creditRecord, req string, err error) (int, any) {
 	case err != nil:
 		return http.StatusInternalServerError, problemBody("cannot read the settlement's idempotency record: %v", err)
 	case rec.Request != req:
-		return http.StatusConflict, problemBody("this Idempotency-Key was used for another amount")
+		return http.StatusConflict, problemBody("this Idempotency-Key was used for another account or amount")
 	}
 	return http.StatusCreated, rec.Reply
 }
 
-func (s *Settler) creditRecord(ctx context.Context, key, account string) (creditRecord, bool, error) {
+func (s *Settler) creditRecord(ctx context.Context, key string) (creditRecord, bool, error) {
 	var rec creditRecord
-	v, err := s.o.Store.GetKey(ctx, inKey(key, account))
+	v, err := s.o.Store.GetKey(ctx, inPrefix+key)
 	if errors.Is(err, store.ErrNotFound) {
 		return rec, false, nil
 	}

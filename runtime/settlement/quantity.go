@@ -5,6 +5,7 @@
 package settlement
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -24,16 +25,46 @@ func NewQuantity(amount uint64, scale uint8) Quantity {
 	return Quantity{Amount: decimal.NewFromUint64(amount).String(), Scale: scale}
 }
 
+// UnmarshalJSON reads a Quantity strictly: both fields present, the amount a string of digits
+// (no sign, point or exponent), the scale 0–255. Read leniently, a Quantity without its scale
+// would count the amount in whole units — 10^scale times what was meant.
+func (q *Quantity) UnmarshalJSON(b []byte) error {
+	var raw struct {
+		Amount *string `json:"amount"`
+		Scale  *int    `json:"scale"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return fmt.Errorf("quantity: %w", err)
+	}
+	switch {
+	case raw.Amount == nil:
+		return errors.New(`quantity: "amount" is missing`)
+	case raw.Scale == nil:
+		return errors.New(`quantity: "scale" is missing (without it the amount would be read in whole units)`)
+	case *raw.Scale < 0 || *raw.Scale > math.MaxUint8:
+		return fmt.Errorf("quantity: scale %d: want 0 to 255", *raw.Scale)
+	case !isDigits(*raw.Amount):
+		return fmt.Errorf("quantity: amount %q: want a non-negative integer written with digits only", *raw.Amount)
+	}
+	*q = Quantity{Amount: *raw.Amount, Scale: uint8(*raw.Scale)}
+	return nil
+}
+
+func isDigits(s string) bool {
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
 // Units returns the amount as an integer number of units of 10^-Scale.
 func (q Quantity) Units() (decimal.Decimal, error) {
-	d, err := decimal.NewFromString(q.Amount)
-	switch {
-	case err != nil || q.Amount == "" || q.Amount[0] == '+':
-		return decimal.Decimal{}, fmt.Errorf("quantity amount %q: not a non-negative integer", q.Amount)
-	case d.Sign() < 0 || !d.IsInteger() || q.Amount[0] == '-':
-		return decimal.Decimal{}, fmt.Errorf("quantity amount %q: not a non-negative integer", q.Amount)
+	if !isDigits(q.Amount) {
+		return decimal.Decimal{}, fmt.Errorf("quantity amount %q: not a non-negative integer written with digits only", q.Amount)
 	}
-	return d, nil
+	return decimal.RequireFromString(q.Amount), nil
 }
 
 // Standard returns the amount in standard units of the asset (e.g. 2.54 for 254 at scale 2).

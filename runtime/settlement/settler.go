@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	mrand "math/rand/v2"
 	"net/http"
@@ -70,22 +71,26 @@ type Settler struct {
 	log   *slog.Logger
 	accts atomic.Pointer[map[string]*acct]
 
-	mu      sync.Mutex // Update, Start and Close
-	ctx     context.Context
-	cancel  context.CancelFunc
-	started bool
-	wg      sync.WaitGroup
+	mu sync.Mutex // Update, Start and Close
+	// creditMu makes incoming credits one at a time: a credit reads the account's leftover,
+	// then writes it. (Replicas sharing a Redis store do not share this lock: two credits of
+	// one account at the same moment on two replicas may misplace a leftover, which is always
+	// less than one unit of the account.)
+	creditMu sync.Mutex
+	ctx      context.Context
+	cancel   context.CancelFunc
+	started  bool
+	wg       sync.WaitGroup
 }
 
 // acct is one account's settlement state. A changed config makes a new acct whose worker takes
 // over once the previous one has stopped.
 type acct struct {
-	cfg      Account
-	client   *Client
-	kick     chan struct{} // a balance fell below the threshold; buffered, one is enough
-	stop     chan struct{} // closed when the account's config is replaced or removed
-	done     chan struct{} // closed when the worker has stopped
-	creditMu sync.Mutex    // one incoming credit at a time: the leftover is read, then written
+	cfg    Account
+	client *Client
+	kick   chan struct{} // a balance fell below the threshold; buffered, one is enough
+	stop   chan struct{} // closed when the account's config is replaced or removed
+	done   chan struct{} // closed when the worker has stopped
 }
 
 // New returns a Settler with no accounts; Update gives it some, Start starts its work.
@@ -133,7 +138,7 @@ func (s *Settler) Update(accounts []Account) error {
 	if s.started {
 		for id, a := range next {
 			if old[id] != a {
-				s.startWorker(a, old[id])
+				s.startWorker(a, old[id], nil, false)
 			}
 		}
 	}
@@ -149,10 +154,19 @@ func (s *Settler) Start(ctx context.Context) {
 		return
 	}
 	s.started = true
-	for _, a := range *s.accts.Load() {
-		s.startWorker(a, nil)
+	recs, err := s.records(ctx)
+	if err != nil {
+		s.log.Error("cannot list the recorded settlements; each account's worker tries again", "error", err)
 	}
-	s.warnOrphans(ctx)
+	accts := *s.accts.Load()
+	for id, a := range accts {
+		s.startWorker(a, nil, recs[id], err == nil)
+	}
+	for id := range recs {
+		if accts[id] == nil {
+			s.log.Warn("settlements recorded for an account without a settlement engine now; they are sent once it has one again", "account", id, "count", len(recs[id]))
+		}
+	}
 	s.wg.Go(s.pruneLoop)
 }
 
@@ -178,7 +192,7 @@ func (s *Settler) BalanceChanged(account string, balance int64) {
 	}
 }
 
-func (s *Settler) startWorker(a, prev *acct) {
+func (s *Settler) startWorker(a, prev *acct, recs []record, listed bool) {
 	s.wg.Go(func() {
 		defer close(a.done)
 		if prev != nil {
@@ -188,60 +202,138 @@ func (s *Settler) startWorker(a, prev *acct) {
 				return
 			}
 		}
-		s.work(a)
+		s.work(a, recs, listed)
 	})
 }
 
-func (s *Settler) work(a *acct) {
+// work sets the account up in its engine, resends what was recorded before (recs, or read
+// now when not listed), then settles whenever the balance asks, until the account's config
+// changes or the settler closes.
+func (s *Settler) work(a *acct, recs []record, listed bool) {
 	log := s.log.With("account", a.cfg.ID, "engine", a.cfg.EngineURL)
 	if !s.retry(a, log, opAccount, func(ctx context.Context) error {
 		return a.client.CreateAccount(ctx, a.cfg.ID)
 	}) {
 		return
 	}
-	s.resume(a, log)
-	for {
-		s.settleDue(a, log) // also at start: the balance may be below the threshold already
+	if !listed {
+		all, err := s.records(s.ctx)
+		if err != nil {
+			log.Error("cannot list the recorded settlements; they are resent at the next start", "error", err)
+		}
+		recs = all[a.cfg.ID]
+	}
+	for _, r := range recs {
+		if s.stopped(a) {
+			return
+		}
+		s.resend(a, log, r)
+	}
+	for failures := 0; !s.stopped(a); {
+		// Also at start: the balance may be below the threshold already.
+		if err := s.settleDue(a, log); err != nil {
+			wait := s.o.Retry.delay(failures)
+			failures++
+			log.Error("cannot record a due settlement: the store refused it (a stopped store needs a restart); trying again later",
+				"retryIn", wait.Round(time.Millisecond).String(), "error", err)
+			if !s.pause(a, wait) {
+				return
+			}
+			continue
+		}
+		failures = 0
 		select {
 		case <-a.kick:
 		case <-a.stop:
-			return
 		case <-s.ctx.Done():
-			return
 		}
 	}
 }
 
-// settleDue records and sends a settlement if the balance is below the threshold.
-func (s *Settler) settleDue(a *acct, log *slog.Logger) {
-	if a.cfg.Threshold == nil {
-		return
-	}
-	key := newKey()
-	amount, err := s.o.Store.SettleDue(s.ctx, a.cfg.ID, *a.cfg.Threshold, a.cfg.SettleTo, outKey(key, a.cfg.ID))
-	if err != nil {
-		log.Error("cannot record a due settlement; will try at the next balance change", "error", err)
-		return
-	}
-	if amount > 0 {
-		log.Info("settlement due: balance raised to settleTo, asking the engine", "amount", amount, "settleTo", a.cfg.SettleTo, "idempotencyKey", key)
-		s.send(a, log, key, amount)
+// stopped reports whether the worker of a must stop: its config changed, or the settler closed.
+func (s *Settler) stopped(a *acct) bool {
+	select {
+	case <-a.stop:
+		return true
+	case <-s.ctx.Done():
+		return true
+	default:
+		return false
 	}
 }
 
+// pause waits d; false when the worker must stop instead.
+func (s *Settler) pause(a *acct, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-a.stop:
+	case <-s.ctx.Done():
+	}
+	return false
+}
+
+// settleDue records and sends a settlement if the balance is below the threshold.
+func (s *Settler) settleDue(a *acct, log *slog.Logger) error {
+	if a.cfg.Threshold == nil {
+		return nil
+	}
+	r := record{key: newKey(), engine: a.cfg.EngineURL, account: a.cfg.ID}
+	r.storeKey = outKey(r.key, r.engine, r.account)
+	amount, err := s.o.Store.SettleDue(s.ctx, a.cfg.ID, *a.cfg.Threshold, a.cfg.SettleTo, r.storeKey)
+	if err != nil || amount == 0 {
+		return err
+	}
+	log.Info("settlement due: balance raised to settleTo, asking the engine", "amount", amount, "settleTo", a.cfg.SettleTo, "idempotencyKey", r.key)
+	s.send(a, log, a.client, r, amount)
+	return nil
+}
+
+// resend sends a settlement recorded before, to the engine it was recorded for: that engine
+// may have accepted it already, and only it knows the key. (An account moved to another
+// engine meanwhile gets the record sent to the old one; if that engine is gone, the settlement
+// stays pending — see the metric — until an operator settles it by hand.)
+func (s *Settler) resend(a *acct, log *slog.Logger, r record) {
+	v, err := s.o.Store.GetKey(s.ctx, r.storeKey)
+	amount, perr := strconv.ParseInt(string(v), 10, 64)
+	if err != nil || perr != nil || amount <= 0 {
+		log.Error("unreadable settlement record; left in place for an operator", "key", r.storeKey, "value", string(v), "error", errors.Join(err, perr))
+		return
+	}
+	cl := a.client
+	if r.engine != a.cfg.EngineURL {
+		log.Warn("a settlement recorded for the account's previous engine is sent to that engine", "previousEngine", r.engine, "idempotencyKey", r.key)
+		if cl, err = NewClient(r.engine, s.o.HTTP); err != nil {
+			log.Error("unusable engine URL in a settlement record; left in place for an operator", "key", r.storeKey, "error", err)
+			return
+		}
+	}
+	log.Info("resending a settlement recorded before", "amount", amount, "idempotencyKey", r.key)
+	s.send(a, log, cl, r, amount)
+}
+
 // send asks the engine to settle until it answers 2xx, then forgets the record.
-func (s *Settler) send(a *acct, log *slog.Logger, key string, amount int64) {
+func (s *Settler) send(a *acct, log *slog.Logger, cl *Client, r record, amount int64) {
 	q := NewQuantity(uint64(amount), a.cfg.AssetScale)
 	s.o.Metrics.addPending(a.cfg.ID, 1)
 	defer s.o.Metrics.addPending(a.cfg.ID, -1) // if not sent, the next worker or start counts it again
-	if !s.retry(a, log.With("amount", amount, "idempotencyKey", key), opSettle, func(ctx context.Context) error {
-		return a.client.Settle(ctx, a.cfg.ID, key, q)
+	if !s.retry(a, log.With("amount", amount, "idempotencyKey", r.key), opSettle, func(ctx context.Context) error {
+		err := cl.Settle(ctx, a.cfg.ID, r.key, q)
+		var se *StatusError
+		if errors.As(err, &se) && se.Status == http.StatusNotFound {
+			// The engine lost the account (restarted on a memory store): set it up again
+			// before the next attempt.
+			_ = cl.CreateAccount(ctx, a.cfg.ID)
+		}
+		return err
 	}) {
 		return // still recorded: the next worker or the next start sends it
 	}
 	s.o.Metrics.settled("outgoing", a.cfg.ID, amount)
-	log.Info("settlement accepted by the engine", "amount", amount, "scale", a.cfg.AssetScale, "idempotencyKey", key)
-	if err := s.o.Store.DeleteKey(s.ctx, outKey(key, a.cfg.ID)); err != nil {
+	log.Info("settlement accepted by the engine", "amount", amount, "scale", a.cfg.AssetScale, "idempotencyKey", r.key)
+	if err := s.o.Store.DeleteKey(s.ctx, r.storeKey); err != nil {
 		log.Warn("cannot forget a sent settlement; it will be sent again, with its idempotency key, at the next start", "error", err)
 	}
 }
@@ -256,7 +348,7 @@ var opText = map[string]string{opAccount: "telling the settlement engine about t
 
 // retry runs f until it succeeds, backing off between attempts; false when the worker stopped.
 func (s *Settler) retry(a *acct, log *slog.Logger, op string, f func(context.Context) error) bool {
-	for attempt := 0; ; attempt++ {
+	for attempt := 0; !s.stopped(a); attempt++ {
 		ctx, cancel := context.WithTimeout(s.ctx, RequestTimeout)
 		err := f(ctx)
 		cancel()
@@ -266,69 +358,61 @@ func (s *Settler) retry(a *acct, log *slog.Logger, op string, f func(context.Con
 		s.o.Metrics.failed(op, a.cfg.ID)
 		wait := s.o.Retry.delay(attempt)
 		log.Warn(opText[op]+" failed; retrying", "attempt", attempt+1, "retryIn", wait.Round(time.Millisecond).String(), "error", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-a.stop:
-			t.Stop()
-			return false
-		case <-s.ctx.Done():
-			t.Stop()
+		if !s.pause(a, wait) {
 			return false
 		}
 	}
+	return false
 }
 
-// resume sends the account's settlements that were recorded but not acknowledged before.
-func (s *Settler) resume(a *acct, log *slog.Logger) {
-	keys, err := s.o.Store.Keys(s.ctx, outPrefix)
-	if err != nil {
-		log.Error("cannot list the recorded settlements; they are resent at the next start", "error", err)
-		return
-	}
-	for _, k := range keys {
-		key, id, ok := parseOutKey(k)
-		if !ok || id != a.cfg.ID {
-			continue
-		}
-		v, err := s.o.Store.GetKey(s.ctx, k)
-		amount, perr := strconv.ParseInt(string(v), 10, 64)
-		if err != nil || perr != nil || amount <= 0 {
-			log.Error("unreadable settlement record; left in place for an operator", "key", k, "value", string(v), "error", err)
-			continue
-		}
-		log.Info("resending a settlement recorded before", "amount", amount, "idempotencyKey", key)
-		s.send(a, log, key, amount)
-	}
+// record is an outgoing settlement recorded in the store and not yet accepted by an engine.
+type record struct {
+	storeKey string
+	key      string // the idempotency key
+	engine   string // the URL of the engine it was recorded for
+	account  string
 }
 
-// warnOrphans logs the recorded settlements of accounts that have no engine now.
-func (s *Settler) warnOrphans(ctx context.Context) {
+// records lists the recorded settlements by account.
+func (s *Settler) records(ctx context.Context) (map[string][]record, error) {
 	keys, err := s.o.Store.Keys(ctx, outPrefix)
 	if err != nil {
-		return // resume reports it
+		return nil, err
 	}
+	out := map[string][]record{}
 	for _, k := range keys {
-		if _, id, ok := parseOutKey(k); ok && s.account(id) == nil {
-			s.log.Warn("a settlement recorded for an account without a settlement engine now; it is sent once the account has one again", "account", id, "key", k)
+		r, ok := parseOutKey(k)
+		if !ok {
+			s.log.Error("unreadable settlement record key; left in place for an operator", "key", k)
+			continue
 		}
+		out[r.account] = append(out[r.account], r)
 	}
+	return out, nil
 }
 
-// Store keys. An idempotency key is hex, so the first "/" after the prefix ends it and the
-// account id, which may hold any character, is the rest.
+// Store keys. The hex fields hold no "/", so the account id, last, may hold any character.
 const (
-	outPrefix      = "settlement/out/"      // outPrefix + key + "/" + account → amount (decimal)
-	inPrefix       = "settlement/in/"       // inPrefix + key + "/" + account → creditRecord (JSON)
+	outPrefix      = "settlement/out/"      // outPrefix + key + "/" + hex(engine URL) + "/" + account → amount (decimal)
+	inPrefix       = "settlement/in/"       // inPrefix + the engine's Idempotency-Key → creditRecord (JSON)
 	leftoverPrefix = "settlement/leftover/" // leftoverPrefix + account → standard units (decimal)
 )
 
-func outKey(key, account string) string { return outPrefix + key + "/" + account }
-func inKey(key, account string) string  { return inPrefix + key + "/" + account }
+func outKey(key, engineURL, account string) string {
+	return outPrefix + key + "/" + hex.EncodeToString([]byte(engineURL)) + "/" + account
+}
 
-func parseOutKey(k string) (key, account string, ok bool) {
-	key, account, ok = strings.Cut(strings.TrimPrefix(k, outPrefix), "/")
-	return key, account, ok && strings.HasPrefix(k, outPrefix) && key != "" && account != ""
+func parseOutKey(k string) (record, bool) {
+	rest, ok := strings.CutPrefix(k, outPrefix)
+	parts := strings.SplitN(rest, "/", 3)
+	if !ok || len(parts) != 3 || parts[0] == "" || parts[2] == "" {
+		return record{}, false
+	}
+	u, err := hex.DecodeString(parts[1])
+	if err != nil {
+		return record{}, false
+	}
+	return record{storeKey: k, key: parts[0], engine: string(u), account: parts[2]}, true
 }
 
 // newKey is an idempotency key from a CSPRNG, as RFC 38 requires.

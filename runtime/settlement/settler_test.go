@@ -245,7 +245,7 @@ func TestSettlementResumedAfterRestart(t *testing.T) {
 	eng.next(t)
 	failed := eng.next(t)
 	first.Close() // "crash" while the engine is down
-	if got := recorded(t, st); len(got) != 1 || got[0] != outKey(failed.Key, "bob") {
+	if got := recorded(t, st); len(got) != 1 || got[0] != outKey(failed.Key, eng.URL, "bob") {
 		t.Fatalf("records %v, want the unsent settlement", got)
 	}
 	up.Unlock()
@@ -263,10 +263,80 @@ func TestSettlementResumedAfterRestart(t *testing.T) {
 	}
 }
 
+// TestResendGoesToTheRecordingEngine: a settlement recorded for one engine is resent to that
+// engine after the account moved to another — the first may have accepted it already.
+func TestResendGoesToTheRecordingEngine(t *testing.T) {
+	ctx := context.Background()
+	var up sync.Mutex // held: the old engine answers 503
+	up.Lock()
+	old := newTestEngine(t, func(c engineCall, _ int) int {
+		if strings.HasSuffix(c.Path, "/settlements") && !up.TryLock() {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusCreated
+	})
+	st := store.NewMemory()
+	if _, err := st.AddWithin(ctx, "bob", -300, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	first := New(Options{Store: st, Retry: fastRetry})
+	if err := first.Update([]Account{{ID: "bob", EngineURL: old.URL, Threshold: ptr[int64](-100)}}); err != nil {
+		t.Fatal(err)
+	}
+	first.Start(ctx)
+	old.next(t)
+	failed := old.next(t)
+	first.Close()
+	up.Unlock()
+	for len(old.got) > 0 {
+		<-old.got
+	}
+	moved := newTestEngine(t, nil)
+	newTestSettler(t, st, nil, Account{ID: "bob", EngineURL: moved.URL, Threshold: ptr[int64](-100)}).Start(ctx)
+	if c := moved.next(t); c.Path != "/accounts" {
+		t.Fatalf("the new engine got %+v first, want the account set up", c)
+	}
+	if c := old.next(t); c.Key != failed.Key || c.Body != failed.Body {
+		t.Fatalf("old engine got %+v, want the recorded settlement again (key %s)", c, failed.Key)
+	}
+	waitRecorded(t, st, 0)
+	select {
+	case c := <-moved.got:
+		t.Fatalf("the new engine got %+v: a settlement recorded for the old one must not go to it", c)
+	default:
+	}
+}
+
+// TestEngineThatLostTheAccount: an engine that answers 404 (restarted on a memory store) is
+// told about the account again before the settlement is retried.
+func TestEngineThatLostTheAccount(t *testing.T) {
+	ctx := context.Background()
+	eng := newTestEngine(t, func(c engineCall, n int) int {
+		if strings.HasSuffix(c.Path, "/settlements") && n == 0 {
+			return http.StatusNotFound
+		}
+		return http.StatusCreated
+	})
+	st := store.NewMemory()
+	if _, err := st.AddWithin(ctx, "bob", -300, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	newTestSettler(t, st, nil, Account{ID: "bob", EngineURL: eng.URL, Threshold: ptr[int64](-100)}).Start(ctx)
+	var paths []string
+	for range 4 {
+		paths = append(paths, eng.next(t).Path)
+	}
+	if want := "/accounts /accounts/bob/settlements /accounts /accounts/bob/settlements"; strings.Join(paths, " ") != want {
+		t.Fatalf("requests %v, want %s", paths, want)
+	}
+	waitRecorded(t, st, 0)
+}
+
 func TestCredit(t *testing.T) {
 	ctx := context.Background()
 	st := store.NewMemory()
-	s := newTestSettler(t, st, nil, Account{ID: "bob", EngineURL: "http://127.0.0.1:1", AssetScale: 2})
+	s := newTestSettler(t, st, nil, Account{ID: "bob", EngineURL: "http://127.0.0.1:1", AssetScale: 2},
+		Account{ID: "dave", EngineURL: "http://127.0.0.1:1", AssetScale: 2})
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 	post := func(account, key, body string) (int, string) {
@@ -290,13 +360,19 @@ func TestCredit(t *testing.T) {
 	}{
 		{"same scale", "bob", "k1", `{"amount":"250","scale":2}`, 201, `{"amount":"250","scale":2}`, -250},
 		{"replayed", "bob", "k1", `{"amount":"250","scale":2}`, 201, `{"amount":"250","scale":2}`, -250},
-		{"same key, other amount", "bob", "k1", `{"amount":"251","scale":2}`, 409, "another amount", -250},
-		{"coarser scale", "bob", "k2", `{"amount":"3","scale":0}`, 201, `{"amount":"300","scale":2}`, -550},
-		{"finer scale: leftover kept", "bob", "k3", `{"amount":"1005","scale":3}`, 201, `{"amount":"100","scale":2}`, -650},
-		{"leftover adds up", "bob", "k4", `{"amount":"5","scale":3}`, 201, `{"amount":"1","scale":2}`, -651},
+		{"same key, other amount", "bob", "k1", `{"amount":"251","scale":2}`, 409, "another account or amount", -250},
+		{"same key, other account", "dave", "k1", `{"amount":"250","scale":2}`, 409, "another account or amount", -250},
+		// The answer is the whole Quantity: what is below one unit is the connector's to keep
+		// (an engine that took a smaller answer as "not credited" would send it again).
+		{"coarser scale", "bob", "k2", `{"amount":"3","scale":0}`, 201, `{"amount":"3","scale":0}`, -550},
+		{"finer scale: leftover kept", "bob", "k3", `{"amount":"1005","scale":3}`, 201, `{"amount":"1005","scale":3}`, -650},
+		{"leftover adds up", "bob", "k4", `{"amount":"5","scale":3}`, 201, `{"amount":"5","scale":3}`, -651},
 		{"no key", "bob", "", `{"amount":"1","scale":2}`, 400, "Idempotency-Key", -651},
 		{"negative", "bob", "k5", `{"amount":"-1","scale":2}`, 400, "non-negative integer", -651},
-		{"fraction", "bob", "k6", `{"amount":"1.5","scale":2}`, 400, "non-negative integer", -651},
+		{"fraction", "bob", "k6", `{"amount":"1.5","scale":2}`, 400, "digits only", -651},
+		{"exponent", "bob", "k6", `{"amount":"1e3","scale":2}`, 400, "digits only", -651},
+		{"no scale: not read as whole units", "bob", "k6", `{"amount":"1"}`, 400, `scale\" is missing`, -651},
+		{"key too long", "bob", strings.Repeat("k", 257), `{"amount":"1","scale":2}`, 400, "Idempotency-Key", -651},
 		{"not JSON", "bob", "k7", `250`, 400, "Quantity", -651},
 		{"too large", "bob", "k8", `{"amount":"99999999999999999999","scale":2}`, 400, "int64", -651},
 		{"unknown account", "carol", "k9", `{"amount":"1","scale":2}`, 404, "no settlement engine", -651},

@@ -28,11 +28,11 @@ func TestExponentialBackoff(t *testing.T) {
 	}
 }
 
-func TestFinalStatus(t *testing.T) {
-	for status, want := range map[int]bool{400: true, 404: true, 422: true, 408: false, 409: false,
+func TestRefused(t *testing.T) {
+	for status, want := range map[int]bool{400: true, 422: true, 404: false, 408: false, 409: false,
 		429: false, 500: false, 503: false, 302: false} {
-		if finalStatus(status) != want {
-			t.Errorf("finalStatus(%d) = %v", status, !want)
+		if refused(status) != want {
+			t.Errorf("refused(%d) = %v", status, !want)
 		}
 	}
 }

@@ -105,11 +105,12 @@ func (c *connector) message(ctx context.Context, account string, msg []byte) ([]
 	return b, nil
 }
 
-// finalStatus tells a refusal that retrying cannot change: a 4xx other than 408 (timeout),
-// 409 (conflict, e.g. the same key still being processed) and 429 (slow down).
-func finalStatus(status int) bool {
+// refused tells an answer that needs a person rather than time: a 4xx other than 404 (the
+// connector does not settle the account yet), 408 (timeout), 409 (the same key still being
+// processed) and 429 (slow down). Such a credit is retried all the same, and logged as an error.
+func refused(status int) bool {
 	switch status {
-	case http.StatusRequestTimeout, http.StatusConflict, http.StatusTooManyRequests:
+	case http.StatusNotFound, http.StatusRequestTimeout, http.StatusConflict, http.StatusTooManyRequests:
 		return false
 	}
 	return status/100 == 4

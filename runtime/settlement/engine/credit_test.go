@@ -73,8 +73,9 @@ func TestCreditRetries(t *testing.T) {
 	}{
 		{"500 then 201", []int{500, 201}, 2, 0},
 		{"429 408 409 then 200", []int{429, 408, 409, 200}, 4, 0},
-		{"400 is final", []int{400}, 1, 0},
-		{"404 is final", []int{404, 201}, 1, 0},
+		// Never dropped: the money arrived; a connector that refuses it may take it later.
+		{"400 is kept and retried", []int{400, 400, 201}, 3, 0},
+		{"404 is retried", []int{404, 201}, 2, 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

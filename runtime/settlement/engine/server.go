@@ -226,7 +226,11 @@ func (s *Server) settleOnce(account string) {
 	if amount.Sign() <= 0 {
 		return
 	}
-	settled, err := s.eng.Settle(s.ctx, account, amount)
+	// Not cut off by Close: a failed Settle counts as paid, so a shutdown in the middle of one
+	// must let it finish (within the request timeout) rather than turn it into a failure.
+	sctx, cancel := context.WithTimeout(bg, s.cfg.RequestTimeout)
+	defer cancel()
+	settled, err := s.eng.Settle(sctx, account, amount)
 	switch {
 	case err != nil:
 		s.log.Error("SETTLEMENT FAILED: the whole amount is taken as settled, in case it was paid; check the ledger and settle the difference by hand if it was not",
@@ -249,19 +253,25 @@ func (s *Server) settleOnce(account string) {
 	}
 }
 
-// deliver reports c to the connector, retrying with the same key until it is acknowledged
-// or refused for good, or the server closes (c then stays queued for the next start).
+// deliver reports c to the connector, retrying with the same key until it is acknowledged or
+// the server closes (c then stays queued for the next start). A credit is never dropped: the
+// money arrived, and a connector that refuses it now (an account it does not settle yet, a
+// bug) may take it after an operator's fix; refusals are logged as errors.
 func (s *Server) deliver(c Credit) {
 	s.wg.Go(func() {
 		for n := 1; ; n++ {
 			status, err := s.conn.credit(s.ctx, c)
-			if err == nil || finalStatus(status) {
-				s.ack(c, err)
+			if err == nil {
+				s.ack(c)
 				return
 			}
 			wait := min(s.cfg.Backoff(n), s.cfg.RetryMax)
-			s.log.Warn("settlement engine: credit not acknowledged; retrying", "account", c.Account,
-				"key", c.Key, "attempt", n, "retryIn", wait, "err", err)
+			log := s.log.Warn
+			if refused(status) {
+				log = s.log.Error
+			}
+			log("settlement engine: credit not acknowledged by the connector; kept and retried", "account", c.Account,
+				"key", c.Key, "status", status, "attempt", n, "retryIn", wait, "err", err)
 			select {
 			case <-s.ctx.Done():
 				return
@@ -271,13 +281,8 @@ func (s *Server) deliver(c Credit) {
 	})
 }
 
-func (s *Server) ack(c Credit, refusal error) {
-	if refusal != nil {
-		s.log.Error("CREDIT REFUSED by the connector for good; dropped", "account", c.Account, "key", c.Key,
-			"amount", c.Quantity.Amount, "scale", c.Quantity.Scale, "settlementId", c.SettlementID, "err", refusal)
-	} else {
-		s.log.Info("credit acknowledged", "account", c.Account, "key", c.Key, "amount", c.Quantity.Amount, "scale", c.Quantity.Scale)
-	}
+func (s *Server) ack(c Credit) {
+	s.log.Info("credit acknowledged", "account", c.Account, "key", c.Key, "amount", c.Quantity.Amount, "scale", c.Quantity.Scale)
 	if err := s.store.AckCredit(context.WithoutCancel(s.ctx), c.Key); err != nil {
 		s.log.Error("settlement engine: cannot forget an acknowledged credit; it will be resent with its key", "key", c.Key, "err", err)
 	}

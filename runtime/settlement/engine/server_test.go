@@ -160,7 +160,9 @@ func TestIdempotentSettlements(t *testing.T) {
 		{"k1", `{"amount":"100","scale":2}`, 201, `{"amount":"100","scale":2}`},
 		{"k1", `{ "scale": 2, "amount": "100" }`, 201, `{"amount":"100","scale":2}`}, // replayed
 		{"k1", `{"amount":"101","scale":2}`, 409, "was used for another request"},
-		{"k2", `{"amount":"-1","scale":2}`, 400, "not a non-negative integer"},
+		{"k2", `{"amount":"-1","scale":2}`, 400, "non-negative integer written with digits only"},
+		{"k3", `{"amount":"1e3","scale":2}`, 400, "digits only"},
+		{"k4", `{"amount":"5"}`, 400, `"scale" is missing`},
 		{"k2", `{"amount":1,"scale":2}`, 400, "body"},
 		{"k2", `{"amount":"250","scale":3}`, 201, `{"amount":"250","scale":3}`},
 	}
