@@ -70,6 +70,7 @@ type account struct {
 	listenPort                      int                       // ilp-plugin-btp listener, or mini-accounts port
 	secret                          string                    // ilp-plugin-btp listener secret
 	options                         func(impl) map[string]any // when set, the plugin options as impl reads them
+	extra                           map[string]any            // more fields of the account object (they win)
 }
 
 // json is the account object as impl reads it. Both bind listeners to 127.0.0.1, each its
@@ -102,6 +103,9 @@ func (a account) json(i impl) map[string]any {
 	default:
 		o["options"] = map[string]any{"listener": map[string]any{"port": a.listenPort, "secret": a.secret, "host": "127.0.0.1"}}
 	}
+	for k, v := range a.extra {
+		o[k] = v
+	}
 	return o
 }
 
@@ -117,6 +121,12 @@ type connector struct {
 // route, and waits until it listens on listenPorts and its admin API reports the accounts in
 // waitAccounts connected.
 func startConnector(t *testing.T, i impl, address string, accounts []account, route [2]string, listenPorts []int) *connector {
+	t.Helper()
+	return startConnectorEnv(t, i, address, accounts, route, listenPorts, nil)
+}
+
+// startConnectorEnv is startConnector with more CONNECTOR_* variables, which win.
+func startConnectorEnv(t *testing.T, i impl, address string, accounts []account, route [2]string, listenPorts []int, extra map[string]string) *connector {
 	t.Helper()
 	c := &connector{impl: i, adminPort: freePort(t)}
 	accts := "{"
@@ -151,6 +161,9 @@ func startConnector(t *testing.T, i impl, address string, accounts []account, ro
 		vars["CONNECTOR_BACKEND"] = "one-to-one"
 		vars["DEBUG"] = "connector*,ilp*,-*:trace"
 		argv = []string{"node", filepath.Join(env.nodeModules, "ilp-connector", "dist", "index.js")}
+	}
+	for k, v := range extra {
+		vars[k] = v
 	}
 	c.proc = startProc(t, fmt.Sprintf("%s %s", i, address), childEnv(vars), nil, argv...)
 	for _, port := range listenPorts {
