@@ -21,6 +21,7 @@ import (
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
 	"github.com/ilpfleet/ilpfleet/runtime/btp"
+	"github.com/ilpfleet/ilpfleet/runtime/config/kube"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 )
 
@@ -180,9 +181,18 @@ func TestHotReloadThroughTheAPIServer(t *testing.T) {
 			return errors.New("old limit still in force")
 		})
 		effect = append(effect, seen)
-		s, ok := p.a.syncAfter(t0)
-		if !ok || s.Err != nil {
-			t.Fatalf("no successful sync after the change: %+v", s)
+		// The sync is recorded when it ends, which may be a moment after the new limit is in
+		// force (the probe above can see it as soon as the pipelines are swapped).
+		var s kube.SyncResult
+		eventually(t, "a sync recorded after the change", func() error {
+			var ok bool
+			if s, ok = p.a.syncAfter(t0); !ok {
+				return errors.New("none yet")
+			}
+			return nil
+		})
+		if s.Err != nil {
+			t.Fatalf("the sync after the change failed: %+v", s)
 		}
 		applied = append(applied, s.End.Sub(t0))
 	}
