@@ -50,6 +50,8 @@ type jsAccountInfo struct {
 	SendRoutes        *bool           `json:"sendRoutes,omitempty"`
 	ReceiveRoutes     *bool           `json:"receiveRoutes,omitempty"`
 	ILPAddressSegment string          `json:"ilpAddressSegment,omitempty"`
+	// ilpfleet's own: the engine that settles the account (a URL, no credentials).
+	SettlementEngine *config.SettlementEngine `json:"settlementEngine,omitempty"`
 }
 
 type jsBalanceConf struct {
@@ -177,7 +179,7 @@ func renderAccountInfo(a config.Account) jsAccountInfo {
 		Relation: a.Relation, Plugin: a.Plugin, AssetCode: a.AssetCode, AssetScale: a.AssetScale,
 		MaxPacketAmount: optUint(a.MaxPacketAmount),
 		SendRoutes:      a.SendRoutes, ReceiveRoutes: a.ReceiveRoutes,
-		ILPAddressSegment: a.ILPAddressSegment,
+		ILPAddressSegment: a.ILPAddressSegment, SettlementEngine: a.SettlementEngine,
 	}
 	if b := a.Balance; b != nil {
 		info.Balance = &jsBalanceConf{

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -45,6 +46,8 @@ const (
 	childPort    = 7769 // alice-sender on alice, bob-receiver on bob
 	carolPort    = 7770 // the Account added live
 	adminPort    = 7780
+	settlePort   = 7771 // each connector's settlement API, on <name>-admin
+	enginePort   = 3000
 	destination  = "test.bob.bob-receiver"
 	wideLimit    = "1000000000000"
 	firstLimit   = "1000000" // alice-sender's maxPacketAmount before the change
@@ -61,8 +64,9 @@ func connector(ns, name, addr string, store ilpv1.StoreType) *ilpv1.Connector {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: ilpv1.ConnectorSpec{
 			ILPAddress: addr, Network: "test",
-			Rates:   &ilpv1.RatesSpec{Backend: "one-to-one", Spread: "0"},
-			Routing: &ilpv1.RoutingSpec{Broadcast: ptr.To(false)},
+			Rates:     &ilpv1.RatesSpec{Backend: "one-to-one", Spread: "0"},
+			Routing:   &ilpv1.RoutingSpec{Broadcast: ptr.To(false)},
+			Listeners: &ilpv1.ListenersSpec{Settlement: &ilpv1.ListenerSpec{Port: settlePort}},
 		},
 	}
 	if store == ilpv1.StoreFile {
@@ -124,6 +128,7 @@ func TestFleet(t *testing.T) {
 		{"rotate a Secret", f.rotateSecret},
 		{"delete an Account", f.deleteAccount},
 		{"balances survive a killed file-store pod", f.killFileStorePod},
+		{"settle the peering through settlement engines", f.settle},
 	}
 	for _, s := range steps {
 		if !t.Run(s.name, s.run) {
@@ -408,6 +413,85 @@ func (f *fleet) killFileStorePod(t *testing.T) {
 	if now := f.connectorPods(t); now["bob"] != f.pods["bob"] {
 		t.Fatalf("bob's pod restarted while alice's was replaced: before %v, now %v", f.pods["bob"], now["bob"])
 	}
+}
+
+// settle runs a settlement engine on each side of the peering — ilpfleet's mock, in the fleet's
+// own image, which settles by a message to the other mock: no money moves — and points
+// alice-bob and bob-alice at them, with a threshold alice's debt to bob is already past. The
+// operator runs the engines (Deployment and Service <name>-engine), the pods take the change
+// live, and the debt is settled: alice-bob back to settleTo (0), bob-alice down by as much,
+// through alice's engine, a peer.settle message over the BTP peering, bob's engine and bob's
+// settlement API on bob-admin. Then a payment past the threshold is settled the same way.
+func (f *fleet) settle(t *testing.T) {
+	img := f.operatorImage(t)
+	engine := func(name, conn string) *ilpv1.SettlementEngine {
+		return &ilpv1.SettlementEngine{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: name},
+			Spec: ilpv1.SettlementEngineSpec{AssetCode: "USD", AssetScale: 9, Image: img, Port: enginePort,
+				Args: []string{"settlement-engine", fmt.Sprintf("--listen=0.0.0.0:%d", enginePort), "--asset-scale=9", "--mock-scale=9"},
+				Env:  []corev1.EnvVar{{Name: "CONNECTOR_URL", Value: fmt.Sprintf("http://%s-admin:%d", conn, settlePort)}}}}
+	}
+	engines := []client.Object{engine("alice-usd", "alice"), engine("bob-usd", "bob")}
+	for _, o := range engines {
+		if err := k8s.Create(context.Background(), o); err != nil {
+			t.Fatalf("create %s: %v", o.GetName(), err)
+		}
+	}
+	f.objects = append(f.objects, engines...)
+	f.waitReady(t) // the engines run before any account names them
+	if f.ledger["alice-bob"] >= -1 {
+		t.Fatalf("alice owes bob %d: nothing to settle", -f.ledger["alice-bob"])
+	}
+	// The receiving side first: a settlement message that reached bob before bob-alice had
+	// its engine would be refused, and a failed settlement counts as paid (settlement-core's
+	// rule, which the framework keeps).
+	patch(t, &ilpv1.Account{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "bob-alice"}}, `{"spec":{"settlementEngineRef":"bob-usd"}}`)
+	f.waitEngine(t, f.bobAdmin, "bob-alice", "bob-usd")
+	patch(t, &ilpv1.Account{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "alice-bob"}},
+		`{"spec":{"settlementEngineRef":"alice-usd","balance":{"settleThreshold":"-1","settleTo":"0"}}}`)
+	f.waitEngine(t, f.aliceAdmin, "alice-bob", "alice-usd")
+	f.settled(t)
+	f.pay(t, "alice-sender", f.senderURL(f.senderToken), 10, 100)
+	f.settled(t)
+	f.assertNoRestart(t)
+}
+
+// waitEngine waits until the connector behind adminIP runs account with engine's URL.
+func (f *fleet) waitEngine(t *testing.T, adminIP, account, engine string) {
+	t.Helper()
+	want := fmt.Sprintf("http://%s-engine.%s.svc:%d", engine, f.ns, enginePort)
+	eventually(t, account+" settled by "+engine, effectTimeout, func() error {
+		var got struct {
+			Accounts map[string]struct {
+				Info struct {
+					SettlementEngine *struct{ URL string } `json:"settlementEngine"`
+				} `json:"info"`
+			} `json:"accounts"`
+		}
+		if err := adminGet(adminIP, "/accounts", &got); err != nil {
+			return err
+		}
+		if se := got.Accounts[account].Info.SettlementEngine; se == nil || se.URL != want {
+			return fmt.Errorf("settlementEngine %+v, want %s", se, want)
+		}
+		return nil
+	})
+}
+
+// settled books alice's debt to bob as settled and waits for the pods to show it.
+func (f *fleet) settled(t *testing.T) {
+	t.Helper()
+	f.ledger["bob-alice"] += f.ledger["alice-bob"]
+	f.ledger["alice-bob"] = 0
+	f.checkBalances(t)
+}
+
+// operatorImage is the image of the operator's pod, which is the connectors' and the engines'.
+func (f *fleet) operatorImage(t *testing.T) string {
+	var d appsv1.Deployment
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: operatorNamespace, Name: operatorDeployment}, &d); err != nil {
+		t.Fatal(err)
+	}
+	return d.Spec.Template.Spec.Containers[0].Image
 }
 
 // pay sends n packets of amount from the account `from` (dialled at senderURL) to bob-receiver
