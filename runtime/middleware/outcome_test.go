@@ -119,6 +119,25 @@ func TestDeduplicateRules(t *testing.T) {
 	}
 }
 
+// TestDeduplicatedCopyIsNotCharged: a copy answered from the dedupe cache was not sent to the
+// peer, so the peer's balance counts the packet once — as the peer does.
+func TestDeduplicatedCopyIsNotCharged(t *testing.T) {
+	env := newTestEnv(t)
+	down := &counting{h: fulfillH}
+	acct := fullAccount()
+	acct.MaxPacketAmount = nil
+	h := mustBuild(t, env.Env, "peer", acct, nil).Outgoing(down.handle)
+	p := prepare(10)
+	for range 3 {
+		if _, err := h(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, b := down.calls.Load(), balanceOf(t, env.mem, "peer"); n != 1 || b.Balance != -10 || b.Pending != 0 {
+		t.Fatalf("%d sent, balance %+v; want one sent and the balance -10 (the two copies answered from the cache)", n, b)
+	}
+}
+
 // TestDeduplicateLoop sends a packet whose next hop routes it back to us and out again to the
 // same next hop: the second copy is linked to the first, the loop stops after one downstream
 // call, and both end at the expiry.

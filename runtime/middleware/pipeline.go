@@ -204,9 +204,12 @@ func (b *builder) outgoing() []Middleware {
 			mws = append(mws, Middleware{Name: name, Wrap: wrap})
 		}
 	}
+	// Deduplicate first: a copy answered from the cache is not sent to the peer, so it must not
+	// count against the peer's balance (the peer counts only what it received, and the two
+	// books would drift apart by the copy's amount) nor against the outgoing throughput.
+	add(NameDeduplicate, b.deduplicate)
 	add(NameThroughput, b.throughputOut)
 	add(NameBalance, b.balanceOut)
-	add(NameDeduplicate, b.deduplicate)
 	add(NameExpire, b.expire)
 	add(NameValidateFulfillment, b.validateFulfillment)
 	add(NameStats, b.statsOut)

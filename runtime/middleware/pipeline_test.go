@@ -32,7 +32,7 @@ func names(mws []Middleware) []string {
 
 func TestBuildOrderAndDisable(t *testing.T) {
 	allIn := []string{NameErrorHandler, NameRateLimit, NameMaxPacketAmount, NameThroughput, NameBalance, NameStats}
-	allOut := []string{NameThroughput, NameBalance, NameDeduplicate, NameExpire, NameValidateFulfillment, NameStats, NameAlert}
+	allOut := []string{NameDeduplicate, NameThroughput, NameBalance, NameExpire, NameValidateFulfillment, NameStats, NameAlert}
 	tests := []struct {
 		name     string
 		acct     config.Account

@@ -91,6 +91,7 @@ type settledPair struct {
 	alice, bob *btp.Client
 	js         *jsEngine
 	goStore    *engine.Memory
+	payments   int // numbers each payment's data: two equal Prepares are one packet to the dedupe cache
 }
 
 // startSettledPair starts the JS engine (B's) and the Go engine (A's), then B and A, and
@@ -240,8 +241,10 @@ func (n *settledPair) pay(t *testing.T, from *btp.Client, destination string, am
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	n.payments++
 	p := &ilp.Prepare{Amount: amount, ExpiresAt: time.Now().Add(15 * time.Second),
-		ExecutionCondition: sha256.Sum256([]byte(childPreimage)), Destination: ilp.Address(destination)}
+		ExecutionCondition: sha256.Sum256([]byte(childPreimage)), Destination: ilp.Address(destination),
+		Data: []byte(strconv.Itoa(n.payments))}
 	if _, err := from.Send(ctx, p); err != nil {
 		t.Fatalf("payment of %d to %s: %v", amount, destination, err)
 	}
