@@ -3,7 +3,6 @@ package connector
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"sort"
 
 	"github.com/ilpfleet/ilpfleet/runtime/admin"
@@ -65,16 +64,3 @@ func (c *Connector) stopSettlement() {
 		<-c.settleAPI.srv.Done()
 	}
 }
-
-// SettlementAddr is the address of the settlement engines' API, or "" when it is not served.
-func (c *Connector) SettlementAddr() string {
-	c.applyMu.Lock()
-	defer c.applyMu.Unlock()
-	if c.settleAPI.srv == nil {
-		return ""
-	}
-	return c.settleAPI.srv.Addr()
-}
-
-// SettlementHandler is the settlement engines' API, for a caller that serves it itself.
-func (c *Connector) SettlementHandler() http.Handler { return c.settler.Handler() }
