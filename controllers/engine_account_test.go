@@ -46,6 +46,9 @@ func TestSettlementEngineWorkload(t *testing.T) {
 		ctr.Ports[0].ContainerPort != 3000 || *dep.Spec.Replicas != 1 {
 		t.Errorf("engine Deployment = %+v replicas %d", ctr, *dep.Spec.Replicas)
 	}
+	if p := ctr.ReadinessProbe; p == nil || p.TCPSocket == nil || p.TCPSocket.Port.String() != "http" {
+		t.Errorf("engine readiness probe %+v: want a TCP check of the engine's port", p)
+	}
 	svc := get(t, ns, "xrp-engine", &corev1.Service{})
 	assertOwned(t, svc, "SettlementEngine", "xrp")
 	if p := svc.Spec.Ports[0]; p.Port != 3000 || p.TargetPort != intstr.FromString("http") || svc.Spec.Selector[ilpv1.LabelSettlementEngine] != "xrp" {

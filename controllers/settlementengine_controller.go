@@ -104,7 +104,12 @@ func enginePodTemplate(eng *ilpv1.SettlementEngine) corev1.PodTemplateSpec {
 	ctr := corev1.Container{
 		Name: "engine", Image: eng.Spec.Image, Command: eng.Spec.Command, Args: eng.Spec.Args,
 		Env: eng.Spec.Env, EnvFrom: eng.Spec.EnvFrom,
-		Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: eng.Spec.Port, Protocol: corev1.ProtocolTCP}},
+		Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: eng.Spec.Port, Protocol: corev1.ProtocolTCP}},
+		// Ready once the engine accepts connections on its port: RFC 38 has no health endpoint,
+		// and a Ready engine that refuses the connector's first requests sends its settler into
+		// backoff.
+		ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("http")}},
+			PeriodSeconds: 2, FailureThreshold: 3},
 		SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: ptr.To(false), Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
 	}
 	if eng.Spec.Resources != nil {

@@ -197,11 +197,19 @@ func (s *Settler) HandlePeer(ctx context.Context, account string, p *ilp.Prepare
 		return nil, ilp.Rejectf(ilp.CodeUnreachable, PeerSettle, "account %s has no settlement engine on this connector", account)
 	}
 	reply, err := a.client.Message(ctx, account, p.Data)
+	var se *StatusError
+	if errors.As(err, &se) && se.Status == http.StatusNotFound {
+		// The engine does not know the account yet (its worker is still setting it up, or the
+		// engine restarted on a memory store): set it up now and deliver the message. A
+		// refusal here would make the peer's engine count its settlement as paid.
+		if err = a.client.CreateAccount(ctx, account); err == nil {
+			reply, err = a.client.Message(ctx, account, p.Data)
+		}
+	}
 	if err == nil {
 		return &ilp.Fulfill{Fulfillment: ilp.PeerFulfillment, Data: reply}, nil
 	}
 	s.log.Warn("settlement engine did not take a message from the peer", "account", account, "error", err)
-	var se *StatusError
 	switch {
 	case errors.As(err, &se) && se.Status == http.StatusNotFound:
 		return nil, ilp.Rejectf(ilp.CodeUnreachable, PeerSettle, "the settlement engine does not know account %s", account)

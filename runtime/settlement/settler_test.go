@@ -332,6 +332,33 @@ func TestEngineThatLostTheAccount(t *testing.T) {
 	waitRecorded(t, st, 0)
 }
 
+// TestPeerMessageSetsTheAccountUp: a message from the peer for an account the engine does not
+// know yet (its setup still on the way) sets the account up and is delivered, not refused —
+// the peer's engine would count a refused settlement as paid.
+func TestPeerMessageSetsTheAccountUp(t *testing.T) {
+	var known sync.Map
+	eng := newTestEngine(t, func(c engineCall, _ int) int {
+		if c.Path == "/accounts" {
+			known.Store("bob", true)
+		} else if _, ok := known.Load("bob"); !ok {
+			return http.StatusNotFound
+		}
+		return http.StatusCreated
+	})
+	s := newTestSettler(t, store.NewMemory(), nil, Account{ID: "bob", EngineURL: eng.URL}) // not started: no setup yet
+	f, err := s.HandlePeer(context.Background(), "bob", &ilp.Prepare{Destination: PeerSettle, Data: []byte("paid")})
+	if err != nil || string(f.Data) != "reply to paid" {
+		t.Fatalf("got %v %v, want the engine's reply", f, err)
+	}
+	var paths []string
+	for range 3 {
+		paths = append(paths, eng.next(t).Path)
+	}
+	if got := strings.Join(paths, " "); got != "/accounts/bob/messages /accounts /accounts/bob/messages" {
+		t.Fatalf("requests %s", got)
+	}
+}
+
 func TestCredit(t *testing.T) {
 	ctx := context.Background()
 	st := store.NewMemory()
