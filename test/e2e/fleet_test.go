@@ -413,7 +413,7 @@ func (f *fleet) killFileStorePod(t *testing.T) {
 	if now := f.connectorPods(t); now["bob"] != f.pods["bob"] {
 		t.Fatalf("bob's pod restarted while alice's was replaced: before %v, now %v", f.pods["bob"], now["bob"])
 	}
-	f.pods["alice"] = after // the pod the next steps must keep
+	f.pods = f.connectorPods(t) // alice's new pod is the one the next steps must keep
 }
 
 // settle runs a settlement engine on each side of the peering — ilpfleet's mock, in the fleet's
