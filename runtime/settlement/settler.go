@@ -47,7 +47,8 @@ type Options struct {
 }
 
 // Backoff is the wait between attempts of a request that must eventually succeed: exponential
-// from Min, capped at Max, with full jitter (RFC 38: back off, add jitter, at most an hour).
+// from Min, capped at Max, the second half of each wait random (RFC 38: back off, add jitter,
+// at most an hour).
 type Backoff struct{ Min, Max time.Duration }
 
 // DefaultBackoff starts at a second and never waits more than RFC 38's hour.
