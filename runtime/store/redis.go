@@ -139,7 +139,8 @@ func (r *Redis) accountKey(account string) string { return r.prefix + "acct:" + 
 func (r *Redis) recover(ctx context.Context) error {
 	var cursor uint64
 	for {
-		keys, next, err := r.c.Scan(ctx, cursor, r.prefix+"acct:*", 1000).Result()
+		// Escaped: a prefix with glob characters ("fleet[1]:") must not match another fleet's.
+		keys, next, err := r.c.Scan(ctx, cursor, globEscape(r.prefix)+"acct:*", 1000).Result()
 		if err != nil {
 			return fmt.Errorf("store: redis recovery: %w", err)
 		}

@@ -163,6 +163,31 @@ func TestRedisTwoClientsNeverOverspend(t *testing.T) {
 // TestRedisRecovery: instance a dies with a packet in flight and a reservation; instance b is
 // alive with a reservation of its own. When a comes back, its in-flight raise and reservation
 // are gone and b's reservation is kept.
+// TestRedisRecoveryStaysInItsPrefix: a store whose prefix holds glob characters recovers its
+// own accounts only, not those of a fleet whose prefix the pattern would match.
+func TestRedisRecoveryStaysInItsPrefix(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	open := func(prefix string) *Redis {
+		r, err := OpenRedis(ctx, RedisOptions{URL: srv.URL(), Instance: "i", Prefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Close() })
+		return r
+	}
+	other := open("fx:")
+	inflight := other.BeginPacket(ctx) // the other fleet's packet in flight, same instance name
+	mustAdd(inflight, other, "alice", 7)
+	open("f?:") // its recovery must not revert fx:'s packet
+	if got, _ := other.Get(ctx, "alice"); got.Balance != 7 {
+		t.Fatalf("the other fleet's alice: %+v, want 7 (its packet still in flight)", got)
+	}
+	if err := other.EndPacket(inflight); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestRedisRecovery(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
