@@ -145,6 +145,12 @@ type runtime struct {
 func freePort(t *testing.T) int { return testport.Get(t) }
 
 func newRuntime(t *testing.T, storeEnv map[string]string) *runtime {
+	return newRuntimeWith(t, storeEnv, nil)
+}
+
+// newRuntimeWith is newRuntime with edit (if any) applied to the account objects before they
+// are encoded, for tests that need more than the two plain BTP children (a settlement engine).
+func newRuntimeWith(t *testing.T, storeEnv map[string]string, edit func(accounts map[string]map[string]any)) *runtime {
 	rt := &runtime{alicePort: freePort(t), bobPort: freePort(t), adm: freePort(t), logPath: filepath.Join(t.TempDir(), "runtime.log")}
 	const limit = "1000000000000000000"
 	acct := func(port int, secret string) map[string]any {
@@ -155,7 +161,11 @@ func newRuntime(t *testing.T, storeEnv map[string]string) *runtime {
 			"rateLimit": map[string]any{"refillPeriod": 1000, "refillCount": 1e12, "capacity": 1e12},
 		}
 	}
-	accounts, _ := json.Marshal(map[string]any{"alice": acct(rt.alicePort, "alice-secret"), "bob": acct(rt.bobPort, "bob-secret")})
+	objs := map[string]map[string]any{"alice": acct(rt.alicePort, "alice-secret"), "bob": acct(rt.bobPort, "bob-secret")}
+	if edit != nil {
+		edit(objs)
+	}
+	accounts, _ := json.Marshal(objs)
 	rt.env = append(os.Environ(),
 		"CONNECTOR_ENV=test", "CONNECTOR_ILP_ADDRESS="+address, "CONNECTOR_BACKEND=one-to-one",
 		"CONNECTOR_SPREAD=0", "CONNECTOR_ACCOUNTS="+string(accounts),
