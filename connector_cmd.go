@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"runtime/debug"
@@ -15,6 +16,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
 
+	"github.com/ilpfleet/ilpfleet/internal/memlimit"
 	"github.com/ilpfleet/ilpfleet/runtime/admin"
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/config/kube"
@@ -111,16 +113,29 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 // Every packet allocates a little (decoded packets, frames, contexts) while the live heap of a
 // connector is small (tens of MB), so at Go's default of 100 the collector runs very often at
 // full load; 400 runs it a quarter as often, for a heap that peaks at about five times the live
-// one (BenchmarkForwardBTP: +14 % packets/s). The binary sets no GOMEMLIMIT: a soft limit needs
-// the memory the process may really use, which it cannot know reliably, and one guessed too low
-// makes the collector run nonstop. The operator sets it in Connector pods from their memory
-// limit (controllers.connectorEnv); GOGC in the environment overrides this value.
+// one (BenchmarkForwardBTP: +14 % packets/s). So that such a heap does not run into a container's
+// memory limit, a process in a cgroup with a memory limit and no GOMEMLIMIT in its environment
+// gets a soft limit of 90 % of it (the operator also sets GOMEMLIMIT in Connector pods, from
+// their spec: controllers.connectorEnv). GOGC and GOMEMLIMIT in the environment always win.
 const packetGCPercent = 400
 
-// tuneGC applies packetGCPercent unless GOGC is set in the environment (which always wins).
-func tuneGC() {
+// memLimitShare is the part of the cgroup's memory limit given to the Go heap: the rest is for
+// what the heap does not count (stacks, the runtime's own memory).
+const memLimitShare = 0.9
+
+// tuneGC applies packetGCPercent unless GOGC is set, and a soft memory limit from the cgroup
+// unless GOMEMLIMIT is set.
+func tuneGC() { tuneGCFrom(os.DirFS("/")) }
+
+// tuneGCFrom is tuneGC with the cgroup files read from root (tests give their own).
+func tuneGCFrom(root fs.FS) {
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(packetGCPercent)
+	}
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+		if limit, ok := memlimit.Of(root); ok {
+			debug.SetMemoryLimit(int64(float64(limit) * memLimitShare))
+		}
 	}
 }
 

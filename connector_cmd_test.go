@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+	"testing/fstest"
 )
 
 func TestConnectorSourceFlags(t *testing.T) {
@@ -63,9 +64,40 @@ func TestTuneGC(t *testing.T) {
 			}
 			prev := debug.SetGCPercent(tt.runtime)
 			defer debug.SetGCPercent(prev)
+			defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1)) // tuneGC may set one from the cgroup
 			tuneGC()
 			if got := debug.SetGCPercent(prev); got != tt.want {
 				t.Errorf("GC percent after tuneGC = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTuneGCMemoryLimit(t *testing.T) {
+	cgroup := fstest.MapFS{
+		"proc/self/cgroup":         {Data: []byte("0::/\n")},
+		"sys/fs/cgroup/memory.max": {Data: []byte("1000000000\n")},
+	}
+	const before = 123 << 20
+	tests := []struct {
+		name, env string
+		set       bool
+		want      int64
+	}{
+		{"no GOMEMLIMIT: 90 % of the cgroup's limit", "", false, 900000000},
+		{"GOMEMLIMIT set by the user: kept", "2GiB", true, before},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("GOMEMLIMIT", tt.env)
+			if !tt.set {
+				os.Unsetenv("GOMEMLIMIT")
+			}
+			prev := debug.SetMemoryLimit(before)
+			defer debug.SetMemoryLimit(prev)
+			tuneGCFrom(cgroup)
+			if got := debug.SetMemoryLimit(-1); got != tt.want {
+				t.Errorf("memory limit after tuneGC = %d, want %d", got, tt.want)
 			}
 		})
 	}
