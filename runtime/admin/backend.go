@@ -36,6 +36,17 @@ type Backend interface {
 	Alerts() []middleware.Alert
 	// DismissAlert deletes an alert and reports whether it existed (middleware.Alerts.Dismiss).
 	DismissAlert(id int64) bool
+	// Settlements lists the outgoing settlements recorded and not yet accepted by an engine.
+	Settlements(ctx context.Context) ([]SettlementInfo, error)
+	// ForgetSettlement drops a pending settlement an operator settled by other means, and
+	// reports whether it was pending.
+	ForgetSettlement(ctx context.Context, key string) (bool, error)
+}
+
+// SettlementInfo is one pending outgoing settlement (ilpfleet's own; JS settles in plugins).
+type SettlementInfo struct {
+	Account, Key, Engine string
+	Amount               int64 // in the account's units
 }
 
 // ErrUnknownAccount is returned (wrapped) by Backend.AdjustBalance for an account that is

@@ -23,6 +23,8 @@ type fakeBackend struct {
 	routing     RoutingInfo
 	rates       RatesInfo
 
+	settlements []SettlementInfo
+
 	mu        sync.Mutex
 	alerts    []middleware.Alert
 	adjusted  []string // "account:diff"
@@ -79,7 +81,8 @@ func (f *fakeBackend) DismissAlert(id int64) bool {
 func newFake() *fakeBackend {
 	paris := time.FixedZone("CET", 3600)
 	return &fakeBackend{
-		address: "test.conn",
+		address:     "test.conn",
+		settlements: []SettlementInfo{{Account: "bob", Key: "k1", Engine: "http://eng:3000", Amount: 1500}},
 		accounts: []AccountInfo{
 			{ID: "alice", Connected: true, Config: config.Account{
 				Relation: config.RelationChild, Plugin: "ilp-plugin-btp", AssetCode: "USD", AssetScale: 9,
@@ -126,4 +129,25 @@ func newFake() *fakeBackend {
 			UpdatedAt: time.Date(2024, 1, 2, 3, 5, 7, 0, time.UTC),
 		}},
 	}
+}
+
+func (f *fakeBackend) Settlements(context.Context) ([]SettlementInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]SettlementInfo(nil), f.settlements...), nil
+}
+
+func (f *fakeBackend) ForgetSettlement(_ context.Context, key string) (bool, error) {
+	if key == "broken" {
+		return false, errors.New("store closed")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, s := range f.settlements {
+		if s.Key == key {
+			f.settlements = append(f.settlements[:i], f.settlements[i+1:]...)
+			return true, nil
+		}
+	}
+	return false, nil
 }

@@ -54,24 +54,28 @@ func NewHandler(b Backend, g prometheus.Gatherer, opts Options) http.Handler {
 	h := &handler{b: b, g: g, opts: opts,
 		metrics: promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})}
 	h.routes = map[string]map[string]http.HandlerFunc{
-		"/status":   {http.MethodGet: h.getStatus},
-		"/routing":  {http.MethodGet: h.getRouting},
-		"/accounts": {http.MethodGet: h.getAccounts},
-		"/balance":  {http.MethodGet: h.getBalance, http.MethodPost: h.postBalance},
-		"/rates":    {http.MethodGet: h.getRates},
-		"/stats":    {http.MethodGet: h.getStats},
-		"/alerts":   {http.MethodGet: h.getAlerts},
-		"/alerts/":  {http.MethodDelete: h.deleteAlert}, // prefix: /alerts/:id
-		"/metrics":  {http.MethodGet: h.metrics.ServeHTTP},
-		"/healthz":  {http.MethodGet: h.healthz},
+		"/status":       {http.MethodGet: h.getStatus},
+		"/routing":      {http.MethodGet: h.getRouting},
+		"/accounts":     {http.MethodGet: h.getAccounts},
+		"/balance":      {http.MethodGet: h.getBalance, http.MethodPost: h.postBalance},
+		"/rates":        {http.MethodGet: h.getRates},
+		"/stats":        {http.MethodGet: h.getStats},
+		"/alerts":       {http.MethodGet: h.getAlerts},
+		"/alerts/":      {http.MethodDelete: h.deleteAlert}, // prefix: /alerts/:id
+		"/settlements":  {http.MethodGet: h.getSettlements},
+		"/settlements/": {http.MethodDelete: h.deleteSettlement}, // prefix: /settlements/:key
+		"/metrics":      {http.MethodGet: h.metrics.ServeHTTP},
+		"/healthz":      {http.MethodGet: h.healthz},
 	}
 	return h
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	methods := h.routes[r.URL.Path]
-	if methods == nil && strings.HasPrefix(r.URL.Path, "/alerts/") {
-		methods = h.routes["/alerts/"]
+	for _, prefix := range []string{"/alerts/", "/settlements/"} {
+		if methods == nil && strings.HasPrefix(r.URL.Path, prefix) {
+			methods = h.routes[prefix]
+		}
 	}
 	if methods == nil {
 		writeError(w, http.StatusNotFound, "NotFoundError", "no such route: "+r.URL.Path)
@@ -160,6 +164,35 @@ func (h *handler) deleteAlert(w http.ResponseWriter, r *http.Request) {
 	// no such alert, holds.
 	h.b.DismissAlert(id)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *handler) getSettlements(w http.ResponseWriter, r *http.Request) {
+	s, err := h.b.Settlements(r.Context())
+	if err != nil {
+		h.internal(w, r, "listing pending settlements", err)
+		return
+	}
+	writeJSON(w, renderSettlements(s))
+}
+
+// deleteSettlement forgets a pending settlement: for an operator who settled it by other
+// means (its engine is gone). The balance is not changed.
+func (h *handler) deleteSettlement(w http.ResponseWriter, r *http.Request) {
+	key := strings.TrimPrefix(r.URL.Path, "/settlements/")
+	if key == "" || strings.Contains(key, "/") {
+		writeError(w, http.StatusBadRequest, "InvalidSettlementKeyError",
+			"invalid settlement key in "+r.URL.Path+": expected /settlements/<idempotencyKey> as listed by GET /settlements")
+		return
+	}
+	ok, err := h.b.ForgetSettlement(r.Context(), key)
+	switch {
+	case err != nil:
+		h.internal(w, r, "forgetting a settlement", err)
+	case !ok:
+		writeError(w, http.StatusNotFound, "NotFoundError", "no pending settlement with idempotency key "+key)
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
 }
 
 func (h *handler) healthz(w http.ResponseWriter, _ *http.Request) {

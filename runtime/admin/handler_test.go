@@ -68,6 +68,8 @@ func TestGetShapes(t *testing.T) {
 		{"one-to-one rates", NewHandler(&fakeBackend{rates: RatesInfo{Backend: "one-to-one"}}, prometheus.NewRegistry(), Options{}),
 			"/rates", `{"backend":"one-to-one"}`},
 		{"empty alerts", empty, "/alerts", `{"alerts":[]}`},
+		{"settlements", full, "/settlements", `{"settlements":[{"account":"bob","idempotencyKey":"k1","engine":"http://eng:3000","amount":"1500"}]}`},
+		{"no settlements", empty, "/settlements", `{"settlements":[]}`},
 		{"empty stats", empty, "/stats", `[]`},
 		{"healthz", empty, "/healthz", `{"status":"ok"}`},
 	}
@@ -207,6 +209,32 @@ func TestDeleteAlert(t *testing.T) {
 			}
 			if got := do(t, h, http.MethodGet, "/alerts", ""); strings.Count(got.Body.String(), `"id"`) != tt.wantLeft {
 				t.Errorf("GET /alerts after delete: %s", got.Body)
+			}
+		})
+	}
+}
+
+func TestForgetSettlement(t *testing.T) {
+	tests := []struct {
+		name, path string
+		status     int
+		left       int // pending settlements after
+	}{
+		{"pending", "/settlements/k1", 204, 0},
+		{"unknown", "/settlements/k2", 404, 1},
+		{"empty key", "/settlements/", 400, 1},
+		{"nested", "/settlements/k1/x", 400, 1},
+		{"store error", "/settlements/broken", 500, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake()
+			h := NewHandler(f, prometheus.NewRegistry(), Options{})
+			if rec := do(t, h, http.MethodDelete, tt.path, ""); rec.Code != tt.status {
+				t.Fatalf("status %d, want %d; body %s", rec.Code, tt.status, rec.Body)
+			}
+			if got := do(t, h, http.MethodGet, "/settlements", ""); strings.Count(got.Body.String(), `"idempotencyKey"`) != tt.left {
+				t.Errorf("GET /settlements after: %s, want %d pending", got.Body, tt.left)
 			}
 		})
 	}

@@ -292,6 +292,26 @@ func renderAlerts(alerts []middleware.Alert) jsAlerts {
 	return out
 }
 
+type jsSettlements struct {
+	Settlements []jsSettlement `json:"settlements"`
+}
+
+type jsSettlement struct {
+	Account        string `json:"account"`
+	IdempotencyKey string `json:"idempotencyKey"`
+	Engine         string `json:"engine"`
+	Amount         string `json:"amount"`
+}
+
+func renderSettlements(ss []SettlementInfo) jsSettlements {
+	out := jsSettlements{Settlements: make([]jsSettlement, 0, len(ss))}
+	for _, s := range ss {
+		out.Settlements = append(out.Settlements, jsSettlement{Account: s.Account, IdempotencyKey: s.Key,
+			Engine: s.Engine, Amount: strconv.FormatInt(s.Amount, 10)})
+	}
+	return out
+}
+
 func renderRates(r RatesInfo) jsRates {
 	return jsRates{Backend: r.Backend, Rates: r.Rates}
 }

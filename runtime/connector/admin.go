@@ -127,3 +127,18 @@ func (c *Connector) Alerts() []middleware.Alert { return c.alerts.List() }
 
 // DismissAlert deletes an alert and reports whether it existed.
 func (c *Connector) DismissAlert(id int64) bool { return c.alerts.Dismiss(id) }
+
+// Settlements implements admin.Backend.
+func (c *Connector) Settlements(ctx context.Context) ([]admin.SettlementInfo, error) {
+	ps, err := c.settler.Pending(ctx)
+	out := make([]admin.SettlementInfo, len(ps))
+	for i, p := range ps {
+		out[i] = admin.SettlementInfo{Account: p.Account, Key: p.Key, Engine: p.Engine, Amount: p.Amount}
+	}
+	return out, err
+}
+
+// ForgetSettlement implements admin.Backend.
+func (c *Connector) ForgetSettlement(ctx context.Context, key string) (bool, error) {
+	return c.settler.Forget(ctx, key)
+}

@@ -77,11 +77,12 @@ type Settler struct {
 	// then writes it. (Replicas sharing a Redis store do not share this lock: two credits of
 	// one account at the same moment on two replicas may misplace a leftover, which is always
 	// less than one unit of the account.)
-	creditMu sync.Mutex
-	ctx      context.Context
-	cancel   context.CancelFunc
-	started  bool
-	wg       sync.WaitGroup
+	creditMu  sync.Mutex
+	forgotten sync.Map // idempotency key → true: dropped by Forget, not to be sent again
+	ctx       context.Context
+	cancel    context.CancelFunc
+	started   bool
+	wg        sync.WaitGroup
 }
 
 // acct is one account's settlement state. A changed config makes a new acct whose worker takes
@@ -321,6 +322,9 @@ func (s *Settler) send(a *acct, log *slog.Logger, cl *Client, r record, amount i
 	s.o.Metrics.addPending(a.cfg.ID, 1)
 	defer s.o.Metrics.addPending(a.cfg.ID, -1) // if not sent, the next worker or start counts it again
 	if !s.retry(a, log.With("amount", amount, "idempotencyKey", r.key), opSettle, func(ctx context.Context) error {
+		if _, gone := s.forgotten.Load(r.key); gone {
+			return errForgotten
+		}
 		err := cl.Settle(ctx, a.cfg.ID, r.key, q)
 		var se *StatusError
 		if errors.As(err, &se) && se.Status == http.StatusNotFound {
@@ -355,6 +359,9 @@ func (s *Settler) retry(a *acct, log *slog.Logger, op string, f func(context.Con
 		cancel()
 		if err == nil {
 			return true
+		}
+		if errors.Is(err, errForgotten) {
+			return false
 		}
 		s.o.Metrics.failed(op, a.cfg.ID)
 		wait := s.o.Retry.delay(attempt)

@@ -490,3 +490,45 @@ func TestMessages(t *testing.T) {
 		}
 	})
 }
+
+// TestForgetAPendingSettlement: an operator lists what is pending and forgets a settlement
+// settled by hand; its retries stop and the balance stays raised.
+func TestForgetAPendingSettlement(t *testing.T) {
+	ctx := context.Background()
+	eng := newTestEngine(t, func(c engineCall, _ int) int {
+		if strings.HasSuffix(c.Path, "/settlements") {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusCreated
+	})
+	st := store.NewMemory()
+	if _, err := st.AddWithin(ctx, "bob", -300, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	s := newTestSettler(t, st, nil, Account{ID: "bob", EngineURL: eng.URL, Threshold: ptr[int64](-100)})
+	s.Start(ctx)
+	eng.next(t)
+	failing := eng.next(t)
+	pending, err := s.Pending(ctx)
+	if err != nil || len(pending) != 1 || pending[0] != (Pending{Account: "bob", Key: failing.Key, Engine: eng.URL, Amount: 300}) {
+		t.Fatalf("pending %+v, %v; want bob's 300 under key %s", pending, err, failing.Key)
+	}
+	if ok, err := s.Forget(ctx, "no-such-key"); ok || err != nil {
+		t.Fatalf("forgetting an unknown key: %v, %v", ok, err)
+	}
+	if ok, err := s.Forget(ctx, failing.Key); !ok || err != nil {
+		t.Fatalf("forget: %v, %v", ok, err)
+	}
+	waitRecorded(t, st, 0)
+	waitFor(t, "the retries to stop", func() bool { return metricValue(t, s.o.Metrics.pending.WithLabelValues("bob")) == 0 })
+	for len(eng.got) > 0 { // requests sent before Forget
+		<-eng.got
+	}
+	time.Sleep(20 * time.Millisecond) // several retry periods of fastRetry: none may come
+	if n := len(eng.got); n != 0 {
+		t.Fatalf("%d settlement requests after Forget", n)
+	}
+	if got := balance(t, st, "bob"); got != 0 {
+		t.Fatalf("balance %d, want 0: still raised, as when the settlement was recorded", got)
+	}
+}
