@@ -16,6 +16,7 @@ import (
 
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/store"
+	"github.com/ilpfleet/ilpfleet/runtime/store/redistest"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -530,5 +531,60 @@ func TestForgetAPendingSettlement(t *testing.T) {
 	}
 	if got := balance(t, st, "bob"); got != 0 {
 		t.Fatalf("balance %d, want 0: still raised, as when the settlement was recorded", got)
+	}
+}
+
+// TestReplicasShareOneRedis: two settlers (two replicas of a connector) on one Redis see the
+// same balance below the threshold at once; one settlement is recorded and the balance is
+// raised once. An incoming credit repeated to both is counted once.
+func TestReplicasShareOneRedis(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	openStore := func(instance string) store.Store {
+		r, err := store.OpenRedis(ctx, store.RedisOptions{URL: srv.URL(), Instance: instance, Prefix: "t:"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Close() })
+		return r
+	}
+	eng := newTestEngine(t, nil)
+	acct := Account{ID: "bob", EngineURL: eng.URL, AssetScale: 2, Threshold: ptr[int64](-100)}
+	a := newTestSettler(t, openStore("a"), nil, acct)
+	b := newTestSettler(t, openStore("b"), nil, acct)
+	if _, err := a.o.Store.AddWithin(ctx, "bob", -500, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	a.Start(ctx)
+	b.Start(ctx)
+	var settlements []engineCall
+	for len(settlements) < 1 {
+		if c := eng.next(t); strings.HasSuffix(c.Path, "/settlements") {
+			settlements = append(settlements, c)
+		}
+	}
+	waitRecorded(t, a.o.Store, 0)
+	for len(eng.got) > 0 {
+		if c := <-eng.got; strings.HasSuffix(c.Path, "/settlements") && c.Key != settlements[0].Key {
+			t.Fatalf("a second settlement %+v: both replicas recorded one", c)
+		}
+	}
+	if got := balance(t, b.o.Store, "bob"); got != 0 {
+		t.Fatalf("balance %d, want 0: raised once", got)
+	}
+
+	for _, s := range []*Settler{a, b} { // the engine's credit, retried through the other replica
+		srv := httptest.NewServer(s.Handler())
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/accounts/bob/settlements", strings.NewReader(`{"amount":"70","scale":2}`))
+		req.Header.Set("Idempotency-Key", "credit-1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusCreated {
+			t.Fatalf("credit: %v %v", resp, err)
+		}
+		resp.Body.Close()
+		srv.Close()
+	}
+	if got := balance(t, a.o.Store, "bob"); got != -70 {
+		t.Fatalf("balance %d, want -70: the credit counted once", got)
 	}
 }
