@@ -224,6 +224,7 @@ type AccountStatus struct {
 // +kubebuilder:printcolumn:name="Balance",type=string,JSONPath=`.status.balance`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Engine",type=string,JSONPath=`.spec.settlementEngineRef`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Account struct {
 	metav1.TypeMeta   `json:",inline"`
