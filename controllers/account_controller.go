@@ -60,11 +60,11 @@ func (r *AccountReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 
 // resolve returns the first reference of the Account that does not resolve, or nil.
 func (r *AccountReconciler) resolve(ctx context.Context, acct *ilpv1.Account) (*refProblem, error) {
-	found, err := connectorExists(ctx, r.Client, acct.Namespace, acct.Spec.ConnectorRef)
-	if err != nil {
-		return nil, err
-	}
-	if !found {
+	var conn ilpv1.Connector
+	if err := r.Get(ctx, client.ObjectKey{Namespace: acct.Namespace, Name: acct.Spec.ConnectorRef}, &conn); err != nil {
+		if client.IgnoreNotFound(err) != nil {
+			return nil, err
+		}
 		return &refProblem{ReasonConnectorNotFound, fmt.Sprintf("Connector %q does not exist in namespace %s", acct.Spec.ConnectorRef, acct.Namespace)}, nil
 	}
 	if p, err := checkSecretRefs(ctx, r.Reader, acct.Namespace, accountSecretRefs(acct)); p != nil || err != nil {
@@ -83,6 +83,12 @@ func (r *AccountReconciler) resolve(ctx context.Context, acct *ilpv1.Account) (*
 	}
 	if eng.Spec.AssetCode != acct.Spec.AssetCode {
 		return &refProblem{ReasonEngineAssetMismatch, fmt.Sprintf("SettlementEngine %q settles %s but the account's asset is %s", name, eng.Spec.AssetCode, acct.Spec.AssetCode)}, nil
+	}
+	if l := conn.Spec.Listeners; l == nil || l.Settlement == nil {
+		// The engine runs in its own pods: without the listener it cannot report incoming
+		// settlements, and the peer's payments would never lower the balance.
+		return &refProblem{ReasonNoSettlementListener, fmt.Sprintf("Connector %q has no spec.listeners.settlement, so SettlementEngine %q cannot reach it to report incoming settlements; "+
+			"set spec.listeners.settlement on the Connector and point the engine at http://%s-admin:<that port>", conn.Name, name, conn.Name)}, nil
 	}
 	return nil, nil
 }

@@ -83,6 +83,8 @@ func TestAccountReferenceErrors(t *testing.T) {
 		}, ReasonSecretNotFound},
 		{"engine missing", func(a *ilpv1.Account) { a.Spec.SettlementEngineRef = "nope" }, ReasonEngineNotFound},
 		{"engine of another asset", func(a *ilpv1.Account) { a.Spec.SettlementEngineRef = "xrp" }, ReasonEngineAssetMismatch},
+		// sampleConnector has no listeners.settlement: the engine could not report credits.
+		{"engine but no settlement listener", func(a *ilpv1.Account) { a.Spec.AssetCode, a.Spec.SettlementEngineRef = "XRP", "xrp" }, ReasonNoSettlementListener},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -107,9 +109,28 @@ func TestAccountResolvesWhenSecretAppears(t *testing.T) {
 	ns := namespace(t)
 	acct := sampleAccount(ns, "bob", "alice")
 	acct.Spec.AssetCode, acct.Spec.SettlementEngineRef = "XRP", "xrp"
-	mustCreate(t, sampleConnector(ns), sampleEngine(ns), acct)
+	conn := sampleConnector(ns)
+	conn.Spec.Listeners = &ilpv1.ListenersSpec{Settlement: &ilpv1.ListenerSpec{Port: 7771}}
+	mustCreate(t, conn, sampleEngine(ns), acct)
 	waitCondition(t, acct, ilpv1.ConditionReady, metav1.ConditionFalse, ReasonSecretNotFound)
 	mustCreate(t, secret(ns, "bob", map[string]string{"secret": "b"}))
+	waitCondition(t, acct, ilpv1.ConditionReady, metav1.ConditionTrue, ReasonResolved)
+}
+
+// TestAccountResolvesWhenTheSettlementListenerIsAdded: a Connector change re-checks the
+// Accounts that name it.
+func TestAccountResolvesWhenTheSettlementListenerIsAdded(t *testing.T) {
+	ns := namespace(t)
+	acct := sampleAccount(ns, "bob", "alice")
+	acct.Spec.AssetCode, acct.Spec.SettlementEngineRef = "XRP", "xrp"
+	conn := sampleConnector(ns)
+	mustCreate(t, conn, sampleEngine(ns), secret(ns, "bob", map[string]string{"secret": "b"}), secret(ns, "xrp", map[string]string{"seed": "s"}), acct)
+	waitCondition(t, acct, ilpv1.ConditionReady, metav1.ConditionFalse, ReasonNoSettlementListener)
+	patch := client.MergeFrom(conn.DeepCopy())
+	conn.Spec.Listeners = &ilpv1.ListenersSpec{Settlement: &ilpv1.ListenerSpec{Port: 7771}}
+	if err := k8s.Patch(context.Background(), conn, patch); err != nil {
+		t.Fatal(err)
+	}
 	waitCondition(t, acct, ilpv1.ConditionReady, metav1.ConditionTrue, ReasonResolved)
 }
 

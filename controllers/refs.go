@@ -28,6 +28,7 @@ const (
 	ReasonSecretKeyNotFound    = "SecretKeyNotFound"
 	ReasonEngineNotFound       = "SettlementEngineNotFound"
 	ReasonEngineAssetMismatch  = "SettlementEngineAssetMismatch"
+	ReasonNoSettlementListener = "NoSettlementListener"
 	ReasonInheritFromNotFound  = "InheritFromNotFound"
 	ReasonInheritFromNotParent = "InheritFromNotParent"
 )
