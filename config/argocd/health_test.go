@@ -264,7 +264,7 @@ var notReadyReasons = map[string]string{
 	"WorkloadUnavailable": "Degraded",
 	// Reference and configuration problems: a person must act.
 	"ConnectorNotFound": "Degraded", "SecretNotFound": "Degraded", "SecretKeyNotFound": "Degraded",
-	"SettlementEngineNotFound": "Degraded", "SettlementEngineAssetMismatch": "Degraded",
+	"SettlementEngineNotFound": "Degraded", "SettlementEngineAssetMismatch": "Degraded", "NoSettlementListener": "Degraded",
 	"InheritFromNotFound": "Degraded", "InheritFromNotParent": "Degraded",
 	"NextHopNotFound": "Degraded", "NextHopOfOtherConnector": "Degraded",
 	"ConfigNotApplied": "Degraded", "ReconcileError": "Degraded",
