@@ -111,7 +111,7 @@ func (b *builder) deduplicate() func(ilp.Handler) ilp.Handler {
 			sh.mu.Lock()
 			sh.sweep(now, interval, false)
 			if e, ok := sh.m[key]; ok && e.covers(p) {
-				return b.awaitDuplicate(ctx, sh, e)
+				return b.awaitDuplicate(ctx, sh, e, p.ExpiresAt.Sub(now))
 			}
 			e := &dedupeEntry{amount: p.Amount, expiresAt: p.ExpiresAt, keepUntil: p.ExpiresAt.Add(lifetime)}
 			if len(sh.m) >= dedupeMaxPerShard && now.Sub(sh.lastSweep) >= time.Second {
@@ -123,14 +123,17 @@ func (b *builder) deduplicate() func(ilp.Handler) ilp.Handler {
 				sh.m[key] = e
 			}
 			sh.mu.Unlock()
-			return forwardFirst(ctx, p, next, sh, e)
+			return forwardFirst(ctx, p, next, sh, key, e)
 		}
 	}
 }
 
 // forwardFirst sends the first copy of a packet and publishes its outcome to duplicates, even
-// if next panics (they get T00 and the panic goes on).
-func forwardFirst(ctx context.Context, p *ilp.Prepare, next ilp.Handler, sh *dedupeShard, e *dedupeEntry) (f *ilp.Fulfill, err error) {
+// if next panics (they get T00 and the panic goes on). Only a Fulfill is kept for later copies:
+// a Reject — often ours, before the packet was sent (a balance or throughput limit), or a
+// temporary one — must not answer an identical packet sent again after the cause is gone.
+// Copies already waiting get it all the same.
+func forwardFirst(ctx context.Context, p *ilp.Prepare, next ilp.Handler, sh *dedupeShard, key dedupeKey, e *dedupeEntry) (f *ilp.Fulfill, err error) {
 	defer func() {
 		rf, rerr := f, err
 		if v := recover(); v != nil {
@@ -142,13 +145,18 @@ func forwardFirst(ctx context.Context, p *ilp.Prepare, next ilp.Handler, sh *ded
 		if e.wait != nil {
 			close(e.wait)
 		}
+		if rerr != nil && sh.m[key] == e {
+			delete(sh.m, key)
+		}
 		sh.mu.Unlock()
 	}()
 	return next(ctx, p)
 }
 
-// awaitDuplicate is entered with sh locked and returns the outcome of e.
-func (b *builder) awaitDuplicate(ctx context.Context, sh *dedupeShard, e *dedupeEntry) (*ilp.Fulfill, error) {
+// awaitDuplicate is entered with sh locked and returns the outcome of e, or R00 once the copy's
+// own expiry (left from now) has passed: a Fulfill that comes after it would be kept by this
+// connector while the sender has given the packet up.
+func (b *builder) awaitDuplicate(ctx context.Context, sh *dedupeShard, e *dedupeEntry, left time.Duration) (*ilp.Fulfill, error) {
 	if e.finished {
 		f, err := e.f, e.err
 		sh.mu.Unlock()
@@ -159,6 +167,8 @@ func (b *builder) awaitDuplicate(ctx context.Context, sh *dedupeShard, e *dedupe
 	}
 	w := e.wait
 	sh.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, left)
+	defer cancel()
 	select {
 	case <-w:
 		return e.f, e.err

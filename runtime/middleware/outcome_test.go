@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -49,13 +50,18 @@ func matches(m *dto.Metric, labels map[string]string) bool {
 	return n == len(labels)
 }
 
-func TestDeduplicateConcurrentDuplicate(t *testing.T) {
-	env := newTestEnv(t)
-	release := make(chan struct{})
-	down := &counting{h: func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) {
+// blocked is a downstream that fulfills once release is closed.
+func blocked(release chan struct{}) *counting {
+	return &counting{h: func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) {
 		<-release
 		return &ilp.Fulfill{Fulfillment: goodFulfillment}, nil
 	}}
+}
+
+func TestDeduplicateConcurrentDuplicate(t *testing.T) {
+	env := newTestEnv(t)
+	release := make(chan struct{})
+	down := blocked(release)
 	h := mustBuild(t, env.Env, "a", config.Account{}, onlyEnabled(NameDeduplicate)).Outgoing(down.handle)
 	var wg sync.WaitGroup
 	results := make([]*ilp.Fulfill, 2)
@@ -82,6 +88,83 @@ func TestDeduplicateConcurrentDuplicate(t *testing.T) {
 	}
 	if results[0] == nil || results[0] != results[1] {
 		t.Fatalf("duplicates did not share the outcome: %p %p", results[0], results[1])
+	}
+}
+
+// TestDeduplicateForgetsRejects: only a Fulfill answers later copies. A packet refused by our
+// own balance check is sent once it fits again (here: a smaller copy), and one rejected by the
+// next hop with a temporary error is sent again when repeated.
+func TestDeduplicateForgetsRejects(t *testing.T) {
+	env := newTestEnv(t)
+	twenties := 0 // the next hop refuses the first packet of 20
+	down := &counting{h: func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+		if p.Amount == 20 {
+			twenties++
+		}
+		if p.Amount == 20 && twenties == 1 {
+			return rejectH(ilp.CodeInsufficientLiquidity, "try later")(ctx, p)
+		}
+		return fulfillH(ctx, p)
+	}}
+	acct := fullAccount()
+	acct.MaxPacketAmount, acct.Throughput = nil, nil
+	h := mustBuild(t, env.Env, "peer", acct, nil).Outgoing(down.handle)
+	big, small, twenty := prepare(2000), prepare(10), prepare(20) // the balance's minimum is -1000
+	twenty.Data = []byte("other")
+	steps := []struct {
+		name  string
+		p     *ilp.Prepare
+		code  ilp.ErrorCode // "": fulfilled
+		calls int64
+	}{
+		{"over the balance minimum: refused before sending", big, ilp.CodeInsufficientLiquidity, 0},
+		{"a smaller copy fits: sent", small, "", 1},
+		{"the next hop says try later", twenty, ilp.CodeInsufficientLiquidity, 2},
+		{"the same packet again: sent again", twenty, "", 3},
+		{"and now a copy of a fulfilled one: from the cache", twenty, "", 3},
+	}
+	for _, s := range steps {
+		_, err := h(context.Background(), s.p)
+		var rj *ilp.Reject
+		switch {
+		case s.code == "" && err != nil, s.code != "" && (!errors.As(err, &rj) || rj.Code != s.code):
+			t.Fatalf("%s: %v, want %q", s.name, err, s.code)
+		case down.calls.Load() != s.calls:
+			t.Fatalf("%s: %d sent, want %d", s.name, down.calls.Load(), s.calls)
+		}
+	}
+}
+
+// TestDeduplicateCopyEndsAtItsOwnExpiry: a copy that waits for the first one is answered R00
+// when its own, earlier expiry passes, whatever the first one gets later.
+func TestDeduplicateCopyEndsAtItsOwnExpiry(t *testing.T) {
+	env := newTestEnv(t)
+	release := make(chan struct{})
+	down := blocked(release)
+	h := mustBuild(t, env.Env, "a", config.Account{}, onlyEnabled(NameDeduplicate)).Outgoing(down.handle)
+	first := make(chan error, 1)
+	go func() { _, err := h(context.Background(), prepare(10)); first <- err }()
+	for i := 0; down.calls.Load() == 0 && i < 1000; i++ { // bounded: the first copy in flight
+		time.Sleep(time.Millisecond)
+	}
+	early := prepare(10)
+	early.ExpiresAt = env.clock.Now().Add(20 * time.Millisecond)
+	copied := make(chan error, 1)
+	go func() { _, err := h(context.Background(), early); copied <- err }()
+	var err error
+	select {
+	case err = <-copied:
+	case <-time.After(10 * time.Second): // bounded: a copy that waits for the first would hang
+		close(release)
+		t.Fatal("the copy with the earlier expiry was not answered at its expiry")
+	}
+	var rj *ilp.Reject
+	if !errors.As(err, &rj) || rj.Code != ilp.CodeTransferTimedOut {
+		t.Fatalf("the copy with the earlier expiry got %v, want R00", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatalf("the first copy: %v", err)
 	}
 }
 

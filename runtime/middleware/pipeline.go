@@ -1,9 +1,11 @@
 // Package middleware is the connector's packet pipeline and its built-in middlewares, the Go
-// counterparts of the JS connector's (ilp-connector v23) in the same order:
+// counterparts of the JS connector's (ilp-connector v23), in its order except for deduplicate,
+// which comes first on the outgoing side (a copy answered from its cache is not sent, so the
+// next hop's balance and throughput must not count it):
 //
 //	incoming (source account):  errorHandler → rateLimit → maxPacketAmount → throughput →
 //	                            balance → stats → (connector core: echo, peer.*, routing)
-//	outgoing (next-hop account): throughput → balance → deduplicate → expire →
+//	outgoing (next-hop account): deduplicate → throughput → balance → expire →
 //	                            validateFulfillment → stats → alert → (link)
 //
 // A pipeline is composed once per account configuration, never per packet. State that must

@@ -154,7 +154,8 @@ func (s *Settler) leftover(ctx context.Context, account string) (decimal.Decimal
 }
 
 // serveMessage sends an engine's message to the peer's engine in a peer.settle Prepare and
-// answers with the peer's reply.
+// answers with the peer's reply: 201, or 502 when the peer rejected it (it was not taken), or
+// 504 when there was no answer (it may have been).
 func (s *Settler) serveMessage(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if s.account(id) == nil {
@@ -181,7 +182,8 @@ func (s *Settler) serveMessage(w http.ResponseWriter, r *http.Request) {
 			problem(w, http.StatusBadGateway, "the peer rejected the message: %s %s (triggered by %s)", rj.Code, rj.Message, rj.TriggeredBy)
 			return
 		}
-		problem(w, http.StatusBadGateway, "cannot send the message to the peer: %v", err)
+		// Not a refusal: the message may or may not have reached the peer.
+		problem(w, http.StatusGatewayTimeout, "no answer from the peer: %v", err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
@@ -195,6 +197,11 @@ func (s *Settler) HandlePeer(ctx context.Context, account string, p *ilp.Prepare
 	a := s.account(account)
 	if a == nil {
 		return nil, ilp.Rejectf(ilp.CodeUnreachable, PeerSettle, "account %s has no settlement engine on this connector", account)
+	}
+	if !p.ExpiresAt.IsZero() { // the engine's answer is of no use after the Prepare expired
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, p.ExpiresAt)
+		defer cancel()
 	}
 	reply, err := a.client.Message(ctx, account, p.Data)
 	var se *StatusError

@@ -13,7 +13,7 @@ type Pending struct {
 	Account string
 	Key     string // the idempotency key
 	Engine  string // the engine it is sent to
-	Amount  int64  // in the account's units
+	Amount  int64  // in the account's units; -1 when the record cannot be read
 }
 
 // Pending lists the settlements recorded and not yet accepted by an engine, by account and
@@ -30,7 +30,10 @@ func (s *Settler) Pending(ctx context.Context) ([]Pending, error) {
 			if err != nil {
 				continue // sent and forgotten meanwhile
 			}
-			amount, _ := strconv.ParseInt(string(v), 10, 64)
+			amount, err := strconv.ParseInt(string(v), 10, 64)
+			if err != nil {
+				amount = -1 // unreadable: shown, for an operator to look at
+			}
 			out = append(out, Pending{Account: r.account, Key: r.key, Engine: r.engine, Amount: amount})
 		}
 	}
@@ -40,8 +43,9 @@ func (s *Settler) Pending(ctx context.Context) ([]Pending, error) {
 	return out, nil
 }
 
-// errForgotten stops the retries of a settlement an operator forgot.
-var errForgotten = errors.New("settlement: forgotten by an operator")
+// errGone stops the retries of a settlement whose record is gone: forgotten by an operator, or
+// sent by another replica sharing the store.
+var errGone = errors.New("settlement: the record is gone")
 
 // Forget drops a recorded settlement that an operator has settled by other means (its engine
 // is gone, say): it is not sent again. The balance stays as it is — it was raised when the
@@ -56,7 +60,7 @@ func (s *Settler) Forget(ctx context.Context, key string) (bool, error) {
 			if r.key != key {
 				continue
 			}
-			s.forgotten.Store(key, true) // before the delete: a retry in progress stops
+			// The retries in progress, on this replica or another, see it gone and stop.
 			if err := s.o.Store.DeleteKey(ctx, r.storeKey); err != nil {
 				return false, err
 			}

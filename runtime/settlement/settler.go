@@ -77,12 +77,11 @@ type Settler struct {
 	// then writes it. (Replicas sharing a Redis store do not share this lock: two credits of
 	// one account at the same moment on two replicas may misplace a leftover, which is always
 	// less than one unit of the account.)
-	creditMu  sync.Mutex
-	forgotten sync.Map // idempotency key → true: dropped by Forget, not to be sent again
-	ctx       context.Context
-	cancel    context.CancelFunc
-	started   bool
-	wg        sync.WaitGroup
+	creditMu sync.Mutex
+	ctx      context.Context
+	cancel   context.CancelFunc
+	started  bool
+	wg       sync.WaitGroup
 }
 
 // acct is one account's settlement state. A changed config makes a new acct whose worker takes
@@ -299,6 +298,9 @@ func (s *Settler) settleDue(a *acct, log *slog.Logger) error {
 // stays pending — see the metric — until an operator settles it by hand.)
 func (s *Settler) resend(a *acct, log *slog.Logger, r record) {
 	v, err := s.o.Store.GetKey(s.ctx, r.storeKey)
+	if errors.Is(err, store.ErrNotFound) {
+		return // sent by another replica, or forgotten by an operator, since the listing
+	}
 	amount, perr := strconv.ParseInt(string(v), 10, 64)
 	if err != nil || perr != nil || amount <= 0 {
 		log.Error("unreadable settlement record; left in place for an operator", "key", r.storeKey, "value", string(v), "error", errors.Join(err, perr))
@@ -322,8 +324,11 @@ func (s *Settler) send(a *acct, log *slog.Logger, cl *Client, r record, amount i
 	s.o.Metrics.addPending(a.cfg.ID, 1)
 	defer s.o.Metrics.addPending(a.cfg.ID, -1) // if not sent, the next worker or start counts it again
 	if !s.retry(a, log.With("amount", amount, "idempotencyKey", r.key), opSettle, func(ctx context.Context) error {
-		if _, gone := s.forgotten.Load(r.key); gone {
-			return errForgotten
+		// Each attempt checks that the record is still there: an operator may have forgotten
+		// it (DELETE /settlements/:key, on any replica), or another replica sharing the store
+		// may have sent it.
+		if _, err := s.o.Store.GetKey(ctx, r.storeKey); errors.Is(err, store.ErrNotFound) {
+			return errGone
 		}
 		err := cl.Settle(ctx, a.cfg.ID, r.key, q)
 		var se *StatusError
@@ -360,7 +365,7 @@ func (s *Settler) retry(a *acct, log *slog.Logger, op string, f func(context.Con
 		if err == nil {
 			return true
 		}
-		if errors.Is(err, errForgotten) {
+		if errors.Is(err, errGone) {
 			return false
 		}
 		s.o.Metrics.failed(op, a.cfg.ID)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -493,7 +494,8 @@ func TestMessages(t *testing.T) {
 }
 
 // TestForgetAPendingSettlement: an operator lists what is pending and forgets a settlement
-// settled by hand; its retries stop and the balance stays raised.
+// settled by hand, through either of two replicas sharing the store; the retries of both stop
+// and the balance stays raised.
 func TestForgetAPendingSettlement(t *testing.T) {
 	ctx := context.Background()
 	eng := newTestEngine(t, func(c engineCall, _ int) int {
@@ -506,37 +508,37 @@ func TestForgetAPendingSettlement(t *testing.T) {
 	if _, err := st.AddWithin(ctx, "bob", -300, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	s := newTestSettler(t, st, nil, Account{ID: "bob", EngineURL: eng.URL, Threshold: ptr[int64](-100)})
-	s.Start(ctx)
-	eng.next(t)
-	failing := eng.next(t)
-	pending, err := s.Pending(ctx)
-	if err != nil || len(pending) != 1 || pending[0] != (Pending{Account: "bob", Key: failing.Key, Engine: eng.URL, Amount: 300}) {
-		t.Fatalf("pending %+v, %v; want bob's 300 under key %s", pending, err, failing.Key)
+	acct := Account{ID: "bob", EngineURL: eng.URL, Threshold: ptr[int64](-100)}
+	a := newTestSettler(t, st, nil, acct)
+	a.Start(ctx)
+	waitRecorded(t, st, 1)
+	b := newTestSettler(t, st, nil, acct) // the second replica resends what a recorded
+	b.Start(ctx)
+	pending, err := b.Pending(ctx)
+	if err != nil || len(pending) != 1 || pending[0].Account != "bob" || pending[0].Engine != eng.URL || pending[0].Amount != 300 {
+		t.Fatalf("pending %+v, %v; want bob's 300", pending, err)
 	}
-	if ok, err := s.Forget(ctx, "no-such-key"); ok || err != nil {
+	waitFor(t, "both replicas retrying", func() bool {
+		return metricValue(t, a.o.Metrics.pending.WithLabelValues("bob")) == 1 && metricValue(t, b.o.Metrics.pending.WithLabelValues("bob")) == 1
+	})
+	if ok, err := b.Forget(ctx, "no-such-key"); ok || err != nil {
 		t.Fatalf("forgetting an unknown key: %v, %v", ok, err)
 	}
-	if ok, err := s.Forget(ctx, failing.Key); !ok || err != nil {
+	if ok, err := b.Forget(ctx, pending[0].Key); !ok || err != nil {
 		t.Fatalf("forget: %v, %v", ok, err)
 	}
 	waitRecorded(t, st, 0)
-	waitFor(t, "the retries to stop", func() bool { return metricValue(t, s.o.Metrics.pending.WithLabelValues("bob")) == 0 })
-	for len(eng.got) > 0 { // requests sent before Forget
-		<-eng.got
-	}
-	time.Sleep(20 * time.Millisecond) // several retry periods of fastRetry: none may come
-	if n := len(eng.got); n != 0 {
-		t.Fatalf("%d settlement requests after Forget", n)
-	}
+	waitFor(t, "the retries of both replicas to stop", func() bool {
+		return metricValue(t, a.o.Metrics.pending.WithLabelValues("bob")) == 0 && metricValue(t, b.o.Metrics.pending.WithLabelValues("bob")) == 0
+	})
 	if got := balance(t, st, "bob"); got != 0 {
 		t.Fatalf("balance %d, want 0: still raised, as when the settlement was recorded", got)
 	}
 }
 
-// TestReplicasShareOneRedis: two settlers (two replicas of a connector) on one Redis see the
-// same balance below the threshold at once; one settlement is recorded and the balance is
-// raised once. An incoming credit repeated to both is counted once.
+// TestReplicasShareOneRedis: replicas of a connector on one Redis that see the balance below
+// the threshold at the same moment record one settlement between them; an incoming credit
+// repeated to both is counted once.
 func TestReplicasShareOneRedis(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
@@ -548,33 +550,37 @@ func TestReplicasShareOneRedis(t *testing.T) {
 		t.Cleanup(func() { _ = r.Close() })
 		return r
 	}
-	eng := newTestEngine(t, nil)
-	acct := Account{ID: "bob", EngineURL: eng.URL, AssetScale: 2, Threshold: ptr[int64](-100)}
-	a := newTestSettler(t, openStore("a"), nil, acct)
-	b := newTestSettler(t, openStore("b"), nil, acct)
-	if _, err := a.o.Store.AddWithin(ctx, "bob", -500, nil, nil); err != nil {
+	stores := []store.Store{openStore("a"), openStore("b")}
+	if _, err := stores[0].AddWithin(ctx, "bob", -500, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	a.Start(ctx)
-	b.Start(ctx)
-	var settlements []engineCall
-	for len(settlements) < 1 {
-		if c := eng.next(t); strings.HasSuffix(c.Path, "/settlements") {
-			settlements = append(settlements, c)
-		}
+	const racers = 8 // four per replica, released at once
+	var start, done sync.WaitGroup
+	start.Add(1)
+	amounts := make([]int64, racers)
+	for i := range racers {
+		done.Go(func() {
+			start.Wait()
+			var err error
+			if amounts[i], err = stores[i%2].SettleDue(ctx, "bob", -100, 0, outKey(newKey(), "http://e", "bob")); err != nil {
+				t.Error(err)
+			}
+		})
 	}
-	waitRecorded(t, a.o.Store, 0)
-	for len(eng.got) > 0 {
-		if c := <-eng.got; strings.HasSuffix(c.Path, "/settlements") && c.Key != settlements[0].Key {
-			t.Fatalf("a second settlement %+v: both replicas recorded one", c)
-		}
+	start.Done()
+	done.Wait()
+	slices.Sort(amounts)
+	if want := append(make([]int64, racers-1), 500); !slices.Equal(amounts, want) {
+		t.Fatalf("amounts recorded %v, want one settlement of 500", amounts)
 	}
-	if got := balance(t, b.o.Store, "bob"); got != 0 {
-		t.Fatalf("balance %d, want 0: raised once", got)
+	if keys := recorded(t, stores[1]); len(keys) != 1 {
+		t.Fatalf("records %v, want one", keys)
 	}
 
-	for _, s := range []*Settler{a, b} { // the engine's credit, retried through the other replica
-		srv := httptest.NewServer(s.Handler())
+	eng := newTestEngine(t, nil)
+	acct := Account{ID: "bob", EngineURL: eng.URL, AssetScale: 2}
+	for _, st := range stores { // the engine's credit, retried through the other replica
+		srv := httptest.NewServer(newTestSettler(t, st, nil, acct).Handler())
 		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/accounts/bob/settlements", strings.NewReader(`{"amount":"70","scale":2}`))
 		req.Header.Set("Idempotency-Key", "credit-1")
 		resp, err := http.DefaultClient.Do(req)
@@ -584,7 +590,7 @@ func TestReplicasShareOneRedis(t *testing.T) {
 		resp.Body.Close()
 		srv.Close()
 	}
-	if got := balance(t, a.o.Store, "bob"); got != -70 {
-		t.Fatalf("balance %d, want -70: the credit counted once", got)
+	if got := balance(t, stores[0], "bob"); got != -70 {
+		t.Fatalf("balance %d, want -70: raised to 0 once, then the credit counted once", got)
 	}
 }

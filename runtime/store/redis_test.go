@@ -160,9 +160,6 @@ func TestRedisTwoClientsNeverOverspend(t *testing.T) {
 	}
 }
 
-// TestRedisRecovery: instance a dies with a packet in flight and a reservation; instance b is
-// alive with a reservation of its own. When a comes back, its in-flight raise and reservation
-// are gone and b's reservation is kept.
 // TestRedisRecoveryStaysInItsPrefix: a store whose prefix holds glob characters recovers its
 // own accounts only, not those of a fleet whose prefix the pattern would match.
 func TestRedisRecoveryStaysInItsPrefix(t *testing.T) {
@@ -188,6 +185,9 @@ func TestRedisRecoveryStaysInItsPrefix(t *testing.T) {
 	}
 }
 
+// TestRedisRecovery: instance a dies with a packet in flight and a reservation; instance b is
+// alive with a reservation of its own. When a comes back, its in-flight raise and reservation
+// are gone and b's reservation is kept.
 func TestRedisRecovery(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()

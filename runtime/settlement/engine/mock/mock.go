@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine"
 	"github.com/shopspring/decimal"
@@ -42,14 +43,22 @@ func Connect(scale uint8) engine.Connect {
 	}
 }
 
-// Settle rounds amount down to the scale and sends it to the peer's mock.
+// Settle rounds amount down to the scale and sends it to the peer's mock. The message is the
+// mock's whole "payment": when the peer's connector refused it (502: its engine did not take
+// it), nothing was paid, so nothing is reported settled and the amount stays queued for the
+// next attempt. Any other failure may have paid, and is an error (counted as settled).
 func (e *Engine) Settle(ctx context.Context, account string, amount decimal.Decimal) (decimal.Decimal, error) {
 	s := amount.RoundDown(e.scale)
 	if s.Sign() <= 0 {
 		return decimal.Zero, nil
 	}
 	m := Message{Type: MessageType, ID: rand.Text(), Amount: s.String()}
-	if _, err := e.svc.SendMessage(ctx, account, m); err != nil {
+	_, err := e.svc.SendMessage(ctx, account, m)
+	var se *engine.StatusError
+	switch {
+	case errors.As(err, &se) && se.Status == http.StatusBadGateway:
+		return decimal.Zero, nil
+	case err != nil:
 		return decimal.Zero, err
 	}
 	return s, nil

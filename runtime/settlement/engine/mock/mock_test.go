@@ -1,0 +1,67 @@
+package mock
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine"
+)
+
+// services answers SendMessage with err and records the credits.
+type services struct {
+	err     error
+	credits []string
+}
+
+func (s *services) SendMessage(context.Context, string, any) (json.RawMessage, error) {
+	return json.RawMessage(`{}`), s.err
+}
+func (s *services) CreditSettlement(account string, amount decimal.Decimal, id string) error {
+	s.credits = append(s.credits, account+" "+amount.String())
+	return nil
+}
+func (s *services) TrySettlement(string) {}
+
+func TestSettle(t *testing.T) {
+	tests := []struct {
+		name    string
+		err     error
+		settled string
+		wantErr bool
+	}{
+		{"delivered: rounded down to the scale", nil, "1.23", false},
+		{"refused by the peer (502): nothing paid, stays queued", &engine.StatusError{Status: 502}, "0", false},
+		{"no answer (504): may have been paid", &engine.StatusError{Status: 504}, "0", true},
+		{"other error", errors.New("connection refused"), "0", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			eng, _ := Connect(2)(context.Background(), &services{err: tt.err})
+			got, err := eng.Settle(context.Background(), "bob", decimal.RequireFromString("1.239"))
+			if (err != nil) != tt.wantErr || got.String() != tt.settled {
+				t.Fatalf("Settle = %s, %v; want %s (error %v)", got, err, tt.settled, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestHandleMessage(t *testing.T) {
+	svc := &services{}
+	eng, _ := Connect(2)(context.Background(), svc)
+	h := eng.(engine.MessageHandler)
+	if _, err := h.HandleMessage(context.Background(), "alice", json.RawMessage(`{"type":"settlement","id":"x","amount":"1.5"}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{`{"type":"other","id":"x","amount":"1"}`, `{"type":"settlement","amount":"1"}`, `{"type":"settlement","id":"x","amount":"-1"}`, `nope`} {
+		if _, err := h.HandleMessage(context.Background(), "alice", json.RawMessage(bad)); err == nil {
+			t.Errorf("%s: accepted", bad)
+		}
+	}
+	if len(svc.credits) != 1 || svc.credits[0] != "alice 1.5" {
+		t.Fatalf("credits %v, want alice 1.5 once", svc.credits)
+	}
+}
