@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -207,6 +208,16 @@ func TestAdmissionRejectsNewFields(t *testing.T) {
 			a.Spec.RateLimit = &ilpv1.RateLimitSpec{RefillCount: ptr.To(int64(0))}
 			return a
 		}, "spec.rateLimit.refillCount"},
+		{"settleEvery without an engine", func() client.Object {
+			a := sampleAccount(ns, "a", "alice")
+			a.Spec.SettleEvery = &metav1.Duration{Duration: time.Hour}
+			return a
+		}, "settleEvery needs settlementEngineRef"},
+		{"settleEvery below a second", func() client.Object {
+			a := sampleAccount(ns, "a", "alice")
+			a.Spec.SettlementEngineRef, a.Spec.SettleEvery = "xrp", &metav1.Duration{Duration: 500 * time.Millisecond}
+			return a
+		}, "settleEvery must be at least 1s"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

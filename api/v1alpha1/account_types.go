@@ -28,6 +28,8 @@ type AmountString string
 // It mirrors one entry of the JS connector's CONNECTOR_ACCOUNTS.
 // +kubebuilder:validation:XValidation:rule="self.connectorRef == oldSelf.connectorRef",message="connectorRef is immutable: create a new Account instead"
 // +kubebuilder:validation:XValidation:rule="!has(self.ilpAddressSegment) || self.relation == 'child'",message="ilpAddressSegment applies to child accounts only"
+// +kubebuilder:validation:XValidation:rule="!has(self.settleEvery) || has(self.settlementEngineRef)",message="settleEvery needs settlementEngineRef: only an engine can settle"
+// +kubebuilder:validation:XValidation:rule="!has(self.settleEvery) || duration(self.settleEvery) >= duration('1s')",message="settleEvery must be at least 1s"
 type AccountSpec struct {
 	// ConnectorRef names the Connector (same namespace) this account belongs to. Immutable.
 	// +kubebuilder:validation:MinLength=1
@@ -91,6 +93,14 @@ type AccountSpec struct {
 	// +kubebuilder:validation:MinLength=1
 	// +optional
 	SettlementEngineRef string `json:"settlementEngineRef,omitempty"`
+
+	// SettleEvery settles, at this interval, whatever the connector owes the peer beyond
+	// balance.settleTo, even below the threshold (interledger-rs's settle_every); unset:
+	// settle at the threshold only. At least 1s.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +optional
+	SettleEvery *metav1.Duration `json:"settleEvery,omitempty"`
 }
 
 // RateLimitSpec is a token bucket of incoming packets: Capacity tokens at most, RefillCount

@@ -51,7 +51,12 @@ type jsAccountInfo struct {
 	ReceiveRoutes     *bool           `json:"receiveRoutes,omitempty"`
 	ILPAddressSegment string          `json:"ilpAddressSegment,omitempty"`
 	// ilpfleet's own: the engine that settles the account (a URL, no credentials).
-	SettlementEngine *config.SettlementEngine `json:"settlementEngine,omitempty"`
+	SettlementEngine *jsSettlementEngine `json:"settlementEngine,omitempty"`
+}
+
+type jsSettlementEngine struct {
+	URL         string `json:"url"`
+	SettleEvery int64  `json:"settleEvery,omitempty"` // ms, as the config
 }
 
 type jsBalanceConf struct {
@@ -179,7 +184,10 @@ func renderAccountInfo(a config.Account) jsAccountInfo {
 		Relation: a.Relation, Plugin: a.Plugin, AssetCode: a.AssetCode, AssetScale: a.AssetScale,
 		MaxPacketAmount: optUint(a.MaxPacketAmount),
 		SendRoutes:      a.SendRoutes, ReceiveRoutes: a.ReceiveRoutes,
-		ILPAddressSegment: a.ILPAddressSegment, SettlementEngine: a.SettlementEngine,
+		ILPAddressSegment: a.ILPAddressSegment,
+	}
+	if se := a.SettlementEngine; se != nil {
+		info.SettlementEngine = &jsSettlementEngine{URL: se.URL, SettleEvery: se.SettleEvery.Milliseconds()}
 	}
 	if b := a.Balance; b != nil {
 		info.Balance = &jsBalanceConf{

@@ -252,7 +252,7 @@ func parseDeduplicate(id string, raw json.RawMessage, l *fieldErrors) *Deduplica
 
 // parseSettlementEngine reads {"url": "http://…"}; Validate checks the URL.
 func parseSettlementEngine(id string, raw json.RawMessage, l *fieldErrors) *SettlementEngine {
-	obj, ok := subObject(id, "settlementEngine", raw, []string{"url"}, l)
+	obj, ok := subObject(id, "settlementEngine", raw, []string{"url", "settleEvery"}, l)
 	if !ok {
 		return nil
 	}
@@ -261,6 +261,13 @@ func parseSettlementEngine(id string, raw json.RawMessage, l *fieldErrors) *Sett
 		l.add(id, "settlementEngine.url", "", "required: the base URL of the settlement engine, e.g. http://xrp-engine:3000")
 	} else if se.URL, ok = rawString(r); !ok {
 		l.add(id, "settlementEngine.url", string(r), "expected a string")
+	}
+	if r, ok := obj["settleEvery"]; ok {
+		ms, problem := rawMillis(r, 1000)
+		if problem != "" {
+			l.add(id, "settlementEngine.settleEvery", string(r), "%s", problem)
+		}
+		se.SettleEvery = ms
 	}
 	return se
 }

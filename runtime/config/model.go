@@ -86,6 +86,9 @@ type Account struct {
 // SettlementEngine is the settlement engine of an account.
 type SettlementEngine struct {
 	URL string `json:"url"` // base URL of the engine's RFC 38 API, http:// or https://
+	// SettleEvery settles, at this interval, whatever is owed to the peer beyond
+	// balance.settleTo, even above the threshold; 0: at the threshold only.
+	SettleEvery time.Duration `json:"settleEvery,omitempty"`
 }
 
 // SendsRoutes reports whether CCP route broadcasts go to this account: SendRoutes if set,

@@ -17,7 +17,7 @@ func settlementAccounts(cfg *config.Config) []settlement.Account {
 		if ac.SettlementEngine == nil {
 			continue
 		}
-		a := settlement.Account{ID: id, EngineURL: ac.SettlementEngine.URL, AssetScale: ac.AssetScale}
+		a := settlement.Account{ID: id, EngineURL: ac.SettlementEngine.URL, AssetScale: ac.AssetScale, Every: ac.SettlementEngine.SettleEvery}
 		if b := ac.Balance; b != nil {
 			a.Threshold, a.SettleTo = b.SettleThreshold, b.SettleTo
 		}

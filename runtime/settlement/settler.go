@@ -23,13 +23,15 @@ type Account struct {
 	ID         string
 	EngineURL  string
 	AssetScale uint8
-	Threshold  *int64 // settle when the balance falls below it; nil: never settle on our own
-	SettleTo   int64  // the balance a settlement raises it to
+	Threshold  *int64        // settle when the balance falls below it; nil: not on a threshold
+	SettleTo   int64         // the balance a settlement raises it to
+	Every      time.Duration // also settle whatever is owed beyond SettleTo this often; 0: never
 }
 
 func (a Account) equal(b Account) bool {
 	sameThreshold := (a.Threshold == nil) == (b.Threshold == nil) && (a.Threshold == nil || *a.Threshold == *b.Threshold)
-	return a.ID == b.ID && a.EngineURL == b.EngineURL && a.AssetScale == b.AssetScale && a.SettleTo == b.SettleTo && sameThreshold
+	return a.ID == b.ID && a.EngineURL == b.EngineURL && a.AssetScale == b.AssetScale && a.SettleTo == b.SettleTo &&
+		a.Every == b.Every && sameThreshold
 }
 
 // Sender sends a Prepare to the peer of an account over the account's link.
@@ -230,9 +232,21 @@ func (s *Settler) work(a *acct, recs []record, listed bool) {
 		}
 		s.resend(a, log, r)
 	}
+	s.settleLoop(a, log)
+}
+
+// settleLoop settles whenever the balance falls below the threshold (and every settleEvery,
+// whatever is owed beyond settleTo) until the worker must stop.
+func (s *Settler) settleLoop(a *acct, log *slog.Logger) {
+	var tick <-chan time.Time
+	if a.cfg.Every > 0 {
+		t := time.NewTicker(a.cfg.Every)
+		defer t.Stop()
+		tick = t.C
+	}
 	for failures := 0; !s.stopped(a); {
 		// Also at start: the balance may be below the threshold already.
-		if err := s.settleDue(a, log); err != nil {
+		if err := s.settleDue(a, log, a.cfg.Threshold); err != nil {
 			wait := s.o.Retry.delay(failures)
 			failures++
 			log.Error("cannot record a due settlement: the store refused it (a stopped store needs a restart); trying again later",
@@ -245,6 +259,11 @@ func (s *Settler) work(a *acct, recs []record, listed bool) {
 		failures = 0
 		select {
 		case <-a.kick:
+		case <-tick:
+			// Whatever is owed beyond settleTo, however little; a failure waits for the next tick.
+			if err := s.settleDue(a, log, &a.cfg.SettleTo); err != nil {
+				log.Error("cannot record a periodic settlement; trying at the next one", "error", err)
+			}
 		case <-a.stop:
 		case <-s.ctx.Done():
 		}
@@ -276,14 +295,14 @@ func (s *Settler) pause(a *acct, d time.Duration) bool {
 	return false
 }
 
-// settleDue records and sends a settlement if the balance is below the threshold.
-func (s *Settler) settleDue(a *acct, log *slog.Logger) error {
-	if a.cfg.Threshold == nil {
+// settleDue records and sends a settlement if the balance is below threshold (nil: never).
+func (s *Settler) settleDue(a *acct, log *slog.Logger, threshold *int64) error {
+	if threshold == nil {
 		return nil
 	}
 	r := record{key: newKey(), engine: a.cfg.EngineURL, account: a.cfg.ID}
 	r.storeKey = outKey(r.key, r.engine, r.account)
-	amount, err := s.o.Store.SettleDue(s.ctx, a.cfg.ID, *a.cfg.Threshold, a.cfg.SettleTo, r.storeKey)
+	amount, err := s.o.Store.SettleDue(s.ctx, a.cfg.ID, *threshold, a.cfg.SettleTo, r.storeKey)
 	if err != nil || amount == 0 {
 		return err
 	}

@@ -594,3 +594,24 @@ func TestReplicasShareOneRedis(t *testing.T) {
 		t.Fatalf("balance %d, want -70: raised to 0 once, then the credit counted once", got)
 	}
 }
+
+// TestSettleEvery: with an interval, whatever is owed beyond settleTo is settled even above
+// the threshold (or with none), without a balance change to trigger it.
+func TestSettleEvery(t *testing.T) {
+	ctx := context.Background()
+	eng := newTestEngine(t, nil)
+	st := store.NewMemory()
+	if _, err := st.AddWithin(ctx, "bob", -40, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	s := newTestSettler(t, st, nil, Account{ID: "bob", EngineURL: eng.URL, AssetScale: 2, SettleTo: -10, Every: 5 * time.Millisecond})
+	s.Start(ctx)
+	eng.next(t) // account setup
+	if c := eng.next(t); c.Body != `{"amount":"30","scale":2}` {
+		t.Fatalf("settlement %+v, want the 30 owed beyond settleTo -10", c)
+	}
+	waitRecorded(t, st, 0)
+	if got := balance(t, st, "bob"); got != -10 {
+		t.Fatalf("balance %d, want settleTo -10", got)
+	}
+}

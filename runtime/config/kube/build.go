@@ -113,7 +113,11 @@ func settlementEngine(a *ilpv1.Account, engines []ilpv1.SettlementEngine) *confi
 	}
 	for i := range engines {
 		if e := &engines[i]; e.Name == a.Spec.SettlementEngineRef {
-			return &config.SettlementEngine{URL: e.InClusterURL()}
+			se := &config.SettlementEngine{URL: e.InClusterURL()}
+			if a.Spec.SettleEvery != nil {
+				se.SettleEvery = a.Spec.SettleEvery.Duration
+			}
+			return se
 		}
 	}
 	return nil

@@ -158,7 +158,9 @@ func TestBuildSettlementEngine(t *testing.T) {
 	engines := []ilpv1.SettlementEngine{{ObjectMeta: metav1.ObjectMeta{Name: "xrp", Namespace: "ns"},
 		Spec: ilpv1.SettlementEngineSpec{AssetCode: "XRP", AssetScale: 6, Port: 3000}}}
 	accounts := []ilpv1.Account{
-		account("settled", 1, func(s *ilpv1.AccountSpec) { s.SettlementEngineRef = "xrp" }),
+		account("settled", 1, func(s *ilpv1.AccountSpec) {
+			s.SettlementEngineRef, s.SettleEvery = "xrp", &metav1.Duration{Duration: time.Hour}
+		}),
 		account("missing", 2, func(s *ilpv1.AccountSpec) { s.SettlementEngineRef = "btc" }),
 		account("none", 3, nil),
 	}
@@ -167,7 +169,7 @@ func TestBuildSettlementEngine(t *testing.T) {
 		t.Fatal(err, problems)
 	}
 	for id, want := range map[string]*config.SettlementEngine{
-		"settled": {URL: "http://xrp-engine.ns.svc:3000"},
+		"settled": {URL: "http://xrp-engine.ns.svc:3000", SettleEvery: time.Hour},
 		"missing": nil, // runs without settlement; the operator reports SettlementEngineNotFound
 		"none":    nil,
 	} {
