@@ -6,6 +6,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -55,6 +56,7 @@ func (r *ConnectorReconciler) applyOwned(ctx context.Context, conn *ilpv1.Connec
 		func() error { return r.applyRBAC(ctx, conn, secrets) },
 		func() error { return r.applyServices(ctx, conn, accounts) },
 		func() error { return r.applyPDB(ctx, conn) },
+		func() error { return r.applyNetworkPolicy(ctx, conn, accounts) },
 		func() error { return r.applyServiceMonitor(ctx, conn) },
 	}
 	for _, step := range steps {
@@ -188,6 +190,20 @@ func (r *ConnectorReconciler) applyPDB(ctx context.Context, conn *ilpv1.Connecto
 	}
 	_, err := upsert(ctx, r.Client, conn, pdb, func() error {
 		connectorPDB(conn, pdb)
+		return nil
+	})
+	return err
+}
+
+// applyNetworkPolicy keeps the pods' NetworkPolicy while spec.networkPolicy is set; its peer
+// ports follow the Accounts.
+func (r *ConnectorReconciler) applyNetworkPolicy(ctx context.Context, conn *ilpv1.Connector, accounts []ilpv1.Account) error {
+	np := &networkingv1.NetworkPolicy{ObjectMeta: r.meta(conn, conn.Name)}
+	if conn.Spec.NetworkPolicy == nil {
+		return deleteIfOwned(ctx, r.Client, conn, np)
+	}
+	_, err := upsert(ctx, r.Client, conn, np, func() error {
+		connectorNetworkPolicy(conn, accounts, np)
 		return nil
 	})
 	return err

@@ -7,6 +7,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -41,8 +42,9 @@ const (
 // it. It owns, all named after the Connector: a ServiceAccount, Role and RoleBinding (<name>-connector)
 // scoped to what the pods may read; a Deployment, or a StatefulSet with a volume for the file
 // store (<name>); the peer Service (<name>, BTP and ILP-over-HTTP) and the admin Service
-// (<name>-admin, settlement and admin/metrics); a PodDisruptionBudget when replicas > 1; and a
-// ServiceMonitor when the prometheus-operator CRD is installed. Everything that can be
+// (<name>-admin, settlement and admin/metrics); a PodDisruptionBudget when replicas > 1; a
+// NetworkPolicy when spec.networkPolicy is set; and a ServiceMonitor when the
+// prometheus-operator CRD is installed. Everything that can be
 // hot-reloaded reaches the pods through their Kubernetes config source, so only image,
 // resources, store, scheduling and listener changes roll them (see restartInputs).
 type ConnectorReconciler struct {
@@ -61,6 +63,7 @@ type ConnectorReconciler struct {
 // +kubebuilder:rbac:groups="",resources=services;serviceaccounts,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get
@@ -259,6 +262,7 @@ func (r *ConnectorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&rbacv1.Role{}).
 		Owns(&rbacv1.RoleBinding{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
+		Owns(&networkingv1.NetworkPolicy{}).
 		Watches(&ilpv1.Account{}, handler.EnqueueRequestsFromMapFunc(connectorOf)).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(connectorsOfSecret(c)), builder.OnlyMetadata).
 		Watches(serviceMonitorCRDMeta(), handler.EnqueueRequestsFromMapFunc(allConnectors(c))). // only that CRD is cached

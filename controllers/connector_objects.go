@@ -7,6 +7,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -265,6 +266,38 @@ func connectorPDB(c *ilpv1.Connector, pdb *policyv1.PodDisruptionBudget) {
 		pdb.Spec.MinAvailable, pdb.Spec.MaxUnavailable = s.MinAvailable, s.MaxUnavailable
 	}
 	pdb.Spec.UnhealthyPodEvictionPolicy = ptr.To(policyv1.AlwaysAllow)
+}
+
+// connectorNetworkPolicy admits peers to the peer ports from anywhere, the namespace's
+// settlement engines to the settlement port, and spec.networkPolicy.adminFrom to the admin
+// port; nothing else reaches the pods.
+func connectorNetworkPolicy(c *ilpv1.Connector, accounts []ilpv1.Account, np *networkingv1.NetworkPolicy) {
+	np.Labels = mergeLabels(np.Labels, connectorLabels(c))
+	np.Spec.PodSelector = metav1.LabelSelector{MatchLabels: selectorLabels(c)}
+	np.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}
+	np.Spec.Ingress = nil
+	var peer []networkingv1.NetworkPolicyPort
+	for _, sp := range peerServicePorts(c, accounts) {
+		peer = append(peer, policyPort(sp.TargetPort))
+	}
+	if len(peer) > 0 {
+		np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{Ports: peer})
+	}
+	engines := []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{labelComponent: "settlement-engine"}}}}
+	for _, p := range connectorPorts(c) {
+		from := c.Spec.NetworkPolicy.AdminFrom
+		switch {
+		case p.Name == "settlement":
+			from = engines
+		case p.Name != "admin" || len(from) == 0:
+			continue // http is a peer port; an admin port nobody may reach needs no rule
+		}
+		np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{From: from, Ports: []networkingv1.NetworkPolicyPort{policyPort(intstr.FromInt32(p.ContainerPort))}})
+	}
+}
+
+func policyPort(port intstr.IntOrString) networkingv1.NetworkPolicyPort {
+	return networkingv1.NetworkPolicyPort{Protocol: ptr.To(corev1.ProtocolTCP), Port: &port}
 }
 
 func metaLabels(labels, annotations map[string]string) metav1.ObjectMeta {

@@ -9,12 +9,14 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -490,4 +492,57 @@ func TestConnectorEnvMemoryLimit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNetworkPolicy: spec.networkPolicy gives the pods a policy — peer ports open, the
+// settlement port for the namespace's engines, the admin port for adminFrom — that follows the
+// Accounts' ports, and is removed when the field is unset.
+func TestNetworkPolicy(t *testing.T) {
+	ns := namespace(t)
+	conn := sampleConnector(ns)
+	monitoring := networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "monitoring"}}}
+	conn.Spec.NetworkPolicy = &ilpv1.NetworkPolicySpec{AdminFrom: []networkingv1.NetworkPolicyPeer{monitoring}}
+	conn.Spec.Listeners = &ilpv1.ListenersSpec{Settlement: &ilpv1.ListenerSpec{Port: 7771}}
+	mustCreate(t, secret(ns, "bob", map[string]string{"secret": "b"}), conn, sampleAccount(ns, "bob", "alice"))
+	rules := func() string {
+		var np networkingv1.NetworkPolicy
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "alice"}, &np); err != nil {
+			return err.Error()
+		}
+		var out []string
+		for _, r := range np.Spec.Ingress {
+			var ports, from []string
+			for _, p := range r.Ports {
+				ports = append(ports, p.Port.String())
+			}
+			for _, f := range r.From {
+				switch {
+				case f.PodSelector != nil:
+					from = append(from, "pods "+labels.Set(f.PodSelector.MatchLabels).String())
+				case f.NamespaceSelector != nil:
+					from = append(from, "namespaces "+labels.Set(f.NamespaceSelector.MatchLabels).String())
+				}
+			}
+			out = append(out, strings.Join(ports, ",")+" from "+strings.Join(from, ";"))
+		}
+		return strings.Join(out, " | ")
+	}
+	want := func(w string) {
+		t.Helper()
+		eventually(t, func() error { return checkf(rules() == w, "rules "+rules()+", want "+w) })
+	}
+	want("7768 from  | 7780 from namespaces kubernetes.io/metadata.name=monitoring | 7771 from pods app.kubernetes.io/component=settlement-engine")
+	np := get(t, ns, "alice", &networkingv1.NetworkPolicy{})
+	assertOwned(t, np, "Connector", "alice")
+	if sel := labels.Set(np.Spec.PodSelector.MatchLabels).String(); sel != "app.kubernetes.io/component=connector,ilp.ilpfleet.dev/connector=alice" {
+		t.Errorf("podSelector %s", sel)
+	}
+
+	kid := sampleAccount(ns, "kids", "alice")
+	kid.Spec.Relation, kid.Spec.Link = ilpv1.RelationChild, ilpv1.AccountLink{BTPChildServer: &ilpv1.BTPChildServerLink{Port: 7790}}
+	mustCreate(t, kid)
+	want("7768,7790 from  | 7780 from namespaces kubernetes.io/metadata.name=monitoring | 7771 from pods app.kubernetes.io/component=settlement-engine")
+
+	update(t, conn, func(c *ilpv1.Connector) { c.Spec.NetworkPolicy = nil })
+	want(`networkpolicies.networking.k8s.io "alice" not found`)
 }

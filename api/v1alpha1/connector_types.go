@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -111,6 +112,14 @@ type ConnectorSpec struct {
 	// maxUnavailable 1). No budget exists for a single replica, so that node drains never block.
 	// +optional
 	PodDisruptionBudget *PodDisruptionBudgetSpec `json:"podDisruptionBudget,omitempty"`
+
+	// NetworkPolicy, when set, has the operator write a NetworkPolicy <name> for the pods: the
+	// peer ports (BTP, ILP-over-HTTP) stay open to every source, the settlement port admits only
+	// the namespace's settlement engines, and the admin port (admin API, /metrics) only
+	// adminFrom. Both of those APIs change balances and have no authentication. Unset: no
+	// policy of the operator's. Enforced only by a network plugin that implements policies.
+	// +optional
+	NetworkPolicy *NetworkPolicySpec `json:"networkPolicy,omitempty"`
 }
 
 // StoreType names a connector store.
@@ -235,6 +244,15 @@ type ServiceSpec struct {
 	// Annotations added to the Service, e.g. for a cloud load balancer.
 	// +optional
 	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// NetworkPolicySpec says who, besides peers and settlement engines, may reach the pods.
+type NetworkPolicySpec struct {
+	// AdminFrom may reach the admin port: the admin API (it changes balances) and /metrics —
+	// for example Prometheus's namespace. Empty: no pod (the kubelet's probes are not filtered
+	// by NetworkPolicies on common network plugins).
+	// +optional
+	AdminFrom []networkingv1.NetworkPolicyPeer `json:"adminFrom,omitempty"`
 }
 
 // PodDisruptionBudgetSpec bounds voluntary disruptions; set at most one of the two fields.
