@@ -56,7 +56,6 @@ func (r *ConnectorReconciler) applyOwned(ctx context.Context, conn *ilpv1.Connec
 		func() error { return r.applyRBAC(ctx, conn, secrets) },
 		func() error { return r.applyServices(ctx, conn, accounts) },
 		func() error { return r.applyPDB(ctx, conn) },
-		func() error { return r.applyNetworkPolicy(ctx, conn, accounts) },
 		func() error { return r.applyServiceMonitor(ctx, conn) },
 	}
 	for _, step := range steps {
@@ -64,7 +63,13 @@ func (r *ConnectorReconciler) applyOwned(ctx context.Context, conn *ilpv1.Connec
 			return nil, err
 		}
 	}
-	return r.applyWorkload(ctx, conn)
+	wl, err := r.applyWorkload(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	// After the workload: a policy the API server refuses (a bad adminFrom) is reported, but
+	// does not hold up the pods' changes.
+	return wl, r.applyNetworkPolicy(ctx, conn, accounts)
 }
 
 // upsert creates or updates obj as a controlled child of owner. It refuses to adopt an object

@@ -268,9 +268,9 @@ func connectorPDB(c *ilpv1.Connector, pdb *policyv1.PodDisruptionBudget) {
 	pdb.Spec.UnhealthyPodEvictionPolicy = ptr.To(policyv1.AlwaysAllow)
 }
 
-// connectorNetworkPolicy admits peers to the peer ports from anywhere, the namespace's
-// settlement engines to the settlement port, and spec.networkPolicy.adminFrom to the admin
-// port; nothing else reaches the pods.
+// connectorNetworkPolicy admits peers to the peer ports from anywhere, the settlement engines
+// that the Connector's Accounts name to the settlement port, and spec.networkPolicy.adminFrom
+// to the admin port; nothing else reaches the pods.
 func connectorNetworkPolicy(c *ilpv1.Connector, accounts []ilpv1.Account, np *networkingv1.NetworkPolicy) {
 	np.Labels = mergeLabels(np.Labels, connectorLabels(c))
 	np.Spec.PodSelector = metav1.LabelSelector{MatchLabels: selectorLabels(c)}
@@ -283,17 +283,30 @@ func connectorNetworkPolicy(c *ilpv1.Connector, accounts []ilpv1.Account, np *ne
 	if len(peer) > 0 {
 		np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{Ports: peer})
 	}
-	engines := []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{labelComponent: "settlement-engine"}}}}
+	engines := engineNames(accounts)
 	for _, p := range connectorPorts(c) {
 		from := c.Spec.NetworkPolicy.AdminFrom
 		switch {
-		case p.Name == "settlement":
-			from = engines
+		case p.Name == "settlement" && len(engines) > 0:
+			from = []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+				{Key: ilpv1.LabelSettlementEngine, Operator: metav1.LabelSelectorOpIn, Values: engines}}}}}
 		case p.Name != "admin" || len(from) == 0:
-			continue // http is a peer port; an admin port nobody may reach needs no rule
+			continue // http is a peer port; a port nobody may reach needs no rule
 		}
 		np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{From: from, Ports: []networkingv1.NetworkPolicyPort{policyPort(intstr.FromInt32(p.ContainerPort))}})
 	}
+}
+
+// engineNames are the SettlementEngines the Accounts name, sorted, once each.
+func engineNames(accounts []ilpv1.Account) []string {
+	var names []string
+	for i := range accounts {
+		if n := accounts[i].Spec.SettlementEngineRef; n != "" {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 func policyPort(port intstr.IntOrString) networkingv1.NetworkPolicyPort {

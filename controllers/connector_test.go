@@ -495,8 +495,8 @@ func TestConnectorEnvMemoryLimit(t *testing.T) {
 }
 
 // TestNetworkPolicy: spec.networkPolicy gives the pods a policy — peer ports open, the
-// settlement port for the namespace's engines, the admin port for adminFrom — that follows the
-// Accounts' ports, and is removed when the field is unset.
+// settlement port for the engines the Accounts name, the admin port for adminFrom — that
+// follows the Accounts, and is removed when the field is unset.
 func TestNetworkPolicy(t *testing.T) {
 	ns := namespace(t)
 	conn := sampleConnector(ns)
@@ -518,9 +518,9 @@ func TestNetworkPolicy(t *testing.T) {
 			for _, f := range r.From {
 				switch {
 				case f.PodSelector != nil:
-					from = append(from, "pods "+labels.Set(f.PodSelector.MatchLabels).String())
+					from = append(from, "pods "+metav1.FormatLabelSelector(f.PodSelector))
 				case f.NamespaceSelector != nil:
-					from = append(from, "namespaces "+labels.Set(f.NamespaceSelector.MatchLabels).String())
+					from = append(from, "namespaces "+metav1.FormatLabelSelector(f.NamespaceSelector))
 				}
 			}
 			out = append(out, strings.Join(ports, ",")+" from "+strings.Join(from, ";"))
@@ -531,7 +531,7 @@ func TestNetworkPolicy(t *testing.T) {
 		t.Helper()
 		eventually(t, func() error { return checkf(rules() == w, "rules "+rules()+", want "+w) })
 	}
-	want("7768 from  | 7780 from namespaces kubernetes.io/metadata.name=monitoring | 7771 from pods app.kubernetes.io/component=settlement-engine")
+	want("7768 from  | 7780 from namespaces kubernetes.io/metadata.name=monitoring") // no engine named: the settlement port stays shut
 	np := get(t, ns, "alice", &networkingv1.NetworkPolicy{})
 	assertOwned(t, np, "Connector", "alice")
 	if sel := labels.Set(np.Spec.PodSelector.MatchLabels).String(); sel != "app.kubernetes.io/component=connector,ilp.ilpfleet.dev/connector=alice" {
@@ -540,8 +540,9 @@ func TestNetworkPolicy(t *testing.T) {
 
 	kid := sampleAccount(ns, "kids", "alice")
 	kid.Spec.Relation, kid.Spec.Link = ilpv1.RelationChild, ilpv1.AccountLink{BTPChildServer: &ilpv1.BTPChildServerLink{Port: 7790}}
+	kid.Spec.SettlementEngineRef = "xrp"
 	mustCreate(t, kid)
-	want("7768,7790 from  | 7780 from namespaces kubernetes.io/metadata.name=monitoring | 7771 from pods app.kubernetes.io/component=settlement-engine")
+	want("7768,7790 from  | 7780 from namespaces kubernetes.io/metadata.name=monitoring | 7771 from pods ilp.ilpfleet.dev/settlement-engine in (xrp)")
 
 	update(t, conn, func(c *ilpv1.Connector) { c.Spec.NetworkPolicy = nil })
 	want(`networkpolicies.networking.k8s.io "alice" not found`)

@@ -94,9 +94,11 @@ type AccountSpec struct {
 	// +optional
 	SettlementEngineRef string `json:"settlementEngineRef,omitempty"`
 
-	// SettleEvery settles, at this interval, whatever the connector owes the peer beyond
-	// balance.settleTo, even below the threshold (interledger-rs's settle_every); unset:
-	// settle at the threshold only. At least 1s.
+	// SettleEvery settles, when the connector starts and then at this interval, whatever the
+	// balance is below balance.settleTo, even when it has not fallen below the threshold
+	// (interledger-rs's settle_every); unset: at the threshold only. That includes what the
+	// peer prepaid: keep settleTo at or below minus the most it may prepay. Each replica keeps
+	// its own interval. At least 1s.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +optional

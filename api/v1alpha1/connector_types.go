@@ -115,7 +115,7 @@ type ConnectorSpec struct {
 
 	// NetworkPolicy, when set, has the operator write a NetworkPolicy <name> for the pods: the
 	// peer ports (BTP, ILP-over-HTTP) stay open to every source, the settlement port admits only
-	// the namespace's settlement engines, and the admin port (admin API, /metrics) only
+	// the SettlementEngines its Accounts name, and the admin port (admin API, /metrics) only
 	// adminFrom. Both of those APIs change balances and have no authentication. Unset: no
 	// policy of the operator's. Enforced only by a network plugin that implements policies.
 	// +optional

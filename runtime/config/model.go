@@ -86,8 +86,9 @@ type Account struct {
 // SettlementEngine is the settlement engine of an account.
 type SettlementEngine struct {
 	URL string `json:"url"` // base URL of the engine's RFC 38 API, http:// or https://
-	// SettleEvery settles, at this interval, whatever is owed to the peer beyond
-	// balance.settleTo, even above the threshold; 0: at the threshold only.
+	// SettleEvery settles, at start and then at this interval, whatever the balance is below
+	// balance.settleTo, even when it has not fallen below the threshold; 0: at the threshold
+	// only.
 	SettleEvery time.Duration `json:"settleEvery,omitempty"`
 }
 

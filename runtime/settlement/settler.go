@@ -243,6 +243,11 @@ func (s *Settler) settleLoop(a *acct, log *slog.Logger) {
 		t := time.NewTicker(a.cfg.Every)
 		defer t.Stop()
 		tick = t.C
+		// Also now: the ticker starts over with every worker (a pod start, a config change),
+		// and a daily settlement must not wait for a day without rollouts.
+		if err := s.settleDue(a, log, &a.cfg.SettleTo); err != nil {
+			log.Error("cannot record a periodic settlement; trying at the next one", "error", err)
+		}
 	}
 	for failures := 0; !s.stopped(a); {
 		// Also at start: the balance may be below the threshold already.

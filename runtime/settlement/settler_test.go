@@ -595,8 +595,8 @@ func TestReplicasShareOneRedis(t *testing.T) {
 	}
 }
 
-// TestSettleEvery: with an interval, whatever is owed beyond settleTo is settled even above
-// the threshold (or with none), without a balance change to trigger it.
+// TestSettleEvery: with an interval, whatever the balance is below settleTo is settled at
+// start and at each tick, with no threshold and no balance change to trigger it.
 func TestSettleEvery(t *testing.T) {
 	ctx := context.Background()
 	eng := newTestEngine(t, nil)
@@ -613,5 +613,12 @@ func TestSettleEvery(t *testing.T) {
 	waitRecorded(t, st, 0)
 	if got := balance(t, st, "bob"); got != -10 {
 		t.Fatalf("balance %d, want settleTo -10", got)
+	}
+	// Later, with no balance change reported (no kick): the next tick settles it.
+	if _, err := st.AddWithin(ctx, "bob", -20, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if c := eng.next(t); c.Body != `{"amount":"20","scale":2}` {
+		t.Fatalf("settlement %+v, want the 20 owed since", c)
 	}
 }
