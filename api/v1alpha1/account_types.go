@@ -97,8 +97,8 @@ type AccountSpec struct {
 	// SettleEvery settles, when the connector starts and then at this interval, whatever the
 	// balance is below balance.settleTo, even when it has not fallen below the threshold
 	// (interledger-rs's settle_every); unset: at the threshold only. That includes what the
-	// peer prepaid: keep settleTo at or below minus the most it may prepay. Each replica keeps
-	// its own interval. At least 1s.
+	// peer prepaid: keep settleTo at or below minus the most it may prepay. Once per interval
+	// (the clock divided by it), across replicas and restarts. At least 1s.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +optional

@@ -226,7 +226,8 @@ func (s *Settler) HandlePeer(ctx context.Context, account string, p *ilp.Prepare
 	return nil, ilp.Rejectf(ilp.CodeInternalError, PeerSettle, "the settlement engine is unavailable; retry later")
 }
 
-// pruneLoop forgets incoming settlements' idempotency keys after creditRetention.
+// pruneLoop forgets incoming settlements' idempotency keys, and the slots of periodic
+// settlements, after creditRetention.
 func (s *Settler) pruneLoop() {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
@@ -241,10 +242,14 @@ func (s *Settler) pruneLoop() {
 }
 
 func (s *Settler) prune() {
-	keys, err := s.o.Store.Keys(s.ctx, inPrefix)
-	if err != nil {
-		s.log.Warn("cannot list incoming settlements' idempotency keys", "error", err)
-		return
+	var keys []string
+	for _, prefix := range []string{inPrefix, everyPrefix} {
+		ks, err := s.o.Store.Keys(s.ctx, prefix)
+		if err != nil {
+			s.log.Warn("cannot list the settlement records to prune", "prefix", prefix, "error", err)
+			return
+		}
+		keys = append(keys, ks...)
 	}
 	cut := s.o.Now().Add(-creditRetention).Unix()
 	for _, k := range keys {

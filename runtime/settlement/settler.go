@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	mrand "math/rand/v2"
@@ -245,9 +246,7 @@ func (s *Settler) settleLoop(a *acct, log *slog.Logger) {
 		tick = t.C
 		// Also now: the ticker starts over with every worker (a pod start, a config change),
 		// and a daily settlement must not wait for a day without rollouts.
-		if err := s.settleDue(a, log, &a.cfg.SettleTo); err != nil {
-			log.Error("cannot record a periodic settlement; trying at the next one", "error", err)
-		}
+		s.settlePeriodic(a, log)
 	}
 	for failures := 0; !s.stopped(a); {
 		// Also at start: the balance may be below the threshold already.
@@ -265,13 +264,27 @@ func (s *Settler) settleLoop(a *acct, log *slog.Logger) {
 		select {
 		case <-a.kick:
 		case <-tick:
-			// Whatever is owed beyond settleTo, however little; a failure waits for the next tick.
-			if err := s.settleDue(a, log, &a.cfg.SettleTo); err != nil {
-				log.Error("cannot record a periodic settlement; trying at the next one", "error", err)
-			}
+			s.settlePeriodic(a, log)
 		case <-a.stop:
 		case <-s.ctx.Done():
 		}
+	}
+}
+
+// settlePeriodic settles whatever the balance is below settleTo, however little, once per
+// interval slot (the time divided by the interval) whichever replica or worker gets there
+// first: replicas sharing a store, and workers restarted within a slot, do not settle again.
+// A failure waits for the next tick.
+func (s *Settler) settlePeriodic(a *acct, log *slog.Logger) {
+	now := s.o.Now()
+	slot := everyPrefix + strconv.FormatInt(now.UnixNano()/int64(a.cfg.Every), 10) + "/" + a.cfg.ID
+	at, _ := json.Marshal(creditRecord{At: now.Unix()}) // pruned with the credits' records
+	first, err := s.o.Store.CreditOnce(s.ctx, a.cfg.ID, 0, slot, at)
+	if err == nil && first {
+		err = s.settleDue(a, log, &a.cfg.SettleTo)
+	}
+	if err != nil {
+		log.Error("cannot record a periodic settlement; trying at the next one", "error", err)
 	}
 }
 
@@ -433,6 +446,7 @@ const (
 	outPrefix      = "settlement/out/"      // outPrefix + key + "/" + hex(engine URL) + "/" + account → amount (decimal)
 	inPrefix       = "settlement/in/"       // inPrefix + the engine's Idempotency-Key → creditRecord (JSON)
 	leftoverPrefix = "settlement/leftover/" // leftoverPrefix + account → standard units (decimal)
+	everyPrefix    = "settlement/every/"    // everyPrefix + interval slot + "/" + account → {"at": unix}
 )
 
 func outKey(key, engineURL, account string) string {

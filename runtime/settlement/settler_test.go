@@ -622,3 +622,56 @@ func TestSettleEvery(t *testing.T) {
 		t.Fatalf("settlement %+v, want the 20 owed since", c)
 	}
 }
+
+// TestSettleEveryOncePerSlot: replicas sharing a store, or a worker restarted, within one
+// interval settle once between them.
+func TestSettleEveryOncePerSlot(t *testing.T) {
+	ctx := context.Background()
+	eng := newTestEngine(t, nil)
+	st := store.NewMemory()
+	if _, err := st.AddWithin(ctx, "bob", -40, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	now := func() time.Time { return time.Date(2026, 12, 6, 10, 30, 0, 0, time.UTC) } // mid-slot
+	acct := Account{ID: "bob", EngineURL: eng.URL, Every: time.Hour}
+	start := func() *Settler {
+		s := New(Options{Store: st, Retry: fastRetry, Now: now})
+		if err := s.Update([]Account{acct}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		s.Start(ctx)
+		return s
+	}
+	first := start()
+	waitFor(t, "the first replica's settlement", func() bool { return balance(t, st, "bob") == 0 })
+	if _, err := st.AddWithin(ctx, "bob", -25, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	start()       // a second replica, same slot
+	first.Close() // and the first one's worker gone and back
+	start()
+	waitFor(t, "both new workers set the account up", func() bool {
+		eng.mu.Lock()
+		defer eng.mu.Unlock()
+		n := 0
+		for _, c := range eng.calls {
+			if c.Path == "/accounts" {
+				n++
+			}
+		}
+		return n == 3
+	})
+	time.Sleep(20 * time.Millisecond) // their start-up settlement, had the slot been free
+	eng.mu.Lock()
+	defer eng.mu.Unlock()
+	var settlements []string
+	for _, c := range eng.calls {
+		if strings.HasSuffix(c.Path, "/settlements") {
+			settlements = append(settlements, c.Body)
+		}
+	}
+	if len(settlements) != 1 || balance(t, st, "bob") != -25 {
+		t.Fatalf("settlements %v, balance %d; want one of 40 and the 25 owed since left for the next slot", settlements, balance(t, st, "bob"))
+	}
+}
