@@ -17,7 +17,13 @@ import (
 
 func openRedis(t *testing.T, url, instance string) *Redis {
 	t.Helper()
-	r, err := OpenRedis(context.Background(), RedisOptions{URL: url, Instance: instance, Prefix: "t:" + t.Name() + ":"})
+	return openRedisPrefix(t, url, instance, "t:"+t.Name()+":")
+}
+
+// openRedisPrefix opens a store on a prefix of the test's choice, closed when it ends.
+func openRedisPrefix(t *testing.T, url, instance, prefix string) *Redis {
+	t.Helper()
+	r, err := OpenRedis(context.Background(), RedisOptions{URL: url, Instance: instance, Prefix: prefix})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,14 +171,7 @@ func TestRedisTwoClientsNeverOverspend(t *testing.T) {
 func TestRedisRecoveryStaysInItsPrefix(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	open := func(prefix string) *Redis {
-		r, err := OpenRedis(ctx, RedisOptions{URL: srv.URL(), Instance: "i", Prefix: prefix})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = r.Close() })
-		return r
-	}
+	open := func(prefix string) *Redis { return openRedisPrefix(t, srv.URL(), "i", prefix) }
 	other := open("fx:")
 	inflight := other.BeginPacket(ctx) // the other fleet's packet in flight, same instance name
 	mustAdd(inflight, other, "alice", 7)
@@ -324,14 +323,7 @@ func TestRedisSettlements(t *testing.T) {
 func TestRedisKeysPrefixIsNotAGlob(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	open := func(prefix string) *Redis {
-		r, err := OpenRedis(ctx, RedisOptions{URL: srv.URL(), Instance: "i", Prefix: prefix})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = r.Close() })
-		return r
-	}
+	open := func(prefix string) *Redis { return openRedisPrefix(t, srv.URL(), "i", prefix) }
 	glob, plain := open("g[xy]*:"), open("gx:")
 	for _, kv := range []struct {
 		r   *Redis
