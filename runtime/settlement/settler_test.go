@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+	"github.com/ilpfleet/ilpfleet/runtime/settlement/settlementtest"
 	"github.com/ilpfleet/ilpfleet/runtime/store"
 	"github.com/ilpfleet/ilpfleet/runtime/store/redistest"
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,13 +41,7 @@ type testEngine struct {
 func newTestEngine(t *testing.T, answer func(engineCall, int) int) *testEngine {
 	t.Helper()
 	e := &testEngine{answer: answer, got: make(chan engineCall, 100)}
-	e.Server = httptest.NewUnstartedServer(http.HandlerFunc(e.serve))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.Listener = ln
-	e.Start()
+	e.Server = httptest.NewServer(http.HandlerFunc(e.serve)) // on 127.0.0.1
 	t.Cleanup(e.Close)
 	return e
 }
@@ -136,16 +130,10 @@ func metricValue(t *testing.T, c prometheus.Metric) float64 {
 	return m.Gauge.GetValue()
 }
 
-// waitFor polls cond (bounded).
+// waitFor polls cond for up to 5 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for range 1000 {
-		if cond() {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("%s: not as expected after 5 s", what)
+	settlementtest.Eventually(t, what, 1000, cond)
 }
 
 // waitRecorded waits until the store holds n outgoing settlement records (bounded).
@@ -362,24 +350,13 @@ func TestPeerMessageSetsTheAccountUp(t *testing.T) {
 }
 
 func TestCredit(t *testing.T) {
-	ctx := context.Background()
 	st := store.NewMemory()
 	s := newTestSettler(t, st, nil, Account{ID: "bob", EngineURL: "http://127.0.0.1:1", AssetScale: 2},
 		Account{ID: "dave", EngineURL: "http://127.0.0.1:1", AssetScale: 2})
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 	post := func(account, key, body string) (int, string) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/accounts/"+account+"/settlements", strings.NewReader(body))
-		if key != "" {
-			req.Header.Set("Idempotency-Key", key)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, strings.TrimSpace(string(b))
+		return settlementtest.Do(t, http.MethodPost, srv.URL+"/accounts/"+account+"/settlements", key, body)
 	}
 	for _, tc := range []struct {
 		name, account, key, body string
@@ -581,14 +558,11 @@ func TestReplicasShareOneRedis(t *testing.T) {
 	acct := Account{ID: "bob", EngineURL: eng.URL, AssetScale: 2}
 	for _, st := range stores { // the engine's credit, retried through the other replica
 		srv := httptest.NewServer(newTestSettler(t, st, nil, acct).Handler())
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/accounts/bob/settlements", strings.NewReader(`{"amount":"70","scale":2}`))
-		req.Header.Set("Idempotency-Key", "credit-1")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil || resp.StatusCode != http.StatusCreated {
-			t.Fatalf("credit: %v %v", resp, err)
-		}
-		resp.Body.Close()
+		status, body := settlementtest.Do(t, http.MethodPost, srv.URL+"/accounts/bob/settlements", "credit-1", `{"amount":"70","scale":2}`)
 		srv.Close()
+		if status != http.StatusCreated {
+			t.Fatalf("credit: %d %s", status, body)
+		}
 	}
 	if got := balance(t, stores[0], "bob"); got != -70 {
 		t.Fatalf("balance %d, want -70: raised to 0 once, then the credit counted once", got)

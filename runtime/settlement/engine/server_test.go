@@ -14,6 +14,7 @@ import (
 
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine"
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine/mock"
+	"github.com/ilpfleet/ilpfleet/runtime/settlement/settlementtest"
 	"github.com/shopspring/decimal"
 )
 
@@ -36,32 +37,13 @@ func start(t *testing.T, connect engine.Connect, store engine.Store, connectorUR
 // do sends a request to the engine and returns the status and body.
 func do(t *testing.T, s *engine.Server, method, path, key, body string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, "http://"+s.Addr()+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if key != "" {
-		req.Header.Set("Idempotency-Key", key)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return settlementtest.Do(t, method, "http://"+s.Addr()+path, key, body)
 }
 
-// eventually polls cond, at most 3000 times 10 ms apart.
+// eventually polls cond for up to 30 s.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for range 3000 {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("never: %s", what)
+	settlementtest.Eventually(t, what, 6000, cond)
 }
 
 // recorder is a test engine that records its calls and settles everything.
