@@ -1,7 +1,7 @@
 'use strict'
-// Shared helpers of the interop peers (stream-sender.js, stream-receiver.js): output as JSON
-// lines, bounded waits, flag parsing, packet recording, and the Node >= 18 workaround for
-// ilp-protocol-stream 2.7.1.
+// Shared helpers of the interop peers (stream-sender.js, stream-receiver.js,
+// settlement-engine.js): output as JSON lines, bounded waits, flag parsing, when to stop,
+// packet recording, and the Node >= 18 workaround for ilp-protocol-stream 2.7.1.
 
 const { Readable } = require('stream')
 const IlpPacket = require('ilp-packet')
@@ -94,4 +94,15 @@ function recordPackets (sendData, onResult) {
 const FULFILL = IlpPacket.Type.TYPE_ILP_FULFILL
 const REJECT = IlpPacket.Type.TYPE_ILP_REJECT
 
-module.exports = { out, die, withTimeout, parseFlags, positiveInt, applyStreamWorkaround, recordPackets, FULFILL, REJECT, IlpPacket }
+// stopOn calls stop(why) on SIGTERM or SIGINT, when stdin closes if --watch-stdin is "true",
+// and once --max-lifetime-ms have passed, so that a peer never outlives its test for long.
+function stopOn (flags, stop) {
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
+  if (flags['watch-stdin'] === 'true') {
+    process.stdin.on('end', () => stop('stdin closed')).resume()
+  }
+  setTimeout(() => stop('max lifetime reached'), positiveInt(flags, 'max-lifetime-ms'))
+}
+
+module.exports = { out, die, withTimeout, parseFlags, positiveInt, stopOn, applyStreamWorkaround, recordPackets, FULFILL, REJECT, IlpPacket }

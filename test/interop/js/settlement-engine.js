@@ -23,7 +23,7 @@
 const crypto = require('crypto')
 const http = require('http')
 const { startServer, createMemoryStore } = require('ilp-settlement-core')
-const { out, die, withTimeout, parseFlags, positiveInt } = require('./lib')
+const { out, die, withTimeout, parseFlags, positiveInt, stopOn } = require('./lib')
 
 // settlement-core's own bignumber.js (9.x, nested under it; the top-level one is another
 // major version): the amounts it passes and takes back must be of its class.
@@ -110,12 +110,7 @@ async function main () {
     await withTimeout(engine.shutdown(), 1000, 'shutdown').catch(() => {})
     process.exit(0)
   }
-  process.on('SIGTERM', () => stop('SIGTERM'))
-  process.on('SIGINT', () => stop('SIGINT'))
-  if (flags['watch-stdin'] === 'true') {
-    process.stdin.on('end', () => stop('stdin closed')).resume()
-  }
-  setTimeout(() => stop('max lifetime reached'), positiveInt(flags, 'max-lifetime-ms'))
+  stopOn(flags, stop)
 }
 
 main().catch((err) => die(err.stack || err.message))

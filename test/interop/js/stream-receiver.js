@@ -15,7 +15,7 @@
 const crypto = require('crypto')
 const BtpPlugin = require('ilp-plugin-btp')
 const ILDCP = require('ilp-protocol-ildcp')
-const { out, die, withTimeout, parseFlags, positiveInt, applyStreamWorkaround, FULFILL } = require('./lib')
+const { out, die, withTimeout, parseFlags, positiveInt, stopOn, applyStreamWorkaround, FULFILL } = require('./lib')
 
 applyStreamWorkaround()
 const { createServer } = require('ilp-protocol-stream')
@@ -70,12 +70,7 @@ async function main () {
     process.stderr.write(`stream-receiver: stopping (${why})\n`)
     process.exit(0)
   }
-  process.on('SIGTERM', () => stop('SIGTERM'))
-  process.on('SIGINT', () => stop('SIGINT'))
-  if (flags['watch-stdin'] === 'true') {
-    process.stdin.on('end', () => stop('stdin closed')).resume()
-  }
-  setTimeout(() => stop('max lifetime reached'), positiveInt(flags, 'max-lifetime-ms'))
+  stopOn(flags, stop)
   await new Promise(() => {}) // serve until stopped
 }
 
