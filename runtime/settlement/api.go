@@ -27,8 +27,7 @@ const (
 	// asks for at least 24 hours, and an engine retries a credit for as long as it must.
 	creditRetention = 7 * 24 * time.Hour
 	maxQuantityBody = 4 << 10
-	maxKeyLen       = 256   // an Idempotency-Key is stored: keep it small
-	maxMessage      = 32767 // an ILP Prepare's data
+	maxKeyLen       = 256 // an Idempotency-Key is stored: keep it small
 )
 
 // Handler serves the API the settlement engines call: POST /accounts/{id}/settlements (credit
@@ -162,13 +161,13 @@ func (s *Settler) serveMessage(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusNotFound, "account %q has no settlement engine on this connector", id)
 		return
 	}
-	msg, err := io.ReadAll(io.LimitReader(r.Body, maxMessage+1))
+	msg, err := io.ReadAll(io.LimitReader(r.Body, ilp.MaxDataSize+1))
 	if err != nil {
 		problem(w, http.StatusBadRequest, "reading the message: %v", err)
 		return
 	}
-	if len(msg) > maxMessage {
-		problem(w, http.StatusRequestEntityTooLarge, "a message holds at most %d bytes (an ILP Prepare's data)", maxMessage)
+	if len(msg) > ilp.MaxDataSize {
+		problem(w, http.StatusRequestEntityTooLarge, "a message holds at most %d bytes (an ILP Prepare's data)", ilp.MaxDataSize)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), MessageTimeout)

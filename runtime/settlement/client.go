@@ -10,11 +10,9 @@ import (
 	"net/url"
 	"strings"
 	"time"
-)
 
-// maxEngineReply bounds what the connector reads of an engine's answer: a message reply goes
-// into an ILP Fulfill, whose data holds at most 32767 bytes.
-const maxEngineReply = 32767
+	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+)
 
 // RequestTimeout bounds one request to an engine; a settlement that times out is retried with
 // the same idempotency key.
@@ -109,15 +107,16 @@ func (c *Client) do(ctx context.Context, op, method, path, ctype, key string, bo
 		return nil, fmt.Errorf("settlement engine: %s: %w", op, err)
 	}
 	defer resp.Body.Close()
-	reply, err := io.ReadAll(io.LimitReader(resp.Body, maxEngineReply+1))
+	// A message reply goes into an ILP Fulfill, whose data holds at most ilp.MaxDataSize bytes.
+	reply, err := io.ReadAll(io.LimitReader(resp.Body, ilp.MaxDataSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("settlement engine: %s: reading the answer: %w", op, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, &StatusError{Op: op, Status: resp.StatusCode, Body: snippet(reply)}
 	}
-	if len(reply) > maxEngineReply {
-		return nil, fmt.Errorf("settlement engine: %s: answer longer than %d bytes", op, maxEngineReply)
+	if len(reply) > ilp.MaxDataSize {
+		return nil, fmt.Errorf("settlement engine: %s: answer longer than %d bytes", op, ilp.MaxDataSize)
 	}
 	return reply, nil
 }
