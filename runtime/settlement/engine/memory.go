@@ -2,7 +2,8 @@ package engine
 
 import (
 	"context"
-	"sort"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -70,12 +71,7 @@ func (m *Memory) HasAccount(_ context.Context, id string) (bool, error) {
 func (m *Memory) Accounts(context.Context) ([]string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	ids := make([]string, 0, len(m.accounts))
-	for id := range m.accounts {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids, nil
+	return slices.Sorted(maps.Keys(m.accounts)), nil
 }
 
 // QueueSettlement implements Store.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/shopspring/decimal"
@@ -65,13 +66,7 @@ func OpenRedis(ctx context.Context, url, prefix string) (*Redis, error) {
 // Close closes the connections.
 func (r *Redis) Close() error { return r.c.Close() }
 
-func (r *Redis) key(parts ...string) string {
-	k := r.prefix
-	for _, p := range parts {
-		k += p
-	}
-	return k
-}
+func (r *Redis) key(parts ...string) string { return r.prefix + strings.Join(parts, "") }
 
 // CreateAccount implements Store.
 func (r *Redis) CreateAccount(ctx context.Context, id string) (bool, error) {
