@@ -314,15 +314,28 @@ func (s *File) change(ctx context.Context, name string, f func(AccountBalance) (
 		a.mu.Unlock()
 		return nb, nil
 	}
+	bt, err := s.setDurable(a, name, nb, nil)
+	a.mu.Unlock()
+	if err != nil {
+		return old, err
+	}
+	return nb, s.fl.wait(bt)
+}
+
+// setDurable sets a's balance to nb and queues its durable part — without the open part of the
+// packets in flight, which their EndPacket writes — together with kv, in one batch, so one log
+// record holds them all. The caller holds a.mu, so that the last value queued for an account
+// is its newest.
+func (s *File) setDurable(a *fileAccount, name string, nb AccountBalance, kv map[string][]byte) (*batch, error) {
 	durable, ok := Sub(nb.Balance, a.open)
 	if !ok {
-		a.mu.Unlock()
-		return old, ErrOverflow
+		return nil, ErrOverflow
 	}
 	a.b = nb
-	bt := s.fl.putBalance(name, durable)
-	a.mu.Unlock()
-	return nb, s.fl.wait(bt)
+	return s.fl.enqueue(func(b *batch) {
+		b.balances[name] = durable
+		maps.Copy(b.kv, kv)
+	}), nil
 }
 
 // deferChange records a balance change in the packet's scope; the caller holds a.mu. It
@@ -355,7 +368,7 @@ func (s *File) EndPacket(ctx context.Context) error {
 		return nil
 	}
 	// One enqueue for all of the packet's accounts (one turn of the flusher's lock, not one per
-	// account), made with their locks held, as putBalance's are, so that the last value queued
+	// account), made with their locks held, as setDurable's are, so that the last value queued
 	// for an account is its newest. Locked in name order: no two packets wait for each other.
 	slices.SortFunc(ds, func(x, y scopeDelta) int { return strings.Compare(x.account, y.account) })
 	var room [4]*fileAccount
@@ -494,18 +507,13 @@ func (s *File) SettleDue(_ context.Context, account string, threshold, settleTo 
 		a.mu.Unlock()
 		return 0, err
 	}
-	// Packets in flight keep their open part: it is left out of what is written, as in change.
-	durable, ok := Sub(settleTo, a.open)
-	if !ok {
-		a.mu.Unlock()
-		return 0, ErrOverflow
-	}
-	a.b.Balance = settleTo
-	bt := s.fl.enqueue(func(b *batch) {
-		b.balances[account] = durable
-		b.kv[key] = settleValue(amount)
-	})
+	nb := a.b
+	nb.Balance = settleTo
+	bt, err := s.setDurable(a, account, nb, map[string][]byte{key: settleValue(amount)})
 	a.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
 	return amount, s.fl.wait(bt)
 }
 
@@ -545,15 +553,7 @@ func (s *File) credit(account string, delta int64, key string, value []byte, ent
 	if err != nil {
 		return nil, err
 	}
-	durable, ok := Sub(nb.Balance, a.open)
-	if !ok {
-		return nil, ErrOverflow
-	}
-	a.b = nb
-	return s.fl.enqueue(func(b *batch) {
-		b.balances[account] = durable
-		maps.Copy(b.kv, kv)
-	}), nil
+	return s.setDurable(a, account, nb, kv)
 }
 
 // Keys implements Settlements: bbolt's keys with the logged view on top of them. The logged
@@ -642,12 +642,6 @@ func newFlusher(db *bolt.DB, log *wal, opts fileOptions) *flusher {
 	go f.run()
 	go f.checkpointer()
 	return f
-}
-
-// putBalance queues the durable balance of an account. Callers hold the account's lock, so
-// that the last value queued for an account is its newest.
-func (f *flusher) putBalance(account string, v int64) *batch {
-	return f.enqueue(func(b *batch) { b.balances[account] = v })
 }
 
 func (f *flusher) putKV(key string, v []byte) *batch {
