@@ -33,22 +33,13 @@ func ChildAddress(ownAddress, id string, a config.Account) string {
 
 // DefaultRouteAccount resolves CONNECTOR_DEFAULT_ROUTE to an account id, or "" for none.
 //
-// "auto" picks the first parent. The JS connector takes the first parent in the insertion order
-// of its accounts object; a Go map has no order, so "first" here is the parent whose account
-// id sorts first in byte order. With one parent (the usual case, and the only one RFC 34
-// allows when the address comes from IL-DCP) the two agree. Any other value must be the id of
-// an existing account.
+// "auto" picks the first parent as the JS connector does (config.Config.DefaultRouteAccount:
+// the order of the accounts object), the same parent the address is inherited from. Any
+// other value must be the id of an existing account.
 func DefaultRouteAccount(cfg *config.Config) (string, error) {
 	switch cfg.DefaultRoute {
-	case "":
-		return "", nil
-	case config.DefaultRouteAuto:
-		for _, id := range sortedIDs(cfg.Accounts) {
-			if cfg.Accounts[id].Relation == config.RelationParent {
-				return id, nil
-			}
-		}
-		return "", nil
+	case "", config.DefaultRouteAuto:
+		return cfg.DefaultRouteAccount(), nil
 	}
 	if _, ok := cfg.Accounts[cfg.DefaultRoute]; !ok {
 		return "", fmt.Errorf("defaultRoute: account %q does not exist (accounts: %s); use \"auto\" for the first parent or \"\" for no default route",

@@ -39,7 +39,7 @@ func TestFromConfigLocalChildDefault(t *testing.T) {
 		"test.conn.b0b":     "bob",
 		"test.conn.bob":     "", // bob's address is its segment, not its id: falls to the local route
 		"test.conn":         "",
-		"test.elsewhere":    "mparent", // "auto": first parent by sorted id
+		"test.elsewhere":    "mparent", // "auto": first parent (no AccountOrder: by sorted id)
 		"g.live":            "<none>",  // default route only covers the test network's prefix
 		"private.x":         "<none>",
 	} {
@@ -60,15 +60,21 @@ func TestFromConfigDefaultRouteModes(t *testing.T) {
 	tests := []struct {
 		env, def, want string
 		prefix         string
+		order          []string // the order of the accounts object
 	}{
-		{config.EnvProduction, "auto", "mparent", "g"},
-		{config.EnvTest, "", "<none>", "test"},
-		{config.EnvTest, "peer1", "peer1", "test"},
-		{"", "zparent", "zparent", "test"},
+		{config.EnvProduction, "auto", "mparent", "g", nil},
+		// "auto" is the first parent in the accounts object, as the address's parent is.
+		{config.EnvTest, "auto", "zparent", "test", []string{"peer1", "zparent", "mparent"}},
+		{config.EnvTest, "", "<none>", "test", nil},
+		{config.EnvTest, "peer1", "peer1", "test", nil},
+		{"", "zparent", "zparent", "test", nil},
 	}
 	for _, tc := range tests {
 		cfg := testConfig()
-		cfg.Env, cfg.DefaultRoute = tc.env, tc.def
+		cfg.Env, cfg.DefaultRoute, cfg.AccountOrder = tc.env, tc.def, tc.order
+		if tc.def == "auto" && cfg.InheritFrom() != tc.want {
+			t.Errorf("order %v: the address comes from %q, the default route goes to %q", tc.order, cfg.InheritFrom(), tc.want)
+		}
 		tbl, err := FromConfig(cfg, "private.conn")
 		if err != nil {
 			t.Fatalf("env %q default %q: %v", tc.env, tc.def, err)
