@@ -65,8 +65,8 @@ func (c *Connector) Balance(ctx context.Context, id string) (int64, error) {
 }
 
 // AdjustBalance adds diff to an account's balance, checked against its limits as JS
-// modifyBalance does (a refusal wraps store.ErrAboveMaximum or store.ErrBelowMinimum), and
-// updates the balance gauge.
+// modifyBalance does (a refusal wraps store.ErrAboveMaximum or store.ErrBelowMinimum),
+// updates the balance gauge and, below the settlement threshold, settles as a packet would.
 func (c *Connector) AdjustBalance(ctx context.Context, id string, diff int64) error {
 	a := (*c.accounts.Load())[id]
 	if a == nil {
@@ -81,6 +81,7 @@ func (c *Connector) AdjustBalance(ctx context.Context, id string, diff int64) er
 		return fmt.Errorf("connector: adjusting the balance of %s by %d: %w", id, diff, err)
 	}
 	c.metrics.ObserveBalance(id, b)
+	c.settler.BalanceChanged(id, b)
 	return nil
 }
 

@@ -76,3 +76,14 @@ func TestSettlementBetweenTwoConnectors(t *testing.T) {
 	pay(4)
 	waitFor(t, func() bool { b := p.balances(t); return b["A.b"] == 0 && b["B.a"] == 80 })
 }
+
+// TestAdminBalanceChangeSettles: lowering a balance below the threshold through the admin
+// API (POST /balance) settles as a packet would, without waiting for the next packet.
+func TestAdminBalanceChangeSettles(t *testing.T) {
+	p := settledPair(t)
+	if err := p.a.AdjustBalance(context.Background(), "b", -15840); err != nil {
+		t.Fatal(err)
+	}
+	// A settles 1.5840 EUR, the mock sends 1.58 and B credits it; 0.0040 waits at A's engine.
+	waitFor(t, func() bool { b := p.balances(t); return b["A.b"] == 0 && b["B.a"] == -15800 })
+}
