@@ -25,6 +25,14 @@ func (b *builder) balanceIn() func(ilp.Handler) ilp.Handler {
 		b.env.Log.Warn("no balance settings: this account's balance is not tracked and it can spend without limit")
 		return nil
 	}
+	if b.acct.Balance.SettleThreshold != nil && b.acct.SettlementEngine == nil {
+		// The JS connector "settles" through plugins whose sendMoney moves nothing
+		// (ilp-plugin-btp, mini-accounts) by resetting the balance as if it had paid; ilpfleet
+		// books only what an engine settles, so a JS user switching must hear the reset is gone.
+		b.env.Log.Warn("balance.settleThreshold has no effect without settlementEngine: ilpfleet settles only through " +
+			"RFC 38 settlement engines (the JS connector resets the balance to settleTo with no money moving when " +
+			"its plugin cannot settle); the balance will stop at its minimum")
+	}
 	maximum := copyLimit(b.acct.Balance.Maximum)
 	st, id := b.env.Store, b.id
 	return func(next ilp.Handler) ilp.Handler {

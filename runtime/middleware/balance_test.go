@@ -3,7 +3,9 @@ package middleware
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -284,5 +286,32 @@ func TestDetachKeepsValuesNotCancellation(t *testing.T) {
 	}
 	if d.Value(ctxKey("k")) != "v" {
 		t.Fatal("a detached context lost its parent's values")
+	}
+}
+
+// TestSettleThresholdWithoutEngineWarns: a JS config with settleThreshold on an account
+// without a settlement engine is told that no reset happens here (the JS connector resets
+// the balance through plugins that move no money).
+func TestSettleThresholdWithoutEngineWarns(t *testing.T) {
+	const warning = "settleThreshold has no effect without settlementEngine"
+	for _, tc := range []struct {
+		name string
+		acct config.Account
+		warn bool
+	}{
+		{"threshold, no engine", config.Account{Balance: &config.Balance{SettleThreshold: i64(-500)}}, true},
+		{"threshold and engine", config.Account{Balance: &config.Balance{SettleThreshold: i64(-500)},
+			SettlementEngine: &config.SettlementEngine{URL: "http://127.0.0.1:1"}}, false},
+		{"no threshold", config.Account{Balance: &config.Balance{}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs strings.Builder
+			env := newTestEnv(t)
+			env.Log = slog.New(slog.NewTextHandler(&logs, nil))
+			mustBuild(t, env.Env, "a", tc.acct, nil)
+			if got := strings.Contains(logs.String(), warning); got != tc.warn {
+				t.Errorf("warned = %v, want %v; logs:\n%s", got, tc.warn, logs.String())
+			}
+		})
 	}
 }
