@@ -43,8 +43,9 @@ var networkBackends = map[string]bool{
 }
 
 // storeAliases maps the JS store module names to the Go stores with the same durability:
-// memdown is in memory, leveldown is an embedded on-disk database at storePath.
-var storeAliases = map[string]string{"memdown": StoreMemory, "leveldown": StoreFile}
+// memdown is in memory, leveldown is an embedded on-disk database at storePath, and
+// ilp-store-redis is Redis (its ioredis storeConfig is read by store.ParseRedisOptions).
+var storeAliases = map[string]string{"memdown": StoreMemory, "leveldown": StoreFile, "ilp-store-redis": StoreRedis}
 
 // middlewareNames are the built-in JS middlewares CONNECTOR_DISABLE_MIDDLEWARE may name
 // (the enum of the JS schema).

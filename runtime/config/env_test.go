@@ -227,9 +227,10 @@ func TestFromEnvVariables(t *testing.T) {
 		{"backend config bad", base(map[string]string{"CONNECTOR_BACKEND_CONFIG": `[1]`}), nil, nil, []string{`CONNECTOR_BACKEND_CONFIG = "[1]": expected a JSON object`}},
 		// store
 		{"store memdown", base(map[string]string{"CONNECTOR_STORE": "memdown"}), func(c *Config) any { return c.Store }, "memory", nil},
+		{"store ilp-store-redis", base(map[string]string{"CONNECTOR_STORE": "ilp-store-redis"}), func(c *Config) any { return c.Store }, "redis", nil},
 		{"store path picks file like leveldown", base(map[string]string{"CONNECTOR_STORE_PATH": "/data"}), func(c *Config) any { return c.Store + ":" + c.StorePath }, "file:/data", nil},
 		{"store leveldown without path", base(map[string]string{"CONNECTOR_STORE": "leveldown"}), nil, nil, []string{`CONNECTOR_STORE_PATH: required with store "file"`}},
-		{"store unknown", base(map[string]string{"CONNECTOR_STORE": "ilp-store-redis"}), nil, nil, []string{`CONNECTOR_STORE = "ilp-store-redis": not supported by the Go connector; supported stores: memory, file, redis`}},
+		{"store unknown", base(map[string]string{"CONNECTOR_STORE": "ilp-store-mongo"}), nil, nil, []string{`CONNECTOR_STORE = "ilp-store-mongo": not supported by the Go connector; supported stores: memory, file, redis`}},
 		{"store config", base(map[string]string{"CONNECTOR_STORE": "redis", "CONNECTOR_STORE_CONFIG": `{"url":"redis://127.0.0.1:6379"}`}), func(c *Config) any { return string(c.StoreConfig) }, `{"url":"redis://127.0.0.1:6379"}`, nil},
 		{"store config bad", base(map[string]string{"CONNECTOR_STORE_CONFIG": `"x"`}), nil, nil, []string{`CONNECTOR_STORE_CONFIG = "\"x\"": expected a JSON object`}},
 		// middlewares

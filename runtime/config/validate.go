@@ -269,7 +269,7 @@ func (c *Config) validateBackendAndStore(l *fieldErrors) {
 		l.add("", "backendConfig", quote(string(c.BackendConfig)), "expected a JSON object")
 	}
 	if !contains(SupportedStores, c.Store) {
-		l.add("", "store", quote(c.Store), "not supported by the Go connector; supported stores: %s (the JS names memdown and leveldown mean memory and file)", strings.Join(SupportedStores, ", "))
+		l.add("", "store", quote(c.Store), "not supported by the Go connector; supported stores: %s (the JS names memdown, leveldown and ilp-store-redis mean memory, file and redis)", strings.Join(SupportedStores, ", "))
 	}
 	if c.Store == StoreFile && c.StorePath == "" {
 		l.add("", "storePath", "", "required with store %q (a directory for the balances)", StoreFile)

@@ -1,11 +1,14 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -27,8 +30,18 @@ const DefaultRedisPrefix = "ilpfleet:"
 // RedisOptions configure a Redis store. In the connector they come from CONNECTOR_STORE_CONFIG
 // (JSON, the field names below), the URL possibly from CONNECTOR_STORE_PATH.
 type RedisOptions struct {
-	// URL is redis://[user:password@]host:port[/db] (rediss:// for TLS).
+	// URL is redis://[user:password@]host:port[/db] (rediss:// for TLS, unix:///path for a
+	// socket).
 	URL string `json:"url"`
+	// Host, Port, Username, Password, DB and Path (a Unix socket) are the ioredis fields that
+	// the JS ilp-store-redis takes in storeConfig, accepted instead of URL so that a JS config
+	// works unchanged.
+	Host     string `json:"host"`
+	Port     int    `json:"port"`
+	Username string `json:"username"`
+	Password string `json:"password"`
+	DB       int    `json:"db"`
+	Path     string `json:"path"`
 	// Prefix is put before every key (default DefaultRedisPrefix), so that several fleets can
 	// share one Redis. Runtimes that share balances use the same prefix.
 	Prefix string `json:"prefix"`
@@ -43,24 +56,48 @@ type RedisOptions struct {
 	DialTimeout time.Duration `json:"-"`
 }
 
-// ParseRedisOptions reads CONNECTOR_STORE_CONFIG for the Redis store; path (CONNECTOR_STORE_PATH,
-// the JS shorthand for storeConfig.path) is the URL when the config has none.
+// ParseRedisOptions reads CONNECTOR_STORE_CONFIG for the Redis store. path (CONNECTOR_STORE_PATH,
+// which the JS connector hands its store as storeConfig.path) is the URL, or a Unix socket when
+// it starts with "/", when the config names no server.
 func ParseRedisOptions(path string, config json.RawMessage) (RedisOptions, error) {
 	var o RedisOptions
 	if len(config) > 0 {
 		dec := json.NewDecoder(strings.NewReader(string(config)))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&o); err != nil {
-			return o, fmt.Errorf("store: redis storeConfig: %w (fields: url, prefix, instance, poolSize)", err)
+			return o, fmt.Errorf("store: redis storeConfig: %w (fields: url or host, port, username, password, db, path; prefix, instance, poolSize)", err)
 		}
 	}
-	if o.URL == "" {
+	byFields := o.Host != "" || o.Port != 0 || o.Username != "" || o.Password != "" || o.DB != 0 || o.Path != ""
+	switch {
+	case o.URL != "" && byFields:
+		return o, errors.New("store: redis storeConfig: set either url or the ioredis fields (host, port, username, password, db, path), not both")
+	case byFields:
+		o.URL = o.fieldsURL()
+	case o.URL == "" && strings.HasPrefix(path, "/"):
+		o.URL = (&url.URL{Scheme: "unix", Path: path}).String()
+	case o.URL == "":
 		o.URL = path
 	}
 	if o.URL == "" {
 		return o, errors.New(`store: the redis store needs a URL: CONNECTOR_STORE_CONFIG='{"url":"redis://host:6379/0"}' (or CONNECTOR_STORE_PATH)`)
 	}
 	return o, nil
+}
+
+// fieldsURL is the URL of the ioredis fields, with ioredis's defaults (localhost:6379, db 0).
+func (o RedisOptions) fieldsURL() string {
+	u := &url.URL{Scheme: "redis", Host: net.JoinHostPort(cmp.Or(o.Host, "localhost"), strconv.Itoa(cmp.Or(o.Port, 6379))),
+		Path: "/" + strconv.Itoa(o.DB)}
+	if o.Path != "" {
+		u = &url.URL{Scheme: "unix", Path: o.Path, RawQuery: url.Values{"db": {strconv.Itoa(o.DB)}}.Encode()}
+	}
+	if o.Password != "" {
+		u.User = url.UserPassword(o.Username, o.Password)
+	} else if o.Username != "" {
+		u.User = url.User(o.Username)
+	}
+	return u.String()
 }
 
 // Redis is a Store in Redis, for connectors whose replicas share balances. Every balance
@@ -97,7 +134,7 @@ var (
 func OpenRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 	ropts, err := redis.ParseURL(o.URL)
 	if err != nil {
-		return nil, fmt.Errorf("store: redis url %q: %w", o.URL, err)
+		return nil, fmt.Errorf("store: redis url %q: %w", redactedURL(o.URL), err)
 	}
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = 5 * time.Second
@@ -127,6 +164,14 @@ func OpenRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// redactedURL is a Redis URL fit for an error message: without its password.
+func redactedURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable)"
 }
 
 // Instance is the name this store's runtime has among those sharing the Redis.

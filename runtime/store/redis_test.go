@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ilpfleet/ilpfleet/runtime/store/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 func openRedis(t *testing.T, url, instance string) *Redis {
@@ -250,13 +251,42 @@ func TestRedisKV(t *testing.T) {
 	}
 }
 
+// TestParseRedisOptionsURL: the URL comes from url, from the ioredis fields of a JS
+// ilp-store-redis storeConfig, or from CONNECTOR_STORE_PATH.
+func TestParseRedisOptionsURL(t *testing.T) {
+	tests := []struct{ name, path, config, want string }{
+		{"url", "/ignored", `{"url":"redis://r:6380/2"}`, "redis://r:6380/2"},
+		{"store path", "redis://r/1", ``, "redis://r/1"},
+		{"store path is a socket", "/run/redis.sock", `{}`, "unix:///run/redis.sock"},
+		{"ioredis defaults", "", `{"port":6379,"prefix":"x"}`, "redis://localhost:6379/0"},
+		{"ioredis host and port", "", `{"host":"10.0.0.5","port":6390,"db":3}`, "redis://10.0.0.5:6390/3"},
+		{"ioredis IPv6 host", "", `{"host":"::1"}`, "redis://[::1]:6379/0"},
+		{"ioredis password", "", `{"host":"r","password":"p@ss/w:rd"}`, "redis://:p%40ss%2Fw%3Ard@r:6379/0"},
+		{"ioredis user and password", "", `{"host":"r","username":"u","password":"p"}`, "redis://u:p@r:6379/0"},
+		{"ioredis socket", "", `{"path":"/run/redis.sock","db":1}`, "unix:///run/redis.sock?db=1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := ParseRedisOptions(tt.path, []byte(tt.config))
+			if err != nil || o.URL != tt.want {
+				t.Fatalf("URL %q, %v; want %q", o.URL, err, tt.want)
+			}
+			if _, err := redis.ParseURL(o.URL); err != nil {
+				t.Fatalf("go-redis cannot read %q: %v", o.URL, err)
+			}
+		})
+	}
+}
+
 func TestRedisOpenErrors(t *testing.T) {
 	tests := []struct {
 		name, path, config, message string
 	}{
 		{"no url", "", `{}`, "needs a URL"},
-		{"unknown field", "", `{"url":"redis://127.0.0.1:1","host":"x"}`, `unknown field "host"`},
+		{"unknown field", "", `{"url":"redis://127.0.0.1:1","tls":{}}`, `unknown field "tls"`},
+		{"url and ioredis fields", "", `{"url":"redis://127.0.0.1:1","host":"x"}`, "either url or the ioredis fields"},
 		{"bad url", "", `{"url":"http://127.0.0.1:1"}`, "redis url"},
+		{"bad url keeps its password", "", `{"url":"http://u:s3cret@127.0.0.1:1"}`, `"http://u:xxxxx@127.0.0.1:1"`},
 		{"unreachable", "redis://127.0.0.1:1/0", `{}`, "cannot reach Redis at 127.0.0.1:1"},
 	}
 	for _, tt := range tests {
