@@ -14,3 +14,6 @@ FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/ilpfleet /ilpfleet
 USER 65532:65532
 ENTRYPOINT ["/ilpfleet"]
+# Like the JS ilp-connector image, the image runs a connector unless told otherwise
+# (`docker run -e CONNECTOR_… ilpfleet`); the operator names the command of every pod it makes.
+CMD ["connector"]

@@ -22,7 +22,7 @@ gobuild() { # out package
 }
 gobuild "$images/ilpfleet" .
 gobuild "$images/pause" ./hack/cluster/pause
-go run ./hack/cluster/imagetar --binary "$images/ilpfleet" --ref "$ILPFLEET_IMAGE" --out "$images/ilpfleet.tar"
+go run ./hack/cluster/imagetar --binary "$images/ilpfleet" --ref "$ILPFLEET_IMAGE" --out "$images/ilpfleet.tar" connector # CMD, as in the Dockerfile
 go run ./hack/cluster/imagetar --binary "$images/pause" --ref "$PAUSE_IMAGE" --out "$images/pause.tar"
 
 if ((import)); then
