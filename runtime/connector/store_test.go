@@ -31,7 +31,7 @@ func TestStoreSelectionErrors(t *testing.T) {
 storeConfig: {url: "redis://127.0.0.1:1/0"}`, "cannot reach Redis at 127.0.0.1:1"},
 		{"redis without url", "store: redis", "needs a URL"},
 		{"redis bad config", `store: redis
-storeConfig: {url: "redis://127.0.0.1:1/0", db: 3}`, `unknown field "db"`},
+storeConfig: {url: "redis://127.0.0.1:1/0", tls: true}`, `unknown field "tls"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
