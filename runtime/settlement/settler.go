@@ -279,7 +279,7 @@ func (s *Settler) settlePeriodic(a *acct, log *slog.Logger) {
 	now := s.o.Now()
 	slot := everyPrefix + strconv.FormatInt(now.UnixNano()/int64(a.cfg.Every), 10) + "/" + a.cfg.ID
 	at, _ := json.Marshal(creditRecord{At: now.Unix()}) // pruned with the credits' records
-	first, err := s.o.Store.CreditOnce(s.ctx, a.cfg.ID, 0, slot, at)
+	first, err := s.o.Store.CreateKey(s.ctx, slot, at)
 	if err == nil && first {
 		err = s.settleDue(a, log, &a.cfg.SettleTo)
 	}

@@ -486,6 +486,20 @@ func (s *File) PutKey(_ context.Context, key string, value []byte) error {
 	return s.fl.wait(s.fl.putKV(key, append([]byte{}, value...)))
 }
 
+// CreateKey implements KV; it returns once the value is on disk. creditMu orders it with the
+// other writes that depend on a key being absent (CreditOnce).
+func (s *File) CreateKey(_ context.Context, key string, value []byte) (bool, error) {
+	if err := s.usable(); err != nil {
+		return false, err
+	}
+	s.creditMu.Lock()
+	defer s.creditMu.Unlock()
+	if v, err := s.lookup(key); err != nil || v != nil {
+		return false, err
+	}
+	return true, s.fl.wait(s.fl.putKV(key, append([]byte{}, value...)))
+}
+
 // DeleteKey implements KV; it returns once the deletion is on disk.
 func (s *File) DeleteKey(_ context.Context, key string) error {
 	if err := s.usable(); err != nil {

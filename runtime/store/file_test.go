@@ -340,9 +340,9 @@ func TestFileSettlements(t *testing.T) {
 	})
 }
 
-// TestFileSettlementsDurable: both settlement operations survive a restart, after a clean close
-// or a crash, with their keys; a packet in flight on the account when one was made does not.
-// Each operation is one log record.
+// TestFileSettlementsDurable: both settlement operations and CreateKey survive a restart,
+// after a clean close or a crash, with their keys; a packet in flight on the account when one
+// was made does not. Each operation is one log record.
 func TestFileSettlementsDurable(t *testing.T) {
 	ctx := context.Background()
 	for _, crash := range []bool{false, true} {
@@ -365,8 +365,11 @@ func TestFileSettlementsDurable(t *testing.T) {
 			if err != nil || !ok {
 				t.Fatalf("CreditOnce: %v %v", ok, err)
 			}
-			if w := s.fl.writes.Load() - before; w != 2 {
-				t.Fatalf("%d log records for two operations, want 2", w)
+			if ok, err := s.CreateKey(ctx, "claim", []byte("c")); err != nil || !ok {
+				t.Fatalf("CreateKey: %v %v", ok, err)
+			}
+			if w := s.fl.writes.Load() - before; w != 3 {
+				t.Fatalf("%d log records for three operations, want 3", w)
 			}
 			if crash {
 				s.crash()
@@ -385,6 +388,9 @@ func TestFileSettlementsDurable(t *testing.T) {
 			}
 			checkKV(t, s, "out:", map[string]string{"out:1": "25"})
 			checkKV(t, s, "in:", map[string]string{"in:1": "v", "in:e": "e"})
+			if v, err := s.GetKey(ctx, "claim"); err != nil || string(v) != "c" {
+				t.Fatalf("created key after restart: %q %v", v, err)
+			}
 			if ok, err := s.CreditOnce(ctx, "in", -20, "in:1", []byte("v")); ok || err != nil {
 				t.Fatalf("repeated CreditOnce after restart: %v %v", ok, err)
 			}

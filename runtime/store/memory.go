@@ -137,6 +137,20 @@ func (m *Memory) PutKey(_ context.Context, key string, value []byte) error {
 	return nil
 }
 
+// CreateKey implements KV.
+func (m *Memory) CreateKey(_ context.Context, key string, value []byte) (bool, error) {
+	if m.closed.Load() {
+		return false, ErrClosed
+	}
+	m.kvMu.Lock()
+	defer m.kvMu.Unlock()
+	if _, ok := m.kv[key]; ok {
+		return false, nil
+	}
+	m.kv[key] = append(make([]byte, 0, len(value)), value...)
+	return true, nil
+}
+
 // DeleteKey implements KV.
 func (m *Memory) DeleteKey(_ context.Context, key string) error {
 	if m.closed.Load() {

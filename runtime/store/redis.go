@@ -426,6 +426,15 @@ func (r *Redis) PutKey(ctx context.Context, key string, value []byte) error {
 	return nil
 }
 
+// CreateKey implements KV with SET NX.
+func (r *Redis) CreateKey(ctx context.Context, key string, value []byte) (bool, error) {
+	created, err := r.c.SetNX(ctx, r.kvKey(key), value, 0).Result()
+	if err != nil {
+		return false, fmt.Errorf("store: redis create: %w", err)
+	}
+	return created, nil
+}
+
 // DeleteKey implements KV.
 func (r *Redis) DeleteKey(ctx context.Context, key string) error {
 	if err := r.c.Del(ctx, r.kvKey(key)).Err(); err != nil {

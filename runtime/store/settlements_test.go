@@ -15,8 +15,10 @@ import (
 // openStore opens a new, empty store for one subtest.
 type openStore func(t *testing.T) Store
 
-// testSettlements is the Settlements contract, run by each store's tests.
+// testSettlements is the Settlements contract, and KV's CreateKey that settlement claims rely
+// on, run by each store's tests.
 func testSettlements(t *testing.T, open openStore) {
+	t.Run("CreateKey", func(t *testing.T) { testCreateKey(t, open) })
 	t.Run("SettleDue", func(t *testing.T) { testSettleDue(t, open) })
 	t.Run("CreditOnce", func(t *testing.T) { testCreditOnce(t, open) })
 	t.Run("Keys", func(t *testing.T) { testKeys(t, open) })
@@ -47,6 +49,50 @@ func testCreditOnceRace(t *testing.T, open openStore) {
 	}
 	if b, _ := s.Get(ctx, "a"); b.Balance != -10 {
 		t.Fatalf("balance %d, want -10", b.Balance)
+	}
+}
+
+// testCreateKey: a key is created once, keeps its first value, and of many calls racing with
+// one key exactly one creates it; a deleted key can be created again.
+func testCreateKey(t *testing.T, open openStore) {
+	ctx := context.Background()
+	s := open(t)
+	const n = 32
+	var wg sync.WaitGroup
+	var won atomic.Int64
+	for i := range n {
+		wg.Go(func() {
+			ok, err := s.CreateKey(ctx, "claim", []byte(strconv.Itoa(i)))
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				won.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if won.Load() != 1 {
+		t.Fatalf("%d calls created the key, want 1", won.Load())
+	}
+	first, err := s.GetKey(ctx, "claim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.CreateKey(ctx, "claim", []byte("later")); ok || err != nil {
+		t.Fatalf("second CreateKey: %v %v", ok, err)
+	}
+	if v, _ := s.GetKey(ctx, "claim"); string(v) != string(first) {
+		t.Fatalf("value %q after a second CreateKey, want the first %q", v, first)
+	}
+	if err := s.DeleteKey(ctx, "claim"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.CreateKey(ctx, "claim", []byte("again")); !ok || err != nil {
+		t.Fatalf("CreateKey after DeleteKey: %v %v", ok, err)
+	}
+	if b, err := s.Get(ctx, "claim"); err != nil || b != (AccountBalance{}) {
+		t.Fatalf("an account named like the key: %+v %v; CreateKey touches no balance", b, err)
 	}
 }
 

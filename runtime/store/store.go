@@ -104,6 +104,10 @@ type KV interface {
 	GetKey(ctx context.Context, key string) ([]byte, error) // ErrNotFound when absent
 	PutKey(ctx context.Context, key string, value []byte) error
 	DeleteKey(ctx context.Context, key string) error // deleting an absent key is not an error
+	// CreateKey writes the key only if it is absent, and reports whether it did: of calls
+	// racing with one key, on one store or on replicas sharing it, exactly one creates it. The
+	// value is durable when CreateKey returns.
+	CreateKey(ctx context.Context, key string, value []byte) (bool, error)
 }
 
 // Store is what the connector runtime needs from a state backend (memory, embedded file,
