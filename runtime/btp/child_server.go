@@ -25,8 +25,12 @@ const DefaultChildPort = 3000
 //
 // How a child is named, as in mini-accounts with the store ilp-connector always gives it:
 //   - no auth_username (or an empty one): base64url(sha256(auth_token)), no padding;
-//   - an auth_username: that name, and the first token seen for it becomes its token (kept in
-//     memory, as ilp-connector 23's only store is memory); another token is refused.
+//   - an auth_username: that name, and the first token seen for it becomes its token; another
+//     token is refused. The binding (the token's sha256, never the token) lives in Tokens, as
+//     mini-accounts keeps `<account>:hashed-token` in the connector's store, so it outlives a
+//     restart as the child's balance does. An auth_username shaped like a hashed token
+//     (43 base64url characters) is refused unless it is the hash of the token given: it could
+//     otherwise claim the account of a child that connected without a username.
 //
 // GenerateAccount narrows this like the JS option: true allows only the hashed token (an
 // auth_username must then equal it), false requires auth_username.
@@ -36,6 +40,9 @@ type ChildServerOptions struct {
 	AllowedOrigins  []string // browser Origins allowed to connect (path.Match patterns of their host, see ws.AcceptOptions); others are refused
 	GenerateAccount *bool
 	AuthTimeout     time.Duration // wait for the auth frame; 0 means DefaultAuthTimeout
+	// Tokens keeps the auth_username bindings; the connector keeps them in its store. nil
+	// keeps them in this server's memory only, lost when it is closed.
+	Tokens TokenStore
 
 	// AccountAddress is the account's address (<connector address>.<account id or
 	// ilpAddressSegment>); children are <AccountAddress>.<child>. Required.
@@ -57,7 +64,7 @@ type ChildServer struct {
 
 	mu       sync.RWMutex
 	children map[string][]*conn  // by child name; the newest connection is last and gets the packets
-	tokens   map[string][32]byte // sha256 of the token bound to each auth_username
+	tokens   map[string][32]byte // cache of opts.Tokens: a binding, once made, never changes
 }
 
 var _ link.Link = (*ChildServer)(nil)
@@ -89,6 +96,9 @@ func NewChildServer(o ChildServerOptions) (*ChildServer, error) {
 	if o.Port < 0 || o.Port > 65535 {
 		return nil, errors.New("btp: wsOpts.port must be between 0 and 65535")
 	}
+	if o.Tokens == nil {
+		o.Tokens = &memoryTokens{m: make(map[string][32]byte)}
+	}
 	s := &ChildServer{opts: o, children: make(map[string][]*conn), tokens: make(map[string][32]byte)}
 	if o.Common.Address == nil {
 		o.Common.Address = o.AccountAddress
@@ -113,7 +123,7 @@ func TokenAccount(token []byte) string {
 }
 
 func (s *ChildServer) admit(req authRequest) (ilp.Address, error) {
-	name, err := s.childName(req)
+	name, claimed, err := s.childName(req)
 	if err != nil {
 		return "", err
 	}
@@ -125,38 +135,74 @@ func (s *ChildServer) admit(req authRequest) (ilp.Address, error) {
 	if err := ilp.ValidateAddress(string(addr)); err != nil {
 		return "", fmt.Errorf("account %q does not make a valid ILP address: %v", name, err)
 	}
+	// Bound only once the name is known to be valid, so no refused name is ever stored.
+	if claimed {
+		if err := s.checkToken(name, req.token); err != nil {
+			return "", err
+		}
+	}
 	return addr, nil
 }
 
-// childName applies the account modes of mini-accounts (see ChildServerOptions).
-func (s *ChildServer) childName(req authRequest) (string, error) {
+// childName applies the account modes of mini-accounts (see ChildServerOptions). claimed says
+// that name is an auth_username, whose token checkToken must check.
+func (s *ChildServer) childName(req authRequest) (name string, claimed bool, err error) {
 	hashed := TokenAccount(req.token)
 	gen := s.opts.GenerateAccount
 	switch {
 	case req.username == "" && gen != nil && !*gen:
-		return "", errors.New("auth_username subprotocol is required")
-	case req.username == "":
-		return hashed, nil
+		return "", false, errors.New("auth_username subprotocol is required")
+	case req.username == "" || (req.username == hashed && gen == nil):
+		return hashed, false, nil
 	case gen != nil && *gen:
 		if req.username != hashed {
-			return "", errors.New("auth_username subprotocol is not available")
+			return "", false, errors.New("auth_username subprotocol is not available")
 		}
-		return hashed, nil
+		return hashed, false, nil
+	case gen == nil && looksHashed(req.username):
+		// Children without a username are never bound, so the hash shape is what protects them.
+		return "", false, fmt.Errorf("auth_username %q is reserved for the token it is the hash of", req.username)
 	}
 	if strings.ContainsRune(req.username, '.') {
-		return "", fmt.Errorf("auth_username %q must be one address segment", req.username)
+		return "", false, fmt.Errorf("auth_username %q must be one address segment", req.username)
 	}
-	sum := sha256.Sum256(req.token)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if bound, ok := s.tokens[req.username]; ok {
-		if subtle.ConstantTimeCompare(bound[:], sum[:]) != 1 {
-			return "", fmt.Errorf("incorrect token for account %s", req.username)
+	return req.username, true, nil
+}
+
+// looksHashed reports whether name could be a TokenAccount: 43 base64url characters.
+func looksHashed(name string) bool {
+	if len(name) != base64.RawURLEncoding.EncodedLen(sha256.Size) {
+		return false
+	}
+	_, err := base64.RawURLEncoding.DecodeString(name)
+	return err == nil
+}
+
+// checkToken binds token to username if it is the first token seen for it (in the cache, else
+// in opts.Tokens, which is the truth), and refuses any other token. A store that cannot answer
+// refuses the child: without the binding, any token could take the account.
+func (s *ChildServer) checkToken(username string, token []byte) error {
+	sum := sha256.Sum256(token)
+	s.mu.RLock()
+	bound, ok := s.tokens[username]
+	s.mu.RUnlock()
+	if !ok {
+		ctx, cancel := context.WithTimeout(s.core.ctx, authTimeout(s.opts.AuthTimeout))
+		defer cancel()
+		var err error
+		if bound, err = s.opts.Tokens.Claim(ctx, username, sum); err != nil {
+			s.core.Logger.Error("btp: cannot check a child's token in the store; refusing the child",
+				"username", username, "error", err)
+			return fmt.Errorf("cannot check the token for account %s now, try again later", username)
 		}
-	} else {
-		s.tokens[req.username] = sum
+		s.mu.Lock()
+		s.tokens[username] = bound
+		s.mu.Unlock()
 	}
-	return req.username, nil
+	if subtle.ConstantTimeCompare(bound[:], sum[:]) != 1 {
+		return fmt.Errorf("incorrect token for account %s", username)
+	}
+	return nil
 }
 
 func (s *ChildServer) attach(cn *conn) {
@@ -275,4 +321,29 @@ func ildcpOpts(self ilp.Address) []ildcp.HandlerOption {
 		return nil
 	}
 	return []ildcp.HandlerOption{ildcp.WithAddress(self)}
+}
+
+// TokenStore keeps which token owns each auth_username of one ChildServer.
+type TokenStore interface {
+	// Claim binds sum (the sha256 of a token) to username unless a hash is bound to it already,
+	// and returns the hash bound when it returns: sum if this call made the binding, else the
+	// earlier one. The first claim must win: the binding is durable, and seen by every server
+	// sharing the storage, before Claim returns it.
+	Claim(ctx context.Context, username string, sum [32]byte) ([32]byte, error)
+}
+
+// memoryTokens is the TokenStore of a ChildServer given none.
+type memoryTokens struct {
+	mu sync.Mutex
+	m  map[string][32]byte
+}
+
+func (t *memoryTokens) Claim(_ context.Context, username string, sum [32]byte) ([32]byte, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if bound, ok := t.m[username]; ok {
+		return bound, nil
+	}
+	t.m[username] = sum
+	return sum, nil
 }

@@ -17,8 +17,8 @@ const (
 )
 
 // Options is the parsed configuration of one BTP link: *ClientOptions, *PeerServerOptions or
-// *ChildServerOptions. The connector fills the Go-only fields (Common, and AccountAddress and
-// the asset of a ChildServerOptions) before calling New.
+// *ChildServerOptions. The connector fills the Go-only fields (Common, and AccountAddress, the
+// asset and Tokens of a ChildServerOptions) before calling New.
 type Options interface{ btpOptions() }
 
 func (*ClientOptions) btpOptions()      {}

@@ -81,6 +81,9 @@ func (c *Connector) btpLink(id string, ac config.Account) (l link.Link, isClient
 		o.Common = common
 		o.AssetCode, o.AssetScale = ac.AssetCode, ac.AssetScale
 		o.AccountAddress = func() ilp.Address { return ilp.Address(routing.ChildAddress(string(c.self()), id, ac)) }
+		// The children's auth_username bindings live in the store with the balances: kept only
+		// in memory, any token could take a child's account after a restart.
+		o.Tokens = storeTokens{kv: c.store, account: id}
 	}
 	if l, err = btp.New(opts); err != nil {
 		return nil, false, fmt.Errorf("connector: account %s: %w", id, err)
