@@ -21,6 +21,7 @@ const (
 
 	BackendOneToOne = "one-to-one"
 	BackendStatic   = "static"
+	BackendECB      = "ecb"
 
 	StoreMemory = "memory"
 	StoreFile   = "file"
@@ -30,15 +31,15 @@ const (
 // SupportedPlugins, SupportedBackends and SupportedStores list the names Validate accepts.
 var (
 	SupportedPlugins  = []string{PluginBTP, PluginMiniAccounts, PluginHTTP}
-	SupportedBackends = []string{BackendOneToOne, BackendStatic}
+	SupportedBackends = []string{BackendOneToOne, BackendStatic, BackendECB}
 	SupportedStores   = []string{StoreMemory, StoreFile, StoreRedis}
 )
 
-// networkBackends are the JS backends that fetch rates from the Internet (ECB, Ripple Data,
-// CoinMarketCap; fixerio in older versions). The Go runtime does not fetch rates, so these get
-// an error that says what to use instead.
+// networkBackends are the JS backends that fetch prices from public APIs other than the ECB's
+// (Ripple Data, CoinMarketCap; fixer.io in older versions). The Go runtime fetches only the
+// ECB's rates (backend ecb), so these get an error that says what to use instead.
 var networkBackends = map[string]bool{
-	"ecb": true, "ecb-plus-xrp": true, "ecb-plus-coinmarketcap": true,
+	"ecb-plus-xrp": true, "ecb-plus-coinmarketcap": true,
 	"fixerio": true, "fixerio-plus-xrp": true, "fixerio-plus-coinmarketcap": true,
 }
 
@@ -81,7 +82,8 @@ func DefaultDeduplicate() Deduplicate {
 // Defaults returns the JS connector's defaults (src/schemas/Config.json), with these
 // deliberate differences, each documented in docs/configuration.md:
 //   - ILPAddress is "" where JS says "unknown": both mean "inherit it from a parent".
-//   - Backend is "one-to-one" where JS says "ecb": the Go runtime does not fetch ECB rates.
+//   - Backend is "one-to-one" where JS says "ecb": the connector reaches the Internet only
+//     when told to (backend "ecb").
 //     The sources refuse a config that relies on the JS default while mixing asset codes.
 //   - Store is "memory" where JS says "leveldown"; the sources pick "file" when a store path
 //     is given without a store, which is what the JS default does with CONNECTOR_STORE_PATH.

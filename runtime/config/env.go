@@ -181,7 +181,7 @@ func checkImplicitBackend(c *Config, given sourceFlags, l *fieldErrors) {
 		return
 	}
 	l.add("", "backend", "", "not set, and the accounts use different assets (%s): the JS connector would use "+
-		"its default \"ecb\" backend (live ECB rates), which the Go connector cannot fetch, and the Go default %q "+
-		"would convert between them 1:1. Set backend to %q to accept 1:1, or to %q with the rates in backendConfig",
-		strings.Join(sortedKeys(codes), ", "), BackendOneToOne, BackendOneToOne, BackendStatic)
+		"its default \"ecb\" backend (live ECB rates), which the Go connector fetches only when told to, and the Go default %q "+
+		"would convert between them 1:1. Set backend to %q for the ECB's rates as in JS, %q to accept 1:1, or %q with the rates in backendConfig",
+		strings.Join(sortedKeys(codes), ", "), BackendOneToOne, BackendECB, BackendOneToOne, BackendStatic)
 }

@@ -260,8 +260,8 @@ func (c *Config) validateGlobals(l *fieldErrors) {
 func (c *Config) validateBackendAndStore(l *fieldErrors) {
 	switch {
 	case networkBackends[c.Backend]:
-		l.add("", "backend", quote(c.Backend), "the JS %q backend fetches exchange rates from the Internet, which the Go connector does not do; "+
-			"use %q (1:1 with assetScale conversion) or %q (fixed rates in backendConfig)", c.Backend, BackendOneToOne, BackendStatic)
+		l.add("", "backend", quote(c.Backend), "the JS %q backend fetches prices from public APIs other than the ECB's, which the Go connector does not call; "+
+			"use %q (the ECB's daily rates, fetched and refreshed) or %q (fixed rates in backendConfig, for any asset such as XRP)", c.Backend, BackendECB, BackendStatic)
 	case !contains(SupportedBackends, c.Backend):
 		l.add("", "backend", quote(c.Backend), "not supported by the Go connector; supported backends: %s", strings.Join(SupportedBackends, ", "))
 	}

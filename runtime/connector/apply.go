@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/ilpfleet/ilpfleet/runtime/config"
+	"github.com/ilpfleet/ilpfleet/runtime/rates"
 	"github.com/ilpfleet/ilpfleet/runtime/routing"
 )
 
@@ -100,7 +101,8 @@ func (c *Connector) plan(cfg *config.Config, ch config.Changes) (*plan, error) {
 		return nil, err
 	}
 	if !slices.Contains(ch.Globals, "backend") && !slices.Contains(ch.Globals, "backendConfig") {
-		s.conv = c.settings.Load().conv // keep its rate cache
+		_ = rates.Close(s.conv.Backend())
+		s.conv = c.settings.Load().conv // keep its rate cache (and the ecb backend's rates)
 	}
 	p := &plan{cfg: cfg, settings: s, repiped: map[*account]*pipes{}, running: *c.accounts.Load()}
 	if p.table, err = routing.FromConfig(cfg, string(c.self()), c.learnedRoutes(cfg)...); err != nil {
@@ -147,6 +149,9 @@ func (p *plan) discard(c *Connector) {
 	for _, a := range slices.Concat(p.added, p.reconnect) {
 		_ = a.link.Close()
 	}
+	if p.settings.conv != c.settings.Load().conv {
+		_ = rates.Close(p.settings.conv.Backend())
+	}
 }
 
 // commit swaps the plan in. Order matters for packets in flight: new accounts become reachable
@@ -160,7 +165,11 @@ func (c *Connector) commit(ctx context.Context, p *plan) {
 	for a, np := range p.repiped {
 		a.pipes.Store(np)
 	}
-	c.settings.Store(p.settings)
+	if old := c.settings.Swap(p.settings); old.conv != p.settings.conv {
+		// Packets in flight may still convert with the old backend: its Close keeps its rates.
+		_ = rates.Close(old.conv.Backend())
+		rates.Prefetch(p.settings.conv.Backend())
+	}
 	c.table.Store(p.table)
 	c.syncCCP() // rebuilds the table with the routes learned meanwhile, and advertises the change
 

@@ -214,6 +214,7 @@ func (c *Connector) Start(ctx context.Context) error {
 		return errors.New("connector: Start called twice or after Close")
 	}
 	s := c.settings.Load()
+	rates.Prefetch(s.conv.Backend()) // while the links connect
 	accts := *c.accounts.Load()
 	started := map[string]bool{}
 	if c.address.Load() == nil {
@@ -342,6 +343,7 @@ func (c *Connector) Close(ctx context.Context) error {
 	}
 	wg.Wait()
 	c.stopSettlement()
+	_ = rates.Close(c.settings.Load().conv.Backend())
 	if c.ownStore {
 		return c.store.Close()
 	}

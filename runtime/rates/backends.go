@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 
@@ -47,15 +48,38 @@ func New(name string, config json.RawMessage) (Backend, error) {
 		return OneToOne{}, nil
 	case NameStatic:
 		return NewStatic(config)
-	case "ecb", "ecb-plus-xrp", "ecb-plus-coinmarketcap", "fixerio", "fixerio-plus-xrp", "fixerio-plus-coinmarketcap":
-		return nil, fmt.Errorf("backend %q fetches rates over the Internet, which this runtime does not do; use %q for a single currency, or %q with backendConfig {\"base\":\"EUR\",\"rates\":{\"USD\":\"1.08\",…}} (the ECB's shape)",
-			name, NameOneToOne, NameStatic)
+	case NameECB:
+		b, err := NewECB(config)
+		if err != nil {
+			return nil, err
+		}
+		return b, nil
+	case "ecb-plus-xrp", "ecb-plus-coinmarketcap", "fixerio", "fixerio-plus-xrp", "fixerio-plus-coinmarketcap":
+		return nil, fmt.Errorf("backend %q fetches prices from a public API other than the ECB's (Ripple Data, CoinMarketCap, fixer.io), which this runtime does not call; use %q for the ECB's currencies, or %q with backendConfig {\"base\":\"EUR\",\"rates\":{\"USD\":\"1.08\",\"XRP\":\"2.1\",…}} for any asset",
+			name, NameECB, NameStatic)
 	}
 	return nil, fmt.Errorf("unknown backend %q; the backends are: %s", name, strings.Join(Names(), ", "))
 }
 
+// Prefetch has a backend that fetches its rates (ecb) start now, when it is put in force, so
+// that the first packets do not wait for the first fetch.
+func Prefetch(b Backend) {
+	if p, ok := b.(interface{ Prefetch() }); ok {
+		p.Prefetch()
+	}
+}
+
+// Close stops what a backend runs in the background (the ecb backend's fetch), when it is
+// replaced or the connector closes; the other backends run nothing.
+func Close(b Backend) error {
+	if c, ok := b.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
+
 // Names lists the backends New knows.
-func Names() []string { return []string{NameOneToOne, NameStatic} }
+func Names() []string { return []string{NameOneToOne, NameStatic, NameECB} }
 
 func checkObject(config json.RawMessage) error {
 	t := bytes.TrimSpace(config)
@@ -92,6 +116,7 @@ func (OneToOne) Immutable() bool { return true }
 // it one unit of the base is worth ({"base":"EUR","rates":{"USD":"1.08","JPY":"162.5"}} means
 // 1 EUR = 1.08 USD = 162.5 JPY). The base, when named, has the price 1.
 type Static struct {
+	name   string // the backend whose table this is: "static", or "ecb" for its fetched table
 	base   string
 	prices map[string]decimal.Decimal
 	codes  []string // sorted, for error messages
@@ -115,7 +140,7 @@ func NewStatic(config json.RawMessage) (*Static, error) {
 	if len(c.Rates) == 0 {
 		return nil, errors.New(`backendConfig for static: "rates" is empty; give the price of every asset the accounts use, e.g. {"base":"EUR","rates":{"USD":"1.08"}}`)
 	}
-	s := &Static{base: c.Base, prices: make(map[string]decimal.Decimal, len(c.Rates)+1)}
+	s := &Static{name: NameStatic, base: c.Base, prices: make(map[string]decimal.Decimal, len(c.Rates)+1)}
 	var errs []error
 	for code, raw := range c.Rates {
 		p, err := parsePrice(raw)
@@ -135,11 +160,17 @@ func NewStatic(config json.RawMessage) (*Static, error) {
 		sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 		return nil, errors.Join(errs...)
 	}
+	s.sortCodes()
+	return s, nil
+}
+
+// sortCodes lists the asset codes of the table, sorted, for error messages.
+func (s *Static) sortCodes() {
+	s.codes = make([]string, 0, len(s.prices))
 	for code := range s.prices {
 		s.codes = append(s.codes, code)
 	}
 	sort.Strings(s.codes)
-	return s, nil
 }
 
 // parsePrice reads a JSON number or a string holding a decimal, and requires it to be > 0.
@@ -176,7 +207,7 @@ func (s *Static) Immutable() bool { return true }
 func (s *Static) price(code string) (decimal.Decimal, error) {
 	p, ok := s.prices[code]
 	if !ok {
-		return decimal.Decimal{}, &UnknownAssetError{Backend: NameStatic, Code: code, Known: s.codes}
+		return decimal.Decimal{}, &UnknownAssetError{Backend: s.name, Code: code, Known: s.codes}
 	}
 	return p, nil
 }

@@ -20,9 +20,12 @@ func TestNew(t *testing.T) {
 		{"one-to-one ignores options", "one-to-one", `{"anything":1}`, "one-to-one", ""},
 		{"one-to-one bad json", "one-to-one", `[1`, "", "backendConfig for one-to-one: not a JSON object"},
 		{"static", "static", `{"rates":{"USD":1}}`, "static", ""},
-		{"ecb", "ecb", "", "", `backend "ecb" fetches rates over the Internet`},
-		{"ecb-plus-xrp", "ecb-plus-xrp", "", "", "use \"one-to-one\" for a single currency, or \"static\""},
-		{"unknown", "randomizer", "", "", `unknown backend "randomizer"; the backends are: one-to-one, static`},
+		{"ecb", "ecb", "", "ecb", ""},
+		{"ecb with a mirror", "ecb", `{"url":"http://127.0.0.1:1/eurofxref-daily.xml"}`, "ecb", ""},
+		{"ecb bad config", "ecb", `{"url":""x}`, "", "backendConfig for ecb"},
+		{"ecb-plus-xrp", "ecb-plus-xrp", "", "", `backend "ecb-plus-xrp" fetches prices from a public API other than the ECB's`},
+		{"ecb-plus-coinmarketcap", "ecb-plus-coinmarketcap", "", "", `use "ecb" for the ECB's currencies, or "static"`},
+		{"unknown", "randomizer", "", "", `unknown backend "randomizer"; the backends are: one-to-one, static, ecb`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -24,10 +24,12 @@
 //   - An asset without a rate is an *UnknownAssetError, for which Code says T00 (as
 //     interledger-rs; JS throws a plain Error, so F00): the connector's configuration lacks a
 //     rate, the sender did nothing wrong, and a config reload can fix it.
-//   - The JS backends ecb, ecb-plus-xrp and ecb-plus-coinmarketcap fetch rates over the
-//     Internet; this runtime does not fetch rates. The static backend takes the same shape of
-//     rates (ECB style: units of each asset per one unit of a base) from
-//     CONNECTOR_BACKEND_CONFIG, and computes with the ecb backend's formula.
+//   - The ecb backend fetches the ECB's rates like JS, but keeps them fresh: it refreshes them
+//     (hourly by default), refuses them once older than maxAge (*NoRatesError, T00), and
+//     does not stop the connector when the ECB cannot be reached (see ECB). The JS backends
+//     ecb-plus-xrp and ecb-plus-coinmarketcap call other public APIs and are not provided; the
+//     static backend takes the same shape of rates (units of each asset per one unit of a
+//     base) from CONNECTOR_BACKEND_CONFIG, and computes with the ecb backend's formula.
 package rates
 
 import (
@@ -83,8 +85,13 @@ type UnknownAssetError struct {
 }
 
 func (e *UnknownAssetError) Error() string {
-	return fmt.Sprintf("no exchange rate for asset %q in the %s backend (it has rates for: %s); add it to CONNECTOR_BACKEND_CONFIG",
-		e.Code, e.Backend, joinOrNone(e.Known))
+	hint := "add it to CONNECTOR_BACKEND_CONFIG"
+	if e.Backend == NameECB {
+		// The ECB's list is not ours to extend: say where a rate for another asset can come from.
+		hint = "the ECB does not publish it; use the static backend to give it a rate"
+	}
+	return fmt.Sprintf("no exchange rate for asset %q in the %s backend (it has rates for: %s); %s",
+		e.Code, e.Backend, joinOrNone(e.Known), hint)
 }
 
 // Is makes errors.Is(err, ErrUnknownAsset) work.

@@ -1,0 +1,438 @@
+package rates
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// NameECB is the backend that fetches the European Central Bank's daily reference rates.
+const NameECB = "ecb"
+
+// ECB defaults. The ECB publishes once per business day (around 16:00 CET), so an hourly
+// refresh picks a new day up within the hour without loading its site.
+const (
+	DefaultECBURL     = "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-daily.xml"
+	DefaultECBRefresh = time.Hour
+	// DefaultECBMaxAge tolerates a day of failed refreshes (24 attempts, more with the retries)
+	// before the connector stops converting: a public site may be down for hours, but day-old
+	// confirmations are the most a connector should trust for money.
+	DefaultECBMaxAge  = 24 * time.Hour
+	DefaultECBTimeout = 10 * time.Second
+	// ecbMaxBody bounds the response: the daily file is ~2 KB, the 90-day history ~100 KB.
+	ecbMaxBody = 1 << 20
+	// ecbMinRetry is the first retry delay after a failed fetch; it doubles up to the refresh
+	// interval.
+	ecbMinRetry = 5 * time.Second
+	ecbBase     = "EUR"
+)
+
+// ErrNoRates says that a backend that fetches its rates has none it may use: the first fetch
+// has not succeeded yet, or the last good rates are older than their maximum age.
+var ErrNoRates = errors.New("rates: no current exchange rates")
+
+// NoRatesError says why a fetching backend cannot convert. Code maps it to T00: the sender did
+// nothing wrong and the backend keeps retrying.
+type NoRatesError struct {
+	Backend   string
+	URL       string
+	Date      string        // the ECB date of the rates held, "" when none
+	Age       time.Duration // since the rates held were fetched
+	MaxAge    time.Duration
+	LastError string // the last fetch error, "" when none
+}
+
+func (e *NoRatesError) Error() string {
+	last := ""
+	if e.LastError != "" {
+		last = "; last fetch failed: " + e.LastError
+	}
+	if e.Date == "" {
+		return fmt.Sprintf("the %s backend has no exchange rates yet (fetching %s)%s; it keeps retrying, and packets between identical asset codes are unaffected",
+			e.Backend, e.URL, last)
+	}
+	return fmt.Sprintf("the %s backend's exchange rates (dated %s) were fetched %s ago, more than maxAge %s, so they are refused (fetching %s)%s; it keeps retrying",
+		e.Backend, e.Date, e.Age.Round(time.Second), e.MaxAge, e.URL, last)
+}
+
+// Is makes errors.Is(err, ErrNoRates) work.
+func (e *NoRatesError) Is(target error) bool { return target == ErrNoRates }
+
+// ecbConfig is CONNECTOR_BACKEND_CONFIG for the ecb backend. Durations are milliseconds, as
+// every duration of the JS config. ratesApiUrl is the JS backend's name for url; mockData is
+// the JS test hook, refused with a pointer to the static backend, which takes the same object.
+type ecbConfig struct {
+	URL             string          `json:"url"`
+	RatesAPIURL     string          `json:"ratesApiUrl"`
+	RefreshInterval *int64          `json:"refreshInterval"`
+	MaxAge          *int64          `json:"maxAge"`
+	Timeout         *int64          `json:"timeout"`
+	MockData        json.RawMessage `json:"mockData"`
+}
+
+// ECB is the JS ecb backend: the European Central Bank's daily reference rates (units of each
+// currency per euro), with the JS formula for scales and spread. Unlike JS, which fetches once
+// at connect and fails the connector's start when the ECB cannot be reached, it fetches on
+// demand and keeps its rates fresh:
+//
+//   - New does no I/O and starts no goroutine (the connector builds a backend for every config
+//     reload and may discard it). The first rate asked for starts the first fetch and waits
+//     for it; later ones never wait: when the rates are older than the refresh interval, a
+//     background fetch replaces them, while the old ones keep serving.
+//   - A failed fetch never replaces good rates; it is logged and retried after 5 s, doubling
+//     up to the refresh interval.
+//   - Rates fetched longer than maxAge ago are refused (*NoRatesError, T00), as are missing
+//     ones: converting money at a stale rate is worse than not converting.
+//   - Identical asset codes convert without a table (their price ratio is exactly 1 whatever
+//     the price), so same-currency packets flow while the ECB is unreachable, and for codes the
+//     ECB does not list (JS rejects those).
+//
+// At most one fetch runs at a time, bounded by the HTTP timeout; Close cancels it and stops
+// further fetches.
+type ECB struct {
+	url     string
+	refresh time.Duration
+	maxAge  time.Duration
+	maxBody int64
+	client  *http.Client
+	now     func() time.Time
+	log     *slog.Logger
+
+	snap atomic.Pointer[ecbSnapshot]
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the fetch in flight
+
+	mu          sync.Mutex // guards the fields below
+	fetching    bool
+	closed      bool
+	attempted   bool      // the first fetch has ended
+	failures    int       // consecutive failed fetches
+	lastErr     string    // the last fetch error, "" after a success
+	nextAttempt time.Time // no fetch before this, after a failure
+	firstDone   chan struct{}
+}
+
+// ecbSnapshot is one good fetch: immutable once stored.
+type ecbSnapshot struct {
+	table     *Static
+	date      string
+	fetchedAt time.Time
+}
+
+// NewECB parses an ecb backend's configuration. It does no I/O.
+func NewECB(config json.RawMessage) (*ECB, error) {
+	c, err := parseECBConfig(config)
+	if err != nil {
+		return nil, fmt.Errorf("backendConfig for ecb: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &ECB{
+		url: c.URL, refresh: ms(c.RefreshInterval, DefaultECBRefresh), maxAge: ms(c.MaxAge, DefaultECBMaxAge),
+		maxBody: ecbMaxBody, client: &http.Client{Timeout: ms(c.Timeout, DefaultECBTimeout)},
+		now: time.Now, log: slog.Default().With("component", "rates", "backend", NameECB),
+		ctx: ctx, cancel: cancel, firstDone: make(chan struct{}),
+	}, nil
+}
+
+func ms(v *int64, def time.Duration) time.Duration {
+	if v == nil {
+		return def
+	}
+	return time.Duration(*v) * time.Millisecond
+}
+
+func parseECBConfig(config json.RawMessage) (ecbConfig, error) {
+	var c ecbConfig
+	if t := bytes.TrimSpace(config); len(t) > 0 && !bytes.Equal(t, []byte("null")) {
+		dec := json.NewDecoder(bytes.NewReader(t))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&c); err != nil {
+			return c, fmt.Errorf(`want {"url":"https://…/eurofxref-daily.xml","refreshInterval":3600000,"maxAge":86400000,"timeout":10000} (all optional): %w`, err)
+		}
+	}
+	if len(c.MockData) > 0 {
+		return c, errors.New(`"mockData" is the JS test hook; use the static backend with the same object as its backendConfig`)
+	}
+	if c.URL != "" && c.RatesAPIURL != "" && c.URL != c.RatesAPIURL {
+		return c, errors.New(`"url" and "ratesApiUrl" (its JS name) differ; give one`)
+	}
+	if c.URL == "" {
+		c.URL = c.RatesAPIURL
+	}
+	if c.URL == "" {
+		c.URL = DefaultECBURL
+	}
+	if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return c, fmt.Errorf("url %q: want an absolute http or https URL", c.URL)
+	}
+	for _, d := range []struct {
+		name string
+		v    *int64
+	}{{"refreshInterval", c.RefreshInterval}, {"maxAge", c.MaxAge}, {"timeout", c.Timeout}} {
+		if d.v != nil && *d.v <= 0 {
+			return c, fmt.Errorf("%s %d: want a positive number of milliseconds", d.name, *d.v)
+		}
+	}
+	if ms(c.MaxAge, DefaultECBMaxAge) <= ms(c.RefreshInterval, DefaultECBRefresh) {
+		return c, fmt.Errorf("maxAge %s must be longer than refreshInterval %s, or the rates go stale between two refreshes",
+			ms(c.MaxAge, DefaultECBMaxAge), ms(c.RefreshInterval, DefaultECBRefresh))
+	}
+	return c, nil
+}
+
+// Name is "ecb".
+func (b *ECB) Name() string { return NameECB }
+
+// Immutable is false: the rates change at every refresh, so the Converter must not cache them.
+func (b *ECB) Immutable() bool { return false }
+
+// Rate is price(dest)/price(source) from the ECB table, to 20 decimal places.
+func (b *ECB) Rate(sourceAsset, destAsset string) (decimal.Decimal, error) {
+	if sourceAsset == destAsset {
+		return one, nil
+	}
+	t, err := b.table()
+	if err != nil {
+		return decimal.Decimal{}, err
+	}
+	return t.Rate(sourceAsset, destAsset)
+}
+
+// ScaledRate is the JS ecb backend's formula, computed by the static table (see Static).
+func (b *ECB) ScaledRate(src, dst Asset, spread decimal.Decimal) (decimal.Decimal, error) {
+	if src.Code == dst.Code {
+		// The prices cancel exactly: what JS computes for a listed code, without needing one.
+		return OneToOne{}.ScaledRate(src, dst, spread)
+	}
+	t, err := b.table()
+	if err != nil {
+		return decimal.Decimal{}, err
+	}
+	return t.ScaledRate(src, dst, spread)
+}
+
+// ECBStatus is what the ecb backend holds, for the admin API and logs.
+type ECBStatus struct {
+	URL         string
+	Date        string                     // the ECB's date of the rates, "" when none
+	FetchedAt   time.Time                  // zero when none
+	Rates       map[string]decimal.Decimal // units per EUR, EUR included; nil when none
+	Fresh       bool                       // the rates are younger than maxAge and usable
+	LastError   string                     // the last fetch error, "" after a success
+	NextAttempt time.Time                  // after a failure: the earliest retry
+}
+
+// Status reports the rates held and the state of the fetches. It starts no fetch.
+func (b *ECB) Status() ECBStatus {
+	st := ECBStatus{URL: b.url}
+	if s := b.snap.Load(); s != nil {
+		st.Date, st.FetchedAt = s.date, s.fetchedAt
+		st.Fresh = b.now().Sub(s.fetchedAt) <= b.maxAge
+		st.Rates = make(map[string]decimal.Decimal, len(s.table.prices))
+		for code, p := range s.table.prices {
+			st.Rates[code] = p
+		}
+	}
+	b.mu.Lock()
+	st.LastError, st.NextAttempt = b.lastErr, b.nextAttempt
+	b.mu.Unlock()
+	return st
+}
+
+// Prefetch starts the first fetch now, so that the first packets need not wait for it.
+func (b *ECB) Prefetch() {
+	if b.snap.Load() == nil {
+		b.startFetch(b.now())
+	}
+}
+
+// Close cancels the fetch in flight, waits for it to end, and stops further fetches. The rates
+// held keep answering (packets in flight may still convert with them).
+func (b *ECB) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.cancel()
+	b.wg.Wait()
+	return nil
+}
+
+// table returns the rates to convert with, starting a refresh when they are due.
+func (b *ECB) table() (*Static, error) {
+	now := b.now()
+	s := b.snap.Load()
+	if s == nil || now.Sub(s.fetchedAt) >= b.refresh {
+		b.startFetch(now)
+	}
+	if s == nil {
+		s = b.waitFirst()
+	}
+	if s == nil || now.Sub(s.fetchedAt) > b.maxAge {
+		return nil, b.noRates(s, now)
+	}
+	return s.table, nil
+}
+
+// waitFirst waits for the first fetch to end (bounded by the HTTP timeout, or Close), so that
+// the packets that come right after start are converted rather than refused.
+func (b *ECB) waitFirst() *ecbSnapshot {
+	select {
+	case <-b.firstDone:
+	case <-b.ctx.Done():
+	}
+	return b.snap.Load()
+}
+
+func (b *ECB) noRates(s *ecbSnapshot, now time.Time) error {
+	e := &NoRatesError{Backend: NameECB, URL: b.url, MaxAge: b.maxAge}
+	if s != nil {
+		e.Date, e.Age = s.date, now.Sub(s.fetchedAt)
+	}
+	b.mu.Lock()
+	e.LastError = b.lastErr
+	b.mu.Unlock()
+	return e
+}
+
+// startFetch starts a background fetch unless one is running, the backend is closed, or a
+// failed fetch's retry delay has not passed.
+func (b *ECB) startFetch(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed || b.fetching || now.Before(b.nextAttempt) {
+		return
+	}
+	b.fetching = true
+	b.wg.Add(1)
+	go b.fetch()
+}
+
+func (b *ECB) fetch() {
+	defer b.wg.Done()
+	s, err := b.get(b.ctx)
+	now := b.now()
+	b.mu.Lock()
+	b.fetching = false
+	first := !b.attempted
+	b.attempted = true
+	if err != nil {
+		b.failures++
+		b.lastErr = err.Error()
+		b.nextAttempt = now.Add(retryDelay(b.failures, b.refresh))
+		b.log.Warn("fetching exchange rates failed; keeping the previous rates, if any",
+			"url", b.url, "error", err, "failures", b.failures, "retryIn", retryDelay(b.failures, b.refresh))
+	} else {
+		b.failures, b.lastErr, b.nextAttempt = 0, "", time.Time{}
+		s.fetchedAt = now
+		b.snap.Store(s)
+		b.log.Info("exchange rates fetched", "url", b.url, "date", s.date, "currencies", len(s.table.prices))
+	}
+	b.mu.Unlock()
+	if first {
+		close(b.firstDone)
+	}
+}
+
+// retryDelay is ecbMinRetry doubled per consecutive failure, at most the refresh interval.
+func retryDelay(failures int, refresh time.Duration) time.Duration {
+	d := ecbMinRetry
+	for i := 1; i < failures && d < refresh; i++ { // at most log2(refresh/5s) rounds
+		d *= 2
+	}
+	return min(d, refresh)
+}
+
+// get fetches and parses the rates file.
+func (b *ECB) get(ctx context.Context) (*ecbSnapshot, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/xml, text/xml")
+	resp, err := b.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("HTTP status %s", resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, b.maxBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading the body: %w", err)
+	}
+	if int64(len(body)) > b.maxBody {
+		return nil, fmt.Errorf("body larger than %d bytes; is the URL the daily rates file?", b.maxBody)
+	}
+	return parseECB(body)
+}
+
+// ecbEnvelope is the ECB file: gesmes:Envelope > Cube > Cube time=… > Cube currency=… rate=….
+// Names match in any namespace, which is how encoding/xml treats a tag without one.
+type ecbEnvelope struct {
+	XMLName xml.Name `xml:"Envelope"`
+	Days    []struct {
+		Time  string `xml:"time,attr"`
+		Rates []struct {
+			Currency string `xml:"currency,attr"`
+			Rate     string `xml:"rate,attr"`
+		} `xml:"Cube"`
+	} `xml:"Cube>Cube"`
+}
+
+// parseECB reads the file into a price table (units per EUR, EUR = 1, as JS). A history file
+// (several days) gives its latest day. Rates are parsed as exact decimals.
+func parseECB(body []byte) (*ecbSnapshot, error) {
+	var env ecbEnvelope
+	if err := xml.Unmarshal(body, &env); err != nil {
+		return nil, fmt.Errorf("not an ECB rates file: %w", err)
+	}
+	day := -1
+	for i, d := range env.Days {
+		if _, err := time.Parse(time.DateOnly, d.Time); err != nil {
+			return nil, fmt.Errorf("not an ECB rates file: day %q is not a date", d.Time)
+		}
+		if day < 0 || d.Time > env.Days[day].Time { // ISO dates order as strings
+			day = i
+		}
+	}
+	if day < 0 {
+		return nil, errors.New("not an ECB rates file: no <Cube time=…> day")
+	}
+	d := env.Days[day]
+	t := &Static{name: NameECB, base: ecbBase, prices: map[string]decimal.Decimal{ecbBase: one}}
+	for _, r := range d.Rates {
+		p, err := decimal.NewFromString(r.Rate)
+		switch {
+		case r.Currency == "" || r.Currency == ecbBase:
+			err = fmt.Errorf("currency %q", r.Currency)
+		case err != nil || p.Sign() <= 0:
+			err = fmt.Errorf("currency %s: rate %q is not a positive decimal", r.Currency, r.Rate)
+		case !t.prices[r.Currency].IsZero():
+			err = fmt.Errorf("currency %s listed twice", r.Currency)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("ECB rates of %s: %w", d.Time, err)
+		}
+		t.prices[r.Currency] = p
+	}
+	if len(t.prices) == 1 {
+		return nil, fmt.Errorf("ECB rates of %s: no currency", d.Time)
+	}
+	t.sortCodes()
+	return &ecbSnapshot{table: t, date: d.Time}, nil
+}
