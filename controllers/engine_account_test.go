@@ -193,6 +193,27 @@ func TestAdmissionRejectsNewFields(t *testing.T) {
 			c.Spec.Service = &ilpv1.ServiceSpec{Type: "ExternalName"}
 			return c
 		}, "spec.service.type"},
+		{"rate table without the static backend", func() client.Object {
+			c := sampleConnector(ns)
+			c.Spec.Rates = &ilpv1.RatesSpec{Rates: map[string]ilpv1.DecimalString{"USD": "1"}}
+			return c
+		}, "rates.rates is the static backend's table"},
+		{"ecb settings on another backend", func() client.Object {
+			c := sampleConnector(ns)
+			c.Spec.Rates = &ilpv1.RatesSpec{Backend: "static", ECB: &ilpv1.ECBRatesSpec{}}
+			return c
+		}, "rates.ecb applies only when rates.backend is ecb"},
+		{"ecb rates stale before a refresh", func() client.Object {
+			c := sampleConnector(ns)
+			c.Spec.Rates = &ilpv1.RatesSpec{Backend: "ecb", ECB: &ilpv1.ECBRatesSpec{
+				RefreshInterval: &metav1.Duration{Duration: 2 * time.Hour}, MaxAge: &metav1.Duration{Duration: time.Hour}}}
+			return c
+		}, "ecb.maxAge must be longer than ecb.refreshInterval"},
+		{"ecb url not http", func() client.Object {
+			c := sampleConnector(ns)
+			c.Spec.Rates = &ilpv1.RatesSpec{Backend: "ecb", ECB: &ilpv1.ECBRatesSpec{URL: "file:///etc/passwd"}}
+			return c
+		}, "spec.rates.ecb.url"},
 		{"settle threshold above settleTo", func() client.Object {
 			a := sampleAccount(ns, "a", "alice")
 			a.Spec.Balance.SettleThreshold = ptr.To(ilpv1.IntegerString("10"))
@@ -228,6 +249,17 @@ func TestAdmissionRejectsNewFields(t *testing.T) {
 				t.Fatalf("create: got %v, want an error containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestAdmissionAcceptsECB: a Connector on the ecb backend with every setting is admitted.
+func TestAdmissionAcceptsECB(t *testing.T) {
+	c := sampleConnector(namespace(t))
+	c.Spec.Rates = &ilpv1.RatesSpec{Backend: "ecb", Spread: "0.002", ECB: &ilpv1.ECBRatesSpec{
+		URL:             "https://mirror.example/eurofxref-daily.xml",
+		RefreshInterval: &metav1.Duration{Duration: 30 * time.Minute}, MaxAge: &metav1.Duration{Duration: 48 * time.Hour}}}
+	if err := k8s.Create(context.Background(), c); err != nil {
+		t.Fatalf("create: %v", err)
 	}
 }
 

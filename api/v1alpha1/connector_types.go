@@ -272,9 +272,12 @@ type Middleware string
 
 // RatesSpec configures the exchange-rate backend (CONNECTOR_BACKEND, CONNECTOR_BACKEND_CONFIG and
 // CONNECTOR_SPREAD).
+// +kubebuilder:validation:XValidation:rule="!has(self.rates) || (has(self.backend) && self.backend == 'static')",message="rates.rates is the static backend's table: set rates.backend to static"
+// +kubebuilder:validation:XValidation:rule="!has(self.ecb) || (has(self.backend) && self.backend == 'ecb')",message="rates.ecb applies only when rates.backend is ecb"
 type RatesSpec struct {
-	// Backend is one-to-one (rate 1, asset scales converted) or static (the Rates table).
-	// +kubebuilder:validation:Enum=one-to-one;static
+	// Backend is one-to-one (rate 1, asset scales converted), static (the Rates table) or ecb
+	// (the European Central Bank's daily rates, fetched by the pods and refreshed; see ECB).
+	// +kubebuilder:validation:Enum=one-to-one;static;ecb
 	// +optional
 	Backend string `json:"backend,omitempty"`
 
@@ -286,6 +289,33 @@ type RatesSpec struct {
 	// Rates maps asset codes to their value in a common unit, as decimal strings (static backend).
 	// +optional
 	Rates map[string]DecimalString `json:"rates,omitempty"`
+
+	// ECB tunes the ecb backend; unset: the ECB's own file, refreshed hourly, refused after 24h.
+	// +optional
+	ECB *ECBRatesSpec `json:"ecb,omitempty"`
+}
+
+// ECBRatesSpec is the ecb backend's configuration (CONNECTOR_BACKEND_CONFIG of the JS backend).
+// +kubebuilder:validation:XValidation:rule="!has(self.maxAge) || !has(self.refreshInterval) || duration(self.maxAge) > duration(self.refreshInterval)",message="ecb.maxAge must be longer than ecb.refreshInterval, or the rates go stale between two refreshes"
+type ECBRatesSpec struct {
+	// URL of the rates file (eurofxref-daily.xml or a mirror of it, http or https); unset:
+	// https://www.ecb.europa.eu/stats/eurofxref/eurofxref-daily.xml. The pods need egress to it.
+	// +kubebuilder:validation:Pattern=`^https?://[^/?#\s]+`
+	// +kubebuilder:validation:MaxLength=2048
+	// +optional
+	URL string `json:"url,omitempty"`
+
+	// RefreshInterval between fetches while rates are in use; unset: 1h.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +optional
+	RefreshInterval *metav1.Duration `json:"refreshInterval,omitempty"`
+
+	// MaxAge after which fetched rates are refused (packets that convert get T00); unset: 24h.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +optional
+	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
 }
 
 // DecimalString is a non-negative decimal number written as a string, never a float.

@@ -219,6 +219,9 @@ func ratesConfig(cfg *config.Config, r *ilpv1.RatesSpec) error {
 		}
 		cfg.Spread = d
 	}
+	if r.ECB != nil {
+		cfg.BackendConfig = ecbConfig(r.ECB)
+	}
 	if len(r.Rates) == 0 {
 		return nil
 	}
@@ -233,6 +236,22 @@ func ratesConfig(cfg *config.Config, r *ilpv1.RatesSpec) error {
 	b, _ := json.Marshal(map[string]any{"rates": prices})
 	cfg.BackendConfig = b
 	return nil
+}
+
+// ecbConfig is the ecb backend's backendConfig: the JS names, durations in milliseconds.
+func ecbConfig(e *ilpv1.ECBRatesSpec) json.RawMessage {
+	c := map[string]any{}
+	if e.URL != "" {
+		c["url"] = e.URL
+	}
+	if e.RefreshInterval != nil {
+		c["refreshInterval"] = e.RefreshInterval.Milliseconds()
+	}
+	if e.MaxAge != nil {
+		c["maxAge"] = e.MaxAge.Milliseconds()
+	}
+	b, _ := json.Marshal(c)
+	return b
 }
 
 func routingConfig(cfg *config.Config, r *ilpv1.RoutingSpec, secret func(name, key string) ([]byte, error)) error {

@@ -233,6 +233,36 @@ func TestBuildConnector(t *testing.T) {
 	}
 }
 
+// TestBuildECBRates: rates.ecb becomes the ecb backend's backendConfig, durations in ms.
+func TestBuildECBRates(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		ecb  *ilpv1.ECBRatesSpec
+		want string
+	}{
+		{"defaults", nil, `{}`},
+		{"empty", &ilpv1.ECBRatesSpec{}, `{}`},
+		{"all", &ilpv1.ECBRatesSpec{URL: "http://mirror.internal/eurofxref-daily.xml",
+			RefreshInterval: &metav1.Duration{Duration: 30 * time.Minute}, MaxAge: &metav1.Duration{Duration: 48 * time.Hour}},
+			`{"maxAge":172800000,"refreshInterval":1800000,"url":"http://mirror.internal/eurofxref-daily.xml"}`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			conn := testConnector()
+			conn.Spec.Rates = &ilpv1.RatesSpec{Backend: "ecb", ECB: tt.ecb}
+			cfg, _, err := Build(Inputs{Connector: conn, Secret: secrets(nil)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Backend != "ecb" || string(cfg.BackendConfig) != tt.want {
+				t.Fatalf("backend %s %s, want ecb %s", cfg.Backend, cfg.BackendConfig, tt.want)
+			}
+			if _, err := rates.New(cfg.Backend, cfg.BackendConfig); err != nil {
+				t.Fatalf("the backend refuses its config: %v", err)
+			}
+		})
+	}
+}
+
 func TestBuildErrors(t *testing.T) {
 	bad := testConnector()
 	bad.Spec.Network = "production" // test.alice on production: refused by Validate
