@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -35,6 +34,7 @@ func (c *Config) validate() fieldErrors {
 	c.validateChildSegments(&l)
 	c.validateRoutes(&l)
 	c.validateGlobals(&l)
+	c.validateListeners(&l)
 	return l
 }
 
@@ -283,21 +283,30 @@ func (c *Config) validateBackendAndStore(l *fieldErrors) {
 // in that order (the JS "first parent"), then any others sorted by id.
 func (c *Config) Parents() []string {
 	var out []string
-	seen := map[string]bool{}
-	for _, id := range c.AccountOrder {
-		if a, ok := c.Accounts[id]; ok && a.Relation == RelationParent && !seen[id] {
+	for _, id := range c.orderedIDs() {
+		if c.Accounts[id].Relation == RelationParent {
 			out = append(out, id)
-			seen[id] = true
 		}
 	}
-	var rest []string
-	for id, a := range c.Accounts {
-		if a.Relation == RelationParent && !seen[id] {
-			rest = append(rest, id)
+	return out
+}
+
+// orderedIDs are the account ids: those in AccountOrder first, in that order, then any
+// others sorted by id.
+func (c *Config) orderedIDs() []string {
+	out := make([]string, 0, len(c.Accounts))
+	seen := make(map[string]bool, len(c.Accounts))
+	for _, id := range c.AccountOrder {
+		if _, ok := c.Accounts[id]; ok && !seen[id] {
+			out, seen[id] = append(out, id), true
 		}
 	}
-	sort.Strings(rest)
-	return append(out, rest...)
+	for _, id := range sortedKeys(c.Accounts) {
+		if !seen[id] {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // ordered reports whether every given id has a place in AccountOrder, so that "the first

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -230,6 +232,23 @@ func TestBuildConnector(t *testing.T) {
 	r, err := b.ScaledRate(rates.Asset{Code: "EUR", Scale: 9}, rates.Asset{Code: "USD", Scale: 9}, cfg.Spread)
 	if err != nil || r.String() != "1.0692" {
 		t.Errorf("EUR→USD rate %s, %v; want 1.08×0.99 = 1.0692", r, err)
+	}
+}
+
+// TestBuildPortClash: of two Accounts on one port, the younger is left out with a problem that
+// names the older; the older keeps its port (as a runtime started with both would have it).
+func TestBuildPortClash(t *testing.T) {
+	older := account("older", 1, nil)
+	younger := account("younger", 2, func(s *ilpv1.AccountSpec) { s.Link.BTPChildServer.Port = 7001 })
+	cfg, problems, err := Build(Inputs{Connector: testConnector(), Accounts: []ilpv1.Account{younger, older}, Secret: secrets(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := cfg.Accounts["older"]; !ok || len(cfg.Accounts) != 1 {
+		t.Errorf("accounts %v, want only the older one", slices.Sorted(maps.Keys(cfg.Accounts)))
+	}
+	if got := fmt.Sprint(problems); len(problems) != 1 || !strings.Contains(got, `Account younger: options = 7001: port 7001 is already used by account "older"`) {
+		t.Errorf("problems = %s", got)
 	}
 }
 

@@ -1,0 +1,92 @@
+package config
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestValidateListeners(t *testing.T) {
+	btpServer := func(host string, port int) Account {
+		lis := map[string]any{"port": port, "secret": "s"}
+		if host != "" {
+			lis["host"] = host
+		}
+		b, _ := json.Marshal(map[string]any{"listener": lis})
+		return Account{Plugin: PluginBTP, Options: b}
+	}
+	mini := func(opts string) Account { return Account{Plugin: PluginMiniAccounts, Options: json.RawMessage(opts)} }
+	httpIn := func(port int) Account {
+		b, _ := json.Marshal(map[string]any{"incoming": map[string]any{"port": port, "staticToken": "t"}})
+		return Account{Plugin: PluginHTTP, Options: b}
+	}
+	client := Account{Plugin: PluginBTP, Options: json.RawMessage(`{"server":"btp+ws://:s@127.0.0.1:7000"}`)}
+	withEngine := func(a Account) Account { a.SettlementEngine = &SettlementEngine{URL: "http://127.0.0.1:1"}; return a }
+	tests := []struct {
+		name string
+		edit func(c *Config)
+		want string // "" for no error, else "<account>|<field>|<message part>"
+	}{
+		{"two servers on one port", func(c *Config) {
+			c.Accounts = map[string]Account{"a": btpServer("", 7000), "b": btpServer("", 7000)}
+		}, `b|options|port 7000 is already used by account "a"`},
+		{"the later account in the accounts object gets the error", func(c *Config) {
+			c.Accounts = map[string]Account{"a": btpServer("", 7000), "b": btpServer("", 7000)}
+			c.AccountOrder = []string{"b", "a"}
+		}, `a|options|port 7000 is already used by account "b"`},
+		{"different hosts", func(c *Config) {
+			c.Accounts = map[string]Account{"a": btpServer("127.0.0.1", 7000), "b": btpServer("127.0.0.2", 7000)}
+		}, ""},
+		{"a wildcard host takes every address", func(c *Config) {
+			c.Accounts = map[string]Account{"a": btpServer("0.0.0.0", 7000), "b": btpServer("127.0.0.1", 7000)}
+		}, `b|options|port 7000`},
+		{"mini-accounts' default port", func(c *Config) {
+			c.Accounts = map[string]Account{"a": mini(`{}`), "b": btpServer("", 3000)}
+		}, `b|options|port 3000 is already used by account "a"`},
+		{"ILP-over-HTTP and BTP", func(c *Config) {
+			c.Accounts = map[string]Account{"a": httpIn(7000), "b": mini(`{"port":7000}`)}
+		}, `b|options|port 7000`},
+		{"the admin API's port", func(c *Config) {
+			c.AdminAPI, c.AdminAPIHost, c.AdminAPIPort = true, "127.0.0.1", 7000
+			c.Accounts = map[string]Account{"a": btpServer("", 7000)}
+		}, `a|options|port 7000 is already used by adminApiPort`},
+		{"the admin API off", func(c *Config) {
+			c.AdminAPI, c.AdminAPIPort = false, 7000
+			c.Accounts = map[string]Account{"a": btpServer("", 7000)}
+		}, ""},
+		{"the settlement API's port", func(c *Config) {
+			c.SettlementAPIHost, c.SettlementAPIPort = "127.0.0.1", 7000
+			c.Accounts = map[string]Account{"a": withEngine(btpServer("", 7000))}
+		}, `a|options|port 7000 is already used by settlementApiPort`},
+		{"the settlement API unused", func(c *Config) {
+			c.SettlementAPIHost, c.SettlementAPIPort = "127.0.0.1", 7000
+			c.Accounts = map[string]Account{"a": btpServer("", 7000)}
+		}, ""},
+		{"admin and settlement APIs on one port", func(c *Config) {
+			c.AdminAPI, c.AdminAPIHost, c.AdminAPIPort = true, "127.0.0.1", 7000
+			c.SettlementAPIHost, c.SettlementAPIPort = "127.0.0.1", 7000
+			c.Accounts = map[string]Account{"a": withEngine(client)}
+		}, `|settlementApiPort|port 7000 is already used by adminApiPort`},
+		{"clients and free ports do not listen", func(c *Config) {
+			c.Accounts = map[string]Account{"a": client, "b": client, "c": btpServer("", 0), "d": btpServer("", 0)}
+		}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Defaults()
+			tt.edit(c)
+			var l fieldErrors
+			c.validateListeners(&l)
+			var got []string
+			for _, e := range l {
+				got = append(got, e.Account+"|"+e.Field+"|"+e.Problem)
+			}
+			switch {
+			case tt.want == "" && len(got) != 0:
+				t.Fatalf("errors %q, want none", got)
+			case tt.want != "" && (len(got) != 1 || !strings.HasPrefix(got[0], tt.want)):
+				t.Fatalf("errors %q, want one starting %q", got, tt.want)
+			}
+		})
+	}
+}
