@@ -134,6 +134,11 @@ var (
 func OpenRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 	ropts, err := redis.ParseURL(o.URL)
 	if err != nil {
+		// A *url.Error repeats the URL it could not parse, password included: only its cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return nil, fmt.Errorf("store: redis url %q: %w", redactedURL(o.URL), err)
 	}
 	if o.DialTimeout <= 0 {

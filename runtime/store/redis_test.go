@@ -287,6 +287,8 @@ func TestRedisOpenErrors(t *testing.T) {
 		{"url and ioredis fields", "", `{"url":"redis://127.0.0.1:1","host":"x"}`, "either url or the ioredis fields"},
 		{"bad url", "", `{"url":"http://127.0.0.1:1"}`, "redis url"},
 		{"bad url keeps its password", "", `{"url":"http://u:s3cret@127.0.0.1:1"}`, `"http://u:xxxxx@127.0.0.1:1"`},
+		{"unparsable url keeps its password", "", `{"url":"redis://u:s3cret%zz@h:6379/0"}`, `invalid URL escape`},
+		{"bad port keeps its password", "", `{"url":"redis://u:s3cret@h:port/0"}`, `redis url`},
 		{"unreachable", "redis://127.0.0.1:1/0", `{}`, "cannot reach Redis at 127.0.0.1:1"},
 	}
 	for _, tt := range tests {
@@ -301,6 +303,9 @@ func TestRedisOpenErrors(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.message) {
 				t.Fatalf("err %v does not say %q", err, tt.message)
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Fatalf("err %v shows the password", err)
 			}
 		})
 	}
