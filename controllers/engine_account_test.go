@@ -208,7 +208,22 @@ func TestAdmissionRejectsNewFields(t *testing.T) {
 			c.Spec.Rates = &ilpv1.RatesSpec{Backend: "ecb", ECB: &ilpv1.ECBRatesSpec{
 				RefreshInterval: &metav1.Duration{Duration: 2 * time.Hour}, MaxAge: &metav1.Duration{Duration: time.Hour}}}
 			return c
-		}, "ecb.maxAge must be longer than ecb.refreshInterval"},
+		}, "ecb.maxAge (default 24h) must be longer than ecb.refreshInterval"},
+		{"ecb maxAge within the default refresh", func() client.Object {
+			c := sampleConnector(ns)
+			c.Spec.Rates = &ilpv1.RatesSpec{Backend: "ecb", ECB: &ilpv1.ECBRatesSpec{MaxAge: &metav1.Duration{Duration: 30 * time.Minute}}}
+			return c
+		}, "ecb.maxAge (default 24h) must be longer than ecb.refreshInterval"},
+		{"ecb refresh beyond the default maxAge", func() client.Object {
+			c := sampleConnector(ns)
+			c.Spec.Rates = &ilpv1.RatesSpec{Backend: "ecb", ECB: &ilpv1.ECBRatesSpec{RefreshInterval: &metav1.Duration{Duration: 48 * time.Hour}}}
+			return c
+		}, "ecb.maxAge (default 24h) must be longer than ecb.refreshInterval"},
+		{"ecb refresh of zero", func() client.Object {
+			c := sampleConnector(ns)
+			c.Spec.Rates = &ilpv1.RatesSpec{Backend: "ecb", ECB: &ilpv1.ECBRatesSpec{RefreshInterval: &metav1.Duration{}}}
+			return c
+		}, "must be at least 1ms"},
 		{"ecb url not http", func() client.Object {
 			c := sampleConnector(ns)
 			c.Spec.Rates = &ilpv1.RatesSpec{Backend: "ecb", ECB: &ilpv1.ECBRatesSpec{URL: "file:///etc/passwd"}}

@@ -296,7 +296,8 @@ type RatesSpec struct {
 }
 
 // ECBRatesSpec is the ecb backend's configuration (CONNECTOR_BACKEND_CONFIG of the JS backend).
-// +kubebuilder:validation:XValidation:rule="!has(self.maxAge) || !has(self.refreshInterval) || duration(self.maxAge) > duration(self.refreshInterval)",message="ecb.maxAge must be longer than ecb.refreshInterval, or the rates go stale between two refreshes"
+// +kubebuilder:validation:XValidation:rule="duration(has(self.maxAge) ? self.maxAge : '24h') > duration(has(self.refreshInterval) ? self.refreshInterval : '1h')",message="ecb.maxAge (default 24h) must be longer than ecb.refreshInterval (default 1h), or the rates go stale between two refreshes"
+// +kubebuilder:validation:XValidation:rule="[has(self.maxAge) ? self.maxAge : '1s', has(self.refreshInterval) ? self.refreshInterval : '1s'].all(d, duration(d) >= duration('1ms'))",message="ecb.refreshInterval and ecb.maxAge must be at least 1ms"
 type ECBRatesSpec struct {
 	// URL of the rates file (eurofxref-daily.xml or a mirror of it, http or https); unset:
 	// https://www.ecb.europa.eu/stats/eurofxref/eurofxref-daily.xml. The pods need egress to it.

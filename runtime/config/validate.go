@@ -11,6 +11,7 @@ import (
 
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/ilphttp"
+	"github.com/ilpfleet/ilpfleet/runtime/rates"
 	"github.com/ilpfleet/ilpfleet/runtime/settlement"
 )
 
@@ -267,6 +268,11 @@ func (c *Config) validateBackendAndStore(l *fieldErrors) {
 	}
 	if len(c.BackendConfig) > 0 && !isJSONObject(c.BackendConfig) {
 		l.add("", "backendConfig", quote(string(c.BackendConfig)), "expected a JSON object")
+	} else if contains(SupportedBackends, c.Backend) {
+		// The value is not quoted back: an ecb mirror URL may hold credentials.
+		if err := rates.Check(c.Backend, c.BackendConfig); err != nil {
+			l.add("", "backendConfig", "", "%s", err)
+		}
 	}
 	if !contains(SupportedStores, c.Store) {
 		l.add("", "store", quote(c.Store), "not supported by the Go connector; supported stores: %s (the JS names memdown, leveldown and ilp-store-redis mean memory, file and redis)", strings.Join(SupportedStores, ", "))

@@ -78,6 +78,16 @@ func Close(b Backend) error {
 	return nil
 }
 
+// Check reports what New refuses in a backend's config: config validation calls it, so that
+// every source (env, file, Kubernetes) refuses a config whose backend could not be built.
+func Check(name string, config json.RawMessage) error {
+	b, err := New(name, config)
+	if err != nil {
+		return err
+	}
+	return Close(b) // New does no I/O and starts nothing; Close releases what it holds
+}
+
 // Names lists the backends New knows.
 func Names() []string { return []string{NameOneToOne, NameStatic, NameECB} }
 

@@ -44,27 +44,22 @@ const (
 var ErrNoRates = errors.New("rates: no current exchange rates")
 
 // NoRatesError says why a fetching backend cannot convert. Code maps it to T00: the sender did
-// nothing wrong and the backend keeps retrying.
+// nothing wrong and the backend keeps retrying. Its text reaches the sender in the Reject, so
+// it names neither the URL (a mirror's may hold credentials) nor the fetch error (internal
+// addresses): both are in the connector's log at every failed fetch, and in Status.
 type NoRatesError struct {
-	Backend   string
-	URL       string
-	Date      string        // the ECB date of the rates held, "" when none
-	Age       time.Duration // since the rates held were fetched
-	MaxAge    time.Duration
-	LastError string // the last fetch error, "" when none
+	Backend string
+	Date    string        // the ECB date of the rates held, "" when none
+	Age     time.Duration // since the rates held were fetched
+	MaxAge  time.Duration
 }
 
 func (e *NoRatesError) Error() string {
-	last := ""
-	if e.LastError != "" {
-		last = "; last fetch failed: " + e.LastError
-	}
 	if e.Date == "" {
-		return fmt.Sprintf("the %s backend has no exchange rates yet (fetching %s)%s; it keeps retrying, and packets between identical asset codes are unaffected",
-			e.Backend, e.URL, last)
+		return fmt.Sprintf("the %s backend has no exchange rates yet; it keeps fetching them, and packets between identical asset codes are unaffected", e.Backend)
 	}
-	return fmt.Sprintf("the %s backend's exchange rates (dated %s) were fetched %s ago, more than maxAge %s, so they are refused (fetching %s)%s; it keeps retrying",
-		e.Backend, e.Date, e.Age.Round(time.Second), e.MaxAge, e.URL, last)
+	return fmt.Sprintf("the %s backend's exchange rates (dated %s) were fetched %s ago, more than maxAge %s, so they are refused; it keeps fetching them",
+		e.Backend, e.Date, e.Age.Round(time.Second), e.MaxAge)
 }
 
 // Is makes errors.Is(err, ErrNoRates) work.
@@ -103,6 +98,7 @@ type ecbConfig struct {
 // further fetches.
 type ECB struct {
 	url     string
+	shown   string // url for logs and Status: without password or query
 	refresh time.Duration
 	maxAge  time.Duration
 	maxBody int64
@@ -116,14 +112,12 @@ type ECB struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the fetch in flight
 
-	mu          sync.Mutex // guards the fields below
-	fetching    bool
+	mu          sync.Mutex    // guards the fields below
+	inflight    chan struct{} // closed when the fetch in flight ends; nil when none runs
 	closed      bool
-	attempted   bool      // the first fetch has ended
 	failures    int       // consecutive failed fetches
 	lastErr     string    // the last fetch error, "" after a success
 	nextAttempt time.Time // no fetch before this, after a failure
-	firstDone   chan struct{}
 }
 
 // ecbSnapshot is one good fetch: immutable once stored.
@@ -141,11 +135,21 @@ func NewECB(config json.RawMessage) (*ECB, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &ECB{
-		url: c.URL, refresh: ms(c.RefreshInterval, DefaultECBRefresh), maxAge: ms(c.MaxAge, DefaultECBMaxAge),
+		url: c.URL, shown: shownURL(c.URL), refresh: ms(c.RefreshInterval, DefaultECBRefresh), maxAge: ms(c.MaxAge, DefaultECBMaxAge),
 		maxBody: ecbMaxBody, client: &http.Client{Timeout: ms(c.Timeout, DefaultECBTimeout)},
 		now: time.Now, log: slog.Default().With("component", "rates", "backend", NameECB),
-		ctx: ctx, cancel: cancel, firstDone: make(chan struct{}),
+		ctx: ctx, cancel: cancel,
 	}, nil
+}
+
+// shownURL is u without its password and query (where API keys go), for logs and status.
+func shownURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.RawQuery, u.Fragment = "", ""
+	return u.Redacted()
 }
 
 func ms(v *int64, def time.Duration) time.Duration {
@@ -177,7 +181,7 @@ func parseECBConfig(config json.RawMessage) (ecbConfig, error) {
 		c.URL = DefaultECBURL
 	}
 	if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return c, fmt.Errorf("url %q: want an absolute http or https URL", c.URL)
+		return c, fmt.Errorf("url %q: want an absolute http or https URL", shownURL(c.URL))
 	}
 	for _, d := range []struct {
 		name string
@@ -238,7 +242,7 @@ type ECBStatus struct {
 
 // Status reports the rates held and the state of the fetches. It starts no fetch.
 func (b *ECB) Status() ECBStatus {
-	st := ECBStatus{URL: b.url}
+	st := ECBStatus{URL: b.shown}
 	if s := b.snap.Load(); s != nil {
 		st.Date, st.FetchedAt = s.date, s.fetchedAt
 		st.Fresh = b.now().Sub(s.fetchedAt) <= b.maxAge
@@ -271,80 +275,74 @@ func (b *ECB) Close() error {
 	return nil
 }
 
-// table returns the rates to convert with, starting a refresh when they are due.
+// table returns the rates to convert with, starting a refresh when they are due. It waits for
+// the fetch (bounded by the HTTP timeout, or Close) only when it holds no usable rates: at
+// start, and after an idle spell longer than maxAge, so that those packets are converted
+// rather than refused.
 func (b *ECB) table() (*Static, error) {
 	now := b.now()
 	s := b.snap.Load()
-	if s == nil || now.Sub(s.fetchedAt) >= b.refresh {
-		b.startFetch(now)
+	if s != nil && now.Sub(s.fetchedAt) < b.refresh {
+		return s.table, nil
 	}
-	if s == nil {
-		s = b.waitFirst()
+	done := b.startFetch(now)
+	if !b.usable(s, now) && done != nil {
+		select {
+		case <-done:
+		case <-b.ctx.Done():
+		}
+		s, now = b.snap.Load(), b.now()
 	}
-	if s == nil || now.Sub(s.fetchedAt) > b.maxAge {
-		return nil, b.noRates(s, now)
+	if !b.usable(s, now) {
+		e := &NoRatesError{Backend: NameECB, MaxAge: b.maxAge}
+		if s != nil {
+			e.Date, e.Age = s.date, now.Sub(s.fetchedAt)
+		}
+		return nil, e
 	}
 	return s.table, nil
 }
 
-// waitFirst waits for the first fetch to end (bounded by the HTTP timeout, or Close), so that
-// the packets that come right after start are converted rather than refused.
-func (b *ECB) waitFirst() *ecbSnapshot {
-	select {
-	case <-b.firstDone:
-	case <-b.ctx.Done():
-	}
-	return b.snap.Load()
+func (b *ECB) usable(s *ecbSnapshot, now time.Time) bool {
+	return s != nil && now.Sub(s.fetchedAt) <= b.maxAge
 }
 
-func (b *ECB) noRates(s *ecbSnapshot, now time.Time) error {
-	e := &NoRatesError{Backend: NameECB, URL: b.url, MaxAge: b.maxAge}
-	if s != nil {
-		e.Date, e.Age = s.date, now.Sub(s.fetchedAt)
-	}
-	b.mu.Lock()
-	e.LastError = b.lastErr
-	b.mu.Unlock()
-	return e
-}
-
-// startFetch starts a background fetch unless one is running, the backend is closed, or a
-// failed fetch's retry delay has not passed.
-func (b *ECB) startFetch(now time.Time) {
+// startFetch starts a background fetch unless the backend is closed or a failed fetch's retry
+// delay has not passed, and returns the channel that the fetch in flight (this one, or one
+// already running) closes when it ends; nil when none runs.
+func (b *ECB) startFetch(now time.Time) <-chan struct{} {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed || b.fetching || now.Before(b.nextAttempt) {
-		return
+	if b.inflight != nil || b.closed || now.Before(b.nextAttempt) {
+		return b.inflight
 	}
-	b.fetching = true
+	done := make(chan struct{})
+	b.inflight = done
 	b.wg.Add(1)
-	go b.fetch()
+	go b.fetch(done)
+	return done
 }
 
-func (b *ECB) fetch() {
+func (b *ECB) fetch(done chan struct{}) {
 	defer b.wg.Done()
+	defer close(done)
 	s, err := b.get(b.ctx)
 	now := b.now()
 	b.mu.Lock()
-	b.fetching = false
-	first := !b.attempted
-	b.attempted = true
+	defer b.mu.Unlock()
+	b.inflight = nil
 	if err != nil {
 		b.failures++
 		b.lastErr = err.Error()
 		b.nextAttempt = now.Add(retryDelay(b.failures, b.refresh))
 		b.log.Warn("fetching exchange rates failed; keeping the previous rates, if any",
-			"url", b.url, "error", err, "failures", b.failures, "retryIn", retryDelay(b.failures, b.refresh))
-	} else {
-		b.failures, b.lastErr, b.nextAttempt = 0, "", time.Time{}
-		s.fetchedAt = now
-		b.snap.Store(s)
-		b.log.Info("exchange rates fetched", "url", b.url, "date", s.date, "currencies", len(s.table.prices))
+			"url", b.shown, "error", err, "failures", b.failures, "retryIn", retryDelay(b.failures, b.refresh))
+		return
 	}
-	b.mu.Unlock()
-	if first {
-		close(b.firstDone)
-	}
+	b.failures, b.lastErr, b.nextAttempt = 0, "", time.Time{}
+	s.fetchedAt = now
+	b.snap.Store(s)
+	b.log.Info("exchange rates fetched", "url", b.shown, "date", s.date, "currencies", len(s.table.prices))
 }
 
 // retryDelay is ecbMinRetry doubled per consecutive failure, at most the refresh interval.
@@ -365,6 +363,10 @@ func (b *ECB) get(ctx context.Context) (*ecbSnapshot, error) {
 	req.Header.Set("Accept", "application/xml, text/xml")
 	resp, err := b.client.Do(req)
 	if err != nil {
+		var ue *url.Error // it repeats the URL, password and query included
+		if errors.As(err, &ue) {
+			ue.URL = b.shown
+		}
 		return nil, err
 	}
 	defer resp.Body.Close()

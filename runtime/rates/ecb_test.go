@@ -164,10 +164,11 @@ func TestECBFirstFetchFailsThenSucceeds(t *testing.T) {
 	if !errors.Is(err, ErrNoRates) || Code(err) != ilp.CodeInternalError {
 		t.Fatalf("err = %v, want no rates (T00)", err)
 	}
-	for _, want := range []string{"ecb backend has no exchange rates yet", srv.URL, "503"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("%q does not say %q", err, want)
-		}
+	if !strings.Contains(err.Error(), "ecb backend has no exchange rates yet") || strings.Contains(err.Error(), srv.URL) {
+		t.Errorf("%q: want no rates said, and not the URL (the sender reads it)", err)
+	}
+	if st := b.Status(); !strings.Contains(st.LastError, "503") {
+		t.Errorf("Status().LastError = %q, want the fetch error", st.LastError)
 	}
 	if got, err := convert(b, 100, usd, Asset{"USD", 2}, zero); err != nil || got != 100 {
 		t.Errorf("same-code packet without rates = %d, %v; want 100", got, err)
@@ -180,7 +181,7 @@ func TestECBFirstFetchFailsThenSucceeds(t *testing.T) {
 	}
 	clk.Add(time.Millisecond)
 	srv.set(http.StatusOK, ecbXML("2026-05-11"))
-	_, _ = convert(b, 100, usd, eur, zero) // starts the retry; this packet is refused
+	// Without rates, the packet that starts the retry waits for it.
 	if got, err := convert(b, 100, usd, eur, zero); err != nil || got != 92 {
 		t.Fatalf("after the retry = %d, %v; want 92", got, err)
 	}
@@ -213,20 +214,55 @@ func TestECBBadFetchKeepsRatesUntilMaxAge(t *testing.T) {
 			if got, err := convert(b, 100, usd, eur, zero); err != nil || got != 92 {
 				t.Fatalf("during the refresh: %d, %v; want the previous rates", got, err)
 			}
+			b.wg.Wait() // the refresh has failed
 			st := b.Status()
 			if !strings.Contains(st.LastError, tc.wantErr) || st.Date != "2026-05-11" || !st.Fresh {
 				t.Fatalf("Status = %+v, want the previous rates and an error with %q", st, tc.wantErr)
 			}
 			clk.Add(9*time.Minute + time.Second) // 10 min 1 s since the good fetch: stale
-			_, err := convert(b, 100, usd, eur, zero)
+			_, err := convert(b, 100, usd, eur, zero) // waits for a fetch, which fails again
 			if !errors.Is(err, ErrNoRates) || !strings.Contains(err.Error(), "dated 2026-05-11") ||
-				!strings.Contains(err.Error(), "more than maxAge 10m0s") || !strings.Contains(err.Error(), tc.wantErr) {
+				!strings.Contains(err.Error(), "more than maxAge 10m0s") {
 				t.Fatalf("stale: err = %v", err)
+			}
+			if n := srv.requests.Load(); n != 3 {
+				t.Errorf("%d fetches, want 3: the stale rates had the packet wait for a fetch", n)
 			}
 			if b.Status().Fresh {
 				t.Error("Status says fresh")
 			}
 		})
+	}
+}
+
+// TestECBIdleLongerThanMaxAge: a connector idle past maxAge has the next packet wait for a
+// fetch instead of refusing it with rates it could have had in a moment.
+func TestECBIdleLongerThanMaxAge(t *testing.T) {
+	srv := newECBServer(t, http.StatusOK, ecbXML("2026-05-08"))
+	b, clk := newTestECB(t, srv.URL, "")
+	usd, eur := Asset{"USD", 2}, Asset{"EUR", 2}
+	if got, err := convert(b, 100, usd, eur, zero); err != nil || got != 92 {
+		t.Fatalf("first: %d, %v", got, err)
+	}
+	srv.set(http.StatusOK, ecbXML("2026-05-11", "USD", "1.25"))
+	clk.Add(DefaultECBMaxAge + time.Hour) // a long weekend without packets
+	if got, err := convert(b, 100, usd, eur, zero); err != nil || got != 80 {
+		t.Fatalf("after the idle spell: %d, %v; want 80 at the new rate", got, err)
+	}
+}
+
+// TestECBErrorsHideTheURLsSecrets: a mirror URL's password and query reach neither the fetch
+// error (logged, and shown by Status) nor Status's URL.
+func TestECBErrorsHideTheURLsSecrets(t *testing.T) {
+	srv := newECBServer(t, http.StatusOK, ecbXML("2026-05-11"))
+	srv.Close() // refused: the client's error names the URL
+	b, _ := newTestECB(t, strings.Replace(srv.URL, "http://", "http://user:s3cret@", 1)+"/r.xml?apikey=k3y", "")
+	if _, err := b.Rate("USD", "EUR"); !errors.Is(err, ErrNoRates) {
+		t.Fatalf("err = %v, want no rates", err)
+	}
+	st := b.Status()
+	if st.LastError == "" || strings.Contains(st.LastError+st.URL, "s3cret") || strings.Contains(st.LastError+st.URL, "k3y") {
+		t.Errorf("Status = %+v: a secret of the URL shows", st)
 	}
 }
 
@@ -269,7 +305,7 @@ func TestECBCloseStopsFetching(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.mu.Lock()
-	fetching := b.fetching
+	fetching := b.inflight != nil
 	b.mu.Unlock()
 	if fetching {
 		t.Fatal("a fetch is still running after Close")
