@@ -219,7 +219,7 @@ func TestECBBadFetchKeepsRatesUntilMaxAge(t *testing.T) {
 			if !strings.Contains(st.LastError, tc.wantErr) || st.Date != "2026-05-11" || !st.Fresh {
 				t.Fatalf("Status = %+v, want the previous rates and an error with %q", st, tc.wantErr)
 			}
-			clk.Add(9*time.Minute + time.Second) // 10 min 1 s since the good fetch: stale
+			clk.Add(9*time.Minute + time.Second)      // 10 min 1 s since the good fetch: stale
 			_, err := convert(b, 100, usd, eur, zero) // waits for a fetch, which fails again
 			if !errors.Is(err, ErrNoRates) || !strings.Contains(err.Error(), "dated 2026-05-11") ||
 				!strings.Contains(err.Error(), "more than maxAge 10m0s") {
