@@ -152,15 +152,13 @@ func (s *ChildServer) childName(req authRequest) (name string, claimed bool, err
 	switch {
 	case req.username == "" && gen != nil && !*gen:
 		return "", false, errors.New("auth_username subprotocol is required")
-	case req.username == "" || (req.username == hashed && gen == nil):
+	case req.username == "" || req.username == hashed:
 		return hashed, false, nil
 	case gen != nil && *gen:
-		if req.username != hashed {
-			return "", false, errors.New("auth_username subprotocol is not available")
-		}
-		return hashed, false, nil
-	case gen == nil && looksHashed(req.username):
-		// Children without a username are never bound, so the hash shape is what protects them.
+		return "", false, errors.New("auth_username subprotocol is not available")
+	case looksHashed(req.username):
+		// Children named by their token's hash are never bound, so the hash shape is what
+		// protects them, whatever generateAccount says now (it may have been unset before).
 		return "", false, fmt.Errorf("auth_username %q is reserved for the token it is the hash of", req.username)
 	}
 	if strings.ContainsRune(req.username, '.') {

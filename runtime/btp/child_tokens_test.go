@@ -110,6 +110,12 @@ func TestChildTokenHashedNames(t *testing.T) {
 	if err := tryAuth(t, srv, victim, "victim"); err != nil {
 		t.Errorf("the victim with its own hash as username: %v", err)
 	}
+	gen := false // generateAccount false (a reload after the victim connected): still protected
+	strict := startChildServer(t, echo, func(o *ChildServerOptions) { o.GenerateAccount = &gen })
+	wantRefused(t, tryAuth(t, strict, victim, "thief"), "the victim's hash as username, generateAccount false")
+	if err := tryAuth(t, strict, victim, "victim"); err != nil {
+		t.Errorf("the victim with its own hash as username, generateAccount false: %v", err)
+	}
 	if got, want := looksHashed(victim), true; got != want {
 		t.Errorf("looksHashed(%q) = %v", victim, got)
 	}
