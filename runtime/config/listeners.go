@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"strconv"
+	"strings"
 
 	"github.com/ilpfleet/ilpfleet/runtime/btp"
 	"github.com/ilpfleet/ilpfleet/runtime/ilphttp"
@@ -10,7 +12,8 @@ import (
 
 // listener is one TCP port the connector listens on, and what for.
 type listener struct {
-	account, field string // where the config sets it
+	account, field string // where a clash with an earlier listener is reported
+	name           string // what it is, for the error of a later listener
 	host           string // "" or a wildcard: every interface
 	port           int
 }
@@ -28,7 +31,7 @@ func (c *Config) validateListeners(l *fieldErrors) {
 		}
 		for _, s := range seen {
 			if s.port == li.port && overlap(s.host, li.host) {
-				l.add(li.account, li.field, strconv.Itoa(li.port), "port %d is already used by %s; give each listener its own port", li.port, s.owner())
+				l.add(li.account, li.field, strconv.Itoa(li.port), "port %d%s is already used by %s; give each listener its own port", li.port, li.what(), s.name)
 				break
 			}
 		}
@@ -36,32 +39,35 @@ func (c *Config) validateListeners(l *fieldErrors) {
 	}
 }
 
-// listeners lists the ports of the config: the connector's APIs first, then the accounts'
-// servers in account order.
+// listeners lists the ports of the config in the order they came: the admin API first (it is
+// on from the start, or never), then the accounts' servers in account order, with the
+// settlement API just before the first account with an engine, which turns it on.
 func (c *Config) listeners() []listener {
 	var out []listener
 	if c.AdminAPI {
-		out = append(out, listener{field: "adminApiPort", host: c.AdminAPIHost, port: c.AdminAPIPort})
+		out = append(out, listener{field: "adminApiPort", name: "adminApiPort", host: c.AdminAPIHost, port: c.AdminAPIPort})
 	}
-	if c.settles() {
-		out = append(out, listener{field: "settlementApiPort", host: c.SettlementAPIHost, port: c.SettlementAPIPort})
-	}
+	settles := false
 	for _, id := range c.orderedIDs() {
-		if host, port, ok := accountListener(c.Accounts[id]); ok {
-			out = append(out, listener{account: id, field: "options", host: host, port: port})
+		a := c.Accounts[id]
+		if a.SettlementEngine != nil && !settles {
+			settles = true
+			out = append(out, listener{account: id, field: "settlementEngine", name: "settlementApiPort",
+				host: c.SettlementAPIHost, port: c.SettlementAPIPort})
+		}
+		if host, port, ok := accountListener(a); ok {
+			out = append(out, listener{account: id, field: "options", name: fmt.Sprintf("account %q", id), host: host, port: port})
 		}
 	}
 	return out
 }
 
-// settles reports whether the settlement API is served: an account has a settlement engine.
-func (c *Config) settles() bool {
-	for _, a := range c.Accounts {
-		if a.SettlementEngine != nil {
-			return true
-		}
+// what says which port of its account a settlement API clash is about.
+func (l listener) what() string {
+	if l.field == "settlementEngine" {
+		return " (settlementApiPort, which this account's engine needs)"
 	}
-	return false
+	return ""
 }
 
 // accountListener is where an account's link listens, if it is a server. Options that do not
@@ -87,15 +93,39 @@ func accountListener(a Account) (host string, port int, ok bool) {
 	return "", 0, false
 }
 
-// overlap reports whether two listen hosts share an address: equal, or either is a wildcard.
+// overlap reports whether two listen hosts share an address, so that the second bind fails:
+// equal addresses, the every-interface hosts ("" and "::", dual-stack in Go) with any, and
+// 0.0.0.0 with any IPv4 address (or a name, which may resolve to one).
 func overlap(a, b string) bool {
-	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" || h == "[::]" }
-	return a == b || wild(a) || wild(b)
+	a, b = canonicalHost(a), canonicalHost(b)
+	switch {
+	case a == b || a == "" || b == "":
+		return true
+	case a == "0.0.0.0":
+		return maybeIPv4(b)
+	case b == "0.0.0.0":
+		return maybeIPv4(a)
+	}
+	return false
 }
 
-func (l listener) owner() string {
-	if l.account == "" {
-		return l.field
+// canonicalHost writes one address one way: "" for every interface, localhost as the address
+// Go binds for it, IPv4-mapped IPv6 as IPv4.
+func canonicalHost(h string) string {
+	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+	switch h {
+	case "::":
+		return ""
+	case "localhost":
+		return "127.0.0.1"
 	}
-	return fmt.Sprintf("account %q", l.account)
+	if ip, err := netip.ParseAddr(h); err == nil {
+		return ip.Unmap().String()
+	}
+	return h
+}
+
+func maybeIPv4(h string) bool {
+	ip, err := netip.ParseAddr(h)
+	return err != nil || ip.Is4()
 }

@@ -58,6 +58,10 @@ func TestValidateListeners(t *testing.T) {
 			c.SettlementAPIHost, c.SettlementAPIPort = "127.0.0.1", 7000
 			c.Accounts = map[string]Account{"a": withEngine(btpServer("", 7000))}
 		}, `a|options|port 7000 is already used by settlementApiPort`},
+		{"an engine that turns the settlement API on over an older account's port", func(c *Config) {
+			c.SettlementAPIHost, c.SettlementAPIPort = "0.0.0.0", 7000
+			c.Accounts = map[string]Account{"a": btpServer("", 7000), "b": withEngine(client)}
+		}, `b|settlementEngine|port 7000 (settlementApiPort, which this account's engine needs) is already used by account "a"`},
 		{"the settlement API unused", func(c *Config) {
 			c.SettlementAPIHost, c.SettlementAPIPort = "127.0.0.1", 7000
 			c.Accounts = map[string]Account{"a": btpServer("", 7000)}
@@ -66,7 +70,7 @@ func TestValidateListeners(t *testing.T) {
 			c.AdminAPI, c.AdminAPIHost, c.AdminAPIPort = true, "127.0.0.1", 7000
 			c.SettlementAPIHost, c.SettlementAPIPort = "127.0.0.1", 7000
 			c.Accounts = map[string]Account{"a": withEngine(client)}
-		}, `|settlementApiPort|port 7000 is already used by adminApiPort`},
+		}, `a|settlementEngine|port 7000 (settlementApiPort, which this account's engine needs) is already used by adminApiPort`},
 		{"clients and free ports do not listen", func(c *Config) {
 			c.Accounts = map[string]Account{"a": client, "b": client, "c": btpServer("", 0), "d": btpServer("", 0)}
 		}, ""},
@@ -88,5 +92,31 @@ func TestValidateListeners(t *testing.T) {
 				t.Fatalf("errors %q, want one starting %q", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestOverlap(t *testing.T) {
+	for _, tt := range []struct {
+		a, b string
+		want bool
+	}{
+		{"", "127.0.0.1", true},
+		{"::", "10.0.0.1", true},
+		{"[::]", "::1", true},
+		{"0.0.0.0", "127.0.0.1", true},
+		{"0.0.0.0", "::1", false},
+		{"0.0.0.0", "my-host", true},
+		{"127.0.0.1", "localhost", true},
+		{"::ffff:127.0.0.1", "127.0.0.1", true},
+		{"127.0.0.1", "127.0.0.2", false},
+		{"::1", "127.0.0.1", false},
+		{"a.example", "b.example", false},
+	} {
+		if got := overlap(tt.a, tt.b); got != tt.want {
+			t.Errorf("overlap(%q, %q) = %v, want %v", tt.a, tt.b, got, tt.want)
+		}
+		if got := overlap(tt.b, tt.a); got != tt.want {
+			t.Errorf("overlap(%q, %q) = %v, want %v", tt.b, tt.a, got, tt.want)
+		}
 	}
 }

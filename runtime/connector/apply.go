@@ -41,8 +41,8 @@ type plan struct {
 //
 // Added accounts start before removed ones close, so that a refusal changes nothing; an added
 // server that takes over the port of a removed one therefore needs two reloads (remove, then
-// add). A reconnected account's old link is closed before its new one starts (it may reuse the
-// port); if the new one then fails to start, that account stays unreachable and the error is
+// add). Every replaced or removed link is closed before a reconnected account's new one starts
+// (it may reuse a port); if the new one then fails to start, that account stays unreachable and the error is
 // logged, since the rest of the config is already in force.
 func (c *Connector) Apply(ctx context.Context, cfg *config.Config) error {
 	c.applyMu.Lock()
@@ -173,6 +173,8 @@ func (c *Connector) commit(ctx context.Context, p *plan) {
 	c.table.Store(p.table)
 	c.syncCCP() // rebuilds the table with the routes learned meanwhile, and advertises the change
 
+	// Every old link closes before any new one starts: a reconnected account may take the port
+	// of a removed one, or two may swap theirs.
 	var wg sync.WaitGroup
 	for _, a := range p.removed {
 		wg.Go(func() {
@@ -182,7 +184,11 @@ func (c *Connector) commit(ctx context.Context, p *plan) {
 		})
 	}
 	for _, na := range p.reconnect {
-		wg.Go(func() { c.reconnect(ctx, p.running[na.id], na, p.cfg) })
+		wg.Go(func() { c.drain(ctx, p.running[na.id], p.settings.maxHold) })
+	}
+	wg.Wait()
+	for _, na := range p.reconnect {
+		wg.Go(func() { c.restart(ctx, na, p.cfg) })
 	}
 	wg.Wait()
 	final := maps.Clone(*c.accounts.Load())
@@ -195,11 +201,10 @@ func (c *Connector) commit(ctx context.Context, p *plan) {
 	c.accounts.Store(&final)
 }
 
-// reconnect replaces an account's link: the old one is drained and closed first, since the new
-// one may listen on the same port. A new link that fails to start is logged and left retrying
-// (a client) or closed (a server): the config is valid, so the fault is outside the connector.
-func (c *Connector) reconnect(ctx context.Context, old, na *account, cfg *config.Config) {
-	c.drain(ctx, old, cfg.MaxHoldTime)
+// restart starts the new link of a reconnected account, once the old links are closed. A link
+// that fails to start is logged and left retrying (a client) or closed (a server): the config
+// is valid, so the fault is outside the connector.
+func (c *Connector) restart(ctx context.Context, na *account, cfg *config.Config) {
 	if err := c.startLink(ctx, na, cfg.InitialConnectTimeout); err != nil {
 		c.log.Error("reconnecting account failed; it stays unreachable until the next config change", "account", na.id, "error", err)
 	}

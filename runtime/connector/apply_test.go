@@ -207,3 +207,35 @@ func TestApplyRefusesAccountThatCannotStart(t *testing.T) {
 		t.Errorf("alice's maximum changed to %d", *bs["alice"].Maximum)
 	}
 }
+
+// TestApplySwapsPorts: two accounts that swap their ports in one reload both come back: no new
+// link starts before every replaced link is closed (each would find its port taken).
+func TestApplySwapsPorts(t *testing.T) {
+	ml := &memLinks{}
+	c := start(t, reloadConfig("100000", "s", "", ""), Options{newLink: ml.factory})
+	oldAlice, oldBob := ml.get("alice"), ml.get("bob")
+	var early atomic.Int64
+	checkClosed := func(ilp.Handler) {
+		if !oldAlice.closed.Load() || !oldBob.closed.Load() {
+			early.Add(1)
+		}
+	}
+	ml.mu.Lock()
+	ml.onStart = map[string]func(ilp.Handler){"alice": checkClosed, "bob": checkClosed}
+	ml.mu.Unlock()
+	swapped := strings.NewReplacer("port: 7001", "port: 7002", "port: 7002", "port: 7001").Replace(reloadConfig("100000", "s", "", ""))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Apply(ctx, mustConfig(t, swapped)); err != nil {
+		t.Fatal(err)
+	}
+	if ml.get("alice") == oldAlice || ml.get("bob") == oldBob {
+		t.Fatal("the links were not replaced")
+	}
+	if n := early.Load(); n != 0 {
+		t.Errorf("%d new links started while a replaced link still held its port", n)
+	}
+	if !c.Connected("alice") || !c.Connected("bob") {
+		t.Error("an account is down after the swap")
+	}
+}
