@@ -133,6 +133,20 @@ func servicePort(name string, port int32, target intstr.IntOrString) corev1.Serv
 	return corev1.ServicePort{Name: name, Port: port, TargetPort: target, Protocol: corev1.ProtocolTCP}
 }
 
+// connectorArgs is the connector command of a Connector's pods.
+func connectorArgs(c *ilpv1.Connector) []string {
+	args := []string{"connector", "--source=kubernetes", "--connector=" + c.Name}
+	if l := c.Spec.Logging; l != nil {
+		if l.Level != "" {
+			args = append(args, "--log-level="+l.Level)
+		}
+		if l.Format != "" {
+			args = append(args, "--log-format="+l.Format)
+		}
+	}
+	return args
+}
+
 // connectorPodTemplate is the pod template of a Connector's workload. It depends only on the
 // inputs that cannot be hot-reloaded (restartInputs): everything else reaches the pods through
 // their Kubernetes config source.
@@ -141,7 +155,7 @@ func connectorPodTemplate(c *ilpv1.Connector, image string) corev1.PodTemplateSp
 	ctr := corev1.Container{
 		Name:  containerName,
 		Image: image,
-		Args:  []string{"connector", "--source=kubernetes", "--connector=" + c.Name},
+		Args:  connectorArgs(c),
 		Env:   connectorEnv(c),
 		Ports: connectorPorts(c),
 		// Readiness only: the admin endpoint comes up with the first valid config, and a pod

@@ -277,6 +277,8 @@ func TestRolloutOnlyOnRestartInputs(t *testing.T) {
 		{func(c *ilpv1.Connector) {
 			c.Spec.Store = &ilpv1.StoreSpec{Type: ilpv1.StoreRedis, Redis: &ilpv1.RedisStoreSpec{URLSecretRef: ilpv1.SecretKeyRef{Name: "redis", Key: "url"}}}
 		}, "StoreChanged"},
+		{func(c *ilpv1.Connector) { c.Spec.Logging = &ilpv1.LoggingSpec{Level: "debug", Format: "json"} }, "LoggingChanged"},
+		{func(c *ilpv1.Connector) { c.Spec.Logging = nil }, "LoggingChanged"},
 	}
 	for _, s := range steps {
 		prev := dep.Spec.Template.Annotations[ilpv1.AnnotationRestartInputs]
@@ -291,6 +293,9 @@ func TestRolloutOnlyOnRestartInputs(t *testing.T) {
 	}
 	if got := dep.Spec.Template.Spec.Containers[0].Image; got != "example/ilpfleet:2" {
 		t.Errorf("image = %q", got)
+	}
+	if got := dep.Spec.Template.Spec.Containers[0].Args; len(got) != 3 {
+		t.Errorf("args after logging was unset = %q, want the connector command alone", got)
 	}
 }
 

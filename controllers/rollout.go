@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
@@ -17,16 +19,22 @@ type restartInputs struct {
 	parts [][2]string // name, hash, in a fixed order
 }
 
-// restartInputsOf hashes image, resources, store, scheduling and listeners of c.
+// restartInputsOf hashes image, resources, store, scheduling, listeners and logging of c.
 func restartInputsOf(c *ilpv1.Connector, image string) restartInputs {
 	s := c.Spec
-	return restartInputs{parts: [][2]string{
+	in := restartInputs{parts: [][2]string{
 		{"image", shortHash(image)},
 		{"resources", shortHash(s.Resources)},
 		{"store", shortHash(effectiveStore(c))},
 		{"scheduling", shortHash([]any{s.NodeSelector, s.Tolerations, s.Affinity, s.TopologySpreadConstraints})},
 		{"listeners", shortHash(connectorPorts(c))},
 	}}
+	// Only when set, so that Connectors without it keep the annotation they had and do not
+	// roll when the operator is upgraded.
+	if args := connectorArgs(c)[3:]; len(args) > 0 {
+		in.parts = append(in.parts, [2]string{"logging", shortHash(args)})
+	}
+	return in
 }
 
 // effectiveStore is the store with its default spelled out, so that writing the default
@@ -67,6 +75,10 @@ func (r restartInputs) changedSince(prev string) []string {
 		if old[p[0]] != p[1] {
 			changed = append(changed, p[0])
 		}
+		delete(old, p[0])
+	}
+	for _, k := range slices.Sorted(maps.Keys(old)) { // inputs no longer set (logging)
+		changed = append(changed, k)
 	}
 	return changed
 }

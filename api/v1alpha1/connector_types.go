@@ -86,6 +86,10 @@ type ConnectorSpec struct {
 	// +optional
 	Image string `json:"image,omitempty"`
 
+	// Logging sets the connector pods' log level and format. Changing it rolls the pods.
+	// +optional
+	Logging *LoggingSpec `json:"logging,omitempty"`
+
 	// Resources of the connector container. Changing them rolls the pods. A memory limit also sets
 	// GOMEMLIMIT in the container to 90 % of it (the Go runtime's soft memory limit).
 	// +optional
@@ -269,6 +273,19 @@ type PodDisruptionBudgetSpec struct {
 // Middleware is the name of a built-in middleware of the connector.
 // +kubebuilder:validation:Enum=errorHandler;deduplicate;rateLimit;maxPacketAmount;throughput;balance;validateFulfillment;expire;stats;alert
 type Middleware string
+
+// LoggingSpec is how a connector logs (to stderr, which the container runtime collects).
+type LoggingSpec struct {
+	// Level is the least severe level logged; unset: info. debug adds the details of link
+	// and route-exchange trouble and of expired packets: up to a line per failing packet.
+	// +kubebuilder:validation:Enum=debug;info;warn;error
+	// +optional
+	Level string `json:"level,omitempty"`
+	// Format is text (key=value) or json (one object per line, for log pipelines); unset: text.
+	// +kubebuilder:validation:Enum=text;json
+	// +optional
+	Format string `json:"format,omitempty"`
+}
 
 // RatesSpec configures the exchange-rate backend (CONNECTOR_BACKEND, CONNECTOR_BACKEND_CONFIG and
 // CONNECTOR_SPREAD).

@@ -1,0 +1,51 @@
+package controllers
+
+import (
+	"slices"
+	"testing"
+
+	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+)
+
+func TestRestartInputsChangedSince(t *testing.T) {
+	plain := sampleConnector("ns")
+	logged := sampleConnector("ns")
+	logged.Spec.Logging = &ilpv1.LoggingSpec{Level: "debug"}
+	json := sampleConnector("ns")
+	json.Spec.Logging = &ilpv1.LoggingSpec{Level: "debug", Format: "json"}
+	for _, tt := range []struct {
+		name      string
+		from, to  *ilpv1.Connector
+		fromImage string
+		want      []string
+	}{
+		{"nothing", plain, plain, "img", nil},
+		{"image", plain, plain, "other", []string{"image"}},
+		{"logging set", plain, logged, "img", []string{"logging"}},
+		{"logging changed", logged, json, "img", []string{"logging"}},
+		{"logging unset", json, plain, "img", []string{"logging"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			prev := restartInputsOf(tt.from, tt.fromImage).String()
+			if got := restartInputsOf(tt.to, "img").changedSince(prev); !slices.Equal(got, tt.want) {
+				t.Errorf("changed = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestConnectorArgs(t *testing.T) {
+	c := sampleConnector("ns")
+	base := []string{"connector", "--source=kubernetes", "--connector=alice"}
+	if got := connectorArgs(c); !slices.Equal(got, base) {
+		t.Errorf("args = %q, want %q", got, base)
+	}
+	c.Spec.Logging = &ilpv1.LoggingSpec{Level: "warn", Format: "json"}
+	if got, want := connectorArgs(c), append(base, "--log-level=warn", "--log-format=json"); !slices.Equal(got, want) {
+		t.Errorf("args = %q, want %q", got, want)
+	}
+	c.Spec.Logging = &ilpv1.LoggingSpec{}
+	if got := connectorArgs(c); !slices.Equal(got, base) {
+		t.Errorf("empty logging: args = %q, want %q", got, base)
+	}
+}
