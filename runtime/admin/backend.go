@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
@@ -118,4 +119,14 @@ type PeerReceive struct {
 type RatesInfo struct {
 	Backend string
 	Rates   map[string]string
+	Source  *RatesSource // where a fetching backend (ecb) got its rates; nil for the others
+}
+
+// RatesSource is the state of a fetching backend's rates: when an operator should worry.
+type RatesSource struct {
+	URL       string    // without password or query
+	Date      string    // the publisher's date of the rates, "" when none yet
+	FetchedAt time.Time // zero when none yet
+	Fresh     bool      // younger than maxAge: packets convert with them
+	LastError string    // the last fetch error, "" after a success
 }

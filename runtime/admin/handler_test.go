@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -67,6 +68,13 @@ func TestGetShapes(t *testing.T) {
 			`{"routingTableId":"","currentEpoch":0,"localRoutingTable":{},"forwardingRoutingTable":{},"routingLog":[],"peers":{}}`},
 		{"one-to-one rates", NewHandler(&fakeBackend{rates: RatesInfo{Backend: "one-to-one"}}, prometheus.NewRegistry(), Options{}),
 			"/rates", `{"backend":"one-to-one"}`},
+		{"fetched rates", NewHandler(&fakeBackend{rates: RatesInfo{Backend: "ecb", Rates: map[string]string{"EUR": "1"},
+			Source: &RatesSource{URL: "https://ecb/r.xml", Date: "2026-12-04", FetchedAt: time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC), Fresh: true}}},
+			prometheus.NewRegistry(), Options{}),
+			"/rates", `{"backend":"ecb","rates":{"EUR":"1"},"source":{"url":"https://ecb/r.xml","date":"2026-12-04","fetchedAt":"2026-12-06T08:00:00Z","fresh":true}}`},
+		{"rates not fetched yet", NewHandler(&fakeBackend{rates: RatesInfo{Backend: "ecb", Source: &RatesSource{URL: "https://ecb/r.xml", LastError: "HTTP status 503"}}},
+			prometheus.NewRegistry(), Options{}),
+			"/rates", `{"backend":"ecb","source":{"url":"https://ecb/r.xml","fresh":false,"lastError":"HTTP status 503"}}`},
 		{"empty alerts", empty, "/alerts", `{"alerts":[]}`},
 		{"settlements", full, "/settlements", `{"settlements":[{"account":"bob","idempotencyKey":"k1","engine":"http://eng:3000","amount":"1500"}]}`},
 		{"no settlements", empty, "/settlements", `{"settlements":[]}`},

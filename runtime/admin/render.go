@@ -126,6 +126,15 @@ type jsPeerReceive struct {
 type jsRates struct {
 	Backend string            `json:"backend"`
 	Rates   map[string]string `json:"rates,omitempty"`
+	Source  *jsRatesSource    `json:"source,omitempty"` // ilpfleet's own
+}
+
+type jsRatesSource struct {
+	URL       string `json:"url"`
+	Date      string `json:"date,omitempty"`
+	FetchedAt string `json:"fetchedAt,omitempty"`
+	Fresh     bool   `json:"fresh"`
+	LastError string `json:"lastError,omitempty"`
 }
 
 type jsAlerts struct {
@@ -321,5 +330,12 @@ func renderSettlements(ss []SettlementInfo) jsSettlements {
 }
 
 func renderRates(r RatesInfo) jsRates {
-	return jsRates{Backend: r.Backend, Rates: r.Rates}
+	out := jsRates{Backend: r.Backend, Rates: r.Rates}
+	if s := r.Source; s != nil {
+		out.Source = &jsRatesSource{URL: s.URL, Date: s.Date, Fresh: s.Fresh, LastError: s.LastError}
+		if !s.FetchedAt.IsZero() {
+			out.Source.FetchedAt = s.FetchedAt.UTC().Format(time.RFC3339)
+		}
+	}
+	return out
 }

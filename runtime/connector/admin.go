@@ -100,13 +100,24 @@ func (c *Connector) Routing() admin.RoutingInfo { return c.routingStatus() }
 
 // Rates is the backend's name and, for a backend with a rate table, ECB-style rates of every
 // account asset with the first of them (in code order) as the base, since the backends do not
-// expose theirs.
+// expose theirs; for a backend that fetches its rates, where they come from and how old they
+// are (read after the lookups, which may have fetched).
 func (c *Connector) Rates() admin.RatesInfo {
 	b := c.settings.Load().conv.Backend()
 	info := admin.RatesInfo{Backend: b.Name()}
 	if b.Name() == rates.NameOneToOne {
 		return info
 	}
+	info.Rates = c.accountRates(b)
+	if f, ok := b.(rates.Fetcher); ok {
+		st := f.Status()
+		info.Source = &admin.RatesSource{URL: st.URL, Date: st.Date, FetchedAt: st.FetchedAt, Fresh: st.Fresh, LastError: st.LastError}
+	}
+	return info
+}
+
+// accountRates are the rates of the accounts' assets against the first of them.
+func (c *Connector) accountRates(b rates.Backend) map[string]string {
 	var codes []string
 	for _, a := range c.sortedAccounts() {
 		if !slices.Contains(codes, a.asset.Code) {
@@ -114,13 +125,13 @@ func (c *Connector) Rates() admin.RatesInfo {
 		}
 	}
 	slices.Sort(codes)
-	info.Rates = map[string]string{}
+	out := map[string]string{}
 	for _, code := range codes {
 		if r, err := b.Rate(codes[0], code); err == nil {
-			info.Rates[code] = r.String()
+			out[code] = r.String()
 		}
 	}
-	return info
+	return out
 }
 
 // Alerts lists the alerts, by ascending ID.

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 )
 
 // ecbFile is an ECB rates file (the shape of eurofxref-daily.xml) with one USD rate.
@@ -60,6 +62,12 @@ func TestECBBackend(t *testing.T) {
 	waitFor(t, func() bool { return firstN.Load() == 1 })
 	// 7 cents at 1 EUR = 1.25 USD, scale 2 → 4, spread 1 %: floor(7 × 79.2) = 554, as static.
 	send(554)
+	if src := c.Rates().Source; src == nil || src.URL != first.URL || src.Date != "2026-12-04" || !src.Fresh || src.FetchedAt.IsZero() {
+		t.Errorf("GET /rates source = %+v", src)
+	}
+	if got := ratesAgeSeries(t, c); len(got) != 1 || got[0].GetLabel()[0].GetValue() != "ecb" || got[0].GetGauge().GetValue() < 0 {
+		t.Errorf("%s = %v, want one series for ecb", MetricRatesAge, got)
+	}
 
 	if err := c.Apply(ctx, mustConfig(t, strings.Replace(ecbConfig(first.URL), "spread: 0.01", "spread: 0.02", 1))); err != nil {
 		t.Fatal(err)
@@ -79,4 +87,19 @@ func TestECBBackend(t *testing.T) {
 	if secondN.Load() != 1 || firstN.Load() != 1 {
 		t.Errorf("fetches: first mirror %d, second %d; want 1 each", firstN.Load(), secondN.Load())
 	}
+}
+
+// ratesAgeSeries are the series of MetricRatesAge the connector exports now.
+func ratesAgeSeries(t *testing.T, c *Connector) []*dto.Metric {
+	t.Helper()
+	mfs, err := c.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == MetricRatesAge {
+			return mf.GetMetric()
+		}
+	}
+	return nil
 }

@@ -229,8 +229,17 @@ func (b *ECB) ScaledRate(src, dst Asset, spread decimal.Decimal) (decimal.Decima
 	return t.ScaledRate(src, dst, spread)
 }
 
-// ECBStatus is what the ecb backend holds, for the admin API and logs.
-type ECBStatus struct {
+// Fetcher is a backend that fetches its rates (ecb): the admin API and the rates-age metric
+// show its Status.
+type Fetcher interface {
+	Backend
+	Status() FetchStatus
+}
+
+var _ Fetcher = (*ECB)(nil)
+
+// FetchStatus is what a fetching backend holds, for the admin API and the metrics.
+type FetchStatus struct {
 	URL         string
 	Date        string                     // the ECB's date of the rates, "" when none
 	FetchedAt   time.Time                  // zero when none
@@ -241,8 +250,8 @@ type ECBStatus struct {
 }
 
 // Status reports the rates held and the state of the fetches. It starts no fetch.
-func (b *ECB) Status() ECBStatus {
-	st := ECBStatus{URL: b.shown}
+func (b *ECB) Status() FetchStatus {
+	st := FetchStatus{URL: b.shown}
 	if s := b.snap.Load(); s != nil {
 		st.Date, st.FetchedAt = s.date, s.fetchedAt
 		st.Fresh = b.now().Sub(s.fetchedAt) <= b.maxAge
