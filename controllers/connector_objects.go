@@ -94,15 +94,21 @@ func connectorPorts(c *ilpv1.Connector) []corev1.ContainerPort {
 
 // peerServicePorts are the ports of the peer-facing Service: one per distinct BTP port of the
 // Accounts, plus ILP-over-HTTP. Account ports are not container ports, so that an Account change
-// never touches the pod template.
+// never touches the pod template. An Account port that is one of the Connector's own (admin,
+// settlement, http) is left out: the pods refuse that Account, and the port must not become
+// reachable by peers through it.
 func peerServicePorts(c *ilpv1.Connector, accounts []ilpv1.Account) []corev1.ServicePort {
+	own := map[int32]bool{}
+	for _, p := range connectorPorts(c) {
+		own[p.ContainerPort] = true
+	}
 	var btp []int32
 	for i := range accounts {
 		l := accounts[i].Spec.Link
-		if l.BTPListener != nil {
+		if l.BTPListener != nil && !own[l.BTPListener.Port] {
 			btp = append(btp, l.BTPListener.Port)
 		}
-		if l.BTPChildServer != nil {
+		if l.BTPChildServer != nil && !own[l.BTPChildServer.Port] {
 			btp = append(btp, l.BTPChildServer.Port)
 		}
 	}

@@ -549,6 +549,16 @@ func TestNetworkPolicy(t *testing.T) {
 	mustCreate(t, kid)
 	want("7768,7790 from  | 7780 from namespaces kubernetes.io/metadata.name=monitoring | 7771 from pods ilp.ilpfleet.dev/settlement-engine in (xrp)")
 
+	// An Account on the admin port (the pods refuse it) does not open that port to peers. The
+	// Account after it shows that the operator has seen both.
+	clash := sampleAccount(ns, "clash", "alice")
+	clash.Spec.Relation, clash.Spec.Link = ilpv1.RelationChild, ilpv1.AccountLink{BTPChildServer: &ilpv1.BTPChildServerLink{Port: 7780}}
+	later := sampleAccount(ns, "later", "alice")
+	later.Spec.Relation, later.Spec.Link = ilpv1.RelationChild, ilpv1.AccountLink{BTPChildServer: &ilpv1.BTPChildServerLink{Port: 7791}}
+	mustCreate(t, clash, later)
+	waitPeerPorts(t, ns, []string{"btp-7768:7768", "btp-7790:7790", "btp-7791:7791"})
+	want("7768,7790,7791 from  | 7780 from namespaces kubernetes.io/metadata.name=monitoring | 7771 from pods ilp.ilpfleet.dev/settlement-engine in (xrp)")
+
 	update(t, conn, func(c *ilpv1.Connector) { c.Spec.NetworkPolicy = nil })
 	want(`networkpolicies.networking.k8s.io "alice" not found`)
 }
