@@ -28,7 +28,7 @@ const (
 	payAmount       = 1_000_000 // USD base units (1 USD)
 	maxPacketAmount = 300_000   // so STREAM needs at least 4 packets
 	spread          = "0.01"    // on both connectors
-	usdPerEUR       = "1.08"    // ilpfleet's static backend: 1 EUR = 1.08 USD
+	usdPerEUR       = "1.08"    // the ECB mirror's rate: 1 EUR = 1.08 USD
 	aliceToken      = "alice-token"
 	bobSecret       = "bob-secret"
 	peerSecret      = "peer-secret"
@@ -150,15 +150,12 @@ func startConnectorEnv(t *testing.T, i impl, address string, accounts []account,
 		"CONNECTOR_ADMIN_API_HOST": "127.0.0.1",
 		"CONNECTOR_ADMIN_API_PORT": strconv.Itoa(c.adminPort),
 	}
+	ecbBackend(vars)
 	var argv []string
 	switch i {
 	case ilpfleet:
-		vars["CONNECTOR_BACKEND"] = "static"
-		vars["CONNECTOR_BACKEND_CONFIG"] = fmt.Sprintf(`{"base":"EUR","rates":{"USD":%q}}`, usdPerEUR)
 		argv = []string{env.ilpfleet, "connector"}
 	case jsConn:
-		// ilp-connector 23 has no static backend (and ecb fetches rates from the Internet).
-		vars["CONNECTOR_BACKEND"] = "one-to-one"
 		vars["DEBUG"] = "connector*,ilp*,-*:trace"
 		argv = []string{"node", filepath.Join(env.nodeModules, "ilp-connector", "dist", "index.js")}
 	}
@@ -193,11 +190,12 @@ func (c *connector) waitConnected(t *testing.T, accounts ...string) {
 	}
 }
 
-// rateFor is the scaled rate impl forwards with from src to dst.
-func rateFor(t *testing.T, i impl, src, dst account) *big.Rat {
+// rateFor is the scaled rate a connector forwards with from src to dst, with the ECB mirror's
+// rates (the same for both implementations).
+func rateFor(t *testing.T, src, dst account) *big.Rat {
 	t.Helper()
 	price := func(code string) string { // units of code per EUR
-		if i == jsConn || code == "EUR" { // one-to-one: every price is 1
+		if code == "EUR" {
 			return "1"
 		}
 		return usdPerEUR
@@ -279,7 +277,7 @@ func testStreamPaymentOver(t *testing.T, implA, implB impl, peers peerLink) {
 	}
 
 	// What each packet must deliver: floor at A (alice → b), then floor at B (a → bob).
-	rateA, rateB := rateFor(t, implA, alice, bOnA), rateFor(t, implB, aOnB, bob)
+	rateA, rateB := rateFor(t, alice, bOnA), rateFor(t, aOnB, bob)
 	var wantPackets []uint64
 	var forwardedByA, wantTotal uint64
 	for _, s := range sent.amounts {

@@ -8,7 +8,7 @@ import (
 
 // jsScaledRate is the rate the JS ilp-connector forwards with, computed here independently of
 // runtime/rates so that the tests check that package rather than repeat it. The JS ecb backend
-// (and ilpfleet's static backend, which mirrors it) computes, with bignumber.js defaults
+// (and ilpfleet's ecb and static backends, which mirror it) computes, with bignumber.js defaults
 // (20 decimal places for a division, rounding half-up):
 //
 //	toPrecision(15)( dstPrice·10^dstScale / (srcPrice·10^srcScale) × (1 − spread) )
