@@ -130,38 +130,30 @@ var (
 )
 
 // OpenRedis connects, checks that the server answers, and recovers this instance's state left
-// by a previous process (see Redis).
+// by a previous process (see Redis). A URL with master_name reaches the master through Redis
+// Sentinel (see newRedisClient).
 func OpenRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
-	ropts, err := redis.ParseURL(o.URL)
-	if err != nil {
-		// A *url.Error repeats the URL it could not parse, password included: only its cause.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("store: redis url %q: %w", redactedURL(o.URL), err)
-	}
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = 5 * time.Second
 	}
-	ropts.DialTimeout = o.DialTimeout
-	if o.PoolSize > 0 {
-		ropts.PoolSize = o.PoolSize
+	c, where, err := newRedisClient(o)
+	if err != nil {
+		return nil, err
 	}
 	if o.Prefix == "" {
 		o.Prefix = DefaultRedisPrefix
 	}
 	if o.Instance == "" {
 		if o.Instance, err = os.Hostname(); err != nil || o.Instance == "" {
+			_ = c.Close()
 			return nil, errors.New(`store: redis: cannot name this instance from the host name; set "instance" in CONNECTOR_STORE_CONFIG`)
 		}
 	}
-	c := redis.NewClient(ropts)
 	pctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
 	defer cancel()
 	if err := c.Ping(pctx).Err(); err != nil {
 		_ = c.Close()
-		return nil, fmt.Errorf("store: cannot reach Redis at %s: %w", ropts.Addr, err)
+		return nil, fmt.Errorf("store: cannot reach Redis at %s: %w", where, err)
 	}
 	r := &Redis{c: c, prefix: o.Prefix, instance: o.Instance}
 	if err := r.recover(ctx); err != nil {
@@ -169,6 +161,43 @@ func OpenRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// newRedisClient is the client of o.URL and where it connects, for messages. With a
+// master_name in the query the URL names Sentinels (go-redis's failover URL:
+// redis://[sentinel-user:sentinel-password@]sentinel:26379/0?master_name=m&addr=sentinel2:26379,
+// the master's password as password=…): the client asks them for the master and follows a
+// failover, so a fleet survives the loss of its Redis master.
+func newRedisClient(o RedisOptions) (*redis.Client, string, error) {
+	if u, err := url.Parse(o.URL); err == nil && u.Query().Has("master_name") {
+		fo, err := redis.ParseFailoverURL(o.URL)
+		if err != nil {
+			return nil, "", fmt.Errorf("store: redis url %q: %w", redactedURL(o.URL), causeOf(err))
+		}
+		fo.DialTimeout = o.DialTimeout
+		if o.PoolSize > 0 {
+			fo.PoolSize = o.PoolSize
+		}
+		return redis.NewFailoverClient(fo), fmt.Sprintf("master %q of the Sentinels %s", fo.MasterName, strings.Join(fo.SentinelAddrs, ", ")), nil
+	}
+	ropts, err := redis.ParseURL(o.URL)
+	if err != nil {
+		return nil, "", fmt.Errorf("store: redis url %q: %w", redactedURL(o.URL), causeOf(err))
+	}
+	ropts.DialTimeout = o.DialTimeout
+	if o.PoolSize > 0 {
+		ropts.PoolSize = o.PoolSize
+	}
+	return redis.NewClient(ropts), ropts.Addr, nil
+}
+
+// causeOf drops the URL a *url.Error repeats, password included.
+func causeOf(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 // redactedURL is a Redis URL fit for an error message: without its password.

@@ -62,7 +62,11 @@ func moduleRoot() (string, error) {
 type Server struct {
 	Addr string // 127.0.0.1:port
 	cmd  *exec.Cmd
+	stop func()
 }
+
+// Kill stops the server at once, as a crash would (the test's cleanup is then a no-op).
+func (s *Server) Kill() { s.stop() }
 
 // URL is the server's redis:// URL, database 0.
 func (s *Server) URL() string { return "redis://" + s.Addr + "/0" }
@@ -71,13 +75,50 @@ func (s *Server) URL() string { return "redis://" + s.Addr + "/0" }
 // t ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return startRetrying(t, func(dir string, port int) []string { return serverArgs(dir, port) })
+}
+
+// StartReplica runs a redis-server that replicates master.
+func StartReplica(t testing.TB, master *Server) *Server {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(master.Addr)
+	return startRetrying(t, func(dir string, p int) []string {
+		return append(serverArgs(dir, p), "--replicaof", host, port)
+	})
+}
+
+// StartSentinel runs a Redis Sentinel that monitors master under name, alone (quorum 1), and
+// declares it down after 300 ms without an answer, so that a test sees a failover in seconds.
+func StartSentinel(t testing.TB, master *Server, name string) *Server {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(master.Addr)
+	return startRetrying(t, func(dir string, p int) []string {
+		conf := filepath.Join(dir, "sentinel.conf") // Sentinel rewrites its config: a file of its own
+		body := fmt.Sprintf("bind 127.0.0.1\nport %d\ndir %s\nsentinel monitor %s %s %s 1\n"+
+			"sentinel down-after-milliseconds %s 300\nsentinel failover-timeout %s 2000\n", p, dir, name, host, port, name, name)
+		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return []string{conf, "--sentinel", "--loglevel", "warning"}
+	})
+}
+
+func serverArgs(dir string, port int) []string {
+	return []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dir,
+		"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning"}
+}
+
+// startRetrying starts a redis-server with args(dir, port) on a free port, trying again if
+// the port was taken between the probe and the bind.
+func startRetrying(t testing.TB, args func(dir string, port int) []string) *Server {
+	t.Helper()
 	bin, err := Binary()
 	if err != nil {
 		t.Fatalf("this test needs a real Redis: %v", err)
 	}
 	var lastErr error
-	for range 3 { // a free port may be taken between the probe and the server's bind
-		s, err := start(t, bin)
+	for range 3 {
+		s, err := start(t, bin, args)
 		if err == nil {
 			return s
 		}
@@ -87,14 +128,13 @@ func Start(t testing.TB) *Server {
 	return nil
 }
 
-func start(t testing.TB, bin string) (*Server, error) {
+func start(t testing.TB, bin string, args func(dir string, port int) []string) (*Server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	dir := t.TempDir()
-	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dir,
-		"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning")
+	cmd := exec.Command(bin, args(dir, port)...)
 	logf, err := os.Create(filepath.Join(dir, "redis.log"))
 	if err != nil {
 		return nil, err
@@ -110,7 +150,7 @@ func start(t testing.TB, bin string) (*Server, error) {
 		_ = cmd.Process.Kill()
 		<-exited
 	}
-	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd}
+	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd, stop: stop}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for ctx.Err() == nil {
