@@ -5,8 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
@@ -18,6 +16,9 @@ import (
 type restartInputs struct {
 	parts [][2]string // name, hash, in a fixed order
 }
+
+// optionalInputs are the restart inputs a Connector has only when it sets them.
+var optionalInputs = []string{"logging"}
 
 // restartInputsOf hashes image, resources, store, scheduling, listeners and logging of c.
 func restartInputsOf(c *ilpv1.Connector, image string) restartInputs {
@@ -77,8 +78,10 @@ func (r restartInputs) changedSince(prev string) []string {
 		}
 		delete(old, p[0])
 	}
-	for _, k := range slices.Sorted(maps.Keys(old)) { // inputs no longer set (logging)
-		changed = append(changed, k)
+	for _, k := range optionalInputs { // no longer set; other keys are not ours to report
+		if _, ok := old[k]; ok {
+			changed = append(changed, k)
+		}
 	}
 	return changed
 }

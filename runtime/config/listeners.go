@@ -109,20 +109,22 @@ func overlap(a, b string) bool {
 	return false
 }
 
-// canonicalHost writes one address one way: "" for every interface, localhost as the address
-// Go binds for it, IPv4-mapped IPv6 as IPv4.
+// canonicalHost writes one address one way: "" for every interface (any spelling of the
+// unspecified IPv6 address, dual-stack in Go), localhost as the address Go binds for it,
+// IPv4-mapped IPv6 as IPv4.
 func canonicalHost(h string) string {
 	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
-	switch h {
-	case "::":
-		return ""
-	case "localhost":
+	if h == "localhost" {
 		return "127.0.0.1"
 	}
-	if ip, err := netip.ParseAddr(h); err == nil {
-		return ip.Unmap().String()
+	ip, err := netip.ParseAddr(h)
+	switch {
+	case err != nil:
+		return h
+	case ip.Is6() && ip.IsUnspecified():
+		return ""
 	}
-	return h
+	return ip.Unmap().String()
 }
 
 func maybeIPv4(h string) bool {

@@ -200,12 +200,17 @@ func causeOf(err error) error {
 	return err
 }
 
-// redactedURL is a Redis URL fit for an error message: without its password.
+// redactedURL is a Redis URL fit for an error message, which may end up in a Connector's
+// status: without its password, nor its query (a Sentinel URL's password=…).
 func redactedURL(s string) string {
-	if u, err := url.Parse(s); err == nil {
-		return u.Redacted()
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable)"
 	}
-	return "(unparsable)"
+	if u.RawQuery != "" {
+		u.RawQuery = "…"
+	}
+	return u.Redacted()
 }
 
 // Instance is the name this store's runtime has among those sharing the Redis.

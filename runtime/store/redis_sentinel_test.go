@@ -35,6 +35,8 @@ func TestRedisSentinelFailover(t *testing.T) {
 	}
 	_ = direct.Close()
 
+	waitSentinelSeesReplica(t, sentinel, "ilp")
+
 	master.Kill()
 	deadline := time.Now().Add(30 * time.Second) // down after 300 ms, then the election
 	for {
@@ -54,5 +56,26 @@ func TestRedisSentinelFailover(t *testing.T) {
 	defer promoted.Close()
 	if role, err := promoted.Do(ctx, "ROLE").Slice(); err != nil || len(role) == 0 || role[0] != "master" {
 		t.Errorf("the replica's role after the failover = %v, %v; want master", role, err)
+	}
+}
+
+// waitSentinelSeesReplica waits until the Sentinel lists a connected replica of master, which
+// it can promote (it learns replicas from the master, every few seconds at most).
+func waitSentinelSeesReplica(t *testing.T, sentinel *redistest.Server, master string) {
+	t.Helper()
+	c := redis.NewSentinelClient(&redis.Options{Addr: sentinel.Addr})
+	defer c.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		replicas, err := c.Replicas(context.Background(), master).Result()
+		for _, r := range replicas {
+			if flags := r["flags"]; flags == "slave" || flags == "replica" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the Sentinel sees no connected replica of %s after 30 s: %v %v", master, replicas, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -289,6 +289,7 @@ func TestRedisOpenErrors(t *testing.T) {
 		{"bad url keeps its password", "", `{"url":"http://u:s3cret@127.0.0.1:1"}`, `"http://u:xxxxx@127.0.0.1:1"`},
 		{"unparsable url keeps its password", "", `{"url":"redis://u:s3cret%zz@h:6379/0"}`, `invalid URL escape`},
 		{"bad port keeps its password", "", `{"url":"redis://u:s3cret@h:port/0"}`, `redis url`},
+		{"bad Sentinel URL keeps the master's password", "", `{"url":"redis://h:26379/0?master_name=m&password=s3cret&addr=bad"}`, `unable to parse addr param`},
 		{"unreachable", "redis://127.0.0.1:1/0", `{}`, "cannot reach Redis at 127.0.0.1:1"},
 	}
 	for _, tt := range tests {
