@@ -12,17 +12,20 @@ import (
 
 // listener is one TCP port the connector listens on, and what for.
 type listener struct {
-	account, field string // where a clash with an earlier listener is reported
-	name           string // what it is, for the error of a later listener
-	host           string // "" or a wildcard: every interface
-	port           int
+	reportOn []string // the accounts a clash with an earlier listener is reported on ("": none)
+	field    string   // and the field
+	name     string   // what it is, for the error of a later listener
+	host     string   // "" or a wildcard: every interface
+	port     int
 }
 
 // validateListeners refuses two listeners on one port: accounts' BTP and ILP-over-HTTP
 // servers, the admin API and the settlement API. The second could not bind — at start, or at
 // a hot reload after the rest of the config is in force, leaving its account unreachable. The
 // conflict is reported on the later account (in the order of the accounts object), so the
-// Kubernetes source leaves that Account out and keeps the one that had the port first.
+// Kubernetes source leaves that Account out and keeps the one that had the port first; a
+// settlement API that cannot bind is reported on every account with an engine (each needs
+// it), so that source leaves them all out in one round.
 func (c *Config) validateListeners(l *fieldErrors) {
 	var seen []listener
 	for _, li := range c.listeners() {
@@ -31,7 +34,9 @@ func (c *Config) validateListeners(l *fieldErrors) {
 		}
 		for _, s := range seen {
 			if s.port == li.port && overlap(s.host, li.host) {
-				l.add(li.account, li.field, strconv.Itoa(li.port), "port %d%s is already used by %s; give each listener its own port", li.port, li.what(), s.name)
+				for _, id := range li.reportOn {
+					l.add(id, li.field, strconv.Itoa(li.port), "port %d%s is already used by %s; give each listener its own port", li.port, li.what(), s.name)
+				}
 				break
 			}
 		}
@@ -45,18 +50,23 @@ func (c *Config) validateListeners(l *fieldErrors) {
 func (c *Config) listeners() []listener {
 	var out []listener
 	if c.AdminAPI {
-		out = append(out, listener{field: "adminApiPort", name: "adminApiPort", host: c.AdminAPIHost, port: c.AdminAPIPort})
+		out = append(out, listener{reportOn: []string{""}, field: "adminApiPort", name: "adminApiPort", host: c.AdminAPIHost, port: c.AdminAPIPort})
 	}
-	settles := false
-	for _, id := range c.orderedIDs() {
+	ids := c.orderedIDs()
+	var engines []string
+	for _, id := range ids {
+		if c.Accounts[id].SettlementEngine != nil {
+			engines = append(engines, id)
+		}
+	}
+	for _, id := range ids {
 		a := c.Accounts[id]
-		if a.SettlementEngine != nil && !settles {
-			settles = true
-			out = append(out, listener{account: id, field: "settlementEngine", name: "settlementApiPort",
+		if len(engines) > 0 && id == engines[0] {
+			out = append(out, listener{reportOn: engines, field: "settlementEngine", name: "settlementApiPort",
 				host: c.SettlementAPIHost, port: c.SettlementAPIPort})
 		}
 		if host, port, ok := accountListener(a); ok {
-			out = append(out, listener{account: id, field: "options", name: fmt.Sprintf("account %q", id), host: host, port: port})
+			out = append(out, listener{reportOn: []string{id}, field: "options", name: fmt.Sprintf("account %q", id), host: host, port: port})
 		}
 	}
 	return out

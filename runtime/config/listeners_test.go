@@ -62,6 +62,11 @@ func TestValidateListeners(t *testing.T) {
 			c.SettlementAPIHost, c.SettlementAPIPort = "0.0.0.0", 7000
 			c.Accounts = map[string]Account{"a": btpServer("", 7000), "b": withEngine(client)}
 		}, `b|settlementEngine|port 7000 (settlementApiPort, which this account's engine needs) is already used by account "a"`},
+		{"every account with an engine needs the settlement API", func(c *Config) {
+			c.SettlementAPIHost, c.SettlementAPIPort = "0.0.0.0", 7000
+			c.Accounts = map[string]Account{"a": btpServer("", 7000), "b": withEngine(client), "c": withEngine(client)}
+		}, `b|settlementEngine|port 7000 (settlementApiPort, which this account's engine needs) is already used by account "a"` +
+			"\n" + `c|settlementEngine|port 7000 (settlementApiPort, which this account's engine needs) is already used by account "a"`},
 		{"the settlement API unused", func(c *Config) {
 			c.SettlementAPIHost, c.SettlementAPIPort = "127.0.0.1", 7000
 			c.Accounts = map[string]Account{"a": btpServer("", 7000)}
@@ -85,11 +90,17 @@ func TestValidateListeners(t *testing.T) {
 			for _, e := range l {
 				got = append(got, e.Account+"|"+e.Field+"|"+e.Problem)
 			}
-			switch {
-			case tt.want == "" && len(got) != 0:
-				t.Fatalf("errors %q, want none", got)
-			case tt.want != "" && (len(got) != 1 || !strings.HasPrefix(got[0], tt.want)):
-				t.Fatalf("errors %q, want one starting %q", got, tt.want)
+			var want []string // one error per line, each a prefix
+			if tt.want != "" {
+				want = strings.Split(tt.want, "\n")
+			}
+			if len(got) != len(want) {
+				t.Fatalf("errors %q, want %d starting %q", got, len(want), want)
+			}
+			for i := range want {
+				if !strings.HasPrefix(got[i], want[i]) {
+					t.Errorf("error %q, want one starting %q", got[i], want[i])
+				}
 			}
 		})
 	}

@@ -69,10 +69,12 @@ func Build(in Inputs) (*config.Config, []Problem, error) {
 		return nil, nil, err
 	}
 	var problems []Problem
+	reserved := connectorPorts(conn, cfg)
 	for _, a := range orderedAccounts(conn.Name, in.Accounts) {
 		ac, err := accountConfig(a, in.Secret, in.ListenHost)
 		if err == nil {
 			ac.SettlementEngine = settlementEngine(a, in.SettlementEngines)
+			err = reservedPort(a, reserved)
 		}
 		if err != nil {
 			problems = append(problems, Problem{"Account", a.Name, err.Error()})
@@ -102,6 +104,37 @@ func Build(in Inputs) (*config.Config, []Problem, error) {
 			cfg.AccountOrder = slices.DeleteFunc(cfg.AccountOrder, func(s string) bool { return s == id })
 		}
 	}
+}
+
+// connectorPorts are the ports the Connector's own listeners hold, whatever the Accounts do:
+// the admin API always (the probes use it), the others when declared.
+func connectorPorts(conn *ilpv1.Connector, cfg *config.Config) map[int32]string {
+	ports := map[int32]string{int32(cfg.AdminAPIPort): "admin"}
+	if l := conn.Spec.Listeners; l != nil {
+		if l.Settlement != nil {
+			ports[l.Settlement.Port] = "settlement"
+		}
+		if l.HTTP != nil {
+			ports[l.HTTP.Port] = "http"
+		}
+	}
+	return ports
+}
+
+// reservedPort refuses an Account whose link would listen on one of the Connector's ports:
+// one of the two could not bind, and the Connector's listener is not the one to lose.
+func reservedPort(a *ilpv1.Account, reserved map[int32]string) error {
+	var port int32
+	switch l := a.Spec.Link; {
+	case l.BTPListener != nil:
+		port = l.BTPListener.Port
+	case l.BTPChildServer != nil:
+		port = l.BTPChildServer.Port
+	}
+	if name, ok := reserved[port]; ok && port != 0 {
+		return fmt.Errorf("link port %d is the Connector's listeners.%s port: give the Account another port", port, name)
+	}
+	return nil
 }
 
 // settlementEngine is the engine an Account names, or nil. An Account whose engine does not

@@ -252,6 +252,31 @@ func TestBuildPortClash(t *testing.T) {
 	}
 }
 
+// TestBuildReservedPorts: an Account on one of the Connector's own ports is left out, whatever
+// its age, and the Connector's listener keeps its port.
+func TestBuildReservedPorts(t *testing.T) {
+	conn := testConnector()
+	conn.Spec.Listeners = &ilpv1.ListenersSpec{Settlement: &ilpv1.ListenerSpec{Port: 7771}, HTTP: &ilpv1.ListenerSpec{Port: 8080}}
+	onPort := func(name string, created int, port int32) ilpv1.Account {
+		return account(name, created, func(s *ilpv1.AccountSpec) { s.Link.BTPChildServer.Port = port })
+	}
+	accounts := []ilpv1.Account{onPort("onadmin", 1, 7780), onPort("onsettle", 2, 7771), onPort("onhttp", 3, 8080), onPort("fine", 4, 7004)}
+	cfg, problems, err := Build(Inputs{Connector: conn, Accounts: accounts, Secret: secrets(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := slices.Sorted(maps.Keys(cfg.Accounts)); !slices.Equal(got, []string{"fine"}) {
+		t.Errorf("accounts %v, want only fine", got)
+	}
+	got := fmt.Sprint(problems)
+	for _, want := range []string{"Account onadmin: link port 7780 is the Connector's listeners.admin port",
+		"Account onsettle: link port 7771 is the Connector's listeners.settlement port", "Account onhttp: link port 8080 is the Connector's listeners.http port"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("problems %s: want %q", got, want)
+		}
+	}
+}
+
 // TestBuildECBRates: rates.ecb becomes the ecb backend's backendConfig, durations in ms.
 func TestBuildECBRates(t *testing.T) {
 	for _, tt := range []struct {
