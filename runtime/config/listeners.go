@@ -80,6 +80,13 @@ func (l listener) what() string {
 	return ""
 }
 
+// ListenersOverlap reports whether the links of a and b both listen, on ports that clash.
+func ListenersOverlap(a, b Account) bool {
+	ha, pa, oka := accountListener(a)
+	hb, pb, okb := accountListener(b)
+	return oka && okb && pa != 0 && pa == pb && overlap(ha, hb)
+}
+
 // accountListener is where an account's link listens, if it is a server. Options that do not
 // parse are reported elsewhere (the link refuses them).
 func accountListener(a Account) (host string, port int, ok bool) {

@@ -41,8 +41,8 @@ type plan struct {
 //
 // Added accounts start before removed ones close, so that a refusal changes nothing; an added
 // server that takes over the port of a removed one therefore needs two reloads (remove, then
-// add). Every replaced or removed link is closed before a reconnected account's new one starts
-// (it may reuse a port); if the new one then fails to start, that account stays unreachable and the error is
+// add). A reconnected account's new link starts once its old one and any other old link on a
+// clashing port are closed (ports may be reused or swapped); if the new one then fails to start, that account stays unreachable and the error is
 // logged, since the rest of the config is already in force.
 func (c *Connector) Apply(ctx context.Context, cfg *config.Config) error {
 	c.applyMu.Lock()
@@ -173,24 +173,7 @@ func (c *Connector) commit(ctx context.Context, p *plan) {
 	c.table.Store(p.table)
 	c.syncCCP() // rebuilds the table with the routes learned meanwhile, and advertises the change
 
-	// Every old link closes before any new one starts: a reconnected account may take the port
-	// of a removed one, or two may swap theirs.
-	var wg sync.WaitGroup
-	for _, a := range p.removed {
-		wg.Go(func() {
-			c.drain(ctx, a, p.settings.maxHold)
-			c.state.Forget(a.id)
-			c.metrics.Forget(a.id)
-		})
-	}
-	for _, na := range p.reconnect {
-		wg.Go(func() { c.drain(ctx, p.running[na.id], p.settings.maxHold) })
-	}
-	wg.Wait()
-	for _, na := range p.reconnect {
-		wg.Go(func() { c.restart(ctx, na, p.cfg) })
-	}
-	wg.Wait()
+	c.relink(ctx, p)
 	final := maps.Clone(*c.accounts.Load())
 	for _, a := range p.removed {
 		delete(final, a.id)
@@ -201,9 +184,54 @@ func (c *Connector) commit(ctx context.Context, p *plan) {
 	c.accounts.Store(&final)
 }
 
-// restart starts the new link of a reconnected account, once the old links are closed. A link
-// that fails to start is logged and left retrying (a client) or closed (a server): the config
-// is valid, so the fault is outside the connector.
+// relink drains and closes the removed accounts and the old links of the reconnected ones,
+// and starts each new link once the old links it could clash with are closed: its own, and any
+// other listening on an overlapping port (two accounts may swap ports, or one take a removed
+// one's). A reconnected account waits for no other drain, so one slow packet elsewhere does not
+// hold it down.
+func (c *Connector) relink(ctx context.Context, p *plan) {
+	type old struct {
+		a    *account
+		done chan struct{}
+	}
+	var olds []old
+	var wg sync.WaitGroup
+	for _, a := range p.removed {
+		o := old{a, make(chan struct{})}
+		olds = append(olds, o)
+		wg.Go(func() {
+			defer close(o.done)
+			c.drain(ctx, a, p.settings.maxHold)
+			c.state.Forget(a.id)
+			c.metrics.Forget(a.id)
+		})
+	}
+	for _, na := range p.reconnect {
+		o := old{p.running[na.id], make(chan struct{})}
+		olds = append(olds, o)
+		wg.Go(func() {
+			defer close(o.done)
+			c.drain(ctx, o.a, p.settings.maxHold)
+		})
+	}
+	for _, na := range p.reconnect {
+		newCfg := na.pipes.Load().cfg
+		wg.Go(func() {
+			for _, o := range olds {
+				if o.a.id == na.id || config.ListenersOverlap(o.a.pipes.Load().cfg, newCfg) {
+					<-o.done
+				}
+			}
+			c.restart(context.WithoutCancel(ctx), na, p.cfg)
+		})
+	}
+	wg.Wait()
+}
+
+// restart starts the new link of a reconnected account. It does not end with the Apply that
+// asked for it: the old link is gone, and an account left without one stays unreachable. A
+// link that fails to start is logged and left retrying (a client) or closed (a server): the
+// config is valid, so the fault is outside the connector.
 func (c *Connector) restart(ctx context.Context, na *account, cfg *config.Config) {
 	if err := c.startLink(ctx, na, cfg.InitialConnectTimeout); err != nil {
 		c.log.Error("reconnecting account failed; it stays unreachable until the next config change", "account", na.id, "error", err)

@@ -239,3 +239,30 @@ func TestApplySwapsPorts(t *testing.T) {
 		t.Error("an account is down after the swap")
 	}
 }
+
+// TestApplyReconnectsWithoutWaitingForOtherDrains: a reconnected account's new link starts
+// while a removed account on another port still drains a packet in flight.
+func TestApplyReconnectsWithoutWaitingForOtherDrains(t *testing.T) {
+	ml := &memLinks{}
+	release, entered := make(chan struct{}), make(chan struct{}, 1)
+	ml.setRemote("spare", func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+		entered <- struct{}{}
+		<-release
+		return &ilp.Fulfill{Fulfillment: preimage}, nil
+	})
+	c := start(t, reloadConfig("100000", "s", spareAccount, "  - {targetPrefix: test.spare, peerId: spare}"), Options{newLink: ml.factory})
+	done := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(done) // before the connector's Close (cleanups run last first), even on failure
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go func() { _, _ = ml.get("alice").inject(ctx, prepare("test.spare.x", 1, time.Now(), 15*time.Second)) }()
+	<-entered // a packet in flight on spare: its drain waits for it
+	oldBob := ml.get("bob")
+	applied := make(chan error, 1)
+	go func() { applied <- c.Apply(ctx, mustConfig(t, reloadConfig("100000", "s2", "", ""))) }() // spare removed, bob reconnected
+	waitFor(t, func() bool { b := ml.get("bob"); return b != oldBob && b.Connected() })
+	done()
+	if err := <-applied; err != nil {
+		t.Fatal(err)
+	}
+}
