@@ -252,6 +252,18 @@ func (r *ConnectorReconciler) applyServiceMonitor(ctx context.Context, conn *ilp
 	return err
 }
 
+// storeSecretVersion is the resourceVersion of the Secret holding the Redis URL, "" without
+// one: the store is opened once per process, so a rotated URL (password) needs new pods.
+func (r *ConnectorReconciler) storeSecretVersion(ctx context.Context, conn *ilpv1.Connector) (string, error) {
+	s := conn.Spec.Store
+	if s == nil || s.Type != ilpv1.StoreRedis || s.Redis == nil {
+		return "", nil
+	}
+	name := s.Redis.URLSecretRef.Name
+	v, err := secretVersions(ctx, r.Client, conn.Namespace, []string{name})
+	return v[name], err
+}
+
 // applyWorkload writes the Deployment, or the StatefulSet for the file store, deletes the
 // other kind after a store change, and reports which restart inputs changed.
 func (r *ConnectorReconciler) applyWorkload(ctx context.Context, conn *ilpv1.Connector) (*workloadState, error) {
@@ -259,8 +271,12 @@ func (r *ConnectorReconciler) applyWorkload(ctx context.Context, conn *ilpv1.Con
 	if image == "" {
 		image = r.Options.ConnectorImage
 	}
-	tmpl := connectorPodTemplate(conn, image)
-	inputs := restartInputsOf(conn, image)
+	storeSecret, err := r.storeSecretVersion(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	inputs := restartInputsOf(conn, image, storeSecret)
+	tmpl := connectorPodTemplate(conn, image, inputs)
 	dep := &appsv1.Deployment{ObjectMeta: r.meta(conn, conn.Name)}
 	sts := &appsv1.StatefulSet{ObjectMeta: r.meta(conn, conn.Name)}
 	prev, err := r.previousInputs(ctx, conn, dep, sts)

@@ -156,8 +156,7 @@ func connectorArgs(c *ilpv1.Connector) []string {
 // connectorPodTemplate is the pod template of a Connector's workload. It depends only on the
 // inputs that cannot be hot-reloaded (restartInputs): everything else reaches the pods through
 // their Kubernetes config source.
-func connectorPodTemplate(c *ilpv1.Connector, image string) corev1.PodTemplateSpec {
-	in := restartInputsOf(c, image)
+func connectorPodTemplate(c *ilpv1.Connector, image string, in restartInputs) corev1.PodTemplateSpec {
 	ctr := corev1.Container{
 		Name:  containerName,
 		Image: image,

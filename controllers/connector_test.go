@@ -277,6 +277,16 @@ func TestRolloutOnlyOnRestartInputs(t *testing.T) {
 		{func(c *ilpv1.Connector) {
 			c.Spec.Store = &ilpv1.StoreSpec{Type: ilpv1.StoreRedis, Redis: &ilpv1.RedisStoreSpec{URLSecretRef: ilpv1.SecretKeyRef{Name: "redis", Key: "url"}}}
 		}, "StoreChanged"},
+		{func(*ilpv1.Connector) { // a rotated Redis URL: the store is opened once per process
+			sec := &corev1.Secret{}
+			if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "redis"}, sec); err != nil {
+				t.Fatal(err)
+			}
+			sec.Data["url"] = []byte("redis://:rotated@127.0.0.1:6379")
+			if err := k8s.Update(context.Background(), sec); err != nil {
+				t.Fatal(err)
+			}
+		}, "StoreSecretChanged"},
 		{func(c *ilpv1.Connector) { c.Spec.Logging = &ilpv1.LoggingSpec{Level: "debug", Format: "json"} }, "LoggingChanged"},
 		{func(c *ilpv1.Connector) { c.Spec.Logging = nil }, "LoggingChanged"},
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
@@ -18,10 +19,11 @@ type restartInputs struct {
 }
 
 // optionalInputs are the restart inputs a Connector has only when it sets them.
-var optionalInputs = []string{"logging"}
+var optionalInputs = []string{"logging", "storeSecret"}
 
-// restartInputsOf hashes image, resources, store, scheduling, listeners and logging of c.
-func restartInputsOf(c *ilpv1.Connector, image string) restartInputs {
+// restartInputsOf hashes image, resources, store, scheduling, listeners and logging of c, and
+// the version of the Secret holding the Redis URL (storeSecret, "" without one).
+func restartInputsOf(c *ilpv1.Connector, image, storeSecret string) restartInputs {
 	s := c.Spec
 	in := restartInputs{parts: [][2]string{
 		{"image", shortHash(image)},
@@ -34,6 +36,9 @@ func restartInputsOf(c *ilpv1.Connector, image string) restartInputs {
 	// roll when the operator is upgraded.
 	if args := connectorArgs(c)[3:]; len(args) > 0 {
 		in.parts = append(in.parts, [2]string{"logging", shortHash(args)})
+	}
+	if storeSecret != "" {
+		in.parts = append(in.parts, [2]string{"storeSecret", shortHash(storeSecret)})
 	}
 	return in
 }
@@ -82,6 +87,9 @@ func (r restartInputs) changedSince(prev string) []string {
 		if _, ok := old[k]; ok {
 			changed = append(changed, k)
 		}
+	}
+	if slices.Contains(changed, "store") { // a new store comes with its Secret: one change
+		changed = slices.DeleteFunc(changed, func(k string) bool { return k == "storeSecret" })
 	}
 	return changed
 }

@@ -13,21 +13,28 @@ func TestRestartInputsChangedSince(t *testing.T) {
 	logged.Spec.Logging = &ilpv1.LoggingSpec{Level: "debug"}
 	json := sampleConnector("ns")
 	json.Spec.Logging = &ilpv1.LoggingSpec{Level: "debug", Format: "json"}
+	onRedis := sampleConnector("ns")
+	onRedis.Spec.Store = &ilpv1.StoreSpec{Type: ilpv1.StoreRedis, Redis: &ilpv1.RedisStoreSpec{URLSecretRef: ilpv1.SecretKeyRef{Name: "redis", Key: "url"}}}
 	for _, tt := range []struct {
-		name      string
-		from, to  *ilpv1.Connector
-		fromImage string
-		want      []string
+		name                 string
+		from, to             *ilpv1.Connector
+		fromImage            string
+		fromSecret, toSecret string
+		want                 []string
 	}{
-		{"nothing", plain, plain, "img", nil},
-		{"image", plain, plain, "other", []string{"image"}},
-		{"logging set", plain, logged, "img", []string{"logging"}},
-		{"logging changed", logged, json, "img", []string{"logging"}},
-		{"logging unset", json, plain, "img", []string{"logging"}},
+		{"nothing", plain, plain, "img", "", "", nil},
+		{"image", plain, plain, "other", "", "", []string{"image"}},
+		{"logging set", plain, logged, "img", "", "", []string{"logging"}},
+		{"logging changed", logged, json, "img", "", "", []string{"logging"}},
+		{"logging unset", json, plain, "img", "", "", []string{"logging"}},
+		{"store Secret rotated", plain, plain, "img", "41", "42", []string{"storeSecret"}},
+		{"store Secret the same", plain, plain, "img", "41", "41", nil},
+		{"a Redis store comes with its Secret", plain, onRedis, "img", "", "41", []string{"store"}},
+		{"the Redis store goes with its Secret", onRedis, plain, "img", "41", "", []string{"store"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			prev := restartInputsOf(tt.from, tt.fromImage).String() + ",foo-bar=1,=2" // keys not ours are ignored
-			if got := restartInputsOf(tt.to, "img").changedSince(prev); !slices.Equal(got, tt.want) {
+			prev := restartInputsOf(tt.from, tt.fromImage, tt.fromSecret).String() + ",foo-bar=1,=2" // keys not ours are ignored
+			if got := restartInputsOf(tt.to, "img", tt.toSecret).changedSince(prev); !slices.Equal(got, tt.want) {
 				t.Errorf("changed = %v, want %v", got, tt.want)
 			}
 		})

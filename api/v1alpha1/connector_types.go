@@ -169,7 +169,8 @@ type FileStoreSpec struct {
 type RedisStoreSpec struct {
 	// URLSecretRef holds the Redis URL, credentials included: redis://user:password@host:6379/0,
 	// rediss://… for TLS, or Sentinels: redis://sentinel:26379/0?master_name=m&addr=sentinel2:26379
-	// (docs/configuration.md). A rotation of the Secret is picked up without a restart.
+	// (docs/configuration.md). A change of the Secret rolls the pods (StoreSecretChanged): a
+	// connector opens its store once.
 	URLSecretRef SecretKeyRef `json:"urlSecretRef"`
 	// KeyPrefix is prepended to every key, so that connectors can share a database.
 	// +kubebuilder:validation:MaxLength=128
