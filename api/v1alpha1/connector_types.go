@@ -176,18 +176,6 @@ type RedisStoreSpec struct {
 	// +kubebuilder:validation:MaxLength=128
 	// +optional
 	KeyPrefix string `json:"keyPrefix,omitempty"`
-	// WaitReplicas is how many Redis replicas must hold each durable write (a packet's
-	// balances at its end, settlements, admin changes) before it counts (Redis WAIT); unset or
-	// 0: none, and a failover may lose the last writes.
-	// +kubebuilder:validation:Minimum=0
-	// +kubebuilder:validation:Maximum=16
-	// +optional
-	WaitReplicas int32 `json:"waitReplicas,omitempty"`
-	// WaitTimeout bounds each wait for replicas (unset: 1s); fewer by then is a store error.
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m))+$`
-	// +optional
-	WaitTimeout *metav1.Duration `json:"waitTimeout,omitempty"`
 }
 
 // RoutingSpec tunes CCP route broadcasting and route selection. Unset fields take the JS

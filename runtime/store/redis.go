@@ -52,14 +52,6 @@ type RedisOptions struct {
 	Instance string `json:"instance"`
 	// PoolSize is the number of connections (default 10 per CPU, go-redis's default).
 	PoolSize int `json:"poolSize"`
-	// WaitReplicas is how many replicas must have every durable write (a packet's balances at
-	// its end, and every change outside packets) before the store reports it done: Redis WAIT
-	// on the same connection. 0 (the default) does not wait: a failover may then lose the
-	// writes the replica had not received yet.
-	WaitReplicas int `json:"waitReplicas"`
-	// WaitTimeout bounds each WAIT, in milliseconds (default 1000); fewer replicas by then is
-	// an error (ErrNotReplicated), though the write stays on the master.
-	WaitTimeout int `json:"waitTimeout"`
 	// DialTimeout bounds connecting and the first PING (default 5 s).
 	DialTimeout time.Duration `json:"-"`
 }
@@ -124,8 +116,6 @@ type Redis struct {
 	c        *redis.Client
 	prefix   string
 	instance string
-	waitN    int           // WaitReplicas
-	waitFor  time.Duration // WaitTimeout
 
 	// unended holds the packet ends that failed (Redis unreachable for a moment). They are
 	// retried with the next EndPacket and on Close: left in Redis, they would make the next
@@ -165,10 +155,7 @@ func OpenRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		_ = c.Close()
 		return nil, fmt.Errorf("store: cannot reach Redis at %s: %w", where, err)
 	}
-	r := &Redis{c: c, prefix: o.Prefix, instance: o.Instance, waitN: o.WaitReplicas, waitFor: time.Duration(o.WaitTimeout) * time.Millisecond}
-	if r.waitFor <= 0 {
-		r.waitFor = time.Second
-	}
+	r := &Redis{c: c, prefix: o.Prefix, instance: o.Instance}
 	if err := r.recover(ctx); err != nil {
 		_ = c.Close()
 		return nil, err
@@ -187,7 +174,7 @@ func newRedisClient(o RedisOptions) (*redis.Client, string, error) {
 		if err != nil {
 			return nil, "", fmt.Errorf("store: redis url %q: %w", redactedURL(o.URL), causeOf(err))
 		}
-		fo.DialTimeout, fo.ReadTimeout = o.DialTimeout, o.readTimeout()
+		fo.DialTimeout = o.DialTimeout
 		if o.PoolSize > 0 {
 			fo.PoolSize = o.PoolSize
 		}
@@ -197,16 +184,11 @@ func newRedisClient(o RedisOptions) (*redis.Client, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("store: redis url %q: %w", redactedURL(o.URL), causeOf(err))
 	}
-	ropts.DialTimeout, ropts.ReadTimeout = o.DialTimeout, o.readTimeout()
+	ropts.DialTimeout = o.DialTimeout
 	if o.PoolSize > 0 {
 		ropts.PoolSize = o.PoolSize
 	}
 	return redis.NewClient(ropts), ropts.Addr, nil
-}
-
-// readTimeout is go-redis's default (3 s), or longer than a WAIT may block.
-func (o RedisOptions) readTimeout() time.Duration {
-	return max(3*time.Second, time.Duration(o.WaitTimeout)*time.Millisecond+time.Second)
 }
 
 // causeOf drops the URL a *url.Error repeats, password included.
@@ -277,21 +259,8 @@ func (r *Redis) runWith(ctx context.Context, op string, keys []string, amount st
 	}
 	key := keys[0]
 	args := append([]any{op, amount, limitArg(min), limitArg(max), r.instance, sc}, extra...)
-	var cmd *redis.Cmd
-	var err error
-	if r.waits(ctx, op) {
-		err = r.replicated(ctx, func(p redis.Pipeliner) redis.Cmder {
-			cmd = balanceScript.EvalSha(ctx, p, keys, args...)
-			return cmd
-		})
-	} else {
-		cmd = balanceScript.Run(ctx, r.c, keys, args...)
-	}
-	v, cerr := cmd.Slice()
-	if cerr != nil {
-		return result{}, fmt.Errorf("store: redis %s: %w", op, cerr)
-	}
-	if err != nil { // written, but not on enough replicas
+	v, err := balanceScript.Run(ctx, r.c, keys, args...).Slice()
+	if err != nil {
 		return result{}, fmt.Errorf("store: redis %s: %w", op, err)
 	}
 	if len(v) != 4 {
@@ -359,7 +328,7 @@ func (r *Redis) op(ctx context.Context, op, account string, amount int64, min, m
 
 // endDelta takes a packet's change of an account out of this instance's open part.
 func (r *Redis) endDelta(ctx context.Context, account string, d int64) error {
-	_, err := r.endDeltas(ctx, []scopeDelta{{account: account, delta: d}})
+	_, err := r.run(context.WithoutCancel(ctx), "end", r.accountKey(account), strconv.FormatInt(d, 10), nil, nil, false)
 	return err
 }
 
@@ -395,27 +364,29 @@ func (r *Redis) EndPacket(ctx context.Context) error {
 }
 
 // endDeltas ends packet changes in one pipelined round trip, and returns those that failed
-// (with the error) so that they, and only they, are retried later. With WaitReplicas the same
-// round trip WAITs for them: the replication offset it waits for covers the packet's earlier
-// writes too; too few replicas is an error, but nothing to retry.
+// (with the error) so that they, and only they, are retried later.
 func (r *Redis) endDeltas(ctx context.Context, todo []scopeDelta) ([]scopeDelta, error) {
 	ctx = context.WithoutCancel(ctx)
+	if len(todo) == 1 {
+		if err := r.endDelta(ctx, todo[0].account, todo[0].delta); err != nil {
+			return todo, err
+		}
+		return nil, nil
+	}
 	var failed []scopeDelta
 	var firstErr error
-	var wait *redis.Cmd
 	for attempt := range 2 { // the second after loading the script, if the server had lost it
 		cmds, _ := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, d := range todo {
 				balanceScript.EvalSha(ctx, p, []string{r.accountKey(d.account)}, "end", strconv.FormatInt(d.delta, 10), "", "", r.instance, "0")
 			}
-			wait = r.pipeWait(ctx, p)
 			return nil
 		})
 		failed, firstErr = nil, nil
 		noScript := false
-		for i, d := range todo {
-			if err := cmds[i].Err(); err != nil {
-				failed = append(failed, d)
+		for i, c := range cmds {
+			if err := c.Err(); err != nil {
+				failed = append(failed, todo[i])
 				noScript = noScript || redis.HasErrorPrefix(err, "NOSCRIPT")
 				if firstErr == nil {
 					firstErr = err
@@ -430,77 +401,7 @@ func (r *Redis) endDeltas(ctx context.Context, todo []scopeDelta) ([]scopeDelta,
 	if firstErr != nil {
 		return failed, fmt.Errorf("store: redis end of packet: %w", firstErr)
 	}
-	if err := r.checkWait(wait); err != nil {
-		return nil, fmt.Errorf("store: redis end of packet: %w", err)
-	}
 	return nil, nil
-}
-
-// write runs a KV write, followed by WAIT when the store waits for replicas; the returned
-// error is WAIT's, the command holds its own.
-func (r *Redis) write(ctx context.Context, cmd func(c redis.Cmdable) redis.Cmder) error {
-	if !r.waits(ctx, "kv") {
-		_ = cmd(r.c)
-		return nil
-	}
-	return r.replicated(ctx, func(p redis.Pipeliner) redis.Cmder { return cmd(p) })
-}
-
-// ErrNotReplicated says that a write is on the Redis master but not yet on WaitReplicas
-// replicas: a failover now could lose it.
-var ErrNotReplicated = errors.New("store: redis: write not on enough replicas")
-
-// waits reports whether op must wait for replicas: every write outside a packet (a packet's
-// writes are waited for at its end, "end"), but the start-up recovery, which only reverts
-// what was in flight (a replica that misses it reverts it again at the next start).
-func (r *Redis) waits(ctx context.Context, op string) bool {
-	return r.waitN > 0 && op != "get" && op != "recover" && (op == "end" || scopeFrom(ctx) == nil)
-}
-
-// replicated runs one write command and, on the same connection, WAIT for WaitReplicas
-// replicas. A script the server lost (NOSCRIPT, so nothing was written) is loaded and the
-// command sent again once.
-func (r *Redis) replicated(ctx context.Context, write func(p redis.Pipeliner) redis.Cmder) error {
-	var cmd redis.Cmder
-	var wait *redis.Cmd
-	for attempt := range 2 {
-		_, _ = r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			cmd = write(p)
-			wait = r.pipeWait(ctx, p)
-			return nil
-		})
-		if attempt == 1 || !redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") || balanceScript.Load(ctx, r.c).Err() != nil {
-			break
-		}
-	}
-	if err := cmd.Err(); err != nil {
-		return nil // the caller reads the command's own error
-	}
-	return r.checkWait(wait)
-}
-
-// pipeWait queues WAIT when the store waits for replicas, else nothing. (go-redis keeps Wait
-// out of pipelines, where it blocks the connection; that is the point here.)
-func (r *Redis) pipeWait(ctx context.Context, p redis.Pipeliner) *redis.Cmd {
-	if r.waitN == 0 {
-		return nil
-	}
-	return p.Do(ctx, "WAIT", r.waitN, r.waitFor.Milliseconds())
-}
-
-// checkWait reads WAIT's answer: nil without WAIT, ErrNotReplicated with too few replicas.
-func (r *Redis) checkWait(wait *redis.Cmd) error {
-	if wait == nil {
-		return nil
-	}
-	n, err := wait.Int64()
-	if err != nil {
-		return fmt.Errorf("WAIT: %w", err)
-	}
-	if n < int64(r.waitN) {
-		return fmt.Errorf("%w: %d of %d replicas within %s", ErrNotReplicated, n, r.waitN, r.waitFor)
-	}
-	return nil
 }
 
 // AddWithin implements Balances.
@@ -558,9 +459,7 @@ func (r *Redis) GetKey(ctx context.Context, key string) ([]byte, error) {
 
 // PutKey implements KV.
 func (r *Redis) PutKey(ctx context.Context, key string, value []byte) error {
-	var cmd *redis.StatusCmd
-	err := r.write(ctx, func(c redis.Cmdable) redis.Cmder { cmd = c.Set(ctx, r.kvKey(key), value, 0); return cmd })
-	if err = errors.Join(cmd.Err(), err); err != nil {
+	if err := r.c.Set(ctx, r.kvKey(key), value, 0).Err(); err != nil {
 		return fmt.Errorf("store: redis put: %w", err)
 	}
 	return nil
@@ -568,19 +467,16 @@ func (r *Redis) PutKey(ctx context.Context, key string, value []byte) error {
 
 // CreateKey implements KV with SET NX.
 func (r *Redis) CreateKey(ctx context.Context, key string, value []byte) (bool, error) {
-	var cmd *redis.BoolCmd
-	err := r.write(ctx, func(c redis.Cmdable) redis.Cmder { cmd = c.SetNX(ctx, r.kvKey(key), value, 0); return cmd })
-	if err = errors.Join(cmd.Err(), err); err != nil {
+	created, err := r.c.SetNX(ctx, r.kvKey(key), value, 0).Result()
+	if err != nil {
 		return false, fmt.Errorf("store: redis create: %w", err)
 	}
-	return cmd.Val(), nil
+	return created, nil
 }
 
 // DeleteKey implements KV.
 func (r *Redis) DeleteKey(ctx context.Context, key string) error {
-	var cmd *redis.IntCmd
-	err := r.write(ctx, func(c redis.Cmdable) redis.Cmder { cmd = c.Del(ctx, r.kvKey(key)); return cmd })
-	if err = errors.Join(cmd.Err(), err); err != nil {
+	if err := r.c.Del(ctx, r.kvKey(key)).Err(); err != nil {
 		return fmt.Errorf("store: redis delete: %w", err)
 	}
 	return nil

@@ -328,15 +328,9 @@ func storeConfig(cfg *config.Config, s *ilpv1.StoreSpec, secret func(name, key s
 		if err != nil {
 			return fmt.Errorf("store.redis.urlSecretRef: %w", err)
 		}
-		o := map[string]any{"url": strings.TrimSpace(string(u))}
+		o := map[string]string{"url": strings.TrimSpace(string(u))}
 		if s.Redis.KeyPrefix != "" {
 			o["prefix"] = s.Redis.KeyPrefix
-		}
-		if s.Redis.WaitReplicas > 0 {
-			o["waitReplicas"] = s.Redis.WaitReplicas
-		}
-		if s.Redis.WaitTimeout != nil {
-			o["waitTimeout"] = s.Redis.WaitTimeout.Milliseconds()
 		}
 		b, _ := json.Marshal(o)
 		cfg.Store, cfg.StoreConfig = config.StoreRedis, b

@@ -192,8 +192,7 @@ func TestBuildConnector(t *testing.T) {
 	conn.Spec.MaxHoldTime = &metav1.Duration{Duration: 10 * time.Second}
 	conn.Spec.MinMessageWindow = &metav1.Duration{Duration: 2 * time.Second}
 	conn.Spec.DisableMiddleware = []ilpv1.Middleware{"rateLimit"}
-	conn.Spec.Store = &ilpv1.StoreSpec{Type: ilpv1.StoreRedis, Redis: &ilpv1.RedisStoreSpec{URLSecretRef: ilpv1.SecretKeyRef{Name: "r", Key: "url"}, KeyPrefix: "p:",
-		WaitReplicas: 1, WaitTimeout: &metav1.Duration{Duration: 250 * time.Millisecond}}}
+	conn.Spec.Store = &ilpv1.StoreSpec{Type: ilpv1.StoreRedis, Redis: &ilpv1.RedisStoreSpec{URLSecretRef: ilpv1.SecretKeyRef{Name: "r", Key: "url"}, KeyPrefix: "p:"}}
 	conn.Spec.Listeners = &ilpv1.ListenersSpec{Admin: &ilpv1.ListenerSpec{Port: 9000}, Settlement: &ilpv1.ListenerSpec{Port: 9001}}
 	up := account("up", 1, func(s *ilpv1.AccountSpec) { s.Relation = ilpv1.RelationParent; s.AssetCode = "EUR" })
 	kid := account("kid", 2, nil)
@@ -222,7 +221,7 @@ func TestBuildConnector(t *testing.T) {
 		cfg.SettlementAPIHost != "0.0.0.0" || cfg.SettlementAPIPort != 9001 {
 		t.Errorf("globals: %+v", cfg)
 	}
-	if cfg.Store != config.StoreRedis || string(cfg.StoreConfig) != `{"prefix":"p:","url":"redis://h:6379/0","waitReplicas":1,"waitTimeout":250}` {
+	if cfg.Store != config.StoreRedis || string(cfg.StoreConfig) != `{"prefix":"p:","url":"redis://h:6379/0"}` {
 		t.Errorf("store %s %s", cfg.Store, cfg.StoreConfig)
 	}
 	// 1 EUR is worth 1.08 USD: a USD→EUR packet converts at 1/1.08 less the 1 % spread.
