@@ -7,6 +7,7 @@ package redistest
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -78,13 +79,24 @@ func Start(t testing.TB) *Server {
 	return startRetrying(t, func(dir string, port int) []string { return serverArgs(dir, port) })
 }
 
-// StartReplica runs a redis-server that replicates master.
+// StartReplica runs a redis-server that replicates master, and returns once its link to the
+// master is up (the first sync done).
 func StartReplica(t testing.TB, master *Server) *Server {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(master.Addr)
-	return startRetrying(t, func(dir string, p int) []string {
+	s := startRetrying(t, func(dir string, p int) []string {
 		return append(serverArgs(dir, p), "--replicaof", host, port)
 	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for !strings.Contains(info(s.Addr, "replication"), "master_link_status:up") {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("replica %s: no link to its master %s in 30 s:\n%s", s.Addr, master.Addr, info(s.Addr, "replication"))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return s
 }
 
 // StartSentinel runs a Redis Sentinel that monitors master under name, alone (quorum 1), and
@@ -103,9 +115,12 @@ func StartSentinel(t testing.TB, master *Server, name string) *Server {
 	})
 }
 
+// serverArgs: no persistence; a replica's first sync starts at once (Redis waits 5 s by
+// default for more replicas to share it).
 func serverArgs(dir string, port int) []string {
 	return []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dir,
-		"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning"}
+		"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning",
+		"--repl-diskless-sync-delay", "0"}
 }
 
 // startRetrying starts a redis-server with args(dir, port) on a free port, trying again if
@@ -170,6 +185,22 @@ func start(t testing.TB, bin string, args func(dir string, port int) []string) (
 }
 
 func freePort() (int, error) { return testport.Free() }
+
+// info is INFO section's text, "" when the server does not answer (enough RESP for a test).
+func info(addr, section string) string {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("INFO " + section + "\r\n")); err != nil {
+		return ""
+	}
+	buf := make([]byte, 64<<10)
+	n, _ := io.ReadAtLeast(c, buf, 1)
+	return string(buf[:n])
+}
 
 // ping speaks just enough RESP to see the server answer.
 func ping(addr string) error {
