@@ -118,7 +118,7 @@ func (c *Connector) buildPipes(a *account, ac config.Account, cfg *config.Config
 	}
 	return &pipes{
 		cfg: ac,
-		in:  c.scopePackets(mw.Incoming(func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) { return c.core(ctx, a, p) })),
+		in:  c.scopePackets(a.id, mw.Incoming(func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) { return c.core(ctx, a, p) })),
 		out: mw.Outgoing(func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) { return c.send(ctx, a, p) }),
 	}, nil
 }

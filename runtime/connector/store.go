@@ -7,6 +7,7 @@ import (
 
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+	"github.com/ilpfleet/ilpfleet/runtime/middleware"
 	"github.com/ilpfleet/ilpfleet/runtime/store"
 )
 
@@ -42,8 +43,9 @@ func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
 // scopePackets brackets every incoming packet with the store's packet scope when the store has
 // one (store.PacketScoper): the packet's balance changes become durable, as one, before its
 // answer leaves, and a crash before that leaves no trace of them. A Fulfill is passed on even
-// when that write fails (the money left already); the failure is logged for reconciliation.
-func (c *Connector) scopePackets(h ilp.Handler) ilp.Handler {
+// when that write fails (the money left already); the failure is logged for reconciliation and
+// counted on the source account's ilp_connector_balance_store_errors{operation="end"}.
+func (c *Connector) scopePackets(source string, h ilp.Handler) ilp.Handler {
 	ps, ok := c.store.(store.PacketScoper)
 	if !ok {
 		return h
@@ -53,7 +55,8 @@ func (c *Connector) scopePackets(h ilp.Handler) ilp.Handler {
 		f, err := h(pctx, p)
 		if eerr := ps.EndPacket(pctx); eerr != nil {
 			c.log.Error("balance store failed to make a packet's balance changes durable; RECONCILIATION REQUIRED",
-				"fulfilled", err == nil && f != nil, "amount", p.Amount, "err", eerr)
+				"account", source, "fulfilled", err == nil && f != nil, "amount", p.Amount, "err", eerr)
+			c.metrics.StoreError(source, middleware.OpEndPacket)
 		}
 		return f, err
 	}

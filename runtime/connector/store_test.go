@@ -2,6 +2,7 @@ package connector
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+	"github.com/ilpfleet/ilpfleet/runtime/middleware"
+	"github.com/ilpfleet/ilpfleet/runtime/store"
 	"github.com/ilpfleet/ilpfleet/runtime/store/redistest"
 )
 
@@ -122,5 +125,45 @@ func TestPacketScopeWraps(t *testing.T) {
 	c2, _ := startMem(t, doc, nil)
 	if got, _ := c2.Balance(context.Background(), "alice"); got != 100 {
 		t.Fatalf("alice after restart: %d", got)
+	}
+}
+
+// endFails is a store whose packet ends always fail, as a disk that broke or a Redis that went
+// away after a packet's outcome.
+type endFails struct{ store.Store }
+
+func (endFails) BeginPacket(ctx context.Context) context.Context { return ctx }
+func (endFails) EndPacket(context.Context) error                 { return errors.New("the disk is gone") }
+
+// TestPacketEndFailureCounted: a packet whose balances the store could not make durable is
+// still answered (the money moved), and counted on its source account for the on-call
+// (ilp_connector_balance_store_errors{operation="end"}), not only logged.
+func TestPacketEndFailureCounted(t *testing.T) {
+	ml := &memLinks{}
+	c := start(t, storeConfig(""), Options{Store: endFails{store.NewMemory()}, newLink: ml.factory})
+	ml.setRemote("bob", func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) {
+		return &ilp.Fulfill{Fulfillment: preimage}, nil
+	})
+	if _, err := ml.get("alice").inject(context.Background(), prepare("test.bob.x", 100, time.Now(), time.Minute)); err != nil {
+		t.Fatalf("the packet is answered whatever the store says afterwards: %v", err)
+	}
+	mfs, err := c.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 0.0
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if mf.GetName() == middleware.MetricBalanceStoreErrors && labels["account"] == "alice" && labels["operation"] == middleware.OpEndPacket {
+				got += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if got != 1 {
+		t.Errorf("%s{account=alice,operation=end} = %v, want 1", middleware.MetricBalanceStoreErrors, got)
 	}
 }

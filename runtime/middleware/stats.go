@@ -132,6 +132,21 @@ type accountStats struct {
 
 func (s *accountStats) storeError(op string) { s.storeErrors.WithLabelValues(op).Inc() }
 
+// OpEndPacket names, in MetricBalanceStoreErrors, a packet whose balance changes the store
+// could not make durable after its outcome (store.PacketScoper.EndPacket).
+const OpEndPacket = "end"
+
+// StoreError counts a store failure after a packet's outcome on the account's
+// MetricBalanceStoreErrors (op: what failed); nothing for an account without a pipeline.
+func (m *Metrics) StoreError(account, op string) {
+	m.mu.Lock()
+	s := m.accounts[account]
+	m.mu.Unlock()
+	if s != nil {
+		s.storeError(op)
+	}
+}
+
 // counterPair is the packet and value counters of one (result, code).
 type counterPair struct{ packets, value prometheus.Counter }
 
