@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -57,6 +58,7 @@ func NewHandler(b Backend, g prometheus.Gatherer, opts Options) http.Handler {
 		"/status":       {http.MethodGet: h.getStatus},
 		"/routing":      {http.MethodGet: h.getRouting},
 		"/accounts":     {http.MethodGet: h.getAccounts},
+		"/accounts/":    {http.MethodGet: h.accountAdminInfo, http.MethodPost: h.accountAdminInfo}, // prefix: /accounts/:id
 		"/balance":      {http.MethodGet: h.getBalance, http.MethodPost: h.postBalance},
 		"/rates":        {http.MethodGet: h.getRates},
 		"/stats":        {http.MethodGet: h.getStats},
@@ -72,7 +74,7 @@ func NewHandler(b Backend, g prometheus.Gatherer, opts Options) http.Handler {
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	methods := h.routes[r.URL.Path]
-	for _, prefix := range []string{"/alerts/", "/settlements/"} {
+	for _, prefix := range []string{"/accounts/", "/alerts/", "/settlements/"} {
 		if methods == nil && strings.HasPrefix(r.URL.Path, prefix) {
 			methods = h.routes[prefix]
 		}
@@ -116,6 +118,21 @@ func (h *handler) getRouting(w http.ResponseWriter, _ *http.Request) {
 
 func (h *handler) getAccounts(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, renderAccounts(h.b.Address(), h.b.Accounts()))
+}
+
+// accountAdminInfo answers JS's GET and POST /accounts/:id (plugin.getAdminInfo and
+// sendAdminInfo) as JS does for plugins without them, which ours all are: 500 with the reason.
+func (h *handler) accountAdminInfo(w http.ResponseWriter, r *http.Request) {
+	id := strings.TrimPrefix(r.URL.Path, "/accounts/")
+	known := slices.ContainsFunc(h.b.Accounts(), func(a AccountInfo) bool { return a.ID == id })
+	switch {
+	case !known:
+		writeError(w, http.StatusInternalServerError, "UnknownAccountError", "account does not exist. account="+id)
+	case r.Method == http.MethodGet:
+		writeError(w, http.StatusInternalServerError, "NoAdminInfoError", "plugin has no admin info. account="+id+" (GET /accounts shows its link state)")
+	default:
+		writeError(w, http.StatusInternalServerError, "NoAdminInfoError", "plugin does not support sending admin info. account="+id)
+	}
 }
 
 func (h *handler) getBalance(w http.ResponseWriter, r *http.Request) {

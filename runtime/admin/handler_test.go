@@ -258,7 +258,7 @@ func TestUnknownRouteAndMethod(t *testing.T) {
 		{http.MethodGet, "/nope", 404, ""},
 		{http.MethodGet, "/status/", 404, ""},
 		{http.MethodGet, "/", 404, ""},
-		{http.MethodGet, "/accounts/alice", 404, ""},
+		{http.MethodDelete, "/accounts/alice", 405, "GET, POST"},
 		{http.MethodDelete, "/status", 405, "GET"},
 		{http.MethodPut, "/balance", 405, "GET, POST"},
 		{http.MethodPost, "/metrics", 405, "GET"},
@@ -276,6 +276,25 @@ func TestUnknownRouteAndMethod(t *testing.T) {
 				t.Errorf("Allow %q, want %q", got, tt.allow)
 			}
 		})
+	}
+}
+
+// TestAccountAdminInfo: JS's /accounts/:id (plugin admin info) answers as JS does for plugins
+// without it — ours all are: 500 with the reason.
+func TestAccountAdminInfo(t *testing.T) {
+	h := NewHandler(newFake(), prometheus.NewRegistry(), Options{})
+	for _, tt := range []struct {
+		method, path, name, message string
+	}{
+		{http.MethodGet, "/accounts/alice", "NoAdminInfoError", "plugin has no admin info. account=alice"},
+		{http.MethodPost, "/accounts/alice", "NoAdminInfoError", "plugin does not support sending admin info. account=alice"},
+		{http.MethodGet, "/accounts/zed", "UnknownAccountError", "account does not exist. account=zed"},
+	} {
+		rec := do(t, h, tt.method, tt.path, `{}`)
+		e := decodeError(t, rec)
+		if rec.Code != http.StatusInternalServerError || e.Error != tt.name || !strings.HasPrefix(e.Message, tt.message) {
+			t.Errorf("%s %s: %d %+v, want 500 %s %q", tt.method, tt.path, rec.Code, e, tt.name, tt.message)
+		}
 	}
 }
 
