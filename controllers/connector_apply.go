@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -44,10 +45,11 @@ type workloadState struct {
 	desired           int32
 	replicas, ready   int32
 	availableReplicas int32
-	available         bool     // at least desired pods available
-	rolledOut         bool     // the workload controller finished rolling the current template
-	created           bool     // the workload was created by this reconcile
-	changed           []string // restart inputs that changed in this reconcile: the pods roll
+	available         bool        // at least desired pods available
+	rolledOut         bool        // the workload controller finished rolling the current template
+	created           bool        // the workload was created by this reconcile
+	changed           []string    // restart inputs that changed in this reconcile: the pods roll
+	rollout           rolloutNote // why the current template rolled out, from the workload
 }
 
 // applyOwned creates or updates every object the Connector owns and returns its workload's state.
@@ -279,18 +281,28 @@ func (r *ConnectorReconciler) applyWorkload(ctx context.Context, conn *ilpv1.Con
 	tmpl := connectorPodTemplate(conn, image, inputs)
 	dep := &appsv1.Deployment{ObjectMeta: r.meta(conn, conn.Name)}
 	sts := &appsv1.StatefulSet{ObjectMeta: r.meta(conn, conn.Name)}
-	prev, err := r.previousInputs(ctx, conn, dep, sts)
+	prev, note, err := r.previousInputs(ctx, conn, dep, sts)
 	if err != nil {
 		return nil, err
 	}
 	st := &workloadState{name: conn.Name, image: image, desired: replicasOf(conn)}
+	if prev != "" {
+		st.changed = inputs.changedSince(prev)
+	}
+	if len(st.changed) > 0 {
+		note.Reason, note.Message = rolloutReason(st.changed)
+		note.Inputs = inputs.String()
+	}
+	if note.Inputs == inputs.String() {
+		st.rollout = note
+	}
 	var op controllerutil.OperationResult
 	if storeType(conn) == ilpv1.StoreFile {
 		st.kind = "StatefulSet"
 		if err := deleteIfOwned(ctx, r.Client, conn, &appsv1.Deployment{ObjectMeta: r.meta(conn, conn.Name)}); err != nil {
 			return nil, err
 		}
-		if op, err = upsert(ctx, r.Client, conn, sts, func() error { return mutateStatefulSet(conn, sts, tmpl) }); err != nil {
+		if op, err = upsert(ctx, r.Client, conn, sts, func() error { setRolloutNote(sts, st.rollout); return mutateStatefulSet(conn, sts, tmpl) }); err != nil {
 			return nil, err
 		}
 		statefulSetState(sts, st)
@@ -299,35 +311,55 @@ func (r *ConnectorReconciler) applyWorkload(ctx context.Context, conn *ilpv1.Con
 		if err := deleteIfOwned(ctx, r.Client, conn, &appsv1.StatefulSet{ObjectMeta: r.meta(conn, conn.Name)}); err != nil {
 			return nil, err
 		}
-		if op, err = upsert(ctx, r.Client, conn, dep, func() error { return mutateDeployment(conn, dep, tmpl) }); err != nil {
+		if op, err = upsert(ctx, r.Client, conn, dep, func() error { setRolloutNote(dep, st.rollout); return mutateDeployment(conn, dep, tmpl) }); err != nil {
 			return nil, err
 		}
 		deploymentState(dep, st)
 	}
-	switch {
-	case prev != "":
-		st.changed = inputs.changedSince(prev)
-	case op == controllerutil.OperationResultCreated:
-		st.created = true
-	}
+	st.created = prev == "" && op == controllerutil.OperationResultCreated
 	return st, nil
 }
 
-// previousInputs is the restart-inputs annotation of the existing workload of either kind.
-func (r *ConnectorReconciler) previousInputs(ctx context.Context, conn *ilpv1.Connector, dep *appsv1.Deployment, sts *appsv1.StatefulSet) (string, error) {
+// rolloutNote is AnnotationRolloutReason's value.
+type rolloutNote struct {
+	Inputs  string `json:"inputs"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+}
+
+// setRolloutNote writes n on the workload when it is new (a roll this reconcile starts); other
+// annotations are left alone.
+func setRolloutNote(o client.Object, n rolloutNote) {
+	if n.Reason == "" {
+		return
+	}
+	b, _ := json.Marshal(n)
+	a := o.GetAnnotations()
+	if a == nil {
+		a = map[string]string{}
+	}
+	a[ilpv1.AnnotationRolloutReason] = string(b)
+	o.SetAnnotations(a)
+}
+
+// previousInputs is the restart-inputs annotation of the existing workload of either kind, and
+// its rollout note (zero when absent or unreadable).
+func (r *ConnectorReconciler) previousInputs(ctx context.Context, conn *ilpv1.Connector, dep *appsv1.Deployment, sts *appsv1.StatefulSet) (string, rolloutNote, error) {
 	for _, o := range []struct {
 		obj  client.Object
 		tmpl *corev1.PodTemplateSpec
 	}{{dep, &dep.Spec.Template}, {sts, &sts.Spec.Template}} {
 		err := r.Get(ctx, client.ObjectKeyFromObject(o.obj), o.obj)
 		if client.IgnoreNotFound(err) != nil {
-			return "", err
+			return "", rolloutNote{}, err
 		}
 		if err == nil && metav1.IsControlledBy(o.obj, conn) {
-			return o.tmpl.Annotations[ilpv1.AnnotationRestartInputs], nil
+			var n rolloutNote
+			_ = json.Unmarshal([]byte(o.obj.GetAnnotations()[ilpv1.AnnotationRolloutReason]), &n)
+			return o.tmpl.Annotations[ilpv1.AnnotationRestartInputs], n, nil
 		}
 	}
-	return "", nil
+	return "", rolloutNote{}, nil
 }
 
 func mutateDeployment(conn *ilpv1.Connector, dep *appsv1.Deployment, tmpl corev1.PodTemplateSpec) error {

@@ -213,6 +213,10 @@ func setProgressing(conn *ilpv1.Connector, wl *workloadState) {
 		setCondition(conn, st, ilpv1.ConditionProgressing, true, reason, msg)
 	case wl.rolledOut:
 		setCondition(conn, st, ilpv1.ConditionProgressing, false, ReasonRolloutComplete, "every pod runs the current pod template")
+	case wl.rollout.Reason != "":
+		// Still rolling, for the reason it started with: the workload keeps it, so a reason
+		// whose status write was lost is not replaced by the previous roll's.
+		setCondition(conn, st, ilpv1.ConditionProgressing, true, wl.rollout.Reason, wl.rollout.Message)
 	default:
 		if c := meta.FindStatusCondition(st.Conditions, ilpv1.ConditionProgressing); c != nil && c.Status == metav1.ConditionTrue {
 			c.ObservedGeneration = conn.Generation // still rolling, for the reason it started with

@@ -293,16 +293,15 @@ func TestRolloutOnlyOnRestartInputs(t *testing.T) {
 	for _, s := range steps {
 		prev := dep.Spec.Template.Annotations[ilpv1.AnnotationRestartInputs]
 		update(t, conn, s.mutate)
-		// The Event, then the condition: a reconcile whose status write loses a race keeps the
-		// reason the roll started with (noted), but the Event of the change is always sent.
 		waitEvent(t, ns, "alice", s.reason)
-		if s.reason != "StoreSecretChanged" {
-			c := waitCondition(t, conn, ilpv1.ConditionProgressing, metav1.ConditionTrue, s.reason)
-			t.Logf("%s: %s", c.Reason, c.Message)
-		}
+		c := waitCondition(t, conn, ilpv1.ConditionProgressing, metav1.ConditionTrue, s.reason)
+		t.Logf("%s: %s", c.Reason, c.Message)
 		dep = get(t, ns, "alice", &appsv1.Deployment{})
 		if got := dep.Spec.Template.Annotations[ilpv1.AnnotationRestartInputs]; got == prev {
 			t.Errorf("%s: restart-inputs annotation unchanged (%s)", s.reason, got)
+		}
+		if note := dep.Annotations[ilpv1.AnnotationRolloutReason]; !strings.Contains(note, `"reason":"`+s.reason+`"`) {
+			t.Errorf("%s: rollout note on the Deployment = %s", s.reason, note)
 		}
 	}
 	if got := dep.Spec.Template.Spec.Containers[0].Image; got != "example/ilpfleet:2" {

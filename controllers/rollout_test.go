@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func TestRestartInputsChangedSince(t *testing.T) {
@@ -54,5 +56,23 @@ func TestConnectorArgs(t *testing.T) {
 	c.Spec.Logging = &ilpv1.LoggingSpec{}
 	if got := connectorArgs(c); !slices.Equal(got, base) {
 		t.Errorf("empty logging: args = %q, want %q", got, base)
+	}
+}
+
+// TestProgressingKeepsTheWorkloadsReason: a roll whose reason the status lost (its write
+// failed) is reported with the reason the workload keeps, not the previous roll's.
+func TestProgressingKeepsTheWorkloadsReason(t *testing.T) {
+	conn := sampleConnector("ns")
+	setCondition(conn, &conn.Status.BaseStatus, ilpv1.ConditionProgressing, true, "StoreChanged", "pods roll because store changed")
+	setProgressing(conn, &workloadState{kind: "Deployment", name: "alice",
+		rollout: rolloutNote{Reason: "StoreSecretChanged", Message: "pods roll because storeSecret changed"}})
+	c := meta.FindStatusCondition(conn.Status.Conditions, ilpv1.ConditionProgressing)
+	if c == nil || c.Status != metav1.ConditionTrue || c.Reason != "StoreSecretChanged" {
+		t.Errorf("Progressing = %+v, want True/StoreSecretChanged", c)
+	}
+	setProgressing(conn, &workloadState{kind: "Deployment", name: "alice", rolledOut: true,
+		rollout: rolloutNote{Reason: "StoreSecretChanged"}})
+	if c := meta.FindStatusCondition(conn.Status.Conditions, ilpv1.ConditionProgressing); c.Status != metav1.ConditionFalse {
+		t.Errorf("after the roll: %+v, want False", c)
 	}
 }

@@ -26,6 +26,11 @@ const (
 	// that cannot be hot-reloaded (image, resources, store, scheduling, listeners). A change of
 	// its value is the only Connector change that rolls the pods.
 	AnnotationRestartInputs = "ilp.ilpfleet.dev/restart-inputs"
+	// AnnotationRolloutReason is the workload annotation saying why its current pod template
+	// rolled out: {"inputs", "reason", "message"} as JSON, inputs being the template's
+	// AnnotationRestartInputs then. The Connector's Progressing condition keeps it even when
+	// the status write of the reconcile that started the roll was lost.
+	AnnotationRolloutReason = "ilp.ilpfleet.dev/rollout-reason"
 )
 
 // FileStoreMountPath is where a connector pod mounts its PersistentVolumeClaim when the store
