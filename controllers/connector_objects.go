@@ -21,8 +21,6 @@ import (
 
 // Names and defaults of what the operator builds for a Connector.
 const (
-	// DefaultAdminPort is the JS connector's CONNECTOR_ADMIN_API_PORT default.
-	DefaultAdminPort int32 = 7780
 	// defaultFileStoreSize sizes the file store's volume when spec.store.file.size is unset.
 	defaultFileStoreSize = "1Gi"
 	containerName        = "connector"
@@ -67,27 +65,11 @@ func storeType(c *ilpv1.Connector) ilpv1.StoreType {
 	return c.Spec.Store.Type
 }
 
-// connectorPorts are the connector-wide container ports: admin always, http and settlement when set.
+// connectorPorts are the connector-wide container ports (Connector.ListenerPorts).
 func connectorPorts(c *ilpv1.Connector) []corev1.ContainerPort {
-	admin := DefaultAdminPort
-	var http, settle int32
-	if l := c.Spec.Listeners; l != nil {
-		if l.Admin != nil {
-			admin = l.Admin.Port
-		}
-		if l.HTTP != nil {
-			http = l.HTTP.Port
-		}
-		if l.Settlement != nil {
-			settle = l.Settlement.Port
-		}
-	}
-	ports := []corev1.ContainerPort{{Name: "admin", ContainerPort: admin, Protocol: corev1.ProtocolTCP}}
-	if http != 0 {
-		ports = append(ports, corev1.ContainerPort{Name: "http", ContainerPort: http, Protocol: corev1.ProtocolTCP})
-	}
-	if settle != 0 {
-		ports = append(ports, corev1.ContainerPort{Name: "settlement", ContainerPort: settle, Protocol: corev1.ProtocolTCP})
+	var ports []corev1.ContainerPort
+	for _, p := range c.ListenerPorts() {
+		ports = append(ports, corev1.ContainerPort{Name: p.Name, ContainerPort: p.Port, Protocol: corev1.ProtocolTCP})
 	}
 	return ports
 }

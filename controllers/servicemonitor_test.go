@@ -97,7 +97,7 @@ func TestServiceMonitor(t *testing.T) {
 	if len(eps) != 1 || eps[0].(map[string]any)["port"] != "admin" || eps[0].(map[string]any)["path"] != "/metrics" {
 		t.Errorf("endpoints = %v, want the admin port's /metrics", eps)
 	}
-	if got := svcPorts(admin); len(got) == 0 || got[0] != fmt.Sprintf("admin:%d", DefaultAdminPort) {
+	if got := svcPorts(admin); len(got) == 0 || got[0] != fmt.Sprintf("admin:%d", ilpv1.DefaultAdminPort) {
 		t.Errorf("admin Service ports %v: the endpoint names a port it does not have", got)
 	}
 

@@ -433,3 +433,34 @@ type ConnectorList struct {
 func init() {
 	SchemeBuilder.Register(&Connector{}, &ConnectorList{})
 }
+
+// DefaultAdminPort is the admin port of a Connector without listeners.admin: the JS
+// connector's CONNECTOR_ADMIN_API_PORT default.
+const DefaultAdminPort int32 = 7780
+
+// ListenerPort is one of a Connector's own listeners: admin, http or settlement.
+// +kubebuilder:object:generate=false
+type ListenerPort struct {
+	Name string
+	Port int32
+}
+
+// ListenerPorts are the Connector's own listeners, in that order: admin always, http and
+// settlement when set. The operator exposes them; the pods hold them whatever the Accounts ask.
+func (c *Connector) ListenerPorts() []ListenerPort {
+	ports := []ListenerPort{{"admin", DefaultAdminPort}}
+	l := c.Spec.Listeners
+	if l == nil {
+		return ports
+	}
+	if l.Admin != nil {
+		ports[0].Port = l.Admin.Port
+	}
+	if l.HTTP != nil {
+		ports = append(ports, ListenerPort{"http", l.HTTP.Port})
+	}
+	if l.Settlement != nil {
+		ports = append(ports, ListenerPort{"settlement", l.Settlement.Port})
+	}
+	return ports
+}

@@ -69,7 +69,7 @@ func Build(in Inputs) (*config.Config, []Problem, error) {
 		return nil, nil, err
 	}
 	var problems []Problem
-	reserved := connectorPorts(conn, cfg)
+	reserved := connectorPorts(conn)
 	for _, a := range orderedAccounts(conn.Name, in.Accounts) {
 		ac, err := accountConfig(a, in.Secret, in.ListenHost)
 		if err == nil {
@@ -106,17 +106,12 @@ func Build(in Inputs) (*config.Config, []Problem, error) {
 	}
 }
 
-// connectorPorts are the ports the Connector's own listeners hold, whatever the Accounts do:
-// the admin API always (the probes use it), the others when declared.
-func connectorPorts(conn *ilpv1.Connector, cfg *config.Config) map[int32]string {
-	ports := map[int32]string{int32(cfg.AdminAPIPort): "admin"}
-	if l := conn.Spec.Listeners; l != nil {
-		if l.Settlement != nil {
-			ports[l.Settlement.Port] = "settlement"
-		}
-		if l.HTTP != nil {
-			ports[l.HTTP.Port] = "http"
-		}
+// connectorPorts are the ports the Connector's own listeners hold, by port, whatever the
+// Accounts do (Connector.ListenerPorts).
+func connectorPorts(conn *ilpv1.Connector) map[int32]string {
+	ports := map[int32]string{}
+	for _, p := range conn.ListenerPorts() {
+		ports[p.Port] = p.Name
 	}
 	return ports
 }
