@@ -74,9 +74,9 @@ func NewHandler(b Backend, g prometheus.Gatherer, opts Options) http.Handler {
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	methods := h.routes[r.URL.Path]
-	for _, prefix := range []string{"/accounts/", "/alerts/", "/settlements/"} {
-		if methods == nil && strings.HasPrefix(r.URL.Path, prefix) {
-			methods = h.routes[prefix]
+	for route, m := range h.routes { // a route ending in "/" takes every path below it
+		if methods == nil && strings.HasSuffix(route, "/") && strings.HasPrefix(r.URL.Path, route) {
+			methods = m
 		}
 	}
 	if methods == nil {
