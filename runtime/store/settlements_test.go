@@ -25,16 +25,13 @@ func testSettlements(t *testing.T, open openStore) {
 	t.Run("concurrent CreditOnce", func(t *testing.T) { testCreditOnceRace(t, open) })
 }
 
-// testCreditOnceRace: of many CreditOnce calls racing with one key, exactly one counts.
-func testCreditOnceRace(t *testing.T, open openStore) {
-	ctx := context.Background()
-	s := open(t)
-	const n = 32
+// race runs 32 calls of try at once and counts those that report a win.
+func race(t *testing.T, try func(i int) (bool, error)) int64 {
 	var wg sync.WaitGroup
 	var won atomic.Int64
-	for i := range n {
+	for i := range 32 {
 		wg.Go(func() {
-			ok, err := s.CreditOnce(ctx, "a", -10, "in:race", []byte(strconv.Itoa(i)))
+			ok, err := try(i)
 			if err != nil {
 				t.Error(err)
 			}
@@ -44,8 +41,18 @@ func testCreditOnceRace(t *testing.T, open openStore) {
 		})
 	}
 	wg.Wait()
-	if won.Load() != 1 {
-		t.Fatalf("%d calls counted, want 1", won.Load())
+	return won.Load()
+}
+
+// testCreditOnceRace: of many CreditOnce calls racing with one key, exactly one counts.
+func testCreditOnceRace(t *testing.T, open openStore) {
+	ctx := context.Background()
+	s := open(t)
+	won := race(t, func(i int) (bool, error) {
+		return s.CreditOnce(ctx, "a", -10, "in:race", []byte(strconv.Itoa(i)))
+	})
+	if won != 1 {
+		t.Fatalf("%d calls counted, want 1", won)
 	}
 	if b, _ := s.Get(ctx, "a"); b.Balance != -10 {
 		t.Fatalf("balance %d, want -10", b.Balance)
@@ -57,23 +64,9 @@ func testCreditOnceRace(t *testing.T, open openStore) {
 func testCreateKey(t *testing.T, open openStore) {
 	ctx := context.Background()
 	s := open(t)
-	const n = 32
-	var wg sync.WaitGroup
-	var won atomic.Int64
-	for i := range n {
-		wg.Go(func() {
-			ok, err := s.CreateKey(ctx, "claim", []byte(strconv.Itoa(i)))
-			if err != nil {
-				t.Error(err)
-			}
-			if ok {
-				won.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	if won.Load() != 1 {
-		t.Fatalf("%d calls created the key, want 1", won.Load())
+	won := race(t, func(i int) (bool, error) { return s.CreateKey(ctx, "claim", []byte(strconv.Itoa(i))) })
+	if won != 1 {
+		t.Fatalf("%d calls created the key, want 1", won)
 	}
 	first, err := s.GetKey(ctx, "claim")
 	if err != nil {
