@@ -49,7 +49,7 @@ type workloadState struct {
 	rolledOut         bool        // the workload controller finished rolling the current template
 	created           bool        // the workload was created by this reconcile
 	changed           []string    // restart inputs that changed in this reconcile: the pods roll
-	rollout           rolloutNote // why the current template rolled out, from the workload
+	rollout           rolloutNote // why the current template rolled out: this reconcile's changes, else the workload's note
 }
 
 // applyOwned creates or updates every object the Connector owns and returns its workload's state.

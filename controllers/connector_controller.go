@@ -208,15 +208,13 @@ func setProgressing(conn *ilpv1.Connector, wl *workloadState) {
 	switch {
 	case wl.created:
 		setCondition(conn, st, ilpv1.ConditionProgressing, true, ReasonCreating, "creating "+wl.kind+"/"+wl.name)
-	case len(wl.changed) > 0:
-		reason, msg := rolloutReason(wl.changed)
-		setCondition(conn, st, ilpv1.ConditionProgressing, true, reason, msg)
+	case len(wl.changed) > 0 || (!wl.rolledOut && wl.rollout.Reason != ""):
+		// A roll this reconcile starts, or one still going for the reason it started with: the
+		// workload keeps it, so a reason whose status write was lost is not replaced by the
+		// previous roll's.
+		setCondition(conn, st, ilpv1.ConditionProgressing, true, wl.rollout.Reason, wl.rollout.Message)
 	case wl.rolledOut:
 		setCondition(conn, st, ilpv1.ConditionProgressing, false, ReasonRolloutComplete, "every pod runs the current pod template")
-	case wl.rollout.Reason != "":
-		// Still rolling, for the reason it started with: the workload keeps it, so a reason
-		// whose status write was lost is not replaced by the previous roll's.
-		setCondition(conn, st, ilpv1.ConditionProgressing, true, wl.rollout.Reason, wl.rollout.Message)
 	default:
 		if c := meta.FindStatusCondition(st.Conditions, ilpv1.ConditionProgressing); c != nil && c.Status == metav1.ConditionTrue {
 			c.ObservedGeneration = conn.Generation // still rolling, for the reason it started with
@@ -248,8 +246,7 @@ func (r *ConnectorReconciler) emitEvents(orig, conn *ilpv1.Connector, wl *worklo
 		r.Recorder.Eventf(conn, nil, corev1.EventTypeWarning, c.Reason, "Reconcile", c.Message)
 	}
 	if wl != nil && len(wl.changed) > 0 {
-		reason, msg := rolloutReason(wl.changed)
-		r.Recorder.Eventf(conn, nil, corev1.EventTypeNormal, reason, "Rollout", msg)
+		r.Recorder.Eventf(conn, nil, corev1.EventTypeNormal, wl.rollout.Reason, "Rollout", wl.rollout.Message)
 	}
 }
 
