@@ -125,7 +125,7 @@ func (c *Connector) forward(ctx context.Context, src *account, p *ilp.Prepare, s
 	if !next.link.Connected() {
 		return nil, ilp.Rejectf(ilp.CodePeerUnreachable, self, "no connection to account %s (next hop for %s)", hop, p.Destination)
 	}
-	amount, err := s.conv.Convert(p.Amount, src.asset, next.asset, s.spread)
+	amount, err := s.convert(ctx, p, src.asset, next.asset)
 	if err != nil {
 		return nil, rateReject(self, p.Amount, err)
 	}
@@ -136,6 +136,18 @@ func (c *Connector) forward(ctx context.Context, src *account, p *ilp.Prepare, s
 	out := &ilp.Prepare{Amount: amount, ExpiresAt: expiry, ExecutionCondition: p.ExecutionCondition,
 		Destination: p.Destination, Data: p.Data}
 	return next.pipes.Load().out(ctx, out)
+}
+
+// convert converts p's amount from src to dst. A backend that may wait for its rates (ecb,
+// before its first fetch ends) waits no longer than p expires; the others never wait, and a
+// packet does not pay for a deadline timer it would not use.
+func (s *settings) convert(ctx context.Context, p *ilp.Prepare, src, dst rates.Asset) (uint64, error) {
+	if !s.conv.Waits() {
+		return s.conv.Convert(p.Amount, src, dst, s.spread)
+	}
+	ctx, cancel := context.WithDeadline(ctx, p.ExpiresAt)
+	defer cancel()
+	return s.conv.ConvertContext(ctx, p.Amount, src, dst, s.spread)
 }
 
 // rateReject turns a conversion error into a Reject: F08 with the largest amount that would

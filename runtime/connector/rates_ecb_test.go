@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	dto "github.com/prometheus/client_model/go"
 )
 
@@ -102,4 +103,54 @@ func ratesAgeSeries(t *testing.T, c *Connector) []*dto.Metric {
 		}
 	}
 	return nil
+}
+
+// TestECBPacketWaitsNoLongerThanItsExpiry: before the first fetch ends there are no rates; a
+// packet then waits for the fetch only until it expires, and is rejected T00 while the fetch
+// goes on; once the fetch ends, packets convert.
+func TestECBPacketWaitsNoLongerThanItsExpiry(t *testing.T) {
+	release := make(chan struct{})
+	var started, holding atomic.Int64 // fetches started, and held now
+	mirror := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started.Add(1)
+		holding.Add(1)
+		defer holding.Add(-1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		fmt.Fprint(w, ecbFile("1.25"))
+	}))
+	t.Cleanup(mirror.Close)
+	t.Cleanup(func() { closeOnce(release) })
+	c, ml := startMem(t, ecbConfig(mirror.URL), nil)
+	bob := &fulfiller{}
+	ml.get("bob").setRemote(bob.handle)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	_, err := ml.get("alice").inject(ctx, prepare("test.bob.x", 7, time.Now(), 200*time.Millisecond))
+	if r := rejectOf(t, err); r.Code != ilp.CodeInternalError {
+		t.Fatalf("reject %s %q, want T00 (no rates yet)", r.Code, r.Message)
+	}
+	if started.Load() != 1 || holding.Load() != 1 {
+		t.Fatalf("%d fetches started, %d held when the packet was answered; want the first one still held", started.Load(), holding.Load())
+	}
+	closeOnce(release)
+	waitFor(t, func() bool { src := c.Rates().Source; return src != nil && src.Fresh })
+	if _, err := ml.get("alice").inject(ctx, prepare("test.bob.x", 7, time.Now(), 10*time.Second)); err != nil {
+		t.Fatalf("payment after the fetch: %v", err)
+	}
+	if got := bob.lastPrepare().Amount; got != 554 {
+		t.Fatalf("bob got %d, want 554", got)
+	}
+}
+
+func closeOnce(ch chan struct{}) {
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
 }

@@ -1,6 +1,7 @@
 package rates
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/big"
@@ -135,6 +136,7 @@ type cached struct {
 // with the rest of the config.
 type Converter struct {
 	backend  Backend
+	waiter   ContextBackend // backend, when its ScaledRate may wait; nil otherwise
 	oneToOne bool
 	cache    bool
 	mu       sync.Mutex // serializes cache writers
@@ -145,6 +147,7 @@ type Converter struct {
 func NewConverter(b Backend) *Converter {
 	c := &Converter{backend: b}
 	_, c.oneToOne = b.(OneToOne)
+	c.waiter, _ = b.(ContextBackend)
 	if im, ok := b.(Immutable); ok && im.Immutable() {
 		c.cache = true
 	}
@@ -156,15 +159,27 @@ func NewConverter(b Backend) *Converter {
 // Backend is the backend c converts with.
 func (c *Converter) Backend() Backend { return c.backend }
 
-// Rate is the scaled rate from src to dst with spread, from the cache when possible.
+// Waits reports whether a conversion may wait for the backend's rates (a ContextBackend), so
+// that callers bound it with ConvertContext.
+func (c *Converter) Waits() bool { return c.waiter != nil }
+
+// Rate is the scaled rate from src to dst with spread, from the cache when possible. A backend
+// that must wait for its rates waits as long as it takes (the ecb backend: up to its HTTP
+// timeout); packets use RateContext.
 func (c *Converter) Rate(src, dst Asset, spread decimal.Decimal) (Rate, error) {
+	return c.RateContext(context.Background(), src, dst, spread)
+}
+
+// RateContext is Rate for a packet: a backend that must wait for its rates (ContextBackend)
+// waits no longer than ctx, which should carry the packet's expiry as its deadline.
+func (c *Converter) RateContext(ctx context.Context, src, dst Asset, spread decimal.Decimal) (Rate, error) {
 	key := pairKey{src, dst}
 	if c.cache {
 		if e, ok := (*c.entries.Load())[key]; ok && e.spread.Equal(spread) {
 			return e.rate, nil
 		}
 	}
-	d, err := c.backend.ScaledRate(src, dst, spread)
+	d, err := c.scaledRate(ctx, src, dst, spread)
 	if err != nil {
 		return Rate{}, err
 	}
@@ -176,6 +191,13 @@ func (c *Converter) Rate(src, dst Asset, spread decimal.Decimal) (Rate, error) {
 		c.store(key, cached{spread: spread, rate: r})
 	}
 	return r, nil
+}
+
+func (c *Converter) scaledRate(ctx context.Context, src, dst Asset, spread decimal.Decimal) (decimal.Decimal, error) {
+	if c.waiter != nil {
+		return c.waiter.ScaledRateContext(ctx, src, dst, spread)
+	}
+	return c.backend.ScaledRate(src, dst, spread)
 }
 
 // store adds an entry copy-on-write, so readers never lock.
@@ -197,12 +219,20 @@ func (c *Converter) store(key pairKey, e cached) {
 // Convert returns floor(amount × rate) for a packet from an account in src to one in dst, with
 // spread (CONNECTOR_SPREAD) applied, exactly as the JS route builder. Errors: an
 // *UnknownAssetError from the backend, ErrInvalidRate for a spread above 1, an *OverflowError
-// when the result exceeds a uint64. Code maps them to ILP codes.
+// when the result exceeds a uint64. Code maps them to ILP codes. A backend that must wait for
+// its rates waits as long as it takes; the packet path uses ConvertContext.
 func (c *Converter) Convert(amount uint64, src, dst Asset, spread decimal.Decimal) (uint64, error) {
+	return c.ConvertContext(context.Background(), amount, src, dst, spread)
+}
+
+// ConvertContext is Convert for a packet: ctx, which should carry the packet's expiry as its
+// deadline, bounds the wait of a backend that has no usable rates yet (the ecb backend before
+// its first fetch ends), which then answers its *NoRatesError while its fetch goes on.
+func (c *Converter) ConvertContext(ctx context.Context, amount uint64, src, dst Asset, spread decimal.Decimal) (uint64, error) {
 	if c.oneToOne && src.Scale == dst.Scale && spread.IsZero() {
 		return amount, nil // the rate is exactly 1
 	}
-	r, err := c.Rate(src, dst, spread)
+	r, err := c.RateContext(ctx, src, dst, spread)
 	if err != nil {
 		return 0, err
 	}

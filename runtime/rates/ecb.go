@@ -84,8 +84,9 @@ type ecbConfig struct {
 //
 //   - New does no I/O and starts no goroutine (the connector builds a backend for every config
 //     reload and may discard it). The first rate asked for starts the first fetch and waits
-//     for it; later ones never wait: when the rates are older than the refresh interval, a
-//     background fetch replaces them, while the old ones keep serving.
+//     for it, a packet no longer than its expiry (ScaledRateContext); later ones never wait:
+//     when the rates are older than the refresh interval, a background fetch replaces them,
+//     while the old ones keep serving.
 //   - A failed fetch never replaces good rates; it is logged and retried after 5 s, doubling
 //     up to the refresh interval.
 //   - Rates fetched longer than maxAge ago are refused (*NoRatesError, T00), as are missing
@@ -94,8 +95,9 @@ type ecbConfig struct {
 //     the price), so same-currency packets flow while the ECB is unreachable, and for codes the
 //     ECB does not list (JS rejects those).
 //
-// At most one fetch runs at a time, bounded by the HTTP timeout; Close cancels it and stops
-// further fetches.
+// At most one fetch runs at a time, bounded by the HTTP timeout whoever waits for it (a packet
+// that gives up does not cancel it: the next packet finds its rates); Close cancels it and
+// stops further fetches.
 type ECB struct {
 	url     string
 	shown   string // url for logs and Status: without password or query
@@ -209,7 +211,7 @@ func (b *ECB) Rate(sourceAsset, destAsset string) (decimal.Decimal, error) {
 	if sourceAsset == destAsset {
 		return one, nil
 	}
-	t, err := b.table()
+	t, err := b.table(context.Background())
 	if err != nil {
 		return decimal.Decimal{}, err
 	}
@@ -217,12 +219,22 @@ func (b *ECB) Rate(sourceAsset, destAsset string) (decimal.Decimal, error) {
 }
 
 // ScaledRate is the JS ecb backend's formula, computed by the static table (see Static).
+// Without usable rates it waits for a fetch up to the HTTP timeout; the packet path uses
+// ScaledRateContext instead.
 func (b *ECB) ScaledRate(src, dst Asset, spread decimal.Decimal) (decimal.Decimal, error) {
+	return b.ScaledRateContext(context.Background(), src, dst, spread)
+}
+
+// ScaledRateContext is ScaledRate waiting no longer than ctx, which for a packet carries its
+// expiry: rates that arrive after the packet has expired cannot help it. When ctx ends first
+// the answer is the same *NoRatesError as after a failed fetch, and the fetch goes on for the
+// packets that follow.
+func (b *ECB) ScaledRateContext(ctx context.Context, src, dst Asset, spread decimal.Decimal) (decimal.Decimal, error) {
 	if src.Code == dst.Code {
 		// The prices cancel exactly: what JS computes for a listed code, without needing one.
 		return OneToOne{}.ScaledRate(src, dst, spread)
 	}
-	t, err := b.table()
+	t, err := b.table(ctx)
 	if err != nil {
 		return decimal.Decimal{}, err
 	}
@@ -236,7 +248,10 @@ type Fetcher interface {
 	Status() FetchStatus
 }
 
-var _ Fetcher = (*ECB)(nil)
+var (
+	_ Fetcher        = (*ECB)(nil)
+	_ ContextBackend = (*ECB)(nil)
+)
 
 // FetchStatus is what a fetching backend holds, for the admin API and the metrics.
 type FetchStatus struct {
@@ -285,10 +300,11 @@ func (b *ECB) Close() error {
 }
 
 // table returns the rates to convert with, starting a refresh when they are due. It waits for
-// the fetch (bounded by the HTTP timeout, or Close) only when it holds no usable rates: at
-// start, and after an idle spell longer than maxAge, so that those packets are converted
-// rather than refused.
-func (b *ECB) table() (*Static, error) {
+// the fetch only when it holds no usable rates (at start, and after an idle spell longer than
+// maxAge), so that those packets are converted rather than refused; the wait ends with the
+// fetch (bounded by the HTTP timeout), with Close, or with ctx (the packet's expiry), and
+// whichever ends it, the rates are looked at again.
+func (b *ECB) table(ctx context.Context) (*Static, error) {
 	now := b.now()
 	s := b.snap.Load()
 	if s != nil && now.Sub(s.fetchedAt) < b.refresh {
@@ -299,6 +315,7 @@ func (b *ECB) table() (*Static, error) {
 		select {
 		case <-done:
 		case <-b.ctx.Done():
+		case <-ctx.Done():
 		}
 		s, now = b.snap.Load(), b.now()
 	}

@@ -1,6 +1,7 @@
 package rates
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -421,5 +422,97 @@ func TestRetryDelay(t *testing.T) {
 		if got := retryDelay(tc.failures, tc.refresh); got != tc.want {
 			t.Errorf("retryDelay(%d, %s) = %s, want %s", tc.failures, tc.refresh, got, tc.want)
 		}
+	}
+}
+
+// heldECBServer serves ecbXML on 127.0.0.1, but holds each request until release is called;
+// entered receives once per request that arrived.
+type heldECBServer struct {
+	*httptest.Server
+	entered  chan struct{}
+	release  func()
+	requests atomic.Int64
+}
+
+func newHeldECBServer(t *testing.T) *heldECBServer {
+	t.Helper()
+	gate := make(chan struct{})
+	var once sync.Once
+	s := &heldECBServer{entered: make(chan struct{}, 8), release: func() { once.Do(func() { close(gate) }) }}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.Add(1)
+		s.entered <- struct{}{}
+		select {
+		case <-gate:
+		case <-r.Context().Done(): // the client gave up (Close): nothing to answer
+			return
+		}
+		_, _ = w.Write([]byte(ecbXML("2026-05-11")))
+	}))
+	t.Cleanup(s.Close)
+	t.Cleanup(s.release) // runs first: a failed test must not leave a handler held
+	return s
+}
+
+// TestECBPacketWaitEndsWithItsContext: a packet that arrives before the first fetch ends waits
+// no longer than its context (its expiry), gets the usual no-rates error (no URL, no fetch
+// error), and leaves the fetch running, so the next packet converts with its rates.
+func TestECBPacketWaitEndsWithItsContext(t *testing.T) {
+	tests := []struct {
+		name string
+		// packet returns the packet's context; it is called once the fetch is held by the server.
+		packet func(t *testing.T) context.Context
+	}{
+		{"cancelled while waiting", func(t *testing.T) context.Context {
+			ctx, cancel := context.WithCancel(context.Background())
+			t.Cleanup(cancel)
+			go func() { time.Sleep(time.Millisecond); cancel() }()
+			return ctx
+		}},
+		{"expires while waiting", func(t *testing.T) context.Context {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+			t.Cleanup(cancel)
+			return ctx
+		}},
+		{"already expired", func(t *testing.T) context.Context {
+			ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+			t.Cleanup(cancel)
+			return ctx
+		}},
+	}
+	usd, eur := Asset{"USD", 2}, Asset{"EUR", 2}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newHeldECBServer(t)
+			b, _ := newTestECB(t, srv.URL, "")
+			c := NewConverter(b)
+			b.Prefetch()
+			<-srv.entered // the fetch is in flight and held
+
+			ctx := tc.packet(t)
+			_, err := c.ConvertContext(ctx, 100, usd, eur, zero)
+			want := (&NoRatesError{Backend: NameECB, MaxAge: b.maxAge}).Error()
+			if !errors.Is(err, ErrNoRates) || Code(err) != ilp.CodeInternalError || err.Error() != want {
+				t.Fatalf("err = %v (code %s), want the no-rates error %q (T00)", err, Code(err), want)
+			}
+			if ctx.Err() == nil {
+				t.Fatal("the wait ended before the packet's context")
+			}
+			b.mu.Lock()
+			fetching := b.inflight != nil
+			b.mu.Unlock()
+			if !fetching {
+				t.Fatal("the fetch ended with the packet's wait; it must go on")
+			}
+
+			srv.release()
+			b.wg.Wait() // the held fetch ends with the rates
+			if got, err := c.ConvertContext(context.Background(), 100, usd, eur, zero); err != nil || got != 92 {
+				t.Fatalf("next packet = %d, %v; want 92 from the fetch the first one left running", got, err)
+			}
+			if n := srv.requests.Load(); n != 1 {
+				t.Errorf("%d fetches, want 1", n)
+			}
+		})
 	}
 }

@@ -33,6 +33,7 @@
 package rates
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -61,6 +62,15 @@ type Backend interface {
 	// base unit, scales and spread applied, rounded to 15 significant digits exactly as the JS
 	// backend of the same name computes it.
 	ScaledRate(src, dst Asset, spread decimal.Decimal) (decimal.Decimal, error)
+}
+
+// ContextBackend is implemented by backends whose ScaledRate may wait (the ecb backend, for a
+// fetch when it holds no usable rates). ScaledRateContext waits no longer than ctx, so that a
+// packet waits no longer than its expiry; the Converter's RateContext and ConvertContext use it.
+// Backends that answer at once (one-to-one, static) need not implement it.
+type ContextBackend interface {
+	Backend
+	ScaledRateContext(ctx context.Context, src, dst Asset, spread decimal.Decimal) (decimal.Decimal, error)
 }
 
 // Immutable is implemented by backends whose rates never change after construction. The
