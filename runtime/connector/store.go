@@ -30,6 +30,7 @@ func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("connector: %w", err)
 		}
+		o.Log = log
 		s, err := store.OpenRedis(context.Background(), o)
 		if err != nil {
 			return nil, fmt.Errorf("connector: store %q: %w", cfg.Store, err)

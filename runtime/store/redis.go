@@ -3,10 +3,12 @@ package store
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -54,6 +56,9 @@ type RedisOptions struct {
 	PoolSize int `json:"poolSize"`
 	// DialTimeout bounds connecting and the first PING (default 5 s).
 	DialTimeout time.Duration `json:"-"`
+	// Log receives what the store does in the background: writes whose reply was lost, once
+	// resolved (default slog.Default()).
+	Log *slog.Logger `json:"-"`
 }
 
 // ParseRedisOptions reads CONNECTOR_STORE_CONFIG for the Redis store. path (CONNECTOR_STORE_PATH,
@@ -116,6 +121,15 @@ type Redis struct {
 	c        *redis.Client
 	prefix   string
 	instance string
+	token    string // this process's, in the instance's key (redis_lanes.go)
+	instKey  string // the instance's key, holding its process's token
+	lanesKey string // the instance's lane records
+	log      *slog.Logger
+
+	lanes     chan *lane // the free ones
+	closed    chan struct{}
+	closeOnce sync.Once
+	resolving sync.WaitGroup
 
 	// unended holds the packet ends that failed (Redis unreachable for a moment). They are
 	// retried with the next EndPacket and on Close: left in Redis, they would make the next
@@ -155,12 +169,33 @@ func OpenRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		_ = c.Close()
 		return nil, fmt.Errorf("store: cannot reach Redis at %s: %w", where, err)
 	}
-	r := &Redis{c: c, prefix: o.Prefix, instance: o.Instance}
+	r := &Redis{c: c, prefix: o.Prefix, instance: o.Instance, token: rand.Text(), log: cmp.Or(o.Log, slog.Default()),
+		instKey: instanceKey(o.Prefix, o.Instance), lanesKey: lanesKey(o.Prefix, o.Instance),
+		lanes: newLanes(max(4*c.Options().PoolSize, 64)), closed: make(chan struct{})}
+	if err := r.claimInstance(ctx); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
 	if err := r.recover(ctx); err != nil {
 		_ = c.Close()
 		return nil, err
 	}
 	return r, nil
+}
+
+// claimInstance makes this process the instance's current one: from now on the writes of an
+// earlier process of the same name are refused, and its lanes' records are forgotten (this
+// process numbers its writes from zero).
+func (r *Redis) claimInstance(ctx context.Context) error {
+	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, r.instKey, r.token, 0)
+		p.Del(ctx, r.lanesKey)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: redis: claiming the instance %q: %w", r.instance, err)
+	}
+	return nil
 }
 
 // newRedisClient is the client of o.URL and where it connects, for messages. With a
@@ -175,6 +210,7 @@ func newRedisClient(o RedisOptions) (*redis.Client, string, error) {
 			return nil, "", fmt.Errorf("store: redis url %q: %w", redactedURL(o.URL), causeOf(err))
 		}
 		fo.DialTimeout = o.DialTimeout
+		fo.ContextTimeoutEnabled = true
 		if o.PoolSize > 0 {
 			fo.PoolSize = o.PoolSize
 		}
@@ -185,6 +221,8 @@ func newRedisClient(o RedisOptions) (*redis.Client, string, error) {
 		return nil, "", fmt.Errorf("store: redis url %q: %w", redactedURL(o.URL), causeOf(err))
 	}
 	ropts.DialTimeout = o.DialTimeout
+	// A packet's deadline bounds its wait for Redis (go-redis ignores it by default).
+	ropts.ContextTimeoutEnabled = true
 	if o.PoolSize > 0 {
 		ropts.PoolSize = o.PoolSize
 	}
@@ -229,7 +267,7 @@ func (r *Redis) recover(ctx context.Context) error {
 			return fmt.Errorf("store: redis recovery: %w", err)
 		}
 		for _, k := range keys {
-			if _, err := r.run(ctx, "recover", k, "0", nil, nil, false); err != nil {
+			if _, err := r.send(ctx, call{op: "recover", keys: []string{k}, amount: "0"}, nil, "recover"); err != nil {
 				return fmt.Errorf("store: redis recovery of %s: %w", k, err)
 			}
 		}
@@ -246,23 +284,8 @@ type result struct {
 	proposed string
 }
 
-func (r *Redis) run(ctx context.Context, op, key, amount string, min, max *int64, scoped bool) (result, error) {
-	return r.runWith(ctx, op, []string{key}, amount, min, max, scoped)
-}
-
-// runWith is run with the KV keys and the extra arguments of the settlement ops: keys[0] is the
-// account's hash, the rest and extra are as redis.lua says.
-func (r *Redis) runWith(ctx context.Context, op string, keys []string, amount string, min, max *int64, scoped bool, extra ...any) (result, error) {
-	sc := "0"
-	if scoped {
-		sc = "1"
-	}
-	key := keys[0]
-	args := append([]any{op, amount, limitArg(min), limitArg(max), r.instance, sc}, extra...)
-	v, err := balanceScript.Run(ctx, r.c, keys, args...).Slice()
-	if err != nil {
-		return result{}, fmt.Errorf("store: redis %s: %w", op, err)
-	}
+// parseResult reads the script's reply to op on the account's hash key.
+func parseResult(op, key string, v []any) (result, error) {
 	if len(v) != 4 {
 		return result{}, fmt.Errorf("store: redis %s: unexpected reply %v", op, v)
 	}
@@ -289,9 +312,16 @@ func limitArg(v *int64) string {
 
 // op runs one balance operation and maps its code to the package's errors.
 func (r *Redis) op(ctx context.Context, op, account string, amount int64, min, max *int64) (AccountBalance, error) {
-	sc := scopeFrom(ctx)
-	scoped := sc != nil && (op == "add" || op == "commit")
-	res, err := r.run(ctx, op, r.accountKey(account), strconv.FormatInt(amount, 10), min, max, scoped)
+	c := call{op: op, keys: []string{r.accountKey(account)}, amount: strconv.FormatInt(amount, 10), min: min, max: max, account: account}
+	var res result
+	var err error
+	if op == "get" {
+		res, err = r.send(ctx, c, nil, op)
+	} else {
+		c.sc = scopeFrom(ctx)
+		c.scoped = c.sc != nil && (op == "add" || op == "commit")
+		res, err = r.write(ctx, c, classOf(c))
+	}
 	if err != nil {
 		return AccountBalance{}, err
 	}
@@ -313,22 +343,39 @@ func (r *Redis) op(ctx context.Context, op, account string, amount int64, min, m
 	default:
 		return res.b, fmt.Errorf("store: redis %s: unknown result code %d", op, res.code)
 	}
-	if scoped {
-		d := amount
-		if op == "commit" {
-			d = -amount
-		}
-		if !sc.add(account, d) {
-			// The packet already ended: this change is final at once.
-			return res.b, r.endDelta(ctx, account, d)
-		}
+	if c.scoped {
+		return res.b, r.inScope(ctx, c)
 	}
 	return res.b, nil
 }
 
-// endDelta takes a packet's change of an account out of this instance's open part.
+// classOf says what becomes of c when its outcome is unknown: a raise checked against a limit
+// and a reservation are refused when they fail, so they must not apply later.
+func classOf(c call) class {
+	if c.op == "reserve" || (c.op == "add" && (c.min != nil || c.max != nil)) {
+		return checked
+	}
+	return mustApply
+}
+
+// inScope records the applied scoped write c in its packet's scope, or ends it at once if the
+// packet already ended (a late refund racing the end, or a write the resolver applied).
+func (r *Redis) inScope(ctx context.Context, c call) error {
+	d, _ := strconv.ParseInt(c.amount, 10, 64)
+	if c.op == "commit" {
+		d = -d
+	}
+	if c.sc.add(c.account, d) {
+		return nil
+	}
+	return r.endDelta(ctx, c.account, d)
+}
+
+// endDelta takes a packet's change of an account out of this instance's open part. If Redis
+// refused it, it is kept with the failed ends and sent again with the next end of packet.
 func (r *Redis) endDelta(ctx context.Context, account string, d int64) error {
-	_, err := r.run(context.WithoutCancel(ctx), "end", r.accountKey(account), strconv.FormatInt(d, 10), nil, nil, false)
+	failed, err := r.endDeltas(ctx, []scopeDelta{{account, d}})
+	r.keepUnended(failed)
 	return err
 }
 
@@ -355,48 +402,38 @@ func (r *Redis) EndPacket(ctx context.Context) error {
 		return nil
 	}
 	failed, err := r.endDeltas(ctx, todo)
+	r.keepUnended(failed)
+	return err
+}
+
+func (r *Redis) keepUnended(failed []scopeDelta) {
 	if len(failed) > 0 {
 		r.mu.Lock()
 		r.unended = append(r.unended, failed...)
 		r.mu.Unlock()
 	}
-	return err
 }
 
-// endDeltas ends packet changes in one pipelined round trip, and returns those that failed
-// (with the error) so that they, and only they, are retried later.
+// endDeltas ends packet changes in one pipelined round trip, and returns those that Redis
+// refused (with the error) so that they, and only they, are sent again later. Those whose
+// outcome is unknown are the resolver's.
 func (r *Redis) endDeltas(ctx context.Context, todo []scopeDelta) ([]scopeDelta, error) {
-	ctx = context.WithoutCancel(ctx)
-	if len(todo) == 1 {
-		if err := r.endDelta(ctx, todo[0].account, todo[0].delta); err != nil {
-			return todo, err
-		}
-		return nil, nil
+	calls := make([]call, len(todo))
+	for i, d := range todo {
+		calls[i] = call{op: "end", keys: []string{r.accountKey(d.account)}, amount: strconv.FormatInt(d.delta, 10), account: d.account}
 	}
 	var failed []scopeDelta
 	var firstErr error
-	for attempt := range 2 { // the second after loading the script, if the server had lost it
-		cmds, _ := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, d := range todo {
-				balanceScript.EvalSha(ctx, p, []string{r.accountKey(d.account)}, "end", strconv.FormatInt(d.delta, 10), "", "", r.instance, "0")
-			}
-			return nil
-		})
-		failed, firstErr = nil, nil
-		noScript := false
-		for i, c := range cmds {
-			if err := c.Err(); err != nil {
-				failed = append(failed, todo[i])
-				noScript = noScript || redis.HasErrorPrefix(err, "NOSCRIPT")
-				if firstErr == nil {
-					firstErr = err
-				}
-			}
+	for i, err := range r.writeAll(context.WithoutCancel(ctx), calls) {
+		if err == nil {
+			continue
 		}
-		if !noScript || attempt == 1 || balanceScript.Load(ctx, r.c).Err() != nil {
-			break
+		if !errors.Is(err, errResolving) {
+			failed = append(failed, todo[i])
 		}
-		todo = failed
+		if firstErr == nil {
+			firstErr = err
+		}
 	}
 	if firstErr != nil {
 		return failed, fmt.Errorf("store: redis end of packet: %w", firstErr)
@@ -488,8 +525,8 @@ func (r *Redis) SettleDue(ctx context.Context, account string, threshold, settle
 	if threshold > settleTo {
 		return 0, ErrInvalidAmount
 	}
-	res, err := r.runWith(ctx, "settle", []string{r.accountKey(account), r.kvKey(key)},
-		strconv.FormatInt(settleTo, 10), &threshold, nil, false)
+	res, err := r.write(ctx, call{op: "settle", keys: []string{r.accountKey(account), r.kvKey(key)},
+		amount: strconv.FormatInt(settleTo, 10), min: &threshold, account: account}, mustApply)
 	if err != nil {
 		return 0, err
 	}
@@ -522,7 +559,7 @@ func (r *Redis) CreditOnce(ctx context.Context, account string, delta int64, key
 			extra = append(extra, append([]byte{'s'}, e.Value...))
 		}
 	}
-	res, err := r.runWith(ctx, "credit", keys, strconv.FormatInt(delta, 10), nil, nil, false, extra...)
+	res, err := r.write(ctx, call{op: "credit", keys: keys, amount: strconv.FormatInt(delta, 10), extra: extra, account: account}, mustApply)
 	if err != nil {
 		return false, err
 	}
@@ -575,7 +612,8 @@ func globEscape(s string) string {
 	return b.String()
 }
 
-// Close retries the packet ends that failed, then closes the connections. Later calls fail.
+// Close retries the packet ends that failed, stops the resolver (see redis_lanes.go), then
+// closes the connections. Later calls fail.
 func (r *Redis) Close() error {
 	r.mu.Lock()
 	todo := r.unended
@@ -586,6 +624,8 @@ func (r *Redis) Close() error {
 		_, _ = r.endDeltas(ctx, todo)
 		cancel()
 	}
+	r.closeOnce.Do(func() { close(r.closed) })
+	r.resolving.Wait()
 	if err := r.c.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
 		return err
 	}

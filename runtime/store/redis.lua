@@ -5,16 +5,23 @@
 --
 -- KEYS[1]  the account's hash: b (committed balance), p (pending), o:<instance> (this
 --          instance's open packet changes of b), p:<instance> (this instance's part of p)
--- KEYS[2…] the KV keys written with the balance, for the settlement ops (settlements.go):
---          'settle' writes KEYS[2]; 'credit' writes KEYS[2] and the entries KEYS[3…]
--- ARGV     op, amount, min ('' = none), max ('' = none), instance, scoped ('1' or '0'), then
---          for 'credit' the value of KEYS[2] and, for each entry, 's'..value (set) or 'd'
---          (delete). 'settle' takes settleTo as amount and threshold as min.
+-- KEYS[2]  the instance's key, holding the token of its running process (redis_lanes.go)
+-- KEYS[3]  the instance's lane hash: per lane, the sequence number and reply of its last write
+-- KEYS[4…] the KV keys written with the balance, for the settlement ops (settlements.go):
+--          'settle' writes KEYS[4]; 'credit' writes KEYS[4] and the entries KEYS[5…]
+-- ARGV     op, amount, min ('' = none), max ('' = none), instance, scoped ('1' or '0'), token,
+--          lane ('' = a write that may run twice: get, recover), seq, then for 'credit' the
+--          value of KEYS[4] and, for each entry, 's'..value (set) or 'd' (delete). 'settle'
+--          takes settleTo as amount and threshold as min. 'void' settles a write whose reply
+--          was lost without applying it.
 -- Returns  {code, balance, pending, proposed}; code 0 ok, 1 above maximum, 2 below minimum,
---          3 overflow, 4 invalid amount, 5 already recorded ('credit': KEYS[2] exists).
+--          3 overflow, 4 invalid amount, 5 already recorded ('credit': KEYS[4] exists),
+--          6 fenced (the token is not the instance's: another process took its name),
+--          7 stale (a late copy of a write its lane has gone past), 8 voided.
 --          'settle' returns the amount raised as proposed ('0': not due).
 local key = KEYS[1]
 local op, amt, minv, maxv, inst, scoped = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local token, lane, seq = ARGV[7], ARGV[8], ARGV[9]
 local ofield, pfield = 'o:' .. inst, 'p:' .. inst
 
 local function cmp(a, b)
@@ -74,108 +81,128 @@ local function own(field, d)
   if v == '0' then redis.call('HDEL', key, field) else redis.call('HSET', key, field, v) end
 end
 
-local cur = redis.call('HMGET', key, 'b', 'p')
-local b, p = cur[1] or '0', cur[2] or '0'
+local function apply()
+  local cur = redis.call('HMGET', key, 'b', 'p')
+  local b, p = cur[1] or '0', cur[2] or '0'
 
-if op == 'get' then return {0, b, p, ''} end
+  if op == 'get' then return {0, b, p, ''} end
 
-if op == 'recover' then
-  -- The instance restarted: its open packet changes and its reservations died with it.
-  local o = redis.call('HGET', key, ofield) or '0'
-  local mine = redis.call('HGET', key, pfield) or '0'
-  local nb = sub(b, o) or b
-  local np = p
-  if mine ~= '0' then np = dec(p, mine) end
-  redis.call('HSET', key, 'b', nb, 'p', np)
-  redis.call('HDEL', key, ofield, pfield)
-  return {0, nb, np, o .. ' ' .. mine}
-end
-
-if op == 'set' then
-  redis.call('HSET', key, 'b', amt)
-  return {0, amt, p, ''}
-end
-
-if op == 'end' then
-  -- A packet ended: its change of b is no longer open.
-  own(ofield, neg(amt))
-  return {0, b, p, ''}
-end
-
-if op == 'add' then
-  local nb = add(b, amt)
-  if nb == nil then return {3, b, p, ''} end
-  local avail = sub(nb, p)
-  if avail == nil then return {3, b, p, ''} end
-  if maxv ~= '' and cmp(nb, maxv) > 0 then return {1, b, p, nb} end
-  if minv ~= '' and cmp(avail, minv) < 0 then return {2, b, p, avail} end
-  redis.call('HSET', key, 'b', nb)
-  if scoped == '1' then own(ofield, amt) end
-  return {0, nb, p, ''}
-end
-
-if op == 'settle' then
-  -- SettleDue: raise b to settleTo (amt) if it is below threshold (minv), recording the amount.
-  if cmp(b, minv) >= 0 then return {0, b, p, '0'} end
-  local raised
-  if b == '-9223372036854775808' then
-    -- sub cannot negate MinInt64: amt - MinInt64 = (amt + 1) + MaxInt64.
-    local a1 = add(amt, '1')
-    if a1 ~= nil then raised = add(a1, '9223372036854775807') end
-  else
-    raised = sub(amt, b)
+  if op == 'recover' then
+    -- The instance restarted: its open packet changes and its reservations died with it.
+    local o = redis.call('HGET', key, ofield) or '0'
+    local mine = redis.call('HGET', key, pfield) or '0'
+    local nb = sub(b, o) or b
+    local np = p
+    if mine ~= '0' then np = dec(p, mine) end
+    redis.call('HSET', key, 'b', nb, 'p', np)
+    redis.call('HDEL', key, ofield, pfield)
+    return {0, nb, np, o .. ' ' .. mine}
   end
-  if raised == nil then return {3, b, p, ''} end
-  redis.call('HSET', key, 'b', amt)
-  redis.call('SET', KEYS[2], raised)
-  return {0, amt, p, raised}
-end
 
-if op == 'credit' then
-  -- CreditOnce: 'add' without limits, once per KEYS[2], with the entries.
-  if redis.call('EXISTS', KEYS[2]) == 1 then return {5, b, p, ''} end
-  local nb = add(b, amt)
-  if nb == nil then return {3, b, p, ''} end
-  if sub(nb, p) == nil then return {3, b, p, ''} end
-  redis.call('HSET', key, 'b', nb)
-  redis.call('SET', KEYS[2], ARGV[7])
-  for i = 3, #KEYS do
-    local v = ARGV[i + 5]
-    if v == 'd' then redis.call('DEL', KEYS[i]) else redis.call('SET', KEYS[i], v:sub(2)) end
+  if op == 'set' then
+    redis.call('HSET', key, 'b', amt)
+    return {0, amt, p, ''}
   end
-  return {0, nb, p, ''}
+
+  if op == 'end' then
+    -- A packet ended: its change of b is no longer open.
+    own(ofield, neg(amt))
+    return {0, b, p, ''}
+  end
+
+  if op == 'add' then
+    local nb = add(b, amt)
+    if nb == nil then return {3, b, p, ''} end
+    local avail = sub(nb, p)
+    if avail == nil then return {3, b, p, ''} end
+    if maxv ~= '' and cmp(nb, maxv) > 0 then return {1, b, p, nb} end
+    if minv ~= '' and cmp(avail, minv) < 0 then return {2, b, p, avail} end
+    redis.call('HSET', key, 'b', nb)
+    if scoped == '1' then own(ofield, amt) end
+    return {0, nb, p, ''}
+  end
+
+  if op == 'settle' then
+    -- SettleDue: raise b to settleTo (amt) if it is below threshold (minv), recording the amount.
+    if cmp(b, minv) >= 0 then return {0, b, p, '0'} end
+    local raised
+    if b == '-9223372036854775808' then
+      -- sub cannot negate MinInt64: amt - MinInt64 = (amt + 1) + MaxInt64.
+      local a1 = add(amt, '1')
+      if a1 ~= nil then raised = add(a1, '9223372036854775807') end
+    else
+      raised = sub(amt, b)
+    end
+    if raised == nil then return {3, b, p, ''} end
+    redis.call('HSET', key, 'b', amt)
+    redis.call('SET', KEYS[4], raised)
+    return {0, amt, p, raised}
+  end
+
+  if op == 'credit' then
+    -- CreditOnce: 'add' without limits, once per KEYS[4], with the entries.
+    if redis.call('EXISTS', KEYS[4]) == 1 then return {5, b, p, ''} end
+    local nb = add(b, amt)
+    if nb == nil then return {3, b, p, ''} end
+    if sub(nb, p) == nil then return {3, b, p, ''} end
+    redis.call('HSET', key, 'b', nb)
+    redis.call('SET', KEYS[4], ARGV[10])
+    for i = 5, #KEYS do
+      local v = ARGV[i + 6]
+      if v == 'd' then redis.call('DEL', KEYS[i]) else redis.call('SET', KEYS[i], v:sub(2)) end
+    end
+    return {0, nb, p, ''}
+  end
+
+  if cmp(amt, '0') <= 0 then return {4, b, p, ''} end
+
+  if op == 'reserve' then
+    local np = add(p, amt)
+    if np == nil then return {3, b, p, ''} end
+    local avail = sub(b, np)
+    if avail == nil then return {3, b, p, ''} end
+    if minv ~= '' and cmp(avail, minv) < 0 then return {2, b, p, avail} end
+    redis.call('HSET', key, 'p', np)
+    own(pfield, amt)
+    return {0, b, np, avail}
+  end
+
+  if op == 'commit' then
+    local nb = sub(b, amt)
+    if nb == nil then return {3, b, p, ''} end
+    local np = dec(p, amt)
+    redis.call('HSET', key, 'b', nb, 'p', np)
+    local mine = redis.call('HGET', key, pfield)
+    if mine then own(pfield, neg(sub(mine, dec(mine, amt)))) end
+    if scoped == '1' then own(ofield, neg(amt)) end
+    return {0, nb, np, ''}
+  end
+
+  if op == 'release' then
+    local np = dec(p, amt)
+    redis.call('HSET', key, 'p', np)
+    local mine = redis.call('HGET', key, pfield)
+    if mine then own(pfield, neg(sub(mine, dec(mine, amt)))) end
+    return {0, b, np, ''}
+  end
+
+  return redis.error_reply('ilpfleet store: unknown operation ' .. op)
 end
 
-if cmp(amt, '0') <= 0 then return {4, b, p, ''} end
-
-if op == 'reserve' then
-  local np = add(p, amt)
-  if np == nil then return {3, b, p, ''} end
-  local avail = sub(b, np)
-  if avail == nil then return {3, b, p, ''} end
-  if minv ~= '' and cmp(avail, minv) < 0 then return {2, b, p, avail} end
-  redis.call('HSET', key, 'p', np)
-  own(pfield, amt)
-  return {0, b, np, avail}
+-- Writes are fenced by the process token and, but for the idempotent ones, made once per
+-- (lane, seq): a write sent again returns the reply recorded the first time.
+if op == 'get' then return apply() end
+if redis.call('GET', KEYS[2]) ~= token then return {6, '0', '0', ''} end
+if lane == '' then return apply() end
+local n = tonumber(seq)
+local rec = redis.call('HGET', KEYS[3], lane)
+if rec then
+  local s, c, rb, rp, rprop = rec:match('^(%d+)|(%d+)|([^|]*)|([^|]*)|(.*)$')
+  local last = tonumber(s)
+  if last == n then return {tonumber(c), rb, rp, rprop} end
+  if last > n then return {7, '0', '0', ''} end
 end
-
-if op == 'commit' then
-  local nb = sub(b, amt)
-  if nb == nil then return {3, b, p, ''} end
-  local np = dec(p, amt)
-  redis.call('HSET', key, 'b', nb, 'p', np)
-  local mine = redis.call('HGET', key, pfield)
-  if mine then own(pfield, neg(sub(mine, dec(mine, amt)))) end
-  if scoped == '1' then own(ofield, neg(amt)) end
-  return {0, nb, np, ''}
-end
-
-if op == 'release' then
-  local np = dec(p, amt)
-  redis.call('HSET', key, 'p', np)
-  local mine = redis.call('HGET', key, pfield)
-  if mine then own(pfield, neg(sub(mine, dec(mine, amt)))) end
-  return {0, b, np, ''}
-end
-
-return redis.error_reply('ilpfleet store: unknown operation ' .. op)
+local r = {8, '0', '0', ''}
+if op ~= 'void' then r = apply() end
+redis.call('HSET', KEYS[3], lane, seq .. '|' .. r[1] .. '|' .. r[2] .. '|' .. r[3] .. '|' .. r[4])
+return r

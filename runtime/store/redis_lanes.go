@@ -1,0 +1,300 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Exactly-once writes on Redis.
+//
+// A write whose reply is lost (the connection broke, the read timed out, the caller gave up)
+// may or may not have been applied. go-redis sends such a command again on a new connection,
+// and a Redis that applied it the first time would apply it twice: a raise counted twice, a
+// reservation released twice (and a limit overspent), a packet ended twice. So every write is
+// sent under a lane: a name this process holds for one write at a time, with a sequence number
+// that grows with each write. The script records, per lane, the number and the reply of the
+// last write it applied; a write sent again with the same number gets the recorded reply and
+// changes nothing, and a late copy of an older write (still in a dead connection's buffer) is
+// refused as stale.
+//
+// When a write's outcome is still unknown after go-redis's retries, the lane stays with it and
+// a resolver goroutine sends it again until Redis answers (redis_lanes.go: resolveLater):
+//   - a write the caller must have applied (commit, release, refund, end of packet, settle,
+//     credit, set) is applied, once;
+//   - a write the caller treats as refused when it fails (a raise checked against a limit, a
+//     reservation) is voided if it had not been applied, and undone if it had, so that an error
+//     always means "no change" once resolved.
+//
+// Every write also carries the token of this process, written to the instance's key when the
+// store opens: a process that is not the instance's latest (a second one started under the same
+// name, or a late copy of a dead one's write) is refused (ErrFenced).
+
+// ErrFenced refuses the writes of a process that is no longer its instance's current one.
+var ErrFenced = errors.New("store: redis: another process opened the store under this instance name; this one may no longer write (restart it, and give every replica its own instance name)")
+
+// Script codes beyond the balance results (redis.lua).
+const (
+	codeFenced = 6
+	codeStale  = 7
+	codeVoided = 8
+)
+
+// laneWait bounds how long a write waits for a free lane: all lanes busy means writes whose
+// outcome is unknown hold them, that is Redis is unreachable.
+const laneWait = 5 * time.Second
+
+// resolveTimeout bounds each attempt of the resolver.
+const resolveTimeout = 5 * time.Second
+
+type lane struct {
+	id  string // the field in the lane hash
+	seq int64  // of the last write sent; below 2^53, exact in Lua
+}
+
+// call is one script invocation, kept whole so that the resolver can send it again.
+type call struct {
+	op       string
+	keys     []string // the account's hash, then the KV keys of settle and credit
+	amount   string
+	min, max *int64
+	scoped   bool
+	extra    []any
+	account  string
+	sc       *scope // the packet's, for a scoped write
+}
+
+// class says what an unknown outcome becomes once resolved.
+type class int
+
+const (
+	mustApply class = iota // applied once
+	checked                // voided or undone
+)
+
+func instanceKey(prefix, instance string) string { return prefix + "inst:" + instance }
+func lanesKey(prefix, instance string) string    { return prefix + "lanes:" + instance }
+
+func newLanes(n int) chan *lane {
+	ch := make(chan *lane, n)
+	for i := range n {
+		ch <- &lane{id: strconv.Itoa(i)}
+	}
+	return ch
+}
+
+// takeLane returns a free lane, waiting at most laneWait.
+func (r *Redis) takeLane(ctx context.Context) (*lane, error) {
+	select {
+	case l := <-r.lanes:
+		return l, nil
+	default:
+	}
+	t := time.NewTimer(laneWait)
+	defer t.Stop()
+	select {
+	case l := <-r.lanes:
+		return l, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("store: redis: waiting for a write lane: %w", context.Cause(ctx))
+	case <-r.closed:
+		return nil, ErrClosed
+	case <-t.C:
+		return nil, errors.New("store: redis: every write lane is held by a write whose outcome is not known yet: Redis is unreachable")
+	}
+}
+
+// errResolving marks the error of a write whose outcome is unknown and which the resolver
+// took over.
+var errResolving = errors.New("not known whether Redis applied it; resolving it in the background")
+
+// write sends c once under a lane. A write whose outcome is unknown is handed to the resolver
+// and fails with errResolving.
+func (r *Redis) write(ctx context.Context, c call, cl class) (result, error) {
+	l, err := r.takeLane(ctx)
+	if err != nil {
+		return result{}, err
+	}
+	l.seq++
+	res, err := r.send(ctx, c, l, c.op)
+	return r.settle(c, cl, l, res, err)
+}
+
+// settle returns lane l after c was sent under it, unless c's outcome is unknown: then the
+// resolver keeps it.
+func (r *Redis) settle(c call, cl class, l *lane, res result, err error) (result, error) {
+	if err != nil && ambiguous(err) {
+		r.resolveLater(c, l, cl)
+		return result{}, fmt.Errorf("%w (%w)", err, errResolving)
+	}
+	r.lanes <- l
+	if err == nil && res.code == codeFenced {
+		return result{}, ErrFenced
+	}
+	return res, err
+}
+
+// writeAll sends the mustApply calls in one pipelined round trip, each under its own lane,
+// and returns each one's error.
+func (r *Redis) writeAll(ctx context.Context, calls []call) []error {
+	errs := make([]error, len(calls))
+	if len(calls) == 1 {
+		_, errs[0] = r.write(ctx, calls[0], mustApply)
+		return errs
+	}
+	lanes := make([]*lane, len(calls))
+	for i := range calls {
+		l, err := r.takeLane(ctx)
+		if err != nil {
+			for _, l := range lanes[:i] {
+				r.lanes <- l
+			}
+			for i := range errs {
+				errs[i] = err
+			}
+			return errs
+		}
+		l.seq++
+		lanes[i] = l
+	}
+	cmds, _ := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, c := range calls {
+			keys, args := r.scriptArgs(c, lanes[i], c.op)
+			balanceScript.EvalSha(ctx, p, keys, args...)
+		}
+		return nil
+	})
+	for i, cmd := range cmds {
+		res, err := r.reply(calls[i], cmd.(*redis.Cmd))
+		if redis.HasErrorPrefix(err, "NOSCRIPT") { // the server lost the script: send it alone
+			res, err = r.send(ctx, calls[i], lanes[i], calls[i].op)
+		}
+		_, errs[i] = r.settle(calls[i], mustApply, lanes[i], res, err)
+	}
+	return errs
+}
+
+// ambiguous reports whether a failed command may have been applied: anything but an error
+// reply from Redis, or a command that never left.
+func ambiguous(err error) bool {
+	var re redis.Error
+	return !errors.As(err, &re) && !errors.Is(err, redis.ErrClosed) && !errors.Is(err, redis.ErrPoolTimeout)
+}
+
+// resolveLater sends c again under the same lane and number until Redis answers, then releases
+// the lane and finishes c (afterResolve); a checked write is sent as 'void'. It gives up when
+// the store closes; a write left unresolved then is, if applied, reverted by the next start of
+// this instance when it was part of a packet (see Redis), and lost otherwise.
+func (r *Redis) resolveLater(c call, l *lane, cl class) {
+	op := c.op
+	if cl == checked {
+		op = "void"
+	}
+	r.resolving.Add(1)
+	go func() {
+		defer r.resolving.Done()
+		for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+			ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
+			res, err := r.send(ctx, c, l, op)
+			cancel()
+			if err == nil || !ambiguous(err) {
+				r.lanes <- l
+				r.afterResolve(c, cl, res, err)
+				return
+			}
+			select {
+			case <-r.closed:
+				r.log.Error("store: redis: closed with a write whose outcome is unknown", "op", c.op, "account", c.account, "amount", c.amount, "err", err)
+				return
+			case <-time.After(wait):
+			}
+		}
+	}()
+}
+
+// afterResolve finishes c once Redis answered the resolver: a checked write that had been
+// applied is undone (its caller was told it failed); an applied scoped write joins its packet.
+func (r *Redis) afterResolve(c call, cl class, res result, err error) {
+	log := r.log.With("op", c.op, "account", c.account, "amount", c.amount)
+	switch {
+	case err != nil || res.code == codeFenced:
+		log.Error("store: redis: a write whose reply was lost could not be resolved; RECONCILIATION REQUIRED", "err", cmp.Or(err, ErrFenced))
+		return
+	case res.code == codeVoided:
+		log.Info("store: redis: a write whose reply was lost had not been applied; voided")
+		return
+	case res.code != 0:
+		log.Info("store: redis: a write whose reply was lost had been refused", "code", res.code)
+		return
+	}
+	ctx := context.Background()
+	var undo call
+	switch {
+	case cl == checked && c.op == "reserve":
+		undo = call{op: "release", keys: c.keys, amount: c.amount, account: c.account}
+	case cl == checked:
+		undo = call{op: "add", keys: c.keys, amount: neg(c.amount), scoped: c.scoped, account: c.account}
+	case c.scoped:
+		if err := r.inScope(ctx, c); err != nil {
+			log.Error("store: redis: ending a resolved write's packet change failed", "err", err)
+		}
+		return
+	default:
+		log.Info("store: redis: a write whose reply was lost had been applied, once")
+		return
+	}
+	log.Info("store: redis: a write whose reply was lost had been applied although its caller was told it failed; undoing it")
+	if _, err := r.write(ctx, undo, mustApply); err != nil && !errors.Is(err, errResolving) {
+		log.Error("store: redis: undoing it failed; RECONCILIATION REQUIRED", "err", err)
+	}
+}
+
+// neg is the decimal string of −v for the decimal string of v > math.MinInt64.
+func neg(v string) string {
+	if v == "0" {
+		return v
+	}
+	if v[0] == '-' {
+		return v[1:]
+	}
+	return "-" + v
+}
+
+// send runs the script for c as op under lane l (nil: no lane, for writes that may run
+// twice).
+func (r *Redis) send(ctx context.Context, c call, l *lane, op string) (result, error) {
+	keys, args := r.scriptArgs(c, l, op)
+	return r.reply(c, balanceScript.Run(ctx, r.c, keys, args...))
+}
+
+// scriptArgs are the KEYS and ARGV of redis.lua for c as op under lane l.
+func (r *Redis) scriptArgs(c call, l *lane, op string) ([]string, []any) {
+	sc := "0"
+	if c.scoped {
+		sc = "1"
+	}
+	keys := make([]string, 0, 2+len(c.keys))
+	keys = append(keys, c.keys[0], r.instKey, r.lanesKey)
+	keys = append(keys, c.keys[1:]...)
+	laneID, seq := "", int64(0)
+	if l != nil {
+		laneID, seq = l.id, l.seq
+	}
+	args := make([]any, 0, 9+len(c.extra))
+	args = append(args, op, c.amount, limitArg(c.min), limitArg(c.max), r.instance, sc, r.token, laneID, seq)
+	return keys, append(args, c.extra...)
+}
+
+// reply reads the script's reply to c.
+func (r *Redis) reply(c call, cmd *redis.Cmd) (result, error) {
+	v, err := cmd.Slice()
+	if err != nil {
+		return result{}, fmt.Errorf("store: redis %s: %w", c.op, err)
+	}
+	return parseResult(c.op, c.keys[0], v)
+}
