@@ -173,6 +173,8 @@ func runConnector(ctx context.Context, args []string) error {
 		closeConnector(c, cfg, log)
 		return err
 	}
+	ctx, stop := context.WithCancel(ctx) // also stopped when the store fails
+	defer stop()
 	if cfg.AdminAPI {
 		srv, err := serveAdmin(ctx, c, cfg, log)
 		if err != nil {
@@ -184,10 +186,16 @@ func runConnector(ctx context.Context, args []string) error {
 	if watcher != nil {
 		go watchConfig(ctx, watcher, c, log)
 	}
-	<-ctx.Done()
-	log.Info("shutting down")
+	failed, why := c.StoreFailed()
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case <-failed:
+		log.Error("shutting down: the balance store failed", "error", why())
+		stop()
+	}
 	closeConnector(c, c.Config(), log)
-	return nil
+	return why()
 }
 
 // watchConfig applies every valid change of the config file; an invalid one is logged and the
@@ -230,6 +238,8 @@ func serveAdmin(ctx context.Context, c *connector.Connector, cfg *config.Config,
 // runKubeConnector runs the connector of a pod: the Kubernetes source watches the Connector,
 // starts the connector with the first valid config and applies every later one in place.
 func runKubeConnector(ctx context.Context, flags connectorFlags, log *slog.Logger) error {
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
 	ctrl.SetLogger(logr.FromSlogHandler(log.Handler()))
 	restCfg, err := ctrlconfig.GetConfig()
 	if err != nil {
@@ -253,6 +263,7 @@ func runKubeConnector(ctx context.Context, flags connectorFlags, log *slog.Logge
 			}
 		}
 		c = cc
+		go stopOnStoreFailure(ctx, cc, stop, log)
 		return cc, nil
 	}
 	src, err := kube.New(kube.Options{Config: restCfg, Namespace: flags.namespace, Connector: flags.connector,
@@ -262,6 +273,11 @@ func runKubeConnector(ctx context.Context, flags connectorFlags, log *slog.Logge
 	}
 	log.Info("watching the Connector", "namespace", flags.namespace, "connector", flags.connector)
 	err = src.Run(ctx) // returns when ctx is done; the source's goroutines have stopped
+	if c != nil {
+		if failed, why := c.StoreFailed(); isClosed(failed) {
+			err = why()
+		}
+	}
 	log.Info("shutting down")
 	if c != nil {
 		closeConnector(c, c.Config(), log)
@@ -270,4 +286,25 @@ func runKubeConnector(ctx context.Context, flags connectorFlags, log *slog.Logge
 		_ = srv.Wait()
 	}
 	return err
+}
+
+// stopOnStoreFailure stops the pod's connector when its store fails for good, so that
+// Kubernetes restarts the container.
+func stopOnStoreFailure(ctx context.Context, c *connector.Connector, stop context.CancelCauseFunc, log *slog.Logger) {
+	failed, why := c.StoreFailed()
+	select {
+	case <-ctx.Done():
+	case <-failed:
+		log.Error("shutting down: the balance store failed", "error", why())
+		stop(why())
+	}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }

@@ -329,6 +329,16 @@ func (c *Connector) closeLinks(accts map[string]*account) {
 	wg.Wait()
 }
 
+// StoreFailed is closed when the store failed for good (store.Failer: another runtime took
+// the Redis store's instance over), with the reason; never, for a store that cannot fail so.
+// The process must then stop: every balance write is refused.
+func (c *Connector) StoreFailed() (<-chan struct{}, func() error) {
+	if f, ok := c.store.(store.Failer); ok {
+		return f.Failed(), f.Err
+	}
+	return nil, func() error { return nil }
+}
+
 // Close stops accepting packets, waits for those in flight (until ctx is done, and at most the
 // max hold time), and closes every link and the store the connector opened.
 func (c *Connector) Close(ctx context.Context) error {

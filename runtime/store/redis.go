@@ -56,6 +56,8 @@ type RedisOptions struct {
 	PoolSize int `json:"poolSize"`
 	// DialTimeout bounds connecting and the first PING (default 5 s).
 	DialTimeout time.Duration `json:"-"`
+	// lease is DefaultInstanceLease, shorter in tests.
+	lease time.Duration
 	// Log receives what the store does in the background: writes whose reply was lost, once
 	// resolved (default slog.Default()).
 	Log *slog.Logger `json:"-"`
@@ -118,18 +120,20 @@ func (o RedisOptions) fieldsURL() string {
 // runtime neither charges the senders of packets whose Fulfill they never saw nor leaks its
 // reservations; the reservations of other instances are untouched.
 type Redis struct {
-	c        *redis.Client
-	prefix   string
-	instance string
-	token    string // this process's, in the instance's key (redis_lanes.go)
-	instKey  string // the instance's key, holding its process's token
-	lanesKey string // the instance's lane records
-	log      *slog.Logger
+	c      *redis.Client
+	prefix string
+	me     identity // this process (redis_instances.go)
+	log    *slog.Logger
 
-	lanes     chan *lane // the free ones
-	closed    chan struct{}
-	closeOnce sync.Once
+	lanes     chan *lane      // the free ones
+	bg        context.Context // the background work's, cancelled by Close
+	stop      context.CancelFunc
 	resolving sync.WaitGroup
+
+	lease    time.Duration // see redis_instances.go
+	failed   chan struct{} // closed when another process took this instance over
+	failOnce sync.Once
+	watching sync.WaitGroup
 
 	// unended holds the packet ends that failed (Redis unreachable for a moment). They are
 	// retried with the next EndPacket and on Close: left in Redis, they would make the next
@@ -141,6 +145,7 @@ type Redis struct {
 var (
 	_ Store        = (*Redis)(nil)
 	_ PacketScoper = (*Redis)(nil)
+	_ Failer       = (*Redis)(nil)
 )
 
 // OpenRedis connects, checks that the server answers, and recovers this instance's state left
@@ -169,33 +174,19 @@ func OpenRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		_ = c.Close()
 		return nil, fmt.Errorf("store: cannot reach Redis at %s: %w", where, err)
 	}
-	r := &Redis{c: c, prefix: o.Prefix, instance: o.Instance, token: rand.Text(), log: cmp.Or(o.Log, slog.Default()),
-		instKey: instanceKey(o.Prefix, o.Instance), lanesKey: lanesKey(o.Prefix, o.Instance),
-		lanes: newLanes(max(4*c.Options().PoolSize, 64)), closed: make(chan struct{})}
+	r := &Redis{c: c, prefix: o.Prefix, me: newIdentity(o.Prefix, o.Instance, rand.Text()), log: cmp.Or(o.Log, slog.Default()),
+		lanes: newLanes(max(4*c.Options().PoolSize, 64)), failed: make(chan struct{}), lease: cmp.Or(o.lease, DefaultInstanceLease)}
+	r.bg, r.stop = context.WithCancel(context.Background())
 	if err := r.claimInstance(ctx); err != nil {
 		_ = c.Close()
 		return nil, err
 	}
-	if err := r.recover(ctx); err != nil {
+	if err := r.recover(ctx, r.me); err != nil {
 		_ = c.Close()
 		return nil, err
 	}
+	r.watch()
 	return r, nil
-}
-
-// claimInstance makes this process the instance's current one: from now on the writes of an
-// earlier process of the same name are refused, and its lanes' records are forgotten (this
-// process numbers its writes from zero).
-func (r *Redis) claimInstance(ctx context.Context) error {
-	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, r.instKey, r.token, 0)
-		p.Del(ctx, r.lanesKey)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("store: redis: claiming the instance %q: %w", r.instance, err)
-	}
-	return nil
 }
 
 // newRedisClient is the client of o.URL and where it connects, for messages. With a
@@ -252,13 +243,14 @@ func redactedURL(s string) string {
 }
 
 // Instance is the name this store's runtime has among those sharing the Redis.
-func (r *Redis) Instance() string { return r.instance }
+func (r *Redis) Instance() string { return r.me.name }
 
 func (r *Redis) accountKey(account string) string { return r.prefix + "acct:" + account }
 
-// recover reverts, on every account, what a previous process of this instance left in flight.
+// recover reverts, on every account, what a previous process of the instance id left in
+// flight; id's token must be in the instance's key (a newer process of it stops the recovery).
 // It is bounded by the number of accounts in the Redis (SCAN in pages of 1000).
-func (r *Redis) recover(ctx context.Context) error {
+func (r *Redis) recover(ctx context.Context, id identity) error {
 	var cursor uint64
 	for {
 		// Escaped: a prefix with glob characters ("fleet[1]:") must not match another fleet's.
@@ -267,8 +259,12 @@ func (r *Redis) recover(ctx context.Context) error {
 			return fmt.Errorf("store: redis recovery: %w", err)
 		}
 		for _, k := range keys {
-			if _, err := r.send(ctx, call{op: "recover", keys: []string{k}, amount: "0"}, nil, "recover"); err != nil {
-				return fmt.Errorf("store: redis recovery of %s: %w", k, err)
+			res, err := r.send(ctx, call{op: "recover", keys: []string{k}, amount: "0", as: &id}, nil, "recover")
+			if err == nil && res.code == codeFenced {
+				err = ErrFenced
+			}
+			if err != nil {
+				return fmt.Errorf("store: redis recovery of %s for instance %q: %w", k, id.name, err)
 			}
 		}
 		if cursor = next; cursor == 0 {
@@ -612,20 +608,26 @@ func globEscape(s string) string {
 	return b.String()
 }
 
-// Close retries the packet ends that failed, stops the resolver (see redis_lanes.go), then
+// Close retries the packet ends that failed, stops the resolver (see redis_lanes.go) and the
+// heartbeat, leaves the registry of instances if every packet end is written (see leave), then
 // closes the connections. Later calls fail.
 func (r *Redis) Close() error {
 	r.mu.Lock()
 	todo := r.unended
 	r.unended = nil
 	r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var failed []scopeDelta
 	if len(todo) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, _ = r.endDeltas(ctx, todo)
-		cancel()
+		failed, _ = r.endDeltas(ctx, todo)
 	}
-	r.closeOnce.Do(func() { close(r.closed) })
+	r.stop()
 	r.resolving.Wait()
+	r.watching.Wait()
+	if len(failed) == 0 {
+		r.leave(ctx)
+	}
 	if err := r.c.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
 		return err
 	}

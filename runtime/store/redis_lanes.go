@@ -35,8 +35,10 @@ import (
 // store opens: a process that is not the instance's latest (a second one started under the same
 // name, or a late copy of a dead one's write) is refused (ErrFenced).
 
-// ErrFenced refuses the writes of a process that is no longer its instance's current one.
-var ErrFenced = errors.New("store: redis: another process opened the store under this instance name; this one may no longer write (restart it, and give every replica its own instance name)")
+// ErrFenced refuses the writes of a process whose instance was taken over: by a newer process
+// under the same name, or by another runtime that reclaimed it after missing its heartbeats
+// (redis_instances.go). Its packets in flight were reverted; it must restart.
+var ErrFenced = errors.New("store: redis: this runtime's instance was taken over (by a newer process under the same name, or reclaimed by another runtime after it missed its heartbeats); its packets in flight were reverted and it may no longer write: restart it, and give every runtime its own instance name")
 
 // Script codes beyond the balance results (redis.lua).
 const (
@@ -66,7 +68,8 @@ type call struct {
 	scoped   bool
 	extra    []any
 	account  string
-	sc       *scope // the packet's, for a scoped write
+	sc       *scope    // the packet's, for a scoped write
+	as       *identity // the instance it is made for, when not this process (a reclaim)
 }
 
 // class says what an unknown outcome becomes once resolved.
@@ -76,9 +79,6 @@ const (
 	mustApply class = iota // applied once
 	checked                // voided or undone
 )
-
-func instanceKey(prefix, instance string) string { return prefix + "inst:" + instance }
-func lanesKey(prefix, instance string) string    { return prefix + "lanes:" + instance }
 
 func newLanes(n int) chan *lane {
 	ch := make(chan *lane, n)
@@ -102,7 +102,7 @@ func (r *Redis) takeLane(ctx context.Context) (*lane, error) {
 		return l, nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("store: redis: waiting for a write lane: %w", context.Cause(ctx))
-	case <-r.closed:
+	case <-r.bg.Done():
 		return nil, ErrClosed
 	case <-t.C:
 		return nil, errors.New("store: redis: every write lane is held by a write whose outcome is not known yet: Redis is unreachable")
@@ -134,6 +134,7 @@ func (r *Redis) settle(c call, cl class, l *lane, res result, err error) (result
 	}
 	r.lanes <- l
 	if err == nil && res.code == codeFenced {
+		r.fail()
 		return result{}, ErrFenced
 	}
 	return res, err
@@ -199,7 +200,7 @@ func (r *Redis) resolveLater(c call, l *lane, cl class) {
 	go func() {
 		defer r.resolving.Done()
 		for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-			ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
+			ctx, cancel := context.WithTimeout(r.bg, resolveTimeout)
 			res, err := r.send(ctx, c, l, op)
 			cancel()
 			if err == nil || !ambiguous(err) {
@@ -208,7 +209,7 @@ func (r *Redis) resolveLater(c call, l *lane, cl class) {
 				return
 			}
 			select {
-			case <-r.closed:
+			case <-r.bg.Done():
 				r.log.Error("store: redis: closed with a write whose outcome is unknown", "op", c.op, "account", c.account, "amount", c.amount, "err", err)
 				return
 			case <-time.After(wait):
@@ -279,14 +280,18 @@ func (r *Redis) scriptArgs(c call, l *lane, op string) ([]string, []any) {
 		sc = "1"
 	}
 	keys := make([]string, 0, 2+len(c.keys))
-	keys = append(keys, c.keys[0], r.instKey, r.lanesKey)
+	id := &r.me
+	if c.as != nil {
+		id = c.as
+	}
+	keys = append(keys, c.keys[0], id.key, id.lanes)
 	keys = append(keys, c.keys[1:]...)
 	laneID, seq := "", int64(0)
 	if l != nil {
 		laneID, seq = l.id, l.seq
 	}
 	args := make([]any, 0, 9+len(c.extra))
-	args = append(args, op, c.amount, limitArg(c.min), limitArg(c.max), r.instance, sc, r.token, laneID, seq)
+	args = append(args, op, c.amount, limitArg(c.min), limitArg(c.max), id.name, sc, id.token, laneID, seq)
 	return keys, append(args, c.extra...)
 }
 

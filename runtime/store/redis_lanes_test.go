@@ -107,7 +107,7 @@ func checkBalances(t *testing.T, r *Redis, want map[string]AccountBalance) {
 			t.Errorf("%s: %+v (%v), want %+v", acct, got, err, w)
 		}
 		h, _ := r.c.HGetAll(ctx, r.accountKey(acct)).Result()
-		if o, open := h["o:"+r.instance]; open {
+		if o, open := h["o:"+r.me.name]; open {
 			t.Errorf("%s: packet change %s left open", acct, o)
 		}
 	}

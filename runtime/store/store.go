@@ -119,6 +119,14 @@ type Store interface {
 	Close() error
 }
 
+// Failer is implemented by the stores that can fail for good while running (Redis, when
+// another runtime took its instance over). Failed is closed then and Err says why: every write
+// is refused from then on, and the runtime must stop, to be restarted.
+type Failer interface {
+	Failed() <-chan struct{}
+	Err() error
+}
+
 // Add returns a+b and whether it fits in an int64.
 func Add(a, b int64) (int64, bool) {
 	s := a + b

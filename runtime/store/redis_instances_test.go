@@ -1,0 +1,129 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ilpfleet/ilpfleet/runtime/store/redistest"
+)
+
+// openLease opens a store on the test's prefix with a lease of the test's choice.
+func openLease(t *testing.T, url, instance string, lease time.Duration) *Redis {
+	t.Helper()
+	r, err := OpenRedis(context.Background(), RedisOptions{URL: url, Instance: instance, Prefix: "t:" + t.Name() + ":", lease: lease})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	return r
+}
+
+// crash stops r as a process killed with its node would: no packet end, no leaving.
+func (r *Redis) crash() {
+	r.stop()
+	r.resolving.Wait()
+	r.watching.Wait()
+	_ = r.c.Close()
+}
+
+// TestRedisReclaimsADeadInstance: a runtime dies for good (its pod is replaced by one of
+// another name) with a packet in flight and a reservation; a surviving runtime reverts both
+// once the dead one's lease has passed, keeps its own reservation, and removes the dead
+// instance's keys.
+func TestRedisReclaimsADeadInstance(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	const lease = 300 * time.Millisecond
+	survivor := openLease(t, srv.URL(), "survivor", lease)
+	dead := openLease(t, srv.URL(), "dead", lease)
+	mustAdd(ctx, survivor, "alice", 1000)
+	done := dead.BeginPacket(ctx) // a fulfilled packet: it stays
+	mustAdd(done, dead, "alice", 10)
+	if err := dead.EndPacket(done); err != nil {
+		t.Fatal(err)
+	}
+	inflight := dead.BeginPacket(ctx) // in flight when the node died
+	mustAdd(inflight, dead, "alice", 7)
+	mustReserve(inflight, dead, "bob", 7)
+	mustReserve(ctx, survivor, "bob", 4) // the survivor's own packet in flight
+	dead.crash()
+
+	eventually(t, "the dead instance's reservation to be released", func() bool {
+		b, err := survivor.Get(ctx, "bob")
+		return err == nil && b.Pending == 4
+	})
+	if b, _ := survivor.Get(ctx, "alice"); b != (AccountBalance{Balance: 1010}) {
+		t.Fatalf("alice %+v, want 1010: the in-flight raise reverted, the fulfilled one kept", b)
+	}
+	eventually(t, "the dead instance to be forgotten", func() bool {
+		n, _ := survivor.c.Exists(ctx, dead.me.key, dead.me.lanes).Result()
+		has, _ := survivor.c.HExists(ctx, survivor.registryKey(), "dead").Result()
+		return n == 0 && !has
+	})
+	for _, f := range []string{"o:dead", "p:dead"} {
+		for _, acct := range []string{"alice", "bob"} {
+			if has, _ := survivor.c.HExists(ctx, survivor.accountKey(acct), f).Result(); has {
+				t.Errorf("%s still has %s", acct, f)
+			}
+		}
+	}
+}
+
+// TestRedisReclaimFencesAProcessStillAlive: a runtime not heard of for longer than the lease
+// (a pause, a partition) is reclaimed; when it comes back its writes are refused and the store
+// says it failed, instead of ending packets that were reverted.
+func TestRedisReclaimFencesAProcessStillAlive(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	paused := openLease(t, srv.URL(), "paused", time.Hour) // heartbeats too rare to matter
+	pctx := paused.BeginPacket(ctx)
+	mustAdd(pctx, paused, "alice", 7)
+	// Its last heartbeat, as the others see it, is a minute old.
+	old := time.Now().Add(-time.Minute).UnixMilli()
+	if err := paused.c.HSet(ctx, paused.registryKey(), "paused", strconv.FormatInt(old, 10)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	survivor := openLease(t, srv.URL(), "survivor", 300*time.Millisecond)
+	eventually(t, "the paused instance to be reclaimed", func() bool {
+		b, err := survivor.Get(ctx, "alice")
+		return err == nil && b.Balance == 0
+	})
+	if err := paused.EndPacket(pctx); !errors.Is(err, ErrFenced) {
+		t.Fatalf("end of a reclaimed packet: %v, want ErrFenced", err)
+	}
+	select {
+	case <-paused.Failed():
+	default:
+		t.Fatal("the store did not say it failed")
+	}
+	if _, err := paused.AddWithin(ctx, "alice", 1, nil, nil); !errors.Is(err, ErrFenced) {
+		t.Fatalf("write after the reclaim: %v, want ErrFenced", err)
+	}
+	if b, _ := survivor.Get(ctx, "alice"); b.Balance != 0 {
+		t.Fatalf("alice %+v after the fenced writes, want 0", b)
+	}
+}
+
+// TestRedisCloseLeavesNothingToReclaim: a runtime that stops reverts what it has in flight and
+// removes its instance, so no other runtime reclaims it later.
+func TestRedisCloseLeavesNothingToReclaim(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	r := openLease(t, srv.URL(), "leaving", time.Hour)
+	mustReserve(ctx, r, "bob", 3)
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	other := openLease(t, srv.URL(), "other", time.Hour)
+	if b, _ := other.Get(ctx, "bob"); b.Pending != 0 {
+		t.Fatalf("bob %+v after the close, want no reservation", b)
+	}
+	n, _ := other.c.Exists(ctx, r.me.key, r.me.lanes).Result()
+	has, _ := other.c.HExists(ctx, other.registryKey(), "leaving").Result()
+	if n != 0 || has {
+		t.Fatalf("the instance's keys (%d) or registry entry (%v) remain", n, has)
+	}
+}
