@@ -392,7 +392,10 @@ func (r *Redis) EndPacket(ctx context.Context) error {
 		}
 	}
 	r.mu.Lock()
-	todo, r.unended = append(todo, r.unended...), nil
+	for _, d := range r.unended {
+		todo = addDelta(todo, d)
+	}
+	r.unended = nil
 	r.mu.Unlock()
 	if len(todo) == 0 {
 		return nil
@@ -402,17 +405,36 @@ func (r *Redis) EndPacket(ctx context.Context) error {
 	return err
 }
 
+// keepUnended keeps the ends that could not be sent (no lane), one per account: ends add up,
+// so the list stays as short as the accounts, whatever the number of packets.
 func (r *Redis) keepUnended(failed []scopeDelta) {
-	if len(failed) > 0 {
-		r.mu.Lock()
-		r.unended = append(r.unended, failed...)
-		r.mu.Unlock()
+	if len(failed) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, f := range failed {
+		r.unended = addDelta(r.unended, f)
 	}
 }
 
-// endDeltas ends packet changes in one pipelined round trip, and returns those that Redis
-// refused (with the error) so that they, and only they, are sent again later. Those whose
-// outcome is unknown are the resolver's.
+// addDelta adds d to the entry of its account in ds, or appends it (also when the sum would
+// overflow).
+func addDelta(ds []scopeDelta, d scopeDelta) []scopeDelta {
+	for i := range ds {
+		if ds[i].account == d.account {
+			if sum, ok := Add(ds[i].delta, d.delta); ok {
+				ds[i].delta = sum
+				return ds
+			}
+		}
+	}
+	return append(ds, d)
+}
+
+// endDeltas ends packet changes in pipelined round trips, and returns those that could not be
+// sent (with the error) so that they, and only they, are sent again later. Those that failed
+// once sent are the resolver's.
 func (r *Redis) endDeltas(ctx context.Context, todo []scopeDelta) ([]scopeDelta, error) {
 	calls := make([]call, len(todo))
 	for i, d := range todo {
@@ -498,13 +520,20 @@ func (r *Redis) PutKey(ctx context.Context, key string, value []byte) error {
 	return nil
 }
 
-// CreateKey implements KV with SET NX.
+// CreateKey implements KV with SET NX in the script, under a lane: a create sent again after
+// a lost reply reports the key created, not found.
 func (r *Redis) CreateKey(ctx context.Context, key string, value []byte) (bool, error) {
-	created, err := r.c.SetNX(ctx, r.kvKey(key), value, 0).Result()
+	res, err := r.write(ctx, call{op: "create", keys: []string{r.kvKey(key)}, amount: "0", extra: []any{value}, account: key}, inPlace)
 	if err != nil {
-		return false, fmt.Errorf("store: redis create: %w", err)
+		return false, err
 	}
-	return created, nil
+	switch res.code {
+	case 0:
+		return true, nil
+	case 5:
+		return false, nil
+	}
+	return false, fmt.Errorf("store: redis create: unknown result code %d", res.code)
 }
 
 // DeleteKey implements KV.
@@ -522,7 +551,7 @@ func (r *Redis) SettleDue(ctx context.Context, account string, threshold, settle
 		return 0, ErrInvalidAmount
 	}
 	res, err := r.write(ctx, call{op: "settle", keys: []string{r.accountKey(account), r.kvKey(key)},
-		amount: strconv.FormatInt(settleTo, 10), min: &threshold, account: account}, mustApply)
+		amount: strconv.FormatInt(settleTo, 10), min: &threshold, account: account}, inPlace)
 	if err != nil {
 		return 0, err
 	}
@@ -555,7 +584,7 @@ func (r *Redis) CreditOnce(ctx context.Context, account string, delta int64, key
 			extra = append(extra, append([]byte{'s'}, e.Value...))
 		}
 	}
-	res, err := r.write(ctx, call{op: "credit", keys: keys, amount: strconv.FormatInt(delta, 10), extra: extra, account: account}, mustApply)
+	res, err := r.write(ctx, call{op: "credit", keys: keys, amount: strconv.FormatInt(delta, 10), extra: extra, account: account}, inPlace)
 	if err != nil {
 		return false, err
 	}

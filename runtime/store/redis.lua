@@ -4,7 +4,8 @@
 -- field, exact and overflow-checked) and comparisons on the strings.
 --
 -- KEYS[1]  the account's hash: b (committed balance), p (pending), o:<instance> (this
---          instance's open packet changes of b), p:<instance> (this instance's part of p)
+--          instance's open packet changes of b), p:<instance> (this instance's part of p);
+--          for 'create', the KV key to create (with ARGV[10])
 -- KEYS[2]  the instance's key, holding the token of its running process (redis_lanes.go)
 -- KEYS[3]  the instance's lane hash: per lane, the sequence number and reply of its last write
 -- KEYS[4…] the KV keys written with the balance, for the settlement ops (settlements.go):
@@ -15,7 +16,8 @@
 --          takes settleTo as amount and threshold as min. 'void' settles a write whose reply
 --          was lost without applying it.
 -- Returns  {code, balance, pending, proposed}; code 0 ok, 1 above maximum, 2 below minimum,
---          3 overflow, 4 invalid amount, 5 already recorded ('credit': KEYS[4] exists),
+--          3 overflow, 4 invalid amount, 5 already recorded ('credit': KEYS[4] exists;
+--          'create': KEYS[1] exists),
 --          6 fenced (the token is not the instance's: another process took its name),
 --          7 stale (a late copy of a write its lane has gone past), 8 voided.
 --          'settle' returns the amount raised as proposed ('0': not due).
@@ -82,6 +84,12 @@ local function own(field, d)
 end
 
 local function apply()
+  if op == 'create' then
+    -- CreateKey: KEYS[1] is the KV key, ARGV[10] its value.
+    if redis.call('SET', key, ARGV[10], 'NX') then return {0, '0', '0', ''} end
+    return {5, '0', '0', ''}
+  end
+
   local cur = redis.call('HMGET', key, 'b', 'p')
   local b, p = cur[1] or '0', cur[2] or '0'
 

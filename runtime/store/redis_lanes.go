@@ -1,7 +1,6 @@
 package store
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -23,13 +22,16 @@ import (
 // changes nothing, and a late copy of an older write (still in a dead connection's buffer) is
 // refused as stale.
 //
-// When a write's outcome is still unknown after go-redis's retries, the lane stays with it and
-// a resolver goroutine sends it again until Redis answers (redis_lanes.go: resolveLater):
-//   - a write the caller must have applied (commit, release, refund, end of packet, settle,
-//     credit, set) is applied, once;
-//   - a write the caller treats as refused when it fails (a raise checked against a limit, a
-//     reservation) is voided if it had not been applied, and undone if it had, so that an error
-//     always means "no change" once resolved.
+// A write that failed, whatever the error (go-redis returns only its last attempt's, and an
+// earlier attempt may have been applied), keeps its lane and number, and is sent again under
+// them until Redis answers:
+//   - a write whose caller acts on the reply (a due settlement, an incoming one, a key
+//     created) is sent again in place, for as long as the caller's context allows;
+//   - otherwise, or then, a resolver goroutine takes it over (resolveLater): a write the caller
+//     must have applied (commit, release, refund, end of packet, set, and the former once their
+//     caller gave up) is applied, once; a write the caller treats as refused when it fails (a
+//     raise checked against a limit, a reservation) is voided if it had not been applied, and
+//     undone if it had, so that its error means "no change" once resolved.
 //
 // Every write also carries the token of this process, written to the instance's key when the
 // store opens: a process that is not the instance's latest (a second one started under the same
@@ -76,8 +78,9 @@ type call struct {
 type class int
 
 const (
-	mustApply class = iota // applied once
-	checked                // voided or undone
+	mustApply class = iota // applied once, in the background if need be
+	checked                // failed for its caller: voided or undone in the background
+	inPlace                // sent again in place while the caller waits, then as mustApply
 )
 
 func newLanes(n int) chan *lane {
@@ -113,8 +116,8 @@ func (r *Redis) takeLane(ctx context.Context) (*lane, error) {
 // took over.
 var errResolving = errors.New("not known whether Redis applied it; resolving it in the background")
 
-// write sends c once under a lane. A write whose outcome is unknown is handed to the resolver
-// and fails with errResolving.
+// write sends c under a lane. A write that failed is handed to the resolver (after its
+// retries in place, for inPlace) and fails with errResolving.
 func (r *Redis) write(ctx context.Context, c call, cl class) (result, error) {
 	l, err := r.takeLane(ctx)
 	if err != nil {
@@ -122,13 +125,37 @@ func (r *Redis) write(ctx context.Context, c call, cl class) (result, error) {
 	}
 	l.seq++
 	res, err := r.send(ctx, c, l, c.op)
+	if err != nil && cl == inPlace {
+		res, err = r.retryInPlace(ctx, c, l, err)
+	}
 	return r.settle(c, cl, l, res, err)
 }
 
-// settle returns lane l after c was sent under it, unless c's outcome is unknown: then the
-// resolver keeps it.
+// retryInPlace sends c again under lane l until Redis answers or ctx ends.
+func (r *Redis) retryInPlace(ctx context.Context, c call, l *lane, err error) (result, error) {
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		select {
+		case <-ctx.Done():
+			return result{}, err
+		case <-r.bg.Done():
+			return result{}, err
+		case <-time.After(wait):
+		}
+		res, rerr := r.send(ctx, c, l, c.op)
+		if rerr == nil {
+			return res, nil
+		}
+		err = rerr
+	}
+}
+
+// settle returns lane l after c was sent under it, unless c failed: then the resolver keeps
+// it.
 func (r *Redis) settle(c call, cl class, l *lane, res result, err error) (result, error) {
-	if err != nil && ambiguous(err) {
+	if err != nil {
+		if cl == inPlace {
+			cl = mustApply
+		}
 		r.resolveLater(c, l, cl)
 		return result{}, fmt.Errorf("%w (%w)", err, errResolving)
 	}
@@ -140,28 +167,52 @@ func (r *Redis) settle(c call, cl class, l *lane, res result, err error) (result
 	return res, err
 }
 
-// writeAll sends the mustApply calls in one pipelined round trip, each under its own lane,
-// and returns each one's error.
+// writeAll sends the mustApply calls in pipelined round trips, each under its own lane, and
+// returns each one's error.
 func (r *Redis) writeAll(ctx context.Context, calls []call) []error {
 	errs := make([]error, len(calls))
 	if len(calls) == 1 {
 		_, errs[0] = r.write(ctx, calls[0], mustApply)
 		return errs
 	}
-	lanes := make([]*lane, len(calls))
-	for i := range calls {
-		l, err := r.takeLane(ctx)
+	for done := 0; done < len(calls); {
+		lanes, err := r.takeLanes(ctx, len(calls)-done)
 		if err != nil {
-			for _, l := range lanes[:i] {
-				r.lanes <- l
-			}
-			for i := range errs {
+			for i := done; i < len(calls); i++ {
 				errs[i] = err
 			}
-			return errs
+			break
 		}
+		r.pipeline(ctx, calls[done:done+len(lanes)], lanes, errs[done:])
+		done += len(lanes)
+	}
+	return errs
+}
+
+// takeLanes returns between 1 and n free lanes: it waits for the first one only, so that
+// writers never hold lanes while they wait for more.
+func (r *Redis) takeLanes(ctx context.Context, n int) ([]*lane, error) {
+	l, err := r.takeLane(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lanes := []*lane{l}
+	for len(lanes) < n {
+		select {
+		case l := <-r.lanes:
+			lanes = append(lanes, l)
+			continue
+		default:
+		}
+		break
+	}
+	return lanes, nil
+}
+
+// pipeline sends calls in one round trip, calls[i] under lanes[i], and sets errs[i].
+func (r *Redis) pipeline(ctx context.Context, calls []call, lanes []*lane, errs []error) {
+	for _, l := range lanes {
 		l.seq++
-		lanes[i] = l
 	}
 	cmds, _ := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, c := range calls {
@@ -177,14 +228,6 @@ func (r *Redis) writeAll(ctx context.Context, calls []call) []error {
 		}
 		_, errs[i] = r.settle(calls[i], mustApply, lanes[i], res, err)
 	}
-	return errs
-}
-
-// ambiguous reports whether a failed command may have been applied: anything but an error
-// reply from Redis, or a command that never left.
-func ambiguous(err error) bool {
-	var re redis.Error
-	return !errors.As(err, &re) && !errors.Is(err, redis.ErrClosed) && !errors.Is(err, redis.ErrPoolTimeout)
 }
 
 // resolveLater sends c again under the same lane and number until Redis answers, then releases
@@ -203,9 +246,9 @@ func (r *Redis) resolveLater(c call, l *lane, cl class) {
 			ctx, cancel := context.WithTimeout(r.bg, resolveTimeout)
 			res, err := r.send(ctx, c, l, op)
 			cancel()
-			if err == nil || !ambiguous(err) {
+			if err == nil {
 				r.lanes <- l
-				r.afterResolve(c, cl, res, err)
+				r.afterResolve(c, cl, res)
 				return
 			}
 			select {
@@ -220,11 +263,12 @@ func (r *Redis) resolveLater(c call, l *lane, cl class) {
 
 // afterResolve finishes c once Redis answered the resolver: a checked write that had been
 // applied is undone (its caller was told it failed); an applied scoped write joins its packet.
-func (r *Redis) afterResolve(c call, cl class, res result, err error) {
+func (r *Redis) afterResolve(c call, cl class, res result) {
 	log := r.log.With("op", c.op, "account", c.account, "amount", c.amount)
 	switch {
-	case err != nil || res.code == codeFenced:
-		log.Error("store: redis: a write whose reply was lost could not be resolved; RECONCILIATION REQUIRED", "err", cmp.Or(err, ErrFenced))
+	case res.code == codeFenced:
+		r.fail()
+		log.Error("store: redis: a write whose reply was lost could not be resolved; RECONCILIATION REQUIRED", "err", ErrFenced)
 		return
 	case res.code == codeVoided:
 		log.Info("store: redis: a write whose reply was lost had not been applied; voided")
@@ -240,7 +284,7 @@ func (r *Redis) afterResolve(c call, cl class, res result, err error) {
 		undo = call{op: "release", keys: c.keys, amount: c.amount, account: c.account}
 	case cl == checked:
 		undo = call{op: "add", keys: c.keys, amount: neg(c.amount), scoped: c.scoped, account: c.account}
-	case c.scoped:
+	case c.sc != nil: // not an undo, whose scoped change cancels the original's in the script
 		if err := r.inScope(ctx, c); err != nil {
 			log.Error("store: redis: ending a resolved write's packet change failed", "err", err)
 		}

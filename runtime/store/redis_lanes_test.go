@@ -78,7 +78,7 @@ func TestRedisLostReplyIsAppliedOnce(t *testing.T) {
 			if tc.setup != nil {
 				ctx = tc.setup(ctx, r)
 			}
-			proxy.DropReplies(1)
+			proxy.DropReplies("", 1)
 			if err := tc.write(ctx, r); err != nil {
 				t.Fatal(err)
 			}
@@ -113,25 +113,55 @@ func checkBalances(t *testing.T, r *Redis, want map[string]AccountBalance) {
 	}
 }
 
-// resolveCase is a write whose outcome stays unknown to its caller: its replies are all lost
-// (applied) or its command held in the network (not applied, arriving late afterwards).
+// outcome is what happens to a write whose caller never hears of it.
+type outcome int
+
+const (
+	appliedLost    outcome = iota // applied, every reply lost until the caller gives up
+	appliedRefused                // applied, its reply lost, then Redis refuses the retries (LOADING)
+	notArrived                    // held in the network until the caller gives up; arrives late
+)
+
+var outcomeNames = map[outcome]string{appliedLost: "applied, reply lost", appliedRefused: "applied, then LOADING", notArrived: "not arrived"}
+
+// arm makes the proxy do o to the next script call.
+func (o outcome) arm(p *redistest.Proxy) {
+	switch o {
+	case appliedLost:
+		p.DropReplies("", -1)
+	case appliedRefused:
+		p.DropReplies("evalsha", 1)
+		p.FailCommands("evalsha", -1, "LOADING Redis is loading the dataset in memory")
+	case notArrived:
+		p.HoldCommands("", 1)
+	}
+}
+
+func disarm(p *redistest.Proxy) {
+	p.DropReplies("", 0)
+	p.FailCommands("", 0, "")
+}
+
+// resolveCase is a write whose outcome its caller never learns.
 type resolveCase struct {
-	name    string
-	setup   func(ctx context.Context, r *Redis) context.Context
-	write   func(ctx context.Context, r *Redis) error
-	applied bool // the command reached Redis before the caller gave up
-	want    map[string]AccountBalance
+	name  string
+	setup func(ctx context.Context, r *Redis) context.Context
+	write func(ctx context.Context, r *Redis) error
+	want  map[string]AccountBalance
+	// detached: the write outlives its caller's deadline (an end of packet must happen), so a
+	// command held in the network times out and go-redis's own retry may answer the caller.
+	detached bool
 }
 
 // TestRedisUnknownOutcomeIsResolved: the caller of a write gets an error that says its
 // outcome is unknown; once Redis answers again, the resolver leaves the state as if the write
-// had failed (a checked raise, a reservation) or succeeded once (a commit, a release), whether
-// Redis had applied it or not, and a late copy of the command changes nothing.
+// had failed (a checked raise, a reservation) or succeeded once (a commit, a release, an end of
+// packet), whether Redis had applied it or not, and a late copy of the command changes nothing.
 func TestRedisUnknownOutcomeIsResolved(t *testing.T) {
 	srv := redistest.Start(t)
 	raise := func(ctx context.Context, r *Redis) error {
 		_, err := r.AddWithin(ctx, "a", 10, nil, i64(1000))
-		return err
+		return errors.Join(err, r.EndPacket(ctx))
 	}
 	reserve := func(ctx context.Context, r *Redis) error {
 		_, err := r.Reserve(ctx, "a", 10, i64(-1000))
@@ -142,32 +172,32 @@ func TestRedisUnknownOutcomeIsResolved(t *testing.T) {
 		return errors.Join(err, r.EndPacket(ctx))
 	}
 	release := func(ctx context.Context, r *Redis) error { return r.Release(ctx, "a", 10) }
-	inPacket := func(ctx context.Context, r *Redis) context.Context {
+	end := func(ctx context.Context, r *Redis) error { return r.EndPacket(ctx) }
+	reserveInPacket := func(ctx context.Context, r *Redis) context.Context {
 		ctx = r.BeginPacket(ctx)
 		mustReserve(ctx, r, "a", 20)
 		return ctx
 	}
-	var cases []resolveCase
-	for _, applied := range []bool{true, false} {
-		cases = append(cases,
-			resolveCase{name: "checked raise", write: raise, applied: applied, want: map[string]AccountBalance{"a": {}}},
-			resolveCase{name: "reservation", write: reserve, applied: applied, want: map[string]AccountBalance{"a": {}}},
-			resolveCase{name: "commit in a packet", setup: inPacket, write: commit, applied: applied,
-				want: map[string]AccountBalance{"a": {Balance: -10, Pending: 10}}},
-			resolveCase{name: "release", setup: reserve20, write: release, applied: applied,
-				want: map[string]AccountBalance{"a": {Pending: 10}}},
-		)
+	raiseInPacket := func(ctx context.Context, r *Redis) context.Context {
+		ctx = r.BeginPacket(ctx)
+		mustAdd(ctx, r, "a", 10)
+		return ctx
+	}
+	cases := []resolveCase{
+		{name: "checked raise in a packet", setup: packet, write: raise, want: map[string]AccountBalance{"a": {}}},
+		{name: "reservation", write: reserve, want: map[string]AccountBalance{"a": {}}},
+		{name: "commit in a packet", setup: reserveInPacket, write: commit, want: map[string]AccountBalance{"a": {Balance: -10, Pending: 10}}},
+		{name: "release", setup: reserve20, write: release, want: map[string]AccountBalance{"a": {Pending: 10}}},
+		{name: "end of packet", setup: raiseInPacket, write: end, want: map[string]AccountBalance{"a": {Balance: 10}}, detached: true},
 	}
 	for _, tc := range cases {
-		name := tc.name + "/not applied"
-		if tc.applied {
-			name = tc.name + "/applied"
+		for _, o := range []outcome{appliedLost, appliedRefused, notArrived} {
+			t.Run(tc.name+"/"+outcomeNames[o], func(t *testing.T) { resolveOne(t, srv, tc, o) })
 		}
-		t.Run(name, func(t *testing.T) { resolveOne(t, srv, tc) })
 	}
 }
 
-func resolveOne(t *testing.T, srv *redistest.Server, tc resolveCase) {
+func resolveOne(t *testing.T, srv *redistest.Server, tc resolveCase, o outcome) {
 	proxy := redistest.StartProxy(t, srv)
 	r := openRedis(t, proxy.URL(), "resolve")
 	ctx := context.Background()
@@ -179,25 +209,119 @@ func resolveOne(t *testing.T, srv *redistest.Server, tc resolveCase) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	if tc.applied {
-		proxy.DropReplies(-1)
-	} else {
-		proxy.HoldCommands(1)
-	}
+	o.arm(proxy)
 	err := tc.write(wctx, r)
-	if !errors.Is(err, errResolving) {
+	if !errors.Is(err, errResolving) && (err != nil || !tc.detached || o != notArrived) {
 		t.Fatalf("write: %v, want an error saying the outcome is unknown", err)
 	}
-	proxy.DropReplies(0)
-	eventually(t, "the resolver to release its lane", func() bool { return len(r.lanes) == cap(r.lanes) })
+	disarm(proxy)
+	r.resolving.Wait()
 	checkBalances(t, r, tc.want)
-	if !tc.applied {
+	if o == notArrived {
 		for range cap(r.lanes) { // every lane goes past the held command's number
 			mustAdd(ctx, r, "other", 1)
 		}
 		before := proxy.SendHeld() // the late copy
 		eventually(t, "Redis to answer the late copy", func() bool { return proxy.Replies() > before })
 		checkBalances(t, r, tc.want)
+	}
+}
+
+// TestRedisUndoWhoseReplyIsLost: a checked raise in a packet is applied but its caller never
+// hears it, and the reply to its undo is lost too; the undo is resolved in turn and the raise
+// counts nowhere.
+func TestRedisUndoWhoseReplyIsLost(t *testing.T) {
+	srv := redistest.Start(t)
+	proxy := redistest.StartProxy(t, srv)
+	r := openRedis(t, proxy.URL(), "undo")
+	ctx := r.BeginPacket(context.Background())
+	if _, err := r.Get(ctx, "warm-up"); err != nil {
+		t.Fatal(err)
+	}
+	proxy.DropReplies("\r\nadd\r\n", -1) // the raise, its retries, the undo, its retries
+	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := r.AddWithin(wctx, "a", 10, nil, i64(1000)); !errors.Is(err, errResolving) {
+		t.Fatalf("raise: %v, want an unknown outcome", err)
+	}
+	// The undo's own attempts (go-redis's retries) are lost, then at least one of its resolver's.
+	lost := proxy.Dropped() + r.c.Options().MaxRetries + 2
+	eventually(t, "the undo's replies to be lost", func() bool { return proxy.Dropped() >= lost })
+	proxy.DropReplies("", 0)
+	r.resolving.Wait()
+	if err := r.EndPacket(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkBalances(t, r, map[string]AccountBalance{"a": {}})
+}
+
+// TestRedisInPlaceWritesGetTheirFirstReply: a write whose caller acts on the reply (a due
+// settlement, an incoming one, a key created) is applied, its reply lost, and Redis then
+// refuses it for a while (LOADING); it is sent again in place, and its caller gets the reply of
+// the write that was applied: not "not due", "recorded before" or "exists".
+func TestRedisInPlaceWritesGetTheirFirstReply(t *testing.T) {
+	srv := redistest.Start(t)
+	cases := []laneCase{
+		{name: "settlement due", setup: func(ctx context.Context, r *Redis) context.Context {
+			_ = r.Set(ctx, "a", -100)
+			return ctx
+		}, write: func(ctx context.Context, r *Redis) error {
+			amount, err := r.SettleDue(ctx, "a", -50, 0, "out/k")
+			if err == nil && amount != 100 {
+				return fmt.Errorf("settled %d, want 100", amount)
+			}
+			return err
+		}, want: map[string]AccountBalance{"a": {Balance: 0}}},
+		{name: "incoming settlement", write: func(ctx context.Context, r *Redis) error {
+			done, err := r.CreditOnce(ctx, "a", -5, "in/k", []byte("v"))
+			if err == nil && !done {
+				return errors.New("CreditOnce reported the credit recorded before")
+			}
+			return err
+		}, want: map[string]AccountBalance{"a": {Balance: -5}}},
+		{name: "key created", write: func(ctx context.Context, r *Redis) error {
+			created, err := r.CreateKey(ctx, "k", []byte("v"))
+			if err == nil && !created {
+				return errors.New("CreateKey reported the key there before")
+			}
+			return err
+		}, want: map[string]AccountBalance{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			proxy := redistest.StartProxy(t, srv)
+			r := openRedis(t, proxy.URL(), "inplace")
+			ctx := context.Background()
+			if _, err := r.Get(ctx, "warm-up"); err != nil {
+				t.Fatal(err)
+			}
+			if tc.setup != nil {
+				ctx = tc.setup(ctx, r)
+			}
+			appliedRefused.arm(proxy)
+			done := make(chan error, 1)
+			go func() { done <- tc.write(ctx, r) }()
+			// go-redis's attempts are refused, then at least one of the store's own.
+			refused := r.c.Options().MaxRetries + 1
+			eventually(t, "the retries to be refused", func() bool { return proxy.Refused() >= refused })
+			disarm(proxy)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			checkBalances(t, r, tc.want)
+		})
+	}
+}
+
+// TestRedisUnendedStayPerAccount: ends that could not be sent add up per account, so that they
+// never need more lanes than there are accounts.
+func TestRedisUnendedStayPerAccount(t *testing.T) {
+	var ds []scopeDelta
+	for i := range 1000 {
+		ds = addDelta(ds, scopeDelta{account: []string{"a", "b"}[i%2], delta: 1})
+	}
+	if len(ds) != 2 || ds[0].delta != 500 || ds[1].delta != 500 {
+		t.Fatalf("%v, want a and b with 500 each", ds)
 	}
 }
 

@@ -1,14 +1,20 @@
 package redistest
 
 import (
+	"bytes"
 	"net"
 	"sync"
 	"testing"
 )
 
-// Proxy forwards loopback TCP connections to a Server and can do to them what a network does:
-// lose the replies (the command was applied, the client never hears it), or hold the commands
-// (the client gives up, and a late copy reaches Redis afterwards).
+// Proxy forwards loopback TCP connections to a Server and can do to them what a network or a
+// restarting Redis does: lose the replies (the command was applied, the client never hears
+// it), hold the commands (the client gives up, and a late copy reaches Redis afterwards), or
+// refuse them with an error reply (LOADING, READONLY) without passing them on.
+//
+// Rules apply to the client's writes that contain a given text (a RESP command is sent in one
+// write outside pipelines; "" matches every write), counted down (n < 0: until turned off
+// with n = 0).
 type Proxy struct {
 	Addr string // 127.0.0.1:port
 
@@ -16,19 +22,39 @@ type Proxy struct {
 	target string
 
 	mu       sync.Mutex
-	drop     int // replies still to drop; < 0: all
-	hold     int // commands still to hold; < 0: all
+	drop     rule // the reply to a matching write is dropped and its connection closed
+	hold     rule // a matching write is held until SendHeld
+	fail     rule // a matching write is answered with failWith by the proxy
+	failWith string
 	dropped  int
+	refused  int
 	replies  int
 	heldConn []*pair
 	closed   bool
 	pairs    []*pair
 }
 
+type rule struct {
+	match string
+	n     int
+}
+
+// take reports whether the write b falls under the rule, and counts it.
+func (r *rule) take(b []byte) bool {
+	if r.n == 0 || !bytes.Contains(b, []byte(r.match)) {
+		return false
+	}
+	if r.n > 0 {
+		r.n--
+	}
+	return true
+}
+
 // pair is one proxied connection.
 type pair struct {
 	client, server net.Conn
 	held           []byte
+	dropNext       bool // the next reply on it is dropped
 }
 
 // StartProxy listens on a free loopback port and forwards to s until t ends.
@@ -47,22 +73,30 @@ func StartProxy(t testing.TB, s *Server) *Proxy {
 // URL is the proxy's redis:// URL, database 0.
 func (p *Proxy) URL() string { return "redis://" + p.Addr + "/0" }
 
-// DropReplies makes the next n replies read from Redis (n < 0: all, until DropReplies(0))
-// vanish, each closing its connection both ways: the client sees the connection break after
-// its command was applied.
-func (p *Proxy) DropReplies(n int) {
+// DropReplies drops the replies to the next n writes that contain match: each closes its
+// connection instead, both ways, after Redis applied the command.
+func (p *Proxy) DropReplies(match string, n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.drop = n
+	p.drop = rule{match, n}
 }
 
-// HoldCommands keeps the next n writes of clients (n < 0: all, until HoldCommands(0)) in the
-// proxy instead of passing them to Redis, until SendHeld; a connection holding bytes holds
-// what follows on it too, to keep their order.
-func (p *Proxy) HoldCommands(n int) {
+// HoldCommands keeps the next n writes that contain match in the proxy instead of passing
+// them to Redis, until SendHeld; a connection holding bytes holds what follows on it too, to
+// keep their order.
+func (p *Proxy) HoldCommands(match string, n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.hold = n
+	p.hold = rule{match, n}
+}
+
+// FailCommands answers the next n writes that contain match with the error reply (without
+// the leading "-"), as a Redis loading its data or demoted to a replica does; Redis never sees
+// them.
+func (p *Proxy) FailCommands(match string, n int, reply string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.fail, p.failWith = rule{match, n}, reply
 }
 
 // SendHeld sends the held commands to Redis, on their own connections, and returns the number
@@ -83,6 +117,13 @@ func (p *Proxy) Dropped() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.dropped
+}
+
+// Refused is the number of writes answered by FailCommands so far.
+func (p *Proxy) Refused() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.refused
 }
 
 // Replies is the number of reads of replies from Redis so far, dropped or not.
@@ -118,24 +159,28 @@ func (p *Proxy) accept() {
 	}
 }
 
-// commands passes the client's bytes to Redis, or holds them. The server side stays open when
-// the client goes, so that held commands can still arrive late.
+// commands passes the client's writes to Redis, or holds them, or answers them. The server
+// side stays open when the client goes, so that held commands can still arrive late.
 func (p *Proxy) commands(cp *pair) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := cp.client.Read(buf)
 		if n > 0 {
 			p.mu.Lock()
-			if p.hold != 0 || cp.held != nil {
-				if p.hold > 0 && cp.held == nil {
-					p.hold--
-				}
+			switch b := buf[:n]; {
+			case cp.held != nil || p.hold.take(b):
 				if cp.held == nil {
 					p.heldConn = append(p.heldConn, cp)
 				}
-				cp.held = append(cp.held, buf[:n]...)
-			} else {
-				_, _ = cp.server.Write(buf[:n])
+				cp.held = append(cp.held, b...)
+			case p.drop.take(b):
+				cp.dropNext = true
+				_, _ = cp.server.Write(b)
+			case p.fail.take(b):
+				p.refused++
+				_, _ = cp.client.Write([]byte("-" + p.failWith + "\r\n"))
+			default:
+				_, _ = cp.server.Write(b)
 			}
 			p.mu.Unlock()
 		}
@@ -153,12 +198,9 @@ func (p *Proxy) replyPump(cp *pair) {
 		if n > 0 {
 			p.mu.Lock()
 			p.replies++
-			drop := p.drop != 0
+			drop := cp.dropNext
 			if drop {
 				p.dropped++
-				if p.drop > 0 {
-					p.drop--
-				}
 			}
 			p.mu.Unlock()
 			if drop {
@@ -166,9 +208,7 @@ func (p *Proxy) replyPump(cp *pair) {
 				_ = cp.server.Close()
 				return
 			}
-			if _, werr := cp.client.Write(buf[:n]); werr != nil && err == nil {
-				continue // the client left; late replies are read and discarded
-			}
+			_, _ = cp.client.Write(buf[:n]) // a client that left: late replies are discarded
 		}
 		if err != nil {
 			_ = cp.client.Close()
