@@ -524,6 +524,12 @@ func (r *Redis) PutKey(ctx context.Context, key string, value []byte) error {
 // a lost reply reports the key created, not found.
 func (r *Redis) CreateKey(ctx context.Context, key string, value []byte) (bool, error) {
 	res, err := r.write(ctx, call{op: "create", keys: []string{r.kvKey(key)}, amount: "0", extra: []any{value}, account: key}, inPlace)
+	return onceResult("create", res, err)
+}
+
+// onceResult maps the reply of a write made once per key (credit, create): code 0 made, 5
+// there before.
+func onceResult(op string, res result, err error) (bool, error) {
 	if err != nil {
 		return false, err
 	}
@@ -532,8 +538,10 @@ func (r *Redis) CreateKey(ctx context.Context, key string, value []byte) (bool, 
 		return true, nil
 	case 5:
 		return false, nil
+	case 3:
+		return false, ErrOverflow
 	}
-	return false, fmt.Errorf("store: redis create: unknown result code %d", res.code)
+	return false, fmt.Errorf("store: redis %s: unknown result code %d", op, res.code)
 }
 
 // DeleteKey implements KV.
@@ -585,19 +593,7 @@ func (r *Redis) CreditOnce(ctx context.Context, account string, delta int64, key
 		}
 	}
 	res, err := r.write(ctx, call{op: "credit", keys: keys, amount: strconv.FormatInt(delta, 10), extra: extra, account: account}, inPlace)
-	if err != nil {
-		return false, err
-	}
-	switch res.code {
-	case 0:
-		return true, nil
-	case 5:
-		return false, nil
-	case 3:
-		return false, ErrOverflow
-	default:
-		return false, fmt.Errorf("store: redis credit: unknown result code %d", res.code)
-	}
+	return onceResult("credit", res, err)
 }
 
 // Keys implements Settlements with SCAN, bounded by the number of keys in the Redis (pages of

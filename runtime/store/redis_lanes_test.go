@@ -49,23 +49,7 @@ func TestRedisLostReplyIsAppliedOnce(t *testing.T) {
 			return ctx
 		}, write: func(ctx context.Context, r *Redis) error { return r.EndPacket(ctx) },
 			want: map[string]AccountBalance{"a": {Balance: 10}, "b": {Balance: -10}}},
-		{name: "settlement due", setup: func(ctx context.Context, r *Redis) context.Context {
-			_ = r.Set(ctx, "a", -100)
-			return ctx
-		}, write: func(ctx context.Context, r *Redis) error {
-			amount, err := r.SettleDue(ctx, "a", -50, 0, "out/k")
-			if err == nil && amount != 100 {
-				return fmt.Errorf("settled %d, want 100", amount)
-			}
-			return err
-		}, want: map[string]AccountBalance{"a": {Balance: 0}}},
-		{name: "incoming settlement", write: func(ctx context.Context, r *Redis) error {
-			done, err := r.CreditOnce(ctx, "a", -5, "in/k", []byte("v"))
-			if err == nil && !done {
-				return errors.New("CreditOnce reported the credit recorded before")
-			}
-			return err
-		}, want: map[string]AccountBalance{"a": {Balance: -5}}},
+		settleDueCase, creditCase,
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -89,6 +73,27 @@ func TestRedisLostReplyIsAppliedOnce(t *testing.T) {
 		})
 	}
 }
+
+// settleDueCase and creditCase are the settlement writes, whose callers act on the reply.
+var (
+	settleDueCase = laneCase{name: "settlement due", setup: func(ctx context.Context, r *Redis) context.Context {
+		_ = r.Set(ctx, "a", -100)
+		return ctx
+	}, write: func(ctx context.Context, r *Redis) error {
+		amount, err := r.SettleDue(ctx, "a", -50, 0, "out/k")
+		if err == nil && amount != 100 {
+			return fmt.Errorf("settled %d, want 100", amount)
+		}
+		return err
+	}, want: map[string]AccountBalance{"a": {Balance: 0}}}
+	creditCase = laneCase{name: "incoming settlement", write: func(ctx context.Context, r *Redis) error {
+		done, err := r.CreditOnce(ctx, "a", -5, "in/k", []byte("v"))
+		if err == nil && !done {
+			return errors.New("CreditOnce reported the credit recorded before")
+		}
+		return err
+	}, want: map[string]AccountBalance{"a": {Balance: -5}}}
+)
 
 func packet(ctx context.Context, r *Redis) context.Context { return r.BeginPacket(ctx) }
 
@@ -262,23 +267,7 @@ func TestRedisUndoWhoseReplyIsLost(t *testing.T) {
 func TestRedisInPlaceWritesGetTheirFirstReply(t *testing.T) {
 	srv := redistest.Start(t)
 	cases := []laneCase{
-		{name: "settlement due", setup: func(ctx context.Context, r *Redis) context.Context {
-			_ = r.Set(ctx, "a", -100)
-			return ctx
-		}, write: func(ctx context.Context, r *Redis) error {
-			amount, err := r.SettleDue(ctx, "a", -50, 0, "out/k")
-			if err == nil && amount != 100 {
-				return fmt.Errorf("settled %d, want 100", amount)
-			}
-			return err
-		}, want: map[string]AccountBalance{"a": {Balance: 0}}},
-		{name: "incoming settlement", write: func(ctx context.Context, r *Redis) error {
-			done, err := r.CreditOnce(ctx, "a", -5, "in/k", []byte("v"))
-			if err == nil && !done {
-				return errors.New("CreditOnce reported the credit recorded before")
-			}
-			return err
-		}, want: map[string]AccountBalance{"a": {Balance: -5}}},
+		settleDueCase, creditCase,
 		{name: "key created", write: func(ctx context.Context, r *Redis) error {
 			created, err := r.CreateKey(ctx, "k", []byte("v"))
 			if err == nil && !created {
