@@ -88,21 +88,24 @@ func (s *Settler) credit(ctx context.Context, a *acct, key string, q Quantity, s
 	if rec, ok, err := s.creditRecord(ctx, key); err != nil || ok {
 		return replay(rec, req, err)
 	}
-	left, err := s.leftover(ctx, a.cfg.ID)
-	if err != nil {
-		return http.StatusInternalServerError, problemBody("cannot read the account's leftover: %v", err)
-	}
-	units, rest, err := ToScale(std.Add(left), a.cfg.AssetScale)
-	if err != nil {
-		return http.StatusBadRequest, problemBody("%v", err)
-	}
 	// The reply is the whole quantity: all of it is accounted for, credited or kept as the
 	// leftover. A smaller reply would make an engine (ilp-settlement-core does) keep the rest
 	// as its own leftover and send it again: counted twice.
 	rec := creditRecord{Request: req, At: s.o.Now().Unix(), Reply: q}
 	v, _ := json.Marshal(rec)
-	done, err := s.o.Store.CreditOnce(ctx, a.cfg.ID, -units, inPrefix+key, v,
-		store.Entry{Key: leftoverPrefix + a.cfg.ID, Value: []byte(rest.String())})
+	var units int64
+	var rest decimal.Decimal
+	var done bool
+	var err error
+	for range conflictRetries {
+		if units, rest, done, err = s.creditWithLeftover(ctx, a, key, v, std); !errors.Is(err, store.ErrConflict) {
+			break
+		}
+	}
+	var bad badQuantity
+	if errors.As(err, &bad) {
+		return http.StatusBadRequest, problemBody("%v", bad.err)
+	}
 	if err != nil {
 		return http.StatusInternalServerError, problemBody("cannot credit the settlement (retry with the same key): %v", err)
 	}
@@ -117,6 +120,32 @@ func (s *Settler) credit(ctx context.Context, a *acct, key string, q Quantity, s
 	s.log.Info("incoming settlement credited", "account", a.cfg.ID, "amount", units, "scale", a.cfg.AssetScale,
 		"asked", q.Amount, "askedScale", q.Scale, "leftover", rest.String(), "idempotencyKey", key)
 	return http.StatusCreated, rec.Reply
+}
+
+// conflictRetries bounds the attempts of a credit whose account's leftover other replicas
+// sharing the store change meanwhile, each attempt reading it again.
+const conflictRetries = 16
+
+// badQuantity is a quantity the account's scale cannot take.
+type badQuantity struct{ err error }
+
+func (b badQuantity) Error() string { return b.err.Error() }
+
+// creditWithLeftover credits std plus the account's leftover in whole units, recording the
+// credit under key (value v) and the new leftover, guarded: if another replica changed the
+// leftover since it was read, nothing is written and the error is store.ErrConflict.
+func (s *Settler) creditWithLeftover(ctx context.Context, a *acct, key string, v []byte, std decimal.Decimal) (int64, decimal.Decimal, bool, error) {
+	left, was, err := s.leftover(ctx, a.cfg.ID)
+	if err != nil {
+		return 0, decimal.Zero, false, fmt.Errorf("cannot read the account's leftover: %w", err)
+	}
+	units, rest, err := ToScale(std.Add(left), a.cfg.AssetScale)
+	if err != nil {
+		return 0, decimal.Zero, false, badQuantity{err}
+	}
+	done, err := s.o.Store.CreditOnce(ctx, a.cfg.ID, -units, inPrefix+key, v,
+		store.Entry{Key: leftoverPrefix + a.cfg.ID, Value: []byte(rest.String()), Guard: true, Was: was})
+	return units, rest, done, err
 }
 
 func replay(rec creditRecord, req string, err error) (int, any) {
@@ -141,15 +170,17 @@ func (s *Settler) creditRecord(ctx context.Context, key string) (creditRecord, b
 	return rec, err == nil, err
 }
 
-func (s *Settler) leftover(ctx context.Context, account string) (decimal.Decimal, error) {
+// leftover is the account's leftover and the value it was read from (nil: none yet).
+func (s *Settler) leftover(ctx context.Context, account string) (decimal.Decimal, []byte, error) {
 	v, err := s.o.Store.GetKey(ctx, leftoverPrefix+account)
 	if errors.Is(err, store.ErrNotFound) {
-		return decimal.Zero, nil
+		return decimal.Zero, nil, nil
 	}
 	if err != nil {
-		return decimal.Zero, err
+		return decimal.Zero, nil, err
 	}
-	return decimal.NewFromString(string(v))
+	d, err := decimal.NewFromString(string(v))
+	return d, v, err
 }
 
 // serveMessage sends an engine's message to the peer's engine in a peer.settle Prepare and

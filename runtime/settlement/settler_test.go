@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -566,6 +567,48 @@ func TestReplicasShareOneRedis(t *testing.T) {
 	}
 	if got := balance(t, stores[0], "bob"); got != -70 {
 		t.Fatalf("balance %d, want -70: raised to 0 once, then the credit counted once", got)
+	}
+}
+
+// TestReplicasShareTheLeftover: credits finer than the account's scale, sent at once through
+// two replicas sharing a Redis, add up to the exact whole units and leftover: a replica never
+// writes a leftover computed from one another replica changed meanwhile.
+func TestReplicasShareTheLeftover(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	eng := newTestEngine(t, nil)
+	acct := Account{ID: "bob", EngineURL: eng.URL, AssetScale: 2}
+	var urls []string
+	for _, instance := range []string{"a", "b"} {
+		st, err := store.OpenRedis(ctx, store.RedisOptions{URL: srv.URL(), Instance: instance, Prefix: "t:"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		h := httptest.NewServer(newTestSettler(t, st, nil, acct).Handler())
+		t.Cleanup(h.Close)
+		urls = append(urls, h.URL)
+	}
+	const credits = 40 // of 0.007 each at scale 3: 0.7 of a unit at scale 2, 28 units in all
+	var wg sync.WaitGroup
+	for i := range credits {
+		wg.Go(func() {
+			status, body := settlementtest.Do(t, http.MethodPost, urls[i%2]+"/accounts/bob/settlements",
+				"credit-"+strconv.Itoa(i), `{"amount":"7","scale":3}`)
+			if status != http.StatusCreated {
+				t.Errorf("credit %d: %d %s", i, status, body)
+			}
+		})
+	}
+	wg.Wait()
+	st, err := store.OpenRedis(ctx, store.RedisOptions{URL: srv.URL(), Instance: "check", Prefix: "t:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	left, err := st.GetKey(ctx, leftoverPrefix+"bob")
+	if got := balance(t, st, "bob"); got != -28 || err != nil || string(left) != "0" {
+		t.Fatalf("balance %d, leftover %q (%v); want -28 and 0", got, left, err)
 	}
 }
 

@@ -542,11 +542,31 @@ func (s *File) CreditOnce(_ context.Context, account string, delta int64, key st
 	if v, err := s.lookup(key); err != nil || v != nil {
 		return false, err
 	}
+	if err := s.checkGuards(entries); err != nil {
+		return false, err
+	}
 	bt, err := s.credit(account, delta, key, value, entries)
 	if err != nil {
 		return false, err
 	}
 	return true, s.fl.wait(bt)
+}
+
+// checkGuards is ErrConflict if a guarded entry's key changed; the caller holds creditMu.
+func (s *File) checkGuards(entries []Entry) error {
+	for _, e := range entries {
+		if !e.Guard {
+			continue
+		}
+		cur, err := s.lookup(e.Key)
+		if err != nil {
+			return err
+		}
+		if !e.guardHolds(cur, cur != nil) {
+			return ErrConflict
+		}
+	}
+	return nil
 }
 
 // credit applies CreditOnce's change to the account and queues it; the caller holds creditMu.

@@ -361,7 +361,7 @@ func TestFileSettlementsDurable(t *testing.T) {
 			if amt, err := s.SettleDue(ctx, "out", -10, 5, "out:1"); err != nil || amt != 25 {
 				t.Fatalf("SettleDue: %d %v", amt, err)
 			}
-			ok, err := s.CreditOnce(ctx, "in", -20, "in:1", []byte("v"), Entry{"in:e", []byte("e")}, Entry{"in:old", nil})
+			ok, err := s.CreditOnce(ctx, "in", -20, "in:1", []byte("v"), Entry{Key: "in:e", Value: []byte("e")}, Entry{Key: "in:old", Value: nil})
 			if err != nil || !ok {
 				t.Fatalf("CreditOnce: %v %v", ok, err)
 			}
@@ -415,7 +415,7 @@ func TestFileSettlementsThroughCheckpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkpoint(t, s)
-	if ok, err := s.CreditOnce(ctx, "a", 7, "k:1", []byte("v"), Entry{"k:old", nil}); !ok || err != nil {
+	if ok, err := s.CreditOnce(ctx, "a", 7, "k:1", []byte("v"), Entry{Key: "k:old", Value: nil}); !ok || err != nil {
 		t.Fatalf("CreditOnce: %v %v", ok, err)
 	}
 	check := func(when string) {

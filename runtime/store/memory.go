@@ -194,6 +194,11 @@ func (m *Memory) CreditOnce(_ context.Context, account string, delta int64, key 
 	if _, ok := m.kv[key]; ok {
 		return false, nil
 	}
+	for _, e := range entries {
+		if cur, ok := m.kv[e.Key]; !e.guardHolds(cur, ok) {
+			return false, ErrConflict
+		}
+	}
 	nb, err := a.b.ApplyAdd(account, delta, nil, nil)
 	if err != nil {
 		return false, err

@@ -540,6 +540,8 @@ func onceResult(op string, res result, err error) (bool, error) {
 		return false, nil
 	case 3:
 		return false, ErrOverflow
+	case 9:
+		return false, ErrConflict
 	}
 	return false, fmt.Errorf("store: redis %s: unknown result code %d", op, res.code)
 }
@@ -584,14 +586,25 @@ func (r *Redis) CreditOnce(ctx context.Context, account string, delta int64, key
 	keys = append(keys, r.accountKey(account), r.kvKey(key))
 	extra := make([]any, 0, 1+len(entries))
 	extra = append(extra, value)
+	var guards []any
 	for _, e := range entries {
 		keys = append(keys, r.kvKey(e.Key))
+		set, del := byte('s'), "d"
+		if e.Guard {
+			set, del = 'S', "D"
+			if e.Was == nil {
+				guards = append(guards, "a")
+			} else {
+				guards = append(guards, append([]byte{'v'}, e.Was...))
+			}
+		}
 		if e.Value == nil {
-			extra = append(extra, "d")
+			extra = append(extra, del)
 		} else {
-			extra = append(extra, append([]byte{'s'}, e.Value...))
+			extra = append(extra, append([]byte{set}, e.Value...))
 		}
 	}
+	extra = append(extra, guards...)
 	res, err := r.write(ctx, call{op: "credit", keys: keys, amount: strconv.FormatInt(delta, 10), extra: extra, account: account}, inPlace)
 	return onceResult("credit", res, err)
 }

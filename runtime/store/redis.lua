@@ -12,14 +12,16 @@
 --          'settle' writes KEYS[4]; 'credit' writes KEYS[4] and the entries KEYS[5…]
 -- ARGV     op, amount, min ('' = none), max ('' = none), instance, scoped ('1' or '0'), token,
 --          lane ('' = a write that may run twice: get, recover), seq, then for 'credit' the
---          value of KEYS[4] and, for each entry, 's'..value (set) or 'd' (delete). 'settle'
---          takes settleTo as amount and threshold as min. 'void' settles a write whose reply
---          was lost without applying it.
+--          value of KEYS[4] and, for each entry, 's'..value (set) or 'd' (delete) ('S', 'D'
+--          when guarded), then for each guarded entry the value it must still have ('a':
+--          absent, 'v'..value). 'settle' takes settleTo as amount and threshold as min. 'void'
+--          settles a write whose reply was lost without applying it.
 -- Returns  {code, balance, pending, proposed}; code 0 ok, 1 above maximum, 2 below minimum,
 --          3 overflow, 4 invalid amount, 5 already recorded ('credit': KEYS[4] exists;
 --          'create': KEYS[1] exists),
 --          6 fenced (the token is not the instance's: another process took its name),
---          7 stale (a late copy of a write its lane has gone past), 8 voided.
+--          7 stale (a late copy of a write its lane has gone past), 8 voided, 9 a guarded
+--          entry's key changed ('credit').
 --          'settle' returns the amount raised as proposed ('0': not due).
 local key = KEYS[1]
 local op, amt, minv, maxv, inst, scoped = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -150,6 +152,19 @@ local function apply()
   if op == 'credit' then
     -- CreditOnce: 'add' without limits, once per KEYS[4], with the entries.
     if redis.call('EXISTS', KEYS[4]) == 1 then return {5, b, p, ''} end
+    -- Guarded entries ('S', 'D') hold if their key still has the value given after the
+    -- entries, in order ('a': absent, 'v'..value); nothing is written unless all hold.
+    local g = #KEYS + 7
+    for i = 5, #KEYS do
+      local kind = ARGV[i + 6]:sub(1, 1)
+      if kind == 'S' or kind == 'D' then
+        local was, cur = ARGV[g], redis.call('GET', KEYS[i])
+        g = g + 1
+        if (was == 'a' and cur ~= false) or (was ~= 'a' and cur ~= was:sub(2)) then
+          return {9, b, p, ''}
+        end
+      end
+    end
     local nb = add(b, amt)
     if nb == nil then return {3, b, p, ''} end
     if sub(nb, p) == nil then return {3, b, p, ''} end
@@ -157,7 +172,8 @@ local function apply()
     redis.call('SET', KEYS[4], ARGV[10])
     for i = 5, #KEYS do
       local v = ARGV[i + 6]
-      if v == 'd' then redis.call('DEL', KEYS[i]) else redis.call('SET', KEYS[i], v:sub(2)) end
+      local kind = v:sub(1, 1)
+      if kind == 'd' or kind == 'D' then redis.call('DEL', KEYS[i]) else redis.call('SET', KEYS[i], v:sub(2)) end
     end
     return {0, nb, p, ''}
   end

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"strconv"
 )
 
@@ -31,7 +33,8 @@ type Settlements interface {
 	// balance of account and writes key = value and then every entry (a later one wins), in one
 	// atomic write, unless key already exists: then it changes nothing and reports false.
 	// ErrOverflow, with nothing changed, when the new balance (or it − Pending) does not fit in
-	// an int64, as AddWithin.
+	// an int64, as AddWithin; ErrConflict, with nothing changed, when a guarded entry's key no
+	// longer holds the value it was computed from.
 	CreditOnce(ctx context.Context, account string, delta int64, key string, value []byte, entries ...Entry) (bool, error)
 	// Keys returns the keys of the KV space that start with prefix, sorted: how the settler
 	// finds the settlements it recorded before a restart.
@@ -39,9 +42,30 @@ type Settlements interface {
 }
 
 // Entry is one key of the KV space and its new value; a nil Value deletes the key.
+//
+// A Guard entry makes the whole write conditional on the key still holding Was (nil: absent):
+// a value read, changed and written back with it cannot overwrite a change another replica
+// sharing the store made meanwhile (the caller reads again and retries on ErrConflict).
 type Entry struct {
 	Key   string
 	Value []byte
+	Guard bool
+	Was   []byte
+}
+
+// ErrConflict refuses a write whose guarded entry's key changed since it was read.
+var ErrConflict = errors.New("store: a guarded key changed since it was read")
+
+// guardHolds reports whether the key's current value (present or not) is what e was computed
+// from.
+func (e Entry) guardHolds(cur []byte, present bool) bool {
+	if !e.Guard {
+		return true
+	}
+	if e.Was == nil {
+		return !present
+	}
+	return present && bytes.Equal(cur, e.Was)
 }
 
 // settleAmount is the decision of SettleDue on a committed balance, shared by the stores (the

@@ -178,15 +178,46 @@ func testCreditOnce(t *testing.T, open openStore) {
 			},
 			3, map[string]string{"in:1": ""}},
 		{"key written before", 0, 0, map[string]string{"in:1": "x"},
-			[]creditCall{{delta: 3, key: "in:1", value: "v", entries: []Entry{{"in:e", []byte("e")}}}},
+			[]creditCall{{delta: 3, key: "in:1", value: "v", entries: []Entry{{Key: "in:e", Value: []byte("e")}}}},
 			0, map[string]string{"in:1": "x"}},
 		{"entries set and delete", 0, 0, map[string]string{"in:old": "o", "in:keep": "k"},
 			[]creditCall{{delta: 2, key: "in:1", value: "v", ok: true, entries: []Entry{
-				{"in:new", []byte("n")}, {"in:old", nil}, {"in:gone", nil},
+				{Key: "in:new", Value: []byte("n")}, {Key: "in:old", Value: nil}, {Key: "in:gone", Value: nil},
 			}}},
 			2, map[string]string{"in:1": "v", "in:new": "n", "in:keep": "k"}},
+		{"guard holds", 0, 0, map[string]string{"in:left": "0.4"},
+			[]creditCall{{delta: 2, key: "in:1", value: "v", ok: true, entries: []Entry{
+				{Key: "in:left", Value: []byte("0.1"), Guard: true, Was: []byte("0.4")},
+			}}},
+			2, map[string]string{"in:1": "v", "in:left": "0.1"}},
+		{"guard on an absent key holds", 0, 0, nil,
+			[]creditCall{{delta: 2, key: "in:1", value: "v", ok: true, entries: []Entry{
+				{Key: "in:left", Value: []byte("0.1"), Guard: true},
+			}}},
+			2, map[string]string{"in:1": "v", "in:left": "0.1"}},
+		{"guarded delete", 0, 0, map[string]string{"in:left": ""},
+			[]creditCall{{delta: 2, key: "in:1", value: "v", ok: true, entries: []Entry{
+				{Key: "in:left", Guard: true, Was: []byte("")},
+			}}},
+			2, map[string]string{"in:1": "v"}},
+		{"changed key changes nothing", 0, 0, map[string]string{"in:left": "0.5"},
+			[]creditCall{{delta: 2, key: "in:1", value: "v", err: ErrConflict, entries: []Entry{
+				{Key: "in:other", Value: []byte("o")},
+				{Key: "in:left", Value: []byte("0.1"), Guard: true, Was: []byte("0.4")},
+			}}},
+			0, map[string]string{"in:left": "0.5"}},
+		{"key that appeared changes nothing", 0, 0, map[string]string{"in:left": "0.5"},
+			[]creditCall{{delta: 2, key: "in:1", value: "v", err: ErrConflict, entries: []Entry{
+				{Key: "in:left", Value: []byte("0.1"), Guard: true},
+			}}},
+			0, map[string]string{"in:left": "0.5"}},
+		{"recorded key wins over a guard", 0, 0, map[string]string{"in:1": "x", "in:left": "0.5"},
+			[]creditCall{{delta: 2, key: "in:1", value: "v", entries: []Entry{
+				{Key: "in:left", Value: []byte("0.1"), Guard: true, Was: []byte("0.4")},
+			}}},
+			0, map[string]string{"in:1": "x", "in:left": "0.5"}},
 		{"overflow changes nothing", math.MaxInt64, 0, nil,
-			[]creditCall{{delta: 1, key: "in:1", value: "v", err: ErrOverflow, entries: []Entry{{"in:e", []byte("e")}}}},
+			[]creditCall{{delta: 1, key: "in:1", value: "v", err: ErrOverflow, entries: []Entry{{Key: "in:e", Value: []byte("e")}}}},
 			math.MaxInt64, map[string]string{}},
 		{"available overflow changes nothing", math.MinInt64 + 1, 1, nil,
 			[]creditCall{{delta: -1, key: "in:1", value: "v", err: ErrOverflow}},
@@ -233,7 +264,7 @@ func testKeys(t *testing.T, open openStore) {
 	if err := s.DeleteKey(ctx, "s:d"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CreditOnce(ctx, "a", 1, "s:e", nil, Entry{"s:b", nil}); err != nil {
+	if _, err := s.CreditOnce(ctx, "a", 1, "s:e", nil, Entry{Key: "s:b", Value: nil}); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
