@@ -195,7 +195,10 @@ func runConnector(ctx context.Context, args []string) error {
 		stop()
 	}
 	closeConnector(c, c.Config(), log)
-	return why()
+	if isClosed(failed) {
+		return why()
+	}
+	return nil
 }
 
 // watchConfig applies every valid change of the config file; an invalid one is logged and the

@@ -245,6 +245,9 @@ func (rt *runtime) stop(t *testing.T) {
 		_ = rt.cmd.Process.Kill()
 		<-rt.exited
 	}
+	if code := rt.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("runtime exited with status %d after SIGINT, want 0", code)
+	}
 	rt.cpu = rt.cmd.ProcessState.UserTime() + rt.cmd.ProcessState.SystemTime()
 	rt.cmd = nil
 }
