@@ -63,8 +63,9 @@ func (b *builder) forwardRaised(ctx context.Context, p *ilp.Prepare, next ilp.Ha
 			return
 		}
 		// The source owes us nothing for this packet. Refund without the caller's
-		// cancellation, which would otherwise make a persistent store skip the write.
-		if nb, rerr := b.env.Store.AddWithin(detach(ctx), b.id, -amt, nil, nil); rerr != nil {
+		// cancellation, which would otherwise make a persistent store skip the write, and
+		// whatever happens to the store: the packet is rejected either way.
+		if nb, rerr := b.env.Store.AddWithin(store.MustApply(detach(ctx)), b.id, -amt, nil, nil); rerr != nil {
 			b.storeFailed(opRefund, amt, rerr)
 		} else {
 			b.balanceChanged(nb)

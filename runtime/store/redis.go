@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -126,20 +127,23 @@ type Redis struct {
 	log    *slog.Logger
 
 	lanes     chan *lane      // the free ones
+	laneWait  time.Duration   // laneWait, shorter in tests
 	bg        context.Context // the background work's, cancelled by Close
 	stop      context.CancelFunc
 	resolving sync.WaitGroup
 
-	lease    time.Duration // see redis_instances.go
-	failed   chan struct{} // closed when another process took this instance over
-	failOnce sync.Once
-	watching sync.WaitGroup
+	lease      time.Duration // see redis_instances.go
+	failed     chan struct{} // closed when another process took this instance over
+	failOnce   sync.Once
+	watching   sync.WaitGroup // the heartbeat and the reclaims
+	reclaiming atomic.Bool
 
-	// unended holds the packet ends that failed (Redis unreachable for a moment). They are
-	// retried with the next EndPacket and on Close: left in Redis, they would make the next
-	// start of this instance revert packets that were answered.
-	mu      sync.Mutex
-	unended []scopeDelta
+	// deferred holds the writes that must be applied but found no free lane (Redis
+	// unreachable for a while): never sent, they are sent with the heartbeat and on Close.
+	mu       sync.Mutex
+	deferred []call
+	closing  bool         // Close has begun: no resolver may start
+	cutOff   atomic.Int64 // resolvers stopped by Close with their write unresolved
 }
 
 var (
@@ -175,17 +179,19 @@ func OpenRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		return nil, fmt.Errorf("store: cannot reach Redis at %s: %w", where, err)
 	}
 	r := &Redis{c: c, prefix: o.Prefix, me: newIdentity(o.Prefix, o.Instance, rand.Text()), log: cmp.Or(o.Log, slog.Default()),
-		lanes: newLanes(max(4*c.Options().PoolSize, 64)), failed: make(chan struct{}), lease: cmp.Or(o.lease, DefaultInstanceLease)}
+		lanes: newLanes(max(4*c.Options().PoolSize, 64)), failed: make(chan struct{}), lease: cmp.Or(o.lease, DefaultInstanceLease), laneWait: laneWait}
 	r.bg, r.stop = context.WithCancel(context.Background())
 	if err := r.claimInstance(ctx); err != nil {
 		_ = c.Close()
 		return nil, err
 	}
+	r.watch() // heartbeats from now on: a recovery longer than the lease must not look dead
 	if err := r.recover(ctx, r.me); err != nil {
+		r.stop()
+		r.watching.Wait()
 		_ = c.Close()
 		return nil, err
 	}
-	r.watch()
 	return r, nil
 }
 
@@ -249,7 +255,8 @@ func (r *Redis) accountKey(account string) string { return r.prefix + "acct:" + 
 
 // recover reverts, on every account, what a previous process of the instance id left in
 // flight; id's token must be in the instance's key (a newer process of it stops the recovery).
-// It is bounded by the number of accounts in the Redis (SCAN in pages of 1000).
+// It is bounded by the number of accounts in the Redis: SCAN in pages of 1000, each page's
+// accounts in one pipelined round trip.
 func (r *Redis) recover(ctx context.Context, id identity) error {
 	var cursor uint64
 	for {
@@ -258,17 +265,44 @@ func (r *Redis) recover(ctx context.Context, id identity) error {
 		if err != nil {
 			return fmt.Errorf("store: redis recovery: %w", err)
 		}
-		for _, k := range keys {
-			res, err := r.send(ctx, call{op: "recover", keys: []string{k}, amount: "0", as: &id}, nil, "recover")
-			if err == nil && res.code == codeFenced {
-				err = ErrFenced
-			}
-			if err != nil {
-				return fmt.Errorf("store: redis recovery of %s for instance %q: %w", k, id.name, err)
-			}
+		if err := r.recoverPage(ctx, id, keys); err != nil {
+			return fmt.Errorf("store: redis recovery for instance %q: %w", id.name, err)
 		}
 		if cursor = next; cursor == 0 {
 			return nil
+		}
+	}
+}
+
+// recoverPage runs 'recover' for id on the accounts' keys in one pipelined round trip (two if
+// the server had lost the script).
+func (r *Redis) recoverPage(ctx context.Context, id identity, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	for attempt := 0; ; attempt++ {
+		cmds, _ := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, k := range keys {
+				skeys, args := r.scriptArgs(call{op: "recover", keys: []string{k}, amount: "0", as: &id}, nil, "recover")
+				balanceScript.EvalSha(ctx, p, skeys, args...)
+			}
+			return nil
+		})
+		var errs []error
+		noScript := false
+		for i, cmd := range cmds {
+			res, err := r.reply(call{op: "recover", keys: keys[i : i+1]}, cmd.(*redis.Cmd))
+			if err == nil && res.code == codeFenced {
+				err = ErrFenced
+			}
+			noScript = noScript || redis.HasErrorPrefix(err, "NOSCRIPT")
+			errs = append(errs, err)
+		}
+		if !noScript || attempt > 0 {
+			return errors.Join(errs...)
+		}
+		if err := balanceScript.Load(ctx, r.c).Err(); err != nil {
+			return err
 		}
 	}
 }
@@ -316,7 +350,7 @@ func (r *Redis) op(ctx context.Context, op, account string, amount int64, min, m
 	} else {
 		c.sc = scopeFrom(ctx)
 		c.scoped = c.sc != nil && (op == "add" || op == "commit")
-		res, err = r.write(ctx, c, classOf(c))
+		res, err = r.write(ctx, c, classOf(ctx, c))
 	}
 	if err != nil {
 		return AccountBalance{}, err
@@ -345,10 +379,11 @@ func (r *Redis) op(ctx context.Context, op, account string, amount int64, min, m
 	return res.b, nil
 }
 
-// classOf says what becomes of c when its outcome is unknown: a raise checked against a limit
-// and a reservation are refused when they fail, so they must not apply later.
-func classOf(c call) class {
-	if c.op == "reserve" || (c.op == "add" && (c.min != nil || c.max != nil)) {
+// classOf says what becomes of c when its outcome is unknown: a reservation, and an add unless
+// its caller marked it MustApply (a refund), are refused when they fail, so they must not apply
+// later; commits, releases, ends and sets must.
+func classOf(ctx context.Context, c call) class {
+	if c.op == "reserve" || (c.op == "add" && !mustApplyFrom(ctx)) {
 		return checked
 	}
 	return mustApply
@@ -367,12 +402,9 @@ func (r *Redis) inScope(ctx context.Context, c call) error {
 	return r.endDelta(ctx, c.account, d)
 }
 
-// endDelta takes a packet's change of an account out of this instance's open part. If Redis
-// refused it, it is kept with the failed ends and sent again with the next end of packet.
+// endDelta takes a packet's change of an account out of this instance's open part.
 func (r *Redis) endDelta(ctx context.Context, account string, d int64) error {
-	failed, err := r.endDeltas(ctx, []scopeDelta{{account, d}})
-	r.keepUnended(failed)
-	return err
+	return r.endDeltas(ctx, []scopeDelta{{account, d}})
 }
 
 // BeginPacket implements PacketScoper.
@@ -391,72 +423,24 @@ func (r *Redis) EndPacket(ctx context.Context) error {
 			todo = append(todo, d)
 		}
 	}
-	r.mu.Lock()
-	for _, d := range r.unended {
-		todo = addDelta(todo, d)
-	}
-	r.unended = nil
-	r.mu.Unlock()
 	if len(todo) == 0 {
 		return nil
 	}
-	failed, err := r.endDeltas(ctx, todo)
-	r.keepUnended(failed)
-	return err
+	return r.endDeltas(ctx, todo)
 }
 
-// keepUnended keeps the ends that could not be sent (no lane), one per account: ends add up,
-// so the list stays as short as the accounts, whatever the number of packets.
-func (r *Redis) keepUnended(failed []scopeDelta) {
-	if len(failed) == 0 {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, f := range failed {
-		r.unended = addDelta(r.unended, f)
-	}
-}
-
-// addDelta adds d to the entry of its account in ds, or appends it (also when the sum would
-// overflow).
-func addDelta(ds []scopeDelta, d scopeDelta) []scopeDelta {
-	for i := range ds {
-		if ds[i].account == d.account {
-			if sum, ok := Add(ds[i].delta, d.delta); ok {
-				ds[i].delta = sum
-				return ds
-			}
-		}
-	}
-	return append(ds, d)
-}
-
-// endDeltas ends packet changes in pipelined round trips, and returns those that could not be
-// sent (with the error) so that they, and only they, are sent again later. Those that failed
-// once sent are the resolver's.
-func (r *Redis) endDeltas(ctx context.Context, todo []scopeDelta) ([]scopeDelta, error) {
+// endDeltas ends packet changes in pipelined round trips. Those that fail are the resolver's,
+// or deferred if they found no lane: either way they are applied, once, later.
+func (r *Redis) endDeltas(ctx context.Context, todo []scopeDelta) error {
 	calls := make([]call, len(todo))
 	for i, d := range todo {
 		calls[i] = call{op: "end", keys: []string{r.accountKey(d.account)}, amount: strconv.FormatInt(d.delta, 10), account: d.account}
 	}
-	var failed []scopeDelta
-	var firstErr error
-	for i, err := range r.writeAll(context.WithoutCancel(ctx), calls) {
-		if err == nil {
-			continue
-		}
-		if !errors.Is(err, errResolving) {
-			failed = append(failed, todo[i])
-		}
-		if firstErr == nil {
-			firstErr = err
-		}
+	_, errs := r.writeAll(context.WithoutCancel(ctx), calls)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("store: redis end of packet: %w", err)
 	}
-	if firstErr != nil {
-		return failed, fmt.Errorf("store: redis end of packet: %w", firstErr)
-	}
-	return nil, nil
+	return nil
 }
 
 // AddWithin implements Balances.
@@ -646,25 +630,28 @@ func globEscape(s string) string {
 	return b.String()
 }
 
-// Close retries the packet ends that failed, stops the resolver (see redis_lanes.go) and the
-// heartbeat, leaves the registry of instances if every packet end is written (see leave), then
-// closes the connections. Later calls fail.
+// Close sends the deferred writes and gives the resolvers (see redis_lanes.go) until
+// closeWait to finish, stops them and the heartbeat, leaves the registry of instances if no
+// write is left unapplied (see leave), then closes the connections. Later calls fail.
 func (r *Redis) Close() error {
-	r.mu.Lock()
-	todo := r.unended
-	r.unended = nil
-	r.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
 	defer cancel()
-	var failed []scopeDelta
-	if len(todo) > 0 {
-		failed, _ = r.endDeltas(ctx, todo)
-	}
+	r.drainDeferred(ctx)
+	r.waitResolvers(ctx)
+	r.mu.Lock()
+	r.closing = true
+	left := len(r.deferred)
+	r.mu.Unlock()
 	r.stop()
 	r.resolving.Wait()
 	r.watching.Wait()
-	if len(failed) == 0 {
-		r.leave(ctx)
+	if left > 0 || r.cutOff.Load() > 0 {
+		r.log.Error("store: redis: closed with writes not applied; this instance is left for a restart or the other runtimes to reclaim",
+			"deferred", left, "unresolved", r.cutOff.Load())
+	} else {
+		lctx, lcancel := context.WithTimeout(context.Background(), closeWait)
+		r.leave(lctx)
+		lcancel()
 	}
 	if err := r.c.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
 		return err

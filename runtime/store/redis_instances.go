@@ -127,12 +127,16 @@ func (r *Redis) watch() {
 					healthySince = time.Time{}
 					continue
 				}
+				r.drainDeferredFor(resolveTimeout)
 				if healthySince.IsZero() {
 					healthySince = now
 				}
-				if now.Sub(healthySince) >= r.lease && now.After(nextReclaim) {
+				if now.Sub(healthySince) >= r.lease && now.After(nextReclaim) && r.reclaiming.CompareAndSwap(false, true) {
 					nextReclaim = now.Add(r.lease / 3)
-					r.reclaimDead()
+					r.watching.Go(func() { // beside the heartbeats: a reclaim may take longer than a lease
+						defer r.reclaiming.Store(false)
+						r.reclaimDead()
+					})
 				}
 			}
 		}
@@ -154,10 +158,10 @@ func (r *Redis) heartbeat() bool {
 	return true
 }
 
-// reclaimDead reclaims every instance whose heartbeat is older than the lease.
+// reclaimDead reclaims every instance whose heartbeat is older than the lease. It runs until
+// it is done or the store closes: a reclaim cut short would start over from the first account.
 func (r *Redis) reclaimDead() {
-	ctx, cancel := context.WithTimeout(r.bg, r.lease)
-	defer cancel()
+	ctx := r.bg
 	beats, err := r.c.HGetAll(ctx, r.registryKey()).Result()
 	if err != nil {
 		return

@@ -127,3 +127,26 @@ func TestRedisCloseLeavesNothingToReclaim(t *testing.T) {
 		t.Fatalf("the instance's keys (%d) or registry entry (%v) remain", n, has)
 	}
 }
+
+// TestRedisLongRecoveryIsNotReclaimed: a runtime whose start-up recovery takes several leases
+// (a large keyspace; here its SCAN held in the network) heartbeats meanwhile, so the others do
+// not reclaim it, and it starts.
+func TestRedisLongRecoveryIsNotReclaimed(t *testing.T) {
+	srv := redistest.Start(t)
+	const lease = 300 * time.Millisecond
+	survivor := openLease(t, srv.URL(), "survivor", lease)
+	proxy := redistest.StartProxy(t, srv)
+	proxy.HoldCommands("\r\nscan\r\n", 1)
+	go func() {
+		time.Sleep(4 * lease)
+		proxy.SendHeld()
+	}()
+	r, err := OpenRedis(context.Background(), RedisOptions{URL: proxy.URL(), Instance: "slow", Prefix: survivor.prefix, lease: lease})
+	if err != nil {
+		t.Fatalf("a start that recovered for 4 leases: %v", err)
+	}
+	defer r.Close()
+	if _, err := r.AddWithin(context.Background(), "a", 1, nil, nil); err != nil {
+		t.Fatalf("write after the start: %v", err)
+	}
+}

@@ -49,12 +49,19 @@ const (
 	codeVoided = 8
 )
 
-// laneWait bounds how long a write waits for a free lane: all lanes busy means writes whose
-// outcome is unknown hold them, that is Redis is unreachable.
+// laneWait bounds how long a write waits for a free lane (Redis.laneWait, shorter in tests):
+// all lanes busy means writes whose outcome is unknown hold them, that is Redis is unreachable.
 const laneWait = 5 * time.Second
 
 // resolveTimeout bounds each attempt of the resolver.
 const resolveTimeout = 5 * time.Second
+
+// inPlaceFor bounds how long an inPlace write is sent again while its caller waits (the
+// settler's context lasts as long as the store).
+const inPlaceFor = 10 * time.Second
+
+// closeWait bounds each of Close's steps: the deferred writes, the resolvers, leaving.
+const closeWait = 5 * time.Second
 
 type lane struct {
 	id  string // the field in the lane hash
@@ -98,7 +105,7 @@ func (r *Redis) takeLane(ctx context.Context) (*lane, error) {
 		return l, nil
 	default:
 	}
-	t := time.NewTimer(laneWait)
+	t := time.NewTimer(r.laneWait)
 	defer t.Stop()
 	select {
 	case l := <-r.lanes:
@@ -116,11 +123,20 @@ func (r *Redis) takeLane(ctx context.Context) (*lane, error) {
 // took over.
 var errResolving = errors.New("not known whether Redis applied it; resolving it in the background")
 
+// errDeferred marks the error of a write that must be applied but could not be sent: it is
+// kept and sent once Redis is reachable.
+var errDeferred = errors.New("kept, and sent once Redis is reachable")
+
 // write sends c under a lane. A write that failed is handed to the resolver (after its
-// retries in place, for inPlace) and fails with errResolving.
+// retries in place, for inPlace) and fails with errResolving; a mustApply write that found no
+// lane is deferred.
 func (r *Redis) write(ctx context.Context, c call, cl class) (result, error) {
 	l, err := r.takeLane(ctx)
 	if err != nil {
+		if cl == mustApply {
+			r.deferWrite(c)
+			return result{}, fmt.Errorf("%w (%w)", err, errDeferred)
+		}
 		return result{}, err
 	}
 	l.seq++
@@ -131,13 +147,17 @@ func (r *Redis) write(ctx context.Context, c call, cl class) (result, error) {
 	return r.settle(c, cl, l, res, err)
 }
 
-// retryInPlace sends c again under lane l until Redis answers or ctx ends.
+// retryInPlace sends c again under lane l until Redis answers, ctx ends or inPlaceFor passes.
 func (r *Redis) retryInPlace(ctx context.Context, c call, l *lane, err error) (result, error) {
+	giveUp := time.NewTimer(inPlaceFor)
+	defer giveUp.Stop()
 	for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
 		select {
 		case <-ctx.Done():
 			return result{}, err
 		case <-r.bg.Done():
+			return result{}, err
+		case <-giveUp.C:
 			return result{}, err
 		case <-time.After(wait):
 		}
@@ -168,25 +188,98 @@ func (r *Redis) settle(c call, cl class, l *lane, res result, err error) (result
 }
 
 // writeAll sends the mustApply calls in pipelined round trips, each under its own lane, and
-// returns each one's error.
-func (r *Redis) writeAll(ctx context.Context, calls []call) []error {
-	errs := make([]error, len(calls))
+// returns each one's result and error (those without a lane are deferred).
+func (r *Redis) writeAll(ctx context.Context, calls []call) ([]result, []error) {
+	res, errs := make([]result, len(calls)), make([]error, len(calls))
 	if len(calls) == 1 {
-		_, errs[0] = r.write(ctx, calls[0], mustApply)
-		return errs
+		res[0], errs[0] = r.write(ctx, calls[0], mustApply)
+		return res, errs
 	}
 	for done := 0; done < len(calls); {
 		lanes, err := r.takeLanes(ctx, len(calls)-done)
 		if err != nil {
 			for i := done; i < len(calls); i++ {
-				errs[i] = err
+				r.deferWrite(calls[i])
+				errs[i] = fmt.Errorf("%w (%w)", err, errDeferred)
 			}
 			break
 		}
-		r.pipeline(ctx, calls[done:done+len(lanes)], lanes, errs[done:])
+		r.pipeline(ctx, calls[done:done+len(lanes)], lanes, res[done:], errs[done:])
 		done += len(lanes)
 	}
-	return errs
+	return res, errs
+}
+
+// deferWrite keeps a mustApply write that could not be sent. Ends of packets add up per
+// account, so that the list stays as short as the accounts whatever the number of packets;
+// the other writes come from packets in flight when Redis became unreachable (a packet that
+// starts then is refused at its first write).
+func (r *Redis) deferWrite(c call) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closing {
+		r.log.Error("store: redis: a write that must be applied came after Close; RECONCILIATION REQUIRED", "op", c.op, "account", c.account, "amount", c.amount)
+		return
+	}
+	if c.op == "end" {
+		for i := range r.deferred {
+			if d := &r.deferred[i]; d.op == "end" && d.account == c.account {
+				if sum, ok := addDecimal(d.amount, c.amount); ok {
+					d.amount = sum
+					return
+				}
+			}
+		}
+	}
+	r.deferred = append(r.deferred, c)
+}
+
+// addDecimal adds two int64 decimal strings, and reports whether the sum fits.
+func addDecimal(a, b string) (string, bool) {
+	x, err1 := strconv.ParseInt(a, 10, 64)
+	y, err2 := strconv.ParseInt(b, 10, 64)
+	sum, ok := Add(x, y)
+	if err1 != nil || err2 != nil || !ok {
+		return "", false
+	}
+	return strconv.FormatInt(sum, 10), true
+}
+
+// drainDeferred sends the deferred writes, and finishes those applied as the resolver would.
+func (r *Redis) drainDeferred(ctx context.Context) {
+	r.mu.Lock()
+	calls := r.deferred
+	r.deferred = nil
+	r.mu.Unlock()
+	if len(calls) == 0 {
+		return
+	}
+	res, errs := r.writeAll(ctx, calls)
+	for i, err := range errs {
+		if err == nil {
+			r.afterResolve(calls[i], mustApply, res[i])
+		}
+	}
+}
+
+// drainDeferredFor is drainDeferred bounded by d and Close.
+func (r *Redis) drainDeferredFor(d time.Duration) {
+	ctx, cancel := context.WithTimeout(r.bg, d)
+	defer cancel()
+	r.drainDeferred(ctx)
+}
+
+// waitResolvers waits for the resolvers to finish, or for ctx.
+func (r *Redis) waitResolvers(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		r.resolving.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 // takeLanes returns between 1 and n free lanes: it waits for the first one only, so that
@@ -209,8 +302,8 @@ func (r *Redis) takeLanes(ctx context.Context, n int) ([]*lane, error) {
 	return lanes, nil
 }
 
-// pipeline sends calls in one round trip, calls[i] under lanes[i], and sets errs[i].
-func (r *Redis) pipeline(ctx context.Context, calls []call, lanes []*lane, errs []error) {
+// pipeline sends calls in one round trip, calls[i] under lanes[i], and sets res[i], errs[i].
+func (r *Redis) pipeline(ctx context.Context, calls []call, lanes []*lane, res []result, errs []error) {
 	for _, l := range lanes {
 		l.seq++
 	}
@@ -222,11 +315,11 @@ func (r *Redis) pipeline(ctx context.Context, calls []call, lanes []*lane, errs 
 		return nil
 	})
 	for i, cmd := range cmds {
-		res, err := r.reply(calls[i], cmd.(*redis.Cmd))
+		got, err := r.reply(calls[i], cmd.(*redis.Cmd))
 		if redis.HasErrorPrefix(err, "NOSCRIPT") { // the server lost the script: send it alone
-			res, err = r.send(ctx, calls[i], lanes[i], calls[i].op)
+			got, err = r.send(ctx, calls[i], lanes[i], calls[i].op)
 		}
-		_, errs[i] = r.settle(calls[i], mustApply, lanes[i], res, err)
+		res[i], errs[i] = r.settle(calls[i], mustApply, lanes[i], got, err)
 	}
 }
 
@@ -239,7 +332,15 @@ func (r *Redis) resolveLater(c call, l *lane, cl class) {
 	if cl == checked {
 		op = "void"
 	}
+	r.mu.Lock()
+	if r.closing { // Close no longer waits for resolvers
+		r.mu.Unlock()
+		r.cutOff.Add(1)
+		r.log.Error("store: redis: a write failed during Close and cannot be resolved; RECONCILIATION REQUIRED", "op", c.op, "account", c.account, "amount", c.amount)
+		return
+	}
 	r.resolving.Add(1)
+	r.mu.Unlock()
 	go func() {
 		defer r.resolving.Done()
 		for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
@@ -253,6 +354,7 @@ func (r *Redis) resolveLater(c call, l *lane, cl class) {
 			}
 			select {
 			case <-r.bg.Done():
+				r.cutOff.Add(1)
 				r.log.Error("store: redis: closed with a write whose outcome is unknown", "op", c.op, "account", c.account, "amount", c.amount, "err", err)
 				return
 			case <-time.After(wait):

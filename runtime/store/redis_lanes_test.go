@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -188,8 +189,18 @@ func TestRedisUnknownOutcomeIsResolved(t *testing.T) {
 		mustAdd(ctx, r, "a", 10)
 		return ctx
 	}
+	unchecked := func(ctx context.Context, r *Redis) error { // no maximum: still the raise of a packet
+		_, err := r.AddWithin(ctx, "a", 10, nil, nil)
+		return errors.Join(err, r.EndPacket(ctx))
+	}
+	refund := func(ctx context.Context, r *Redis) error {
+		_, err := r.AddWithin(MustApply(ctx), "a", -10, nil, nil)
+		return errors.Join(err, r.EndPacket(ctx))
+	}
 	cases := []resolveCase{
 		{name: "checked raise in a packet", setup: packet, write: raise, want: map[string]AccountBalance{"a": {}}},
+		{name: "unchecked raise in a packet", setup: packet, write: unchecked, want: map[string]AccountBalance{"a": {}}},
+		{name: "refund in a packet", setup: raiseInPacket, write: refund, want: map[string]AccountBalance{"a": {}}},
 		{name: "reservation", write: reserve, want: map[string]AccountBalance{"a": {}}},
 		{name: "commit in a packet", setup: reserveInPacket, write: commit, want: map[string]AccountBalance{"a": {Balance: -10, Pending: 10}}},
 		{name: "release", setup: reserve20, write: release, want: map[string]AccountBalance{"a": {Pending: 10}}},
@@ -302,15 +313,88 @@ func TestRedisInPlaceWritesGetTheirFirstReply(t *testing.T) {
 	}
 }
 
-// TestRedisUnendedStayPerAccount: ends that could not be sent add up per account, so that they
-// never need more lanes than there are accounts.
-func TestRedisUnendedStayPerAccount(t *testing.T) {
-	var ds []scopeDelta
-	for i := range 1000 {
-		ds = addDelta(ds, scopeDelta{account: []string{"a", "b"}[i%2], delta: 1})
+// TestRedisWritesWithoutALaneAreDeferred: while every lane is held (by writes whose outcome
+// is unknown, in a Redis outage), the writes a packet cannot take back (commit, refund, end)
+// are kept and applied once lanes are free again, as the scope requires; the raise of a new
+// packet is refused.
+func TestRedisWritesWithoutALaneAreDeferred(t *testing.T) {
+	srv := redistest.Start(t)
+	r := openRedis(t, srv.URL(), "deferred")
+	r.laneWait = time.Millisecond
+	ctx := context.Background()
+	fulfilled := r.BeginPacket(ctx)
+	mustAdd(fulfilled, r, "a", 10)
+	mustReserve(fulfilled, r, "b", 10)
+	rejected := r.BeginPacket(ctx)
+	mustAdd(rejected, r, "a", 5)
+	var held []*lane
+	for len(r.lanes) > 0 {
+		held = append(held, <-r.lanes)
 	}
-	if len(ds) != 2 || ds[0].delta != 500 || ds[1].delta != 500 {
-		t.Fatalf("%v, want a and b with 500 each", ds)
+	if _, err := r.AddWithin(r.BeginPacket(ctx), "a", 1, nil, nil); err == nil || errors.Is(err, errDeferred) {
+		t.Fatalf("raise without a lane: %v, want refused", err)
+	}
+	if _, err := r.Commit(fulfilled, "b", 10); !errors.Is(err, errDeferred) {
+		t.Fatalf("commit: %v, want deferred", err)
+	}
+	if _, err := r.AddWithin(MustApply(rejected), "a", -5, nil, nil); !errors.Is(err, errDeferred) {
+		t.Fatalf("refund: %v, want deferred", err)
+	}
+	for _, pctx := range []context.Context{fulfilled, rejected} {
+		if err := r.EndPacket(pctx); !errors.Is(err, errDeferred) {
+			t.Fatalf("end: %v, want deferred", err)
+		}
+	}
+	for _, l := range held {
+		r.lanes <- l
+	}
+	r.drainDeferred(ctx)
+	checkBalances(t, r, map[string]AccountBalance{"a": {Balance: 10}, "b": {Balance: -10}})
+}
+
+// TestRedisDeferredEndsAddUp: ends kept for later add up per account, so that they never need
+// more lanes than there are accounts.
+func TestRedisDeferredEndsAddUp(t *testing.T) {
+	r := &Redis{log: slog.Default()}
+	for i := range 1000 {
+		acct := []string{"a", "b"}[i%2]
+		r.deferWrite(call{op: "end", account: acct, amount: "1"})
+	}
+	r.deferWrite(call{op: "commit", account: "a", amount: "1"})
+	if len(r.deferred) != 3 || r.deferred[0].amount != "500" || r.deferred[1].amount != "500" {
+		t.Fatalf("%+v, want a and b with 500 each, and the commit", r.deferred)
+	}
+}
+
+// TestRedisCloseWaitsForResolvers: a packet's end that failed (LOADING) is still being
+// resolved when the connector stops; Close waits for it, then leaves the instance: the
+// fulfilled packet's raise stays.
+func TestRedisCloseWaitsForResolvers(t *testing.T) {
+	srv := redistest.Start(t)
+	proxy := redistest.StartProxy(t, srv)
+	r := openRedis(t, proxy.URL(), "closing")
+	ctx := context.Background()
+	pctx := r.BeginPacket(ctx)
+	mustAdd(pctx, r, "a", 10)
+	proxy.FailCommands("\r\nend\r\n", -1, "LOADING Redis is loading the dataset in memory")
+	if err := r.EndPacket(pctx); !errors.Is(err, errResolving) {
+		t.Fatalf("end: %v, want it resolving", err)
+	}
+	go func() { // Redis recovers while Close waits
+		time.Sleep(200 * time.Millisecond)
+		disarm(proxy)
+	}()
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	other := openRedisPrefix(t, srv.URL(), "other", r.prefix)
+	if b, _ := other.Get(ctx, "a"); b.Balance != 10 {
+		t.Fatalf("a %+v after Close, want the fulfilled packet's 10", b)
+	}
+	h, _ := other.c.HGetAll(ctx, other.accountKey("a")).Result()
+	has, _ := other.c.HExists(ctx, other.registryKey(), "closing").Result()
+	if _, open := h["o:closing"]; open || has {
+		t.Fatalf("the instance was not left cleanly: %v, registered %v", h, has)
 	}
 }
 

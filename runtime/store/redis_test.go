@@ -343,7 +343,7 @@ func TestRedisEndAfterScriptFlush(t *testing.T) {
 	}
 	for _, acct := range []string{"alice", "bob"} {
 		h, _ := r.c.HGetAll(ctx, r.accountKey(acct)).Result()
-		if _, open := h["o:flush"]; open || len(r.unended) != 0 {
+		if _, open := h["o:flush"]; open || len(r.deferred) != 0 {
 			t.Fatalf("%s still open after the end: %v", acct, h)
 		}
 	}

@@ -119,6 +119,19 @@ type Store interface {
 	Close() error
 }
 
+// MustApply marks ctx for a write its caller cannot take back if it fails: a refund, whose
+// packet is answered whatever the store says. A store that cannot tell at once whether a
+// failed write was applied (Redis) then applies it later, once. Without the mark, a failed
+// AddWithin is undone or voided later, so that it counts nowhere, as its caller (which
+// rejected the packet, or answered an error) assumes.
+func MustApply(ctx context.Context) context.Context {
+	return context.WithValue(ctx, mustApplyKey{}, true)
+}
+
+type mustApplyKey struct{}
+
+func mustApplyFrom(ctx context.Context) bool { return ctx.Value(mustApplyKey{}) != nil }
+
 // Failer is implemented by the stores that can fail for good while running (Redis, when
 // another runtime took its instance over). Failed is closed then and Err says why: every write
 // is refused from then on, and the runtime must stop, to be restarted.
