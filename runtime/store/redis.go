@@ -520,11 +520,11 @@ func onceResult(op string, res result, err error) (bool, error) {
 	switch res.code {
 	case 0:
 		return true, nil
-	case 5:
+	case codeOnce:
 		return false, nil
 	case 3:
 		return false, ErrOverflow
-	case 9:
+	case codeConflict:
 		return false, ErrConflict
 	}
 	return false, fmt.Errorf("store: redis %s: unknown result code %d", op, res.code)

@@ -26,12 +26,15 @@ import (
 // earlier attempt may have been applied), keeps its lane and number, and is sent again under
 // them until Redis answers:
 //   - a write whose caller acts on the reply (a due settlement, an incoming one, a key
-//     created) is sent again in place, for as long as the caller's context allows;
+//     created) is sent again in place while the caller waits, up to inPlaceFor;
 //   - otherwise, or then, a resolver goroutine takes it over (resolveLater): a write the caller
-//     must have applied (commit, release, refund, end of packet, set, and the former once their
-//     caller gave up) is applied, once; a write the caller treats as refused when it fails (a
-//     raise checked against a limit, a reservation) is voided if it had not been applied, and
-//     undone if it had, so that its error means "no change" once resolved.
+//     must have applied (commit, release, end of packet, set, an add marked MustApply such as
+//     a refund, and the former once their caller gave up) is applied, once; a write the caller
+//     treats as refused when it fails (any other add, a reservation) is voided if it had not
+//     been applied, and undone if it had, so that its error means "no change" once resolved.
+//
+// A write that must be applied but finds no free lane (every lane held by a write being
+// resolved: Redis unreachable) is deferred, and sent with the heartbeats and on Close.
 //
 // Every write also carries the token of this process, written to the instance's key when the
 // store opens: a process that is not the instance's latest (a second one started under the same
@@ -44,9 +47,10 @@ var ErrFenced = errors.New("store: redis: this runtime's instance was taken over
 
 // Script codes beyond the balance results (redis.lua).
 const (
-	codeFenced = 6
-	codeStale  = 7
-	codeVoided = 8
+	codeFenced   = 6
+	codeOnce     = 5 // credit, create: the key was there before
+	codeVoided   = 8
+	codeConflict = 9 // credit: a guarded entry's key changed
 )
 
 // laneWait bounds how long a write waits for a free lane (Redis.laneWait, shorter in tests):
