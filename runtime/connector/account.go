@@ -45,7 +45,7 @@ func (c *Connector) newAccount(id string, ac config.Account, cfg *config.Config)
 	case c.newLink != nil:
 		a.link, err = c.newLink(id, ac)
 	case ac.Plugin == ilphttp.Plugin:
-		a.link, err = c.httpLink(id, ac)
+		a.link, err = c.httpLink(id, ac, cfg.MaxHoldTime)
 	default:
 		a.link, a.isClient, err = c.btpLink(id, ac)
 	}
@@ -94,12 +94,13 @@ func (c *Connector) btpLink(id string, ac config.Account) (l link.Link, isClient
 // httpLink builds the ILP-over-HTTP link of an account from its ilp-plugin-http options. It
 // is never a dialing client: HTTP keeps no connection to retry, and a server that cannot
 // listen is a hard error like a BTP listener's.
-func (c *Connector) httpLink(id string, ac config.Account) (link.Link, error) {
+func (c *Connector) httpLink(id string, ac config.Account, maxHold time.Duration) (link.Link, error) {
 	opts, err := ilphttp.ParseOptions(ac.Options)
 	if err != nil {
 		return nil, fmt.Errorf("connector: account %s: %w", id, err)
 	}
 	opts.Account, opts.Address, opts.Logger = id, c.self, c.log.With("account", id)
+	opts.MaxHold = maxHold
 	l, err := ilphttp.New(opts)
 	if err != nil {
 		return nil, fmt.Errorf("connector: account %s: %w", id, err)

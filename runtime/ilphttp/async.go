@@ -3,6 +3,7 @@ package ilphttp
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -22,26 +23,55 @@ const (
 	replyMinWindow = 5 * time.Second
 )
 
+// maxRequestIDLen bounds a peer's Request-Id (RFC 35: a UUID, 36 characters), which this
+// side keeps until its Prepare expires.
+const maxRequestIDLen = 128
+
 // acceptAsync answers 202 Accepted at once and handles the Prepare in the background; its
-// reply is POSTed to the peer's Callback-Url with the same Request-Id.
+// reply is POSTed to the peer's Callback-Url with the same Request-Id. A Request-Id already
+// accepted (a retry of the same Prepare, RFC 35 idempotence) gets 202 again and is not
+// handled twice: that would credit the peer's balance twice.
 func (l *Link) acceptAsync(w http.ResponseWriter, p *ilp.Prepare, callback, id string) {
-	if err := checkCallback(callback); err != nil {
+	if err := checkCallback(callback, l.origin); err != nil {
 		httpError(w, http.StatusBadRequest, "ILP-over-HTTP: "+err.Error())
 		return
 	}
-	select {
-	case l.sem <- struct{}{}:
-	default:
-		httpError(w, http.StatusServiceUnavailable, "ILP-over-HTTP: too many packets in flight; retry later")
+	if len(id) > maxRequestIDLen {
+		httpError(w, http.StatusBadRequest, fmt.Sprintf("ILP-over-HTTP: Request-Id longer than %d bytes; send a UUID", maxRequestIDLen))
 		return
 	}
-	if !l.track() {
-		<-l.sem
-		httpError(w, http.StatusServiceUnavailable, "ILP-over-HTTP: link closing")
+	// Kept past the expiry for as long as a reply may still be delivered, so that a late
+	// retry cannot produce a second, different reply.
+	switch l.seen.add(id, p.ExpiresAt.Add(replyMinWindow), time.Now()) {
+	case seenRepeat:
+		w.WriteHeader(http.StatusAccepted)
+		return
+	case seenFull:
+		httpError(w, http.StatusServiceUnavailable, "ILP-over-HTTP: too many recent Request-Ids; retry later")
+		return
+	}
+	if status, msg := l.reserve(); status != 0 {
+		l.seen.remove(id) // not handled: a retry must be
+		httpError(w, status, msg)
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)
 	go l.runAsync(p, callback, id)
+}
+
+// reserve takes a slot for an async handler, or returns the HTTP status and message that
+// refuse it.
+func (l *Link) reserve() (int, string) {
+	select {
+	case l.sem <- struct{}{}:
+	default:
+		return http.StatusServiceUnavailable, "ILP-over-HTTP: too many packets in flight; retry later"
+	}
+	if !l.track() {
+		<-l.sem
+		return http.StatusServiceUnavailable, "ILP-over-HTTP: link closing"
+	}
+	return 0, ""
 }
 
 // track counts an async handler in the link's WaitGroup unless Close has begun, so that Close
@@ -56,18 +86,21 @@ func (l *Link) track() bool {
 	return true
 }
 
+// runAsync handles the Prepare and delivers its reply. Neither is tied to the link's life
+// (Close waits for both, as long as it may): the handler runs until the Prepare expires, the
+// delivery until then or replyMinWindow after the answer, whichever is later.
 func (l *Link) runAsync(p *ilp.Prepare, callback, id string) {
 	defer l.wg.Done()
 	defer func() { <-l.sem }()
-	ctx, cancel := context.WithDeadline(l.ctx, p.ExpiresAt)
+	ctx, cancel := context.WithDeadline(l.giveUp, p.ExpiresAt)
 	reply := l.handle(ctx, p)
 	cancel()
 	body := encodeReply(nil, reply, l.self())
 	deadline := p.ExpiresAt
-	if min := l.now().Add(replyMinWindow); deadline.Before(min) {
+	if min := time.Now().Add(replyMinWindow); deadline.Before(min) {
 		deadline = min
 	}
-	ctx, cancel = context.WithDeadline(l.ctx, deadline)
+	ctx, cancel = context.WithDeadline(l.giveUp, deadline)
 	defer cancel()
 	l.postReply(ctx, callback, id, body)
 }

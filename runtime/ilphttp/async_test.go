@@ -5,7 +5,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +24,18 @@ func startAsyncSender(t *testing.T, url string) *Link {
 	return a
 }
 
+// startAsyncPeer starts a link in async mode whose peer (outgoing.url, where its replies may
+// go) is at peerURL; it replies with token "reply-token".
+func startAsyncPeer(t *testing.T, h ilp.Handler, peerURL string) *Link {
+	t.Helper()
+	return startServer(t, ModeAsync, h, &OutgoingOptions{URL: peerURL, Auth: Auth{Token: "reply-token"}, CallbackURL: "http://127.0.0.1:1/"})
+}
+
+// asyncHeaders are the headers of an async Prepare from the peer.
+func asyncHeaders(callback, id string) map[string]string {
+	return map[string]string{"Authorization": "Bearer in-token", "Callback-Url": callback, "Request-Id": id}
+}
+
 func TestAsync(t *testing.T) {
 	peerReject := &ilp.Reject{Code: ilp.CodeUnreachable, TriggeredBy: "test.peer", Message: "no route"}
 	tests := []struct {
@@ -36,9 +50,12 @@ func TestAsync(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			// The peer replies with token in-token, which the sender's server expects.
-			peer := startServer(t, tc.peerMode, tc.handler, &OutgoingOptions{URL: "http://127.0.0.1:1/", Auth: Auth{Token: "in-token"}, CallbackURL: "http://127.0.0.1:1/"})
-			a := startAsyncSender(t, serverURL(peer))
+			// The sender starts first, so that the peer's outgoing.url (the origin its replies
+			// may go to) is the sender's server; the peer replies with token in-token, which the
+			// sender's server expects.
+			a := startAsyncSender(t, "http://127.0.0.1:1/")
+			peer := startServer(t, tc.peerMode, tc.handler, &OutgoingOptions{URL: serverURL(a), Auth: Auth{Token: "in-token"}, CallbackURL: "http://127.0.0.1:1/"})
+			a.opts.Outgoing.URL = serverURL(peer) // before any Send
 			f, err := a.Send(context.Background(), testPrepare(5*time.Second))
 			if tc.code != "" {
 				wantReject(t, err, tc.code, "test.peer", "no route")
@@ -113,9 +130,8 @@ func TestAsyncReplyRetries(t *testing.T) {
 		}
 	}))
 	defer cb.Close()
-	peer := startServer(t, ModeAsync, fulfilHandler, &OutgoingOptions{URL: "http://127.0.0.1:1/", Auth: Auth{Token: "reply-token"}, CallbackURL: "http://127.0.0.1:1/"})
-	hdr := map[string]string{"Authorization": "Bearer in-token", "Callback-Url": cb.URL + "/cb", "Request-Id": "abc"}
-	resp, body := post(t, serverURL(peer), hdr, marshal(t, testPrepare(10*time.Second)))
+	peer := startAsyncPeer(t, fulfilHandler, cb.URL+"/ilp")
+	resp, body := post(t, serverURL(peer), asyncHeaders(cb.URL+"/cb", "abc"), marshal(t, testPrepare(10*time.Second)))
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("status %d (%s), want 202", resp.StatusCode, body)
 	}
@@ -140,10 +156,187 @@ func TestAsyncReplyRetries(t *testing.T) {
 	}
 }
 
-func TestAsyncBadCallback(t *testing.T) {
-	peer := startServer(t, ModeAsync, fulfilHandler, &OutgoingOptions{URL: "http://127.0.0.1:1/", Auth: Auth{Token: "x"}, CallbackURL: "http://127.0.0.1:1/"})
-	hdr := map[string]string{"Authorization": "Bearer in-token", "Callback-Url": "file:///etc/passwd", "Request-Id": "abc"}
-	if resp, body := post(t, serverURL(peer), hdr, marshal(t, testPrepare(time.Second))); resp.StatusCode != 400 {
-		t.Fatalf("status %d (%s), want 400", resp.StatusCode, body)
+// TestCheckCallback: a reply, which carries our credentials for the peer, goes only to the
+// origin of the peer's outgoing.url.
+func TestCheckCallback(t *testing.T) {
+	const origin = "https://peer.example:8443"
+	tests := []struct {
+		callback string
+		ok       bool
+	}{
+		{"https://peer.example:8443/ilp/callback", true},
+		{"https://PEER.example:8443/other?x=1", true},
+		{"https://peer.example:8444/ilp/callback", false},
+		{"https://peer.example/ilp/callback", false}, // port 443
+		{"http://peer.example:8443/ilp/callback", false},
+		{"https://evil.example:8443/", false},
+		{"https://peer.example.evil.example:8443/", false},
+		{"https://user:pw@peer.example:8443/", false},
+		{"https://127.0.0.1:8443/", false},
+		{"file:///etc/passwd", false},
+		{"/relative", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.callback, func(t *testing.T) {
+			err := checkCallback(tc.callback, origin)
+			if (err == nil) != tc.ok {
+				t.Fatalf("checkCallback = %v, want ok %v", err, tc.ok)
+			}
+			if err != nil && !strings.Contains(err.Error(), "Callback-Url") {
+				t.Fatalf("message %q does not name Callback-Url", err)
+			}
+		})
+	}
+}
+
+func TestOriginOf(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://Peer:80/a":            "http://peer:80",
+		"http://peer/a":               "http://peer:80",
+		"https://peer/a":              "https://peer:443",
+		"https://[::1]:7768/accounts": "https://[::1]:7768",
+		"ftp://peer/":                 "",
+	} {
+		if got := originOf(in); got != want {
+			t.Errorf("originOf(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestAsyncCallbackElsewhereRefused: a Callback-Url off the peer's origin gets 400, the
+// Prepare is not handled and nothing is POSTed there.
+func TestAsyncCallbackElsewhereRefused(t *testing.T) {
+	got := make(chan string, 4)
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("Authorization")
+	}))
+	defer elsewhere.Close()
+	var calls atomic.Int32
+	h := func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+		calls.Add(1)
+		return fulfilHandler(ctx, p)
+	}
+	peer := startAsyncPeer(t, h, "http://127.0.0.2:9/ilp") // the peer is not the callback's host
+	for _, cb := range []string{elsewhere.URL + "/internal", "file:///etc/passwd"} {
+		resp, body := post(t, serverURL(peer), asyncHeaders(cb, "abc"), marshal(t, testPrepare(5*time.Second)))
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "Callback-Url") {
+			t.Fatalf("%s: status %d (%s), want 400 naming Callback-Url", cb, resp.StatusCode, body)
+		}
+	}
+	_ = peer.Close() // waits for any reply goroutine
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("handler ran %d times for refused Prepares", n)
+	}
+	select {
+	case auth := <-got:
+		t.Fatalf("a reply was POSTed off the peer's origin, with Authorization %q", auth)
+	default:
+	}
+}
+
+// TestAsyncRepeatedRequestID: a Prepare POSTed again with the same Request-Id (the peer's
+// retry) gets 202 but is handled, and answered, once.
+func TestAsyncRepeatedRequestID(t *testing.T) {
+	var replies atomic.Int32
+	cb := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { replies.Add(1) }))
+	defer cb.Close()
+	var calls atomic.Int32
+	h := func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+		calls.Add(1)
+		return fulfilHandler(ctx, p)
+	}
+	peer := startAsyncPeer(t, h, cb.URL+"/ilp")
+	body := marshal(t, testPrepare(5*time.Second))
+	for i, id := range []string{"same", "same", "other"} {
+		if resp, b := post(t, serverURL(peer), asyncHeaders(cb.URL+"/cb", id), body); resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("request %d: status %d (%s), want 202", i+1, resp.StatusCode, b)
+		}
+	}
+	_ = peer.Close() // waits for the handlers and their replies
+	if c, r := calls.Load(), replies.Load(); c != 2 || r != 2 {
+		t.Fatalf("handled %d times, %d replies; want 2 and 2 (one per Request-Id)", c, r)
+	}
+}
+
+// TestAsyncCloseDeliversReply: Close waits for a reply being delivered instead of cancelling
+// it; the reply may be a Fulfill we already paid for downstream.
+func TestAsyncCloseDeliversReply(t *testing.T) {
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	outcome := make(chan string, 4)
+	cb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		select {
+		case <-release: // a slow but healthy peer
+			outcome <- "delivered"
+		case <-r.Context().Done():
+			outcome <- "cancelled"
+		}
+	}))
+	defer cb.Close()
+	peer := startAsyncPeer(t, fulfilHandler, cb.URL+"/ilp")
+	if resp, b := post(t, serverURL(peer), asyncHeaders(cb.URL+"/cb", "abc"), marshal(t, testPrepare(20*time.Second))); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("status %d (%s), want 202", resp.StatusCode, b)
+	}
+	<-arrived
+	closed := make(chan struct{})
+	go func() { _ = peer.Close(); close(closed) }()
+	waitClose(t, closed, outcome, release)
+	if o := <-outcome; o != "delivered" {
+		t.Fatalf("reply %s, want delivered", o)
+	}
+}
+
+// waitClose checks that Close (closed) does not return, nor cancel the request in progress
+// (outcome), before release; then releases the request and waits for Close. The first wait
+// is bounded: on a slow machine it can only let a defect pass, never fail a correct link.
+func waitClose(t *testing.T, closed <-chan struct{}, outcome <-chan string, release chan struct{}) {
+	t.Helper()
+	select {
+	case <-closed:
+		t.Fatal("Close returned before the request in progress was answered")
+	case o := <-outcome:
+		t.Fatalf("Close made the request in progress end: %s", o)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(release)
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return once the request was answered")
+	}
+}
+
+// TestCloseGivesUpAfterMaxHold: a Prepare whose expiry a peer set an hour away, still being
+// handled, holds Close no longer than the max hold time plus closeGrace; its handler is then
+// cancelled.
+func TestCloseGivesUpAfterMaxHold(t *testing.T) {
+	started, cancelled := make(chan struct{}), make(chan struct{})
+	stuck := func(ctx context.Context, _ *ilp.Prepare) (*ilp.Fulfill, error) {
+		close(started)
+		<-ctx.Done()
+		close(cancelled)
+		return nil, ctx.Err()
+	}
+	peer := startAsyncPeer(t, stuck, "http://127.0.0.1:1/ilp")
+	peer.maxHold = 10 * time.Millisecond
+	if resp, b := post(t, serverURL(peer), asyncHeaders("http://127.0.0.1:1/cb", "abc"), marshal(t, testPrepare(time.Hour))); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("status %d (%s), want 202", resp.StatusCode, b)
+	}
+	<-started
+	closed := make(chan struct{})
+	go func() { _ = peer.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close still waits for a Prepare expiring in an hour")
+	}
+	select {
+	case <-cancelled:
+	default:
+		t.Fatal("Close returned with the handler still running")
 	}
 }

@@ -3,6 +3,8 @@ package ilphttp
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/sha512"
+	"hash"
 	"strings"
 	"testing"
 	"time"
@@ -13,8 +15,14 @@ func TestVerifyJWT(t *testing.T) {
 	key := []byte("shhh")
 	good := signJWT(key, now, 30*time.Second)
 	parts := strings.Split(good, ".")
-	none := b64.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + parts[1] + "."
-	hs512 := b64.EncodeToString([]byte(`{"alg":"HS512","typ":"JWT"}`)) + "." + parts[1] + "." + parts[2]
+	// Tokens whose signature is valid for their header and payload: only the alg check can
+	// refuse them. The HS256 one shows the construction is otherwise accepted.
+	payload := `{"iat":1700000000,"exp":1700000030}`
+	asHS256 := signedAs(key, `{"alg":"HS256","typ":"JWT"}`, payload, sha256.New)
+	hs384 := signedAs(key, `{"alg":"HS384","typ":"JWT"}`, payload, sha512.New384)
+	noneHS256 := signedAs(key, `{"alg":"none","typ":"JWT"}`, payload, sha256.New)
+	hs512HS256 := signedAs(key, `{"alg":"HS512","typ":"JWT"}`, payload, sha256.New)
+	noAlg := signedAs(key, `{"typ":"JWT"}`, payload, sha256.New)
 	tests := []struct {
 		name string
 		tok  string
@@ -25,8 +33,11 @@ func TestVerifyJWT(t *testing.T) {
 		{"just before exp", good, now.Add(29 * time.Second), true},
 		{"at exp", good, now.Add(30 * time.Second), false},
 		{"wrong key", signJWT([]byte("other"), now, 30*time.Second), now, false},
-		{"alg none", none, now, false},
-		{"alg swapped", hs512, now, false},
+		{"construction with alg HS256", asHS256, now, true},
+		{"alg HS384 with a valid HS384 signature", hs384, now, false},
+		{"alg none with a valid HS256 signature", noneHS256, now, false},
+		{"alg HS512 with a valid HS256 signature", hs512HS256, now, false},
+		{"no alg with a valid HS256 signature", noAlg, now, false},
 		{"tampered payload", parts[0] + "." + b64.EncodeToString([]byte(`{"iat":1,"exp":9999999999}`)) + "." + parts[2], now, false},
 		{"two parts", parts[0] + "." + parts[1], now, false},
 		{"garbage", "a.b.c", now, false},
@@ -40,6 +51,14 @@ func TestVerifyJWT(t *testing.T) {
 			}
 		})
 	}
+}
+
+// signedAs makes a token with the given header, signed with HMAC over hash.
+func signedAs(key []byte, header, payload string, h func() hash.Hash) string {
+	s := b64.EncodeToString([]byte(header)) + "." + b64.EncodeToString([]byte(payload))
+	mac := hmac.New(h, key)
+	mac.Write([]byte(s))
+	return s + "." + b64.EncodeToString(mac.Sum(nil))
 }
 
 func signed(key []byte, payload string) string {

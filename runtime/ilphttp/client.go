@@ -22,8 +22,13 @@ import (
 // deployed connectors use:
 //   - no answer before the expiry: R00;
 //   - connection refused, or another transport failure: T01;
-//   - HTTP 5xx: T00; HTTP 401/403: T01 (our credentials are wrong); another 4xx: F00;
+//   - HTTP 5xx: T00; HTTP 401/403: T01 (our credentials are wrong); 429: T05; 408 and 409: T00
+//     (RFC 35 has the sender retry after 409); another 4xx: F00;
 //   - a body that is not a Fulfill or Reject: F09.
+//
+// The Reject travels upstream to senders who can do nothing about this hop: it names the
+// account and what kind of failure it was, while the peer's address, Go's error and the peer's
+// own explanation go to the log.
 //
 // ctx cancelled (not expired) returns ctx's error.
 func (l *Link) Send(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
@@ -88,8 +93,8 @@ func (l *Link) setHeaders(h http.Header, p *ilp.Prepare) {
 
 // readReply reads and parses a 200 response's body, bounded like a request's.
 func (l *Link) readReply(parent, ctx context.Context, resp *http.Response) (*ilp.Fulfill, error) {
-	if resp.ContentLength > int64(l.maxBody) {
-		return nil, ilp.Rejectf(ilp.CodeInvalidPeerResponse, l.self(), "account %s answered with %d bytes, more than the %d an ILP packet can take", l.opts.Account, resp.ContentLength, l.maxBody)
+	if resp.ContentLength > int64(l.maxReply) {
+		return nil, ilp.Rejectf(ilp.CodeInvalidPeerResponse, l.self(), "account %s answered with %d bytes, more than the %d an ILP packet can take", l.opts.Account, resp.ContentLength, l.maxReply)
 	}
 	var b []byte
 	var err error
@@ -97,13 +102,13 @@ func (l *Link) readReply(parent, ctx context.Context, resp *http.Response) (*ilp
 		b = make([]byte, n)
 		_, err = io.ReadFull(resp.Body, b)
 	} else {
-		b, err = io.ReadAll(io.LimitReader(resp.Body, int64(l.maxBody)+1))
+		b, err = io.ReadAll(io.LimitReader(resp.Body, int64(l.maxReply)+1))
 	}
 	if err != nil {
 		return nil, l.transportReject(parent, ctx, err)
 	}
-	if len(b) > l.maxBody {
-		return nil, ilp.Rejectf(ilp.CodeInvalidPeerResponse, l.self(), "account %s answered with more than the %d bytes an ILP packet can take", l.opts.Account, l.maxBody)
+	if len(b) > l.maxReply {
+		return nil, ilp.Rejectf(ilp.CodeInvalidPeerResponse, l.self(), "account %s answered with more than the %d bytes an ILP packet can take", l.opts.Account, l.maxReply)
 	}
 	return l.parseReply(b)
 }
@@ -128,37 +133,51 @@ func (l *Link) transportReject(parent, ctx context.Context, err error) error {
 		return parent.Err()
 	case ctx.Err() != nil:
 		return ilp.Rejectf(ilp.CodeTransferTimedOut, l.self(), "account %s did not answer before the packet expired", acct)
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return ilp.Rejectf(ilp.CodePeerUnreachable, l.self(), "account %s: connection refused by %s", acct, hostOf(l.opts.Outgoing.URL))
 	}
-	l.log.Debug("ILP-over-HTTP request failed", "account", acct, "error", err)
 	cause := err
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		cause = ue.Err // without the URL, whose path may name accounts
 	}
-	return ilp.Rejectf(ilp.CodePeerUnreachable, l.self(), "account %s: cannot reach %s: %v", acct, hostOf(l.opts.Outgoing.URL), cause)
-}
-
-// statusReject maps an HTTP status other than 200 (and 202 in async mode) to a Reject, with
-// the start of the peer's explanation.
-func (l *Link) statusReject(resp *http.Response) error {
-	acct, code := l.opts.Account, resp.StatusCode
-	snippet := readSnippet(resp.Body)
-	switch {
-	case code == http.StatusUnauthorized || code == http.StatusForbidden:
-		return ilp.Rejectf(ilp.CodePeerUnreachable, l.self(), "account %s: the peer refused our credentials (HTTP %d %s); check outgoing.staticToken/jwtSecret of the account", acct, code, snippet)
-	case code == http.StatusAccepted:
-		return ilp.Rejectf(ilp.CodePeerUnreachable, l.self(), `account %s: the peer answered 202 Accepted (asynchronous RFC 35) but the account is in sync mode; set mode "async"`, acct)
-	case code >= 500:
-		return ilp.Rejectf(ilp.CodeInternalError, l.self(), "account %s: the peer failed (HTTP %d %s)", acct, code, snippet)
-	case code >= 400:
-		return ilp.Rejectf(ilp.CodeBadRequest, l.self(), "account %s: the peer refused the packet (HTTP %d %s)", acct, code, snippet)
+	l.log.Warn("ILP-over-HTTP request to the peer failed", "account", acct, "peer", hostOf(l.opts.Outgoing.URL), "error", cause)
+	what := "peer unreachable"
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		what = "peer unreachable (connection refused)"
 	}
-	return ilp.Rejectf(ilp.CodePeerUnreachable, l.self(), "account %s: unexpected answer HTTP %d from the peer", acct, code)
+	return ilp.Rejectf(ilp.CodePeerUnreachable, l.self(), "account %s: %s; see the connector log", acct, what)
 }
 
-// readSnippet is the first line of an error body, short and printable, for Reject messages.
+// statusReject maps an HTTP status other than 200 (and 202 in async mode) to a Reject. The
+// peer's explanation and the hint for the operator go to the log only (see Send).
+func (l *Link) statusReject(resp *http.Response) error {
+	acct, status := l.opts.Account, resp.StatusCode
+	code, what, hint := statusCode(status)
+	l.log.Warn("the ILP-over-HTTP peer did not take a packet", "account", acct, "status", status, "body", readSnippet(resp.Body), "hint", hint)
+	return ilp.Rejectf(code, l.self(), "account %s: %s (HTTP %d); see the connector log", acct, what, status)
+}
+
+// statusCode is the ILP error code of an HTTP status, what it means for the sender, and a
+// hint for the operator.
+func statusCode(status int) (code ilp.ErrorCode, what, hint string) {
+	switch {
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return ilp.CodePeerUnreachable, "the peer refused our credentials", "check outgoing.staticToken/jwtSecret of the account against the peer's incoming token"
+	case status == http.StatusAccepted:
+		return ilp.CodePeerUnreachable, "the peer answered asynchronously", `the peer speaks asynchronous RFC 35 but the account is in sync mode; set mode "async"`
+	case status == http.StatusTooManyRequests:
+		return ilp.CodeRateLimited, "the peer is rate limiting", "the peer (or a proxy in front of it) limits our request rate"
+	case status == http.StatusRequestTimeout || status == http.StatusConflict:
+		// RFC 35 has the sender retry after 409; a 408 is the peer's timeout of our request.
+		return ilp.CodeInternalError, "temporary failure at the peer", "the peer asks for the request to be retried"
+	case status >= 500:
+		return ilp.CodeInternalError, "the peer failed", "the peer's server (or a proxy in front of it) failed"
+	case status >= 400:
+		return ilp.CodeBadRequest, "the peer refused the packet", "the peer refused the request itself; its explanation is in body"
+	}
+	return ilp.CodePeerUnreachable, "unexpected answer from the peer", "outgoing.url may not be an ILP-over-HTTP endpoint (redirects are not followed)"
+}
+
+// readSnippet is the first line of an error body, short and printable, for the log.
 func readSnippet(r io.Reader) string {
 	var b [160]byte
 	n, _ := io.ReadFull(r, b[:])

@@ -7,7 +7,9 @@
 //     ilp-plugin-http speak.
 //   - async (the current RFC 35): the Prepare is POSTed with Callback-Url and Request-Id and
 //     answered 202 Accepted; the reply is POSTed back to the callback URL with the same
-//     Request-Id, retried on 5xx or no response, and only the first reply counts.
+//     Request-Id, retried on 5xx or no response, and only the first reply counts. Replies go
+//     only to the origin of the peer's outgoing URL, and a Prepare repeated with the same
+//     Request-Id is handled once.
 //
 // Each account that accepts packets (`incoming`) has its own HTTP server on its own port, as
 // each ilp-plugin-http instance does; any path is accepted, so a peer may POST to

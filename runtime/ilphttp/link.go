@@ -1,6 +1,7 @@
 package ilphttp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,21 +21,32 @@ import (
 // server per listening account, on its own port, as each ilp-plugin-http instance has), a
 // client of the peer's URL when Outgoing is set. It implements link.Link.
 type Link struct {
-	opts    Options
-	mode    Mode
-	log     *slog.Logger
-	now     func() time.Time
-	verify  *verifier // nil without Incoming
-	sign    *signer   // nil without Outgoing
-	client  *http.Client
-	maxBody int
+	opts     Options
+	mode     Mode
+	log      *slog.Logger
+	now      func() time.Time
+	verify   *verifier // nil without Incoming
+	sign     *signer   // nil without Outgoing
+	client   *http.Client
+	maxBody  int    // a POSTed Prepare
+	maxReply int    // a Fulfill or Reject from the peer, never less than maxReplySize
+	origin   string // scheme://host:port of outgoing.url: the only place async replies go
 
 	handler ilp.Handler
-	ctx     context.Context // handlers' and async replies' context, cancelled by Close
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup // async handlers and the server loop
-	sem     chan struct{}  // async handlers in flight
-	asyncMu sync.Mutex     // orders track's wg.Add before Close's wg.Wait
+	// Handlers and async replies run on contexts of their own, bounded by their Prepare's
+	// expiry, never by the link's life: a Fulfill we produced means we paid downstream, so
+	// Close must let it reach the peer rather than cancel it.
+	wg        sync.WaitGroup // async handlers with their reply delivery, and the server loop
+	sem       chan struct{}  // async handlers in flight
+	asyncMu   sync.Mutex     // orders track's wg.Add before Close's wg.Wait
+	seen      seenIDs        // Request-Ids of the peer's async Prepares, until they expire
+	syncUntil atomic.Int64   // latest expiry (Unix ns) of a sync Prepare served: Close waits for it
+	// giveUp is the parent of the handlers' and replies' contexts, cancelled only when Close
+	// has waited for them as long as it may (maxHold + closeGrace): a peer's far expiry must
+	// not hold a shutdown.
+	giveUp    context.Context
+	giveUpNow context.CancelFunc
+	maxHold   time.Duration
 
 	srv     *http.Server
 	ln      net.Listener
@@ -55,7 +67,9 @@ func New(o *Options) (*Link, error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
-	l := &Link{opts: *o, mode: o.Mode, log: o.Logger, now: o.Now, maxBody: DefaultMaxBodySize}
+	l := &Link{opts: *o, mode: o.Mode, log: o.Logger, now: o.Now, maxBody: DefaultMaxBodySize, maxReply: maxReplySize,
+		maxHold: cmp.Or(o.MaxHold, DefaultMaxHold)}
+	l.giveUp, l.giveUpNow = context.WithCancel(context.Background())
 	if l.mode == "" {
 		l.mode = ModeSync
 	}
@@ -77,10 +91,12 @@ func New(o *Options) (*Link, error) {
 		l.verify = newVerifier(in.Auth, l.now)
 		if in.MaxBodySize > 0 {
 			l.maxBody = in.MaxBodySize
+			l.maxReply = max(maxReplySize, in.MaxBodySize)
 		}
 	}
 	if out := o.Outgoing; out != nil {
 		l.sign = newSigner(out, l.now)
+		l.origin = originOf(out.URL) // check validated the URL
 	}
 	rt := o.Transport
 	if rt == nil {
@@ -88,7 +104,6 @@ func New(o *Options) (*Link, error) {
 	}
 	// Redirects are not followed: a Prepare is POSTed to the configured URL only.
 	l.client = &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	l.ctx, l.cancel = context.WithCancel(context.Background())
 	return l, nil
 }
 
@@ -125,7 +140,8 @@ func (l *Link) Start(_ context.Context, h ilp.Handler) error {
 }
 
 // newServer is the account's HTTP server: HTTP/1.1 and HTTP/2 with prior knowledge (h2c), as
-// ilp-plugin-http's http2 option and interledger-rs clients may use.
+// ilp-plugin-http's http2 option and interledger-rs clients may use. Requests' contexts do
+// not derive from the link's life (see Close).
 func (l *Link) newServer() *http.Server {
 	var p http.Protocols
 	p.SetHTTP1(true)
@@ -136,7 +152,6 @@ func (l *Link) newServer() *http.Server {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
-		BaseContext:       func(net.Listener) context.Context { return l.ctx },
 		ErrorLog:          slog.NewLogLogger(l.log.Handler(), slog.LevelDebug),
 	}
 }
@@ -155,25 +170,63 @@ func (l *Link) Connected() bool {
 	return l.sign != nil && l.started.Load() && !l.closed.Load()
 }
 
-// Close stops the server (in-flight requests see their context cancelled), cancels async
-// replies still being sent, and waits for the link's goroutines.
+// Close stops accepting requests and returns once the Prepares being handled are answered:
+// a sync Prepare's response is written (Close waits until its expiry at most), an async
+// Prepare's reply is delivered or given up (at most until its expiry or replyMinWindow after
+// its answer, see runAsync). Cancelling them instead would drop a Fulfill of a packet we
+// already paid for downstream. Whatever the expiries, Close cancels what remains after
+// maxHold + closeGrace.
 func (l *Link) Close() error {
 	var err error
 	l.once.Do(func() {
 		l.asyncMu.Lock()
 		l.closed.Store(true)
 		l.asyncMu.Unlock()
-		l.cancel()
+		limit := time.Now().Add(l.maxHold + closeGrace)
+		stop := time.AfterFunc(time.Until(limit), l.giveUpNow)
+		defer stop.Stop()
 		if l.srv != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if e := l.srv.Shutdown(ctx); e != nil {
-				err = l.srv.Close()
-			}
+			err = l.shutdown(limit)
 		}
 		l.wg.Wait()
+		l.giveUpNow()
 	})
 	return err
+}
+
+// shutdown closes the listener and waits for the requests being served, until the latest
+// expiry of the sync Prepares served (at least closeGrace, at most limit); then it closes what
+// remains.
+func (l *Link) shutdown(limit time.Time) error {
+	deadline := time.Now().Add(closeGrace)
+	if until := time.Unix(0, l.syncUntil.Load()); until.After(deadline) {
+		deadline = until
+	}
+	if deadline.After(limit) {
+		deadline = limit
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	if err := l.srv.Shutdown(ctx); err != nil {
+		return l.srv.Close()
+	}
+	return nil
+}
+
+// closeGrace is how long Close waits for requests other than Prepares (replies to our own
+// Prepares, health checks) to finish.
+const closeGrace = 5 * time.Second
+
+// holdUntil records that a sync Prepare expiring at t is being served, so that Close waits
+// for its response.
+func (l *Link) holdUntil(t time.Time) {
+	ns := t.UnixNano()
+	for {
+		cur := l.syncUntil.Load()
+		if ns <= cur || l.syncUntil.CompareAndSwap(cur, ns) {
+			return
+		}
+	}
 }
 
 // self is this connector's address, triggeredBy of the link's Rejects.

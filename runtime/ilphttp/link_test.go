@@ -54,8 +54,10 @@ func TestSendSync(t *testing.T) {
 }
 
 // TestSendErrors maps what a peer's HTTP server does to the Reject codes of RFC 35 and the
-// deployed connectors.
+// deployed connectors. The Reject goes upstream: it never carries the peer's address or its
+// error body (those are logged).
 func TestSendErrors(t *testing.T) {
+	const secret = "internal detail"
 	tests := []struct {
 		name   string
 		serve  http.HandlerFunc
@@ -63,15 +65,16 @@ func TestSendErrors(t *testing.T) {
 		code   ilp.ErrorCode
 		sub    string
 	}{
-		{"5xx is T00", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "db down", 500) }, 5 * time.Second, ilp.CodeInternalError, `HTTP 500 "db down"`},
+		{"5xx is T00", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "db down: "+secret, 500) }, 5 * time.Second, ilp.CodeInternalError, "account peer: the peer failed (HTTP 500); see the connector log"},
 		{"502 is T00", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(502) }, 5 * time.Second, ilp.CodeInternalError, "HTTP 502"},
-		{"401 names the account", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "invalid authorization", 401) }, 5 * time.Second, ilp.CodePeerUnreachable, "account peer: the peer refused our credentials (HTTP 401"},
-		{"403 names the account", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(403) }, 5 * time.Second, ilp.CodePeerUnreachable, "account peer: the peer refused our credentials (HTTP 403"},
-		{"other 4xx is F00", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "too big", 413) }, 5 * time.Second, ilp.CodeBadRequest, "HTTP 413"},
+		{"401 names the account", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, secret, 401) }, 5 * time.Second, ilp.CodePeerUnreachable, "account peer: the peer refused our credentials (HTTP 401)"},
+		{"403 names the account", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(403) }, 5 * time.Second, ilp.CodePeerUnreachable, "account peer: the peer refused our credentials (HTTP 403)"},
+		{"429 is T05", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, secret, 429) }, 5 * time.Second, ilp.CodeRateLimited, "HTTP 429"},
+		{"other 4xx is F00", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "too big: "+secret, 413) }, 5 * time.Second, ilp.CodeBadRequest, "HTTP 413"},
 		{"garbage body is F09", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("hello")) }, 5 * time.Second, ilp.CodeInvalidPeerResponse, "invalid ILP packet"},
 		{"empty body is F09", func(w http.ResponseWriter, _ *http.Request) {}, 5 * time.Second, ilp.CodeInvalidPeerResponse, "invalid ILP packet"},
-		{"oversized body is F09", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(make([]byte, DefaultMaxBodySize+1)) }, 5 * time.Second, ilp.CodeInvalidPeerResponse, "more than"},
-		{"202 in sync mode", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(202) }, 5 * time.Second, ilp.CodePeerUnreachable, "202 Accepted"},
+		{"oversized body is F09", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(make([]byte, maxReplySize+1)) }, 5 * time.Second, ilp.CodeInvalidPeerResponse, "more than"},
+		{"202 in sync mode", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(202) }, 5 * time.Second, ilp.CodePeerUnreachable, "answered asynchronously (HTTP 202)"},
 		{"redirect not followed", func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "/elsewhere", http.StatusTemporaryRedirect)
 		}, 5 * time.Second, ilp.CodePeerUnreachable, "HTTP 307"},
@@ -81,16 +84,67 @@ func TestSendErrors(t *testing.T) {
 			if err == nil {
 				_ = c.Close()
 			}
-		}, 5 * time.Second, ilp.CodePeerUnreachable, "cannot reach"},
+		}, 5 * time.Second, ilp.CodePeerUnreachable, "account peer: peer unreachable; see the connector log"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := httptest.NewServer(tc.serve) // binds 127.0.0.1
 			defer ts.Close()
-			cl := startClient(t, ts.URL+"/ilp", "tok")
+			cl := startClient(t, ts.URL+"/accounts/secret-acct/ilp", "tok")
 			_, err := cl.Send(context.Background(), testPrepare(tc.expiry))
 			wantReject(t, err, tc.code, testSelf, tc.sub)
+			wantNoLeak(t, err, "127.0.0.1", "secret-acct", secret, "staticToken")
 		})
+	}
+}
+
+// wantNoLeak checks that a Reject's message names none of the given internals.
+func wantNoLeak(t *testing.T, err error, internals ...string) {
+	t.Helper()
+	msg := err.(*ilp.Reject).Message
+	for _, s := range internals {
+		if strings.Contains(msg, s) {
+			t.Fatalf("Reject message %q leaks %q upstream", msg, s)
+		}
+	}
+}
+
+// TestStatusCode maps every HTTP status class to the ILP error code RFC 35 asks for: the
+// sender retries temporary ones (T), gives up on final ones (F).
+func TestStatusCode(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		code   ilp.ErrorCode
+	}{
+		{http.StatusUnauthorized, ilp.CodePeerUnreachable},
+		{http.StatusForbidden, ilp.CodePeerUnreachable},
+		{http.StatusAccepted, ilp.CodePeerUnreachable},
+		{http.StatusTemporaryRedirect, ilp.CodePeerUnreachable},
+		{http.StatusTooManyRequests, ilp.CodeRateLimited},
+		{http.StatusRequestTimeout, ilp.CodeInternalError},
+		{http.StatusConflict, ilp.CodeInternalError}, // RFC 35: the sender retries after 409
+		{http.StatusBadRequest, ilp.CodeBadRequest},
+		{http.StatusNotFound, ilp.CodeBadRequest},
+		{http.StatusRequestEntityTooLarge, ilp.CodeBadRequest},
+		{http.StatusInternalServerError, ilp.CodeInternalError},
+		{http.StatusServiceUnavailable, ilp.CodeInternalError},
+	} {
+		if code, what, hint := statusCode(tc.status); code != tc.code || what == "" || hint == "" {
+			t.Errorf("HTTP %d: %s %q %q, want %s with a message and a hint", tc.status, code, what, hint, tc.code)
+		}
+	}
+}
+
+// TestSendLargestReject: a peer's largest valid Reject passes through unchanged.
+func TestSendLargestReject(t *testing.T) {
+	b := maxReject(t)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(b) }))
+	defer ts.Close()
+	cl := startClient(t, ts.URL, "tok")
+	_, err := cl.Send(context.Background(), testPrepare(5*time.Second))
+	r, ok := err.(*ilp.Reject)
+	if !ok || r.Code != ilp.CodeFinalApplicationError || len(r.Data) != ilp.MaxDataSize {
+		t.Fatalf("got %v, want the peer's F99 Reject", err)
 	}
 }
 
@@ -110,7 +164,8 @@ func TestSendConnectionRefused(t *testing.T) {
 	_ = ln.Close()
 	cl := startClient(t, "http://"+addr+"/ilp", "tok")
 	_, err = cl.Send(context.Background(), testPrepare(5*time.Second))
-	wantReject(t, err, ilp.CodePeerUnreachable, testSelf, "account peer: connection refused by "+addr)
+	wantReject(t, err, ilp.CodePeerUnreachable, testSelf, "account peer: peer unreachable (connection refused); see the connector log")
+	wantNoLeak(t, err, addr)
 }
 
 func TestSendCancelled(t *testing.T) {

@@ -18,14 +18,22 @@ const Plugin = "ilp-plugin-http"
 
 // Defaults of the settings every link shares.
 const (
-	// DefaultMaxBodySize bounds a request or response body, as interledger-rs does: the largest
-	// ILP packet (32767 bytes of data plus the envelope) fits with room to spare.
+	// DefaultMaxBodySize bounds a POSTed Prepare, as interledger-rs does: the largest Prepare
+	// (ilp.MaxPacketSize, 33857 bytes) fits with room to spare.
 	DefaultMaxBodySize = 40000
+	// maxReplySize bounds a Fulfill or Reject from the peer (a response body, or an async reply
+	// POSTed to us). The largest valid Reject does not fit in DefaultMaxBodySize: type (1),
+	// length prefix (at most 3, the content being under 64 KiB), code (3), then triggeredBy,
+	// message and data, each with a length prefix of at most 3 bytes: 41997 bytes. A peer's
+	// valid Reject must pass through, not become our F09.
+	maxReplySize = 1 + 3 + 3 + (3 + ilp.MaxAddressSize) + (3 + ilp.MaxMessageSize) + (3 + ilp.MaxDataSize)
 	// DefaultJWTExpiry is ilp-plugin-http's jwtExpiry.
 	DefaultJWTExpiry = 30 * time.Second
 	// DefaultMaxInFlight bounds the Prepares answered asynchronously at once (their handlers run
 	// after the 202, outside the HTTP server's own concurrency).
 	DefaultMaxInFlight = 8192
+	// DefaultMaxHold is the JS connector's default max hold time.
+	DefaultMaxHold = 30 * time.Second
 )
 
 // Mode is how Prepares and their replies travel.
@@ -85,6 +93,10 @@ type Options struct {
 	Address     func() ilp.Address // this connector's address: triggeredBy of the link's Rejects
 	Logger      *slog.Logger       // nil: slog.Default()
 	MaxInFlight int                // 0 means DefaultMaxInFlight
+	// MaxHold is the longest the connector holds a packet (CONNECTOR_MAX_HOLD_TIME; 0 means
+	// DefaultMaxHold): Close waits for the Prepares being answered, and their replies, no
+	// longer than that plus closeGrace, whatever expiry a peer gave them.
+	MaxHold time.Duration
 	// Transport replaces the shared HTTP client transport (tests, custom TLS roots).
 	Transport http.RoundTripper
 	// Now is the clock of JWT issue and expiry checks; nil is time.Now.

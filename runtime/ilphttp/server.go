@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
@@ -72,14 +74,15 @@ func acceptedType(ct string) bool {
 	return err == nil && (mt == contentType || mt == "application/ilp+octet-stream")
 }
 
-// readBody reads the whole body, at most maxBody bytes, in one allocation when the length is
-// announced. It returns an HTTP status and message on failure.
+// readBody reads the whole body in one allocation when the length is announced, at most
+// bodyLimit bytes. It returns an HTTP status and message on failure.
 func (l *Link) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, string) {
-	tooLarge := fmt.Sprintf("ILP-over-HTTP: body larger than %d bytes; an ILP packet is at most about 32.8 kB", l.maxBody)
-	if r.ContentLength > int64(l.maxBody) {
+	limit := l.bodyLimit()
+	tooLarge := fmt.Sprintf("ILP-over-HTTP: body larger than %d bytes, more than an ILP packet can take", limit)
+	if r.ContentLength > int64(limit) {
 		return nil, http.StatusRequestEntityTooLarge, tooLarge
 	}
-	rd := http.MaxBytesReader(w, r.Body, int64(l.maxBody))
+	rd := http.MaxBytesReader(w, r.Body, int64(limit))
 	var body []byte
 	var err error
 	if r.ContentLength > 0 {
@@ -100,10 +103,23 @@ func (l *Link) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, st
 	return body, 0, ""
 }
 
+// bodyLimit is the largest body the server reads: a Prepare, or in async mode also a reply
+// to one of our Prepares, which may be larger (see maxReplySize).
+func (l *Link) bodyLimit() int {
+	if l.mode == ModeAsync {
+		return l.maxReply
+	}
+	return l.maxBody
+}
+
 // servePrepare handles a Prepare: asynchronously when this account speaks async RFC 35 and the
 // peer asked for a callback, otherwise in the response, as the deprecated sync mode and every
 // deployed implementation do.
 func (l *Link) servePrepare(w http.ResponseWriter, r *http.Request, body []byte) {
+	if len(body) > l.maxBody {
+		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("ILP-over-HTTP: Prepare larger than %d bytes, more than an ILP Prepare can take", l.maxBody))
+		return
+	}
 	p, err := ilp.ParsePrepare(body)
 	if err != nil {
 		httpError(w, http.StatusBadRequest, "ILP-over-HTTP: invalid ILP Prepare: "+err.Error())
@@ -115,6 +131,7 @@ func (l *Link) servePrepare(w http.ResponseWriter, r *http.Request, body []byte)
 			return
 		}
 	}
+	l.holdUntil(p.ExpiresAt)
 	reply := l.handle(r.Context(), p)
 	buf := getBuf()
 	defer putBuf(buf)
@@ -196,11 +213,36 @@ func putBuf(b *[]byte) {
 	}
 }
 
-// checkCallback refuses callback URLs that are not absolute http(s) URLs.
-func checkCallback(s string) error {
+// checkCallback accepts only a callback URL on origin, the origin of the peer's own URL
+// (outgoing.url): the reply is POSTed with our credentials for the peer, so a callback
+// elsewhere would hand them, and a request from inside our network, to whatever the peer
+// names.
+func checkCallback(s, origin string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("Callback-Url %q is not an absolute http(s) URL", s)
 	}
+	if u.User != nil || originOf(s) != origin {
+		return fmt.Errorf("Callback-Url %q is refused: replies go only to the scheme, host and port this account sends its packets to (its outgoing.url)", s)
+	}
 	return nil
+}
+
+// originOf is scheme://host:port of an absolute URL, with the host in lower case and the
+// scheme's default port made explicit, so that equal origins compare equal; "" when s is not
+// an absolute http(s) URL.
+func originOf(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return ""
+	}
+	port := u.Port()
+	switch {
+	case port != "":
+	case u.Scheme == "https":
+		port = "443"
+	default:
+		port = "80"
+	}
+	return u.Scheme + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
 }

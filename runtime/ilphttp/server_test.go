@@ -145,3 +145,78 @@ func mustFulfill(t *testing.T) []byte {
 	}
 	return b
 }
+
+// TestSyncCloseAnswersPrepare: Close lets a sync Prepare being handled run and be answered
+// instead of cancelling it (its downstream may already have fulfilled it).
+func TestSyncCloseAnswersPrepare(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	outcome := make(chan string, 2)
+	srv := startServer(t, ModeSync, func(ctx ctxT, p *ilp.Prepare) (*ilp.Fulfill, error) {
+		close(entered)
+		select {
+		case <-release:
+			outcome <- "answered"
+			return fulfilHandler(ctx, p)
+		case <-ctx.Done():
+			outcome <- "cancelled"
+			return nil, ctx.Err()
+		}
+	}, nil)
+	type result struct {
+		status int
+		body   []byte
+	}
+	res := make(chan result, 1)
+	go func() {
+		resp, body := post(t, serverURL(srv), map[string]string{"Authorization": "Bearer in-token"}, marshal(t, testPrepare(20*time.Second)))
+		res <- result{resp.StatusCode, body}
+	}()
+	<-entered
+	closed := make(chan struct{})
+	go func() { _ = srv.Close(); close(closed) }()
+	waitClose(t, closed, outcome, release)
+	r := <-res
+	if f, err := ilp.ParseFulfill(r.body); r.status != 200 || err != nil || f.Fulfillment != testFulfillment {
+		t.Fatalf("status %d, body not the Fulfill: %v", r.status, err)
+	}
+}
+
+// TestServeAsyncBodyLimits: in async mode the server reads replies up to maxReplySize (a
+// peer's largest valid Reject), but a Prepare still only up to DefaultMaxBodySize.
+func TestServeAsyncBodyLimits(t *testing.T) {
+	a := startAsyncSender(t, "http://127.0.0.1:1/")
+	const id = "11111111-2222-4333-8444-555555555555"
+	ch := make(chan []byte, 1)
+	a.pending.Store(id, ch)
+	hdr := map[string]string{"Authorization": "Bearer in-token", "Request-Id": id}
+	rej := maxReject(t)
+	if resp, body := post(t, serverURL(a), hdr, rej); resp.StatusCode != 200 {
+		t.Fatalf("largest Reject as a reply: status %d (%s), want 200", resp.StatusCode, body)
+	}
+	if got := <-ch; !bytes.Equal(got, rej) {
+		t.Fatal("the reply delivered is not the Reject posted")
+	}
+	big := append(marshal(t, testPrepare(5*time.Second)), make([]byte, maxReplySize)...)[:maxReplySize]
+	if resp, body := post(t, serverURL(a), asyncHeaders("http://127.0.0.1:1/cb", "x"), big); resp.StatusCode != 413 {
+		t.Fatalf("Prepare of %d bytes: status %d (%s), want 413", len(big), resp.StatusCode, body)
+	}
+}
+
+// maxReject is the encoding of the largest valid Reject.
+func maxReject(t *testing.T) []byte {
+	t.Helper()
+	r := &ilp.Reject{Code: ilp.CodeFinalApplicationError, TriggeredBy: ilp.Address("test." + strings.Repeat("a", ilp.MaxAddressSize-5)),
+		Message: strings.Repeat("m", ilp.MaxMessageSize), Data: make([]byte, ilp.MaxDataSize)}
+	b, err := r.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestMaxReplySize: maxReplySize is exactly the largest valid Reject (a Fulfill is smaller).
+func TestMaxReplySize(t *testing.T) {
+	if n := len(maxReject(t)); n != maxReplySize {
+		t.Fatalf("largest Reject is %d bytes, maxReplySize %d", n, maxReplySize)
+	}
+}
