@@ -128,15 +128,18 @@ type Redis struct {
 
 	lanes     chan *lane      // the free ones
 	laneWait  time.Duration   // laneWait, shorter in tests
+	closeWait time.Duration   // closeWait, shorter in tests
 	bg        context.Context // the background work's, cancelled by Close
 	stop      context.CancelFunc
-	resolving sync.WaitGroup
+	resolvers int // running, under mu (a WaitGroup cannot be waited for while new ones start)
+	inflight  int // writes being made, under mu
 
 	lease      time.Duration // see redis_instances.go
 	failed     chan struct{} // closed when another process took this instance over
 	failOnce   sync.Once
 	watching   sync.WaitGroup // the heartbeat and the reclaims
 	reclaiming atomic.Bool
+	draining   atomic.Bool
 
 	// deferred holds the writes that must be applied but found no free lane (Redis
 	// unreachable for a while): never sent, they are sent with the heartbeat and on Close.
@@ -179,7 +182,7 @@ func OpenRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		return nil, fmt.Errorf("store: cannot reach Redis at %s: %w", where, err)
 	}
 	r := &Redis{c: c, prefix: o.Prefix, me: newIdentity(o.Prefix, o.Instance, rand.Text()), log: cmp.Or(o.Log, slog.Default()),
-		lanes: newLanes(max(4*c.Options().PoolSize, 64)), failed: make(chan struct{}), lease: cmp.Or(o.lease, DefaultInstanceLease), laneWait: laneWait}
+		lanes: newLanes(max(4*c.Options().PoolSize, 64)), failed: make(chan struct{}), lease: cmp.Or(o.lease, DefaultInstanceLease), laneWait: laneWait, closeWait: closeWait}
 	r.bg, r.stop = context.WithCancel(context.Background())
 	if err := r.claimInstance(ctx); err != nil {
 		_ = c.Close()
@@ -265,6 +268,9 @@ func (r *Redis) recover(ctx context.Context, id identity) error {
 		if err != nil {
 			return fmt.Errorf("store: redis recovery: %w", err)
 		}
+		if err := r.keepAlive(ctx, id); err != nil {
+			return fmt.Errorf("store: redis recovery for instance %q: %w", id.name, err)
+		}
 		if err := r.recoverPage(ctx, id, keys); err != nil {
 			return fmt.Errorf("store: redis recovery for instance %q: %w", id.name, err)
 		}
@@ -272,6 +278,17 @@ func (r *Redis) recover(ctx context.Context, id identity) error {
 			return nil
 		}
 	}
+}
+
+// keepAlive renews id's heartbeat while it is being recovered, which may take longer than a
+// lease (a large keyspace): neither this process's start nor a reclaim may be taken for dead
+// and reclaimed by another runtime. ErrFenced when id's token is no longer the instance's.
+func (r *Redis) keepAlive(ctx context.Context, id identity) error {
+	ok, err := heartbeatScript.Run(ctx, r.c, []string{id.key, r.registryKey()}, id.token, id.name).Int()
+	if err == nil && ok == 0 {
+		err = ErrFenced
+	}
+	return err
 }
 
 // recoverPage runs 'recover' for id on the accounts' keys in one pipelined round trip (two if
@@ -288,7 +305,7 @@ func (r *Redis) recoverPage(ctx context.Context, id identity, keys []string) err
 			}
 			return nil
 		})
-		var errs []error
+		var first error
 		noScript := false
 		for i, cmd := range cmds {
 			res, err := r.reply(call{op: "recover", keys: keys[i : i+1]}, cmd.(*redis.Cmd))
@@ -296,10 +313,12 @@ func (r *Redis) recoverPage(ctx context.Context, id identity, keys []string) err
 				err = ErrFenced
 			}
 			noScript = noScript || redis.HasErrorPrefix(err, "NOSCRIPT")
-			errs = append(errs, err)
+			if first == nil {
+				first = err
+			}
 		}
 		if !noScript || attempt > 0 {
-			return errors.Join(errs...)
+			return first
 		}
 		if err := balanceScript.Load(ctx, r.c).Err(); err != nil {
 			return err
@@ -374,16 +393,18 @@ func (r *Redis) op(ctx context.Context, op, account string, amount int64, min, m
 		return res.b, fmt.Errorf("store: redis %s: unknown result code %d", op, res.code)
 	}
 	if c.scoped {
-		return res.b, r.inScope(ctx, c)
+		return res.b, r.inScope(context.WithoutCancel(ctx), c)
 	}
 	return res.b, nil
 }
 
 // classOf says what becomes of c when its outcome is unknown: a reservation, and an add unless
 // its caller marked it MustApply (a refund), are refused when they fail, so they must not apply
-// later; commits, releases, ends and sets must.
+// later; nor may a set, whose late replay would erase every write made since. Commits,
+// releases and ends must apply.
 func classOf(ctx context.Context, c call) class {
-	if c.op == "reserve" || (c.op == "add" && !mustApplyFrom(ctx)) {
+	switch {
+	case c.op == "reserve", c.op == "set", c.op == "add" && !mustApplyFrom(ctx):
 		return checked
 	}
 	return mustApply
@@ -426,17 +447,18 @@ func (r *Redis) EndPacket(ctx context.Context) error {
 	if len(todo) == 0 {
 		return nil
 	}
-	return r.endDeltas(ctx, todo)
+	return r.endDeltas(context.WithoutCancel(ctx), todo)
 }
 
 // endDeltas ends packet changes in pipelined round trips. Those that fail are the resolver's,
-// or deferred if they found no lane: either way they are applied, once, later.
+// or deferred if they found no lane: either way they are applied, once, later. A packet's
+// ends are sent whatever became of its context: the caller detaches it.
 func (r *Redis) endDeltas(ctx context.Context, todo []scopeDelta) error {
 	calls := make([]call, len(todo))
 	for i, d := range todo {
 		calls[i] = call{op: "end", keys: []string{r.accountKey(d.account)}, amount: strconv.FormatInt(d.delta, 10), account: d.account}
 	}
-	_, errs := r.writeAll(context.WithoutCancel(ctx), calls)
+	_, errs := r.writeAll(ctx, calls)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("store: redis end of packet: %w", err)
 	}
@@ -630,26 +652,28 @@ func globEscape(s string) string {
 	return b.String()
 }
 
-// Close sends the deferred writes and gives the resolvers (see redis_lanes.go) until
-// closeWait to finish, stops them and the heartbeat, leaves the registry of instances if no
-// write is left unapplied (see leave), then closes the connections. Later calls fail.
+// Close lets the writes in flight and the resolvers (see redis_lanes.go) finish and sends the
+// deferred writes, each step for at most closeWait; then it refuses new writes, stops the
+// resolvers and the heartbeat, and leaves the registry of instances if no write was left
+// unapplied (see leave); then it closes the connections. Later calls fail.
 func (r *Redis) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
-	defer cancel()
-	r.drainDeferred(ctx)
-	r.waitResolvers(ctx)
+	r.waitIdleFor(r.closeWait)
+	dctx, dcancel := context.WithTimeout(context.Background(), r.closeWait)
+	r.drainDeferred(dctx)
+	dcancel()
 	r.mu.Lock()
 	r.closing = true
 	left := len(r.deferred)
 	r.mu.Unlock()
+	idle := r.waitIdleFor(r.closeWait) // the writes that began before closing
 	r.stop()
-	r.resolving.Wait()
+	r.waitIdleFor(r.closeWait) // stopped: resolvers end at once
 	r.watching.Wait()
-	if left > 0 || r.cutOff.Load() > 0 {
+	if left > 0 || r.cutOff.Load() > 0 || !idle {
 		r.log.Error("store: redis: closed with writes not applied; this instance is left for a restart or the other runtimes to reclaim",
-			"deferred", left, "unresolved", r.cutOff.Load())
+			"deferred", left, "lost", r.cutOff.Load(), "inFlight", !idle)
 	} else {
-		lctx, lcancel := context.WithTimeout(context.Background(), closeWait)
+		lctx, lcancel := context.WithTimeout(context.Background(), r.closeWait)
 		r.leave(lctx)
 		lcancel()
 	}

@@ -69,12 +69,15 @@ redis.call('HSET', KEYS[2], ARGV[2], now())
 return 1`)
 
 // takeOverScript gives the instance's key to a reclaimer's token if the instance's last
-// heartbeat is older than the lease (1), else 0. KEYS instance key, registry; ARGV name,
-// token, lease in ms.
+// heartbeat is older than the lease (1), else 0, and renews the heartbeat on the reclaimer's
+// behalf, so that no other runtime takes it over while this one reclaims it (the reclaimer
+// renews it as it goes, see reclaim). KEYS instance key, registry; ARGV name, token, lease in
+// ms.
 var takeOverScript = redis.NewScript(redisNow + `
 local last = redis.call('HGET', KEYS[2], ARGV[1])
 if not last or now() - tonumber(last) <= tonumber(ARGV[3]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], now())
 return 1`)
 
 // forgetScript removes a reclaimed instance if the reclaimer still holds it. KEYS instance
@@ -127,7 +130,12 @@ func (r *Redis) watch() {
 					healthySince = time.Time{}
 					continue
 				}
-				r.drainDeferredFor(resolveTimeout)
+				if r.draining.CompareAndSwap(false, true) {
+					r.watching.Go(func() { // beside the heartbeats, which must not wait for Redis writes
+						defer r.draining.Store(false)
+						r.drainDeferredFor(resolveTimeout)
+					})
+				}
 				if healthySince.IsZero() {
 					healthySince = now
 				}

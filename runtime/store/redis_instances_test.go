@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ilpfleet/ilpfleet/runtime/store/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 // openLease opens a store on the test's prefix with a lease of the test's choice.
@@ -24,7 +25,7 @@ func openLease(t *testing.T, url, instance string, lease time.Duration) *Redis {
 // crash stops r as a process killed with its node would: no packet end, no leaving.
 func (r *Redis) crash() {
 	r.stop()
-	r.resolving.Wait()
+	r.waitIdle(context.Background())
 	r.watching.Wait()
 	_ = r.c.Close()
 }
@@ -133,20 +134,87 @@ func TestRedisCloseLeavesNothingToReclaim(t *testing.T) {
 // not reclaim it, and it starts.
 func TestRedisLongRecoveryIsNotReclaimed(t *testing.T) {
 	srv := redistest.Start(t)
-	const lease = 300 * time.Millisecond
+	const lease = time.Second // heartbeats every 167 ms: only a stalled machine misses a lease
 	survivor := openLease(t, srv.URL(), "survivor", lease)
 	proxy := redistest.StartProxy(t, srv)
 	proxy.HoldCommands("\r\nscan\r\n", 1)
 	go func() {
-		time.Sleep(4 * lease)
+		time.Sleep(3 * lease)
 		proxy.SendHeld()
 	}()
 	r, err := OpenRedis(context.Background(), RedisOptions{URL: proxy.URL(), Instance: "slow", Prefix: survivor.prefix, lease: lease})
 	if err != nil {
-		t.Fatalf("a start that recovered for 4 leases: %v", err)
+		t.Fatalf("a start that recovered for 3 leases: %v", err)
 	}
 	defer r.Close()
 	if _, err := r.AddWithin(context.Background(), "a", 1, nil, nil); err != nil {
 		t.Fatalf("write after the start: %v", err)
+	}
+}
+
+// TestRedisOneReclaimerAtATime: a takeover renews the dead instance's heartbeat, so a second
+// runtime does not take it over while the first reclaims it.
+func TestRedisOneReclaimerAtATime(t *testing.T) {
+	srv := redistest.Start(t)
+	const lease = 200 * time.Millisecond
+	dead := openLease(t, srv.URL(), "dead", lease)
+	dead.crash()
+	ctx := context.Background()
+	c := redisClient(t, srv)
+	eventually(t, "the heartbeat to age past the lease", func() bool {
+		now, _ := c.Time(ctx).Result()
+		v, _ := c.HGet(ctx, dead.registryKey(), "dead").Int64()
+		return now.UnixMilli()-v > lease.Milliseconds()
+	})
+	var took []int
+	for _, token := range []string{"first", "second"} {
+		id := newIdentity(dead.prefix, "dead", token)
+		n, err := takeOverScript.Run(ctx, c, []string{id.key, dead.registryKey()}, "dead", id.token, lease.Milliseconds()).Int()
+		if err != nil {
+			t.Fatal(err)
+		}
+		took = append(took, n)
+	}
+	if took[0] != 1 || took[1] != 0 {
+		t.Fatalf("takeovers %v, want the first only", took)
+	}
+}
+
+func redisClient(t *testing.T, srv *redistest.Server) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// TestRedisDrainBesideTheHeartbeat: the deferred writes are sent beside the heartbeats, so a
+// Redis that stalls them (here: every end held in the network) does not stop the heartbeats
+// and get a live runtime reclaimed.
+func TestRedisDrainBesideTheHeartbeat(t *testing.T) {
+	srv := redistest.Start(t)
+	const lease = time.Second
+	proxy := redistest.StartProxy(t, srv)
+	r := openLease(t, proxy.URL(), "drainer", lease)
+	openLease(t, srv.URL(), "survivor", lease)
+	r.laneWait, r.closeWait = time.Millisecond, 100*time.Millisecond
+	ctx := context.Background()
+	p := r.BeginPacket(ctx)
+	mustReserve(p, r, "b", 10)
+	var held []*lane
+	for len(r.lanes) > 0 {
+		held = append(held, <-r.lanes)
+	}
+	if _, err := r.Commit(p, "b", 10); !errors.Is(err, errDeferred) {
+		t.Fatalf("commit: %v, want deferred", err)
+	}
+	if err := r.EndPacket(p); err != nil { // the commit is not in the scope yet: nothing to end
+		t.Fatal(err)
+	}
+	proxy.HoldCommands("\r\nend\r\n", -1) // the drained commit's end will stall
+	for _, l := range held {
+		r.lanes <- l
+	}
+	time.Sleep(3 * lease) // an observation window: the defect shows within it, never a false failure
+	if tok, _ := redisClient(t, srv).Get(ctx, r.me.key).Result(); tok != r.me.token {
+		t.Fatal("a live runtime was reclaimed while its deferred writes were being sent")
 	}
 }

@@ -64,7 +64,8 @@ const resolveTimeout = 5 * time.Second
 // settler's context lasts as long as the store).
 const inPlaceFor = 10 * time.Second
 
-// closeWait bounds each of Close's steps: the deferred writes, the resolvers, leaving.
+// closeWait bounds each of Close's steps (Redis.closeWait, shorter in tests): the writes in
+// flight and the resolvers, the deferred writes, leaving.
 const closeWait = 5 * time.Second
 
 type lane struct {
@@ -135,10 +136,13 @@ var errDeferred = errors.New("kept, and sent once Redis is reachable")
 // retries in place, for inPlace) and fails with errResolving; a mustApply write that found no
 // lane is deferred.
 func (r *Redis) write(ctx context.Context, c call, cl class) (result, error) {
+	if err := r.enterAs(cl, c); err != nil {
+		return result{}, err
+	}
+	defer r.exit()
 	l, err := r.takeLane(ctx)
 	if err != nil {
-		if cl == mustApply {
-			r.deferWrite(c)
+		if cl == mustApply && r.deferWrite(c) {
 			return result{}, fmt.Errorf("%w (%w)", err, errDeferred)
 		}
 		return result{}, err
@@ -199,12 +203,21 @@ func (r *Redis) writeAll(ctx context.Context, calls []call) ([]result, []error) 
 		res[0], errs[0] = r.write(ctx, calls[0], mustApply)
 		return res, errs
 	}
+	if err := r.enter(calls...); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return res, errs
+	}
+	defer r.exit()
 	for done := 0; done < len(calls); {
 		lanes, err := r.takeLanes(ctx, len(calls)-done)
 		if err != nil {
 			for i := done; i < len(calls); i++ {
-				r.deferWrite(calls[i])
-				errs[i] = fmt.Errorf("%w (%w)", err, errDeferred)
+				errs[i] = err
+				if r.deferWrite(calls[i]) {
+					errs[i] = fmt.Errorf("%w (%w)", err, errDeferred)
+				}
 			}
 			break
 		}
@@ -214,28 +227,32 @@ func (r *Redis) writeAll(ctx context.Context, calls []call) ([]result, []error) 
 	return res, errs
 }
 
-// deferWrite keeps a mustApply write that could not be sent. Ends of packets add up per
-// account, so that the list stays as short as the accounts whatever the number of packets;
-// the other writes come from packets in flight when Redis became unreachable (a packet that
-// starts then is refused at its first write).
-func (r *Redis) deferWrite(c call) {
+// deferWrite keeps a mustApply write that could not be sent, and reports whether it could
+// (not once Close has begun: the write is counted as lost, and Close leaves the instance to
+// a restart or a reclaim). Ends of packets add up per account, so that the list stays as short
+// as the accounts whatever the number of packets; the other writes come from packets in
+// flight when Redis became unreachable (a packet that starts then is refused at its first
+// write).
+func (r *Redis) deferWrite(c call) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closing {
-		r.log.Error("store: redis: a write that must be applied came after Close; RECONCILIATION REQUIRED", "op", c.op, "account", c.account, "amount", c.amount)
-		return
+		r.cutOff.Add(1)
+		r.log.Error("store: redis: a write that must be applied could not be sent before Close; RECONCILIATION REQUIRED", "op", c.op, "account", c.account, "amount", c.amount)
+		return false
 	}
 	if c.op == "end" {
 		for i := range r.deferred {
 			if d := &r.deferred[i]; d.op == "end" && d.account == c.account {
 				if sum, ok := addDecimal(d.amount, c.amount); ok {
 					d.amount = sum
-					return
+					return true
 				}
 			}
 		}
 	}
 	r.deferred = append(r.deferred, c)
+	return true
 }
 
 // addDecimal adds two int64 decimal strings, and reports whether the sum fits.
@@ -273,16 +290,55 @@ func (r *Redis) drainDeferredFor(d time.Duration) {
 	r.drainDeferred(ctx)
 }
 
-// waitResolvers waits for the resolvers to finish, or for ctx.
-func (r *Redis) waitResolvers(ctx context.Context) {
-	done := make(chan struct{})
-	go func() {
-		r.resolving.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
+// waitIdleFor is waitIdle for at most d.
+func (r *Redis) waitIdleFor(d time.Duration) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return r.waitIdle(ctx)
+}
+
+// enter counts mustApply writes in flight (as one), unless Close has begun: then they are
+// refused and counted as lost (Close then leaves the instance to a restart or a reclaim).
+func (r *Redis) enter(calls ...call) error { return r.enterAs(mustApply, calls...) }
+
+// enterAs is enter for writes of class cl; a refused checked write is not lost.
+func (r *Redis) enterAs(cl class, calls ...call) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.closing {
+		r.inflight++
+		return nil
+	}
+	if cl == mustApply {
+		for _, c := range calls {
+			r.cutOff.Add(1)
+			r.log.Error("store: redis: a write that must be applied came after Close; RECONCILIATION REQUIRED", "op", c.op, "account", c.account, "amount", c.amount)
+		}
+	}
+	return ErrClosed
+}
+
+func (r *Redis) exit() {
+	r.mu.Lock()
+	r.inflight--
+	r.mu.Unlock()
+}
+
+// waitIdle waits until no write is in flight and no resolver runs, or for ctx, and reports
+// whether it got there. It polls: a shutdown path, where writes may still start meanwhile.
+func (r *Redis) waitIdle(ctx context.Context) bool {
+	for {
+		r.mu.Lock()
+		n := r.inflight + r.resolvers
+		r.mu.Unlock()
+		if n == 0 {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
 
@@ -343,10 +399,14 @@ func (r *Redis) resolveLater(c call, l *lane, cl class) {
 		r.log.Error("store: redis: a write failed during Close and cannot be resolved; RECONCILIATION REQUIRED", "op", c.op, "account", c.account, "amount", c.amount)
 		return
 	}
-	r.resolving.Add(1)
+	r.resolvers++
 	r.mu.Unlock()
 	go func() {
-		defer r.resolving.Done()
+		defer func() {
+			r.mu.Lock()
+			r.resolvers--
+			r.mu.Unlock()
+		}()
 		for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
 			ctx, cancel := context.WithTimeout(r.bg, resolveTimeout)
 			res, err := r.send(ctx, c, l, op)
@@ -367,8 +427,9 @@ func (r *Redis) resolveLater(c call, l *lane, cl class) {
 	}()
 }
 
-// afterResolve finishes c once Redis answered the resolver: a checked write that had been
-// applied is undone (its caller was told it failed); an applied scoped write joins its packet.
+// afterResolve finishes c once Redis answered the resolver (or a deferred write was sent): a
+// checked write that had been applied is undone (its caller was told it failed); an applied
+// scoped write joins its packet. Its writes stop with Close.
 func (r *Redis) afterResolve(c call, cl class, res result) {
 	log := r.log.With("op", c.op, "account", c.account, "amount", c.amount)
 	switch {
@@ -379,13 +440,19 @@ func (r *Redis) afterResolve(c call, cl class, res result) {
 	case res.code == codeVoided:
 		log.Info("store: redis: a write whose reply was lost had not been applied; voided")
 		return
-	case res.code != 0:
+	case res.code != 0 && cl == checked:
 		log.Info("store: redis: a write whose reply was lost had been refused", "code", res.code)
 		return
+	case res.code != 0:
+		log.Error("store: redis: a write that must apply was refused (overflow); RECONCILIATION REQUIRED", "code", res.code)
+		return
 	}
-	ctx := context.Background()
+	ctx := r.bg
 	var undo call
 	switch {
+	case cl == checked && c.op == "set":
+		log.Warn("store: redis: a balance set whose reply was lost had been applied although its caller was told it failed")
+		return
 	case cl == checked && c.op == "reserve":
 		undo = call{op: "release", keys: c.keys, amount: c.amount, account: c.account}
 	case cl == checked:

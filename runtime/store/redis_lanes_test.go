@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -231,7 +233,7 @@ func resolveOne(t *testing.T, srv *redistest.Server, tc resolveCase, o outcome) 
 		t.Fatalf("write: %v, want an error saying the outcome is unknown", err)
 	}
 	disarm(proxy)
-	r.resolving.Wait()
+	r.waitIdle(context.Background())
 	checkBalances(t, r, tc.want)
 	if o == notArrived {
 		for range cap(r.lanes) { // every lane goes past the held command's number
@@ -264,7 +266,7 @@ func TestRedisUndoWhoseReplyIsLost(t *testing.T) {
 	lost := proxy.Dropped() + r.c.Options().MaxRetries + 2
 	eventually(t, "the undo's replies to be lost", func() bool { return proxy.Dropped() >= lost })
 	proxy.DropReplies("", 0)
-	r.resolving.Wait()
+	r.waitIdle(context.Background())
 	if err := r.EndPacket(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -427,5 +429,91 @@ func TestRedisFencesAnEarlierProcess(t *testing.T) {
 	mustAdd(ctx, second, "a", 2)
 	if got, _ := second.Get(ctx, "a"); got.Balance != 7 {
 		t.Fatalf("balance %d, want 7", got.Balance)
+	}
+}
+
+// TestRedisSetIsNeverReplayedLate: a balance set that could not be sent fails for its caller
+// and is never applied later, over the writes made since.
+func TestRedisSetIsNeverReplayedLate(t *testing.T) {
+	srv := redistest.Start(t)
+	r := openRedis(t, srv.URL(), "set")
+	r.laneWait = time.Millisecond
+	ctx := context.Background()
+	var held []*lane
+	for len(r.lanes) > 0 {
+		held = append(held, <-r.lanes)
+	}
+	if err := r.Set(ctx, "a", 100); err == nil || errors.Is(err, errDeferred) {
+		t.Fatalf("set without a lane: %v, want refused", err)
+	}
+	for _, l := range held {
+		r.lanes <- l
+	}
+	p := r.BeginPacket(ctx)
+	mustAdd(p, r, "a", 10)
+	if err := r.EndPacket(p); err != nil {
+		t.Fatal(err)
+	}
+	r.drainDeferred(ctx)
+	checkBalances(t, r, map[string]AccountBalance{"a": {Balance: 10}})
+}
+
+// TestRedisCloseWithAnEndWaitingForALane: a packet's end waits for a lane (load at shutdown)
+// when Close begins; Close waits for it, and either it is written or the instance is not left
+// (so nothing reverts the fulfilled packet's raise before a restart or a reclaim).
+func TestRedisCloseWithAnEndWaitingForALane(t *testing.T) {
+	srv := redistest.Start(t)
+	r := openRedis(t, srv.URL(), "drop")
+	r.laneWait, r.closeWait = time.Minute, 200*time.Millisecond
+	ctx := context.Background()
+	p := r.BeginPacket(ctx)
+	mustAdd(p, r, "a", 10) // a fulfilled packet's raise
+	var held []*lane
+	for len(r.lanes) > 0 {
+		held = append(held, <-r.lanes)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- r.EndPacket(p) }()
+	eventually(t, "the end to wait for a lane", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.inflight == 1
+	})
+	closed := make(chan error, 1)
+	go func() { closed <- r.Close() }()
+	t.Logf("end: %v", <-ended) // refused by Close's stop
+	for _, l := range held {
+		r.lanes <- l
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	other := openRedisPrefix(t, srv.URL(), "other", r.prefix)
+	if b, _ := other.Get(ctx, "a"); b.Balance != 10 {
+		t.Fatalf("a = %+v after Close, want the fulfilled packet's 10 kept", b)
+	}
+}
+
+// TestRedisCloseWhileWritesFail: Close while many writes fail and start resolvers does not
+// trip over them (a WaitGroup would be Added from zero during its Wait).
+func TestRedisCloseWhileWritesFail(t *testing.T) {
+	srv := redistest.Start(t)
+	for range 10 {
+		proxy := redistest.StartProxy(t, srv)
+		r := openRedis(t, proxy.URL(), "busy")
+		r.closeWait = 50 * time.Millisecond
+		proxy.FailCommands("\r\nadd\r\n", -1, "LOADING Redis is loading the dataset in memory")
+		var stop atomic.Bool
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for i := 0; i < 10000 && !stop.Load(); i++ {
+					_, _ = r.AddWithin(context.Background(), "a", 1, nil, nil)
+				}
+			})
+		}
+		_ = r.Close()
+		stop.Store(true)
+		wg.Wait()
 	}
 }
