@@ -6,18 +6,18 @@
 -- KEYS[1]  the account's hash: b (committed balance), p (pending), o:<instance> (this
 --          instance's open packet changes of b), p:<instance> (this instance's part of p);
 --          for 'create', the KV key to create (with ARGV[10])
--- KEYS[2]  the instance's key, holding the token of its running process (redis_lanes.go)
--- KEYS[3]  the instance's lane hash: per lane, the sequence number and reply of its last write
--- KEYS[4…] the KV keys written with the balance, for the settlement ops (settlements.go):
---          'settle' writes KEYS[4]; 'credit' writes KEYS[4] and the entries KEYS[5…]
+-- KEYS[2]  the instance's hash: t, the token of its running process, and per lane the
+--          sequence number and reply of its last write (redis_lanes.go)
+-- KEYS[3…] the KV keys written with the balance, for the settlement ops (settlements.go):
+--          'settle' writes KEYS[3]; 'credit' writes KEYS[3] and the entries KEYS[4…]
 -- ARGV     op, amount, min ('' = none), max ('' = none), instance, scoped ('1' or '0'), token,
 --          lane ('' = a write that may run twice: get, recover), seq, then for 'credit' the
---          value of KEYS[4] and, for each entry, 's'..value (set) or 'd' (delete) ('S', 'D'
+--          value of KEYS[3] and, for each entry, 's'..value (set) or 'd' (delete) ('S', 'D'
 --          when guarded), then for each guarded entry the value it must still have ('a':
 --          absent, 'v'..value). 'settle' takes settleTo as amount and threshold as min. 'void'
 --          settles a write whose reply was lost without applying it.
 -- Returns  {code, balance, pending, proposed}; code 0 ok, 1 above maximum, 2 below minimum,
---          3 overflow, 4 invalid amount, 5 already recorded ('credit': KEYS[4] exists;
+--          3 overflow, 4 invalid amount, 5 already recorded ('credit': KEYS[3] exists;
 --          'create': KEYS[1] exists),
 --          6 fenced (the token is not the instance's: another process took its name),
 --          7 stale (a late copy of a write its lane has gone past), 8 voided, 9 a guarded
@@ -145,18 +145,18 @@ local function apply()
     end
     if raised == nil then return {3, b, p, ''} end
     redis.call('HSET', key, 'b', amt)
-    redis.call('SET', KEYS[4], raised)
+    redis.call('SET', KEYS[3], raised)
     return {0, amt, p, raised}
   end
 
   if op == 'credit' then
-    -- CreditOnce: 'add' without limits, once per KEYS[4], with the entries.
-    if redis.call('EXISTS', KEYS[4]) == 1 then return {5, b, p, ''} end
+    -- CreditOnce: 'add' without limits, once per KEYS[3], with the entries.
+    if redis.call('EXISTS', KEYS[3]) == 1 then return {5, b, p, ''} end
     -- Guarded entries ('S', 'D') hold if their key still has the value given after the
     -- entries, in order ('a': absent, 'v'..value); nothing is written unless all hold.
-    local g = #KEYS + 7
-    for i = 5, #KEYS do
-      local kind = ARGV[i + 6]:sub(1, 1)
+    local g = #KEYS + 8
+    for i = 4, #KEYS do
+      local kind = ARGV[i + 7]:sub(1, 1)
       if kind == 'S' or kind == 'D' then
         local was, cur = ARGV[g], redis.call('GET', KEYS[i])
         g = g + 1
@@ -169,9 +169,9 @@ local function apply()
     if nb == nil then return {3, b, p, ''} end
     if sub(nb, p) == nil then return {3, b, p, ''} end
     redis.call('HSET', key, 'b', nb)
-    redis.call('SET', KEYS[4], ARGV[10])
-    for i = 5, #KEYS do
-      local v = ARGV[i + 6]
+    redis.call('SET', KEYS[3], ARGV[10])
+    for i = 4, #KEYS do
+      local v = ARGV[i + 7]
       local kind = v:sub(1, 1)
       if kind == 'd' or kind == 'D' then redis.call('DEL', KEYS[i]) else redis.call('SET', KEYS[i], v:sub(2)) end
     end
@@ -216,10 +216,11 @@ end
 -- Writes are fenced by the process token and, but for the idempotent ones, made once per
 -- (lane, seq): a write sent again returns the reply recorded the first time.
 if op == 'get' then return apply() end
-if redis.call('GET', KEYS[2]) ~= token then return {6, '0', '0', ''} end
+local st = redis.call('HMGET', KEYS[2], 't', lane)
+if st[1] ~= token then return {6, '0', '0', ''} end
 if lane == '' then return apply() end
 local n = tonumber(seq)
-local rec = redis.call('HGET', KEYS[3], lane)
+local rec = st[2]
 if rec then
   local s, c, rb, rp, rprop = rec:match('^(%d+)|(%d+)|([^|]*)|([^|]*)|(.*)$')
   local last = tonumber(s)
@@ -228,5 +229,5 @@ if rec then
 end
 local r = {8, '0', '0', ''}
 if op ~= 'void' then r = apply() end
-redis.call('HSET', KEYS[3], lane, seq .. '|' .. r[1] .. '|' .. r[2] .. '|' .. r[3] .. '|' .. r[4])
+redis.call('HSET', KEYS[2], lane, seq .. '|' .. r[1] .. '|' .. r[2] .. '|' .. r[3] .. '|' .. r[4])
 return r

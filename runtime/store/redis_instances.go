@@ -35,14 +35,14 @@ import (
 // reclaim its instance.
 const DefaultInstanceLease = 30 * time.Second
 
-// identity is an instance as the scripts see it: its name, its key (the token of its current
-// process), its lane records, and the token its writes carry.
+// identity is an instance as the scripts see it: its name, its key (a hash: t, the token of
+// its current process, and its lane records), and the token its writes carry.
 type identity struct {
-	name, key, lanes, token string
+	name, key, token string
 }
 
 func newIdentity(prefix, name, token string) identity {
-	return identity{name: name, key: prefix + "inst:" + name, lanes: prefix + "lanes:" + name, token: token}
+	return identity{name: name, key: prefix + "inst:" + name, token: token}
 }
 
 func (r *Redis) registryKey() string { return r.prefix + "instances" }
@@ -54,17 +54,17 @@ const redisNow = `local function now() local t = redis.call('TIME') return t[1] 
 
 // claimScript makes a process its instance's current one: its token in the instance's key
 // (an earlier process's writes are refused from then on), no lane records (it numbers its
-// writes from zero), a heartbeat. KEYS instance key, lanes, registry; ARGV token, name.
+// writes from zero), a heartbeat. KEYS instance key, registry; ARGV token, name.
 var claimScript = redis.NewScript(redisNow + `
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[3], ARGV[2], now())
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 't', ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[2], now())
 return 1`)
 
 // heartbeatScript renews a process's heartbeat if the instance is still its own (1), or
 // reports that it is not (0). KEYS instance key, registry; ARGV token, name.
 var heartbeatScript = redis.NewScript(redisNow + `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[1], 't') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[2], ARGV[2], now())
 return 1`)
 
@@ -76,21 +76,21 @@ return 1`)
 var takeOverScript = redis.NewScript(redisNow + `
 local last = redis.call('HGET', KEYS[2], ARGV[1])
 if not last or now() - tonumber(last) <= tonumber(ARGV[3]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[2])
+redis.call('HSET', KEYS[1], 't', ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], now())
 return 1`)
 
 // forgetScript removes a reclaimed instance if the reclaimer still holds it. KEYS instance
-// key, lanes, registry; ARGV token, name.
+// key, registry; ARGV token, name.
 var forgetScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('HDEL', KEYS[3], ARGV[2])
+if redis.call('HGET', KEYS[1], 't') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HDEL', KEYS[2], ARGV[2])
 return 1`)
 
 // claimInstance makes this process its instance's current one (claimScript).
 func (r *Redis) claimInstance(ctx context.Context) error {
-	if err := claimScript.Run(ctx, r.c, []string{r.me.key, r.me.lanes, r.registryKey()}, r.me.token, r.me.name).Err(); err != nil {
+	if err := claimScript.Run(ctx, r.c, []string{r.me.key, r.registryKey()}, r.me.token, r.me.name).Err(); err != nil {
 		return fmt.Errorf("store: redis: claiming the instance %q: %w", r.me.name, err)
 	}
 	return nil
@@ -201,7 +201,7 @@ func (r *Redis) reclaim(ctx context.Context, name string) error {
 	if err := r.recover(ctx, id); err != nil {
 		return err
 	}
-	return forgetScript.Run(ctx, r.c, []string{id.key, id.lanes, r.registryKey()}, id.token, name).Err()
+	return forgetScript.Run(ctx, r.c, []string{id.key, r.registryKey()}, id.token, name).Err()
 }
 
 // leave ends this process's instance when it stops: what it still has in flight is reverted,
@@ -214,6 +214,6 @@ func (r *Redis) leave(ctx context.Context) {
 	default:
 	}
 	if r.recover(ctx, r.me) == nil {
-		_ = forgetScript.Run(ctx, r.c, []string{r.me.key, r.me.lanes, r.registryKey()}, r.me.token, r.me.name).Err()
+		_ = forgetScript.Run(ctx, r.c, []string{r.me.key, r.registryKey()}, r.me.token, r.me.name).Err()
 	}
 }

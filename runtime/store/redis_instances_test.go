@@ -60,7 +60,7 @@ func TestRedisReclaimsADeadInstance(t *testing.T) {
 		t.Fatalf("alice %+v, want 1010: the in-flight raise reverted, the fulfilled one kept", b)
 	}
 	eventually(t, "the dead instance to be forgotten", func() bool {
-		n, _ := survivor.c.Exists(ctx, dead.me.key, dead.me.lanes).Result()
+		n, _ := survivor.c.Exists(ctx, dead.me.key).Result()
 		has, _ := survivor.c.HExists(ctx, survivor.registryKey(), "dead").Result()
 		return n == 0 && !has
 	})
@@ -122,7 +122,7 @@ func TestRedisCloseLeavesNothingToReclaim(t *testing.T) {
 	if b, _ := other.Get(ctx, "bob"); b.Pending != 0 {
 		t.Fatalf("bob %+v after the close, want no reservation", b)
 	}
-	n, _ := other.c.Exists(ctx, r.me.key, r.me.lanes).Result()
+	n, _ := other.c.Exists(ctx, r.me.key).Result()
 	has, _ := other.c.HExists(ctx, other.registryKey(), "leaving").Result()
 	if n != 0 || has {
 		t.Fatalf("the instance's keys (%d) or registry entry (%v) remain", n, has)
@@ -214,7 +214,7 @@ func TestRedisDrainBesideTheHeartbeat(t *testing.T) {
 		r.lanes <- l
 	}
 	time.Sleep(3 * lease) // an observation window: the defect shows within it, never a false failure
-	if tok, _ := redisClient(t, srv).Get(ctx, r.me.key).Result(); tok != r.me.token {
+	if tok, _ := redisClient(t, srv).HGet(ctx, r.me.key, "t").Result(); tok != r.me.token {
 		t.Fatal("a live runtime was reclaimed while its deferred writes were being sent")
 	}
 }

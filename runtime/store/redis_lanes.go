@@ -496,12 +496,12 @@ func (r *Redis) scriptArgs(c call, l *lane, op string) ([]string, []any) {
 	if c.scoped {
 		sc = "1"
 	}
-	keys := make([]string, 0, 2+len(c.keys))
+	keys := make([]string, 0, 1+len(c.keys))
 	id := &r.me
 	if c.as != nil {
 		id = c.as
 	}
-	keys = append(keys, c.keys[0], id.key, id.lanes)
+	keys = append(keys, c.keys[0], id.key)
 	keys = append(keys, c.keys[1:]...)
 	laneID, seq := "", int64(0)
 	if l != nil {
