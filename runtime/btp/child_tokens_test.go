@@ -1,15 +1,15 @@
 package btp
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/ilpfleet/ilpfleet/internal/testlog"
 )
 
 // tryAuth connects a child and returns Start's error; it closes the child again.
@@ -63,28 +63,10 @@ func (f failingTokens) Claim(context.Context, string, [32]byte) ([32]byte, error
 	return [32]byte{}, f.err
 }
 
-// syncBuffer is a log sink that the server's goroutines and the test may share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestChildTokenStoreFailureRefuses: a TokenStore that cannot answer refuses the child (fail
 // closed: without the binding any token could take the account) and says why in the log.
 func TestChildTokenStoreFailureRefuses(t *testing.T) {
-	var logs syncBuffer
+	var logs testlog.Buffer
 	srv := startChildServer(t, echo, func(o *ChildServerOptions) {
 		o.Tokens = failingTokens{errors.New("store down")}
 		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))

@@ -40,27 +40,39 @@ func (l *Link) acceptAsync(w http.ResponseWriter, p *ilp.Prepare, callback, id s
 		httpError(w, http.StatusBadRequest, fmt.Sprintf("ILP-over-HTTP: Request-Id longer than %d bytes; send a UUID", maxRequestIDLen))
 		return
 	}
-	// Kept past the expiry for as long as a reply may still be delivered, so that a late
-	// retry cannot produce a second, different reply.
-	switch l.seen.add(id, p.ExpiresAt.Add(replyMinWindow), time.Now()) {
+	// The slot is taken before the id is recorded: once recorded, the Prepare is always
+	// handled, so a retry answered 202 as a repeat can rely on the original's reply.
+	if status, msg := l.reserve(); status != 0 {
+		httpError(w, status, msg)
+		return
+	}
+	now := time.Now()
+	switch l.seen.add(id, l.keepID(p.ExpiresAt, now), now) {
 	case seenRepeat:
+		l.release()
 		w.WriteHeader(http.StatusAccepted)
 		return
 	case seenFull:
+		l.release()
 		httpError(w, http.StatusServiceUnavailable, "ILP-over-HTTP: too many recent Request-Ids; retry later")
-		return
-	}
-	if status, msg := l.reserve(); status != 0 {
-		l.seen.remove(id) // not handled: a retry must be
-		httpError(w, status, msg)
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)
 	go l.runAsync(p, callback, id)
 }
 
+// keepID is how long a Request-Id is kept: past the expiry for as long as a reply may still be
+// delivered, so that a late retry cannot produce a second, different reply; but no longer
+// than the connector holds a packet, so that a peer's far expiries cannot fill the set.
+func (l *Link) keepID(expiresAt, now time.Time) time.Time {
+	if hold := now.Add(l.maxHold); expiresAt.After(hold) {
+		expiresAt = hold
+	}
+	return expiresAt.Add(replyMinWindow)
+}
+
 // reserve takes a slot for an async handler, or returns the HTTP status and message that
-// refuse it.
+// refuse it. A slot taken is given back by release.
 func (l *Link) reserve() (int, string) {
 	select {
 	case l.sem <- struct{}{}:
@@ -72,6 +84,12 @@ func (l *Link) reserve() (int, string) {
 		return http.StatusServiceUnavailable, "ILP-over-HTTP: link closing"
 	}
 	return 0, ""
+}
+
+// release gives back a slot that reserve took.
+func (l *Link) release() {
+	<-l.sem
+	l.wg.Done()
 }
 
 // track counts an async handler in the link's WaitGroup unless Close has begun, so that Close
@@ -90,8 +108,7 @@ func (l *Link) track() bool {
 // (Close waits for both, as long as it may): the handler runs until the Prepare expires, the
 // delivery until then or replyMinWindow after the answer, whichever is later.
 func (l *Link) runAsync(p *ilp.Prepare, callback, id string) {
-	defer l.wg.Done()
-	defer func() { <-l.sem }()
+	defer l.release()
 	ctx, cancel := context.WithDeadline(l.giveUp, p.ExpiresAt)
 	reply := l.handle(ctx, p)
 	cancel()
@@ -105,17 +122,17 @@ func (l *Link) runAsync(p *ilp.Prepare, callback, id string) {
 	l.postReply(ctx, callback, id, body)
 }
 
-// postReply POSTs the reply until the peer takes it (2xx), refuses it (4xx), ctx ends, or
-// replyAttempts have been made.
+// postReply POSTs the reply until the peer takes it (2xx), refuses it (3xx, 4xx), ctx ends,
+// or replyAttempts have been made.
 func (l *Link) postReply(ctx context.Context, callback, id string, body []byte) {
 	wait := replyBackoffBase
 	for attempt := 1; attempt <= replyAttempts; attempt++ {
 		status, err := l.postOnce(ctx, callback, id, body)
-		switch {
-		case err == nil && status < 400:
+		switch replyOutcome(status, err) {
+		case replyDelivered:
 			return
-		case err == nil && status < 500:
-			l.log.Warn("peer refused an async ILP-over-HTTP reply", "account", l.opts.Account, "status", status, "requestId", id)
+		case replyRefused:
+			l.log.Warn("peer refused an async ILP-over-HTTP reply; it is not delivered", "account", l.opts.Account, "status", status, "requestId", id)
 			return
 		}
 		l.log.Debug("async ILP-over-HTTP reply failed; retrying", "account", l.opts.Account, "attempt", attempt, "status", status, "error", err)
@@ -130,6 +147,26 @@ func (l *Link) postReply(ctx context.Context, callback, id string, body []byte) 
 		wait = min(2*wait, replyBackoffCap)
 	}
 	l.log.Warn("gave up an async ILP-over-HTTP reply after retries", "account", l.opts.Account, "requestId", id, "attempts", replyAttempts)
+}
+
+// What became of one attempt to POST a reply.
+const (
+	replyRetry     = iota // no answer, or 5xx: RFC 35 has the reply retried
+	replyDelivered        // 2xx
+	replyRefused          // 3xx or 4xx: the same request would get the same answer
+)
+
+// replyOutcome classifies one attempt. Only a 2xx is delivery: a redirect (an ingress sending
+// http to https, say) is not followed, since the reply carries our credentials for the peer
+// and goes only to its origin, and it would not change on a retry.
+func replyOutcome(status int, err error) int {
+	switch {
+	case err != nil || status >= 500:
+		return replyRetry
+	case status >= 200 && status < 300:
+		return replyDelivered
+	}
+	return replyRefused
 }
 
 func (l *Link) postOnce(ctx context.Context, callback, id string, body []byte) (int, error) {

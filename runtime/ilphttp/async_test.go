@@ -3,6 +3,7 @@ package ilphttp
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/internal/testlog"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 )
 
@@ -159,22 +161,28 @@ func TestAsyncReplyRetries(t *testing.T) {
 // TestCheckCallback: a reply, which carries our credentials for the peer, goes only to the
 // origin of the peer's outgoing.url.
 func TestCheckCallback(t *testing.T) {
-	const origin = "https://peer.example:8443"
+	const origin = "https://peer-ilp.example:8443"
 	tests := []struct {
 		callback string
 		ok       bool
 	}{
-		{"https://peer.example:8443/ilp/callback", true},
-		{"https://PEER.example:8443/other?x=1", true},
-		{"https://peer.example:8444/ilp/callback", false},
-		{"https://peer.example/ilp/callback", false}, // port 443
-		{"http://peer.example:8443/ilp/callback", false},
+		{"https://peer-ilp.example:8443/ilp/callback", true},
+		{"https://PEER-ILP.example:8443/other?x=1", true},
+		{"https://peer-ilp.example:8444/ilp/callback", false},
+		{"https://peer-ilp.example/ilp/callback", false}, // port 443
+		{"http://peer-ilp.example:8443/ilp/callback", false},
 		{"https://evil.example:8443/", false},
-		{"https://peer.example.evil.example:8443/", false},
-		{"https://user:pw@peer.example:8443/", false},
+		{"https://peer-ilp.example.evil.example:8443/", false},
+		{"https://user:pw@peer-ilp.example:8443/", false},
 		{"https://127.0.0.1:8443/", false},
 		{"file:///etc/passwd", false},
 		{"/relative", false},
+		// Hosts that are not ASCII are dialed in punycode, yet fold to the peer's name:
+		// U+0130 lower-cases to i, the Kelvin sign U+212A to k.
+		{"https://peer-%C4%B0lp.example:8443/", false},
+		{"https://peer-\u0130lp.example:8443/", false},
+		{"https://peer-ilp.exa%E2%84%AAmple:8443/", false},
+		{"https://peer-ilp.ex\u00e4mple:8443/", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.callback, func(t *testing.T) {
@@ -196,6 +204,8 @@ func TestOriginOf(t *testing.T) {
 		"https://peer/a":              "https://peer:443",
 		"https://[::1]:7768/accounts": "https://[::1]:7768",
 		"ftp://peer/":                 "",
+		"http://peer-%C4%B0lp/":       "",
+		"http://p\u00e9er/":           "",
 	} {
 		if got := originOf(in); got != want {
 			t.Errorf("originOf(%q) = %q, want %q", in, got, want)
@@ -338,5 +348,126 @@ func TestCloseGivesUpAfterMaxHold(t *testing.T) {
 	case <-cancelled:
 	default:
 		t.Fatal("Close returned with the handler still running")
+	}
+}
+
+func TestReplyOutcome(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		err    error
+		want   int
+	}{
+		{0, context.DeadlineExceeded, replyRetry},
+		{200, nil, replyDelivered},
+		{204, nil, replyDelivered},
+		{301, nil, replyRefused},
+		{307, nil, replyRefused}, // an ingress sending http to https: not delivered
+		{308, nil, replyRefused},
+		{400, nil, replyRefused},
+		{404, nil, replyRefused},
+		{500, nil, replyRetry},
+		{503, nil, replyRetry},
+	} {
+		if got := replyOutcome(tc.status, tc.err); got != tc.want {
+			t.Errorf("replyOutcome(%d, %v) = %d, want %d", tc.status, tc.err, got, tc.want)
+		}
+	}
+}
+
+// TestAsyncReplyRedirectNotDelivered: a callback answering 307 has not taken the reply (it may
+// be a Fulfill we paid for downstream): the link says so at WARN rather than count it delivered.
+func TestAsyncReplyRedirectNotDelivered(t *testing.T) {
+	var hits atomic.Int32
+	cb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.Redirect(w, r, "https://elsewhere.example/cb", http.StatusTemporaryRedirect)
+	}))
+	defer cb.Close()
+	var log testlog.Buffer
+	peer, err := New(&Options{Mode: ModeAsync, Account: "server", Address: self,
+		Logger:   slog.New(slog.NewTextHandler(&log, nil)),
+		Incoming: &IncomingOptions{Host: "127.0.0.1", Auth: Auth{Token: "in-token"}},
+		Outgoing: &OutgoingOptions{URL: cb.URL + "/ilp", Auth: Auth{Token: "reply-token"}, CallbackURL: "http://127.0.0.1:1/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := peer.Start(context.Background(), fulfilHandler); err != nil {
+		t.Fatal(err)
+	}
+	if resp, b := post(t, serverURL(peer), asyncHeaders(cb.URL+"/cb", "r1"), marshal(t, testPrepare(5*time.Second))); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("status %d (%s), want 202", resp.StatusCode, b)
+	}
+	_ = peer.Close() // waits for the reply's delivery
+	if out := log.String(); hits.Load() != 1 || !strings.Contains(out, "level=WARN") || !strings.Contains(out, "status=307") {
+		t.Fatalf("callback hit %d times, log %q; want one attempt and a WARN naming the 307", hits.Load(), out)
+	}
+}
+
+// TestAsyncRepeatDuringRefusal: a retry of a Prepare arriving while the original is being
+// refused (here: Close begins while both wait for their slot) must not get 202 unless the
+// Prepare is handled, or the peer waits for a reply that never comes.
+func TestAsyncRepeatDuringRefusal(t *testing.T) {
+	var calls atomic.Int32
+	cb := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer cb.Close()
+	peer := startAsyncPeer(t, func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+		calls.Add(1)
+		return fulfilHandler(ctx, p)
+	}, cb.URL+"/ilp")
+	p := testPrepare(5 * time.Second)
+	peer.asyncMu.Lock() // Close's first step, caught before it marks the link closed
+	first, retry := httptest.NewRecorder(), httptest.NewRecorder()
+	firstDone, retryDone := make(chan struct{}), make(chan struct{})
+	go func() { peer.acceptAsync(first, p, cb.URL+"/cb", "id-1"); close(firstDone) }()
+	waitFor(t, func() bool { return len(peer.sem) == 1 }) // the first waits in track
+	go func() { peer.acceptAsync(retry, p, cb.URL+"/cb", "id-1"); close(retryDone) }()
+	waitFor(t, func() bool { // the retry waits in track too, or has been answered
+		select {
+		case <-retryDone:
+			return true
+		default:
+			return len(peer.sem) == 2
+		}
+	})
+	peer.closed.Store(true)
+	peer.asyncMu.Unlock()
+	<-firstDone
+	<-retryDone
+	_ = peer.Close() // waits for any handler
+	for _, rec := range []*httptest.ResponseRecorder{first, retry} {
+		if rec.Code == http.StatusAccepted && calls.Load() == 0 {
+			t.Fatalf("answered 202 (first %d, retry %d) but the Prepare was never handled", first.Code, retry.Code)
+		}
+	}
+}
+
+// waitFor polls cond; the bound only turns a hang into a failure.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for range 30000 {
+		if cond() {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatal("condition not reached")
+}
+
+// TestAsyncIDKeptNoLongerThanMaxHold: a Prepare expiring in an hour does not keep its
+// Request-Id for an hour.
+func TestAsyncIDKeptNoLongerThanMaxHold(t *testing.T) {
+	cb := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer cb.Close()
+	peer := startAsyncPeer(t, fulfilHandler, cb.URL+"/ilp")
+	peer.maxHold = time.Second
+	if resp, b := post(t, serverURL(peer), asyncHeaders(cb.URL+"/cb", "far"), marshal(t, testPrepare(time.Hour))); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("status %d (%s), want 202", resp.StatusCode, b)
+	}
+	peer.seen.mu.Lock()
+	until := peer.seen.until["far"]
+	peer.seen.mu.Unlock()
+	_ = peer.Close() // the reply is delivered before cb closes
+	if limit := time.Now().Add(peer.maxHold + replyMinWindow); until.After(limit) {
+		t.Fatalf("Request-Id kept %v from now, more than max hold + %v", time.Until(until).Round(time.Second), replyMinWindow)
 	}
 }

@@ -38,7 +38,7 @@ type Link struct {
 	// Close must let it reach the peer rather than cancel it.
 	wg        sync.WaitGroup // async handlers with their reply delivery, and the server loop
 	sem       chan struct{}  // async handlers in flight
-	asyncMu   sync.Mutex     // orders track's wg.Add before Close's wg.Wait
+	asyncMu   sync.Mutex     // orders Start and track's wg.Add before Close's wg.Wait
 	seen      seenIDs        // Request-Ids of the peer's async Prepares, until they expire
 	syncUntil atomic.Int64   // latest expiry (Unix ns) of a sync Prepare served: Close waits for it
 	// giveUp is the parent of the handlers' and replies' contexts, cancelled only when Close
@@ -51,6 +51,7 @@ type Link struct {
 	srv     *http.Server
 	ln      net.Listener
 	pending sync.Map // Request-Id → chan []byte, outgoing Prepares awaiting an async reply
+	warns   warnLimiter
 
 	started atomic.Bool
 	closed  atomic.Bool
@@ -110,6 +111,10 @@ func New(o *Options) (*Link, error) {
 // Start listens when the account has Incoming options and serves the peer's Prepares with h.
 // It fails only when the server cannot listen; an HTTP client has nothing to connect.
 func (l *Link) Start(_ context.Context, h ilp.Handler) error {
+	// Under asyncMu, as Close marks the link closed: Start either finishes first (Close then
+	// shuts its server down) or sees the link closed.
+	l.asyncMu.Lock()
+	defer l.asyncMu.Unlock()
 	if l.closed.Load() {
 		return errors.New("ilphttp: link closed")
 	}

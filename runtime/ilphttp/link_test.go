@@ -264,3 +264,23 @@ func TestStartPortInUse(t *testing.T) {
 		t.Fatalf("got %v, want a listen error naming the account", err)
 	}
 }
+
+// TestStartCloseRace: Start and Close called together are ordered: once Close has returned,
+// a link that started serves nothing (go test -race also checks the fields they share).
+func TestStartCloseRace(t *testing.T) {
+	for range 50 {
+		l, err := New(&Options{Account: "s", Address: self, Incoming: &IncomingOptions{Host: "127.0.0.1", Auth: Auth{Token: "x"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		started := make(chan error, 1)
+		go func() { started <- l.Start(context.Background(), fulfilHandler) }()
+		_ = l.Close()
+		if err := <-started; err == nil {
+			if c, err := net.Dial("tcp", l.Addr().String()); err == nil {
+				_ = c.Close()
+				t.Fatal("the link still serves after Close returned")
+			}
+		}
+	}
+}

@@ -99,7 +99,8 @@ type Options struct {
 	MaxHold time.Duration
 	// Transport replaces the shared HTTP client transport (tests, custom TLS roots).
 	Transport http.RoundTripper
-	// Now is the clock of JWT issue and expiry checks; nil is time.Now.
+	// Now is the clock of JWT issue and expiry checks, and of the rate of WARN lines; nil is
+	// time.Now.
 	Now func() time.Time
 }
 
@@ -298,6 +299,11 @@ func (o *Options) check() error {
 	if out := o.Outgoing; out != nil {
 		if err := checkURL("outgoing.url", out.URL); err != nil {
 			return err
+		}
+		// Async callbacks are compared with this URL's origin, whose host must be ASCII (see
+		// originOf).
+		if o.Mode == ModeAsync && originOf(out.URL) == "" {
+			return optErr(`mode "async" needs the host of outgoing.url in ASCII: write a name such as bücher.example in its punycode form (xn--bcher-kva.example)`)
 		}
 		if out.Auth.empty() {
 			return optErr("outgoing needs staticToken or jwtSecret")

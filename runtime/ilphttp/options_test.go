@@ -58,6 +58,7 @@ func TestParseOptions(t *testing.T) {
 		{"credentials in url", `{"outgoing":{"url":"http://u:p@p/","staticToken":"b"}}`, nil, "must not carry credentials"},
 		{"bad mode", `{"mode":"push","outgoing":{"url":"http://p/","staticToken":"b"}}`, nil, `mode must be "sync" or "async"`},
 		{"async without incoming", `{"mode":"async","outgoing":{"url":"http://p/","staticToken":"b","callbackUrl":"http://me/"}}`, nil, "needs both incoming"},
+		{"async with a Unicode peer host", `{"mode":"async","incoming":{"port":4000,"staticToken":"a"},"outgoing":{"url":"http://b\u00fccher.example/","staticToken":"b","callbackUrl":"http://me/"}}`, nil, "punycode"},
 		{"async without callback", `{"mode":"async","incoming":{"port":4000,"staticToken":"a"},"outgoing":{"url":"http://p/","staticToken":"b"}}`, nil, "needs outgoing.callbackUrl"},
 		{"jwt expiry too short", `{"outgoing":{"url":"http://p/","jwtSecret":"b","jwtExpiry":10}}`, nil, "jwtExpiry must be between"},
 		{"trailing data", `{"outgoing":{"url":"http://p/","staticToken":"b"}} {}`, nil, "data after"},

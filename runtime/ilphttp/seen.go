@@ -10,8 +10,13 @@ const (
 	// maxSeenIDs is generous: a peer sending 2000 Prepares a second with 30 s expiries keeps
 	// about 70000; each entry costs about 100 bytes.
 	maxSeenIDs = 1 << 17
-	// seenSweepEvery keeps a full set from being scanned on every request.
-	seenSweepEvery = 100 * time.Millisecond
+	// seenSweepFull keeps a full set from being scanned on every request.
+	seenSweepFull = 100 * time.Millisecond
+	// seenSweepEvery drops expired ids even when the set is not full, so that memory follows
+	// the traffic down after a burst.
+	seenSweepEvery = 5 * time.Second
+	// seenShrinkMin is the peak below which a map is not rebuilt: small maps cost little.
+	seenShrinkMin = 1024
 )
 
 // seenResult is what seenIDs.add found.
@@ -30,7 +35,8 @@ const (
 type seenIDs struct {
 	mu        sync.Mutex
 	until     map[string]time.Time
-	nextSweep time.Time
+	peak      int // the most entries since the map was made: Go maps never shrink
+	lastSweep time.Time
 	limit     int // 0 means maxSeenIDs; tests lower it
 }
 
@@ -48,29 +54,35 @@ func (s *seenIDs) add(id string, until, now time.Time) seenResult {
 	if limit <= 0 {
 		limit = maxSeenIDs
 	}
-	if len(s.until) >= limit && !now.Before(s.nextSweep) {
+	every := seenSweepEvery
+	if len(s.until) >= limit {
+		every = seenSweepFull
+	}
+	if now.Sub(s.lastSweep) >= every {
 		s.sweep(now)
 	}
 	if len(s.until) >= limit {
 		return seenFull
 	}
 	s.until[id] = until
+	s.peak = max(s.peak, len(s.until))
 	return seenNew
 }
 
-// remove forgets id: its Prepare was refused, so a retry must be handled.
-func (s *seenIDs) remove(id string) {
-	s.mu.Lock()
-	delete(s.until, id)
-	s.mu.Unlock()
-}
-
-// sweep drops the expired ids; the caller holds mu.
+// sweep drops the expired ids and, when they were most of the map, rebuilds it so that its
+// memory is freed; the caller holds mu.
 func (s *seenIDs) sweep(now time.Time) {
 	for id, t := range s.until {
 		if !now.Before(t) {
 			delete(s.until, id)
 		}
 	}
-	s.nextSweep = now.Add(seenSweepEvery)
+	if s.peak >= seenShrinkMin && 4*len(s.until) <= s.peak {
+		m := make(map[string]time.Time, len(s.until))
+		for id, t := range s.until {
+			m[id] = t
+		}
+		s.until, s.peak = m, len(m)
+	}
+	s.lastSweep = now
 }

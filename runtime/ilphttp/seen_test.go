@@ -29,10 +29,6 @@ func TestSeenIDs(t *testing.T) {
 			t.Fatalf("%s: add(%s) = %d, want %d", st.name, st.id, got, st.want)
 		}
 	}
-	s.remove("a")
-	if got := s.add("a", t0.Add(time.Minute), t0.Add(11*time.Second)); got != seenNew {
-		t.Fatalf("add after remove = %d, want seenNew", got)
-	}
 }
 
 // TestSeenIDsBounded: the set never grows past its limit.
@@ -44,5 +40,54 @@ func TestSeenIDsBounded(t *testing.T) {
 	}
 	if n := len(s.until); n != 100 {
 		t.Fatalf("%d ids kept, want the limit 100", n)
+	}
+}
+
+// TestSeenIDsShrink: expired ids are dropped even when the set is not full, and a map that
+// was much larger is rebuilt, so that memory follows the traffic down after a burst.
+func TestSeenIDsShrink(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	s := &seenIDs{}
+	const burst = 4 * seenShrinkMin
+	for i := range burst {
+		s.add("burst"+strconv.Itoa(i), t0.Add(time.Second), t0)
+	}
+	steps := []struct {
+		name      string
+		at        time.Duration
+		wantLen   int
+		wantPeak  int
+		wantSwept bool
+	}{
+		{"live burst, no sweep yet", 500 * time.Millisecond, burst + 1, burst + 1, false},
+		{"burst expired, sweep due", seenSweepEvery, 2, 2, true},
+	}
+	for i, st := range steps {
+		s.add("late"+strconv.Itoa(i), t0.Add(time.Hour), t0.Add(st.at))
+		if len(s.until) != st.wantLen || s.peak != st.wantPeak || s.lastSweep.Equal(t0.Add(st.at)) != st.wantSwept {
+			t.Fatalf("%s: %d ids, peak %d, swept %v; want %d, %d, %v", st.name, len(s.until), s.peak,
+				s.lastSweep.Equal(t0.Add(st.at)), st.wantLen, st.wantPeak, st.wantSwept)
+		}
+	}
+}
+
+// TestKeepID: a Request-Id is kept replyMinWindow past its Prepare's expiry, but never past the
+// max hold time: a peer's far expiries must not keep ids (and memory) for hours.
+func TestKeepID(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	l := &Link{maxHold: 30 * time.Second}
+	for _, tc := range []struct {
+		name   string
+		expiry time.Duration
+		want   time.Duration
+	}{
+		{"near expiry", 10 * time.Second, 10*time.Second + replyMinWindow},
+		{"expired", -time.Second, -time.Second + replyMinWindow},
+		{"at max hold", 30 * time.Second, 30*time.Second + replyMinWindow},
+		{"far expiry capped", time.Hour, 30*time.Second + replyMinWindow},
+	} {
+		if got := l.keepID(now.Add(tc.expiry), now); !got.Equal(now.Add(tc.want)) {
+			t.Errorf("%s: kept until now%+v, want now%+v", tc.name, got.Sub(now), tc.want)
+		}
 	}
 }

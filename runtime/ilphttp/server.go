@@ -222,18 +222,20 @@ func checkCallback(s, origin string) error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("Callback-Url %q is not an absolute http(s) URL", s)
 	}
-	if u.User != nil || originOf(s) != origin {
-		return fmt.Errorf("Callback-Url %q is refused: replies go only to the scheme, host and port this account sends its packets to (its outgoing.url)", s)
+	if o := originOf(s); u.User != nil || o == "" || o != origin {
+		return fmt.Errorf("Callback-Url %q is refused: replies go only to the scheme, host and port this account sends its packets to (its outgoing.url), spelled in ASCII", s)
 	}
 	return nil
 }
 
 // originOf is scheme://host:port of an absolute URL, with the host in lower case and the
 // scheme's default port made explicit, so that equal origins compare equal; "" when s is not
-// an absolute http(s) URL.
+// an absolute http(s) URL or its host is not plain ASCII. Such a host is dialed in its IDNA
+// (punycode) form while Unicode case folding maps some of its letters to ASCII ones
+// ("peer-İlp" folds to "peer-ilp"): comparing it would let a callback pass for another host.
 func originOf(s string) string {
 	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || !isASCII(u.Host) {
 		return ""
 	}
 	port := u.Port()
@@ -245,4 +247,13 @@ func originOf(s string) string {
 		port = "80"
 	}
 	return u.Scheme + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
