@@ -3,7 +3,6 @@ package store
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -123,7 +122,8 @@ func (o RedisOptions) fieldsURL() string {
 type Redis struct {
 	c      *redis.Client
 	prefix string
-	me     identity // this process (redis_instances.go)
+	me     identity               // this instance; its token is tok's (redis_instances.go)
+	tok    atomic.Pointer[string] // the token this process writes with
 	log    *slog.Logger
 
 	lanes     chan *lane      // the free ones
@@ -181,15 +181,10 @@ func OpenRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		_ = c.Close()
 		return nil, fmt.Errorf("store: cannot reach Redis at %s: %w", where, err)
 	}
-	r := &Redis{c: c, prefix: o.Prefix, me: newIdentity(o.Prefix, o.Instance, rand.Text()), log: cmp.Or(o.Log, slog.Default()),
+	r := &Redis{c: c, prefix: o.Prefix, me: newIdentity(o.Prefix, o.Instance, ""), log: cmp.Or(o.Log, slog.Default()),
 		lanes: newLanes(max(4*c.Options().PoolSize, 64)), failed: make(chan struct{}), lease: cmp.Or(o.lease, DefaultInstanceLease), laneWait: laneWait, closeWait: closeWait}
 	r.bg, r.stop = context.WithCancel(context.Background())
-	if err := r.claimInstance(ctx); err != nil {
-		_ = c.Close()
-		return nil, err
-	}
-	r.watch() // heartbeats from now on: a recovery longer than the lease must not look dead
-	if err := r.recover(ctx, r.me); err != nil {
+	if err := r.start(ctx); err != nil {
 		r.stop()
 		r.watching.Wait()
 		_ = c.Close()
@@ -653,21 +648,22 @@ func globEscape(s string) string {
 }
 
 // Close lets the writes in flight and the resolvers (see redis_lanes.go) finish and sends the
-// deferred writes, each step for at most closeWait; then it refuses new writes, stops the
-// resolvers and the heartbeat, and leaves the registry of instances if no write was left
-// unapplied (see leave); then it closes the connections. Later calls fail.
+// deferred writes; then it refuses new writes, stops the resolvers and the heartbeat, and
+// leaves the registry of instances if no write was left unapplied (see leave); then it closes
+// the connections. Everything before leaving shares 2 × closeWait (10 s), so that a stalled
+// Redis does not hold a pod past its termination grace period. Later calls fail.
 func (r *Redis) Close() error {
-	r.waitIdleFor(r.closeWait)
-	dctx, dcancel := context.WithTimeout(context.Background(), r.closeWait)
-	r.drainDeferred(dctx)
-	dcancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*r.closeWait)
+	defer cancel()
+	r.waitIdle(ctx)
+	r.drainDeferred(ctx)
 	r.mu.Lock()
 	r.closing = true
 	left := len(r.deferred)
 	r.mu.Unlock()
-	idle := r.waitIdleFor(r.closeWait) // the writes that began before closing
+	idle := r.waitIdle(ctx) // the writes that began before closing
 	r.stop()
-	r.waitIdleFor(r.closeWait) // stopped: resolvers end at once
+	r.waitIdle(ctx) // stopped: resolvers end at once
 	r.watching.Wait()
 	if left > 0 || r.cutOff.Load() > 0 || !idle {
 		r.log.Error("store: redis: closed with writes not applied; this instance is left for a restart or the other runtimes to reclaim",

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -52,13 +53,31 @@ func (r *Redis) registryKey() string { return r.prefix + "instances" }
 const redisNow = `local function now() local t = redis.call('TIME') return t[1] * 1000 + math.floor(t[2] / 1000) end
 `
 
-// claimScript makes a process its instance's current one: its token in the instance's key
-// (an earlier process's writes are refused from then on), no lane records (it numbers its
-// writes from zero), a heartbeat. KEYS instance key, registry; ARGV token, name.
+// claimScript makes a process its instance's current one, if the instance's token is still the
+// one read before (ARGV[3], ” for none): its token in the instance's key (an earlier process's
+// writes are refused from then on), no lane records (it numbers its writes from zero), a
+// heartbeat. It is 1 also when the token is already this one, changing nothing: a copy of the
+// claim that arrives late (go-redis sent it again after a lost reply) must not erase the lane
+// records the process has written since. 0: another token took the place meanwhile. KEYS
+// instance key, registry; ARGV token, name, previous token.
 var claimScript = redis.NewScript(redisNow + `
+local cur = redis.call('HGET', KEYS[1], 't')
+if cur == ARGV[1] then return 1 end
+if (cur or '') ~= ARGV[3] then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 't', ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[2], now())
+return 1`)
+
+// switchScript replaces the start-up token with the running one (1; 1 also if it is done
+// already), so that a late copy of a start-up write (the recovery's, sent without a lane) is
+// refused once the process writes on its own; 0 if another process took the instance. KEYS
+// instance key; ARGV start-up token, running token.
+var switchScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], 't')
+if cur == ARGV[2] then return 1 end
+if cur ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 't', ARGV[2])
 return 1`)
 
 // heartbeatScript renews a process's heartbeat if the instance is still its own (1), or
@@ -88,12 +107,55 @@ redis.call('DEL', KEYS[1])
 redis.call('HDEL', KEYS[2], ARGV[2])
 return 1`)
 
-// claimInstance makes this process its instance's current one (claimScript).
-func (r *Redis) claimInstance(ctx context.Context) error {
-	if err := claimScript.Run(ctx, r.c, []string{r.me.key, r.registryKey()}, r.me.token, r.me.name).Err(); err != nil {
-		return fmt.Errorf("store: redis: claiming the instance %q: %w", r.me.name, err)
+// self is this process's identity, with the token it writes with now.
+func (r *Redis) self() identity {
+	id := r.me
+	id.token = *r.tok.Load()
+	return id
+}
+
+// start makes this process its instance's current one and reverts what a previous process of
+// the instance left in flight. It works under a start-up token and takes its running token
+// only then: a late copy of a start-up script is then refused instead of undoing the
+// process's first packets.
+func (r *Redis) start(ctx context.Context) error {
+	boot := newIdentity(r.prefix, r.me.name, rand.Text())
+	r.tok.Store(&boot.token)
+	if err := r.claimInstance(ctx, boot.token); err != nil {
+		return err
 	}
+	r.watch() // heartbeats from now on: a recovery longer than the lease must not look dead
+	if err := r.recover(ctx, boot); err != nil {
+		return err
+	}
+	run := rand.Text()
+	ok, err := switchScript.Run(ctx, r.c, []string{r.me.key}, boot.token, run).Int()
+	if err == nil && ok == 0 {
+		err = ErrFenced
+	}
+	if err != nil {
+		return fmt.Errorf("store: redis: starting the instance %q: %w", r.me.name, err)
+	}
+	r.tok.Store(&run)
 	return nil
+}
+
+// claimInstance makes this process, with token, its instance's current one (claimScript).
+func (r *Redis) claimInstance(ctx context.Context, token string) error {
+	for range 3 { // another process may claim between the read and the claim
+		prev, err := r.c.HGet(ctx, r.me.key, "t").Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("store: redis: claiming the instance %q: %w", r.me.name, err)
+		}
+		ok, err := claimScript.Run(ctx, r.c, []string{r.me.key, r.registryKey()}, token, r.me.name, prev).Int()
+		if err != nil {
+			return fmt.Errorf("store: redis: claiming the instance %q: %w", r.me.name, err)
+		}
+		if ok == 1 {
+			return nil
+		}
+	}
+	return fmt.Errorf("store: redis: claiming the instance %q: other processes keep claiming it; give every runtime its own instance name", r.me.name)
 }
 
 // Failed is closed when another process took this store's instance over: every write is
@@ -155,11 +217,15 @@ func (r *Redis) watch() {
 func (r *Redis) heartbeat() bool {
 	ctx, cancel := context.WithTimeout(r.bg, r.lease/6)
 	defer cancel()
-	ok, err := heartbeatScript.Run(ctx, r.c, []string{r.me.key, r.registryKey()}, r.me.token, r.me.name).Int()
+	tok := *r.tok.Load()
+	ok, err := heartbeatScript.Run(ctx, r.c, []string{r.me.key, r.registryKey()}, tok, r.me.name).Int()
 	if err != nil {
 		return false
 	}
 	if ok == 0 {
+		if tok != *r.tok.Load() {
+			return true // the start-up token was replaced meanwhile, by this process
+		}
 		r.fail()
 		return false
 	}
@@ -213,7 +279,8 @@ func (r *Redis) leave(ctx context.Context) {
 		return // the instance is not ours any more
 	default:
 	}
-	if r.recover(ctx, r.me) == nil {
-		_ = forgetScript.Run(ctx, r.c, []string{r.me.key, r.registryKey()}, r.me.token, r.me.name).Err()
+	me := r.self()
+	if r.recover(ctx, me) == nil {
+		_ = forgetScript.Run(ctx, r.c, []string{me.key, r.registryKey()}, me.token, me.name).Err()
 	}
 }

@@ -214,7 +214,64 @@ func TestRedisDrainBesideTheHeartbeat(t *testing.T) {
 		r.lanes <- l
 	}
 	time.Sleep(3 * lease) // an observation window: the defect shows within it, never a false failure
-	if tok, _ := redisClient(t, srv).HGet(ctx, r.me.key, "t").Result(); tok != r.me.token {
+	if tok, _ := redisClient(t, srv).HGet(ctx, r.me.key, "t").Result(); tok != r.self().token {
 		t.Fatal("a live runtime was reclaimed while its deferred writes were being sent")
 	}
+}
+
+// TestRedisLateStartupRecoveryIsRefused: the first copy of the start-up recovery, held in
+// the network past go-redis's timeout (which sent it again), reaches Redis after the process
+// began its packets; it is refused (it carries the start-up token), instead of reverting a
+// live packet's raise and dropping live reservations.
+func TestRedisLateStartupRecoveryIsRefused(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	prefix := "t:" + t.Name() + ":"
+	peer := openRedisPrefix(t, srv.URL(), "peer", prefix)
+	mustReserve(ctx, peer, "b", 10) // another runtime's packet in flight
+	mustAdd(ctx, peer, "a", 1)
+	proxy := redistest.StartProxy(t, srv)
+	proxy.HoldCommands("\r\nrecover\r\n", 1)
+	r := openRedisPrefix(t, proxy.URL(), "late", prefix)
+	p := r.BeginPacket(ctx)
+	mustAdd(p, r, "a", 10)
+	mustReserve(p, r, "b", 5)
+	before := proxy.SendHeld()
+	eventually(t, "Redis to answer the late recovery", func() bool { return proxy.Replies() > before })
+	if _, err := r.Commit(p, "b", 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.EndPacket(p); err != nil {
+		t.Fatal(err)
+	}
+	checkBalances(t, r, map[string]AccountBalance{"a": {Balance: 11}, "b": {Balance: -5, Pending: 10}})
+}
+
+// TestRedisLateClaimIsRefused: the first copy of the start-up claim reaches Redis late, after
+// a commit was applied and its reply lost; it changes nothing: the process keeps its instance,
+// and the commit's replay finds its record and is not applied twice.
+func TestRedisLateClaimIsRefused(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	proxy := redistest.StartProxy(t, srv)
+	proxy.HoldCommands(claimScript.Hash(), 1)
+	r := openRedis(t, proxy.URL(), "late")
+	mustReserve(ctx, r, "b", 20)
+	proxy.DropReplies("\r\ncommit\r\n", 1)
+	proxy.FailCommands("\r\ncommit\r\n", -1, "LOADING Redis is loading the dataset in memory")
+	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := r.Commit(wctx, "b", 10); !errors.Is(err, errResolving) {
+		t.Fatalf("commit: %v, want its outcome unknown", err)
+	}
+	before := proxy.SendHeld()
+	eventually(t, "Redis to answer the late claim", func() bool { return proxy.Replies() > before })
+	disarm(proxy)
+	r.waitIdle(ctx)
+	select {
+	case <-r.Failed():
+		t.Fatal("the late claim took the instance from its own process")
+	default:
+	}
+	checkBalances(t, r, map[string]AccountBalance{"b": {Balance: -10, Pending: 10}})
 }

@@ -64,8 +64,8 @@ const resolveTimeout = 5 * time.Second
 // settler's context lasts as long as the store).
 const inPlaceFor = 10 * time.Second
 
-// closeWait bounds each of Close's steps (Redis.closeWait, shorter in tests): the writes in
-// flight and the resolvers, the deferred writes, leaving.
+// closeWait bounds Close (Redis.closeWait, shorter in tests): twice that for the writes in
+// flight, the resolvers and the deferred writes together, once for leaving.
 const closeWait = 5 * time.Second
 
 type lane struct {
@@ -290,13 +290,6 @@ func (r *Redis) drainDeferredFor(d time.Duration) {
 	r.drainDeferred(ctx)
 }
 
-// waitIdleFor is waitIdle for at most d.
-func (r *Redis) waitIdleFor(d time.Duration) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	return r.waitIdle(ctx)
-}
-
 // enter counts mustApply writes in flight (as one), unless Close has begun: then they are
 // refused and counted as lost (Close then leaves the instance to a restart or a reclaim).
 func (r *Redis) enter(calls ...call) error { return r.enterAs(mustApply, calls...) }
@@ -497,18 +490,18 @@ func (r *Redis) scriptArgs(c call, l *lane, op string) ([]string, []any) {
 		sc = "1"
 	}
 	keys := make([]string, 0, 1+len(c.keys))
-	id := &r.me
+	name, key, token := r.me.name, r.me.key, *r.tok.Load()
 	if c.as != nil {
-		id = c.as
+		name, key, token = c.as.name, c.as.key, c.as.token
 	}
-	keys = append(keys, c.keys[0], id.key)
+	keys = append(keys, c.keys[0], key)
 	keys = append(keys, c.keys[1:]...)
 	laneID, seq := "", int64(0)
 	if l != nil {
 		laneID, seq = l.id, l.seq
 	}
 	args := make([]any, 0, 9+len(c.extra))
-	args = append(args, op, c.amount, limitArg(c.min), limitArg(c.max), id.name, sc, id.token, laneID, seq)
+	args = append(args, op, c.amount, limitArg(c.min), limitArg(c.max), name, sc, token, laneID, seq)
 	return keys, append(args, c.extra...)
 }
 
