@@ -58,6 +58,8 @@ type RedisOptions struct {
 	DialTimeout time.Duration `json:"-"`
 	// lease is DefaultInstanceLease, shorter in tests.
 	lease time.Duration
+	// hook, in tests, sees every command the client sends.
+	hook redis.Hook
 	// Log receives what the store does in the background: writes whose reply was lost, once
 	// resolved (default slog.Default()).
 	Log *slog.Logger `json:"-"`
@@ -124,6 +126,7 @@ type Redis struct {
 	prefix string
 	me     identity               // this instance; its token is tok's (redis_instances.go)
 	tok    atomic.Pointer[string] // the token this process writes with
+	run    string                 // its running token, taken at the end of its start
 	log    *slog.Logger
 
 	lanes     chan *lane      // the free ones
@@ -165,6 +168,9 @@ func OpenRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 	c, where, err := newRedisClient(o)
 	if err != nil {
 		return nil, err
+	}
+	if o.hook != nil {
+		c.AddHook(o.hook)
 	}
 	if o.Prefix == "" {
 		o.Prefix = DefaultRedisPrefix
@@ -279,7 +285,7 @@ func (r *Redis) recover(ctx context.Context, id identity) error {
 // lease (a large keyspace): neither this process's start nor a reclaim may be taken for dead
 // and reclaimed by another runtime. ErrFenced when id's token is no longer the instance's.
 func (r *Redis) keepAlive(ctx context.Context, id identity) error {
-	ok, err := heartbeatScript.Run(ctx, r.c, []string{id.key, r.registryKey()}, id.token, id.name).Int()
+	ok, err := heartbeatScript.Run(ctx, r.c, []string{id.key, r.registryKey()}, id.token, id.name, "").Int()
 	if err == nil && ok == 0 {
 		err = ErrFenced
 	}

@@ -81,9 +81,12 @@ redis.call('HSET', KEYS[1], 't', ARGV[2])
 return 1`)
 
 // heartbeatScript renews a process's heartbeat if the instance is still its own (1), or
-// reports that it is not (0). KEYS instance key, registry; ARGV token, name.
+// reports that it is not (0). KEYS instance key, registry; ARGV token, name, and the token the
+// process switches to at the end of its start (” when none): a heartbeat sent with the
+// start-up token while the switch happens must not be taken for a takeover.
 var heartbeatScript = redis.NewScript(redisNow + `
-if redis.call('HGET', KEYS[1], 't') ~= ARGV[1] then return 0 end
+local t = redis.call('HGET', KEYS[1], 't')
+if t ~= ARGV[1] and t ~= ARGV[3] then return 0 end
 redis.call('HSET', KEYS[2], ARGV[2], now())
 return 1`)
 
@@ -121,6 +124,7 @@ func (r *Redis) self() identity {
 func (r *Redis) start(ctx context.Context) error {
 	boot := newIdentity(r.prefix, r.me.name, rand.Text())
 	r.tok.Store(&boot.token)
+	r.run = rand.Text()
 	if err := r.claimInstance(ctx, boot.token); err != nil {
 		return err
 	}
@@ -128,15 +132,14 @@ func (r *Redis) start(ctx context.Context) error {
 	if err := r.recover(ctx, boot); err != nil {
 		return err
 	}
-	run := rand.Text()
-	ok, err := switchScript.Run(ctx, r.c, []string{r.me.key}, boot.token, run).Int()
+	ok, err := switchScript.Run(ctx, r.c, []string{r.me.key}, boot.token, r.run).Int()
 	if err == nil && ok == 0 {
 		err = ErrFenced
 	}
 	if err != nil {
 		return fmt.Errorf("store: redis: starting the instance %q: %w", r.me.name, err)
 	}
-	r.tok.Store(&run)
+	r.tok.Store(&r.run)
 	return nil
 }
 
@@ -217,15 +220,11 @@ func (r *Redis) watch() {
 func (r *Redis) heartbeat() bool {
 	ctx, cancel := context.WithTimeout(r.bg, r.lease/6)
 	defer cancel()
-	tok := *r.tok.Load()
-	ok, err := heartbeatScript.Run(ctx, r.c, []string{r.me.key, r.registryKey()}, tok, r.me.name).Int()
+	ok, err := heartbeatScript.Run(ctx, r.c, []string{r.me.key, r.registryKey()}, *r.tok.Load(), r.me.name, r.run).Int()
 	if err != nil {
 		return false
 	}
 	if ok == 0 {
-		if tok != *r.tok.Load() {
-			return true // the start-up token was replaced meanwhile, by this process
-		}
 		r.fail()
 		return false
 	}

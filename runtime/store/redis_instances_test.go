@@ -275,3 +275,69 @@ func TestRedisLateClaimIsRefused(t *testing.T) {
 	}
 	checkBalances(t, r, map[string]AccountBalance{"b": {Balance: -10, Pending: 10}})
 }
+
+// heartbeatAfterSwitch holds the start-up goroutine after the switch to the running token
+// until the heartbeat goroutine has sent a heartbeat (with the start-up token it read
+// before): what a descheduled start, or a lost switch reply that go-redis sends again, does.
+type heartbeatAfterSwitch struct{ beat chan struct{} }
+
+func (h heartbeatAfterSwitch) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h heartbeatAfterSwitch) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (h heartbeatAfterSwitch) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if err != nil {
+			return err
+		}
+		switch script(cmd) {
+		case heartbeatScript.Hash():
+			select {
+			case h.beat <- struct{}{}:
+			default:
+			}
+		case switchScript.Hash():
+			select {
+			case <-h.beat:
+			case <-time.After(10 * time.Second): // bounded; the assertion below is not about time
+			}
+		}
+		return err
+	}
+}
+
+// script is the SHA of an EVALSHA command, or "".
+func script(cmd redis.Cmder) string {
+	if a := cmd.Args(); len(a) > 1 && cmd.Name() == "evalsha" {
+		s, _ := a[1].(string)
+		return s
+	}
+	return ""
+}
+
+// TestRedisHeartbeatDuringTheSwitch: a heartbeat sent with the start-up token that Redis runs
+// after the switch to the running token is not taken for a takeover.
+func TestRedisHeartbeatDuringTheSwitch(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, sc := range []*redis.Script{switchScript, heartbeatScript} { // EVALSHA applies at once
+		if err := sc.Load(context.Background(), redisClient(t, srv)).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := heartbeatAfterSwitch{beat: make(chan struct{})}
+	r, err := OpenRedis(context.Background(), RedisOptions{URL: srv.URL(), Instance: "solo", Prefix: "t:" + t.Name() + ":",
+		lease: 300 * time.Millisecond, hook: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	time.Sleep(300 * time.Millisecond) // a few more beats with the running token
+	select {
+	case <-r.Failed():
+		t.Fatal("the store failed: its own start-up heartbeat was taken for a takeover")
+	default:
+	}
+}
