@@ -54,7 +54,7 @@ const redisNow = `local function now() local t = redis.call('TIME') return t[1] 
 `
 
 // claimScript makes a process its instance's current one, if the instance's token is still the
-// one read before (ARGV[3], ” for none): its token in the instance's key (an earlier process's
+// one read before (ARGV[3], empty for none): its token in the instance's key (an earlier process's
 // writes are refused from then on), no lane records (it numbers its writes from zero), a
 // heartbeat. It is 1 also when the token is already this one, changing nothing: a copy of the
 // claim that arrives late (go-redis sent it again after a lost reply) must not erase the lane
@@ -82,7 +82,7 @@ return 1`)
 
 // heartbeatScript renews a process's heartbeat if the instance is still its own (1), or
 // reports that it is not (0). KEYS instance key, registry; ARGV token, name, and the token the
-// process switches to at the end of its start (” when none): a heartbeat sent with the
+// process switches to at the end of its start (empty when none): a heartbeat sent with the
 // start-up token while the switch happens must not be taken for a takeover.
 var heartbeatScript = redis.NewScript(redisNow + `
 local t = redis.call('HGET', KEYS[1], 't')
