@@ -241,8 +241,8 @@ func serveAdmin(ctx context.Context, c *connector.Connector, cfg *config.Config,
 // runKubeConnector runs the connector of a pod: the Kubernetes source watches the Connector,
 // starts the connector with the first valid config and applies every later one in place.
 func runKubeConnector(ctx context.Context, flags connectorFlags, log *slog.Logger) error {
-	ctx, stop := context.WithCancelCause(ctx)
-	defer stop(nil)
+	ctx, stop := context.WithCancel(ctx) // also stopped when the store fails
+	defer stop()
 	ctrl.SetLogger(logr.FromSlogHandler(log.Handler()))
 	restCfg, err := ctrlconfig.GetConfig()
 	if err != nil {
@@ -293,13 +293,13 @@ func runKubeConnector(ctx context.Context, flags connectorFlags, log *slog.Logge
 
 // stopOnStoreFailure stops the pod's connector when its store fails for good, so that
 // Kubernetes restarts the container.
-func stopOnStoreFailure(ctx context.Context, c *connector.Connector, stop context.CancelCauseFunc, log *slog.Logger) {
+func stopOnStoreFailure(ctx context.Context, c *connector.Connector, stop context.CancelFunc, log *slog.Logger) {
 	failed, why := c.StoreFailed()
 	select {
 	case <-ctx.Done():
 	case <-failed:
 		log.Error("shutting down: the balance store failed", "error", why())
-		stop(why())
+		stop()
 	}
 }
 

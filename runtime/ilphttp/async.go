@@ -12,8 +12,8 @@ import (
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 )
 
-// Retries of an async reply (RFC 35: retry on 5xx or no response, stop on 2xx or 4xx, several
-// attempts before the Prepare expires).
+// Retries of an async reply (RFC 35: retry on 5xx or no response, stop on 2xx, 3xx or 4xx,
+// several attempts before the Prepare expires).
 const (
 	replyAttempts    = 10
 	replyBackoffBase = 50 * time.Millisecond
@@ -24,7 +24,7 @@ const (
 )
 
 // maxRequestIDLen bounds a peer's Request-Id (RFC 35: a UUID, 36 characters), which this
-// side keeps until its Prepare expires.
+// side keeps for a while (keepID).
 const maxRequestIDLen = 128
 
 // acceptAsync answers 202 Accepted at once and handles the Prepare in the background; its

@@ -92,7 +92,7 @@ func (l *Link) setHeaders(h http.Header, p *ilp.Prepare) {
 	}
 }
 
-// readReply reads and parses a 200 response's body, bounded like a request's.
+// readReply reads and parses a 200 response's body, bounded by maxReply.
 func (l *Link) readReply(parent, ctx context.Context, resp *http.Response) (*ilp.Fulfill, error) {
 	if resp.ContentLength > int64(l.maxReply) {
 		return nil, ilp.Rejectf(ilp.CodeInvalidPeerResponse, l.self(), "account %s answered with %d bytes, more than the %d an ILP packet can take", l.opts.Account, resp.ContentLength, l.maxReply)

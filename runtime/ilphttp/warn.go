@@ -32,7 +32,7 @@ func (w *warnLimiter) allow(kind string, now time.Time) (ok bool, suppressed int
 	st := w.kinds[kind]
 	if st == nil {
 		st = &warnState{}
-		w.kinds[kind] = st // kinds are a few constants: the map stays small
+		w.kinds[kind] = st // two transport kinds and the HTTP statuses: the map stays small
 	} else if now.Sub(st.last) < warnEvery {
 		st.suppressed++
 		return false, 0

@@ -149,11 +149,17 @@ func (b *builder) balanceReject(err error) *ilp.Reject {
 	}
 }
 
-// storeFailed records a store failure after the outcome of a packet was decided. The balance
-// is now wrong by amt; say so loudly so that someone reconciles it.
+// storeFailed records a store failure after the outcome of a packet was decided. Unless the
+// store will still apply the write, the balance is now wrong by amt: say so loudly so that
+// someone reconciles it.
 func (b *builder) storeFailed(op string, amt int64, err error) {
-	b.env.Log.Error("balance store failed after the packet was settled; RECONCILIATION REQUIRED",
-		"operation", op, "amount", amt, "err", err)
+	if store.AppliedLater(err) {
+		b.env.Log.Warn("balance store could not confirm a write after the packet was settled; it applies it once it can",
+			"operation", op, "amount", amt, "err", err)
+	} else {
+		b.env.Log.Error("balance store failed after the packet was settled; RECONCILIATION REQUIRED",
+			"operation", op, "amount", amt, "err", err)
+	}
 	if s := b.metrics(); s != nil {
 		s.storeError(op)
 	}

@@ -134,8 +134,6 @@ type Redis struct {
 	closeWait time.Duration   // closeWait, shorter in tests
 	bg        context.Context // the background work's, cancelled by Close
 	stop      context.CancelFunc
-	resolvers int // running, under mu (a WaitGroup cannot be waited for while new ones start)
-	inflight  int // writes being made, under mu
 
 	lease      time.Duration // see redis_instances.go
 	failed     chan struct{} // closed when another process took this instance over
@@ -144,12 +142,16 @@ type Redis struct {
 	reclaiming atomic.Bool
 	draining   atomic.Bool
 
+	mu sync.Mutex
 	// deferred holds the writes that must be applied but found no free lane (Redis
-	// unreachable for a while): never sent, they are sent with the heartbeat and on Close.
-	mu       sync.Mutex
-	deferred []call
-	closing  bool         // Close has begun: no resolver may start
-	cutOff   atomic.Int64 // resolvers stopped by Close with their write unresolved
+	// unreachable for a while): never sent, they are sent beside the heartbeats and on Close.
+	deferred  []call
+	closing   bool // Close stops: no write and no resolver may start
+	resolvers int  // running (a WaitGroup cannot be waited for while new ones start)
+	inflight  int  // writes being made
+	// cutOff counts the must-apply writes lost to Close: refused, never sent, or stopped
+	// while being resolved.
+	cutOff atomic.Int64
 }
 
 var (
@@ -376,19 +378,19 @@ func (r *Redis) op(ctx context.Context, op, account string, amount int64, min, m
 		return AccountBalance{}, err
 	}
 	switch res.code {
-	case 0:
-	case 1, 2:
+	case codeOK:
+	case codeAboveMax, codeBelowMin:
 		le := &LimitError{Account: account, Balance: res.b.Balance, Pending: res.b.Pending, Err: ErrAboveMaximum}
 		le.Proposed, _ = strconv.ParseInt(res.proposed, 10, 64)
-		if res.code == 1 {
+		if res.code == codeAboveMax {
 			le.Limit = *max
 		} else {
 			le.Limit, le.Err = *min, ErrBelowMinimum
 		}
 		return res.b, le
-	case 3:
+	case codeOverflow:
 		return res.b, ErrOverflow
-	case 4:
+	case codeInvalid:
 		return res.b, ErrInvalidAmount
 	default:
 		return res.b, fmt.Errorf("store: redis %s: unknown result code %d", op, res.code)
@@ -541,11 +543,11 @@ func onceResult(op string, res result, err error) (bool, error) {
 		return false, err
 	}
 	switch res.code {
-	case 0:
+	case codeOK:
 		return true, nil
 	case codeOnce:
 		return false, nil
-	case 3:
+	case codeOverflow:
 		return false, ErrOverflow
 	case codeConflict:
 		return false, ErrConflict
@@ -573,8 +575,8 @@ func (r *Redis) SettleDue(ctx context.Context, account string, threshold, settle
 		return 0, err
 	}
 	switch res.code {
-	case 0:
-	case 3:
+	case codeOK:
+	case codeOverflow:
 		return 0, ErrOverflow
 	default:
 		return 0, fmt.Errorf("store: redis settle: unknown result code %d", res.code)
@@ -657,7 +659,8 @@ func globEscape(s string) string {
 // deferred writes; then it refuses new writes, stops the resolvers and the heartbeat, and
 // leaves the registry of instances if no write was left unapplied (see leave); then it closes
 // the connections. Everything before leaving shares 2 × closeWait (10 s), so that a stalled
-// Redis does not hold a pod past its termination grace period. Later calls fail.
+// Redis does not hold a pod past its termination grace period. Later writes fail; a second
+// Close does nothing.
 func (r *Redis) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*r.closeWait)
 	defer cancel()

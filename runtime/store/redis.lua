@@ -6,8 +6,9 @@
 -- KEYS[1]  the account's hash: b (committed balance), p (pending), o:<instance> (this
 --          instance's open packet changes of b), p:<instance> (this instance's part of p);
 --          for 'create', the KV key to create (with ARGV[10])
--- KEYS[2]  the instance's hash: t, the token of its running process, and per lane the
---          sequence number and reply of its last write (redis_lanes.go)
+-- KEYS[2]  the instance's hash: t, the token of its current process (a start-up token while it
+--          starts, then its running one), and per lane the sequence number and reply of its
+--          last write (redis_lanes.go)
 -- KEYS[3…] the KV keys written with the balance, for the settlement ops (settlements.go):
 --          'settle' writes KEYS[3]; 'credit' writes KEYS[3] and the entries KEYS[4…]
 -- ARGV     op, amount, min ('' = none), max ('' = none), instance, scoped ('1' or '0'), token,
@@ -22,7 +23,8 @@
 --          6 fenced (the token is not the instance's: another process took its name),
 --          7 stale (a late copy of a write its lane has gone past), 8 voided, 9 a guarded
 --          entry's key changed ('credit').
---          'settle' returns the amount raised as proposed ('0': not due).
+--          'settle' returns the amount raised as proposed ('0': not due); 'recover' the open
+--          change and the reservation it reverted, as '<o> <p>'.
 local key = KEYS[1]
 local op, amt, minv, maxv, inst, scoped = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local token, lane, seq = ARGV[7], ARGV[8], ARGV[9]

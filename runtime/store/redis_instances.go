@@ -93,7 +93,7 @@ return 1`)
 // takeOverScript gives the instance's key to a reclaimer's token if the instance's last
 // heartbeat is older than the lease (1), else 0, and renews the heartbeat on the reclaimer's
 // behalf, so that no other runtime takes it over while this one reclaims it (the reclaimer
-// renews it as it goes, see reclaim). KEYS instance key, registry; ARGV name, token, lease in
+// renews it as it goes, see keepAlive). KEYS instance key, registry; ARGV name, token, lease in
 // ms.
 var takeOverScript = redis.NewScript(redisNow + `
 local last = redis.call('HGET', KEYS[2], ARGV[1])

@@ -28,33 +28,43 @@ import (
 //   - a write whose caller acts on the reply (a due settlement, an incoming one, a key
 //     created) is sent again in place while the caller waits, up to inPlaceFor;
 //   - otherwise, or then, a resolver goroutine takes it over (resolveLater): a write the caller
-//     must have applied (commit, release, end of packet, set, an add marked MustApply such as
-//     a refund, and the former once their caller gave up) is applied, once; a write the caller
+//     must have applied (commit, release, end of packet, an add marked MustApply such as a
+//     refund, and the former once their caller gave up) is applied, once; a write the caller
 //     treats as refused when it fails (any other add, a reservation) is voided if it had not
 //     been applied, and undone if it had, so that its error means "no change" once resolved.
+//     A balance set is voided if it had not been applied, and left with a WARN if it had (a
+//     replay would erase the writes made since).
 //
-// A write that must be applied but finds no free lane (every lane held by a write being
-// resolved: Redis unreachable) is deferred, and sent with the heartbeats and on Close.
+// A write that must be applied but finds no free lane (all held by writes in flight or being
+// resolved: Redis unreachable or overloaded) is deferred, and sent beside the heartbeats and
+// on Close.
 //
-// Every write also carries the token of this process, written to the instance's key when the
-// store opens: a process that is not the instance's latest (a second one started under the same
-// name, or a late copy of a dead one's write) is refused (ErrFenced).
+// Every write also carries the token of this process (a start-up token, then the running one:
+// see start): a process that is not the instance's latest (a second one started under the same
+// name, a runtime reclaimed by the others, or a late copy of a dead one's write) is refused
+// (ErrFenced).
 
 // ErrFenced refuses the writes of a process whose instance was taken over: by a newer process
 // under the same name, or by another runtime that reclaimed it after missing its heartbeats
 // (redis_instances.go). Its packets in flight were reverted; it must restart.
 var ErrFenced = errors.New("store: redis: this runtime's instance was taken over (by a newer process under the same name, or reclaimed by another runtime after it missed its heartbeats); its packets in flight were reverted and it may no longer write: restart it, and give every runtime its own instance name")
 
-// Script codes beyond the balance results (redis.lua).
+// The script's result codes (redis.lua).
 const (
-	codeFenced   = 6
+	codeOK       = 0
+	codeAboveMax = 1
+	codeBelowMin = 2
+	codeOverflow = 3
+	codeInvalid  = 4
 	codeOnce     = 5 // credit, create: the key was there before
+	codeFenced   = 6
+	codeStale    = 7 // a late copy of a write its lane has gone past
 	codeVoided   = 8
 	codeConflict = 9 // credit: a guarded entry's key changed
 )
 
 // laneWait bounds how long a write waits for a free lane (Redis.laneWait, shorter in tests):
-// all lanes busy means writes whose outcome is unknown hold them, that is Redis is unreachable.
+// all lanes busy for that long means Redis is unreachable or overloaded.
 const laneWait = 5 * time.Second
 
 // resolveTimeout bounds each attempt of the resolver.
@@ -120,7 +130,7 @@ func (r *Redis) takeLane(ctx context.Context) (*lane, error) {
 	case <-r.bg.Done():
 		return nil, ErrClosed
 	case <-t.C:
-		return nil, errors.New("store: redis: every write lane is held by a write whose outcome is not known yet: Redis is unreachable")
+		return nil, fmt.Errorf("store: redis: no write lane freed for %s (all held by writes in flight or being resolved): Redis unreachable or overloaded", r.laneWait)
 	}
 }
 
@@ -131,6 +141,14 @@ var errResolving = errors.New("not known whether Redis applied it; resolving it 
 // errDeferred marks the error of a write that must be applied but could not be sent: it is
 // kept and sent once Redis is reachable.
 var errDeferred = errors.New("kept, and sent once Redis is reachable")
+
+// AppliedLater reports whether err, from a write that must be applied (a commit, a release, a
+// refund marked MustApply), says that the store will still apply it, once: its outcome was
+// unknown and a resolver has it, or Redis could not be reached and it is deferred. Nothing is
+// to be reconciled unless the store later logs that it was lost.
+func AppliedLater(err error) bool {
+	return errors.Is(err, errResolving) || errors.Is(err, errDeferred)
+}
 
 // write sends c under a lane. A write that failed is handed to the resolver (after its
 // retries in place, for inPlace) and fails with errResolving; a mustApply write that found no
@@ -152,7 +170,7 @@ func (r *Redis) write(ctx context.Context, c call, cl class) (result, error) {
 	if err != nil && cl == inPlace {
 		res, err = r.retryInPlace(ctx, c, l, err)
 	}
-	return r.settle(c, cl, l, res, err)
+	return r.afterSend(c, cl, l, res, err)
 }
 
 // retryInPlace sends c again under lane l until Redis answers, ctx ends or inPlaceFor passes.
@@ -177,9 +195,9 @@ func (r *Redis) retryInPlace(ctx context.Context, c call, l *lane, err error) (r
 	}
 }
 
-// settle returns lane l after c was sent under it, unless c failed: then the resolver keeps
+// afterSend returns lane l after c was sent under it, unless c failed: then the resolver keeps
 // it.
-func (r *Redis) settle(c call, cl class, l *lane, res result, err error) (result, error) {
+func (r *Redis) afterSend(c call, cl class, l *lane, res result, err error) (result, error) {
 	if err != nil {
 		if cl == inPlace {
 			cl = mustApply
@@ -188,11 +206,11 @@ func (r *Redis) settle(c call, cl class, l *lane, res result, err error) (result
 		return result{}, fmt.Errorf("%w (%w)", err, errResolving)
 	}
 	r.lanes <- l
-	if err == nil && res.code == codeFenced {
+	if res.code == codeFenced {
 		r.fail()
 		return result{}, ErrFenced
 	}
-	return res, err
+	return res, nil
 }
 
 // writeAll sends the mustApply calls in pipelined round trips, each under its own lane, and
@@ -203,7 +221,7 @@ func (r *Redis) writeAll(ctx context.Context, calls []call) ([]result, []error) 
 		res[0], errs[0] = r.write(ctx, calls[0], mustApply)
 		return res, errs
 	}
-	if err := r.enter(calls...); err != nil {
+	if err := r.enterAs(mustApply, calls...); err != nil {
 		for i := range errs {
 			errs[i] = err
 		}
@@ -237,8 +255,7 @@ func (r *Redis) deferWrite(c call) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closing {
-		r.cutOff.Add(1)
-		r.log.Error("store: redis: a write that must be applied could not be sent before Close; RECONCILIATION REQUIRED", "op", c.op, "account", c.account, "amount", c.amount)
+		r.lost(c, "it could not be sent before the store closed", nil)
 		return false
 	}
 	if c.op == "end" {
@@ -290,11 +307,16 @@ func (r *Redis) drainDeferredFor(d time.Duration) {
 	r.drainDeferred(ctx)
 }
 
-// enter counts mustApply writes in flight (as one), unless Close has begun: then they are
-// refused and counted as lost (Close then leaves the instance to a restart or a reclaim).
-func (r *Redis) enter(calls ...call) error { return r.enterAs(mustApply, calls...) }
+// lost counts a write left unapplied or unresolved by Close (which then leaves the instance to
+// a restart or a reclaim), and says so.
+func (r *Redis) lost(c call, why string, err error) {
+	r.cutOff.Add(1)
+	r.log.Error("store: redis: a write is lost: "+why+"; RECONCILIATION REQUIRED",
+		"op", c.op, "account", c.account, "amount", c.amount, "err", err)
+}
 
-// enterAs is enter for writes of class cl; a refused checked write is not lost.
+// enterAs counts writes of class cl in flight (as one), unless Close has begun: then they are
+// refused, and those that must apply are lost.
 func (r *Redis) enterAs(cl class, calls ...call) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -304,8 +326,7 @@ func (r *Redis) enterAs(cl class, calls ...call) error {
 	}
 	if cl == mustApply {
 		for _, c := range calls {
-			r.cutOff.Add(1)
-			r.log.Error("store: redis: a write that must be applied came after Close; RECONCILIATION REQUIRED", "op", c.op, "account", c.account, "amount", c.amount)
+			r.lost(c, "it came after the store closed", nil)
 		}
 	}
 	return ErrClosed
@@ -372,7 +393,7 @@ func (r *Redis) pipeline(ctx context.Context, calls []call, lanes []*lane, res [
 		if redis.HasErrorPrefix(err, "NOSCRIPT") { // the server lost the script: send it alone
 			got, err = r.send(ctx, calls[i], lanes[i], calls[i].op)
 		}
-		res[i], errs[i] = r.settle(calls[i], mustApply, lanes[i], got, err)
+		res[i], errs[i] = r.afterSend(calls[i], mustApply, lanes[i], got, err)
 	}
 }
 
@@ -386,10 +407,9 @@ func (r *Redis) resolveLater(c call, l *lane, cl class) {
 		op = "void"
 	}
 	r.mu.Lock()
-	if r.closing { // Close no longer waits for resolvers
+	if r.closing { // Close is about to stop the resolvers
 		r.mu.Unlock()
-		r.cutOff.Add(1)
-		r.log.Error("store: redis: a write failed during Close and cannot be resolved; RECONCILIATION REQUIRED", "op", c.op, "account", c.account, "amount", c.amount)
+		r.lost(c, "it failed while the store closed, and its outcome cannot be resolved", nil)
 		return
 	}
 	r.resolvers++
@@ -411,8 +431,7 @@ func (r *Redis) resolveLater(c call, l *lane, cl class) {
 			}
 			select {
 			case <-r.bg.Done():
-				r.cutOff.Add(1)
-				r.log.Error("store: redis: closed with a write whose outcome is unknown", "op", c.op, "account", c.account, "amount", c.amount, "err", err)
+				r.lost(c, "the store closed before its outcome was known", err)
 				return
 			case <-time.After(wait):
 			}
@@ -437,7 +456,7 @@ func (r *Redis) afterResolve(c call, cl class, res result) {
 		log.Info("store: redis: a write whose reply was lost had been refused", "code", res.code)
 		return
 	case res.code != 0:
-		log.Error("store: redis: a write that must apply was refused (overflow); RECONCILIATION REQUIRED", "code", res.code)
+		log.Error("store: redis: a write that must apply was refused; RECONCILIATION REQUIRED", "code", res.code)
 		return
 	}
 	ctx := r.bg

@@ -494,8 +494,9 @@ func TestRedisCloseWithAnEndWaitingForALane(t *testing.T) {
 	}
 }
 
-// TestRedisCloseWhileWritesFail: Close while many writes fail and start resolvers does not
-// trip over them (a WaitGroup would be Added from zero during its Wait).
+// TestRedisCloseWhileWritesFail: Close while many writes fail and start resolvers returns with
+// none of them still running, and does not leave an instance whose writes it could not
+// resolve (the race detector also watches the counting of writes and resolvers).
 func TestRedisCloseWhileWritesFail(t *testing.T) {
 	srv := redistest.Start(t)
 	for range 10 {
@@ -515,5 +516,12 @@ func TestRedisCloseWhileWritesFail(t *testing.T) {
 		_ = r.Close()
 		stop.Store(true)
 		wg.Wait()
+		r.mu.Lock()
+		running := r.inflight + r.resolvers
+		r.mu.Unlock()
+		left, _ := redisClient(t, srv).Exists(context.Background(), r.me.key).Result()
+		if running != 0 || (r.cutOff.Load() > 0 && left == 0) {
+			t.Fatalf("after Close: %d writes or resolvers running, %d lost, instance kept %v", running, r.cutOff.Load(), left == 1)
+		}
 	}
 }
