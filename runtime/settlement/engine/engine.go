@@ -11,22 +11,31 @@
 // settle stays queued and is retried on TrySettlement or when more is queued; a Settle that
 // fails is taken as having settled everything, because retrying a payment that might have
 // been made could pay twice, while a failure that paid nothing only leaves the peer owed —
-// which the peer's connector sees and can settle again.
+// which the peer's connector sees and can settle again. An engine that knows it paid nothing
+// (the peer was not ready) says so with ErrNotSettled: the amount stays queued and is tried
+// again after a backoff.
 package engine
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 
 	"github.com/shopspring/decimal"
 )
+
+// ErrNotSettled is what Settle returns when it settled nothing and knows it, e.g. the peer's
+// engine could not take the settlement yet: the framework keeps the whole amount queued and
+// tries again after the backoff of Config (the same as credits').
+var ErrNotSettled = errors.New("settlement engine: nothing settled; trying again later")
 
 // Engine settles with peers on a ledger. Its other abilities are the optional interfaces
 // AccountSetter, MessageHandler, AccountCloser and Closer.
 type Engine interface {
 	// Settle sends the peer of accountID a settlement of at most amount (standard units,
 	// arbitrary precision; the engine rounds down to what its ledger can carry) and returns
-	// what it settled. The rest stays queued. On error the whole amount counts as settled.
+	// what it settled. The rest stays queued. On error the whole amount counts as settled,
+	// unless the error is ErrNotSettled.
 	Settle(ctx context.Context, accountID string, amount decimal.Decimal) (decimal.Decimal, error)
 }
 

@@ -91,6 +91,7 @@ type Server struct {
 	mu       sync.Mutex
 	eng      Engine           // nil until Connect returned
 	settling map[string]*bool // account → settle again when the running one ends
+	unpaid   map[string]int   // account → Settle calls in a row that returned ErrNotSettled
 	closed   bool
 }
 
@@ -103,7 +104,7 @@ func Start(ctx context.Context, connect Connect, store Store, cfg Config) (*Serv
 	if err != nil {
 		return nil, fmt.Errorf("settlement engine: %w", err)
 	}
-	s := &Server{cfg: cfg, store: store, log: cfg.Log, ln: ln, settling: map[string]*bool{},
+	s := &Server{cfg: cfg, store: store, log: cfg.Log, ln: ln, settling: map[string]*bool{}, unpaid: map[string]int{},
 		conn: &connector{base: cfg.ConnectorURL, http: cfg.HTTPClient, timeout: cfg.RequestTimeout}}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	eng, err := connect(ctx, services{s})
@@ -232,6 +233,9 @@ func (s *Server) settleOnce(account string) {
 	defer cancel()
 	settled, err := s.eng.Settle(sctx, account, amount)
 	switch {
+	case errors.Is(err, ErrNotSettled):
+		s.settleLater(bg, account, amount, err)
+		return
 	case err != nil:
 		s.log.Error("SETTLEMENT FAILED: the whole amount is taken as settled, in case it was paid; check the ledger and settle the difference by hand if it was not",
 			"account", account, "amount", amount.String(), "err", err)
@@ -244,6 +248,9 @@ func (s *Server) settleOnce(account string) {
 		settled = amount
 	}
 	s.log.Info("settled", "account", account, "amount", amount.String(), "settled", settled.String())
+	s.mu.Lock()
+	delete(s.unpaid, account)
+	s.mu.Unlock()
 	leftover := amount.Sub(settled)
 	if leftover.IsZero() {
 		return
@@ -251,6 +258,22 @@ func (s *Server) settleOnce(account string) {
 	if _, err := s.store.QueueSettlement(bg, account, leftover, nil); err != nil && !errors.Is(err, ErrNoAccount) {
 		s.log.Error("LEFTOVER LOST: cannot queue it again", "account", account, "leftover", leftover.String(), "err", err)
 	}
+}
+
+// settleLater queues amount again after a Settle that paid nothing (ErrNotSettled), and
+// tries the account again after the backoff: nothing else would (a connector asks once).
+func (s *Server) settleLater(ctx context.Context, account string, amount decimal.Decimal, err error) {
+	if _, qerr := s.store.QueueSettlement(ctx, account, amount, nil); qerr != nil {
+		s.log.Error("UNSETTLED AMOUNT LOST: cannot queue it again", "account", account, "amount", amount.String(), "err", qerr)
+		return
+	}
+	s.mu.Lock()
+	s.unpaid[account]++
+	wait := s.cfg.Backoff(s.unpaid[account])
+	s.mu.Unlock()
+	s.log.Warn("nothing settled; the amount stays queued and is tried again", "account", account,
+		"amount", amount.String(), "retryIn", wait, "err", err)
+	time.AfterFunc(wait, func() { s.trySettle(account) })
 }
 
 // deliver reports c to the connector, retrying with the same key until it is acknowledged or

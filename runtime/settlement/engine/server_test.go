@@ -262,3 +262,36 @@ func TestSettleOutcomes(t *testing.T) {
 		})
 	}
 }
+
+// notYet settles nothing the first times (the peer's engine is not up), then everything.
+type notYet struct {
+	mu    sync.Mutex
+	calls int
+	fails int
+}
+
+func (n *notYet) Settle(_ context.Context, _ string, amount decimal.Decimal) (decimal.Decimal, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.calls++
+	if n.calls <= n.fails {
+		return decimal.Zero, engine.ErrNotSettled
+	}
+	return amount, nil
+}
+
+func (n *notYet) n() int { n.mu.Lock(); defer n.mu.Unlock(); return n.calls }
+
+// TestNotSettledIsTriedAgain: a Settle that paid nothing and says so keeps the amount queued,
+// and the framework tries again by itself (the connector asks once) until it is settled.
+func TestNotSettledIsTriedAgain(t *testing.T) {
+	eng := &notYet{fails: 2}
+	store := engine.NewMemory()
+	connect := func(context.Context, engine.Services) (engine.Engine, error) { return eng, nil }
+	s := start(t, connect, store, "http://127.0.0.1:1", 2)
+	do(t, s, "POST", "/accounts", "", `{"id":"a"}`)
+	if st, b := do(t, s, "POST", "/accounts/a/settlements", "k", `{"amount":"2","scale":0}`); st != 201 {
+		t.Fatal(st, b)
+	}
+	eventually(t, "settled at the third attempt", func() bool { return eng.n() == 3 && store.Queued("a").IsZero() })
+}

@@ -45,8 +45,9 @@ func Connect(scale uint8) engine.Connect {
 
 // Settle rounds amount down to the scale and sends it to the peer's mock. The message is the
 // mock's whole "payment": when the peer's connector refused it (502: its engine did not take
-// it), nothing was paid, so nothing is reported settled and the amount stays queued for the
-// next attempt. Any other failure may have paid, and is an error (counted as settled).
+// it), nothing was paid: Settle says so (engine.ErrNotSettled), and the framework keeps the
+// amount queued and tries again later. Any other failure may have paid, and is an error
+// (counted as settled).
 func (e *Engine) Settle(ctx context.Context, account string, amount decimal.Decimal) (decimal.Decimal, error) {
 	s := amount.RoundDown(e.scale)
 	if s.Sign() <= 0 {
@@ -57,7 +58,7 @@ func (e *Engine) Settle(ctx context.Context, account string, amount decimal.Deci
 	var se *engine.StatusError
 	switch {
 	case errors.As(err, &se) && se.Status == http.StatusBadGateway:
-		return decimal.Zero, nil
+		return decimal.Zero, engine.ErrNotSettled // the peer did not take it: nothing was paid
 	case err != nil:
 		return decimal.Zero, err
 	}

@@ -28,22 +28,23 @@ func (s *services) TrySettlement(string) {}
 
 func TestSettle(t *testing.T) {
 	tests := []struct {
-		name    string
-		err     error
-		settled string
-		wantErr bool
+		name       string
+		err        error
+		settled    string
+		wantErr    bool
+		notSettled bool // the error is engine.ErrNotSettled: kept queued and tried again
 	}{
-		{"delivered: rounded down to the scale", nil, "1.23", false},
-		{"refused by the peer (502): nothing paid, stays queued", &engine.StatusError{Status: 502}, "0", false},
-		{"no answer (504): may have been paid", &engine.StatusError{Status: 504}, "0", true},
-		{"other error", errors.New("connection refused"), "0", true},
+		{"delivered: rounded down to the scale", nil, "1.23", false, false},
+		{"refused by the peer (502): nothing paid, tried again", &engine.StatusError{Status: 502}, "0", true, true},
+		{"no answer (504): may have been paid", &engine.StatusError{Status: 504}, "0", true, false},
+		{"other error", errors.New("connection refused"), "0", true, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			eng, _ := Connect(2)(context.Background(), &services{err: tt.err})
 			got, err := eng.Settle(context.Background(), "bob", decimal.RequireFromString("1.239"))
-			if (err != nil) != tt.wantErr || got.String() != tt.settled {
-				t.Fatalf("Settle = %s, %v; want %s (error %v)", got, err, tt.settled, tt.wantErr)
+			if (err != nil) != tt.wantErr || errors.Is(err, engine.ErrNotSettled) != tt.notSettled || got.String() != tt.settled {
+				t.Fatalf("Settle = %s, %v; want %s (error %v, not settled %v)", got, err, tt.settled, tt.wantErr, tt.notSettled)
 			}
 		})
 	}
