@@ -14,6 +14,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/ilpfleet/ilpfleet/internal/testwait"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/link"
 )
@@ -88,13 +89,7 @@ func startClient(t *testing.T, url string, h ilp.Handler, mod func(*ClientOption
 // waitFor polls cond for up to 5 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for range 500 {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
+	testwait.Eventually(t, what, 1000, cond)
 }
 
 func TestClientPeerServerExchange(t *testing.T) {

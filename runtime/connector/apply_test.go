@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/internal/testwait"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 )
 
@@ -176,13 +177,7 @@ func TestApplyRefusesRestartSettings(t *testing.T) {
 // waitFor polls cond for up to 10 s.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	for range 1000 {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("condition not met in time")
+	testwait.Eventually(t, "condition", 2000, cond)
 }
 
 func TestApplyRefusesAccountThatCannotStart(t *testing.T) {

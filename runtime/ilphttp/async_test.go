@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ilpfleet/ilpfleet/internal/testlog"
+	"github.com/ilpfleet/ilpfleet/internal/testwait"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 )
 
@@ -441,16 +442,10 @@ func TestAsyncRepeatDuringRefusal(t *testing.T) {
 	}
 }
 
-// waitFor polls cond; the bound only turns a hang into a failure.
+// waitFor polls cond for up to 30 s; the bound only turns a hang into a failure.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	for range 30000 {
-		if cond() {
-			return
-		}
-		time.Sleep(time.Millisecond)
-	}
-	t.Fatal("condition not reached")
+	testwait.Eventually(t, "condition", 6000, cond)
 }
 
 // TestAsyncIDKeptNoLongerThanMaxHold: a Prepare expiring in an hour does not keep its

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/internal/testwait"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/settlementtest"
 	"github.com/ilpfleet/ilpfleet/runtime/store"
@@ -134,7 +135,7 @@ func metricValue(t *testing.T, c prometheus.Metric) float64 {
 // waitFor polls cond for up to 5 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	settlementtest.Eventually(t, what, 1000, cond)
+	testwait.Eventually(t, what, 1000, cond)
 }
 
 // waitRecorded waits until the store holds n outgoing settlement records (bounded).

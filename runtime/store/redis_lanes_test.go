@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/internal/testwait"
 	"github.com/ilpfleet/ilpfleet/runtime/store/redistest"
 )
 
@@ -403,13 +404,7 @@ func TestRedisCloseWaitsForResolvers(t *testing.T) {
 // eventually polls cond for up to 10 s.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for range 1000 {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
+	testwait.Eventually(t, what, 2000, cond)
 }
 
 // TestRedisFencesAnEarlierProcess: a second process opened under the same instance name makes

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/internal/testwait"
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine"
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine/mock"
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/settlementtest"
@@ -43,7 +44,7 @@ func do(t *testing.T, s *engine.Server, method, path, key, body string) (int, st
 // eventually polls cond for up to 30 s.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	settlementtest.Eventually(t, what, 6000, cond)
+	testwait.Eventually(t, what, 6000, cond)
 }
 
 // recorder is a test engine that records its calls and settles everything.

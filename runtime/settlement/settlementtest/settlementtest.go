@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // Do sends a request with body, and with an Idempotency-Key header when key is not empty, and
@@ -31,17 +30,4 @@ func Do(t testing.TB, method, url, key, body string) (int, string) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, strings.TrimSpace(string(b))
-}
-
-// Eventually polls cond every 5 ms, at most tries times, and fails the test with what when it
-// never holds: every wait of these tests is bounded.
-func Eventually(t testing.TB, what string, tries int, cond func() bool) {
-	t.Helper()
-	for range tries {
-		if cond() {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("%s: not so after %d tries, %v apart", what, tries, 5*time.Millisecond)
 }
