@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -186,19 +187,11 @@ func runConnector(ctx context.Context, args []string) error {
 	if watcher != nil {
 		go watchConfig(ctx, watcher, c, log)
 	}
-	failed, why := c.StoreFailed()
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case <-failed:
-		log.Error("shutting down: the balance store failed", "error", why())
-		stop()
-	}
+	go stopOnStoreFailure(ctx, c, stop, log)
+	<-ctx.Done()
+	log.Info("shutting down")
 	closeConnector(c, c.Config(), log)
-	if isClosed(failed) {
-		return why()
-	}
-	return nil
+	return storeFailure(c)
 }
 
 // watchConfig applies every valid change of the config file; an invalid one is logged and the
@@ -277,9 +270,7 @@ func runKubeConnector(ctx context.Context, flags connectorFlags, log *slog.Logge
 	log.Info("watching the Connector", "namespace", flags.namespace, "connector", flags.connector)
 	err = src.Run(ctx) // returns when ctx is done; the source's goroutines have stopped
 	if c != nil {
-		if failed, why := c.StoreFailed(); isClosed(failed) {
-			err = why()
-		}
+		err = cmp.Or(storeFailure(c), err)
 	}
 	log.Info("shutting down")
 	if c != nil {
@@ -291,8 +282,8 @@ func runKubeConnector(ctx context.Context, flags connectorFlags, log *slog.Logge
 	return err
 }
 
-// stopOnStoreFailure stops the pod's connector when its store fails for good, so that
-// Kubernetes restarts the container.
+// stopOnStoreFailure stops the connector's command when its store fails for good, so that it
+// exits with the error (and Kubernetes restarts the container).
 func stopOnStoreFailure(ctx context.Context, c *connector.Connector, stop context.CancelFunc, log *slog.Logger) {
 	failed, why := c.StoreFailed()
 	select {
@@ -303,11 +294,13 @@ func stopOnStoreFailure(ctx context.Context, c *connector.Connector, stop contex
 	}
 }
 
-func isClosed(ch <-chan struct{}) bool {
+// storeFailure is why the connector's store failed for good, or nil.
+func storeFailure(c *connector.Connector) error {
+	failed, why := c.StoreFailed()
 	select {
-	case <-ch:
-		return true
+	case <-failed:
+		return why()
 	default:
-		return false
+		return nil
 	}
 }
