@@ -99,7 +99,7 @@ func (c *Connector) httpLink(id string, ac config.Account, maxHold time.Duration
 	if err != nil {
 		return nil, fmt.Errorf("connector: account %s: %w", id, err)
 	}
-	opts.Account, opts.Address, opts.Logger = id, c.self, c.log.With("account", id)
+	opts.Account, opts.Address, opts.Logger = id, c.self, c.log // the link names the account
 	opts.MaxHold = maxHold
 	l, err := ilphttp.New(opts)
 	if err != nil {

@@ -132,21 +132,21 @@ func (l *Link) postReply(ctx context.Context, callback, id string, body []byte) 
 		case replyDelivered:
 			return
 		case replyRefused:
-			l.log.Warn("peer refused an async ILP-over-HTTP reply; it is not delivered", "account", l.opts.Account, "status", status, "requestId", id)
+			l.log.Warn("peer refused an async ILP-over-HTTP reply; it is not delivered", "status", status, "requestId", id)
 			return
 		}
-		l.log.Debug("async ILP-over-HTTP reply failed; retrying", "account", l.opts.Account, "attempt", attempt, "status", status, "error", err)
+		l.log.Debug("async ILP-over-HTTP reply failed; retrying", "attempt", attempt, "status", status, "error", err)
 		t := time.NewTimer(wait/2 + rand.N(wait/2+1)) // jitter so that many replies do not retry in lockstep
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			l.log.Warn("gave up an async ILP-over-HTTP reply", "account", l.opts.Account, "requestId", id, "error", ctx.Err())
+			l.log.Warn("gave up an async ILP-over-HTTP reply", "requestId", id, "error", ctx.Err())
 			return
 		}
 		wait = min(2*wait, replyBackoffCap)
 	}
-	l.log.Warn("gave up an async ILP-over-HTTP reply after retries", "account", l.opts.Account, "requestId", id, "attempts", replyAttempts)
+	l.log.Warn("gave up an async ILP-over-HTTP reply after retries", "requestId", id, "attempts", replyAttempts)
 }
 
 // What became of one attempt to POST a reply.

@@ -144,7 +144,7 @@ func (l *Link) transportReject(parent, ctx context.Context, err error) error {
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		what = "peer unreachable (connection refused)"
 	}
-	l.warn(what, "ILP-over-HTTP request to the peer failed", "account", acct, "peer", hostOf(l.opts.Outgoing.URL), "error", cause)
+	l.warn(what, "ILP-over-HTTP request to the peer failed", "peer", hostOf(l.opts.Outgoing.URL), "error", cause)
 	return ilp.Rejectf(ilp.CodePeerUnreachable, l.self(), "account %s: %s; see the connector log", acct, what)
 }
 
@@ -153,7 +153,7 @@ func (l *Link) transportReject(parent, ctx context.Context, err error) error {
 func (l *Link) statusReject(resp *http.Response) error {
 	acct, status := l.opts.Account, resp.StatusCode
 	code, what, hint := statusCode(status)
-	l.warn("HTTP "+strconv.Itoa(status), "the ILP-over-HTTP peer did not take a packet", "account", acct, "status", status, "body", readSnippet(resp.Body), "hint", hint)
+	l.warn("HTTP "+strconv.Itoa(status), "the ILP-over-HTTP peer did not take a packet", "status", status, "body", readSnippet(resp.Body), "hint", hint)
 	return ilp.Rejectf(code, l.self(), "account %s: %s (HTTP %d); see the connector log", acct, what, status)
 }
 

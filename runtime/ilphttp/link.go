@@ -68,14 +68,11 @@ func New(o *Options) (*Link, error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
-	l := &Link{opts: *o, mode: o.Mode, log: o.Logger, now: o.Now, maxBody: DefaultMaxBodySize, maxReply: maxReplySize,
+	l := &Link{opts: *o, mode: o.Mode, log: cmp.Or(o.Logger, slog.Default()).With("account", o.Account), now: o.Now, maxBody: DefaultMaxBodySize, maxReply: maxReplySize,
 		maxHold: cmp.Or(o.MaxHold, DefaultMaxHold)}
 	l.giveUp, l.giveUpNow = context.WithCancel(context.Background())
 	if l.mode == "" {
 		l.mode = ModeSync
-	}
-	if l.log == nil {
-		l.log = slog.Default()
 	}
 	if l.now == nil {
 		l.now = time.Now
@@ -138,7 +135,7 @@ func (l *Link) Start(_ context.Context, h ilp.Handler) error {
 	go func() {
 		defer l.wg.Done()
 		if err := l.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			l.log.Error("ILP-over-HTTP server stopped", "account", l.opts.Account, "error", err)
+			l.log.Error("ILP-over-HTTP server stopped", "error", err)
 		}
 	}()
 	return nil

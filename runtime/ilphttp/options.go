@@ -91,7 +91,7 @@ type Options struct {
 	// Filled by the connector.
 	Account     string             // the account id, named in Rejects and logs
 	Address     func() ilp.Address // this connector's address: triggeredBy of the link's Rejects
-	Logger      *slog.Logger       // nil: slog.Default()
+	Logger      *slog.Logger       // nil: slog.Default(); the link adds the account
 	MaxInFlight int                // 0 means DefaultMaxInFlight
 	// MaxHold is the longest the connector holds a packet (CONNECTOR_MAX_HOLD_TIME; 0 means
 	// DefaultMaxHold): Close waits for the Prepares being answered, and their replies, no

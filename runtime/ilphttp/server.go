@@ -40,7 +40,7 @@ func (l *Link) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !l.verify.verify(r.Header.Get("Authorization")) {
-		l.log.Debug("ILP-over-HTTP request with a missing or wrong token", "account", l.opts.Account, "remote", r.RemoteAddr)
+		l.log.Debug("ILP-over-HTTP request with a missing or wrong token", "remote", r.RemoteAddr)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="ilp"`)
 		httpError(w, http.StatusUnauthorized, "ILP-over-HTTP: missing or invalid Authorization (expected Bearer <token> of this account)")
 		return
@@ -154,7 +154,7 @@ func (l *Link) handle(ctx context.Context, p *ilp.Prepare) any {
 	if err == nil {
 		err = errors.New("handler returned no answer")
 	}
-	l.log.Debug("handler error", "account", l.opts.Account, "error", err)
+	l.log.Debug("handler error", "error", err)
 	return ilp.Rejectf(ilp.CodeInternalError, l.self(), "internal error handling the packet from account %s", l.opts.Account)
 }
 
