@@ -79,7 +79,11 @@ func (c *Connector) Apply(ctx context.Context, cfg *config.Config) error {
 			sp.Expect(a.id, a.pipes.Load().cfg)
 		}
 	}
-	if err := c.startLinks(ctx, p.added, cfg.InitialConnectTimeout); err != nil {
+	err = c.serveSettlementAPI(cfg)
+	if err == nil {
+		err = c.startLinks(ctx, p.added, cfg.InitialConnectTimeout)
+	}
+	if err != nil {
 		p.discard(c)
 		if sp != nil {
 			sp.Reload() // forgets the accounts expected above

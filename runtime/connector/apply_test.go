@@ -2,6 +2,8 @@ package connector
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ilpfleet/ilpfleet/internal/testwait"
+	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 )
 
@@ -200,6 +203,33 @@ func TestApplyRefusesAccountThatCannotStart(t *testing.T) {
 	}
 	if bs, _ := c.Balances(ctx); *bs["alice"].Maximum != 100000 {
 		t.Errorf("alice's maximum changed to %d", *bs["alice"].Maximum)
+	}
+}
+
+// TestApplyRefusesAnEngineWithoutItsAPI: the first account with a settlement engine needs the
+// settlement API; a reload whose API port is taken is refused like the same config at start,
+// instead of putting an engine in force with nowhere to report incoming settlements.
+func TestApplyRefusesAnEngineWithoutItsAPI(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	c, _ := startMem(t, reloadConfig("100000", "s", "", ""), nil)
+	running := c.Config()
+	next := mustConfig(t, reloadConfig("100000", "s", "", "")+
+		fmt.Sprintf("settlementApiHost: 127.0.0.1\nsettlementApiPort: %d\n", taken.Addr().(*net.TCPAddr).Port))
+	bob := next.Accounts["bob"]
+	bob.SettlementEngine = &config.SettlementEngine{URL: "http://127.0.0.1:1"}
+	next.Accounts["bob"] = bob
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = c.Apply(ctx, next)
+	if err == nil || !strings.Contains(err.Error(), "settlement API") || !strings.Contains(err.Error(), "keeping the running one") {
+		t.Errorf("Apply: %v; want a refusal naming the settlement API", err)
+	}
+	if c.Config() != running {
+		t.Error("the running config was replaced")
 	}
 }
 

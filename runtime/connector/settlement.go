@@ -34,14 +34,21 @@ type settlementAPI struct {
 	cancel context.CancelFunc
 }
 
-// syncSettlement gives the settler the accounts of cfg and serves the engines' API when one of
-// them has an engine. Start and Apply call it with applyMu held.
+// syncSettlement serves the engines' API when cfg has an account with an engine and gives the
+// settler cfg's accounts. Start and Apply call it with applyMu held; Apply calls
+// serveSettlementAPI first, before anything is in force, so that a port it cannot bind refuses
+// the config instead of leaving an engine with nowhere to report incoming settlements.
 func (c *Connector) syncSettlement(cfg *config.Config) error {
-	accts := settlementAccounts(cfg)
-	if err := c.settler.Update(accts); err != nil {
+	if err := c.serveSettlementAPI(cfg); err != nil {
 		return err
 	}
-	if len(accts) == 0 || c.settleAPI.srv != nil {
+	return c.settler.Update(settlementAccounts(cfg))
+}
+
+// serveSettlementAPI starts the engines' API if cfg has an account with an engine and it is
+// not served yet; it is kept until Close (its address is a global setting).
+func (c *Connector) serveSettlementAPI(cfg *config.Config) error {
+	if c.settleAPI.srv != nil || !hasEngine(cfg) {
 		return nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -53,6 +60,15 @@ func (c *Connector) syncSettlement(cfg *config.Config) error {
 	c.settleAPI = settlementAPI{srv: srv, cancel: cancel}
 	c.log.Info("settlement API listening", "addr", srv.Addr())
 	return nil
+}
+
+func hasEngine(cfg *config.Config) bool {
+	for _, ac := range cfg.Accounts {
+		if ac.SettlementEngine != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // stopSettlement stops the settler and the engines' API. Settlements being retried stay
