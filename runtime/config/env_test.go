@@ -163,6 +163,7 @@ func TestFromEnvVariables(t *testing.T) {
 		{"account settlementEngine settleEvery too short", base(map[string]string{"CONNECTOR_ACCOUNTS": `{"a":` + strings.Replace(btpChild, `}`, `,"settlementEngine":{"url":"http://e:3000","settleEvery":10}}`, 1) + `}`}), nil, nil, []string{`settlementEngine.settleEvery = 10: expected a whole number of milliseconds, at least 1000`}},
 		{"account settlementEngine no url", base(map[string]string{"CONNECTOR_ACCOUNTS": `{"a":` + strings.Replace(btpChild, `}`, `,"settlementEngine":{}}`, 1) + `}`}), nil, nil, []string{`account "a": settlementEngine.url: required`}},
 		{"account settlementEngine bad url", base(map[string]string{"CONNECTOR_ACCOUNTS": `{"a":` + strings.Replace(btpChild, `}`, `,"settlementEngine":{"url":"ftp://x"}}`, 1) + `}`}), nil, nil, []string{`account "a": settlementEngine.url = "ftp://x": want http:// or https://`}},
+		{"account settlementEngine bad url with a password", base(map[string]string{"CONNECTOR_ACCOUNTS": `{"a":` + strings.Replace(btpChild, `}`, `,"settlementEngine":{"url":"ftp://u:pw@x"}}`, 1) + `}`}), nil, nil, []string{`account "a": settlementEngine.url = "ftp://u:xxxxx@x": want http:// or https://`}},
 		{"account settlementEngine typo", base(map[string]string{"CONNECTOR_ACCOUNTS": `{"a":` + strings.Replace(btpChild, `}`, `,"settlementEngine":{"uri":"http://x"}}`, 1) + `}`}), nil, nil, []string{`settlementEngine.uri: unknown setting (did you mean "url"?)`}},
 		// CONNECTOR_SETTLEMENT_API_*
 		{"settlement api", base(map[string]string{"CONNECTOR_SETTLEMENT_API_HOST": "0.0.0.0", "CONNECTOR_SETTLEMENT_API_PORT": "8771"}), func(c *Config) any { return c.SettlementAPIHost + ":" + strconv.Itoa(c.SettlementAPIPort) }, "0.0.0.0:8771", nil},
@@ -177,6 +178,8 @@ func TestFromEnvVariables(t *testing.T) {
 		{"routes bad", base(map[string]string{"CONNECTOR_ROUTES": `[{"targetPrefix":"test.","peerId":"zz"},{"peerId":"a"},{"targetPrefix":"test.x","peerId":"a","x":1}]`, "CONNECTOR_ACCOUNTS": `{"a":` + btpChild + `}`}), nil, nil, []string{`CONNECTOR_ROUTES: [1].targetPrefix: required`, `[2].x: unknown setting`}},
 		{"routes semantic", base(map[string]string{"CONNECTOR_ROUTES": `[{"targetPrefix":"test.","peerId":"zz"}]`, "CONNECTOR_ACCOUNTS": `{"a":` + btpChild + `}`}), nil, nil, []string{`CONNECTOR_ROUTES: [0].targetPrefix = "test.": expected an ILP address prefix`, `CONNECTOR_ROUTES: [0].peerId = "zz": no such account (accounts: a)`}},
 		{"routes not array", base(map[string]string{"CONNECTOR_ROUTES": `{}`}), nil, nil, []string{`CONNECTOR_ROUTES = "{}": expected a JSON array`}},
+		{"routes null", base(map[string]string{"CONNECTOR_ROUTES": `null`}), nil, nil, []string{`CONNECTOR_ROUTES = "null": expected a JSON array`}},
+		{"routes null after a space", base(map[string]string{"CONNECTOR_ROUTES": ` null`}), nil, nil, []string{`CONNECTOR_ROUTES = " null": expected a JSON array`}},
 		// CONNECTOR_SPREAD
 		{"spread", base(map[string]string{"CONNECTOR_SPREAD": "0.005"}), func(c *Config) any { return c.Spread.String() }, "0.005", nil},
 		{"spread zero", base(map[string]string{"CONNECTOR_SPREAD": "0"}), func(c *Config) any { return c.Spread.IsZero() }, true, nil},
@@ -245,6 +248,7 @@ func TestFromEnvVariables(t *testing.T) {
 		{"disable middleware", base(map[string]string{"CONNECTOR_DISABLE_MIDDLEWARE": `["rateLimit","deduplicate"]`}), func(c *Config) any { return c.DisableMiddleware }, []string{"rateLimit", "deduplicate"}, nil},
 		{"disable middleware unknown", base(map[string]string{"CONNECTOR_DISABLE_MIDDLEWARE": `["ratelimit"]`}), nil, nil, []string{`CONNECTOR_DISABLE_MIDDLEWARE: [0] = "ratelimit": unknown middleware (did you mean "rateLimit"?)`}},
 		{"disable middleware not array", base(map[string]string{"CONNECTOR_DISABLE_MIDDLEWARE": `rateLimit`}), nil, nil, []string{`CONNECTOR_DISABLE_MIDDLEWARE = "rateLimit": expected JSON`}},
+		{"disable middleware null after a space", base(map[string]string{"CONNECTOR_DISABLE_MIDDLEWARE": " null\n"}), nil, nil, []string{`CONNECTOR_DISABLE_MIDDLEWARE = " null\n": expected a JSON array`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"strconv"
@@ -186,7 +187,7 @@ func setRoutingSecret(c *Config, raw json.RawMessage, l *fieldErrors) {
 
 func setRoutes(c *Config, raw json.RawMessage, l *fieldErrors) {
 	var items []json.RawMessage
-	if err := json.Unmarshal(raw, &items); err != nil || (len(raw) > 0 && raw[0] == 'n') {
+	if err := json.Unmarshal(raw, &items); err != nil || isNull(raw) {
 		l.add("", "", quote(string(raw)), `expected a JSON array of {"targetPrefix": "g.example", "peerId": "account id"}`)
 		return
 	}
@@ -218,9 +219,15 @@ func setRoutes(c *Config, raw json.RawMessage, l *fieldErrors) {
 	}
 }
 
+// isNull reports whether raw is JSON null, which decodes into a nil slice without error but
+// which JS's schema refuses where it wants an array.
+func isNull(raw json.RawMessage) bool {
+	return bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
+}
+
 func setDisableMiddleware(c *Config, raw json.RawMessage, l *fieldErrors) {
 	var names []string
-	if err := json.Unmarshal(raw, &names); err != nil || (len(raw) > 0 && raw[0] == 'n') {
+	if err := json.Unmarshal(raw, &names); err != nil || isNull(raw) {
 		l.add("", "", quote(string(raw)), `expected a JSON array of middleware names, e.g. ["rateLimit"]`)
 		return
 	}
