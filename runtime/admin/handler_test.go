@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -101,6 +102,23 @@ func TestAccountsNeverShowOptions(t *testing.T) {
 	rec := do(t, NewHandler(newFake(), prometheus.NewRegistry(), Options{}), http.MethodGet, "/accounts", "")
 	if strings.Contains(rec.Body.String(), "do-not-show") || strings.Contains(rec.Body.String(), "options") {
 		t.Fatalf("plugin options leaked: %s", rec.Body)
+	}
+}
+
+// TestNeverShowEngineCredentials: an engine URL may carry a password (sent to the engine as
+// basic auth); GET /accounts and GET /settlements show it redacted, as the ecb backend's URL.
+func TestNeverShowEngineCredentials(t *testing.T) {
+	const engine = "http://ilp:s3cret@127.0.0.1:3000"
+	f := newFake()
+	f.accounts = []AccountInfo{{ID: "b", Config: config.Account{Relation: config.RelationPeer, Plugin: "ilp-plugin-btp",
+		AssetCode: "USD", AssetScale: 9, SettlementEngine: &config.SettlementEngine{URL: engine}}}}
+	f.settlements = []SettlementInfo{{Account: "b", Key: "k1", Engine: engine, Amount: 5}}
+	h := NewHandler(f, prometheus.NewRegistry(), Options{})
+	for _, path := range []string{"/accounts", "/settlements"} {
+		body := do(t, h, http.MethodGet, path, "").Body.String()
+		if strings.Contains(body, "s3cret") || !strings.Contains(body, "http://ilp:xxxxx@127.0.0.1:3000") {
+			t.Errorf("GET %s: %s; want the engine URL with its password redacted", path, body)
+		}
 	}
 }
 

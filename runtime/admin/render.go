@@ -8,6 +8,7 @@ import (
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/middleware"
+	"github.com/ilpfleet/ilpfleet/runtime/settlement"
 )
 
 // The js* types are the JSON shapes of the JS admin API. Struct field order is the key
@@ -196,7 +197,7 @@ func renderAccountInfo(a config.Account) jsAccountInfo {
 		ILPAddressSegment: a.ILPAddressSegment,
 	}
 	if se := a.SettlementEngine; se != nil {
-		info.SettlementEngine = &jsSettlementEngine{URL: se.URL, SettleEvery: se.SettleEvery.Milliseconds()}
+		info.SettlementEngine = &jsSettlementEngine{URL: settlement.RedactURL(se.URL), SettleEvery: se.SettleEvery.Milliseconds()}
 	}
 	if b := a.Balance; b != nil {
 		info.Balance = &jsBalanceConf{
@@ -324,7 +325,7 @@ func renderSettlements(ss []SettlementInfo) jsSettlements {
 	out := jsSettlements{Settlements: make([]jsSettlement, 0, len(ss))}
 	for _, s := range ss {
 		out.Settlements = append(out.Settlements, jsSettlement{Account: s.Account, IdempotencyKey: s.Key,
-			Engine: s.Engine, Amount: strconv.FormatInt(s.Amount, 10)})
+			Engine: settlement.RedactURL(s.Engine), Amount: strconv.FormatInt(s.Amount, 10)})
 	}
 	return out
 }

@@ -101,7 +101,8 @@ func validateAccount(id string, a *Account, l *fieldErrors) {
 	validateLimits(id, a, l)
 	if se := a.SettlementEngine; se != nil {
 		if err := settlement.CheckEngineURL(se.URL); err != nil {
-			l.add(id, "settlementEngine.url", quote(se.URL), "%s", strings.TrimPrefix(err.Error(), fmt.Sprintf("settlement engine URL %q: ", se.URL)))
+			shown := settlement.RedactURL(se.URL)
+			l.add(id, "settlementEngine.url", quote(shown), "%s", strings.TrimPrefix(err.Error(), fmt.Sprintf("settlement engine URL %q: ", shown)))
 		}
 	}
 }

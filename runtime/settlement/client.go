@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -37,20 +38,31 @@ func NewClient(baseURL string, hc *http.Client) (*Client, error) {
 	return &Client{base: strings.TrimRight(baseURL, "/"), hc: hc}, nil
 }
 
-// CheckEngineURL reports whether s can be a settlement engine's base URL.
+// CheckEngineURL reports whether s can be a settlement engine's base URL. Its errors show the
+// URL as RedactURL does.
 func CheckEngineURL(s string) error {
 	u, err := url.Parse(s)
 	switch {
 	case err != nil:
-		return fmt.Errorf("settlement engine URL %q: %w", s, err)
+		return fmt.Errorf("settlement engine URL %q: %w", RedactURL(s), errors.Unwrap(err)) // without the *url.Error repeating s
 	case u.Scheme != "http" && u.Scheme != "https":
-		return fmt.Errorf("settlement engine URL %q: want http:// or https://", s)
+		return fmt.Errorf("settlement engine URL %q: want http:// or https://", RedactURL(s))
 	case u.Host == "":
-		return fmt.Errorf("settlement engine URL %q: no host", s)
+		return fmt.Errorf("settlement engine URL %q: no host", RedactURL(s))
 	case u.RawQuery != "" || u.Fragment != "":
-		return fmt.Errorf("settlement engine URL %q: a base URL has no query or fragment", s)
+		return fmt.Errorf("settlement engine URL %q: a base URL has no query or fragment", RedactURL(s))
 	}
 	return nil
+}
+
+// RedactURL is an engine URL fit for logs, errors and the admin API: a password in it (sent to
+// the engine as basic auth) is replaced by "xxxxx".
+func RedactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }
 
 // StatusError is an engine's answer other than 2xx.

@@ -214,7 +214,7 @@ func (s *Settler) startWorker(a, prev *acct, recs []record, listed bool) {
 // now when not listed), then settles whenever the balance asks, until the account's config
 // changes or the settler closes.
 func (s *Settler) work(a *acct, recs []record, listed bool) {
-	log := s.log.With("account", a.cfg.ID, "engine", a.cfg.EngineURL)
+	log := s.log.With("account", a.cfg.ID, "engine", RedactURL(a.cfg.EngineURL))
 	if !s.retry(a, log, opAccount, func(ctx context.Context) error {
 		return a.client.CreateAccount(ctx, a.cfg.ID)
 	}) {
