@@ -195,12 +195,15 @@ func runConnector(ctx context.Context, args []string) error {
 }
 
 // watchConfig applies every valid change of the config file; an invalid one is logged and the
-// running config kept (the Watcher delivers only valid configs, Apply may still refuse one).
+// running config kept (the Watcher delivers only valid configs, Apply may still refuse one,
+// which the Watcher offers again later).
 func watchConfig(ctx context.Context, w *config.Watcher, c *connector.Connector, log *slog.Logger) {
-	_ = w.Run(ctx, func(_, next *config.Config) {
-		if err := c.Apply(ctx, next); err != nil {
-			log.Error("config change not applied; the running config stays in force", "error", err)
+	_ = w.Run(ctx, func(_, next *config.Config) error {
+		err := c.Apply(ctx, next)
+		if err != nil {
+			log.Error("config change not applied; the running config stays in force", "error", err, "retryIn", config.RetryRefused)
 		}
+		return err
 	}, func(err error) {
 		log.Error("invalid config file; the running config stays in force", "error", err)
 	})

@@ -2,6 +2,7 @@ package config
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -206,7 +207,7 @@ func TestWatcherKeepsLastGoodConfig(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = w.Run(ctx, func(_, c *Config) { mu.Lock(); defer mu.Unlock(); changes <- c }, func(e error) { errs <- e })
+		_ = w.Run(ctx, func(_, c *Config) error { mu.Lock(); defer mu.Unlock(); changes <- c; return nil }, func(e error) { errs <- e })
 	}()
 	defer func() { cancel(); <-done }()
 
@@ -235,6 +236,70 @@ func TestWatcherKeepsLastGoodConfig(t *testing.T) {
 	}
 	if got := w.Current().ILPAddress; got != "test.two" {
 		t.Errorf("current address %q, want test.two", got)
+	}
+}
+
+// TestWatcherPoll follows the file through polls: a new content is used once two polls in a
+// row read it, an invalid one is reported once, and one its caller refuses is offered again
+// after RetryRefused (or at once when the file changes), never before.
+func TestWatcherPoll(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	writeFile(t, path, "ilpAddress: test.one\n")
+	w, err := NewWatcher(path, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1_700_000_000, 0)
+	steps := []struct {
+		write   string        // new file content, "" to leave it
+		at      time.Duration // since t0
+		refuse  bool          // the caller refuses what it is offered
+		offered string        // address offered to the caller, "" for none
+		err     string        // substring of poll's error
+		current string        // Current's address after the poll
+	}{
+		{at: 0, current: "test.one"},
+		{write: "ilpAddress: test.two\n", at: 1 * time.Second, current: "test.one"}, // read once: may be half-written
+		{at: 2 * time.Second, offered: "test.two", current: "test.two"},
+		{at: 3 * time.Second, current: "test.two"},
+		{write: "ilpAddress: g.bad\n", at: 4 * time.Second, current: "test.two"},
+		{at: 5 * time.Second, err: "keeping the last valid config", current: "test.two"},
+		{at: 6 * time.Second, current: "test.two"}, // reported once
+		{write: "ilpAddress: test.three\n", at: 7 * time.Second, current: "test.two"},
+		{at: 8 * time.Second, refuse: true, offered: "test.three", current: "test.two"},
+		{at: 9 * time.Second, current: "test.two"},
+		{at: 8*time.Second + RetryRefused - time.Millisecond, current: "test.two"},
+		{at: 8*time.Second + RetryRefused, offered: "test.three", current: "test.three"},
+		{write: "ilpAddress: test.four\n", at: 50 * time.Second, current: "test.three"},
+		{at: 51 * time.Second, refuse: true, offered: "test.four", current: "test.three"},
+		{write: "ilpAddress: test.three\n", at: 52 * time.Second, current: "test.three"}, // back to the config in force
+		{write: "ilpAddress: test.four\n", at: 53 * time.Second, current: "test.three"},
+		{at: 54 * time.Second, offered: "test.four", current: "test.four"}, // changed since the refusal: at once
+	}
+	for i, s := range steps {
+		if s.write != "" {
+			writeFile(t, path, s.write)
+		}
+		offered := ""
+		err := w.poll(t0.Add(s.at), func(old, c *Config) error {
+			if old != w.Current() {
+				t.Errorf("step %d: old is not the config in force", i)
+			}
+			offered = c.ILPAddress
+			if s.refuse {
+				return errors.New("refused")
+			}
+			return nil
+		})
+		if offered != s.offered {
+			t.Errorf("step %d: offered %q, want %q", i, offered, s.offered)
+		}
+		if (err == nil) != (s.err == "") || err != nil && !strings.Contains(err.Error(), s.err) {
+			t.Errorf("step %d: error %v, want %q", i, err, s.err)
+		}
+		if got := w.Current().ILPAddress; got != s.current {
+			t.Errorf("step %d: current %q, want %q", i, got, s.current)
+		}
 	}
 }
 

@@ -176,7 +176,7 @@ func startRuntimePod(t *testing.T, ns, name, pod string, startErr error) *runtim
 	ctx, cancel := context.WithCancel(context.Background())
 	src, err := kube.New(kube.Options{
 		Config: saImpersonation(ns, name), Namespace: ns, Connector: name, Pod: pod,
-		Logger: log, ListenHost: "127.0.0.1", ReportInterval: 250 * time.Millisecond,
+		Logger: log, ListenHost: "127.0.0.1", ReportInterval: 250 * time.Millisecond, RetryRefused: 500 * time.Millisecond,
 		Start: func(_ context.Context, cfg *config.Config) (kube.Runtime, error) {
 			if startErr != nil {
 				return nil, startErr

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -357,4 +358,30 @@ func TestBadAccountAndSecretRotation(t *testing.T) {
 	if p.a.starts.Load() != 1 || p.b.starts.Load() != 1 {
 		t.Fatal("a connector was restarted")
 	}
+}
+
+// TestRefusedConfigIsAppliedAgain: a config the running connector refuses for a passing reason
+// (an added account's port still held by another process) is applied again once the reason
+// is gone, without another change to the objects.
+func TestRefusedConfigIsAppliedAgain(t *testing.T) {
+	ns := namespace(t)
+	create(t, connectorObj(ns, "c", "test.c"), childAccount(ns, "c", "kid", freePort(t)))
+	startRuntime(t, ns, "c")
+	configApplied(t, ns, "c", isTrue)
+
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := int32(held.Addr().(*net.TCPAddr).Port)
+	create(t, childAccount(ns, "c", "late", port))
+	configApplied(t, ns, "c", func(c *metav1.Condition) error {
+		if c.Status != metav1.ConditionFalse || c.Reason != "ApplyFailed" {
+			return fmt.Errorf("ConfigApplied %s %s: %s", c.Status, c.Reason, c.Message)
+		}
+		return nil
+	})
+	_ = held.Close()
+	configApplied(t, ns, "c", isTrue)
+	dialChild(t, port, "tx") // the late account's server listens
 }

@@ -72,6 +72,10 @@ type Options struct {
 	Debounce time.Duration
 	// ReportInterval is the least time between two status writes to one object. 0: DefaultReportInterval.
 	ReportInterval time.Duration
+	// RetryRefused is how soon a config the running connector refused (Apply failed, perhaps
+	// for a passing reason such as a port still in use) is applied again when no change comes
+	// first. 0: config.RetryRefused.
+	RetryRefused time.Duration
 	// ListenHost is the interface BTP servers bind: "" for every interface (a pod).
 	ListenHost string
 	// DisableLeaderElection makes this pod write status without holding the Lease: only for a
@@ -118,6 +122,9 @@ func New(opts Options) (*Source, error) {
 		return nil, errors.New("kube source: no Connector name (set --connector)")
 	case opts.Start == nil:
 		return nil, errors.New("kube source: no Start function")
+	}
+	if opts.RetryRefused <= 0 {
+		opts.RetryRefused = config.RetryRefused
 	}
 	if opts.Debounce <= 0 {
 		opts.Debounce = DefaultDebounce
@@ -200,11 +207,11 @@ func (s *Source) syncLoop(ctx context.Context) error {
 	if !s.mgr.GetCache().WaitForCacheSync(ctx) {
 		return ctx.Err()
 	}
-	retry := s.sync(ctx)
+	retryIn := s.sync(ctx)
 	for {
 		var after <-chan time.Time
-		if retry {
-			after = time.After(retryInterval)
+		if retryIn > 0 {
+			after = time.After(retryIn)
 		}
 		select {
 		case <-ctx.Done():
@@ -215,7 +222,7 @@ func (s *Source) syncLoop(ctx context.Context) error {
 			}
 		case <-after:
 		}
-		retry = s.sync(ctx)
+		retryIn = s.sync(ctx)
 	}
 }
 
@@ -315,9 +322,10 @@ func mapsEqual(a, b map[string]string) bool {
 	return true
 }
 
-// sync builds the config from the cache and puts it in force. It returns true when it should
-// run again soon because something it read may come good by itself.
-func (s *Source) sync(ctx context.Context) (retry bool) {
+// sync builds the config from the cache and puts it in force. It returns how soon it should
+// run again if nothing changes (0: not until something does): soon when something it read may
+// come good by itself, RetryRefused when the running connector refused the config.
+func (s *Source) sync(ctx context.Context) (retryIn time.Duration) {
 	res := SyncResult{Begin: time.Now()}
 	defer func() {
 		res.End = time.Now()
@@ -329,7 +337,7 @@ func (s *Source) sync(ctx context.Context) (retry bool) {
 	if err := s.cl.Get(ctx, client.ObjectKey{Namespace: s.opts.Namespace, Name: s.opts.Connector}, &conn); err != nil {
 		res.Err = fmt.Errorf("reading Connector %s: %w", s.opts.Connector, err)
 		s.log.Error("cannot read this pod's Connector; the running config stays in force", "error", res.Err)
-		return client.IgnoreNotFound(err) != nil
+		return retryIf(client.IgnoreNotFound(err) != nil)
 	}
 	res.Generation = conn.Generation
 	var accounts ilpv1.AccountList
@@ -338,16 +346,16 @@ func (s *Source) sync(ctx context.Context) (retry bool) {
 	// otherwise be deep-copied on every sync).
 	if err := s.cl.List(ctx, &accounts, client.InNamespace(s.opts.Namespace), client.UnsafeDisableDeepCopy); err != nil {
 		res.Err = err
-		return true
+		return retryInterval
 	}
 	if err := s.cl.List(ctx, &routes, client.InNamespace(s.opts.Namespace), client.UnsafeDisableDeepCopy); err != nil {
 		res.Err = err
-		return true
+		return retryInterval
 	}
 	var engines ilpv1.SettlementEngineList
 	if err := s.cl.List(ctx, &engines, client.InNamespace(s.opts.Namespace), client.UnsafeDisableDeepCopy); err != nil {
 		res.Err = err
-		return true
+		return retryInterval
 	}
 	reads := s.secrets.begin(ctx, conn.Status.SecretVersions)
 	s.mu.Lock()
@@ -361,7 +369,7 @@ func (s *Source) sync(ctx context.Context) (retry bool) {
 		res.Err = err
 		s.report.setConfig(&conn, nil, problems, reasonInvalid, err)
 		s.log.Error("invalid configuration; the running config stays in force", "connector", conn.Name, "error", err)
-		return reads.transient
+		return retryIf(reads.transient)
 	}
 	res.Accounts = len(cfg.Accounts)
 	res.Err = s.apply(ctx, cfg)
@@ -373,7 +381,21 @@ func (s *Source) sync(ctx context.Context) (retry bool) {
 	for _, p := range problems {
 		s.log.Warn("object left out of the configuration", "kind", p.Kind, "name", p.Name, "problem", p.Message)
 	}
-	return reads.transient || (res.Err != nil && s.Runtime() == nil)
+	switch {
+	case reads.transient || (res.Err != nil && s.Runtime() == nil):
+		return retryInterval
+	case res.Err != nil: // the running connector refused it, perhaps for a passing reason
+		return s.opts.RetryRefused
+	}
+	return 0
+}
+
+// retryIf is retryInterval if a sync met a passing failure, 0 otherwise.
+func retryIf(passing bool) time.Duration {
+	if passing {
+		return retryInterval
+	}
+	return 0
 }
 
 // apply starts the runtime with the first config and applies the later ones.
