@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ilpfleet/ilpfleet/internal/testwait"
 )
 
 const yamlConfig = `
@@ -234,9 +236,8 @@ func TestWatcherKeepsLastGoodConfig(t *testing.T) {
 	if c, ok := wait("change").(*Config); !ok || c.ILPAddress != "test.two" {
 		t.Fatalf("got %v, want the new config", c)
 	}
-	if got := w.Current().ILPAddress; got != "test.two" {
-		t.Errorf("current address %q, want test.two", got)
-	}
+	// Current follows once the change is taken (onChange returned nil).
+	testwait.Eventually(t, "current address test.two", 500, func() bool { return w.Current().ILPAddress == "test.two" })
 }
 
 // TestWatcherPoll follows the file through polls: a new content is used once two polls in a
