@@ -22,6 +22,7 @@ import (
 type account struct {
 	id       string
 	self     func() ilp.Address // the connector's address, for triggeredBy
+	life     context.Context    // the connector's lifetime: see packetContext
 	link     link.Link
 	isClient bool // a dialing link, which keeps retrying after a failed Start
 	asset    rates.Asset
@@ -35,11 +36,14 @@ type pipes struct {
 	cfg config.Account
 	in  ilp.Handler // incoming pipeline, ending in the connector core
 	out ilp.Handler // outgoing pipeline, ending in the link
+	// activate puts the pipelines' limits and metric series in force (middleware.Pipelines
+	// .Activate): once the config they belong to is, and before their first packet.
+	activate func()
 }
 
 // newAccount builds an account's link and pipelines; it connects nothing.
 func (c *Connector) newAccount(id string, ac config.Account, cfg *config.Config) (*account, error) {
-	a := &account{id: id, self: c.self, asset: rates.Asset{Code: ac.AssetCode, Scale: ac.AssetScale}}
+	a := &account{id: id, self: c.self, life: c.life, asset: rates.Asset{Code: ac.AssetCode, Scale: ac.AssetScale}}
 	var err error
 	switch {
 	case c.newLink != nil:
@@ -110,10 +114,11 @@ func (c *Connector) httpLink(id string, ac config.Account, maxHold time.Duration
 
 // buildPipes builds an account's pipelines over the connector's shared State and store, so a
 // rebuilt pipeline keeps the balances, token buckets and dedupe cache of the previous one.
+// Building changes nothing the running pipelines use: see pipes.activate.
 func (c *Connector) buildPipes(a *account, ac config.Account, cfg *config.Config) (*pipes, error) {
 	env := middleware.Env{Address: c.self, Clock: c.clock, Store: c.store, State: c.state,
 		Metrics: c.metrics, Alerts: c.alerts, Log: c.log, OnBalance: c.settler.BalanceChanged}
-	mw, err := middleware.BuildPipelines(env, a.id, ac, cfg.DisableMiddleware)
+	mw, err := middleware.BuildPending(env, a.id, ac, cfg.DisableMiddleware)
 	if err != nil {
 		return nil, fmt.Errorf("connector: account %s: %w", a.id, err)
 	}
@@ -121,6 +126,8 @@ func (c *Connector) buildPipes(a *account, ac config.Account, cfg *config.Config
 		cfg: ac,
 		in:  c.scopePackets(a.id, mw.Incoming(func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) { return c.core(ctx, a, p) })),
 		out: mw.Outgoing(func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) { return c.send(ctx, a, p) }),
+
+		activate: mw.Activate,
 	}, nil
 }
 
@@ -130,8 +137,40 @@ func (a *account) handle(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, err
 		return nil, ilp.Rejectf(ilp.CodePeerUnreachable, a.self(), "account %s is being removed from this connector", a.id)
 	}
 	defer a.inflight.Add(-1)
-	return a.pipes.Load().in(ctx, p)
+	return a.pipes.Load().in(packetContext(ctx, a.life), p)
 }
+
+// packetContext is the context a peer's Prepare is handled in: the values of the link's ctx
+// (a store's packet scope, a BTP child's identity) but the connector's lifetime instead of its
+// cancellation. A link cancels ctx when the sender stops waiting (an ILP-over-HTTP request
+// cancelled by a client disconnect or timeout): with it we would stop waiting for the next hop
+// and release its reservation while the next hop may still fulfill, which it then counts paid
+// and we do not. As in JS, the wait for the next hop is bounded by the packet's expiry only
+// (the expire middleware); the lifetime ends when Close has drained the accounts, by which
+// time every packet forwarded before has expired.
+func packetContext(ctx, life context.Context) context.Context {
+	return &detachedCtx{Context: life, values: ctx}
+}
+
+// detachedCtx is a packetContext.
+type detachedCtx struct {
+	context.Context // the connector's lifetime: Deadline, Done, Err
+	values          context.Context
+}
+
+// Value asks the lifetime first: it has no values of its own, but it answers the context
+// package's internal lookup of the nearest cancellable parent (context.Cause, and contexts
+// derived from this one) with itself, so the link's cancellation never shows through.
+func (c *detachedCtx) Value(key any) any {
+	if v := c.Context.Value(key); v != nil {
+		return v
+	}
+	return c.values.Value(key)
+}
+
+// AfterFunc lets contexts derived from this one (the expire middleware's deadlines) register
+// on the lifetime directly, as on a standard context, instead of each starting a goroutine.
+func (c *detachedCtx) AfterFunc(f func()) func() bool { return context.AfterFunc(c.Context, f) }
 
 // enter counts a packet in flight unless the account is closing. The count is raised before
 // closing is read, so drain, which sets closing before it reads the count, never misses it.

@@ -81,6 +81,9 @@ func (c *Connector) Apply(ctx context.Context, cfg *config.Config) error {
 	}
 	err = c.serveSettlementAPI(cfg)
 	if err == nil {
+		for _, a := range p.added { // their packets may come as soon as the links are up
+			a.pipes.Load().activate()
+		}
 		err = c.startLinks(ctx, p.added, cfg.InitialConnectTimeout)
 	}
 	if err != nil {
@@ -98,7 +101,9 @@ func (c *Connector) Apply(ctx context.Context, cfg *config.Config) error {
 	return nil
 }
 
-// plan builds the new settings, accounts, pipelines and routing table. It changes nothing.
+// plan builds the new settings, accounts, pipelines and routing table. It changes nothing: the
+// pipelines' limits and metric series take effect when they are activated (pipes.activate),
+// the added accounts' before their links start, the others' in commit.
 func (c *Connector) plan(cfg *config.Config, ch config.Changes) (*plan, error) {
 	s, err := newSettings(cfg)
 	if err != nil {
@@ -148,10 +153,16 @@ func (c *Connector) plan(cfg *config.Config, ch config.Changes) (*plan, error) {
 }
 
 // discard closes the links a plan built (none of them was started by the connector, or
-// their start failed).
+// their start failed), and drops the middleware state and metric series of the added accounts,
+// which no running pipeline uses. The kept accounts' pipelines were built but never activated,
+// so their limits and series are the running ones still.
 func (p *plan) discard(c *Connector) {
 	for _, a := range slices.Concat(p.added, p.reconnect) {
 		_ = a.link.Close()
+	}
+	for _, a := range p.added {
+		c.state.Forget(a.id)
+		c.metrics.Forget(a.id)
 	}
 	if p.settings.conv != c.settings.Load().conv {
 		_ = rates.Close(p.settings.conv.Backend())
@@ -167,7 +178,11 @@ func (c *Connector) commit(ctx context.Context, p *plan) {
 	}
 	c.accounts.Store(&next)
 	for a, np := range p.repiped {
+		np.activate() // first: the new pipeline's buckets are configured before its first packet
 		a.pipes.Store(np)
+	}
+	for _, na := range p.reconnect { // their links start in relink
+		na.pipes.Load().activate()
 	}
 	if old := c.settings.Swap(p.settings); old.conv != p.settings.conv {
 		// Packets in flight may still convert with the old backend: its Close keeps its rates.

@@ -291,3 +291,108 @@ func TestApplyReconnectsWithoutWaitingForOtherDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// refusedBase runs alice with wide limits; the refused configs below change one of them and add
+// carol, whose link cannot start, so Apply refuses them after building every pipeline.
+const refusedBase = `
+ilpAddress: test.c
+backend: one-to-one
+spread: 0
+minMessageWindow: 100
+accounts:
+  alice:
+    relation: child
+    plugin: ilp-plugin-btp
+    assetCode: USD
+    assetScale: 2
+    rateLimit: {refillPeriod: 3600000, refillCount: 1000, capacity: 1000}
+    throughput: {refillPeriod: 3600000, incomingAmount: "1000000"}
+    options: {listener: {port: 7001, secret: s}}
+  bob:
+    relation: peer
+    plugin: ilp-plugin-btp
+    assetCode: USD
+    assetScale: 2
+    options: {listener: {port: 7002, secret: s}}
+%EXTRA%
+routes:
+  - {targetPrefix: test.bob, peerId: bob}
+`
+
+// startRefused starts refusedBase and applies it with change made and carol added, which must
+// be refused; it returns alice's link as it was before (a reconnect makes a new one).
+func startRefused(t *testing.T, change func(string) string) (*Connector, *memLink) {
+	t.Helper()
+	ml := &memLinks{broken: map[string]bool{"carol": true}}
+	var f fulfiller
+	ml.setRemote("bob", bobRemote(&f))
+	c := start(t, strings.ReplaceAll(refusedBase, "%EXTRA%", ""), Options{newLink: ml.factory})
+	alice := ml.get("alice")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	bad := change(strings.ReplaceAll(refusedBase, "%EXTRA%", carolAccount))
+	if err := c.Apply(ctx, mustConfig(t, bad)); err == nil || !strings.Contains(err.Error(), "keeping the running one") {
+		t.Fatalf("Apply: %v", err)
+	}
+	return c, alice
+}
+
+// A refused Apply leaves the running limits in force: building the new pipelines must not
+// reconfigure the token buckets they share with the running ones.
+func TestRefusedApplyKeepsRunningLimits(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(string) string
+	}{
+		{"rate limit 1 per hour", func(d string) string {
+			return strings.Replace(d, "refillCount: 1000, capacity: 1000", "refillCount: 1, capacity: 1", 1)
+		}},
+		{"throughput 10 per hour", func(d string) string {
+			return strings.Replace(d, `incomingAmount: "1000000"`, `incomingAmount: "10"`, 1)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, alice := startRefused(t, tt.change)
+			for i := range 3 {
+				if _, err := alice.inject(context.Background(), prepare("test.bob.x", 100, time.Now(), 10*time.Second)); err != nil {
+					r := rejectOf(t, err)
+					t.Fatalf("packet %d under the running limits: %s %s", i, r.Code, r.Message)
+				}
+			}
+		})
+	}
+}
+
+// A refused Apply that changes an account's asset keeps the running account's metric series,
+// and leaves none for the account it would have added.
+func TestRefusedApplyKeepsMetrics(t *testing.T) {
+	c, alice := startRefused(t, func(d string) string {
+		return strings.Replace(d, "assetCode: USD", "assetCode: EUR", 1) // alice's
+	})
+	if _, err := alice.inject(context.Background(), prepare("test.bob.x", 1, time.Now(), 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := c.gatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	found := false
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			s := m.String()
+			got = append(got, s)
+			if strings.Contains(s, `value:"carol"`) || strings.Contains(s, `value:"EUR"`) {
+				t.Errorf("series of the refused config: %s %s", mf.GetName(), s)
+			}
+			if mf.GetName() == "ilp_connector_incoming_ilp_packets" && strings.Contains(s, `value:"alice"`) &&
+				strings.Contains(s, `value:"USD"`) && strings.Contains(s, `value:"fulfilled"`) && m.GetCounter().GetValue() == 1 {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("alice (still USD) has no fulfilled incoming series counting its packet; series: %v", got)
+	}
+}

@@ -73,6 +73,10 @@ type Connector struct {
 	gatherer prometheus.Gatherer
 	state    *middleware.State
 	alerts   *middleware.Alerts
+	// life is the context peers' packets are handled in (packetContext), cancelled by Close once
+	// the accounts are drained.
+	life    context.Context
+	endLife context.CancelFunc
 
 	address  atomic.Pointer[ilp.Address]
 	settings atomic.Pointer[settings]
@@ -104,6 +108,7 @@ func New(cfg *config.Config, opts Options) (*Connector, error) {
 	}
 	c := &Connector{log: opts.Logger, clock: opts.Clock, store: opts.Store,
 		state: middleware.NewState(), newLink: opts.newLink}
+	c.life, c.endLife = context.WithCancel(context.Background())
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -122,6 +127,9 @@ func New(cfg *config.Config, opts Options) (*Connector, error) {
 	defer func() {
 		if !built && c.ownStore {
 			_ = c.store.Close() // release the file lock or the Redis connections
+		}
+		if !built {
+			c.endLife()
 		}
 	}()
 	reg := opts.Registerer
@@ -161,6 +169,7 @@ func New(cfg *config.Config, opts Options) (*Connector, error) {
 			c.closeLinks(accts)
 			return nil, err
 		}
+		a.pipes.Load().activate()
 		accts[id] = a
 	}
 	c.accounts.Store(&accts)
@@ -355,6 +364,7 @@ func (c *Connector) Close(ctx context.Context) error {
 		wg.Go(func() { c.drain(ctx, a, c.settings.Load().maxHold) })
 	}
 	wg.Wait()
+	c.endLife() // packets still in flight stop waiting
 	c.stopSettlement()
 	_ = rates.Close(c.settings.Load().conv.Backend())
 	if c.ownStore {

@@ -2,6 +2,7 @@ package connector
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -298,5 +299,96 @@ func TestInheritAddressFails(t *testing.T) {
 	}
 	if !ml.get("up").closed.Load() {
 		t.Error("parent link left open after a failed Start")
+	}
+}
+
+// The echo response keeps the request's expiry, which forward then shortens once by
+// minMessageWindow as for any packet (JS v23: the echo middleware passes expiresAt on and the
+// route builder shortens it).
+func TestEchoResponseExpiry(t *testing.T) {
+	clock := &fakeClock{}
+	t0 := time.Now()
+	clock.ns.Store(t0.UnixNano())
+	_, ml := startMem(t, coreConfig, clock)
+	bob := &fulfiller{}
+	ml.get("bob").setRemote(bobRemote(bob))
+	p := &ilp.Prepare{Amount: 1, ExpiresAt: t0.Add(10 * time.Second), ExecutionCondition: condition(),
+		Destination: "test.c", Data: echoData("test.bob.echo")}
+	if _, err := ml.get("alice").inject(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := bob.lastPrepare().ExpiresAt, t0.Add(10*time.Second-100*time.Millisecond); !got.Equal(want) {
+		t.Fatalf("echo response expires %v before the request, want one minMessageWindow (100ms)", p.ExpiresAt.Sub(got))
+	}
+}
+
+// A sender that stops waiting (an ILP-over-HTTP client that disconnects, which cancels the
+// link's ctx) must not make us stop waiting for the next hop: a Fulfill it sends later is
+// still ours to pass on and to book, since the next hop counts it paid.
+func TestUpstreamCancelKeepsWaitingForNextHop(t *testing.T) {
+	c, ml := startMem(t, coreConfig, nil)
+	entered, release := make(chan uint64, 1), make(chan struct{})
+	gaveUp := make(chan struct{}, 1)
+	ml.get("bob").setRemote(func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+		if p.Destination != "test.bob.late" {
+			return nil, ilp.Rejectf(ilp.CodeUnreachable, "test.bob", "only test.bob.late")
+		}
+		entered <- p.Amount
+		select {
+		case <-release:
+		case <-ctx.Done(): // a real link stops waiting; the peer fulfills all the same
+			gaveUp <- struct{}{}
+			<-release
+			return nil, ctx.Err()
+		}
+		return &ilp.Fulfill{Fulfillment: preimage}, nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	res := make(chan error, 1)
+	go func() {
+		_, err := ml.get("alice").inject(ctx, prepare("test.bob.late", 100, time.Now(), 10*time.Second))
+		res <- err
+	}()
+	sent := <-entered
+	cancel()
+	select {
+	case <-gaveUp:
+		t.Error("the sender's cancel reached the wait for the next hop")
+	case <-time.After(100 * time.Millisecond): // not a timing assertion: only a chance to fail
+	}
+	close(release)
+	if err := <-res; err != nil {
+		t.Fatalf("the next hop fulfilled, but we answered %v", err)
+	}
+	b, err := c.store.Get(context.Background(), "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := -int64(sent); b.Balance != want || b.Pending != 0 {
+		t.Fatalf("bob's books: %+v, want balance %d (the Fulfill paid) and nothing pending", b, want)
+	}
+}
+
+// TestPacketContext: a packet's context keeps the link context's values but not its
+// cancellation, for itself, for contexts derived from it and for context.Cause; the
+// connector's lifetime ends it.
+func TestPacketContext(t *testing.T) {
+	type key struct{}
+	link, cancelLink := context.WithCancelCause(context.WithValue(context.Background(), key{}, "v"))
+	life, endLife := context.WithCancel(context.Background())
+	ctx := packetContext(link, life)
+	derived, cancel := context.WithTimeout(ctx, time.Hour)
+	defer cancel()
+	cancelLink(errors.New("sender gone"))
+	if ctx.Err() != nil || derived.Err() != nil || context.Cause(ctx) != nil || context.Cause(derived) != nil {
+		t.Fatalf("the link's cancellation shows through: %v %v %v %v", ctx.Err(), derived.Err(), context.Cause(ctx), context.Cause(derived))
+	}
+	if ctx.Value(key{}) != "v" || derived.Value(key{}) != "v" {
+		t.Error("the link context's values are lost")
+	}
+	endLife()
+	<-derived.Done()
+	if !errors.Is(ctx.Err(), context.Canceled) || !errors.Is(context.Cause(derived), context.Canceled) {
+		t.Errorf("after the lifetime: %v, cause %v", ctx.Err(), context.Cause(derived))
 	}
 }

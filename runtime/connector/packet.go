@@ -78,8 +78,9 @@ func peerProtocolName(a ilp.Address) string {
 }
 
 // echo answers an echo request addressed to this connector by sending an echo response to the
-// source address it names, with the same condition, as the JS connector does: the response is
-// routed like any packet from src (reflection allowed, since going back is the point).
+// source address it names, with the same condition and expiry, as the JS connector (v23) does:
+// the response is routed like any packet from src (reflection allowed, since going back is the
+// point), so forward shortens its expiry once by minMessageWindow, as for any packet.
 func (c *Connector) echo(ctx context.Context, src *account, p *ilp.Prepare, s *settings) (*ilp.Fulfill, error) {
 	self := c.self()
 	r := ilp.NewReader(p.Data[len(echoPrefix):])
@@ -97,7 +98,7 @@ func (c *Connector) echo(ctx context.Context, src *account, p *ilp.Prepare, s *s
 	if err := back.Validate(); err != nil {
 		return nil, ilp.Rejectf(ilp.CodeInvalidPacket, self, "echo request has an invalid source address: %v", err)
 	}
-	reply := &ilp.Prepare{Amount: p.Amount, ExpiresAt: p.ExpiresAt.Add(-s.minWindow),
+	reply := &ilp.Prepare{Amount: p.Amount, ExpiresAt: p.ExpiresAt,
 		ExecutionCondition: p.ExecutionCondition, Destination: back,
 		Data: append(append(make([]byte, 0, len(echoPrefix)+1), echoPrefix...), echoResponse)}
 	return c.forward(ctx, src, reply, s, true)

@@ -9,7 +9,8 @@ import (
 // bucket is a token bucket: it holds at most capacity tokens and gains refill tokens per
 // period, continuously. Integer arithmetic only (amounts are money), with 128-bit intermediates
 // so that large throughput amounts cannot overflow. A bucket is reconfigured in place when an
-// account's settings change, so the tokens it holds survive a pipeline rebuild.
+// account's settings change, so the tokens it holds survive a pipeline rebuild. A bucket that
+// was never configured holds nothing and refills nothing: it refuses every take.
 type bucket struct {
 	mu       sync.Mutex
 	capacity uint64
@@ -23,22 +24,24 @@ type bucket struct {
 func newBucket(capacity, refill uint64, period time.Duration, now time.Time) *bucket {
 	b := &bucket{}
 	b.configure(capacity, refill, period, now)
-	b.tokens = capacity
 	return b
 }
 
-// configure changes the limits; the tokens held are kept (clamped to the new capacity).
+// configure sets the limits. The first configuration fills the bucket; a later one keeps the
+// tokens held (clamped to the new capacity).
 func (b *bucket) configure(capacity, refill uint64, period time.Duration, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.period > 0 {
+	first := b.period == 0
+	if !first {
 		b.advance(now) // account for the time under the old rate first
 	}
 	b.capacity, b.refill, b.period = capacity, refill, max(period, time.Nanosecond)
-	b.tokens = min(b.tokens, capacity)
-	if b.last.IsZero() {
-		b.last = now
+	if first {
+		b.tokens, b.last = capacity, now
+		return
 	}
+	b.tokens = min(b.tokens, capacity)
 }
 
 // take removes n tokens if the bucket holds them.

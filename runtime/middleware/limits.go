@@ -87,7 +87,7 @@ func (b *builder) rateLimit() func(ilp.Handler) ilp.Handler {
 		rl.Capacity = rl.RefillCount
 	}
 	clock := b.env.Clock
-	bk := b.st.configuredBucket(&b.st.rateLimit, rl.Capacity, rl.RefillCount, rl.RefillPeriod, clock.Now())
+	bk := b.configuredOnActivate(&b.st.rateLimit, rl.Capacity, rl.RefillCount, rl.RefillPeriod)
 	stats := b.metrics()
 	return func(next ilp.Handler) ilp.Handler {
 		return func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
@@ -144,7 +144,7 @@ func (b *builder) throughput(slot **bucket, amount uint64, period time.Duration)
 		period = DefaultThroughputPeriod
 	}
 	clock := b.env.Clock
-	bk := b.st.configuredBucket(slot, amount, amount, period, clock.Now())
+	bk := b.configuredOnActivate(slot, amount, amount, period)
 	return func(next ilp.Handler) ilp.Handler {
 		return func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
 			if !bk.take(p.Amount, clock.Now()) {
@@ -153,4 +153,12 @@ func (b *builder) throughput(slot **bucket, amount uint64, period time.Duration)
 			return next(ctx, p)
 		}
 	}
+}
+
+// configuredOnActivate returns the account's bucket in slot, to be given these limits when the
+// pipeline goes into service: until then, a running pipeline sharing the bucket keeps its own.
+func (b *builder) configuredOnActivate(slot **bucket, capacity, refill uint64, period time.Duration) *bucket {
+	bk := b.st.bucket(slot)
+	b.onActivate = append(b.onActivate, func(now time.Time) { bk.configure(capacity, refill, period, now) })
+	return bk
 }

@@ -3,6 +3,7 @@ package middleware
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -333,7 +334,7 @@ func TestStats(t *testing.T) {
 		{MetricIncomingValue, with("result", "fulfilled", "code", ""), 12},
 		{MetricOutgoingPackets, with("result", "rejected", "code", "F02"), 1},
 		{MetricOutgoingValue, with("result", "rejected", "code", "F02"), 3},
-		{MetricOutgoingPackets, with("result", "rejected", "code", "X42"), 1},
+		{MetricOutgoingPackets, with("result", "rejected", "code", "other"), 1}, // X42
 		{MetricOutgoingPackets, with("result", "failed", "code", ""), 1},
 	}
 	for _, tt := range tests {
@@ -344,6 +345,83 @@ func TestStats(t *testing.T) {
 	env.Metrics.Forget("a")
 	if got := counterValue(t, env.reg, MetricIncomingPackets, with("result", "fulfilled", "code", "")); got != 0 {
 		t.Errorf("series left after Forget: %v", got)
+	}
+}
+
+// A peer's Reject may carry any 3 bytes as its code (the codec accepts them). Whatever it is, the
+// sender gets the peer's Reject unchanged, with the errorHandler on or off (off, a panic would
+// reach the link's goroutine), and a code outside F/T/R00–99 is counted under one label.
+func TestStatsPeerRejectCode(t *testing.T) {
+	tests := []struct {
+		name      string
+		code      ilp.ErrorCode
+		wantLabel string
+	}{
+		{"standard", ilp.CodeUnreachable, "F02"},
+		{"unknown class", "X42", "other"},
+		{"not UTF-8", "\xff\xfe\xfd", "other"},
+		{"final class, bytes not UTF-8", "F\xff\xff", "other"},
+		{"lower case", "f02", "other"},
+		{"digits only", "042", "other"},
+	}
+	pipelines := map[string][]string{
+		"errorHandler on": nil,
+		"stats only":      onlyEnabled(NameStats),
+	}
+	for _, tt := range tests {
+		for pname, disabled := range pipelines {
+			t.Run(tt.name+"/"+pname, func(t *testing.T) {
+				env := newTestEnv(t)
+				acct := config.Account{AssetCode: "USD", AssetScale: 2}
+				out := mustBuild(t, env.Env, "bob", acct, disabled).Outgoing(rejectH(tt.code, "final"))
+				in := mustBuild(t, env.Env, "alice", acct, disabled).Incoming(out)
+				var err error
+				func() {
+					defer func() {
+						if v := recover(); v != nil {
+							t.Fatalf("the pipeline panicked on the peer's reject: %v", v)
+						}
+					}()
+					_, err = in(context.Background(), prepare(5))
+				}()
+				if r := wantReject(t, err, tt.code, "final"); r.TriggeredBy != "test.peer" {
+					t.Fatalf("triggeredBy %q, want the peer's", r.TriggeredBy)
+				}
+				for _, m := range []string{MetricIncomingPackets, MetricOutgoingPackets} {
+					labels := map[string]string{"result": "rejected", "code": tt.wantLabel}
+					if got := counterValue(t, env.reg, m, labels); got != 1 {
+						t.Errorf("%s%v = %v, want 1", m, labels, got)
+					}
+				}
+			})
+		}
+	}
+}
+
+// Codes a peer makes up do not make new series: they all count as "other".
+func TestStatsRejectCodeCardinality(t *testing.T) {
+	env := newTestEnv(t)
+	i := 0
+	peer := func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) {
+		i++
+		return nil, &ilp.Reject{Code: ilp.ErrorCode(fmt.Sprintf("%03d", i)), TriggeredBy: "test.peer", Message: "x"}
+	}
+	acct := config.Account{AssetCode: "USD", AssetScale: 2}
+	out := mustBuild(t, env.Env, "bob", acct, onlyEnabled(NameStats)).Outgoing(peer)
+	for range 500 {
+		_, _ = out(context.Background(), prepare(5))
+	}
+	mfs, err := env.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == MetricOutgoingPackets && len(mf.GetMetric()) != 3 {
+			t.Fatalf("%s has %d series after 500 rejects with made-up codes, want 3 (fulfilled, failed, other)", MetricOutgoingPackets, len(mf.GetMetric()))
+		}
+	}
+	if got := counterValue(t, env.reg, MetricOutgoingPackets, map[string]string{"result": "rejected", "code": "other"}); got != 500 {
+		t.Fatalf("other = %v, want 500", got)
 	}
 }
 

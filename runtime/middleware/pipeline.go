@@ -11,7 +11,10 @@
 // A pipeline is composed once per account configuration, never per packet. State that must
 // outlive a configuration change (token buckets, the dedupe cache, alerts) lives in a State
 // shared by every Build, and balances live in the store; so a rebuilt pipeline that the
-// connector swaps in atomically keeps counting where the old one stopped.
+// connector swaps in atomically keeps counting where the old one stopped. Building changes
+// nothing in force: the new limits and metric series take effect when the pipeline is
+// activated (BuildPending, Pipelines.Activate), so a config that is built and then refused
+// leaves the running pipelines as they were.
 //
 // Balance rules are DESIGN.md's, which differ from JS on purpose: the outgoing side reserves
 // at Prepare time (T04 before forwarding), commits on Fulfill and releases on Reject; and a
@@ -96,7 +99,15 @@ type Env struct {
 type Pipelines struct {
 	In  []Middleware // incoming: packets this account sends us
 	Out []Middleware // outgoing: packets we send this account
+
+	activate func()
 }
+
+// Activate puts the pipelines' settings in force in the shared State and Metrics: the token
+// bucket limits and the account's metric series (replacing those of another asset). Call it
+// when the pipelines go into service, before their first packet: until then their buckets may
+// refuse everything and their stats have nowhere to count. Calling it again is harmless.
+func (p *Pipelines) Activate() { p.activate() }
 
 // Incoming wraps h (the connector core) with the incoming pipeline.
 func (p *Pipelines) Incoming(h ilp.Handler) ilp.Handler { return Chain(p.In)(h) }
@@ -104,7 +115,8 @@ func (p *Pipelines) Incoming(h ilp.Handler) ilp.Handler { return Chain(p.In)(h) 
 // Outgoing wraps h (the link's Send) with the outgoing pipeline.
 func (p *Pipelines) Outgoing(h ilp.Handler) ilp.Handler { return Chain(p.Out)(h) }
 
-// Build returns the incoming and outgoing pipeline wrappers of one account. See BuildPipelines.
+// Build returns the incoming and outgoing pipeline wrappers of one account, activated. See
+// BuildPipelines.
 func Build(env Env, accountID string, acct config.Account, disabled []string) (incoming, outgoing func(ilp.Handler) ilp.Handler, err error) {
 	p, err := BuildPipelines(env, accountID, acct, disabled)
 	if err != nil {
@@ -113,11 +125,24 @@ func Build(env Env, accountID string, acct config.Account, disabled []string) (i
 	return Chain(p.In), Chain(p.Out), nil
 }
 
-// BuildPipelines builds one account's middlewares from its config, leaving out the disabled
+// BuildPipelines builds one account's middlewares and activates them at once: see
+// BuildPending, for a caller that may discard them instead.
+func BuildPipelines(env Env, accountID string, acct config.Account, disabled []string) (*Pipelines, error) {
+	p, err := BuildPending(env, accountID, acct, disabled)
+	if err != nil {
+		return nil, err
+	}
+	p.Activate()
+	return p, nil
+}
+
+// BuildPending builds one account's middlewares from its config, leaving out the disabled
 // built-ins and those whose setting is absent (no balance limits: no balance middleware, as in
 // JS). Unknown names in disabled are an error, so that a typo does not silently keep a
-// middleware on.
-func BuildPipelines(env Env, accountID string, acct config.Account, disabled []string) (*Pipelines, error) {
+// middleware on. It changes nothing a running pipeline of the account uses: the limits and
+// metric series take effect on Activate. Pipelines dropped unactivated need nothing undone,
+// except State.Forget when the account has no running pipeline (Build made its empty state).
+func BuildPending(env Env, accountID string, acct config.Account, disabled []string) (*Pipelines, error) {
 	if err := checkDisabled(disabled); err != nil {
 		return nil, err
 	}
@@ -125,7 +150,9 @@ func BuildPipelines(env Env, accountID string, acct config.Account, disabled []s
 	if err != nil {
 		return nil, err
 	}
-	return &Pipelines{In: b.incoming(), Out: b.outgoing()}, nil
+	p := &Pipelines{In: b.incoming(), Out: b.outgoing()}
+	p.activate = b.activate
+	return p, nil
 }
 
 func checkDisabled(disabled []string) error {
@@ -145,6 +172,19 @@ type builder struct {
 	disabled []string
 	st       *accountState
 	stats    *accountStats // nil without Metrics
+	// onActivate puts the built limits in force in st (Pipelines.Activate).
+	onActivate []func(now time.Time)
+}
+
+// activate runs when the pipelines go into service.
+func (b *builder) activate() {
+	now := b.env.Clock.Now()
+	for _, f := range b.onActivate {
+		f(now)
+	}
+	if b.stats != nil {
+		b.env.Metrics.activate(b.id, b.stats)
+	}
 }
 
 func newBuilder(env Env, id string, acct config.Account, disabled []string) (*builder, error) {
@@ -167,7 +207,7 @@ func newBuilder(env Env, id string, acct config.Account, disabled []string) (*bu
 	}
 	if env.Metrics != nil {
 		// Resolved here, before any packet runs, so the hot path only reads it.
-		b.stats = env.Metrics.forAccount(id, acct)
+		b.stats = env.Metrics.pendingStats(id, acct)
 	}
 	return b, nil
 }

@@ -283,3 +283,60 @@ func TestBucketLargeAndBackwards(t *testing.T) {
 		t.Fatal("fractional refills were lost")
 	}
 }
+
+// A pipeline that is built but not activated changes nothing the running one of the account
+// uses: neither its token buckets' limits nor its metric series. Activate puts them in force.
+func TestBuildPendingChangesNothingUntilActivate(t *testing.T) {
+	hour := time.Hour
+	wide := config.Account{AssetCode: "USD", AssetScale: 2,
+		RateLimit:  &config.RateLimit{RefillPeriod: hour, RefillCount: 1000},
+		Throughput: &config.Throughput{RefillPeriod: hour, IncomingAmount: u64(1_000_000), OutgoingAmount: u64(1_000_000)}}
+	tests := []struct {
+		name   string
+		change func(*config.Account)
+		// want: what the running incoming pipeline answers 3 packets of 100 after the new
+		// pipeline is activated ("" = all fulfilled).
+		wantAfter ilp.ErrorCode
+	}{
+		{"rate limit", func(a *config.Account) { a.RateLimit = &config.RateLimit{RefillPeriod: hour, RefillCount: 1} }, ilp.CodeRateLimited},
+		{"throughput", func(a *config.Account) {
+			a.Throughput = &config.Throughput{RefillPeriod: hour, IncomingAmount: u64(10)}
+		}, ilp.CodeInsufficientLiquidity},
+		{"asset", func(a *config.Account) { a.AssetCode = "EUR" }, ""},
+	}
+	send3 := func(h ilp.Handler) ilp.ErrorCode {
+		for range 3 {
+			if _, err := h(context.Background(), prepare(100)); err != nil {
+				var r *ilp.Reject
+				if errors.As(err, &r) {
+					return r.Code
+				}
+				return "error"
+			}
+		}
+		return ""
+	}
+	usd := map[string]string{"account": "a", "asset": "USD", "result": "fulfilled"}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := newTestEnv(t)
+			running := mustBuild(t, env.Env, "a", wide, nil).Incoming(fulfillH)
+			next := wide
+			tt.change(&next)
+			pending, err := BuildPending(env.Env, "a", next, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := send3(running); got != "" {
+				t.Fatalf("before Activate the running pipeline answered %s: the pending one's limits are in force", got)
+			}
+			if got := counterValue(t, env.reg, MetricIncomingPackets, usd); got != 3 {
+				t.Fatalf("before Activate the running USD series counts %v, want 3", got)
+			}
+			pending.Activate()
+			if got := send3(running); got != tt.wantAfter {
+				t.Fatalf("after Activate the running pipeline answered %q, want %q", got, tt.wantAfter)
+			}
+		})
+	}
+}

@@ -1,9 +1,6 @@
 package middleware
 
-import (
-	"sync"
-	"time"
-)
+import "sync"
 
 // State is the runtime state of the middlewares that must survive a pipeline rebuild: token
 // buckets per account and the dedupe cache. The connector creates one State and passes it to
@@ -20,7 +17,9 @@ func NewState() *State {
 }
 
 // accountState is one account's slice of State. Buckets are created on first use and then
-// reconfigured in place, never replaced, so a limit change keeps the tokens.
+// reconfigured in place, never replaced, so a limit change keeps the tokens. A build only
+// creates them, unconfigured; the pipeline's activation configures them (Pipelines.Activate),
+// so a pipeline that never goes into service changes no running limit.
 type accountState struct {
 	mu            sync.Mutex
 	rateLimit     *bucket
@@ -46,14 +45,13 @@ func (s *State) Forget(accountID string) {
 	s.mu.Unlock()
 }
 
-// configuredBucket returns *slot, created full or reconfigured with the given limits.
-func (a *accountState) configuredBucket(slot **bucket, capacity, refill uint64, period time.Duration, now time.Time) *bucket {
+// bucket returns *slot, created unconfigured when absent. No running pipeline uses a bucket
+// that was absent, so creating one changes no limit in force.
+func (a *accountState) bucket(slot **bucket) *bucket {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if *slot == nil {
-		*slot = newBucket(capacity, refill, period, now)
-	} else {
-		(*slot).configure(capacity, refill, period, now)
+		*slot = &bucket{}
 	}
 	return *slot
 }

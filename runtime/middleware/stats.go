@@ -96,35 +96,47 @@ func (m *Metrics) deleteSeries(account string) {
 	m.balance.DeletePartialMatch(l)
 }
 
-// forAccount returns the account's children, reusing them while asset and scale are unchanged
-// (a rebuild for another setting keeps the cached reject-code children).
-func (m *Metrics) forAccount(id string, acct config.Account) *accountStats {
-	labels := prometheus.Labels{"account": id, "asset": acct.AssetCode, "scale": strconv.Itoa(int(acct.AssetScale))}
+// pendingStats returns the children a pipeline of the account will use, without creating or
+// deleting any series: the running ones while asset and scale are unchanged (a rebuild for
+// another setting keeps the cached reject-code children), otherwise a new set that activate
+// puts in force. A pipeline that is built but never put in service so changes no metric.
+func (m *Metrics) pendingStats(id string, acct config.Account) *accountStats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if s, ok := m.accounts[id]; ok {
-		if s.asset == acct.AssetCode && s.scale == acct.AssetScale {
-			return s
-		}
-		m.deleteSeries(id) // the asset changed: old series would be misleading
+	if s, ok := m.accounts[id]; ok && s.asset == acct.AssetCode && s.scale == acct.AssetScale {
+		return s
 	}
-	s := &accountStats{
-		asset: acct.AssetCode, scale: acct.AssetScale,
-		in:          newDirectionStats(m.inPackets.MustCurryWith(labels), m.inValue.MustCurryWith(labels)),
-		out:         newDirectionStats(m.outPackets.MustCurryWith(labels), m.outValue.MustCurryWith(labels)),
-		rateLimited: m.rateLimited.With(labels),
-		balance:     m.balance.With(labels),
-		storeErrors: m.storeErrors.MustCurryWith(labels),
+	return &accountStats{asset: acct.AssetCode, scale: acct.AssetScale,
+		labels: prometheus.Labels{"account": id, "asset": acct.AssetCode, "scale": strconv.Itoa(int(acct.AssetScale))}}
+}
+
+// activate makes s the account's series, deleting those of another asset or scale (they would
+// be misleading). Called when a pipeline goes into service, before its first packet.
+func (m *Metrics) activate(id string, s *accountStats) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old, ok := m.accounts[id]
+	if old == s {
+		return
 	}
+	if ok {
+		m.deleteSeries(id)
+	}
+	s.in.init(m.inPackets.MustCurryWith(s.labels), m.inValue.MustCurryWith(s.labels))
+	s.out.init(m.outPackets.MustCurryWith(s.labels), m.outValue.MustCurryWith(s.labels))
+	s.rateLimited = m.rateLimited.With(s.labels)
+	s.balance = m.balance.With(s.labels)
+	s.storeErrors = m.storeErrors.MustCurryWith(s.labels)
 	m.accounts[id] = s
-	return s
 }
 
 // accountStats are one account's metric children.
+// The children are set by Metrics.activate; a pipeline reads them only once in service.
 type accountStats struct {
 	asset       string
 	scale       uint8
-	in, out     *directionStats
+	labels      prometheus.Labels
+	in, out     directionStats
 	rateLimited prometheus.Counter
 	balance     prometheus.Gauge
 	storeErrors *prometheus.CounterVec
@@ -155,20 +167,26 @@ func (c *counterPair) observe(amount uint64) {
 	c.value.Add(float64(amount)) // a metric, not money: float is fine here
 }
 
+// codeOther is the code label of every reject whose code is not F/T/R00–99. A peer may send
+// any 3 bytes as a code: as labels they would make a new series per code (unbounded) and,
+// when not valid UTF-8, a panic in the Prometheus client.
+const codeOther = "other"
+
 // directionStats caches the children of one direction. Reject codes are looked up in a fixed
-// table indexed by class and number (F/T/R × 00–99), filled lazily: only codes that occur
-// become series.
+// table indexed by class and number (F/T/R × 00–99, then codeOther), filled lazily: only codes
+// that occur become series.
 type directionStats struct {
 	packets, value    *prometheus.CounterVec
 	fulfilled, failed counterPair
-	rejected          [3 * 100]atomic.Pointer[counterPair]
+	rejected          [otherIndex + 1]atomic.Pointer[counterPair]
 }
 
-func newDirectionStats(packets, value *prometheus.CounterVec) *directionStats {
+func (d *directionStats) init(packets, value *prometheus.CounterVec) {
 	pair := func(result string) counterPair {
 		return counterPair{packets.WithLabelValues(result, ""), value.WithLabelValues(result, "")}
 	}
-	return &directionStats{packets: packets, value: value, fulfilled: pair(resultFulfilled), failed: pair(resultFailed)}
+	d.packets, d.value = packets, value
+	d.fulfilled, d.failed = pair(resultFulfilled), pair(resultFailed)
 }
 
 func (d *directionStats) observe(f *ilp.Fulfill, err error, amount uint64) {
@@ -185,17 +203,20 @@ func (d *directionStats) observe(f *ilp.Fulfill, err error, amount uint64) {
 }
 
 func (d *directionStats) rejectedPair(code ilp.ErrorCode) *counterPair {
-	i := codeIndex(code)
+	i, label := codeIndex(code), string(code)
 	if i < 0 {
-		return &counterPair{d.packets.WithLabelValues(resultRejected, string(code)), d.value.WithLabelValues(resultRejected, string(code))}
+		i, label = otherIndex, codeOther
 	}
 	if c := d.rejected[i].Load(); c != nil {
 		return c
 	}
-	c := &counterPair{d.packets.WithLabelValues(resultRejected, string(code)), d.value.WithLabelValues(resultRejected, string(code))}
+	c := &counterPair{d.packets.WithLabelValues(resultRejected, label), d.value.WithLabelValues(resultRejected, label)}
 	d.rejected[i].CompareAndSwap(nil, c) // a racing twin holds the same children: either is fine
 	return d.rejected[i].Load()
 }
+
+// otherIndex is codeOther's slot in directionStats.rejected, after F00..R99.
+const otherIndex = 3 * 100
 
 // codeIndex maps "F00".."R99" to 0..299, and anything else to -1.
 func codeIndex(c ilp.ErrorCode) int {
@@ -220,14 +241,14 @@ func (b *builder) statsIn() func(ilp.Handler) ilp.Handler {
 	if b.stats == nil {
 		return nil
 	}
-	return statsWrap(b.stats.in)
+	return statsWrap(&b.stats.in)
 }
 
 func (b *builder) statsOut() func(ilp.Handler) ilp.Handler {
 	if b.stats == nil {
 		return nil
 	}
-	return statsWrap(b.stats.out)
+	return statsWrap(&b.stats.out)
 }
 
 func statsWrap(d *directionStats) func(ilp.Handler) ilp.Handler {
