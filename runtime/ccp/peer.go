@@ -1,6 +1,7 @@
 package ccp
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -19,8 +20,10 @@ type peer struct {
 }
 
 // configure applies the account's relation and sendRoutes/receiveRoutes; a sender or receiver
-// that is turned off is dropped with its state (and its routes, at the next rebuild).
-func (p *peer) configure(ac config.Account) {
+// that is turned off is dropped with its state (and its routes, at the next rebuild). It
+// reports whether the relation of a peer we send routes to changed: what it may see changed.
+func (p *peer) configure(ac config.Account) (sendRelationChanged bool) {
+	sendRelationChanged = p.send != nil && p.relation != "" && p.relation != ac.Relation
 	p.relation = ac.Relation
 	switch {
 	case !ac.SendsRoutes():
@@ -34,6 +37,7 @@ func (p *peer) configure(ac config.Account) {
 	case p.recv == nil:
 		p.recv = &receiver{routes: map[string]learned{}, needControl: true}
 	}
+	return sendRelationChanged
 }
 
 // sender is our route sender to one peer (JS CcpSender).
@@ -92,7 +96,32 @@ type receiver struct {
 	controlFailures int
 	nextControl     time.Time
 	wasConnected    bool
+
+	// Routes refused for their path or the per-peer limit, not yet logged (the log is rate
+	// limited: a peer may send them in every update).
+	refused      int
+	refusal      string // why the last one was refused
+	lastRefusLog time.Time
 }
+
+// Limits on what one peer may make us hold. The JS connector has none; without them a peer
+// can make us store and re-advertise anything it likes.
+const (
+	// MaxPathHops bounds the path of a learned route. Real ILP paths are a handful of hops;
+	// 32 leaves room for any plausible network and still bounds the work per route.
+	MaxPathHops = 32
+	// MaxPathBytes bounds the sum of the address lengths of a learned route's path. With our
+	// own address (at most 1023 bytes) in front and the prefix (at most 1023), the route we
+	// re-advertise stays near 10 KB, so any single route fits into the 32767 data bytes of an
+	// ILP Prepare (sendUpdate relies on that).
+	MaxPathBytes = 8192
+	// MaxRoutesPerPeer bounds the prefixes learned from one peer: new prefixes beyond it are
+	// refused (routes already held are still updated and withdrawn). It bounds the memory a
+	// peer can take and the work of its first sync, in which each update of up to 50 routes
+	// rebuilds the whole table under the Speaker's mutex: 2000 routes take ~0.15 s in all
+	// here, 10000 took 7-9 s (quadratic).
+	MaxRoutesPerPeer = 2000
+)
 
 // updateResult says what an update did.
 type updateResult struct {
@@ -107,7 +136,11 @@ func (r *receiver) update(u *UpdateRequest, now time.Time, expiry time.Duration,
 	if hold == 0 {
 		hold = expiry
 	}
-	r.expiry = now.Add(hold)
+	// The later of the two, as JS (CcpReceiver.bump): a heartbeat with a shorter hold-down does
+	// not cut short what an earlier update promised.
+	if at := now.Add(hold); at.After(r.expiry) {
+		r.expiry = at
+	}
 	if u.RoutingTableID != r.tableID {
 		// The peer has a new table (it restarted): what we had from it is void.
 		res.changed = len(r.routes) > 0
@@ -129,15 +162,22 @@ func (r *receiver) update(u *UpdateRequest, now time.Time, expiry time.Duration,
 		}
 	}
 	for _, rt := range u.NewRoutes {
-		if !acceptable(&rt, own, global) {
+		why := refusal(&rt)
+		if why != "" || !acceptable(&rt, own, global) {
 			// A route we must not use replaces any older one for the prefix.
 			if _, ok := r.routes[rt.Prefix]; ok {
 				delete(r.routes, rt.Prefix)
 				res.changed = true
 			}
+			r.refuse(why)
 			continue
 		}
-		if cur, ok := r.routes[rt.Prefix]; ok && slices.Equal(cur.path, rt.Path) && cur.auth == rt.Auth {
+		cur, ok := r.routes[rt.Prefix]
+		if ok && slices.Equal(cur.path, rt.Path) && cur.auth == rt.Auth {
+			continue
+		}
+		if !ok && len(r.routes) >= MaxRoutesPerPeer {
+			r.refuse(fmt.Sprintf("the peer already has %d routes here (MaxRoutesPerPeer)", MaxRoutesPerPeer))
 			continue
 		}
 		r.routes[rt.Prefix] = learned{path: slices.Clone(rt.Path), auth: rt.Auth}
@@ -147,12 +187,36 @@ func (r *receiver) update(u *UpdateRequest, now time.Time, expiry time.Duration,
 	return res
 }
 
-// acceptable filters incoming routes: a valid prefix under the global prefix and longer than
-// it, not under peer., not our own address or below it (RS), and no loop: our address must
-// not be on the path (JS PR #430).
+// refuse counts a route refused for why ("": an ordinary filter, not worth a log).
+func (r *receiver) refuse(why string) {
+	if why != "" {
+		r.refused++
+		r.refusal = why
+	}
+}
+
+// refusal is why a route is refused for its size ("" if it is not): more than MaxPathHops
+// hops or MaxPathBytes bytes of path.
+func refusal(rt *Route) string {
+	if len(rt.Path) > MaxPathHops {
+		return fmt.Sprintf("path of %d hops (MaxPathHops %d)", len(rt.Path), MaxPathHops)
+	}
+	n := 0
+	for _, h := range rt.Path {
+		n += len(h)
+	}
+	if n > MaxPathBytes {
+		return fmt.Sprintf("path of %d bytes (MaxPathBytes %d)", n, MaxPathBytes)
+	}
+	return ""
+}
+
+// acceptable filters incoming routes: a valid prefix of the network (routing.InNetwork), not
+// our own address or below it (RS), and no loop: our address must not be on the path (JS PR
+// #430).
 func acceptable(rt *Route, own, global string) bool {
 	p := rt.Prefix
-	if routing.ValidatePrefix(p) != nil || !strings.HasPrefix(p, global+".") {
+	if routing.ValidatePrefix(p) != nil || !routing.InNetwork(p, global) {
 		return false
 	}
 	if own != "" && (p == own || strings.HasPrefix(p, own+".") || slices.Contains(rt.Path, own)) {

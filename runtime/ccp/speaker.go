@@ -1,6 +1,7 @@
 package ccp
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -60,16 +61,18 @@ type Options struct {
 
 // fwdRoute is a route of the forwarding table: what we advertise for a prefix.
 type fwdRoute struct {
-	nextHop string
-	path    []string // starts with our own address
-	auth    [32]byte
+	nextHop  string
+	relation config.Relation // of the next hop's account: what a parent may see depends on it
+	path     []string        // starts with our own address
+	auth     [32]byte
 }
 
 // logEntry is a change of the forwarding table at an epoch; a nil route is a withdrawal.
 type logEntry struct {
-	prefix string
-	route  *fwdRoute
-	epoch  uint32
+	prefix     string
+	route      *fwdRoute
+	epoch      uint32
+	superseded bool // a later entry for the prefix replaces it: it is never sent again
 }
 
 // Speaker is one connector's CCP route broadcaster and receiver. Its methods are safe for
@@ -85,11 +88,15 @@ type Speaker struct {
 	sends   sync.WaitGroup // requests on the wire
 
 	mu    sync.Mutex
-	epoch uint32               // current epoch of the forwarding table (next log index)
+	epoch uint32               // current epoch of the forwarding table (that of the next log entry)
 	fwd   map[string]*logEntry // prefix → its latest log entry
-	log_  []*logEntry          // index = epoch; superseded entries are nil
+	log_  []*logEntry          // in epoch order; superseded entries are dropped by compactLog
+	dead  int                  // superseded entries still in log_
 	peers map[string]*peer
 	table *routing.Table // the local table last built
+	// stopped is set by Stop: the connector no longer uses this Speaker, which must not put
+	// a table in force any more (it would bring back learned routes after CCP was disabled).
+	stopped bool
 }
 
 // New returns a Speaker for host with one peer state per account of the config in force.
@@ -135,10 +142,22 @@ func (s *Speaker) Reload() {
 			delete(s.peers, id)
 		}
 	}
+	relogAll := false
 	for id, ac := range cfg.Accounts {
-		s.peerLocked(id).configure(ac)
+		if s.peerLocked(id).configure(ac) {
+			relogAll = true
+		}
 	}
-	s.rebuildLocked()
+	s.rebuildLocked(relogAll)
+}
+
+// Stop makes the Speaker inert for good: it no longer puts a routing table in force, and
+// refuses requests. The connector calls it when route broadcasting is turned off, before it
+// stops Run, so that a request handled concurrently cannot bring learned routes back.
+func (s *Speaker) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopped = true
 }
 
 // Expect adds the peer state of an account that Apply is about to start, before the config
@@ -181,8 +200,13 @@ func (s *Speaker) learnedLocked() []routing.Route {
 }
 
 // rebuildLocked builds the local routing table from the config and the learned routes, puts
-// it in force, and logs the changes of the forwarding table as new epochs.
-func (s *Speaker) rebuildLocked() {
+// it in force, and logs the changes of the forwarding table as new epochs. relogAll logs every
+// forwarding route again, for when the relation of a peer we send routes to changed: the
+// filter of what it may see (buildUpdate) applies only to the entries sent after the change.
+func (s *Speaker) rebuildLocked(relogAll bool) {
+	if s.stopped {
+		return
+	}
 	cfg := s.host.Config()
 	own := string(s.host.Address())
 	t, err := routing.FromConfig(cfg, own, s.learnedLocked()...)
@@ -210,7 +234,7 @@ func (s *Speaker) rebuildLocked() {
 		}
 	}
 	for prefix, f := range next {
-		if cur := s.fwd[prefix]; cur == nil || !sameRoute(cur.route, f) {
+		if cur := s.fwd[prefix]; relogAll || cur == nil || !sameRoute(cur.route, f) {
 			s.appendLog(prefix, f)
 			changed = true
 		}
@@ -224,10 +248,10 @@ func (s *Speaker) rebuildLocked() {
 // ourselves: the default (global) prefix and anything outside it, and our children, which
 // our own address already covers (JS route-broadcaster updateForwardingRoute).
 func (s *Speaker) forwardingRoute(r *routing.Route, own, global string) *fwdRoute {
-	if !strings.HasPrefix(r.Prefix, global+".") {
+	if !routing.InNetwork(r.Prefix, global) {
 		return nil
 	}
-	f := &fwdRoute{nextHop: r.NextHop, path: append([]string{own}, r.Path...)}
+	f := &fwdRoute{nextHop: r.NextHop, relation: r.Relation, path: append([]string{own}, r.Path...)}
 	if strings.HasPrefix(r.Prefix, own+".") && len(f.path) == 1 {
 		return nil
 	}
@@ -245,19 +269,34 @@ func sameRoute(a, b *fwdRoute) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	return a.nextHop == b.nextHop && slices.Equal(a.path, b.path)
+	return a.nextHop == b.nextHop && a.relation == b.relation && slices.Equal(a.path, b.path)
 }
 
-// appendLog records a change of prefix at a new epoch and frees the entry it supersedes (a
+// appendLog records a change of prefix at a new epoch and marks the entry it supersedes (a
 // peer that is behind gets only the latest state of each prefix).
 func (s *Speaker) appendLog(prefix string, f *fwdRoute) {
 	e := &logEntry{prefix: prefix, route: f, epoch: s.epoch}
 	if cur := s.fwd[prefix]; cur != nil {
-		s.log_[cur.epoch] = nil
+		cur.superseded = true
+		s.dead++
 	}
 	s.fwd[prefix] = e
 	s.log_ = append(s.log_, e)
 	s.epoch++
+	s.compactLog()
+}
+
+// compactLog drops the superseded entries once they are the larger part of the log, so that
+// the log holds at most about twice the entries of s.fwd however often routes change (a
+// flapping peer would grow it one entry per change otherwise). Nothing is lost: a superseded
+// entry is never sent, and an update spans epochs, not entries.
+func (s *Speaker) compactLog() {
+	if s.dead < 64 || s.dead < len(s.log_)/2 {
+		return
+	}
+	s.log_ = slices.DeleteFunc(s.log_, func(e *logEntry) bool { return e.superseded })
+	clear(s.log_[len(s.log_):cap(s.log_)]) // let the collector have the dropped entries
+	s.dead = 0
 }
 
 // signal wakes Run without blocking.
@@ -301,6 +340,9 @@ func (s *Speaker) self() ilp.Address {
 func (s *Speaker) handleControl(id string, req *ControlRequest) (*ilp.Fulfill, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.stopped {
+		return nil, s.stoppedReject(ControlDestination)
+	}
 	p := s.peers[id]
 	if p == nil || p.send == nil {
 		return nil, ilp.Rejectf(ilp.CodeBadRequest, s.self(),
@@ -316,13 +358,34 @@ func (s *Speaker) handleControl(id string, req *ControlRequest) (*ilp.Fulfill, e
 	}
 	p.send.failures = 0
 	p.send.generation++ // an update already on the wire must not roll this back
+	s.peerRestarted(p, req)
 	s.signal()
 	return Fulfill(), nil
+}
+
+// peerRestarted asks p for its routes again when its control shows that it no longer knows
+// our table although we hold one of its own: it has restarted (or lost its CCP state), so its
+// new sender is IDLE towards us and would stay so until our hold-down expired. Its link may
+// have dropped and come back between two Ticks, where Tick cannot see it.
+func (s *Speaker) peerRestarted(p *peer, req *ControlRequest) {
+	r := p.recv
+	if r == nil || req.Mode != ModeSync || req.LastKnownRoutingTableID == s.tableID || r.tableID == (TableID{}) || r.needControl {
+		return
+	}
+	s.log.Debug("peer lost our routing table; asking it for its routes again", "account", p.id)
+	r.needControl, r.nextControl, r.controlFailures = true, s.clock.Now(), 0
+}
+
+func (s *Speaker) stoppedReject(dest ilp.Address) *ilp.Reject {
+	return ilp.Rejectf(ilp.CodeBadRequest, s.self(), "route broadcasting was turned off on this connector; %s is ignored", dest)
 }
 
 func (s *Speaker) handleUpdate(id string, u *UpdateRequest) (*ilp.Fulfill, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.stopped {
+		return nil, s.stoppedReject(UpdateDestination)
+	}
 	p := s.peers[id]
 	if p == nil || p.recv == nil {
 		return nil, ilp.Rejectf(ilp.CodeBadRequest, s.self(),
@@ -331,15 +394,31 @@ func (s *Speaker) handleUpdate(id string, u *UpdateRequest) (*ilp.Fulfill, error
 	cfg := s.host.Config()
 	global, _ := routing.GlobalPrefix(cfg.Env)
 	res := p.recv.update(u, s.clock.Now(), cfg.RouteExpiry, string(s.host.Address()), global)
+	s.logRefusals(p)
 	if res.gap {
 		s.log.Debug("epoch gap in route update; asking for a resync", "account", id,
 			"from", u.FromEpochIndex, "known", p.recv.epoch)
 		s.signal()
 	}
 	if res.changed {
-		s.rebuildLocked()
+		s.rebuildLocked(false)
 	}
 	return Fulfill(), nil
+}
+
+// refusalLogInterval is the least time between two logs of the routes refused from one peer.
+const refusalLogInterval = time.Minute
+
+// logRefusals logs the routes refused from p (too long a path, too many routes) at most once
+// per refusalLogInterval, with the count since the last log.
+func (s *Speaker) logRefusals(p *peer) {
+	r := p.recv
+	now := s.clock.Now()
+	if r.refused == 0 || (!r.lastRefusLog.IsZero() && now.Sub(r.lastRefusLog) < refusalLogInterval) {
+		return
+	}
+	s.log.Warn("refused routes from a peer", "account", p.id, "count", r.refused, "last reason", r.refusal)
+	r.refused, r.lastRefusLog = 0, now
 }
 
 // Run sends route controls and updates, heartbeats, and withdraws the routes of peers that
@@ -400,7 +479,7 @@ func (s *Speaker) Tick(ctx context.Context) time.Time {
 		}
 	}
 	if changed {
-		s.rebuildLocked()
+		s.rebuildLocked(false)
 	}
 	return next
 }
@@ -427,10 +506,8 @@ func (s *Speaker) sendControl(ctx context.Context, p *peer) {
 func (s *Speaker) sendUpdate(ctx context.Context, p *peer, cfg *config.Config) {
 	snd := p.send
 	from := snd.lastKnownEpoch
-	to := min(s.epoch, from+MaxEpochsPerUpdate)
-	u := &UpdateRequest{RoutingTableID: s.tableID, CurrentEpochIndex: s.epoch, FromEpochIndex: from, ToEpochIndex: to,
-		HoldDownTime: uint32(cfg.RouteExpiry.Milliseconds()), Speaker: string(s.host.Address())}
-	s.fillUpdate(u, p, cfg)
+	u := s.buildUpdate(p, from, uint32(cfg.RouteExpiry.Milliseconds()))
+	to := u.ToEpochIndex
 	prep := UpdatePrepare(u, s.clock.Now().Add(RequestExpiry))
 	// Optimistic, as JS: the next update starts at to; a failure rolls it back.
 	snd.lastKnownEpoch, snd.inFlight, snd.lastSend = to, true, s.clock.Now()
@@ -452,28 +529,74 @@ func (s *Speaker) sendUpdate(ctx context.Context, p *peer, cfg *config.Config) {
 	})
 }
 
-// fillUpdate puts the log entries [from, to) into u, as p may see them: a route whose next hop
-// is p itself is withdrawn (never advertise a route back to where it came from), and a parent
-// gets no route learned from a peer or another parent (Gao-Rexford).
-func (s *Speaker) fillUpdate(u *UpdateRequest, p *peer, cfg *config.Config) {
-	for _, e := range s.log_[u.FromEpochIndex:u.ToEpochIndex] {
-		if e == nil {
-			continue
-		}
-		if e.route == nil || e.route.nextHop == p.id || !exportable(p.relation, cfg, e.route.nextHop) {
-			u.WithdrawnRoutes = append(u.WithdrawnRoutes, e.prefix)
-			continue
-		}
-		u.NewRoutes = append(u.NewRoutes, Route{Prefix: e.prefix, Path: e.route.path, Auth: e.route.auth})
+// countSlack is what the two route counts of an update may grow by as routes are added
+// (a count under 65536 takes at most 3 bytes, 1 when it is 0).
+const countSlack = 2 * 2
+
+// buildUpdate is the update to p from epoch from: as many log entries as fit, at most
+// MaxEpochsPerUpdate, and no more than the data of one ILP Prepare (ilp.MaxDataSize) once
+// encoded; the next update starts where it stops. An entry always fits on its own: learned
+// paths are bounded (MaxPathBytes), and should a route still be too large to send, its prefix
+// is sent as withdrawn instead (the peer then does not route it through us, which is safe),
+// so that one entry can never hold up the sender. Each entry is shown as p may see it: a
+// route whose next hop is p itself is withdrawn (never advertise a route back to where it
+// came from), and a parent gets no route learned from a peer or another parent (Gao-Rexford).
+func (s *Speaker) buildUpdate(p *peer, from, hold uint32) *UpdateRequest {
+	u := &UpdateRequest{RoutingTableID: s.tableID, CurrentEpochIndex: s.epoch, FromEpochIndex: from, ToEpochIndex: from,
+		HoldDownTime: hold, Speaker: string(s.host.Address())}
+	head, _ := u.AppendBinary(nil)
+	size := len(head) + countSlack
+	end := s.epoch
+	if end-from > MaxEpochsPerUpdate {
+		end = from + MaxEpochsPerUpdate
 	}
+	u.ToEpochIndex = end
+	i, _ := slices.BinarySearchFunc(s.log_, from, func(e *logEntry, epoch uint32) int { return cmp.Compare(e.epoch, epoch) })
+	for ; i < len(s.log_) && s.log_[i].epoch < end; i++ {
+		e := s.log_[i]
+		if e.superseded {
+			continue
+		}
+		n, ok := s.addEntry(u, e, p, ilp.MaxDataSize-size)
+		if !ok {
+			u.ToEpochIndex = e.epoch // the next update starts with it
+			break
+		}
+		size += n
+	}
+	return u
 }
 
-func exportable(to config.Relation, cfg *config.Config, nextHop string) bool {
-	if to != config.RelationParent || nextHop == "" {
+// addEntry adds log entry e to u if it takes at most room bytes, and returns its size.
+func (s *Speaker) addEntry(u *UpdateRequest, e *logEntry, p *peer, room int) (int, bool) {
+	withdrawn := ilp.LengthSize(len(e.prefix)) + len(e.prefix)
+	if e.route != nil && e.route.nextHop != p.id && exportable(p.relation, e.route) {
+		rt := Route{Prefix: e.prefix, Path: e.route.path, Auth: e.route.auth}
+		n := len(appendRoute(nil, &rt))
+		switch {
+		case n <= room:
+			u.NewRoutes = append(u.NewRoutes, rt)
+			return n, true
+		case e.epoch > u.FromEpochIndex:
+			return 0, false // the next update starts with it
+		}
+		s.log.Warn("route too large for a route update; advertised as withdrawn", "prefix", e.prefix, "account", p.id, "bytes", n)
+	}
+	if withdrawn > room {
+		return 0, false
+	}
+	u.WithdrawnRoutes = append(u.WithdrawnRoutes, e.prefix)
+	return withdrawn, true
+}
+
+// exportable reports whether route f may be advertised to a peer of relation to: a parent
+// gets no route through a peer or another parent. The relation is the one f was logged with,
+// so that a change of relation is a new log entry (rebuildLocked) that every peer gets.
+func exportable(to config.Relation, f *fwdRoute) bool {
+	if to != config.RelationParent || f.nextHop == "" {
 		return true
 	}
-	r := cfg.Accounts[nextHop].Relation
-	return r != config.RelationParent && r != config.RelationPeer
+	return f.relation != config.RelationParent && f.relation != config.RelationPeer
 }
 
 // send sends one CCP request and checks that it was fulfilled.

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -165,8 +168,7 @@ func TestTwoPeersLearnEachOther(t *testing.T) {
 	// What a sends b from epoch 0: test.a new, test.b (learned from b) withdrawn.
 	sp := n.node("a").sp
 	sp.mu.Lock()
-	u := &UpdateRequest{ToEpochIndex: sp.epoch}
-	sp.fillUpdate(u, sp.peers["b"], n.node("a").cfg)
+	u := sp.buildUpdate(sp.peers["b"], 0, 45000)
 	sp.mu.Unlock()
 	if len(u.NewRoutes) != 1 || u.NewRoutes[0].Prefix != "test.a" || !slices.Equal(u.WithdrawnRoutes, []string{"test.b"}) {
 		t.Errorf("full update from a to b: new %+v withdrawn %v; want new test.a, withdrawn test.b", u.NewRoutes, u.WithdrawnRoutes)
@@ -418,6 +420,365 @@ func TestHandleRejects(t *testing.T) {
 			t.Errorf("%s: %v", c.name, err)
 		case c.want != "" && (!errors.As(err, &rej) || rej.Code != c.want || rej.TriggeredBy != "test.a"):
 			t.Errorf("%s: got %v, want %s by test.a", c.name, err, c.want)
+		}
+	}
+}
+
+// withAllRoutes turns sendRoutes and receiveRoutes on for every account of node name (a child
+// or a parent neither sends nor takes routes by default).
+func withAllRoutes(h *node) {
+	yes := true
+	cfg := *h.cfg
+	cfg.Accounts = map[string]config.Account{}
+	for id, ac := range h.cfg.Accounts {
+		ac.SendRoutes, ac.ReceiveRoutes = &yes, &yes
+		cfg.Accounts[id] = ac
+	}
+	h.setConfig(&cfg)
+	h.sp.Reload()
+}
+
+// withRelation reloads node h with account id in relation r.
+func withRelation(h *node, id string, r config.Relation) {
+	cfg := *h.cfg
+	cfg.Accounts = maps.Clone(h.cfg.Accounts)
+	ac := cfg.Accounts[id]
+	ac.Relation = r
+	cfg.Accounts[id] = ac
+	h.setConfig(&cfg)
+	h.sp.Reload()
+}
+
+// A reload that changes a relation changes what a parent may see (Gao-Rexford), although the
+// forwarding routes stay the same: the routes must be sent again, filtered anew.
+func TestRelationChangeWithdrawsFromParent(t *testing.T) {
+	cases := []struct {
+		name       string
+		account    string          // account of m whose relation changes
+		to         config.Relation // its new relation
+		node, dest string          // node that must no longer reach dest through m
+	}{
+		// m's child k becomes a peer: its route must go from m's parent p.
+		{"next hop becomes a peer", "k", peerR, "p", "test.k.1"},
+		// m's peer q becomes a parent: the route of m's parent p must go from q.
+		{"receiver becomes a parent", "q", parent, "q", "test.p.1"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			n := newNet(t, map[string]map[string]config.Relation{
+				"m": {"p": parent, "q": peerR, "k": child}, "p": {"m": child}, "q": {"m": peerR}, "k": {"m": parent}})
+			for _, name := range []string{"m", "p", "q", "k"} {
+				withAllRoutes(n.node(name))
+			}
+			n.settle(t, 200*time.Millisecond, 60)
+			if hop, _ := n.node(c.node).lookup(c.dest); hop != "m" {
+				t.Fatalf("setup: %s reaches %s via %q, want m", c.node, c.dest, hop)
+			}
+			withRelation(n.node("m"), c.account, c.to)
+			n.settle(t, 200*time.Millisecond, 60)
+			if hop, ok := n.node(c.node).lookup(c.dest); ok && hop == "m" {
+				t.Errorf("%s still reaches %s via m after m's account %s became a %s", c.node, c.dest, c.account, c.to)
+			}
+		})
+	}
+}
+
+// encodingHost sends as a real link does: the Prepare is encoded first (as btp's
+// conn.writePacket), so data over ilp.MaxDataSize fails.
+type encodingHost struct{ *node }
+
+func (h encodingHost) SendPeer(ctx context.Context, id string, p *ilp.Prepare) (*ilp.Fulfill, error) {
+	if _, err := p.MarshalBinary(); err != nil {
+		return nil, err
+	}
+	return h.node.SendPeer(ctx, id, p)
+}
+
+// longPath is a path of hops hops of about size bytes each, starting at speaker.
+func longPath(speaker string, hops, size int) []string {
+	p := []string{speaker}
+	for i := range hops - 1 {
+		p = append(p, fmt.Sprintf("test.h%02d.%s", i, strings.Repeat("x", size-9)))
+	}
+	return p
+}
+
+// pathOfBytes is a path of n bytes in all, in hops of at most 1000 bytes, from test.p.
+func pathOfBytes(n int) []string {
+	p := []string{"test.p"}
+	for n -= len(p[0]); n > 0; {
+		size := min(n, 1000)
+		p = append(p, "test."+strings.Repeat("y", size-5))
+		n -= size
+	}
+	return p
+}
+
+// Routes that each fit into an update, but not all together, are spread over several updates:
+// a peer's long (but allowed) paths must not stop our updates to other peers.
+func TestUpdatesFitInAPrepare(t *testing.T) {
+	n := newNet(t, map[string]map[string]config.Relation{"a": {"b": peerR, "c": peerR}, "b": {"a": peerR}, "c": {"a": peerR}})
+	// b is played by hand below: its own speaker sends nothing.
+	no := false
+	bn := n.node("b")
+	bcfg := *bn.cfg
+	bac := bcfg.Accounts["a"]
+	bac.SendRoutes = &no
+	bcfg.Accounts = map[string]config.Account{"a": bac}
+	bn.setConfig(&bcfg)
+	bn.sp.Reload()
+	a := n.node("a")
+	id := TableID{7, 7}
+	a.sp = New(encodingHost{a}, Options{Clock: n.clock, TableID: &id})
+	far := []string{"test.far1", "test.far2", "test.far3", "test.far4", "test.far5"}
+	for i, prefix := range far {
+		// 8 hops of 1000 bytes: under MaxPathBytes, so a keeps and re-advertises them.
+		u := &UpdateRequest{RoutingTableID: TableID{1}, FromEpochIndex: uint32(i), ToEpochIndex: uint32(i + 1), HoldDownTime: 45000,
+			Speaker: "test.b", NewRoutes: []Route{{Prefix: prefix, Path: longPath("test.b", 8, 1000)}}}
+		if _, err := a.sp.Handle(context.Background(), "b", UpdatePrepare(u, n.clock.Now().Add(time.Minute))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := len(a.sp.Learned()); got != len(far) {
+		t.Fatalf("setup: a learned %d routes, want %d", got, len(far))
+	}
+	n.settle(t, 200*time.Millisecond, 80)
+	c := n.node("c")
+	for _, dest := range append([]string{"test.a"}, far...) {
+		if hop, ok := c.lookup(dest + ".x"); !ok || hop != "a" {
+			t.Errorf("c reaches %s via %q %v, want a: a's updates to c must fit into a Prepare", dest, hop, ok)
+		}
+	}
+}
+
+// A single log entry too large for any update is sent as a withdrawal, so that the sender
+// moves past it instead of retrying it for ever.
+func TestOversizedEntryWithdrawn(t *testing.T) {
+	n := newNet(t, map[string]map[string]config.Relation{"a": {"b": peerR}, "b": {"a": peerR}})
+	sp := n.node("a").sp
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	huge := &fwdRoute{nextHop: "x", relation: peerR, path: longPath("test.a", 40, 1000)}
+	sp.appendLog("test.huge", huge)
+	sp.appendLog("test.small", &fwdRoute{nextHop: "x", relation: peerR, path: []string{"test.a", "test.s"}})
+	for from := uint32(0); from < sp.epoch; {
+		u := sp.buildUpdate(sp.peers["b"], from, 45000)
+		if _, err := UpdatePrepare(u, n.clock.Now().Add(time.Minute)).MarshalBinary(); err != nil {
+			t.Fatalf("update from %d: %v", from, err)
+		}
+		if u.ToEpochIndex <= from {
+			t.Fatalf("update from %d ends at %d: the sender is stuck", from, u.ToEpochIndex)
+		}
+		for _, r := range u.NewRoutes {
+			if r.Prefix == "test.huge" {
+				t.Errorf("test.huge advertised (%d hops)", len(r.Path))
+			}
+		}
+		if slices.Contains(u.WithdrawnRoutes, "test.huge") != (from <= sp.fwd["test.huge"].epoch && sp.fwd["test.huge"].epoch < u.ToEpochIndex) {
+			t.Errorf("update [%d, %d): withdrawn %v, want test.huge in it exactly when its epoch is", from, u.ToEpochIndex, u.WithdrawnRoutes)
+		}
+		from = u.ToEpochIndex
+	}
+}
+
+func TestReceiverRefusesOversizedRoutes(t *testing.T) {
+	cases := []struct {
+		name string
+		path []string
+		keep bool
+	}{
+		{"short", []string{"test.p", "test.q"}, true},
+		{"MaxPathHops hops", longPath("test.p", MaxPathHops, 20), true},
+		{"too many hops", longPath("test.p", MaxPathHops+1, 20), false},
+		{"MaxPathBytes bytes", pathOfBytes(MaxPathBytes), true},
+		{"too many bytes", pathOfBytes(MaxPathBytes + 1), false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := &receiver{routes: map[string]learned{"test.x": {path: []string{"test.p"}}}}
+			u := &UpdateRequest{RoutingTableID: TableID{}, FromEpochIndex: 0, ToEpochIndex: 1, NewRoutes: []Route{{Prefix: "test.x", Path: c.path}}}
+			r.update(u, time.Unix(1000, 0), 45*time.Second, "test.me", "test")
+			if _, ok := r.routes["test.x"]; ok != c.keep {
+				t.Errorf("route with %d hops kept: %v, want %v", len(c.path), ok, c.keep)
+			}
+			if refused := r.refused == 1; refused == c.keep {
+				t.Errorf("refused count %d (%q)", r.refused, r.refusal)
+			}
+		})
+	}
+}
+
+func TestReceiverRouteLimit(t *testing.T) {
+	r := &receiver{routes: map[string]learned{}}
+	u := &UpdateRequest{ToEpochIndex: 1}
+	for i := range MaxRoutesPerPeer + 5 {
+		u.NewRoutes = append(u.NewRoutes, Route{Prefix: fmt.Sprintf("test.r%05d", i), Path: []string{"test.p"}})
+	}
+	r.update(u, time.Unix(1000, 0), 45*time.Second, "test.me", "test")
+	if len(r.routes) != MaxRoutesPerPeer || r.refused != 5 {
+		t.Fatalf("%d routes held, %d refused; want %d and 5", len(r.routes), r.refused, MaxRoutesPerPeer)
+	}
+	// At the limit, a route already held is still updated and withdrawn.
+	u = &UpdateRequest{FromEpochIndex: 1, ToEpochIndex: 2, WithdrawnRoutes: []string{"test.r00001"},
+		NewRoutes: []Route{{Prefix: "test.r00000", Path: []string{"test.p", "test.q"}}}}
+	r.update(u, time.Unix(1000, 0), 45*time.Second, "test.me", "test")
+	if _, ok := r.routes["test.r00001"]; ok || len(r.routes["test.r00000"].path) != 2 {
+		t.Errorf("at the limit: withdrawn route kept %v, path of updated route %v", ok, r.routes["test.r00000"].path)
+	}
+}
+
+// countHandler counts the log records at or above Warn.
+type countHandler struct{ n *atomic.Int32 }
+
+func (h countHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (h countHandler) Handle(context.Context, slog.Record) error    { h.n.Add(1); return nil }
+func (h countHandler) WithAttrs([]slog.Attr) slog.Handler           { return h }
+func (h countHandler) WithGroup(string) slog.Handler                { return h }
+
+// Refused routes are logged, at most once per refusalLogInterval per peer.
+func TestRefusalLogRateLimited(t *testing.T) {
+	n := newNet(t, map[string]map[string]config.Relation{"a": {"b": peerR}, "b": {"a": peerR}})
+	a := n.node("a")
+	var logs atomic.Int32
+	a.sp = New(a, Options{Clock: n.clock, Log: slog.New(countHandler{&logs})})
+	send := func(i int) {
+		u := &UpdateRequest{RoutingTableID: TableID{1}, FromEpochIndex: uint32(i), ToEpochIndex: uint32(i + 1),
+			NewRoutes: []Route{{Prefix: "test.x", Path: longPath("test.b", MaxPathHops+1, 20)}}}
+		if _, err := a.sp.Handle(context.Background(), "b", UpdatePrepare(u, n.clock.Now().Add(time.Minute))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 10 {
+		send(i)
+		n.clock.advance(time.Second)
+	}
+	if got := logs.Load(); got != 1 {
+		t.Errorf("%d logs for 10 refusals within 10 s, want 1", got)
+	}
+	n.clock.advance(refusalLogInterval)
+	send(10)
+	if got := logs.Load(); got != 2 {
+		t.Errorf("%d logs after refusalLogInterval, want 2", got)
+	}
+}
+
+// On env test, the network's prefixes are those of the schemes test, test1, test2 and test3
+// (RFC 15), as our own config allows: a JS peer at test1.js is learned and advertised.
+func TestAcceptableNetworkPrefixes(t *testing.T) {
+	cases := []struct {
+		prefix, global string
+		want           bool
+	}{
+		{"test.x", "test", true},
+		{"test1.js", "test", true},
+		{"test3.a.b", "test", true},
+		{"test4.x", "test", false},
+		{"testing.x", "test", false},
+		{"test1", "test", false},
+		{"test", "test", false},
+		{"g.x", "test", false},
+		{"g.x", "g", true},
+		{"test1.x", "g", false},
+		{"peer.x", "test", false},
+	}
+	for _, c := range cases {
+		rt := Route{Prefix: c.prefix, Path: []string{c.prefix}}
+		if got := acceptable(&rt, "test.me", c.global); got != c.want {
+			t.Errorf("acceptable(%s) on %s = %v, want %v", c.prefix, c.global, got, c.want)
+		}
+		sp := &Speaker{secret: []byte("k")}
+		r := routing.Route{Prefix: c.prefix, NextHop: "x", Path: []string{c.prefix}, Source: routing.SourceLearned}
+		if got := sp.forwardingRoute(&r, "test.me", c.global) != nil; got != c.want {
+			t.Errorf("forwardingRoute(%s) on %s advertised %v, want %v", c.prefix, c.global, got, c.want)
+		}
+	}
+}
+
+// A heartbeat with a shorter hold-down does not cut short what an earlier update promised
+// (JS CcpReceiver.bump keeps the later expiry).
+func TestHoldDownKeepsLaterExpiry(t *testing.T) {
+	r := &receiver{routes: map[string]learned{}}
+	now := time.Unix(1000, 0)
+	r.update(&UpdateRequest{RoutingTableID: TableID{1}, ToEpochIndex: 1, HoldDownTime: 45000,
+		NewRoutes: []Route{{Prefix: "test.p", Path: []string{"test.p"}}}}, now, 45*time.Second, "test.me", "test")
+	r.update(&UpdateRequest{RoutingTableID: TableID{1}, FromEpochIndex: 1, ToEpochIndex: 1, HoldDownTime: 1000}, now, 45*time.Second, "test.me", "test")
+	r.wasConnected = true
+	if r.check(now.Add(10*time.Second), true) || len(r.routes) != 1 {
+		t.Errorf("routes dropped 10 s after an update that held them 45 s")
+	}
+}
+
+// A peer that restarts while its link is down for less than one Tick (so that Tick never
+// sees it disconnected) gets a route control from us when its own control shows it lost our
+// table: otherwise its new sender stays IDLE towards us until our hold-down expires.
+func TestPeerRestartWithinATick(t *testing.T) {
+	n := newNet(t, map[string]map[string]config.Relation{"a": {"b": peerR}, "b": {"a": peerR}})
+	n.settle(t, 200*time.Millisecond, 50)
+	b := n.node("b")
+	id := TableID{9, 9}
+	b.sp = New(b, Options{Clock: n.clock, TableID: &id}) // b restarted
+	n.settle(t, 200*time.Millisecond, 20)                // 4 s, far less than the 45 s hold-down
+	if st := b.sp.Status().Peers["a"].Send; st == nil || st.Mode != "SYNC" {
+		t.Errorf("restarted b's sender to a: %+v, want SYNC", st)
+	}
+	if got := n.node("a").sp.Status().Peers["b"].Receive; got.RoutingTableID != id.String() {
+		t.Errorf("a holds b's table %s, want the new %s", got.RoutingTableID, id)
+	}
+}
+
+// A stopped Speaker puts no table in force and takes no requests: route broadcasting was
+// turned off, and a request handled meanwhile must not bring learned routes back.
+func TestStoppedSpeakerSetsNoTable(t *testing.T) {
+	n := newNet(t, map[string]map[string]config.Relation{"a": {"b": peerR}, "b": {"a": peerR}})
+	a := n.node("a")
+	a.sp.Stop()
+	before := a.table.Load()
+	u := &UpdateRequest{RoutingTableID: TableID{1}, ToEpochIndex: 1, NewRoutes: []Route{{Prefix: "test.far", Path: []string{"test.b"}}}}
+	if _, err := a.sp.Handle(context.Background(), "b", UpdatePrepare(u, n.clock.Now().Add(time.Minute))); err == nil {
+		t.Errorf("a stopped Speaker fulfilled a route update")
+	}
+	a.sp.Reload()
+	a.sp.Tick(context.Background())
+	a.sp.Wait()
+	if a.table.Load() != before {
+		t.Errorf("a stopped Speaker put a routing table in force")
+	}
+}
+
+// A flapping route does not grow the log: superseded entries are dropped, and a peer at any
+// epoch still gets the latest state of every prefix changed since.
+func TestLogCompaction(t *testing.T) {
+	n := newNet(t, map[string]map[string]config.Relation{"a": {"b": peerR}, "b": {"a": peerR}})
+	sp := n.node("a").sp
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	start := sp.epoch
+	sp.appendLog("test.s", &fwdRoute{nextHop: "x", relation: peerR, path: []string{"test.a", "test.s"}})
+	up := &fwdRoute{nextHop: "x", relation: peerR, path: []string{"test.a", "test.f"}}
+	for i := range 10001 { // ends up
+		f := up
+		if i%2 == 1 {
+			f = nil
+		}
+		sp.appendLog("test.flap", f)
+	}
+	if limit := 2*len(sp.fwd) + 64; len(sp.log_) > limit {
+		t.Fatalf("log holds %d entries after 10001 changes of one prefix, want at most %d", len(sp.log_), limit)
+	}
+	for _, from := range []uint32{0, start, start + 1, sp.epoch - 1} {
+		got := map[string]bool{} // prefix → advertised (false: withdrawn)
+		for f := from; f < sp.epoch; {
+			u := sp.buildUpdate(sp.peers["b"], f, 45000)
+			for _, r := range u.NewRoutes {
+				got[r.Prefix] = true
+			}
+			for _, w := range u.WithdrawnRoutes {
+				got[w] = false
+			}
+			f = u.ToEpochIndex
+		}
+		if !got["test.flap"] || (from <= start) != got["test.s"] {
+			t.Errorf("updates from epoch %d: %v; want test.flap advertised, test.s too when from <= %d", from, got, start)
 		}
 	}
 }

@@ -26,7 +26,7 @@ func (s *Speaker) Status() admin.RoutingInfo {
 	}
 	sort.Slice(info.Forwarding, func(i, j int) bool { return info.Forwarding[i].Prefix < info.Forwarding[j].Prefix })
 	for _, e := range s.log_ {
-		if e != nil {
+		if !e.superseded {
 			info.Log = append(info.Log, update(e.prefix, e))
 		}
 	}

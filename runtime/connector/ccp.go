@@ -69,7 +69,21 @@ func (c *Connector) syncCCP() {
 		c.routes.sp.Reload()
 	case c.routes.sp != nil:
 		c.stopCCPLocked()
+		c.dropLearnedRoutes()
 	}
+}
+
+// dropLearnedRoutes puts in force the table of the config without learned routes, once the
+// Speaker is stopped: an update it handled while Apply swapped the config and the table in
+// may have put its own table (with the learned routes) in force after Apply's.
+func (c *Connector) dropLearnedRoutes() {
+	t, err := routing.FromConfig(c.Config(), string(c.self()))
+	if err != nil {
+		// Apply built the same table from the same config without error; keep what is in force.
+		c.log.Error("routing table not rebuilt after route broadcasting was turned off", "error", err)
+		return
+	}
+	c.table.Store(t)
 }
 
 // stopCCP stops the Speaker and waits for its requests on the wire.
@@ -83,6 +97,9 @@ func (c *Connector) stopCCPLocked() {
 	if c.routes.sp == nil {
 		return
 	}
+	// Stop first: a request handled from now on must not put a table in force (handleCCP may
+	// have taken the Speaker just before).
+	c.routes.sp.Stop()
 	c.routes.cancel()
 	<-c.routes.done
 	c.routes.sp = nil

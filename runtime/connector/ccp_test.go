@@ -396,3 +396,43 @@ func TestCCPRefusedApplyForgetsPeer(t *testing.T) {
 		t.Error("the refused account dave still has CCP state")
 	}
 }
+
+// peerUpdate is a route update from the peer "first" for epochs [from, to) with one new route.
+func peerUpdate(from, to uint32, prefix string) *ilp.Prepare {
+	u := &ccp.UpdateRequest{RoutingTableID: ccp.TableID{9}, CurrentEpochIndex: to, FromEpochIndex: from, ToEpochIndex: to,
+		HoldDownTime: 45000, Speaker: "test.first",
+		NewRoutes: []ccp.Route{{Prefix: prefix, Path: []string{"test.first"}}}}
+	return ccp.UpdatePrepare(u, time.Now().Add(ccp.RequestExpiry))
+}
+
+// TestCCPDisabledDropsLearnedRoutes: a route update handled while an Apply turns route
+// broadcasting off (handleCCP took the Speaker just before) must not put learned routes back
+// into the table after the Speaker is stopped: nothing would ever remove or expire them.
+func TestCCPDisabledDropsLearnedRoutes(t *testing.T) {
+	ml := &memLinks{}
+	ml.setRemote("first", func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) { return ccp.Fulfill(), nil })
+	c := start(t, peersDoc, Options{newLink: ml.factory})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := ml.get("first").inject(ctx, peerUpdate(0, 1, "test.far")); err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := c.table.Load().Lookup("test.far.x"); !ok || r.NextHop != "first" {
+		t.Fatalf("setup: test.far not learned: %v %v", r, ok)
+	}
+	sp := c.speaker() // what handleCCP holds while the Apply below runs
+	if err := c.Apply(ctx, mustConfig(t, peersDoc+"routeBroadcastEnabled: false\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.table.Load().Lookup("test.far.x"); ok {
+		t.Fatalf("setup: learned route kept right after CCP was disabled")
+	}
+	if _, err := sp.Handle(ctx, "first", peerUpdate(1, 2, "test.far2")); err == nil {
+		t.Errorf("the stopped Speaker fulfilled a route update")
+	}
+	for _, d := range []string{"test.far.x", "test.far2.x"} {
+		if r, ok := c.table.Load().Lookup(d); ok {
+			t.Errorf("CCP is disabled, but %s routes to %q through a route learned by the stopped Speaker", d, r.NextHop)
+		}
+	}
+}

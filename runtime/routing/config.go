@@ -21,6 +21,29 @@ func GlobalPrefix(env string) (string, error) {
 	return "", fmt.Errorf("routing: env %q is neither %q nor %q, so the default route has no global prefix", env, config.EnvTest, config.EnvProduction)
 }
 
+// InNetwork reports whether a CCP route for prefix belongs to the network whose global prefix
+// is global (GlobalPrefix): it lies under one of the network's address schemes and is longer
+// than the scheme alone (the default route is never exchanged). On test those schemes are
+// test, test1, test2 and test3, the schemes our own config allows there (ilp.CheckNetwork,
+// RFC 15); otherwise the global prefix itself ("g"). The JS connector compares bytes
+// (prefix.startsWith(globalPrefix) and longer), which takes the same test1-3 prefixes but also
+// nonsense such as "testing.x"; matching whole schemes keeps that out. Both the routes we
+// accept and the routes we advertise use this one rule.
+func InNetwork(prefix, global string) bool {
+	scheme, rest, ok := strings.Cut(prefix, ".")
+	if !ok || rest == "" {
+		return false
+	}
+	if global == "test" {
+		switch scheme {
+		case "test", "test1", "test2", "test3":
+			return true
+		}
+		return false
+	}
+	return scheme == global
+}
+
 // ChildAddress is the address a child account gets under ownAddress: ownAddress + "." +
 // (ilpAddressSegment, or the account id when it is empty), as the JS getChildAddress.
 func ChildAddress(ownAddress, id string, a config.Account) string {

@@ -192,3 +192,31 @@ func TestChildAddress(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+func TestInNetwork(t *testing.T) {
+	cases := []struct {
+		prefix, global string
+		want           bool
+	}{
+		{"test.a", "test", true},
+		{"test1.a", "test", true},
+		{"test2.a.b", "test", true},
+		{"test3.a", "test", true},
+		{"test4.a", "test", false},
+		{"testing.a", "test", false},
+		{"test", "test", false},
+		{"test1", "test", false},
+		{"test.", "test", false},
+		{"g.a", "test", false},
+		{"g.a", "g", true},
+		{"g", "g", false},
+		{"test.a", "g", false},
+		{"private.a", "test", false},
+		{"", "test", false},
+	}
+	for _, c := range cases {
+		if got := InNetwork(c.prefix, c.global); got != c.want {
+			t.Errorf("InNetwork(%q, %q) = %v, want %v", c.prefix, c.global, got, c.want)
+		}
+	}
+}
