@@ -1,20 +1,28 @@
 package controllers
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/util/retry"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+	"github.com/ilpfleet/ilpfleet/internal/testenv"
 )
 
 func sampleConnector(ns string) *ilpv1.Connector {
@@ -100,6 +108,33 @@ func TestAdmissionRejects(t *testing.T) {
 		}, "set exactly one of btpClient, btpListener, btpChildServer"},
 		{"segment on a peer", func(_ *ilpv1.Connector, a *ilpv1.Account) { a.Spec.ILPAddressSegment = "x" }, "ilpAddressSegment applies to child accounts only"},
 		{"bad relation", func(_ *ilpv1.Connector, a *ilpv1.Account) { a.Spec.Relation = "friend" }, "spec.relation"},
+		// What follows the runtime refuses (kube.Build, config.Validate): admission must too,
+		// so that a bad commit fails at dry-run instead of in the pods.
+		{"g. address without network (unset is test)", func(c *ilpv1.Connector, _ *ilpv1.Account) {
+			c.Spec.ILPAddress, c.Spec.Network = "g.acme", ""
+		}, "network unset or test"},
+		{"static rate 0", func(c *ilpv1.Connector, _ *ilpv1.Account) { c.Spec.Rates.Rates["EUR"] = "0" }, "spec.rates.rates.EUR"},
+		{"static rate 0.000", func(c *ilpv1.Connector, _ *ilpv1.Account) { c.Spec.Rates.Rates["EUR"] = "0.000" }, "spec.rates.rates.EUR"},
+		{"spread 1", func(c *ilpv1.Connector, _ *ilpv1.Account) { c.Spec.Rates.Spread = "1" }, "spec.rates.spread"},
+		{"maxPacketAmount above uint64", func(_ *ilpv1.Connector, a *ilpv1.Account) {
+			a.Spec.MaxPacketAmount = ptr.To(ilpv1.AmountString("18446744073709551616"))
+		}, "spec.maxPacketAmount: Invalid value"},
+		{"maxPacketAmount of 20 nines", func(_ *ilpv1.Connector, a *ilpv1.Account) {
+			a.Spec.MaxPacketAmount = ptr.To(ilpv1.AmountString("99999999999999999999"))
+		}, "(uint64)"},
+		{"maxPacketAmount 0", func(_ *ilpv1.Connector, a *ilpv1.Account) { a.Spec.MaxPacketAmount = ptr.To(ilpv1.AmountString("0")) }, "spec.maxPacketAmount"},
+		{"throughput amount 0", func(_ *ilpv1.Connector, a *ilpv1.Account) {
+			a.Spec.Throughput = &ilpv1.ThroughputSpec{IncomingAmount: ptr.To(ilpv1.AmountString("0"))}
+		}, "spec.throughput.incomingAmount"},
+		{"balance.maximum above int64", func(_ *ilpv1.Connector, a *ilpv1.Account) {
+			a.Spec.Balance.Maximum = ptr.To(ilpv1.IntegerString("9999999999999999999"))
+		}, "(int64)"},
+		{"balance.minimum below int64", func(_ *ilpv1.Connector, a *ilpv1.Account) {
+			a.Spec.Balance.Minimum = ptr.To(ilpv1.IntegerString("-9223372036854775809"))
+		}, "(int64)"},
+		{"Connector name with a dot", func(c *ilpv1.Connector, _ *ilpv1.Account) { c.Name = "acme.eu" }, "DNS-1035 label"},
+		{"Connector name starting with a digit", func(c *ilpv1.Connector, _ *ilpv1.Account) { c.Name = "1acme" }, "DNS-1035 label"},
+		{"Connector name of 53 characters", func(c *ilpv1.Connector, _ *ilpv1.Account) { c.Name = "c" + strings.Repeat("x", 52) }, "at most 52 characters"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -119,36 +154,155 @@ func TestAdmissionRejects(t *testing.T) {
 	}
 }
 
-// TestImmutableFields checks the transition rules.
+// TestAdmissionAccepts checks that the bounds of the rules above admit what the runtime takes:
+// the extreme amounts, a small positive rate, a zero spread and the longest names.
+func TestAdmissionAccepts(t *testing.T) {
+	ns := namespace(t)
+	cases := []struct {
+		name   string
+		mutate func(c *ilpv1.Connector, a *ilpv1.Account)
+	}{
+		{"int64 and uint64 bounds", func(_ *ilpv1.Connector, a *ilpv1.Account) {
+			a.Spec.Balance.Minimum = ptr.To(ilpv1.IntegerString("-9223372036854775808"))
+			a.Spec.Balance.Maximum = ptr.To(ilpv1.IntegerString("9223372036854775807"))
+			a.Spec.MaxPacketAmount = ptr.To(ilpv1.AmountString("18446744073709551615"))
+			a.Spec.Throughput = &ilpv1.ThroughputSpec{OutgoingAmount: ptr.To(ilpv1.AmountString("1"))}
+		}},
+		{"short numbers", func(_ *ilpv1.Connector, a *ilpv1.Account) {
+			a.Spec.Balance.Minimum = ptr.To(ilpv1.IntegerString("-0"))
+			a.Spec.Balance.Maximum = ptr.To(ilpv1.IntegerString("0"))
+			a.Spec.MaxPacketAmount = ptr.To(ilpv1.AmountString("9999999999999999999"))
+		}},
+		{"small rate, zero spread", func(c *ilpv1.Connector, _ *ilpv1.Account) {
+			c.Spec.Rates.Rates["EUR"], c.Spec.Rates.Spread = "0.000001", "0.0"
+		}},
+		{"production g. address", func(c *ilpv1.Connector, _ *ilpv1.Account) {
+			c.Spec.ILPAddress, c.Spec.Network = "g.acme", "production"
+		}},
+		{"test address without network", func(c *ilpv1.Connector, _ *ilpv1.Account) { c.Spec.Network = "" }},
+		{"Connector name of 52 characters", func(c *ilpv1.Connector, _ *ilpv1.Account) { c.Name = "c" + strings.Repeat("x-", 25) + "z" }},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, a := sampleConnector(ns), sampleAccount(ns, "acct", "alice")
+			c.Name, a.Name = fmt.Sprintf("ok%d", i), fmt.Sprintf("ok%d", i)
+			tc.mutate(c, a)
+			for _, o := range []client.Object{c, a} {
+				if err := k8s.Create(context.Background(), o, client.DryRunAll); err != nil {
+					t.Errorf("create %T %s: %v", o, o.GetName(), err)
+				}
+			}
+		})
+	}
+}
+
+// TestSettlementEngineNames checks the name rules of SettlementEngine: its Service is
+// <name>-engine, a DNS-1035 label.
+func TestSettlementEngineNames(t *testing.T) {
+	ns := namespace(t)
+	cases := []struct {
+		name string
+		want string // "" when admitted
+	}{
+		{"xrp.eu", "DNS-1035 label"},
+		{"e" + strings.Repeat("x", 56), "at most 56 characters"},
+		{"e" + strings.Repeat("x", 55), ""},
+	}
+	for _, tc := range cases {
+		eng := &ilpv1.SettlementEngine{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: tc.name},
+			Spec: ilpv1.SettlementEngineSpec{AssetCode: "XRP", AssetScale: 6, Image: "example/xrp-engine:1", Port: 3000}}
+		err := k8s.Create(context.Background(), eng, client.DryRunAll)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("create SettlementEngine %q: got %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestImmutableFields checks the transition rules; want "" marks an update that must pass.
 func TestImmutableFields(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t)
 	c, a := sampleConnector(ns), sampleAccount(ns, "bob", "alice")
-	for _, o := range []client.Object{c, a} {
+	// Two file-store Connectors: one without store.file, one with a size and a class.
+	bare, sized := sampleConnector(ns), sampleConnector(ns)
+	bare.Name, bare.Spec.Store = "bare", &ilpv1.StoreSpec{Type: ilpv1.StoreFile}
+	sized.Name, sized.Spec.Store = "sized", &ilpv1.StoreSpec{Type: ilpv1.StoreFile,
+		File: &ilpv1.FileStoreSpec{Size: ptr.To(resource.MustParse("2Gi")), StorageClassName: ptr.To("standard")}}
+	for _, o := range []client.Object{c, a, bare, sized} {
 		if err := k8s.Create(ctx, o); err != nil {
 			t.Fatal(err)
 		}
 	}
+	store := func(o client.Object) *ilpv1.StoreSpec { return o.(*ilpv1.Connector).Spec.Store }
 	cases := []struct {
+		name   string
 		obj    client.Object
 		mutate func(client.Object)
 		want   string
 	}{
-		{c, func(o client.Object) { o.(*ilpv1.Connector).Spec.ILPAddress = "test.alice2" }, "ilpAddress is immutable"},
-		{a, func(o client.Object) { o.(*ilpv1.Account).Spec.ConnectorRef = "other" }, "connectorRef is immutable"},
+		{"ilpAddress", c, func(o client.Object) { o.(*ilpv1.Connector).Spec.ILPAddress = "test.alice2" }, "ilpAddress is immutable"},
+		{"connectorRef", a, func(o client.Object) { o.(*ilpv1.Account).Spec.ConnectorRef = "other" }, "connectorRef is immutable"},
+		{"add store.file.size", bare, func(o client.Object) {
+			store(o).File = &ilpv1.FileStoreSpec{Size: ptr.To(resource.MustParse("5Gi"))}
+		}, "expand the PersistentVolumeClaim"},
+		{"add store.file.storageClassName", bare, func(o client.Object) {
+			store(o).File = &ilpv1.FileStoreSpec{StorageClassName: ptr.To("fast")}
+		}, "its storageClassName is fixed"},
+		{"change store.file.size", sized, func(o client.Object) { store(o).File.Size = ptr.To(resource.MustParse("5Gi")) }, "its size is fixed"},
+		{"remove store.file.size", sized, func(o client.Object) { store(o).File.Size = nil }, "its size is fixed"},
+		{"remove store.file", sized, func(o client.Object) { store(o).File = nil }, "its size is fixed"},
+		{"other field of a file-store Connector", sized, func(o client.Object) {
+			o.(*ilpv1.Connector).Spec.Logging = &ilpv1.LoggingSpec{Level: "debug"}
+		}, ""},
+		{"file store to memory", bare, func(o client.Object) { store(o).Type = ilpv1.StoreMemory }, ""},
 	}
 	for _, tc := range cases {
-		// The controller writes status concurrently: retry conflicts until admission answers.
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			if err := k8s.Get(ctx, client.ObjectKeyFromObject(tc.obj), tc.obj); err != nil {
-				return err
+		t.Run(tc.name, func(t *testing.T) {
+			err := tryUpdate(tc.obj, tc.mutate)
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("%T update: got %v, want %q", tc.obj, err, tc.want)
 			}
-			tc.mutate(tc.obj)
-			return k8s.Update(ctx, tc.obj)
 		})
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%T update: got %v, want %q", tc.obj, err, tc.want)
+	}
+}
+
+// TestSamplesAdmitted creates every object of config/samples (dry run): the samples must pass
+// the CRDs' validation, rules included.
+func TestSamplesAdmitted(t *testing.T) {
+	ns := namespace(t)
+	paths, err := filepath.Glob(filepath.Join(testenv.Root(), "config", "samples", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, p := range paths {
+		if filepath.Base(p) == "kustomization.yaml" {
+			continue
 		}
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
+		for i := 0; i < 100; i++ {
+			var obj unstructured.Unstructured
+			if err := dec.Decode(&obj.Object); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+			if len(obj.Object) == 0 {
+				continue
+			}
+			obj.SetNamespace(ns)
+			if err := k8s.Create(context.Background(), &obj, client.DryRunAll); err != nil {
+				t.Errorf("%s: %s %s: %v", filepath.Base(p), obj.GetKind(), obj.GetName(), err)
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatal("no objects in config/samples")
 	}
 }
 

@@ -15,13 +15,29 @@ const (
 	RelationChild  Relation = "child"
 )
 
-// IntegerString is a signed integer amount in an account's base units, written as a string
-// because amounts exceed what JSON numbers carry exactly.
+// The pattern allows up to 19 digits without leading zeros; the rule bounds the 19-digit ones
+// to int64 by comparing strings: two digit strings of the same length, without leading zeros,
+// compare as text as they do as numbers (a negative value and its bound share the "-" and
+// compare by magnitude). The rule cannot use int(self): it fails on an overflow instead of
+// returning false.
 // +kubebuilder:validation:Pattern=`^-?(0|[1-9][0-9]{0,18})$`
+// +kubebuilder:validation:MaxLength=20
+// +kubebuilder:validation:XValidation:rule="self.startsWith('-') ? (size(self) < 20 || self <= '-9223372036854775808') : (size(self) < 19 || self <= '9223372036854775807')",message="must be an integer from -9223372036854775808 to 9223372036854775807 (int64)"
+
+// IntegerString is a signed integer amount in an account's base units, written as a string
+// because amounts exceed what JSON numbers carry exactly. The runtime reads it as an int64.
 type IntegerString string
 
-// AmountString is a non-negative integer amount in base units, as a string.
-// +kubebuilder:validation:Pattern=`^(0|[1-9][0-9]{0,19})$`
+// The pattern allows up to 20 digits without leading zeros, and no 0: every AmountString field
+// (maxPacketAmount, the throughput amounts) means "no limit" when omitted, and the runtime
+// refuses 0. The rule bounds the 20-digit ones to uint64 by comparing strings, which for digit
+// strings of the same length without leading zeros orders them as numbers.
+// +kubebuilder:validation:Pattern=`^[1-9][0-9]{0,19}$`
+// +kubebuilder:validation:MaxLength=20
+// +kubebuilder:validation:XValidation:rule="size(self) < 20 || self <= '18446744073709551615'",message="must be an integer from 1 to 18446744073709551615 (uint64)"
+
+// AmountString is a positive integer amount in base units, as a string. The runtime reads it
+// as a uint64.
 type AmountString string
 
 // AccountSpec is one account of a connector: the counterparty, the link to it and its limits.

@@ -8,11 +8,14 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
+// The network rule reads an unset network as test, as the runtime does (config.Defaults):
+// otherwise a g. address without network would be admitted and then refused by every pod.
+
 // ConnectorSpec describes one ILP connector: its identity, its forwarding policy and how the
 // operator runs it. Accounts, Routes and SettlementEngines refer to it by name.
 // +kubebuilder:validation:XValidation:rule="has(self.ilpAddress) || has(self.inheritAddressFrom)",message="set ilpAddress or inheritAddressFrom"
 // +kubebuilder:validation:XValidation:rule="!has(self.ilpAddress) || !has(self.inheritAddressFrom)",message="ilpAddress and inheritAddressFrom are mutually exclusive"
-// +kubebuilder:validation:XValidation:rule="!has(self.ilpAddress) || !has(self.network) || (self.network == 'production') == self.ilpAddress.startsWith('g.')",message="a production connector needs a g. address and a test connector must not have one (RFC 34)"
+// +kubebuilder:validation:XValidation:rule="!has(self.ilpAddress) || (has(self.network) && self.network == 'production') == self.ilpAddress.startsWith('g.')",message="a production connector needs a g. address and a test connector (network unset or test) must not have one (RFC 34)"
 // +kubebuilder:validation:XValidation:rule="has(oldSelf.ilpAddress) == has(self.ilpAddress) && (!has(self.ilpAddress) || self.ilpAddress == oldSelf.ilpAddress)",message="ilpAddress is immutable: create a new Connector to change it"
 // +kubebuilder:validation:XValidation:rule="!has(self.replicas) || self.replicas <= 1 || (has(self.store) && self.store.type == 'redis')",message="replicas > 1 needs a shared store: set store.type to redis (the memory and file stores are per pod)"
 type ConnectorSpec struct {
@@ -137,6 +140,14 @@ const (
 	StoreRedis  StoreType = "redis"
 )
 
+// The file store's volume is fixed when the StatefulSet is created: its volume claim template
+// cannot change, so a new size would roll the pods and be ignored. The two transition rules
+// refuse adding, removing or changing store.file.size or store.file.storageClassName while
+// store.type stays file. They sit on StoreSpec, not FileStoreSpec: a rule there only runs when
+// the old object had store.file too, so adding it went unchecked.
+// +kubebuilder:validation:XValidation:rule="oldSelf.type != 'file' || self.type != 'file' || ((has(self.file) && has(self.file.size)) == (has(oldSelf.file) && has(oldSelf.file.size)) && (!has(self.file) || !has(self.file.size) || self.file.size == oldSelf.file.size))",message="store.file is immutable: its size is fixed when the volume is created (unset: 1Gi; a StatefulSet cannot change its volume claim template); leave store.file.size as it was, and to grow the volume expand the PersistentVolumeClaim data-<name>-0 (its StorageClass must allow volume expansion)"
+// +kubebuilder:validation:XValidation:rule="oldSelf.type != 'file' || self.type != 'file' || ((has(self.file) && has(self.file.storageClassName)) == (has(oldSelf.file) && has(oldSelf.file.storageClassName)) && (!has(self.file) || !has(self.file.storageClassName) || self.file.storageClassName == oldSelf.file.storageClassName))",message="store.file is immutable: its storageClassName is fixed when the volume is created (a StatefulSet cannot change its volume claim template); leave store.file.storageClassName as it was"
+
 // StoreSpec selects where balances and durable state live. memory loses them when a pod
 // restarts; file keeps them on a PersistentVolumeClaim per pod (the operator then runs a
 // StatefulSet); redis shares them between replicas.
@@ -154,10 +165,11 @@ type StoreSpec struct {
 }
 
 // FileStoreSpec is the PersistentVolumeClaim of the embedded file store, mounted at
-// /var/lib/ilpfleet. Immutable: a StatefulSet cannot change its volume claim template.
-// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="store.file is immutable: a StatefulSet cannot change its volume claim template"
+// /var/lib/ilpfleet. Fixed once the volume exists (rules on StoreSpec): a StatefulSet cannot
+// change its volume claim template.
 type FileStoreSpec struct {
-	// Size of the volume; unset: 1Gi.
+	// Size of the volume; unset: 1Gi. Fixed at creation: to grow the volume, expand the
+	// PersistentVolumeClaim data-<name>-0 instead.
 	// +optional
 	Size *resource.Quantity `json:"size,omitempty"`
 	// StorageClassName of the volume; unset: the cluster's default class.
@@ -300,12 +312,14 @@ type RatesSpec struct {
 	// +optional
 	Backend string `json:"backend,omitempty"`
 
-	// Spread is the fraction kept on each conversion, a decimal string: "0.002" is 0.2 %.
-	// +kubebuilder:validation:Pattern=`^(0|0?\.[0-9]+|1(\.0+)?)$`
+	// Spread is the fraction kept on each conversion, a decimal string from 0 up to but below 1:
+	// "0.002" is 0.2 %.
+	// +kubebuilder:validation:Pattern=`^(0|0?\.[0-9]+)$`
 	// +optional
 	Spread string `json:"spread,omitempty"`
 
-	// Rates maps asset codes to their value in a common unit, as decimal strings (static backend).
+	// Rates maps asset codes to their value in a common unit, as positive decimal strings
+	// (static backend).
 	// +optional
 	Rates map[string]DecimalString `json:"rates,omitempty"`
 
@@ -338,8 +352,14 @@ type ECBRatesSpec struct {
 	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
 }
 
-// DecimalString is a non-negative decimal number written as a string, never a float.
-// +kubebuilder:validation:Pattern=`^[0-9]+(\.[0-9]+)?$`
+// The pattern is an unsigned decimal (digits, optionally a point and digits) with a non-zero
+// digit before the point (first branch) or after it (second): exactly the decimals above zero,
+// which the runtime wants as it divides by the rate. A pattern rather than a CEL rule: a rule
+// on the values of an unbounded map exceeds the API server's cost budget.
+// +kubebuilder:validation:Pattern=`^([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)$`
+
+// DecimalString is a positive decimal number (an exchange rate) written as a string, never a
+// float.
 type DecimalString string
 
 // ConnectorStatus reports the connector as the operator and its pods see it.
@@ -401,7 +421,16 @@ type ConnectorPodStatus struct {
 	LastTransitionTime metav1.Time `json:"lastTransitionTime,omitempty"`
 }
 
-// Connector is one ILP connector, run by the operator as pods of the ilpfleet runtime.
+// The name rules: the operator derives <name> (Services, the Deployment or StatefulSet),
+// <name>-admin (Service) and <name>-connector (ServiceAccount, Role, RoleBinding, Lease), so
+// <name>-connector alone would allow 53; but the StatefulSet of the file store labels its pods
+// controller-revision-hash=<name>-<hash of up to 10 characters>, and a label value has at most
+// 63 (kubernetes/kubernetes#64023). The limit holds for every store: the type may change later.
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, no dots): the operator names Services after the Connector"
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 52",message="metadata.name has at most 52 characters: the operator derives <name>-connector and the StatefulSet's pod labels (<name>-<hash>) from it, which must fit 63"
+
+// Connector is one ILP connector, run by the operator as pods of the ilpfleet runtime. Its name
+// is a DNS-1035 label of at most 52 characters: the operator names Services after it.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=ilpc;ilpconn,categories=ilp
