@@ -23,7 +23,8 @@ const DefaultChildPort = 3000
 // ChildServerOptions configure a ChildServer; they mirror ilp-plugin-mini-accounts'
 // `{wsOpts: {host, port}, allowedOrigins, generateAccount}` plus what the connector supplies.
 //
-// How a child is named, as in mini-accounts with the store ilp-connector always gives it:
+// How a child is named, as in mini-accounts with the store ilp-connector always gives it (an
+// empty auth_token is refused, as there):
 //   - no auth_username (or an empty one): base64url(sha256(auth_token)), no padding;
 //   - an auth_username: that name, and the first token seen for it becomes its token; another
 //     token is refused. The binding (the token's sha256, never the token) lives in Tokens, as
@@ -150,6 +151,10 @@ func (s *ChildServer) childName(req authRequest) (name string, claimed bool, err
 	hashed := TokenAccount(req.token)
 	gen := s.opts.GenerateAccount
 	switch {
+	case len(req.token) == 0:
+		// As mini-accounts: otherwise every client without credentials would share the one
+		// account named by the hash of "", the newest connection taking its packets.
+		return "", false, errors.New("auth_token subprotocol is required (empty)")
 	case req.username == "" && gen != nil && !*gen:
 		return "", false, errors.New("auth_username subprotocol is required")
 	case req.username == "" || req.username == hashed:

@@ -1,8 +1,11 @@
 package btp
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"net"
+	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -140,6 +143,11 @@ func TestChildServerAccountModes(t *testing.T) {
 		{"generateAccount true takes the hash as username", &yes, TokenAccount([]byte("pw")), "pw", TokenAccount([]byte("pw"))},
 		{"generateAccount false requires a username", &no, "", "pw", ""},
 		{"generateAccount false with a username", &no, "dave", "pw", "dave"},
+		// mini-accounts: assert(token, 'auth_token subprotocol is required'); else every client
+		// without credentials shares the child named by sha256("").
+		{"default: empty token", nil, "", "", ""},
+		{"default: username with an empty token", nil, "erin", "", ""},
+		{"generateAccount true: empty token", &yes, "", "", ""},
 	}
 	servers := map[*bool]*ChildServer{}
 	for _, g := range []*bool{nil, &yes, &no} {
@@ -179,5 +187,63 @@ func TestChildServerNotConnected(t *testing.T) {
 	var _ link.Link = srv
 	if _, err := NewChildServer(ChildServerOptions{}); err == nil {
 		t.Error("NewChildServer without AccountAddress succeeded")
+	}
+}
+
+// upgradeStatus sends a WebSocket upgrade with the given Host and Origin (none when "") and
+// returns the HTTP status of the answer.
+func upgradeStatus(t *testing.T, addr net.Addr, host, origin string) int {
+	t.Helper()
+	c, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	req := "GET / HTTP/1.1\r\nHost: " + host + "\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+	if origin != "" {
+		req += "Origin: " + origin + "\r\n"
+	}
+	if _, err := c.Write([]byte(req + "\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode
+}
+
+// TestServerOrigins: the ChildServer refuses every browser Origin that allowedOrigins does not
+// allow (none by default), as ilp-plugin-mini-accounts, including one equal to the Host
+// header: under DNS rebinding both are the attacker's name, pointed at a local connector. The
+// PeerServer, like ilp-plugin-btp's listener, checks no Origin: its peer needs the secret.
+func TestServerOrigins(t *testing.T) {
+	child := startChildServer(t, echo, nil)
+	allowing := startChildServer(t, echo, func(o *ChildServerOptions) { o.AllowedOrigins = []string{"*.example.com"} })
+	peer := startServer(t, 0, echo, nil)
+	_, port, _ := net.SplitHostPort(child.Addr().String())
+	rebound := "attacker.example:" + port
+	tests := []struct {
+		name   string
+		addr   net.Addr
+		host   string
+		origin string
+		want   int
+	}{
+		{"child: no Origin (not a browser)", child.Addr(), rebound, "", http.StatusSwitchingProtocols},
+		{"child: Origin equal to Host (DNS rebinding)", child.Addr(), rebound, "http://" + rebound, http.StatusForbidden},
+		{"child: Origin of the listening address", child.Addr(), child.Addr().String(), "http://" + child.Addr().String(), http.StatusForbidden},
+		{"child: allowed Origin", allowing.Addr(), rebound, "https://app.example.com", http.StatusSwitchingProtocols},
+		{"child: Origin not allowed", allowing.Addr(), rebound, "https://evil.test", http.StatusForbidden},
+		{"peer: any Origin", peer.Addr(), rebound, "http://" + rebound, http.StatusSwitchingProtocols},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := upgradeStatus(t, tt.addr, tt.host, tt.origin); got != tt.want {
+				t.Errorf("status %d, want %d", got, tt.want)
+			}
+		})
 	}
 }

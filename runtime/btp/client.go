@@ -34,7 +34,8 @@ type ClientOptions struct {
 	// ReconnectInterval is a fixed wait between attempts (JS `reconnectInterval`); 0 uses a
 	// capped exponential backoff with jitter.
 	ReconnectInterval time.Duration
-	// HTTPClient dials the WebSocket (custom TLS roots for btp+wss); nil uses http.DefaultClient.
+	// HTTPClient dials the WebSocket (custom TLS roots for btp+wss); nil dials plain TCP with
+	// coalesced writes and a write timeout of PingInterval (coalesce.go).
 	HTTPClient *http.Client
 	Common
 }
@@ -47,6 +48,7 @@ type Client struct {
 	username string
 	token    string
 	core     core
+	hc       *http.Client // dials when opts.HTTPClient is nil: coalescing, write timeout PingInterval
 
 	cur     atomic.Pointer[conn]
 	events  chan error // result of each connection attempt, latest only
@@ -64,6 +66,7 @@ func NewClient(o ClientOptions) (*Client, error) {
 	}
 	c := &Client{opts: o, wsURL: wsURL, username: user, token: token, events: make(chan error, 1)}
 	c.core.init(o.Common)
+	c.hc = newCoalescingHTTPClient(c.core.PingInterval)
 	return c, nil
 }
 
@@ -200,7 +203,7 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 	defer cancel()
 	hc := c.opts.HTTPClient
 	if hc == nil {
-		hc = coalescingHTTPClient
+		hc = c.hc
 	}
 	wc, err := ws.Dial(ctx, c.wsURL, hc)
 	if err != nil {
@@ -222,7 +225,7 @@ func (c *Client) auth(ctx context.Context, cn *conn) error {
 		{Name: ProtocolAuthUsername, ContentType: ContentText, Data: []byte(c.username)},
 		{Name: ProtocolAuthToken, ContentType: ContentText, Data: []byte(c.token)},
 	}}
-	if err := cn.writeFrame(&f); err != nil {
+	if err := cn.writeFrame(ctx, &f); err != nil {
 		return fmt.Errorf("btp: send auth: %w", err)
 	}
 	msg, err := readWithin(ctx, cn.ws)

@@ -2,21 +2,30 @@ package btp
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/ilpfleet/ilpfleet/runtime/btp/internal/ws"
 )
 
 // Write coalescing. The WebSocket layer (package ws) hands every frame to the connection in
 // its own Write, under its write lock; written straight to the socket, at high concurrency the
 // connection would spend most of its CPU in one syscall per small frame. coalescingConn sits
-// under that layer: a Write copies the
-// bytes into a pending buffer and returns, and one flusher goroutine per burst writes whatever
-// accumulated meanwhile, in one write(2) per round. Frames keep their order (one FIFO
-// buffer); a connection that stops reading fills the buffer up to maxPending, and then Writes
-// block as they did before, so memory stays bounded and the pinger still catches a dead peer.
+// under that layer: a Write copies the bytes into a pending buffer and returns, and one
+// flusher goroutine per burst writes whatever accumulated meanwhile, in one write(2) per
+// round. Frames keep their order (one FIFO buffer); a connection that stops reading fills the
+// buffer up to maxPending, and then Writes block, so memory stays bounded.
+//
+// A peer that stops reading for good must not hold those Writes (and the WebSocket write lock
+// with them) forever: the flusher's writes have a deadline, writeTimeout without progress, and
+// a write that fails or times out closes the socket, which fails every Write and the reader.
+// A blocked Write also gives up when the WebSocket layer cancels it (WriteCancel: a Send whose
+// packet expires), having taken nothing.
 const (
 	maxPending        = 1 << 20     // bytes buffered before Write blocks
 	keepBuffer        = 64 << 10    // larger buffers are dropped after a burst, not kept per connection
@@ -25,30 +34,41 @@ const (
 
 type coalescingConn struct {
 	net.Conn
+	// writeTimeout bounds a socket write that makes no progress: the link's ping interval,
+	// the time in which a live peer answers a ping, so a peer that takes none of our bytes
+	// for that long is as dead as one that misses a pong. 0: no deadline.
+	writeTimeout time.Duration
 
 	mu       sync.Mutex
-	cond     sync.Cond // signalled when a flush round ends
-	buf      []byte    // bytes waiting for the flusher
-	spare    []byte    // the flusher's previous buffer, reused
-	flushing bool      // a flusher goroutine is running
+	wake     chan struct{} // closed when a flush round ends or the connection closes; made by a waiter
+	buf      []byte        // bytes waiting for the flusher
+	spare    []byte        // the flusher's previous buffer, reused
+	flushing bool          // a flusher goroutine is running
 	closed   bool
-	err      error // first write error: every later Write returns it
+	err      error     // first write error: every later Write returns it
+	rearmAt  time.Time // when the flusher next moves the socket's write deadline on
 }
 
-func newCoalescingConn(c net.Conn) *coalescingConn {
-	cc := &coalescingConn{Conn: c}
-	cc.cond.L = &cc.mu
-	return cc
+var _ ws.CancelWriter = (*coalescingConn)(nil)
+
+func newCoalescingConn(c net.Conn, writeTimeout time.Duration) *coalescingConn {
+	return &coalescingConn{Conn: c, writeTimeout: writeTimeout}
 }
 
 // Write queues p and returns at once, unless maxPending bytes are already waiting. A write
 // error of the flusher is returned by the next Write (the connection is dead either way; its
 // reader sees the failure too).
-func (c *coalescingConn) Write(p []byte) (int, error) {
+func (c *coalescingConn) Write(p []byte) (int, error) { return c.WriteCancel(p, nil) }
+
+// WriteCancel is Write that gives up waiting for buffer space when cancel is closed: it then
+// returns ws.ErrWriteCanceled and has queued nothing.
+func (c *coalescingConn) WriteCancel(p []byte, cancel <-chan struct{}) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for c.err == nil && !c.closed && len(c.buf) >= maxPending {
-		c.cond.Wait()
+		if !c.wait(cancel) {
+			return 0, ws.ErrWriteCanceled
+		}
 	}
 	switch {
 	case c.err != nil:
@@ -64,6 +84,31 @@ func (c *coalescingConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// wait releases c.mu until the next flush round ends or the connection closes (true), or
+// cancel is closed (false), and takes it again.
+func (c *coalescingConn) wait(cancel <-chan struct{}) bool {
+	if c.wake == nil {
+		c.wake = make(chan struct{})
+	}
+	wake := c.wake
+	c.mu.Unlock()
+	defer c.mu.Lock()
+	select {
+	case <-wake:
+		return true
+	case <-cancel:
+		return false
+	}
+}
+
+// broadcast wakes every waiter; c.mu is held.
+func (c *coalescingConn) broadcast() {
+	if c.wake != nil {
+		close(c.wake)
+		c.wake = nil
+	}
+}
+
 // flush writes the pending bytes until none are left, swapping buffers so that Writes can
 // append while the previous batch is in the kernel.
 func (c *coalescingConn) flush() {
@@ -76,8 +121,9 @@ func (c *coalescingConn) flush() {
 	for len(c.buf) > 0 && c.err == nil {
 		b := c.buf
 		c.buf = c.spare[:0]
+		c.armDeadline(false)
 		c.mu.Unlock()
-		_, err := c.Conn.Write(b)
+		err := c.writeOut(b)
 		c.mu.Lock()
 		if cap(b) <= keepBuffer {
 			c.spare = b[:0]
@@ -86,41 +132,91 @@ func (c *coalescingConn) flush() {
 		}
 		if err != nil {
 			c.err = err
+			// The peer stopped reading or the socket broke, maybe in the middle of a frame:
+			// close it, so that the reader and every writer see the failure now.
+			_ = c.Conn.Close()
 		}
-		c.cond.Broadcast()
+		c.broadcast()
 	}
 	if cap(c.buf) > keepBuffer {
 		c.buf = nil
 	}
 	c.flushing = false
-	c.cond.Broadcast()
+	c.broadcast()
 	c.mu.Unlock()
 }
 
+// armDeadline moves the socket's write deadline writeTimeout ahead; c.mu is held. Unless
+// forced, it does so only once half of the previous one has passed, so that a busy connection
+// pays for it once per writeTimeout/2, not per round: a write then fails after at least
+// writeTimeout/2 without progress. Once Close set its own deadline, it is left alone.
+func (c *coalescingConn) armDeadline(force bool) {
+	if c.writeTimeout <= 0 || c.closed {
+		return
+	}
+	now := time.Now()
+	if !force && now.Before(c.rearmAt) {
+		return
+	}
+	_ = c.Conn.SetWriteDeadline(now.Add(c.writeTimeout))
+	c.rearmAt = now.Add(c.writeTimeout / 2)
+}
+
+// writeOut writes b to the socket. A write that times out after some progress (a peer that
+// reads, slowly) goes on with a new deadline; one without progress fails.
+func (c *coalescingConn) writeOut(b []byte) error {
+	for { // each iteration but the last writes at least one byte of b: bounded by len(b)
+		n, err := c.Conn.Write(b)
+		if err == nil || n == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+		b = b[n:]
+		c.mu.Lock()
+		closing := c.closed
+		c.armDeadline(true)
+		c.mu.Unlock()
+		if closing { // Close's deadline is the last one
+			return err
+		}
+	}
+}
+
 // Close lets the pending bytes drain (at most closeFlushTimeout) and closes the connection.
+// Waiting Writes return at once.
 func (c *coalescingConn) Close() error {
 	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return net.ErrClosed
+	}
 	c.closed = true
+	c.broadcast()
 	if c.flushing {
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 		for c.flushing {
-			c.cond.Wait()
+			c.wait(nil)
 		}
 	}
-	c.cond.Broadcast()
+	failed := c.err != nil // the flusher closed the socket already
 	c.mu.Unlock()
+	if failed {
+		return nil
+	}
 	return c.Conn.Close()
 }
 
 // coalescingListener wraps every accepted connection.
-type coalescingListener struct{ net.Listener }
+type coalescingListener struct {
+	net.Listener
+	writeTimeout time.Duration
+}
 
 func (l coalescingListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return c, err
 	}
-	return newCoalescingConn(c), nil
+	return newCoalescingConn(c, l.writeTimeout), nil
 }
 
 // dialTimeout bounds a TCP connect of a Client. A peer that is up answers within a round trip;
@@ -129,9 +225,10 @@ func (l coalescingListener) Accept() (net.Conn, error) {
 // again, beats waiting out the whole response timeout (35 s) on it.
 var dialTimeout = 5 * time.Second
 
-// coalescingHTTPClient dials plain WebSocket connections whose writes coalesce; it is what a
-// Client uses when ClientOptions.HTTPClient is nil. (A caller's own HTTPClient is used as it is.)
-var coalescingHTTPClient = func() *http.Client {
+// newCoalescingHTTPClient dials plain WebSocket connections whose writes coalesce, with the
+// given write timeout; a Client uses one of its own when ClientOptions.HTTPClient is nil. (A
+// caller's own HTTPClient is used as it is.)
+func newCoalescingHTTPClient(writeTimeout time.Duration) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		d := net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second} // KeepAlive as http.DefaultTransport's
@@ -139,7 +236,7 @@ var coalescingHTTPClient = func() *http.Client {
 		if err != nil {
 			return c, err
 		}
-		return newCoalescingConn(c), nil
+		return newCoalescingConn(c, writeTimeout), nil
 	}
 	return &http.Client{Transport: t}
-}()
+}

@@ -6,13 +6,23 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ilpfleet/ilpfleet/internal/testwait"
+	"github.com/ilpfleet/ilpfleet/runtime/btp/internal/ws"
 )
 
-// tcpPair returns both ends of a loopback TCP connection, the client end coalescing.
+// tcpPair returns both ends of a loopback TCP connection, the client end coalescing with no
+// write timeout.
 func tcpPair(t *testing.T) (*coalescingConn, net.Conn) {
+	t.Helper()
+	return tcpPairTimeout(t, 0)
+}
+
+func tcpPairTimeout(t *testing.T, writeTimeout time.Duration) (*coalescingConn, net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -33,7 +43,7 @@ func tcpPair(t *testing.T) (*coalescingConn, net.Conn) {
 		t.Fatal("accept failed")
 	}
 	t.Cleanup(func() { c.Close(); s.Close() })
-	return newCoalescingConn(c), s
+	return newCoalescingConn(c, writeTimeout), s
 }
 
 // TestCoalescingKeepsEveryWriteInOrder: concurrent writers, each write arrives whole and each
@@ -136,5 +146,96 @@ func TestCoalescingCloseDrains(t *testing.T) {
 	}
 	if _, err := cc.Write([]byte("late")); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("write after close: %v", err)
+	}
+}
+
+// TestCoalescingWriteTimeoutClosesSocket: a peer that takes none of our bytes for the write
+// timeout fails the connection by itself (no Close, no pinger): the blocked Write and every
+// later one return the error, and the socket is closed, so its reader ends too.
+func TestCoalescingWriteTimeoutClosesSocket(t *testing.T) {
+	cc, peer := tcpPairTimeout(t, 100*time.Millisecond)
+	blocked := make(chan error, 1)
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for range 10000 { // far more than the socket buffers and maxPending hold
+			if _, err := cc.Write(chunk); err != nil {
+				blocked <- err
+				return
+			}
+		}
+		blocked <- nil
+	}()
+	select {
+	case err := <-blocked:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("blocked Write = %v, want the write deadline's error", err)
+		}
+	case <-time.After(20 * time.Second): // failure bound only
+		t.Fatal("a Write blocked on a peer that reads nothing never failed")
+	}
+	if _, err := cc.Write([]byte("x")); err == nil {
+		t.Error("Write after the write timeout succeeded")
+	}
+	if _, err := cc.Conn.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("own Read after the write timeout = %v, want net.ErrClosed (socket closed)", err)
+	}
+	_ = peer
+	if err := cc.Close(); err != nil {
+		t.Errorf("Close after the write timeout = %v", err)
+	}
+}
+
+// stuckConn is a socket whose writes block until a write deadline is set (Close sets one).
+type stuckConn struct {
+	net.Conn // nil: only what coalescingConn uses is implemented
+	once     sync.Once
+	unstuck  chan struct{}
+}
+
+func (s *stuckConn) Write([]byte) (int, error) { <-s.unstuck; return 0, os.ErrDeadlineExceeded }
+func (s *stuckConn) SetWriteDeadline(time.Time) error {
+	s.once.Do(func() { close(s.unstuck) })
+	return nil
+}
+func (s *stuckConn) Close() error { return nil }
+
+// TestCoalescingWriteCancel: a Write waiting for buffer space gives up when cancelled, having
+// queued nothing, and leaves the connection as it was.
+func TestCoalescingWriteCancel(t *testing.T) {
+	cc := newCoalescingConn(&stuckConn{unstuck: make(chan struct{})}, 0)
+	chunk := make([]byte, 64<<10)
+	if _, err := cc.Write(chunk); err != nil {
+		t.Fatal(err)
+	}
+	testwait.Eventually(t, "the flusher stuck with the first chunk", 4000, func() bool {
+		cc.mu.Lock()
+		defer cc.mu.Unlock()
+		return len(cc.buf) == 0
+	})
+	for range maxPending / len(chunk) { // fill the buffer exactly: the next Write waits
+		if _, err := cc.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cc.mu.Lock()
+	before := len(cc.buf)
+	cc.mu.Unlock()
+	if before < maxPending {
+		t.Fatalf("%d bytes pending; the test wants a full buffer", before)
+	}
+	cancel := make(chan struct{})
+	close(cancel)
+	if n, err := cc.WriteCancel([]byte("late"), cancel); n != 0 || !errors.Is(err, ws.ErrWriteCanceled) {
+		t.Fatalf("WriteCancel = %d, %v; want 0, ws.ErrWriteCanceled", n, err)
+	}
+	cc.mu.Lock()
+	after, err := len(cc.buf), cc.err
+	cc.mu.Unlock()
+	if after != before || err != nil {
+		t.Errorf("after a cancelled write: %d bytes pending (were %d), error %v", after, before, err)
+	}
+	_ = cc.Close()
+	if _, err := cc.Write(chunk); err == nil {
+		t.Error("Write after Close succeeded")
 	}
 }

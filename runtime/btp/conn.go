@@ -27,6 +27,7 @@ const (
 // MoneyHandler receives the Transfer frames of a peer: amount in the unit agreed out of band
 // and the side protocols that came with it. from is the child's address on a ChildServer and ""
 // elsewhere. A nil error answers the peer with an empty Response, an error with a BTP Error.
+// Without one, a link refuses every Transfer (see errNoMoney).
 type MoneyHandler func(ctx context.Context, from ilp.Address, amount uint64, protocols []ProtocolData) error
 
 // Error is a BTP Error frame received from the peer: a transport-level failure, not an ILP Reject.
@@ -50,9 +51,9 @@ var ErrClosed = errors.New("btp: connection closed")
 // Common holds the settings every link shares. Zero values take the defaults above.
 type Common struct {
 	ResponseTimeout time.Duration      // how long Send waits for an answer (JS responseTimeout)
-	PingInterval    time.Duration      // WebSocket ping period; a ping unanswered in one period closes the connection
+	PingInterval    time.Duration      // WebSocket ping period; a ping unanswered (or unsent) in one period closes the connection, and so does a socket write without progress for about as long
 	MaxInFlight     int                // concurrent incoming requests per connection before T00 BTP Errors
-	Money           MoneyHandler       // Transfer frames; nil accepts and ignores them
+	Money           MoneyHandler       // Transfer frames; nil refuses them (F00), as ilp-plugin-btp
 	Address         func() ilp.Address // this connector's address: triggeredBy of Rejects the link makes
 	Logger          *slog.Logger       // nil: slog.Default()
 }
@@ -304,12 +305,19 @@ func (cn *conn) serveRequest(typ byte, msg []byte) {
 	cn.serveILP(f.RequestID, f.Protocols[0].Data)
 }
 
+// errNoMoney answers a Transfer on a link without a MoneyHandler, in ilp-plugin-btp's words
+// (its _handleMoney, lower-cased as Go errors are): an empty Response would tell the peer that
+// it paid while nothing took the amount into account.
+var errNoMoney = errors.New("no sendMoney functionality is included in this module")
+
 func (cn *conn) serveTransfer(f *Frame) {
+	err := errNoMoney
 	if cn.core.Money != nil {
-		if err := cn.core.Money(cn.ctx, cn.from, f.Amount, f.Protocols); err != nil {
-			cn.replyError(f.RequestID, "F00", "NotAcceptedError", err.Error())
-			return
-		}
+		err = cn.core.Money(cn.ctx, cn.from, f.Amount, f.Protocols)
+	}
+	if err != nil {
+		cn.replyError(f.RequestID, "F00", "NotAcceptedError", err.Error())
+		return
 	}
 	cn.reply(f.RequestID, nil)
 }
@@ -323,7 +331,7 @@ func (cn *conn) serveILP(id uint32, data []byte) {
 	} else {
 		answer = cn.handle(p)
 	}
-	if err := cn.writePacket(TypeResponse, id, answer); err != nil {
+	if err := cn.writePacket(cn.ctx, TypeResponse, id, answer); err != nil {
 		cn.core.Logger.Debug("btp: cannot send the answer to a Prepare", "requestId", id, "error", err)
 	}
 }
@@ -355,14 +363,14 @@ func (cn *conn) handle(p *ilp.Prepare) encoding.BinaryAppender {
 // reply sends a Response with the given entries.
 func (cn *conn) reply(id uint32, ps []ProtocolData) {
 	f := Frame{Type: TypeResponse, RequestID: id, Protocols: ps}
-	if err := cn.writeFrame(&f); err != nil {
+	if err := cn.writeFrame(cn.ctx, &f); err != nil {
 		cn.core.Logger.Debug("btp: cannot send a response", "requestId", id, "error", err)
 	}
 }
 
 func (cn *conn) replyError(id uint32, code, name, data string) {
 	f := Frame{Type: TypeError, RequestID: id, Code: code, Name: name, TriggeredAt: time.Now(), ErrorData: []byte(data)}
-	if err := cn.writeFrame(&f); err != nil {
+	if err := cn.writeFrame(cn.ctx, &f); err != nil {
 		cn.core.Logger.Debug("btp: cannot send an error", "requestId", id, "error", err)
 	}
 }
@@ -379,7 +387,7 @@ func putBuf(b *[]byte) {
 	}
 }
 
-func (cn *conn) writeFrame(f *Frame) error {
+func (cn *conn) writeFrame(ctx context.Context, f *Frame) error {
 	bp := getBuf()
 	defer putBuf(bp)
 	b, err := AppendFrame((*bp)[:0], f)
@@ -387,11 +395,11 @@ func (cn *conn) writeFrame(f *Frame) error {
 	if err != nil {
 		return err
 	}
-	return cn.write(b)
+	return cn.write(ctx, b)
 }
 
 // writePacket sends an ILP packet as the only `ilp` entry of a frame.
-func (cn *conn) writePacket(typ byte, id uint32, pkt encoding.BinaryAppender) error {
+func (cn *conn) writePacket(ctx context.Context, typ byte, id uint32, pkt encoding.BinaryAppender) error {
 	bp := getBuf()
 	defer putBuf(bp)
 	b, err := appendILPFrame((*bp)[:0], typ, id, pkt)
@@ -399,16 +407,18 @@ func (cn *conn) writePacket(typ byte, id uint32, pkt encoding.BinaryAppender) er
 	if err != nil {
 		return err
 	}
-	return cn.write(b)
+	return cn.write(ctx, b)
 }
 
-// write sends one frame. Writes use no deadline of their own: a peer that stops reading is
-// caught by the pinger, whose failure closes the connection and so unblocks the write.
-func (cn *conn) write(b []byte) error {
+// write sends one frame, or gives up when ctx ends first (a peer that stops reading fills the
+// buffers below and makes writes wait): a Send ends at its packet's expiry, an answer at the
+// link's Close. The connection itself is dropped by the socket's write deadline (coalesce.go)
+// or the pinger, whichever comes first.
+func (cn *conn) write(ctx context.Context, b []byte) error {
 	if cn.isClosed() {
 		return cn.closedErr()
 	}
-	return cn.ws.Write(ws.Binary, b)
+	return cn.ws.WriteContext(ctx, ws.Binary, b)
 }
 
 func (cn *conn) closedErr() error {
@@ -470,10 +480,10 @@ func (cn *conn) request(ctx context.Context, typ byte, pkt encoding.BinaryAppend
 		return nil, err
 	}
 	if pkt != nil {
-		err = cn.writePacket(typ, id, pkt)
+		err = cn.writePacket(ctx, typ, id, pkt)
 	} else {
 		f.RequestID = id
-		err = cn.writeFrame(f)
+		err = cn.writeFrame(ctx, f)
 	}
 	if err != nil {
 		cn.release(id, c)

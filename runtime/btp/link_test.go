@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -476,4 +478,140 @@ func TestParseServerURL(t *testing.T) {
 			t.Errorf("error %q leaks the token", err)
 		}
 	}
+}
+
+// TestTransferRefusedWithoutMoneyHandler: the connector builds its BTP links without a Money
+// hook; such a link must not answer a Transfer with an empty Response ("paid") while nothing
+// books the amount. ilp-plugin-btp (and mini-accounts) answer F00 NotAcceptedError.
+func TestTransferRefusedWithoutMoneyHandler(t *testing.T) {
+	srv := startServer(t, 0, echo, nil) // quiet(): Address and Logger only, as the connector
+	ws := rawDial(t, srv.Addr())
+	writeFrame(t, ws, &Frame{Type: TypeMessage, RequestID: 1, Protocols: []ProtocolData{
+		{Name: "auth", Data: []byte{}}, {Name: "auth_token", Data: []byte("s3cret")}}})
+	if ans, err := readFrame(t, ws); err != nil || ans.Type != TypeResponse {
+		t.Fatalf("auth answer %+v, %v", ans, err)
+	}
+	writeFrame(t, ws, &Frame{Type: TypeTransfer, RequestID: 2, Amount: 1000000,
+		Protocols: []ProtocolData{{Name: "paychan", Data: []byte{1}}}})
+	ans, err := readFrame(t, ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ans.Type != TypeError || ans.RequestID != 2 || ans.Code != "F00" || ans.Name != "NotAcceptedError" {
+		t.Fatalf("Transfer with no money handler answered %+v; want a BTP Error F00 NotAcceptedError", ans)
+	}
+}
+
+// dialNoRead opens a raw WebSocket with a tiny receive buffer; the caller never reads from it
+// after the auth answer.
+func dialNoRead(t *testing.T, addr net.Addr) (*websocket.Conn, *net.TCPConn) {
+	t.Helper()
+	var tcp *net.TCPConn
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, a)
+		if err == nil {
+			tcp = c.(*net.TCPConn)
+			_ = tcp.SetReadBuffer(4096)
+		}
+		return c, err
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws://"+addr.String()+"/", &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws.SetReadLimit(-1)
+	t.Cleanup(func() { _ = tcp.Close() })
+	return ws, tcp
+}
+
+// stalledChild starts a ChildServer (with mod applied), connects a child that sends n
+// Prepares whose 32 kB answers the server writes only once all n handlers run, and then
+// reads nothing: the server's writes fill every buffer and block. It returns the server and
+// the child's connection as the server sees it.
+func stalledChild(t *testing.T, n int, mod func(*ChildServerOptions)) (*ChildServer, *conn) {
+	t.Helper()
+	var entered atomic.Int32
+	gate := make(chan struct{})
+	big := make([]byte, 32000)
+	srv := startChildServer(t, func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+		if entered.Add(1) == int32(n) {
+			close(gate)
+		}
+		<-gate
+		return &ilp.Fulfill{Fulfillment: preimage, Data: big}, nil
+	}, mod)
+	ws, _ := dialNoRead(t, srv.Addr())
+	writeFrame(t, ws, &Frame{Type: TypeMessage, RequestID: 1, Protocols: []ProtocolData{
+		{Name: "auth", Data: []byte{}}, {Name: "auth_token", Data: []byte("child")}}})
+	if ans, err := readFrame(t, ws); err != nil || ans.Type != TypeResponse {
+		t.Fatalf("auth answer %+v, %v", ans, err)
+	}
+	srv.mu.RLock()
+	cn := srv.children[TokenAccount([]byte("child"))][0]
+	srv.mu.RUnlock()
+	pkt, _ := prepare("test.elsewhere", "x").MarshalBinary()
+	for i := range n {
+		writeFrame(t, ws, &Frame{Type: TypeMessage, RequestID: uint32(100 + i), Protocols: []ProtocolData{{Name: "ilp", Data: pkt}}})
+	}
+	// n answers of 32 kB are far more than the socket buffers and maxPending take, so most
+	// handlers stay blocked writing for as long as the connection lives.
+	testwait.Eventually(t, "every handler entered", 4000, func() bool { return entered.Load() == int32(n) })
+	return srv, cn
+}
+
+// closeWithin runs Close and fails the test if it does not return in 20 s (a failure bound,
+// not a measure: it returns in a few seconds).
+func closeWithin(t *testing.T, srv *ChildServer) {
+	t.Helper()
+	closed := make(chan struct{})
+	go func() { srv.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("ChildServer.Close did not return in 20 s with a child that stopped reading")
+	}
+}
+
+// TestStalledPeerIsDropped: a child that stops reading blocks every writer of its connection
+// (answers, pings); the socket's write timeout or the pinger must drop it, and Close return.
+func TestStalledPeerIsDropped(t *testing.T) {
+	srv, _ := stalledChild(t, 600, func(o *ChildServerOptions) { o.PingInterval = time.Second })
+	// A working pinger or write deadline drops the child within a few ping periods.
+	testwait.Eventually(t, "the stalled child dropped", 4000, func() bool { return !srv.Connected() })
+	closeWithin(t, srv)
+}
+
+// TestSendToStalledPeerEndsAtDeadline: with the link wedged (and the pinger far away), a Send
+// ends at its context's deadline instead of waiting for the write lock, and Close returns:
+// its close handshake is bounded even though the close frame cannot be written.
+func TestSendToStalledPeerEndsAtDeadline(t *testing.T) {
+	srv, cn := stalledChild(t, 600, func(o *ChildServerOptions) { o.PingInterval = time.Hour })
+	testwait.Eventually(t, "the answers' writes blocked", 4000, func() bool { return cn.inFlight.Load() < 600 })
+	const sends = 20
+	errs := make(chan error, sends)
+	for range sends {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			_, err := srv.Send(ctx, prepare(cn.from+".x", ""))
+			errs <- err
+		}()
+	}
+	for range sends {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("Send to a wedged child = %v, want context.DeadlineExceeded", err)
+			}
+		case <-time.After(20 * time.Second): // failure bound only
+			t.Fatal("a Send to a wedged child did not end at its deadline")
+		}
+	}
+	if !srv.Connected() {
+		t.Error("child dropped: the test wants a wedged, still connected link")
+	}
+	closeWithin(t, srv)
 }

@@ -21,7 +21,7 @@ import (
 // as in JS; tests and single-host setups pass "127.0.0.1".
 
 // authRequest is the first frame of a connection once checked: RFC 23 wants a Message whose
-// primary entry is `auth`, with an `auth_token` entry (possibly empty).
+// primary entry is `auth`, with an `auth_token` entry (possibly empty: admit decides).
 type authRequest struct {
 	id       uint32
 	token    []byte
@@ -90,7 +90,7 @@ func (s *wsServer) listen() error {
 	s.core.wg.Add(1)
 	go func() {
 		defer s.core.wg.Done()
-		if err := s.srv.Serve(coalescingListener{ln}); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.srv.Serve(coalescingListener{ln, s.core.PingInterval}); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.core.Logger.Error("btp: listener stopped", "addr", ln.Addr(), "error", err)
 		}
 	}()
@@ -136,7 +136,7 @@ func (s *wsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cn.ready = make(chan struct{})
 	s.attach(cn)
 	defer s.detach(cn)
-	err = cn.writeFrame(&Frame{Type: TypeResponse, RequestID: req.id})
+	err = cn.writeFrame(cn.ctx, &Frame{Type: TypeResponse, RequestID: req.id})
 	close(cn.ready)
 	if err != nil {
 		cn.close(err, 0, "")

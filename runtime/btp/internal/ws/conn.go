@@ -4,10 +4,15 @@
 // and no more: no extensions (permessage-deflate is never negotiated), no subprotocols.
 //
 // It exists for speed. A connection has exactly one reader, which reads whole messages into a
-// buffer the caller reuses and takes no lock; writers take one mutex and hand each frame to
+// buffer the caller reuses and takes no lock; writers take one lock and hand each frame to
 // the underlying connection in one Write (BTP's coalescing connection batches them into few
-// system calls). A general-purpose library pays for channel-based locks, a Reader per message
-// and context plumbing on every message, about a fifth of a BTP connector's CPU at full load.
+// system calls). A general-purpose library pays for a Reader per message and context plumbing
+// on every message, about a fifth of a BTP connector's CPU at full load.
+//
+// A peer that stops reading must not wedge the connection: a writer waiting for the write lock
+// gives up when its context ends or the connection is closed, a writer inside the underlying
+// Write is released by a CancelWriter's cancel channel or by closing the connection, a failed
+// write closes the connection, and Close bounds its whole handshake by closeTimeout.
 package ws
 
 import (
@@ -81,9 +86,20 @@ func CloseStatus(err error) StatusCode {
 // connection is then failed with status 1009.
 var ErrMessageTooBig = errors.New("ws: message larger than the read limit")
 
-// ErrClosed is wrapped by the error of a write after the close frame was sent, and of a Read
-// that races Close.
+// ErrClosed is wrapped by the error of a write after the close frame was sent or the
+// connection closed, and of a Read that races Close.
 var ErrClosed = errors.New("ws: connection closed")
+
+// ErrWriteCanceled is what a CancelWriter's WriteCancel returns when cancel closed before it
+// took any of p.
+var ErrWriteCanceled = errors.New("ws: write canceled")
+
+// CancelWriter is an underlying connection whose Write may wait (for buffer space) and can
+// give up that wait when cancel is closed, having written nothing: the frame boundaries stay
+// intact and the connection usable. WriteContext and Ping use it to end at their context.
+type CancelWriter interface {
+	WriteCancel(p []byte, cancel <-chan struct{}) (int, error)
+}
 
 // ProtocolError is a peer's violation of RFC 6455; the connection is failed with status 1002
 // (or 1007 for text that is not UTF-8).
@@ -125,7 +141,11 @@ type Conn struct {
 	reading  atomic.Bool
 	readDone chan struct{} // closed once reading has ended (close frame or error)
 
-	wmu       sync.Mutex
+	// wlock is the write lock, a channel (capacity 1) rather than a mutex so that a writer
+	// waiting behind one stuck on a peer that does not read can give up at its context's end
+	// or at CloseNow. It guards the fields below.
+	wlock     chan struct{}
+	cw        CancelWriter // rwc when it is one, else nil
 	wbuf      []byte
 	closeSent bool
 	werr      error
@@ -136,8 +156,9 @@ type Conn struct {
 }
 
 func newConn(rwc io.ReadWriteCloser, br *bufio.Reader, client bool) *Conn {
+	cw, _ := rwc.(CancelWriter)
 	return &Conn{
-		br: br, rwc: rwc, client: client, readLimit: DefaultReadLimit,
+		br: br, rwc: rwc, client: client, readLimit: DefaultReadLimit, wlock: make(chan struct{}, 1), cw: cw,
 		readDone: make(chan struct{}), pong: make(chan struct{}, 1), closed: make(chan struct{}),
 	}
 }
@@ -297,8 +318,8 @@ func (c *Conn) control(h header) error {
 	}
 	switch h.opcode {
 	case opPing:
-		// A failed pong write shows up at the next write or read; the ping is answered or moot.
-		_ = c.writeFrame(opPong, p)
+		// A failed pong write closes the connection, which the next read reports.
+		_ = c.writeFrame(context.Background(), opPong, p)
 	case opPong:
 		select {
 		case c.pong <- struct{}{}:
@@ -354,18 +375,55 @@ func (c *Conn) failOn(err error) {
 	}
 }
 
-// Write sends p as one message of type typ, in one frame.
+// Write sends p as one message of type typ, in one frame. It waits as long as the write
+// takes: until the underlying connection takes the frame, fails, or is closed.
 func (c *Conn) Write(typ MessageType, p []byte) error {
+	return c.WriteContext(context.Background(), typ, p)
+}
+
+// WriteContext is Write that gives up when ctx ends before the frame is handed over (waiting
+// for the write lock, or inside a CancelWriter): it then returns ctx's error and the
+// connection stays usable. Once the frame is handed over it is sent whatever ctx does.
+func (c *Conn) WriteContext(ctx context.Context, typ MessageType, p []byte) error {
 	if typ != Text && typ != Binary {
 		return fmt.Errorf("ws: cannot write a message of type %d", typ)
 	}
-	return c.writeFrame(byte(typ), p)
+	return c.writeFrame(ctx, byte(typ), p)
 }
 
+// lockWrite takes the write lock, or gives up when ctx ends or the connection is closed.
+func (c *Conn) lockWrite(ctx context.Context) error {
+	select { // uncontended: no second select, no context touched
+	case c.wlock <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case c.wlock <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.closed:
+		return fmt.Errorf("%w: closed while waiting to write", ErrClosed)
+	}
+}
+
+func (c *Conn) unlockWrite() { <-c.wlock }
+
 // writeFrame encodes one whole frame into the connection's buffer and writes it at once.
-func (c *Conn) writeFrame(opcode byte, p []byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
+func (c *Conn) writeFrame(ctx context.Context, opcode byte, p []byte) error {
+	if err := c.lockWrite(ctx); err != nil {
+		return err
+	}
+	defer c.unlockWrite()
+	return c.writeLocked(ctx, opcode, p)
+}
+
+// writeLocked writes one frame under the write lock. A write that fails closes the
+// connection: a frame may be cut in two, and a peer that stopped reading (the usual cause,
+// through a write deadline of the connection below) must not keep it, its reader and the
+// goroutines waiting on it.
+func (c *Conn) writeLocked(ctx context.Context, opcode byte, p []byte) error {
 	switch {
 	case c.werr != nil:
 		return c.werr
@@ -373,15 +431,25 @@ func (c *Conn) writeFrame(opcode byte, p []byte) error {
 		return fmt.Errorf("%w: close frame already sent", ErrClosed)
 	}
 	b := appendFrame(c.wbuf[:0], opcode, p, c.client)
-	if opcode == opClose {
-		c.closeSent = true
+	var err error
+	if done := ctx.Done(); done != nil && c.cw != nil {
+		_, err = c.cw.WriteCancel(b, done)
+	} else {
+		_, err = c.rwc.Write(b)
 	}
-	_, err := c.rwc.Write(b)
 	if cap(b) <= keepWriteBuffer {
 		c.wbuf = b[:0]
 	}
-	if err != nil {
+	switch {
+	case err == nil:
+		if opcode == opClose {
+			c.closeSent = true
+		}
+	case errors.Is(err, ErrWriteCanceled): // nothing written: the connection is intact
+		return ctx.Err()
+	default:
 		c.werr = err
+		_ = c.CloseNow()
 	}
 	return err
 }
@@ -446,27 +514,25 @@ func (c *Conn) writeClose(code StatusCode, reason string) error {
 		p = binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(reason)), uint16(code))
 		p = append(p, reason...)
 	}
-	c.wmu.Lock()
-	sent := c.closeSent
-	c.wmu.Unlock()
-	if sent {
+	if err := c.lockWrite(context.Background()); err != nil {
+		return err // closed while a writer held the lock: no close frame any more
+	}
+	defer c.unlockWrite()
+	if c.closeSent { // another goroutine's close frame went first
 		return nil
 	}
-	err := c.writeFrame(opClose, p)
-	if errors.Is(err, ErrClosed) { // another goroutine's close frame went first
-		return nil
-	}
-	return err
+	return c.writeLocked(context.Background(), opClose, p)
 }
 
-// Ping sends a ping and waits for a pong, ctx, or the end of the connection. It relies on a
-// goroutine calling Read, which sees the pong. One Ping at a time: any pong answers it.
+// Ping sends a ping and waits for a pong, ctx, or the end of the connection; ctx also bounds
+// the wait to write the ping. It relies on a goroutine calling Read, which sees the pong. One
+// Ping at a time: any pong answers it.
 func (c *Conn) Ping(ctx context.Context) error {
 	select { // a stale pong from an earlier ping must not answer this one
 	case <-c.pong:
 	default:
 	}
-	if err := c.writeFrame(opPing, nil); err != nil {
+	if err := c.writeFrame(ctx, opPing, nil); err != nil {
 		return err
 	}
 	select {
@@ -481,14 +547,17 @@ func (c *Conn) Ping(ctx context.Context) error {
 	}
 }
 
-// Close runs the close handshake: it sends a close frame with code and reason, waits (at most
-// closeTimeout) for the peer's close frame, and closes the connection. When no Read is in
-// progress, Close reads (and drops) what comes until the peer's close frame itself, so that
-// it never closes under unread data the peer is still sending.
+// Close runs the close handshake: it sends a close frame with code and reason, waits for the
+// peer's close frame, and closes the connection, all within closeTimeout: past it the
+// connection is closed without more ado, also when the close frame could not even be written
+// (a writer stuck on a peer that does not read). When no Read is in progress, Close reads (and
+// drops) what comes until the peer's close frame itself, so that it never closes under unread
+// data the peer is still sending.
 func (c *Conn) Close(code StatusCode, reason string) error {
+	t := time.AfterFunc(closeTimeout, func() { _ = c.CloseNow() })
+	defer t.Stop()
 	err := c.writeClose(code, reason)
 	if err == nil {
-		t := time.AfterFunc(closeTimeout, func() { _ = c.CloseNow() })
 		if c.reading.CompareAndSwap(false, true) { // no reader: be the reader, for good
 			for range maxDrainMessages {
 				if _, _, err := c.read(nil); err != nil {
@@ -500,7 +569,6 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 		case <-c.readDone:
 		case <-c.closed:
 		}
-		t.Stop()
 	}
 	if cerr := c.CloseNow(); err == nil {
 		err = cerr
@@ -512,7 +580,8 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 // (the timer bounds the time).
 const maxDrainMessages = 1 << 16
 
-// CloseNow closes the connection without a close frame; a blocked Read returns an error.
+// CloseNow closes the connection without a close frame; a blocked Read returns an error, and
+// so does a blocked write once the underlying connection's Close releases it.
 func (c *Conn) CloseNow() error {
 	var err error // nil when already closed
 	c.closeOnce.Do(func() {

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ilpfleet/ilpfleet/internal/testwait"
 )
 
 // rawFrame encodes one frame as a peer would, with any header bits: for the reader's tests.
@@ -347,7 +349,8 @@ func TestAcceptRefuses(t *testing.T) {
 	}{
 		{"good", "GET", func(*http.Request) {}, http.StatusSwitchingProtocols},
 		{"allowed origin", "GET", func(r *http.Request) { r.Header.Set("Origin", "https://a.example.com") }, http.StatusSwitchingProtocols},
-		{"same-host origin", "GET", func(r *http.Request) { r.Header.Set("Origin", "http://"+r.Host) }, http.StatusSwitchingProtocols},
+		// DNS rebinding: the attacker's name in both Host and Origin, pointed at this server.
+		{"same-host origin not in the patterns", "GET", func(r *http.Request) { r.Header.Set("Origin", "http://"+r.Host) }, http.StatusForbidden},
 		{"foreign origin", "GET", func(r *http.Request) { r.Header.Set("Origin", "https://evil.test") }, http.StatusForbidden},
 		{"POST", "POST", func(*http.Request) {}, http.StatusMethodNotAllowed},
 		{"no upgrade", "GET", func(r *http.Request) { r.Header.Del("Upgrade") }, http.StatusUpgradeRequired},
@@ -435,4 +438,132 @@ func TestDialRefusesBadAnswers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// stuckRWC is an underlying connection whose writes block until it is closed, like a socket
+// whose peer stopped reading; reads block too, until Close.
+type stuckRWC struct {
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func newStuckRWC() *stuckRWC { return &stuckRWC{closed: make(chan struct{})} }
+
+func (s *stuckRWC) Read([]byte) (int, error)  { <-s.closed; return 0, net.ErrClosed }
+func (s *stuckRWC) Write([]byte) (int, error) { <-s.closed; return 0, net.ErrClosed }
+func (s *stuckRWC) Close() error {
+	s.closeOnce.Do(func() { close(s.closed) })
+	return nil
+}
+
+// within fails the test when f does not return in 20 s: a failure bound, not a measure.
+func within(t *testing.T, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { f(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s did not return in 20 s", what)
+	}
+}
+
+// TestStuckWriterDoesNotWedge: with one writer stuck inside the underlying Write (a peer that
+// stopped reading), a write or ping waiting behind it ends at its context, and Close closes
+// the connection within its bound although its close frame cannot be written; the stuck
+// writer is released by the close.
+func TestStuckWriterDoesNotWedge(t *testing.T) {
+	rwc := newStuckRWC()
+	c := newConn(rwc, bufio.NewReader(rwc), false)
+	stuck := make(chan error, 1)
+	go func() { stuck <- c.Write(Binary, []byte("first")) }()
+	testwait.Eventually(t, "the first writer holds the lock", 4000, func() bool { return len(c.wlock) == 1 })
+	for _, tt := range []struct {
+		name string
+		op   func(ctx context.Context) error
+	}{
+		{"WriteContext", func(ctx context.Context) error { return c.WriteContext(ctx, Binary, []byte("x")) }},
+		{"Ping", c.Ping},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			var err error
+			within(t, tt.name, func() { err = tt.op(ctx) })
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("%s behind a stuck writer = %v, want context.DeadlineExceeded", tt.name, err)
+			}
+		})
+	}
+	within(t, "Close", func() { _ = c.Close(StatusGoingAway, "bye") })
+	select {
+	case err := <-stuck:
+		if err == nil {
+			t.Error("the stuck write succeeded")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close did not release the stuck writer")
+	}
+	if err := c.Write(Binary, []byte("late")); !errors.Is(err, ErrClosed) && !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Write after Close = %v", err)
+	}
+}
+
+// failingRWC fails every write; it records that it was closed.
+type failingRWC struct {
+	stuckRWC
+}
+
+func (f *failingRWC) Write([]byte) (int, error) { return 0, errors.New("broken pipe") }
+
+// cancelRWC is a CancelWriter whose buffer is full: a write waits until cancelled, unless
+// open is set.
+type cancelRWC struct {
+	pipeConn
+	open bool
+}
+
+func (c *cancelRWC) WriteCancel(p []byte, cancel <-chan struct{}) (int, error) {
+	if !c.open {
+		<-cancel
+		return 0, ErrWriteCanceled
+	}
+	return c.pipeConn.Write(p)
+}
+
+// TestWriteOutcomes: a failed write closes the connection (its reader ends), a cancelled one
+// leaves it usable.
+func TestWriteOutcomes(t *testing.T) {
+	t.Run("failed write closes", func(t *testing.T) {
+		rwc := &failingRWC{stuckRWC: *newStuckRWC()}
+		c := newConn(rwc, bufio.NewReader(rwc), false)
+		if err := c.Write(Binary, []byte("x")); err == nil {
+			t.Fatal("write succeeded")
+		}
+		select {
+		case <-rwc.closed:
+		default:
+			t.Fatal("a failed write left the connection open")
+		}
+		if err := c.Write(Binary, []byte("y")); err == nil {
+			t.Error("a write after a failed one succeeded")
+		}
+	})
+	t.Run("cancelled write keeps the connection", func(t *testing.T) {
+		rwc := &cancelRWC{pipeConn: pipeConn{Reader: bytes.NewReader(nil)}}
+		c := newConn(rwc, bufio.NewReader(rwc), true)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+		if err := c.WriteContext(ctx, Binary, []byte("x")); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("cancelled write = %v, want context.DeadlineExceeded", err)
+		}
+		rwc.open = true
+		if err := c.WriteContext(context.Background(), Binary, []byte("y")); err != nil {
+			t.Fatalf("write after a cancelled one = %v", err)
+		}
+		r, _ := reading(rwc.written(), false)
+		if _, m, err := r.Read(nil); err != nil || string(m) != "y" {
+			t.Errorf("peer read %q, %v; want only the second message", m, err)
+		}
+	})
 }

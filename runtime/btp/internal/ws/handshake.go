@@ -113,9 +113,10 @@ func headerHasToken(h http.Header, name, token string) bool {
 
 // AcceptOptions configure Accept.
 type AcceptOptions struct {
-	// OriginPatterns allow browser Origins other than the request's own host: path.Match
-	// patterns of the Origin's host (e.g. "*.example.com"), or of the whole Origin when the
-	// pattern has "://". Matching ignores case.
+	// OriginPatterns are the browser Origins allowed: path.Match patterns of the Origin's host
+	// (e.g. "*.example.com"), or of the whole Origin when the pattern has "://". Matching
+	// ignores case. Every other Origin is refused, the request's own host included (see
+	// checkOrigin); requests without an Origin (not from a browser) are let through.
 	OriginPatterns []string
 	// InsecureSkipVerify accepts any Origin: for peers that authenticate in-band, not with
 	// the browser's cookies.
@@ -176,8 +177,11 @@ func checkUpgrade(r *http.Request) (key string, status int, err error) {
 	return key, 0, nil
 }
 
-// checkOrigin lets through requests without an Origin (not from a browser), from the
-// request's own host, or from an Origin a pattern allows.
+// checkOrigin lets through requests without an Origin (not from a browser) and those from an
+// Origin a pattern allows. An Origin equal to the request's own host is not let through by
+// itself: under DNS rebinding both are the attacker's name, pointed at a server on the
+// victim's machine or network, so only the patterns can vouch for a browser page (as
+// ilp-plugin-mini-accounts' allowedOrigins, empty by default).
 func checkOrigin(r *http.Request, patterns []string) error {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
@@ -186,9 +190,6 @@ func checkOrigin(r *http.Request, patterns []string) error {
 	u, err := url.Parse(origin)
 	if err != nil {
 		return fmt.Errorf("ws: accept: Origin %q is not a URL", origin)
-	}
-	if strings.EqualFold(u.Host, r.Host) {
-		return nil
 	}
 	for _, p := range patterns {
 		target := u.Host
