@@ -10,6 +10,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -50,12 +51,17 @@ type workloadState struct {
 	created           bool        // the workload was created by this reconcile
 	changed           []string    // restart inputs that changed in this reconcile: the pods roll
 	rollout           rolloutNote // why the current template rolled out: this reconcile's changes, else the workload's note
+	held              bool        // left as it runs: the Connector's references do not resolve
+	// retiring is the workload of the other kind after a store change: its pods serve until
+	// this one has its pods available.
+	retiring *workloadState
 }
 
 // applyOwned creates or updates every object the Connector owns and returns its workload's state.
-func (r *ConnectorReconciler) applyOwned(ctx context.Context, conn *ilpv1.Connector, accounts []ilpv1.Account, secrets []string) (*workloadState, error) {
+// hold keeps a running workload as it is (applyWorkload).
+func (r *ConnectorReconciler) applyOwned(ctx context.Context, conn *ilpv1.Connector, accounts []ilpv1.Account, secrets []string, hold bool) (*workloadState, error) {
 	steps := []func() error{
-		func() error { return r.applyRBAC(ctx, conn, secrets) },
+		func() error { return r.applyRBAC(ctx, conn, accounts, secrets) },
 		func() error { return r.applyServices(ctx, conn, accounts) },
 		func() error { return r.applyPDB(ctx, conn) },
 		func() error { return r.applyServiceMonitor(ctx, conn) },
@@ -65,7 +71,7 @@ func (r *ConnectorReconciler) applyOwned(ctx context.Context, conn *ilpv1.Connec
 			return nil, err
 		}
 	}
-	wl, err := r.applyWorkload(ctx, conn)
+	wl, err := r.applyWorkload(ctx, conn, hold)
 	if err != nil {
 		return nil, err
 	}
@@ -111,9 +117,9 @@ func (r *ConnectorReconciler) meta(conn *ilpv1.Connector, name string) metav1.Ob
 	return metav1.ObjectMeta{Namespace: conn.Namespace, Name: name}
 }
 
-// applyRBAC writes the pods' ServiceAccount, their Role (rewritten as Accounts change the
-// Secrets in use) and the RoleBinding between them.
-func (r *ConnectorReconciler) applyRBAC(ctx context.Context, conn *ilpv1.Connector, secrets []string) error {
+// applyRBAC writes the pods' ServiceAccount, their Role (rewritten as Accounts come and go and
+// change the Secrets in use) and the RoleBinding between them.
+func (r *ConnectorReconciler) applyRBAC(ctx context.Context, conn *ilpv1.Connector, accounts []ilpv1.Account, secrets []string) error {
 	name := connectorSAName(conn)
 	sa := &corev1.ServiceAccount{ObjectMeta: r.meta(conn, name)}
 	if _, err := upsert(ctx, r.Client, conn, sa, func() error {
@@ -125,7 +131,7 @@ func (r *ConnectorReconciler) applyRBAC(ctx context.Context, conn *ilpv1.Connect
 	role := &rbacv1.Role{ObjectMeta: r.meta(conn, name)}
 	if _, err := upsert(ctx, r.Client, conn, role, func() error {
 		role.Labels = mergeLabels(role.Labels, connectorLabels(conn))
-		role.Rules = connectorRules(conn, secrets)
+		role.Rules = connectorRules(conn, accountNames(accounts), secrets)
 		return nil
 	}); err != nil {
 		return err
@@ -254,21 +260,36 @@ func (r *ConnectorReconciler) applyServiceMonitor(ctx context.Context, conn *ilp
 	return err
 }
 
-// storeSecretVersion is the resourceVersion of the Secret holding the Redis URL, "" without
-// one: the store is opened once per process, so a rotated URL (password) needs new pods.
-func (r *ConnectorReconciler) storeSecretVersion(ctx context.Context, conn *ilpv1.Connector) (string, error) {
+// storeSecretName is the Secret holding the Redis URL, "" without one.
+func storeSecretName(conn *ilpv1.Connector) string {
 	s := conn.Spec.Store
 	if s == nil || s.Type != ilpv1.StoreRedis || s.Redis == nil {
+		return ""
+	}
+	return s.Redis.URLSecretRef.Name
+}
+
+// storeSecretVersion is the resourceVersion of the Secret holding the Redis URL, "" without
+// one (or while the cache does not hold it): the store is opened once per process, so a
+// rotated URL (password) needs new pods.
+func (r *ConnectorReconciler) storeSecretVersion(ctx context.Context, conn *ilpv1.Connector) (string, error) {
+	name := storeSecretName(conn)
+	if name == "" {
 		return "", nil
 	}
-	name := s.Redis.URLSecretRef.Name
 	v, err := secretVersions(ctx, r.Client, conn.Namespace, []string{name})
 	return v[name], err
 }
 
-// applyWorkload writes the Deployment, or the StatefulSet for the file store, deletes the
-// other kind after a store change, and reports which restart inputs changed.
-func (r *ConnectorReconciler) applyWorkload(ctx context.Context, conn *ilpv1.Connector) (*workloadState, error) {
+// applyWorkload writes the Deployment, or the StatefulSet for the file store, retires the other
+// kind after a store change, and reports which restart inputs changed.
+//
+// hold (the Connector's own references do not resolve) keeps a running workload exactly as it
+// is: its pods keep the config they have, while new pods could not open their store or build
+// their config. So does a Redis URL Secret that the cache does not hold: its version would
+// drop out of the restart inputs and roll the pods towards a store they cannot open. Without a
+// running workload there is nothing to keep, and the new pods report why they cannot run.
+func (r *ConnectorReconciler) applyWorkload(ctx context.Context, conn *ilpv1.Connector, hold bool) (*workloadState, error) {
 	image := conn.Spec.Image
 	if image == "" {
 		image = r.Options.ConnectorImage
@@ -277,13 +298,20 @@ func (r *ConnectorReconciler) applyWorkload(ctx context.Context, conn *ilpv1.Con
 	if err != nil {
 		return nil, err
 	}
-	inputs := restartInputsOf(conn, image, storeSecret)
-	tmpl := connectorPodTemplate(conn, image, inputs)
-	dep := &appsv1.Deployment{ObjectMeta: r.meta(conn, conn.Name)}
-	sts := &appsv1.StatefulSet{ObjectMeta: r.meta(conn, conn.Name)}
-	prev, note, err := r.previousInputs(ctx, conn, dep, sts)
+	hold = hold || (storeSecretName(conn) != "" && storeSecret == "")
+	want, other := workloadObjects(conn)
+	running, err := r.ownedWorkloads(ctx, conn, want, other)
 	if err != nil {
 		return nil, err
+	}
+	if hold && len(running) > 0 {
+		return heldState(running[0]), nil
+	}
+	inputs := restartInputsOf(conn, image, storeSecret)
+	var prev string
+	var note rolloutNote
+	if len(running) > 0 {
+		prev, note = workloadInputs(running[0])
 	}
 	st := &workloadState{name: conn.Name, image: image, desired: replicasOf(conn)}
 	if prev != "" {
@@ -296,28 +324,109 @@ func (r *ConnectorReconciler) applyWorkload(ctx context.Context, conn *ilpv1.Con
 	if note.Inputs == inputs.String() {
 		st.rollout = note
 	}
-	var op controllerutil.OperationResult
-	if storeType(conn) == ilpv1.StoreFile {
-		st.kind = "StatefulSet"
-		if err := deleteIfOwned(ctx, r.Client, conn, &appsv1.Deployment{ObjectMeta: r.meta(conn, conn.Name)}); err != nil {
-			return nil, err
-		}
-		if op, err = upsert(ctx, r.Client, conn, sts, func() error { setRolloutNote(sts, st.rollout); return mutateStatefulSet(conn, sts, tmpl) }); err != nil {
-			return nil, err
-		}
-		statefulSetState(sts, st)
-	} else {
-		st.kind = "Deployment"
-		if err := deleteIfOwned(ctx, r.Client, conn, &appsv1.StatefulSet{ObjectMeta: r.meta(conn, conn.Name)}); err != nil {
-			return nil, err
-		}
-		if op, err = upsert(ctx, r.Client, conn, dep, func() error { setRolloutNote(dep, st.rollout); return mutateDeployment(conn, dep, tmpl) }); err != nil {
-			return nil, err
-		}
-		deploymentState(dep, st)
+	tmpl := connectorPodTemplate(conn, image, inputs)
+	op, err := upsert(ctx, r.Client, conn, want, func() error {
+		setRolloutNote(want, st.rollout)
+		return mutateWorkload(conn, want, tmpl)
+	})
+	if err != nil {
+		return nil, err
 	}
+	workloadStatus(want, st)
 	st.created = prev == "" && op == controllerutil.OperationResultCreated
+	if len(running) > 0 && running[len(running)-1] == other {
+		return st, r.retire(ctx, other, st)
+	}
 	return st, nil
+}
+
+// workloadObjects are the Connector's workload of the kind its store needs (a StatefulSet for
+// the file store's volume, else a Deployment) and an empty one of the other kind.
+func workloadObjects(conn *ilpv1.Connector) (want, other client.Object) {
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: conn.Namespace, Name: conn.Name}}
+	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: conn.Namespace, Name: conn.Name}}
+	if storeType(conn) == ilpv1.StoreFile {
+		return sts, dep
+	}
+	return dep, sts
+}
+
+// ownedWorkloads reads want and other and returns those that exist and conn controls, want first.
+func (r *ConnectorReconciler) ownedWorkloads(ctx context.Context, conn *ilpv1.Connector, want, other client.Object) ([]client.Object, error) {
+	var found []client.Object
+	for _, o := range []client.Object{want, other} {
+		err := r.Get(ctx, client.ObjectKeyFromObject(o), o)
+		if client.IgnoreNotFound(err) != nil {
+			return nil, err
+		}
+		if err == nil && metav1.IsControlledBy(o, conn) {
+			found = append(found, o)
+		}
+	}
+	return found, nil
+}
+
+// retire deletes the workload of the kind the store no longer needs once the new one has its
+// pods available (or none are wanted): until then its pods serve, and the roll is not over.
+func (r *ConnectorReconciler) retire(ctx context.Context, old client.Object, st *workloadState) error {
+	if st.available || st.desired == 0 {
+		return client.IgnoreNotFound(r.Delete(ctx, old, client.PropagationPolicy(metav1.DeletePropagationBackground)))
+	}
+	st.retiring = &workloadState{desired: workloadReplicas(old)}
+	workloadStatus(old, st.retiring)
+	st.rolledOut = false
+	return nil
+}
+
+// heldState is the state of a running workload that this reconcile leaves as it is.
+func heldState(w client.Object) *workloadState {
+	st := &workloadState{name: w.GetName(), desired: workloadReplicas(w), held: true}
+	if c := podTemplate(w).Spec.Containers; len(c) > 0 {
+		st.image = c[0].Image
+	}
+	inputs, note := workloadInputs(w)
+	if note.Inputs == inputs {
+		st.rollout = note
+	}
+	workloadStatus(w, st)
+	return st
+}
+
+// workloadInputs are the restart inputs of a workload's pod template and its rollout note
+// (zero when absent or unreadable).
+func workloadInputs(w client.Object) (string, rolloutNote) {
+	var n rolloutNote
+	_ = json.Unmarshal([]byte(w.GetAnnotations()[ilpv1.AnnotationRolloutReason]), &n)
+	return podTemplate(w).Annotations[ilpv1.AnnotationRestartInputs], n
+}
+
+// podTemplate is the pod template of a Deployment or StatefulSet.
+func podTemplate(w client.Object) *corev1.PodTemplateSpec {
+	if d, ok := w.(*appsv1.Deployment); ok {
+		return &d.Spec.Template
+	}
+	return &w.(*appsv1.StatefulSet).Spec.Template
+}
+
+// workloadReplicas is a Deployment's or StatefulSet's replica count.
+func workloadReplicas(w client.Object) int32 {
+	if d, ok := w.(*appsv1.Deployment); ok {
+		return ptr.Deref(d.Spec.Replicas, 1)
+	}
+	return ptr.Deref(w.(*appsv1.StatefulSet).Spec.Replicas, 1)
+}
+
+// workloadStatus fills st from a Deployment's or StatefulSet's status, against st.desired.
+func workloadStatus(w client.Object, st *workloadState) {
+	st.name = w.GetName()
+	switch o := w.(type) {
+	case *appsv1.Deployment:
+		st.kind = "Deployment"
+		deploymentState(o, st)
+	case *appsv1.StatefulSet:
+		st.kind = "StatefulSet"
+		statefulSetState(o, st)
+	}
 }
 
 // rolloutNote is AnnotationRolloutReason's value.
@@ -334,56 +443,57 @@ func setRolloutNote(o client.Object, n rolloutNote) {
 		return
 	}
 	b, _ := json.Marshal(n)
+	setAnnotation(o, ilpv1.AnnotationRolloutReason, string(b))
+}
+
+func setAnnotation(o client.Object, key, value string) {
 	a := o.GetAnnotations()
 	if a == nil {
 		a = map[string]string{}
 	}
-	a[ilpv1.AnnotationRolloutReason] = string(b)
+	a[key] = value
 	o.SetAnnotations(a)
 }
 
-// previousInputs is the restart-inputs annotation of the existing workload of either kind, and
-// its rollout note (zero when absent or unreadable).
-func (r *ConnectorReconciler) previousInputs(ctx context.Context, conn *ilpv1.Connector, dep *appsv1.Deployment, sts *appsv1.StatefulSet) (string, rolloutNote, error) {
-	for _, o := range []struct {
-		obj  client.Object
-		tmpl *corev1.PodTemplateSpec
-	}{{dep, &dep.Spec.Template}, {sts, &sts.Spec.Template}} {
-		err := r.Get(ctx, client.ObjectKeyFromObject(o.obj), o.obj)
-		if client.IgnoreNotFound(err) != nil {
-			return "", rolloutNote{}, err
-		}
-		if err == nil && metav1.IsControlledBy(o.obj, conn) {
-			var n rolloutNote
-			_ = json.Unmarshal([]byte(o.obj.GetAnnotations()[ilpv1.AnnotationRolloutReason]), &n)
-			return o.tmpl.Annotations[ilpv1.AnnotationRestartInputs], n, nil
-		}
+// annotationTemplateHash, on a workload, is the hash of the pod template the operator last
+// wrote (setPodTemplate).
+const annotationTemplateHash = "ilp.ilpfleet.dev/pod-template-hash"
+
+// setPodTemplate puts want in the workload's pod template when it differs from what the
+// operator wants of the template now: the operator's own change (a new hash of want: a field
+// set, changed or removed) or someone else's change of a field the operator sets (want is then
+// no longer a subset of have). Otherwise the template is left as it is, with the API server's
+// defaults that want lacks: replacing it would send an update on every reconcile.
+func setPodTemplate(w client.Object, have *corev1.PodTemplateSpec, want corev1.PodTemplateSpec) {
+	h := shortHash(want)
+	if w.GetAnnotations()[annotationTemplateHash] == h && equality.Semantic.DeepDerivative(want, *have) {
+		return
 	}
-	return "", rolloutNote{}, nil
+	*have = want
+	setAnnotation(w, annotationTemplateHash, h)
 }
 
-func mutateDeployment(conn *ilpv1.Connector, dep *appsv1.Deployment, tmpl corev1.PodTemplateSpec) error {
-	dep.Labels = mergeLabels(dep.Labels, connectorLabels(conn))
-	dep.Spec.Replicas = ptr.To(replicasOf(conn))
-	dep.Spec.Selector = &metav1.LabelSelector{MatchLabels: selectorLabels(conn)}
-	dep.Spec.Template = tmpl
-	return nil
-}
-
-func mutateStatefulSet(conn *ilpv1.Connector, sts *appsv1.StatefulSet, tmpl corev1.PodTemplateSpec) error {
-	sts.Labels = mergeLabels(sts.Labels, connectorLabels(conn))
-	sts.Spec.Replicas = ptr.To(replicasOf(conn))
-	sts.Spec.Template = tmpl
-	if sts.CreationTimestamp.IsZero() {
-		// Selector, service name and claim templates are immutable: set them once.
-		claim, err := fileStoreClaim(conn)
-		if err != nil {
-			return err
+// mutateWorkload sets what the operator owns of the Connector's Deployment or StatefulSet.
+func mutateWorkload(conn *ilpv1.Connector, w client.Object, tmpl corev1.PodTemplateSpec) error {
+	w.SetLabels(mergeLabels(w.GetLabels(), connectorLabels(conn)))
+	setPodTemplate(w, podTemplate(w), tmpl)
+	switch o := w.(type) {
+	case *appsv1.Deployment:
+		o.Spec.Replicas = ptr.To(replicasOf(conn))
+		o.Spec.Selector = &metav1.LabelSelector{MatchLabels: selectorLabels(conn)}
+	case *appsv1.StatefulSet:
+		o.Spec.Replicas = ptr.To(replicasOf(conn))
+		if o.CreationTimestamp.IsZero() {
+			// Selector, service name and claim templates are immutable: set them once.
+			claim, err := fileStoreClaim(conn)
+			if err != nil {
+				return err
+			}
+			claim.Name = dataVolume
+			o.Spec.Selector = &metav1.LabelSelector{MatchLabels: selectorLabels(conn)}
+			o.Spec.ServiceName = adminServiceName(conn)
+			o.Spec.VolumeClaimTemplates = []corev1.PersistentVolumeClaim{claim}
 		}
-		claim.Name = dataVolume
-		sts.Spec.Selector = &metav1.LabelSelector{MatchLabels: selectorLabels(conn)}
-		sts.Spec.ServiceName = adminServiceName(conn)
-		sts.Spec.VolumeClaimTemplates = []corev1.PersistentVolumeClaim{claim}
 	}
 	return nil
 }

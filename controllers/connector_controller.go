@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
 )
@@ -85,14 +86,18 @@ func (r *ConnectorReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		return ctrl.Result{}, err
 	}
 	conn.Status.Accounts = int32(len(accounts.Items))
-	conn.Status.Address = conn.Spec.ILPAddress
+	if conn.Spec.InheritAddressFrom == "" {
+		// An inherited address is the pods' to report (kube.AddressFieldManager): only they
+		// learn it, from the parent over IL-DCP.
+		conn.Status.Address = conn.Spec.ILPAddress
+	}
 	secrets := usedSecretNames(&conn, accounts.Items)
 
 	problem, err := r.resolve(ctx, &conn, accounts.Items)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	wl, applyErr := r.applyOwned(ctx, &conn, accounts.Items, secrets)
+	wl, applyErr := r.applyOwned(ctx, &conn, accounts.Items, secrets, problem != nil)
 	if applyErr == nil {
 		conn.Status.SecretVersions, applyErr = secretVersions(ctx, r.Client, conn.Namespace, secrets)
 	}
@@ -140,6 +145,9 @@ func inheritProblem(accounts []ilpv1.Account, name string) *refProblem {
 // setConditions writes ReferencesResolved, Ready and Progressing.
 func (r *ConnectorReconciler) setConditions(conn *ilpv1.Connector, problem *refProblem, wl *workloadState, applyErr error, failing *ilpv1.ConnectorPodStatus) {
 	st := &conn.Status.BaseStatus
+	if problem != nil && wl != nil && wl.held {
+		problem = &refProblem{problem.reason, problem.msg + "; the running pods are kept as they are (no roll, no scaling) until it resolves, as new pods could not run"}
+	}
 	if problem != nil {
 		setCondition(conn, st, ilpv1.ConditionReferencesResolved, false, problem.reason, problem.msg)
 	} else {
@@ -151,7 +159,7 @@ func (r *ConnectorReconciler) setConditions(conn *ilpv1.Connector, problem *refP
 	}
 	conn.Status.Workload, conn.Status.Image = wl.kind+"/"+wl.name, wl.image
 	conn.Status.Replicas, conn.Status.ReadyReplicas = wl.replicas, wl.ready
-	setProgressing(conn, wl)
+	setProgressing(conn, st, wl)
 	ok, reason, msg := readiness(conn, problem, wl, failing)
 	setCondition(conn, st, ilpv1.ConditionReady, ok, reason, msg)
 }
@@ -162,12 +170,17 @@ func (r *ConnectorReconciler) setConditions(conn *ilpv1.Connector, problem *refP
 // apply the current generation: any one keeps the Connector not Ready, whichever pod writes
 // ConfigApplied.
 func readiness(conn *ilpv1.Connector, problem *refProblem, wl *workloadState, failing *ilpv1.ConnectorPodStatus) (bool, string, string) {
+	serving, until := wl, ""
+	if r := wl.retiring; !wl.available && r != nil && r.available {
+		// A store change switches workload kinds: the old pods serve until the new ones can.
+		serving, until = r, fmt.Sprintf(", and serves until %s/%s has its pods available", wl.kind, wl.name)
+	}
 	switch {
 	case problem != nil:
 		return false, problem.reason, problem.msg
 	case wl.desired == 0:
 		return true, ReasonScaledToZero, "the Connector is scaled to zero replicas"
-	case !wl.available:
+	case !serving.available:
 		return false, ReasonWorkloadUnavailable, fmt.Sprintf("%s/%s has %d of %d pods available", wl.kind, wl.name, wl.availableReplicas, wl.desired)
 	}
 	if c := meta.FindStatusCondition(conn.Status.Conditions, ilpv1.ConditionConfigApplied); c != nil &&
@@ -177,7 +190,7 @@ func readiness(conn *ilpv1.Connector, problem *refProblem, wl *workloadState, fa
 	if failing != nil {
 		return false, ReasonConfigNotApplied, fmt.Sprintf("pod %s: %s", failing.Name, failing.Message)
 	}
-	return true, ReasonAvailable, fmt.Sprintf("%s/%s has %d of %d pods available", wl.kind, wl.name, wl.availableReplicas, wl.desired)
+	return true, ReasonAvailable, fmt.Sprintf("%s/%s has %d of %d pods available%s", serving.kind, serving.name, serving.availableReplicas, serving.desired, until)
 }
 
 // failingPod returns an entry of status.pods that reports the current generation not applied,
@@ -201,28 +214,29 @@ func (r *ConnectorReconciler) failingPod(ctx context.Context, conn *ilpv1.Connec
 	return nil
 }
 
-// setProgressing records why pods roll. A roll started by this reconcile sets the reason; a
-// roll in progress keeps the reason it started with; a finished one says so.
-func setProgressing(conn *ilpv1.Connector, wl *workloadState) {
-	st := &conn.Status.BaseStatus
+// setProgressing records why the pods of obj (a Connector or SettlementEngine) roll. A roll
+// started by this reconcile sets the reason; a roll in progress keeps the reason it started
+// with; a finished one says so.
+func setProgressing(obj client.Object, st *ilpv1.BaseStatus, wl *workloadState) {
 	switch {
 	case wl.created:
-		setCondition(conn, st, ilpv1.ConditionProgressing, true, ReasonCreating, "creating "+wl.kind+"/"+wl.name)
+		setCondition(obj, st, ilpv1.ConditionProgressing, true, ReasonCreating, "creating "+wl.kind+"/"+wl.name)
 	case len(wl.changed) > 0 || (!wl.rolledOut && wl.rollout.Reason != ""):
 		// A roll this reconcile starts, or one still going for the reason it started with: the
 		// workload keeps it, so a reason whose status write was lost is not replaced by the
 		// previous roll's.
-		setCondition(conn, st, ilpv1.ConditionProgressing, true, wl.rollout.Reason, wl.rollout.Message)
+		setCondition(obj, st, ilpv1.ConditionProgressing, true, wl.rollout.Reason, wl.rollout.Message)
 	case wl.rolledOut:
-		setCondition(conn, st, ilpv1.ConditionProgressing, false, ReasonRolloutComplete, "every pod runs the current pod template")
+		setCondition(obj, st, ilpv1.ConditionProgressing, false, ReasonRolloutComplete, "every pod runs the current pod template")
 	default:
 		if c := meta.FindStatusCondition(st.Conditions, ilpv1.ConditionProgressing); c != nil && c.Status == metav1.ConditionTrue {
-			c.ObservedGeneration = conn.Generation // still rolling, for the reason it started with
+			c.ObservedGeneration = obj.GetGeneration() // still rolling, for the reason it started with
 			return
 		}
 		// Rolling for a reason this operator did not see (its write of the reason failed, or
-		// someone else changed the workload): say that it rolls, without inventing why.
-		setCondition(conn, st, ilpv1.ConditionProgressing, true, ReasonRollingOut, "waiting for "+wl.kind+"/"+wl.name+" to roll out the current pod template")
+		// someone else changed the workload, or the reason is not one it tracks): say that it
+		// rolls, without inventing why.
+		setCondition(obj, st, ilpv1.ConditionProgressing, true, ReasonRollingOut, "waiting for "+wl.kind+"/"+wl.name+" to roll out the current pod template")
 	}
 }
 
@@ -250,6 +264,11 @@ func (r *ConnectorReconciler) emitEvents(orig, conn *ilpv1.Connector, wl *worklo
 	}
 }
 
+// accountChanges are the Account events that concern its Connector: created, deleted, spec
+// changed. Not a status write: the pods report balances there all the time, and nothing of a
+// Connector (its objects, its status) depends on an Account's status.
+var accountChanges = predicate.GenerationChangedPredicate{}
+
 // SetupWithManager registers the controller: it owns the workload objects, and Account and
 // Secret changes (Secrets watched by metadata only) re-render the Role, Services and status.
 func (r *ConnectorReconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -264,7 +283,7 @@ func (r *ConnectorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&rbacv1.RoleBinding{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
 		Owns(&networkingv1.NetworkPolicy{}).
-		Watches(&ilpv1.Account{}, handler.EnqueueRequestsFromMapFunc(connectorOf)).
+		Watches(&ilpv1.Account{}, handler.EnqueueRequestsFromMapFunc(connectorOf), builder.WithPredicates(accountChanges)).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(connectorsOfSecret(c)), builder.OnlyMetadata).
 		Watches(serviceMonitorCRDMeta(), handler.EnqueueRequestsFromMapFunc(allConnectors(c))). // only that CRD is cached
 		Complete(r)

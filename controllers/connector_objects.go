@@ -236,25 +236,39 @@ func fileStoreClaim(c *ilpv1.Connector) (corev1.PersistentVolumeClaim, error) {
 // connectorRules are what a connector pod may do: read its own Connector (by name, which
 // allows list/watch only with a metadata.name field selector) and report its status; read the
 // Accounts, Routes and SettlementEngines of its namespace (RBAC has no label selectors, so the
-// runtime filters them by connectorRef); read exactly the Secrets it uses, by name; emit Events;
-// hold its status Lease.
-func connectorRules(c *ilpv1.Connector, secrets []string) []rbacv1.PolicyRule {
+// runtime filters them by connectorRef); report the status (balance, connected) of its own
+// Accounts only, by name; read exactly the Secrets it uses, by name; emit Events; hold its
+// status Lease.
+func connectorRules(c *ilpv1.Connector, accounts, secrets []string) []rbacv1.PolicyRule {
 	rules := []rbacv1.PolicyRule{
 		{APIGroups: []string{ilpv1.GroupVersion.Group}, Resources: []string{"connectors"}, ResourceNames: []string{c.Name}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{ilpv1.GroupVersion.Group}, Resources: []string{"connectors/status"}, ResourceNames: []string{c.Name}, Verbs: []string{"get", "patch", "update"}},
 		{APIGroups: []string{ilpv1.GroupVersion.Group}, Resources: []string{"accounts", "routes", "settlementengines"}, Verbs: []string{"get", "list", "watch"}},
-		{APIGroups: []string{ilpv1.GroupVersion.Group}, Resources: []string{"accounts/status"}, Verbs: []string{"get", "patch", "update"}},
 		{APIGroups: []string{"", "events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 		// The Lease whose holder writes status when the Connector has several pods
 		// (kube.LeaseName). RBAC cannot name an object on create, hence two rules.
 		{APIGroups: []string{coordinationv1.GroupName}, Resources: []string{"leases"}, Verbs: []string{"create"}},
 		{APIGroups: []string{coordinationv1.GroupName}, Resources: []string{"leases"}, ResourceNames: []string{kube.LeaseName(c.Name)}, Verbs: []string{"get", "update"}},
 	}
-	// Never a Secrets rule without names: an empty resourceNames grants every Secret.
+	// Never a rule with an empty resourceNames: it grants every object of the kind, so that
+	// one Connector's pods could rewrite another's balances or read its Secrets.
+	if len(accounts) > 0 {
+		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{ilpv1.GroupVersion.Group}, Resources: []string{"accounts/status"}, ResourceNames: accounts, Verbs: []string{"get", "patch", "update"}})
+	}
 	if len(secrets) > 0 {
 		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: secrets, Verbs: []string{"get", "watch"}})
 	}
 	return rules
+}
+
+// accountNames are the names of accounts, sorted: a stable Role whatever order the cache lists them in.
+func accountNames(accounts []ilpv1.Account) []string {
+	names := make([]string, len(accounts))
+	for i := range accounts {
+		names[i] = accounts[i].Name
+	}
+	slices.Sort(names)
+	return names
 }
 
 // connectorPDB is the budget of a multi-replica Connector; unhealthy pods may always be

@@ -17,11 +17,14 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+	"github.com/ilpfleet/ilpfleet/runtime/config/kube"
 )
 
 // fullConnector is sampleConnector with listeners, a LoadBalancer Service and a routing secret.
@@ -105,13 +108,13 @@ func TestConnectorOwnedObjects(t *testing.T) {
 
 // waitProgressingStarted waits for Progressing True after a creation: Creating, or RollingOut
 // when the reconcile that created the workload failed later on (a write conflict) and retried.
-func waitProgressingStarted(t *testing.T, conn *ilpv1.Connector) {
+func waitProgressingStarted(t *testing.T, obj client.Object) {
 	t.Helper()
 	eventually(t, func() error {
-		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(conn), conn); err != nil {
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
 			return err
 		}
-		c := meta.FindStatusCondition(conn.Status.Conditions, ilpv1.ConditionProgressing)
+		c := meta.FindStatusCondition(conditionsOf(obj), ilpv1.ConditionProgressing)
 		if c == nil || c.Status != metav1.ConditionTrue || (c.Reason != ReasonCreating && c.Reason != ReasonRollingOut) {
 			return fmt.Errorf("Progressing = %+v", c)
 		}
@@ -191,8 +194,10 @@ func TestConnectorRBACImpersonation(t *testing.T) {
 	ns := namespace(t)
 	other := sampleConnector(ns)
 	other.Name, other.Spec.ILPAddress = "carol", "test.carol"
+	carols := sampleAccount(ns, "dave", "carol")
+	carols.Spec.Link.BTPListener.SecretRef.Name = "other"
 	mustCreate(t, secret(ns, "bob", map[string]string{"secret": "b"}), secret(ns, "other", map[string]string{"secret": "o"}),
-		sampleConnector(ns), other, sampleAccount(ns, "bob", "alice"))
+		sampleConnector(ns), other, sampleAccount(ns, "bob", "alice"), carols)
 	waitRoleSecrets(t, ns, "alice-connector", []string{"bob"})
 
 	cfg := rest.CopyConfig(testEnv.Config)
@@ -217,6 +222,9 @@ func TestConnectorRBACImpersonation(t *testing.T) {
 		{"get another Secret", func() error { return as.Get(ctx, client.ObjectKey{Namespace: ns, Name: "other"}, &corev1.Secret{}) }, false},
 		{"list Secrets", func() error { return as.List(ctx, &corev1.SecretList{}, client.InNamespace(ns)) }, false},
 		{"list Accounts", func() error { return as.List(ctx, &ilpv1.AccountList{}, client.InNamespace(ns)) }, true},
+		// The pods report balances into their own Accounts' status, and only there.
+		{"patch the status of own Account", func() error { return patchAccountStatus(as, ns, "bob") }, true},
+		{"patch the status of another Connector's Account", func() error { return patchAccountStatus(as, ns, "dave") }, false},
 		{"update own Connector spec", func() error {
 			c := &ilpv1.Connector{}
 			if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "alice"}, c); err != nil {
@@ -234,6 +242,12 @@ func TestConnectorRBACImpersonation(t *testing.T) {
 			t.Errorf("%s: %v, want forbidden", tc.name, err)
 		}
 	}
+}
+
+// patchAccountStatus writes an Account's balance as a connector pod reports it.
+func patchAccountStatus(c client.Client, ns, name string) error {
+	obj := &ilpv1.Account{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	return c.Status().Patch(context.Background(), obj, client.RawPatch(types.MergePatchType, []byte(`{"status":{"balance":"-999999","connected":false}}`)))
 }
 
 // TestRolloutOnlyOnRestartInputs checks that the pod template changes for image, resources and
@@ -332,9 +346,22 @@ func TestFileStoreStatefulSet(t *testing.T) {
 	}
 	waitCondition(t, conn, ilpv1.ConditionReady, metav1.ConditionFalse, ReasonWorkloadUnavailable)
 
+	markAvailable(t, ns, "alice", true)
+	waitCondition(t, conn, ilpv1.ConditionReady, metav1.ConditionTrue, ReasonAvailable)
+
+	// The StatefulSet's pods serve until the Deployment's can: a switch of workload kinds is
+	// no outage.
 	update(t, conn, func(c *ilpv1.Connector) { c.Spec.Store = nil })
 	waitCondition(t, conn, ilpv1.ConditionProgressing, metav1.ConditionTrue, "StoreChanged")
 	get(t, ns, "alice", &appsv1.Deployment{})
+	eventually(t, func() error {
+		c := waitCondition(t, conn, ilpv1.ConditionReady, metav1.ConditionTrue, ReasonAvailable)
+		return checkf(strings.HasPrefix(c.Message, "StatefulSet/alice has 1 of 1 pods available, and serves until Deployment/alice"), "Ready: "+c.Message)
+	})
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "alice"}, &appsv1.StatefulSet{}); err != nil {
+		t.Fatalf("the StatefulSet went before the Deployment had a pod available: %v", err)
+	}
+	markAvailable(t, ns, "alice", false)
 	eventually(t, func() error {
 		err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "alice"}, &appsv1.StatefulSet{})
 		if !apierrors.IsNotFound(err) {
@@ -342,9 +369,126 @@ func TestFileStoreStatefulSet(t *testing.T) {
 		}
 		return nil
 	})
+	waitCondition(t, conn, ilpv1.ConditionProgressing, metav1.ConditionFalse, ReasonRolloutComplete)
 	if conn.Status.Workload != "Deployment/alice" {
 		t.Errorf("status.workload = %q", conn.Status.Workload)
 	}
+}
+
+// TestUnresolvedReferencesKeepTheRunningWorkload: while a reference of the Connector's own
+// spec does not resolve, the pods that run are kept as they are, whatever else changed: new
+// pods could not open their store (or config), so rolling to them would be an outage. Once
+// the reference resolves, the held change goes out.
+func TestUnresolvedReferencesKeepTheRunningWorkload(t *testing.T) {
+	redis := &ilpv1.StoreSpec{Type: ilpv1.StoreRedis, Redis: &ilpv1.RedisStoreSpec{URLSecretRef: ilpv1.SecretKeyRef{Name: "redis", Key: "url"}}}
+	file := &ilpv1.StoreSpec{Type: ilpv1.StoreFile}
+	deleteRedisSecret := func(t *testing.T, ns string) {
+		if err := k8s.Delete(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "redis"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		name     string
+		store    *ilpv1.StoreSpec
+		breakRef func(t *testing.T, ns string, conn *ilpv1.Connector)
+		reason   string
+		want     client.Object // the workload once the reference resolves again
+	}{
+		{"store switched from file to redis whose Secret is missing", file, func(t *testing.T, ns string, conn *ilpv1.Connector) {
+			deleteRedisSecret(t, ns)
+			update(t, conn, func(c *ilpv1.Connector) { c.Spec.Store = redis.DeepCopy() })
+		}, ReasonSecretNotFound, &appsv1.Deployment{}},
+		{"Redis URL Secret deleted", redis, func(t *testing.T, ns string, _ *ilpv1.Connector) { deleteRedisSecret(t, ns) },
+			ReasonSecretNotFound, &appsv1.Deployment{}},
+		{"Redis URL Secret deleted, then the image changed", redis, func(t *testing.T, ns string, conn *ilpv1.Connector) {
+			deleteRedisSecret(t, ns)
+			waitCondition(t, conn, ilpv1.ConditionReferencesResolved, metav1.ConditionFalse, ReasonSecretNotFound)
+			update(t, conn, func(c *ilpv1.Connector) { c.Spec.Image = "example/ilpfleet:2" })
+		}, ReasonSecretNotFound, &appsv1.Deployment{}},
+		{"routing Secret missing and the resources changed", nil, func(t *testing.T, _ string, conn *ilpv1.Connector) {
+			update(t, conn, func(c *ilpv1.Connector) {
+				c.Spec.Routing = &ilpv1.RoutingSpec{RoutingSecretRef: &ilpv1.SecretKeyRef{Name: "routing", Key: "secret"}}
+				c.Spec.Resources = &corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")}}
+			})
+		}, ReasonSecretNotFound, &appsv1.Deployment{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := namespace(t)
+			conn := sampleConnector(ns)
+			conn.Spec.Store = tc.store
+			mustCreate(t, secret(ns, "redis", map[string]string{"url": "redis://127.0.0.1:6379"}), conn)
+			running := markAvailable(t, ns, "alice", storeType(conn) == ilpv1.StoreFile)
+			waitCondition(t, conn, ilpv1.ConditionReady, metav1.ConditionTrue, ReasonAvailable)
+
+			tc.breakRef(t, ns, conn)
+			waitCondition(t, conn, ilpv1.ConditionReferencesResolved, metav1.ConditionFalse, tc.reason)
+			ready := waitCondition(t, conn, ilpv1.ConditionReady, metav1.ConditionFalse, tc.reason)
+			if !strings.Contains(ready.Message, "kept") {
+				t.Errorf("Ready message %q does not say the running pods are kept", ready.Message)
+			}
+			waitEvent(t, ns, "alice", tc.reason)
+			now := running.DeepCopyObject().(client.Object)
+			if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(running), now); err != nil {
+				t.Fatalf("the running %T is gone: %v", running, err)
+			}
+			if now.GetGeneration() != running.GetGeneration() {
+				t.Errorf("the running %T was changed (generation %d -> %d) although its new pods could not run",
+					running, running.GetGeneration(), now.GetGeneration())
+			}
+			if other := otherWorkload(running); !apierrors.IsNotFound(k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "alice"}, other)) {
+				t.Errorf("a %T was created for pods that cannot run", other)
+			}
+
+			for _, s := range []*corev1.Secret{secret(ns, "redis", map[string]string{"url": "redis://127.0.0.1:6379"}), secret(ns, "routing", map[string]string{"secret": "r"})} {
+				if err := k8s.Create(context.Background(), s); client.IgnoreAlreadyExists(err) != nil {
+					t.Fatal(err)
+				}
+			}
+			waitCondition(t, conn, ilpv1.ConditionReferencesResolved, metav1.ConditionTrue, ReasonResolved)
+			eventually(t, func() error {
+				w := tc.want.DeepCopyObject().(client.Object)
+				if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "alice"}, w); err != nil {
+					return err
+				}
+				if w.GetUID() == running.GetUID() && w.GetGeneration() == running.GetGeneration() {
+					return fmt.Errorf("the held change did not go out once the reference resolved")
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// markAvailable plays the workload controller (envtest runs none): the Connector's Deployment,
+// or StatefulSet, has rolled out and every pod is available. It returns the workload.
+func markAvailable(t *testing.T, ns, name string, statefulSet bool) client.Object {
+	t.Helper()
+	if statefulSet {
+		sts := get(t, ns, name, &appsv1.StatefulSet{})
+		n := ptr.Deref(sts.Spec.Replicas, 1)
+		sts.Status = appsv1.StatefulSetStatus{ObservedGeneration: sts.Generation, Replicas: n, ReadyReplicas: n, AvailableReplicas: n,
+			UpdatedReplicas: n, CurrentRevision: "r1", UpdateRevision: "r1"}
+		if err := k8s.Status().Update(context.Background(), sts); err != nil {
+			t.Fatal(err)
+		}
+		return sts
+	}
+	dep := get(t, ns, name, &appsv1.Deployment{})
+	n := ptr.Deref(dep.Spec.Replicas, 1)
+	dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
+	if err := k8s.Status().Update(context.Background(), dep); err != nil {
+		t.Fatal(err)
+	}
+	return dep
+}
+
+// otherWorkload is an empty workload of the kind w is not.
+func otherWorkload(w client.Object) client.Object {
+	if _, ok := w.(*appsv1.StatefulSet); ok {
+		return &appsv1.Deployment{}
+	}
+	return &appsv1.StatefulSet{}
 }
 
 // TestReplicasAndPDB checks the PodDisruptionBudget of a multi-replica Connector and its removal.
@@ -574,4 +718,148 @@ func TestNetworkPolicy(t *testing.T) {
 
 	update(t, conn, func(c *ilpv1.Connector) { c.Spec.NetworkPolicy = nil })
 	want(`networkpolicies.networking.k8s.io "alice" not found`)
+}
+
+// TestReconcileOfUnchangedObjectsWritesNothing: reconciling a Connector or SettlementEngine
+// that nothing changed sends no write. The desired pod template lacks the API server's
+// defaults, so replacing the template wholesale would be an update on every reconcile.
+func TestReconcileOfUnchangedObjectsWritesNothing(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name  string
+		setup func(ns string) []client.Object
+		apply func(t *testing.T, c client.Client, ns string) error
+	}{
+		{"Connector with a Deployment", func(ns string) []client.Object {
+			return []client.Object{secret(ns, "bob", map[string]string{"secret": "b"}), fullConnector(ns), sampleAccount(ns, "bob", "alice"),
+				secret(ns, "routing", map[string]string{"secret": "r"})}
+		}, applyConnector},
+		{"Connector with a StatefulSet", func(ns string) []client.Object {
+			conn := sampleConnector(ns)
+			conn.Spec.Store = &ilpv1.StoreSpec{Type: ilpv1.StoreFile}
+			return []client.Object{conn}
+		}, applyConnector},
+		{"SettlementEngine", func(ns string) []client.Object {
+			eng := sampleEngine(ns)
+			eng.Spec.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")}}
+			return []client.Object{secret(ns, "xrp", map[string]string{"seed": "s"}), eng}
+		}, func(t *testing.T, c client.Client, ns string) error {
+			eng := &ilpv1.SettlementEngine{}
+			waitProgressingStarted(t, get(t, ns, "xrp", eng))
+			_, err := (&SettlementEngineReconciler{Client: c, Reader: k8s}).apply(ctx, eng)
+			return err
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := namespace(t)
+			mustCreate(t, tc.setup(ns)...)
+			cw := &writeCounter{Client: k8s}
+			for range 3 {
+				if err := tc.apply(t, cw, ns); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if len(cw.writes) != 0 {
+				t.Errorf("3 reconciles of unchanged objects wrote %v", cw.writes)
+			}
+		})
+	}
+}
+
+// applyConnector waits until the manager has written the Connector's objects, then applies
+// them once more as the reconciler does.
+func applyConnector(t *testing.T, c client.Client, ns string) error {
+	conn := &ilpv1.Connector{}
+	waitCondition(t, get(t, ns, "alice", conn), ilpv1.ConditionReferencesResolved, metav1.ConditionTrue, ReasonResolved)
+	waitProgressingStarted(t, conn)
+	var accounts ilpv1.AccountList
+	if err := k8s.List(context.Background(), &accounts, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	r := &ConnectorReconciler{Client: c, Reader: k8s, Options: Options{ConnectorImage: "ilpfleet:test"}}
+	_, err := r.applyOwned(context.Background(), conn, accounts.Items, usedSecretNames(conn, accounts.Items), false)
+	return err
+}
+
+// writeCounter records the writes sent through it.
+type writeCounter struct {
+	client.Client
+	writes []string
+}
+
+func (c *writeCounter) note(verb string, obj client.Object) {
+	c.writes = append(c.writes, fmt.Sprintf("%s %T %s", verb, obj, obj.GetName()))
+}
+
+func (c *writeCounter) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	c.note("create", obj)
+	return c.Client.Create(ctx, obj, opts...)
+}
+
+func (c *writeCounter) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
+	c.note("update", obj)
+	return c.Client.Update(ctx, obj, opts...)
+}
+
+func (c *writeCounter) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+	c.note("patch", obj)
+	return c.Client.Patch(ctx, obj, patch, opts...)
+}
+
+func (c *writeCounter) Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error {
+	c.note("delete", obj)
+	return c.Client.Delete(ctx, obj, opts...)
+}
+
+// TestAccountStatusWritesDoNotReconcileTheConnector: the pods write balances into Account
+// status all the time; only Account creations, deletions and spec changes concern the Connector.
+func TestAccountStatusWritesDoNotReconcileTheConnector(t *testing.T) {
+	acct := sampleAccount("ns", "bob", "alice")
+	acct.Generation = 1
+	status := acct.DeepCopy()
+	status.Status.Balance = "42"
+	spec := acct.DeepCopy()
+	spec.Generation = 2
+	cases := []struct {
+		name string
+		got  bool
+		want bool
+	}{
+		{"create", accountChanges.Create(event.CreateEvent{Object: acct}), true},
+		{"delete", accountChanges.Delete(event.DeleteEvent{Object: acct}), true},
+		{"status written", accountChanges.Update(event.UpdateEvent{ObjectOld: acct, ObjectNew: status}), false},
+		{"spec changed", accountChanges.Update(event.UpdateEvent{ObjectOld: acct, ObjectNew: spec}), true},
+	}
+	for _, tc := range cases {
+		if tc.got != tc.want {
+			t.Errorf("%s: reconciles the Connector = %t, want %t", tc.name, tc.got, tc.want)
+		}
+	}
+}
+
+// TestInheritedAddressIsThePods: the operator writes status.address from spec.ilpAddress, but
+// leaves an inherited one, which only the pods learn (over IL-DCP), to them.
+func TestInheritedAddressIsThePods(t *testing.T) {
+	ns := namespace(t)
+	c := sampleConnector(ns)
+	c.Spec.ILPAddress, c.Spec.InheritAddressFrom = "", "parent"
+	p := sampleAccount(ns, "parent", "alice")
+	p.Spec.Relation = ilpv1.RelationParent
+	p.Spec.Link = ilpv1.AccountLink{BTPClient: &ilpv1.BTPClientLink{URL: "btp+ws://parent:7768", TokenSecretRef: ilpv1.SecretKeyRef{Name: "bob", Key: "secret"}}}
+	mustCreate(t, secret(ns, "bob", map[string]string{"secret": "b"}), c, p)
+	waitCondition(t, c, ilpv1.ConditionReferencesResolved, metav1.ConditionTrue, ReasonResolved)
+
+	// What the pod holding the Lease writes once the parent answered.
+	body := fmt.Sprintf(`{"apiVersion":%q,"kind":"Connector","metadata":{"name":"alice","namespace":%q},"status":{"address":"test.parent.alice"}}`,
+		ilpv1.GroupVersion.String(), ns)
+	if err := k8s.Status().Patch(context.Background(), &ilpv1.Connector{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "alice"}},
+		client.RawPatch(types.ApplyPatchType, []byte(body)), client.FieldOwner(kube.AddressFieldManager), client.ForceOwnership); err != nil {
+		t.Fatal(err)
+	}
+	update(t, c, func(c *ilpv1.Connector) { c.Spec.Rates.Spread = "0.01" }) // a reconcile of a new generation
+	waitCondition(t, c, ilpv1.ConditionReferencesResolved, metav1.ConditionTrue, ReasonResolved)
+	if c.Status.Address != "test.parent.alice" {
+		t.Errorf("status.address = %q after a reconcile, want the inherited address the pod reported", c.Status.Address)
+	}
 }

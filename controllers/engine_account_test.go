@@ -68,6 +68,40 @@ func TestSettlementEngineWorkload(t *testing.T) {
 	})
 }
 
+// TestSettlementEngineRolloutProgressing: a new pod template (an image change) is Progressing
+// until the Deployment has rolled it out, and not before its controller has even seen it;
+// meanwhile the old pods serve and the engine stays Ready.
+func TestSettlementEngineRolloutProgressing(t *testing.T) {
+	ns := namespace(t)
+	eng := sampleEngine(ns)
+	mustCreate(t, secret(ns, "xrp", map[string]string{"seed": "s"}), eng)
+	waitProgressingStarted(t, eng)
+	markEngineRolledOut(t, ns)
+	waitCondition(t, eng, ilpv1.ConditionReady, metav1.ConditionTrue, ReasonAvailable)
+	waitCondition(t, eng, ilpv1.ConditionProgressing, metav1.ConditionFalse, ReasonRolloutComplete)
+
+	update(t, eng, func(e *ilpv1.SettlementEngine) { e.Spec.Image = "example/xrp-engine:2" })
+	eventually(t, func() error {
+		d := get(t, ns, "xrp-engine", &appsv1.Deployment{})
+		return checkf(d.Spec.Template.Spec.Containers[0].Image == "example/xrp-engine:2", "image not updated")
+	})
+	waitCondition(t, eng, ilpv1.ConditionProgressing, metav1.ConditionTrue, ReasonRollingOut)
+	waitCondition(t, eng, ilpv1.ConditionReady, metav1.ConditionTrue, ReasonAvailable)
+
+	markEngineRolledOut(t, ns)
+	waitCondition(t, eng, ilpv1.ConditionProgressing, metav1.ConditionFalse, ReasonRolloutComplete)
+}
+
+// markEngineRolledOut plays the Deployment controller: the engine's current template is rolled out.
+func markEngineRolledOut(t *testing.T, ns string) {
+	t.Helper()
+	dep := get(t, ns, "xrp-engine", &appsv1.Deployment{})
+	dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1}
+	if err := k8s.Status().Update(context.Background(), dep); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestAccountReferenceErrors follows each reference of an Account that can fail, with the
 // condition reason and the Event it produces.
 func TestAccountReferenceErrors(t *testing.T) {

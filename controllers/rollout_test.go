@@ -64,15 +64,42 @@ func TestConnectorArgs(t *testing.T) {
 func TestProgressingKeepsTheWorkloadsReason(t *testing.T) {
 	conn := sampleConnector("ns")
 	setCondition(conn, &conn.Status.BaseStatus, ilpv1.ConditionProgressing, true, "StoreChanged", "pods roll because store changed")
-	setProgressing(conn, &workloadState{kind: "Deployment", name: "alice",
+	setProgressing(conn, &conn.Status.BaseStatus, &workloadState{kind: "Deployment", name: "alice",
 		rollout: rolloutNote{Reason: "StoreSecretChanged", Message: "pods roll because storeSecret changed"}})
 	c := meta.FindStatusCondition(conn.Status.Conditions, ilpv1.ConditionProgressing)
 	if c == nil || c.Status != metav1.ConditionTrue || c.Reason != "StoreSecretChanged" {
 		t.Errorf("Progressing = %+v, want True/StoreSecretChanged", c)
 	}
-	setProgressing(conn, &workloadState{kind: "Deployment", name: "alice", rolledOut: true,
+	setProgressing(conn, &conn.Status.BaseStatus, &workloadState{kind: "Deployment", name: "alice", rolledOut: true,
 		rollout: rolloutNote{Reason: "StoreSecretChanged"}})
 	if c := meta.FindStatusCondition(conn.Status.Conditions, ilpv1.ConditionProgressing); c.Status != metav1.ConditionFalse {
 		t.Errorf("after the roll: %+v, want False", c)
+	}
+}
+
+// TestConnectorRulesNameTheAccounts: the pods may write the status of their own Accounts only;
+// without Accounts there is no such rule at all, since a rule without resourceNames would
+// grant every Account of the namespace.
+func TestConnectorRulesNameTheAccounts(t *testing.T) {
+	conn := sampleConnector("ns")
+	cases := []struct {
+		name     string
+		accounts []string
+		want     []string // resourceNames of the accounts/status rule; nil: no rule
+	}{
+		{"no accounts", nil, nil},
+		{"two accounts", []string{"bob", "carol"}, []string{"bob", "carol"}},
+	}
+	for _, tc := range cases {
+		var got []string
+		found := false
+		for _, r := range connectorRules(conn, tc.accounts, nil) {
+			if slices.Contains(r.Resources, "accounts/status") {
+				found, got = true, r.ResourceNames
+			}
+		}
+		if found != (tc.want != nil) || !slices.Equal(got, tc.want) {
+			t.Errorf("%s: accounts/status rule present %t, names %v; want names %v", tc.name, found, got, tc.want)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -15,6 +16,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
@@ -57,8 +59,8 @@ func (r *SettlementEngineReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	dep, applyErr := r.apply(ctx, &eng)
-	r.setConditions(&eng, problem, dep, applyErr)
+	wl, applyErr := r.apply(ctx, &eng)
+	r.setConditions(&eng, problem, wl, applyErr)
 	if r.Recorder != nil {
 		now := meta.FindStatusCondition(eng.Status.Conditions, ilpv1.ConditionReady)
 		was := meta.FindStatusCondition(orig.Status.Conditions, ilpv1.ConditionReady)
@@ -67,15 +69,21 @@ func (r *SettlementEngineReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		}
 	}
 	if !equality.Semantic.DeepEqual(orig.Status, eng.Status) {
-		if err := r.Status().Patch(ctx, &eng, client.MergeFrom(orig)); err != nil {
+		// Optimistic locking, as for a Connector: a reconcile that read a stale copy must not
+		// replace the conditions list (a merge patch replaces it whole), which would lose the
+		// reason a rollout started with. A conflict means newer data exists: reconcile again.
+		if err := r.Status().Patch(ctx, &eng, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+			if apierrors.IsConflict(err) {
+				return ctrl.Result{RequeueAfter: conflictRetry}, nil
+			}
 			return ctrl.Result{}, err
 		}
 	}
 	return ctrl.Result{}, applyErr
 }
 
-// apply writes the Service and the Deployment.
-func (r *SettlementEngineReconciler) apply(ctx context.Context, eng *ilpv1.SettlementEngine) (*appsv1.Deployment, error) {
+// apply writes the Service and the Deployment, and returns the Deployment's state.
+func (r *SettlementEngineReconciler) apply(ctx context.Context, eng *ilpv1.SettlementEngine) (*workloadState, error) {
 	om := metav1.ObjectMeta{Namespace: eng.Namespace, Name: eng.WorkloadName()}
 	svc := &corev1.Service{ObjectMeta: om}
 	if _, err := upsert(ctx, r.Client, eng, svc, func() error {
@@ -87,17 +95,19 @@ func (r *SettlementEngineReconciler) apply(ctx context.Context, eng *ilpv1.Settl
 		return nil, err
 	}
 	dep := &appsv1.Deployment{ObjectMeta: om}
-	_, err := upsert(ctx, r.Client, eng, dep, func() error {
+	op, err := upsert(ctx, r.Client, eng, dep, func() error {
 		dep.Labels = mergeLabels(dep.Labels, engineLabels(eng))
-		dep.Spec.Replicas = ptr.To(int32(1))
-		if eng.Spec.Replicas != nil {
-			dep.Spec.Replicas = ptr.To(*eng.Spec.Replicas)
-		}
+		dep.Spec.Replicas = ptr.To(ptr.Deref(eng.Spec.Replicas, 1))
 		dep.Spec.Selector = &metav1.LabelSelector{MatchLabels: engineSelector(eng)}
-		dep.Spec.Template = enginePodTemplate(eng)
+		setPodTemplate(dep, &dep.Spec.Template, enginePodTemplate(eng))
 		return nil
 	})
-	return dep, err
+	if err != nil {
+		return nil, err
+	}
+	wl := &workloadState{desired: ptr.Deref(dep.Spec.Replicas, 1), created: op == controllerutil.OperationResultCreated}
+	workloadStatus(dep, wl)
+	return wl, nil
 }
 
 func enginePodTemplate(eng *ilpv1.SettlementEngine) corev1.PodTemplateSpec {
@@ -108,8 +118,10 @@ func enginePodTemplate(eng *ilpv1.SettlementEngine) corev1.PodTemplateSpec {
 		// Ready once the engine accepts connections on its port: RFC 38 has no health endpoint,
 		// and a Ready engine that refuses the connector's first requests sends its settler into
 		// backoff.
+		// Every number written out, the API server's defaults included: setPodTemplate compares
+		// the template with the one the API server holds.
 		ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("http")}},
-			PeriodSeconds: 2, FailureThreshold: 3},
+			PeriodSeconds: 2, FailureThreshold: 3, TimeoutSeconds: 1, SuccessThreshold: 1},
 		SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: ptr.To(false), Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
 	}
 	if eng.Spec.Resources != nil {
@@ -125,8 +137,10 @@ func enginePodTemplate(eng *ilpv1.SettlementEngine) corev1.PodTemplateSpec {
 	}
 }
 
-// setConditions writes ReferencesResolved, Ready, the replica counts and the URL.
-func (r *SettlementEngineReconciler) setConditions(eng *ilpv1.SettlementEngine, problem *refProblem, dep *appsv1.Deployment, applyErr error) {
+// setConditions writes ReferencesResolved, Ready, Progressing, the replica counts and the URL.
+// Ready counts the available pods, old or new, as the Connector's does; Progressing says
+// whether the Deployment has rolled out the current pod template.
+func (r *SettlementEngineReconciler) setConditions(eng *ilpv1.SettlementEngine, problem *refProblem, wl *workloadState, applyErr error) {
 	st := &eng.Status.BaseStatus
 	if problem != nil {
 		setCondition(eng, st, ilpv1.ConditionReferencesResolved, false, problem.reason, problem.msg)
@@ -138,17 +152,18 @@ func (r *SettlementEngineReconciler) setConditions(eng *ilpv1.SettlementEngine, 
 		return
 	}
 	eng.Status.URL = eng.InClusterURL()
-	eng.Status.Replicas, eng.Status.ReadyReplicas = dep.Status.Replicas, dep.Status.ReadyReplicas
-	desired := ptr.Deref(dep.Spec.Replicas, 1)
+	eng.Status.Replicas, eng.Status.ReadyReplicas = wl.replicas, wl.ready
+	setProgressing(eng, st, wl)
+	pods := fmt.Sprintf("%s/%s has %d of %d pods available", wl.kind, wl.name, wl.availableReplicas, wl.desired)
 	switch {
 	case problem != nil:
 		setCondition(eng, st, ilpv1.ConditionReady, false, problem.reason, problem.msg)
-	case desired == 0:
+	case wl.desired == 0:
 		setCondition(eng, st, ilpv1.ConditionReady, true, ReasonScaledToZero, "the engine is scaled to zero replicas")
-	case dep.Status.AvailableReplicas < desired:
-		setCondition(eng, st, ilpv1.ConditionReady, false, ReasonWorkloadUnavailable, fmt.Sprintf("Deployment/%s has %d of %d pods available", dep.Name, dep.Status.AvailableReplicas, desired))
+	case !wl.available:
+		setCondition(eng, st, ilpv1.ConditionReady, false, ReasonWorkloadUnavailable, pods)
 	default:
-		setCondition(eng, st, ilpv1.ConditionReady, true, ReasonAvailable, fmt.Sprintf("Deployment/%s has %d of %d pods available", dep.Name, dep.Status.AvailableReplicas, desired))
+		setCondition(eng, st, ilpv1.ConditionReady, true, ReasonAvailable, pods)
 	}
 }
 

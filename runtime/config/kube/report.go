@@ -39,7 +39,7 @@ const maxAccountWrites = 50
 const maxMessage = 2048
 
 // reporter writes what the pod knows back to the API: the Connector's ConfigApplied condition
-// and each Account's status.connected and status.balance. Only the pod holding the Lease
+// and inherited address, and each Account's status.connected and status.balance. Only the pod holding the Lease
 // (LeaseName) writes, so that replicas do not fight; it writes an object only when its value
 // changed, and at most once per ReportInterval per object.
 type reporter struct {
@@ -48,13 +48,20 @@ type reporter struct {
 	mu       sync.Mutex
 	cond     *metav1.Condition // ConfigApplied wanted; nil before the first sync
 	accounts []string          // ids in the running config
+	inherit  bool              // the running config inherits its address
 	wake     chan struct{}
 
 	// Owned by the Start goroutine.
-	lastCond  *metav1.Condition
-	lastWrite map[string]time.Time // by object: "" is the Connector, else the Account name
+	lastCond    *metav1.Condition
+	lastAddress string
+	// lastWrite is by object: "" is the Connector's ConfigApplied, keyAddress its address,
+	// else the Account name.
+	lastWrite map[string]time.Time
 	written   map[string]accountStatus
 }
+
+// keyAddress is the address's key in reporter.lastWrite: never an Account name (no slash).
+const keyAddress = "/address"
 
 type accountStatus struct {
 	connected bool
@@ -95,6 +102,7 @@ func (r *reporter) setConfig(conn *ilpv1.Connector, cfg *config.Config, problems
 	r.cond = c
 	if cfg != nil {
 		r.accounts = sortedIDs(cfg)
+		r.inherit = cfg.ILPAddressInheritFrom != ""
 	}
 	r.mu.Unlock()
 	select {
@@ -157,7 +165,7 @@ func (r *reporter) due(key string, now time.Time) bool {
 
 func (r *reporter) flush(ctx context.Context, now time.Time) {
 	r.mu.Lock()
-	cond, ids := r.cond, r.accounts
+	cond, ids, inherit := r.cond, r.accounts, r.inherit
 	r.mu.Unlock()
 	if cond != nil && !sameCondition(r.lastCond, cond) && r.due("", now) && !r.conditionCurrent(ctx, cond) {
 		if err := r.writeCondition(ctx, cond); err != nil {
@@ -169,6 +177,11 @@ func (r *reporter) flush(ctx context.Context, now time.Time) {
 	rt := r.s.Runtime()
 	if rt == nil {
 		return
+	}
+	if inherit {
+		r.reportAddress(ctx, string(rt.Address()), now)
+	} else {
+		r.lastAddress = "" // the operator writes the configured one over it: report again if inherited again
 	}
 	if len(r.written) > len(ids) {
 		r.prune(ids)
@@ -241,6 +254,25 @@ func applyStatus(ctx context.Context, s *Source, manager string, status map[stri
 	}
 	obj := &ilpv1.Connector{ObjectMeta: metav1.ObjectMeta{Name: s.opts.Connector, Namespace: s.opts.Namespace}}
 	return s.cl.Status().Patch(ctx, obj, client.RawPatch(types.ApplyPatchType, data), client.FieldOwner(manager), client.ForceOwnership)
+}
+
+// reportAddress writes an inherited address into Connector.status.address (the Address
+// printer column) once the parent gave it, and again when it changes. A configured address is
+// the operator's to write, from spec.ilpAddress.
+func (r *reporter) reportAddress(ctx context.Context, addr string, now time.Time) {
+	if addr == "" || addr == r.lastAddress || !r.due(keyAddress, now) {
+		return
+	}
+	var conn ilpv1.Connector
+	if err := r.s.cl.Get(ctx, client.ObjectKey{Namespace: r.s.opts.Namespace, Name: r.s.opts.Connector}, &conn); err == nil && conn.Status.Address == addr {
+		r.lastAddress = addr // a restarted pod or a new Lease holder: already there
+		return
+	}
+	if err := applyStatus(ctx, r.s, AddressFieldManager, map[string]any{"address": addr}); err != nil {
+		r.s.log.Warn("cannot write the inherited address into the Connector status; will retry", "error", err)
+		return
+	}
+	r.lastAddress, r.lastWrite[keyAddress] = addr, now
 }
 
 // reportAccount writes an Account's connected flag and balance when they changed. The first

@@ -4,8 +4,9 @@
 // that reference it, reads the Secrets they name uncached (re-reading one only when the
 // operator records a new resourceVersion in Connector.status.secretVersions), builds a runtime
 // config from them, and applies it to the running connector without a restart. It reports back:
-// the ConfigApplied condition of the Connector, and the connected flag and balance of each
-// Account (from the pod holding the Lease), and each pod's own entry of status.pods.
+// the ConfigApplied condition of the Connector, its inherited address, and the connected flag
+// and balance of each Account (from the pod holding the Lease), and each pod's own entry of
+// status.pods.
 //
 // It follows CloudNativePG's in-pod instance manager: a controller-runtime manager whose cache
 // holds only what this pod may read. It never imports the operator (controllers/).
@@ -32,6 +33,7 @@ import (
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
 	"github.com/ilpfleet/ilpfleet/internal/scheme"
 	"github.com/ilpfleet/ilpfleet/runtime/config"
+	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 )
 
 // Defaults of Options.
@@ -44,6 +46,11 @@ const (
 	// FieldManager owns the fields the pods write on status (ConfigApplied): the operator writes
 	// the other conditions under its own name, so the two never take each other's fields.
 	FieldManager = "ilpfleet-connector-runtime"
+	// AddressFieldManager owns Connector.status.address while the address is inherited: the
+	// Lease holder writes it once the parent answered IL-DCP. A manager of its own, because a
+	// server-side apply drops the fields its manager applied before and left out this time:
+	// under FieldManager, each ConfigApplied write would remove the address.
+	AddressFieldManager = "ilpfleet-connector-address"
 )
 
 // Runtime is what the source drives: the running connector (runtime/connector.Connector).
@@ -51,6 +58,8 @@ type Runtime interface {
 	Apply(ctx context.Context, cfg *config.Config) error
 	Connected(id string) bool
 	Balance(ctx context.Context, id string) (int64, error)
+	// Address is the connector's ILP address, "" while an inherited one is not known yet.
+	Address() ilp.Address
 }
 
 // Options configure a Source.
