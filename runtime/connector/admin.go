@@ -65,8 +65,10 @@ func (c *Connector) Balance(ctx context.Context, id string) (int64, error) {
 }
 
 // AdjustBalance adds diff to an account's balance, checked against its limits as JS
-// modifyBalance does (a refusal wraps store.ErrAboveMaximum or store.ErrBelowMinimum),
-// updates the balance gauge and, below the settlement threshold, settles as a packet would.
+// modifyBalance does — a rise against the maximum, a fall against the minimum, so that a
+// correction toward the limits always passes (a refusal wraps store.ErrAboveMaximum or
+// store.ErrBelowMinimum) — updates the balance gauge and, below the settlement threshold,
+// settles as a packet would.
 func (c *Connector) AdjustBalance(ctx context.Context, id string, diff int64) error {
 	a := (*c.accounts.Load())[id]
 	if a == nil {
@@ -75,6 +77,11 @@ func (c *Connector) AdjustBalance(ctx context.Context, id string, diff int64) er
 	var min, max *int64
 	if b := a.pipes.Load().cfg.Balance; b != nil {
 		min, max = b.Minimum, b.Maximum
+	}
+	if diff > 0 {
+		min = nil
+	} else {
+		max = nil
 	}
 	b, err := c.store.AddWithin(ctx, id, diff, min, max)
 	if err != nil {
@@ -98,9 +105,9 @@ func (c *Connector) Routes() []admin.RouteInfo {
 // Routing is the CCP state (GET /routing): see routingStatus in ccp.go.
 func (c *Connector) Routing() admin.RoutingInfo { return c.routingStatus() }
 
-// Rates is the backend's name and, for a backend with a rate table, ECB-style rates of every
-// account asset with the first of them (in code order) as the base, since the backends do not
-// expose theirs; for a backend that fetches its rates, where they come from and how old they
+// Rates is the backend's name and, for a backend with a rate table, ECB-style rates of the
+// account assets against the first of them (in code order) that the backend has a rate for,
+// since the backends do not expose their base; for a backend that fetches its rates, where they come from and how old they
 // are (read after the lookups, which may have fetched).
 func (c *Connector) Rates() admin.RatesInfo {
 	b := c.settings.Load().conv.Backend()
@@ -116,7 +123,9 @@ func (c *Connector) Rates() admin.RatesInfo {
 	return info
 }
 
-// accountRates are the rates of the accounts' assets against the first of them.
+// accountRates are the rates of the accounts' assets against the first of them that has a
+// rate; assets without one are left out (a config may name an asset the table lacks, and it
+// must not hide the others).
 func (c *Connector) accountRates(b rates.Backend) map[string]string {
 	var codes []string
 	for _, a := range c.sortedAccounts() {
@@ -125,13 +134,18 @@ func (c *Connector) accountRates(b rates.Backend) map[string]string {
 		}
 	}
 	slices.Sort(codes)
-	out := map[string]string{}
-	for _, code := range codes {
-		if r, err := b.Rate(codes[0], code); err == nil {
-			out[code] = r.String()
+	for _, base := range codes {
+		out := map[string]string{}
+		for _, code := range codes {
+			if r, err := b.Rate(base, code); err == nil {
+				out[code] = r.String()
+			}
+		}
+		if len(out) > 0 {
+			return out
 		}
 	}
-	return out
+	return map[string]string{}
 }
 
 // Alerts lists the alerts, by ascending ID.

@@ -215,3 +215,35 @@ func start(t testing.TB, doc string, opts Options) *Connector {
 	})
 	return c
 }
+
+// metricValue is the value of the series of metric name whose labels include want (a counter's
+// or a gauge's), and whether there is one.
+func metricValue(t testing.TB, c *Connector, name string, want map[string]string) (float64, bool) {
+	t.Helper()
+	mfs, err := c.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for k, v := range want {
+				if have[k] != v {
+					continue series
+				}
+			}
+			if m.GetGauge() != nil {
+				return m.GetGauge().GetValue(), true
+			}
+			return m.GetCounter().GetValue(), true
+		}
+	}
+	return 0, false
+}

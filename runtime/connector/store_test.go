@@ -147,22 +147,7 @@ func TestPacketEndFailureCounted(t *testing.T) {
 	if _, err := ml.get("alice").inject(context.Background(), prepare("test.bob.x", 100, time.Now(), time.Minute)); err != nil {
 		t.Fatalf("the packet is answered whatever the store says afterwards: %v", err)
 	}
-	mfs, err := c.Gatherer().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := 0.0
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if mf.GetName() == middleware.MetricBalanceStoreErrors && labels["account"] == "alice" && labels["operation"] == middleware.OpEndPacket {
-				got += m.GetCounter().GetValue()
-			}
-		}
-	}
+	got, _ := metricValue(t, c, middleware.MetricBalanceStoreErrors, map[string]string{"account": "alice", "operation": middleware.OpEndPacket})
 	if got != 1 {
 		t.Errorf("%s{account=alice,operation=end} = %v, want 1", middleware.MetricBalanceStoreErrors, got)
 	}

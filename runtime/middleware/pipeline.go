@@ -22,6 +22,7 @@
 package middleware
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -182,8 +183,25 @@ func (b *builder) activate() {
 	for _, f := range b.onActivate {
 		f(now)
 	}
-	if b.stats != nil {
-		b.env.Metrics.activate(b.id, b.stats)
+	if b.stats != nil && b.env.Metrics.activate(b.id, b.stats) {
+		b.observeStoredBalance()
+	}
+}
+
+// storedBalanceWait bounds the store read of observeStoredBalance.
+const storedBalanceWait = 5 * time.Second
+
+// observeStoredBalance sets a new balance gauge to the stored balance: with a persistent store
+// (after a restart) or an asset change, it would read 0 until the account's next packet. A
+// store that cannot answer leaves it so.
+func (b *builder) observeStoredBalance() {
+	if b.env.Store == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storedBalanceWait)
+	defer cancel()
+	if ab, err := b.env.Store.Get(ctx, b.id); err == nil {
+		b.env.Metrics.ObserveBalance(b.id, ab.Balance)
 	}
 }
 

@@ -111,13 +111,14 @@ func (m *Metrics) pendingStats(id string, acct config.Account) *accountStats {
 }
 
 // activate makes s the account's series, deleting those of another asset or scale (they would
-// be misleading). Called when a pipeline goes into service, before its first packet.
-func (m *Metrics) activate(id string, s *accountStats) {
+// be misleading), and reports whether s is new. Called when a pipeline goes into service,
+// before its first packet.
+func (m *Metrics) activate(id string, s *accountStats) (created bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	old, ok := m.accounts[id]
 	if old == s {
-		return
+		return false
 	}
 	if ok {
 		m.deleteSeries(id)
@@ -128,6 +129,7 @@ func (m *Metrics) activate(id string, s *accountStats) {
 	s.balance = m.balance.With(s.labels)
 	s.storeErrors = m.storeErrors.MustCurryWith(s.labels)
 	m.accounts[id] = s
+	return true
 }
 
 // accountStats are one account's metric children.
