@@ -161,16 +161,15 @@ func connectorPodTemplate(c *ilpv1.Connector, image string, in restartInputs) co
 	return corev1.PodTemplateSpec{
 		ObjectMeta: metaLabels(connectorLabels(c), map[string]string{ilpv1.AnnotationRestartInputs: in.String()}),
 		Spec: corev1.PodSpec{
-			ServiceAccountName:        connectorSAName(c),
-			Containers:                []corev1.Container{ctr},
-			Volumes:                   []corev1.Volume{{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
-			NodeSelector:              c.Spec.NodeSelector,
-			Tolerations:               c.Spec.Tolerations,
-			Affinity:                  c.Spec.Affinity,
-			TopologySpreadConstraints: c.Spec.TopologySpreadConstraints,
-			SecurityContext:           &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), FSGroup: ptr.To(int64(65532)), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
-			// Long enough for the runtime to drain in-flight packets (max hold time 30s by default).
-			TerminationGracePeriodSeconds: ptr.To(int64(45)),
+			ServiceAccountName:            connectorSAName(c),
+			Containers:                    []corev1.Container{ctr},
+			Volumes:                       []corev1.Volume{{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+			NodeSelector:                  c.Spec.NodeSelector,
+			Tolerations:                   c.Spec.Tolerations,
+			Affinity:                      c.Spec.Affinity,
+			TopologySpreadConstraints:     c.Spec.TopologySpreadConstraints,
+			SecurityContext:               &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), FSGroup: ptr.To(int64(65532)), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+			TerminationGracePeriodSeconds: ptr.To(gracePeriod(c)),
 		},
 	}
 }

@@ -5,8 +5,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
+	"time"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
 )
@@ -19,10 +21,12 @@ type restartInputs struct {
 }
 
 // optionalInputs are the restart inputs a Connector has only when it sets them.
-var optionalInputs = []string{"logging", "storeSecret"}
+var optionalInputs = []string{"logging", "storeSecret", "inheritedAddress", "gracePeriod"}
 
-// restartInputsOf hashes image, resources, store, scheduling, listeners and logging of c, and
-// the version of the Secret holding the Redis URL (storeSecret, "" without one).
+// restartInputsOf hashes image, resources, store, scheduling, listeners and logging of c, the
+// version of the Secret holding the Redis URL (storeSecret, "" without one), where an
+// inherited address comes from (the runtime takes its network and parent only at start), and
+// the pods' termination grace period when the max hold time lengthens it.
 func restartInputsOf(c *ilpv1.Connector, image, storeSecret string) restartInputs {
 	s := c.Spec
 	in := restartInputs{parts: [][2]string{
@@ -40,7 +44,29 @@ func restartInputsOf(c *ilpv1.Connector, image, storeSecret string) restartInput
 	if storeSecret != "" {
 		in.parts = append(in.parts, [2]string{"storeSecret", shortHash(storeSecret)})
 	}
+	// An ilpAddress is immutable, and with it the network (RFC 34 ties one to the other).
+	if s.InheritAddressFrom != "" {
+		in.parts = append(in.parts, [2]string{"inheritedAddress", shortHash([]string{s.Network, s.InheritAddressFrom})})
+	}
+	if g := gracePeriod(c); g != minGracePeriod {
+		in.parts = append(in.parts, [2]string{"gracePeriod", shortHash(g)})
+	}
 	return in
+}
+
+// minGracePeriod is the pods' termination grace period in seconds with the default max hold
+// time (30 s) or a shorter one.
+const minGracePeriod = 45
+
+// gracePeriod is how long a stopping pod may run, in seconds: its drain of the packets in
+// flight (up to the max hold time) and then 15 s to close the links, the settlement engines'
+// API and the store (connector_cmd.go's closeConnector); at least minGracePeriod.
+func gracePeriod(c *ilpv1.Connector) int64 {
+	hold := 30 * time.Second
+	if c.Spec.MaxHoldTime != nil {
+		hold = c.Spec.MaxHoldTime.Duration
+	}
+	return max(minGracePeriod, int64(math.Ceil((hold + 15*time.Second).Seconds())))
 }
 
 // effectiveStore is the store with its default spelled out, so that writing the default

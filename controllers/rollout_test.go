@@ -3,6 +3,7 @@ package controllers
 import (
 	"slices"
 	"testing"
+	"time"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -17,6 +18,16 @@ func TestRestartInputsChangedSince(t *testing.T) {
 	json.Spec.Logging = &ilpv1.LoggingSpec{Level: "debug", Format: "json"}
 	onRedis := sampleConnector("ns")
 	onRedis.Spec.Store = &ilpv1.StoreSpec{Type: ilpv1.StoreRedis, Redis: &ilpv1.RedisStoreSpec{URLSecretRef: ilpv1.SecretKeyRef{Name: "redis", Key: "url"}}}
+	inheriting := sampleConnector("ns")
+	inheriting.Spec.ILPAddress, inheriting.Spec.InheritAddressFrom = "", "up"
+	inheritingElsewhere := inheriting.DeepCopy()
+	inheritingElsewhere.Spec.InheritAddressFrom = "other"
+	inheritingLive := inheriting.DeepCopy()
+	inheritingLive.Spec.Network = "production"
+	holdLonger := sampleConnector("ns")
+	holdLonger.Spec.MaxHoldTime = &metav1.Duration{Duration: 30 * time.Second}
+	holdLongest := sampleConnector("ns")
+	holdLongest.Spec.MaxHoldTime = &metav1.Duration{Duration: 2 * time.Minute}
 	for _, tt := range []struct {
 		name                 string
 		from, to             *ilpv1.Connector
@@ -33,6 +44,10 @@ func TestRestartInputsChangedSince(t *testing.T) {
 		{"store Secret the same", plain, plain, "img", "41", "41", nil},
 		{"a Redis store comes with its Secret", plain, onRedis, "img", "", "41", []string{"store"}},
 		{"the Redis store goes with its Secret", onRedis, plain, "img", "41", "", []string{"store"}},
+		{"an inherited address from another parent", inheriting, inheritingElsewhere, "img", "", "", []string{"inheritedAddress"}},
+		{"an inherited address on another network", inheriting, inheritingLive, "img", "", "", []string{"inheritedAddress"}},
+		{"a max hold time within the grace period", plain, holdLonger, "img", "", "", nil},
+		{"a max hold time past the grace period", plain, holdLongest, "img", "", "", []string{"gracePeriod"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			prev := restartInputsOf(tt.from, tt.fromImage, tt.fromSecret).String() + ",foo-bar=1,=2" // keys not ours are ignored
@@ -56,6 +71,27 @@ func TestConnectorArgs(t *testing.T) {
 	c.Spec.Logging = &ilpv1.LoggingSpec{}
 	if got := connectorArgs(c); !slices.Equal(got, base) {
 		t.Errorf("empty logging: args = %q, want %q", got, base)
+	}
+}
+
+// TestGracePeriodCoversTheDrain: a stopping pod drains packets for up to the max hold time,
+// then closes its links and store; the kubelet must not kill it before.
+func TestGracePeriodCoversTheDrain(t *testing.T) {
+	for _, tt := range []struct {
+		hold *metav1.Duration
+		want int64
+	}{
+		{nil, 45},
+		{&metav1.Duration{Duration: 10 * time.Second}, 45},
+		{&metav1.Duration{Duration: 30 * time.Second}, 45},
+		{&metav1.Duration{Duration: 2 * time.Minute}, 135},
+		{&metav1.Duration{Duration: 2*time.Minute + 100*time.Millisecond}, 136},
+	} {
+		c := sampleConnector("ns")
+		c.Spec.MaxHoldTime = tt.hold
+		if got := *connectorPodTemplate(c, "img", restartInputsOf(c, "img", "")).Spec.TerminationGracePeriodSeconds; got != tt.want {
+			t.Errorf("maxHoldTime %v: grace period %d s, want %d", tt.hold, got, tt.want)
+		}
 	}
 }
 
