@@ -11,7 +11,6 @@ import (
 	"syscall"
 
 	"github.com/ilpfleet/ilpfleet/internal/loadgen"
-	"github.com/ilpfleet/ilpfleet/internal/manager"
 	"github.com/ilpfleet/ilpfleet/internal/version"
 )
 
@@ -22,7 +21,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"manager", "run the Kubernetes operator (reconciles Connector, Account, Route, SettlementEngine)", manager.Run},
+		{"manager", "run the Kubernetes operator (reconciles Connector, Account, Route, SettlementEngine)", runManager},
 		{"connector", "run one ILP connector, configured like ilp-connector (CONNECTOR_* variables) or from a file", runConnector},
 		{"settlement-engine", "run a settlement engine (RFC 38) built with ilpfleet's framework: the mock, for tests and demos", runSettlementEngine},
 		{"loadgen", loadgen.Summary, runLoadgen},
