@@ -75,8 +75,8 @@ func runCluster(ctx context.Context, binary, kubeconfig string) error {
 func (f *clusterFleet) up(ctx context.Context) error {
 	step("applying config/samples as they are (two connectors, their accounts and a route): in the\n" +
 		"    cluster bob dials alice by her Service name, btp+ws://alice:7768, through cluster DNS.\n" +
-		"    Left out: " + settlementSample + " — its image, ghcr.io/ilpfleet/ilpfleet:latest, is not on\n" +
-		"    this node (no registry here; the node runs only images built locally)")
+		"    Left out: " + settlementSample + " — its image, ghcr.io/ilpfleet/ilpfleet:dev, is not on\n" +
+		"    this node (no registry here; the node runs only localhost/ilpfleet:dev, built locally)")
 	if err := applyDir(ctx, f.c, filepath.Join(testenv.Root(), "config", "samples"), nil, settlementSample); err != nil {
 		return err
 	}
