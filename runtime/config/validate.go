@@ -273,6 +273,8 @@ func (c *Config) validateBackendAndStore(l *fieldErrors) {
 		// The value is not quoted back: an ecb mirror URL may hold credentials.
 		if err := rates.Check(c.Backend, c.BackendConfig); err != nil {
 			l.add("", "backendConfig", "", "%s", err)
+		} else if c.Backend == BackendStatic {
+			c.validateStaticAssets(l)
 		}
 	}
 	if !contains(SupportedStores, c.Store) {
@@ -283,6 +285,21 @@ func (c *Config) validateBackendAndStore(l *fieldErrors) {
 	}
 	if len(c.StoreConfig) > 0 && !isJSONObject(c.StoreConfig) {
 		l.add("", "storeConfig", quote(string(c.StoreConfig)), "expected a JSON object")
+	}
+}
+
+// validateStaticAssets refuses an account whose asset the static backend has no price for:
+// every packet to or from it would fail to convert, while the connector looked healthy.
+func (c *Config) validateStaticAssets(l *fieldErrors) {
+	b, err := rates.NewStatic(c.BackendConfig)
+	if err != nil {
+		return // reported with backendConfig
+	}
+	for _, id := range c.orderedIDs() {
+		code := c.Accounts[id].AssetCode
+		if _, err := b.Rate(code, code); err != nil {
+			l.add(id, "assetCode", quote(code), "the static backend has no price for it: add it to backendConfig's rates (or make it the base)")
+		}
 	}
 }
 

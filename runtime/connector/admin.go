@@ -106,8 +106,8 @@ func (c *Connector) Routes() []admin.RouteInfo {
 func (c *Connector) Routing() admin.RoutingInfo { return c.routingStatus() }
 
 // Rates is the backend's name and, for a backend with a rate table, ECB-style rates of the
-// account assets against the first of them (in code order) that the backend has a rate for,
-// since the backends do not expose their base; for a backend that fetches its rates, where they come from and how old they
+// account assets against one of them (see accountRates), since the backends do not expose
+// their base; for a backend that fetches its rates, where they come from and how old they
 // are (read after the lookups, which may have fetched).
 func (c *Connector) Rates() admin.RatesInfo {
 	b := c.settings.Load().conv.Backend()
@@ -123,9 +123,9 @@ func (c *Connector) Rates() admin.RatesInfo {
 	return info
 }
 
-// accountRates are the rates of the accounts' assets against the first of them that has a
-// rate; assets without one are left out (a config may name an asset the table lacks, and it
-// must not hide the others).
+// accountRates are the rates of the accounts' assets against the one of them that prices the
+// most (the first in code order among equals); assets without a rate are left out (a config
+// may name an asset the backend lacks, and it must not hide the others).
 func (c *Connector) accountRates(b rates.Backend) map[string]string {
 	var codes []string
 	for _, a := range c.sortedAccounts() {
@@ -134,6 +134,7 @@ func (c *Connector) accountRates(b rates.Backend) map[string]string {
 		}
 	}
 	slices.Sort(codes)
+	best := map[string]string{}
 	for _, base := range codes {
 		out := map[string]string{}
 		for _, code := range codes {
@@ -141,11 +142,11 @@ func (c *Connector) accountRates(b rates.Backend) map[string]string {
 				out[code] = r.String()
 			}
 		}
-		if len(out) > 0 {
-			return out
+		if len(out) > len(best) {
+			best = out
 		}
 	}
-	return map[string]string{}
+	return best
 }
 
 // Alerts lists the alerts, by ascending ID.

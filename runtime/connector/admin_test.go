@@ -112,9 +112,10 @@ func TestBalanceGaugeStartsAtTheStoredBalance(t *testing.T) {
 }
 
 // TestRatesWithAnAssetTheTableLacks: GET /rates shows the rates the backend has, even when the
-// account asset first in code order (ABC) has none.
+// account asset first in code order (ABC, which the ECB does not publish) has none.
 func TestRatesWithAnAssetTheTableLacks(t *testing.T) {
-	cfg := strings.Replace(coreConfig, "  down:\n", `  zed:
+	mirror, fetches := ecbMirror(t, "1.25")
+	cfg := strings.Replace(ecbConfig(mirror.URL), "  down:\n", `  zed:
     relation: peer
     plugin: ilp-plugin-btp
     assetCode: ABC
@@ -123,6 +124,7 @@ func TestRatesWithAnAssetTheTableLacks(t *testing.T) {
   down:
 `, 1)
 	c, _ := startMem(t, cfg, nil)
+	waitFor(t, func() bool { return fetches.Load() == 1 })
 	r := c.Rates()
 	if r.Rates["USD"] == "" || r.Rates["EUR"] == "" || r.Rates["ABC"] != "" {
 		t.Errorf("rates %v; want USD and EUR, and no ABC", r.Rates)
