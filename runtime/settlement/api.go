@@ -23,8 +23,9 @@ const (
 	PeerSettle ilp.Address = "peer.settle"
 	// MessageTimeout is the expiry of a peer.settle Prepare.
 	MessageTimeout = 30 * time.Second
-	// creditRetention is how long an incoming settlement's idempotency key is kept; RFC 38
-	// asks for at least 24 hours, and an engine retries a credit for as long as it must.
+	// creditRetention is how long an incoming settlement's idempotency key is kept after the
+	// last request that carried it; RFC 38 asks for at least 24 hours, and an engine retries a
+	// credit for as long as it must.
 	creditRetention = 7 * 24 * time.Hour
 	maxQuantityBody = 4 << 10
 	maxKeyLen       = 256 // an Idempotency-Key is stored: keep it small
@@ -44,7 +45,7 @@ func (s *Settler) Handler() http.Handler {
 // answer a repeated request as the first, and to refuse the same key with another amount.
 type creditRecord struct {
 	Request string   `json:"request"` // sha256 of the account, amount and scale asked for
-	At      int64    `json:"at"`      // unix seconds
+	At      int64    `json:"at"`      // unix seconds: the last request with the key
 	Reply   Quantity `json:"reply"`
 }
 
@@ -86,6 +87,9 @@ func (s *Settler) credit(ctx context.Context, a *acct, key string, q Quantity, s
 	s.creditMu.Lock()
 	defer s.creditMu.Unlock()
 	if rec, ok, err := s.creditRecord(ctx, key); err != nil || ok {
+		if err == nil && rec.Request == req {
+			s.touchCredit(ctx, key, rec)
+		}
 		return replay(rec, req, err)
 	}
 	// The reply is the whole quantity: all of it is accounted for, credited or kept as the
@@ -148,6 +152,16 @@ func (s *Settler) creditWithLeftover(ctx context.Context, a *acct, key string, v
 	return units, rest, done, err
 }
 
+// touchCredit keeps a repeated key creditRetention from now: RFC 38 counts a key's life from
+// the most recent request that carried it. A failure only shortens its life: logged.
+func (s *Settler) touchCredit(ctx context.Context, key string, rec creditRecord) {
+	rec.At = s.o.Now().Unix()
+	v, _ := json.Marshal(rec)
+	if err := s.o.Store.PutKey(ctx, inPrefix+key, v); err != nil {
+		s.log.Warn("cannot refresh a repeated idempotency key; it is forgotten counting from its first use", "idempotencyKey", key, "error", err)
+	}
+}
+
 func replay(rec creditRecord, req string, err error) (int, any) {
 	switch {
 	case err != nil:
@@ -184,8 +198,10 @@ func (s *Settler) leftover(ctx context.Context, account string) (decimal.Decimal
 }
 
 // serveMessage sends an engine's message to the peer's engine in a peer.settle Prepare and
-// answers with the peer's reply: 201, or 502 when the peer rejected it (it was not taken), or
-// 504 when there was no answer (it may have been).
+// answers with the peer's reply: 201; 502 only when the peer's connector says its engine
+// certainly did not take the message (refused); 504 for every other failure, whose outcome is
+// unknown — the engine must not count it as refused, and may send it again only in a form its
+// peer takes once (the same settlement id).
 func (s *Settler) serveMessage(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if s.account(id) == nil {
@@ -208,17 +224,29 @@ func (s *Settler) serveMessage(w http.ResponseWriter, r *http.Request) {
 	f, err := s.o.Send(ctx, id, p)
 	if err != nil {
 		var rj *ilp.Reject
-		if errors.As(err, &rj) {
-			problem(w, http.StatusBadGateway, "the peer rejected the message: %s %s (triggered by %s)", rj.Code, rj.Message, rj.TriggeredBy)
-			return
+		switch {
+		case errors.As(err, &rj) && refusal(rj):
+			problem(w, http.StatusBadGateway, "the peer refused the message (not taken): %s %s (triggered by %s)", rj.Code, rj.Message, rj.TriggeredBy)
+		case errors.As(err, &rj):
+			problem(w, http.StatusGatewayTimeout, "the message may or may not have been taken by the peer's engine: %s %s (triggered by %s)", rj.Code, rj.Message, rj.TriggeredBy)
+		default:
+			problem(w, http.StatusGatewayTimeout, "no answer from the peer (the message may or may not have been taken): %v", err)
 		}
-		// Not a refusal: the message may or may not have reached the peer.
-		problem(w, http.StatusGatewayTimeout, "no answer from the peer: %v", err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.WriteHeader(http.StatusCreated)
 	_, _ = w.Write(f.Data)
+}
+
+// refusal reports whether a Reject of a peer.settle Prepare proves that the peer's engine did
+// not take the message: a final error (F) that the peer's connector itself raised for
+// peer.settle, as HandlePeer does when the account has no engine (F02) or the engine refused
+// the message with a 4xx (F00). Every other Reject may come after the engine took it: a
+// timeout of this connector's link (R00) or the peer's (T00 after its engine answered late),
+// an engine error (T00), a reply too big for a Fulfill (F99), a Reject from a hop on the way.
+func refusal(rj *ilp.Reject) bool {
+	return rj.TriggeredBy == PeerSettle && (rj.Code == ilp.CodeUnreachable || rj.Code == ilp.CodeBadRequest)
 }
 
 // HandlePeer answers a peer.settle Prepare from an account's peer: its data goes to the
@@ -247,17 +275,39 @@ func (s *Settler) HandlePeer(ctx context.Context, account string, p *ilp.Prepare
 		return &ilp.Fulfill{Fulfillment: ilp.PeerFulfillment, Data: reply}, nil
 	}
 	s.log.Warn("settlement engine did not take a message from the peer", "account", account, "error", err)
-	switch {
-	case errors.As(err, &se) && se.Status == http.StatusNotFound:
-		return nil, ilp.Rejectf(ilp.CodeUnreachable, PeerSettle, "the settlement engine does not know account %s", account)
-	case errors.As(err, &se) && se.Status < 500:
-		return nil, ilp.Rejectf(ilp.CodeBadRequest, PeerSettle, "the settlement engine refused the message: HTTP %d %s", se.Status, se.Body)
-	}
-	return nil, ilp.Rejectf(ilp.CodeInternalError, PeerSettle, "the settlement engine is unavailable; retry later")
+	return nil, peerReject(account, err)
 }
 
-// pruneLoop forgets incoming settlements' idempotency keys, and the slots of periodic
-// settlements, after creditRetention.
+// peerReject is the Reject of a message the engine did not answer with 2xx. Only F02 and
+// F00 tell the sending connector that the engine did not take it (see refusal): a message
+// maybe taken must never get them.
+func peerReject(account string, err error) *ilp.Reject {
+	var se *StatusError
+	switch {
+	case errors.Is(err, errReplyTooLarge):
+		return ilp.Rejectf(ilp.CodeFinalApplicationError, PeerSettle, "the settlement engine took the message, but its reply is longer than a Fulfill holds (%d bytes)", ilp.MaxDataSize)
+	case errors.As(err, &se) && se.Status == http.StatusNotFound:
+		return ilp.Rejectf(ilp.CodeUnreachable, PeerSettle, "the settlement engine does not know account %s", account)
+	case errors.As(err, &se) && se.Status < 500 && !transient(se.Status):
+		return ilp.Rejectf(ilp.CodeBadRequest, PeerSettle, "the settlement engine refused the message: HTTP %d %s", se.Status, se.Body)
+	case errors.As(err, &se):
+		return ilp.Rejectf(ilp.CodeInternalError, PeerSettle, "the settlement engine answered HTTP %d; it may have taken the message", se.Status)
+	}
+	return ilp.Rejectf(ilp.CodeInternalError, PeerSettle, "no answer from the settlement engine in time; it may have taken the message")
+}
+
+// transient tells the 4xx that are no refusal of the message: a timeout (408, maybe from a
+// proxy after the engine took it), 409 (the same request in progress), 425 and 429 (later).
+func transient(status int) bool {
+	switch status {
+	case http.StatusRequestTimeout, http.StatusConflict, http.StatusTooEarly, http.StatusTooManyRequests:
+		return true
+	}
+	return false
+}
+
+// pruneLoop forgets incoming settlements' idempotency keys after creditRetention, and the
+// slots of periodic settlements once they are over.
 func (s *Settler) pruneLoop() {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
@@ -272,24 +322,38 @@ func (s *Settler) pruneLoop() {
 }
 
 func (s *Settler) prune() {
-	var keys []string
-	for _, prefix := range []string{inPrefix, everyPrefix} {
-		ks, err := s.o.Store.Keys(s.ctx, prefix)
-		if err != nil {
-			s.log.Warn("cannot list the settlement records to prune", "prefix", prefix, "error", err)
-			return
+	now := s.o.Now()
+	cut := now.Add(-creditRetention).Unix()
+	s.pruneKeys(inPrefix, func(v []byte) bool {
+		var rec creditRecord
+		return json.Unmarshal(v, &rec) == nil && rec.At < cut
+	})
+	s.pruneKeys(everyPrefix, func(v []byte) bool {
+		var rec slotRecord
+		if json.Unmarshal(v, &rec) != nil {
+			return false
 		}
-		keys = append(keys, ks...)
+		if rec.Until == 0 { // written before slots had their own retention
+			return rec.At < cut
+		}
+		return rec.Until <= now.Unix()
+	})
+}
+
+// pruneKeys deletes the keys under prefix whose value is old.
+func (s *Settler) pruneKeys(prefix string, old func([]byte) bool) {
+	keys, err := s.o.Store.Keys(s.ctx, prefix)
+	if err != nil {
+		s.log.Warn("cannot list the settlement records to prune", "prefix", prefix, "error", err)
+		return
 	}
-	cut := s.o.Now().Add(-creditRetention).Unix()
 	for _, k := range keys {
 		v, err := s.o.Store.GetKey(s.ctx, k)
-		var rec creditRecord
-		if err != nil || json.Unmarshal(v, &rec) != nil || rec.At >= cut {
+		if err != nil || !old(v) {
 			continue
 		}
 		if err := s.o.Store.DeleteKey(s.ctx, k); err != nil {
-			s.log.Warn("cannot forget an old idempotency key", "key", k, "error", err)
+			s.log.Warn("cannot forget an old settlement record", "key", k, "error", err)
 		}
 	}
 }

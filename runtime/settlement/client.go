@@ -65,6 +65,10 @@ func RedactURL(s string) string {
 	return u.Redacted()
 }
 
+// errReplyTooLarge is a 2xx answer longer than an ILP Fulfill's data: the engine did what it
+// was asked, but its answer cannot be passed on.
+var errReplyTooLarge = fmt.Errorf("answer longer than %d bytes", ilp.MaxDataSize)
+
 // StatusError is an engine's answer other than 2xx.
 type StatusError struct {
 	Op     string // "create account", "settle", "message"
@@ -128,7 +132,7 @@ func (c *Client) do(ctx context.Context, op, method, path, ctype, key string, bo
 		return nil, &StatusError{Op: op, Status: resp.StatusCode, Body: snippet(reply)}
 	}
 	if len(reply) > ilp.MaxDataSize {
-		return nil, fmt.Errorf("settlement engine: %s: answer longer than %d bytes", op, ilp.MaxDataSize)
+		return nil, fmt.Errorf("settlement engine: %s: %w", op, errReplyTooLarge)
 	}
 	return reply, nil
 }

@@ -227,13 +227,37 @@ func (s *Settler) work(a *acct, recs []record, listed bool) {
 		}
 		recs = all[a.cfg.ID]
 	}
+	// Records for another engine (the account moved) are resent beside the settle loop: that
+	// engine may be gone for good, and must not hold up the account's settlements. Each
+	// record is still sent by one goroutine at a time, and the worker ends after them, so the
+	// next worker resends what they leave.
+	var others sync.WaitGroup
+	defer others.Wait()
+	byEngine := map[string][]record{}
+	for _, r := range recs {
+		byEngine[r.engine] = append(byEngine[r.engine], r)
+	}
+	for engine, rs := range byEngine {
+		if engine != a.cfg.EngineURL {
+			others.Go(func() { s.resendAll(a, log, rs) })
+		}
+	}
+	// The account's own engine's records go first: its new settlements queue behind them.
+	if !s.resendAll(a, log, byEngine[a.cfg.EngineURL]) {
+		return
+	}
+	s.settleLoop(a, log)
+}
+
+// resendAll resends recs in turn; false when the worker must stop.
+func (s *Settler) resendAll(a *acct, log *slog.Logger, recs []record) bool {
 	for _, r := range recs {
 		if s.stopped(a) {
-			return
+			return false
 		}
 		s.resend(a, log, r)
 	}
-	s.settleLoop(a, log)
+	return !s.stopped(a)
 }
 
 // settleLoop settles whenever the balance falls below the threshold (and every settleEvery,
@@ -277,15 +301,33 @@ func (s *Settler) settleLoop(a *acct, log *slog.Logger) {
 // A failure waits for the next tick.
 func (s *Settler) settlePeriodic(a *acct, log *slog.Logger) {
 	now := s.o.Now()
-	slot := everyPrefix + strconv.FormatInt(now.UnixNano()/int64(a.cfg.Every), 10) + "/" + a.cfg.ID
-	at, _ := json.Marshal(creditRecord{At: now.Unix()}) // pruned with the credits' records
-	first, err := s.o.Store.CreateKey(s.ctx, slot, at)
+	n := now.UnixNano() / int64(a.cfg.Every)
+	// The slot is kept one interval past its end (replicas' clocks may differ that much),
+	// then no worker can be in it any more.
+	keep := time.Unix(0, (n+2)*int64(a.cfg.Every))
+	v, _ := json.Marshal(slotRecord{At: now.Unix(), Until: keep.Unix()})
+	first, err := s.o.Store.CreateKey(s.ctx, slotKey(n, a.cfg.ID), v)
 	if err == nil && first {
+		// Forget the slot before last now rather than at the hourly prune: at an interval
+		// of a second, an hour of slots would be 3,600 keys per account.
+		if derr := s.o.Store.DeleteKey(s.ctx, slotKey(n-2, a.cfg.ID)); derr != nil {
+			log.Warn("cannot forget a past periodic settlement slot; the hourly prune will", "error", derr)
+		}
 		err = s.settleDue(a, log, &a.cfg.SettleTo)
 	}
 	if err != nil {
 		log.Error("cannot record a periodic settlement; trying at the next one", "error", err)
 	}
+}
+
+// slotRecord is what a periodic settlement's slot key holds.
+type slotRecord struct {
+	At    int64 `json:"at"`    // unix seconds: when it was taken
+	Until int64 `json:"until"` // unix seconds: when it may be forgotten (0, written before: creditRetention after At)
+}
+
+func slotKey(n int64, account string) string {
+	return everyPrefix + strconv.FormatInt(n, 10) + "/" + account
 }
 
 // stopped reports whether the worker of a must stop: its config changed, or the settler closed.
@@ -331,8 +373,9 @@ func (s *Settler) settleDue(a *acct, log *slog.Logger, threshold *int64) error {
 
 // resend sends a settlement recorded before, to the engine it was recorded for: that engine
 // may have accepted it already, and only it knows the key. (An account moved to another
-// engine meanwhile gets the record sent to the old one; if that engine is gone, the settlement
-// stays pending — see the metric — until an operator settles it by hand.)
+// engine meanwhile gets the record sent to the old one, beside its new settlements; if that
+// engine is gone, the settlement stays pending — see the metric — until an operator settles
+// it by hand.)
 func (s *Settler) resend(a *acct, log *slog.Logger, r record) {
 	v, err := s.o.Store.GetKey(s.ctx, r.storeKey)
 	if errors.Is(err, store.ErrNotFound) {
@@ -446,7 +489,7 @@ const (
 	outPrefix      = "settlement/out/"      // outPrefix + key + "/" + hex(engine URL) + "/" + account → amount (decimal)
 	inPrefix       = "settlement/in/"       // inPrefix + the engine's Idempotency-Key → creditRecord (JSON)
 	leftoverPrefix = "settlement/leftover/" // leftoverPrefix + account → standard units (decimal)
-	everyPrefix    = "settlement/every/"    // everyPrefix + interval slot + "/" + account → {"at": unix}
+	everyPrefix    = "settlement/every/"    // everyPrefix + interval slot + "/" + account → slotRecord (JSON)
 )
 
 func outKey(key, engineURL, account string) string {

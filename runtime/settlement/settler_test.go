@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -412,14 +413,28 @@ func TestMessages(t *testing.T) {
 			return http.StatusBadRequest
 		case "broken":
 			return http.StatusInternalServerError
+		case "slow":
+			return http.StatusRequestTimeout
+		case "busy":
+			return http.StatusTooManyRequests
 		}
 		return http.StatusCreated
 	})
 	var sent []*ilp.Prepare
+	// The message names the Reject the peer (or this connector's own link) answers with.
+	rejects := map[string]*ilp.Reject{
+		"refused":        ilp.Rejectf(ilp.CodeUnreachable, PeerSettle, "no engine here"),
+		"engine refused": ilp.Rejectf(ilp.CodeBadRequest, PeerSettle, "the settlement engine refused the message: HTTP 400"),
+		"reply too big":  ilp.Rejectf(ilp.CodeFinalApplicationError, PeerSettle, "the settlement engine took the message; its reply does not fit"),
+		"engine down":    ilp.Rejectf(ilp.CodeInternalError, PeerSettle, "the settlement engine did not answer"),
+		"local timeout":  ilp.Rejectf(ilp.CodeTransferTimedOut, "test.me", "account bob did not answer before the packet expired"),
+		"link down":      ilp.Rejectf(ilp.CodePeerUnreachable, "test.me", "account bob is not connected"),
+		"F02 elsewhere":  ilp.Rejectf(ilp.CodeUnreachable, "test.peer", "no route"),
+	}
 	send := func(_ context.Context, account string, p *ilp.Prepare) (*ilp.Fulfill, error) {
 		sent = append(sent, p)
-		if string(p.Data) == "refused" {
-			return nil, ilp.Rejectf(ilp.CodeUnreachable, "peer.settle", "no engine here")
+		if rj := rejects[string(p.Data)]; rj != nil {
+			return nil, rj
 		}
 		return &ilp.Fulfill{Fulfillment: ilp.PeerFulfillment, Data: append([]byte("peer says: "), p.Data...)}, nil
 	}
@@ -428,19 +443,29 @@ func TestMessages(t *testing.T) {
 	t.Run("from the engine to the peer", func(t *testing.T) {
 		srv := httptest.NewServer(s.Handler())
 		t.Cleanup(srv.Close)
-		for _, tc := range []struct{ msg, reply string }{{"hello", "peer says: hello"}, {"refused", "no engine here"}} {
+		for _, tc := range []struct {
+			msg    string
+			status int // 502 only when the peer's engine certainly did not take the message
+			reply  string
+		}{
+			{"hello", http.StatusCreated, "peer says: hello"},
+			{"refused", http.StatusBadGateway, "no engine here"},
+			{"engine refused", http.StatusBadGateway, "HTTP 400"},
+			// The rest say nothing of whether the peer's engine took it: 504, outcome unknown.
+			{"reply too big", http.StatusGatewayTimeout, "took the message"},
+			{"engine down", http.StatusGatewayTimeout, "did not answer"},
+			{"local timeout", http.StatusGatewayTimeout, "before the packet expired"},
+			{"link down", http.StatusGatewayTimeout, "not connected"},
+			{"F02 elsewhere", http.StatusGatewayTimeout, "no route"},
+		} {
 			resp, err := http.Post(srv.URL+"/accounts/bob/messages", "application/octet-stream", strings.NewReader(tc.msg))
 			if err != nil {
 				t.Fatal(err)
 			}
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			want := http.StatusCreated
-			if tc.msg == "refused" {
-				want = http.StatusBadGateway
-			}
-			if resp.StatusCode != want || !strings.Contains(string(b), tc.reply) {
-				t.Fatalf("%s: got %d %s, want %d %s", tc.msg, resp.StatusCode, b, want, tc.reply)
+			if resp.StatusCode != tc.status || !strings.Contains(string(b), tc.reply) {
+				t.Fatalf("%s: got %d %s, want %d %s", tc.msg, resp.StatusCode, b, tc.status, tc.reply)
 			}
 		}
 		p := sent[0]
@@ -450,6 +475,7 @@ func TestMessages(t *testing.T) {
 	})
 
 	t.Run("from the peer to the engine", func(t *testing.T) {
+		big := strings.Repeat("x", ilp.MaxDataSize) // the test engine's reply adds to it
 		for _, tc := range []struct {
 			account, msg string
 			code         ilp.ErrorCode // "" : fulfilled
@@ -458,6 +484,10 @@ func TestMessages(t *testing.T) {
 			{"bob", "unknown", ilp.CodeUnreachable},
 			{"bob", "bad", ilp.CodeBadRequest},
 			{"bob", "broken", ilp.CodeInternalError},
+			// Not refusals: the sending engine must not take them as "not taken".
+			{"bob", "slow", ilp.CodeInternalError},
+			{"bob", "busy", ilp.CodeInternalError},
+			{"bob", big, ilp.CodeFinalApplicationError}, // taken, but the reply does not fit a Fulfill
 			{"carol", "hi", ilp.CodeUnreachable},
 		} {
 			f, err := s.HandlePeer(ctx, tc.account, &ilp.Prepare{Destination: PeerSettle, Data: []byte(tc.msg)})
@@ -466,7 +496,7 @@ func TestMessages(t *testing.T) {
 			case tc.code == "" && (err != nil || string(f.Data) != "reply to hi" || f.Fulfillment != ilp.PeerFulfillment):
 				t.Fatalf("%s %s: %v %v, want the engine's reply", tc.account, tc.msg, f, err)
 			case tc.code != "" && (!errors.As(err, &rj) || rj.Code != tc.code || rj.TriggeredBy != PeerSettle):
-				t.Fatalf("%s %s: %v, want reject %s from peer.settle", tc.account, tc.msg, err, tc.code)
+				t.Fatalf("%s %.20s: %v, want reject %s from peer.settle", tc.account, tc.msg, err, tc.code)
 			}
 		}
 	})
@@ -691,5 +721,165 @@ func TestSettleEveryOncePerSlot(t *testing.T) {
 	}
 	if len(settlements) != 1 || balance(t, st, "bob") != -25 {
 		t.Fatalf("settlements %v, balance %d; want one of 40 and the 25 owed since left for the next slot", settlements, balance(t, st, "bob"))
+	}
+}
+
+// TestMessageTakenLateIsNotRefused: between two settlers, the receiving engine takes the
+// message (it would credit) but answers after the Prepare expired; the receiver rejects it
+// T00, which must reach the sending engine as 504 (outcome unknown), not 502 (not taken: the
+// mock would settle again, and the peer credit twice).
+func TestMessageTakenLateIsNotRefused(t *testing.T) {
+	var taken atomic.Int32
+	slow := newTestEngine(t, func(c engineCall, _ int) int {
+		if strings.HasSuffix(c.Path, "/messages") {
+			taken.Add(1)
+			time.Sleep(300 * time.Millisecond) // past the Prepare's expiry
+		}
+		return http.StatusCreated
+	})
+	recv := newTestSettler(t, store.NewMemory(), nil, Account{ID: "alice", EngineURL: slow.URL})
+	send := func(ctx context.Context, _ string, p *ilp.Prepare) (*ilp.Fulfill, error) {
+		return recv.HandlePeer(ctx, "alice", p)
+	}
+	eng := newTestEngine(t, nil)
+	sender := New(Options{Store: store.NewMemory(), Send: send, Retry: fastRetry,
+		// The Prepare expires 100 ms after it is sent (MessageTimeout − 29.9 s).
+		Now: func() time.Time { return time.Now().Add(-MessageTimeout + 100*time.Millisecond) }})
+	if err := sender.Update([]Account{{ID: "bob", EngineURL: eng.URL}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sender.Close)
+	srv := httptest.NewServer(sender.Handler())
+	defer srv.Close()
+	status, body := settlementtest.Do(t, http.MethodPost, srv.URL+"/accounts/bob/messages", "", `{"type":"settlement"}`)
+	if taken.Load() == 1 && status != http.StatusGatewayTimeout {
+		t.Fatalf("the peer's engine took the message and answered late; the sending engine got %d %s, want 504", status, body)
+	}
+}
+
+// TestMovedAccountSettlesWhileOldEngineIsDown: an account moved from a dead engine to a
+// working one settles through the new engine while the record left for the dead one is
+// retried beside it (and sent, once, when the old engine is back).
+func TestMovedAccountSettlesWhileOldEngineIsDown(t *testing.T) {
+	ctx := context.Background()
+	var up atomic.Bool
+	dead := newTestEngine(t, func(c engineCall, _ int) int {
+		if strings.HasSuffix(c.Path, "/settlements") && !up.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusCreated
+	})
+	st := store.NewMemory()
+	if _, err := st.AddWithin(ctx, "bob", -300, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	s := newTestSettler(t, st, nil, Account{ID: "bob", EngineURL: dead.URL, Threshold: ptr[int64](-100)})
+	s.Start(ctx)
+	dead.next(t) // account set up
+	oldKey := dead.next(t).Key
+	waitRecorded(t, st, 1)
+	var deadCalls sync.WaitGroup
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop); deadCalls.Wait() }) // before the engines' Close (LIFO)
+	// Keep the dead engine's retries from filling its channel.
+	deadCalls.Go(func() {
+		for {
+			select {
+			case <-dead.got:
+			case <-stop:
+				return
+			}
+		}
+	})
+
+	moved := newTestEngine(t, nil)
+	if err := s.Update([]Account{{ID: "bob", EngineURL: moved.URL, Threshold: ptr[int64](-100)}}); err != nil {
+		t.Fatal(err)
+	}
+	if c := moved.next(t); c.Path != "/accounts" {
+		t.Fatalf("new engine got %+v first", c)
+	}
+	if _, err := st.AddWithin(ctx, "bob", -5000, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.BalanceChanged("bob", -5000)
+	if c := moved.next(t); !strings.HasSuffix(c.Path, "/settlements") || c.Body != `{"amount":"5000","scale":0}` || c.Key == oldKey {
+		t.Fatalf("new engine got %+v, want a new settlement of 5000", c)
+	}
+	waitFor(t, "the new settlement forgotten, the old one still recorded", func() bool {
+		keys := recorded(t, st)
+		return len(keys) == 1 && keys[0] == outKey(oldKey, dead.URL, "bob")
+	})
+	up.Store(true) // the old engine is back: its record is sent to it, with its key
+	waitRecorded(t, st, 0)
+	dead.mu.Lock()
+	defer dead.mu.Unlock()
+	for _, c := range dead.calls {
+		if strings.HasSuffix(c.Path, "/settlements") && c.Key != oldKey {
+			t.Fatalf("the old engine got %+v: only its own record may go to it", c)
+		}
+	}
+}
+
+// TestSettleEverySlotsPruned: a periodic settlement's slot is kept about two intervals, not
+// the credits' 7 days (604,800 keys per account at settleEvery 1s).
+func TestSettleEverySlotsPruned(t *testing.T) {
+	st := store.NewMemory()
+	var now atomic.Int64
+	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	s := New(Options{Store: st, Retry: fastRetry, Now: func() time.Time { return time.Unix(0, now.Load()) }})
+	t.Cleanup(s.Close)
+	eng := newTestEngine(t, nil)
+	if err := s.Update([]Account{{ID: "bob", EngineURL: eng.URL, Every: time.Second}}); err != nil {
+		t.Fatal(err)
+	}
+	a := s.account("bob")
+	slots := func() int {
+		keys, err := st.Keys(context.Background(), everyPrefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(keys)
+	}
+	for range 3600 { // an hour of ticks, between two prunes
+		s.settlePeriodic(a, s.log)
+		now.Add(int64(time.Second))
+	}
+	if n := slots(); n > 2 {
+		t.Fatalf("%d slots stored after an hour of 1 s ticks, want the last two", n)
+	}
+	s.settlePeriodic(a, s.log)
+	s.prune()
+	if n := slots(); n != 2 {
+		t.Fatalf("%d slots after prune, want the current one and the one before (clock skew between replicas)", n)
+	}
+	now.Add(int64(2 * time.Second)) // the current slot and the next have ended
+	s.prune()
+	if n := slots(); n != 0 {
+		t.Fatalf("%d slots two intervals later, want none", n)
+	}
+}
+
+// TestCreditKeyKeptFromTheLastRequest: an incoming settlement's key is kept creditRetention
+// from the last request that carried it (RFC 38), not from the first: a repeat after that is
+// still answered as the first, not credited again.
+func TestCreditKeyKeptFromTheLastRequest(t *testing.T) {
+	st := store.NewMemory()
+	var now atomic.Int64
+	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	s := New(Options{Store: st, Retry: fastRetry, Now: func() time.Time { return time.Unix(0, now.Load()) }})
+	t.Cleanup(s.Close)
+	if err := s.Update([]Account{{ID: "bob", EngineURL: "http://127.0.0.1:1", AssetScale: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	for i, elapse := range []time.Duration{0, creditRetention - time.Hour, creditRetention - time.Hour} {
+		now.Add(int64(elapse))
+		s.prune()
+		status, body := settlementtest.Do(t, http.MethodPost, srv.URL+"/accounts/bob/settlements", "k1", `{"amount":"250","scale":2}`)
+		if status != http.StatusCreated || balance(t, st, "bob") != -250 {
+			t.Fatalf("request %d, %v after the one before: %d %s, balance %d; want 201 and -250 (credited once)", i, elapse, status, body, balance(t, st, "bob"))
+		}
 	}
 }

@@ -13,7 +13,11 @@
 // been made could pay twice, while a failure that paid nothing only leaves the peer owed —
 // which the peer's connector sees and can settle again. An engine that knows it paid nothing
 // (the peer was not ready) says so with ErrNotSettled: the amount stays queued and is tried
-// again after a backoff.
+// again after a backoff. An engine that cannot tell whether it paid (a timeout) says so with
+// ErrOutcomeUnknown: the framework keeps that attempt — its amount and its SettlementID — and
+// calls Settle again with both until the engine can tell; the engine makes a repeated
+// SettlementID pay at most once (its ledger's idempotency key, or the peer's deduplication:
+// Services.CreditSettlement credits a settlement id once).
 package engine
 
 import (
@@ -29,13 +33,36 @@ import (
 // tries again after the backoff of Config (the same as credits').
 var ErrNotSettled = errors.New("settlement engine: nothing settled; trying again later")
 
+// ErrOutcomeUnknown is what Settle returns (wrapped or not) when it cannot tell whether it
+// paid, e.g. its request timed out: the framework keeps the attempt (durably, in the Store)
+// and, after the backoff, calls Settle again with the same amount and the same
+// SettlementID(ctx), until Settle returns anything else. Amounts queued meanwhile wait.
+var ErrOutcomeUnknown = errors.New("settlement engine: outcome of the settlement unknown; trying again with the same settlement id")
+
+// settlementIDKey is the context key of SettlementID.
+type settlementIDKey struct{}
+
+// SettlementID is the id of the settlement Settle is asked for (ctx is Settle's): random, and
+// the same on every call that tries again an attempt that returned ErrOutcomeUnknown. An
+// engine uses it as its ledger's idempotency key, or sends it to the peer to deduplicate. ""
+// outside Settle.
+func SettlementID(ctx context.Context) string {
+	id, _ := ctx.Value(settlementIDKey{}).(string)
+	return id
+}
+
+func withSettlementID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, settlementIDKey{}, id)
+}
+
 // Engine settles with peers on a ledger. Its other abilities are the optional interfaces
 // AccountSetter, MessageHandler, AccountCloser and Closer.
 type Engine interface {
 	// Settle sends the peer of accountID a settlement of at most amount (standard units,
 	// arbitrary precision; the engine rounds down to what its ledger can carry) and returns
 	// what it settled. The rest stays queued. On error the whole amount counts as settled,
-	// unless the error is ErrNotSettled.
+	// unless the error is ErrNotSettled (nothing paid) or ErrOutcomeUnknown (tried again with
+	// the same SettlementID(ctx) and amount).
 	Settle(ctx context.Context, accountID string, amount decimal.Decimal) (decimal.Decimal, error)
 }
 
@@ -72,7 +99,9 @@ type Services interface {
 	// the peer of accountID. The credit is queued durably (in the Store) before it returns,
 	// at the engine's asset scale, rounded down — the part below one unit waits for the next
 	// credit of the account — and is retried with the same idempotency key until the
-	// connector acknowledges it. An error means nothing was queued.
+	// connector acknowledges it. A settlementID other than "" is credited once per account
+	// (within IdempotencyTTL of its last use): a repeat changes nothing and returns nil. An
+	// error means nothing was queued.
 	CreditSettlement(accountID string, amount decimal.Decimal, settlementID string) error
 	// TrySettlement settles now what is queued for accountID (leftovers, failed attempts).
 	TrySettlement(accountID string)

@@ -19,6 +19,7 @@ const (
 	maxSmallBody    = 16 << 10
 	maxMessageBytes = 1 << 20
 	maxAccountID    = 1024
+	maxKeyLen       = 256 // an Idempotency-Key is stored: bounded as the connector bounds it
 )
 
 // Handler is the engine side of RFC 38, which the connector calls.
@@ -91,8 +92,8 @@ func (s *Server) deleteAccount(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) settle(w http.ResponseWriter, r *http.Request) {
 	id, key := r.PathValue("id"), r.Header.Get("Idempotency-Key")
-	if key == "" {
-		http.Error(w, "Idempotency-Key header required (RFC 38): retries of this settlement must carry the same key", http.StatusBadRequest)
+	if key == "" || len(key) > maxKeyLen {
+		http.Error(w, fmt.Sprintf("Idempotency-Key header of 1 to %d bytes required (RFC 38): retries of this settlement must carry the same key", maxKeyLen), http.StatusBadRequest)
 		return
 	}
 	var q settlement.Quantity

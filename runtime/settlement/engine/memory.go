@@ -19,8 +19,14 @@ type Memory struct {
 	creditLeft map[string]decimal.Decimal
 	credits    map[string]Credit
 	records    map[string]memRecord
+	seen       map[seenKey]time.Time // settlement ids credited → expiry
+	attempts   map[string]Attempt
 	lastPrune  time.Time
+	now        func() time.Time
 }
+
+// seenKey is a settlement id credited to an account.
+type seenKey struct{ account, id string }
 
 type memRecord struct {
 	Record
@@ -37,6 +43,9 @@ func NewMemory() *Memory {
 		creditLeft: map[string]decimal.Decimal{},
 		credits:    map[string]Credit{},
 		records:    map[string]memRecord{},
+		seen:       map[seenKey]time.Time{},
+		attempts:   map[string]Attempt{},
+		now:        time.Now,
 	}
 }
 
@@ -55,7 +64,7 @@ func (m *Memory) DeleteAccount(_ context.Context, id string) error {
 	defer m.mu.Unlock()
 	delete(m.accounts, id)
 	delete(m.queued, id)
-	delete(m.creditLeft, id)
+	delete(m.attempts, id)
 	return nil
 }
 
@@ -78,10 +87,12 @@ func (m *Memory) Accounts(context.Context) ([]string, error) {
 func (m *Memory) QueueSettlement(_ context.Context, id string, amount decimal.Decimal, rec *Record) (*Record, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := time.Now()
+	now := m.now()
 	m.prune(now)
 	if rec != nil {
 		if prev, ok := m.records[rec.Key]; ok && now.Before(prev.expires) {
+			prev.expires = now.Add(IdempotencyTTL) // RFC 38: from the last request
+			m.records[rec.Key] = prev
 			r := prev.Record
 			return &r, nil
 		}
@@ -108,6 +119,11 @@ func (m *Memory) prune(now time.Time) {
 			delete(m.records, k)
 		}
 	}
+	for k, exp := range m.seen {
+		if !now.Before(exp) {
+			delete(m.seen, k)
+		}
+	}
 }
 
 // TakeQueued implements Store.
@@ -130,9 +146,19 @@ func (m *Memory) Queued(id string) decimal.Decimal {
 func (m *Memory) QueueCredit(_ context.Context, account string, amount decimal.Decimal, scale uint8, key, settlementID string) (Credit, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	now := m.now()
+	m.prune(now)
+	sk := seenKey{account, settlementID}
+	if exp, ok := m.seen[sk]; ok && settlementID != "" && now.Before(exp) {
+		m.seen[sk] = now.Add(IdempotencyTTL)
+		return Credit{}, false, ErrCreditedBefore
+	}
 	c, rest, err := splitCredit(m.creditLeft[account].Add(amount), scale, key, account, settlementID)
 	if err != nil {
 		return Credit{}, false, err
+	}
+	if settlementID != "" {
+		m.seen[sk] = now.Add(IdempotencyTTL)
 	}
 	m.creditLeft[account] = rest
 	if c.Quantity.Amount == "0" {
@@ -159,4 +185,27 @@ func (m *Memory) AckCredit(_ context.Context, key string) error {
 	defer m.mu.Unlock()
 	delete(m.credits, key)
 	return nil
+}
+
+// SetAttempt implements Store.
+func (m *Memory) SetAttempt(_ context.Context, id string, a *Attempt) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if a == nil {
+		delete(m.attempts, id)
+	} else {
+		m.attempts[id] = *a
+	}
+	return nil
+}
+
+// Attempt implements Store.
+func (m *Memory) Attempt(_ context.Context, id string) (*Attempt, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, ok := m.attempts[id]
+	if !ok {
+		return nil, nil
+	}
+	return &a, nil
 }

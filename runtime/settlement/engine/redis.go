@@ -24,7 +24,8 @@ const DefaultRedisPrefix = "ilpfleet:se:"
 // Keys: <prefix>accounts (set), <prefix>queue:<id> (list of decimal strings, summed when
 // taken, because Lua cannot add decimals exactly), <prefix>left:<id> (incoming amount below
 // one unit), <prefix>credits (hash key → Credit JSON), <prefix>idem:<key> (Record JSON, with
-// a TTL).
+// a TTL), <prefix>seen:<len(account)>:<account>:<settlement id> (a settlement id credited,
+// with a TTL), <prefix>attempt:<id> (Attempt JSON).
 type Redis struct {
 	c      *redis.Client
 	prefix string
@@ -32,12 +33,15 @@ type Redis struct {
 
 var _ Store = (*Redis)(nil)
 
-// queueScript is QueueSettlement in one atomic step: the record is checked, then the
-// account, then both are written.
+// queueScript is QueueSettlement in one atomic step: the record is checked (and kept
+// IdempotencyTTL longer if there), then the account, then both are written.
 var queueScript = redis.NewScript(`
 if ARGV[3] ~= '' then
   local prev = redis.call('GET', KEYS[3])
-  if prev then return {2, prev} end
+  if prev then
+    redis.call('EXPIRE', KEYS[3], ARGV[4])
+    return {2, prev}
+  end
 end
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return {0} end
 if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4]) end
@@ -78,7 +82,7 @@ func (r *Redis) CreateAccount(ctx context.Context, id string) (bool, error) {
 func (r *Redis) DeleteAccount(ctx context.Context, id string) error {
 	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.SRem(ctx, r.key("accounts"), id)
-		p.Del(ctx, r.key("queue:", id), r.key("left:", id))
+		p.Del(ctx, r.key("queue:", id), r.key("attempt:", id))
 		return nil
 	})
 	return err
@@ -161,8 +165,26 @@ func (r *Redis) QueueCredit(ctx context.Context, account string, amount decimal.
 	return Credit{}, false, fmt.Errorf("settlement engine: credit of %s: too much contention", account)
 }
 
+// seenKey is the key recording that settlementID was credited to account.
+func (r *Redis) seenKey(account, settlementID string) string {
+	return r.key("seen:", strconv.Itoa(len(account)), ":", account, ":", settlementID)
+}
+
 func (r *Redis) queueCreditOnce(ctx context.Context, lk, account string, amount decimal.Decimal, scale uint8, key, settlementID string) (c Credit, ok bool, err error) {
+	watch, sk := []string{lk}, ""
+	if settlementID != "" {
+		sk = r.seenKey(account, settlementID)
+		watch = append(watch, sk)
+	}
 	err = r.c.Watch(ctx, func(tx *redis.Tx) error {
+		if sk != "" {
+			if n, err := tx.Expire(ctx, sk, IdempotencyTTL).Result(); err != nil || n {
+				if err == nil {
+					err = ErrCreditedBefore
+				}
+				return err
+			}
+		}
 		left := decimal.Zero
 		s, err := tx.Get(ctx, lk).Result()
 		switch {
@@ -187,10 +209,13 @@ func (r *Redis) queueCreditOnce(ctx context.Context, lk, account string, amount 
 			if ok {
 				p.HSet(ctx, r.key("credits"), key, b)
 			}
+			if sk != "" {
+				p.Set(ctx, sk, "1", IdempotencyTTL)
+			}
 			return nil
 		})
 		return err
-	}, lk)
+	}, watch...)
 	if !ok {
 		c = Credit{}
 	}
@@ -217,4 +242,32 @@ func (r *Redis) Credits(ctx context.Context) ([]Credit, error) {
 // AckCredit implements Store.
 func (r *Redis) AckCredit(ctx context.Context, key string) error {
 	return r.c.HDel(ctx, r.key("credits"), key).Err()
+}
+
+// SetAttempt implements Store.
+func (r *Redis) SetAttempt(ctx context.Context, id string, a *Attempt) error {
+	if a == nil {
+		return r.c.Del(ctx, r.key("attempt:", id)).Err()
+	}
+	b, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	return r.c.Set(ctx, r.key("attempt:", id), b, 0).Err()
+}
+
+// Attempt implements Store.
+func (r *Redis) Attempt(ctx context.Context, id string) (*Attempt, error) {
+	b, err := r.c.Get(ctx, r.key("attempt:", id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var a Attempt
+	if err := json.Unmarshal(b, &a); err != nil {
+		return nil, fmt.Errorf("settlement engine: attempt of %s: %w", id, err)
+	}
+	return &a, nil
 }

@@ -219,6 +219,9 @@ func (s *Server) settleLoop(account string, again *bool) {
 func (s *Server) settleOnce(account string) {
 	// Store writes outlive Close: the amount is taken, and must be put back.
 	bg := context.WithoutCancel(s.ctx)
+	if !s.retryAttempt(bg, account) {
+		return // queued amounts wait until the attempt's outcome is known
+	}
 	amount, err := s.store.TakeQueued(bg, account)
 	if err != nil {
 		s.log.Error("settlement engine: cannot read the amount to settle; it stays queued", "account", account, "err", err)
@@ -227,19 +230,55 @@ func (s *Server) settleOnce(account string) {
 	if amount.Sign() <= 0 {
 		return
 	}
+	s.settleAttempt(bg, account, Attempt{ID: rand.Text(), Amount: amount}, false)
+}
+
+// retryAttempt settles again the attempt of unknown outcome kept for account, if any, and
+// reports whether there is none left.
+func (s *Server) retryAttempt(ctx context.Context, account string) bool {
+	at, err := s.store.Attempt(ctx, account)
+	if err != nil {
+		s.log.Error("settlement engine: cannot read the settlement of unknown outcome; trying again later", "account", account, "err", err)
+		s.tryLater(account)
+		return false
+	}
+	if at == nil {
+		return true
+	}
+	return s.settleAttempt(ctx, account, *at, true)
+}
+
+// settleAttempt calls Settle for at (kept: at is a stored attempt of unknown outcome tried again)
+// and reports whether it is done with, settled or taken as settled.
+func (s *Server) settleAttempt(ctx context.Context, account string, at Attempt, kept bool) bool {
 	// Not cut off by Close: a failed Settle counts as paid, so a shutdown in the middle of one
 	// must let it finish (within the request timeout) rather than turn it into a failure.
-	sctx, cancel := context.WithTimeout(bg, s.cfg.RequestTimeout)
+	sctx, cancel := context.WithTimeout(withSettlementID(ctx, at.ID), s.cfg.RequestTimeout)
 	defer cancel()
+	amount := at.Amount
 	settled, err := s.eng.Settle(sctx, account, amount)
 	switch {
+	case errors.Is(err, ErrOutcomeUnknown), kept && errors.Is(err, ErrNotSettled):
+		// Tried again as it is: a kept attempt stays one even when it paid nothing, so
+		// that it can never be paid under two ids.
+		s.keepAttempt(ctx, account, at, kept, err)
+		return false
 	case errors.Is(err, ErrNotSettled):
-		s.settleLater(bg, account, amount, err)
-		return
+		s.settleLater(ctx, account, amount, err)
+		return false
+	}
+	if kept {
+		// Forgotten before the leftover is queued: a crash between the two loses less than
+		// the attempt, rather than paying it twice.
+		if ferr := s.store.SetAttempt(ctx, account, nil); ferr != nil {
+			s.log.Error("settlement engine: cannot forget a settlement of unknown outcome that is now known; it will be tried again with its id", "account", account, "id", at.ID, "err", ferr)
+		}
+	}
+	switch {
 	case err != nil:
 		s.log.Error("SETTLEMENT FAILED: the whole amount is taken as settled, in case it was paid; check the ledger and settle the difference by hand if it was not",
-			"account", account, "amount", amount.String(), "err", err)
-		return
+			"account", account, "amount", amount.String(), "id", at.ID, "err", err)
+		return true
 	case settled.Sign() < 0:
 		s.log.Error("settlement engine: Settle returned a negative amount; taken as 0", "account", account, "settled", settled.String())
 		settled = decimal.Zero
@@ -247,17 +286,45 @@ func (s *Server) settleOnce(account string) {
 		s.log.Error("settlement engine: Settle returned more than asked; taken as the amount asked", "account", account, "amount", amount.String(), "settled", settled.String())
 		settled = amount
 	}
-	s.log.Info("settled", "account", account, "amount", amount.String(), "settled", settled.String())
+	s.log.Info("settled", "account", account, "amount", amount.String(), "settled", settled.String(), "id", at.ID)
 	s.mu.Lock()
 	delete(s.unpaid, account)
 	s.mu.Unlock()
 	leftover := amount.Sub(settled)
 	if leftover.IsZero() {
-		return
+		return true
 	}
-	if _, err := s.store.QueueSettlement(bg, account, leftover, nil); err != nil && !errors.Is(err, ErrNoAccount) {
+	if _, err := s.store.QueueSettlement(ctx, account, leftover, nil); err != nil && !errors.Is(err, ErrNoAccount) {
 		s.log.Error("LEFTOVER LOST: cannot queue it again", "account", account, "leftover", leftover.String(), "err", err)
 	}
+	return true
+}
+
+// keepAttempt stores at (unless kept already) to be settled again, with its id, after the
+// backoff. If it cannot be stored it is taken as settled, as a failed Settle is: sent again
+// under a new id, it could be paid twice.
+func (s *Server) keepAttempt(ctx context.Context, account string, at Attempt, kept bool, err error) {
+	if !kept {
+		if serr := s.store.SetAttempt(ctx, account, &at); serr != nil {
+			s.log.Error("SETTLEMENT FAILED: its outcome is unknown and it cannot be kept to be tried again; taken as settled, in case it was paid: check the ledger",
+				"account", account, "amount", at.Amount.String(), "id", at.ID, "err", errors.Join(err, serr))
+			return
+		}
+	}
+	wait := s.tryLater(account)
+	s.log.Warn("settlement outcome unknown; tried again with the same id", "account", account,
+		"amount", at.Amount.String(), "id", at.ID, "retryIn", wait, "err", err)
+}
+
+// tryLater settles account again after the backoff: nothing else would (a connector asks
+// once). It returns the wait.
+func (s *Server) tryLater(account string) time.Duration {
+	s.mu.Lock()
+	s.unpaid[account]++
+	wait := s.cfg.Backoff(s.unpaid[account])
+	s.mu.Unlock()
+	time.AfterFunc(wait, func() { s.trySettle(account) })
+	return wait
 }
 
 // settleLater queues amount again after a Settle that paid nothing (ErrNotSettled), and
@@ -267,13 +334,9 @@ func (s *Server) settleLater(ctx context.Context, account string, amount decimal
 		s.log.Error("UNSETTLED AMOUNT LOST: cannot queue it again", "account", account, "amount", amount.String(), "err", qerr)
 		return
 	}
-	s.mu.Lock()
-	s.unpaid[account]++
-	wait := s.cfg.Backoff(s.unpaid[account])
-	s.mu.Unlock()
+	wait := s.tryLater(account)
 	s.log.Warn("nothing settled; the amount stays queued and is tried again", "account", account,
 		"amount", amount.String(), "retryIn", wait, "err", err)
-	time.AfterFunc(wait, func() { s.trySettle(account) })
 }
 
 // deliver reports c to the connector, retrying with the same key until it is acknowledged or
@@ -335,6 +398,10 @@ func (v services) CreditSettlement(account string, amount decimal.Decimal, settl
 	}
 	s := v.s
 	c, ok, err := s.store.QueueCredit(context.WithoutCancel(s.ctx), account, amount, s.cfg.AssetScale, rand.Text(), settlementID)
+	if errors.Is(err, ErrCreditedBefore) {
+		s.log.Info("settlement credited before; not again", "account", account, "amount", amount.String(), "settlementId", settlementID)
+		return nil
+	}
 	if err != nil {
 		s.log.Error("CREDIT NOT QUEUED", "account", account, "amount", amount.String(), "settlementId", settlementID, "err", err)
 		return fmt.Errorf("settlement engine: queue credit: %w", err)

@@ -3,10 +3,12 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine"
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine/mock"
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/settlementtest"
+	"github.com/ilpfleet/ilpfleet/runtime/store/redistest"
 	"github.com/shopspring/decimal"
 )
 
@@ -139,7 +142,7 @@ func TestIdempotentSettlements(t *testing.T) {
 		status    int
 		wantBody  string
 	}{
-		{"", `{"amount":"100","scale":2}`, 400, "Idempotency-Key header required"},
+		{"", `{"amount":"100","scale":2}`, 400, "Idempotency-Key header"},
 		{"k1", `{"amount":"100","scale":2}`, 201, `{"amount":"100","scale":2}`},
 		{"k1", `{ "scale": 2, "amount": "100" }`, 201, `{"amount":"100","scale":2}`}, // replayed
 		{"k1", `{"amount":"101","scale":2}`, 409, "was used for another request"},
@@ -148,6 +151,8 @@ func TestIdempotentSettlements(t *testing.T) {
 		{"k4", `{"amount":"5"}`, 400, `"scale" is missing`},
 		{"k2", `{"amount":1,"scale":2}`, 400, "body"},
 		{"k2", `{"amount":"250","scale":3}`, 201, `{"amount":"250","scale":3}`},
+		{strings.Repeat("k", 257), `{"amount":"1","scale":2}`, 400, "Idempotency-Key"}, // stored: bounded as the connector does
+		{strings.Repeat("k", 256), `{"amount":"0","scale":2}`, 201, `{"amount":"0","scale":2}`},
 	}
 	for i, st := range steps {
 		status, body := do(t, s, "POST", "/accounts/alice/settlements", st.key, st.body)
@@ -295,4 +300,59 @@ func TestNotSettledIsTriedAgain(t *testing.T) {
 		t.Fatal(st, b)
 	}
 	eventually(t, "settled at the third attempt", func() bool { return eng.n() == 3 && store.Queued("a").IsZero() })
+}
+
+// unsure cannot tell whether it paid its first `unknown` calls, then pays; it records the id
+// and amount of each call.
+type unsure struct {
+	mu      sync.Mutex
+	unknown int
+	calls   []string // "id amount"
+}
+
+func (u *unsure) Settle(ctx context.Context, _ string, amount decimal.Decimal) (decimal.Decimal, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.calls = append(u.calls, engine.SettlementID(ctx)+" "+amount.String())
+	if len(u.calls) <= u.unknown {
+		return decimal.Zero, fmt.Errorf("ledger timeout: %w", engine.ErrOutcomeUnknown)
+	}
+	return amount, nil
+}
+
+func (u *unsure) got() []string { u.mu.Lock(); defer u.mu.Unlock(); return slices.Clone(u.calls) }
+
+// TestOutcomeUnknownTriedWithTheSameID: a Settle that cannot tell whether it paid is called
+// again with the same settlement id and amount — also after a restart, from the store — and
+// what was queued meanwhile waits, then goes under an id of its own.
+func TestOutcomeUnknownTriedWithTheSameID(t *testing.T) {
+	srv := redistest.Start(t)
+	first := &unsure{unknown: 1 << 30} // never knows
+	s := start(t, connectTo(first), openRedis(t, srv.URL()), "http://127.0.0.1:1", 2)
+	do(t, s, "POST", "/accounts", "", `{"id":"a"}`)
+	if st, b := do(t, s, "POST", "/accounts/a/settlements", "k1", `{"amount":"2","scale":0}`); st != 201 {
+		t.Fatal(st, b)
+	}
+	eventually(t, "tried three times", func() bool { return len(first.got()) >= 3 })
+	if st, b := do(t, s, "POST", "/accounts/a/settlements", "k2", `{"amount":"5","scale":0}`); st != 201 {
+		t.Fatal(st, b)
+	}
+	eventually(t, "tried again since", func() bool { return len(first.got()) >= 5 })
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	calls := first.got()
+	for _, c := range calls {
+		if c != calls[0] || !strings.HasSuffix(c, " 2") || len(c) < 20 {
+			t.Fatalf("calls %v: want the same id and amount 2 on every one", calls)
+		}
+	}
+
+	second := &unsure{unknown: 1} // a new process: only Redis remembers
+	start(t, connectTo(second), openRedis(t, srv.URL()), "http://127.0.0.1:1", 2)
+	eventually(t, "the attempt settled, then the 5 queued meanwhile", func() bool { return len(second.got()) == 3 })
+	got := second.got()
+	if got[0] != calls[0] || got[1] != calls[0] || strings.HasPrefix(got[2], strings.Fields(calls[0])[0]) || !strings.HasSuffix(got[2], " 5") {
+		t.Fatalf("calls after the restart %v; want %q twice, then 5 under another id", got, calls[0])
+	}
 }

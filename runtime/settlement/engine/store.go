@@ -16,6 +16,16 @@ const IdempotencyTTL = 24 * time.Hour
 // ErrNoAccount is returned for an account the store does not know.
 var ErrNoAccount = errors.New("settlement engine: no such account")
 
+// ErrCreditedBefore is QueueCredit's answer to a settlement id it has queued for the account.
+var ErrCreditedBefore = errors.New("settlement engine: this settlement id was credited before")
+
+// Attempt is a settlement whose outcome Settle could not tell (ErrOutcomeUnknown): it is
+// tried again with the same ID and amount.
+type Attempt struct {
+	ID     string          `json:"id"`
+	Amount decimal.Decimal `json:"amount"` // standard units
+}
+
 // Record is the answer given to a settlement request, kept under its Idempotency-Key so that
 // a retry gets the same answer, and a reuse of the key for another request a 409.
 type Record struct {
@@ -38,8 +48,8 @@ type Credit struct {
 type Store interface {
 	// CreateAccount records id and reports whether it is new.
 	CreateAccount(ctx context.Context, id string) (bool, error)
-	// DeleteAccount forgets id and what is queued for it (queued credits stay: that money
-	// was received).
+	// DeleteAccount forgets id, what is queued for it and its attempt (queued credits and
+	// the incoming amount below one unit stay: that money was received).
 	DeleteAccount(ctx context.Context, id string) error
 	// HasAccount reports whether id is recorded.
 	HasAccount(ctx context.Context, id string) (bool, error)
@@ -47,20 +57,27 @@ type Store interface {
 	Accounts(ctx context.Context) ([]string, error)
 	// QueueSettlement adds amount (≥ 0, standard units) to what is queued to settle for id.
 	// With rec, it does so only if rec.Key was not recorded, and records rec with it; if it
-	// was, it changes nothing and returns the record kept, whatever the account. ErrNoAccount
-	// when id is not recorded.
+	// was, it changes nothing and returns the record kept, whatever the account, and keeps it
+	// IdempotencyTTL from now (RFC 38 counts from the last request). ErrNoAccount when id is
+	// not recorded.
 	QueueSettlement(ctx context.Context, id string, amount decimal.Decimal, rec *Record) (*Record, error)
 	// TakeQueued returns what is queued to settle for id and sets it to zero.
 	TakeQueued(ctx context.Context, id string) (decimal.Decimal, error)
 	// QueueCredit adds amount to the incoming amount of account not yet credited, takes from
 	// it the whole units of scale and, unless there are none, records them as the credit
 	// key; it returns the credit and whether one was recorded. settlement.ErrTooLarge when
-	// the units do not fit an int64.
+	// the units do not fit an int64. A settlementID other than "" is recorded for account
+	// for IdempotencyTTL: if it was already, QueueCredit changes nothing but its expiry and
+	// returns ErrCreditedBefore.
 	QueueCredit(ctx context.Context, account string, amount decimal.Decimal, scale uint8, key, settlementID string) (Credit, bool, error)
 	// Credits returns the recorded credits, in no particular order.
 	Credits(ctx context.Context) ([]Credit, error)
 	// AckCredit forgets the credit key (acknowledged, or refused for good).
 	AckCredit(ctx context.Context, key string) error
+	// SetAttempt keeps a as id's settlement of unknown outcome (nil: forgets it).
+	SetAttempt(ctx context.Context, id string, a *Attempt) error
+	// Attempt returns id's settlement of unknown outcome; nil when there is none.
+	Attempt(ctx context.Context, id string) (*Attempt, error)
 }
 
 // splitCredit is the conversion QueueCredit does: total (standard units) into a credit of

@@ -2,10 +2,14 @@ package engine_test
 
 import (
 	"context"
+	"errors"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine"
 	"github.com/ilpfleet/ilpfleet/runtime/store/redistest"
+	"github.com/redis/go-redis/v9"
 	"github.com/shopspring/decimal"
 )
 
@@ -33,6 +37,9 @@ func TestStores(t *testing.T) {
 			t.Run("accounts", func(t *testing.T) { testAccounts(t, open(t)) })
 			t.Run("queue", func(t *testing.T) { testQueue(t, open(t)) })
 			t.Run("credits", func(t *testing.T) { testCredits(t, open(t)) })
+			t.Run("credit once", func(t *testing.T) { testCreditOnce(t, open(t)) })
+			t.Run("leftover kept", func(t *testing.T) { testLeftoverKept(t, open(t)) })
+			t.Run("attempts", func(t *testing.T) { testAttempts(t, open(t)) })
 		})
 	}
 }
@@ -121,12 +128,12 @@ func testCredits(t *testing.T, s engine.Store) {
 	}
 	var keys []string
 	for i, st := range steps {
-		key := "k" + string(rune('a'+i))
-		c, ok, err := s.QueueCredit(ctx, "a", dec(st.amount), 2, key, "sid")
+		key, sid := "k"+string(rune('a'+i)), "sid"+string(rune('a'+i))
+		c, ok, err := s.QueueCredit(ctx, "a", dec(st.amount), 2, key, sid)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ok != (st.want != "") || ok && (c.Quantity.Amount != st.want || c.Quantity.Scale != 2 || c.Key != key || c.SettlementID != "sid") {
+		if ok != (st.want != "") || ok && (c.Quantity.Amount != st.want || c.Quantity.Scale != 2 || c.Key != key || c.SettlementID != sid) {
 			t.Fatalf("step %d: credit %+v ok=%v, want %q", i, c, ok, st.want)
 		}
 		if ok {
@@ -146,5 +153,124 @@ func testCredits(t *testing.T, s engine.Store) {
 	}
 	if _, _, err := s.QueueCredit(ctx, "a", dec("1e30"), 2, "big", ""); err == nil {
 		t.Fatal("a credit beyond int64 units was queued")
+	}
+}
+
+// testCreditOnce: a settlement id is credited once per account (the peer's engine may send
+// it again when it could not tell whether it arrived), below a unit or not; another
+// account's same id is another settlement.
+func testCreditOnce(t *testing.T, s engine.Store) {
+	ctx := context.Background()
+	steps := []struct {
+		account, amount, sid string
+		want                 string // units at scale 2; "" for none; "dup" for ErrCreditedBefore
+	}{
+		{"a", "1.5", "s1", "150"},
+		{"a", "1.5", "s1", "dup"},
+		{"b", "1.5", "s1", "150"},
+		{"a", "0.004", "s2", ""},
+		{"a", "0.004", "s2", "dup"}, // not added to the leftover again
+		{"a", "0.006", "s3", "1"},   // 0.004 + 0.006
+		{"a", "2", "", "200"},       // no id: no deduplication
+		{"a", "2", "", "200"},
+	}
+	for i, st := range steps {
+		c, ok, err := s.QueueCredit(ctx, st.account, dec(st.amount), 2, "key"+strconv.Itoa(i), st.sid)
+		switch {
+		case st.want == "dup" && !errors.Is(err, engine.ErrCreditedBefore):
+			t.Fatalf("step %d: %+v %v %v, want ErrCreditedBefore", i, c, ok, err)
+		case st.want == "dup":
+		case err != nil || ok != (st.want != "") || ok && c.Quantity.Amount != st.want:
+			t.Fatalf("step %d: %+v %v %v, want %q", i, c, ok, err, st.want)
+		}
+	}
+}
+
+// testLeftoverKept: money received below one unit stays when the account is deleted, as the
+// queued credits do.
+func testLeftoverKept(t *testing.T, s engine.Store) {
+	ctx := context.Background()
+	must[bool](t)(s.CreateAccount(ctx, "a"))
+	if _, ok, err := s.QueueCredit(ctx, "a", dec("0.005"), 2, "k1", "s1"); ok || err != nil {
+		t.Fatalf("%v %v, want the amount kept below a unit", ok, err)
+	}
+	if err := s.DeleteAccount(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if c, ok, err := s.QueueCredit(ctx, "a", dec("0.005"), 2, "k2", "s2"); !ok || err != nil || c.Quantity.Amount != "1" {
+		t.Fatalf("%+v %v %v, want a credit of 1 (0.005 + 0.005)", c, ok, err)
+	}
+}
+
+// testAttempts: an attempt of unknown outcome is kept, replaced, forgotten, and dropped
+// with its account.
+func testAttempts(t *testing.T, s engine.Store) {
+	ctx := context.Background()
+	must[bool](t)(s.CreateAccount(ctx, "a"))
+	if a := must[*engine.Attempt](t)(s.Attempt(ctx, "a")); a != nil {
+		t.Fatalf("attempt %+v before any", a)
+	}
+	for _, want := range []*engine.Attempt{{ID: "x", Amount: dec("1.25")}, {ID: "y", Amount: dec("0.000000001")}, nil} {
+		if err := s.SetAttempt(ctx, "a", want); err != nil {
+			t.Fatal(err)
+		}
+		got := must[*engine.Attempt](t)(s.Attempt(ctx, "a"))
+		if (got == nil) != (want == nil) || got != nil && (got.ID != want.ID || !got.Amount.Equal(want.Amount)) {
+			t.Fatalf("attempt %+v, want %+v", got, want)
+		}
+	}
+	if err := s.SetAttempt(ctx, "a", &engine.Attempt{ID: "z", Amount: dec("1")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteAccount(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if a := must[*engine.Attempt](t)(s.Attempt(ctx, "a")); a != nil {
+		t.Fatalf("attempt %+v of a deleted account", a)
+	}
+}
+
+// TestIdempotencyKeptFromTheLastRequest: RFC 38 keeps a key at least 24 hours from the most
+// recent request that carried it, not from the first.
+func TestIdempotencyKeptFromTheLastRequest(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	mem := engine.NewMemory()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	mem.SetClock(func() time.Time { return now })
+	red := openRedis(t, srv.URL())
+	rc := redis.NewClient(must[*redis.Options](t)(redis.ParseURL(srv.URL())))
+	t.Cleanup(func() { _ = rc.Close() })
+	idem := "t:" + t.Name() + ":idem:k1"
+	rec := &engine.Record{Key: "k1", Hash: "h1", Status: 201, Body: []byte(`{}`)}
+	for name, tc := range map[string]struct {
+		s      engine.Store
+		elapse func(time.Duration) // lets d of the key's life pass
+	}{
+		"memory": {mem, func(d time.Duration) { now = now.Add(d) }},
+		"redis": {red, func(d time.Duration) {
+			ttl := rc.TTL(ctx, idem).Val()
+			if err := rc.Expire(ctx, idem, ttl-d).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			must[bool](t)(tc.s.CreateAccount(ctx, "a"))
+			if prev := must[*engine.Record](t)(tc.s.QueueSettlement(ctx, "a", dec("1"), rec)); prev != nil {
+				t.Fatalf("first request replayed %+v", prev)
+			}
+			tc.elapse(20 * time.Hour)
+			if prev := must[*engine.Record](t)(tc.s.QueueSettlement(ctx, "a", dec("1"), rec)); prev == nil {
+				t.Fatal("retry after 20 h not replayed")
+			}
+			tc.elapse(20 * time.Hour) // 40 h after the first request, 20 h after the last
+			if prev := must[*engine.Record](t)(tc.s.QueueSettlement(ctx, "a", dec("1"), rec)); prev == nil {
+				t.Fatal("retry 20 h after the last one not replayed: the key expired 24 h after the first")
+			}
+			if q := must[decimal.Decimal](t)(tc.s.TakeQueued(ctx, "a")); !q.Equal(dec("1")) {
+				t.Fatalf("queued %s, want 1 (once)", q)
+			}
+		})
 	}
 }

@@ -2,7 +2,8 @@
 // stands in for a real ledger, which cannot run here. To "settle", it sends the peer's engine
 // the message {"type":"settlement","id":...,"amount":"<standard units>"} through the
 // connectors, and the peer's mock credits that amount to its connector as if it had arrived
-// on a ledger. Both sides must run this mock.
+// on a ledger, once per id (a message whose fate the sender cannot tell is sent again with
+// its id). Both sides must run this mock.
 //
 // Scale caps the precision it "settles" (rounded down), like a ledger's smallest unit, so
 // that the framework's leftovers are exercised.
@@ -14,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine"
@@ -44,25 +46,45 @@ func Connect(scale uint8) engine.Connect {
 }
 
 // Settle rounds amount down to the scale and sends it to the peer's mock. The message is the
-// mock's whole "payment": when the peer's connector refused it (502: its engine did not take
-// it), nothing was paid: Settle says so (engine.ErrNotSettled), and the framework keeps the
-// amount queued and tries again later. Any other failure may have paid, and is an error
-// (counted as settled).
+// mock's whole "payment", and its id is the framework's SettlementID: the peer's mock credits
+// an id once. When the message certainly did not reach the peer — the connector could not be
+// reached, or answered 400, 404, 413 (it did not send it) or 502 (the peer's engine did not
+// take it) — nothing was paid: engine.ErrNotSettled, tried again later. Any other failure may
+// have paid: engine.ErrOutcomeUnknown, and the framework sends the same message again.
 func (e *Engine) Settle(ctx context.Context, account string, amount decimal.Decimal) (decimal.Decimal, error) {
 	s := amount.RoundDown(e.scale)
 	if s.Sign() <= 0 {
 		return decimal.Zero, nil
 	}
-	m := Message{Type: MessageType, ID: rand.Text(), Amount: s.String()}
-	_, err := e.svc.SendMessage(ctx, account, m)
-	var se *engine.StatusError
-	switch {
-	case errors.As(err, &se) && se.Status == http.StatusBadGateway:
-		return decimal.Zero, engine.ErrNotSettled // the peer did not take it: nothing was paid
-	case err != nil:
-		return decimal.Zero, err
+	id := engine.SettlementID(ctx)
+	if id == "" { // called outside the framework
+		id = rand.Text()
 	}
-	return s, nil
+	m := Message{Type: MessageType, ID: id, Amount: s.String()}
+	_, err := e.svc.SendMessage(ctx, account, m)
+	switch {
+	case err == nil:
+		return s, nil
+	case notSent(err):
+		return decimal.Zero, fmt.Errorf("%w: %w", engine.ErrNotSettled, err)
+	}
+	return decimal.Zero, fmt.Errorf("%w: %w", engine.ErrOutcomeUnknown, err)
+}
+
+// notSent reports whether a failed message certainly did not reach the peer's engine.
+func notSent(err error) bool {
+	var se *engine.StatusError
+	if errors.As(err, &se) {
+		switch se.Status {
+		case http.StatusBadRequest, http.StatusNotFound, http.StatusRequestEntityTooLarge, http.StatusBadGateway:
+			return true
+		}
+		return false
+	}
+	// No connection to the connector: nothing was sent. (A connection lost later may have
+	// carried the message.)
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // HandleMessage credits a settlement message of the peer's mock.

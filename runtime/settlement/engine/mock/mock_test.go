@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
+	"syscall"
 	"testing"
 
 	"github.com/shopspring/decimal"
@@ -36,14 +39,21 @@ func TestSettle(t *testing.T) {
 	}{
 		{"delivered: rounded down to the scale", nil, "1.23", false, false},
 		{"refused by the peer (502): nothing paid, tried again", &engine.StatusError{Status: 502}, "0", true, true},
+		{"account not on the connector yet (404)", &engine.StatusError{Status: 404}, "0", true, true},
+		{"refused by the connector (400)", &engine.StatusError{Status: 400}, "0", true, true},
+		{"too large for the connector (413)", &engine.StatusError{Status: 413}, "0", true, true},
+		{"connector down", fmt.Errorf("post: %w", &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}), "0", true, true},
 		{"no answer (504): may have been paid", &engine.StatusError{Status: 504}, "0", true, false},
-		{"other error", errors.New("connection refused"), "0", true, false},
+		{"connection lost after sending", &net.OpError{Op: "read", Err: syscall.ECONNRESET}, "0", true, false},
+		{"timeout", context.DeadlineExceeded, "0", true, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			eng, _ := Connect(2)(context.Background(), &services{err: tt.err})
 			got, err := eng.Settle(context.Background(), "bob", decimal.RequireFromString("1.239"))
-			if (err != nil) != tt.wantErr || errors.Is(err, engine.ErrNotSettled) != tt.notSettled || got.String() != tt.settled {
+			unknown := tt.wantErr && !tt.notSettled // tried again with the same id
+			if (err != nil) != tt.wantErr || errors.Is(err, engine.ErrNotSettled) != tt.notSettled ||
+				errors.Is(err, engine.ErrOutcomeUnknown) != unknown || got.String() != tt.settled {
 				t.Fatalf("Settle = %s, %v; want %s (error %v, not settled %v)", got, err, tt.settled, tt.wantErr, tt.notSettled)
 			}
 		})
