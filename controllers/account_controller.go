@@ -6,18 +6,25 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
 )
 
 // AccountReconciler checks an Account's references — its Connector, the Secret keys of its
 // link and its SettlementEngine — and reports them in conditions and Events. A problem never
-// stops the connector: the runtime skips an account it cannot configure.
+// stops the connector: the runtime skips an account it cannot configure, and says so in the
+// Account's ConfigApplied condition (written by the connector pods), which Ready follows.
 type AccountReconciler struct {
 	client.Client
 	// Reader reads Secrets uncached: the manager caches only their metadata.
@@ -43,7 +50,11 @@ func (r *AccountReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	st := &acct.Status.BaseStatus
 	if problem == nil {
 		setCondition(&acct, st, ilpv1.ConditionReferencesResolved, true, ReasonResolved, "Connector "+acct.Spec.ConnectorRef+" and every Secret and SettlementEngine the account names exist")
-		setCondition(&acct, st, ilpv1.ConditionReady, true, ReasonResolved, "the account is valid and its references resolve")
+		if c := leftOut(&acct); c != nil {
+			setCondition(&acct, st, ilpv1.ConditionReady, false, ReasonConfigNotApplied, c.Message)
+		} else {
+			setCondition(&acct, st, ilpv1.ConditionReady, true, ReasonResolved, "the account is valid and its references resolve")
+		}
 	} else {
 		setCondition(&acct, st, ilpv1.ConditionReferencesResolved, false, problem.reason, problem.msg)
 		setCondition(&acct, st, ilpv1.ConditionReady, false, problem.reason, problem.msg)
@@ -54,8 +65,27 @@ func (r *AccountReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if equality.Semantic.DeepEqual(orig.Status, acct.Status) {
 		return ctrl.Result{}, nil
 	}
-	// A merge patch without optimistic locking: this controller is the only writer of these fields.
-	return ctrl.Result{}, r.Status().Patch(ctx, &acct, client.MergeFrom(orig))
+	// Optimistic locking: a merge patch replaces the whole conditions list, and the connector
+	// pods apply ConfigApplied into it; a reconcile that read a stale copy must not drop it. A
+	// conflict means newer data exists: reconcile again.
+	if err := r.Status().Patch(ctx, &acct, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{RequeueAfter: conflictRetry}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, nil
+}
+
+// leftOut returns the pods' ConfigApplied condition when it says that they leave the current
+// generation of the Account out of their configuration, else nil. One about an older
+// generation is not trusted: the pods have not built the current one yet.
+func leftOut(acct *ilpv1.Account) *metav1.Condition {
+	c := meta.FindStatusCondition(acct.Status.Conditions, ilpv1.ConditionConfigApplied)
+	if c == nil || c.Status != metav1.ConditionFalse || c.ObservedGeneration != acct.Generation {
+		return nil
+	}
+	return c
 }
 
 // resolve returns the first reference of the Account that does not resolve, or nil.
@@ -93,14 +123,43 @@ func (r *AccountReconciler) resolve(ctx context.Context, acct *ilpv1.Account) (*
 	return nil, nil
 }
 
-// SetupWithManager registers the controller; Connector, Secret (metadata only) and
-// SettlementEngine changes re-check the Accounts that name them.
+// accountReconcileChanges are the Account events the Account controller acts on: created,
+// deleted, spec changed, or the pods' ConfigApplied changed. Not any other status write: the
+// pods write connected and balance into status all the time, and the controller's own writes
+// would each reconcile once more for nothing.
+var accountReconcileChanges = predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool { return configAppliedChanged(e.ObjectOld, e.ObjectNew) },
+})
+
+// configAppliedChanged reports whether the ConfigApplied condition of two versions of an
+// Account differs in anything Ready is made of.
+func configAppliedChanged(o, n client.Object) bool {
+	oa, ok1 := o.(*ilpv1.Account)
+	na, ok2 := n.(*ilpv1.Account)
+	if !ok1 || !ok2 {
+		return true
+	}
+	a := meta.FindStatusCondition(oa.Status.Conditions, ilpv1.ConditionConfigApplied)
+	b := meta.FindStatusCondition(na.Status.Conditions, ilpv1.ConditionConfigApplied)
+	if a == nil || b == nil {
+		return (a == nil) != (b == nil)
+	}
+	return a.Status != b.Status || a.Reason != b.Reason || a.Message != b.Message || a.ObservedGeneration != b.ObservedGeneration
+}
+
+// SetupWithManager registers the controller.
 func (r *AccountReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return r.controller(mgr).Complete(r)
+}
+
+// controller builds the controller: Account changes (accountReconcileChanges), and Connector
+// (created, deleted, spec changed: not its status, which its pods and controller write often),
+// Secret (metadata only) and SettlementEngine changes re-check the Accounts that name them.
+func (r *AccountReconciler) controller(mgr ctrl.Manager) *builder.TypedBuilder[reconcile.Request] {
 	c := mgr.GetClient()
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&ilpv1.Account{}).
-		Watches(&ilpv1.Connector{}, handler.EnqueueRequestsFromMapFunc(referrers(c, &ilpv1.AccountList{}))).
+		For(&ilpv1.Account{}, builder.WithPredicates(accountReconcileChanges)).
+		Watches(&ilpv1.Connector{}, handler.EnqueueRequestsFromMapFunc(referrers(c, &ilpv1.AccountList{})), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(byIndex(c, &ilpv1.AccountList{}, fieldSecretNames)), builder.OnlyMetadata).
-		Watches(&ilpv1.SettlementEngine{}, handler.EnqueueRequestsFromMapFunc(byIndex(c, &ilpv1.AccountList{}, fieldSettlementEngineRef))).
-		Complete(r)
+		Watches(&ilpv1.SettlementEngine{}, handler.EnqueueRequestsFromMapFunc(byIndex(c, &ilpv1.AccountList{}, fieldSettlementEngineRef)))
 }

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strconv"
@@ -74,36 +75,51 @@ func connectorPorts(c *ilpv1.Connector) []corev1.ContainerPort {
 	return ports
 }
 
-// peerServicePorts are the ports of the peer-facing Service: one per distinct BTP port of the
-// Accounts, plus ILP-over-HTTP. Account ports are not container ports, so that an Account change
-// never touches the pod template. An Account port that is one of the Connector's own (admin,
-// settlement, http) is left out: the pods refuse that Account, and the port must not become
-// reachable by peers through it.
+// peerServicePorts are the ports of the peer-facing Service: one per distinct port an Account
+// listens on (BTP listeners and child servers, ILP-over-HTTP incoming), named btp-<port> or
+// http-<port>. Account ports are not container ports, so that an Account change never touches
+// the pod template. An Account port that is one of the Connector's own (admin, settlement) is
+// left out: the pods refuse that Account, and the port must not become reachable by peers
+// through it. Two Accounts on one port make one Service port (the pods refuse the younger
+// Account); should they be of both kinds, it is named btp-<port>, whatever their ages, so that
+// the name does not depend on the order the cache lists them in.
 func peerServicePorts(c *ilpv1.Connector, accounts []ilpv1.Account) []corev1.ServicePort {
 	own := map[int32]bool{}
 	for _, p := range connectorPorts(c) {
 		own[p.ContainerPort] = true
 	}
-	var btp []int32
+	var listen []accountPort
 	for i := range accounts {
-		l := accounts[i].Spec.Link
-		if l.BTPListener != nil && !own[l.BTPListener.Port] {
-			btp = append(btp, l.BTPListener.Port)
-		}
-		if l.BTPChildServer != nil && !own[l.BTPChildServer.Port] {
-			btp = append(btp, l.BTPChildServer.Port)
+		if p, ok := accountListenPort(&accounts[i]); ok && !own[p.port] {
+			listen = append(listen, p)
 		}
 	}
-	slices.Sort(btp)
-	btp = slices.Compact(btp)
+	slices.SortFunc(listen, func(a, b accountPort) int { return cmp.Or(cmp.Compare(a.port, b.port), cmp.Compare(a.kind, b.kind)) })
+	listen = slices.CompactFunc(listen, func(a, b accountPort) bool { return a.port == b.port })
 	var ports []corev1.ServicePort
-	for _, p := range btp {
-		ports = append(ports, servicePort("btp-"+strconv.Itoa(int(p)), p, intstr.FromInt32(p)))
-	}
-	if l := c.Spec.Listeners; l != nil && l.HTTP != nil {
-		ports = append(ports, servicePort("http", l.HTTP.Port, intstr.FromString("http")))
+	for _, p := range listen {
+		ports = append(ports, servicePort(p.kind+"-"+strconv.Itoa(int(p.port)), p.port, intstr.FromInt32(p.port)))
 	}
 	return ports
+}
+
+// accountPort is a port an Account's link listens on, and the kind of link: btp or http.
+type accountPort struct {
+	kind string
+	port int32
+}
+
+// accountListenPort is the port an Account's link listens on, if it is a server.
+func accountListenPort(a *ilpv1.Account) (accountPort, bool) {
+	switch l := a.Spec.Link; {
+	case l.BTPListener != nil:
+		return accountPort{"btp", l.BTPListener.Port}, true
+	case l.BTPChildServer != nil:
+		return accountPort{"btp", l.BTPChildServer.Port}, true
+	case l.HTTP != nil && l.HTTP.Incoming != nil:
+		return accountPort{"http", l.HTTP.Incoming.Port}, true
+	}
+	return accountPort{}, false
 }
 
 // adminServicePorts are the admin (and /metrics) port and, when set, the settlement port.
@@ -305,7 +321,7 @@ func connectorNetworkPolicy(c *ilpv1.Connector, accounts []ilpv1.Account, np *ne
 			from = []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
 				{Key: ilpv1.LabelSettlementEngine, Operator: metav1.LabelSelectorOpIn, Values: engines}}}}}
 		case p.Name != "admin" || len(from) == 0:
-			continue // http is a peer port; a port nobody may reach needs no rule
+			continue // a port nobody may reach needs no rule
 		}
 		np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{From: from, Ports: []networkingv1.NetworkPolicyPort{policyPort(intstr.FromInt32(p.ContainerPort))}})
 	}

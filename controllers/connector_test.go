@@ -30,7 +30,7 @@ import (
 // fullConnector is sampleConnector with listeners, a LoadBalancer Service and a routing secret.
 func fullConnector(ns string) *ilpv1.Connector {
 	c := sampleConnector(ns)
-	c.Spec.Listeners = &ilpv1.ListenersSpec{HTTP: &ilpv1.ListenerSpec{Port: 8080}, Settlement: &ilpv1.ListenerSpec{Port: 7771}}
+	c.Spec.Listeners = &ilpv1.ListenersSpec{Settlement: &ilpv1.ListenerSpec{Port: 7771}}
 	c.Spec.Service = &ilpv1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Annotations: map[string]string{"lb.example/internal": "true"}}
 	c.Spec.Routing = &ilpv1.RoutingSpec{RoutingSecretRef: &ilpv1.SecretKeyRef{Name: "routing", Key: "secret"}}
 	return c
@@ -64,14 +64,14 @@ func TestConnectorOwnedObjects(t *testing.T) {
 	if pod.ServiceAccountName != "alice-connector" {
 		t.Errorf("serviceAccountName = %q", pod.ServiceAccountName)
 	}
-	if got := portNames(ctr.Ports); !slices.Equal(got, []string{"admin:7780", "http:8080", "settlement:7771"}) {
+	if got := portNames(ctr.Ports); !slices.Equal(got, []string{"admin:7780", "settlement:7771"}) {
 		t.Errorf("container ports = %v", got)
 	}
 	if dep.Spec.Template.Labels[ilpv1.LabelConnector] != "alice" || dep.Spec.Template.Annotations[ilpv1.AnnotationRestartInputs] == "" {
 		t.Errorf("pod template metadata = %+v", dep.Spec.Template.ObjectMeta)
 	}
 
-	peer := waitPeerPorts(t, ns, []string{"btp-7768:7768", "http:8080"})
+	peer := waitPeerPorts(t, ns, []string{"btp-7768:7768"})
 	assertOwned(t, peer, "Connector", "alice")
 	if peer.Spec.Type != corev1.ServiceTypeLoadBalancer || peer.Annotations["lb.example/internal"] != "true" {
 		t.Errorf("peer Service type %s annotations %v", peer.Spec.Type, peer.Annotations)
@@ -718,6 +718,54 @@ func TestNetworkPolicy(t *testing.T) {
 
 	update(t, conn, func(c *ilpv1.Connector) { c.Spec.NetworkPolicy = nil })
 	want(`networkpolicies.networking.k8s.io "alice" not found`)
+}
+
+// httpAccount is a peer Account of alice over ILP-over-HTTP.
+func httpAccount(ns, name string, h *ilpv1.HTTPLink) *ilpv1.Account {
+	a := sampleAccount(ns, name, "alice")
+	a.Spec.Link = ilpv1.AccountLink{HTTP: h}
+	return a
+}
+
+// TestHTTPAccountPorts: an ILP-over-HTTP Account's incoming port is a peer port like a BTP
+// listener's — on the peer Service and open in the NetworkPolicy, not a container port — and
+// the Secrets of both its directions are in the pods' Role. An outgoing-only Account listens
+// nowhere; one on a BTP Account's port adds no second Service port (the pods refuse the
+// younger of the two).
+func TestHTTPAccountPorts(t *testing.T) {
+	ns := namespace(t)
+	conn := sampleConnector(ns)
+	conn.Spec.NetworkPolicy = &ilpv1.NetworkPolicySpec{}
+	ref := func(name string) *ilpv1.SecretKeyRef { return &ilpv1.SecretKeyRef{Name: name, Key: "secret"} }
+	in := httpAccount(ns, "carol", &ilpv1.HTTPLink{Incoming: &ilpv1.HTTPIncoming{Port: 7769, TokenSecretRef: ref("carol-in"), JWTSecretRef: ref("carol-jwt")}})
+	out := httpAccount(ns, "dave", &ilpv1.HTTPLink{Outgoing: &ilpv1.HTTPOutgoing{URL: "https://dave.example/ilp", TokenSecretRef: ref("dave-out")}})
+	mustCreate(t, secret(ns, "bob", map[string]string{"secret": "b"}), conn, sampleAccount(ns, "bob", "alice"), in, out)
+	waitPeerPorts(t, ns, []string{"btp-7768:7768", "http-7769:7769"})
+	waitRoleSecrets(t, ns, "alice-connector", []string{"bob", "carol-in", "carol-jwt", "dave-out"})
+	eventually(t, func() error {
+		var np networkingv1.NetworkPolicy
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "alice"}, &np); err != nil {
+			return err
+		}
+		var ports []string
+		for _, p := range np.Spec.Ingress[0].Ports {
+			ports = append(ports, p.Port.String())
+		}
+		return checkf(len(np.Spec.Ingress) == 1 && slices.Equal(ports, []string{"7768", "7769"}), fmt.Sprintf("ingress %+v", np.Spec.Ingress))
+	})
+	if got := portNames(get(t, ns, "alice", &appsv1.Deployment{}).Spec.Template.Spec.Containers[0].Ports); !slices.Equal(got, []string{"admin:7780"}) {
+		t.Errorf("container ports = %v: Account ports must not touch the pod template", got)
+	}
+	// The Secrets are references: a missing one is reported on the Account.
+	waitCondition(t, in, ilpv1.ConditionReferencesResolved, metav1.ConditionFalse, ReasonSecretNotFound)
+	mustCreate(t, secret(ns, "carol-in", map[string]string{"secret": "c"}), secret(ns, "carol-jwt", map[string]string{"secret": "j"}))
+	waitCondition(t, in, ilpv1.ConditionReferencesResolved, metav1.ConditionTrue, ReasonResolved)
+
+	clash := httpAccount(ns, "erin", &ilpv1.HTTPLink{Incoming: &ilpv1.HTTPIncoming{Port: 7768, TokenSecretRef: ref("bob")}})
+	onAdmin := httpAccount(ns, "frank", &ilpv1.HTTPLink{Incoming: &ilpv1.HTTPIncoming{Port: 7780, TokenSecretRef: ref("bob")}})
+	later := httpAccount(ns, "grace", &ilpv1.HTTPLink{Incoming: &ilpv1.HTTPIncoming{Port: 7790, TokenSecretRef: ref("bob")}})
+	mustCreate(t, clash, onAdmin, later)
+	waitPeerPorts(t, ns, []string{"btp-7768:7768", "http-7769:7769", "http-7790:7790"})
 }
 
 // TestReconcileOfUnchangedObjectsWritesNothing: reconciling a Connector or SettlementEngine

@@ -46,6 +46,15 @@ func sampleAccount(ns, name, connector string) *ilpv1.Account {
 	}
 }
 
+// httpIn and httpOut are ILP-over-HTTP directions with a token.
+func httpIn(port int32) *ilpv1.HTTPIncoming {
+	return &ilpv1.HTTPIncoming{Port: port, TokenSecretRef: &ilpv1.SecretKeyRef{Name: "bob", Key: "in"}}
+}
+
+func httpOut(url string) *ilpv1.HTTPOutgoing {
+	return &ilpv1.HTTPOutgoing{URL: url, TokenSecretRef: &ilpv1.SecretKeyRef{Name: "bob", Key: "out"}}
+}
+
 // TestCreateAndReadEveryKind stores one object of each kind in the real API server and reads it
 // back: it fails when a CRD is missing, does not match the Go types, or the binaries are broken.
 func TestCreateAndReadEveryKind(t *testing.T) {
@@ -54,6 +63,10 @@ func TestCreateAndReadEveryKind(t *testing.T) {
 	objs := []client.Object{
 		sampleConnector(ns),
 		sampleAccount(ns, "bob", "alice"),
+		httpAccount(ns, "carol", &ilpv1.HTTPLink{Mode: ilpv1.HTTPModeAsync,
+			Incoming: &ilpv1.HTTPIncoming{Port: 7769, TokenSecretRef: &ilpv1.SecretKeyRef{Name: "carol", Key: "in"}, JWTSecretRef: &ilpv1.SecretKeyRef{Name: "carol", Key: "jwt-in"}},
+			Outgoing: &ilpv1.HTTPOutgoing{URL: "https://carol.example/ilp", TokenSecretRef: &ilpv1.SecretKeyRef{Name: "carol", Key: "out"},
+				JWTSecretRef: &ilpv1.SecretKeyRef{Name: "carol", Key: "jwt-out"}, CallbackURL: "https://alice.example/cb"}}),
 		&ilpv1.Route{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "to-bob"},
 			Spec: ilpv1.RouteSpec{ConnectorRef: "alice", TargetPrefix: "test.bob", NextHop: "bob"}},
 		&ilpv1.SettlementEngine{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "xrp"},
@@ -105,7 +118,49 @@ func TestAdmissionRejects(t *testing.T) {
 		}, "balance.minimum must be <= balance.maximum"},
 		{"two links", func(_ *ilpv1.Connector, a *ilpv1.Account) {
 			a.Spec.Link.BTPChildServer = &ilpv1.BTPChildServerLink{Port: 7769}
-		}, "set exactly one of btpClient, btpListener, btpChildServer"},
+		}, "set exactly one of btpClient, btpListener, btpChildServer, http"},
+		{"btp and http links", func(_ *ilpv1.Connector, a *ilpv1.Account) {
+			a.Spec.Link.HTTP = &ilpv1.HTTPLink{Outgoing: httpOut("https://bob.example/ilp")}
+		}, "set exactly one of btpClient, btpListener, btpChildServer, http"},
+		{"http without a direction", func(_ *ilpv1.Connector, a *ilpv1.Account) {
+			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{}}
+		}, "http needs incoming"},
+		{"http incoming without credential", func(_ *ilpv1.Connector, a *ilpv1.Account) {
+			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Incoming: &ilpv1.HTTPIncoming{Port: 7769}}}
+		}, "http.incoming needs tokenSecretRef or jwtSecretRef"},
+		{"http outgoing without credential", func(_ *ilpv1.Connector, a *ilpv1.Account) {
+			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Outgoing: &ilpv1.HTTPOutgoing{URL: "https://bob.example/ilp"}}}
+		}, "http.outgoing needs tokenSecretRef or jwtSecretRef"},
+		{"http incoming port 0", func(_ *ilpv1.Connector, a *ilpv1.Account) {
+			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Incoming: httpIn(0)}}
+		}, "spec.link.http.incoming.port"},
+		{"http url not http(s)", func(_ *ilpv1.Connector, a *ilpv1.Account) {
+			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Outgoing: httpOut("btp+ws://bob:7768")}}
+		}, "spec.link.http.outgoing.url"},
+		{"http url with credentials", func(_ *ilpv1.Connector, a *ilpv1.Account) {
+			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Outgoing: httpOut("https://us:token@bob.example/ilp")}}
+		}, "spec.link.http.outgoing.url"},
+		{"http mode unknown", func(_ *ilpv1.Connector, a *ilpv1.Account) {
+			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Mode: "push", Outgoing: httpOut("https://bob.example/ilp")}}
+		}, "spec.link.http.mode"},
+		{"http async without callback", func(_ *ilpv1.Connector, a *ilpv1.Account) {
+			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Mode: ilpv1.HTTPModeAsync, Incoming: httpIn(7769), Outgoing: httpOut("https://bob.example/ilp")}}
+		}, "http.mode async needs incoming"},
+		{"http async without incoming", func(_ *ilpv1.Connector, a *ilpv1.Account) {
+			out := httpOut("https://bob.example/ilp")
+			out.CallbackURL = "https://alice.example/cb"
+			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Mode: ilpv1.HTTPModeAsync, Outgoing: out}}
+		}, "http.mode async needs incoming"},
+		{"http callback in sync mode", func(_ *ilpv1.Connector, a *ilpv1.Account) {
+			out := httpOut("https://bob.example/ilp")
+			out.CallbackURL = "https://alice.example/cb"
+			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Incoming: httpIn(7769), Outgoing: out}}
+		}, "http.outgoing.callbackURL applies to mode async only"},
+		{"http callback not a URL", func(_ *ilpv1.Connector, a *ilpv1.Account) {
+			out := httpOut("https://bob.example/ilp")
+			out.CallbackURL = "alice:7769"
+			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Mode: ilpv1.HTTPModeAsync, Incoming: httpIn(7769), Outgoing: out}}
+		}, "spec.link.http.outgoing.callbackURL"},
 		{"segment on a peer", func(_ *ilpv1.Connector, a *ilpv1.Account) { a.Spec.ILPAddressSegment = "x" }, "ilpAddressSegment applies to child accounts only"},
 		{"bad relation", func(_ *ilpv1.Connector, a *ilpv1.Account) { a.Spec.Relation = "friend" }, "spec.relation"},
 		// What follows the runtime refuses (kube.Build, config.Validate): admission must too,
@@ -181,6 +236,20 @@ func TestAdmissionAccepts(t *testing.T) {
 		}},
 		{"test address without network", func(c *ilpv1.Connector, _ *ilpv1.Account) { c.Spec.Network = "" }},
 		{"Connector name of 52 characters", func(c *ilpv1.Connector, _ *ilpv1.Account) { c.Name = "c" + strings.Repeat("x-", 25) + "z" }},
+		{"http sync, both directions", func(_ *ilpv1.Connector, a *ilpv1.Account) {
+			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Incoming: httpIn(7769), Outgoing: httpOut("http://bob:7768/accounts/alice/ilp?x=1")}}
+		}},
+		{"http async", func(_ *ilpv1.Connector, a *ilpv1.Account) {
+			out := httpOut("https://bob.example:8443/ilp")
+			out.CallbackURL = "http://alice.ns.svc:7769/ilp/callback"
+			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Mode: ilpv1.HTTPModeAsync, Incoming: httpIn(7769), Outgoing: out}}
+		}},
+		{"http incoming only, JWT", func(_ *ilpv1.Connector, a *ilpv1.Account) {
+			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Incoming: &ilpv1.HTTPIncoming{Port: 65535, JWTSecretRef: &ilpv1.SecretKeyRef{Name: "bob", Key: "jwt"}}}}
+		}},
+		{"http outgoing only, sync written out", func(_ *ilpv1.Connector, a *ilpv1.Account) {
+			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Mode: ilpv1.HTTPModeSync, Outgoing: httpOut("https://bob.example")}}
+		}},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -212,9 +212,9 @@ func TestAdmissionRejectsNewFields(t *testing.T) {
 		}, "spec.routing.defaultRoute"},
 		{"port clash", func() client.Object {
 			c := sampleConnector(ns)
-			c.Spec.Listeners = &ilpv1.ListenersSpec{HTTP: &ilpv1.ListenerSpec{Port: 7780}}
+			c.Spec.Listeners = &ilpv1.ListenersSpec{Settlement: &ilpv1.ListenerSpec{Port: 7780}}
 			return c
-		}, "listeners.http and listeners.admin need different ports"},
+		}, "listeners.settlement and listeners.admin need different ports"},
 		{"pdb both bounds", func() client.Object {
 			c := sampleConnector(ns)
 			c.Spec.Replicas, c.Spec.Store = ptr.To(int32(3)), redis

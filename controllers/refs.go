@@ -45,6 +45,24 @@ func accountSecretRefs(a *ilpv1.Account) []ilpv1.SecretKeyRef {
 	if l := a.Spec.Link.BTPListener; l != nil {
 		refs = append(refs, l.SecretRef)
 	}
+	if l := a.Spec.Link.HTTP; l != nil {
+		if in := l.Incoming; in != nil {
+			refs = appendRefs(refs, in.TokenSecretRef, in.JWTSecretRef)
+		}
+		if out := l.Outgoing; out != nil {
+			refs = appendRefs(refs, out.TokenSecretRef, out.JWTSecretRef)
+		}
+	}
+	return refs
+}
+
+// appendRefs appends the refs that are set.
+func appendRefs(refs []ilpv1.SecretKeyRef, opt ...*ilpv1.SecretKeyRef) []ilpv1.SecretKeyRef {
+	for _, r := range opt {
+		if r != nil {
+			refs = append(refs, *r)
+		}
+	}
 	return refs
 }
 

@@ -169,7 +169,7 @@ type DeduplicateSpec struct {
 }
 
 // AccountLink is exactly one way of reaching the counterparty.
-// +kubebuilder:validation:XValidation:rule="[has(self.btpClient), has(self.btpListener), has(self.btpChildServer)].filter(x, x).size() == 1",message="set exactly one of btpClient, btpListener, btpChildServer"
+// +kubebuilder:validation:XValidation:rule="[has(self.btpClient), has(self.btpListener), has(self.btpChildServer), has(self.http)].filter(x, x).size() == 1",message="set exactly one of btpClient, btpListener, btpChildServer, http"
 type AccountLink struct {
 	// BTPClient dials the counterparty's BTP server (ilp-plugin-btp with `server`).
 	// +optional
@@ -180,6 +180,11 @@ type AccountLink struct {
 	// BTPChildServer accepts many children, one per connection (ilp-plugin-mini-accounts).
 	// +optional
 	BTPChildServer *BTPChildServerLink `json:"btpChildServer,omitempty"`
+	// HTTP exchanges packets with one peer over ILP-over-HTTP (RFC 35, ilp-plugin-http), what
+	// interledger-rs, Rafiki and the Java connector speak: the peer POSTs its packets to our
+	// incoming port, we POST ours to its outgoing URL.
+	// +optional
+	HTTP *HTTPLink `json:"http,omitempty"`
 }
 
 // BTPClientLink dials a BTP server.
@@ -212,6 +217,76 @@ type BTPChildServerLink struct {
 	Port int32 `json:"port"`
 }
 
+// HTTPMode is how ILP-over-HTTP carries the replies.
+// +kubebuilder:validation:Enum=sync;async
+type HTTPMode string
+
+// The two modes of ILP-over-HTTP (the runtime's ilphttp.Mode).
+const (
+	// HTTPModeSync answers a Prepare in the body of the HTTP response: what every deployed
+	// implementation speaks.
+	HTTPModeSync HTTPMode = "sync"
+	// HTTPModeAsync answers a Prepare with 202 and POSTs the reply back to the sender's
+	// callback URL (the current RFC 35).
+	HTTPModeAsync HTTPMode = "async"
+)
+
+// HTTPLink is one ILP-over-HTTP peer (the options of ilp-plugin-http): incoming, outgoing or
+// both. A peer that only receives from us needs outgoing only; one that only sends to us,
+// incoming only.
+// +kubebuilder:validation:XValidation:rule="has(self.incoming) || has(self.outgoing)",message="http needs incoming (to accept the peer's packets), outgoing (to send it ours), or both"
+// +kubebuilder:validation:XValidation:rule="!has(self.mode) || self.mode != 'async' || (has(self.incoming) && has(self.outgoing) && has(self.outgoing.callbackURL))",message="http.mode async needs incoming (where the replies arrive), outgoing and outgoing.callbackURL"
+// +kubebuilder:validation:XValidation:rule="!has(self.outgoing) || !has(self.outgoing.callbackURL) || (has(self.mode) && self.mode == 'async')",message="http.outgoing.callbackURL applies to mode async only"
+type HTTPLink struct {
+	// Mode is sync (unset) or async. Async needs incoming, outgoing and outgoing.callbackURL.
+	// +optional
+	Mode HTTPMode `json:"mode,omitempty"`
+	// Incoming serves the peer's packets on a port of the connector pods.
+	// +optional
+	Incoming *HTTPIncoming `json:"incoming,omitempty"`
+	// Outgoing sends our packets to the peer.
+	// +optional
+	Outgoing *HTTPOutgoing `json:"outgoing,omitempty"`
+}
+
+// HTTPIncoming is the server that accepts the peer's packets (ilp-plugin-http `incoming`). It
+// accepts any path, so the peer may POST to /accounts/<name>/ilp like interledger-rs.
+// +kubebuilder:validation:XValidation:rule="has(self.tokenSecretRef) || has(self.jwtSecretRef)",message="http.incoming needs tokenSecretRef or jwtSecretRef: the credential the peer must send"
+type HTTPIncoming struct {
+	// Port to listen on; the peer Service exposes it.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port"`
+	// TokenSecretRef holds the bearer token the peer must send (staticToken).
+	// +optional
+	TokenSecretRef *SecretKeyRef `json:"tokenSecretRef,omitempty"`
+	// JWTSecretRef holds the secret of the HS256 JSON web tokens the peer may send instead
+	// (jwtSecret). With both set, either is accepted.
+	// +optional
+	JWTSecretRef *SecretKeyRef `json:"jwtSecretRef,omitempty"`
+}
+
+// HTTPOutgoing is where our packets go (ilp-plugin-http `outgoing`).
+// +kubebuilder:validation:XValidation:rule="has(self.tokenSecretRef) || has(self.jwtSecretRef)",message="http.outgoing needs tokenSecretRef or jwtSecretRef: the credential we send"
+type HTTPOutgoing struct {
+	// URL every Prepare is POSTed to, without credentials: http(s)://host[:port]/path, e.g.
+	// https://peer.example/accounts/us/ilp.
+	// +kubebuilder:validation:Pattern=`^https?://[^/?#@\s]+([/?#]\S*)?$`
+	URL string `json:"url"`
+	// TokenSecretRef holds the bearer token we send (staticToken).
+	// +optional
+	TokenSecretRef *SecretKeyRef `json:"tokenSecretRef,omitempty"`
+	// JWTSecretRef holds the secret we sign HS256 JSON web tokens with instead (jwtSecret).
+	// +optional
+	JWTSecretRef *SecretKeyRef `json:"jwtSecretRef,omitempty"`
+	// CallbackURL is, in async mode, where the peer POSTs the replies: this Account's incoming
+	// port as the peer reaches it (e.g. http://alice.ns.svc:7769/ilp/callback), on the
+	// scheme, host and port the peer's own outgoing URL for us has, or the peer refuses it.
+	// +kubebuilder:validation:Pattern=`^https?://[^/?#@\s]+([/?#]\S*)?$`
+	// +optional
+	CallbackURL string `json:"callbackURL,omitempty"`
+}
+
 // BalanceSpec are the balance limits, in base units. Positive: the counterparty owes us (RFC 32).
 // +kubebuilder:validation:XValidation:rule="!has(self.minimum) || !has(self.maximum) || int(self.minimum) <= int(self.maximum)",message="balance.minimum must be <= balance.maximum"
 // +kubebuilder:validation:XValidation:rule="!has(self.settleThreshold) || int(self.settleThreshold) <= (has(self.settleTo) ? int(self.settleTo) : 0)",message="balance.settleThreshold must be <= balance.settleTo (settlement raises the balance from the threshold to settleTo)"
@@ -230,7 +305,10 @@ type BalanceSpec struct {
 	SettleTo *IntegerString `json:"settleTo,omitempty"`
 }
 
-// AccountStatus reports the account as the connector pods see it.
+// AccountStatus reports the account as the connector pods see it. Its conditions: Ready and
+// ReferencesResolved (the operator's), and ConfigApplied (the connector pods', present only on
+// an account they leave out of their configuration, or left out before); Ready is False while
+// ConfigApplied is False at the account's current generation.
 type AccountStatus struct {
 	BaseStatus `json:",inline"`
 	// Connected is true when the link to the counterparty is up.

@@ -12,7 +12,11 @@ const (
 	// reason and message name why they rolled (which restart input changed).
 	ConditionProgressing = "Progressing"
 	// ConditionConfigApplied is written by the connector pods (the in-pod Kubernetes config
-	// source), not by the operator: True once every pod runs the current configuration.
+	// source), not by the operator. On a Connector: True once every pod runs the current
+	// configuration. On an Account: False (reason LeftOut) while the pods leave the Account out
+	// of their configuration, True (reason Applied) once they run it again; absent on an
+	// Account they never left out. A False at the Account's current generation makes its
+	// Ready False.
 	ConditionConfigApplied = "ConfigApplied"
 )
 

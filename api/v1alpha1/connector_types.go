@@ -50,8 +50,9 @@ type ConnectorSpec struct {
 	// +optional
 	Routing *RoutingSpec `json:"routing,omitempty"`
 
-	// Listeners are the connector-wide ports: ILP-over-HTTP, the settlement API and the admin
-	// API with /metrics and /healthz. BTP ports belong to Accounts (btpListener, btpChildServer).
+	// Listeners are the connector-wide ports: the settlement API and the admin API with
+	// /metrics and /healthz. Peer ports belong to Accounts (btpListener, btpChildServer and
+	// http.incoming).
 	// +optional
 	Listeners *ListenersSpec `json:"listeners,omitempty"`
 
@@ -228,13 +229,8 @@ type RoutingSpec struct {
 }
 
 // ListenersSpec are the connector-wide ports.
-// +kubebuilder:validation:XValidation:rule="!has(self.http) || !has(self.settlement) || self.http.port != self.settlement.port",message="listeners.http and listeners.settlement need different ports"
-// +kubebuilder:validation:XValidation:rule="!has(self.http) || self.http.port != (has(self.admin) ? self.admin.port : 7780)",message="listeners.http and listeners.admin need different ports (admin defaults to 7780)"
 // +kubebuilder:validation:XValidation:rule="!has(self.settlement) || self.settlement.port != (has(self.admin) ? self.admin.port : 7780)",message="listeners.settlement and listeners.admin need different ports (admin defaults to 7780)"
 type ListenersSpec struct {
-	// HTTP serves ILP-over-HTTP (RFC 35) to peers; unset: off.
-	// +optional
-	HTTP *ListenerSpec `json:"http,omitempty"`
 	// Settlement serves the connector side of the settlement API (RFC 38) to settlement
 	// engines; unset: off.
 	// +optional
@@ -467,15 +463,15 @@ func init() {
 // connector's CONNECTOR_ADMIN_API_PORT default.
 const DefaultAdminPort int32 = 7780
 
-// ListenerPort is one of a Connector's own listeners: admin, http or settlement.
+// ListenerPort is one of a Connector's own listeners: admin or settlement.
 // +kubebuilder:object:generate=false
 type ListenerPort struct {
 	Name string
 	Port int32
 }
 
-// ListenerPorts are the Connector's own listeners, in that order: admin always, http and
-// settlement when set. The operator exposes them; the pods hold them whatever the Accounts ask.
+// ListenerPorts are the Connector's own listeners, in that order: admin always, settlement
+// when set. The operator exposes them; the pods hold them whatever the Accounts ask.
 func (c *Connector) ListenerPorts() []ListenerPort {
 	ports := []ListenerPort{{"admin", DefaultAdminPort}}
 	l := c.Spec.Listeners
@@ -484,9 +480,6 @@ func (c *Connector) ListenerPorts() []ListenerPort {
 	}
 	if l.Admin != nil {
 		ports[0].Port = l.Admin.Port
-	}
-	if l.HTTP != nil {
-		ports = append(ports, ListenerPort{"http", l.HTTP.Port})
 	}
 	if l.Settlement != nil {
 		ports = append(ports, ListenerPort{"settlement", l.Settlement.Port})

@@ -33,8 +33,8 @@ type Inputs struct {
 	// Previous is the config running now, if any: an Account whose Secret cannot be read for a
 	// passing reason (ErrSecretUnavailable) keeps its running settings instead of being removed.
 	Previous *config.Config
-	// ListenHost is the interface the BTP servers bind: "" for every interface (in a pod),
-	// 127.0.0.1 in tests.
+	// ListenHost is the interface the BTP and ILP-over-HTTP servers bind: "" for every
+	// interface (in a pod), 127.0.0.1 in tests.
 	ListenHost string
 }
 
@@ -125,6 +125,8 @@ func reservedPort(a *ilpv1.Account, reserved map[int32]string) error {
 		port = l.BTPListener.Port
 	case l.BTPChildServer != nil:
 		port = l.BTPChildServer.Port
+	case l.HTTP != nil && l.HTTP.Incoming != nil:
+		port = l.HTTP.Incoming.Port
 	}
 	if name, ok := reserved[port]; ok && port != 0 {
 		return fmt.Errorf("link port %d is the Connector's listeners.%s port: give the Account another port", port, name)
@@ -471,11 +473,69 @@ func linkOptions(l ilpv1.AccountLink, secret func(name, key string) ([]byte, err
 			ws["host"] = host
 		}
 		opts = map[string]any{"wsOpts": ws}
+	case l.HTTP != nil:
+		plugin = config.PluginHTTP
+		var err error
+		if opts, err = httpOptions(l.HTTP, secret, host); err != nil {
+			return "", nil, err
+		}
 	default:
-		return "", nil, errors.New("link: set exactly one of btpClient, btpListener, btpChildServer")
+		return "", nil, errors.New("link: set exactly one of btpClient, btpListener, btpChildServer, http")
 	}
 	b, err := json.Marshal(opts)
 	return plugin, b, err
+}
+
+// httpOptions renders an ILP-over-HTTP link as ilp-plugin-http's options; the runtime's
+// ilphttp.ParseOptions checks them (a mode or URL admission let through is refused there,
+// and the Account left out with its message).
+func httpOptions(h *ilpv1.HTTPLink, secret func(name, key string) ([]byte, error), host string) (map[string]any, error) {
+	opts := map[string]any{}
+	if h.Mode != "" {
+		opts["mode"] = string(h.Mode)
+	}
+	if in := h.Incoming; in != nil {
+		o, err := httpAuth(secret, "link.http.incoming", in.TokenSecretRef, in.JWTSecretRef)
+		if err != nil {
+			return nil, err
+		}
+		o["port"] = in.Port
+		if host != "" {
+			o["host"] = host
+		}
+		opts["incoming"] = o
+	}
+	if out := h.Outgoing; out != nil {
+		o, err := httpAuth(secret, "link.http.outgoing", out.TokenSecretRef, out.JWTSecretRef)
+		if err != nil {
+			return nil, err
+		}
+		o["url"] = out.URL
+		if out.CallbackURL != "" {
+			o["callbackUrl"] = out.CallbackURL
+		}
+		opts["outgoing"] = o
+	}
+	return opts, nil
+}
+
+// httpAuth reads one direction's credentials into staticToken and jwtSecret.
+func httpAuth(secret func(name, key string) ([]byte, error), field string, token, jwt *ilpv1.SecretKeyRef) (map[string]any, error) {
+	o := map[string]any{}
+	for _, c := range []struct {
+		ref       *ilpv1.SecretKeyRef
+		key, name string
+	}{{token, "staticToken", ".tokenSecretRef"}, {jwt, "jwtSecret", ".jwtSecretRef"}} {
+		if c.ref == nil {
+			continue
+		}
+		v, err := secretText(secret, *c.ref, field+c.name)
+		if err != nil {
+			return nil, err
+		}
+		o[c.key] = v
+	}
+	return o, nil
 }
 
 // secretText reads a credential. Trailing line breaks are dropped: `kubectl create secret

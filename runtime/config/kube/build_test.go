@@ -15,6 +15,7 @@ import (
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
 	"github.com/ilpfleet/ilpfleet/runtime/config"
+	"github.com/ilpfleet/ilpfleet/runtime/ilphttp"
 	"github.com/ilpfleet/ilpfleet/runtime/rates"
 )
 
@@ -60,8 +61,31 @@ func options(t *testing.T, a config.Account) map[string]any {
 	return m
 }
 
+// httpAccount is a peer Account with an ILP-over-HTTP link.
+func httpAccount(name string, created int, h *ilpv1.HTTPLink) ilpv1.Account {
+	return account(name, created, func(s *ilpv1.AccountSpec) {
+		s.Relation, s.Link = ilpv1.RelationPeer, ilpv1.AccountLink{HTTP: h}
+	})
+}
+
+func ref(name string) *ilpv1.SecretKeyRef { return &ilpv1.SecretKeyRef{Name: name, Key: "t"} }
+
+// httpOptionsAre checks an ILP-over-HTTP account's plugin and options, and that the runtime's
+// parser takes them.
+func httpOptionsAre(want string) func(t *testing.T, a config.Account) {
+	return func(t *testing.T, a config.Account) {
+		t.Helper()
+		if a.Plugin != config.PluginHTTP || string(a.Options) != want {
+			t.Errorf("plugin %s options %s, want %s %s", a.Plugin, a.Options, config.PluginHTTP, want)
+		}
+		if _, err := ilphttp.ParseOptions(a.Options); err != nil {
+			t.Errorf("ilphttp refuses the options: %v", err)
+		}
+	}
+}
+
 func TestBuildAccounts(t *testing.T) {
-	sec := secrets(map[string]map[string]string{"tok": {"t": "s3cret\n"}, "bad": {"t": "a@b"}})
+	sec := secrets(map[string]map[string]string{"tok": {"t": "s3cret\n"}, "bad": {"t": "a@b"}, "out": {"t": "o"}, "jwt": {"t": "j\r\n"}})
 	amt := func(s string) *ilpv1.AmountString { v := ilpv1.AmountString(s); return &v }
 	integer := func(s string) *ilpv1.IntegerString { v := ilpv1.IntegerString(s); return &v }
 	tests := []struct {
@@ -125,6 +149,30 @@ func TestBuildAccounts(t *testing.T) {
 		{"amount out of range", account("big", 8, func(s *ilpv1.AccountSpec) { s.MaxPacketAmount = amt("99999999999999999999") }), "maxPacketAmount", nil},
 		{"refused by Validate", account("zero", 9, func(s *ilpv1.AccountSpec) { s.MaxPacketAmount = amt("0") }), "maxPacketAmount = 0", nil},
 		{"other connector", account("theirs", 10, func(s *ilpv1.AccountSpec) { s.ConnectorRef = "bob" }), "-", nil},
+		{"http sync, both directions", httpAccount("hsync", 11, &ilpv1.HTTPLink{
+			Incoming: &ilpv1.HTTPIncoming{Port: 7769, TokenSecretRef: ref("tok")},
+			Outgoing: &ilpv1.HTTPOutgoing{URL: "https://bob.example/accounts/alice/ilp", TokenSecretRef: ref("out"), JWTSecretRef: ref("jwt")},
+		}), "", httpOptionsAre(`{"incoming":{"host":"127.0.0.1","port":7769,"staticToken":"s3cret"},` +
+			`"outgoing":{"jwtSecret":"j","staticToken":"o","url":"https://bob.example/accounts/alice/ilp"}}`)},
+		{"http async", httpAccount("hasync", 12, &ilpv1.HTTPLink{Mode: ilpv1.HTTPModeAsync,
+			Incoming: &ilpv1.HTTPIncoming{Port: 7770, JWTSecretRef: ref("jwt")},
+			Outgoing: &ilpv1.HTTPOutgoing{URL: "http://bob:7768/ilp", TokenSecretRef: ref("out"), CallbackURL: "http://alice:7770/callback"},
+		}), "", httpOptionsAre(`{"incoming":{"host":"127.0.0.1","jwtSecret":"j","port":7770},"mode":"async",` +
+			`"outgoing":{"callbackUrl":"http://alice:7770/callback","staticToken":"o","url":"http://bob:7768/ilp"}}`)},
+		{"http incoming only", httpAccount("hin", 13, &ilpv1.HTTPLink{Incoming: &ilpv1.HTTPIncoming{Port: 7771, TokenSecretRef: ref("tok")}}),
+			"", httpOptionsAre(`{"incoming":{"host":"127.0.0.1","port":7771,"staticToken":"s3cret"}}`)},
+		{"http outgoing only", httpAccount("hout", 14, &ilpv1.HTTPLink{Mode: ilpv1.HTTPModeSync,
+			Outgoing: &ilpv1.HTTPOutgoing{URL: "http://bob:7768/ilp", TokenSecretRef: ref("out")}}),
+			"", httpOptionsAre(`{"mode":"sync","outgoing":{"staticToken":"o","url":"http://bob:7768/ilp"}}`)},
+		{"http missing secret", httpAccount("hnosec", 15, &ilpv1.HTTPLink{
+			Outgoing: &ilpv1.HTTPOutgoing{URL: "http://bob:7768/ilp", TokenSecretRef: &ilpv1.SecretKeyRef{Name: "gone", Key: "t"}}}),
+			`link.http.outgoing.tokenSecretRef: Secret "gone" does not exist`, nil},
+		{"http incoming secret missing", httpAccount("hnoin", 16, &ilpv1.HTTPLink{Incoming: &ilpv1.HTTPIncoming{Port: 7772, JWTSecretRef: &ilpv1.SecretKeyRef{Name: "jwt", Key: "x"}}}),
+			`link.http.incoming.jwtSecretRef: Secret "jwt" has no key "x"`, nil},
+		// What admission would refuse, the runtime refuses too: async without a callback.
+		{"http async refused by the runtime", httpAccount("hbad", 17, &ilpv1.HTTPLink{Mode: ilpv1.HTTPModeAsync,
+			Incoming: &ilpv1.HTTPIncoming{Port: 7773, TokenSecretRef: ref("tok")},
+			Outgoing: &ilpv1.HTTPOutgoing{URL: "http://bob:7768/ilp", TokenSecretRef: ref("out")}}), "needs outgoing.callbackUrl", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -252,16 +300,49 @@ func TestBuildPortClash(t *testing.T) {
 	}
 }
 
+// TestBuildPortClashAcrossLinkKinds: an ILP-over-HTTP server and a BTP server on one port are
+// refused like two BTP servers: the younger Account is left out, named, whichever kind it is.
+func TestBuildPortClashAcrossLinkKinds(t *testing.T) {
+	sec := secrets(map[string]map[string]string{"tok": {"t": "s"}})
+	web := func(name string, created int, port int32) ilpv1.Account {
+		return httpAccount(name, created, &ilpv1.HTTPLink{Incoming: &ilpv1.HTTPIncoming{Port: port, TokenSecretRef: ref("tok")}})
+	}
+	for _, tt := range []struct {
+		name           string
+		older, younger ilpv1.Account
+		port           int
+	}{
+		{"http after btp", account("older", 1, nil), web("younger", 2, 7001), 7001},
+		{"btp after http", web("older", 1, 7002), account("younger", 2, nil), 7002},
+		{"http after http", web("older", 1, 7003), web("younger", 2, 7003), 7003},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, problems, err := Build(Inputs{Connector: testConnector(), Accounts: []ilpv1.Account{tt.younger, tt.older}, Secret: sec})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := cfg.Accounts["older"]; !ok || len(cfg.Accounts) != 1 {
+				t.Errorf("accounts %v, want only the older one", slices.Sorted(maps.Keys(cfg.Accounts)))
+			}
+			msg := fmt.Sprintf(`Account younger: options = %d: port %d is already used by account "older"`, tt.port, tt.port)
+			if got := fmt.Sprint(problems); len(problems) != 1 || !strings.Contains(got, msg) {
+				t.Errorf("problems = %s, want %q", got, msg)
+			}
+		})
+	}
+}
+
 // TestBuildReservedPorts: an Account on one of the Connector's own ports is left out, whatever
-// its age, and the Connector's listener keeps its port.
+// its age and link kind, and the Connector's listener keeps its port.
 func TestBuildReservedPorts(t *testing.T) {
 	conn := testConnector()
-	conn.Spec.Listeners = &ilpv1.ListenersSpec{Settlement: &ilpv1.ListenerSpec{Port: 7771}, HTTP: &ilpv1.ListenerSpec{Port: 8080}}
+	conn.Spec.Listeners = &ilpv1.ListenersSpec{Settlement: &ilpv1.ListenerSpec{Port: 7771}}
 	onPort := func(name string, created int, port int32) ilpv1.Account {
 		return account(name, created, func(s *ilpv1.AccountSpec) { s.Link.BTPChildServer.Port = port })
 	}
-	accounts := []ilpv1.Account{onPort("onadmin", 1, 7780), onPort("onsettle", 2, 7771), onPort("onhttp", 3, 8080), onPort("fine", 4, 7004)}
-	cfg, problems, err := Build(Inputs{Connector: conn, Accounts: accounts, Secret: secrets(nil)})
+	onHTTP := httpAccount("onhttp", 3, &ilpv1.HTTPLink{Incoming: &ilpv1.HTTPIncoming{Port: 7771, TokenSecretRef: ref("tok")}})
+	accounts := []ilpv1.Account{onPort("onadmin", 1, 7780), onPort("onsettle", 2, 7771), onHTTP, onPort("fine", 4, 7004)}
+	cfg, problems, err := Build(Inputs{Connector: conn, Accounts: accounts, Secret: secrets(map[string]map[string]string{"tok": {"t": "s"}})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +351,7 @@ func TestBuildReservedPorts(t *testing.T) {
 	}
 	got := fmt.Sprint(problems)
 	for _, want := range []string{"Account onadmin: link port 7780 is the Connector's listeners.admin port",
-		"Account onsettle: link port 7771 is the Connector's listeners.settlement port", "Account onhttp: link port 8080 is the Connector's listeners.http port"} {
+		"Account onsettle: link port 7771 is the Connector's listeners.settlement port", "Account onhttp: link port 7771 is the Connector's listeners.settlement port"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("problems %s: want %q", got, want)
 		}

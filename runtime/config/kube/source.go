@@ -4,9 +4,9 @@
 // that reference it, reads the Secrets they name uncached (re-reading one only when the
 // operator records a new resourceVersion in Connector.status.secretVersions), builds a runtime
 // config from them, and applies it to the running connector without a restart. It reports back:
-// the ConfigApplied condition of the Connector, its inherited address, and the connected flag
-// and balance of each Account (from the pod holding the Lease), and each pod's own entry of
-// status.pods.
+// the ConfigApplied condition of the Connector, its inherited address, the connected flag and
+// balance of each Account and the ConfigApplied condition of each Account left out (from the
+// pod holding the Lease), and each pod's own entry of status.pods.
 //
 // It follows CloudNativePG's in-pod instance manager: a controller-runtime manager whose cache
 // holds only what this pod may read. It never imports the operator (controllers/).
@@ -43,8 +43,9 @@ const (
 	// retryInterval is how soon a sync that met a passing failure (a Secret not readable yet,
 	// the API server away) runs again.
 	retryInterval = time.Second
-	// FieldManager owns the fields the pods write on status (ConfigApplied): the operator writes
-	// the other conditions under its own name, so the two never take each other's fields.
+	// FieldManager owns the fields the pods write on status (the ConfigApplied condition of the
+	// Connector and of the Accounts): the operator writes the other conditions under its own
+	// name, so the two never take each other's fields.
 	FieldManager = "ilpfleet-connector-runtime"
 	// AddressFieldManager owns Connector.status.address while the address is inherited: the
 	// Lease holder writes it once the parent answered IL-DCP. A manager of its own, because a
@@ -376,7 +377,7 @@ func (s *Source) sync(ctx context.Context) (retryIn time.Duration) {
 	res.Problems = problems
 	if err != nil {
 		res.Err = err
-		s.report.setConfig(&conn, nil, problems, reasonInvalid, err)
+		s.report.setConfig(&conn, nil, nil, problems, reasonInvalid, err)
 		s.log.Error("invalid configuration; the running config stays in force", "connector", conn.Name, "error", err)
 		return retryIf(reads.transient)
 	}
@@ -386,7 +387,7 @@ func (s *Source) sync(ctx context.Context) (retryIn time.Duration) {
 	if res.Err != nil {
 		reason = reasonApplyFailed
 	}
-	s.report.setConfig(&conn, cfg, problems, reason, res.Err)
+	s.report.setConfig(&conn, cfg, accounts.Items, problems, reason, res.Err)
 	for _, p := range problems {
 		s.log.Warn("object left out of the configuration", "kind", p.Kind, "name", p.Name, "problem", p.Message)
 	}
