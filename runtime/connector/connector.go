@@ -151,7 +151,8 @@ func New(cfg *config.Config, opts Options) (*Connector, error) {
 	if err := reg.Register(newRatesAge(c)); err != nil {
 		return nil, fmt.Errorf("connector: metrics: %w", err)
 	}
-	c.settler = settlement.New(settlement.Options{Store: c.store, Send: c.sendPeer, Log: c.log.With("component", "settlement"), Metrics: sm})
+	c.settler = settlement.New(settlement.Options{Store: c.store, Send: c.sendPeer, Log: c.log.With("component", "settlement"), Metrics: sm,
+		BalanceChanged: c.observeStoredBalance})
 	s, err := newSettings(cfg)
 	if err != nil {
 		return nil, err

@@ -69,6 +69,12 @@ func TestSettlementBetweenTwoConnectors(t *testing.T) {
 	}
 	pay(2) // A.b = -15840 < -10000: A settles 1.5840 EUR; the mock sends 1.58
 	waitFor(t, func() bool { b := p.balances(t); return b["A.b"] == 0 && b["B.a"] == 40 })
+	// The balance gauges follow the settlements on both sides, without waiting for a packet.
+	waitFor(t, func() bool {
+		ga, _ := metricValue(t, p.a, "ilp_connector_balance", map[string]string{"account": "b"})
+		gb, _ := metricValue(t, p.b, "ilp_connector_balance", map[string]string{"account": "a"})
+		return ga == 0 && gb == 40
+	})
 
 	// The 0.0040 left over goes with the next settlement: 15840 more owed, 1.5880 queued,
 	// 1.58 sent, 0.0080 left.
