@@ -22,7 +22,10 @@ import (
 type account struct {
 	id       string
 	self     func() ilp.Address // the connector's address, for triggeredBy
-	life     context.Context    // the connector's lifetime: see packetContext
+	// life is what the account's incoming packets are handled in (packetContext): a child of
+	// the connector's lifetime, ended by close.
+	life     context.Context
+	endLife  context.CancelFunc
 	link     link.Link
 	isClient bool // a dialing link, which keeps retrying after a failed Start
 	asset    rates.Asset
@@ -43,7 +46,8 @@ type pipes struct {
 
 // newAccount builds an account's link and pipelines; it connects nothing.
 func (c *Connector) newAccount(id string, ac config.Account, cfg *config.Config) (*account, error) {
-	a := &account{id: id, self: c.self, life: c.life, asset: rates.Asset{Code: ac.AssetCode, Scale: ac.AssetScale}}
+	a := &account{id: id, self: c.self, asset: rates.Asset{Code: ac.AssetCode, Scale: ac.AssetScale}}
+	a.life, a.endLife = context.WithCancel(c.life)
 	var err error
 	switch {
 	case c.newLink != nil:
@@ -54,11 +58,12 @@ func (c *Connector) newAccount(id string, ac config.Account, cfg *config.Config)
 		a.link, a.isClient, err = c.btpLink(id, ac)
 	}
 	if err != nil {
+		a.endLife()
 		return nil, err
 	}
 	p, err := c.buildPipes(a, ac, cfg)
 	if err != nil {
-		_ = a.link.Close()
+		_ = a.close()
 		return nil, err
 	}
 	a.pipes.Store(p)
@@ -146,8 +151,9 @@ func (a *account) handle(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, err
 // cancelled by a client disconnect or timeout): with it we would stop waiting for the next hop
 // and release its reservation while the next hop may still fulfill, which it then counts paid
 // and we do not. As in JS, the wait for the next hop is bounded by the packet's expiry only
-// (the expire middleware); the lifetime ends when Close has drained the accounts, by which
-// time every packet forwarded before has expired.
+// (the expire middleware), and by the account's life, which ends when the account is closed:
+// after its drain has let the packets in flight finish, or given up on them (max hold time,
+// or the caller's deadline).
 func packetContext(ctx, life context.Context) context.Context {
 	return &detachedCtx{Context: life, values: ctx}
 }
@@ -159,18 +165,16 @@ type detachedCtx struct {
 }
 
 // Value asks the lifetime first: it has no values of its own, but it answers the context
-// package's internal lookup of the nearest cancellable parent (context.Cause, and contexts
-// derived from this one) with itself, so the link's cancellation never shows through.
+// package's internal lookup of the nearest cancellable parent with itself, so that
+// context.Cause and the contexts derived from this one (the expire middleware's deadlines)
+// follow the lifetime, registered on it as on a standard context, and the link's cancellation
+// never shows through.
 func (c *detachedCtx) Value(key any) any {
 	if v := c.Context.Value(key); v != nil {
 		return v
 	}
 	return c.values.Value(key)
 }
-
-// AfterFunc lets contexts derived from this one (the expire middleware's deadlines) register
-// on the lifetime directly, as on a standard context, instead of each starting a goroutine.
-func (c *detachedCtx) AfterFunc(f func()) func() bool { return context.AfterFunc(c.Context, f) }
 
 // enter counts a packet in flight unless the account is closing. The count is raised before
 // closing is read, so drain, which sets closing before it reads the count, never misses it.
@@ -201,7 +205,14 @@ func (c *Connector) drain(ctx context.Context, a *account, maxWait time.Duration
 		c.log.Warn("closing account with packets still in flight", "account", a.id, "inFlight", a.inflight.Load())
 		break
 	}
-	if err := a.link.Close(); err != nil {
+	if err := a.close(); err != nil {
 		c.log.Warn("closing link", "account", a.id, "error", err)
 	}
+}
+
+// close ends the account's life, then closes its link: a packet still handled stops waiting
+// for its next hop first, since a link's Close waits for its handlers.
+func (a *account) close() error {
+	a.endLife()
+	return a.link.Close()
 }

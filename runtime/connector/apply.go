@@ -158,7 +158,7 @@ func (c *Connector) plan(cfg *config.Config, ch config.Changes) (*plan, error) {
 // so their limits and series are the running ones still.
 func (p *plan) discard(c *Connector) {
 	for _, a := range slices.Concat(p.added, p.reconnect) {
-		_ = a.link.Close()
+		_ = a.close()
 	}
 	for _, a := range p.added {
 		c.state.Forget(a.id)

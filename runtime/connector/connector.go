@@ -73,8 +73,7 @@ type Connector struct {
 	gatherer prometheus.Gatherer
 	state    *middleware.State
 	alerts   *middleware.Alerts
-	// life is the context peers' packets are handled in (packetContext), cancelled by Close once
-	// the accounts are drained.
+	// life is the parent of the accounts' lives (packetContext), ended by Close after them.
 	life    context.Context
 	endLife context.CancelFunc
 
@@ -334,7 +333,7 @@ func (c *Connector) startLink(ctx context.Context, a *account, timeout time.Dura
 func (c *Connector) closeLinks(accts map[string]*account) {
 	var wg sync.WaitGroup
 	for _, a := range accts {
-		wg.Go(func() { _ = a.link.Close() })
+		wg.Go(func() { _ = a.close() })
 	}
 	wg.Wait()
 }
@@ -365,7 +364,7 @@ func (c *Connector) Close(ctx context.Context) error {
 		wg.Go(func() { c.drain(ctx, a, c.settings.Load().maxHold) })
 	}
 	wg.Wait()
-	c.endLife() // packets still in flight stop waiting
+	c.endLife()
 	c.stopSettlement()
 	_ = rates.Close(c.settings.Load().conv.Backend())
 	if c.ownStore {

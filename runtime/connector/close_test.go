@@ -1,0 +1,80 @@
+package connector
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ilpfleet/ilpfleet/runtime/config"
+	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+	"github.com/ilpfleet/ilpfleet/runtime/link"
+)
+
+// handlerLink is a memLink whose Close behaves as btp.Client/PeerServer.Close: it cancels the
+// context its handlers run in and waits for them.
+type handlerLink struct {
+	*memLink
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func (l *handlerLink) deliver(p *ilp.Prepare) (*ilp.Fulfill, error) {
+	l.wg.Add(1)
+	defer l.wg.Done()
+	return l.inject(l.ctx, p)
+}
+
+func (l *handlerLink) Close() error {
+	l.cancel()
+	l.wg.Wait()
+	return l.memLink.Close()
+}
+
+// TestCloseBoundedByItsContext: Close(ctx) returns once ctx ends, even with a packet whose
+// next hop has not answered: packets are handled in their account's life, not in the link's
+// context (see packetContext), so closing the account must end that life before the link's
+// Close, which waits for its handlers.
+func TestCloseBoundedByItsContext(t *testing.T) {
+	ml := &memLinks{}
+	var alice *handlerLink
+	factory := func(id string, ac config.Account) (link.Link, error) {
+		l, err := ml.factory(id, ac)
+		if id == "alice" {
+			ctx, cancel := context.WithCancel(context.Background())
+			alice = &handlerLink{memLink: l.(*memLink), ctx: ctx, cancel: cancel}
+			return alice, err
+		}
+		return l, err
+	}
+	reached := make(chan struct{})
+	ml.setRemote("bob", func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+		close(reached)
+		<-ctx.Done() // a next hop that has not answered yet
+		return nil, ctx.Err()
+	})
+	c, err := New(mustConfig(t, coreConfig), Options{newLink: factory})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	if err := c.Start(sctx); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = alice.deliver(prepare("test.bob.x", 100, time.Now(), 25*time.Second)) }()
+	<-reached
+	done := make(chan struct{})
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		_ = c.Close(ctx)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second): // failure bound only
+		t.Fatal("Close(ctx of 300ms) still running after 10 s: the source link's Close waits for a handler nothing cancels until the packet expires (25 s)")
+	}
+}
