@@ -22,10 +22,8 @@ import (
 type account struct {
 	id       string
 	self     func() ilp.Address // the connector's address, for triggeredBy
-	// life is what the account's incoming packets are handled in (packetContext): a child of
-	// the connector's lifetime, ended by close.
-	life     context.Context
-	endLife  context.CancelFunc
+	life     context.Context    // what its incoming packets are handled in (packetContext)
+	endLife  context.CancelFunc // ends life: close
 	link     link.Link
 	isClient bool // a dialing link, which keeps retrying after a failed Start
 	asset    rates.Asset
