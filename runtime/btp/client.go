@@ -205,9 +205,16 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 	if hc == nil {
 		hc = c.hc
 	}
-	wc, err := ws.Dial(ctx, c.wsURL, hc)
+	dctx, dialed := withDialed(ctx)
+	wc, err := ws.Dial(dctx, c.wsURL, hc)
 	if err != nil {
 		return nil, fmt.Errorf("btp: dial %s: %w", c.wsURL, err)
+	}
+	// Over plain TCP the WebSocket's writes go straight to the connection we dialed, so a
+	// writer waiting for it can give up at its context's end, as on the server side; over TLS
+	// they go through the TLS layer (the write deadline bounds them).
+	if dialed.conn != nil && strings.HasPrefix(c.wsURL, "ws://") {
+		wc.SetCancelWriter(dialed.conn)
 	}
 	cn := newConn(&c.core, wc, "")
 	if err := c.auth(ctx, cn); err != nil {

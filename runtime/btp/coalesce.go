@@ -227,16 +227,35 @@ var dialTimeout = 5 * time.Second
 
 // newCoalescingHTTPClient dials plain WebSocket connections whose writes coalesce, with the
 // given write timeout; a Client uses one of its own when ClientOptions.HTTPClient is nil. (A
-// caller's own HTTPClient is used as it is.)
+// caller's own HTTPClient is used as it is.) Keep-alives are off: every handshake dials its
+// own connection, which a dial context made by withDialed then names.
 func newCoalescingHTTPClient(writeTimeout time.Duration) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DisableKeepAlives = true
 	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		d := net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second} // KeepAlive as http.DefaultTransport's
 		c, err := d.DialContext(ctx, network, addr)
 		if err != nil {
 			return c, err
 		}
-		return newCoalescingConn(c, writeTimeout), nil
+		cc := newCoalescingConn(c, writeTimeout)
+		if slot, ok := ctx.Value(dialedKey{}).(*dialed); ok {
+			slot.conn = cc
+		}
+		return cc, nil
 	}
 	return &http.Client{Transport: t}
+}
+
+// dialed receives the connection a coalescing HTTP client dials for a request whose context
+// withDialed made: net/http hands the WebSocket over as the 101 response's body, which writes
+// to that connection but cannot be cancelled (ws.CancelWriter).
+type dialed struct{ conn *coalescingConn }
+
+type dialedKey struct{}
+
+// withDialed is ctx with a slot for the connection dialed under it.
+func withDialed(ctx context.Context) (context.Context, *dialed) {
+	d := &dialed{}
+	return context.WithValue(ctx, dialedKey{}, d), d
 }

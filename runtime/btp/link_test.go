@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/ilpfleet/ilpfleet/internal/testwait"
+	"github.com/ilpfleet/ilpfleet/runtime/btp/internal/ws"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/link"
 )
@@ -614,4 +616,71 @@ func TestSendToStalledPeerEndsAtDeadline(t *testing.T) {
 		t.Error("child dropped: the test wants a wedged, still connected link")
 	}
 	closeWithin(t, srv)
+}
+
+// smallBufListener accepts connections with a small receive buffer, so that a peer that stops
+// reading soon blocks the writer.
+type smallBufListener struct{ net.Listener }
+
+func (l smallBufListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		_ = c.(*net.TCPConn).SetReadBuffer(4096)
+	}
+	return c, err
+}
+
+// TestClientSendToStalledServerEndsAtDeadline: the client-side twin of
+// TestSendToStalledPeerEndsAtDeadline. A Client whose server answers the auth and then reads
+// nothing (its socket buffers small, so the client's writes block): every Send ends at its
+// context's deadline, not at the write deadline (a ping interval, an hour here).
+func TestClientSendToStalledServerEndsAtDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := ws.Accept(w, r, ws.AcceptOptions{})
+		if err != nil {
+			return
+		}
+		_, msg, err := c.Read(nil)
+		if err != nil {
+			return
+		}
+		var f Frame
+		if err := ParseFrame(msg, &f); err != nil {
+			return
+		}
+		b, _ := AppendFrame(nil, &Frame{Type: TypeResponse, RequestID: f.RequestID})
+		_ = c.Write(ws.Binary, b)
+		<-stop // read nothing more
+		_ = c.CloseNow()
+	})}
+	go srv.Serve(smallBufListener{ln})
+	t.Cleanup(func() { close(stop); srv.Close() })
+
+	cl := startClient(t, "btp+ws://u:tok@"+ln.Addr().String()+"/", echo, func(o *ClientOptions) {
+		o.PingInterval = time.Hour
+	})
+	const sends = 400
+	data := strings.Repeat("x", 32000)
+	errs := make(chan error, sends)
+	for range sends {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			_, err := cl.Send(ctx, prepare("test.peer.x", data))
+			errs <- err
+		}()
+	}
+	deadline := time.After(20 * time.Second) // failure bound only
+	for i := range sends {
+		select {
+		case <-errs:
+		case <-deadline:
+			t.Fatalf("%d of %d Sends to a stalled server still blocked 20 s past their 300 ms deadline", sends-i, sends)
+		}
+	}
 }

@@ -163,6 +163,11 @@ func newConn(rwc io.ReadWriteCloser, br *bufio.Reader, client bool) *Conn {
 	}
 }
 
+// SetCancelWriter makes writes go to cw, the connection beneath (a client's 101 response body
+// wraps the connection its HTTP client dialed, and is no CancelWriter itself), so that a
+// writer waiting inside it can give up. Call it before the first write.
+func (c *Conn) SetCancelWriter(cw CancelWriter) { c.cw = cw }
+
 // SetReadLimit bounds the size of a message Read accepts. Call it before reading.
 func (c *Conn) SetReadLimit(n int) { c.readLimit = n }
 
