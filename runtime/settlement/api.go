@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -325,11 +326,13 @@ func (s *Settler) pruneLoop() {
 func (s *Settler) prune() {
 	now := s.o.Now()
 	cut := now.Add(-creditRetention).Unix()
-	s.pruneKeys(inPrefix, func(v []byte) bool {
+	// Under creditMu: a repeat of the key refreshes its record (touchCredit) under it, and must
+	// not fall between the read that finds the record old and its delete.
+	s.pruneKeys(inPrefix, &s.creditMu, func(v []byte) bool {
 		var rec creditRecord
 		return json.Unmarshal(v, &rec) == nil && rec.At < cut
 	})
-	s.pruneKeys(everyPrefix, func(v []byte) bool {
+	s.pruneKeys(everyPrefix, nil, func(v []byte) bool {
 		var rec slotRecord
 		if json.Unmarshal(v, &rec) != nil {
 			return false
@@ -341,21 +344,32 @@ func (s *Settler) prune() {
 	})
 }
 
-// pruneKeys deletes the keys under prefix whose value is old.
-func (s *Settler) pruneKeys(prefix string, old func([]byte) bool) {
+// pruneKeys deletes the keys under prefix whose value is old, each read and deleted under mu
+// when there is one.
+func (s *Settler) pruneKeys(prefix string, mu *sync.Mutex, old func([]byte) bool) {
 	keys, err := s.o.Store.Keys(s.ctx, prefix)
 	if err != nil {
 		s.log.Warn("cannot list the settlement records to prune", "prefix", prefix, "error", err)
 		return
 	}
 	for _, k := range keys {
-		v, err := s.o.Store.GetKey(s.ctx, k)
-		if err != nil || !old(v) {
-			continue
+		if mu != nil {
+			mu.Lock()
 		}
-		if err := s.o.Store.DeleteKey(s.ctx, k); err != nil {
-			s.log.Warn("cannot forget an old settlement record", "key", k, "error", err)
+		s.pruneKey(k, old)
+		if mu != nil {
+			mu.Unlock()
 		}
+	}
+}
+
+func (s *Settler) pruneKey(k string, old func([]byte) bool) {
+	v, err := s.o.Store.GetKey(s.ctx, k)
+	if err != nil || !old(v) {
+		return
+	}
+	if err := s.o.Store.DeleteKey(s.ctx, k); err != nil {
+		s.log.Warn("cannot forget an old settlement record", "key", k, "error", err)
 	}
 }
 

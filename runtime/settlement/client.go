@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -44,7 +43,9 @@ func CheckEngineURL(s string) error {
 	u, err := url.Parse(s)
 	switch {
 	case err != nil:
-		return fmt.Errorf("settlement engine URL %q: %w", RedactURL(s), errors.Unwrap(err)) // without the *url.Error repeating s
+		// Not url.Parse's own message: it quotes the part it choked on, which can be the
+		// password (an unescaped / or # in it).
+		return fmt.Errorf("settlement engine URL %q: not a URL (a password with / # ? or @ must be percent-encoded)", RedactURL(s))
 	case u.Scheme != "http" && u.Scheme != "https":
 		return fmt.Errorf("settlement engine URL %q: want http:// or https://", RedactURL(s))
 	case u.Host == "":

@@ -64,7 +64,7 @@ func (s *Settler) Forget(ctx context.Context, key string) (bool, error) {
 			if err := s.o.Store.DeleteKey(ctx, r.storeKey); err != nil {
 				return false, err
 			}
-			s.log.Warn("a recorded settlement was forgotten by an operator: it is not sent again", "account", r.account, "idempotencyKey", key, "engine", r.engine)
+			s.log.Warn("a recorded settlement was forgotten by an operator: it is not sent again", "account", r.account, "idempotencyKey", key, "engine", RedactURL(r.engine))
 			return true, nil
 		}
 	}

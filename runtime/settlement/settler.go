@@ -394,14 +394,15 @@ func (s *Settler) resend(a *acct, log *slog.Logger, r record) {
 	}
 	amount, perr := strconv.ParseInt(string(v), 10, 64)
 	if err != nil || perr != nil || amount <= 0 {
-		log.Error("unreadable settlement record; left in place for an operator", "key", r.storeKey, "value", string(v), "error", errors.Join(err, perr))
+		// Named by its idempotency key: the store key holds the engine URL, password included.
+		log.Error("unreadable settlement record; left in place for an operator (DELETE /settlements/:idempotencyKey)", "idempotencyKey", r.key, "value", string(v), "error", errors.Join(err, perr))
 		return
 	}
 	cl := a.client
 	if r.engine != a.cfg.EngineURL {
-		log.Warn("a settlement recorded for the account's previous engine is sent to that engine", "previousEngine", r.engine, "idempotencyKey", r.key)
+		log.Warn("a settlement recorded for the account's previous engine is sent to that engine", "previousEngine", RedactURL(r.engine), "idempotencyKey", r.key)
 		if cl, err = NewClient(r.engine, s.o.HTTP); err != nil {
-			log.Error("unusable engine URL in a settlement record; left in place for an operator", "key", r.storeKey, "error", err)
+			log.Error("unusable engine URL in a settlement record; left in place for an operator (DELETE /settlements/:idempotencyKey)", "idempotencyKey", r.key, "error", err)
 			return
 		}
 	}

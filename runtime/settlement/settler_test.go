@@ -730,10 +730,11 @@ func TestSettleEveryOncePerSlot(t *testing.T) {
 // mock would settle again, and the peer credit twice).
 func TestMessageTakenLateIsNotRefused(t *testing.T) {
 	var taken atomic.Int32
+	release := make(chan struct{})
 	slow := newTestEngine(t, func(c engineCall, _ int) int {
 		if strings.HasSuffix(c.Path, "/messages") {
 			taken.Add(1)
-			time.Sleep(300 * time.Millisecond) // past the Prepare's expiry
+			<-release // answers once the sender has given up: past the Prepare's expiry
 		}
 		return http.StatusCreated
 	})
@@ -743,8 +744,9 @@ func TestMessageTakenLateIsNotRefused(t *testing.T) {
 	}
 	eng := newTestEngine(t, nil)
 	sender := New(Options{Store: store.NewMemory(), Send: send, Retry: fastRetry,
-		// The Prepare expires 100 ms after it is sent (MessageTimeout − 29.9 s).
-		Now: func() time.Time { return time.Now().Add(-MessageTimeout + 100*time.Millisecond) }})
+		// The Prepare expires 2 s after it is sent (MessageTimeout − 28 s): ample to reach
+		// the peer's engine, which then holds its answer until the sender has given up.
+		Now: func() time.Time { return time.Now().Add(-MessageTimeout + 2*time.Second) }})
 	if err := sender.Update([]Account{{ID: "bob", EngineURL: eng.URL}}); err != nil {
 		t.Fatal(err)
 	}
@@ -752,7 +754,11 @@ func TestMessageTakenLateIsNotRefused(t *testing.T) {
 	srv := httptest.NewServer(sender.Handler())
 	defer srv.Close()
 	status, body := settlementtest.Do(t, http.MethodPost, srv.URL+"/accounts/bob/messages", "", `{"type":"settlement"}`)
-	if taken.Load() == 1 && status != http.StatusGatewayTimeout {
+	close(release)
+	if taken.Load() != 1 {
+		t.Fatalf("the message never reached the peer's engine (%d %s): the test proves nothing", status, body)
+	}
+	if status != http.StatusGatewayTimeout {
 		t.Fatalf("the peer's engine took the message and answered late; the sending engine got %d %s, want 504", status, body)
 	}
 }
@@ -882,4 +888,69 @@ func TestCreditKeyKeptFromTheLastRequest(t *testing.T) {
 			t.Fatalf("request %d, %v after the one before: %d %s, balance %d; want 201 and -250 (credited once)", i, elapse, status, body, balance(t, st, "bob"))
 		}
 	}
+}
+
+// TestPruneSparesACreditKeyRepeatedMeanwhile: a repeat of an old key while prune runs either
+// refreshes its record before prune reads it (kept) or comes after the delete (credited anew,
+// its retention over); never refreshes it between prune's read and its delete, which let a
+// later repeat, well within the retention of the last request, be credited again.
+func TestPruneSparesACreditKeyRepeatedMeanwhile(t *testing.T) {
+	mem := store.NewMemory()
+	h := &afterGetKey{Store: mem}
+	var now atomic.Int64
+	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	s := New(Options{Store: h, Retry: fastRetry, Now: func() time.Time { return time.Unix(0, now.Load()) }})
+	t.Cleanup(s.Close)
+	if err := s.Update([]Account{{ID: "bob", EngineURL: "http://127.0.0.1:1", AssetScale: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	credit := func() {
+		if status, body := settlementtest.Do(t, http.MethodPost, srv.URL+"/accounts/bob/settlements", "k1", `{"amount":"250","scale":2}`); status != http.StatusCreated {
+			t.Errorf("credit: %d %s", status, body)
+		}
+	}
+	credit()
+	now.Add(int64(creditRetention + time.Minute))
+	// The engine repeats the key just as prune has read its record: at once if nothing holds
+	// credits back (what prune did), else as soon as they may run.
+	var repeat sync.WaitGroup
+	h.once = func() {
+		if s.creditMu.TryLock() {
+			s.creditMu.Unlock()
+			credit()
+			return
+		}
+		repeat.Go(credit)
+	}
+	s.prune()
+	repeat.Wait()
+	after := balance(t, mem, "bob")
+	now.Add(int64(time.Hour)) // far within the retention of the repeat
+	credit()
+	if got := balance(t, mem, "bob"); got != after {
+		t.Errorf("a repeat an hour after the last request moved the balance from %d to %d: credited again", after, got)
+	}
+}
+
+// afterGetKey runs once after the first GetKey of an incoming settlement's record.
+type afterGetKey struct {
+	store.Store
+	mu   sync.Mutex
+	once func()
+}
+
+func (h *afterGetKey) GetKey(ctx context.Context, k string) ([]byte, error) {
+	v, err := h.Store.GetKey(ctx, k)
+	h.mu.Lock()
+	f := h.once
+	if strings.HasPrefix(k, inPrefix) {
+		h.once = nil
+	}
+	h.mu.Unlock()
+	if f != nil && strings.HasPrefix(k, inPrefix) {
+		f()
+	}
+	return v, err
 }
