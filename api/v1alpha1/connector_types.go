@@ -422,8 +422,10 @@ type ConnectorPodStatus struct {
 // <name>-connector alone would allow 53; but the StatefulSet of the file store labels its pods
 // controller-revision-hash=<name>-<hash of up to 10 characters>, and a label value has at most
 // 63 (kubernetes/kubernetes#64023). The limit holds for every store: the type may change later.
-// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, no dots): the operator names Services after the Connector"
-// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 52",message="metadata.name has at most 52 characters: the operator derives <name>-connector and the StatefulSet's pod labels (<name>-<hash>) from it, which must fit 63"
+// Both rules check a new object only (the name is immutable): an object admitted before them
+// must stay writable — its status, its finalizers — or it could not even be deleted.
+// +kubebuilder:validation:XValidation:rule="oldSelf.hasValue() || self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, no dots): the operator names Services after the Connector",optionalOldSelf=true
+// +kubebuilder:validation:XValidation:rule="oldSelf.hasValue() || size(self.metadata.name) <= 52",message="metadata.name has at most 52 characters: the operator derives <name>-connector and the StatefulSet's pod labels (<name>-<hash>) from it, which must fit 63",optionalOldSelf=true
 
 // Connector is one ILP connector, run by the operator as pods of the ilpfleet runtime. Its name
 // is a DNS-1035 label of at most 52 characters: the operator names Services after it.

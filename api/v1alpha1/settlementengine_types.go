@@ -65,8 +65,8 @@ type SettlementEngineStatus struct {
 // SettlementEngine is a settlement engine the operator runs for connectors of its namespace.
 // Its name is a DNS-1035 label of at most 56 characters: the operator names the engine's
 // Deployment and Service <name>-engine, and a Service name has at most 63.
-// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, no dots): the operator names the Service <name>-engine"
-// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 56",message="metadata.name has at most 56 characters: the operator names the Service <name>-engine, which must fit 63"
+// +kubebuilder:validation:XValidation:rule="oldSelf.hasValue() || self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, no dots): the operator names the Service <name>-engine",optionalOldSelf=true
+// +kubebuilder:validation:XValidation:rule="oldSelf.hasValue() || size(self.metadata.name) <= 56",message="metadata.name has at most 56 characters: the operator names the Service <name>-engine, which must fit 63",optionalOldSelf=true
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=ilpse,categories=ilp
