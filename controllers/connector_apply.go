@@ -308,10 +308,11 @@ func (r *ConnectorReconciler) applyWorkload(ctx context.Context, conn *ilpv1.Con
 		return heldState(running[0]), nil
 	}
 	inputs := restartInputsOf(conn, image, storeSecret)
-	var prev string
+	var prev, baseline string
 	var note rolloutNote
 	if len(running) > 0 {
 		prev, note = workloadInputs(running[0])
+		baseline = inputs.untrackedAddress(prev, running[0])
 	}
 	st := &workloadState{name: conn.Name, image: image, desired: replicasOf(conn)}
 	if prev != "" {
@@ -327,6 +328,7 @@ func (r *ConnectorReconciler) applyWorkload(ctx context.Context, conn *ilpv1.Con
 	tmpl := connectorPodTemplate(conn, image, inputs)
 	op, err := upsert(ctx, r.Client, conn, want, func() error {
 		setRolloutNote(want, st.rollout)
+		setAnnotation(want, annotationAddressBaseline, baseline)
 		return mutateWorkload(conn, want, tmpl)
 	})
 	if err != nil {
@@ -446,8 +448,13 @@ func setRolloutNote(o client.Object, n rolloutNote) {
 	setAnnotation(o, ilpv1.AnnotationRolloutReason, string(b))
 }
 
+// setAnnotation sets an annotation of o, or removes it when value is "".
 func setAnnotation(o client.Object, key, value string) {
 	a := o.GetAnnotations()
+	if value == "" {
+		delete(a, key)
+		return
+	}
 	if a == nil {
 		a = map[string]string{}
 	}

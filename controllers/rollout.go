@@ -11,6 +11,7 @@ import (
 	"time"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // restartInputs are the parts of a Connector that the runtime cannot hot-reload, each reduced
@@ -118,6 +119,28 @@ func (r restartInputs) changedSince(prev string) []string {
 		changed = slices.DeleteFunc(changed, func(k string) bool { return k == "storeSecret" })
 	}
 	return changed
+}
+
+// annotationAddressBaseline, on a workload whose pod template an operator wrote before it
+// tracked the inherited address (no inheritedAddress restart input), records the address
+// inputs its pods run with: the operator's upgrade then rolls nothing, and a later change of
+// network or inheritAddressFrom still does.
+const annotationAddressBaseline = "ilp.ilpfleet.dev/inherited-address-baseline"
+
+// untrackedAddress leaves the inheritedAddress input out of in while the running template
+// (prev) lacks it and the Connector's address inputs are still the workload's baseline (w's
+// annotation, or none yet). It returns the baseline w must carry, "" when the input is in.
+func (r *restartInputs) untrackedAddress(prev string, w client.Object) string {
+	i := slices.IndexFunc(r.parts, func(p [2]string) bool { return p[0] == "inheritedAddress" })
+	if i < 0 || prev == "" || strings.Contains(","+prev, ",inheritedAddress=") {
+		return ""
+	}
+	h := r.parts[i][1]
+	if base := w.GetAnnotations()[annotationAddressBaseline]; base != "" && base != h {
+		return "" // changed since the pods started: the input goes in, and they roll
+	}
+	r.parts = slices.Delete(r.parts, i, i+1)
+	return h
 }
 
 // rolloutReason turns changed inputs into a condition reason and message.

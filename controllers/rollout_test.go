@@ -1,13 +1,18 @@
 package controllers
 
 import (
+	"context"
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 func TestRestartInputsChangedSince(t *testing.T) {
@@ -138,4 +143,61 @@ func TestConnectorRulesNameTheAccounts(t *testing.T) {
 			t.Errorf("%s: accounts/status rule present %t, names %v; want names %v", tc.name, found, got, tc.want)
 		}
 	}
+}
+
+// TestUpgradeDoesNotRollInheritingConnectors: a pod template written before the operator
+// tracked the inherited address (no inheritedAddress restart input) is kept as it is by a
+// reconcile that changes nothing, so an operator upgrade rolls no pod; a later change of the
+// network still rolls them, named.
+func TestUpgradeDoesNotRollInheritingConnectors(t *testing.T) {
+	ns := namespace(t)
+	c := sampleConnector(ns)
+	c.Spec.ILPAddress, c.Spec.InheritAddressFrom = "", "parent"
+	p := sampleAccount(ns, "parent", "alice")
+	p.Spec.Relation = ilpv1.RelationParent
+	p.Spec.Link = ilpv1.AccountLink{BTPClient: &ilpv1.BTPClientLink{URL: "btp+ws://parent:7768", TokenSecretRef: ilpv1.SecretKeyRef{Name: "bob", Key: "secret"}}}
+	mustCreate(t, secret(ns, "bob", map[string]string{"secret": "b"}), c, p)
+	waitCondition(t, c, ilpv1.ConditionReferencesResolved, metav1.ConditionTrue, ReasonResolved)
+
+	var dep appsv1.Deployment
+	key := client.ObjectKey{Namespace: ns, Name: "alice"}
+	eventually(t, func() error { return k8s.Get(context.Background(), key, &dep) })
+	var parts []string
+	for kv := range strings.SplitSeq(dep.Spec.Template.Annotations[ilpv1.AnnotationRestartInputs], ",") {
+		if !strings.HasPrefix(kv, "inheritedAddress=") {
+			parts = append(parts, kv)
+		}
+	}
+	before := strings.Join(parts, ",")
+	// The Deployment as an operator of before left it.
+	update(t, &dep, func(d *appsv1.Deployment) {
+		d.Spec.Template.Annotations[ilpv1.AnnotationRestartInputs] = before
+		delete(d.Annotations, annotationTemplateHash)
+		delete(d.Annotations, ilpv1.AnnotationRolloutReason)
+	})
+	update(t, c, func(c *ilpv1.Connector) { c.Labels = map[string]string{"poke": "1"} }) // a reconcile
+	eventually(t, func() error {
+		if err := k8s.Get(context.Background(), key, &dep); err != nil {
+			return err
+		}
+		if dep.Annotations[annotationAddressBaseline] == "" {
+			return errors.New("no baseline recorded yet")
+		}
+		return nil
+	})
+	if got := dep.Spec.Template.Annotations[ilpv1.AnnotationRestartInputs]; got != before {
+		t.Errorf("a reconcile after the upgrade rewrote the restart inputs (the pods roll):\n before %s\n after  %s", before, got)
+	}
+
+	update(t, c, func(c *ilpv1.Connector) { c.Spec.Network = "production" })
+	eventually(t, func() error {
+		if err := k8s.Get(context.Background(), key, &dep); err != nil {
+			return err
+		}
+		if !strings.Contains(dep.Spec.Template.Annotations[ilpv1.AnnotationRestartInputs], "inheritedAddress=") {
+			return errors.New("the network change did not roll the pods")
+		}
+		return nil
+	})
+	waitCondition(t, c, ilpv1.ConditionProgressing, metav1.ConditionTrue, "InheritedAddressChanged")
 }
