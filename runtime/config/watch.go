@@ -62,7 +62,8 @@ func (w *Watcher) Current() *Config { return w.current.Load() }
 // Run polls the file until ctx is done. onChange gets every new valid config (with the
 // current one, so the caller can Diff them) and returns nil when it is in force, or an error
 // to have it offered again later; onError gets every new invalid content or read error. Both
-// are called from Run's goroutine, one at a time; onError may be nil. Run returns ctx.Err().
+// are called from Run's goroutine, one at a time; onChange is required, onError may be nil.
+// Run returns ctx.Err().
 func (w *Watcher) Run(ctx context.Context, onChange func(old, new *Config) error, onError func(error)) error {
 	t := time.NewTicker(w.interval)
 	defer t.Stop()

@@ -137,11 +137,9 @@ func (r *reporter) setConfig(conn *ilpv1.Connector, cfg *config.Config, accounts
 	}
 	r.mu.Lock()
 	r.cond = c
-	if cfg != nil {
+	if ac != nil { // the accounts whose status to report are those of the config in force
 		r.accounts = sortedIDs(cfg)
 		r.inherit = cfg.ILPAddressInheritFrom != ""
-	}
-	if ac != nil {
 		r.acct = *ac
 	}
 	r.mu.Unlock()

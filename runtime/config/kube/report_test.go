@@ -245,6 +245,19 @@ func TestAccountConfigAppliedFollowsTheConfigInForce(t *testing.T) {
 	}
 }
 
+// TestRefusedConfigKeepsTheReportedAccounts: the Accounts whose connected flag and balance the
+// pods report are those of the config in force, not those of a config the runtime refused.
+func TestRefusedConfigKeepsTheReportedAccounts(t *testing.T) {
+	first, second := account("first", 1, nil), account("second", 2, nil)
+	f := newReportFixture(t, objects([]ilpv1.Account{first, second})...)
+	r := f.src.report
+	f.sync(t, f.src, []ilpv1.Account{first}, nil)
+	f.sync(t, f.src, []ilpv1.Account{first, second}, errors.New("refused"))
+	if got := strings.Join(r.accounts, ","); got != "first" {
+		t.Errorf("reported accounts %q after a refused config, want those in force: first", got)
+	}
+}
+
 // TestAccountConfigAppliedBudget: many Accounts left out at once are written over several
 // flushes, at most maxAccountWrites each, each once.
 func TestAccountConfigAppliedBudget(t *testing.T) {
