@@ -111,15 +111,8 @@ type accountPort struct {
 
 // accountListenPort is the port an Account's link listens on, if it is a server.
 func accountListenPort(a *ilpv1.Account) (accountPort, bool) {
-	switch l := a.Spec.Link; {
-	case l.BTPListener != nil:
-		return accountPort{"btp", l.BTPListener.Port}, true
-	case l.BTPChildServer != nil:
-		return accountPort{"btp", l.BTPChildServer.Port}, true
-	case l.HTTP != nil && l.HTTP.Incoming != nil:
-		return accountPort{"http", l.HTTP.Incoming.Port}, true
-	}
-	return accountPort{}, false
+	kind, port, ok := a.Spec.Link.ListenPort()
+	return accountPort{kind, port}, ok
 }
 
 // adminServicePorts are the admin (and /metrics) port and, when set, the settlement port.

@@ -187,6 +187,20 @@ type AccountLink struct {
 	HTTP *HTTPLink `json:"http,omitempty"`
 }
 
+// ListenPort is the port the link listens on and the kind of link ("btp" or "http"), when it
+// is a server: btpListener, btpChildServer, or http with incoming.
+func (l AccountLink) ListenPort() (kind string, port int32, ok bool) {
+	switch {
+	case l.BTPListener != nil:
+		return "btp", l.BTPListener.Port, true
+	case l.BTPChildServer != nil:
+		return "btp", l.BTPChildServer.Port, true
+	case l.HTTP != nil && l.HTTP.Incoming != nil:
+		return "http", l.HTTP.Incoming.Port, true
+	}
+	return "", 0, false
+}
+
 // BTPClientLink dials a BTP server.
 type BTPClientLink struct {
 	// URL of the server without credentials: btp+ws://host:port/path or btp+wss://….

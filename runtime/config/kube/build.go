@@ -119,15 +119,7 @@ func connectorPorts(conn *ilpv1.Connector) map[int32]string {
 // reservedPort refuses an Account whose link would listen on one of the Connector's ports:
 // one of the two could not bind, and the Connector's listener is not the one to lose.
 func reservedPort(a *ilpv1.Account, reserved map[int32]string) error {
-	var port int32
-	switch l := a.Spec.Link; {
-	case l.BTPListener != nil:
-		port = l.BTPListener.Port
-	case l.BTPChildServer != nil:
-		port = l.BTPChildServer.Port
-	case l.HTTP != nil && l.HTTP.Incoming != nil:
-		port = l.HTTP.Incoming.Port
-	}
+	_, port, _ := a.Spec.Link.ListenPort()
 	if name, ok := reserved[port]; ok && port != 0 {
 		return fmt.Errorf("link port %d is the Connector's listeners.%s port: give the Account another port", port, name)
 	}
