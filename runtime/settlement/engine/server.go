@@ -92,6 +92,7 @@ type Server struct {
 	eng      Engine           // nil until Connect returned
 	settling map[string]*bool // account → settle again when the running one ends
 	unpaid   map[string]int   // account → Settle calls in a row that returned ErrNotSettled
+	later    map[string]bool  // account → a retry after the backoff is pending: nothing settles before
 	closed   bool
 }
 
@@ -104,7 +105,7 @@ func Start(ctx context.Context, connect Connect, store Store, cfg Config) (*Serv
 	if err != nil {
 		return nil, fmt.Errorf("settlement engine: %w", err)
 	}
-	s := &Server{cfg: cfg, store: store, log: cfg.Log, ln: ln, settling: map[string]*bool{}, unpaid: map[string]int{},
+	s := &Server{cfg: cfg, store: store, log: cfg.Log, ln: ln, settling: map[string]*bool{}, unpaid: map[string]int{}, later: map[string]bool{},
 		conn: &connector{base: cfg.ConnectorURL, http: cfg.HTTPClient, timeout: cfg.RequestTimeout}}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	eng, err := connect(ctx, services{s})
@@ -217,6 +218,12 @@ func (s *Server) settleLoop(account string, again *bool) {
 }
 
 func (s *Server) settleOnce(account string) {
+	s.mu.Lock()
+	waiting := s.later[account]
+	s.mu.Unlock()
+	if waiting {
+		return // backing off after a failure: what is queued waits for the retry
+	}
 	// Store writes outlive Close: the amount is taken, and must be put back.
 	bg := context.WithoutCancel(s.ctx)
 	if !s.retryAttempt(bg, account) {
@@ -317,13 +324,22 @@ func (s *Server) keepAttempt(ctx context.Context, account string, at Attempt, ke
 }
 
 // tryLater settles account again after the backoff: nothing else would (a connector asks
-// once). It returns the wait.
+// once). Until then the account is not settled, whatever is queued meanwhile (each request
+// would otherwise retry at once, and add a timer of its own). It returns the wait.
 func (s *Server) tryLater(account string) time.Duration {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.unpaid[account]++
 	wait := s.cfg.Backoff(s.unpaid[account])
-	s.mu.Unlock()
-	time.AfterFunc(wait, func() { s.trySettle(account) })
+	if !s.later[account] {
+		s.later[account] = true
+		time.AfterFunc(wait, func() {
+			s.mu.Lock()
+			delete(s.later, account)
+			s.mu.Unlock()
+			s.trySettle(account)
+		})
+	}
 	return wait
 }
 

@@ -356,3 +356,34 @@ func TestOutcomeUnknownTriedWithTheSameID(t *testing.T) {
 		t.Fatalf("calls after the restart %v; want %q twice, then 5 under another id", got, calls[0])
 	}
 }
+
+// TestRetriesWaitForTheBackoff: after a Settle of unknown outcome the account waits for its
+// backoff, however many settlements its connector asks for meanwhile (each used to retry at
+// once and add a timer of its own); they stay queued.
+func TestRetriesWaitForTheBackoff(t *testing.T) {
+	never := &unsure{unknown: 1 << 30}
+	s, err := engine.Start(context.Background(), connectTo(never), engine.NewMemory(), engine.Config{
+		ConnectorURL: "http://127.0.0.1:1", Addr: "127.0.0.1:0", AssetScale: 0,
+		Backoff: func(int) time.Duration { return time.Hour }, Log: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+	do(t, s, "POST", "/accounts", "", `{"id":"a"}`)
+	if st, b := do(t, s, "POST", "/accounts/a/settlements", "k1", `{"amount":"2","scale":0}`); st != 201 {
+		t.Fatal(st, b)
+	}
+	eventually(t, "the first Settle", func() bool { return len(never.got()) == 1 })
+	for i := range 5 {
+		if st, b := do(t, s, "POST", "/accounts/a/settlements", fmt.Sprintf("k%d", i+2), `{"amount":"1","scale":0}`); st != 201 {
+			t.Fatal(st, b)
+		}
+	}
+	if err := s.Close(context.Background()); err != nil { // waits for settle loops in progress
+		t.Fatal(err)
+	}
+	if got := never.got(); len(got) != 1 {
+		t.Errorf("Settle called %d times within an hour's backoff: %v", len(got), got)
+	}
+}
