@@ -203,14 +203,20 @@ func (c *Connector) drain(ctx context.Context, a *account, maxWait time.Duration
 		c.log.Warn("closing account with packets still in flight", "account", a.id, "inFlight", a.inflight.Load())
 		break
 	}
-	if err := a.close(); err != nil {
+	if err := a.closeContext(ctx); err != nil {
 		c.log.Warn("closing link", "account", a.id, "error", err)
 	}
 }
 
 // close ends the account's life, then closes its link: a packet still handled stops waiting
 // for its next hop first, since a link's Close waits for its handlers.
-func (a *account) close() error {
+func (a *account) close() error { return a.closeContext(context.Background()) }
+
+// closeContext is close, giving up on what the link still owes its peer once ctx ends.
+func (a *account) closeContext(ctx context.Context) error {
 	a.endLife()
+	if cc, ok := a.link.(link.ContextCloser); ok {
+		return cc.CloseContext(ctx)
+	}
 	return a.link.Close()
 }

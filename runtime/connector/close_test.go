@@ -1,13 +1,17 @@
 package connector
 
 import (
+	"bytes"
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+	"github.com/ilpfleet/ilpfleet/runtime/ilphttp"
 	"github.com/ilpfleet/ilpfleet/runtime/link"
 )
 
@@ -76,5 +80,71 @@ func TestCloseBoundedByItsContext(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second): // failure bound only
 		t.Fatal("Close(ctx of 300ms) still running after 10 s: the source link's Close waits for a handler nothing cancels until the packet expires (25 s)")
+	}
+}
+
+// TestCloseBoundedWithAnAsyncHTTPAccount: TestCloseBoundedByItsContext with alice an async
+// ILP-over-HTTP account (the real ilphttp link) whose peer's callback does not answer: the
+// link's Close, which waits for its reply deliveries, gives up on them when Close's ctx ends
+// (link.ContextCloser) instead of at the packet's expiry (25 s).
+func TestCloseBoundedWithAnAsyncHTTPAccount(t *testing.T) {
+	release := make(chan struct{})
+	peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select { // the peer's callback endpoint hangs
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(peer.Close)
+	t.Cleanup(func() { close(release) })
+	port := freePort(t)
+	ml := &memLinks{}
+	factory := func(id string, ac config.Account) (link.Link, error) {
+		if id != "alice" {
+			return ml.factory(id, ac)
+		}
+		return ilphttp.New(&ilphttp.Options{Mode: ilphttp.ModeAsync, Account: id, MaxHold: 30 * time.Second,
+			Incoming: &ilphttp.IncomingOptions{Host: "127.0.0.1", Port: port, Auth: ilphttp.Auth{Token: "in"}},
+			Outgoing: &ilphttp.OutgoingOptions{URL: peer.URL + "/ilp", Auth: ilphttp.Auth{Token: "out"},
+				CallbackURL: "http://127.0.0.1:" + itoa(port) + "/cb"}})
+	}
+	reached := make(chan struct{})
+	ml.setRemote("bob", func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+		close(reached)
+		<-ctx.Done() // a next hop that has not answered yet
+		return nil, ctx.Err()
+	})
+	c, err := New(mustConfig(t, coreConfig), Options{newLink: factory})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	if err := c.Start(sctx); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := prepare("test.bob.x", 100, time.Now(), 25*time.Second).MarshalBinary()
+	req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:"+itoa(port)+"/", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer in")
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("Callback-Url", peer.URL+"/cb")
+	req.Header.Set("Request-Id", "5f1b8c8e-4c43-4a43-9d7e-0d6f0a3b7c11")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("Prepare: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	<-reached
+	done := make(chan struct{})
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		_ = c.Close(ctx)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second): // failure bound only
+		t.Fatal("Close(ctx of 300ms) still running after 10 s: alice's ilphttp link Close waits for the async reply's delivery to a callback that does not answer, until the packet expires (25 s)")
 	}
 }

@@ -178,15 +178,24 @@ func (l *Link) Connected() bool {
 // its answer, see runAsync). Cancelling them instead would drop a Fulfill of a packet we
 // already paid for downstream. Whatever the expiries, Close cancels what remains after
 // maxHold + closeGrace.
-func (l *Link) Close() error {
+func (l *Link) Close() error { return l.CloseContext(context.Background()) }
+
+// CloseContext is Close that also gives up on what remains once ctx ends: the connector's own
+// shutdown deadline, which must not be outlasted by a peer whose callback hangs.
+func (l *Link) CloseContext(ctx context.Context) error {
 	var err error
 	l.once.Do(func() {
 		l.asyncMu.Lock()
 		l.closed.Store(true)
 		l.asyncMu.Unlock()
 		limit := time.Now().Add(l.maxHold + closeGrace)
+		if d, ok := ctx.Deadline(); ok && d.Before(limit) {
+			limit = d
+		}
 		stop := time.AfterFunc(time.Until(limit), l.giveUpNow)
 		defer stop.Stop()
+		stopOnCtx := context.AfterFunc(ctx, l.giveUpNow)
+		defer stopOnCtx()
 		if l.srv != nil {
 			err = l.shutdown(limit)
 		}

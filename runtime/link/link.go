@@ -24,5 +24,11 @@ type Link interface {
 	Close() error
 }
 
+// ContextCloser is a Link whose Close may wait long (for deliveries it owes its peer) and can
+// stop waiting when ctx ends: the connector closes an account with its own deadline.
+type ContextCloser interface {
+	CloseContext(ctx context.Context) error
+}
+
 // ErrNotConnected is returned by Send when no peer connection is up.
 var ErrNotConnected = errors.New("link: peer not connected")
