@@ -124,13 +124,28 @@ func TestECBPacketWaitsNoLongerThanItsExpiry(t *testing.T) {
 	}))
 	t.Cleanup(mirror.Close)
 	t.Cleanup(func() { closeOnce(release) })
-	c, ml := startMem(t, ecbConfig(mirror.URL), nil)
+	// The fetch's HTTP timeout far beyond the failure bound below: a packet that waited for the
+	// fetch instead of its own expiry would still be waiting there.
+	cfg := strings.Replace(ecbConfig(mirror.URL), `{url: "`+mirror.URL+`"}`, `{url: "`+mirror.URL+`", timeout: 600000}`, 1)
+	c, ml := startMem(t, cfg, nil)
 	bob := &fulfiller{}
 	ml.get("bob").setRemote(bob.handle)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	_, err := ml.get("alice").inject(ctx, prepare("test.bob.x", 7, time.Now(), 200*time.Millisecond))
+	answered := make(chan error, 1)
+	go func() { // with a context longer than the failure bound: only the packet's expiry ends the wait
+		long, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, err := ml.get("alice").inject(long, prepare("test.bob.x", 7, time.Now(), 200*time.Millisecond))
+		answered <- err
+	}()
+	var err error
+	select {
+	case err = <-answered:
+	case <-time.After(20 * time.Second): // failure bound only
+		t.Fatal("the packet still waits for the first fetch 20 s after its 200 ms expiry")
+	}
 	if r := rejectOf(t, err); r.Code != ilp.CodeInternalError {
 		t.Fatalf("reject %s %q, want T00 (no rates yet)", r.Code, r.Message)
 	}
