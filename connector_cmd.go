@@ -144,9 +144,6 @@ func tuneGCFrom(root fs.FS) {
 func runConnector(ctx context.Context, args []string) error {
 	tuneGC()
 	flags, err := parseConnectorFlags(args, os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/ilpfleet/ilpfleet/internal/loadgen"
+	"github.com/ilpfleet/ilpfleet/internal/manager"
 	"github.com/ilpfleet/ilpfleet/internal/version"
 )
 
@@ -21,7 +24,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"manager", "run the Kubernetes operator (reconciles Connector, Account, Route, SettlementEngine)", runManager},
+		{"manager", "run the Kubernetes operator (reconciles Connector, Account, Route, SettlementEngine)", manager.Run},
 		{"connector", "run one ILP connector, configured like ilp-connector (CONNECTOR_* variables) or from a file", runConnector},
 		{"settlement-engine", "run a settlement engine (RFC 38) built with ilpfleet's framework: the mock, for tests and demos", runSettlementEngine},
 		{"loadgen", loadgen.Summary, runLoadgen},
@@ -39,22 +42,30 @@ func usage(w io.Writer) {
 }
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		usage(os.Stdout)
-		return
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	code := run(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+// run runs the command args name and returns the exit status. A command's -h prints its flags
+// and succeeds: each command's flag parsing returns flag.ErrHelp then, handled here once
+// rather than ending in "flag: help requested".
+func run(ctx context.Context, args []string) int {
+	if len(args) < 1 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(os.Stdout)
+		return 0
+	}
 	for _, c := range commands() {
-		if c.name == os.Args[1] {
-			if err := c.run(ctx, os.Args[2:]); err != nil {
+		if c.name == args[0] {
+			if err := c.run(ctx, args[1:]); err != nil && !errors.Is(err, flag.ErrHelp) {
 				fmt.Fprintf(os.Stderr, "ilpfleet %s: %v\n", c.name, err)
-				os.Exit(1)
+				return 1
 			}
-			return
+			return 0
 		}
 	}
-	fmt.Fprintf(os.Stderr, "ilpfleet: unknown command %q\n\n", os.Args[1])
+	fmt.Fprintf(os.Stderr, "ilpfleet: unknown command %q\n\n", args[0])
 	usage(os.Stderr)
-	os.Exit(2)
+	return 2
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -66,9 +65,6 @@ func envOr(name, def string) string {
 // runSettlementEngine runs a settlement engine until ctx is done.
 func runSettlementEngine(ctx context.Context, args []string) error {
 	f, err := parseEngineFlags(args, os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
 	if err != nil {
 		return err
 	}

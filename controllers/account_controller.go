@@ -6,7 +6,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
@@ -65,16 +64,7 @@ func (r *AccountReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if equality.Semantic.DeepEqual(orig.Status, acct.Status) {
 		return ctrl.Result{}, nil
 	}
-	// Optimistic locking: a merge patch replaces the whole conditions list, and the connector
-	// pods apply ConfigApplied into it; a reconcile that read a stale copy must not drop it. A
-	// conflict means newer data exists: reconcile again.
-	if err := r.Status().Patch(ctx, &acct, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
-		if apierrors.IsConflict(err) {
-			return ctrl.Result{RequeueAfter: conflictRetry}, nil
-		}
-		return ctrl.Result{}, err
-	}
-	return ctrl.Result{}, nil
+	return patchStatus(ctx, r.Client, &acct, orig)
 }
 
 // leftOut returns the pods' ConfigApplied condition when it says that they leave the current

@@ -51,7 +51,7 @@ type workloadState struct {
 	created           bool        // the workload was created by this reconcile
 	changed           []string    // restart inputs that changed in this reconcile: the pods roll
 	rollout           rolloutNote // why the current template rolled out: this reconcile's changes, else the workload's note
-	held              bool        // left as it runs: the Connector's references do not resolve
+	held              bool        // left as it runs: the Connector's references do not resolve, or the cache lacks its Redis URL Secret
 	// retiring is the workload of the other kind after a store change: its pods serve until
 	// this one has its pods available.
 	retiring *workloadState
@@ -300,46 +300,69 @@ func (r *ConnectorReconciler) applyWorkload(ctx context.Context, conn *ilpv1.Con
 	}
 	hold = hold || (storeSecretName(conn) != "" && storeSecret == "")
 	want, other := workloadObjects(conn)
-	running, err := r.ownedWorkloads(ctx, conn, want, other)
+	found, err := r.ownedWorkloads(ctx, conn, want, other)
 	if err != nil {
 		return nil, err
 	}
-	if hold && len(running) > 0 {
-		return heldState(running[0]), nil
+	running := found.running()
+	if hold && running != nil {
+		return heldState(running), nil
 	}
 	inputs := restartInputsOf(conn, image, storeSecret)
-	var prev, baseline string
-	var note rolloutNote
-	if len(running) > 0 {
-		prev, note = workloadInputs(running[0])
-		baseline = inputs.untrackedAddress(prev, running[0])
-	}
-	st := &workloadState{name: conn.Name, image: image, desired: replicasOf(conn)}
-	if prev != "" {
-		st.changed = inputs.changedSince(prev)
-	}
-	if len(st.changed) > 0 {
-		note.Reason, note.Message = rolloutReason(st.changed)
-		note.Inputs = inputs.String()
-	}
-	if note.Inputs == inputs.String() {
-		st.rollout = note
-	}
+	tc := compareInputs(&inputs, running)
+	st := &workloadState{name: conn.Name, image: image, desired: replicasOf(conn), changed: tc.changed, rollout: tc.rollout}
 	tmpl := connectorPodTemplate(conn, image, inputs)
 	op, err := upsert(ctx, r.Client, conn, want, func() error {
 		setRolloutNote(want, st.rollout)
-		setAnnotation(want, annotationAddressBaseline, baseline)
+		setAnnotation(want, annotationAddressBaseline, tc.baseline)
 		return mutateWorkload(conn, want, tmpl)
 	})
 	if err != nil {
 		return nil, err
 	}
 	workloadStatus(want, st)
-	st.created = prev == "" && op == controllerutil.OperationResultCreated
-	if len(running) > 0 && running[len(running)-1] == other {
-		return st, r.retire(ctx, other, st)
+	st.created = tc.prev == "" && op == controllerutil.OperationResultCreated
+	if found.other != nil {
+		return st, r.retire(ctx, found.other, st)
 	}
 	return st, nil
+}
+
+// templateChange is how a reconcile's restart inputs compare with the running workload's.
+type templateChange struct {
+	prev     string      // the running template's inputs, "" without one
+	baseline string      // the annotationAddressBaseline the workload must carry (dropUntrackedAddress)
+	changed  []string    // the inputs that changed: the pods roll
+	rollout  rolloutNote // why the current template rolled out: these changes, else the workload's note
+}
+
+// compareInputs compares inputs with those of running (nil: none), leaving an untracked
+// inherited address out of inputs.
+func compareInputs(inputs *restartInputs, running client.Object) templateChange {
+	var tc templateChange
+	var note rolloutNote
+	if running != nil {
+		tc.prev, note = workloadInputs(running)
+		tc.baseline = inputs.dropUntrackedAddress(tc.prev, running)
+	}
+	if tc.prev != "" {
+		tc.changed = inputs.changedSince(tc.prev)
+	}
+	if len(tc.changed) > 0 {
+		note.Reason, note.Message = rolloutReason(tc.changed)
+		note.Inputs = inputs.String()
+	}
+	tc.rollout = currentRollout(note, inputs.String())
+	return tc
+}
+
+// currentRollout is note when it was written for inputs, else none: a note about other
+// inputs says why an older template rolled out, not the current one.
+func currentRollout(note rolloutNote, inputs string) rolloutNote {
+	if note.Inputs != inputs {
+		return rolloutNote{}
+	}
+	return note
 }
 
 // workloadObjects are the Connector's workload of the kind its store needs (a StatefulSet for
@@ -353,19 +376,39 @@ func workloadObjects(conn *ilpv1.Connector) (want, other client.Object) {
 	return dep, sts
 }
 
-// ownedWorkloads reads want and other and returns those that exist and conn controls, want first.
-func (r *ConnectorReconciler) ownedWorkloads(ctx context.Context, conn *ilpv1.Connector, want, other client.Object) ([]client.Object, error) {
-	var found []client.Object
-	for _, o := range []client.Object{want, other} {
-		err := r.Get(ctx, client.ObjectKeyFromObject(o), o)
-		if client.IgnoreNotFound(err) != nil {
-			return nil, err
-		}
-		if err == nil && metav1.IsControlledBy(o, conn) {
-			found = append(found, o)
-		}
+// owned is the Connector's workloads that exist and it controls: want of the kind its store
+// needs, other of the other kind; nil when absent.
+type owned struct{ want, other client.Object }
+
+// running is the workload whose template the pods run: want, else other (after a store change
+// that has not created want yet); nil without either.
+func (o owned) running() client.Object {
+	if o.want != nil {
+		return o.want
 	}
-	return found, nil
+	return o.other
+}
+
+// ownedWorkloads reads want and other and returns those that exist and conn controls.
+func (r *ConnectorReconciler) ownedWorkloads(ctx context.Context, conn *ilpv1.Connector, want, other client.Object) (owned, error) {
+	w, err := r.controlled(ctx, conn, want)
+	if err != nil {
+		return owned{}, err
+	}
+	o, err := r.controlled(ctx, conn, other)
+	if err != nil {
+		return owned{}, err
+	}
+	return owned{want: w, other: o}, nil
+}
+
+// controlled reads obj and returns it when it exists and conn controls it, else nil.
+func (r *ConnectorReconciler) controlled(ctx context.Context, conn *ilpv1.Connector, obj client.Object) (client.Object, error) {
+	err := r.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+	if err != nil || !metav1.IsControlledBy(obj, conn) {
+		return nil, client.IgnoreNotFound(err)
+	}
+	return obj, nil
 }
 
 // retire deletes the workload of the kind the store no longer needs once the new one has its
@@ -387,9 +430,7 @@ func heldState(w client.Object) *workloadState {
 		st.image = c[0].Image
 	}
 	inputs, note := workloadInputs(w)
-	if note.Inputs == inputs {
-		st.rollout = note
-	}
+	st.rollout = currentRollout(note, inputs)
 	workloadStatus(w, st)
 	return st
 }

@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -23,9 +22,6 @@ import (
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
 )
-
-// conflictRetry is how soon a reconcile whose status write lost a race runs again.
-const conflictRetry = 200 * time.Millisecond
 
 // Reasons of a Connector's Ready and Progressing conditions.
 const (
@@ -104,14 +100,8 @@ func (r *ConnectorReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	r.setConditions(&conn, problem, wl, applyErr, r.failingPod(ctx, &conn))
 	r.emitEvents(orig, &conn, wl)
 	if !equality.Semantic.DeepEqual(orig.Status, conn.Status) {
-		// Optimistic locking: a merge patch replaces the whole conditions list, so a reconcile
-		// that read a stale copy must not overwrite the reason a rollout started with, nor the
-		// pods' ConfigApplied. A conflict means newer data exists: reconcile again.
-		if err := r.Status().Patch(ctx, &conn, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
-			if apierrors.IsConflict(err) {
-				return ctrl.Result{RequeueAfter: conflictRetry}, nil
-			}
-			return ctrl.Result{}, err
+		if res, err := patchStatus(ctx, r.Client, &conn, orig); err != nil || !res.IsZero() {
+			return res, err
 		}
 	}
 	return ctrl.Result{}, applyErr
@@ -170,6 +160,25 @@ func (r *ConnectorReconciler) setConditions(conn *ilpv1.Connector, problem *refP
 // apply the current generation: any one keeps the Connector not Ready, whichever pod writes
 // ConfigApplied.
 func readiness(conn *ilpv1.Connector, problem *refProblem, wl *workloadState, failing *ilpv1.ConnectorPodStatus) (bool, string, string) {
+	ok, reason, msg := workloadReadiness(problem, wl, "the Connector is scaled to zero replicas")
+	if reason != ReasonAvailable {
+		return ok, reason, msg
+	}
+	if c := meta.FindStatusCondition(conn.Status.Conditions, ilpv1.ConditionConfigApplied); c != nil &&
+		c.ObservedGeneration == conn.Generation && c.Status == metav1.ConditionFalse {
+		return false, ReasonConfigNotApplied, c.Message
+	}
+	if failing != nil {
+		return false, ReasonConfigNotApplied, fmt.Sprintf("pod %s: %s", failing.Name, failing.Message)
+	}
+	return ok, reason, msg
+}
+
+// workloadReadiness decides Ready from the references and the pods alone: a reference
+// problem, zero replicas (scaledToZero says what is), too few pods available, or else
+// ReasonAvailable. It counts the available pods, old or new; after a store change, those of
+// the retiring workload until the new one has its own.
+func workloadReadiness(problem *refProblem, wl *workloadState, scaledToZero string) (bool, string, string) {
 	serving, until := wl, ""
 	if r := wl.retiring; !wl.available && r != nil && r.available {
 		// A store change switches workload kinds: the old pods serve until the new ones can.
@@ -179,18 +188,16 @@ func readiness(conn *ilpv1.Connector, problem *refProblem, wl *workloadState, fa
 	case problem != nil:
 		return false, problem.reason, problem.msg
 	case wl.desired == 0:
-		return true, ReasonScaledToZero, "the Connector is scaled to zero replicas"
+		return true, ReasonScaledToZero, scaledToZero
 	case !serving.available:
-		return false, ReasonWorkloadUnavailable, fmt.Sprintf("%s/%s has %d of %d pods available", wl.kind, wl.name, wl.availableReplicas, wl.desired)
+		return false, ReasonWorkloadUnavailable, podsAvailable(wl)
 	}
-	if c := meta.FindStatusCondition(conn.Status.Conditions, ilpv1.ConditionConfigApplied); c != nil &&
-		c.ObservedGeneration == conn.Generation && c.Status == metav1.ConditionFalse {
-		return false, ReasonConfigNotApplied, c.Message
-	}
-	if failing != nil {
-		return false, ReasonConfigNotApplied, fmt.Sprintf("pod %s: %s", failing.Name, failing.Message)
-	}
-	return true, ReasonAvailable, fmt.Sprintf("%s/%s has %d of %d pods available%s", serving.kind, serving.name, serving.availableReplicas, serving.desired, until)
+	return true, ReasonAvailable, podsAvailable(serving) + until
+}
+
+// podsAvailable says how many of its pods w has available.
+func podsAvailable(w *workloadState) string {
+	return fmt.Sprintf("%s/%s has %d of %d pods available", w.kind, w.name, w.availableReplicas, w.desired)
 }
 
 // failingPod returns an entry of status.pods that reports the current generation not applied,

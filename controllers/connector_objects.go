@@ -90,8 +90,8 @@ func peerServicePorts(c *ilpv1.Connector, accounts []ilpv1.Account) []corev1.Ser
 	}
 	var listen []accountPort
 	for i := range accounts {
-		if p, ok := accountListenPort(&accounts[i]); ok && !own[p.port] {
-			listen = append(listen, p)
+		if kind, port, ok := accounts[i].Spec.Link.ListenPort(); ok && !own[port] {
+			listen = append(listen, accountPort{kind, port})
 		}
 	}
 	slices.SortFunc(listen, func(a, b accountPort) int { return cmp.Or(cmp.Compare(a.port, b.port), cmp.Compare(a.kind, b.kind)) })
@@ -107,12 +107,6 @@ func peerServicePorts(c *ilpv1.Connector, accounts []ilpv1.Account) []corev1.Ser
 type accountPort struct {
 	kind string
 	port int32
-}
-
-// accountListenPort is the port an Account's link listens on, if it is a server.
-func accountListenPort(a *ilpv1.Account) (accountPort, bool) {
-	kind, port, ok := a.Spec.Link.ListenPort()
-	return accountPort{kind, port}, ok
 }
 
 // adminServicePorts are the admin (and /metrics) port and, when set, the settlement port.

@@ -890,13 +890,7 @@ func TestAccountStatusWritesDoNotReconcileTheConnector(t *testing.T) {
 // leaves an inherited one, which only the pods learn (over IL-DCP), to them.
 func TestInheritedAddressIsThePods(t *testing.T) {
 	ns := namespace(t)
-	c := sampleConnector(ns)
-	c.Spec.ILPAddress, c.Spec.InheritAddressFrom = "", "parent"
-	p := sampleAccount(ns, "parent", "alice")
-	p.Spec.Relation = ilpv1.RelationParent
-	p.Spec.Link = ilpv1.AccountLink{BTPClient: &ilpv1.BTPClientLink{URL: "btp+ws://parent:7768", TokenSecretRef: ilpv1.SecretKeyRef{Name: "bob", Key: "secret"}}}
-	mustCreate(t, secret(ns, "bob", map[string]string{"secret": "b"}), c, p)
-	waitCondition(t, c, ilpv1.ConditionReferencesResolved, metav1.ConditionTrue, ReasonResolved)
+	c := createInheriting(t, ns)
 
 	// What the pod holding the Lease writes once the parent answered.
 	body := fmt.Sprintf(`{"apiVersion":%q,"kind":"Connector","metadata":{"name":"alice","namespace":%q},"status":{"address":"test.parent.alice"}}`,

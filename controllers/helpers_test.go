@@ -26,6 +26,21 @@ func mustCreate(t *testing.T, objs ...client.Object) {
 	}
 }
 
+// createInheriting creates in ns the Connector alice, which inherits its address from its
+// parent Account "parent" (a BTP client, with its token Secret), and waits until its
+// references resolve.
+func createInheriting(t *testing.T, ns string) *ilpv1.Connector {
+	t.Helper()
+	c := sampleConnector(ns)
+	c.Spec.ILPAddress, c.Spec.InheritAddressFrom = "", "parent"
+	p := sampleAccount(ns, "parent", "alice")
+	p.Spec.Relation = ilpv1.RelationParent
+	p.Spec.Link = ilpv1.AccountLink{BTPClient: &ilpv1.BTPClientLink{URL: "btp+ws://parent:7768", TokenSecretRef: ilpv1.SecretKeyRef{Name: "bob", Key: "secret"}}}
+	mustCreate(t, secret(ns, "bob", map[string]string{"secret": "b"}), c, p)
+	waitCondition(t, c, ilpv1.ConditionReferencesResolved, metav1.ConditionTrue, ReasonResolved)
+	return c
+}
+
 func secret(ns, name string, data map[string]string) *corev1.Secret {
 	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: data}
 }

@@ -10,8 +10,10 @@ import (
 	"strings"
 	"time"
 
-	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+	"github.com/ilpfleet/ilpfleet/runtime/config"
 )
 
 // restartInputs are the parts of a Connector that the runtime cannot hot-reload, each reduced
@@ -56,14 +58,16 @@ func restartInputsOf(c *ilpv1.Connector, image, storeSecret string) restartInput
 }
 
 // minGracePeriod is the pods' termination grace period in seconds with the default max hold
-// time (30 s) or a shorter one.
+// time (config.DefaultMaxHoldTime) or a shorter one.
 const minGracePeriod = 45
 
-// gracePeriod is how long a stopping pod may run, in seconds: its drain of the packets in
-// flight (up to the max hold time) and then 15 s to close the links, the settlement engines'
-// API and the store (connector_cmd.go's closeConnector); at least minGracePeriod.
+// gracePeriod is how long a stopping pod may run, in seconds: the max hold time plus 15 s, at
+// least minGracePeriod. The process bounds its own shutdown at the max hold time plus 5 s
+// (connector_cmd.go's closeConnector gives Close that long: the drain of the packets in
+// flight, up to the max hold time, then the links, the settlement engines' API and the
+// store); the other 10 s are a margin before the kubelet kills it.
 func gracePeriod(c *ilpv1.Connector) int64 {
-	hold := 30 * time.Second
+	hold := config.DefaultMaxHoldTime
 	if c.Spec.MaxHoldTime != nil {
 		hold = c.Spec.MaxHoldTime.Duration
 	}
@@ -97,12 +101,7 @@ func (r restartInputs) changedSince(prev string) []string {
 	if prev == r.String() {
 		return nil
 	}
-	old := map[string]string{}
-	for _, kv := range strings.Split(prev, ",") {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			old[k] = v
-		}
-	}
+	old := parseInputs(prev)
 	var changed []string
 	for _, p := range r.parts {
 		if old[p[0]] != p[1] {
@@ -127,12 +126,27 @@ func (r restartInputs) changedSince(prev string) []string {
 // network or inheritAddressFrom still does.
 const annotationAddressBaseline = "ilp.ilpfleet.dev/inherited-address-baseline"
 
-// untrackedAddress leaves the inheritedAddress input out of in while the running template
+// parseInputs reads a rendering of restart inputs (String) into name → hash; pairs without
+// "=" are skipped.
+func parseInputs(s string) map[string]string {
+	m := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// dropUntrackedAddress leaves the inheritedAddress input out of r while the running template
 // (prev) lacks it and the Connector's address inputs are still the workload's baseline (w's
-// annotation, or none yet). It returns the baseline w must carry, "" when the input is in.
-func (r *restartInputs) untrackedAddress(prev string, w client.Object) string {
+// annotation, or none yet). It returns the baseline w must carry, "" when the input stays in.
+func (r *restartInputs) dropUntrackedAddress(prev string, w client.Object) string {
 	i := slices.IndexFunc(r.parts, func(p [2]string) bool { return p[0] == "inheritedAddress" })
-	if i < 0 || prev == "" || strings.Contains(","+prev, ",inheritedAddress=") {
+	if i < 0 || prev == "" {
+		return ""
+	}
+	if _, tracked := parseInputs(prev)["inheritedAddress"]; tracked {
 		return ""
 	}
 	h := r.parts[i][1]

@@ -151,13 +151,7 @@ func TestConnectorRulesNameTheAccounts(t *testing.T) {
 // network still rolls them, named.
 func TestUpgradeDoesNotRollInheritingConnectors(t *testing.T) {
 	ns := namespace(t)
-	c := sampleConnector(ns)
-	c.Spec.ILPAddress, c.Spec.InheritAddressFrom = "", "parent"
-	p := sampleAccount(ns, "parent", "alice")
-	p.Spec.Relation = ilpv1.RelationParent
-	p.Spec.Link = ilpv1.AccountLink{BTPClient: &ilpv1.BTPClientLink{URL: "btp+ws://parent:7768", TokenSecretRef: ilpv1.SecretKeyRef{Name: "bob", Key: "secret"}}}
-	mustCreate(t, secret(ns, "bob", map[string]string{"secret": "b"}), c, p)
-	waitCondition(t, c, ilpv1.ConditionReferencesResolved, metav1.ConditionTrue, ReasonResolved)
+	c := createInheriting(t, ns)
 
 	var dep appsv1.Deployment
 	key := client.ObjectKey{Namespace: ns, Name: "alice"}

@@ -2,12 +2,10 @@ package controllers
 
 import (
 	"context"
-	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -69,14 +67,8 @@ func (r *SettlementEngineReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		}
 	}
 	if !equality.Semantic.DeepEqual(orig.Status, eng.Status) {
-		// Optimistic locking, as for a Connector: a reconcile that read a stale copy must not
-		// replace the conditions list (a merge patch replaces it whole), which would lose the
-		// reason a rollout started with. A conflict means newer data exists: reconcile again.
-		if err := r.Status().Patch(ctx, &eng, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
-			if apierrors.IsConflict(err) {
-				return ctrl.Result{RequeueAfter: conflictRetry}, nil
-			}
-			return ctrl.Result{}, err
+		if res, err := patchStatus(ctx, r.Client, &eng, orig); err != nil || !res.IsZero() {
+			return res, err
 		}
 	}
 	return ctrl.Result{}, applyErr
@@ -105,7 +97,7 @@ func (r *SettlementEngineReconciler) apply(ctx context.Context, eng *ilpv1.Settl
 	if err != nil {
 		return nil, err
 	}
-	wl := &workloadState{desired: ptr.Deref(dep.Spec.Replicas, 1), created: op == controllerutil.OperationResultCreated}
+	wl := &workloadState{desired: workloadReplicas(dep), created: op == controllerutil.OperationResultCreated}
 	workloadStatus(dep, wl)
 	return wl, nil
 }
@@ -154,17 +146,8 @@ func (r *SettlementEngineReconciler) setConditions(eng *ilpv1.SettlementEngine, 
 	eng.Status.URL = eng.InClusterURL()
 	eng.Status.Replicas, eng.Status.ReadyReplicas = wl.replicas, wl.ready
 	setProgressing(eng, st, wl)
-	pods := fmt.Sprintf("%s/%s has %d of %d pods available", wl.kind, wl.name, wl.availableReplicas, wl.desired)
-	switch {
-	case problem != nil:
-		setCondition(eng, st, ilpv1.ConditionReady, false, problem.reason, problem.msg)
-	case wl.desired == 0:
-		setCondition(eng, st, ilpv1.ConditionReady, true, ReasonScaledToZero, "the engine is scaled to zero replicas")
-	case !wl.available:
-		setCondition(eng, st, ilpv1.ConditionReady, false, ReasonWorkloadUnavailable, pods)
-	default:
-		setCondition(eng, st, ilpv1.ConditionReady, true, ReasonAvailable, pods)
-	}
+	ok, reason, msg := workloadReadiness(problem, wl, "the engine is scaled to zero replicas")
+	setCondition(eng, st, ilpv1.ConditionReady, ok, reason, msg)
 }
 
 // SetupWithManager registers the controller; it owns the Deployment and Service, and Secret

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -306,8 +307,8 @@ func TestMainFlagsAndJSON(t *testing.T) {
 	if got.Fulfilled != 20 || !got.AllFulfilled || got.AmountFulfilled != 1<<64-1 || got.Latency["p99"] <= 0 {
 		t.Errorf("json = %s", out.String())
 	}
-	if err := Main(context.Background(), []string{"-h"}, io.Discard, io.Discard); err != nil {
-		t.Errorf("-h: %v", err)
+	if err := Main(context.Background(), []string{"-h"}, io.Discard, io.Discard); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-h: %v, want flag.ErrHelp", err)
 	}
 }
 

@@ -3,7 +3,6 @@ package loadgen
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,12 +18,9 @@ const Summary = "send ILP packets through a connector over BTP and measure packe
 // Main parses the flags of `ilpfleet loadgen`, runs, and prints the result to stdout (text or,
 // with -json, one JSON object). It returns an error when the run could not happen or when
 // not every packet was fulfilled, after printing what was measured, so that scripts can rely
-// on the exit status.
+// on the exit status; flag.ErrHelp after -h printed the flags (ilpfleet's main exits 0 then).
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, asJSON, err := parseFlags(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
 	if err != nil {
 		return err
 	}

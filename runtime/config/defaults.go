@@ -64,6 +64,10 @@ const (
 	DefaultDedupePacketLifetime   = 30 * time.Second
 )
 
+// DefaultMaxHoldTime is the JS connector's maxHoldTime: how long a packet may be held, and
+// what the operator sizes a pod's termination grace period by when a Connector sets none.
+const DefaultMaxHoldTime = 30 * time.Second
+
 // DefaultRateLimit is the token bucket the JS connector applies to an account without a
 // rateLimit setting.
 func DefaultRateLimit() RateLimit {
@@ -97,7 +101,7 @@ func Defaults() *Config {
 		Routes:                 []Route{},
 		Spread:                 decimal.RequireFromString("0.002"),
 		MinMessageWindow:       1000 * time.Millisecond,
-		MaxHoldTime:            30000 * time.Millisecond,
+		MaxHoldTime:            DefaultMaxHoldTime,
 		RouteBroadcastEnabled:  true,
 		RouteBroadcastInterval: 30000 * time.Millisecond,
 		RouteCleanupInterval:   1000 * time.Millisecond,

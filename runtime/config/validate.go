@@ -100,9 +100,8 @@ func validateAccount(id string, a *Account, l *fieldErrors) {
 	validateBalance(id, a.Balance, l)
 	validateLimits(id, a, l)
 	if se := a.SettlementEngine; se != nil {
-		if err := settlement.CheckEngineURL(se.URL); err != nil {
-			shown := settlement.RedactURL(se.URL)
-			l.add(id, "settlementEngine.url", quote(shown), "%s", strings.TrimPrefix(err.Error(), fmt.Sprintf("settlement engine URL %q: ", shown)))
+		if p := settlement.EngineURLProblem(se.URL); p != "" {
+			l.add(id, "settlementEngine.url", quote(settlement.RedactURL(se.URL)), "%s", p)
 		}
 	}
 }

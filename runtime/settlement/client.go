@@ -40,20 +40,29 @@ func NewClient(baseURL string, hc *http.Client) (*Client, error) {
 // CheckEngineURL reports whether s can be a settlement engine's base URL. Its errors show the
 // URL as RedactURL does.
 func CheckEngineURL(s string) error {
+	if p := EngineURLProblem(s); p != "" {
+		return fmt.Errorf("settlement engine URL %q: %s", RedactURL(s), p)
+	}
+	return nil
+}
+
+// EngineURLProblem says what keeps s from being a settlement engine's base URL, "" if
+// nothing; never with the URL in it (for callers that show it themselves, redacted).
+func EngineURLProblem(s string) string {
 	u, err := url.Parse(s)
 	switch {
 	case err != nil:
 		// Not url.Parse's own message: it quotes the part it choked on, which can be the
 		// password (an unescaped / or # in it).
-		return fmt.Errorf("settlement engine URL %q: not a URL (a password with / # ? or @ must be percent-encoded)", RedactURL(s))
+		return "not a URL (a password with / # ? or @ must be percent-encoded)"
 	case u.Scheme != "http" && u.Scheme != "https":
-		return fmt.Errorf("settlement engine URL %q: want http:// or https://", RedactURL(s))
+		return "want http:// or https://"
 	case u.Host == "":
-		return fmt.Errorf("settlement engine URL %q: no host", RedactURL(s))
+		return "no host"
 	case u.RawQuery != "" || u.Fragment != "":
-		return fmt.Errorf("settlement engine URL %q: a base URL has no query or fragment", RedactURL(s))
+		return "a base URL has no query or fragment"
 	}
-	return nil
+	return ""
 }
 
 // RedactURL is an engine URL fit for logs, errors and the admin API: a password in it (sent to

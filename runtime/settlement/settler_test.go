@@ -102,6 +102,17 @@ func newTestSettler(t *testing.T, st store.Store, send Sender, accts ...Account)
 	return s
 }
 
+// fakeClockSettler is a settler on st whose clock reads now, which starts at 2026-01-01 and
+// moves only when the test adds to it.
+func fakeClockSettler(t *testing.T, st store.Store) (s *Settler, now *atomic.Int64) {
+	t.Helper()
+	now = new(atomic.Int64)
+	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	s = New(Options{Store: st, Retry: fastRetry, Now: func() time.Time { return time.Unix(0, now.Load()) }})
+	t.Cleanup(s.Close)
+	return s, now
+}
+
 func balance(t *testing.T, st store.Store, id string) int64 {
 	t.Helper()
 	b, err := st.Get(context.Background(), id)
@@ -831,10 +842,7 @@ func TestMovedAccountSettlesWhileOldEngineIsDown(t *testing.T) {
 // the credits' 7 days (604,800 keys per account at settleEvery 1s).
 func TestSettleEverySlotsPruned(t *testing.T) {
 	st := store.NewMemory()
-	var now atomic.Int64
-	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	s := New(Options{Store: st, Retry: fastRetry, Now: func() time.Time { return time.Unix(0, now.Load()) }})
-	t.Cleanup(s.Close)
+	s, now := fakeClockSettler(t, st)
 	eng := newTestEngine(t, nil)
 	if err := s.Update([]Account{{ID: "bob", EngineURL: eng.URL, Every: time.Second}}); err != nil {
 		t.Fatal(err)
@@ -871,10 +879,7 @@ func TestSettleEverySlotsPruned(t *testing.T) {
 // still answered as the first, not credited again.
 func TestCreditKeyKeptFromTheLastRequest(t *testing.T) {
 	st := store.NewMemory()
-	var now atomic.Int64
-	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	s := New(Options{Store: st, Retry: fastRetry, Now: func() time.Time { return time.Unix(0, now.Load()) }})
-	t.Cleanup(s.Close)
+	s, now := fakeClockSettler(t, st)
 	if err := s.Update([]Account{{ID: "bob", EngineURL: "http://127.0.0.1:1", AssetScale: 2}}); err != nil {
 		t.Fatal(err)
 	}
@@ -897,10 +902,7 @@ func TestCreditKeyKeptFromTheLastRequest(t *testing.T) {
 func TestPruneSparesACreditKeyRepeatedMeanwhile(t *testing.T) {
 	mem := store.NewMemory()
 	h := &afterGetKey{Store: mem}
-	var now atomic.Int64
-	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	s := New(Options{Store: h, Retry: fastRetry, Now: func() time.Time { return time.Unix(0, now.Load()) }})
-	t.Cleanup(s.Close)
+	s, now := fakeClockSettler(t, h)
 	if err := s.Update([]Account{{ID: "bob", EngineURL: "http://127.0.0.1:1", AssetScale: 2}}); err != nil {
 		t.Fatal(err)
 	}

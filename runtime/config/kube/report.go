@@ -20,8 +20,8 @@ import (
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 )
 
-// Reasons of the ConfigApplied condition: all four on the Connector; on an Account, only
-// reasonLeftOut (False) and reasonApplied (True, written only over a False).
+// Reasons of the ConfigApplied condition: on the Connector, all but reasonLeftOut; on an
+// Account, only reasonLeftOut (False) and reasonApplied (True, written only over a False).
 const (
 	reasonApplied     = "Applied"
 	reasonPartial     = "ObjectsLeftOut"
@@ -302,14 +302,19 @@ func (r *reporter) conditionCurrent(ctx context.Context, cond *metav1.Condition)
 	}
 	have := meta.FindStatusCondition(conn.Status.Conditions, cond.Type)
 	if !sameCondition(have, cond) {
-		// Keep the transition time while the status stays, as meta.SetStatusCondition does.
-		cond.LastTransitionTime = metav1.Now()
-		if have != nil && have.Status == cond.Status {
-			cond.LastTransitionTime = have.LastTransitionTime
-		}
+		stampTransition(cond, have, metav1.Now())
 		return false
 	}
 	return true
+}
+
+// stampTransition sets the LastTransitionTime of cond, about to replace have (nil: none):
+// have's while the status stays, as meta.SetStatusCondition does, else now.
+func stampTransition(cond, have *metav1.Condition, now metav1.Time) {
+	cond.LastTransitionTime = now
+	if have != nil && have.Status == cond.Status {
+		cond.LastTransitionTime = have.LastTransitionTime
+	}
 }
 
 // writeCondition server-side-applies ConfigApplied alone under FieldManager: conditions are a
@@ -424,10 +429,7 @@ func (r *reporter) reportAccountConditions(ctx context.Context, now time.Time, b
 			continue
 		}
 		budget--
-		want.LastTransitionTime = metav1.NewTime(now)
-		if have != nil && have.Status == want.Status {
-			want.LastTransitionTime = have.LastTransitionTime
-		}
+		stampTransition(&want, have, metav1.NewTime(now))
 		r.lastWrite[keyCondition+name] = now // also after a failure: retry at the pace of the rate limit
 		if err := r.writeAccountCondition(ctx, name, want); err != nil {
 			if apierrors.IsNotFound(err) {

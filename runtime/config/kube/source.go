@@ -86,7 +86,8 @@ type Options struct {
 	// for a passing reason such as a port still in use) is applied again when no change comes
 	// first. 0: config.RetryRefused.
 	RetryRefused time.Duration
-	// ListenHost is the interface BTP servers bind: "" for every interface (a pod).
+	// ListenHost is the interface the BTP and ILP-over-HTTP servers bind: "" for every
+	// interface (a pod).
 	ListenHost string
 	// DisableLeaderElection makes this pod write status without holding the Lease: only for a
 	// single runtime per Connector (tests, replicas 1).
@@ -352,18 +353,8 @@ func (s *Source) sync(ctx context.Context) (retryIn time.Duration) {
 	res.Generation = conn.Generation
 	var accounts ilpv1.AccountList
 	var routes ilpv1.RouteList
-	// Build only reads the objects, so the cache's own copies do (10,000 Accounts would
-	// otherwise be deep-copied on every sync).
-	if err := s.cl.List(ctx, &accounts, client.InNamespace(s.opts.Namespace), client.UnsafeDisableDeepCopy); err != nil {
-		res.Err = err
-		return retryInterval
-	}
-	if err := s.cl.List(ctx, &routes, client.InNamespace(s.opts.Namespace), client.UnsafeDisableDeepCopy); err != nil {
-		res.Err = err
-		return retryInterval
-	}
 	var engines ilpv1.SettlementEngineList
-	if err := s.cl.List(ctx, &engines, client.InNamespace(s.opts.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+	if err := s.listCached(ctx, &accounts, &routes, &engines); err != nil {
 		res.Err = err
 		return retryInterval
 	}
@@ -398,6 +389,18 @@ func (s *Source) sync(ctx context.Context) (retryIn time.Duration) {
 		return s.opts.RetryRefused
 	}
 	return 0
+}
+
+// listCached lists the namespace's objects of each kind into lists, in order, stopping at the
+// first failure. Build only reads the objects, so the cache's own copies do (10,000 Accounts
+// would otherwise be deep-copied on every sync).
+func (s *Source) listCached(ctx context.Context, lists ...client.ObjectList) error {
+	for _, l := range lists {
+		if err := s.cl.List(ctx, l, client.InNamespace(s.opts.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // retryIf is retryInterval if a sync met a passing failure, 0 otherwise.

@@ -89,10 +89,10 @@ type Server struct {
 	wg     sync.WaitGroup
 
 	mu       sync.Mutex
-	eng      Engine           // nil until Connect returned
-	settling map[string]*bool // account → settle again when the running one ends
-	unpaid   map[string]int   // account → Settle calls in a row that returned ErrNotSettled
-	later    map[string]bool  // account → a retry after the backoff is pending: nothing settles before
+	eng      Engine               // nil until Connect returned
+	settling map[string]*bool     // account → settle again when the running one ends
+	failures map[string]int       // account → failed attempts in a row (not settled, outcome unknown, kept attempt unreadable): the backoff's n
+	later    map[string]time.Time // account → when the retry after the backoff is due: nothing settles before
 	closed   bool
 }
 
@@ -105,7 +105,7 @@ func Start(ctx context.Context, connect Connect, store Store, cfg Config) (*Serv
 	if err != nil {
 		return nil, fmt.Errorf("settlement engine: %w", err)
 	}
-	s := &Server{cfg: cfg, store: store, log: cfg.Log, ln: ln, settling: map[string]*bool{}, unpaid: map[string]int{}, later: map[string]bool{},
+	s := &Server{cfg: cfg, store: store, log: cfg.Log, ln: ln, settling: map[string]*bool{}, failures: map[string]int{}, later: map[string]time.Time{},
 		conn: &connector{base: cfg.ConnectorURL, http: cfg.HTTPClient, timeout: cfg.RequestTimeout}}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	eng, err := connect(ctx, services{s})
@@ -219,7 +219,7 @@ func (s *Server) settleLoop(account string, again *bool) {
 
 func (s *Server) settleOnce(account string) {
 	s.mu.Lock()
-	waiting := s.later[account]
+	_, waiting := s.later[account]
 	s.mu.Unlock()
 	if waiting {
 		return // backing off after a failure: what is queued waits for the retry
@@ -281,11 +281,20 @@ func (s *Server) settleAttempt(ctx context.Context, account string, at Attempt, 
 			s.log.Error("settlement engine: cannot forget a settlement of unknown outcome that is now known; it will be tried again with its id", "account", account, "id", at.ID, "err", ferr)
 		}
 	}
-	switch {
-	case err != nil:
+	if err != nil {
 		s.log.Error("SETTLEMENT FAILED: the whole amount is taken as settled, in case it was paid; check the ledger and settle the difference by hand if it was not",
 			"account", account, "amount", amount.String(), "id", at.ID, "err", err)
 		return true
+	}
+	s.recordSettled(ctx, account, at, settled)
+	return true
+}
+
+// recordSettled takes note of a Settle of at that returned settled: clamped to [0, at.Amount],
+// it ends the account's backoff, and what it left unpaid is queued again.
+func (s *Server) recordSettled(ctx context.Context, account string, at Attempt, settled decimal.Decimal) {
+	amount := at.Amount
+	switch {
 	case settled.Sign() < 0:
 		s.log.Error("settlement engine: Settle returned a negative amount; taken as 0", "account", account, "settled", settled.String())
 		settled = decimal.Zero
@@ -295,16 +304,15 @@ func (s *Server) settleAttempt(ctx context.Context, account string, at Attempt, 
 	}
 	s.log.Info("settled", "account", account, "amount", amount.String(), "settled", settled.String(), "id", at.ID)
 	s.mu.Lock()
-	delete(s.unpaid, account)
+	delete(s.failures, account)
 	s.mu.Unlock()
 	leftover := amount.Sub(settled)
 	if leftover.IsZero() {
-		return true
+		return
 	}
 	if _, err := s.store.QueueSettlement(ctx, account, leftover, nil); err != nil && !errors.Is(err, ErrNoAccount) {
 		s.log.Error("LEFTOVER LOST: cannot queue it again", "account", account, "leftover", leftover.String(), "err", err)
 	}
-	return true
 }
 
 // keepAttempt stores at (unless kept already) to be settled again, with its id, after the
@@ -325,21 +333,23 @@ func (s *Server) keepAttempt(ctx context.Context, account string, at Attempt, ke
 
 // tryLater settles account again after the backoff: nothing else would (a connector asks
 // once). Until then the account is not settled, whatever is queued meanwhile (each request
-// would otherwise retry at once, and add a timer of its own). It returns the wait.
+// would otherwise retry at once, and add a timer of its own). It returns the wait until the
+// retry: the pending one's, if there is one already.
 func (s *Server) tryLater(account string) time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.unpaid[account]++
-	wait := s.cfg.Backoff(s.unpaid[account])
-	if !s.later[account] {
-		s.later[account] = true
-		time.AfterFunc(wait, func() {
-			s.mu.Lock()
-			delete(s.later, account)
-			s.mu.Unlock()
-			s.trySettle(account)
-		})
+	s.failures[account]++
+	if due, pending := s.later[account]; pending {
+		return time.Until(due)
 	}
+	wait := s.cfg.Backoff(s.failures[account])
+	s.later[account] = time.Now().Add(wait)
+	time.AfterFunc(wait, func() {
+		s.mu.Lock()
+		delete(s.later, account)
+		s.mu.Unlock()
+		s.trySettle(account)
+	})
 	return wait
 }
 
