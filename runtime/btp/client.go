@@ -48,7 +48,7 @@ type Client struct {
 	username string
 	token    string
 	core     core
-	hc       *http.Client // dials when opts.HTTPClient is nil: coalescing, write timeout PingInterval
+	hc       *http.Client // dials: opts.HTTPClient, or a coalescing one with write timeout PingInterval
 
 	cur     atomic.Pointer[conn]
 	events  chan error // result of each connection attempt, latest only
@@ -66,7 +66,10 @@ func NewClient(o ClientOptions) (*Client, error) {
 	}
 	c := &Client{opts: o, wsURL: wsURL, username: user, token: token, events: make(chan error, 1)}
 	c.core.init(o.Common)
-	c.hc = newCoalescingHTTPClient(c.core.PingInterval)
+	c.hc = o.HTTPClient
+	if c.hc == nil {
+		c.hc = newCoalescingHTTPClient(c.core.PingInterval)
+	}
 	return c, nil
 }
 
@@ -201,18 +204,15 @@ func (c *Client) backoff(attempt int) time.Duration {
 func (c *Client) connect(ctx context.Context) (*conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.core.ResponseTimeout)
 	defer cancel()
-	hc := c.opts.HTTPClient
-	if hc == nil {
-		hc = c.hc
-	}
 	dctx, dialed := withDialed(ctx)
-	wc, err := ws.Dial(dctx, c.wsURL, hc)
+	wc, err := ws.Dial(dctx, c.wsURL, c.hc)
 	if err != nil {
 		return nil, fmt.Errorf("btp: dial %s: %w", c.wsURL, err)
 	}
-	// Over plain TCP the WebSocket's writes go straight to the connection we dialed, so a
-	// writer waiting for it can give up at its context's end, as on the server side; over TLS
-	// they go through the TLS layer (the write deadline bounds them).
+	// Over plain TCP the WebSocket's writes go straight to the coalescing connection we dialed,
+	// so a writer waiting for it can give up at its context's end, as on the server side. Over
+	// TLS they go through the TLS layer, which only our connection's write deadline under it
+	// bounds; through a caller's HTTPClient, only what that client sets.
 	if dialed.conn != nil && strings.HasPrefix(c.wsURL, "ws://") {
 		wc.SetCancelWriter(dialed.conn)
 	}

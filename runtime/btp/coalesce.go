@@ -22,7 +22,7 @@ import (
 // buffer up to maxPending, and then Writes block, so memory stays bounded.
 //
 // A peer that stops reading for good must not hold those Writes (and the WebSocket write lock
-// with them) forever: the flusher's writes have a deadline, writeTimeout without progress, and
+// with them) forever: the flusher's writes have a deadline (armDeadline states the rule), and
 // a write that fails or times out closes the socket, which fails every Write and the reader.
 // A blocked Write also gives up when the WebSocket layer cancels it (WriteCancel: a Send whose
 // packet expires), having taken nothing.
@@ -148,8 +148,10 @@ func (c *coalescingConn) flush() {
 
 // armDeadline moves the socket's write deadline writeTimeout ahead; c.mu is held. Unless
 // forced, it does so only once half of the previous one has passed, so that a busy connection
-// pays for it once per writeTimeout/2, not per round: a write then fails after at least
-// writeTimeout/2 without progress. Once Close set its own deadline, it is left alone.
+// pays for it once per writeTimeout/2, not per round. The rule this makes, which the rest of
+// the package refers to: a socket write without progress fails after writeTimeout/2 at least
+// and writeTimeout at most (one with some progress goes on: writeOut). Once Close set its own
+// deadline, it is left alone.
 func (c *coalescingConn) armDeadline(force bool) {
 	if c.writeTimeout <= 0 || c.closed {
 		return

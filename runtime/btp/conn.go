@@ -51,7 +51,7 @@ var ErrClosed = errors.New("btp: connection closed")
 // Common holds the settings every link shares. Zero values take the defaults above.
 type Common struct {
 	ResponseTimeout time.Duration      // how long Send waits for an answer (JS responseTimeout)
-	PingInterval    time.Duration      // WebSocket ping period; a ping unanswered (or unsent) in one period closes the connection, and so does a socket write without progress for about as long
+	PingInterval    time.Duration      // WebSocket ping period; a ping unanswered (or unsent) in one period closes the connection, and so does a socket write without progress on a connection the link dialed or accepted itself (coalescingConn.armDeadline)
 	MaxInFlight     int                // concurrent incoming requests per connection before T00 BTP Errors
 	Money           MoneyHandler       // Transfer frames; nil refuses them (F00), as ilp-plugin-btp
 	Address         func() ilp.Address // this connector's address: triggeredBy of Rejects the link makes

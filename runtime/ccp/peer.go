@@ -99,9 +99,9 @@ type receiver struct {
 
 	// Routes refused for their path or the per-peer limit, not yet logged (the log is rate
 	// limited: a peer may send them in every update).
-	refused      int
-	refusal      string // why the last one was refused
-	lastRefusLog time.Time
+	refused        int
+	lastRefusal    string // why the last one was refused
+	lastRefusalLog time.Time
 }
 
 // Limits on what one peer may make us hold. The JS connector has none; without them a peer
@@ -162,42 +162,48 @@ func (r *receiver) update(u *UpdateRequest, now time.Time, expiry time.Duration,
 		}
 	}
 	for _, rt := range u.NewRoutes {
-		why := refusal(&rt)
-		if why != "" || !acceptable(&rt, own, global) {
-			// A route we must not use replaces any older one for the prefix.
-			if _, ok := r.routes[rt.Prefix]; ok {
-				delete(r.routes, rt.Prefix)
-				res.changed = true
-			}
-			r.refuse(why)
-			continue
+		if r.learn(&rt, own, global) {
+			res.changed = true
 		}
-		cur, ok := r.routes[rt.Prefix]
-		if ok && slices.Equal(cur.path, rt.Path) && cur.auth == rt.Auth {
-			continue
-		}
-		if !ok && len(r.routes) >= MaxRoutesPerPeer {
-			r.refuse(fmt.Sprintf("the peer already has %d routes here (MaxRoutesPerPeer)", MaxRoutesPerPeer))
-			continue
-		}
-		r.routes[rt.Prefix] = learned{path: slices.Clone(rt.Path), auth: rt.Auth}
-		res.changed = true
 	}
 	r.epoch = u.ToEpochIndex
 	return res
+}
+
+// learn holds rt, a route of the peer's update, unless it is refused. It reports whether the
+// peer's routes changed.
+func (r *receiver) learn(rt *Route, own, global string) (changed bool) {
+	why := sizeRefusal(rt)
+	if why != "" || !acceptable(rt, own, global) {
+		// A route we must not use replaces any older one for the prefix.
+		_, changed = r.routes[rt.Prefix]
+		delete(r.routes, rt.Prefix)
+		r.refuse(why)
+		return changed
+	}
+	cur, ok := r.routes[rt.Prefix]
+	if ok && slices.Equal(cur.path, rt.Path) && cur.auth == rt.Auth {
+		return false
+	}
+	if !ok && len(r.routes) >= MaxRoutesPerPeer {
+		r.refuse(fmt.Sprintf("the peer already has %d routes here (MaxRoutesPerPeer)", MaxRoutesPerPeer))
+		return false
+	}
+	r.routes[rt.Prefix] = learned{path: slices.Clone(rt.Path), auth: rt.Auth}
+	return true
 }
 
 // refuse counts a route refused for why ("": an ordinary filter, not worth a log).
 func (r *receiver) refuse(why string) {
 	if why != "" {
 		r.refused++
-		r.refusal = why
+		r.lastRefusal = why
 	}
 }
 
-// refusal is why a route is refused for its size ("" if it is not): more than MaxPathHops
+// sizeRefusal is why a route is refused for its size ("" if it is not): more than MaxPathHops
 // hops or MaxPathBytes bytes of path.
-func refusal(rt *Route) string {
+func sizeRefusal(rt *Route) string {
 	if len(rt.Path) > MaxPathHops {
 		return fmt.Sprintf("path of %d hops (MaxPathHops %d)", len(rt.Path), MaxPathHops)
 	}

@@ -202,7 +202,8 @@ func (s *Speaker) learnedLocked() []routing.Route {
 // rebuildLocked builds the local routing table from the config and the learned routes, puts
 // it in force, and logs the changes of the forwarding table as new epochs. relogAll logs every
 // forwarding route again, for when the relation of a peer we send routes to changed: the
-// filter of what it may see (buildUpdate) applies only to the entries sent after the change.
+// filter of what it may see (addEntry, exportable) applies only to the entries sent after the
+// change.
 func (s *Speaker) rebuildLocked(relogAll bool) {
 	if s.stopped {
 		return
@@ -358,16 +359,16 @@ func (s *Speaker) handleControl(id string, req *ControlRequest) (*ilp.Fulfill, e
 	}
 	p.send.failures = 0
 	p.send.generation++ // an update already on the wire must not roll this back
-	s.peerRestarted(p, req)
+	s.resyncIfRestarted(p, req)
 	s.signal()
 	return Fulfill(), nil
 }
 
-// peerRestarted asks p for its routes again when its control shows that it no longer knows
+// resyncIfRestarted asks p for its routes again when its control shows that it no longer knows
 // our table although we hold one of its own: it has restarted (or lost its CCP state), so its
 // new sender is IDLE towards us and would stay so until our hold-down expired. Its link may
 // have dropped and come back between two Ticks, where Tick cannot see it.
-func (s *Speaker) peerRestarted(p *peer, req *ControlRequest) {
+func (s *Speaker) resyncIfRestarted(p *peer, req *ControlRequest) {
 	r := p.recv
 	if r == nil || req.Mode != ModeSync || req.LastKnownRoutingTableID == s.tableID || r.tableID == (TableID{}) || r.needControl {
 		return
@@ -414,11 +415,11 @@ const refusalLogInterval = time.Minute
 func (s *Speaker) logRefusals(p *peer) {
 	r := p.recv
 	now := s.clock.Now()
-	if r.refused == 0 || (!r.lastRefusLog.IsZero() && now.Sub(r.lastRefusLog) < refusalLogInterval) {
+	if r.refused == 0 || (!r.lastRefusalLog.IsZero() && now.Sub(r.lastRefusalLog) < refusalLogInterval) {
 		return
 	}
-	s.log.Warn("refused routes from a peer", "account", p.id, "count", r.refused, "last reason", r.refusal)
-	r.refused, r.lastRefusLog = 0, now
+	s.log.Warn("refused routes from a peer", "account", p.id, "count", r.refused, "last reason", r.lastRefusal)
+	r.refused, r.lastRefusalLog = 0, now
 }
 
 // Run sends route controls and updates, heartbeats, and withdraws the routes of peers that

@@ -375,15 +375,7 @@ func TestSenderFiltersAndBatches(t *testing.T) {
 		h.setConfig(&cfg)
 		h.sp.Reload()
 	}
-	m := n.node("m")
-	cfg := *m.cfg
-	cfg.Accounts = map[string]config.Account{}
-	for id, ac := range m.cfg.Accounts {
-		ac.SendRoutes, ac.ReceiveRoutes = &yes, &yes
-		cfg.Accounts[id] = ac
-	}
-	m.setConfig(&cfg)
-	m.sp.Reload()
+	withAllRoutes(n.node("m"))
 	n.settle(t, 200*time.Millisecond, 60)
 	if hop, _ := n.node("p").lookup("test.q.1"); hop != "" {
 		t.Errorf("parent p learned q's route via %q: a peer's routes must not go to a parent", hop)
@@ -424,8 +416,8 @@ func TestHandleRejects(t *testing.T) {
 	}
 }
 
-// withAllRoutes turns sendRoutes and receiveRoutes on for every account of node name (a child
-// or a parent neither sends nor takes routes by default).
+// withAllRoutes turns sendRoutes and receiveRoutes on for every account of node h (a child or
+// a parent neither sends nor takes routes by default).
 func withAllRoutes(h *node) {
 	yes := true
 	cfg := *h.cfg
@@ -602,7 +594,7 @@ func TestReceiverRefusesOversizedRoutes(t *testing.T) {
 				t.Errorf("route with %d hops kept: %v, want %v", len(c.path), ok, c.keep)
 			}
 			if refused := r.refused == 1; refused == c.keep {
-				t.Errorf("refused count %d (%q)", r.refused, r.refusal)
+				t.Errorf("refused count %d (%q)", r.refused, r.lastRefusal)
 			}
 		})
 	}

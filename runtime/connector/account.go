@@ -61,7 +61,7 @@ func (c *Connector) newAccount(id string, ac config.Account, cfg *config.Config)
 	}
 	p, err := c.buildPipes(a, ac, cfg)
 	if err != nil {
-		_ = a.close()
+		_ = a.close(context.Background())
 		return nil, err
 	}
 	a.pipes.Store(p)
@@ -144,29 +144,29 @@ func (a *account) handle(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, err
 }
 
 // packetContext is the context a peer's Prepare is handled in: the values of the link's ctx
-// (a store's packet scope, a BTP child's identity) but the connector's lifetime instead of its
-// cancellation. A link cancels ctx when the sender stops waiting (an ILP-over-HTTP request
-// cancelled by a client disconnect or timeout): with it we would stop waiting for the next hop
-// and release its reservation while the next hop may still fulfill, which it then counts paid
-// and we do not. As in JS, the wait for the next hop is bounded by the packet's expiry only
-// (the expire middleware), and by the account's life, which ends when the account is closed:
-// after its drain has let the packets in flight finish, or given up on them (max hold time,
-// or the caller's deadline).
+// (a store's packet scope, a BTP child's identity) but the account's life (a child of the
+// connector's) instead of its cancellation. A link cancels ctx when the sender stops waiting
+// (an ILP-over-HTTP request cancelled by a client disconnect or timeout): with it we would stop
+// waiting for the next hop and release its reservation while the next hop may still fulfill,
+// which it then counts paid and we do not. As in JS, the wait for the next hop is bounded by the
+// packet's expiry (the expire middleware), and by the account's life, which ends when the
+// account is closed: after its drain has let the packets in flight finish, or given up on them
+// (max hold time, or the caller's deadline).
 func packetContext(ctx, life context.Context) context.Context {
 	return &detachedCtx{Context: life, values: ctx}
 }
 
 // detachedCtx is a packetContext.
 type detachedCtx struct {
-	context.Context // the connector's lifetime: Deadline, Done, Err
+	context.Context // the account's life: Deadline, Done, Err
 	values          context.Context
 }
 
-// Value asks the lifetime first: it has no values of its own, but it answers the context
-// package's internal lookup of the nearest cancellable parent with itself, so that
+// Value asks the account's life first: it has no values of its own, but it answers the
+// context package's internal lookup of the nearest cancellable parent with itself, so that
 // context.Cause and the contexts derived from this one (the expire middleware's deadlines)
-// follow the lifetime, registered on it as on a standard context, and the link's cancellation
-// never shows through.
+// follow the account's life, registered on it as on a standard context, and the link's
+// cancellation never shows through.
 func (c *detachedCtx) Value(key any) any {
 	if v := c.Context.Value(key); v != nil {
 		return v
@@ -186,7 +186,7 @@ func (a *account) enter() bool {
 }
 
 // drain stops new packets from and to a, waits for those in flight (at most maxWait or until
-// ctx is done), then closes its link.
+// ctx is done), then closes the account.
 func (c *Connector) drain(ctx context.Context, a *account, maxWait time.Duration) {
 	a.closing.Store(true)
 	deadline := time.NewTimer(maxWait)
@@ -203,17 +203,15 @@ func (c *Connector) drain(ctx context.Context, a *account, maxWait time.Duration
 		c.log.Warn("closing account with packets still in flight", "account", a.id, "inFlight", a.inflight.Load())
 		break
 	}
-	if err := a.closeContext(ctx); err != nil {
-		c.log.Warn("closing link", "account", a.id, "error", err)
+	if err := a.close(ctx); err != nil {
+		c.log.Warn("closing account", "account", a.id, "error", err)
 	}
 }
 
 // close ends the account's life, then closes its link: a packet still handled stops waiting
-// for its next hop first, since a link's Close waits for its handlers.
-func (a *account) close() error { return a.closeContext(context.Background()) }
-
-// closeContext is close, giving up on what the link still owes its peer once ctx ends.
-func (a *account) closeContext(ctx context.Context) error {
+// for its next hop first, since a link's Close waits for its handlers. A link that can
+// (link.ContextCloser) gives up on what it still owes its peer once ctx ends.
+func (a *account) close(ctx context.Context) error {
 	a.endLife()
 	if cc, ok := a.link.(link.ContextCloser); ok {
 		return cc.CloseContext(ctx)

@@ -92,14 +92,6 @@ func (c *Connector) AdjustBalance(ctx context.Context, id string, diff int64) er
 	return nil
 }
 
-// observeStoredBalance sets the balance gauge of an account from the store, after a change
-// made outside the packet path (a settlement). A store that cannot answer leaves it.
-func (c *Connector) observeStoredBalance(ctx context.Context, id string) {
-	if ab, err := c.store.Get(ctx, id); err == nil {
-		c.metrics.ObserveBalance(id, ab.Balance)
-	}
-}
-
 // Routes is the routing table, sorted by prefix.
 func (c *Connector) Routes() []admin.RouteInfo {
 	rs := c.table.Load().Routes()

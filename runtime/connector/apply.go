@@ -79,6 +79,8 @@ func (c *Connector) Apply(ctx context.Context, cfg *config.Config) error {
 			sp.Expect(a.id, a.pipes.Load().cfg)
 		}
 	}
+	// Bound before anything is in force (see syncSettlement). If a start below then fails, the
+	// API stays listening: fine, it is kept until Close and the next config would need it.
 	err = c.serveSettlementAPI(cfg)
 	if err == nil {
 		for _, a := range p.added { // their packets may come as soon as the links are up
@@ -94,7 +96,7 @@ func (c *Connector) Apply(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("connector: cannot apply the new config, keeping the running one: %w", err)
 	}
 	c.commit(ctx, p)
-	if err := c.syncSettlement(cfg); err != nil {
+	if err := c.settler.Update(settlementAccounts(cfg)); err != nil {
 		c.log.Error("settlement not in force for the new config", "error", err)
 	}
 	c.log.Info("config applied", "added", ch.Added, "removed", ch.Removed, "changed", len(ch.Changed), "globals", ch.Globals)
@@ -158,7 +160,7 @@ func (c *Connector) plan(cfg *config.Config, ch config.Changes) (*plan, error) {
 // so their limits and series are the running ones still.
 func (p *plan) discard(c *Connector) {
 	for _, a := range slices.Concat(p.added, p.reconnect) {
-		_ = a.close()
+		_ = a.close(context.Background())
 	}
 	for _, a := range p.added {
 		c.state.Forget(a.id)
@@ -191,6 +193,11 @@ func (c *Connector) commit(ctx context.Context, p *plan) {
 	}
 	c.table.Store(p.table)
 	c.syncCCP() // rebuilds the table with the routes learned meanwhile, and advertises the change
+	if !p.cfg.RouteBroadcastEnabled {
+		// The Speaker syncCCP stopped may have handled an update after the Store above and put
+		// its own table, with the learned routes, in force. p.table has none (learnedRoutes).
+		c.table.Store(p.table)
+	}
 
 	c.relink(ctx, p)
 	final := maps.Clone(*c.accounts.Load())

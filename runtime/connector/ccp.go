@@ -68,22 +68,8 @@ func (c *Connector) syncCCP() {
 	case enabled:
 		c.routes.sp.Reload()
 	case c.routes.sp != nil:
-		c.stopCCPLocked()
-		c.dropLearnedRoutes()
+		c.stopCCPLocked() // commit then puts its table in force again: see there
 	}
-}
-
-// dropLearnedRoutes puts in force the table of the config without learned routes, once the
-// Speaker is stopped: an update it handled while Apply swapped the config and the table in
-// may have put its own table (with the learned routes) in force after Apply's.
-func (c *Connector) dropLearnedRoutes() {
-	t, err := routing.FromConfig(c.Config(), string(c.self()))
-	if err != nil {
-		// Apply built the same table from the same config without error; keep what is in force.
-		c.log.Error("routing table not rebuilt after route broadcasting was turned off", "error", err)
-		return
-	}
-	c.table.Store(t)
 }
 
 // stopCCP stops the Speaker and waits for its requests on the wire.

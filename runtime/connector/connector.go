@@ -73,7 +73,9 @@ type Connector struct {
 	gatherer prometheus.Gatherer
 	state    *middleware.State
 	alerts   *middleware.Alerts
-	// life is the parent of the accounts' lives (packetContext), ended by Close after them.
+	// life is the parent of the accounts' lives (packetContext). Each account's close ends its
+	// own life, so ending this one (Close, New's failure) is only a backstop for an account
+	// that escaped its close.
 	life    context.Context
 	endLife context.CancelFunc
 
@@ -150,8 +152,7 @@ func New(cfg *config.Config, opts Options) (*Connector, error) {
 	if err := reg.Register(newRatesAge(c)); err != nil {
 		return nil, fmt.Errorf("connector: metrics: %w", err)
 	}
-	c.settler = settlement.New(settlement.Options{Store: c.store, Send: c.sendPeer, Log: c.log.With("component", "settlement"), Metrics: sm,
-		BalanceChanged: c.observeStoredBalance})
+	c.settler = c.newSettler(sm)
 	s, err := newSettings(cfg)
 	if err != nil {
 		return nil, err
@@ -166,7 +167,7 @@ func New(cfg *config.Config, opts Options) (*Connector, error) {
 	for id, ac := range cfg.Accounts {
 		a, err := c.newAccount(id, ac, cfg)
 		if err != nil {
-			c.closeLinks(accts)
+			c.closeAccounts(accts)
 			return nil, err
 		}
 		a.pipes.Load().activate()
@@ -240,13 +241,13 @@ func (c *Connector) Start(ctx context.Context) error {
 		}
 		started[parent] = true
 		if err := c.inheritAddress(ctx, a, s.cfg.InitialConnectTimeout); err != nil {
-			c.closeLinks(accts)
+			c.closeAccounts(accts)
 			return err
 		}
 	}
 	t, err := routing.FromConfig(s.cfg, string(c.self()))
 	if err != nil {
-		c.closeLinks(accts)
+		c.closeAccounts(accts)
 		return fmt.Errorf("connector: routing table: %w", err)
 	}
 	c.table.Store(t)
@@ -261,12 +262,12 @@ func (c *Connector) Start(ctx context.Context) error {
 	}
 	if err := c.startLinks(ctx, todo, s.cfg.InitialConnectTimeout); err != nil {
 		c.stopCCP()
-		c.closeLinks(accts)
+		c.closeAccounts(accts)
 		return err
 	}
 	if err := c.syncSettlement(s.cfg); err != nil {
 		c.stopCCP()
-		c.closeLinks(accts)
+		c.closeAccounts(accts)
 		return err
 	}
 	c.settler.Start(ctx)
@@ -330,10 +331,12 @@ func (c *Connector) startLink(ctx context.Context, a *account, timeout time.Dura
 	return fmt.Errorf("connector: starting account %s: %w", a.id, err)
 }
 
-func (c *Connector) closeLinks(accts map[string]*account) {
+// closeAccounts closes accts at once, without a drain: New and Start use it to undo what they
+// built when they fail.
+func (c *Connector) closeAccounts(accts map[string]*account) {
 	var wg sync.WaitGroup
 	for _, a := range accts {
-		wg.Go(func() { _ = a.close() })
+		wg.Go(func() { _ = a.close(context.Background()) })
 	}
 	wg.Wait()
 }
@@ -349,7 +352,7 @@ func (c *Connector) StoreFailed() (<-chan struct{}, func() error) {
 }
 
 // Close stops accepting packets, waits for those in flight (until ctx is done, and at most the
-// max hold time), and closes every link and the store the connector opened.
+// max hold time), and closes every account and the store the connector opened.
 func (c *Connector) Close(ctx context.Context) error {
 	c.applyMu.Lock()
 	defer c.applyMu.Unlock()

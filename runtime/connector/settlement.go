@@ -10,6 +10,13 @@ import (
 	"github.com/ilpfleet/ilpfleet/runtime/settlement"
 )
 
+// newSettler is the connector's settler. A settlement changes a balance outside the packet
+// path: the balance gauge then follows the store.
+func (c *Connector) newSettler(m *settlement.Metrics) *settlement.Settler {
+	return settlement.New(settlement.Options{Store: c.store, Send: c.sendPeer, Log: c.log.With("component", "settlement"), Metrics: m,
+		OnSettled: func(ctx context.Context, id string) { c.metrics.ObserveStoredBalance(ctx, c.store, id) }})
+}
+
 // settlementAccounts are the accounts of cfg that have a settlement engine.
 func settlementAccounts(cfg *config.Config) []settlement.Account {
 	var out []settlement.Account
@@ -35,9 +42,10 @@ type settlementAPI struct {
 }
 
 // syncSettlement serves the engines' API when cfg has an account with an engine and gives the
-// settler cfg's accounts. Start and Apply call it with applyMu held; Apply calls
-// serveSettlementAPI first, before anything is in force, so that a port it cannot bind refuses
-// the config instead of leaving an engine with nowhere to report incoming settlements.
+// settler cfg's accounts. Start calls it with applyMu held. Apply does both itself: it calls
+// serveSettlementAPI before anything is in force, so that a port it cannot bind refuses the
+// config instead of leaving an engine with nowhere to report incoming settlements, and updates
+// the settler after its commit.
 func (c *Connector) syncSettlement(cfg *config.Config) error {
 	if err := c.serveSettlementAPI(cfg); err != nil {
 		return err
@@ -48,7 +56,7 @@ func (c *Connector) syncSettlement(cfg *config.Config) error {
 // serveSettlementAPI starts the engines' API if cfg has an account with an engine and it is
 // not served yet; it is kept until Close (its address is a global setting).
 func (c *Connector) serveSettlementAPI(cfg *config.Config) error {
-	if c.settleAPI.srv != nil || !hasEngine(cfg) {
+	if c.settleAPI.srv != nil || len(settlementAccounts(cfg)) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -60,15 +68,6 @@ func (c *Connector) serveSettlementAPI(cfg *config.Config) error {
 	c.settleAPI = settlementAPI{srv: srv, cancel: cancel}
 	c.log.Info("settlement API listening", "addr", srv.Addr())
 	return nil
-}
-
-func hasEngine(cfg *config.Config) bool {
-	for _, ac := range cfg.Accounts {
-		if ac.SettlementEngine != nil {
-			return true
-		}
-	}
-	return false
 }
 
 // stopSettlement stops the settler and the engines' API. Settlements being retried stay

@@ -56,7 +56,17 @@ var segmentChar = func() (t [256]bool) {
 // validScheme reports whether s is one of the RFC 15 allocation schemes.
 func validScheme(s string) bool {
 	switch s {
-	case "g", "private", "example", "peer", "self", "test", "test1", "test2", "test3", "local":
+	case "g", "private", "example", "peer", "self", "local":
+		return true
+	}
+	return IsTestScheme(s)
+}
+
+// IsTestScheme reports whether s is one of the RFC 15 test network schemes: test, test1, test2
+// and test3.
+func IsTestScheme(s string) bool {
+	switch s {
+	case "test", "test1", "test2", "test3":
 		return true
 	}
 	return false
@@ -148,7 +158,7 @@ func CheckNetwork(a Address, env string) error {
 			return &AddressError{string(a), "a g. (live network) address is not allowed on the test network"}
 		}
 	case EnvProduction:
-		if scheme == "test" || scheme == "test1" || scheme == "test2" || scheme == "test3" {
+		if IsTestScheme(scheme) {
 			return &AddressError{string(a), "a " + scheme + ". (test network) address is not allowed on the production network"}
 		}
 	default:

@@ -42,8 +42,8 @@ type Link struct {
 	seen      seenIDs        // Request-Ids of the peer's async Prepares, until they expire
 	syncUntil atomic.Int64   // latest expiry (Unix ns) of a sync Prepare served: Close waits for it
 	// giveUp is the parent of the handlers' and replies' contexts, cancelled only when Close
-	// has waited for them as long as it may (maxHold + closeGrace): a peer's far expiry must
-	// not hold a shutdown.
+	// has waited for them as long as it may (maxHold + closeGrace, or CloseContext's ctx): a
+	// peer's far expiry must not hold a shutdown.
 	giveUp    context.Context
 	giveUpNow context.CancelFunc
 	maxHold   time.Duration
@@ -188,16 +188,12 @@ func (l *Link) CloseContext(ctx context.Context) error {
 		l.asyncMu.Lock()
 		l.closed.Store(true)
 		l.asyncMu.Unlock()
-		limit := time.Now().Add(l.maxHold + closeGrace)
-		if d, ok := ctx.Deadline(); ok && d.Before(limit) {
-			limit = d
-		}
-		stop := time.AfterFunc(time.Until(limit), l.giveUpNow)
-		defer stop.Stop()
-		stopOnCtx := context.AfterFunc(ctx, l.giveUpNow)
-		defer stopOnCtx()
+		// One bound for all: the caller's ctx, and maxHold + closeGrace at most.
+		ctx, cancel := context.WithDeadline(ctx, time.Now().Add(l.maxHold+closeGrace))
+		defer cancel()
+		defer context.AfterFunc(ctx, l.giveUpNow)()
 		if l.srv != nil {
-			err = l.shutdown(limit)
+			err = l.shutdown(ctx)
 		}
 		l.wg.Wait()
 		l.giveUpNow()
@@ -206,9 +202,10 @@ func (l *Link) CloseContext(ctx context.Context) error {
 }
 
 // shutdown closes the listener and waits for the requests being served, until the latest
-// expiry of the sync Prepares served (at least closeGrace, at most limit); then it closes what
-// remains.
-func (l *Link) shutdown(limit time.Time) error {
+// expiry of the sync Prepares served (at least closeGrace, at most ctx's deadline); then it
+// closes what remains. Only ctx's deadline bounds the wait, not its cancellation.
+func (l *Link) shutdown(ctx context.Context) error {
+	limit, _ := ctx.Deadline() // CloseContext's ctx always has one
 	deadline := time.Now().Add(closeGrace)
 	if until := time.Unix(0, l.syncUntil.Load()); until.After(deadline) {
 		deadline = until

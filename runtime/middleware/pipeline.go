@@ -200,9 +200,7 @@ func (b *builder) observeStoredBalance() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), storedBalanceWait)
 	defer cancel()
-	if ab, err := b.env.Store.Get(ctx, b.id); err == nil {
-		b.env.Metrics.ObserveBalance(b.id, ab.Balance)
-	}
+	b.env.Metrics.ObserveStoredBalance(ctx, b.env.Store, b.id)
 }
 
 func newBuilder(env Env, id string, acct config.Account, disabled []string) (*builder, error) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+	"github.com/ilpfleet/ilpfleet/runtime/store"
 )
 
 // Metric names shared with the JS (and Java) connectors so that dashboards carry over.
@@ -77,6 +78,15 @@ func (m *Metrics) ObserveBalance(account string, balance int64) {
 	m.mu.Unlock()
 	if s != nil {
 		s.balance.Set(float64(balance))
+	}
+}
+
+// ObserveStoredBalance sets the balance gauge of an account to its stored balance, after a
+// change made outside the packet path (a settlement) or a new gauge. A store that cannot answer
+// leaves the gauge as it is.
+func (m *Metrics) ObserveStoredBalance(ctx context.Context, st store.Balances, account string) {
+	if ab, err := st.Get(ctx, account); err == nil {
+		m.ObserveBalance(account, ab.Balance)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/ilpfleet/ilpfleet/runtime/config"
+	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 )
 
 // GlobalPrefix is the prefix the default route covers on a network, as the JS connector's
@@ -23,9 +24,9 @@ func GlobalPrefix(env string) (string, error) {
 
 // InNetwork reports whether a CCP route for prefix belongs to the network whose global prefix
 // is global (GlobalPrefix): it lies under one of the network's address schemes and is longer
-// than the scheme alone (the default route is never exchanged). On test those schemes are
-// test, test1, test2 and test3, the schemes our own config allows there (ilp.CheckNetwork,
-// RFC 15); otherwise the global prefix itself ("g"). The JS connector compares bytes
+// than the scheme alone (the default route is never exchanged). On test those schemes are the
+// RFC 15 test schemes, test, test1, test2 and test3 (ilp.IsTestScheme); otherwise the global
+// prefix itself ("g"). The JS connector compares bytes
 // (prefix.startsWith(globalPrefix) and longer), which takes the same test1-3 prefixes but also
 // nonsense such as "testing.x"; matching whole schemes keeps that out. Both the routes we
 // accept and the routes we advertise use this one rule.
@@ -35,11 +36,7 @@ func InNetwork(prefix, global string) bool {
 		return false
 	}
 	if global == "test" {
-		switch scheme {
-		case "test", "test1", "test2", "test3":
-			return true
-		}
-		return false
+		return ilp.IsTestScheme(scheme)
 	}
 	return scheme == global
 }

@@ -122,7 +122,7 @@ func (s *Settler) credit(ctx context.Context, a *acct, key string, q Quantity, s
 		return replay(rec, req, err)
 	}
 	s.o.Metrics.settled("incoming", a.cfg.ID, units)
-	s.balanceChanged(ctx, a.cfg.ID)
+	s.onSettled(ctx, a.cfg.ID)
 	s.log.Info("incoming settlement credited", "account", a.cfg.ID, "amount", units, "scale", a.cfg.AssetScale,
 		"asked", q.Amount, "askedScale", q.Scale, "leftover", rest.String(), "idempotencyKey", key)
 	return http.StatusCreated, rec.Reply

@@ -47,10 +47,11 @@ type Options struct {
 	Retry   Backoff          // zero: DefaultBackoff
 	Now     func() time.Time // nil: time.Now
 	Metrics *Metrics         // nil: none
-	// BalanceChanged, if set, is told of an account whose balance a settlement changed (due,
-	// or credited), so that what shows the balance (the connector's balance gauge) follows
-	// without waiting for a packet.
-	BalanceChanged func(ctx context.Context, account string)
+	// OnSettled, if set, is told of an account whose balance a settlement changed (due, or
+	// credited), so that what shows the balance (the connector's balance gauge) follows
+	// without waiting for a packet. (Settler.BalanceChanged is the other way: the packet path
+	// telling the settler of a balance.)
+	OnSettled func(ctx context.Context, account string)
 }
 
 // Backoff is the wait between attempts of a request that must eventually succeed: exponential
@@ -371,14 +372,14 @@ func (s *Settler) settleDue(a *acct, log *slog.Logger, threshold *int64) error {
 		return err
 	}
 	log.Info("settlement due: balance raised to settleTo, asking the engine", "amount", amount, "settleTo", a.cfg.SettleTo, "idempotencyKey", r.key)
-	s.balanceChanged(s.ctx, a.cfg.ID)
+	s.onSettled(s.ctx, a.cfg.ID)
 	s.send(a, log, a.client, r, amount)
 	return nil
 }
 
-func (s *Settler) balanceChanged(ctx context.Context, account string) {
-	if s.o.BalanceChanged != nil {
-		s.o.BalanceChanged(ctx, account)
+func (s *Settler) onSettled(ctx context.Context, account string) {
+	if s.o.OnSettled != nil {
+		s.o.OnSettled(ctx, account)
 	}
 }
 
