@@ -108,6 +108,8 @@ func (c *Connector) httpLink(id string, ac config.Account, maxHold time.Duration
 	}
 	opts.Account, opts.Address, opts.Logger = id, c.self, c.log // the link names the account
 	opts.MaxHold = maxHold
+	ids, _ := c.requestIDs.LoadOrStore(id, &ilphttp.RequestIDs{})
+	opts.RequestIDs = ids.(*ilphttp.RequestIDs)
 	l, err := ilphttp.New(opts)
 	if err != nil {
 		return nil, fmt.Errorf("connector: account %s: %w", id, err)

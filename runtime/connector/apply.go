@@ -163,12 +163,19 @@ func (p *plan) discard(c *Connector) {
 		_ = a.close(context.Background())
 	}
 	for _, a := range p.added {
-		c.state.Forget(a.id)
-		c.metrics.Forget(a.id)
+		c.forget(a.id)
 	}
 	if p.settings.conv != c.settings.Load().conv {
 		_ = rates.Close(p.settings.conv.Backend())
 	}
+}
+
+// forget drops what the connector keeps of an account beyond its objects: middleware state,
+// metric series, the Request-Ids of an ILP-over-HTTP peer.
+func (c *Connector) forget(id string) {
+	c.state.Forget(id)
+	c.metrics.Forget(id)
+	c.requestIDs.Delete(id)
 }
 
 // commit swaps the plan in. Order matters for packets in flight: new accounts become reachable
@@ -228,8 +235,7 @@ func (c *Connector) relink(ctx context.Context, p *plan) {
 		wg.Go(func() {
 			defer close(o.done)
 			c.drain(ctx, a, p.settings.maxHold)
-			c.state.Forget(a.id)
-			c.metrics.Forget(a.id)
+			c.forget(a.id)
 		})
 	}
 	for _, na := range p.reconnect {

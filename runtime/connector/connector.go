@@ -72,7 +72,11 @@ type Connector struct {
 	metrics  *middleware.Metrics
 	gatherer prometheus.Gatherer
 	state    *middleware.State
-	alerts   *middleware.Alerts
+	// requestIDs are the async Request-Ids each ILP-over-HTTP account's peer used
+	// (*ilphttp.RequestIDs by account id): they outlive the account's links, so that a retry
+	// reaching the link of a reconnect is a repeat.
+	requestIDs sync.Map
+	alerts     *middleware.Alerts
 	// life is the parent of the accounts' lives (packetContext). Each account's close ends its
 	// own life, so ending this one (Close, New's failure) is only a backstop for an account
 	// that escaped its close.

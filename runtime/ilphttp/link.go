@@ -39,7 +39,7 @@ type Link struct {
 	wg        sync.WaitGroup // async handlers with their reply delivery, and the server loop
 	sem       chan struct{}  // async handlers in flight
 	asyncMu   sync.Mutex     // orders Start and track's wg.Add before Close's wg.Wait
-	seen      seenIDs        // Request-Ids of the peer's async Prepares, until they expire
+	seen      *RequestIDs    // Request-Ids of the peer's async Prepares, until they expire
 	syncUntil atomic.Int64   // latest expiry (Unix ns) of a sync Prepare served: Close waits for it
 	// giveUp is the parent of the handlers' and replies' contexts, cancelled only when Close
 	// has waited for them as long as it may (maxHold + closeGrace, or CloseContext's ctx): a
@@ -71,6 +71,9 @@ func New(o *Options) (*Link, error) {
 	l := &Link{opts: *o, mode: o.Mode, log: cmp.Or(o.Logger, slog.Default()).With("account", o.Account), now: o.Now, maxBody: DefaultMaxBodySize, maxReply: maxReplySize,
 		maxHold: cmp.Or(o.MaxHold, DefaultMaxHold)}
 	l.giveUp, l.giveUpNow = context.WithCancel(context.Background())
+	if l.seen = o.RequestIDs; l.seen == nil {
+		l.seen = &RequestIDs{}
+	}
 	if l.mode == "" {
 		l.mode = ModeSync
 	}

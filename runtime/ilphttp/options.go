@@ -102,6 +102,9 @@ type Options struct {
 	// Now is the clock of JWT issue and expiry checks, and of the rate of WARN lines; nil is
 	// time.Now.
 	Now func() time.Time
+	// RequestIDs are the peer's async Request-Ids already taken, shared by the account's links
+	// across reconnects; nil: the link keeps its own.
+	RequestIDs *RequestIDs
 }
 
 // authJSON is the auth part of `incoming` and `outgoing`, with ilp-plugin-http's names.

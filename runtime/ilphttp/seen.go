@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Bounds of the Request-Ids kept for async Prepares (see seenIDs).
+// Bounds of the Request-Ids kept for async Prepares (see RequestIDs).
 const (
 	// maxSeenIDs is generous: a peer sending 2000 Prepares a second with 30 s expiries keeps
 	// about 70000; each entry costs about 100 bytes.
@@ -19,7 +19,7 @@ const (
 	seenShrinkMin = 1024
 )
 
-// seenResult is what seenIDs.add found.
+// seenResult is what RequestIDs.add found.
 type seenResult int
 
 const (
@@ -28,11 +28,13 @@ const (
 	seenFull                     // not recorded: too many live ids
 )
 
-// seenIDs keeps the Request-Ids of the peer's async Prepares until they expire (RFC 35: an
+// RequestIDs keeps the Request-Ids of the peer's async Prepares until they expire (RFC 35: an
 // idempotency key is kept until its Prepare expires). It is bounded: when full of live ids, new
 // ones are refused (503, the peer retries) rather than forgotten, since forgetting would let a
-// retry be handled twice. The zero value is ready to use.
-type seenIDs struct {
+// retry be handled twice. The zero value is ready to use. One account's links share one
+// (Options.RequestIDs), so that a retry reaching the link that replaced another after a
+// reconnect is not handled a second time.
+type RequestIDs struct {
 	mu        sync.Mutex
 	until     map[string]time.Time
 	peak      int // the most entries since the map was made: Go maps never shrink
@@ -41,7 +43,7 @@ type seenIDs struct {
 }
 
 // add records id until the given time, unless it is already recorded.
-func (s *seenIDs) add(id string, until, now time.Time) seenResult {
+func (s *RequestIDs) add(id string, until, now time.Time) seenResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.until == nil {
@@ -71,7 +73,7 @@ func (s *seenIDs) add(id string, until, now time.Time) seenResult {
 
 // sweep drops the expired ids and, when they were most of the map, rebuilds it so that its
 // memory is freed; the caller holds mu.
-func (s *seenIDs) sweep(now time.Time) {
+func (s *RequestIDs) sweep(now time.Time) {
 	for id, t := range s.until {
 		if !now.Before(t) {
 			delete(s.until, id)

@@ -8,7 +8,7 @@ import (
 
 func TestSeenIDs(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
-	s := &seenIDs{limit: 2}
+	s := &RequestIDs{limit: 2}
 	steps := []struct {
 		name  string
 		id    string
@@ -34,7 +34,7 @@ func TestSeenIDs(t *testing.T) {
 // TestSeenIDsBounded: the set never grows past its limit.
 func TestSeenIDsBounded(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	s := &seenIDs{limit: 100}
+	s := &RequestIDs{limit: 100}
 	for i := range 1000 {
 		s.add(strconv.Itoa(i), now.Add(time.Hour), now)
 	}
@@ -47,7 +47,7 @@ func TestSeenIDsBounded(t *testing.T) {
 // was much larger is rebuilt, so that memory follows the traffic down after a burst.
 func TestSeenIDsShrink(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
-	s := &seenIDs{}
+	s := &RequestIDs{}
 	const burst = 4 * seenShrinkMin
 	for i := range burst {
 		s.add("burst"+strconv.Itoa(i), t0.Add(time.Second), t0)
