@@ -170,12 +170,12 @@ func (p *plan) discard(c *Connector) {
 	}
 }
 
-// forget drops what the connector keeps of an account beyond its objects: middleware state,
-// metric series, the Request-Ids of an ILP-over-HTTP peer.
+// forget drops what the connector keeps of an account beyond its objects: middleware state and
+// metric series. (Not the Request-Ids of an ILP-over-HTTP peer: an account added back must
+// still know the retries of the Prepares it took; its link's Close empties them once expired.)
 func (c *Connector) forget(id string) {
 	c.state.Forget(id)
 	c.metrics.Forget(id)
-	c.requestIDs.Delete(id)
 }
 
 // commit swaps the plan in. Order matters for packets in flight: new accounts become reachable

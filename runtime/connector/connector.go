@@ -74,7 +74,8 @@ type Connector struct {
 	state    *middleware.State
 	// requestIDs are the async Request-Ids each ILP-over-HTTP account's peer used
 	// (*ilphttp.RequestIDs by account id): they outlive the account's links, so that a retry
-	// reaching the link of a reconnect is a repeat.
+	// reaching the link of a reconnect, or of the account added back, is a repeat. A link's
+	// Close empties them once expired; the (empty) set of an account id stays.
 	requestIDs sync.Map
 	alerts     *middleware.Alerts
 	// life is the parent of the accounts' lives (packetContext). Each account's close ends its

@@ -2,6 +2,7 @@ package connector
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"net"
 	"net/http"
@@ -161,75 +162,116 @@ accounts:
     options: {wsOpts: {host: 127.0.0.1, port: %PK%}}
 `
 
-// TestAsyncRetryAfterAReconnectIsNotHandledTwice: a peer's async Prepare sent again with the
-// same Request-Id after the account reconnected (a reload changed its link) is a repeat, not a
-// new Prepare: handled twice, it would pay bob and credit the peer twice.
-func TestAsyncRetryAfterAReconnectIsNotHandledTwice(t *testing.T) {
-	var mu sync.Mutex
-	replies := map[string]int{} // Request-Id → replies delivered
-	peer := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// TestAsyncRetryIsNotHandledTwice: a peer's async Prepare sent again with the same Request-Id
+// (its 202 lost) is a repeat, not a new Prepare, also when a reload reconnected the account
+// meanwhile, or removed it and added it back: handled twice, it would pay bob and credit the
+// peer twice.
+func TestAsyncRetryIsNotHandledTwice(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		reloads []string // peer's outgoing token per reload; "" removes the account
+	}{
+		{"after a reconnect", []string{"two"}},
+		{"after a removal and an addition", []string{"", "one"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := startAsyncPeer(t)
+			const x, marker = "0b6ef1f8-1d3c-4a53-9c8e-6f3d8a2e7b10", "5a0c2d7e-8b14-4f6a-a3e9-1c2b3d4e5f60"
+			if st, err := p.send(x, "test.a.kids.bob"); st != http.StatusAccepted {
+				t.Fatalf("first send: %d %v", st, err)
+			}
+			waitFor(t, func() bool { return p.replied(x) == 1 })
+			for _, token := range tt.reloads {
+				p.apply(t, token)
+			}
+			var st int
+			waitFor(t, func() bool { st, _ = p.send(x, "test.a.kids.bob"); return st != 0 }) // once the new link listens
+			// A Prepare after it: once its reply is back, a second handling of x, started
+			// before it, has had its turn.
+			if st, err := p.send(marker, "test.a.kids.bob.m"); st != http.StatusAccepted {
+				t.Fatalf("marker: %d %v", st, err)
+			}
+			waitFor(t, func() bool { return p.replied(marker) == 1 })
+			if st != http.StatusAccepted || p.bob.n.Load() != 2 || p.replied(x) != 1 {
+				t.Errorf("the same Request-Id: HTTP %d, bob got %d Prepares (marker included), x replied %d times; want 202, 2 and 1",
+					st, p.bob.n.Load(), p.replied(x))
+			}
+		})
+	}
+}
+
+// asyncPeer is a connector of asyncPeerConfig, the peer's callback server and bob.
+type asyncPeer struct {
+	c     *Connector
+	ports map[string]int
+	bob   *fulfiller
+	mu    sync.Mutex
+	reply map[string]int // Request-Id → replies delivered to the callback
+}
+
+func startAsyncPeer(t *testing.T) *asyncPeer {
+	p := &asyncPeer{bob: &fulfiller{}, reply: map[string]int{}}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/callback" { // not the route broadcasts our CCP sends to /ilp
-			mu.Lock()
-			replies[r.Header.Get("Request-Id")]++
-			mu.Unlock()
+			p.mu.Lock()
+			p.reply[r.Header.Get("Request-Id")]++
+			p.mu.Unlock()
 		}
 	}))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	peer.Listener = ln
-	peer.Start()
-	t.Cleanup(peer.Close)
-	replied := func(id string) int { mu.Lock(); defer mu.Unlock(); return replies[id] }
-	ports := map[string]int{"PH": freePort(t), "PK": freePort(t), "PC": ln.Addr().(*net.TCPAddr).Port}
-	doc := func(token string) string {
-		d := strings.ReplaceAll(asyncPeerConfig, "%TOKEN%", token)
-		for k, v := range ports {
-			d = strings.ReplaceAll(d, "%"+k+"%", itoa(v))
-		}
-		return d
-	}
-	c := start(t, doc("one"), Options{})
-	bobF := &fulfiller{}
-	child(t, ports["PK"], "bob", bobRemote(bobF))
-	waitFor(t, func() bool { return c.Connected("kids") })
-	send := func(id, dest string) (int, error) {
-		body, _ := prepare(dest, 100, time.Now(), 10*time.Second).MarshalBinary()
-		req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:"+itoa(ports["PH"])+"/", bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer in")
-		req.Header.Set("Content-Type", "application/octet-stream")
-		req.Header.Set("Prefer", "respond-async")
-		req.Header.Set("Callback-Url", "http://127.0.0.1:"+itoa(ports["PC"])+"/callback")
-		req.Header.Set("Request-Id", id)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, err
-		}
-		resp.Body.Close()
-		return resp.StatusCode, nil
-	}
-	const x, marker = "0b6ef1f8-1d3c-4a53-9c8e-6f3d8a2e7b10", "5a0c2d7e-8b14-4f6a-a3e9-1c2b3d4e5f60"
-	if st, err := send(x, "test.a.kids.bob"); st != http.StatusAccepted {
-		t.Fatalf("first send: %d %v", st, err)
-	}
-	waitFor(t, func() bool { return replied(x) == 1 })
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	p.ports = map[string]int{"PH": freePort(t), "PK": freePort(t), "PC": ln.Addr().(*net.TCPAddr).Port}
+	p.c = start(t, p.doc("one"), Options{})
+	child(t, p.ports["PK"], "bob", bobRemote(p.bob))
+	waitFor(t, func() bool { return p.c.Connected("kids") })
+	return p
+}
 
+// doc is asyncPeerConfig with the peer's outgoing token, or without the peer for "".
+func (p *asyncPeer) doc(token string) string {
+	d := strings.ReplaceAll(asyncPeerConfig, "%TOKEN%", cmp.Or(token, "x"))
+	if token == "" {
+		d = d[:strings.Index(d, "  peer:\n")] + d[strings.Index(d, "  kids:\n"):]
+	}
+	for k, v := range p.ports {
+		d = strings.ReplaceAll(d, "%"+k+"%", itoa(v))
+	}
+	return d
+}
+
+func (p *asyncPeer) apply(t *testing.T, token string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := c.Apply(ctx, mustConfig(t, doc("two"))); err != nil { // reconnects peer
+	if err := p.c.Apply(ctx, mustConfig(t, p.doc(token))); err != nil {
 		t.Fatal(err)
 	}
-	var st int
-	waitFor(t, func() bool { st, _ = send(x, "test.a.kids.bob"); return st != 0 }) // once the new link listens
-	// A Prepare after it: once its reply is back, a second handling of x, started before it,
-	// has had its turn.
-	if st, err := send(marker, "test.a.kids.bob.m"); st != http.StatusAccepted {
-		t.Fatalf("marker: %d %v", st, err)
+}
+
+func (p *asyncPeer) replied(id string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.reply[id]
+}
+
+// send POSTs a Prepare to the peer account as its peer would, asynchronously.
+func (p *asyncPeer) send(id, dest string) (int, error) {
+	body, _ := prepare(dest, 100, time.Now(), 10*time.Second).MarshalBinary()
+	req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:"+itoa(p.ports["PH"])+"/", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer in")
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("Prefer", "respond-async")
+	req.Header.Set("Callback-Url", "http://127.0.0.1:"+itoa(p.ports["PC"])+"/callback")
+	req.Header.Set("Request-Id", id)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
 	}
-	waitFor(t, func() bool { return replied(marker) == 1 })
-	if st != http.StatusAccepted || bobF.n.Load() != 2 || replied(x) != 1 {
-		t.Errorf("the same Request-Id after a reconnect: HTTP %d, bob got %d Prepares (marker included), x replied %d times; want 202, 2 and 1",
-			st, bobF.n.Load(), replied(x))
-	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
 }

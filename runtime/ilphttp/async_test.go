@@ -466,3 +466,24 @@ func TestAsyncIDKeptNoLongerThanMaxHold(t *testing.T) {
 		t.Fatalf("Request-Id kept %v from now, more than max hold + %v", time.Until(until).Round(time.Second), replyMinWindow)
 	}
 }
+
+// TestCloseEmptiesTheRequestIDsOnceExpired: the Request-Ids may outlive the link (shared with
+// the account's next link); once every id it took has expired, the closed link drops them, so
+// that an account removed, or no longer on ILP-over-HTTP, keeps none.
+func TestCloseEmptiesTheRequestIDsOnceExpired(t *testing.T) {
+	cb := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer cb.Close()
+	peer := startAsyncPeer(t, fulfilHandler, cb.URL+"/ilp")
+	// The sweep after Close comes at once and sees a clock an hour on: every id has expired.
+	peer.idsExpire = 10 * time.Millisecond
+	peer.now = func() time.Time { return time.Now().Add(time.Hour) }
+	if resp, b := post(t, serverURL(peer), asyncHeaders(cb.URL+"/cb", "soon"), marshal(t, testPrepare(time.Second))); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("status %d (%s), want 202", resp.StatusCode, b)
+	}
+	held := func() int { peer.seen.mu.Lock(); defer peer.seen.mu.Unlock(); return len(peer.seen.until) }
+	if held() != 1 {
+		t.Fatalf("%d Request-Ids held, want 1", held())
+	}
+	_ = peer.Close()
+	waitFor(t, func() bool { return held() == 0 })
+}

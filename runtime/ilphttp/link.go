@@ -40,6 +40,7 @@ type Link struct {
 	sem       chan struct{}  // async handlers in flight
 	asyncMu   sync.Mutex     // orders Start and track's wg.Add before Close's wg.Wait
 	seen      *RequestIDs    // Request-Ids of the peer's async Prepares, until they expire
+	idsExpire time.Duration  // by then, every Request-Id the link took has expired
 	syncUntil atomic.Int64   // latest expiry (Unix ns) of a sync Prepare served: Close waits for it
 	// giveUp is the parent of the handlers' and replies' contexts, cancelled only when Close
 	// has waited for them as long as it may (maxHold + closeGrace, or CloseContext's ctx): a
@@ -74,6 +75,7 @@ func New(o *Options) (*Link, error) {
 	if l.seen = o.RequestIDs; l.seen == nil {
 		l.seen = &RequestIDs{}
 	}
+	l.idsExpire = l.maxHold + replyMinWindow // keepID's longest
 	if l.mode == "" {
 		l.mode = ModeSync
 	}
@@ -200,6 +202,10 @@ func (l *Link) CloseContext(ctx context.Context) error {
 		}
 		l.wg.Wait()
 		l.giveUpNow()
+		// The Request-Ids may outlive the link (Options.RequestIDs): once every id it took has
+		// expired, drop them, so that an account removed, or no longer on ILP-over-HTTP,
+		// keeps none.
+		time.AfterFunc(l.idsExpire, func() { l.seen.sweepAt(l.now()) })
 	})
 	return err
 }

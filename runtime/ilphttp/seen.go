@@ -71,6 +71,13 @@ func (s *RequestIDs) add(id string, until, now time.Time) seenResult {
 	return seenNew
 }
 
+// sweepAt drops the ids expired at now.
+func (s *RequestIDs) sweepAt(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweep(now)
+}
+
 // sweep drops the expired ids and, when they were most of the map, rebuilds it so that its
 // memory is freed; the caller holds mu.
 func (s *RequestIDs) sweep(now time.Time) {
