@@ -41,10 +41,11 @@ import (
 // Recovery reads each segment from its start while records are valid and their sequences
 // consecutive. A segment's records end at zeros (never written), at a valid record whose
 // sequence does not follow (left from the segment's previous use, already in bbolt), or at an
-// invalid record: a torn write from a crash, which is normal and discarded — unless the record
-// after it is valid and follows it, which a torn tail never is (nothing is written after a
-// record before that record's synchronous write returned): that is damage in the middle of the
-// log, reported as ErrCorrupted.
+// invalid record: a torn write from a crash, which is normal and discarded — unless a valid
+// record not yet checkpointed starts anywhere after it (or after zeros where a record should
+// be), which a torn tail never has (nothing is written after a record before that record's
+// synchronous write returned): that is damage in the middle of the log, reported as
+// ErrCorrupted.
 
 const (
 	walHeaderSize = 16
@@ -174,17 +175,22 @@ func walBytes(p []byte) (b, rest []byte, err error) {
 }
 
 // scanSegment returns the run of valid, consecutive records at the start of a segment's data,
-// and the offset of a torn record that ends it (-1: none).
-func scanSegment(data []byte) (recs []walRecord, torn int, err error) {
+// and the offset of a torn record that ends it (-1: none). ckpt is the last sequence bbolt
+// holds: a record at or below it is no loss.
+func scanSegment(data []byte, ckpt uint64) (recs []walRecord, torn int, err error) {
 	off := 0
 	for {
 		seq, payload, ok, zero := recordAt(data, off)
-		if zero {
-			return recs, -1, nil
-		}
 		if !ok {
-			if damagedInMiddle(data, off, recs, seq) {
-				return nil, -1, fmt.Errorf("record at offset %d is damaged and followed by valid records", off)
+			after := ckpt
+			if len(recs) > 0 {
+				after = max(after, recs[len(recs)-1].seq)
+			}
+			if acknowledgedAfter(data, off+1, after) {
+				return nil, -1, fmt.Errorf("record at offset %d is damaged and followed by records not yet checkpointed", off)
+			}
+			if zero {
+				return recs, -1, nil
 			}
 			return recs, off, nil
 		}
@@ -200,20 +206,25 @@ func scanSegment(data []byte) (recs []walRecord, torn int, err error) {
 	}
 }
 
-// damagedInMiddle reports whether the invalid record at off is followed by the valid record
-// that would come after it. The invalid record's own sequence field (claimed) is used only when
-// it is the first of the segment.
-func damagedInMiddle(data []byte, off int, recs []walRecord, claimed uint64) bool {
-	want := claimed
-	if len(recs) > 0 {
-		want = recs[len(recs)-1].seq + 1
+// acknowledgedAfter reports whether a valid record with a sequence above after starts anywhere
+// in data from off on. Nothing is written after a record before that record's synchronous
+// write returned, so a torn or zeroed record ends the log only when none does; otherwise the
+// log is damaged in the middle (a flipped length or sequence, a lost sector), and taking it
+// for a torn end would drop records that were acknowledged. Every offset is tried, since a
+// damaged length cannot tell where the next record starts; the sequence is checked before the
+// checksum, so zeros and old records cost little.
+func acknowledgedAfter(data []byte, off int, after uint64) bool {
+	limit := after + uint64(len(data)/walHeaderSize) // more records than that cannot fit
+	for o := off; o+walHeaderSize <= len(data); o++ {
+		seq := binary.BigEndian.Uint64(data[o+8:])
+		if seq <= after || seq > limit {
+			continue
+		}
+		if s, _, ok, _ := recordAt(data, o); ok && s == seq {
+			return true
+		}
 	}
-	n := int(binary.BigEndian.Uint32(data[off:]))
-	if n > len(data)-off-walHeaderSize {
-		return false
-	}
-	seq, _, ok, _ := recordAt(data, off+walHeaderSize+n)
-	return ok && seq == want+1
+	return false
 }
 
 // segment is one log file.
@@ -319,7 +330,7 @@ func (w *wal) recover(ckpt uint64) ([]walRecord, error) {
 			return nil, fmt.Errorf("store: cannot read the log %s: %w", s.path, err)
 		}
 		var recs []walRecord
-		recs, torn[i], err = scanSegment(data)
+		recs, torn[i], err = scanSegment(data, ckpt)
 		if err != nil {
 			return nil, fmt.Errorf("store: reading %s: %w (%w)", s.path, ErrCorrupted, err)
 		}

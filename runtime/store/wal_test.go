@@ -59,7 +59,7 @@ func TestWALRoundTrip(t *testing.T) {
 	for n := range len(walSample) + 1 {
 		t.Run(fmt.Sprint(n, " records"), func(t *testing.T) {
 			data, _ := segmentOf(t, walSample[:n], 4096)
-			recs, torn, err := scanSegment(data)
+			recs, torn, err := scanSegment(data, 0)
 			if err != nil || torn != -1 || len(recs) != n {
 				t.Fatalf("scan: %d records, torn %d, %v", len(recs), torn, err)
 			}
@@ -88,7 +88,7 @@ func TestWALTornTail(t *testing.T) {
 			if bytes.Equal(torn, data) {
 				want++ // the "lost" bytes equal the fill (e.g. 0xff of a max balance): no tear
 			}
-			recs, _, err := scanSegment(torn)
+			recs, _, err := scanSegment(torn, 0)
 			if err != nil || len(recs) != want {
 				t.Fatalf("fill %#x cut at byte %d of %d: %d records, %v", fill, cut-last, end-last, len(recs), err)
 			}
@@ -100,21 +100,30 @@ func TestWALDamage(t *testing.T) {
 	data, starts := segmentOf(t, walSample, 4096)
 	tests := []struct {
 		name    string
-		at      int // byte flipped
-		records int // kept when not an error
+		at      int  // byte flipped
+		zero    bool // the header at at zeroed instead (a lost sector)
+		records int  // kept when not an error
 		damaged bool
 	}{
-		{"payload of the first record", starts[0] + walHeaderSize + 3, 0, true},
-		{"checksum of a middle record", starts[1] + 5, 0, true},
-		{"payload of a middle record", starts[2] + walHeaderSize + 1, 0, true},
-		{"payload of the last record: a torn tail", starts[3] + walHeaderSize + 1, 3, false},
-		{"after the last record", starts[4] + 40, 4, false},
+		{"payload of the first record", starts[0] + walHeaderSize + 3, false, 0, true},
+		{"sequence of the first record", starts[0] + 14, false, 0, true},
+		{"checksum of a middle record", starts[1] + 5, false, 0, true},
+		{"length of a middle record", starts[1], false, 0, true},
+		{"payload of a middle record", starts[2] + walHeaderSize + 1, false, 0, true},
+		{"header of a middle record zeroed", starts[2], true, 0, true},
+		{"payload of the last record: a torn tail", starts[3] + walHeaderSize + 1, false, 3, false},
+		{"header of the last record zeroed", starts[3], true, 3, false},
+		{"after the last record", starts[4] + 40, false, 4, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := bytes.Clone(data)
-			d[tt.at] ^= 0x10
-			recs, _, err := scanSegment(d)
+			if tt.zero {
+				clear(d[tt.at : tt.at+walHeaderSize])
+			} else {
+				d[tt.at] ^= 0x10
+			}
+			recs, _, err := scanSegment(d, 0)
 			if tt.damaged != (err != nil) {
 				t.Fatalf("err = %v, want damaged %v", err, tt.damaged)
 			}
@@ -134,7 +143,7 @@ func TestWALStaleRecords(t *testing.T) {
 	copy(d, recent)
 	// The new record is shorter than the old first two: what follows is the middle of an old
 	// record, then old records 3 and 4 (if the boundary matches). Nothing of it is replayed.
-	recs, _, err := scanSegment(d)
+	recs, _, err := scanSegment(d, 0)
 	if err != nil || len(recs) != 1 || recs[0].seq != 41 {
 		t.Fatalf("%d records, %v", len(recs), err)
 	}
