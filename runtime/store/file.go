@@ -16,6 +16,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // FileName is the name of the embedded store's database file inside the store directory
@@ -121,13 +122,8 @@ func openFileWith(dir string, opts fileOptions) (*File, error) {
 		NoFreelistSync: true,            // fewer pages per checkpoint; the freelist is rebuilt on open
 		FreelistType:   bolt.FreelistMapType,
 	})
-	switch {
-	case errors.Is(err, bolt.ErrTimeout):
-		return nil, fmt.Errorf("store: %s is in use by another process (one connector per store directory)", path)
-	case err != nil && os.IsPermission(err):
-		return nil, fmt.Errorf("store: cannot open %s: %w", path, err)
-	case err != nil:
-		return nil, fmt.Errorf("store: cannot open %s: %w (%w)", path, ErrCorrupted, err)
+	if err != nil {
+		return nil, openError(path, err)
 	}
 	s := &File{db: db, path: path}
 	log, err := s.open(opts)
@@ -137,6 +133,20 @@ func openFileWith(dir string, opts fileOptions) (*File, error) {
 	}
 	s.fl = newFlusher(db, log, opts)
 	return s, nil
+}
+
+// openError explains why bbolt could not open the store file. Only bbolt's own findings about
+// the file's content mean a corrupted store: a read-only volume, a full disk or a permission is
+// the volume's problem, and the remedy must not look like deleting the balances.
+func openError(path string, err error) error {
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return fmt.Errorf("store: %s is in use by another process (one connector per store directory)", path)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch),
+		errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrInvalidMapping):
+		return fmt.Errorf("store: cannot open %s: %w (%w)", path, ErrCorrupted, err)
+	}
+	return fmt.Errorf("store: cannot open %s (check the volume: writable, space left, permissions): %w", path, err)
 }
 
 // open loads bbolt, replays the log on top of it and checkpoints the result, so that the log

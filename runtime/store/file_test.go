@@ -3,14 +3,17 @@ package store
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // crash ends the store as kill -9 would: what the writer has not written yet is lost, no
@@ -254,6 +257,31 @@ func TestFileOpenErrors(t *testing.T) {
 				t.Fatalf("err %q does not say %q", err, tt.message)
 			}
 		})
+	}
+}
+
+// TestOpenError: only bbolt's findings about the file's content make a corrupted store; the
+// volume's own errors say so and point at the volume, not at deleting the balances.
+func TestOpenError(t *testing.T) {
+	const path = "/data/ilpfleet.db"
+	for _, tt := range []struct {
+		name      string
+		err       error
+		corrupted bool
+		message   string
+	}{
+		{"lock held", berrors.ErrTimeout, false, "in use by another process"},
+		{"invalid file", berrors.ErrInvalid, true, "corrupted"},
+		{"checksum", berrors.ErrChecksum, true, "corrupted"},
+		{"version", berrors.ErrVersionMismatch, true, "corrupted"},
+		{"read-only volume", &fs.PathError{Op: "open", Path: path, Err: syscall.EROFS}, false, "check the volume"},
+		{"disk full", &fs.PathError{Op: "write", Path: path, Err: syscall.ENOSPC}, false, "no space left"},
+		{"permission", &fs.PathError{Op: "open", Path: path, Err: syscall.EACCES}, false, "permission denied"},
+	} {
+		err := openError(path, tt.err)
+		if errors.Is(err, ErrCorrupted) != tt.corrupted || !strings.Contains(err.Error(), tt.message) || !strings.Contains(err.Error(), path) {
+			t.Errorf("%s: %v; want corrupted %v, with %q and the path", tt.name, err, tt.corrupted, tt.message)
+		}
 	}
 }
 
