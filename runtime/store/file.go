@@ -113,7 +113,7 @@ func openFileWith(dir string, opts fileOptions) (*File, error) {
 	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
 		return nil, fmt.Errorf("store: path %s is not a directory; CONNECTOR_STORE_PATH names a directory that holds %s", dir, FileName)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := mkdirDurable(dir); err != nil {
 		return nil, fmt.Errorf("store: cannot create the store directory: %w", err)
 	}
 	path := filepath.Join(dir, FileName)

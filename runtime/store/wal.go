@@ -307,6 +307,31 @@ func preallocate(f *os.File, size int64) (bool, error) {
 	return true, f.Sync()
 }
 
+// mkdirDurable creates dir and its missing parents (mode 0700), and syncs the directory that
+// holds each one it created: the log syncs the store directory itself, but a power loss soon
+// after the first start could otherwise lose the directory's own entry, and every record in it.
+func mkdirDurable(dir string) error {
+	var created []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		}
+		created = append(created, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for _, d := range created {
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
