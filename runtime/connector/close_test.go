@@ -113,16 +113,7 @@ func startWithStuckBob(t *testing.T, ml *memLinks, factory func(string, config.A
 		<-ctx.Done() // a next hop that has not answered yet
 		return nil, ctx.Err()
 	})
-	c, err := New(mustConfig(t, coreConfig), Options{newLink: factory})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer scancel()
-	if err := c.Start(sctx); err != nil {
-		t.Fatal(err)
-	}
-	return c, r
+	return start(t, coreConfig, Options{newLink: factory}), r // its Close at cleanup is a no-op after the test's
 }
 
 // closeBounded calls c.Close with a 300 ms context and fails, saying why, if it is still
