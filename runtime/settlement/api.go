@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -326,13 +325,11 @@ func (s *Settler) pruneLoop() {
 func (s *Settler) prune() {
 	now := s.o.Now()
 	cut := now.Add(-creditRetention).Unix()
-	// Under creditMu: a repeat of the key refreshes its record (touchCredit) under it, and must
-	// not fall between the read that finds the record old and its delete.
-	s.pruneKeys(inPrefix, &s.creditMu, func(v []byte) bool {
+	s.pruneKeys(inPrefix, func(v []byte) bool {
 		var rec creditRecord
 		return json.Unmarshal(v, &rec) == nil && rec.At < cut
 	})
-	s.pruneKeys(everyPrefix, nil, func(v []byte) bool {
+	s.pruneKeys(everyPrefix, func(v []byte) bool {
 		var rec slotRecord
 		if json.Unmarshal(v, &rec) != nil {
 			return false
@@ -344,33 +341,38 @@ func (s *Settler) prune() {
 	})
 }
 
-// pruneKeys deletes the keys under prefix whose value is old, each read and deleted under mu
-// when there is one.
-func (s *Settler) pruneKeys(prefix string, mu *sync.Mutex, old func([]byte) bool) {
+// pruneKeys deletes the keys under prefix whose value is old. It stops at the first key it
+// cannot read or delete: the store is failing, and each failed conditional delete may hold
+// one of a Redis store's write lanes while it is resolved; the next prune tries again.
+func (s *Settler) pruneKeys(prefix string, old func([]byte) bool) {
 	keys, err := s.o.Store.Keys(s.ctx, prefix)
 	if err != nil {
 		s.log.Warn("cannot list the settlement records to prune", "prefix", prefix, "error", err)
 		return
 	}
 	for _, k := range keys {
-		if mu != nil {
-			mu.Lock()
-		}
-		s.pruneKey(k, old)
-		if mu != nil {
-			mu.Unlock()
+		if err := s.pruneKey(k, old); err != nil {
+			s.log.Warn("cannot forget an old settlement record; the next prune tries again", "key", k, "error", err)
+			return
 		}
 	}
 }
 
-func (s *Settler) pruneKey(k string, old func([]byte) bool) {
+// pruneKey deletes k if its value is old, and only if it still holds the value found old: a
+// repeat of a credit's key refreshes its record (touchCredit) between the read and the
+// delete, through this runtime or a replica sharing the store, and no lock of this process
+// orders the replicas. A plain delete would forget the refreshed record, and credit the next
+// repeat again.
+func (s *Settler) pruneKey(k string, old func([]byte) bool) error {
 	v, err := s.o.Store.GetKey(s.ctx, k)
+	if errors.Is(err, store.ErrNotFound) { // forgotten meanwhile, by another replica's prune
+		return nil
+	}
 	if err != nil || !old(v) {
-		return
+		return err
 	}
-	if err := s.o.Store.DeleteKey(s.ctx, k); err != nil {
-		s.log.Warn("cannot forget an old settlement record", "key", k, "error", err)
-	}
+	_, err = s.o.Store.DeleteKeyIf(s.ctx, k, v)
+	return err
 }
 
 // problem writes an error as JSON ({"error": …}), which engines log.

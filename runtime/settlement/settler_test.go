@@ -895,10 +895,10 @@ func TestCreditKeyKeptFromTheLastRequest(t *testing.T) {
 	}
 }
 
-// TestPruneSparesACreditKeyRepeatedMeanwhile: a repeat of an old key while prune runs either
-// refreshes its record before prune reads it (kept) or comes after the delete (credited anew,
-// its retention over); never refreshes it between prune's read and its delete, which let a
-// later repeat, well within the retention of the last request, be credited again.
+// TestPruneSparesACreditKeyRepeatedMeanwhile: a repeat of an old key that refreshes its record
+// while prune runs, even between prune's read and its delete, keeps it (the delete compares):
+// a later repeat, well within the retention of the last request, is not credited again.
+// TestPruneSparesACreditKeyRefreshedByAReplica is the same through another replica.
 func TestPruneSparesACreditKeyRepeatedMeanwhile(t *testing.T) {
 	mem := store.NewMemory()
 	h := &afterGetKey{Store: mem}
@@ -916,7 +916,7 @@ func TestPruneSparesACreditKeyRepeatedMeanwhile(t *testing.T) {
 	credit()
 	now.Add(int64(creditRetention + time.Minute))
 	// The engine repeats the key just as prune has read its record: at once if nothing holds
-	// credits back (what prune did), else as soon as they may run.
+	// credits back (prune no longer does), else as soon as they may run.
 	var repeat sync.WaitGroup
 	h.once = func() {
 		if s.creditMu.TryLock() {

@@ -71,9 +71,12 @@ type File struct {
 	accounts sync.Map // string → *fileAccount
 	fl       *flusher
 	closed   atomic.Bool
-	// creditMu makes CreditOnce's "key absent" check and its write one step against other
-	// CreditOnce calls: it is held until the write is logged, when the key is in the logged view.
-	creditMu sync.Mutex
+	// kvMu orders the KV writes. Every one is queued under it; a write that depends on what a
+	// key holds (CreateKey, CreditOnce, DeleteKeyIf) holds it from its read until its own write
+	// is logged, and first waits for lastKV: its read sees only the logged view, so a write
+	// still queued when it began would be missed, and one queued meanwhile overwritten.
+	kvMu   sync.Mutex
+	lastKV *batch // the batch of the last KV write queued (guarded by kvMu); nil: none yet
 }
 
 type fileAccount struct {
@@ -493,21 +496,43 @@ func (s *File) PutKey(_ context.Context, key string, value []byte) error {
 	if err := s.usable(); err != nil {
 		return err
 	}
-	return s.fl.wait(s.fl.putKV(key, append([]byte{}, value...)))
+	return s.fl.wait(s.queueKV(key, append([]byte{}, value...)))
 }
 
-// CreateKey implements KV; it returns once the value is on disk. creditMu orders it with the
-// other writes that depend on a key being absent (CreditOnce).
+// queueKV queues a KV write that depends on nothing read (nil v: a deletion), under kvMu but
+// without holding it until the write is logged: plain writes still share group commits.
+func (s *File) queueKV(key string, v []byte) *batch {
+	s.kvMu.Lock()
+	defer s.kvMu.Unlock()
+	s.lastKV = s.fl.putKV(key, v)
+	return s.lastKV
+}
+
+// settledKV waits until every KV write queued so far is logged, so that lookup sees it; the
+// caller holds kvMu, so no other can be queued meanwhile. It costs at most one group commit,
+// and nothing when no KV write is in flight.
+func (s *File) settledKV() error {
+	if s.lastKV == nil {
+		return nil
+	}
+	return s.fl.wait(s.lastKV)
+}
+
+// CreateKey implements KV; it returns once the value is on disk. It holds kvMu (see File).
 func (s *File) CreateKey(_ context.Context, key string, value []byte) (bool, error) {
 	if err := s.usable(); err != nil {
 		return false, err
 	}
-	s.creditMu.Lock()
-	defer s.creditMu.Unlock()
+	s.kvMu.Lock()
+	defer s.kvMu.Unlock()
+	if err := s.settledKV(); err != nil {
+		return false, err
+	}
 	if v, err := s.lookup(key); err != nil || v != nil {
 		return false, err
 	}
-	return true, s.fl.wait(s.fl.putKV(key, append([]byte{}, value...)))
+	s.lastKV = s.fl.putKV(key, append([]byte{}, value...))
+	return true, s.fl.wait(s.lastKV)
 }
 
 // DeleteKey implements KV; it returns once the deletion is on disk.
@@ -515,40 +540,74 @@ func (s *File) DeleteKey(_ context.Context, key string) error {
 	if err := s.usable(); err != nil {
 		return err
 	}
-	return s.fl.wait(s.fl.putKV(key, nil))
+	return s.fl.wait(s.queueKV(key, nil))
+}
+
+// DeleteKeyIf implements KV; it returns once the deletion is on disk. It holds kvMu (see
+// File), so that the value compared is the newest, and stays so until the deletion is logged.
+func (s *File) DeleteKeyIf(_ context.Context, key string, was []byte) (bool, error) {
+	if err := s.usable(); err != nil {
+		return false, err
+	}
+	s.kvMu.Lock()
+	defer s.kvMu.Unlock()
+	if err := s.settledKV(); err != nil {
+		return false, err
+	}
+	cur, err := s.lookup(key)
+	if err != nil || !deleteGuard(key, was).guardHolds(cur, cur != nil) {
+		return false, err
+	}
+	s.lastKV = s.fl.putKV(key, nil)
+	return true, s.fl.wait(s.lastKV)
 }
 
 // SettleDue implements Settlements: the new durable balance and the key go into one batch, so
-// one log record holds both.
+// one log record holds both. The key is queued under kvMu, as every KV write (see File).
 func (s *File) SettleDue(_ context.Context, account string, threshold, settleTo int64, key string) (int64, error) {
 	if err := s.usable(); err != nil {
 		return 0, err
 	}
-	a := s.account(account)
-	a.mu.Lock()
-	amount, due, err := settleAmount(a.b.Balance, threshold, settleTo)
-	if !due || err != nil {
-		a.mu.Unlock()
-		return 0, err
-	}
-	nb := a.b
-	nb.Balance = settleTo
-	bt, err := s.setDurable(a, account, nb, map[string][]byte{key: settleValue(amount)})
-	a.mu.Unlock()
-	if err != nil {
+	bt, amount, err := s.settle(account, threshold, settleTo, key)
+	if bt == nil || err != nil {
 		return 0, err
 	}
 	return amount, s.fl.wait(bt)
 }
 
+// settle applies SettleDue's change and queues it; nil batch: not due. Lock order: kvMu,
+// then the account's lock (as CreditOnce).
+func (s *File) settle(account string, threshold, settleTo int64, key string) (*batch, int64, error) {
+	s.kvMu.Lock()
+	defer s.kvMu.Unlock()
+	a := s.account(account)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	amount, due, err := settleAmount(a.b.Balance, threshold, settleTo)
+	if !due || err != nil {
+		return nil, 0, err
+	}
+	nb := a.b
+	nb.Balance = settleTo
+	bt, err := s.setDurable(a, account, nb, map[string][]byte{key: settleValue(amount)})
+	if err != nil {
+		return nil, 0, err
+	}
+	s.lastKV = bt
+	return bt, amount, nil
+}
+
 // CreditOnce implements Settlements: the balance, key and entries go into one batch, so one log
-// record holds them all.
+// record holds them all. It holds kvMu (see File).
 func (s *File) CreditOnce(_ context.Context, account string, delta int64, key string, value []byte, entries ...Entry) (bool, error) {
 	if err := s.usable(); err != nil {
 		return false, err
 	}
-	s.creditMu.Lock()
-	defer s.creditMu.Unlock()
+	s.kvMu.Lock()
+	defer s.kvMu.Unlock()
+	if err := s.settledKV(); err != nil {
+		return false, err
+	}
 	if v, err := s.lookup(key); err != nil || v != nil {
 		return false, err
 	}
@@ -559,10 +618,11 @@ func (s *File) CreditOnce(_ context.Context, account string, delta int64, key st
 	if err != nil {
 		return false, err
 	}
+	s.lastKV = bt
 	return true, s.fl.wait(bt)
 }
 
-// checkGuards is ErrConflict if a guarded entry's key changed; the caller holds creditMu.
+// checkGuards is ErrConflict if a guarded entry's key changed; the caller holds kvMu.
 func (s *File) checkGuards(entries []Entry) error {
 	for _, e := range entries {
 		if !e.Guard {
@@ -579,7 +639,7 @@ func (s *File) checkGuards(entries []Entry) error {
 	return nil
 }
 
-// credit applies CreditOnce's change to the account and queues it; the caller holds creditMu.
+// credit applies CreditOnce's change to the account and queues it; the caller holds kvMu.
 func (s *File) credit(account string, delta int64, key string, value []byte, entries []Entry) (*batch, error) {
 	kv := make(map[string][]byte, 1+len(entries))
 	kv[key] = append([]byte{}, value...)

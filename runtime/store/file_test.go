@@ -491,3 +491,89 @@ func checkpoint(t *testing.T, s *File) {
 	}
 	s.fl.endCheckpoint()
 }
+
+// TestFileConditionalWritesSeeQueuedWrites: a write that depends on what a key holds
+// (CreateKey, CreditOnce, DeleteKeyIf), made while a PutKey of the key is queued but not yet in
+// the log, decides on the put's value, as if the put came first: not on the value before it,
+// which would let it create, credit or delete over a put that then succeeds too.
+func TestFileConditionalWritesSeeQueuedWrites(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name        string
+		before      string // the key's logged value before the put; "": absent
+		op          func(s *File) (bool, error)
+		mark        string // the value op writes when it decides to write one
+		wantBalance int64  // of account "a"
+	}{
+		{"CreateKey", "", func(s *File) (bool, error) { return s.CreateKey(ctx, "k", []byte("create")) }, "create", 0},
+		{"CreditOnce", "", func(s *File) (bool, error) { return s.CreditOnce(ctx, "a", -5, "k", []byte("credit")) }, "credit", 0},
+		{"DeleteKeyIf", "old", func(s *File) (bool, error) { return s.DeleteKeyIf(ctx, "k", []byte("old")) }, "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openFile(t, t.TempDir())
+			t.Cleanup(func() { _ = s.Close() })
+			if tt.before != "" {
+				if err := s.PutKey(ctx, "k", []byte(tt.before)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ok, err := s.racePut(t, tt.op, tt.mark)
+			if ok || err != nil {
+				t.Fatalf("%s over a queued put: %v %v, want false: the key holds the put's value", tt.name, ok, err)
+			}
+			if v, err := s.GetKey(ctx, "k"); err != nil || string(v) != "put" {
+				t.Fatalf("value %q %v, want the put's", v, err)
+			}
+			if b, _ := s.Get(ctx, "a"); b.Balance != tt.wantBalance {
+				t.Fatalf("balance %d, want %d", b.Balance, tt.wantBalance)
+			}
+		})
+	}
+}
+
+// racePut queues PutKey(k, "put") and holds it out of the log (the writer waits for logMu)
+// while op runs; it lets the log go once op has decided (it returned, wrote mark, or holds
+// kvMu waiting for the put), and returns op's result.
+func (s *File) racePut(t *testing.T, op func(*File) (bool, error), mark string) (bool, error) {
+	t.Helper()
+	ctx := context.Background()
+	f := s.fl
+	f.logMu.Lock()
+	f.mu.Lock()
+	queued := f.cur
+	f.mu.Unlock()
+	put := make(chan error, 1)
+	go func() { put <- s.PutKey(ctx, "k", []byte("put")) }()
+	eventually(t, "the put to be queued", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		_, ok := queued.kv["k"]
+		return ok
+	})
+	type result struct {
+		ok  bool
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ok, err := op(s)
+		done <- result{ok, err}
+	}()
+	eventually(t, "the write to decide", func() bool {
+		if len(done) > 0 || !s.kvMu.TryLock() {
+			return true
+		}
+		s.kvMu.Unlock()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		v, ok := f.cur.kv["k"]
+		return ok && mark != "" && string(v) == mark
+	})
+	f.logMu.Unlock()
+	if err := <-put; err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	return r.ok, r.err
+}

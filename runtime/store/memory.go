@@ -162,6 +162,20 @@ func (m *Memory) DeleteKey(_ context.Context, key string) error {
 	return nil
 }
 
+// DeleteKeyIf implements KV: the comparison and the deletion under the KV lock.
+func (m *Memory) DeleteKeyIf(_ context.Context, key string, was []byte) (bool, error) {
+	if m.closed.Load() {
+		return false, ErrClosed
+	}
+	m.kvMu.Lock()
+	defer m.kvMu.Unlock()
+	if cur, ok := m.kv[key]; !deleteGuard(key, was).guardHolds(cur, ok) {
+		return false, nil
+	}
+	delete(m.kv, key)
+	return true, nil
+}
+
 // SettleDue implements Settlements, under the account's lock and the KV lock.
 func (m *Memory) SettleDue(_ context.Context, account string, threshold, settleTo int64, key string) (int64, error) {
 	a, err := m.account(account)

@@ -563,6 +563,29 @@ func (r *Redis) DeleteKey(ctx context.Context, key string) error {
 	return nil
 }
 
+// DeleteKeyIf implements KV: the script compares and deletes, under a lane, as CreateKey: a
+// deletion sent again after a lost reply reports the key deleted, not changed or absent. One
+// left to the resolver may still apply later, which is harmless: it still compares first.
+func (r *Redis) DeleteKeyIf(ctx context.Context, key string, was []byte) (bool, error) {
+	g := deleteGuard(key, was)
+	res, err := r.write(ctx, call{op: "delif", keys: []string{r.kvKey(key)}, amount: "0", extra: []any{guardArg(g)}, account: key}, inPlace)
+	if err != nil {
+		return false, err
+	}
+	if res.code != codeOK {
+		return false, fmt.Errorf("store: redis delif: unknown result code %d", res.code)
+	}
+	return res.proposed == "1", nil
+}
+
+// guardArg is how the script reads a guarded entry's Was: 'a' absent, 'v'..value.
+func guardArg(e Entry) any {
+	if e.Was == nil {
+		return "a"
+	}
+	return append([]byte{'v'}, e.Was...)
+}
+
 // SettleDue implements Settlements: one script compares the committed balance, raises it and
 // records the key.
 func (r *Redis) SettleDue(ctx context.Context, account string, threshold, settleTo int64, key string) (int64, error) {
@@ -601,11 +624,7 @@ func (r *Redis) CreditOnce(ctx context.Context, account string, delta int64, key
 		set, del := byte('s'), "d"
 		if e.Guard {
 			set, del = 'S', "D"
-			if e.Was == nil {
-				guards = append(guards, "a")
-			} else {
-				guards = append(guards, append([]byte{'v'}, e.Was...))
-			}
+			guards = append(guards, guardArg(e))
 		}
 		if e.Value == nil {
 			extra = append(extra, del)

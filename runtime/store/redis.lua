@@ -5,7 +5,8 @@
 --
 -- KEYS[1]  the account's hash: b (committed balance), p (pending), o:<instance> (this
 --          instance's open packet changes of b), p:<instance> (this instance's part of p);
---          for 'create', the KV key to create (with ARGV[10])
+--          for 'create', the KV key to create (with ARGV[10]); for 'delif', the KV key to
+--          delete if it still has the value ARGV[10] gives ('v'..value, as a guard below)
 -- KEYS[2]  the instance's hash: t, the token of its current process (a start-up token while it
 --          starts, then its running one), and per lane the sequence number and reply of its
 --          last write (redis_lanes.go)
@@ -24,7 +25,9 @@
 --          7 stale (a late copy of a write its lane has gone past), 8 voided, 9 a guarded
 --          entry's key changed ('credit').
 --          'settle' returns the amount raised as proposed ('0': not due); 'recover' the open
---          change and the reservation it reverted, as '<o> <p>'.
+--          change and the reservation it reverted, as '<o> <p>'; 'delif' code 0 and '1' when
+--          it deleted, '0' when the key was absent or changed (a refusal code would read as a
+--          failed write to the resolver, and a changed key is an answer, not a failure).
 local key = KEYS[1]
 local op, amt, minv, maxv, inst, scoped = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local token, lane, seq = ARGV[7], ARGV[8], ARGV[9]
@@ -87,11 +90,27 @@ local function own(field, d)
   if v == '0' then redis.call('HDEL', key, field) else redis.call('HSET', key, field, v) end
 end
 
+-- holds reports whether KV key k still has the value a guard gives: 'a' absent, 'v'..value.
+local function holds(k, was)
+  local cur = redis.call('GET', k)
+  if was == 'a' then return cur == false end
+  return cur == was:sub(2)
+end
+
 local function apply()
   if op == 'create' then
     -- CreateKey: KEYS[1] is the KV key, ARGV[10] its value.
     if redis.call('SET', key, ARGV[10], 'NX') then return {0, '0', '0', ''} end
     return {5, '0', '0', ''}
+  end
+
+  if op == 'delif' then
+    -- DeleteKeyIf: KEYS[1] is the KV key, ARGV[10] the guard of the value it must still have.
+    if holds(key, ARGV[10]) then
+      redis.call('DEL', key)
+      return {0, '0', '0', '1'}
+    end
+    return {0, '0', '0', '0'}
   end
 
   local cur = redis.call('HMGET', key, 'b', 'p')
@@ -160,11 +179,9 @@ local function apply()
     for i = 4, #KEYS do
       local kind = ARGV[i + 7]:sub(1, 1)
       if kind == 'S' or kind == 'D' then
-        local was, cur = ARGV[g], redis.call('GET', KEYS[i])
+        local was = ARGV[g]
         g = g + 1
-        if (was == 'a' and cur ~= false) or (was ~= 'a' and cur ~= was:sub(2)) then
-          return {9, b, p, ''}
-        end
+        if not holds(KEYS[i], was) then return {9, b, p, ''} end
       end
     end
     local nb = add(b, amt)

@@ -275,9 +275,10 @@ func TestRedisUndoWhoseReplyIsLost(t *testing.T) {
 }
 
 // TestRedisInPlaceWritesGetTheirFirstReply: a write whose caller acts on the reply (a due
-// settlement, an incoming one, a key created) is applied, its reply lost, and Redis then
-// refuses it for a while (LOADING); it is sent again in place, and its caller gets the reply of
-// the write that was applied: not "not due", "recorded before" or "exists".
+// settlement, an incoming one, a key created or deleted if unchanged) is applied, its reply
+// lost, and Redis then refuses it for a while (LOADING); it is sent again in place, and its
+// caller gets the reply of the write that was applied: not "not due", "recorded before",
+// "exists" or "absent".
 func TestRedisInPlaceWritesGetTheirFirstReply(t *testing.T) {
 	srv := redistest.Start(t)
 	cases := []laneCase{
@@ -286,6 +287,16 @@ func TestRedisInPlaceWritesGetTheirFirstReply(t *testing.T) {
 			created, err := r.CreateKey(ctx, "k", []byte("v"))
 			if err == nil && !created {
 				return errors.New("CreateKey reported the key there before")
+			}
+			return err
+		}, want: map[string]AccountBalance{}},
+		{name: "key deleted if unchanged", setup: func(ctx context.Context, r *Redis) context.Context {
+			_ = r.PutKey(ctx, "k", []byte("v")) // if it failed, the write reports the key absent
+			return ctx
+		}, write: func(ctx context.Context, r *Redis) error {
+			deleted, err := r.DeleteKeyIf(ctx, "k", []byte("v"))
+			if err == nil && !deleted {
+				return errors.New("DeleteKeyIf reported the key absent or changed")
 			}
 			return err
 		}, want: map[string]AccountBalance{}},

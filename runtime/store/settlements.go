@@ -68,6 +68,16 @@ func (e Entry) guardHolds(cur []byte, present bool) bool {
 	return present && bytes.Equal(cur, e.Was)
 }
 
+// deleteGuard is the guard of DeleteKeyIf: the key present and holding was. A nil was is
+// the empty value, not "absent" as in Entry: GetKey returns nil for an empty value, and there
+// is nothing to delete from an absent key.
+func deleteGuard(key string, was []byte) Entry {
+	if was == nil {
+		was = []byte{}
+	}
+	return Entry{Key: key, Guard: true, Was: was}
+}
+
 // settleAmount is the decision of SettleDue on a committed balance, shared by the stores (the
 // Redis script mirrors it): whether the settlement is due and its amount.
 func settleAmount(balance, threshold, settleTo int64) (amount int64, due bool, err error) {

@@ -15,10 +15,12 @@ import (
 // openStore opens a new, empty store for one subtest.
 type openStore func(t *testing.T) Store
 
-// testSettlements is the Settlements contract, and KV's CreateKey that settlement claims rely
-// on, run by each store's tests.
+// testSettlements is the Settlements contract, and KV's CreateKey and DeleteKeyIf that
+// settlement claims and their pruning rely on, run by each store's tests.
 func testSettlements(t *testing.T, open openStore) {
 	t.Run("CreateKey", func(t *testing.T) { testCreateKey(t, open) })
+	t.Run("DeleteKeyIf", func(t *testing.T) { testDeleteKeyIf(t, open) })
+	t.Run("concurrent DeleteKeyIf", func(t *testing.T) { testDeleteKeyIfRace(t, open) })
 	t.Run("SettleDue", func(t *testing.T) { testSettleDue(t, open) })
 	t.Run("CreditOnce", func(t *testing.T) { testCreditOnce(t, open) })
 	t.Run("Keys", func(t *testing.T) { testKeys(t, open) })
@@ -86,6 +88,81 @@ func testCreateKey(t *testing.T, open openStore) {
 	}
 	if b, err := s.Get(ctx, "claim"); err != nil || b != (AccountBalance{}) {
 		t.Fatalf("an account named like the key: %+v %v; CreateKey touches no balance", b, err)
+	}
+}
+
+// testDeleteKeyIf: a key is deleted only while it holds exactly the value given.
+func testDeleteKeyIf(t *testing.T, open openStore) {
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		value   []byte // the key's value before; nil: absent
+		was     []byte
+		deleted bool
+	}{
+		{"absent", nil, []byte("v"), false},
+		{"absent, nil was", nil, nil, false},
+		{"unchanged", []byte("v"), []byte("v"), true},
+		{"changed", []byte("v2"), []byte("v"), false},
+		{"longer", []byte("vv"), []byte("v"), false},
+		{"shorter", []byte("v"), []byte("vv"), false},
+		{"binary unchanged", []byte("a\x00b\xff"), []byte("a\x00b\xff"), true},
+		{"binary changed", []byte("a\x00b\xff"), []byte("a\x00c\xff"), false},
+		{"empty, nil was", []byte{}, nil, true},
+		{"empty, empty was", []byte{}, []byte{}, true},
+		{"a value, nil was", []byte("v"), nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := open(t)
+			if tt.value != nil {
+				if err := s.PutKey(ctx, "k", tt.value); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ok, err := s.DeleteKeyIf(ctx, "k", tt.was)
+			if ok != tt.deleted || err != nil {
+				t.Fatalf("DeleteKeyIf = %v %v, want %v", ok, err, tt.deleted)
+			}
+			v, err := s.GetKey(ctx, "k")
+			switch {
+			case tt.value == nil || tt.deleted:
+				if !errors.Is(err, ErrNotFound) {
+					t.Fatalf("after: %q %v, want absent", v, err)
+				}
+			case err != nil || string(v) != string(tt.value):
+				t.Fatalf("after: %q %v, want %q kept", v, err, tt.value)
+			}
+			var want []string // Keys agrees with GetKey
+			if tt.value != nil && !tt.deleted {
+				want = []string{"k"}
+			}
+			if keys, err := s.Keys(ctx, ""); err != nil || !slices.Equal(keys, want) {
+				t.Fatalf("keys %q %v, want %q", keys, err, want)
+			}
+		})
+	}
+}
+
+// testDeleteKeyIfRace: of many DeleteKeyIf calls racing with one key and value, exactly one
+// deletes it; and none deletes a newer value put back meanwhile.
+func testDeleteKeyIfRace(t *testing.T, open openStore) {
+	ctx := context.Background()
+	s := open(t)
+	if err := s.PutKey(ctx, "k", []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	if won := race(t, func(int) (bool, error) { return s.DeleteKeyIf(ctx, "k", []byte("old")) }); won != 1 {
+		t.Fatalf("%d calls deleted the key, want 1", won)
+	}
+	if err := s.PutKey(ctx, "k", []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	if won := race(t, func(int) (bool, error) { return s.DeleteKeyIf(ctx, "k", []byte("old")) }); won != 0 {
+		t.Fatalf("%d calls deleted a newer value, want none", won)
+	}
+	if v, err := s.GetKey(ctx, "k"); err != nil || string(v) != "new" {
+		t.Fatalf("after: %q %v, want the newer value", v, err)
 	}
 }
 
