@@ -1,13 +1,8 @@
 package controllers
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -16,13 +11,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
-	"github.com/ilpfleet/ilpfleet/internal/testenv"
 )
 
 func sampleConnector(ns string) *ilpv1.Connector {
@@ -332,46 +324,6 @@ func TestImmutableFields(t *testing.T) {
 				t.Errorf("%T update: got %v, want %q", tc.obj, err, tc.want)
 			}
 		})
-	}
-}
-
-// TestSamplesAdmitted creates every object of config/samples (dry run): the samples must pass
-// the CRDs' validation, rules included.
-func TestSamplesAdmitted(t *testing.T) {
-	ns := namespace(t)
-	paths, err := filepath.Glob(filepath.Join(testenv.Root(), "config", "samples", "*.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, p := range paths {
-		if filepath.Base(p) == "kustomization.yaml" {
-			continue
-		}
-		raw, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
-		for i := 0; i < 100; i++ {
-			var obj unstructured.Unstructured
-			if err := dec.Decode(&obj.Object); errors.Is(err, io.EOF) {
-				break
-			} else if err != nil {
-				t.Fatalf("%s: %v", p, err)
-			}
-			if len(obj.Object) == 0 {
-				continue
-			}
-			obj.SetNamespace(ns)
-			if err := k8s.Create(context.Background(), &obj, client.DryRunAll); err != nil {
-				t.Errorf("%s: %s %s: %v", filepath.Base(p), obj.GetKind(), obj.GetName(), err)
-			}
-			n++
-		}
-	}
-	if n == 0 {
-		t.Fatal("no objects in config/samples")
 	}
 }
 
