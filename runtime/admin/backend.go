@@ -5,6 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/shopspring/decimal"
+
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/middleware"
@@ -31,8 +33,16 @@ type Backend interface {
 	Routes() []RouteInfo
 	// Routing is the route broadcaster's (CCP) state; zero values while CCP is absent.
 	Routing() RoutingInfo
-	// Rates is the rate backend's status (GET /rates).
+	// Rates is the rate backend's status (GET /rates/backend).
 	Rates() RatesInfo
+	// AccountRates is one row of GET /rates: for each account other than from, the rate the
+	// connector converts a packet's amount with from account from to it (destination base
+	// units per source base unit, spread and asset scales applied), as the JS rate backend's
+	// getRate answers it. A pair that a packet could not be converted for now (an asset the
+	// backend has no rate for, a fetching backend without current rates) is left out. Errors:
+	// wrapping ErrUnknownAccount for an account that is not configured (404); anything else
+	// is a 500.
+	AccountRates(ctx context.Context, from string) (map[string]decimal.Decimal, error)
 	// Alerts lists the alerts, by ascending ID (middleware.Alerts.List).
 	Alerts() []middleware.Alert
 	// DismissAlert deletes an alert and reports whether it existed (middleware.Alerts.Dismiss).
@@ -50,8 +60,8 @@ type SettlementInfo struct {
 	Amount               int64 // in the account's units
 }
 
-// ErrUnknownAccount is returned (wrapped) by Backend.AdjustBalance for an account that is
-// not configured, so that the admin API answers 404 rather than 500.
+// ErrUnknownAccount is returned (wrapped) by Backend.AdjustBalance and Backend.AccountRates
+// for an account that is not configured, so that the admin API answers 404 rather than 500.
 var ErrUnknownAccount = errors.New("unknown account")
 
 // AccountInfo is one account as GET /accounts and GET /status show it.
@@ -113,9 +123,9 @@ type PeerReceive struct {
 	Epoch          uint32
 }
 
-// RatesInfo is the rate backend's status. Rates maps asset codes to decimal strings, never
-// floats (ECB style: units of the asset per unit of the base); nil when the backend has no
-// table (one-to-one).
+// RatesInfo is the rate backend's status (GET /rates/backend). Rates maps asset codes to
+// decimal strings, never floats (ECB style: units of the asset per unit of the base); nil
+// when the backend has no table (one-to-one).
 type RatesInfo struct {
 	Backend string
 	Rates   map[string]string

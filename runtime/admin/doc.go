@@ -11,7 +11,8 @@
 //	GET    /accounts      {address, accounts: {id: {info, connected, adminInfo}}}
 //	GET    /balance       {accounts: {id: {balance, minimum, maximum}}}
 //	POST   /balance       {"accountId", "amountDiff"} → 204
-//	GET    /rates         {backend, rates}                  (shape is ours: JS backends differ)
+//	GET    /rates         {srcAccount: {dstAccount: rate}}  (?from=<account>: that row only, ours)
+//	GET    /rates/backend {backend, rates, source}          (ours: the backend's asset rates and their freshness)
 //	GET    /stats         prom-client getMetricsAsJSON() of the ilp_connector_* families
 //	GET    /alerts        {alerts: [...]}
 //	DELETE /alerts/:id    204
@@ -25,4 +26,15 @@
 // object keys keyed by account or prefix are sorted (JS keeps insertion order);
 // GET /accounts/:id (plugin admin info) and POST /addAccount are not offered: accounts
 // come from the configuration sources, and no Go link has plugin admin info.
+//
+// GET /rates is JS's matrix of every pair of distinct accounts: the rate the connector
+// converts a packet's amount with from the one to the other (destination base units per
+// source base unit, spread and asset scales applied; one-to-one: (1−spread)·10^(dstScale−
+// srcScale)), taken from the connector's own converter and written as a JSON number from its
+// exact decimal string. It differs from JS in three ways: a pair the backend cannot price now
+// (an asset missing from the static or ecb table, ecb rates not fetched yet or stale) is left
+// out of its row, where JS answers 500 for the whole request; ?from=<account> answers one row
+// (404 for an unknown account); and above MaxRatesMatrixAccounts accounts the whole matrix,
+// which grows as N², is refused with a 400 that says to ask row by row. Numbers print as
+// decimals (0.0000001 where JS prints 1e-7): the same values to a JSON parser.
 package admin

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/shopspring/decimal"
 
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
@@ -22,6 +25,7 @@ type fakeBackend struct {
 	routes      []RouteInfo
 	routing     RoutingInfo
 	rates       RatesInfo
+	pairRates   map[string]map[string]string // GET /rates rows, decimal strings; a known account without one has an empty row
 
 	settlements []SettlementInfo
 
@@ -43,6 +47,22 @@ func (f *fakeBackend) Alerts() []middleware.Alert {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]middleware.Alert(nil), f.alerts...)
+}
+
+// AccountRates answers the row of from; "broken" fails and "vanished" is listed by Accounts
+// but gone by now, as after a reload between the two calls.
+func (f *fakeBackend) AccountRates(_ context.Context, from string) (map[string]decimal.Decimal, error) {
+	switch {
+	case from == "broken":
+		return nil, errors.New("backend exploded")
+	case from == "vanished", !slices.ContainsFunc(f.accounts, func(a AccountInfo) bool { return a.ID == from }):
+		return nil, fmt.Errorf("connector: %w: %s", ErrUnknownAccount, from)
+	}
+	out := map[string]decimal.Decimal{}
+	for dst, r := range f.pairRates[from] {
+		out[dst] = decimal.RequireFromString(r)
+	}
+	return out, nil
 }
 
 func (f *fakeBackend) Balances(context.Context) (map[string]BalanceInfo, error) {
@@ -123,6 +143,12 @@ func newFake() *fakeBackend {
 			},
 		},
 		rates: RatesInfo{Backend: "static", Rates: map[string]string{"USD": "1.0835", "EUR": "1"}},
+		// alice USD scale 9, bob EUR scale 6, spread 0.01: 1/1.0835·10^-3·0.99 and
+		// 1.0835·10^3·0.99, the static backend's rates to 15 digits.
+		pairRates: map[string]map[string]string{
+			"alice": {"bob": "0.000913705583756345"},
+			"bob":   {"alice": "1072.665"},
+		},
 		alerts: []middleware.Alert{{
 			ID: 1700000000000, AccountID: "bob", TriggeredBy: "test.peer", Message: "exceeded maximum balance.", Count: 2,
 			CreatedAt: time.Date(2024, 1, 2, 4, 5, 6, 789123456, paris),

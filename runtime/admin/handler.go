@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -55,19 +56,20 @@ func NewHandler(b Backend, g prometheus.Gatherer, opts Options) http.Handler {
 	h := &handler{b: b, g: g, opts: opts,
 		metrics: promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})}
 	h.routes = map[string]map[string]http.HandlerFunc{
-		"/status":       {http.MethodGet: h.getStatus},
-		"/routing":      {http.MethodGet: h.getRouting},
-		"/accounts":     {http.MethodGet: h.getAccounts},
-		"/accounts/":    {http.MethodGet: h.accountAdminInfo, http.MethodPost: h.accountAdminInfo}, // prefix: /accounts/:id
-		"/balance":      {http.MethodGet: h.getBalance, http.MethodPost: h.postBalance},
-		"/rates":        {http.MethodGet: h.getRates},
-		"/stats":        {http.MethodGet: h.getStats},
-		"/alerts":       {http.MethodGet: h.getAlerts},
-		"/alerts/":      {http.MethodDelete: h.deleteAlert}, // prefix: /alerts/:id
-		"/settlements":  {http.MethodGet: h.getSettlements},
-		"/settlements/": {http.MethodDelete: h.deleteSettlement}, // prefix: /settlements/:key
-		"/metrics":      {http.MethodGet: h.metrics.ServeHTTP},
-		"/healthz":      {http.MethodGet: h.healthz},
+		"/status":        {http.MethodGet: h.getStatus},
+		"/routing":       {http.MethodGet: h.getRouting},
+		"/accounts":      {http.MethodGet: h.getAccounts},
+		"/accounts/":     {http.MethodGet: h.accountAdminInfo, http.MethodPost: h.accountAdminInfo}, // prefix: /accounts/:id
+		"/balance":       {http.MethodGet: h.getBalance, http.MethodPost: h.postBalance},
+		"/rates":         {http.MethodGet: h.getRates},
+		"/rates/backend": {http.MethodGet: h.getRatesBackend},
+		"/stats":         {http.MethodGet: h.getStats},
+		"/alerts":        {http.MethodGet: h.getAlerts},
+		"/alerts/":       {http.MethodDelete: h.deleteAlert}, // prefix: /alerts/:id
+		"/settlements":   {http.MethodGet: h.getSettlements},
+		"/settlements/":  {http.MethodDelete: h.deleteSettlement}, // prefix: /settlements/:key
+		"/metrics":       {http.MethodGet: h.metrics.ServeHTTP},
+		"/healthz":       {http.MethodGet: h.healthz},
 	}
 	return h
 }
@@ -144,7 +146,79 @@ func (h *handler) getBalance(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, renderBalances(balances))
 }
 
-func (h *handler) getRates(w http.ResponseWriter, _ *http.Request) {
+// MaxRatesMatrixAccounts bounds the accounts for which GET /rates (without ?from=) answers the
+// whole matrix. It holds N·(N−1) rates, each computed by the converter: 200 accounts make
+// 39,800 (about a megabyte of JSON), which a person's tool still reads in one go; 10,000 would
+// make 10^8 (gigabytes, and minutes of CPU taken from the packets). Above it, a client asks one
+// row at a time with ?from=<accountId>, as many as it needs.
+const MaxRatesMatrixAccounts = 200
+
+// getRates answers GET /rates as JS does (RateBackend.getStatus): {src: {dst: rate}} for
+// every pair of distinct accounts; ?from=<accountId> (ours) answers that one row.
+func (h *handler) getRates(w http.ResponseWriter, r *http.Request) {
+	from, msg := rateSource(r.URL.Query())
+	switch {
+	case msg != "":
+		writeError(w, http.StatusBadRequest, "InvalidRequestError", msg)
+	case from != "":
+		h.getRateRow(w, r, from)
+	default:
+		h.getRateMatrix(w, r)
+	}
+}
+
+// rateSource reads the ?from= of GET /rates: the account, "" when absent, or a message
+// saying what is wrong with it.
+func rateSource(q url.Values) (from, msg string) {
+	vs, ok := q["from"]
+	if !ok {
+		return "", ""
+	}
+	if len(vs) != 1 || vs[0] == "" {
+		return "", "from must name one account: GET /rates?from=<accountId> (GET /accounts lists them)"
+	}
+	return vs[0], ""
+}
+
+func (h *handler) getRateRow(w http.ResponseWriter, r *http.Request, from string) {
+	row, err := h.b.AccountRates(r.Context(), from)
+	switch {
+	case errors.Is(err, ErrUnknownAccount):
+		writeError(w, http.StatusNotFound, "UnknownAccountError", "account not found. accountId="+from)
+	case err != nil:
+		h.internal(w, r, "computing the rates from account "+from, err)
+	default:
+		writeJSON(w, map[string]map[string]json.Number{from: renderRateRow(row)})
+	}
+}
+
+func (h *handler) getRateMatrix(w http.ResponseWriter, r *http.Request) {
+	accounts := h.b.Accounts()
+	if n := len(accounts); n > MaxRatesMatrixAccounts {
+		writeError(w, http.StatusBadRequest, "TooManyAccountsError", fmt.Sprintf(
+			"the connector has %d accounts, so %d rates: GET /rates answers the whole matrix only up to %d accounts; "+
+				"ask one row at a time with GET /rates?from=<accountId> (GET /accounts lists them)",
+			n, n*(n-1), MaxRatesMatrixAccounts))
+		return
+	}
+	out := make(map[string]map[string]json.Number, len(accounts))
+	for _, a := range accounts {
+		row, err := h.b.AccountRates(r.Context(), a.ID)
+		if errors.Is(err, ErrUnknownAccount) {
+			continue // removed by a reload since Accounts: the matrix is as of just after it
+		}
+		if err != nil {
+			h.internal(w, r, "computing the rates from account "+a.ID, err)
+			return
+		}
+		out[a.ID] = renderRateRow(row)
+	}
+	writeJSON(w, out)
+}
+
+// getRatesBackend is ours: what GET /rates answered before it took the JS shape (the backend,
+// its asset rates, where a fetching backend got them), so that nothing is lost.
+func (h *handler) getRatesBackend(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, renderRates(h.b.Rates()))
 }
 

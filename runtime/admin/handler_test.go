@@ -57,25 +57,27 @@ func TestGetShapes(t *testing.T) {
 				`"forwardingRoutingTable":{"test.conn.alice":{"nextHop":"alice","path":"test.conn"},"test.gone":null},` +
 				`"routingLog":[{"prefix":"test.conn.alice","route":{"nextHop":"alice","path":"test.conn"},"epoch":1},{"prefix":"test.gone","epoch":3}],` +
 				`"peers":{"bob":{"send":{"epoch":3,"mode":"SYNC"},"receive":{"routingTableId":"abc","epoch":2}},"carol":{}}}`},
-		{"rates", full, "/rates", `{"backend":"static","rates":{"EUR":"1","USD":"1.0835"}}`},
+		{"rates", full, "/rates", `{"alice":{"bob":0.000913705583756345},"bob":{"alice":1072.665}}`},
+		{"rates backend", full, "/rates/backend", `{"backend":"static","rates":{"EUR":"1","USD":"1.0835"}}`},
 		{"alerts", full, "/alerts",
 			`{"alerts":[{"id":1700000000000,"accountId":"bob","triggeredBy":"test.peer","message":"exceeded maximum balance.",` +
 				`"count":2,"createdAt":"2024-01-02T03:05:06.789Z","updatedAt":"2024-01-02T03:05:07.000Z"}]}`},
-		{"query string ignored", full, "/rates?x=1", `{"backend":"static","rates":{"EUR":"1","USD":"1.0835"}}`},
+		{"query string ignored", full, "/rates/backend?x=1", `{"backend":"static","rates":{"EUR":"1","USD":"1.0835"}}`},
+		{"empty rates", empty, "/rates", `{}`},
 		{"empty status", empty, "/status", `{"balances":{},"connected":{},"localRoutingTable":{}}`},
 		{"empty accounts", empty, "/accounts", `{"address":"unknown","accounts":{}}`},
 		{"empty balance", empty, "/balance", `{"accounts":{}}`},
 		{"empty routing", empty, "/routing",
 			`{"routingTableId":"","currentEpoch":0,"localRoutingTable":{},"forwardingRoutingTable":{},"routingLog":[],"peers":{}}`},
 		{"one-to-one rates", NewHandler(&fakeBackend{rates: RatesInfo{Backend: "one-to-one"}}, prometheus.NewRegistry(), Options{}),
-			"/rates", `{"backend":"one-to-one"}`},
+			"/rates/backend", `{"backend":"one-to-one"}`},
 		{"fetched rates", NewHandler(&fakeBackend{rates: RatesInfo{Backend: "ecb", Rates: map[string]string{"EUR": "1"},
 			Source: &RatesSource{URL: "https://ecb/r.xml", Date: "2026-12-04", FetchedAt: time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC), Fresh: true}}},
 			prometheus.NewRegistry(), Options{}),
-			"/rates", `{"backend":"ecb","rates":{"EUR":"1"},"source":{"url":"https://ecb/r.xml","date":"2026-12-04","fetchedAt":"2026-12-06T08:00:00Z","fresh":true}}`},
+			"/rates/backend", `{"backend":"ecb","rates":{"EUR":"1"},"source":{"url":"https://ecb/r.xml","date":"2026-12-04","fetchedAt":"2026-12-06T08:00:00Z","fresh":true}}`},
 		{"rates not fetched yet", NewHandler(&fakeBackend{rates: RatesInfo{Backend: "ecb", Source: &RatesSource{URL: "https://ecb/r.xml", LastError: "HTTP status 503"}}},
 			prometheus.NewRegistry(), Options{}),
-			"/rates", `{"backend":"ecb","source":{"url":"https://ecb/r.xml","fresh":false,"lastError":"HTTP status 503"}}`},
+			"/rates/backend", `{"backend":"ecb","source":{"url":"https://ecb/r.xml","fresh":false,"lastError":"HTTP status 503"}}`},
 		{"empty alerts", empty, "/alerts", `{"alerts":[]}`},
 		{"settlements", full, "/settlements", `{"settlements":[{"account":"bob","idempotencyKey":"k1","engine":"http://eng:3000","amount":"1500"}]}`},
 		{"no settlements", empty, "/settlements", `{"settlements":[]}`},
@@ -282,6 +284,10 @@ func TestUnknownRouteAndMethod(t *testing.T) {
 		{http.MethodPost, "/metrics", 405, "GET"},
 		{http.MethodGet, "/alerts/1", 405, "DELETE"},
 		{http.MethodDelete, "/alerts", 405, "GET"},
+		{http.MethodGet, "/rates/", 404, ""},
+		{http.MethodGet, "/rates/backend/x", 404, ""},
+		{http.MethodPost, "/rates", 405, "GET"},
+		{http.MethodDelete, "/rates/backend", 405, "GET"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {

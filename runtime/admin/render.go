@@ -1,9 +1,12 @@
 package admin
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shopspring/decimal"
 
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
@@ -326,6 +329,17 @@ func renderSettlements(ss []SettlementInfo) jsSettlements {
 	for _, s := range ss {
 		out.Settlements = append(out.Settlements, jsSettlement{Account: s.Account, IdempotencyKey: s.Key,
 			Engine: settlement.RedactURL(s.Engine), Amount: strconv.FormatInt(s.Amount, 10)})
+	}
+	return out
+}
+
+// renderRateRow writes each rate as a JSON number from its exact decimal string, never through a
+// float64 (JS prints a Number: with the 15 significant digits of its rates, the same value,
+// though JS writes 1e-7 where this writes 0.0000001).
+func renderRateRow(row map[string]decimal.Decimal) map[string]json.Number {
+	out := make(map[string]json.Number, len(row))
+	for id, r := range row {
+		out[id] = json.Number(r.String())
 	}
 	return out
 }

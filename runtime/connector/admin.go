@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/shopspring/decimal"
+
 	"github.com/ilpfleet/ilpfleet/runtime/admin"
 	"github.com/ilpfleet/ilpfleet/runtime/middleware"
 	"github.com/ilpfleet/ilpfleet/runtime/rates"
@@ -105,9 +107,51 @@ func (c *Connector) Routes() []admin.RouteInfo {
 // Routing is the CCP state (GET /routing): see routingStatus in ccp.go.
 func (c *Connector) Routing() admin.RoutingInfo { return c.routingStatus() }
 
-// Rates is the backend's name and, for a backend with a rate table, ECB-style rates of the
-// account assets against one of them (see accountRates), since the backends do not expose
-// their base; for a backend that fetches its rates, where they come from and how old they
+// AccountRates is one row of GET /rates, as the JS rate backend's getStatus lists it: for every
+// other account, the rate a packet from account from to it converts at. It is the converter's
+// own rate for the two accounts' assets with the spread in force (see rate), so it cannot
+// drift from what packets do. A pair a packet would be refused for now is left out.
+func (c *Connector) AccountRates(ctx context.Context, from string) (map[string]decimal.Decimal, error) {
+	accounts := *c.accounts.Load()
+	src := accounts[from]
+	if src == nil {
+		return nil, fmt.Errorf("%w: %s", admin.ErrUnknownAccount, from)
+	}
+	s := c.settings.Load()
+	// Many accounts share an asset: price each destination asset once (nil: cannot price).
+	byAsset := map[rates.Asset]*decimal.Decimal{}
+	out := make(map[string]decimal.Decimal, len(accounts))
+	for id, dst := range accounts {
+		if id == from {
+			continue
+		}
+		r, seen := byAsset[dst.asset]
+		if !seen {
+			r = s.rate(ctx, src.asset, dst.asset)
+			byAsset[dst.asset] = r
+		}
+		if r != nil {
+			out[id] = *r
+		}
+	}
+	return out, nil
+}
+
+// rate is the scaled rate that convert multiplies a packet's amount by from src to dst, or nil
+// when a packet would be refused (T00: an asset without a rate, no current ecb rates). A
+// backend that must fetch waits no longer than ctx, the admin request's.
+func (s *settings) rate(ctx context.Context, src, dst rates.Asset) *decimal.Decimal {
+	r, err := s.conv.RateContext(ctx, src, dst, s.spread)
+	if err != nil {
+		return nil
+	}
+	d := r.Decimal()
+	return &d
+}
+
+// Rates (GET /rates/backend) is the backend's name and, for a backend with a rate table,
+// ECB-style rates of the account assets against one of them (see accountRates), since the
+// backends do not expose their base; for a backend that fetches its rates, where they come from and how old they
 // are (read after the lookups, which may have fetched).
 func (c *Connector) Rates() admin.RatesInfo {
 	b := c.settings.Load().conv.Backend()

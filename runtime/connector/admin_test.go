@@ -3,8 +3,14 @@ package connector
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
 
 	"github.com/ilpfleet/ilpfleet/runtime/admin"
 	"github.com/ilpfleet/ilpfleet/runtime/store"
@@ -128,5 +134,93 @@ func TestRatesWithAnAssetTheTableLacks(t *testing.T) {
 	r := c.Rates()
 	if r.Rates["USD"] == "" || r.Rates["EUR"] == "" || r.Rates["ABC"] != "" {
 		t.Errorf("rates %v; want USD and EUR, and no ABC", r.Rates)
+	}
+	// GET /rates leaves out the pairs with zed (JS would answer 500 for the whole matrix).
+	for _, tt := range []struct {
+		from string
+		want []string
+	}{
+		{"alice", []string{"bob", "down", "huge"}},
+		{"zed", nil},
+	} {
+		row, err := c.AccountRates(context.Background(), tt.from)
+		if got := slices.Sorted(maps.Keys(row)); err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("row %s: %v (%v), want the accounts %v", tt.from, got, err, tt.want)
+		}
+	}
+}
+
+// TestAccountRatesAreWhatPacketsConvertAt: GET /rates shows, for each pair of accounts, the
+// rate that a packet between them is converted at — spread and asset scales included, to the
+// 15 digits JS rounds to — so that floor(amount × shown rate) is what the next hop receives.
+func TestAccountRatesAreWhatPacketsConvertAt(t *testing.T) {
+	// USD 1.0835 makes USD→EUR rates that the 15-digit rounding cuts.
+	c, ml := startMem(t, strings.Replace(coreConfig, `USD: "1.25"`, `USD: "1.0835"`, 1), nil)
+	got := &fulfiller{}
+	for _, id := range []string{"alice", "bob", "huge"} {
+		ml.get(id).setRemote(got.handle)
+	}
+	ctx := context.Background()
+	dest := map[string]string{"alice": "test.alice-again.x", "bob": "test.bob.x", "huge": "test.huge.x"}
+	tests := []struct {
+		from, to string
+		want     string // computed apart, as JS: toPrecision(15)(dstPrice·10^dstScale / (srcPrice·10^srcScale) × 0.99)
+		amount   uint64
+	}{
+		{"alice", "bob", "91.3705583756345", 12345}, // USD 2 → EUR 4
+		{"alice", "huge", "9137055837563450", 7},    // USD 2 → EUR 18
+		{"bob", "alice", "0.01072665", 4999999},     // EUR 4 → USD 2
+		{"bob", "huge", "99000000000000", 12345},    // same asset, scale 4 → 18
+		{"huge", "bob", "0.0000000000000099", 123456789012345678},
+		{"huge", "alice", "0.0000000000000001072665", 123456789012345678},
+	}
+	for _, tt := range tests {
+		t.Run(tt.from+"→"+tt.to, func(t *testing.T) {
+			row, err := c.AccountRates(ctx, tt.from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			shown, ok := row[tt.to]
+			if !ok || shown.String() != tt.want {
+				t.Fatalf("rate %s→%s shown %s (present %v), want %s", tt.from, tt.to, shown, ok, tt.want)
+			}
+			if _, err := ml.get(tt.from).inject(ctx, prepare(dest[tt.to], tt.amount, time.Now(), 10*time.Second)); err != nil {
+				t.Fatalf("packet %s→%s: %v", tt.from, tt.to, err)
+			}
+			want := decimal.NewFromUint64(tt.amount).Mul(shown).Floor()
+			if fwd := got.lastPrepare().Amount; want.String() != strconv.FormatUint(fwd, 10) {
+				t.Errorf("%d from %s: %s got %d, want floor(%d × %s) = %s", tt.amount, tt.from, tt.to, fwd, tt.amount, shown, want)
+			}
+		})
+	}
+}
+
+// TestAccountRatesRows: a row lists every other account, connected or not, as JS does, never
+// the account itself; an unknown account is ErrUnknownAccount (404).
+func TestAccountRatesRows(t *testing.T) {
+	c, ml := startMem(t, coreConfig, nil)
+	ml.get("down").connected.Store(false)
+	ctx := context.Background()
+	for _, tt := range []struct {
+		from string
+		want map[string]string
+	}{
+		{"alice", map[string]string{"bob": "79.2", "down": "79.2", "huge": "7920000000000000"}},
+		{"down", map[string]string{"alice": "0.012375", "bob": "0.99", "huge": "99000000000000"}},
+	} {
+		row, err := c.AccountRates(ctx, tt.from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for id, r := range row {
+			got[id] = r.String()
+		}
+		if !maps.Equal(got, tt.want) {
+			t.Errorf("row %s = %v, want %v", tt.from, got, tt.want)
+		}
+	}
+	if _, err := c.AccountRates(ctx, "nobody"); !errors.Is(err, admin.ErrUnknownAccount) {
+		t.Errorf("AccountRates(nobody) = %v, want ErrUnknownAccount", err)
 	}
 }

@@ -64,7 +64,7 @@ func TestECBBackend(t *testing.T) {
 	// 7 cents at 1 EUR = 1.25 USD, scale 2 → 4, spread 1 %: floor(7 × 79.2) = 554, as static.
 	send(554)
 	if src := c.Rates().Source; src == nil || src.URL != first.URL || src.Date != "2026-12-04" || !src.Fresh || src.FetchedAt.IsZero() {
-		t.Errorf("GET /rates source = %+v", src)
+		t.Errorf("GET /rates/backend source = %+v", src)
 	}
 	if got := ratesAgeSeries(t, c); len(got) != 1 || got[0].GetLabel()[0].GetValue() != "ecb" || got[0].GetGauge().GetValue() < 0 {
 		t.Errorf("%s = %v, want one series for ecb", MetricRatesAge, got)
