@@ -168,8 +168,9 @@ func runConnector(ctx context.Context, args []string) error {
 		return err
 	}
 	if err := c.Start(ctx); err != nil {
+		stopped := ctx.Err() != nil // before the close, which a later signal must not change
 		closeConnector(c, cfg, log)
-		return err
+		return startFailure(stopped, err, log)
 	}
 	ctx, stop := context.WithCancel(ctx) // also stopped when the store fails
 	defer stop()
@@ -189,6 +190,18 @@ func runConnector(ctx context.Context, args []string) error {
 	log.Info("shutting down")
 	closeConnector(c, c.Config(), log)
 	return storeFailure(c)
+}
+
+// startFailure is what runConnector returns when Start failed with err. A stop asked for
+// (SIGTERM or SIGINT: the command's ctx was done when Start returned) while the links were
+// still connecting is not a failure: Start gave up because of it, and the process exits 0,
+// as it does for a stop once started. Anything else is a start-up failure (exit 1).
+func startFailure(stopped bool, err error, log *slog.Logger) error {
+	if !stopped {
+		return err
+	}
+	log.Info("stopped before start-up finished", "interrupted", err)
+	return nil
 }
 
 // watchConfig applies every valid change of the config file; an invalid one is logged and the

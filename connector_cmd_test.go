@@ -1,12 +1,18 @@
 package main
 
 import (
+	"context"
 	"io"
+	"net"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
+
+	"github.com/ilpfleet/ilpfleet/internal/testport"
 )
 
 func TestConnectorSourceFlags(t *testing.T) {
@@ -98,6 +104,61 @@ func TestTuneGCMemoryLimit(t *testing.T) {
 			tuneGCFrom(cgroup)
 			if got := debug.SetMemoryLimit(-1); got != tt.want {
 				t.Errorf("memory limit after tuneGC = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestConnectorStopDuringStartUp: a stop asked for (SIGTERM or SIGINT: run's ctx done) while
+// the connector still waits for a BTP server that does not answer, within
+// CONNECTOR_INITIAL_CONNECT_TIMEOUT, exits 0 and says so; a start-up that really fails (a
+// listener whose port is taken) still exits 1 with its error.
+func TestConnectorStopDuringStartUp(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	silent := testport.Get(t) // nothing listens there
+	client := `{"p": {"relation": "peer", "plugin": "ilp-plugin-btp", "assetCode": "USD", "assetScale": 2,
+		"options": {"server": "btp+ws://:s@127.0.0.1:` + strconv.Itoa(silent) + `"}}}`
+	listener := `{"p": {"relation": "peer", "plugin": "ilp-plugin-btp", "assetCode": "USD", "assetScale": 2,
+		"options": {"listener": {"host": "127.0.0.1", "port": ` + strconv.Itoa(busy.Addr().(*net.TCPAddr).Port) + `, "secret": "s"}}}}`
+	tests := []struct {
+		name     string
+		accounts string
+		stop     func(cancel context.CancelFunc) // asks for the stop; nil: none
+		want     int
+		wantLog  string
+		notLog   string
+	}{
+		{"stop asked before start-up", client, func(cancel context.CancelFunc) { cancel() },
+			0, "stopped before start-up finished", "ilpfleet connector:"},
+		// Whether the stop comes before or while Start waits for p, the outcome is the same:
+		// the delay is no assertion, only a likely way into the wait.
+		{"stop asked while connecting", client, func(cancel context.CancelFunc) { time.AfterFunc(100*time.Millisecond, cancel) },
+			0, "stopped before start-up finished", "ilpfleet connector:"},
+		{"start-up failure", listener, nil,
+			1, "ilpfleet connector: connector: starting account p", "stopped before start-up finished"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// connector tunes the GC unless these are set: the test process keeps its own.
+			t.Setenv("GOGC", "100")
+			t.Setenv("GOMEMLIMIT", "off")
+			t.Setenv("CONNECTOR_ILP_ADDRESS", "test.x")
+			t.Setenv("CONNECTOR_BACKEND", "one-to-one")
+			t.Setenv("CONNECTOR_ACCOUNTS", tt.accounts)
+			t.Setenv("CONNECTOR_INITIAL_CONNECT_TIMEOUT", "60000") // longer than the test waits
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tt.stop != nil {
+				tt.stop(cancel)
+			}
+			var code int
+			stderr := captureStderr(t, func() { code = run(ctx, []string{"connector"}) })
+			if code != tt.want || !strings.Contains(stderr, tt.wantLog) || strings.Contains(stderr, tt.notLog) {
+				t.Errorf("exit status %d, want %d, with %q and without %q; stderr:\n%s", code, tt.want, tt.wantLog, tt.notLog, stderr)
 			}
 		})
 	}

@@ -28,9 +28,20 @@ type account struct {
 	isClient bool // a dialing link, which keeps retrying after a failed Start
 	asset    rates.Asset
 	pipes    atomic.Pointer[pipes]
-	inflight atomic.Int64 // packets from or to this account being handled
-	closing  atomic.Bool  // set when the account is being removed: no new packets
+	inflight atomic.Int64  // packets from or to this account being handled
+	closing  atomic.Uint32 // a closeReason: once not open, no new packets
 }
+
+// closeReason is why an account takes no new packets. It chooses the Reject they get: an
+// account removed by a reload is gone from this connector, while one drained because the
+// connector stops is still configured here and will be back when it runs again.
+type closeReason uint32
+
+const (
+	open     closeReason = iota
+	removing             // a reload removed the account or replaced its link
+	stopping             // the connector is shutting down (Close)
+)
 
 // pipes are an account's config and built pipelines, swapped as one.
 type pipes struct {
@@ -51,7 +62,7 @@ func (c *Connector) newAccount(id string, ac config.Account, cfg *config.Config)
 	case c.newLink != nil:
 		a.link, err = c.newLink(id, ac)
 	case ac.Plugin == ilphttp.Plugin:
-		a.link, err = c.httpLink(id, ac, cfg.MaxHoldTime)
+		a.link, err = c.httpLink(id, ac)
 	default:
 		a.link, a.isClient, err = c.btpLink(id, ac)
 	}
@@ -100,14 +111,16 @@ func (c *Connector) btpLink(id string, ac config.Account) (l link.Link, isClient
 
 // httpLink builds the ILP-over-HTTP link of an account from its ilp-plugin-http options. It
 // is never a dialing client: HTTP keeps no connection to retry, and a server that cannot
-// listen is a hard error like a BTP listener's.
-func (c *Connector) httpLink(id string, ac config.Account, maxHold time.Duration) (link.Link, error) {
+// listen is a hard error like a BTP listener's. Like a BTP link's address, its max hold time
+// is read from the running settings when needed, not copied: maxHoldTime is swapped by Apply
+// without a reconnect, and the link's Close must wait as long as the drain before it.
+func (c *Connector) httpLink(id string, ac config.Account) (link.Link, error) {
 	opts, err := ilphttp.ParseOptions(ac.Options)
 	if err != nil {
 		return nil, fmt.Errorf("connector: account %s: %w", id, err)
 	}
 	opts.Account, opts.Address, opts.Logger = id, c.self, c.log // the link names the account
-	opts.MaxHold = maxHold
+	opts.CurrentMaxHold = func() time.Duration { return c.settings.Load().maxHold }
 	ids, _ := c.requestIDs.LoadOrStore(id, &ilphttp.RequestIDs{})
 	opts.RequestIDs = ids.(*ilphttp.RequestIDs)
 	l, err := ilphttp.New(opts)
@@ -138,8 +151,8 @@ func (c *Connector) buildPipes(a *account, ac config.Account, cfg *config.Config
 
 // handle is the link's handler: every Prepare the account's peer sends.
 func (a *account) handle(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
-	if !a.enter() {
-		return nil, ilp.Rejectf(ilp.CodePeerUnreachable, a.self(), "account %s is being removed from this connector", a.id)
+	if why := a.enter(); why != open {
+		return nil, a.refuse(why)
 	}
 	defer a.inflight.Add(-1)
 	return a.pipes.Load().in(packetContext(ctx, a.life), p)
@@ -176,21 +189,47 @@ func (c *detachedCtx) Value(key any) any {
 	return c.values.Value(key)
 }
 
-// enter counts a packet in flight unless the account is closing. The count is raised before
-// closing is read, so drain, which sets closing before it reads the count, never misses it.
-func (a *account) enter() bool {
-	a.inflight.Add(1)
-	if a.closing.Load() {
-		a.inflight.Add(-1)
-		return false
+// refuse is the Reject of a Prepare that a's peer sends once a no longer takes packets.
+func (a *account) refuse(why closeReason) *ilp.Reject {
+	if why == stopping {
+		return shuttingDown(a.self())
 	}
-	return true
+	return ilp.Rejectf(ilp.CodePeerUnreachable, a.self(), "account %s is being removed from this connector", a.id)
 }
 
-// drain stops new packets from and to a, waits for those in flight (at most maxWait or until
-// ctx is done), then closes the account.
+// shuttingDown is the Reject of a Prepare that arrives, or would leave, while the connector
+// drains for a stop. T01 Peer Unreachable, not T00: RFC 27 keeps T00 Internal Error for an
+// unexpected exception, usually a bug, and a requested stop is neither; nor T03 Connector Busy,
+// which says overloaded and invites a retry here. To the peer that sent the Prepare we are a
+// next hop it cannot use, which is what it will answer itself (T01) once our link is closed a
+// moment later; like every T error it tells the sender to retry, and triggeredBy names us.
+func shuttingDown(self ilp.Address) *ilp.Reject {
+	return ilp.Rejectf(ilp.CodePeerUnreachable, self, "connector %s is shutting down; retry on another connector or later", self)
+}
+
+// enter counts a packet in flight unless the account is closing, and returns why it is
+// (open: counted). The count is raised before closing is read, so drain, which sets closing
+// before it reads the count, never misses it.
+func (a *account) enter() closeReason {
+	a.inflight.Add(1)
+	if why := closeReason(a.closing.Load()); why != open {
+		a.inflight.Add(-1)
+		return why
+	}
+	return open
+}
+
+// stopTaking makes a refuse new packets for the reason why, unless it already does for
+// another: Close marks every account stopping before it drains them.
+func (a *account) stopTaking(why closeReason) {
+	a.closing.CompareAndSwap(uint32(open), uint32(why))
+}
+
+// drain stops new packets from and to a (as removing, unless a reason was set before: see
+// stopTaking), waits for those in flight (at most maxWait or until ctx is done), then closes
+// the account.
 func (c *Connector) drain(ctx context.Context, a *account, maxWait time.Duration) {
-	a.closing.Store(true)
+	a.stopTaking(removing)
 	deadline := time.NewTimer(maxWait)
 	defer deadline.Stop()
 	tick := time.NewTicker(5 * time.Millisecond)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -131,5 +132,146 @@ func closeBounded(t *testing.T, c *Connector, why string) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close(ctx of 300ms) still running after 10 s: " + why)
+	}
+}
+
+// drainConfig: alice (a child) pays bob (a peer) over in-memory links.
+const drainConfig = `
+ilpAddress: test.c
+backend: one-to-one
+spread: 0
+minMessageWindow: 100
+maxHoldTime: 30000
+accounts:
+  alice:
+    relation: child
+    plugin: ilp-plugin-btp
+    assetCode: USD
+    assetScale: 2
+    balance: {maximum: "1000000"}
+    options: {listener: {port: 7001, secret: s}}
+  bob:
+    relation: peer
+    plugin: ilp-plugin-btp
+    assetCode: USD
+    assetScale: 2
+    options: {listener: {port: 7002, secret: s}}
+routes:
+  - {targetPrefix: test.bob, peerId: bob}
+`
+
+// drainConfigWithoutAlice is drainConfig after a reload that removed alice.
+var drainConfigWithoutAlice = drainConfig[:strings.Index(drainConfig, "  alice:\n")] +
+	drainConfig[strings.Index(drainConfig, "  bob:\n"):]
+
+// TestRefusedWhileDraining: while alice drains for a packet still in flight, a new Prepare
+// from her peer is refused with what is really happening: the connector shutting down (Close,
+// retry elsewhere or later) or, after a reload removed her, her account being removed.
+func TestRefusedWhileDraining(t *testing.T) {
+	tests := []struct {
+		name    string
+		drain   func(ctx context.Context, c *Connector) error
+		reason  closeReason
+		wantMsg string
+		notMsg  string
+	}{
+		{"connector shutting down", func(ctx context.Context, c *Connector) error { return c.Close(ctx) },
+			stopping, "connector test.c is shutting down; retry on another connector or later", "removed"},
+		{"account removed by a reload", func(ctx context.Context, c *Connector) error {
+			return c.Apply(ctx, mustConfig(t, drainConfigWithoutAlice))
+		}, removing, "account alice is being removed from this connector", "shutting down"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ml, release := &memLinks{}, make(chan struct{})
+			reached := holdBob(ml, release)
+			c := start(t, drainConfig, Options{newLink: ml.factory})
+			alice, acct := ml.get("alice"), (*c.accounts.Load())["alice"]
+			first := make(chan error, 1)
+			go func() {
+				_, err := alice.inject(context.Background(), prepare("test.bob.first", 100, time.Now(), 25*time.Second))
+				first <- err
+			}()
+			waitClosed(t, reached, "the first payment never reached bob")
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			drained := make(chan error, 1)
+			go func() { drained <- tt.drain(ctx, c) }()
+			waitFor(t, func() bool { return closeReason(acct.closing.Load()) == tt.reason })
+
+			_, err := alice.inject(ctx, prepare("test.bob.second", 100, time.Now(), 25*time.Second))
+			r := rejectOf(t, err)
+			if r.Code != ilp.CodePeerUnreachable || r.TriggeredBy != "test.c" || r.Message != tt.wantMsg {
+				t.Errorf("new Prepare while draining: %s %q by %s, want T01 %q by test.c", r.Code, r.Message, r.TriggeredBy, tt.wantMsg)
+			}
+			if strings.Contains(r.Message, tt.notMsg) {
+				t.Errorf("message %q says %q", r.Message, tt.notMsg)
+			}
+			close(release) // the packet in flight finishes, and with it the drain
+			waitClosed(t, first, "the packet in flight was never answered")
+			select {
+			case err := <-drained:
+				if err != nil {
+					t.Errorf("drain: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the drain did not end once the packet in flight was answered")
+			}
+		})
+	}
+}
+
+// holdBob makes bob a next hop that answers the test's payments (to test.bob.*) only once
+// release is closed; reached is closed when the first one arrives. bob's peer protocols (the
+// Speaker's route requests) are refused at once.
+func holdBob(ml *memLinks, release <-chan struct{}) <-chan struct{} {
+	reached := make(chan struct{})
+	var once sync.Once
+	ml.setRemote("bob", func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+		if !p.Destination.HasPrefix("test.bob") {
+			return nil, ilp.Rejectf(ilp.CodeUnreachable, "test.c.bob", "this fake peer speaks no peer protocols")
+		}
+		once.Do(func() { close(reached) })
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil, ilp.Rejectf(ilp.CodeFinalApplicationError, "test.c.bob", "no thanks")
+	})
+	return reached
+}
+
+// waitClosed waits for ch to be closed or to deliver, and fails with why after 10 s (a
+// failure bound only).
+func waitClosed[T any](t *testing.T, ch <-chan T, why string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal(why)
+	}
+}
+
+// TestClosedAccountRejects: the Rejects of packets from or to an account that takes no more
+// of them. A stop is temporary for the sender (T01, retry elsewhere or later) on both sides;
+// an account removed by a reload keeps its messages, final (F02) when it was the next hop.
+func TestClosedAccountRejects(t *testing.T) {
+	a := &account{id: "alice", self: func() ilp.Address { return "test.c" }}
+	const stop = "connector test.c is shutting down; retry on another connector or later"
+	tests := []struct {
+		name     string
+		r        *ilp.Reject
+		wantCode ilp.ErrorCode
+		wantMsg  string
+	}{
+		{"from an account removed", a.refuse(removing), ilp.CodePeerUnreachable, "account alice is being removed from this connector"},
+		{"from an account, connector stopping", a.refuse(stopping), ilp.CodePeerUnreachable, stop},
+		{"to a next hop removed", nextHopClosed("test.c", "test.bob.x", "bob", removing), ilp.CodeUnreachable, "no route to test.bob.x: next hop account bob is being removed"},
+		{"to a next hop, connector stopping", nextHopClosed("test.c", "test.bob.x", "bob", stopping), ilp.CodePeerUnreachable, stop},
+	}
+	for _, tt := range tests {
+		if tt.r.Code != tt.wantCode || tt.r.Message != tt.wantMsg || tt.r.TriggeredBy != "test.c" {
+			t.Errorf("%s: %s %q by %s, want %s %q by test.c", tt.name, tt.r.Code, tt.r.Message, tt.r.TriggeredBy, tt.wantCode, tt.wantMsg)
+		}
 	}
 }

@@ -367,9 +367,15 @@ func (c *Connector) Close(ctx context.Context) error {
 	c.closed = true
 	c.stopCCP()
 	accts := *c.accounts.Load()
+	// All at once before any drain: a packet between two accounts is refused as a stop on
+	// both sides, never as an account removed, which is final for its sender (F02).
+	for _, a := range accts {
+		a.stopTaking(stopping)
+	}
+	maxHold := c.settings.Load().maxHold
 	var wg sync.WaitGroup
 	for _, a := range accts {
-		wg.Go(func() { c.drain(ctx, a, c.settings.Load().maxHold) })
+		wg.Go(func() { c.drain(ctx, a, maxHold) })
 	}
 	wg.Wait()
 	c.endLife()

@@ -119,8 +119,11 @@ func (c *Connector) forward(ctx context.Context, src *account, p *ilp.Prepare, s
 		return nil, ilp.Rejectf(ilp.CodeUnreachable, self, "no route to %s: %v", p.Destination, err)
 	}
 	next := (*c.accounts.Load())[hop]
-	if next == nil || !next.enter() {
+	if next == nil {
 		return nil, ilp.Rejectf(ilp.CodeUnreachable, self, "no route to %s: next hop account %s is being removed", p.Destination, hop)
+	}
+	if why := next.enter(); why != open {
+		return nil, nextHopClosed(self, p.Destination, hop, why)
 	}
 	defer next.inflight.Add(-1)
 	if !next.link.Connected() {
@@ -137,6 +140,16 @@ func (c *Connector) forward(ctx context.Context, src *account, p *ilp.Prepare, s
 	out := &ilp.Prepare{Amount: amount, ExpiresAt: expiry, ExecutionCondition: p.ExecutionCondition,
 		Destination: p.Destination, Data: p.Data}
 	return next.pipes.Load().out(ctx, out)
+}
+
+// nextHopClosed is the Reject of a packet whose next hop takes no more packets. A removed
+// account is a route that is gone (F02, final); an account drained because the connector
+// stops is not, and the sender should retry (shuttingDown).
+func nextHopClosed(self, dest ilp.Address, hop string, why closeReason) *ilp.Reject {
+	if why == stopping {
+		return shuttingDown(self)
+	}
+	return ilp.Rejectf(ilp.CodeUnreachable, self, "no route to %s: next hop account %s is being removed", dest, hop)
 }
 
 // convert converts p's amount from src to dst. A backend that may wait for its rates (ecb,

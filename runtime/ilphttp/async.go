@@ -64,9 +64,15 @@ func (l *Link) acceptAsync(w http.ResponseWriter, p *ilp.Prepare, callback, id s
 // keepID is how long a Request-Id is kept: past the expiry for as long as a reply may still be
 // delivered, so that a late retry cannot produce a second, different reply; but no longer
 // than the connector holds a packet, so that a peer's far expiries cannot fill the set.
+// The max hold time may change while the link runs (Options.CurrentMaxHold): the longest one
+// used is kept, for the sweep after Close.
 func (l *Link) keepID(expiresAt, now time.Time) time.Time {
-	if hold := now.Add(l.maxHold); expiresAt.After(hold) {
-		expiresAt = hold
+	hold := l.MaxHold()
+	l.longestMu.Lock()
+	l.longest = max(l.longest, hold)
+	l.longestMu.Unlock()
+	if limit := now.Add(hold); expiresAt.After(limit) {
+		expiresAt = limit
 	}
 	return expiresAt.Add(replyMinWindow)
 }

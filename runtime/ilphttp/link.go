@@ -36,18 +36,23 @@ type Link struct {
 	// Handlers and async replies run on contexts of their own, bounded by their Prepare's
 	// expiry, never by the link's life: a Fulfill we produced means we paid downstream, so
 	// Close must let it reach the peer rather than cancel it.
-	wg        sync.WaitGroup // async handlers with their reply delivery, and the server loop
-	sem       chan struct{}  // async handlers in flight
-	asyncMu   sync.Mutex     // orders Start and track's wg.Add before Close's wg.Wait
-	seen      *RequestIDs    // Request-Ids of the peer's async Prepares, until they expire
-	idsExpire time.Duration  // by then, every Request-Id the link took has expired
-	syncUntil atomic.Int64   // latest expiry (Unix ns) of a sync Prepare served: Close waits for it
+	wg      sync.WaitGroup // async handlers with their reply delivery, and the server loop
+	sem     chan struct{}  // async handlers in flight
+	asyncMu sync.Mutex     // orders Start and track's wg.Add before Close's wg.Wait
+	seen    *RequestIDs    // Request-Ids of the peer's async Prepares, until they expire
+	// idsExpire, when set (tests), is how long after Close every Request-Id the link took has
+	// expired; 0: the longest hold keepID capped an id with, plus replyMinWindow.
+	idsExpire time.Duration
+	longestMu sync.Mutex
+	longest   time.Duration // the longest max hold time keepID used: it may change
+	syncUntil atomic.Int64  // latest expiry (Unix ns) of a sync Prepare served: Close waits for it
 	// giveUp is the parent of the handlers' and replies' contexts, cancelled only when Close
 	// has waited for them as long as it may (maxHold + closeGrace, or CloseContext's ctx): a
 	// peer's far expiry must not hold a shutdown.
 	giveUp    context.Context
 	giveUpNow context.CancelFunc
-	maxHold   time.Duration
+	maxHold   time.Duration        // when holdNow is nil
+	holdNow   func() time.Duration // Options.CurrentMaxHold
 
 	srv     *http.Server
 	ln      net.Listener
@@ -70,12 +75,11 @@ func New(o *Options) (*Link, error) {
 		return nil, err
 	}
 	l := &Link{opts: *o, mode: o.Mode, log: cmp.Or(o.Logger, slog.Default()).With("account", o.Account), now: o.Now, maxBody: DefaultMaxBodySize, maxReply: maxReplySize,
-		maxHold: cmp.Or(o.MaxHold, DefaultMaxHold)}
+		maxHold: cmp.Or(o.MaxHold, DefaultMaxHold), holdNow: o.CurrentMaxHold}
 	l.giveUp, l.giveUpNow = context.WithCancel(context.Background())
 	if l.seen = o.RequestIDs; l.seen == nil {
 		l.seen = &RequestIDs{}
 	}
-	l.idsExpire = l.maxHold + replyMinWindow // keepID's longest
 	if l.mode == "" {
 		l.mode = ModeSync
 	}
@@ -171,6 +175,22 @@ func (l *Link) Addr() net.Addr {
 	return l.ln.Addr()
 }
 
+// MaxHold is the max hold time the link uses now: Options.CurrentMaxHold's value when set
+// (DefaultMaxHold if that is 0), else Options.MaxHold.
+func (l *Link) MaxHold() time.Duration {
+	if l.holdNow != nil {
+		return cmp.Or(l.holdNow(), DefaultMaxHold)
+	}
+	return l.maxHold
+}
+
+// longestHold is the longest max hold time keepID has used.
+func (l *Link) longestHold() time.Duration {
+	l.longestMu.Lock()
+	defer l.longestMu.Unlock()
+	return l.longest
+}
+
 // Connected reports whether the link can send: started, not closed, with an outgoing URL.
 // HTTP keeps no session, so a peer that is down shows in Send's Rejects (T01), not here.
 func (l *Link) Connected() bool {
@@ -194,7 +214,7 @@ func (l *Link) CloseContext(ctx context.Context) error {
 		l.closed.Store(true)
 		l.asyncMu.Unlock()
 		// One bound for all: the caller's ctx, and maxHold + closeGrace at most.
-		ctx, cancel := context.WithDeadline(ctx, time.Now().Add(l.maxHold+closeGrace))
+		ctx, cancel := context.WithDeadline(ctx, time.Now().Add(l.MaxHold()+closeGrace))
 		defer cancel()
 		defer context.AfterFunc(ctx, l.giveUpNow)()
 		if l.srv != nil {
@@ -205,7 +225,8 @@ func (l *Link) CloseContext(ctx context.Context) error {
 		// The Request-Ids may outlive the link (Options.RequestIDs): once every id it took has
 		// expired, drop them, so that an account removed, or no longer on ILP-over-HTTP,
 		// keeps none.
-		time.AfterFunc(l.idsExpire, func() { l.seen.sweepAt(l.now()) })
+		expire := cmp.Or(l.idsExpire, l.longestHold()+replyMinWindow)
+		time.AfterFunc(expire, func() { l.seen.sweepAt(l.now()) })
 	})
 	return err
 }

@@ -97,6 +97,10 @@ type Options struct {
 	// DefaultMaxHold): Close waits for the Prepares being answered, and their replies, no
 	// longer than that plus closeGrace, whatever expiry a peer gave them.
 	MaxHold time.Duration
+	// CurrentMaxHold, when set, replaces MaxHold: the connector's max hold time in force, read
+	// each time the link needs it (as Address), so that a reload that changes it reaches a
+	// running link, whose Close then waits as long as the connector's drain.
+	CurrentMaxHold func() time.Duration
 	// Transport replaces the shared HTTP client transport (tests, custom TLS roots).
 	Transport http.RoundTripper
 	// Now is the clock of JWT issue and expiry checks, and of the rate of WARN lines; nil is
