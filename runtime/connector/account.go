@@ -38,9 +38,10 @@ type account struct {
 type closeReason uint32
 
 const (
-	open     closeReason = iota
-	removing             // a reload removed the account or replaced its link
-	stopping             // the connector is shutting down (Close)
+	open      closeReason = iota
+	removing              // a reload removed the account
+	relinking             // a reload replaced the account's link (a changed secret, port, URL…)
+	stopping              // the connector is shutting down (Close)
 )
 
 // pipes are an account's config and built pipelines, swapped as one.
@@ -191,10 +192,20 @@ func (c *detachedCtx) Value(key any) any {
 
 // refuse is the Reject of a Prepare that a's peer sends once a no longer takes packets.
 func (a *account) refuse(why closeReason) *ilp.Reject {
-	if why == stopping {
+	switch why {
+	case stopping:
 		return shuttingDown(a.self())
+	case relinking:
+		return relinkingReject(a.self(), a.id)
 	}
 	return ilp.Rejectf(ilp.CodePeerUnreachable, a.self(), "account %s is being removed from this connector", a.id)
+}
+
+// relinkingReject is the Reject of a Prepare from or to an account whose link a reload is
+// replacing: the account stays, on its new link in a moment, so the sender should retry (T01),
+// where a removed next hop is final (F02).
+func relinkingReject(self ilp.Address, id string) *ilp.Reject {
+	return ilp.Rejectf(ilp.CodePeerUnreachable, self, "account %s is reconnecting after a configuration change; retry", id)
 }
 
 // shuttingDown is the Reject of a Prepare that arrives, or would leave, while the connector

@@ -241,6 +241,7 @@ func (c *Connector) relink(ctx context.Context, p *plan) {
 	for _, na := range p.reconnect {
 		o := old{p.running[na.id], make(chan struct{})}
 		olds = append(olds, o)
+		o.a.stopTaking(relinking)
 		wg.Go(func() {
 			defer close(o.done)
 			c.drain(ctx, o.a, p.settings.maxHold)

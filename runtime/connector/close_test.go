@@ -180,6 +180,9 @@ func TestRefusedWhileDraining(t *testing.T) {
 		{"account removed by a reload", func(ctx context.Context, c *Connector) error {
 			return c.Apply(ctx, mustConfig(t, drainConfigWithoutAlice))
 		}, removing, "account alice is being removed from this connector", "shutting down"},
+		{"account's link replaced by a reload", func(ctx context.Context, c *Connector) error {
+			return c.Apply(ctx, mustConfig(t, strings.Replace(drainConfig, "secret: s}", "secret: s2}", 1)))
+		}, relinking, "account alice is reconnecting after a configuration change; retry", "removed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -268,6 +271,8 @@ func TestClosedAccountRejects(t *testing.T) {
 		{"from an account, connector stopping", a.refuse(stopping), ilp.CodePeerUnreachable, stop},
 		{"to a next hop removed", nextHopClosed("test.c", "test.bob.x", "bob", removing), ilp.CodeUnreachable, "no route to test.bob.x: next hop account bob is being removed"},
 		{"to a next hop, connector stopping", nextHopClosed("test.c", "test.bob.x", "bob", stopping), ilp.CodePeerUnreachable, stop},
+		{"from an account relinking", a.refuse(relinking), ilp.CodePeerUnreachable, "account alice is reconnecting after a configuration change; retry"},
+		{"to a next hop relinking", nextHopClosed("test.c", "test.bob.x", "bob", relinking), ilp.CodePeerUnreachable, "account bob is reconnecting after a configuration change; retry"},
 	}
 	for _, tt := range tests {
 		if tt.r.Code != tt.wantCode || tt.r.Message != tt.wantMsg || tt.r.TriggeredBy != "test.c" {

@@ -144,10 +144,13 @@ func (c *Connector) forward(ctx context.Context, src *account, p *ilp.Prepare, s
 
 // nextHopClosed is the Reject of a packet whose next hop takes no more packets. A removed
 // account is a route that is gone (F02, final); an account drained because the connector
-// stops is not, and the sender should retry (shuttingDown).
+// stops or its link is replaced is not, and the sender should retry (T01).
 func nextHopClosed(self, dest ilp.Address, hop string, why closeReason) *ilp.Reject {
-	if why == stopping {
+	switch why {
+	case stopping:
 		return shuttingDown(self)
+	case relinking:
+		return relinkingReject(self, hop)
 	}
 	return ilp.Rejectf(ilp.CodeUnreachable, self, "no route to %s: next hop account %s is being removed", dest, hop)
 }
