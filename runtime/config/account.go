@@ -3,11 +3,12 @@ package config
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"math"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/ilpfleet/ilpfleet/internal/suggest"
 )
 
 // ParseAccount reads one account object in the JS shape (an entry of CONNECTOR_ACCOUNTS) and
@@ -36,7 +37,7 @@ func parseAccount(id string, data []byte, l *fieldErrors) Account {
 	}
 	for _, k := range sortedKeys(obj) {
 		if !contains(accountFields, k) {
-			l.add(id, k, "", "unknown account setting%s; known settings: %s", suggest(k, accountFields), strings.Join(accountFields, ", "))
+			l.add(id, k, "", "unknown account setting%s; known settings: %s", suggest.DidYouMean(k, accountFields), strings.Join(accountFields, ", "))
 		}
 	}
 	for _, req := range []string{"relation", "plugin", "assetCode", "assetScale"} {
@@ -113,7 +114,7 @@ func subObject(id, name string, raw json.RawMessage, keys []string, l *fieldErro
 	}
 	for _, k := range sortedKeys(obj) {
 		if !contains(keys, k) {
-			l.add(id, name+"."+k, "", "unknown setting%s; known settings: %s", suggest(k, keys), strings.Join(keys, ", "))
+			l.add(id, name+"."+k, "", "unknown setting%s; known settings: %s", suggest.DidYouMean(k, keys), strings.Join(keys, ", "))
 		}
 	}
 	return obj, true
@@ -344,40 +345,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// suggest returns ` (did you mean "x"?)` for the closest known name within two edits, so
-// that a typo in a setting is obvious.
-func suggest(s string, known []string) string {
-	best, bestD := "", 3
-	for _, k := range known {
-		if d := editDistance(strings.ToLower(s), strings.ToLower(k)); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-// editDistance is the Levenshtein distance, for short names only.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

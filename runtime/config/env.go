@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/ilpfleet/ilpfleet/internal/suggest"
 )
 
 // EnvPrefix starts every variable of the JS connector.
@@ -69,7 +71,7 @@ func UnknownEnv(environ []string) []string {
 	for _, kv := range environ {
 		k, _, _ := strings.Cut(kv, "=")
 		if strings.HasPrefix(k, EnvPrefix) && !contains(known, k) {
-			out = append(out, fmt.Sprintf("unknown environment variable %s ignored%s", k, suggest(k, known)))
+			out = append(out, fmt.Sprintf("unknown environment variable %s ignored%s", k, suggest.DidYouMean(k, known)))
 		}
 	}
 	sort.Strings(out)

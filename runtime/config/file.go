@@ -10,6 +10,8 @@ import (
 
 	yamlv3 "go.yaml.in/yaml/v3"
 	"sigs.k8s.io/yaml"
+
+	"github.com/ilpfleet/ilpfleet/internal/suggest"
 )
 
 // maxFileSize bounds what FromFile reads: a connector config is kilobytes, and a wrong path
@@ -62,7 +64,7 @@ func FromData(data []byte, name string) (*Config, error) {
 	for i, k := range keys {
 		s, ok := settingByKey(k)
 		if !ok {
-			l.add("", k, "", "unknown config key%s; known keys: %s", suggest(k, known), strings.Join(known, ", "))
+			l.add("", k, "", "unknown config key%s; known keys: %s", suggest.DidYouMean(k, known), strings.Join(known, ", "))
 			continue
 		}
 		given.note(k)

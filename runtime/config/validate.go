@@ -9,6 +9,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"github.com/ilpfleet/ilpfleet/internal/suggest"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/ilphttp"
 	"github.com/ilpfleet/ilpfleet/runtime/rates"
@@ -244,7 +245,7 @@ func (c *Config) validateGlobals(l *fieldErrors) {
 	c.validateBackendAndStore(l)
 	for i, name := range c.DisableMiddleware {
 		if !contains(middlewareNames, name) {
-			l.add("", "disableMiddleware["+strconv.Itoa(i)+"]", quote(name), "unknown middleware%s; built-in middlewares: %s", suggest(name, middlewareNames), strings.Join(middlewareNames, ", "))
+			l.add("", "disableMiddleware["+strconv.Itoa(i)+"]", quote(name), "unknown middleware%s; built-in middlewares: %s", suggest.DidYouMean(name, middlewareNames), strings.Join(middlewareNames, ", "))
 		}
 	}
 	if c.AdminAPIPort < 0 || c.AdminAPIPort > 65535 {
