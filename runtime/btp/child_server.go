@@ -51,6 +51,8 @@ type ChildServerOptions struct {
 	AssetCode      string // answered to children over IL-DCP
 	AssetScale     uint8
 	Common         // Common.Address (triggeredBy) defaults to AccountAddress, as in JS
+	// Ignored are JS options given and without effect here, logged when the server is built.
+	Ignored []IgnoredOption
 }
 
 // ChildServer is a BTP link for many children behind one account, like
@@ -105,6 +107,7 @@ func NewChildServer(o ChildServerOptions) (*ChildServer, error) {
 		o.Common.Address = o.AccountAddress
 	}
 	s.core.init(o.Common)
+	warnIgnored(s.core.Logger, PluginMiniAccounts, o.Ignored)
 	s.srv = wsServer{
 		core: &s.core, host: o.Host, port: o.Port, origins: o.AllowedOrigins,
 		authTimeout: authTimeout(o.AuthTimeout),

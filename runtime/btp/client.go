@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,9 +32,23 @@ type ClientOptions struct {
 	// goes in auth_username and the password part in auth_token, exactly as written in the URL
 	// (ilp-plugin-btp does not percent-decode them either).
 	Server string
+	// Account and Token are auth_username and auth_token when Server carries neither (JS
+	// `btpAccount`, `btpToken`); setting them beside credentials in Server is an error, as in JS.
+	Account, Token string
+	// AuthFlags are more entries of the auth frame (JS `btpAuthFlags`); one named like an
+	// entry the client sends replaces its value, as JS's Object.assign does.
+	AuthFlags []ProtocolData
 	// ReconnectInterval is a fixed wait between attempts (JS `reconnectInterval`); 0 uses a
 	// capped exponential backoff with jitter.
 	ReconnectInterval time.Duration
+	// ReconnectIntervals, when set, replaces both (JS `reconnectIntervals`): the n-th wait in a
+	// row is ReconnectIntervals[n], the last repeating; the count starts over once
+	// ReconnectClearTryTimeout (JS `reconnectClearTryTimeout`, 0 means the JS default 10 s) has
+	// passed without a failure or a lost connection.
+	ReconnectIntervals       []time.Duration
+	ReconnectClearTryTimeout time.Duration
+	// Ignored are JS options given and without effect here, logged when the client is built.
+	Ignored []IgnoredOption
 	// HTTPClient dials the WebSocket (custom TLS roots for btp+wss); nil dials plain TCP with
 	// coalesced writes and a write timeout of PingInterval (coalesce.go).
 	HTTPClient *http.Client
@@ -54,6 +69,12 @@ type Client struct {
 	events  chan error // result of each connection attempt, latest only
 	started atomic.Bool
 	once    sync.Once
+
+	sched reconnectSchedule // used by run only
+	// now and sleep are the clock of the reconnect loop; tests replace them to follow the
+	// schedule without waiting. sleep reports false when ctx ended first.
+	now   func() time.Time
+	sleep func(ctx context.Context, d time.Duration) bool
 }
 
 var _ link.Link = (*Client)(nil)
@@ -64,8 +85,17 @@ func NewClient(o ClientOptions) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{opts: o, wsURL: wsURL, username: user, token: token, events: make(chan error, 1)}
+	if (user != "" || token != "") && (o.Account != "" || o.Token != "") {
+		return nil, errors.New("btp: pass the account/token in the server URL or in Account/Token, not both")
+	}
+	if user == "" && token == "" {
+		user, token = o.Account, o.Token
+	}
+	c := &Client{opts: o, wsURL: wsURL, username: user, token: token, events: make(chan error, 1),
+		now: time.Now, sleep: sleepCtx}
+	c.sched = reconnectSchedule{intervals: o.ReconnectIntervals, clear: o.ReconnectClearTryTimeout}
 	c.core.init(o.Common)
+	warnIgnored(c.core.Logger, PluginBTP, o.Ignored)
 	c.hc = o.HTTPClient
 	if c.hc == nil {
 		c.hc = newCoalescingHTTPClient(c.core.PingInterval)
@@ -171,13 +201,20 @@ func (c *Client) run() {
 		wait := c.backoff(attempt)
 		c.core.Logger.Info("btp: connection to peer lost, reconnecting",
 			"server", redact(c.opts.Server), "error", err, "in", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-c.core.ctx.Done():
-			t.Stop()
+		if !c.sleep(c.core.ctx, wait) {
 			return
-		case <-t.C:
 		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -189,7 +226,11 @@ func (c *Client) report(err error) {
 	c.events <- err
 }
 
+// backoff is the wait after the attempt-th failure in a row (0 after a lost connection).
 func (c *Client) backoff(attempt int) time.Duration {
+	if c.sched.intervals != nil {
+		return c.sched.next(c.now())
+	}
 	if c.opts.ReconnectInterval > 0 {
 		return c.opts.ReconnectInterval
 	}
@@ -227,11 +268,7 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 // auth sends [auth, auth_username, auth_token] like ilp-plugin-btp and reads the answer before
 // the read loop starts.
 func (c *Client) auth(ctx context.Context, cn *conn) error {
-	f := Frame{Type: TypeMessage, RequestID: rand.Uint32(), Protocols: []ProtocolData{
-		{Name: ProtocolAuth, ContentType: ContentOctetStream, Data: []byte{}},
-		{Name: ProtocolAuthUsername, ContentType: ContentText, Data: []byte(c.username)},
-		{Name: ProtocolAuthToken, ContentType: ContentText, Data: []byte(c.token)},
-	}}
+	f := Frame{Type: TypeMessage, RequestID: rand.Uint32(), Protocols: c.authProtocols()}
 	if err := cn.writeFrame(ctx, &f); err != nil {
 		return fmt.Errorf("btp: send auth: %w", err)
 	}
@@ -252,6 +289,25 @@ func (c *Client) auth(ctx context.Context, cn *conn) error {
 		return fmt.Errorf("btp: auth answer has type %d, want a Response", ans.Type)
 	}
 	return nil
+}
+
+// authProtocols are the entries of the auth frame: auth, auth_username, auth_token, then the
+// AuthFlags, each replacing the value of an entry of its name as in JS.
+func (c *Client) authProtocols() []ProtocolData {
+	ps := []ProtocolData{
+		{Name: ProtocolAuth, ContentType: ContentOctetStream, Data: []byte{}},
+		{Name: ProtocolAuthUsername, ContentType: ContentText, Data: []byte(c.username)},
+		{Name: ProtocolAuthToken, ContentType: ContentText, Data: []byte(c.token)},
+	}
+	for _, f := range c.opts.AuthFlags {
+		i := slices.IndexFunc(ps, func(p ProtocolData) bool { return p.Name == f.Name })
+		if i < 0 {
+			ps = append(ps, f)
+		} else {
+			ps[i] = f
+		}
+	}
+	return ps
 }
 
 // Send forwards a Prepare on the current connection.

@@ -112,6 +112,7 @@ type conn struct {
 	core     *core
 	ws       *ws.Conn
 	from     ilp.Address     // child address on a ChildServer
+	remote   string          // the peer's host:port on a server; "" on a client
 	ctx      context.Context // handlers' context
 	inFlight atomic.Int32
 	done     chan struct{}

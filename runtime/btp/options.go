@@ -5,8 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/internal/suggest"
 	"github.com/ilpfleet/ilpfleet/runtime/link"
 )
 
@@ -38,9 +43,9 @@ func New(o Options) (link.Link, error) {
 	return nil, fmt.Errorf("btp: unknown options type %T", o)
 }
 
-// btpJSON is the `options` object of an ilp-plugin-btp account. As in the JS plugin,
-// listener.wsOpts (host, port) replaces the listener's {port}; listener.host is an ilpfleet
-// shorthand for wsOpts.host.
+// btpJSON is the `options` object of an ilp-plugin-btp account (IlpPluginBtpConstructorOptions
+// of ilp-plugin-btp 1.5.0). As in the JS plugin, listener.wsOpts (host, port) replaces the
+// listener's {port}; listener.host is an ilpfleet shorthand for wsOpts.host.
 type btpJSON struct {
 	Server   *string `json:"server"`
 	Listener *struct {
@@ -52,25 +57,74 @@ type btpJSON struct {
 			Port *int   `json:"port"`
 		} `json:"wsOpts"`
 	} `json:"listener"`
-	ReconnectInterval *int64 `json:"reconnectInterval"` // ms
-	ResponseTimeout   *int64 `json:"responseTimeout"`   // ms
+	ReconnectInterval        *int64                     `json:"reconnectInterval"`        // ms
+	ReconnectIntervals       []int64                    `json:"reconnectIntervals"`       // ms
+	ReconnectClearTryTimeout *int64                     `json:"reconnectClearTryTimeout"` // ms
+	ResponseTimeout          *int64                     `json:"responseTimeout"`          // ms
+	BTPAccount               *string                    `json:"btpAccount"`
+	BTPToken                 *string                    `json:"btpToken"`
+	BTPAuthFlags             map[string]json.RawMessage `json:"btpAuthFlags"`
 }
 
-// miniJSON is the `options` object of an ilp-plugin-mini-accounts account.
+// The keys each options object may have, for the unknown-option error (and its suggestion).
+var (
+	btpKeys         = []string{"server", "listener", "reconnectInterval", "reconnectIntervals", "reconnectClearTryTimeout", "responseTimeout", "btpAccount", "btpToken", "btpAuthFlags"}
+	btpListenerKeys = []string{"port", "secret", "wsOpts", "host"}
+	wsOptsKeys      = []string{"host", "port"}
+	miniKeys        = []string{"port", "wsOpts", "currencyScale", "debugHostIldcpInfo", "allowedOrigins", "generateAccount"}
+	// btpClientKeys only mean something to a dialing client.
+	btpClientKeys = []string{"reconnectInterval", "reconnectIntervals", "reconnectClearTryTimeout", "btpAccount", "btpToken", "btpAuthFlags"}
+)
+
+// miniJSON is the `options` object of an ilp-plugin-mini-accounts account
+// (IlpPluginMiniAccountsConstructorOptions of ilp-plugin-mini-accounts 4.2.0, less `_store`,
+// which ilp-connector passes itself and JSON cannot hold).
 type miniJSON struct {
 	Port   *int `json:"port"`
 	WsOpts *struct {
 		Host string `json:"host"`
 		Port *int   `json:"port"`
 	} `json:"wsOpts"`
-	CurrencyScale   *int     `json:"currencyScale"` // accepted, unused: JS uses it for nothing IL-DCP answers
-	AllowedOrigins  []string `json:"allowedOrigins"`
-	GenerateAccount *bool    `json:"generateAccount"`
+	CurrencyScale      *int            `json:"currencyScale"`
+	DebugHostIldcpInfo json.RawMessage `json:"debugHostIldcpInfo"`
+	AllowedOrigins     []string        `json:"allowedOrigins"`
+	GenerateAccount    *bool           `json:"generateAccount"`
+}
+
+// IgnoredOption is a JS plugin option that ilpfleet accepts but does without. The link logs
+// each at WARN once, when it is built, so that a JS config runs and still says what it drops.
+type IgnoredOption struct {
+	Name string // the option as written in `options`
+	Why  string // why it has no effect here
+}
+
+// warnIgnored logs the ignored options of a link being built; log names the account (the
+// connector gives every link a logger with the account id).
+func warnIgnored(log *slog.Logger, plugin string, ignored []IgnoredOption) {
+	for _, o := range ignored {
+		log.Warn("btp: plugin option accepted but has no effect in ilpfleet",
+			"plugin", plugin, "option", o.Name, "why", o.Why)
+	}
+}
+
+// UnknownOptionError is an option key that the JS plugin does not know either: most likely a
+// typo. Its message suggests the nearest key allowed where it was found, and lists them all.
+type UnknownOptionError struct {
+	Plugin string
+	Path   string   // e.g. "listener.sekret"
+	Key    string   // the last element of Path
+	Known  []string // the keys allowed beside it
+}
+
+func (e *UnknownOptionError) Error() string {
+	return fmt.Sprintf("btp: %s options: unknown option %q%s; known options here: %s",
+		e.Plugin, e.Path, suggest.DidYouMean(e.Key, e.Known), strings.Join(e.Known, ", "))
 }
 
 // ParseOptions turns the JS `options` of an account whose `plugin` is ilp-plugin-btp or
-// ilp-plugin-mini-accounts into link options. Unknown keys are errors, so that a typo or an
-// option this runtime does not implement is reported instead of silently ignored.
+// ilp-plugin-mini-accounts into link options. Unknown keys are errors (*UnknownOptionError),
+// so that a typo is reported instead of silently ignored; JS options that have no meaning here
+// are accepted and listed in the options' Ignored.
 func ParseOptions(plugin string, raw json.RawMessage) (Options, error) {
 	switch plugin {
 	case PluginBTP:
@@ -81,12 +135,35 @@ func ParseOptions(plugin string, raw json.RawMessage) (Options, error) {
 	return nil, fmt.Errorf("btp: plugin %q is not a BTP plugin (want %s or %s)", plugin, PluginBTP, PluginMiniAccounts)
 }
 
-func decodeStrict(plugin string, raw json.RawMessage, v any) error {
+// checkKeys refuses a key of the object raw that is not in known; nested lists the objects
+// inside it to check as well (key → its keys). What is not an object is left to the decoder.
+func checkKeys(plugin, prefix string, raw json.RawMessage, known []string, nested map[string][]string) error {
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(raw, &obj) != nil {
+		return nil
+	}
+	for _, k := range slices.Sorted(maps.Keys(obj)) {
+		if !slices.Contains(known, k) {
+			return &UnknownOptionError{Plugin: plugin, Path: prefix + k, Key: k, Known: known}
+		}
+		if sub, ok := nested[k]; ok {
+			if err := checkKeys(plugin, prefix+k+".", obj[k], sub, nested); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func decodeStrict(plugin string, raw json.RawMessage, v any, known []string, nested map[string][]string) error {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		raw = json.RawMessage("{}")
 	}
+	if err := checkKeys(plugin, "", raw, known, nested); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
+	dec.DisallowUnknownFields() // a backstop: checkKeys has named every key already
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("btp: %s options: %w", plugin, err)
 	}
@@ -96,19 +173,41 @@ func decodeStrict(plugin string, raw json.RawMessage, v any) error {
 	return nil
 }
 
+const maxMillis = int64(24 * time.Hour / time.Millisecond)
+
 func millis(plugin, name string, v *int64) (time.Duration, error) {
 	if v == nil {
 		return 0, nil
 	}
-	if *v <= 0 || *v > int64(24*time.Hour/time.Millisecond) {
+	if *v <= 0 || *v > maxMillis {
 		return 0, fmt.Errorf("btp: %s options: %s must be a positive number of milliseconds up to a day, got %d", plugin, name, *v)
 	}
 	return time.Duration(*v) * time.Millisecond, nil
 }
 
+// intervals reads reconnectIntervals: waits in ms, 0 allowed (the JS default list starts with
+// 0: retry at once), at least one.
+func intervals(v []int64) ([]time.Duration, error) {
+	if v == nil {
+		return nil, nil
+	}
+	if len(v) == 0 {
+		return nil, errors.New("btp: ilp-plugin-btp options: reconnectIntervals must list at least one wait")
+	}
+	out := make([]time.Duration, len(v))
+	for i, ms := range v {
+		if ms < 0 || ms > maxMillis {
+			return nil, fmt.Errorf("btp: ilp-plugin-btp options: reconnectIntervals[%d] must be 0 to a day in milliseconds, got %d", i, ms)
+		}
+		out[i] = time.Duration(ms) * time.Millisecond
+	}
+	return out, nil
+}
+
 func parseBTP(raw json.RawMessage) (Options, error) {
 	var j btpJSON
-	if err := decodeStrict(PluginBTP, raw, &j); err != nil {
+	nested := map[string][]string{"listener": btpListenerKeys, "wsOpts": wsOptsKeys}
+	if err := decodeStrict(PluginBTP, raw, &j, btpKeys, nested); err != nil {
 		return nil, err
 	}
 	timeout, err := millis(PluginBTP, "responseTimeout", j.ResponseTimeout)
@@ -120,44 +219,112 @@ func parseBTP(raw json.RawMessage) (Options, error) {
 	case j.Server != nil && j.Listener != nil:
 		return nil, errors.New("btp: ilp-plugin-btp options: set either server (dial) or listener (accept), not both")
 	case j.Server != nil:
-		if _, _, _, err := parseServerURL(*j.Server); err != nil {
-			return nil, fmt.Errorf("btp: ilp-plugin-btp options: %w", err)
-		}
-		interval, err := millis(PluginBTP, "reconnectInterval", j.ReconnectInterval)
-		if err != nil {
-			return nil, err
-		}
-		return &ClientOptions{Server: *j.Server, ReconnectInterval: interval, Common: common}, nil
+		return parseBTPClient(&j, common)
 	case j.Listener != nil:
-		l := j.Listener
-		if w := l.WsOpts; w != nil {
-			if l.Host != "" && w.Host != "" {
-				return nil, errors.New("btp: ilp-plugin-btp options: set listener.wsOpts.host or listener.host, not both")
-			}
-			if w.Host != "" {
-				l.Host = w.Host
-			}
-			if w.Port != nil {
-				l.Port = w.Port
-			}
-		}
-		if j.ReconnectInterval != nil {
-			return nil, errors.New("btp: ilp-plugin-btp options: reconnectInterval applies to server, not listener")
-		}
-		if l.Port == nil || *l.Port < 1 || *l.Port > 65535 {
-			return nil, errors.New("btp: ilp-plugin-btp options: listener.port must be set to a port between 1 and 65535")
-		}
-		if l.Secret == nil || *l.Secret == "" {
-			return nil, errors.New("btp: ilp-plugin-btp options: listener.secret must be set and not empty")
-		}
-		return &PeerServerOptions{Host: l.Host, Port: *l.Port, Secret: *l.Secret, Common: common}, nil
+		return parseBTPListener(&j, raw, common)
 	}
 	return nil, errors.New("btp: ilp-plugin-btp options: set server (btp+ws://user:token@host:port) or listener ({port, secret})")
 }
 
+func parseBTPClient(j *btpJSON, common Common) (Options, error) {
+	_, user, token, err := parseServerURL(*j.Server)
+	if err != nil {
+		return nil, fmt.Errorf("btp: ilp-plugin-btp options: %w", err)
+	}
+	o := &ClientOptions{Server: *j.Server, Common: common}
+	// As JS: credentials come from the URL or from btpAccount/btpToken, never from both.
+	if (user != "" || token != "") && (j.BTPAccount != nil || j.BTPToken != nil) {
+		return nil, errors.New("btp: ilp-plugin-btp options: pass the account/token in the server URL or in btpAccount/btpToken, not both")
+	}
+	o.Account, o.Token = deref(j.BTPAccount), deref(j.BTPToken)
+	if o.ReconnectInterval, err = millis(PluginBTP, "reconnectInterval", j.ReconnectInterval); err != nil {
+		return nil, err
+	}
+	if o.ReconnectIntervals, err = intervals(j.ReconnectIntervals); err != nil {
+		return nil, err
+	}
+	if o.ReconnectClearTryTimeout, err = millis(PluginBTP, "reconnectClearTryTimeout", j.ReconnectClearTryTimeout); err != nil {
+		return nil, err
+	}
+	if o.AuthFlags, err = authFlags(j.BTPAuthFlags); err != nil {
+		return nil, err
+	}
+	switch {
+	case o.ReconnectIntervals != nil && o.ReconnectInterval > 0:
+		o.Ignored = append(o.Ignored, IgnoredOption{"reconnectInterval", "reconnectIntervals is set and takes precedence, as in JS"})
+		o.ReconnectInterval = 0
+	case o.ReconnectIntervals == nil && o.ReconnectClearTryTimeout > 0:
+		o.Ignored = append(o.Ignored, IgnoredOption{"reconnectClearTryTimeout", "it resets the reconnectIntervals schedule, which is not set; ilpfleet's default backoff starts over after each authenticated connection"})
+		o.ReconnectClearTryTimeout = 0
+	}
+	return o, nil
+}
+
+func parseBTPListener(j *btpJSON, raw json.RawMessage, common Common) (Options, error) {
+	l := j.Listener
+	if w := l.WsOpts; w != nil {
+		if l.Host != "" && w.Host != "" {
+			return nil, errors.New("btp: ilp-plugin-btp options: set listener.wsOpts.host or listener.host, not both")
+		}
+		if w.Host != "" {
+			l.Host = w.Host
+		}
+		if w.Port != nil {
+			l.Port = w.Port
+		}
+	}
+	// JS ignores the client's options on a listener; a listener given them was most likely
+	// meant to dial, so they are refused.
+	var obj map[string]json.RawMessage
+	_ = json.Unmarshal(raw, &obj) // decoded once already
+	for _, k := range btpClientKeys {
+		if _, ok := obj[k]; ok {
+			return nil, fmt.Errorf("btp: ilp-plugin-btp options: %s applies to server, not listener", k)
+		}
+	}
+	if l.Port == nil || *l.Port < 1 || *l.Port > 65535 {
+		return nil, errors.New("btp: ilp-plugin-btp options: listener.port must be set to a port between 1 and 65535")
+	}
+	if l.Secret == nil || *l.Secret == "" {
+		return nil, errors.New("btp: ilp-plugin-btp options: listener.secret must be set and not empty")
+	}
+	return &PeerServerOptions{Host: l.Host, Port: *l.Port, Secret: *l.Secret, Common: common}, nil
+}
+
+// authFlags turns btpAuthFlags into the extra entries of the auth frame, as JS's
+// protocol-data-converter does: a string as text, anything else as JSON. JSON objects have no
+// key order in Go, so they go in name order (JS: insertion order); peers read them by name.
+func authFlags(m map[string]json.RawMessage) ([]ProtocolData, error) {
+	var out []ProtocolData
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		v := m[name]
+		if name == "" {
+			return nil, errors.New("btp: ilp-plugin-btp options: btpAuthFlags has an empty name")
+		}
+		var s string
+		if json.Unmarshal(v, &s) == nil {
+			out = append(out, ProtocolData{Name: name, ContentType: ContentText, Data: []byte(s)})
+			continue
+		}
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, v); err != nil {
+			return nil, fmt.Errorf("btp: ilp-plugin-btp options: btpAuthFlags.%s: %w", name, err)
+		}
+		out = append(out, ProtocolData{Name: name, ContentType: ContentJSON, Data: buf.Bytes()})
+	}
+	return out, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
 func parseMini(raw json.RawMessage) (Options, error) {
 	var j miniJSON
-	if err := decodeStrict(PluginMiniAccounts, raw, &j); err != nil {
+	if err := decodeStrict(PluginMiniAccounts, raw, &j, miniKeys, map[string][]string{"wsOpts": wsOptsKeys}); err != nil {
 		return nil, err
 	}
 	o := &ChildServerOptions{Port: DefaultChildPort, AllowedOrigins: j.AllowedOrigins, GenerateAccount: j.GenerateAccount}
@@ -173,6 +340,12 @@ func parseMini(raw json.RawMessage) (Options, error) {
 	}
 	if o.Port < 1 || o.Port > 65535 {
 		return nil, fmt.Errorf("btp: ilp-plugin-mini-accounts options: port %d must be between 1 and 65535", o.Port)
+	}
+	if j.CurrencyScale != nil {
+		o.Ignored = append(o.Ignored, IgnoredOption{"currencyScale", "mini-accounts keeps it for subclasses that settle; children learn the account's assetScale over IL-DCP"})
+	}
+	if j.DebugHostIldcpInfo != nil {
+		o.Ignored = append(o.Ignored, IgnoredOption{"debugHostIldcpInfo", "a debugging stand-in for asking the connector over IL-DCP; ilpfleet's connector gives the address and asset directly"})
 	}
 	return o, nil
 }

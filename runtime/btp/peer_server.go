@@ -3,7 +3,9 @@ package btp
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,10 +29,43 @@ type PeerServerOptions struct {
 // secret as auth_token (auth_username is ignored, as in ilp-plugin-btp); a newer authenticated
 // connection replaces the older one. It implements link.Link.
 type PeerServer struct {
-	opts PeerServerOptions
-	core core
-	srv  wsServer
-	cur  atomic.Pointer[conn]
+	opts     PeerServerOptions
+	core     core
+	srv      wsServer
+	cur      atomic.Pointer[conn]
+	replaced replaceWarner
+}
+
+// replaceWarnEvery is the least time between two warnings that a connection replaced
+// another: two peers with one secret replace each other many times a second.
+const replaceWarnEvery = 10 * time.Second
+
+// replaceWarner warns that an authenticated connection replaced another, at most once per
+// replaceWarnEvery, counting the replacements it kept quiet about. Each PeerServer serves one
+// account, so this is per account.
+type replaceWarner struct {
+	now func() time.Time // time.Now; tests replace it
+
+	mu         sync.Mutex
+	last       time.Time // of the last warning
+	suppressed int       // replacements since, not logged
+}
+
+func (w *replaceWarner) replaced(log *slog.Logger, oldRemote, newRemote string) {
+	w.mu.Lock()
+	now := w.now()
+	if !w.last.IsZero() && now.Sub(w.last) < replaceWarnEvery {
+		w.suppressed++
+		w.mu.Unlock()
+		return
+	}
+	n := w.suppressed
+	w.last, w.suppressed = now, 0
+	w.mu.Unlock()
+	// WARN, not DEBUG: each replacement loses the answers due on the old connection, and two
+	// clients sharing credentials replace each other forever.
+	log.Warn("btp: an authenticated connection replaced the account's previous one; if this repeats, two peers use the same credentials",
+		"old_remote", oldRemote, "new_remote", newRemote, "suppressed", n)
 }
 
 var _ link.Link = (*PeerServer)(nil)
@@ -40,7 +75,7 @@ func NewPeerServer(o PeerServerOptions) (*PeerServer, error) {
 	if o.Port < 0 || o.Port > 65535 {
 		return nil, errors.New("btp: listener port must be between 0 and 65535")
 	}
-	s := &PeerServer{opts: o}
+	s := &PeerServer{opts: o, replaced: replaceWarner{now: time.Now}}
 	s.core.init(o.Common)
 	s.srv = wsServer{
 		core: &s.core, host: o.Host, port: o.Port, authTimeout: authTimeout(o.AuthTimeout),
@@ -58,6 +93,7 @@ func (s *PeerServer) admit(req authRequest) (ilp.Address, error) {
 
 func (s *PeerServer) attach(cn *conn) {
 	if old := s.cur.Swap(cn); old != nil {
+		s.replaced.replaced(s.core.Logger, old.remote, cn.remote)
 		old.close(errors.New("replaced by a newer connection"), ws.StatusPolicyViolation,
 			"replaced by a newer authenticated connection")
 	}

@@ -131,6 +131,7 @@ func (s *wsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.untrack(cn)
+	cn.remote = r.RemoteAddr
 	// Attach before answering auth, so that the peer is reachable as soon as it knows it is
 	// connected; cn.ready holds back what others send it until the answer is written.
 	cn.ready = make(chan struct{})

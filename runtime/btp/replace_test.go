@@ -1,0 +1,67 @@
+package btp
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/ilpfleet/ilpfleet/internal/testlog"
+)
+
+func TestReplaceWarningRateLimited(t *testing.T) {
+	t0 := time.Unix(1e9, 0)
+	// at: when each replacement happens, from t0; want: the suppressed count of each warning.
+	tests := []struct {
+		name string
+		at   []time.Duration
+		want []float64
+	}{
+		{"one", []time.Duration{0}, []float64{0}},
+		{"a burst is one line", []time.Duration{0, time.Millisecond, 150 * time.Millisecond, 9 * time.Second}, []float64{0}},
+		{"the next line counts the quiet ones", []time.Duration{0, 1, 2, 3, replaceWarnEvery}, []float64{0, 3}},
+		{"every 10 s at most", []time.Duration{0, replaceWarnEvery - 1, replaceWarnEvery, 2*replaceWarnEvery - 1, 2 * replaceWarnEvery}, []float64{0, 1, 1}},
+	}
+	for _, tt := range tests {
+		var buf testlog.Buffer
+		var now time.Time
+		w := replaceWarner{now: func() time.Time { return now }}
+		for _, d := range tt.at {
+			now = t0.Add(d)
+			w.replaced(jsonLogger(&buf), "127.0.0.1:1", "127.0.0.1:2")
+		}
+		var got []float64
+		for _, r := range logRecords(t, &buf) {
+			if r["level"] != "WARN" || r["account"] != "alice" || r["old_remote"] != "127.0.0.1:1" || r["new_remote"] != "127.0.0.1:2" {
+				t.Errorf("%s: record %v; want a WARN with the account and both remotes", tt.name, r)
+			}
+			got = append(got, r["suppressed"].(float64))
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%s: warnings with suppressed counts %v; want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestReplacedConnectionWarns runs the real thing: a second client with the same secret
+// replaces the first, and the server says so at WARN with both clients' addresses.
+func TestReplacedConnectionWarns(t *testing.T) {
+	var buf testlog.Buffer
+	srv := startServer(t, 0, echo, func(o *PeerServerOptions) { o.Logger = jsonLogger(&buf) })
+	a := startClient(t, serverURL(srv, "", "s3cret"), echo, func(o *ClientOptions) { o.ReconnectInterval = time.Hour })
+	startClient(t, serverURL(srv, "", "s3cret"), echo, nil)
+	waitFor(t, "the first client to be dropped", func() bool { return !a.Connected() })
+	var warns []map[string]any
+	for _, r := range logRecords(t, &buf) {
+		if r["level"] == "WARN" {
+			warns = append(warns, r)
+		}
+	}
+	if len(warns) != 1 {
+		t.Fatalf("warnings %v; want one", warns)
+	}
+	old, cur := warns[0]["old_remote"], warns[0]["new_remote"]
+	if old == "" || cur == "" || old == cur {
+		t.Errorf("warning %v; want the two clients' distinct addresses", warns[0])
+	}
+
+}
