@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
@@ -24,6 +27,7 @@ func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
 			return nil, fmt.Errorf("connector: store %q (CONNECTOR_STORE_PATH=%s): %w", cfg.Store, cfg.StorePath, err)
 		}
 		log.Info("opened the embedded store", "path", s.Path())
+		warnJSStore(log, cfg.StorePath)
 		return s, nil
 	case config.StoreRedis:
 		o, err := store.ParseRedisOptions(cfg.StorePath, cfg.StoreConfig)
@@ -39,6 +43,20 @@ func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
 		return s, nil
 	}
 	return nil, fmt.Errorf("connector: unknown store %q; supported: %s, %s, %s", cfg.Store, config.StoreMemory, config.StoreFile, config.StoreRedis)
+}
+
+// warnJSStore warns when dir also holds a LevelDB database (its CURRENT file names a
+// MANIFEST-…): the JS connector's store at the same CONNECTOR_STORE_PATH, which a user
+// switching may expect to carry over. ilpfleet does not read it — nor does it need to for
+// money: the JS connector keeps its balances in memory only, and its store holds plugin and
+// routing state — but its balances starting afresh beside those files must not go unremarked.
+func warnJSStore(log *slog.Logger, dir string) {
+	current, err := os.ReadFile(filepath.Join(dir, "CURRENT"))
+	if err != nil || !strings.HasPrefix(string(current), "MANIFEST-") {
+		return
+	}
+	log.Warn("CONNECTOR_STORE_PATH also holds a LevelDB database, most likely the JS connector's; ilpfleet does not read it and keeps its own store beside it, every balance starting at 0 (the JS connector kept none there either); set the balances agreed with each peer through the admin API (POST /balance) if they must carry over",
+		"path", dir, "store", filepath.Join(dir, store.FileName))
 }
 
 // scopePackets brackets every incoming packet with the store's packet scope when the store has

@@ -3,12 +3,14 @@ package connector
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/internal/testlog"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/middleware"
 	"github.com/ilpfleet/ilpfleet/runtime/store"
@@ -150,5 +152,41 @@ func TestPacketEndFailureCounted(t *testing.T) {
 	got, _ := metricValue(t, c, middleware.MetricBalanceStoreErrors, map[string]string{"account": "alice", "operation": middleware.OpEndPacket})
 	if got != 1 {
 		t.Errorf("%s{account=alice,operation=end} = %v, want 1", middleware.MetricBalanceStoreErrors, got)
+	}
+}
+
+// TestJSStoreWarned: a CONNECTOR_STORE_PATH that also holds a LevelDB database (the JS
+// connector's store) is opened, with a WARN that it is not read; a directory without one, or
+// with a CURRENT file that is not LevelDB's, gets none.
+func TestJSStoreWarned(t *testing.T) {
+	tests := []struct {
+		name  string
+		files map[string]string
+		warn  bool
+	}{
+		{"JS LevelDB files", map[string]string{"CURRENT": "MANIFEST-000004\n", "MANIFEST-000004": "x", "LOCK": ""}, true},
+		{"empty directory", nil, false},
+		{"another CURRENT file", map[string]string{"CURRENT": "hello\n"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, body := range tt.files {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var logs testlog.Buffer
+			ml := &memLinks{}
+			c, err := New(mustConfig(t, storeConfig("store: file\nstorePath: "+dir)),
+				Options{newLink: ml.factory, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = c.Close(context.Background())
+			if got := strings.Contains(logs.String(), "LevelDB database"); got != tt.warn {
+				t.Errorf("warned = %v, want %v; log:\n%s", got, tt.warn, logs.String())
+			}
+		})
 	}
 }
