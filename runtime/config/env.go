@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/ilpfleet/ilpfleet/internal/suggest"
 )
@@ -80,8 +81,12 @@ func UnknownEnv(environ []string) []string {
 
 // envToJSON converts a variable's text to JSON the way the JS loader does by schema type:
 // strings as is, objects and arrays parsed as JSON, booleans from envBools, numbers with
-// JavaScript's Number().
+// JavaScript's Number(). A value that is not UTF-8 is refused: encoding/json would replace
+// its invalid bytes with U+FFFD, so a path, host or plugin secret would silently change.
 func envToJSON(k kind, v string) (json.RawMessage, string) {
+	if !utf8.ValidString(v) {
+		return nil, "not valid UTF-8 (its invalid bytes would be replaced, changing the value)"
+	}
 	switch k {
 	case kString:
 		b, _ := json.Marshal(v)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/shopspring/decimal"
 )
@@ -205,8 +206,10 @@ func canonicalJSON(raw json.RawMessage) []byte {
 	return out
 }
 
-// isJSONObject reports whether raw is a JSON object.
+// isJSONObject reports whether raw is a JSON object. JSON text must be UTF-8 (RFC 8259), and
+// encoding/json would replace invalid bytes in its strings with U+FFFD, silently changing an
+// account id or a plugin's secret: such text is not an object here.
 func isJSONObject(raw json.RawMessage) bool {
 	raw = bytes.TrimSpace(raw)
-	return len(raw) > 0 && raw[0] == '{' && json.Valid(raw)
+	return len(raw) > 0 && raw[0] == '{' && utf8.Valid(raw) && json.Valid(raw)
 }

@@ -27,26 +27,47 @@ func NewQuantity(amount uint64, scale uint8) Quantity {
 
 // UnmarshalJSON reads a Quantity strictly: both fields present, the amount a string of digits
 // (no sign, point or exponent), the scale 0–255. Read leniently, a Quantity without its scale
-// would count the amount in whole units — 10^scale times what was meant.
+// would count the amount in whole units — 10^scale times what was meant. The keys must be
+// spelt exactly "amount" and "scale": encoding/json would also take "Amount" or "SCALE", and
+// a body carrying both spellings would then be read with a different amount or scale than an
+// engine that follows RFC 38 meant.
 func (q *Quantity) UnmarshalJSON(b []byte) error {
-	var raw struct {
-		Amount *string `json:"amount"`
-		Scale  *int    `json:"scale"`
-	}
-	if err := json.Unmarshal(b, &raw); err != nil {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(b, &obj); err != nil {
 		return fmt.Errorf("quantity: %w", err)
 	}
-	switch {
-	case raw.Amount == nil:
-		return errors.New(`quantity: "amount" is missing`)
-	case raw.Scale == nil:
-		return errors.New(`quantity: "scale" is missing (without it the amount would be read in whole units)`)
-	case *raw.Scale < 0 || *raw.Scale > math.MaxUint8:
-		return fmt.Errorf("quantity: scale %d: want 0 to 255", *raw.Scale)
-	case !isDigits(*raw.Amount):
-		return fmt.Errorf("quantity: amount %q: want a non-negative integer written with digits only", *raw.Amount)
+	var amount *string
+	var scale *int
+	if err := field(obj, "amount", &amount); err != nil {
+		return err
 	}
-	*q = Quantity{Amount: *raw.Amount, Scale: uint8(*raw.Scale)}
+	if err := field(obj, "scale", &scale); err != nil {
+		return err
+	}
+	switch {
+	case amount == nil:
+		return errors.New(`quantity: "amount" is missing`)
+	case scale == nil:
+		return errors.New(`quantity: "scale" is missing (without it the amount would be read in whole units)`)
+	case *scale < 0 || *scale > math.MaxUint8:
+		return fmt.Errorf("quantity: scale %d: want 0 to 255", *scale)
+	case !isDigits(*amount):
+		return fmt.Errorf("quantity: amount %q: want a non-negative integer written with digits only", *amount)
+	}
+	*q = Quantity{Amount: *amount, Scale: uint8(*scale)}
+	return nil
+}
+
+// field decodes the value of the exactly-named key into dst, leaving dst nil when the key is
+// absent or null.
+func field[T any](obj map[string]json.RawMessage, key string, dst **T) error {
+	raw, ok := obj[key]
+	if !ok {
+		return nil
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		return fmt.Errorf("quantity: %q: %w", key, err)
+	}
 	return nil
 }
 
