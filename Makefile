@@ -75,7 +75,21 @@ test: test-deps lint verify-generated ## Everything CI runs: lint, generated-fil
 # spurious "context deadline exceeded" failure when the time runs out while a worker is busy
 # (go.dev/issue/75804, fixed in Go 1.27); a count has no deadline to race.
 FUZZ_TIME ?= 50000x
-FUZZ_TARGETS := ./runtime/ilp:FuzzParsePrepare ./runtime/ilp:FuzzParseResponse ./runtime/ilp:FuzzAddress ./runtime/btp:FuzzParseFrame ./runtime/btp/internal/ws:FuzzRead
+FUZZ_TARGETS := \
+	./runtime/ilp:FuzzParsePrepare \
+	./runtime/ilp:FuzzParseResponse \
+	./runtime/ilp:FuzzAddress \
+	./runtime/btp:FuzzParseFrame \
+	./runtime/btp/internal/ws:FuzzRead \
+	./runtime/ccp:FuzzParseControlRequest \
+	./runtime/ccp:FuzzParseUpdateRequest \
+	./runtime/ildcp:FuzzParseResponse \
+	./runtime/ildcp:FuzzHandler \
+	./runtime/settlement:FuzzQuantityJSON \
+	./runtime/settlement:FuzzToScale \
+	./runtime/config:FuzzParseJSNumber \
+	./runtime/config:FuzzEnvSetting \
+	./runtime/config:FuzzParseAccount
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZ_TIME (default 50000 executions) on top of its seed corpus.
