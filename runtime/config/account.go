@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -283,15 +284,39 @@ func parseAccounts(raw json.RawMessage, l *fieldErrors) (map[string]Account, []s
 	}
 	accounts := make(map[string]Account, len(keys))
 	order := make([]string, 0, len(keys))
+	checkRepeatedIDs(keys, l)
 	for i, id := range keys {
 		if _, dup := accounts[id]; dup {
-			l.add(id, "(account)", "", "account id given twice")
 			continue
 		}
 		accounts[id] = parseAccount(id, values[i], l)
 		order = append(order, id)
 	}
 	return accounts, order
+}
+
+// checkRepeatedIDs refuses an account id given more than once, once per id. JS's JSON.parse
+// (and a YAML decoder) keeps the last object: with limits and credentials at stake, which one
+// was meant is the user's call, not a parser's.
+func checkRepeatedIDs(ids []string, l *fieldErrors) {
+	times := map[string]int{}
+	for _, id := range ids {
+		times[id]++
+	}
+	for _, id := range ids {
+		if times[id] > 1 {
+			l.add("", "accounts", "", "account id %q appears %s", id, repeated(times[id]))
+		}
+		times[id] = 0
+	}
+}
+
+// repeated says how often an account id appears and what to do about it.
+func repeated(n int) string {
+	if n == 2 {
+		return "twice; JS would silently keep the last one — remove one"
+	}
+	return strconv.Itoa(n) + " times; JS would silently keep the last one — keep only one"
 }
 
 // orderedObject splits a JSON object into its keys and raw values, in document order.

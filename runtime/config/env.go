@@ -32,15 +32,16 @@ func FromEnv(lookup func(string) (string, bool)) (*Config, error) {
 			continue
 		}
 		given.note(s.key)
-		raw, problem := envToJSON(s.kind, v)
+		raw, shown, problem := envToJSON(s.kind, v)
 		if problem != "" {
-			l.add("", s.key, quote(v), "%s", problem)
+			l.add("", s.key, shown, "%s", problem)
 			continue
 		}
 		var errs fieldErrors
 		s.apply(c, raw, &errs)
 		for _, e := range errs {
-			if e.Account == "" && e.Field == s.key && e.Value != "(hidden)" {
+			// An error without a value (a repeated account id) does not quote the variable.
+			if e.Account == "" && e.Field == s.key && e.Value != "" && e.Value != "(hidden)" {
 				e.Value = quote(v) // show what the user wrote, not its JSON form
 			}
 		}
@@ -83,38 +84,44 @@ func UnknownEnv(environ []string) []string {
 // strings as is, objects and arrays parsed as JSON, booleans from envBools, numbers with
 // JavaScript's Number(). A value that is not UTF-8 is refused: encoding/json would replace
 // its invalid bytes with U+FFFD, so a path, host or plugin secret would silently change.
-func envToJSON(k kind, v string) (json.RawMessage, string) {
+// shown is the value as an error shows it: quoted, or "" when the problem quotes the bad spot.
+func envToJSON(k kind, v string) (raw json.RawMessage, shown, problem string) {
 	if !utf8.ValidString(v) {
-		return nil, "not valid UTF-8 (its invalid bytes would be replaced, changing the value)"
+		return nil, quote(v), "not valid UTF-8 (its invalid bytes would be replaced, changing the value)"
 	}
 	switch k {
 	case kString:
 		b, _ := json.Marshal(v)
-		return b, ""
+		return b, "", ""
 	case kBool:
 		b, ok := envBools[v]
 		if !ok {
-			return nil, `expected "true", "false", "1", "0" or "" (the JS connector reads any other value as false)`
+			return nil, quote(v), `expected "true", "false", "1", "0" or "" (the JS connector reads any other value as false)`
 		}
-		return json.RawMessage(b), ""
+		return json.RawMessage(b), "", ""
 	case kInteger, kNumber:
 		d, ok := parseJSNumber(v)
 		if !ok {
-			return nil, "expected a number (JSON or JavaScript notation, e.g. 1000 or 1e3)"
+			return nil, quote(v), "expected a number (JSON or JavaScript notation, e.g. 1000 or 1e3)"
 		}
-		return json.RawMessage(d.String()), ""
+		return json.RawMessage(d.String()), "", ""
 	default:
 		var probe any
 		if err := json.Unmarshal([]byte(v), &probe); err != nil {
-			return nil, "expected JSON: " + err.Error()
+			// The value's first characters rarely hold the mistake: say where it is instead.
+			if p, ok := jsonProblem(v, err); ok {
+				return nil, "", "expected JSON; " + p
+			}
+			return nil, quote(v), "expected JSON: " + err.Error()
 		}
-		return json.RawMessage(v), ""
+		return json.RawMessage(v), "", ""
 	}
 }
 
 // envSource names the variable a FieldError belongs to; a global setting's field becomes
 // the variable itself so the message reads "CONNECTOR_SPREAD = ...".
 func envSource(e *FieldError) string {
+	e.Problem = resolveKeys(e.Problem, EnvName)
 	top := topKey(e)
 	if e.Account == "" && e.Field == top {
 		e.Field = EnvName(top)
@@ -189,6 +196,6 @@ func checkImplicitBackend(c *Config, given sourceFlags, l *fieldErrors) {
 	}
 	l.add("", "backend", "", "not set, and the accounts use different assets (%s): the JS connector would use "+
 		"its default \"ecb\" backend (live ECB rates), which the Go connector fetches only when told to, and the Go default %q "+
-		"would convert between them 1:1. Set backend to %q for the ECB's rates as in JS, %q to accept 1:1, or %q with the rates in backendConfig",
-		strings.Join(sortedKeys(codes), ", "), BackendOneToOne, BackendECB, BackendOneToOne, BackendStatic)
+		"would convert between them 1:1. Set %s to %q for the ECB's rates as in JS, %q to accept 1:1, or %q with the rates in %s",
+		strings.Join(sortedKeys(codes), ", "), BackendOneToOne, keyRef("backend"), BackendECB, BackendOneToOne, BackendStatic, keyRef("backendConfig"))
 }

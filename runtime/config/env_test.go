@@ -133,7 +133,7 @@ func TestFromEnvVariables(t *testing.T) {
 		{"first parent in JSON order", map[string]string{"CONNECTOR_ACCOUNTS": `{"z":` + strings.Replace(btpChild, "child", "parent", 1) + `,"a":` + strings.Replace(btpChild, "child", "parent", 1) + `}`}, func(c *Config) any { return c.InheritFrom() + c.DefaultRouteAccount() }, "zz", nil},
 		// CONNECTOR_ACCOUNTS
 		{"accounts", base(map[string]string{"CONNECTOR_ACCOUNTS": `{"alice":` + btpChild + `}`}), func(c *Config) any { return c.Accounts["alice"].AssetCode }, "USD", nil},
-		{"accounts not JSON", base(map[string]string{"CONNECTOR_ACCOUNTS": `{alice}`}), nil, nil, []string{"CONNECTOR_ACCOUNTS = \"{alice}\": expected JSON: invalid character"}},
+		{"accounts not JSON", base(map[string]string{"CONNECTOR_ACCOUNTS": `{alice}`}), nil, nil, []string{"CONNECTOR_ACCOUNTS: expected JSON; syntax error at character 2 of 7: invalid character 'a' looking for beginning of object key string; near: {<<here>>alice}"}},
 		{"accounts array", base(map[string]string{"CONNECTOR_ACCOUNTS": `[]`}), nil, nil, []string{"CONNECTOR_ACCOUNTS = \"[]\": expected a JSON object of accounts"}},
 		{"account missing fields", base(map[string]string{"CONNECTOR_ACCOUNTS": `{"a":{"relation":"peer"}}`}), nil, nil, []string{`CONNECTOR_ACCOUNTS: account "a": plugin: required`, `account "a": assetCode: required`, `account "a": assetScale: required`}},
 		{"account relation bad", base(map[string]string{"CONNECTOR_ACCOUNTS": `{"a":` + strings.Replace(btpChild, `"child"`, `"friend"`, 1) + `}`}), nil, nil, []string{`account "a": relation = "friend": expected "parent", "peer" or "child"`}},
@@ -193,13 +193,13 @@ func TestFromEnvVariables(t *testing.T) {
 		{"max hold time JSON exponent", base(map[string]string{"CONNECTOR_MAX_HOLD_TIME": "2e4"}), func(c *Config) any { return c.MaxHoldTime }, 20 * time.Second, nil},
 		{"max hold time hex like Number()", base(map[string]string{"CONNECTOR_MAX_HOLD_TIME": " 0x10 "}), func(c *Config) any { return c.MaxHoldTime }, 16 * time.Millisecond, nil},
 		{"max hold time fraction", base(map[string]string{"CONNECTOR_MAX_HOLD_TIME": "100.5"}), nil, nil, []string{`CONNECTOR_MAX_HOLD_TIME = "100.5": expected a whole number of milliseconds`}},
-		{"max hold time zero", base(map[string]string{"CONNECTOR_MAX_HOLD_TIME": "0"}), nil, nil, []string{`CONNECTOR_MAX_HOLD_TIME = 0: expected a positive number of milliseconds`}},
+		{"max hold time zero", base(map[string]string{"CONNECTOR_MAX_HOLD_TIME": "0"}), nil, nil, []string{`CONNECTOR_MAX_HOLD_TIME = "0": expected a whole number of milliseconds, at least 1`}},
 		{"route broadcast interval", base(map[string]string{"CONNECTOR_ROUTE_BROADCAST_INTERVAL": "60000"}), func(c *Config) any { return c.RouteBroadcastInterval }, time.Minute, nil},
-		{"route broadcast interval negative", base(map[string]string{"CONNECTOR_ROUTE_BROADCAST_INTERVAL": "-1"}), nil, nil, []string{`CONNECTOR_ROUTE_BROADCAST_INTERVAL = "-1": expected a whole number of milliseconds, at least 0`}},
+		{"route broadcast interval negative", base(map[string]string{"CONNECTOR_ROUTE_BROADCAST_INTERVAL": "-1"}), nil, nil, []string{`CONNECTOR_ROUTE_BROADCAST_INTERVAL = "-1": expected a whole number of milliseconds, at least 1`}},
 		{"route cleanup interval", base(map[string]string{"CONNECTOR_ROUTE_CLEANUP_INTERVAL": "500"}), func(c *Config) any { return c.RouteCleanupInterval }, 500 * time.Millisecond, nil},
 		{"route cleanup interval bad", base(map[string]string{"CONNECTOR_ROUTE_CLEANUP_INTERVAL": "soon"}), nil, nil, []string{`CONNECTOR_ROUTE_CLEANUP_INTERVAL = "soon"`}},
 		{"route expiry", base(map[string]string{"CONNECTOR_ROUTE_EXPIRY": "90000"}), func(c *Config) any { return c.RouteExpiry }, 90 * time.Second, nil},
-		{"route expiry zero", base(map[string]string{"CONNECTOR_ROUTE_EXPIRY": "0"}), nil, nil, []string{`CONNECTOR_ROUTE_EXPIRY = 0: expected a positive number`}},
+		{"route expiry zero", base(map[string]string{"CONNECTOR_ROUTE_EXPIRY": "0"}), nil, nil, []string{`CONNECTOR_ROUTE_EXPIRY = "0": expected a whole number of milliseconds, at least 1`}},
 		{"initial connect timeout", base(map[string]string{"CONNECTOR_INITIAL_CONNECT_TIMEOUT": "0"}), func(c *Config) any { return c.InitialConnectTimeout }, time.Duration(0), nil},
 		{"initial connect timeout bad", base(map[string]string{"CONNECTOR_INITIAL_CONNECT_TIMEOUT": "NaN"}), nil, nil, []string{`CONNECTOR_INITIAL_CONNECT_TIMEOUT = "NaN": expected a number`}},
 		// booleans
@@ -249,7 +249,7 @@ func TestFromEnvVariables(t *testing.T) {
 		{"middlewares custom", base(map[string]string{"CONNECTOR_MIDDLEWARES": `{"audit":{"type":"ilp-middleware-audit"}}`}), nil, nil, []string{`CONNECTOR_MIDDLEWARES = `, `custom middlewares are npm modules, which the Go connector cannot load (audit)`}},
 		{"disable middleware", base(map[string]string{"CONNECTOR_DISABLE_MIDDLEWARE": `["rateLimit","deduplicate"]`}), func(c *Config) any { return c.DisableMiddleware }, []string{"rateLimit", "deduplicate"}, nil},
 		{"disable middleware unknown", base(map[string]string{"CONNECTOR_DISABLE_MIDDLEWARE": `["ratelimit"]`}), nil, nil, []string{`CONNECTOR_DISABLE_MIDDLEWARE: [0] = "ratelimit": unknown middleware (did you mean "rateLimit"?)`}},
-		{"disable middleware not array", base(map[string]string{"CONNECTOR_DISABLE_MIDDLEWARE": `rateLimit`}), nil, nil, []string{`CONNECTOR_DISABLE_MIDDLEWARE = "rateLimit": expected JSON`}},
+		{"disable middleware not array", base(map[string]string{"CONNECTOR_DISABLE_MIDDLEWARE": `rateLimit`}), nil, nil, []string{`CONNECTOR_DISABLE_MIDDLEWARE: expected JSON; syntax error at character 1 of 9: invalid character 'r' looking for beginning of value; near: <<here>>rateLimit`}},
 		{"disable middleware null after a space", base(map[string]string{"CONNECTOR_DISABLE_MIDDLEWARE": " null\n"}), nil, nil, []string{`CONNECTOR_DISABLE_MIDDLEWARE = " null\n": expected a JSON array`}},
 	}
 	for _, tt := range tests {

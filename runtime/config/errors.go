@@ -15,6 +15,12 @@ type FieldError struct {
 	Field   string // JS key path: "spread", "balance.maximum", "routes[1].peerId"
 	Value   string // the bad value as given; "" when the setting is missing
 	Problem string // what is wrong and what is expected
+
+	// exact is the exact path of Field within an account's options ("options.listener.port"),
+	// which the environment and file sources show as the field: their users wrote that path.
+	// Validate alone keeps Field ("options"): the Kubernetes source, its caller, has its own
+	// field names for what it puts in options.
+	exact string
 }
 
 func (e *FieldError) Error() string {
@@ -42,20 +48,51 @@ func (l *fieldErrors) add(account, field, value, format string, args ...any) {
 	*l = append(*l, &FieldError{Account: account, Field: field, Value: value, Problem: fmt.Sprintf(format, args...)})
 }
 
-// join sets source on every error (unless a source function already named one) and joins
-// them, nil when there are none.
+// join sets source on every error (unless a source function already named one), writes the
+// settings a Problem refers to (keyRef) as config keys unless the source function wrote them
+// its own way, and joins them, nil when there are none.
 func (l fieldErrors) join(source func(*FieldError) string) error {
 	if len(l) == 0 {
 		return nil
 	}
 	errs := make([]error, len(l))
 	for i, e := range l {
+		if source != nil && e.exact != "" {
+			e.Field = e.exact
+		}
 		if e.Source == "" && source != nil {
 			e.Source = source(e)
 		}
+		e.Problem = resolveKeys(e.Problem, func(k string) string { return k })
 		errs[i] = e
 	}
 	return errors.Join(errs...)
+}
+
+// keyMark brackets a top-level config key inside a Problem (see keyRef). A NUL cannot come
+// from an environment variable, and user text in a Problem is %q-quoted, which escapes it.
+const keyMark = "\x00"
+
+// keyRef names another top-level setting in a Problem. The source decides how it reads:
+// CONNECTOR_ADMIN_API_PORT when the config came from the environment, adminApiPort from a
+// file or in Validate's errors — the name the user actually set.
+func keyRef(key string) string {
+	return keyMark + key + keyMark
+}
+
+// resolveKeys writes each keyRef of problem with name; text between marks that is not a
+// setting is kept as it was.
+func resolveKeys(problem string, name func(key string) string) string {
+	if !strings.Contains(problem, keyMark) {
+		return problem
+	}
+	parts := strings.Split(problem, keyMark)
+	for i := 1; i < len(parts); i += 2 {
+		if _, ok := settingByKey(parts[i]); ok {
+			parts[i] = name(parts[i])
+		}
+	}
+	return strings.Join(parts, "")
 }
 
 // FieldErrors returns the FieldErrors inside err (as returned by FromEnv, FromFile or

@@ -72,6 +72,7 @@ func FromData(data []byte, name string) (*Config, error) {
 	}
 	if isYAML {
 		c.AccountOrder = order
+		checkRepeatedIDs(order, &l) // the YAML decoder kept the last of them silently
 	}
 	return finish(c, given, l, source)
 }
@@ -95,8 +96,7 @@ func documentJSON(data []byte) (doc json.RawMessage, order []string, isYAML bool
 	}
 	if trimmed[0] == '{' {
 		if !json.Valid(trimmed) {
-			var v any
-			return nil, nil, false, fmt.Errorf("invalid JSON: %v", json.Unmarshal(trimmed, &v))
+			return nil, nil, false, invalidJSON(data)
 		}
 		return trimmed, nil, false, nil
 	}
@@ -108,6 +108,17 @@ func documentJSON(data []byte) (doc json.RawMessage, order []string, isYAML bool
 		doc = []byte(`{}`)
 	}
 	return doc, yamlAccountOrder(data), true, nil
+}
+
+// invalidJSON describes the syntax error of a JSON document with its line and column (a YAML
+// document's errors have their line from the YAML decoder).
+func invalidJSON(data []byte) error {
+	var v any
+	err := json.Unmarshal(data, &v)
+	if p, ok := jsonProblem(string(data), err); ok {
+		return fmt.Errorf("invalid JSON, %s", p)
+	}
+	return fmt.Errorf("invalid JSON: %v", err)
 }
 
 // yamlAccountOrder returns the keys of the top-level "accounts" mapping in document order,

@@ -88,7 +88,7 @@ func FuzzEnvSetting(f *testing.F) {
 	f.Fuzz(func(t *testing.T, idx uint8, v string) {
 		s := settings[int(idx)%len(settings)]
 		checkFromEnv(t, s.key, v)
-		raw, problem := envToJSON(s.kind, v)
+		raw, _, problem := envToJSON(s.kind, v)
 		if problem != "" {
 			return
 		}

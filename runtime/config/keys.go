@@ -42,12 +42,12 @@ var settings = []setting{
 	{"defaultRoute", kString, setString(func(c *Config) *string { return &c.DefaultRoute })},
 	{"routes", kArray, setRoutes},
 	{"spread", kNumber, setSpread},
-	{"minMessageWindow", kInteger, setMillis(func(c *Config) *time.Duration { return &c.MinMessageWindow })},
-	{"maxHoldTime", kInteger, setMillis(func(c *Config) *time.Duration { return &c.MaxHoldTime })},
+	{"minMessageWindow", kInteger, setMillis(0, func(c *Config) *time.Duration { return &c.MinMessageWindow })},
+	{"maxHoldTime", kInteger, setMillis(1, func(c *Config) *time.Duration { return &c.MaxHoldTime })},
 	{"routeBroadcastEnabled", kBool, setBool(func(c *Config) *bool { return &c.RouteBroadcastEnabled })},
-	{"routeBroadcastInterval", kInteger, setMillis(func(c *Config) *time.Duration { return &c.RouteBroadcastInterval })},
-	{"routeCleanupInterval", kInteger, setMillis(func(c *Config) *time.Duration { return &c.RouteCleanupInterval })},
-	{"routeExpiry", kInteger, setMillis(func(c *Config) *time.Duration { return &c.RouteExpiry })},
+	{"routeBroadcastInterval", kInteger, setMillis(1, func(c *Config) *time.Duration { return &c.RouteBroadcastInterval })},
+	{"routeCleanupInterval", kInteger, setMillis(1, func(c *Config) *time.Duration { return &c.RouteCleanupInterval })},
+	{"routeExpiry", kInteger, setMillis(1, func(c *Config) *time.Duration { return &c.RouteExpiry })},
 	{"routingSecret", kString, setRoutingSecret},
 	{"backend", kString, setString(func(c *Config) *string { return &c.Backend })},
 	{"backendConfig", kObject, setObject(func(c *Config) *json.RawMessage { return &c.BackendConfig })},
@@ -57,7 +57,7 @@ var settings = []setting{
 	{"middlewares", kObject, setMiddlewares},
 	{"disableMiddleware", kArray, setDisableMiddleware},
 	{"reflectPayments", kBool, setBool(func(c *Config) *bool { return &c.ReflectPayments })},
-	{"initialConnectTimeout", kInteger, setMillis(func(c *Config) *time.Duration { return &c.InitialConnectTimeout })},
+	{"initialConnectTimeout", kInteger, setMillis(0, func(c *Config) *time.Duration { return &c.InitialConnectTimeout })},
 	{"adminApi", kBool, setBool(func(c *Config) *bool { return &c.AdminAPI })},
 	{"adminApiPort", kInteger, setPortOf(func(c *Config) *int { return &c.AdminAPIPort })},
 	{"adminApiHost", kString, setString(func(c *Config) *string { return &c.AdminAPIHost })},
@@ -109,9 +109,11 @@ func setBool(field func(*Config) *bool) func(*Config, json.RawMessage, *fieldErr
 	}
 }
 
-func setMillis(field func(*Config) *time.Duration) func(*Config, json.RawMessage, *fieldErrors) {
+// setMillis reads a duration of at least minMS milliseconds; the minimum is Validate's
+// (millisGlobals), so that -1 and 0 get the same message where 0 is refused too.
+func setMillis(minMS int64, field func(*Config) *time.Duration) func(*Config, json.RawMessage, *fieldErrors) {
 	return func(c *Config, raw json.RawMessage, l *fieldErrors) {
-		d, problem := rawMillis(raw, 0)
+		d, problem := rawMillis(raw, minMS)
 		if problem != "" {
 			l.add("", "", string(raw), "%s", problem)
 			return

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -14,6 +15,8 @@ import (
 type listener struct {
 	reportOn []string // the accounts a clash with an earlier listener is reported on ("": none)
 	field    string   // and the field
+	exact    string   // the exact option path of an account's port ("options.listener.port")
+	value    string   // the port as the error shows it (with "(default)" when not written)
 	name     string   // what it is, for the error of a later listener
 	host     string   // "" or a wildcard: every interface
 	port     int
@@ -35,7 +38,8 @@ func (c *Config) validateListeners(l *fieldErrors) {
 		for _, s := range seen {
 			if s.port == li.port && overlap(s.host, li.host) {
 				for _, id := range li.reportOn {
-					l.add(id, li.field, strconv.Itoa(li.port), "port %d%s is already used by %s; give each listener its own port", li.port, li.what(), s.name)
+					l.add(id, li.field, li.value, "port %d%s is already used by %s; give each listener its own port", li.port, li.what(), s.name)
+					(*l)[len(*l)-1].exact = li.exact
 				}
 				break
 			}
@@ -50,7 +54,8 @@ func (c *Config) validateListeners(l *fieldErrors) {
 func (c *Config) listeners() []listener {
 	var out []listener
 	if c.AdminAPI {
-		out = append(out, listener{reportOn: []string{""}, field: "adminApiPort", name: "adminApiPort", host: c.AdminAPIHost, port: c.AdminAPIPort})
+		out = append(out, listener{reportOn: []string{""}, field: "adminApiPort", value: strconv.Itoa(c.AdminAPIPort),
+			name: keyRef("adminApiPort"), host: c.AdminAPIHost, port: c.AdminAPIPort})
 	}
 	ids := c.orderedIDs()
 	var engines []string
@@ -62,11 +67,17 @@ func (c *Config) listeners() []listener {
 	for _, id := range ids {
 		a := c.Accounts[id]
 		if len(engines) > 0 && id == engines[0] {
-			out = append(out, listener{reportOn: engines, field: "settlementEngine", name: "settlementApiPort",
+			out = append(out, listener{reportOn: engines, field: "settlementEngine", name: keyRef("settlementApiPort"),
 				host: c.SettlementAPIHost, port: c.SettlementAPIPort})
 		}
 		if host, port, ok := accountListener(a); ok {
-			out = append(out, listener{reportOn: []string{id}, field: "options", name: fmt.Sprintf("account %q", id), host: host, port: port})
+			path, written := portPath(a)
+			value, where := strconv.Itoa(port), path
+			if !written {
+				value, where = value+" (default)", path+", by default"
+			}
+			out = append(out, listener{reportOn: []string{id}, field: "options", exact: path, value: value,
+				name: fmt.Sprintf("account %q (%s)", id, where), host: host, port: port})
 		}
 	}
 	return out
@@ -75,9 +86,40 @@ func (c *Config) listeners() []listener {
 // what says which port of its account a settlement API clash is about.
 func (l listener) what() string {
 	if l.field == "settlementEngine" {
-		return " (settlementApiPort, which this account's engine needs)"
+		return " (" + keyRef("settlementApiPort") + ", which this account's engine needs)"
 	}
 	return ""
+}
+
+// portPath is the option that sets the port an account listens on, as the user writes it
+// ("options.listener.port"), and whether it is written at all: mini-accounts listen on port
+// 3000 when no port is given. It follows the rule of the plugins (runtime/btp): wsOpts, when
+// given, replaces the port.
+func portPath(a Account) (path string, written bool) {
+	var o struct {
+		Port     json.RawMessage `json:"port"`
+		WsOpts   json.RawMessage `json:"wsOpts"`
+		Listener *struct {
+			WsOpts json.RawMessage `json:"wsOpts"`
+		} `json:"listener"`
+	}
+	_ = json.Unmarshal(a.Options, &o) // options that parse (accountListener) unmarshal here
+	switch {
+	case a.Plugin == PluginHTTP:
+		return "options.incoming.port", true
+	case a.Plugin == PluginBTP && o.Listener != nil && given(o.Listener.WsOpts):
+		return "options.listener.wsOpts.port", true
+	case a.Plugin == PluginBTP:
+		return "options.listener.port", true
+	case given(o.WsOpts):
+		return "options.wsOpts.port", true
+	}
+	return "options.port", given(o.Port)
+}
+
+// given reports whether an option is set: present and not null, as the plugins read it.
+func given(raw json.RawMessage) bool {
+	return len(raw) > 0 && !isNull(raw)
 }
 
 // ListenersOverlap reports whether the links of a and b both listen, on ports that clash.

@@ -29,27 +29,27 @@ func TestValidateListeners(t *testing.T) {
 	}{
 		{"two servers on one port", func(c *Config) {
 			c.Accounts = map[string]Account{"a": btpServer("", 7000), "b": btpServer("", 7000)}
-		}, `b|options|port 7000 is already used by account "a"`},
+		}, `b|options.listener.port|port 7000 is already used by account "a" (options.listener.port)`},
 		{"the later account in the accounts object gets the error", func(c *Config) {
 			c.Accounts = map[string]Account{"a": btpServer("", 7000), "b": btpServer("", 7000)}
 			c.AccountOrder = []string{"b", "a"}
-		}, `a|options|port 7000 is already used by account "b"`},
+		}, `a|options.listener.port|port 7000 is already used by account "b" (options.listener.port)`},
 		{"different hosts", func(c *Config) {
 			c.Accounts = map[string]Account{"a": btpServer("127.0.0.1", 7000), "b": btpServer("127.0.0.2", 7000)}
 		}, ""},
 		{"a wildcard host takes every address", func(c *Config) {
 			c.Accounts = map[string]Account{"a": btpServer("0.0.0.0", 7000), "b": btpServer("127.0.0.1", 7000)}
-		}, `b|options|port 7000`},
+		}, `b|options.listener.port|port 7000`},
 		{"mini-accounts' default port", func(c *Config) {
 			c.Accounts = map[string]Account{"a": mini(`{}`), "b": btpServer("", 3000)}
-		}, `b|options|port 3000 is already used by account "a"`},
+		}, `b|options.listener.port|port 3000 is already used by account "a" (options.port, by default)`},
 		{"ILP-over-HTTP and BTP", func(c *Config) {
 			c.Accounts = map[string]Account{"a": httpIn(7000), "b": mini(`{"port":7000}`)}
-		}, `b|options|port 7000`},
+		}, `b|options.port|port 7000 is already used by account "a" (options.incoming.port)`},
 		{"the admin API's port", func(c *Config) {
 			c.AdminAPI, c.AdminAPIHost, c.AdminAPIPort = true, "127.0.0.1", 7000
 			c.Accounts = map[string]Account{"a": btpServer("", 7000)}
-		}, `a|options|port 7000 is already used by adminApiPort`},
+		}, `a|options.listener.port|port 7000 is already used by adminApiPort`},
 		{"the admin API off", func(c *Config) {
 			c.AdminAPI, c.AdminAPIPort = false, 7000
 			c.Accounts = map[string]Account{"a": btpServer("", 7000)}
@@ -57,7 +57,7 @@ func TestValidateListeners(t *testing.T) {
 		{"the settlement API's port", func(c *Config) {
 			c.SettlementAPIHost, c.SettlementAPIPort = "127.0.0.1", 7000
 			c.Accounts = map[string]Account{"a": withEngine(btpServer("", 7000))}
-		}, `a|options|port 7000 is already used by settlementApiPort`},
+		}, `a|options.listener.port|port 7000 is already used by settlementApiPort`},
 		{"an engine that turns the settlement API on over an older account's port", func(c *Config) {
 			c.SettlementAPIHost, c.SettlementAPIPort = "0.0.0.0", 7000
 			c.Accounts = map[string]Account{"a": btpServer("", 7000), "b": withEngine(client)}
@@ -86,6 +86,7 @@ func TestValidateListeners(t *testing.T) {
 			tt.edit(c)
 			var l fieldErrors
 			c.validateListeners(&l)
+			_ = l.join(func(*FieldError) string { return "" }) // as a source does: the exact option path
 			var got []string
 			for _, e := range l {
 				got = append(got, e.Account+"|"+e.Field+"|"+e.Problem)

@@ -50,7 +50,7 @@ func (c *Config) validateAddress(l *fieldErrors) {
 		if err := ilp.ValidateAddress(c.ILPAddress); err != nil {
 			l.add("", "ilpAddress", quote(c.ILPAddress), "%s", reason(err))
 		} else if err := ilp.CheckNetwork(ilp.Address(c.ILPAddress), c.Env); err != nil && (c.Env == EnvTest || c.Env == EnvProduction) {
-			l.add("", "ilpAddress", quote(c.ILPAddress), "%s; env is %q (CONNECTOR_ENV): use an address of that network or set env to match (RFC 34)", reason(err), c.Env)
+			l.add("", "ilpAddress", quote(c.ILPAddress), "%s; %s is %q: use an address of that network or set %[2]s to match (RFC 34)", reason(err), keyRef("env"), c.Env)
 		}
 	}
 	if from := c.ILPAddressInheritFrom; from != "" {
@@ -68,7 +68,7 @@ func (c *Config) validateAddress(l *fieldErrors) {
 	case len(parents) == 0:
 		l.add("", "ilpAddress", "", "required when no account has relation \"parent\" (there is no parent to inherit the address from)")
 	case len(parents) > 1 && !c.ordered(parents):
-		l.add("", "ilpAddressInheritFrom", "", "several parents (%s) and no order to pick the first: set ilpAddressInheritFrom to one of them", idList(parents))
+		l.add("", "ilpAddressInheritFrom", "", "several parents (%s) and no order to pick the first: set %s to one of them", idList(parents), keyRef("ilpAddressInheritFrom"))
 	}
 }
 
@@ -190,10 +190,10 @@ func (c *Config) validateRoutes(l *fieldErrors) {
 		if err := validatePrefix(r.TargetPrefix); err != nil {
 			l.add("", field+".targetPrefix", quote(r.TargetPrefix), "%s", err)
 		} else if err := ilp.CheckNetwork(ilp.Address(r.TargetPrefix), c.Env); err != nil && (c.Env == EnvTest || c.Env == EnvProduction) {
-			l.add("", field+".targetPrefix", quote(r.TargetPrefix), "%s; env is %q (RFC 34)", reason(err), c.Env)
+			l.add("", field+".targetPrefix", quote(r.TargetPrefix), "%s; %s is %q (RFC 34)", reason(err), keyRef("env"), c.Env)
 		}
 		if j, dup := seen[r.TargetPrefix]; dup {
-			l.add("", field+".targetPrefix", quote(r.TargetPrefix), "same prefix as routes[%d]", j)
+			l.add("", field+".targetPrefix", quote(r.TargetPrefix), "same prefix as %s[%d]", keyRef("routes"), j)
 		}
 		seen[r.TargetPrefix] = i
 		if _, ok := c.Accounts[r.PeerID]; !ok {
@@ -226,20 +226,9 @@ func (c *Config) validateGlobals(l *fieldErrors) {
 	if c.Spread.IsNegative() || c.Spread.GreaterThanOrEqual(decimal.NewFromInt(1)) {
 		l.add("", "spread", c.Spread.String(), "expected a fraction from 0 (no fee) up to but below 1; 0.002 is 0.2 %%")
 	}
-	for _, d := range []struct {
-		key      string
-		v        int64 // ms
-		positive bool
-	}{
-		{"minMessageWindow", c.MinMessageWindow.Milliseconds(), false},
-		{"maxHoldTime", c.MaxHoldTime.Milliseconds(), true},
-		{"routeBroadcastInterval", c.RouteBroadcastInterval.Milliseconds(), true},
-		{"routeCleanupInterval", c.RouteCleanupInterval.Milliseconds(), true},
-		{"routeExpiry", c.RouteExpiry.Milliseconds(), true},
-		{"initialConnectTimeout", c.InitialConnectTimeout.Milliseconds(), false},
-	} {
-		if d.v < 0 || (d.positive && d.v == 0) {
-			l.add("", d.key, strconv.FormatInt(d.v, 10), "expected a %s number of milliseconds", map[bool]string{true: "positive", false: "non-negative"}[d.positive])
+	for _, d := range c.millisGlobals() {
+		if d.v < d.min {
+			l.add("", d.key, strconv.FormatInt(d.v, 10), "%s", millisWant(d.min))
 		}
 	}
 	c.validateBackendAndStore(l)
@@ -259,11 +248,31 @@ func (c *Config) validateGlobals(l *fieldErrors) {
 	}
 }
 
+// millisGlobal is a top-level duration and the fewest milliseconds it may have.
+type millisGlobal struct {
+	key    string
+	v, min int64 // ms
+}
+
+// millisGlobals lists the top-level durations with their minimum: 0 where JS accepts 0, 1
+// where a zero interval or hold time would make no sense (docs/configuration.md: "> 0").
+// setMillis parses them with the same minimum, so both steps say the same thing.
+func (c *Config) millisGlobals() []millisGlobal {
+	return []millisGlobal{
+		{"minMessageWindow", c.MinMessageWindow.Milliseconds(), 0},
+		{"maxHoldTime", c.MaxHoldTime.Milliseconds(), 1},
+		{"routeBroadcastInterval", c.RouteBroadcastInterval.Milliseconds(), 1},
+		{"routeCleanupInterval", c.RouteCleanupInterval.Milliseconds(), 1},
+		{"routeExpiry", c.RouteExpiry.Milliseconds(), 1},
+		{"initialConnectTimeout", c.InitialConnectTimeout.Milliseconds(), 0},
+	}
+}
+
 func (c *Config) validateBackendAndStore(l *fieldErrors) {
 	switch {
 	case networkBackends[c.Backend]:
 		l.add("", "backend", quote(c.Backend), "the JS %q backend fetches prices from public APIs other than the ECB's, which the Go connector does not call; "+
-			"use %q (the ECB's daily rates, fetched and refreshed) or %q (fixed rates in backendConfig, for any asset such as XRP)", c.Backend, BackendECB, BackendStatic)
+			"use %q (the ECB's daily rates, fetched and refreshed) or %q (fixed rates in %s, for any asset such as XRP)", c.Backend, BackendECB, BackendStatic, keyRef("backendConfig"))
 	case !contains(SupportedBackends, c.Backend):
 		l.add("", "backend", quote(c.Backend), "not supported by the Go connector; supported backends: %s", strings.Join(SupportedBackends, ", "))
 	}
@@ -298,7 +307,7 @@ func (c *Config) validateStaticAssets(l *fieldErrors) {
 	for _, id := range c.orderedIDs() {
 		code := c.Accounts[id].AssetCode
 		if _, err := b.Rate(code, code); err != nil {
-			l.add(id, "assetCode", quote(code), "the static backend has no price for it: add it to backendConfig's rates (or make it the base)")
+			l.add(id, "assetCode", quote(code), "the static backend has no price for it: add it to the rates of %s (or make it the base)", keyRef("backendConfig"))
 		}
 	}
 }

@@ -89,9 +89,14 @@ func rawInt(raw json.RawMessage, lo, hi int64) (int64, string) {
 func rawMillis(raw json.RawMessage, minMS int64) (time.Duration, string) {
 	ms, problem := rawInt(raw, minMS, math.MaxInt64/int64(time.Millisecond))
 	if problem != "" {
-		return 0, fmt.Sprintf("expected a whole number of milliseconds, at least %d", minMS)
+		return 0, millisWant(minMS)
 	}
 	return time.Duration(ms) * time.Millisecond, ""
+}
+
+// millisWant is the one wording of a duration's range, used by the sources and Validate alike.
+func millisWant(minMS int64) string {
+	return fmt.Sprintf("expected a whole number of milliseconds, at least %d", minMS)
 }
 
 // rawString reads a JSON string.
