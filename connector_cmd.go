@@ -168,7 +168,7 @@ func runConnector(ctx context.Context, args []string) error {
 		return err
 	}
 	if err := c.Start(ctx); err != nil {
-		stopped := ctx.Err() != nil // before the close, which a later signal must not change
+		stopped := stoppedStart(ctx, err) // before the close, which a later signal must not change
 		closeConnector(c, cfg, log)
 		return startFailure(stopped, err, log)
 	}
@@ -190,6 +190,13 @@ func runConnector(ctx context.Context, args []string) error {
 	log.Info("shutting down")
 	closeConnector(c, c.Config(), log)
 	return storeFailure(c)
+}
+
+// stoppedStart reports whether Start failed with err because the stop was asked for: ctx is
+// done and Start gave up on it. A real failure found as the signal came (a port in use) is
+// not a stop, and still exits 1.
+func stoppedStart(ctx context.Context, err error) bool {
+	return ctx.Err() != nil && errors.Is(err, context.Canceled)
 }
 
 // startFailure is what runConnector returns when Start failed with err. A stop asked for

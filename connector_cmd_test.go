@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -161,5 +163,31 @@ func TestConnectorStopDuringStartUp(t *testing.T) {
 				t.Errorf("exit status %d, want %d, with %q and without %q; stderr:\n%s", code, tt.want, tt.wantLog, tt.notLog, stderr)
 			}
 		})
+	}
+}
+
+// TestStoppedStart: only a Start that gave up because of the stop counts as stopped; a real
+// start-up failure that happens to come with the signal still exits 1.
+func TestStoppedStart(t *testing.T) {
+	live := context.Background()
+	stopped, cancel := context.WithCancel(context.Background())
+	cancel()
+	portInUse := errors.New("connector: starting account p: btp: listen tcp :7768: bind: address already in use")
+	gaveUp := fmt.Errorf("connector: starting account p: %w", context.Canceled)
+	tests := []struct {
+		name string
+		ctx  context.Context
+		err  error
+		want bool
+	}{
+		{"stop asked, Start gave up", stopped, gaveUp, true},
+		{"stop asked, Start failed for another reason", stopped, portInUse, false},
+		{"no stop, Start failed", live, portInUse, false},
+		{"no stop, a context of Start's own cancelled", live, gaveUp, false},
+	}
+	for _, tt := range tests {
+		if got := stoppedStart(tt.ctx, tt.err); got != tt.want {
+			t.Errorf("%s: stoppedStart = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }
