@@ -74,13 +74,13 @@ func ParseRedisOptions(path string, config json.RawMessage) (RedisOptions, error
 		dec := json.NewDecoder(strings.NewReader(string(config)))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&o); err != nil {
-			return o, fmt.Errorf("store: redis storeConfig: %w (fields: url or host, port, username, password, db, path; prefix, instance, poolSize)", err)
+			return o, fmt.Errorf("store: redis CONNECTOR_STORE_CONFIG (storeConfig): %w (fields: url or host, port, username, password, db, path; prefix, instance, poolSize)", err)
 		}
 	}
 	byFields := o.Host != "" || o.Port != 0 || o.Username != "" || o.Password != "" || o.DB != 0 || o.Path != ""
 	switch {
 	case o.URL != "" && byFields:
-		return o, errors.New("store: redis storeConfig: set either url or the ioredis fields (host, port, username, password, db, path), not both")
+		return o, errors.New("store: redis CONNECTOR_STORE_CONFIG (storeConfig): set either url or the ioredis fields (host, port, username, password, db, path), not both")
 	case byFields:
 		o.URL = o.fieldsURL()
 	case o.URL == "" && strings.HasPrefix(path, "/"):
