@@ -72,8 +72,10 @@ var (
 	btpListenerKeys = []string{"port", "secret", "wsOpts", "host"}
 	wsOptsKeys      = []string{"host", "port"}
 	miniKeys        = []string{"port", "wsOpts", "currencyScale", "debugHostIldcpInfo", "allowedOrigins", "generateAccount"}
-	// btpClientKeys only mean something to a dialing client.
-	btpClientKeys = []string{"reconnectInterval", "reconnectIntervals", "reconnectClearTryTimeout", "btpAccount", "btpToken", "btpAuthFlags"}
+
+	// The objects inside each options object to check as well, by path.
+	btpNested  = map[string][]string{"listener": btpListenerKeys, "listener.wsOpts": wsOptsKeys}
+	miniNested = map[string][]string{"wsOpts": wsOptsKeys}
 )
 
 // miniJSON is the `options` object of an ilp-plugin-mini-accounts account
@@ -136,18 +138,20 @@ func ParseOptions(plugin string, raw json.RawMessage) (Options, error) {
 }
 
 // checkKeys refuses a key of the object raw that is not in known; nested lists the objects
-// inside it to check as well (key → its keys). What is not an object is left to the decoder.
+// inside it to check as well, by their path from the top ("listener.wsOpts" → its keys), so
+// that a rule applies only where it belongs. What is not an object is left to the decoder.
 func checkKeys(plugin, prefix string, raw json.RawMessage, known []string, nested map[string][]string) error {
 	var obj map[string]json.RawMessage
 	if json.Unmarshal(raw, &obj) != nil {
 		return nil
 	}
 	for _, k := range slices.Sorted(maps.Keys(obj)) {
+		path := prefix + k
 		if !slices.Contains(known, k) {
-			return &UnknownOptionError{Plugin: plugin, Path: prefix + k, Key: k, Known: known}
+			return &UnknownOptionError{Plugin: plugin, Path: path, Key: k, Known: known}
 		}
-		if sub, ok := nested[k]; ok {
-			if err := checkKeys(plugin, prefix+k+".", obj[k], sub, nested); err != nil {
+		if sub, ok := nested[path]; ok {
+			if err := checkKeys(plugin, path+".", obj[k], sub, nested); err != nil {
 				return err
 			}
 		}
@@ -175,12 +179,14 @@ func decodeStrict(plugin string, raw json.RawMessage, v any, known []string, nes
 
 const maxMillis = int64(24 * time.Hour / time.Millisecond)
 
+// millis reads a wait in ms. 0 means the default, as in JS, which reads each of these
+// options with `||` (or `&&`), so that 0 is the same as leaving it out.
 func millis(plugin, name string, v *int64) (time.Duration, error) {
 	if v == nil {
 		return 0, nil
 	}
-	if *v <= 0 || *v > maxMillis {
-		return 0, fmt.Errorf("btp: %s options: %s must be a positive number of milliseconds up to a day, got %d", plugin, name, *v)
+	if *v < 0 || *v > maxMillis {
+		return 0, fmt.Errorf("btp: %s options: %s must be 0 (the default) or a positive number of milliseconds up to a day, got %d", plugin, name, *v)
 	}
 	return time.Duration(*v) * time.Millisecond, nil
 }
@@ -206,8 +212,7 @@ func intervals(v []int64) ([]time.Duration, error) {
 
 func parseBTP(raw json.RawMessage) (Options, error) {
 	var j btpJSON
-	nested := map[string][]string{"listener": btpListenerKeys, "wsOpts": wsOptsKeys}
-	if err := decodeStrict(PluginBTP, raw, &j, btpKeys, nested); err != nil {
+	if err := decodeStrict(PluginBTP, raw, &j, btpKeys, btpNested); err != nil {
 		return nil, err
 	}
 	timeout, err := millis(PluginBTP, "responseTimeout", j.ResponseTimeout)
@@ -221,7 +226,7 @@ func parseBTP(raw json.RawMessage) (Options, error) {
 	case j.Server != nil:
 		return parseBTPClient(&j, common)
 	case j.Listener != nil:
-		return parseBTPListener(&j, raw, common)
+		return parseBTPListener(&j, common)
 	}
 	return nil, errors.New("btp: ilp-plugin-btp options: set server (btp+ws://user:token@host:port) or listener ({port, secret})")
 }
@@ -232,8 +237,9 @@ func parseBTPClient(j *btpJSON, common Common) (Options, error) {
 		return nil, fmt.Errorf("btp: ilp-plugin-btp options: %w", err)
 	}
 	o := &ClientOptions{Server: *j.Server, Common: common}
-	// As JS: credentials come from the URL or from btpAccount/btpToken, never from both.
-	if (user != "" || token != "") && (j.BTPAccount != nil || j.BTPToken != nil) {
+	// As JS: credentials come from the URL or from btpAccount/btpToken, never from both; an
+	// empty btpAccount/btpToken is no credential (JS tests truthiness), as in NewClient.
+	if (user != "" || token != "") && (deref(j.BTPAccount) != "" || deref(j.BTPToken) != "") {
 		return nil, errors.New("btp: ilp-plugin-btp options: pass the account/token in the server URL or in btpAccount/btpToken, not both")
 	}
 	o.Account, o.Token = deref(j.BTPAccount), deref(j.BTPToken)
@@ -260,7 +266,7 @@ func parseBTPClient(j *btpJSON, common Common) (Options, error) {
 	return o, nil
 }
 
-func parseBTPListener(j *btpJSON, raw json.RawMessage, common Common) (Options, error) {
+func parseBTPListener(j *btpJSON, common Common) (Options, error) {
 	l := j.Listener
 	if w := l.WsOpts; w != nil {
 		if l.Host != "" && w.Host != "" {
@@ -274,12 +280,20 @@ func parseBTPListener(j *btpJSON, raw json.RawMessage, common Common) (Options, 
 		}
 	}
 	// JS ignores the client's options on a listener; a listener given them was most likely
-	// meant to dial, so they are refused.
-	var obj map[string]json.RawMessage
-	_ = json.Unmarshal(raw, &obj) // decoded once already
-	for _, k := range btpClientKeys {
-		if _, ok := obj[k]; ok {
-			return nil, fmt.Errorf("btp: ilp-plugin-btp options: %s applies to server, not listener", k)
+	// meant to dial, so they are refused (null is the same as leaving one out).
+	for _, o := range []struct {
+		name string
+		set  bool
+	}{
+		{"reconnectInterval", j.ReconnectInterval != nil},
+		{"reconnectIntervals", j.ReconnectIntervals != nil},
+		{"reconnectClearTryTimeout", j.ReconnectClearTryTimeout != nil},
+		{"btpAccount", j.BTPAccount != nil},
+		{"btpToken", j.BTPToken != nil},
+		{"btpAuthFlags", j.BTPAuthFlags != nil},
+	} {
+		if o.set {
+			return nil, fmt.Errorf("btp: ilp-plugin-btp options: %s applies to server, not listener", o.name)
 		}
 	}
 	if l.Port == nil || *l.Port < 1 || *l.Port > 65535 {
@@ -292,8 +306,9 @@ func parseBTPListener(j *btpJSON, raw json.RawMessage, common Common) (Options, 
 }
 
 // authFlags turns btpAuthFlags into the extra entries of the auth frame, as JS's
-// protocol-data-converter does: a string as text, anything else as JSON. JSON objects have no
-// key order in Go, so they go in name order (JS: insertion order); peers read them by name.
+// protocol-data-converter does: a string as text, anything else (null too: typeof null is
+// 'object') as JSON. JSON objects have no key order in Go, so they go in name order (JS:
+// insertion order); peers read them by name.
 func authFlags(m map[string]json.RawMessage) ([]ProtocolData, error) {
 	var out []ProtocolData
 	for _, name := range slices.Sorted(maps.Keys(m)) {
@@ -301,8 +316,12 @@ func authFlags(m map[string]json.RawMessage) ([]ProtocolData, error) {
 		if name == "" {
 			return nil, errors.New("btp: ilp-plugin-btp options: btpAuthFlags has an empty name")
 		}
-		var s string
-		if json.Unmarshal(v, &s) == nil {
+		// Only a JSON string is text: json.Unmarshal of null into a string succeeds too.
+		if v = bytes.TrimSpace(v); len(v) > 0 && v[0] == '"' {
+			var s string
+			if err := json.Unmarshal(v, &s); err != nil {
+				return nil, fmt.Errorf("btp: ilp-plugin-btp options: btpAuthFlags.%s: %w", name, err)
+			}
 			out = append(out, ProtocolData{Name: name, ContentType: ContentText, Data: []byte(s)})
 			continue
 		}
@@ -324,7 +343,7 @@ func deref(s *string) string {
 
 func parseMini(raw json.RawMessage) (Options, error) {
 	var j miniJSON
-	if err := decodeStrict(PluginMiniAccounts, raw, &j, miniKeys, map[string][]string{"wsOpts": wsOptsKeys}); err != nil {
+	if err := decodeStrict(PluginMiniAccounts, raw, &j, miniKeys, miniNested); err != nil {
 		return nil, err
 	}
 	o := &ChildServerOptions{Port: DefaultChildPort, AllowedOrigins: j.AllowedOrigins, GenerateAccount: j.GenerateAccount}

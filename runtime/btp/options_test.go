@@ -2,6 +2,7 @@ package btp
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -37,6 +38,10 @@ func TestParseOptions(t *testing.T) {
 		{PluginBTP, `{"listener":{"port":0,"secret":"s"}}`, nil, "listener.port"},
 		{PluginBTP, `{"listener":{"port":7768,"secret":"s"},"reconnectInterval":5}`, nil, "reconnectInterval applies to server"},
 		{PluginBTP, `{"listener":{"port":7768,"secret":"s"},"btpToken":"t"}`, nil, "btpToken applies to server"},
+		{PluginBTP, `{"listener":{"port":7768,"secret":"s"},"reconnectIntervals":[]}`, nil, "reconnectIntervals applies to server"},
+		{PluginBTP, `{"listener":{"port":7768,"secret":"s"},"btpAuthFlags":{}}`, nil, "btpAuthFlags applies to server"},
+		{PluginBTP, `{"listener":{"port":7768,"secret":"s"},"reconnectClearTryTimeout":0}`, nil, "reconnectClearTryTimeout applies to server"},
+		{PluginBTP, `{"listener":{"port":7768,"secret":"s"},"btpAccount":null,"reconnectInterval":null}`, &PeerServerOptions{Port: 7768, Secret: "s"}, ""},
 		{PluginBTP, `{"server":"btp+ws://a:b@x","sevrer":"typo"}`, nil, `unknown option "sevrer" (did you mean "server"?); known options here: server, listener,`},
 		{PluginBTP, `{"listener":{"port":1,"secert":"s"}}`, nil, `unknown option "listener.secert" (did you mean "secret"?); known options here: port, secret, wsOpts, host`},
 		{PluginBTP, `{"listener":{"port":1,"secret":"s","wsOpts":{"port":2,"backlog":5}}}`, nil, `unknown option "listener.wsOpts.backlog"`},
@@ -45,6 +50,10 @@ func TestParseOptions(t *testing.T) {
 			&ClientOptions{Server: "btp+ws://peer:7768", Account: "alice", Token: "tok"}, ""},
 		{PluginBTP, `{"server":"btp+ws://:t@peer","btpToken":"tok"}`, nil, "not both"},
 		{PluginBTP, `{"server":"btp+ws://a@peer","btpAccount":"b"}`, nil, "not both"},
+		// JS tests truthiness: an empty btpAccount/btpToken beside the URL's credentials is none.
+		{PluginBTP, `{"server":"btp+ws://a:b@peer","btpAccount":"","btpToken":""}`, &ClientOptions{Server: "btp+ws://a:b@peer"}, ""},
+		{PluginBTP, `{"server":"btp+ws://:b@peer","btpAccount":""}`, &ClientOptions{Server: "btp+ws://:b@peer"}, ""},
+		{PluginBTP, `{"server":"btp+ws://:b@peer","btpAccount":"","btpToken":"t"}`, nil, "not both"},
 		{PluginBTP, `{"server":"btp+ws://peer","reconnectIntervals":[0,1000,2000],"reconnectClearTryTimeout":30000}`,
 			&ClientOptions{Server: "btp+ws://peer", ReconnectIntervals: []time.Duration{0, time.Second, 2 * time.Second},
 				ReconnectClearTryTimeout: 30 * time.Second}, ""},
@@ -56,11 +65,28 @@ func TestParseOptions(t *testing.T) {
 		{PluginBTP, `{"server":"btp+ws://peer","reconnectIntervals":[]}`, nil, "at least one"},
 		{PluginBTP, `{"server":"btp+ws://peer","reconnectIntervals":[-1]}`, nil, "reconnectIntervals[0]"},
 		{PluginBTP, `{"server":"btp+ws://peer","reconnectIntervals":"1000"}`, nil, "cannot unmarshal"},
-		{PluginBTP, `{"server":"btp+ws://peer","reconnectClearTryTimeout":0}`, nil, "reconnectClearTryTimeout"},
+		// JS reads these with `||` (reconnectInterval with `&&`): 0 is the default. Negatives are refused.
+		{PluginBTP, `{"server":"btp+ws://peer","reconnectIntervals":[1000],"reconnectClearTryTimeout":0}`,
+			&ClientOptions{Server: "btp+ws://peer", ReconnectIntervals: []time.Duration{time.Second}}, ""},
+		{PluginBTP, `{"server":"btp+ws://peer","reconnectClearTryTimeout":0}`, &ClientOptions{Server: "btp+ws://peer"}, ""},
+		{PluginBTP, `{"server":"btp+ws://peer","reconnectClearTryTimeout":-1}`, nil, "reconnectClearTryTimeout must be 0"},
+		{PluginBTP, `{"server":"btp+ws://peer","responseTimeout":0}`, &ClientOptions{Server: "btp+ws://peer"}, ""},
+		{PluginBTP, `{"listener":{"port":7768,"secret":"s"},"responseTimeout":0}`, &PeerServerOptions{Port: 7768, Secret: "s"}, ""},
+		{PluginBTP, `{"server":"btp+ws://peer","reconnectInterval":0}`, &ClientOptions{Server: "btp+ws://peer"}, ""},
+		{PluginBTP, `{"server":"btp+ws://peer","reconnectIntervals":[1000],"reconnectInterval":0}`,
+			&ClientOptions{Server: "btp+ws://peer", ReconnectIntervals: []time.Duration{time.Second}}, ""},
+		{PluginBTP, `{"server":"btp+ws://peer","reconnectInterval":-1}`, nil, "reconnectInterval must be 0"},
 		{PluginBTP, `{"server":"btp+ws://peer","btpAuthFlags":{"z":"text","a":{"k":[1, 2]}}}`,
 			&ClientOptions{Server: "btp+ws://peer", AuthFlags: []ProtocolData{
 				{Name: "a", ContentType: ContentJSON, Data: []byte(`{"k":[1,2]}`)},
 				{Name: "z", ContentType: ContentText, Data: []byte("text")}}}, ""},
+		// Only a JSON string is text; null is JSON, as JS sends it (typeof null is 'object').
+		{PluginBTP, `{"server":"btp+ws://peer","btpAuthFlags":{"n":null,"e":"","i":7,"b":false}}`,
+			&ClientOptions{Server: "btp+ws://peer", AuthFlags: []ProtocolData{
+				{Name: "b", ContentType: ContentJSON, Data: []byte(`false`)},
+				{Name: "e", ContentType: ContentText, Data: []byte("")},
+				{Name: "i", ContentType: ContentJSON, Data: []byte(`7`)},
+				{Name: "n", ContentType: ContentJSON, Data: []byte(`null`)}}}, ""},
 		{PluginBTP, `{"server":"btp+ws://peer","btpAuthFlags":{"":"x"}}`, nil, "empty name"},
 		{PluginBTP, `{"server":"btp+ws://a:b@x"} {}`, nil, "after the JSON"},
 		{PluginBTP, `[1]`, nil, "cannot unmarshal"},
@@ -92,6 +118,32 @@ func TestParseOptions(t *testing.T) {
 		}
 		if _, err := New(got); err != nil && tt.plugin == PluginBTP {
 			t.Errorf("New(%#v) = %v", got, err)
+		}
+	}
+}
+
+// TestCheckKeysNestedByPath: a rule for nested keys applies at its path only, not wherever an
+// object of that name appears.
+func TestCheckKeysNestedByPath(t *testing.T) {
+	known := []string{"listener", "wsOpts"}
+	nested := map[string][]string{"listener": {"wsOpts"}, "listener.wsOpts": {"port"}}
+	tests := []struct {
+		json string
+		err  string // the Path of the *UnknownOptionError, "" for none
+	}{
+		{`{"listener":{"wsOpts":{"port":1}}}`, ""},
+		{`{"listener":{"wsOpts":{"host":"h"}}}`, "listener.wsOpts.host"},
+		{`{"wsOpts":{"host":"h"}}`, ""}, // no rule for a top-level wsOpts here
+		{`{"listener":{"host":"h"}}`, "listener.host"},
+	}
+	for _, tt := range tests {
+		err := checkKeys("p", "", json.RawMessage(tt.json), known, nested)
+		var u *UnknownOptionError
+		switch {
+		case tt.err == "" && err != nil:
+			t.Errorf("checkKeys(%s) = %v; want nil", tt.json, err)
+		case tt.err != "" && (!errors.As(err, &u) || u.Path != tt.err):
+			t.Errorf("checkKeys(%s) = %v; want an unknown option at %s", tt.json, err, tt.err)
 		}
 	}
 }

@@ -41,8 +41,9 @@ type PeerServer struct {
 const replaceWarnEvery = 10 * time.Second
 
 // replaceWarner warns that an authenticated connection replaced another, at most once per
-// replaceWarnEvery, counting the replacements it kept quiet about. Each PeerServer serves one
-// account, so this is per account.
+// replaceWarnEvery, counting the replacements it kept quiet about: the next warning gives the
+// count, or flush when the PeerServer closes. Each PeerServer serves one account, so this is
+// per account.
 type replaceWarner struct {
 	now func() time.Time // time.Now; tests replace it
 
@@ -66,6 +67,19 @@ func (w *replaceWarner) replaced(log *slog.Logger, oldRemote, newRemote string) 
 	// clients sharing credentials replace each other forever.
 	log.Warn("btp: an authenticated connection replaced the account's previous one; if this repeats, two peers use the same credentials",
 		"old_remote", oldRemote, "new_remote", newRemote, "suppressed", n)
+}
+
+// flush logs the replacements not logged yet, if any, so that the count of a last burst is not
+// lost when the server closes.
+func (w *replaceWarner) flush(log *slog.Logger) {
+	w.mu.Lock()
+	n := w.suppressed
+	w.suppressed = 0
+	w.mu.Unlock()
+	if n > 0 {
+		log.Warn("btp: more authenticated connections replaced the account's previous one since the last warning; if this repeats, two peers use the same credentials",
+			"suppressed", n)
+	}
 }
 
 var _ link.Link = (*PeerServer)(nil)
@@ -126,8 +140,10 @@ func (s *PeerServer) Send(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, er
 // Connected reports whether the peer is connected and authenticated.
 func (s *PeerServer) Connected() bool { return s.cur.Load() != nil }
 
-// Close stops listening, closes the peer's connection and waits for the goroutines.
+// Close stops listening, closes the peer's connection and waits for the goroutines; then it
+// logs the replacements that no warning has counted yet.
 func (s *PeerServer) Close() error {
 	s.srv.close()
+	s.replaced.flush(s.core.Logger)
 	return nil
 }

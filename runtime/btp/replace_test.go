@@ -10,16 +10,18 @@ import (
 
 func TestReplaceWarningRateLimited(t *testing.T) {
 	t0 := time.Unix(1e9, 0)
-	// at: when each replacement happens, from t0; want: the suppressed count of each warning.
+	// at: when each replacement happens, from t0; want: the suppressed count of each warning;
+	// flushed: the count that flush (at Close) logs, 0 for no line.
 	tests := []struct {
-		name string
-		at   []time.Duration
-		want []float64
+		name    string
+		at      []time.Duration
+		want    []float64
+		flushed float64
 	}{
-		{"one", []time.Duration{0}, []float64{0}},
-		{"a burst is one line", []time.Duration{0, time.Millisecond, 150 * time.Millisecond, 9 * time.Second}, []float64{0}},
-		{"the next line counts the quiet ones", []time.Duration{0, 1, 2, 3, replaceWarnEvery}, []float64{0, 3}},
-		{"every 10 s at most", []time.Duration{0, replaceWarnEvery - 1, replaceWarnEvery, 2*replaceWarnEvery - 1, 2 * replaceWarnEvery}, []float64{0, 1, 1}},
+		{"one", []time.Duration{0}, []float64{0}, 0},
+		{"a burst is one line, its count at close", []time.Duration{0, time.Millisecond, 150 * time.Millisecond, 9 * time.Second}, []float64{0}, 3},
+		{"the next line counts the quiet ones", []time.Duration{0, 1, 2, 3, replaceWarnEvery}, []float64{0, 3}, 0},
+		{"every 10 s at most", []time.Duration{0, replaceWarnEvery - 1, replaceWarnEvery, 2*replaceWarnEvery - 1, 2 * replaceWarnEvery}, []float64{0, 1, 1}, 0},
 	}
 	for _, tt := range tests {
 		var buf testlog.Buffer
@@ -38,6 +40,23 @@ func TestReplaceWarningRateLimited(t *testing.T) {
 		}
 		if !slices.Equal(got, tt.want) {
 			t.Errorf("%s: warnings with suppressed counts %v; want %v", tt.name, got, tt.want)
+		}
+		var fbuf testlog.Buffer
+		w.flush(jsonLogger(&fbuf))
+		w.flush(jsonLogger(&fbuf)) // a second Close logs nothing more
+		var flushed []float64
+		for _, r := range logRecords(t, &fbuf) {
+			if r["level"] != "WARN" || r["account"] != "alice" {
+				t.Errorf("%s: flushed record %v; want a WARN with the account", tt.name, r)
+			}
+			flushed = append(flushed, r["suppressed"].(float64))
+		}
+		var want []float64 // no line when nothing was suppressed
+		if tt.flushed > 0 {
+			want = []float64{tt.flushed}
+		}
+		if !slices.Equal(flushed, want) {
+			t.Errorf("%s: flush logged suppressed counts %v; want %v", tt.name, flushed, want)
 		}
 	}
 }
