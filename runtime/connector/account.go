@@ -30,6 +30,10 @@ type account struct {
 	pipes    atomic.Pointer[pipes]
 	inflight atomic.Int64  // packets from or to this account being handled
 	closing  atomic.Uint32 // a closeReason: once not open, no new packets
+	// pctx is the last packet context made (packetContext), reused by the next packet that
+	// comes with the same link context: a BTP connection hands all its packets one. It keeps
+	// that link context referenced until another replaces it or the account is dropped.
+	pctx atomic.Pointer[detachedCtx]
 }
 
 // closeReason is why an account takes no new packets. It chooses the Reject they get: an
@@ -156,7 +160,23 @@ func (a *account) handle(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, err
 		return nil, a.refuse(why)
 	}
 	defer a.inflight.Add(-1)
-	return a.pipes.Load().in(packetContext(ctx, a.life), p)
+	return a.pipes.Load().in(a.packetContext(ctx), p)
+}
+
+// packetContext is packetContext(ctx, a.life), made once per link context instead of once
+// per packet: a packet context holds no state of its own, so packets that arrive with the
+// same link context can share one (and the expire middleware then shares its deadline context
+// with no per-packet view either). Only a middleware.Comparable ctx is kept, so that comparing
+// it with the next packet's ctx cannot panic.
+func (a *account) packetContext(ctx context.Context) context.Context {
+	if d := a.pctx.Load(); d != nil && d.values == ctx {
+		return d
+	}
+	d := packetContext(ctx, a.life)
+	if middleware.Comparable(ctx) {
+		a.pctx.Store(d)
+	}
+	return d
 }
 
 // packetContext is the context a peer's Prepare is handled in: the values of the link's ctx
@@ -168,7 +188,7 @@ func (a *account) handle(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, err
 // packet's expiry (the expire middleware), and by the account's life, which ends when the
 // account is closed: after its drain has let the packets in flight finish, or given up on them
 // (max hold time, or the caller's deadline).
-func packetContext(ctx, life context.Context) context.Context {
+func packetContext(ctx, life context.Context) *detachedCtx {
 	return &detachedCtx{Context: life, values: ctx}
 }
 

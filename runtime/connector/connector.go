@@ -99,10 +99,6 @@ type Connector struct {
 	closed    bool
 }
 
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }
-
 // New checks cfg and builds the connector's accounts, links and pipelines. It connects nothing:
 // see Start.
 func New(cfg *config.Config, opts Options) (*Connector, error) {
@@ -119,7 +115,7 @@ func New(cfg *config.Config, opts Options) (*Connector, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	if c.clock == nil {
-		c.clock = realClock{}
+		c.clock = middleware.RealClock{}
 	}
 	c.alerts = middleware.NewAlerts(c.clock)
 	if c.store == nil {

@@ -34,7 +34,7 @@ type Alerts struct {
 // JS, so they do not repeat across restarts. A nil clock is the real clock.
 func NewAlerts(clock Clock) *Alerts {
 	if clock == nil {
-		clock = realClock{}
+		clock = RealClock{}
 	}
 	return &Alerts{clock: clock, nextID: clock.Now().UnixMilli()}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"math"
+	"reflect"
+	"sync/atomic"
 	"time"
 
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
@@ -85,6 +87,7 @@ func (b *builder) balanceOut() func(ilp.Handler) ilp.Handler {
 	}
 	minimum := copyLimit(b.acct.Balance.Minimum)
 	st, id := b.env.Store, b.id
+	dc := &detachCache{}
 	return func(next ilp.Handler) ilp.Handler {
 		return func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
 			if p.Amount == 0 {
@@ -97,26 +100,26 @@ func (b *builder) balanceOut() func(ilp.Handler) ilp.Handler {
 			if _, err := st.Reserve(ctx, id, amt, minimum); err != nil {
 				return nil, b.balanceReject(err)
 			}
-			return b.forwardReserved(ctx, p, next, amt)
+			return b.forwardReserved(ctx, p, next, amt, dc)
 		}
 	}
 }
 
 // forwardReserved calls next with amt reserved and settles the reservation whatever happens,
-// a panic included (the panic goes on after the release).
-func (b *builder) forwardReserved(ctx context.Context, p *ilp.Prepare, next ilp.Handler, amt int64) (f *ilp.Fulfill, err error) {
+// a panic included (the panic goes on after the release). dc detaches ctx for the store.
+func (b *builder) forwardReserved(ctx context.Context, p *ilp.Prepare, next ilp.Handler, amt int64, dc *detachCache) (f *ilp.Fulfill, err error) {
 	st, id := b.env.Store, b.id
 	done := false
 	defer func() {
 		if !done {
-			if rerr := st.Release(detach(ctx), id, amt); rerr != nil {
+			if rerr := st.Release(dc.detach(ctx), id, amt); rerr != nil {
 				b.storeFailed(opRelease, amt, rerr)
 			}
 		}
 	}()
 	f, err = next(ctx, p)
 	done = true
-	dctx := detach(ctx)
+	dctx := dc.detach(ctx)
 	if err == nil && f != nil {
 		if nb, cerr := st.Commit(dctx, id, amt); cerr != nil {
 			b.storeFailed(opCommit, amt, cerr)
@@ -201,3 +204,51 @@ func (*detached) Deadline() (time.Time, bool) { return time.Time{}, false }
 func (*detached) Done() <-chan struct{}       { return nil }
 func (*detached) Err() error                  { return nil }
 func (d *detached) Value(key any) any         { return d.parent.Value(key) }
+
+// detachCache keeps the last detached context made, for the next packet that comes with the
+// same context: the connector hands the packets of one link connection the same context (its
+// account's packetContext), so most packets need no wrapper of their own. A detached context
+// holds no state, so packets may share one. Only a Comparable parent is kept, so that comparing
+// it with the next packet's context cannot panic.
+type detachCache struct{ last atomic.Pointer[detached] }
+
+func (c *detachCache) detach(ctx context.Context) context.Context {
+	if d := c.last.Load(); d != nil && d.parent == ctx {
+		return d
+	}
+	d := &detached{ctx}
+	if Comparable(ctx) {
+		c.last.Store(d)
+	}
+	return d
+}
+
+// Comparable reports whether ctx == other can never panic, whatever other is: ctx's type has
+// no interface inside it (an interface holding an incomparable value panics), nor slices, maps
+// or funcs; another type compares unequal without a panic. Caches keyed by a context (the
+// detached contexts here, the connector's packet contexts) keep only such a key. Most contexts
+// are pointers; context.Background is an empty struct.
+func Comparable(ctx context.Context) bool { return strictlyComparable(reflect.TypeOf(ctx)) }
+
+func strictlyComparable(t reflect.Type) bool {
+	if t == nil {
+		return false
+	}
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Chan, reflect.UnsafePointer, reflect.String, reflect.Bool,
+		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		return true
+	case reflect.Array:
+		return strictlyComparable(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if !strictlyComparable(t.Field(i).Type) {
+				return false
+			}
+		}
+		return true
+	}
+	return false // interfaces, slices, maps, funcs
+}

@@ -315,3 +315,40 @@ func TestSettleThresholdWithoutEngineWarns(t *testing.T) {
 		})
 	}
 }
+
+// TestDetachCache pins what BenchmarkPipeline's allocations rely on: packets that come with
+// the same context share one detached context, which still drops the cancellation and keeps
+// the values of each packet's own context, including a context of a type that == cannot
+// compare (no panic, no sharing).
+func TestDetachCache(t *testing.T) {
+	var dc detachCache
+	one, cancel := context.WithCancel(context.WithValue(context.Background(), ctxKey("k"), "one"))
+	defer cancel()
+	two := context.WithValue(context.Background(), ctxKey("k"), "two")
+	if dc.detach(one) != dc.detach(one) {
+		t.Error("two packets with the same context got different detached contexts")
+	}
+	for _, c := range []struct {
+		ctx  context.Context
+		want any
+	}{{one, "one"}, {two, "two"}, {one, "one"}, {incomparableCtx{two, nil}, "two"},
+		{wrappedCtx{incomparableCtx{one, nil}}, "one"}, {wrappedCtx{incomparableCtx{one, nil}}, "one"}} {
+		d := dc.detach(c.ctx)
+		if got := d.Value(ctxKey("k")); got != c.want {
+			t.Errorf("packet with value %v sees %v", c.want, got)
+		}
+		if d.Done() != nil {
+			t.Error("a detached context can be cancelled")
+		}
+	}
+}
+
+// incomparableCtx panics when compared with == to another of its type.
+type incomparableCtx struct {
+	context.Context
+	_ func()
+}
+
+// wrappedCtx is comparable as a type, but its comparison panics when it holds an
+// incomparableCtx.
+type wrappedCtx struct{ context.Context }

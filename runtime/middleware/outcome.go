@@ -3,6 +3,7 @@ package middleware
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 )
@@ -14,14 +15,19 @@ import (
 // Fulfill that arrives is passed on even if late: the next hop considers it paid.
 func (b *builder) expire() func(ilp.Handler) ilp.Handler {
 	clock := b.env.Clock
+	_, system := clock.(RealClock)
 	shared := newDeadlines()
 	return func(next ilp.Handler) ilp.Handler {
 		return func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
-			left := p.ExpiresAt.Sub(clock.Now())
+			now := clock.Now()
+			left := p.ExpiresAt.Sub(now)
 			if left <= 0 {
 				return nil, b.reject(ilp.CodeTransferTimedOut, msgExpired)
 			}
-			l := shared.acquire(ctx, left)
+			if !system {
+				now = time.Now() // the deadline runs on the system clock: left from its now
+			}
+			l := shared.acquireAt(ctx, now.Add(left))
 			defer shared.release(l) // deferred: a panicking link must not keep the slot's timer
 			f, err := next(l.ctx, p)
 			expired := errors.Is(l.ctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil

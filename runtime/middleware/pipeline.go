@@ -76,16 +76,18 @@ func Chain(mws []Middleware) func(ilp.Handler) ilp.Handler {
 // Clock tells the time; tests inject a fake one.
 type Clock interface{ Now() time.Time }
 
-type realClock struct{}
+// RealClock is the system clock, Env.Clock's default. The expire middleware recognises it:
+// its deadlines, which run on the system clock, then reuse the time it read.
+type RealClock struct{}
 
-func (realClock) Now() time.Time { return time.Now() }
+func (RealClock) Now() time.Time { return time.Now() }
 
 // Env is what the built-ins need from the connector. Address and State are required; Store is
 // required when an account has balance limits. Metrics and Alerts are optional: without them
 // the stats and alert middlewares are left out.
 type Env struct {
 	Address func() ilp.Address // this connector's address, for triggeredBy
-	Clock   Clock              // nil: the real clock
+	Clock   Clock              // nil: RealClock
 	Store   store.Balances
 	State   *State // per-account runtime state that survives rebuilds; see NewState
 	Metrics *Metrics
@@ -211,7 +213,7 @@ func newBuilder(env Env, id string, acct config.Account, disabled []string) (*bu
 		return nil, fmt.Errorf("middleware: Env.State is required")
 	}
 	if env.Clock == nil {
-		env.Clock = realClock{}
+		env.Clock = RealClock{}
 	}
 	if env.Log == nil {
 		env.Log = slog.New(slog.DiscardHandler)
