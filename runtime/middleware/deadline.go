@@ -35,6 +35,9 @@ type deadlineEntry struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	parent context.Context // the context ctx was derived from
+	// sameOK says parent == another context cannot panic (Comparable): packets of one key
+	// share Done but may come with contexts of an incomparable type.
+	sameOK bool
 	done   <-chan struct{} // parent.Done(): the key in cur
 	slot   int64           // deadline, UnixNano rounded up to deadlineSlot
 	refs   int
@@ -89,7 +92,7 @@ func (d *deadlines) acquireAt(parent context.Context, deadline time.Time) lease 
 		}
 		d.forgetIdle()
 	}
-	ne := &deadlineEntry{parent: parent, done: done, slot: slot, refs: 1}
+	ne := &deadlineEntry{parent: parent, sameOK: Comparable(parent), done: done, slot: slot, refs: 1}
 	ne.ctx, ne.cancel = context.WithDeadline(parent, time.Unix(0, slot))
 	d.cur[done] = ne
 	return lease{ctx: ne.ctx, e: ne}
@@ -140,7 +143,7 @@ func (d *deadlines) forgetIdle() {
 
 // view returns the shared context as seen by a packet whose context is parent.
 func (e *deadlineEntry) view(parent context.Context) context.Context {
-	if parent == e.parent {
+	if e.sameOK && parent == e.parent {
 		return e.ctx
 	}
 	return &packetCtx{Context: e.ctx, values: parent}

@@ -240,3 +240,25 @@ func TestDeadlinesForgetIdleParents(t *testing.T) {
 	}
 	d.release(held)
 }
+
+// TestDeadlinesIncomparableParents: two packets whose contexts share Done but are of a type
+// that == cannot compare (a struct holding a func) share the slot without a panic, each
+// seeing its own values.
+func TestDeadlinesIncomparableParents(t *testing.T) {
+	d := newDeadlines()
+	base, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	one := incomparableCtx{context.WithValue(base, ctxKey("k"), "one"), nil}
+	two := incomparableCtx{context.WithValue(base, ctxKey("k"), "two"), nil}
+	at := time.Now().Add(time.Minute)
+	l1 := d.acquireAt(one, at)
+	defer d.release(l1)
+	l2 := d.acquireAt(two, at) // panicked: comparing two incomparableCtx values
+	defer d.release(l2)
+	if got := l2.ctx.Value(ctxKey("k")); got != "two" {
+		t.Errorf("second packet sees %v, want its own value", got)
+	}
+	if l1.e != l2.e {
+		t.Error("packets with the same Done and slot do not share the deadline")
+	}
+}
