@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/ilpfleet/ilpfleet/runtime/config"
@@ -16,9 +17,51 @@ import (
 // restartGlobals are settings a running connector cannot change: its identity and its store.
 var restartGlobals = []string{"env", "ilpAddress", "ilpAddressInheritFrom", "store", "storePath", "storeConfig"}
 
-// laterGlobals are settings read only at process start (by the command that runs the
-// connector); Apply accepts them and says so in the log.
+// laterGlobals are settings read once: the admin API's by the command at process start, the
+// settlement API's when it is first bound. Apply accepts a change of them and says in the log
+// whether it waits for a restart (see restartPending).
 var laterGlobals = []string{"adminApi", "adminApiHost", "adminApiPort", "collectDefaultMetrics", "settlementApiHost", "settlementApiPort"}
+
+// logLaterGlobals says, for each setting read once that changed, whether its new value
+// waits for a restart or is the one in force again (a change taken back needs none).
+func (c *Connector) logLaterGlobals(changed []string, cfg *config.Config) {
+	pending := c.restartPending(cfg)
+	for _, g := range changed {
+		switch {
+		case slices.Contains(pending, g):
+			c.log.Warn("setting takes effect at the next restart", "setting", g)
+		case strings.HasPrefix(g, "settlementApi") && c.settleAPI.srv == nil:
+			c.log.Info("setting takes effect when the settlement API first serves (an account with an engine)", "setting", g)
+		case slices.Contains(laterGlobals, g):
+			c.log.Info("setting is back to the value in force; no restart needed for it", "setting", g)
+		}
+	}
+}
+
+// restartPending lists the settings of cfg read once whose value differs from the one in
+// force: the admin API's from the config Start ran with, the settlement API's from the
+// config it was bound with (none while it is not bound: the first config that needs it
+// binds it, with its own values).
+func (c *Connector) restartPending(cfg *config.Config) []string {
+	in := c.startCfg
+	differs := map[string]bool{
+		"adminApi":              cfg.AdminAPI != in.AdminAPI,
+		"adminApiHost":          cfg.AdminAPIHost != in.AdminAPIHost,
+		"adminApiPort":          cfg.AdminAPIPort != in.AdminAPIPort,
+		"collectDefaultMetrics": cfg.CollectDefaultMetrics != in.CollectDefaultMetrics,
+	}
+	if b := c.settleAPI; b.srv != nil {
+		differs["settlementApiHost"] = cfg.SettlementAPIHost != b.host
+		differs["settlementApiPort"] = cfg.SettlementAPIPort != b.port
+	}
+	var out []string
+	for _, g := range laterGlobals {
+		if differs[g] {
+			out = append(out, g)
+		}
+	}
+	return out
+}
 
 // plan is everything a new config needs, built before anything running is touched.
 type plan struct {
@@ -65,10 +108,8 @@ func (c *Connector) Apply(ctx context.Context, cfg *config.Config) error {
 		if slices.Contains(restartGlobals, g) {
 			return fmt.Errorf("connector: %s cannot change while the connector runs (restart it); keeping the running config", g)
 		}
-		if slices.Contains(laterGlobals, g) {
-			c.log.Warn("setting takes effect at the next restart", "setting", g)
-		}
 	}
+	c.logLaterGlobals(ch.Globals, cfg)
 	p, err := c.plan(cfg, ch)
 	if err != nil {
 		return fmt.Errorf("connector: cannot apply the new config, keeping the running one: %w", err)

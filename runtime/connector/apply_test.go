@@ -3,6 +3,7 @@ package connector
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/internal/testlog"
 	"github.com/ilpfleet/ilpfleet/internal/testwait"
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
@@ -394,5 +396,40 @@ func TestRefusedApplyKeepsMetrics(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("alice (still USD) has no fulfilled incoming series counting its packet; series: %v", got)
+	}
+}
+
+// TestLaterGlobalsLogged: a change of a setting read once warns that it waits for a restart
+// only while its value differs from the one in force — taking a change back needs none — and
+// a settlement API not bound yet takes its new port when first bound.
+func TestLaterGlobalsLogged(t *testing.T) {
+	withPorts := func(admin, settle int) *config.Config {
+		return mustConfig(t, fmt.Sprintf("adminApiPort: %d\nsettlementApiPort: %d\n", admin, settle)+drainConfig)
+	}
+	var logs testlog.Buffer
+	ml := &memLinks{}
+	c := start(t, "adminApiPort: 7780\nsettlementApiPort: 7771\n"+drainConfig,
+		Options{newLink: ml.factory, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	steps := []struct {
+		name          string
+		cfg           *config.Config
+		warn, backMsg bool
+	}{
+		{"admin port changed", withPorts(7790, 7771), true, false},
+		{"admin port taken back", withPorts(7780, 7771), false, true},
+		{"settlement port changed, API not bound", withPorts(7780, 7772), false, false},
+	}
+	for _, s := range steps {
+		before := len(logs.String())
+		if err := c.Apply(context.Background(), s.cfg); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		got := logs.String()[before:]
+		if w := strings.Contains(got, "takes effect at the next restart"); w != s.warn {
+			t.Errorf("%s: restart warning = %v, want %v; log:\n%s", s.name, w, s.warn, got)
+		}
+		if b := strings.Contains(got, "back to the value in force"); b != s.backMsg {
+			t.Errorf("%s: 'back to the value in force' = %v, want %v; log:\n%s", s.name, b, s.backMsg, got)
+		}
 	}
 }

@@ -97,6 +97,7 @@ type Connector struct {
 	applyMu   sync.Mutex    // serializes Start, Apply and Close
 	started   bool
 	closed    bool
+	startCfg  *config.Config // the config Start ran with: the command read the admin API's from it
 }
 
 // New checks cfg and builds the connector's accounts, links and pipelines. It connects nothing:
@@ -272,7 +273,7 @@ func (c *Connector) Start(ctx context.Context) error {
 		return err
 	}
 	c.settler.Start(ctx)
-	c.started = true
+	c.started, c.startCfg = true, s.cfg
 	c.log.Info("connector started", "address", c.self(), "accounts", len(accts))
 	return nil
 }

@@ -39,6 +39,8 @@ func settlementAccounts(cfg *config.Config) []settlement.Account {
 type settlementAPI struct {
 	srv    *admin.Server
 	cancel context.CancelFunc
+	host   string // where it listens, as configured when it was bound
+	port   int
 }
 
 // syncSettlement serves the engines' API when cfg has an account with an engine and gives the
@@ -65,7 +67,7 @@ func (c *Connector) serveSettlementAPI(cfg *config.Config) error {
 		cancel()
 		return fmt.Errorf("connector: settlement API (settlementApiHost/settlementApiPort): %w", err)
 	}
-	c.settleAPI = settlementAPI{srv: srv, cancel: cancel}
+	c.settleAPI = settlementAPI{srv: srv, cancel: cancel, host: cfg.SettlementAPIHost, port: cfg.SettlementAPIPort}
 	c.log.Info("settlement API listening", "addr", srv.Addr())
 	return nil
 }
