@@ -151,8 +151,8 @@ func (s *settings) rate(ctx context.Context, src, dst rates.Asset) *decimal.Deci
 
 // Rates (GET /rates/backend) is the backend's name and, for a backend with a rate table,
 // ECB-style rates of the account assets against one of them (see accountRates), since the
-// backends do not expose their base; for a backend that fetches its rates, where they come from and how old they
-// are (read after the lookups, which may have fetched).
+// backends do not expose their base; for a backend that fetches its rates, where they come
+// from and how old they are (read after the lookups, which may have fetched).
 func (c *Connector) Rates() admin.RatesInfo {
 	b := c.settings.Load().conv.Backend()
 	info := admin.RatesInfo{Backend: b.Name()}
