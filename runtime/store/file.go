@@ -72,9 +72,10 @@ type File struct {
 	fl       *flusher
 	closed   atomic.Bool
 	// kvMu orders the KV writes. Every one is queued under it; a write that depends on what a
-	// key holds (CreateKey, CreditOnce, DeleteKeyIf) holds it from its read until its own write
-	// is logged, and first waits for lastKV: its read sees only the logged view, so a write
-	// still queued when it began would be missed, and one queued meanwhile overwritten.
+	// key holds (CreateKey, CreditOnce, DeleteKeyIf, all through conditionalKV) holds it from
+	// its read until its own write is logged, and first waits for lastKV: its read sees only the
+	// logged view, so a write still queued when it began would be missed, and one queued
+	// meanwhile overwritten.
 	kvMu   sync.Mutex
 	lastKV *batch // the batch of the last KV write queued (guarded by kvMu); nil: none yet
 }
@@ -518,8 +519,13 @@ func (s *File) settledKV() error {
 	return s.fl.wait(s.lastKV)
 }
 
-// CreateKey implements KV; it returns once the value is on disk. It holds kvMu (see File).
-func (s *File) CreateKey(_ context.Context, key string, value []byte) (bool, error) {
+// conditionalKV makes a KV write that depends on what the store holds (CreateKey, CreditOnce,
+// DeleteKeyIf) as File's kvMu says: decide runs under kvMu once every KV write queued before
+// it is logged, reads what it needs, and either queues its write and returns the batch, or
+// returns a nil batch to write nothing; kvMu is held until that batch is logged. It reports
+// whether the write was made: false, with the error, when the batch failed (the store closed
+// meanwhile, or a log write failed).
+func (s *File) conditionalKV(decide func() (*batch, error)) (bool, error) {
 	if err := s.usable(); err != nil {
 		return false, err
 	}
@@ -528,11 +534,25 @@ func (s *File) CreateKey(_ context.Context, key string, value []byte) (bool, err
 	if err := s.settledKV(); err != nil {
 		return false, err
 	}
-	if v, err := s.lookup(key); err != nil || v != nil {
+	bt, err := decide()
+	if bt == nil || err != nil {
 		return false, err
 	}
-	s.lastKV = s.fl.putKV(key, append([]byte{}, value...))
-	return true, s.fl.wait(s.lastKV)
+	s.lastKV = bt
+	if err := s.fl.wait(bt); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// CreateKey implements KV; it returns once the value is on disk (see conditionalKV).
+func (s *File) CreateKey(_ context.Context, key string, value []byte) (bool, error) {
+	return s.conditionalKV(func() (*batch, error) {
+		if v, err := s.lookup(key); err != nil || v != nil {
+			return nil, err
+		}
+		return s.fl.putKV(key, append([]byte{}, value...)), nil
+	})
 }
 
 // DeleteKey implements KV; it returns once the deletion is on disk.
@@ -543,23 +563,15 @@ func (s *File) DeleteKey(_ context.Context, key string) error {
 	return s.fl.wait(s.queueKV(key, nil))
 }
 
-// DeleteKeyIf implements KV; it returns once the deletion is on disk. It holds kvMu (see
-// File), so that the value compared is the newest, and stays so until the deletion is logged.
+// DeleteKeyIf implements KV; it returns once the deletion is on disk (see conditionalKV).
 func (s *File) DeleteKeyIf(_ context.Context, key string, was []byte) (bool, error) {
-	if err := s.usable(); err != nil {
-		return false, err
-	}
-	s.kvMu.Lock()
-	defer s.kvMu.Unlock()
-	if err := s.settledKV(); err != nil {
-		return false, err
-	}
-	cur, err := s.lookup(key)
-	if err != nil || !deleteGuard(key, was).guardHolds(cur, cur != nil) {
-		return false, err
-	}
-	s.lastKV = s.fl.putKV(key, nil)
-	return true, s.fl.wait(s.lastKV)
+	return s.conditionalKV(func() (*batch, error) {
+		cur, err := s.lookup(key)
+		if err != nil || !deleteGuard(key, was).guardHolds(cur, cur != nil) {
+			return nil, err
+		}
+		return s.fl.putKV(key, nil), nil
+	})
 }
 
 // SettleDue implements Settlements: the new durable balance and the key go into one batch, so
@@ -598,28 +610,17 @@ func (s *File) settle(account string, threshold, settleTo int64, key string) (*b
 }
 
 // CreditOnce implements Settlements: the balance, key and entries go into one batch, so one log
-// record holds them all. It holds kvMu (see File).
+// record holds them all (see conditionalKV).
 func (s *File) CreditOnce(_ context.Context, account string, delta int64, key string, value []byte, entries ...Entry) (bool, error) {
-	if err := s.usable(); err != nil {
-		return false, err
-	}
-	s.kvMu.Lock()
-	defer s.kvMu.Unlock()
-	if err := s.settledKV(); err != nil {
-		return false, err
-	}
-	if v, err := s.lookup(key); err != nil || v != nil {
-		return false, err
-	}
-	if err := s.checkGuards(entries); err != nil {
-		return false, err
-	}
-	bt, err := s.credit(account, delta, key, value, entries)
-	if err != nil {
-		return false, err
-	}
-	s.lastKV = bt
-	return true, s.fl.wait(bt)
+	return s.conditionalKV(func() (*batch, error) {
+		if v, err := s.lookup(key); err != nil || v != nil {
+			return nil, err
+		}
+		if err := s.checkGuards(entries); err != nil {
+			return nil, err
+		}
+		return s.credit(account, delta, key, value, entries)
+	})
 }
 
 // checkGuards is ErrConflict if a guarded entry's key changed; the caller holds kvMu.

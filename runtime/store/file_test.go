@@ -534,7 +534,7 @@ func TestFileConditionalWritesSeeQueuedWrites(t *testing.T) {
 
 // racePut queues PutKey(k, "put") and holds it out of the log (the writer waits for logMu)
 // while op runs; it lets the log go once op has decided (it returned, wrote mark, or holds
-// kvMu waiting for the put), and returns op's result.
+// kvMu waiting for the put, which released it before op began), and returns op's result.
 func (s *File) racePut(t *testing.T, op func(*File) (bool, error), mark string) (bool, error) {
 	t.Helper()
 	ctx := context.Background()
@@ -545,11 +545,14 @@ func (s *File) racePut(t *testing.T, op func(*File) (bool, error), mark string) 
 	f.mu.Unlock()
 	put := make(chan error, 1)
 	go func() { put <- s.PutKey(ctx, "k", []byte("put")) }()
+	// Queued, and kvMu released: from then on only op takes kvMu, so that holding it means op
+	// waits for the put, not the put still finishing its queueing.
 	eventually(t, "the put to be queued", func() bool {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		_, ok := queued.kv["k"]
-		return ok
+		if !s.kvMu.TryLock() {
+			return false
+		}
+		defer s.kvMu.Unlock()
+		return s.lastKV == queued
 	})
 	type result struct {
 		ok  bool
@@ -576,4 +579,34 @@ func (s *File) racePut(t *testing.T, op func(*File) (bool, error), mark string) 
 	}
 	r := <-done
 	return r.ok, r.err
+}
+
+// TestFileConditionalWritesClosedMeanwhile: a conditional write whose batch fails because the
+// store closed between its check that the store is usable and its enqueue reports nothing
+// written, not "written" together with ErrClosed.
+func TestFileConditionalWritesClosedMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		op   func(s *File) (bool, error)
+	}{
+		{"CreateKey", func(s *File) (bool, error) { return s.CreateKey(ctx, "new", []byte("v")) }},
+		{"CreditOnce", func(s *File) (bool, error) { return s.CreditOnce(ctx, "a", -5, "new", []byte("v")) }},
+		{"DeleteKeyIf", func(s *File) (bool, error) { return s.DeleteKeyIf(ctx, "k", []byte("old")) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openFile(t, t.TempDir())
+			t.Cleanup(func() { _ = s.Close() })
+			if err := s.PutKey(ctx, "k", []byte("old")); err != nil {
+				t.Fatal(err)
+			}
+			s.fl.mu.Lock() // what Close does first: later enqueues get a batch that says ErrClosed
+			s.fl.stop = true
+			s.fl.mu.Unlock()
+			if ok, err := tt.op(s); ok || !errors.Is(err, ErrClosed) {
+				t.Fatalf("%s while closing: %v %v, want false and ErrClosed", tt.name, ok, err)
+			}
+		})
+	}
 }

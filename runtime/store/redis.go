@@ -149,6 +149,7 @@ type Redis struct {
 	closing   bool // Close stops: no write and no resolver may start
 	resolvers int  // running (a WaitGroup cannot be waited for while new ones start)
 	inflight  int  // writes being made
+	mayLose   int  // of inflight and resolvers, the writes that may be lost (call.mayBeLost)
 	// cutOff counts the must-apply writes lost to Close: refused, never sent, or stopped
 	// while being resolved.
 	cutOff atomic.Int64
@@ -532,7 +533,7 @@ func (r *Redis) PutKey(ctx context.Context, key string, value []byte) error {
 // CreateKey implements KV with SET NX in the script, under a lane: a create sent again after
 // a lost reply reports the key created, not found.
 func (r *Redis) CreateKey(ctx context.Context, key string, value []byte) (bool, error) {
-	res, err := r.write(ctx, call{op: "create", keys: []string{r.kvKey(key)}, amount: "0", extra: []any{value}, account: key}, inPlace)
+	res, err := r.write(ctx, call{op: "create", keys: []string{r.kvKey(key)}, amount: "0", extra: []any{value}, key: key}, inPlace)
 	return onceResult("create", res, err)
 }
 
@@ -565,10 +566,12 @@ func (r *Redis) DeleteKey(ctx context.Context, key string) error {
 
 // DeleteKeyIf implements KV: the script compares and deletes, under a lane, as CreateKey: a
 // deletion sent again after a lost reply reports the key deleted, not changed or absent. One
-// left to the resolver may still apply later, which is harmless: it still compares first.
+// left to the resolver may still apply later, which is harmless: it still compares first; and
+// so is one whose outcome Close leaves unknown (call.mayBeLost).
 func (r *Redis) DeleteKeyIf(ctx context.Context, key string, was []byte) (bool, error) {
 	g := deleteGuard(key, was)
-	res, err := r.write(ctx, call{op: "delif", keys: []string{r.kvKey(key)}, amount: "0", extra: []any{guardArg(g)}, account: key}, inPlace)
+	c := call{op: "delif", keys: []string{r.kvKey(key)}, amount: "0", extra: []any{guardArg(g)}, key: key, mayBeLost: true}
+	res, err := r.write(ctx, c, inPlace)
 	if err != nil {
 		return false, err
 	}
@@ -674,22 +677,22 @@ func globEscape(s string) string {
 	return b.String()
 }
 
-// Close lets the writes in flight and the resolvers (see redis_lanes.go) finish and sends the
-// deferred writes; then it refuses new writes, stops the resolvers and the heartbeat, and
-// leaves the registry of instances if no write was left unapplied (see leave); then it closes
-// the connections. Everything before leaving shares 2 × closeWait (10 s), so that a stalled
-// Redis does not hold a pod past its termination grace period. Later writes fail; a second
-// Close does nothing.
+// Close lets the writes in flight and the resolvers (see redis_lanes.go) finish, but for those
+// that may be lost (call.mayBeLost), and sends the deferred writes; then it refuses new
+// writes, stops the resolvers and the heartbeat, and leaves the registry of instances if no
+// write was left unapplied (see leave); then it closes the connections. Everything before
+// leaving shares 2 × closeWait (10 s), so that a stalled Redis does not hold a pod past its
+// termination grace period. Later writes fail; a second Close does nothing.
 func (r *Redis) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*r.closeWait)
 	defer cancel()
-	r.waitIdle(ctx)
+	r.waitNeeded(ctx)
 	r.drainDeferred(ctx)
 	r.mu.Lock()
 	r.closing = true
 	left := len(r.deferred)
 	r.mu.Unlock()
-	idle := r.waitIdle(ctx) // the writes that began before closing
+	idle := r.waitNeeded(ctx) // the writes that began before closing
 	r.stop()
 	r.waitIdle(ctx) // stopped: resolvers end at once
 	r.watching.Wait()

@@ -35,6 +35,9 @@ import (
 //     A balance set is voided if it had not been applied, and left with a WARN if it had (a
 //     replay would erase the writes made since).
 //
+// A conditional delete (DeleteKeyIf) whose outcome is still unknown when the store closes is
+// not waited for, and its loss needs no reconciliation (call.mayBeLost).
+//
 // A write that must be applied but finds no free lane (all held by writes in flight or being
 // resolved: Redis unreachable or overloaded) is deferred, and sent beside the heartbeats and
 // on Close.
@@ -92,8 +95,32 @@ type call struct {
 	scoped   bool
 	extra    []any
 	account  string
+	key      string    // the KV key of a write to the KV space alone (create, delif), for logs
 	sc       *scope    // the packet's, for a scoped write
 	as       *identity // the instance it is made for, when not this process (a reclaim)
+	// mayBeLost: nothing is to be reconciled if Close leaves it unknown whether the write was
+	// applied (a conditional delete: it happened or not, a late copy still compares first, and
+	// no balance depends on it). Close does not wait for it, and its loss is a WARN that does
+	// not keep the instance from leaving the registry (see lost).
+	mayBeLost bool
+}
+
+// logArgs name c in a log line: its op, and the account and amount, or the KV key it writes.
+func (c call) logArgs() []any {
+	if c.key != "" {
+		return []any{"op", c.op, "key", c.key}
+	}
+	return []any{"op", c.op, "account", c.account, "amount", c.amount}
+}
+
+// allMayBeLost reports whether calls are all writes that may be lost (call.mayBeLost).
+func allMayBeLost(calls []call) bool {
+	for _, c := range calls {
+		if !c.mayBeLost {
+			return false
+		}
+	}
+	return len(calls) > 0
 }
 
 // class says what an unknown outcome becomes once resolved.
@@ -157,7 +184,7 @@ func (r *Redis) write(ctx context.Context, c call, cl class) (result, error) {
 	if err := r.enterAs(cl, c); err != nil {
 		return result{}, err
 	}
-	defer r.exit()
+	defer r.exit(c)
 	l, err := r.takeLane(ctx)
 	if err != nil {
 		if cl == mustApply && r.deferWrite(c) {
@@ -227,7 +254,7 @@ func (r *Redis) writeAll(ctx context.Context, calls []call) ([]result, []error) 
 		}
 		return res, errs
 	}
-	defer r.exit()
+	defer r.exit(calls...)
 	for done := 0; done < len(calls); {
 		lanes, err := r.takeLanes(ctx, len(calls)-done)
 		if err != nil {
@@ -308,11 +335,15 @@ func (r *Redis) drainDeferredFor(d time.Duration) {
 }
 
 // lost counts a write left unapplied or unresolved by Close (which then leaves the instance to
-// a restart or a reclaim), and says so.
+// a restart or a reclaim), and says so; one that may be lost (call.mayBeLost) is only said.
 func (r *Redis) lost(c call, why string, err error) {
+	if c.mayBeLost {
+		r.log.Warn("store: redis: a write is lost: "+why+"; harmless, nothing depends on it",
+			append(c.logArgs(), "err", err)...)
+		return
+	}
 	r.cutOff.Add(1)
-	r.log.Error("store: redis: a write is lost: "+why+"; RECONCILIATION REQUIRED",
-		"op", c.op, "account", c.account, "amount", c.amount, "err", err)
+	r.log.Error("store: redis: a write is lost: "+why+"; RECONCILIATION REQUIRED", append(c.logArgs(), "err", err)...)
 }
 
 // enterAs counts writes of class cl in flight (as one), unless Close has begun: then they are
@@ -322,6 +353,9 @@ func (r *Redis) enterAs(cl class, calls ...call) error {
 	defer r.mu.Unlock()
 	if !r.closing {
 		r.inflight++
+		if allMayBeLost(calls) {
+			r.mayLose++
+		}
 		return nil
 	}
 	if cl == mustApply {
@@ -332,18 +366,31 @@ func (r *Redis) enterAs(cl class, calls ...call) error {
 	return ErrClosed
 }
 
-func (r *Redis) exit() {
+// exit ends what enterAs(_, calls...) began.
+func (r *Redis) exit(calls ...call) {
 	r.mu.Lock()
 	r.inflight--
+	if allMayBeLost(calls) {
+		r.mayLose--
+	}
 	r.mu.Unlock()
 }
 
 // waitIdle waits until no write is in flight and no resolver runs, or for ctx, and reports
 // whether it got there. It polls: a shutdown path, where writes may still start meanwhile.
-func (r *Redis) waitIdle(ctx context.Context) bool {
+func (r *Redis) waitIdle(ctx context.Context) bool { return r.waitWrites(ctx, false) }
+
+// waitNeeded is waitIdle without the writes that may be lost (call.mayBeLost), which Close
+// stops rather than waits for.
+func (r *Redis) waitNeeded(ctx context.Context) bool { return r.waitWrites(ctx, true) }
+
+func (r *Redis) waitWrites(ctx context.Context, needed bool) bool {
 	for {
 		r.mu.Lock()
 		n := r.inflight + r.resolvers
+		if needed {
+			n -= r.mayLose
+		}
 		r.mu.Unlock()
 		if n == 0 {
 			return true
@@ -413,11 +460,17 @@ func (r *Redis) resolveLater(c call, l *lane, cl class) {
 		return
 	}
 	r.resolvers++
+	if c.mayBeLost {
+		r.mayLose++
+	}
 	r.mu.Unlock()
 	go func() {
 		defer func() {
 			r.mu.Lock()
 			r.resolvers--
+			if c.mayBeLost {
+				r.mayLose--
+			}
 			r.mu.Unlock()
 		}()
 		for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
@@ -443,7 +496,7 @@ func (r *Redis) resolveLater(c call, l *lane, cl class) {
 // checked write that had been applied is undone (its caller was told it failed); an applied
 // scoped write joins its packet. Its writes stop with Close.
 func (r *Redis) afterResolve(c call, cl class, res result) {
-	log := r.log.With("op", c.op, "account", c.account, "amount", c.amount)
+	log := r.log.With(c.logArgs()...)
 	switch {
 	case res.code == codeFenced:
 		r.fail()

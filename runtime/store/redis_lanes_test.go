@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/internal/testlog"
 	"github.com/ilpfleet/ilpfleet/internal/testwait"
 	"github.com/ilpfleet/ilpfleet/runtime/store/redistest"
 )
@@ -529,5 +531,47 @@ func TestRedisCloseWhileWritesFail(t *testing.T) {
 		if running != 0 || (r.cutOff.Load() > 0 && left == 0) {
 			t.Fatalf("after Close: %d writes or resolvers running, %d lost, instance kept %v", running, r.cutOff.Load(), left == 1)
 		}
+	}
+}
+
+// TestRedisCloseForgetsAConditionalDelete: a DeleteKeyIf whose outcome is unknown (Redis
+// refuses it, LOADING) is still being resolved when the connector stops. Its loss is harmless
+// (it happened or not, a late copy still compares first): Close logs it at WARN under the KV
+// key, not as a write to reconcile, and leaves the instance as after a clean stop.
+func TestRedisCloseForgetsAConditionalDelete(t *testing.T) {
+	srv := redistest.Start(t)
+	proxy := redistest.StartProxy(t, srv)
+	var logs testlog.Buffer
+	r, err := OpenRedis(context.Background(), RedisOptions{URL: proxy.URL(), Instance: "forget", Prefix: "t:" + t.Name() + ":",
+		Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	r.closeWait = 50 * time.Millisecond
+	ctx := context.Background()
+	if err := r.PutKey(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	proxy.FailCommands("\r\ndelif\r\n", -1, "LOADING Redis is loading the dataset in memory")
+	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if ok, err := r.DeleteKeyIf(wctx, "k", []byte("v")); ok || !errors.Is(err, errResolving) {
+		t.Fatalf("DeleteKeyIf: %v %v, want its outcome unknown", ok, err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	if strings.Contains(out, "level=ERROR") || !strings.Contains(out, "level=WARN") ||
+		!strings.Contains(out, "op=delif key=k ") || strings.Contains(out, "account=k") {
+		t.Errorf("Close logged, want the delete's loss at WARN, under its key, and no ERROR:\n%s", out)
+	}
+	if r.cutOff.Load() != 0 {
+		t.Errorf("%d writes counted lost, want none", r.cutOff.Load())
+	}
+	has, _ := redisClient(t, srv).HExists(ctx, r.registryKey(), "forget").Result()
+	if has {
+		t.Error("the instance was not left: another runtime would have to reclaim it")
 	}
 }

@@ -69,8 +69,8 @@ func (e Entry) guardHolds(cur []byte, present bool) bool {
 }
 
 // deleteGuard is the guard of DeleteKeyIf: the key present and holding was. A nil was is
-// the empty value, not "absent" as in Entry: GetKey returns nil for an empty value, and there
-// is nothing to delete from an absent key.
+// the empty value, not "absent" as in Entry: an empty value may come back from GetKey as nil
+// or empty, and both match; and there is nothing to delete from an absent key.
 func deleteGuard(key string, was []byte) Entry {
 	if was == nil {
 		was = []byte{}

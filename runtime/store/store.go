@@ -109,11 +109,11 @@ type KV interface {
 	// value is durable when CreateKey returns.
 	CreateKey(ctx context.Context, key string, value []byte) (bool, error)
 	// DeleteKeyIf deletes the key only if it still holds was, the value read from it (as
-	// GetKey returned it: nil matches an empty value), and reports whether it did. What is
-	// read, found stale and then deleted can so never take with it a newer value written in
-	// between, by this runtime or by a replica sharing the store: the comparison and the
-	// deletion are one atomic step on the store. An absent key is not an error (false). The
-	// deletion is durable when DeleteKeyIf returns.
+	// GetKey returned it: an empty value may come back as nil or empty; both match), and
+	// reports whether it did. What is read, found stale and then deleted can so never take
+	// with it a newer value written in between, by this runtime or by a replica sharing the
+	// store: the comparison and the deletion are one atomic step on the store. An absent key
+	// is not an error (false). The deletion is durable when DeleteKeyIf returns.
 	DeleteKeyIf(ctx context.Context, key string, was []byte) (bool, error)
 }
 
