@@ -21,9 +21,11 @@ import (
 )
 
 // AccountReconciler checks an Account's references — its Connector, the Secret keys of its
-// link and its SettlementEngine — and reports them in conditions and Events. A problem never
-// stops the connector: the runtime skips an account it cannot configure, and says so in the
-// Account's ConfigApplied condition (written by the connector pods), which Ready follows.
+// link and its SettlementEngine — and whether its link works with the Connector's replicas
+// (ReplicasSupported: a link whose state one pod holds, e.g. a BTP connection), and reports them in
+// conditions and Events. A problem never stops the connector: the runtime skips an account it
+// cannot configure, and says so in the Account's ConfigApplied condition (written by the
+// connector pods), which Ready follows.
 type AccountReconciler struct {
 	client.Client
 	// Reader reads Secrets uncached: the manager caches only their metadata.
@@ -42,15 +44,21 @@ func (r *AccountReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	orig := acct.DeepCopy()
-	problem, err := r.resolve(ctx, &acct)
+	conn, problem, err := r.resolve(ctx, &acct)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	st := &acct.Status.BaseStatus
+	var replicas *refProblem
+	if conn != nil {
+		replicas = replicasProblem(&acct, conn)
+	}
 	if problem == nil {
 		setCondition(&acct, st, ilpv1.ConditionReferencesResolved, true, ReasonResolved, "Connector "+acct.Spec.ConnectorRef+" and every Secret and SettlementEngine the account names exist")
 		if c := leftOut(&acct); c != nil {
 			setCondition(&acct, st, ilpv1.ConditionReady, false, ReasonConfigNotApplied, c.Message)
+		} else if replicas != nil {
+			setCondition(&acct, st, ilpv1.ConditionReady, false, replicas.reason, replicas.msg)
 		} else {
 			setCondition(&acct, st, ilpv1.ConditionReady, true, ReasonResolved, "the account is valid and its references resolve")
 		}
@@ -61,10 +69,27 @@ func (r *AccountReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 			r.Recorder.Eventf(&acct, nil, corev1.EventTypeWarning, problem.reason, "Resolve", problem.msg)
 		}
 	}
+	setReplicasSupported(&acct, conn, replicas)
 	if equality.Semantic.DeepEqual(orig.Status, acct.Status) {
 		return ctrl.Result{}, nil
 	}
-	return patchStatus(ctx, r.Client, &acct, orig)
+	res, err := patchStatus(ctx, r.Client, &acct, orig)
+	if err == nil && res.IsZero() {
+		r.warnReplicas(orig, &acct, conn)
+	}
+	return res, err
+}
+
+// warnReplicas tells the Connector, in a Warning Event about it (the Account as related
+// object), that the Account's link does not work with its replicas: when the Account's
+// ReplicasSupported turns False or says something else, once its status write went through,
+// so once per Account rather than on every reconcile.
+func (r *AccountReconciler) warnReplicas(orig, acct *ilpv1.Account, conn *ilpv1.Connector) {
+	c := conditionChanged(orig.Status.Conditions, acct.Status.Conditions, ilpv1.ConditionReplicasSupported)
+	if r.Recorder == nil || conn == nil || c == nil || c.Status != metav1.ConditionFalse {
+		return
+	}
+	r.Recorder.Eventf(conn, acct, corev1.EventTypeWarning, c.Reason, "CheckReplicas", "Account %s: %s", acct.Name, c.Message)
 }
 
 // leftOut returns the pods' ConfigApplied condition when it says that they leave the current
@@ -78,15 +103,23 @@ func leftOut(acct *ilpv1.Account) *metav1.Condition {
 	return c
 }
 
-// resolve returns the first reference of the Account that does not resolve, or nil.
-func (r *AccountReconciler) resolve(ctx context.Context, acct *ilpv1.Account) (*refProblem, error) {
+// resolve returns the Account's Connector (nil when it does not exist) and the first
+// reference of the Account that does not resolve, or nil.
+func (r *AccountReconciler) resolve(ctx context.Context, acct *ilpv1.Account) (*ilpv1.Connector, *refProblem, error) {
 	var conn ilpv1.Connector
 	if err := r.Get(ctx, client.ObjectKey{Namespace: acct.Namespace, Name: acct.Spec.ConnectorRef}, &conn); err != nil {
 		if client.IgnoreNotFound(err) != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return &refProblem{ReasonConnectorNotFound, fmt.Sprintf("Connector %q does not exist in namespace %s", acct.Spec.ConnectorRef, acct.Namespace)}, nil
+		return nil, &refProblem{ReasonConnectorNotFound, fmt.Sprintf("Connector %q does not exist in namespace %s", acct.Spec.ConnectorRef, acct.Namespace)}, nil
 	}
+	p, err := r.resolveRefs(ctx, acct, &conn)
+	return &conn, p, err
+}
+
+// resolveRefs returns the first reference of the Account besides its Connector that does not
+// resolve, or nil.
+func (r *AccountReconciler) resolveRefs(ctx context.Context, acct *ilpv1.Account, conn *ilpv1.Connector) (*refProblem, error) {
 	if p, err := checkSecretRefs(ctx, r.Reader, acct.Namespace, accountSecretRefs(acct)); p != nil || err != nil {
 		return p, err
 	}
@@ -111,6 +144,17 @@ func (r *AccountReconciler) resolve(ctx context.Context, acct *ilpv1.Account) (*
 			"set spec.listeners.settlement on the Connector and point the engine at http://%s-admin:<that port>", conn.Name, name, conn.Name)}, nil
 	}
 	return nil, nil
+}
+
+// conditionChanged returns the condition typ of now when it is new or differs from was in its
+// status, reason or message (not merely in observedGeneration), else nil.
+func conditionChanged(was, now []metav1.Condition, typ string) *metav1.Condition {
+	n := meta.FindStatusCondition(now, typ)
+	w := meta.FindStatusCondition(was, typ)
+	if n == nil || (w != nil && w.Status == n.Status && w.Reason == n.Reason && w.Message == n.Message) {
+		return nil
+	}
+	return n
 }
 
 // accountReconcileChanges are the Account events the Account controller acts on: created,
@@ -143,7 +187,8 @@ func (r *AccountReconciler) SetupWithManager(mgr ctrl.Manager) error {
 }
 
 // controller builds the controller: Account changes (accountReconcileChanges), and Connector
-// (created, deleted, spec changed: not its status, which its pods and controller write often),
+// (created, deleted, spec changed — replicas included, which ReplicasSupported depends on —
+// not its status, which its pods and controller write often),
 // Secret (metadata only) and SettlementEngine changes re-check the Accounts that name them.
 func (r *AccountReconciler) controller(mgr ctrl.Manager) *builder.TypedBuilder[reconcile.Request] {
 	c := mgr.GetClient()

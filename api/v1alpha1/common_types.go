@@ -18,6 +18,12 @@ const (
 	// Account they never left out. A False at the Account's current generation makes its
 	// Ready False.
 	ConditionConfigApplied = "ConfigApplied"
+	// ConditionReplicasSupported is written by the operator on an Account: whether its link
+	// works with its Connector's replicas. False when the Connector runs more than one and the
+	// link holds state that only one pod can have: a BTP WebSocket connection (btpClient,
+	// btpListener, each child of btpChildServer) or, for http in mode async, the Prepares that
+	// await their reply. Unknown while the Connector does not exist. False makes Ready False.
+	ConditionReplicasSupported = "ReplicasSupported"
 )
 
 // Labels and annotations the operator puts on the objects it owns.

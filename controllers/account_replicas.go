@@ -1,0 +1,83 @@
+package controllers
+
+import (
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+)
+
+// Reasons of an Account's ReplicasSupported condition (and of its Ready when False).
+const (
+	// ReasonReplicasSupported: the link works with the Connector's replicas.
+	ReasonReplicasSupported = "ReplicasSupported"
+	// ReasonSingleConnectionLink: a BTP link (btpClient, btpListener, btpChildServer) is one
+	// WebSocket connection per peer or child, which only one of several replicas can hold.
+	ReasonSingleConnectionLink = "SingleConnectionLink"
+	// ReasonAsyncHTTPLink: an http link in mode async awaits each reply in the replica that
+	// sent the Prepare, while the peer's callback reaches any replica.
+	ReasonAsyncHTTPLink = "AsyncHTTPLink"
+)
+
+// replicasProblem says why the Account's link does not work with the Connector's replicas, or
+// nil when it does. Only state the runtime keeps in one pod matters: balances and settlements
+// live in the shared store (CEL refuses replicas > 1 without redis), and an ILP-over-HTTP
+// request in mode sync is answered by whichever replica it reaches.
+func replicasProblem(acct *ilpv1.Account, conn *ilpv1.Connector) *refProblem {
+	n := replicasOf(conn)
+	if n <= 1 {
+		return nil
+	}
+	const fix = "Link this peer over ILP-over-HTTP (link.http, mode sync), or set the Connector's replicas to 1"
+	l := acct.Spec.Link
+	switch {
+	case l.BTPClient != nil:
+		return &refProblem{ReasonSingleConnectionLink, fmt.Sprintf("link.btpClient is one WebSocket connection, which only one of the Connector's %d replicas can hold: "+
+			"each replica dials the peer and the peer keeps only the newest connection, so the replicas replace each other's connection "+
+			"and the replies on a replaced one are lost. %s", n, fix)}
+	case l.BTPListener != nil:
+		return &refProblem{ReasonSingleConnectionLink, fmt.Sprintf("link.btpListener is one WebSocket connection, which only one of the Connector's %d replicas can hold: "+
+			"the peer's connection lands on one pod, and packets for the peer that reach any other replica are rejected "+
+			"(T01, no connection to account %s). %s", n, acct.Name, fix)}
+	case l.BTPChildServer != nil:
+		return &refProblem{ReasonSingleConnectionLink, fmt.Sprintf("link.btpChildServer holds one WebSocket connection per child, each on only one of the Connector's %d replicas: "+
+			"packets for a child that reach another replica are rejected (no child connected there). "+
+			"Link children over ILP-over-HTTP (an Account with link.http, mode sync, each), or set the Connector's replicas to 1", n)}
+	case l.HTTP != nil && l.HTTP.Mode == ilpv1.HTTPModeAsync:
+		return &refProblem{ReasonAsyncHTTPLink, fmt.Sprintf("link.http in mode async has the peer POST each reply to outgoing.callbackURL, which reaches any of the Connector's %d replicas, "+
+			"while only the replica that sent the Prepare awaits it: another replica refuses the reply (unknown Request-Id) and the Prepare expires unanswered. "+
+			"Use mode sync, or set the Connector's replicas to 1", n)}
+	}
+	return nil
+}
+
+// setReplicasSupported writes the Account's ReplicasSupported condition: False with p, the
+// replicasProblem of the Account on conn; Unknown when conn is nil (the Connector does not
+// exist, so neither do its replicas); else True.
+func setReplicasSupported(acct *ilpv1.Account, conn *ilpv1.Connector, p *refProblem) {
+	st := &acct.Status.BaseStatus
+	switch {
+	case conn == nil:
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+			Type: ilpv1.ConditionReplicasSupported, Status: metav1.ConditionUnknown, Reason: ReasonConnectorNotFound,
+			Message: fmt.Sprintf("Connector %q does not exist, so its replicas are not known", acct.Spec.ConnectorRef), ObservedGeneration: acct.Generation,
+		})
+		st.ObservedGeneration = acct.Generation
+		return
+	case p != nil:
+		setCondition(acct, st, ilpv1.ConditionReplicasSupported, false, p.reason, p.msg)
+		return
+	}
+	var msg string
+	switch n := replicasOf(conn); {
+	case n == 0:
+		msg = "the Connector is scaled to zero replicas"
+	case n == 1:
+		msg = "the Connector runs one replica, which holds all of the link's state"
+	default: // only http in mode sync has no problem with several
+		msg = fmt.Sprintf("link.http in mode sync is stateless: any of the Connector's %d replicas answers any request", n)
+	}
+	setCondition(acct, st, ilpv1.ConditionReplicasSupported, true, ReasonReplicasSupported, msg)
+}

@@ -1,0 +1,164 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+)
+
+// replicatedConnector is a Connector named name with the given replicas, on the redis store
+// (which CEL requires for more than one).
+func replicatedConnector(ns, name string, replicas int32) *ilpv1.Connector {
+	c := sampleConnector(ns)
+	c.Name, c.Spec.ILPAddress = name, "test."+name
+	c.Spec.Replicas = ptr.To(replicas)
+	c.Spec.Store = &ilpv1.StoreSpec{Type: ilpv1.StoreRedis, Redis: &ilpv1.RedisStoreSpec{URLSecretRef: ilpv1.SecretKeyRef{Name: "redis", Key: "url"}}}
+	return c
+}
+
+// TestAccountReplicasSupported: an Account whose link holds state only one pod can have (a BTP
+// connection, the replies of http mode async) on a Connector with replicas > 1 is not Ready,
+// with ReplicasSupported False saying why, and one Warning Event on the Connector; sync
+// ILP-over-HTTP works with any replicas; the condition clears when the link becomes http or
+// the Connector goes back to one replica.
+func TestAccountReplicasSupported(t *testing.T) {
+	ns := namespace(t)
+	mustCreate(t, secret(ns, "bob", map[string]string{"secret": "s", "in": "i", "out": "o"}), secret(ns, "redis", map[string]string{"url": "redis://redis:6379/0"}),
+		replicatedConnector(ns, "one", 1), replicatedConnector(ns, "three", 3))
+
+	btpClient := func() ilpv1.AccountLink {
+		return ilpv1.AccountLink{BTPClient: &ilpv1.BTPClientLink{URL: "btp+ws://peer:7768", TokenSecretRef: ilpv1.SecretKeyRef{Name: "bob", Key: "secret"}}}
+	}
+	listener := func(port int32) ilpv1.AccountLink {
+		return ilpv1.AccountLink{BTPListener: &ilpv1.BTPListenerLink{Port: port, SecretRef: ilpv1.SecretKeyRef{Name: "bob", Key: "secret"}}}
+	}
+	mini := func(port int32) ilpv1.AccountLink {
+		return ilpv1.AccountLink{BTPChildServer: &ilpv1.BTPChildServerLink{Port: port}}
+	}
+	httpSync := func(port int32) ilpv1.AccountLink {
+		return ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Incoming: httpIn(port), Outgoing: httpOut("https://peer.example/ilp")}}
+	}
+	out := httpOut("https://peer.example/ilp")
+	out.CallbackURL = "http://three:7808/ilp/callback"
+	httpAsync := ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Mode: ilpv1.HTTPModeAsync, Incoming: httpIn(7808), Outgoing: out}}
+
+	const (
+		yes, no, unknown = metav1.ConditionTrue, metav1.ConditionFalse, metav1.ConditionUnknown
+	)
+	cases := []struct {
+		account, connector string
+		link               ilpv1.AccountLink
+		status             metav1.ConditionStatus
+		reason, mentions   string
+	}{
+		{"client-1", "one", btpClient(), yes, ReasonReplicasSupported, "one replica"},
+		{"client-3", "three", btpClient(), no, ReasonSingleConnectionLink, "link.btpClient is one WebSocket connection, which only one of the Connector's 3 replicas can hold"},
+		{"listener-1", "one", listener(7801), yes, ReasonReplicasSupported, "one replica"},
+		{"listener-3", "three", listener(7802), no, ReasonSingleConnectionLink, "link.btpListener is one WebSocket connection, which only one of the Connector's 3 replicas can hold"},
+		{"mini-1", "one", mini(7803), yes, ReasonReplicasSupported, "one replica"},
+		{"mini-3", "three", mini(7804), no, ReasonSingleConnectionLink, "link.btpChildServer holds one WebSocket connection per child"},
+		{"http-1", "one", httpSync(7805), yes, ReasonReplicasSupported, "one replica"},
+		{"http-3", "three", httpSync(7806), yes, ReasonReplicasSupported, "any of the Connector's 3 replicas"},
+		{"async-3", "three", httpAsync, no, ReasonAsyncHTTPLink, "Use mode sync, or set the Connector's replicas to 1"},
+		{"orphan", "nobody", btpClient(), unknown, ReasonConnectorNotFound, `Connector "nobody" does not exist`},
+	}
+	accounts := map[string]*ilpv1.Account{}
+	for _, tc := range cases {
+		a := sampleAccount(ns, tc.account, tc.connector)
+		a.Spec.Link = tc.link
+		mustCreate(t, a)
+		accounts[tc.account] = a
+	}
+	for _, tc := range cases {
+		a := accounts[tc.account]
+		c := waitCondition(t, a, ilpv1.ConditionReplicasSupported, tc.status, tc.reason)
+		if !strings.Contains(c.Message, tc.mentions) {
+			t.Errorf("%s: ReplicasSupported message %q does not say %q", tc.account, c.Message, tc.mentions)
+		}
+		switch tc.status {
+		case yes:
+			waitCondition(t, a, ilpv1.ConditionReady, metav1.ConditionTrue, ReasonResolved)
+		case no:
+			ready := waitCondition(t, a, ilpv1.ConditionReady, metav1.ConditionFalse, tc.reason)
+			if ready.Message != c.Message {
+				t.Errorf("%s: Ready message %q, want ReplicasSupported's %q", tc.account, ready.Message, c.Message)
+			}
+			if r := meta.FindStatusCondition(a.Status.Conditions, ilpv1.ConditionReferencesResolved); r == nil || r.Status != metav1.ConditionTrue {
+				t.Errorf("%s: ReferencesResolved = %+v, want True: the references do resolve", tc.account, r)
+			}
+			ev := waitRelatedEvent(t, ns, "three", tc.account, tc.reason)
+			if ev.Type != corev1.EventTypeWarning || ev.Regarding.Kind != "Connector" || !strings.Contains(ev.Note, c.Message) {
+				t.Errorf("%s: Event %s %s about %s %q, want a Warning about the Connector with the condition's message", tc.account, ev.Type, ev.Reason, ev.Regarding.Kind, ev.Note)
+			}
+		case unknown:
+			waitCondition(t, a, ilpv1.ConditionReady, metav1.ConditionFalse, ReasonConnectorNotFound)
+		}
+	}
+
+	// Once per Account: a reconcile that finds the condition as it was, at this generation or
+	// a new one, emits nothing.
+	rec := events.NewFakeRecorder(10)
+	r := &AccountReconciler{Client: k8s, Reader: k8s, Recorder: rec}
+	reconcileOnce := func(a *ilpv1.Account) {
+		t.Helper()
+		if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(a)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reconcileOnce(accounts["client-3"])
+	update(t, accounts["client-3"], func(a *ilpv1.Account) { a.Spec.MaxPacketAmount = ptr.To(ilpv1.AmountString("1000")) })
+	reconcileOnce(accounts["client-3"])
+	waitCondition(t, accounts["client-3"], ilpv1.ConditionReplicasSupported, no, ReasonSingleConnectionLink)
+	select {
+	case e := <-rec.Events:
+		t.Errorf("a reconcile that did not change ReplicasSupported emitted %q", e)
+	default:
+	}
+
+	// The link becomes sync ILP-over-HTTP: supported.
+	update(t, accounts["client-3"], func(a *ilpv1.Account) { a.Spec.Link = httpSync(7809) })
+	waitCondition(t, accounts["client-3"], ilpv1.ConditionReplicasSupported, yes, ReasonReplicasSupported)
+	waitCondition(t, accounts["client-3"], ilpv1.ConditionReady, yes, ReasonResolved)
+
+	// The Connector goes from 3 replicas to 1: every Account of it is Ready again.
+	update(t, replicatedConnector(ns, "three", 3), func(c *ilpv1.Connector) { c.Spec.Replicas = ptr.To[int32](1) })
+	for _, name := range []string{"listener-3", "mini-3", "async-3", "http-3"} {
+		c := waitCondition(t, accounts[name], ilpv1.ConditionReplicasSupported, yes, ReasonReplicasSupported)
+		if !strings.Contains(c.Message, "one replica") {
+			t.Errorf("%s: ReplicasSupported message %q after scaling to 1", name, c.Message)
+		}
+		waitCondition(t, accounts[name], ilpv1.ConditionReady, yes, ReasonResolved)
+	}
+}
+
+// waitRelatedEvent waits for an Event about the Connector conn, related to the Account, with the reason.
+func waitRelatedEvent(t *testing.T, ns, conn, account, reason string) eventsv1.Event {
+	t.Helper()
+	var found eventsv1.Event
+	eventually(t, func() error {
+		var evs eventsv1.EventList
+		if err := k8s.List(context.Background(), &evs, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.Regarding.Name == conn && e.Related != nil && e.Related.Name == account && e.Reason == reason {
+				found = e
+				return nil
+			}
+		}
+		return fmt.Errorf("no event %s about Connector %s related to Account %s among %d events", reason, conn, account, len(evs.Items))
+	})
+	return found
+}
