@@ -7,6 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+	"github.com/ilpfleet/ilpfleet/runtime/config"
 )
 
 // Reasons of an Account's ReplicasSupported condition (and of its Ready when False).
@@ -19,12 +20,26 @@ const (
 	// ReasonAsyncHTTPLink: an http link in mode async awaits each reply in the replica that
 	// sent the Prepare, while the peer's callback reaches any replica.
 	ReasonAsyncHTTPLink = "AsyncHTTPLink"
+	// ReasonRouteExchangePerPod: the Account exchanges routes over CCP, which each replica
+	// does on its own (its own routing table ID, the updates that reach it).
+	ReasonRouteExchangePerPod = "RouteExchangePerPod"
 )
+
+// onePodLink reports whether only one pod at a time can serve the link: a BTP link (one
+// WebSocket connection per peer or child) or an http link in mode async (each reply awaited in
+// the pod that sent the Prepare). These are the links replicasProblem refuses with several
+// replicas, and those for which a single replica's rollout must not overlap the old pod with
+// the new one (deploymentStrategy).
+func onePodLink(l ilpv1.AccountLink) bool {
+	return l.BTPClient != nil || l.BTPListener != nil || l.BTPChildServer != nil ||
+		(l.HTTP != nil && l.HTTP.Mode == ilpv1.HTTPModeAsync)
+}
 
 // replicasProblem says why the Account's link does not work with the Connector's replicas, or
 // nil when it does. Only state the runtime keeps in one pod matters: balances and settlements
 // live in the shared store (CEL refuses replicas > 1 without redis), and an ILP-over-HTTP
-// request in mode sync is answered by whichever replica it reaches.
+// request in mode sync is answered by whichever replica it reaches; but route exchange (CCP)
+// over that link is per pod.
 func replicasProblem(acct *ilpv1.Account, conn *ilpv1.Connector) *refProblem {
 	n := replicasOf(conn)
 	if n <= 1 {
@@ -50,7 +65,37 @@ func replicasProblem(acct *ilpv1.Account, conn *ilpv1.Connector) *refProblem {
 			"while only the replica that sent the Prepare awaits it: another replica refuses the reply (unknown Request-Id) and the Prepare expires unanswered. "+
 			"Use mode sync, or set the Connector's replicas to 1", n)}
 	}
+	if exchanges, how := routeExchange(acct, conn); exchanges {
+		return &refProblem{ReasonRouteExchangePerPod, fmt.Sprintf("the account exchanges routes over CCP (%s), which each of the Connector's %d replicas does on its own, "+
+			"with its own routing table ID and only the route updates that happen to reach it: the peer drops our routes at each switch between replicas, "+
+			"and each replica knows only part of the peer's. Set sendRoutes: false and receiveRoutes: false on this Account and on the peer's side of the link, "+
+			"and declare the routes through %s as Routes; or set the Connector's replicas to 1", how, n, acct.Name)}
+	}
 	return nil
+}
+
+// routeExchange reports whether the pods exchange routes with the Account over CCP, as the
+// runtime decides it (config.Account.SendsRoutes and ReceivesRoutes: sendRoutes and
+// receiveRoutes, unset true but for a child; none while the Connector's
+// spec.routing.broadcast is false), and says which setting makes it so.
+func routeExchange(acct *ilpv1.Account, conn *ilpv1.Connector) (bool, string) {
+	broadcast := config.Defaults().RouteBroadcastEnabled
+	if r := conn.Spec.Routing; r != nil && r.Broadcast != nil {
+		broadcast = *r.Broadcast
+	}
+	s := acct.Spec
+	ac := config.Account{Relation: config.Relation(s.Relation), SendRoutes: s.SendRoutes, ReceiveRoutes: s.ReceiveRoutes}
+	send, recv := ac.SendsRoutes(), ac.ReceivesRoutes()
+	if !broadcast || (!send && !recv) {
+		return false, ""
+	}
+	describe := func(name string, set *bool, on bool) string {
+		if set != nil {
+			return fmt.Sprintf("%s: %t", name, on)
+		}
+		return fmt.Sprintf("%s unset: %t for a %s", name, on, s.Relation)
+	}
+	return true, describe("sendRoutes", s.SendRoutes, send) + ", " + describe("receiveRoutes", s.ReceiveRoutes, recv)
 }
 
 // setReplicasSupported writes the Account's ReplicasSupported condition: False with p, the
@@ -76,8 +121,8 @@ func setReplicasSupported(acct *ilpv1.Account, conn *ilpv1.Connector, p *refProb
 		msg = "the Connector is scaled to zero replicas"
 	case n == 1:
 		msg = "the Connector runs one replica, which holds all of the link's state"
-	default: // only http in mode sync has no problem with several
-		msg = fmt.Sprintf("link.http in mode sync is stateless: any of the Connector's %d replicas answers any request", n)
+	default: // only http in mode sync without route exchange has no problem with several
+		msg = fmt.Sprintf("link.http in mode sync is stateless and the account exchanges no routes over CCP: any of the Connector's %d replicas answers any request", n)
 	}
 	setCondition(acct, st, ilpv1.ConditionReplicasSupported, true, ReasonReplicasSupported, msg)
 }

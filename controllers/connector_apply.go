@@ -71,7 +71,7 @@ func (r *ConnectorReconciler) applyOwned(ctx context.Context, conn *ilpv1.Connec
 			return nil, err
 		}
 	}
-	wl, err := r.applyWorkload(ctx, conn, hold)
+	wl, err := r.applyWorkload(ctx, conn, accounts, hold)
 	if err != nil {
 		return nil, err
 	}
@@ -282,14 +282,16 @@ func (r *ConnectorReconciler) storeSecretVersion(ctx context.Context, conn *ilpv
 }
 
 // applyWorkload writes the Deployment, or the StatefulSet for the file store, retires the other
-// kind after a store change, and reports which restart inputs changed.
+// kind after a store change, and reports which restart inputs changed. The Deployment's
+// strategy follows the Accounts' links (deploymentStrategy); a StatefulSet's never overlaps
+// its pods (it stops a pod before it starts its successor of the same name) and keeps its own.
 //
 // hold (the Connector's own references do not resolve) keeps a running workload exactly as it
 // is: its pods keep the config they have, while new pods could not open their store or build
 // their config. So does a Redis URL Secret that the cache does not hold: its version would
 // drop out of the restart inputs and roll the pods towards a store they cannot open. Without a
 // running workload there is nothing to keep, and the new pods report why they cannot run.
-func (r *ConnectorReconciler) applyWorkload(ctx context.Context, conn *ilpv1.Connector, hold bool) (*workloadState, error) {
+func (r *ConnectorReconciler) applyWorkload(ctx context.Context, conn *ilpv1.Connector, accounts []ilpv1.Account, hold bool) (*workloadState, error) {
 	image := conn.Spec.Image
 	if image == "" {
 		image = r.Options.ConnectorImage
@@ -315,7 +317,7 @@ func (r *ConnectorReconciler) applyWorkload(ctx context.Context, conn *ilpv1.Con
 	op, err := upsert(ctx, r.Client, conn, want, func() error {
 		setRolloutNote(want, st.rollout)
 		setAnnotation(want, annotationAddressBaseline, tc.baseline)
-		return mutateWorkload(conn, want, tmpl)
+		return mutateWorkload(conn, want, tmpl, deploymentStrategy(conn, accounts))
 	})
 	if err != nil {
 		return nil, err
@@ -521,14 +523,16 @@ func setPodTemplate(w client.Object, have *corev1.PodTemplateSpec, want corev1.P
 	setAnnotation(w, annotationTemplateHash, h)
 }
 
-// mutateWorkload sets what the operator owns of the Connector's Deployment or StatefulSet.
-func mutateWorkload(conn *ilpv1.Connector, w client.Object, tmpl corev1.PodTemplateSpec) error {
+// mutateWorkload sets what the operator owns of the Connector's Deployment (with strategy) or
+// StatefulSet.
+func mutateWorkload(conn *ilpv1.Connector, w client.Object, tmpl corev1.PodTemplateSpec, strategy appsv1.DeploymentStrategy) error {
 	w.SetLabels(mergeLabels(w.GetLabels(), connectorLabels(conn)))
 	setPodTemplate(w, podTemplate(w), tmpl)
 	switch o := w.(type) {
 	case *appsv1.Deployment:
 		o.Spec.Replicas = ptr.To(replicasOf(conn))
 		o.Spec.Selector = &metav1.LabelSelector{MatchLabels: selectorLabels(conn)}
+		o.Spec.Strategy = strategy
 	case *appsv1.StatefulSet:
 		o.Spec.Replicas = ptr.To(replicasOf(conn))
 		if o.CreationTimestamp.IsZero() {

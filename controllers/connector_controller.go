@@ -277,7 +277,8 @@ func (r *ConnectorReconciler) emitEvents(orig, conn *ilpv1.Connector, wl *worklo
 var accountChanges = predicate.GenerationChangedPredicate{}
 
 // SetupWithManager registers the controller: it owns the workload objects, and Account and
-// Secret changes (Secrets watched by metadata only) re-render the Role, Services and status.
+// Secret changes (Secrets watched by metadata only) re-render the Role, Services, the
+// Deployment's strategy (deploymentStrategy: an Account's link) and status.
 func (r *ConnectorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	c := mgr.GetClient()
 	return ctrl.NewControllerManagedBy(mgr).

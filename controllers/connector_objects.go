@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 
+	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -175,6 +176,32 @@ func connectorPodTemplate(c *ilpv1.Connector, image string, in restartInputs) co
 			TerminationGracePeriodSeconds: ptr.To(gracePeriod(c)),
 		},
 	}
+}
+
+// deploymentStrategy is how the Connector's Deployment replaces its pods. The default rolling
+// update (maxSurge 25 %, maxUnavailable 25 %) starts a new pod before the old one is gone: no
+// pause, which suits sync ILP-over-HTTP, answered by either pod. But a link only one pod can
+// serve (onePodLink: a BTP connection, the replies of http mode async) would have two pods at
+// once for the seconds of the old one's drain (up to the max hold time + 5 s): the new pod's
+// btpClient connection makes the peer drop the old pod's, and the replies to the packets the
+// old pod still drains are lost — money the peer counts as paid that we never see. With such
+// an Account and one replica (or none), the Deployment therefore uses Recreate, whose new pod
+// starts only once the old one has stopped: a pause of the seconds of a restart, which a
+// single replica has anyway. Not a rolling update with maxSurge 0: the Deployment controller
+// counts a terminating pod as gone and would start the new one while the old one drains.
+// With several replicas such an Account is refused anyway (replicasProblem), and Recreate
+// would stop every replica at once.
+//
+// The strategy is not in the pod template: changing it rolls no pod. It is written out in
+// full (the API server's defaults for RollingUpdate), so that the Deployment as stored
+// compares equal and an unchanged reconcile writes nothing.
+func deploymentStrategy(c *ilpv1.Connector, accounts []ilpv1.Account) appsv1.DeploymentStrategy {
+	if replicasOf(c) <= 1 && slices.ContainsFunc(accounts, func(a ilpv1.Account) bool { return onePodLink(a.Spec.Link) }) {
+		return appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
+	}
+	quarter := intstr.FromString("25%")
+	return appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType,
+		RollingUpdate: &appsv1.RollingUpdateDeployment{MaxUnavailable: &quarter, MaxSurge: ptr.To(quarter)}}
 }
 
 // connectorEnv tells the in-pod config source where it runs (downward API) and, when the

@@ -22,7 +22,8 @@ const (
 	// works with its Connector's replicas. False when the Connector runs more than one and the
 	// link holds state that only one pod can have: a BTP WebSocket connection (btpClient,
 	// btpListener, each child of btpChildServer) or, for http in mode async, the Prepares that
-	// await their reply. Unknown while the Connector does not exist. False makes Ready False.
+	// await their reply; or an http sync link that exchanges routes (CCP runs in each pod).
+	// Unknown while the Connector does not exist. False makes Ready False.
 	ConditionReplicasSupported = "ReplicasSupported"
 )
 
