@@ -89,7 +89,8 @@ FUZZ_TARGETS := \
 	./runtime/settlement:FuzzToScale \
 	./runtime/config:FuzzParseJSNumber \
 	./runtime/config:FuzzEnvSetting \
-	./runtime/config:FuzzParseAccount
+	./runtime/config:FuzzParseAccount \
+	./runtime/config:FuzzExcerpt
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZ_TIME (default 50000 executions) on top of its seed corpus.

@@ -33,7 +33,7 @@ func parseAccount(id string, data []byte, l *fieldErrors) Account {
 	var a Account
 	obj, ok := parseObject(data)
 	if !ok {
-		l.add(id, "(account)", quote(string(data)), "expected a JSON object with relation, plugin, assetCode and assetScale")
+		l.add(id, "(account)", "", "expected a JSON object with relation, plugin, assetCode and assetScale; got %s", jsonKind(data))
 		return a
 	}
 	for _, k := range sortedKeys(obj) {
@@ -79,7 +79,7 @@ func parseAccount(id string, data []byte, l *fieldErrors) Account {
 	}
 	if raw, ok := obj["options"]; ok {
 		if !isJSONObject(raw) {
-			l.add(id, "options", quote(string(raw)), "expected a JSON object (the plugin's options)")
+			l.add(id, "options", "", "expected a JSON object (the plugin's options); got %s", jsonKind(raw))
 		}
 		a.Options = json.RawMessage(canonicalJSON(raw))
 	}
@@ -103,14 +103,16 @@ func optBool(id, k string, obj map[string]json.RawMessage, l *fieldErrors) *bool
 	return &v
 }
 
-// subObject parses an optional nested object and checks its keys.
+// subObject parses an optional nested object and checks its keys. A value that is not an
+// object is named by its kind, not quoted: a settlementEngine written as a URL string may hold
+// a password.
 func subObject(id, name string, raw json.RawMessage, keys []string, l *fieldErrors) (map[string]json.RawMessage, bool) {
 	if raw == nil {
 		return nil, false
 	}
 	obj, ok := parseObject(raw)
 	if !ok {
-		l.add(id, name, quote(string(raw)), "expected a JSON object with %s", strings.Join(keys, ", "))
+		l.add(id, name, "", "expected a JSON object with %s; got %s", strings.Join(keys, ", "), jsonKind(raw))
 		return nil, false
 	}
 	for _, k := range sortedKeys(obj) {
@@ -279,7 +281,7 @@ func parseSettlementEngine(id string, raw json.RawMessage, l *fieldErrors) *Sett
 func parseAccounts(raw json.RawMessage, l *fieldErrors) (map[string]Account, []string) {
 	keys, values, ok := orderedObject(raw)
 	if !ok {
-		l.add("", "accounts", quote(string(raw)), `expected a JSON object of accounts by id, e.g. {"up":{"relation":"parent",...}}`)
+		l.add("", "accounts", "", `expected a JSON object of accounts by id, e.g. {"up":{"relation":"parent",...}}; got %s`, jsonKind(raw))
 		return map[string]Account{}, nil
 	}
 	accounts := make(map[string]Account, len(keys))

@@ -40,9 +40,17 @@ func FromEnv(lookup func(string) (string, bool)) (*Config, error) {
 		var errs fieldErrors
 		s.apply(c, raw, &errs)
 		for _, e := range errs {
-			// An error without a value (a repeated account id) does not quote the variable.
-			if e.Account == "" && e.Field == s.key && e.Value != "" && e.Value != "(hidden)" {
-				e.Value = quote(v) // show what the user wrote, not its JSON form
+			switch {
+			case e.Account != "" || e.Field != s.key:
+				// About a part of the value (an account's setting, a route): the setter shows it.
+			case s.kind == kObject || s.kind == kArray:
+				// JSON as the user wrote it, which may hold credentials: the setter names the
+				// kind of a wrong value instead of quoting it, and a repeated account id has no
+				// value to show.
+			case e.Value == hiddenValue:
+				// A secret (routingSecret).
+			default:
+				e.Value = quote(v) // a number, boolean or string: what the user wrote, not its JSON form
 			}
 		}
 		l = append(l, errs...)

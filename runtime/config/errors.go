@@ -19,7 +19,8 @@ type FieldError struct {
 	// exact is the exact path of Field within an account's options ("options.listener.port"),
 	// which the environment and file sources show as the field: their users wrote that path.
 	// Validate alone keeps Field ("options"): the Kubernetes source, its caller, has its own
-	// field names for what it puts in options.
+	// field names for what it puts in options. The same holds for the exactRef texts of a
+	// Problem.
 	exact string
 }
 
@@ -41,11 +42,20 @@ func (e *FieldError) Error() string {
 	return b.String()
 }
 
+// hiddenValue is the Value of an error about a secret (routingSecret), which is not shown.
+const hiddenValue = "(hidden)"
+
 // fieldErrors collects FieldErrors; the zero value is ready to use.
 type fieldErrors []*FieldError
 
 func (l *fieldErrors) add(account, field, value, format string, args ...any) {
-	*l = append(*l, &FieldError{Account: account, Field: field, Value: value, Problem: fmt.Sprintf(format, args...)})
+	l.addExact(account, field, "", value, format, args...)
+}
+
+// addExact is add for an error about an account's option, with the option's exact path
+// (FieldError.exact).
+func (l *fieldErrors) addExact(account, field, exact, value, format string, args ...any) {
+	*l = append(*l, &FieldError{Account: account, Field: field, exact: exact, Value: value, Problem: fmt.Sprintf(format, args...)})
 }
 
 // join sets source on every error (unless a source function already named one), writes the
@@ -60,6 +70,7 @@ func (l fieldErrors) join(source func(*FieldError) string) error {
 		if source != nil && e.exact != "" {
 			e.Field = e.exact
 		}
+		e.Problem = resolveExact(e.Problem, source != nil)
 		if e.Source == "" && source != nil {
 			e.Source = source(e)
 		}
@@ -93,6 +104,32 @@ func resolveKeys(problem string, name func(key string) string) string {
 		}
 	}
 	return strings.Join(parts, "")
+}
+
+// exactMark brackets text of a Problem that only the environment and file sources show: the
+// exact option path of another account's setting ("options.listener.port"), which the users
+// of those sources wrote, and Validate's caller (the Kubernetes source) did not. Like keyMark,
+// it cannot come from an environment variable or a %q-quoted user text.
+const exactMark = "\x01"
+
+// exactRef is text of a Problem shown only when a source resolves the error (see exactMark).
+func exactRef(text string) string {
+	return exactMark + text + exactMark
+}
+
+// resolveExact keeps the exactRef texts of problem when shown is true and drops them otherwise.
+func resolveExact(problem string, shown bool) string {
+	if !strings.Contains(problem, exactMark) {
+		return problem
+	}
+	parts := strings.Split(problem, exactMark)
+	var b strings.Builder
+	for i, p := range parts {
+		if i%2 == 0 || shown {
+			b.WriteString(p)
+		}
+	}
+	return b.String()
 }
 
 // FieldErrors returns the FieldErrors inside err (as returned by FromEnv, FromFile or

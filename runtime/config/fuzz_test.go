@@ -314,3 +314,26 @@ func clampInt64(n *big.Int) *big.Int {
 	}
 	return n
 }
+
+// FuzzExcerpt: an excerpt has one marker, and it shows nothing of text but JSON whitespace,
+// punctuation and object keys. Text without ':' has no keys, so that nothing else of it may
+// appear: a test for the structure-only rule that needs no JSON grammar.
+func FuzzExcerpt(f *testing.F) {
+	for _, s := range []string{`{"a":1,}`, `{"secret":'x'}`, "{\r\n \"a\": \"b\"\r\n}", `["x\"y",z]`, `"unterminated`, "a\nb\tc", "…é\xff"} {
+		f.Add(s, uint16(3))
+	}
+	f.Fuzz(func(t *testing.T, text string, at uint16) {
+		pos := int(at) % (len(text) + 1)
+		got := excerpt(text, pos)
+		if n := strings.Count(got, jsonMarker); n != 1 {
+			t.Fatalf("excerpt(%q, %d) = %q: %d markers", text, pos, got, n)
+		}
+		if strings.Contains(text, ":") {
+			return
+		}
+		rest := strings.NewReplacer(jsonMarker, "", valueMask, "", "…", "", `\t`, "", `\r`, "", " ", "").Replace(got)
+		if strings.Trim(rest, "{}[],") != "" {
+			t.Fatalf("excerpt(%q, %d) = %q shows %q", text, pos, got, rest)
+		}
+	})
+}

@@ -1,10 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"unicode"
@@ -16,64 +16,50 @@ import (
 // CONNECTOR_ACCOUNTS. jsonProblem says where: line and column in multi-line text (a file, a
 // variable set from a YAML block), the character in one-line text, and an excerpt around the
 // spot with a marker.
+//
+// The excerpt shows the text's structure only: JSON whitespace, the punctuation { } [ ] , :
+// and object keys, with every other run of text (string values, numbers, bare words,
+// single-quoted text) as ***. The errors.go rule that a secret is not echoed holds for
+// excerpts too, and no pattern can tell a secret in text that is not valid JSON (single
+// quotes, escaped slashes or quotes, a '@' in a URL's password): so no value is shown.
 
 // jsonMarker marks the bad spot in an excerpt; plain ASCII, so it survives any log viewer.
 const jsonMarker = "<<here>>"
 
-// An excerpt shows this many characters before the bad spot and after it: more before, where
-// the mistake usually is (a parser notices a trailing comma at the next character), and in
-// all less than the 64 characters quote shows of a value.
+// valueMask stands for a run of text an excerpt does not show.
+const valueMask = "***"
+
+// An excerpt shows this many characters (a masked run counts as one) before the bad spot and
+// after it: more before, where the mistake usually is (a parser notices a trailing comma at
+// the next character).
 const (
 	excerptBefore = 40
 	excerptAfter  = 16
 )
 
-// secretRe finds the string values of keys that hold credentials (listener.secret, btpToken,
-// staticToken, password, …) and the password of a URL's user info (btp+ws://:secret@host,
-// redis://user:pass@host). Excerpts show them as ***: the errors.go rule that a secret is not
-// echoed holds for excerpts too. An unterminated string is masked to the end of the text.
-var secretRe = regexp.MustCompile(`(?i)"[a-z0-9_]*(?:secret|token|pass|auth|key|credential)[a-z0-9_]*"\s*:\s*"((?:[^"\\]|\\.)*)` +
-	`|[a-z][a-z0-9+.-]*://[^/@\s"]*:([^/@\s"]*)@`)
-
-// jsonProblem describes a JSON error of text with its position and an excerpt; ok is false
-// for errors that carry no position.
+// jsonProblem describes a JSON syntax error of text with its position and an excerpt; ok is
+// false for errors that carry no position. Its callers decode into any, so that a syntax
+// error is the only kind of error they get.
 func jsonProblem(text string, err error) (problem string, ok bool) {
-	pos, ok := jsonErrorPos(text, err)
-	if !ok {
+	var se *json.SyntaxError
+	if !errors.As(err, &se) {
 		return "", false
 	}
 	if text == "" {
 		return "the value is empty", true
 	}
-	return fmt.Sprintf("%s at %s: %s; near: %s", jsonErrorKind(err), position(text, pos), err, excerpt(text, pos)), true
+	pos := syntaxErrorPos(text, se)
+	return fmt.Sprintf("syntax error at %s: %s; near: %s", position(text, pos), err, excerpt(text, pos)), true
 }
 
-// jsonErrorPos is the byte offset of the bad spot: the offending character of a syntax error,
-// the end of the text for an unexpected end, and the end of the value of a type error.
-func jsonErrorPos(text string, err error) (int, bool) {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	var off int64
-	switch {
-	case errors.As(err, &se):
-		off = se.Offset
-		if off > 0 && !strings.HasPrefix(se.Error(), "unexpected end") {
-			off-- // Offset counts the offending byte as read
-		}
-	case errors.As(err, &te):
-		off = te.Offset
-	default:
-		return 0, false
+// syntaxErrorPos is the byte offset of the bad spot: the offending character, or the end of
+// the text for an unexpected end.
+func syntaxErrorPos(text string, se *json.SyntaxError) int {
+	off := se.Offset
+	if off > 0 && !strings.HasPrefix(se.Error(), "unexpected end") {
+		off-- // Offset counts the offending byte as read
 	}
-	return int(min(max(off, 0), int64(len(text)))), true
-}
-
-func jsonErrorKind(err error) string {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return "wrong type"
-	}
-	return "syntax error"
+	return int(min(max(off, 0), int64(len(text))))
 }
 
 // position names pos as a person counts: line and column (1-based, in characters) when the
@@ -92,81 +78,194 @@ func position(text string, pos int) string {
 	return fmt.Sprintf("character %d of %d", utf8.RuneCountInString(before)+1, n)
 }
 
-// excerpt is the text around pos, within its line, with jsonMarker at pos, secrets masked,
-// control characters escaped and "…" where it is cut.
+// excerpt is the structure of pos's line around pos (see jsonShape) with jsonMarker at pos,
+// control characters escaped and "…" where it is cut. A line ends at "\n" or "\r\n".
 func excerpt(text string, pos int) string {
 	lineStart := strings.LastIndexByte(text[:pos], '\n') + 1
 	lineEnd := len(text)
 	if i := strings.IndexByte(text[pos:], '\n'); i >= 0 {
 		lineEnd = pos + i
+		if lineEnd > pos && text[lineEnd-1] == '\r' {
+			lineEnd--
+		}
 	}
-	lo, hi := pos, pos
-	for n := 0; n < excerptBefore && lo > lineStart; n++ {
-		_, size := utf8.DecodeLastRuneInString(text[lineStart:lo])
-		lo -= size
+	var w excerptWriter
+	jsonShape(text, func(start, end int, masked bool) bool {
+		if end <= lineStart {
+			return true
+		}
+		if start >= lineEnd {
+			return false
+		}
+		start, end = max(start, lineStart), min(end, lineEnd)
+		if masked {
+			if pos == start {
+				w.mark()
+			}
+			more := w.put(valueMask)
+			if pos > start && pos < end { // inside the value: the marker splits it
+				w.mark()
+				more = w.put(valueMask)
+			}
+			return more
+		}
+		for i := start; i < end; {
+			r, size := utf8.DecodeRuneInString(text[i:end])
+			if pos >= i && pos < i+size {
+				w.mark()
+			}
+			if !w.put(printable(r)) {
+				return false
+			}
+			i += size
+		}
+		return true
+	})
+	if !w.marked { // pos is at the end of the line
+		w.mark()
 	}
-	for n := 0; n < excerptAfter && hi < lineEnd; n++ {
-		_, size := utf8.DecodeRuneInString(text[hi:lineEnd])
-		hi += size
+	return w.String()
+}
+
+// excerptWriter keeps the pieces of an excerpt (a character, valueMask) around the marker:
+// excerptBefore before it, excerptAfter after it.
+type excerptWriter struct {
+	before, after       []string
+	marked              bool
+	cutBefore, cutAfter bool
+}
+
+func (w *excerptWriter) mark() { w.marked = true }
+
+// put adds a piece; it returns false once the excerpt is complete.
+func (w *excerptWriter) put(p string) bool {
+	switch {
+	case !w.marked:
+		if len(w.before) == excerptBefore {
+			w.before = w.before[1:]
+			w.cutBefore = true
+		}
+		w.before = append(w.before, p)
+	case len(w.after) == excerptAfter:
+		w.cutAfter = true
+		return false
+	default:
+		w.after = append(w.after, p)
 	}
+	return true
+}
+
+func (w *excerptWriter) String() string {
 	var b strings.Builder
-	if lo > lineStart {
+	if w.cutBefore {
 		b.WriteString("…")
 	}
-	writeMasked(&b, text, lo, hi, pos, secretSpans(text))
-	if hi < lineEnd {
+	b.WriteString(strings.Join(w.before, ""))
+	b.WriteString(jsonMarker)
+	b.WriteString(strings.Join(w.after, ""))
+	if w.cutAfter {
 		b.WriteString("…")
 	}
 	return b.String()
 }
 
-// writeMasked writes text[lo:hi] with the marker at pos and each masked span as one ***.
-func writeMasked(b *strings.Builder, text string, lo, hi, pos int, masks [][2]int) {
-	masked := func(i int) bool {
-		for _, m := range masks {
-			if i >= m[0] && i < m[1] {
-				return true
-			}
-		}
-		return false
+// printable is r as an excerpt shows it: escaped unless printable.
+func printable(r rune) string {
+	if unicode.IsPrint(r) && r != utf8.RuneError {
+		return string(r)
 	}
-	inMask := false
-	for i := lo; i < hi; {
-		if i == pos {
-			b.WriteString(jsonMarker)
-			inMask = false // a mask resumes after the marker with its own ***
-		}
-		r, size := utf8.DecodeRuneInString(text[i:])
+	q := strconv.QuoteRune(r)
+	return q[1 : len(q)-1]
+}
+
+// jsonShape splits text, which need not be valid JSON, into runs that are shown (JSON
+// whitespace, the punctuation { } [ ] , : and object keys) and runs that are masked (every
+// other run of text), and calls yield with each run in order until it returns false. Runs
+// never span a line break.
+//
+// A key is a double-quoted string followed by optional whitespace and ':', except where a
+// value is expected (after ':' or '['): in `"secret":"hunter2":` the second string is a
+// value. A string runs to its closing quote, honouring backslash escapes, or to the end of
+// its line; single-quoted text likewise; any other run stops at whitespace, punctuation or a
+// quote.
+func jsonShape(text string, yield func(start, end int, masked bool) bool) {
+	var prev byte // the last punctuation, or 'v' after a value or key
+	for i := 0; i < len(text); {
+		c := text[i]
+		start := i
+		masked := true
 		switch {
-		case masked(i):
-			if !inMask {
-				b.WriteString("***")
+		case isJSONSpace(c) || strings.IndexByte("{}[],:", c) >= 0:
+			for i < len(text) && (isJSONSpace(text[i]) || strings.IndexByte("{}[],:", text[i]) >= 0) && text[i] != '\n' {
+				if !isJSONSpace(text[i]) {
+					prev = text[i]
+				}
+				i++
 			}
-			inMask = true
-		case unicode.IsPrint(r) && r != utf8.RuneError:
-			b.WriteRune(r)
-			inMask = false
+			if i == start { // a line break, alone
+				i++
+			}
+			masked = false
+		case c == '"' || c == '\'':
+			closed := false
+			for i++; i < len(text) && text[i] != '\n'; i++ {
+				if text[i] == '\\' && c == '"' && i+1 < len(text) && text[i+1] != '\n' {
+					i++
+					continue
+				}
+				if text[i] == c {
+					i++
+					closed = true
+					break
+				}
+			}
+			masked = !(c == '"' && closed && prev != ':' && prev != '[' && colonFollows(text[i:]))
+			prev = 'v'
 		default:
-			q := strconv.QuoteRune(r)
-			b.WriteString(q[1 : len(q)-1])
-			inMask = false
+			for i < len(text) && !isJSONSpace(text[i]) && strings.IndexByte("{}[],:\"'", text[i]) < 0 {
+				i++
+			}
+			prev = 'v'
 		}
-		i += size
-	}
-	if pos == hi {
-		b.WriteString(jsonMarker)
+		if !yield(start, i, masked) {
+			return
+		}
 	}
 }
 
-// secretSpans are the byte ranges of text that secretRe masks.
-func secretSpans(text string) [][2]int {
-	var out [][2]int
-	for _, m := range secretRe.FindAllStringSubmatchIndex(text, -1) {
-		for g := 1; g < len(m)/2; g++ {
-			if m[2*g] >= 0 && m[2*g+1] > m[2*g] {
-				out = append(out, [2]int{m[2*g], m[2*g+1]})
-			}
-		}
+func isJSONSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r'
+}
+
+// colonFollows reports whether s starts with optional JSON whitespace and ':'.
+func colonFollows(s string) bool {
+	s = strings.TrimLeft(s, " \t\r\n")
+	return s != "" && s[0] == ':'
+}
+
+// jsonKind names the kind of a JSON value for an error about a value of the wrong kind, which
+// does not quote it: a string where an object belongs may be a URL with a password.
+func jsonKind(raw []byte) string {
+	raw = bytes.TrimSpace(raw)
+	switch {
+	case len(raw) == 0:
+		return "nothing"
+	case !utf8.Valid(raw):
+		return "text that is not valid UTF-8"
+	case !json.Valid(raw):
+		return "text that is not valid JSON"
 	}
-	return out
+	switch raw[0] {
+	case '"':
+		return "a string"
+	case '[':
+		return "an array"
+	case '{':
+		return "an object"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
 }

@@ -125,7 +125,7 @@ func setMillis(minMS int64, field func(*Config) *time.Duration) func(*Config, js
 func setObject(field func(*Config) *json.RawMessage) func(*Config, json.RawMessage, *fieldErrors) {
 	return func(c *Config, raw json.RawMessage, l *fieldErrors) {
 		if !isJSONObject(raw) {
-			l.add("", "", quote(string(raw)), "expected a JSON object")
+			l.add("", "", "", "expected a JSON object; got %s", jsonKind(raw))
 			return
 		}
 		*field(c) = json.RawMessage(canonicalJSON(raw))
@@ -170,7 +170,7 @@ func setPortOf(field func(*Config) *int) func(*Config, json.RawMessage, *fieldEr
 func setRoutingSecret(c *Config, raw json.RawMessage, l *fieldErrors) {
 	s, ok := rawString(raw)
 	if !ok {
-		l.add("", "", "(hidden)", "expected a base64 string")
+		l.add("", "", hiddenValue, "expected a base64 string")
 		return
 	}
 	if s == "" {
@@ -184,13 +184,13 @@ func setRoutingSecret(c *Config, raw json.RawMessage, l *fieldErrors) {
 			return
 		}
 	}
-	l.add("", "", "(hidden)", "expected base64 (e.g. the output of `openssl rand -base64 32`)")
+	l.add("", "", hiddenValue, "expected base64 (e.g. the output of `openssl rand -base64 32`)")
 }
 
 func setRoutes(c *Config, raw json.RawMessage, l *fieldErrors) {
 	var items []json.RawMessage
 	if err := json.Unmarshal(raw, &items); err != nil || isNull(raw) {
-		l.add("", "", quote(string(raw)), `expected a JSON array of {"targetPrefix": "g.example", "peerId": "account id"}`)
+		l.add("", "", "", `expected a JSON array of {"targetPrefix": "g.example", "peerId": "account id"}; got %s`, jsonKind(raw))
 		return
 	}
 	c.Routes = make([]Route, 0, len(items))
@@ -230,7 +230,7 @@ func isNull(raw json.RawMessage) bool {
 func setDisableMiddleware(c *Config, raw json.RawMessage, l *fieldErrors) {
 	var names []string
 	if err := json.Unmarshal(raw, &names); err != nil || isNull(raw) {
-		l.add("", "", quote(string(raw)), `expected a JSON array of middleware names, e.g. ["rateLimit"]`)
+		l.add("", "", "", `expected a JSON array of middleware names, e.g. ["rateLimit"]; got %s`, jsonKind(raw))
 		return
 	}
 	c.DisableMiddleware = names
@@ -241,11 +241,11 @@ func setDisableMiddleware(c *Config, raw json.RawMessage, l *fieldErrors) {
 func setMiddlewares(c *Config, raw json.RawMessage, l *fieldErrors) {
 	obj, ok := parseObject(raw)
 	if !ok {
-		l.add("", "", quote(string(raw)), "expected a JSON object")
+		l.add("", "", "", "expected a JSON object; got %s", jsonKind(raw))
 		return
 	}
 	if len(obj) > 0 {
-		l.add("", "", quote(string(raw)), "custom middlewares are npm modules, which the Go connector cannot load (%s); "+
+		l.add("", "", "", "custom middlewares are npm modules, which the Go connector cannot load (%s); "+
 			"remove them, or use the built-in middlewares and their account settings", strings.Join(sortedKeys(obj), ", "))
 	}
 }

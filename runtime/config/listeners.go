@@ -17,7 +17,7 @@ type listener struct {
 	field    string   // and the field
 	exact    string   // the exact option path of an account's port ("options.listener.port")
 	value    string   // the port as the error shows it (with "(default)" when not written)
-	name     string   // what it is, for the error of a later listener
+	name     string   // what it is, for the error of a later listener (with an exactRef)
 	host     string   // "" or a wildcard: every interface
 	port     int
 }
@@ -38,8 +38,7 @@ func (c *Config) validateListeners(l *fieldErrors) {
 		for _, s := range seen {
 			if s.port == li.port && overlap(s.host, li.host) {
 				for _, id := range li.reportOn {
-					l.add(id, li.field, li.value, "port %d%s is already used by %s; give each listener its own port", li.port, li.what(), s.name)
-					(*l)[len(*l)-1].exact = li.exact
+					l.addExact(id, li.field, li.exact, li.value, "port %d%s is already used by %s; give each listener its own port", li.port, li.what(), s.name)
 				}
 				break
 			}
@@ -77,7 +76,7 @@ func (c *Config) listeners() []listener {
 				value, where = value+" (default)", path+", by default"
 			}
 			out = append(out, listener{reportOn: []string{id}, field: "options", exact: path, value: value,
-				name: fmt.Sprintf("account %q (%s)", id, where), host: host, port: port})
+				name: fmt.Sprintf("account %q%s", id, exactRef(" ("+where+")")), host: host, port: port})
 		}
 	}
 	return out

@@ -135,3 +135,20 @@ func TestOverlap(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateNamesNoOptionPath: Validate alone (the Kubernetes source, whose users did not
+// write options) names neither the field nor the other account's port by its option path.
+func TestValidateNamesNoOptionPath(t *testing.T) {
+	opts := json.RawMessage(`{"listener":{"port":7000,"secret":"s"}}`)
+	c := Defaults()
+	c.ILPAddress = "test.a"
+	c.Accounts = map[string]Account{
+		"a": {Relation: RelationChild, Plugin: PluginBTP, AssetCode: "USD", Options: opts},
+		"b": {Relation: RelationChild, Plugin: PluginBTP, AssetCode: "USD", Options: opts},
+	}
+	c.AccountOrder = []string{"a", "b"}
+	const want = `account "b": options = 7000: port 7000 is already used by account "a"; give each listener its own port`
+	if err := c.Validate(); err == nil || err.Error() != want {
+		t.Errorf("Validate() = %v, want %s", err, want)
+	}
+}

@@ -35,12 +35,12 @@ func TestJSONErrorsSayWhere(t *testing.T) {
 			map[string]string{"CONNECTOR_ACCOUNTS": accounts}, "",
 			`CONNECTOR_ACCOUNTS = "{\"alice\":{\"relation\":\"child\"`,
 			[]string{fmt.Sprintf("CONNECTOR_ACCOUNTS: expected JSON; syntax error at character %d of %d: invalid character '}' looking for beginning of object key string; near: …", comma, len(accounts)),
-				`"secret":"***"}},<<here>>}}`},
+				`; near: …ons":{"listener":{"port":***,"secret":***}},<<here>>}}`},
 			"bob-token"},
 		{"one-line value cut short",
 			map[string]string{"CONNECTOR_ROUTES": `[{"targetPrefix":"test.b","peerId":"b"}`}, "",
 			`CONNECTOR_ROUTES = "[{\"targetPrefix\"`,
-			[]string{`CONNECTOR_ROUTES: expected JSON; syntax error at the end (after character 39): unexpected end of JSON input; near: [{"targetPrefix":"test.b","peerId":"b"}<<here>>`}, ""},
+			[]string{`CONNECTOR_ROUTES: expected JSON; syntax error at the end (after character 39): unexpected end of JSON input; near: [{"targetPrefix":***,"peerId":***}<<here>>`}, ""},
 		{"empty object variable",
 			map[string]string{"CONNECTOR_STORE_CONFIG": ``}, "",
 			`CONNECTOR_STORE_CONFIG = "": expected JSON: unexpected end of JSON input`,
@@ -48,11 +48,27 @@ func TestJSONErrorsSayWhere(t *testing.T) {
 		{"multi-line variable (a YAML block in a manifest)",
 			map[string]string{"CONNECTOR_BACKEND_CONFIG": "{\n  \"base\": \"EUR\",\n  \"rates\": {\"USD\": 1.08,}\n}"}, "",
 			`CONNECTOR_BACKEND_CONFIG = "{\n  \"base\"`,
-			[]string{`CONNECTOR_BACKEND_CONFIG: expected JSON; syntax error at line 3, column 25: invalid character '}' looking for beginning of object key string; near:   "rates": {"USD": 1.08,<<here>>}`}, ""},
+			[]string{`CONNECTOR_BACKEND_CONFIG: expected JSON; syntax error at line 3, column 25: invalid character '}' looking for beginning of object key string; near:   "rates": {"USD": ***,<<here>>}`}, ""},
 		{"URL password near the error",
 			map[string]string{"CONNECTOR_ACCOUNTS": `{"up":{"plugin":"ilp-plugin-btp","options":{"server":"btp+ws://:s3cr3t@up:7768"},}}`}, "",
 			`CONNECTOR_ACCOUNTS = "{\"up\"`,
-			[]string{`syntax error at character 82 of 83: invalid character '}' looking for beginning of object key string; near: …":{"server":"btp+ws://:***@up:7768"},<<here>>}}`}, "s3cr3t"},
+			[]string{`syntax error at character 82 of 83: invalid character '}' looking for beginning of object key string; near: …"up":{"plugin":***,"options":{"server":***},<<here>>}}`}, "s3cr3t"},
+		{"error inside a value",
+			map[string]string{"CONNECTOR_ACCOUNTS": "{\"up\":{\"assetCode\":\"US\tD\"}}"}, "",
+			`near: {"up":{"assetCode":"US\t`,
+			[]string{`syntax error at character 23 of 27: invalid character '\t' in string literal; near: {"up":{"assetCode":***<<here>>***}}`}, "US"},
+		{"value cut short",
+			map[string]string{"CONNECTOR_ACCOUNTS": `{"up":{"assetCode":"USD`}, "",
+			`"USD<<here>>`,
+			[]string{`syntax error at the end (after character 23): unexpected end of JSON input; near: {"up":{"assetCode":***<<here>>`}, "USD"},
+		{"a string after a key's colon is a value, even before a colon",
+			map[string]string{"CONNECTOR_ACCOUNTS": `{"up":{"secret":"s3cr3t":1}}`}, "",
+			`"s3cr3t":`,
+			[]string{`near: {"up":{"secret":***<<here>>:***}}`}, "s3cr3t"},
+		{"key written with a unicode escape, single-quoted value",
+			map[string]string{"CONNECTOR_ACCOUNTS": `{"up":{"s\u0065cret":'s3cr3t'}}`}, "",
+			`'s3cr3t'`,
+			[]string{`near: {"up":{"s\u0065cret":<<here>>***}}`}, "s3cr3t"},
 		{"JSON file",
 			nil, "{\n  \"ilpAddress\": \"test.a\",\n  \"spread\": 0.01,\n}\n",
 			`config file x: invalid JSON: invalid character '}'`,
@@ -60,7 +76,11 @@ func TestJSONErrorsSayWhere(t *testing.T) {
 		{"JSON file indented",
 			nil, "  {\"ilpAddress\": \"test.a\"\n   \"spread\": 0.01}",
 			`config file x: invalid JSON: invalid character '"' after object key:value pair`,
-			[]string{`config file x: invalid JSON, syntax error at line 2, column 4: invalid character '"' after object key:value pair; near:    <<here>>"spread": 0.01}`}, ""},
+			[]string{`config file x: invalid JSON, syntax error at line 2, column 4: invalid character '"' after object key:value pair; near:    <<here>>"spread": ***}`}, ""},
+		{"JSON file with CRLF line ends",
+			nil, "{\r\n  \"ilpAddress\": \"test.a\" x,\r\n  \"spread\": 0.01\r\n}\r\n",
+			`x,\r`,
+			[]string{`config file x: invalid JSON, syntax error at line 2, column 26: invalid character 'x' after object key:value pair; near:   "ilpAddress": *** <<here>>***,`}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -84,7 +104,7 @@ func TestJSONErrorsSayWhereInEveryJSONVariable(t *testing.T) {
 		t.Run(s.key, func(t *testing.T) {
 			_, err := FromEnv(envOf(base(map[string]string{EnvName(s.key): `{"a":1,}`})))
 			checkMessage(t, err, "expected JSON: invalid character", []string{
-				EnvName(s.key) + `: expected JSON; syntax error at character 8 of 8: invalid character '}' looking for beginning of object key string; near: {"a":1,<<here>>}`}, "")
+				EnvName(s.key) + `: expected JSON; syntax error at character 8 of 8: invalid character '}' looking for beginning of object key string; near: {"a":***,<<here>>}`}, "")
 		})
 	}
 }
@@ -223,7 +243,7 @@ func checkMessage(t *testing.T, err error, before string, after []string, hidden
 	if hidden != "" && strings.Contains(msg, hidden) {
 		t.Errorf("error shows %q:\n%s", hidden, msg)
 	}
-	if strings.Contains(msg, keyMark) {
-		t.Errorf("error has an unresolved key mark: %q", msg)
+	if strings.Contains(msg, keyMark) || strings.Contains(msg, exactMark) {
+		t.Errorf("error has an unresolved mark: %q", msg)
 	}
 }

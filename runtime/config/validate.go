@@ -91,7 +91,7 @@ func validateAccount(id string, a *Account, l *fieldErrors) {
 		l.add(id, "ilpAddressSegment", quote(seg), "expected an address segment: letters, digits and _ ~ - (dots between segments)")
 	}
 	if len(a.Options) > 0 && !isJSONObject(a.Options) {
-		l.add(id, "options", quote(string(a.Options)), "expected a JSON object")
+		l.add(id, "options", "", "expected a JSON object; got %s", jsonKind(a.Options))
 	} else if a.Plugin == PluginHTTP {
 		// The value is not quoted back: the options hold tokens.
 		if _, err := ilphttp.ParseOptions(a.Options); err != nil {
@@ -277,7 +277,7 @@ func (c *Config) validateBackendAndStore(l *fieldErrors) {
 		l.add("", "backend", quote(c.Backend), "not supported by the Go connector; supported backends: %s", strings.Join(SupportedBackends, ", "))
 	}
 	if len(c.BackendConfig) > 0 && !isJSONObject(c.BackendConfig) {
-		l.add("", "backendConfig", quote(string(c.BackendConfig)), "expected a JSON object")
+		l.add("", "backendConfig", "", "expected a JSON object; got %s", jsonKind(c.BackendConfig))
 	} else if contains(SupportedBackends, c.Backend) {
 		// The value is not quoted back: an ecb mirror URL may hold credentials.
 		if err := rates.Check(c.Backend, c.BackendConfig); err != nil {
@@ -293,7 +293,7 @@ func (c *Config) validateBackendAndStore(l *fieldErrors) {
 		l.add("", "storePath", "", "required with store %q (a directory for the balances)", StoreFile)
 	}
 	if len(c.StoreConfig) > 0 && !isJSONObject(c.StoreConfig) {
-		l.add("", "storeConfig", quote(string(c.StoreConfig)), "expected a JSON object")
+		l.add("", "storeConfig", "", "expected a JSON object; got %s", jsonKind(c.StoreConfig))
 	}
 }
 
