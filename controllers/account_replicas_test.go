@@ -180,21 +180,10 @@ func TestAccountReplicasSupported(t *testing.T) {
 // waitRelatedEvent waits for an Event about the Connector conn, related to the Account, with the reason.
 func waitRelatedEvent(t *testing.T, ns, conn, account, reason string) eventsv1.Event {
 	t.Helper()
-	var found eventsv1.Event
-	eventually(t, func() error {
-		var evs eventsv1.EventList
-		if err := k8s.List(context.Background(), &evs, client.InNamespace(ns)); err != nil {
-			return err
-		}
-		for _, e := range evs.Items {
-			if e.Regarding.Name == conn && e.Related != nil && e.Related.Name == account && e.Reason == reason {
-				found = e
-				return nil
-			}
-		}
-		return fmt.Errorf("no event %s about Connector %s related to Account %s among %d events", reason, conn, account, len(evs.Items))
-	})
-	return found
+	return waitEventWhere(t, ns, fmt.Sprintf("%s about Connector %s related to Account %s", reason, conn, account),
+		func(e eventsv1.Event) bool {
+			return e.Regarding.Name == conn && e.Related != nil && e.Related.Name == account && e.Reason == reason
+		})
 }
 
 // TestRouteExchangeDefaults: whether the operator counts an Account as exchanging routes is

@@ -87,6 +87,15 @@ func waitCondition(t *testing.T, obj client.Object, typ string, status metav1.Co
 // waitEvent waits for an Event about the named object with the reason.
 func waitEvent(t *testing.T, ns, regarding, reason string) eventsv1.Event {
 	t.Helper()
+	return waitEventWhere(t, ns, fmt.Sprintf("%s about %s", reason, regarding), func(e eventsv1.Event) bool {
+		return e.Regarding.Name == regarding && e.Reason == reason
+	})
+}
+
+// waitEventWhere waits for an Event of the namespace that match accepts; what names it for
+// the failure message.
+func waitEventWhere(t *testing.T, ns, what string, match func(eventsv1.Event) bool) eventsv1.Event {
+	t.Helper()
 	var found eventsv1.Event
 	eventually(t, func() error {
 		var evs eventsv1.EventList
@@ -94,12 +103,12 @@ func waitEvent(t *testing.T, ns, regarding, reason string) eventsv1.Event {
 			return err
 		}
 		for _, e := range evs.Items {
-			if e.Regarding.Name == regarding && e.Reason == reason {
+			if match(e) {
 				found = e
 				return nil
 			}
 		}
-		return fmt.Errorf("no event %s about %s among %d events", reason, regarding, len(evs.Items))
+		return fmt.Errorf("no event %s among %d events", what, len(evs.Items))
 	})
 	return found
 }
