@@ -258,7 +258,7 @@ func controllerReasons(t *testing.T) []string {
 // to Argo CD. A reason the controllers gain must be added here, deliberately: "" marks a
 // reason that never comes with Ready=False (Ready=True and Progressing reasons).
 var notReadyReasons = map[string]string{
-	"Resolved": "", "Available": "", "ScaledToZero": "",
+	"Resolved": "", "Available": "", "ScaledToZero": "", "ReplicasSupported": "",
 	"Creating": "", "RolloutComplete": "", "RollingOut": "",
 	// Pods not available: a rollout, or a failure once it has completed (see below).
 	"WorkloadUnavailable": "Degraded",
@@ -268,6 +268,8 @@ var notReadyReasons = map[string]string{
 	"InheritFromNotFound": "Degraded", "InheritFromNotParent": "Degraded",
 	"NextHopNotFound": "Degraded", "NextHopOfOtherConnector": "Degraded",
 	"ConfigNotApplied": "Degraded", "ReconcileError": "Degraded",
+	// A link the Connector's replicas cannot share: a person must change one or the other.
+	"SingleConnectionLink": "Degraded", "AsyncHTTPLink": "Degraded", "RouteExchangePerPod": "Degraded",
 }
 
 // TestEveryReasonClassified runs every reason of the controllers through every script with
