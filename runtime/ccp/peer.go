@@ -46,12 +46,26 @@ type sender struct {
 	lastKnownEpoch uint32 // the first epoch the peer has not acknowledged
 	lastSend       time.Time
 	inFlight       bool
+	inFlightFrom   uint32 // the epoch the update in flight starts at
 	failures       int
 	generation     uint64 // bumped by each route control
+	// full is set when a withdrawal it had not acknowledged was dropped (dropWithdrawals):
+	// the next update starts at epoch 0, the whole table.
+	full bool
+}
+
+// acknowledged is the first epoch the peer has not acknowledged (0: none, it is sent the
+// whole table): an update in flight counts from where it started, as it may fail, unless it
+// started at 0 (a failure sends the whole table again; a success needs what follows it).
+func (s *sender) acknowledged() uint32 {
+	if s.inFlight && s.inFlightFrom != 0 {
+		return min(s.lastKnownEpoch, s.inFlightFrom)
+	}
+	return s.lastKnownEpoch
 }
 
 // due reports whether an update should go now: at once (but at most every
-// MinimumUpdateInterval) when the peer is behind, every broadcast interval as a heartbeat
+// MinimumUpdateInterval) when the peer is behind or due for the whole table, every broadcast interval as a heartbeat
 // otherwise, later after failures. Otherwise it returns when it will be due (zero: never).
 func (s *sender) due(now time.Time, epoch uint32, interval time.Duration) (time.Time, bool) {
 	if s.mode != ModeSync || s.inFlight {
@@ -61,7 +75,7 @@ func (s *sender) due(now time.Time, epoch uint32, interval time.Duration) (time.
 	switch {
 	case s.failures > 0:
 		at = s.lastSend.Add(backoff(s.failures, interval))
-	case s.lastKnownEpoch < epoch:
+	case s.lastKnownEpoch < epoch || s.full:
 		at = s.lastSend.Add(MinimumUpdateInterval)
 	default:
 		at = s.lastSend.Add(interval)

@@ -20,7 +20,11 @@ import (
 
 // Timing constants of the JS connector (ccp-sender.ts, ccp-receiver.ts).
 const (
-	MaxEpochsPerUpdate    = 50                     // epochs one update may span
+	// MaxEpochsPerUpdate bounds the changes one update carries (JS: the epochs it spans). Ours
+	// also spans the epochs between, whose entries were superseded or dropped and carry
+	// nothing: otherwise a peer syncing from 0 after long churn would take epoch/50 updates
+	// (hours) to reach a table of a few routes.
+	MaxEpochsPerUpdate    = 50
 	MinimumUpdateInterval = 150 * time.Millisecond // between two updates to the same peer
 	ControlRetryInterval  = 30 * time.Second       // longest wait before a failed control is retried
 	// sendTimeout bounds one CCP request on the wire, so that a silent peer cannot hold its
@@ -69,11 +73,25 @@ type fwdRoute struct {
 
 // logEntry is a change of the forwarding table at an epoch; a nil route is a withdrawal.
 type logEntry struct {
-	prefix     string
-	route      *fwdRoute
-	epoch      uint32
-	superseded bool // a later entry for the prefix replaces it: it is never sent again
+	prefix string
+	route  *fwdRoute
+	epoch  uint32
+	// superseded is set when a later entry for the prefix replaces it, or when it is a
+	// withdrawal that was dropped (dropWithdrawals): it is never sent again.
+	superseded bool
 }
+
+// WithdrawalWindow is the least number of withdrawals the forwarding table keeps for peers
+// that have not acknowledged them yet; it keeps at most max(WithdrawalWindow, live routes).
+// Without a cap, a withdrawn prefix would stay in the table for ever, and a peer announcing
+// and withdrawing ever-new prefixes would grow it without bound. A peer that falls further
+// behind gets the whole live table from epoch 0 again instead (dropWithdrawals,
+// handleControl), and keeps the routes withdrawn meanwhile (see dropWithdrawals): what it
+// costs us is one full table, so keeping as many withdrawals as live routes (the table at
+// most doubles) is what makes catching up cheaper than that. 1000 (a few hundred KB at
+// most) covers a peer that misses 20 full updates (MaxEpochsPerUpdate), a few seconds of
+// heavy churn, however small our table.
+const WithdrawalWindow = 1000
 
 // Speaker is one connector's CCP route broadcaster and receiver. Its methods are safe for
 // concurrent use. Incoming requests are handled under a mutex and never wait on the network;
@@ -92,6 +110,14 @@ type Speaker struct {
 	fwd   map[string]*logEntry // prefix → its latest log entry
 	log_  []*logEntry          // in epoch order; superseded entries are dropped by compactLog
 	dead  int                  // superseded entries still in log_
+	// withdrawals holds the withdrawals of fwd in epoch order (and superseded ones until
+	// compactLog or dropWithdrawals removes them); withdrawn counts those of fwd.
+	withdrawals []*logEntry
+	withdrawn   int
+	// floor is one past the highest epoch of a dropped withdrawal (0: none dropped). A peer
+	// that has not acknowledged the epochs below it may have missed a withdrawal we no longer
+	// hold, and is sent the whole table from epoch 0 instead.
+	floor uint32
 	peers map[string]*peer
 	table *routing.Table // the local table last built
 	// stopped is set by Stop: the connector no longer uses this Speaker, which must not put
@@ -149,6 +175,7 @@ func (s *Speaker) Reload() {
 		}
 	}
 	s.rebuildLocked(relogAll)
+	s.dropWithdrawals() // a removed peer may have been the last to need some
 }
 
 // Stop makes the Speaker inert for good: it no longer puts a routing table in force, and
@@ -280,11 +307,78 @@ func (s *Speaker) appendLog(prefix string, f *fwdRoute) {
 	if cur := s.fwd[prefix]; cur != nil {
 		cur.superseded = true
 		s.dead++
+		if cur.route == nil {
+			s.withdrawn--
+		}
 	}
 	s.fwd[prefix] = e
 	s.log_ = append(s.log_, e)
+	if f == nil {
+		s.withdrawals = append(s.withdrawals, e)
+		s.withdrawn++
+	}
 	s.epoch++
+	s.dropWithdrawals()
+}
+
+// dropWithdrawals drops from the forwarding table (and the log, with compactLog) the
+// withdrawals that no peer needs any more: those below the first epoch every peer we send
+// routes to has not acknowledged (acknowledgedLocked), and then the oldest ones beyond
+// max(WithdrawalWindow, live routes), however far behind a peer is. A peer that had not
+// acknowledged a dropped withdrawal is sent the whole table from epoch 0 next (sender.full),
+// and so is one whose route control asks to resume below floor, one past the highest
+// dropped (handleControl). Neither our receiver nor JS's (ccp-receiver.js) clears anything on
+// an update from epoch 0 of the same table, so such a peer keeps the routes withdrawn while
+// it lagged beyond the cap, until its link drops (both forget our routes then, JS in
+// route-broadcaster remove), our routes expire there, or it resyncs on a new table ID (our
+// restart); the packets it sends us for them get F02. That is a few stale routes at one slow
+// peer, against memory growing without bound at ours. It then compacts the log.
+func (s *Speaker) dropWithdrawals() {
+	acked := s.acknowledgedLocked()
+	keep := max(WithdrawalWindow, len(s.fwd)-s.withdrawn)
+	n, dropped := 0, false
+	for ; n < len(s.withdrawals); n++ {
+		e := s.withdrawals[n]
+		if e.superseded {
+			continue // a later entry of the prefix replaced it
+		}
+		if e.epoch >= acked && s.withdrawn <= keep {
+			break
+		}
+		delete(s.fwd, e.prefix)
+		e.superseded = true
+		s.dead++
+		s.withdrawn--
+		s.floor, dropped = max(s.floor, e.epoch+1), true
+	}
+	clear(s.withdrawals[:n]) // let the collector have the dropped entries
+	s.withdrawals = s.withdrawals[n:]
+	if dropped {
+		for _, p := range s.peers {
+			if p.send != nil && !p.send.full {
+				if e := p.send.acknowledged(); e != 0 && e < s.floor {
+					p.send.full = true
+				}
+			}
+		}
+	}
 	s.compactLog()
+}
+
+// acknowledgedLocked is the first epoch that some peer we send routes to has not
+// acknowledged. A peer at 0, or due for the whole table, does not count: it is sent the
+// whole table from 0, as a new peer is, whatever we drop.
+func (s *Speaker) acknowledgedLocked() uint32 {
+	acked := s.epoch
+	for _, p := range s.peers {
+		if p.send == nil || p.send.full {
+			continue
+		}
+		if e := p.send.acknowledged(); e != 0 {
+			acked = min(acked, e)
+		}
+	}
+	return acked
 }
 
 // compactLog drops the superseded entries once they are the larger part of the log, so that
@@ -295,8 +389,11 @@ func (s *Speaker) compactLog() {
 	if s.dead < 64 || s.dead < len(s.log_)/2 {
 		return
 	}
-	s.log_ = slices.DeleteFunc(s.log_, func(e *logEntry) bool { return e.superseded })
+	superseded := func(e *logEntry) bool { return e.superseded }
+	s.log_ = slices.DeleteFunc(s.log_, superseded)
 	clear(s.log_[len(s.log_):cap(s.log_)]) // let the collector have the dropped entries
+	s.withdrawals = slices.DeleteFunc(s.withdrawals, superseded)
+	clear(s.withdrawals[len(s.withdrawals):cap(s.withdrawals)])
 	s.dead = 0
 }
 
@@ -355,9 +452,15 @@ func (s *Speaker) handleControl(id string, req *ControlRequest) (*ilp.Fulfill, e
 	p.send.mode = req.Mode
 	p.send.lastKnownEpoch = 0
 	if req.LastKnownRoutingTableID == s.tableID && req.LastKnownEpoch <= s.epoch {
-		p.send.lastKnownEpoch = req.LastKnownEpoch
+		if req.LastKnownEpoch < s.floor {
+			// It missed withdrawals we no longer hold: the whole table again (dropWithdrawals).
+			s.log.Info("peer is further behind than the withdrawals kept; sending it the whole routing table",
+				"account", id, "epoch", req.LastKnownEpoch, "floor", s.floor)
+		} else {
+			p.send.lastKnownEpoch = req.LastKnownEpoch
+		}
 	}
-	p.send.failures = 0
+	p.send.failures, p.send.full = 0, false
 	p.send.generation++ // an update already on the wire must not roll this back
 	s.resyncIfRestarted(p, req)
 	s.signal()
@@ -507,11 +610,17 @@ func (s *Speaker) sendControl(ctx context.Context, p *peer) {
 func (s *Speaker) sendUpdate(ctx context.Context, p *peer, cfg *config.Config) {
 	snd := p.send
 	from := snd.lastKnownEpoch
+	if snd.full {
+		// We dropped withdrawals it had not acknowledged (dropWithdrawals).
+		s.log.Info("peer fell further behind than the withdrawals kept; sending it the whole routing table",
+			"account", p.id, "epoch", from, "floor", s.floor)
+		from, snd.full = 0, false
+	}
 	u := s.buildUpdate(p, from, uint32(cfg.RouteExpiry.Milliseconds()))
 	to := u.ToEpochIndex
 	prep := UpdatePrepare(u, s.clock.Now().Add(RequestExpiry))
 	// Optimistic, as JS: the next update starts at to; a failure rolls it back.
-	snd.lastKnownEpoch, snd.inFlight, snd.lastSend = to, true, s.clock.Now()
+	snd.lastKnownEpoch, snd.inFlight, snd.inFlightFrom, snd.lastSend = to, true, from, s.clock.Now()
 	gen := snd.generation
 	s.sends.Go(func() {
 		err := s.send(ctx, p.id, prep)
@@ -520,6 +629,7 @@ func (s *Speaker) sendUpdate(ctx context.Context, p *peer, cfg *config.Config) {
 		snd.inFlight = false
 		if err == nil {
 			snd.failures = 0
+			s.dropWithdrawals() // what it acknowledged may be the last that held some
 			return
 		}
 		snd.failures++
@@ -535,7 +645,8 @@ func (s *Speaker) sendUpdate(ctx context.Context, p *peer, cfg *config.Config) {
 const countSlack = 2 * 2
 
 // buildUpdate is the update to p from epoch from: as many log entries as fit, at most
-// MaxEpochsPerUpdate, and no more than the data of one ILP Prepare (ilp.MaxDataSize) once
+// MaxEpochsPerUpdate (the epochs of superseded entries between them carry nothing and are
+// spanned too), and no more than the data of one ILP Prepare (ilp.MaxDataSize) once
 // encoded; the next update starts where it stops. An entry always fits on its own: learned
 // paths are bounded (MaxPathBytes), and should a route still be too large to send, its prefix
 // is sent as withdrawn instead (the peer then does not route it through us, which is safe),
@@ -547,23 +658,24 @@ func (s *Speaker) buildUpdate(p *peer, from, hold uint32) *UpdateRequest {
 		HoldDownTime: hold, Speaker: string(s.host.Address())}
 	head, _ := u.AppendBinary(nil)
 	size := len(head) + countSlack
-	end := s.epoch
-	if end-from > MaxEpochsPerUpdate {
-		end = from + MaxEpochsPerUpdate
-	}
-	u.ToEpochIndex = end
+	u.ToEpochIndex = s.epoch
 	i, _ := slices.BinarySearchFunc(s.log_, from, func(e *logEntry, epoch uint32) int { return cmp.Compare(e.epoch, epoch) })
-	for ; i < len(s.log_) && s.log_[i].epoch < end; i++ {
+	for entries := 0; i < len(s.log_); i++ {
 		e := s.log_[i]
 		if e.superseded {
 			continue
 		}
-		n, ok := s.addEntry(u, e, p, ilp.MaxDataSize-size)
-		if !ok {
+		if entries == MaxEpochsPerUpdate {
 			u.ToEpochIndex = e.epoch // the next update starts with it
 			break
 		}
+		n, ok := s.addEntry(u, e, p, ilp.MaxDataSize-size)
+		if !ok {
+			u.ToEpochIndex = e.epoch
+			break
+		}
 		size += n
+		entries++
 	}
 	return u
 }

@@ -1,0 +1,5 @@
+//go:build race
+
+package ccp
+
+func init() { churnRounds = 10 }
