@@ -66,7 +66,7 @@ func (r *AccountReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		setCondition(&acct, st, ilpv1.ConditionReferencesResolved, false, problem.reason, problem.msg)
 		setCondition(&acct, st, ilpv1.ConditionReady, false, problem.reason, problem.msg)
 		if r.Recorder != nil && !equality.Semantic.DeepEqual(orig.Status.Conditions, acct.Status.Conditions) {
-			r.Recorder.Eventf(&acct, nil, corev1.EventTypeWarning, problem.reason, "Resolve", problem.msg)
+			r.Recorder.Eventf(&acct, nil, corev1.EventTypeWarning, problem.reason, "Resolve", "%s", problem.msg)
 		}
 	}
 	setReplicasSupported(&acct, conn, replicas)
@@ -82,8 +82,10 @@ func (r *AccountReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 
 // warnReplicas tells the Connector, in a Warning Event about it (the Account as related
 // object), that the Account's link does not work with its replicas: when the Account's
-// ReplicasSupported turns False or says something else, once its status write went through,
-// so once per Account rather than on every reconcile.
+// ReplicasSupported turns False, or stays False with another reason or message (the Account's
+// link or route exchange changed), once its status write went through — not on every
+// reconcile, nor on a scale among replica counts above one, which the message does not name
+// (replicasProblem).
 func (r *AccountReconciler) warnReplicas(orig, acct *ilpv1.Account, conn *ilpv1.Connector) {
 	c := conditionChanged(orig.Status.Conditions, acct.Status.Conditions, ilpv1.ConditionReplicasSupported)
 	if r.Recorder == nil || conn == nil || c == nil || c.Status != metav1.ConditionFalse {

@@ -39,37 +39,38 @@ func onePodLink(l ilpv1.AccountLink) bool {
 // nil when it does. Only state the runtime keeps in one pod matters: balances and settlements
 // live in the shared store (CEL refuses replicas > 1 without redis), and an ILP-over-HTTP
 // request in mode sync is answered by whichever replica it reaches; but route exchange (CCP)
-// over that link is per pod.
+// over that link is per pod. The message says that there are several replicas, never how
+// many: scaling among counts above one then changes neither the Account's status nor sends
+// another Event (warnReplicas).
 func replicasProblem(acct *ilpv1.Account, conn *ilpv1.Connector) *refProblem {
-	n := replicasOf(conn)
-	if n <= 1 {
+	if replicasOf(conn) <= 1 {
 		return nil
 	}
 	const fix = "Link this peer over ILP-over-HTTP (link.http, mode sync), or set the Connector's replicas to 1"
 	l := acct.Spec.Link
 	switch {
 	case l.BTPClient != nil:
-		return &refProblem{ReasonSingleConnectionLink, fmt.Sprintf("link.btpClient is one WebSocket connection, which only one of the Connector's %d replicas can hold: "+
-			"each replica dials the peer and the peer keeps only the newest connection, so the replicas replace each other's connection "+
-			"and the replies on a replaced one are lost. %s", n, fix)}
+		return &refProblem{ReasonSingleConnectionLink, "link.btpClient is one WebSocket connection, which only one of the Connector's replicas can hold: " +
+			"each replica dials the peer and the peer keeps only the newest connection, so the replicas replace each other's connection " +
+			"and the replies on a replaced one are lost. " + fix}
 	case l.BTPListener != nil:
-		return &refProblem{ReasonSingleConnectionLink, fmt.Sprintf("link.btpListener is one WebSocket connection, which only one of the Connector's %d replicas can hold: "+
+		return &refProblem{ReasonSingleConnectionLink, fmt.Sprintf("link.btpListener is one WebSocket connection, which only one of the Connector's replicas can hold: "+
 			"the peer's connection lands on one pod, and packets for the peer that reach any other replica are rejected "+
-			"(T01, no connection to account %s). %s", n, acct.Name, fix)}
+			"(T01, no connection to account %s). %s", acct.Name, fix)}
 	case l.BTPChildServer != nil:
-		return &refProblem{ReasonSingleConnectionLink, fmt.Sprintf("link.btpChildServer holds one WebSocket connection per child, each on only one of the Connector's %d replicas: "+
-			"packets for a child that reach another replica are rejected (no child connected there). "+
-			"Link children over ILP-over-HTTP (an Account with link.http, mode sync, each), or set the Connector's replicas to 1", n)}
+		return &refProblem{ReasonSingleConnectionLink, "link.btpChildServer holds one WebSocket connection per child, each on only one of the Connector's replicas: " +
+			"packets for a child that reach another replica are rejected (no child connected there). " +
+			"Link children over ILP-over-HTTP (an Account with link.http, mode sync, each), or set the Connector's replicas to 1"}
 	case l.HTTP != nil && l.HTTP.Mode == ilpv1.HTTPModeAsync:
-		return &refProblem{ReasonAsyncHTTPLink, fmt.Sprintf("link.http in mode async has the peer POST each reply to outgoing.callbackURL, which reaches any of the Connector's %d replicas, "+
-			"while only the replica that sent the Prepare awaits it: another replica refuses the reply (unknown Request-Id) and the Prepare expires unanswered. "+
-			"Use mode sync, or set the Connector's replicas to 1", n)}
+		return &refProblem{ReasonAsyncHTTPLink, "link.http in mode async has the peer POST each reply to outgoing.callbackURL, which reaches any of the Connector's replicas, " +
+			"while only the replica that sent the Prepare awaits it: another replica refuses the reply (unknown Request-Id) and the Prepare expires unanswered. " +
+			"Use mode sync, or set the Connector's replicas to 1"}
 	}
 	if exchanges, how := routeExchange(acct, conn); exchanges {
-		return &refProblem{ReasonRouteExchangePerPod, fmt.Sprintf("the account exchanges routes over CCP (%s), which each of the Connector's %d replicas does on its own, "+
+		return &refProblem{ReasonRouteExchangePerPod, fmt.Sprintf("the account exchanges routes over CCP (%s), which each of the Connector's replicas does on its own, "+
 			"with its own routing table ID and only the route updates that happen to reach it: the peer drops our routes at each switch between replicas, "+
 			"and each replica knows only part of the peer's. Set sendRoutes: false and receiveRoutes: false on this Account and on the peer's side of the link, "+
-			"and declare the routes through %s as Routes; or set the Connector's replicas to 1", how, n, acct.Name)}
+			"and declare the routes through %s as Routes; or set the Connector's replicas to 1", how, acct.Name)}
 	}
 	return nil
 }
@@ -100,7 +101,8 @@ func routeExchange(acct *ilpv1.Account, conn *ilpv1.Connector) (bool, string) {
 
 // setReplicasSupported writes the Account's ReplicasSupported condition: False with p, the
 // replicasProblem of the Account on conn; Unknown when conn is nil (the Connector does not
-// exist, so neither do its replicas); else True.
+// exist, so neither do its replicas); else True, with a message that tells zero, one and
+// several replicas apart, not how many.
 func setReplicasSupported(acct *ilpv1.Account, conn *ilpv1.Connector, p *refProblem) {
 	st := &acct.Status.BaseStatus
 	switch {
@@ -122,7 +124,7 @@ func setReplicasSupported(acct *ilpv1.Account, conn *ilpv1.Connector, p *refProb
 	case n == 1:
 		msg = "the Connector runs one replica, which holds all of the link's state"
 	default: // only http in mode sync without route exchange has no problem with several
-		msg = fmt.Sprintf("link.http in mode sync is stateless and the account exchanges no routes over CCP: any of the Connector's %d replicas answers any request", n)
+		msg = "link.http in mode sync is stateless and the account exchanges no routes over CCP: any of the Connector's replicas answers any request"
 	}
 	setCondition(acct, st, ilpv1.ConditionReplicasSupported, true, ReasonReplicasSupported, msg)
 }

@@ -315,9 +315,14 @@ func (r *ConnectorReconciler) applyWorkload(ctx context.Context, conn *ilpv1.Con
 	st := &workloadState{name: conn.Name, image: image, desired: replicasOf(conn), changed: tc.changed, rollout: tc.rollout}
 	tmpl := connectorPodTemplate(conn, image, inputs)
 	op, err := upsert(ctx, r.Client, conn, want, func() error {
+		read := want.DeepCopyObject().(client.Object)
 		setRolloutNote(want, st.rollout)
 		setAnnotation(want, annotationAddressBaseline, tc.baseline)
-		return mutateWorkload(conn, want, tmpl, deploymentStrategy(conn, accounts))
+		if err := mutateWorkload(conn, want, tmpl, deploymentStrategy(conn, accounts)); err != nil {
+			return err
+		}
+		noteGenerations(read, want)
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -550,11 +555,75 @@ func mutateWorkload(conn *ilpv1.Connector, w client.Object, tmpl corev1.PodTempl
 	return nil
 }
 
+// annotationGenerations, on a Deployment the operator writes, is its deploymentGenerations,
+// as JSON.
+const annotationGenerations = "ilp.ilpfleet.dev/generations"
+
+// deploymentGenerations tells a rollout from another change of a Deployment: its generation
+// also rises when only its strategy changes (deploymentStrategy follows the Accounts), its
+// replicas, or its annotations — none of which rolls a pod.
+type deploymentGenerations struct {
+	// Written is the generation the operator's last write gave the Deployment. While the
+	// Deployment still has it, nobody else changed its spec or annotations since: the API
+	// server raises the generation by one on each such change (apps/v1 Deployment strategy).
+	Written int64 `json:"written"`
+	// Template is a generation at which the pod template was already the current one.
+	Template int64 `json:"template"`
+}
+
+// noteGenerations records, on a Deployment that the operator's write changes from read (its
+// state before the mutation), the generation the write gives it and the one from which its pod
+// template is the current one: the same as before when the write leaves the template alone
+// (a strategy switch), else the written one. Not on a StatefulSet: the operator changes
+// nothing of one but its template, replicas and annotations, and annotations do not raise a
+// StatefulSet's generation.
+func noteGenerations(read, w client.Object) {
+	d, ok := w.(*appsv1.Deployment)
+	r, ok2 := read.(*appsv1.Deployment)
+	if !ok || !ok2 || equality.Semantic.DeepEqual(r, d) {
+		return // no write: nothing to note (and a note alone would be a write)
+	}
+	g := deploymentGenerations{Written: r.Generation + 1} // a create gives generation 1
+	switch prev, known := generationsOf(r); {
+	case r.CreationTimestamp.IsZero() || !equality.Semantic.DeepEqual(r.Spec.Template, d.Spec.Template):
+		g.Template = g.Written
+	case known && prev.Written == r.Generation:
+		g.Template = prev.Template // unchanged since the operator's last write
+	default:
+		g.Template = r.Generation // changed by someone else since: the template as read is the current one
+	}
+	b, _ := json.Marshal(g)
+	setAnnotation(d, annotationGenerations, string(b))
+}
+
+// generationsOf reads a Deployment's annotationGenerations.
+func generationsOf(d *appsv1.Deployment) (deploymentGenerations, bool) {
+	var g deploymentGenerations
+	v, ok := d.Annotations[annotationGenerations]
+	if !ok || json.Unmarshal([]byte(v), &g) != nil || g.Written <= 0 || g.Template <= 0 || g.Template > g.Written {
+		return deploymentGenerations{}, false
+	}
+	return g, true
+}
+
+// templateGeneration is the generation from which the Deployment's pod template is the
+// current one, as far as it can be told: its annotationGenerations, while nobody but the
+// operator changed the Deployment since its last write; else the Deployment's generation.
+func templateGeneration(d *appsv1.Deployment) int64 {
+	if g, ok := generationsOf(d); ok && g.Written == d.Generation {
+		return g.Template
+	}
+	return d.Generation
+}
+
+// deploymentState fills st from a Deployment. It is rolled out when the Deployment controller
+// has seen its current pod template (not necessarily its current generation: a strategy switch
+// or a scale rolls nothing) and all of the desired pods are of that template and available.
 func deploymentState(d *appsv1.Deployment, st *workloadState) {
 	s := d.Status
 	st.replicas, st.ready, st.availableReplicas = s.Replicas, s.ReadyReplicas, s.AvailableReplicas
 	st.available = st.desired > 0 && s.AvailableReplicas >= st.desired
-	st.rolledOut = s.ObservedGeneration >= d.Generation && s.UpdatedReplicas == st.desired &&
+	st.rolledOut = s.ObservedGeneration >= templateGeneration(d) && s.UpdatedReplicas == st.desired &&
 		s.Replicas == st.desired && s.AvailableReplicas == st.desired
 }
 

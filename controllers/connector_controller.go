@@ -261,13 +261,13 @@ func (r *ConnectorReconciler) emitEvents(orig, conn *ilpv1.Connector, wl *worklo
 		return now
 	}
 	if c := changed(ilpv1.ConditionReferencesResolved); c != nil && c.Status == metav1.ConditionFalse {
-		r.Recorder.Eventf(conn, nil, corev1.EventTypeWarning, c.Reason, "Resolve", c.Message)
+		r.Recorder.Eventf(conn, nil, corev1.EventTypeWarning, c.Reason, "Resolve", "%s", c.Message)
 	}
 	if c := changed(ilpv1.ConditionReady); c != nil && c.Reason == ReasonReconcileError {
-		r.Recorder.Eventf(conn, nil, corev1.EventTypeWarning, c.Reason, "Reconcile", c.Message)
+		r.Recorder.Eventf(conn, nil, corev1.EventTypeWarning, c.Reason, "Reconcile", "%s", c.Message)
 	}
 	if wl != nil && len(wl.changed) > 0 {
-		r.Recorder.Eventf(conn, nil, corev1.EventTypeNormal, wl.rollout.Reason, "Rollout", wl.rollout.Message)
+		r.Recorder.Eventf(conn, nil, corev1.EventTypeNormal, wl.rollout.Reason, "Rollout", "%s", wl.rollout.Message)
 	}
 }
 

@@ -187,13 +187,18 @@ func connectorPodTemplate(c *ilpv1.Connector, image string, in restartInputs) co
 // old pod still drains are lost — money the peer counts as paid that we never see. With such
 // an Account and one replica (or none), the Deployment therefore uses Recreate, whose new pod
 // starts only once the old one has stopped: a pause of the seconds of a restart, which a
-// single replica has anyway. Not a rolling update with maxSurge 0: the Deployment controller
-// counts a terminating pod as gone and would start the new one while the old one drains.
+// single replica has anyway. Not a rolling update with maxSurge 0 (maxUnavailable 1): the
+// Deployment controller sizes a rolling update by the sum of its ReplicaSets' spec.replicas
+// (NewRSNewReplicas in k8s.io/kubernetes pkg/controller/deployment/util, 1.36), not by the
+// pods that still exist, so once it has scaled the old ReplicaSet to 0 it scales the new one
+// up while the old pod, terminating, still drains. Recreate instead waits until no pod of an
+// old ReplicaSet is left in a non-terminal phase, terminating ones included (oldPodsRunning).
 // With several replicas such an Account is refused anyway (replicasProblem), and Recreate
 // would stop every replica at once.
 //
-// The strategy is not in the pod template: changing it rolls no pod. It is written out in
-// full (the API server's defaults for RollingUpdate), so that the Deployment as stored
+// The strategy is not in the pod template: changing it rolls no pod, and raises the
+// Deployment's generation without counting as a rollout (deploymentGenerations). It is written
+// out in full (the API server's defaults for RollingUpdate), so that the Deployment as stored
 // compares equal and an unchanged reconcile writes nothing.
 func deploymentStrategy(c *ilpv1.Connector, accounts []ilpv1.Account) appsv1.DeploymentStrategy {
 	if replicasOf(c) <= 1 && slices.ContainsFunc(accounts, func(a ilpv1.Account) bool { return onePodLink(a.Spec.Link) }) {

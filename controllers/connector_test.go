@@ -258,12 +258,14 @@ func TestRolloutOnlyOnRestartInputs(t *testing.T) {
 	conn := sampleConnector(ns)
 	mustCreate(t, secret(ns, "bob", map[string]string{"secret": "b"}), secret(ns, "redis", map[string]string{"url": "redis://127.0.0.1:6379"}),
 		conn, sampleAccount(ns, "bob", "alice"))
-	dep := get(t, ns, "alice", &appsv1.Deployment{})
+	get(t, ns, "alice", &appsv1.Deployment{})
 	waitProgressingStarted(t, conn)
+	dep := markAvailable(t, ns, "alice", false).(*appsv1.Deployment)
+	waitCondition(t, conn, ilpv1.ConditionProgressing, metav1.ConditionFalse, ReasonRolloutComplete)
 
 	// Hot-reloadable: rates, routing, the default store written out, a new account with a new
 	// port and Secret.
-	before := dep.Spec.Template.DeepCopy()
+	before, beforeHash, beforeSince := dep.Spec.Template.DeepCopy(), dep.Annotations[annotationTemplateHash], templateGeneration(dep)
 	update(t, conn, func(c *ilpv1.Connector) {
 		c.Spec.Rates.Spread = "0.01"
 		c.Spec.Routing = &ilpv1.RoutingSpec{Broadcast: ptr.To(false)}
@@ -274,13 +276,20 @@ func TestRolloutOnlyOnRestartInputs(t *testing.T) {
 	mustCreate(t, secret(ns, "dave", map[string]string{"secret": "d"}), acct)
 	waitRoleSecrets(t, ns, "alice-connector", []string{"bob", "dave"})
 	waitPeerPorts(t, ns, []string{"btp-7768:7768", "btp-7800:7800"})
-	waitCondition(t, conn, ilpv1.ConditionReady, metav1.ConditionFalse, ReasonWorkloadUnavailable)
+	// No rollout: the same pod template, from the same generation on (the Deployment's own
+	// generation may rise: its strategy follows the Accounts, deploymentStrategy, and rolls
+	// nothing), no rollout note, and Progressing still RolloutComplete.
+	waitCondition(t, conn, ilpv1.ConditionProgressing, metav1.ConditionFalse, ReasonRolloutComplete)
 	dep = get(t, ns, "alice", &appsv1.Deployment{})
-	// Not the Deployment's generation: its strategy follows the Accounts (deploymentStrategy),
-	// and rolls nothing.
-	if !equality.Semantic.DeepEqual(*before, dep.Spec.Template) || dep.Spec.Template.Annotations[ilpv1.AnnotationRestartInputs] != before.Annotations[ilpv1.AnnotationRestartInputs] {
-		t.Fatalf("hot-reloadable changes touched the pod template: annotations %v -> %v",
-			before.Annotations, dep.Spec.Template.Annotations)
+	if !equality.Semantic.DeepEqual(*before, dep.Spec.Template) || dep.Annotations[annotationTemplateHash] != beforeHash {
+		t.Fatalf("hot-reloadable changes touched the pod template: annotations %v -> %v, hash %s -> %s",
+			before.Annotations, dep.Spec.Template.Annotations, beforeHash, dep.Annotations[annotationTemplateHash])
+	}
+	if since := templateGeneration(dep); since != beforeSince {
+		t.Errorf("hot-reloadable changes: the pod template counts as new since generation %d (was %d): a rollout to wait for", since, beforeSince)
+	}
+	if note := dep.Annotations[ilpv1.AnnotationRolloutReason]; note != "" {
+		t.Errorf("hot-reloadable changes: rollout note %s", note)
 	}
 
 	steps := []struct {

@@ -6,7 +6,9 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -150,4 +152,176 @@ func waitStrategy(t *testing.T, ns, name string, want appsv1.DeploymentStrategyT
 		return nil
 	})
 	return d
+}
+
+// TestStrategySwitchKeepsRolloutComplete: a strategy switch rolls no pod, so a rolled-out
+// Connector that gains (or loses) a BTP Account keeps Progressing=False (RolloutComplete),
+// although the Deployment's generation rises; neither a fresh one nor one whose previous roll
+// (with its reason on the workload) is done. A real roll still shows its reason until done.
+func TestStrategySwitchKeepsRolloutComplete(t *testing.T) {
+	ns := namespace(t)
+	carol := sampleAccount(ns, "carol", "alice")
+	carol.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Incoming: httpIn(7810), Outgoing: httpOut("https://peer.example/ilp")}}
+	conn := sampleConnector(ns)
+	mustCreate(t, secret(ns, "bob", map[string]string{"secret": "s", "in": "i", "out": "o"}), conn, carol)
+	waitStrategy(t, ns, "alice", appsv1.RollingUpdateDeploymentStrategyType)
+	waitAccountsCounted(t, ns, 1)
+	markAvailable(t, ns, "alice", false)
+	waitCondition(t, conn, ilpv1.ConditionProgressing, metav1.ConditionFalse, ReasonRolloutComplete)
+
+	dave := sampleAccount(ns, "dave", "alice")
+	dave.Spec.Link = ilpv1.AccountLink{BTPClient: &ilpv1.BTPClientLink{URL: "btp+ws://peer:7768", TokenSecretRef: ilpv1.SecretKeyRef{Name: "bob", Key: "secret"}}}
+	switches := []struct {
+		name   string
+		change func()
+		want   appsv1.DeploymentStrategyType
+		before func() // brings the Connector to the state the switch starts from
+	}{
+		{"a btpClient Account arrives (no roll before)", func() { mustCreate(t, dave) }, appsv1.RecreateDeploymentStrategyType, nil},
+		{"the btpClient Account goes (an image roll before, done)", func() {
+			if err := k8s.Delete(context.Background(), dave); err != nil {
+				t.Fatal(err)
+			}
+		}, appsv1.RollingUpdateDeploymentStrategyType, func() {
+			update(t, conn, func(c *ilpv1.Connector) { c.Spec.Image = "example/ilpfleet:2" })
+			waitCondition(t, conn, ilpv1.ConditionProgressing, metav1.ConditionTrue, "ImageChanged")
+			markAvailable(t, ns, "alice", false)
+			waitCondition(t, conn, ilpv1.ConditionProgressing, metav1.ConditionFalse, ReasonRolloutComplete)
+		}},
+	}
+	accounts := int32(1)
+	for _, s := range switches {
+		if s.before != nil {
+			s.before()
+		}
+		gen := get(t, ns, "alice", &appsv1.Deployment{}).Generation
+		s.change()
+		d := waitStrategy(t, ns, "alice", s.want)
+		if d.Generation <= gen {
+			t.Fatalf("%s: Deployment generation %d, not above %d: the switch tests nothing", s.name, d.Generation, gen)
+		}
+		if s.want == appsv1.RecreateDeploymentStrategyType {
+			accounts++
+		} else {
+			accounts--
+		}
+		// The status write of the reconcile that switched the strategy (it counted the Accounts).
+		c := waitAccountsCounted(t, ns, accounts)
+		if p := meta.FindStatusCondition(c.Status.Conditions, ilpv1.ConditionProgressing); p == nil || p.Status != metav1.ConditionFalse || p.Reason != ReasonRolloutComplete {
+			t.Errorf("%s: Progressing = %+v, want False RolloutComplete", s.name, p)
+		}
+	}
+
+	// A real roll after the switches: RollingOut for its reason until the pods are updated.
+	update(t, conn, func(c *ilpv1.Connector) { c.Spec.Image = "example/ilpfleet:3" })
+	waitCondition(t, conn, ilpv1.ConditionProgressing, metav1.ConditionTrue, "ImageChanged")
+	markAvailable(t, ns, "alice", false)
+	waitCondition(t, conn, ilpv1.ConditionProgressing, metav1.ConditionFalse, ReasonRolloutComplete)
+}
+
+// waitAccountsCounted waits until the Connector alice's status counts n Accounts: the status
+// write of the reconcile that saw the n-th Account (the same reconcile that set the strategy
+// for it).
+func waitAccountsCounted(t *testing.T, ns string, n int32) *ilpv1.Connector {
+	t.Helper()
+	conn := &ilpv1.Connector{}
+	eventually(t, func() error {
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "alice"}, conn); err != nil {
+			return err
+		}
+		if conn.Status.Accounts != n {
+			return fmt.Errorf("status.accounts %d, want %d", conn.Status.Accounts, n)
+		}
+		return nil
+	})
+	return conn
+}
+
+// TestDeploymentRolledOut covers deploymentState's rolled-out decision and noteGenerations
+// without the API server: the Deployment controller must have seen the current pod template,
+// not necessarily the current generation, and every desired pod must be of it and available.
+func TestDeploymentRolledOut(t *testing.T) {
+	tmpl := func(image string) corev1.PodTemplateSpec {
+		return corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "connector", Image: image}}}}
+	}
+	recreate := appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
+	// deployment is a Deployment the operator created with image 1 (generation 1), rolled out.
+	deployment := func() *appsv1.Deployment {
+		d := &appsv1.Deployment{}
+		d.Spec.Replicas, d.Spec.Template = ptr.To[int32](1), tmpl("1")
+		w := d.DeepCopy()
+		noteGenerations(&appsv1.Deployment{}, w)
+		w.Generation, w.CreationTimestamp = 1, metav1.Now()
+		w.Status = appsv1.DeploymentStatus{ObservedGeneration: 1, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1}
+		return w
+	}
+	// write is an update by the operator: mutate, note, and the generation the API server gives.
+	write := func(d *appsv1.Deployment, mutate func(*appsv1.Deployment)) *appsv1.Deployment {
+		w := d.DeepCopy()
+		mutate(w)
+		noteGenerations(d, w)
+		w.Generation++
+		return w
+	}
+	observe := func(d *appsv1.Deployment, updated int32) *appsv1.Deployment {
+		d.Status.ObservedGeneration, d.Status.UpdatedReplicas = d.Generation, updated
+		return d
+	}
+	strategy := func(d *appsv1.Deployment) { d.Spec.Strategy = recreate }
+	image := func(i string) func(*appsv1.Deployment) {
+		return func(d *appsv1.Deployment) { d.Spec.Template = tmpl(i) }
+	}
+	cases := []struct {
+		name string
+		d    *appsv1.Deployment
+		want bool
+	}{
+		{"created, rolled out", deployment(), true},
+		{"strategy switch, not yet observed", write(deployment(), strategy), true},
+		{"strategy switch, observed", observe(write(deployment(), strategy), 1), true},
+		{"new template, not yet observed", write(deployment(), image("2")), false},
+		{"new template, observed, rolling", observe(write(deployment(), image("2")), 0), false},
+		{"new template, observed, done", observe(write(deployment(), image("2")), 1), true},
+		{"new template then a strategy switch, neither observed", write(write(deployment(), image("2")), strategy), false},
+		{"new template done, then a strategy switch", write(observe(write(deployment(), image("2")), 1), strategy), true},
+		{"someone else changed it since", func() *appsv1.Deployment {
+			d := deployment()
+			d.Spec.Template.Annotations = map[string]string{"kubectl.kubernetes.io/restartedAt": "now"}
+			d.Generation++
+			return d
+		}(), false},
+		{"someone else changed it, then a strategy switch", func() *appsv1.Deployment {
+			d := deployment()
+			d.Spec.Template.Annotations = map[string]string{"kubectl.kubernetes.io/restartedAt": "now"}
+			d.Generation++
+			return write(d, strategy)
+		}(), false},
+		{"no note (an older operator's Deployment), strategy switch", func() *appsv1.Deployment {
+			d := deployment()
+			delete(d.Annotations, annotationGenerations)
+			return write(d, strategy)
+		}(), true},
+		{"no note, not observed", func() *appsv1.Deployment {
+			d := deployment()
+			delete(d.Annotations, annotationGenerations)
+			d.Generation++
+			return d
+		}(), false},
+		{"scaled up, not yet observed", write(deployment(), func(d *appsv1.Deployment) { d.Spec.Replicas = ptr.To[int32](2) }), false},
+	}
+	for _, tc := range cases {
+		st := &workloadState{desired: ptr.Deref(tc.d.Spec.Replicas, 1)}
+		deploymentState(tc.d, st)
+		if st.rolledOut != tc.want {
+			t.Errorf("%s: rolled out %t, want %t (generation %d, %s %q, status %+v)", tc.name, st.rolledOut, tc.want,
+				tc.d.Generation, annotationGenerations, tc.d.Annotations[annotationGenerations], tc.d.Status)
+		}
+	}
+	// A write that changes nothing notes nothing: no write at all.
+	d := deployment()
+	w := d.DeepCopy()
+	noteGenerations(d, w)
+	if !equality.Semantic.DeepEqual(d, w) {
+		t.Errorf("an unchanged Deployment got a note: %v", w.Annotations)
+	}
 }

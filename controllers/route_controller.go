@@ -38,7 +38,7 @@ func (r *RouteReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	setCondition(&route, &route.Status.BaseStatus, ilpv1.ConditionReferencesResolved, ok, reason, msg)
 	setCondition(&route, &route.Status.BaseStatus, ilpv1.ConditionReady, ok, reason, msg)
 	if !ok && r.Recorder != nil && !equality.Semantic.DeepEqual(before.Conditions, route.Status.Conditions) {
-		r.Recorder.Eventf(&route, nil, "Warning", reason, "Resolve", msg)
+		r.Recorder.Eventf(&route, nil, "Warning", reason, "Resolve", "%s", msg)
 	}
 	if equality.Semantic.DeepEqual(before, &route.Status) {
 		return ctrl.Result{}, nil

@@ -63,7 +63,7 @@ func (r *SettlementEngineReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		now := meta.FindStatusCondition(eng.Status.Conditions, ilpv1.ConditionReady)
 		was := meta.FindStatusCondition(orig.Status.Conditions, ilpv1.ConditionReady)
 		if now.Status == metav1.ConditionFalse && now.Reason != ReasonWorkloadUnavailable && (was == nil || was.Reason != now.Reason || was.Message != now.Message) {
-			r.Recorder.Eventf(&eng, nil, corev1.EventTypeWarning, now.Reason, "Reconcile", now.Message)
+			r.Recorder.Eventf(&eng, nil, corev1.EventTypeWarning, now.Reason, "Reconcile", "%s", now.Message)
 		}
 	}
 	if !equality.Semantic.DeepEqual(orig.Status, eng.Status) {
