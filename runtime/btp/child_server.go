@@ -53,6 +53,18 @@ type ChildServerOptions struct {
 	Common         // Common.Address (triggeredBy) defaults to AccountAddress, as in JS
 	// Ignored are JS options given and without effect here, logged when the server is built.
 	Ignored []IgnoredOption
+
+	portOption string // see PortOption
+}
+
+// PortOption is the option of `options` that set Port, as written there ("port" or
+// "wsOpts.port"), and whether one did: without it (or on options not from ParseOptions) the
+// server listens on the default of JS `port`, DefaultChildPort.
+func (o *ChildServerOptions) PortOption() (path string, written bool) {
+	if o.portOption == "" {
+		return "port", false
+	}
+	return o.portOption, true
 }
 
 // ChildServer is a BTP link for many children behind one account, like

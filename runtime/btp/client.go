@@ -85,8 +85,8 @@ func NewClient(o ClientOptions) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if (user != "" || token != "") && (o.Account != "" || o.Token != "") {
-		return nil, errors.New("btp: pass the account/token in the server URL or in Account/Token, not both")
+	if err := credentialsOnce(user, token, o.Account, o.Token, "Account/Token"); err != nil {
+		return nil, fmt.Errorf("btp: %w", err)
 	}
 	if user == "" && token == "" {
 		user, token = o.Account, o.Token
@@ -101,6 +101,16 @@ func NewClient(o ClientOptions) (*Client, error) {
 		c.hc = newCoalescingHTTPClient(c.core.PingInterval)
 	}
 	return c, nil
+}
+
+// credentialsOnce refuses credentials both in the server URL (user, token) and beside it
+// (account, token, in the fields named): as in JS, they come from one or the other. An empty
+// account or token is none (JS tests truthiness).
+func credentialsOnce(urlUser, urlToken, account, token, fields string) error {
+	if (urlUser != "" || urlToken != "") && (account != "" || token != "") {
+		return fmt.Errorf("pass the account/token in the server URL or in %s, not both", fields)
+	}
+	return nil
 }
 
 // parseServerURL turns btp+ws://user:token@host/path into ws://host/path and the raw

@@ -236,13 +236,10 @@ func parseBTPClient(j *btpJSON, common Common) (Options, error) {
 	if err != nil {
 		return nil, fmt.Errorf("btp: ilp-plugin-btp options: %w", err)
 	}
-	o := &ClientOptions{Server: *j.Server, Common: common}
-	// As JS: credentials come from the URL or from btpAccount/btpToken, never from both; an
-	// empty btpAccount/btpToken is no credential (JS tests truthiness), as in NewClient.
-	if (user != "" || token != "") && (deref(j.BTPAccount) != "" || deref(j.BTPToken) != "") {
-		return nil, errors.New("btp: ilp-plugin-btp options: pass the account/token in the server URL or in btpAccount/btpToken, not both")
+	o := &ClientOptions{Server: *j.Server, Common: common, Account: deref(j.BTPAccount), Token: deref(j.BTPToken)}
+	if err := credentialsOnce(user, token, o.Account, o.Token, "btpAccount/btpToken"); err != nil {
+		return nil, fmt.Errorf("btp: ilp-plugin-btp options: %w", err)
 	}
-	o.Account, o.Token = deref(j.BTPAccount), deref(j.BTPToken)
 	if o.ReconnectInterval, err = millis(PluginBTP, "reconnectInterval", j.ReconnectInterval); err != nil {
 		return nil, err
 	}
@@ -268,6 +265,7 @@ func parseBTPClient(j *btpJSON, common Common) (Options, error) {
 
 func parseBTPListener(j *btpJSON, common Common) (Options, error) {
 	l := j.Listener
+	portOption := "listener.port"
 	if w := l.WsOpts; w != nil {
 		if l.Host != "" && w.Host != "" {
 			return nil, errors.New("btp: ilp-plugin-btp options: set listener.wsOpts.host or listener.host, not both")
@@ -276,7 +274,7 @@ func parseBTPListener(j *btpJSON, common Common) (Options, error) {
 			l.Host = w.Host
 		}
 		if w.Port != nil {
-			l.Port = w.Port
+			l.Port, portOption = w.Port, "listener.wsOpts.port"
 		}
 	}
 	// JS ignores the client's options on a listener; a listener given them was most likely
@@ -302,7 +300,7 @@ func parseBTPListener(j *btpJSON, common Common) (Options, error) {
 	if l.Secret == nil || *l.Secret == "" {
 		return nil, errors.New("btp: ilp-plugin-btp options: listener.secret must be set and not empty")
 	}
-	return &PeerServerOptions{Host: l.Host, Port: *l.Port, Secret: *l.Secret, Common: common}, nil
+	return &PeerServerOptions{Host: l.Host, Port: *l.Port, Secret: *l.Secret, Common: common, portOption: portOption}, nil
 }
 
 // authFlags turns btpAuthFlags into the extra entries of the auth frame, as JS's
@@ -353,9 +351,9 @@ func parseMini(raw json.RawMessage) (Options, error) {
 		if j.WsOpts.Port == nil {
 			return nil, errors.New("btp: ilp-plugin-mini-accounts options: wsOpts.port must be set")
 		}
-		o.Host, o.Port = j.WsOpts.Host, *j.WsOpts.Port
+		o.Host, o.Port, o.portOption = j.WsOpts.Host, *j.WsOpts.Port, "wsOpts.port"
 	case j.Port != nil:
-		o.Port = *j.Port
+		o.Port, o.portOption = *j.Port, "port"
 	}
 	if o.Port < 1 || o.Port > 65535 {
 		return nil, fmt.Errorf("btp: ilp-plugin-mini-accounts options: port %d must be between 1 and 65535", o.Port)

@@ -23,6 +23,15 @@ type PeerServerOptions struct {
 	// AuthTimeout bounds the wait for the first (auth) frame; 0 means DefaultAuthTimeout.
 	AuthTimeout time.Duration
 	Common
+
+	portOption string // see PortOption
+}
+
+// PortOption is the option of `options` that set Port, as written there ("listener.port" or
+// "listener.wsOpts.port"), and whether one did: ParseOptions sets it, options built otherwise
+// have none.
+func (o *PeerServerOptions) PortOption() (path string, written bool) {
+	return o.portOption, o.portOption != ""
 }
 
 // PeerServer is a BTP link that listens for the one peer of an account. The peer must send the

@@ -2,8 +2,8 @@ package btp
 
 import "time"
 
-// DefaultReconnectClearTryTimeout is ilp-plugin-btp's (ws-reconnect) DEFAULT_TRY_CLEAR_TIMEOUT.
-const DefaultReconnectClearTryTimeout = 10 * time.Second
+// defaultReconnectClearTryTimeout is ilp-plugin-btp's (ws-reconnect) DEFAULT_TRY_CLEAR_TIMEOUT.
+const defaultReconnectClearTryTimeout = 10 * time.Second
 
 // reconnectSchedule is ilp-plugin-btp's WebSocketReconnector schedule: the wait after a failure
 // is intervals[tries], tries then grows up to the last index; a timer started at each failure
@@ -11,7 +11,7 @@ const DefaultReconnectClearTryTimeout = 10 * time.Second
 // two failures, which gives the same waits without a goroutine.
 type reconnectSchedule struct {
 	intervals []time.Duration
-	clear     time.Duration // 0: DefaultReconnectClearTryTimeout
+	clear     time.Duration // 0: defaultReconnectClearTryTimeout
 
 	tries int
 	last  time.Time // of the previous failure; zero before the first
@@ -21,7 +21,7 @@ type reconnectSchedule struct {
 func (s *reconnectSchedule) next(now time.Time) time.Duration {
 	clear := s.clear
 	if clear <= 0 {
-		clear = DefaultReconnectClearTryTimeout
+		clear = defaultReconnectClearTryTimeout
 	}
 	if !s.last.IsZero() && now.Sub(s.last) >= clear {
 		s.tries = 0

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,12 +43,12 @@ var settings = []setting{
 	{"defaultRoute", kString, setString(func(c *Config) *string { return &c.DefaultRoute })},
 	{"routes", kArray, setRoutes},
 	{"spread", kNumber, setSpread},
-	{"minMessageWindow", kInteger, setMillis(0, func(c *Config) *time.Duration { return &c.MinMessageWindow })},
-	{"maxHoldTime", kInteger, setMillis(1, func(c *Config) *time.Duration { return &c.MaxHoldTime })},
+	{"minMessageWindow", kInteger, setMillis("minMessageWindow")},
+	{"maxHoldTime", kInteger, setMillis("maxHoldTime")},
 	{"routeBroadcastEnabled", kBool, setBool(func(c *Config) *bool { return &c.RouteBroadcastEnabled })},
-	{"routeBroadcastInterval", kInteger, setMillis(1, func(c *Config) *time.Duration { return &c.RouteBroadcastInterval })},
-	{"routeCleanupInterval", kInteger, setMillis(1, func(c *Config) *time.Duration { return &c.RouteCleanupInterval })},
-	{"routeExpiry", kInteger, setMillis(1, func(c *Config) *time.Duration { return &c.RouteExpiry })},
+	{"routeBroadcastInterval", kInteger, setMillis("routeBroadcastInterval")},
+	{"routeCleanupInterval", kInteger, setMillis("routeCleanupInterval")},
+	{"routeExpiry", kInteger, setMillis("routeExpiry")},
 	{"routingSecret", kString, setRoutingSecret},
 	{"backend", kString, setString(func(c *Config) *string { return &c.Backend })},
 	{"backendConfig", kObject, setObject(func(c *Config) *json.RawMessage { return &c.BackendConfig })},
@@ -57,7 +58,7 @@ var settings = []setting{
 	{"middlewares", kObject, setMiddlewares},
 	{"disableMiddleware", kArray, setDisableMiddleware},
 	{"reflectPayments", kBool, setBool(func(c *Config) *bool { return &c.ReflectPayments })},
-	{"initialConnectTimeout", kInteger, setMillis(0, func(c *Config) *time.Duration { return &c.InitialConnectTimeout })},
+	{"initialConnectTimeout", kInteger, setMillis("initialConnectTimeout")},
 	{"adminApi", kBool, setBool(func(c *Config) *bool { return &c.AdminAPI })},
 	{"adminApiPort", kInteger, setPortOf(func(c *Config) *int { return &c.AdminAPIPort })},
 	{"adminApiHost", kString, setString(func(c *Config) *string { return &c.AdminAPIHost })},
@@ -65,6 +66,25 @@ var settings = []setting{
 	// ilpfleet's own, after the JS schema's:
 	{"settlementApiHost", kString, setString(func(c *Config) *string { return &c.SettlementAPIHost })},
 	{"settlementApiPort", kInteger, setPortOf(func(c *Config) *int { return &c.SettlementAPIPort })},
+}
+
+// millisSetting is a top-level duration setting: its key, the fewest milliseconds it may have
+// and its field. The minimum is 0 where JS accepts 0, 1 where a zero interval or hold time
+// would make no sense (docs/configuration.md: "> 0"). Both the sources (setMillis) and
+// Validate (millisGlobals) read it here, so both steps say the same thing.
+type millisSetting struct {
+	key   string
+	min   int64 // ms
+	field func(*Config) *time.Duration
+}
+
+var millisSettings = []millisSetting{
+	{"minMessageWindow", 0, func(c *Config) *time.Duration { return &c.MinMessageWindow }},
+	{"maxHoldTime", 1, func(c *Config) *time.Duration { return &c.MaxHoldTime }},
+	{"routeBroadcastInterval", 1, func(c *Config) *time.Duration { return &c.RouteBroadcastInterval }},
+	{"routeCleanupInterval", 1, func(c *Config) *time.Duration { return &c.RouteCleanupInterval }},
+	{"routeExpiry", 1, func(c *Config) *time.Duration { return &c.RouteExpiry }},
+	{"initialConnectTimeout", 0, func(c *Config) *time.Duration { return &c.InitialConnectTimeout }},
 }
 
 func settingKeys() []string {
@@ -109,16 +129,21 @@ func setBool(field func(*Config) *bool) func(*Config, json.RawMessage, *fieldErr
 	}
 }
 
-// setMillis reads a duration of at least minMS milliseconds; the minimum is Validate's
-// (millisGlobals), so that -1 and 0 get the same message where 0 is refused too.
-func setMillis(minMS int64, field func(*Config) *time.Duration) func(*Config, json.RawMessage, *fieldErrors) {
+// setMillis reads the duration setting key with its minimum in millisSettings, the one
+// Validate checks, so that -1 and 0 get the same message where 0 is refused too.
+func setMillis(key string) func(*Config, json.RawMessage, *fieldErrors) {
+	i := slices.IndexFunc(millisSettings, func(m millisSetting) bool { return m.key == key })
+	if i < 0 {
+		panic("config: no millisSettings entry for " + key)
+	}
+	m := millisSettings[i]
 	return func(c *Config, raw json.RawMessage, l *fieldErrors) {
-		d, problem := rawMillis(raw, minMS)
+		d, problem := rawMillis(raw, m.min)
 		if problem != "" {
 			l.add("", "", string(raw), "%s", problem)
 			return
 		}
-		*field(c) = d
+		*m.field(c) = d
 	}
 }
 

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -69,14 +68,13 @@ func (c *Config) listeners() []listener {
 			out = append(out, listener{reportOn: engines, field: "settlementEngine", name: keyRef("settlementApiPort"),
 				host: c.SettlementAPIHost, port: c.SettlementAPIPort})
 		}
-		if host, port, ok := accountListener(a); ok {
-			path, written := portPath(a)
-			value, where := strconv.Itoa(port), path
-			if !written {
-				value, where = value+" (default)", path+", by default"
+		if at, ok := accountListener(a); ok {
+			value, where := strconv.Itoa(at.port), at.option
+			if !at.written {
+				value, where = value+" (default)", at.option+", by default"
 			}
-			out = append(out, listener{reportOn: []string{id}, field: "options", exact: path, value: value,
-				name: fmt.Sprintf("account %q%s", id, exactRef(" ("+where+")")), host: host, port: port})
+			out = append(out, listener{reportOn: []string{id}, field: "options", exact: at.option, value: value,
+				name: fmt.Sprintf("account %q%s", id, exactRef(" ("+where+")")), host: at.host, port: at.port})
 		}
 	}
 	return out
@@ -90,65 +88,45 @@ func (l listener) what() string {
 	return ""
 }
 
-// portPath is the option that sets the port an account listens on, as the user writes it
-// ("options.listener.port"), and whether it is written at all: mini-accounts listen on port
-// 3000 when no port is given. It follows the rule of the plugins (runtime/btp): wsOpts, when
-// given, replaces the port.
-func portPath(a Account) (path string, written bool) {
-	var o struct {
-		Port     json.RawMessage `json:"port"`
-		WsOpts   json.RawMessage `json:"wsOpts"`
-		Listener *struct {
-			WsOpts json.RawMessage `json:"wsOpts"`
-		} `json:"listener"`
-	}
-	_ = json.Unmarshal(a.Options, &o) // options that parse (accountListener) unmarshal here
-	switch {
-	case a.Plugin == PluginHTTP:
-		return "options.incoming.port", true
-	case a.Plugin == PluginBTP && o.Listener != nil && given(o.Listener.WsOpts):
-		return "options.listener.wsOpts.port", true
-	case a.Plugin == PluginBTP:
-		return "options.listener.port", true
-	case given(o.WsOpts):
-		return "options.wsOpts.port", true
-	}
-	return "options.port", given(o.Port)
-}
-
-// given reports whether an option is set: present and not null, as the plugins read it.
-func given(raw json.RawMessage) bool {
-	return len(raw) > 0 && !isNull(raw)
-}
-
 // ListenersOverlap reports whether the links of a and b both listen, on ports that clash.
 func ListenersOverlap(a, b Account) bool {
-	ha, pa, oka := accountListener(a)
-	hb, pb, okb := accountListener(b)
-	return oka && okb && pa != 0 && pa == pb && overlap(ha, hb)
+	la, oka := accountListener(a)
+	lb, okb := accountListener(b)
+	return oka && okb && la.port != 0 && la.port == lb.port && overlap(la.host, lb.host)
+}
+
+// listenAt is where an account's link listens, and the option that sets its port.
+type listenAt struct {
+	host    string
+	port    int
+	option  string // the option that sets the port, as the user writes it ("options.listener.port")
+	written bool   // whether that option is written: mini-accounts listen on port 3000 without it
 }
 
 // accountListener is where an account's link listens, if it is a server. Options that do not
-// parse are reported elsewhere (the link refuses them).
-func accountListener(a Account) (host string, port int, ok bool) {
+// parse are reported elsewhere (the link refuses them). The plugins say which option set the
+// port (runtime/btp: wsOpts.port, when given, replaces the port).
+func accountListener(a Account) (listenAt, bool) {
 	switch a.Plugin {
 	case PluginBTP, PluginMiniAccounts:
 		opts, err := btp.ParseOptions(a.Plugin, a.Options)
 		if err != nil {
-			return "", 0, false
+			return listenAt{}, false
 		}
 		switch o := opts.(type) {
 		case *btp.PeerServerOptions:
-			return o.Host, o.Port, true
+			path, written := o.PortOption()
+			return listenAt{o.Host, o.Port, "options." + path, written}, true
 		case *btp.ChildServerOptions:
-			return o.Host, o.Port, true
+			path, written := o.PortOption()
+			return listenAt{o.Host, o.Port, "options." + path, written}, true
 		}
 	case PluginHTTP:
 		if o, err := ilphttp.ParseOptions(a.Options); err == nil && o.Incoming != nil {
-			return o.Incoming.Host, o.Incoming.Port, true
+			return listenAt{o.Incoming.Host, o.Incoming.Port, "options.incoming.port", true}, true
 		}
 	}
-	return "", 0, false
+	return listenAt{}, false
 }
 
 // overlap reports whether two listen hosts share an address, so that the second bind fails:

@@ -40,6 +40,14 @@ func TestValidateListeners(t *testing.T) {
 		{"a wildcard host takes every address", func(c *Config) {
 			c.Accounts = map[string]Account{"a": btpServer("0.0.0.0", 7000), "b": btpServer("127.0.0.1", 7000)}
 		}, `b|options.listener.port|port 7000`},
+		{"wsOpts without a port keeps listener.port", func(c *Config) {
+			wsHost := Account{Plugin: PluginBTP, Options: json.RawMessage(`{"listener":{"port":7000,"secret":"s","wsOpts":{"host":"127.0.0.1"}}}`)}
+			c.Accounts = map[string]Account{"a": wsHost, "b": wsHost}
+		}, `b|options.listener.port|port 7000 is already used by account "a" (options.listener.port)`},
+		{"wsOpts.port replaces listener.port", func(c *Config) {
+			c.Accounts = map[string]Account{"a": btpServer("", 7000),
+				"b": {Plugin: PluginBTP, Options: json.RawMessage(`{"listener":{"port":7001,"secret":"s","wsOpts":{"port":7000}}}`)}}
+		}, `b|options.listener.wsOpts.port|port 7000 is already used by account "a" (options.listener.port)`},
 		{"mini-accounts' default port", func(c *Config) {
 			c.Accounts = map[string]Account{"a": mini(`{}`), "b": btpServer("", 3000)}
 		}, `b|options.listener.port|port 3000 is already used by account "a" (options.port, by default)`},

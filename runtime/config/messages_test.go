@@ -84,12 +84,7 @@ func TestJSONErrorsSayWhere(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var err error
-			if tt.file != "" {
-				_, err = FromData([]byte(tt.file), "config file x")
-			} else {
-				_, err = FromEnv(envOf(base(tt.env)))
-			}
+			err := load(tt.env, tt.file)
 			checkMessage(t, err, tt.before, tt.after, tt.hidden)
 		})
 	}
@@ -150,12 +145,7 @@ func TestMessagesNameTheSource(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var err error
-			if tt.file != "" {
-				_, err = FromData([]byte(tt.file), "config file x")
-			} else {
-				_, err = FromEnv(envOf(base(tt.env)))
-			}
+			err := load(tt.env, tt.file)
 			checkMessage(t, err, tt.before, tt.after, "")
 		})
 	}
@@ -211,12 +201,7 @@ func TestRepeatedAccountID(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var err error
-			if tt.file != "" {
-				_, err = FromData([]byte(tt.file), "config file x")
-			} else {
-				_, err = FromEnv(envOf(base(map[string]string{"CONNECTOR_ACCOUNTS": tt.env})))
-			}
+			err := load(map[string]string{"CONNECTOR_ACCOUNTS": tt.env}, tt.file)
 			checkMessage(t, err, tt.before, []string{tt.after}, "")
 			if err != nil && err.Error() != tt.after {
 				t.Errorf("error\n%v\nwant exactly\n%s", err, tt.after)
@@ -226,6 +211,17 @@ func TestRepeatedAccountID(t *testing.T) {
 }
 
 // checkMessage fails unless err holds every after, and neither before nor hidden.
+// load reads a config file when file is set, else the environment env adds to base's.
+func load(env map[string]string, file string) error {
+	var err error
+	if file != "" {
+		_, err = FromData([]byte(file), "config file x")
+	} else {
+		_, err = FromEnv(envOf(base(env)))
+	}
+	return err
+}
+
 func checkMessage(t *testing.T, err error, before string, after []string, hidden string) {
 	t.Helper()
 	if err == nil {

@@ -254,18 +254,13 @@ type millisGlobal struct {
 	v, min int64 // ms
 }
 
-// millisGlobals lists the top-level durations with their minimum: 0 where JS accepts 0, 1
-// where a zero interval or hold time would make no sense (docs/configuration.md: "> 0").
-// setMillis parses them with the same minimum, so both steps say the same thing.
+// millisGlobals lists the top-level durations of c with their minimum (millisSettings).
 func (c *Config) millisGlobals() []millisGlobal {
-	return []millisGlobal{
-		{"minMessageWindow", c.MinMessageWindow.Milliseconds(), 0},
-		{"maxHoldTime", c.MaxHoldTime.Milliseconds(), 1},
-		{"routeBroadcastInterval", c.RouteBroadcastInterval.Milliseconds(), 1},
-		{"routeCleanupInterval", c.RouteCleanupInterval.Milliseconds(), 1},
-		{"routeExpiry", c.RouteExpiry.Milliseconds(), 1},
-		{"initialConnectTimeout", c.InitialConnectTimeout.Milliseconds(), 0},
+	out := make([]millisGlobal, len(millisSettings))
+	for i, m := range millisSettings {
+		out[i] = millisGlobal{m.key, m.field(c).Milliseconds(), m.min}
 	}
+	return out
 }
 
 func (c *Config) validateBackendAndStore(l *fieldErrors) {
