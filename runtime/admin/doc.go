@@ -34,7 +34,7 @@
 // exact decimal string. It differs from JS in three ways: a pair the backend cannot price now
 // (an asset missing from the static or ecb table, ecb rates not fetched yet or stale) is left
 // out of its row, where JS answers 500 for the whole request; ?from=<account> answers one row
-// (404 for an unknown account); and above MaxRatesMatrixAccounts accounts the whole matrix,
-// which grows as N², is refused with a 400 that says to ask row by row. Numbers print as
+// (404 for an unknown account); and above 200 accounts (maxRatesMatrixAccounts) the whole
+// matrix, which grows as N², is refused with a 400 that says to ask row by row. Numbers print as
 // decimals (0.0000001 where JS prints 1e-7): the same values to a JSON parser.
 package admin

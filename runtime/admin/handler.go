@@ -146,12 +146,12 @@ func (h *handler) getBalance(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, renderBalances(balances))
 }
 
-// MaxRatesMatrixAccounts bounds the accounts for which GET /rates (without ?from=) answers the
+// maxRatesMatrixAccounts bounds the accounts for which GET /rates (without ?from=) answers the
 // whole matrix. It holds N·(N−1) rates, each computed by the converter: 200 accounts make
 // 39,800 (about a megabyte of JSON), which a person's tool still reads in one go; 10,000 would
 // make 10^8 (gigabytes, and minutes of CPU taken from the packets). Above it, a client asks one
 // row at a time with ?from=<accountId>, as many as it needs.
-const MaxRatesMatrixAccounts = 200
+const maxRatesMatrixAccounts = 200
 
 // getRates answers GET /rates as JS does (RateBackend.getStatus): {src: {dst: rate}} for
 // every pair of distinct accounts; ?from=<accountId> (ours) answers that one row.
@@ -194,11 +194,11 @@ func (h *handler) getRateRow(w http.ResponseWriter, r *http.Request, from string
 
 func (h *handler) getRateMatrix(w http.ResponseWriter, r *http.Request) {
 	accounts := h.b.Accounts()
-	if n := len(accounts); n > MaxRatesMatrixAccounts {
+	if n := len(accounts); n > maxRatesMatrixAccounts {
 		writeError(w, http.StatusBadRequest, "TooManyAccountsError", fmt.Sprintf(
 			"the connector has %d accounts, so %d rates: GET /rates answers the whole matrix only up to %d accounts; "+
 				"ask one row at a time with GET /rates?from=<accountId> (GET /accounts lists them)",
-			n, n*(n-1), MaxRatesMatrixAccounts))
+			n, n*(n-1), maxRatesMatrixAccounts))
 		return
 	}
 	out := make(map[string]map[string]json.Number, len(accounts))

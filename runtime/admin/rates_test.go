@@ -23,7 +23,7 @@ func withAccounts(n int) *fakeBackend {
 
 // TestGetRates: GET /rates is the JS matrix {src: {dst: rate}} with rates as JSON numbers
 // written from their decimal strings; ?from= answers one row; the whole matrix is refused,
-// with a pointer to ?from=, above MaxRatesMatrixAccounts accounts.
+// with a pointer to ?from=, above maxRatesMatrixAccounts accounts.
 func TestGetRates(t *testing.T) {
 	vanished := newFake()
 	vanished.accounts = append(vanished.accounts, AccountInfo{ID: "vanished"})
@@ -50,10 +50,10 @@ func TestGetRates(t *testing.T) {
 		{"two froms", newFake(), "/rates?from=alice&from=bob", 400, "InvalidRequestError: from must name one account"},
 		{"account removed meanwhile", vanished, "/rates", 200, `{"alice":{"bob":0.000913705583756345},"bob":{"alice":1072.665}}`},
 		{"backend failure", broken, "/rates", 500, "InternalError: computing the rates from account broken: backend exploded"},
-		{"at the bound", withAccounts(MaxRatesMatrixAccounts - 2), "/rates", 200, ""},
-		{"above the bound", withAccounts(MaxRatesMatrixAccounts - 1), "/rates", 400,
-			fmt.Sprintf("TooManyAccountsError: the connector has %d accounts", MaxRatesMatrixAccounts+1)},
-		{"above the bound, one row", withAccounts(MaxRatesMatrixAccounts - 1), "/rates?from=alice", 200,
+		{"at the bound", withAccounts(maxRatesMatrixAccounts - 2), "/rates", 200, ""},
+		{"above the bound", withAccounts(maxRatesMatrixAccounts - 1), "/rates", 400,
+			fmt.Sprintf("TooManyAccountsError: the connector has %d accounts", maxRatesMatrixAccounts+1)},
+		{"above the bound, one row", withAccounts(maxRatesMatrixAccounts - 1), "/rates?from=alice", 200,
 			`{"alice":{"bob":0.000913705583756345}}`},
 	}
 	for _, tt := range tests {
@@ -78,7 +78,7 @@ func TestGetRates(t *testing.T) {
 
 // TestRatesBoundMessage: the refusal tells the user what to do instead.
 func TestRatesBoundMessage(t *testing.T) {
-	rec := do(t, NewHandler(withAccounts(MaxRatesMatrixAccounts), prometheus.NewRegistry(), Options{}), http.MethodGet, "/rates", "")
+	rec := do(t, NewHandler(withAccounts(maxRatesMatrixAccounts), prometheus.NewRegistry(), Options{}), http.MethodGet, "/rates", "")
 	e := decodeError(t, rec)
 	if rec.Code != http.StatusBadRequest || !strings.Contains(e.Message, "GET /rates?from=<accountId>") {
 		t.Errorf("%d %+v; want 400 pointing at GET /rates?from=<accountId>", rec.Code, e)

@@ -80,14 +80,7 @@ func newChurnNet(t *testing.T) *churnNet {
 	n := newNet(t, map[string]map[string]config.Relation{
 		"a": {"b": peerR, "c": peerR, "x": peerR}, "b": {"a": peerR}, "c": {"a": peerR}, "x": {"a": peerR}})
 	// x's own speaker sends nothing: its updates are played by hand.
-	no := false
-	xn := n.node("x")
-	xcfg := *xn.cfg
-	xac := xcfg.Accounts["a"]
-	xac.SendRoutes = &no
-	xcfg.Accounts = map[string]config.Account{"a": xac}
-	xn.setConfig(&xcfg)
-	xn.sp.Reload()
+	n.muteSpeaker("x", "a")
 	// A long hold-down, so that the routes a muted peer holds do not expire during the test.
 	a := n.node("a")
 	acfg := *a.cfg
@@ -130,22 +123,11 @@ func (c *churnNet) batches(prefixes []string, withdraw bool) {
 	}
 }
 
-// tick ticks every speaker once and advances the clock by 200 ms.
-func (c *churnNet) tick() {
-	for _, h := range c.n.nodes {
-		h.sp.Tick(context.Background())
-	}
-	for _, h := range c.n.nodes {
-		h.sp.Wait()
-	}
-	c.n.clock.advance(200 * time.Millisecond)
-}
-
 // sync ticks until a's every unmuted peer has acknowledged a's current epoch.
 func (c *churnNet) sync() {
 	c.t.Helper()
 	for range 2000 {
-		c.tick()
+		c.n.step(200 * time.Millisecond)
 		if c.synced() {
 			return
 		}
@@ -260,8 +242,9 @@ func TestChurnBoundsForwardingTable(t *testing.T) {
 // each of the 4000 route updates rebuilds the routing table ten times slower.
 var churnRounds = 100
 
-// sendState is a's send state for account id.
-func (c *churnNet) sendState(id string) uint32 {
+// lastKnownEpoch is the lastKnownEpoch of a's send state for account id: the epoch its next
+// update to id starts from.
+func (c *churnNet) lastKnownEpoch(id string) uint32 {
 	c.a.sp.mu.Lock()
 	defer c.a.sp.mu.Unlock()
 	return c.a.sp.peers[id].send.lastKnownEpoch
@@ -327,7 +310,7 @@ func testLaggingPeer(t *testing.T, control bool) {
 	if got := learnedVia(cn, "a"); len(got) != 202 {
 		t.Fatalf("setup: c learned %d routes from a, want 202", len(got))
 	}
-	lagAt := c.sendState("c")
+	lagAt := c.lastKnownEpoch("c")
 	c.tap.mute("c", true)
 	c.batches(doomed, true)
 	c.churn(3, 0)
@@ -367,7 +350,7 @@ func resume(t *testing.T, c *churnNet, lagAt uint32) {
 	if _, err := c.a.sp.Handle(context.Background(), "c", ControlPrepare(ctl, c.n.clock.Now().Add(time.Minute))); err != nil {
 		t.Fatal(err)
 	}
-	if got := c.sendState("c"); got != 0 {
+	if got := c.lastKnownEpoch("c"); got != 0 {
 		t.Errorf("c resumes at %d, want 0 (below the floor %d)", got, c.floor())
 	}
 }

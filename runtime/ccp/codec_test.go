@@ -10,7 +10,7 @@ import (
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 )
 
-func unhex(t *testing.T, s string) []byte {
+func unhex(t testing.TB, s string) []byte {
 	t.Helper()
 	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
 	if err != nil {

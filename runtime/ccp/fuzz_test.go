@@ -2,7 +2,6 @@ package ccp
 
 import (
 	"bytes"
-	"encoding/hex"
 	"reflect"
 	"testing"
 )
@@ -48,7 +47,7 @@ func FuzzParseControlRequest(f *testing.F) {
 		"0170d1a134a0df4f47964f6e19e2ab37900000002004ffffffff",           // 2^32 features announced
 		"0270d1a134a0df4f47964f6e19e2ab3790000000200100",                 // mode 2
 	} {
-		f.Add(mustUnhex(f, s))
+		f.Add(unhex(f, s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		in := bytes.Clone(b)
@@ -94,7 +93,7 @@ func FuzzParseUpdateRequest(f *testing.F) {
 		"21e55f8eabcd4e979ab9bf0ff00a224c00000034000000340000003400007530" + "0d6578616d706c652e616c696365" + "0101" +
 			"0167" + "0100" + "0000000000000000000000000000000000000000000000000000000000000000" + "0101" + "000001" + "0100" + "0100",
 	} {
-		f.Add(mustUnhex(f, s))
+		f.Add(unhex(f, s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		in := bytes.Clone(b)
@@ -156,12 +155,4 @@ func asWritten(u *UpdateRequest) *UpdateRequest {
 		w.NewRoutes = nil
 	}
 	return &w
-}
-
-func mustUnhex(f *testing.F, s string) []byte {
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		f.Fatal(err)
-	}
-	return b
 }

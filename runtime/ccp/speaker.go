@@ -20,11 +20,12 @@ import (
 
 // Timing constants of the JS connector (ccp-sender.ts, ccp-receiver.ts).
 const (
-	// MaxEpochsPerUpdate bounds the changes one update carries (JS: the epochs it spans). Ours
-	// also spans the epochs between, whose entries were superseded or dropped and carry
+	// maxChangesPerUpdate bounds the changes (log entries) one update carries; the JS
+	// connector bounds the epochs it spans instead (MAX_EPOCHS_PER_UPDATE). An update also spans
+	// the epochs between its changes, whose entries were superseded or dropped and carry
 	// nothing: otherwise a peer syncing from 0 after long churn would take epoch/50 updates
 	// (hours) to reach a table of a few routes.
-	MaxEpochsPerUpdate    = 50
+	maxChangesPerUpdate   = 50
 	MinimumUpdateInterval = 150 * time.Millisecond // between two updates to the same peer
 	ControlRetryInterval  = 30 * time.Second       // longest wait before a failed control is retried
 	// sendTimeout bounds one CCP request on the wire, so that a silent peer cannot hold its
@@ -81,17 +82,17 @@ type logEntry struct {
 	superseded bool
 }
 
-// WithdrawalWindow is the least number of withdrawals the forwarding table keeps for peers
-// that have not acknowledged them yet; it keeps at most max(WithdrawalWindow, live routes).
+// withdrawalWindow is the least number of withdrawals the forwarding table keeps for peers
+// that have not acknowledged them yet; it keeps at most max(withdrawalWindow, live routes).
 // Without a cap, a withdrawn prefix would stay in the table for ever, and a peer announcing
 // and withdrawing ever-new prefixes would grow it without bound. A peer that falls further
 // behind gets the whole live table from epoch 0 again instead (dropWithdrawals,
 // handleControl), and keeps the routes withdrawn meanwhile (see dropWithdrawals): what it
 // costs us is one full table, so keeping as many withdrawals as live routes (the table at
 // most doubles) is what makes catching up cheaper than that. 1000 (a few hundred KB at
-// most) covers a peer that misses 20 full updates (MaxEpochsPerUpdate), a few seconds of
+// most) covers a peer that misses 20 full updates (maxChangesPerUpdate), a few seconds of
 // heavy churn, however small our table.
-const WithdrawalWindow = 1000
+const withdrawalWindow = 1000
 
 // Speaker is one connector's CCP route broadcaster and receiver. Its methods are safe for
 // concurrent use. Incoming requests are handled under a mutex and never wait on the network;
@@ -324,7 +325,7 @@ func (s *Speaker) appendLog(prefix string, f *fwdRoute) {
 // dropWithdrawals drops from the forwarding table (and the log, with compactLog) the
 // withdrawals that no peer needs any more: those below the first epoch every peer we send
 // routes to has not acknowledged (acknowledgedLocked), and then the oldest ones beyond
-// max(WithdrawalWindow, live routes), however far behind a peer is. A peer that had not
+// max(withdrawalWindow, live routes), however far behind a peer is. A peer that had not
 // acknowledged a dropped withdrawal is sent the whole table from epoch 0 next (sender.full),
 // and so is one whose route control asks to resume below floor, one past the highest
 // dropped (handleControl). Neither our receiver nor JS's (ccp-receiver.js) clears anything on
@@ -335,7 +336,7 @@ func (s *Speaker) appendLog(prefix string, f *fwdRoute) {
 // peer, against memory growing without bound at ours. It then compacts the log.
 func (s *Speaker) dropWithdrawals() {
 	acked := s.acknowledgedLocked()
-	keep := max(WithdrawalWindow, len(s.fwd)-s.withdrawn)
+	keep := max(withdrawalWindow, len(s.fwd)-s.withdrawn)
 	n, dropped := 0, false
 	for ; n < len(s.withdrawals); n++ {
 		e := s.withdrawals[n]
@@ -645,7 +646,7 @@ func (s *Speaker) sendUpdate(ctx context.Context, p *peer, cfg *config.Config) {
 const countSlack = 2 * 2
 
 // buildUpdate is the update to p from epoch from: as many log entries as fit, at most
-// MaxEpochsPerUpdate (the epochs of superseded entries between them carry nothing and are
+// maxChangesPerUpdate (the epochs of superseded entries between them carry nothing and are
 // spanned too), and no more than the data of one ILP Prepare (ilp.MaxDataSize) once
 // encoded; the next update starts where it stops. An entry always fits on its own: learned
 // paths are bounded (MaxPathBytes), and should a route still be too large to send, its prefix
@@ -665,7 +666,7 @@ func (s *Speaker) buildUpdate(p *peer, from, hold uint32) *UpdateRequest {
 		if e.superseded {
 			continue
 		}
-		if entries == MaxEpochsPerUpdate {
+		if entries == maxChangesPerUpdate {
 			u.ToEpochIndex = e.epoch // the next update starts with it
 			break
 		}

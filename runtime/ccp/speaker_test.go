@@ -116,13 +116,7 @@ func (n *net) settle(t *testing.T, step time.Duration, rounds int) {
 		n.mu.Lock()
 		before := len(n.sent)
 		n.mu.Unlock()
-		for _, h := range n.nodes {
-			h.sp.Tick(context.Background())
-		}
-		for _, h := range n.nodes {
-			h.sp.Wait()
-		}
-		n.clock.advance(step)
+		n.step(step)
 		n.mu.Lock()
 		after := len(n.sent)
 		n.mu.Unlock()
@@ -134,6 +128,31 @@ func (n *net) settle(t *testing.T, step time.Duration, rounds int) {
 			quiet = 0
 		}
 	}
+}
+
+// step ticks every speaker once, waits for the requests they sent, and advances the clock by d.
+func (n *net) step(d time.Duration) {
+	for _, h := range n.nodes {
+		h.sp.Tick(context.Background())
+	}
+	for _, h := range n.nodes {
+		h.sp.Wait()
+	}
+	n.clock.advance(d)
+}
+
+// muteSpeaker turns off the routes node name's own speaker sends to its account peer
+// (SendRoutes): the tests play that node's updates by hand.
+func (n *net) muteSpeaker(name, peer string) {
+	h := n.node(name)
+	cfg := *h.Config()
+	ac := cfg.Accounts[peer]
+	no := false
+	ac.SendRoutes = &no
+	cfg.Accounts = maps.Clone(cfg.Accounts)
+	cfg.Accounts[peer] = ac
+	h.setConfig(&cfg)
+	h.sp.Reload()
 }
 
 func (n *net) setDown(a, b string, down bool) {
@@ -511,14 +530,7 @@ func pathOfBytes(n int) []string {
 func TestUpdatesFitInAPrepare(t *testing.T) {
 	n := newNet(t, map[string]map[string]config.Relation{"a": {"b": peerR, "c": peerR}, "b": {"a": peerR}, "c": {"a": peerR}})
 	// b is played by hand below: its own speaker sends nothing.
-	no := false
-	bn := n.node("b")
-	bcfg := *bn.cfg
-	bac := bcfg.Accounts["a"]
-	bac.SendRoutes = &no
-	bcfg.Accounts = map[string]config.Account{"a": bac}
-	bn.setConfig(&bcfg)
-	bn.sp.Reload()
+	n.muteSpeaker("b", "a")
 	a := n.node("a")
 	id := TableID{7, 7}
 	a.sp = New(encodingHost{a}, Options{Clock: n.clock, TableID: &id})

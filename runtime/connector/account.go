@@ -157,7 +157,7 @@ func (c *Connector) buildPipes(a *account, ac config.Account, cfg *config.Config
 // handle is the link's handler: every Prepare the account's peer sends.
 func (a *account) handle(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
 	if why := a.enter(); why != open {
-		return nil, a.refuse(why)
+		return nil, closedReject(a.self(), a.id, why, false, "")
 	}
 	defer a.inflight.Add(-1)
 	return a.pipes.Load().in(a.packetContext(ctx), p)
@@ -210,15 +210,22 @@ func (c *detachedCtx) Value(key any) any {
 	return c.values.Value(key)
 }
 
-// refuse is the Reject of a Prepare that a's peer sends once a no longer takes packets.
-func (a *account) refuse(why closeReason) *ilp.Reject {
+// closedReject is the Reject of a Prepare that account id's peer sends (nextHop false) or
+// that would leave through it to dest (nextHop true) once the account takes no more packets
+// (why is not open). An account drained because the connector stops or its link is replaced
+// is not gone, and the sender should retry (T01); a removed next hop is a route that is gone
+// (F02, final).
+func closedReject(self ilp.Address, id string, why closeReason, nextHop bool, dest ilp.Address) *ilp.Reject {
 	switch why {
 	case stopping:
-		return shuttingDown(a.self())
+		return shuttingDown(self)
 	case relinking:
-		return relinkingReject(a.self(), a.id)
+		return relinkingReject(self, id)
 	}
-	return ilp.Rejectf(ilp.CodePeerUnreachable, a.self(), "account %s is being removed from this connector", a.id)
+	if nextHop {
+		return ilp.Rejectf(ilp.CodeUnreachable, self, "no route to %s: next hop account %s is being removed", dest, id)
+	}
+	return ilp.Rejectf(ilp.CodePeerUnreachable, self, "account %s is being removed from this connector", id)
 }
 
 // relinkingReject is the Reject of a Prepare from or to an account whose link a reload is

@@ -79,7 +79,7 @@ func TestCloseBoundedWithAnAsyncHTTPAccount(t *testing.T) {
 		if id != "alice" {
 			return ml.factory(id, ac)
 		}
-		return ilphttp.New(&ilphttp.Options{Mode: ilphttp.ModeAsync, Account: id, MaxHold: 30 * time.Second,
+		return ilphttp.New(&ilphttp.Options{Mode: ilphttp.ModeAsync, Account: id, CurrentMaxHold: func() time.Duration { return 30 * time.Second },
 			Incoming: &ilphttp.IncomingOptions{Host: "127.0.0.1", Port: port, Auth: ilphttp.Auth{Token: "in"}},
 			Outgoing: &ilphttp.OutgoingOptions{URL: peer.URL + "/ilp", Auth: ilphttp.Auth{Token: "out"},
 				CallbackURL: "http://127.0.0.1:" + itoa(port) + "/cb"}})
@@ -259,7 +259,6 @@ func waitClosed[T any](t *testing.T, ch <-chan T, why string) {
 // of them. A stop is temporary for the sender (T01, retry elsewhere or later) on both sides;
 // an account removed by a reload keeps its messages, final (F02) when it was the next hop.
 func TestClosedAccountRejects(t *testing.T) {
-	a := &account{id: "alice", self: func() ilp.Address { return "test.c" }}
 	const stop = "connector test.c is shutting down; retry on another connector or later"
 	tests := []struct {
 		name     string
@@ -267,12 +266,12 @@ func TestClosedAccountRejects(t *testing.T) {
 		wantCode ilp.ErrorCode
 		wantMsg  string
 	}{
-		{"from an account removed", a.refuse(removing), ilp.CodePeerUnreachable, "account alice is being removed from this connector"},
-		{"from an account, connector stopping", a.refuse(stopping), ilp.CodePeerUnreachable, stop},
-		{"to a next hop removed", nextHopClosed("test.c", "test.bob.x", "bob", removing), ilp.CodeUnreachable, "no route to test.bob.x: next hop account bob is being removed"},
-		{"to a next hop, connector stopping", nextHopClosed("test.c", "test.bob.x", "bob", stopping), ilp.CodePeerUnreachable, stop},
-		{"from an account relinking", a.refuse(relinking), ilp.CodePeerUnreachable, "account alice is reconnecting after a configuration change; retry"},
-		{"to a next hop relinking", nextHopClosed("test.c", "test.bob.x", "bob", relinking), ilp.CodePeerUnreachable, "account bob is reconnecting after a configuration change; retry"},
+		{"from an account removed", closedReject("test.c", "alice", removing, false, ""), ilp.CodePeerUnreachable, "account alice is being removed from this connector"},
+		{"from an account, connector stopping", closedReject("test.c", "alice", stopping, false, ""), ilp.CodePeerUnreachable, stop},
+		{"to a next hop removed", closedReject("test.c", "bob", removing, true, "test.bob.x"), ilp.CodeUnreachable, "no route to test.bob.x: next hop account bob is being removed"},
+		{"to a next hop, connector stopping", closedReject("test.c", "bob", stopping, true, "test.bob.x"), ilp.CodePeerUnreachable, stop},
+		{"from an account relinking", closedReject("test.c", "alice", relinking, false, ""), ilp.CodePeerUnreachable, "account alice is reconnecting after a configuration change; retry"},
+		{"to a next hop relinking", closedReject("test.c", "bob", relinking, true, "test.bob.x"), ilp.CodePeerUnreachable, "account bob is reconnecting after a configuration change; retry"},
 	}
 	for _, tt := range tests {
 		if tt.r.Code != tt.wantCode || tt.r.Message != tt.wantMsg || tt.r.TriggeredBy != "test.c" {

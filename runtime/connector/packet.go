@@ -123,7 +123,7 @@ func (c *Connector) forward(ctx context.Context, src *account, p *ilp.Prepare, s
 		return nil, ilp.Rejectf(ilp.CodeUnreachable, self, "no route to %s: next hop account %s is being removed", p.Destination, hop)
 	}
 	if why := next.enter(); why != open {
-		return nil, nextHopClosed(self, p.Destination, hop, why)
+		return nil, closedReject(self, hop, why, true, p.Destination)
 	}
 	defer next.inflight.Add(-1)
 	if !next.link.Connected() {
@@ -140,19 +140,6 @@ func (c *Connector) forward(ctx context.Context, src *account, p *ilp.Prepare, s
 	out := &ilp.Prepare{Amount: amount, ExpiresAt: expiry, ExecutionCondition: p.ExecutionCondition,
 		Destination: p.Destination, Data: p.Data}
 	return next.pipes.Load().out(ctx, out)
-}
-
-// nextHopClosed is the Reject of a packet whose next hop takes no more packets. A removed
-// account is a route that is gone (F02, final); an account drained because the connector
-// stops or its link is replaced is not, and the sender should retry (T01).
-func nextHopClosed(self, dest ilp.Address, hop string, why closeReason) *ilp.Reject {
-	switch why {
-	case stopping:
-		return shuttingDown(self)
-	case relinking:
-		return relinkingReject(self, hop)
-	}
-	return ilp.Rejectf(ilp.CodeUnreachable, self, "no route to %s: next hop account %s is being removed", dest, hop)
 }
 
 // convert converts p's amount from src to dst. A backend that may wait for its rates (ecb,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,12 +28,17 @@ import (
 // never removed: any answer on their path that the config sequence does not explain is a bug.
 const (
 	stressPackets   = 250 // per sender
-	stressSenders   = 5
-	stressApplies   = 34 // config changes, refused ones included: two cycles of stressSteps
-	stressMinPacket = 60 // the lowest maxPacketAmount the senders ever get: F08 above it only
+	stressApplies   = 34  // config changes, refused ones included: two cycles of stressSteps
+	stressMinPacket = 60  // the lowest maxPacketAmount the senders ever get: F08 above it only
 	stressKidsLow   = 5000
 	stressTraffic   = "s1 s2 kids r1 r2 rj"
 )
+
+// stressSenders are the senders: the account each pays from and its client (by name, see
+// connectStressPeers).
+var stressSenders = []struct{ account, client string }{
+	{"s1", "s1"}, {"s2", "s2"}, {"kids", "k1"}, {"kids", "k2"}, {"kids", "k3"},
+}
 
 // stressParams are the parts of the config that the sequence changes.
 type stressParams struct {
@@ -252,12 +258,7 @@ const msgMaxBalanceForTest = "exceeded maximum balance."
 func (l *stressLedger) sendAll(ctx context.Context, cl *btp.Client, account string, seed int, applied *atomic.Int64) {
 	const perApply = stressPackets/stressApplies + 1
 	for i := range stressPackets {
-		for range 2000 {
-			if int64(i) < (applied.Load()+1)*perApply || ctx.Err() != nil {
-				break
-			}
-			time.Sleep(testwait.Interval)
-		}
+		poll(2000, func() bool { return int64(i) < (applied.Load()+1)*perApply || ctx.Err() != nil })
 		if ctx.Err() != nil {
 			l.outcome("deadline", fmt.Sprintf("%s: test deadline before packet %d", account, i))
 			return
@@ -326,7 +327,7 @@ func runReloadStress(t *testing.T, storeLines string, reopen func() store.Store)
 	var sending, applied atomic.Int64
 	flapping := make(chan struct{})
 	senders.Go(func() { flapRoutes(t, ctx, clients["r2"], flapping) })
-	for i, s := range []struct{ account, client string }{{"s1", "s1"}, {"s2", "s2"}, {"kids", "k1"}, {"kids", "k2"}, {"kids", "k3"}} {
+	for i, s := range stressSenders {
 		sending.Add(1)
 		senders.Go(func() {
 			defer sending.Add(-1)
@@ -473,9 +474,9 @@ func flapRoutes(t *testing.T, ctx context.Context, r2 *btp.Client, done <-chan s
 // (its maximum is high again), and the extra accounts and routes are gone.
 func checkFinalConfig(t *testing.T, ctx context.Context, c *Connector, l *stressLedger, clients map[string]*btp.Client) {
 	t.Helper()
-	for i, s := range [][2]string{{"s1", "s1"}, {"s2", "s2"}, {"kids", "k1"}, {"kids", "k2"}, {"kids", "k3"}} {
-		if !l.sendOne(ctx, clients[s[1]], s[0], "test.r1.sub.x", stressMinPacket+40, i, stressPackets) {
-			t.Errorf("after the sequence, %s's packet of %d was not fulfilled", s[1], stressMinPacket+40)
+	for i, s := range stressSenders {
+		if !l.sendOne(ctx, clients[s.client], s.account, "test.r1.sub.x", stressMinPacket+40, i, stressPackets) {
+			t.Errorf("after the sequence, %s's packet of %d was not fulfilled", s.client, stressMinPacket+40)
 		}
 	}
 	var ids []string
@@ -485,8 +486,8 @@ func checkFinalConfig(t *testing.T, ctx context.Context, c *Connector, l *stress
 	if r, ok := c.table.Load().Lookup("test.far.x"); !ok || r.NextHop != "r2" {
 		t.Errorf("the route learned from r2 is gone after the sequence: %v %v", r, ok)
 	}
-	if got := strings.Join(ids, " "); got != "kids r1 r2 rj s1 s2" {
-		t.Errorf("accounts after the sequence: %s", got)
+	if got, want := strings.Join(ids, " "), strings.Join(slices.Sorted(slices.Values(strings.Fields(stressTraffic))), " "); got != want {
+		t.Errorf("accounts after the sequence: %s, want %s", got, want)
 	}
 	for _, r := range c.Routes() {
 		if strings.HasPrefix(r.Prefix, "test.x1") || strings.HasSuffix(r.Prefix, ".sub") {
@@ -498,12 +499,7 @@ func checkFinalConfig(t *testing.T, ctx context.Context, c *Connector, l *stress
 // waitTraffic waits (bounded) until n more packets were answered, or no sender is left.
 func waitTraffic(l *stressLedger, sending *atomic.Int64, n int64) {
 	from := l.answered.Load()
-	for range 2000 {
-		if sending.Load() == 0 || l.answered.Load() >= from+n {
-			return
-		}
-		time.Sleep(testwait.Interval)
-	}
+	poll(2000, func() bool { return sending.Load() == 0 || l.answered.Load() >= from+n })
 }
 
 // checkStressOutcome: every answer allowed, no drift between what the peers saw and the
@@ -512,8 +508,8 @@ func checkStressOutcome(t *testing.T, c *Connector, l *stressLedger, traffic map
 	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if total := l.answered.Load(); total != stressSenders*(stressPackets+1) {
-		t.Errorf("%d packets answered, want %d", total, stressSenders*(stressPackets+1))
+	if total := l.answered.Load(); total != int64(len(stressSenders)*(stressPackets+1)) {
+		t.Errorf("%d packets answered, want %d", total, len(stressSenders)*(stressPackets+1))
 	}
 	if len(l.unexpected) > 0 {
 		t.Errorf("outcomes %v; unexplained answers:\n%s", l.codes, strings.Join(l.unexpected, "\n"))
@@ -554,12 +550,22 @@ func checkGoroutines(t *testing.T, base int) {
 	t.Helper()
 	const slack = 2 // observed: back to the start count, or one above while the last conns unwind
 	n := 0
-	for range 1000 {
-		if n = runtime.NumGoroutine(); n <= base+slack {
-			return
-		}
-		time.Sleep(testwait.Interval)
+	if poll(1000, func() bool { n = runtime.NumGoroutine(); return n <= base+slack }) {
+		return
 	}
 	buf := make([]byte, 1<<20)
 	t.Errorf("%d goroutines after Close, %d at start:\n%s", n, base, buf[:runtime.Stack(buf, true)])
+}
+
+// poll polls cond every testwait.Interval, at most tries times, and reports whether it held.
+// Unlike testwait.Eventually it does not fail the test: the callers go on either way (or run
+// outside the test's goroutine).
+func poll(tries int, cond func() bool) bool {
+	for range tries {
+		if cond() {
+			return true
+		}
+		time.Sleep(testwait.Interval)
+	}
+	return false
 }

@@ -3,7 +3,6 @@ package ildcp
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
 	"strings"
 	"testing"
@@ -28,10 +27,10 @@ func FuzzParseResponse(f *testing.F) {
 		f.Add(data[:len(data)-1], true)
 		f.Add(data, false)
 	}
-	f.Add(mustUnhexF(f, "0e6578616d706c652e636c69656e740d0358414d"), true) // the JS vector's data
-	f.Add([]byte("\x03g.a\x02\x02\xff\xfe"), true)                         // asset code not UTF-8
-	f.Add([]byte("\x03g.a\x02\x00"), true)                                 // empty asset code
-	f.Add([]byte("\x03x.a\x02\x01X"), true)                                // bad scheme
+	f.Add(mustHex(f, "0e6578616d706c652e636c69656e740d0358414d"), true) // the JS vector's data
+	f.Add([]byte("\x03g.a\x02\x02\xff\xfe"), true)                      // asset code not UTF-8
+	f.Add([]byte("\x03g.a\x02\x00"), true)                              // empty asset code
+	f.Add([]byte("\x03x.a\x02\x01X"), true)                             // bad scheme
 	f.Fuzz(func(t *testing.T, data []byte, zero bool) {
 		ful := &ilp.Fulfill{Fulfillment: ilp.PeerFulfillment, Data: data}
 		if !zero {
@@ -73,7 +72,7 @@ func FuzzHandler(f *testing.F) {
 	other := Request(now.Add(time.Second))
 	other.Destination = "peer.route.control"
 	otherEnc, _ := other.MarshalBinary()
-	for _, p := range [][]byte{valid, expired, otherEnc, mustUnhexF(f, requestHex), mustUnhexF(f, wrongCondHex)} {
+	for _, p := range [][]byte{valid, expired, otherEnc, mustHex(f, requestHex), mustHex(f, wrongCondHex)} {
 		f.Add(p, string(clientInfo.Address), clientInfo.AssetScale, clientInfo.AssetCode)
 	}
 	f.Add(valid, "g.a", uint8(9), "")
@@ -129,12 +128,4 @@ func checkFulfilled(t *testing.T, ful *ilp.Fulfill, err error, info Info) {
 	if got, err := ParseResponse(ful); err != nil || got != info {
 		t.Fatalf("the child reads %+v, %v; want %+v", got, err, info)
 	}
-}
-
-func mustUnhexF(f *testing.F, s string) []byte {
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		f.Fatal(err)
-	}
-	return b
 }

@@ -31,7 +31,7 @@ var (
 	clientInfo = Info{Address: "example.client", AssetScale: 13, AssetCode: "XAM"}
 )
 
-func mustHex(t *testing.T, s string) []byte {
+func mustHex(t testing.TB, s string) []byte {
 	t.Helper()
 	b, err := hex.DecodeString(s)
 	if err != nil {

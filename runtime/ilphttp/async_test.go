@@ -333,7 +333,7 @@ func TestCloseGivesUpAfterMaxHold(t *testing.T) {
 		return nil, ctx.Err()
 	}
 	peer := startAsyncPeer(t, stuck, "http://127.0.0.1:1/ilp")
-	peer.maxHold = 10 * time.Millisecond
+	peer.holdNow = func() time.Duration { return 10 * time.Millisecond }
 	if resp, b := post(t, serverURL(peer), asyncHeaders("http://127.0.0.1:1/cb", "abc"), marshal(t, testPrepare(time.Hour))); resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("status %d (%s), want 202", resp.StatusCode, b)
 	}
@@ -454,7 +454,8 @@ func TestAsyncIDKeptNoLongerThanMaxHold(t *testing.T) {
 	cb := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer cb.Close()
 	peer := startAsyncPeer(t, fulfilHandler, cb.URL+"/ilp")
-	peer.maxHold = time.Second
+	const hold = time.Second
+	peer.holdNow = func() time.Duration { return hold }
 	if resp, b := post(t, serverURL(peer), asyncHeaders(cb.URL+"/cb", "far"), marshal(t, testPrepare(time.Hour))); resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("status %d (%s), want 202", resp.StatusCode, b)
 	}
@@ -462,7 +463,7 @@ func TestAsyncIDKeptNoLongerThanMaxHold(t *testing.T) {
 	until := peer.seen.until["far"]
 	peer.seen.mu.Unlock()
 	_ = peer.Close() // the reply is delivered before cb closes
-	if limit := time.Now().Add(peer.maxHold + replyMinWindow); until.After(limit) {
+	if limit := time.Now().Add(hold + replyMinWindow); until.After(limit) {
 		t.Fatalf("Request-Id kept %v from now, more than max hold + %v", time.Until(until).Round(time.Second), replyMinWindow)
 	}
 }

@@ -47,11 +47,10 @@ type Link struct {
 	longest   time.Duration // the longest max hold time keepID used: it may change
 	syncUntil atomic.Int64  // latest expiry (Unix ns) of a sync Prepare served: Close waits for it
 	// giveUp is the parent of the handlers' and replies' contexts, cancelled only when Close
-	// has waited for them as long as it may (maxHold + closeGrace, or CloseContext's ctx): a
+	// has waited for them as long as it may (MaxHold + closeGrace, or CloseContext's ctx): a
 	// peer's far expiry must not hold a shutdown.
 	giveUp    context.Context
 	giveUpNow context.CancelFunc
-	maxHold   time.Duration        // when holdNow is nil
 	holdNow   func() time.Duration // Options.CurrentMaxHold
 
 	srv     *http.Server
@@ -75,7 +74,7 @@ func New(o *Options) (*Link, error) {
 		return nil, err
 	}
 	l := &Link{opts: *o, mode: o.Mode, log: cmp.Or(o.Logger, slog.Default()).With("account", o.Account), now: o.Now, maxBody: DefaultMaxBodySize, maxReply: maxReplySize,
-		maxHold: cmp.Or(o.MaxHold, DefaultMaxHold), holdNow: o.CurrentMaxHold}
+		holdNow: o.CurrentMaxHold}
 	l.giveUp, l.giveUpNow = context.WithCancel(context.Background())
 	if l.seen = o.RequestIDs; l.seen == nil {
 		l.seen = &RequestIDs{}
@@ -175,13 +174,13 @@ func (l *Link) Addr() net.Addr {
 	return l.ln.Addr()
 }
 
-// MaxHold is the max hold time the link uses now: Options.CurrentMaxHold's value when set
-// (DefaultMaxHold if that is 0), else Options.MaxHold.
+// MaxHold is the max hold time the link uses now: Options.CurrentMaxHold's value, or
+// DefaultMaxHold when that is nil or 0.
 func (l *Link) MaxHold() time.Duration {
 	if l.holdNow != nil {
 		return cmp.Or(l.holdNow(), DefaultMaxHold)
 	}
-	return l.maxHold
+	return DefaultMaxHold
 }
 
 // longestHold is the longest max hold time keepID has used.
@@ -202,7 +201,7 @@ func (l *Link) Connected() bool {
 // Prepare's reply is delivered or given up (at most until its expiry or replyMinWindow after
 // its answer, see runAsync). Cancelling them instead would drop a Fulfill of a packet we
 // already paid for downstream. Whatever the expiries, Close cancels what remains after
-// maxHold + closeGrace.
+// MaxHold + closeGrace.
 func (l *Link) Close() error { return l.CloseContext(context.Background()) }
 
 // CloseContext is Close that also gives up on what remains once ctx ends: the connector's own
@@ -213,7 +212,7 @@ func (l *Link) CloseContext(ctx context.Context) error {
 		l.asyncMu.Lock()
 		l.closed.Store(true)
 		l.asyncMu.Unlock()
-		// One bound for all: the caller's ctx, and maxHold + closeGrace at most.
+		// One bound for all: the caller's ctx, and MaxHold + closeGrace at most.
 		ctx, cancel := context.WithDeadline(ctx, time.Now().Add(l.MaxHold()+closeGrace))
 		defer cancel()
 		defer context.AfterFunc(ctx, l.giveUpNow)()

@@ -9,7 +9,7 @@ import (
 // TestMaxHoldFollowsCurrentMaxHold: with Options.CurrentMaxHold, the link reads the max hold
 // time when it needs it (Close's bound, keepID's cap), so a connector reload that changes it
 // reaches a running link; the sweep after Close still waits for the longest hold an id was
-// kept with. Without it, Options.MaxHold (or DefaultMaxHold) is fixed.
+// kept with. Without it (or while it reads 0), the max hold time is DefaultMaxHold.
 func TestMaxHoldFollowsCurrentMaxHold(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	out := &OutgoingOptions{URL: "http://127.0.0.1:1/", Auth: Auth{Token: "x"}}
@@ -22,9 +22,10 @@ func TestMaxHoldFollowsCurrentMaxHold(t *testing.T) {
 		wantHold    time.Duration   // MaxHold after the last
 		wantLongest time.Duration
 	}{
-		{"fixed MaxHold", Options{MaxHold: 10 * time.Second}, []time.Duration{time.Minute}, 10 * time.Second, 10 * time.Second},
-		{"no MaxHold: the default", Options{}, []time.Duration{time.Minute}, DefaultMaxHold, DefaultMaxHold},
-		{"raised by a reload", Options{MaxHold: time.Second, CurrentMaxHold: current},
+		{"fixed CurrentMaxHold", Options{CurrentMaxHold: func() time.Duration { return 10 * time.Second }},
+			[]time.Duration{time.Minute}, 10 * time.Second, 10 * time.Second},
+		{"no CurrentMaxHold: the default", Options{}, []time.Duration{time.Minute}, DefaultMaxHold, DefaultMaxHold},
+		{"raised by a reload", Options{CurrentMaxHold: current},
 			[]time.Duration{10 * time.Second, time.Minute}, time.Minute, time.Minute},
 		{"lowered by a reload: ids kept longer before still counted", Options{CurrentMaxHold: current},
 			[]time.Duration{time.Minute, 10 * time.Second}, 10 * time.Second, time.Minute},

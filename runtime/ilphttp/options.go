@@ -93,13 +93,12 @@ type Options struct {
 	Address     func() ilp.Address // this connector's address: triggeredBy of the link's Rejects
 	Logger      *slog.Logger       // nil: slog.Default(); the link adds the account
 	MaxInFlight int                // 0 means DefaultMaxInFlight
-	// MaxHold is the longest the connector holds a packet (CONNECTOR_MAX_HOLD_TIME; 0 means
-	// DefaultMaxHold): Close waits for the Prepares being answered, and their replies, no
-	// longer than that plus closeGrace, whatever expiry a peer gave them.
-	MaxHold time.Duration
-	// CurrentMaxHold, when set, replaces MaxHold: the connector's max hold time in force, read
-	// each time the link needs it (as Address), so that a reload that changes it reaches a
-	// running link, whose Close then waits as long as the connector's drain.
+	// CurrentMaxHold is the longest the connector holds a packet (CONNECTOR_MAX_HOLD_TIME; nil,
+	// or 0, means DefaultMaxHold): Close waits for the Prepares being answered, and their
+	// replies, no longer than that plus closeGrace, whatever expiry a peer gave them. It is the
+	// connector's max hold time in force, read each time the link needs it (as Address), so
+	// that a reload that changes it reaches a running link, whose Close then waits as long as
+	// the connector's drain.
 	CurrentMaxHold func() time.Duration
 	// Transport replaces the shared HTTP client transport (tests, custom TLS roots).
 	Transport http.RoundTripper

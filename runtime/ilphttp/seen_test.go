@@ -75,7 +75,7 @@ func TestSeenIDsShrink(t *testing.T) {
 // max hold time: a peer's far expiries must not keep ids (and memory) for hours.
 func TestKeepID(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	l := &Link{maxHold: 30 * time.Second}
+	l := &Link{holdNow: func() time.Duration { return 30 * time.Second }}
 	for _, tc := range []struct {
 		name   string
 		expiry time.Duration

@@ -55,14 +55,9 @@ type lease struct {
 	cancel context.CancelFunc
 }
 
-// acquire returns a context derived from parent that is done at the end of the slot holding
-// now+left and carries parent's values; call release with the lease when the packet is done.
-func (d *deadlines) acquire(parent context.Context, left time.Duration) lease {
-	return d.acquireAt(parent, time.Now().Add(left))
-}
-
-// acquireAt is acquire for a deadline given as a time of the system clock, for a caller that
-// has just read it (one clock read less per packet).
+// acquireAt returns a context derived from parent that is done at the end of the slot holding
+// deadline (a time of the system clock, which a caller has just read: one clock read less per
+// packet) and carries parent's values; call release with the lease when the packet is done.
 func (d *deadlines) acquireAt(parent context.Context, deadline time.Time) lease {
 	at := deadline.UnixNano()
 	slot := (at + int64(deadlineSlot) - 1) / int64(deadlineSlot) * int64(deadlineSlot)

@@ -45,11 +45,11 @@ func TestDeadlinesNewSlotRetiresTheOld(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := newDeadlines()
-			old := d.acquire(context.Background(), time.Hour)
+			old := d.acquireAt(context.Background(), time.Now().Add(time.Hour))
 			if tt.releaseOld {
 				d.release(old)
 			}
-			next := d.acquire(context.Background(), 2*time.Hour)
+			next := d.acquireAt(context.Background(), time.Now().Add(2*time.Hour))
 			defer d.release(next)
 			if (old.ctx.Err() != nil) != tt.wantOldDone {
 				t.Fatalf("old context err = %v", old.ctx.Err())
@@ -66,7 +66,7 @@ func TestDeadlinesNewSlotRetiresTheOld(t *testing.T) {
 
 func TestDeadlinesExpireAndFollowTheParent(t *testing.T) {
 	d := newDeadlines()
-	e := d.acquire(context.Background(), 5*time.Millisecond)
+	e := d.acquireAt(context.Background(), time.Now().Add(5*time.Millisecond))
 	select {
 	case <-e.ctx.Done():
 	case <-time.After(5 * time.Second):
@@ -76,12 +76,12 @@ func TestDeadlinesExpireAndFollowTheParent(t *testing.T) {
 		t.Fatalf("err = %v, want DeadlineExceeded", e.ctx.Err())
 	}
 	d.release(e)
-	if again := d.acquire(context.Background(), 5*time.Millisecond); again.e == e.e {
+	if again := d.acquireAt(context.Background(), time.Now().Add(5*time.Millisecond)); again.e == e.e {
 		t.Fatal("an expired context was handed out again")
 	}
 
 	parent, cancel := context.WithCancel(context.Background())
-	p := d.acquire(parent, time.Hour)
+	p := d.acquireAt(parent, time.Now().Add(time.Hour))
 	cancel()
 	if !errors.Is(p.ctx.Err(), context.Canceled) {
 		t.Fatalf("parent cancel not seen: %v", p.ctx.Err())
@@ -100,7 +100,7 @@ func acquireInOneSlot(t *testing.T, d *deadlines, parents []context.Context) []l
 		leases := make([]lease, len(parents))
 		same := true
 		for i, p := range parents {
-			leases[i] = d.acquire(p, time.Hour)
+			leases[i] = d.acquireAt(p, time.Now().Add(time.Hour))
 			same = same && leases[i].e != nil && leases[i].e.slot == leases[0].e.slot
 		}
 		if same {
@@ -173,7 +173,7 @@ func TestDeadlinesPrivate(t *testing.T) {
 			d := newDeadlines()
 			parent, cancel := tt.parent()
 			defer cancel()
-			e := d.acquire(parent, 2*time.Hour)
+			e := d.acquireAt(parent, time.Now().Add(2*time.Hour))
 			if e.e != nil || len(d.cur) != 0 {
 				t.Fatal("the parent was shared")
 			}
@@ -199,11 +199,11 @@ func TestDeadlinesFullOfBusyKeys(t *testing.T) {
 	for range deadlineMaxParents {
 		p, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		held = append(held, d.acquire(p, time.Hour))
+		held = append(held, d.acquireAt(p, time.Now().Add(time.Hour)))
 	}
 	p, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	extra := d.acquire(p, time.Hour)
+	extra := d.acquireAt(p, time.Now().Add(time.Hour))
 	if extra.e != nil || len(d.cur) != deadlineMaxParents {
 		t.Fatalf("with every key busy the set grew to %d (want %d and a private context)", len(d.cur), deadlineMaxParents)
 	}
@@ -216,7 +216,7 @@ func TestDeadlinesFullOfBusyKeys(t *testing.T) {
 	}
 	q, cancelQ := context.WithCancel(context.Background())
 	defer cancelQ()
-	l := d.acquire(q, time.Hour)
+	l := d.acquireAt(q, time.Now().Add(time.Hour))
 	if l.e == nil || len(d.cur) != 1 || d.idle != 0 {
 		t.Fatalf("idle keys were not forgotten for a new one: %d entries, idle %d", len(d.cur), d.idle)
 	}
@@ -226,10 +226,10 @@ func TestDeadlinesFullOfBusyKeys(t *testing.T) {
 func TestDeadlinesForgetIdleParents(t *testing.T) {
 	d := newDeadlines()
 	busy := context.WithValue(context.Background(), struct{}{}, 0)
-	held := d.acquire(busy, time.Hour)
+	held := d.acquireAt(busy, time.Now().Add(time.Hour))
 	for i := range 3 * deadlineMaxParents {
 		p, cancel := context.WithCancel(context.Background())
-		d.release(d.acquire(p, time.Hour))
+		d.release(d.acquireAt(p, time.Now().Add(time.Hour)))
 		cancel()
 		if len(d.cur) > deadlineMaxParents+1 {
 			t.Fatalf("after %d parents the set holds %d", i+1, len(d.cur))
