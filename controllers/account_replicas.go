@@ -3,7 +3,6 @@ package controllers
 import (
 	"fmt"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
@@ -107,11 +106,8 @@ func setReplicasSupported(acct *ilpv1.Account, conn *ilpv1.Connector, p *refProb
 	st := &acct.Status.BaseStatus
 	switch {
 	case conn == nil:
-		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
-			Type: ilpv1.ConditionReplicasSupported, Status: metav1.ConditionUnknown, Reason: ReasonConnectorNotFound,
-			Message: fmt.Sprintf("Connector %q does not exist, so its replicas are not known", acct.Spec.ConnectorRef), ObservedGeneration: acct.Generation,
-		})
-		st.ObservedGeneration = acct.Generation
+		setConditionStatus(acct, st, ilpv1.ConditionReplicasSupported, metav1.ConditionUnknown, ReasonConnectorNotFound,
+			fmt.Sprintf("Connector %q does not exist, so its replicas are not known", acct.Spec.ConnectorRef))
 		return
 	case p != nil:
 		setCondition(acct, st, ilpv1.ConditionReplicasSupported, false, p.reason, p.msg)

@@ -34,12 +34,18 @@ func patchStatus(ctx context.Context, c client.Client, obj, orig client.Object) 
 	return ctrl.Result{}, err
 }
 
-// setCondition records a condition at the object's current generation.
+// setCondition records a True (ok) or False condition at the object's current generation.
 func setCondition(obj client.Object, status *ilpv1.BaseStatus, typ string, ok bool, reason, msg string) {
 	s := metav1.ConditionFalse
 	if ok {
 		s = metav1.ConditionTrue
 	}
+	setConditionStatus(obj, status, typ, s, reason, msg)
+}
+
+// setConditionStatus records a condition of any status (Unknown included) at the object's
+// current generation.
+func setConditionStatus(obj client.Object, status *ilpv1.BaseStatus, typ string, s metav1.ConditionStatus, reason, msg string) {
 	meta.SetStatusCondition(&status.Conditions, metav1.Condition{
 		Type: typ, Status: s, Reason: reason, Message: msg, ObservedGeneration: obj.GetGeneration(),
 	})

@@ -144,10 +144,29 @@ func loadData(raw []byte, name string) error {
 // TestConnectorJSONBlocks loads the json blocks: an accounts object (or one "id": {…} entry of
 // it) as CONNECTOR_ACCOUNTS, anything else as a config file.
 func TestConnectorJSONBlocks(t *testing.T) {
+	forBlocks(t, "json", func(b block, dir directive) bool {
+		text := strings.TrimSpace(b.text)
+		if strings.HasPrefix(text, `"`) {
+			text = "{" + text + "}" // one entry of an accounts object
+		}
+		if isAccounts(text) {
+			expect(t, b.String(), loadEnv(withBase(map[string]string{"CONNECTOR_ACCOUNTS": text})), dir.refused)
+		} else {
+			expect(t, b.String(), loadData([]byte(text), b.String()), dir.refused)
+		}
+		return true
+	})
+}
+
+// forBlocks calls fn with each block of configDocs in language lang and its directive (a bad
+// directive is an error, and its block is skipped). fn returns whether the block was an
+// example; forBlocks returns how many were, and fails the test if none was.
+func forBlocks(t *testing.T, lang string, fn func(b block, dir directive) bool) int {
+	t.Helper()
 	n := 0
 	for _, f := range configDocs {
 		for _, b := range readDoc(t, f).blocks {
-			if b.lang != "json" {
+			if b.lang != lang {
 				continue
 			}
 			dir, err := parseDirective(b.marker)
@@ -155,21 +174,15 @@ func TestConnectorJSONBlocks(t *testing.T) {
 				t.Errorf("%s: %v", b, err)
 				continue
 			}
-			text := strings.TrimSpace(b.text)
-			if strings.HasPrefix(text, `"`) {
-				text = "{" + text + "}" // one entry of an accounts object
-			}
-			n++
-			if isAccounts(text) {
-				expect(t, b.String(), loadEnv(withBase(map[string]string{"CONNECTOR_ACCOUNTS": text})), dir.refused)
-			} else {
-				expect(t, b.String(), loadData([]byte(text), b.String()), dir.refused)
+			if fn(b, dir) {
+				n++
 			}
 		}
 	}
 	if n == 0 {
-		t.Fatal("no json block in the docs")
+		t.Fatalf("no example in a %s block of %s", lang, strings.Join(configDocs, ", "))
 	}
+	return n
 }
 
 // isAccounts tells an accounts object (every value has a relation) from a config file.
@@ -189,69 +202,69 @@ func isAccounts(text string) bool {
 // TestConnectorShellEnv loads the CONNECTOR_* variables set in the sh blocks: those of a block's
 // lines that only set variables, and those given to an `ilpfleet connector` command.
 func TestConnectorShellEnv(t *testing.T) {
-	n := 0
-	for _, f := range configDocs {
-		for _, b := range readDoc(t, f).blocks {
-			if b.lang != "sh" {
-				continue
+	n := forBlocks(t, "sh", func(b block, dir directive) bool {
+		env, connector := map[string]string{}, false
+		for _, c := range parseShell(b.text) {
+			if len(c.args) == 0 || isIlpfleet(c.args, "connector") {
+				maps.Copy(env, c.env)
+				connector = connector || len(c.args) > 0
 			}
-			dir, err := parseDirective(b.marker)
-			if err != nil {
-				t.Errorf("%s: %v", b, err)
-				continue
-			}
-			env, connector := map[string]string{}, false
-			for _, c := range parseShell(b.text) {
-				if len(c.args) == 0 || isIlpfleet(c.args, "connector") {
-					maps.Copy(env, c.env)
-					connector = connector || len(c.args) > 0
-				}
-			}
-			if len(env) == 0 && !connector {
-				continue
-			}
-			n++
-			expect(t, b.String(), loadEnv(env), dir.refused)
 		}
-	}
-	if n == 0 {
-		t.Fatal("no CONNECTOR_* example in a sh block")
-	}
+		if len(env) == 0 && !connector {
+			return false
+		}
+		expect(t, b.String(), loadEnv(env), dir.refused)
+		return true
+	})
 	t.Logf("%d sh blocks with CONNECTOR_* variables", n)
 }
 
 // TestConnectorVariablesTable loads each example of the variables table of
 // docs/configuration.md, as the value of its variable.
 func TestConnectorVariablesTable(t *testing.T) {
+	examples := func(cell string) []string { return spans(withoutParens(cell)) }
+	tableExamples(t, "variables", "Variable", examples, func(file, name, v string) bool {
+		if why, ok := notValues[v]; ok {
+			t.Logf("%s = %s: not tested: %s", name, v, why)
+			return false
+		}
+		if v == `""` {
+			v = "" // how the table writes the empty string
+		}
+		ctx, ok := envContext[name+"="+v]
+		if !ok {
+			ctx = envContext[name]
+		}
+		env := withBase(ctx)
+		env[name] = v
+		expect(t, file+": "+name+"="+v, loadEnv(env), "")
+		return true
+	})
+}
+
+// tableExamples calls fn with each example of the tables of docs/configuration.md whose first
+// column is key and that have an Example column: for each row, name is the first cell's code
+// spans joined, and each v one of examples(the row's Example cell). fn returns whether v was
+// an example; fewer than 20 fail the test (the what table's header has changed).
+func tableExamples(t *testing.T, what, key string, examples func(cell string) []string, fn func(file, name, v string) bool) {
+	t.Helper()
 	n := 0
 	for _, tb := range readDoc(t, "docs/configuration.md").tables {
 		ex := tb.column("Example")
-		if tb.column("Variable") != 0 || ex < 0 {
+		if tb.column(key) != 0 || ex < 0 {
 			continue
 		}
 		for _, row := range tb.rows {
 			name := strings.Join(spans(row[0]), "")
-			for _, v := range spans(withoutParens(row[ex])) {
-				if why, ok := notValues[v]; ok {
-					t.Logf("%s = %s: not tested: %s", name, v, why)
-					continue
+			for _, v := range examples(row[ex]) {
+				if fn(tb.file, name, v) {
+					n++
 				}
-				if v == `""` {
-					v = "" // how the table writes the empty string
-				}
-				ctx, ok := envContext[name+"="+v]
-				if !ok {
-					ctx = envContext[name]
-				}
-				env := withBase(ctx)
-				env[name] = v
-				n++
-				expect(t, tb.file+": "+name+"="+v, loadEnv(env), "")
 			}
 		}
 	}
 	if n < 20 {
-		t.Fatalf("only %d examples in the variables table: has its header changed?", n)
+		t.Fatalf("only %d examples in the %s table: has its header changed?", n, what)
 	}
 	t.Logf("%d examples", n)
 }
@@ -277,26 +290,12 @@ func withoutParens(cell string) string {
 // TestAccountsTable sets each example of the accounts table of docs/configuration.md in a
 // valid account and loads it.
 func TestAccountsTable(t *testing.T) {
-	n := 0
-	for _, tb := range readDoc(t, "docs/configuration.md").tables {
-		ex := tb.column("Example")
-		if tb.column("Key") != 0 || ex < 0 {
-			continue
-		}
-		for _, row := range tb.rows {
-			key := strings.Join(spans(row[0]), "")
-			for _, v := range spans(row[ex]) {
-				n++
-				acct := account(t, key, v)
-				env := withBase(map[string]string{"CONNECTOR_ACCOUNTS": `{"docs":` + acct + `}`})
-				expect(t, tb.file+": account "+key+" = "+v, loadEnv(env), "")
-			}
-		}
-	}
-	if n < 20 {
-		t.Fatalf("only %d examples in the accounts table: has its header changed?", n)
-	}
-	t.Logf("%d examples", n)
+	tableExamples(t, "accounts", "Key", spans, func(file, key, v string) bool {
+		acct := account(t, key, v)
+		env := withBase(map[string]string{"CONNECTOR_ACCOUNTS": `{"docs":` + acct + `}`})
+		expect(t, file+": account "+key+" = "+v, loadEnv(env), "")
+		return true
+	})
 }
 
 // account returns accountBase with the dotted key set to the example (JSON, or else a string).

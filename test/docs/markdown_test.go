@@ -26,7 +26,6 @@ func (b block) String() string { return fmt.Sprintf("%s:%d", b.file, b.line) }
 type table struct {
 	file    string
 	line    int
-	heading string // the nearest heading above it
 	section string // the nearest level-2 heading above it
 	header  []string
 	rows    [][]string
@@ -72,7 +71,7 @@ func readDoc(t *testing.T, rel string) doc {
 func parseDoc(file, src string) doc {
 	var d doc
 	lines := strings.Split(src, "\n")
-	heading, section, lastNonBlank := "", "", ""
+	section, lastNonBlank := "", ""
 	for i := 0; i < len(lines); i++ {
 		line := lines[i]
 		if m := fenceRe.FindStringSubmatch(line); m != nil {
@@ -87,14 +86,13 @@ func parseDoc(file, src string) doc {
 		trimmed := strings.TrimSpace(line)
 		switch {
 		case strings.HasPrefix(trimmed, "|"):
-			tb, end := readTable(file, lines, i, heading)
+			tb, end := readTable(file, lines, i)
 			tb.section = section
 			d.tables = append(d.tables, tb)
 			i = end
 		case headingRe.MatchString(trimmed):
-			heading = headingRe.FindStringSubmatch(trimmed)[1]
 			if strings.HasPrefix(trimmed, "## ") {
-				section = heading
+				section = headingRe.FindStringSubmatch(trimmed)[1]
 			}
 			d.prose = append(d.prose, line)
 		default:
@@ -125,8 +123,8 @@ func readBlock(file string, lines []string, i int, m []string) (block, int) {
 }
 
 // readTable reads the table starting at lines[i]; it returns it and the index of its last row.
-func readTable(file string, lines []string, i int, heading string) (table, int) {
-	tb := table{file: file, line: i + 1, heading: heading, header: splitRow(lines[i])}
+func readTable(file string, lines []string, i int) (table, int) {
+	tb := table{file: file, line: i + 1, header: splitRow(lines[i])}
 	j := i + 1
 	for ; j < len(lines) && strings.HasPrefix(strings.TrimSpace(lines[j]), "|"); j++ {
 		if j == i+1 { // the |---|---| separator
@@ -189,7 +187,6 @@ func TestParseDoc(t *testing.T) {
 		{"yaml line", fmt.Sprint(d.blocks[0].line), "6"},
 		{"indented text", d.blocks[1].text, "echo hi\n"},
 		{"no marker", d.blocks[1].marker, ""},
-		{"table heading", d.tables[0].heading, "Table"},
 		{"escaped pipe", strings.Join(spans(d.tables[0].rows[0][1]), ","), "x | y,z"},
 		{"example column", fmt.Sprint(d.tables[0].column("example")), "1"},
 		{"prose spans", strings.Join(spans(strings.Join(d.prose, "\n")), ","), `a,{"b":1}`},
