@@ -5,10 +5,10 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/internal/warnlimit"
 	"github.com/ilpfleet/ilpfleet/runtime/btp/internal/ws"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/link"
@@ -55,23 +55,21 @@ const replaceWarnEvery = 10 * time.Second
 // per account.
 type replaceWarner struct {
 	now func() time.Time // time.Now; tests replace it
-
-	mu         sync.Mutex
-	last       time.Time // of the last warning
-	suppressed int       // replacements since, not logged
+	lim warnlimit.Limiter
 }
 
+func newReplaceWarner(now func() time.Time) replaceWarner {
+	return replaceWarner{now: now, lim: warnlimit.Limiter{Every: replaceWarnEvery}}
+}
+
+// replaceKind is the one kind of line replaceWarner limits.
+const replaceKind = "replaced"
+
 func (w *replaceWarner) replaced(log *slog.Logger, oldRemote, newRemote string) {
-	w.mu.Lock()
-	now := w.now()
-	if !w.last.IsZero() && now.Sub(w.last) < replaceWarnEvery {
-		w.suppressed++
-		w.mu.Unlock()
+	ok, n := w.lim.Allow(replaceKind, w.now())
+	if !ok {
 		return
 	}
-	n := w.suppressed
-	w.last, w.suppressed = now, 0
-	w.mu.Unlock()
 	// WARN, not DEBUG: each replacement loses the answers due on the old connection, and two
 	// clients sharing credentials replace each other forever.
 	log.Warn("btp: an authenticated connection replaced the account's previous one; if this repeats, two peers use the same credentials",
@@ -81,11 +79,7 @@ func (w *replaceWarner) replaced(log *slog.Logger, oldRemote, newRemote string) 
 // flush logs the replacements not logged yet, if any, so that the count of a last burst is not
 // lost when the server closes.
 func (w *replaceWarner) flush(log *slog.Logger) {
-	w.mu.Lock()
-	n := w.suppressed
-	w.suppressed = 0
-	w.mu.Unlock()
-	if n > 0 {
+	if n := w.lim.Take(replaceKind); n > 0 {
 		log.Warn("btp: more authenticated connections replaced the account's previous one since the last warning; if this repeats, two peers use the same credentials",
 			"suppressed", n)
 	}
@@ -98,7 +92,7 @@ func NewPeerServer(o PeerServerOptions) (*PeerServer, error) {
 	if o.Port < 0 || o.Port > 65535 {
 		return nil, errors.New("btp: listener port must be between 0 and 65535")
 	}
-	s := &PeerServer{opts: o, replaced: replaceWarner{now: time.Now}}
+	s := &PeerServer{opts: o, replaced: newReplaceWarner(time.Now)}
 	s.core.init(o.Common)
 	s.srv = wsServer{
 		core: &s.core, host: o.Host, port: o.Port, authTimeout: authTimeout(o.AuthTimeout),

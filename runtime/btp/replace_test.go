@@ -26,7 +26,7 @@ func TestReplaceWarningRateLimited(t *testing.T) {
 	for _, tt := range tests {
 		var buf testlog.Buffer
 		var now time.Time
-		w := replaceWarner{now: func() time.Time { return now }}
+		w := newReplaceWarner(func() time.Time { return now })
 		for _, d := range tt.at {
 			now = t0.Add(d)
 			w.replaced(jsonLogger(&buf), "127.0.0.1:1", "127.0.0.1:2")

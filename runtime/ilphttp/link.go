@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/internal/warnlimit"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/link"
 )
@@ -56,7 +57,7 @@ type Link struct {
 	srv     *http.Server
 	ln      net.Listener
 	pending sync.Map // Request-Id → chan []byte, outgoing Prepares awaiting an async reply
-	warns   warnLimiter
+	warns   warnlimit.Limiter
 
 	started atomic.Bool
 	closed  atomic.Bool
@@ -73,7 +74,7 @@ func New(o *Options) (*Link, error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
-	l := &Link{opts: *o, mode: o.Mode, log: cmp.Or(o.Logger, slog.Default()).With("account", o.Account), now: o.Now, maxBody: DefaultMaxBodySize, maxReply: maxReplySize,
+	l := &Link{opts: *o, mode: o.Mode, warns: warnlimit.Limiter{Every: warnEvery}, log: cmp.Or(o.Logger, slog.Default()).With("account", o.Account), now: o.Now, maxBody: DefaultMaxBodySize, maxReply: maxReplySize,
 		holdNow: o.CurrentMaxHold}
 	l.giveUp, l.giveUpNow = context.WithCancel(context.Background())
 	if l.seen = o.RequestIDs; l.seen == nil {

@@ -10,30 +10,6 @@ import (
 	"time"
 )
 
-func TestWarnLimiter(t *testing.T) {
-	t0 := time.Unix(1_700_000_000, 0)
-	var w warnLimiter
-	for _, st := range []struct {
-		name           string
-		kind           string
-		at             time.Duration
-		ok             bool
-		wantSuppressed int
-	}{
-		{"first of a kind", "refused", 0, true, 0},
-		{"same kind soon after", "refused", time.Second, false, 0},
-		{"another kind", "HTTP 500", 2 * time.Second, true, 0},
-		{"same kind again", "refused", warnEvery - time.Nanosecond, false, 0},
-		{"after warnEvery, with the count", "refused", warnEvery, true, 2},
-		{"count restarts", "refused", 2 * warnEvery, true, 0},
-	} {
-		ok, n := w.allow(st.kind, t0.Add(st.at))
-		if ok != st.ok || n != st.wantSuppressed {
-			t.Fatalf("%s: allow = %v, %d; want %v, %d", st.name, ok, n, st.ok, st.wantSuppressed)
-		}
-	}
-}
-
 // TestSendWarnRateLimited: with the peer down, every packet fails the same way; the log gets
 // one WARN per kind (clock stopped), and a DEBUG line for each packet.
 func TestSendWarnRateLimited(t *testing.T) {

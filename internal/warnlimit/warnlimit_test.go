@@ -1,0 +1,51 @@
+package warnlimit
+
+import (
+	"testing"
+	"time"
+)
+
+func TestLimiter(t *testing.T) {
+	const every = 10 * time.Second
+	t0 := time.Unix(1_700_000_000, 0)
+	l := Limiter{Every: every}
+	for _, st := range []struct {
+		name           string
+		kind           string
+		at             time.Duration
+		ok             bool
+		wantSuppressed int
+	}{
+		{"first of a kind", "refused", 0, true, 0},
+		{"same kind soon after", "refused", time.Second, false, 0},
+		{"another kind", "HTTP 500", 2 * time.Second, true, 0},
+		{"same kind again", "refused", every - time.Nanosecond, false, 0},
+		{"after Every, with the count", "refused", every, true, 2},
+		{"count restarts", "refused", 2 * every, true, 0},
+	} {
+		ok, n := l.Allow(st.kind, t0.Add(st.at))
+		if ok != st.ok || n != st.wantSuppressed {
+			t.Fatalf("%s: Allow = %v, %d; want %v, %d", st.name, ok, n, st.ok, st.wantSuppressed)
+		}
+	}
+}
+
+func TestTake(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	l := Limiter{Every: time.Minute}
+	if n := l.Take("x"); n != 0 {
+		t.Fatalf("Take of an unseen kind = %d, want 0", n)
+	}
+	for i := range 4 {
+		l.Allow("x", t0.Add(time.Duration(i)*time.Second))
+	}
+	if n := l.Take("x"); n != 3 {
+		t.Fatalf("Take = %d, want the 3 held back", n)
+	}
+	if n := l.Take("x"); n != 0 {
+		t.Fatalf("second Take = %d, want 0: the count is forgotten", n)
+	}
+	if ok, n := l.Allow("x", t0.Add(time.Minute)); !ok || n != 0 {
+		t.Fatalf("Allow after Take = %v, %d; want true, 0", ok, n)
+	}
+}
