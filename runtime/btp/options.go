@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -49,13 +50,13 @@ func New(o Options) (link.Link, error) {
 type btpJSON struct {
 	Server   *string `json:"server"`
 	Listener *struct {
-		Host   string  `json:"host"`
 		Port   *int    `json:"port"`
 		Secret *string `json:"secret"`
 		WsOpts *struct {
 			Host string `json:"host"`
 			Port *int   `json:"port"`
 		} `json:"wsOpts"`
+		Host string `json:"host"`
 	} `json:"listener"`
 	ReconnectInterval        *int64                     `json:"reconnectInterval"`        // ms
 	ReconnectIntervals       []int64                    `json:"reconnectIntervals"`       // ms
@@ -66,17 +67,33 @@ type btpJSON struct {
 	BTPAuthFlags             map[string]json.RawMessage `json:"btpAuthFlags"`
 }
 
-// The keys each options object may have, for the unknown-option error (and its suggestion).
+// The keys each options object may have, for the unknown-option error (and its suggestion),
+// and those of the objects inside it, by path: read from the json tags of btpJSON and
+// miniJSON, so that an option is declared once, in its struct, in the order errors list them.
 var (
-	btpKeys         = []string{"server", "listener", "reconnectInterval", "reconnectIntervals", "reconnectClearTryTimeout", "responseTimeout", "btpAccount", "btpToken", "btpAuthFlags"}
-	btpListenerKeys = []string{"port", "secret", "wsOpts", "host"}
-	wsOptsKeys      = []string{"host", "port"}
-	miniKeys        = []string{"port", "wsOpts", "currencyScale", "debugHostIldcpInfo", "allowedOrigins", "generateAccount"}
-
-	// The objects inside each options object to check as well, by path.
-	btpNested  = map[string][]string{"listener": btpListenerKeys, "listener.wsOpts": wsOptsKeys}
-	miniNested = map[string][]string{"wsOpts": wsOptsKeys}
+	btpKeys, btpNested   = optionKeys(reflect.TypeFor[btpJSON]())
+	miniKeys, miniNested = optionKeys(reflect.TypeFor[miniJSON]())
 )
+
+// optionKeys lists the json keys of the struct t in field order, and those of every struct
+// (or pointer to one) inside it by its dotted path.
+func optionKeys(t reflect.Type) (keys []string, nested map[string][]string) {
+	nested = map[string][]string{}
+	var walk func(t reflect.Type, prefix string) []string
+	walk = func(t reflect.Type, prefix string) []string {
+		var out []string
+		for i := range t.NumField() {
+			f := t.Field(i)
+			key, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			out = append(out, key)
+			if ft := f.Type; ft.Kind() == reflect.Pointer && ft.Elem().Kind() == reflect.Struct {
+				nested[prefix+key] = walk(ft.Elem(), prefix+key+".")
+			}
+		}
+		return out
+	}
+	return walk(t, ""), nested
+}
 
 // miniJSON is the `options` object of an ilp-plugin-mini-accounts account
 // (IlpPluginMiniAccountsConstructorOptions of ilp-plugin-mini-accounts 4.2.0, less `_store`,
