@@ -26,6 +26,7 @@ type fakeBackend struct {
 	routing     RoutingInfo
 	rates       RatesInfo
 	pairRates   map[string]map[string]string // GET /rates rows, decimal strings; a known account without one has an empty row
+	rateWaits   []time.Time                  // the deadline of each AccountRates call's ctx (zero: none)
 
 	settlements []SettlementInfo
 
@@ -51,7 +52,9 @@ func (f *fakeBackend) Alerts() []middleware.Alert {
 
 // AccountRates answers the row of from; "broken" fails and "vanished" is listed by Accounts
 // but gone by now, as after a reload between the two calls.
-func (f *fakeBackend) AccountRates(_ context.Context, from string) (map[string]decimal.Decimal, error) {
+func (f *fakeBackend) AccountRates(ctx context.Context, from string) (map[string]decimal.Decimal, error) {
+	deadline, _ := ctx.Deadline()
+	f.rateWaits = append(f.rateWaits, deadline)
 	switch {
 	case from == "broken":
 		return nil, errors.New("backend exploded")

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -153,9 +155,18 @@ func (h *handler) getBalance(w http.ResponseWriter, r *http.Request) {
 // row at a time with ?from=<accountId>, as many as it needs.
 const maxRatesMatrixAccounts = 200
 
+// ratesWait bounds how long GET /rates waits for a rate backend that must fetch (ecb without
+// usable rates): its own fetch timeout may be far longer than an admin client waits, or than
+// the admin server's write timeout, after which the answer would be lost anyway. Pairs not
+// priced by then are left out, as for a packet that would be refused.
+const ratesWait = 5 * time.Second
+
 // getRates answers GET /rates as JS does (RateBackend.getStatus): {src: {dst: rate}} for
 // every pair of distinct accounts; ?from=<accountId> (ours) answers that one row.
 func (h *handler) getRates(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), ratesWait)
+	defer cancel()
+	r = r.WithContext(ctx)
 	from, msg := rateSource(r.URL.Query())
 	switch {
 	case msg != "":

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -71,6 +72,32 @@ func TestGetRates(t *testing.T) {
 			}
 			if got := rec.Body.String(); tt.want != "" && got != tt.want {
 				t.Errorf("body\n got %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestRatesWaitBounded: a backend that must fetch (ecb without usable rates) waits for its own
+// fetch timeout, which may be longer than an admin client or the server's write timeout waits;
+// every row of one GET /rates shares one deadline of at most ratesWait.
+func TestRatesWaitBounded(t *testing.T) {
+	for _, path := range []string{"/rates", "/rates?from=alice"} {
+		t.Run(path, func(t *testing.T) {
+			f := newFake()
+			before := time.Now()
+			do(t, NewHandler(f, prometheus.NewRegistry(), Options{}), http.MethodGet, path, "")
+			after := time.Now()
+			if len(f.rateWaits) == 0 {
+				t.Fatal("AccountRates not called")
+			}
+			first := f.rateWaits[0]
+			if first.Before(before.Add(ratesWait)) || first.After(after.Add(ratesWait)) {
+				t.Errorf("deadline %v, want ratesWait after the request (%v … %v)", first, before.Add(ratesWait), after.Add(ratesWait))
+			}
+			for i, d := range f.rateWaits {
+				if !d.Equal(first) {
+					t.Errorf("row %d: deadline %v, want the request's one deadline %v", i, d, first)
+				}
 			}
 		})
 	}
