@@ -17,6 +17,12 @@ import (
 // joined with errors.Join, each naming the account id and the field.
 func ParseAccount(id string, data []byte) (Account, error) {
 	var l fieldErrors
+	if isJSONObject(data) {
+		if p, ok := surrogateProblem(string(data)); ok {
+			l.add(id, "(account)", "", "%s", p)
+			return Account{}, l.join(nil)
+		}
+	}
 	a := parseAccount(id, data, &l)
 	return a, l.join(nil)
 }
@@ -51,7 +57,7 @@ func parseAccount(id string, data []byte, l *fieldErrors) Account {
 			if s, ok := rawString(raw); ok {
 				*dst = s
 			} else {
-				l.add(id, k, string(raw), "expected a string")
+				l.addRaw(id, k, raw, "expected a string")
 			}
 		}
 	}
@@ -64,7 +70,7 @@ func parseAccount(id string, data []byte, l *fieldErrors) Account {
 	if raw, ok := obj["assetScale"]; ok {
 		v, problem := rawInt(raw, 0, 255)
 		if problem != "" {
-			l.add(id, "assetScale", string(raw), "%s", problem)
+			l.addRaw(id, "assetScale", raw, "%s", problem)
 		}
 		a.AssetScale = uint8(v)
 	}
@@ -73,7 +79,7 @@ func parseAccount(id string, data []byte, l *fieldErrors) Account {
 	if raw, ok := obj["maxPacketAmount"]; ok {
 		v, problem := rawAmount(raw)
 		if problem != "" {
-			l.add(id, "maxPacketAmount", string(raw), "%s", problem)
+			l.addRaw(id, "maxPacketAmount", raw, "%s", problem)
 		}
 		a.MaxPacketAmount = &v
 	}
@@ -98,7 +104,7 @@ func optBool(id, k string, obj map[string]json.RawMessage, l *fieldErrors) *bool
 	}
 	v, ok := rawBool(raw)
 	if !ok {
-		l.add(id, k, string(raw), "expected true or false")
+		l.addRaw(id, k, raw, "expected true or false")
 	}
 	return &v
 }
@@ -132,7 +138,7 @@ func parseBalance(id string, raw json.RawMessage, l *fieldErrors) *Balance {
 	const want = `expected an integer string (e.g. "1000000" or "-500"), "-Infinity" or "Infinity"`
 	if r, ok := obj["minimum"]; ok {
 		if v, ok := rawBound(r); !ok {
-			l.add(id, "balance.minimum", string(r), want)
+			l.addRaw(id, "balance.minimum", r, want)
 		} else if v.inf >= 0 { // "-Infinity" is the JS default: no minimum
 			m := v.clamp()
 			b.Minimum = &m
@@ -141,7 +147,7 @@ func parseBalance(id string, raw json.RawMessage, l *fieldErrors) *Balance {
 	if r, ok := obj["maximum"]; !ok {
 		l.add(id, "balance.maximum", "", `required when balance is set (use "Infinity" for no maximum)`)
 	} else if v, ok := rawBound(r); !ok {
-		l.add(id, "balance.maximum", string(r), want)
+		l.addRaw(id, "balance.maximum", r, want)
 	} else if v.inf <= 0 {
 		m := v.clamp()
 		b.Maximum = &m
@@ -150,12 +156,12 @@ func parseBalance(id string, raw json.RawMessage, l *fieldErrors) *Balance {
 		v, ok := rawBound(r)
 		switch {
 		case !ok || v.inf > 0:
-			l.add(id, "balance.settleThreshold", string(r), `expected an integer string (e.g. "-1000") or "-Infinity"`)
+			l.addRaw(id, "balance.settleThreshold", r, `expected an integer string (e.g. "-1000") or "-Infinity"`)
 		case v.inf == 0:
 			if n, ok := v.exact(); ok {
 				b.SettleThreshold = &n
 			} else {
-				l.add(id, "balance.settleThreshold", string(r), "out of range: expected an integer within ±%d", int64(math.MaxInt64))
+				l.addRaw(id, "balance.settleThreshold", r, "out of range: expected an integer within ±%d", int64(math.MaxInt64))
 			}
 		}
 	}
@@ -163,7 +169,7 @@ func parseBalance(id string, raw json.RawMessage, l *fieldErrors) *Balance {
 		v, ok := rawBound(r)
 		n, exact := v.exact()
 		if !ok || !exact {
-			l.add(id, "balance.settleTo", string(r), "expected an integer string within ±%d (default \"0\")", int64(math.MaxInt64))
+			l.addRaw(id, "balance.settleTo", r, "expected an integer string within ±%d (default \"0\")", int64(math.MaxInt64))
 		}
 		b.SettleTo = n
 	}
@@ -179,7 +185,7 @@ func parseThroughput(id string, raw json.RawMessage, l *fieldErrors) *Throughput
 	if r, ok := obj["refillPeriod"]; ok {
 		d, problem := rawMillis(r, 100)
 		if problem != "" {
-			l.add(id, "throughput.refillPeriod", string(r), "%s (JS schema minimum)", problem)
+			l.addRaw(id, "throughput.refillPeriod", r, "%s (JS schema minimum)", problem)
 		}
 		t.RefillPeriod = d
 	}
@@ -190,7 +196,7 @@ func parseThroughput(id string, raw json.RawMessage, l *fieldErrors) *Throughput
 		}
 		v, problem := rawAmount(r)
 		if problem != "" {
-			l.add(id, "throughput."+k, string(r), "%s", problem)
+			l.addRaw(id, "throughput."+k, r, "%s", problem)
 		}
 		if k == "incomingAmount" {
 			t.IncomingAmount = &v
@@ -210,14 +216,14 @@ func parseRateLimit(id string, raw json.RawMessage, l *fieldErrors) *RateLimit {
 	if v, ok := obj["refillPeriod"]; ok {
 		d, problem := rawMillis(v, 100)
 		if problem != "" {
-			l.add(id, "rateLimit.refillPeriod", string(v), "%s (JS schema minimum)", problem)
+			l.addRaw(id, "rateLimit.refillPeriod", v, "%s (JS schema minimum)", problem)
 		}
 		r.RefillPeriod = d
 	}
 	if v, ok := obj["refillCount"]; ok {
 		n, problem := rawInt(v, 1, math.MaxInt64)
 		if problem != "" {
-			l.add(id, "rateLimit.refillCount", string(v), "%s", problem)
+			l.addRaw(id, "rateLimit.refillCount", v, "%s", problem)
 		}
 		r.RefillCount = uint64(n)
 	}
@@ -225,7 +231,7 @@ func parseRateLimit(id string, raw json.RawMessage, l *fieldErrors) *RateLimit {
 	if v, ok := obj["capacity"]; ok {
 		n, problem := rawInt(v, 0, math.MaxInt64)
 		if problem != "" {
-			l.add(id, "rateLimit.capacity", string(v), "%s", problem)
+			l.addRaw(id, "rateLimit.capacity", v, "%s", problem)
 		}
 		r.Capacity = uint64(n)
 	}
@@ -246,7 +252,7 @@ func parseDeduplicate(id string, raw json.RawMessage, l *fieldErrors) *Deduplica
 		if v, ok := obj[k]; ok {
 			ms, problem := rawMillis(v, 1)
 			if problem != "" {
-				l.add(id, "deduplicate."+k, string(v), "%s", problem)
+				l.addRaw(id, "deduplicate."+k, v, "%s", problem)
 			}
 			*dst = ms
 		}
@@ -264,12 +270,12 @@ func parseSettlementEngine(id string, raw json.RawMessage, l *fieldErrors) *Sett
 	if r, ok := obj["url"]; !ok {
 		l.add(id, "settlementEngine.url", "", "required: the base URL of the settlement engine, e.g. http://xrp-engine:3000")
 	} else if se.URL, ok = rawString(r); !ok {
-		l.add(id, "settlementEngine.url", string(r), "expected a string")
+		l.addRaw(id, "settlementEngine.url", r, "expected a string")
 	}
 	if r, ok := obj["settleEvery"]; ok {
 		ms, problem := rawMillis(r, 1000)
 		if problem != "" {
-			l.add(id, "settlementEngine.settleEvery", string(r), "%s", problem)
+			l.addRaw(id, "settlementEngine.settleEvery", r, "%s", problem)
 		}
 		se.SettleEvery = ms
 	}

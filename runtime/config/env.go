@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/ilpfleet/ilpfleet/internal/suggest"
 )
@@ -91,11 +90,13 @@ func UnknownEnv(environ []string) []string {
 // envToJSON converts a variable's text to JSON the way the JS loader does by schema type:
 // strings as is, objects and arrays parsed as JSON, booleans from envBools, numbers with
 // JavaScript's Number(). A value that is not UTF-8 is refused: encoding/json would replace
-// its invalid bytes with U+FFFD, so a path, host or plugin secret would silently change.
+// its invalid bytes with U+FFFD, so a path, host or plugin secret would silently change. So is
+// JSON with a lone surrogate escape (loneSurrogate), which it decodes to U+FFFD as well.
 // shown is the value as an error shows it: quoted, or "" when the problem quotes the bad spot.
 func envToJSON(k kind, v string) (raw json.RawMessage, shown, problem string) {
-	if !utf8.ValidString(v) {
-		return nil, quote(v), "not valid UTF-8 (its invalid bytes would be replaced, changing the value)"
+	if pos, bad := firstInvalidUTF8(v); bad {
+		// Not quoted: the value may be a secret (routingSecret, an account's options).
+		return nil, "", invalidUTF8Problem(v, pos, k == kObject || k == kArray)
 	}
 	switch k {
 	case kString:
@@ -122,8 +123,21 @@ func envToJSON(k kind, v string) (raw json.RawMessage, shown, problem string) {
 			}
 			return nil, quote(v), "expected JSON: " + err.Error()
 		}
+		if p, ok := surrogateProblem(v); ok {
+			return nil, "", p
+		}
 		return json.RawMessage(v), "", ""
 	}
+}
+
+// invalidUTF8Problem says where text stops being UTF-8, without showing it, and in JSON text
+// (withExcerpt) shows the structure around that spot (see excerpt).
+func invalidUTF8Problem(text string, pos int, withExcerpt bool) string {
+	p := "not valid UTF-8 at " + position(text, pos) + " (its invalid bytes would be replaced, changing the value)"
+	if withExcerpt {
+		p += "; near: " + excerpt(text, pos)
+	}
+	return p
 }
 
 // envSource names the variable a FieldError belongs to; a global setting's field becomes

@@ -1,8 +1,11 @@
 package config
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 )
 
@@ -50,6 +53,17 @@ type fieldErrors []*FieldError
 
 func (l *fieldErrors) add(account, field, value, format string, args ...any) {
 	l.addExact(account, field, "", value, format, args...)
+}
+
+// addRaw is add for a value as it was given in JSON. A string, number or boolean is shown as
+// written; an object or an array, which may hold a secret ({"token": …} where a string
+// belongs), is named by its kind and shape only (kindAndShape), after the problem.
+func (l *fieldErrors) addRaw(account, field string, raw json.RawMessage, format string, args ...any) {
+	if isJSONScalar(raw) {
+		l.add(account, field, string(bytes.TrimSpace(raw)), format, args...)
+		return
+	}
+	l.add(account, field, "", "%s; got %s", fmt.Sprintf(format, args...), kindAndShape(raw))
 }
 
 // addExact is add for an error about an account's option, with the option's exact path
@@ -158,11 +172,34 @@ func FieldErrors(err error) []*FieldError {
 }
 
 // quote formats a value for an error message; long values are cut so that a message stays
-// readable (and a secret pasted in the wrong place is not echoed whole).
+// readable (and a secret pasted in the wrong place is not echoed whole), and a URL's
+// credentials are hidden (redactURL).
 func quote(s string) string {
+	s = redactURL(s)
 	const max = 64
 	if len(s) > max {
 		return fmt.Sprintf("%q…", s[:max])
 	}
 	return fmt.Sprintf("%q", s)
+}
+
+// redactURL hides the userinfo and the query of a URL (a Redis or engine URL pasted into
+// store or backend, say), where credentials go: a user name can be a token too. Text that
+// looks like a URL with userinfo but does not parse is not shown at all.
+func redactURL(s string) string {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok || scheme == "" || (!strings.Contains(rest, "@") && !strings.Contains(rest, "?")) {
+		return s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(a URL that does not parse, not shown)"
+	}
+	if u.User != nil {
+		u.User = url.User("xxxxx") // as url.URL.Redacted writes a password
+	}
+	if u.RawQuery != "" {
+		u.RawQuery = "xxxxx"
+	}
+	return u.String()
 }

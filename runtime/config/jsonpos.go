@@ -269,3 +269,102 @@ func jsonKind(raw []byte) string {
 	}
 	return "a number"
 }
+
+// loneSurrogate returns the byte offset of the first \u escape in a string of the JSON text
+// (keys too) that is half of a UTF-16 surrogate pair without its other half, and whether there
+// is one. encoding/json decodes such an escape as U+FFFD without an error, silently changing
+// an account id or a secret (JSON.parse keeps the lone half). text must be valid JSON, so that
+// quotes and backslashes are read right.
+func loneSurrogate(text string) (int, bool) {
+	inString := false
+	for i := 0; i < len(text); i++ {
+		switch c := text[i]; {
+		case c == '"':
+			inString = !inString
+		case c == '\\' && inString:
+			v, ok := uEscape(text, i)
+			if !ok {
+				i++ // a one-character escape: skip the escaped character
+				continue
+			}
+			switch {
+			case v >= 0xDC00 && v <= 0xDFFF: // a low half with no high half before it
+				return i, true
+			case v >= 0xD800 && v <= 0xDBFF:
+				if low, ok := uEscape(text, i+6); !ok || low < 0xDC00 || low > 0xDFFF {
+					return i, true
+				}
+				i += 6 // the low half, checked
+			}
+			i += 5
+		}
+	}
+	return 0, false
+}
+
+// uEscape reads the \uXXXX escape at text[i:], if there is one.
+func uEscape(text string, i int) (rune, bool) {
+	if i+6 > len(text) || text[i] != '\\' || text[i+1] != 'u' {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(text[i+2:i+6], 16, 16)
+	return rune(v), err == nil
+}
+
+// surrogateProblem describes the first lone surrogate escape of the JSON text (loneSurrogate)
+// with its position and an excerpt that shows no value; ok is false when there is none.
+func surrogateProblem(text string) (problem string, ok bool) {
+	pos, ok := loneSurrogate(text)
+	if !ok {
+		return "", false
+	}
+	return fmt.Sprintf("the \\u escape at %s is half of a UTF-16 surrogate pair, without its other half: "+
+		"it stands for no character, and decoding it would replace it with U+FFFD, changing the value; "+
+		"write the character itself or both halves of its pair; near: %s", position(text, pos), excerpt(text, pos)), true
+}
+
+// maxShapePieces bounds the shape of a value an error shows (a masked run counts as one).
+const maxShapePieces = 40
+
+// kindAndShape names the kind of a JSON object or array and shows its structure only (see
+// jsonShape): keys and punctuation, every other value as ***. An error about a value of the
+// wrong kind uses it instead of the value, which may hold a secret ({"token": …} written where
+// a string belongs).
+func kindAndShape(raw json.RawMessage) string {
+	kind := jsonKind(raw)
+	var compact bytes.Buffer
+	if json.Compact(&compact, raw) != nil {
+		return kind
+	}
+	text := compact.String()
+	var b strings.Builder
+	pieces := 0
+	put := func(piece string) bool {
+		if pieces == maxShapePieces {
+			b.WriteString("…")
+			return false
+		}
+		b.WriteString(piece)
+		pieces++
+		return true
+	}
+	jsonShape(text, func(start, end int, masked bool) bool {
+		if masked {
+			return put(valueMask)
+		}
+		for _, r := range text[start:end] {
+			if !put(printable(r)) {
+				return false
+			}
+		}
+		return true
+	})
+	return kind + " " + b.String()
+}
+
+// isJSONScalar reports whether raw is a JSON string, number, boolean or null: a value an error
+// may show as written.
+func isJSONScalar(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	return len(raw) > 0 && raw[0] != '{' && raw[0] != '[' && json.Valid(raw)
+}

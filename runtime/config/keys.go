@@ -114,7 +114,7 @@ func setString(field func(*Config) *string) func(*Config, json.RawMessage, *fiel
 		if s, ok := rawString(raw); ok {
 			*field(c) = s
 		} else {
-			l.add("", "", string(raw), "expected a string")
+			l.addRaw("", "", raw, "expected a string")
 		}
 	}
 }
@@ -124,7 +124,7 @@ func setBool(field func(*Config) *bool) func(*Config, json.RawMessage, *fieldErr
 		if v, ok := rawBool(raw); ok {
 			*field(c) = v
 		} else {
-			l.add("", "", string(raw), "expected true or false")
+			l.addRaw("", "", raw, "expected true or false")
 		}
 	}
 }
@@ -140,7 +140,7 @@ func setMillis(key string) func(*Config, json.RawMessage, *fieldErrors) {
 	return func(c *Config, raw json.RawMessage, l *fieldErrors) {
 		d, problem := rawMillis(raw, m.min)
 		if problem != "" {
-			l.add("", "", string(raw), "%s", problem)
+			l.addRaw("", "", raw, "%s", problem)
 			return
 		}
 		*m.field(c) = d
@@ -161,7 +161,7 @@ func setObject(field func(*Config) *json.RawMessage) func(*Config, json.RawMessa
 func setILPAddress(c *Config, raw json.RawMessage, l *fieldErrors) {
 	s, ok := rawString(raw)
 	if !ok {
-		l.add("", "", string(raw), "expected a string")
+		l.addRaw("", "", raw, "expected a string")
 		return
 	}
 	if s == "unknown" {
@@ -173,7 +173,7 @@ func setILPAddress(c *Config, raw json.RawMessage, l *fieldErrors) {
 func setSpread(c *Config, raw json.RawMessage, l *fieldErrors) {
 	d, ok := rawDecimal(raw)
 	if !ok {
-		l.add("", "", string(raw), "expected a number such as 0.002 (a fraction: 0.002 is 0.2 %%)")
+		l.addRaw("", "", raw, "expected a number such as 0.002 (a fraction: 0.002 is 0.2 %%)")
 		return
 	}
 	c.Spread = d
@@ -183,7 +183,7 @@ func setPortOf(field func(*Config) *int) func(*Config, json.RawMessage, *fieldEr
 	return func(c *Config, raw json.RawMessage, l *fieldErrors) {
 		v, problem := rawInt(raw, 0, 65535)
 		if problem != "" {
-			l.add("", "", string(raw), "expected a TCP port from 0 to 65535")
+			l.addRaw("", "", raw, "expected a TCP port from 0 to 65535")
 			return
 		}
 		*field(c) = int(v)
@@ -239,7 +239,7 @@ func setRoutes(c *Config, raw json.RawMessage, l *fieldErrors) {
 				continue
 			}
 			if *f.dst, ok = rawString(v); !ok {
-				l.add("", field+"."+f.k, string(v), "expected a string")
+				l.addRaw("", field+"."+f.k, v, "expected a string")
 			}
 		}
 		c.Routes = append(c.Routes, r)

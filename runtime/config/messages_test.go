@@ -1,10 +1,13 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"sigs.k8s.io/yaml"
 )
 
 // These tests keep the messages a user switching from the JS connector found confusing fixed:
@@ -198,6 +201,21 @@ func TestRepeatedAccountID(t *testing.T) {
 		{"in a JSON file", "", `{"ilpAddress":"test.a","accounts":{"a":` + btpChild + `,"a":` + btpChild + `}}`,
 			`account id given twice`,
 			`config file x: accounts: account id "a" appears twice; JS would silently keep the last one — remove one`},
+		// The YAML decoder reads these keys as one number or boolean, which becomes the same
+		// JSON key: reading the keys' text used to let the repeat through, one account winning.
+		{"YAML 1 and 01", "", yamlAccounts("1", "01"), "", `config file x: accounts: account id "1" appears twice; JS would silently keep the last one — remove one`},
+		{"YAML 0x1, 1.0 and +1", "", yamlAccounts("0x1", "1.0", "+1"), "", `config file x: accounts: account id "1" appears 3 times; JS would silently keep the last one — keep only one`},
+		{"YAML 1_000 and 1000", "", yamlAccounts("1_000", "1000"), "", `config file x: accounts: account id "1000" appears twice; JS would silently keep the last one — remove one`},
+		{"YAML 1 and \"1\"", "", yamlAccounts("1", `"1"`), "", `config file x: accounts: account id "1" appears twice; JS would silently keep the last one — remove one`},
+		{"YAML yes and true", "", yamlAccounts("yes", "true"), "", `config file x: accounts: account id "true" appears twice; JS would silently keep the last one — remove one`},
+		{"YAML on and 'true'", "", yamlAccounts("on", "'true'"), "", `config file x: accounts: account id "true" appears twice; JS would silently keep the last one — remove one`},
+		{"YAML floats equal as float32", "", yamlAccounts("1.00000001", "1.00000002"), "", `config file x: accounts: account id "1" appears twice; JS would silently keep the last one — remove one`},
+		{"YAML accounts given twice", "", "ilpAddress: test.a\naccounts:\n  a: " + btpChild + "\naccounts:\n  b: " + btpChild + "\n",
+			"", `config file x: accounts: given twice; a decoder would silently keep the last one — remove one`},
+		{"YAML top-level key given as 'spread' and spread", "", "ilpAddress: test.a\nspread: 0.01\n'spread': 0.5\naccounts:\n  a: " + btpChild + "\n",
+			"", `config file x: spread: given twice; a decoder would silently keep the last one — remove one`},
+		{"JSON file, spread given three times", "", `{"ilpAddress":"test.a","spread":0.01,"spread":0.5,"spr\u0065ad":0.5,"accounts":{"a":` + btpChild + `}}`,
+			"", `config file x: spread: given 3 times; a decoder would silently keep the last one — keep only one`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -205,6 +223,43 @@ func TestRepeatedAccountID(t *testing.T) {
 			checkMessage(t, err, tt.before, []string{tt.after}, "")
 			if err != nil && err.Error() != tt.after {
 				t.Errorf("error\n%v\nwant exactly\n%s", err, tt.after)
+			}
+		})
+	}
+}
+
+// yamlAccounts is a YAML config file with a btpChild account for each of the keys.
+func yamlAccounts(keys ...string) string {
+	s := "ilpAddress: test.a\naccounts:\n"
+	for _, k := range keys {
+		s += "  " + k + ": " + btpChild + "\n"
+	}
+	return s
+}
+
+// TestYAMLKeysAreTheDocumentKeys: the account ids readYAMLKeys reads are the keys of the JSON
+// document sigs.k8s.io/yaml makes, for every way YAML has of writing a key that it reads as
+// something other than the key's text (yamlKeyString copies its rules).
+func TestYAMLKeysAreTheDocumentKeys(t *testing.T) {
+	for _, k := range []string{
+		"a", "1", "01", "0x1F", "0o17", "0b101", "+1", "-1", "1_000", "1.0", "1e3", ".5", "-.5", "1.00000001",
+		"3.14159265358979", "9223372036854775807", "-9223372036854775808", "1e400", ".inf", "-.Inf", ".NaN",
+		"true", "yes", "Yes", "on", "ON", "y", "n", "no", "off", "False", "2001-12-14", "12:30", "0777", "!!str 01",
+		`"01"`, "'yes'", "&x z", "a b", "\u00e9", `"\u00e9"`,
+	} {
+		t.Run(k, func(t *testing.T) {
+			data := []byte("accounts:\n  " + k + ": 0\n")
+			doc, err := yaml.YAMLToJSON(data)
+			if err != nil {
+				t.Skipf("refused by the YAML decoder: %v", err)
+			}
+			var m struct{ Accounts map[string]json.RawMessage }
+			if err := json.Unmarshal(doc, &m); err != nil || len(m.Accounts) != 1 {
+				t.Fatalf("document %s: %v", doc, err)
+			}
+			got := readYAMLKeys(data).accounts
+			if len(got) != 1 || m.Accounts[got[0]] == nil {
+				t.Errorf("read %q; the document has %s", got, doc)
 			}
 		})
 	}
