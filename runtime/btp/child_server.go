@@ -41,6 +41,8 @@ type ChildServerOptions struct {
 	AllowedOrigins  []string // browser Origins allowed to connect (path.Match patterns of their host, see ws.AcceptOptions); others are refused
 	GenerateAccount *bool
 	AuthTimeout     time.Duration // wait for the auth frame; 0 means DefaultAuthTimeout
+	MaxPayload      int           // wsOpts.maxPayload: bound of one message, 1 to MaxFrameSize; 0 means MaxFrameSize
+	Path            string        // wsOpts.path: the only request path upgraded (others get 400, as from ws); "" any
 	// Tokens keeps the auth_username bindings; the connector keeps them in its store. nil
 	// keeps them in this server's memory only, lost when it is closed.
 	Tokens TokenStore
@@ -111,6 +113,13 @@ func NewChildServer(o ChildServerOptions) (*ChildServer, error) {
 	if o.Port < 0 || o.Port > 65535 {
 		return nil, errors.New("btp: wsOpts.port must be between 0 and 65535")
 	}
+	limit, err := readLimit(o.MaxPayload)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPath(o.Path); err != nil {
+		return nil, err
+	}
 	if o.Tokens == nil {
 		o.Tokens = &memoryTokens{m: make(map[string][32]byte)}
 	}
@@ -122,8 +131,8 @@ func NewChildServer(o ChildServerOptions) (*ChildServer, error) {
 	warnIgnored(s.core.Logger, PluginMiniAccounts, o.Ignored)
 	s.srv = wsServer{
 		core: &s.core, host: o.Host, port: o.Port, origins: o.AllowedOrigins,
-		authTimeout: authTimeout(o.AuthTimeout),
-		admit:       s.admit, attach: s.attach, detach: s.detach,
+		authTimeout: authTimeout(o.AuthTimeout), readLimit: limit, path: o.Path,
+		admit: s.admit, attach: s.attach, detach: s.detach,
 	}
 	if s.srv.origins == nil {
 		s.srv.origins = []string{} // mini-accounts refuses browsers unless their Origin is allowed

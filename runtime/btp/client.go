@@ -267,7 +267,7 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 	if dialed.conn != nil && strings.HasPrefix(c.wsURL, "ws://") {
 		wc.SetCancelWriter(dialed.conn)
 	}
-	cn := newConn(&c.core, wc, "")
+	cn := newConn(&c.core, wc, "", MaxFrameSize) // JS's client passes ws no maxPayload: no option to honour
 	if err := c.auth(ctx, cn); err != nil {
 		cn.close(err, 0, "")
 		return nil, err

@@ -127,8 +127,10 @@ type conn struct {
 	err     error
 }
 
-func newConn(c *core, wc *ws.Conn, from ilp.Address) *conn {
-	wc.SetReadLimit(MaxFrameSize)
+// newConn wraps an authenticated (or being authenticated) WebSocket; readLimit bounds each
+// message read from it, at most MaxFrameSize.
+func newConn(c *core, wc *ws.Conn, from ilp.Address, readLimit int) *conn {
+	wc.SetReadLimit(readLimit)
 	return &conn{
 		core: c, ws: wc, from: from, ctx: c.ctx, done: make(chan struct{}),
 		pending: make(map[uint32]*call), nextID: rand.Uint32(),

@@ -45,18 +45,15 @@ func New(o Options) (link.Link, error) {
 }
 
 // btpJSON is the `options` object of an ilp-plugin-btp account (IlpPluginBtpConstructorOptions
-// of ilp-plugin-btp 1.5.0). As in the JS plugin, listener.wsOpts (host, port) replaces the
-// listener's {port}; listener.host is an ilpfleet shorthand for wsOpts.host.
+// of ilp-plugin-btp 1.5.0). As in the JS plugin, listener.wsOpts.port replaces the listener's
+// port; listener.host is an ilpfleet shorthand for wsOpts.host.
 type btpJSON struct {
 	Server   *string `json:"server"`
 	Listener *struct {
-		Port   *int    `json:"port"`
-		Secret *string `json:"secret"`
-		WsOpts *struct {
-			Host string `json:"host"`
-			Port *int   `json:"port"`
-		} `json:"wsOpts"`
-		Host string `json:"host"`
+		Port   *int          `json:"port"`
+		Secret *string       `json:"secret"`
+		WsOpts *wsServerJSON `json:"wsOpts"`
+		Host   string        `json:"host"`
 	} `json:"listener"`
 	ReconnectInterval        *int64                     `json:"reconnectInterval"`        // ms
 	ReconnectIntervals       []int64                    `json:"reconnectIntervals"`       // ms
@@ -99,11 +96,8 @@ func optionKeys(t reflect.Type) (keys []string, nested map[string][]string) {
 // (IlpPluginMiniAccountsConstructorOptions of ilp-plugin-mini-accounts 4.2.0, less `_store`,
 // which ilp-connector passes itself and JSON cannot hold).
 type miniJSON struct {
-	Port   *int `json:"port"`
-	WsOpts *struct {
-		Host string `json:"host"`
-		Port *int   `json:"port"`
-	} `json:"wsOpts"`
+	Port               *int            `json:"port"`
+	WsOpts             *wsServerJSON   `json:"wsOpts"`
 	CurrencyScale      *int            `json:"currencyScale"`
 	DebugHostIldcpInfo json.RawMessage `json:"debugHostIldcpInfo"`
 	AllowedOrigins     []string        `json:"allowedOrigins"`
@@ -133,9 +127,16 @@ type UnknownOptionError struct {
 	Path   string   // e.g. "listener.sekret"
 	Key    string   // the last element of Path
 	Known  []string // the keys allowed beside it
+	// Why is set for an option the JS side knows but a JSON config cannot use (see
+	// wsJSOnly); it replaces the suggestion, which would point at an unrelated key.
+	Why string
 }
 
 func (e *UnknownOptionError) Error() string {
+	if e.Why != "" {
+		return fmt.Sprintf("btp: %s options: option %q cannot be used: %s; known options here: %s",
+			e.Plugin, e.Path, e.Why, strings.Join(e.Known, ", "))
+	}
 	return fmt.Sprintf("btp: %s options: unknown option %q%s; known options here: %s",
 		e.Plugin, e.Path, suggest.DidYouMean(e.Key, e.Known), strings.Join(e.Known, ", "))
 }
@@ -165,7 +166,7 @@ func checkKeys(plugin, prefix string, raw json.RawMessage, known []string, neste
 	for _, k := range slices.Sorted(maps.Keys(obj)) {
 		path := prefix + k
 		if !slices.Contains(known, k) {
-			return &UnknownOptionError{Plugin: plugin, Path: path, Key: k, Known: known}
+			return &UnknownOptionError{Plugin: plugin, Path: path, Key: k, Known: known, Why: jsOnlyWhy(prefix, k)}
 		}
 		if sub, ok := nested[path]; ok {
 			if err := checkKeys(plugin, path+".", obj[k], sub, nested); err != nil {
@@ -317,7 +318,12 @@ func parseBTPListener(j *btpJSON, common Common) (Options, error) {
 	if l.Secret == nil || *l.Secret == "" {
 		return nil, errors.New("btp: ilp-plugin-btp options: listener.secret must be set and not empty")
 	}
-	return &PeerServerOptions{Host: l.Host, Port: *l.Port, Secret: *l.Secret, Common: common, portOption: portOption}, nil
+	w, err := parseWsOpts(PluginBTP, "listener.wsOpts", l.WsOpts)
+	if err != nil {
+		return nil, err
+	}
+	return &PeerServerOptions{Host: l.Host, Port: *l.Port, Secret: *l.Secret, MaxPayload: w.maxPayload, Path: w.path,
+		Common: common, Ignored: w.ignored, portOption: portOption}, nil
 }
 
 // authFlags turns btpAuthFlags into the extra entries of the auth frame, as JS's
@@ -375,6 +381,11 @@ func parseMini(raw json.RawMessage) (Options, error) {
 	if o.Port < 1 || o.Port > 65535 {
 		return nil, fmt.Errorf("btp: ilp-plugin-mini-accounts options: port %d must be between 1 and 65535", o.Port)
 	}
+	w, err := parseWsOpts(PluginMiniAccounts, "wsOpts", j.WsOpts)
+	if err != nil {
+		return nil, err
+	}
+	o.MaxPayload, o.Path, o.Ignored = w.maxPayload, w.path, w.ignored
 	if j.CurrencyScale != nil {
 		o.Ignored = append(o.Ignored, IgnoredOption{"currencyScale", "mini-accounts keeps it for subclasses that settle; children learn the account's assetScale over IL-DCP"})
 	}

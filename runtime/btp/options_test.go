@@ -47,7 +47,7 @@ func TestParseOptions(t *testing.T) {
 		{PluginBTP, `{"listener":{"port":7768,"secret":"s"},"btpAccount":null,"reconnectInterval":null}`, &PeerServerOptions{Port: 7768, Secret: "s", portOption: "listener.port"}, ""},
 		{PluginBTP, `{"server":"btp+ws://a:b@x","sevrer":"typo"}`, nil, `unknown option "sevrer" (did you mean "server"?); known options here: server, listener,`},
 		{PluginBTP, `{"listener":{"port":1,"secert":"s"}}`, nil, `unknown option "listener.secert" (did you mean "secret"?); known options here: port, secret, wsOpts, host`},
-		{PluginBTP, `{"listener":{"port":1,"secret":"s","wsOpts":{"port":2,"backlog":5}}}`, nil, `unknown option "listener.wsOpts.backlog"`},
+		{PluginBTP, `{"listener":{"port":1,"secret":"s","wsOpts":{"port":2,"bakclog":5}}}`, nil, `unknown option "listener.wsOpts.bakclog" (did you mean "backlog"?)`},
 		// The JS options of ilp-plugin-btp's client, with their JS units (ms).
 		{PluginBTP, `{"server":"btp+ws://peer:7768","btpAccount":"alice","btpToken":"tok"}`,
 			&ClientOptions{Server: "btp+ws://peer:7768", Account: "alice", Token: "tok"}, ""},
@@ -99,7 +99,7 @@ func TestParseOptions(t *testing.T) {
 			&ChildServerOptions{Host: "0.0.0.0", Port: 7768, AllowedOrigins: []string{"example.com"}, GenerateAccount: &yes, portOption: "wsOpts.port",
 				Ignored: []IgnoredOption{{"currencyScale", "mini-accounts keeps it for subclasses that settle; children learn the account's assetScale over IL-DCP"}}}, ""},
 		{PluginMiniAccounts, `{"wsOpts":{"host":"h"}}`, nil, "wsOpts.port"},
-		{PluginMiniAccounts, `{"wsOpts":{"port":7768,"perMessageDeflate":true}}`, nil, `unknown option "wsOpts.perMessageDeflate"`},
+		{PluginMiniAccounts, `{"wsOpts":{"port":7768,"perMessageDefalte":true}}`, nil, `unknown option "wsOpts.perMessageDefalte" (did you mean "perMessageDeflate"?)`},
 		{PluginMiniAccounts, `{"port":7768,"debugHostIldcpInfo":{"clientAddress":"test.x","assetScale":9,"assetCode":"XRP"}}`,
 			&ChildServerOptions{Port: 7768, portOption: "port", Ignored: []IgnoredOption{{"debugHostIldcpInfo", "a debugging stand-in for asking the connector over IL-DCP; ilpfleet's connector gives the address and asset directly"}}}, ""},
 		{PluginMiniAccounts, `{"generateAcount":true}`, nil, `unknown option "generateAcount" (did you mean "generateAccount"?); known options here: port, wsOpts, currencyScale, debugHostIldcpInfo, allowedOrigins, generateAccount`},

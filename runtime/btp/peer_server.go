@@ -22,7 +22,15 @@ type PeerServerOptions struct {
 	Secret string // JS listener.secret: the auth_token the peer must send
 	// AuthTimeout bounds the wait for the first (auth) frame; 0 means DefaultAuthTimeout.
 	AuthTimeout time.Duration
+	// MaxPayload (JS wsOpts.maxPayload) bounds one message from the peer, 1 to MaxFrameSize;
+	// 0 means MaxFrameSize. A larger message closes the connection with status 1009.
+	MaxPayload int
+	// Path (JS wsOpts.path), when set, is the only request path upgraded; others get 400,
+	// as from ws. "" accepts any path, as in JS.
+	Path string
 	Common
+	// Ignored are JS options given and without effect here, logged when the server is built.
+	Ignored []IgnoredOption
 
 	portOption string // see PortOption
 }
@@ -92,10 +100,19 @@ func NewPeerServer(o PeerServerOptions) (*PeerServer, error) {
 	if o.Port < 0 || o.Port > 65535 {
 		return nil, errors.New("btp: listener port must be between 0 and 65535")
 	}
+	limit, err := readLimit(o.MaxPayload)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPath(o.Path); err != nil {
+		return nil, err
+	}
 	s := &PeerServer{opts: o, replaced: newReplaceWarner(time.Now)}
 	s.core.init(o.Common)
+	warnIgnored(s.core.Logger, PluginBTP, o.Ignored)
 	s.srv = wsServer{
 		core: &s.core, host: o.Host, port: o.Port, authTimeout: authTimeout(o.AuthTimeout),
+		readLimit: limit, path: o.Path,
 		admit: s.admit, attach: s.attach, detach: s.detach,
 	}
 	return s, nil

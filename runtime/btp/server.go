@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -65,6 +66,8 @@ type wsServer struct {
 	port        int
 	origins     []string // nil: any Origin (peers authenticate in-band, not with cookies)
 	authTimeout time.Duration
+	readLimit   int    // bound of one message from the peer (JS wsOpts.maxPayload), ≤ MaxFrameSize
+	path        string // the only request path upgraded (JS wsOpts.path); "" any
 	// admit decides on an auth request: the address of the peer (child) or an error whose text
 	// goes to the peer. attach and detach run around the life of an admitted connection.
 	admit  func(req authRequest) (ilp.Address, error)
@@ -114,6 +117,9 @@ func (s *wsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.core.wg.Done()
+	if !s.pathAllowed(w, r) {
+		return
+	}
 	wc, err := ws.Accept(w, r, ws.AcceptOptions{
 		OriginPatterns: s.origins, InsecureSkipVerify: s.origins == nil,
 	})
@@ -152,7 +158,7 @@ func (s *wsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *wsServer) authenticate(wc *ws.Conn) (*conn, authRequest, error) {
 	ctx, cancel := context.WithTimeout(s.core.ctx, s.authTimeout)
 	defer cancel()
-	wc.SetReadLimit(MaxFrameSize)
+	wc.SetReadLimit(s.readLimit)
 	msg, err := readWithin(ctx, wc)
 	if err != nil {
 		_ = wc.CloseNow()
@@ -169,12 +175,47 @@ func (s *wsServer) authenticate(wc *ws.Conn) (*conn, authRequest, error) {
 		from, err = s.admit(req)
 	}
 	if err != nil {
-		cn := newConn(s.core, wc, "")
+		cn := newConn(s.core, wc, "", s.readLimit)
 		cn.replyError(f.RequestID, "F00", "NotAcceptedError", err.Error())
 		cn.close(err, ws.StatusPolicyViolation, "not authenticated")
 		return nil, req, err
 	}
-	return newConn(s.core, wc, from), req, nil
+	return newConn(s.core, wc, from, s.readLimit), req, nil
+}
+
+// pathAllowed refuses, as ws does when its path option is set, an upgrade request for
+// another path with 400; ws compares the raw path, before any ?query, byte for byte. A request
+// that is no upgrade is left to ws.Accept, which refuses it as it always does.
+func (s *wsServer) pathAllowed(w http.ResponseWriter, r *http.Request) bool {
+	if s.path == "" || r.Header.Get("Upgrade") == "" {
+		return true
+	}
+	if p, _, _ := strings.Cut(r.RequestURI, "?"); p == s.path {
+		return true
+	}
+	s.core.Logger.Debug("btp: websocket upgrade for another path refused", "remote", r.RemoteAddr, "path", r.URL.Path, "want", s.path)
+	http.Error(w, http.StatusText(http.StatusBadRequest), http.StatusBadRequest)
+	return false
+}
+
+// readLimit is the read limit for a MaxPayload option: 0 is MaxFrameSize, the most any
+// connection reads.
+func readLimit(maxPayload int) (int, error) {
+	switch {
+	case maxPayload == 0:
+		return MaxFrameSize, nil
+	case maxPayload < 0 || maxPayload > MaxFrameSize:
+		return 0, fmt.Errorf("btp: MaxPayload %d must be 0 (MaxFrameSize) or 1 to %d", maxPayload, MaxFrameSize)
+	}
+	return maxPayload, nil
+}
+
+// checkPath refuses a Path no request can have (see parseWsOpts).
+func checkPath(p string) error {
+	if p != "" && (!strings.HasPrefix(p, "/") || strings.Contains(p, "?")) {
+		return fmt.Errorf("btp: Path %q must be empty or start with / and have no ?", p)
+	}
+	return nil
 }
 
 func (s *wsServer) track(cn *conn) bool {
