@@ -100,7 +100,7 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: debugLevelName}
 	switch format {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil
@@ -108,6 +108,19 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// debugLevelName writes every level below INFO as DEBUG. The Kubernetes client libraries log
+// through logr, whose V(n) is slog level −n; slog would name V(2) "DEBUG+2", which log pipelines
+// keyed on DEBUG/INFO/WARN/ERROR do not know. Which debug verbosity a record had is not worth
+// that: --log-level debug shows them all.
+func debugLevelName(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 && a.Key == slog.LevelKey {
+		if lv, ok := a.Value.Any().(slog.Level); ok && lv < slog.LevelInfo {
+			a.Value = slog.StringValue(slog.LevelDebug.String())
+		}
+	}
+	return a
 }
 
 // packetGCPercent is the GOGC of the packet-forwarding commands when the user has not set one.

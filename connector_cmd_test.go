@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"runtime/debug"
@@ -188,6 +189,25 @@ func TestStoppedStart(t *testing.T) {
 	for _, tt := range tests {
 		if got := stoppedStart(tt.ctx, tt.err); got != tt.want {
 			t.Errorf("%s: stoppedStart = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestLogLevelNames: records below INFO — the Kubernetes libraries' logr V(n) are slog level −n —
+// are named DEBUG in both formats, not slog's "DEBUG+2".
+func TestLogLevelNames(t *testing.T) {
+	for _, format := range []string{"text", "json"} {
+		var b strings.Builder
+		log, err := newLogger(&b, format, "debug")
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Log(context.Background(), slog.Level(-2), "v2")
+		log.Debug("debug")
+		log.Warn("warn")
+		out := b.String()
+		if strings.Contains(out, "DEBUG+") || strings.Count(out, "DEBUG") != 2 || !strings.Contains(out, "WARN") {
+			t.Errorf("%s: level names\n%s", format, out)
 		}
 	}
 }
