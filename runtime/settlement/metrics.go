@@ -65,3 +65,14 @@ func (m *Metrics) addPending(account string, d float64) {
 		m.pending.WithLabelValues(account).Add(d)
 	}
 }
+
+// forget deletes the series of a removed account.
+func (m *Metrics) forget(account string) {
+	if m != nil {
+		l := prometheus.Labels{"account": account}
+		m.done.DeletePartialMatch(l)
+		m.value.DeletePartialMatch(l)
+		m.failures.DeletePartialMatch(l)
+		m.pending.DeletePartialMatch(l)
+	}
+}

@@ -143,6 +143,9 @@ func (s *Settler) Update(accounts []Account) error {
 		if next[id] != o {
 			close(o.stop)
 		}
+		if next[id] == nil {
+			s.forgetWhenStopped(o)
+		}
 	}
 	if s.started {
 		for id, a := range next {
@@ -152,6 +155,25 @@ func (s *Settler) Update(accounts []Account) error {
 		}
 	}
 	return nil
+}
+
+// forgetWhenStopped deletes the metric series of a removed account once its worker has ended
+// (it may still count a settlement until then), unless the account came back meanwhile: a
+// connector whose accounts come and go must not keep a series for each one it ever had.
+// Called with s.mu held.
+func (s *Settler) forgetWhenStopped(a *acct) {
+	if !s.started { // no worker ran
+		s.o.Metrics.forget(a.cfg.ID)
+		return
+	}
+	s.wg.Go(func() {
+		<-a.done
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if (*s.accts.Load())[a.cfg.ID] == nil {
+			s.o.Metrics.forget(a.cfg.ID)
+		}
+	})
 }
 
 // Start starts the workers: each tells its engine about the account, resends the settlements
