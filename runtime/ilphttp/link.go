@@ -288,6 +288,12 @@ func sharedTransport(h2 bool) *http.Transport {
 	return h1Transport
 }
 
+// idleConnTimeout closes an idle connection to a peer before the peer does. Node's HTTP server
+// (ilp-plugin-http, rafiki) closes a keep-alive connection after 5 s idle (keepAliveTimeout);
+// a Prepare written to a connection the server is closing just then fails, and the transport
+// does not resend a POST, so the packet would be rejected T01 for nothing.
+const idleConnTimeout = 4 * time.Second
+
 // newTransport builds a client transport. h2 speaks HTTP/2 only: with prior knowledge on
 // http:// (like node's http2.connect) and through ALPN on https://. Otherwise HTTP/1.1 with
 // keep-alive, and HTTP/2 when a TLS peer offers it.
@@ -299,7 +305,7 @@ func newTransport(h2 bool) *http.Transport {
 		MaxIdleConns:           1024,
 		MaxIdleConnsPerHost:    256,
 		MaxConnsPerHost:        1024, // beyond this, requests wait for a connection (bounded by the Prepare's expiry)
-		IdleConnTimeout:        90 * time.Second,
+		IdleConnTimeout:        idleConnTimeout,
 		TLSHandshakeTimeout:    10 * time.Second,
 		DisableCompression:     true, // ILP packets are binary and small
 		MaxResponseHeaderBytes: 64 << 10,

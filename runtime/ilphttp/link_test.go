@@ -284,3 +284,15 @@ func TestStartCloseRace(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleConnectionsClosedBeforeNodeDoes: both transports drop an idle connection before a
+// Node.js server's default keepAliveTimeout (5 s) would, so that no Prepare is written to a
+// connection the peer is closing (Go does not resend a POST; the packet would fail T01).
+func TestIdleConnectionsClosedBeforeNodeDoes(t *testing.T) {
+	const nodeKeepAliveTimeout = 5 * time.Second
+	for _, h2 := range []bool{false, true} {
+		if got := newTransport(h2).IdleConnTimeout; got <= 0 || got >= nodeKeepAliveTimeout {
+			t.Errorf("h2=%v: IdleConnTimeout %v, want above 0 and below %v", h2, got, nodeKeepAliveTimeout)
+		}
+	}
+}
