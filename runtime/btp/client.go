@@ -71,6 +71,10 @@ type Client struct {
 	once    sync.Once
 
 	sched reconnectSchedule // used by run only
+	// failed counts the connection attempts failed in a row and failLogged is when the last of
+	// them was logged (see logRetry); used by run only.
+	failed     int
+	failLogged time.Time
 	// now and sleep are the clock of the reconnect loop; tests replace them to follow the
 	// schedule without waiting. sleep reports false when ctx ended first.
 	now   func() time.Time
@@ -201,7 +205,9 @@ func (c *Client) run() {
 			}
 		}
 		c.report(err)
-		if err == nil {
+		wasUp := err == nil
+		if wasUp {
+			c.logConnected()
 			err = cn.serve()
 			c.cur.CompareAndSwap(cn, nil)
 		}
@@ -209,11 +215,41 @@ func (c *Client) run() {
 			return
 		}
 		wait := c.backoff(attempt)
-		c.core.Logger.Info("btp: connection to peer lost, reconnecting",
-			"server", redact(c.opts.Server), "error", err, "in", wait)
+		c.logRetry(wasUp, err, wait)
 		if !c.sleep(c.core.ctx, wait) {
 			return
 		}
+	}
+}
+
+// retryLogEvery is how often the reconnect loop logs that a peer is still unreachable.
+const retryLogEvery = 5 * time.Minute
+
+// logRetry logs why the reconnect loop waits: a lost connection every time (it was up), a
+// failed attempt the first time in a row and then once every retryLogEvery with the count —
+// an unreachable peer, retried every few seconds, wrote a line per attempt for as long as it
+// stayed down.
+func (c *Client) logRetry(wasUp bool, err error, wait time.Duration) {
+	server := redact(c.opts.Server)
+	if wasUp {
+		c.core.Logger.Info("btp: connection to peer lost, reconnecting", "server", server, "error", err, "in", wait)
+		return
+	}
+	c.failed++
+	now := c.now()
+	if c.failed > 1 && now.Sub(c.failLogged) < retryLogEvery {
+		return
+	}
+	c.failLogged = now
+	c.core.Logger.Warn("btp: cannot connect to peer, retrying (logged again every "+retryLogEvery.String()+" while it fails)",
+		"server", server, "error", err, "in", wait, "failedAttempts", c.failed)
+}
+
+// logConnected says that a connection came up after failed attempts (logRetry logged them).
+func (c *Client) logConnected() {
+	if c.failed > 0 {
+		c.core.Logger.Info("btp: connected to peer", "server", redact(c.opts.Server), "afterFailedAttempts", c.failed)
+		c.failed = 0
 	}
 }
 

@@ -218,3 +218,55 @@ func TestUnknownOptionErrorNamesKnownKeys(t *testing.T) {
 		t.Fatalf("error = %#v; want an *UnknownOptionError for reconectIntervals with the ilp-plugin-btp keys", err)
 	}
 }
+
+// TestUnreachablePeerLoggedSparingly: a peer that refuses every connection is logged at its
+// first failure and then once per retryLogEvery with the count, not at every attempt.
+func TestUnreachablePeerLoggedSparingly(t *testing.T) {
+	addr := refusingListener(t)
+	var buf testlog.Buffer
+	opts, err := ParseOptions(PluginBTP, json.RawMessage(`{"server":"btp+ws://:t@`+addr.String()+`","reconnectInterval":1000}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := opts.(*ClientOptions)
+	o.Common = quiet()
+	o.Logger = jsonLogger(&buf)
+	c, err := NewClient(*o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+
+	const rounds = 8
+	now := time.Unix(1e9, 0)
+	sleeps := 0
+	done := make(chan struct{})
+	c.now = func() time.Time { return now }
+	c.sleep = func(_ context.Context, d time.Duration) bool { // run's goroutine only
+		sleeps++
+		now = now.Add(d)
+		if sleeps == 4 { // the fifth attempt comes after retryLogEvery
+			now = now.Add(retryLogEvery)
+		}
+		if sleeps == rounds {
+			close(done)
+			return false
+		}
+		return true
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-done; cancel() }()
+	_ = c.Start(ctx, echo)
+	c.core.wg.Wait()
+	var attempts []float64
+	for _, r := range logRecords(t, &buf) {
+		if r["level"] != "WARN" || !strings.HasPrefix(r["msg"].(string), "btp: cannot connect to peer") {
+			t.Errorf("unexpected log line %v", r)
+			continue
+		}
+		attempts = append(attempts, r["failedAttempts"].(float64))
+	}
+	if want := []float64{1, 5}; !reflect.DeepEqual(attempts, want) {
+		t.Errorf("logged at failed attempts %v; want %v (the first, then after retryLogEvery)", attempts, want)
+	}
+}
