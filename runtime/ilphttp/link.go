@@ -225,8 +225,11 @@ func (l *Link) CloseContext(ctx context.Context) error {
 		// The Request-Ids may outlive the link (Options.RequestIDs): once every id it took has
 		// expired, drop them, so that an account removed, or no longer on ILP-over-HTTP,
 		// keeps none.
+		// The timer holds only what the sweep needs, not the closed link (its server and
+		// buffers) for that long.
 		expire := cmp.Or(l.idsExpire, l.longestHold()+replyMinWindow)
-		time.AfterFunc(expire, func() { l.seen.sweepAt(l.now()) })
+		seen, now := l.seen, l.now
+		time.AfterFunc(expire, func() { seen.sweepAt(now()) })
 	})
 	return err
 }
