@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,7 +59,10 @@ const maxDropRounds = 4
 // Build maps the Connector and the Accounts and Routes that reference it to a validated
 // runtime config. Accounts and Routes that cannot be configured (a missing Secret, a value the
 // runtime refuses) are left out and returned as Problems, so that one bad object never stops
-// the others. An error means the Connector's own settings are unusable.
+// the others. An Account that stays in the config with a problem (its previous version kept,
+// or run without settlement) has a Problem too: the caller tells the two apart by whether the
+// config holds the Account. Problems and errors name the fields of the API objects, never the
+// runtime's. An error means the Connector's own settings are unusable.
 func Build(in Inputs) (*config.Config, []Problem, error) {
 	conn := in.Connector
 	if conn == nil {
@@ -70,40 +74,64 @@ func Build(in Inputs) (*config.Config, []Problem, error) {
 	}
 	var problems []Problem
 	reserved := connectorPorts(conn)
-	for _, a := range orderedAccounts(conn.Name, in.Accounts) {
-		ac, err := accountConfig(a, in.Secret, in.ListenHost)
-		if err == nil {
-			ac.SettlementEngine = settlementEngine(a, in.SettlementEngines)
-			err = reservedPort(a, reserved)
+	accounts := orderedAccounts(conn.Name, in.Accounts)
+	byName := make(map[string]*ilpv1.Account, len(accounts))
+	for _, a := range accounts {
+		byName[a.Name] = a
+		ac, p, ok := accountEntry(a, in, reserved)
+		if p != "" {
+			problems = append(problems, Problem{"Account", a.Name, p})
 		}
-		if err != nil {
-			problems = append(problems, Problem{"Account", a.Name, err.Error()})
-			prev, ok := previousAccount(in.Previous, a.Name)
-			if !ok || !errors.Is(err, ErrSecretUnavailable) {
-				continue
-			}
-			ac = prev // a passing failure must not disconnect a running account
+		if ok {
+			cfg.Accounts[a.Name] = ac
+			cfg.AccountOrder = append(cfg.AccountOrder, a.Name)
 		}
-		cfg.Accounts[a.Name] = ac
-		cfg.AccountOrder = append(cfg.AccountOrder, a.Name)
 	}
 	routes := ownRoutes(conn.Name, in.Routes)
 	for round := 0; ; round++ {
-		cfg.Routes, problems = routeConfig(cfg, routes, problems)
+		var routeNames []string
+		cfg.Routes, routeNames, problems = routeConfig(cfg, routes, problems)
 		verr := cfg.Validate()
 		if verr == nil {
 			return cfg, problems, nil
 		}
-		bad, global := splitErrors(verr)
+		bad, badRoutes, global := splitErrors(verr, byName, routeNames)
 		if len(global) > 0 || round == maxDropRounds {
-			return nil, problems, fmt.Errorf("invalid Connector %s: %w", conn.Name, verr)
+			return nil, problems, fmt.Errorf("invalid Connector %s: %s", conn.Name, connectorErrors(verr, global))
 		}
 		for id, msg := range bad {
 			problems = append(problems, Problem{"Account", id, msg})
 			delete(cfg.Accounts, id)
 			cfg.AccountOrder = slices.DeleteFunc(cfg.AccountOrder, func(s string) bool { return s == id })
 		}
+		for name, msg := range badRoutes {
+			problems = append(problems, Problem{"Route", name, msg})
+			routes = slices.DeleteFunc(routes, func(r ilpv1.Route) bool { return r.Name == name })
+		}
 	}
+}
+
+// accountEntry maps one Account: its runtime settings, a problem ("" for none) and whether the
+// config holds it. A running Account whose credentials cannot be read now (the Secret or key
+// gone, or empty: a typo in a Secret's name, a Secret deleted before its replacement is
+// created, or an API server that does not answer) keeps its previous, running version instead
+// of being torn down: a bad config is refused keeping the last good one. A new Account has no
+// previous version and is left out.
+func accountEntry(a *ilpv1.Account, in Inputs, reserved map[int32]string) (config.Account, string, bool) {
+	ac, err := accountConfig(a, in.Secret, in.ListenHost)
+	if err == nil {
+		err = reservedPort(a, reserved)
+	}
+	if err != nil {
+		prev, ok := previousAccount(in.Previous, a.Name)
+		if !ok || !isSecretRefError(err) {
+			return config.Account{}, err.Error(), false
+		}
+		return prev, err.Error() + "; the connector keeps running this account's previous version", true
+	}
+	se, problem := settlementEngine(a, in.SettlementEngines)
+	ac.SettlementEngine = se
+	return ac, problem, true
 }
 
 // connectorPorts are the ports the Connector's own listeners hold, by port, whatever the
@@ -126,23 +154,43 @@ func reservedPort(a *ilpv1.Account, reserved map[int32]string) error {
 	return nil
 }
 
-// settlementEngine is the engine an Account names, or nil. An Account whose engine does not
-// exist (yet) runs without settlement: the operator reports SettlementEngineNotFound on it,
-// and the engine's creation is a change this source applies.
-func settlementEngine(a *ilpv1.Account, engines []ilpv1.SettlementEngine) *config.SettlementEngine {
+// settlementEngine is the engine an Account names, or nil, with the problem that leaves it
+// without one. An Account whose engine does not exist (yet) runs without settlement: the
+// operator reports SettlementEngineNotFound on it, and the engine's creation is a change this
+// source applies. An Account whose engine settles another asset runs without settlement too,
+// and the problem says so: that engine would pay the Account's amounts in its own asset (USD
+// units paid as EUR), while the balance is raised as if they were paid. The test is the
+// operator's (SettlementEngineAssetMismatch, engineSettles), so the pods and the Account's
+// status agree.
+func settlementEngine(a *ilpv1.Account, engines []ilpv1.SettlementEngine) (*config.SettlementEngine, string) {
 	if a.Spec.SettlementEngineRef == "" {
-		return nil
+		return nil, ""
 	}
 	for i := range engines {
-		if e := &engines[i]; e.Name == a.Spec.SettlementEngineRef {
-			se := &config.SettlementEngine{URL: e.InClusterURL()}
-			if a.Spec.SettleEvery != nil {
-				se.SettleEvery = a.Spec.SettleEvery.Duration
-			}
-			return se
+		e := &engines[i]
+		if e.Name != a.Spec.SettlementEngineRef {
+			continue
 		}
+		if !engineSettles(e, a) {
+			return nil, fmt.Sprintf("settlementEngineRef: SettlementEngine %q settles %s but the account's asset is %s; the account runs without settlement",
+				e.Name, e.Spec.AssetCode, a.Spec.AssetCode)
+		}
+		se := &config.SettlementEngine{URL: e.InClusterURL()}
+		if a.Spec.SettleEvery != nil {
+			se.SettleEvery = a.Spec.SettleEvery.Duration
+		}
+		return se, ""
 	}
-	return nil
+	return nil, ""
+}
+
+// engineSettles reports whether engine may settle the Account: the same asset code. The asset
+// scales may differ: every RFC 38 amount carries its scale, and each side converts it to its
+// own (runtime/settlement.ToScale on the connector's side, the engine framework on the
+// engine's), keeping what is finer than a unit for the next settlement. This is the test of
+// the operator's Account controller (controllers/account_controller.go, resolveRefs).
+func engineSettles(engine *ilpv1.SettlementEngine, a *ilpv1.Account) bool {
+	return engine.Spec.AssetCode == a.Spec.AssetCode
 }
 
 func previousAccount(prev *config.Config, id string) (config.Account, bool) {
@@ -153,32 +201,173 @@ func previousAccount(prev *config.Config, id string) (config.Account, bool) {
 	return a, ok
 }
 
-// splitErrors sorts validation errors into those of one account (joined per account) and the
-// others. A route error counts as global here: routeConfig already dropped the routes whose
-// next hop is missing, so what remains is a problem of the connector's own settings.
-func splitErrors(err error) (map[string]string, []*config.FieldError) {
-	bad := map[string]string{}
-	var global []*config.FieldError
+// splitErrors sorts validation errors into those of one Account and those of one Route (each
+// joined per object, in the objects' field names) and the others, which are the Connector's.
+// routeNames are the names of the Routes of the config, in its order.
+func splitErrors(err error, accounts map[string]*ilpv1.Account, routeNames []string) (bad, badRoutes map[string]string, global []*config.FieldError) {
+	bad, badRoutes = map[string]string{}, map[string]string{}
 	fes := config.FieldErrors(err)
 	if len(fes) == 0 {
-		return nil, []*config.FieldError{{Problem: err.Error()}}
+		return nil, nil, []*config.FieldError{{Problem: err.Error()}}
 	}
 	for _, fe := range fes {
-		if fe.Account == "" {
-			global = append(global, fe)
+		if fe.Account != "" {
+			addMessage(bad, fe.Account, fieldMessage(accountField(accounts[fe.Account], fe), fe.Value, accountTexts.Replace(fe.Problem)))
 			continue
 		}
-		msg := fe.Field
-		if fe.Value != "" {
-			msg += " = " + fe.Value
+		if name, field, ok := routeOf(fe.Field, routeNames); ok {
+			addMessage(badRoutes, name, fieldMessage(field, fe.Value, routeRefs(connectorTexts.Replace(fe.Problem), routeNames)))
+			continue
 		}
-		msg += ": " + fe.Problem
-		if bad[fe.Account] != "" {
-			msg = bad[fe.Account] + "; " + msg
-		}
-		bad[fe.Account] = msg
+		global = append(global, fe)
 	}
-	return bad, global
+	return bad, badRoutes, global
+}
+
+func addMessage(m map[string]string, name, msg string) {
+	if m[name] != "" {
+		msg = m[name] + "; " + msg
+	}
+	m[name] = msg
+}
+
+func fieldMessage(field, value, problem string) string {
+	if value != "" {
+		field += " = " + value
+	}
+	return field + ": " + problem
+}
+
+// routeOf finds the Route of a config error about routes[i]: its name and the Route's field.
+func routeOf(field string, routeNames []string) (name, routeField string, ok bool) {
+	rest, found := strings.CutPrefix(field, "routes[")
+	if !found {
+		return "", "", false
+	}
+	idx, rest, found := strings.Cut(rest, "]")
+	i, err := strconv.Atoi(idx)
+	if !found || err != nil || i < 0 || i >= len(routeNames) {
+		return "", "", false
+	}
+	routeField = strings.TrimPrefix(rest, ".")
+	if routeField == "peerId" {
+		routeField = "nextHop"
+	}
+	return routeNames[i], routeField, true
+}
+
+// routeRef is another Route named in a problem by its place in the config ("routes[2]").
+var routeRef = regexp.MustCompile(`routes\[(\d+)\]`)
+
+// routeRefs names the Routes a problem refers to by their place in the config.
+func routeRefs(problem string, routeNames []string) string {
+	return routeRef.ReplaceAllStringFunc(problem, func(m string) string {
+		i, err := strconv.Atoi(m[len("routes[") : len(m)-1])
+		if err != nil || i >= len(routeNames) {
+			return m
+		}
+		return "Route " + routeNames[i]
+	})
+}
+
+// accountFields are the Account fields of the runtime's account settings whose names differ;
+// the others (balance.maximum, maxPacketAmount, rateLimit.refillCount…) are the same.
+var accountFields = map[string]string{
+	"(account id)":         "metadata.name",
+	"settlementEngine":     "settlementEngineRef",
+	"settlementEngine.url": "settlementEngineRef",
+	"plugin":               "link",
+}
+
+// accountField names the Account field a runtime error is about. Build writes the link as the
+// plugin's options, which the user never wrote: an error about them names the link, and a
+// port's error (the only one with a value) the link's port. a is nil for an account that is
+// no Account of the Connector (none: every account of the config is one).
+func accountField(a *ilpv1.Account, fe *config.FieldError) string {
+	if fe.Field != "options" || a == nil {
+		if f, ok := accountFields[fe.Field]; ok {
+			return f
+		}
+		return fe.Field
+	}
+	l := a.Spec.Link
+	port := fe.Value != ""
+	switch {
+	case l.BTPClient != nil:
+		return "link.btpClient"
+	case l.BTPListener != nil && port:
+		return "link.btpListener.port"
+	case l.BTPListener != nil:
+		return "link.btpListener"
+	case l.BTPChildServer != nil && port:
+		return "link.btpChildServer.port"
+	case l.BTPChildServer != nil:
+		return "link.btpChildServer"
+	case l.HTTP != nil && port:
+		return "link.http.incoming.port"
+	}
+	return "link.http"
+}
+
+// accountTexts rewrites the runtime's names inside an Account's problem (the JS options of
+// ilp-plugin-http, the Connector's settings as config keys) as the API objects name them.
+var accountTexts = strings.NewReplacer(
+	"ilp-plugin-http options: ", "",
+	"outgoing.callbackUrl", "outgoing.callbackURL",
+	"staticToken or jwtSecret", "tokenSecretRef or jwtSecretRef",
+	"staticToken", "tokenSecretRef",
+	"the rates of backendConfig", "the Connector's rates.rates",
+	"adminApiPort", "the Connector's admin API port (listeners.admin.port)",
+	"settlementApiPort", "the Connector's settlement API port (listeners.settlement.port)",
+)
+
+// connectorFields are the Connector fields of the runtime's global settings whose names differ.
+var connectorFields = map[string]string{
+	"env":                    "network",
+	"ilpAddressInheritFrom":  "inheritAddressFrom",
+	"defaultRoute":           "routing.defaultRoute",
+	"routeBroadcastInterval": "routing.broadcastInterval",
+	"routeCleanupInterval":   "routing.cleanupInterval",
+	"routeExpiry":            "routing.expiry",
+	"routingSecret":          "routing.routingSecretRef",
+	"spread":                 "rates.spread",
+	"backend":                "rates.backend",
+	"backendConfig":          "rates",
+	"adminApiPort":           "listeners.admin.port",
+	"settlementApiPort":      "listeners.settlement.port",
+	"store":                  "store.type",
+	"storePath":              "store",
+	"storeConfig":            "store.redis",
+}
+
+// connectorTexts rewrites the config keys a global problem refers to (see config.keyRef) as
+// the Connector's fields. Only whole phrases: "env" alone is too common a word to replace.
+var connectorTexts = strings.NewReplacer(
+	"env is ", "the Connector's network is ",
+	"set env to match", "set the Connector's network to match",
+	"set ilpAddressInheritFrom to", "set inheritAddressFrom to",
+	"rates in backendConfig", "rates in rates.rates",
+)
+
+// connectorErrors writes the Connector's errors in its field names; with none (Build gave up
+// dropping objects after maxDropRounds) the validation error as it is.
+func connectorErrors(verr error, global []*config.FieldError) string {
+	if len(global) == 0 {
+		return verr.Error()
+	}
+	msgs := make([]string, len(global))
+	for i, fe := range global {
+		if fe.Field == "" {
+			msgs[i] = fe.Problem
+			continue
+		}
+		field := fe.Field
+		if f, ok := connectorFields[field]; ok {
+			field = f
+		}
+		msgs[i] = fieldMessage(field, fe.Value, connectorTexts.Replace(fe.Problem))
+	}
+	return strings.Join(msgs, "; ")
 }
 
 // connectorConfig maps the Connector's own spec: identity, rates, routing, windows, middlewares
@@ -367,11 +556,13 @@ func ownRoutes(connector string, all []ilpv1.Route) []ilpv1.Route {
 	return out
 }
 
-// routeConfig maps the Routes, sorted by prefix so that an unchanged set compares equal. A
-// Route whose next hop is not a configured account, or whose prefix another Route already
-// has, is left out with a problem (reported once: problems already listed are kept).
-func routeConfig(cfg *config.Config, routes []ilpv1.Route, problems []Problem) ([]config.Route, []Problem) {
+// routeConfig maps the Routes, sorted by prefix so that an unchanged set compares equal, and
+// returns their names in the same order. A Route whose next hop is not a configured account,
+// or whose prefix another Route already has, is left out with a problem (reported once:
+// problems already listed are kept).
+func routeConfig(cfg *config.Config, routes []ilpv1.Route, problems []Problem) ([]config.Route, []string, []Problem) {
 	out := []config.Route{}
+	var names []string // of the Routes in out, in its order
 	seen := map[string]string{}
 	known := map[string]bool{}
 	for _, p := range problems {
@@ -396,8 +587,9 @@ func routeConfig(cfg *config.Config, routes []ilpv1.Route, problems []Problem) (
 		}
 		seen[r.Spec.TargetPrefix] = r.Name
 		out = append(out, config.Route{TargetPrefix: r.Spec.TargetPrefix, PeerID: r.Spec.NextHop})
+		names = append(names, r.Name)
 	}
-	return out, problems
+	return out, names, problems
 }
 
 // accountConfig maps one Account to the JS account object the runtime takes.
@@ -531,17 +723,30 @@ func httpAuth(secret func(name, key string) ([]byte, error), field string, token
 }
 
 // secretText reads a credential. Trailing line breaks are dropped: `kubectl create secret
-// --from-file` keeps the file's final newline, which no peer means as part of a token.
+// --from-file` keeps the file's final newline, which no peer means as part of a token. Its
+// errors are secretRefErrors.
 func secretText(secret func(name, key string) ([]byte, error), ref ilpv1.SecretKeyRef, field string) (string, error) {
 	v, err := secret(ref.Name, ref.Key)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", field, err)
+		return "", secretRefError{fmt.Errorf("%s: %w", field, err)}
 	}
 	t := strings.TrimRight(string(v), "\r\n")
 	if t == "" {
-		return "", fmt.Errorf("%s: key %q of Secret %q is empty", field, ref.Key, ref.Name)
+		return "", secretRefError{fmt.Errorf("%s: key %q of Secret %q is empty", field, ref.Key, ref.Name)}
 	}
 	return t, nil
+}
+
+// secretRefError is an Account's credential that cannot be read from its Secret: a running
+// Account keeps its previous version (accountEntry). The message is the wrapped error's.
+type secretRefError struct{ err error }
+
+func (e secretRefError) Error() string { return e.err.Error() }
+func (e secretRefError) Unwrap() error { return e.err }
+
+func isSecretRefError(err error) bool {
+	var se secretRefError
+	return errors.As(err, &se)
 }
 
 // serverURL puts user:token into a btp+ws(s) URL. ilp-plugin-btp sends the userinfo exactly as

@@ -2,7 +2,6 @@ package kube
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -172,7 +171,7 @@ func TestBuildAccounts(t *testing.T) {
 		// What admission would refuse, the runtime refuses too: async without a callback.
 		{"http async refused by the runtime", httpAccount("hbad", 17, &ilpv1.HTTPLink{Mode: ilpv1.HTTPModeAsync,
 			Incoming: &ilpv1.HTTPIncoming{Port: 7773, TokenSecretRef: ref("tok")},
-			Outgoing: &ilpv1.HTTPOutgoing{URL: "http://bob:7768/ilp", TokenSecretRef: ref("out")}}), "needs outgoing.callbackUrl", nil},
+			Outgoing: &ilpv1.HTTPOutgoing{URL: "http://bob:7768/ilp", TokenSecretRef: ref("out")}}), `link.http: mode "async" needs outgoing.callbackURL`, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -204,31 +203,60 @@ func TestBuildAccounts(t *testing.T) {
 	}
 }
 
+// TestBuildSettlementEngine: an Account settles through the engine it names when the engine
+// settles its asset code, whatever the two scales (RFC 38 amounts carry theirs). Through an
+// engine of another asset it runs without settlement, with a problem that says why: that
+// engine would pay USD amounts as EUR (the walkthrough's alice-sender on engine eur).
 func TestBuildSettlementEngine(t *testing.T) {
-	engines := []ilpv1.SettlementEngine{{ObjectMeta: metav1.ObjectMeta{Name: "xrp", Namespace: "ns"},
-		Spec: ilpv1.SettlementEngineSpec{AssetCode: "XRP", AssetScale: 6, Port: 3000}}}
-	accounts := []ilpv1.Account{
-		account("settled", 1, func(s *ilpv1.AccountSpec) {
-			s.SettlementEngineRef, s.SettleEvery = "xrp", &metav1.Duration{Duration: time.Hour}
-		}),
-		account("missing", 2, func(s *ilpv1.AccountSpec) { s.SettlementEngineRef = "btc" }),
-		account("none", 3, nil),
+	engines := []ilpv1.SettlementEngine{
+		{ObjectMeta: metav1.ObjectMeta{Name: "usd", Namespace: "ns"}, Spec: ilpv1.SettlementEngineSpec{AssetCode: "USD", AssetScale: 9, Port: 3000}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "usd6", Namespace: "ns"}, Spec: ilpv1.SettlementEngineSpec{AssetCode: "USD", AssetScale: 6, Port: 3000}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "eur", Namespace: "ns"}, Spec: ilpv1.SettlementEngineSpec{AssetCode: "EUR", AssetScale: 9, Port: 3000}},
 	}
-	cfg, problems, err := Build(Inputs{Connector: testConnector(), Accounts: accounts, SettlementEngines: engines, Secret: secrets(nil)})
-	if err != nil || len(problems) > 0 {
-		t.Fatal(err, problems)
+	engineRef := func(name string) func(*ilpv1.AccountSpec) {
+		return func(s *ilpv1.AccountSpec) { s.SettlementEngineRef = name }
 	}
-	for id, want := range map[string]*config.SettlementEngine{
-		"settled": {URL: "http://xrp-engine.ns.svc:3000", SettleEvery: time.Hour},
-		"missing": nil, // runs without settlement; the operator reports SettlementEngineNotFound
-		"none":    nil,
+	for _, tt := range []struct {
+		name    string
+		acct    ilpv1.Account
+		want    *config.SettlementEngine
+		problem string // the account's problem; "" for none
+	}{
+		{"same asset", account("settled", 1, func(s *ilpv1.AccountSpec) {
+			s.SettlementEngineRef, s.SettleEvery = "usd", &metav1.Duration{Duration: time.Hour}
+		}), &config.SettlementEngine{URL: "http://usd-engine.ns.svc:3000", SettleEvery: time.Hour}, ""},
+		{"same code, other scale", account("finer", 1, engineRef("usd6")), &config.SettlementEngine{URL: "http://usd6-engine.ns.svc:3000"}, ""},
+		// Runs without settlement; the operator reports SettlementEngineNotFound.
+		{"missing engine", account("missing", 1, engineRef("btc")), nil, ""},
+		{"no engine", account("none", 1, nil), nil, ""},
+		{"other asset", account("wrong", 1, engineRef("eur")), nil,
+			`settlementEngineRef: SettlementEngine "eur" settles EUR but the account's asset is USD; the account runs without settlement`},
+		{"another asset code, same scale", account("wrong9", 1, func(s *ilpv1.AccountSpec) { s.SettlementEngineRef, s.AssetCode = "eur", "GBP" }), nil,
+			`SettlementEngine "eur" settles EUR but the account's asset is GBP`},
 	} {
-		if got := cfg.Accounts[id].SettlementEngine; fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Errorf("%s: settlementEngine %v, want %v", id, got, want)
-		}
-	}
-	if cfg.SettlementAPIHost != "127.0.0.1" {
-		t.Errorf("without listeners.settlement the API stays on loopback, got %s", cfg.SettlementAPIHost)
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, problems, err := Build(Inputs{Connector: testConnector(), Accounts: []ilpv1.Account{tt.acct}, SettlementEngines: engines, Secret: secrets(nil)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, ok := cfg.Accounts[tt.acct.Name]
+			if !ok {
+				t.Fatalf("account left out: %v", problems)
+			}
+			if fmt.Sprint(a.SettlementEngine) != fmt.Sprint(tt.want) {
+				t.Errorf("settlementEngine %v, want %v", a.SettlementEngine, tt.want)
+			}
+			got := fmt.Sprint(problems)
+			if tt.problem == "" && len(problems) > 0 {
+				t.Errorf("problems %s, want none", got)
+			}
+			if tt.problem != "" && (len(problems) != 1 || problems[0].Name != tt.acct.Name || !strings.Contains(got, tt.problem)) {
+				t.Errorf("problems %s, want one on %s with %q", got, tt.acct.Name, tt.problem)
+			}
+			if cfg.SettlementAPIHost != "127.0.0.1" {
+				t.Errorf("without listeners.settlement the API stays on loopback, got %s", cfg.SettlementAPIHost)
+			}
+		})
 	}
 }
 
@@ -295,7 +323,7 @@ func TestBuildPortClash(t *testing.T) {
 	if _, ok := cfg.Accounts["older"]; !ok || len(cfg.Accounts) != 1 {
 		t.Errorf("accounts %v, want only the older one", slices.Sorted(maps.Keys(cfg.Accounts)))
 	}
-	if got := fmt.Sprint(problems); len(problems) != 1 || !strings.Contains(got, `Account younger: options = 7001: port 7001 is already used by account "older"`) {
+	if got := fmt.Sprint(problems); len(problems) != 1 || !strings.Contains(got, `Account younger: link.btpChildServer.port = 7001: port 7001 is already used by account "older"`) {
 		t.Errorf("problems = %s", got)
 	}
 }
@@ -311,10 +339,11 @@ func TestBuildPortClashAcrossLinkKinds(t *testing.T) {
 		name           string
 		older, younger ilpv1.Account
 		port           int
+		field          string // the younger's, as its Account names it
 	}{
-		{"http after btp", account("older", 1, nil), web("younger", 2, 7001), 7001},
-		{"btp after http", web("older", 1, 7002), account("younger", 2, nil), 7002},
-		{"http after http", web("older", 1, 7003), web("younger", 2, 7003), 7003},
+		{"http after btp", account("older", 1, nil), web("younger", 2, 7001), 7001, "link.http.incoming.port"},
+		{"btp after http", web("older", 1, 7002), account("younger", 2, nil), 7002, "link.btpChildServer.port"},
+		{"http after http", web("older", 1, 7003), web("younger", 2, 7003), 7003, "link.http.incoming.port"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, problems, err := Build(Inputs{Connector: testConnector(), Accounts: []ilpv1.Account{tt.younger, tt.older}, Secret: sec})
@@ -324,7 +353,7 @@ func TestBuildPortClashAcrossLinkKinds(t *testing.T) {
 			if _, ok := cfg.Accounts["older"]; !ok || len(cfg.Accounts) != 1 {
 				t.Errorf("accounts %v, want only the older one", slices.Sorted(maps.Keys(cfg.Accounts)))
 			}
-			msg := fmt.Sprintf(`Account younger: options = %d: port %d is already used by account "older"`, tt.port, tt.port)
+			msg := fmt.Sprintf(`Account younger: %s = %d: port %d is already used by account "older"`, tt.field, tt.port, tt.port)
 			if got := fmt.Sprint(problems); len(problems) != 1 || !strings.Contains(got, msg) {
 				t.Errorf("problems = %s, want %q", got, msg)
 			}
@@ -391,6 +420,8 @@ func TestBuildECBRates(t *testing.T) {
 func TestBuildErrors(t *testing.T) {
 	bad := testConnector()
 	bad.Spec.Network = "production" // test.alice on production: refused by Validate
+	badSpread := testConnector()
+	badSpread.Spec.Rates = &ilpv1.RatesSpec{Spread: "1"}
 	noSecret := testConnector()
 	noSecret.Spec.Routing = &ilpv1.RoutingSpec{RoutingSecretRef: &ilpv1.SecretKeyRef{Name: "gone", Key: "k"}}
 	for _, tt := range []struct {
@@ -398,7 +429,8 @@ func TestBuildErrors(t *testing.T) {
 		conn *ilpv1.Connector
 		want string
 	}{
-		{"network mismatch", bad, "env is \"production\""},
+		{"network mismatch", bad, `ilpAddress = "test.alice": a test. (test network) address is not allowed on the production network; the Connector's network is "production": use an address of that network or set the Connector's network to match`},
+		{"spread out of range", badSpread, "invalid Connector alice: rates.spread = 1: expected a fraction"},
 		{"connector secret missing", noSecret, `routing.routingSecretRef: Secret "gone"`},
 		{"no connector", nil, "no Connector"},
 	} {
@@ -408,28 +440,5 @@ func TestBuildErrors(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tt.want)
 			}
 		})
-	}
-}
-
-// A Secret that cannot be read for a passing reason keeps the running account as it was.
-func TestBuildKeepsRunningAccountOnTransientSecretError(t *testing.T) {
-	acct := account("up", 1, func(s *ilpv1.AccountSpec) {
-		s.Link = ilpv1.AccountLink{BTPClient: &ilpv1.BTPClientLink{URL: "btp+ws://bob:1", TokenSecretRef: ilpv1.SecretKeyRef{Name: "tok", Key: "t"}}}
-	})
-	in := Inputs{Connector: testConnector(), Accounts: []ilpv1.Account{acct}, Secret: secrets(map[string]map[string]string{"tok": {"t": "one"}})}
-	prev, _, err := Build(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in.Previous = prev
-	in.Secret = func(string, string) ([]byte, error) { return nil, fmt.Errorf("%w: API down", ErrSecretUnavailable) }
-	cfg, problems, err := Build(in)
-	if err != nil || len(problems) != 1 || string(cfg.Accounts["up"].Options) != string(prev.Accounts["up"].Options) {
-		t.Fatalf("cfg %v problems %v err %v", cfg, problems, err)
-	}
-	in.Secret = func(string, string) ([]byte, error) { return nil, errors.New(`Secret "tok" does not exist`) }
-	cfg, _, _ = Build(in)
-	if _, ok := cfg.Accounts["up"]; ok {
-		t.Fatal("a Secret that is gone must take the account out")
 	}
 }
