@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -474,25 +475,30 @@ func TestUnresolvedReferencesKeepTheRunningWorkload(t *testing.T) {
 
 // markAvailable plays the workload controller (envtest runs none): the Connector's Deployment,
 // or StatefulSet, has rolled out and every pod is available. It returns the workload.
+// The operator may write the workload between the read and the status update: on a conflict
+// it reads it again.
 func markAvailable(t *testing.T, ns, name string, statefulSet bool) client.Object {
 	t.Helper()
-	if statefulSet {
-		sts := get(t, ns, name, &appsv1.StatefulSet{})
-		n := ptr.Deref(sts.Spec.Replicas, 1)
-		sts.Status = appsv1.StatefulSetStatus{ObservedGeneration: sts.Generation, Replicas: n, ReadyReplicas: n, AvailableReplicas: n,
-			UpdatedReplicas: n, CurrentRevision: "r1", UpdateRevision: "r1"}
-		if err := k8s.Status().Update(context.Background(), sts); err != nil {
-			t.Fatal(err)
+	var obj client.Object
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if statefulSet {
+			sts := get(t, ns, name, &appsv1.StatefulSet{})
+			n := ptr.Deref(sts.Spec.Replicas, 1)
+			sts.Status = appsv1.StatefulSetStatus{ObservedGeneration: sts.Generation, Replicas: n, ReadyReplicas: n, AvailableReplicas: n,
+				UpdatedReplicas: n, CurrentRevision: "r1", UpdateRevision: "r1"}
+			obj = sts
+		} else {
+			dep := get(t, ns, name, &appsv1.Deployment{})
+			n := ptr.Deref(dep.Spec.Replicas, 1)
+			dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
+			obj = dep
 		}
-		return sts
-	}
-	dep := get(t, ns, name, &appsv1.Deployment{})
-	n := ptr.Deref(dep.Spec.Replicas, 1)
-	dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
-	if err := k8s.Status().Update(context.Background(), dep); err != nil {
+		return k8s.Status().Update(context.Background(), obj)
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	return dep
+	return obj
 }
 
 // otherWorkload is an empty workload of the kind w is not.
