@@ -80,13 +80,14 @@ type plan struct {
 // link changed reconnected, and everything else — limits, middleware settings, routes, rates,
 // spread, expiry windows — swapped atomically while packets flow. A cfg that fails Validate,
 // changes a setting that needs a restart, or whose accounts cannot be built or started is
-// refused with an error and the running config stays in force. Apply must follow Start.
+// refused with an error and the running config stays in force; when only the links of added
+// accounts could not start, the error is a *LinkStartError naming them. Apply must follow Start.
 //
 // Added accounts start before removed ones close, so that a refusal changes nothing; an added
 // server that takes over the port of a removed one therefore needs two reloads (remove, then
 // add). A reconnected account's new link starts once its old one and any other old link on a
 // clashing port are closed (ports may be reused or swapped); if the new one then fails to start, that account stays unreachable and the error is
-// logged, since the rest of the config is already in force.
+// logged, since the rest of the config is already in force (DownLinks lists such accounts).
 func (c *Connector) Apply(ctx context.Context, cfg *config.Config) error {
 	c.applyMu.Lock()
 	defer c.applyMu.Unlock()
@@ -249,9 +250,12 @@ func (c *Connector) commit(ctx context.Context, p *plan) {
 
 	c.relink(ctx, p)
 	final := maps.Clone(*c.accounts.Load())
+	c.downMu.Lock()
 	for _, a := range p.removed {
 		delete(final, a.id)
+		delete(c.down, a.id)
 	}
+	c.downMu.Unlock()
 	for _, na := range p.reconnect {
 		final[na.id] = na
 	}
@@ -307,7 +311,32 @@ func (c *Connector) relink(ctx context.Context, p *plan) {
 // link that fails to start is logged and left retrying (a client) or closed (a server): the
 // config is valid, so the fault is outside the connector.
 func (c *Connector) restart(ctx context.Context, na *account, cfg *config.Config) {
-	if err := c.startLink(ctx, na, cfg.InitialConnectTimeout); err != nil {
+	err := c.startLink(ctx, na, cfg.InitialConnectTimeout)
+	if err != nil {
 		c.log.Error("reconnecting account failed; it stays unreachable until the next config change", "account", na.id, "error", err)
 	}
+	c.downMu.Lock()
+	defer c.downMu.Unlock()
+	if err == nil {
+		delete(c.down, na.id)
+		return
+	}
+	if c.down == nil {
+		c.down = map[string]error{}
+	}
+	c.down[na.id] = err
+}
+
+// DownLinks are the accounts in force whose link a config change reconnected (a new port,
+// new credentials) and that could not start again, with the error: they stay unreachable
+// until a config changes them again or removes them. Apply does not fail for them, since the
+// rest of the config is in force; a source that can leave an account out (the Kubernetes one)
+// asks after each Apply and does. nil when there are none.
+func (c *Connector) DownLinks() map[string]error {
+	c.downMu.Lock()
+	defer c.downMu.Unlock()
+	if len(c.down) == 0 {
+		return nil
+	}
+	return maps.Clone(c.down)
 }

@@ -2,9 +2,11 @@ package connector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -196,6 +198,11 @@ func TestApplyRefusesAccountThatCannotStart(t *testing.T) {
 	err := c.Apply(ctx, mustConfig(t, reloadConfig("200000", "s", carolAccount, "  - {targetPrefix: test.carol, peerId: carol}")))
 	if err == nil || !strings.Contains(err.Error(), "carol") || !strings.Contains(err.Error(), "keeping the running one") {
 		t.Fatalf("Apply: %v", err)
+	}
+	// The Kubernetes source leaves out the accounts it names and applies the rest.
+	var lse *LinkStartError
+	if !errors.As(err, &lse) || !slices.Equal(lse.IDs(), []string{"carol"}) {
+		t.Errorf("Apply: %v; want a *LinkStartError naming carol alone", err)
 	}
 	if c.Config() != running || !c.Connected("spare") || ml.get("spare").closed.Load() {
 		t.Error("a refused config was partly applied")

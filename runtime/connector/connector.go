@@ -98,6 +98,11 @@ type Connector struct {
 	started   bool
 	closed    bool
 	startCfg  *config.Config // the config Start ran with: the command read the admin API's from it
+
+	// down are the accounts in force whose link a config change reconnected and that could
+	// not start again (DownLinks).
+	downMu sync.Mutex
+	down   map[string]error
 }
 
 // New checks cfg and builds the connector's accounts, links and pipelines. It connects nothing:
@@ -221,7 +226,8 @@ func (c *Connector) Gatherer() prometheus.Gatherer { return c.gatherer }
 // Start connects every account's link. When the address is inherited, it first connects the
 // parent and asks it over IL-DCP. Each link gets CONNECTOR_INITIAL_CONNECT_TIMEOUT to connect;
 // a client that is not connected by then keeps trying in the background (as in JS, which logs
-// and goes on), while a server that cannot listen fails Start.
+// and goes on), while a server that cannot listen fails Start (a *LinkStartError naming the
+// accounts when nothing else failed).
 func (c *Connector) Start(ctx context.Context) error {
 	c.applyMu.Lock()
 	defer c.applyMu.Unlock()
@@ -239,7 +245,7 @@ func (c *Connector) Start(ctx context.Context) error {
 			return fmt.Errorf("connector: no ilpAddress and no parent account %q to inherit it from", parent)
 		}
 		if err := c.startLink(ctx, a, s.cfg.InitialConnectTimeout); err != nil {
-			return err
+			return linkErrors(ctx, []*account{a}, []error{err})
 		}
 		started[parent] = true
 		if err := c.inheritAddress(ctx, a, s.cfg.InitialConnectTimeout); err != nil {
@@ -305,7 +311,8 @@ func (c *Connector) inheritAddress(ctx context.Context, parent *account, timeout
 }
 
 // startLinks starts links concurrently, each bounded by timeout. Only hard failures (a server
-// that cannot listen, a context cancelled) are returned.
+// that cannot listen, a context cancelled) are returned: a *LinkStartError naming the accounts
+// when only their links failed, the plain errors when ctx ended (a stop is no account's fault).
 func (c *Connector) startLinks(ctx context.Context, as []*account, timeout time.Duration) error {
 	errs := make([]error, len(as))
 	var wg sync.WaitGroup
@@ -313,7 +320,24 @@ func (c *Connector) startLinks(ctx context.Context, as []*account, timeout time.
 		wg.Go(func() { errs[i] = c.startLink(ctx, a, timeout) })
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return linkErrors(ctx, as, errs)
+}
+
+// linkErrors gathers the start errors of as (errs, by index) into one error, nil for none.
+func linkErrors(ctx context.Context, as []*account, errs []error) error {
+	failed := map[string]error{}
+	for i, err := range errs {
+		if err != nil {
+			failed[as[i].id] = err
+		}
+	}
+	switch {
+	case len(failed) == 0:
+		return nil
+	case ctx.Err() != nil:
+		return errors.Join(errs...)
+	}
+	return &LinkStartError{Accounts: failed}
 }
 
 func (c *Connector) startLink(ctx context.Context, a *account, timeout time.Duration) error {

@@ -360,9 +360,9 @@ func TestBadAccountAndSecretRotation(t *testing.T) {
 	}
 }
 
-// TestRefusedConfigIsAppliedAgain: a config the running connector refuses for a passing reason
-// (an added account's port still held by another process) is applied again once the reason
-// is gone, without another change to the objects.
+// TestRefusedConfigIsAppliedAgain: an Account the running connector cannot start for a passing
+// reason (its port still held by another process) is left out — the rest of the config applies —
+// and applied once the reason is gone, without another change to the objects.
 func TestRefusedConfigIsAppliedAgain(t *testing.T) {
 	ns := namespace(t)
 	create(t, connectorObj(ns, "c", "test.c"), childAccount(ns, "c", "kid", freePort(t)))
@@ -376,7 +376,7 @@ func TestRefusedConfigIsAppliedAgain(t *testing.T) {
 	port := int32(held.Addr().(*net.TCPAddr).Port)
 	create(t, childAccount(ns, "c", "late", port))
 	configApplied(t, ns, "c", func(c *metav1.Condition) error {
-		if c.Status != metav1.ConditionFalse || c.Reason != "ApplyFailed" {
+		if c.Status != metav1.ConditionFalse || c.Reason != "ObjectsLeftOut" || !strings.Contains(c.Message, "late") {
 			return fmt.Errorf("ConfigApplied %s %s: %s", c.Status, c.Reason, c.Message)
 		}
 		return nil

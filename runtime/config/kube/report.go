@@ -107,14 +107,19 @@ func (r *reporter) NeedLeaderElection() bool { return true }
 
 // setConfig records the outcome of a sync as the ConfigApplied condition to write. cfg is the
 // config built (nil: none); when err is nil it is in force, and accounts (the namespace's, as
-// the sync read them) and problems decide the Accounts' ConfigApplied.
-func (r *reporter) setConfig(conn *ilpv1.Connector, cfg *config.Config, accounts []ilpv1.Account, problems []Problem, reason string, err error) {
+// the sync read them) and problems decide the Accounts' ConfigApplied. pending are the store
+// settings the running connector keeps until the operator replaces this pod (keepStore).
+func (r *reporter) setConfig(conn *ilpv1.Connector, cfg *config.Config, accounts []ilpv1.Account, problems []Problem, reason string, err error, pending []string) {
 	c := &metav1.Condition{Type: ilpv1.ConditionConfigApplied, ObservedGeneration: conn.Generation, Reason: reason}
 	pod := r.s.opts.Pod
 	if pod == "" {
 		pod = "the connector"
 	}
 	switch {
+	case err != nil && r.s.Runtime() == nil:
+		// Nothing runs: there is no previous configuration to keep.
+		c.Status = metav1.ConditionFalse
+		c.Message = fmt.Sprintf("%s has not started: %v", pod, err)
 	case err != nil:
 		c.Status = metav1.ConditionFalse
 		c.Message = fmt.Sprintf("%s keeps its previous configuration: %v", pod, err)
@@ -124,6 +129,12 @@ func (r *reporter) setConfig(conn *ilpv1.Connector, cfg *config.Config, accounts
 	default:
 		c.Status = metav1.ConditionTrue
 		c.Message = fmt.Sprintf("%s runs generation %d with %d accounts and %d routes", pod, conn.Generation, len(cfg.Accounts), len(cfg.Routes))
+	}
+	if err == nil && len(pending) > 0 {
+		// Not a failure: the operator rolls the pods for a store change, and this one keeps
+		// serving with its store until its replacement runs.
+		c.Message += fmt.Sprintf("; it keeps its store until the operator replaces it with a pod that opens the new one (%s changed)",
+			strings.Join(pending, ", "))
 	}
 	c.Message = truncate(c.Message)
 	if r.s.pods != nil {

@@ -109,7 +109,7 @@ func (f *reportFixture) sync(t *testing.T, s *Source, accounts []ilpv1.Account, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.report.setConfig(testConnector(), cfg, accounts, problems, reasonApplied, applyErr)
+	s.report.setConfig(testConnector(), cfg, accounts, problems, reasonApplied, applyErr, nil)
 }
 
 // take returns the writes since the last take.

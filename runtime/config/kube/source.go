@@ -13,15 +13,18 @@
 package kube
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -120,6 +123,12 @@ type Source struct {
 	mu      sync.Mutex
 	rt      Runtime
 	running *config.Config
+
+	// Owned by the sync loop.
+	linkFailed map[string]*linkFailure // Accounts left out because their link could not start
+	startDelay time.Duration           // before a failed start is tried again
+	failure    logGate                 // of a failed sync
+	leftOut    map[string]string       // the problems of each object left out, as last logged
 }
 
 // New builds the source and its manager; nothing runs until Run.
@@ -152,7 +161,7 @@ func New(opts Options) (*Source, error) {
 		return nil, fmt.Errorf("kube source: %w", err)
 	}
 	s := &Source{opts: opts, log: log, mgr: mgr, cl: mgr.GetClient(),
-		secrets: newSecretCache(mgr.GetAPIReader(), opts.Namespace), poke: make(chan struct{}, 1)}
+		secrets: newSecretCache(mgr.GetAPIReader(), opts.Namespace), poke: make(chan struct{}, 1), startDelay: retryInterval}
 	s.report = newReporter(s)
 	if err := mgr.Add(everyPod(s.syncLoop)); err != nil {
 		return nil, err
@@ -335,7 +344,9 @@ func mapsEqual(a, b map[string]string) bool {
 
 // sync builds the config from the cache and puts it in force. It returns how soon it should
 // run again if nothing changes (0: not until something does): soon when something it read may
-// come good by itself, RetryRefused when the running connector refused the config.
+// come good by itself, RetryRefused when the running connector refused the config or an
+// Account is left out because its link could not start, a growing delay while the connector
+// cannot start.
 func (s *Source) sync(ctx context.Context) (retryIn time.Duration) {
 	res := SyncResult{Begin: time.Now()}
 	defer func() {
@@ -347,7 +358,7 @@ func (s *Source) sync(ctx context.Context) (retryIn time.Duration) {
 	var conn ilpv1.Connector
 	if err := s.cl.Get(ctx, client.ObjectKey{Namespace: s.opts.Namespace, Name: s.opts.Connector}, &conn); err != nil {
 		res.Err = fmt.Errorf("reading Connector %s: %w", s.opts.Connector, err)
-		s.log.Error("cannot read this pod's Connector; the running config stays in force", "error", res.Err)
+		s.logFailure(res.Begin, slog.LevelError, "cannot read this pod's Connector; the running config stays in force", res.Err)
 		return retryIf(client.IgnoreNotFound(err) != nil)
 	}
 	res.Generation = conn.Generation
@@ -359,36 +370,327 @@ func (s *Source) sync(ctx context.Context) (retryIn time.Duration) {
 		return retryInterval
 	}
 	reads := s.secrets.begin(ctx, conn.Status.SecretVersions)
-	s.mu.Lock()
-	prev := s.running
-	s.mu.Unlock()
-	cfg, problems, err := Build(Inputs{Connector: &conn, Accounts: accounts.Items, Routes: routes.Items,
-		SettlementEngines: engines.Items, Secret: reads.get, Previous: prev, ListenHost: s.opts.ListenHost})
+	in := Inputs{Connector: &conn, Accounts: accounts.Items, Routes: routes.Items,
+		SettlementEngines: engines.Items, Secret: reads.get, Previous: s.runningConfig(), ListenHost: s.opts.ListenHost}
+	out := s.buildAndApply(ctx, in, res.Begin)
 	reads.end()
-	res.Problems = problems
-	if err != nil {
-		res.Err = err
-		s.report.setConfig(&conn, nil, nil, problems, reasonInvalid, err)
-		s.log.Error("invalid configuration; the running config stays in force", "connector", conn.Name, "error", err)
+	res.Problems, res.Err = out.problems, cmp.Or(out.buildErr, out.applyErr)
+	s.logLeftOut(out.problems)
+	if out.buildErr != nil {
+		s.report.setConfig(&conn, nil, nil, out.problems, reasonInvalid, out.buildErr, nil)
+		s.logFailure(res.Begin, slog.LevelError, "invalid configuration; "+s.keeps(), out.buildErr)
 		return retryIf(reads.transient)
 	}
-	res.Accounts = len(cfg.Accounts)
-	res.Err = s.apply(ctx, cfg)
+	res.Accounts = len(out.cfg.Accounts)
 	reason := reasonApplied
-	if res.Err != nil {
+	if out.applyErr != nil {
 		reason = reasonApplyFailed
 	}
-	s.report.setConfig(&conn, cfg, accounts.Items, problems, reason, res.Err)
-	for _, p := range problems {
-		s.log.Warn("object left out of the configuration", "kind", p.Kind, "name", p.Name, "problem", p.Message)
+	s.report.setConfig(&conn, out.cfg, accounts.Items, out.problems, reason, out.applyErr, out.pending)
+	return s.retryAfter(out, reads.transient, res.Begin)
+}
+
+// buildAndApply builds the config, leaving out the Accounts whose link could not start
+// lately, and applies it. When the runtime refuses it only because links of some Accounts
+// cannot start (a *connector.LinkStartError), it leaves those out too and tries again: one
+// round per new set of such Accounts, at most maxLeaveOutRounds, since each round leaves out
+// at least one more.
+func (s *Source) buildAndApply(ctx context.Context, in Inputs, now time.Time) attempt {
+	for round := 0; ; round++ {
+		a := s.attempt(ctx, in, now)
+		failed := a.down
+		if a.applyErr != nil {
+			failed = failedLinks(a.applyErr)
+		}
+		if a.buildErr != nil || len(failed) == 0 || round == maxLeaveOutRounds || !s.leaveOut(failed, in.Accounts, now) {
+			if a.buildErr == nil && a.applyErr == nil {
+				s.forgetStarted(a.cfg)
+			}
+			return a
+		}
 	}
+}
+
+// maxLeaveOutRounds bounds the applies of one sync that leave out more Accounts whose links
+// could not start: the links of one apply start together, so one more round is the rule.
+const maxLeaveOutRounds = 3
+
+// attempt is one build of the config and its apply.
+type attempt struct {
+	cfg      *config.Config // nil when buildErr
+	problems []Problem      // objects left out
+	buildErr error          // the Connector's own settings are unusable
+	applyErr error          // the runtime refused cfg, or could not start with it
+	// pending are the store settings of cfg that the running connector keeps until the
+	// operator replaces this pod (keepStore).
+	pending []string
+	// down are the accounts of cfg, in force, whose link the apply reconnected and that could
+	// not start again (connector.DownLinks).
+	down map[string]error
+}
+
+func (s *Source) attempt(ctx context.Context, in Inputs, now time.Time) attempt {
+	var left []Problem
+	in.Accounts, left = s.withoutFailedLinks(in.Connector.Name, in.Accounts, now)
+	cfg, problems, err := Build(in)
+	problems = append(problems, left...)
+	if err != nil {
+		return attempt{problems: problems, buildErr: err}
+	}
+	cfg, pending := s.keepStore(cfg)
+	a := attempt{cfg: cfg, problems: problems, pending: pending, applyErr: s.apply(ctx, cfg)}
+	if d, ok := s.Runtime().(downLinks); ok && a.applyErr == nil {
+		a.down = d.DownLinks()
+	}
+	return a
+}
+
+// downLinks is the connector's report of the accounts in force whose link a reload
+// reconnected and that could not start again (connector.Connector.DownLinks).
+type downLinks interface{ DownLinks() map[string]error }
+
+// retryAfter is how soon a sync that built a config should run again (see sync).
+func (s *Source) retryAfter(out attempt, transient bool, now time.Time) time.Duration {
+	var retry []time.Duration
 	switch {
-	case reads.transient || (res.Err != nil && s.Runtime() == nil):
-		return retryInterval
-	case res.Err != nil: // the running connector refused it, perhaps for a passing reason
-		return s.opts.RetryRefused
+	case out.applyErr != nil && s.Runtime() == nil:
+		// Not started: the cause (a store away, a parent not answering) may pass, but each
+		// try builds the whole connector and logs, so the tries space out.
+		s.logFailure(now, slog.LevelError, "the connector cannot start; it tries again later", out.applyErr, "retryIn", s.startDelay)
+		retry = append(retry, s.startDelay)
+		s.startDelay = min(2*s.startDelay, s.opts.RetryRefused)
+	case out.applyErr != nil: // the running connector refused it, perhaps for a passing reason
+		s.logFailure(now, slog.LevelError, "configuration refused; the running config stays in force", out.applyErr,
+			"retryIn", s.opts.RetryRefused)
+		retry = append(retry, s.opts.RetryRefused)
+	default:
+		s.startDelay = retryInterval
+		s.failure.reset()
 	}
-	return 0
+	if transient {
+		retry = append(retry, retryInterval)
+	}
+	if next, ok := s.nextLinkRetry(); ok {
+		retry = append(retry, max(next.Sub(now), retryInterval))
+	}
+	if len(retry) == 0 {
+		return 0
+	}
+	return slices.Min(retry)
+}
+
+// keeps says what stays in force after a failed sync.
+func (s *Source) keeps() string {
+	if s.Runtime() == nil {
+		return "the connector has not started"
+	}
+	return "the running config stays in force"
+}
+
+// runningConfig is the config in force, nil before the connector started.
+func (s *Source) runningConfig() *config.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.running
+}
+
+// storeSettings are the settings of the store, which a running connector cannot change.
+var storeSettings = []string{"store", "storePath", "storeConfig"}
+
+// keepStore returns cfg with the running connector's store settings when cfg changes them, and
+// the settings it kept. The operator rolls the pods on a store change (the store, its Redis
+// URL Secret and its kind of workload are restart inputs), so this pod is about to be replaced
+// by one that opens the new store; until then it keeps its store and applies the rest, rather
+// than refusing the whole config and reporting a failure that is only a roll in progress.
+func (s *Source) keepStore(cfg *config.Config) (*config.Config, []string) {
+	running := s.runningConfig()
+	if running == nil || s.Runtime() == nil {
+		return cfg, nil
+	}
+	storeOf := func(c *config.Config) *config.Config {
+		return &config.Config{Store: c.Store, StorePath: c.StorePath, StoreConfig: c.StoreConfig}
+	}
+	var pending []string
+	for _, g := range config.Diff(storeOf(running), storeOf(cfg)).Globals {
+		if slices.Contains(storeSettings, g) {
+			pending = append(pending, g)
+		}
+	}
+	if len(pending) == 0 {
+		return cfg, nil
+	}
+	kept := *cfg
+	kept.Store, kept.StorePath, kept.StoreConfig = running.Store, running.StorePath, running.StoreConfig
+	return &kept, pending
+}
+
+// linkFailure is an Account left out because its link could not start (its port is taken, or
+// below 1024 for a pod that does not run as root). It is tried again at retryAt, or at once
+// when the Account changes.
+type linkFailure struct {
+	uid        types.UID
+	generation int64
+	msg        string
+	retryAt    time.Time
+}
+
+// withoutFailedLinks returns accounts without those of connector whose link could not start
+// and that are not due for another try, and the Problems that say why they are left out. It
+// forgets the failures of Accounts that changed or are gone.
+func (s *Source) withoutFailedLinks(connector string, accounts []ilpv1.Account, now time.Time) ([]ilpv1.Account, []Problem) {
+	if len(s.linkFailed) == 0 {
+		return accounts, nil
+	}
+	seen := make(map[string]bool, len(s.linkFailed))
+	kept := make([]ilpv1.Account, 0, len(accounts))
+	var left []Problem
+	for i := range accounts {
+		a := &accounts[i]
+		if f, ok := s.linkFailed[a.Name]; ok && a.Spec.ConnectorRef == connector {
+			seen[a.Name] = true
+			switch {
+			case f.uid != a.UID || f.generation != a.Generation:
+				delete(s.linkFailed, a.Name) // changed, perhaps fixed: tried at once
+			case now.Before(f.retryAt):
+				left = append(left, Problem{"Account", a.Name, f.msg})
+				continue
+			}
+		}
+		kept = append(kept, *a)
+	}
+	for name := range s.linkFailed {
+		if !seen[name] {
+			delete(s.linkFailed, name)
+		}
+	}
+	return kept, left
+}
+
+// accountErrors is what the runtime's errors.As finds when only the links of some accounts
+// could not start (connector.LinkStartError), without this package importing the connector.
+type accountErrors interface{ AccountErrors() map[string]error }
+
+// failedLinks are the accounts whose links err says could not start (and nothing else went
+// wrong), nil if it does not say so.
+func failedLinks(err error) map[string]error {
+	var ae accountErrors
+	if !errors.As(err, &ae) {
+		return nil
+	}
+	return ae.AccountErrors()
+}
+
+// leaveOut records the Accounts whose links could not start (failed), to be left out until
+// they change or RetryRefused has passed. It reports whether it recorded any that the attempt
+// had not already left out: only then is another attempt worth it.
+func (s *Source) leaveOut(failed map[string]error, accounts []ilpv1.Account, now time.Time) bool {
+	byName := make(map[string]*ilpv1.Account, len(failed))
+	for i := range accounts {
+		if _, ok := failed[accounts[i].Name]; ok {
+			byName[accounts[i].Name] = &accounts[i]
+		}
+	}
+	if s.linkFailed == nil {
+		s.linkFailed = map[string]*linkFailure{}
+	}
+	recorded := false
+	for id, e := range failed {
+		a, ok := byName[id]
+		if f := s.linkFailed[id]; !ok || (f != nil && now.Before(f.retryAt) && f.uid == a.UID && f.generation == a.Generation) {
+			continue // not an Account, or already left out: leaving it out again changes nothing
+		}
+		s.linkFailed[id] = &linkFailure{uid: a.UID, generation: a.Generation, retryAt: now.Add(s.opts.RetryRefused),
+			msg: fmt.Sprintf("its link cannot start (tried again every %s): %v", s.opts.RetryRefused, e)}
+		recorded = true
+	}
+	return recorded
+}
+
+// forgetStarted forgets the link failures of the Accounts in force in cfg: their links started.
+func (s *Source) forgetStarted(cfg *config.Config) {
+	for name := range s.linkFailed {
+		if _, ok := cfg.Accounts[name]; ok {
+			delete(s.linkFailed, name)
+		}
+	}
+}
+
+// nextLinkRetry is the earliest retry of an Account left out for its link, if any.
+func (s *Source) nextLinkRetry() (time.Time, bool) {
+	var next time.Time
+	for _, f := range s.linkFailed {
+		if next.IsZero() || f.retryAt.Before(next) {
+			next = f.retryAt
+		}
+	}
+	return next, !next.IsZero()
+}
+
+// repeatLogEvery is how often a failure that every retry meets again is logged again.
+const repeatLogEvery = 5 * time.Minute
+
+// logGate lets a recurring failure through once, then again when it changes, or every
+// repeatLogEvery with the count of the times it was held back.
+type logGate struct {
+	last    string
+	at      time.Time
+	repeats int
+}
+
+// pass reports whether msg is to be logged at now, and how often it recurred unlogged since
+// it last was.
+func (g *logGate) pass(msg string, now time.Time) (bool, int) {
+	if msg == g.last && now.Sub(g.at) < repeatLogEvery {
+		g.repeats++
+		return false, 0
+	}
+	n := 0
+	if msg == g.last {
+		n = g.repeats
+	}
+	g.last, g.at, g.repeats = msg, now, 0
+	return true, n
+}
+
+func (g *logGate) reset() { *g = logGate{} }
+
+// logFailure logs a failed sync once, then only when it changes or now and then (logGate).
+// attrs say more without making it another failure (how soon it is tried again).
+func (s *Source) logFailure(now time.Time, level slog.Level, msg string, err error, attrs ...any) {
+	ok, repeats := s.failure.pass(msg+"\x00"+err.Error(), now)
+	if !ok {
+		return
+	}
+	attrs = append([]any{"connector", s.opts.Connector, "error", err}, attrs...)
+	if repeats > 0 {
+		attrs = append(attrs, "repeatedSinceLastLog", repeats)
+	}
+	s.log.Log(context.Background(), level, msg, attrs...)
+}
+
+// logLeftOut logs the objects left out of the configuration when that changes: each one newly
+// left out or with a new problem, and each one back in.
+func (s *Source) logLeftOut(problems []Problem) {
+	now := make(map[string]string, len(problems))
+	for _, p := range problems {
+		key := p.Kind + " " + p.Name
+		if now[key] != "" {
+			now[key] += "; " + p.Message
+			continue
+		}
+		now[key] = p.Message
+	}
+	for key, msg := range now {
+		if s.leftOut[key] != msg {
+			s.log.Warn("object left out of the configuration", "object", key, "problem", msg)
+		}
+	}
+	for key := range s.leftOut {
+		if _, ok := now[key]; !ok {
+			s.log.Info("object no longer left out of the configuration", "object", key)
+		}
+	}
+	s.leftOut = now
 }
 
 // listCached lists the namespace's objects of each kind into lists, in order, stopping at the
