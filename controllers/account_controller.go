@@ -25,7 +25,11 @@ import (
 // (ReplicasSupported: a link whose state one pod holds, e.g. a BTP connection), and reports them in
 // conditions and Events. A problem never stops the connector: the runtime skips an account it
 // cannot configure, and says so in the Account's ConfigApplied condition (written by the
-// connector pods), which Ready follows.
+// connector pods), which Ready follows. It clears the connected flag the pods write once no
+// pod can be running the Account (notRunning), and removes a stale True ConfigApplied
+// (dropStaleApplied); it never writes the pods' fields otherwise. Ready is about the
+// Account's configuration, not about its link: a counterparty that cannot be reached shows in
+// status.connected only, so that its outages and reconnects never flap Ready.
 type AccountReconciler struct {
 	client.Client
 	// Reader reads Secrets uncached: the manager caches only their metadata.
@@ -49,17 +53,22 @@ func (r *AccountReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		return ctrl.Result{}, err
 	}
 	st := &acct.Status.BaseStatus
+	dropStaleApplied(&acct)
 	var replicas *refProblem
 	if conn != nil {
 		replicas = replicasProblem(&acct, conn)
 	}
 	if problem == nil {
 		setCondition(&acct, st, ilpv1.ConditionReferencesResolved, true, ReasonResolved, "Connector "+acct.Spec.ConnectorRef+" and every Secret and SettlementEngine the account names exist")
-		if c := leftOut(&acct); c != nil {
+		switch c := leftOut(&acct); {
+		case c != nil:
 			setCondition(&acct, st, ilpv1.ConditionReady, false, ReasonConfigNotApplied, c.Message)
-		} else if replicas != nil {
+		case replicas != nil:
 			setCondition(&acct, st, ilpv1.ConditionReady, false, replicas.reason, replicas.msg)
-		} else {
+		case podsGone(conn):
+			setCondition(&acct, st, ilpv1.ConditionReady, true, ReasonScaledToZero, fmt.Sprintf("Connector %q is scaled to zero replicas: "+
+				"no pod runs the account until it has replicas again; the account is valid and its references resolve", conn.Name))
+		default:
 			setCondition(&acct, st, ilpv1.ConditionReady, true, ReasonResolved, "the account is valid and its references resolve")
 		}
 	} else {
@@ -70,14 +79,76 @@ func (r *AccountReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		}
 	}
 	setReplicasSupported(&acct, conn, replicas)
+	if acct.Status.Connected && notRunning(&acct, conn) {
+		acct.Status.Connected = false
+	}
 	if equality.Semantic.DeepEqual(orig.Status, acct.Status) {
 		return ctrl.Result{}, nil
 	}
 	res, err := patchStatus(ctx, r.Client, &acct, orig)
 	if err == nil && res.IsZero() {
 		r.warnReplicas(orig, &acct, conn)
+		r.tellResolved(orig, &acct)
 	}
 	return res, err
+}
+
+// notRunning reports whether no connector pod can be running the Account, so that the
+// connected flag the pods wrote is stale and nobody else will correct it: the pods write it
+// only for the accounts of their configuration, and only when it changes. That is so when the
+// Connector does not exist (its pods go with it, and so does their Role), when it is scaled to
+// zero and its workload has no pod left, and when the pods leave the current generation of the
+// Account out (they run without it). The operator clears the flag then: the merge patch drops
+// status.connected, so the Connected column is blank (not known), not a stale true. It never
+// writes true, nor clears a flag a pod may still be keeping current, so the two writers do not
+// fight; a pod that runs the Account again reads the cleared flag and writes the real one.
+func notRunning(acct *ilpv1.Account, conn *ilpv1.Connector) bool {
+	return conn == nil || podsGone(conn) || leftOut(acct) != nil
+}
+
+// podsGone reports whether the Connector is scaled to zero and its workload has no pod left
+// (conn nil: false).
+func podsGone(conn *ilpv1.Connector) bool {
+	return conn != nil && replicasOf(conn) == 0 && conn.Status.Replicas == 0
+}
+
+// dropStaleApplied removes a True ConfigApplied about an older generation of the Account. The
+// pods write True once, over their False, when they run the Account again, and never move it
+// forward as the Account changes after that (they write an Account only when it needs a
+// False, or a True over a False); left in place, it would say that the pods have not caught up
+// with the Account, which they have. Removed, the Account reads as one the pods never left
+// out: absent means no problem. The pods do not write it back: they only write a True over a
+// False. A False is never removed: at an older generation it does mean that the pods have not
+// caught up yet.
+func dropStaleApplied(acct *ilpv1.Account) {
+	c := meta.FindStatusCondition(acct.Status.Conditions, ilpv1.ConditionConfigApplied)
+	if c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration < acct.Generation {
+		meta.RemoveStatusCondition(&acct.Status.Conditions, ilpv1.ConditionConfigApplied)
+	}
+}
+
+// tellResolved records a Normal Event when the Account's references resolve after they did
+// not, once its status write went through (a lost write retries and would tell it twice), so
+// that `kubectl describe` ends the story its Warning Events (ConnectorNotFound, …) began.
+func (r *AccountReconciler) tellResolved(orig, acct *ilpv1.Account) {
+	if r.Recorder == nil {
+		return
+	}
+	if was, ok := resolvedAgain(orig.Status.Conditions, acct.Status.Conditions); ok {
+		r.Recorder.Eventf(acct, nil, corev1.EventTypeNormal, ReasonResolved, "Resolve",
+			"every reference of the account resolves now: Connector %s and every Secret and SettlementEngine the account names exist; before: %s: %s",
+			acct.Spec.ConnectorRef, was.Reason, was.Message)
+	}
+}
+
+// resolvedAgain returns the ReferencesResolved of was when it was False and now is True.
+func resolvedAgain(was, now []metav1.Condition) (*metav1.Condition, bool) {
+	w := meta.FindStatusCondition(was, ilpv1.ConditionReferencesResolved)
+	n := meta.FindStatusCondition(now, ilpv1.ConditionReferencesResolved)
+	if w == nil || n == nil || w.Status != metav1.ConditionFalse || n.Status != metav1.ConditionTrue {
+		return nil, false
+	}
+	return w, true
 }
 
 // warnReplicas tells the Connector, in a Warning Event about it (the Account as related
@@ -183,20 +254,32 @@ func configAppliedChanged(o, n client.Object) bool {
 	return a.Status != b.Status || a.Reason != b.Reason || a.Message != b.Message || a.ObservedGeneration != b.ObservedGeneration
 }
 
+// connectorChangesForAccounts are the Connector events that re-check its Accounts: created,
+// deleted, spec changed, or its workload's last pod gone or a first one back while it is
+// scaled to zero (podsGone: the Accounts' connected flag and Ready depend on it). Not its other
+// status writes, which its pods and controller make often.
+var connectorChangesForAccounts = predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, ok1 := e.ObjectOld.(*ilpv1.Connector)
+		n, ok2 := e.ObjectNew.(*ilpv1.Connector)
+		return !ok1 || !ok2 || podsGone(o) != podsGone(n)
+	},
+})
+
 // SetupWithManager registers the controller.
 func (r *AccountReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return r.controller(mgr).Complete(r)
 }
 
 // controller builds the controller: Account changes (accountReconcileChanges), and Connector
-// (created, deleted, spec changed — replicas included, which ReplicasSupported depends on —
-// not its status, which its pods and controller write often),
+// (connectorChangesForAccounts: created, deleted, spec changed — replicas included, which
+// ReplicasSupported depends on — or its last pod gone),
 // Secret (metadata only) and SettlementEngine changes re-check the Accounts that name them.
 func (r *AccountReconciler) controller(mgr ctrl.Manager) *builder.TypedBuilder[reconcile.Request] {
 	c := mgr.GetClient()
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&ilpv1.Account{}, builder.WithPredicates(accountReconcileChanges)).
-		Watches(&ilpv1.Connector{}, handler.EnqueueRequestsFromMapFunc(referrers(c, &ilpv1.AccountList{})), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&ilpv1.Connector{}, handler.EnqueueRequestsFromMapFunc(referrers(c, &ilpv1.AccountList{})), builder.WithPredicates(connectorChangesForAccounts)).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(byIndex(c, &ilpv1.AccountList{}, fieldSecretNames)), builder.OnlyMetadata).
 		Watches(&ilpv1.SettlementEngine{}, handler.EnqueueRequestsFromMapFunc(byIndex(c, &ilpv1.AccountList{}, fieldSettlementEngineRef)))
 }
