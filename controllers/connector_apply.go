@@ -48,6 +48,8 @@ type workloadState struct {
 	availableReplicas int32
 	available         bool        // at least desired pods available
 	rolledOut         bool        // the workload controller finished rolling the current template
+	templateDone      bool        // the current template rolled out before (ConnectorStatus.RolledOutTemplate): pods replaced since are no roll
+	templateHash      string      // hash of the current pod template as stored (templateHash)
 	created           bool        // the workload was created by this reconcile
 	changed           []string    // restart inputs that changed in this reconcile: the pods roll
 	rollout           rolloutNote // why the current template rolled out: this reconcile's changes, else the workload's note
@@ -55,6 +57,9 @@ type workloadState struct {
 	// retiring is the workload of the other kind after a store change: its pods serve until
 	// this one has its pods available.
 	retiring *workloadState
+	// cause is why pods do not come up, when they say it (podsCause); read only while the
+	// workload lacks available pods.
+	cause string
 }
 
 // applyOwned creates or updates every object the Connector owns and returns its workload's state.
@@ -310,10 +315,11 @@ func (r *ConnectorReconciler) applyWorkload(ctx context.Context, conn *ilpv1.Con
 	if hold && running != nil {
 		return heldState(running), nil
 	}
-	inputs := restartInputsOf(conn, image, storeSecret)
+	lowPort := lowestPrivilegedPort(conn, accounts)
+	inputs := restartInputsOf(conn, image, storeSecret, lowPort)
 	tc := compareInputs(&inputs, running)
 	st := &workloadState{name: conn.Name, image: image, desired: replicasOf(conn), changed: tc.changed, rollout: tc.rollout}
-	tmpl := connectorPodTemplate(conn, image, inputs)
+	tmpl := connectorPodTemplate(conn, image, inputs, lowPort)
 	op, err := upsert(ctx, r.Client, conn, want, func() error {
 		read := want.DeepCopyObject().(client.Object)
 		setRolloutNote(want, st.rollout)
@@ -328,6 +334,7 @@ func (r *ConnectorReconciler) applyWorkload(ctx context.Context, conn *ilpv1.Con
 		return nil, err
 	}
 	workloadStatus(want, st)
+	st.templateHash = templateHash(want)
 	st.created = tc.prev == "" && op == controllerutil.OperationResultCreated
 	if found.other != nil {
 		return st, r.retire(ctx, found.other, st)
@@ -439,8 +446,13 @@ func heldState(w client.Object) *workloadState {
 	inputs, note := workloadInputs(w)
 	st.rollout = currentRollout(note, inputs)
 	workloadStatus(w, st)
+	st.templateHash = templateHash(w)
 	return st
 }
+
+// templateHash is a hash of w's pod template as stored, the API server's defaults included:
+// the same while the template is, whoever changed it (kubectl rollout restart included).
+func templateHash(w client.Object) string { return shortHash(podTemplate(w)) }
 
 // workloadInputs are the restart inputs of a workload's pod template and its rollout note
 // (zero when absent or unreadable).

@@ -1,8 +1,10 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -13,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -50,6 +53,11 @@ type ConnectorReconciler struct {
 	Reader   client.Reader
 	Recorder events.EventRecorder
 	Options  Options
+
+	// reported is, by Connector (namespace/name), the configuration failure last reported in
+	// a Warning Event (configFailure.key): one Event per change, not one per reconcile. In
+	// memory: a restarted operator reports a failure that persists once more.
+	reported sync.Map
 }
 
 // +kubebuilder:rbac:groups=ilp.ilpfleet.dev,resources=connectors;accounts;routes;settlementengines,verbs=get;list;watch
@@ -63,7 +71,7 @@ type ConnectorReconciler struct {
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update
-// +kubebuilder:rbac:groups="",resources=pods,verbs=get
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups=monitoring.coreos.com,resources=servicemonitors,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch
 
@@ -71,9 +79,13 @@ type ConnectorReconciler struct {
 func (r *ConnectorReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var conn ilpv1.Connector
 	if err := r.Get(ctx, req.NamespacedName, &conn); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.reported.Delete(req.String())
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !conn.DeletionTimestamp.IsZero() {
+		r.reported.Delete(req.String())
 		return ctrl.Result{}, nil // owner references let the garbage collector clean up
 	}
 	orig := conn.DeepCopy()
@@ -82,6 +94,7 @@ func (r *ConnectorReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		return ctrl.Result{}, err
 	}
 	conn.Status.Accounts = int32(len(accounts.Items))
+	conn.Status.Selector = labels.SelectorFromSet(selectorLabels(&conn)).String()
 	if conn.Spec.InheritAddressFrom == "" {
 		// An inherited address is the pods' to report (kube.AddressFieldManager): only they
 		// learn it, from the parent over IL-DCP.
@@ -97,8 +110,14 @@ func (r *ConnectorReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if applyErr == nil {
 		conn.Status.SecretVersions, applyErr = secretVersions(ctx, r.Client, conn.Namespace, secrets)
 	}
-	r.setConditions(&conn, problem, wl, applyErr, r.failingPod(ctx, &conn))
+	// Even when the apply failed: a failure the pods report is judged on the pods there are.
+	if err := r.observePods(ctx, &conn, wl); err != nil && applyErr == nil {
+		applyErr = err
+	}
+	failure := configFailure(&conn, failingPod(&conn))
+	r.setConditions(&conn, problem, wl, applyErr, failure)
 	r.emitEvents(orig, &conn, wl)
+	r.reportFailure(req.String(), &conn, failure)
 	if !equality.Semantic.DeepEqual(orig.Status, conn.Status) {
 		if res, err := patchStatus(ctx, r.Client, &conn, orig); err != nil || !res.IsZero() {
 			return res, err
@@ -133,7 +152,7 @@ func inheritProblem(accounts []ilpv1.Account, name string) *refProblem {
 }
 
 // setConditions writes ReferencesResolved, Ready and Progressing.
-func (r *ConnectorReconciler) setConditions(conn *ilpv1.Connector, problem *refProblem, wl *workloadState, applyErr error, failing *ilpv1.ConnectorPodStatus) {
+func (r *ConnectorReconciler) setConditions(conn *ilpv1.Connector, problem *refProblem, wl *workloadState, applyErr error, failure *configFailureNote) {
 	st := &conn.Status.BaseStatus
 	if problem != nil && wl != nil && wl.held {
 		problem = &refProblem{problem.reason, problem.msg + "; the running pods are kept as they are (no roll, no scaling) until it resolves, as new pods could not run"}
@@ -149,29 +168,54 @@ func (r *ConnectorReconciler) setConditions(conn *ilpv1.Connector, problem *refP
 	}
 	conn.Status.Workload, conn.Status.Image = wl.kind+"/"+wl.name, wl.image
 	conn.Status.Replicas, conn.Status.ReadyReplicas = wl.replicas, wl.ready
+	wl.templateDone = wl.templateHash != "" && conn.Status.RolledOutTemplate == wl.templateHash
 	setProgressing(conn, st, wl)
-	ok, reason, msg := readiness(conn, problem, wl, failing)
+	if wl.rolledOut {
+		// With the Progressing it completes: a lost write of both is made again by the next
+		// reconcile, and a stale value never matches a newer template.
+		conn.Status.RolledOutTemplate = wl.templateHash
+	}
+	ok, reason, msg := readiness(problem, wl, failure)
 	setCondition(conn, st, ilpv1.ConditionReady, ok, reason, msg)
 }
 
-// readiness decides Ready. ConfigApplied is the hook for the in-pod config source: once the
-// pods report it, a False value for the current generation keeps the Connector not Ready; until
-// then only the workload counts. failing is a pod that reports in status.pods that it could not
-// apply the current generation: any one keeps the Connector not Ready, whichever pod writes
-// ConfigApplied.
-func readiness(conn *ilpv1.Connector, problem *refProblem, wl *workloadState, failing *ilpv1.ConnectorPodStatus) (bool, string, string) {
+// readiness decides Ready. failure is what the pods report they could not apply at the
+// current generation (configFailure): it keeps an available Connector not Ready; until the
+// pods report, only the workload counts. Pods that are not available say why when they can
+// (wl.cause), else the pods' failure does: a process that refused its configuration at start
+// never passes its probe.
+func readiness(problem *refProblem, wl *workloadState, failure *configFailureNote) (bool, string, string) {
 	ok, reason, msg := workloadReadiness(problem, wl, "the Connector is scaled to zero replicas")
-	if reason != ReasonAvailable {
+	switch {
+	case reason == ReasonWorkloadUnavailable && wl.cause == "" && failure != nil:
+		return ok, reason, msg + "; " + failure.msg
+	case reason != ReasonAvailable:
 		return ok, reason, msg
-	}
-	if c := meta.FindStatusCondition(conn.Status.Conditions, ilpv1.ConditionConfigApplied); c != nil &&
-		c.ObservedGeneration == conn.Generation && c.Status == metav1.ConditionFalse {
-		return false, ReasonConfigNotApplied, c.Message
-	}
-	if failing != nil {
-		return false, ReasonConfigNotApplied, fmt.Sprintf("pod %s: %s", failing.Name, failing.Message)
+	case failure != nil:
+		return false, ReasonConfigNotApplied, failure.msg
 	}
 	return ok, reason, msg
+}
+
+// configFailureNote is a configuration the pods report they could not apply: the reason they
+// give (ApplyFailed, InvalidConfig, ObjectsLeftOut) and their message.
+type configFailureNote struct{ reason, msg string }
+
+// key identifies the failure for reportFailure: the same reason and message is the same failure.
+func (f *configFailureNote) key() string { return f.reason + "\x00" + f.msg }
+
+// configFailure is what the pods report they could not apply at the Connector's current
+// generation: ConfigApplied False, else the entry of failing (a pod of status.pods that could
+// not apply it, whichever pod writes ConfigApplied); nil when nothing failed.
+func configFailure(conn *ilpv1.Connector, failing *ilpv1.ConnectorPodStatus) *configFailureNote {
+	if c := meta.FindStatusCondition(conn.Status.Conditions, ilpv1.ConditionConfigApplied); c != nil &&
+		c.ObservedGeneration == conn.Generation && c.Status == metav1.ConditionFalse {
+		return &configFailureNote{cmp.Or(c.Reason, ReasonConfigNotApplied), c.Message}
+	}
+	if failing != nil {
+		return &configFailureNote{cmp.Or(failing.Reason, ReasonConfigNotApplied), fmt.Sprintf("pod %s: %s", failing.Name, failing.Message)}
+	}
+	return nil
 }
 
 // workloadReadiness decides Ready from the references and the pods alone: a reference
@@ -189,6 +233,8 @@ func workloadReadiness(problem *refProblem, wl *workloadState, scaledToZero stri
 		return false, problem.reason, problem.msg
 	case wl.desired == 0:
 		return true, ReasonScaledToZero, scaledToZero
+	case !serving.available && wl.cause != "":
+		return false, ReasonWorkloadUnavailable, podsAvailable(wl) + "; " + wl.cause
 	case !serving.available:
 		return false, ReasonWorkloadUnavailable, podsAvailable(wl)
 	}
@@ -201,24 +247,44 @@ func podsAvailable(w *workloadState) string {
 }
 
 // failingPod returns an entry of status.pods that reports the current generation not applied,
-// for a pod that still exists, or nil. Entries of deleted pods stay in the list (pruning them
-// would take a read of every pod on every reconcile), so a failing entry is checked with one
-// uncached read of its pod, only when there is one.
-func (r *ConnectorReconciler) failingPod(ctx context.Context, conn *ilpv1.Connector) *ilpv1.ConnectorPodStatus {
+// or nil. The entries of deleted pods are gone by then (observePods).
+func failingPod(conn *ilpv1.Connector) *ilpv1.ConnectorPodStatus {
 	for i := range conn.Status.Pods {
-		e := &conn.Status.Pods[i]
-		if e.Applied || e.AppliedGeneration != conn.Generation {
-			continue
+		if e := &conn.Status.Pods[i]; !e.Applied && e.AppliedGeneration == conn.Generation {
+			return e
 		}
-		var pod metav1.PartialObjectMetadata
-		pod.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
-		err := r.Reader.Get(ctx, client.ObjectKey{Namespace: conn.Namespace, Name: e.Name}, &pod)
-		if apierrors.IsNotFound(err) {
-			continue // a pod gone since: its entry is stale
-		}
-		return e // it exists, or the read failed: count it rather than hide a failure
 	}
 	return nil
+}
+
+// observePods reads the Connector's pods: it drops the status.pods entries of pods gone, and,
+// while the workload lacks available pods, records in wl what the pods say of why (podsCause).
+func (r *ConnectorReconciler) observePods(ctx context.Context, conn *ilpv1.Connector, wl *workloadState) error {
+	pods, err := r.connectorPods(ctx, conn)
+	if err != nil {
+		return err
+	}
+	if wl != nil && !wl.available {
+		wl.cause = podsCause(pods)
+	}
+	r.prunePods(ctx, conn, pods)
+	return nil
+}
+
+// reportFailure emits a Warning Event when the pods report a configuration failure (failure,
+// nil: none) other than the one last reported for key: once per change, with the pods'
+// reason, so that the failure shows in kubectl describe and in event-driven alerting.
+func (r *ConnectorReconciler) reportFailure(key string, conn *ilpv1.Connector, failure *configFailureNote) {
+	if failure == nil {
+		r.reported.Delete(key)
+		return
+	}
+	if prev, ok := r.reported.Swap(key, failure.key()); ok && prev == failure.key() {
+		return
+	}
+	if r.Recorder != nil {
+		r.Recorder.Eventf(conn, nil, corev1.EventTypeWarning, failure.reason, "ApplyConfig", "%s", failure.msg)
+	}
 }
 
 // setProgressing records why the pods of obj (a Connector or SettlementEngine) roll. A roll
@@ -228,12 +294,14 @@ func setProgressing(obj client.Object, st *ilpv1.BaseStatus, wl *workloadState) 
 	switch {
 	case wl.created:
 		setCondition(obj, st, ilpv1.ConditionProgressing, true, ReasonCreating, "creating "+wl.kind+"/"+wl.name)
-	case len(wl.changed) > 0 || (!wl.rolledOut && wl.rollout.Reason != ""):
+	case len(wl.changed) > 0 || (!wl.rolledOut && !wl.templateDone && wl.rollout.Reason != ""):
 		// A roll this reconcile starts, or one still going for the reason it started with: the
 		// workload keeps it, so a reason whose status write was lost is not replaced by the
 		// previous roll's.
 		setCondition(obj, st, ilpv1.ConditionProgressing, true, wl.rollout.Reason, wl.rollout.Message)
-	case wl.rolledOut:
+	case wl.rolledOut || wl.templateDone:
+		// Done, or done before and pods replaced since (deleted, crashed, evicted): a pod
+		// replaced from the same template is no roll, and the last roll's reason stays over.
 		setCondition(obj, st, ilpv1.ConditionProgressing, false, ReasonRolloutComplete, "every pod runs the current pod template")
 	default:
 		if c := meta.FindStatusCondition(st.Conditions, ilpv1.ConditionProgressing); c != nil && c.Status == metav1.ConditionTrue {
@@ -278,7 +346,8 @@ var accountChanges = predicate.GenerationChangedPredicate{}
 
 // SetupWithManager registers the controller: it owns the workload objects, and Account and
 // Secret changes (Secrets watched by metadata only) re-render the Role, Services, the
-// Deployment's strategy (deploymentStrategy: an Account's link) and status.
+// Deployment's strategy (deploymentStrategy: an Account's link) and status. Its pods are
+// watched for why they do not come up and for their deletion (podChanges).
 func (r *ConnectorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	c := mgr.GetClient()
 	return ctrl.NewControllerManagedBy(mgr).
@@ -293,6 +362,7 @@ func (r *ConnectorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&networkingv1.NetworkPolicy{}).
 		Watches(&ilpv1.Account{}, handler.EnqueueRequestsFromMapFunc(connectorOf), builder.WithPredicates(accountChanges)).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(connectorsOfSecret(c)), builder.OnlyMetadata).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(connectorOfPod), builder.WithPredicates(podChanges)).
 		Watches(serviceMonitorCRDMeta(), handler.EnqueueRequestsFromMapFunc(allConnectors(c))). // only that CRD is cached
 		Complete(r)
 }

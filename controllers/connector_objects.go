@@ -139,10 +139,50 @@ func connectorArgs(c *ilpv1.Connector) []string {
 	return args
 }
 
+// privilegedPorts is where the ports a process needs privilege to bind end, by default
+// (net.ipv4.ip_unprivileged_port_start is 1024): the pods run as a non-root user without
+// capabilities.
+const privilegedPorts = 1024
+
+// lowestPrivilegedPort is the lowest port below privilegedPorts that the Connector's pods
+// bind — a listener of its own or the link of one of its Accounts — or 0 when there is none.
+// Every Account counts, even one the pods leave out: its port is then not bound, and a lower
+// sysctl than needed grants nothing beyond the pod's own network namespace.
+func lowestPrivilegedPort(c *ilpv1.Connector, accounts []ilpv1.Account) int32 {
+	var low int32
+	take := func(p int32) {
+		if p > 0 && p < privilegedPorts && (low == 0 || p < low) {
+			low = p
+		}
+	}
+	for _, p := range c.ListenerPorts() {
+		take(p.Port)
+	}
+	for i := range accounts {
+		if _, p, ok := accounts[i].Spec.Link.ListenPort(); ok {
+			take(p)
+		}
+	}
+	return low
+}
+
+// unprivilegedPortStart lets the pods bind ports from lowPort on without privilege: the pod
+// sysctl net.ipv4.ip_unprivileged_port_start, namespaced to the pod's network, which the
+// kubelet allows by default and the Pod Security baseline and restricted profiles admit (both
+// since their first version). None when lowPort is 0: the template of a Connector without a
+// low port stays as it was.
+func unprivilegedPortStart(lowPort int32) []corev1.Sysctl {
+	if lowPort <= 0 {
+		return nil
+	}
+	return []corev1.Sysctl{{Name: "net.ipv4.ip_unprivileged_port_start", Value: strconv.Itoa(int(lowPort))}}
+}
+
 // connectorPodTemplate is the pod template of a Connector's workload. It depends only on the
-// inputs that cannot be hot-reloaded (restartInputs): everything else reaches the pods through
-// their Kubernetes config source.
-func connectorPodTemplate(c *ilpv1.Connector, image string, in restartInputs) corev1.PodTemplateSpec {
+// inputs that cannot be hot-reloaded (restartInputs) and on lowPort, the lowest port below
+// 1024 its pods bind (0: none; lowestPrivilegedPort), itself one of those inputs: everything
+// else reaches the pods through their Kubernetes config source.
+func connectorPodTemplate(c *ilpv1.Connector, image string, in restartInputs, lowPort int32) corev1.PodTemplateSpec {
 	ctr := corev1.Container{
 		Name:  containerName,
 		Image: image,
@@ -172,7 +212,7 @@ func connectorPodTemplate(c *ilpv1.Connector, image string, in restartInputs) co
 			Tolerations:                   c.Spec.Tolerations,
 			Affinity:                      c.Spec.Affinity,
 			TopologySpreadConstraints:     c.Spec.TopologySpreadConstraints,
-			SecurityContext:               &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), FSGroup: ptr.To(int64(65532)), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+			SecurityContext:               &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), FSGroup: ptr.To(int64(65532)), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}, Sysctls: unprivilegedPortStart(lowPort)},
 			TerminationGracePeriodSeconds: ptr.To(gracePeriod(c)),
 		},
 	}

@@ -24,13 +24,14 @@ type restartInputs struct {
 }
 
 // optionalInputs are the restart inputs a Connector has only when it sets them.
-var optionalInputs = []string{"logging", "storeSecret", "inheritedAddress", "gracePeriod"}
+var optionalInputs = []string{"logging", "storeSecret", "inheritedAddress", "gracePeriod", "lowPort"}
 
 // restartInputsOf hashes image, resources, store, scheduling, listeners and logging of c, the
 // version of the Secret holding the Redis URL (storeSecret, "" without one), where an
 // inherited address comes from (the runtime takes its network and parent only at start), and
-// the pods' termination grace period when the max hold time lengthens it.
-func restartInputsOf(c *ilpv1.Connector, image, storeSecret string) restartInputs {
+// the pods' termination grace period when the max hold time lengthens it, and the lowest port
+// below 1024 the pods bind (lowPort, 0 without one: unprivilegedPortStart).
+func restartInputsOf(c *ilpv1.Connector, image, storeSecret string, lowPort int32) restartInputs {
 	s := c.Spec
 	in := restartInputs{parts: [][2]string{
 		{"image", shortHash(image)},
@@ -53,6 +54,12 @@ func restartInputsOf(c *ilpv1.Connector, image, storeSecret string) restartInput
 	}
 	if g := gracePeriod(c); g != minGracePeriod {
 		in.parts = append(in.parts, [2]string{"gracePeriod", shortHash(g)})
+	}
+	// The pod sysctl that lets the non-root process bind it: only with a port below 1024, so
+	// that the pods of every other Connector keep their template through the operator upgrade
+	// that brought it.
+	if lowPort > 0 {
+		in.parts = append(in.parts, [2]string{"lowPort", shortHash(lowPort)})
 	}
 	return in
 }

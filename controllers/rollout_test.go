@@ -55,8 +55,8 @@ func TestRestartInputsChangedSince(t *testing.T) {
 		{"a max hold time past the grace period", plain, holdLongest, "img", "", "", []string{"gracePeriod"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			prev := restartInputsOf(tt.from, tt.fromImage, tt.fromSecret).String() + ",foo-bar=1,=2" // keys not ours are ignored
-			if got := restartInputsOf(tt.to, "img", tt.toSecret).changedSince(prev); !slices.Equal(got, tt.want) {
+			prev := restartInputsOf(tt.from, tt.fromImage, tt.fromSecret, 0).String() + ",foo-bar=1,=2" // keys not ours are ignored
+			if got := restartInputsOf(tt.to, "img", tt.toSecret, 0).changedSince(prev); !slices.Equal(got, tt.want) {
 				t.Errorf("changed = %v, want %v", got, tt.want)
 			}
 		})
@@ -94,7 +94,7 @@ func TestGracePeriodCoversTheDrain(t *testing.T) {
 	} {
 		c := sampleConnector("ns")
 		c.Spec.MaxHoldTime = tt.hold
-		if got := *connectorPodTemplate(c, "img", restartInputsOf(c, "img", "")).Spec.TerminationGracePeriodSeconds; got != tt.want {
+		if got := *connectorPodTemplate(c, "img", restartInputsOf(c, "img", "", 0), 0).Spec.TerminationGracePeriodSeconds; got != tt.want {
 			t.Errorf("maxHoldTime %v: grace period %d s, want %d", tt.hold, got, tt.want)
 		}
 	}

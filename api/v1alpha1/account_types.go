@@ -15,37 +15,41 @@ const (
 	RelationChild  Relation = "child"
 )
 
-// The pattern allows up to 19 digits without leading zeros; the rule bounds the 19-digit ones
-// to int64 by comparing strings: two digit strings of the same length, without leading zeros,
-// compare as text as they do as numbers (a negative value and its bound share the "-" and
-// compare by magnitude). The rule cannot use int(self): it fails on an overflow instead of
-// returning false.
-// +kubebuilder:validation:Pattern=`^-?(0|[1-9][0-9]{0,18})$`
+// The rule's regular expression allows up to 19 digits without leading zeros; the rest bounds
+// the 19-digit ones to int64 by comparing strings: two digit strings of the same length,
+// without leading zeros, compare as text as they do as numbers (a negative value and its bound
+// share the "-" and compare by magnitude). It cannot use int(self): that fails on an overflow
+// instead of returning false. A rule rather than a pattern, so that a bad value gets one
+// message saying what to write. BalanceSpec's rules repeat it to guard their int() calls.
 // +kubebuilder:validation:MaxLength=20
-// +kubebuilder:validation:XValidation:rule="self.startsWith('-') ? (size(self) < 20 || self <= '-9223372036854775808') : (size(self) < 19 || self <= '9223372036854775807')",message="must be an integer from -9223372036854775808 to 9223372036854775807 (int64)"
+// +kubebuilder:validation:XValidation:rule="self.matches('^-?(0|[1-9][0-9]{0,18})$') && (self.startsWith('-') ? (size(self) < 20 || self <= '-9223372036854775808') : (size(self) < 19 || self <= '9223372036854775807'))",message="must be a whole number of base units from -9223372036854775808 to 9223372036854775807 (int64), written as digits with an optional leading '-': no '+', decimal point, exponent or leading zero"
 
 // IntegerString is a signed integer amount in an account's base units, written as a string
 // because amounts exceed what JSON numbers carry exactly. The runtime reads it as an int64.
 type IntegerString string
 
-// The pattern allows up to 20 digits without leading zeros, and no 0: every AmountString field
-// (maxPacketAmount, the throughput amounts) means "no limit" when omitted, and the runtime
-// refuses 0. The rule bounds the 20-digit ones to uint64 by comparing strings, which for digit
-// strings of the same length without leading zeros orders them as numbers.
-// +kubebuilder:validation:Pattern=`^[1-9][0-9]{0,19}$`
+// The rule's regular expression allows up to 20 digits without leading zeros, and no 0: every
+// AmountString field (maxPacketAmount, the throughput amounts) means "no limit" when omitted,
+// and the runtime refuses 0. The rest bounds the 20-digit ones to uint64 by comparing strings,
+// which for digit strings of the same length without leading zeros orders them as numbers. A
+// rule rather than a pattern, so that a 0 is told what to write instead.
+// message is the fallback of messageExpression, and what the CRD reference lists.
 // +kubebuilder:validation:MaxLength=20
-// +kubebuilder:validation:XValidation:rule="size(self) < 20 || self <= '18446744073709551615'",message="must be an integer from 1 to 18446744073709551615 (uint64)"
+// +kubebuilder:validation:XValidation:rule="self.matches('^[1-9][0-9]{0,19}$') && (size(self) < 20 || self <= '18446744073709551615')",messageExpression="self.matches('^[-+]?[0.]+$') ? 'must be at least 1: for no limit, leave the field out (0 is not accepted)' : 'must be a whole number of base units from 1 to 18446744073709551615 (uint64), written as digits only: no sign, decimal point, exponent or leading zero; for no limit, leave the field out'",message="must be a whole number of base units from 1 to 18446744073709551615 (uint64), written as digits only: no sign, decimal point, exponent or leading zero; for no limit, leave the field out (0 is not accepted)"
 
 // AmountString is a positive integer amount in base units, as a string. The runtime reads it
 // as a uint64.
 type AmountString string
+
+// The settleEvery rule on AccountSpec skips a value the field's pattern refuses: duration() of
+// it would fail with a conversion error beside the pattern's message.
 
 // AccountSpec is one account of a connector: the counterparty, the link to it and its limits.
 // It mirrors one entry of the JS connector's CONNECTOR_ACCOUNTS.
 // +kubebuilder:validation:XValidation:rule="self.connectorRef == oldSelf.connectorRef",message="connectorRef is immutable: create a new Account instead"
 // +kubebuilder:validation:XValidation:rule="!has(self.ilpAddressSegment) || self.relation == 'child'",message="ilpAddressSegment applies to child accounts only"
 // +kubebuilder:validation:XValidation:rule="!has(self.settleEvery) || has(self.settlementEngineRef)",message="settleEvery needs settlementEngineRef: only an engine can settle"
-// +kubebuilder:validation:XValidation:rule="!has(self.settleEvery) || duration(self.settleEvery) >= duration('1s')",message="settleEvery must be at least 1s"
+// +kubebuilder:validation:XValidation:rule="!has(self.settleEvery) || !self.settleEvery.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.settleEvery) >= duration('1s')",message="settleEvery must be at least 1s"
 type AccountSpec struct {
 	// ConnectorRef names the Connector (same namespace) this account belongs to. Immutable.
 	// +kubebuilder:validation:MinLength=1
@@ -202,9 +206,16 @@ func (l AccountLink) ListenPort() (kind string, port int32, ok bool) {
 }
 
 // BTPClientLink dials a BTP server.
+// +kubebuilder:validation:XValidation:rule="!self.url.matches('^[a-zA-Z0-9+.-]*://[^/]*@')",fieldPath=".url",message="link.btpClient.url must not carry credentials (btp+ws://user:token@host, as the JS plugin takes them): put the token in the Secret that tokenSecretRef names, the user in username, and leave btp+ws://host:port/path"
 type BTPClientLink struct {
+	// Rules rather than a pattern on the URLs: a pattern's error quotes the value, and a URL
+	// written the JS way carries the token (btp+ws://:token@host). The rule refusing
+	// credentials sits on the object, whose errors quote no value; the one on the field checks
+	// the rest only of a URL without them.
+
 	// URL of the server without credentials: btp+ws://host:port/path or btp+wss://….
-	// +kubebuilder:validation:Pattern=`^btp\+wss?://[^@/]+(/.*)?$`
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-zA-Z0-9+.-]*://[^/]*@') || self.matches('^btp[+]wss?://[^@/]+(/.*)?$')",message="link.btpClient.url must be btp+ws://host:port/path, or btp+wss://… for TLS (the path is optional)"
 	URL string `json:"url"`
 	// Username sent as auth_username; optional.
 	// +optional
@@ -282,10 +293,14 @@ type HTTPIncoming struct {
 
 // HTTPOutgoing is where our packets go (ilp-plugin-http `outgoing`).
 // +kubebuilder:validation:XValidation:rule="has(self.tokenSecretRef) || has(self.jwtSecretRef)",message="http.outgoing needs tokenSecretRef or jwtSecretRef: the credential we send"
+// +kubebuilder:validation:XValidation:rule="!self.url.matches('^[a-zA-Z0-9+.-]*://[^/?#]*@')",fieldPath=".url",message="link.http.outgoing.url must not carry credentials (https://user:token@host): put the token in the Secret that tokenSecretRef names (or sign tokens with jwtSecretRef), and leave https://host:port/path"
 type HTTPOutgoing struct {
+	// The rules on URL and on the object: see BTPClientLink.URL.
+
 	// URL every Prepare is POSTed to, without credentials: http(s)://host[:port]/path, e.g.
 	// https://peer.example/accounts/us/ilp.
-	// +kubebuilder:validation:Pattern=`^https?://[^/?#@\s]+([/?#]\S*)?$`
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-zA-Z0-9+.-]*://[^/?#]*@') || self.matches('^https?://[^/?#@[:space:]]+([/?#][^[:space:]]*)?$')",message="link.http.outgoing.url must be http://host[:port][/path] or https://…, without spaces"
 	URL string `json:"url"`
 	// TokenSecretRef holds the bearer token we send (staticToken).
 	// +optional
@@ -301,9 +316,13 @@ type HTTPOutgoing struct {
 	CallbackURL string `json:"callbackURL,omitempty"`
 }
 
+// The rules compare the limits only when each is an int64 as IntegerString's rule checks
+// (repeated here): int() of any other string fails with a type conversion error that the API
+// server would add to IntegerString's message.
+
 // BalanceSpec are the balance limits, in base units. Positive: the counterparty owes us (RFC 32).
-// +kubebuilder:validation:XValidation:rule="!has(self.minimum) || !has(self.maximum) || int(self.minimum) <= int(self.maximum)",message="balance.minimum must be <= balance.maximum"
-// +kubebuilder:validation:XValidation:rule="!has(self.settleThreshold) || int(self.settleThreshold) <= (has(self.settleTo) ? int(self.settleTo) : 0)",message="balance.settleThreshold must be <= balance.settleTo (settlement raises the balance from the threshold to settleTo)"
+// +kubebuilder:validation:XValidation:rule="!has(self.minimum) || !has(self.maximum) || !(self.minimum.matches('^-?(0|[1-9][0-9]{0,18})$') && (self.minimum.startsWith('-') ? (size(self.minimum) < 20 || self.minimum <= '-9223372036854775808') : (size(self.minimum) < 19 || self.minimum <= '9223372036854775807'))) || !(self.maximum.matches('^-?(0|[1-9][0-9]{0,18})$') && (self.maximum.startsWith('-') ? (size(self.maximum) < 20 || self.maximum <= '-9223372036854775808') : (size(self.maximum) < 19 || self.maximum <= '9223372036854775807'))) || int(self.minimum) <= int(self.maximum)",message="balance.minimum must be <= balance.maximum"
+// +kubebuilder:validation:XValidation:rule="!has(self.settleThreshold) || !(self.settleThreshold.matches('^-?(0|[1-9][0-9]{0,18})$') && (self.settleThreshold.startsWith('-') ? (size(self.settleThreshold) < 20 || self.settleThreshold <= '-9223372036854775808') : (size(self.settleThreshold) < 19 || self.settleThreshold <= '9223372036854775807'))) || (has(self.settleTo) && !(self.settleTo.matches('^-?(0|[1-9][0-9]{0,18})$') && (self.settleTo.startsWith('-') ? (size(self.settleTo) < 20 || self.settleTo <= '-9223372036854775808') : (size(self.settleTo) < 19 || self.settleTo <= '9223372036854775807')))) || int(self.settleThreshold) <= (has(self.settleTo) ? int(self.settleTo) : 0)",message="balance.settleThreshold must be <= balance.settleTo (settlement raises the balance from the threshold to settleTo)"
 type BalanceSpec struct {
 	// Minimum below which outgoing packets are rejected (T04); unset: no minimum.
 	// +optional

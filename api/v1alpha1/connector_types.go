@@ -16,13 +16,14 @@ import (
 // +kubebuilder:validation:XValidation:rule="has(self.ilpAddress) || has(self.inheritAddressFrom)",message="set ilpAddress or inheritAddressFrom"
 // +kubebuilder:validation:XValidation:rule="!has(self.ilpAddress) || !has(self.inheritAddressFrom)",message="ilpAddress and inheritAddressFrom are mutually exclusive"
 // +kubebuilder:validation:XValidation:rule="!has(self.ilpAddress) || (has(self.network) && self.network == 'production') == self.ilpAddress.startsWith('g.')",message="a production connector needs a g. address and a test connector (network unset or test) must not have one (RFC 34)"
-// +kubebuilder:validation:XValidation:rule="has(oldSelf.ilpAddress) == has(self.ilpAddress) && (!has(self.ilpAddress) || self.ilpAddress == oldSelf.ilpAddress)",message="ilpAddress is immutable: create a new Connector to change it"
+// +kubebuilder:validation:XValidation:rule="!has(self.ilpAddress) || !has(oldSelf.ilpAddress) || self.ilpAddress == oldSelf.ilpAddress",message="ilpAddress is immutable: running pods cannot change their address, and a change of it does not restart them; to change it, delete the Connector and create it again with the new address (its Accounts and Routes stay and attach to it; balances survive only in a file or redis store), or create a new Connector"
+// +kubebuilder:validation:XValidation:rule="has(oldSelf.ilpAddress) == has(self.ilpAddress)",messageExpression="has(self.ilpAddress) ? 'ilpAddress cannot replace inheritAddressFrom on an existing Connector: running pods cannot change their address, and only a change of inheritAddressFrom (or network) restarts them; delete the Connector and create it again with ilpAddress (its Accounts and Routes stay and attach to it; balances survive only in a file or redis store)' : 'inheritAddressFrom cannot replace ilpAddress on an existing Connector: the ilpAddress of a running Connector is fixed; delete the Connector and create it again with inheritAddressFrom (its Accounts and Routes stay and attach to it; balances survive only in a file or redis store)'",message="a Connector cannot switch between ilpAddress and inheritAddressFrom: running pods cannot change their address; delete the Connector and create it again with the other field (its Accounts and Routes stay and attach to it; balances survive only in a file or redis store)"
 // +kubebuilder:validation:XValidation:rule="!has(self.replicas) || self.replicas <= 1 || (has(self.store) && self.store.type == 'redis')",message="replicas > 1 needs a shared store: set store.type to redis (the memory and file stores are per pod)"
 type ConnectorSpec struct {
 	// ILPAddress is the connector's own ILP address (RFC 15), e.g. g.acme or test.acme.
 	// Immutable. Like CONNECTOR_ILP_ADDRESS.
 	// +kubebuilder:validation:MaxLength=1023
-	// +kubebuilder:validation:Pattern=`^(g|private|example|peer|self|test[1-3]?|local)([.][a-zA-Z0-9_~-]+)+$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(g|private|example|peer|self|test[1-3]?|local)([.][a-zA-Z0-9_~-]+)+$')",message="must be an ILP address (RFC 15): a scheme (g, private, example, peer, self, test, test1, test2, test3 or local), then one or more segments of letters, digits, '_', '~' or '-', each after a '.', e.g. test.alice or g.acme"
 	// +optional
 	ILPAddress string `json:"ilpAddress,omitempty"`
 
@@ -80,8 +81,12 @@ type ConnectorSpec struct {
 	// +optional
 	DisableMiddleware []Middleware `json:"disableMiddleware,omitempty"`
 
-	// Replicas is the number of connector pods. More than one requires a shared store.
+	// Replicas is the number of connector pods. More than one requires a shared store. The
+	// scale subresource sets it (kubectl scale, a HorizontalPodAutoscaler); the default, 1, is
+	// in the schema so that the scale of a Connector that leaves it out reads 1, not 0 (which an
+	// autoscaler takes as scaling turned off).
 	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:default=1
 	// +optional
 	Replicas *int32 `json:"replicas,omitempty"`
 
@@ -310,12 +315,15 @@ type RatesSpec struct {
 
 	// Spread is the fraction kept on each conversion, a decimal string from 0 up to but below 1:
 	// "0.002" is 0.2 %.
-	// +kubebuilder:validation:Pattern=`^(0|0?\.[0-9]+)$`
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(0|0?[.][0-9]+)$')",message="spread is a fraction, not a percentage: a decimal from 0 up to but below 1 without '%' or exponent, e.g. \"0.002\" for 0.2 %"
 	// +optional
 	Spread string `json:"spread,omitempty"`
 
 	// Rates maps asset codes to their value in a common unit, as positive decimal strings
-	// (static backend).
+	// (static backend). At most 1024 assets: the bound keeps the cost of checking each rate
+	// within the API server's budget.
+	// +kubebuilder:validation:MaxProperties=1024
 	// +optional
 	Rates map[string]DecimalString `json:"rates,omitempty"`
 
@@ -350,9 +358,13 @@ type ECBRatesSpec struct {
 
 // The pattern is an unsigned decimal (digits, optionally a point and digits) with a non-zero
 // digit before the point (first branch) or after it (second): exactly the decimals above zero,
-// which the runtime wants as it divides by the rate. A pattern rather than a CEL rule: a rule
-// on the values of an unbounded map exceeds the API server's cost budget.
+// which the runtime wants as it divides by the rate. The rule repeats it to say what to write
+// instead; the pattern stays because its error names the path as spec.rates.rates.EUR (a
+// rule's: spec.rates.rates[EUR]). The rule's cost on every value of the map would exceed the
+// API server's budget but for MaxLength here and MaxProperties on RatesSpec.Rates.
 // +kubebuilder:validation:Pattern=`^([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)$`
+// +kubebuilder:validation:MaxLength=64
+// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]*[1-9][0-9]*([.][0-9]+)?|[0-9]+[.][0-9]*[1-9][0-9]*)$')",message="a rate must be a decimal above 0 without sign or exponent, e.g. \"1.08\": the connector divides by it; to refuse conversions of an asset, leave it out of the table"
 
 // DecimalString is a positive decimal number (an exchange rate) written as a string, never a
 // float.
@@ -364,15 +376,27 @@ type ConnectorStatus struct {
 	// Address is the ILP address in use (configured or inherited).
 	// +optional
 	Address string `json:"address,omitempty"`
+	// The counts default to 0 in the schema: the API server fills in a zero that the
+	// operator's writes leave out (omitempty), so that the ACCOUNTS and PODS columns show 0
+	// rather than nothing.
+
 	// Accounts is the number of Accounts that reference this connector.
+	// +kubebuilder:default=0
 	// +optional
 	Accounts int32 `json:"accounts,omitempty"`
-	// Replicas is the number of connector pods the workload has.
+	// Replicas is the number of connector pods the workload has (the scale subresource's
+	// status.replicas).
+	// +kubebuilder:default=0
 	// +optional
 	Replicas int32 `json:"replicas,omitempty"`
 	// ReadyReplicas is the number of connector pods that pass their readiness probe.
+	// +kubebuilder:default=0
 	// +optional
 	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+	// Selector selects the connector pods, as a label selector string (the scale
+	// subresource's label selector, which a HorizontalPodAutoscaler reads the pods' metrics by).
+	// +optional
+	Selector string `json:"selector,omitempty"`
 	// Workload is the kind and name of the object running the pods: Deployment/<name>, or
 	// StatefulSet/<name> with the file store.
 	// +optional
@@ -380,6 +404,11 @@ type ConnectorStatus struct {
 	// Image is the connector image the pods run.
 	// +optional
 	Image string `json:"image,omitempty"`
+	// RolledOutTemplate is a hash of the pod template whose roll last completed (every
+	// desired pod ran it and was available): pods replaced from that same template since —
+	// deleted, crashed, evicted — are not a roll, and Progressing stays False.
+	// +optional
+	RolledOutTemplate string `json:"rolledOutTemplate,omitempty"`
 	// SecretVersions maps the name of every Secret this connector uses (its own and its
 	// Accounts') to the Secret's resourceVersion. It changes when a Secret is rotated, which
 	// wakes the pods' config source to re-read it: the pods never watch Secrets themselves.
@@ -389,7 +418,7 @@ type ConnectorStatus struct {
 	// own entry (server-side apply under the field manager ilpfleet-pod-<pod name>), so that a
 	// pod that failed to apply shows here even when another pod writes ConfigApplied; such an
 	// entry at the current generation makes Ready False (ConfigNotApplied) while its pod
-	// exists. Nothing prunes the entries of deleted pods: they stay, and no longer count.
+	// exists. The operator drops the entries of pods that no longer exist.
 	// +listType=map
 	// +listMapKey=name
 	// +optional
@@ -431,6 +460,7 @@ type ConnectorPodStatus struct {
 // is a DNS-1035 label of at most 52 characters: the operator names Services after it.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
+// +kubebuilder:subresource:scale:specpath=.spec.replicas,statuspath=.status.replicas,selectorpath=.status.selector
 // +kubebuilder:resource:shortName=ilpc;ilpconn,categories=ilp
 // +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.status.address`
 // +kubebuilder:printcolumn:name="Network",type=string,JSONPath=`.spec.network`

@@ -13,7 +13,7 @@ type RouteSpec struct {
 	ConnectorRef string `json:"connectorRef"`
 	// TargetPrefix is an ILP address prefix, matched on segment boundaries.
 	// +kubebuilder:validation:MaxLength=1023
-	// +kubebuilder:validation:Pattern=`^(g|private|example|peer|self|test[1-3]?|local)([.][a-zA-Z0-9_~-]+)*$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(g|private|example|peer|self|test[1-3]?|local)([.][a-zA-Z0-9_~-]+)*$')",message="must be an ILP address prefix (RFC 15): a scheme (g, private, example, peer, self, test, test1, test2, test3 or local), then any number of segments of letters, digits, '_', '~' or '-', each after a '.', e.g. test.bob or g"
 	TargetPrefix string `json:"targetPrefix"`
 	// NextHop names the Account (same connector) that packets for the prefix are sent to.
 	// +kubebuilder:validation:MinLength=1

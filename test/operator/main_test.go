@@ -160,6 +160,20 @@ func startRuntime(t *testing.T, ns, name string) *runtimeUnderTest {
 	return startRuntimePod(t, ns, name, name+"-pod-0", nil)
 }
 
+// createPod creates the Pod object of an in-process runtime (envtest runs no kubelet, so it
+// never starts): the operator drops the status.pods entries of pods that do not exist.
+func createPod(t *testing.T, ns, connector, name string) {
+	t.Helper()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name,
+			Labels: map[string]string{"app.kubernetes.io/component": "connector", ilpv1.LabelConnector: connector}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "connector", Image: "ilpfleet:test"}}},
+	}
+	if err := k8s.Create(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // startRuntimePod is startRuntime as pod; a non-nil startErr makes every start of the
 // connector fail with it, as a pod whose runtime cannot apply its config.
 func startRuntimePod(t *testing.T, ns, name, pod string, startErr error) *runtimeUnderTest {
@@ -168,6 +182,7 @@ func startRuntimePod(t *testing.T, ns, name, pod string, startErr error) *runtim
 		var rb rbacv1.RoleBinding
 		return k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name + "-connector"}, &rb)
 	})
+	createPod(t, ns, name, pod)
 	r := &runtimeUnderTest{name: name}
 	log := slog.New(slog.DiscardHandler)
 	if os.Getenv("TEST_VERBOSE_RUNTIME") != "" {

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -90,8 +89,8 @@ func TestPerPodStatus(t *testing.T) {
 		}
 		return nil
 	})
-	// No Pod c-pod-1 exists (envtest runs no pods): its entry is stale, so it does not count.
-	ready(t, ns, "c", metav1.ConditionTrue, "Available")
+	// c-pod-1 exists and cannot apply the config: the Connector is not Ready for it.
+	ready(t, ns, "c", metav1.ConditionFalse, "ConfigNotApplied")
 
 	// The same kind of write from here, on a copy read before: it must not drop the entries.
 	c, _, _ = podEntries(ns, "c")
@@ -108,11 +107,9 @@ func TestPerPodStatus(t *testing.T) {
 		t.Fatalf("after the operator's writes: %v", err)
 	}
 
-	// Once Pod c-pod-1 exists, its failure keeps the Connector not Ready, though the Lease
-	// holder's ConfigApplied is True. A new generation reaches both entries (each pod still
-	// writing only its own) and wakes the operator.
-	create(t, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "c-pod-1"},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "connector", Image: "ilpfleet:test"}}}})
+	// c-pod-1's failure keeps the Connector not Ready, though the Lease holder's ConfigApplied
+	// is True. A new generation reaches both entries (each pod still writing only its own)
+	// and wakes the operator.
 	patch := client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"maxHoldTime":"25s"}}`))
 	if err := k8s.Patch(context.Background(), &ilpv1.Connector{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "c"}}, patch); err != nil {
 		t.Fatal(err)
