@@ -29,6 +29,11 @@ func Start() (*envtest.Environment, error) {
 		CRDDirectoryPaths:     []string{filepath.Join(Root(), "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 	}
+	// Namespaces are never deleted here (no namespace controller, no garbage collector), so
+	// every Service a test package makes keeps its ClusterIP for the whole binary: envtest's
+	// default /24 (254 addresses) ran out in the third round of `-count=3 ./controllers/`,
+	// each round making about 120 Services.
+	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.0.0.0/16")
 	if _, err := env.Start(); err != nil {
 		return nil, fmt.Errorf("start control plane from %s: %w", os.Getenv("KUBEBUILDER_ASSETS"), err)
 	}
