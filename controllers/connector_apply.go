@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -69,7 +70,6 @@ func (r *ConnectorReconciler) applyOwned(ctx context.Context, conn *ilpv1.Connec
 		func() error { return r.applyRBAC(ctx, conn, accounts, secrets) },
 		func() error { return r.applyServices(ctx, conn, accounts) },
 		func() error { return r.applyPDB(ctx, conn) },
-		func() error { return r.applyServiceMonitor(ctx, conn) },
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
@@ -80,9 +80,10 @@ func (r *ConnectorReconciler) applyOwned(ctx context.Context, conn *ilpv1.Connec
 	if err != nil {
 		return nil, err
 	}
-	// After the workload: a policy the API server refuses (a bad adminFrom) is reported, but
-	// does not hold up the pods' changes.
-	return wl, r.applyNetworkPolicy(ctx, conn, accounts)
+	// After the workload: a ServiceMonitor that cannot be written (prometheus-operator's CRD
+	// being removed, a foreign object of its name) or a policy the API server refuses (a bad
+	// adminFrom) is reported, but does not hold up the pods' changes.
+	return wl, errors.Join(r.applyServiceMonitor(ctx, conn), r.applyNetworkPolicy(ctx, conn, accounts))
 }
 
 // upsert creates or updates obj as a controlled child of owner. It refuses to adopt an object

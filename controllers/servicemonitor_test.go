@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -100,6 +101,18 @@ func TestServiceMonitor(t *testing.T) {
 	if got := svcPorts(admin); len(got) == 0 || got[0] != fmt.Sprintf("admin:%d", ilpv1.DefaultAdminPort) {
 		t.Errorf("admin Service ports %v: the endpoint names a port it does not have", got)
 	}
+
+	// A ServiceMonitor the operator cannot write (one of the name it would use, not its own) is
+	// reported, and does not hold up the workload.
+	foreign := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{}}}
+	foreign.SetGroupVersionKind(sm.GroupVersionKind())
+	foreign.SetNamespace(ns)
+	foreign.SetName("carol")
+	carol := sampleConnector(ns)
+	carol.Name = "carol"
+	mustCreate(t, foreign, carol)
+	get(t, ns, "carol", &appsv1.Deployment{})
+	waitCondition(t, carol, ilpv1.ConditionReady, metav1.ConditionFalse, ReasonReconcileError)
 
 	removeCRD()
 	update(t, conn, func(c *ilpv1.Connector) { c.Spec.Rates.Spread = "0.003" })
