@@ -350,3 +350,41 @@ func checkf(ok bool, msg string) error {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// TestEnginePodTemplateLowPort: an engine on a port below 1024 gets the sysctl that lets its
+// capability-less container bind it; any other engine's template stays without a pod security
+// context, as before.
+func TestEnginePodTemplateLowPort(t *testing.T) {
+	for _, tc := range []struct {
+		port int32
+		want []corev1.Sysctl
+	}{
+		{3000, nil},
+		{1024, nil},
+		{1023, []corev1.Sysctl{{Name: "net.ipv4.ip_unprivileged_port_start", Value: "1023"}}},
+		{80, []corev1.Sysctl{{Name: "net.ipv4.ip_unprivileged_port_start", Value: "80"}}},
+	} {
+		eng := sampleEngine("ns")
+		eng.Spec.Port = tc.port
+		sc := enginePodTemplate(eng).Spec.SecurityContext
+		switch {
+		case tc.want == nil && sc != nil:
+			t.Errorf("port %d: security context %+v, want none", tc.port, sc)
+		case tc.want != nil && (sc == nil || !slices.Equal(sc.Sysctls, tc.want)):
+			t.Errorf("port %d: security context %+v, want sysctls %v", tc.port, sc, tc.want)
+		}
+	}
+}
+
+// TestSettlementEngineLowPortAdmitted: the API server takes the engine's Deployment with the
+// sysctl.
+func TestSettlementEngineLowPortAdmitted(t *testing.T) {
+	ns := namespace(t)
+	eng := sampleEngine(ns)
+	eng.Spec.Port = 80
+	mustCreate(t, secret(ns, "xrp", map[string]string{"seed": "s"}), eng)
+	dep := get(t, ns, "xrp-engine", &appsv1.Deployment{})
+	if sc := dep.Spec.Template.Spec.SecurityContext; sc == nil || len(sc.Sysctls) != 1 || sc.Sysctls[0].Value != "80" {
+		t.Errorf("engine pod security context %+v, want the unprivileged port start at 80", sc)
+	}
+}

@@ -119,7 +119,7 @@ func enginePodTemplate(eng *ilpv1.SettlementEngine) corev1.PodTemplateSpec {
 	if eng.Spec.Resources != nil {
 		ctr.Resources = *eng.Spec.Resources
 	}
-	return corev1.PodTemplateSpec{
+	tmpl := corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: engineLabels(eng)},
 		Spec: corev1.PodSpec{
 			Containers: []corev1.Container{ctr},
@@ -127,6 +127,13 @@ func enginePodTemplate(eng *ilpv1.SettlementEngine) corev1.PodTemplateSpec {
 			AutomountServiceAccountToken: ptr.To(false),
 		},
 	}
+	// Without capabilities the engine cannot bind a port below 1024, whatever its user: the
+	// pod lowers the bound for its own network as the Connector's pods do. Only then, so that
+	// the template of every other engine stays as it was.
+	if eng.Spec.Port < privilegedPorts {
+		tmpl.Spec.SecurityContext = &corev1.PodSecurityContext{Sysctls: unprivilegedPortStart(eng.Spec.Port)}
+	}
+	return tmpl
 }
 
 // setConditions writes ReferencesResolved, Ready, Progressing, the replica counts and the URL.
