@@ -210,9 +210,13 @@ func readLimit(maxPayload int) (int, error) {
 	return maxPayload, nil
 }
 
-// checkPath refuses a Path no request can have (see parseWsOpts).
+// validPath reports whether a request can have the path p: ws compares the path of the
+// request before its ?query, which starts with /.
+func validPath(p string) bool { return strings.HasPrefix(p, "/") && !strings.Contains(p, "?") }
+
+// checkPath refuses a Path no request can have.
 func checkPath(p string) error {
-	if p != "" && (!strings.HasPrefix(p, "/") || strings.Contains(p, "?")) {
+	if p != "" && !validPath(p) {
 		return fmt.Errorf("btp: Path %q must be empty or start with / and have no ?", p)
 	}
 	return nil

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"strings"
 )
 
 // wsServerJSON is listener.wsOpts of ilp-plugin-btp and wsOpts of ilp-plugin-mini-accounts:
@@ -85,7 +84,7 @@ func parseWsOpts(plugin, at string, w *wsServerJSON) (wsServerOpts, error) {
 	}
 	if w.Path != nil && *w.Path != "" { // "" is falsy in JS: any path
 		p := *w.Path
-		if !strings.HasPrefix(p, "/") || strings.Contains(p, "?") {
+		if !validPath(p) {
 			return o, fmt.Errorf("btp: %s options: %s.path %q must start with / and have no ?: ws compares it with the path of the request, so no peer could connect", plugin, at, p)
 		}
 		o.path = p
