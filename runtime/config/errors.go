@@ -60,7 +60,11 @@ func (l *fieldErrors) add(account, field, value, format string, args ...any) {
 // belongs), is named by its kind and shape only (kindAndShape), after the problem.
 func (l *fieldErrors) addRaw(account, field string, raw json.RawMessage, format string, args ...any) {
 	if isJSONScalar(raw) {
-		l.add(account, field, string(bytes.TrimSpace(raw)), format, args...)
+		shown := string(bytes.TrimSpace(raw))
+		if s, ok := rawString(raw); ok {
+			shown = quote(s) // a URL's credentials hidden, a long value cut
+		}
+		l.add(account, field, shown, format, args...)
 		return
 	}
 	l.add(account, field, "", "%s; got %s", fmt.Sprintf(format, args...), kindAndShape(raw))

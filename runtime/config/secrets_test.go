@@ -120,3 +120,17 @@ func TestQuotedURLShowsNoCredentials(t *testing.T) {
 		})
 	}
 }
+
+// TestWrongTypeURLShowsNoSecret: a URL with credentials given where a number belongs is shown
+// with its credentials hidden, as every quoted value is.
+func TestWrongTypeURLShowsNoSecret(t *testing.T) {
+	v := `{"a":{"relation":"peer","plugin":"ilp-plugin-btp","assetCode":"USD","assetScale":"redis://u:HUNTER2@r:6379",` +
+		`"options":{"server":"btp+ws://:x@h:1"}}}`
+	_, err := FromEnv(envOf(base(map[string]string{"CONNECTOR_ACCOUNTS": v})))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if strings.Contains(err.Error(), "HUNTER2") || !strings.Contains(err.Error(), "assetScale") {
+		t.Errorf("want the field named and the password hidden: %v", err)
+	}
+}
