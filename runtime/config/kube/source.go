@@ -393,21 +393,35 @@ func (s *Source) sync(ctx context.Context) (retryIn time.Duration) {
 // buildAndApply builds the config, leaving out the Accounts whose link could not start
 // lately, and applies it. When the runtime refuses it only because links of some Accounts
 // cannot start (a *connector.LinkStartError), it leaves those out too and tries again: one
-// round per new set of such Accounts, at most maxLeaveOutRounds, since each round leaves out
-// at least one more.
+// round per new set of such Accounts (each round leaves out at least one more), at most
+// maxLeaveOutRounds. When leaving them out makes the config invalid — the parent an address
+// is inherited from — it keeps them in and returns the attempt whose links failed: that is
+// what to fix, and they are tried again at the next sync.
 func (s *Source) buildAndApply(ctx context.Context, in Inputs, now time.Time) attempt {
+	var prev *attempt
+	var recorded []string
 	for round := 0; ; round++ {
 		a := s.attempt(ctx, in, now)
+		if a.buildErr != nil && prev != nil {
+			for _, id := range recorded {
+				delete(s.linkFailed, id)
+			}
+			return *prev
+		}
 		failed := a.down
 		if a.applyErr != nil {
 			failed = failedLinks(a.applyErr)
 		}
-		if a.buildErr != nil || len(failed) == 0 || round == maxLeaveOutRounds || !s.leaveOut(failed, in.Accounts, now) {
-			if a.buildErr == nil && a.applyErr == nil {
-				s.forgetStarted(a.cfg)
+		if a.buildErr == nil && len(failed) > 0 && round < maxLeaveOutRounds {
+			if recorded = s.leaveOut(failed, in.Accounts, now); len(recorded) > 0 {
+				prev = &a
+				continue
 			}
-			return a
 		}
+		if a.buildErr == nil && a.applyErr == nil {
+			s.forgetStarted(a.cfg)
+		}
+		return a
 	}
 }
 
@@ -532,6 +546,7 @@ type linkFailure struct {
 	generation int64
 	msg        string
 	retryAt    time.Time
+	trying     bool // retryAt had passed: the Account is in this sync's attempts again
 }
 
 // withoutFailedLinks returns accounts without those of connector whose link could not start
@@ -554,6 +569,11 @@ func (s *Source) withoutFailedLinks(connector string, accounts []ilpv1.Account, 
 			case now.Before(f.retryAt):
 				left = append(left, Problem{"Account", a.Name, f.msg})
 				continue
+			default:
+				// Due: tried again. The next try is RetryRefused away whatever this one meets
+				// (another Account's failure, a refusal of the whole config): a failure left
+				// due would make every later sync run again at once.
+				f.trying, f.retryAt = true, now.Add(s.opts.RetryRefused)
 			}
 		}
 		kept = append(kept, *a)
@@ -581,9 +601,9 @@ func failedLinks(err error) map[string]error {
 }
 
 // leaveOut records the Accounts whose links could not start (failed), to be left out until
-// they change or RetryRefused has passed. It reports whether it recorded any that the attempt
-// had not already left out: only then is another attempt worth it.
-func (s *Source) leaveOut(failed map[string]error, accounts []ilpv1.Account, now time.Time) bool {
+// they change or RetryRefused has passed. It returns those the attempt had not already left
+// out: only then is another attempt worth it.
+func (s *Source) leaveOut(failed map[string]error, accounts []ilpv1.Account, now time.Time) []string {
 	byName := make(map[string]*ilpv1.Account, len(failed))
 	for i := range accounts {
 		if _, ok := failed[accounts[i].Name]; ok {
@@ -593,15 +613,15 @@ func (s *Source) leaveOut(failed map[string]error, accounts []ilpv1.Account, now
 	if s.linkFailed == nil {
 		s.linkFailed = map[string]*linkFailure{}
 	}
-	recorded := false
+	var recorded []string
 	for id, e := range failed {
 		a, ok := byName[id]
-		if f := s.linkFailed[id]; !ok || (f != nil && now.Before(f.retryAt) && f.uid == a.UID && f.generation == a.Generation) {
+		if f := s.linkFailed[id]; !ok || (f != nil && !f.trying && now.Before(f.retryAt) && f.uid == a.UID && f.generation == a.Generation) {
 			continue // not an Account, or already left out: leaving it out again changes nothing
 		}
 		s.linkFailed[id] = &linkFailure{uid: a.UID, generation: a.Generation, retryAt: now.Add(s.opts.RetryRefused),
 			msg: fmt.Sprintf("its link cannot start (tried again every %s): %v", s.opts.RetryRefused, e)}
-		recorded = true
+		recorded = append(recorded, id)
 	}
 	return recorded
 }
