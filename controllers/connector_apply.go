@@ -50,6 +50,7 @@ type workloadState struct {
 	available         bool        // at least desired pods available
 	rolledOut         bool        // the workload controller finished rolling the current template
 	templateDone      bool        // the current template rolled out before (ConnectorStatus.RolledOutTemplate): pods replaced since are no roll
+	otherPods         bool        // pods of another template may still run: a roll is going, even back to a template that rolled out before
 	templateHash      string      // hash of the current pod template as stored (templateHash)
 	created           bool        // the workload was created by this reconcile
 	changed           []string    // restart inputs that changed in this reconcile: the pods roll
@@ -638,6 +639,7 @@ func deploymentState(d *appsv1.Deployment, st *workloadState) {
 	st.available = st.desired > 0 && s.AvailableReplicas >= st.desired
 	st.rolledOut = s.ObservedGeneration >= templateGeneration(d) && s.UpdatedReplicas == st.desired &&
 		s.Replicas == st.desired && s.AvailableReplicas == st.desired
+	st.otherPods = s.ObservedGeneration < templateGeneration(d) || s.UpdatedReplicas < s.Replicas
 }
 
 func statefulSetState(s *appsv1.StatefulSet, st *workloadState) {
@@ -646,4 +648,5 @@ func statefulSetState(s *appsv1.StatefulSet, st *workloadState) {
 	st.available = st.desired > 0 && t.AvailableReplicas >= st.desired
 	st.rolledOut = t.ObservedGeneration >= s.Generation && t.UpdatedReplicas == st.desired &&
 		t.CurrentRevision == t.UpdateRevision && t.AvailableReplicas == st.desired
+	st.otherPods = t.ObservedGeneration < s.Generation || t.CurrentRevision != t.UpdateRevision
 }

@@ -107,8 +107,14 @@ func (r *ConnectorReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		return ctrl.Result{}, err
 	}
 	wl, applyErr := r.applyOwned(ctx, &conn, accounts.Items, secrets, problem != nil)
-	if applyErr == nil {
-		conn.Status.SecretVersions, applyErr = secretVersions(ctx, r.Client, conn.Namespace, secrets)
+	if wl != nil {
+		// Once the workload is applied, whatever failed after it (a ServiceMonitor, a
+		// NetworkPolicy): the versions are how the pods learn of a rotated Secret.
+		if versions, err := secretVersions(ctx, r.Client, conn.Namespace, secrets); err != nil {
+			applyErr = cmp.Or(applyErr, err)
+		} else {
+			conn.Status.SecretVersions = versions
+		}
 	}
 	// Even when the apply failed: a failure the pods report is judged on the pods there are.
 	if err := r.observePods(ctx, &conn, wl); err != nil && applyErr == nil {
@@ -168,7 +174,9 @@ func (r *ConnectorReconciler) setConditions(conn *ilpv1.Connector, problem *refP
 	}
 	conn.Status.Workload, conn.Status.Image = wl.kind+"/"+wl.name, wl.image
 	conn.Status.Replicas, conn.Status.ReadyReplicas = wl.replicas, wl.ready
-	wl.templateDone = wl.templateHash != "" && conn.Status.RolledOutTemplate == wl.templateHash
+	// A template that rolled out before is done only while no pod of another one runs: a roll
+	// taken back half-way (an image that would not pull) still replaces the new pods.
+	wl.templateDone = wl.templateHash != "" && conn.Status.RolledOutTemplate == wl.templateHash && !wl.otherPods
 	setProgressing(conn, st, wl)
 	if wl.rolledOut {
 		// With the Progressing it completes: a lost write of both is made again by the next
@@ -302,7 +310,7 @@ func setProgressing(obj client.Object, st *ilpv1.BaseStatus, wl *workloadState) 
 	case wl.rolledOut || wl.templateDone:
 		// Done, or done before and pods replaced since (deleted, crashed, evicted): a pod
 		// replaced from the same template is no roll, and the last roll's reason stays over.
-		setCondition(obj, st, ilpv1.ConditionProgressing, false, ReasonRolloutComplete, "every pod runs the current pod template")
+		setCondition(obj, st, ilpv1.ConditionProgressing, false, ReasonRolloutComplete, "the current pod template has rolled out")
 	default:
 		if c := meta.FindStatusCondition(st.Conditions, ilpv1.ConditionProgressing); c != nil && c.Status == metav1.ConditionTrue {
 			c.ObservedGeneration = obj.GetGeneration() // still rolling, for the reason it started with
