@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+	"github.com/ilpfleet/ilpfleet/runtime/config/kube"
 )
 
 // AccountReconciler checks an Account's references — its Connector, the Secret keys of its
@@ -26,8 +27,9 @@ import (
 // conditions and Events. A problem never stops the connector: the runtime skips an account it
 // cannot configure, and says so in the Account's ConfigApplied condition (written by the
 // connector pods), which Ready follows. It clears the connected flag the pods write once no
-// pod can be running the Account (notRunning), and removes a stale True ConfigApplied
-// (dropStaleApplied); it never writes the pods' fields otherwise. Ready is about the
+// pod can be running the Account (notRunning); it never writes the pods' fields otherwise,
+// ConfigApplied least of all: the pods are its only writer, and move its True forward as they
+// apply new generations of the Account. Ready is about the
 // Account's configuration, not about its link: a counterparty that cannot be reached shows in
 // status.connected only, so that its outages and reconnects never flap Ready.
 type AccountReconciler struct {
@@ -53,7 +55,6 @@ func (r *AccountReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		return ctrl.Result{}, err
 	}
 	st := &acct.Status.BaseStatus
-	dropStaleApplied(&acct)
 	var replicas *refProblem
 	if conn != nil {
 		replicas = replicasProblem(&acct, conn)
@@ -61,6 +62,8 @@ func (r *AccountReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if problem == nil {
 		setCondition(&acct, st, ilpv1.ConditionReferencesResolved, true, ReasonResolved, "Connector "+acct.Spec.ConnectorRef+" and every Secret and SettlementEngine the account names exist")
 		switch c := leftOut(&acct); {
+		case c != nil && c.Reason == kube.ReasonNotFullyApplied:
+			setCondition(&acct, st, ilpv1.ConditionReady, false, ReasonConfigNotFullyApplied, c.Message)
 		case c != nil:
 			setCondition(&acct, st, ilpv1.ConditionReady, false, ReasonConfigNotApplied, c.Message)
 		case replicas != nil:
@@ -98,33 +101,23 @@ func (r *AccountReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 // only for the accounts of their configuration, and only when it changes. That is so when the
 // Connector does not exist (its pods go with it, and so does their Role), when it is scaled to
 // zero and its workload has no pod left, and when the pods leave the current generation of the
-// Account out (they run without it). The operator clears the flag then: the merge patch drops
+// Account out (they run without it; one they run not as its current generation says,
+// NotFullyApplied, they do run, and keep its flag current). The operator clears the flag then: the merge patch drops
 // status.connected, so the Connected column is blank (not known), not a stale true. It never
 // writes true, nor clears a flag a pod may still be keeping current, so the two writers do not
 // fight; a pod that runs the Account again reads the cleared flag and writes the real one.
 func notRunning(acct *ilpv1.Account, conn *ilpv1.Connector) bool {
-	return conn == nil || podsGone(conn) || leftOut(acct) != nil
+	if conn == nil || podsGone(conn) {
+		return true
+	}
+	c := leftOut(acct)
+	return c != nil && c.Reason != kube.ReasonNotFullyApplied
 }
 
 // podsGone reports whether the Connector is scaled to zero and its workload has no pod left
 // (conn nil: false).
 func podsGone(conn *ilpv1.Connector) bool {
 	return conn != nil && replicasOf(conn) == 0 && conn.Status.Replicas == 0
-}
-
-// dropStaleApplied removes a True ConfigApplied about an older generation of the Account. The
-// pods write True once, over their False, when they run the Account again, and never move it
-// forward as the Account changes after that (they write an Account only when it needs a
-// False, or a True over a False); left in place, it would say that the pods have not caught up
-// with the Account, which they have. Removed, the Account reads as one the pods never left
-// out: absent means no problem. The pods do not write it back: they only write a True over a
-// False. A False is never removed: at an older generation it does mean that the pods have not
-// caught up yet.
-func dropStaleApplied(acct *ilpv1.Account) {
-	c := meta.FindStatusCondition(acct.Status.Conditions, ilpv1.ConditionConfigApplied)
-	if c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration < acct.Generation {
-		meta.RemoveStatusCondition(&acct.Status.Conditions, ilpv1.ConditionConfigApplied)
-	}
 }
 
 // tellResolved records a Normal Event when the Account's references resolve after they did
@@ -165,12 +158,23 @@ func (r *AccountReconciler) warnReplicas(orig, acct *ilpv1.Account, conn *ilpv1.
 	r.Recorder.Eventf(conn, acct, corev1.EventTypeWarning, c.Reason, "CheckReplicas", "Account %s: %s", acct.Name, c.Message)
 }
 
+// ReasonConfigNotFullyApplied is Ready's reason while the connector pods run the Account, but
+// not as its current generation says (their ConfigApplied False, kube.ReasonNotFullyApplied):
+// its previous version, its Secret unreadable to them, or without settlement.
+const ReasonConfigNotFullyApplied = "ConfigNotFullyApplied"
+
 // leftOut returns the pods' ConfigApplied condition when it says that they leave the current
-// generation of the Account out of their configuration, else nil. One about an older
-// generation is not trusted: the pods have not built the current one yet.
+// generation of the Account out of their configuration, or do not run it in full, else nil.
 func leftOut(acct *ilpv1.Account) *metav1.Condition {
-	c := meta.FindStatusCondition(acct.Status.Conditions, ilpv1.ConditionConfigApplied)
-	if c == nil || c.Status != metav1.ConditionFalse || c.ObservedGeneration != acct.Generation {
+	return podsFalse(acct, acct.Status.Conditions)
+}
+
+// podsFalse returns the ConfigApplied (written by the connector pods) of conds, the conditions
+// of obj, when it is False at obj's current generation, else nil. One about an older
+// generation is not trusted: the pods have not built the current one yet.
+func podsFalse(obj client.Object, conds []metav1.Condition) *metav1.Condition {
+	c := meta.FindStatusCondition(conds, ilpv1.ConditionConfigApplied)
+	if c == nil || c.Status != metav1.ConditionFalse || c.ObservedGeneration != obj.GetGeneration() {
 		return nil
 	}
 	return c

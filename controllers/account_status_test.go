@@ -132,33 +132,23 @@ func TestConnectorChangesForAccounts(t *testing.T) {
 	}
 }
 
-// TestStaleConfigAppliedTrueRemoved: the pods write ConfigApplied True once, over their False,
-// and never move it forward; the operator removes it once the Account changes again, so that
-// a ConfigApplied older than the Account always means the pods have not caught up. A False
-// about an older generation stays: the pods have not built the current one yet.
-func TestStaleConfigAppliedTrueRemoved(t *testing.T) {
+// TestOperatorLeavesThePodsConfigApplied: the pods are the only writer of an Account's
+// ConfigApplied and move its True forward as they apply new generations; the operator neither
+// removes a True about an older generation (the pods have not caught up yet, or run no pod) nor
+// a False about one, and trusts only a False at the Account's generation.
+func TestOperatorLeavesThePodsConfigApplied(t *testing.T) {
 	ns := namespace(t)
 	acct := readyAccount(t, ns)
-	applyConfigApplied(t, ns, "bob", metav1.ConditionFalse, "LeftOut", "left out: port", acct.Generation)
-	waitCondition(t, acct, ilpv1.ConditionReady, metav1.ConditionFalse, ReasonConfigNotApplied)
-
-	update(t, acct, func(a *ilpv1.Account) { a.Spec.Link.BTPListener.Port = 7769 }) // the fix
 	applyConfigApplied(t, ns, "bob", metav1.ConditionTrue, "Applied", "the connector pods run this account", acct.Generation)
 	waitCondition(t, acct, ilpv1.ConditionConfigApplied, metav1.ConditionTrue, "Applied")
 
-	update(t, acct, func(a *ilpv1.Account) { a.Spec.Link.BTPListener.Port = 7770 }) // applied by the pods, who write nothing
+	update(t, acct, func(a *ilpv1.Account) { a.Spec.Link.BTPListener.Port = 7770 }) // not applied by the pods yet
 	waitCondition(t, acct, ilpv1.ConditionReady, metav1.ConditionTrue, ReasonResolved)
-	eventually(t, func() error {
-		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(acct), acct); err != nil {
-			return err
-		}
-		if c := meta.FindStatusCondition(acct.Status.Conditions, ilpv1.ConditionConfigApplied); c != nil && c.ObservedGeneration < acct.Generation {
-			return fmt.Errorf("ConfigApplied %s sits at generation %d, the Account is at %d", c.Status, c.ObservedGeneration, acct.Generation)
-		}
-		return nil
-	})
+	if c := meta.FindStatusCondition(acct.Status.Conditions, ilpv1.ConditionConfigApplied); c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != acct.Generation-1 {
+		t.Errorf("ConfigApplied = %+v, want the pods' True at generation %d kept", c, acct.Generation-1)
+	}
 
-	// A False about an older generation is kept.
+	// A False about an older generation is kept, and not trusted.
 	applyConfigApplied(t, ns, "bob", metav1.ConditionFalse, "LeftOut", "left out: port", acct.Generation)
 	waitCondition(t, acct, ilpv1.ConditionReady, metav1.ConditionFalse, ReasonConfigNotApplied)
 	update(t, acct, func(a *ilpv1.Account) { a.Spec.Link.BTPListener.Port = 7771 })
@@ -166,6 +156,28 @@ func TestStaleConfigAppliedTrueRemoved(t *testing.T) {
 	if c := meta.FindStatusCondition(acct.Status.Conditions, ilpv1.ConditionConfigApplied); c == nil || c.Status != metav1.ConditionFalse {
 		t.Errorf("ConfigApplied = %+v, want the pods' older False kept", c)
 	}
+}
+
+// TestAccountNotFullyApplied: an Account the pods run, but not as its current generation says
+// (its previous version, or without settlement: ConfigApplied False NotFullyApplied), is not
+// Ready, with a reason of its own and the pods' message; its connected flag is the pods' to
+// keep, since they do run it.
+func TestAccountNotFullyApplied(t *testing.T) {
+	ns := namespace(t)
+	acct := readyAccount(t, ns)
+	writeConnected(t, ns, "bob", true)
+	const msg = `the connector pods run this account, but not as its current generation says: link.btpListener.secretRef: Secret "b2" does not exist; ` +
+		`the connector keeps running this account's previous version`
+	applyConfigApplied(t, ns, "bob", metav1.ConditionFalse, kube.ReasonNotFullyApplied, msg, acct.Generation)
+	ready := waitCondition(t, acct, ilpv1.ConditionReady, metav1.ConditionFalse, ReasonConfigNotFullyApplied)
+	if ready.Message != msg {
+		t.Errorf("Ready message = %q, want the pods' %q", ready.Message, msg)
+	}
+	if !acct.Status.Connected {
+		t.Error("the operator cleared the connected flag of an Account the pods run (its previous version)")
+	}
+	applyConfigApplied(t, ns, "bob", metav1.ConditionTrue, "Applied", "the connector pods run this account", acct.Generation)
+	waitCondition(t, acct, ilpv1.ConditionReady, metav1.ConditionTrue, ReasonResolved)
 }
 
 // TestResolvedEventEndsTheWarnings: an Account and a Route applied before their Connector get

@@ -124,8 +124,8 @@ func (r *ConnectorReconciler) meta(conn *ilpv1.Connector, name string) metav1.Ob
 	return metav1.ObjectMeta{Namespace: conn.Namespace, Name: name}
 }
 
-// applyRBAC writes the pods' ServiceAccount, their Role (rewritten as Accounts come and go and
-// change the Secrets in use) and the RoleBinding between them.
+// applyRBAC writes the pods' ServiceAccount, their Role (rewritten as Accounts and Routes come
+// and go and change the Secrets in use) and the RoleBinding between them.
 func (r *ConnectorReconciler) applyRBAC(ctx context.Context, conn *ilpv1.Connector, accounts []ilpv1.Account, secrets []string) error {
 	name := connectorSAName(conn)
 	sa := &corev1.ServiceAccount{ObjectMeta: r.meta(conn, name)}
@@ -135,10 +135,14 @@ func (r *ConnectorReconciler) applyRBAC(ctx context.Context, conn *ilpv1.Connect
 	}); err != nil {
 		return err
 	}
+	var routes ilpv1.RouteList // the pods write their ConfigApplied
+	if err := r.List(ctx, &routes, client.InNamespace(conn.Namespace)); err != nil {
+		return err
+	}
 	role := &rbacv1.Role{ObjectMeta: r.meta(conn, name)}
 	if _, err := upsert(ctx, r.Client, conn, role, func() error {
 		role.Labels = mergeLabels(role.Labels, connectorLabels(conn))
-		role.Rules = connectorRules(conn, accountNames(accounts), secrets)
+		role.Rules = connectorRules(conn, accountNames(accounts), routeNames(conn.Name, routes.Items), secrets)
 		return nil
 	}); err != nil {
 		return err

@@ -206,7 +206,7 @@ func readiness(problem *refProblem, wl *workloadState, failure *configFailureNot
 }
 
 // configFailureNote is a configuration the pods report they could not apply: the reason they
-// give (ApplyFailed, InvalidConfig, ObjectsLeftOut) and their message.
+// give (ApplyFailed, InvalidConfig, ObjectsLeftOut, ObjectsNotFullyApplied) and their message.
 type configFailureNote struct{ reason, msg string }
 
 // key identifies the failure for reportFailure: the same reason and message is the same failure.
@@ -369,6 +369,7 @@ func (r *ConnectorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&policyv1.PodDisruptionBudget{}).
 		Owns(&networkingv1.NetworkPolicy{}).
 		Watches(&ilpv1.Account{}, handler.EnqueueRequestsFromMapFunc(connectorOf), builder.WithPredicates(accountChanges)).
+		Watches(&ilpv1.Route{}, handler.EnqueueRequestsFromMapFunc(connectorOfRoute), builder.WithPredicates(routeComesOrGoes)).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(connectorsOfSecret(c)), builder.OnlyMetadata).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(connectorOfPod), builder.WithPredicates(podChanges)).
 		Watches(serviceMonitorCRDMeta(), handler.EnqueueRequestsFromMapFunc(allConnectors(c))). // only that CRD is cached

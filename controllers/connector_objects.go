@@ -310,10 +310,10 @@ func fileStoreClaim(c *ilpv1.Connector) (corev1.PersistentVolumeClaim, error) {
 // connectorRules are what a connector pod may do: read its own Connector (by name, which
 // allows list/watch only with a metadata.name field selector) and report its status; read the
 // Accounts, Routes and SettlementEngines of its namespace (RBAC has no label selectors, so the
-// runtime filters them by connectorRef); report the status (balance, connected) of its own
-// Accounts only, by name; read exactly the Secrets it uses, by name; emit Events; hold its
-// status Lease.
-func connectorRules(c *ilpv1.Connector, accounts, secrets []string) []rbacv1.PolicyRule {
+// runtime filters them by connectorRef); report the status (balance, connected, ConfigApplied)
+// of its own Accounts only, and the ConfigApplied of its own Routes only, by name; read exactly
+// the Secrets it uses, by name; emit Events; hold its status Lease.
+func connectorRules(c *ilpv1.Connector, accounts, routes, secrets []string) []rbacv1.PolicyRule {
 	rules := []rbacv1.PolicyRule{
 		{APIGroups: []string{ilpv1.GroupVersion.Group}, Resources: []string{"connectors"}, ResourceNames: []string{c.Name}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{ilpv1.GroupVersion.Group}, Resources: []string{"connectors/status"}, ResourceNames: []string{c.Name}, Verbs: []string{"get", "patch", "update"}},
@@ -325,9 +325,12 @@ func connectorRules(c *ilpv1.Connector, accounts, secrets []string) []rbacv1.Pol
 		{APIGroups: []string{coordinationv1.GroupName}, Resources: []string{"leases"}, ResourceNames: []string{kube.LeaseName(c.Name)}, Verbs: []string{"get", "update"}},
 	}
 	// Never a rule with an empty resourceNames: it grants every object of the kind, so that
-	// one Connector's pods could rewrite another's balances or read its Secrets.
+	// one Connector's pods could rewrite another's balances or conditions, or read its Secrets.
 	if len(accounts) > 0 {
 		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{ilpv1.GroupVersion.Group}, Resources: []string{"accounts/status"}, ResourceNames: accounts, Verbs: []string{"get", "patch", "update"}})
+	}
+	if len(routes) > 0 {
+		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{ilpv1.GroupVersion.Group}, Resources: []string{"routes/status"}, ResourceNames: routes, Verbs: []string{"get", "patch", "update"}})
 	}
 	if len(secrets) > 0 {
 		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: secrets, Verbs: []string{"get", "watch"}})
@@ -340,6 +343,20 @@ func accountNames(accounts []ilpv1.Account) []string {
 	names := make([]string, len(accounts))
 	for i := range accounts {
 		names[i] = accounts[i].Name
+	}
+	slices.Sort(names)
+	return names
+}
+
+// routeNames are the names of the routes of the Connector named connector, sorted, as
+// accountNames. Filtered here rather than by the field index: the index is the cache's, and
+// the namespace's Routes are few.
+func routeNames(connector string, routes []ilpv1.Route) []string {
+	var names []string
+	for i := range routes {
+		if routes[i].Spec.ConnectorRef == connector {
+			names = append(names, routes[i].Name)
+		}
 	}
 	slices.Sort(names)
 	return names

@@ -118,29 +118,36 @@ func TestProgressingKeepsTheWorkloadsReason(t *testing.T) {
 	}
 }
 
-// TestConnectorRulesNameTheAccounts: the pods may write the status of their own Accounts only;
-// without Accounts there is no such rule at all, since a rule without resourceNames would
-// grant every Account of the namespace.
+// TestConnectorRulesNameTheAccounts: the pods may write the status of their own Accounts and
+// Routes only; without Accounts (or Routes) there is no such rule at all, since a rule without
+// resourceNames would grant every object of the kind in the namespace.
 func TestConnectorRulesNameTheAccounts(t *testing.T) {
 	conn := sampleConnector("ns")
 	cases := []struct {
-		name     string
-		accounts []string
-		want     []string // resourceNames of the accounts/status rule; nil: no rule
+		name             string
+		accounts, routes []string
 	}{
-		{"no accounts", nil, nil},
-		{"two accounts", []string{"bob", "carol"}, []string{"bob", "carol"}},
+		{"no accounts, no routes", nil, nil},
+		{"two accounts, no routes", []string{"bob", "carol"}, nil},
+		{"no accounts, a route", nil, []string{"r"}},
+		{"two accounts, two routes", []string{"bob", "carol"}, []string{"r", "r2"}},
 	}
 	for _, tc := range cases {
-		var got []string
-		found := false
-		for _, r := range connectorRules(conn, tc.accounts, nil) {
-			if slices.Contains(r.Resources, "accounts/status") {
-				found, got = true, r.ResourceNames
+		rules := connectorRules(conn, tc.accounts, tc.routes, nil)
+		for _, want := range []struct {
+			resource string
+			names    []string
+		}{{"accounts/status", tc.accounts}, {"routes/status", tc.routes}} {
+			var got []string
+			found := false
+			for _, r := range rules {
+				if slices.Contains(r.Resources, want.resource) {
+					found, got = true, r.ResourceNames
+				}
 			}
-		}
-		if found != (tc.want != nil) || !slices.Equal(got, tc.want) {
-			t.Errorf("%s: accounts/status rule present %t, names %v; want names %v", tc.name, found, got, tc.want)
+			if found != (want.names != nil) || !slices.Equal(got, want.names) {
+				t.Errorf("%s: %s rule present %t, names %v; want names %v", tc.name, want.resource, found, got, want.names)
+			}
 		}
 	}
 }

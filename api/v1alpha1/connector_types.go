@@ -435,7 +435,8 @@ type ConnectorPodStatus struct {
 	// Applied tells whether the pod runs AppliedGeneration in full. False: it keeps its
 	// previous configuration, or left some objects out (see Reason and Message).
 	Applied bool `json:"applied"`
-	// Reason is a CamelCase word: Applied, ObjectsLeftOut, InvalidConfig or ApplyFailed.
+	// Reason is a CamelCase word: Applied, ObjectsLeftOut, ObjectsNotFullyApplied, InvalidConfig
+	// or ApplyFailed.
 	// +optional
 	Reason string `json:"reason,omitempty"`
 	// Message says what the pod runs, or why it could not apply the configuration.

@@ -268,6 +268,9 @@ var notReadyReasons = map[string]string{
 	"InheritFromNotFound": "Degraded", "InheritFromNotParent": "Degraded",
 	"NextHopNotFound": "Degraded", "NextHopOfOtherConnector": "Degraded",
 	"ConfigNotApplied": "Degraded", "ReconcileError": "Degraded",
+	// The pods run an Account's previous version, or run it without settlement: what was
+	// applied is not what Git says, and a person must fix the Secret or the engine.
+	"ConfigNotFullyApplied": "Degraded",
 	// A link the Connector's replicas cannot share: a person must change one or the other.
 	"SingleConnectionLink": "Degraded", "AsyncHTTPLink": "Degraded", "RouteExchangePerPod": "Degraded",
 }

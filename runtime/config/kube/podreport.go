@@ -13,8 +13,10 @@ import (
 
 // PodFieldManager is the field manager under which pod writes its own entry of
 // Connector.status.pods. One manager per pod: server-side apply then keeps every other pod's
-// entry (the list is a map keyed by name), and the operator's merge patches, which never carry
-// status.pods, leave them all alone.
+// entry (the list is a map keyed by name). The operator's merge patches of the status
+// (optimistically locked) carry the entries over unchanged, except that they drop the entries
+// of pods that no longer exist (controllers prunePods, which checks with an uncached read):
+// such a pod never writes again, and a live pod's entry is never dropped.
 func PodFieldManager(pod string) string { return "ilpfleet-pod-" + pod }
 
 // podReporter writes this pod's entry of Connector.status.pods. Unlike the reporter it runs on

@@ -20,32 +20,50 @@ import (
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 )
 
-// Reasons of the ConfigApplied condition: on the Connector, all but reasonLeftOut; on an
-// Account, only reasonLeftOut (False) and reasonApplied (True, written only over a False).
+// Reasons of the ConfigApplied condition on the Connector.
 const (
 	reasonApplied     = "Applied"
 	reasonPartial     = "ObjectsLeftOut"
+	reasonNotFully    = "ObjectsNotFullyApplied" // none left out, but some Account runs with a problem
 	reasonInvalid     = "InvalidConfig"
 	reasonApplyFailed = "ApplyFailed"
-	reasonLeftOut     = "LeftOut"
 )
 
-// maxAccountWrites bounds the Account status writes of one flush (a quarter of ReportInterval),
-// so that a pod that starts with 10,000 Accounts, or a new Lease holder, spreads its first
-// report over the following ticks instead of flooding the API server. The Connector's
-// ConfigApplied is written first, so it never waits behind them, then the Accounts'
-// ConfigApplied, then their connected flags and balances.
+// Reasons of the ConfigApplied condition the pods write on an Account or a Route, which the
+// operator's Ready follows: False while the pods leave the object out, or (an Account only)
+// keep it in their configuration with a problem; True (reasonApplied) over a False, or over a
+// True about an older generation, once they run the object's current generation in full.
+const (
+	// ReasonLeftOut: the pods run without the object.
+	ReasonLeftOut = "LeftOut"
+	// ReasonNotFullyApplied: the pods run the Account, but not as its current generation
+	// says: its previous version (its Secret cannot be read now), or without settlement
+	// (its SettlementEngine settles another asset). The message says which.
+	ReasonNotFullyApplied = "NotFullyApplied"
+)
+
+// maxAccountWrites bounds the Account and Route status writes of one flush (a quarter of
+// ReportInterval), so that a pod that starts with 10,000 Accounts, or a new Lease holder,
+// spreads its first report over the following ticks instead of flooding the API server. The
+// Connector's ConfigApplied is written first, so it never waits behind them, then the
+// Accounts' and Routes' ConfigApplied, then the Accounts' connected flags and balances.
 const maxAccountWrites = 50
 
 // maxMessage bounds a condition message: a list of 10,000 bad Accounts must not make the
 // status write fail (the API allows 32 KiB) nor bury the first problems.
 const maxMessage = 2048
 
+// Kinds whose objects carry a ConfigApplied the pods write.
+const (
+	kindAccount = "Account"
+	kindRoute   = "Route"
+)
+
 // reporter writes what the pod knows back to the API: the Connector's ConfigApplied condition
 // and inherited address, each Account's status.connected and status.balance, and the
-// ConfigApplied condition of the Accounts the config leaves out. Only the pod holding the Lease
-// (LeaseName) writes, so that replicas do not fight; it writes an object only when its value
-// changed, and at most once per ReportInterval per object.
+// ConfigApplied condition of the Accounts and Routes that need one (objectConditions). Only the
+// pod holding the Lease (LeaseName) writes, so that replicas do not fight; it writes an object
+// only when its value changed, and at most once per ReportInterval per object.
 type reporter struct {
 	s *Source
 
@@ -53,24 +71,29 @@ type reporter struct {
 	cond     *metav1.Condition // ConfigApplied wanted; nil before the first sync
 	accounts []string          // ids in the running config
 	inherit  bool              // the running config inherits its address
-	acct     accountConditions // of the config in force
+	objs     configConditions  // of the config in force
 	wake     chan struct{}
 
 	// Owned by the Start goroutine.
 	lastCond    *metav1.Condition
 	lastAddress string
 	// lastWrite is by object: "" is the Connector's ConfigApplied, keyAddress its address,
-	// an Account name its connected flag and balance, keyCondition+name its ConfigApplied.
+	// an Account name its connected flag and balance, keyCondition+kind+"/"+name the
+	// ConfigApplied of that Account or Route.
 	lastWrite map[string]time.Time
 	written   map[string]accountStatus
-	// acctHave is the ConfigApplied of the Accounts that are or were candidates for a write
-	// (left out, or carrying a False), as this reporter wrote it or first read it from the
-	// cache. Healthy Accounts never enter it.
-	acctHave map[string]haveCondition
+	// have is the ConfigApplied of the Accounts and Routes that are or were candidates for a
+	// write (a False wanted, or carrying a ConfigApplied that is not current), as this
+	// reporter wrote it or first read it from the cache. Objects the pods never left out
+	// never enter it.
+	have map[objectKey]haveCondition
 }
 
-// haveCondition is an Account's ConfigApplied (nil: none) on the Account of that uid: an
-// Account deleted and created again under its name starts afresh.
+// objectKey names an Account or a Route.
+type objectKey struct{ kind, name string }
+
+// haveCondition is an object's ConfigApplied (nil: none) on the object of that uid: an object
+// deleted and created again under its name starts afresh.
 type haveCondition struct {
 	uid  types.UID
 	cond *metav1.Condition
@@ -82,14 +105,26 @@ const (
 	keyCondition = "/condition/"
 )
 
-// accountConditions is what the config in force means for the Accounts' ConfigApplied.
-type accountConditions struct {
-	leftOut map[string]metav1.Condition // the condition (False) of each Account left out
-	inForce map[string]int64            // the generation of each Account in force, as built
-	uids    map[string]types.UID        // of the Accounts of both
-	// carryFalse are Accounts in force whose ConfigApplied, as the sync read them, is False:
-	// they get a True.
-	carryFalse []string
+// configConditions is what the config in force means for the ConfigApplied of the Accounts
+// and of the Routes.
+type configConditions struct{ accounts, routes objectConditions }
+
+func (c *configConditions) of(kind string) *objectConditions {
+	if kind == kindRoute {
+		return &c.routes
+	}
+	return &c.accounts
+}
+
+// objectConditions is what the config in force means for the ConfigApplied of the objects of
+// one kind (of this Connector, not being deleted).
+type objectConditions struct {
+	falses  map[string]metav1.Condition // the condition (False) of each object left out or not fully applied
+	inForce map[string]int64            // the generation of each object run in full, as built
+	uids    map[string]types.UID        // of the objects of both
+	// stale are objects in force whose ConfigApplied, as the sync read them, is not current:
+	// a False, or a True about an older generation. They get a True at the generation built.
+	stale []string
 }
 
 type accountStatus struct {
@@ -99,24 +134,52 @@ type accountStatus struct {
 
 func newReporter(s *Source) *reporter {
 	return &reporter{s: s, wake: make(chan struct{}, 1), lastWrite: map[string]time.Time{}, written: map[string]accountStatus{},
-		acctHave: map[string]haveCondition{}}
+		have: map[objectKey]haveCondition{}}
 }
 
 // NeedLeaderElection makes only the Lease holder report.
 func (r *reporter) NeedLeaderElection() bool { return true }
 
 // setConfig records the outcome of a sync as the ConfigApplied condition to write. cfg is the
-// config built (nil: none); when err is nil it is in force, and accounts (the namespace's, as
-// the sync read them) and problems decide the Accounts' ConfigApplied. pending are the store
-// settings the running connector keeps until the operator replaces this pod (keepStore).
-func (r *reporter) setConfig(conn *ilpv1.Connector, cfg *config.Config, accounts []ilpv1.Account, problems []Problem, reason string, err error, pending []string) {
+// config built (nil: none); when err is nil it is in force, and accounts and routes (the
+// namespace's, as the sync read them) and problems decide the Accounts' and Routes'
+// ConfigApplied. pending are the store settings the running connector keeps until the
+// operator replaces this pod (keepStore).
+func (r *reporter) setConfig(conn *ilpv1.Connector, cfg *config.Config, accounts []ilpv1.Account, routes []ilpv1.Route, problems []Problem,
+	reason string, err error, pending []string) {
+	c := connectorCondition(conn, cfg, problems, reason, err, pending, r.s.opts.Pod, r.s.Runtime() != nil)
+	if r.s.pods != nil {
+		r.s.pods.set(c)
+	}
+	var objs *configConditions
+	if cfg != nil && err == nil {
+		// A refused config leaves the previous one, and what it meant for the objects, in force.
+		objs = &configConditions{accountConditionsOf(conn.Name, cfg, accounts, problems), routeConditionsOf(conn.Name, routes, problems)}
+	}
+	r.mu.Lock()
+	r.cond = c
+	if objs != nil { // the accounts whose status to report are those of the config in force
+		r.accounts = sortedIDs(cfg)
+		r.inherit = cfg.ILPAddressInheritFrom != ""
+		r.objs = *objs
+	}
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// connectorCondition is the Connector's ConfigApplied for the outcome of a sync (see
+// setConfig); running tells whether a runtime runs (a previous configuration to keep).
+func connectorCondition(conn *ilpv1.Connector, cfg *config.Config, problems []Problem, reason string, err error, pending []string,
+	pod string, running bool) *metav1.Condition {
 	c := &metav1.Condition{Type: ilpv1.ConditionConfigApplied, ObservedGeneration: conn.Generation, Reason: reason}
-	pod := r.s.opts.Pod
 	if pod == "" {
 		pod = "the connector"
 	}
 	switch {
-	case err != nil && r.s.Runtime() == nil:
+	case err != nil && !running:
 		// Nothing runs: there is no previous configuration to keep.
 		c.Status = metav1.ConditionFalse
 		c.Message = fmt.Sprintf("%s has not started: %v", pod, err)
@@ -124,8 +187,17 @@ func (r *reporter) setConfig(conn *ilpv1.Connector, cfg *config.Config, accounts
 		c.Status = metav1.ConditionFalse
 		c.Message = fmt.Sprintf("%s keeps its previous configuration: %v", pod, err)
 	case len(problems) > 0:
+		out, partly := splitProblems(cfg, problems)
 		c.Status, c.Reason = metav1.ConditionFalse, reasonPartial
-		c.Message = fmt.Sprintf("%s runs generation %d with %d accounts; left out: %s", pod, conn.Generation, len(cfg.Accounts), problemList(problems))
+		c.Message = fmt.Sprintf("%s runs generation %d with %d accounts", pod, conn.Generation, len(cfg.Accounts))
+		if len(out) > 0 {
+			c.Message += "; left out: " + problemList(out)
+		} else {
+			c.Reason = reasonNotFully
+		}
+		if len(partly) > 0 {
+			c.Message += "; not fully applied: " + problemList(partly)
+		}
 	default:
 		c.Status = metav1.ConditionTrue
 		c.Message = fmt.Sprintf("%s runs generation %d with %d accounts and %d routes", pod, conn.Generation, len(cfg.Accounts), len(cfg.Routes))
@@ -137,68 +209,104 @@ func (r *reporter) setConfig(conn *ilpv1.Connector, cfg *config.Config, accounts
 			strings.Join(pending, ", "))
 	}
 	c.Message = truncate(c.Message)
-	if r.s.pods != nil {
-		r.s.pods.set(c)
-	}
-	var ac *accountConditions
-	if cfg != nil && err == nil {
-		// A refused config leaves the previous one, and what it meant for the Accounts, in force.
-		a := accountConditionsOf(conn.Name, cfg, accounts, problems)
-		ac = &a
-	}
-	r.mu.Lock()
-	r.cond = c
-	if ac != nil { // the accounts whose status to report are those of the config in force
-		r.accounts = sortedIDs(cfg)
-		r.inherit = cfg.ILPAddressInheritFrom != ""
-		r.acct = *ac
-	}
-	r.mu.Unlock()
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
+	return c
 }
 
-// accountConditionsOf maps a config in force to the Accounts' ConfigApplied: False for each
-// Account of the Connector left out, with its problems; True only for an Account in force that
-// carries a False, so that healthy Accounts are never written (absent means no problem).
-func accountConditionsOf(connector string, cfg *config.Config, accounts []ilpv1.Account, problems []Problem) accountConditions {
+// splitProblems sorts problems into those of objects left out of cfg and those of Accounts
+// that cfg holds all the same (Build: their previous version kept, or run without settlement).
+func splitProblems(cfg *config.Config, problems []Problem) (out, partly []Problem) {
+	for _, p := range problems {
+		if _, ok := cfg.Accounts[p.Name]; ok && p.Kind == kindAccount {
+			partly = append(partly, p)
+		} else {
+			out = append(out, p)
+		}
+	}
+	return out, partly
+}
+
+// problemsByName joins the messages of the problems of one kind by object name.
+func problemsByName(kind string, problems []Problem) map[string][]string {
 	msgs := map[string][]string{}
 	for _, p := range problems {
-		if p.Kind == "Account" {
+		if p.Kind == kind {
 			msgs[p.Name] = append(msgs[p.Name], p.Message)
 		}
 	}
-	ac := accountConditions{leftOut: map[string]metav1.Condition{}, inForce: make(map[string]int64, len(cfg.Accounts)),
-		uids: make(map[string]types.UID, len(cfg.Accounts))}
+	return msgs
+}
+
+func newObjectConditions(n int) objectConditions {
+	return objectConditions{falses: map[string]metav1.Condition{}, inForce: make(map[string]int64, n), uids: make(map[string]types.UID, n)}
+}
+
+// add records one object of the Connector: with msgs, a False of reason (the messages after
+// prefix); without, in force at its generation, and stale when its ConfigApplied (have) is.
+func (oc *objectConditions) add(name string, uid types.UID, gen int64, have []metav1.Condition, reason, prefix string, msgs []string) {
+	oc.uids[name] = uid
+	if len(msgs) > 0 {
+		oc.falses[name] = metav1.Condition{Type: ilpv1.ConditionConfigApplied, Status: metav1.ConditionFalse, Reason: reason,
+			ObservedGeneration: gen, Message: truncate(prefix + strings.Join(msgs, "; "))}
+		return
+	}
+	oc.inForce[name] = gen
+	if c := meta.FindStatusCondition(have, ilpv1.ConditionConfigApplied); c != nil && !current(c, gen) {
+		oc.stale = append(oc.stale, name)
+	}
+}
+
+// current reports whether a ConfigApplied needs no True written over it for an object in force
+// at generation gen: a True at gen (or later: the sync read an older copy).
+func current(c *metav1.Condition, gen int64) bool {
+	return c.Status == metav1.ConditionTrue && c.ObservedGeneration >= gen
+}
+
+// accountConditionsOf maps a config in force to the Accounts' ConfigApplied: False for each
+// Account of the Connector left out (LeftOut) or held with a problem (NotFullyApplied), with
+// its problems; True only for an Account in force whose ConfigApplied is a False or about an
+// older generation, so that healthy Accounts are never written (absent means no problem) and
+// one whose generation did not move is not written again.
+func accountConditionsOf(connector string, cfg *config.Config, accounts []ilpv1.Account, problems []Problem) objectConditions {
+	msgs := problemsByName(kindAccount, problems)
+	oc := newObjectConditions(len(cfg.Accounts))
 	for i := range accounts {
 		a := &accounts[i]
 		if a.Spec.ConnectorRef != connector || !a.DeletionTimestamp.IsZero() {
 			continue
 		}
-		ac.uids[a.Name] = a.UID
+		reason, prefix := ReasonLeftOut, "the connector pods leave this account out of their configuration: "
 		if _, ok := cfg.Accounts[a.Name]; ok {
-			// In force, even with a problem: a Secret that cannot be read for a passing
-			// reason keeps the Account's running settings (Build).
-			ac.inForce[a.Name] = a.Generation
-			if c := meta.FindStatusCondition(a.Status.Conditions, ilpv1.ConditionConfigApplied); c != nil && c.Status == metav1.ConditionFalse {
-				ac.carryFalse = append(ac.carryFalse, a.Name)
-			}
-			continue
+			// In force with a problem: its previous version kept, or run without settlement.
+			reason, prefix = ReasonNotFullyApplied, "the connector pods run this account, but not as its current generation says: "
 		}
-		if m, ok := msgs[a.Name]; ok {
-			ac.leftOut[a.Name] = metav1.Condition{Type: ilpv1.ConditionConfigApplied, Status: metav1.ConditionFalse, Reason: reasonLeftOut,
-				ObservedGeneration: a.Generation, Message: truncate("the connector pods leave this account out of their configuration: " + strings.Join(m, "; "))}
-		}
+		oc.add(a.Name, a.UID, a.Generation, a.Status.Conditions, reason, prefix, msgs[a.Name])
 	}
-	return ac
+	return oc
 }
 
-// appliedCondition is the ConfigApplied written over a False once the Account is in force.
-func appliedCondition(generation int64) metav1.Condition {
+// routeConditionsOf maps a config in force to the Routes' ConfigApplied, as accountConditionsOf
+// does for Accounts: Build leaves out every Route it has a problem with (its next hop not a
+// configured account, its prefix an older Route's, a value the runtime refuses) and runs the
+// others.
+func routeConditionsOf(connector string, routes []ilpv1.Route, problems []Problem) objectConditions {
+	msgs := problemsByName(kindRoute, problems)
+	oc := newObjectConditions(len(routes))
+	for i := range routes {
+		rt := &routes[i]
+		if rt.Spec.ConnectorRef != connector || !rt.DeletionTimestamp.IsZero() {
+			continue
+		}
+		oc.add(rt.Name, rt.UID, rt.Generation, rt.Status.Conditions, ReasonLeftOut,
+			"the connector pods leave this route out of their configuration: ", msgs[rt.Name])
+	}
+	return oc
+}
+
+// appliedCondition is the ConfigApplied written over a False, or over a True about an older
+// generation, once the object's generation is in force in full.
+func appliedCondition(kind string, generation int64) metav1.Condition {
 	return metav1.Condition{Type: ilpv1.ConditionConfigApplied, Status: metav1.ConditionTrue, Reason: reasonApplied,
-		ObservedGeneration: generation, Message: "the connector pods run this account"}
+		ObservedGeneration: generation, Message: "the connector pods run this " + strings.ToLower(kind)}
 }
 
 func problemList(ps []Problem) string {
@@ -264,7 +372,7 @@ func (r *reporter) flush(ctx context.Context, now time.Time) {
 			r.lastCond, r.lastWrite[""] = cond, now
 		}
 	}
-	budget := r.reportAccountConditions(ctx, now, maxAccountWrites)
+	budget := r.reportObjectConditions(ctx, now, maxAccountWrites)
 	rt := r.s.Runtime()
 	if rt == nil {
 		return
@@ -411,107 +519,136 @@ func (r *reporter) reportAccount(ctx context.Context, rt Runtime, id string, now
 	return true
 }
 
-// reportAccountConditions writes the ConfigApplied condition of the Accounts that need one: a
-// False on each Account left out, a True over a False on an Account now in force; at most
-// budget writes, and returns what is left of it. Each is compared first with what this
-// reporter wrote, else with what the cache holds, so that a restarted pod or a new Lease
-// holder rewrites nothing that is already there.
-func (r *reporter) reportAccountConditions(ctx context.Context, now time.Time, budget int) int {
+// reportObjectConditions writes the ConfigApplied condition of the Accounts and Routes that
+// need one: a False on each object left out or not fully applied, a True over a False, or over
+// a True about an older generation, on an object now in force; at most budget writes, and
+// returns what is left of it. Each is compared first with what this reporter wrote, else with
+// what the cache holds, so that a restarted pod or a new Lease holder rewrites nothing that is
+// already there.
+func (r *reporter) reportObjectConditions(ctx context.Context, now time.Time, budget int) int {
 	r.mu.Lock()
-	ac := r.acct
+	objs := r.objs
 	r.mu.Unlock()
-	for _, name := range r.conditionCandidates(ac) {
+	for _, k := range r.conditionCandidates(&objs) {
 		if ctx.Err() != nil || budget == 0 {
 			return budget
 		}
-		want, ok := ac.leftOut[name]
+		oc := objs.of(k.kind)
+		want, ok := oc.falses[k.name]
 		if !ok {
-			want = appliedCondition(ac.inForce[name])
+			want = appliedCondition(k.kind, oc.inForce[k.name])
 		}
-		h, known := r.acctHave[name]
-		if !known || h.uid != ac.uids[name] {
-			if h, ok = r.cachedCondition(ctx, name, ac.uids[name]); !ok {
+		h, known := r.have[k]
+		if !known || h.uid != oc.uids[k.name] {
+			if h, ok = r.cachedCondition(ctx, k, oc.uids[k.name]); !ok {
 				continue
 			}
-			r.acctHave[name] = h
+			r.have[k] = h
 		}
 		have := h.cond
-		if !conditionNeeded(have, &want) || !r.due(keyCondition+name, now) {
+		key := keyCondition + k.kind + "/" + k.name
+		if !conditionNeeded(have, &want) || !r.due(key, now) {
 			continue
 		}
 		budget--
 		stampTransition(&want, have, metav1.NewTime(now))
-		r.lastWrite[keyCondition+name] = now // also after a failure: retry at the pace of the rate limit
-		if err := r.writeAccountCondition(ctx, name, want); err != nil {
+		r.lastWrite[key] = now // also after a failure: retry at the pace of the rate limit
+		if err := r.writeObjectCondition(ctx, k, want); err != nil {
 			if apierrors.IsNotFound(err) {
-				delete(r.acctHave, name)
+				delete(r.have, k)
 			}
-			r.s.log.Warn("cannot write the ConfigApplied condition of an Account; will retry", "account", name, "error", err)
+			r.s.log.Warn("cannot write the ConfigApplied condition of an "+k.kind+"; will retry", "kind", k.kind, "name", k.name, "error", err)
 			continue
 		}
-		r.acctHave[name] = haveCondition{h.uid, &want}
+		r.have[k] = haveCondition{h.uid, &want}
 	}
 	return budget
 }
 
-// conditionCandidates are the Accounts whose ConfigApplied may need a write, sorted: those left
-// out, and those in force that carry a False (as the sync read them, or as this reporter wrote
-// it). It forgets the Accounts that are neither left out nor in force any more.
-func (r *reporter) conditionCandidates(ac accountConditions) []string {
-	set := make(map[string]bool, len(ac.leftOut)+len(ac.carryFalse))
-	for name := range ac.leftOut {
-		set[name] = true
-	}
-	for _, name := range ac.carryFalse {
-		set[name] = true
-	}
-	for name, have := range r.acctHave {
-		_, out := ac.leftOut[name]
-		_, in := ac.inForce[name]
-		switch {
-		case !out && !in:
-			delete(r.acctHave, name)
-			delete(r.lastWrite, keyCondition+name)
-		case in && have.cond != nil && have.cond.Status == metav1.ConditionFalse:
+// conditionCandidates are the Accounts and Routes whose ConfigApplied may need a write, sorted
+// (Accounts first): those with a False wanted, and those in force whose ConfigApplied is not
+// current (as the sync read them, or as this reporter wrote it). It forgets the objects that
+// are neither any more.
+func (r *reporter) conditionCandidates(objs *configConditions) []objectKey {
+	var keys []objectKey
+	for _, kind := range []string{kindAccount, kindRoute} {
+		oc := objs.of(kind)
+		set := make(map[string]bool, len(oc.falses)+len(oc.stale))
+		for name := range oc.falses {
 			set[name] = true
 		}
+		for _, name := range oc.stale {
+			set[name] = true
+		}
+		for k, have := range r.have {
+			if k.kind != kind {
+				continue
+			}
+			_, out := oc.falses[k.name]
+			gen, in := oc.inForce[k.name]
+			switch {
+			case !out && !in:
+				delete(r.have, k)
+				delete(r.lastWrite, keyCondition+k.kind+"/"+k.name)
+			case in && have.cond != nil && !current(have.cond, gen):
+				set[k.name] = true
+			}
+		}
+		names := make([]string, 0, len(set))
+		for name := range set {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			keys = append(keys, objectKey{kind, name})
+		}
 	}
-	names := make([]string, 0, len(set))
-	for name := range set {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	return names
+	return keys
 }
 
 // conditionNeeded reports whether want must be written over have: a False that differs from
-// what the Account carries, or a True over a False.
+// what the object carries, or a True over a False or over a True about an older generation.
 func conditionNeeded(have, want *metav1.Condition) bool {
 	if want.Status == metav1.ConditionTrue {
-		return have != nil && have.Status == metav1.ConditionFalse
+		return have != nil && !current(have, want.ObservedGeneration)
 	}
 	return !sameCondition(have, want)
 }
 
-// cachedCondition returns the Account's ConfigApplied as the cache holds it, and false when the
-// cache does not hold the Account of that uid (yet, or any more).
-func (r *reporter) cachedCondition(ctx context.Context, name string, uid types.UID) (haveCondition, bool) {
-	var a ilpv1.Account
-	if err := r.s.cl.Get(ctx, client.ObjectKey{Namespace: r.s.opts.Namespace, Name: name}, &a); err != nil || a.UID != uid {
+// newObject is an empty Account or Route named k, in ns.
+func newObject(k objectKey, ns string) client.Object {
+	om := metav1.ObjectMeta{Name: k.name, Namespace: ns}
+	if k.kind == kindRoute {
+		return &ilpv1.Route{ObjectMeta: om}
+	}
+	return &ilpv1.Account{ObjectMeta: om}
+}
+
+// cachedCondition returns the object's ConfigApplied as the cache holds it, and false when the
+// cache does not hold the object of that uid (yet, or any more).
+func (r *reporter) cachedCondition(ctx context.Context, k objectKey, uid types.UID) (haveCondition, bool) {
+	obj := newObject(k, r.s.opts.Namespace)
+	if err := r.s.cl.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil || obj.GetUID() != uid {
 		return haveCondition{}, false
 	}
+	var conds []metav1.Condition
+	switch o := obj.(type) {
+	case *ilpv1.Account:
+		conds = o.Status.Conditions
+	case *ilpv1.Route:
+		conds = o.Status.Conditions
+	}
 	h := haveCondition{uid: uid}
-	if c := meta.FindStatusCondition(a.Status.Conditions, ilpv1.ConditionConfigApplied); c != nil {
+	if c := meta.FindStatusCondition(conds, ilpv1.ConditionConfigApplied); c != nil {
 		cp := *c
 		h.cond = &cp
 	}
 	return h, true
 }
 
-// writeAccountCondition server-side-applies an Account's ConfigApplied alone under
+// writeObjectCondition server-side-applies an Account's or Route's ConfigApplied alone under
 // FieldManager: the operator's conditions (Ready, ReferencesResolved) stay its own, and its
 // optimistically locked merge patches carry this one over unchanged.
-func (r *reporter) writeAccountCondition(ctx context.Context, name string, c metav1.Condition) error {
-	obj := &ilpv1.Account{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: r.s.opts.Namespace}}
-	return applyStatusOf(ctx, r.s, obj, "Account", FieldManager, map[string]any{"conditions": []metav1.Condition{c}})
+func (r *reporter) writeObjectCondition(ctx context.Context, k objectKey, c metav1.Condition) error {
+	return applyStatusOf(ctx, r.s, newObject(k, r.s.opts.Namespace), k.kind, FieldManager, map[string]any{"conditions": []metav1.Condition{c}})
 }

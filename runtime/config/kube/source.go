@@ -375,9 +375,9 @@ func (s *Source) sync(ctx context.Context) (retryIn time.Duration) {
 	out := s.buildAndApply(ctx, in, res.Begin)
 	reads.end()
 	res.Problems, res.Err = out.problems, cmp.Or(out.buildErr, out.applyErr)
-	s.logLeftOut(out.problems)
+	s.logLeftOut(out.cfg, out.problems)
 	if out.buildErr != nil {
-		s.report.setConfig(&conn, nil, nil, out.problems, reasonInvalid, out.buildErr, nil)
+		s.report.setConfig(&conn, nil, nil, nil, out.problems, reasonInvalid, out.buildErr, nil)
 		s.logFailure(res.Begin, slog.LevelError, "invalid configuration; "+s.keeps(), out.buildErr)
 		return retryIf(reads.transient)
 	}
@@ -386,7 +386,7 @@ func (s *Source) sync(ctx context.Context) (retryIn time.Duration) {
 	if out.applyErr != nil {
 		reason = reasonApplyFailed
 	}
-	s.report.setConfig(&conn, out.cfg, accounts.Items, out.problems, reason, out.applyErr, out.pending)
+	s.report.setConfig(&conn, out.cfg, accounts.Items, routes.Items, out.problems, reason, out.applyErr, out.pending)
 	return s.retryAfter(out, reads.transient, res.Begin)
 }
 
@@ -688,12 +688,17 @@ func (s *Source) logFailure(now time.Time, level slog.Level, msg string, err err
 	s.log.Log(context.Background(), level, msg, attrs...)
 }
 
-// logLeftOut logs the objects left out of the configuration when that changes: each one newly
-// left out or with a new problem, and each one back in.
-func (s *Source) logLeftOut(problems []Problem) {
+// logLeftOut logs the objects left out of the configuration, or kept in it with a problem
+// (cfg holds them; nil when none was built), when that changes: each one newly left out or
+// with a new problem, and each one back in.
+func (s *Source) logLeftOut(cfg *config.Config, problems []Problem) {
 	now := make(map[string]string, len(problems))
+	inForce := map[string]bool{}
 	for _, p := range problems {
 		key := p.Kind + " " + p.Name
+		if cfg != nil && p.Kind == "Account" {
+			_, inForce[key] = cfg.Accounts[p.Name] // kept with a problem (its previous version, no settlement)
+		}
 		if now[key] != "" {
 			now[key] += "; " + p.Message
 			continue
@@ -701,7 +706,11 @@ func (s *Source) logLeftOut(problems []Problem) {
 		now[key] = p.Message
 	}
 	for key, msg := range now {
-		if s.leftOut[key] != msg {
+		switch {
+		case s.leftOut[key] == msg:
+		case inForce[key]:
+			s.log.Warn("object runs, not fully applied", "object", key, "problem", msg)
+		default:
 			s.log.Warn("object left out of the configuration", "object", key, "problem", msg)
 		}
 	}

@@ -1,7 +1,8 @@
 -- Argo CD health of an ilp.ilpfleet.dev Account.
 -- Healthy: Ready=True for the current generation (every reference resolves).
 -- Progressing: the operator has not observed the current generation or written Ready yet.
--- Degraded: Ready=False: its Connector, a Secret or key its link uses, or its SettlementEngine is missing, or that engine settles another asset.
+-- Degraded: Ready=False: its Connector, a Secret or key its link uses, or its SettlementEngine is missing, or that engine settles another asset;
+-- or the connector pods leave it out (ConfigNotApplied) or run it not as its current generation says (ConfigNotFullyApplied).
 -- Runs without Lua's standard string library: Argo CD does not load it for argocd-cm scripts.
 local hs = {status = "Progressing", message = "Waiting for the operator to report the Account's status"}
 if obj.status == nil or obj.status.conditions == nil then

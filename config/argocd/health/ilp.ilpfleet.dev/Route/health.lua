@@ -1,7 +1,8 @@
 -- Argo CD health of an ilp.ilpfleet.dev Route.
 -- Healthy: Ready=True for the current generation (every reference resolves).
 -- Progressing: the operator has not observed the current generation or written Ready yet.
--- Degraded: Ready=False: its Connector or its next-hop Account is missing, or the next hop belongs to another Connector.
+-- Degraded: Ready=False: its Connector or its next-hop Account is missing, or the next hop belongs to another Connector;
+-- or the connector pods leave it out (ConfigNotApplied, as their ConfigApplied on the Route says).
 -- Runs without Lua's standard string library: Argo CD does not load it for argocd-cm scripts.
 local hs = {status = "Progressing", message = "Waiting for the operator to report the Route's status"}
 if obj.status == nil or obj.status.conditions == nil then
