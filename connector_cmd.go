@@ -18,6 +18,7 @@ import (
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
 
 	"github.com/ilpfleet/ilpfleet/internal/memlimit"
+	"github.com/ilpfleet/ilpfleet/internal/warnlimit"
 	"github.com/ilpfleet/ilpfleet/runtime/admin"
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/config/kube"
@@ -227,11 +228,18 @@ func startFailure(stopped bool, err error, log *slog.Logger) error {
 // watchConfig applies every valid change of the config file; an invalid one is logged and the
 // running config kept (the Watcher delivers only valid configs, Apply may still refuse one,
 // which the Watcher offers again later).
+// A refusal that each retry meets again is logged again only every few minutes, with a count.
 func watchConfig(ctx context.Context, w *config.Watcher, c *connector.Connector, log *slog.Logger) {
+	refused := warnlimit.Gate{Every: 5 * time.Minute}
 	_ = w.Run(ctx, func(_, next *config.Config) error {
 		err := c.Apply(ctx, next)
-		if err != nil {
-			log.Error("config change not applied; the running config stays in force", "error", err, "retryIn", config.RetryRefused)
+		if err == nil {
+			refused.Reset()
+			return nil
+		}
+		if ok, heldBack := refused.Pass(err.Error(), time.Now()); ok {
+			log.Error("config change not applied; the running config stays in force", "error", err, "retryIn", config.RetryRefused,
+				"repeatedSinceLastLog", heldBack)
 		}
 		return err
 	}, func(err error) {

@@ -57,3 +57,32 @@ func (l *Limiter) Take(kind string) int {
 	st.suppressed = 0
 	return n
 }
+
+// Gate lets a recurring failure through once, again when it changes, and again every Every
+// while it stays the same, with the count of the times it was held back: a retry loop that
+// meets the same failure every few seconds logs it a few times an hour, and a new failure at
+// once. It is for one goroutine (a retry loop's own); Reset when the failure is over.
+type Gate struct {
+	Every time.Duration
+
+	last    string
+	at      time.Time
+	repeats int
+}
+
+// Pass reports whether failure msg is to be logged at now and, if so, how often it recurred
+// unlogged since it last was.
+func (g *Gate) Pass(msg string, now time.Time) (ok bool, heldBack int) {
+	if msg == g.last && now.Sub(g.at) < g.Every {
+		g.repeats++
+		return false, 0
+	}
+	if msg == g.last {
+		heldBack = g.repeats
+	}
+	g.last, g.at, g.repeats = msg, now, 0
+	return true, heldBack
+}
+
+// Reset forgets the failure: the next one is logged whatever it is.
+func (g *Gate) Reset() { *g = Gate{Every: g.Every} }

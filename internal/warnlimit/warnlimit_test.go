@@ -49,3 +49,33 @@ func TestTake(t *testing.T) {
 		t.Fatalf("Allow after Take = %v, %d; want true, 0", ok, n)
 	}
 }
+
+func TestGate(t *testing.T) {
+	const every = 5 * time.Minute
+	t0 := time.Unix(1_700_000_000, 0)
+	g := Gate{Every: every}
+	for _, st := range []struct {
+		name     string
+		msg      string
+		at       time.Duration
+		reset    bool
+		ok       bool
+		heldBack int
+	}{
+		{"first failure", "refused", 0, false, true, 0},
+		{"the same, soon after", "refused", time.Second, false, false, 0},
+		{"the same again", "refused", 2 * time.Second, false, false, 0},
+		{"another failure at once", "bind", 3 * time.Second, false, true, 0},
+		{"the new one repeated", "bind", 4 * time.Second, false, false, 0},
+		{"the new one after Every, with its count", "bind", 3*time.Second + every, false, true, 1},
+		{"after Reset, the same is new", "bind", 3*time.Second + every + time.Second, true, true, 0},
+	} {
+		if st.reset {
+			g.Reset()
+		}
+		ok, held := g.Pass(st.msg, t0.Add(st.at))
+		if ok != st.ok || held != st.heldBack {
+			t.Errorf("%s: Pass = %v, %d; want %v, %d", st.name, ok, held, st.ok, st.heldBack)
+		}
+	}
+}

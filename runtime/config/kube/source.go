@@ -35,6 +35,7 @@ import (
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
 	"github.com/ilpfleet/ilpfleet/internal/scheme"
+	"github.com/ilpfleet/ilpfleet/internal/warnlimit"
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 )
@@ -127,7 +128,7 @@ type Source struct {
 	// Owned by the sync loop.
 	linkFailed map[string]*linkFailure // Accounts left out because their link could not start
 	startDelay time.Duration           // before a failed start is tried again
-	failure    logGate                 // of a failed sync
+	failure    warnlimit.Gate          // of a failed sync
 	leftOut    map[string]string       // the problems of each object left out, as last logged
 }
 
@@ -161,7 +162,8 @@ func New(opts Options) (*Source, error) {
 		return nil, fmt.Errorf("kube source: %w", err)
 	}
 	s := &Source{opts: opts, log: log, mgr: mgr, cl: mgr.GetClient(),
-		secrets: newSecretCache(mgr.GetAPIReader(), opts.Namespace), poke: make(chan struct{}, 1), startDelay: retryInterval}
+		secrets: newSecretCache(mgr.GetAPIReader(), opts.Namespace), poke: make(chan struct{}, 1), startDelay: retryInterval,
+		failure: warnlimit.Gate{Every: repeatLogEvery}}
 	s.report = newReporter(s)
 	if err := mgr.Add(everyPod(s.syncLoop)); err != nil {
 		return nil, err
@@ -479,7 +481,7 @@ func (s *Source) retryAfter(out attempt, transient bool, now time.Time) time.Dur
 		retry = append(retry, s.opts.RetryRefused)
 	default:
 		s.startDelay = retryInterval
-		s.failure.reset()
+		s.failure.Reset()
 	}
 	if transient {
 		retry = append(retry, retryInterval)
@@ -649,35 +651,10 @@ func (s *Source) nextLinkRetry() (time.Time, bool) {
 // repeatLogEvery is how often a failure that every retry meets again is logged again.
 const repeatLogEvery = 5 * time.Minute
 
-// logGate lets a recurring failure through once, then again when it changes, or every
-// repeatLogEvery with the count of the times it was held back.
-type logGate struct {
-	last    string
-	at      time.Time
-	repeats int
-}
-
-// pass reports whether msg is to be logged at now, and how often it recurred unlogged since
-// it last was.
-func (g *logGate) pass(msg string, now time.Time) (bool, int) {
-	if msg == g.last && now.Sub(g.at) < repeatLogEvery {
-		g.repeats++
-		return false, 0
-	}
-	n := 0
-	if msg == g.last {
-		n = g.repeats
-	}
-	g.last, g.at, g.repeats = msg, now, 0
-	return true, n
-}
-
-func (g *logGate) reset() { *g = logGate{} }
-
-// logFailure logs a failed sync once, then only when it changes or now and then (logGate).
+// logFailure logs a failed sync once, then only when it changes or now and then (s.failure).
 // attrs say more without making it another failure (how soon it is tried again).
 func (s *Source) logFailure(now time.Time, level slog.Level, msg string, err error, attrs ...any) {
-	ok, repeats := s.failure.pass(msg+"\x00"+err.Error(), now)
+	ok, repeats := s.failure.Pass(msg+"\x00"+err.Error(), now)
 	if !ok {
 		return
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/ilpfleet/ilpfleet/internal/testlog"
 	"github.com/ilpfleet/ilpfleet/internal/testport"
 	"github.com/ilpfleet/ilpfleet/internal/testwait"
+	"github.com/ilpfleet/ilpfleet/internal/warnlimit"
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/connector"
 )
@@ -45,7 +46,8 @@ func newSyncFixture(t *testing.T, retryRefused time.Duration, objs ...client.Obj
 	log := slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	f.src = &Source{opts: Options{Namespace: "ns", Connector: "alice", Pod: "alice-0", ReportInterval: time.Second,
 		RetryRefused: retryRefused, ListenHost: "127.0.0.1", Start: f.start},
-		log: log, cl: f.cl, secrets: newSecretCache(f.cl, "ns"), startDelay: retryInterval}
+		log: log, cl: f.cl, secrets: newSecretCache(f.cl, "ns"), startDelay: retryInterval,
+		failure: warnlimit.Gate{Every: repeatLogEvery}}
 	f.src.report = newReporter(f.src)
 	t.Cleanup(func() {
 		if f.conn != nil {
