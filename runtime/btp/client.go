@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/internal/warnlimit"
 	"github.com/ilpfleet/ilpfleet/runtime/btp/internal/ws"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/link"
@@ -71,10 +72,10 @@ type Client struct {
 	once    sync.Once
 
 	sched reconnectSchedule // used by run only
-	// failed counts the connection attempts failed in a row and failLogged is when the last of
-	// them was logged (see logRetry); used by run only.
-	failed     int
-	failLogged time.Time
+	// failed counts the connection attempts failed in a row, of which retryLog lets a line
+	// through now and then (see logRetry); used by run only.
+	failed   int
+	retryLog warnlimit.Gate
 	// now and sleep are the clock of the reconnect loop; tests replace them to follow the
 	// schedule without waiting. sleep reports false when ctx ended first.
 	now   func() time.Time
@@ -96,7 +97,7 @@ func NewClient(o ClientOptions) (*Client, error) {
 		user, token = o.Account, o.Token
 	}
 	c := &Client{opts: o, wsURL: wsURL, username: user, token: token, events: make(chan error, 1),
-		now: time.Now, sleep: sleepCtx}
+		now: time.Now, sleep: sleepCtx, retryLog: warnlimit.Gate{Every: retryLogEvery}}
 	c.sched = reconnectSchedule{intervals: o.ReconnectIntervals, clear: o.ReconnectClearTryTimeout}
 	c.core.init(o.Common)
 	warnIgnored(c.core.Logger, PluginBTP, o.Ignored)
@@ -236,11 +237,9 @@ func (c *Client) logRetry(wasUp bool, err error, wait time.Duration) {
 		return
 	}
 	c.failed++
-	now := c.now()
-	if c.failed > 1 && now.Sub(c.failLogged) < retryLogEvery {
+	if ok, _ := c.retryLog.Pass("cannot connect", c.now()); !ok {
 		return
 	}
-	c.failLogged = now
 	c.core.Logger.Warn("btp: cannot connect to peer, retrying (logged again every "+retryLogEvery.String()+" while it fails)",
 		"server", server, "error", err, "in", wait, "failedAttempts", c.failed)
 }
@@ -250,6 +249,7 @@ func (c *Client) logConnected() {
 	if c.failed > 0 {
 		c.core.Logger.Info("btp: connected to peer", "server", redact(c.opts.Server), "afterFailedAttempts", c.failed)
 		c.failed = 0
+		c.retryLog.Reset()
 	}
 }
 
