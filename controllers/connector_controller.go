@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"regexp"
 	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -209,8 +210,15 @@ func readiness(problem *refProblem, wl *workloadState, failure *configFailureNot
 // give (ApplyFailed, InvalidConfig, ObjectsLeftOut, ObjectsNotFullyApplied) and their message.
 type configFailureNote struct{ reason, msg string }
 
-// key identifies the failure for reportFailure: the same reason and message is the same failure.
-func (f *configFailureNote) key() string { return f.reason + "\x00" + f.msg }
+// key identifies the failure for reportFailure: the same reason and message is the same
+// failure, whatever generation and how many accounts the pods say they run beside it (every
+// generation, Account added or scale step would otherwise repeat a lasting failure's Event).
+func (f *configFailureNote) key() string {
+	return f.reason + "\x00" + podsRunning.ReplaceAllString(f.msg, "runs")
+}
+
+// podsRunning is what the pods' ConfigApplied message says they run (kube's reporter).
+var podsRunning = regexp.MustCompile(`runs generation \d+ with \d+ accounts( and \d+ routes)?`)
 
 // configFailure is what the pods report they could not apply at the Connector's current
 // generation: ConfigApplied False, else the entry of failing (a pod of status.pods that could
@@ -284,7 +292,12 @@ func (r *ConnectorReconciler) observePods(ctx context.Context, conn *ilpv1.Conne
 // reason, so that the failure shows in kubectl describe and in event-driven alerting.
 func (r *ConnectorReconciler) reportFailure(key string, conn *ilpv1.Connector, failure *configFailureNote) {
 	if failure == nil {
-		r.reported.Delete(key)
+		// Over only once the pods say so: at a new generation, before they report it, the
+		// failure is not known to be gone.
+		if c := meta.FindStatusCondition(conn.Status.Conditions, ilpv1.ConditionConfigApplied); c != nil &&
+			c.Status == metav1.ConditionTrue && c.ObservedGeneration == conn.Generation {
+			r.reported.Delete(key)
+		}
 		return
 	}
 	if prev, ok := r.reported.Swap(key, failure.key()); ok && prev == failure.key() {

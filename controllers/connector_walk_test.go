@@ -199,17 +199,35 @@ func TestReportFailureOncePerChange(t *testing.T) {
 	rec := events.NewFakeRecorder(10)
 	r := &ConnectorReconciler{Recorder: rec}
 	conn := sampleConnector("ns")
+	conn.Generation = 3
+	pending := conn.DeepCopy() // a new generation the pods have not reported on yet
+	meta.SetStatusCondition(&pending.Status.Conditions, metav1.Condition{Type: ilpv1.ConditionConfigApplied,
+		Status: metav1.ConditionFalse, Reason: "ObjectsLeftOut", ObservedGeneration: 2})
+	applied := conn.DeepCopy()
+	meta.SetStatusCondition(&applied.Status.Conditions, metav1.Condition{Type: ilpv1.ConditionConfigApplied,
+		Status: metav1.ConditionTrue, Reason: "Applied", ObservedGeneration: 3})
 	a := &configFailureNote{"ApplyFailed", "bind: permission denied"}
 	b := &configFailureNote{"InvalidConfig", "bad"}
-	for _, f := range []*configFailureNote{a, a, a, b, b, nil, nil, b} {
-		r.reportFailure("ns/alice", conn, f)
+	left := func(gen, accounts int) *configFailureNote {
+		return &configFailureNote{"ObjectsLeftOut", fmt.Sprintf("alice-0 runs generation %d with %d accounts; left out: Account x: bind", gen, accounts)}
+	}
+	for _, step := range []struct {
+		c *ilpv1.Connector
+		f *configFailureNote
+	}{
+		{conn, a}, {conn, a}, {conn, a}, {conn, b}, {conn, b},
+		{applied, nil}, {applied, nil}, {conn, b}, // over once the pods applied: reported again
+		{conn, left(2, 4)}, {pending, nil}, {conn, left(3, 5)}, // the same left-out list at a new generation: once
+	} {
+		r.reportFailure("ns/alice", step.c, step.f)
 	}
 	close(rec.Events)
 	var got []string
 	for e := range rec.Events {
 		got = append(got, e)
 	}
-	want := []string{"Warning ApplyFailed bind: permission denied", "Warning InvalidConfig bad", "Warning InvalidConfig bad"}
+	want := []string{"Warning ApplyFailed bind: permission denied", "Warning InvalidConfig bad", "Warning InvalidConfig bad",
+		"Warning ObjectsLeftOut alice-0 runs generation 2 with 4 accounts; left out: Account x: bind"}
 	if !slices.Equal(got, want) {
 		t.Errorf("events %q, want %q", got, want)
 	}
