@@ -402,6 +402,7 @@ func (s *Source) sync(ctx context.Context) (retryIn time.Duration) {
 func (s *Source) buildAndApply(ctx context.Context, in Inputs, now time.Time) attempt {
 	var prev *attempt
 	var recorded []string
+	running, retried := s.runningConfig(), false
 	for round := 0; ; round++ {
 		a := s.attempt(ctx, in, now)
 		if a.buildErr != nil && prev != nil {
@@ -422,14 +423,38 @@ func (s *Source) buildAndApply(ctx context.Context, in Inputs, now time.Time) at
 		}
 		if a.buildErr == nil && a.applyErr == nil {
 			s.forgetStarted(a.cfg)
+			if !retried && round < maxLeaveOutRounds && len(s.linkFailed) > 0 && linksClosed(running, a.cfg) {
+				// This apply closed or moved links (an Account removed, or its port changed):
+				// the port an Account left out waits for may be free now — the usual fix of a
+				// port clash. Try them once more now rather than at their retry time: the
+				// runtime starts added links before it closes old ones, so the apply that
+				// freed the port could not give it to them.
+				retried, running, recorded = true, a.cfg, nil
+				for _, f := range s.linkFailed {
+					f.retryAt = now
+				}
+				prev = &a
+				continue
+			}
 		}
 		return a
 	}
 }
 
+// linksClosed reports whether going from the running config to cfg closes or moves a link:
+// an account removed, or one whose link reconnects (options, plugin, relation…).
+func linksClosed(running, cfg *config.Config) bool {
+	if running == nil {
+		return false
+	}
+	ch := config.Diff(running, cfg)
+	return len(ch.Removed) > 0 || slices.ContainsFunc(ch.Changed, func(c config.AccountChange) bool { return c.Reconnect })
+}
+
 // maxLeaveOutRounds bounds the applies of one sync that leave out more Accounts whose links
-// could not start: the links of one apply start together, so one more round is the rule.
-const maxLeaveOutRounds = 3
+// could not start: the links of one apply start together, so one more round is the rule, and
+// one more after an apply that freed ports (buildAndApply).
+const maxLeaveOutRounds = 4
 
 // attempt is one build of the config and its apply.
 type attempt struct {

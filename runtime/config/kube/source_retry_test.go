@@ -63,3 +63,26 @@ func TestDueLinkRetryKeepsRetryRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestPortClashFixedAtOnce: two Accounts on one port — the younger is left out — and then the
+// older moves to another port, the usual fix. The runtime starts added links before it closes
+// old ones, so the apply that frees the port cannot give it to the younger Account: it is
+// left out for its link in that apply, and tried again at once once the move is in force,
+// not RetryRefused later.
+func TestPortClashFixedAtOnce(t *testing.T) {
+	port := testport.Get(t)
+	pe, pf := childOn("pe", 1, port), childOn("pf", 2, port)
+	f := newSyncFixture(t, time.Hour, testConnector(), pe, pf)
+	if res := f.sync(); res.Err != nil || !f.inForce("pe") || f.inForce("pf") {
+		t.Fatalf("first sync: %+v; want pe in force and pf left out for the clash", res)
+	}
+	pe.Spec.Link.BTPChildServer.Port = int32(testport.Get(t))
+	pe.Generation++
+	if err := f.cl.Update(f.ctx, pe); err != nil {
+		t.Fatal(err)
+	}
+	res := f.sync()
+	if res.Err != nil || !f.inForce("pe") || !f.inForce("pf") || len(f.src.linkFailed) != 0 {
+		t.Errorf("after the move: err %v, problems %v; want pe and pf in force", res.Err, res.Problems)
+	}
+}
