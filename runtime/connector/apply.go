@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/rates"
@@ -128,7 +129,7 @@ func (c *Connector) Apply(ctx context.Context, cfg *config.Config) error {
 		for _, a := range p.added { // their packets may come as soon as the links are up
 			a.pipes.Load().activate()
 		}
-		err = c.startLinks(ctx, p.added, cfg.InitialConnectTimeout)
+		err = c.startLinks(ctx, p.added, reloadConnectWait(cfg))
 	}
 	if err != nil {
 		p.discard(c)
@@ -311,7 +312,7 @@ func (c *Connector) relink(ctx context.Context, p *plan) {
 // link that fails to start is logged and left retrying (a client) or closed (a server): the
 // config is valid, so the fault is outside the connector.
 func (c *Connector) restart(ctx context.Context, na *account, cfg *config.Config) {
-	err := c.startLink(ctx, na, cfg.InitialConnectTimeout)
+	err := c.startLink(ctx, na, reloadConnectWait(cfg))
 	if err != nil {
 		c.log.Error("reconnecting account failed; it stays unreachable until the next config change", "account", na.id, "error", err)
 	}
@@ -325,6 +326,17 @@ func (c *Connector) restart(ctx context.Context, na *account, cfg *config.Config
 		c.down = map[string]error{}
 	}
 	c.down[na.id] = err
+}
+
+// maxReloadConnectWait bounds how long a reload waits for a client link it adds or reconnects
+// to connect. At start-up a client gets initialConnectTimeout (10 s by default), as in JS; a
+// reload that waited as long for a peer that is down would hold every later change back (the
+// reloads are serial), while a reachable peer connects in milliseconds. A client not
+// connected by then goes on trying in the background, as after a start.
+const maxReloadConnectWait = 2 * time.Second
+
+func reloadConnectWait(cfg *config.Config) time.Duration {
+	return min(cfg.InitialConnectTimeout, maxReloadConnectWait)
 }
 
 // DownLinks are the accounts in force whose link a config change reconnected (a new port,

@@ -440,3 +440,43 @@ func TestLaterGlobalsLogged(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadDoesNotWaitForADownPeer: a reload that adds a client account whose peer is down
+// returns without waiting the start-up's initialConnectTimeout (an hour here): reloads are
+// serial, so every later change would wait behind it. The client goes on trying.
+func TestReloadDoesNotWaitForADownPeer(t *testing.T) {
+	kidPort := itoa(freePort(t))
+	doc := func(extra string) string {
+		return `ilpAddress: test.a
+initialConnectTimeout: 3600000
+accounts:
+  kid:
+    relation: child
+    plugin: ilp-plugin-btp
+    assetCode: USD
+    assetScale: 2
+    options: {listener: {port: ` + kidPort + `, secret: s}}
+` + extra
+	}
+	c := start(t, doc(""), Options{})
+	down := `  up:
+    relation: peer
+    plugin: ilp-plugin-btp
+    assetCode: USD
+    assetScale: 2
+    options: {server: "btp+ws://:t@127.0.0.1:` + itoa(freePort(t)) + `"}
+`
+	done := make(chan error, 1)
+	go func() { done <- c.Apply(context.Background(), mustConfig(t, doc(down))) }()
+	select { // a bound for a hung test, far below the hour, not a measure of speed
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Apply still waits for the down peer after a minute")
+	}
+	if _, ok := c.Config().Accounts["up"]; !ok {
+		t.Error("the client account is not in force")
+	}
+}
