@@ -344,7 +344,8 @@ type BalanceSpec struct {
 // ConfigApplied is False at the account's current generation.
 type AccountStatus struct {
 	BaseStatus `json:",inline"`
-	// Connected is true when the link to the counterparty is up.
+	// Connected is true when the link to the counterparty is up (ILP-over-HTTP, which has no
+	// connection: whenever the pods run the Account).
 	// +optional
 	Connected bool `json:"connected,omitempty"`
 	// Balance is the current balance in base units.
