@@ -123,9 +123,9 @@ func connectorOfPod(_ context.Context, o client.Object) []reconcile.Request {
 	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: l[ilpv1.LabelConnector]}}}
 }
 
-// podChanges are the pod events that concern its Connector: a pod gone (its status.pods entry
-// goes), and a change of why it does not come up (podCause). Not every pod status change:
-// readiness reaches the Connector through its workload's status.
+// podChanges are the pod events that concern its Connector or SettlementEngine: a pod gone
+// (its status.pods entry goes), and a change of why it does not come up (podCause). Not every
+// pod status change: readiness reaches the owner through its workload's status.
 var podChanges = predicate.Funcs{
 	CreateFunc:  func(event.CreateEvent) bool { return false },
 	DeleteFunc:  func(event.DeleteEvent) bool { return true },

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -387,4 +389,28 @@ func TestSettlementEngineLowPortAdmitted(t *testing.T) {
 	if sc := dep.Spec.Template.Spec.SecurityContext; sc == nil || len(sc.Sysctls) != 1 || sc.Sysctls[0].Value != "80" {
 		t.Errorf("engine pod security context %+v, want the unprivileged port start at 80", sc)
 	}
+}
+
+// TestSettlementEngineUnavailableSaysWhy: an engine whose pods cannot come up (an image that
+// cannot be pulled) says why in WorkloadUnavailable, as a Connector does.
+func TestSettlementEngineUnavailableSaysWhy(t *testing.T) {
+	ns := namespace(t)
+	eng := sampleEngine(ns)
+	mustCreate(t, secret(ns, "xrp", map[string]string{"seed": "s"}), eng)
+	get(t, ns, "xrp-engine", &appsv1.Deployment{})
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "xrp-engine-1", Labels: engineLabels(eng)},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "engine", Image: "example/xrp-engine:1"}}}}
+	mustCreate(t, p)
+	p.Status = corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{{Name: "engine", Image: "example/xrp-engine:1",
+		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: "not found"}}}}}
+	if err := k8s.Status().Update(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error {
+		c := meta.FindStatusCondition(get(t, ns, "xrp", eng).Status.Conditions, ilpv1.ConditionReady)
+		if c == nil || c.Reason != ReasonWorkloadUnavailable || !strings.Contains(c.Message, "container engine is waiting: ErrImagePull: not found") {
+			return fmt.Errorf("Ready = %+v, want WorkloadUnavailable saying why", c)
+		}
+		return nil
+	})
 }

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
 )
@@ -99,7 +100,25 @@ func (r *SettlementEngineReconciler) apply(ctx context.Context, eng *ilpv1.Settl
 	}
 	wl := &workloadState{desired: workloadReplicas(dep), created: op == controllerutil.OperationResultCreated}
 	workloadStatus(dep, wl)
+	if !wl.available {
+		// Why its pods do not come up, when they say it: an engine image comes from a third
+		// party, and a wrong one (ErrImagePull) is the usual first failure.
+		var pods corev1.PodList
+		if err := r.List(ctx, &pods, client.InNamespace(eng.Namespace), client.MatchingLabels(engineSelector(eng))); err != nil {
+			return nil, err
+		}
+		wl.cause = podsCause(pods.Items)
+	}
 	return wl, nil
+}
+
+// engineOfPod maps a settlement engine's pod to its SettlementEngine.
+func engineOfPod(_ context.Context, o client.Object) []reconcile.Request {
+	l := o.GetLabels()
+	if l[labelComponent] != "settlement-engine" || l[ilpv1.LabelSettlementEngine] == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: l[ilpv1.LabelSettlementEngine]}}}
 }
 
 func enginePodTemplate(eng *ilpv1.SettlementEngine) corev1.PodTemplateSpec {
@@ -165,5 +184,6 @@ func (r *SettlementEngineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(byIndex(mgr.GetClient(), &ilpv1.SettlementEngineList{}, fieldSecretNames)), builder.OnlyMetadata).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(engineOfPod), builder.WithPredicates(podChanges)).
 		Complete(r)
 }
