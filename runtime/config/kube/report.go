@@ -382,9 +382,7 @@ func (r *reporter) flush(ctx context.Context, now time.Time) {
 	} else {
 		r.lastAddress = "" // the operator writes the configured one over it: report again if inherited again
 	}
-	if len(r.written) > len(ids) {
-		r.prune(ids)
-	}
+	r.prune(ids) // by set, not size: an Account left out while another is added must be forgotten
 	for _, id := range ids {
 		if ctx.Err() != nil || budget == 0 {
 			return
@@ -395,7 +393,8 @@ func (r *reporter) flush(ctx context.Context, now time.Time) {
 	}
 }
 
-// prune forgets the accounts no longer configured.
+// prune forgets the accounts no longer configured, so that one configured again is written
+// again (the operator may have cleared its connected meanwhile).
 func (r *reporter) prune(ids []string) {
 	keep := make(map[string]bool, len(ids))
 	for _, id := range ids {
@@ -508,7 +507,8 @@ func (r *reporter) reportAccount(ctx context.Context, rt Runtime, id string, now
 	patch := fmt.Appendf(nil, `{"status":{"connected":%t,"balance":%q}}`, want.connected, want.balance)
 	obj := &ilpv1.Account{ObjectMeta: metav1.ObjectMeta{Name: id, Namespace: r.s.opts.Namespace}}
 	// A merge patch of these two fields only: the operator's Account controller owns the
-	// conditions and its merge patches never carry these fields.
+	// conditions, and clears connected only when no pod runs the Account — which this
+	// reporter has then forgotten (prune), so it writes the value again when it runs it.
 	if err := r.s.cl.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, patch)); err != nil {
 		if apierrors.IsNotFound(err) {
 			delete(r.written, id)

@@ -461,3 +461,17 @@ func TestConnectorConditionListsBoth(t *testing.T) {
 		t.Errorf("ConfigApplied %s %s: %q; want False %s: %q", c.Status, c.Reason, c.Message, reasonPartial, want)
 	}
 }
+
+// TestReporterForgetsAccountsNoLongerRun: an Account left out in the same sync as another is
+// added (as many Accounts as before) is forgotten all the same, so that once it runs again its
+// status is written again — the operator clears connected while no pod runs it.
+func TestReporterForgetsAccountsNoLongerRun(t *testing.T) {
+	f := newReportFixture(t)
+	r := f.src.report
+	r.written["a"], r.written["b"] = accountStatus{connected: true, balance: "0"}, accountStatus{connected: true, balance: "0"}
+	r.accounts = []string{"a", "c"}
+	r.flush(context.Background(), time.Now())
+	if _, ok := r.written["b"]; ok {
+		t.Error("the reporter still remembers b's status, which it no longer writes")
+	}
+}
