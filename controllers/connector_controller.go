@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"regexp"
 	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -25,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+	"github.com/ilpfleet/ilpfleet/runtime/config/kube"
 )
 
 // Reasons of a Connector's Ready and Progressing conditions.
@@ -210,15 +210,9 @@ func readiness(problem *refProblem, wl *workloadState, failure *configFailureNot
 // give (ApplyFailed, InvalidConfig, ObjectsLeftOut, ObjectsNotFullyApplied) and their message.
 type configFailureNote struct{ reason, msg string }
 
-// key identifies the failure for reportFailure: the same reason and message is the same
-// failure, whatever generation and how many accounts the pods say they run beside it (every
-// generation, Account added or scale step would otherwise repeat a lasting failure's Event).
-func (f *configFailureNote) key() string {
-	return f.reason + "\x00" + podsRunning.ReplaceAllString(f.msg, "runs")
-}
-
-// podsRunning is what the pods' ConfigApplied message says they run (kube's reporter).
-var podsRunning = regexp.MustCompile(`runs generation \d+ with \d+ accounts( and \d+ routes)?`)
+// key identifies the failure for reportFailure: the same reason and message, whatever
+// generation and pod the pods' message names (kube.FailureKey), is the same failure.
+func (f *configFailureNote) key() string { return f.reason + "\x00" + kube.FailureKey(f.msg) }
 
 // configFailure is what the pods report they could not apply at the Connector's current
 // generation: ConfigApplied False, else the entry of failing (a pod of status.pods that could

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -189,7 +190,7 @@ func connectorCondition(conn *ilpv1.Connector, cfg *config.Config, problems []Pr
 	case len(problems) > 0:
 		out, partly := splitProblems(cfg, problems)
 		c.Status, c.Reason = metav1.ConditionFalse, reasonPartial
-		c.Message = fmt.Sprintf("%s runs generation %d with %d accounts", pod, conn.Generation, len(cfg.Accounts))
+		c.Message = fmt.Sprintf("%s runs generation %d with %d accounts", pod, conn.Generation, len(cfg.Accounts)) // runSummary
 		if len(out) > 0 {
 			c.Message += "; left out: " + problemList(out)
 		} else {
@@ -200,7 +201,7 @@ func connectorCondition(conn *ilpv1.Connector, cfg *config.Config, problems []Pr
 		}
 	default:
 		c.Status = metav1.ConditionTrue
-		c.Message = fmt.Sprintf("%s runs generation %d with %d accounts and %d routes", pod, conn.Generation, len(cfg.Accounts), len(cfg.Routes))
+		c.Message = fmt.Sprintf("%s runs generation %d with %d accounts and %d routes", pod, conn.Generation, len(cfg.Accounts), len(cfg.Routes)) // runSummary
 	}
 	if err == nil && len(pending) > 0 {
 		// Not a failure: the operator rolls the pods for a store change, and this one keeps
@@ -324,6 +325,15 @@ func truncate(s string) string {
 	}
 	return s[:maxMessage] + "… (truncated)"
 }
+
+// runSummary matches the start of setConfig's message when the config is in force: which pod
+// runs which generation with how many objects.
+var runSummary = regexp.MustCompile(`^.*? runs generation \d+ with \d+ accounts( and \d+ routes)?`)
+
+// FailureKey is a ConfigApplied message of the pods without what changes with every generation,
+// Account added or pod replaced (runSummary): the operator reports a failure once per key, so
+// that a lasting one is not repeated at every change of the Connector.
+func FailureKey(msg string) string { return runSummary.ReplaceAllString(msg, "") }
 
 func sortedIDs(c *config.Config) []string {
 	ids := make([]string, 0, len(c.Accounts))

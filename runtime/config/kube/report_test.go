@@ -475,3 +475,28 @@ func TestReporterForgetsAccountsNoLongerRun(t *testing.T) {
 		t.Error("the reporter still remembers b's status, which it no longer writes")
 	}
 }
+
+// TestFailureKey: the same objects left out give the same key whatever generation, number of
+// accounts or pod the message names; other objects another key.
+func TestFailureKey(t *testing.T) {
+	problems := []Problem{{kindAccount, "gone", "port"}}
+	msg := func(gen int64, accounts int, pod string, problems []Problem) string {
+		conn := testConnector()
+		conn.Generation = gen
+		cfg := &config.Config{Accounts: map[string]config.Account{}}
+		for i := range accounts {
+			cfg.Accounts[fmt.Sprint("a", i)] = config.Account{}
+		}
+		return connectorCondition(conn, cfg, problems, reasonApplied, nil, nil, pod, true).Message
+	}
+	a, b := msg(3, 1, "alice-0", problems), msg(4, 2, "alice-7c9d-x2", problems)
+	if FailureKey(a) != FailureKey(b) {
+		t.Errorf("keys differ:\n%q\n%q", FailureKey(a), FailureKey(b))
+	}
+	if other := msg(3, 1, "alice-0", []Problem{{kindAccount, "other", "port"}}); FailureKey(other) == FailureKey(a) {
+		t.Errorf("another failure has the same key %q", FailureKey(a))
+	}
+	if FailureKey("pod alice-0: "+a) != FailureKey(a) {
+		t.Error("the key of a status.pods entry's message, named by its pod, differs")
+	}
+}
