@@ -211,8 +211,8 @@ func (r *AccountReconciler) resolveRefs(ctx context.Context, acct *ilpv1.Account
 		}
 		return &refProblem{ReasonEngineNotFound, fmt.Sprintf("SettlementEngine %q does not exist in namespace %s", name, acct.Namespace)}, nil
 	}
-	if eng.Spec.AssetCode != acct.Spec.AssetCode {
-		return &refProblem{ReasonEngineAssetMismatch, fmt.Sprintf("SettlementEngine %q settles %s but the account's asset is %s", name, eng.Spec.AssetCode, acct.Spec.AssetCode)}, nil
+	if why := eng.AssetMismatch(acct.Spec.AssetCode); why != "" {
+		return &refProblem{ReasonEngineAssetMismatch, why}, nil
 	}
 	if l := conn.Spec.Listeners; l == nil || l.Settlement == nil {
 		// The engine runs in its own pods: without the listener it cannot report incoming

@@ -29,8 +29,9 @@ func CacheOptions() cache.Options {
 	for _, o := range ownedKinds() {
 		by[o] = sel
 	}
-	// Connector pods, which carry the label from their template: the Connector reports why
-	// they do not come up and drops the status of pods gone (connector_pods.go).
+	// Connector and SettlementEngine pods, which carry the label from their template: their
+	// owner reports why they do not come up, and a Connector drops the status of pods gone
+	// (connector_pods.go).
 	by[&corev1.Pod{}] = sel
 	// Of the cluster's CRDs, only prometheus-operator's ServiceMonitor one, metadata only.
 	by[serviceMonitorCRDMeta()] = cache.ByObject{Field: fields.OneTermEqualSelector("metadata.name", serviceMonitorCRDName)}

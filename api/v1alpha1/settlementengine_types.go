@@ -103,3 +103,15 @@ func (e *SettlementEngine) WorkloadName() string { return e.Name + "-engine" }
 func (e *SettlementEngine) InClusterURL() string {
 	return fmt.Sprintf("http://%s.%s.svc:%d", e.WorkloadName(), e.Namespace, e.Spec.Port)
 }
+
+// AssetMismatch says why the engine cannot settle an account of assetCode, "" when it can.
+// Only the code must match: every RFC 38 amount carries its scale, and each side converts it
+// to its own (the connector's settler and the engine framework), keeping what is finer than a
+// unit for the next settlement. The operator (SettlementEngineAssetMismatch) and the pods
+// (which then run the account without settlement) apply this one rule.
+func (e *SettlementEngine) AssetMismatch(assetCode string) string {
+	if e.Spec.AssetCode == assetCode {
+		return ""
+	}
+	return fmt.Sprintf("SettlementEngine %q settles %s but the account's asset is %s", e.Name, e.Spec.AssetCode, assetCode)
+}

@@ -314,7 +314,7 @@ func (c *Connector) relink(ctx context.Context, p *plan) {
 func (c *Connector) restart(ctx context.Context, na *account, cfg *config.Config) {
 	err := c.startLink(ctx, na, reloadConnectWait(cfg))
 	if err != nil {
-		c.log.Error("reconnecting account failed; it stays unreachable until the next config change", "account", na.id, "error", err)
+		c.log.Error("reconnecting account failed; it stays unreachable until a config changes or removes it", "account", na.id, "error", err)
 	}
 	c.downMu.Lock()
 	defer c.downMu.Unlock()

@@ -29,17 +29,18 @@ type Inputs struct {
 	// spec.settlementEngineRef.
 	SettlementEngines []ilpv1.SettlementEngine
 	// Secret returns one key of a Secret of the Connector's namespace. The error says what is
-	// missing; ErrSecretUnavailable wrapped in it means "try again later".
+	// missing, with ErrSecretUnavailable wrapped in it when a later read may succeed.
 	Secret func(name, key string) ([]byte, error)
-	// Previous is the config running now, if any: an Account whose Secret cannot be read for a
-	// passing reason (ErrSecretUnavailable) keeps its running settings instead of being removed.
+	// Previous is the config running now, if any: a running Account whose Secret cannot be read
+	// now, for whatever reason, keeps its running settings instead of being removed.
 	Previous *config.Config
 	// ListenHost is the interface the BTP and ILP-over-HTTP servers bind: "" for every
 	// interface (in a pod), 127.0.0.1 in tests.
 	ListenHost string
 }
 
-// Problem is one Account or Route left out of the config, with the reason.
+// Problem is one Account or Route left out of the config, or an Account kept in it with a
+// problem (its previous version, or without settlement: the config holds it), with the reason.
 type Problem struct {
 	Kind    string // "Account" or "Route"
 	Name    string
@@ -80,7 +81,7 @@ func Build(in Inputs) (*config.Config, []Problem, error) {
 		byName[a.Name] = a
 		ac, p, ok := accountEntry(a, in, reserved)
 		if p != "" {
-			problems = append(problems, Problem{"Account", a.Name, p})
+			problems = append(problems, Problem{kindAccount, a.Name, p})
 		}
 		if ok {
 			cfg.Accounts[a.Name] = ac
@@ -100,12 +101,12 @@ func Build(in Inputs) (*config.Config, []Problem, error) {
 			return nil, problems, fmt.Errorf("invalid Connector %s: %s", conn.Name, connectorErrors(verr, global))
 		}
 		for id, msg := range bad {
-			problems = append(problems, Problem{"Account", id, msg})
+			problems = append(problems, Problem{kindAccount, id, msg})
 			delete(cfg.Accounts, id)
 			cfg.AccountOrder = slices.DeleteFunc(cfg.AccountOrder, func(s string) bool { return s == id })
 		}
 		for name, msg := range badRoutes {
-			problems = append(problems, Problem{"Route", name, msg})
+			problems = append(problems, Problem{kindRoute, name, msg})
 			routes = slices.DeleteFunc(routes, func(r ilpv1.Route) bool { return r.Name == name })
 		}
 	}
@@ -160,8 +161,7 @@ func reservedPort(a *ilpv1.Account, reserved map[int32]string) error {
 // source applies. An Account whose engine settles another asset runs without settlement too,
 // and the problem says so: that engine would pay the Account's amounts in its own asset (USD
 // units paid as EUR), while the balance is raised as if they were paid. The test is the
-// operator's (SettlementEngineAssetMismatch, engineSettles), so the pods and the Account's
-// status agree.
+// operator's (SettlementEngine.AssetMismatch), so the pods and the Account's status agree.
 func settlementEngine(a *ilpv1.Account, engines []ilpv1.SettlementEngine) (*config.SettlementEngine, string) {
 	if a.Spec.SettlementEngineRef == "" {
 		return nil, ""
@@ -171,9 +171,8 @@ func settlementEngine(a *ilpv1.Account, engines []ilpv1.SettlementEngine) (*conf
 		if e.Name != a.Spec.SettlementEngineRef {
 			continue
 		}
-		if !engineSettles(e, a) {
-			return nil, fmt.Sprintf("settlementEngineRef: SettlementEngine %q settles %s but the account's asset is %s; the account runs without settlement",
-				e.Name, e.Spec.AssetCode, a.Spec.AssetCode)
+		if why := e.AssetMismatch(a.Spec.AssetCode); why != "" {
+			return nil, "settlementEngineRef: " + why + "; the account runs without settlement"
 		}
 		se := &config.SettlementEngine{URL: e.InClusterURL()}
 		if a.Spec.SettleEvery != nil {
@@ -182,15 +181,6 @@ func settlementEngine(a *ilpv1.Account, engines []ilpv1.SettlementEngine) (*conf
 		return se, ""
 	}
 	return nil, ""
-}
-
-// engineSettles reports whether engine may settle the Account: the same asset code. The asset
-// scales may differ: every RFC 38 amount carries its scale, and each side converts it to its
-// own (runtime/settlement.ToScale on the connector's side, the engine framework on the
-// engine's), keeping what is finer than a unit for the next settlement. This is the test of
-// the operator's Account controller (controllers/account_controller.go, resolveRefs).
-func engineSettles(engine *ilpv1.SettlementEngine, a *ilpv1.Account) bool {
-	return engine.Spec.AssetCode == a.Spec.AssetCode
 }
 
 func previousAccount(prev *config.Config, id string) (config.Account, bool) {
@@ -572,7 +562,7 @@ func routeConfig(cfg *config.Config, routes []ilpv1.Route, problems []Problem) (
 	}
 	add := func(name, msg string) {
 		if !known[name] {
-			problems = append(problems, Problem{"Route", name, msg})
+			problems = append(problems, Problem{kindRoute, name, msg})
 			known[name] = true
 		}
 	}

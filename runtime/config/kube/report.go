@@ -217,13 +217,23 @@ func connectorCondition(conn *ilpv1.Connector, cfg *config.Config, problems []Pr
 // that cfg holds all the same (Build: their previous version kept, or run without settlement).
 func splitProblems(cfg *config.Config, problems []Problem) (out, partly []Problem) {
 	for _, p := range problems {
-		if _, ok := cfg.Accounts[p.Name]; ok && p.Kind == kindAccount {
+		if keptWithProblem(cfg, p) {
 			partly = append(partly, p)
 		} else {
 			out = append(out, p)
 		}
 	}
 	return out, partly
+}
+
+// keptWithProblem reports whether p is about an Account that cfg (nil: none built) holds all
+// the same: its previous version, or without settlement.
+func keptWithProblem(cfg *config.Config, p Problem) bool {
+	if cfg == nil || p.Kind != kindAccount {
+		return false
+	}
+	_, ok := cfg.Accounts[p.Name]
+	return ok
 }
 
 // problemsByName joins the messages of the problems of one kind by object name.

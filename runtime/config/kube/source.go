@@ -566,8 +566,8 @@ func (s *Source) keepStore(cfg *config.Config) (*config.Config, []string) {
 }
 
 // linkFailure is an Account left out because its link could not start (its port is taken, or
-// below 1024 for a pod that does not run as root). It is tried again at retryAt, or at once
-// when the Account changes.
+// one the pod may not bind). It is tried again at retryAt, at once when the Account changes,
+// and after an apply that closed or moved other links (buildAndApply).
 type linkFailure struct {
 	uid        types.UID
 	generation int64
@@ -594,7 +594,7 @@ func (s *Source) withoutFailedLinks(connector string, accounts []ilpv1.Account, 
 			case f.uid != a.UID || f.generation != a.Generation:
 				delete(s.linkFailed, a.Name) // changed, perhaps fixed: tried at once
 			case now.Before(f.retryAt):
-				left = append(left, Problem{"Account", a.Name, f.msg})
+				left = append(left, Problem{kindAccount, a.Name, f.msg})
 				continue
 			default:
 				// Due: tried again. The next try is RetryRefused away whatever this one meets
@@ -698,9 +698,7 @@ func (s *Source) logLeftOut(cfg *config.Config, problems []Problem) {
 	inForce := map[string]bool{}
 	for _, p := range problems {
 		key := p.Kind + " " + p.Name
-		if cfg != nil && p.Kind == "Account" {
-			_, inForce[key] = cfg.Accounts[p.Name] // kept with a problem (its previous version, no settlement)
-		}
+		inForce[key] = keptWithProblem(cfg, p)
 		if now[key] != "" {
 			now[key] += "; " + p.Message
 			continue
