@@ -61,7 +61,7 @@ func (r *AccountReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	}
 	if problem == nil {
 		setCondition(&acct, st, ilpv1.ConditionReferencesResolved, true, ReasonResolved, "Connector "+acct.Spec.ConnectorRef+" and every Secret and SettlementEngine the account names exist")
-		switch c := leftOut(&acct); {
+		switch c := podsProblem(&acct); {
 		case c != nil && c.Reason == kube.ReasonNotFullyApplied:
 			setCondition(&acct, st, ilpv1.ConditionReady, false, ReasonConfigNotFullyApplied, c.Message)
 		case c != nil:
@@ -110,7 +110,7 @@ func notRunning(acct *ilpv1.Account, conn *ilpv1.Connector) bool {
 	if conn == nil || podsGone(conn) {
 		return true
 	}
-	c := leftOut(acct)
+	c := podsProblem(acct)
 	return c != nil && c.Reason != kube.ReasonNotFullyApplied
 }
 
@@ -163,9 +163,10 @@ func (r *AccountReconciler) warnReplicas(orig, acct *ilpv1.Account, conn *ilpv1.
 // its previous version, its Secret unreadable to them, or without settlement.
 const ReasonConfigNotFullyApplied = "ConfigNotFullyApplied"
 
-// leftOut returns the pods' ConfigApplied condition when it says that they leave the current
-// generation of the Account out of their configuration, or do not run it in full, else nil.
-func leftOut(acct *ilpv1.Account) *metav1.Condition {
+// podsProblem returns the pods' ConfigApplied condition when it says that they leave the
+// current generation of the Account out of their configuration, or do not run it in full
+// (its Reason tells which), else nil.
+func podsProblem(acct *ilpv1.Account) *metav1.Condition {
 	return podsFalse(acct, acct.Status.Conditions)
 }
 

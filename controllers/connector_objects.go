@@ -28,6 +28,7 @@ const (
 	containerName        = "connector"
 	dataVolume           = "data"
 	componentConnector   = "connector"
+	componentEngine      = "settlement-engine"
 	labelComponent       = "app.kubernetes.io/component"
 	labelService         = "ilp.ilpfleet.dev/service"
 )

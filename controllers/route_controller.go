@@ -62,8 +62,8 @@ func (r *RouteReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 	// With optimistic locking: the merge patch replaces the whole conditions list, and the
 	// pods write their ConfigApplied into it.
-	if res, err := patchStatus(ctx, r.Client, &route, orig); err != nil || !res.IsZero() {
-		return res, err
+	if result, err := patchStatus(ctx, r.Client, &route, orig); err != nil || !result.IsZero() {
+		return result, err
 	}
 	if was, again := resolvedAgain(before.Conditions, route.Status.Conditions); again && r.Recorder != nil {
 		r.Recorder.Eventf(&route, nil, corev1.EventTypeNormal, ReasonResolved, "Resolve", "%s now; before: %s: %s", res.msg, was.Reason, was.Message)

@@ -34,7 +34,7 @@ type SettlementEngineReconciler struct {
 // +kubebuilder:rbac:groups=ilp.ilpfleet.dev,resources=settlementengines/status,verbs=get;update;patch
 
 func engineSelector(e *ilpv1.SettlementEngine) map[string]string {
-	return map[string]string{labelComponent: "settlement-engine", ilpv1.LabelSettlementEngine: e.Name}
+	return map[string]string{labelComponent: componentEngine, ilpv1.LabelSettlementEngine: e.Name}
 }
 
 func engineLabels(e *ilpv1.SettlementEngine) map[string]string {
@@ -115,7 +115,7 @@ func (r *SettlementEngineReconciler) apply(ctx context.Context, eng *ilpv1.Settl
 // engineOfPod maps a settlement engine's pod to its SettlementEngine.
 func engineOfPod(_ context.Context, o client.Object) []reconcile.Request {
 	l := o.GetLabels()
-	if l[labelComponent] != "settlement-engine" || l[ilpv1.LabelSettlementEngine] == "" {
+	if l[labelComponent] != componentEngine || l[ilpv1.LabelSettlementEngine] == "" {
 		return nil
 	}
 	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: l[ilpv1.LabelSettlementEngine]}}}
