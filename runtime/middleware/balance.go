@@ -24,10 +24,12 @@ const (
 // not fulfilled. Without balance settings the middleware is absent, as in JS.
 func (b *builder) balanceIn() func(ilp.Handler) ilp.Handler {
 	if b.acct.Balance == nil {
-		b.env.Log.Warn("no balance settings: this account's balance is not tracked and it can spend without limit")
+		if b.st.once(&b.st.warnedUnbounded) {
+			b.env.Log.Warn("no balance settings: this account's balance is not tracked and it can spend without limit")
+		}
 		return nil
 	}
-	if b.acct.Balance.SettleThreshold != nil && b.acct.SettlementEngine == nil {
+	if b.acct.Balance.SettleThreshold != nil && b.acct.SettlementEngine == nil && b.st.once(&b.st.warnedThreshold) {
 		// The JS connector "settles" through plugins whose sendMoney moves nothing
 		// (ilp-plugin-btp, mini-accounts) by resetting the balance as if it had paid; ilpfleet
 		// books only what an engine settles, so a JS user switching must hear the reset is gone.

@@ -352,3 +352,27 @@ type incomparableCtx struct {
 // wrappedCtx is comparable as a type, but its comparison panics when it holds an
 // incomparableCtx.
 type wrappedCtx struct{ context.Context }
+
+// TestConfigWarningsOncePerAccount: the warnings about an account's balance settings are given
+// once for the account, not at every build of its pipeline (each reload, each reconnect).
+func TestConfigWarningsOncePerAccount(t *testing.T) {
+	for _, tc := range []struct {
+		name, warning string
+		acct          config.Account
+	}{
+		{"no balance", "no balance settings", config.Account{}},
+		{"threshold without engine", "settleThreshold has no effect", config.Account{Balance: &config.Balance{SettleThreshold: i64(-500)}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs strings.Builder
+			env := newTestEnv(t)
+			env.Log = slog.New(slog.NewTextHandler(&logs, nil))
+			for range 3 {
+				mustBuild(t, env.Env, "a", tc.acct, nil)
+			}
+			if n := strings.Count(logs.String(), tc.warning); n != 1 {
+				t.Errorf("warned %d times in 3 builds, want once; logs:\n%s", n, logs.String())
+			}
+		})
+	}
+}

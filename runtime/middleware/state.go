@@ -25,6 +25,18 @@ type accountState struct {
 	rateLimit     *bucket
 	throughputIn  *bucket
 	throughputOut *bucket
+	// Warnings about the account's config given once for its life, not at every build of its
+	// pipeline (each config change, each reconnect).
+	warnedUnbounded, warnedThreshold bool
+}
+
+// once reports whether the warning *flag guards has not been given yet, and marks it given.
+func (a *accountState) once(flag *bool) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	first := !*flag
+	*flag = true
+	return first
 }
 
 func (s *State) account(id string) *accountState {
