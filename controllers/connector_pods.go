@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+	"github.com/ilpfleet/ilpfleet/internal/textcut"
 )
 
 // stuckReasons are the waiting reasons of a container that say why a pod does not come up and
@@ -78,7 +79,7 @@ func quoted(reason, msg string) string {
 		return reason
 	}
 	if len(msg) > maxCause {
-		msg = msg[:maxCause] + "…"
+		msg = textcut.Prefix(msg, maxCause) + "…"
 	}
 	return reason + ": " + msg
 }

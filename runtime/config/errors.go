@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/ilpfleet/ilpfleet/internal/textcut"
 )
 
 // FieldError is one problem with one setting. Every source and Validate report problems as
@@ -182,7 +184,7 @@ func quote(s string) string {
 	s = redactURL(s)
 	const max = 64
 	if len(s) > max {
-		return fmt.Sprintf("%q…", s[:max])
+		return fmt.Sprintf("%q…", textcut.Prefix(s, max))
 	}
 	return fmt.Sprintf("%q", s)
 }

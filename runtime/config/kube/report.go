@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+	"github.com/ilpfleet/ilpfleet/internal/textcut"
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 )
 
@@ -333,7 +334,7 @@ func truncate(s string) string {
 	if len(s) <= maxMessage {
 		return s
 	}
-	return s[:maxMessage] + "… (truncated)"
+	return textcut.Prefix(s, maxMessage) + "… (truncated)"
 }
 
 // runSummary matches the start of setConfig's message when the config is in force: which pod
