@@ -337,8 +337,8 @@ func truncate(s string) string {
 	return textcut.Prefix(s, maxMessage) + "… (truncated)"
 }
 
-// runSummary matches the start of setConfig's message when the config is in force: which pod
-// runs which generation with how many objects.
+// runSummary matches the start of connectorCondition's message when the config is in force:
+// which pod runs which generation with how many objects.
 var runSummary = regexp.MustCompile(`^.*? runs generation \d+ with \d+ accounts( and \d+ routes)?`)
 
 // FailureKey is a ConfigApplied message of the pods without what changes with every generation,
