@@ -197,8 +197,9 @@ func (c *Client) run() {
 	defer c.core.wg.Done()
 	for attempt := 0; ; attempt++ { // ends when the core's context does
 		cn, err := c.connect(c.core.ctx)
+		var up time.Time
 		if err == nil {
-			attempt = 0
+			up = c.now()
 			c.cur.Store(cn)              // before report: Start's caller may Send at once
 			if c.core.ctx.Err() != nil { // Close ran between connect and Store
 				cn.close(errors.New("link closed"), 0, "")
@@ -211,6 +212,12 @@ func (c *Client) run() {
 			c.logConnected()
 			err = cn.serve()
 			c.cur.CompareAndSwap(cn, nil)
+			if c.now().Sub(up) >= stableConnection {
+				attempt = 0 // a connection that held: reconnect at once
+			}
+			// Else lost as soon as made — a peer that drops us, or another client with our
+			// credentials replacing us and being replaced in turn: the waits grow as after
+			// failed attempts instead of a reconnect every 100 ms.
 		}
 		if c.core.ctx.Err() != nil {
 			return
@@ -222,6 +229,9 @@ func (c *Client) run() {
 		}
 	}
 }
+
+// stableConnection is how long a connection must have held for its loss to reset the backoff.
+const stableConnection = 10 * time.Second
 
 // retryLogEvery is how often the reconnect loop logs that a peer is still unreachable.
 const retryLogEvery = 5 * time.Minute

@@ -1,6 +1,7 @@
 package btp
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
@@ -83,4 +84,38 @@ func TestReplacedConnectionWarns(t *testing.T) {
 		t.Errorf("warning %v; want the two clients' distinct addresses", warns[0])
 	}
 
+}
+
+// TestReplacedClientBacksOff: two clients with one listener's credentials replace each other;
+// a connection lost as soon as made does not reset the backoff, so the waits grow instead of
+// a reconnect every 100 ms (two log lines each, and the routes withdrawn each time).
+func TestReplacedClientBacksOff(t *testing.T) {
+	srv := startServer(t, 0, echo, nil)
+	a := newClient(t, serverURL(srv, "", "s3cret"), func(o *ClientOptions) { o.ReconnectInterval = 0 }) // the default backoff
+	const rounds = 6
+	var waits []time.Duration
+	done := make(chan struct{})
+	a.sleep = func(_ context.Context, d time.Duration) bool { // run's goroutine only
+		waits = append(waits, d)
+		if len(waits) == rounds {
+			close(done)
+			return false // ends run
+		}
+		return true // reconnect at once: the other client is replaced, and replaces a again
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.Start(ctx, echo); err != nil {
+		t.Fatal(err)
+	}
+	startClient(t, serverURL(srv, "", "s3cret"), echo, nil) // the other one: real waits
+	select {
+	case <-done:
+	case <-time.After(time.Minute): // bounds a hung test; no speed is measured
+		t.Fatalf("only %d reconnects of the replaced client", len(waits))
+	}
+	a.core.wg.Wait() // run has returned: waits is ours
+	if last := waits[len(waits)-1]; last < time.Second {
+		t.Errorf("waits %v: the backoff did not grow for connections lost as soon as made", waits)
+	}
 }
