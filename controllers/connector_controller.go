@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -223,7 +224,11 @@ func configFailure(conn *ilpv1.Connector, failing *ilpv1.ConnectorPodStatus) *co
 		return &configFailureNote{cmp.Or(c.Reason, ReasonConfigNotApplied), c.Message}
 	}
 	if failing != nil {
-		return &configFailureNote{cmp.Or(failing.Reason, ReasonConfigNotApplied), fmt.Sprintf("pod %s: %s", failing.Name, failing.Message)}
+		msg := failing.Message
+		if !strings.HasPrefix(msg, failing.Name+" ") { // the pods' own messages start with their name
+			msg = fmt.Sprintf("pod %s: %s", failing.Name, msg)
+		}
+		return &configFailureNote{cmp.Or(failing.Reason, ReasonConfigNotApplied), msg}
 	}
 	return nil
 }

@@ -418,3 +418,19 @@ func TestCountColumnsShowZero(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigFailureNamesThePodOnce: a failing pod's entry is quoted with its name in front —
+// once: the pods' own messages already start with it.
+func TestConfigFailureNamesThePodOnce(t *testing.T) {
+	conn := sampleConnector("ns")
+	for _, tc := range []struct{ msg, want string }{
+		{"alice-1 has not started: bind", "alice-1 has not started: bind"},
+		{"bind: permission denied", "pod alice-1: bind: permission denied"},
+		{"alice-10 failed", "pod alice-1: alice-10 failed"}, // another pod's name, not its own
+	} {
+		f := configFailure(conn, &ilpv1.ConnectorPodStatus{Name: "alice-1", Reason: "ApplyFailed", Message: tc.msg})
+		if f == nil || f.msg != tc.want {
+			t.Errorf("configFailure of %q = %+v, want message %q", tc.msg, f, tc.want)
+		}
+	}
+}

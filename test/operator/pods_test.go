@@ -126,7 +126,7 @@ func TestPerPodStatus(t *testing.T) {
 	})
 	ready(t, ns, "c", metav1.ConditionFalse, "ConfigNotApplied")
 	c, _, _ = podEntries(ns, "c")
-	if r := meta.FindStatusCondition(c.Status.Conditions, ilpv1.ConditionReady); !strings.Contains(r.Message, "pod c-pod-1: ") {
+	if r := meta.FindStatusCondition(c.Status.Conditions, ilpv1.ConditionReady); !strings.HasPrefix(r.Message, "c-pod-1 has not started: ") {
 		t.Errorf("Ready message %q does not name the failing pod", r.Message)
 	}
 	if a := meta.FindStatusCondition(c.Status.Conditions, ilpv1.ConditionConfigApplied); a.Status != metav1.ConditionTrue {
