@@ -177,34 +177,12 @@ func jsonLogger(buf *testlog.Buffer) *slog.Logger {
 }
 
 func TestIgnoredOptionsWarnOnceAtBuild(t *testing.T) {
-	var buf testlog.Buffer
-	for _, plugin := range []string{PluginBTP, PluginMiniAccounts} {
-		raw := `{"server":"btp+ws://a:b@peer","reconnectInterval":5,"reconnectIntervals":[1]}`
+	got := buildWarnings(t, func(plugin string) string {
 		if plugin == PluginMiniAccounts {
-			raw = `{"currencyScale":9,"debugHostIldcpInfo":{}}`
+			return `{"currencyScale":9,"debugHostIldcpInfo":{}}`
 		}
-		opts, err := ParseOptions(plugin, json.RawMessage(raw))
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch o := opts.(type) {
-		case *ClientOptions:
-			o.Common.Logger = jsonLogger(&buf)
-		case *ChildServerOptions:
-			o.Common.Logger = jsonLogger(&buf)
-			o.AccountAddress = func() ilp.Address { return "test.a" }
-		}
-		if _, err := New(opts); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var got []string
-	for _, r := range logRecords(t, &buf) {
-		if r["level"] != "WARN" || r["account"] != "alice" || r["why"] == "" {
-			t.Errorf("record %v; want a WARN naming the account and why", r)
-		}
-		got = append(got, r["plugin"].(string)+" "+r["option"].(string))
-	}
+		return `{"server":"btp+ws://a:b@peer","reconnectInterval":5,"reconnectIntervals":[1]}`
+	})
 	want := []string{"ilp-plugin-btp reconnectInterval", "ilp-plugin-mini-accounts currencyScale", "ilp-plugin-mini-accounts debugHostIldcpInfo"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("warned about %q; want %q", got, want)
@@ -269,4 +247,38 @@ func TestUnreachablePeerLoggedSparingly(t *testing.T) {
 	if want := []float64{1, 5}; !reflect.DeepEqual(attempts, want) {
 		t.Errorf("logged at failed attempts %v; want %v (the first, then after retryLogEvery)", attempts, want)
 	}
+}
+
+// buildWarnings builds a link of each plugin (btp, then mini-accounts) from the options JSON
+// that optionsJSON gives, logging as account alice, and returns the WARNs of options without
+// effect as "plugin option", checking that each names the account and why.
+func buildWarnings(t *testing.T, optionsJSON func(plugin string) string) []string {
+	t.Helper()
+	var buf testlog.Buffer
+	for _, plugin := range []string{PluginBTP, PluginMiniAccounts} {
+		opts, err := ParseOptions(plugin, json.RawMessage(optionsJSON(plugin)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch o := opts.(type) {
+		case *ClientOptions:
+			o.Common.Logger = jsonLogger(&buf)
+		case *PeerServerOptions:
+			o.Common.Logger = jsonLogger(&buf)
+		case *ChildServerOptions:
+			o.Common.Logger = jsonLogger(&buf)
+			o.AccountAddress = func() ilp.Address { return "test.a" }
+		}
+		if _, err := New(opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for _, r := range logRecords(t, &buf) {
+		if r["level"] != "WARN" || r["account"] != "alice" || r["why"] == "" {
+			t.Errorf("record %v; want a WARN naming the account and why", r)
+		}
+		got = append(got, r["plugin"].(string)+" "+r["option"].(string))
+	}
+	return got
 }

@@ -15,7 +15,6 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/ilpfleet/ilpfleet/internal/testlog"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 )
 
@@ -144,30 +143,9 @@ func TestParseWsServerOptions(t *testing.T) {
 // TestWsOptionsWarnOnceAtBuild: building the link logs each option that has no effect once,
 // at WARN, with the account — the listener too, which had no such option before.
 func TestWsOptionsWarnOnceAtBuild(t *testing.T) {
-	var buf testlog.Buffer
-	for _, plugin := range []string{PluginBTP, PluginMiniAccounts} {
-		opts, err := ParseOptions(plugin, json.RawMessage(wsOptsJSON(plugin, `,"backlog":5,"perMessageDeflate":true,"clientTracking":false`)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch o := opts.(type) {
-		case *PeerServerOptions:
-			o.Common.Logger = jsonLogger(&buf)
-		case *ChildServerOptions:
-			o.Common.Logger = jsonLogger(&buf)
-			o.AccountAddress = func() ilp.Address { return "test.a" }
-		}
-		if _, err := New(opts); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var got []string
-	for _, r := range logRecords(t, &buf) {
-		if r["level"] != "WARN" || r["account"] != "alice" || r["why"] == "" {
-			t.Errorf("record %v; want a WARN naming the account and why", r)
-		}
-		got = append(got, r["plugin"].(string)+" "+r["option"].(string))
-	}
+	got := buildWarnings(t, func(plugin string) string {
+		return wsOptsJSON(plugin, `,"backlog":5,"perMessageDeflate":true,"clientTracking":false`)
+	})
 	want := []string{
 		"ilp-plugin-btp listener.wsOpts.perMessageDeflate", "ilp-plugin-btp listener.wsOpts.backlog",
 		"ilp-plugin-mini-accounts wsOpts.perMessageDeflate", "ilp-plugin-mini-accounts wsOpts.backlog",
