@@ -3,6 +3,7 @@ package operator
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -16,12 +17,21 @@ import (
 // accountConditions waits until the Account's ConfigApplied and Ready pass check.
 func accountConditions(t *testing.T, ns, name string, check func(a *ilpv1.Account, applied, ready *metav1.Condition) error) {
 	t.Helper()
-	eventually(t, "conditions of Account "+name, func() error {
-		var a ilpv1.Account
-		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &a); err != nil {
+	objectConditions(t, ns, name, &ilpv1.Account{}, func(a *ilpv1.Account) []metav1.Condition { return a.Status.Conditions }, check)
+}
+
+// objectConditions waits until the ConfigApplied and Ready of the object name, read into obj
+// (conds finds its conditions), pass check.
+func objectConditions[T client.Object](t *testing.T, ns, name string, obj T, conds func(T) []metav1.Condition,
+	check func(obj T, applied, ready *metav1.Condition) error) {
+	t.Helper()
+	kind := reflect.TypeOf(obj).Elem().Name()
+	eventually(t, "conditions of "+kind+" "+name, func() error {
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, obj); err != nil {
 			return err
 		}
-		return check(&a, meta.FindStatusCondition(a.Status.Conditions, ilpv1.ConditionConfigApplied), meta.FindStatusCondition(a.Status.Conditions, ilpv1.ConditionReady))
+		c := conds(obj)
+		return check(obj, meta.FindStatusCondition(c, ilpv1.ConditionConfigApplied), meta.FindStatusCondition(c, ilpv1.ConditionReady))
 	})
 }
 

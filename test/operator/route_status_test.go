@@ -16,13 +16,7 @@ import (
 // routeConditions waits until the Route's ConfigApplied and Ready pass check.
 func routeConditions(t *testing.T, ns, name string, check func(r *ilpv1.Route, applied, ready *metav1.Condition) error) {
 	t.Helper()
-	eventually(t, "conditions of Route "+name, func() error {
-		var r ilpv1.Route
-		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &r); err != nil {
-			return err
-		}
-		return check(&r, meta.FindStatusCondition(r.Status.Conditions, ilpv1.ConditionConfigApplied), meta.FindStatusCondition(r.Status.Conditions, ilpv1.ConditionReady))
-	})
+	objectConditions(t, ns, name, &ilpv1.Route{}, func(r *ilpv1.Route) []metav1.Condition { return r.Status.Conditions }, check)
 }
 
 // TestRouteLeftOutIsNotReady: of two Routes with one prefix the pods run the older and leave the
