@@ -120,12 +120,7 @@ func TestLowPortAccountSetsTheSysctl(t *testing.T) {
 // the same template (kubectl delete pod) leaves Progressing False, not True with the reason of
 // that old roll.
 func TestPodReplacedIsNoRoll(t *testing.T) {
-	ns := namespace(t)
-	conn := sampleConnector(ns)
-	mustCreate(t, conn)
-	waitProgressingStarted(t, conn)
-	markAvailable(t, ns, "alice", false)
-	waitCondition(t, conn, ilpv1.ConditionProgressing, metav1.ConditionFalse, ReasonRolloutComplete)
+	ns, conn := rolledOutConnector(t)
 	update(t, conn, func(c *ilpv1.Connector) { c.Spec.Image = "example/ilpfleet:2" })
 	waitCondition(t, conn, ilpv1.ConditionProgressing, metav1.ConditionTrue, "ImageChanged")
 	markAvailable(t, ns, "alice", false)
@@ -178,11 +173,7 @@ func mustJSON(t *testing.T, v any) string {
 // TestConfigNotAppliedEvent: a configuration the pods refuse is reported in a Warning Event
 // with the pods' reason and message, not only in status.
 func TestConfigNotAppliedEvent(t *testing.T) {
-	ns := namespace(t)
-	conn := sampleConnector(ns)
-	mustCreate(t, conn)
-	waitProgressingStarted(t, conn)
-	markAvailable(t, ns, "alice", false)
+	ns, conn := rolledOutConnector(t)
 	waitCondition(t, conn, ilpv1.ConditionReady, metav1.ConditionTrue, ReasonAvailable)
 	msg := "alice-1 keeps its previous configuration: link web: listen tcp :80: bind: permission denied"
 	applyConnectorConfigApplied(t, conn, metav1.ConditionFalse, "ApplyFailed", msg)
@@ -433,4 +424,17 @@ func TestConfigFailureNamesThePodOnce(t *testing.T) {
 			t.Errorf("configFailure of %q = %+v, want message %q", tc.msg, f, tc.want)
 		}
 	}
+}
+
+// rolledOutConnector creates the sample Connector in a new namespace and plays its first roll
+// out to the end: its Deployment available, Progressing False (RolloutComplete).
+func rolledOutConnector(t *testing.T) (string, *ilpv1.Connector) {
+	t.Helper()
+	ns := namespace(t)
+	conn := sampleConnector(ns)
+	mustCreate(t, conn)
+	waitProgressingStarted(t, conn)
+	markAvailable(t, ns, "alice", false)
+	waitCondition(t, conn, ilpv1.ConditionProgressing, metav1.ConditionFalse, ReasonRolloutComplete)
+	return ns, conn
 }

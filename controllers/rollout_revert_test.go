@@ -18,12 +18,7 @@ import (
 // template of status.rolledOutTemplate while pods of the abandoned template still run:
 // Progressing must stay True until the roll back is done.
 func TestRevertMidRollIsStillARoll(t *testing.T) {
-	ns := namespace(t)
-	conn := sampleConnector(ns)
-	mustCreate(t, conn)
-	waitProgressingStarted(t, conn)
-	markAvailable(t, ns, "alice", false)
-	waitCondition(t, conn, ilpv1.ConditionProgressing, metav1.ConditionFalse, ReasonRolloutComplete)
+	ns, conn := rolledOutConnector(t)
 	orig := get(t, ns, "alice", conn).Spec.Image
 
 	update(t, conn, func(c *ilpv1.Connector) { c.Spec.Image = "example/ilpfleet:broken" })
