@@ -20,6 +20,18 @@ func accountConditions(t *testing.T, ns, name string, check func(a *ilpv1.Accoun
 	objectConditions(t, ns, name, &ilpv1.Account{}, func(a *ilpv1.Account) []metav1.Condition { return a.Status.Conditions }, check)
 }
 
+// runsCurrent checks an object the pods run at its current generation gen: ConfigApplied True
+// (Applied) and Ready True, both at gen.
+func runsCurrent(gen int64, applied, ready *metav1.Condition) error {
+	switch {
+	case applied == nil || applied.Status != metav1.ConditionTrue || applied.Reason != "Applied" || applied.ObservedGeneration != gen:
+		return fmt.Errorf("ConfigApplied = %+v, want True Applied at generation %d", applied, gen)
+	case ready == nil || ready.Status != metav1.ConditionTrue || ready.ObservedGeneration != gen:
+		return fmt.Errorf("Ready = %+v, want True", ready)
+	}
+	return nil
+}
+
 // objectConditions waits until the ConfigApplied and Ready of the object name, read into obj
 // (conds finds its conditions), pass check.
 func objectConditions[T client.Object](t *testing.T, ns, name string, obj T, conds func(T) []metav1.Condition,
@@ -80,13 +92,7 @@ func TestAccountLeftOutIsNotReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	accountConditions(t, ns, "second", func(a *ilpv1.Account, applied, ready *metav1.Condition) error {
-		switch {
-		case applied == nil || applied.Status != metav1.ConditionTrue || applied.Reason != "Applied" || applied.ObservedGeneration != a.Generation:
-			return fmt.Errorf("ConfigApplied = %+v, want True Applied at generation %d", applied, a.Generation)
-		case ready == nil || ready.Status != metav1.ConditionTrue || ready.ObservedGeneration != a.Generation:
-			return fmt.Errorf("Ready = %+v, want True", ready)
-		}
-		return nil
+		return runsCurrent(a.Generation, applied, ready)
 	})
 	configApplied(t, ns, "a", isTrue)
 

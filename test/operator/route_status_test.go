@@ -54,13 +54,7 @@ func TestRouteLeftOutIsNotReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	routeConditions(t, ns, "young", func(r *ilpv1.Route, applied, ready *metav1.Condition) error {
-		switch {
-		case applied == nil || applied.Status != metav1.ConditionTrue || applied.Reason != "Applied" || applied.ObservedGeneration != r.Generation:
-			return fmt.Errorf("ConfigApplied = %+v, want True Applied at generation %d", applied, r.Generation)
-		case ready == nil || ready.Status != metav1.ConditionTrue || ready.ObservedGeneration != r.Generation:
-			return fmt.Errorf("Ready = %+v, want True", ready)
-		}
-		return nil
+		return runsCurrent(r.Generation, applied, ready)
 	})
 	configApplied(t, ns, "a", isTrue)
 	var old ilpv1.Route
