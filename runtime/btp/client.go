@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -237,9 +239,10 @@ const stableConnection = 10 * time.Second
 const retryLogEvery = 5 * time.Minute
 
 // logRetry logs why the reconnect loop waits: a lost connection every time (it was up), a
-// failed attempt the first time in a row and then once every retryLogEvery with the count —
-// an unreachable peer, retried every few seconds, wrote a line per attempt for as long as it
-// stayed down.
+// failed attempt the first time in a row, again when the failure changes (a peer that came up
+// but now refuses our credentials must be seen at once), and otherwise once every
+// retryLogEvery with the count — an unreachable peer, retried every few seconds, wrote a line
+// per attempt for as long as it stayed down.
 func (c *Client) logRetry(wasUp bool, err error, wait time.Duration) {
 	server := redact(c.opts.Server)
 	if wasUp {
@@ -247,11 +250,27 @@ func (c *Client) logRetry(wasUp bool, err error, wait time.Duration) {
 		return
 	}
 	c.failed++
-	if ok, _ := c.retryLog.Pass("cannot connect", c.now()); !ok {
+	if ok, _ := c.retryLog.Pass(failureKind(err), c.now()); !ok {
 		return
 	}
-	c.core.Logger.Warn("btp: cannot connect to peer, retrying (logged again every "+retryLogEvery.String()+" while it fails)",
+	c.core.Logger.Warn("btp: cannot connect to peer, retrying (logged again when the failure changes, else every "+retryLogEvery.String()+")",
 		"server", server, "error", err, "in", wait, "failedAttempts", c.failed)
+}
+
+// failureKind is what makes two failed attempts the same failure for the log. Every network
+// failure (refused, reset, closed during the handshake, timed out — one peer down can give
+// any of these, attempt after attempt) is one kind; other failures, such as the peer's
+// refusal of our credentials or a handshake it answers with an HTTP error, are told apart by
+// their innermost error's text.
+func failureKind(err error) string {
+	var op *net.OpError
+	if err == nil || errors.As(err, &op) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return "network"
+	}
+	for inner := errors.Unwrap(err); inner != nil; inner = errors.Unwrap(err) {
+		err = inner
+	}
+	return err.Error()
 }
 
 // logConnected says that a connection came up after failed attempts (logRetry logged them).

@@ -4,12 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"reflect"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -246,6 +251,54 @@ func TestUnreachablePeerLoggedSparingly(t *testing.T) {
 	}
 	if want := []float64{1, 5}; !reflect.DeepEqual(attempts, want) {
 		t.Errorf("logged at failed attempts %v; want %v (the first, then after retryLogEvery)", attempts, want)
+	}
+}
+
+// TestChangedConnectFailureLoggedAtOnce: a failure held back as a repeat is one of the same
+// kind; a peer that comes up and refuses our credentials, after refusing connections, is
+// logged at once, and refusing connections again is logged at once too.
+func TestChangedConnectFailureLoggedAtOnce(t *testing.T) {
+	var buf testlog.Buffer
+	c, err := NewClient(ClientOptions{Server: "btp+ws://:t@127.0.0.1:1", Common: Common{Logger: jsonLogger(&buf)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1e9, 0)
+	c.now = func() time.Time { return now }
+	refused := func(local string) error {
+		return fmt.Errorf("btp: dial ws://127.0.0.1:1: %w", &net.OpError{Op: "dial", Net: "tcp",
+			Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, Source: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000 + len(local)},
+			Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)})
+	}
+	authRefused := fmt.Errorf("btp: peer rejected the auth: %w", &Error{Code: "F00", Name: "NotAcceptedError", Data: []byte("invalid auth_token")})
+	for _, err := range []error{refused("a"), refused("bb"), authRefused, authRefused, refused("ccc")} {
+		now = now.Add(time.Second)
+		c.logRetry(false, err, time.Second)
+	}
+	var logged []float64
+	for _, r := range logRecords(t, &buf) {
+		logged = append(logged, r["failedAttempts"].(float64))
+	}
+	if want := []float64{1, 3, 5}; !reflect.DeepEqual(logged, want) {
+		t.Errorf("logged at failed attempts %v; want %v (the first refusal, the auth refusal, the refusal again)", logged, want)
+	}
+}
+
+func TestFailureKind(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{nil, "network"},
+		{errors.New("plain"), "plain"},
+		{fmt.Errorf("a: %w", fmt.Errorf("b: %w", errors.New("the server answered 404 Not Found"))), "the server answered 404 Not Found"},
+		{fmt.Errorf("dial: %w", &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}), "network"},
+		{fmt.Errorf("dial: %w", &url.Error{Op: "Get", URL: "http://x", Err: io.EOF}), "network"},
+		{fmt.Errorf("auth: %w", &Error{Code: "F00", Name: "NotAcceptedError", Data: []byte("no")}), "btp: peer answered with error F00 NotAcceptedError: no"},
+	} {
+		if got := failureKind(tc.err); got != tc.want {
+			t.Errorf("failureKind(%v) = %q; want %q", tc.err, got, tc.want)
+		}
 	}
 }
 
