@@ -45,6 +45,10 @@ type Problem struct {
 	Kind    string // "Account" or "Route"
 	Name    string
 	Message string
+	// Awaiting: a new Account left out only because its Secret is not granted to the pod yet
+	// (ErrSecretNotGranted), or a Route whose next hop is such an Account. The operator grants
+	// it as soon as it sees the Account, so the source waits a moment before reporting it.
+	Awaiting bool
 }
 
 func (p Problem) String() string { return p.Kind + " " + p.Name + ": " + p.Message }
@@ -52,6 +56,11 @@ func (p Problem) String() string { return p.Kind + " " + p.Name + ": " + p.Messa
 // ErrSecretUnavailable marks a Secret read that failed for a reason that may pass (the API
 // server, or a Role not yet updated for a new Secret): the source retries later.
 var ErrSecretUnavailable = errors.New("secret unavailable")
+
+// ErrSecretNotGranted marks a Secret read refused because the pod's Role does not name the
+// Secret yet: the operator adds it once it sees the Account that names it, a moment after the
+// pods may. An error that is ErrSecretNotGranted is ErrSecretUnavailable too.
+var ErrSecretNotGranted = errors.New("secret not granted to this pod yet")
 
 // maxDropRounds bounds how often Build drops accounts that fail validation and validates again
 // (dropping an account may leave a route pointing nowhere, which is dropped the next round).
@@ -80,8 +89,8 @@ func Build(in Inputs) (*config.Config, []Problem, error) {
 	for _, a := range accounts {
 		byName[a.Name] = a
 		ac, p, ok := accountEntry(a, in, reserved)
-		if p != "" {
-			problems = append(problems, Problem{kindAccount, a.Name, p})
+		if p.Message != "" {
+			problems = append(problems, p)
 		}
 		if ok {
 			cfg.Accounts[a.Name] = ac
@@ -101,24 +110,25 @@ func Build(in Inputs) (*config.Config, []Problem, error) {
 			return nil, problems, fmt.Errorf("invalid Connector %s: %s", conn.Name, connectorErrors(verr, global))
 		}
 		for id, msg := range bad {
-			problems = append(problems, Problem{kindAccount, id, msg})
+			problems = append(problems, Problem{Kind: kindAccount, Name: id, Message: msg})
 			delete(cfg.Accounts, id)
 			cfg.AccountOrder = slices.DeleteFunc(cfg.AccountOrder, func(s string) bool { return s == id })
 		}
 		for name, msg := range badRoutes {
-			problems = append(problems, Problem{kindRoute, name, msg})
+			problems = append(problems, Problem{Kind: kindRoute, Name: name, Message: msg})
 			routes = slices.DeleteFunc(routes, func(r ilpv1.Route) bool { return r.Name == name })
 		}
 	}
 }
 
-// accountEntry maps one Account: its runtime settings, a problem ("" for none) and whether the
-// config holds it. A running Account whose credentials cannot be read now (the Secret or key
-// gone, or empty: a typo in a Secret's name, a Secret deleted before its replacement is
-// created, or an API server that does not answer) keeps its previous, running version instead
-// of being torn down: a bad config is refused keeping the last good one. A new Account has no
-// previous version and is left out.
-func accountEntry(a *ilpv1.Account, in Inputs, reserved map[int32]string) (config.Account, string, bool) {
+// accountEntry maps one Account: its runtime settings, its problem (Message "" for none) and
+// whether the config holds it. A running Account whose credentials cannot be read now (the
+// Secret or key gone, or empty: a typo in a Secret's name, a Secret deleted before its
+// replacement is created, or an API server that does not answer) keeps its previous, running
+// version instead of being torn down: a bad config is refused keeping the last good one. A new
+// Account has no previous version and is left out.
+func accountEntry(a *ilpv1.Account, in Inputs, reserved map[int32]string) (config.Account, Problem, bool) {
+	problem := func(msg string) Problem { return Problem{Kind: kindAccount, Name: a.Name, Message: msg} }
 	ac, err := accountConfig(a, in.Secret, in.ListenHost)
 	if err == nil {
 		err = reservedPort(a, reserved)
@@ -126,13 +136,15 @@ func accountEntry(a *ilpv1.Account, in Inputs, reserved map[int32]string) (confi
 	if err != nil {
 		prev, ok := previousAccount(in.Previous, a.Name)
 		if !ok || !isSecretRefError(err) {
-			return config.Account{}, err.Error(), false
+			p := problem(err.Error())
+			p.Awaiting = !ok && errors.Is(err, ErrSecretNotGranted)
+			return config.Account{}, p, false
 		}
-		return prev, err.Error() + "; the connector keeps running this account's previous version", true
+		return prev, problem(err.Error() + "; the connector keeps running this account's previous version"), true
 	}
-	se, problem := settlementEngine(a, in.SettlementEngines)
+	se, msg := settlementEngine(a, in.SettlementEngines)
 	ac.SettlementEngine = se
-	return ac, problem, true
+	return ac, problem(msg), true
 }
 
 // connectorPorts are the ports the Connector's own listeners hold, by port, whatever the
@@ -554,25 +566,28 @@ func routeConfig(cfg *config.Config, routes []ilpv1.Route, problems []Problem) (
 	out := []config.Route{}
 	var names []string // of the Routes in out, in its order
 	seen := map[string]string{}
-	known := map[string]bool{}
+	known, awaiting := map[string]bool{}, map[string]bool{}
 	for _, p := range problems {
-		if p.Kind == "Route" {
+		switch p.Kind {
+		case kindRoute:
 			known[p.Name] = true
+		case kindAccount:
+			awaiting[p.Name] = awaiting[p.Name] || p.Awaiting
 		}
 	}
-	add := func(name, msg string) {
+	add := func(name, msg string, wait bool) {
 		if !known[name] {
-			problems = append(problems, Problem{kindRoute, name, msg})
+			problems = append(problems, Problem{Kind: kindRoute, Name: name, Message: msg, Awaiting: wait})
 			known[name] = true
 		}
 	}
 	for _, r := range routes {
 		if _, ok := cfg.Accounts[r.Spec.NextHop]; !ok {
-			add(r.Name, fmt.Sprintf("next hop %q is not a configured account of this connector", r.Spec.NextHop))
+			add(r.Name, fmt.Sprintf("next hop %q is not a configured account of this connector", r.Spec.NextHop), awaiting[r.Spec.NextHop])
 			continue
 		}
 		if other, dup := seen[r.Spec.TargetPrefix]; dup {
-			add(r.Name, fmt.Sprintf("Route %s already has prefix %q", other, r.Spec.TargetPrefix))
+			add(r.Name, fmt.Sprintf("Route %s already has prefix %q", other, r.Spec.TargetPrefix), false)
 			continue
 		}
 		seen[r.Spec.TargetPrefix] = r.Name

@@ -454,7 +454,7 @@ func TestConnectorConditionListsBoth(t *testing.T) {
 	cfg := &config.Config{Accounts: map[string]config.Account{"kept": {}}}
 	conn := testConnector()
 	conn.Generation = 3
-	problems := []Problem{{kindAccount, "kept", "x; the account runs without settlement"}, {kindRoute, "r", "next hop"}, {kindAccount, "gone", "port"}}
+	problems := []Problem{{Kind: kindAccount, Name: "kept", Message: "x; the account runs without settlement"}, {Kind: kindRoute, Name: "r", Message: "next hop"}, {Kind: kindAccount, Name: "gone", Message: "port"}}
 	c := connectorCondition(conn, cfg, problems, reasonApplied, nil, nil, "alice-0", true)
 	want := "alice-0 runs generation 3 with 1 accounts; left out: Account gone: port; Route r: next hop; not fully applied: Account kept: x; the account runs without settlement"
 	if c.Status != metav1.ConditionFalse || c.Reason != reasonPartial || c.Message != want {
@@ -479,7 +479,7 @@ func TestReporterForgetsAccountsNoLongerRun(t *testing.T) {
 // TestFailureKey: the same objects left out give the same key whatever generation, number of
 // accounts or pod the message names; other objects another key.
 func TestFailureKey(t *testing.T) {
-	problems := []Problem{{kindAccount, "gone", "port"}}
+	problems := []Problem{{Kind: kindAccount, Name: "gone", Message: "port"}}
 	msg := func(gen int64, accounts int, pod string, problems []Problem) string {
 		conn := testConnector()
 		conn.Generation = gen
@@ -493,7 +493,7 @@ func TestFailureKey(t *testing.T) {
 	if FailureKey(a) != FailureKey(b) {
 		t.Errorf("keys differ:\n%q\n%q", FailureKey(a), FailureKey(b))
 	}
-	if other := msg(3, 1, "alice-0", []Problem{{kindAccount, "other", "port"}}); FailureKey(other) == FailureKey(a) {
+	if other := msg(3, 1, "alice-0", []Problem{{Kind: kindAccount, Name: "other", Message: "port"}}); FailureKey(other) == FailureKey(a) {
 		t.Errorf("another failure has the same key %q", FailureKey(a))
 	}
 	if FailureKey("pod alice-0: "+a) != FailureKey(a) {

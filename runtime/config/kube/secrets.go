@@ -87,7 +87,7 @@ func (r *secretRead) entry(name string) (secretEntry, error) {
 		// The operator adds a new Secret to the pod's Role when it sees the Account that
 		// names it; until then the read is refused. Not cached: the next sync tries again.
 		r.transient = true
-		return secretEntry{}, fmt.Errorf("%w: Secret %q is not readable by this pod yet (the operator grants it once it sees the Account): %v", ErrSecretUnavailable, name, err)
+		return secretEntry{}, notGrantedError{name, err}
 	default:
 		r.transient = true
 		return secretEntry{}, fmt.Errorf("%w: reading Secret %q: %v", ErrSecretUnavailable, name, err)
@@ -109,4 +109,18 @@ func (r *secretRead) end() {
 			delete(c.entries, name)
 		}
 	}
+}
+
+// notGrantedError is a read of Secret name refused by the API server (err): ErrSecretNotGranted.
+type notGrantedError struct {
+	name string
+	err  error
+}
+
+func (e notGrantedError) Error() string {
+	return fmt.Sprintf("Secret %q is not readable by this pod yet (the operator grants it once it sees the Account): %v", e.name, e.err)
+}
+
+func (e notGrantedError) Is(target error) bool {
+	return target == ErrSecretNotGranted || target == ErrSecretUnavailable
 }

@@ -47,6 +47,11 @@ const (
 	// retryInterval is how soon a sync that met a passing failure (a Secret not readable yet,
 	// the API server away) runs again.
 	retryInterval = time.Second
+	// grantWait is how long a sync's report waits for the operator to grant the Secret of a
+	// new Account (Problem.Awaiting): it does so as soon as it sees the Account, which the pods
+	// may see first. Reporting the Account as left out meanwhile made the Connector not Ready,
+	// with a Warning Event, for every new peer whose Secret was applied with it.
+	grantWait = 10 * time.Second
 	// FieldManager owns the fields the pods write on status (the ConfigApplied condition of the
 	// Connector and of the Accounts): the operator writes the other conditions under its own
 	// name, so the two never take each other's fields.
@@ -130,6 +135,7 @@ type Source struct {
 	startDelay time.Duration           // before a failed start is tried again
 	failure    warnlimit.Gate          // of a failed sync
 	leftOut    map[string]string       // the problems of each object left out, as last logged
+	awaiting   map[string]time.Time    // since when each object has waited for a Secret's grant
 }
 
 // New builds the source and its manager; nothing runs until Run.
@@ -377,6 +383,12 @@ func (s *Source) sync(ctx context.Context) (retryIn time.Duration) {
 	out := s.buildAndApply(ctx, in, res.Begin)
 	reads.end()
 	res.Problems, res.Err = out.problems, cmp.Or(out.buildErr, out.applyErr)
+	if out.buildErr == nil && out.applyErr == nil && s.waitForGrant(out.problems, res.Begin) {
+		// Not reported, nor logged, yet: the pods have not caught up with the new Account,
+		// which is what a ConfigApplied older than the Connector's generation says.
+		res.Accounts = len(out.cfg.Accounts)
+		return s.retryAfter(out, true, res.Begin) // true: the grant is a read that may pass
+	}
 	s.logLeftOut(out.cfg, out.problems)
 	if out.buildErr != nil {
 		s.report.setConfig(&conn, nil, nil, nil, out.problems, reasonInvalid, out.buildErr, nil)
@@ -390,6 +402,28 @@ func (s *Source) sync(ctx context.Context) (retryIn time.Duration) {
 	}
 	s.report.setConfig(&conn, out.cfg, accounts.Items, routes.Items, out.problems, reason, out.applyErr, out.pending)
 	return s.retryAfter(out, reads.transient, res.Begin)
+}
+
+// waitForGrant reports whether the result of a sync at now waits to be reported: some object is
+// left out only until the operator grants a new Account's Secret (Problem.Awaiting), for less
+// than grantWait so far. It forgets the objects no longer waiting.
+func (s *Source) waitForGrant(problems []Problem, now time.Time) bool {
+	since := make(map[string]time.Time)
+	wait := false
+	for _, p := range problems {
+		if !p.Awaiting {
+			continue
+		}
+		key := p.Kind + " " + p.Name
+		t, ok := s.awaiting[key]
+		if !ok {
+			t = now
+		}
+		since[key] = t
+		wait = wait || now.Sub(t) < grantWait
+	}
+	s.awaiting = since
+	return wait
 }
 
 // buildAndApply builds the config, leaving out the Accounts whose link could not start
@@ -594,7 +628,7 @@ func (s *Source) withoutFailedLinks(connector string, accounts []ilpv1.Account, 
 			case f.uid != a.UID || f.generation != a.Generation:
 				delete(s.linkFailed, a.Name) // changed, perhaps fixed: tried at once
 			case now.Before(f.retryAt):
-				left = append(left, Problem{kindAccount, a.Name, f.msg})
+				left = append(left, Problem{Kind: kindAccount, Name: a.Name, Message: f.msg})
 				continue
 			default:
 				// Due: tried again. The next try is RetryRefused away whatever this one meets

@@ -1,0 +1,89 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+	"github.com/ilpfleet/ilpfleet/internal/testport"
+)
+
+// TestNewAccountWaitsForItsSecretsGrant: a new Account whose Secret the pod may not read yet
+// (the operator adds it to the Role once it sees the Account, and the pods may see it first)
+// is left out without being reported — no ObjectsLeftOut, nor a "left out" log line — for
+// grantWait, with the Route through it; once granted it runs and nothing was reported. An
+// Account still not granted after grantWait is reported as left out, with its Route.
+func TestNewAccountWaitsForItsSecretsGrant(t *testing.T) {
+	f := newSyncFixture(t, time.Hour, testConnector(), childOn("good", 1, testport.Get(t)))
+	var granted atomic.Bool
+	f.src.secrets = newSecretCache(interceptor.NewClient(f.cl.(client.WithWatch), interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			if _, ok := obj.(*corev1.Secret); ok && !granted.Load() {
+				return apierrors.NewForbidden(schema.GroupResource{Resource: "secrets"}, key.Name, errors.New("the Role does not name it"))
+			}
+			return c.Get(ctx, key, obj, opts...)
+		}}), "ns")
+	if res := f.sync(); res.Err != nil || !f.inForce("good") {
+		t.Fatalf("first sync: %+v", res)
+	}
+	applied := *f.condition()
+
+	add := func(name string, created int) {
+		t.Helper()
+		a := account(name, created, func(s *ilpv1.AccountSpec) {
+			s.Link = ilpv1.AccountLink{BTPListener: &ilpv1.BTPListenerLink{Port: int32(testport.Get(t)), SecretRef: ilpv1.SecretKeyRef{Name: name + "-tok", Key: "t"}}}
+		})
+		r := route(name+"-route", created, "test.alice."+name, name, 1)
+		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name + "-tok"}, Data: map[string][]byte{"t": []byte("secret")}}
+		for _, o := range []client.Object{sec, &a, &r} {
+			if err := f.cl.Create(f.ctx, o); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	reported := func(name string) bool {
+		c := f.condition()
+		return strings.Contains(c.Message, "Account "+name+":") && strings.Contains(c.Message, "Route "+name+"-route:")
+	}
+
+	add("peer", 2)
+	res := f.sync()
+	if res.Err != nil || f.inForce("peer") || !f.inForce("good") {
+		t.Fatalf("sync before the grant: %+v; want peer left out, good in force", res)
+	}
+	if c := f.condition(); c.Message != applied.Message || c.Reason != applied.Reason {
+		t.Errorf("ConfigApplied before the grant: %s %q; want it unreported (still %s %q)", c.Reason, c.Message, applied.Reason, applied.Message)
+	}
+	if strings.Contains(f.logs.String(), "left out") {
+		t.Errorf("log before the grant:\n%s\nwant no left-out line", f.logs.String())
+	}
+	granted.Store(true)
+	if res := f.sync(); res.Err != nil || !f.inForce("peer") || len(res.Problems) != 0 {
+		t.Fatalf("sync after the grant: %+v; want peer in force", res)
+	}
+	if c := f.condition(); c.Status != metav1.ConditionTrue || reported("peer") {
+		t.Errorf("ConfigApplied after the grant: %+v; want True", c)
+	}
+
+	granted.Store(false)
+	add("late", 3)
+	f.sync()
+	for key := range f.src.awaiting { // as if grantWait had passed since
+		f.src.awaiting[key] = f.src.awaiting[key].Add(-grantWait)
+	}
+	f.sync()
+	if c := f.condition(); c.Status != metav1.ConditionFalse || c.Reason != reasonPartial || !reported("late") {
+		t.Errorf("ConfigApplied past grantWait: %s %s %q; want ObjectsLeftOut naming Account late and its Route", c.Status, c.Reason, c.Message)
+	}
+}
