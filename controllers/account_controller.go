@@ -273,7 +273,7 @@ var connectorChangesForAccounts = predicate.Or[client.Object](predicate.Generati
 
 // SetupWithManager registers the controller.
 func (r *AccountReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return r.controller(mgr).Complete(r)
+	return r.controller(mgr).Complete(quietWhenNamespaceGoes(r))
 }
 
 // controller builds the controller: Account changes (accountReconcileChanges), and Connector

@@ -385,5 +385,5 @@ func (r *ConnectorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(connectorsOfSecret(c)), builder.OnlyMetadata).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(connectorOfPod), builder.WithPredicates(podChanges)).
 		Watches(serviceMonitorCRDMeta(), handler.EnqueueRequestsFromMapFunc(allConnectors(c))). // only that CRD is cached
-		Complete(r)
+		Complete(quietWhenNamespaceGoes(r))
 }

@@ -112,7 +112,7 @@ func (r *RouteReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&ilpv1.Route{}).
 		Watches(&ilpv1.Connector{}, handler.EnqueueRequestsFromMapFunc(referrers(mgr.GetClient(), &ilpv1.RouteList{})), builder.WithPredicates(routeRefsChanged)).
 		Watches(&ilpv1.Account{}, handler.EnqueueRequestsFromMapFunc(routesViaAccount(mgr.GetClient())), builder.WithPredicates(routeRefsChanged)).
-		Complete(r)
+		Complete(quietWhenNamespaceGoes(r))
 }
 
 // routeRefsChanged are the Connector and Account events that may change what a Route's

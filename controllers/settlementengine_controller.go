@@ -185,5 +185,5 @@ func (r *SettlementEngineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.Service{}).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(byIndex(mgr.GetClient(), &ilpv1.SettlementEngineList{}, fieldSecretNames)), builder.OnlyMetadata).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(engineOfPod), builder.WithPredicates(podChanges)).
-		Complete(r)
+		Complete(quietWhenNamespaceGoes(r))
 }

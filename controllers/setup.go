@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -166,4 +168,21 @@ func requestsFor(l client.ObjectList) []reconcile.Request {
 		return nil
 	})
 	return reqs
+}
+
+// quietWhenNamespaceGoes wraps a reconciler so that a reconcile that fails only because its
+// namespace is being deleted ends without an error. The namespace controller deletes the
+// objects in any order, so a Connector still there recreates a Service just deleted, and the
+// API server refuses it (NamespaceTerminating): logged as a "Reconciler error" and retried with
+// backoff until the Connector too is gone, for every object of the namespace. Its deletion
+// brings the reconciles that remain to be done.
+func quietWhenNamespaceGoes(r reconcile.Reconciler) reconcile.Reconciler {
+	return reconcile.Func(func(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+		res, err := r.Reconcile(ctx, req)
+		if err != nil && apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+			log.FromContext(ctx).V(1).Info("namespace is being deleted; reconcile ended", "error", err.Error())
+			return reconcile.Result{}, nil
+		}
+		return res, err
+	})
 }

@@ -23,6 +23,10 @@ import (
 // k8s is an uncached client of the package's shared control plane, on which the manager runs.
 var k8s client.Client
 
+// managerClient is the manager's own client, which reads from its cache and knows its field
+// indexes: for tests that run a reconciler by hand.
+var managerClient client.Client
+
 // testEnv is the shared control plane; tests derive other identities from its admin config.
 var testEnv *envtest.Environment
 
@@ -60,6 +64,7 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "manager:", err)
 		}
 	}()
+	managerClient = mgr.GetClient()
 	// Tests read straight from the API server: the manager's cache lags behind writes, and a
 	// test that read from it would race the informer.
 	if k8s, err = client.New(env.Config, client.Options{Scheme: mgr.GetScheme()}); err != nil {

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 
+	"go.uber.org/zap/zapcore"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -31,6 +32,7 @@ func Run(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	withoutStacktraces(fs, &logOpts)
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&logOpts)))
 
 	cfg, err := restConfig(*kubeconfig)
@@ -62,6 +64,19 @@ func Run(ctx context.Context, args []string) error {
 		return err
 	}
 	return mgr.Start(ctx)
+}
+
+// withoutStacktraces turns off the stack traces that controller-runtime's production logger
+// adds to every ERROR line, unless --zap-devel or --zap-stacktrace-level asks for them: each
+// reconcile that fails for a passing reason (a conflict, the API server away) would print
+// twenty lines of controller-runtime's own frames, which tell an operator on call nothing the
+// error does not.
+func withoutStacktraces(fs *flag.FlagSet, o *zap.Options) {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "zap-stacktrace-level" || f.Name == "zap-devel" })
+	if !set {
+		o.StacktraceLevel = zapcore.PanicLevel
+	}
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {
