@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/internal/textcut"
 	"github.com/ilpfleet/ilpfleet/runtime/btp"
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
@@ -160,7 +161,23 @@ func (a *account) handle(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, err
 		return nil, closedReject(a.self(), a.id, why, false, "")
 	}
 	defer a.inflight.Add(-1)
-	return a.pipes.Load().in(a.packetContext(ctx), p)
+	f, err := a.pipes.Load().in(a.packetContext(ctx), p)
+	return f, encodable(err)
+}
+
+// encodable is err with a Reject's message cut to what a Reject can carry (ilp.MaxMessageSize),
+// between characters: a Reject that cannot be encoded would leave the sender with no answer at
+// all until its packet expires. The messages the connector writes are short; one that quotes a
+// peer (its error text) might not be, whatever the place that quotes it.
+func encodable(err error) error {
+	r, ok := err.(*ilp.Reject)
+	if !ok || len(r.Message) <= ilp.MaxMessageSize {
+		return err
+	}
+	const mark = "…"
+	cut := *r
+	cut.Message = textcut.Prefix(r.Message, ilp.MaxMessageSize-len(mark)) + mark
+	return &cut
 }
 
 // packetContext is packetContext(ctx, a.life), made once per link context instead of once

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/internal/textcut"
 	"github.com/ilpfleet/ilpfleet/runtime/btp"
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/ildcp"
@@ -216,5 +217,17 @@ func (c *Connector) linkReject(ctx context.Context, id string, err error) error 
 		return ilp.Rejectf(ilp.CodeTransferTimedOut, self, "account %s did not answer in time", id)
 	}
 	c.log.Debug("link error", "account", id, "error", err)
-	return ilp.Rejectf(ilp.CodePeerUnreachable, self, "account %s: %v", id, err)
+	return ilp.Rejectf(ilp.CodePeerUnreachable, self, "account %s: %s", id, linkErrorText(err))
+}
+
+// maxLinkErrorText bounds how much of a link's error a Reject quotes: the error can carry what
+// the peer sent (a BTP Error frame's data, up to 8 KB), which the sender does not need whole.
+const maxLinkErrorText = 512
+
+func linkErrorText(err error) string {
+	msg := err.Error()
+	if len(msg) <= maxLinkErrorText {
+		return msg
+	}
+	return textcut.Prefix(msg, maxLinkErrorText) + "… (cut)"
 }
