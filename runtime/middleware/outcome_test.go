@@ -440,6 +440,38 @@ func TestBalanceGauge(t *testing.T) {
 	}
 }
 
+// TestAlertsBoundedPerAccount: a next hop answering with many distinct Rejects that raise
+// alerts (its triggeredBy is its own choice) keeps at most maxAccountAlerts of its account's,
+// the newest, and pushes no other account's out; the whole list stays within maxAlerts.
+func TestAlertsBoundedPerAccount(t *testing.T) {
+	a := NewAlerts(nil)
+	a.add("good", "test.good", "exceeded maximum balance.")
+	for i := range maxAlerts + 5 {
+		a.add("bad", fmt.Sprintf("test.hop%d", i), "exceeded maximum balance.")
+	}
+	a.add("good", "test.good", "exceeded maximum balance.") // a repeat: counted, not added
+	counts := map[string]int{}
+	var goodCount int
+	for _, al := range a.List() {
+		counts[al.AccountID]++
+		if al.AccountID == "good" {
+			goodCount = al.Count
+		}
+	}
+	if counts["bad"] != maxAccountAlerts || counts["good"] != 1 || goodCount != 2 {
+		t.Errorf("alerts per account %v (good's count %d); want bad %d, good 1 counted twice", counts, goodCount, maxAccountAlerts)
+	}
+	if last := a.List()[len(a.List())-1]; last.TriggeredBy != fmt.Sprintf("test.hop%d", maxAlerts+4) {
+		t.Errorf("newest alert %+v; want bad's last", last)
+	}
+	for i := range maxAlerts {
+		a.add(fmt.Sprintf("acct%d", i), "test.x", "exceeded maximum balance.")
+	}
+	if n := len(a.List()); n != maxAlerts {
+		t.Errorf("%d alerts; want at most %d", n, maxAlerts)
+	}
+}
+
 func TestAlert(t *testing.T) {
 	env := newTestEnv(t)
 	pl := mustBuild(t, env.Env, "peer1", config.Account{}, onlyEnabled(NameAlert))
