@@ -295,6 +295,11 @@ func (c *Connector) inheritAddress(ctx context.Context, parent *account, timeout
 		info, err = ildcp.Fetch(fctx, parent.link.Send)
 		if err == nil {
 			a := info.Address
+			if env := c.settings.Load().cfg.Env; ilp.CheckNetwork(a, env) != nil {
+				// Test and live networks never mix (RFC 34), whoever gives the address; the
+				// parent's answer will not change by asking again.
+				return fmt.Errorf("connector: parent account %q gave the ILP address %s over IL-DCP, which is not an address of this connector's network (env %q): check the parent, or env", parent.id, a, env)
+			}
 			c.address.Store(&a)
 			c.log.Info("inherited ILP address from parent", "parent", parent.id, "address", a)
 			return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -278,6 +279,33 @@ accounts:
 	}
 	if _, err := ml.get("kid").inject(ctx, prepare("test.elsewhere", 3, time.Now(), 10*time.Second)); err != nil || up.lastPrepare().Amount != 3 {
 		t.Errorf("default route to the parent: %v", err)
+	}
+}
+
+// TestInheritedAddressOfOtherNetworkRefused: a parent that gives an address of the other
+// network (g. to a connector on the test network) is refused at once, with a message that says
+// so, as a configured address of that network would be: test and live networks never mix.
+func TestInheritedAddressOfOtherNetworkRefused(t *testing.T) {
+	ml := &memLinks{}
+	var asked atomic.Int32
+	parentInfo := ildcp.Handler(func() (ildcp.Info, error) {
+		asked.Add(1)
+		return ildcp.Info{Address: "g.up.me", AssetCode: "USD", AssetScale: 2}, nil
+	})
+	ml.setRemote("up", func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) { return parentInfo(ctx, p) })
+	doc := "accounts:\n  up: {relation: parent, plugin: ilp-plugin-btp, assetCode: USD, assetScale: 2, options: {listener: {port: 7001, secret: s}}}\n"
+	c, err := New(mustConfig(t, doc), Options{newLink: ml.factory})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = c.Start(ctx)
+	if err == nil || !strings.Contains(err.Error(), "g.up.me") || !strings.Contains(err.Error(), `env "test"`) {
+		t.Errorf("Start: %v; want the parent's g. address refused on the test network", err)
+	}
+	if c.Address() != "" || asked.Load() != 1 {
+		t.Errorf("address %q after %d IL-DCP requests; want none, asked once", c.Address(), asked.Load())
 	}
 }
 
