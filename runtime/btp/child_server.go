@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/internal/textcut"
 	"github.com/ilpfleet/ilpfleet/runtime/ildcp"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/link"
@@ -158,7 +159,7 @@ func (s *ChildServer) admit(req authRequest) (ilp.Address, error) {
 	}
 	addr := acct + "." + ilp.Address(name)
 	if err := ilp.ValidateAddress(string(addr)); err != nil {
-		return "", fmt.Errorf("account %q does not make a valid ILP address: %v", name, err)
+		return "", fmt.Errorf("account %s does not make a valid ILP address: %v", quotePeer(name), err)
 	}
 	// Bound only once the name is known to be valid, so no refused name is ever stored.
 	if claimed {
@@ -188,10 +189,10 @@ func (s *ChildServer) childName(req authRequest) (name string, claimed bool, err
 	case looksHashed(req.username):
 		// Children named by their token's hash are never bound, so the hash shape is what
 		// protects them, whatever generateAccount says now (it may have been unset before).
-		return "", false, fmt.Errorf("auth_username %q is reserved for the token it is the hash of", req.username)
+		return "", false, fmt.Errorf("auth_username %s is reserved for the token it is the hash of", quotePeer(req.username))
 	}
 	if strings.ContainsRune(req.username, '.') {
-		return "", false, fmt.Errorf("auth_username %q must be one address segment", req.username)
+		return "", false, fmt.Errorf("auth_username %s must be one address segment", quotePeer(req.username))
 	}
 	return req.username, true, nil
 }
@@ -219,15 +220,15 @@ func (s *ChildServer) checkToken(username string, token []byte) error {
 		var err error
 		if bound, err = s.opts.Tokens.Claim(ctx, username, sum); err != nil {
 			s.core.Logger.Error("btp: cannot check a child's token in the store; refusing the child",
-				"username", username, "error", err)
-			return fmt.Errorf("cannot check the token for account %s now, try again later", username)
+				"username", textcut.Prefix(username, maxPeerText), "error", err)
+			return fmt.Errorf("cannot check the token for account %s now, try again later", quotePeer(username))
 		}
 		s.mu.Lock()
 		s.tokens[username] = bound
 		s.mu.Unlock()
 	}
 	if subtle.ConstantTimeCompare(bound[:], sum[:]) != 1 {
-		return fmt.Errorf("incorrect token for account %s", username)
+		return fmt.Errorf("incorrect token for account %s", quotePeer(username))
 	}
 	return nil
 }

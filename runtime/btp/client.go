@@ -270,8 +270,16 @@ func failureKind(err error) string {
 	for inner := errors.Unwrap(err); inner != nil; inner = errors.Unwrap(err) {
 		err = inner
 	}
+	if err.Error() == errServerClosedIdle {
+		return "network"
+	}
 	return err.Error()
 }
+
+// errServerClosedIdle is the text of net/http's (unexported) error for a connection the peer
+// closed before answering the request: what a peer that closes every connection at once gives
+// about one time in three, the others being EOF. It is no error type to match.
+const errServerClosedIdle = "http: server closed idle connection"
 
 // logConnected says that a connection came up after failed attempts (logRetry logged them).
 func (c *Client) logConnected() {

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/internal/textcut"
 	"github.com/ilpfleet/ilpfleet/runtime/btp/internal/ws"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 )
@@ -38,8 +39,26 @@ type Error struct {
 	Data        []byte
 }
 
+// Bounds of what of a peer's BTP Error goes into Error(): the text is logged and may become
+// the message of an ILP Reject, and the peer chooses it (a name of any length, data of up to
+// 8 KiB).
+const (
+	maxErrorNameText = 64
+	maxErrorDataText = 256
+)
+
 func (e *Error) Error() string {
-	return fmt.Sprintf("btp: peer answered with error %s %s: %s", e.Code, e.Name, e.Data)
+	return fmt.Sprintf("btp: peer answered with error %s %s: %s",
+		e.Code, cutPeer(e.Name, maxErrorNameText), cutPeer(string(e.Data), maxErrorDataText))
+}
+
+// cutPeer cuts s, a text the peer chose, to at most n bytes between characters, saying so
+// when it does.
+func cutPeer(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return fmt.Sprintf("%s… (cut, %d bytes in all)", textcut.Prefix(s, n), len(s))
 }
 
 // ErrTimeout is wrapped by the error of a request the peer did not answer in time.

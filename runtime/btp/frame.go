@@ -117,7 +117,9 @@ func ParseFrame(b []byte, f *Frame) error {
 	case TypeTransfer:
 		f.Amount = r.Uint64()
 	case TypeError:
-		readError(r, f)
+		if err := readError(r, f); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("%w %d (request %d)", ErrUnknownType, f.Type, f.RequestID)
 	}
@@ -127,14 +129,25 @@ func ParseFrame(b []byte, f *Frame) error {
 	return nil
 }
 
-func readError(r *ilp.Reader, f *Frame) {
+// readError reads the fields of an Error. RFC 23 bounds its data to 8192 bytes (and its code
+// to 3 characters); a longer data is refused, as AppendFrame refuses to write one. Its name
+// has no bound but the frame's.
+func readError(r *ilp.Reader, f *Frame) error {
 	f.Code = string(r.Bytes(3))
 	f.Name = string(r.VarOctetString())
 	// Lenient: JS and Rust write 3 ms digits where RFC 30 wants none; an unreadable time must not
 	// make the whole Error unreadable, or the request it answers would only time out.
 	f.TriggeredAt, _ = ParseGeneralizedTime(r.VarOctetString())
 	f.ErrorData = r.VarOctetString()
+	if r.Err() == nil && len(f.ErrorData) > maxErrorData {
+		return fmt.Errorf("%w: Error data of %d bytes, RFC 23 allows at most %d", ErrErrorDataTooLarge, len(f.ErrorData), maxErrorData)
+	}
+	return nil
 }
+
+// ErrErrorDataTooLarge is wrapped by ParseFrame's error for an Error frame whose data is
+// longer than RFC 23 allows.
+var ErrErrorDataTooLarge = errors.New("btp: Error frame data too large")
 
 func readProtocols(r *ilp.Reader, f *Frame) error {
 	n := r.VarUint()

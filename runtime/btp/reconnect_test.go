@@ -294,6 +294,7 @@ func TestFailureKind(t *testing.T) {
 		{fmt.Errorf("a: %w", fmt.Errorf("b: %w", errors.New("the server answered 404 Not Found"))), "the server answered 404 Not Found"},
 		{fmt.Errorf("dial: %w", &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}), "network"},
 		{fmt.Errorf("dial: %w", &url.Error{Op: "Get", URL: "http://x", Err: io.EOF}), "network"},
+		{fmt.Errorf("dial: %w", &url.Error{Op: "Get", URL: "http://x", Err: errors.New("http: server closed idle connection")}), "network"},
 		{fmt.Errorf("auth: %w", &Error{Code: "F00", Name: "NotAcceptedError", Data: []byte("no")}), "btp: peer answered with error F00 NotAcceptedError: no"},
 	} {
 		if got := failureKind(tc.err); got != tc.want {

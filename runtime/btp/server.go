@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/internal/textcut"
+	"github.com/ilpfleet/ilpfleet/internal/warnlimit"
 	"github.com/ilpfleet/ilpfleet/runtime/btp/internal/ws"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 )
@@ -37,7 +39,7 @@ func checkAuth(f *Frame) (authRequest, error) {
 		return req, fmt.Errorf("first frame must be an auth Message, got type %d", f.Type)
 	}
 	if f.Primary() != ProtocolAuth {
-		return req, fmt.Errorf("first sub-protocol must be auth, got %q", f.Primary())
+		return req, fmt.Errorf("first sub-protocol must be auth, got %s", quotePeer(f.Primary()))
 	}
 	tok := f.Protocol(ProtocolAuthToken)
 	if tok == nil {
@@ -49,6 +51,33 @@ func checkAuth(f *Frame) (authRequest, error) {
 	}
 	return req, nil
 }
+
+// maxPeerText bounds what of a string the peer chose (a username, a sub-protocol name) goes
+// into an auth error: the error is logged and sent back, and whoever can reach a listener
+// chooses the string, up to a whole frame.
+const maxPeerText = 64
+
+// quotePeer quotes s for an error message, cut to maxPeerText bytes between characters and
+// then saying how long it was.
+func quotePeer(s string) string {
+	if len(s) <= maxPeerText {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%q… (%d bytes)", textcut.Prefix(s, maxPeerText), len(s))
+}
+
+// authLogEvery is the least time between two INFO lines of one kind about connections that
+// failed to authenticate: anyone who can reach a listener can fail as often as it likes. The
+// lines held back go to DEBUG, and the next INFO line of the kind counts them.
+const authLogEvery = 10 * time.Second
+
+// The kinds of failed authentication, limited each on its own so that a flood of one does not
+// hide the other: a client that speaks no BTP, or one that does and is refused (a peer with a
+// wrong secret, say).
+const (
+	authUnreadable = "unreadable" // no readable frame before the auth timeout
+	authRefused    = "refused"    // a frame, and no acceptable auth request in it
+)
 
 // tokenEqual compares secrets in constant time. Hashing first hides the length of the secret,
 // which subtle.ConstantTimeCompare alone would leak.
@@ -74,6 +103,9 @@ type wsServer struct {
 	attach func(cn *conn)
 	detach func(cn *conn)
 
+	authLog *warnlimit.Limiter // lines about failed authentication; set by listen
+	now     func() time.Time   // nil: time.Now; tests set it before Start
+
 	ln  net.Listener
 	srv *http.Server
 
@@ -89,6 +121,7 @@ func (s *wsServer) listen() error {
 	}
 	s.ln = ln
 	s.conns = make(map[*conn]struct{})
+	s.authLog = &warnlimit.Limiter{Every: authLogEvery}
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: s.authTimeout}
 	s.core.wg.Add(1)
 	go func() {
@@ -127,9 +160,9 @@ func (s *wsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.core.Logger.Debug("btp: websocket handshake failed", "remote", r.RemoteAddr, "error", err)
 		return
 	}
-	cn, req, err := s.authenticate(wc)
+	cn, req, kind, err := s.authenticate(wc)
 	if err != nil {
-		s.core.Logger.Info("btp: connection not authenticated", "remote", r.RemoteAddr, "error", err)
+		s.logAuthFailure(kind, r.RemoteAddr, err)
 		return
 	}
 	if !s.track(cn) {
@@ -155,19 +188,20 @@ func (s *wsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // authenticate reads and checks the first frame. Unreadable frames and timeouts close the
 // connection without a reply; a readable frame that fails gets an F00 NotAcceptedError first.
-func (s *wsServer) authenticate(wc *ws.Conn) (*conn, authRequest, error) {
+// A failure comes with its kind, for the log.
+func (s *wsServer) authenticate(wc *ws.Conn) (*conn, authRequest, string, error) {
 	ctx, cancel := context.WithTimeout(s.core.ctx, s.authTimeout)
 	defer cancel()
 	wc.SetReadLimit(s.readLimit)
 	msg, err := readWithin(ctx, wc)
 	if err != nil {
 		_ = wc.CloseNow()
-		return nil, authRequest{}, fmt.Errorf("read auth: %w", err)
+		return nil, authRequest{}, authUnreadable, fmt.Errorf("read auth: %w", err)
 	}
 	var f Frame
 	if err := ParseFrame(msg, &f); err != nil {
 		_ = wc.CloseNow()
-		return nil, authRequest{}, err
+		return nil, authRequest{}, authUnreadable, err
 	}
 	req, err := checkAuth(&f)
 	var from ilp.Address
@@ -178,9 +212,35 @@ func (s *wsServer) authenticate(wc *ws.Conn) (*conn, authRequest, error) {
 		cn := newConn(s.core, wc, "", s.readLimit)
 		cn.replyError(f.RequestID, "F00", "NotAcceptedError", err.Error())
 		cn.close(err, ws.StatusPolicyViolation, "not authenticated")
-		return nil, req, err
+		return nil, req, authRefused, err
 	}
-	return newConn(s.core, wc, from, s.readLimit), req, nil
+	return newConn(s.core, wc, from, s.readLimit), req, "", nil
+}
+
+// logAuthFailure logs a connection that failed to authenticate: at INFO now and then for each
+// kind, with the count of those held back since, and at DEBUG otherwise.
+func (s *wsServer) logAuthFailure(kind, remote string, err error) {
+	now := time.Now
+	if s.now != nil {
+		now = s.now
+	}
+	if ok, n := s.authLog.Allow(kind, now()); ok {
+		s.core.Logger.Info("btp: connection not authenticated (at most one such line per kind every "+authLogEvery.String()+"; the others at DEBUG)",
+			"remote", remote, "kind", kind, "error", err, "suppressed", n)
+		return
+	}
+	s.core.Logger.Debug("btp: connection not authenticated", "remote", remote, "kind", kind, "error", err)
+}
+
+// flushAuthLog logs the counts of failed authentications not counted by an INFO line yet, so
+// that a last burst before the server closes is not lost.
+func (s *wsServer) flushAuthLog() {
+	for _, kind := range []string{authUnreadable, authRefused} {
+		if n := s.authLog.Take(kind); n > 0 {
+			s.core.Logger.Info("btp: more connections not authenticated since the last line",
+				"kind", kind, "suppressed", n)
+		}
+	}
 }
 
 // pathAllowed refuses, as ws does when its path option is set, an upgrade request for
@@ -269,6 +329,9 @@ func (s *wsServer) close() {
 	}
 	wg.Wait()
 	s.core.wg.Wait()
+	if s.authLog != nil {
+		s.flushAuthLog()
+	}
 }
 
 func authTimeout(d time.Duration) time.Duration {

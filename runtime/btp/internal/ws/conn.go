@@ -222,8 +222,7 @@ func (c *Conn) readMessage(msg []byte) (MessageType, []byte, error) {
 			return 0, msg, fmt.Errorf("%w: more than %d bytes", ErrMessageTooBig, c.readLimit)
 		}
 		n := len(msg)
-		msg = slices.Grow(msg, int(h.length))[:n+int(h.length)]
-		if _, err := io.ReadFull(c.br, msg[n:]); err != nil {
+		if msg, err = c.readPayload(msg, int(h.length)); err != nil {
 			return 0, msg, unexpectedEOF(err)
 		}
 		if h.masked {
@@ -237,6 +236,39 @@ func (c *Conn) readMessage(msg []byte) (MessageType, []byte, error) {
 		}
 		return typ, msg, nil
 	}
+}
+
+// payloadChunk is the least readPayload allocates ahead of the bytes that arrived: the size
+// of the server's read buffer (net/http's), which every connection holds anyway.
+const payloadChunk = 4 << 10
+
+// payloadGrowth is how many times what a message received so far readPayload allocates ahead
+// of it: a large frame arriving in pieces costs two or three allocations (growing by doubling
+// would cost five for 32 KiB, twice the time of one), and a peer can make the reader hold
+// about eight times the bytes it sent, never more than the read limit.
+const payloadGrowth = 7
+
+// readPayload appends n payload bytes to msg. It allocates as the bytes arrive, not by the
+// length the header claims: a peer that sends a header claiming 64 KiB and then nothing (say,
+// on each of many connections waiting for their auth frame) makes the reader hold 4 KiB (at
+// most 8 KiB, for a claim that small), not 64 KiB. A payload already in the read buffer, as a
+// small frame usually is, is read with one allocation of its size, as before.
+func (c *Conn) readPayload(msg []byte, n int) ([]byte, error) {
+	for n > 0 {
+		start := len(msg)
+		// What is buffered has arrived; past it, allocate ahead only in proportion to what
+		// came, and take a short tail at once rather than grow (and copy) again for it.
+		step := min(n, max(c.br.Buffered(), payloadGrowth*start, payloadChunk))
+		if n-step < payloadChunk {
+			step = n
+		}
+		msg = slices.Grow(msg, step)[:start+step]
+		if _, err := io.ReadFull(c.br, msg[start:]); err != nil {
+			return msg[:start], err
+		}
+		n -= step
+	}
+	return msg, nil
 }
 
 func unexpectedEOF(err error) error {
