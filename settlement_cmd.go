@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -33,7 +34,7 @@ func parseEngineFlags(args []string, out io.Writer) (engineFlags, error) {
 	fs.StringVar(&f.engine, "engine", "mock", "the engine: mock, the only one built in (NO MONEY MOVES: it settles by a message to the peer's mock; for tests and demos)")
 	fs.StringVar(&f.connectorURL, "connector-url", envOr("CONNECTOR_URL", engine.DefaultConnectorURL), "the connector's settlement API (its settlementApiHost/Port); env CONNECTOR_URL")
 	fs.StringVar(&f.listen, "listen", envOr("ENGINE_LISTEN", engine.DefaultAddr), "listen address of the engine's RFC 38 API (0.0.0.0:3000 in a pod); env ENGINE_LISTEN")
-	fs.UintVar(&f.assetScale, "asset-scale", 9, "scale of the amounts the engine credits to the connector")
+	fs.UintVar(&f.assetScale, "asset-scale", 9, "scale of the amounts the engine credits to the connector (its accounts' assetScale; 0 credits whole units only)")
 	fs.UintVar(&f.mockScale, "mock-scale", 2, "with --engine=mock: decimal places the mock settles (rounded down; the rest waits as a leftover)")
 	fs.StringVar(&f.store, "store", envOr("ENGINE_STORE", "memory"), "the engine's state: memory (lost on restart) or a redis:// URL; env ENGINE_STORE")
 	fs.StringVar(&f.redisPrefix, "redis-prefix", "", "with a Redis store: key prefix (default ilpfleet:se:)")
@@ -53,6 +54,13 @@ func parseEngineFlags(args []string, out io.Writer) (engineFlags, error) {
 		return f, fmt.Errorf("--store %q: want memory or a redis:// URL", f.store)
 	}
 	return f, nil
+}
+
+// config is the framework's Config of f. The flag always gives a scale (9 by default), so a
+// 0 was asked for: whole units.
+func (f engineFlags) config(log *slog.Logger) engine.Config {
+	return engine.Config{ConnectorURL: f.connectorURL, Addr: f.listen, AssetScale: uint8(f.assetScale),
+		WholeUnits: f.assetScale == 0, Log: log}
 }
 
 func envOr(name, def string) string {
@@ -78,8 +86,7 @@ func runSettlementEngine(ctx context.Context, args []string) error {
 	}
 	defer closeStore()
 	log.Warn("running the mock settlement engine: NO MONEY MOVES, settlements are messages between two mocks")
-	srv, err := engine.Start(ctx, mock.Connect(uint8(f.mockScale)), st, engine.Config{
-		ConnectorURL: f.connectorURL, Addr: f.listen, AssetScale: uint8(f.assetScale), Log: log})
+	srv, err := engine.Start(ctx, mock.Connect(uint8(f.mockScale)), st, f.config(log))
 	if err != nil {
 		return err
 	}

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"context"
 	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine"
+	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine/mock"
 )
 
 func TestParseEngineFlags(t *testing.T) {
@@ -43,3 +48,23 @@ func TestParseEngineFlags(t *testing.T) {
 }
 
 func itoa(v uint) string { return strconv.FormatUint(uint64(v), 10) }
+
+// TestEngineConfigStarts: every --asset-scale the flags take, 0 included (whole units, which
+// the framework takes only when said so), gives a Config the framework starts with.
+func TestEngineConfigStarts(t *testing.T) {
+	for _, args := range [][]string{nil, {"--asset-scale", "0"}, {"--asset-scale", "6"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			f, err := parseEngineFlags(append(args, "--listen", "127.0.0.1:0"), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv, err := engine.Start(context.Background(), mock.Connect(2), engine.NewMemory(), f.config(slog.New(slog.DiscardHandler)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := srv.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 
 	"github.com/ilpfleet/ilpfleet/runtime/settlement"
+	"github.com/shopspring/decimal"
 )
 
 // Bounds of request bodies: an account or a Quantity is tiny; a message is the peer's.
@@ -106,7 +107,7 @@ func (s *Server) settle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, _ := json.Marshal(q)
-	rec := &Record{Key: key, Hash: requestHash(id, q), Status: http.StatusCreated, Body: body}
+	rec := &Record{Key: key, Hash: requestHash(id, amount), Status: http.StatusCreated, Body: body}
 	prev, err := s.store.QueueSettlement(r.Context(), id, amount, rec)
 	switch {
 	case errors.Is(err, ErrNoAccount):
@@ -115,7 +116,7 @@ func (s *Server) settle(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.internalError(w, "queue settlement", err)
 		return
-	case prev != nil && prev.Hash != rec.Hash:
+	case prev != nil && prev.Hash != rec.Hash && prev.Hash != legacyRequestHash(id, q):
 		http.Error(w, "Idempotency-Key "+strconv.Quote(key)+" was used for another request", http.StatusConflict)
 		return
 	case prev != nil:
@@ -129,8 +130,16 @@ func (s *Server) settle(w http.ResponseWriter, r *http.Request) {
 }
 
 // requestHash identifies a settlement request for its idempotency key: the account and the
-// quantity, not the body's bytes, so that the same request written differently is the same.
-func requestHash(account string, q settlement.Quantity) string {
+// quantity (standard units, normalized: 5000 at scale 6 is 50000 at scale 7), not the body's
+// bytes, so that the same request written differently is the same.
+func requestHash(account string, amount decimal.Decimal) string {
+	h := sha256.Sum256([]byte("v2\x00" + account + "\x00" + amount.String()))
+	return hex.EncodeToString(h[:])
+}
+
+// legacyRequestHash is the hash of records stored by earlier versions (of the quantity as
+// written): a retry across an upgrade still matches them.
+func legacyRequestHash(account string, q settlement.Quantity) string {
 	h := sha256.Sum256([]byte(account + "\x00" + q.Amount + "\x00" + strconv.Itoa(int(q.Scale))))
 	return hex.EncodeToString(h[:])
 }
@@ -155,6 +164,11 @@ func (s *Server) message(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp, err := h.HandleMessage(r.Context(), id, msg)
+	if errors.Is(err, ErrRefused) {
+		s.log.Warn("settlement engine: message of the peer refused", "account", id, "err", err)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	if err != nil {
 		s.internalError(w, "handle message of "+id, err)
 		return

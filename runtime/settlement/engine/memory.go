@@ -126,13 +126,35 @@ func (m *Memory) prune(now time.Time) {
 	}
 }
 
-// TakeQueued implements Store.
-func (m *Memory) TakeQueued(_ context.Context, id string) (decimal.Decimal, error) {
+// StartAttempt implements Store.
+func (m *Memory) StartAttempt(_ context.Context, id, attemptID string) (*Attempt, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if _, ok := m.attempts[id]; ok {
+		return nil, ErrAttemptKept
+	}
 	q := m.queued[id]
 	delete(m.queued, id)
-	return q, nil
+	if q.Sign() <= 0 {
+		return nil, nil
+	}
+	a := Attempt{ID: attemptID, Amount: q, InProgress: true}
+	m.attempts[id] = a
+	return &a, nil
+}
+
+// EndAttempt implements Store.
+func (m *Memory) EndAttempt(_ context.Context, id, attemptID string, requeue decimal.Decimal) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if a, ok := m.attempts[id]; !ok || a.ID != attemptID {
+		return nil
+	}
+	delete(m.attempts, id)
+	if _, ok := m.accounts[id]; ok && !requeue.IsZero() {
+		m.queued[id] = m.queued[id].Add(requeue)
+	}
+	return nil
 }
 
 // Queued returns what is queued to settle for id, without taking it.

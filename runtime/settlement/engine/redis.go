@@ -17,15 +17,16 @@ const DefaultRedisPrefix = "ilpfleet:se:"
 
 // Redis is a Store in Redis: queued settlements, idempotency records and queued credits
 // survive a restart of the engine (and, with appendonly, of Redis). One engine process per
-// prefix: QueueCredit is optimistic (WATCH) and safe with several, but two processes would
-// both resume the same credits at start — harmless for the connector, which deduplicates by
-// key, yet wasteful.
+// prefix, always: a process takes the settlement attempts it finds in the store at start as
+// left by a stopped one, so a second process would retry (or give up) the Settle the first
+// is still running, and both would resend the same credits.
 //
 // Keys: <prefix>accounts (set), <prefix>queue:<id> (list of decimal strings, summed when
 // taken, because Lua cannot add decimals exactly), <prefix>left:<id> (incoming amount below
 // one unit), <prefix>credits (hash key → Credit JSON), <prefix>idem:<key> (Record JSON, with
 // a TTL), <prefix>seen:<len(account)>:<account>:<settlement id> (a settlement id credited,
-// with a TTL), <prefix>attempt:<id> (Attempt JSON).
+// with a TTL), <prefix>attempt:<id> (Attempt JSON: the settlement in progress or of unknown
+// outcome).
 type Redis struct {
 	c      *redis.Client
 	prefix string
@@ -127,26 +128,92 @@ func (r *Redis) QueueSettlement(ctx context.Context, id string, amount decimal.D
 	return nil, nil
 }
 
-// TakeQueued implements Store.
-func (r *Redis) TakeQueued(ctx context.Context, id string) (decimal.Decimal, error) {
-	var lr *redis.StringSliceCmd
-	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		lr = p.LRange(ctx, r.key("queue:", id), 0, -1)
-		p.Del(ctx, r.key("queue:", id))
-		return nil
-	})
-	if err != nil {
-		return decimal.Decimal{}, err
+// StartAttempt implements Store. Optimistic (WATCH), as QueueCredit: the queue is summed
+// here, because Lua cannot add decimals exactly, and taken only if it did not change
+// meanwhile. A queue that cannot be read is left as it is.
+func (r *Redis) StartAttempt(ctx context.Context, id, attemptID string) (*Attempt, error) {
+	for range maxWatchRetries {
+		a, err := r.startAttemptOnce(ctx, id, attemptID)
+		if !errors.Is(err, redis.TxFailedErr) {
+			return a, err
+		}
 	}
+	return nil, fmt.Errorf("settlement engine: settlement of %s: too much contention", id)
+}
+
+func (r *Redis) startAttemptOnce(ctx context.Context, id, attemptID string) (a *Attempt, err error) {
+	qk, ak := r.key("queue:", id), r.key("attempt:", id)
+	err = r.c.Watch(ctx, func(tx *redis.Tx) error {
+		switch n, err := tx.Exists(ctx, ak).Result(); {
+		case err != nil:
+			return err
+		case n > 0:
+			return ErrAttemptKept
+		}
+		entries, err := tx.LRange(ctx, qk, 0, -1).Result()
+		if err != nil {
+			return err
+		}
+		sum, err := sumQueued(id, entries)
+		if err != nil {
+			return err
+		}
+		var b []byte
+		if sum.Sign() > 0 {
+			a = &Attempt{ID: attemptID, Amount: sum, InProgress: true}
+			if b, err = json.Marshal(a); err != nil {
+				return err
+			}
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Del(ctx, qk)
+			if a != nil {
+				p.Set(ctx, ak, b, 0)
+			}
+			return nil
+		})
+		return err
+	}, qk, ak)
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// sumQueued adds the queued amounts of id.
+func sumQueued(id string, entries []string) (decimal.Decimal, error) {
 	var sum decimal.Decimal
-	for _, s := range lr.Val() {
+	for _, s := range entries {
 		d, err := decimal.NewFromString(s)
 		if err != nil { // written by this package only; a bad entry would be a bug or tampering
-			return sum, fmt.Errorf("settlement engine: queued amount %q of %s: %w", s, id, err)
+			return decimal.Decimal{}, fmt.Errorf("settlement engine: queued amount %q of %s: %w", s, id, err)
 		}
 		sum = sum.Add(d)
 	}
 	return sum, nil
+}
+
+// endScript is EndAttempt in one atomic step. The attempt's id is read from its JSON, which
+// this package writes (cjson is in every Redis since 2.6).
+var endScript = redis.NewScript(`
+local kept = redis.call('GET', KEYS[2])
+if not kept then return 0 end
+local ok, at = pcall(cjson.decode, kept)
+if not ok or type(at) ~= 'table' or at['id'] ~= ARGV[3] then return 0 end
+redis.call('DEL', KEYS[2])
+if ARGV[2] ~= '' and redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then
+  redis.call('RPUSH', KEYS[3], ARGV[2])
+end
+return 1
+`)
+
+// EndAttempt implements Store.
+func (r *Redis) EndAttempt(ctx context.Context, id, attemptID string, requeue decimal.Decimal) error {
+	amount := ""
+	if !requeue.IsZero() {
+		amount = requeue.String()
+	}
+	return endScript.Run(ctx, r.c, []string{r.key("accounts"), r.key("attempt:", id), r.key("queue:", id)}, id, amount, attemptID).Err()
 }
 
 // maxWatchRetries bounds QueueCredit's optimistic retries when another client changes the

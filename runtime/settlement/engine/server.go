@@ -24,25 +24,44 @@ const (
 	DefaultRequestTimeout = 30 * time.Second
 )
 
-// Config configures Start. Zero fields take the defaults.
+// Config configures Start. Zero fields take the defaults, but AssetScale's.
 type Config struct {
 	// ConnectorURL is the connector's RFC 38 API for this engine (DefaultConnectorURL).
 	ConnectorURL string
 	// Addr is the listen address of the engine's API (DefaultAddr; ":0" picks a port).
 	Addr string
-	// AssetScale is the scale at which credits are reported to the connector.
+	// AssetScale is the scale of the credits reported to the connector, rounded down (the
+	// rest waits for the next credit): the assetScale of its accounts for this engine (a
+	// lower one holds back more). Required: Start refuses 0 unless WholeUnits is set, because
+	// a forgotten scale would round every credit down to whole units, silently.
 	AssetScale uint8
+	// WholeUnits says that an AssetScale of 0 is meant (the accounts count whole units).
+	WholeUnits bool
 	// Log receives the framework's log (slog.Default()).
 	Log *slog.Logger
-	// RetryBase and RetryMax shape the exponential backoff of credits (DefaultRetryBase;
-	// MaxRetryInterval, which RetryMax never exceeds). Backoff, when set, replaces it; its
-	// waits are still capped at RetryMax.
+	// RetryBase and RetryMax shape the exponential backoff (DefaultRetryBase;
+	// MaxRetryInterval, which RetryMax never exceeds) of every retry: credits the connector
+	// did not acknowledge, and settlements whose Settle returned ErrNotSettled or
+	// ErrOutcomeUnknown. Backoff, when set, replaces it; its waits are still capped at
+	// RetryMax.
 	RetryBase, RetryMax time.Duration
 	Backoff             Backoff
-	// RequestTimeout bounds each request to the connector (DefaultRequestTimeout).
+	// RequestTimeout bounds each request to the connector, and each call of Settle (its
+	// ctx's deadline) (DefaultRequestTimeout).
 	RequestTimeout time.Duration
 	// HTTPClient sends them (a client of its own).
 	HTTPClient *http.Client
+}
+
+// check refuses a Config whose AssetScale was forgotten.
+func (c Config) check() error {
+	switch {
+	case c.AssetScale == 0 && !c.WholeUnits:
+		return errors.New("settlement engine: Config.AssetScale is not set: set it to the assetScale of the connector's accounts for this engine (or WholeUnits, for a scale of 0)")
+	case c.AssetScale != 0 && c.WholeUnits:
+		return fmt.Errorf("settlement engine: Config.WholeUnits (a scale of 0) contradicts AssetScale %d", c.AssetScale)
+	}
+	return nil
 }
 
 func (c Config) withDefaults() Config {
@@ -86,20 +105,28 @@ type Server struct {
 
 	ctx    context.Context // ends at Close: stops settling and retries
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// settleCtx is Settle's: it ends only when Close's ctx does, since a Settle cut short
+	// leaves its attempt to the next start.
+	settleCtx     context.Context
+	cancelSettles context.CancelFunc
+	wg            sync.WaitGroup
 
-	mu       sync.Mutex
-	eng      Engine               // nil until Connect returned
-	settling map[string]*bool     // account → settle again when the running one ends
-	failures map[string]int       // account → failed attempts in a row (not settled, outcome unknown, kept attempt unreadable): the backoff's n
-	later    map[string]time.Time // account → when the retry after the backoff is due: nothing settles before
-	closed   bool
+	mu         sync.Mutex
+	eng        Engine               // nil until Connect returned
+	idempotent bool                 // eng pays a settlement id once: see IdempotentSettler
+	settling   map[string]*bool     // account → settle again when the running one ends
+	failures   map[string]int       // account → failed attempts in a row (not settled, outcome unknown, kept attempt unreadable): the backoff's n
+	later      map[string]time.Time // account → when the retry after the backoff is due: nothing settles before
+	closed     bool
 }
 
 // Start listens on cfg.Addr, connects the engine, resumes the credits and settlements left
 // queued in store by a previous run, and serves the engine's RFC 38 API. The store stays the
 // caller's to close, after Server.Close.
 func Start(ctx context.Context, connect Connect, store Store, cfg Config) (*Server, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -108,15 +135,20 @@ func Start(ctx context.Context, connect Connect, store Store, cfg Config) (*Serv
 	s := &Server{cfg: cfg, store: store, log: cfg.Log, ln: ln, settling: map[string]*bool{}, failures: map[string]int{}, later: map[string]time.Time{},
 		conn: &connector{base: cfg.ConnectorURL, http: cfg.HTTPClient, timeout: cfg.RequestTimeout}}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	s.settleCtx, s.cancelSettles = context.WithCancel(context.WithoutCancel(ctx))
 	eng, err := connect(ctx, services{s})
 	if err != nil {
 		s.cancel()
+		s.cancelSettles()
 		s.wg.Wait()
 		_ = ln.Close()
 		return nil, fmt.Errorf("settlement engine: connect: %w", err)
 	}
 	s.mu.Lock()
 	s.eng = eng
+	if is, ok := eng.(IdempotentSettler); ok {
+		s.idempotent = is.SettlesOncePerID()
+	}
 	s.mu.Unlock()
 	if err := s.resume(ctx); err != nil {
 		_ = s.Close(ctx)
@@ -156,7 +188,10 @@ func (s *Server) resume(ctx context.Context) error {
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // Close stops the API, the settling and the credit retries (queued credits stay in the store
-// for the next start), waits for them within ctx, and closes the engine.
+// for the next start), waits for them, and closes the engine (Closer). When ctx ends first,
+// the running Settles' ctx is cancelled, and Close still waits for them to return (their
+// attempts stay in the store for the next start): it never returns, nor closes the engine,
+// while a Settle runs, so that the caller may close the store after it.
 func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
@@ -177,8 +212,11 @@ func (s *Server) Close(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		errs = append(errs, fmt.Errorf("settlement engine: close: %w", ctx.Err()))
+		errs = append(errs, fmt.Errorf("settlement engine: close: %w; settlements in progress cancelled, kept for the next start", ctx.Err()))
+		s.cancelSettles()
+		<-done // Settle returns once its ctx is done (see Engine)
 	}
+	s.cancelSettles()
 	if c, ok := s.eng.(Closer); ok {
 		errs = append(errs, c.Close(ctx))
 	}
@@ -220,74 +258,106 @@ func (s *Server) settleLoop(account string, again *bool) {
 func (s *Server) settleOnce(account string) {
 	s.mu.Lock()
 	_, waiting := s.later[account]
+	closed := s.closed
 	s.mu.Unlock()
-	if waiting {
+	if waiting || closed {
 		return // backing off after a failure: what is queued waits for the retry
 	}
-	// Store writes outlive Close: the amount is taken, and must be put back.
+	// Store writes outlive Close: an attempt's outcome must be recorded.
 	bg := context.WithoutCancel(s.ctx)
-	if !s.retryAttempt(bg, account) {
+	if !s.retryAttempt(bg, account) || s.isClosed() {
 		return // queued amounts wait until the attempt's outcome is known
 	}
-	amount, err := s.store.TakeQueued(bg, account)
+	// Taken and kept as the attempt in one step, before Settle: a stop during Settle
+	// leaves it in the store.
+	at, err := s.store.StartAttempt(bg, account, rand.Text())
 	if err != nil {
-		s.log.Error("settlement engine: cannot read the amount to settle; it stays queued", "account", account, "err", err)
+		wait := s.tryLater(account)
+		s.log.Error("settlement engine: cannot take the amount to settle; it stays queued and is tried again", "account", account, "retryIn", wait, "err", err)
 		return
 	}
-	if amount.Sign() <= 0 {
-		return
+	if at != nil {
+		s.settleAttempt(bg, account, *at, true)
 	}
-	s.settleAttempt(bg, account, Attempt{ID: rand.Text(), Amount: amount}, false)
 }
 
-// retryAttempt settles again the attempt of unknown outcome kept for account, if any, and
-// reports whether there is none left.
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// retryAttempt settles again the attempt kept for account, if any — of unknown outcome, or
+// left in progress by a stopped process — and reports whether there is none left.
 func (s *Server) retryAttempt(ctx context.Context, account string) bool {
 	at, err := s.store.Attempt(ctx, account)
 	if err != nil {
-		s.log.Error("settlement engine: cannot read the settlement of unknown outcome; trying again later", "account", account, "err", err)
+		s.log.Error("settlement engine: cannot read the settlement attempt kept; trying again later", "account", account, "err", err)
 		s.tryLater(account)
 		return false
 	}
 	if at == nil {
 		return true
 	}
-	return s.settleAttempt(ctx, account, *at, true)
+	if at.InProgress && !s.idempotent {
+		return s.abandonAttempt(ctx, account, *at)
+	}
+	if at.InProgress {
+		s.log.Warn("settlement engine: a settlement was in progress when the engine stopped; settling it again with its id", "account", account, "amount", at.Amount.String(), "id", at.ID)
+	}
+	return s.settleAttempt(ctx, account, *at, false)
 }
 
-// settleAttempt calls Settle for at (kept: at is a stored attempt of unknown outcome tried again)
-// and reports whether it is done with, settled or taken as settled.
-func (s *Server) settleAttempt(ctx context.Context, account string, at Attempt, kept bool) bool {
-	// Not cut off by Close: a failed Settle counts as paid, so a shutdown in the middle of one
-	// must let it finish (within the request timeout) rather than turn it into a failure.
-	sctx, cancel := context.WithTimeout(withSettlementID(ctx, at.ID), s.cfg.RequestTimeout)
+// abandonAttempt takes as settled an attempt left in progress (the engine stopped during
+// Settle, or its outcome could not be recorded) by an engine that may pay an id twice:
+// settlement-core's rule, said loudly so that a person checks the ledger.
+func (s *Server) abandonAttempt(ctx context.Context, account string, at Attempt) bool {
+	s.log.Error("SETTLEMENT INTERRUPTED: a settlement was in progress when the engine stopped, and this engine does not declare that a settlement id pays once (IdempotentSettler): "+
+		"it is taken as settled, in case it was paid; check the ledger for this settlement id and settle the difference by hand if it was not paid",
+		"account", account, "amount", at.Amount.String(), "id", at.ID)
+	if err := s.store.EndAttempt(ctx, account, at.ID, decimal.Zero); err != nil {
+		s.log.Error("settlement engine: cannot forget the interrupted settlement; trying again later", "account", account, "id", at.ID, "err", err)
+		s.tryLater(account)
+		return false
+	}
+	return true
+}
+
+// settleAttempt calls Settle for at, kept in the store (fresh: taken from the queue just
+// now, rather than tried again), and reports whether it is done with, settled or taken as
+// settled.
+func (s *Server) settleAttempt(ctx context.Context, account string, at Attempt, fresh bool) bool {
+	sctx, cancel := context.WithTimeout(withSettlementID(s.settleCtx, at.ID), s.cfg.RequestTimeout)
 	defer cancel()
-	amount := at.Amount
-	settled, err := s.eng.Settle(sctx, account, amount)
+	settled, err := s.eng.Settle(sctx, account, at.Amount)
 	switch {
-	case errors.Is(err, ErrOutcomeUnknown), kept && errors.Is(err, ErrNotSettled):
-		// Tried again as it is: a kept attempt stays one even when it paid nothing, so
-		// that it can never be paid under two ids.
-		s.keepAttempt(ctx, account, at, kept, err)
+	case errors.Is(err, ErrOutcomeUnknown), !fresh && errors.Is(err, ErrNotSettled):
+		// Tried again as it is: an attempt tried before stays one even when it paid nothing
+		// now, so that it can never be paid under two ids.
+		s.keepAttempt(ctx, account, at, err)
 		return false
 	case errors.Is(err, ErrNotSettled):
-		s.settleLater(ctx, account, amount, err)
+		s.settleLater(ctx, account, at, err)
 		return false
-	}
-	if kept {
-		// Forgotten before the leftover is queued: a crash between the two loses less than
-		// the attempt, rather than paying it twice.
-		if ferr := s.store.SetAttempt(ctx, account, nil); ferr != nil {
-			s.log.Error("settlement engine: cannot forget a settlement of unknown outcome that is now known; it will be tried again with its id", "account", account, "id", at.ID, "err", ferr)
-		}
-	}
-	if err != nil {
+	case err != nil && s.settleCtx.Err() != nil:
+		s.log.Warn("settlement engine: Settle cut short by Close; its attempt is kept for the next start", "account", account, "amount", at.Amount.String(), "id", at.ID, "err", err)
+		return false
+	case err != nil:
 		s.log.Error("SETTLEMENT FAILED: the whole amount is taken as settled, in case it was paid; check the ledger and settle the difference by hand if it was not",
-			"account", account, "amount", amount.String(), "id", at.ID, "err", err)
+			"account", account, "amount", at.Amount.String(), "id", at.ID, "err", err)
+		s.endAttempt(ctx, account, at, decimal.Zero)
 		return true
 	}
 	s.recordSettled(ctx, account, at, settled)
 	return true
+}
+
+// endAttempt forgets at, whose outcome is known, and queues requeue again, in one step.
+func (s *Server) endAttempt(ctx context.Context, account string, at Attempt, requeue decimal.Decimal) {
+	if err := s.store.EndAttempt(ctx, account, at.ID, requeue); err != nil {
+		s.log.Error("settlement engine: cannot record the outcome of a settlement; it stays kept as in progress, as if the engine had stopped during it",
+			"account", account, "amount", at.Amount.String(), "id", at.ID, "requeue", requeue.String(), "err", err)
+	}
 }
 
 // recordSettled takes note of a Settle of at that returned settled: clamped to [0, at.Amount],
@@ -306,24 +376,16 @@ func (s *Server) recordSettled(ctx context.Context, account string, at Attempt, 
 	s.mu.Lock()
 	delete(s.failures, account)
 	s.mu.Unlock()
-	leftover := amount.Sub(settled)
-	if leftover.IsZero() {
-		return
-	}
-	if _, err := s.store.QueueSettlement(ctx, account, leftover, nil); err != nil && !errors.Is(err, ErrNoAccount) {
-		s.log.Error("LEFTOVER LOST: cannot queue it again", "account", account, "leftover", leftover.String(), "err", err)
-	}
+	s.endAttempt(ctx, account, at, amount.Sub(settled))
 }
 
-// keepAttempt stores at (unless kept already) to be settled again, with its id, after the
-// backoff. If it cannot be stored it is taken as settled, as a failed Settle is: sent again
-// under a new id, it could be paid twice.
-func (s *Server) keepAttempt(ctx context.Context, account string, at Attempt, kept bool, err error) {
-	if !kept {
+// keepAttempt keeps at to be settled again, with its id, after the backoff.
+func (s *Server) keepAttempt(ctx context.Context, account string, at Attempt, err error) {
+	if at.InProgress {
+		at.InProgress = false
 		if serr := s.store.SetAttempt(ctx, account, &at); serr != nil {
-			s.log.Error("SETTLEMENT FAILED: its outcome is unknown and it cannot be kept to be tried again; taken as settled, in case it was paid: check the ledger",
-				"account", account, "amount", at.Amount.String(), "id", at.ID, "err", errors.Join(err, serr))
-			return
+			s.log.Error("settlement engine: cannot record that a settlement's outcome is unknown; it stays kept as in progress",
+				"account", account, "amount", at.Amount.String(), "id", at.ID, "err", serr)
 		}
 	}
 	wait := s.tryLater(account)
@@ -353,16 +415,13 @@ func (s *Server) tryLater(account string) time.Duration {
 	return wait
 }
 
-// settleLater queues amount again after a Settle that paid nothing (ErrNotSettled), and
+// settleLater queues at's amount again after a Settle that paid nothing (ErrNotSettled), and
 // tries the account again after the backoff: nothing else would (a connector asks once).
-func (s *Server) settleLater(ctx context.Context, account string, amount decimal.Decimal, err error) {
-	if _, qerr := s.store.QueueSettlement(ctx, account, amount, nil); qerr != nil {
-		s.log.Error("UNSETTLED AMOUNT LOST: cannot queue it again", "account", account, "amount", amount.String(), "err", qerr)
-		return
-	}
+func (s *Server) settleLater(ctx context.Context, account string, at Attempt, err error) {
+	s.endAttempt(ctx, account, at, at.Amount)
 	wait := s.tryLater(account)
 	s.log.Warn("nothing settled; the amount stays queued and is tried again", "account", account,
-		"amount", amount.String(), "retryIn", wait, "err", err)
+		"amount", at.Amount.String(), "retryIn", wait, "err", err)
 }
 
 // deliver reports c to the connector, retrying with the same key until it is acknowledged or

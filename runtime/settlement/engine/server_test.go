@@ -2,7 +2,10 @@ package engine_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -153,6 +156,9 @@ func TestIdempotentSettlements(t *testing.T) {
 		{"k2", `{"amount":"250","scale":3}`, 201, `{"amount":"250","scale":3}`},
 		{strings.Repeat("k", 257), `{"amount":"1","scale":2}`, 400, "Idempotency-Key"}, // stored: bounded as the connector does
 		{strings.Repeat("k", 256), `{"amount":"0","scale":2}`, 201, `{"amount":"0","scale":2}`},
+		{"k5", `{"amount":"5000","scale":6}`, 201, `{"amount":"5000","scale":6}`},
+		{"k5", `{"amount":"50000","scale":7}`, 201, `{"amount":"5000","scale":6}`}, // the same quantity: replayed
+		{"k5", `{"amount":"5001","scale":6}`, 409, "was used for another request"},
 	}
 	for i, st := range steps {
 		status, body := do(t, s, "POST", "/accounts/alice/settlements", st.key, st.body)
@@ -160,10 +166,94 @@ func TestIdempotentSettlements(t *testing.T) {
 			t.Fatalf("step %d: %d %q, want %d %q", i, status, body, st.status, st.wantBody)
 		}
 	}
-	eventually(t, "1.25 settled", func() bool { return rec.total().Equal(dec("1.25")) })
+	eventually(t, "1.255 settled", func() bool { return rec.total().Equal(dec("1.255")) })
 	_ = s.Close(context.Background())
-	if got := rec.total(); !got.Equal(dec("1.25")) {
-		t.Fatalf("settled %s, want 1.25 (a replay settled again?)", got)
+	if got := rec.total(); !got.Equal(dec("1.255")) {
+		t.Fatalf("settled %s, want 1.255 (a replay settled again?)", got)
+	}
+}
+
+// TestIdempotencyRecordsOfEarlierVersions: a record stored by an earlier version (hashed from
+// the quantity as written) still answers a retry of its request after an upgrade.
+func TestIdempotencyRecordsOfEarlierVersions(t *testing.T) {
+	store := engine.NewMemory()
+	ctx := context.Background()
+	must[bool](t)(store.CreateAccount(ctx, "alice"))
+	h := sha256.Sum256([]byte("alice\x00" + "100\x00" + "2"))
+	old := &engine.Record{Key: "k1", Hash: hex.EncodeToString(h[:]), Status: 201, Body: []byte(`{"amount":"100","scale":2}`)}
+	must[*engine.Record](t)(store.QueueSettlement(ctx, "alice", dec("1"), old))
+	s := start(t, connectTo(&recorder{}), store, "http://127.0.0.1:1", 2)
+	for _, st := range []struct {
+		body   string
+		status int
+	}{
+		{`{"amount":"100","scale":2}`, 201},
+		{`{"amount":"101","scale":2}`, 409},
+	} {
+		if status, body := do(t, s, "POST", "/accounts/alice/settlements", "k1", st.body); status != st.status {
+			t.Errorf("%s under an earlier version's key: %d %s, want %d", st.body, status, body, st.status)
+		}
+	}
+}
+
+// refusing answers messages with err.
+type refusing struct{ recorder }
+
+func (r *refusing) HandleMessage(_ context.Context, _ string, m json.RawMessage) (any, error) {
+	var msg struct{ Err string }
+	_ = json.Unmarshal(m, &msg)
+	switch msg.Err {
+	case "refused":
+		return nil, fmt.Errorf("no such message: %w", engine.ErrRefused)
+	case "broken":
+		return nil, errors.New("ledger down")
+	}
+	return map[string]string{"ok": "1"}, nil
+}
+
+// TestMessageRefused: an engine refuses a message it did not take with ErrRefused (400, which
+// the connector reports to the peer as not taken); any other error may have taken it (500).
+func TestMessageRefused(t *testing.T) {
+	s := start(t, connectTo(&refusing{}), engine.NewMemory(), "http://127.0.0.1:1", 2)
+	do(t, s, "POST", "/accounts", "", `{"id":"alice"}`)
+	for _, tc := range []struct {
+		msg    string
+		status int
+	}{
+		{`{"Err":""}`, 201},
+		{`{"Err":"refused"}`, 400},
+		{`{"Err":"broken"}`, 500},
+	} {
+		if status, body := do(t, s, "POST", "/accounts/alice/messages", "", tc.msg); status != tc.status {
+			t.Errorf("message %s: %d %s, want %d", tc.msg, status, body, tc.status)
+		}
+	}
+}
+
+// TestAssetScaleRequired: a forgotten AssetScale (0) is refused at Start, since it would round
+// every credit down to whole units; 0 is taken when WholeUnits says so.
+func TestAssetScaleRequired(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		scale      uint8
+		wholeUnits bool
+		wantErr    string
+	}{
+		{"forgotten", 0, false, "AssetScale is not set"},
+		{"whole units", 0, true, ""},
+		{"set", 6, false, ""},
+		{"contradictory", 6, true, "contradicts"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := engine.Start(context.Background(), connectTo(&recorder{}), engine.NewMemory(), engine.Config{
+				Addr: "127.0.0.1:0", AssetScale: tc.scale, WholeUnits: tc.wholeUnits, Log: slog.New(slog.DiscardHandler)})
+			if err == nil {
+				_ = s.Close(context.Background())
+			}
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("Start: %v, want %q", err, tc.wantErr)
+			}
+		})
 	}
 }
 
@@ -363,7 +453,7 @@ func TestOutcomeUnknownTriedWithTheSameID(t *testing.T) {
 func TestRetriesWaitForTheBackoff(t *testing.T) {
 	never := &unsure{unknown: 1 << 30}
 	s, err := engine.Start(context.Background(), connectTo(never), engine.NewMemory(), engine.Config{
-		ConnectorURL: "http://127.0.0.1:1", Addr: "127.0.0.1:0", AssetScale: 0,
+		ConnectorURL: "http://127.0.0.1:1", Addr: "127.0.0.1:0", WholeUnits: true,
 		Backoff: func(int) time.Duration { return time.Hour }, Log: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {

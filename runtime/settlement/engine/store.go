@@ -19,11 +19,21 @@ var ErrNoAccount = errors.New("settlement engine: no such account")
 // ErrCreditedBefore is QueueCredit's answer to a settlement id it has queued for the account.
 var ErrCreditedBefore = errors.New("settlement engine: this settlement id was credited before")
 
-// Attempt is a settlement whose outcome Settle could not tell (ErrOutcomeUnknown): it is
-// tried again with the same ID and amount.
+// ErrAttemptKept is StartAttempt's answer when the account has an attempt already: one
+// attempt at a time, so that an amount is never under two ids.
+var ErrAttemptKept = errors.New("settlement engine: the account has a settlement attempt already")
+
+// Attempt is a settlement taken from the queue and given to Settle, kept in the store from
+// before Settle is called until its outcome is known, so that no stop of the process loses
+// it. InProgress: Settle was called and has not answered (or its answer could not be
+// recorded); otherwise Settle answered ErrOutcomeUnknown, and the attempt is tried again with
+// the same ID and amount.
 type Attempt struct {
 	ID     string          `json:"id"`
 	Amount decimal.Decimal `json:"amount"` // standard units
+	// InProgress is absent from attempts stored by earlier versions, which kept only
+	// attempts of unknown outcome: they read as such.
+	InProgress bool `json:"inProgress,omitempty"`
 }
 
 // Record is the answer given to a settlement request, kept under its Idempotency-Key so that
@@ -61,8 +71,14 @@ type Store interface {
 	// IdempotencyTTL from now (RFC 38 counts from the last request). ErrNoAccount when id is
 	// not recorded.
 	QueueSettlement(ctx context.Context, id string, amount decimal.Decimal, rec *Record) (*Record, error)
-	// TakeQueued returns what is queued to settle for id and sets it to zero.
-	TakeQueued(ctx context.Context, id string) (decimal.Decimal, error)
+	// StartAttempt takes what is queued to settle for id and, in the same atomic step, keeps
+	// it as id's attempt, in progress, under attemptID; nil (nothing changed) when nothing is
+	// queued. ErrAttemptKept when id has an attempt.
+	StartAttempt(ctx context.Context, id, attemptID string) (*Attempt, error)
+	// EndAttempt forgets id's attempt attemptID (its outcome is known) and, in the same
+	// atomic step, queues requeue (≥ 0: what it did not pay) again, unless id is no longer
+	// recorded. It changes nothing when id's attempt is not attemptID (ended already).
+	EndAttempt(ctx context.Context, id, attemptID string, requeue decimal.Decimal) error
 	// QueueCredit adds amount to the incoming amount of account not yet credited, takes from
 	// it the whole units of scale and, unless there are none, records them as the credit
 	// key; it returns the credit and whether one was recorded. settlement.ErrTooLarge when
@@ -74,9 +90,9 @@ type Store interface {
 	Credits(ctx context.Context) ([]Credit, error)
 	// AckCredit forgets the credit key (acknowledged, or refused for good).
 	AckCredit(ctx context.Context, key string) error
-	// SetAttempt keeps a as id's settlement of unknown outcome (nil: forgets it).
+	// SetAttempt keeps a as id's attempt, replacing the one kept (nil: forgets it).
 	SetAttempt(ctx context.Context, id string, a *Attempt) error
-	// Attempt returns id's settlement of unknown outcome; nil when there is none.
+	// Attempt returns id's attempt; nil when there is none.
 	Attempt(ctx context.Context, id string) (*Attempt, error)
 }
 

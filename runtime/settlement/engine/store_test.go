@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -72,9 +73,24 @@ func testAccounts(t *testing.T, s engine.Store) {
 	if must[bool](t)(s.HasAccount(ctx, "a")) {
 		t.Fatal("deleted account still there")
 	}
-	if q := must[decimal.Decimal](t)(s.TakeQueued(ctx, "a")); !q.IsZero() {
-		t.Fatalf("queued amount of a deleted account = %s", q)
+	if a := must[*engine.Attempt](t)(s.StartAttempt(ctx, "a", "x")); a != nil {
+		t.Fatalf("queued amount of a deleted account taken: %+v", a)
 	}
+}
+
+// taken takes what is queued for id as an attempt, then forgets the attempt, and returns
+// its amount (0 for none).
+func taken(t *testing.T, s engine.Store, id string) decimal.Decimal {
+	t.Helper()
+	ctx := context.Background()
+	a := must[*engine.Attempt](t)(s.StartAttempt(ctx, id, "taken"))
+	if a == nil {
+		return decimal.Zero
+	}
+	if err := s.EndAttempt(ctx, id, a.ID, decimal.Zero); err != nil {
+		t.Fatal(err)
+	}
+	return a.Amount
 }
 
 func testQueue(t *testing.T, s engine.Store) {
@@ -106,11 +122,11 @@ func testQueue(t *testing.T, s engine.Store) {
 			t.Fatalf("step %d: record not kept whole: %+v", i, prev)
 		}
 	}
-	if q := must[decimal.Decimal](t)(s.TakeQueued(ctx, "a")); !q.Equal(dec("3.005000000000000000001")) {
-		t.Fatalf("TakeQueued = %s", q)
+	if q := taken(t, s, "a"); !q.Equal(dec("3.005000000000000000001")) {
+		t.Fatalf("taken %s", q)
 	}
-	if q := must[decimal.Decimal](t)(s.TakeQueued(ctx, "a")); !q.IsZero() {
-		t.Fatalf("TakeQueued again = %s, want 0", q)
+	if q := taken(t, s, "a"); !q.IsZero() {
+		t.Fatalf("taken again %s, want 0", q)
 	}
 }
 
@@ -202,31 +218,105 @@ func testLeftoverKept(t *testing.T, s engine.Store) {
 	}
 }
 
-// testAttempts: an attempt of unknown outcome is kept, replaced, forgotten, and dropped
-// with its account.
+// testAttempts: an attempt takes the queue in the same step, is kept until it ends (what it
+// did not pay queued again), and is dropped with its account.
 func testAttempts(t *testing.T, s engine.Store) {
 	ctx := context.Background()
 	must[bool](t)(s.CreateAccount(ctx, "a"))
-	if a := must[*engine.Attempt](t)(s.Attempt(ctx, "a")); a != nil {
-		t.Fatalf("attempt %+v before any", a)
+	queue := func(amount string) { must[*engine.Record](t)(s.QueueSettlement(ctx, "a", dec(amount), nil)) }
+	steps := []struct {
+		name string
+		do   func() error
+		want *engine.Attempt // kept after the step
+	}{
+		{"nothing queued: no attempt", func() error {
+			_, err := s.StartAttempt(ctx, "a", "x")
+			return err
+		}, nil},
+		{"queued: taken as an attempt in progress", func() error {
+			queue("1")
+			queue("0.25")
+			_, err := s.StartAttempt(ctx, "a", "x")
+			return err
+		}, &engine.Attempt{ID: "x", Amount: dec("1.25"), InProgress: true}},
+		{"one attempt at a time", func() error {
+			queue("7")
+			if _, err := s.StartAttempt(ctx, "a", "y"); !errors.Is(err, engine.ErrAttemptKept) {
+				return fmt.Errorf("second attempt: %v, want ErrAttemptKept", err)
+			}
+			return nil
+		}, &engine.Attempt{ID: "x", Amount: dec("1.25"), InProgress: true}},
+		{"outcome unknown", func() error {
+			return s.SetAttempt(ctx, "a", &engine.Attempt{ID: "x", Amount: dec("1.25")})
+		}, &engine.Attempt{ID: "x", Amount: dec("1.25")}},
+		{"another attempt's end: nothing", func() error {
+			return s.EndAttempt(ctx, "a", "other", dec("5"))
+		}, &engine.Attempt{ID: "x", Amount: dec("1.25")}},
+		{"ended: the unpaid part queued again", func() error {
+			return s.EndAttempt(ctx, "a", "x", dec("0.000000001"))
+		}, nil},
+		{"ended twice: queued once", func() error {
+			return s.EndAttempt(ctx, "a", "x", dec("0.000000001"))
+		}, nil},
+		{"7 + 0.000000001 taken", func() error {
+			_, err := s.StartAttempt(ctx, "a", "z")
+			return err
+		}, &engine.Attempt{ID: "z", Amount: dec("7.000000001"), InProgress: true}},
+		{"dropped with the account", func() error { return s.DeleteAccount(ctx, "a") }, nil},
+		{"ended after the account was deleted: nothing queued", func() error { return s.EndAttempt(ctx, "a", "z", dec("1")) }, nil},
 	}
-	for _, want := range []*engine.Attempt{{ID: "x", Amount: dec("1.25")}, {ID: "y", Amount: dec("0.000000001")}, nil} {
-		if err := s.SetAttempt(ctx, "a", want); err != nil {
-			t.Fatal(err)
+	for _, st := range steps {
+		if err := st.do(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
 		}
 		got := must[*engine.Attempt](t)(s.Attempt(ctx, "a"))
-		if (got == nil) != (want == nil) || got != nil && (got.ID != want.ID || !got.Amount.Equal(want.Amount)) {
-			t.Fatalf("attempt %+v, want %+v", got, want)
+		if (got == nil) != (st.want == nil) || got != nil && (got.ID != st.want.ID || !got.Amount.Equal(st.want.Amount) || got.InProgress != st.want.InProgress) {
+			t.Fatalf("%s: attempt %+v, want %+v", st.name, got, st.want)
 		}
 	}
-	if err := s.SetAttempt(ctx, "a", &engine.Attempt{ID: "z", Amount: dec("1")}); err != nil {
+	must[bool](t)(s.CreateAccount(ctx, "a"))
+	if q := taken(t, s, "a"); !q.IsZero() {
+		t.Fatalf("%s queued for an account deleted then created again", q)
+	}
+}
+
+// TestRedisDataOfEarlierVersions: a Redis store written by an earlier version loads — its
+// attempt (then always of unknown outcome, never in progress) and its queue — and a queue
+// that cannot be read stays queued, as the server's log says.
+func TestRedisDataOfEarlierVersions(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	r := openRedis(t, srv.URL())
+	rc := redis.NewClient(must[*redis.Options](t)(redis.ParseURL(srv.URL())))
+	t.Cleanup(func() { _ = rc.Close() })
+	p := "t:" + t.Name() + ":"
+	for _, cmd := range [][]any{
+		{"SADD", p + "accounts", "a", "b"},
+		{"SET", p + "attempt:a", `{"id":"old-id","amount":"1.25"}`},
+		{"RPUSH", p + "queue:a", "1", "0.005"},
+		{"RPUSH", p + "queue:b", "1", "not a decimal"},
+	} {
+		if err := rc.Do(ctx, cmd...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a := must[*engine.Attempt](t)(r.Attempt(ctx, "a")); a == nil || a.ID != "old-id" || !a.Amount.Equal(dec("1.25")) || a.InProgress {
+		t.Fatalf("earlier attempt read as %+v, want old-id 1.25 of unknown outcome", a)
+	}
+	if err := r.EndAttempt(ctx, "a", "old-id", decimal.Zero); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteAccount(ctx, "a"); err != nil {
-		t.Fatal(err)
+	if q := taken(t, r, "a"); !q.Equal(dec("1.005")) {
+		t.Fatalf("earlier queue taken as %s, want 1.005", q)
 	}
-	if a := must[*engine.Attempt](t)(s.Attempt(ctx, "a")); a != nil {
-		t.Fatalf("attempt %+v of a deleted account", a)
+	if a, err := r.StartAttempt(ctx, "b", "x"); err == nil {
+		t.Fatalf("unreadable queue taken as %+v", a)
+	}
+	if q := rc.LRange(ctx, p+"queue:b", 0, -1).Val(); len(q) != 2 {
+		t.Fatalf("unreadable queue left as %q, want it kept whole", q)
+	}
+	if a := must[*engine.Attempt](t)(r.Attempt(ctx, "b")); a != nil {
+		t.Fatalf("attempt %+v from an unreadable queue", a)
 	}
 }
 
@@ -268,7 +358,7 @@ func TestIdempotencyKeptFromTheLastRequest(t *testing.T) {
 			if prev := must[*engine.Record](t)(tc.s.QueueSettlement(ctx, "a", dec("1"), rec)); prev == nil {
 				t.Fatal("retry 20 h after the last one not replayed: the key expired 24 h after the first")
 			}
-			if q := must[decimal.Decimal](t)(tc.s.TakeQueued(ctx, "a")); !q.Equal(dec("1")) {
+			if q := taken(t, tc.s, "a"); !q.Equal(dec("1")) {
 				t.Fatalf("queued %s, want 1 (once)", q)
 			}
 		})

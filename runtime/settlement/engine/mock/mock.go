@@ -87,18 +87,25 @@ func notSent(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-// HandleMessage credits a settlement message of the peer's mock.
+// SettlesOncePerID declares (engine.IdempotentSettler) that a settlement id pays once: the
+// peer's mock credits an id once. A settlement in progress when the engine stopped is sent
+// again with its id at the next start.
+func (e *Engine) SettlesOncePerID() bool { return true }
+
+// HandleMessage credits a settlement message of the peer's mock. A message it cannot read is
+// refused (engine.ErrRefused: the peer's mock learns that it was not taken); a credit that
+// cannot be queued is an error of unknown outcome.
 func (e *Engine) HandleMessage(_ context.Context, account string, raw json.RawMessage) (any, error) {
 	var m Message
 	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, fmt.Errorf("mock: message: %w", err)
+		return nil, fmt.Errorf("mock: message: %w: %w", engine.ErrRefused, err)
 	}
 	if m.Type != MessageType || m.ID == "" {
-		return nil, fmt.Errorf("mock: unknown message type %q (or no id)", m.Type)
+		return nil, fmt.Errorf("mock: unknown message type %q (or no id): %w", m.Type, engine.ErrRefused)
 	}
 	amount, err := decimal.NewFromString(m.Amount)
 	if err != nil || amount.Sign() < 0 {
-		return nil, errors.New("mock: settlement amount must be a non-negative decimal")
+		return nil, fmt.Errorf("mock: settlement amount must be a non-negative decimal: %w", engine.ErrRefused)
 	}
 	if err := e.svc.CreditSettlement(account, amount, m.ID); err != nil {
 		return nil, err

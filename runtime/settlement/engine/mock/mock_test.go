@@ -68,11 +68,20 @@ func TestHandleMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, bad := range []string{`{"type":"other","id":"x","amount":"1"}`, `{"type":"settlement","amount":"1"}`, `{"type":"settlement","id":"x","amount":"-1"}`, `nope`} {
-		if _, err := h.HandleMessage(context.Background(), "alice", json.RawMessage(bad)); err == nil {
-			t.Errorf("%s: accepted", bad)
+		if _, err := h.HandleMessage(context.Background(), "alice", json.RawMessage(bad)); !errors.Is(err, engine.ErrRefused) {
+			t.Errorf("%s: %v, want it refused (engine.ErrRefused: the peer learns it was not taken)", bad, err)
 		}
 	}
 	if len(svc.credits) != 1 || svc.credits[0] != "alice 1.5" {
 		t.Fatalf("credits %v, want alice 1.5 once", svc.credits)
+	}
+}
+
+// TestSettlesOncePerID: the peer's mock credits an id once, so the mock declares it and a
+// settlement in progress when it stopped is sent again with its id.
+func TestSettlesOncePerID(t *testing.T) {
+	eng, _ := Connect(2)(context.Background(), &services{})
+	if is, ok := eng.(engine.IdempotentSettler); !ok || !is.SettlesOncePerID() {
+		t.Fatal("the mock does not declare that a settlement id pays once")
 	}
 }
