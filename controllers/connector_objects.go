@@ -245,6 +245,11 @@ func deploymentStrategy(c *ilpv1.Connector, accounts []ilpv1.Account) appsv1.Dep
 	if replicasOf(c) <= 1 && slices.ContainsFunc(accounts, func(a ilpv1.Account) bool { return onePodLink(a.Spec.Link) }) {
 		return appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
 	}
+	return rollingUpdate()
+}
+
+// rollingUpdate is the Deployment strategy the API server defaults to, written out in full.
+func rollingUpdate() appsv1.DeploymentStrategy {
 	quarter := intstr.FromString("25%")
 	return appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType,
 		RollingUpdate: &appsv1.RollingUpdateDeployment{MaxUnavailable: &quarter, MaxSurge: ptr.To(quarter)}}

@@ -49,6 +49,9 @@ func TestSettlementEngineWorkload(t *testing.T) {
 		ctr.Ports[0].ContainerPort != 3000 || *dep.Spec.Replicas != 1 {
 		t.Errorf("engine Deployment = %+v replicas %d", ctr, *dep.Spec.Replicas)
 	}
+	if dep.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+		t.Errorf("single engine's strategy %+v; want Recreate: two processes must not share its state during a roll", dep.Spec.Strategy)
+	}
 	if p := ctr.ReadinessProbe; p == nil || p.TCPSocket == nil || p.TCPSocket.Port.String() != "http" {
 		t.Errorf("engine readiness probe %+v: want a TCP check of the engine's port", p)
 	}
@@ -66,7 +69,8 @@ func TestSettlementEngineWorkload(t *testing.T) {
 
 	update(t, eng, func(e *ilpv1.SettlementEngine) { e.Spec.Replicas = ptr.To(int32(2)) })
 	eventually(t, func() error {
-		return checkf(*get(t, ns, "xrp-engine", &appsv1.Deployment{}).Spec.Replicas == 2, "replicas not updated")
+		d := get(t, ns, "xrp-engine", &appsv1.Deployment{})
+		return checkf(*d.Spec.Replicas == 2 && d.Spec.Strategy.Type == appsv1.RollingUpdateDeploymentStrategyType, "replicas or strategy (RollingUpdate with several) not updated")
 	})
 }
 

@@ -92,6 +92,7 @@ func (r *SettlementEngineReconciler) apply(ctx context.Context, eng *ilpv1.Settl
 		dep.Labels = mergeLabels(dep.Labels, engineLabels(eng))
 		dep.Spec.Replicas = ptr.To(ptr.Deref(eng.Spec.Replicas, 1))
 		dep.Spec.Selector = &metav1.LabelSelector{MatchLabels: engineSelector(eng)}
+		dep.Spec.Strategy = engineStrategy(eng)
 		setPodTemplate(dep, &dep.Spec.Template, enginePodTemplate(eng))
 		return nil
 	})
@@ -119,6 +120,20 @@ func engineOfPod(_ context.Context, o client.Object) []reconcile.Request {
 		return nil
 	}
 	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: l[ilpv1.LabelSettlementEngine]}}}
+}
+
+// engineStrategy is how the engine's Deployment replaces its pods. A single engine is usually
+// the only process on its state (ilpfleet's own engine: one process per Redis prefix, whose
+// settlement in progress a second process would take for one its predecessor left behind), so
+// its roll stops the old pod before starting the new one: a pause of a restart, which the
+// connectors ride out (they retry settlements and messages). Engines run with several
+// replicas share their state by design, and roll as Kubernetes does by default. Not in the
+// pod template: changing it rolls no pod.
+func engineStrategy(eng *ilpv1.SettlementEngine) appsv1.DeploymentStrategy {
+	if ptr.Deref(eng.Spec.Replicas, 1) <= 1 {
+		return appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
+	}
+	return rollingUpdate()
 }
 
 func enginePodTemplate(eng *ilpv1.SettlementEngine) corev1.PodTemplateSpec {

@@ -42,7 +42,9 @@ type SettlementEngineSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65535
 	Port int32 `json:"port"`
-	// Replicas of the engine; unset: 1.
+	// Replicas of the engine; unset: 1. A single engine rolls by stopping its pod before its
+	// successor starts (Recreate): its state is usually one process's. Several replicas roll
+	// as a rolling update, and must share their state safely.
 	// +kubebuilder:validation:Minimum=0
 	// +optional
 	Replicas *int32 `json:"replicas,omitempty"`
