@@ -24,9 +24,7 @@ func TestServiceMonitorFailureDoesNotHoldUpSecretRotation(t *testing.T) {
 	if _, err := envtest.InstallCRDs(testEnv.Config, envtest.CRDInstallOptions{CRDs: []*apiextv1.CustomResourceDefinition{crd}}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = envtest.UninstallCRDs(testEnv.Config, envtest.CRDInstallOptions{CRDs: []*apiextv1.CustomResourceDefinition{crd}})
-	})
+	t.Cleanup(func() { uninstallCRD(t, crd) })
 	foreign := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{}}}
 	foreign.SetAPIVersion("monitoring.coreos.com/v1")
 	foreign.SetKind("ServiceMonitor")

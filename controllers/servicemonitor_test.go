@@ -39,6 +39,25 @@ func serviceMonitorCRD() *apiextv1.CustomResourceDefinition {
 	}
 }
 
+// uninstallCRD removes crd and waits until it is gone: a test that installs it again while
+// its deletion is under way waits in vain for it to be served.
+func uninstallCRD(t *testing.T, crd *apiextv1.CustomResourceDefinition) {
+	t.Helper()
+	if err := envtest.UninstallCRDs(testEnv.Config, envtest.CRDInstallOptions{CRDs: []*apiextv1.CustomResourceDefinition{crd}}); err != nil {
+		t.Fatal(err)
+	}
+	sch := runtime.NewScheme()
+	_ = apiextv1.AddToScheme(sch)
+	ext, err := client.New(testEnv.Config, client.Options{Scheme: sch}) // k8s's scheme has no CRD type
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error {
+		err := ext.Get(context.Background(), client.ObjectKeyFromObject(crd), &apiextv1.CustomResourceDefinition{})
+		return checkf(apierrors.IsNotFound(err), fmt.Sprintf("CRD still there: %v", err))
+	})
+}
+
 // TestServiceMonitor installs the ServiceMonitor CRD after a Connector exists, checks the
 // object the operator then writes for it (owned, selecting the admin Service, scraping its
 // metrics port), removes the CRD again and checks that the Connector still reconciles: an
@@ -57,19 +76,7 @@ func TestServiceMonitor(t *testing.T) {
 	}
 	removed := false
 	removeCRD := func() {
-		if err := envtest.UninstallCRDs(testEnv.Config, envtest.CRDInstallOptions{CRDs: []*apiextv1.CustomResourceDefinition{crd}}); err != nil {
-			t.Fatal(err)
-		}
-		sch := runtime.NewScheme()
-		_ = apiextv1.AddToScheme(sch)
-		ext, err := client.New(testEnv.Config, client.Options{Scheme: sch}) // k8s's scheme has no CRD type
-		if err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, func() error {
-			err := ext.Get(ctx, client.ObjectKeyFromObject(crd), &apiextv1.CustomResourceDefinition{})
-			return checkf(apierrors.IsNotFound(err), fmt.Sprintf("CRD still there: %v", err))
-		})
+		uninstallCRD(t, crd)
 		removed = true
 	}
 	t.Cleanup(func() {
