@@ -209,14 +209,12 @@ func (m *Memory) AckCredit(_ context.Context, key string) error {
 	return nil
 }
 
-// SetAttempt implements Store.
-func (m *Memory) SetAttempt(_ context.Context, id string, a *Attempt) error {
+// UpdateAttempt implements Store.
+func (m *Memory) UpdateAttempt(_ context.Context, id string, a Attempt) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if a == nil {
-		delete(m.attempts, id)
-	} else {
-		m.attempts[id] = *a
+	if kept, ok := m.attempts[id]; ok && kept.ID == a.ID {
+		m.attempts[id] = a
 	}
 	return nil
 }

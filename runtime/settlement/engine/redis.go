@@ -311,16 +311,24 @@ func (r *Redis) AckCredit(ctx context.Context, key string) error {
 	return r.c.HDel(ctx, r.key("credits"), key).Err()
 }
 
-// SetAttempt implements Store.
-func (r *Redis) SetAttempt(ctx context.Context, id string, a *Attempt) error {
-	if a == nil {
-		return r.c.Del(ctx, r.key("attempt:", id)).Err()
-	}
+// updateScript is UpdateAttempt in one atomic step: the kept attempt's id is read from its
+// JSON, as endScript does.
+var updateScript = redis.NewScript(`
+local kept = redis.call('GET', KEYS[1])
+if not kept then return 0 end
+local ok, at = pcall(cjson.decode, kept)
+if not ok or type(at) ~= 'table' or at['id'] ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+`)
+
+// UpdateAttempt implements Store.
+func (r *Redis) UpdateAttempt(ctx context.Context, id string, a Attempt) error {
 	b, err := json.Marshal(a)
 	if err != nil {
 		return err
 	}
-	return r.c.Set(ctx, r.key("attempt:", id), b, 0).Err()
+	return updateScript.Run(ctx, r.c, []string{r.key("attempt:", id)}, a.ID, b).Err()
 }
 
 // Attempt implements Store.

@@ -105,8 +105,8 @@ type Server struct {
 
 	ctx    context.Context // ends at Close: stops settling and retries
 	cancel context.CancelFunc
-	// settleCtx is Settle's: it ends only when Close's ctx does, since a Settle cut short
-	// leaves its attempt to the next start.
+	// settleCtx is Settle's: Close cancels it only once no Settle may run any more, or when
+	// its own ctx ends first (a Settle cut short leaves its attempt to the next start).
 	settleCtx     context.Context
 	cancelSettles context.CancelFunc
 	wg            sync.WaitGroup
@@ -117,7 +117,19 @@ type Server struct {
 	settling   map[string]*bool     // account → settle again when the running one ends
 	failures   map[string]int       // account → failed attempts in a row (not settled, outcome unknown, kept attempt unreadable): the backoff's n
 	later      map[string]time.Time // account → when the retry after the backoff is due: nothing settles before
+	unrecorded map[string]outcome   // account → an outcome this process knows and could not write yet
 	closed     bool
+}
+
+// outcome is the known outcome of an attempt, to write to the store: ended (EndAttempt, with
+// what to queue again) or kept as it is now (UpdateAttempt, its outcome unknown). One that
+// could not be written is kept in memory and written before anything else is done for the
+// account: the attempt stays in the store as in progress meanwhile, and must not be taken for
+// one a stopped process left behind.
+type outcome struct {
+	at      Attempt
+	end     bool
+	requeue decimal.Decimal
 }
 
 // Start listens on cfg.Addr, connects the engine, resumes the credits and settlements left
@@ -132,7 +144,7 @@ func Start(ctx context.Context, connect Connect, store Store, cfg Config) (*Serv
 	if err != nil {
 		return nil, fmt.Errorf("settlement engine: %w", err)
 	}
-	s := &Server{cfg: cfg, store: store, log: cfg.Log, ln: ln, settling: map[string]*bool{}, failures: map[string]int{}, later: map[string]time.Time{},
+	s := &Server{cfg: cfg, store: store, log: cfg.Log, ln: ln, settling: map[string]*bool{}, failures: map[string]int{}, later: map[string]time.Time{}, unrecorded: map[string]outcome{},
 		conn: &connector{base: cfg.ConnectorURL, http: cfg.HTTPClient, timeout: cfg.RequestTimeout}}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.settleCtx, s.cancelSettles = context.WithCancel(context.WithoutCancel(ctx))
@@ -287,9 +299,17 @@ func (s *Server) isClosed() bool {
 	return s.closed
 }
 
-// retryAttempt settles again the attempt kept for account, if any — of unknown outcome, or
-// left in progress by a stopped process — and reports whether there is none left.
+// retryAttempt writes the outcome this process could not write for account, then settles
+// again the attempt kept for account, if any — of unknown outcome, or left in progress by a
+// stopped process — and reports whether there is none left.
 func (s *Server) retryAttempt(ctx context.Context, account string) bool {
+	s.mu.Lock()
+	o, unwritten := s.unrecorded[account]
+	delete(s.unrecorded, account)
+	s.mu.Unlock()
+	if unwritten && !s.writeOutcome(ctx, account, o) {
+		return false
+	}
 	at, err := s.store.Attempt(ctx, account)
 	if err != nil {
 		s.log.Error("settlement engine: cannot read the settlement attempt kept; trying again later", "account", account, "err", err)
@@ -354,10 +374,28 @@ func (s *Server) settleAttempt(ctx context.Context, account string, at Attempt, 
 
 // endAttempt forgets at, whose outcome is known, and queues requeue again, in one step.
 func (s *Server) endAttempt(ctx context.Context, account string, at Attempt, requeue decimal.Decimal) {
-	if err := s.store.EndAttempt(ctx, account, at.ID, requeue); err != nil {
-		s.log.Error("settlement engine: cannot record the outcome of a settlement; it stays kept as in progress, as if the engine had stopped during it",
-			"account", account, "amount", at.Amount.String(), "id", at.ID, "requeue", requeue.String(), "err", err)
+	s.writeOutcome(ctx, account, outcome{at: at, end: true, requeue: requeue})
+}
+
+// writeOutcome writes o to the store and reports whether it could. If not, o is kept in
+// memory and written again, after the backoff, before the account settles again (see outcome).
+func (s *Server) writeOutcome(ctx context.Context, account string, o outcome) bool {
+	var err error
+	if o.end {
+		err = s.store.EndAttempt(ctx, account, o.at.ID, o.requeue)
+	} else {
+		err = s.store.UpdateAttempt(ctx, account, o.at)
 	}
+	if err == nil {
+		return true
+	}
+	s.mu.Lock()
+	s.unrecorded[account] = o
+	s.mu.Unlock()
+	wait := s.tryLater(account)
+	s.log.Error("settlement engine: cannot record the outcome of a settlement; written again before the account settles again",
+		"account", account, "amount", o.at.Amount.String(), "id", o.at.ID, "ended", o.end, "requeue", o.requeue.String(), "retryIn", wait, "err", err)
+	return false
 }
 
 // recordSettled takes note of a Settle of at that returned settled: clamped to [0, at.Amount],
@@ -383,10 +421,7 @@ func (s *Server) recordSettled(ctx context.Context, account string, at Attempt, 
 func (s *Server) keepAttempt(ctx context.Context, account string, at Attempt, err error) {
 	if at.InProgress {
 		at.InProgress = false
-		if serr := s.store.SetAttempt(ctx, account, &at); serr != nil {
-			s.log.Error("settlement engine: cannot record that a settlement's outcome is unknown; it stays kept as in progress",
-				"account", account, "amount", at.Amount.String(), "id", at.ID, "err", serr)
-		}
+		s.writeOutcome(ctx, account, outcome{at: at})
 	}
 	wait := s.tryLater(account)
 	s.log.Warn("settlement outcome unknown; tried again with the same id", "account", account,

@@ -90,8 +90,9 @@ type Store interface {
 	Credits(ctx context.Context) ([]Credit, error)
 	// AckCredit forgets the credit key (acknowledged, or refused for good).
 	AckCredit(ctx context.Context, key string) error
-	// SetAttempt keeps a as id's attempt, replacing the one kept (nil: forgets it).
-	SetAttempt(ctx context.Context, id string, a *Attempt) error
+	// UpdateAttempt replaces id's attempt a.ID by a (its outcome now unknown, say). It
+	// changes nothing when id's attempt is not a.ID: ended already, or gone with the account.
+	UpdateAttempt(ctx context.Context, id string, a Attempt) error
 	// Attempt returns id's attempt; nil when there is none.
 	Attempt(ctx context.Context, id string) (*Attempt, error)
 }

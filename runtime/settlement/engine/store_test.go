@@ -246,8 +246,11 @@ func testAttempts(t *testing.T, s engine.Store) {
 			}
 			return nil
 		}, &engine.Attempt{ID: "x", Amount: dec("1.25"), InProgress: true}},
+		{"another attempt's update: nothing", func() error {
+			return s.UpdateAttempt(ctx, "a", engine.Attempt{ID: "other", Amount: dec("9")})
+		}, &engine.Attempt{ID: "x", Amount: dec("1.25"), InProgress: true}},
 		{"outcome unknown", func() error {
-			return s.SetAttempt(ctx, "a", &engine.Attempt{ID: "x", Amount: dec("1.25")})
+			return s.UpdateAttempt(ctx, "a", engine.Attempt{ID: "x", Amount: dec("1.25")})
 		}, &engine.Attempt{ID: "x", Amount: dec("1.25")}},
 		{"another attempt's end: nothing", func() error {
 			return s.EndAttempt(ctx, "a", "other", dec("5"))
@@ -264,6 +267,9 @@ func testAttempts(t *testing.T, s engine.Store) {
 		}, &engine.Attempt{ID: "z", Amount: dec("7.000000001"), InProgress: true}},
 		{"dropped with the account", func() error { return s.DeleteAccount(ctx, "a") }, nil},
 		{"ended after the account was deleted: nothing queued", func() error { return s.EndAttempt(ctx, "a", "z", dec("1")) }, nil},
+		{"updated after the account was deleted: not kept again", func() error {
+			return s.UpdateAttempt(ctx, "a", engine.Attempt{ID: "z", Amount: dec("7.000000001")})
+		}, nil},
 	}
 	for _, st := range steps {
 		if err := st.do(); err != nil {
