@@ -383,12 +383,7 @@ func (s *Source) sync(ctx context.Context) (retryIn time.Duration) {
 	out := s.buildAndApply(ctx, in, res.Begin)
 	reads.end()
 	res.Problems, res.Err = out.problems, cmp.Or(out.buildErr, out.applyErr)
-	if out.buildErr == nil && out.applyErr == nil && s.waitForGrant(out.problems, res.Begin) {
-		// Not reported, nor logged, yet: the pods have not caught up with the new Account,
-		// which is what a ConfigApplied older than the Connector's generation says.
-		res.Accounts = len(out.cfg.Accounts)
-		return s.retryAfter(out, true, res.Begin) // true: the grant is a read that may pass
-	}
+	out.problems = s.reportable(out.problems, res.Begin)
 	s.logLeftOut(out.cfg, out.problems)
 	if out.buildErr != nil {
 		s.report.setConfig(&conn, nil, nil, nil, out.problems, reasonInvalid, out.buildErr, nil)
@@ -404,14 +399,16 @@ func (s *Source) sync(ctx context.Context) (retryIn time.Duration) {
 	return s.retryAfter(out, reads.transient, res.Begin)
 }
 
-// waitForGrant reports whether the result of a sync at now waits to be reported: some object is
-// left out only until the operator grants a new Account's Secret (Problem.Awaiting), for less
-// than grantWait so far. It forgets the objects no longer waiting.
-func (s *Source) waitForGrant(problems []Problem, now time.Time) bool {
+// reportable is problems without those that wait for the operator to grant a new Account's
+// Secret (Problem.Awaiting) for less than grantWait so far, as of now: such an Account (and a
+// Route through it) is left out unreported, like any Account the pods have not caught up with
+// yet. It forgets the objects no longer waiting.
+func (s *Source) reportable(problems []Problem, now time.Time) []Problem {
 	since := make(map[string]time.Time)
-	wait := false
+	out := problems[:0:0]
 	for _, p := range problems {
 		if !p.Awaiting {
+			out = append(out, p)
 			continue
 		}
 		key := p.Kind + " " + p.Name
@@ -420,10 +417,12 @@ func (s *Source) waitForGrant(problems []Problem, now time.Time) bool {
 			t = now
 		}
 		since[key] = t
-		wait = wait || now.Sub(t) < grantWait
+		if now.Sub(t) >= grantWait {
+			out = append(out, p)
+		}
 	}
 	s.awaiting = since
-	return wait
+	return out
 }
 
 // buildAndApply builds the config, leaving out the Accounts whose link could not start

@@ -3,6 +3,8 @@ package kube
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -85,5 +87,51 @@ func TestNewAccountWaitsForItsSecretsGrant(t *testing.T) {
 	f.sync()
 	if c := f.condition(); c.Status != metav1.ConditionFalse || c.Reason != reasonPartial || !reported("late") {
 		t.Errorf("ConfigApplied past grantWait: %s %s %q; want ObjectsLeftOut naming Account late and its Route", c.Status, c.Reason, c.Message)
+	}
+}
+
+// TestGrantWaitHidesOnlyTheAwaiting: while a new Account waits for its Secret's grant, the
+// other problems of the same sync are reported at once (a Route with a mistyped next hop).
+func TestGrantWaitHidesOnlyTheAwaiting(t *testing.T) {
+	f := newSyncFixture(t, time.Hour, testConnector(), childOn("good", 1, testport.Get(t)))
+	f.src.secrets = newSecretCache(interceptor.NewClient(f.cl.(client.WithWatch), interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			if _, ok := obj.(*corev1.Secret); ok {
+				return apierrors.NewForbidden(schema.GroupResource{Resource: "secrets"}, key.Name, errors.New("the Role does not name it"))
+			}
+			return c.Get(ctx, key, obj, opts...)
+		}}), "ns")
+	if res := f.sync(); res.Err != nil || !f.inForce("good") {
+		t.Fatalf("first sync: %+v", res)
+	}
+	a := account("peer", 2, func(s *ilpv1.AccountSpec) {
+		s.Link = ilpv1.AccountLink{BTPListener: &ilpv1.BTPListenerLink{Port: int32(testport.Get(t)), SecretRef: ilpv1.SecretKeyRef{Name: "peer-tok", Key: "t"}}}
+	})
+	stray := route("stray", 3, "test.alice.stray", "nobody", 1)
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "peer-tok"}, Data: map[string][]byte{"t": []byte("s")}}
+	for _, o := range []client.Object{sec, &a, &stray} {
+		if err := f.cl.Create(f.ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.sync()
+	if c := f.condition(); !strings.Contains(c.Message, "Route stray:") || strings.Contains(c.Message, "Account peer") {
+		t.Errorf("ConfigApplied %s %s %q; want Route stray reported now, Account peer not yet", c.Status, c.Reason, c.Message)
+	}
+}
+
+// TestGrantWaitDoesNotStarve: an Account whose grant does not come is reported once it has
+// waited grantWait, however many other new Accounts wait meanwhile.
+func TestGrantWaitDoesNotStarve(t *testing.T) {
+	s := &Source{}
+	t0 := time.Unix(1_700_000_000, 0)
+	stuck := Problem{Kind: kindAccount, Name: "stuck", Message: "not granted", Awaiting: true}
+	for i := range 8 { // a new Account every 4 s, each granted at the next sync
+		at := time.Duration(i) * 4 * time.Second
+		fresh := Problem{Kind: kindAccount, Name: fmt.Sprintf("new%d", i), Message: "not granted", Awaiting: true}
+		got := s.reportable([]Problem{stuck, fresh}, t0.Add(at))
+		if want := at >= grantWait; slices.Contains(got, stuck) != want || slices.Contains(got, fresh) {
+			t.Errorf("at t0+%v: reported %v; want stuck reported %t, the new Account not", at, got, want)
+		}
 	}
 }
