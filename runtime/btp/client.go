@@ -2,6 +2,7 @@ package btp
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -259,13 +261,22 @@ func (c *Client) logRetry(wasUp bool, err error, wait time.Duration) {
 
 // failureKind is what makes two failed attempts the same failure for the log. Every network
 // failure (refused, reset, closed during the handshake, timed out — one peer down can give
-// any of these, attempt after attempt) is one kind; other failures, such as the peer's
-// refusal of our credentials or a handshake it answers with an HTTP error, are told apart by
-// their innermost error's text.
+// any of these, attempt after attempt) is one kind; a peer's BTP refusal is told apart by its
+// code and name, an invalid certificate by its reason (its text names the current time), and
+// other failures, such as a handshake the peer answers with an HTTP error, by their innermost
+// error's text.
 func failureKind(err error) string {
 	var op *net.OpError
-	if err == nil || errors.As(err, &op) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+	var be *Error
+	var cert x509.CertificateInvalidError
+	switch {
+	case err == nil, errors.As(err, &op), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ErrTimeout):
 		return "network"
+	case errors.As(err, &be):
+		return "btp " + be.Code + " " + be.Name
+	case errors.As(err, &cert):
+		return fmt.Sprintf("x509: invalid certificate, reason %d", cert.Reason)
 	}
 	for inner := errors.Unwrap(err); inner != nil; inner = errors.Unwrap(err) {
 		err = inner

@@ -295,7 +295,9 @@ func TestFailureKind(t *testing.T) {
 		{fmt.Errorf("dial: %w", &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}), "network"},
 		{fmt.Errorf("dial: %w", &url.Error{Op: "Get", URL: "http://x", Err: io.EOF}), "network"},
 		{fmt.Errorf("dial: %w", &url.Error{Op: "Get", URL: "http://x", Err: errors.New("http: server closed idle connection")}), "network"},
-		{fmt.Errorf("auth: %w", &Error{Code: "F00", Name: "NotAcceptedError", Data: []byte("no")}), "btp: peer answered with error F00 NotAcceptedError: no"},
+		{fmt.Errorf("auth: %w", &Error{Code: "F00", Name: "NotAcceptedError", Data: []byte("no")}), "btp F00 NotAcceptedError"},
+		{fmt.Errorf("auth: %w", context.DeadlineExceeded), "network"},
+		{fmt.Errorf("read: %w", ErrTimeout), "network"},
 	} {
 		if got := failureKind(tc.err); got != tc.want {
 			t.Errorf("failureKind(%v) = %q; want %q", tc.err, got, tc.want)
