@@ -73,7 +73,9 @@ func Run(ctx context.Context, args []string) error {
 // error does not.
 func withoutStacktraces(fs *flag.FlagSet, o *zap.Options) {
 	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "zap-stacktrace-level" || f.Name == "zap-devel" })
+	fs.Visit(func(f *flag.Flag) {
+		set = set || f.Name == "zap-stacktrace-level" || f.Name == "zap-devel" && f.Value.String() == "true"
+	})
 	if !set {
 		o.StacktraceLevel = zapcore.PanicLevel
 	}

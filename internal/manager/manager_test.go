@@ -20,6 +20,7 @@ func TestStacktracesOnlyWhenAskedFor(t *testing.T) {
 		{[]string{"--zap-log-level=debug"}, false, false},
 		{[]string{"--zap-stacktrace-level=error"}, true, false},
 		{[]string{"--zap-devel"}, false, true},
+		{[]string{"--zap-devel=false"}, false, false},
 	} {
 		fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 		var o zap.Options
