@@ -321,7 +321,7 @@ func (cn *conn) serveRequest(typ byte, msg []byte) {
 		return
 	}
 	if f.Primary() != ProtocolILP {
-		cn.replyError(f.RequestID, "F00", "NotAcceptedError", fmt.Sprintf("unsupported primary sub-protocol %q", f.Primary()))
+		cn.replyError(f.RequestID, "F00", "NotAcceptedError", "unsupported primary sub-protocol "+quotePeer(f.Primary()))
 		return
 	}
 	cn.serveILP(f.RequestID, f.Protocols[0].Data)

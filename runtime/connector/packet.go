@@ -221,7 +221,8 @@ func (c *Connector) linkReject(ctx context.Context, id string, err error) error 
 }
 
 // maxLinkErrorText bounds how much of a link's error a Reject quotes: the error can carry what
-// the peer sent (a BTP Error frame's data, up to 8 KB), which the sender does not need whole.
+// the peer sent (its error's name and data, which btp cuts too, or any other link's text),
+// which the sender does not need whole.
 const maxLinkErrorText = 512
 
 func linkErrorText(err error) string {
