@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -37,7 +38,7 @@ func parseEngineFlags(args []string, out io.Writer) (engineFlags, error) {
 	fs.UintVar(&f.assetScale, "asset-scale", 9, "scale of the amounts the engine credits to the connector (its accounts' assetScale; 0 credits whole units only)")
 	fs.UintVar(&f.mockScale, "mock-scale", 2, "with --engine=mock: decimal places the mock settles (rounded down; the rest waits as a leftover)")
 	fs.StringVar(&f.store, "store", envOr("ENGINE_STORE", "memory"), "the engine's state: memory (lost on restart) or a redis:// URL; env ENGINE_STORE")
-	fs.StringVar(&f.redisPrefix, "redis-prefix", "", "with a Redis store: key prefix (default ilpfleet:se:)")
+	fs.StringVar(&f.redisPrefix, "redis-prefix", "", "with a Redis store: key prefix (default ilpfleet:se:); one process at a time: another waits until this one stops")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -70,39 +71,73 @@ func envOr(name, def string) string {
 	return def
 }
 
-// runSettlementEngine runs a settlement engine until ctx is done.
+// runSettlementEngine runs a settlement engine until ctx is done, or until its Redis store
+// loses the lease on its prefix (an error: the process must restart).
 func runSettlementEngine(ctx context.Context, args []string) error {
 	f, err := parseEngineFlags(args, os.Stderr)
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(os.Stderr, f.logFormat, f.logLevel)
+	log, err := newLogger(engineLogOutput, f.logFormat, f.logLevel)
 	if err != nil {
 		return err
 	}
-	st, closeStore, err := openEngineStore(ctx, f)
+	// With Redis, this waits while another process holds the prefix (until SIGTERM).
+	st, err := openEngineStore(ctx, f, log)
 	if err != nil {
 		return err
 	}
-	defer closeStore()
+	// Closed after the server, once its Settles returned: only then may the next process on
+	// the prefix start (the store's lease).
+	defer func() { _ = st.Close() }()
 	log.Warn("running the mock settlement engine: NO MONEY MOVES, settlements are messages between two mocks")
 	srv, err := engine.Start(ctx, mock.Connect(uint8(f.mockScale)), st, f.config(log))
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
+	var lost error
+	select {
+	case <-ctx.Done():
+	case <-st.Failed():
+		lost = st.Err()
+		log.Error("shutting down: the engine's store failed", "err", lost)
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return srv.Close(sctx)
+	return errors.Join(lost, srv.Close(sctx))
 }
 
-func openEngineStore(ctx context.Context, f engineFlags) (engine.Store, func(), error) {
+// engineStore is the store of `ilpfleet settlement-engine`.
+type engineStore interface {
+	engine.Store
+	// Failed is closed when the store may no longer be used (see engine.Redis.Failed), Err
+	// says why.
+	Failed() <-chan struct{}
+	Err() error
+	Close() error
+}
+
+// memoryStore is the memory store, which never fails.
+type memoryStore struct{ *engine.Memory }
+
+func (memoryStore) Failed() <-chan struct{} { return nil }
+func (memoryStore) Err() error              { return nil }
+func (memoryStore) Close() error            { return nil }
+
+// engineRedisLease is the Redis store's lease, and engineLogOutput where the log goes (both
+// changed by tests).
+var (
+	engineRedisLease           = engine.DefaultRedisLease
+	engineLogOutput  io.Writer = os.Stderr
+)
+
+func openEngineStore(ctx context.Context, f engineFlags, log *slog.Logger) (engineStore, error) {
 	if f.store == "memory" {
-		return engine.NewMemory(), func() {}, nil
+		return memoryStore{engine.NewMemory()}, nil
 	}
-	r, err := engine.OpenRedis(ctx, f.store, f.redisPrefix)
+	r, err := engine.OpenRedisWith(ctx, f.store, f.redisPrefix, engine.RedisOptions{Lease: engineRedisLease, Log: log})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return r, func() { _ = r.Close() }, nil
+	return r, nil
 }

@@ -1,15 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/ilpfleet/ilpfleet/internal/testwait"
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine"
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine/mock"
+	"github.com/ilpfleet/ilpfleet/runtime/store/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 func TestParseEngineFlags(t *testing.T) {
@@ -68,3 +75,68 @@ func TestEngineConfigStarts(t *testing.T) {
 		})
 	}
 }
+
+// TestSettlementEngineRedisLease: `ilpfleet settlement-engine` on a Redis prefix another
+// process holds waits (until SIGTERM, then fails saying so); one that loses the prefix's
+// lease stops with an error (a non-zero exit) instead of settling on.
+func TestSettlementEngineRedisLease(t *testing.T) {
+	srv := redistest.Start(t)
+	defer func(l time.Duration, w io.Writer) { engineRedisLease, engineLogOutput = l, w }(engineRedisLease, engineLogOutput)
+	log := &syncBuffer{}
+	engineRedisLease, engineLogOutput = 3*time.Second, log
+	prefix := "t:" + t.Name() + ":"
+	args := []string{"--store", srv.URL(), "--redis-prefix", prefix, "--listen", "127.0.0.1:0",
+		"--connector-url", "http://127.0.0.1:1"}
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer rc.Close()
+	ctx := context.Background()
+
+	first := make(chan error, 1)
+	firstCtx, stopFirst := context.WithCancel(ctx)
+	defer stopFirst()
+	go func() { first <- runSettlementEngine(firstCtx, args) }()
+	var holder string
+	testwait.Eventually(t, "the first engine holds the prefix", 6000, func() bool {
+		holder = rc.Get(ctx, prefix+"lease").Val()
+		return holder != ""
+	})
+
+	second := make(chan error, 1)
+	secondCtx, stopSecond := context.WithCancel(ctx)
+	go func() { second <- runSettlementEngine(secondCtx, args) }()
+	testwait.Eventually(t, "the second engine waits", 6000, func() bool {
+		return strings.Contains(log.String(), "another process holds this Redis prefix; waiting")
+	})
+	stopSecond() // SIGTERM
+	if err := <-second; err == nil || !strings.Contains(err.Error(), "waiting for the process holding prefix") {
+		t.Fatalf("second engine: %v, want an error saying it waited", err)
+	}
+	if got := rc.Get(ctx, prefix+"lease").Val(); got != holder {
+		t.Fatalf("lease %q after the second engine stopped, want the first's %q", got, holder)
+	}
+
+	if err := rc.Set(ctx, prefix+"lease", "another process", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-first:
+		if !errors.Is(err, engine.ErrLeaseLost) || !strings.Contains(log.String(), "level=ERROR msg=\"shutting down: the engine's store failed\"") {
+			t.Fatalf("first engine: %v, want ErrLeaseLost, and said; log:\n%s", err, log)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the engine still runs a minute after it lost the prefix's lease")
+	}
+}
+
+// syncBuffer is a log both engines of a test write.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *syncBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *syncBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }

@@ -120,6 +120,9 @@ func TestCreditsResumedAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := down.requests()[0].key
+	if err := store.Close(); err != nil { // the process stops: the next may take the prefix
+		t.Fatal(err)
+	}
 
 	up := newAccounting(t, 201)
 	store2 := openRedis(t, srv.URL()) // a new process: only Redis remembers

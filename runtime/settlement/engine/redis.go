@@ -1,12 +1,16 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/shopspring/decimal"
@@ -19,24 +23,37 @@ const DefaultRedisPrefix = "ilpfleet:se:"
 // survive a restart of the engine (and, with appendonly, of Redis). One engine process per
 // prefix, always: a process takes the settlement attempts it finds in the store at start as
 // left by a stopped one, so a second process would retry (or give up) the Settle the first
-// is still running, and both would resend the same credits.
+// is still running, and both would resend the same credits. The store enforces it with a
+// lease (see redis_lease.go): OpenRedis waits while another process holds the prefix, Close
+// releases it, and a process that loses it fails (Failed).
 //
 // Keys: <prefix>accounts (set), <prefix>queue:<id> (list of decimal strings, summed when
 // taken, because Lua cannot add decimals exactly), <prefix>left:<id> (incoming amount below
 // one unit), <prefix>credits (hash key → Credit JSON), <prefix>idem:<key> (Record JSON, with
 // a TTL), <prefix>seen:<len(account)>:<account>:<settlement id> (a settlement id credited,
 // with a TTL), <prefix>attempt:<id> (Attempt JSON: the settlement in progress or of unknown
-// outcome).
+// outcome), <prefix>lease (the token of the process using the prefix, with a TTL).
 type Redis struct {
 	c      *redis.Client
 	prefix string
+
+	log       *slog.Logger
+	lease     time.Duration
+	leaseKey  string
+	token     string        // this process's, in the lease while it holds it
+	lost      chan struct{} // closed when the lease is lost
+	lostOnce  sync.Once
+	closing   chan struct{} // closed by Close: the renewal stops
+	renewed   chan struct{} // closed when the renewal stopped
+	closeOnce sync.Once
+	closeErr  error
 }
 
 var _ Store = (*Redis)(nil)
 
 // queueScript is QueueSettlement in one atomic step: the record is checked (and kept
 // IdempotencyTTL longer if there), then the account, then both are written.
-var queueScript = redis.NewScript(`
+var queueScript = redis.NewScript(leaseCheck + `
 if ARGV[3] ~= '' then
   local prev = redis.call('GET', KEYS[3])
   if prev then
@@ -50,9 +67,15 @@ redis.call('RPUSH', KEYS[2], ARGV[2])
 return {1}
 `)
 
-// OpenRedis connects to url (redis://[user:password@]host:port[/db]) and checks the
-// connection; prefix "" is DefaultRedisPrefix. Close it with Close.
+// OpenRedis connects to url (redis://[user:password@]host:port[/db]), checks the connection
+// and takes the prefix's lease, waiting while another process holds it, until ctx ends;
+// prefix "" is DefaultRedisPrefix. Close it with Close, after Server.Close.
 func OpenRedis(ctx context.Context, url, prefix string) (*Redis, error) {
+	return OpenRedisWith(ctx, url, prefix, RedisOptions{})
+}
+
+// OpenRedisWith is OpenRedis with options.
+func OpenRedisWith(ctx context.Context, url, prefix string, o RedisOptions) (*Redis, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("settlement engine: redis url: %w", err)
@@ -65,37 +88,59 @@ func OpenRedis(ctx context.Context, url, prefix string) (*Redis, error) {
 		_ = c.Close()
 		return nil, fmt.Errorf("settlement engine: redis %s: %w", opt.Addr, err)
 	}
-	return &Redis{c: c, prefix: prefix}, nil
+	r := &Redis{c: c, prefix: prefix, log: cmp.Or(o.Log, slog.Default()), lease: cmp.Or(o.Lease, DefaultRedisLease),
+		leaseKey: prefix + "lease", token: leaseToken(),
+		lost: make(chan struct{}), closing: make(chan struct{}), renewed: make(chan struct{})}
+	if err := r.acquire(ctx); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	go r.keepLease()
+	return r, nil
 }
 
-// Close closes the connections.
-func (r *Redis) Close() error { return r.c.Close() }
+// Close releases the lease, if it is still this process's, and closes the connections. The
+// next process on the prefix starts then: close the Server first.
+func (r *Redis) Close() error {
+	r.closeOnce.Do(func() { r.closeErr = errors.Join(r.release(), r.c.Close()) })
+	return r.closeErr
+}
 
 func (r *Redis) key(parts ...string) string { return r.prefix + strings.Join(parts, "") }
 
+// createScript is CreateAccount, fenced by the lease.
+var createScript = redis.NewScript(leaseCheck + `return redis.call('SADD', KEYS[1], ARGV[1])`)
+
 // CreateAccount implements Store.
 func (r *Redis) CreateAccount(ctx context.Context, id string) (bool, error) {
-	n, err := r.c.SAdd(ctx, r.key("accounts"), id).Result()
+	n, err := r.runFenced(ctx, createScript, []string{r.key("accounts")}, id).Int()
 	return n == 1, err
 }
 
+// deleteScript is DeleteAccount in one atomic step, fenced by the lease.
+var deleteScript = redis.NewScript(leaseCheck + `
+redis.call('SREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2], KEYS[3])
+return 1`)
+
 // DeleteAccount implements Store.
 func (r *Redis) DeleteAccount(ctx context.Context, id string) error {
-	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.SRem(ctx, r.key("accounts"), id)
-		p.Del(ctx, r.key("queue:", id), r.key("attempt:", id))
-		return nil
-	})
-	return err
+	return r.runFenced(ctx, deleteScript, []string{r.key("accounts"), r.key("queue:", id), r.key("attempt:", id)}, id).Err()
 }
 
 // HasAccount implements Store.
 func (r *Redis) HasAccount(ctx context.Context, id string) (bool, error) {
+	if err := r.Err(); err != nil {
+		return false, err
+	}
 	return r.c.SIsMember(ctx, r.key("accounts"), id).Result()
 }
 
 // Accounts implements Store.
 func (r *Redis) Accounts(ctx context.Context) ([]string, error) {
+	if err := r.Err(); err != nil {
+		return nil, err
+	}
 	return r.c.SMembers(ctx, r.key("accounts")).Result()
 }
 
@@ -110,7 +155,7 @@ func (r *Redis) QueueSettlement(ctx context.Context, id string, amount decimal.D
 		recJSON, idemKey = string(b), r.key("idem:", rec.Key)
 	}
 	ttl := strconv.Itoa(int(IdempotencyTTL.Seconds()))
-	res, err := queueScript.Run(ctx, r.c, []string{r.key("accounts"), r.key("queue:", id), idemKey},
+	res, err := r.runFenced(ctx, queueScript, []string{r.key("accounts"), r.key("queue:", id), idemKey},
 		id, amount.String(), recJSON, ttl).Slice()
 	if err != nil {
 		return nil, err
@@ -130,7 +175,8 @@ func (r *Redis) QueueSettlement(ctx context.Context, id string, amount decimal.D
 
 // StartAttempt implements Store. Optimistic (WATCH), as QueueCredit: the queue is summed
 // here, because Lua cannot add decimals exactly, and taken only if it did not change
-// meanwhile. A queue that cannot be read is left as it is.
+// meanwhile, nor the lease (a renewal makes it go round again). A queue that cannot be read
+// is left as it is.
 func (r *Redis) StartAttempt(ctx context.Context, id, attemptID string) (*Attempt, error) {
 	for range maxWatchRetries {
 		a, err := r.startAttemptOnce(ctx, id, attemptID)
@@ -142,8 +188,14 @@ func (r *Redis) StartAttempt(ctx context.Context, id, attemptID string) (*Attemp
 }
 
 func (r *Redis) startAttemptOnce(ctx context.Context, id, attemptID string) (a *Attempt, err error) {
+	if err := r.Err(); err != nil {
+		return nil, err
+	}
 	qk, ak := r.key("queue:", id), r.key("attempt:", id)
 	err = r.c.Watch(ctx, func(tx *redis.Tx) error {
+		if err := r.checkLease(ctx, tx); err != nil {
+			return err
+		}
 		switch n, err := tx.Exists(ctx, ak).Result(); {
 		case err != nil:
 			return err
@@ -173,7 +225,7 @@ func (r *Redis) startAttemptOnce(ctx context.Context, id, attemptID string) (a *
 			return nil
 		})
 		return err
-	}, qk, ak)
+	}, qk, ak, r.leaseKey)
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +247,7 @@ func sumQueued(id string, entries []string) (decimal.Decimal, error) {
 
 // endScript is EndAttempt in one atomic step. The attempt's id is read from its JSON, which
 // this package writes (cjson is in every Redis since 2.6).
-var endScript = redis.NewScript(`
+var endScript = redis.NewScript(leaseCheck + `
 local kept = redis.call('GET', KEYS[2])
 if not kept then return 0 end
 local ok, at = pcall(cjson.decode, kept)
@@ -213,7 +265,7 @@ func (r *Redis) EndAttempt(ctx context.Context, id, attemptID string, requeue de
 	if !requeue.IsZero() {
 		amount = requeue.String()
 	}
-	return endScript.Run(ctx, r.c, []string{r.key("accounts"), r.key("attempt:", id), r.key("queue:", id)}, id, amount, attemptID).Err()
+	return r.runFenced(ctx, endScript, []string{r.key("accounts"), r.key("attempt:", id), r.key("queue:", id)}, id, amount, attemptID).Err()
 }
 
 // maxWatchRetries bounds QueueCredit's optimistic retries when another client changes the
@@ -238,12 +290,18 @@ func (r *Redis) seenKey(account, settlementID string) string {
 }
 
 func (r *Redis) queueCreditOnce(ctx context.Context, lk, account string, amount decimal.Decimal, scale uint8, key, settlementID string) (c Credit, ok bool, err error) {
-	watch, sk := []string{lk}, ""
+	if err := r.Err(); err != nil {
+		return Credit{}, false, err
+	}
+	watch, sk := []string{lk, r.leaseKey}, ""
 	if settlementID != "" {
 		sk = r.seenKey(account, settlementID)
 		watch = append(watch, sk)
 	}
 	err = r.c.Watch(ctx, func(tx *redis.Tx) error {
+		if err := r.checkLease(ctx, tx); err != nil {
+			return err
+		}
 		if sk != "" {
 			if n, err := tx.Expire(ctx, sk, IdempotencyTTL).Result(); err != nil || n {
 				if err == nil {
@@ -291,6 +349,9 @@ func (r *Redis) queueCreditOnce(ctx context.Context, lk, account string, amount 
 
 // Credits implements Store.
 func (r *Redis) Credits(ctx context.Context) ([]Credit, error) {
+	if err := r.Err(); err != nil {
+		return nil, err
+	}
 	m, err := r.c.HGetAll(ctx, r.key("credits")).Result()
 	if err != nil {
 		return nil, err
@@ -306,14 +367,17 @@ func (r *Redis) Credits(ctx context.Context) ([]Credit, error) {
 	return cs, nil
 }
 
+// ackScript is AckCredit, fenced by the lease.
+var ackScript = redis.NewScript(leaseCheck + `return redis.call('HDEL', KEYS[1], ARGV[1])`)
+
 // AckCredit implements Store.
 func (r *Redis) AckCredit(ctx context.Context, key string) error {
-	return r.c.HDel(ctx, r.key("credits"), key).Err()
+	return r.runFenced(ctx, ackScript, []string{r.key("credits")}, key).Err()
 }
 
 // updateScript is UpdateAttempt in one atomic step: the kept attempt's id is read from its
 // JSON, as endScript does.
-var updateScript = redis.NewScript(`
+var updateScript = redis.NewScript(leaseCheck + `
 local kept = redis.call('GET', KEYS[1])
 if not kept then return 0 end
 local ok, at = pcall(cjson.decode, kept)
@@ -328,11 +392,14 @@ func (r *Redis) UpdateAttempt(ctx context.Context, id string, a Attempt) error {
 	if err != nil {
 		return err
 	}
-	return updateScript.Run(ctx, r.c, []string{r.key("attempt:", id)}, a.ID, b).Err()
+	return r.runFenced(ctx, updateScript, []string{r.key("attempt:", id)}, a.ID, b).Err()
 }
 
 // Attempt implements Store.
 func (r *Redis) Attempt(ctx context.Context, id string) (*Attempt, error) {
+	if err := r.Err(); err != nil {
+		return nil, err
+	}
 	b, err := r.c.Get(ctx, r.key("attempt:", id)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil

@@ -418,7 +418,8 @@ func (u *unsure) got() []string { u.mu.Lock(); defer u.mu.Unlock(); return slice
 func TestOutcomeUnknownTriedWithTheSameID(t *testing.T) {
 	srv := redistest.Start(t)
 	first := &unsure{unknown: 1 << 30} // never knows
-	s := start(t, connectTo(first), openRedis(t, srv.URL()), "http://127.0.0.1:1", 2)
+	store := openRedis(t, srv.URL())
+	s := start(t, connectTo(first), store, "http://127.0.0.1:1", 2)
 	do(t, s, "POST", "/accounts", "", `{"id":"a"}`)
 	if st, b := do(t, s, "POST", "/accounts/a/settlements", "k1", `{"amount":"2","scale":0}`); st != 201 {
 		t.Fatal(st, b)
@@ -429,6 +430,9 @@ func TestOutcomeUnknownTriedWithTheSameID(t *testing.T) {
 	}
 	eventually(t, "tried again since", func() bool { return len(first.got()) >= 5 })
 	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Close(); err != nil { // the process stops: the next may take the prefix
 		t.Fatal(err)
 	}
 	calls := first.got()
