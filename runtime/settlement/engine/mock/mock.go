@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 
+	"github.com/ilpfleet/ilpfleet/runtime/settlement"
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine"
 	"github.com/shopspring/decimal"
 )
@@ -93,8 +94,9 @@ func notSent(err error) bool {
 func (e *Engine) SettlesOncePerID() bool { return true }
 
 // HandleMessage credits a settlement message of the peer's mock. A message it cannot read is
-// refused (engine.ErrRefused: the peer's mock learns that it was not taken); a credit that
-// cannot be queued is an error of unknown outcome.
+// refused (engine.ErrRefused: the peer's mock learns that it was not taken), and so is one the
+// connector can never credit (too large); a credit that cannot be queued now is an error of
+// unknown outcome.
 func (e *Engine) HandleMessage(_ context.Context, account string, raw json.RawMessage) (any, error) {
 	var m Message
 	if err := json.Unmarshal(raw, &m); err != nil {
@@ -107,7 +109,12 @@ func (e *Engine) HandleMessage(_ context.Context, account string, raw json.RawMe
 	if err != nil || amount.Sign() < 0 {
 		return nil, fmt.Errorf("mock: settlement amount must be a non-negative decimal: %w", engine.ErrRefused)
 	}
-	if err := e.svc.CreditSettlement(account, amount, m.ID); err != nil {
+	if err := e.svc.CreditSettlement(account, amount, m.ID); errors.Is(err, settlement.ErrTooLarge) {
+		// Never creditable, and certainly not taken: refused, so that the peer's mock keeps
+		// the amount queued (not settled) rather than as a payment of unknown outcome, which
+		// would hold back every later settlement of the account.
+		return nil, fmt.Errorf("mock: %w: %w", engine.ErrRefused, err)
+	} else if err != nil {
 		return nil, err
 	}
 	return map[string]string{"type": "ack", "id": m.ID}, nil

@@ -11,19 +11,24 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"github.com/ilpfleet/ilpfleet/runtime/settlement"
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine"
 )
 
-// services answers SendMessage with err and records the credits.
+// services answers SendMessage with err, CreditSettlement with creditErr, and records the
+// credits.
 type services struct {
-	err     error
-	credits []string
+	err, creditErr error
+	credits        []string
 }
 
 func (s *services) SendMessage(context.Context, string, any) (json.RawMessage, error) {
 	return json.RawMessage(`{}`), s.err
 }
 func (s *services) CreditSettlement(account string, amount decimal.Decimal, id string) error {
+	if s.creditErr != nil {
+		return s.creditErr
+	}
 	s.credits = append(s.credits, account+" "+amount.String())
 	return nil
 }
@@ -74,6 +79,25 @@ func TestHandleMessage(t *testing.T) {
 	}
 	if len(svc.credits) != 1 || svc.credits[0] != "alice 1.5" {
 		t.Fatalf("credits %v, want alice 1.5 once", svc.credits)
+	}
+}
+
+// TestCreditRefusedForGood: a credit the connector can never take (too large for its
+// balances) refuses the message, so the peer's mock stops sending it; a credit that could not
+// be queued now (the store away) answers 500, for the peer to try again.
+func TestCreditRefusedForGood(t *testing.T) {
+	for _, tc := range []struct {
+		err     error
+		refused bool
+	}{
+		{fmt.Errorf("settlement engine: queue credit: %w", settlement.ErrTooLarge), true},
+		{errors.New("settlement engine: queue credit: redis: connection refused"), false},
+	} {
+		eng, _ := Connect(2)(context.Background(), &services{creditErr: tc.err})
+		_, err := eng.(engine.MessageHandler).HandleMessage(context.Background(), "alice", json.RawMessage(`{"type":"settlement","id":"x","amount":"1"}`))
+		if err == nil || errors.Is(err, engine.ErrRefused) != tc.refused {
+			t.Errorf("credit failing with %v: %v; want refused %t", tc.err, err, tc.refused)
+		}
 	}
 }
 
