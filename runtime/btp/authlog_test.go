@@ -2,8 +2,11 @@ package btp
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -193,5 +196,49 @@ func TestQuotePeer(t *testing.T) {
 		if got := quotePeer(tt.in); got != tt.want {
 			t.Errorf("quotePeer(%.20q…) = %s, want %s", tt.in, got, tt.want)
 		}
+	}
+}
+
+// downTokens is a TokenStore that cannot answer.
+type downTokens struct{}
+
+func (downTokens) Claim(context.Context, string, [32]byte) ([32]byte, error) {
+	return [32]byte{}, errors.New("store unreachable")
+}
+
+// TestTokenStoreFailureLoggedSparingly: while the token store is away, every child not seen
+// since the start is refused at each attempt; the ERROR saying why is written once per
+// authLogEvery, the others at DEBUG.
+func TestTokenStoreFailureLoggedSparingly(t *testing.T) {
+	var buf testlog.Buffer
+	s, err := NewChildServer(ChildServerOptions{Host: "127.0.0.1", AccountAddress: func() ilp.Address { return acct },
+		Tokens: downTokens{}, Common: Common{Logger: slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1_700_000_000, 0)
+	s.srv.now = func() time.Time { return t0 }
+	if err := s.Start(context.Background(), echo); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	const burst = 4
+	for i := range burst {
+		if answer := authAttempt(t, s, authEntries(fmt.Sprintf("kid%d", i), "t")...); answer == nil || answer.Type != TypeError {
+			t.Fatalf("answer %+v; want a BTP Error", answer)
+		}
+	}
+	var levels []any
+	waitFor(t, "a store line per attempt", func() bool {
+		levels = levels[:0]
+		for _, r := range logRecords(t, &buf) {
+			if msg, _ := r["msg"].(string); strings.HasPrefix(msg, "btp: cannot check a child's token") {
+				levels = append(levels, r["level"])
+			}
+		}
+		return len(levels) == burst
+	})
+	if want := []any{"ERROR", "DEBUG", "DEBUG", "DEBUG"}; !reflect.DeepEqual(levels, want) {
+		t.Errorf("store failure lines at levels %v; want %v", levels, want)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -206,6 +207,18 @@ func looksHashed(name string) bool {
 	return err == nil
 }
 
+// logStoreFailure logs that the token store could not check username's token: at ERROR once
+// per authLogEvery with the count held back, else at DEBUG — while the store is away, every
+// child not seen since the start fails so at each reconnect.
+func (s *ChildServer) logStoreFailure(username string, err error) {
+	level, n := slog.LevelDebug, 0
+	if ok, held := s.srv.authLog.Allow(authStore, s.srv.clock()); ok {
+		level, n = slog.LevelError, held
+	}
+	s.core.Logger.Log(s.core.ctx, level, "btp: cannot check a child's token in the store; refusing the child (at most one such ERROR every "+authLogEvery.String()+")",
+		"username", textcut.Prefix(username, maxPeerText), "error", err, "suppressed", n)
+}
+
 // checkToken binds token to username if it is the first token seen for it (in the cache, else
 // in opts.Tokens, which is the truth), and refuses any other token. A store that cannot answer
 // refuses the child: without the binding, any token could take the account.
@@ -219,8 +232,7 @@ func (s *ChildServer) checkToken(username string, token []byte) error {
 		defer cancel()
 		var err error
 		if bound, err = s.opts.Tokens.Claim(ctx, username, sum); err != nil {
-			s.core.Logger.Error("btp: cannot check a child's token in the store; refusing the child",
-				"username", textcut.Prefix(username, maxPeerText), "error", err)
+			s.logStoreFailure(username, err)
 			return fmt.Errorf("cannot check the token for account %s now, try again later", quotePeer(username))
 		}
 		s.mu.Lock()

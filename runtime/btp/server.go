@@ -77,6 +77,7 @@ const authLogEvery = 10 * time.Second
 const (
 	authUnreadable = "unreadable" // no readable frame before the auth timeout
 	authRefused    = "refused"    // a frame, and no acceptable auth request in it
+	authStore      = "store"      // the child server's token store did not answer (ERROR)
 )
 
 // tokenEqual compares secrets in constant time. Hashing first hides the length of the secret,
@@ -220,11 +221,7 @@ func (s *wsServer) authenticate(wc *ws.Conn) (*conn, authRequest, string, error)
 // logAuthFailure logs a connection that failed to authenticate: at INFO now and then for each
 // kind, with the count of those held back since, and at DEBUG otherwise.
 func (s *wsServer) logAuthFailure(kind, remote string, err error) {
-	now := time.Now
-	if s.now != nil {
-		now = s.now
-	}
-	if ok, n := s.authLog.Allow(kind, now()); ok {
+	if ok, n := s.authLog.Allow(kind, s.clock()); ok {
 		s.core.Logger.Info("btp: connection not authenticated (at most one such line per kind every "+authLogEvery.String()+"; the others at DEBUG)",
 			"remote", remote, "kind", kind, "error", err, "suppressed", n)
 		return
@@ -232,10 +229,18 @@ func (s *wsServer) logAuthFailure(kind, remote string, err error) {
 	s.core.Logger.Debug("btp: connection not authenticated", "remote", remote, "kind", kind, "error", err)
 }
 
+// clock is the time for the auth log: s.now, else the real time.
+func (s *wsServer) clock() time.Time {
+	if s.now != nil {
+		return s.now()
+	}
+	return time.Now()
+}
+
 // flushAuthLog logs the counts of failed authentications not counted by an INFO line yet, so
 // that a last burst before the server closes is not lost.
 func (s *wsServer) flushAuthLog() {
-	for _, kind := range []string{authUnreadable, authRefused} {
+	for _, kind := range []string{authUnreadable, authRefused, authStore} {
 		if n := s.authLog.Take(kind); n > 0 {
 			s.core.Logger.Info("btp: more connections not authenticated since the last line",
 				"kind", kind, "suppressed", n)
