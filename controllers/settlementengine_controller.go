@@ -123,12 +123,13 @@ func engineOfPod(_ context.Context, o client.Object) []reconcile.Request {
 }
 
 // engineStrategy is how the engine's Deployment replaces its pods. A single engine is usually
-// the only process on its state (ilpfleet's own engine: one process per Redis prefix, whose
-// settlement in progress a second process would take for one its predecessor left behind), so
-// its roll stops the old pod before starting the new one: a pause of a restart, which the
-// connectors ride out (they retry settlements and messages). Engines run with several
-// replicas share their state by design, and roll as Kubernetes does by default. Not in the
-// pod template: changing it rolls no pod.
+// the only process on its state — ilpfleet's own engine on Redis holds a lease on its key
+// prefix, and a surge pod would wait for it, never ready, so a rolling update would stall
+// (docs/user-guide.md, "Settling balances") — so its roll stops the old pod before starting
+// the new one: a pause of a restart, which the connectors ride out (they retry settlements and
+// messages). Several replicas roll as Kubernetes does by default: engines run so share their
+// state by design (not ilpfleet's own on one Redis prefix: keep it at one replica). Not in
+// the pod template: changing it rolls no pod.
 func engineStrategy(eng *ilpv1.SettlementEngine) appsv1.DeploymentStrategy {
 	if ptr.Deref(eng.Spec.Replicas, 1) <= 1 {
 		return appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}

@@ -107,7 +107,7 @@ func TestTimeoutIsANetworkFailure(t *testing.T) {
 	if k := failureKind(err); k != "network" {
 		t.Errorf("failureKind(%v) = %q; want \"network\" (timed out, as its comment says)", err, k)
 	}
-	// The consequence: a peer flapping between hung and down is logged at every attempt.
+	// A peer flapping between hung and down is logged once per retryLogEvery.
 	var buf testlog.Buffer
 	c.core.Logger = jsonLogger(&buf)
 	now := time.Unix(1e9, 0)

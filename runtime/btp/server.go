@@ -66,14 +66,16 @@ func quotePeer(s string) string {
 	return fmt.Sprintf("%q… (%d bytes)", textcut.Prefix(s, maxPeerText), len(s))
 }
 
-// authLogEvery is the least time between two INFO lines of one kind about connections that
-// failed to authenticate: anyone who can reach a listener can fail as often as it likes. The
-// lines held back go to DEBUG, and the next INFO line of the kind counts them.
+// authLogEvery is the least time between two lines of one kind about connections that failed
+// to authenticate (INFO; ERROR for a token store that does not answer): anyone who can reach a
+// listener can fail as often as it likes. The lines held back go to DEBUG, and the next line
+// of the kind counts them.
 const authLogEvery = 10 * time.Second
 
 // The kinds of failed authentication, limited each on its own so that a flood of one does not
-// hide the other: a client that speaks no BTP, or one that does and is refused (a peer with a
-// wrong secret, say).
+// hide another: a client that speaks no BTP, one that does and is refused (a peer with a wrong
+// secret, say), and a child refused because the token store did not answer (also counted as
+// refused, by the line every refusal gets).
 const (
 	authUnreadable = "unreadable" // no readable frame before the auth timeout
 	authRefused    = "refused"    // a frame, and no acceptable auth request in it

@@ -268,8 +268,9 @@ func (r *Redis) EndAttempt(ctx context.Context, id, attemptID string, requeue de
 	return r.runFenced(ctx, endScript, []string{r.key("accounts"), r.key("attempt:", id), r.key("queue:", id)}, id, amount, attemptID).Err()
 }
 
-// maxWatchRetries bounds QueueCredit's optimistic retries when another client changes the
-// same account's leftover at the same time.
+// maxWatchRetries bounds the optimistic retries of QueueCredit and StartAttempt when a key
+// they watch changes meanwhile: the account's leftover or queue, or the lease, which every
+// renewal touches.
 const maxWatchRetries = 32
 
 // QueueCredit implements Store.

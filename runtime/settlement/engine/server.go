@@ -115,7 +115,7 @@ type Server struct {
 	eng        Engine               // nil until Connect returned
 	idempotent bool                 // eng pays a settlement id once: see IdempotentSettler
 	settling   map[string]*bool     // account → settle again when the running one ends
-	failures   map[string]int       // account → failed attempts in a row (not settled, outcome unknown, kept attempt unreadable): the backoff's n
+	failures   map[string]int       // account → failures in a row (not settled, outcome unknown, a store read or write that failed): the backoff's n
 	later      map[string]time.Time // account → when the retry after the backoff is due: nothing settles before
 	unrecorded map[string]outcome   // account → an outcome this process knows and could not write yet
 	closed     bool
@@ -270,10 +270,9 @@ func (s *Server) settleLoop(account string, again *bool) {
 func (s *Server) settleOnce(account string) {
 	s.mu.Lock()
 	_, waiting := s.later[account]
-	closed := s.closed
 	s.mu.Unlock()
-	if waiting || closed {
-		return // backing off after a failure: what is queued waits for the retry
+	if waiting || s.isClosed() {
+		return // backing off after a failure (what is queued waits for the retry), or closed
 	}
 	// Store writes outlive Close: an attempt's outcome must be recorded.
 	bg := context.WithoutCancel(s.ctx)
