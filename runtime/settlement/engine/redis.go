@@ -245,13 +245,19 @@ func sumQueued(id string, entries []string) (decimal.Decimal, error) {
 	return sum, nil
 }
 
-// endScript is EndAttempt in one atomic step. The attempt's id is read from its JSON, which
-// this package writes (cjson is in every Redis since 2.6).
-var endScript = redis.NewScript(leaseCheck + `
-local kept = redis.call('GET', KEYS[2])
-if not kept then return 0 end
-local ok, at = pcall(cjson.decode, kept)
-if not ok or type(at) ~= 'table' or at['id'] ~= ARGV[3] then return 0 end
+// keptIs, in a script, reports whether the attempt kept at key has the id given. The id is read
+// from the attempt's JSON, which this package writes (cjson is in every Redis since 2.6).
+const keptIs = `local function keptIs(key, id)
+  local kept = redis.call('GET', key)
+  if not kept then return false end
+  local ok, at = pcall(cjson.decode, kept)
+  return ok and type(at) == 'table' and at['id'] == id
+end
+`
+
+// endScript is EndAttempt in one atomic step.
+var endScript = redis.NewScript(leaseCheck + keptIs + `
+if not keptIs(KEYS[2], ARGV[3]) then return 0 end
 redis.call('DEL', KEYS[2])
 if ARGV[2] ~= '' and redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then
   redis.call('RPUSH', KEYS[3], ARGV[2])
@@ -376,13 +382,9 @@ func (r *Redis) AckCredit(ctx context.Context, key string) error {
 	return r.runFenced(ctx, ackScript, []string{r.key("credits")}, key).Err()
 }
 
-// updateScript is UpdateAttempt in one atomic step: the kept attempt's id is read from its
-// JSON, as endScript does.
-var updateScript = redis.NewScript(leaseCheck + `
-local kept = redis.call('GET', KEYS[1])
-if not kept then return 0 end
-local ok, at = pcall(cjson.decode, kept)
-if not ok or type(at) ~= 'table' or at['id'] ~= ARGV[1] then return 0 end
+// updateScript is UpdateAttempt in one atomic step.
+var updateScript = redis.NewScript(leaseCheck + keptIs + `
+if not keptIs(KEYS[1], ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[2])
 return 1
 `)
