@@ -134,7 +134,7 @@ func NewChildServer(o ChildServerOptions) (*ChildServer, error) {
 	s.srv = wsServer{
 		core: &s.core, host: o.Host, port: o.Port, origins: o.AllowedOrigins,
 		authTimeout: authTimeout(o.AuthTimeout), readLimit: limit, path: o.Path,
-		admit: s.admit, attach: s.attach, detach: s.detach,
+		admit: s.admit, attach: s.attach, detach: s.detach, now: time.Now,
 	}
 	if s.srv.origins == nil {
 		s.srv.origins = []string{} // mini-accounts refuses browsers unless their Origin is allowed
@@ -212,7 +212,7 @@ func looksHashed(name string) bool {
 // child not seen since the start fails so at each reconnect.
 func (s *ChildServer) logStoreFailure(username string, err error) {
 	level, n := slog.LevelDebug, 0
-	if ok, held := s.srv.authLog.Allow(authStore, s.srv.clock()); ok {
+	if ok, held := s.srv.authLog.Allow(authStore, s.srv.now()); ok {
 		level, n = slog.LevelError, held
 	}
 	s.core.Logger.Log(s.core.ctx, level, "btp: cannot check a child's token in the store; refusing the child (at most one such ERROR every "+authLogEvery.String()+")",

@@ -113,7 +113,7 @@ func NewPeerServer(o PeerServerOptions) (*PeerServer, error) {
 	s.srv = wsServer{
 		core: &s.core, host: o.Host, port: o.Port, authTimeout: authTimeout(o.AuthTimeout),
 		readLimit: limit, path: o.Path,
-		admit: s.admit, attach: s.attach, detach: s.detach,
+		admit: s.admit, attach: s.attach, detach: s.detach, now: time.Now,
 	}
 	return s, nil
 }

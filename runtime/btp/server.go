@@ -107,7 +107,7 @@ type wsServer struct {
 	detach func(cn *conn)
 
 	authLog *warnlimit.Limiter // lines about failed authentication; set by listen
-	now     func() time.Time   // nil: time.Now; tests set it before Start
+	now     func() time.Time   // the auth log's clock: time.Now; tests replace it before Start
 
 	ln  net.Listener
 	srv *http.Server
@@ -223,20 +223,12 @@ func (s *wsServer) authenticate(wc *ws.Conn) (*conn, authRequest, string, error)
 // logAuthFailure logs a connection that failed to authenticate: at INFO now and then for each
 // kind, with the count of those held back since, and at DEBUG otherwise.
 func (s *wsServer) logAuthFailure(kind, remote string, err error) {
-	if ok, n := s.authLog.Allow(kind, s.clock()); ok {
+	if ok, n := s.authLog.Allow(kind, s.now()); ok {
 		s.core.Logger.Info("btp: connection not authenticated (at most one such line per kind every "+authLogEvery.String()+"; the others at DEBUG)",
 			"remote", remote, "kind", kind, "error", err, "suppressed", n)
 		return
 	}
 	s.core.Logger.Debug("btp: connection not authenticated", "remote", remote, "kind", kind, "error", err)
-}
-
-// clock is the time for the auth log: s.now, else the real time.
-func (s *wsServer) clock() time.Time {
-	if s.now != nil {
-		return s.now()
-	}
-	return time.Now()
 }
 
 // flushAuthLog logs the counts of failed authentications not counted by an INFO line yet, so
