@@ -15,3 +15,15 @@ func Prefix(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// Ellipsis ends a text that Cut shortened.
+const Ellipsis = "…"
+
+// Cut is s if it has at most n bytes, else its longest prefix that ends between two
+// characters and, with Ellipsis after it, has at most n bytes.
+func Cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return Prefix(s, max(n-len(Ellipsis), 0)) + Ellipsis
+}

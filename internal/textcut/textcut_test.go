@@ -26,3 +26,20 @@ func TestPrefix(t *testing.T) {
 		}
 	}
 }
+
+func TestCut(t *testing.T) {
+	for _, tc := range []struct {
+		s    string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"exactly", 7, "exactly"},
+		{"abcdefgh", 7, "abcd…"}, // … is 3 bytes
+		{"ab€cdefg", 7, "ab…"},   // not cut inside €
+	} {
+		if got := Cut(tc.s, tc.n); got != tc.want || !utf8.ValidString(got) {
+			t.Errorf("Cut(%q, %d) = %q, want %q", tc.s, tc.n, got, tc.want)
+		}
+	}
+}

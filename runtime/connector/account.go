@@ -174,9 +174,8 @@ func encodable(err error) error {
 	if !ok || len(r.Message) <= ilp.MaxMessageSize {
 		return err
 	}
-	const mark = "…"
 	cut := *r
-	cut.Message = textcut.Prefix(r.Message, ilp.MaxMessageSize-len(mark)) + mark
+	cut.Message = textcut.Cut(r.Message, ilp.MaxMessageSize)
 	return &cut
 }
 

@@ -217,18 +217,10 @@ func (c *Connector) linkReject(ctx context.Context, id string, err error) error 
 		return ilp.Rejectf(ilp.CodeTransferTimedOut, self, "account %s did not answer in time", id)
 	}
 	c.log.Debug("link error", "account", id, "error", err)
-	return ilp.Rejectf(ilp.CodePeerUnreachable, self, "account %s: %s", id, linkErrorText(err))
+	return ilp.Rejectf(ilp.CodePeerUnreachable, self, "account %s: %s", id, textcut.Cut(err.Error(), maxLinkErrorText))
 }
 
 // maxLinkErrorText bounds how much of a link's error a Reject quotes: the error can carry what
 // the peer sent (its error's name and data, which btp cuts too, or any other link's text),
 // which the sender does not need whole.
 const maxLinkErrorText = 512
-
-func linkErrorText(err error) string {
-	msg := err.Error()
-	if len(msg) <= maxLinkErrorText {
-		return msg
-	}
-	return textcut.Prefix(msg, maxLinkErrorText) + "… (cut)"
-}
