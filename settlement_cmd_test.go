@@ -1,17 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/internal/testlog"
 	"github.com/ilpfleet/ilpfleet/internal/testwait"
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine"
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine/mock"
@@ -82,7 +81,7 @@ func TestEngineConfigStarts(t *testing.T) {
 func TestSettlementEngineRedisLease(t *testing.T) {
 	srv := redistest.Start(t)
 	defer func(l time.Duration, w io.Writer) { engineRedisLease, engineLogOutput = l, w }(engineRedisLease, engineLogOutput)
-	log := &syncBuffer{}
+	log := &testlog.Buffer{}
 	engineRedisLease, engineLogOutput = 3*time.Second, log
 	prefix := "t:" + t.Name() + ":"
 	args := []string{"--store", srv.URL(), "--redis-prefix", prefix, "--listen", "127.0.0.1:0",
@@ -127,16 +126,3 @@ func TestSettlementEngineRedisLease(t *testing.T) {
 		t.Fatal("the engine still runs a minute after it lost the prefix's lease")
 	}
 }
-
-// syncBuffer is a log both engines of a test write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *syncBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *syncBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }

@@ -1,14 +1,13 @@
 package engine_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/ilpfleet/ilpfleet/internal/testlog"
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine"
 	"github.com/ilpfleet/ilpfleet/runtime/store/redistest"
 	"github.com/shopspring/decimal"
@@ -50,17 +49,7 @@ type idempotent struct{ *unsure }
 func (idempotent) SettlesOncePerID() bool { return true }
 
 // logBuffer collects a server's log.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *logBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+type logBuffer = testlog.Buffer
 
 // bothStores opens a memory store and a Redis one.
 func bothStores(t *testing.T) map[string]func(t *testing.T) engine.Store {
