@@ -29,13 +29,7 @@ import (
 func TestNewAccountWaitsForItsSecretsGrant(t *testing.T) {
 	f := newSyncFixture(t, time.Hour, testConnector(), childOn("good", 1, testport.Get(t)))
 	var granted atomic.Bool
-	f.src.secrets = newSecretCache(interceptor.NewClient(f.cl.(client.WithWatch), interceptor.Funcs{
-		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-			if _, ok := obj.(*corev1.Secret); ok && !granted.Load() {
-				return apierrors.NewForbidden(schema.GroupResource{Resource: "secrets"}, key.Name, errors.New("the Role does not name it"))
-			}
-			return c.Get(ctx, key, obj, opts...)
-		}}), "ns")
+	forbidSecrets(f, &granted)
 	if res := f.sync(); res.Err != nil || !f.inForce("good") {
 		t.Fatalf("first sync: %+v", res)
 	}
@@ -43,16 +37,8 @@ func TestNewAccountWaitsForItsSecretsGrant(t *testing.T) {
 
 	add := func(name string, created int) {
 		t.Helper()
-		a := account(name, created, func(s *ilpv1.AccountSpec) {
-			s.Link = ilpv1.AccountLink{BTPListener: &ilpv1.BTPListenerLink{Port: int32(testport.Get(t)), SecretRef: ilpv1.SecretKeyRef{Name: name + "-tok", Key: "t"}}}
-		})
 		r := route(name+"-route", created, "test.alice."+name, name, 1)
-		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name + "-tok"}, Data: map[string][]byte{"t": []byte("secret")}}
-		for _, o := range []client.Object{sec, &a, &r} {
-			if err := f.cl.Create(f.ctx, o); err != nil {
-				t.Fatal(err)
-			}
-		}
+		addListener(f, name, created, &r)
 	}
 	reported := func(name string) bool {
 		c := f.condition()
@@ -94,26 +80,12 @@ func TestNewAccountWaitsForItsSecretsGrant(t *testing.T) {
 // other problems of the same sync are reported at once (a Route with a mistyped next hop).
 func TestGrantWaitHidesOnlyTheAwaiting(t *testing.T) {
 	f := newSyncFixture(t, time.Hour, testConnector(), childOn("good", 1, testport.Get(t)))
-	f.src.secrets = newSecretCache(interceptor.NewClient(f.cl.(client.WithWatch), interceptor.Funcs{
-		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-			if _, ok := obj.(*corev1.Secret); ok {
-				return apierrors.NewForbidden(schema.GroupResource{Resource: "secrets"}, key.Name, errors.New("the Role does not name it"))
-			}
-			return c.Get(ctx, key, obj, opts...)
-		}}), "ns")
+	forbidSecrets(f, new(atomic.Bool))
 	if res := f.sync(); res.Err != nil || !f.inForce("good") {
 		t.Fatalf("first sync: %+v", res)
 	}
-	a := account("peer", 2, func(s *ilpv1.AccountSpec) {
-		s.Link = ilpv1.AccountLink{BTPListener: &ilpv1.BTPListenerLink{Port: int32(testport.Get(t)), SecretRef: ilpv1.SecretKeyRef{Name: "peer-tok", Key: "t"}}}
-	})
 	stray := route("stray", 3, "test.alice.stray", "nobody", 1)
-	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "peer-tok"}, Data: map[string][]byte{"t": []byte("s")}}
-	for _, o := range []client.Object{sec, &a, &stray} {
-		if err := f.cl.Create(f.ctx, o); err != nil {
-			t.Fatal(err)
-		}
-	}
+	addListener(f, "peer", 2, &stray)
 	f.sync()
 	if c := f.condition(); !strings.Contains(c.Message, "Route stray:") || strings.Contains(c.Message, "Account peer") {
 		t.Errorf("ConfigApplied %s %s %q; want Route stray reported now, Account peer not yet", c.Status, c.Reason, c.Message)
@@ -132,6 +104,33 @@ func TestGrantWaitDoesNotStarve(t *testing.T) {
 		got := s.reportable([]Problem{stuck, fresh}, t0.Add(at))
 		if want := at >= grantWait; slices.Contains(got, stuck) != want || slices.Contains(got, fresh) {
 			t.Errorf("at t0+%v: reported %v; want stuck reported %t, the new Account not", at, got, want)
+		}
+	}
+}
+
+// forbidSecrets makes the pod's reads of Secrets refused, as before the operator names them
+// in its Role, until granted is set.
+func forbidSecrets(f *syncFixture, granted *atomic.Bool) {
+	f.src.secrets = newSecretCache(interceptor.NewClient(f.cl.(client.WithWatch), interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			if _, ok := obj.(*corev1.Secret); ok && !granted.Load() {
+				return apierrors.NewForbidden(schema.GroupResource{Resource: "secrets"}, key.Name, errors.New("the Role does not name it"))
+			}
+			return c.Get(ctx, key, obj, opts...)
+		}}), "ns")
+}
+
+// addListener creates the Account name of alice (a BTP listener whose secret is in the new
+// Secret name-tok) and its Secret, with the objects also given.
+func addListener(f *syncFixture, name string, created int, also ...client.Object) {
+	f.t.Helper()
+	a := account(name, created, func(s *ilpv1.AccountSpec) {
+		s.Link = ilpv1.AccountLink{BTPListener: &ilpv1.BTPListenerLink{Port: int32(testport.Get(f.t)), SecretRef: ilpv1.SecretKeyRef{Name: name + "-tok", Key: "t"}}}
+	})
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name + "-tok"}, Data: map[string][]byte{"t": []byte("secret")}}
+	for _, o := range append([]client.Object{sec, &a}, also...) {
+		if err := f.cl.Create(f.ctx, o); err != nil {
+			f.t.Fatal(err)
 		}
 	}
 }
