@@ -1,17 +1,21 @@
 package btp
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"sync/atomic"
 	"syscall"
@@ -119,5 +123,26 @@ func TestTimeoutIsANetworkFailure(t *testing.T) {
 	}
 	if n := len(logRecords(t, &buf)); n != 1 {
 		t.Errorf("6 failed attempts in 18 s, alternately timed out and refused: %d WARN lines; want 1", n)
+	}
+}
+
+func TestFailureKind(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{nil, "network"},
+		{errors.New("plain"), "plain"},
+		{fmt.Errorf("a: %w", fmt.Errorf("b: %w", errors.New("the server answered 404 Not Found"))), "the server answered 404 Not Found"},
+		{fmt.Errorf("dial: %w", &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}), "network"},
+		{fmt.Errorf("dial: %w", &url.Error{Op: "Get", URL: "http://x", Err: io.EOF}), "network"},
+		{fmt.Errorf("dial: %w", &url.Error{Op: "Get", URL: "http://x", Err: errors.New("http: server closed idle connection")}), "network"},
+		{fmt.Errorf("auth: %w", &Error{Code: "F00", Name: "NotAcceptedError", Data: []byte("no")}), "btp F00 NotAcceptedError"},
+		{fmt.Errorf("auth: %w", context.DeadlineExceeded), "network"},
+		{fmt.Errorf("read: %w", ErrTimeout), "network"},
+	} {
+		if got := failureKind(tc.err); got != tc.want {
+			t.Errorf("failureKind(%v) = %q; want %q", tc.err, got, tc.want)
+		}
 	}
 }

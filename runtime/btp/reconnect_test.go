@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"reflect"
 	"strings"
@@ -281,27 +279,6 @@ func TestChangedConnectFailureLoggedAtOnce(t *testing.T) {
 	}
 	if want := []float64{1, 3, 5}; !reflect.DeepEqual(logged, want) {
 		t.Errorf("logged at failed attempts %v; want %v (the first refusal, the auth refusal, the refusal again)", logged, want)
-	}
-}
-
-func TestFailureKind(t *testing.T) {
-	for _, tc := range []struct {
-		err  error
-		want string
-	}{
-		{nil, "network"},
-		{errors.New("plain"), "plain"},
-		{fmt.Errorf("a: %w", fmt.Errorf("b: %w", errors.New("the server answered 404 Not Found"))), "the server answered 404 Not Found"},
-		{fmt.Errorf("dial: %w", &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}), "network"},
-		{fmt.Errorf("dial: %w", &url.Error{Op: "Get", URL: "http://x", Err: io.EOF}), "network"},
-		{fmt.Errorf("dial: %w", &url.Error{Op: "Get", URL: "http://x", Err: errors.New("http: server closed idle connection")}), "network"},
-		{fmt.Errorf("auth: %w", &Error{Code: "F00", Name: "NotAcceptedError", Data: []byte("no")}), "btp F00 NotAcceptedError"},
-		{fmt.Errorf("auth: %w", context.DeadlineExceeded), "network"},
-		{fmt.Errorf("read: %w", ErrTimeout), "network"},
-	} {
-		if got := failureKind(tc.err); got != tc.want {
-			t.Errorf("failureKind(%v) = %q; want %q", tc.err, got, tc.want)
-		}
 	}
 }
 
