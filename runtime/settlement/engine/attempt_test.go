@@ -13,11 +13,13 @@ import (
 	"github.com/shopspring/decimal"
 )
 
-// blocking is an engine whose Settle is on its ledger until released or until its ctx ends;
-// it records whether its Close came while a Settle was running.
+// blocking is an engine whose Settle is on its ledger until released (then it pays, or
+// answers answer if set) or until its ctx ends; it records whether its Close came while a
+// Settle was running.
 type blocking struct {
 	entered        chan string // the settlement id of each Settle
 	release        chan struct{}
+	answer         error
 	inSettle       atomic.Bool
 	closedInSettle atomic.Bool
 }
@@ -32,6 +34,9 @@ func (b *blocking) Settle(ctx context.Context, _ string, amount decimal.Decimal)
 	b.entered <- engine.SettlementID(ctx)
 	select {
 	case <-b.release:
+		if b.answer != nil {
+			return decimal.Zero, b.answer
+		}
 		return amount, nil
 	case <-ctx.Done():
 		return decimal.Zero, ctx.Err()

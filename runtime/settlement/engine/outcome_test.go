@@ -73,26 +73,12 @@ func TestNotSettledSurvivesAStoreBlip(t *testing.T) {
 	}
 }
 
-// unsureBlocking blocks its first Settle until released, then always answers ErrOutcomeUnknown.
-type unsureBlocking struct {
-	entered chan struct{}
-	release chan struct{}
-	calls   atomic.Int32
-}
-
-func (u *unsureBlocking) Settle(ctx context.Context, _ string, _ decimal.Decimal) (decimal.Decimal, error) {
-	if u.calls.Add(1) == 1 {
-		close(u.entered)
-		<-u.release
-	}
-	return decimal.Zero, fmt.Errorf("ledger timeout: %w", engine.ErrOutcomeUnknown)
-}
-
 // TestDeletedAccountsAttemptNotKeptAgain: an account deleted while its Settle runs (which
 // then answers ErrOutcomeUnknown) has no attempt kept again for it once that Settle ends.
 func TestDeletedAccountsAttemptNotKeptAgain(t *testing.T) {
 	store := engine.NewMemory()
-	eng := &unsureBlocking{entered: make(chan struct{}), release: make(chan struct{})}
+	eng := newBlocking()
+	eng.answer = fmt.Errorf("ledger timeout: %w", engine.ErrOutcomeUnknown)
 	s := startLogged(t, eng, store, &logBuffer{})
 	do(t, s, "POST", "/accounts", "", `{"id":"peer"}`)
 	do(t, s, "POST", "/accounts/peer/settlements", "k1", `{"amount":"500","scale":2}`)
