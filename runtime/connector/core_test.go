@@ -282,51 +282,54 @@ accounts:
 	}
 }
 
-// TestInheritedAddressOfOtherNetworkRefused: a parent that gives an address of the other
-// network (g. to a connector on the test network) is refused at once, with a message that says
-// so, as a configured address of that network would be: test and live networks never mix.
-func TestInheritedAddressOfOtherNetworkRefused(t *testing.T) {
-	ml := &memLinks{}
-	var asked atomic.Int32
-	parentInfo := ildcp.Handler(func() (ildcp.Info, error) {
-		asked.Add(1)
-		return ildcp.Info{Address: "g.up.me", AssetCode: "USD", AssetScale: 2}, nil
-	})
-	ml.setRemote("up", func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) { return parentInfo(ctx, p) })
-	doc := "accounts:\n  up: {relation: parent, plugin: ilp-plugin-btp, assetCode: USD, assetScale: 2, options: {listener: {port: 7001, secret: s}}}\n"
-	c, err := New(mustConfig(t, doc), Options{newLink: ml.factory})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err = c.Start(ctx)
-	if err == nil || !strings.Contains(err.Error(), "g.up.me") || !strings.Contains(err.Error(), `env "test"`) {
-		t.Errorf("Start: %v; want the parent's g. address refused on the test network", err)
-	}
-	if c.Address() != "" || asked.Load() != 1 {
-		t.Errorf("address %q after %d IL-DCP requests; want none, asked once", c.Address(), asked.Load())
-	}
-}
-
+// TestInheritAddressFails: a parent that refuses IL-DCP, or gives an address of the other
+// network (g. to a connector on the test network: refused at once, as a configured address of
+// that network would be — test and live networks never mix), fails Start with a message that
+// says so, asked as often as it takes to know, and the parent's link is closed.
 func TestInheritAddressFails(t *testing.T) {
-	ml := &memLinks{}
-	ml.setRemote("up", func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) {
-		return nil, ilp.Rejectf(ilp.CodeBadRequest, "test.up", "not for you")
-	})
-	doc := "accounts:\n  up: {relation: parent, plugin: ilp-plugin-btp, assetCode: USD, assetScale: 2, options: {listener: {port: 7001, secret: s}}}\ninitialConnectTimeout: 300\n"
-	c, err := New(mustConfig(t, doc), Options{newLink: ml.factory})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err = c.Start(ctx)
-	if err == nil || !strings.Contains(err.Error(), "IL-DCP") {
-		t.Errorf("Start: %v, want an IL-DCP error", err)
-	}
-	if !ml.get("up").closed.Load() {
-		t.Error("parent link left open after a failed Start")
+	for _, tc := range []struct {
+		name   string
+		answer func(*atomic.Int32) ilp.Handler
+		want   []string
+		asked  int32 // 0: any number
+	}{
+		{"refused", func(asked *atomic.Int32) ilp.Handler {
+			return func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) {
+				asked.Add(1)
+				return nil, ilp.Rejectf(ilp.CodeBadRequest, "test.up", "not for you")
+			}
+		}, []string{"IL-DCP"}, 0},
+		{"other network", func(asked *atomic.Int32) ilp.Handler {
+			return ildcp.Handler(func() (ildcp.Info, error) {
+				asked.Add(1)
+				return ildcp.Info{Address: "g.up.me", AssetCode: "USD", AssetScale: 2}, nil
+			})
+		}, []string{"g.up.me", `env "test"`}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ml := &memLinks{}
+			var asked atomic.Int32
+			ml.setRemote("up", tc.answer(&asked))
+			doc := "accounts:\n  up: {relation: parent, plugin: ilp-plugin-btp, assetCode: USD, assetScale: 2, options: {listener: {port: 7001, secret: s}}}\ninitialConnectTimeout: 300\n"
+			c, err := New(mustConfig(t, doc), Options{newLink: ml.factory})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			err = c.Start(ctx)
+			for _, w := range tc.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("Start: %v; want an error naming %q", err, w)
+				}
+			}
+			if c.Address() != "" || tc.asked != 0 && asked.Load() != tc.asked {
+				t.Errorf("address %q after %d IL-DCP requests; want none, asked %d", c.Address(), asked.Load(), tc.asked)
+			}
+			if !ml.get("up").closed.Load() {
+				t.Error("parent link left open after a failed Start")
+			}
+		})
 	}
 }
 
