@@ -67,14 +67,8 @@ func bothStores(t *testing.T) map[string]func(t *testing.T) engine.Store {
 
 func startLogged(t *testing.T, e engine.Engine, store engine.Store, log *logBuffer) *engine.Server {
 	t.Helper()
-	s, err := engine.Start(context.Background(), connectTo(e), store, engine.Config{
-		ConnectorURL: "http://127.0.0.1:1", Addr: "127.0.0.1:0", AssetScale: 2, Backoff: fastBackoff,
+	return startWith(t, connectTo(e), store, engine.Config{ConnectorURL: "http://127.0.0.1:1", AssetScale: 2,
 		Log: slog.New(slog.NewTextHandler(log, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close(context.Background()) })
-	return s
 }
 
 // TestSettlementInFlightIsDurable: while Settle runs, the store holds its amount and id, so

@@ -30,10 +30,15 @@ func fastBackoff(int) time.Duration { return time.Millisecond }
 
 func start(t *testing.T, connect engine.Connect, store engine.Store, connectorURL string, scale uint8) *engine.Server {
 	t.Helper()
-	s, err := engine.Start(context.Background(), connect, store, engine.Config{
-		ConnectorURL: connectorURL, Addr: "127.0.0.1:0", AssetScale: scale, Backoff: fastBackoff,
-		Log: slog.New(slog.DiscardHandler),
-	})
+	return startWith(t, connect, store, engine.Config{ConnectorURL: connectorURL, AssetScale: scale, Log: slog.New(slog.DiscardHandler)})
+}
+
+// startWith starts a server on a port of its own with cfg and the fast backoff, closed when
+// the test ends.
+func startWith(t *testing.T, connect engine.Connect, store engine.Store, cfg engine.Config) *engine.Server {
+	t.Helper()
+	cfg.Addr, cfg.Backoff = "127.0.0.1:0", fastBackoff
+	s, err := engine.Start(context.Background(), connect, store, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine"
 	"github.com/ilpfleet/ilpfleet/runtime/store/redistest"
-	"github.com/redis/go-redis/v9"
 	"github.com/shopspring/decimal"
 )
 
@@ -28,12 +27,7 @@ func dec(s string) decimal.Decimal { return decimal.RequireFromString(s) }
 
 // TestStores runs the same steps on both stores.
 func TestStores(t *testing.T) {
-	srv := redistest.Start(t)
-	stores := map[string]func(t *testing.T) engine.Store{
-		"memory": func(*testing.T) engine.Store { return engine.NewMemory() },
-		"redis":  func(t *testing.T) engine.Store { return openRedis(t, srv.URL()) },
-	}
-	for name, open := range stores {
+	for name, open := range bothStores(t) {
 		t.Run(name, func(t *testing.T) {
 			t.Run("accounts", func(t *testing.T) { testAccounts(t, open(t)) })
 			t.Run("queue", func(t *testing.T) { testQueue(t, open(t)) })
@@ -293,8 +287,7 @@ func TestRedisDataOfEarlierVersions(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
 	r := openRedis(t, srv.URL())
-	rc := redis.NewClient(must[*redis.Options](t)(redis.ParseURL(srv.URL())))
-	t.Cleanup(func() { _ = rc.Close() })
+	rc := rawClient(t, srv.URL())
 	p := "t:" + t.Name() + ":"
 	for _, cmd := range [][]any{
 		{"SADD", p + "accounts", "a", "b"},
@@ -335,8 +328,7 @@ func TestIdempotencyKeptFromTheLastRequest(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	mem.SetClock(func() time.Time { return now })
 	red := openRedis(t, srv.URL())
-	rc := redis.NewClient(must[*redis.Options](t)(redis.ParseURL(srv.URL())))
-	t.Cleanup(func() { _ = rc.Close() })
+	rc := rawClient(t, srv.URL())
 	idem := "t:" + t.Name() + ":idem:k1"
 	rec := &engine.Record{Key: "k1", Hash: "h1", Status: 201, Body: []byte(`{}`)}
 	for name, tc := range map[string]struct {
