@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/internal/redislog"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -192,6 +193,7 @@ func OpenRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 	}
 	r := &Redis{c: c, prefix: o.Prefix, me: newIdentity(o.Prefix, o.Instance, ""), log: cmp.Or(o.Log, slog.Default()),
 		lanes: newLanes(max(4*c.Options().PoolSize, 64)), failed: make(chan struct{}), lease: cmp.Or(o.lease, DefaultInstanceLease), laneWait: laneWait, closeWait: closeWait}
+	redislog.Use(r.log)
 	r.bg, r.stop = context.WithCancel(context.Background())
 	if err := r.start(ctx); err != nil {
 		r.stop()

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/internal/redislog"
 	"github.com/redis/go-redis/v9"
 	"github.com/shopspring/decimal"
 )
@@ -91,6 +92,7 @@ func OpenRedisWith(ctx context.Context, url, prefix string, o RedisOptions) (*Re
 	r := &Redis{c: c, prefix: prefix, log: cmp.Or(o.Log, slog.Default()), lease: cmp.Or(o.Lease, DefaultRedisLease),
 		leaseKey: prefix + "lease", token: leaseToken(),
 		lost: make(chan struct{}), closing: make(chan struct{}), renewed: make(chan struct{})}
+	redislog.Use(r.log)
 	if err := r.acquire(ctx); err != nil {
 		_ = c.Close()
 		return nil, err
