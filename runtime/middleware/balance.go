@@ -149,9 +149,20 @@ func (b *builder) balanceReject(err error) *ilp.Reject {
 		b.env.Log.Warn("rejected balance update", "err", err)
 		return b.reject(ilp.CodeInsufficientLiquidity, msgOverflow)
 	default:
-		b.env.Log.Error("balance store failed", "err", err)
+		b.logStoreFailure(err)
 		return b.reject(ilp.CodeInternalError, msgBalanceStore)
 	}
+}
+
+// logStoreFailure logs a packet refused because the balance store failed: at ERROR once per
+// storeLogEvery with the count held back (while the store is away, every packet fails so: a
+// line per packet grew with the traffic), at DEBUG otherwise.
+func (b *builder) logStoreFailure(err error) {
+	if ok, n := b.env.State.storeLog.Allow("refused", b.env.Clock.Now()); ok {
+		b.env.Log.Error("balance store failed; packets refused (T00) while it fails, logged at most every "+storeLogEvery.String(), "err", err, "suppressed", n)
+		return
+	}
+	b.env.Log.Debug("balance store failed", "err", err)
 }
 
 // storeFailed records a store failure after the outcome of a packet was decided. Unless the

@@ -2,13 +2,16 @@ package middleware
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/internal/testlog"
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/store"
@@ -221,6 +224,42 @@ func TestStoreErrorBeforeForwardingIsT00(t *testing.T) {
 	wantReject(t, err, ilp.CodeInternalError, msgBalanceStore)
 	if down.calls.Load() != 0 {
 		t.Fatal("forwarded although the balance could not be recorded")
+	}
+}
+
+// TestStoreFailureLoggedSparingly: while the balance store fails, every packet is refused
+// (T00) and the ERROR saying why is logged once per storeLogEvery, with the count held back.
+func TestStoreFailureLoggedSparingly(t *testing.T) {
+	env := newTestEnv(t)
+	var buf testlog.Buffer
+	env.Log = slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	_ = env.mem.Close() // every call now fails with ErrClosed
+	h := mustBuild(t, env.Env, "src", config.Account{Balance: &config.Balance{Maximum: i64(100)}}, nil).Incoming(fulfillH)
+	send := func(n int) {
+		for range n {
+			_, err := h(context.Background(), prepare(5))
+			wantReject(t, err, ilp.CodeInternalError, msgBalanceStore)
+		}
+	}
+	send(5)
+	env.clock.Advance(storeLogEvery)
+	send(1)
+	var errs []any
+	debug := 0
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var r map[string]any
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatal(err)
+		}
+		switch r["level"] {
+		case "ERROR":
+			errs = append(errs, r["suppressed"])
+		case "DEBUG":
+			debug++
+		}
+	}
+	if !reflect.DeepEqual(errs, []any{float64(0), float64(4)}) || debug != 4 {
+		t.Errorf("ERROR lines with suppressed %v and %d DEBUG lines; want [0 4] and 4", errs, debug)
 	}
 }
 

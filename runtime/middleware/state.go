@@ -1,6 +1,11 @@
 package middleware
 
-import "sync"
+import (
+	"sync"
+	"time"
+
+	"github.com/ilpfleet/ilpfleet/internal/warnlimit"
+)
 
 // State is the runtime state of the middlewares that must survive a pipeline rebuild: token
 // buckets per account and the dedupe cache. The connector creates one State and passes it to
@@ -9,11 +14,17 @@ type State struct {
 	mu       sync.Mutex
 	accounts map[string]*accountState
 	dedupe   *dedupeCache
+	// storeLog lets the ERROR of a packet refused because the balance store failed through
+	// once per storeLogEvery: while the store is away every packet fails so.
+	storeLog warnlimit.Limiter
 }
+
+// storeLogEvery is how often a balance store that keeps failing is logged at ERROR.
+const storeLogEvery = 10 * time.Second
 
 // NewState returns an empty State.
 func NewState() *State {
-	return &State{accounts: make(map[string]*accountState), dedupe: newDedupeCache()}
+	return &State{accounts: make(map[string]*accountState), dedupe: newDedupeCache(), storeLog: warnlimit.Limiter{Every: storeLogEvery}}
 }
 
 // accountState is one account's slice of State. Buckets are created on first use and then
