@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"sort"
 	"strconv"
@@ -19,6 +20,7 @@ import (
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
 	"github.com/ilpfleet/ilpfleet/internal/textcut"
+	"github.com/ilpfleet/ilpfleet/internal/warnlimit"
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 )
 
@@ -89,6 +91,10 @@ type reporter struct {
 	// reporter wrote it or first read it from the cache. Objects the pods never left out
 	// never enter it.
 	have map[objectKey]haveCondition
+	// writeFailures lets a WARN about a status write that failed through once per
+	// repeatLogEvery for each object: a write refused until the operator is back (a new
+	// Account's status not yet in the pods' Role) is retried every report interval.
+	writeFailures warnlimit.Limiter
 }
 
 // objectKey names an Account or a Route.
@@ -136,7 +142,7 @@ type accountStatus struct {
 
 func newReporter(s *Source) *reporter {
 	return &reporter{s: s, wake: make(chan struct{}, 1), lastWrite: map[string]time.Time{}, written: map[string]accountStatus{},
-		have: map[objectKey]haveCondition{}}
+		have: map[objectKey]haveCondition{}, writeFailures: warnlimit.Limiter{Every: repeatLogEvery}}
 }
 
 // NeedLeaderElection makes only the Lease holder report.
@@ -388,7 +394,7 @@ func (r *reporter) flush(ctx context.Context, now time.Time) {
 	r.mu.Unlock()
 	if cond != nil && !sameCondition(r.lastCond, cond) && r.due("", now) && !r.conditionCurrent(ctx, cond) {
 		if err := r.writeCondition(ctx, cond); err != nil {
-			r.s.log.Warn("cannot write the ConfigApplied condition; will retry", "error", err)
+			r.warnWrite(now, "Connector", r.s.opts.Connector, err)
 		} else {
 			r.lastCond, r.lastWrite[""] = cond, now
 		}
@@ -578,12 +584,23 @@ func (r *reporter) reportObjectConditions(ctx context.Context, now time.Time, bu
 			if apierrors.IsNotFound(err) {
 				delete(r.have, k)
 			}
-			r.s.log.Warn("cannot write the ConfigApplied condition of an "+k.kind+"; will retry", "kind", k.kind, "name", k.name, "error", err)
+			r.warnWrite(now, k.kind, k.name, err)
 			continue
 		}
 		r.have[k] = haveCondition{h.uid, &want}
 	}
 	return budget
+}
+
+// warnWrite logs that the ConfigApplied of an object could not be written: at WARN once per
+// repeatLogEvery for the object, with the count held back, at DEBUG otherwise.
+func (r *reporter) warnWrite(now time.Time, kind, name string, err error) {
+	level, n := slog.LevelDebug, 0
+	if ok, held := r.writeFailures.Allow(kind+"/"+name, now); ok {
+		level, n = slog.LevelWarn, held
+	}
+	r.s.log.Log(context.Background(), level, "cannot write a ConfigApplied condition; will retry (logged again every "+repeatLogEvery.String()+" while it fails)",
+		"kind", kind, "name", name, "error", err, "suppressed", n)
 }
 
 // conditionCandidates are the Accounts and Routes whose ConfigApplied may need a write, sorted

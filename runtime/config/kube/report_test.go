@@ -6,13 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -20,6 +23,7 @@ import (
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
 	"github.com/ilpfleet/ilpfleet/internal/scheme"
+	"github.com/ilpfleet/ilpfleet/internal/testlog"
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 )
@@ -46,6 +50,7 @@ type reportFixture struct {
 	src    *Source
 	cl     client.Client
 	writes []conditionWrite
+	refuse error // the answer to every apply of an Account's or Route's condition, when set
 }
 
 func newReportFixture(t *testing.T, objs ...client.Object) *reportFixture {
@@ -71,6 +76,9 @@ func (f *reportFixture) patch(ctx context.Context, c client.Client, sub string, 
 	}
 	if _, ok := obj.(*ilpv1.Connector); ok {
 		return nil // the Connector's ConfigApplied: not what these tests look at
+	}
+	if f.refuse != nil {
+		return f.refuse
 	}
 	data, err := p.Data(obj)
 	if err != nil {
@@ -498,5 +506,38 @@ func TestFailureKey(t *testing.T) {
 	}
 	if FailureKey("pod alice-0: "+a) != FailureKey(a) {
 		t.Error("the key of a status.pods entry's message, named by its pod, differs")
+	}
+}
+
+// TestRefusedConditionWriteWarnsSparingly: a write of an Account's ConfigApplied that the API
+// server refuses (the operator away: a new Account's status not yet in the pods' Role) is
+// retried at every report interval and logged at WARN once per repeatLogEvery, the retries in
+// between at DEBUG.
+func TestRefusedConditionWriteWarnsSparingly(t *testing.T) {
+	ctx := context.Background()
+	now := time.Unix(1000, 0)
+	accounts := []ilpv1.Account{withGeneration(account("first", 1, nil), 1), withGeneration(account("second", 2, samePort(7001)), 1)}
+	f := newReportFixture(t, objects(accounts)...)
+	f.refuse = apierrors.NewForbidden(schema.GroupResource{Group: ilpv1.GroupVersion.Group, Resource: "accounts"}, "second", errors.New("not in the Role"))
+	var buf testlog.Buffer
+	f.src.log = slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	f.sync(t, f.src, accounts, nil)
+	for i := range 6 { // retried at every report interval (1 s)
+		f.src.report.flush(ctx, now.Add(time.Duration(i)*time.Second))
+	}
+	f.src.report.flush(ctx, now.Add(repeatLogEvery))
+	var levels []any
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var r map[string]any
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatal(err)
+		}
+		if msg, _ := r["msg"].(string); strings.HasPrefix(msg, "cannot write a ConfigApplied condition") {
+			levels = append(levels, r["level"])
+		}
+	}
+	want := []any{"WARN", "DEBUG", "DEBUG", "DEBUG", "DEBUG", "DEBUG", "WARN"}
+	if !reflect.DeepEqual(levels, want) {
+		t.Errorf("refused writes logged at %v; want %v", levels, want)
 	}
 }
