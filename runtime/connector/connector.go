@@ -156,8 +156,10 @@ func New(cfg *config.Config, opts Options) (*Connector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connector: metrics: %w", err)
 	}
-	if err := reg.Register(newRatesAge(c)); err != nil {
-		return nil, fmt.Errorf("connector: metrics: %w", err)
+	for _, col := range []prometheus.Collector{newRatesAge(c), newAccountsConnected(c)} {
+		if err := reg.Register(col); err != nil {
+			return nil, fmt.Errorf("connector: metrics: %w", err)
+		}
 	}
 	c.settler = c.newSettler(sm)
 	s, err := newSettings(cfg)
