@@ -447,10 +447,11 @@ func (s *Settler) send(a *acct, log *slog.Logger, cl *Client, r record, amount i
 		}
 		err := cl.Settle(ctx, a.cfg.ID, r.key, q)
 		var se *StatusError
-		if errors.As(err, &se) && se.Status == http.StatusNotFound {
-			// The engine lost the account (restarted on a memory store): set it up again
-			// before the next attempt.
-			_ = cl.CreateAccount(ctx, a.cfg.ID)
+		if errors.As(err, &se) && se.Status == http.StatusNotFound && cl.CreateAccount(ctx, a.cfg.ID) == nil {
+			// The engine lost the account (restarted on a memory store): set up again, it
+			// takes the settlement at once, under its idempotency key, rather than after a
+			// backoff that the engine's downtime may have grown to 30 s.
+			err = cl.Settle(ctx, a.cfg.ID, r.key, q)
 		}
 		return err
 	}) {

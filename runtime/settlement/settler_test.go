@@ -312,7 +312,8 @@ func TestResendGoesToTheRecordingEngine(t *testing.T) {
 }
 
 // TestEngineThatLostTheAccount: an engine that answers 404 (restarted on a memory store) is
-// told about the account again before the settlement is retried.
+// told about the account again and gets the settlement again at once, in the same attempt
+// (no failure counted, no backoff).
 func TestEngineThatLostTheAccount(t *testing.T) {
 	ctx := context.Background()
 	eng := newTestEngine(t, func(c engineCall, n int) int {
@@ -325,7 +326,8 @@ func TestEngineThatLostTheAccount(t *testing.T) {
 	if _, err := st.AddWithin(ctx, "bob", -300, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	newTestSettler(t, st, nil, Account{ID: "bob", EngineURL: eng.URL, Threshold: ptr[int64](-100)}).Start(ctx)
+	s := newTestSettler(t, st, nil, Account{ID: "bob", EngineURL: eng.URL, Threshold: ptr[int64](-100)})
+	s.Start(ctx)
 	var paths []string
 	for range 4 {
 		paths = append(paths, eng.next(t).Path)
@@ -334,6 +336,13 @@ func TestEngineThatLostTheAccount(t *testing.T) {
 		t.Fatalf("requests %v, want %s", paths, want)
 	}
 	waitRecorded(t, st, 0)
+	var failed dto.Metric
+	if err := s.o.Metrics.failures.WithLabelValues(opSettle, "bob").Write(&failed); err != nil {
+		t.Fatal(err)
+	}
+	if n := failed.GetCounter().GetValue(); n != 0 {
+		t.Errorf("%v failed settle attempts counted; want the settlement sent again in the same attempt", n)
+	}
 }
 
 // TestPeerMessageSetsTheAccountUp: a message from the peer for an account the engine does not
