@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ilpfleet/ilpfleet/internal/redislog"
@@ -38,16 +39,20 @@ type Redis struct {
 	c      *redis.Client
 	prefix string
 
-	log       *slog.Logger
-	lease     time.Duration
-	leaseKey  string
-	token     string        // this process's, in the lease while it holds it
-	lost      chan struct{} // closed when the lease is lost
-	lostOnce  sync.Once
-	closing   chan struct{} // closed by Close: the renewal stops
-	renewed   chan struct{} // closed when the renewal stopped
-	closeOnce sync.Once
-	closeErr  error
+	log      *slog.Logger
+	lease    time.Duration
+	leaseKey string
+	token    string        // this process's, in the lease while it holds it
+	lost     chan struct{} // closed when the lease is lost
+	lostOnce sync.Once
+	// validUntil (Unix nanoseconds) is when this process stops counting on its lease unless
+	// a renewal succeeds first: the send time of the last command that set its TTL, plus the
+	// TTL less leaseMargin, so always before Redis may expire it (see Err).
+	validUntil atomic.Int64
+	closing    chan struct{} // closed by Close: the renewal stops
+	renewed    chan struct{} // closed when the renewal stopped
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 var _ Store = (*Redis)(nil)
@@ -84,6 +89,9 @@ func OpenRedisWith(ctx context.Context, url, prefix string, o RedisOptions) (*Re
 	if prefix == "" {
 		prefix = DefaultRedisPrefix
 	}
+	// Context deadlines bound the reads too: a lease renewal that Redis does not answer must
+	// give up within its own deadline, not the client's read timeout and retries.
+	opt.ContextTimeoutEnabled = true
 	c := redis.NewClient(opt)
 	if err := c.Ping(ctx).Err(); err != nil {
 		_ = c.Close()
@@ -400,12 +408,14 @@ func (r *Redis) UpdateAttempt(ctx context.Context, id string, a Attempt) error {
 	return r.runFenced(ctx, updateScript, []string{r.key("attempt:", id)}, a.ID, b).Err()
 }
 
+// attemptScript is Attempt's read, fenced by the lease.
+var attemptScript = redis.NewScript(leaseCheck + `return redis.call('GET', KEYS[1])`)
+
 // Attempt implements Store.
 func (r *Redis) Attempt(ctx context.Context, id string) (*Attempt, error) {
-	if err := r.Err(); err != nil {
-		return nil, err
-	}
-	b, err := r.c.Get(ctx, r.key("attempt:", id)).Bytes()
+	// Fenced like a write: an attempt read is what leads to a Settle (an attempt tried again),
+	// so a process whose lease is gone — a successor may be settling it — learns it here.
+	b, err := r.runFenced(ctx, attemptScript, []string{r.key("attempt:", id)}).Text()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
@@ -413,7 +423,7 @@ func (r *Redis) Attempt(ctx context.Context, id string) (*Attempt, error) {
 		return nil, err
 	}
 	var a Attempt
-	if err := json.Unmarshal(b, &a); err != nil {
+	if err := json.Unmarshal([]byte(b), &a); err != nil {
 		return nil, fmt.Errorf("settlement engine: attempt of %s: %w", id, err)
 	}
 	return &a, nil

@@ -81,11 +81,13 @@ func (r *Redis) acquire(ctx context.Context) error {
 	defer poll.Stop()
 	waitingFor := ""
 	for {
+		sent := time.Now()
 		ok, err := r.c.SetNX(ctx, r.leaseKey, r.token, r.lease).Result()
 		if err != nil {
 			return fmt.Errorf("settlement engine: redis: taking the lease on prefix %q: %w", r.prefix, err)
 		}
 		if ok {
+			r.heldFrom(sent)
 			if waitingFor != "" {
 				r.log.Info("settlement engine: the other process stopped; this one holds the Redis prefix now", "prefix", r.prefix, "lease", r.token)
 			}
@@ -108,36 +110,42 @@ func (r *Redis) acquire(ctx context.Context) error {
 	}
 }
 
-// keepLease renews the lease every sixth of its TTL (a renewal that fails is tried again
-// several times before the lease may expire) until Close, or until it is lost: found
-// gone or another's, or not renewed for a whole TTL (Redis may have expired it since).
+// leaseMargin is how long before its TTL runs out, counted from the send of the command that
+// set it, a process stops counting on its lease: Redis counts from a little later, so a
+// successor can take the prefix only once this process has stopped using it.
+func (r *Redis) leaseMargin() time.Duration { return r.lease / 6 }
+
+// heldFrom records that a command sent at sent set the lease's TTL (see validUntil).
+func (r *Redis) heldFrom(sent time.Time) {
+	r.validUntil.Store(sent.Add(r.lease - r.leaseMargin()).UnixNano())
+}
+
+// keepLease renews the lease every sixth of its TTL until Close, or until it is lost: found
+// gone or another's, or not renewed in time (Err then finds it past validUntil). A renewal
+// waits for Redis at most until the next one is due, so a failed one is tried again a few
+// times before the lease's validity runs out.
 func (r *Redis) keepLease() {
 	defer close(r.renewed)
 	tick := time.NewTicker(r.lease / 6)
 	defer tick.Stop()
-	last := time.Now() // when the last renewal that succeeded was sent: Redis's TTL runs from later
 	for {
 		select {
 		case <-r.closing:
 			return
 		case <-tick.C:
 		}
-		sent := time.Now()
-		if sent.Sub(last) >= r.lease { // this process stalled: the lease may have expired
-			r.loseLease("not renewed for longer than its TTL", nil)
+		if r.Err() != nil { // lost, or this process stalled past its lease's validity
 			return
 		}
+		sent := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), r.lease/6)
 		ok, err := renewScript.Run(ctx, r.c, []string{r.leaseKey}, r.token, r.lease.Milliseconds()).Int()
 		cancel()
 		switch {
 		case err == nil && ok == 1:
-			last = sent
+			r.heldFrom(sent)
 		case err == nil:
 			r.loseLease("the lease is gone or another process's", nil)
-			return
-		case time.Since(last) >= r.lease:
-			r.loseLease("not renewed for longer than its TTL", err)
 			return
 		default:
 			r.log.Warn("settlement engine: redis: cannot renew the lease on the prefix; trying again", "prefix", r.prefix, "err", err)
@@ -159,14 +167,20 @@ func (r *Redis) loseLease(why string, err error) {
 // restarted once the process now holding the prefix stops.
 func (r *Redis) Failed() <-chan struct{} { return r.lost }
 
-// Err says why the store failed, once Failed is closed; nil before.
+// Err says why the store failed, once Failed is closed; nil before. Past its validity (no
+// renewal succeeded in time: Redis unreachable, or this process stalled) the lease is lost
+// here, before Redis may expire it and a successor take the prefix: every operation asks.
 func (r *Redis) Err() error {
 	select {
 	case <-r.lost:
 		return ErrLeaseLost
 	default:
-		return nil
 	}
+	if time.Now().UnixNano() > r.validUntil.Load() {
+		r.loseLease("not renewed for longer than its TTL allows", nil)
+		return ErrLeaseLost
+	}
+	return nil
 }
 
 // release stops the renewal and deletes the lease if it is still this process's.
