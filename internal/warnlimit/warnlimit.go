@@ -33,7 +33,7 @@ func (l *Limiter) Allow(kind string, now time.Time) (ok bool, suppressed int) {
 	st := l.kinds[kind]
 	if st == nil {
 		st = &state{}
-		l.kinds[kind] = st // its callers have a handful of kinds: the map stays small
+		l.kinds[kind] = st // a handful of kinds, or objects that Forget drops when they go
 	} else if now.Sub(st.last) < l.Every {
 		st.suppressed++
 		return false, 0
@@ -56,6 +56,14 @@ func (l *Limiter) Take(kind string) int {
 	n := st.suppressed
 	st.suppressed = 0
 	return n
+}
+
+// Forget drops what the limiter keeps of kind: for kinds that are objects, once the object
+// is gone or its failure over (the next line of it then goes through at once).
+func (l *Limiter) Forget(kind string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.kinds, kind)
 }
 
 // Gate lets a recurring failure through once, again when it changes, and again every Every

@@ -79,3 +79,19 @@ func TestGate(t *testing.T) {
 		}
 	}
 }
+
+func TestForget(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	l := Limiter{Every: time.Minute}
+	l.Allow("Account/a", t0)
+	if ok, _ := l.Allow("Account/a", t0.Add(time.Second)); ok {
+		t.Fatal("a second line within Every went through")
+	}
+	l.Forget("Account/a")
+	if ok, n := l.Allow("Account/a", t0.Add(2*time.Second)); !ok || n != 0 {
+		t.Fatalf("Allow after Forget = %v, %d; want true, 0: a forgotten kind starts anew", ok, n)
+	}
+	if len(l.kinds) != 1 {
+		t.Fatalf("%d kinds kept; want the one seen since", len(l.kinds))
+	}
+}

@@ -587,6 +587,7 @@ func (r *reporter) reportObjectConditions(ctx context.Context, now time.Time, bu
 			r.warnWrite(now, k.kind, k.name, err)
 			continue
 		}
+		r.writeFailures.Forget(k.kind + "/" + k.name) // a later failure is news
 		r.have[k] = haveCondition{h.uid, &want}
 	}
 	return budget
@@ -628,6 +629,7 @@ func (r *reporter) conditionCandidates(objs *configConditions) []objectKey {
 			case !out && !in:
 				delete(r.have, k)
 				delete(r.lastWrite, keyCondition+k.kind+"/"+k.name)
+				r.writeFailures.Forget(k.kind + "/" + k.name)
 			case in && have.cond != nil && !current(have.cond, gen):
 				set[k.name] = true
 			}
