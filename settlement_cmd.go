@@ -87,13 +87,10 @@ func runSettlementEngine(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	// Closed after the server, once its Settles returned: only then may the next process on
-	// the prefix start (the store's lease).
-	defer func() { _ = st.Close() }()
 	log.Warn("running the mock settlement engine: NO MONEY MOVES, settlements are messages between two mocks")
 	srv, err := engine.Start(ctx, mock.Connect(uint8(f.mockScale)), st, f.config(log))
 	if err != nil {
-		return err
+		return errors.Join(err, st.Close())
 	}
 	var lost error
 	select {
@@ -104,7 +101,10 @@ func runSettlementEngine(ctx context.Context, args []string) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return errors.Join(lost, srv.Close(sctx))
+	serr := srv.Close(sctx)
+	// The store only after the server, once its Settles returned: its Close releases the
+	// prefix's lease, and the next process on it may start then.
+	return errors.Join(lost, serr, st.Close())
 }
 
 // engineStore is the store of `ilpfleet settlement-engine`.
