@@ -61,7 +61,8 @@ func TestUnansweredRenewalLosesTheLeaseInTime(t *testing.T) {
 	}
 	eventually(t, "tried again", func() bool { return len(never.got()) >= 2 })
 	proxy.HoldCommands(prefix+"lease", -1) // the renewals get no answer
-	t.Cleanup(func() { proxy.HoldCommands("", 0); proxy.SendHeld() }) // before the server's Close
+	// Released before the server's Close (cleanups run last first), which would wait for them.
+	t.Cleanup(func() { proxy.HoldCommands("", 0); proxy.SendHeld() })
 	b := must[*engine.Redis](t)(openLeased(waitCtx(t), t, srv.URL(), prefix, time.Second, &logBuffer{}))
 	_ = b
 	n := len(never.got())
