@@ -27,7 +27,7 @@ func FuzzQuantityJSON(f *testing.F) {
 		`{"amount":"1e3","scale":2}`, `{"amount":"-1","scale":2}`, `{"amount":"1.5","scale":2}`, `{"amount":100,"scale":2}`,
 		`{"amount":"100"}`, `{"scale":2}`, `{"amount":"100","scale":256}`, `{"amount":"100","scale":-1}`,
 		`{"amount":"100","scale":2.0}`, `{"amount":"100","scale":null}`, `{"amount":"5","scale":2,"scalf":3}`,
-		`null`, `[]`, `{"amount":"\u0031","scale":0}`,
+		`null`, `[]`, `{"amount":"\u0031","scale":0}`, `{"amount":"0","scale":"0"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -65,6 +65,9 @@ func referenceQuantity(b []byte) (Quantity, bool) {
 	}
 	var amount string
 	if json.Unmarshal(obj["amount"], &amount) != nil || amount == "" || strings.Trim(amount, "0123456789") != "" {
+		return Quantity{}, false
+	}
+	if bytes.HasPrefix(obj["scale"], []byte(`"`)) { // a string, though its text is a number
 		return Quantity{}, false
 	}
 	d := json.NewDecoder(bytes.NewReader(obj["scale"]))
