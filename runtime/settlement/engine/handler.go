@@ -195,6 +195,12 @@ func (s *Server) knownAccount(w http.ResponseWriter, ctx context.Context, id str
 }
 
 func (s *Server) internalError(w http.ResponseWriter, what string, err error) {
+	if errors.Is(err, ErrLeaseLost) {
+		// The process is stopping (Redis.Failed): not a fault of the request, which its
+		// successor will take; the loss itself was logged once.
+		http.Error(w, "settlement engine: stopping (this process lost its store's lease); retry", http.StatusServiceUnavailable)
+		return
+	}
 	s.log.Error("settlement engine: "+what, "err", err)
 	http.Error(w, what+": "+err.Error(), http.StatusInternalServerError)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -92,5 +94,27 @@ func TestDeletedAccountsAttemptNotKeptAgain(t *testing.T) {
 	}
 	if at := must[*engine.Attempt](t)(store.Attempt(context.Background(), "peer")); at != nil {
 		t.Fatalf("account deleted during Settle: attempt %+v written back for it (retried for a deleted account, and replayed if the id is created again)", at)
+	}
+}
+
+// leaseGone is a Memory store that has lost its Redis lease, as far as the server can tell.
+type leaseGone struct{ *engine.Memory }
+
+func (leaseGone) HasAccount(context.Context, string) (bool, error) { return false, engine.ErrLeaseLost }
+func (leaseGone) QueueSettlement(context.Context, string, decimal.Decimal, *engine.Record) (*engine.Record, error) {
+	return nil, engine.ErrLeaseLost
+}
+
+// TestStoppingEngineAnswers503: a request that meets a store whose lease is lost (the process
+// stopping, its successor waiting) is answered 503, for the connector to retry, not 500 with
+// an ERROR per request.
+func TestStoppingEngineAnswers503(t *testing.T) {
+	log := &logBuffer{}
+	s := startLogged(t, &paysSecondTime{}, leaseGone{engine.NewMemory()}, log)
+	if st, body := do(t, s, "POST", "/accounts/peer/settlements", "k1", `{"amount":"500","scale":2}`); st != http.StatusServiceUnavailable {
+		t.Errorf("answer %d %s; want 503", st, body)
+	}
+	if strings.Contains(log.String(), "level=ERROR") {
+		t.Errorf("log:\n%s\nwant no ERROR per request", log)
 	}
 }
