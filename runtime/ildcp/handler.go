@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
-	"unicode/utf8"
 
+	"github.com/ilpfleet/ilpfleet/internal/textcut"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 )
 
@@ -58,22 +58,10 @@ func (h *handler) handle(_ context.Context, p *ilp.Prepare) (*ilp.Fulfill, error
 		if rej, ok := errors.AsType[*ilp.Reject](err); ok {
 			return nil, rej
 		}
-		return nil, ilp.Rejectf(ilp.CodeBadRequest, h.self, "%s", truncate(err.Error(), ilp.MaxMessageSize))
+		return nil, ilp.Rejectf(ilp.CodeBadRequest, h.self, "%s", textcut.Prefix(err.Error(), ilp.MaxMessageSize))
 	}
 	if err := info.Validate(); err != nil {
 		return nil, ilp.Rejectf(ilp.CodeInternalError, h.self, "the parent has no valid IL-DCP configuration for this account: %v", err)
 	}
 	return info.Fulfill(), nil
-}
-
-// truncate cuts s to at most n bytes without splitting a UTF-8 sequence, so that the Reject
-// still encodes when an error text is huge.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
