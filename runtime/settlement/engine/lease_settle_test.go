@@ -17,21 +17,13 @@ func TestLostLeaseSettlesNoMore(t *testing.T) {
 	rc := rawClient(t, srv.URL())
 	prefix := "t:" + t.Name() + ":"
 	const lease = 60 * time.Second // renewal tick every 10 s
-	a := must[*engine.Redis](t)(openLeased(context.Background(), t, srv.URL(), prefix, lease, &logBuffer{}))
-	never := &unsure{unknown: 1 << 30}
-	s := startLogged(t, never, a, &logBuffer{})
-	do(t, s, "POST", "/accounts", "", `{"id":"peer"}`)
-	if st, b := do(t, s, "POST", "/accounts/peer/settlements", "k1", `{"amount":"500","scale":2}`); st != 201 {
-		t.Fatal(st, b)
-	}
-	eventually(t, "tried again", func() bool { return len(never.got()) >= 2 })
+	a, never := settlingForever(t, srv.URL(), prefix, lease)
 
 	// Redis expires A's lease (A was cut off or stalled for a TTL) and B takes the prefix.
 	if err := rc.Del(context.Background(), prefix+"lease").Err(); err != nil {
 		t.Fatal(err)
 	}
-	b := must[*engine.Redis](t)(openLeased(waitCtx(t), t, srv.URL(), prefix, lease, &logBuffer{}))
-	_ = b
+	must[*engine.Redis](t)(openLeased(waitCtx(t), t, srv.URL(), prefix, lease, &logBuffer{})) // B
 	n := len(never.got())
 	deadline := time.After(3 * time.Second) // bounds the observation only; nothing asserted on time
 	for len(never.got()) == n {
@@ -52,7 +44,25 @@ func TestUnansweredRenewalLosesTheLeaseInTime(t *testing.T) {
 	srv := redistest.Start(t)
 	proxy := redistest.StartProxy(t, srv)
 	prefix := "t:" + t.Name() + ":"
-	a := must[*engine.Redis](t)(openLeased(context.Background(), t, proxy.URL(), prefix, time.Second, &logBuffer{}))
+	a, never := settlingForever(t, proxy.URL(), prefix, time.Second)
+	proxy.HoldCommands(prefix+"lease", -1) // the renewals get no answer
+	// Released before the server's Close (cleanups run last first), which would wait for them.
+	t.Cleanup(func() { proxy.HoldCommands("", 0); proxy.SendHeld() })
+	must[*engine.Redis](t)(openLeased(waitCtx(t), t, srv.URL(), prefix, time.Second, &logBuffer{})) // B
+	n := len(never.got())
+	lostAtB := a.Err() != nil
+	eventually(t, "A notices", func() bool { return a.Err() != nil })
+	if m := len(never.got()); lostAtB == false || m > n {
+		t.Fatalf("when B took the prefix A had noticed nothing (Err nil: %v), and called Settle %d more times before noticing", !lostAtB, m-n)
+	}
+}
+
+// settlingForever opens process A's store on prefix (through url) with lease and starts a
+// server on it whose engine never learns a settlement's outcome, so that it settles the same
+// attempt again and again; it returns once A has tried twice.
+func settlingForever(t *testing.T, url, prefix string, lease time.Duration) (*engine.Redis, *unsure) {
+	t.Helper()
+	a := must[*engine.Redis](t)(openLeased(context.Background(), t, url, prefix, lease, &logBuffer{}))
 	never := &unsure{unknown: 1 << 30}
 	s := startLogged(t, never, a, &logBuffer{})
 	do(t, s, "POST", "/accounts", "", `{"id":"peer"}`)
@@ -60,15 +70,5 @@ func TestUnansweredRenewalLosesTheLeaseInTime(t *testing.T) {
 		t.Fatal(st, b)
 	}
 	eventually(t, "tried again", func() bool { return len(never.got()) >= 2 })
-	proxy.HoldCommands(prefix+"lease", -1) // the renewals get no answer
-	// Released before the server's Close (cleanups run last first), which would wait for them.
-	t.Cleanup(func() { proxy.HoldCommands("", 0); proxy.SendHeld() })
-	b := must[*engine.Redis](t)(openLeased(waitCtx(t), t, srv.URL(), prefix, time.Second, &logBuffer{}))
-	_ = b
-	n := len(never.got())
-	lostAtB := a.Err() != nil
-	eventually(t, "A notices", func() bool { return a.Err() != nil })
-	if m := len(never.got()); lostAtB == false || m > n {
-		t.Fatalf("when B took the prefix A had noticed nothing (Err nil: %v), and called Settle %d more times before noticing", !lostAtB, m-n)
-	}
+	return a, never
 }
