@@ -23,6 +23,21 @@ type closer interface {
 	Close() error
 }
 
+// startWithClock starts s, a listener built and not started whose wsServer is srv, with its
+// auth log reading the time from now, and closes it when the test ends.
+func startWithClock[S interface {
+	closer
+	Start(context.Context, ilp.Handler) error
+}](t *testing.T, s S, srv *wsServer, now func() time.Time) S {
+	t.Helper()
+	srv.now = now
+	if err := s.Start(context.Background(), echo); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
 // authAttempt sends one auth frame with these entries on a fresh connection and returns the
 // BTP Error the server answers with, or nil; it reads until the server closes.
 func authAttempt(t *testing.T, s closer, ps ...ProtocolData) *Frame {
@@ -115,12 +130,7 @@ func TestAuthFailureLogLimited(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s.srv.now = now
-			if err := s.Start(context.Background(), echo); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
+			return startWithClock(t, s, &s.srv, now)
 		}, authEntries("", "wrong")},
 		{"child server, refused username", func(t *testing.T, log *slog.Logger, now func() time.Time) closer {
 			s, err := NewChildServer(ChildServerOptions{Host: "127.0.0.1", AccountAddress: func() ilp.Address { return acct },
@@ -128,12 +138,7 @@ func TestAuthFailureLogLimited(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s.srv.now = now
-			if err := s.Start(context.Background(), echo); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
+			return startWithClock(t, s, &s.srv, now)
 		}, authEntries("a.b", "t")},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -217,11 +222,7 @@ func TestTokenStoreFailureLoggedSparingly(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Unix(1_700_000_000, 0)
-	s.srv.now = func() time.Time { return t0 }
-	if err := s.Start(context.Background(), echo); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	startWithClock(t, s, &s.srv, func() time.Time { return t0 })
 	const burst = 4
 	for i := range burst {
 		if answer := authAttempt(t, s, authEntries(fmt.Sprintf("kid%d", i), "t")...); answer == nil || answer.Type != TypeError {
