@@ -242,43 +242,12 @@ func sameBalances(got, want balances) bool {
 // sendRaw connects to a mini-accounts server as a new child and sends one ILP payload as is.
 func sendRaw(t *testing.T, ctx context.Context, port int, payload []byte) *ilp.Reject {
 	t.Helper()
-	ws, _, err := websocket.Dial(ctx, "ws://127.0.0.1:"+itoa(port), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
-	write := func(f *btp.Frame) {
-		b, err := btp.AppendFrame(nil, f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := ws.Write(ctx, websocket.MessageBinary, b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	read := func() *btp.Frame {
-		_, b, err := ws.Read(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var f btp.Frame
-		if err := btp.ParseFrame(b, &f); err != nil {
-			t.Fatal(err)
-		}
-		return &f
-	}
-	write(&btp.Frame{Type: btp.TypeMessage, RequestID: 1, Protocols: []btp.ProtocolData{
-		{Name: btp.ProtocolAuth, ContentType: btp.ContentOctetStream, Data: []byte{}},
-		{Name: btp.ProtocolAuthUsername, ContentType: btp.ContentText, Data: []byte("mallory")},
-		{Name: btp.ProtocolAuthToken, ContentType: btp.ContentText, Data: []byte("tok")},
-	}})
-	if f := read(); f.Type != btp.TypeResponse {
-		t.Fatalf("auth answered with frame type %d", f.Type)
-	}
-	write(&btp.Frame{Type: btp.TypeMessage, RequestID: 2, Protocols: []btp.ProtocolData{
+	p := dialRaw(t, ctx, port, "mallory", "tok")
+	defer p.ws.CloseNow()
+	p.write(&btp.Frame{Type: btp.TypeMessage, RequestID: 2, Protocols: []btp.ProtocolData{
 		{Name: btp.ProtocolILP, ContentType: btp.ContentOctetStream, Data: payload},
 	}})
-	f := read()
+	f := p.read()
 	d := f.Protocol(btp.ProtocolILP)
 	if f.Type != btp.TypeResponse || d == nil {
 		t.Fatalf("answer frame type %d without ilp data", f.Type)
@@ -288,6 +257,59 @@ func sendRaw(t *testing.T, ctx context.Context, port int, payload []byte) *ilp.R
 		t.Fatalf("answer is not a Reject: %v", err)
 	}
 	return r
+}
+
+// rawPeer is a BTP connection made by hand, for frames the btp package would not send.
+type rawPeer struct {
+	t   *testing.T
+	ctx context.Context
+	ws  *websocket.Conn
+}
+
+// dialRaw connects to the BTP server on port and authenticates with username (none when "")
+// and token; the connection closes when the test ends.
+func dialRaw(t *testing.T, ctx context.Context, port int, username, token string) *rawPeer {
+	t.Helper()
+	ws, _, err := websocket.Dial(ctx, "ws://127.0.0.1:"+itoa(port), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.CloseNow() })
+	p := &rawPeer{t, ctx, ws}
+	auth := []btp.ProtocolData{{Name: btp.ProtocolAuth, ContentType: btp.ContentOctetStream, Data: []byte{}}}
+	if username != "" {
+		auth = append(auth, btp.ProtocolData{Name: btp.ProtocolAuthUsername, ContentType: btp.ContentText, Data: []byte(username)})
+	}
+	auth = append(auth, btp.ProtocolData{Name: btp.ProtocolAuthToken, ContentType: btp.ContentText, Data: []byte(token)})
+	p.write(&btp.Frame{Type: btp.TypeMessage, RequestID: 1, Protocols: auth})
+	if f := p.read(); f.Type != btp.TypeResponse {
+		t.Fatalf("auth answered with frame type %d", f.Type)
+	}
+	return p
+}
+
+func (p *rawPeer) write(f *btp.Frame) {
+	p.t.Helper()
+	b, err := btp.AppendFrame(nil, f)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if err := p.ws.Write(p.ctx, websocket.MessageBinary, b); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p *rawPeer) read() *btp.Frame {
+	p.t.Helper()
+	_, b, err := p.ws.Read(p.ctx)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	var f btp.Frame
+	if err := btp.ParseFrame(b, &f); err != nil {
+		p.t.Fatal(err)
+	}
+	return &f
 }
 
 func TestReloadOverBTPWhileSending(t *testing.T) {

@@ -19,53 +19,17 @@ import (
 // RFC 23 allows.
 const longErrorData = 8192
 
-const configLongErrorHop = `
-ilpAddress: test.a
-minMessageWindow: 100
-initialConnectTimeout: 5000
-routeBroadcastEnabled: false
-accounts:
-  h:
-    relation: peer
-    plugin: ilp-plugin-btp
-    assetCode: EUR
-    assetScale: 4
-    balance: {minimum: "-1000000000000", maximum: "1000000000000"}
-    options: {listener: {host: 127.0.0.1, port: %PH%, secret: hsecret}}
-  kids:
-    relation: child
-    plugin: ilp-plugin-mini-accounts
-    assetCode: EUR
-    assetScale: 4
-    balance: {maximum: "1000000000000"}
-    options: {wsOpts: {host: 127.0.0.1, port: %PK%}}
-routes:
-  - {targetPrefix: test.h, peerId: h}
-`
-
-// longErrorPeer connects to a PeerServer and answers every Message with an RFC 23-valid BTP
-// Error frame whose data is 8192 bytes (the most RFC 23 allows).
+// longErrorPeer connects to B's peer listener as its peer a (configB) and answers every
+// Message with an RFC 23-valid BTP Error frame whose data is 8192 bytes.
 func longErrorPeer(t *testing.T, port int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	ws, _, err := websocket.Dial(ctx, "ws://127.0.0.1:"+itoa(port)+"/", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ws.CloseNow() })
-	ws.SetReadLimit(1 << 20)
-	auth, _ := btp.AppendFrame(nil, &btp.Frame{Type: btp.TypeMessage, RequestID: 1, Protocols: []btp.ProtocolData{
-		{Name: "auth", Data: []byte{}}, {Name: "auth_token", ContentType: btp.ContentText, Data: []byte("hsecret")}}})
-	if err := ws.Write(ctx, websocket.MessageBinary, auth); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := ws.Read(ctx); err != nil {
-		t.Fatal(err)
-	}
+	p := dialRaw(t, ctx, port, "", "secret")
+	p.ws.SetReadLimit(1 << 20)
 	go func() {
 		for range 1000 { // bounded
-			_, b, err := ws.Read(ctx)
+			_, b, err := p.ws.Read(ctx)
 			if err != nil {
 				return
 			}
@@ -78,7 +42,7 @@ func longErrorPeer(t *testing.T, port int) {
 			if err != nil {
 				panic(err)
 			}
-			_ = ws.Write(ctx, websocket.MessageBinary, e)
+			_ = p.ws.Write(ctx, websocket.MessageBinary, e)
 		}
 	}()
 }
@@ -88,20 +52,19 @@ func longErrorPeer(t *testing.T, port int) {
 // longer than a Reject may be (8191 bytes): it could not be encoded, and the BTP sender got no
 // answer until its packet expired. It gets a T01 quoting the start of the peer's error.
 func TestNextHopErrorWithLongDataIsRejected(t *testing.T) {
-	ph, pk := freePort(t), freePort(t)
-	doc := strings.NewReplacer("%PH%", itoa(ph), "%PK%", itoa(pk)).Replace(configLongErrorHop)
-	c := start(t, doc, Options{})
-	longErrorPeer(t, ph)
-	waitFor(t, func() bool { return c.Connected("h") })
-	alice := child(t, pk, "alice", func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) {
-		return nil, ilp.Rejectf(ilp.CodeUnreachable, "test.a.kids.alice", "no")
+	ports := map[string]int{"PB": freePort(t), "PKB": freePort(t)}
+	c := startBTP(t, configB, ports)
+	longErrorPeer(t, ports["PB"])
+	waitFor(t, func() bool { return c.Connected("a") })
+	alice := child(t, ports["PKB"], "alice", func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) {
+		return nil, ilp.Rejectf(ilp.CodeUnreachable, "test.b.kids.alice", "no")
 	})
 	waitFor(t, func() bool { return c.Connected("kids") })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	p := &ilp.Prepare{Amount: 10, ExpiresAt: time.Now().Add(2 * time.Second).Truncate(time.Millisecond),
-		ExecutionCondition: ilp.ConditionOf([32]byte{9}), Destination: "test.h.bob", Data: []byte("x")}
+		ExecutionCondition: ilp.ConditionOf([32]byte{9}), Destination: "test.a.bob", Data: []byte("x")}
 	_, err := alice.Send(ctx, p)
 	var rej *ilp.Reject
 	if !errors.As(err, &rej) {
