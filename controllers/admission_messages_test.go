@@ -106,10 +106,7 @@ func TestAdmissionMessages(t *testing.T) {
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c, a := sampleConnector(ns), sampleAccount(ns, "acct", "alice")
-			r := &ilpv1.Route{Spec: ilpv1.RouteSpec{ConnectorRef: "alice", TargetPrefix: "test.bob", NextHop: "acct"}}
-			c.Name, a.Name = fmt.Sprintf("msg%d", i), fmt.Sprintf("msg%d", i)
-			r.Namespace, r.Name = ns, fmt.Sprintf("msg%d", i)
+			c, a, r := admissionObjects(ns, fmt.Sprintf("msg%d", i))
 			tc.mutate(c, a, r)
 			var errs []string
 			for _, o := range []client.Object{c, a, r} {
@@ -191,10 +188,7 @@ func TestAdmissionMessagesAccept(t *testing.T) {
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c, a := sampleConnector(ns), sampleAccount(ns, "acct", "alice")
-			r := &ilpv1.Route{Spec: ilpv1.RouteSpec{ConnectorRef: "alice", TargetPrefix: "test.bob", NextHop: "acct"}}
-			c.Name, a.Name = fmt.Sprintf("ok%d", i), fmt.Sprintf("ok%d", i)
-			r.Namespace, r.Name = ns, fmt.Sprintf("ok%d", i)
+			c, a, r := admissionObjects(ns, fmt.Sprintf("ok%d", i))
 			tc.mutate(c, a, r)
 			for _, o := range []client.Object{c, a, r} {
 				if err := k8s.Create(context.Background(), o, client.DryRunAll); err != nil {
@@ -246,4 +240,14 @@ func TestAdmissionAddressChange(t *testing.T) {
 			}
 		})
 	}
+}
+
+// admissionObjects are a sample Connector, Account and Route of ns, all named name, for a
+// case to change and try at admission.
+func admissionObjects(ns, name string) (*ilpv1.Connector, *ilpv1.Account, *ilpv1.Route) {
+	c, a := sampleConnector(ns), sampleAccount(ns, "acct", "alice")
+	r := &ilpv1.Route{Spec: ilpv1.RouteSpec{ConnectorRef: "alice", TargetPrefix: "test.bob", NextHop: "acct"}}
+	c.Name, a.Name = name, name
+	r.Namespace, r.Name = ns, name
+	return c, a, r
 }
