@@ -87,6 +87,33 @@ func TestAdmissionMessages(t *testing.T) {
 		{name: "http outgoing url with a space", mutate: func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
 			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Outgoing: httpOut("https://bob.example/my ilp")}}
 		}, want: []string{"spec.link.http.outgoing.url", "must be http://host[:port][/path] or https://…, without spaces"}},
+		{name: "btpClient tls on btp+ws://", mutate: func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
+			a.Spec.Link = ilpv1.AccountLink{BTPClient: tlsBTPClient("btp+ws://bob:7768", &ilpv1.ClientTLS{CASecretRef: &ilpv1.SecretKeyRef{Name: "ca", Key: "ca.crt"}})}
+		}, want: []string{"spec.link.btpClient.tls", "applies to a btp+wss:// url only", "change url to btp+wss://"}},
+		{name: "btpClient tls with nothing set", mutate: func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
+			a.Spec.Link = ilpv1.AccountLink{BTPClient: tlsBTPClient("btp+wss://bob.example/btp", &ilpv1.ClientTLS{})}
+		}, want: []string{"spec.link.btpClient.tls", "tls needs caSecretRef, certificateSecretRef or serverName", "leave tls out"}},
+		{name: "btpClient tls serverName with a port", mutate: func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
+			a.Spec.Link = ilpv1.AccountLink{BTPClient: tlsBTPClient("btp+wss://10.0.0.1/btp", &ilpv1.ClientTLS{ServerName: "bob.example:443"})}
+		}, want: []string{"spec.link.btpClient.tls.serverName", "must be a DNS name such as bob.example"}},
+		{name: "btpClient tls serverName of 254 characters", mutate: func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
+			a.Spec.Link = ilpv1.AccountLink{BTPClient: tlsBTPClient("btp+wss://10.0.0.1/btp", &ilpv1.ClientTLS{ServerName: strings.Repeat("a.", 126) + "ab"})}
+		}, want: []string{"spec.link.btpClient.tls.serverName", "253"}},
+		{name: "http outgoing tls on http://", mutate: func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
+			out := httpOut("http://bob:7768/ilp")
+			out.TLS = &ilpv1.ClientTLS{CertificateSecretRef: &ilpv1.TLSSecretRef{Name: "alice-client"}}
+			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Outgoing: out}}
+		}, want: []string{"spec.link.http.outgoing.tls", "applies to an https:// url only", "change url to https://"}},
+		{name: "http outgoing tls with nothing set", mutate: func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
+			out := httpOut("https://bob.example/ilp")
+			out.TLS = &ilpv1.ClientTLS{}
+			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Outgoing: out}}
+		}, want: []string{"spec.link.http.outgoing.tls", "tls needs caSecretRef, certificateSecretRef or serverName"}},
+		{name: "http outgoing tls certificate Secret without a name", mutate: func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
+			out := httpOut("https://bob.example/ilp")
+			out.TLS = &ilpv1.ClientTLS{CertificateSecretRef: &ilpv1.TLSSecretRef{}}
+			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Outgoing: out}}
+		}, want: []string{"spec.link.http.outgoing.tls.certificateSecretRef.name"}},
 		{name: "balance.minimum of 19 digits beyond int64", mutate: func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
 			a.Spec.Balance.Minimum = ptr.To(ilpv1.IntegerString("-9999999999999999999"))
 		}, want: []string{"spec.balance.minimum", "(int64)"}},
@@ -166,6 +193,24 @@ func TestAdmissionMessagesAccept(t *testing.T) {
 		{"btp+ws url without path", func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
 			a.Spec.Link = ilpv1.AccountLink{BTPClient: &ilpv1.BTPClientLink{URL: "btp+ws://bob:7768",
 				TokenSecretRef: ilpv1.SecretKeyRef{Name: "bob", Key: "token"}}}
+		}},
+		{"btpClient tls with every field", func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
+			a.Spec.Link = ilpv1.AccountLink{BTPClient: tlsBTPClient("btp+wss://10.0.0.1:443/btp", &ilpv1.ClientTLS{
+				CASecretRef: &ilpv1.SecretKeyRef{Name: "peering-ca", Key: "ca.crt"}, CertificateSecretRef: &ilpv1.TLSSecretRef{Name: "alice-client"},
+				ServerName: "bob-connector.peering.example"})}
+		}},
+		{"btpClient tls with serverName only, of 253 characters", func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
+			a.Spec.Link = ilpv1.AccountLink{BTPClient: tlsBTPClient("btp+wss://10.0.0.1/btp", &ilpv1.ClientTLS{ServerName: strings.Repeat("a.", 125) + "abc"})}
+		}},
+		{"http outgoing tls with a client certificate only", func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
+			out := httpOut("https://bob.example:8443/accounts/alice/ilp")
+			out.TLS = &ilpv1.ClientTLS{CertificateSecretRef: &ilpv1.TLSSecretRef{Name: "alice-client"}}
+			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Outgoing: out}}
+		}},
+		{"http outgoing tls with a CA only", func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
+			out := httpOut("https://bob.example/ilp")
+			out.TLS = &ilpv1.ClientTLS{CASecretRef: &ilpv1.SecretKeyRef{Name: "peering-ca", Key: "ca.crt"}}
+			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Outgoing: out}}
 		}},
 		{"http url with an @ in its query", func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
 			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Outgoing: httpOut("http://bob:7768/ilp?to=a@b")}}
@@ -250,4 +295,9 @@ func admissionObjects(ns, name string) (*ilpv1.Connector, *ilpv1.Account, *ilpv1
 	c.Name, a.Name = name, name
 	r.Namespace, r.Name = ns, name
 	return c, a, r
+}
+
+// tlsBTPClient is a btpClient link to url with a token and tls.
+func tlsBTPClient(url string, tls *ilpv1.ClientTLS) *ilpv1.BTPClientLink {
+	return &ilpv1.BTPClientLink{URL: url, TokenSecretRef: ilpv1.SecretKeyRef{Name: "bob", Key: "token"}, TLS: tls}
 }

@@ -207,6 +207,7 @@ func (l AccountLink) ListenPort() (kind string, port int32, ok bool) {
 
 // BTPClientLink dials a BTP server.
 // +kubebuilder:validation:XValidation:rule="!self.url.matches('^[a-zA-Z0-9+.-]*://[^/]*@')",fieldPath=".url",message="link.btpClient.url must not carry credentials (btp+ws://user:token@host, as the JS plugin takes them): put the token in the Secret that tokenSecretRef names, the user in username, and leave btp+ws://host:port/path"
+// +kubebuilder:validation:XValidation:rule="!has(self.tls) || self.url.startsWith('btp+wss://')",fieldPath=".tls",message="link.btpClient.tls applies to a btp+wss:// url only (btp+ws:// is not encrypted): change url to btp+wss://host:port/path, or remove tls"
 type BTPClientLink struct {
 	// Rules rather than a pattern on the URLs: a pattern's error quotes the value, and a URL
 	// written the JS way carries the token (btp+ws://:token@host). The rule refusing
@@ -222,6 +223,44 @@ type BTPClientLink struct {
 	Username string `json:"username,omitempty"`
 	// TokenSecretRef holds the auth_token.
 	TokenSecretRef SecretKeyRef `json:"tokenSecretRef"`
+	// TLS sets how the btp+wss:// connection verifies the server and which client certificate
+	// it presents; unset: the system's trusted authorities and no client certificate.
+	// +optional
+	TLS *ClientTLS `json:"tls,omitempty"`
+}
+
+// ClientTLS is the TLS of a link that dials out (btpClient, http.outgoing): the authorities to
+// trust, the client certificate to present (mutual TLS), and the name to verify. A change of
+// its Secrets (a renewal by cert-manager) reconnects the link with them, without restarting
+// the pods.
+// +kubebuilder:validation:XValidation:rule="has(self.caSecretRef) || has(self.certificateSecretRef) || has(self.serverName)",message="tls needs caSecretRef, certificateSecretRef or serverName: to trust the system's authorities and present no client certificate, leave tls out"
+type ClientTLS struct {
+	// CASecretRef names a key holding the PEM certificates of the authorities to trust, e.g.
+	// the private CA's ca.crt: the peer's server certificate must chain to one of them, and the
+	// system's authorities are no longer trusted. Unset: the system's.
+	// +optional
+	CASecretRef *SecretKeyRef `json:"caSecretRef,omitempty"`
+	// CertificateSecretRef names a Secret of type kubernetes.io/tls (what cert-manager writes)
+	// whose tls.crt (the certificate chain, PEM) and tls.key (its private key, PEM) are
+	// presented as the client certificate. Unset: none is presented.
+	// +optional
+	CertificateSecretRef *TLSSecretRef `json:"certificateSecretRef,omitempty"`
+	// ServerName is the DNS name the server's certificate must carry, and the name sent in
+	// SNI, when it is not the URL's host (e.g. a URL naming an IP address or an internal
+	// alias). Unset: the URL's host.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?([.][a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?)*$')",message="serverName must be a DNS name such as bob.example: labels of letters, digits and '-', joined by '.', without scheme, port, path or trailing dot"
+	// +optional
+	ServerName string `json:"serverName,omitempty"`
+}
+
+// TLSSecretRef names a Secret of type kubernetes.io/tls in the object's namespace: its keys
+// tls.crt and tls.key are used.
+type TLSSecretRef struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
 }
 
 // BTPListenerLink accepts one BTP peer.
@@ -294,6 +333,7 @@ type HTTPIncoming struct {
 // HTTPOutgoing is where our packets go (ilp-plugin-http `outgoing`).
 // +kubebuilder:validation:XValidation:rule="has(self.tokenSecretRef) || has(self.jwtSecretRef)",message="http.outgoing needs tokenSecretRef or jwtSecretRef: the credential we send"
 // +kubebuilder:validation:XValidation:rule="!self.url.matches('^[a-zA-Z0-9+.-]*://[^/?#]*@')",fieldPath=".url",message="link.http.outgoing.url must not carry credentials (https://user:token@host): put the token in the Secret that tokenSecretRef names (or sign tokens with jwtSecretRef), and leave https://host:port/path"
+// +kubebuilder:validation:XValidation:rule="!has(self.tls) || self.url.startsWith('https://')",fieldPath=".tls",message="link.http.outgoing.tls applies to an https:// url only (http:// is not encrypted): change url to https://host[:port]/path, or remove tls"
 type HTTPOutgoing struct {
 	// The rules on URL and on the object: see BTPClientLink.URL.
 
@@ -314,6 +354,11 @@ type HTTPOutgoing struct {
 	// +kubebuilder:validation:Pattern=`^https?://[^/?#@\s]+([/?#]\S*)?$`
 	// +optional
 	CallbackURL string `json:"callbackURL,omitempty"`
+	// TLS sets how the https:// requests verify the peer and which client certificate they
+	// present (RFC 35 recommends client certificates); unset: the system's trusted authorities
+	// and no client certificate.
+	// +optional
+	TLS *ClientTLS `json:"tls,omitempty"`
 }
 
 // The rules compare the limits only when each is an int64 as IntegerString's rule checks
