@@ -2,6 +2,7 @@ package btp
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -54,8 +55,12 @@ type ClientOptions struct {
 	ReconnectClearTryTimeout time.Duration
 	// Ignored are JS options given and without effect here, logged when the client is built.
 	Ignored []IgnoredOption
-	// HTTPClient dials the WebSocket (custom TLS roots for btp+wss); nil dials plain TCP with
-	// coalesced writes and a write timeout of PingInterval (coalesce.go).
+	// TLS configures the TLS of a btp+wss:// server (ilpfleet's `tls` option, built by
+	// runtime/tlsopt): its authorities, client certificate and server name. nil: the system
+	// roots, no client certificate. Only with HTTPClient nil.
+	TLS *tls.Config
+	// HTTPClient dials the WebSocket (tests); nil dials TCP with coalesced writes and a write
+	// timeout of PingInterval (coalesce.go), then TLS for btp+wss:// with TLS.
 	HTTPClient *http.Client
 	Common
 }
@@ -97,6 +102,14 @@ func NewClient(o ClientOptions) (*Client, error) {
 	if err := credentialsOnce(user, token, o.Account, o.Token, "Account/Token"); err != nil {
 		return nil, fmt.Errorf("btp: %w", err)
 	}
+	if o.TLS != nil {
+		switch {
+		case !strings.HasPrefix(wsURL, "wss://"):
+			return nil, fmt.Errorf("btp: tls applies to btp+wss:// URLs only; server is %s", redact(o.Server))
+		case o.HTTPClient != nil:
+			return nil, errors.New("btp: set TLS or HTTPClient, not both")
+		}
+	}
 	if user == "" && token == "" {
 		user, token = o.Account, o.Token
 	}
@@ -107,7 +120,7 @@ func NewClient(o ClientOptions) (*Client, error) {
 	warnIgnored(c.core.Logger, PluginBTP, o.Ignored)
 	c.hc = o.HTTPClient
 	if c.hc == nil {
-		c.hc = newCoalescingHTTPClient(c.core.PingInterval)
+		c.hc = newCoalescingHTTPClient(c.core.PingInterval, o.TLS)
 	}
 	return c, nil
 }

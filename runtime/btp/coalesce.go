@@ -2,6 +2,7 @@ package btp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -228,12 +229,16 @@ func (l coalescingListener) Accept() (net.Conn, error) {
 var dialTimeout = 5 * time.Second
 
 // newCoalescingHTTPClient dials plain WebSocket connections whose writes coalesce, with the
-// given write timeout; a Client uses one of its own when ClientOptions.HTTPClient is nil. (A
-// caller's own HTTPClient is used as it is.) Keep-alives are off: every handshake dials its
-// own connection, which a dial context made by withDialed then names.
-func newCoalescingHTTPClient(writeTimeout time.Duration) *http.Client {
+// given write timeout, and TLS as tlsConfig says (nil: the system roots) for wss://; a Client
+// uses one of its own when ClientOptions.HTTPClient is nil. (A caller's own HTTPClient is used
+// as it is.) Keep-alives are off: every handshake dials its own connection, which a dial
+// context made by withDialed then names.
+func newCoalescingHTTPClient(writeTimeout time.Duration, tlsConfig *tls.Config) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.DisableKeepAlives = true
+	if tlsConfig != nil {
+		t.TLSClientConfig = tlsConfig.Clone()
+	}
 	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		d := net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second} // KeepAlive as http.DefaultTransport's
 		c, err := d.DialContext(ctx, network, addr)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ilpfleet/ilpfleet/internal/suggest"
 	"github.com/ilpfleet/ilpfleet/runtime/link"
+	"github.com/ilpfleet/ilpfleet/runtime/tlsopt"
 )
 
 // Plugin names of the JS connector that this package replaces.
@@ -62,6 +63,9 @@ type btpJSON struct {
 	BTPAccount               *string                    `json:"btpAccount"`
 	BTPToken                 *string                    `json:"btpToken"`
 	BTPAuthFlags             map[string]json.RawMessage `json:"btpAuthFlags"`
+	// TLS is an ilpfleet extension for btp+wss:// servers: a private CA, a client certificate
+	// (mutual TLS), the name to check (runtime/tlsopt).
+	TLS *tlsopt.Options `json:"tls"`
 }
 
 // The keys each options object may have, for the unknown-option error (and its suggestion),
@@ -250,7 +254,7 @@ func parseBTP(raw json.RawMessage) (Options, error) {
 }
 
 func parseBTPClient(j *btpJSON, common Common) (Options, error) {
-	_, user, token, err := parseServerURL(*j.Server)
+	wsURL, user, token, err := parseServerURL(*j.Server)
 	if err != nil {
 		return nil, fmt.Errorf("btp: ilp-plugin-btp options: %w", err)
 	}
@@ -269,6 +273,14 @@ func parseBTPClient(j *btpJSON, common Common) (Options, error) {
 	}
 	if o.AuthFlags, err = authFlags(j.BTPAuthFlags); err != nil {
 		return nil, err
+	}
+	if j.TLS != nil {
+		if !strings.HasPrefix(wsURL, "wss://") {
+			return nil, fmt.Errorf("btp: ilp-plugin-btp options: tls applies to btp+wss:// URLs only; server is %s (a plain WebSocket): use btp+wss:// or remove tls", redact(*j.Server))
+		}
+		if o.TLS, err = j.TLS.Config("tls"); err != nil {
+			return nil, fmt.Errorf("btp: ilp-plugin-btp options: %w", err)
+		}
 	}
 	switch {
 	case o.ReconnectIntervals != nil && o.ReconnectInterval > 0:
@@ -307,6 +319,7 @@ func parseBTPListener(j *btpJSON, common Common) (Options, error) {
 		{"btpAccount", j.BTPAccount != nil},
 		{"btpToken", j.BTPToken != nil},
 		{"btpAuthFlags", j.BTPAuthFlags != nil},
+		{"tls", j.TLS != nil},
 	} {
 		if o.set {
 			return nil, fmt.Errorf("btp: ilp-plugin-btp options: %s applies to server, not listener", o.name)

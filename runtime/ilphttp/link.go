@@ -29,9 +29,10 @@ type Link struct {
 	verify   *verifier // nil without Incoming
 	sign     *signer   // nil without Outgoing
 	client   *http.Client
-	maxBody  int    // a POSTed Prepare
-	maxReply int    // a Fulfill or Reject from the peer, never less than maxReplySize
-	origin   string // scheme://host:port of outgoing.url: the only place async replies go
+	own      *http.Transport // the link's own transport (Outgoing.TLS), closed with it; nil: shared
+	maxBody  int             // a POSTed Prepare
+	maxReply int             // a Fulfill or Reject from the peer, never less than maxReplySize
+	origin   string          // scheme://host:port of outgoing.url: the only place async replies go
 
 	handler ilp.Handler
 	// Handlers and async replies run on contexts of their own, bounded by their Prepare's
@@ -106,7 +107,16 @@ func New(o *Options) (*Link, error) {
 		l.origin = originOf(out.URL) // check validated the URL
 	}
 	rt := o.Transport
-	if rt == nil {
+	switch {
+	case o.Outgoing != nil && o.Outgoing.TLS != nil && rt != nil:
+		return nil, errors.New("ilphttp: set Transport or Outgoing.TLS, not both")
+	case o.Outgoing != nil && o.Outgoing.TLS != nil:
+		// Its own pool: connections made with this account's authorities and client
+		// certificate must not serve another account's requests to the same host.
+		l.own = newTransport(o.Outgoing.HTTP2)
+		l.own.TLSClientConfig = o.Outgoing.TLS.Clone()
+		rt = l.own
+	case rt == nil:
 		rt = sharedTransport(o.Outgoing != nil && o.Outgoing.HTTP2)
 	}
 	// Redirects are not followed: a Prepare is POSTed to the configured URL only.
@@ -222,6 +232,9 @@ func (l *Link) CloseContext(ctx context.Context) error {
 		}
 		l.wg.Wait()
 		l.giveUpNow()
+		if l.own != nil {
+			l.own.CloseIdleConnections()
+		}
 		// The Request-Ids may outlive the link (Options.RequestIDs): once every id it took has
 		// expired, drop them, so that an account removed, or no longer on ILP-over-HTTP,
 		// keeps none.

@@ -2,6 +2,7 @@ package ilphttp
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+	"github.com/ilpfleet/ilpfleet/runtime/tlsopt"
 )
 
 // Plugin is the name of the JS plugin this package replaces.
@@ -80,6 +82,10 @@ type OutgoingOptions struct {
 	// CallbackURL is where the peer POSTs replies in async mode: this account's own incoming
 	// server as the peer reaches it (for example http://connector-a:7769/ilp/callback).
 	CallbackURL string
+	// TLS configures the TLS of an https:// URL (ilpfleet's `outgoing.tls` option, built by
+	// runtime/tlsopt): its authorities, client certificate and server name. nil: the system
+	// roots, no client certificate, and the connections pooled with every other account's.
+	TLS *tls.Config
 }
 
 // Options configure a Link. Incoming, Outgoing or both must be set.
@@ -134,6 +140,10 @@ type outgoingJSON struct {
 	Name                       *string `json:"name"`
 	SendILPDestination         bool    `json:"sendIlpDestination"`
 	CallbackURL                *string `json:"callbackUrl"` // ilpfleet extension (async mode)
+	// TLS is an ilpfleet extension for https:// URLs: a private CA, a client certificate
+	// (mutual TLS, which RFC 35 recommends), the name to check. Read by runtime/tlsopt, whose
+	// unknown-key error suggests the nearest key.
+	TLS json.RawMessage `json:"tls"`
 }
 
 // optionsJSON is the `options` object of an ilp-plugin-http account.
@@ -271,6 +281,19 @@ func parseOutgoing(j *outgoingJSON) (*OutgoingOptions, error) {
 	if j.CallbackURL != nil {
 		out.CallbackURL = *j.CallbackURL
 	}
+	t, err := tlsopt.Decode("outgoing.tls", j.TLS)
+	if err != nil {
+		return nil, optErr("%v", err)
+	}
+	if t != nil {
+		// Before reading the files and PEM: the URL is the first thing to fix.
+		if u, err := url.Parse(out.URL); err == nil && u.Scheme == "http" {
+			return nil, optErr("outgoing.tls applies to https:// URLs only; outgoing.url is http://%s: use https:// or remove outgoing.tls", hostOf(out.URL))
+		}
+		if out.TLS, err = t.Config("outgoing.tls"); err != nil {
+			return nil, optErr("%v", err)
+		}
+	}
 	return out, nil
 }
 
@@ -313,6 +336,9 @@ func (o *Options) check() error {
 		}
 		if out.Auth.empty() {
 			return optErr("outgoing needs staticToken or jwtSecret")
+		}
+		if u, _ := url.Parse(out.URL); out.TLS != nil && u.Scheme != "https" { // checkURL parsed it
+			return optErr("outgoing.tls applies to https:// URLs only; outgoing.url is http://%s", hostOf(out.URL))
 		}
 	}
 	return nil

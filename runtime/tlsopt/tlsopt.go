@@ -1,0 +1,348 @@
+// Package tlsopt reads the `tls` option of links that dial out — ilp-plugin-btp's client
+// (`tls`) and ilp-plugin-http's outgoing requests (`outgoing.tls`) — into a *tls.Config: the
+// authorities to trust (a private CA), a client certificate (mutual TLS) and the name to check
+// the server's certificate against. It is an ilpfleet extension: the JS plugins take no TLS
+// options (JS users set NODE_EXTRA_CA_CERTS).
+//
+// Errors name the option (tls.key, outgoing.tls.caFile, …) and never hold the PEM text or key
+// material they were given; a file that cannot be read is named by its path.
+package tlsopt
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/ilpfleet/ilpfleet/internal/suggest"
+)
+
+// Options is the `tls` object, with Node's tls option names where Node has one. Every field is
+// optional; at most one of each PEM option and its file, and a certificate needs its key.
+type Options struct {
+	// CA is PEM text of one or more CERTIFICATE blocks: the only authorities trusted to sign
+	// the server's certificate (not the system roots). Unset: the system roots.
+	CA *string `json:"ca"`
+	// CAFile is a path to such a file, read when the link is built.
+	CAFile *string `json:"caFile"`
+	// Cert is the PEM certificate chain of the client certificate (leaf first).
+	Cert *string `json:"cert"`
+	// CertFile is a path to such a file.
+	CertFile *string `json:"certFile"`
+	// Key is the PEM private key of Cert: PKCS#1, PKCS#8 or EC, unencrypted.
+	Key *string `json:"key"`
+	// KeyFile is a path to such a file.
+	KeyFile *string `json:"keyFile"`
+	// ServerName is checked against the server's certificate instead of the URL's host, and
+	// sent as SNI.
+	ServerName *string `json:"servername"`
+}
+
+// Keys are the keys of the tls object, in the order errors list them (from Options' tags).
+var Keys = func() []string {
+	t := reflect.TypeFor[Options]()
+	out := make([]string, t.NumField())
+	for i := range out {
+		out[i], _, _ = strings.Cut(t.Field(i).Tag.Get("json"), ",")
+	}
+	return out
+}()
+
+// UnknownKeyError is a key of the tls object that is not one of Keys: most likely a typo. Its
+// message suggests the nearest known key and lists them all.
+type UnknownKeyError struct {
+	At  string // where the tls object is: "tls", "outgoing.tls"
+	Key string
+}
+
+func (e *UnknownKeyError) Error() string {
+	return fmt.Sprintf("unknown option %q%s; known options here: %s", e.At+"."+e.Key, suggest.DidYouMean(e.Key, Keys), strings.Join(Keys, ", "))
+}
+
+// Decode reads the tls object raw strictly: an unknown key is an *UnknownKeyError naming the
+// nearest known one. null (or nothing) is no object: nil, nil. at is where raw was found
+// ("outgoing.tls"), for messages.
+func Decode(at string, raw json.RawMessage) (*Options, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return nil, nil
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return nil, fmt.Errorf("%s must be an object with %s", at, strings.Join(Keys, ", "))
+	}
+	for _, k := range slices.Sorted(maps.Keys(obj)) {
+		if !slices.Contains(Keys, k) {
+			return nil, &UnknownKeyError{At: at, Key: k}
+		}
+	}
+	var o Options
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&o); err != nil {
+		// The decoder's message names the field and the JSON type, never the value.
+		return nil, fmt.Errorf("%s: %w", at, err)
+	}
+	return &o, nil
+}
+
+// maxFileSize bounds a file read for a PEM option: a bundle of many CAs fits; a path mistakenly
+// naming a device or a huge file does not hang the load.
+const maxFileSize = 4 << 20
+
+// Config checks o and builds the client's TLS config: TLS 1.2 at least, o's authorities (or
+// the system roots), o's client certificate, always presented when the server asks, and o's
+// server name. Files are read now. at is where o was found ("tls", "outgoing.tls"), for
+// messages. A nil o gives nil, nil.
+func (o *Options) Config(at string) (*tls.Config, error) {
+	if o == nil {
+		return nil, nil
+	}
+	ca, err := pemOption(at, "ca", o.CA, "caFile", o.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	certPEM, err := pemOption(at, "cert", o.Cert, "certFile", o.CertFile)
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := pemOption(at, "key", o.Key, "keyFile", o.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if ca != nil {
+		certs, err := certificates(ca)
+		if err != nil {
+			return nil, fmt.Errorf("%s.%s %w", at, ca.name, err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		for _, c := range certs {
+			cfg.RootCAs.AddCert(c)
+		}
+	}
+	switch {
+	case certPEM != nil && keyPEM == nil:
+		return nil, fmt.Errorf("%s.%s is set without a key: set %s.key or %s.keyFile too", at, certPEM.name, at, at)
+	case keyPEM != nil && certPEM == nil:
+		return nil, fmt.Errorf("%s.%s is set without a certificate: set %s.cert or %s.certFile too", at, keyPEM.name, at, at)
+	case certPEM != nil:
+		cert, err := keyPair(at, certPEM, keyPEM)
+		if err != nil {
+			return nil, err
+		}
+		// Always present the certificate when the server asks for one, as Node does: crypto/tls
+		// would send none when the server's list of acceptable CAs does not name its issuer,
+		// which leaves the server's refusal as the only clue.
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+	}
+	if o.ServerName != nil {
+		if strings.TrimSpace(*o.ServerName) == "" {
+			return nil, fmt.Errorf("%s.servername is empty: leave it out to check the URL's host, or give the name the server's certificate holds", at)
+		}
+		cfg.ServerName = *o.ServerName
+	}
+	return cfg, nil
+}
+
+// HasClientCert reports whether o presents a client certificate.
+func (o *Options) HasClientCert() bool {
+	return o != nil && (o.Cert != nil || o.CertFile != nil)
+}
+
+// HasCA reports whether o replaces the system roots.
+func (o *Options) HasCA() bool {
+	return o != nil && (o.CA != nil || o.CAFile != nil)
+}
+
+// pemData is the PEM text of one option and the option it came from ("ca" or "caFile").
+type pemData struct {
+	name string
+	data []byte
+}
+
+// pemOption reads the inline option or the file one (at most one may be set); nil when neither.
+func pemOption(at, inline string, text *string, file string, path *string) (*pemData, error) {
+	switch {
+	case text != nil && path != nil:
+		return nil, fmt.Errorf("%s: set %s or %s, not both", at, inline, file)
+	case text != nil:
+		return &pemData{name: inline, data: []byte(*text)}, nil
+	case path != nil:
+		if *path == "" {
+			return nil, fmt.Errorf("%s.%s is empty: give the path of a PEM file", at, file)
+		}
+		b, err := readFile(*path)
+		if err != nil {
+			return nil, fmt.Errorf("%s.%s: cannot read %q: %w", at, file, *path, err)
+		}
+		return &pemData{name: file, data: b}, nil
+	}
+	return nil, nil
+}
+
+// readFile reads at most maxFileSize bytes of path. Its errors leave out the path, which the
+// caller names.
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return nil, pe.Err
+		}
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return nil, pe.Err
+		}
+		return nil, err
+	}
+	if len(b) > maxFileSize {
+		return nil, fmt.Errorf("larger than %d MiB: not a PEM file", maxFileSize>>20)
+	}
+	return b, nil
+}
+
+// certificates parses every CERTIFICATE block of p; other blocks are skipped, except a private
+// key, which has no place beside certificates. Its errors read after the option's name.
+func certificates(p *pemData) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	rest := p.data
+	var others []string
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			if strings.Contains(b.Type, "PRIVATE KEY") {
+				return nil, fmt.Errorf("holds a %s block: it takes certificates only (the key goes in key or keyFile)", b.Type)
+			}
+			others = append(others, b.Type)
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %d (PEM block %d) cannot be parsed: %v", len(out)+1, len(out)+len(others)+1, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("holds no PEM CERTIFICATE block%s", noPEMHint(p, others))
+	}
+	return out, nil
+}
+
+// noPEMHint says what was found instead of the block expected, without quoting any of it.
+func noPEMHint(p *pemData, others []string) string {
+	switch {
+	case len(others) > 0:
+		return fmt.Sprintf(" (found %s)", strings.Join(others, ", "))
+	case len(bytes.TrimSpace(p.data)) == 0:
+		return " (it is empty)"
+	case !bytes.Contains(p.data, []byte("-----BEGIN")) && !strings.HasSuffix(p.name, "File"):
+		return fmt.Sprintf(" (it is not PEM text: for a path, use %sFile)", p.name)
+	case !bytes.Contains(p.data, []byte("-----BEGIN")):
+		return " (the file is not PEM text)"
+	}
+	return " (a PEM block is malformed: check its BEGIN and END lines)"
+}
+
+// keyPair parses the client certificate chain and its key and checks that they match.
+func keyPair(at string, certPEM, keyPEM *pemData) (*tls.Certificate, error) {
+	chain, err := certificates(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s.%s %w", at, certPEM.name, err)
+	}
+	key, err := privateKey(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s.%s %w", at, keyPEM.name, err)
+	}
+	leaf := chain[0]
+	pub, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(key.Public()) {
+		return nil, fmt.Errorf("%s.%s and %s.%s do not match: the key is not the one of the certificate %q (the first certificate of %s)",
+			at, certPEM.name, at, keyPEM.name, leaf.Subject.String(), certPEM.name)
+	}
+	cert := &tls.Certificate{PrivateKey: key, Leaf: leaf}
+	for _, c := range chain {
+		cert.Certificate = append(cert.Certificate, c.Raw)
+	}
+	return cert, nil
+}
+
+// privateKey reads the first private key block of p. Its errors read after the option's name
+// and never hold the key's text or the parser's own message (which could quote bytes).
+func privateKey(p *pemData) (crypto.Signer, error) {
+	rest := p.data
+	var others []string
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		switch {
+		case b.Type == "ENCRYPTED PRIVATE KEY" || b.Headers["Proc-Type"] != "" && strings.Contains(b.Headers["Proc-Type"], "ENCRYPTED"):
+			return nil, errors.New("is encrypted: give the key unencrypted (for example `openssl pkey -in key.pem -out plain.pem`), and keep it in a Secret or a file only the connector reads")
+		case !strings.HasSuffix(b.Type, "PRIVATE KEY"):
+			others = append(others, b.Type)
+			continue
+		}
+		k, err := parseKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("has a %s block that cannot be read as a %s", b.Type, err)
+		}
+		return k, nil
+	}
+	if len(others) > 0 {
+		return nil, fmt.Errorf("holds no PEM PRIVATE KEY block (found %s)", strings.Join(others, ", "))
+	}
+	return nil, fmt.Errorf("holds no PEM PRIVATE KEY block%s", noPEMHint(p, nil))
+}
+
+// parseKey reads a key block as its type says (PKCS#1 RSA, SEC 1 EC, PKCS#8), and else tries
+// each. Its error is what was expected, never the parser's.
+func parseKey(b *pem.Block) (crypto.Signer, error) {
+	var k any
+	var err error
+	switch b.Type {
+	case "RSA PRIVATE KEY":
+		k, err = x509.ParsePKCS1PrivateKey(b.Bytes)
+	case "EC PRIVATE KEY":
+		k, err = x509.ParseECPrivateKey(b.Bytes)
+	default:
+		if k, err = x509.ParsePKCS8PrivateKey(b.Bytes); err != nil {
+			if k, err = x509.ParsePKCS1PrivateKey(b.Bytes); err != nil {
+				k, err = x509.ParseECPrivateKey(b.Bytes)
+			}
+		}
+	}
+	if err != nil {
+		return nil, errors.New("PKCS#1, PKCS#8 or EC private key (is it complete, and not a certificate or a public key?)")
+	}
+	switch k := k.(type) {
+	case *rsa.PrivateKey, *ecdsa.PrivateKey, ed25519.PrivateKey:
+		return k.(crypto.Signer), nil
+	}
+	return nil, fmt.Errorf("private key usable in TLS: it is a %T key; TLS client certificates take RSA, ECDSA or Ed25519 keys", k)
+}
