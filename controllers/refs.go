@@ -36,11 +36,13 @@ const (
 // refProblem is a reference that does not resolve: a condition reason and a message a person can act on.
 type refProblem struct{ reason, msg string }
 
-// accountSecretRefs are the Secret keys an Account's link uses.
+// accountSecretRefs are the Secret keys an Account's link uses; a client certificate's Secret
+// (accountCertificateSecrets) with key "": checkCertificateSecrets checks its keys.
 func accountSecretRefs(a *ilpv1.Account) []ilpv1.SecretKeyRef {
 	var refs []ilpv1.SecretKeyRef
 	if l := a.Spec.Link.BTPClient; l != nil {
 		refs = append(refs, l.TokenSecretRef)
+		refs = appendTLSRefs(refs, l.TLS)
 	}
 	if l := a.Spec.Link.BTPListener; l != nil {
 		refs = append(refs, l.SecretRef)
@@ -51,9 +53,43 @@ func accountSecretRefs(a *ilpv1.Account) []ilpv1.SecretKeyRef {
 		}
 		if out := l.Outgoing; out != nil {
 			refs = appendRefs(refs, out.TokenSecretRef, out.JWTSecretRef)
+			refs = appendTLSRefs(refs, out.TLS)
 		}
 	}
 	return refs
+}
+
+// appendTLSRefs appends the Secrets of a link's tls: the authorities' key, and the client
+// certificate's Secret with key "".
+func appendTLSRefs(refs []ilpv1.SecretKeyRef, t *ilpv1.ClientTLS) []ilpv1.SecretKeyRef {
+	if t == nil {
+		return refs
+	}
+	refs = appendRefs(refs, t.CASecretRef)
+	if c := t.CertificateSecretRef; c != nil {
+		refs = append(refs, ilpv1.SecretKeyRef{Name: c.Name})
+	}
+	return refs
+}
+
+// accountCertificateSecrets are the Secrets of an Account's client certificates
+// (tls.certificateSecretRef): each must hold tls.crt and tls.key.
+func accountCertificateSecrets(a *ilpv1.Account) []string {
+	if t := linkTLS(a.Spec.Link); t != nil && t.CertificateSecretRef != nil {
+		return []string{t.CertificateSecretRef.Name}
+	}
+	return nil
+}
+
+// linkTLS is the tls of a link that dials out, or nil.
+func linkTLS(l ilpv1.AccountLink) *ilpv1.ClientTLS {
+	switch {
+	case l.BTPClient != nil:
+		return l.BTPClient.TLS
+	case l.HTTP != nil && l.HTTP.Outgoing != nil:
+		return l.HTTP.Outgoing.TLS
+	}
+	return nil
 }
 
 // appendRefs appends the refs that are set.
@@ -134,6 +170,28 @@ func checkSecretRefs(ctx context.Context, r client.Reader, ns string, refs []ilp
 		}
 		if _, ok := s.Data[ref.Key]; !ok {
 			return &refProblem{ReasonSecretKeyNotFound, fmt.Sprintf("Secret %q has no key %q", ref.Name, ref.Key)}, nil
+		}
+	}
+	return nil, nil
+}
+
+// checkCertificateSecrets reads each client certificate's Secret uncached and returns the first
+// problem: a missing Secret, or one without tls.crt or tls.key (a kubernetes.io/tls Secret has
+// both; cert-manager writes them).
+func checkCertificateSecrets(ctx context.Context, r client.Reader, ns string, names []string) (*refProblem, error) {
+	for _, name := range names {
+		var s corev1.Secret
+		if err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &s); err != nil {
+			if client.IgnoreNotFound(err) != nil {
+				return nil, err
+			}
+			return &refProblem{ReasonSecretNotFound, fmt.Sprintf("Secret %q does not exist in namespace %s", name, ns)}, nil
+		}
+		for _, key := range []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey} {
+			if _, ok := s.Data[key]; !ok {
+				return &refProblem{ReasonSecretKeyNotFound, fmt.Sprintf("Secret %q has no key %q: tls.certificateSecretRef needs a Secret of type kubernetes.io/tls "+
+					"holding the client certificate in %s and its private key in %s (what cert-manager writes)", name, key, corev1.TLSCertKey, corev1.TLSPrivateKeyKey)}, nil
+			}
 		}
 	}
 	return nil, nil
