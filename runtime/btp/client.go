@@ -22,6 +22,7 @@ import (
 	"github.com/ilpfleet/ilpfleet/runtime/btp/internal/ws"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/link"
+	"github.com/ilpfleet/ilpfleet/runtime/tlsopt"
 )
 
 // Reconnect backoff of the Client when ReconnectInterval is not set: exponential from
@@ -268,20 +269,27 @@ func (c *Client) logRetry(wasUp bool, err error, wait time.Duration) {
 	if ok, _ := c.retryLog.Pass(failureKind(err), c.now()); !ok {
 		return
 	}
-	c.core.Logger.Warn("btp: cannot connect to peer, retrying (logged again when the failure changes, else every "+retryLogEvery.String()+")",
-		"server", server, "error", err, "in", wait, "failedAttempts", c.failed)
+	args := []any{"server", server, "error", err, "in", wait, "failedAttempts", c.failed}
+	if h := tlsopt.Hint(err, "tls", c.opts.TLS); h != "" {
+		args = append(args, "hint", h)
+	}
+	c.core.Logger.Warn("btp: cannot connect to peer, retrying (logged again when the failure changes, else every "+retryLogEvery.String()+")", args...)
 }
 
 // failureKind is what makes two failed attempts the same failure for the log. Every network
 // failure (refused, reset, closed during the handshake, timed out — one peer down can give
 // any of these, attempt after attempt) is one kind; a peer's BTP refusal is told apart by its
-// code and name, an invalid certificate by its reason (its text names the current time), and
-// other failures, such as a handshake the peer answers with an HTTP error, by their innermost
-// error's text.
+// code and name, an invalid certificate by its reason (its text names the current time), a
+// TLS alert from the peer (our client certificate refused or missing, which crypto/tls reports
+// as a *net.OpError) by its text, and other failures, such as a handshake the peer answers
+// with an HTTP error or a certificate of an unknown authority, by their innermost error's text.
 func failureKind(err error) string {
 	var op *net.OpError
 	var be *Error
 	var cert x509.CertificateInvalidError
+	if alert, ok := tlsopt.RemoteAlert(err); ok {
+		return "tls remote error: " + alert
+	}
 	switch {
 	case err == nil, errors.As(err, &op), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ErrTimeout):

@@ -140,6 +140,9 @@ func TestFailureKind(t *testing.T) {
 		{fmt.Errorf("auth: %w", &Error{Code: "F00", Name: "NotAcceptedError", Data: []byte("no")}), "btp F00 NotAcceptedError"},
 		{fmt.Errorf("auth: %w", context.DeadlineExceeded), "network"},
 		{fmt.Errorf("read: %w", ErrTimeout), "network"},
+		// crypto/tls reports the peer's alert as a *net.OpError: not the peer being down.
+		{fmt.Errorf("dial: %w", &url.Error{Op: "Get", URL: "https://x", Err: &net.OpError{Op: "remote error", Err: errors.New("tls: certificate required")}}),
+			"tls remote error: tls: certificate required"},
 	} {
 		if got := failureKind(tc.err); got != tc.want {
 			t.Errorf("failureKind(%v) = %q; want %q", tc.err, got, tc.want)

@@ -112,20 +112,25 @@ func (o *Options) Config(at string) (*tls.Config, error) {
 	if o == nil {
 		return nil, nil
 	}
-	ca, err := pemOption(at, "ca", o.CA, "caFile", o.CAFile)
-	if err != nil {
-		return nil, err
-	}
-	certPEM, err := pemOption(at, "cert", o.Cert, "certFile", o.CertFile)
-	if err != nil {
-		return nil, err
-	}
-	keyPEM, err := pemOption(at, "key", o.Key, "keyFile", o.KeyFile)
-	if err != nil {
-		return nil, err
+	// What is set, before reading anything: the fix for a missing key is not in a file.
+	switch {
+	case o.CA != nil && o.CAFile != nil:
+		return nil, fmt.Errorf("%s: set ca or caFile, not both", at)
+	case o.Cert != nil && o.CertFile != nil:
+		return nil, fmt.Errorf("%s: set cert or certFile, not both", at)
+	case o.Key != nil && o.KeyFile != nil:
+		return nil, fmt.Errorf("%s: set key or keyFile, not both", at)
+	case o.HasClientCert() && o.Key == nil && o.KeyFile == nil:
+		return nil, fmt.Errorf("%s.%s is set without a key: set %s.key or %s.keyFile too", at, pick(o.Cert, "cert", "certFile"), at, at)
+	case !o.HasClientCert() && (o.Key != nil || o.KeyFile != nil):
+		return nil, fmt.Errorf("%s.%s is set without a certificate: set %s.cert or %s.certFile too", at, pick(o.Key, "key", "keyFile"), at, at)
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if ca != nil {
+	if o.HasCA() {
+		ca, err := pemOption(at, "ca", o.CA, "caFile", o.CAFile)
+		if err != nil {
+			return nil, err
+		}
 		certs, err := certificates(ca)
 		if err != nil {
 			return nil, fmt.Errorf("%s.%s %w", at, ca.name, err)
@@ -135,12 +140,15 @@ func (o *Options) Config(at string) (*tls.Config, error) {
 			cfg.RootCAs.AddCert(c)
 		}
 	}
-	switch {
-	case certPEM != nil && keyPEM == nil:
-		return nil, fmt.Errorf("%s.%s is set without a key: set %s.key or %s.keyFile too", at, certPEM.name, at, at)
-	case keyPEM != nil && certPEM == nil:
-		return nil, fmt.Errorf("%s.%s is set without a certificate: set %s.cert or %s.certFile too", at, keyPEM.name, at, at)
-	case certPEM != nil:
+	if o.HasClientCert() {
+		certPEM, err := pemOption(at, "cert", o.Cert, "certFile", o.CertFile)
+		if err != nil {
+			return nil, err
+		}
+		keyPEM, err := pemOption(at, "key", o.Key, "keyFile", o.KeyFile)
+		if err != nil {
+			return nil, err
+		}
 		cert, err := keyPair(at, certPEM, keyPEM)
 		if err != nil {
 			return nil, err
@@ -169,17 +177,23 @@ func (o *Options) HasCA() bool {
 	return o != nil && (o.CA != nil || o.CAFile != nil)
 }
 
+// pick is inline when the inline option is set, else file.
+func pick(text *string, inline, file string) string {
+	if text != nil {
+		return inline
+	}
+	return file
+}
+
 // pemData is the PEM text of one option and the option it came from ("ca" or "caFile").
 type pemData struct {
 	name string
 	data []byte
 }
 
-// pemOption reads the inline option or the file one (at most one may be set); nil when neither.
+// pemOption reads the inline option or the file one (Config has checked that one is set).
 func pemOption(at, inline string, text *string, file string, path *string) (*pemData, error) {
 	switch {
-	case text != nil && path != nil:
-		return nil, fmt.Errorf("%s: set %s or %s, not both", at, inline, file)
 	case text != nil:
 		return &pemData{name: inline, data: []byte(*text)}, nil
 	case path != nil:
@@ -310,7 +324,7 @@ func privateKey(p *pemData) (crypto.Signer, error) {
 		}
 		k, err := parseKey(b)
 		if err != nil {
-			return nil, fmt.Errorf("has a %s block that cannot be read as a %s", b.Type, err)
+			return nil, fmt.Errorf("holds a PEM block of type %s that cannot be read as a %s", b.Type, err)
 		}
 		return k, nil
 	}
