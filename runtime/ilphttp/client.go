@@ -16,13 +16,14 @@ import (
 
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/link"
+	"github.com/ilpfleet/ilpfleet/runtime/tlsopt"
 )
 
 // Send POSTs a Prepare to the peer and returns its answer. It waits at most until the Prepare
 // expires; every failure is a *ilp.Reject naming the account, with the code RFC 35 and the
 // deployed connectors use:
 //   - no answer before the expiry: R00;
-//   - connection refused, or another transport failure: T01;
+//   - connection refused, a failed TLS handshake, or another transport failure: T01;
 //   - HTTP 5xx: T00; HTTP 401/403: T01 (our credentials are wrong); 429: T05; 408 and 409: T00
 //     (RFC 35 has the sender retry after 409); another 4xx: F00;
 //   - a body that is not a Fulfill or Reject: F09.
@@ -141,10 +142,14 @@ func (l *Link) transportReject(parent, ctx context.Context, err error) error {
 		cause = ue.Err // without the URL, whose path may name accounts
 	}
 	what := "peer unreachable"
+	args := []any{"peer", hostOf(l.opts.Outgoing.URL), "error", cause}
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		what = "peer unreachable (connection refused)"
+	} else if hint := tlsopt.Hint(err, "outgoing.tls", l.opts.Outgoing.TLS); hint != "" {
+		what = "TLS handshake with the peer failed"
+		args = append(args, "hint", hint)
 	}
-	l.warn(what, "ILP-over-HTTP request to the peer failed", "peer", hostOf(l.opts.Outgoing.URL), "error", cause)
+	l.warn(what, "ILP-over-HTTP request to the peer failed", args...)
 	return ilp.Rejectf(ilp.CodePeerUnreachable, l.self(), "account %s: %s; see the connector log", acct, what)
 }
 

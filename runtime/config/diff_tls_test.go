@@ -1,0 +1,60 @@
+package config
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+// TestDiffTLSReconnects: a change of the tls option of either kind of dialing link — a rotated
+// Secret that the Kubernetes side renders as new inline PEM, a file path, tls added — changes
+// the account's options, so a reload closes the link and dials again with the new
+// certificates; the same tls object written in another key order changes nothing.
+func TestDiffTLSReconnects(t *testing.T) {
+	btpOpts := func(tls string) json.RawMessage {
+		return json.RawMessage(`{"server":"btp+wss://u:t@peer.example/btp"` + tls + `}`)
+	}
+	httpOpts := func(tls string) json.RawMessage {
+		return json.RawMessage(`{"outgoing":{"url":"https://peer.example/ilp","staticToken":"t"` + tls + `}}`)
+	}
+	const (
+		caV1  = `,"tls":{"ca":"-----BEGIN CERTIFICATE-----\nv1\n-----END CERTIFICATE-----\n","servername":"peer"}`
+		caV1r = `,"tls":{"servername":"peer","ca":"-----BEGIN CERTIFICATE-----\nv1\n-----END CERTIFICATE-----\n"}`
+		caV2  = `,"tls":{"ca":"-----BEGIN CERTIFICATE-----\nv2\n-----END CERTIFICATE-----\n","servername":"peer"}`
+		keyV2 = `,"tls":{"ca":"-----BEGIN CERTIFICATE-----\nv1\n-----END CERTIFICATE-----\n","servername":"peer","cert":"c","key":"k2"}`
+		file  = `,"tls":{"caFile":"/etc/ilp/ca.pem","servername":"peer"}`
+	)
+	cfg := func(btpTLS, httpTLS string) *Config {
+		c := Defaults()
+		c.ILPAddress = "test.a"
+		c.Accounts = map[string]Account{
+			"btp":  {Relation: RelationPeer, Plugin: PluginBTP, AssetCode: "USD", AssetScale: 9, Options: btpOpts(btpTLS)},
+			"http": {Relation: RelationPeer, Plugin: PluginHTTP, AssetCode: "USD", AssetScale: 9, Options: httpOpts(httpTLS)},
+		}
+		return c
+	}
+	both := []AccountChange{{ID: "btp", Fields: []string{"options"}, Reconnect: true}, {ID: "http", Fields: []string{"options"}, Reconnect: true}}
+	for _, tc := range []struct {
+		name     string
+		old, new *Config
+		want     []AccountChange
+	}{
+		{"same tls, other key order", cfg(caV1, caV1), cfg(caV1r, caV1r), nil},
+		{"CA rotated", cfg(caV1, caV1), cfg(caV2, caV2), both},
+		{"client certificate added", cfg(caV1, caV1), cfg(keyV2, keyV2), both},
+		{"inline to file", cfg(caV1, caV1), cfg(file, file), both},
+		{"tls added", cfg("", ""), cfg(caV1, caV1), both},
+		{"tls removed", cfg(caV1, caV1), cfg("", ""), both},
+		{"one account only", cfg(caV1, caV1), cfg(caV1, caV2), both[1:]},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Diff(tc.old, tc.new)
+			if !reflect.DeepEqual(got.Changed, tc.want) {
+				t.Errorf("Changed = %+v; want %+v", got.Changed, tc.want)
+			}
+			if len(got.Added)+len(got.Removed) > 0 || got.RoutesChanged || len(got.Globals) > 0 {
+				t.Errorf("changes beyond the accounts: %+v", got)
+			}
+		})
+	}
+}

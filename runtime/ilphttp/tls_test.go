@@ -1,0 +1,135 @@
+package ilphttp
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"io"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ilpfleet/ilpfleet/internal/testcert"
+	"github.com/ilpfleet/ilpfleet/internal/testlog"
+	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+)
+
+// startTLSServer serves a server link (token "in-token", fulfilling every Prepare) over TLS
+// with cfg on 127.0.0.1, HTTP/2 too when h2; it returns the https:// URL of its endpoint and
+// the HTTP major version of the last request.
+func startTLSServer(t *testing.T, cfg *tls.Config, h2 bool) (string, *atomic.Int32) {
+	t.Helper()
+	srv := startServer(t, ModeSync, fulfilHandler, nil) // its plain listener stays unused
+	var proto atomic.Int32
+	hs := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proto.Store(int32(r.ProtoMajor))
+		srv.ServeHTTP(w, r)
+	}))
+	hs.TLS = cfg
+	hs.EnableHTTP2 = h2
+	hs.Config.ErrorLog = log.New(io.Discard, "", 0) // the handshake failures the tests cause
+	hs.StartTLS()
+	t.Cleanup(hs.Close)
+	if !strings.HasPrefix(hs.Listener.Addr().String(), "127.0.0.1:") {
+		t.Fatalf("test server on %s; want 127.0.0.1", hs.Listener.Addr())
+	}
+	return "https://" + hs.Listener.Addr().String() + "/accounts/client/ilp", &proto
+}
+
+// TestSendTLS: an outgoing link with outgoing.tls POSTs to an https:// peer signed by a private
+// CA — with mutual TLS, over HTTP/2, with servername — and a packet round-trips; a failed
+// handshake is a T01 Reject, with the operator's hint in the log.
+func TestSendTLS(t *testing.T) {
+	ca := testcert.NewCA(t, "peers CA")
+	other := testcert.NewCA(t, "someone else's CA")
+	server := ca.Server(t, "127.0.0.1")
+	named := ca.Server(t, "ilp.peer.test")
+	client := ca.Client(t, "us")
+	certFile := testcert.WriteFile(t, "cert.pem", client.CertPEM)
+	keyFile := testcert.WriteFile(t, "key.pem", client.KeyPEM)
+	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	mtls := `{"ca":` + q(string(ca.PEM)) + `,"certFile":` + q(certFile) + `,"keyFile":` + q(keyFile) + `}`
+
+	for _, tc := range []struct {
+		name   string
+		server *tls.Config
+		h2     bool
+		tls    string
+		hint   string // "": the packet is fulfilled
+	}{
+		{"private CA", testcert.ServerConfig(server, nil), false, `{"ca":` + q(string(ca.PEM)) + `}`, ""},
+		{"mutual TLS", testcert.ServerConfig(server, ca.Pool()), false, mtls, ""},
+		{"mutual TLS over HTTP/2", testcert.ServerConfig(server, ca.Pool()), true, mtls, ""},
+		{"servername", testcert.ServerConfig(named, nil), false, `{"ca":` + q(string(ca.PEM)) + `,"servername":"ilp.peer.test"}`, ""},
+		{"no client certificate", testcert.ServerConfig(server, ca.Pool()), false, `{"ca":` + q(string(ca.PEM)) + `}`,
+			"the peer requires a client certificate and we sent none: set outgoing.tls.cert and outgoing.tls.key"},
+		{"wrong CA", testcert.ServerConfig(server, nil), false, `{"ca":` + q(string(other.PEM)) + `}`,
+			`the peer's certificate is not signed by an authority in outgoing.tls.ca/caFile (its issuer is "CN=peers CA")`},
+		{"name mismatch", testcert.ServerConfig(named, nil), false, `{"ca":` + q(string(ca.PEM)) + `}`,
+			"the peer's certificate is not valid for the host of the URL (it holds ilp.peer.test): dial one of its names, or set outgoing.tls.servername to one"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url, proto := startTLSServer(t, tc.server, tc.h2)
+			h2 := "false"
+			if tc.h2 {
+				h2 = "true"
+			}
+			o, err := ParseOptions(json.RawMessage(`{"outgoing":{"url":` + q(url) + `,"staticToken":"in-token","http2":` + h2 + `,"tls":` + tc.tls + `}}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var buf testlog.Buffer
+			o.Account, o.Address, o.Logger = "peer", self, slog.New(slog.NewJSONHandler(&buf, nil))
+			l, err := New(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			if err := l.Start(context.Background(), nil); err != nil {
+				t.Fatal(err)
+			}
+			f, err := l.Send(context.Background(), testPrepare(10*time.Second))
+			if tc.hint == "" {
+				if err != nil || f.Fulfillment != testFulfillment || string(f.Data) != "hello" {
+					t.Fatalf("Send over TLS: %+v, %v; want the Fulfill", f, err)
+				}
+				if want := map[bool]int32{false: 1, true: 2}[tc.h2]; proto.Load() != want {
+					t.Errorf("the peer got HTTP/%d; want HTTP/%d", proto.Load(), want)
+				}
+				return
+			}
+			wantReject(t, err, ilp.CodePeerUnreachable, testSelf, "account peer: TLS handshake with the peer failed; see the connector log")
+			var rec struct{ Level, Error, Hint string }
+			if err := json.Unmarshal([]byte(buf.String()), &rec); err != nil {
+				t.Fatalf("log %q: %v", buf.String(), err)
+			}
+			t.Logf("error: %s\nhint: %s", rec.Error, rec.Hint)
+			if rec.Level != "WARN" || !strings.Contains(rec.Hint, tc.hint) {
+				t.Errorf("log line %+v; want a WARN with a hint containing %q", rec, tc.hint)
+			}
+		})
+	}
+}
+
+// TestTLSOptionsChecked: options built by hand get the checks of parsed ones.
+func TestTLSOptionsChecked(t *testing.T) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	for _, tc := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{Outgoing: &OutgoingOptions{URL: "http://peer:80/ilp", Auth: Auth{Token: "t"}, TLS: cfg}},
+			"outgoing.tls applies to https:// URLs only; outgoing.url is http://peer:80"},
+		{Options{Outgoing: &OutgoingOptions{URL: "https://peer/ilp", Auth: Auth{Token: "t"}, TLS: cfg}, Transport: newTransport(false)},
+			"set Transport or Outgoing.TLS, not both"},
+	} {
+		if _, err := New(&tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New: %v; want %q", err, tc.want)
+		}
+	}
+}
