@@ -1,6 +1,9 @@
 package kube
 
 import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +15,7 @@ import (
 	"time"
 
 	"github.com/shopspring/decimal"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
@@ -645,6 +649,11 @@ func linkOptions(l ilpv1.AccountLink, secret func(name, key string) ([]byte, err
 			return "", nil, err
 		}
 		opts = map[string]any{"server": server}
+		if t, err := tlsOptions(secret, l.BTPClient.TLS, "link.btpClient.tls"); err != nil {
+			return "", nil, err
+		} else if t != nil {
+			opts["tls"] = t
+		}
 	case l.BTPListener != nil:
 		sec, err := secretText(secret, l.BTPListener.SecretRef, "link.btpListener.secretRef")
 		if err != nil {
@@ -703,6 +712,13 @@ func httpOptions(h *ilpv1.HTTPLink, secret func(name, key string) ([]byte, error
 		if out.CallbackURL != "" {
 			o["callbackUrl"] = out.CallbackURL
 		}
+		t, err := tlsOptions(secret, out.TLS, "link.http.outgoing.tls")
+		if err != nil {
+			return nil, err
+		}
+		if t != nil {
+			o["tls"] = t
+		}
 		opts["outgoing"] = o
 	}
 	return opts, nil
@@ -725,6 +741,62 @@ func httpAuth(secret func(name, key string) ([]byte, error), field string, token
 		o[c.key] = v
 	}
 	return o, nil
+}
+
+// tlsOptions renders a link's tls as the runtime's tls option (runtime/tlsopt): the PEM text
+// of the authorities and of the client certificate and its key, read from the Secrets, and
+// the server name. A renewed certificate changes the options, which makes the runtime
+// reconnect the link with it. What cannot be used (a key missing or empty, no certificate in
+// the CA bundle, a certificate and key that are no pair) is a secretRefError: a running
+// Account keeps its previous version rather than losing its link to a bad renewal. nil t: nil.
+func tlsOptions(secret func(name, key string) ([]byte, error), t *ilpv1.ClientTLS, field string) (map[string]any, error) {
+	if t == nil {
+		return nil, nil
+	}
+	o := map[string]any{}
+	if r := t.CASecretRef; r != nil {
+		f := field + ".caSecretRef"
+		ca, err := secretPEM(secret, *r, f)
+		if err != nil {
+			return nil, err
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(ca) {
+			return nil, secretRefError{fmt.Errorf("%s: key %q of Secret %q holds no PEM certificate (-----BEGIN CERTIFICATE-----): it must hold the authorities to trust, e.g. the CA's ca.crt", f, r.Key, r.Name)}
+		}
+		o["ca"] = string(ca)
+	}
+	if c := t.CertificateSecretRef; c != nil {
+		f := field + ".certificateSecretRef"
+		cert, err := secretPEM(secret, ilpv1.SecretKeyRef{Name: c.Name, Key: corev1.TLSCertKey}, f)
+		if err != nil {
+			return nil, err
+		}
+		key, err := secretPEM(secret, ilpv1.SecretKeyRef{Name: c.Name, Key: corev1.TLSPrivateKeyKey}, f)
+		if err != nil {
+			return nil, err
+		}
+		// Its errors name what is wrong, never the PEM text.
+		if _, err := tls.X509KeyPair(cert, key); err != nil {
+			return nil, secretRefError{fmt.Errorf("%s: %s and %s of Secret %q are not a PEM certificate and its private key: %v", f, corev1.TLSCertKey, corev1.TLSPrivateKeyKey, c.Name, err)}
+		}
+		o["cert"], o["key"] = string(cert), string(key)
+	}
+	if t.ServerName != "" {
+		o["servername"] = t.ServerName
+	}
+	return o, nil
+}
+
+// secretPEM reads PEM text from a Secret, as it is. Its errors are secretRefErrors.
+func secretPEM(secret func(name, key string) ([]byte, error), ref ilpv1.SecretKeyRef, field string) ([]byte, error) {
+	v, err := secret(ref.Name, ref.Key)
+	if err != nil {
+		return nil, secretRefError{fmt.Errorf("%s: %w", field, err)}
+	}
+	if len(bytes.TrimSpace(v)) == 0 {
+		return nil, secretRefError{fmt.Errorf("%s: key %q of Secret %q is empty", field, ref.Key, ref.Name)}
+	}
+	return v, nil
 }
 
 // secretText reads a credential. Trailing line breaks are dropped: `kubectl create secret

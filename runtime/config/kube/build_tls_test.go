@@ -1,0 +1,241 @@
+package kube
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
+	"github.com/ilpfleet/ilpfleet/internal/testcert"
+	"github.com/ilpfleet/ilpfleet/runtime/btp"
+	"github.com/ilpfleet/ilpfleet/runtime/config"
+	"github.com/ilpfleet/ilpfleet/runtime/ilphttp"
+)
+
+// tlsBTPClient is a parent Account dialling bob over btp+wss:// with tls.
+func tlsBTPClient(name string, created int, t *ilpv1.ClientTLS) ilpv1.Account {
+	return account(name, created, func(s *ilpv1.AccountSpec) {
+		s.Relation = ilpv1.RelationParent
+		s.Link = ilpv1.AccountLink{BTPClient: &ilpv1.BTPClientLink{URL: "btp+wss://bob.example/btp", TokenSecretRef: ilpv1.SecretKeyRef{Name: "tok", Key: "t"}, TLS: t}}
+	})
+}
+
+// tlsHTTPOut is a peer Account sending to bob over https:// with tls.
+func tlsHTTPOut(name string, created int, t *ilpv1.ClientTLS) ilpv1.Account {
+	return httpAccount(name, created, &ilpv1.HTTPLink{Outgoing: &ilpv1.HTTPOutgoing{URL: "https://bob.example/ilp", TokenSecretRef: ref("tok"), TLS: t}})
+}
+
+// tlsOf is the tls object of a link's options: top-level for btp, outgoing's for http.
+func tlsOf(t *testing.T, a config.Account) map[string]any {
+	t.Helper()
+	o := options(t, a)
+	if out, ok := o["outgoing"].(map[string]any); ok {
+		o = out
+	}
+	m, _ := o["tls"].(map[string]any)
+	return m
+}
+
+// TestBuildTLS: a link's tls is rendered as the runtime's tls option, with the PEM text of the
+// Secrets (the CA's key, the certificate Secret's tls.crt and tls.key) and the server name,
+// which the runtime's option parsing takes; a Secret that cannot serve is the Account's
+// problem naming the field, the Secret and the key, and never quoting a key.
+func TestBuildTLS(t *testing.T) {
+	ca := testcert.NewCA(t, "peering CA")
+	alice := ca.Client(t, "alice")
+	other := ca.Client(t, "mallory")
+	sec := secrets(map[string]map[string]string{
+		"tok":        {"t": "s3cret"},
+		"peering-ca": {"ca.crt": string(ca.PEM)},
+		"alice-tls":  {corev1.TLSCertKey: string(alice.CertPEM), corev1.TLSPrivateKeyKey: string(alice.KeyPEM)},
+		"no-key":     {corev1.TLSCertKey: string(alice.CertPEM)},
+		"mismatch":   {corev1.TLSCertKey: string(alice.CertPEM), corev1.TLSPrivateKeyKey: string(other.KeyPEM)},
+		"not-pem":    {"ca.crt": "not a certificate"},
+		"empty":      {"ca.crt": " \n"},
+	})
+	caRef := &ilpv1.SecretKeyRef{Name: "peering-ca", Key: "ca.crt"}
+	cert := &ilpv1.TLSSecretRef{Name: "alice-tls"}
+	tests := []struct {
+		name    string
+		acct    ilpv1.Account
+		want    map[string]any // the tls object, when configured
+		problem string         // substring of the problem; "" means configured
+	}{
+		{"btp client, every field", tlsBTPClient("btp", 1, &ilpv1.ClientTLS{CASecretRef: caRef, CertificateSecretRef: cert, ServerName: "bob.internal"}),
+			map[string]any{"ca": string(ca.PEM), "cert": string(alice.CertPEM), "key": string(alice.KeyPEM), "servername": "bob.internal"}, ""},
+		{"btp client, CA only", tlsBTPClient("btpca", 2, &ilpv1.ClientTLS{CASecretRef: caRef}), map[string]any{"ca": string(ca.PEM)}, ""},
+		{"http outgoing, client certificate only", tlsHTTPOut("http", 3, &ilpv1.ClientTLS{CertificateSecretRef: cert}),
+			map[string]any{"cert": string(alice.CertPEM), "key": string(alice.KeyPEM)}, ""},
+		{"http outgoing, server name only", tlsHTTPOut("httpsn", 4, &ilpv1.ClientTLS{ServerName: "bob.internal"}), map[string]any{"servername": "bob.internal"}, ""},
+		{"CA Secret missing", tlsBTPClient("noca", 5, &ilpv1.ClientTLS{CASecretRef: &ilpv1.SecretKeyRef{Name: "gone", Key: "ca.crt"}}), nil,
+			`link.btpClient.tls.caSecretRef: Secret "gone" does not exist`},
+		{"CA key missing", tlsHTTPOut("nocakey", 6, &ilpv1.ClientTLS{CASecretRef: &ilpv1.SecretKeyRef{Name: "peering-ca", Key: "tls.crt"}}), nil,
+			`link.http.outgoing.tls.caSecretRef: Secret "peering-ca" has no key "tls.crt"`},
+		{"CA not PEM", tlsBTPClient("notpem", 7, &ilpv1.ClientTLS{CASecretRef: &ilpv1.SecretKeyRef{Name: "not-pem", Key: "ca.crt"}}), nil,
+			`link.btpClient.tls.caSecretRef: key "ca.crt" of Secret "not-pem" holds no PEM certificate`},
+		{"CA empty", tlsBTPClient("emptyca", 8, &ilpv1.ClientTLS{CASecretRef: &ilpv1.SecretKeyRef{Name: "empty", Key: "ca.crt"}}), nil,
+			`link.btpClient.tls.caSecretRef: key "ca.crt" of Secret "empty" is empty`},
+		{"certificate Secret without tls.key", tlsHTTPOut("nokey", 9, &ilpv1.ClientTLS{CertificateSecretRef: &ilpv1.TLSSecretRef{Name: "no-key"}}), nil,
+			`link.http.outgoing.tls.certificateSecretRef: Secret "no-key" has no key "tls.key"`},
+		{"certificate Secret missing", tlsBTPClient("nocert", 10, &ilpv1.ClientTLS{CertificateSecretRef: &ilpv1.TLSSecretRef{Name: "gone"}}), nil,
+			`link.btpClient.tls.certificateSecretRef: Secret "gone" does not exist`},
+		{"certificate and key of two pairs", tlsBTPClient("mismatch", 11, &ilpv1.ClientTLS{CertificateSecretRef: &ilpv1.TLSSecretRef{Name: "mismatch"}}), nil,
+			`link.btpClient.tls.certificateSecretRef: tls.crt and tls.key of Secret "mismatch" are not a PEM certificate and its private key`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, problems, err := Build(Inputs{Connector: testConnector(), Accounts: []ilpv1.Account{tt.acct}, Secret: sec})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, configured := cfg.Accounts[tt.acct.Name]
+			if tt.problem != "" {
+				if configured || len(problems) != 1 || !strings.Contains(problems[0].Message, tt.problem) {
+					t.Fatalf("configured %v, problems %v; want it left out with %q", configured, problems, tt.problem)
+				}
+				for _, k := range []string{string(alice.KeyPEM), string(other.KeyPEM), "PRIVATE KEY"} {
+					if strings.Contains(problems[0].Message, k) {
+						t.Errorf("problem %q quotes key material", problems[0].Message)
+					}
+				}
+				return
+			}
+			if !configured || len(problems) > 0 {
+				t.Fatalf("configured %v, problems %v", configured, problems)
+			}
+			got := tlsOf(t, a)
+			gotJSON, _ := json.Marshal(got)
+			wantJSON, _ := json.Marshal(tt.want)
+			if string(gotJSON) != string(wantJSON) {
+				t.Errorf("tls = %s, want %s", gotJSON, wantJSON)
+			}
+			// The runtime's option parsing takes what was rendered, and builds its TLS from it.
+			switch a.Plugin {
+			case config.PluginHTTP:
+				o, err := ilphttp.ParseOptions(a.Options)
+				if err != nil || o.Outgoing == nil || o.Outgoing.TLS == nil {
+					t.Fatalf("ilphttp.ParseOptions: %+v, %v; want an outgoing TLS config", o, err)
+				}
+			default:
+				o, err := btp.ParseOptions(a.Plugin, a.Options)
+				if c, ok := o.(*btp.ClientOptions); err != nil || !ok || c.TLS == nil {
+					t.Fatalf("btp.ParseOptions: %T, %v; want client options with a TLS config", o, err)
+				}
+			}
+		})
+	}
+}
+
+// TestBuildKeepsRunningTLSAccountOnABadRenewal: a running Account whose renewed certificate
+// Secret cannot serve (the key of another pair, tls.key gone) keeps its running version and
+// its link, with a problem that says why, rather than losing the link.
+func TestBuildKeepsRunningTLSAccountOnABadRenewal(t *testing.T) {
+	ca := testcert.NewCA(t, "peering CA")
+	alice, other := ca.Client(t, "alice"), ca.Client(t, "mallory")
+	acct := tlsHTTPOut("up", 1, &ilpv1.ClientTLS{CertificateSecretRef: &ilpv1.TLSSecretRef{Name: "alice-tls"}})
+	good := secrets(map[string]map[string]string{"tok": {"t": "s3cret"},
+		"alice-tls": {corev1.TLSCertKey: string(alice.CertPEM), corev1.TLSPrivateKeyKey: string(alice.KeyPEM)}})
+	prev, _, err := Build(Inputs{Connector: testConnector(), Accounts: []ilpv1.Account{acct}, Secret: good})
+	if err != nil || prev.Accounts["up"].Options == nil {
+		t.Fatalf("first build: %v", err)
+	}
+	for name, data := range map[string]map[string]string{
+		"key of another pair": {corev1.TLSCertKey: string(alice.CertPEM), corev1.TLSPrivateKeyKey: string(other.KeyPEM)},
+		"tls.key gone":        {corev1.TLSCertKey: string(alice.CertPEM)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			bad := secrets(map[string]map[string]string{"tok": {"t": "s3cret"}, "alice-tls": data})
+			cfg, problems, err := Build(Inputs{Connector: testConnector(), Accounts: []ilpv1.Account{acct}, Secret: bad, Previous: prev})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, ok := cfg.Accounts["up"]; !ok || string(got.Options) != string(prev.Accounts["up"].Options) {
+				t.Errorf("configured %v, options %s; want the previous options", ok, got.Options)
+			}
+			if len(problems) != 1 || !strings.Contains(problems[0].Message, "link.http.outgoing.tls.certificateSecretRef") ||
+				!strings.Contains(problems[0].Message, "keeps running this account's previous version") {
+				t.Errorf("problems %v", problems)
+			}
+		})
+	}
+}
+
+// TestSyncRendersRenewedCertificate: when cert-manager renews the client certificate (the
+// Secret rewritten, and the operator records its new resourceVersion in the Connector's
+// status.secretVersions), the next sync puts the new certificate in the running config, so
+// the runtime reconnects the link with it; until the version moves the cached copy stands.
+func TestSyncRendersRenewedCertificate(t *testing.T) {
+	ca := testcert.NewCA(t, "peering CA")
+	v1, v2 := ca.Client(t, "alice"), ca.Client(t, "alice")
+	conn := testConnector()
+	conn.Status.SecretVersions = map[string]string{"tok": "1", "peering-ca": "1", "alice-tls": "1"}
+	acct := tlsHTTPOut("bob", 1, &ilpv1.ClientTLS{CASecretRef: &ilpv1.SecretKeyRef{Name: "peering-ca", Key: "ca.crt"},
+		CertificateSecretRef: &ilpv1.TLSSecretRef{Name: "alice-tls"}})
+	acct.UID, acct.Generation = types.UID("uid-bob"), 1
+	secret := func(name string, data map[string]string) *corev1.Secret {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}, Type: corev1.SecretTypeOpaque, Data: map[string][]byte{}}
+		for k, v := range data {
+			s.Data[k] = []byte(v)
+		}
+		return s
+	}
+	certSecret := secret("alice-tls", map[string]string{corev1.TLSCertKey: string(v1.CertPEM), corev1.TLSPrivateKeyKey: string(v1.KeyPEM)})
+	certSecret.Type = corev1.SecretTypeTLS
+	f := newSyncFixture(t, 0, conn, &acct, secret("tok", map[string]string{"t": "s3cret"}), secret("peering-ca", map[string]string{"ca.crt": string(ca.PEM)}), certSecret)
+
+	inForceCert := func() string {
+		t.Helper()
+		if f.conn == nil {
+			t.Fatal("no connector running")
+		}
+		a, ok := f.conn.Config().Accounts["bob"]
+		if !ok {
+			t.Fatal("bob is not in force")
+		}
+		cert, _ := tlsOf(t, a)["cert"].(string)
+		return cert
+	}
+	if res := f.sync(); res.Err != nil || len(res.Problems) > 0 {
+		t.Fatalf("first sync: %+v", res)
+	}
+	if got := inForceCert(); got != string(v1.CertPEM) {
+		t.Fatalf("cert in force is not the Secret's:\n%s", got)
+	}
+
+	// cert-manager renews: the Secret is rewritten with a new certificate and key.
+	if err := f.cl.Get(f.ctx, client.ObjectKeyFromObject(certSecret), certSecret); err != nil {
+		t.Fatal(err)
+	}
+	certSecret.Data = map[string][]byte{corev1.TLSCertKey: v2.CertPEM, corev1.TLSPrivateKeyKey: v2.KeyPEM}
+	if err := f.cl.Update(f.ctx, certSecret); err != nil {
+		t.Fatal(err)
+	}
+	if res := f.sync(); res.Err != nil || inForceCert() != string(v1.CertPEM) {
+		t.Fatalf("sync before the operator records the new version: %+v; want the cached certificate kept", res)
+	}
+	// The operator records the Secret's new version.
+	if err := f.cl.Get(f.ctx, client.ObjectKeyFromObject(conn), conn); err != nil {
+		t.Fatal(err)
+	}
+	conn.Status.SecretVersions["alice-tls"] = "2"
+	if err := f.cl.Status().Update(f.ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	if res := f.sync(); res.Err != nil || len(res.Problems) > 0 {
+		t.Fatalf("sync after the renewal: %+v", res)
+	}
+	if got := inForceCert(); got != string(v2.CertPEM) {
+		t.Fatalf("cert in force after the renewal is not the renewed one:\n%s", got)
+	}
+	if key, _ := tlsOf(t, f.conn.Config().Accounts["bob"])["key"].(string); key != string(v2.KeyPEM) {
+		t.Error("key in force after the renewal is not the renewed one")
+	}
+	if f.starts != 1 {
+		t.Errorf("the connector started %d times: a renewal reloads the config, it does not restart", f.starts)
+	}
+}
