@@ -2,6 +2,7 @@ package kube
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 
@@ -237,5 +238,35 @@ func TestSyncRendersRenewedCertificate(t *testing.T) {
 	}
 	if f.starts != 1 {
 		t.Errorf("the connector started %d times: a renewal reloads the config, it does not restart", f.starts)
+	}
+}
+
+// TestBuildTLSAwaitsTheGrant: a new Account whose CA or certificate Secret the pod may not read
+// yet (the operator adds it to the Role once it sees the Account) is left out as awaiting the
+// grant, as one whose token Secret is not granted: not reported until grantWait has passed.
+func TestBuildTLSAwaitsTheGrant(t *testing.T) {
+	ca := testcert.NewCA(t, "peering CA")
+	alice := ca.Client(t, "alice")
+	data := map[string]map[string]string{"tok": {"t": "s3cret"}, "peering-ca": {"ca.crt": string(ca.PEM)},
+		"alice-tls": {corev1.TLSCertKey: string(alice.CertPEM), corev1.TLSPrivateKeyKey: string(alice.KeyPEM)}}
+	for _, refused := range []string{"peering-ca", "alice-tls"} {
+		t.Run(refused, func(t *testing.T) {
+			all := secrets(data)
+			sec := func(name, key string) ([]byte, error) {
+				if name == refused {
+					return nil, notGrantedError{name, errors.New("the Role does not name it")}
+				}
+				return all(name, key)
+			}
+			acct := tlsBTPClient("up", 1, &ilpv1.ClientTLS{CASecretRef: &ilpv1.SecretKeyRef{Name: "peering-ca", Key: "ca.crt"},
+				CertificateSecretRef: &ilpv1.TLSSecretRef{Name: "alice-tls"}})
+			cfg, problems, err := Build(Inputs{Connector: testConnector(), Accounts: []ilpv1.Account{acct}, Secret: sec})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := cfg.Accounts["up"]; ok || len(problems) != 1 || !problems[0].Awaiting || !strings.Contains(problems[0].Message, refused) {
+				t.Fatalf("configured %v, problems %+v; want it left out awaiting the grant of %s", ok, problems, refused)
+			}
+		})
 	}
 }
