@@ -2,6 +2,7 @@ package connector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -168,10 +169,11 @@ func (a *account) handle(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, err
 // encodable is err with a Reject's message cut to what a Reject can carry (ilp.MaxMessageSize),
 // between characters: a Reject that cannot be encoded would leave the sender with no answer at
 // all until its packet expires. The messages the connector writes are short; one that quotes a
-// peer (its error text) might not be, whatever the place that quotes it.
+// peer (its error text) might not be, whatever the place that quotes it. A wrapped Reject is
+// found as the links find it (errors.As), and answered cut, unwrapped.
 func encodable(err error) error {
-	r, ok := err.(*ilp.Reject)
-	if !ok || len(r.Message) <= ilp.MaxMessageSize {
+	var r *ilp.Reject
+	if !errors.As(err, &r) || len(r.Message) <= ilp.MaxMessageSize {
 		return err
 	}
 	cut := *r

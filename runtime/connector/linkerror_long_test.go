@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -86,12 +87,14 @@ func TestEncodable(t *testing.T) {
 			t.Errorf("encodable(%v) = %v; want it unchanged", err, got)
 		}
 	}
-	got, ok := encodable(long).(*ilp.Reject)
-	if !ok || got == long || !utf8.ValidString(got.Message) || !strings.HasSuffix(got.Message, "…") {
-		t.Fatalf("encodable(long) = %#v; want a new Reject with a cut, valid message", got)
-	}
-	if _, err := got.MarshalBinary(); err != nil {
-		t.Errorf("cut Reject does not encode: %v", err)
+	for _, err := range []error{long, fmt.Errorf("next hop: %w", long)} {
+		got, ok := encodable(err).(*ilp.Reject)
+		if !ok || got == long || got.Code != long.Code || !utf8.ValidString(got.Message) || !strings.HasSuffix(got.Message, "…") {
+			t.Fatalf("encodable(%.40q…) = %#v; want a new Reject with a cut, valid message", err.Error(), got)
+		}
+		if _, err := got.MarshalBinary(); err != nil {
+			t.Errorf("cut Reject does not encode: %v", err)
+		}
 	}
 	if len(long.Message) != 2*ilp.MaxMessageSize {
 		t.Errorf("the original Reject was changed")
