@@ -488,10 +488,6 @@ type ConnectorList struct {
 	Items           []Connector `json:"items"`
 }
 
-func init() {
-	SchemeBuilder.Register(&Connector{}, &ConnectorList{})
-}
-
 // DefaultAdminPort is the admin port of a Connector without listeners.admin: the JS
 // connector's CONNECTOR_ADMIN_API_PORT default.
 const DefaultAdminPort int32 = 7780

@@ -5,8 +5,9 @@
 package v1alpha1
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/scheme"
 )
 
 var (
@@ -14,8 +15,21 @@ var (
 	GroupVersion = schema.GroupVersion{Group: "ilp.ilpfleet.dev", Version: "v1alpha1"}
 
 	// SchemeBuilder registers the kinds of this package with a runtime.Scheme.
-	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
 
 	// AddToScheme adds the kinds of this package to a scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
 )
+
+// addKnownTypes registers every kind of this package and its list, and the meta/v1 types
+// (options, WatchEvent) for the group version: what controller-runtime's scheme.Builder did.
+func addKnownTypes(s *runtime.Scheme) error {
+	s.AddKnownTypes(GroupVersion,
+		&Connector{}, &ConnectorList{},
+		&Account{}, &AccountList{},
+		&Route{}, &RouteList{},
+		&SettlementEngine{}, &SettlementEngineList{},
+	)
+	metav1.AddToGroupVersion(s, GroupVersion)
+	return nil
+}

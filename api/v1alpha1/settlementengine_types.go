@@ -94,10 +94,6 @@ type SettlementEngineList struct {
 	Items           []SettlementEngine `json:"items"`
 }
 
-func init() {
-	SchemeBuilder.Register(&SettlementEngine{}, &SettlementEngineList{})
-}
-
 // WorkloadName is the name of the Deployment and the Service the operator runs the engine as.
 func (e *SettlementEngine) WorkloadName() string { return e.Name + "-engine" }
 

@@ -187,7 +187,7 @@ func applyYAML(ctx context.Context, c client.Client, data []byte, edit func(*uns
 		if edit != nil {
 			edit(&obj)
 		}
-		if err := c.Patch(ctx, &obj, client.Apply, client.FieldOwner("ilpfleet-demo"), client.ForceOwnership); err != nil {
+		if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(&obj), client.FieldOwner("ilpfleet-demo"), client.ForceOwnership); err != nil {
 			return fmt.Errorf("apply %s %s: %w", obj.GetKind(), obj.GetName(), err)
 		}
 		fmt.Printf("    %s/%s applied\n", obj.GetKind(), obj.GetName())
