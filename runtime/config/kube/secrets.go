@@ -59,6 +59,7 @@ func (r *secretRead) get(name, key string) ([]byte, error) {
 	}
 	v, ok := e.data[key]
 	if !ok {
+		//lint:ignore ST1005 "Secret" is the Kubernetes kind, spelled as the API spells it
 		return nil, fmt.Errorf("Secret %q has no key %q", name, key)
 	}
 	return v, nil
@@ -82,6 +83,7 @@ func (r *secretRead) entry(name string) (secretEntry, error) {
 	case err == nil:
 		e = secretEntry{version: want, data: s.Data}
 	case apierrors.IsNotFound(err):
+		//lint:ignore ST1005 "Secret" is the Kubernetes kind, spelled as the API spells it
 		e = secretEntry{version: want, err: fmt.Errorf("Secret %q does not exist in namespace %s", name, c.ns)}
 	case apierrors.IsForbidden(err):
 		// The operator adds a new Secret to the pod's Role when it sees the Account that
