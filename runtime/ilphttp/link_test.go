@@ -67,10 +67,12 @@ func TestSendErrors(t *testing.T) {
 	}{
 		{"5xx is T00", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "db down: "+secret, 500) }, 5 * time.Second, ilp.CodeInternalError, "account peer: the peer failed (HTTP 500); see the connector log"},
 		{"502 is T00", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(502) }, 5 * time.Second, ilp.CodeInternalError, "HTTP 502"},
-		{"401 names the account", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, secret, 401) }, 5 * time.Second, ilp.CodePeerUnreachable, "account peer: the peer refused our credentials (HTTP 401)"},
+		{"401 names the account", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, secret, http.StatusUnauthorized) }, 5 * time.Second, ilp.CodePeerUnreachable, "account peer: the peer refused our credentials (HTTP 401)"},
 		{"403 names the account", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(403) }, 5 * time.Second, ilp.CodePeerUnreachable, "account peer: the peer refused our credentials (HTTP 403)"},
-		{"429 is T05", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, secret, 429) }, 5 * time.Second, ilp.CodeRateLimited, "HTTP 429"},
-		{"other 4xx is F00", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "too big: "+secret, 413) }, 5 * time.Second, ilp.CodeBadRequest, "HTTP 413"},
+		{"429 is T05", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, secret, http.StatusTooManyRequests) }, 5 * time.Second, ilp.CodeRateLimited, "HTTP 429"},
+		{"other 4xx is F00", func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "too big: "+secret, http.StatusRequestEntityTooLarge)
+		}, 5 * time.Second, ilp.CodeBadRequest, "HTTP 413"},
 		{"garbage body is F09", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("hello")) }, 5 * time.Second, ilp.CodeInvalidPeerResponse, "invalid ILP packet"},
 		{"empty body is F09", func(w http.ResponseWriter, _ *http.Request) {}, 5 * time.Second, ilp.CodeInvalidPeerResponse, "invalid ILP packet"},
 		{"oversized body is F09", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(make([]byte, maxReplySize+1)) }, 5 * time.Second, ilp.CodeInvalidPeerResponse, "more than"},

@@ -225,7 +225,8 @@ func TestDeadlinesFullOfBusyKeys(t *testing.T) {
 
 func TestDeadlinesForgetIdleParents(t *testing.T) {
 	d := newDeadlines()
-	busy := context.WithValue(context.Background(), struct{}{}, 0)
+	type busyKey struct{}
+	busy := context.WithValue(context.Background(), busyKey{}, 0)
 	held := d.acquireAt(busy, time.Now().Add(time.Hour))
 	for i := range 3 * deadlineMaxParents {
 		p, cancel := context.WithCancel(context.Background())

@@ -34,7 +34,7 @@ func forwarder(t *testing.T, acc *accounting, peer *atomic.Pointer[engine.Server
 		body, _ := io.ReadAll(r.Body)
 		resp, err := http.Post("http://"+peer.Load().Addr()+"/accounts/peer/messages", "application/octet-stream", bytes.NewReader(body))
 		if err != nil {
-			http.Error(w, err.Error(), 502)
+			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
 		defer resp.Body.Close()
