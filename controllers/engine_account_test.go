@@ -72,6 +72,24 @@ func TestSettlementEngineWorkload(t *testing.T) {
 		d := get(t, ns, "xrp-engine", &appsv1.Deployment{})
 		return checkf(*d.Spec.Replicas == 2 && d.Spec.Strategy.Type == appsv1.RollingUpdateDeploymentStrategyType, "replicas or strategy (RollingUpdate with several) not updated")
 	})
+	// Active/standby replicas (one holds the store's lease) must not roll: spec.strategy says
+	// so whatever the count, either way.
+	for _, s := range []struct {
+		strategy ilpv1.EngineStrategy
+		replicas int32
+		want     appsv1.DeploymentStrategyType
+	}{
+		{ilpv1.EngineStrategyRecreate, 2, appsv1.RecreateDeploymentStrategyType},
+		{ilpv1.EngineStrategyRollingUpdate, 1, appsv1.RollingUpdateDeploymentStrategyType},
+		{"", 1, appsv1.RecreateDeploymentStrategyType},
+	} {
+		update(t, eng, func(e *ilpv1.SettlementEngine) { e.Spec.Strategy, e.Spec.Replicas = s.strategy, ptr.To(s.replicas) })
+		eventually(t, func() error {
+			d := get(t, ns, "xrp-engine", &appsv1.Deployment{})
+			return checkf(d.Spec.Strategy.Type == s.want && (s.want == appsv1.RollingUpdateDeploymentStrategyType) == (d.Spec.Strategy.RollingUpdate != nil),
+				fmt.Sprintf("strategy %q with %d replicas: Deployment strategy %+v, want %s", s.strategy, s.replicas, d.Spec.Strategy, s.want))
+		})
+	}
 }
 
 // TestSettlementEngineRolloutProgressing: a new pod template (an image change) is Progressing

@@ -122,15 +122,22 @@ func engineOfPod(_ context.Context, o client.Object) []reconcile.Request {
 	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: l[ilpv1.LabelSettlementEngine]}}}
 }
 
-// engineStrategy is how the engine's Deployment replaces its pods. A single engine is usually
-// the only process on its state — ilpfleet's own engine on Redis holds a lease on its key
-// prefix, and a surge pod would wait for it, never ready, so a rolling update would stall
-// (docs/user-guide.md, "Settling balances") — so its roll stops the old pod before starting
-// the new one: a pause of a restart, which the connectors ride out (they retry settlements and
-// messages). Several replicas roll as Kubernetes does by default: engines run so share their
-// state by design (not ilpfleet's own on one Redis prefix: keep it at one replica). Not in
-// the pod template: changing it rolls no pod.
+// engineStrategy is how the engine's Deployment replaces its pods: spec.strategy, or by
+// default Recreate for a single engine and a rolling update for several. A single engine is
+// usually the only process on its state — an engine on ilpfleet's framework with a Redis store
+// holds a lease on its key prefix, and a surge pod would wait for it, never ready, so a rolling
+// update would stall (docs/user-guide.md, "Settling balances") — so its roll stops the old pod
+// before starting the new one: a pause of a restart, which the connectors ride out (they retry
+// settlements and messages). Several replicas roll as Kubernetes does by default: engines run
+// so share their state by design; active/standby replicas (the lease again) say Recreate. Not
+// in the pod template: changing it rolls no pod.
 func engineStrategy(eng *ilpv1.SettlementEngine) appsv1.DeploymentStrategy {
+	switch eng.Spec.Strategy {
+	case ilpv1.EngineStrategyRecreate:
+		return appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
+	case ilpv1.EngineStrategyRollingUpdate:
+		return rollingUpdate()
+	}
 	if ptr.Deref(eng.Spec.Replicas, 1) <= 1 {
 		return appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
 	}

@@ -44,11 +44,29 @@ type SettlementEngineSpec struct {
 	Port int32 `json:"port"`
 	// Replicas of the engine; unset: 1. A single engine rolls by stopping its pod before its
 	// successor starts (Recreate): its state is usually one process's. Several replicas roll
-	// as a rolling update, and must share their state safely.
+	// as a rolling update unless strategy says Recreate, and must share their state safely.
 	// +kubebuilder:validation:Minimum=0
 	// +optional
 	Replicas *int32 `json:"replicas,omitempty"`
+	// Strategy is how the engine's pods are replaced: Recreate stops every old pod before any
+	// new one starts; RollingUpdate starts a new pod before stopping an old one. Unset:
+	// Recreate for one replica, RollingUpdate for more. Set Recreate for several replicas of
+	// which one is active and the others stand by, never ready (an engine built on ilpfleet's
+	// framework with a Redis store: one process holds the store's lease): a rolling update
+	// would wait for a new pod that cannot become ready while an old one holds the lease.
+	// +optional
+	Strategy EngineStrategy `json:"strategy,omitempty"`
 }
+
+// EngineStrategy is how a SettlementEngine's Deployment replaces its pods.
+// +kubebuilder:validation:Enum=Recreate;RollingUpdate
+type EngineStrategy string
+
+// The strategies of a SettlementEngine's Deployment (appsv1.DeploymentStrategyType's names).
+const (
+	EngineStrategyRecreate      EngineStrategy = "Recreate"
+	EngineStrategyRollingUpdate EngineStrategy = "RollingUpdate"
+)
 
 // SettlementEngineStatus reports the engine's deployment.
 type SettlementEngineStatus struct {
