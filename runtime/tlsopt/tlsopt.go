@@ -131,7 +131,7 @@ func (o *Options) Config(at string) (*tls.Config, error) {
 		if err != nil {
 			return nil, err
 		}
-		certs, err := certificates(ca)
+		certs, err := certificates(ca, "")
 		if err != nil {
 			return nil, fmt.Errorf("%s.%s %w", at, ca.name, err)
 		}
@@ -149,7 +149,7 @@ func (o *Options) Config(at string) (*tls.Config, error) {
 		if err != nil {
 			return nil, err
 		}
-		cert, err := keyPair(at, certPEM, keyPEM)
+		cert, err := keyPair(certPEM, keyPEM, at+"."+certPEM.name, at+"."+keyPEM.name, " (the key goes in key or keyFile)")
 		if err != nil {
 			return nil, err
 		}
@@ -235,9 +235,28 @@ func readFile(path string) ([]byte, error) {
 	return b, nil
 }
 
+// ParseCAs parses a bundle of authorities to trust, PEM text, as the ca option is parsed: every
+// CERTIFICATE block must parse (crypto/x509's CertPool.AppendCertsFromPEM skips one that does
+// not), at least one must be there, and a private key is refused. Other blocks are skipped.
+// Its errors read after the name of what holds the bundle ("key \"ca.crt\" of Secret \"x\""
+// holds no PEM CERTIFICATE block) and never quote it.
+func ParseCAs(pemText []byte) ([]*x509.Certificate, error) {
+	return certificates(&pemData{data: pemText}, "")
+}
+
+// ParseKeyPair parses a client certificate chain (leaf first) and its private key, PEM text,
+// as the cert and key options are parsed: every CERTIFICATE block of the chain must parse, the
+// chain holds no private key, and the key is the leaf's. certName and keyName say where each
+// came from; its errors start with one of them ("key \"tls.crt\" of Secret \"x\" holds …")
+// and never quote key material.
+func ParseKeyPair(certPEM, keyPEM []byte, certName, keyName string) (*tls.Certificate, error) {
+	return keyPair(&pemData{data: certPEM}, &pemData{data: keyPEM}, certName, keyName, "")
+}
+
 // certificates parses every CERTIFICATE block of p; other blocks are skipped, except a private
-// key, which has no place beside certificates. Its errors read after the option's name.
-func certificates(p *pemData) ([]*x509.Certificate, error) {
+// key, which has no place beside certificates (keyHint says where it goes, for a message). Its
+// errors read after the option's name.
+func certificates(p *pemData, keyHint string) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
 	rest := p.data
 	var others []string
@@ -249,7 +268,7 @@ func certificates(p *pemData) ([]*x509.Certificate, error) {
 		}
 		if b.Type != "CERTIFICATE" {
 			if strings.Contains(b.Type, "PRIVATE KEY") {
-				return nil, fmt.Errorf("holds a %s block: it takes certificates only (the key goes in key or keyFile)", b.Type)
+				return nil, fmt.Errorf("holds a %s block: it takes certificates only%s", b.Type, keyHint)
 			}
 			others = append(others, b.Type)
 			continue
@@ -273,29 +292,32 @@ func noPEMHint(p *pemData, others []string) string {
 		return fmt.Sprintf(" (found %s)", strings.Join(others, ", "))
 	case len(bytes.TrimSpace(p.data)) == 0:
 		return " (it is empty)"
-	case !bytes.Contains(p.data, []byte("-----BEGIN")) && !strings.HasSuffix(p.name, "File"):
+	case !bytes.Contains(p.data, []byte("-----BEGIN")) && p.name != "" && !strings.HasSuffix(p.name, "File"):
 		return fmt.Sprintf(" (it is not PEM text: for a path, use %sFile)", p.name)
-	case !bytes.Contains(p.data, []byte("-----BEGIN")):
+	case !bytes.Contains(p.data, []byte("-----BEGIN")) && p.name != "":
 		return " (the file is not PEM text)"
+	case !bytes.Contains(p.data, []byte("-----BEGIN")):
+		return " (it is not PEM text)"
 	}
 	return " (a PEM block is malformed: check its BEGIN and END lines)"
 }
 
 // keyPair parses the client certificate chain and its key and checks that they match.
-func keyPair(at string, certPEM, keyPEM *pemData) (*tls.Certificate, error) {
-	chain, err := certificates(certPEM)
+// certName and keyName start its errors; keyHint is certificates'.
+func keyPair(certPEM, keyPEM *pemData, certName, keyName, keyHint string) (*tls.Certificate, error) {
+	chain, err := certificates(certPEM, keyHint)
 	if err != nil {
-		return nil, fmt.Errorf("%s.%s %w", at, certPEM.name, err)
+		return nil, fmt.Errorf("%s %w", certName, err)
 	}
 	key, err := privateKey(keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("%s.%s %w", at, keyPEM.name, err)
+		return nil, fmt.Errorf("%s %w", keyName, err)
 	}
 	leaf := chain[0]
 	pub, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !pub.Equal(key.Public()) {
-		return nil, fmt.Errorf("%s.%s and %s.%s do not match: the key is not the one of the certificate %q (the first certificate of %s)",
-			at, certPEM.name, at, keyPEM.name, leaf.Subject.String(), certPEM.name)
+		return nil, fmt.Errorf("%s and %s do not match: the key is not the one of the certificate %q (the first certificate of %s)",
+			certName, keyName, leaf.Subject.String(), certName)
 	}
 	cert := &tls.Certificate{PrivateKey: key, Leaf: leaf}
 	for _, c := range chain {

@@ -168,7 +168,7 @@ func TestConfigErrors(t *testing.T) {
 		{"key encrypted", Options{Cert: cert, Key: &encrypted}, "outgoing.tls.key is encrypted: give the key unencrypted"},
 		{"key encrypted, legacy", Options{Cert: cert, Key: &legacyEncrypted}, "outgoing.tls.key is encrypted"},
 		{"cert and key do not match", Options{Cert: cert, Key: ptr(string(stranger.KeyPEM))},
-			`outgoing.tls.cert and outgoing.tls.key do not match: the key is not the one of the certificate "CN=us" (the first certificate of cert)`},
+			`outgoing.tls.cert and outgoing.tls.key do not match: the key is not the one of the certificate "CN=us" (the first certificate of outgoing.tls.cert)`},
 		{"chain in the wrong order", Options{Cert: ptr(string(ca.PEM) + string(client.CertPEM)), Key: key}, "outgoing.tls.cert and outgoing.tls.key do not match"},
 		{"servername empty", Options{ServerName: ptr(" ")}, "outgoing.tls.servername is empty"},
 	} {

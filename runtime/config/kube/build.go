@@ -2,8 +2,6 @@ package kube
 
 import (
 	"bytes"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +18,7 @@ import (
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
 	"github.com/ilpfleet/ilpfleet/runtime/config"
+	"github.com/ilpfleet/ilpfleet/runtime/tlsopt"
 )
 
 // Inputs are the API objects one connector's config is built from.
@@ -746,9 +745,12 @@ func httpAuth(secret func(name, key string) ([]byte, error), field string, token
 // tlsOptions renders a link's tls as the runtime's tls option (runtime/tlsopt): the PEM text
 // of the authorities and of the client certificate and its key, read from the Secrets, and
 // the server name. A renewed certificate changes the options, which makes the runtime
-// reconnect the link with it. What cannot be used (a key missing or empty, no certificate in
-// the CA bundle, a certificate and key that are no pair) is a secretRefError: a running
-// Account keeps its previous version rather than losing its link to a bad renewal. nil t: nil.
+// reconnect the link with it. The PEM is checked by the runtime's own parsing (tlsopt.ParseCAs,
+// tlsopt.ParseKeyPair), so what passes here the pods take. What cannot be used (a key missing
+// or empty, a CA bundle with no certificate or one that does not parse, a certificate chain
+// that does not parse or holds the key, a certificate and key that are no pair) is a
+// secretRefError naming the field, the Secret and its key: a running Account keeps its
+// previous version rather than losing its link to a bad renewal. nil t: nil.
 func tlsOptions(secret func(name, key string) ([]byte, error), t *ilpv1.ClientTLS, field string) (map[string]any, error) {
 	if t == nil {
 		return nil, nil
@@ -760,8 +762,8 @@ func tlsOptions(secret func(name, key string) ([]byte, error), t *ilpv1.ClientTL
 		if err != nil {
 			return nil, err
 		}
-		if !x509.NewCertPool().AppendCertsFromPEM(ca) {
-			return nil, secretRefError{fmt.Errorf("%s: key %q of Secret %q holds no PEM certificate (-----BEGIN CERTIFICATE-----): it must hold the authorities to trust, e.g. the CA's ca.crt", f, r.Key, r.Name)}
+		if _, err := tlsopt.ParseCAs(ca); err != nil {
+			return nil, secretRefError{fmt.Errorf("%s: key %q of Secret %q %w", f, r.Key, r.Name, err)}
 		}
 		o["ca"] = string(ca)
 	}
@@ -775,9 +777,9 @@ func tlsOptions(secret func(name, key string) ([]byte, error), t *ilpv1.ClientTL
 		if err != nil {
 			return nil, err
 		}
-		// Its errors name what is wrong, never the PEM text.
-		if _, err := tls.X509KeyPair(cert, key); err != nil {
-			return nil, secretRefError{fmt.Errorf("%s: %s and %s of Secret %q are not a PEM certificate and its private key: %v", f, corev1.TLSCertKey, corev1.TLSPrivateKeyKey, c.Name, err)}
+		name := func(k string) string { return fmt.Sprintf("key %q of Secret %q", k, c.Name) }
+		if _, err := tlsopt.ParseKeyPair(cert, key, name(corev1.TLSCertKey), name(corev1.TLSPrivateKeyKey)); err != nil {
+			return nil, secretRefError{fmt.Errorf("%s: %w", f, err)}
 		}
 		o["cert"], o["key"] = string(cert), string(key)
 	}

@@ -1,10 +1,13 @@
 package kube
 
 import (
+	"context"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -13,6 +16,7 @@ import (
 
 	ilpv1 "github.com/ilpfleet/ilpfleet/api/v1alpha1"
 	"github.com/ilpfleet/ilpfleet/internal/testcert"
+	"github.com/ilpfleet/ilpfleet/internal/testport"
 	"github.com/ilpfleet/ilpfleet/runtime/btp"
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/ilphttp"
@@ -50,6 +54,7 @@ func TestBuildTLS(t *testing.T) {
 	ca := testcert.NewCA(t, "peering CA")
 	alice := ca.Client(t, "alice")
 	other := ca.Client(t, "mallory")
+	unparseable := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("not DER")})
 	sec := secrets(map[string]map[string]string{
 		"tok":        {"t": "s3cret"},
 		"peering-ca": {"ca.crt": string(ca.PEM)},
@@ -58,6 +63,13 @@ func TestBuildTLS(t *testing.T) {
 		"mismatch":   {corev1.TLSCertKey: string(alice.CertPEM), corev1.TLSPrivateKeyKey: string(other.KeyPEM)},
 		"not-pem":    {"ca.crt": "not a certificate"},
 		"empty":      {"ca.crt": " \n"},
+		// What crypto/x509 and crypto/tls let through but the runtime refuses: a bundle with
+		// one certificate that does not parse (CertPool.AppendCertsFromPEM skips it), a tls.crt
+		// holding the key too and a chain whose intermediate does not parse (tls.X509KeyPair
+		// skips the key and parses the leaf only).
+		"bad-bundle":       {"ca.crt": string(ca.PEM) + string(unparseable)},
+		"cert-with-key":    {corev1.TLSCertKey: string(alice.CertPEM) + string(alice.KeyPEM), corev1.TLSPrivateKeyKey: string(alice.KeyPEM)},
+		"bad-intermediate": {corev1.TLSCertKey: string(alice.CertPEM) + string(unparseable), corev1.TLSPrivateKeyKey: string(alice.KeyPEM)},
 	})
 	caRef := &ilpv1.SecretKeyRef{Name: "peering-ca", Key: "ca.crt"}
 	cert := &ilpv1.TLSSecretRef{Name: "alice-tls"}
@@ -78,7 +90,9 @@ func TestBuildTLS(t *testing.T) {
 		{"CA key missing", tlsHTTPOut("nocakey", 6, &ilpv1.ClientTLS{CASecretRef: &ilpv1.SecretKeyRef{Name: "peering-ca", Key: "tls.crt"}}), nil,
 			`link.http.outgoing.tls.caSecretRef: Secret "peering-ca" has no key "tls.crt"`},
 		{"CA not PEM", tlsBTPClient("notpem", 7, &ilpv1.ClientTLS{CASecretRef: &ilpv1.SecretKeyRef{Name: "not-pem", Key: "ca.crt"}}), nil,
-			`link.btpClient.tls.caSecretRef: key "ca.crt" of Secret "not-pem" holds no PEM certificate`},
+			`link.btpClient.tls.caSecretRef: key "ca.crt" of Secret "not-pem" holds no PEM CERTIFICATE block (it is not PEM text)`},
+		{"CA bundle with a certificate that does not parse", tlsHTTPOut("badbundle", 12, &ilpv1.ClientTLS{CASecretRef: &ilpv1.SecretKeyRef{Name: "bad-bundle", Key: "ca.crt"}}), nil,
+			`link.http.outgoing.tls.caSecretRef: key "ca.crt" of Secret "bad-bundle" certificate 2 (PEM block 2) cannot be parsed`},
 		{"CA empty", tlsBTPClient("emptyca", 8, &ilpv1.ClientTLS{CASecretRef: &ilpv1.SecretKeyRef{Name: "empty", Key: "ca.crt"}}), nil,
 			`link.btpClient.tls.caSecretRef: key "ca.crt" of Secret "empty" is empty`},
 		{"certificate Secret without tls.key", tlsHTTPOut("nokey", 9, &ilpv1.ClientTLS{CertificateSecretRef: &ilpv1.TLSSecretRef{Name: "no-key"}}), nil,
@@ -86,7 +100,11 @@ func TestBuildTLS(t *testing.T) {
 		{"certificate Secret missing", tlsBTPClient("nocert", 10, &ilpv1.ClientTLS{CertificateSecretRef: &ilpv1.TLSSecretRef{Name: "gone"}}), nil,
 			`link.btpClient.tls.certificateSecretRef: Secret "gone" does not exist`},
 		{"certificate and key of two pairs", tlsBTPClient("mismatch", 11, &ilpv1.ClientTLS{CertificateSecretRef: &ilpv1.TLSSecretRef{Name: "mismatch"}}), nil,
-			`link.btpClient.tls.certificateSecretRef: tls.crt and tls.key of Secret "mismatch" are not a PEM certificate and its private key`},
+			`link.btpClient.tls.certificateSecretRef: key "tls.crt" of Secret "mismatch" and key "tls.key" of Secret "mismatch" do not match`},
+		{"tls.crt holding the key too", tlsBTPClient("certkey", 13, &ilpv1.ClientTLS{CertificateSecretRef: &ilpv1.TLSSecretRef{Name: "cert-with-key"}}), nil,
+			`link.btpClient.tls.certificateSecretRef: key "tls.crt" of Secret "cert-with-key" holds a PRIVATE KEY block: it takes certificates only`},
+		{"tls.crt chain whose intermediate does not parse", tlsHTTPOut("badchain", 14, &ilpv1.ClientTLS{CertificateSecretRef: &ilpv1.TLSSecretRef{Name: "bad-intermediate"}}), nil,
+			`link.http.outgoing.tls.certificateSecretRef: key "tls.crt" of Secret "bad-intermediate" certificate 2 (PEM block 2) cannot be parsed`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,7 +117,7 @@ func TestBuildTLS(t *testing.T) {
 				if configured || len(problems) != 1 || !strings.Contains(problems[0].Message, tt.problem) {
 					t.Fatalf("configured %v, problems %v; want it left out with %q", configured, problems, tt.problem)
 				}
-				for _, k := range []string{string(alice.KeyPEM), string(other.KeyPEM), "PRIVATE KEY"} {
+				for _, k := range []string{string(alice.KeyPEM), string(other.KeyPEM), "-----BEGIN"} {
 					if strings.Contains(problems[0].Message, k) {
 						t.Errorf("problem %q quotes key material", problems[0].Message)
 					}
@@ -132,37 +150,106 @@ func TestBuildTLS(t *testing.T) {
 	}
 }
 
-// TestBuildKeepsRunningTLSAccountOnABadRenewal: a running Account whose renewed certificate
-// Secret cannot serve (the key of another pair, tls.key gone) keeps its running version and
-// its link, with a problem that says why, rather than losing the link.
+// TestBuildKeepsRunningTLSAccountOnABadRenewal: a running Account whose renewed CA or
+// certificate Secret cannot serve (the key of another pair, tls.key gone, a CA bundle or a
+// chain with a certificate that does not parse, a tls.crt holding the key) keeps its running
+// version and its link, with a problem naming the API field, rather than losing the link (an
+// ILP-over-HTTP Account) or passing on options the runtime refuses (a BTP one).
 func TestBuildKeepsRunningTLSAccountOnABadRenewal(t *testing.T) {
-	ca := testcert.NewCA(t, "peering CA")
+	ca, next := testcert.NewCA(t, "peering CA"), testcert.NewCA(t, "peering CA 2")
 	alice, other := ca.Client(t, "alice"), ca.Client(t, "mallory")
-	acct := tlsHTTPOut("up", 1, &ilpv1.ClientTLS{CertificateSecretRef: &ilpv1.TLSSecretRef{Name: "alice-tls"}})
-	good := secrets(map[string]map[string]string{"tok": {"t": "s3cret"},
-		"alice-tls": {corev1.TLSCertKey: string(alice.CertPEM), corev1.TLSPrivateKeyKey: string(alice.KeyPEM)}})
-	prev, _, err := Build(Inputs{Connector: testConnector(), Accounts: []ilpv1.Account{acct}, Secret: good})
-	if err != nil || prev.Accounts["up"].Options == nil {
-		t.Fatalf("first build: %v", err)
+	unparseable := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("not DER")}))
+	goodCA := map[string]string{"ca.crt": string(ca.PEM)}
+	goodCert := map[string]string{corev1.TLSCertKey: string(alice.CertPEM), corev1.TLSPrivateKeyKey: string(alice.KeyPEM)}
+	tlsRef := &ilpv1.ClientTLS{CASecretRef: &ilpv1.SecretKeyRef{Name: "peering-ca", Key: "ca.crt"}, CertificateSecretRef: &ilpv1.TLSSecretRef{Name: "alice-tls"}}
+	tests := []struct {
+		name        string
+		ca, cert    map[string]string // the renewed Secrets
+		fieldSuffix string            // of the field the problem names
+	}{
+		{"key of another pair", goodCA, map[string]string{corev1.TLSCertKey: string(alice.CertPEM), corev1.TLSPrivateKeyKey: string(other.KeyPEM)}, "certificateSecretRef"},
+		{"tls.key gone", goodCA, map[string]string{corev1.TLSCertKey: string(alice.CertPEM)}, "certificateSecretRef"},
+		{"tls.crt holding the key too", goodCA, map[string]string{corev1.TLSCertKey: string(alice.CertPEM) + string(alice.KeyPEM), corev1.TLSPrivateKeyKey: string(alice.KeyPEM)}, "certificateSecretRef"},
+		{"tls.crt chain with an intermediate that does not parse", goodCA, map[string]string{corev1.TLSCertKey: string(alice.CertPEM) + unparseable, corev1.TLSPrivateKeyKey: string(alice.KeyPEM)}, "certificateSecretRef"},
+		// A CA rotation with overlap whose bundle carries a certificate that does not parse.
+		{"CA bundle with a certificate that does not parse", map[string]string{"ca.crt": string(ca.PEM) + string(next.PEM) + unparseable}, goodCert, "caSecretRef"},
 	}
-	for name, data := range map[string]map[string]string{
-		"key of another pair": {corev1.TLSCertKey: string(alice.CertPEM), corev1.TLSPrivateKeyKey: string(other.KeyPEM)},
-		"tls.key gone":        {corev1.TLSCertKey: string(alice.CertPEM)},
-	} {
-		t.Run(name, func(t *testing.T) {
-			bad := secrets(map[string]map[string]string{"tok": {"t": "s3cret"}, "alice-tls": data})
-			cfg, problems, err := Build(Inputs{Connector: testConnector(), Accounts: []ilpv1.Account{acct}, Secret: bad, Previous: prev})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got, ok := cfg.Accounts["up"]; !ok || string(got.Options) != string(prev.Accounts["up"].Options) {
-				t.Errorf("configured %v, options %s; want the previous options", ok, got.Options)
-			}
-			if len(problems) != 1 || !strings.Contains(problems[0].Message, "link.http.outgoing.tls.certificateSecretRef") ||
-				!strings.Contains(problems[0].Message, "keeps running this account's previous version") {
-				t.Errorf("problems %v", problems)
-			}
-		})
+	for _, acct := range []ilpv1.Account{tlsBTPClient("btp", 1, tlsRef), tlsHTTPOut("http", 2, tlsRef)} {
+		field := "link.btpClient.tls."
+		if acct.Spec.Link.HTTP != nil {
+			field = "link.http.outgoing.tls."
+		}
+		good := secrets(map[string]map[string]string{"tok": {"t": "s3cret"}, "peering-ca": goodCA, "alice-tls": goodCert})
+		prev, _, err := Build(Inputs{Connector: testConnector(), Accounts: []ilpv1.Account{acct}, Secret: good})
+		if err != nil || prev.Accounts[acct.Name].Options == nil {
+			t.Fatalf("first build: %v", err)
+		}
+		for _, tt := range tests {
+			t.Run(acct.Name+"/"+tt.name, func(t *testing.T) {
+				bad := secrets(map[string]map[string]string{"tok": {"t": "s3cret"}, "peering-ca": tt.ca, "alice-tls": tt.cert})
+				cfg, problems, err := Build(Inputs{Connector: testConnector(), Accounts: []ilpv1.Account{acct}, Secret: bad, Previous: prev})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, ok := cfg.Accounts[acct.Name]; !ok || string(got.Options) != string(prev.Accounts[acct.Name].Options) {
+					t.Errorf("configured %v, problems %v; want the previous options", ok, problems)
+				}
+				if len(problems) != 1 || !strings.Contains(problems[0].Message, field+tt.fieldSuffix+": ") ||
+					!strings.Contains(problems[0].Message, "keeps running this account's previous version") {
+					t.Errorf("problems %v; want one naming %s", problems, field+tt.fieldSuffix)
+				}
+			})
+		}
+	}
+}
+
+// TestSyncBadCARenewalDoesNotBlockOtherAccounts: through the source and a real connector, a
+// btpClient Account's CA Secret renewed into a bundle the runtime refuses keeps its link, and
+// an Account created meanwhile comes into force: the bad bundle is that Account's problem, not
+// a config the connector refuses whole.
+func TestSyncBadCARenewalDoesNotBlockOtherAccounts(t *testing.T) {
+	ca := testcert.NewCA(t, "peering CA")
+	unparseable := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("not DER")})
+	conn := testConnector()
+	conn.Spec.ILPAddress = "test.alice"
+	conn.Status.SecretVersions = map[string]string{"tok": "1", "peering-ca": "1"}
+	bob := tlsBTPClient("bob", 1, &ilpv1.ClientTLS{CASecretRef: &ilpv1.SecretKeyRef{Name: "peering-ca", Key: "ca.crt"}})
+	bob.Spec.Link.BTPClient.URL = "btp+wss://127.0.0.1:1/btp" // nothing listens: the client retries in the background
+	bob.Spec.Relation = ilpv1.RelationPeer
+	mk := func(name string, data map[string][]byte) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}, Data: data}
+	}
+	caSecret := mk("peering-ca", map[string][]byte{"ca.crt": ca.PEM})
+	f := newSyncFixture(t, 0, conn, &bob, mk("tok", map[string][]byte{"t": []byte("s3cret")}), caSecret)
+	f.src.opts.Start = func(ctx context.Context, cfg *config.Config) (Runtime, error) {
+		cfg.InitialConnectTimeout = time.Millisecond // not the 10 s wait for bob, who cannot connect
+		return f.start(ctx, cfg)
+	}
+	if res := f.sync(); res.Err != nil || !f.inForce("bob") {
+		t.Fatalf("first sync: %+v", res)
+	}
+	// The CA Secret is rewritten, the operator records its version, and an Account is created.
+	caSecret.Data = map[string][]byte{"ca.crt": append(append([]byte{}, ca.PEM...), unparseable...)}
+	if err := f.cl.Update(f.ctx, caSecret); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cl.Get(f.ctx, client.ObjectKeyFromObject(conn), conn); err != nil {
+		t.Fatal(err)
+	}
+	conn.Status.SecretVersions["peering-ca"] = "2"
+	if err := f.cl.Status().Update(f.ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	carol := childOn("carol", 2, testport.Get(t))
+	if err := f.cl.Create(f.ctx, carol); err != nil {
+		t.Fatal(err)
+	}
+	res := f.sync()
+	if !f.inForce("carol") {
+		t.Errorf("carol is not in force (sync error %v, problems %v)", res.Err, res.Problems)
+	}
+	if !f.inForce("bob") {
+		t.Errorf("bob lost its link (problems %v)", res.Problems)
 	}
 }
 
