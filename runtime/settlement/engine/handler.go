@@ -64,6 +64,7 @@ func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, "create account", err)
 		return
 	}
+	s.m.account(body.ID)
 	if a, ok := s.eng.(AccountSetter); ok {
 		if err := a.SetupAccount(r.Context(), body.ID); err != nil {
 			s.internalError(w, "set up account "+body.ID, err)
@@ -88,6 +89,7 @@ func (s *Server) deleteAccount(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, "delete account "+id, err)
 		return
 	}
+	s.m.forget(id) // after the store: a requeue counted meanwhile goes too
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -122,6 +124,7 @@ func (s *Server) settle(w http.ResponseWriter, r *http.Request) {
 	case prev != nil:
 		rec = prev // a retry: the same answer, and nothing queued again
 	default:
+		s.m.queue(id, amount)
 		s.trySettle(id)
 	}
 	w.Header().Set("Content-Type", "application/json")

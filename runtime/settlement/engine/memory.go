@@ -33,7 +33,10 @@ type memRecord struct {
 	expires time.Time
 }
 
-var _ Store = (*Memory)(nil)
+var (
+	_ Store       = (*Memory)(nil)
+	_ QueueReader = (*Memory)(nil)
+)
 
 // NewMemory returns an empty memory store.
 func NewMemory() *Memory {
@@ -162,6 +165,11 @@ func (m *Memory) Queued(id string) decimal.Decimal {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.queued[id]
+}
+
+// QueuedAmount implements QueueReader.
+func (m *Memory) QueuedAmount(_ context.Context, id string) (decimal.Decimal, error) {
+	return m.Queued(id), nil
 }
 
 // QueueCredit implements Store.

@@ -55,7 +55,10 @@ type Redis struct {
 	closeErr   error
 }
 
-var _ Store = (*Redis)(nil)
+var (
+	_ Store       = (*Redis)(nil)
+	_ QueueReader = (*Redis)(nil)
+)
 
 // queueScript is QueueSettlement in one atomic step: the record is checked (and kept
 // IdempotencyTTL longer if there), then the account, then both are written.
@@ -240,6 +243,18 @@ func (r *Redis) startAttemptOnce(ctx context.Context, id, attemptID string) (a *
 		return nil, err
 	}
 	return a, nil
+}
+
+// QueuedAmount implements QueueReader.
+func (r *Redis) QueuedAmount(ctx context.Context, id string) (decimal.Decimal, error) {
+	if err := r.Err(); err != nil {
+		return decimal.Decimal{}, err
+	}
+	entries, err := r.c.LRange(ctx, r.key("queue:", id), 0, -1).Result()
+	if err != nil {
+		return decimal.Decimal{}, err
+	}
+	return sumQueued(id, entries)
 }
 
 // sumQueued adds the queued amounts of id.

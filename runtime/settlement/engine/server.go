@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/shopspring/decimal"
 )
 
@@ -51,6 +52,13 @@ type Config struct {
 	RequestTimeout time.Duration
 	// HTTPClient sends them (a client of its own).
 	HTTPClient *http.Client
+	// Registerer, when set, receives the framework's metrics (the Metric… constants): what
+	// is queued to settle, attempts and their outcomes, Settles running, credits not yet
+	// acknowledged by the connector, retries. The gauges of stored state start from the
+	// store (see QueueReader). Close unregisters them. nil: no metrics, at no cost. Servers
+	// on one registry need a label of their own each (prometheus.WrapRegistererWith, for
+	// every one of them: a family's series all have the same label names).
+	Registerer prometheus.Registerer
 }
 
 // check refuses a Config whose AssetScale was forgotten.
@@ -100,6 +108,7 @@ type Server struct {
 	store Store
 	conn  *connector
 	log   *slog.Logger
+	m     *metrics // nil: none
 	ln    net.Listener
 	http  *http.Server
 
@@ -145,15 +154,29 @@ func Start(ctx context.Context, connect Connect, store Store, cfg Config) (*Serv
 		return nil, fmt.Errorf("settlement engine: %w", err)
 	}
 	s := &Server{cfg: cfg, store: store, log: cfg.Log, ln: ln, settling: map[string]*bool{}, failures: map[string]int{}, later: map[string]time.Time{}, unrecorded: map[string]outcome{},
-		conn: &connector{base: cfg.ConnectorURL, http: cfg.HTTPClient, timeout: cfg.RequestTimeout}}
+		conn: &connector{base: cfg.ConnectorURL, http: cfg.HTTPClient, timeout: cfg.RequestTimeout},
+		m:    newMetrics(cfg.Registerer, cfg.AssetScale)}
+	// The gauges start from the store before anything may change it: no Connect, no API yet.
+	if err := s.m.load(ctx, store); err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	if err := s.m.register(); err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.settleCtx, s.cancelSettles = context.WithCancel(context.WithoutCancel(ctx))
+	if f, ok := store.(interface{ Failed() <-chan struct{} }); ok && s.m != nil {
+		s.wg.Go(func() { s.m.watchLease(s.ctx, f.Failed()) })
+	}
 	eng, err := connect(ctx, services{s})
 	if err != nil {
 		s.cancel()
 		s.cancelSettles()
 		s.wg.Wait()
 		_ = ln.Close()
+		s.m.unregister()
 		return nil, fmt.Errorf("settlement engine: connect: %w", err)
 	}
 	s.mu.Lock()
@@ -232,6 +255,7 @@ func (s *Server) Close(ctx context.Context) error {
 	if c, ok := s.eng.(Closer); ok {
 		errs = append(errs, c.Close(ctx))
 	}
+	s.m.unregister()
 	return errors.Join(errs...)
 }
 
@@ -288,6 +312,7 @@ func (s *Server) settleOnce(account string) {
 		return
 	}
 	if at != nil {
+		s.m.queue(account, at.Amount.Neg())
 		s.settleAttempt(bg, account, *at, true)
 	}
 }
@@ -339,6 +364,7 @@ func (s *Server) abandonAttempt(ctx context.Context, account string, at Attempt)
 		s.tryLater(account)
 		return false
 	}
+	s.m.outcome(account, OutcomeInterrupted, decimal.Zero)
 	return true
 }
 
@@ -348,20 +374,30 @@ func (s *Server) abandonAttempt(ctx context.Context, account string, at Attempt)
 func (s *Server) settleAttempt(ctx context.Context, account string, at Attempt, fresh bool) bool {
 	sctx, cancel := context.WithTimeout(withSettlementID(s.settleCtx, at.ID), s.cfg.RequestTimeout)
 	defer cancel()
+	s.m.settling(account, 1)
 	settled, err := s.eng.Settle(sctx, account, at.Amount)
+	s.m.settling(account, -1)
 	switch {
 	case errors.Is(err, ErrOutcomeUnknown), !fresh && errors.Is(err, ErrNotSettled):
 		// Tried again as it is: an attempt tried before stays one even when it paid nothing
 		// now, so that it can never be paid under two ids.
+		said := OutcomeNotSettled
+		if errors.Is(err, ErrOutcomeUnknown) {
+			said = OutcomeUnknown
+		}
+		s.m.outcome(account, said, decimal.Zero)
 		s.keepAttempt(ctx, account, at, err)
 		return false
 	case errors.Is(err, ErrNotSettled):
+		s.m.outcome(account, OutcomeNotSettled, decimal.Zero)
 		s.settleLater(ctx, account, at, err)
 		return false
 	case err != nil && s.settleCtx.Err() != nil:
+		s.m.outcome(account, OutcomeCancelled, decimal.Zero)
 		s.log.Warn("settlement engine: Settle cut short by Close; its attempt is kept for the next start", "account", account, "amount", at.Amount.String(), "id", at.ID, "err", err)
 		return false
 	case err != nil:
+		s.m.outcome(account, OutcomeFailed, decimal.Zero)
 		s.log.Error("SETTLEMENT FAILED: the whole amount is taken as settled, in case it was paid; check the ledger and settle the difference by hand if it was not",
 			"account", account, "amount", at.Amount.String(), "id", at.ID, "err", err)
 		s.endAttempt(ctx, account, at, decimal.Zero)
@@ -386,6 +422,9 @@ func (s *Server) writeOutcome(ctx context.Context, account string, o outcome) bo
 		err = s.store.UpdateAttempt(ctx, account, o.at)
 	}
 	if err == nil {
+		if o.end {
+			s.m.queue(account, o.requeue)
+		}
 		return true
 	}
 	s.mu.Lock()
@@ -409,6 +448,7 @@ func (s *Server) recordSettled(ctx context.Context, account string, at Attempt, 
 		s.log.Error("settlement engine: Settle returned more than asked; taken as the amount asked", "account", account, "amount", amount.String(), "settled", settled.String())
 		settled = amount
 	}
+	s.m.outcome(account, OutcomeSettled, settled)
 	s.log.Info("settled", "account", account, "amount", amount.String(), "settled", settled.String(), "id", at.ID)
 	s.mu.Lock()
 	delete(s.failures, account)
@@ -440,6 +480,7 @@ func (s *Server) tryLater(account string) time.Duration {
 	}
 	wait := s.cfg.Backoff(s.failures[account])
 	s.later[account] = time.Now().Add(wait)
+	s.m.retry(account)
 	time.AfterFunc(wait, func() {
 		s.mu.Lock()
 		delete(s.later, account)
@@ -470,6 +511,7 @@ func (s *Server) deliver(c Credit) {
 				s.ack(c)
 				return
 			}
+			s.m.creditFailed(c, status)
 			wait := min(s.cfg.Backoff(n), s.cfg.RetryMax)
 			log := s.log.Warn
 			if refused(status) {
@@ -488,7 +530,9 @@ func (s *Server) deliver(c Credit) {
 
 func (s *Server) ack(c Credit) {
 	s.log.Info("credit acknowledged", "account", c.Account, "key", c.Key, "amount", c.Quantity.Amount, "scale", c.Quantity.Scale)
-	if err := s.store.AckCredit(context.WithoutCancel(s.ctx), c.Key); err != nil {
+	err := s.store.AckCredit(context.WithoutCancel(s.ctx), c.Key)
+	s.m.creditAcked(c, err == nil)
+	if err != nil {
 		s.log.Error("settlement engine: cannot forget an acknowledged credit; it will be resent with its key", "key", c.Key, "err", err)
 	}
 }
@@ -529,6 +573,7 @@ func (v services) CreditSettlement(account string, amount decimal.Decimal, settl
 		s.log.Info("credit below one unit kept for the next one", "account", account, "amount", amount.String())
 		return nil
 	}
+	s.m.creditQueued(c)
 	s.mu.Lock() // under the lock, so that Close does not wait before this delivery is counted
 	defer s.mu.Unlock()
 	if !s.closed { // once closed it waits in the store for the next start

@@ -1,0 +1,487 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine"
+	"github.com/ilpfleet/ilpfleet/runtime/store/redistest"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	"github.com/shopspring/decimal"
+)
+
+// keptRegistry is a registry whose collectors stay when a server's Close unregisters them, so
+// that a test reads what a server counted up to its end.
+type keptRegistry struct{ *prometheus.Registry }
+
+func (keptRegistry) Unregister(prometheus.Collector) bool { return false }
+
+func newKept() keptRegistry { return keptRegistry{prometheus.NewRegistry()} }
+
+// startMetered starts a server with its metrics on reg, crediting at scale 2 to connectorURL.
+func startMetered(t *testing.T, e engine.Engine, store engine.Store, reg prometheus.Registerer, connectorURL string) *engine.Server {
+	t.Helper()
+	return startWith(t, connectTo(e), store, engine.Config{ConnectorURL: connectorURL, AssetScale: 2,
+		Registerer: reg, Log: slog.New(slog.DiscardHandler)})
+}
+
+// metric returns the value of the series name{labels} (name, value pairs; the series has no
+// other label) gathered from g, and whether there is one.
+func metric(t *testing.T, g prometheus.Gatherer, name string, labels ...string) (float64, bool) {
+	t.Helper()
+	fams, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range f.GetMetric() {
+			if len(m.GetLabel())*2 != len(labels) {
+				continue
+			}
+			for i, l := range m.GetLabel() {
+				if l.GetName() != labels[2*i] || l.GetValue() != labels[2*i+1] {
+					continue series
+				}
+			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue(), true
+			}
+			return m.GetGauge().GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+// value is metric's value, 0 for no series.
+func value(t *testing.T, g prometheus.Gatherer, name string, labels ...string) float64 {
+	t.Helper()
+	v, _ := metric(t, g, name, labels...)
+	return v
+}
+
+// accountSeries counts the framework's series of account in g (of the metrics named; all by
+// default).
+func accountSeries(t *testing.T, g prometheus.Gatherer, account string, names ...string) int {
+	t.Helper()
+	fams, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "account" && l.GetValue() == account && strings.HasPrefix(f.GetName(), "ilp_settlement_engine_") &&
+					(len(names) == 0 || slices.Contains(names, f.GetName())) {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
+var outcomes = []string{engine.OutcomeSettled, engine.OutcomeNotSettled, engine.OutcomeUnknown,
+	engine.OutcomeFailed, engine.OutcomeCancelled, engine.OutcomeInterrupted}
+
+// failing is an engine whose Settle fails (neither ErrNotSettled nor ErrOutcomeUnknown).
+type failing struct{}
+
+func (failing) Settle(context.Context, string, decimal.Decimal) (decimal.Decimal, error) {
+	return decimal.Zero, errors.New("ledger said no")
+}
+
+// TestMetricsOutcomes: each outcome of an attempt is counted once, with the retries it led
+// to and the value settled (in the account's units), and nothing is left queued or running.
+func TestMetricsOutcomes(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		eng     engine.Engine
+		left    bool // an attempt of 1.23 left in progress by a stopped process, rather than a request
+		cancel  bool // Close cancels the Settle running
+		want    map[string]float64
+		retries float64
+		value   float64
+	}{
+		{name: "settled", eng: &recorder{}, want: map[string]float64{engine.OutcomeSettled: 1}, value: 123},
+		{name: "not settled, then settled", eng: &paysSecondTime{}, want: map[string]float64{engine.OutcomeNotSettled: 1, engine.OutcomeSettled: 1}, retries: 1, value: 123},
+		{name: "outcome unknown, then settled", eng: &unsure{unknown: 1}, want: map[string]float64{engine.OutcomeUnknown: 1, engine.OutcomeSettled: 1}, retries: 1, value: 123},
+		{name: "failed", eng: failing{}, want: map[string]float64{engine.OutcomeFailed: 1}},
+		{name: "cancelled by Close", eng: newBlocking(), cancel: true, want: map[string]float64{engine.OutcomeCancelled: 1}},
+		{name: "interrupted", eng: &recorder{}, left: true, want: map[string]float64{engine.OutcomeInterrupted: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			store := engine.NewMemory()
+			if tc.left {
+				must[bool](t)(store.CreateAccount(ctx, "a"))
+				must[*engine.Record](t)(store.QueueSettlement(ctx, "a", dec("1.23"), nil))
+				must[*engine.Attempt](t)(store.StartAttempt(ctx, "a", "left-id"))
+			}
+			reg := newKept()
+			s := startMetered(t, tc.eng, store, reg, "http://127.0.0.1:1")
+			if !tc.left {
+				do(t, s, "POST", "/accounts", "", `{"id":"a"}`)
+				if st, b := do(t, s, "POST", "/accounts/a/settlements", "k1", `{"amount":"123","scale":2}`); st != 201 {
+					t.Fatal(st, b)
+				}
+			}
+			var wantN float64
+			for _, n := range tc.want {
+				wantN += n
+			}
+			closeCtx := ctx
+			if tc.cancel {
+				<-tc.eng.(*blocking).entered
+				if v := value(t, reg, engine.MetricInProgress, "account", "a"); v != 1 {
+					t.Fatalf("settlements in progress %v while Settle runs, want 1", v)
+				}
+				cctx, cancel := context.WithCancel(ctx)
+				cancel()
+				closeCtx = cctx
+			} else {
+				eventually(t, "the outcomes counted", func() bool {
+					var n float64
+					for _, o := range outcomes {
+						n += value(t, reg, engine.MetricSettlements, "account", "a", "outcome", o)
+					}
+					return n >= wantN
+				})
+			}
+			_ = s.Close(closeCtx) // waits for every Settle: nothing counted after
+			for _, o := range outcomes {
+				if got := value(t, reg, engine.MetricSettlements, "account", "a", "outcome", o); got != tc.want[o] {
+					t.Errorf("outcome %s counted %v times, want %v", o, got, tc.want[o])
+				}
+			}
+			for _, c := range []struct {
+				name      string
+				got, want float64
+			}{
+				{engine.MetricRetries, value(t, reg, engine.MetricRetries, "account", "a"), tc.retries},
+				{engine.MetricSettledValue, value(t, reg, engine.MetricSettledValue, "account", "a"), tc.value},
+				{engine.MetricQueued, value(t, reg, engine.MetricQueued, "account", "a"), 0},
+				{engine.MetricInProgress, value(t, reg, engine.MetricInProgress, "account", "a"), 0},
+			} {
+				if c.got != c.want {
+					t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+				}
+			}
+		})
+	}
+}
+
+// gated is an engine whose every Settle reports its amount on entered and answers what the
+// test sends on answer.
+type gated struct {
+	entered chan decimal.Decimal
+	answer  chan func(decimal.Decimal) (decimal.Decimal, error)
+}
+
+func newGated() *gated {
+	return &gated{entered: make(chan decimal.Decimal, 1), answer: make(chan func(decimal.Decimal) (decimal.Decimal, error))}
+}
+
+func (g *gated) Settle(ctx context.Context, _ string, amount decimal.Decimal) (decimal.Decimal, error) {
+	g.entered <- amount
+	select {
+	case f := <-g.answer:
+		return f(amount)
+	case <-ctx.Done():
+		return decimal.Zero, ctx.Err()
+	}
+}
+
+// TestMetricsQueued: the queued gauge follows the store's queue, in the account's units:
+// raised by a request, emptied by an attempt, raised again by what a Settle left (a part
+// unpaid, ErrNotSettled).
+func TestMetricsQueued(t *testing.T) {
+	g := newGated()
+	reg := newKept()
+	s := startMetered(t, g, engine.NewMemory(), reg, "http://127.0.0.1:1")
+	do(t, s, "POST", "/accounts", "", `{"id":"a"}`)
+	queue := func(key, amount string) {
+		t.Helper()
+		if st, b := do(t, s, "POST", "/accounts/a/settlements", key, `{"amount":"`+amount+`","scale":2}`); st != 201 {
+			t.Fatal(st, b)
+		}
+	}
+	check := func(step string, queued, inProgress float64) {
+		t.Helper()
+		if q, p := value(t, reg, engine.MetricQueued, "account", "a"), value(t, reg, engine.MetricInProgress, "account", "a"); q != queued || p != inProgress {
+			t.Fatalf("%s: queued %v, in progress %v; want %v, %v", step, q, p, queued, inProgress)
+		}
+	}
+	settling := func(step, want string) {
+		t.Helper()
+		if got := <-g.entered; !got.Equal(dec(want)) {
+			t.Fatalf("%s: Settle of %s, want %s", step, got, want)
+		}
+	}
+	pay := func(part string) func(decimal.Decimal) (decimal.Decimal, error) {
+		return func(a decimal.Decimal) (decimal.Decimal, error) {
+			if part == "" {
+				return a, nil
+			}
+			return dec(part), nil
+		}
+	}
+	notSettled := func(decimal.Decimal) (decimal.Decimal, error) { return decimal.Zero, engine.ErrNotSettled }
+
+	check("account created", 0, 0)
+	queue("k1", "100")
+	settling("first request", "1")
+	check("first request taken", 0, 1)
+	queue("k2", "250")
+	check("queued while Settle runs", 250, 1)
+	queue("k2", "250") // a retry of the request: nothing queued again
+	check("request retried", 250, 1)
+	g.answer <- pay("")
+	settling("what waited", "2.5")
+	check("what waited taken", 0, 1)
+	g.answer <- pay("2") // 0.50 unpaid: queued again, and waits
+	eventually(t, "the unpaid part queued", func() bool {
+		return value(t, reg, engine.MetricQueued, "account", "a") == 50 && value(t, reg, engine.MetricInProgress, "account", "a") == 0
+	})
+	queue("k3", "50")
+	settling("leftover and more", "1")
+	check("leftover and more taken", 0, 1)
+	g.answer <- notSettled
+	settling("retried after ErrNotSettled", "1") // queued again in between
+	check("retried after ErrNotSettled", 0, 1)
+	g.answer <- pay("")
+	eventually(t, "all settled", func() bool {
+		return value(t, reg, engine.MetricInProgress, "account", "a") == 0 && value(t, reg, engine.MetricSettledValue, "account", "a") == 400
+	})
+	check("all settled", 0, 0)
+}
+
+// connectorStub answers credits with the status it holds.
+type connectorStub struct {
+	url    string
+	status atomic.Int32
+	calls  atomic.Int32
+}
+
+func newConnectorStub(t *testing.T, status int) *connectorStub {
+	c := &connectorStub{}
+	c.status.Store(int32(status))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		c.calls.Add(1)
+		w.WriteHeader(int(c.status.Load()))
+	}))
+	t.Cleanup(srv.Close)
+	c.url = srv.URL
+	return c
+}
+
+// TestMetricsPendingCredits: a credit the connector does not acknowledge is pending, and its
+// failures are counted by reason, until the connector acknowledges it.
+func TestMetricsPendingCredits(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		reason string
+	}{
+		{http.StatusNotFound, engine.CreditNotFound},
+		{http.StatusInternalServerError, engine.CreditError},
+		{http.StatusBadRequest, engine.CreditRefused},
+	} {
+		t.Run(tc.reason, func(t *testing.T) {
+			conn := newConnectorStub(t, tc.status)
+			var svc engine.Services
+			reg := newKept()
+			s := startWith(t, capture(&svc), engine.NewMemory(), engine.Config{ConnectorURL: conn.url, AssetScale: 2,
+				Registerer: reg, Log: slog.New(slog.DiscardHandler)})
+			do(t, s, "POST", "/accounts", "", `{"id":"alice"}`)
+			if err := svc.CreditSettlement("alice", dec("1.239"), "s1"); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "two failures counted", func() bool {
+				return value(t, reg, engine.MetricCreditFailures, "account", "alice", "reason", tc.reason) >= 2
+			})
+			if p, a := value(t, reg, engine.MetricCreditsPending, "account", "alice"), value(t, reg, engine.MetricCreditsAcked, "account", "alice"); p != 1 || a != 0 {
+				t.Fatalf("unacknowledged: pending %v, acknowledged %v; want 1, 0", p, a)
+			}
+			conn.status.Store(http.StatusCreated)
+			eventually(t, "acknowledged", func() bool { return value(t, reg, engine.MetricCreditsAcked, "account", "alice") == 1 })
+			if p, q := value(t, reg, engine.MetricCreditsPending, "account", "alice"), value(t, reg, engine.MetricCredits, "account", "alice"); p != 0 || q != 1 {
+				t.Fatalf("acknowledged: pending %v, queued %v; want 0, 1", p, q)
+			}
+			for _, r := range []string{engine.CreditNotFound, engine.CreditError, engine.CreditRefused} {
+				if _, ok := metric(t, reg, engine.MetricCreditFailures, "account", "alice", "reason", r); ok != (r == tc.reason) {
+					t.Errorf("reason %s counted: %v", r, ok)
+				}
+			}
+		})
+	}
+}
+
+// TestMetricsRestoredAfterRestart: after a restart on Redis the gauges of stored state start
+// from the store — what is queued (waiting behind an attempt of unknown outcome) and the
+// credits not yet acknowledged — not from 0.
+func TestMetricsRestoredAfterRestart(t *testing.T) {
+	srv := redistest.Start(t)
+	down := newConnectorStub(t, http.StatusServiceUnavailable)
+	store := openRedis(t, srv.URL())
+	var svc engine.Services
+	never := &unsure{unknown: 1 << 30}
+	s := startWith(t, func(_ context.Context, s engine.Services) (engine.Engine, error) { svc = s; return never, nil }, store,
+		engine.Config{ConnectorURL: down.url, AssetScale: 2, Registerer: prometheus.NewRegistry(), Log: slog.New(slog.DiscardHandler)})
+	do(t, s, "POST", "/accounts", "", `{"id":"a"}`)
+	if st, b := do(t, s, "POST", "/accounts/a/settlements", "k1", `{"amount":"100","scale":2}`); st != 201 {
+		t.Fatal(st, b)
+	}
+	eventually(t, "the attempt's outcome unknown", func() bool { return len(never.got()) >= 1 })
+	if st, b := do(t, s, "POST", "/accounts/a/settlements", "k2", `{"amount":"275","scale":2}`); st != 201 { // waits behind it
+		t.Fatal(st, b)
+	}
+	if err := svc.CreditSettlement("a", dec("4.2"), "s1"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the credit refused", func() bool { return down.calls.Load() >= 1 })
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Close(); err != nil { // the process stops: the next may take the prefix
+		t.Fatal(err)
+	}
+
+	g := newGated() // the attempt kept is tried again, and held: the queue stays as it is
+	reg := newKept()
+	startMetered(t, g, openRedis(t, srv.URL()), reg, down.url)
+	if got := <-g.entered; !got.Equal(dec("1")) {
+		t.Fatalf("attempt tried again with %s, want 1", got)
+	}
+	if q, p := value(t, reg, engine.MetricQueued, "account", "a"), value(t, reg, engine.MetricCreditsPending, "account", "a"); q != 275 || p != 1 {
+		t.Fatalf("after the restart: queued %v, credits pending %v; want 275, 1", q, p)
+	}
+	eventually(t, "the resumed credit's failure counted", func() bool {
+		return value(t, reg, engine.MetricCreditFailures, "account", "a", "reason", engine.CreditError) >= 1
+	})
+	down.status.Store(http.StatusCreated)
+	eventually(t, "the credit acknowledged", func() bool { return value(t, reg, engine.MetricCreditsPending, "account", "a") == 0 })
+	if q := value(t, reg, engine.MetricCredits, "account", "a"); q != 0 {
+		t.Fatalf("credits queued %v by the new process, want 0 (queued by the previous one)", q)
+	}
+	g.answer <- func(a decimal.Decimal) (decimal.Decimal, error) { return a, nil }
+	if got := <-g.entered; !got.Equal(dec("2.75")) {
+		t.Fatalf("then settled %s, want 2.75", got)
+	}
+	if q := value(t, reg, engine.MetricQueued, "account", "a"); q != 0 {
+		t.Fatalf("queued %v once taken, want 0", q)
+	}
+	g.answer <- func(a decimal.Decimal) (decimal.Decimal, error) { return a, nil }
+}
+
+// TestMetricsAccountDeleted: deleting an account drops its series, but for its credits still
+// pending (still delivered: the money arrived), whose series go with the last acknowledgement;
+// another account's stay.
+func TestMetricsAccountDeleted(t *testing.T) {
+	conn := newConnectorStub(t, http.StatusNotFound)
+	var svc engine.Services
+	reg := newKept()
+	never := &unsure{unknown: 1 << 30}
+	s := startWith(t, func(_ context.Context, s engine.Services) (engine.Engine, error) { svc = s; return never, nil },
+		engine.NewMemory(), engine.Config{ConnectorURL: conn.url, AssetScale: 2, Registerer: reg, Log: slog.New(slog.DiscardHandler)})
+	for _, id := range []string{"a", "b"} {
+		do(t, s, "POST", "/accounts", "", `{"id":"`+id+`"}`)
+		if st, b := do(t, s, "POST", "/accounts/"+id+"/settlements", "k"+id, `{"amount":"100","scale":2}`); st != 201 {
+			t.Fatal(st, b)
+		}
+		if err := svc.CreditSettlement(id, dec("1"), "s"+id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "outcomes, retries and credit failures of both", func() bool {
+		for _, id := range []string{"a", "b"} {
+			if value(t, reg, engine.MetricSettlements, "account", id, "outcome", engine.OutcomeUnknown) < 1 ||
+				value(t, reg, engine.MetricRetries, "account", id) < 1 ||
+				value(t, reg, engine.MetricCreditFailures, "account", id, "reason", engine.CreditNotFound) < 1 {
+				return false
+			}
+		}
+		return true
+	})
+	credits := []string{engine.MetricCreditsPending, engine.MetricCredits, engine.MetricCreditFailures}
+	before := accountSeries(t, reg, "b")
+	if st, b := do(t, s, "DELETE", "/accounts/a", "", ""); st != http.StatusNoContent {
+		t.Fatal(st, b)
+	}
+	if n := accountSeries(t, reg, "a"); n != len(credits) {
+		t.Fatalf("%d series of the deleted account, want its %d credit series", n, len(credits))
+	}
+	if p := value(t, reg, engine.MetricCreditsPending, "account", "a"); p != 1 {
+		t.Fatalf("the deleted account's credit pending %v, want 1", p)
+	}
+	conn.status.Store(http.StatusCreated)
+	eventually(t, "b's credit acknowledged", func() bool { return value(t, reg, engine.MetricCreditsAcked, "account", "b") == 1 })
+	eventually(t, "the deleted account's credit series gone", func() bool { return accountSeries(t, reg, "a") == 0 })
+	if after := accountSeries(t, reg, "b"); after != before+1 { // + its acknowledgement
+		t.Fatalf("%d series of the kept account, want %d", after, before+1)
+	}
+}
+
+// TestMetricsRegistry: two servers on one registry need a label each; Close unregisters (a
+// server started again on the registry starts); the metrics pass the Prometheus lint.
+func TestMetricsRegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	cfg := engine.Config{ConnectorURL: "http://127.0.0.1:1", AssetScale: 2, Log: slog.New(slog.DiscardHandler),
+		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"engine": "first"}, reg)}
+	first := startWith(t, connectTo(&recorder{}), engine.NewMemory(), cfg)
+	do(t, first, "POST", "/accounts", "", `{"id":"a"}`)
+	cfg.Addr = "127.0.0.1:0"
+	if _, err := engine.Start(context.Background(), connectTo(&recorder{}), engine.NewMemory(), cfg); err == nil || !strings.Contains(err.Error(), "WrapRegistererWith") {
+		t.Fatalf("second server with the same labels: %v, want an error naming WrapRegistererWith", err)
+	}
+	second := cfg
+	second.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"engine": "second"}, reg)
+	do(t, startWith(t, connectTo(&recorder{}), engine.NewMemory(), second), "POST", "/accounts", "", `{"id":"a"}`)
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if problems, err := promlint.NewWithMetricFamilies(fams).Lint(); err != nil || len(problems) > 0 {
+		t.Fatalf("lint: %v %+v", err, problems)
+	}
+	if err := first.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := metric(t, reg, engine.MetricQueued, "account", "a", "engine", "first"); ok {
+		t.Fatal("the closed server's series still registered")
+	}
+	again := startWith(t, connectTo(&recorder{}), engine.NewMemory(), cfg)
+	do(t, again, "POST", "/accounts", "", `{"id":"a"}`)
+	if n := accountSeries(t, reg, "a", engine.MetricQueued); n != 2 {
+		t.Fatalf("%d queued series of a, want one of each running server", n)
+	}
+}
+
+// TestMetricsLeaseLost: the lease-lost gauge is set when the Redis store loses its lease.
+func TestMetricsLeaseLost(t *testing.T) {
+	srv := redistest.Start(t)
+	prefix := "t:" + t.Name() + ":"
+	store := must[*engine.Redis](t)(openLeased(context.Background(), t, srv.URL(), prefix, 3*time.Second, &logBuffer{}))
+	reg := newKept()
+	startMetered(t, &recorder{}, store, reg, "http://127.0.0.1:1")
+	if v, ok := metric(t, reg, engine.MetricLeaseLost); !ok || v != 0 {
+		t.Fatalf("lease lost %v (%v) while held, want 0", v, ok)
+	}
+	if err := rawClient(t, srv.URL()).Set(context.Background(), prefix+"lease", "another", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFailed(t, store)
+	eventually(t, "lease lost counted", func() bool { return value(t, reg, engine.MetricLeaseLost) == 1 })
+}
