@@ -232,6 +232,30 @@ func intervals(v []int64) ([]time.Duration, error) {
 	return out, nil
 }
 
+// CheckTLS checks the tls option of an ilp-plugin-btp account's options alone, as
+// ParseOptions does: its keys, its PEM text and files. It is the one option whose validity
+// depends on more than the config's text (a file, or the Secret the operator renders it from),
+// so runtime/config checks it with the account's other fields, making a bad tls that
+// account's problem rather than a config the connector refuses whole when it builds the link.
+// Options that are not a JSON object, other plugins and no tls: nil (ParseOptions reports
+// the rest).
+func CheckTLS(plugin string, raw json.RawMessage) error {
+	var j struct {
+		TLS json.RawMessage `json:"tls"`
+	}
+	if plugin != PluginBTP || json.Unmarshal(raw, &j) != nil {
+		return nil
+	}
+	t, err := tlsopt.Decode("tls", j.TLS)
+	if err == nil {
+		_, err = t.Config("tls")
+	}
+	if err != nil {
+		return fmt.Errorf("btp: ilp-plugin-btp options: %w", err)
+	}
+	return nil
+}
+
 func parseBTP(raw json.RawMessage) (Options, error) {
 	var j btpJSON
 	if err := decodeStrict(PluginBTP, raw, &j, btpKeys, btpNested); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/ilpfleet/ilpfleet/internal/suggest"
+	"github.com/ilpfleet/ilpfleet/runtime/btp"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/ilphttp"
 	"github.com/ilpfleet/ilpfleet/runtime/rates"
@@ -97,6 +98,11 @@ func validateAccount(id string, a *Account, l *fieldErrors) {
 		if _, err := ilphttp.ParseOptions(a.Options); err != nil {
 			l.add(id, "options", "", "%s", strings.TrimPrefix(err.Error(), "ilphttp: "))
 		}
+	} else if err := btp.CheckTLS(a.Plugin, a.Options); err != nil {
+		// Only tls of the BTP options (the others when the link is built, step 3): a bad tls
+		// is this account's problem, which a source can leave out (or keep running its
+		// previous version), rather than a config the connector refuses whole.
+		l.add(id, "options", "", "%s", strings.TrimPrefix(err.Error(), "btp: "))
 	}
 	validateBalance(id, a.Balance, l)
 	validateLimits(id, a, l)
