@@ -83,7 +83,7 @@ func TestClientTLS(t *testing.T) {
 
 	for _, tc := range []struct {
 		name   string
-		server *tls.Config
+		server *tls.Config // nil: a plain peer
 		tls    string
 		hint   string // "": connects
 	}{
@@ -105,9 +105,17 @@ func TestClientTLS(t *testing.T) {
 			"the peer's certificate is not valid for the host of the URL (it holds btp.peer.test): dial one of its names, or set tls.servername to one"},
 		{"wrong servername", testcert.ServerConfig(server, nil), tlsJSON("ca", string(ca.PEM), "servername", "btp.peer.test"),
 			`the peer's certificate is not valid for tls.servername "btp.peer.test" (it holds 127.0.0.1): set servername to one of its names`},
+		// A btp+wss:// URL to a plain btp+ws:// peer: net/http reports the peer's HTTP answer as
+		// http.ErrSchemeMismatch, no tls.RecordHeaderError.
+		{"plain peer", nil, tlsJSON("ca", string(ca.PEM)), "the peer's port does not speak TLS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, url := startTLSServer(t, tc.server)
+			var url string
+			if tc.server == nil {
+				url = "btp+wss://u:s3cret@" + startServer(t, 0, echo, nil).Addr().String() + "/btp"
+			} else {
+				_, url = startTLSServer(t, tc.server)
+			}
 			o := tlsClientOptions(t, url, tc.tls)
 			if tc.hint == "" {
 				roundTrip(t, startClient(t, url, echo, func(co *ClientOptions) { *co = o }))

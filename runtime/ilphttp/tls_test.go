@@ -57,7 +57,7 @@ func TestSendTLS(t *testing.T) {
 
 	for _, tc := range []struct {
 		name   string
-		server *tls.Config
+		server *tls.Config // nil: a plain peer
 		h2     bool
 		tls    string
 		hint   string // "": the packet is fulfilled
@@ -72,9 +72,18 @@ func TestSendTLS(t *testing.T) {
 			`the peer's certificate is not signed by an authority in outgoing.tls.ca/caFile (its issuer is "CN=peers CA")`},
 		{"name mismatch", testcert.ServerConfig(named, nil), false, `{"ca":` + q(string(ca.PEM)) + `}`,
 			"the peer's certificate is not valid for the host of the URL (it holds ilp.peer.test): dial one of its names, or set outgoing.tls.servername to one"},
+		// An https:// URL to a plain http:// peer: net/http reports its HTTP answer as
+		// http.ErrSchemeMismatch, no tls.RecordHeaderError.
+		{"plain peer", nil, false, `{"ca":` + q(string(ca.PEM)) + `}`, "the peer's port does not speak TLS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			url, proto := startTLSServer(t, tc.server, tc.h2)
+			var url string
+			var proto *atomic.Int32
+			if tc.server == nil {
+				url = "https://" + startServer(t, ModeSync, fulfilHandler, nil).Addr().String() + "/accounts/client/ilp"
+			} else {
+				url, proto = startTLSServer(t, tc.server, tc.h2)
+			}
 			h2 := "false"
 			if tc.h2 {
 				h2 = "true"

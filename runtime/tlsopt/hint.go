@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"slices"
 	"strings"
 )
@@ -69,6 +70,10 @@ func Hint(err error, at string, cfg *tls.Config) string {
 			return fmt.Sprintf("a certificate in the peer's chain is not a CA, yet signs another: the peer sends a wrong chain, or %s.ca holds a leaf certificate instead of the CA's", at)
 		}
 		return "the peer's certificate cannot be used for a TLS server: the peer must fix its certificate"
+	case errors.Is(err, http.ErrSchemeMismatch):
+		// What net/http makes of the RecordHeaderError when the peer answers in HTTP: the usual
+		// case, every ILP-over-HTTP peer and BTP's WebSocket being HTTP servers.
+		return "the peer's port does not speak TLS (it answered in plain HTTP): check the URL's scheme and port (a plain peer needs btp+ws:// or http://)"
 	case errors.As(err, &record):
 		return "the peer's port does not speak TLS: check the URL's scheme and port (a plain peer needs btp+ws:// or http://)"
 	}
