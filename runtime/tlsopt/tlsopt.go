@@ -159,8 +159,12 @@ func (o *Options) Config(at string) (*tls.Config, error) {
 		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
 	}
 	if o.ServerName != nil {
-		if strings.TrimSpace(*o.ServerName) == "" {
+		switch name := *o.ServerName; {
+		case strings.TrimSpace(name) == "":
 			return nil, fmt.Errorf("%s.servername is empty: leave it out to check the URL's host, or give the name the server's certificate holds", at)
+		case strings.TrimSpace(name) != name:
+			// No certificate holds such a name: every handshake would fail on it.
+			return nil, fmt.Errorf("%s.servername %q has spaces around it: give the name alone", at, name)
 		}
 		cfg.ServerName = *o.ServerName
 	}

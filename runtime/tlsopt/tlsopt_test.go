@@ -171,6 +171,7 @@ func TestConfigErrors(t *testing.T) {
 			`outgoing.tls.cert and outgoing.tls.key do not match: the key is not the one of the certificate "CN=us" (the first certificate of outgoing.tls.cert)`},
 		{"chain in the wrong order", Options{Cert: ptr(string(ca.PEM) + string(client.CertPEM)), Key: key}, "outgoing.tls.cert and outgoing.tls.key do not match"},
 		{"servername empty", Options{ServerName: ptr(" ")}, "outgoing.tls.servername is empty"},
+		{"servername with spaces around it", Options{ServerName: ptr(" btp.peer.example\n")}, `outgoing.tls.servername " btp.peer.example\n" has spaces around it`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := tc.o.Config("outgoing.tls")
