@@ -7,12 +7,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/runtime/admin"
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine"
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine/mock"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // engineFlags are the flags of `ilpfleet settlement-engine`.
@@ -20,6 +26,7 @@ type engineFlags struct {
 	engine       string
 	connectorURL string
 	listen       string
+	metrics      string // listen address of GET /metrics; "" none
 	assetScale   uint
 	mockScale    uint
 	store        string // "memory" or a redis:// URL
@@ -35,6 +42,7 @@ func parseEngineFlags(args []string, out io.Writer) (engineFlags, error) {
 	fs.StringVar(&f.engine, "engine", "mock", "the engine: mock, the only one built in (NO MONEY MOVES: it settles by a message to the peer's mock; for tests and demos)")
 	fs.StringVar(&f.connectorURL, "connector-url", envOr("CONNECTOR_URL", engine.DefaultConnectorURL), "the connector's settlement API (its settlementApiHost/Port); env CONNECTOR_URL")
 	fs.StringVar(&f.listen, "listen", envOr("ENGINE_LISTEN", engine.DefaultAddr), "listen address of the engine's RFC 38 API (0.0.0.0:3000 in a pod); env ENGINE_LISTEN")
+	fs.StringVar(&f.metrics, "metrics-listen", envOr("ENGINE_METRICS_LISTEN", ""), "listen address of GET /metrics (the engine's ilp_settlement_engine_* metrics, Go and process metrics), e.g. 0.0.0.0:9100 in a pod; empty: none; env ENGINE_METRICS_LISTEN")
 	fs.UintVar(&f.assetScale, "asset-scale", 9, "scale of the amounts the engine credits to the connector (its accounts' assetScale; 0 credits whole units only)")
 	fs.UintVar(&f.mockScale, "mock-scale", 2, "with --engine=mock: decimal places the mock settles (rounded down; the rest waits as a leftover)")
 	fs.StringVar(&f.store, "store", envOr("ENGINE_STORE", "memory"), "the engine's state: memory (lost on restart) or a redis:// URL; env ENGINE_STORE")
@@ -54,14 +62,56 @@ func parseEngineFlags(args []string, out io.Writer) (engineFlags, error) {
 	case f.store != "memory" && !strings.HasPrefix(f.store, "redis://") && !strings.HasPrefix(f.store, "rediss://"):
 		return f, fmt.Errorf("--store %q: want memory or a redis:// URL", f.store)
 	}
+	if f.metrics != "" {
+		if _, _, err := splitHostPort(f.metrics); err != nil {
+			return f, fmt.Errorf("--metrics-listen %q: %w", f.metrics, err)
+		}
+	}
 	return f, nil
 }
 
-// config is the framework's Config of f. The flag always gives a scale (9 by default), so a
-// 0 was asked for: whole units.
-func (f engineFlags) config(log *slog.Logger) engine.Config {
+// splitHostPort splits a listen address host:port.
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q: want 0 to 65535", p)
+	}
+	return host, port, nil
+}
+
+// config is the framework's Config of f, its metrics on reg (nil: none). The flag always
+// gives a scale (9 by default), so a 0 was asked for: whole units.
+func (f engineFlags) config(log *slog.Logger, reg prometheus.Registerer) engine.Config {
 	return engine.Config{ConnectorURL: f.connectorURL, Addr: f.listen, AssetScale: uint8(f.assetScale),
-		WholeUnits: f.assetScale == 0, Log: log}
+		WholeUnits: f.assetScale == 0, Log: log, Registerer: reg}
+}
+
+// serveEngineMetrics serves GET /metrics on f.metrics, until ctx ends, with the Go and
+// process collectors (as the connector's admin port with collectDefaultMetrics), and returns
+// the registry the engine's metrics go on; none (nil, nil) without --metrics-listen. It
+// listens before the store is opened, so that a process waiting for a Redis prefix shows
+// its process metrics, and a bad address fails at once.
+func serveEngineMetrics(ctx context.Context, f engineFlags, log *slog.Logger) (*prometheus.Registry, *admin.Server, error) {
+	if f.metrics == "" {
+		return nil, nil, nil
+	}
+	host, port, err := splitHostPort(f.metrics)
+	if err != nil {
+		return nil, nil, err
+	}
+	reg := admin.NewRegistry(true)
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	srv, err := admin.Serve(ctx, host, port, mux)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--metrics-listen: %w", err)
+	}
+	log.Info("settlement engine metrics listening", "addr", srv.Addr(), "path", "/metrics")
+	return reg, srv, nil
 }
 
 func envOr(name, def string) string {
@@ -82,13 +132,26 @@ func runSettlementEngine(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	mctx, stopMetrics := context.WithCancel(context.WithoutCancel(ctx)) // served to the end
+	defer stopMetrics()
+	reg, msrv, err := serveEngineMetrics(mctx, f, log)
+	if err != nil {
+		return err
+	}
+	if msrv != nil {
+		defer func() { stopMetrics(); _ = msrv.Wait() }()
+	}
+	var registerer prometheus.Registerer
+	if reg != nil {
+		registerer = reg // not a nil *Registry in the interface
+	}
 	// With Redis, this waits while another process holds the prefix (until SIGTERM).
 	st, err := openEngineStore(ctx, f, log)
 	if err != nil {
 		return err
 	}
 	log.Warn("running the mock settlement engine: NO MONEY MOVES, settlements are messages between two mocks")
-	srv, err := engine.Start(ctx, mock.Connect(uint8(f.mockScale)), st, f.config(log))
+	srv, err := engine.Start(ctx, mock.Connect(uint8(f.mockScale)), st, f.config(log, registerer))
 	if err != nil {
 		return errors.Join(err, st.Close())
 	}

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +17,7 @@ import (
 	"github.com/ilpfleet/ilpfleet/internal/testwait"
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine"
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine/mock"
+	"github.com/ilpfleet/ilpfleet/runtime/settlement/settlementtest"
 	"github.com/ilpfleet/ilpfleet/runtime/store/redistest"
 	"github.com/redis/go-redis/v9"
 )
@@ -25,10 +29,12 @@ func TestParseEngineFlags(t *testing.T) {
 		want    string // the parsed flags, printed; "" when an error is expected
 		wantErr string
 	}{
-		{args: nil, want: "mock http://127.0.0.1:7771 127.0.0.1:3000 9 2 memory"},
-		{args: nil, env: map[string]string{"CONNECTOR_URL": "http://conn-admin:7771", "ENGINE_LISTEN": "0.0.0.0:3000", "ENGINE_STORE": "redis://r:6379/0"},
-			want: "mock http://conn-admin:7771 0.0.0.0:3000 9 2 redis://r:6379/0"},
-		{args: []string{"--connector-url", "http://x:1", "--asset-scale", "6", "--mock-scale", "0"}, want: "mock http://x:1 127.0.0.1:3000 6 0 memory"},
+		{args: nil, want: "mock http://127.0.0.1:7771 127.0.0.1:3000 9 2 memory "},
+		{args: nil, env: map[string]string{"CONNECTOR_URL": "http://conn-admin:7771", "ENGINE_LISTEN": "0.0.0.0:3000", "ENGINE_STORE": "redis://r:6379/0", "ENGINE_METRICS_LISTEN": "0.0.0.0:9100"},
+			want: "mock http://conn-admin:7771 0.0.0.0:3000 9 2 redis://r:6379/0 0.0.0.0:9100"},
+		{args: []string{"--connector-url", "http://x:1", "--asset-scale", "6", "--mock-scale", "0", "--metrics-listen", "127.0.0.1:9100"}, want: "mock http://x:1 127.0.0.1:3000 6 0 memory 127.0.0.1:9100"},
+		{args: []string{"--metrics-listen", "9100"}, wantErr: "--metrics-listen"},
+		{args: []string{"--metrics-listen", ":99999"}, wantErr: "want 0 to 65535"},
 		{args: []string{"--engine", "xrp"}, wantErr: "only built-in engine is mock"},
 		{args: []string{"--asset-scale", "256"}, wantErr: "0 to 255"},
 		{args: []string{"--store", "postgres://db"}, wantErr: "want memory or a redis:// URL"},
@@ -45,7 +51,7 @@ func TestParseEngineFlags(t *testing.T) {
 				}
 				return
 			}
-			got := strings.Join([]string{f.engine, f.connectorURL, f.listen, itoa(f.assetScale), itoa(f.mockScale), f.store}, " ")
+			got := strings.Join([]string{f.engine, f.connectorURL, f.listen, itoa(f.assetScale), itoa(f.mockScale), f.store, f.metrics}, " ")
 			if err != nil || got != tc.want {
 				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
 			}
@@ -64,7 +70,7 @@ func TestEngineConfigStarts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv, err := engine.Start(context.Background(), mock.Connect(2), engine.NewMemory(), f.config(slog.New(slog.DiscardHandler)))
+			srv, err := engine.Start(context.Background(), mock.Connect(2), engine.NewMemory(), f.config(slog.New(slog.DiscardHandler), nil))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -124,5 +130,54 @@ func TestSettlementEngineRedisLease(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("the engine still runs a minute after it lost the prefix's lease")
+	}
+}
+
+// TestSettlementEngineMetrics: with --metrics-listen, `ilpfleet settlement-engine` serves GET
+// /metrics with the engine's series (an account's queued amount, once the connector created
+// it) and the Go and process metrics, until it stops; without it, it listens for none.
+func TestSettlementEngineMetrics(t *testing.T) {
+	defer func(w io.Writer) { engineLogOutput = w }(engineLogOutput)
+	log := &testlog.Buffer{}
+	engineLogOutput = log
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	go func() {
+		done <- runSettlementEngine(ctx, []string{"--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+			"--connector-url", "http://127.0.0.1:1"})
+	}()
+	addr := func(msg string) string {
+		m := regexp.MustCompile(`msg="` + msg + `" addr=(127\.0\.0\.1:\d+)`).FindStringSubmatch(log.String())
+		if m == nil {
+			return ""
+		}
+		return m[1]
+	}
+	testwait.Eventually(t, "the engine listening", 6000, func() bool { return addr("settlement engine listening") != "" })
+	metricsAddr := addr("settlement engine metrics listening")
+	if metricsAddr == "" {
+		t.Fatalf("no metrics address logged:\n%s", log)
+	}
+	if st, b := settlementtest.Do(t, "POST", "http://"+addr("settlement engine listening")+"/accounts", "", `{"id":"peer"}`); st != http.StatusCreated {
+		t.Fatal(st, b)
+	}
+	st, body := settlementtest.Do(t, "GET", "http://"+metricsAddr+"/metrics", "", "")
+	if st != http.StatusOK {
+		t.Fatal(st, body)
+	}
+	for _, want := range []string{engine.MetricQueued + `{account="peer"} 0`, engine.MetricInProgress + `{account="peer"} 0`,
+		engine.MetricLeaseLost + " 0", "go_goroutines ", "process_cpu_seconds_total "} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q:\n%s", want, body)
+		}
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.Dial("tcp", metricsAddr); err == nil {
+		_ = c.Close()
+		t.Fatal("metrics still served after the engine stopped")
 	}
 }
