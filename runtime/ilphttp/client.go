@@ -142,14 +142,18 @@ func (l *Link) transportReject(parent, ctx context.Context, err error) error {
 		cause = ue.Err // without the URL, whose path may name accounts
 	}
 	what := "peer unreachable"
+	kind := what // of the log's rate limit
 	args := []any{"peer", hostOf(l.opts.Outgoing.URL), "error", cause}
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		what = "peer unreachable (connection refused)"
+		kind = what
 	} else if hint := tlsopt.Hint(err, "outgoing.tls", l.opts.Outgoing.TLS); hint != "" {
-		what = "TLS handshake with the peer failed"
+		// Each kind of TLS failure by its hint: a new one (the peer fixed its certificate but
+		// now asks for ours) is logged at once, as the BTP client does.
+		what, kind = "TLS handshake with the peer failed", "tls: "+hint
 		args = append(args, "hint", hint)
 	}
-	l.warn(what, "ILP-over-HTTP request to the peer failed", args...)
+	l.warn(kind, "ILP-over-HTTP request to the peer failed", args...)
 	return ilp.Rejectf(ilp.CodePeerUnreachable, l.self(), "account %s: %s; see the connector log", acct, what)
 }
 

@@ -142,3 +142,52 @@ func TestTLSOptionsChecked(t *testing.T) {
 		}
 	}
 }
+
+// TestTLSFailuresLoggedByKind: each kind of TLS failure is rate-limited apart, by its hint: a
+// new one within warnEvery of another (the peer fixed its certificate but now asks for ours)
+// is a WARN, while the same one again is not.
+func TestTLSFailuresLoggedByKind(t *testing.T) {
+	ca, other := testcert.NewCA(t, "peers CA"), testcert.NewCA(t, "someone else's CA")
+	// The peer's first handshake shows a certificate of another CA; the later ones the right
+	// certificate, and ask for a client certificate we do not have.
+	configs := []*tls.Config{testcert.ServerConfig(other.Server(t, "127.0.0.1"), nil), testcert.ServerConfig(ca.Server(t, "127.0.0.1"), ca.Pool())}
+	var handshakes atomic.Int32
+	url, _ := startTLSServer(t, &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		return configs[min(int(handshakes.Add(1))-1, 1)], nil
+	}}, false)
+	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	o, err := ParseOptions(json.RawMessage(`{"outgoing":{"url":` + q(url) + `,"staticToken":"in-token","tls":{"ca":` + q(string(ca.PEM)) + `}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf testlog.Buffer
+	o.Account, o.Address, o.Logger = "peer", self, slog.New(slog.NewJSONHandler(&buf, nil))
+	l, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	now := time.Unix(1_700_000_000, 0)
+	l.now = func() time.Time { return now } // the three failures within warnEvery
+	if err := l.Start(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := l.Send(context.Background(), testPrepare(10*time.Second)); err == nil {
+			t.Fatal("fulfilled")
+		}
+	}
+	var hints []string
+	for line := range strings.Lines(buf.String()) {
+		var rec struct{ Level, Hint string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if rec.Level == "WARN" {
+			hints = append(hints, rec.Hint)
+		}
+	}
+	if len(hints) != 2 || !strings.Contains(hints[0], "not signed by an authority in outgoing.tls.ca") || !strings.Contains(hints[1], "requires a client certificate") {
+		t.Errorf("WARN lines with hints %q; want the unknown authority's, then the client certificate's, once each", hints)
+	}
+}
