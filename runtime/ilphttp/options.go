@@ -287,14 +287,23 @@ func parseOutgoing(j *outgoingJSON) (*OutgoingOptions, error) {
 	}
 	if t != nil {
 		// Before reading the files and PEM: the URL is the first thing to fix.
-		if u, err := url.Parse(out.URL); err == nil && u.Scheme == "http" {
-			return nil, optErr("outgoing.tls applies to https:// URLs only; outgoing.url is http://%s: use https:// or remove outgoing.tls", hostOf(out.URL))
+		if err := tlsNeedsHTTPS(out.URL); err != nil {
+			return nil, err
 		}
 		if out.TLS, err = t.Config("outgoing.tls"); err != nil {
 			return nil, optErr("%v", err)
 		}
 	}
 	return out, nil
+}
+
+// tlsNeedsHTTPS refuses outgoing.tls with an http:// outgoing.url (a URL that does not parse,
+// or of another scheme, is checkURL's to report).
+func tlsNeedsHTTPS(rawURL string) error {
+	if u, err := url.Parse(rawURL); err == nil && u.Scheme == "http" {
+		return optErr("outgoing.tls applies to https:// URLs only; outgoing.url is http://%s: use https:// or remove outgoing.tls", hostOf(rawURL))
+	}
+	return nil
 }
 
 // check validates options built by hand or parsed.
@@ -337,8 +346,10 @@ func (o *Options) check() error {
 		if out.Auth.empty() {
 			return optErr("outgoing needs staticToken or jwtSecret")
 		}
-		if u, _ := url.Parse(out.URL); out.TLS != nil && u.Scheme != "https" { // checkURL parsed it
-			return optErr("outgoing.tls applies to https:// URLs only; outgoing.url is http://%s", hostOf(out.URL))
+		if out.TLS != nil {
+			if err := tlsNeedsHTTPS(out.URL); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
