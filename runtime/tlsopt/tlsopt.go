@@ -218,25 +218,26 @@ func pemOption(at, inline string, text *string, file string, path *string) (*pem
 func readFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			return nil, pe.Err
-		}
-		return nil, err
+		return nil, withoutPath(err)
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			return nil, pe.Err
-		}
-		return nil, err
+		return nil, withoutPath(err)
 	}
 	if len(b) > maxFileSize {
 		return nil, fmt.Errorf("larger than %d MiB: not a PEM file", maxFileSize>>20)
 	}
 	return b, nil
+}
+
+// withoutPath is err without the path an *fs.PathError names.
+func withoutPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // ParseCAs parses a bundle of authorities to trust, PEM text, as the ca option is parsed: every
