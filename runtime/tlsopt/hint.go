@@ -68,8 +68,12 @@ func Hint(err error, at string, cfg *tls.Config) string {
 			return "the peer's certificate (or its CA's) has expired or is not valid yet: the peer must renew it (or this host's clock is wrong)"
 		case x509.NotAuthorizedToSign:
 			return fmt.Sprintf("a certificate in the peer's chain is not a CA, yet signs another: the peer sends a wrong chain, or %s.ca holds a leaf certificate instead of the CA's", at)
+		case x509.IncompatibleUsage, x509.CANotAuthorizedForExtKeyUsage:
+			return "the peer's certificate (or a CA's in its chain) is not meant for a TLS server (its extended key usage): the peer must reissue it for server authentication"
+		case x509.CANotAuthorizedForThisName, x509.NameConstraintsWithoutSANs, x509.UnconstrainedName, x509.TooManyConstraints:
+			return "a CA in the peer's chain is not allowed to sign the names of the peer's certificate (its name constraints): the peer needs a certificate from a CA allowed for its names"
 		}
-		return "the peer's certificate cannot be used for a TLS server: the peer must fix its certificate"
+		return "the peer's certificate chain is not valid (the error says why): the peer must fix its certificate or chain"
 	case errors.Is(err, http.ErrSchemeMismatch):
 		// What net/http makes of the RecordHeaderError when the peer answers in HTTP: the usual
 		// case, every ILP-over-HTTP peer and BTP's WebSocket being HTTP servers.
