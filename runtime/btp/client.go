@@ -60,8 +60,11 @@ type ClientOptions struct {
 	// runtime/tlsopt): its authorities, client certificate and server name. nil: the system
 	// roots, no client certificate. Only with HTTPClient nil.
 	TLS *tls.Config
-	// HTTPClient dials the WebSocket (tests); nil dials TCP with coalesced writes and a write
-	// timeout of PingInterval (coalesce.go), then TLS for btp+wss:// with TLS.
+	// HTTPClient, when set, dials the WebSocket instead: a caller's own transport (a proxy, a
+	// test's dialer), whose TLS and timeouts are its own, so it excludes TLS, and writes are
+	// bounded only by what it sets. nil (what ParseOptions gives, and the connector uses) dials
+	// TCP with coalesced writes and a write timeout of PingInterval (coalesce.go), then TLS
+	// for btp+wss:// with TLS.
 	HTTPClient *http.Client
 	Common
 }
