@@ -201,9 +201,6 @@ func (r *AccountReconciler) resolveRefs(ctx context.Context, acct *ilpv1.Account
 	if p, err := checkSecretRefs(ctx, r.Reader, acct.Namespace, accountSecretRefs(acct)); p != nil || err != nil {
 		return p, err
 	}
-	if p, err := checkCertificateSecrets(ctx, r.Reader, acct.Namespace, accountCertificateSecrets(acct)); p != nil || err != nil {
-		return p, err
-	}
 	name := acct.Spec.SettlementEngineRef
 	if name == "" {
 		return nil, nil

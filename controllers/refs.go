@@ -36,16 +36,27 @@ const (
 // refProblem is a reference that does not resolve: a condition reason and a message a person can act on.
 type refProblem struct{ reason, msg string }
 
-// accountSecretRefs are the Secret keys an Account's link uses; a client certificate's Secret
-// (accountCertificateSecrets) with key "": checkCertificateSecrets checks its keys.
-func accountSecretRefs(a *ilpv1.Account) []ilpv1.SecretKeyRef {
-	var refs []ilpv1.SecretKeyRef
+// secretRef is a Secret key a spec uses (Key "": the Secret only) and, when set, what a
+// message about the key missing adds.
+type secretRef struct {
+	ilpv1.SecretKeyRef
+	hint string
+}
+
+// certificateKeyHint is what a certificate Secret without tls.crt or tls.key is told.
+var certificateKeyHint = fmt.Sprintf("tls.certificateSecretRef needs a Secret of type kubernetes.io/tls holding the client certificate in %s "+
+	"and its private key in %s (what cert-manager writes)", corev1.TLSCertKey, corev1.TLSPrivateKeyKey)
+
+// accountSecretRefs are the Secret keys an Account's link uses, a client certificate's Secret
+// (tls.certificateSecretRef) as its tls.crt and tls.key.
+func accountSecretRefs(a *ilpv1.Account) []secretRef {
+	var refs []secretRef
 	if l := a.Spec.Link.BTPClient; l != nil {
-		refs = append(refs, l.TokenSecretRef)
+		refs = appendRefs(refs, &l.TokenSecretRef)
 		refs = appendTLSRefs(refs, l.TLS)
 	}
 	if l := a.Spec.Link.BTPListener; l != nil {
-		refs = append(refs, l.SecretRef)
+		refs = appendRefs(refs, &l.SecretRef)
 	}
 	if l := a.Spec.Link.HTTP; l != nil {
 		if in := l.Incoming; in != nil {
@@ -59,73 +70,55 @@ func accountSecretRefs(a *ilpv1.Account) []ilpv1.SecretKeyRef {
 	return refs
 }
 
-// appendTLSRefs appends the Secrets of a link's tls: the authorities' key, and the client
-// certificate's Secret with key "".
-func appendTLSRefs(refs []ilpv1.SecretKeyRef, t *ilpv1.ClientTLS) []ilpv1.SecretKeyRef {
+// appendTLSRefs appends the Secret keys of a link's tls: the authorities' key, and the client
+// certificate Secret's tls.crt and tls.key.
+func appendTLSRefs(refs []secretRef, t *ilpv1.ClientTLS) []secretRef {
 	if t == nil {
 		return refs
 	}
 	refs = appendRefs(refs, t.CASecretRef)
 	if c := t.CertificateSecretRef; c != nil {
-		refs = append(refs, ilpv1.SecretKeyRef{Name: c.Name})
+		for _, key := range []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey} {
+			refs = append(refs, secretRef{ilpv1.SecretKeyRef{Name: c.Name, Key: key}, certificateKeyHint})
+		}
 	}
 	return refs
 }
 
-// accountCertificateSecrets are the Secrets of an Account's client certificates
-// (tls.certificateSecretRef): each must hold tls.crt and tls.key.
-func accountCertificateSecrets(a *ilpv1.Account) []string {
-	if t := linkTLS(a.Spec.Link); t != nil && t.CertificateSecretRef != nil {
-		return []string{t.CertificateSecretRef.Name}
-	}
-	return nil
-}
-
-// linkTLS is the tls of a link that dials out, or nil.
-func linkTLS(l ilpv1.AccountLink) *ilpv1.ClientTLS {
-	switch {
-	case l.BTPClient != nil:
-		return l.BTPClient.TLS
-	case l.HTTP != nil && l.HTTP.Outgoing != nil:
-		return l.HTTP.Outgoing.TLS
-	}
-	return nil
-}
-
 // appendRefs appends the refs that are set.
-func appendRefs(refs []ilpv1.SecretKeyRef, opt ...*ilpv1.SecretKeyRef) []ilpv1.SecretKeyRef {
+func appendRefs(refs []secretRef, opt ...*ilpv1.SecretKeyRef) []secretRef {
 	for _, r := range opt {
 		if r != nil {
-			refs = append(refs, *r)
+			refs = append(refs, secretRef{SecretKeyRef: *r})
 		}
 	}
 	return refs
 }
 
 // connectorSecretRefs are the Secret keys a Connector's own spec uses.
-func connectorSecretRefs(c *ilpv1.Connector) []ilpv1.SecretKeyRef {
-	var refs []ilpv1.SecretKeyRef
-	if r := c.Spec.Routing; r != nil && r.RoutingSecretRef != nil {
-		refs = append(refs, *r.RoutingSecretRef)
+func connectorSecretRefs(c *ilpv1.Connector) []secretRef {
+	var refs []secretRef
+	if r := c.Spec.Routing; r != nil {
+		refs = appendRefs(refs, r.RoutingSecretRef)
 	}
 	if s := c.Spec.Store; s != nil && s.Redis != nil {
-		refs = append(refs, s.Redis.URLSecretRef)
+		refs = appendRefs(refs, &s.Redis.URLSecretRef)
 	}
 	return refs
 }
 
 // engineSecretRefs are the Secret keys a SettlementEngine's env reads (optional ones excluded:
 // the engine starts without them) and the Secrets its envFrom loads (key "").
-func engineSecretRefs(e *ilpv1.SettlementEngine) []ilpv1.SecretKeyRef {
-	var refs []ilpv1.SecretKeyRef
+func engineSecretRefs(e *ilpv1.SettlementEngine) []secretRef {
+	var refs []secretRef
 	for _, env := range e.Spec.Env {
 		if vf := env.ValueFrom; vf != nil && vf.SecretKeyRef != nil && !ptrTrue(vf.SecretKeyRef.Optional) {
-			refs = append(refs, ilpv1.SecretKeyRef{Name: vf.SecretKeyRef.Name, Key: vf.SecretKeyRef.Key})
+			refs = appendRefs(refs, &ilpv1.SecretKeyRef{Name: vf.SecretKeyRef.Name, Key: vf.SecretKeyRef.Key})
 		}
 	}
 	for _, ef := range e.Spec.EnvFrom {
 		if ef.SecretRef != nil && !ptrTrue(ef.SecretRef.Optional) {
-			refs = append(refs, ilpv1.SecretKeyRef{Name: ef.SecretRef.Name})
+			refs = appendRefs(refs, &ilpv1.SecretKeyRef{Name: ef.SecretRef.Name})
 		}
 	}
 	return refs
@@ -136,7 +129,7 @@ func engineSecretNames(e *ilpv1.SettlementEngine) []string { return refNames(eng
 func ptrTrue(b *bool) bool { return b != nil && *b }
 
 // refNames returns the sorted, distinct Secret names of refs.
-func refNames(refs []ilpv1.SecretKeyRef) []string {
+func refNames(refs []secretRef) []string {
 	names := make([]string, 0, len(refs))
 	for _, r := range refs {
 		names = append(names, r.Name)
@@ -154,44 +147,32 @@ func usedSecretNames(c *ilpv1.Connector, accounts []ilpv1.Account) []string {
 	return refNames(refs)
 }
 
-// checkSecretRefs reads each referenced Secret uncached (the operator caches Secrets' metadata
-// only) and returns the first problem: a missing Secret or key. A key "" only needs the Secret.
-func checkSecretRefs(ctx context.Context, r client.Reader, ns string, refs []ilpv1.SecretKeyRef) (*refProblem, error) {
+// checkSecretRefs reads each referenced Secret once, uncached (the operator caches Secrets'
+// metadata only), and returns the first problem: a missing Secret or key, with the ref's hint.
+// A key "" only needs the Secret.
+func checkSecretRefs(ctx context.Context, r client.Reader, ns string, refs []secretRef) (*refProblem, error) {
+	read := map[string]*corev1.Secret{}
 	for _, ref := range refs {
-		var s corev1.Secret
-		if err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: ref.Name}, &s); err != nil {
-			if client.IgnoreNotFound(err) != nil {
-				return nil, err
+		s, ok := read[ref.Name]
+		if !ok {
+			s = &corev1.Secret{}
+			if err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: ref.Name}, s); err != nil {
+				if client.IgnoreNotFound(err) != nil {
+					return nil, err
+				}
+				return &refProblem{ReasonSecretNotFound, fmt.Sprintf("Secret %q does not exist in namespace %s", ref.Name, ns)}, nil
 			}
-			return &refProblem{ReasonSecretNotFound, fmt.Sprintf("Secret %q does not exist in namespace %s", ref.Name, ns)}, nil
+			read[ref.Name] = s
 		}
 		if ref.Key == "" {
 			continue
 		}
 		if _, ok := s.Data[ref.Key]; !ok {
-			return &refProblem{ReasonSecretKeyNotFound, fmt.Sprintf("Secret %q has no key %q", ref.Name, ref.Key)}, nil
-		}
-	}
-	return nil, nil
-}
-
-// checkCertificateSecrets reads each client certificate's Secret uncached and returns the first
-// problem: a missing Secret, or one without tls.crt or tls.key (a kubernetes.io/tls Secret has
-// both; cert-manager writes them).
-func checkCertificateSecrets(ctx context.Context, r client.Reader, ns string, names []string) (*refProblem, error) {
-	for _, name := range names {
-		var s corev1.Secret
-		if err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &s); err != nil {
-			if client.IgnoreNotFound(err) != nil {
-				return nil, err
+			msg := fmt.Sprintf("Secret %q has no key %q", ref.Name, ref.Key)
+			if ref.hint != "" {
+				msg += ": " + ref.hint
 			}
-			return &refProblem{ReasonSecretNotFound, fmt.Sprintf("Secret %q does not exist in namespace %s", name, ns)}, nil
-		}
-		for _, key := range []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey} {
-			if _, ok := s.Data[key]; !ok {
-				return &refProblem{ReasonSecretKeyNotFound, fmt.Sprintf("Secret %q has no key %q: tls.certificateSecretRef needs a Secret of type kubernetes.io/tls "+
-					"holding the client certificate in %s and its private key in %s (what cert-manager writes)", name, key, corev1.TLSCertKey, corev1.TLSPrivateKeyKey)}, nil
-			}
+			return &refProblem{ReasonSecretKeyNotFound, msg}, nil
 		}
 	}
 	return nil, nil
