@@ -73,6 +73,8 @@ type metrics struct {
 	mu       sync.Mutex
 	accounts map[string]bool            // the accounts recorded: only they have settlement series
 	queued   map[string]decimal.Decimal // account → queued to settle (standard units)
+	running  map[string]int             // account → Settle calls running (one loop per account)
+	attempts map[string]string          // account → the id of its attempt (gone with the account)
 	pending  map[string]string          // credit key → account, not yet acknowledged
 	nPending map[string]int             // account → its credits in pending
 }
@@ -100,7 +102,7 @@ func newMetrics(reg prometheus.Registerer, scale uint8) *metrics {
 		creditFailures: counter(MetricCreditFailures, "Credits the connector did not acknowledge, retried (reason: not_found, refused, error)", "reason"),
 		leaseLost: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricLeaseLost,
 			Help: "1 once the store's lease (Redis) is lost: the process must restart"}),
-		accounts: map[string]bool{}, queued: map[string]decimal.Decimal{}, pending: map[string]string{}, nPending: map[string]int{},
+		accounts: map[string]bool{}, queued: map[string]decimal.Decimal{}, running: map[string]int{}, attempts: map[string]string{}, pending: map[string]string{}, nPending: map[string]int{},
 	}
 	return m
 }
@@ -200,6 +202,8 @@ func (m *metrics) forget(id string) {
 	defer m.mu.Unlock()
 	delete(m.accounts, id)
 	delete(m.queued, id)
+	delete(m.running, id)
+	delete(m.attempts, id)
 	l := prometheus.Labels{"account": id}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{m.queuedG, m.inProgress, m.settlements, m.value, m.retries} {
 		v.DeletePartialMatch(l)
@@ -233,16 +237,63 @@ func (m *metrics) queue(id string, d decimal.Decimal) {
 	m.queuedG.WithLabelValues(id).Set(m.units(q))
 }
 
-// settling counts a Settle of id starting (+1) or ending (-1).
-func (m *metrics) settling(id string, d float64) {
+// taken counts at, just taken from id's queue.
+func (m *metrics) taken(id string, at Attempt) {
+	if m == nil {
+		return
+	}
+	m.attempt(id, at.ID)
+	m.queue(id, at.Amount.Neg())
+}
+
+// attempt notes that id's attempt is attemptID (taken, or read from the store).
+func (m *metrics) attempt(id, attemptID string) {
 	if m == nil {
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.accounts[id] {
-		m.inProgress.WithLabelValues(id).Add(d)
+		m.attempts[id] = attemptID
 	}
+}
+
+// ended counts the end of id's attempt attemptID, written to the store with requeue queued
+// again: the store queues it only if the attempt is still id's — not if the account was
+// deleted meanwhile (its attempt with it), even if it was created again since.
+func (m *metrics) ended(id, attemptID string, requeue decimal.Decimal) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	kept := m.attempts[id] == attemptID
+	if kept {
+		delete(m.attempts, id)
+	}
+	m.mu.Unlock()
+	if kept {
+		m.queue(id, requeue)
+	}
+}
+
+// settling counts a Settle of id starting (+1) or ending (-1). One that ends after its
+// account was deleted (and maybe created again) is not counted: it started before.
+func (m *metrics) settling(id string, d int) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, ok := m.running[id]
+	if !m.accounts[id] || d < 0 && !ok {
+		return
+	}
+	if n += d; n > 0 {
+		m.running[id] = n
+	} else {
+		delete(m.running, id)
+	}
+	m.inProgress.WithLabelValues(id).Set(float64(n))
 }
 
 // outcome counts an attempt of id, and what it settled.

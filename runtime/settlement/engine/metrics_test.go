@@ -485,3 +485,34 @@ func TestMetricsLeaseLost(t *testing.T) {
 	waitFailed(t, store)
 	eventually(t, "lease lost counted", func() bool { return value(t, reg, engine.MetricLeaseLost) == 1 })
 }
+
+// TestMetricsAccountDeletedDuringSettle: an account deleted, and created again, while its
+// Settle runs: the Settle's end lowers no gauge of the new account, and what it left unpaid
+// went with the old one.
+func TestMetricsAccountDeletedDuringSettle(t *testing.T) {
+	g := newGated()
+	reg := newKept()
+	s := startMetered(t, g, engine.NewMemory(), reg, "http://127.0.0.1:1")
+	do(t, s, "POST", "/accounts", "", `{"id":"a"}`)
+	if st, b := do(t, s, "POST", "/accounts/a/settlements", "k1", `{"amount":"100","scale":2}`); st != 201 {
+		t.Fatal(st, b)
+	}
+	<-g.entered
+	if st, b := do(t, s, "DELETE", "/accounts/a", "", ""); st != http.StatusNoContent {
+		t.Fatal(st, b)
+	}
+	if n := accountSeries(t, reg, "a"); n != 0 {
+		t.Fatalf("%d series of the deleted account", n)
+	}
+	do(t, s, "POST", "/accounts", "", `{"id":"a"}`)
+	g.answer <- func(decimal.Decimal) (decimal.Decimal, error) { return dec("0.4"), nil } // 0.60 unpaid
+	eventually(t, "the Settle's outcome counted", func() bool {
+		return value(t, reg, engine.MetricSettlements, "account", "a", "outcome", engine.OutcomeSettled) == 1
+	})
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if q, p := value(t, reg, engine.MetricQueued, "account", "a"), value(t, reg, engine.MetricInProgress, "account", "a"); q != 0 || p != 0 {
+		t.Fatalf("the new account: queued %v, in progress %v; want 0, 0", q, p)
+	}
+}

@@ -312,7 +312,7 @@ func (s *Server) settleOnce(account string) {
 		return
 	}
 	if at != nil {
-		s.m.queue(account, at.Amount.Neg())
+		s.m.taken(account, *at)
 		s.settleAttempt(bg, account, *at, true)
 	}
 }
@@ -343,6 +343,7 @@ func (s *Server) retryAttempt(ctx context.Context, account string) bool {
 	if at == nil {
 		return true
 	}
+	s.m.attempt(account, at.ID)
 	if at.InProgress && !s.idempotent {
 		return s.abandonAttempt(ctx, account, *at)
 	}
@@ -364,6 +365,7 @@ func (s *Server) abandonAttempt(ctx context.Context, account string, at Attempt)
 		s.tryLater(account)
 		return false
 	}
+	s.m.ended(account, at.ID, decimal.Zero)
 	s.m.outcome(account, OutcomeInterrupted, decimal.Zero)
 	return true
 }
@@ -423,7 +425,7 @@ func (s *Server) writeOutcome(ctx context.Context, account string, o outcome) bo
 	}
 	if err == nil {
 		if o.end {
-			s.m.queue(account, o.requeue)
+			s.m.ended(account, o.at.ID, o.requeue)
 		}
 		return true
 	}
