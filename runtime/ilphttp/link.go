@@ -312,10 +312,12 @@ const idleConnTimeout = 4 * time.Second
 
 // newTransport builds a client transport. h2 speaks HTTP/2 only: with prior knowledge on
 // http:// (like node's http2.connect) and through ALPN on https://. Otherwise HTTP/1.1 with
-// keep-alive, and HTTP/2 when a TLS peer offers it.
+// keep-alive, and HTTP/2 when a TLS peer offers it. HTTPS_PROXY, HTTP_PROXY and NO_PROXY are
+// honoured as by Go's default transport (and the BTP client).
 func newTransport(h2 bool) *http.Transport {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	t := &http.Transport{
+		Proxy:                  http.ProxyFromEnvironment,
 		DialContext:            d.DialContext,
 		ForceAttemptHTTP2:      true,
 		MaxIdleConns:           1024,
