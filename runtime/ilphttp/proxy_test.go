@@ -1,22 +1,17 @@
 package ilphttp
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"io"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ilpfleet/ilpfleet/internal/testcert"
+	"github.com/ilpfleet/ilpfleet/internal/testproxy"
 )
 
 // Where the child process of TestOutgoingThroughProxy finds its peer and the peer's CA.
@@ -43,7 +38,7 @@ func TestOutgoingThroughProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := u.Port()
-	proxy, connects := startConnectProxy(t)
+	proxy, connects := testproxy.Start(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -79,60 +74,4 @@ func sendThroughProxy(t *testing.T, peer, ca string) {
 	if f, err := l.Send(context.Background(), testPrepare(10*time.Second)); err != nil || f.Fulfillment != testFulfillment {
 		t.Fatalf("Send through the proxy: %+v, %v; want the Fulfill", f, err)
 	}
-}
-
-// startConnectProxy serves HTTP CONNECT on 127.0.0.1, tunnelling every target's port to
-// 127.0.0.1 whatever its host; it returns its URL and a reader of the targets asked for.
-func startConnectProxy(t *testing.T) (string, func() []string) {
-	var mu sync.Mutex
-	var targets []string
-	var conns []net.Conn
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodConnect {
-			http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
-			return
-		}
-		_, port, err := net.SplitHostPort(r.Host)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		up, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", port))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		down, rw, err := w.(http.Hijacker).Hijack()
-		if err != nil {
-			up.Close()
-			return
-		}
-		mu.Lock()
-		targets, conns = append(targets, r.Host), append(conns, up, down)
-		mu.Unlock()
-		_, _ = down.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n"))
-		go tunnel(up, rw.Reader, down)
-	}))
-	t.Cleanup(func() {
-		srv.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return srv.URL, func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Clone(targets)
-	}
-}
-
-// tunnel copies both ways between up and down (whose reader may hold bytes already read)
-// until either side closes.
-func tunnel(up net.Conn, downR *bufio.Reader, down net.Conn) {
-	defer up.Close()
-	defer down.Close()
-	go func() { _, _ = io.Copy(up, downR); up.Close() }()
-	_, _ = io.Copy(down, up)
 }
