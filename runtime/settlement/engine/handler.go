@@ -89,7 +89,7 @@ func (s *Server) deleteAccount(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, "delete account "+id, err)
 		return
 	}
-	s.m.forget(id) // after the store: a requeue counted meanwhile goes too
+	s.m.forget(id)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -124,7 +124,6 @@ func (s *Server) settle(w http.ResponseWriter, r *http.Request) {
 	case prev != nil:
 		rec = prev // a retry: the same answer, and nothing queued again
 	default:
-		s.m.queue(id, amount)
 		s.trySettle(id)
 	}
 	w.Header().Set("Content-Type", "application/json")

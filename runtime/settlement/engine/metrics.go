@@ -3,8 +3,10 @@ package engine
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/shopspring/decimal"
@@ -45,42 +47,36 @@ const (
 )
 
 // QueueReader is a Store that tells what is queued to settle for an account without taking
-// it. Start reads it, with Config.Registerer, so that MetricQueued is right from the start
-// after a restart; Memory and Redis implement it. With a Store that does not, the metric
-// counts only what this process queued.
+// it: MetricQueued is read from it at each scrape (Memory and Redis implement it). With a
+// Store that does not, there is no MetricQueued series at all, rather than a wrong number.
 type QueueReader interface {
 	QueuedAmount(ctx context.Context, id string) (decimal.Decimal, error)
 }
 
-// metrics are the framework's metrics: nil (no Registerer) does nothing. It keeps, besides
-// the collectors, the exact amounts and the credits behind its gauges, so that the gauges
-// are set from decimals (never sums of floats), and an acknowledgement counted twice (a
-// credit delivered twice) lowers them once.
+// metrics are the framework's metrics: nil (no Registerer) does nothing. The counters and
+// MetricInProgress follow the events; the gauges of stored state (MetricQueued,
+// MetricCreditsPending) are read from the store at each scrape (stored), so that they are
+// what the store holds whatever the order of the events, after a restart too.
 type metrics struct {
 	reg            prometheus.Registerer
 	scale          int32
-	queuedG        *prometheus.GaugeVec   // account
+	stored         *stored
 	inProgress     *prometheus.GaugeVec   // account
 	settlements    *prometheus.CounterVec // account, outcome
 	value          *prometheus.CounterVec // account
 	retries        *prometheus.CounterVec // account
-	creditsPending *prometheus.GaugeVec   // account
 	credits        *prometheus.CounterVec // account
 	acked          *prometheus.CounterVec // account
 	creditFailures *prometheus.CounterVec // account, reason
 	leaseLost      prometheus.Gauge
 
 	mu       sync.Mutex
-	accounts map[string]bool            // the accounts recorded: only they have settlement series
-	queued   map[string]decimal.Decimal // account → queued to settle (standard units)
-	running  map[string]int             // account → Settle calls running (one loop per account)
-	attempts map[string]string          // account → the id of its attempt (gone with the account)
-	pending  map[string]string          // credit key → account, not yet acknowledged
-	nPending map[string]int             // account → its credits in pending
+	accounts map[string]bool // the accounts recorded: only they have settlement series
+	running  map[string]int  // account → Settle calls running (one loop per account)
 }
 
-// newMetrics builds the metrics to register with reg (see register); nil reg, none.
-func newMetrics(reg prometheus.Registerer, scale uint8) *metrics {
+// newMetrics builds the metrics of store to register with reg (see register); nil reg, none.
+func newMetrics(reg prometheus.Registerer, scale uint8, store Store, log *slog.Logger) *metrics {
 	if reg == nil {
 		return nil
 	}
@@ -90,26 +86,24 @@ func newMetrics(reg prometheus.Registerer, scale uint8) *metrics {
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, append([]string{"account"}, labels...))
 	}
-	m := &metrics{reg: reg, scale: int32(scale),
-		queuedG:        gauge(MetricQueued, "Amount queued to settle and not yet given to Settle, in the account's units (leftovers below the ledger's precision included)"),
+	m := &metrics{reg: reg, scale: int32(scale), stored: newStored(store, scale, log),
 		inProgress:     gauge(MetricInProgress, "Settle calls running"),
 		settlements:    counter(MetricSettlements, "Settlement attempts by outcome: settled, not_settled, outcome_unknown, failed, cancelled, interrupted", "outcome"),
 		value:          counter(MetricSettledValue, "Amount Settle reported settled, in the account's units"),
 		retries:        counter(MetricRetries, "Settlements of the account scheduled again after a backoff (not settled, outcome unknown, a store failure)"),
-		creditsPending: gauge(MetricCreditsPending, "Incoming settlements queued for the connector and not yet acknowledged (retried until they are)"),
 		credits:        counter(MetricCredits, "Incoming settlements queued for the connector"),
 		acked:          counter(MetricCreditsAcked, "Incoming settlements the connector acknowledged"),
 		creditFailures: counter(MetricCreditFailures, "Credits the connector did not acknowledge, retried (reason: not_found, refused, error)", "reason"),
 		leaseLost: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricLeaseLost,
 			Help: "1 once the store's lease (Redis) is lost: the process must restart"}),
-		accounts: map[string]bool{}, queued: map[string]decimal.Decimal{}, running: map[string]int{}, attempts: map[string]string{}, pending: map[string]string{}, nPending: map[string]int{},
+		accounts: map[string]bool{}, running: map[string]int{},
 	}
 	return m
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.queuedG, m.inProgress, m.settlements, m.value, m.retries,
-		m.creditsPending, m.credits, m.acked, m.creditFailures, m.leaseLost}
+	return []prometheus.Collector{m.stored, m.inProgress, m.settlements, m.value, m.retries,
+		m.credits, m.acked, m.creditFailures, m.leaseLost}
 }
 
 // register registers the metrics with their registerer, all or none.
@@ -138,37 +132,87 @@ func (m *metrics) unregister() {
 	}
 }
 
-// load sets the gauges from what store holds: called by Start before anything may change
-// it (before Connect, and before the API listens).
-func (m *metrics) load(ctx context.Context, store Store) error {
-	if m == nil {
-		return nil
-	}
-	ids, err := store.Accounts(ctx)
-	if err != nil {
-		return fmt.Errorf("settlement engine: metrics: accounts: %w", err)
-	}
+// scrapeTimeout bounds the store reads of one scrape.
+const scrapeTimeout = 5 * time.Second
+
+// stored is the collector of the gauges of stored state, read from the store at each scrape:
+// MetricQueued (if the store is a QueueReader) for every account, MetricCreditsPending for
+// every account and every account with credits (a deleted one's are still delivered). A read
+// that fails leaves out what it would have told — an account's queued amount, or all of a
+// gauge — and the rest is served; the failure is logged at most once a minute.
+type stored struct {
+	store          Store
+	qr             QueueReader // nil: no MetricQueued
+	scale          int32
+	log            *slog.Logger
+	queued         *prometheus.Desc
+	creditsPending *prometheus.Desc
+
+	mu     sync.Mutex
+	logged time.Time // of the last failure logged
+	held   int       // failures not logged since
+}
+
+func newStored(store Store, scale uint8, log *slog.Logger) *stored {
 	qr, _ := store.(QueueReader)
-	for _, id := range ids {
-		q := decimal.Zero
-		if qr != nil {
-			if q, err = qr.QueuedAmount(ctx, id); err != nil {
-				return fmt.Errorf("settlement engine: metrics: queued for %s: %w", id, err)
-			}
-		}
-		m.account(id)
-		m.queue(id, q)
+	return &stored{store: store, qr: qr, scale: int32(scale), log: log,
+		queued:         prometheus.NewDesc(MetricQueued, "Amount queued to settle and not yet given to Settle, in the account's units (leftovers below the ledger's precision included), as the store holds it when scraped", []string{"account"}, nil),
+		creditsPending: prometheus.NewDesc(MetricCreditsPending, "Incoming settlements queued for the connector and not yet acknowledged (retried until they are), as the store holds them when scraped", []string{"account"}, nil),
 	}
-	credits, err := store.Credits(ctx)
+}
+
+// Describe implements prometheus.Collector.
+func (c *stored) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.queued
+	ch <- c.creditsPending
+}
+
+// Collect implements prometheus.Collector.
+func (c *stored) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	ids, err := c.store.Accounts(ctx)
 	if err != nil {
-		return fmt.Errorf("settlement engine: metrics: queued credits: %w", err)
+		c.failed("accounts", "", err)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, c := range credits {
-		m.addPendingLocked(c)
+	pending := make(map[string]int, len(ids))
+	for _, id := range ids {
+		pending[id] = 0
+		if c.qr == nil {
+			continue
+		}
+		q, err := c.qr.QueuedAmount(ctx, id)
+		if err != nil {
+			c.failed("queued amount", id, err)
+			continue
+		}
+		f, _ := q.Shift(c.scale).Float64()
+		ch <- prometheus.MustNewConstMetric(c.queued, prometheus.GaugeValue, f, id)
 	}
-	return nil
+	credits, err := c.store.Credits(ctx)
+	if err != nil {
+		c.failed("credits", "", err)
+		return
+	}
+	for _, cr := range credits {
+		pending[cr.Account]++
+	}
+	for id, n := range pending {
+		ch <- prometheus.MustNewConstMetric(c.creditsPending, prometheus.GaugeValue, float64(n), id)
+	}
+}
+
+// failed logs a store read of a scrape that failed, at most once a minute.
+func (c *stored) failed(what, account string, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now := time.Now(); now.Sub(c.logged) >= time.Minute {
+		c.log.Warn("settlement engine: metrics: cannot read the store; its samples are left out of the scrape",
+			"read", what, "account", account, "err", err, "suppressed", c.held)
+		c.logged, c.held = now, 0
+		return
+	}
+	c.held++
 }
 
 // units is amount (standard units) in the account's units.
@@ -186,14 +230,12 @@ func (m *metrics) account(id string) {
 	defer m.mu.Unlock()
 	if !m.accounts[id] {
 		m.accounts[id] = true
-		m.queuedG.WithLabelValues(id).Set(0)
 		m.inProgress.WithLabelValues(id).Set(0)
 	}
 }
 
-// forget drops the series of id, deleted from the store (its queue and attempt with it).
-// Its credit series stay while it has credits pending (they are still delivered): the last
-// acknowledgement drops them.
+// forget drops the settlement series of id, deleted from the store. Its credit counters
+// stay: credits to it may still be delivered (the money arrived).
 func (m *metrics) forget(id string) {
 	if m == nil {
 		return
@@ -201,78 +243,10 @@ func (m *metrics) forget(id string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.accounts, id)
-	delete(m.queued, id)
 	delete(m.running, id)
-	delete(m.attempts, id)
 	l := prometheus.Labels{"account": id}
-	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{m.queuedG, m.inProgress, m.settlements, m.value, m.retries} {
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{m.inProgress, m.settlements, m.value, m.retries} {
 		v.DeletePartialMatch(l)
-	}
-	if m.nPending[id] == 0 {
-		m.forgetCreditsLocked(id)
-	}
-}
-
-func (m *metrics) forgetCreditsLocked(id string) {
-	l := prometheus.Labels{"account": id}
-	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{m.creditsPending, m.credits, m.acked, m.creditFailures} {
-		v.DeletePartialMatch(l)
-	}
-}
-
-// queue adds d (standard units; negative: taken) to what is queued for id, a recorded
-// account: the store changed so. Never below 0: a store that is no QueueReader leaves what
-// an earlier process queued uncounted, and taking it would.
-func (m *metrics) queue(id string, d decimal.Decimal) {
-	if m == nil {
-		return
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if !m.accounts[id] {
-		return // deleted meanwhile: its queue went with it
-	}
-	q := decimal.Max(m.queued[id].Add(d), decimal.Zero)
-	m.queued[id] = q
-	m.queuedG.WithLabelValues(id).Set(m.units(q))
-}
-
-// taken counts at, just taken from id's queue.
-func (m *metrics) taken(id string, at Attempt) {
-	if m == nil {
-		return
-	}
-	m.attempt(id, at.ID)
-	m.queue(id, at.Amount.Neg())
-}
-
-// attempt notes that id's attempt is attemptID (taken, or read from the store).
-func (m *metrics) attempt(id, attemptID string) {
-	if m == nil {
-		return
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.accounts[id] {
-		m.attempts[id] = attemptID
-	}
-}
-
-// ended counts the end of id's attempt attemptID, written to the store with requeue queued
-// again: the store queues it only if the attempt is still id's — not if the account was
-// deleted meanwhile (its attempt with it), even if it was created again since.
-func (m *metrics) ended(id, attemptID string, requeue decimal.Decimal) {
-	if m == nil {
-		return
-	}
-	m.mu.Lock()
-	kept := m.attempts[id] == attemptID
-	if kept {
-		delete(m.attempts, id)
-	}
-	m.mu.Unlock()
-	if kept {
-		m.queue(id, requeue)
 	}
 }
 
@@ -326,22 +300,9 @@ func (m *metrics) retry(id string) {
 
 // creditQueued counts c, queued in the store.
 func (m *metrics) creditQueued(c Credit) {
-	if m == nil {
-		return
+	if m != nil {
+		m.credits.WithLabelValues(c.Account).Inc()
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.credits.WithLabelValues(c.Account).Inc()
-	m.addPendingLocked(c)
-}
-
-func (m *metrics) addPendingLocked(c Credit) {
-	if _, ok := m.pending[c.Key]; ok {
-		return
-	}
-	m.pending[c.Key] = c.Account
-	m.nPending[c.Account]++
-	m.creditsPending.WithLabelValues(c.Account).Set(float64(m.nPending[c.Account]))
 }
 
 // creditFailed counts an answer status (0: none) of the connector to c other than an
@@ -357,38 +318,14 @@ func (m *metrics) creditFailed(c Credit, status int) {
 	case refused(status):
 		reason = CreditRefused
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.pending[c.Key]; ok {
-		m.creditFailures.WithLabelValues(c.Account, reason).Inc()
-	}
+	m.creditFailures.WithLabelValues(c.Account, reason).Inc()
 }
 
-// creditAcked counts c acknowledged by the connector and, if forgotten, no longer pending.
-func (m *metrics) creditAcked(c Credit, forgotten bool) {
-	if m == nil {
-		return
+// creditAcked counts c acknowledged by the connector.
+func (m *metrics) creditAcked(c Credit) {
+	if m != nil {
+		m.acked.WithLabelValues(c.Account).Inc()
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.pending[c.Key]; !ok {
-		return // counted already (delivered twice)
-	}
-	m.acked.WithLabelValues(c.Account).Inc()
-	if !forgotten {
-		return // still in the store: resent at the next start
-	}
-	delete(m.pending, c.Key)
-	m.nPending[c.Account]--
-	n := m.nPending[c.Account]
-	if n == 0 {
-		delete(m.nPending, c.Account)
-	}
-	if n == 0 && !m.accounts[c.Account] {
-		m.forgetCreditsLocked(c.Account)
-		return
-	}
-	m.creditsPending.WithLabelValues(c.Account).Set(float64(n))
 }
 
 // watchLease sets MetricLeaseLost once failed is closed, until ctx ends.

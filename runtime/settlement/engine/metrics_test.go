@@ -386,9 +386,9 @@ func TestMetricsRestoredAfterRestart(t *testing.T) {
 	g.answer <- func(a decimal.Decimal) (decimal.Decimal, error) { return a, nil }
 }
 
-// TestMetricsAccountDeleted: deleting an account drops its series, but for its credits still
-// pending (still delivered: the money arrived), whose series go with the last acknowledgement;
-// another account's stay.
+// TestMetricsAccountDeleted: deleting an account drops its settlement series; its credits
+// still pending (still delivered: the money arrived) stay pending until acknowledged, and its
+// credit counters stay; another account's series stay.
 func TestMetricsAccountDeleted(t *testing.T) {
 	conn := newConnectorStub(t, http.StatusNotFound)
 	var svc engine.Services
@@ -415,20 +415,24 @@ func TestMetricsAccountDeleted(t *testing.T) {
 		}
 		return true
 	})
-	credits := []string{engine.MetricCreditsPending, engine.MetricCredits, engine.MetricCreditFailures}
+	settlements := []string{engine.MetricQueued, engine.MetricInProgress, engine.MetricSettlements, engine.MetricSettledValue, engine.MetricRetries}
 	before := accountSeries(t, reg, "b")
 	if st, b := do(t, s, "DELETE", "/accounts/a", "", ""); st != http.StatusNoContent {
 		t.Fatal(st, b)
 	}
-	if n := accountSeries(t, reg, "a"); n != len(credits) {
-		t.Fatalf("%d series of the deleted account, want its %d credit series", n, len(credits))
+	if n := accountSeries(t, reg, "a", settlements...); n != 0 {
+		t.Fatalf("%d settlement series of the deleted account, want none", n)
 	}
 	if p := value(t, reg, engine.MetricCreditsPending, "account", "a"); p != 1 {
 		t.Fatalf("the deleted account's credit pending %v, want 1", p)
 	}
 	conn.status.Store(http.StatusCreated)
-	eventually(t, "b's credit acknowledged", func() bool { return value(t, reg, engine.MetricCreditsAcked, "account", "b") == 1 })
-	eventually(t, "the deleted account's credit series gone", func() bool { return accountSeries(t, reg, "a") == 0 })
+	eventually(t, "both credits acknowledged", func() bool {
+		return value(t, reg, engine.MetricCreditsAcked, "account", "a") == 1 && value(t, reg, engine.MetricCreditsAcked, "account", "b") == 1
+	})
+	if _, ok := metric(t, reg, engine.MetricCreditsPending, "account", "a"); ok {
+		t.Fatal("a credits pending series of the deleted account with none pending")
+	}
 	if after := accountSeries(t, reg, "b"); after != before+1 { // + its acknowledgement
 		t.Fatalf("%d series of the kept account, want %d", after, before+1)
 	}
@@ -514,5 +518,98 @@ func TestMetricsAccountDeletedDuringSettle(t *testing.T) {
 	}
 	if q, p := value(t, reg, engine.MetricQueued, "account", "a"), value(t, reg, engine.MetricInProgress, "account", "a"); q != 0 || p != 0 {
 		t.Fatalf("the new account: queued %v, in progress %v; want 0, 0", q, p)
+	}
+}
+
+// takenBeforeCounted is a Memory store whose QueueSettlement of key lets the settle loop take
+// the amount (and enter Settle) before it returns: the order a settle loop going round (its
+// again flag, a backoff timer, TrySettlement) can take with a request in flight.
+type takenBeforeCounted struct {
+	*engine.Memory
+	svc     *engine.Services
+	key     string
+	entered chan decimal.Decimal
+	seen    chan decimal.Decimal // what Settle got, for the test
+}
+
+func (s *takenBeforeCounted) QueueSettlement(ctx context.Context, id string, amount decimal.Decimal, rec *engine.Record) (*engine.Record, error) {
+	prev, err := s.Memory.QueueSettlement(ctx, id, amount, rec)
+	if err == nil && prev == nil && rec != nil && rec.Key == s.key {
+		(*s.svc).TrySettlement(id) // the loop takes it now, before the request returns
+		select {
+		case a := <-s.entered:
+			s.seen <- a
+		case <-time.After(10 * time.Second):
+			panic("Settle not entered")
+		}
+	}
+	return prev, err
+}
+
+// TestMetricsQueuedWhenTakenBeforeTheRequestReturns: the queued gauge is what the store holds
+// once all is settled (0), even when the settle loop took the amount before the request that
+// queued it returned.
+func TestMetricsQueuedWhenTakenBeforeTheRequestReturns(t *testing.T) {
+	g := newGated()
+	var svc engine.Services
+	store := &takenBeforeCounted{Memory: engine.NewMemory(), svc: &svc, key: "k1", entered: g.entered, seen: make(chan decimal.Decimal, 1)}
+	reg := newKept()
+	s := startWith(t, func(_ context.Context, sv engine.Services) (engine.Engine, error) { svc = sv; return g, nil }, store,
+		engine.Config{ConnectorURL: "http://127.0.0.1:1", AssetScale: 2, Registerer: reg, Log: slog.New(slog.DiscardHandler)})
+	do(t, s, "POST", "/accounts", "", `{"id":"a"}`)
+	if st, b := do(t, s, "POST", "/accounts/a/settlements", "k1", `{"amount":"100","scale":2}`); st != 201 {
+		t.Fatal(st, b)
+	}
+	if got := <-store.seen; !got.Equal(dec("1")) {
+		t.Fatalf("Settle of %s, want 1", got)
+	}
+	g.answer <- func(a decimal.Decimal) (decimal.Decimal, error) { return a, nil }
+	eventually(t, "settled", func() bool { return value(t, reg, engine.MetricSettledValue, "account", "a") == 100 })
+	_ = s.Close(context.Background())
+	if q := value(t, reg, engine.MetricQueued, "account", "a"); q != 0 {
+		t.Fatalf("queued %v with nothing queued in the store", q)
+	}
+}
+
+// TestMetricsBadQueueEntry: an account whose Redis queue has an entry that is no amount fails
+// neither Start, with a Registerer or without, nor the scrape: that account has no queued
+// sample, the others have theirs.
+func TestMetricsBadQueueEntry(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		reg  *prometheus.Registry
+	}{{"no metrics", nil}, {"metrics", prometheus.NewRegistry()}} {
+		t.Run(tc.name, func(t *testing.T) {
+			prefix := "t:" + t.Name() + ":"
+			raw := rawClient(t, srv.URL())
+			if err := raw.SAdd(ctx, prefix+"accounts", "good", "bad").Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := raw.RPush(ctx, prefix+"queue:bad", "not-a-number").Err(); err != nil {
+				t.Fatal(err)
+			}
+			store := openRedis(t, srv.URL())
+			cfg := engine.Config{Addr: "127.0.0.1:0", ConnectorURL: "http://127.0.0.1:1", AssetScale: 2,
+				Log: slog.New(slog.DiscardHandler), Backoff: func(int) time.Duration { return time.Hour }}
+			if tc.reg != nil {
+				cfg.Registerer = tc.reg
+			}
+			s, err := engine.Start(ctx, connectTo(&recorder{}), store, cfg)
+			if err != nil {
+				t.Fatalf("Start: %v", err)
+			}
+			defer func() { _ = s.Close(ctx) }()
+			if tc.reg == nil {
+				return
+			}
+			if _, ok := metric(t, tc.reg, engine.MetricQueued, "account", "good"); !ok {
+				t.Error("no queued sample of the good account")
+			}
+			if _, ok := metric(t, tc.reg, engine.MetricQueued, "account", "bad"); ok {
+				t.Error("a queued sample of the account whose queue cannot be read")
+			}
+		})
 	}
 }

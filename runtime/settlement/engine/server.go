@@ -54,8 +54,8 @@ type Config struct {
 	HTTPClient *http.Client
 	// Registerer, when set, receives the framework's metrics (the Metric… constants): what
 	// is queued to settle, attempts and their outcomes, Settles running, credits not yet
-	// acknowledged by the connector, retries. The gauges of stored state start from the
-	// store (see QueueReader). Close unregisters them. nil: no metrics, at no cost. Servers
+	// acknowledged by the connector, retries. The gauges of stored state are read from the
+	// store at each scrape (see QueueReader). Close unregisters them. nil: no metrics, at no cost. Servers
 	// on one registry need a label of their own each (prometheus.WrapRegistererWith, for
 	// every one of them: a family's series all have the same label names).
 	Registerer prometheus.Registerer
@@ -127,6 +127,7 @@ type Server struct {
 	failures   map[string]int       // account → failures in a row (not settled, outcome unknown, a store read or write that failed): the backoff's n
 	later      map[string]time.Time // account → when the retry after the backoff is due: nothing settles before
 	unrecorded map[string]outcome   // account → an outcome this process knows and could not write yet
+	delivering sync.Map             // credit key → true while deliver reports it
 	closed     bool
 }
 
@@ -155,12 +156,7 @@ func Start(ctx context.Context, connect Connect, store Store, cfg Config) (*Serv
 	}
 	s := &Server{cfg: cfg, store: store, log: cfg.Log, ln: ln, settling: map[string]*bool{}, failures: map[string]int{}, later: map[string]time.Time{}, unrecorded: map[string]outcome{},
 		conn: &connector{base: cfg.ConnectorURL, http: cfg.HTTPClient, timeout: cfg.RequestTimeout},
-		m:    newMetrics(cfg.Registerer, cfg.AssetScale)}
-	// The gauges start from the store before anything may change it: no Connect, no API yet.
-	if err := s.m.load(ctx, store); err != nil {
-		_ = ln.Close()
-		return nil, err
-	}
+		m:    newMetrics(cfg.Registerer, cfg.AssetScale, store, cfg.Log)}
 	if err := s.m.register(); err != nil {
 		_ = ln.Close()
 		return nil, err
@@ -214,6 +210,7 @@ func (s *Server) resume(ctx context.Context) error {
 		return fmt.Errorf("settlement engine: accounts: %w", err)
 	}
 	for _, id := range ids {
+		s.m.account(id)
 		s.trySettle(id)
 	}
 	return nil
@@ -312,7 +309,6 @@ func (s *Server) settleOnce(account string) {
 		return
 	}
 	if at != nil {
-		s.m.taken(account, *at)
 		s.settleAttempt(bg, account, *at, true)
 	}
 }
@@ -343,7 +339,6 @@ func (s *Server) retryAttempt(ctx context.Context, account string) bool {
 	if at == nil {
 		return true
 	}
-	s.m.attempt(account, at.ID)
 	if at.InProgress && !s.idempotent {
 		return s.abandonAttempt(ctx, account, *at)
 	}
@@ -365,7 +360,6 @@ func (s *Server) abandonAttempt(ctx context.Context, account string, at Attempt)
 		s.tryLater(account)
 		return false
 	}
-	s.m.ended(account, at.ID, decimal.Zero)
 	s.m.outcome(account, OutcomeInterrupted, decimal.Zero)
 	return true
 }
@@ -424,9 +418,6 @@ func (s *Server) writeOutcome(ctx context.Context, account string, o outcome) bo
 		err = s.store.UpdateAttempt(ctx, account, o.at)
 	}
 	if err == nil {
-		if o.end {
-			s.m.ended(account, o.at.ID, o.requeue)
-		}
 		return true
 	}
 	s.mu.Lock()
@@ -506,7 +497,11 @@ func (s *Server) settleLater(ctx context.Context, account string, at Attempt, er
 // money arrived, and a connector that refuses it now (an account it does not settle yet, a
 // bug) may take it after an operator's fix; refusals are logged as errors.
 func (s *Server) deliver(c Credit) {
+	if _, running := s.delivering.LoadOrStore(c.Key, true); running {
+		return // queued during Connect, and read again by resume: delivered once
+	}
 	s.wg.Go(func() {
+		defer s.delivering.Delete(c.Key)
 		for n := 1; ; n++ {
 			status, err := s.conn.credit(s.ctx, c)
 			if err == nil {
@@ -533,7 +528,7 @@ func (s *Server) deliver(c Credit) {
 func (s *Server) ack(c Credit) {
 	s.log.Info("credit acknowledged", "account", c.Account, "key", c.Key, "amount", c.Quantity.Amount, "scale", c.Quantity.Scale)
 	err := s.store.AckCredit(context.WithoutCancel(s.ctx), c.Key)
-	s.m.creditAcked(c, err == nil)
+	s.m.creditAcked(c)
 	if err != nil {
 		s.log.Error("settlement engine: cannot forget an acknowledged credit; it will be resent with its key", "key", c.Key, "err", err)
 	}
