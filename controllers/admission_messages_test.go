@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -48,6 +49,12 @@ func TestAdmissionMessages(t *testing.T) {
 		{name: "maxPacketAmount above uint64", mutate: func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
 			a.Spec.MaxPacketAmount = ptr.To(ilpv1.AmountString("18446744073709551616"))
 		}, want: []string{"spec.maxPacketAmount", "(uint64)"}},
+		{name: "env sets a CONNECTOR_ variable", mutate: func(c *ilpv1.Connector, _ *ilpv1.Account, _ *ilpv1.Route) {
+			c.Spec.Env = []corev1.EnvVar{{Name: "HTTPS_PROXY", Value: "http://proxy:3128"}, {Name: "CONNECTOR_ACCOUNTS", Value: "{}"}}
+		}, want: []string{"spec.env", "must not set CONNECTOR_* (the configuration comes from the Connector and its Accounts)"}},
+		{name: "env sets POD_NAME", mutate: func(c *ilpv1.Connector, _ *ilpv1.Account, _ *ilpv1.Route) {
+			c.Spec.Env = []corev1.EnvVar{{Name: "POD_NAME", Value: "x"}}
+		}, want: []string{"spec.env", "POD_NAMESPACE, POD_NAME or GOMEMLIMIT (the operator sets them"}},
 		{name: "spread 1", mutate: func(c *ilpv1.Connector, _ *ilpv1.Account, _ *ilpv1.Route) {
 			c.Spec.Rates.Spread = "1"
 		}, want: []string{"spec.rates.spread", "up to but below 1", `"0.002" for 0.2 %`}},

@@ -260,19 +260,18 @@ func rollingUpdate() appsv1.DeploymentStrategy {
 // runs with GOGC 400 (docs/operations.md), which lets its heap grow to five times what is live,
 // and GOMEMLIMIT makes the collector work harder as the heap nears the limit rather than let
 // the kernel kill the pod. The other 10 % is for what the Go heap does not count (stacks,
-// the runtime's own memory).
+// the runtime's own memory). spec.env follows (admission refuses the names above in it).
 func connectorEnv(c *ilpv1.Connector) []corev1.EnvVar {
 	field := func(name, path string) corev1.EnvVar {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path}}}
 	}
 	env := []corev1.EnvVar{field("POD_NAMESPACE", "metadata.namespace"), field("POD_NAME", "metadata.name")}
-	if c.Spec.Resources == nil {
-		return env
+	if c.Spec.Resources != nil {
+		if limit, ok := c.Spec.Resources.Limits[corev1.ResourceMemory]; ok && limit.Value() > 0 {
+			env = append(env, corev1.EnvVar{Name: "GOMEMLIMIT", Value: strconv.FormatInt(limit.Value()/10*9, 10)})
+		}
 	}
-	if limit, ok := c.Spec.Resources.Limits[corev1.ResourceMemory]; ok && limit.Value() > 0 {
-		env = append(env, corev1.EnvVar{Name: "GOMEMLIMIT", Value: strconv.FormatInt(limit.Value()/10*9, 10)})
-	}
-	return env
+	return append(env, c.Spec.Env...)
 }
 
 func healthProbe() *corev1.Probe {

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -672,6 +673,35 @@ func TestConnectorEnvMemoryLimit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConnectorSpecEnv: spec.env reaches the connector container after the variables the
+// operator sets, and a change of it rolls the pods (it is in their template).
+func TestConnectorSpecEnv(t *testing.T) {
+	ns := namespace(t)
+	conn := sampleConnector(ns)
+	proxy := corev1.EnvVar{Name: "HTTPS_PROXY", Value: "http://proxy.egress:3128"}
+	noProxy := corev1.EnvVar{Name: "NO_PROXY", Value: ".svc,.cluster.local"}
+	conn.Spec.Env = []corev1.EnvVar{proxy}
+	mustCreate(t, conn)
+	containerEnv := func() []corev1.EnvVar {
+		d := get(t, ns, "alice", &appsv1.Deployment{})
+		return d.Spec.Template.Spec.Containers[0].Env
+	}
+	eventually(t, func() error {
+		env := containerEnv()
+		if len(env) < 3 || env[0].Name != "POD_NAMESPACE" || !reflect.DeepEqual(env[len(env)-1], proxy) {
+			return fmt.Errorf("container env %+v: want the operator's variables, then HTTPS_PROXY", env)
+		}
+		return nil
+	})
+	update(t, conn, func(c *ilpv1.Connector) { c.Spec.Env = append(c.Spec.Env, noProxy) })
+	eventually(t, func() error {
+		if env := containerEnv(); !reflect.DeepEqual(env[len(env)-2:], []corev1.EnvVar{proxy, noProxy}) {
+			return fmt.Errorf("container env %+v after the update: want HTTPS_PROXY and NO_PROXY last", env)
+		}
+		return nil
+	})
 }
 
 // TestNetworkPolicy: spec.networkPolicy gives the pods a policy — peer ports open, the

@@ -104,6 +104,17 @@ type ConnectorSpec struct {
 	// +optional
 	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
 
+	// Env adds environment variables to the connector container, e.g. HTTPS_PROXY and NO_PROXY
+	// for an egress proxy; values may come from Secrets (valueFrom.secretKeyRef). Names the
+	// operator sets are refused: the configuration comes from the Connector and its Accounts,
+	// never from CONNECTOR_* variables here. Changing it rolls the pods.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:XValidation:rule="self.all(e, !e.name.startsWith('CONNECTOR_') && !(e.name in ['POD_NAMESPACE', 'POD_NAME', 'GOMEMLIMIT']))",message="env must not set CONNECTOR_* (the configuration comes from the Connector and its Accounts), POD_NAMESPACE, POD_NAME or GOMEMLIMIT (the operator sets them; GOMEMLIMIT follows resources.limits.memory)"
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Env []corev1.EnvVar `json:"env,omitempty"`
+
 	// NodeSelector of the connector pods. Changing it rolls the pods.
 	// +optional
 	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
