@@ -221,16 +221,33 @@ func (m *metrics) units(amount decimal.Decimal) float64 {
 	return f
 }
 
-// account records id (created): its settlement series exist from now.
+// Every value of the outcome and reason labels, whose series are created at 0 with the
+// account's: increase() sees the first count only of a series that existed before it.
+var (
+	allOutcomes = []string{OutcomeSettled, OutcomeNotSettled, OutcomeUnknown, OutcomeFailed, OutcomeCancelled, OutcomeInterrupted}
+	allReasons  = []string{CreditNotFound, CreditRefused, CreditError}
+)
+
+// account records id (created): its series exist from now, every one at 0.
 func (m *metrics) account(id string) {
 	if m == nil {
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.accounts[id] {
-		m.accounts[id] = true
-		m.inProgress.WithLabelValues(id).Set(0)
+	if m.accounts[id] {
+		return
+	}
+	m.accounts[id] = true
+	m.inProgress.WithLabelValues(id).Set(0)
+	for _, o := range allOutcomes {
+		m.settlements.WithLabelValues(id, o)
+	}
+	for _, r := range allReasons {
+		m.creditFailures.WithLabelValues(id, r)
+	}
+	for _, c := range []*prometheus.CounterVec{m.value, m.retries, m.credits, m.acked} {
+		c.WithLabelValues(id)
 	}
 }
 
