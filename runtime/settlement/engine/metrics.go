@@ -25,7 +25,6 @@ const (
 	MetricCredits        = "ilp_settlement_engine_credits_total"
 	MetricCreditsAcked   = "ilp_settlement_engine_credits_acknowledged_total"
 	MetricCreditFailures = "ilp_settlement_engine_credit_failures_total"
-	MetricLeaseLost      = "ilp_settlement_engine_store_lease_lost"
 )
 
 // Outcomes of a settlement attempt: the values of the outcome label of MetricSettlements.
@@ -68,7 +67,6 @@ type metrics struct {
 	credits        *prometheus.CounterVec // account
 	acked          *prometheus.CounterVec // account
 	creditFailures *prometheus.CounterVec // account, reason
-	leaseLost      prometheus.Gauge
 
 	mu       sync.Mutex
 	accounts map[string]bool // the accounts recorded: only they have settlement series
@@ -94,16 +92,14 @@ func newMetrics(reg prometheus.Registerer, scale uint8, store Store, log *slog.L
 		credits:        counter(MetricCredits, "Incoming settlements queued for the connector"),
 		acked:          counter(MetricCreditsAcked, "Incoming settlements the connector acknowledged"),
 		creditFailures: counter(MetricCreditFailures, "Credits the connector did not acknowledge, retried (reason: not_found, refused, error)", "reason"),
-		leaseLost: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricLeaseLost,
-			Help: "1 once the store's lease (Redis) is lost: the process must restart"}),
-		accounts: map[string]bool{}, running: map[string]int{},
+		accounts:       map[string]bool{}, running: map[string]int{},
 	}
 	return m
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.stored, m.inProgress, m.settlements, m.value, m.retries,
-		m.credits, m.acked, m.creditFailures, m.leaseLost}
+		m.credits, m.acked, m.creditFailures}
 }
 
 // register registers the metrics with their registerer, all or none.
@@ -342,17 +338,5 @@ func (m *metrics) creditFailed(c Credit, status int) {
 func (m *metrics) creditAcked(c Credit) {
 	if m != nil {
 		m.acked.WithLabelValues(c.Account).Inc()
-	}
-}
-
-// watchLease sets MetricLeaseLost once failed is closed, until ctx ends.
-func (m *metrics) watchLease(ctx context.Context, failed <-chan struct{}) {
-	if m == nil {
-		return
-	}
-	select {
-	case <-failed:
-		m.leaseLost.Set(1)
-	case <-ctx.Done():
 	}
 }

@@ -475,23 +475,6 @@ func TestMetricsRegistry(t *testing.T) {
 	}
 }
 
-// TestMetricsLeaseLost: the lease-lost gauge is set when the Redis store loses its lease.
-func TestMetricsLeaseLost(t *testing.T) {
-	srv := redistest.Start(t)
-	prefix := "t:" + t.Name() + ":"
-	store := must[*engine.Redis](t)(openLeased(context.Background(), t, srv.URL(), prefix, 3*time.Second, &logBuffer{}))
-	reg := newKept()
-	startMetered(t, &recorder{}, store, reg, "http://127.0.0.1:1")
-	if v, ok := metric(t, reg, engine.MetricLeaseLost); !ok || v != 0 {
-		t.Fatalf("lease lost %v (%v) while held, want 0", v, ok)
-	}
-	if err := rawClient(t, srv.URL()).Set(context.Background(), prefix+"lease", "another", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
-	waitFailed(t, store)
-	eventually(t, "lease lost counted", func() bool { return value(t, reg, engine.MetricLeaseLost) == 1 })
-}
-
 // TestMetricsAccountDeletedDuringSettle: an account deleted, and created again, while its
 // Settle runs: the Settle's end lowers no gauge of the new account, and what it left unpaid
 // went with the old one.

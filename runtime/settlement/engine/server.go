@@ -163,9 +163,6 @@ func Start(ctx context.Context, connect Connect, store Store, cfg Config) (*Serv
 	}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.settleCtx, s.cancelSettles = context.WithCancel(context.WithoutCancel(ctx))
-	if f, ok := store.(interface{ Failed() <-chan struct{} }); ok && s.m != nil {
-		s.wg.Go(func() { s.m.watchLease(s.ctx, f.Failed()) })
-	}
 	eng, err := connect(ctx, services{s})
 	if err != nil {
 		s.cancel()
