@@ -69,8 +69,8 @@ type metrics struct {
 	creditFailures *prometheus.CounterVec // account, reason
 
 	mu       sync.Mutex
-	accounts map[string]bool // the accounts recorded: only they have settlement series
-	running  map[string]int  // account → Settle calls running (one loop per account)
+	accounts map[string]uint64 // the accounts recorded (only they have settlement series) → their incarnation
+	last     uint64            // the last incarnation given
 }
 
 // newMetrics builds the metrics of store to register with reg (see register); nil reg, none.
@@ -92,7 +92,7 @@ func newMetrics(reg prometheus.Registerer, scale uint8, store Store, log *slog.L
 		credits:        counter(MetricCredits, "Incoming settlements queued for the connector"),
 		acked:          counter(MetricCreditsAcked, "Incoming settlements the connector acknowledged"),
 		creditFailures: counter(MetricCreditFailures, "Credits the connector did not acknowledge, retried (reason: not_found, refused, error)", "reason"),
-		accounts:       map[string]bool{}, running: map[string]int{},
+		accounts:       map[string]uint64{},
 	}
 	return m
 }
@@ -231,10 +231,11 @@ func (m *metrics) account(id string) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.accounts[id] {
+	if m.accounts[id] != 0 {
 		return
 	}
-	m.accounts[id] = true
+	m.last++
+	m.accounts[id] = m.last
 	m.inProgress.WithLabelValues(id).Set(0)
 	for _, o := range allOutcomes {
 		m.settlements.WithLabelValues(id, o)
@@ -256,46 +257,61 @@ func (m *metrics) forget(id string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.accounts, id)
-	delete(m.running, id)
 	l := prometheus.Labels{"account": id}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{m.inProgress, m.settlements, m.value, m.retries} {
 		v.DeletePartialMatch(l)
 	}
 }
 
-// settling counts a Settle of id starting (+1) or ending (-1). One that ends after its
-// account was deleted (and maybe created again) is not counted: it started before.
-func (m *metrics) settling(id string, d int) {
-	if m == nil {
-		return
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	n, ok := m.running[id]
-	if !m.accounts[id] || d < 0 && !ok {
-		return
-	}
-	if n += d; n > 0 {
-		m.running[id] = n
-	} else {
-		delete(m.running, id)
-	}
-	m.inProgress.WithLabelValues(id).Set(float64(n))
+// run is an account as it is when an attempt starts: what the attempt counts is not the
+// account's once it was deleted meanwhile (and maybe created again), as the store forgets
+// the attempt with the account.
+type run struct {
+	id  string
+	gen uint64 // 0: not recorded
 }
 
-// outcome counts an attempt of id, and what it settled.
-func (m *metrics) outcome(id, outcome string, settled decimal.Decimal) {
+// run is id as it is now.
+func (m *metrics) run(id string) run {
+	if m == nil {
+		return run{}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return run{id, m.accounts[id]}
+}
+
+// currentLocked reports whether r is its account as it is now.
+func (m *metrics) currentLocked(r run) bool {
+	return r.gen != 0 && m.accounts[r.id] == r.gen
+}
+
+// settling counts a Settle of r starting (+1) or ending (-1). Right by construction: both
+// count only while r is current, and r stops being so only when forget drops the series.
+func (m *metrics) settling(r run, d float64) {
 	if m == nil {
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.accounts[id] {
+	if m.currentLocked(r) {
+		m.inProgress.WithLabelValues(r.id).Add(d)
+	}
+}
+
+// outcome counts an attempt of r, and what it settled.
+func (m *metrics) outcome(r run, outcome string, settled decimal.Decimal) {
+	if m == nil {
 		return
 	}
-	m.settlements.WithLabelValues(id, outcome).Inc()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.currentLocked(r) {
+		return
+	}
+	m.settlements.WithLabelValues(r.id, outcome).Inc()
 	if outcome == OutcomeSettled {
-		m.value.WithLabelValues(id).Add(m.units(settled))
+		m.value.WithLabelValues(r.id).Add(m.units(settled))
 	}
 }
 
@@ -306,7 +322,7 @@ func (m *metrics) retry(id string) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.accounts[id] {
+	if m.accounts[id] != 0 {
 		m.retries.WithLabelValues(id).Inc()
 	}
 }

@@ -107,8 +107,17 @@ func (failing) Settle(context.Context, string, decimal.Decimal) (decimal.Decimal
 	return decimal.Zero, errors.New("ledger said no")
 }
 
+// paysNothing is an engine whose Settle pays nothing and says no error (an amount below its
+// ledger's precision): all of it is queued again, and waits for more.
+type paysNothing struct{}
+
+func (paysNothing) Settle(context.Context, string, decimal.Decimal) (decimal.Decimal, error) {
+	return decimal.Zero, nil
+}
+
 // TestMetricsOutcomes: each outcome of an attempt is counted once, with the retries it led
-// to and the value settled (in the account's units), and nothing is left queued or running.
+// to, the value settled (in the account's units) and what is left queued; nothing is left
+// running.
 func TestMetricsOutcomes(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -116,6 +125,7 @@ func TestMetricsOutcomes(t *testing.T) {
 		left    bool // an attempt of 1.23 left in progress by a stopped process, rather than a request
 		cancel  bool // Close cancels the Settle running
 		want    map[string]float64
+		queued  float64
 		retries float64
 		value   float64
 	}{
@@ -123,6 +133,7 @@ func TestMetricsOutcomes(t *testing.T) {
 		{name: "not settled, then settled", eng: &paysSecondTime{}, want: map[string]float64{engine.OutcomeNotSettled: 1, engine.OutcomeSettled: 1}, retries: 1, value: 123},
 		{name: "outcome unknown, then settled", eng: &unsure{unknown: 1}, want: map[string]float64{engine.OutcomeUnknown: 1, engine.OutcomeSettled: 1}, retries: 1, value: 123},
 		{name: "failed", eng: failing{}, want: map[string]float64{engine.OutcomeFailed: 1}},
+		{name: "nothing paid, no error", eng: paysNothing{}, want: map[string]float64{engine.OutcomeNotSettled: 1}, queued: 123},
 		{name: "cancelled by Close", eng: newBlocking(), cancel: true, want: map[string]float64{engine.OutcomeCancelled: 1}},
 		{name: "interrupted", eng: &recorder{}, left: true, want: map[string]float64{engine.OutcomeInterrupted: 1}},
 	} {
@@ -176,7 +187,7 @@ func TestMetricsOutcomes(t *testing.T) {
 			}{
 				{engine.MetricRetries, value(t, reg, engine.MetricRetries, "account", "a"), tc.retries},
 				{engine.MetricSettledValue, value(t, reg, engine.MetricSettledValue, "account", "a"), tc.value},
-				{engine.MetricQueued, value(t, reg, engine.MetricQueued, "account", "a"), 0},
+				{engine.MetricQueued, value(t, reg, engine.MetricQueued, "account", "a"), tc.queued},
 				{engine.MetricInProgress, value(t, reg, engine.MetricInProgress, "account", "a"), 0},
 			} {
 				if c.got != c.want {
@@ -476,8 +487,8 @@ func TestMetricsRegistry(t *testing.T) {
 }
 
 // TestMetricsAccountDeletedDuringSettle: an account deleted, and created again, while its
-// Settle runs: the Settle's end lowers no gauge of the new account, and what it left unpaid
-// went with the old one.
+// Settle runs: the Settle's end counts nothing for the new account (neither its outcome nor
+// the end of a Settle it did not start), and what it left unpaid went with the old one.
 func TestMetricsAccountDeletedDuringSettle(t *testing.T) {
 	g := newGated()
 	reg := newKept()
@@ -495,14 +506,21 @@ func TestMetricsAccountDeletedDuringSettle(t *testing.T) {
 	}
 	do(t, s, "POST", "/accounts", "", `{"id":"a"}`)
 	g.answer <- func(decimal.Decimal) (decimal.Decimal, error) { return dec("0.4"), nil } // 0.60 unpaid
-	eventually(t, "the Settle's outcome counted", func() bool {
-		return value(t, reg, engine.MetricSettlements, "account", "a", "outcome", engine.OutcomeSettled) == 1
-	})
-	if err := s.Close(context.Background()); err != nil {
+	if err := s.Close(context.Background()); err != nil {                                 // waits for the Settle's end
 		t.Fatal(err)
 	}
-	if q, p := value(t, reg, engine.MetricQueued, "account", "a"), value(t, reg, engine.MetricInProgress, "account", "a"); q != 0 || p != 0 {
-		t.Fatalf("the new account: queued %v, in progress %v; want 0, 0", q, p)
+	for _, c := range []struct {
+		name string
+		got  float64
+	}{
+		{"queued", value(t, reg, engine.MetricQueued, "account", "a")},
+		{"in progress", value(t, reg, engine.MetricInProgress, "account", "a")},
+		{"settled", value(t, reg, engine.MetricSettlements, "account", "a", "outcome", engine.OutcomeSettled)},
+		{"value settled", value(t, reg, engine.MetricSettledValue, "account", "a")},
+	} {
+		if c.got != 0 {
+			t.Errorf("the new account: %s %v, want 0", c.name, c.got)
+		}
 	}
 }
 

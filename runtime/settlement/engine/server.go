@@ -349,6 +349,7 @@ func (s *Server) retryAttempt(ctx context.Context, account string) bool {
 // Settle, or its outcome could not be recorded) by an engine that may pay an id twice:
 // settlement-core's rule, said loudly so that a person checks the ledger.
 func (s *Server) abandonAttempt(ctx context.Context, account string, at Attempt) bool {
+	r := s.m.run(account)
 	s.log.Error("SETTLEMENT INTERRUPTED: a settlement was in progress when the engine stopped, and this engine does not declare that a settlement id pays once (IdempotentSettler): "+
 		"it is taken as settled, in case it was paid; check the ledger for this settlement id and settle the difference by hand if it was not paid",
 		"account", account, "amount", at.Amount.String(), "id", at.ID)
@@ -357,7 +358,7 @@ func (s *Server) abandonAttempt(ctx context.Context, account string, at Attempt)
 		s.tryLater(account)
 		return false
 	}
-	s.m.outcome(account, OutcomeInterrupted, decimal.Zero)
+	s.m.outcome(r, OutcomeInterrupted, decimal.Zero)
 	return true
 }
 
@@ -367,9 +368,10 @@ func (s *Server) abandonAttempt(ctx context.Context, account string, at Attempt)
 func (s *Server) settleAttempt(ctx context.Context, account string, at Attempt, fresh bool) bool {
 	sctx, cancel := context.WithTimeout(withSettlementID(s.settleCtx, at.ID), s.cfg.RequestTimeout)
 	defer cancel()
-	s.m.settling(account, 1)
+	r := s.m.run(account)
+	s.m.settling(r, 1)
 	settled, err := s.eng.Settle(sctx, account, at.Amount)
-	s.m.settling(account, -1)
+	s.m.settling(r, -1)
 	switch {
 	case errors.Is(err, ErrOutcomeUnknown), !fresh && errors.Is(err, ErrNotSettled):
 		// Tried again as it is: an attempt tried before stays one even when it paid nothing
@@ -378,25 +380,25 @@ func (s *Server) settleAttempt(ctx context.Context, account string, at Attempt, 
 		if errors.Is(err, ErrOutcomeUnknown) {
 			said = OutcomeUnknown
 		}
-		s.m.outcome(account, said, decimal.Zero)
+		s.m.outcome(r, said, decimal.Zero)
 		s.keepAttempt(ctx, account, at, err)
 		return false
 	case errors.Is(err, ErrNotSettled):
-		s.m.outcome(account, OutcomeNotSettled, decimal.Zero)
+		s.m.outcome(r, OutcomeNotSettled, decimal.Zero)
 		s.settleLater(ctx, account, at, err)
 		return false
 	case err != nil && s.settleCtx.Err() != nil:
-		s.m.outcome(account, OutcomeCancelled, decimal.Zero)
+		s.m.outcome(r, OutcomeCancelled, decimal.Zero)
 		s.log.Warn("settlement engine: Settle cut short by Close; its attempt is kept for the next start", "account", account, "amount", at.Amount.String(), "id", at.ID, "err", err)
 		return false
 	case err != nil:
-		s.m.outcome(account, OutcomeFailed, decimal.Zero)
+		s.m.outcome(r, OutcomeFailed, decimal.Zero)
 		s.log.Error("SETTLEMENT FAILED: the whole amount is taken as settled, in case it was paid; check the ledger and settle the difference by hand if it was not",
 			"account", account, "amount", at.Amount.String(), "id", at.ID, "err", err)
 		s.endAttempt(ctx, account, at, decimal.Zero)
 		return true
 	}
-	s.recordSettled(ctx, account, at, settled)
+	s.recordSettled(ctx, account, r, at, settled)
 	return true
 }
 
@@ -427,8 +429,9 @@ func (s *Server) writeOutcome(ctx context.Context, account string, o outcome) bo
 }
 
 // recordSettled takes note of a Settle of at that returned settled: clamped to [0, at.Amount],
-// it ends the account's backoff, and what it left unpaid is queued again.
-func (s *Server) recordSettled(ctx context.Context, account string, at Attempt, settled decimal.Decimal) {
+// it ends the account's backoff, and what it left unpaid is queued again. A Settle that paid
+// nothing (0 and no error) counts as not settled: all of it is queued again.
+func (s *Server) recordSettled(ctx context.Context, account string, r run, at Attempt, settled decimal.Decimal) {
 	amount := at.Amount
 	switch {
 	case settled.Sign() < 0:
@@ -438,7 +441,11 @@ func (s *Server) recordSettled(ctx context.Context, account string, at Attempt, 
 		s.log.Error("settlement engine: Settle returned more than asked; taken as the amount asked", "account", account, "amount", amount.String(), "settled", settled.String())
 		settled = amount
 	}
-	s.m.outcome(account, OutcomeSettled, settled)
+	if settled.IsZero() {
+		s.m.outcome(r, OutcomeNotSettled, decimal.Zero)
+	} else {
+		s.m.outcome(r, OutcomeSettled, settled)
+	}
 	s.log.Info("settled", "account", account, "amount", amount.String(), "settled", settled.String(), "id", at.ID)
 	s.mu.Lock()
 	delete(s.failures, account)
