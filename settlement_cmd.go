@@ -42,7 +42,7 @@ func parseEngineFlags(args []string, out io.Writer) (engineFlags, error) {
 	fs.StringVar(&f.engine, "engine", "mock", "the engine: mock, the only one built in (NO MONEY MOVES: it settles by a message to the peer's mock; for tests and demos)")
 	fs.StringVar(&f.connectorURL, "connector-url", envOr("CONNECTOR_URL", engine.DefaultConnectorURL), "the connector's settlement API (its settlementApiHost/Port); env CONNECTOR_URL")
 	fs.StringVar(&f.listen, "listen", envOr("ENGINE_LISTEN", engine.DefaultAddr), "listen address of the engine's RFC 38 API (0.0.0.0:3000 in a pod); env ENGINE_LISTEN")
-	fs.StringVar(&f.metrics, "metrics-listen", envOr("ENGINE_METRICS_LISTEN", ""), "listen address of GET /metrics (the engine's ilp_settlement_engine_* metrics, Go and process metrics), e.g. 0.0.0.0:9100 in a pod; empty: none; env ENGINE_METRICS_LISTEN")
+	fs.StringVar(&f.metrics, "metrics-listen", envOr("ENGINE_METRICS_LISTEN", ""), "listen address of GET /metrics (the engine's ilp_settlement_engine_* metrics, Go and process metrics), as --listen: :9100 is every interface (in a pod), 127.0.0.1:9100 this host only; empty: none; env ENGINE_METRICS_LISTEN")
 	fs.UintVar(&f.assetScale, "asset-scale", 9, "scale of the amounts the engine credits to the connector (its accounts' assetScale; 0 credits whole units only)")
 	fs.UintVar(&f.mockScale, "mock-scale", 2, "with --engine=mock: decimal places the mock settles (rounded down; the rest waits as a leftover)")
 	fs.StringVar(&f.store, "store", envOr("ENGINE_STORE", "memory"), "the engine's state: memory (lost on restart) or a redis:// URL; env ENGINE_STORE")
@@ -90,28 +90,58 @@ func (f engineFlags) config(log *slog.Logger, reg prometheus.Registerer) engine.
 		WholeUnits: f.assetScale == 0, Log: log, Registerer: reg}
 }
 
+// engineListen listens for the metrics (changed by tests).
+var engineListen = net.Listen
+
+// metricsServer serves GET /metrics until the context given to serveEngineMetrics ends.
+type metricsServer struct {
+	ln   net.Listener
+	done chan error // nil after a graceful shutdown
+}
+
+// Addr is the bound address, host:port.
+func (m *metricsServer) Addr() string { return m.ln.Addr().String() }
+
+// Wait blocks until the server has stopped and returns why: nil after a graceful shutdown.
+// Called once.
+func (m *metricsServer) Wait() error { return <-m.done }
+
 // serveEngineMetrics serves GET /metrics on f.metrics, until ctx ends, with the Go and
 // process collectors (as the connector's admin port with collectDefaultMetrics), and returns
 // the registry the engine's metrics go on; none (nil, nil) without --metrics-listen. It
-// listens before the store is opened, so that a process waiting for a Redis prefix shows
-// its process metrics, and a bad address fails at once.
-func serveEngineMetrics(ctx context.Context, f engineFlags, log *slog.Logger) (*prometheus.Registry, *admin.Server, error) {
+// listens as --listen does (net.Listen: ":9100" is every interface), before the store is
+// opened, so that a process waiting for a Redis prefix shows its process metrics, and a bad
+// address fails at once.
+func serveEngineMetrics(ctx context.Context, f engineFlags, log *slog.Logger) (*prometheus.Registry, *metricsServer, error) {
 	if f.metrics == "" {
 		return nil, nil, nil
 	}
-	host, port, err := splitHostPort(f.metrics)
+	ln, err := engineListen("tcp", f.metrics)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("--metrics-listen: %w", err)
 	}
 	reg := admin.NewRegistry(true)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
-	srv, err := admin.Serve(ctx, host, port, mux)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--metrics-listen: %w", err)
-	}
-	log.Info("settlement engine metrics listening", "addr", srv.Addr(), "path", "/metrics")
-	return reg, srv, nil
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute}
+	m := &metricsServer{ln: ln, done: make(chan error, 1)}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	go func() {
+		select {
+		case err := <-served: // failed on its own
+			m.done <- err
+			return
+		case <-ctx.Done():
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), admin.ShutdownTimeout)
+		defer cancel()
+		err := hs.Shutdown(sctx)
+		<-served
+		m.done <- err
+	}()
+	log.Info("settlement engine metrics listening", "addr", m.Addr(), "path", "/metrics")
+	return reg, m, nil
 }
 
 func envOr(name, def string) string {
@@ -139,7 +169,12 @@ func runSettlementEngine(ctx context.Context, args []string) error {
 		return err
 	}
 	if msrv != nil {
-		defer func() { stopMetrics(); _ = msrv.Wait() }()
+		defer func() {
+			stopMetrics()
+			if err := msrv.Wait(); err != nil {
+				log.Error("settlement engine metrics: serve", "err", err)
+			}
+		}()
 	}
 	var registerer prometheus.Registerer
 	if reg != nil {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -179,5 +180,40 @@ func TestSettlementEngineMetrics(t *testing.T) {
 	if c, err := net.Dial("tcp", metricsAddr); err == nil {
 		_ = c.Close()
 		t.Fatal("metrics still served after the engine stopped")
+	}
+}
+
+// TestSettlementEngineMetricsListen: --metrics-listen is listened on as --listen is, the
+// address as given (":9100" every interface, not loopback only); the test binds loopback.
+func TestSettlementEngineMetricsListen(t *testing.T) {
+	for _, addr := range []string{":9100", "0.0.0.0:9100", "127.0.0.1:9100", "[::]:9100"} {
+		t.Run(addr, func(t *testing.T) {
+			var asked []string
+			defer func(l func(string, string) (net.Listener, error)) { engineListen = l }(engineListen)
+			engineListen = func(network, a string) (net.Listener, error) {
+				asked = append(asked, network+" "+a)
+				return net.Listen("tcp", "127.0.0.1:0")
+			}
+			f, err := parseEngineFlags([]string{"--metrics-listen", addr}, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			_, srv, err := serveEngineMetrics(ctx, f, slog.New(slog.DiscardHandler))
+			if err != nil {
+				cancel()
+				t.Fatal(err)
+			}
+			if st, body := settlementtest.Do(t, "GET", "http://"+srv.Addr()+"/metrics", "", ""); st != http.StatusOK {
+				t.Errorf("GET /metrics: %d %s", st, body)
+			}
+			cancel()
+			if err := srv.Wait(); err != nil {
+				t.Errorf("Wait: %v", err)
+			}
+			if want := "tcp " + addr; !slices.Equal(asked, []string{want}) {
+				t.Fatalf("listened on %q, want %q (as --listen)", asked, want)
+			}
+		})
 	}
 }
