@@ -135,3 +135,40 @@ func TestCreditsResumedAfterRestart(t *testing.T) {
 		t.Fatalf("resumed %+v, want key %s and 420 at scale 2", r, key)
 	}
 }
+
+// TestCreditQueuedDuringConnectDeliveredOnce: a credit the engine reports while it connects is
+// delivered at once and is still in the store when Start resumes the queued credits; the
+// resume must not send it a second time beside the delivery under way (the connector would
+// take the repeat as such, but a second sender retrying for ever is one too many). The
+// connector holds the first request until Start has returned, so both would overlap.
+func TestCreditQueuedDuringConnectDeliveredOnce(t *testing.T) {
+	release := make(chan struct{})
+	acc := newAccounting(t, 201)
+	held := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		acc.ServeHTTP(w, r)
+	})
+	mux := http.NewServeMux()
+	mux.Handle("POST /accounts/{id}/settlements", held)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	store := engine.NewMemory()
+	creditWhileConnecting := func(ctx context.Context, s engine.Services) (engine.Engine, error) {
+		if err := s.CreditSettlement("alice", dec("1.5"), "s1"); err != nil {
+			return nil, err
+		}
+		return &recorder{}, nil
+	}
+	s := start(t, creditWhileConnecting, store, srv.URL, 2)
+	close(release)
+	eventually(t, "credit acknowledged", func() bool {
+		cs, _ := store.Credits(context.Background())
+		return len(cs) == 0
+	})
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if reqs := acc.requests(); len(reqs) != 1 {
+		t.Fatalf("the connector got %d requests for one credit: %+v", len(reqs), reqs)
+	}
+}
