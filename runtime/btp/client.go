@@ -107,10 +107,10 @@ func NewClient(o ClientOptions) (*Client, error) {
 		return nil, fmt.Errorf("btp: %w", err)
 	}
 	if o.TLS != nil {
-		switch {
-		case !strings.HasPrefix(wsURL, "wss://"):
-			return nil, fmt.Errorf("btp: tls applies to btp+wss:// URLs only; server is %s", redact(o.Server))
-		case o.HTTPClient != nil:
+		if err := tlsNeedsWSS(o.Server); err != nil {
+			return nil, fmt.Errorf("btp: %w", err)
+		}
+		if o.HTTPClient != nil {
 			return nil, errors.New("btp: set TLS or HTTPClient, not both")
 		}
 	}
@@ -164,6 +164,16 @@ func parseServerURL(s string) (wsURL, user, token string, err error) {
 	u.Scheme = strings.TrimPrefix(u.Scheme, "btp+")
 	u.User = nil
 	return u.String(), user, token, nil
+}
+
+// tlsNeedsWSS refuses the tls option with a btp+ws:// server (a URL that does not parse, or of
+// another scheme, is parseServerURL's to report). The one text of that rule, wherever it is
+// checked: ParseOptions, CheckTLS, NewClient.
+func tlsNeedsWSS(server string) error {
+	if u, err := url.Parse(server); err == nil && u.Scheme == "btp+ws" {
+		return fmt.Errorf("tls applies to btp+wss:// URLs only; server is %s (a plain WebSocket): use btp+wss:// or remove tls", redact(server))
+	}
+	return nil
 }
 
 // redact hides the token of a BTP URL in error messages.

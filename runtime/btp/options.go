@@ -278,7 +278,7 @@ func parseBTP(raw json.RawMessage) (Options, error) {
 }
 
 func parseBTPClient(j *btpJSON, common Common) (Options, error) {
-	wsURL, user, token, err := parseServerURL(*j.Server)
+	_, user, token, err := parseServerURL(*j.Server)
 	if err != nil {
 		return nil, fmt.Errorf("btp: ilp-plugin-btp options: %w", err)
 	}
@@ -299,8 +299,8 @@ func parseBTPClient(j *btpJSON, common Common) (Options, error) {
 		return nil, err
 	}
 	if j.TLS != nil {
-		if !strings.HasPrefix(wsURL, "wss://") {
-			return nil, fmt.Errorf("btp: ilp-plugin-btp options: tls applies to btp+wss:// URLs only; server is %s (a plain WebSocket): use btp+wss:// or remove tls", redact(*j.Server))
+		if err := tlsNeedsWSS(*j.Server); err != nil {
+			return nil, fmt.Errorf("btp: ilp-plugin-btp options: %w", err)
 		}
 		if o.TLS, err = j.TLS.Config("tls"); err != nil {
 			return nil, fmt.Errorf("btp: ilp-plugin-btp options: %w", err)
