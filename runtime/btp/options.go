@@ -232,21 +232,34 @@ func intervals(v []int64) ([]time.Duration, error) {
 	return out, nil
 }
 
-// CheckTLS checks the tls option of an ilp-plugin-btp account's options alone, as
-// ParseOptions does: its keys, its PEM text and files. It is the one option whose validity
-// depends on more than the config's text (a file, or the Secret the operator renders it from),
-// so runtime/config checks it with the account's other fields, making a bad tls that
-// account's problem rather than a config the connector refuses whole when it builds the link.
+// CheckTLS checks the tls option of an ilp-plugin-btp account's options as ParseOptions
+// does: its keys, its PEM text and files, and where it may be set (beside a btp+wss:// server,
+// not a btp+ws:// one nor a listener). It is the one option whose validity depends on more
+// than the config's text (a file, or the Secret the operator renders it from), so
+// runtime/config checks it with the account's other fields, making a bad tls that account's
+// problem rather than a config the connector refuses whole when it builds the link.
 // Options that are not a JSON object, other plugins and no tls: nil (ParseOptions reports
-// the rest).
+// the rest, server and listener both set or a server that is not a URL among them).
 func CheckTLS(plugin string, raw json.RawMessage) error {
 	var j struct {
-		TLS json.RawMessage `json:"tls"`
+		TLS      json.RawMessage `json:"tls"`
+		Server   *string         `json:"server"`
+		Listener json.RawMessage `json:"listener"`
 	}
 	if plugin != PluginBTP || json.Unmarshal(raw, &j) != nil {
 		return nil
 	}
 	t, err := tlsopt.Decode("tls", j.TLS)
+	if err == nil && t == nil {
+		return nil
+	}
+	switch {
+	case err != nil:
+	case j.Server != nil:
+		err = tlsNeedsWSS(*j.Server)
+	case len(j.Listener) > 0 && string(j.Listener) != "null":
+		err = errors.New("tls applies to server, not listener")
+	}
 	if err == nil {
 		_, err = t.Config("tls")
 	}
