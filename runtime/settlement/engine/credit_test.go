@@ -3,11 +3,18 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ilpfleet/ilpfleet/runtime/settlement"
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine"
@@ -170,5 +177,109 @@ func TestCreditQueuedDuringConnectDeliveredOnce(t *testing.T) {
 	}
 	if reqs := acc.requests(); len(reqs) != 1 {
 		t.Fatalf("the connector got %d requests for one credit: %+v", len(reqs), reqs)
+	}
+}
+
+// ackedFirst is a store whose Credits, while a credit is queued, answers only once a credit
+// was acknowledged: as a slow read (a Redis round trip) during which the delivery of a credit
+// reported during Connect ends. Its list is then stale: the credit is in it, and acknowledged.
+type ackedFirst struct {
+	*engine.Memory
+	once  sync.Once
+	acked chan struct{} // closed at the first AckCredit
+}
+
+func (s *ackedFirst) AckCredit(ctx context.Context, key string) error {
+	err := s.Memory.AckCredit(ctx, key)
+	s.once.Do(func() { close(s.acked) })
+	return err
+}
+
+func (s *ackedFirst) Credits(ctx context.Context) ([]engine.Credit, error) {
+	cs, err := s.Memory.Credits(ctx)
+	if len(cs) > 0 {
+		select { // bounded; either way the verdict is the requests counted
+		case <-s.acked:
+			for range 100 { // and the delivery's goroutine lets go of the credit
+				runtime.Gosched()
+			}
+		case <-time.After(30 * time.Second):
+		}
+	}
+	return cs, err
+}
+
+// roundTrips is a connector stand-in that acknowledges every credit and records each request
+// as it is sent, before its ctx is looked at: a delivery started is counted even when Close
+// cancels it at once.
+type roundTrips struct {
+	mu   sync.Mutex
+	keys []string
+}
+
+func (rt *roundTrips) RoundTrip(r *http.Request) (*http.Response, error) {
+	rt.mu.Lock()
+	rt.keys = append(rt.keys, r.Header.Get("Idempotency-Key"))
+	rt.mu.Unlock()
+	return &http.Response{StatusCode: http.StatusCreated, Body: http.NoBody, Header: http.Header{}, Request: r}, nil
+}
+
+// TestCreditAckedBeforeResumeDeliveredOnce: a credit reported during Connect, delivered and
+// acknowledged while Start reads the stored credits, is not sent again from that read: the
+// credits to resume are read before Connect, so that each credit has one sender.
+func TestCreditAckedBeforeResumeDeliveredOnce(t *testing.T) {
+	store := &ackedFirst{Memory: engine.NewMemory(), acked: make(chan struct{})}
+	rt := &roundTrips{}
+	connect := func(ctx context.Context, s engine.Services) (engine.Engine, error) {
+		if err := s.CreditSettlement("alice", dec("1.5"), "s1"); err != nil {
+			return nil, err
+		}
+		return &recorder{}, nil
+	}
+	s := startWith(t, connect, store, engine.Config{ConnectorURL: "http://127.0.0.1:1", AssetScale: 2,
+		HTTPClient: &http.Client{Transport: rt}, Log: slog.New(slog.DiscardHandler)})
+	select {
+	case <-store.acked:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the credit was not acknowledged")
+	}
+	// Close waits for every delivery started, and each sent its request first.
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if len(rt.keys) != 1 {
+		t.Fatalf("the connector got %d requests for one credit: %v", len(rt.keys), rt.keys)
+	}
+}
+
+// failingCredits is a store whose Credits fails.
+type failingCredits struct{ *engine.Memory }
+
+func (failingCredits) Credits(context.Context) ([]engine.Credit, error) {
+	return nil, errors.New("store down")
+}
+
+// TestStartFailsWhenCreditsUnreadable: Start fails when it cannot read the credits to resume,
+// before it connects the engine, and leaves nothing registered or listening.
+func TestStartFailsWhenCreditsUnreadable(t *testing.T) {
+	connected := false
+	connect := func(context.Context, engine.Services) (engine.Engine, error) {
+		connected = true
+		return &recorder{}, nil
+	}
+	reg := prometheus.NewRegistry()
+	s, err := engine.Start(context.Background(), connect, failingCredits{engine.NewMemory()},
+		engine.Config{Addr: "127.0.0.1:0", AssetScale: 2, Registerer: reg, Log: slog.New(slog.DiscardHandler)})
+	if err == nil {
+		_ = s.Close(context.Background())
+		t.Fatal("Start succeeded with the credits unreadable")
+	}
+	if !strings.Contains(err.Error(), "queued credits: store down") || connected {
+		t.Fatalf("err %v, connected %v", err, connected)
+	}
+	if mfs, _ := reg.Gather(); len(mfs) != 0 {
+		t.Fatalf("metrics left registered: %d families", len(mfs))
 	}
 }

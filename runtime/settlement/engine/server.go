@@ -127,7 +127,6 @@ type Server struct {
 	failures   map[string]int       // account → failures in a row (not settled, outcome unknown, a store read or write that failed): the backoff's n
 	later      map[string]time.Time // account → when the retry after the backoff is due: nothing settles before
 	unrecorded map[string]outcome   // account → an outcome this process knows and could not write yet
-	delivering sync.Map             // credit key → true while deliver reports it
 	closed     bool
 }
 
@@ -161,6 +160,15 @@ func Start(ctx context.Context, connect Connect, store Store, cfg Config) (*Serv
 		_ = ln.Close()
 		return nil, err
 	}
+	// The credits to resume are read before Connect: a credit the engine reports during
+	// Connect is delivered by CreditSettlement alone, and one read here by resume alone
+	// (read after, it could be in the list, and acknowledged already, or being delivered).
+	credits, err := store.Credits(ctx)
+	if err != nil {
+		_ = ln.Close()
+		s.m.unregister()
+		return nil, fmt.Errorf("settlement engine: queued credits: %w", err)
+	}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.settleCtx, s.cancelSettles = context.WithCancel(context.WithoutCancel(ctx))
 	eng, err := connect(ctx, services{s})
@@ -178,7 +186,7 @@ func Start(ctx context.Context, connect Connect, store Store, cfg Config) (*Serv
 		s.idempotent = is.SettlesOncePerID()
 	}
 	s.mu.Unlock()
-	if err := s.resume(ctx); err != nil {
+	if err := s.resume(ctx, credits); err != nil {
 		_ = s.Close(ctx)
 		return nil, err
 	}
@@ -192,13 +200,9 @@ func Start(ctx context.Context, connect Connect, store Store, cfg Config) (*Serv
 	return s, nil
 }
 
-// resume restarts the delivery of queued credits and settles what is queued (settlement-
-// core's trySettlement of every account at start).
-func (s *Server) resume(ctx context.Context) error {
-	credits, err := s.store.Credits(ctx)
-	if err != nil {
-		return fmt.Errorf("settlement engine: queued credits: %w", err)
-	}
+// resume restarts the delivery of credits, the ones queued before Connect, and settles what
+// is queued (settlement-core's trySettlement of every account at start).
+func (s *Server) resume(ctx context.Context, credits []Credit) error {
 	for _, c := range credits {
 		s.deliver(c)
 	}
@@ -501,11 +505,7 @@ func (s *Server) settleLater(ctx context.Context, account string, at Attempt, er
 // money arrived, and a connector that refuses it now (an account it does not settle yet, a
 // bug) may take it after an operator's fix; refusals are logged as errors.
 func (s *Server) deliver(c Credit) {
-	if _, running := s.delivering.LoadOrStore(c.Key, true); running {
-		return // queued during Connect, and read again by resume: delivered once
-	}
 	s.wg.Go(func() {
-		defer s.delivering.Delete(c.Key)
 		for n := 1; ; n++ {
 			status, err := s.conn.credit(s.ctx, c)
 			if err == nil {
