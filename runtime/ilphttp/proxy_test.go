@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/url"
-	"os"
-	"os/exec"
-	"slices"
 	"testing"
 	"time"
 
@@ -14,21 +11,14 @@ import (
 	"github.com/ilpfleet/ilpfleet/internal/testproxy"
 )
 
-// Where the child process of TestOutgoingThroughProxy finds its peer and the peer's CA.
-const (
-	proxyPeerEnv = "ILPFLEET_TEST_PROXY_PEER"
-	proxyCAEnv   = "ILPFLEET_TEST_PROXY_CA"
-)
-
 // TestOutgoingThroughProxy: outgoing requests honour HTTPS_PROXY, as Go's default transport and
 // the BTP client do (an egress proxy is the only way out of many networks): a packet to
-// https://peer.example goes through the proxy's CONNECT. net/http reads the proxy variables
-// once per process and never proxies loopback addresses, so the sender runs in a child process
-// with the variables set and dials a name that only the proxy knows (it tunnels to the test
-// peer on 127.0.0.1).
+// https://peer.example goes through the proxy's CONNECT. The sender runs in a child process
+// with the proxy variables set (testproxy.RunChild) and dials a name that only the proxy knows
+// (it tunnels to the test peer on 127.0.0.1).
 func TestOutgoingThroughProxy(t *testing.T) {
-	if peer := os.Getenv(proxyPeerEnv); peer != "" {
-		sendThroughProxy(t, peer, os.Getenv(proxyCAEnv))
+	if peer, ca, ok := testproxy.Child(); ok {
+		sendThroughProxy(t, peer, ca)
 		return
 	}
 	ca := testcert.NewCA(t, "peers CA")
@@ -37,20 +27,7 @@ func TestOutgoingThroughProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := u.Port()
-	proxy, connects := testproxy.Start(t)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestOutgoingThroughProxy$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), "HTTPS_PROXY="+proxy, "NO_PROXY=", "no_proxy=",
-		proxyPeerEnv+"=peer.example:"+port, proxyCAEnv+"="+string(ca.PEM))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("the sender behind the proxy: %v\n%s", err, out)
-	}
-	if got, want := connects(), []string{"peer.example:" + port}; !slices.Equal(got, want) {
-		t.Errorf("the proxy was asked to CONNECT to %q; want %q", got, want)
-	}
+	testproxy.RunChild(t, "TestOutgoingThroughProxy", "peer.example:"+u.Port(), ca.PEM)
 }
 
 // sendThroughProxy is the child's part: one packet over an https:// outgoing link to peer,
