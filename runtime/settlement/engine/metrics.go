@@ -315,15 +315,15 @@ func (m *metrics) outcome(r run, outcome string, settled decimal.Decimal) {
 	}
 }
 
-// retry counts a settlement of id scheduled after a backoff.
-func (m *metrics) retry(id string) {
+// retry counts a settlement of r scheduled after a backoff, if r is still current.
+func (m *metrics) retry(r run) {
 	if m == nil {
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.accounts[id] != 0 {
-		m.retries.WithLabelValues(id).Inc()
+	if m.currentLocked(r) {
+		m.retries.WithLabelValues(r.id).Inc()
 	}
 }
 

@@ -524,6 +524,41 @@ func TestMetricsAccountDeletedDuringSettle(t *testing.T) {
 	}
 }
 
+// TestMetricsRetryOfDeletedAccountNotCounted: as TestMetricsAccountDeletedDuringSettle, but
+// the old Settle answers ErrNotSettled or ErrOutcomeUnknown: its retry is the deleted
+// account's, and counts nothing for the account created again under its id.
+func TestMetricsRetryOfDeletedAccountNotCounted(t *testing.T) {
+	for _, c := range []struct {
+		err     error
+		outcome string
+	}{{engine.ErrNotSettled, engine.OutcomeNotSettled}, {engine.ErrOutcomeUnknown, engine.OutcomeUnknown}} {
+		t.Run(c.outcome, func(t *testing.T) {
+			g := newGated()
+			reg := newKept()
+			s := startMetered(t, g, engine.NewMemory(), reg, "http://127.0.0.1:1")
+			do(t, s, "POST", "/accounts", "", `{"id":"a"}`)
+			if st, b := do(t, s, "POST", "/accounts/a/settlements", "k1", `{"amount":"100","scale":2}`); st != 201 {
+				t.Fatal(st, b)
+			}
+			<-g.entered
+			if st, b := do(t, s, "DELETE", "/accounts/a", "", ""); st != http.StatusNoContent {
+				t.Fatal(st, b)
+			}
+			do(t, s, "POST", "/accounts", "", `{"id":"a"}`)
+			g.answer <- func(decimal.Decimal) (decimal.Decimal, error) { return decimal.Zero, c.err }
+			if err := s.Close(context.Background()); err != nil { // waits for the Settle's end and its retry scheduled
+				t.Fatal(err)
+			}
+			if n := value(t, reg, engine.MetricRetries, "account", "a"); n != 0 {
+				t.Errorf("the new account: retries %v, want 0 (the retry was the deleted account's)", n)
+			}
+			if n := value(t, reg, engine.MetricSettlements, "account", "a", "outcome", c.outcome); n != 0 {
+				t.Errorf("the new account: %s %v, want 0", c.outcome, n)
+			}
+		})
+	}
+}
+
 // takenBeforeCounted is a Memory store whose QueueSettlement of key lets the settle loop take
 // the amount (and enter Settle) before it returns: the order a settle loop going round (its
 // again flag, a backoff timer, TrySettlement) can take with a request in flight.

@@ -305,7 +305,7 @@ func (s *Server) settleOnce(account string) {
 	// leaves it in the store.
 	at, err := s.store.StartAttempt(bg, account, rand.Text())
 	if err != nil {
-		wait := s.tryLater(account)
+		wait := s.tryLater(account, s.m.run(account))
 		s.log.Error("settlement engine: cannot take the amount to settle; it stays queued and is tried again", "account", account, "retryIn", wait, "err", err)
 		return
 	}
@@ -328,13 +328,13 @@ func (s *Server) retryAttempt(ctx context.Context, account string) bool {
 	o, unwritten := s.unrecorded[account]
 	delete(s.unrecorded, account)
 	s.mu.Unlock()
-	if unwritten && !s.writeOutcome(ctx, account, o) {
+	if unwritten && !s.writeOutcome(ctx, account, s.m.run(account), o) {
 		return false
 	}
 	at, err := s.store.Attempt(ctx, account)
 	if err != nil {
 		s.log.Error("settlement engine: cannot read the settlement attempt kept; trying again later", "account", account, "err", err)
-		s.tryLater(account)
+		s.tryLater(account, s.m.run(account))
 		return false
 	}
 	if at == nil {
@@ -359,7 +359,7 @@ func (s *Server) abandonAttempt(ctx context.Context, account string, at Attempt)
 		"account", account, "amount", at.Amount.String(), "id", at.ID)
 	if err := s.store.EndAttempt(ctx, account, at.ID, decimal.Zero); err != nil {
 		s.log.Error("settlement engine: cannot forget the interrupted settlement; trying again later", "account", account, "id", at.ID, "err", err)
-		s.tryLater(account)
+		s.tryLater(account, r)
 		return false
 	}
 	s.m.outcome(r, OutcomeInterrupted, decimal.Zero)
@@ -385,11 +385,11 @@ func (s *Server) settleAttempt(ctx context.Context, account string, at Attempt, 
 			said = OutcomeUnknown
 		}
 		s.m.outcome(r, said, decimal.Zero)
-		s.keepAttempt(ctx, account, at, err)
+		s.keepAttempt(ctx, account, r, at, err)
 		return false
 	case errors.Is(err, ErrNotSettled):
 		s.m.outcome(r, OutcomeNotSettled, decimal.Zero)
-		s.settleLater(ctx, account, at, err)
+		s.settleLater(ctx, account, r, at, err)
 		return false
 	case err != nil && s.settleCtx.Err() != nil:
 		s.m.outcome(r, OutcomeCancelled, decimal.Zero)
@@ -399,21 +399,23 @@ func (s *Server) settleAttempt(ctx context.Context, account string, at Attempt, 
 		s.m.outcome(r, OutcomeFailed, decimal.Zero)
 		s.log.Error("SETTLEMENT FAILED: the whole amount is taken as settled, in case it was paid; check the ledger and settle the difference by hand if it was not",
 			"account", account, "amount", at.Amount.String(), "id", at.ID, "err", err)
-		s.endAttempt(ctx, account, at, decimal.Zero)
+		s.endAttempt(ctx, account, r, at, decimal.Zero)
 		return true
 	}
 	s.recordSettled(ctx, account, r, at, settled)
 	return true
 }
 
-// endAttempt forgets at, whose outcome is known, and queues requeue again, in one step.
-func (s *Server) endAttempt(ctx context.Context, account string, at Attempt, requeue decimal.Decimal) {
-	s.writeOutcome(ctx, account, outcome{at: at, end: true, requeue: requeue})
+// endAttempt forgets at, an attempt of r, whose outcome is known, and queues requeue again,
+// in one step.
+func (s *Server) endAttempt(ctx context.Context, account string, r run, at Attempt, requeue decimal.Decimal) {
+	s.writeOutcome(ctx, account, r, outcome{at: at, end: true, requeue: requeue})
 }
 
-// writeOutcome writes o to the store and reports whether it could. If not, o is kept in
-// memory and written again, after the backoff, before the account settles again (see outcome).
-func (s *Server) writeOutcome(ctx context.Context, account string, o outcome) bool {
+// writeOutcome writes o, of an attempt of r, to the store and reports whether it could. If
+// not, o is kept in memory and written again, after the backoff, before the account settles
+// again (see outcome).
+func (s *Server) writeOutcome(ctx context.Context, account string, r run, o outcome) bool {
 	var err error
 	if o.end {
 		err = s.store.EndAttempt(ctx, account, o.at.ID, o.requeue)
@@ -426,7 +428,7 @@ func (s *Server) writeOutcome(ctx context.Context, account string, o outcome) bo
 	s.mu.Lock()
 	s.unrecorded[account] = o
 	s.mu.Unlock()
-	wait := s.tryLater(account)
+	wait := s.tryLater(account, r)
 	s.log.Error("settlement engine: cannot record the outcome of a settlement; written again before the account settles again",
 		"account", account, "amount", o.at.Amount.String(), "id", o.at.ID, "ended", o.end, "requeue", o.requeue.String(), "retryIn", wait, "err", err)
 	return false
@@ -454,16 +456,16 @@ func (s *Server) recordSettled(ctx context.Context, account string, r run, at At
 	s.mu.Lock()
 	delete(s.failures, account)
 	s.mu.Unlock()
-	s.endAttempt(ctx, account, at, amount.Sub(settled))
+	s.endAttempt(ctx, account, r, at, amount.Sub(settled))
 }
 
-// keepAttempt keeps at to be settled again, with its id, after the backoff.
-func (s *Server) keepAttempt(ctx context.Context, account string, at Attempt, err error) {
+// keepAttempt keeps at, an attempt of r, to be settled again, with its id, after the backoff.
+func (s *Server) keepAttempt(ctx context.Context, account string, r run, at Attempt, err error) {
 	if at.InProgress {
 		at.InProgress = false
-		s.writeOutcome(ctx, account, outcome{at: at})
+		s.writeOutcome(ctx, account, r, outcome{at: at})
 	}
-	wait := s.tryLater(account)
+	wait := s.tryLater(account, r)
 	s.log.Warn("settlement outcome unknown; tried again with the same id", "account", account,
 		"amount", at.Amount.String(), "id", at.ID, "retryIn", wait, "err", err)
 }
@@ -471,8 +473,10 @@ func (s *Server) keepAttempt(ctx context.Context, account string, at Attempt, er
 // tryLater settles account again after the backoff: nothing else would (a connector asks
 // once). Until then the account is not settled, whatever is queued meanwhile (each request
 // would otherwise retry at once, and add a timer of its own). It returns the wait until the
-// retry: the pending one's, if there is one already.
-func (s *Server) tryLater(account string) time.Duration {
+// retry: the pending one's, if there is one already. The retry is counted for r, the account
+// as it was when what failed started: not for the account created again under its id, once
+// it was deleted meanwhile.
+func (s *Server) tryLater(account string, r run) time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failures[account]++
@@ -481,7 +485,7 @@ func (s *Server) tryLater(account string) time.Duration {
 	}
 	wait := s.cfg.Backoff(s.failures[account])
 	s.later[account] = time.Now().Add(wait)
-	s.m.retry(account)
+	s.m.retry(r)
 	time.AfterFunc(wait, func() {
 		s.mu.Lock()
 		delete(s.later, account)
@@ -491,11 +495,12 @@ func (s *Server) tryLater(account string) time.Duration {
 	return wait
 }
 
-// settleLater queues at's amount again after a Settle that paid nothing (ErrNotSettled), and
-// tries the account again after the backoff: nothing else would (a connector asks once).
-func (s *Server) settleLater(ctx context.Context, account string, at Attempt, err error) {
-	s.endAttempt(ctx, account, at, at.Amount)
-	wait := s.tryLater(account)
+// settleLater queues the amount of at, an attempt of r, again after a Settle that paid nothing
+// (ErrNotSettled), and tries the account again after the backoff: nothing else would (a
+// connector asks once).
+func (s *Server) settleLater(ctx context.Context, account string, r run, at Attempt, err error) {
+	s.endAttempt(ctx, account, r, at, at.Amount)
+	wait := s.tryLater(account, r)
 	s.log.Warn("nothing settled; the amount stays queued and is tried again", "account", account,
 		"amount", at.Amount.String(), "retryIn", wait, "err", err)
 }
