@@ -11,11 +11,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -143,4 +145,31 @@ func WriteFile(t testing.TB, name string, data []byte) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// Quote is s as a JSON string, to write PEM text, paths and URLs into a test's options.
+func Quote(s string) string {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(err) // a string always marshals
+	}
+	return string(b)
+}
+
+// TLSOption is a tls option: a JSON object of the pairs of key and value kv, in that order,
+// the values quoted (TLSOption("ca", string(ca.PEM), "servername", "peer.example")).
+func TLSOption(kv ...string) string {
+	if len(kv)%2 != 0 {
+		panic("testcert.TLSOption: an odd number of arguments; want pairs of key and value")
+	}
+	var b strings.Builder
+	b.WriteByte('{')
+	for i := 0; i < len(kv); i += 2 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(Quote(kv[i]) + ":" + Quote(kv[i+1]))
+	}
+	b.WriteByte('}')
+	return b.String()
 }

@@ -13,10 +13,9 @@ import (
 func TestParseOptionsTLS(t *testing.T) {
 	ca := testcert.NewCA(t, "private CA")
 	client := ca.Client(t, "us")
-	str := func(b []byte) string { s, _ := json.Marshal(string(b)); return string(s) }
 	t.Run("accepted", func(t *testing.T) {
-		raw := `{"server":"btp+wss://u:t@peer.example/btp","tls":{"ca":` + str(ca.PEM) + `,"cert":` + str(client.CertPEM) +
-			`,"key":` + str(client.KeyPEM) + `,"servername":"btp.peer.example"}}`
+		raw := `{"server":"btp+wss://u:t@peer.example/btp","tls":` +
+			testcert.TLSOption("ca", string(ca.PEM), "cert", string(client.CertPEM), "key", string(client.KeyPEM), "servername", "btp.peer.example") + `}`
 		o, err := ParseOptions(PluginBTP, json.RawMessage(raw))
 		if err != nil {
 			t.Fatal(err)

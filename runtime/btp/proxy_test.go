@@ -16,7 +16,7 @@ import (
 func TestClientThroughProxy(t *testing.T) {
 	if peer, ca, ok := testproxy.Child(); ok {
 		server := "btp+wss://u:s3cret@" + peer + "/btp"
-		o := tlsClientOptions(t, server, tlsJSON("ca", ca))
+		o := tlsClientOptions(t, server, testcert.TLSOption("ca", ca))
 		roundTrip(t, startClient(t, server, echo, func(co *ClientOptions) { *co = o }))
 		return
 	}

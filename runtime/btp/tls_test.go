@@ -32,12 +32,11 @@ func startTLSServer(t *testing.T, cfg *tls.Config) (*PeerServer, string) {
 	return s, "btp+wss://u:s3cret@" + hs.Listener.Addr().String() + "/btp"
 }
 
-// tlsClientOptions parses ilp-plugin-btp options for server with the tls object tlsJSON, as a
-// config would give them.
-func tlsClientOptions(t *testing.T, server, tlsJSON string) ClientOptions {
+// tlsClientOptions parses ilp-plugin-btp options for server with the tls object tlsOption
+// (testcert.TLSOption), as a config would give them.
+func tlsClientOptions(t *testing.T, server, tlsOption string) ClientOptions {
 	t.Helper()
-	raw, _ := json.Marshal(server)
-	o, err := ParseOptions(PluginBTP, json.RawMessage(`{"server":`+string(raw)+`,"tls":`+tlsJSON+`}`))
+	o, err := ParseOptions(PluginBTP, json.RawMessage(`{"server":`+testcert.Quote(server)+`,"tls":`+tlsOption+`}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,16 +44,6 @@ func tlsClientOptions(t *testing.T, server, tlsJSON string) ClientOptions {
 	co.Common = quiet()
 	co.ReconnectInterval = 20 * time.Millisecond
 	return co
-}
-
-// tlsJSON is a tls object: pairs of key and value, values JSON-quoted.
-func tlsJSON(kv ...string) string {
-	m := map[string]string{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i]] = kv[i+1]
-	}
-	b, _ := json.Marshal(m)
-	return string(b)
 }
 
 // roundTrip sends a Prepare over c and checks the peer server's echo comes back.
@@ -87,27 +76,27 @@ func TestClientTLS(t *testing.T) {
 		tls    string
 		hint   string // "": connects
 	}{
-		{"private CA", testcert.ServerConfig(server, nil), tlsJSON("ca", string(ca.PEM)), ""},
-		{"private CA from a file", testcert.ServerConfig(server, nil), tlsJSON("caFile", caFile), ""},
+		{"private CA", testcert.ServerConfig(server, nil), testcert.TLSOption("ca", string(ca.PEM)), ""},
+		{"private CA from a file", testcert.ServerConfig(server, nil), testcert.TLSOption("caFile", caFile), ""},
 		{"mutual TLS", testcert.ServerConfig(server, ca.Pool()),
-			tlsJSON("ca", string(ca.PEM), "cert", string(client.CertPEM), "keyFile", keyFile), ""},
-		{"servername", testcert.ServerConfig(named, nil), tlsJSON("ca", string(ca.PEM), "servername", "btp.peer.test"), ""},
-		{"wrong CA", testcert.ServerConfig(server, nil), tlsJSON("ca", string(other.PEM)),
+			testcert.TLSOption("ca", string(ca.PEM), "cert", string(client.CertPEM), "keyFile", keyFile), ""},
+		{"servername", testcert.ServerConfig(named, nil), testcert.TLSOption("ca", string(ca.PEM), "servername", "btp.peer.test"), ""},
+		{"wrong CA", testcert.ServerConfig(server, nil), testcert.TLSOption("ca", string(other.PEM)),
 			`the peer's certificate is not signed by an authority in tls.ca/caFile (its issuer is "CN=peers CA")`},
 		{"system roots", testcert.ServerConfig(server, nil), `{}`,
 			`not signed by an authority the system trusts (its issuer is "CN=peers CA"): for a private CA, set tls.ca`},
-		{"no client certificate", testcert.ServerConfig(server, ca.Pool()), tlsJSON("ca", string(ca.PEM)),
+		{"no client certificate", testcert.ServerConfig(server, ca.Pool()), testcert.TLSOption("ca", string(ca.PEM)),
 			"the peer requires a client certificate and we sent none: set tls.cert and tls.key"},
 		{"client certificate of another CA", testcert.ServerConfig(server, ca.Pool()),
-			tlsJSON("ca", string(ca.PEM), "cert", string(stranger.CertPEM), "key", string(stranger.KeyPEM)),
+			testcert.TLSOption("ca", string(ca.PEM), "cert", string(stranger.CertPEM), "key", string(stranger.KeyPEM)),
 			"the peer refused our client certificate (tls.cert/certFile)"},
-		{"name mismatch", testcert.ServerConfig(named, nil), tlsJSON("ca", string(ca.PEM)),
+		{"name mismatch", testcert.ServerConfig(named, nil), testcert.TLSOption("ca", string(ca.PEM)),
 			"the peer's certificate is not valid for the host of the URL (it holds btp.peer.test): dial one of its names, or set tls.servername to one"},
-		{"wrong servername", testcert.ServerConfig(server, nil), tlsJSON("ca", string(ca.PEM), "servername", "btp.peer.test"),
+		{"wrong servername", testcert.ServerConfig(server, nil), testcert.TLSOption("ca", string(ca.PEM), "servername", "btp.peer.test"),
 			`the peer's certificate is not valid for tls.servername "btp.peer.test" (it holds 127.0.0.1): set servername to one of its names`},
 		// A btp+wss:// URL to a plain btp+ws:// peer: net/http reports the peer's HTTP answer as
 		// http.ErrSchemeMismatch, no tls.RecordHeaderError.
-		{"plain peer", nil, tlsJSON("ca", string(ca.PEM)), "the peer's port does not speak TLS"},
+		{"plain peer", nil, testcert.TLSOption("ca", string(ca.PEM)), "the peer's port does not speak TLS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var url string

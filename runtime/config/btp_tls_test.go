@@ -17,16 +17,15 @@ func TestValidateBTPTLSOption(t *testing.T) {
 	ca := testcert.NewCA(t, "peering CA")
 	client := ca.Client(t, "alice")
 	unparseable := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("not DER")}))
-	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
 	tests := []struct {
 		name    string
 		tls     string
 		problem string // "" when valid
 	}{
-		{"CA and client certificate", `{"ca":` + q(string(ca.PEM)) + `,"cert":` + q(string(client.CertPEM)) + `,"key":` + q(string(client.KeyPEM)) + `}`, ""},
-		{"CA bundle with a certificate that does not parse", `{"ca":` + q(string(ca.PEM)+unparseable) + `}`,
+		{"CA and client certificate", testcert.TLSOption("ca", string(ca.PEM), "cert", string(client.CertPEM), "key", string(client.KeyPEM)), ""},
+		{"CA bundle with a certificate that does not parse", testcert.TLSOption("ca", string(ca.PEM)+unparseable),
 			`account "bad": options: ilp-plugin-btp options: tls.ca certificate 2 (PEM block 2) cannot be parsed`},
-		{"certificate holding its key", `{"cert":` + q(string(client.CertPEM)+string(client.KeyPEM)) + `,"key":` + q(string(client.KeyPEM)) + `}`,
+		{"certificate holding its key", testcert.TLSOption("cert", string(client.CertPEM)+string(client.KeyPEM), "key", string(client.KeyPEM)),
 			`account "bad": options: ilp-plugin-btp options: tls.cert holds a PRIVATE KEY block`},
 		{"unknown key", `{"cafile":"/x"}`, `account "bad": options: ilp-plugin-btp options: unknown option "tls.cafile"`},
 	}

@@ -13,9 +13,8 @@ import (
 func TestParseOptionsTLS(t *testing.T) {
 	ca := testcert.NewCA(t, "private CA")
 	client := ca.Client(t, "us")
-	str := func(b []byte) string { s, _ := json.Marshal(string(b)); return string(s) }
-	raw := `{"outgoing":{"url":"https://peer.example/ilp","staticToken":"t","tls":{"ca":` + str(ca.PEM) +
-		`,"cert":` + str(client.CertPEM) + `,"key":` + str(client.KeyPEM) + `,"servername":"ilp.peer.example"}}}`
+	raw := `{"outgoing":{"url":"https://peer.example/ilp","staticToken":"t","tls":` +
+		testcert.TLSOption("ca", string(ca.PEM), "cert", string(client.CertPEM), "key", string(client.KeyPEM), "servername", "ilp.peer.example") + `}}`
 	o, err := ParseOptions(json.RawMessage(raw))
 	if err != nil {
 		t.Fatal(err)

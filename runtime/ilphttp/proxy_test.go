@@ -33,9 +33,8 @@ func TestOutgoingThroughProxy(t *testing.T) {
 // sendThroughProxy is the child's part: one packet over an https:// outgoing link to peer,
 // trusting the PEM CA ca.
 func sendThroughProxy(t *testing.T, peer, ca string) {
-	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
-	o, err := ParseOptions(json.RawMessage(`{"outgoing":{"url":` + q("https://"+peer+"/accounts/client/ilp") +
-		`,"staticToken":"in-token","tls":{"ca":` + q(ca) + `}}}`))
+	o, err := ParseOptions(json.RawMessage(`{"outgoing":{"url":` + testcert.Quote("https://"+peer+"/accounts/client/ilp") +
+		`,"staticToken":"in-token","tls":` + testcert.TLSOption("ca", ca) + `}}`))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,8 +52,7 @@ func TestSendTLS(t *testing.T) {
 	client := ca.Client(t, "us")
 	certFile := testcert.WriteFile(t, "cert.pem", client.CertPEM)
 	keyFile := testcert.WriteFile(t, "key.pem", client.KeyPEM)
-	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
-	mtls := `{"ca":` + q(string(ca.PEM)) + `,"certFile":` + q(certFile) + `,"keyFile":` + q(keyFile) + `}`
+	mtls := testcert.TLSOption("ca", string(ca.PEM), "certFile", certFile, "keyFile", keyFile)
 
 	for _, tc := range []struct {
 		name   string
@@ -62,19 +61,19 @@ func TestSendTLS(t *testing.T) {
 		tls    string
 		hint   string // "": the packet is fulfilled
 	}{
-		{"private CA", testcert.ServerConfig(server, nil), false, `{"ca":` + q(string(ca.PEM)) + `}`, ""},
+		{"private CA", testcert.ServerConfig(server, nil), false, testcert.TLSOption("ca", string(ca.PEM)), ""},
 		{"mutual TLS", testcert.ServerConfig(server, ca.Pool()), false, mtls, ""},
 		{"mutual TLS over HTTP/2", testcert.ServerConfig(server, ca.Pool()), true, mtls, ""},
-		{"servername", testcert.ServerConfig(named, nil), false, `{"ca":` + q(string(ca.PEM)) + `,"servername":"ilp.peer.test"}`, ""},
-		{"no client certificate", testcert.ServerConfig(server, ca.Pool()), false, `{"ca":` + q(string(ca.PEM)) + `}`,
+		{"servername", testcert.ServerConfig(named, nil), false, testcert.TLSOption("ca", string(ca.PEM), "servername", "ilp.peer.test"), ""},
+		{"no client certificate", testcert.ServerConfig(server, ca.Pool()), false, testcert.TLSOption("ca", string(ca.PEM)),
 			"the peer requires a client certificate and we sent none: set outgoing.tls.cert and outgoing.tls.key"},
-		{"wrong CA", testcert.ServerConfig(server, nil), false, `{"ca":` + q(string(other.PEM)) + `}`,
+		{"wrong CA", testcert.ServerConfig(server, nil), false, testcert.TLSOption("ca", string(other.PEM)),
 			`the peer's certificate is not signed by an authority in outgoing.tls.ca/caFile (its issuer is "CN=peers CA")`},
-		{"name mismatch", testcert.ServerConfig(named, nil), false, `{"ca":` + q(string(ca.PEM)) + `}`,
+		{"name mismatch", testcert.ServerConfig(named, nil), false, testcert.TLSOption("ca", string(ca.PEM)),
 			"the peer's certificate is not valid for the host of the URL (it holds ilp.peer.test): dial one of its names, or set outgoing.tls.servername to one"},
 		// An https:// URL to a plain http:// peer: net/http reports its HTTP answer as
 		// http.ErrSchemeMismatch, no tls.RecordHeaderError.
-		{"plain peer", nil, false, `{"ca":` + q(string(ca.PEM)) + `}`, "the peer's port does not speak TLS"},
+		{"plain peer", nil, false, testcert.TLSOption("ca", string(ca.PEM)), "the peer's port does not speak TLS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var url string
@@ -88,7 +87,7 @@ func TestSendTLS(t *testing.T) {
 			if tc.h2 {
 				h2 = "true"
 			}
-			o, err := ParseOptions(json.RawMessage(`{"outgoing":{"url":` + q(url) + `,"staticToken":"in-token","http2":` + h2 + `,"tls":` + tc.tls + `}}`))
+			o, err := ParseOptions(json.RawMessage(`{"outgoing":{"url":` + testcert.Quote(url) + `,"staticToken":"in-token","http2":` + h2 + `,"tls":` + tc.tls + `}}`))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -155,8 +154,7 @@ func TestTLSFailuresLoggedByKind(t *testing.T) {
 	url, _ := startTLSServer(t, &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 		return configs[min(int(handshakes.Add(1))-1, 1)], nil
 	}}, false)
-	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
-	o, err := ParseOptions(json.RawMessage(`{"outgoing":{"url":` + q(url) + `,"staticToken":"in-token","tls":{"ca":` + q(string(ca.PEM)) + `}}}`))
+	o, err := ParseOptions(json.RawMessage(`{"outgoing":{"url":` + testcert.Quote(url) + `,"staticToken":"in-token","tls":` + testcert.TLSOption("ca", string(ca.PEM)) + `}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
