@@ -63,24 +63,23 @@ func parseEngineFlags(args []string, out io.Writer) (engineFlags, error) {
 		return f, fmt.Errorf("--store %q: want memory or a redis:// URL", f.store)
 	}
 	if f.metrics != "" {
-		if _, _, err := splitHostPort(f.metrics); err != nil {
+		if err := checkListenAddr(f.metrics); err != nil {
 			return f, fmt.Errorf("--metrics-listen %q: %w", f.metrics, err)
 		}
 	}
 	return f, nil
 }
 
-// splitHostPort splits a listen address host:port.
-func splitHostPort(addr string) (string, int, error) {
-	host, p, err := net.SplitHostPort(addr)
+// checkListenAddr checks a listen address host:port (host may be empty: every interface).
+func checkListenAddr(addr string) error {
+	_, p, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", 0, err
+		return err
 	}
-	port, err := strconv.Atoi(p)
-	if err != nil || port < 0 || port > 65535 {
-		return "", 0, fmt.Errorf("port %q: want 0 to 65535", p)
+	if port, err := strconv.Atoi(p); err != nil || port < 0 || port > 65535 {
+		return fmt.Errorf("port %q: want 0 to 65535", p)
 	}
-	return host, port, nil
+	return nil
 }
 
 // config is the framework's Config of f, its metrics on reg (nil: none). The flag always
@@ -96,14 +95,14 @@ var engineListen = net.Listen
 // metricsServer serves GET /metrics until the context given to serveEngineMetrics ends.
 type metricsServer struct {
 	ln   net.Listener
-	done chan error // nil after a graceful shutdown
+	done chan error // receives the shutdown's error (nil: graceful), once
 }
 
 // Addr is the bound address, host:port.
 func (m *metricsServer) Addr() string { return m.ln.Addr().String() }
 
-// Wait blocks until the server has stopped and returns why: nil after a graceful shutdown.
-// Called once.
+// Wait blocks until the server has stopped and returns the error of its shutdown: nil after a
+// graceful one, or after serving failed on its own (logged when it happened). Called once.
 func (m *metricsServer) Wait() error { return <-m.done }
 
 // serveEngineMetrics serves GET /metrics on f.metrics, until ctx ends, with the Go and
@@ -129,8 +128,9 @@ func serveEngineMetrics(ctx context.Context, f engineFlags, log *slog.Logger) (*
 	go func() { served <- hs.Serve(ln) }()
 	go func() {
 		select {
-		case err := <-served: // failed on its own
-			m.done <- err
+		case err := <-served: // failed on its own: said now, not at exit
+			log.Error("settlement engine metrics: serve failed; /metrics is not served any more", "addr", m.Addr(), "err", err)
+			m.done <- nil
 			return
 		case <-ctx.Done():
 		}
@@ -172,7 +172,7 @@ func runSettlementEngine(ctx context.Context, args []string) error {
 		defer func() {
 			stopMetrics()
 			if err := msrv.Wait(); err != nil {
-				log.Error("settlement engine metrics: serve", "err", err)
+				log.Error("settlement engine metrics: shutdown", "err", err)
 			}
 		}()
 	}

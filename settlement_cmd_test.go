@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -215,5 +216,56 @@ func TestSettlementEngineMetricsListen(t *testing.T) {
 				t.Fatalf("listened on %q, want %q (as --listen)", asked, want)
 			}
 		})
+	}
+}
+
+// failingListener is a listener whose Accept fails for good, as a closed socket's.
+type failingListener struct{ net.Listener }
+
+func (failingListener) Accept() (net.Conn, error) { return nil, errors.New("accept: socket gone") }
+
+// lockedBuffer is a log's output, read while the log is written.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestSettlementEngineMetricsServeErrorLogged: /metrics failing to serve is logged when it
+// happens, while the engine runs on, not only at exit.
+func TestSettlementEngineMetricsServeErrorLogged(t *testing.T) {
+	defer func(l func(string, string) (net.Listener, error)) { engineListen = l }(engineListen)
+	engineListen = func(string, string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		return failingListener{ln}, err
+	}
+	f, err := parseEngineFlags([]string{"--metrics-listen", "127.0.0.1:0"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out lockedBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, srv, err := serveEngineMetrics(ctx, f, slog.New(slog.NewTextHandler(&out, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.ln.Close()
+	if err := srv.Wait(); err != nil { // ctx still running: returns once serving failed
+		t.Errorf("Wait: %v, want nil (the serve error is logged)", err)
+	}
+	if log := out.String(); !strings.Contains(log, "serve failed") || !strings.Contains(log, "socket gone") {
+		t.Fatalf("the serve error is not logged when it happens:\n%s", log)
 	}
 }
