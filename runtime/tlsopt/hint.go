@@ -29,8 +29,19 @@ func Hint(err error, at string, cfg *tls.Config) string {
 	if err == nil {
 		return ""
 	}
+	if h := verifyHint(err, at, cfg); h != "" {
+		return h
+	}
+	if alert, ok := RemoteAlert(err); ok {
+		return alertHint(alert, at, cfg != nil && (cfg.GetClientCertificate != nil || len(cfg.Certificates) > 0))
+	}
+	return ""
+}
+
+// verifyHint explains a failure found on our side: the peer's certificate or chain, as
+// crypto/x509 checked it against cfg, or a port that does not answer in TLS. "" for others.
+func verifyHint(err error, at string, cfg *tls.Config) string {
 	privateCA := cfg != nil && cfg.RootCAs != nil
-	clientCert := cfg != nil && (cfg.GetClientCertificate != nil || len(cfg.Certificates) > 0)
 	var (
 		unknown  x509.UnknownAuthorityError
 		hostname x509.HostnameError
@@ -81,14 +92,20 @@ func Hint(err error, at string, cfg *tls.Config) string {
 	case errors.As(err, &record):
 		return "the peer's port does not speak TLS: check the URL's scheme and port (a plain peer needs btp+ws:// or http://)"
 	}
-	alert, ok := RemoteAlert(err)
-	if !ok {
-		return ""
-	}
+	return ""
+}
+
+// alertHint explains the TLS alert the peer ended the handshake with (RemoteAlert), clientCert
+// telling whether we had a client certificate to send.
+func alertHint(alert, at string, clientCert bool) string {
 	switch {
 	case strings.Contains(alert, "certificate required"),
-		!clientCert && (strings.Contains(alert, "bad certificate") || strings.Contains(alert, "handshake failure")):
+		!clientCert && strings.Contains(alert, "bad certificate"):
 		return fmt.Sprintf("the peer requires a client certificate and we sent none: set %s.cert and %s.key (or certFile/keyFile) to a certificate the peer trusts", at, at)
+	case !clientCert && strings.Contains(alert, "handshake failure"):
+		// A TLS 1.2 peer may say this for a missing client certificate, and any peer for no
+		// cipher suite, curve or ALPN protocol in common.
+		return fmt.Sprintf("the peer probably requires a client certificate and we sent none (or we have no cipher in common): set %s.cert and %s.key (or certFile/keyFile) to a certificate the peer trusts", at, at)
 	case strings.Contains(alert, "certificate"), strings.Contains(alert, "access denied"):
 		return fmt.Sprintf("the peer refused our client certificate (%s.cert/certFile): it must be signed by an authority the peer trusts for clients, be valid now and be meant for client authentication", at)
 	case strings.Contains(alert, "protocol version"):
