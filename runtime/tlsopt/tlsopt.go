@@ -52,8 +52,8 @@ type Options struct {
 	ServerName *string `json:"servername"`
 }
 
-// Keys are the keys of the tls object, in the order errors list them (from Options' tags).
-var Keys = func() []string {
+// tlsKeys are the keys of the tls object, in the order errors list them (from Options' tags).
+var tlsKeys = func() []string {
 	t := reflect.TypeFor[Options]()
 	out := make([]string, t.NumField())
 	for i := range out {
@@ -62,18 +62,18 @@ var Keys = func() []string {
 	return out
 }()
 
-// UnknownKeyError is a key of the tls object that is not one of Keys: most likely a typo. Its
+// unknownKeyError is a key of the tls object that is not one of tlsKeys: most likely a typo. Its
 // message suggests the nearest known key and lists them all.
-type UnknownKeyError struct {
+type unknownKeyError struct {
 	At  string // where the tls object is: "tls", "outgoing.tls"
 	Key string
 }
 
-func (e *UnknownKeyError) Error() string {
-	return fmt.Sprintf("unknown option %q%s; known options here: %s", e.At+"."+e.Key, suggest.DidYouMean(e.Key, Keys), strings.Join(Keys, ", "))
+func (e *unknownKeyError) Error() string {
+	return fmt.Sprintf("unknown option %q%s; known options here: %s", e.At+"."+e.Key, suggest.DidYouMean(e.Key, tlsKeys), strings.Join(tlsKeys, ", "))
 }
 
-// Decode reads the tls object raw strictly: an unknown key is an *UnknownKeyError naming the
+// Decode reads the tls object raw strictly: an unknown key is an *unknownKeyError naming the
 // nearest known one. null (or nothing) is no object: nil, nil. at is where raw was found
 // ("outgoing.tls"), for messages.
 func Decode(at string, raw json.RawMessage) (*Options, error) {
@@ -83,11 +83,11 @@ func Decode(at string, raw json.RawMessage) (*Options, error) {
 	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &obj); err != nil {
-		return nil, fmt.Errorf("%s must be an object with %s", at, strings.Join(Keys, ", "))
+		return nil, fmt.Errorf("%s must be an object with %s", at, strings.Join(tlsKeys, ", "))
 	}
 	for _, k := range slices.Sorted(maps.Keys(obj)) {
-		if !slices.Contains(Keys, k) {
-			return nil, &UnknownKeyError{At: at, Key: k}
+		if !slices.Contains(tlsKeys, k) {
+			return nil, &unknownKeyError{At: at, Key: k}
 		}
 	}
 	var o Options
@@ -120,13 +120,13 @@ func (o *Options) Config(at string) (*tls.Config, error) {
 		return nil, fmt.Errorf("%s: set cert or certFile, not both", at)
 	case o.Key != nil && o.KeyFile != nil:
 		return nil, fmt.Errorf("%s: set key or keyFile, not both", at)
-	case o.HasClientCert() && o.Key == nil && o.KeyFile == nil:
+	case o.hasClientCert() && o.Key == nil && o.KeyFile == nil:
 		return nil, fmt.Errorf("%s.%s is set without a key: set %s.key or %s.keyFile too", at, pick(o.Cert, "cert", "certFile"), at, at)
-	case !o.HasClientCert() && (o.Key != nil || o.KeyFile != nil):
+	case !o.hasClientCert() && (o.Key != nil || o.KeyFile != nil):
 		return nil, fmt.Errorf("%s.%s is set without a certificate: set %s.cert or %s.certFile too", at, pick(o.Key, "key", "keyFile"), at, at)
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if o.HasCA() {
+	if o.hasCA() {
 		ca, err := pemOption(at, "ca", o.CA, "caFile", o.CAFile)
 		if err != nil {
 			return nil, err
@@ -140,7 +140,7 @@ func (o *Options) Config(at string) (*tls.Config, error) {
 			cfg.RootCAs.AddCert(c)
 		}
 	}
-	if o.HasClientCert() {
+	if o.hasClientCert() {
 		certPEM, err := pemOption(at, "cert", o.Cert, "certFile", o.CertFile)
 		if err != nil {
 			return nil, err
@@ -171,13 +171,13 @@ func (o *Options) Config(at string) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// HasClientCert reports whether o presents a client certificate.
-func (o *Options) HasClientCert() bool {
+// hasClientCert reports whether o presents a client certificate.
+func (o *Options) hasClientCert() bool {
 	return o != nil && (o.Cert != nil || o.CertFile != nil)
 }
 
-// HasCA reports whether o replaces the system roots.
-func (o *Options) HasCA() bool {
+// hasCA reports whether o replaces the system roots.
+func (o *Options) hasCA() bool {
 	return o != nil && (o.CA != nil || o.CAFile != nil)
 }
 

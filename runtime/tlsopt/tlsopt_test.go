@@ -270,9 +270,9 @@ func TestDecode(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "BEGIN") {
 			t.Errorf("Decode(%s) error %q quotes the value", tc.raw, err)
 		}
-		var uk *UnknownKeyError
+		var uk *unknownKeyError
 		if strings.Contains(tc.want, "unknown option") && !errors.As(err, &uk) {
-			t.Errorf("Decode(%s) error %T; want *UnknownKeyError", tc.raw, err)
+			t.Errorf("Decode(%s) error %T; want *unknownKeyError", tc.raw, err)
 		}
 	}
 }
