@@ -2,7 +2,6 @@ package ilphttp
 
 import (
 	"context"
-	"encoding/json"
 	"net/url"
 	"testing"
 	"time"
@@ -33,20 +32,8 @@ func TestOutgoingThroughProxy(t *testing.T) {
 // sendThroughProxy is the child's part: one packet over an https:// outgoing link to peer,
 // trusting the PEM CA ca.
 func sendThroughProxy(t *testing.T, peer, ca string) {
-	o, err := ParseOptions(json.RawMessage(`{"outgoing":{"url":` + testcert.Quote("https://"+peer+"/accounts/client/ilp") +
-		`,"staticToken":"in-token","tls":` + testcert.TLSOption("ca", ca) + `}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.Account, o.Address = "peer", self
-	l, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	if err := l.Start(context.Background(), nil); err != nil {
-		t.Fatal(err)
-	}
+	l := startTLSLink(t, `{"url":`+testcert.Quote("https://"+peer+"/accounts/client/ilp")+
+		`,"staticToken":"in-token","tls":`+testcert.TLSOption("ca", ca)+`}`, nil, nil)
 	if f, err := l.Send(context.Background(), testPrepare(10*time.Second)); err != nil || f.Fulfillment != testFulfillment {
 		t.Fatalf("Send through the proxy: %+v, %v; want the Fulfill", f, err)
 	}

@@ -87,20 +87,8 @@ func TestSendTLS(t *testing.T) {
 			if tc.h2 {
 				h2 = "true"
 			}
-			o, err := ParseOptions(json.RawMessage(`{"outgoing":{"url":` + testcert.Quote(url) + `,"staticToken":"in-token","http2":` + h2 + `,"tls":` + tc.tls + `}}`))
-			if err != nil {
-				t.Fatal(err)
-			}
 			var buf testlog.Buffer
-			o.Account, o.Address, o.Logger = "peer", self, slog.New(slog.NewJSONHandler(&buf, nil))
-			l, err := New(o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer l.Close()
-			if err := l.Start(context.Background(), nil); err != nil {
-				t.Fatal(err)
-			}
+			l := startTLSLink(t, `{"url":`+testcert.Quote(url)+`,"staticToken":"in-token","http2":`+h2+`,"tls":`+tc.tls+`}`, &buf, nil)
 			f, err := l.Send(context.Background(), testPrepare(10*time.Second))
 			if tc.hint == "" {
 				if err != nil || f.Fulfillment != testFulfillment || string(f.Data) != "hello" {
@@ -154,22 +142,10 @@ func TestTLSFailuresLoggedByKind(t *testing.T) {
 	url, _ := startTLSServer(t, &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 		return configs[min(int(handshakes.Add(1))-1, 1)], nil
 	}}, false)
-	o, err := ParseOptions(json.RawMessage(`{"outgoing":{"url":` + testcert.Quote(url) + `,"staticToken":"in-token","tls":` + testcert.TLSOption("ca", string(ca.PEM)) + `}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var buf testlog.Buffer
-	o.Account, o.Address, o.Logger = "peer", self, slog.New(slog.NewJSONHandler(&buf, nil))
-	l, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	now := time.Unix(1_700_000_000, 0)
-	l.now = func() time.Time { return now } // the three failures within warnEvery
-	if err := l.Start(context.Background(), nil); err != nil {
-		t.Fatal(err)
-	}
+	l := startTLSLink(t, `{"url":`+testcert.Quote(url)+`,"staticToken":"in-token","tls":`+testcert.TLSOption("ca", string(ca.PEM))+`}`, &buf,
+		func(l *Link) { l.now = func() time.Time { return now } }) // the three failures within warnEvery
 	for range 3 {
 		if _, err := l.Send(context.Background(), testPrepare(10*time.Second)); err == nil {
 			t.Fatal("fulfilled")
@@ -188,4 +164,31 @@ func TestTLSFailuresLoggedByKind(t *testing.T) {
 	if len(hints) != 2 || !strings.Contains(hints[0], "not signed by an authority in outgoing.tls.ca") || !strings.Contains(hints[1], "requires a client certificate") {
 		t.Errorf("WARN lines with hints %q; want the unknown authority's, then the client certificate's, once each", hints)
 	}
+}
+
+// startTLSLink parses the options {"outgoing": outgoing} as a config would give them, builds the
+// link of account "peer" (logging JSON to buf unless nil; before, unless nil, sees it first),
+// starts it and closes it when the test ends.
+func startTLSLink(t *testing.T, outgoing string, buf *testlog.Buffer, before func(*Link)) *Link {
+	t.Helper()
+	o, err := ParseOptions(json.RawMessage(`{"outgoing":` + outgoing + `}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Account, o.Address = "peer", self
+	if buf != nil {
+		o.Logger = slog.New(slog.NewJSONHandler(buf, nil))
+	}
+	l, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	if before != nil {
+		before(l)
+	}
+	if err := l.Start(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
