@@ -176,17 +176,13 @@ func runSettlementEngine(ctx context.Context, args []string) error {
 			}
 		}()
 	}
-	var registerer prometheus.Registerer
-	if reg != nil {
-		registerer = reg // not a nil *Registry in the interface
-	}
 	// With Redis, this waits while another process holds the prefix (until SIGTERM).
 	st, err := openEngineStore(ctx, f, log)
 	if err != nil {
 		return err
 	}
 	log.Warn("running the mock settlement engine: NO MONEY MOVES, settlements are messages between two mocks")
-	srv, err := engine.Start(ctx, mock.Connect(uint8(f.mockScale)), st, f.config(log, registerer))
+	srv, err := engine.Start(ctx, mock.Connect(uint8(f.mockScale)), st, f.config(log, reg))
 	if err != nil {
 		return errors.Join(err, st.Close())
 	}

@@ -64,7 +64,7 @@ func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, "create account", err)
 		return
 	}
-	s.m.account(body.ID)
+	s.m.track(body.ID)
 	if a, ok := s.eng.(AccountSetter); ok {
 		if err := a.SetupAccount(r.Context(), body.ID); err != nil {
 			s.internalError(w, "set up account "+body.ID, err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"sync"
 	"time"
 
@@ -30,7 +31,7 @@ const (
 // Outcomes of a settlement attempt: the values of the outcome label of MetricSettlements.
 const (
 	OutcomeSettled     = "settled"         // Settle returned what it paid (all of it, or part: the rest is queued again)
-	OutcomeNotSettled  = "not_settled"     // ErrNotSettled: queued again, tried after the backoff
+	OutcomeNotSettled  = "not_settled"     // ErrNotSettled: queued again, tried after the backoff; or Settle paid 0 with no error: queued again, the backoff cleared, tried when more is queued or asked
 	OutcomeUnknown     = "outcome_unknown" // ErrOutcomeUnknown: tried again with the same id after the backoff
 	OutcomeFailed      = "failed"          // any other error: taken as settled (SETTLEMENT FAILED in the log)
 	OutcomeCancelled   = "cancelled"       // cut short by Close: kept for the next start
@@ -54,12 +55,12 @@ type QueueReader interface {
 
 // metrics are the framework's metrics: nil (no Registerer) does nothing. The counters and
 // MetricInProgress follow the events; the gauges of stored state (MetricQueued,
-// MetricCreditsPending) are read from the store at each scrape (stored), so that they are
+// MetricCreditsPending) are read from the store at each scrape (storeGauges), so that they are
 // what the store holds whatever the order of the events, after a restart too.
 type metrics struct {
 	reg            prometheus.Registerer
 	scale          int32
-	stored         *stored
+	stored         *storeGauges
 	inProgress     *prometheus.GaugeVec   // account
 	settlements    *prometheus.CounterVec // account, outcome
 	value          *prometheus.CounterVec // account
@@ -73,9 +74,13 @@ type metrics struct {
 	last     uint64            // the last incarnation given
 }
 
-// newMetrics builds the metrics of store to register with reg (see register); nil reg, none.
+// newMetrics builds the metrics of store to register with reg (see register); nil reg, none,
+// as a nil pointer in it (a nil *prometheus.Registry), which would panic at Register.
 func newMetrics(reg prometheus.Registerer, scale uint8, store Store, log *slog.Logger) *metrics {
 	if reg == nil {
+		return nil
+	}
+	if v := reflect.ValueOf(reg); v.Kind() == reflect.Pointer && v.IsNil() {
 		return nil
 	}
 	gauge := func(name, help string) *prometheus.GaugeVec {
@@ -84,7 +89,7 @@ func newMetrics(reg prometheus.Registerer, scale uint8, store Store, log *slog.L
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, append([]string{"account"}, labels...))
 	}
-	m := &metrics{reg: reg, scale: int32(scale), stored: newStored(store, scale, log),
+	m := &metrics{reg: reg, scale: int32(scale), stored: newStoreGauges(store, scale, log),
 		inProgress:     gauge(MetricInProgress, "Settle calls running"),
 		settlements:    counter(MetricSettlements, "Settlement attempts by outcome: settled, not_settled, outcome_unknown, failed, cancelled, interrupted", "outcome"),
 		value:          counter(MetricSettledValue, "Amount Settle reported settled, in the account's units"),
@@ -131,12 +136,12 @@ func (m *metrics) unregister() {
 // scrapeTimeout bounds the store reads of one scrape.
 const scrapeTimeout = 5 * time.Second
 
-// stored is the collector of the gauges of stored state, read from the store at each scrape:
+// storeGauges is the collector of the gauges of stored state, read from the store at each scrape:
 // MetricQueued (if the store is a QueueReader) for every account, MetricCreditsPending for
 // every account and every account with credits (a deleted one's are still delivered). A read
 // that fails leaves out what it would have told — an account's queued amount, or all of a
 // gauge — and the rest is served; the failure is logged at most once a minute.
-type stored struct {
+type storeGauges struct {
 	store          Store
 	qr             QueueReader // nil: no MetricQueued
 	scale          int32
@@ -144,27 +149,27 @@ type stored struct {
 	queued         *prometheus.Desc
 	creditsPending *prometheus.Desc
 
-	mu     sync.Mutex
-	logged time.Time // of the last failure logged
-	held   int       // failures not logged since
+	mu         sync.Mutex
+	logged     time.Time // of the last failure logged
+	suppressed int       // failures not logged since
 }
 
-func newStored(store Store, scale uint8, log *slog.Logger) *stored {
+func newStoreGauges(store Store, scale uint8, log *slog.Logger) *storeGauges {
 	qr, _ := store.(QueueReader)
-	return &stored{store: store, qr: qr, scale: int32(scale), log: log,
+	return &storeGauges{store: store, qr: qr, scale: int32(scale), log: log,
 		queued:         prometheus.NewDesc(MetricQueued, "Amount queued to settle and not yet given to Settle, in the account's units (leftovers below the ledger's precision included), as the store holds it when scraped", []string{"account"}, nil),
 		creditsPending: prometheus.NewDesc(MetricCreditsPending, "Incoming settlements queued for the connector and not yet acknowledged (retried until they are), as the store holds them when scraped", []string{"account"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
-func (c *stored) Describe(ch chan<- *prometheus.Desc) {
+func (c *storeGauges) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.queued
 	ch <- c.creditsPending
 }
 
 // Collect implements prometheus.Collector.
-func (c *stored) Collect(ch chan<- prometheus.Metric) {
+func (c *storeGauges) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
 	ids, err := c.store.Accounts(ctx)
@@ -199,16 +204,16 @@ func (c *stored) Collect(ch chan<- prometheus.Metric) {
 }
 
 // failed logs a store read of a scrape that failed, at most once a minute.
-func (c *stored) failed(what, account string, err error) {
+func (c *storeGauges) failed(what, account string, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if now := time.Now(); now.Sub(c.logged) >= time.Minute {
 		c.log.Warn("settlement engine: metrics: cannot read the store; its samples are left out of the scrape",
-			"read", what, "account", account, "err", err, "suppressed", c.held)
-		c.logged, c.held = now, 0
+			"read", what, "account", account, "err", err, "suppressed", c.suppressed)
+		c.logged, c.suppressed = now, 0
 		return
 	}
-	c.held++
+	c.suppressed++
 }
 
 // units is amount (standard units) in the account's units.
@@ -224,8 +229,8 @@ var (
 	allReasons  = []string{CreditNotFound, CreditRefused, CreditError}
 )
 
-// account records id (created): its series exist from now, every one at 0.
-func (m *metrics) account(id string) {
+// track records id (created): its series exist from now, every one at 0.
+func (m *metrics) track(id string) {
 	if m == nil {
 		return
 	}
@@ -263,32 +268,32 @@ func (m *metrics) forget(id string) {
 	}
 }
 
-// run is an account as it is when an attempt starts: what the attempt counts is not the
-// account's once it was deleted meanwhile (and maybe created again), as the store forgets
+// incarnation is an account as it is when an attempt starts: what the attempt counts is not
+// the account's once it was deleted meanwhile (and maybe created again), as the store forgets
 // the attempt with the account.
-type run struct {
+type incarnation struct {
 	id  string
 	gen uint64 // 0: not recorded
 }
 
-// run is id as it is now.
-func (m *metrics) run(id string) run {
+// incarnation is id as it is now.
+func (m *metrics) incarnation(id string) incarnation {
 	if m == nil {
-		return run{}
+		return incarnation{}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return run{id, m.accounts[id]}
+	return incarnation{id, m.accounts[id]}
 }
 
 // currentLocked reports whether r is its account as it is now.
-func (m *metrics) currentLocked(r run) bool {
+func (m *metrics) currentLocked(r incarnation) bool {
 	return r.gen != 0 && m.accounts[r.id] == r.gen
 }
 
 // settling counts a Settle of r starting (+1) or ending (-1). Right by construction: both
 // count only while r is current, and r stops being so only when forget drops the series.
-func (m *metrics) settling(r run, d float64) {
+func (m *metrics) settling(r incarnation, d float64) {
 	if m == nil {
 		return
 	}
@@ -300,7 +305,7 @@ func (m *metrics) settling(r run, d float64) {
 }
 
 // outcome counts an attempt of r, and what it settled.
-func (m *metrics) outcome(r run, outcome string, settled decimal.Decimal) {
+func (m *metrics) outcome(r incarnation, outcome string, settled decimal.Decimal) {
 	if m == nil {
 		return
 	}
@@ -316,7 +321,7 @@ func (m *metrics) outcome(r run, outcome string, settled decimal.Decimal) {
 }
 
 // retry counts a settlement of r scheduled after a backoff, if r is still current.
-func (m *metrics) retry(r run) {
+func (m *metrics) retry(r incarnation) {
 	if m == nil {
 		return
 	}

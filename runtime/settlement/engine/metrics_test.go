@@ -673,3 +673,17 @@ func TestMetricsSeriesAtZeroFromCreation(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsNilRegistry: a nil *prometheus.Registry in Config.Registerer is no metrics, as a
+// nil Registerer is, rather than a panic at Start.
+func TestMetricsNilRegistry(t *testing.T) {
+	var reg *prometheus.Registry
+	s := startWith(t, capture(new(engine.Services)), engine.NewMemory(), engine.Config{ConnectorURL: "http://127.0.0.1:1",
+		AssetScale: 2, Registerer: reg, Log: slog.New(slog.DiscardHandler)})
+	if st, b := do(t, s, "POST", "/accounts", "", `{"id":"a"}`); st/100 != 2 {
+		t.Fatal(st, b)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -55,7 +55,8 @@ type Config struct {
 	// Registerer, when set, receives the framework's metrics (the Metric… constants): what
 	// is queued to settle, attempts and their outcomes, Settles running, credits not yet
 	// acknowledged by the connector, retries. The gauges of stored state are read from the
-	// store at each scrape (see QueueReader). Close unregisters them. nil: no metrics, at no cost. Servers
+	// store at each scrape (see QueueReader). Close unregisters them. nil (a nil
+	// *prometheus.Registry in it too): no metrics, at no cost. Servers
 	// on one registry need a label of their own each (prometheus.WrapRegistererWith, for
 	// every one of them: a family's series all have the same label names).
 	Registerer prometheus.Registerer
@@ -211,7 +212,7 @@ func (s *Server) resume(ctx context.Context, credits []Credit) error {
 		return fmt.Errorf("settlement engine: accounts: %w", err)
 	}
 	for _, id := range ids {
-		s.m.account(id)
+		s.m.track(id)
 		s.trySettle(id)
 	}
 	return nil
@@ -305,7 +306,7 @@ func (s *Server) settleOnce(account string) {
 	// leaves it in the store.
 	at, err := s.store.StartAttempt(bg, account, rand.Text())
 	if err != nil {
-		wait := s.tryLater(account, s.m.run(account))
+		wait := s.tryLater(account, s.m.incarnation(account))
 		s.log.Error("settlement engine: cannot take the amount to settle; it stays queued and is tried again", "account", account, "retryIn", wait, "err", err)
 		return
 	}
@@ -328,13 +329,13 @@ func (s *Server) retryAttempt(ctx context.Context, account string) bool {
 	o, unwritten := s.unrecorded[account]
 	delete(s.unrecorded, account)
 	s.mu.Unlock()
-	if unwritten && !s.writeOutcome(ctx, account, s.m.run(account), o) {
+	if unwritten && !s.writeOutcome(ctx, account, s.m.incarnation(account), o) {
 		return false
 	}
 	at, err := s.store.Attempt(ctx, account)
 	if err != nil {
 		s.log.Error("settlement engine: cannot read the settlement attempt kept; trying again later", "account", account, "err", err)
-		s.tryLater(account, s.m.run(account))
+		s.tryLater(account, s.m.incarnation(account))
 		return false
 	}
 	if at == nil {
@@ -353,7 +354,7 @@ func (s *Server) retryAttempt(ctx context.Context, account string) bool {
 // Settle, or its outcome could not be recorded) by an engine that may pay an id twice:
 // settlement-core's rule, said loudly so that a person checks the ledger.
 func (s *Server) abandonAttempt(ctx context.Context, account string, at Attempt) bool {
-	r := s.m.run(account)
+	r := s.m.incarnation(account)
 	s.log.Error("SETTLEMENT INTERRUPTED: a settlement was in progress when the engine stopped, and this engine does not declare that a settlement id pays once (IdempotentSettler): "+
 		"it is taken as settled, in case it was paid; check the ledger for this settlement id and settle the difference by hand if it was not paid",
 		"account", account, "amount", at.Amount.String(), "id", at.ID)
@@ -372,7 +373,7 @@ func (s *Server) abandonAttempt(ctx context.Context, account string, at Attempt)
 func (s *Server) settleAttempt(ctx context.Context, account string, at Attempt, fresh bool) bool {
 	sctx, cancel := context.WithTimeout(withSettlementID(s.settleCtx, at.ID), s.cfg.RequestTimeout)
 	defer cancel()
-	r := s.m.run(account)
+	r := s.m.incarnation(account)
 	s.m.settling(r, 1)
 	settled, err := s.eng.Settle(sctx, account, at.Amount)
 	s.m.settling(r, -1)
@@ -408,14 +409,14 @@ func (s *Server) settleAttempt(ctx context.Context, account string, at Attempt, 
 
 // endAttempt forgets at, an attempt of r, whose outcome is known, and queues requeue again,
 // in one step.
-func (s *Server) endAttempt(ctx context.Context, account string, r run, at Attempt, requeue decimal.Decimal) {
+func (s *Server) endAttempt(ctx context.Context, account string, r incarnation, at Attempt, requeue decimal.Decimal) {
 	s.writeOutcome(ctx, account, r, outcome{at: at, end: true, requeue: requeue})
 }
 
 // writeOutcome writes o, of an attempt of r, to the store and reports whether it could. If
 // not, o is kept in memory and written again, after the backoff, before the account settles
 // again (see outcome).
-func (s *Server) writeOutcome(ctx context.Context, account string, r run, o outcome) bool {
+func (s *Server) writeOutcome(ctx context.Context, account string, r incarnation, o outcome) bool {
 	var err error
 	if o.end {
 		err = s.store.EndAttempt(ctx, account, o.at.ID, o.requeue)
@@ -437,7 +438,7 @@ func (s *Server) writeOutcome(ctx context.Context, account string, r run, o outc
 // recordSettled takes note of a Settle of at that returned settled: clamped to [0, at.Amount],
 // it ends the account's backoff, and what it left unpaid is queued again. A Settle that paid
 // nothing (0 and no error) counts as not settled: all of it is queued again.
-func (s *Server) recordSettled(ctx context.Context, account string, r run, at Attempt, settled decimal.Decimal) {
+func (s *Server) recordSettled(ctx context.Context, account string, r incarnation, at Attempt, settled decimal.Decimal) {
 	amount := at.Amount
 	switch {
 	case settled.Sign() < 0:
@@ -460,7 +461,7 @@ func (s *Server) recordSettled(ctx context.Context, account string, r run, at At
 }
 
 // keepAttempt keeps at, an attempt of r, to be settled again, with its id, after the backoff.
-func (s *Server) keepAttempt(ctx context.Context, account string, r run, at Attempt, err error) {
+func (s *Server) keepAttempt(ctx context.Context, account string, r incarnation, at Attempt, err error) {
 	if at.InProgress {
 		at.InProgress = false
 		s.writeOutcome(ctx, account, r, outcome{at: at})
@@ -476,7 +477,7 @@ func (s *Server) keepAttempt(ctx context.Context, account string, r run, at Atte
 // retry: the pending one's, if there is one already. The retry is counted for r, the account
 // as it was when what failed started: not for the account created again under its id, once
 // it was deleted meanwhile.
-func (s *Server) tryLater(account string, r run) time.Duration {
+func (s *Server) tryLater(account string, r incarnation) time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failures[account]++
@@ -498,7 +499,7 @@ func (s *Server) tryLater(account string, r run) time.Duration {
 // settleLater queues the amount of at, an attempt of r, again after a Settle that paid nothing
 // (ErrNotSettled), and tries the account again after the backoff: nothing else would (a
 // connector asks once).
-func (s *Server) settleLater(ctx context.Context, account string, r run, at Attempt, err error) {
+func (s *Server) settleLater(ctx context.Context, account string, r incarnation, at Attempt, err error) {
 	s.endAttempt(ctx, account, r, at, at.Amount)
 	wait := s.tryLater(account, r)
 	s.log.Warn("nothing settled; the amount stays queued and is tried again", "account", account,
