@@ -135,14 +135,14 @@ func (r *ConnectorReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 }
 
 // resolve checks the Connector's own references: the parent to inherit the address from and
-// the Secrets of its routing and store settings.
+// the Secrets of its routing and store settings and of its spec.env.
 func (r *ConnectorReconciler) resolve(ctx context.Context, conn *ilpv1.Connector, accounts []ilpv1.Account) (*refProblem, error) {
 	if from := conn.Spec.InheritAddressFrom; from != "" {
 		if p := inheritProblem(accounts, from); p != nil {
 			return p, nil
 		}
 	}
-	return checkSecretRefs(ctx, r.Reader, conn.Namespace, connectorSecretRefs(conn))
+	return checkSecretRefs(ctx, r.Reader, conn.Namespace, append(connectorSecretRefs(conn), connectorEnvSecretRefs(conn)...))
 }
 
 // inheritProblem checks that the account to inherit the address from exists and is a parent.

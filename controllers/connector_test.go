@@ -704,6 +704,54 @@ func TestConnectorSpecEnv(t *testing.T) {
 	})
 }
 
+// TestConnectorSpecEnvSecrets: the Secrets spec.env reads (valueFrom.secretKeyRef) are
+// checked as the SettlementEngine's env's are — a missing Secret or key is a condition and an
+// Event naming them, rather than pods in CreateContainerConfigError and nothing said; one
+// created later is seen — optional ones are not, and none goes into the pods' Role (the
+// kubelet resolves them, the connector does not read them).
+func TestConnectorSpecEnvSecrets(t *testing.T) {
+	ns := namespace(t)
+	conn := sampleConnector(ns)
+	conn.Spec.Routing = &ilpv1.RoutingSpec{RoutingSecretRef: &ilpv1.SecretKeyRef{Name: "routing", Key: "secret"}}
+	conn.Spec.Env = []corev1.EnvVar{
+		{Name: "HTTPS_PROXY", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: "proxy"}, Key: "url"}}},
+		{Name: "EXTRA", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: "maybe"}, Key: "x", Optional: ptr.To(true)}}},
+	}
+	mustCreate(t, secret(ns, "routing", map[string]string{"secret": "r"}), conn)
+	c := waitCondition(t, conn, ilpv1.ConditionReferencesResolved, metav1.ConditionFalse, ReasonSecretNotFound)
+	if !strings.Contains(c.Message, `Secret "proxy"`) {
+		t.Errorf("ReferencesResolved %q does not name the Secret", c.Message)
+	}
+	waitCondition(t, conn, ilpv1.ConditionReady, metav1.ConditionFalse, ReasonSecretNotFound)
+	waitEvent(t, ns, "alice", ReasonSecretNotFound)
+
+	mustCreate(t, secret(ns, "proxy", map[string]string{"other": "x"}))
+	c = waitCondition(t, conn, ilpv1.ConditionReferencesResolved, metav1.ConditionFalse, ReasonSecretKeyNotFound)
+	for _, w := range []string{`Secret "proxy" has no key "url"`, "spec.env"} {
+		if !strings.Contains(c.Message, w) {
+			t.Errorf("ReferencesResolved %q lacks %q", c.Message, w)
+		}
+	}
+	waitEvent(t, ns, "alice", ReasonSecretKeyNotFound)
+
+	update(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "proxy"}}, func(s *corev1.Secret) {
+		s.StringData = map[string]string{"url": "http://proxy.egress:3128"}
+	})
+	waitCondition(t, conn, ilpv1.ConditionReferencesResolved, metav1.ConditionTrue, ReasonResolved)
+	role := get(t, ns, "alice-connector", &rbacv1.Role{})
+	var secrets []string
+	for _, r := range role.Rules {
+		if slices.Contains(r.Resources, "secrets") {
+			secrets = append(secrets, r.ResourceNames...)
+		}
+	}
+	if !slices.Equal(secrets, []string{"routing"}) {
+		t.Errorf("the pods' Role grants the Secrets %v, want [routing] (spec.env's are the kubelet's to read)", secrets)
+	}
+}
+
 // TestNetworkPolicy: spec.networkPolicy gives the pods a policy — peer ports open, the
 // settlement port for the engines the Accounts name, the admin port for adminFrom — that
 // follows the Accounts, and is removed when the field is unset.

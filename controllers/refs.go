@@ -95,7 +95,8 @@ func appendRefs(refs []secretRef, opt ...*ilpv1.SecretKeyRef) []secretRef {
 	return refs
 }
 
-// connectorSecretRefs are the Secret keys a Connector's own spec uses.
+// connectorSecretRefs are the Secret keys a Connector's own spec uses, which its pods read
+// (their Role lists them): not spec.env's (connectorEnvSecretRefs).
 func connectorSecretRefs(c *ilpv1.Connector) []secretRef {
 	var refs []secretRef
 	if r := c.Spec.Routing; r != nil {
@@ -107,15 +108,39 @@ func connectorSecretRefs(c *ilpv1.Connector) []secretRef {
 	return refs
 }
 
-// engineSecretRefs are the Secret keys a SettlementEngine's env reads (optional ones excluded:
-// the engine starts without them) and the Secrets its envFrom loads (key "").
-func engineSecretRefs(e *ilpv1.SettlementEngine) []secretRef {
-	var refs []secretRef
-	for _, env := range e.Spec.Env {
-		if vf := env.ValueFrom; vf != nil && vf.SecretKeyRef != nil && !ptrTrue(vf.SecretKeyRef.Optional) {
+// connectorEnvSecretRefs are the Secret keys a Connector's spec.env reads (valueFrom.
+// secretKeyRef; optional ones excluded): checked, since a missing one leaves the pods in
+// CreateContainerConfigError, but kept out of the pods' Role: the kubelet resolves them, the
+// connector does not read them.
+func connectorEnvSecretRefs(c *ilpv1.Connector) []secretRef {
+	refs := envSecretRefs(nil, c.Spec.Env)
+	for i := range refs {
+		refs[i].hint = "spec.env reads it (valueFrom.secretKeyRef); the pods cannot start without it"
+	}
+	return refs
+}
+
+// connectorCheckedSecretNames are the Secrets a Connector's references name: those its pods
+// read and those of spec.env. A change to one reconciles it (fieldSecretNames).
+func connectorCheckedSecretNames(c *ilpv1.Connector) []string {
+	return refNames(append(connectorSecretRefs(c), connectorEnvSecretRefs(c)...))
+}
+
+// envSecretRefs appends the Secret keys env reads (optional ones excluded: the container
+// starts without them).
+func envSecretRefs(refs []secretRef, env []corev1.EnvVar) []secretRef {
+	for _, e := range env {
+		if vf := e.ValueFrom; vf != nil && vf.SecretKeyRef != nil && !ptrTrue(vf.SecretKeyRef.Optional) {
 			refs = appendRefs(refs, &ilpv1.SecretKeyRef{Name: vf.SecretKeyRef.Name, Key: vf.SecretKeyRef.Key})
 		}
 	}
+	return refs
+}
+
+// engineSecretRefs are the Secret keys a SettlementEngine's env reads (optional ones excluded:
+// the engine starts without them) and the Secrets its envFrom loads (key "").
+func engineSecretRefs(e *ilpv1.SettlementEngine) []secretRef {
+	refs := envSecretRefs(nil, e.Spec.Env)
 	for _, ef := range e.Spec.EnvFrom {
 		if ef.SecretRef != nil && !ptrTrue(ef.SecretRef.Optional) {
 			refs = appendRefs(refs, &ilpv1.SecretKeyRef{Name: ef.SecretRef.Name})

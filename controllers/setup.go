@@ -77,7 +77,7 @@ func setupIndexes(ctx context.Context, mgr ctrl.Manager) error {
 		{&ilpv1.Account{}, fieldConnectorRef, func(o client.Object) []string { return []string{o.(*ilpv1.Account).Spec.ConnectorRef} }},
 		{&ilpv1.Route{}, fieldConnectorRef, func(o client.Object) []string { return []string{o.(*ilpv1.Route).Spec.ConnectorRef} }},
 		{&ilpv1.Account{}, fieldSecretNames, func(o client.Object) []string { return refNames(accountSecretRefs(o.(*ilpv1.Account))) }},
-		{&ilpv1.Connector{}, fieldSecretNames, func(o client.Object) []string { return refNames(connectorSecretRefs(o.(*ilpv1.Connector))) }},
+		{&ilpv1.Connector{}, fieldSecretNames, func(o client.Object) []string { return connectorCheckedSecretNames(o.(*ilpv1.Connector)) }},
 		{&ilpv1.SettlementEngine{}, fieldSecretNames, func(o client.Object) []string { return engineSecretNames(o.(*ilpv1.SettlementEngine)) }},
 		{&ilpv1.Account{}, fieldSettlementEngineRef, func(o client.Object) []string {
 			if ref := o.(*ilpv1.Account).Spec.SettlementEngineRef; ref != "" {
