@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -89,6 +90,18 @@ func TestSettlementEngineWorkload(t *testing.T) {
 			return checkf(d.Spec.Strategy.Type == s.want && (s.want == appsv1.RollingUpdateDeploymentStrategyType) == (d.Spec.Strategy.RollingUpdate != nil),
 				fmt.Sprintf("strategy %q with %d replicas: Deployment strategy %+v, want %s", s.strategy, s.replicas, d.Spec.Strategy, s.want))
 		})
+	}
+	// metricsPort is declared as the container port "metrics", for a PodMonitor to name; it
+	// must not be the API's port.
+	update(t, eng, func(e *ilpv1.SettlementEngine) { e.Spec.MetricsPort = ptr.To(int32(9100)) })
+	eventually(t, func() error {
+		ports := get(t, ns, "xrp-engine", &appsv1.Deployment{}).Spec.Template.Spec.Containers[0].Ports
+		want := []corev1.ContainerPort{{Name: "http", ContainerPort: 3000, Protocol: corev1.ProtocolTCP}, {Name: "metrics", ContainerPort: 9100, Protocol: corev1.ProtocolTCP}}
+		return checkf(reflect.DeepEqual(ports, want), fmt.Sprintf("container ports %+v, want %+v", ports, want))
+	})
+	err := tryUpdate(eng, func(o client.Object) { o.(*ilpv1.SettlementEngine).Spec.MetricsPort = ptr.To(int32(3000)) })
+	if err == nil || !strings.Contains(err.Error(), "metricsPort must differ from port") {
+		t.Errorf("metricsPort equal to port: %v; want it refused", err)
 	}
 }
 

@@ -161,6 +161,9 @@ func enginePodTemplate(eng *ilpv1.SettlementEngine) corev1.PodTemplateSpec {
 	if eng.Spec.Resources != nil {
 		ctr.Resources = *eng.Spec.Resources
 	}
+	if p := eng.Spec.MetricsPort; p != nil {
+		ctr.Ports = append(ctr.Ports, corev1.ContainerPort{Name: "metrics", ContainerPort: *p, Protocol: corev1.ProtocolTCP})
+	}
 	tmpl := corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: engineLabels(eng)},
 		Spec: corev1.PodSpec{

@@ -10,6 +10,7 @@ import (
 // SettlementEngineSpec describes a settlement engine (RFC 38) that the operator runs as a
 // Deployment with a Service, both named <name>-engine, for one asset.
 // +kubebuilder:validation:XValidation:rule="self.assetCode == oldSelf.assetCode && self.assetScale == oldSelf.assetScale",message="assetCode and assetScale are immutable: accounts settle through this engine in that asset"
+// +kubebuilder:validation:XValidation:rule="!has(self.metricsPort) || self.metricsPort != self.port",message="metricsPort must differ from port (the RFC 38 API's)"
 type SettlementEngineSpec struct {
 	// AssetCode is the asset this engine settles, e.g. XRP.
 	// +kubebuilder:validation:MinLength=1
@@ -42,6 +43,14 @@ type SettlementEngineSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65535
 	Port int32 `json:"port"`
+	// MetricsPort, when the engine serves Prometheus metrics on a port of its own (ilpfleet's
+	// engine: ENGINE_METRICS_LISTEN=:<port> in env), declares it on the container as the port
+	// named "metrics", so that a PodMonitor can select it by name. The engine itself is told in
+	// env or args: the operator does not know the image's flags. Changing it rolls the pods.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	MetricsPort *int32 `json:"metricsPort,omitempty"`
 	// Replicas of the engine; unset: 1. A single engine rolls by stopping its pod before its
 	// successor starts (Recreate): its state is usually one process's. Several replicas roll
 	// as a rolling update unless strategy says Recreate, and must share their state safely.

@@ -1139,6 +1139,11 @@ func (in *SettlementEngineSpec) DeepCopyInto(out *SettlementEngineSpec) {
 		*out = new(corev1.ResourceRequirements)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.MetricsPort != nil {
+		in, out := &in.MetricsPort, &out.MetricsPort
+		*out = new(int32)
+		**out = **in
+	}
 	if in.Replicas != nil {
 		in, out := &in.Replicas, &out.Replicas
 		*out = new(int32)

@@ -29,8 +29,9 @@ var skipped = []struct{ file, contains, why string }{
 // foreignGroups are API groups of other projects that examples use; the test control plane
 // has no CRD for them, so their objects are skipped, with the reason.
 var foreignGroups = map[string]string{
-	"argoproj.io":     "Argo CD's Application: the test control plane has no Argo CD CRDs",
-	"cert-manager.io": "cert-manager's Certificate: the test control plane has no cert-manager CRDs",
+	"argoproj.io":           "Argo CD's Application: the test control plane has no Argo CD CRDs",
+	"cert-manager.io":       "cert-manager's Certificate: the test control plane has no cert-manager CRDs",
+	"monitoring.coreos.com": "prometheus-operator's PodMonitor: the test control plane has no prometheus-operator CRDs",
 }
 
 // yamlDoc is one YAML document of an example.
