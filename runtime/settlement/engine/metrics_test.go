@@ -490,25 +490,7 @@ func TestMetricsRegistry(t *testing.T) {
 // Settle runs: the Settle's end counts nothing for the new account (neither its outcome nor
 // the end of a Settle it did not start), and what it left unpaid went with the old one.
 func TestMetricsAccountDeletedDuringSettle(t *testing.T) {
-	g := newGated()
-	reg := newKept()
-	s := startMetered(t, g, engine.NewMemory(), reg, "http://127.0.0.1:1")
-	do(t, s, "POST", "/accounts", "", `{"id":"a"}`)
-	if st, b := do(t, s, "POST", "/accounts/a/settlements", "k1", `{"amount":"100","scale":2}`); st != 201 {
-		t.Fatal(st, b)
-	}
-	<-g.entered
-	if st, b := do(t, s, "DELETE", "/accounts/a", "", ""); st != http.StatusNoContent {
-		t.Fatal(st, b)
-	}
-	if n := accountSeries(t, reg, "a", settlementSeries...); n != 0 {
-		t.Fatalf("%d settlement series of the deleted account", n)
-	}
-	do(t, s, "POST", "/accounts", "", `{"id":"a"}`)
-	g.answer <- func(decimal.Decimal) (decimal.Decimal, error) { return dec("0.4"), nil } // 0.60 unpaid
-	if err := s.Close(context.Background()); err != nil {                                 // waits for the Settle's end
-		t.Fatal(err)
-	}
+	reg := settleAcrossRecreate(t, func(decimal.Decimal) (decimal.Decimal, error) { return dec("0.4"), nil }) // 0.60 unpaid
 	for _, c := range []struct {
 		name string
 		got  float64
@@ -533,22 +515,7 @@ func TestMetricsRetryOfDeletedAccountNotCounted(t *testing.T) {
 		outcome string
 	}{{engine.ErrNotSettled, engine.OutcomeNotSettled}, {engine.ErrOutcomeUnknown, engine.OutcomeUnknown}} {
 		t.Run(c.outcome, func(t *testing.T) {
-			g := newGated()
-			reg := newKept()
-			s := startMetered(t, g, engine.NewMemory(), reg, "http://127.0.0.1:1")
-			do(t, s, "POST", "/accounts", "", `{"id":"a"}`)
-			if st, b := do(t, s, "POST", "/accounts/a/settlements", "k1", `{"amount":"100","scale":2}`); st != 201 {
-				t.Fatal(st, b)
-			}
-			<-g.entered
-			if st, b := do(t, s, "DELETE", "/accounts/a", "", ""); st != http.StatusNoContent {
-				t.Fatal(st, b)
-			}
-			do(t, s, "POST", "/accounts", "", `{"id":"a"}`)
-			g.answer <- func(decimal.Decimal) (decimal.Decimal, error) { return decimal.Zero, c.err }
-			if err := s.Close(context.Background()); err != nil { // waits for the Settle's end and its retry scheduled
-				t.Fatal(err)
-			}
+			reg := settleAcrossRecreate(t, func(decimal.Decimal) (decimal.Decimal, error) { return decimal.Zero, c.err })
 			if n := value(t, reg, engine.MetricRetries, "account", "a"); n != 0 {
 				t.Errorf("the new account: retries %v, want 0 (the retry was the deleted account's)", n)
 			}
@@ -557,6 +524,33 @@ func TestMetricsRetryOfDeletedAccountNotCounted(t *testing.T) {
 			}
 		})
 	}
+}
+
+// settleAcrossRecreate has account a settle 1.00, deletes a while its Settle runs (checking
+// that its settlement series go), creates a again, then lets the old Settle end with answer;
+// it returns the registry once Close has waited for that end (and any retry it scheduled).
+func settleAcrossRecreate(t *testing.T, answer func(decimal.Decimal) (decimal.Decimal, error)) keptRegistry {
+	t.Helper()
+	g := newGated()
+	reg := newKept()
+	s := startMetered(t, g, engine.NewMemory(), reg, "http://127.0.0.1:1")
+	do(t, s, "POST", "/accounts", "", `{"id":"a"}`)
+	if st, b := do(t, s, "POST", "/accounts/a/settlements", "k1", `{"amount":"100","scale":2}`); st != 201 {
+		t.Fatal(st, b)
+	}
+	<-g.entered
+	if st, b := do(t, s, "DELETE", "/accounts/a", "", ""); st != http.StatusNoContent {
+		t.Fatal(st, b)
+	}
+	if n := accountSeries(t, reg, "a", settlementSeries...); n != 0 {
+		t.Fatalf("%d settlement series of the deleted account", n)
+	}
+	do(t, s, "POST", "/accounts", "", `{"id":"a"}`)
+	g.answer <- answer
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return reg
 }
 
 // takenBeforeCounted is a Memory store whose QueueSettlement of key lets the settle loop take
