@@ -213,7 +213,7 @@ func (downTokens) Claim(context.Context, string, [32]byte) ([32]byte, error) {
 
 // TestTokenStoreFailureLoggedSparingly: while the token store is away, every child not seen
 // since the start is refused at each attempt; the ERROR saying why is written once per
-// authLogEvery, the others at DEBUG.
+// authLogEvery, the others at DEBUG, and their count at ERROR when the server closes.
 func TestTokenStoreFailureLoggedSparingly(t *testing.T) {
 	var buf testlog.Buffer
 	s, err := NewChildServer(ChildServerOptions{Host: "127.0.0.1", AccountAddress: func() ilp.Address { return acct },
@@ -241,5 +241,16 @@ func TestTokenStoreFailureLoggedSparingly(t *testing.T) {
 	})
 	if want := []any{"ERROR", "DEBUG", "DEBUG", "DEBUG"}; !reflect.DeepEqual(levels, want) {
 		t.Errorf("store failure lines at levels %v; want %v", levels, want)
+	}
+	s.Close()
+	var flushed []map[string]any
+	for _, r := range logRecords(t, &buf) {
+		if msg, _ := r["msg"].(string); strings.HasPrefix(msg, "btp: more children refused") {
+			flushed = append(flushed, r)
+		}
+	}
+	if len(flushed) != 1 || flushed[0]["level"] != "ERROR" || flushed[0]["suppressed"] != float64(burst-1) ||
+		!strings.Contains(flushed[0]["msg"].(string), "token store could not check") {
+		t.Errorf("at close: %v; want one ERROR counting the %d children refused for the store", flushed, burst-1)
 	}
 }

@@ -233,12 +233,18 @@ func (s *wsServer) logAuthFailure(kind, remote string, err error) {
 
 // flushAuthLog logs the counts of failed authentications not counted by an INFO line yet, so
 // that a last burst before the server closes is not lost.
+// The store kind is counted as it was logged: at ERROR, as children refused because the token
+// store could not answer.
 func (s *wsServer) flushAuthLog() {
-	for _, kind := range []string{authUnreadable, authRefused, authStore} {
+	for _, kind := range []string{authUnreadable, authRefused} {
 		if n := s.authLog.Take(kind); n > 0 {
 			s.core.Logger.Info("btp: more connections not authenticated since the last line",
 				"kind", kind, "suppressed", n)
 		}
+	}
+	if n := s.authLog.Take(authStore); n > 0 {
+		s.core.Logger.Error("btp: more children refused since the last line because the token store could not check their token",
+			"suppressed", n)
 	}
 }
 
