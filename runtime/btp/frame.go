@@ -130,8 +130,10 @@ func ParseFrame(b []byte, f *Frame) error {
 }
 
 // readError reads the fields of an Error. RFC 23 bounds its data to 8192 bytes (and its code
-// to 3 characters); a longer data is refused, as AppendFrame refuses to write one. Its name
-// has no bound but the frame's.
+// to 3 characters), and AppendFrame refuses to write more; a peer that sends more still has
+// its Error read, the data cut to the bound: its code is what the sender of the request needs,
+// and the frame is in memory already (bounded by MaxFrameSize). Its name has no bound but the
+// frame's.
 func readError(r *ilp.Reader, f *Frame) error {
 	f.Code = string(r.Bytes(3))
 	f.Name = string(r.VarOctetString())
@@ -139,15 +141,11 @@ func readError(r *ilp.Reader, f *Frame) error {
 	// make the whole Error unreadable, or the request it answers would only time out.
 	f.TriggeredAt, _ = ParseGeneralizedTime(r.VarOctetString())
 	f.ErrorData = r.VarOctetString()
-	if r.Err() == nil && len(f.ErrorData) > maxErrorData {
-		return fmt.Errorf("%w: Error data of %d bytes, RFC 23 allows at most %d", ErrErrorDataTooLarge, len(f.ErrorData), maxErrorData)
+	if len(f.ErrorData) > maxErrorData {
+		f.ErrorData = f.ErrorData[:maxErrorData]
 	}
 	return nil
 }
-
-// ErrErrorDataTooLarge is wrapped by ParseFrame's error for an Error frame whose data is
-// longer than RFC 23 allows.
-var ErrErrorDataTooLarge = errors.New("btp: Error frame data too large")
 
 func readProtocols(r *ilp.Reader, f *Frame) error {
 	n := r.VarUint()

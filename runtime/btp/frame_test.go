@@ -260,7 +260,7 @@ func FuzzParseFrame(f *testing.F) {
 		}
 		enc, err := AppendFrame(nil, &fr)
 		if err != nil {
-			return // e.g. an Error whose code is not 3 bytes cannot happen; data over 8192 can
+			return // what the reader accepts and the writer refuses (AppendFrame is the stricter)
 		}
 		var again Frame
 		if err := ParseFrame(enc, &again); err != nil {
