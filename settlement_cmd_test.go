@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -224,24 +223,6 @@ type failingListener struct{ net.Listener }
 
 func (failingListener) Accept() (net.Conn, error) { return nil, errors.New("accept: socket gone") }
 
-// lockedBuffer is a log's output, read while the log is written.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestSettlementEngineMetricsServeErrorLogged: /metrics failing to serve is logged when it
 // happens, while the engine runs on, not only at exit.
 func TestSettlementEngineMetricsServeErrorLogged(t *testing.T) {
@@ -254,7 +235,7 @@ func TestSettlementEngineMetricsServeErrorLogged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out lockedBuffer
+	var out testlog.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	_, srv, err := serveEngineMetrics(ctx, f, slog.New(slog.NewTextHandler(&out, nil)))
