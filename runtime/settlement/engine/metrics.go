@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/shopspring/decimal"
+
+	"github.com/ilpfleet/ilpfleet/internal/warnlimit"
 )
 
 // Metric names of the framework (Config.Registerer), in a family of their own beside the
@@ -148,15 +150,12 @@ type storeGauges struct {
 	log            *slog.Logger
 	queued         *prometheus.Desc
 	creditsPending *prometheus.Desc
-
-	mu         sync.Mutex
-	logged     time.Time // of the last failure logged
-	suppressed int       // failures not logged since
+	failures       warnlimit.Limiter // of the failed reads' log line, one kind
 }
 
 func newStoreGauges(store Store, scale uint8, log *slog.Logger) *storeGauges {
 	qr, _ := store.(QueueReader)
-	return &storeGauges{store: store, qr: qr, scale: int32(scale), log: log,
+	return &storeGauges{store: store, qr: qr, scale: int32(scale), log: log, failures: warnlimit.Limiter{Every: time.Minute},
 		queued:         prometheus.NewDesc(MetricQueued, "Amount queued to settle and not yet given to Settle, in the account's units (leftovers below the ledger's precision included), as the store holds it when scraped", []string{"account"}, nil),
 		creditsPending: prometheus.NewDesc(MetricCreditsPending, "Incoming settlements queued for the connector and not yet acknowledged (retried until they are), as the store holds them when scraped", []string{"account"}, nil),
 	}
@@ -187,8 +186,7 @@ func (c *storeGauges) Collect(ch chan<- prometheus.Metric) {
 			c.failed("queued amount", id, err)
 			continue
 		}
-		f, _ := q.Shift(c.scale).Float64()
-		ch <- prometheus.MustNewConstMetric(c.queued, prometheus.GaugeValue, f, id)
+		ch <- prometheus.MustNewConstMetric(c.queued, prometheus.GaugeValue, units(q, c.scale), id)
 	}
 	credits, err := c.store.Credits(ctx)
 	if err != nil {
@@ -205,20 +203,15 @@ func (c *storeGauges) Collect(ch chan<- prometheus.Metric) {
 
 // failed logs a store read of a scrape that failed, at most once a minute.
 func (c *storeGauges) failed(what, account string, err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if now := time.Now(); now.Sub(c.logged) >= time.Minute {
+	if ok, n := c.failures.Allow("read", time.Now()); ok {
 		c.log.Warn("settlement engine: metrics: cannot read the store; its samples are left out of the scrape",
-			"read", what, "account", account, "err", err, "suppressed", c.suppressed)
-		c.logged, c.suppressed = now, 0
-		return
+			"read", what, "account", account, "err", err, "suppressed", n)
 	}
-	c.suppressed++
 }
 
-// units is amount (standard units) in the account's units.
-func (m *metrics) units(amount decimal.Decimal) float64 {
-	f, _ := amount.Shift(m.scale).Float64()
+// units is amount (standard units) in the account's units at scale, for a metric.
+func units(amount decimal.Decimal, scale int32) float64 {
+	f, _ := amount.Shift(scale).Float64()
 	return f
 }
 
@@ -316,7 +309,7 @@ func (m *metrics) outcome(r incarnation, outcome string, settled decimal.Decimal
 	}
 	m.settlements.WithLabelValues(r.id, outcome).Inc()
 	if outcome == OutcomeSettled {
-		m.value.WithLabelValues(r.id).Add(m.units(settled))
+		m.value.WithLabelValues(r.id).Add(units(settled, m.scale))
 	}
 }
 
