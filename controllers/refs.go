@@ -113,7 +113,7 @@ func connectorSecretRefs(c *ilpv1.Connector) []secretRef {
 // CreateContainerConfigError, but kept out of the pods' Role: the kubelet resolves them, the
 // connector does not read them.
 func connectorEnvSecretRefs(c *ilpv1.Connector) []secretRef {
-	refs := envSecretRefs(nil, c.Spec.Env)
+	refs := envSecretRefs(c.Spec.Env)
 	for i := range refs {
 		refs[i].hint = "spec.env reads it (valueFrom.secretKeyRef); the pods cannot start without it"
 	}
@@ -126,9 +126,10 @@ func connectorCheckedSecretNames(c *ilpv1.Connector) []string {
 	return refNames(append(connectorSecretRefs(c), connectorEnvSecretRefs(c)...))
 }
 
-// envSecretRefs appends the Secret keys env reads (optional ones excluded: the container
+// envSecretRefs are the Secret keys env reads (optional ones excluded: the container
 // starts without them).
-func envSecretRefs(refs []secretRef, env []corev1.EnvVar) []secretRef {
+func envSecretRefs(env []corev1.EnvVar) []secretRef {
+	var refs []secretRef
 	for _, e := range env {
 		if vf := e.ValueFrom; vf != nil && vf.SecretKeyRef != nil && !ptrTrue(vf.SecretKeyRef.Optional) {
 			refs = appendRefs(refs, &ilpv1.SecretKeyRef{Name: vf.SecretKeyRef.Name, Key: vf.SecretKeyRef.Key})
@@ -140,7 +141,7 @@ func envSecretRefs(refs []secretRef, env []corev1.EnvVar) []secretRef {
 // engineSecretRefs are the Secret keys a SettlementEngine's env reads (optional ones excluded:
 // the engine starts without them) and the Secrets its envFrom loads (key "").
 func engineSecretRefs(e *ilpv1.SettlementEngine) []secretRef {
-	refs := envSecretRefs(nil, e.Spec.Env)
+	refs := envSecretRefs(e.Spec.Env)
 	for _, ef := range e.Spec.EnvFrom {
 		if ef.SecretRef != nil && !ptrTrue(ef.SecretRef.Optional) {
 			refs = appendRefs(refs, &ilpv1.SecretKeyRef{Name: ef.SecretRef.Name})
