@@ -219,6 +219,19 @@ func TestAdmissionMessagesAccept(t *testing.T) {
 			out.TLS = &ilpv1.ClientTLS{CASecretRef: &ilpv1.SecretKeyRef{Name: "peering-ca", Key: "ca.crt"}}
 			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Outgoing: out}}
 		}},
+		{"tls on a btpListener with a client CA", func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
+			a.Spec.Link.BTPListener.TLS = &ilpv1.ServerTLS{CertificateSecretRef: ilpv1.TLSSecretRef{Name: "alice-server"},
+				ClientCASecretRef: &ilpv1.SecretKeyRef{Name: "peering-ca", Key: "ca.crt"}}
+		}},
+		{"tls on a btpChildServer", func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
+			a.Spec.Relation = ilpv1.RelationChild
+			a.Spec.Link = ilpv1.AccountLink{BTPChildServer: &ilpv1.BTPChildServerLink{Port: 7770, TLS: &ilpv1.ServerTLS{CertificateSecretRef: ilpv1.TLSSecretRef{Name: "alice-server"}}}}
+		}},
+		{"tls on http.incoming", func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
+			in := httpIn(7769)
+			in.TLS = &ilpv1.ServerTLS{CertificateSecretRef: ilpv1.TLSSecretRef{Name: "alice-server"}, ClientCASecretRef: &ilpv1.SecretKeyRef{Name: "peering-ca", Key: "ca.crt"}}
+			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Incoming: in}}
+		}},
 		{"http url with an @ in its query", func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
 			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Outgoing: httpOut("http://bob:7768/ilp?to=a@b")}}
 		}},

@@ -263,6 +263,28 @@ type TLSSecretRef struct {
 	Name string `json:"name"`
 }
 
+// ServerTLS is the TLS of a link that listens (btpListener, btpChildServer, http.incoming):
+// the port serves TLS (btp+wss://, https://) with the server certificate of a
+// kubernetes.io/tls Secret and, with clientCASecretRef, requires a client certificate (mutual
+// TLS). A renewal of its Secrets (cert-manager rewriting them) comes into force in place,
+// without restarting the pods or closing connections: open connections stay up, new ones see
+// the new certificate.
+type ServerTLS struct {
+	// CertificateSecretRef names a Secret of type kubernetes.io/tls (what cert-manager writes)
+	// whose tls.crt (the server certificate chain, PEM: the certificate first, then its
+	// intermediates) and tls.key (its private key, PEM) the port presents. The certificate
+	// must name the host the peers dial (their URL's host, or the serverName they verify).
+	CertificateSecretRef TLSSecretRef `json:"certificateSecretRef"`
+	// ClientCASecretRef names a key holding the PEM certificates of the authorities that sign
+	// the peers' client certificates, e.g. the ca.crt of the Secret cert-manager writes for
+	// the issuing CA. Set: every peer must present a client certificate chaining to one of
+	// them (mutual TLS), and a connection without one is refused in the handshake. Unset: no
+	// client certificate is asked for, and peers authenticate with the link's secret or
+	// token only.
+	// +optional
+	ClientCASecretRef *SecretKeyRef `json:"clientCASecretRef,omitempty"`
+}
+
 // BTPListenerLink accepts one BTP peer.
 type BTPListenerLink struct {
 	// Port to listen on.
@@ -271,6 +293,11 @@ type BTPListenerLink struct {
 	Port int32 `json:"port"`
 	// SecretRef holds the shared secret the peer authenticates with.
 	SecretRef SecretKeyRef `json:"secretRef"`
+	// TLS makes the port serve btp+wss:// with a server certificate, and with clientCASecretRef
+	// require the peer's client certificate; unset: plain btp+ws://, TLS (if any) ending in
+	// front of the pods, at a load balancer or an ingress.
+	// +optional
+	TLS *ServerTLS `json:"tls,omitempty"`
 }
 
 // BTPChildServerLink accepts child connections.
@@ -279,6 +306,11 @@ type BTPChildServerLink struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65535
 	Port int32 `json:"port"`
+	// TLS makes the port serve btp+wss:// with a server certificate, and with clientCASecretRef
+	// require each child's client certificate; unset: plain btp+ws://, TLS (if any) ending in
+	// front of the pods, at a load balancer or an ingress.
+	// +optional
+	TLS *ServerTLS `json:"tls,omitempty"`
 }
 
 // HTTPMode is how ILP-over-HTTP carries the replies.
@@ -328,6 +360,12 @@ type HTTPIncoming struct {
 	// (jwtSecret). With both set, either is accepted.
 	// +optional
 	JWTSecretRef *SecretKeyRef `json:"jwtSecretRef,omitempty"`
+	// TLS makes the port serve https:// with a server certificate, and with clientCASecretRef
+	// require the peer's client certificate (RFC 35 recommends client certificates); unset:
+	// plain http://, TLS (if any) ending in front of the pods, at a load balancer or an
+	// ingress.
+	// +optional
+	TLS *ServerTLS `json:"tls,omitempty"`
 }
 
 // HTTPOutgoing is where our packets go (ilp-plugin-http `outgoing`).
