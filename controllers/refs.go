@@ -43,11 +43,14 @@ type secretRef struct {
 	hint string
 }
 
-// certificateKeyHint is what a certificate Secret without tls.crt or tls.key is told.
-var certificateKeyHint = fmt.Sprintf("tls.certificateSecretRef needs a Secret of type kubernetes.io/tls holding the client certificate in %s "+
-	"and its private key in %s (what cert-manager writes)", corev1.TLSCertKey, corev1.TLSPrivateKeyKey)
+// certificateKeyHint is what a certificate Secret without tls.crt or tls.key is told, by the
+// kind of certificate ("client", "server").
+func certificateKeyHint(kind string) string {
+	return fmt.Sprintf("tls.certificateSecretRef needs a Secret of type kubernetes.io/tls holding the %s certificate in %s "+
+		"and its private key in %s (what cert-manager writes)", kind, corev1.TLSCertKey, corev1.TLSPrivateKeyKey)
+}
 
-// accountSecretRefs are the Secret keys an Account's link uses, a client certificate's Secret
+// accountSecretRefs are the Secret keys an Account's link uses, a certificate's Secret
 // (tls.certificateSecretRef) as its tls.crt and tls.key.
 func accountSecretRefs(a *ilpv1.Account) []secretRef {
 	var refs []secretRef
@@ -57,10 +60,15 @@ func accountSecretRefs(a *ilpv1.Account) []secretRef {
 	}
 	if l := a.Spec.Link.BTPListener; l != nil {
 		refs = appendRefs(refs, &l.SecretRef)
+		refs = appendServerTLSRefs(refs, l.TLS)
+	}
+	if l := a.Spec.Link.BTPChildServer; l != nil {
+		refs = appendServerTLSRefs(refs, l.TLS)
 	}
 	if l := a.Spec.Link.HTTP; l != nil {
 		if in := l.Incoming; in != nil {
 			refs = appendRefs(refs, in.TokenSecretRef, in.JWTSecretRef)
+			refs = appendServerTLSRefs(refs, in.TLS)
 		}
 		if out := l.Outgoing; out != nil {
 			refs = appendRefs(refs, out.TokenSecretRef, out.JWTSecretRef)
@@ -70,17 +78,32 @@ func accountSecretRefs(a *ilpv1.Account) []secretRef {
 	return refs
 }
 
-// appendTLSRefs appends the Secret keys of a link's tls: the authorities' key, and the client
-// certificate Secret's tls.crt and tls.key.
+// appendTLSRefs appends the Secret keys of a dialing link's tls: the authorities' key, and the
+// client certificate Secret's tls.crt and tls.key.
 func appendTLSRefs(refs []secretRef, t *ilpv1.ClientTLS) []secretRef {
 	if t == nil {
 		return refs
 	}
-	refs = appendRefs(refs, t.CASecretRef)
-	if c := t.CertificateSecretRef; c != nil {
-		for _, key := range []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey} {
-			refs = append(refs, secretRef{ilpv1.SecretKeyRef{Name: c.Name, Key: key}, certificateKeyHint})
-		}
+	return appendCertificateRefs(appendRefs(refs, t.CASecretRef), t.CertificateSecretRef, "client")
+}
+
+// appendServerTLSRefs appends the Secret keys of a listening link's tls: the server
+// certificate Secret's tls.crt and tls.key, and the client authorities' key.
+func appendServerTLSRefs(refs []secretRef, t *ilpv1.ServerTLS) []secretRef {
+	if t == nil {
+		return refs
+	}
+	return appendRefs(appendCertificateRefs(refs, &t.CertificateSecretRef, "server"), t.ClientCASecretRef)
+}
+
+// appendCertificateRefs appends a certificate Secret's tls.crt and tls.key, with the hint for
+// kind ("client", "server"); nil c: none.
+func appendCertificateRefs(refs []secretRef, c *ilpv1.TLSSecretRef, kind string) []secretRef {
+	if c == nil {
+		return refs
+	}
+	for _, key := range []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey} {
+		refs = append(refs, secretRef{ilpv1.SecretKeyRef{Name: c.Name, Key: key}, certificateKeyHint(kind)})
 	}
 	return refs
 }
