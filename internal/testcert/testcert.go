@@ -71,13 +71,7 @@ func (ca *CA) Server(t testing.TB, names ...string) *Pair {
 	t.Helper()
 	tmpl := ca.template("server")
 	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
+	addNames(tmpl, names)
 	return ca.sign(t, tmpl)
 }
 
@@ -172,4 +166,26 @@ func TLSOption(kv ...string) string {
 	}
 	b.WriteByte('}')
 	return b.String()
+}
+
+// ServerValid makes a server certificate for names valid from notBefore to notAfter: one
+// already expired, or not valid yet.
+func (ca *CA) ServerValid(t testing.TB, notBefore, notAfter time.Time, names ...string) *Pair {
+	t.Helper()
+	tmpl := ca.template("server")
+	tmpl.NotBefore, tmpl.NotAfter = notBefore, notAfter
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	addNames(tmpl, names)
+	return ca.sign(t, tmpl)
+}
+
+// addNames puts names in tmpl: IP addresses ("127.0.0.1") or DNS names.
+func addNames(tmpl *x509.Certificate, names []string) {
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
 }

@@ -53,44 +53,54 @@ type Options struct {
 }
 
 // tlsKeys are the keys of the tls object, in the order errors list them (from Options' tags).
-var tlsKeys = func() []string {
-	t := reflect.TypeFor[Options]()
+var tlsKeys = jsonKeys[Options]()
+
+// jsonKeys are the json keys of the struct T, in field order.
+func jsonKeys[T any]() []string {
+	t := reflect.TypeFor[T]()
 	out := make([]string, t.NumField())
 	for i := range out {
 		out[i], _, _ = strings.Cut(t.Field(i).Tag.Get("json"), ",")
 	}
 	return out
-}()
+}
 
-// unknownKeyError is a key of the tls object that is not one of tlsKeys: most likely a typo. Its
-// message suggests the nearest known key and lists them all.
+// unknownKeyError is a key of a tls object that is not one of its known keys: most likely a
+// typo. Its message suggests the nearest known key and lists them all.
 type unknownKeyError struct {
-	At  string // where the tls object is: "tls", "outgoing.tls"
-	Key string
+	At    string // where the tls object is: "tls", "outgoing.tls", "listener.tls"
+	Key   string
+	Known []string // the keys of that object
 }
 
 func (e *unknownKeyError) Error() string {
-	return fmt.Sprintf("unknown option %q%s; known options here: %s", e.At+"."+e.Key, suggest.DidYouMean(e.Key, tlsKeys), strings.Join(tlsKeys, ", "))
+	return fmt.Sprintf("unknown option %q%s; known options here: %s", e.At+"."+e.Key, suggest.DidYouMean(e.Key, e.Known), strings.Join(e.Known, ", "))
 }
 
 // Decode reads the tls object raw strictly: an unknown key is an *unknownKeyError naming the
 // nearest known one. null (or nothing) is no object: nil, nil. at is where raw was found
 // ("outgoing.tls"), for messages.
 func Decode(at string, raw json.RawMessage) (*Options, error) {
+	return decodeStrict[Options](at, raw, tlsKeys)
+}
+
+// decodeStrict decodes the object raw into a T whose json keys are known, refusing any other
+// key with an *unknownKeyError. null (or nothing) is nil, nil.
+func decodeStrict[T any](at string, raw json.RawMessage, known []string) (*T, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
 		return nil, nil
 	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &obj); err != nil {
-		return nil, fmt.Errorf("%s must be an object with %s", at, strings.Join(tlsKeys, ", "))
+		return nil, fmt.Errorf("%s must be an object with %s", at, strings.Join(known, ", "))
 	}
 	for _, k := range slices.Sorted(maps.Keys(obj)) {
-		if !slices.Contains(tlsKeys, k) {
-			return nil, &unknownKeyError{At: at, Key: k}
+		if !slices.Contains(known, k) {
+			return nil, &unknownKeyError{At: at, Key: k, Known: known}
 		}
 	}
-	var o Options
+	var o T
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&o); err != nil {
@@ -385,5 +395,5 @@ func parseKey(b *pem.Block) (crypto.Signer, error) {
 	case *rsa.PrivateKey, *ecdsa.PrivateKey, ed25519.PrivateKey:
 		return k.(crypto.Signer), nil
 	}
-	return nil, fmt.Errorf("private key usable in TLS: it is a %T key; TLS client certificates take RSA, ECDSA or Ed25519 keys", k)
+	return nil, fmt.Errorf("private key usable in TLS: it is a %T key; TLS certificates take RSA, ECDSA or Ed25519 keys", k)
 }

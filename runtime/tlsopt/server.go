@@ -1,0 +1,385 @@
+package tlsopt
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ilpfleet/ilpfleet/internal/warnlimit"
+)
+
+// ServerOptions is the `tls` object of a link that listens — ilp-plugin-btp's `listener.tls`,
+// ilp-plugin-mini-accounts' `tls`, ilp-plugin-http's `incoming.tls` — an ilpfleet extension:
+// the server's certificate and key, and optionally the authorities client certificates must
+// chain to (mutual TLS).
+type ServerOptions struct {
+	// Cert is the PEM certificate chain the server presents (leaf first). Cert or CertFile is
+	// required.
+	Cert *string `json:"cert"`
+	// CertFile is a path to such a file, re-read when it changes (see Server).
+	CertFile *string `json:"certFile"`
+	// Key is the PEM private key of Cert: PKCS#1, PKCS#8 or EC, unencrypted. Key or KeyFile is
+	// required.
+	Key *string `json:"key"`
+	// KeyFile is a path to such a file.
+	KeyFile *string `json:"keyFile"`
+	// ClientCA is PEM text of one or more CERTIFICATE blocks: when set, every client must
+	// present a certificate chaining to one of them, else the handshake fails.
+	ClientCA *string `json:"clientCa"`
+	// ClientCAFile is a path to such a file.
+	ClientCAFile *string `json:"clientCaFile"`
+}
+
+// serverKeys are the keys of the server tls object, in the order errors list them.
+var serverKeys = jsonKeys[ServerOptions]()
+
+// DecodeServer reads the server tls object raw strictly, as Decode reads the dialing one.
+// null (or nothing) is no object: nil, nil. at is where raw was found ("listener.tls").
+func DecodeServer(at string, raw json.RawMessage) (*ServerOptions, error) {
+	return decodeStrict[ServerOptions](at, raw, serverKeys)
+}
+
+// DefaultCheckEvery is the least time between two reads of a Server's files.
+const DefaultCheckEvery = 10 * time.Second
+
+// reloadLogEvery is the least time between two ERROR lines about files that cannot be used,
+// and between two lines of one kind about failed handshakes.
+const reloadLogEvery = time.Minute
+
+// handshakeLogEvery is the least time between two lines of one kind about failed handshakes:
+// anyone who can reach the port can fail as often as it likes.
+const handshakeLogEvery = 10 * time.Second
+
+// Server is the TLS of one listening link: its certificate, key and client authorities,
+// swapped atomically. Config is the listener's tls.Config: every new handshake reads the
+// material in force then (GetConfigForClient), so Renew and a rotated file reach new
+// connections while the open ones go on untouched.
+//
+// Files (certFile, keyFile, clientCaFile) are read again when a handshake comes at least
+// CheckEvery after the previous read, all three together (a rotation that swaps the certificate
+// and its key is read as one); no goroutine watches them. New content that cannot be used (a
+// certificate and a key that do not match yet, bad PEM) keeps the previous material, with a
+// rate-limited ERROR naming the file; usable content is put in force with an INFO line.
+type Server struct {
+	at string
+	// CheckEvery is the least time between two reads of the files; 0 is DefaultCheckEvery.
+	// Tests shorten it. Set it before the first handshake.
+	CheckEvery time.Duration
+	// Now is the clock of CheckEvery, of validity checks and of the log's rate; nil: time.Now.
+	Now func() time.Time
+
+	cur  atomic.Pointer[material]
+	logp atomic.Pointer[slog.Logger]
+
+	checkMu   sync.Mutex // one reader of the files at a time, and Renew against it
+	nextCheck atomic.Int64
+	fileLog   warnlimit.Limiter
+	shakeLog  warnlimit.Limiter
+}
+
+// material is one version of a Server's options, what its files held, and the config built
+// from them.
+type material struct {
+	opts  ServerOptions
+	files [3][]byte // the content of certFile, keyFile and clientCaFile, as read (nil: inline)
+	leaf  *x509.Certificate
+	cfg   *tls.Config // without NextProtos, which Config's caller gives
+	// validity is what is wrong with the leaf's dates at load ("" when nothing): logged at
+	// ERROR, as refusing it would leave the port down.
+	validity string
+}
+
+// NewServer checks o and reads its PEM text and files: the server's material, which a
+// listener then serves with Server.Config. at is where o was found ("listener.tls"), for
+// messages; errors name the option (listener.tls.keyFile) and never hold PEM text or key
+// material.
+func (o *ServerOptions) NewServer(at string) (*Server, error) {
+	s := &Server{at: at, fileLog: warnlimit.Limiter{Every: reloadLogEvery}, shakeLog: warnlimit.Limiter{Every: handshakeLogEvery}}
+	m, err := o.load(at, nil, s.now())
+	if err != nil {
+		return nil, err
+	}
+	s.cur.Store(m)
+	return s, nil
+}
+
+func (s *Server) now() time.Time {
+	if s == nil || s.Now == nil {
+		return time.Now()
+	}
+	return s.Now()
+}
+
+// At is where the server's options were found ("listener.tls").
+func (s *Server) At() string { return s.at }
+
+// Leaf is the certificate the server presents now.
+func (s *Server) Leaf() *x509.Certificate { return s.cur.Load().leaf }
+
+// SetLogger is where the server logs: a certificate that is not valid now (ERROR, at once),
+// the files it reads again, failed handshakes. The link calls it when it is built.
+func (s *Server) SetLogger(l *slog.Logger) {
+	s.logp.Store(l)
+	if m := s.cur.Load(); m.validity != "" {
+		l.Error("tls: "+m.validity, "option", s.at+"."+pick(m.opts.Cert, "cert", "certFile"))
+	}
+}
+
+func (s *Server) logger() *slog.Logger {
+	if l := s.logp.Load(); l != nil {
+		return l
+	}
+	return slog.Default()
+}
+
+// Renew puts the material of next (the same link's tls option in a new config, checked by
+// NewServer) in force for the new handshakes; open connections are untouched.
+func (s *Server) Renew(next *Server) {
+	s.checkMu.Lock()
+	defer s.checkMu.Unlock()
+	m := next.cur.Load()
+	s.cur.Store(m)
+	s.nextCheck.Store(s.now().Add(s.checkEvery()).UnixNano())
+	s.logger().Info("tls: new certificate in force for new connections (open ones go on)", "option", s.at,
+		"subject", m.leaf.Subject.String(), "serial", m.leaf.SerialNumber.String(), "not_after", m.leaf.NotAfter)
+	if m.validity != "" {
+		s.logger().Error("tls: "+m.validity, "option", s.at+"."+pick(m.opts.Cert, "cert", "certFile"))
+	}
+}
+
+func (s *Server) checkEvery() time.Duration {
+	if s.CheckEvery > 0 {
+		return s.CheckEvery
+	}
+	return DefaultCheckEvery
+}
+
+// Config is the listener's TLS config, offering nextProtos over ALPN: every handshake gets
+// the material in force (reading the files again when due).
+func (s *Server) Config(nextProtos ...string) *tls.Config {
+	protos := append([]string(nil), nextProtos...)
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: protos,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			s.maybeReload()
+			cfg := s.cur.Load().cfg.Clone()
+			cfg.NextProtos = protos
+			return cfg, nil
+		},
+	}
+}
+
+// maybeReload reads the files again when CheckEvery has passed since the last read, unless
+// another handshake is at it.
+func (s *Server) maybeReload() {
+	m := s.cur.Load()
+	if !m.fromFiles() {
+		return
+	}
+	now := s.now()
+	if now.UnixNano() < s.nextCheck.Load() || !s.checkMu.TryLock() {
+		return
+	}
+	defer s.checkMu.Unlock()
+	s.nextCheck.Store(now.Add(s.checkEvery()).UnixNano())
+	m = s.cur.Load() // Renew may have run meanwhile
+	next, err := m.opts.load(s.at, m, now)
+	switch {
+	case err != nil:
+		if ok, n := s.fileLog.Allow("file", now); ok {
+			s.logger().Error("tls: a file changed and cannot be used; the previous certificate stays in force",
+				"error", err, "suppressed", n)
+		}
+	case next != m:
+		s.cur.Store(next)
+		s.logger().Info("tls: files changed; the new certificate is in force for new connections", "option", s.at,
+			"subject", next.leaf.Subject.String(), "serial", next.leaf.SerialNumber.String(), "not_after", next.leaf.NotAfter)
+		if next.validity != "" {
+			s.logger().Error("tls: "+next.validity, "option", s.at+"."+pick(next.opts.Cert, "cert", "certFile"))
+		}
+	}
+}
+
+// load checks o, reads its PEM text and files, and builds the material. prev, when set, is the
+// material in force: if the files hold what they held then, load returns prev itself.
+func (o *ServerOptions) load(at string, prev *material, now time.Time) (*material, error) {
+	switch {
+	case o.Cert != nil && o.CertFile != nil:
+		return nil, fmt.Errorf("%s: set cert or certFile, not both", at)
+	case o.Key != nil && o.KeyFile != nil:
+		return nil, fmt.Errorf("%s: set key or keyFile, not both", at)
+	case o.ClientCA != nil && o.ClientCAFile != nil:
+		return nil, fmt.Errorf("%s: set clientCa or clientCaFile, not both", at)
+	case o.Cert == nil && o.CertFile == nil:
+		return nil, fmt.Errorf("%s needs the server's certificate: set %s.cert (PEM chain, leaf first) or %s.certFile", at, at, at)
+	case o.Key == nil && o.KeyFile == nil:
+		return nil, fmt.Errorf("%s needs the certificate's private key: set %s.key (PEM) or %s.keyFile", at, at, at)
+	}
+	m := &material{opts: *o}
+	certPEM, err := pemOption(at, "cert", o.Cert, "certFile", o.CertFile)
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := pemOption(at, "key", o.Key, "keyFile", o.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	var caPEM *pemData
+	if o.ClientCA != nil || o.ClientCAFile != nil {
+		if caPEM, err = pemOption(at, "clientCa", o.ClientCA, "clientCaFile", o.ClientCAFile); err != nil {
+			return nil, err
+		}
+	}
+	for i, p := range []*pemData{certPEM, keyPEM, caPEM} {
+		if p != nil && strings.HasSuffix(p.name, "File") {
+			m.files[i] = p.data
+		}
+	}
+	if prev != nil && sameFiles(prev.files, m.files) {
+		return prev, nil
+	}
+	cert, err := keyPair(certPEM, keyPEM, at+"."+certPEM.name, at+"."+keyPEM.name, " (the key goes in key or keyFile)")
+	if err != nil {
+		return nil, err
+	}
+	m.leaf = cert.Leaf
+	m.cfg = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*cert}}
+	if caPEM != nil {
+		cas, err := certificates(caPEM, "")
+		if err != nil {
+			return nil, fmt.Errorf("%s.%s %w", at, caPEM.name, err)
+		}
+		pool := x509.NewCertPool()
+		for _, c := range cas {
+			pool.AddCert(c)
+		}
+		caOption := at + "." + caPEM.name
+		// As tls.RequireAndVerifyClientCert, with the same check (the client's chain to pool,
+		// for client authentication), done here so that a refusal can name the certificate's
+		// issuer in the log (handshakeLog); it runs on resumed sessions too, with the
+		// authorities in force then. ClientCAs is what the server's request lists.
+		m.cfg.ClientCAs = pool
+		m.cfg.ClientAuth = tls.RequireAnyClientCert
+		m.cfg.VerifyConnection = func(cs tls.ConnectionState) error { return verifyClient(cs, pool, caOption) }
+	}
+	switch leaf := cert.Leaf; {
+	case now.After(leaf.NotAfter):
+		m.validity = fmt.Sprintf("the server's certificate %q expired at %s: clients refuse it; renew it", leaf.Subject.String(), leaf.NotAfter.UTC().Format(time.RFC3339))
+	case now.Before(leaf.NotBefore):
+		m.validity = fmt.Sprintf("the server's certificate %q is not valid before %s: clients refuse it until then (or this host's clock is wrong)", leaf.Subject.String(), leaf.NotBefore.UTC().Format(time.RFC3339))
+	}
+	return m, nil
+}
+
+// fromFiles reports whether some of m was read from a file.
+func (m *material) fromFiles() bool {
+	return m.files[0] != nil || m.files[1] != nil || m.files[2] != nil
+}
+
+func sameFiles(a, b [3][]byte) bool {
+	for i := range a {
+		if !bytes.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// errNoClientCert is the refusal of a client that presented no certificate.
+var errNoClientCert = errors.New("tls: client didn't provide a certificate")
+
+// untrustedClient is the refusal of a client certificate that does not chain to clientCa.
+const untrustedClient = "client certificate not accepted by "
+
+// verifyClient checks the client's chain against pool as crypto/tls does for
+// RequireAndVerifyClientCert.
+func verifyClient(cs tls.ConnectionState, pool *x509.CertPool, caOption string) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errNoClientCert
+	}
+	leaf := cs.PeerCertificates[0]
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err != nil {
+		return fmt.Errorf("%s%s: certificate %q issued by %q: %w", untrustedClient, caOption, leaf.Subject.String(), leaf.Issuer.String(), err)
+	}
+	return nil
+}
+
+// The kinds of failed handshakes, each logged at most once per handshakeLogEvery.
+const (
+	shakePlain     = "plain"          // the client spoke plain HTTP or WebSocket
+	shakeNoCert    = "no-client-cert" // clientCa set, no certificate presented
+	shakeUntrusted = "client-cert"    // a certificate not chaining to clientCa
+	shakeOther     = "other"          // anything else: the client's alert, a timeout, …
+)
+
+// HandshakeLog is the ErrorLog for the http.Server of a TLS listener: its lines about failed
+// handshakes are classed, logged at WARN at most once per kind every 10 s (the others at DEBUG,
+// counted by the next line) with what an operator can do; its other lines go to DEBUG.
+// scheme is what a client must dial ("btp+wss://", "https://"), for the hint.
+func (s *Server) HandshakeLog(scheme string) *log.Logger {
+	return log.New(handshakeWriter{s: s, scheme: scheme}, "", 0)
+}
+
+type handshakeWriter struct {
+	s      *Server
+	scheme string
+}
+
+func (w handshakeWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	const prefix = "http: TLS handshake error from "
+	rest, ok := strings.CutPrefix(line, prefix)
+	if !ok {
+		w.s.logger().Debug(line)
+		return len(p), nil
+	}
+	remote, reason, _ := strings.Cut(rest, ": ")
+	kind, hint := w.classify(reason)
+	if ok, n := w.s.shakeLog.Allow(kind, w.s.now()); ok {
+		w.s.logger().Warn("tls: handshake failed (at most one such line per kind every "+handshakeLogEvery.String()+"; the others at DEBUG)",
+			"option", w.s.at, "remote", remote, "kind", kind, "error", reason, "hint", hint, "suppressed", n)
+	} else {
+		w.s.logger().Debug("tls: handshake failed", "option", w.s.at, "remote", remote, "kind", kind, "error", reason)
+	}
+	return len(p), nil
+}
+
+func (w handshakeWriter) classify(reason string) (kind, hint string) {
+	at := w.s.at
+	switch {
+	case strings.Contains(reason, "client sent an HTTP request to an HTTPS server"):
+		return shakePlain, fmt.Sprintf("the client spoke plain HTTP (ws:// or http://) to this TLS port: it must dial %s", w.scheme)
+	case strings.Contains(reason, errNoClientCert.Error()):
+		return shakeNoCert, fmt.Sprintf("the client presented no certificate and %s.clientCa/clientCaFile requires one: the peer must configure its client certificate (in ilpfleet, cert and key of its dialing tls option)", at)
+	case strings.Contains(reason, untrustedClient):
+		return shakeUntrusted, fmt.Sprintf("the client's certificate does not chain to %s.clientCa/clientCaFile (the error names its issuer): add that issuer's CA there, or have the peer use a certificate from one listed", at)
+	case strings.Contains(reason, "unknown certificate authority"), strings.Contains(reason, "bad certificate"), strings.Contains(reason, "certificate unknown"):
+		return shakeOther, fmt.Sprintf("the client does not trust this listener's certificate (%s.cert/certFile): give the client the CA that signed it (ilpfleet: the ca of its tls option; Node: NODE_EXTRA_CA_CERTS), or serve a certificate valid for the name it dials", at)
+	}
+	return shakeOther, "the client broke off the handshake or speaks no TLS the listener accepts (TLS 1.2 at least)"
+}
+
+// Flush logs the counts of failed handshakes held back since the last line of their kind,
+// so that a last burst is not lost when the listener closes.
+func (s *Server) Flush() {
+	for _, kind := range []string{shakePlain, shakeNoCert, shakeUntrusted, shakeOther} {
+		if n := s.shakeLog.Take(kind); n > 0 {
+			s.logger().Warn("tls: more handshakes failed since the last line", "option", s.at, "kind", kind, "suppressed", n)
+		}
+	}
+}

@@ -1,0 +1,400 @@
+package tlsopt
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ilpfleet/ilpfleet/internal/testcert"
+	"github.com/ilpfleet/ilpfleet/internal/testlog"
+)
+
+// TestDecodeServer: the server tls object is read strictly; an unknown key names the nearest
+// known one and the object's place.
+func TestDecodeServer(t *testing.T) {
+	for _, tc := range []struct {
+		raw, want string
+	}{
+		{`{"certfile":"/x"}`, `unknown option "listener.tls.certfile" (did you mean "certFile"?); known options here: cert, certFile, key, keyFile, clientCa, clientCaFile`},
+		{`{"clientCA":"x"}`, `unknown option "listener.tls.clientCA" (did you mean "clientCa"?)`},
+		{`{"ca":"x"}`, `unknown option "listener.tls.ca"`},
+		{`"-----BEGIN CERTIFICATE-----"`, "listener.tls must be an object with cert, certFile"},
+		{`{"cert":1}`, "listener.tls: json: cannot unmarshal number"},
+	} {
+		_, err := DecodeServer("listener.tls", json.RawMessage(tc.raw))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("DecodeServer(%s) = %v; want an error containing %q", tc.raw, err, tc.want)
+		}
+		assertNoSecret(t, err, []byte("-----BEGIN"))
+	}
+	for _, raw := range []string{``, `null`} {
+		if o, err := DecodeServer("tls", json.RawMessage(raw)); o != nil || err != nil {
+			t.Errorf("DecodeServer(%q) = %+v, %v; want nil, nil", raw, o, err)
+		}
+	}
+	o, err := DecodeServer("tls", json.RawMessage(`{"cert":"c","keyFile":"/k","clientCaFile":"/ca"}`))
+	if err != nil || *o.Cert != "c" || *o.KeyFile != "/k" || *o.ClientCAFile != "/ca" || o.Key != nil {
+		t.Errorf("DecodeServer = %+v, %v", o, err)
+	}
+}
+
+// TestServerErrors: every way a server tls object can be wrong is refused with an error naming
+// the option (and the path of a file), never PEM text or key material.
+func TestServerErrors(t *testing.T) {
+	ca := testcert.NewCA(t, "private CA")
+	srv := ca.Server(t, "127.0.0.1")
+	other := ca.Server(t, "127.0.0.1")
+	cert, key, caPEM := string(srv.CertPEM), string(srv.KeyPEM), string(ca.PEM)
+	missing := filepath.Join(t.TempDir(), "missing.pem")
+	for _, tc := range []struct {
+		name string
+		o    ServerOptions
+		want string
+	}{
+		{"nothing", ServerOptions{}, "incoming.tls needs the server's certificate: set incoming.tls.cert (PEM chain, leaf first) or incoming.tls.certFile"},
+		{"no key", ServerOptions{Cert: &cert}, "incoming.tls needs the certificate's private key: set incoming.tls.key (PEM) or incoming.tls.keyFile"},
+		{"cert twice", ServerOptions{Cert: &cert, CertFile: ptr("/c"), Key: &key}, "incoming.tls: set cert or certFile, not both"},
+		{"key twice", ServerOptions{Cert: &cert, Key: &key, KeyFile: ptr("/k")}, "incoming.tls: set key or keyFile, not both"},
+		{"clientCa twice", ServerOptions{Cert: &cert, Key: &key, ClientCA: &caPEM, ClientCAFile: ptr("/ca")}, "incoming.tls: set clientCa or clientCaFile, not both"},
+		{"mismatch", ServerOptions{Cert: &cert, Key: ptr(string(other.KeyPEM))}, "incoming.tls.cert and incoming.tls.key do not match"},
+		{"no certificate", ServerOptions{Cert: ptr("/etc/tls/tls.crt"), Key: &key}, "incoming.tls.cert holds no PEM CERTIFICATE block (it is not PEM text: for a path, use certFile)"},
+		{"key in cert", ServerOptions{Cert: &key, Key: &key}, "incoming.tls.cert holds a PRIVATE KEY block: it takes certificates only (the key goes in key or keyFile)"},
+		{"no usable key", ServerOptions{Cert: &cert, Key: &cert}, "incoming.tls.key holds no PEM PRIVATE KEY block (found CERTIFICATE)"},
+		{"bad clientCa", ServerOptions{Cert: &cert, Key: &key, ClientCA: ptr("")}, "incoming.tls.clientCa holds no PEM CERTIFICATE block (it is empty)"},
+		{"unreadable certFile", ServerOptions{CertFile: &missing, Key: &key}, `incoming.tls.certFile: cannot read "` + missing + `": no such file or directory`},
+		{"unreadable keyFile", ServerOptions{Cert: &cert, KeyFile: &missing}, `incoming.tls.keyFile: cannot read "` + missing + `"`},
+		{"unreadable clientCaFile", ServerOptions{Cert: &cert, Key: &key, ClientCAFile: &missing}, `incoming.tls.clientCaFile: cannot read "` + missing + `"`},
+		{"empty keyFile", ServerOptions{Cert: &cert, KeyFile: ptr("")}, "incoming.tls.keyFile is empty: give the path of a PEM file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := tc.o.NewServer("incoming.tls")
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("NewServer = %v, %v; want an error containing %q", s, err, tc.want)
+			}
+			assertNoSecret(t, err, srv.CertPEM, srv.KeyPEM, other.KeyPEM, ca.PEM)
+		})
+	}
+}
+
+// tlsHandshake makes one TLS connection from a client with cfg to a listener served by s on
+// 127.0.0.1, and returns the certificate the server presented and the server's handshake error.
+func tlsHandshake(t *testing.T, s *Server, cfg *tls.Config) (*x509.Certificate, error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	errc := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		errc <- tls.Server(c, s.Config("http/1.1")).Handshake()
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	tc := tls.Client(c, cfg)
+	var served *x509.Certificate
+	if tc.Handshake() == nil {
+		served = tc.ConnectionState().PeerCertificates[0]
+	}
+	_ = c.Close() // a client that gave up before sending ends the server's handshake now
+	return served, <-errc
+}
+
+// TestServerClientAuth: with clientCa, a client with a certificate from that CA is accepted;
+// none, or one from another CA, fails the handshake, the second naming its issuer. Without
+// clientCa no certificate is asked for.
+func TestServerClientAuth(t *testing.T) {
+	ca := testcert.NewCA(t, "private CA")
+	stranger := testcert.NewCA(t, "stranger CA")
+	srv := ca.Server(t, "127.0.0.1")
+	o := ServerOptions{Cert: ptr(string(srv.CertPEM)), Key: ptr(string(srv.KeyPEM)), ClientCA: ptr(string(ca.PEM))}
+	s, err := o.NewServer("listener.tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := func(p *testcert.Pair) *tls.Config {
+		c := &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"}
+		if p != nil {
+			// Always presented, as Node and our dialing tls do (crypto/tls would send none
+			// when the server's list of authorities does not name its issuer).
+			c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &p.TLS, nil }
+		}
+		return c
+	}
+	for _, tc := range []struct {
+		name string
+		cert *testcert.Pair
+		want string // "" accepted
+	}{
+		{"trusted client", ca.Client(t, "peer"), ""},
+		{"no certificate", nil, "client didn't provide a certificate"},
+		{"other CA", stranger.Client(t, "intruder"), `client certificate not accepted by listener.tls.clientCa: certificate "CN=intruder" issued by "CN=stranger CA"`},
+		{"server certificate as client", ca.Server(t, "127.0.0.1"), "client certificate not accepted by listener.tls.clientCa"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tlsHandshake(t, s, client(tc.cert))
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("handshake: %v; want it accepted", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("handshake error %v; want one containing %q", err, tc.want)
+			}
+		})
+	}
+	o.ClientCA = nil
+	open, err := o.NewServer("listener.tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if served, err := tlsHandshake(t, open, client(nil)); err != nil || served.SerialNumber.Cmp(srv.Cert.SerialNumber) != 0 {
+		t.Fatalf("without clientCa: %v, %v; want the server certificate and no client certificate needed", served, err)
+	}
+	// TLS 1.2 at least, in the listener's config and in the one each handshake gets.
+	base := open.Config("h2")
+	perConn, err := base.GetConfigForClient(&tls.ClientHelloInfo{})
+	if err != nil || base.MinVersion != tls.VersionTLS12 || perConn.MinVersion != tls.VersionTLS12 || perConn.NextProtos[0] != "h2" {
+		t.Errorf("configs %v / %v (%v); want MinVersion TLS 1.2 and the listener's ALPN", base.MinVersion, perConn.MinVersion, err)
+	}
+}
+
+// TestServerValidity: a certificate expired, or not valid yet, is accepted (refusing it would
+// leave the port down) and logged at ERROR naming the option and the date.
+func TestServerValidity(t *testing.T) {
+	ca := testcert.NewCA(t, "private CA")
+	now := time.Now()
+	for _, tc := range []struct {
+		name     string
+		from, to time.Time
+		want     string
+	}{
+		{"expired", now.Add(-48 * time.Hour), now.Add(-time.Hour), "expired at " + now.Add(-time.Hour).UTC().Format(time.RFC3339)},
+		{"not yet valid", now.Add(time.Hour), now.Add(48 * time.Hour), "is not valid before " + now.Add(time.Hour).UTC().Format(time.RFC3339)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := ca.ServerValid(t, tc.from, tc.to, "127.0.0.1")
+			file := testcert.WriteFile(t, "tls.crt", p.CertPEM)
+			s, err := (&ServerOptions{CertFile: &file, Key: ptr(string(p.KeyPEM))}).NewServer("tls")
+			if err != nil {
+				t.Fatalf("NewServer: %v; want the certificate accepted", err)
+			}
+			var buf testlog.Buffer
+			s.SetLogger(slog.New(slog.NewTextHandler(&buf, nil)))
+			if out := buf.String(); !strings.Contains(out, "level=ERROR") || !strings.Contains(out, tc.want) || !strings.Contains(out, "option=tls.certFile") {
+				t.Errorf("log %q; want an ERROR with %q naming tls.certFile", out, tc.want)
+			}
+		})
+	}
+	var buf testlog.Buffer
+	p := ca.Server(t, "127.0.0.1")
+	s, err := (&ServerOptions{Cert: ptr(string(p.CertPEM)), Key: ptr(string(p.KeyPEM))}).NewServer("tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetLogger(slog.New(slog.NewTextHandler(&buf, nil)))
+	if buf.String() != "" {
+		t.Errorf("a valid certificate logged %q", buf.String())
+	}
+}
+
+// fakeClock is a clock tests move by hand.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// TestServerFileRotation: rewritten files are read on the first handshake CheckEvery after the
+// last read, the new certificate then served (INFO); a bad new file keeps the previous
+// certificate (ERROR naming it); files fixed are read again; Renew swaps at once.
+func TestServerFileRotation(t *testing.T) {
+	ca := testcert.NewCA(t, "private CA")
+	first, second, third := ca.Server(t, "127.0.0.1"), ca.Server(t, "127.0.0.1"), ca.Server(t, "127.0.0.1")
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	write := func(p *testcert.Pair) {
+		t.Helper()
+		// As kubelet and certbot do: a new file renamed over the old one.
+		for _, f := range []struct {
+			path string
+			data []byte
+		}{{certFile, p.CertPEM}, {keyFile, p.KeyPEM}} {
+			if err := os.WriteFile(f.path+".new", f.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(f.path+".new", f.path); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write(first)
+	s, err := (&ServerOptions{CertFile: &certFile, KeyFile: &keyFile}).NewServer("listener.tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := &fakeClock{now: time.Now()}
+	s.Now, s.CheckEvery = clock.Now, time.Minute
+	var buf testlog.Buffer
+	s.SetLogger(slog.New(slog.NewTextHandler(&buf, nil)))
+	client := &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"}
+	serves := func(want *testcert.Pair, when string) {
+		t.Helper()
+		got, err := tlsHandshake(t, s, client)
+		if err != nil {
+			t.Fatalf("%s: handshake: %v", when, err)
+		}
+		if got.SerialNumber.Cmp(want.Cert.SerialNumber) != 0 {
+			t.Fatalf("%s: served certificate serial %v; want %v", when, got.SerialNumber, want.Cert.SerialNumber)
+		}
+	}
+	serves(first, "first handshake") // reads the files (unchanged): the next read is due in a minute
+	write(second)
+	serves(first, "before CheckEvery")
+	clock.Add(time.Minute)
+	serves(second, "after CheckEvery")
+	if out := buf.String(); strings.Count(out, "files changed; the new certificate is in force") != 1 || !strings.Contains(out, "serial="+second.Cert.SerialNumber.String()) {
+		t.Errorf("log %q; want one INFO naming the new serial", out)
+	}
+
+	// A certificate without its key yet (a rotation half done): the previous one stays.
+	if err := os.WriteFile(certFile, third.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(time.Minute)
+	serves(second, "cert rewritten, key not yet")
+	if out := buf.String(); !strings.Contains(out, "level=ERROR") || !strings.Contains(out, "listener.tls.certFile and listener.tls.keyFile do not match") {
+		t.Errorf("log %q; want an ERROR saying the files do not match", out)
+	}
+	// Garbage: still the previous one, and the ERROR (rate-limited) names the file.
+	if err := os.WriteFile(certFile, []byte("not pem"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(time.Minute)
+	serves(second, "bad cert file")
+	clock.Add(time.Minute)
+	write(third)
+	serves(third, "files fixed")
+
+	// Renew puts another server's material in force at once, whatever the clock.
+	p := ca.Server(t, "127.0.0.1")
+	next, err := (&ServerOptions{Cert: ptr(string(p.CertPEM)), Key: ptr(string(p.KeyPEM))}).NewServer("listener.tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Renew(next)
+	serves(p, "after Renew")
+	if s.Leaf().SerialNumber.Cmp(p.Cert.SerialNumber) != 0 {
+		t.Error("Leaf is not the renewed certificate")
+	}
+}
+
+// TestServerFileErrorRateLimited: a file that stays bad is logged once per minute, not at
+// every check.
+func TestServerFileErrorRateLimited(t *testing.T) {
+	ca := testcert.NewCA(t, "private CA")
+	p := ca.Server(t, "127.0.0.1")
+	certFile := testcert.WriteFile(t, "tls.crt", p.CertPEM)
+	s, err := (&ServerOptions{CertFile: &certFile, Key: ptr(string(p.KeyPEM))}).NewServer("tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := &fakeClock{now: time.Now()}
+	s.Now, s.CheckEvery = clock.Now, time.Second
+	var buf testlog.Buffer
+	s.SetLogger(slog.New(slog.NewTextHandler(&buf, nil)))
+	if err := os.WriteFile(certFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		clock.Add(time.Second)
+		s.maybeReload()
+	}
+	if n := strings.Count(buf.String(), "level=ERROR"); n != 1 {
+		t.Errorf("%d ERROR lines for 5 checks within a minute; want 1:\n%s", n, buf.String())
+	}
+	if !strings.Contains(buf.String(), `tls.certFile holds no PEM CERTIFICATE block (it is empty)`) {
+		t.Errorf("log %q does not name the file's option", buf.String())
+	}
+	if s.Leaf().SerialNumber.Cmp(p.Cert.SerialNumber) != 0 {
+		t.Error("the bad file replaced the certificate")
+	}
+}
+
+// TestHandshakeLog: the lines net/http writes about failed handshakes are classed with a hint
+// and limited per kind; its other lines go to DEBUG.
+func TestHandshakeLog(t *testing.T) {
+	ca := testcert.NewCA(t, "private CA")
+	p := ca.Server(t, "127.0.0.1")
+	s, err := (&ServerOptions{Cert: ptr(string(p.CertPEM)), Key: ptr(string(p.KeyPEM))}).NewServer("incoming.tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := &fakeClock{now: time.Now()}
+	s.Now = clock.Now
+	var buf testlog.Buffer
+	s.SetLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	l := s.HandshakeLog("https://")
+	for _, tc := range []struct {
+		reason, kind, hint string
+	}{
+		{"client sent an HTTP request to an HTTPS server", shakePlain, "it must dial https://"},
+		{"tls: client didn't provide a certificate", shakeNoCert, "incoming.tls.clientCa/clientCaFile requires one"},
+		{`client certificate not accepted by incoming.tls.clientCa: certificate "CN=x" issued by "CN=y": x509: certificate signed by unknown authority`, shakeUntrusted, "add that issuer's CA there"},
+		{"remote error: tls: unknown certificate authority", shakeOther, "the client does not trust this listener's certificate"},
+		{"EOF", shakeOther, ""},
+	} {
+		from := len(buf.String())
+		l.Printf("http: TLS handshake error from 127.0.0.1:4242: %s", tc.reason)
+		out := buf.String()[from:]
+		if tc.hint == "" {
+			if !strings.Contains(out, "level=DEBUG") || !strings.Contains(out, "kind="+tc.kind) {
+				t.Errorf("%q: log %q; want DEBUG (a second %s within 10 s)", tc.reason, out, tc.kind)
+			}
+			continue
+		}
+		if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "kind="+tc.kind) || !strings.Contains(out, tc.hint) || !strings.Contains(out, "remote=127.0.0.1:4242") {
+			t.Errorf("%q: log %q; want WARN kind=%s with hint %q", tc.reason, out, tc.kind, tc.hint)
+		}
+	}
+	from := len(buf.String())
+	clock.Add(handshakeLogEvery)
+	l.Printf("http: TLS handshake error from 127.0.0.1:4242: EOF")
+	if out := buf.String()[from:]; !strings.Contains(out, "level=WARN") || !strings.Contains(out, "suppressed=1") {
+		t.Errorf("log %q; want WARN counting the one held back", out)
+	}
+	from = len(buf.String())
+	l.Printf("http: TLS handshake error from 127.0.0.1:4242: EOF")
+	s.Flush()
+	if out := buf.String()[from:]; !strings.Contains(out, "more handshakes failed") || !strings.Contains(out, "suppressed=1") {
+		t.Errorf("Flush logged %q; want the count held back", out)
+	}
+	from = len(buf.String())
+	l.Printf("http: Accept error: something")
+	if out := buf.String()[from:]; !strings.Contains(out, "level=DEBUG") {
+		t.Errorf("other line logged %q; want DEBUG", out)
+	}
+}
