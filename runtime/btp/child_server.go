@@ -17,6 +17,7 @@ import (
 	"github.com/ilpfleet/ilpfleet/runtime/ildcp"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/link"
+	"github.com/ilpfleet/ilpfleet/runtime/tlsopt"
 )
 
 // DefaultChildPort is ilp-plugin-mini-accounts' port when neither `port` nor `wsOpts` is set.
@@ -45,6 +46,9 @@ type ChildServerOptions struct {
 	AuthTimeout     time.Duration // wait for the auth frame; 0 means DefaultAuthTimeout
 	MaxPayload      int           // wsOpts.maxPayload: bound of one message, 1 to MaxFrameSize; 0 means MaxFrameSize
 	Path            string        // wsOpts.path: the only request path upgraded (others get 400, as from ws); "" any
+	// TLS (`tls`, an ilpfleet extension) makes the server serve wss:// with its certificate,
+	// and require client certificates when it has client authorities; nil: ws://.
+	TLS *tlsopt.Server
 	// Tokens keeps the auth_username bindings; the connector keeps them in its store. nil
 	// keeps them in this server's memory only, lost when it is closed.
 	Tokens TokenStore
@@ -133,14 +137,20 @@ func NewChildServer(o ChildServerOptions) (*ChildServer, error) {
 	warnIgnored(s.core.Logger, PluginMiniAccounts, o.Ignored)
 	s.srv = wsServer{
 		core: &s.core, host: o.Host, port: o.Port, origins: o.AllowedOrigins,
-		authTimeout: authTimeout(o.AuthTimeout), readLimit: limit, path: o.Path,
+		authTimeout: authTimeout(o.AuthTimeout), readLimit: limit, path: o.Path, tls: o.TLS,
 		admit: s.admit, attach: s.attach, detach: s.detach, now: time.Now,
 	}
 	if s.srv.origins == nil {
 		s.srv.origins = []string{} // mini-accounts refuses browsers unless their Origin is allowed
 	}
+	if o.TLS != nil {
+		o.TLS.SetLogger(s.core.Logger)
+	}
 	return s, nil
 }
+
+// ServerTLS is the server's TLS (nil: plain ws): a reload renews it in place (Renew).
+func (s *ChildServer) ServerTLS() *tlsopt.Server { return s.opts.TLS }
 
 // TokenAccount is the child name ilp-plugin-mini-accounts derives from a token:
 // base64url(sha256(token)) without padding.

@@ -55,6 +55,9 @@ type btpJSON struct {
 		Secret *string       `json:"secret"`
 		WsOpts *wsServerJSON `json:"wsOpts"`
 		Host   string        `json:"host"`
+		// TLS is an ilpfleet extension: serve btp+wss:// with this certificate, and require
+		// client certificates when it has clientCa (runtime/tlsopt's ServerOptions).
+		TLS json.RawMessage `json:"tls"`
 	} `json:"listener"`
 	ReconnectInterval        *int64                     `json:"reconnectInterval"`        // ms
 	ReconnectIntervals       []int64                    `json:"reconnectIntervals"`       // ms
@@ -106,6 +109,8 @@ type miniJSON struct {
 	DebugHostIldcpInfo json.RawMessage `json:"debugHostIldcpInfo"`
 	AllowedOrigins     []string        `json:"allowedOrigins"`
 	GenerateAccount    *bool           `json:"generateAccount"`
+	// TLS is an ilpfleet extension: serve btp+wss:// (runtime/tlsopt's ServerOptions).
+	TLS json.RawMessage `json:"tls"`
 }
 
 // IgnoredOption is a JS plugin option that ilpfleet accepts but does without. The link logs
@@ -232,22 +237,38 @@ func intervals(v []int64) ([]time.Duration, error) {
 	return out, nil
 }
 
-// CheckTLS checks the tls option of an ilp-plugin-btp account's options as ParseOptions
-// does: its keys, its PEM text and files, and where it may be set (beside a btp+wss:// server,
-// not a btp+ws:// one nor a listener). It is the one option whose validity depends on more
-// than the config's text (a file, or the Secret the operator renders it from), so
-// runtime/config checks it with the account's other fields, making a bad tls that account's
-// problem rather than a config the connector refuses whole when it builds the link.
-// Options that are not a JSON object, other plugins and no tls: nil (ParseOptions reports
-// the rest, server and listener both set or a server that is not a URL among them).
+// CheckTLS checks the TLS options of a BTP account's options as ParseOptions does: the
+// dialing `tls` of ilp-plugin-btp (its keys, its PEM text and files, and where it may be set:
+// beside a btp+wss:// server, not a btp+ws:// one nor a listener), and the listening ones,
+// ilp-plugin-btp's `listener.tls` and ilp-plugin-mini-accounts' `tls` (their keys, PEM text
+// and files). They are the options whose validity depends on more than the config's text (a
+// file, or the Secret the operator renders it from), so runtime/config checks them with the
+// account's other fields, making a bad tls that account's problem rather than a config the
+// connector refuses whole when it builds the link. Options that are not a JSON object, other
+// plugins and no tls: nil (ParseOptions reports the rest, server and listener both set or a
+// server that is not a URL among them).
 func CheckTLS(plugin string, raw json.RawMessage) error {
 	var j struct {
 		TLS      json.RawMessage `json:"tls"`
 		Server   *string         `json:"server"`
 		Listener json.RawMessage `json:"listener"`
 	}
-	if plugin != PluginBTP || json.Unmarshal(raw, &j) != nil {
+	if (plugin != PluginBTP && plugin != PluginMiniAccounts) || json.Unmarshal(raw, &j) != nil {
 		return nil
+	}
+	if plugin == PluginMiniAccounts {
+		if _, err := serverTLS("tls", j.TLS); err != nil {
+			return fmt.Errorf("btp: %s options: %w", plugin, err)
+		}
+		return nil
+	}
+	var l struct {
+		TLS json.RawMessage `json:"tls"`
+	}
+	if json.Unmarshal(j.Listener, &l) == nil {
+		if _, err := serverTLS("listener.tls", l.TLS); err != nil {
+			return fmt.Errorf("btp: %s options: %w", plugin, err)
+		}
 	}
 	t, err := tlsopt.Decode("tls", j.TLS)
 	if err == nil && t == nil {
@@ -258,7 +279,7 @@ func CheckTLS(plugin string, raw json.RawMessage) error {
 	case j.Server != nil:
 		err = tlsNeedsWSS(*j.Server)
 	case len(j.Listener) > 0 && string(j.Listener) != "null":
-		err = errors.New("tls applies to server, not listener")
+		err = errTLSBesideListener
 	}
 	if err == nil {
 		_, err = t.Config("tls")
@@ -267,6 +288,19 @@ func CheckTLS(plugin string, raw json.RawMessage) error {
 		return fmt.Errorf("btp: ilp-plugin-btp options: %w", err)
 	}
 	return nil
+}
+
+// errTLSBesideListener refuses the dialing tls option beside a listener.
+var errTLSBesideListener = errors.New("tls applies to server (the dialing side); a listener's TLS goes in listener.tls")
+
+// serverTLS reads a listening link's tls object at `at` (nil when absent or null) and loads
+// its material.
+func serverTLS(at string, raw json.RawMessage) (*tlsopt.Server, error) {
+	o, err := tlsopt.DecodeServer(at, raw)
+	if err != nil || o == nil {
+		return nil, err
+	}
+	return o.NewServer(at)
 }
 
 func parseBTP(raw json.RawMessage) (Options, error) {
@@ -356,11 +390,13 @@ func parseBTPListener(j *btpJSON, common Common) (Options, error) {
 		{"btpAccount", j.BTPAccount != nil},
 		{"btpToken", j.BTPToken != nil},
 		{"btpAuthFlags", j.BTPAuthFlags != nil},
-		{"tls", j.TLS != nil},
 	} {
 		if o.set {
 			return nil, fmt.Errorf("btp: ilp-plugin-btp options: %s applies to server, not listener", o.name)
 		}
+	}
+	if j.TLS != nil {
+		return nil, fmt.Errorf("btp: ilp-plugin-btp options: %w", errTLSBesideListener)
 	}
 	if l.Port == nil || *l.Port < 1 || *l.Port > 65535 {
 		return nil, errors.New("btp: ilp-plugin-btp options: listener.port must be set to a port between 1 and 65535")
@@ -372,8 +408,12 @@ func parseBTPListener(j *btpJSON, common Common) (Options, error) {
 	if err != nil {
 		return nil, err
 	}
+	t, err := serverTLS("listener.tls", l.TLS)
+	if err != nil {
+		return nil, fmt.Errorf("btp: ilp-plugin-btp options: %w", err)
+	}
 	return &PeerServerOptions{Host: l.Host, Port: *l.Port, Secret: *l.Secret, MaxPayload: w.maxPayload, Path: w.path,
-		Common: common, Ignored: w.ignored, portOption: portOption}, nil
+		TLS: t, Common: common, Ignored: w.ignored, portOption: portOption}, nil
 }
 
 // authFlags turns btpAuthFlags into the extra entries of the auth frame, as JS's
@@ -436,6 +476,9 @@ func parseMini(raw json.RawMessage) (Options, error) {
 		return nil, err
 	}
 	o.MaxPayload, o.Path, o.Ignored = w.maxPayload, w.path, w.ignored
+	if o.TLS, err = serverTLS("tls", j.TLS); err != nil {
+		return nil, fmt.Errorf("btp: ilp-plugin-mini-accounts options: %w", err)
+	}
 	if j.CurrencyScale != nil {
 		o.Ignored = append(o.Ignored, IgnoredOption{"currencyScale", "mini-accounts keeps it for subclasses that settle; children learn the account's assetScale over IL-DCP"})
 	}

@@ -9,7 +9,8 @@ import (
 )
 
 // TestParseOptionsTLS: the `tls` object of a btp+wss:// client is read into ClientOptions.TLS;
-// anywhere else, or with an unknown key, it is refused with a message naming the fix.
+// anywhere else, or with an unknown key, it is refused with a message naming the fix; so are
+// the listening tls objects (listener.tls, mini-accounts' tls) that are wrong.
 func TestParseOptionsTLS(t *testing.T) {
 	ca := testcert.NewCA(t, "private CA")
 	client := ca.Client(t, "us")
@@ -52,8 +53,11 @@ func TestParseOptionsTLS(t *testing.T) {
 		{"typo", PluginBTP, `{"server":"btp+wss://u:t@peer","tls":{"sevrername":"x"}}`,
 			`unknown option "tls.sevrername" (did you mean "servername"?); known options here: ca, caFile, cert, certFile, key, keyFile, servername`},
 		{"typo caFile", PluginBTP, `{"server":"btp+wss://u:t@peer","tls":{"cafile":"/x"}}`, `unknown option "tls.cafile" (did you mean "caFile"?)`},
-		{"listener", PluginBTP, `{"listener":{"port":7768,"secret":"s"},"tls":{}}`, "tls applies to server, not listener"},
-		{"mini-accounts", PluginMiniAccounts, `{"tls":{}}`, `unknown option "tls"`},
+		{"listener", PluginBTP, `{"listener":{"port":7768,"secret":"s"},"tls":{}}`, "tls applies to server (the dialing side); a listener's TLS goes in listener.tls"},
+		{"mini-accounts without cert", PluginMiniAccounts, `{"tls":{}}`, "tls needs the server's certificate: set tls.cert"},
+		{"mini-accounts typo", PluginMiniAccounts, `{"tls":{"clientCA":"x"}}`, `unknown option "tls.clientCA" (did you mean "clientCa"?)`},
+		{"listener.tls typo", PluginBTP, `{"listener":{"port":7768,"secret":"s","tls":{"certfile":"/x"}}}`, `unknown option "listener.tls.certfile" (did you mean "certFile"?)`},
+		{"listener.tls without key", PluginBTP, `{"listener":{"port":7768,"secret":"s","tls":{"certFile":"/x"}}}`, "listener.tls needs the certificate's private key: set listener.tls.key (PEM) or listener.tls.keyFile"},
 		{"not an object", PluginBTP, `{"server":"btp+wss://u:t@peer","tls":"-----BEGIN CERTIFICATE-----"}`, "cannot unmarshal string"},
 		{"bad CA", PluginBTP, `{"server":"btp+wss://u:t@peer","tls":{"ca":"nope"}}`, "btp: ilp-plugin-btp options: tls.ca holds no PEM CERTIFICATE block"},
 	} {

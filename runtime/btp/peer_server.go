@@ -12,6 +12,7 @@ import (
 	"github.com/ilpfleet/ilpfleet/runtime/btp/internal/ws"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/link"
+	"github.com/ilpfleet/ilpfleet/runtime/tlsopt"
 )
 
 // PeerServerOptions configure a PeerServer; they mirror ilp-plugin-btp's
@@ -28,6 +29,9 @@ type PeerServerOptions struct {
 	// Path (JS wsOpts.path), when set, is the only request path upgraded; others get 400,
 	// as from ws. "" accepts any path, as in JS.
 	Path string
+	// TLS (listener.tls, an ilpfleet extension) makes the listener serve wss:// with its
+	// certificate, and require client certificates when it has client authorities; nil: ws://.
+	TLS *tlsopt.Server
 	Common
 	// Ignored are JS options given and without effect here, logged when the server is built.
 	Ignored []IgnoredOption
@@ -112,11 +116,17 @@ func NewPeerServer(o PeerServerOptions) (*PeerServer, error) {
 	warnIgnored(s.core.Logger, PluginBTP, o.Ignored)
 	s.srv = wsServer{
 		core: &s.core, host: o.Host, port: o.Port, authTimeout: authTimeout(o.AuthTimeout),
-		readLimit: limit, path: o.Path,
+		readLimit: limit, path: o.Path, tls: o.TLS,
 		admit: s.admit, attach: s.attach, detach: s.detach, now: time.Now,
+	}
+	if o.TLS != nil {
+		o.TLS.SetLogger(s.core.Logger)
 	}
 	return s, nil
 }
+
+// ServerTLS is the listener's TLS (nil: plain ws): a reload renews it in place (Renew).
+func (s *PeerServer) ServerTLS() *tlsopt.Server { return s.opts.TLS }
 
 func (s *PeerServer) admit(req authRequest) (ilp.Address, error) {
 	if !tokenEqual(req.token, s.opts.Secret) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"github.com/ilpfleet/ilpfleet/internal/warnlimit"
 	"github.com/ilpfleet/ilpfleet/runtime/btp/internal/ws"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+	"github.com/ilpfleet/ilpfleet/runtime/tlsopt"
 )
 
 // Listener addresses: the JS plugins listen on every interface (ws.Server with only a port), and
@@ -100,6 +102,9 @@ type wsServer struct {
 	authTimeout time.Duration
 	readLimit   int    // bound of one message from the peer (JS wsOpts.maxPayload), ≤ MaxFrameSize
 	path        string // the only request path upgraded (JS wsOpts.path); "" any
+	// tls, when set, makes the listener serve wss (listener.tls, mini-accounts' tls); nil:
+	// plain ws.
+	tls *tlsopt.Server
 	// admit decides on an auth request: the address of the peer (child) or an error whose text
 	// goes to the peer. attach and detach run around the life of an admitted connection.
 	admit  func(req authRequest) (ilp.Address, error)
@@ -125,11 +130,19 @@ func (s *wsServer) listen() error {
 	s.ln = ln
 	s.conns = make(map[*conn]struct{})
 	s.authLog = &warnlimit.Limiter{Every: authLogEvery}
+	// ReadHeaderTimeout bounds the TLS handshake too (net/http's tlsHandshakeTimeout): a client
+	// that opens a connection and never completes it holds nothing past the auth timeout.
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: s.authTimeout}
+	var served net.Listener = coalescingListener{ln, s.core.PingInterval}
+	if s.tls != nil {
+		// TLS over the coalescing connection: the records written coalesce as frames did.
+		served = tls.NewListener(served, s.tls.Config("http/1.1"))
+		s.srv.ErrorLog = s.tls.HandshakeLog("btp+wss://")
+	}
 	s.core.wg.Add(1)
 	go func() {
 		defer s.core.wg.Done()
-		if err := s.srv.Serve(coalescingListener{ln, s.core.PingInterval}); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.srv.Serve(served); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.core.Logger.Error("btp: listener stopped", "addr", ln.Addr(), "error", err)
 		}
 	}()
@@ -336,6 +349,9 @@ func (s *wsServer) close() {
 	s.core.wg.Wait()
 	if s.authLog != nil {
 		s.flushAuthLog()
+	}
+	if s.tls != nil {
+		s.tls.Flush()
 	}
 }
 

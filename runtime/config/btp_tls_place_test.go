@@ -19,7 +19,7 @@ func TestValidateBTPTLSPlace(t *testing.T) {
 		{`{"server":"btp+ws://:s3cret@bob.example/btp","tls":{}}`,
 			`account "bad": options: ilp-plugin-btp options: tls applies to btp+wss:// URLs only; server is btp+ws://:xxxxx@bob.example/btp`},
 		{`{"listener":{"port":7768,"secret":"s3cret"},"tls":{}}`,
-			`account "bad": options: ilp-plugin-btp options: tls applies to server, not listener`},
+			`account "bad": options: ilp-plugin-btp options: tls applies to server (the dialing side); a listener's TLS goes in listener.tls`},
 		{`{"server":"btp+ws://:s3cret@bob.example/btp","tls":null}`, ""},
 		{`{"listener":{"port":7768,"secret":"s3cret"},"tls":null}`, ""},
 		{`{"server":"btp+wss://:s3cret@bob.example/btp","listener":null,"tls":{}}`, ""},
