@@ -3,6 +3,7 @@ package ilphttp
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"github.com/ilpfleet/ilpfleet/internal/warnlimit"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/link"
+	"github.com/ilpfleet/ilpfleet/runtime/tlsopt"
 )
 
 // Link is the ILP-over-HTTP link of one account: an HTTP server when Incoming is set (one
@@ -96,6 +98,9 @@ func New(o *Options) (*Link, error) {
 	}
 	l.sem = make(chan struct{}, n)
 	if in := o.Incoming; in != nil {
+		if in.TLS != nil {
+			in.TLS.SetLogger(l.log)
+		}
 		l.verify = newVerifier(in.Auth, l.now)
 		if in.MaxBodySize > 0 {
 			l.maxBody = in.MaxBodySize
@@ -150,10 +155,15 @@ func (l *Link) Start(_ context.Context, h ilp.Handler) error {
 	}
 	l.ln = ln
 	l.srv = l.newServer()
+	served := ln
+	if t := in.TLS; t != nil {
+		served = tls.NewListener(ln, t.Config("h2", "http/1.1"))
+		l.srv.ErrorLog = t.HandshakeLog("https://")
+	}
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		if err := l.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := l.srv.Serve(served); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			l.log.Error("ILP-over-HTTP server stopped", "error", err)
 		}
 	}()
@@ -161,12 +171,14 @@ func (l *Link) Start(_ context.Context, h ilp.Handler) error {
 }
 
 // newServer is the account's HTTP server: HTTP/1.1 and HTTP/2 with prior knowledge (h2c), as
-// ilp-plugin-http's http2 option and interledger-rs clients may use. Requests' contexts do
-// not derive from the link's life (see Close).
+// ilp-plugin-http's http2 option and interledger-rs clients may use, or over TLS (incoming.tls)
+// HTTP/1.1 and HTTP/2 by ALPN. Requests' contexts do not derive from the link's life (see
+// Close). ReadHeaderTimeout bounds a TLS handshake too.
 func (l *Link) newServer() *http.Server {
 	var p http.Protocols
 	p.SetHTTP1(true)
 	p.SetUnencryptedHTTP2(true)
+	p.SetHTTP2(true)
 	return &http.Server{
 		Handler:           l,
 		Protocols:         &p,
@@ -175,6 +187,15 @@ func (l *Link) newServer() *http.Server {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(l.log.Handler(), slog.LevelDebug),
 	}
+}
+
+// ServerTLS is the TLS of the incoming server (nil: plain HTTP, or no Incoming): a reload
+// renews it in place (Renew).
+func (l *Link) ServerTLS() *tlsopt.Server {
+	if l.opts.Incoming == nil {
+		return nil
+	}
+	return l.opts.Incoming.TLS
 }
 
 // Addr is the address the server listens on, or nil without Incoming or before Start.
@@ -231,6 +252,9 @@ func (l *Link) CloseContext(ctx context.Context) error {
 			err = l.shutdown(ctx)
 		}
 		l.wg.Wait()
+		if in := l.opts.Incoming; in != nil && in.TLS != nil {
+			in.TLS.Flush()
+		}
 		l.giveUpNow()
 		if l.own != nil {
 			l.own.CloseIdleConnections()

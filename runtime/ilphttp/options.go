@@ -66,6 +66,10 @@ type IncomingOptions struct {
 	Port        int    // 0 picks a free port (see Link.Addr); the JS options require 1-65535
 	Auth        Auth
 	MaxBodySize int // 0 means DefaultMaxBodySize
+	// TLS (`incoming.tls`, an ilpfleet extension, built by runtime/tlsopt) makes the server
+	// serve HTTPS (HTTP/2 over ALPN, and HTTP/1.1) with its certificate, and require client
+	// certificates when it has client authorities; nil: plain HTTP (and h2c).
+	TLS *tlsopt.Server
 }
 
 // OutgoingOptions configure the requests to the peer (JS `outgoing`).
@@ -128,6 +132,9 @@ type incomingJSON struct {
 	authJSON
 	Host *string `json:"host"` // ilpfleet extension
 	Port *int    `json:"port"`
+	// TLS is an ilpfleet extension: serve HTTPS with this certificate, and require client
+	// certificates when it has clientCa (runtime/tlsopt's ServerOptions).
+	TLS json.RawMessage `json:"tls"`
 }
 
 type outgoingJSON struct {
@@ -247,6 +254,15 @@ func parseIncoming(j *incomingJSON) (*IncomingOptions, error) {
 	in := &IncomingOptions{Port: *j.Port, Auth: au}
 	if j.Host != nil {
 		in.Host = *j.Host
+	}
+	t, err := tlsopt.DecodeServer("incoming.tls", j.TLS)
+	if err != nil {
+		return nil, optErr("%v", err)
+	}
+	if t != nil {
+		if in.TLS, err = t.NewServer("incoming.tls"); err != nil {
+			return nil, optErr("%v", err)
+		}
 	}
 	return in, nil
 }
