@@ -662,6 +662,9 @@ func linkOptions(l ilpv1.AccountLink, secret func(name, key string) ([]byte, err
 		if host != "" {
 			lis["host"] = host
 		}
+		if err := putServerTLS(lis, secret, l.BTPListener.TLS, "link.btpListener.tls"); err != nil {
+			return "", nil, err
+		}
 		opts = map[string]any{"listener": lis}
 	case l.BTPChildServer != nil:
 		plugin = config.PluginMiniAccounts
@@ -670,6 +673,9 @@ func linkOptions(l ilpv1.AccountLink, secret func(name, key string) ([]byte, err
 			ws["host"] = host
 		}
 		opts = map[string]any{"wsOpts": ws}
+		if err := putServerTLS(opts, secret, l.BTPChildServer.TLS, "link.btpChildServer.tls"); err != nil {
+			return "", nil, err
+		}
 	case l.HTTP != nil:
 		plugin = config.PluginHTTP
 		var err error
@@ -699,6 +705,9 @@ func httpOptions(h *ilpv1.HTTPLink, secret func(name, key string) ([]byte, error
 		o["port"] = in.Port
 		if host != "" {
 			o["host"] = host
+		}
+		if err := putServerTLS(o, secret, in.TLS, "link.http.incoming.tls"); err != nil {
+			return nil, err
 		}
 		opts["incoming"] = o
 	}
@@ -757,36 +766,82 @@ func tlsOptions(secret func(name, key string) ([]byte, error), t *ilpv1.ClientTL
 	}
 	o := map[string]any{}
 	if r := t.CASecretRef; r != nil {
-		f := field + ".caSecretRef"
-		ca, err := secretPEM(secret, *r, f)
+		ca, err := caPEM(secret, *r, field+".caSecretRef")
 		if err != nil {
 			return nil, err
 		}
-		if _, err := tlsopt.ParseCAs(ca); err != nil {
-			return nil, secretRefError{fmt.Errorf("%s: key %q of Secret %q %w", f, r.Key, r.Name, err)}
-		}
-		o["ca"] = string(ca)
+		o["ca"] = ca
 	}
 	if c := t.CertificateSecretRef; c != nil {
-		f := field + ".certificateSecretRef"
-		cert, err := secretPEM(secret, ilpv1.SecretKeyRef{Name: c.Name, Key: corev1.TLSCertKey}, f)
+		cert, key, err := certificatePEM(secret, *c, field+".certificateSecretRef")
 		if err != nil {
 			return nil, err
 		}
-		key, err := secretPEM(secret, ilpv1.SecretKeyRef{Name: c.Name, Key: corev1.TLSPrivateKeyKey}, f)
-		if err != nil {
-			return nil, err
-		}
-		name := func(k string) string { return fmt.Sprintf("key %q of Secret %q", k, c.Name) }
-		if _, err := tlsopt.ParseKeyPair(cert, key, name(corev1.TLSCertKey), name(corev1.TLSPrivateKeyKey)); err != nil {
-			return nil, secretRefError{fmt.Errorf("%s: %w", f, err)}
-		}
-		o["cert"], o["key"] = string(cert), string(key)
+		o["cert"], o["key"] = cert, key
 	}
 	if t.ServerName != "" {
 		o["servername"] = t.ServerName
 	}
 	return o, nil
+}
+
+// putServerTLS renders a listening link's tls into opts["tls"] as the runtime's server tls
+// option (ilp-plugin-btp's listener.tls, ilp-plugin-mini-accounts' tls, ilp-plugin-http's
+// incoming.tls): the PEM text of the certificate Secret's tls.crt and tls.key, and of
+// clientCASecretRef's key as clientCa. The runtime puts a change of them in force in place:
+// open connections stay, new handshakes see the new certificate. The PEM is checked as
+// tlsOptions checks it, and what cannot be used is a secretRefError: a running Account keeps
+// its previous version through a bad renewal. nil t: opts unchanged.
+func putServerTLS(opts map[string]any, secret func(name, key string) ([]byte, error), t *ilpv1.ServerTLS, field string) error {
+	if t == nil {
+		return nil
+	}
+	cert, key, err := certificatePEM(secret, t.CertificateSecretRef, field+".certificateSecretRef")
+	if err != nil {
+		return err
+	}
+	o := map[string]any{"cert": cert, "key": key}
+	if r := t.ClientCASecretRef; r != nil {
+		ca, err := caPEM(secret, *r, field+".clientCASecretRef")
+		if err != nil {
+			return err
+		}
+		o["clientCa"] = ca
+	}
+	opts["tls"] = o
+	return nil
+}
+
+// caPEM reads the PEM certificates of authorities from a Secret's key, checked by the
+// runtime's parsing (tlsopt.ParseCAs). Its errors are secretRefErrors naming field.
+func caPEM(secret func(name, key string) ([]byte, error), r ilpv1.SecretKeyRef, field string) (string, error) {
+	ca, err := secretPEM(secret, r, field)
+	if err != nil {
+		return "", err
+	}
+	if _, err := tlsopt.ParseCAs(ca); err != nil {
+		return "", secretRefError{fmt.Errorf("%s: key %q of Secret %q %w", field, r.Key, r.Name, err)}
+	}
+	return string(ca), nil
+}
+
+// certificatePEM reads the certificate chain and private key of a kubernetes.io/tls Secret
+// (tls.crt, tls.key), checked as a pair by the runtime's parsing (tlsopt.ParseKeyPair). Its
+// errors are secretRefErrors naming field.
+func certificatePEM(secret func(name, key string) ([]byte, error), c ilpv1.TLSSecretRef, field string) (cert, key string, err error) {
+	certPEM, err := secretPEM(secret, ilpv1.SecretKeyRef{Name: c.Name, Key: corev1.TLSCertKey}, field)
+	if err != nil {
+		return "", "", err
+	}
+	keyPEM, err := secretPEM(secret, ilpv1.SecretKeyRef{Name: c.Name, Key: corev1.TLSPrivateKeyKey}, field)
+	if err != nil {
+		return "", "", err
+	}
+	name := func(k string) string { return fmt.Sprintf("key %q of Secret %q", k, c.Name) }
+	if _, err := tlsopt.ParseKeyPair(certPEM, keyPEM, name(corev1.TLSCertKey), name(corev1.TLSPrivateKeyKey)); err != nil {
+		return "", "", secretRefError{fmt.Errorf("%s: %w", field, err)}
+	}
+	return string(certPEM), string(keyPEM), nil
 }
 
 // secretPEM reads PEM text from a Secret, as it is. Its errors are secretRefErrors.

@@ -2,9 +2,11 @@ package kube
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"github.com/ilpfleet/ilpfleet/runtime/btp"
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/ilphttp"
+	"github.com/ilpfleet/ilpfleet/runtime/tlsopt"
 )
 
 // tlsBTPClient is a parent Account dialling bob over btp+wss:// with tls.
@@ -114,14 +117,7 @@ func TestBuildTLS(t *testing.T) {
 			}
 			a, configured := cfg.Accounts[tt.acct.Name]
 			if tt.problem != "" {
-				if configured || len(problems) != 1 || !strings.Contains(problems[0].Message, tt.problem) {
-					t.Fatalf("configured %v, problems %v; want it left out with %q", configured, problems, tt.problem)
-				}
-				for _, k := range []string{string(alice.KeyPEM), string(other.KeyPEM), "-----BEGIN"} {
-					if strings.Contains(problems[0].Message, k) {
-						t.Errorf("problem %q quotes key material", problems[0].Message)
-					}
-				}
+				wantLeftOut(t, configured, problems, tt.problem, alice.KeyPEM, other.KeyPEM)
 				return
 			}
 			if !configured || len(problems) > 0 {
@@ -154,7 +150,8 @@ func TestBuildTLS(t *testing.T) {
 // certificate Secret cannot serve (the key of another pair, tls.key gone, a CA bundle or a
 // chain with a certificate that does not parse, a tls.crt holding the key) keeps its running
 // version and its link, with a problem naming the API field, rather than losing the link (an
-// ILP-over-HTTP Account) or passing on options the runtime refuses (a BTP one).
+// ILP-over-HTTP Account) or passing on options the runtime refuses (a BTP one): on the dialing
+// links' tls and on the listening links' (the server certificate, the client CA).
 func TestBuildKeepsRunningTLSAccountOnABadRenewal(t *testing.T) {
 	ca, next := testcert.NewCA(t, "peering CA"), testcert.NewCA(t, "peering CA 2")
 	alice, other := ca.Client(t, "alice"), ca.Client(t, "mallory")
@@ -162,23 +159,32 @@ func TestBuildKeepsRunningTLSAccountOnABadRenewal(t *testing.T) {
 	goodCA := map[string]string{"ca.crt": string(ca.PEM)}
 	goodCert := map[string]string{corev1.TLSCertKey: string(alice.CertPEM), corev1.TLSPrivateKeyKey: string(alice.KeyPEM)}
 	tlsRef := &ilpv1.ClientTLS{CASecretRef: &ilpv1.SecretKeyRef{Name: "peering-ca", Key: "ca.crt"}, CertificateSecretRef: &ilpv1.TLSSecretRef{Name: "alice-tls"}}
+	serverRef := &ilpv1.ServerTLS{CertificateSecretRef: ilpv1.TLSSecretRef{Name: "alice-tls"}, ClientCASecretRef: &ilpv1.SecretKeyRef{Name: "peering-ca", Key: "ca.crt"}}
 	tests := []struct {
-		name        string
-		ca, cert    map[string]string // the renewed Secrets
-		fieldSuffix string            // of the field the problem names
+		name     string
+		ca, cert map[string]string // the renewed Secrets
+		caField  bool              // the problem names the CA's field, not certificateSecretRef
 	}{
-		{"key of another pair", goodCA, map[string]string{corev1.TLSCertKey: string(alice.CertPEM), corev1.TLSPrivateKeyKey: string(other.KeyPEM)}, "certificateSecretRef"},
-		{"tls.key gone", goodCA, map[string]string{corev1.TLSCertKey: string(alice.CertPEM)}, "certificateSecretRef"},
-		{"tls.crt holding the key too", goodCA, map[string]string{corev1.TLSCertKey: string(alice.CertPEM) + string(alice.KeyPEM), corev1.TLSPrivateKeyKey: string(alice.KeyPEM)}, "certificateSecretRef"},
-		{"tls.crt chain with an intermediate that does not parse", goodCA, map[string]string{corev1.TLSCertKey: string(alice.CertPEM) + unparseable, corev1.TLSPrivateKeyKey: string(alice.KeyPEM)}, "certificateSecretRef"},
+		{"key of another pair", goodCA, map[string]string{corev1.TLSCertKey: string(alice.CertPEM), corev1.TLSPrivateKeyKey: string(other.KeyPEM)}, false},
+		{"tls.key gone", goodCA, map[string]string{corev1.TLSCertKey: string(alice.CertPEM)}, false},
+		{"tls.crt holding the key too", goodCA, map[string]string{corev1.TLSCertKey: string(alice.CertPEM) + string(alice.KeyPEM), corev1.TLSPrivateKeyKey: string(alice.KeyPEM)}, false},
+		{"tls.crt chain with an intermediate that does not parse", goodCA, map[string]string{corev1.TLSCertKey: string(alice.CertPEM) + unparseable, corev1.TLSPrivateKeyKey: string(alice.KeyPEM)}, false},
 		// A CA rotation with overlap whose bundle carries a certificate that does not parse.
-		{"CA bundle with a certificate that does not parse", map[string]string{"ca.crt": string(ca.PEM) + string(next.PEM) + unparseable}, goodCert, "caSecretRef"},
+		{"CA bundle with a certificate that does not parse", map[string]string{"ca.crt": string(ca.PEM) + string(next.PEM) + unparseable}, goodCert, true},
 	}
-	for _, acct := range []ilpv1.Account{tlsBTPClient("btp", 1, tlsRef), tlsHTTPOut("http", 2, tlsRef)} {
-		field := "link.btpClient.tls."
-		if acct.Spec.Link.HTTP != nil {
-			field = "link.http.outgoing.tls."
-		}
+	type tlsAccount struct {
+		acct           ilpv1.Account
+		field, caField string // the tls field's name with its dot, and its CA field's
+	}
+	accounts := []tlsAccount{
+		{tlsBTPClient("btp", 1, tlsRef), "link.btpClient.tls.", "caSecretRef"},
+		{tlsHTTPOut("http", 2, tlsRef), "link.http.outgoing.tls.", "caSecretRef"},
+	}
+	for i, link := range serverLinks {
+		accounts = append(accounts, tlsAccount{link.acct(fmt.Sprintf("server%d", i), 3+i, serverRef), link.field + ".", "clientCASecretRef"})
+	}
+	for _, ac := range accounts {
+		acct, field := ac.acct, ac.field
 		good := secrets(map[string]map[string]string{"tok": {"t": "s3cret"}, "peering-ca": goodCA, "alice-tls": goodCert})
 		prev, _, err := Build(Inputs{Connector: testConnector(), Accounts: []ilpv1.Account{acct}, Secret: good})
 		if err != nil || prev.Accounts[acct.Name].Options == nil {
@@ -194,9 +200,13 @@ func TestBuildKeepsRunningTLSAccountOnABadRenewal(t *testing.T) {
 				if got, ok := cfg.Accounts[acct.Name]; !ok || string(got.Options) != string(prev.Accounts[acct.Name].Options) {
 					t.Errorf("configured %v, problems %v; want the previous options", ok, problems)
 				}
-				if len(problems) != 1 || !strings.Contains(problems[0].Message, field+tt.fieldSuffix+": ") ||
+				wantField := field + "certificateSecretRef"
+				if tt.caField {
+					wantField = field + ac.caField
+				}
+				if len(problems) != 1 || !strings.Contains(problems[0].Message, wantField+": ") ||
 					!strings.Contains(problems[0].Message, "keeps running this account's previous version") {
-					t.Errorf("problems %v; want one naming %s", problems, field+tt.fieldSuffix)
+					t.Errorf("problems %v; want one naming %s", problems, wantField)
 				}
 			})
 		}
@@ -355,5 +365,162 @@ func TestBuildTLSAwaitsTheGrant(t *testing.T) {
 				t.Fatalf("configured %v, problems %+v; want it left out awaiting the grant of %s", ok, problems, refused)
 			}
 		})
+	}
+}
+
+// The listening links with tls: a btpListener peer, a btpChildServer, an http.incoming peer.
+func tlsListener(name string, created int, t *ilpv1.ServerTLS) ilpv1.Account {
+	return account(name, created, func(s *ilpv1.AccountSpec) {
+		s.Relation = ilpv1.RelationPeer
+		s.Link = ilpv1.AccountLink{BTPListener: &ilpv1.BTPListenerLink{Port: 7000 + int32(created), SecretRef: ilpv1.SecretKeyRef{Name: "tok", Key: "t"}, TLS: t}}
+	})
+}
+
+func tlsChildServer(name string, created int, t *ilpv1.ServerTLS) ilpv1.Account {
+	return account(name, created, func(s *ilpv1.AccountSpec) { s.Link.BTPChildServer.TLS = t })
+}
+
+func tlsHTTPIn(name string, created int, t *ilpv1.ServerTLS) ilpv1.Account {
+	return httpAccount(name, created, &ilpv1.HTTPLink{Incoming: &ilpv1.HTTPIncoming{Port: 7000 + int32(created), TokenSecretRef: ref("tok"), TLS: t}})
+}
+
+// serverLinks are the three listening links, each with its tls field's name.
+var serverLinks = []struct {
+	field string
+	acct  func(name string, created int, t *ilpv1.ServerTLS) ilpv1.Account
+}{
+	{"link.btpListener.tls", tlsListener},
+	{"link.btpChildServer.tls", tlsChildServer},
+	{"link.http.incoming.tls", tlsHTTPIn},
+}
+
+// serverTLSOf is the tls object of a listening link's options: listener's for ilp-plugin-btp,
+// top-level for ilp-plugin-mini-accounts, incoming's for ilp-plugin-http.
+func serverTLSOf(t *testing.T, a config.Account) map[string]any {
+	t.Helper()
+	o := options(t, a)
+	switch a.Plugin {
+	case config.PluginHTTP:
+		o, _ = o["incoming"].(map[string]any)
+	case config.PluginBTP:
+		o, _ = o["listener"].(map[string]any)
+	}
+	m, _ := o["tls"].(map[string]any)
+	return m
+}
+
+// TestBuildServerTLS: a listening link's tls is rendered as the runtime's server tls option at
+// its place (listener.tls, mini-accounts' tls, incoming.tls) with the PEM text of the
+// certificate Secret's tls.crt and tls.key and of the client CA's key; a Secret that cannot
+// serve is the Account's problem naming the field, the Secret and the key, never quoting a key.
+func TestBuildServerTLS(t *testing.T) {
+	ca := testcert.NewCA(t, "peering CA")
+	server, other := ca.Server(t, "alice.example"), ca.Server(t, "mallory.example")
+	unparseable := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("not DER")})
+	sec := secrets(map[string]map[string]string{
+		"tok":        {"t": "s3cret"},
+		"client-ca":  {"ca.crt": string(ca.PEM)},
+		"server":     {corev1.TLSCertKey: string(server.CertPEM), corev1.TLSPrivateKeyKey: string(server.KeyPEM)},
+		"no-key":     {corev1.TLSCertKey: string(server.CertPEM)},
+		"mismatch":   {corev1.TLSCertKey: string(server.CertPEM), corev1.TLSPrivateKeyKey: string(other.KeyPEM)},
+		"bad-chain":  {corev1.TLSCertKey: string(server.CertPEM) + string(unparseable), corev1.TLSPrivateKeyKey: string(server.KeyPEM)},
+		"not-pem":    {"ca.crt": "not a certificate"},
+		"bad-bundle": {"ca.crt": string(ca.PEM) + string(unparseable)},
+	})
+	withCA := func(cert, caSecret, caKey string) *ilpv1.ServerTLS {
+		return &ilpv1.ServerTLS{CertificateSecretRef: ilpv1.TLSSecretRef{Name: cert}, ClientCASecretRef: &ilpv1.SecretKeyRef{Name: caSecret, Key: caKey}}
+	}
+	tests := []struct {
+		name    string
+		tls     *ilpv1.ServerTLS
+		want    map[string]any // the tls object, when configured
+		problem string         // substring of the problem after the field; "" means configured
+	}{
+		{"certificate and client CA", withCA("server", "client-ca", "ca.crt"),
+			map[string]any{"cert": string(server.CertPEM), "key": string(server.KeyPEM), "clientCa": string(ca.PEM)}, ""},
+		{"certificate only", &ilpv1.ServerTLS{CertificateSecretRef: ilpv1.TLSSecretRef{Name: "server"}},
+			map[string]any{"cert": string(server.CertPEM), "key": string(server.KeyPEM)}, ""},
+		{"certificate Secret missing", withCA("gone", "client-ca", "ca.crt"), nil, `.certificateSecretRef: Secret "gone" does not exist`},
+		{"certificate Secret without tls.key", withCA("no-key", "client-ca", "ca.crt"), nil, `.certificateSecretRef: Secret "no-key" has no key "tls.key"`},
+		{"certificate and key of two pairs", withCA("mismatch", "client-ca", "ca.crt"), nil,
+			`.certificateSecretRef: key "tls.crt" of Secret "mismatch" and key "tls.key" of Secret "mismatch" do not match`},
+		{"chain whose intermediate does not parse", withCA("bad-chain", "client-ca", "ca.crt"), nil,
+			`.certificateSecretRef: key "tls.crt" of Secret "bad-chain" certificate 2 (PEM block 2) cannot be parsed`},
+		{"client CA key missing", withCA("server", "client-ca", "tls.crt"), nil, `.clientCASecretRef: Secret "client-ca" has no key "tls.crt"`},
+		{"client CA not PEM", withCA("server", "not-pem", "ca.crt"), nil,
+			`.clientCASecretRef: key "ca.crt" of Secret "not-pem" holds no PEM CERTIFICATE block (it is not PEM text)`},
+		{"client CA bundle with a certificate that does not parse", withCA("server", "bad-bundle", "ca.crt"), nil,
+			`.clientCASecretRef: key "ca.crt" of Secret "bad-bundle" certificate 2 (PEM block 2) cannot be parsed`},
+	}
+	for _, link := range serverLinks {
+		for i, tt := range tests {
+			t.Run(link.field+"/"+tt.name, func(t *testing.T) {
+				acct := link.acct("a", i+1, tt.tls)
+				cfg, problems, err := Build(Inputs{Connector: testConnector(), Accounts: []ilpv1.Account{acct}, Secret: sec})
+				if err != nil {
+					t.Fatal(err)
+				}
+				a, configured := cfg.Accounts[acct.Name]
+				if tt.problem != "" {
+					wantLeftOut(t, configured, problems, link.field+tt.problem, server.KeyPEM, other.KeyPEM)
+					return
+				}
+				if !configured || len(problems) > 0 {
+					t.Fatalf("configured %v, problems %v", configured, problems)
+				}
+				gotJSON, _ := json.Marshal(serverTLSOf(t, a))
+				wantJSON, _ := json.Marshal(tt.want)
+				if string(gotJSON) != string(wantJSON) {
+					t.Errorf("tls = %s, want %s (options %s)", gotJSON, wantJSON, a.Options)
+				}
+				// The runtime's option parsing takes what was rendered, and loads the server's TLS.
+				var leaf *x509.Certificate
+				switch o, err := parseServerTLS(a); {
+				case err != nil:
+					t.Fatalf("the runtime refuses the options: %v", err)
+				case o == nil:
+					t.Fatal("the runtime's options have no server TLS")
+				default:
+					leaf = o.Leaf()
+				}
+				if leaf.SerialNumber.Cmp(server.Cert.SerialNumber) != 0 {
+					t.Errorf("the runtime serves certificate %v, want the Secret's %v", leaf.SerialNumber, server.Cert.SerialNumber)
+				}
+			})
+		}
+	}
+}
+
+// parseServerTLS parses a listening link's options as the runtime does and returns its server
+// TLS (nil: none).
+func parseServerTLS(a config.Account) (*tlsopt.Server, error) {
+	if a.Plugin == config.PluginHTTP {
+		o, err := ilphttp.ParseOptions(a.Options)
+		if err != nil || o.Incoming == nil {
+			return nil, err
+		}
+		return o.Incoming.TLS, nil
+	}
+	o, err := btp.ParseOptions(a.Plugin, a.Options)
+	switch o := o.(type) {
+	case *btp.PeerServerOptions:
+		return o.TLS, err
+	case *btp.ChildServerOptions:
+		return o.TLS, err
+	}
+	return nil, err
+}
+
+// wantLeftOut checks that an Account was left out with one problem containing want, which
+// quotes none of keys nor any PEM text.
+func wantLeftOut(t *testing.T, configured bool, problems []Problem, want string, keys ...[]byte) {
+	t.Helper()
+	if configured || len(problems) != 1 || !strings.Contains(problems[0].Message, want) {
+		t.Fatalf("configured %v, problems %v; want it left out with %q", configured, problems, want)
+	}
+	for _, k := range append(keys, []byte("-----BEGIN")) {
+		if strings.Contains(problems[0].Message, string(k)) {
+			t.Errorf("problem %q quotes key material", problems[0].Message)
+		}
 	}
 }
