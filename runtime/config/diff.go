@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"reflect"
 	"sort"
 	"strconv"
@@ -31,6 +32,13 @@ type AccountChange struct {
 	// IL-DCP at connect time). Otherwise only limits and middleware settings changed, and the
 	// runtime swaps them in place.
 	Reconnect bool
+	// RenewTLS is true when the only change of options is inside the tls object of a listening
+	// link, set before and after (Fields then holds "options.listener.tls", "options.tls" or
+	// "options.incoming.tls" instead of "options"): a renewed certificate, key or client CA.
+	// The link takes the new material for its new handshakes, in place, without a reconnect:
+	// its peers stay connected. Adding or removing that tls object changes the port's protocol,
+	// and reconnects as any change of options.
+	RenewTLS bool
 }
 
 // Empty reports whether there is nothing to apply.
@@ -41,6 +49,52 @@ func (c Changes) Empty() bool {
 // reconnectFields are the account fields whose change forces a reconnect.
 var reconnectFields = map[string]bool{
 	"plugin": true, "options": true, "relation": true, "assetCode": true, "assetScale": true, "ilpAddressSegment": true,
+}
+
+// listenerTLSPaths are, by plugin, where the tls object of a listening link sits in options:
+// the one part of options a running link takes in place (AccountChange.RenewTLS).
+var listenerTLSPaths = map[string][]string{
+	PluginBTP:          {"listener", "tls"},
+	PluginMiniAccounts: {"tls"},
+	PluginHTTP:         {"incoming", "tls"},
+}
+
+// listenerTLSField is the Fields entry of a change inside the listening tls object of plugin's
+// options ("options.listener.tls").
+func listenerTLSField(plugin string) string {
+	return "options." + strings.Join(listenerTLSPaths[plugin], ".")
+}
+
+// onlyListenerTLS reports whether the options a and b of a link of plugin differ only inside
+// the listening tls object, which both have (not null).
+func onlyListenerTLS(plugin string, a, b json.RawMessage) bool {
+	path := listenerTLSPaths[plugin]
+	if path == nil {
+		return false
+	}
+	strip := func(raw json.RawMessage) ([]byte, bool) {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber() // as canonicalJSON: numbers compare as written
+		var top map[string]any
+		if dec.Decode(&top) != nil {
+			return nil, false
+		}
+		obj := top
+		for _, k := range path[:len(path)-1] {
+			if obj, _ = obj[k].(map[string]any); obj == nil {
+				return nil, false
+			}
+		}
+		if t, _ := obj[path[len(path)-1]].(map[string]any); t == nil {
+			return nil, false
+		}
+		delete(obj, path[len(path)-1])
+		out, err := json.Marshal(top)
+		return out, err == nil
+	}
+	sa, oka := strip(a)
+	sb, okb := strip(b)
+	return oka && okb && bytes.Equal(sa, sb)
 }
 
 // Diff compares old and new. A nil old means "nothing was running": every account is added
@@ -62,6 +116,7 @@ func Diff(old, new *Config) Changes {
 			ac := AccountChange{ID: id, Fields: fields}
 			for _, f := range fields {
 				ac.Reconnect = ac.Reconnect || reconnectFields[f]
+				ac.RenewTLS = ac.RenewTLS || f == listenerTLSField(na.Plugin)
 			}
 			ch.Changed = append(ch.Changed, ac)
 		}
@@ -123,7 +178,13 @@ func accountDiff(a, b *Account) []string {
 	check("sendRoutes", a.SendsRoutes() == b.SendsRoutes())
 	check("receiveRoutes", a.ReceivesRoutes() == b.ReceivesRoutes())
 	check("ilpAddressSegment", a.ILPAddressSegment == b.ILPAddressSegment)
-	check("options", bytes.Equal(canonicalObject(a.Options), canonicalObject(b.Options)))
+	switch {
+	case bytes.Equal(canonicalObject(a.Options), canonicalObject(b.Options)):
+	case a.Plugin == b.Plugin && onlyListenerTLS(a.Plugin, a.Options, b.Options):
+		out = append(out, listenerTLSField(a.Plugin))
+	default:
+		out = append(out, "options")
+	}
 	check("settlementEngine", reflect.DeepEqual(a.SettlementEngine, b.SettlementEngine))
 	return out
 }

@@ -58,3 +58,77 @@ func TestDiffTLSReconnects(t *testing.T) {
 		})
 	}
 }
+
+// TestDiffListenerTLSRenews: a change inside the tls object of a listening link (listener.tls,
+// mini-accounts' tls, incoming.tls: new PEM, new file paths) is a RenewTLS change, taken in
+// place without a reconnect; tls added or removed, or changed with anything else of options,
+// or the dialing tls of ilp-plugin-btp, reconnects.
+func TestDiffListenerTLSRenews(t *testing.T) {
+	const (
+		v1   = `{"cert":"C1","key":"K1"}`
+		v2   = `{"cert":"C2","key":"K2","clientCa":"CA"}`
+		file = `{"certFile":"/etc/tls/tls.crt","keyFile":"/etc/tls/tls.key"}`
+	)
+	opts := map[string]func(port, tls string) string{
+		PluginBTP: func(port, tls string) string {
+			if tls != "" {
+				tls = `,"tls":` + tls
+			}
+			return `{"listener":{"port":` + port + `,"secret":"s"` + tls + `}}`
+		},
+		PluginMiniAccounts: func(port, tls string) string {
+			if tls != "" {
+				tls = `,"tls":` + tls
+			}
+			return `{"port":` + port + tls + `}`
+		},
+		PluginHTTP: func(port, tls string) string {
+			if tls != "" {
+				tls = `,"tls":` + tls
+			}
+			return `{"incoming":{"port":` + port + `,"staticToken":"t"` + tls + `}}`
+		},
+	}
+	field := map[string]string{PluginBTP: "options.listener.tls", PluginMiniAccounts: "options.tls", PluginHTTP: "options.incoming.tls"}
+	for plugin, o := range opts {
+		cfg := func(opts string) *Config {
+			c := Defaults()
+			c.ILPAddress = "test.a"
+			c.Accounts = map[string]Account{"a": {Relation: RelationChild, Plugin: plugin, AssetCode: "USD", AssetScale: 9, Options: json.RawMessage(opts)}}
+			return c
+		}
+		renew := []AccountChange{{ID: "a", Fields: []string{field[plugin]}, RenewTLS: true}}
+		reconnect := []AccountChange{{ID: "a", Fields: []string{"options"}, Reconnect: true}}
+		for _, tc := range []struct {
+			name     string
+			old, new string
+			want     []AccountChange
+		}{
+			{"same", o("7768", v1), o("7768", v1), nil},
+			{"new certificate and client CA", o("7768", v1), o("7768", v2), renew},
+			{"inline to files", o("7768", v1), o("7768", file), renew},
+			{"tls added", o("7768", ""), o("7768", v1), reconnect},
+			{"tls removed", o("7768", v1), o("7768", ""), reconnect},
+			{"tls null to object", o("7768", "null"), o("7768", v1), reconnect},
+			{"tls and port", o("7768", v1), o("7769", v2), reconnect},
+		} {
+			t.Run(plugin+"/"+tc.name, func(t *testing.T) {
+				got := Diff(cfg(tc.old), cfg(tc.new))
+				if !reflect.DeepEqual(got.Changed, tc.want) {
+					t.Errorf("Changed = %+v; want %+v", got.Changed, tc.want)
+				}
+			})
+		}
+	}
+	// The dialing tls of ilp-plugin-btp (top level) is no listener's: it reconnects.
+	dial := func(tls string) *Config {
+		c := Defaults()
+		c.ILPAddress = "test.a"
+		c.Accounts = map[string]Account{"a": {Relation: RelationPeer, Plugin: PluginBTP, AssetCode: "USD", AssetScale: 9,
+			Options: json.RawMessage(`{"server":"btp+wss://u:t@peer/btp","tls":` + tls + `}`)}}
+		return c
+	}
+	if got := Diff(dial(`{"ca":"A"}`), dial(`{"ca":"B"}`)).Changed; len(got) != 1 || !got[0].Reconnect || got[0].RenewTLS {
+		t.Errorf("dialing tls changed: %+v; want a reconnect", got)
+	}
+}

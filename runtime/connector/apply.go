@@ -72,13 +72,15 @@ type plan struct {
 	added     []*account          // new accounts, links not started
 	reconnect []*account          // new objects for accounts whose link changed
 	repiped   map[*account]*pipes // kept accounts with their new pipelines
+	renewed   []renewal           // kept accounts whose listener takes new TLS material in place
 	removed   []*account          // accounts to drain and close
 	running   map[string]*account // the map the plan was made against
 }
 
 // Apply puts cfg in force as a diff against the running config (docs/configuration.md,
 // "Reloading"): added accounts are connected, removed ones drained then closed, accounts whose
-// link changed reconnected, and everything else — limits, middleware settings, routes, rates,
+// link changed reconnected — except for a new certificate of a listener's tls, which the link
+// takes in place (renewal), its peers staying connected — and everything else — limits, middleware settings, routes, rates,
 // spread, expiry windows — swapped atomically while packets flow. A cfg that fails Validate,
 // changes a setting that needs a restart, or whose accounts cannot be built or started is
 // refused with an error and the running config stays in force; when only the links of added
@@ -162,9 +164,9 @@ func (c *Connector) plan(cfg *config.Config, ch config.Changes) (*plan, error) {
 	if p.table, err = routing.FromConfig(cfg, string(c.self()), c.learnedRoutes(cfg)...); err != nil {
 		return nil, fmt.Errorf("routing table: %w", err)
 	}
-	reconnect, changed := map[string]bool{}, map[string]bool{}
+	reconnect, changed, renewTLS := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, chg := range ch.Changed {
-		reconnect[chg.ID], changed[chg.ID] = chg.Reconnect, true
+		reconnect[chg.ID], changed[chg.ID], renewTLS[chg.ID] = chg.Reconnect, true, chg.RenewTLS
 	}
 	allPipes := slices.Contains(ch.Globals, "disableMiddleware")
 	fail := func(err error) (*plan, error) { p.discard(c); return nil, err }
@@ -177,6 +179,17 @@ func (c *Connector) plan(cfg *config.Config, ch config.Changes) (*plan, error) {
 	}
 	for id, a := range p.running {
 		ac, keep := cfg.Accounts[id]
+		if keep && !reconnect[id] && renewTLS[id] {
+			r, ok, err := planRenewal(a, ac)
+			if err != nil {
+				return fail(err)
+			}
+			if ok {
+				p.renewed = append(p.renewed, r)
+			} else {
+				reconnect[id] = true
+			}
+		}
 		switch {
 		case !keep:
 			p.removed = append(p.removed, a)
@@ -232,6 +245,9 @@ func (c *Connector) commit(ctx context.Context, p *plan) {
 	for a, np := range p.repiped {
 		np.activate() // first: the new pipeline's buckets are configured before its first packet
 		a.pipes.Store(np)
+	}
+	for _, r := range p.renewed {
+		r.running.Renew(r.next)
 	}
 	for _, na := range p.reconnect { // their links start in relink
 		na.pipes.Load().activate()

@@ -1,0 +1,63 @@
+package connector
+
+import (
+	"fmt"
+
+	"github.com/ilpfleet/ilpfleet/runtime/btp"
+	"github.com/ilpfleet/ilpfleet/runtime/config"
+	"github.com/ilpfleet/ilpfleet/runtime/ilphttp"
+	"github.com/ilpfleet/ilpfleet/runtime/tlsopt"
+)
+
+// tlsRenewer is a link that listens with TLS it can renew in place: a BTP listener or child
+// server, or an ILP-over-HTTP incoming server. ServerTLS is nil when it serves no TLS.
+type tlsRenewer interface {
+	ServerTLS() *tlsopt.Server
+}
+
+// renewal is a reload that changes only the certificate, key or client CA of an account's
+// listener (config.AccountChange.RenewTLS): the new material, checked in plan, goes in force
+// in commit (Server.Renew) for the link's new handshakes; its connections stay open.
+type renewal struct {
+	running *tlsopt.Server // the link's
+	next    *tlsopt.Server // from the new options
+}
+
+// planRenewal reads the new listening TLS of a running account whose link can take it in place;
+// ok false when it cannot (a link built otherwise, as by tests), which then reconnects.
+func planRenewal(a *account, ac config.Account) (r renewal, ok bool, err error) {
+	l, isRenewer := a.link.(tlsRenewer)
+	if !isRenewer || l.ServerTLS() == nil {
+		return renewal{}, false, nil
+	}
+	next, err := listenerTLS(ac)
+	if err != nil {
+		return renewal{}, false, fmt.Errorf("connector: account %s: %w", a.id, err)
+	}
+	if next == nil { // config.Diff saw the tls object in both
+		return renewal{}, false, nil
+	}
+	return renewal{running: l.ServerTLS(), next: next}, true, nil
+}
+
+// listenerTLS is the listening TLS of an account's options, loaded (files read).
+func listenerTLS(ac config.Account) (*tlsopt.Server, error) {
+	if ac.Plugin == ilphttp.Plugin {
+		o, err := ilphttp.ParseOptions(ac.Options)
+		if err != nil || o.Incoming == nil {
+			return nil, err
+		}
+		return o.Incoming.TLS, nil
+	}
+	opts, err := btp.ParseOptions(ac.Plugin, ac.Options)
+	if err != nil {
+		return nil, err
+	}
+	switch o := opts.(type) {
+	case *btp.PeerServerOptions:
+		return o.TLS, nil
+	case *btp.ChildServerOptions:
+		return o.TLS, nil
+	}
+	return nil, nil
+}
