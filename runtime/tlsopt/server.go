@@ -349,6 +349,12 @@ func (w handshakeWriter) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	remote, reason, _ := strings.Cut(rest, ": ")
+	if reason == "EOF" {
+		// Closed before its hello: a TCP health check (a load balancer's, a kubelet's probe),
+		// no failed client. At WARN it would be logged every 10 s forever.
+		w.s.logger().Debug("tls: connection closed before its TLS hello (a TCP health check?)", "option", w.s.at, "remote", remote)
+		return len(p), nil
+	}
 	kind, hint := w.classify(reason)
 	if ok, n := w.s.shakeLog.Allow(kind, w.s.now()); ok {
 		w.s.logger().Warn("tls: handshake failed (at most one such line per kind every "+handshakeLogEvery.String()+"; the others at DEBUG)",
