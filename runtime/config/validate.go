@@ -99,9 +99,10 @@ func validateAccount(id string, a *Account, l *fieldErrors) {
 			l.add(id, "options", "", "%s", strings.TrimPrefix(err.Error(), "ilphttp: "))
 		}
 	} else if err := btp.CheckTLS(a.Plugin, a.Options); err != nil {
-		// Only tls of the BTP options (the others when the link is built, step 3): a bad tls
-		// is this account's problem, which a source can leave out (or keep running its
-		// previous version), rather than a config the connector refuses whole.
+		// Only the TLS of the BTP options — the dialing tls, listener.tls, mini-accounts' tls
+		// (the others when the link is built, step 3): a bad tls is this account's problem,
+		// which a source can leave out (or keep running its previous version), rather than a
+		// config the connector refuses whole.
 		l.add(id, "options", "", "%s", strings.TrimPrefix(err.Error(), "btp: "))
 	}
 	validateBalance(id, a.Balance, l)
