@@ -184,7 +184,9 @@ func TestBTPListenerServesMutualTLS(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := peer.Start(ctx, func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) { return &ilp.Fulfill{Fulfillment: preimage}, nil }); err != nil {
+	if err := peer.Start(ctx, func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) {
+		return &ilp.Fulfill{Fulfillment: preimage}, nil
+	}); err != nil {
 		t.Fatalf("the peer with a client certificate of client-ca over btp+wss://: %v", err)
 	}
 	t.Cleanup(func() { _ = peer.Close() })
