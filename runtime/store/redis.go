@@ -130,6 +130,7 @@ type Redis struct {
 	run    string                 // its running token, taken at the end of its start
 	log    *slog.Logger
 
+	pipe      *autoPipeline   // sends the balance scripts (redis_pipeline.go)
 	lanes     chan *lane      // the free ones
 	laneWait  time.Duration   // laneWait, shorter in tests
 	closeWait time.Duration   // closeWait, shorter in tests
@@ -191,10 +192,16 @@ func OpenRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		_ = c.Close()
 		return nil, fmt.Errorf("store: cannot reach Redis at %s: %w", where, err)
 	}
+	// Loaded now, so that the first packets' pipelines do not each find it missing.
+	if err := balanceScript.Load(pctx, c).Err(); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("store: redis at %s: loading the balance script: %w", where, err)
+	}
 	r := &Redis{c: c, prefix: o.Prefix, me: newIdentity(o.Prefix, o.Instance, ""), log: cmp.Or(o.Log, slog.Default()),
 		lanes: newLanes(max(4*c.Options().PoolSize, 64)), failed: make(chan struct{}), lease: cmp.Or(o.lease, DefaultInstanceLease), laneWait: laneWait, closeWait: closeWait}
 	redislog.Use(r.log)
 	r.bg, r.stop = context.WithCancel(context.Background())
+	r.pipe = startAutoPipeline(r.bg, c, &r.watching)
 	if err := r.start(ctx); err != nil {
 		r.stop()
 		r.watching.Wait()

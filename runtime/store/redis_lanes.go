@@ -423,23 +423,16 @@ func (r *Redis) takeLanes(ctx context.Context, n int) ([]*lane, error) {
 	return lanes, nil
 }
 
-// pipeline sends calls in one round trip, calls[i] under lanes[i], and sets res[i], errs[i].
+// pipeline sends calls together, calls[i] under lanes[i], and sets res[i], errs[i].
 func (r *Redis) pipeline(ctx context.Context, calls []call, lanes []*lane, res []result, errs []error) {
-	for _, l := range lanes {
-		l.seq++
+	queued := make([]*scriptCall, len(calls))
+	for i, c := range calls {
+		lanes[i].seq++
+		keys, args := r.scriptArgs(c, lanes[i], c.op)
+		queued[i] = r.pipe.enqueue(ctx, keys, args)
 	}
-	cmds, _ := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, c := range calls {
-			keys, args := r.scriptArgs(c, lanes[i], c.op)
-			balanceScript.EvalSha(ctx, p, keys, args...)
-		}
-		return nil
-	})
-	for i, cmd := range cmds {
-		got, err := r.reply(calls[i], cmd.(*redis.Cmd))
-		if redis.HasErrorPrefix(err, "NOSCRIPT") { // the server lost the script: send it alone
-			got, err = r.send(ctx, calls[i], lanes[i], calls[i].op)
-		}
+	for i, sc := range queued {
+		got, err := r.reply(calls[i], r.pipe.wait(ctx, sc))
 		res[i], errs[i] = r.afterSend(calls[i], mustApply, lanes[i], got, err)
 	}
 }
@@ -552,7 +545,7 @@ func neg(v string) string {
 // twice).
 func (r *Redis) send(ctx context.Context, c call, l *lane, op string) (result, error) {
 	keys, args := r.scriptArgs(c, l, op)
-	return r.reply(c, balanceScript.Run(ctx, r.c, keys, args...))
+	return r.reply(c, r.pipe.run(ctx, keys, args))
 }
 
 // scriptArgs are the KEYS and ARGV of redis.lua for c as op under lane l.
