@@ -85,6 +85,13 @@ func connectorPorts(c *ilpv1.Connector) []corev1.ContainerPort {
 // through it. Two Accounts on one port make one Service port (the pods refuse the younger
 // Account); should they be of both kinds, it is named btp-<port>, whatever their ages, so that
 // the name does not depend on the order the cache lists them in.
+//
+// Each port carries the appProtocol of what it serves (listenAppProtocol), for a service mesh
+// or load balancer that reads the protocol from it rather than from the name: Istio takes a
+// port named http-* as plain HTTP, which an http.incoming port with tls is not. Of two
+// Accounts on one port, the appProtocol is that of the Account whose kind names the port and,
+// of two of that kind, the first in the order of the values (kubernetes.io/ws before
+// kubernetes.io/wss, http before https), for the same reason as the name.
 func peerServicePorts(c *ilpv1.Connector, accounts []ilpv1.Account) []corev1.ServicePort {
 	own := map[int32]bool{}
 	for _, p := range connectorPorts(c) {
@@ -93,22 +100,64 @@ func peerServicePorts(c *ilpv1.Connector, accounts []ilpv1.Account) []corev1.Ser
 	var listen []accountPort
 	for i := range accounts {
 		if kind, port, ok := accounts[i].Spec.Link.ListenPort(); ok && !own[port] {
-			listen = append(listen, accountPort{kind, port})
+			listen = append(listen, accountPort{kind, port, listenAppProtocol(accounts[i].Spec.Link)})
 		}
 	}
-	slices.SortFunc(listen, func(a, b accountPort) int { return cmp.Or(cmp.Compare(a.port, b.port), cmp.Compare(a.kind, b.kind)) })
+	slices.SortFunc(listen, func(a, b accountPort) int {
+		return cmp.Or(cmp.Compare(a.port, b.port), cmp.Compare(a.kind, b.kind), cmp.Compare(a.appProtocol, b.appProtocol))
+	})
 	listen = slices.CompactFunc(listen, func(a, b accountPort) bool { return a.port == b.port })
 	var ports []corev1.ServicePort
 	for _, p := range listen {
-		ports = append(ports, servicePort(p.kind+"-"+strconv.Itoa(int(p.port)), p.port, intstr.FromInt32(p.port)))
+		sp := servicePort(p.kind+"-"+strconv.Itoa(int(p.port)), p.port, intstr.FromInt32(p.port))
+		sp.AppProtocol = ptr.To(p.appProtocol)
+		ports = append(ports, sp)
 	}
 	return ports
 }
 
-// accountPort is a port an Account's link listens on, and the kind of link: btp or http.
+// accountPort is a port an Account's link listens on, the kind of link (btp or http) and the
+// appProtocol of the port.
 type accountPort struct {
-	kind string
-	port int32
+	kind        string
+	port        int32
+	appProtocol string
+}
+
+// The appProtocol values of the peer ports: Kubernetes' own for WebSocket (KEP-3726), the
+// IANA service names for HTTP.
+const (
+	appProtocolWS    = "kubernetes.io/ws"
+	appProtocolWSS   = "kubernetes.io/wss"
+	appProtocolHTTP  = "http"
+	appProtocolHTTPS = "https"
+)
+
+// listenAppProtocol is the appProtocol of the port a listening link serves: BTP is WebSocket,
+// kubernetes.io/wss with tls in the pod, kubernetes.io/ws without; ILP-over-HTTP is https with
+// tls, http without. A plain ILP-over-HTTP port also accepts HTTP/2 with prior knowledge
+// (h2c), but it is http rather than kubernetes.io/h2c: HTTP/1.1 is what the peers send and
+// what the port must accept, while h2c would have a mesh or gateway speak HTTP/2 to the pods
+// whatever the peer spoke (Istio's sidecar takes http as plain HTTP/1.1; Gateway API
+// implementations take kubernetes.io/h2c as HTTP/2 with prior knowledge to the backend).
+// Empty for a link that does not listen.
+func listenAppProtocol(l ilpv1.AccountLink) string {
+	switch {
+	case l.BTPListener != nil:
+		return tlsOr(l.BTPListener.TLS, appProtocolWSS, appProtocolWS)
+	case l.BTPChildServer != nil:
+		return tlsOr(l.BTPChildServer.TLS, appProtocolWSS, appProtocolWS)
+	case l.HTTP != nil && l.HTTP.Incoming != nil:
+		return tlsOr(l.HTTP.Incoming.TLS, appProtocolHTTPS, appProtocolHTTP)
+	}
+	return ""
+}
+
+func tlsOr(tls *ilpv1.ServerTLS, withTLS, plain string) string {
+	if tls != nil {
+		return withTLS
+	}
+	return plain
 }
 
 // adminServicePorts are the admin (and /metrics) port and, when set, the settlement port.

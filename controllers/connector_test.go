@@ -887,6 +887,17 @@ func TestReconcileOfUnchangedObjectsWritesNothing(t *testing.T) {
 			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Incoming: httpIn(7810), Outgoing: httpOut("https://peer.example/ilp")}}
 			return []client.Object{secret(ns, "bob", map[string]string{"secret": "b", "in": "i", "out": "o"}), sampleConnector(ns), a}
 		}, applyConnector},
+		{"Connector with peer ports serving tls", func(ns string) []client.Object {
+			// The peer Service's ports with appProtocol https and kubernetes.io/wss: the API
+			// server keeps them as written, and the next reconcile finds nothing to change.
+			tls := &ilpv1.ServerTLS{CertificateSecretRef: ilpv1.TLSSecretRef{Name: "server"}}
+			a := sampleAccount(ns, "bob", "alice")
+			a.Spec.Link.BTPListener.TLS = tls
+			in := httpIn(7810)
+			in.TLS = tls
+			b := httpAccount(ns, "carol", &ilpv1.HTTPLink{Incoming: in})
+			return []client.Object{secret(ns, "bob", map[string]string{"secret": "b", "in": "i"}), tlsSecret(ns, "server", "cert"), sampleConnector(ns), a, b}
+		}, applyConnector},
 		{"Connector with a StatefulSet", func(ns string) []client.Object {
 			conn := sampleConnector(ns)
 			conn.Spec.Store = &ilpv1.StoreSpec{Type: ilpv1.StoreFile}
