@@ -26,9 +26,12 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/ilpfleet/ilpfleet/internal/suggest"
+	"github.com/ilpfleet/ilpfleet/internal/textcut"
 )
 
 // Options is the `tls` object, with Node's tls option names where Node has one. Every field is
@@ -214,13 +217,30 @@ func pemOption(at, inline string, text *string, file string, path *string) (*pem
 		if *path == "" {
 			return nil, fmt.Errorf("%s.%s is empty: give the path of a PEM file", at, file)
 		}
+		if strings.Contains(*path, "-----BEGIN") || strings.ContainsAny(*path, "\r\n") {
+			// PEM text pasted where a path goes: quoting it would put a key in the logs.
+			return nil, fmt.Errorf("%s.%s holds PEM text, not a path: put it in %s.%s", at, file, at, inline)
+		}
 		b, err := readFile(*path)
 		if err != nil {
-			return nil, fmt.Errorf("%s.%s: cannot read %q: %w", at, file, *path, err)
+			return nil, fmt.Errorf("%s.%s: cannot read %s: %w", at, file, quotePath(*path), err)
 		}
 		return &pemData{name: file, data: b}, nil
 	}
 	return nil, nil
+}
+
+// maxPathInMessage bounds the part of a path an error quotes.
+const maxPathInMessage = 100
+
+// quotePath is path as an error names it: quoted, cut to maxPathInMessage bytes; a path
+// holding control characters is not quoted at all (it is no path anyone meant, and could be
+// text that belongs in no log).
+func quotePath(path string) string {
+	if strings.ContainsFunc(path, unicode.IsControl) {
+		return "the file (its path holds control characters)"
+	}
+	return strconv.Quote(textcut.Cut(path, maxPathInMessage))
 }
 
 // readFile reads at most maxFileSize bytes of path. Its errors leave out the path, which the

@@ -293,3 +293,57 @@ func TestFileTooLarge(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 }
+
+// TestPathOptionErrors: a path option (caFile, certFile, keyFile, clientCaFile, of dialing and
+// listening tls objects) given PEM text is refused without quoting it, pointing at the inline
+// option; a path that cannot be read is quoted cut to maxPathInMessage bytes, and not at all
+// when it holds control characters.
+func TestPathOptionErrors(t *testing.T) {
+	ca := testcert.NewCA(t, "private CA")
+	srv := ca.Server(t, "127.0.0.1")
+	cert, key, caPEM := string(srv.CertPEM), string(srv.KeyPEM), string(ca.PEM)
+	// A key's base64 without its BEGIN line, as a paste cut short: still not a path.
+	body := strings.Join(strings.Split(strings.TrimSpace(key), "\n")[1:3], "\n")
+	long := "/" + strings.Repeat("d/", 200) + "tls.crt"
+	ctl := "/etc/tls/\x1b[2Jtls.crt"
+	// config builds the dialing (dial true) or listening tls object at "x.tls" and returns
+	// its error.
+	config := func(dial bool, f func(o *ServerOptions)) error {
+		o := ServerOptions{Cert: &cert, Key: &key}
+		f(&o)
+		if !dial {
+			_, err := o.NewServer("x.tls")
+			return err
+		}
+		_, err := (&Options{CA: o.ClientCA, CAFile: o.ClientCAFile, Cert: o.Cert, CertFile: o.CertFile, Key: o.Key, KeyFile: o.KeyFile}).Config("x.tls")
+		return err
+	}
+	for _, tc := range []struct {
+		name string
+		dial bool // a dialing tls object (clientCa stands for its ca)
+		set  func(o *ServerOptions)
+		want string
+		not  string // what the error must not hold
+	}{
+		{"keyFile PEM, listening", false, func(o *ServerOptions) { o.Key, o.KeyFile = nil, &key }, "x.tls.keyFile holds PEM text, not a path: put it in x.tls.key", "PRIVATE KEY"},
+		{"keyFile base64, listening", false, func(o *ServerOptions) { o.Key, o.KeyFile = nil, &body }, "x.tls.keyFile holds PEM text, not a path: put it in x.tls.key", body[:20]},
+		{"certFile PEM, listening", false, func(o *ServerOptions) { o.Cert, o.CertFile = nil, &cert }, "x.tls.certFile holds PEM text, not a path: put it in x.tls.cert", "CERTIFICATE"},
+		{"clientCaFile PEM, listening", false, func(o *ServerOptions) { o.ClientCAFile = &caPEM }, "x.tls.clientCaFile holds PEM text, not a path: put it in x.tls.clientCa", "CERTIFICATE"},
+		{"keyFile PEM, dialing", true, func(o *ServerOptions) { o.Key, o.KeyFile = nil, &key }, "x.tls.keyFile holds PEM text, not a path: put it in x.tls.key", "PRIVATE KEY"},
+		{"certFile PEM, dialing", true, func(o *ServerOptions) { o.Cert, o.CertFile = nil, &cert }, "x.tls.certFile holds PEM text, not a path: put it in x.tls.cert", "CERTIFICATE"},
+		{"caFile PEM, dialing", true, func(o *ServerOptions) { o.ClientCAFile = &caPEM }, "x.tls.caFile holds PEM text, not a path: put it in x.tls.ca", "CERTIFICATE"},
+		{"long path", false, func(o *ServerOptions) { o.Cert, o.CertFile = nil, &long }, `x.tls.certFile: cannot read "` + long[:maxPathInMessage-len("…")] + `…": no such file`, long},
+		{"control characters", true, func(o *ServerOptions) { o.ClientCAFile = &ctl }, "x.tls.caFile: cannot read the file (its path holds control characters): no such file", "tls.crt"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := config(tc.dial, tc.set)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v\nwant it to contain %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), tc.not) {
+				t.Errorf("error %q holds %q", err, tc.not)
+			}
+			assertNoSecret(t, err, srv.KeyPEM, srv.CertPEM, ca.PEM)
+		})
+	}
+}
