@@ -228,6 +228,21 @@ func (c *fakeClock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// clockedServer is the Server of o at "listener.tls" on a fake clock, reading its files at most
+// every `every`, logging (DEBUG and up) to the returned buffer.
+func clockedServer(t *testing.T, o ServerOptions, every time.Duration) (*Server, *fakeClock, *testlog.Buffer) {
+	t.Helper()
+	s, err := o.NewServer("listener.tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := &fakeClock{now: time.Now()}
+	s.Now, s.CheckEvery = clock.Now, every
+	buf := &testlog.Buffer{}
+	s.SetLogger(slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	return s, clock, buf
+}
+
 // TestServerFileRotation: rewritten files are read on the first handshake CheckEvery after the
 // last read, the new certificate then served (INFO); a bad new file keeps the previous
 // certificate (ERROR naming it); files fixed are read again; Renew swaps at once.
@@ -252,14 +267,7 @@ func TestServerFileRotation(t *testing.T) {
 		}
 	}
 	write(first)
-	s, err := (&ServerOptions{CertFile: &certFile, KeyFile: &keyFile}).NewServer("listener.tls")
-	if err != nil {
-		t.Fatal(err)
-	}
-	clock := &fakeClock{now: time.Now()}
-	s.Now, s.CheckEvery = clock.Now, time.Minute
-	var buf testlog.Buffer
-	s.SetLogger(slog.New(slog.NewTextHandler(&buf, nil)))
+	s, clock, buf := clockedServer(t, ServerOptions{CertFile: &certFile, KeyFile: &keyFile}, time.Minute)
 	client := &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"}
 	serves := func(want *testcert.Pair, when string) {
 		t.Helper()
@@ -318,14 +326,7 @@ func TestServerFileErrorRateLimited(t *testing.T) {
 	ca := testcert.NewCA(t, "private CA")
 	p := ca.Server(t, "127.0.0.1")
 	certFile := testcert.WriteFile(t, "tls.crt", p.CertPEM)
-	s, err := (&ServerOptions{CertFile: &certFile, Key: ptr(string(p.KeyPEM))}).NewServer("tls")
-	if err != nil {
-		t.Fatal(err)
-	}
-	clock := &fakeClock{now: time.Now()}
-	s.Now, s.CheckEvery = clock.Now, time.Second
-	var buf testlog.Buffer
-	s.SetLogger(slog.New(slog.NewTextHandler(&buf, nil)))
+	s, clock, buf := clockedServer(t, ServerOptions{CertFile: &certFile, Key: ptr(string(p.KeyPEM))}, time.Second)
 	if err := os.WriteFile(certFile, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -114,7 +114,7 @@ func decodeStrict[T any](at string, raw json.RawMessage, known []string) (*T, er
 }
 
 // maxFileSize bounds a file read for a PEM option: a bundle of many CAs fits; a path mistakenly
-// naming a device or a huge file does not hang the load.
+// naming a huge file does not hold the load (readFile refuses FIFOs and devices).
 const maxFileSize = 4 << 20
 
 // Config checks o and builds the client's TLS config: TLS 1.2 at least, o's authorities (or
@@ -245,12 +245,24 @@ func quotePath(path string) string {
 
 // readFile reads at most maxFileSize bytes of path. Its errors leave out the path, which the
 // caller names.
+// Anything but a regular file (a directory, a FIFO, a device) is refused, once opened without
+// blocking (openFlags), before any read.
 func readFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, openFlags, 0)
 	if err != nil {
 		return nil, withoutPath(err)
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, withoutPath(err)
+	}
+	switch mode := fi.Mode(); {
+	case mode.IsDir():
+		return nil, errors.New("is a directory, not a regular file: give the path of a PEM file")
+	case !mode.IsRegular():
+		return nil, fmt.Errorf("is not a regular file (%s): give the path of a PEM file", fileKind(mode))
+	}
 	b, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
 		return nil, withoutPath(err)
@@ -259,6 +271,19 @@ func readFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("larger than %d MiB: not a PEM file", maxFileSize>>20)
 	}
 	return b, nil
+}
+
+// fileKind names the type of a file that is not a regular one.
+func fileKind(mode fs.FileMode) string {
+	switch {
+	case mode&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case mode&fs.ModeSocket != 0:
+		return "a socket"
+	case mode&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "a special file"
 }
 
 // withoutPath is err without the path an *fs.PathError names.
