@@ -320,6 +320,44 @@ func TestServerFileRotation(t *testing.T) {
 	}
 }
 
+// TestServerHalfWrittenChain: a chain file rewritten in place and read half written (the leaf
+// whole, the intermediate cut short) keeps the whole previous chain in force, with an ERROR,
+// instead of serving the leaf alone; once written out, the new chain is taken.
+func TestServerHalfWrittenChain(t *testing.T) {
+	ca := testcert.NewCA(t, "private CA")
+	p := ca.Server(t, "127.0.0.1")
+	full := append(append([]byte{}, p.CertPEM...), ca.PEM...)
+	certFile := testcert.WriteFile(t, "tls.crt", full)
+	s, clock, buf := clockedServer(t, ServerOptions{CertFile: &certFile, Key: ptr(string(p.KeyPEM))}, time.Second)
+	chainLen := func() int {
+		t.Helper()
+		cfg, err := s.Config("http/1.1").GetConfigForClient(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(cfg.Certificates[0].Certificate)
+	}
+	for _, step := range []struct {
+		write []byte
+		want  int
+	}{
+		{append(append([]byte{}, p.CertPEM...), ca.PEM[:len(ca.PEM)/2]...), 2}, // half written: the previous chain stays
+		{full, 2},      // written out
+		{p.CertPEM, 1}, // a leaf-only chain, written whole: taken
+	} {
+		if err := os.WriteFile(certFile, step.write, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		clock.Add(time.Minute)
+		if n := chainLen(); n != step.want {
+			t.Errorf("after writing %d bytes: the chain in force has %d certificate(s); want %d", len(step.write), n, step.want)
+		}
+	}
+	if out := buf.String(); strings.Count(out, "level=ERROR") != 1 || !strings.Contains(out, "listener.tls.certFile ends in an incomplete block: PEM block 2 is incomplete (no END line)") {
+		t.Errorf("log %q; want one ERROR naming the incomplete block", out)
+	}
+}
+
 // TestServerFileErrorRateLimited: a file that stays bad is logged once per minute, not at
 // every check.
 func TestServerFileErrorRateLimited(t *testing.T) {

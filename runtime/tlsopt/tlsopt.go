@@ -314,8 +314,8 @@ func ParseKeyPair(certPEM, keyPEM []byte, certName, keyName string) (*tls.Certif
 }
 
 // certificates parses every CERTIFICATE block of p; other blocks are skipped, except a private
-// key, which has no place beside certificates (keyHint says where it goes, for a message). Its
-// errors read after the option's name.
+// key, which has no place beside certificates (keyHint says where it goes, for a message), and
+// a last block without its END line. Its errors read after the option's name.
 func certificates(p *pemData, keyHint string) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
 	rest := p.data
@@ -341,6 +341,12 @@ func certificates(p *pemData, keyHint string) ([]*x509.Certificate, error) {
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("holds no PEM CERTIFICATE block%s", noPEMHint(p, others))
+	}
+	if bytes.Contains(rest, []byte("-----BEGIN")) {
+		// A chain or bundle cut short (a file read while being written): taking the blocks
+		// before it would put a chain without its intermediate, or a bundle short of a CA, in
+		// force.
+		return nil, fmt.Errorf("ends in an incomplete block: PEM block %d is incomplete (no END line)", len(out)+len(others)+1)
 	}
 	return out, nil
 }

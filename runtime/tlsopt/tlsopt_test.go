@@ -347,3 +347,52 @@ func TestPathOptionErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestIncompletePEMBlock: a chain or CA bundle whose last PEM block has no END line (a file read
+// half written, a paste cut short) is refused, inline or in a file, dialing or listening,
+// rather than taken without its last certificate.
+func TestIncompletePEMBlock(t *testing.T) {
+	ca := testcert.NewCA(t, "private CA")
+	other := testcert.NewCA(t, "other CA")
+	srv, client := ca.Server(t, "127.0.0.1"), ca.Client(t, "us")
+	half := func(first, second []byte) string { return string(first) + string(second[:len(second)/2]) }
+	chain, bundle := half(srv.CertPEM, ca.PEM), half(ca.PEM, other.PEM)
+	clientChain := half(client.CertPEM, ca.PEM)
+	chainFile, bundleFile := testcert.WriteFile(t, "tls.crt", []byte(chain)), testcert.WriteFile(t, "ca.crt", []byte(bundle))
+	key, clientKey := string(srv.KeyPEM), string(client.KeyPEM)
+	for _, tc := range []struct {
+		name string
+		load func() error
+		want string
+	}{
+		{"listening cert", func() error { _, err := (&ServerOptions{Cert: &chain, Key: &key}).NewServer("x.tls"); return err },
+			"x.tls.cert ends in an incomplete block: PEM block 2 is incomplete (no END line)"},
+		{"listening certFile", func() error {
+			_, err := (&ServerOptions{CertFile: &chainFile, Key: &key}).NewServer("x.tls")
+			return err
+		},
+			"x.tls.certFile ends in an incomplete block: PEM block 2 is incomplete (no END line)"},
+		{"listening clientCaFile", func() error {
+			_, err := (&ServerOptions{Cert: ptr(string(srv.CertPEM)), Key: &key, ClientCAFile: &bundleFile}).NewServer("x.tls")
+			return err
+		}, "x.tls.clientCaFile ends in an incomplete block: PEM block 2 is incomplete (no END line)"},
+		{"dialing ca", func() error { _, err := (&Options{CA: &bundle}).Config("x.tls"); return err },
+			"x.tls.ca ends in an incomplete block: PEM block 2 is incomplete (no END line)"},
+		{"dialing caFile", func() error { _, err := (&Options{CAFile: &bundleFile}).Config("x.tls"); return err },
+			"x.tls.caFile ends in an incomplete block: PEM block 2 is incomplete (no END line)"},
+		{"dialing cert", func() error { _, err := (&Options{Cert: &clientChain, Key: &clientKey}).Config("x.tls"); return err },
+			"x.tls.cert ends in an incomplete block: PEM block 2 is incomplete (no END line)"},
+		{"ParseCAs", func() error { _, err := ParseCAs([]byte(bundle)); return err },
+			"ends in an incomplete block: PEM block 2 is incomplete (no END line)"},
+		{"ParseKeyPair", func() error { _, err := ParseKeyPair([]byte(chain), srv.KeyPEM, "tls.crt", "tls.key"); return err },
+			"tls.crt ends in an incomplete block: PEM block 2 is incomplete (no END line)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.load()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v\nwant it to contain %q", err, tc.want)
+			}
+			assertNoSecret(t, err, srv.KeyPEM, client.KeyPEM, ca.PEM, other.PEM)
+		})
+	}
+}
