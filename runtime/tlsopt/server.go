@@ -84,6 +84,10 @@ type Server struct {
 	nextCheck atomic.Int64
 	fileLog   warnlimit.Limiter
 	shakeLog  warnlimit.Limiter
+	// certLog rates the ERROR about a certificate in force that is not valid now, checked on
+	// every handshake: one that expires while the link runs is reported, at most once per
+	// reloadLogEvery.
+	certLog warnlimit.Limiter
 }
 
 // material is one version of a Server's options, what its files held, and the config built
@@ -93,9 +97,36 @@ type material struct {
 	files [3][]byte // the content of certFile, keyFile and clientCaFile, as read (nil: inline)
 	leaf  *x509.Certificate
 	cfg   *tls.Config // without NextProtos, which Config's caller gives
-	// validity is what is wrong with the leaf's dates at load ("" when nothing): logged at
-	// ERROR, as refusing it would leave the port down.
-	validity string
+}
+
+// validity is what is wrong with leaf's dates at now, "" when nothing. A certificate out of
+// date is served all the same, with an ERROR (Server.reportValidity): refusing it would leave
+// the port down.
+func validity(leaf *x509.Certificate, now time.Time) string {
+	switch {
+	case now.After(leaf.NotAfter):
+		return fmt.Sprintf("the server's certificate %q expired at %s: clients refuse it; renew it", leaf.Subject.String(), leaf.NotAfter.UTC().Format(time.RFC3339))
+	case now.Before(leaf.NotBefore):
+		return fmt.Sprintf("the server's certificate %q is not valid before %s: clients refuse it until then (or this host's clock is wrong)", leaf.Subject.String(), leaf.NotBefore.UTC().Format(time.RFC3339))
+	}
+	return ""
+}
+
+// reportValidity logs at ERROR what is wrong with the dates of m's certificate now, if
+// anything: at once when fresh (m was just put in force), else at most once per
+// reloadLogEvery (on handshakes).
+func (s *Server) reportValidity(m *material, fresh bool) {
+	now := s.now()
+	v := validity(m.leaf, now)
+	if v == "" {
+		return
+	}
+	if fresh {
+		s.certLog.Forget("validity")
+	}
+	if ok, n := s.certLog.Allow("validity", now); ok {
+		s.logger().Error("tls: "+v, "option", s.at+"."+pick(m.opts.Cert, "cert", "certFile"), "suppressed", n)
+	}
 }
 
 // NewServer checks o and reads its PEM text and files: the server's material, which a
@@ -103,7 +134,8 @@ type material struct {
 // messages; errors name the option (listener.tls.keyFile) and never hold PEM text or key
 // material.
 func (o *ServerOptions) NewServer(at string) (*Server, error) {
-	s := &Server{at: at, fileLog: warnlimit.Limiter{Every: reloadLogEvery}, shakeLog: warnlimit.Limiter{Every: handshakeLogEvery}}
+	s := &Server{at: at, fileLog: warnlimit.Limiter{Every: reloadLogEvery}, shakeLog: warnlimit.Limiter{Every: handshakeLogEvery},
+		certLog: warnlimit.Limiter{Every: reloadLogEvery}}
 	m, err := o.load(at, nil, s.now())
 	if err != nil {
 		return nil, err
@@ -125,13 +157,12 @@ func (s *Server) At() string { return s.at }
 // Leaf is the certificate the server presents now.
 func (s *Server) Leaf() *x509.Certificate { return s.cur.Load().leaf }
 
-// SetLogger is where the server logs: a certificate that is not valid now (ERROR, at once),
-// the files it reads again, failed handshakes. The link calls it when it is built.
+// SetLogger is where the server logs: a certificate that is not valid now (ERROR, at once and
+// then on handshakes at most once a minute), the files it reads again, failed handshakes. The
+// link calls it when it is built.
 func (s *Server) SetLogger(l *slog.Logger) {
 	s.logp.Store(l)
-	if m := s.cur.Load(); m.validity != "" {
-		l.Error("tls: "+m.validity, "option", s.at+"."+pick(m.opts.Cert, "cert", "certFile"))
-	}
+	s.reportValidity(s.cur.Load(), true)
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -151,9 +182,7 @@ func (s *Server) Renew(next *Server) {
 	s.nextCheck.Store(s.now().Add(s.checkEvery()).UnixNano())
 	s.logger().Info("tls: new certificate in force for new connections (open ones go on)", "option", s.at,
 		"subject", m.leaf.Subject.String(), "serial", m.leaf.SerialNumber.String(), "not_after", m.leaf.NotAfter)
-	if m.validity != "" {
-		s.logger().Error("tls: "+m.validity, "option", s.at+"."+pick(m.opts.Cert, "cert", "certFile"))
-	}
+	s.reportValidity(m, true)
 }
 
 func (s *Server) checkEvery() time.Duration {
@@ -164,7 +193,8 @@ func (s *Server) checkEvery() time.Duration {
 }
 
 // Config is the listener's TLS config, offering nextProtos over ALPN: every handshake gets
-// the material in force (reading the files again when due).
+// the material in force (reading the files again when due), and checks its certificate's
+// dates (reportValidity: a certificate that expired while the link runs is logged).
 func (s *Server) Config(nextProtos ...string) *tls.Config {
 	protos := append([]string(nil), nextProtos...)
 	return &tls.Config{
@@ -172,7 +202,9 @@ func (s *Server) Config(nextProtos ...string) *tls.Config {
 		NextProtos: protos,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			s.maybeReload()
-			cfg := s.cur.Load().cfg.Clone()
+			m := s.cur.Load()
+			s.reportValidity(m, false)
+			cfg := m.cfg.Clone()
 			cfg.NextProtos = protos
 			return cfg, nil
 		},
@@ -204,9 +236,7 @@ func (s *Server) maybeReload() {
 		s.cur.Store(next)
 		s.logger().Info("tls: files changed; the new certificate is in force for new connections", "option", s.at,
 			"subject", next.leaf.Subject.String(), "serial", next.leaf.SerialNumber.String(), "not_after", next.leaf.NotAfter)
-		if next.validity != "" {
-			s.logger().Error("tls: "+next.validity, "option", s.at+"."+pick(next.opts.Cert, "cert", "certFile"))
-		}
+		s.reportValidity(next, true)
 	}
 }
 
@@ -272,12 +302,6 @@ func (o *ServerOptions) load(at string, prev *material, now time.Time) (*materia
 		m.cfg.ClientAuth = tls.RequireAnyClientCert
 		m.cfg.VerifyConnection = func(cs tls.ConnectionState) error { return verifyClient(cs, pool, caOption) }
 	}
-	switch leaf := cert.Leaf; {
-	case now.After(leaf.NotAfter):
-		m.validity = fmt.Sprintf("the server's certificate %q expired at %s: clients refuse it; renew it", leaf.Subject.String(), leaf.NotAfter.UTC().Format(time.RFC3339))
-	case now.Before(leaf.NotBefore):
-		m.validity = fmt.Sprintf("the server's certificate %q is not valid before %s: clients refuse it until then (or this host's clock is wrong)", leaf.Subject.String(), leaf.NotBefore.UTC().Format(time.RFC3339))
-	}
 	return m, nil
 }
 
@@ -324,6 +348,7 @@ const (
 	shakePlain     = "plain"          // the client spoke plain HTTP or WebSocket
 	shakeNoCert    = "no-client-cert" // clientCa set, no certificate presented
 	shakeUntrusted = "client-cert"    // a certificate not chaining to clientCa
+	shakeOutOfDate = "server-cert"    // the client refused our certificate, which is out of date
 	shakeOther     = "other"          // anything else: the client's alert, a timeout, …
 )
 
@@ -367,6 +392,12 @@ func (w handshakeWriter) Write(p []byte) (int, error) {
 
 func (w handshakeWriter) classify(reason string) (kind, hint string) {
 	at := w.s.at
+	// A client's alert about our certificate ("bad certificate" from Go, "certificate expired"
+	// from OpenSSL): when the one in force is out of date, that is why.
+	outOfDate := ""
+	if strings.Contains(reason, "remote error") && strings.Contains(reason, "certificate") {
+		outOfDate = validity(w.s.Leaf(), w.s.now())
+	}
 	switch {
 	case strings.Contains(reason, "client sent an HTTP request to an HTTPS server"):
 		return shakePlain, fmt.Sprintf("the client spoke plain HTTP (ws:// or http://) to this TLS port: it must dial %s", w.scheme)
@@ -374,6 +405,8 @@ func (w handshakeWriter) classify(reason string) (kind, hint string) {
 		return shakeNoCert, fmt.Sprintf("the client presented no certificate and %s.clientCa/clientCaFile requires one: the peer must configure its client certificate (in ilpfleet, cert and key of its dialing tls option)", at)
 	case strings.Contains(reason, untrustedClient):
 		return shakeUntrusted, fmt.Sprintf("the client's certificate does not chain to %s.clientCa/clientCaFile (the error names its issuer): add that issuer's CA there, or have the peer use a certificate from one listed", at)
+	case outOfDate != "":
+		return shakeOutOfDate, fmt.Sprintf("%s (%s.cert/certFile)", outOfDate, at)
 	case strings.Contains(reason, "unknown certificate authority"), strings.Contains(reason, "bad certificate"), strings.Contains(reason, "certificate unknown"):
 		return shakeOther, fmt.Sprintf("the client does not trust this listener's certificate (%s.cert/certFile): give the client the CA that signed it (ilpfleet: the ca of its tls option; Node: NODE_EXTRA_CA_CERTS), or serve a certificate valid for the name it dials", at)
 	}
@@ -383,7 +416,7 @@ func (w handshakeWriter) classify(reason string) (kind, hint string) {
 // Flush logs the counts of failed handshakes held back since the last line of their kind,
 // so that a last burst is not lost when the listener closes.
 func (s *Server) Flush() {
-	for _, kind := range []string{shakePlain, shakeNoCert, shakeUntrusted, shakeOther} {
+	for _, kind := range []string{shakePlain, shakeNoCert, shakeUntrusted, shakeOutOfDate, shakeOther} {
 		if n := s.shakeLog.Take(kind); n > 0 {
 			s.logger().Warn("tls: more handshakes failed since the last line", "option", s.at, "kind", kind, "suppressed", n)
 		}

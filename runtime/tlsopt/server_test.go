@@ -385,6 +385,81 @@ func TestServerFileErrorRateLimited(t *testing.T) {
 
 // TestHandshakeLog: the lines net/http writes about failed handshakes are classed with a hint
 // and limited per kind; its other lines go to DEBUG.
+// TestServerExpiresWhileRunning: a certificate valid at load that expires while the link runs is
+// reported at ERROR by the handshakes after its NotAfter, at most once a minute (the others
+// counted), and never while it is valid.
+func TestServerExpiresWhileRunning(t *testing.T) {
+	ca := testcert.NewCA(t, "private CA")
+	now := time.Now()
+	p := ca.ServerValid(t, now.Add(-time.Hour), now.Add(time.Hour), "127.0.0.1")
+	s, clock, buf := clockedServer(t, ServerOptions{Cert: ptr(string(p.CertPEM)), Key: ptr(string(p.KeyPEM))}, 0)
+	clock.now = now
+	cfg := s.Config("http/1.1")
+	expired := "expired at " + p.Cert.NotAfter.UTC().Format(time.RFC3339) + ": clients refuse it; renew it"
+	for _, step := range []struct {
+		advance time.Duration
+		want    string // the ERROR the handshake logs; "" for none
+	}{
+		{0, ""},
+		{59 * time.Minute, ""},
+		{2 * time.Minute, expired}, // past NotAfter
+		{30 * time.Second, ""},     // within a minute of the last line
+		{20 * time.Second, ""},
+		{15 * time.Second, "suppressed=2"}, // a minute after the first: counts the two held back
+	} {
+		clock.Add(step.advance)
+		from := len(buf.String())
+		if _, err := cfg.GetConfigForClient(nil); err != nil {
+			t.Fatal(err)
+		}
+		out := buf.String()[from:]
+		switch {
+		case step.want == "" && out != "":
+			t.Errorf("at %v: logged %q; want nothing", clock.Now().Sub(now), out)
+		case step.want != "" && (!strings.Contains(out, "level=ERROR") || !strings.Contains(out, step.want) || !strings.Contains(out, "option=listener.tls.cert")):
+			t.Errorf("at %v: logged %q; want an ERROR with %q", clock.Now().Sub(now), out, step.want)
+		}
+	}
+}
+
+// TestHandshakeHintServerCertOutOfDate: a client's alert about the listener's certificate is
+// explained by its dates when the certificate in force is out of date, and as a missing CA
+// when it is valid.
+func TestHandshakeHintServerCertOutOfDate(t *testing.T) {
+	ca := testcert.NewCA(t, "private CA")
+	now := time.Now()
+	p := ca.ServerValid(t, now.Add(-time.Hour), now.Add(time.Hour), "127.0.0.1")
+	for _, tc := range []struct {
+		name     string
+		at       time.Duration // the clock, from now
+		reason   string
+		kind     string
+		hint     string
+		noneHint string // what the hint must not say
+	}{
+		{"valid, bad certificate", 0, "remote error: tls: bad certificate", shakeOther, "give the client the CA that signed it", "expired"},
+		{"expired, bad certificate (Go)", 2 * time.Hour, "remote error: tls: bad certificate", shakeOutOfDate,
+			"expired at " + p.Cert.NotAfter.UTC().Format(time.RFC3339) + ": clients refuse it; renew it (listener.tls.cert/certFile)", "give the client the CA"},
+		{"expired, certificate expired (OpenSSL)", 2 * time.Hour, "remote error: tls: certificate expired", shakeOutOfDate, "renew it", "speaks no TLS"},
+		{"not yet valid, unknown authority", -2 * time.Hour, "remote error: tls: unknown certificate authority", shakeOutOfDate, "is not valid before", "give the client the CA"},
+		{"expired, reset", 2 * time.Hour, "read tcp: connection reset by peer", shakeOther, "broke off the handshake", "expired"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, clock, buf := clockedServer(t, ServerOptions{Cert: ptr(string(p.CertPEM)), Key: ptr(string(p.KeyPEM))}, 0)
+			clock.now = now.Add(tc.at)
+			from := len(buf.String())
+			s.HandshakeLog("https://").Printf("http: TLS handshake error from 127.0.0.1:4242: %s", tc.reason)
+			out := buf.String()[from:]
+			if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "kind="+tc.kind) || !strings.Contains(out, tc.hint) {
+				t.Errorf("log %q; want WARN kind=%s with hint %q", out, tc.kind, tc.hint)
+			}
+			if strings.Contains(out, tc.noneHint) {
+				t.Errorf("log %q says %q", out, tc.noneHint)
+			}
+		})
+	}
+}
+
 func TestHandshakeLog(t *testing.T) {
 	ca := testcert.NewCA(t, "private CA")
 	p := ca.Server(t, "127.0.0.1")
