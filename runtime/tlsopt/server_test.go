@@ -506,13 +506,23 @@ func TestHandshakeLog(t *testing.T) {
 	if out := buf.String()[from:]; !strings.Contains(out, "more handshakes failed") || !strings.Contains(out, "suppressed=1") {
 		t.Errorf("Flush logged %q; want the count held back", out)
 	}
-	// A connection closed before its hello (a TCP health check), and net/http's other lines:
-	// DEBUG only.
-	for _, line := range []string{"http: TLS handshake error from 127.0.0.1:4242: EOF", "http: Accept error: something"} {
+	// A connection closed before its hello (a TCP health check): DEBUG only. net/http's other
+	// lines: WARN, a handler's panic ERROR, whole and never held back.
+	for _, tc := range []struct{ line, level string }{
+		{"http: TLS handshake error from 127.0.0.1:4242: EOF", "DEBUG"},
+		{"http: Accept error: accept tcp 127.0.0.1:443: accept4: too many open files; retrying in 5ms", "WARN"},
+		{"http: Accept error: accept tcp 127.0.0.1:443: accept4: too many open files; retrying in 10ms", "WARN"},
+		{"http: panic serving 127.0.0.1:4242: runtime error: index out of range [1] with length 1", "ERROR"},
+		{"http: superfluous response.WriteHeader call from x.y (z.go:1)", "WARN"},
+	} {
 		from = len(buf.String())
-		l.Print(line)
-		if out := buf.String()[from:]; !strings.Contains(out, "level=DEBUG") || strings.Contains(out, "level=WARN") {
-			t.Errorf("%q logged %q; want DEBUG only", line, out)
+		l.Print(tc.line)
+		out := buf.String()[from:]
+		if strings.Count(out, "level=") != 1 || !strings.Contains(out, "level="+tc.level) {
+			t.Errorf("%q logged %q; want one line at %s", tc.line, out, tc.level)
+		}
+		if tc.level != "DEBUG" && (!strings.Contains(out, strings.TrimPrefix(tc.line, "http: ")) || !strings.Contains(out, "option=incoming.tls")) {
+			t.Errorf("%q logged %q; want the whole line and the option", tc.line, out)
 		}
 	}
 }
