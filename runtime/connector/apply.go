@@ -180,7 +180,7 @@ func (c *Connector) plan(cfg *config.Config, ch config.Changes) (*plan, error) {
 	for id, a := range p.running {
 		ac, keep := cfg.Accounts[id]
 		if keep && !reconnect[id] && renewTLS[id] {
-			r, ok, err := planRenewal(a, ac)
+			r, ok, err := c.planRenewal(a, ac)
 			if err != nil {
 				return fail(err)
 			}

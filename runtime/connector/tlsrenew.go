@@ -24,10 +24,12 @@ type renewal struct {
 }
 
 // planRenewal reads the new listening TLS of a running account whose link can take it in place;
-// ok false when it cannot (a link built otherwise, as by tests), which then reconnects.
-func planRenewal(a *account, ac config.Account) (r renewal, ok bool, err error) {
+// ok false when it cannot, which then reconnects: a link that is down (DownLinks: its restart
+// failed, so it is closed, and renewing it would leave it so) or one built otherwise (as by
+// tests).
+func (c *Connector) planRenewal(a *account, ac config.Account) (r renewal, ok bool, err error) {
 	l, isRenewer := a.link.(tlsRenewer)
-	if !isRenewer || l.ServerTLS() == nil {
+	if !isRenewer || l.ServerTLS() == nil || c.isDown(a.id) {
 		return renewal{}, false, nil
 	}
 	next, err := listenerTLS(ac)
@@ -60,4 +62,12 @@ func listenerTLS(ac config.Account) (*tlsopt.Server, error) {
 		return o.TLS, nil
 	}
 	return nil, nil
+}
+
+// isDown reports whether the account id's link is down (DownLinks).
+func (c *Connector) isDown(id string) bool {
+	c.downMu.Lock()
+	defer c.downMu.Unlock()
+	_, down := c.down[id]
+	return down
 }

@@ -158,3 +158,66 @@ func TestApplyRenewsListenerTLSInPlace(t *testing.T) {
 	waitFor(t, func() bool { return dials.Load() > 1 && peer.Connected() })
 	pay("after tls was added back")
 }
+
+// TestApplyRenewOfDownLinkReconnects: a listening link that is down (a reload moved it to a
+// port that was taken, so its restart failed: DownLinks) and whose next reload changes only its
+// certificate is started again on that port, now free, serving the new certificate, instead of
+// having the certificate of its closed listener renewed.
+func TestApplyRenewOfDownLinkReconnects(t *testing.T) {
+	ca := testcert.NewCA(t, "peers CA")
+	first, second := ca.Server(t, "127.0.0.1"), ca.Server(t, "127.0.0.1")
+	tlsOf := func(p *testcert.Pair) string {
+		return testcert.TLSOption("cert", string(p.CertPEM), "key", string(p.KeyPEM))
+	}
+	// Each doc is a config with the one listening account id on port, serving tls.
+	head := "ilpAddress: test.c\nbackend: one-to-one\nspread: 0\nminMessageWindow: 100\naccounts:\n"
+	kidsPort := freePort(t) // of renewConfig's other account
+	for _, tc := range []struct {
+		name, id string
+		doc      func(port int, tls string) string
+	}{
+		{"btp listener", "p", func(port int, tls string) string { return renewConfig(kidsPort, port, tls) }},
+		{"mini-accounts", "kids", func(port int, tls string) string {
+			return head + `  kids: {relation: child, plugin: ilp-plugin-mini-accounts, assetCode: USD, assetScale: 2,
+    options: {wsOpts: {host: 127.0.0.1, port: ` + itoa(port) + `}, tls: ` + tls + `}}
+`
+		}},
+		{"ilp-over-http", "h", func(port int, tls string) string {
+			return head + `  h: {relation: peer, plugin: ilp-plugin-http, assetCode: USD, assetScale: 2,
+    options: {incoming: {host: 127.0.0.1, port: ` + itoa(port) + `, staticToken: t, tls: ` + tls + `}}}
+`
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := start(t, tc.doc(freePort(t), tlsOf(first)), Options{})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			busy, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			taken := busy.Addr().(*net.TCPAddr).Port
+			if err := c.Apply(ctx, mustConfig(t, tc.doc(taken, tlsOf(first)))); err != nil {
+				t.Fatal(err)
+			}
+			if _, down := c.DownLinks()[tc.id]; !down {
+				t.Fatalf("DownLinks = %v; want %s down (its port is taken)", c.DownLinks(), tc.id)
+			}
+			busy.Close()
+			if err := c.Apply(ctx, mustConfig(t, tc.doc(taken, tlsOf(second)))); err != nil {
+				t.Fatal(err)
+			}
+			if down := c.DownLinks(); down != nil {
+				t.Errorf("DownLinks = %v after a reload changing the certificate of a link down; want it started again", down)
+			}
+			conn, err := tls.Dial("tcp", "127.0.0.1:"+itoa(taken), &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"})
+			if err != nil {
+				t.Fatalf("dialing the link: %v", err)
+			}
+			defer conn.Close()
+			if conn.ConnectionState().PeerCertificates[0].SerialNumber.Cmp(second.Cert.SerialNumber) != 0 {
+				t.Error("the link does not serve the new certificate")
+			}
+		})
+	}
+}
