@@ -33,11 +33,13 @@ type AccountChange struct {
 	// runtime swaps them in place.
 	Reconnect bool
 	// RenewTLS is true when the only change of options is inside the tls object of a listening
-	// link, set before and after (Fields then holds "options.listener.tls", "options.tls" or
-	// "options.incoming.tls" instead of "options"): a renewed certificate, key or client CA.
-	// The link takes the new material for its new handshakes, in place, without a reconnect:
-	// its peers stay connected. Adding or removing that tls object changes the port's protocol,
-	// and reconnects as any change of options.
+	// link, set before and after, and leaves its client CA alone (Fields then holds
+	// "options.listener.tls", "options.tls" or "options.incoming.tls" instead of "options"): a
+	// renewed certificate or key (cert, certFile, key, keyFile). The link takes the new
+	// material for its new handshakes, in place, without a reconnect: its peers stay
+	// connected. A change of clientCa or clientCaFile (set, removed, other PEM or path) must
+	// hold for every peer, the connected ones too, so it reconnects as any change of options;
+	// so does adding or removing that tls object, which changes the port's protocol.
 	RenewTLS bool
 }
 
@@ -65,8 +67,12 @@ func listenerTLSField(plugin string) string {
 	return "options." + strings.Join(listenerTLSPaths[plugin], ".")
 }
 
+// clientCAKeys are the keys of a listening tls object whose change reconnects the link: the
+// client authorities it checks, which must hold for the connected peers too.
+var clientCAKeys = []string{"clientCa", "clientCaFile"}
+
 // onlyListenerTLS reports whether the options a and b of a link of plugin differ only inside
-// the listening tls object, which both have (not null).
+// the listening tls object, which both have (not null), and not in its client CA.
 func onlyListenerTLS(plugin string, a, b json.RawMessage) bool {
 	path := listenerTLSPaths[plugin]
 	if path == nil {
@@ -85,10 +91,18 @@ func onlyListenerTLS(plugin string, a, b json.RawMessage) bool {
 				return nil, false
 			}
 		}
-		if t, _ := obj[path[len(path)-1]].(map[string]any); t == nil {
+		t, _ := obj[path[len(path)-1]].(map[string]any)
+		if t == nil {
 			return nil, false
 		}
-		delete(obj, path[len(path)-1])
+		// What stays of the tls object: its client CA (a change of it reconnects).
+		ca := map[string]any{}
+		for _, k := range clientCAKeys {
+			if v := t[k]; v != nil { // null is unset
+				ca[k] = v
+			}
+		}
+		obj[path[len(path)-1]] = ca
 		out, err := json.Marshal(top)
 		return out, err == nil
 	}

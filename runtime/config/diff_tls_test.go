@@ -59,15 +59,24 @@ func TestDiffTLSReconnects(t *testing.T) {
 	}
 }
 
-// TestDiffListenerTLSRenews: a change inside the tls object of a listening link (listener.tls,
-// mini-accounts' tls, incoming.tls: new PEM, new file paths) is a RenewTLS change, taken in
-// place without a reconnect; tls added or removed, or changed with anything else of options,
-// or the dialing tls of ilp-plugin-btp, reconnects.
+// TestDiffListenerTLSRenews: a change of the certificate or key inside the tls object of a
+// listening link (listener.tls, mini-accounts' tls, incoming.tls: new PEM, new file paths) is a
+// RenewTLS change, taken in place without a reconnect; a change of its client CA (clientCa or
+// clientCaFile set, removed, other PEM or path), tls added or removed, or changed with anything
+// else of options, or the dialing tls of ilp-plugin-btp, reconnects.
 func TestDiffListenerTLSRenews(t *testing.T) {
 	const (
-		v1   = `{"cert":"C1","key":"K1"}`
-		v2   = `{"cert":"C2","key":"K2","clientCa":"CA"}`
-		file = `{"certFile":"/etc/tls/tls.crt","keyFile":"/etc/tls/tls.key"}`
+		v1     = `{"cert":"C1","key":"K1"}`
+		v2     = `{"cert":"C2","key":"K2"}`
+		v1CA   = `{"cert":"C1","key":"K1","clientCa":"CA"}`
+		v2CA   = `{"cert":"C2","key":"K2","clientCa":"CA"}`
+		v1CA2  = `{"cert":"C1","key":"K1","clientCa":"CA2"}`
+		v1Null = `{"cert":"C1","key":"K1","clientCa":null}`
+		file   = `{"certFile":"/etc/tls/tls.crt","keyFile":"/etc/tls/tls.key"}`
+		caFile = `{"certFile":"/etc/tls/tls.crt","keyFile":"/etc/tls/tls.key","clientCaFile":"/etc/tls/ca.crt"}`
+		caFil2 = `{"certFile":"/etc/tls/tls.crt","keyFile":"/etc/tls/tls.key","clientCaFile":"/etc/peers/ca.crt"}`
+		caPEM  = `{"certFile":"/etc/tls/tls.crt","keyFile":"/etc/tls/tls.key","clientCa":"CA"}`
+		caFil3 = `{"cert":"C2","key":"K2","clientCaFile":"/etc/tls/ca.crt"}`
 	)
 	opts := map[string]func(port, tls string) string{
 		PluginBTP: func(port, tls string) string {
@@ -105,8 +114,18 @@ func TestDiffListenerTLSRenews(t *testing.T) {
 			want     []AccountChange
 		}{
 			{"same", o("7768", v1), o("7768", v1), nil},
-			{"new certificate and client CA", o("7768", v1), o("7768", v2), renew},
+			{"new certificate", o("7768", v1), o("7768", v2), renew},
+			{"new certificate, same client CA", o("7768", v1CA), o("7768", v2CA), renew},
 			{"inline to files", o("7768", v1), o("7768", file), renew},
+			{"inline to files, same client CA", o("7768", v1CA), o("7768", caPEM), renew},
+			{"new certificate, same clientCaFile", o("7768", caFile), o("7768", caFil3), renew},
+			{"clientCa null is unset", o("7768", v1), o("7768", v1Null), renew},
+			{"client CA added", o("7768", v1), o("7768", v1CA), reconnect},
+			{"client CA added with a new certificate", o("7768", v1), o("7768", v2CA), reconnect},
+			{"client CA removed", o("7768", v1CA), o("7768", v1), reconnect},
+			{"client CA PEM changed", o("7768", v1CA), o("7768", v1CA2), reconnect},
+			{"clientCaFile path changed", o("7768", caFile), o("7768", caFil2), reconnect},
+			{"clientCa to clientCaFile", o("7768", caPEM), o("7768", caFile), reconnect},
 			{"tls added", o("7768", ""), o("7768", v1), reconnect},
 			{"tls removed", o("7768", v1), o("7768", ""), reconnect},
 			{"tls null to object", o("7768", "null"), o("7768", v1), reconnect},

@@ -15,9 +15,10 @@ type tlsRenewer interface {
 	ServerTLS() *tlsopt.Server
 }
 
-// renewal is a reload that changes only the certificate, key or client CA of an account's
-// listener (config.AccountChange.RenewTLS): the new material, checked in plan, goes in force
-// in commit (Server.Renew) for the link's new handshakes; its connections stay open.
+// renewal is a reload that changes only the certificate or key of an account's listener
+// (config.AccountChange.RenewTLS; a change of its client CA reconnects): the new material,
+// checked in plan, goes in force in commit (Server.Renew) for the link's new handshakes; its
+// connections stay open.
 type renewal struct {
 	running *tlsopt.Server // the link's
 	next    *tlsopt.Server // from the new options

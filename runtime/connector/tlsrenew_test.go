@@ -51,7 +51,8 @@ routes:
 // listener's tls renews it in place: the account keeps its link object, the peer's one TCP
 // connection stays open and carries the next packet, and a new connection sees the new
 // certificate. A new certificate that does not match its key is refused with the running
-// config kept; removing tls, then adding it back, reconnects the link each time.
+// config kept; removing tls, then adding it back, reconnects the link each time; so does a
+// change of its client CA, which then holds for the connected peer too.
 func TestApplyRenewsListenerTLSInPlace(t *testing.T) {
 	ca := testcert.NewCA(t, "peers CA")
 	first, second, bad := ca.Server(t, "127.0.0.1"), ca.Server(t, "127.0.0.1"), ca.Server(t, "127.0.0.1")
@@ -74,7 +75,7 @@ func TestApplyRenewsListenerTLSInPlace(t *testing.T) {
 	t.Cleanup(tr.CloseIdleConnections)
 	peerF := &fulfiller{}
 	peer, err := btp.NewClient(btp.ClientOptions{Server: "btp+wss://p:s@127.0.0.1:" + itoa(pp), HTTPClient: &http.Client{Transport: tr},
-		Common: btp.Common{Logger: slog.New(slog.DiscardHandler)}})
+		ReconnectInterval: 20 * time.Millisecond, Common: btp.Common{Logger: slog.New(slog.DiscardHandler)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,6 +158,29 @@ func TestApplyRenewsListenerTLSInPlace(t *testing.T) {
 	}
 	waitFor(t, func() bool { return dials.Load() > 1 && peer.Connected() })
 	pay("after tls was added back")
+
+	// The client CA changed: the link reconnects, so that every peer goes through the new
+	// check. With only another CA, the connected peer is dropped and refused; with a bundle
+	// holding its CA again, it is let back in.
+	other := testcert.NewCA(t, "other CA")
+	for _, step := range []struct {
+		clientCA  []byte
+		connected bool
+	}{
+		{other.PEM, false},
+		{append(append([]byte{}, other.PEM...), ca.PEM...), true},
+	} {
+		link := linkOf()
+		opt := testcert.TLSOption("cert", string(first.CertPEM), "key", string(first.KeyPEM), "clientCa", string(step.clientCA))
+		if err := c.Apply(ctx, mustConfig(t, renewConfig(pk, pp, opt))); err != nil {
+			t.Fatal(err)
+		}
+		if linkOf() == link {
+			t.Errorf("a change of the client CA (the peer trusted: %v) did not reconnect the link", step.connected)
+		}
+		waitFor(t, func() bool { return peer.Connected() == step.connected && c.Connected("p") == step.connected })
+	}
+	pay("after the client CA was changed back")
 }
 
 // TestApplyRenewOfDownLinkReconnects: a listening link that is down (a reload moved it to a

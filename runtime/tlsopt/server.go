@@ -173,7 +173,9 @@ func (s *Server) logger() *slog.Logger {
 }
 
 // Renew puts the material of next (the same link's tls option in a new config, checked by
-// NewServer) in force for the new handshakes; open connections are untouched.
+// NewServer) in force for the new handshakes; open connections are untouched. The connector
+// renews a new certificate or key this way; a new client CA option reconnects the link
+// instead (config.AccountChange.RenewTLS), so that it holds for the connected peers too.
 func (s *Server) Renew(next *Server) {
 	s.checkMu.Lock()
 	defer s.checkMu.Unlock()
