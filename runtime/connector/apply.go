@@ -79,12 +79,13 @@ type plan struct {
 
 // Apply puts cfg in force as a diff against the running config (docs/configuration.md,
 // "Reloading"): added accounts are connected, removed ones drained then closed, accounts whose
-// link changed reconnected — except for a new certificate of a listener's tls, which the link
-// takes in place (renewal), its peers staying connected — and everything else — limits, middleware settings, routes, rates,
-// spread, expiry windows — swapped atomically while packets flow. A cfg that fails Validate,
-// changes a setting that needs a restart, or whose accounts cannot be built or started is
-// refused with an error and the running config stays in force; when only the links of added
-// accounts could not start, the error is a *LinkStartError naming them. Apply must follow Start.
+// link changed reconnected (but for a listener's new certificate or key, which its link takes
+// in place, its peers staying connected: renewal), and everything else — limits, middleware
+// settings, routes, rates, spread, expiry windows — swapped atomically while packets flow.
+// A cfg that fails Validate, changes a setting that needs a restart, or whose accounts cannot
+// be built or started is refused with an error and the running config stays in force; when
+// only the links of added accounts could not start, the error is a *LinkStartError naming
+// them. Apply must follow Start.
 //
 // Added accounts start before removed ones close, so that a refusal changes nothing; an added
 // server that takes over the port of a removed one therefore needs two reloads (remove, then
