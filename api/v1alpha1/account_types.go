@@ -266,9 +266,10 @@ type TLSSecretRef struct {
 // ServerTLS is the TLS of a link that listens (btpListener, btpChildServer, http.incoming):
 // the port serves TLS (btp+wss://, https://) with the server certificate of a
 // kubernetes.io/tls Secret and, with clientCASecretRef, requires a client certificate (mutual
-// TLS). A renewal of its Secrets (cert-manager rewriting them) comes into force in place,
-// without restarting the pods or closing connections: open connections stay up, new ones see
-// the new certificate.
+// TLS). A renewal of the certificate Secret (cert-manager rewriting it) comes into force in
+// place, without restarting the pods or closing connections: open connections stay up, new
+// ones see the new certificate. A change of the client CA reconnects the link, so that the
+// connected peers go through the new check too.
 type ServerTLS struct {
 	// CertificateSecretRef names a Secret of type kubernetes.io/tls (what cert-manager writes)
 	// whose tls.crt (the server certificate chain, PEM: the certificate first, then its

@@ -149,7 +149,8 @@ func NewChildServer(o ChildServerOptions) (*ChildServer, error) {
 	return s, nil
 }
 
-// ServerTLS is the server's TLS (nil: plain ws): a reload renews it in place (Renew).
+// ServerTLS is the server's TLS (nil: plain ws): a reload changing only its certificate or
+// key renews it in place (Renew).
 func (s *ChildServer) ServerTLS() *tlsopt.Server { return s.opts.TLS }
 
 // TokenAccount is the child name ilp-plugin-mini-accounts derives from a token:

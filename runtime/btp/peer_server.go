@@ -125,7 +125,8 @@ func NewPeerServer(o PeerServerOptions) (*PeerServer, error) {
 	return s, nil
 }
 
-// ServerTLS is the listener's TLS (nil: plain ws): a reload renews it in place (Renew).
+// ServerTLS is the listener's TLS (nil: plain ws): a reload changing only its certificate or
+// key renews it in place (Renew).
 func (s *PeerServer) ServerTLS() *tlsopt.Server { return s.opts.TLS }
 
 func (s *PeerServer) admit(req authRequest) (ilp.Address, error) {

@@ -190,7 +190,7 @@ func (l *Link) newServer() *http.Server {
 }
 
 // ServerTLS is the TLS of the incoming server (nil: plain HTTP, or no Incoming): a reload
-// renews it in place (Renew).
+// changing only its certificate or key renews it in place (Renew).
 func (l *Link) ServerTLS() *tlsopt.Server {
 	if l.opts.Incoming == nil {
 		return nil

@@ -52,7 +52,7 @@ func DecodeServer(at string, raw json.RawMessage) (*ServerOptions, error) {
 const DefaultCheckEvery = 10 * time.Second
 
 // reloadLogEvery is the least time between two ERROR lines about files that cannot be used,
-// and between two lines of one kind about failed handshakes.
+// and between two about a certificate in force that is out of date.
 const reloadLogEvery = time.Minute
 
 // handshakeLogEvery is the least time between two lines of one kind about failed handshakes:

@@ -384,7 +384,9 @@ func TestServerFileErrorRateLimited(t *testing.T) {
 }
 
 // TestHandshakeLog: the lines net/http writes about failed handshakes are classed with a hint
-// and limited per kind; its other lines go to DEBUG.
+// and limited per kind (the others of a kind at DEBUG, counted by the next line and by Flush);
+// a connection closed before its hello goes to DEBUG, net/http's other lines to WARN and a
+// handler's panic to ERROR.
 // TestServerExpiresWhileRunning: a certificate valid at load that expires while the link runs is
 // reported at ERROR by the handshakes after its NotAfter, at most once a minute (the others
 // counted), and never while it is valid.

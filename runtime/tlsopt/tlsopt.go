@@ -1,8 +1,9 @@
 // Package tlsopt reads the `tls` option of links that dial out — ilp-plugin-btp's client
 // (`tls`) and ilp-plugin-http's outgoing requests (`outgoing.tls`) — into a *tls.Config: the
 // authorities to trust (a private CA), a client certificate (mutual TLS) and the name to check
-// the server's certificate against. It is an ilpfleet extension: the JS plugins take no TLS
-// options (JS users set NODE_EXTRA_CA_CERTS).
+// the server's certificate against; and that of links that listen (ServerOptions, server.go)
+// into a Server, whose certificate can be renewed while it serves. It is an ilpfleet
+// extension: the JS plugins take no TLS options (JS users set NODE_EXTRA_CA_CERTS).
 //
 // Errors name the option (tls.key, outgoing.tls.caFile, …) and never hold the PEM text or key
 // material they were given; a file that cannot be read is named by its path.

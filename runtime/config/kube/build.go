@@ -788,8 +788,9 @@ func tlsOptions(secret func(name, key string) ([]byte, error), t *ilpv1.ClientTL
 // putServerTLS renders a listening link's tls into opts["tls"] as the runtime's server tls
 // option (ilp-plugin-btp's listener.tls, ilp-plugin-mini-accounts' tls, ilp-plugin-http's
 // incoming.tls): the PEM text of the certificate Secret's tls.crt and tls.key, and of
-// clientCASecretRef's key as clientCa. The runtime puts a change of them in force in place:
-// open connections stay, new handshakes see the new certificate. The PEM is checked as
+// clientCASecretRef's key as clientCa. The runtime puts a new certificate or key in force in
+// place (open connections stay, new handshakes see it) and reconnects the link for a new
+// client CA, which must hold for the connected peers too. The PEM is checked as
 // tlsOptions checks it, and what cannot be used is a secretRefError: a running Account keeps
 // its previous version through a bad renewal. nil t: opts unchanged.
 func putServerTLS(opts map[string]any, secret func(name, key string) ([]byte, error), t *ilpv1.ServerTLS, field string) error {
