@@ -257,7 +257,7 @@ func CheckTLS(plugin string, raw json.RawMessage) error {
 		return nil
 	}
 	if plugin == PluginMiniAccounts {
-		if _, err := serverTLS("tls", j.TLS); err != nil {
+		if _, err := tlsopt.LoadServer("tls", j.TLS); err != nil {
 			return fmt.Errorf("btp: %s options: %w", plugin, err)
 		}
 		return nil
@@ -266,7 +266,7 @@ func CheckTLS(plugin string, raw json.RawMessage) error {
 		TLS json.RawMessage `json:"tls"`
 	}
 	if json.Unmarshal(j.Listener, &l) == nil {
-		if _, err := serverTLS("listener.tls", l.TLS); err != nil {
+		if _, err := tlsopt.LoadServer("listener.tls", l.TLS); err != nil {
 			return fmt.Errorf("btp: %s options: %w", plugin, err)
 		}
 	}
@@ -292,16 +292,6 @@ func CheckTLS(plugin string, raw json.RawMessage) error {
 
 // errTLSBesideListener refuses the dialing tls option beside a listener.
 var errTLSBesideListener = errors.New("tls applies to server (the dialing side); a listener's TLS goes in listener.tls")
-
-// serverTLS reads a listening link's tls object at `at` (nil when absent or null) and loads
-// its material.
-func serverTLS(at string, raw json.RawMessage) (*tlsopt.Server, error) {
-	o, err := tlsopt.DecodeServer(at, raw)
-	if err != nil || o == nil {
-		return nil, err
-	}
-	return o.NewServer(at)
-}
 
 func parseBTP(raw json.RawMessage) (Options, error) {
 	var j btpJSON
@@ -408,7 +398,7 @@ func parseBTPListener(j *btpJSON, common Common) (Options, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, err := serverTLS("listener.tls", l.TLS)
+	t, err := tlsopt.LoadServer("listener.tls", l.TLS)
 	if err != nil {
 		return nil, fmt.Errorf("btp: ilp-plugin-btp options: %w", err)
 	}
@@ -476,7 +466,7 @@ func parseMini(raw json.RawMessage) (Options, error) {
 		return nil, err
 	}
 	o.MaxPayload, o.Path, o.Ignored = w.maxPayload, w.path, w.ignored
-	if o.TLS, err = serverTLS("tls", j.TLS); err != nil {
+	if o.TLS, err = tlsopt.LoadServer("tls", j.TLS); err != nil {
 		return nil, fmt.Errorf("btp: ilp-plugin-mini-accounts options: %w", err)
 	}
 	if j.CurrencyScale != nil {

@@ -255,14 +255,8 @@ func parseIncoming(j *incomingJSON) (*IncomingOptions, error) {
 	if j.Host != nil {
 		in.Host = *j.Host
 	}
-	t, err := tlsopt.DecodeServer("incoming.tls", j.TLS)
-	if err != nil {
+	if in.TLS, err = tlsopt.LoadServer("incoming.tls", j.TLS); err != nil {
 		return nil, optErr("%v", err)
-	}
-	if t != nil {
-		if in.TLS, err = t.NewServer("incoming.tls"); err != nil {
-			return nil, optErr("%v", err)
-		}
 	}
 	return in, nil
 }

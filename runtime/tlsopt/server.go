@@ -48,6 +48,17 @@ func DecodeServer(at string, raw json.RawMessage) (*ServerOptions, error) {
 	return decodeStrict[ServerOptions](at, raw, serverKeys)
 }
 
+// LoadServer reads the server tls object raw strictly (DecodeServer) and loads its material
+// (NewServer): what a listening link's options hold. nil, nil when raw is absent or null. at
+// is where raw was found ("listener.tls").
+func LoadServer(at string, raw json.RawMessage) (*Server, error) {
+	o, err := DecodeServer(at, raw)
+	if err != nil || o == nil {
+		return nil, err
+	}
+	return o.NewServer(at)
+}
+
 // DefaultCheckEvery is the least time between two reads of a Server's files.
 const DefaultCheckEvery = 10 * time.Second
 
@@ -179,10 +190,16 @@ func (s *Server) logger() *slog.Logger {
 func (s *Server) Renew(next *Server) {
 	s.checkMu.Lock()
 	defer s.checkMu.Unlock()
-	m := next.cur.Load()
-	s.cur.Store(m)
 	s.nextCheck.Store(s.now().Add(s.checkEvery()).UnixNano())
-	s.logger().Info("tls: new certificate in force for new connections (open ones go on)", "option", s.at,
+	s.putInForce(next.cur.Load(), "tls: new certificate in force for new connections (open ones go on)")
+}
+
+// putInForce makes m the material of new handshakes and says so: msg at INFO with the
+// certificate's subject, serial and NotAfter, and an ERROR at once if it is out of date.
+// checkMu is held.
+func (s *Server) putInForce(m *material, msg string) {
+	s.cur.Store(m)
+	s.logger().Info(msg, "option", s.at,
 		"subject", m.leaf.Subject.String(), "serial", m.leaf.SerialNumber.String(), "not_after", m.leaf.NotAfter)
 	s.reportValidity(m, true)
 }
@@ -235,10 +252,7 @@ func (s *Server) maybeReload() {
 				"error", err, "suppressed", n)
 		}
 	case next != m:
-		s.cur.Store(next)
-		s.logger().Info("tls: files changed; the new certificate is in force for new connections", "option", s.at,
-			"subject", next.leaf.Subject.String(), "serial", next.leaf.SerialNumber.String(), "not_after", next.leaf.NotAfter)
-		s.reportValidity(next, true)
+		s.putInForce(next, "tls: files changed; the new certificate is in force for new connections")
 	}
 }
 
@@ -287,13 +301,9 @@ func (o *ServerOptions) load(at string, prev *material, now time.Time) (*materia
 	m.leaf = cert.Leaf
 	m.cfg = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*cert}}
 	if caPEM != nil {
-		cas, err := certificates(caPEM, "")
+		pool, err := certPool(at, caPEM)
 		if err != nil {
-			return nil, fmt.Errorf("%s.%s %w", at, caPEM.name, err)
-		}
-		pool := x509.NewCertPool()
-		for _, c := range cas {
-			pool.AddCert(c)
+			return nil, err
 		}
 		caOption := at + "." + caPEM.name
 		// As tls.RequireAndVerifyClientCert, with the same check (the client's chain to pool,

@@ -145,13 +145,8 @@ func (o *Options) Config(at string) (*tls.Config, error) {
 		if err != nil {
 			return nil, err
 		}
-		certs, err := certificates(ca, "")
-		if err != nil {
-			return nil, fmt.Errorf("%s.%s %w", at, ca.name, err)
-		}
-		cfg.RootCAs = x509.NewCertPool()
-		for _, c := range certs {
-			cfg.RootCAs.AddCert(c)
+		if cfg.RootCAs, err = certPool(at, ca); err != nil {
+			return nil, err
 		}
 	}
 	if o.hasClientCert() {
@@ -193,6 +188,20 @@ func (o *Options) hasClientCert() bool {
 // hasCA reports whether o replaces the system roots.
 func (o *Options) hasCA() bool {
 	return o != nil && (o.CA != nil || o.CAFile != nil)
+}
+
+// certPool is the pool of the authorities p holds (ca, clientCa: every CERTIFICATE block, as
+// certificates parses them). Its errors name the option at.<p.name>.
+func certPool(at string, p *pemData) (*x509.CertPool, error) {
+	certs, err := certificates(p, "")
+	if err != nil {
+		return nil, fmt.Errorf("%s.%s %w", at, p.name, err)
+	}
+	pool := x509.NewCertPool()
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	return pool, nil
 }
 
 // pick is inline when the inline option is set, else file.
