@@ -242,7 +242,7 @@ func TestStoreFailureLoggedSparingly(t *testing.T) {
 		}
 	}
 	send(5)
-	env.clock.Advance(storeLogEvery)
+	env.clock.Add(storeLogEvery)
 	send(1)
 	var errs []any
 	debug := 0
@@ -292,7 +292,7 @@ func TestRebuildKeepsState(t *testing.T) {
 	wantReject(t, send(acct, 1), ilp.CodeRateLimited, "")
 	acct.RateLimit = &config.RateLimit{RefillPeriod: time.Second, RefillCount: 3, Capacity: 10}
 	wantReject(t, send(acct, 1), ilp.CodeRateLimited, "") // more capacity, not more tokens
-	env.clock.Advance(time.Second)
+	env.clock.Add(time.Second)
 	if err := send(acct, 1); err != nil {
 		t.Fatalf("after refill: %v", err)
 	}

@@ -3,13 +3,13 @@ package middleware
 import (
 	"context"
 	"crypto/sha256"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ilpfleet/ilpfleet/internal/testclock"
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/store"
@@ -19,26 +19,9 @@ const testAddr ilp.Address = "test.conn"
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 type testEnv struct {
 	Env
-	clock *fakeClock
+	clock *testclock.Clock
 	mem   *store.Memory
 	reg   *prometheus.Registry
 }
@@ -50,7 +33,7 @@ func newTestEnv(t testing.TB) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := &fakeClock{now: t0}
+	clock := testclock.New(t0)
 	mem := store.NewMemory()
 	return &testEnv{
 		Env: Env{

@@ -193,7 +193,7 @@ func TestDeduplicateRules(t *testing.T) {
 		{"past expiry + lifetime: swept, sent", 2 * time.Second, base, 6},
 	}
 	for _, s := range steps {
-		env.clock.Advance(s.advance)
+		env.clock.Add(s.advance)
 		if _, err := h(context.Background(), s.p); err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
@@ -479,7 +479,7 @@ func TestAlert(t *testing.T) {
 	for range 2 {
 		_, err := pl.Outgoing(maxBal)(context.Background(), prepare(1))
 		wantReject(t, err, ilp.CodeInsufficientLiquidity, "exceeded maximum balance.")
-		env.clock.Advance(time.Second)
+		env.clock.Add(time.Second)
 	}
 	_, _ = pl.Outgoing(rejectH(ilp.CodeInsufficientLiquidity, "exceeded money bandwidth, throttling."))(context.Background(), prepare(1))
 	_, _ = pl.Outgoing(rejectH(ilp.CodeUnreachable, "exceeded maximum balance."))(context.Background(), prepare(1))

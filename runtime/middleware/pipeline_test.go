@@ -182,7 +182,7 @@ func TestRateLimit(t *testing.T) {
 				wantReject(t, err, ilp.CodeRateLimited, "too many requests, throttling.")
 			}
 			send(tt.burst)
-			env.clock.Advance(tt.advance)
+			env.clock.Add(tt.advance)
 			send(tt.refill)
 			if got := counterValue(t, env.reg, MetricRateLimitedPackets, map[string]string{"account": "a", "asset": "XRP", "scale": "6"}); got != 2 {
 				t.Fatalf("rate limited counter = %v, want 2", got)
@@ -245,7 +245,7 @@ func TestThroughput(t *testing.T) {
 				{10 * time.Second, 101, false}, {0, 100, true}, {0, 0, true},
 			}
 			for i, s := range steps {
-				env.clock.Advance(s.advance)
+				env.clock.Add(s.advance)
 				_, err := h(context.Background(), prepare(s.amount))
 				if s.ok && err != nil {
 					t.Fatalf("step %d: %v", i, err)

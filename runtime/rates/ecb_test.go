@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/internal/testclock"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/shopspring/decimal"
 )
@@ -71,26 +72,13 @@ func (s *ecbServer) set(status int, body string) {
 	s.status, s.body = status, body
 }
 
-// fakeClock is the backend's clock; tests move it.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func newTestECB(t *testing.T, url, extra string) (*ECB, *fakeClock) {
+func newTestECB(t *testing.T, url, extra string) (*ECB, *testclock.Clock) {
 	t.Helper()
 	b, err := NewECB(json.RawMessage(`{"url":"` + url + `"` + extra + `}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &fakeClock{t: time.Date(2026, 5, 11, 15, 0, 0, 0, time.UTC)}
+	clk := testclock.New(time.Date(2026, 5, 11, 15, 0, 0, 0, time.UTC))
 	b.now, b.log = clk.Now, slog.New(slog.DiscardHandler)
 	t.Cleanup(func() { _ = b.Close() })
 	return b, clk

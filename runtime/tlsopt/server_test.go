@@ -9,11 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ilpfleet/ilpfleet/internal/testcert"
+	"github.com/ilpfleet/ilpfleet/internal/testclock"
 	"github.com/ilpfleet/ilpfleet/internal/testlog"
 )
 
@@ -215,28 +215,15 @@ func TestServerValidity(t *testing.T) {
 	}
 }
 
-// fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // clockedServer is the Server of o at "listener.tls" on a fake clock, reading its files at most
 // every `every`, logging (DEBUG and up) to the returned buffer.
-func clockedServer(t *testing.T, o ServerOptions, every time.Duration) (*Server, *fakeClock, *testlog.Buffer) {
+func clockedServer(t *testing.T, o ServerOptions, every time.Duration) (*Server, *testclock.Clock, *testlog.Buffer) {
 	t.Helper()
 	s, err := o.NewServer("listener.tls")
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := &fakeClock{now: time.Now()}
+	clock := testclock.New(time.Now())
 	s.Now, s.CheckEvery = clock.Now, every
 	buf := &testlog.Buffer{}
 	s.SetLogger(slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
@@ -395,7 +382,7 @@ func TestServerExpiresWhileRunning(t *testing.T) {
 	now := time.Now()
 	p := ca.ServerValid(t, now.Add(-time.Hour), now.Add(time.Hour), "127.0.0.1")
 	s, clock, buf := clockedServer(t, ServerOptions{Cert: ptr(string(p.CertPEM)), Key: ptr(string(p.KeyPEM))}, 0)
-	clock.now = now
+	clock.Set(now)
 	cfg := s.Config("http/1.1")
 	expired := "expired at " + p.Cert.NotAfter.UTC().Format(time.RFC3339) + ": clients refuse it; renew it"
 	for _, step := range []struct {
@@ -448,7 +435,7 @@ func TestHandshakeHintServerCertOutOfDate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, clock, buf := clockedServer(t, ServerOptions{Cert: ptr(string(p.CertPEM)), Key: ptr(string(p.KeyPEM))}, 0)
-			clock.now = now.Add(tc.at)
+			clock.Set(now.Add(tc.at))
 			from := len(buf.String())
 			s.HandshakeLog("https://").Printf("http: TLS handshake error from 127.0.0.1:4242: %s", tc.reason)
 			out := buf.String()[from:]
@@ -469,7 +456,7 @@ func TestHandshakeLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := &fakeClock{now: time.Now()}
+	clock := testclock.New(time.Now())
 	s.Now = clock.Now
 	var buf testlog.Buffer
 	s.SetLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
