@@ -3,9 +3,7 @@ package connector
 import (
 	"fmt"
 
-	"github.com/ilpfleet/ilpfleet/runtime/btp"
 	"github.com/ilpfleet/ilpfleet/runtime/config"
-	"github.com/ilpfleet/ilpfleet/runtime/ilphttp"
 	"github.com/ilpfleet/ilpfleet/runtime/tlsopt"
 )
 
@@ -33,7 +31,7 @@ func (c *Connector) planRenewal(a *account, ac config.Account) (r renewal, ok bo
 	if !isRenewer || l.ServerTLS() == nil || c.isDown(a.id) {
 		return renewal{}, false, nil
 	}
-	next, err := listenerTLS(ac)
+	next, err := ac.ListenerTLS()
 	if err != nil {
 		return renewal{}, false, fmt.Errorf("connector: account %s: %w", a.id, err)
 	}
@@ -41,28 +39,6 @@ func (c *Connector) planRenewal(a *account, ac config.Account) (r renewal, ok bo
 		return renewal{}, false, nil
 	}
 	return renewal{running: l.ServerTLS(), next: next}, true, nil
-}
-
-// listenerTLS is the listening TLS of an account's options, loaded (files read).
-func listenerTLS(ac config.Account) (*tlsopt.Server, error) {
-	if ac.Plugin == ilphttp.Plugin {
-		o, err := ilphttp.ParseOptions(ac.Options)
-		if err != nil || o.Incoming == nil {
-			return nil, err
-		}
-		return o.Incoming.TLS, nil
-	}
-	opts, err := btp.ParseOptions(ac.Plugin, ac.Options)
-	if err != nil {
-		return nil, err
-	}
-	switch o := opts.(type) {
-	case *btp.PeerServerOptions:
-		return o.TLS, nil
-	case *btp.ChildServerOptions:
-		return o.TLS, nil
-	}
-	return nil, nil
 }
 
 // isDown reports whether the account id's link is down (DownLinks).

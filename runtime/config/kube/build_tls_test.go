@@ -22,7 +22,6 @@ import (
 	"github.com/ilpfleet/ilpfleet/runtime/btp"
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/ilphttp"
-	"github.com/ilpfleet/ilpfleet/runtime/tlsopt"
 )
 
 // tlsBTPClient is a parent Account dialling bob over btp+wss:// with tls.
@@ -475,7 +474,7 @@ func TestBuildServerTLS(t *testing.T) {
 				}
 				// The runtime's option parsing takes what was rendered, and loads the server's TLS.
 				var leaf *x509.Certificate
-				switch o, err := parseServerTLS(a); {
+				switch o, err := a.ListenerTLS(); {
 				case err != nil:
 					t.Fatalf("the runtime refuses the options: %v", err)
 				case o == nil:
@@ -489,26 +488,6 @@ func TestBuildServerTLS(t *testing.T) {
 			})
 		}
 	}
-}
-
-// parseServerTLS parses a listening link's options as the runtime does and returns its server
-// TLS (nil: none).
-func parseServerTLS(a config.Account) (*tlsopt.Server, error) {
-	if a.Plugin == config.PluginHTTP {
-		o, err := ilphttp.ParseOptions(a.Options)
-		if err != nil || o.Incoming == nil {
-			return nil, err
-		}
-		return o.Incoming.TLS, nil
-	}
-	o, err := btp.ParseOptions(a.Plugin, a.Options)
-	switch o := o.(type) {
-	case *btp.PeerServerOptions:
-		return o.TLS, err
-	case *btp.ChildServerOptions:
-		return o.TLS, err
-	}
-	return nil, err
 }
 
 // wantLeftOut checks that an Account was left out with one problem containing want, which
