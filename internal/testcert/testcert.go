@@ -69,10 +69,7 @@ func (ca *CA) Pool() *x509.CertPool {
 // Server makes a server certificate for names: IP addresses ("127.0.0.1") or DNS names.
 func (ca *CA) Server(t testing.TB, names ...string) *Pair {
 	t.Helper()
-	tmpl := ca.template("server")
-	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-	addNames(tmpl, names)
-	return ca.sign(t, tmpl)
+	return ca.sign(t, ca.serverTemplate(names))
 }
 
 // Client makes a client certificate with common name cn.
@@ -172,15 +169,16 @@ func TLSOption(kv ...string) string {
 // already expired, or not valid yet.
 func (ca *CA) ServerValid(t testing.TB, notBefore, notAfter time.Time, names ...string) *Pair {
 	t.Helper()
-	tmpl := ca.template("server")
+	tmpl := ca.serverTemplate(names)
 	tmpl.NotBefore, tmpl.NotAfter = notBefore, notAfter
-	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-	addNames(tmpl, names)
 	return ca.sign(t, tmpl)
 }
 
-// addNames puts names in tmpl: IP addresses ("127.0.0.1") or DNS names.
-func addNames(tmpl *x509.Certificate, names []string) {
+// serverTemplate is the template of a server certificate for names: IP addresses
+// ("127.0.0.1") or DNS names.
+func (ca *CA) serverTemplate(names []string) *x509.Certificate {
+	tmpl := ca.template("server")
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 	for _, n := range names {
 		if ip := net.ParseIP(n); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
@@ -188,4 +186,5 @@ func addNames(tmpl *x509.Certificate, names []string) {
 			tmpl.DNSNames = append(tmpl.DNSNames, n)
 		}
 	}
+	return tmpl
 }
