@@ -19,11 +19,7 @@ import (
 // serverTLSOption loads a listening tls object (testcert.TLSOption pairs) found at `at`.
 func serverTLSOption(t *testing.T, at string, kv ...string) *tlsopt.Server {
 	t.Helper()
-	o, err := tlsopt.DecodeServer(at, json.RawMessage(testcert.TLSOption(kv...)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := o.NewServer(at)
+	s, err := tlsopt.LoadServer(at, json.RawMessage(testcert.TLSOption(kv...)))
 	if err != nil {
 		t.Fatal(err)
 	}
