@@ -445,7 +445,8 @@ func (r *Redis) endDelta(ctx context.Context, account string, d int64) error {
 func (r *Redis) BeginPacket(ctx context.Context) context.Context { return BeginPacket(ctx) }
 
 // EndPacket implements PacketScoper: the packet's changes, already on the server, stop being
-// open, in one pipelined round trip (none for a packet whose net change is zero).
+// open, their scripts queued together for the senders' pipelines (redis_pipeline.go; none for
+// a packet whose net change is zero).
 func (r *Redis) EndPacket(ctx context.Context) error {
 	sc := scopeFrom(ctx)
 	if sc == nil {
