@@ -162,9 +162,6 @@ func (s *Server) now() time.Time {
 	return s.Now()
 }
 
-// At is where the server's options were found ("listener.tls").
-func (s *Server) At() string { return s.at }
-
 // Leaf is the certificate the server presents now.
 func (s *Server) Leaf() *x509.Certificate { return s.cur.Load().leaf }
 
