@@ -78,24 +78,22 @@ func TestDiffListenerTLSRenews(t *testing.T) {
 		caPEM  = `{"certFile":"/etc/tls/tls.crt","keyFile":"/etc/tls/tls.key","clientCa":"CA"}`
 		caFil3 = `{"cert":"C2","key":"K2","clientCaFile":"/etc/tls/ca.crt"}`
 	)
+	// withTLS is the tls member of a listening object, "" for none.
+	withTLS := func(tls string) string {
+		if tls == "" {
+			return ""
+		}
+		return `,"tls":` + tls
+	}
 	opts := map[string]func(port, tls string) string{
 		PluginBTP: func(port, tls string) string {
-			if tls != "" {
-				tls = `,"tls":` + tls
-			}
-			return `{"listener":{"port":` + port + `,"secret":"s"` + tls + `}}`
+			return `{"listener":{"port":` + port + `,"secret":"s"` + withTLS(tls) + `}}`
 		},
 		PluginMiniAccounts: func(port, tls string) string {
-			if tls != "" {
-				tls = `,"tls":` + tls
-			}
-			return `{"port":` + port + tls + `}`
+			return `{"port":` + port + withTLS(tls) + `}`
 		},
 		PluginHTTP: func(port, tls string) string {
-			if tls != "" {
-				tls = `,"tls":` + tls
-			}
-			return `{"incoming":{"port":` + port + `,"staticToken":"t"` + tls + `}}`
+			return `{"incoming":{"port":` + port + `,"staticToken":"t"` + withTLS(tls) + `}}`
 		},
 	}
 	field := map[string]string{PluginBTP: "options.listener.tls", PluginMiniAccounts: "options.tls", PluginHTTP: "options.incoming.tls"}
