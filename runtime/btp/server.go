@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/internal/serverlog"
 	"github.com/ilpfleet/ilpfleet/internal/textcut"
 	"github.com/ilpfleet/ilpfleet/internal/warnlimit"
 	"github.com/ilpfleet/ilpfleet/runtime/btp/internal/ws"
@@ -132,7 +133,7 @@ func (s *wsServer) listen() error {
 	s.authLog = &warnlimit.Limiter{Every: authLogEvery}
 	// ReadHeaderTimeout bounds the TLS handshake too (net/http's tlsHandshakeTimeout): a client
 	// that opens a connection and never completes it holds nothing past the auth timeout.
-	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: s.authTimeout}
+	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: s.authTimeout, ErrorLog: serverlog.New(s.core.Logger)}
 	var served net.Listener = coalescingListener{ln, s.core.PingInterval}
 	if s.tls != nil {
 		// TLS over the coalescing connection: the records written coalesce as frames did.

@@ -8,9 +8,9 @@ import (
 	"github.com/ilpfleet/ilpfleet/internal/testlog"
 )
 
-// TestPlainServerErrorLog: the plain (no incoming.tls) server's ErrorLog logs a handler's panic
-// at ERROR and an Accept error at WARN, as the TLS server's does (tlsopt.HandshakeLog), where
-// DEBUG would hide a bug; its other lines (a peer's malformed request) stay at DEBUG.
+// TestPlainServerErrorLog: the plain (no incoming.tls) server's ErrorLog logs net/http's lines
+// at their level (internal/serverlog: a handler's panic at ERROR, an Accept error at WARN, the
+// rest at DEBUG), as the TLS server's does (tlsopt.HandshakeLog), where DEBUG for all hid a bug.
 func TestPlainServerErrorLog(t *testing.T) {
 	var buf testlog.Buffer
 	l, err := New(&Options{Account: "peer", Address: self, Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -19,16 +19,8 @@ func TestPlainServerErrorLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	el := l.newServer().ErrorLog
-	for _, tc := range []struct{ line, level string }{
-		{"http: panic serving 127.0.0.1:4242: runtime error: index out of range [1] with length 1", "ERROR"},
-		{"http: Accept error: accept tcp 127.0.0.1:7770: accept4: too many open files; retrying in 5ms", "WARN"},
-		{"http2: server: error reading preface from client 127.0.0.1:4242: bogus greeting", "DEBUG"},
-	} {
-		from := len(buf.String())
-		el.Print(tc.line)
-		out := buf.String()[from:]
-		if strings.Count(out, "level=") != 1 || !strings.Contains(out, "level="+tc.level) || !strings.Contains(out, strings.TrimPrefix(tc.line, "http: ")) {
-			t.Errorf("%q logged %q; want it whole, once, at %s", tc.line, out, tc.level)
-		}
+	el.Print("http: panic serving 127.0.0.1:4242: runtime error: index out of range [1] with length 1")
+	if out := buf.String(); !strings.Contains(out, "level=ERROR") || !strings.Contains(out, "account=peer") || !strings.Contains(out, "panic serving") {
+		t.Errorf("a handler's panic logged %q; want it at ERROR with the account", out)
 	}
 }

@@ -6,16 +6,15 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/ilpfleet/ilpfleet/internal/serverlog"
 	"github.com/ilpfleet/ilpfleet/internal/warnlimit"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/link"
@@ -187,26 +186,8 @@ func (l *Link) newServer() *http.Server {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          log.New(serverLog{l.log}, "", 0),
+		ErrorLog:          serverlog.New(l.log), // over TLS, HandshakeLog (Start)
 	}
-}
-
-// serverLog is the ErrorLog of the plain server (over TLS, tlsopt's HandshakeLog): net/http's
-// lines at DEBUG, as most are a peer's doing (a malformed request, a bad h2c preface), but a
-// handler's panic, a bug, at ERROR and an Accept error, this host's trouble, at WARN.
-type serverLog struct{ log *slog.Logger }
-
-func (w serverLog) Write(p []byte) (int, error) {
-	line := strings.TrimSpace(string(p))
-	switch {
-	case strings.HasPrefix(line, "http: panic serving"):
-		w.log.Error(line)
-	case strings.HasPrefix(line, "http: Accept error"):
-		w.log.Warn(line)
-	default:
-		w.log.Debug(line)
-	}
-	return len(p), nil
 }
 
 // ServerTLS is the TLS of the incoming server (nil: plain HTTP, or no Incoming): a reload
