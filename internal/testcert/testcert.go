@@ -15,6 +15,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,6 +78,30 @@ func (ca *CA) Client(t testing.TB, cn string) *Pair {
 	t.Helper()
 	tmpl := ca.template(cn)
 	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	return ca.sign(t, tmpl)
+}
+
+// ClientNamed makes a client certificate with common name cn (none if "") and the subject
+// alternative names sans: a URI when it holds "://" (spiffe://…), an email address when it holds
+// "@", else a DNS name.
+func (ca *CA) ClientNamed(t testing.TB, cn string, sans ...string) *Pair {
+	t.Helper()
+	tmpl := ca.template(cn)
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	for _, n := range sans {
+		switch {
+		case strings.Contains(n, "://"):
+			u, err := url.Parse(n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tmpl.URIs = append(tmpl.URIs, u)
+		case strings.Contains(n, "@"):
+			tmpl.EmailAddresses = append(tmpl.EmailAddresses, n)
+		default:
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
 	return ca.sign(t, tmpl)
 }
 

@@ -50,6 +50,31 @@ var listenerKinds = []struct {
 	}},
 }
 
+// refusedHandshake dials with o, which the listener logging to buf must refuse, and returns
+// the record of the failed handshake it logged.
+func refusedHandshake(t *testing.T, o ClientOptions, buf *testlog.Buffer) map[string]any {
+	t.Helper()
+	c, err := NewClient(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.connect(t.Context()); err == nil {
+		t.Fatal("connected")
+	}
+	var rec map[string]any
+	waitFor(t, "the handshake failure logged", func() bool {
+		for _, r := range logRecords(t, buf) {
+			if r["msg"] != nil && strings.HasPrefix(r["msg"].(string), "tls: handshake failed") {
+				rec = r
+				return true
+			}
+		}
+		return false
+	})
+	return rec
+}
+
 // TestListenerTLS: a peer listener and a child server with tls serve btp+wss://; with clientCa,
 // a client with a certificate of that CA connects and a packet round-trips, while one without a
 // certificate, one with another CA's, and a plain ws:// client are refused, each logged with
@@ -87,29 +112,64 @@ func TestListenerTLS(t *testing.T) {
 						roundTrip(t, startClient(t, url, echo, func(co *ClientOptions) { *co = o }))
 						return
 					}
-					c, err := NewClient(o)
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer c.Close()
-					if _, err := c.connect(t.Context()); err == nil {
-						t.Fatal("connected")
-					}
-					var rec map[string]any
-					waitFor(t, "the handshake failure logged", func() bool {
-						for _, r := range logRecords(t, &buf) {
-							if r["msg"] != nil && strings.HasPrefix(r["msg"].(string), "tls: handshake failed") {
-								rec = r
-								return true
-							}
-						}
-						return false
-					})
+					rec := refusedHandshake(t, o, &buf)
 					if rec["level"] != "WARN" || rec["kind"] != tc.kind || !strings.Contains(rec["hint"].(string), tc.hint) {
 						t.Errorf("logged %v; want WARN kind %s with hint %q", rec, tc.kind, tc.hint)
 					}
 					if tc.kind == "client-cert" && !strings.Contains(rec["error"].(string), `issued by "CN=stranger CA"`) {
 						t.Errorf("error %q does not name the certificate's issuer", rec["error"])
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestListenerTLSClientNames: with clientNames, a listener of either kind accepts a client
+// whose certificate chains to clientCa only if it carries a listed name: the peer named in the
+// list connects and a packet round-trips; another peer with a certificate of the same CA is
+// refused in the handshake, logged as kind client-name with the certificate's subject and
+// names and the option to change.
+func TestListenerTLSClientNames(t *testing.T) {
+	ca := testcert.NewCA(t, "peering CA")
+	server := ca.Server(t, "127.0.0.1")
+	alice, mallory := ca.ClientNamed(t, "alice", "alice.peers.example"), ca.ClientNamed(t, "mallory", "mallory.peers.example")
+	for _, kind := range listenerKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			for _, tc := range []struct {
+				name   string
+				client *testcert.Pair
+				refuse bool
+			}{
+				{"listed peer", alice, false},
+				{"other peer of the same CA", mallory, true},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					var buf testlog.Buffer
+					opt := strings.TrimSuffix(testcert.TLSOption("cert", string(server.CertPEM), "key", string(server.KeyPEM), "clientCa", string(ca.PEM)), "}") +
+						`,"clientNames":["ALICE.peers.example","spiffe://peers.example/alice"]}`
+					srvTLS, err := tlsopt.LoadServer(kind.at, json.RawMessage(opt))
+					if err != nil {
+						t.Fatal(err)
+					}
+					l := kind.start(t, srvTLS, &buf)
+					url := "btp+wss://child:s3cret@" + l.Addr().String() + "/btp"
+					o := tlsClientOptions(t, url, testcert.TLSOption("ca", string(ca.PEM), "cert", string(tc.client.CertPEM), "key", string(tc.client.KeyPEM)))
+					if !tc.refuse {
+						roundTrip(t, startClient(t, url, echo, func(co *ClientOptions) { *co = o }))
+						return
+					}
+					rec := refusedHandshake(t, o, &buf)
+					hint, _ := rec["hint"].(string)
+					if rec["level"] != "WARN" || rec["kind"] != "client-name" || !strings.Contains(hint, "add one of them to "+kind.at+".clientNames") {
+						t.Errorf("logged %v; want WARN kind client-name with a hint naming %s.clientNames", rec, kind.at)
+					}
+					msg, _ := rec["error"].(string)
+					if !strings.Contains(msg, `certificate "CN=mallory" issued by "CN=peering CA" carries CN="mallory", DNS:"mallory.peers.example"`) {
+						t.Errorf("error %q does not name the certificate's subject and names", msg)
+					}
+					if strings.Contains(buf.String(), "PRIVATE KEY") {
+						t.Error("the log holds key material")
 					}
 				})
 			}

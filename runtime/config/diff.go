@@ -33,12 +33,13 @@ type AccountChange struct {
 	// runtime swaps them in place.
 	Reconnect bool
 	// RenewTLS is true when the only change of options is inside the tls object of a listening
-	// link, set before and after, and leaves its client CA alone (Fields then holds
+	// link, set before and after, and leaves its client checks alone (Fields then holds
 	// "options.listener.tls", "options.tls" or "options.incoming.tls" instead of "options"): a
 	// renewed certificate or key (cert, certFile, key, keyFile). The link takes the new
 	// material for its new handshakes, in place, without a reconnect: its peers stay
-	// connected. A change of clientCa or clientCaFile (set, removed, other PEM or path) must
-	// hold for every peer, the connected ones too, so it reconnects as any change of options;
+	// connected. A change of clientCa, clientCaFile or clientNames (set, removed, other PEM,
+	// path or names) must hold for every peer, the connected ones too, so it reconnects as any
+	// change of options;
 	// so does adding or removing that tls object, which changes the port's protocol.
 	RenewTLS bool
 }
@@ -67,12 +68,13 @@ func listenerTLSField(plugin string) string {
 	return "options." + strings.Join(listenerTLSPaths[plugin], ".")
 }
 
-// clientCAKeys are the keys of a listening tls object whose change reconnects the link: the
-// client authorities it checks, which must hold for the connected peers too.
-var clientCAKeys = []string{"clientCa", "clientCaFile"}
+// clientCheckKeys are the keys of a listening tls object whose change reconnects the link: the
+// client authorities and names it checks, which must hold for the connected peers too.
+var clientCheckKeys = []string{"clientCa", "clientCaFile", "clientNames"}
 
 // onlyListenerTLS reports whether the options a and b of a link of plugin differ only inside
-// the listening tls object, which both have (not null), and not in its client CA.
+// the listening tls object, which both have (not null), and not in its client checks (CA,
+// names).
 func onlyListenerTLS(plugin string, a, b json.RawMessage) bool {
 	path := listenerTLSPaths[plugin]
 	if path == nil {
@@ -95,9 +97,9 @@ func onlyListenerTLS(plugin string, a, b json.RawMessage) bool {
 		if t == nil {
 			return nil, false
 		}
-		// What stays of the tls object: its client CA (a change of it reconnects).
+		// What stays of the tls object: its client checks (a change of them reconnects).
 		ca := map[string]any{}
-		for _, k := range clientCAKeys {
+		for _, k := range clientCheckKeys {
 			if v := t[k]; v != nil { // null is unset
 				ca[k] = v
 			}

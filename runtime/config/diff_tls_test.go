@@ -62,7 +62,7 @@ func TestDiffTLSReconnects(t *testing.T) {
 // TestDiffListenerTLSRenews: a change of the certificate or key inside the tls object of a
 // listening link (listener.tls, mini-accounts' tls, incoming.tls: new PEM, new file paths) is a
 // RenewTLS change, taken in place without a reconnect; a change of its client CA (clientCa or
-// clientCaFile set, removed, other PEM or path), tls added or removed, or changed with anything
+// clientCaFile set, removed, other PEM or path) or of its clientNames, tls added or removed, or changed with anything
 // else of options, or the dialing tls of ilp-plugin-btp, reconnects.
 func TestDiffListenerTLSRenews(t *testing.T) {
 	const (
@@ -77,6 +77,11 @@ func TestDiffListenerTLSRenews(t *testing.T) {
 		caFil2 = `{"certFile":"/etc/tls/tls.crt","keyFile":"/etc/tls/tls.key","clientCaFile":"/etc/peers/ca.crt"}`
 		caPEM  = `{"certFile":"/etc/tls/tls.crt","keyFile":"/etc/tls/tls.key","clientCa":"CA"}`
 		caFil3 = `{"cert":"C2","key":"K2","clientCaFile":"/etc/tls/ca.crt"}`
+		v1Nam  = `{"cert":"C1","key":"K1","clientCa":"CA","clientNames":["alice"]}`
+		v2Nam  = `{"cert":"C2","key":"K2","clientCa":"CA","clientNames":["alice"]}`
+		v1Nam2 = `{"cert":"C1","key":"K1","clientCa":"CA","clientNames":["bob"]}`
+		v1Nam3 = `{"cert":"C1","key":"K1","clientCa":"CA","clientNames":["alice","bob"]}`
+		v1NamN = `{"cert":"C1","key":"K1","clientCa":"CA","clientNames":null}`
 	)
 	// withTLS is the tls member of a listening object, "" for none.
 	withTLS := func(tls string) string {
@@ -124,6 +129,13 @@ func TestDiffListenerTLSRenews(t *testing.T) {
 			{"client CA PEM changed", o("7768", v1CA), o("7768", v1CA2), reconnect},
 			{"clientCaFile path changed", o("7768", caFile), o("7768", caFil2), reconnect},
 			{"clientCa to clientCaFile", o("7768", caPEM), o("7768", caFile), reconnect},
+			{"new certificate, same clientNames", o("7768", v1Nam), o("7768", v2Nam), renew},
+			{"clientNames null is unset", o("7768", v1CA), o("7768", v1NamN), renew},
+			{"clientNames added", o("7768", v1CA), o("7768", v1Nam), reconnect},
+			{"clientNames removed", o("7768", v1Nam), o("7768", v1CA), reconnect},
+			{"clientNames changed", o("7768", v1Nam), o("7768", v1Nam2), reconnect},
+			{"clientNames gained a name", o("7768", v1Nam), o("7768", v1Nam3), reconnect},
+			{"clientNames changed with a new certificate", o("7768", v2Nam), o("7768", v1Nam2), reconnect},
 			{"tls added", o("7768", ""), o("7768", v1), reconnect},
 			{"tls removed", o("7768", v1), o("7768", ""), reconnect},
 			{"tls null to object", o("7768", "null"), o("7768", v1), reconnect},

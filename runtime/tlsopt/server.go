@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ilpfleet/ilpfleet/internal/warnlimit"
 )
@@ -37,7 +40,17 @@ type ServerOptions struct {
 	ClientCA *string `json:"clientCa"`
 	// ClientCAFile is a path to such a file.
 	ClientCAFile *string `json:"clientCaFile"`
+	// ClientNames, when set, are the clients accepted among those whose certificate chains to
+	// the client CA: the certificate must carry one of them as a DNS name (case-insensitive),
+	// URI (exact: a SPIFFE ID) or email address of its subject alternative names, or as its
+	// subject Common Name (exact). It ties the port to its peer when peers share a CA. It needs
+	// ClientCA or ClientCAFile; at most maxClientNames, none empty.
+	ClientNames []string `json:"clientNames"`
 }
+
+// maxClientNames bounds clientNames: a port serves one peer (or the children of one
+// operator), not a directory.
+const maxClientNames = 64
 
 // serverKeys are the keys of the server tls object, in the order errors list them.
 var serverKeys = jsonKeys[ServerOptions]()
@@ -182,7 +195,7 @@ func (s *Server) logger() *slog.Logger {
 
 // Renew puts the material of next (the same link's tls option in a new config, checked by
 // NewServer) in force for the new handshakes; open connections are untouched. The connector
-// renews a new certificate or key this way; a new client CA option reconnects the link
+// renews a new certificate or key this way; a new client CA or clientNames reconnects the link
 // instead (config.AccountChange.RenewTLS), so that it holds for the connected peers too.
 func (s *Server) Renew(next *Server) {
 	s.checkMu.Lock()
@@ -268,6 +281,9 @@ func (o *ServerOptions) load(at string, prev *material, now time.Time) (*materia
 	case o.Key == nil && o.KeyFile == nil:
 		return nil, fmt.Errorf("%s needs the certificate's private key: set %s.key (PEM) or %s.keyFile", at, at, at)
 	}
+	if err := o.checkClientNames(at); err != nil {
+		return nil, err
+	}
 	m := &material{opts: *o}
 	certPEM, err := pemOption(at, "cert", o.Cert, "certFile", o.CertFile)
 	if err != nil {
@@ -309,9 +325,39 @@ func (o *ServerOptions) load(at string, prev *material, now time.Time) (*materia
 		// authorities in force then. ClientCAs is what the server's request lists.
 		m.cfg.ClientCAs = pool
 		m.cfg.ClientAuth = tls.RequireAnyClientCert
-		m.cfg.VerifyConnection = func(cs tls.ConnectionState) error { return verifyClient(cs, pool, caOption) }
+		names, namesOption := o.ClientNames, at+".clientNames"
+		m.cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			return verifyClient(cs, pool, caOption, names, namesOption)
+		}
 	}
 	return m, nil
+}
+
+// checkClientNames refuses a clientNames that cannot work: without a client CA (no client
+// certificate is asked for), empty (null is unset), too long, or holding an empty name or one
+// with spaces around it, which no certificate carries.
+func (o *ServerOptions) checkClientNames(at string) error {
+	if o.ClientNames == nil {
+		return nil
+	}
+	opt := at + ".clientNames"
+	switch {
+	case o.ClientCA == nil && o.ClientCAFile == nil:
+		return fmt.Errorf("%s needs %s.clientCa or %s.clientCaFile: the names are checked on client certificates, which are asked for only with the authorities they must chain to; set one, or remove %s", opt, at, at, opt)
+	case len(o.ClientNames) == 0:
+		return fmt.Errorf("%s is empty: list the names a client certificate may carry, or remove it to accept any certificate from the client CA", opt)
+	case len(o.ClientNames) > maxClientNames:
+		return fmt.Errorf("%s holds %d names, more than %d: give each peer its own listener, or a name its certificates share", opt, len(o.ClientNames), maxClientNames)
+	}
+	for i, n := range o.ClientNames {
+		switch {
+		case n == "":
+			return fmt.Errorf("%s[%d] is empty: give a DNS name, a URI (spiffe://…), an email address or a Common Name", opt, i)
+		case strings.TrimSpace(n) != n:
+			return fmt.Errorf("%s[%d] %q has spaces around it, which no certificate's name has: remove them", opt, i, n)
+		}
+	}
+	return nil
 }
 
 // fromFiles reports whether some of m was read from a file.
@@ -334,9 +380,14 @@ var errNoClientCert = errors.New("tls: client didn't provide a certificate")
 // untrustedClient is the refusal of a client certificate that does not chain to clientCa.
 const untrustedClient = "client certificate not accepted by "
 
+// unlistedClient is the refusal of a client certificate that chains to clientCa but carries
+// none of clientNames.
+const unlistedClient = "client certificate not in "
+
 // verifyClient checks the client's chain against pool as crypto/tls does for
-// RequireAndVerifyClientCert.
-func verifyClient(cs tls.ConnectionState, pool *x509.CertPool, caOption string) error {
+// RequireAndVerifyClientCert, then, when names is set, that the verified leaf carries one of
+// them (clientNameMatch).
+func verifyClient(cs tls.ConnectionState, pool *x509.CertPool, caOption string, names []string, namesOption string) error {
 	if len(cs.PeerCertificates) == 0 {
 		return errNoClientCert
 	}
@@ -349,7 +400,79 @@ func verifyClient(cs tls.ConnectionState, pool *x509.CertPool, caOption string) 
 	if err != nil {
 		return fmt.Errorf("%s%s: certificate %q issued by %q: %w", untrustedClient, caOption, leaf.Subject.String(), leaf.Issuer.String(), err)
 	}
+	if len(names) > 0 && !clientNameMatch(leaf, names) {
+		return fmt.Errorf("%s%s: certificate %q issued by %q carries %s, none of them listed; add the peer's name to %s if it is meant to connect here",
+			unlistedClient, namesOption, leaf.Subject.String(), leaf.Issuer.String(), certNames(leaf), namesOption)
+	}
 	return nil
+}
+
+// clientNameMatch reports whether leaf carries one of names: as a DNS SAN (case-insensitive),
+// a URI SAN (the exact string), an email SAN (exact) or its subject Common Name (exact).
+func clientNameMatch(leaf *x509.Certificate, names []string) bool {
+	for _, n := range names {
+		if n == leaf.Subject.CommonName && n != "" {
+			return true
+		}
+		for _, d := range leaf.DNSNames {
+			if strings.EqualFold(n, d) {
+				return true
+			}
+		}
+		for _, u := range leaf.URIs {
+			if n == u.String() {
+				return true
+			}
+		}
+		if slices.Contains(leaf.EmailAddresses, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// maxNamesText bounds the list of a certificate's names in a refusal: a certificate may carry
+// thousands, and the line goes to the log.
+const maxNamesText = 300
+
+// certNames lists the names of leaf that clientNames can match, for a refusal: "no name"
+// when it has none, cut after maxNamesText bytes with the count of the rest.
+func certNames(leaf *x509.Certificate) string {
+	var all []string
+	if leaf.Subject.CommonName != "" {
+		all = append(all, "CN="+strconv.Quote(leaf.Subject.CommonName))
+	}
+	for _, d := range leaf.DNSNames {
+		all = append(all, "DNS:"+strconv.Quote(d))
+	}
+	for _, u := range leaf.URIs {
+		all = append(all, "URI:"+strconv.Quote(u.String()))
+	}
+	for _, e := range leaf.EmailAddresses {
+		all = append(all, "email:"+strconv.Quote(e))
+	}
+	if len(all) == 0 {
+		return "no name (no Common Name, DNS, URI or email SAN)"
+	}
+	var b strings.Builder
+	for i, n := range all {
+		if i > 0 && b.Len()+len(n) > maxNamesText {
+			fmt.Fprintf(&b, " … (%d more)", len(all)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if len(n) > maxNamesText {
+			k := maxNamesText
+			for k > 0 && !utf8.RuneStart(n[k]) {
+				k--
+			}
+			n = n[:k] + "…"
+		}
+		b.WriteString(n)
+	}
+	return b.String()
 }
 
 // The kinds of failed handshakes, each logged at most once per handshakeLogEvery.
@@ -357,6 +480,7 @@ const (
 	shakePlain     = "plain"          // the client spoke plain HTTP or WebSocket
 	shakeNoCert    = "no-client-cert" // clientCa set, no certificate presented
 	shakeUntrusted = "client-cert"    // a certificate not chaining to clientCa
+	shakeUnlisted  = "client-name"    // a certificate from clientCa carrying none of clientNames
 	shakeOutOfDate = "server-cert"    // the client refused our certificate, which is out of date
 	shakeOther     = "other"          // anything else: the client's alert, a timeout, …
 )
@@ -420,6 +544,8 @@ func (w handshakeWriter) classify(reason string) (kind, hint string) {
 		return shakePlain, fmt.Sprintf("the client spoke plain HTTP (ws:// or http://) to this TLS port: it must dial %s", w.scheme)
 	case strings.Contains(reason, errNoClientCert.Error()):
 		return shakeNoCert, fmt.Sprintf("the client presented no certificate and %s.clientCa/clientCaFile requires one: the peer must configure its client certificate (in ilpfleet, cert and key of its dialing tls option)", at)
+	case strings.Contains(reason, unlistedClient):
+		return shakeUnlisted, fmt.Sprintf("the client's certificate chains to %s.clientCa/clientCaFile but carries none of %s.clientNames (the error lists the names it holds): if this peer is meant to connect on this port, add one of them to %s.clientNames; else it dialed the wrong port or presents another link's certificate", at, at, at)
 	case strings.Contains(reason, untrustedClient):
 		return shakeUntrusted, fmt.Sprintf("the client's certificate does not chain to %s.clientCa/clientCaFile (the error names its issuer): add that issuer's CA there, or have the peer use a certificate from one listed", at)
 	case outOfDate != "":
@@ -433,7 +559,7 @@ func (w handshakeWriter) classify(reason string) (kind, hint string) {
 // Flush logs the counts of failed handshakes held back since the last line of their kind,
 // so that a last burst is not lost when the listener closes.
 func (s *Server) Flush() {
-	for _, kind := range []string{shakePlain, shakeNoCert, shakeUntrusted, shakeOutOfDate, shakeOther} {
+	for _, kind := range []string{shakePlain, shakeNoCert, shakeUntrusted, shakeUnlisted, shakeOutOfDate, shakeOther} {
 		if n := s.shakeLog.Take(kind); n > 0 {
 			s.logger().Warn("tls: more handshakes failed since the last line", "option", s.at, "kind", kind, "suppressed", n)
 		}

@@ -8,9 +8,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ilpfleet/ilpfleet/internal/testcert"
 	"github.com/ilpfleet/ilpfleet/internal/testclock"
@@ -73,6 +75,11 @@ func TestServerErrors(t *testing.T) {
 		{"unreadable keyFile", ServerOptions{Cert: &cert, KeyFile: &missing}, `incoming.tls.keyFile: cannot read "` + missing + `"`},
 		{"unreadable clientCaFile", ServerOptions{Cert: &cert, Key: &key, ClientCAFile: &missing}, `incoming.tls.clientCaFile: cannot read "` + missing + `"`},
 		{"empty keyFile", ServerOptions{Cert: &cert, KeyFile: ptr("")}, "incoming.tls.keyFile is empty: give the path of a PEM file"},
+		{"clientNames without clientCa", ServerOptions{Cert: &cert, Key: &key, ClientNames: []string{"peer"}}, "incoming.tls.clientNames needs incoming.tls.clientCa or incoming.tls.clientCaFile"},
+		{"clientNames empty", ServerOptions{Cert: &cert, Key: &key, ClientCA: &caPEM, ClientNames: []string{}}, "incoming.tls.clientNames is empty"},
+		{"clientNames empty name", ServerOptions{Cert: &cert, Key: &key, ClientCA: &caPEM, ClientNames: []string{"peer", ""}}, "incoming.tls.clientNames[1] is empty"},
+		{"clientNames spaces", ServerOptions{Cert: &cert, Key: &key, ClientCA: &caPEM, ClientNames: []string{" peer"}}, `incoming.tls.clientNames[0] " peer" has spaces around it`},
+		{"clientNames too many", ServerOptions{Cert: &cert, Key: &key, ClientCA: &caPEM, ClientNames: make65()}, "incoming.tls.clientNames holds 65 names, more than 64"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := tc.o.NewServer("incoming.tls")
@@ -173,6 +180,89 @@ func TestServerClientAuth(t *testing.T) {
 	perConn, err := base.GetConfigForClient(&tls.ClientHelloInfo{})
 	if err != nil || base.MinVersion != tls.VersionTLS12 || perConn.MinVersion != tls.VersionTLS12 || perConn.NextProtos[0] != "h2" {
 		t.Errorf("configs %v / %v (%v); want MinVersion TLS 1.2 and the listener's ALPN", base.MinVersion, perConn.MinVersion, err)
+	}
+}
+
+// make65 is a clientNames one name too long.
+func make65() []string {
+	names := make([]string, 65)
+	for i := range names {
+		names[i] = "peer" + strconv.Itoa(i)
+	}
+	return names
+}
+
+// TestServerClientNames: with clientNames, a client whose certificate chains to clientCa is
+// accepted only if it carries one of the names: as a DNS SAN (any case), a URI SAN (exact), an
+// email SAN or its Common Name; else the handshake fails naming the certificate's subject and
+// the names it holds, and the option to change. A certificate from another CA carrying a
+// listed name is still refused by the chain check.
+func TestServerClientNames(t *testing.T) {
+	ca := testcert.NewCA(t, "peering CA")
+	stranger := testcert.NewCA(t, "stranger CA")
+	srv := ca.Server(t, "127.0.0.1")
+	o := ServerOptions{Cert: ptr(string(srv.CertPEM)), Key: ptr(string(srv.KeyPEM)), ClientCA: ptr(string(ca.PEM)),
+		ClientNames: []string{"alice.peers.example", "spiffe://peers.example/bob", "carol@peers.example", "dave"}}
+	s, err := o.NewServer("listener.tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		cert *testcert.Pair
+		want []string // nil: accepted; else all in the server's error
+	}{
+		{"DNS SAN", ca.ClientNamed(t, "", "other.example", "alice.peers.example"), nil},
+		{"DNS SAN in other case", ca.ClientNamed(t, "x", "Alice.Peers.Example"), nil},
+		{"URI SAN", ca.ClientNamed(t, "", "spiffe://peers.example/bob"), nil},
+		{"email SAN", ca.ClientNamed(t, "", "carol@peers.example"), nil},
+		{"Common Name", ca.Client(t, "dave"), nil},
+		{"another peer of the same CA", ca.ClientNamed(t, "mallory", "mallory.peers.example", "spiffe://peers.example/mallory", "m@peers.example"),
+			[]string{`client certificate not in listener.tls.clientNames: certificate "CN=mallory" issued by "CN=peering CA" carries CN="mallory", DNS:"mallory.peers.example", URI:"spiffe://peers.example/mallory", email:"m@peers.example", none of them listed; add the peer's name to listener.tls.clientNames`}},
+		{"URI differs in case", ca.ClientNamed(t, "", "spiffe://peers.example/Bob"), []string{`URI:"spiffe://peers.example/Bob", none of them listed`}},
+		{"Common Name differs in case", ca.Client(t, "Dave"), []string{`CN="Dave", none of them listed`}},
+		{"listed name as a DNS SAN's suffix", ca.ClientNamed(t, "", "x.alice.peers.example"), []string{"none of them listed"}},
+		{"no name at all", ca.ClientNamed(t, ""), []string{`certificate "" issued by "CN=peering CA" carries no name`}},
+		{"listed name, other CA", stranger.ClientNamed(t, "dave", "alice.peers.example"), []string{`client certificate not accepted by listener.tls.clientCa: certificate "CN=dave" issued by "CN=stranger CA"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1",
+				GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &tc.cert.TLS, nil }}
+			_, err := tlsHandshake(t, s, cfg)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("handshake: %v; want it accepted", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("handshake accepted; want an error containing %q", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("handshake error %v; want one containing %q", err, w)
+				}
+			}
+			assertNoSecret(t, err, tc.cert.KeyPEM, srv.KeyPEM)
+		})
+	}
+}
+
+// TestCertNamesCut: the names a refused certificate holds are listed up to maxNamesText
+// bytes, then counted; one name longer than that is cut on a rune's boundary.
+func TestCertNamesCut(t *testing.T) {
+	ca := testcert.NewCA(t, "peering CA")
+	var many []string
+	for i := range 100 {
+		many = append(many, "peer"+strconv.Itoa(i)+".peers.example")
+	}
+	got := certNames(ca.ClientNamed(t, "", many...).Cert)
+	if !strings.HasPrefix(got, `DNS:"peer0.peers.example", DNS:"peer1.peers.example"`) || !strings.HasSuffix(got, " more)") || len(got) > maxNamesText+40 {
+		t.Errorf("certNames = %q (%d bytes); want the first names, cut near %d bytes with a count of the rest", got, len(got), maxNamesText)
+	}
+	long := certNames(ca.Client(t, "a"+strings.Repeat("é", maxNamesText)).Cert)
+	if !utf8.ValidString(long) || !strings.HasSuffix(long, "…") || len(long) > maxNamesText+len("…") {
+		t.Errorf("certNames of a long Common Name = %q; want it cut to %d bytes of valid UTF-8", long, maxNamesText)
 	}
 }
 
@@ -467,6 +557,7 @@ func TestHandshakeLog(t *testing.T) {
 		{"client sent an HTTP request to an HTTPS server", shakePlain, "it must dial https://"},
 		{"tls: client didn't provide a certificate", shakeNoCert, "incoming.tls.clientCa/clientCaFile requires one"},
 		{`client certificate not accepted by incoming.tls.clientCa: certificate "CN=x" issued by "CN=y": x509: certificate signed by unknown authority`, shakeUntrusted, "add that issuer's CA there"},
+		{`client certificate not in incoming.tls.clientNames: certificate "CN=x" issued by "CN=y" carries CN="x", none of them listed`, shakeUnlisted, "add one of them to incoming.tls.clientNames"},
 		{"remote error: tls: unknown certificate authority", shakeOther, "the client does not trust this listener's certificate"},
 		{"remote error: tls: bad certificate", shakeOther, ""}, // a second of its kind within 10 s
 	} {
