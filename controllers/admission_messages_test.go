@@ -121,6 +121,27 @@ func TestAdmissionMessages(t *testing.T) {
 			out.TLS = &ilpv1.ClientTLS{CertificateSecretRef: &ilpv1.TLSSecretRef{}}
 			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Outgoing: out}}
 		}, want: []string{"spec.link.http.outgoing.tls.certificateSecretRef.name"}},
+		{name: "btpListener tls clientNames without clientCASecretRef", mutate: func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
+			a.Spec.Link.BTPListener.TLS = &ilpv1.ServerTLS{CertificateSecretRef: ilpv1.TLSSecretRef{Name: "alice-server"}, ClientNames: []string{"bob.peering.example"}}
+		}, want: []string{"spec.link.btpListener.tls.clientNames", "tls.clientNames needs clientCASecretRef", "set clientCASecretRef", "or remove clientNames"}},
+		{name: "http incoming tls clientNames without clientCASecretRef", mutate: func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
+			in := httpIn(7769)
+			in.TLS = &ilpv1.ServerTLS{CertificateSecretRef: ilpv1.TLSSecretRef{Name: "alice-server"}, ClientNames: []string{"spiffe://peering.example/bob"}}
+			a.Spec.Link = ilpv1.AccountLink{HTTP: &ilpv1.HTTPLink{Incoming: in}}
+		}, want: []string{"spec.link.http.incoming.tls.clientNames", "tls.clientNames needs clientCASecretRef"}},
+		{name: "tls clientNames with an empty name", mutate: func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
+			a.Spec.Link.BTPListener.TLS = peeringServerTLS("bob.peering.example", "")
+		}, want: []string{"spec.link.btpListener.tls.clientNames[1]", "at least 1 chars long"}},
+		{name: "tls clientNames with a name of 254 characters", mutate: func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
+			a.Spec.Link.BTPListener.TLS = peeringServerTLS(strings.Repeat("a.", 126) + "ab")
+		}, want: []string{"spec.link.btpListener.tls.clientNames[0]", "253"}},
+		{name: "tls clientNames with 65 names", mutate: func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
+			names := make([]string, 65)
+			for i := range names {
+				names[i] = fmt.Sprintf("peer%d.peering.example", i)
+			}
+			a.Spec.Link.BTPListener.TLS = peeringServerTLS(names...)
+		}, want: []string{"spec.link.btpListener.tls.clientNames", "must have at most 64 items"}},
 		{name: "balance.minimum of 19 digits beyond int64", mutate: func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
 			a.Spec.Balance.Minimum = ptr.To(ilpv1.IntegerString("-9999999999999999999"))
 		}, want: []string{"spec.balance.minimum", "(int64)"}},
@@ -223,6 +244,17 @@ func TestAdmissionMessagesAccept(t *testing.T) {
 			a.Spec.Link.BTPListener.TLS = &ilpv1.ServerTLS{CertificateSecretRef: ilpv1.TLSSecretRef{Name: "alice-server"},
 				ClientCASecretRef: &ilpv1.SecretKeyRef{Name: "peering-ca", Key: "ca.crt"}}
 		}},
+		{"tls on a btpListener with a client CA and clientNames", func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
+			a.Spec.Link.BTPListener.TLS = peeringServerTLS("bob.peering.example", "spiffe://peering.example/bob", strings.Repeat("a.", 125)+"abc")
+		}},
+		{"tls on a btpChildServer with a client CA and 64 clientNames", func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
+			names := make([]string, 64)
+			for i := range names {
+				names[i] = fmt.Sprintf("child%d@peering.example", i)
+			}
+			a.Spec.Relation = ilpv1.RelationChild
+			a.Spec.Link = ilpv1.AccountLink{BTPChildServer: &ilpv1.BTPChildServerLink{Port: 7770, TLS: peeringServerTLS(names...)}}
+		}},
 		{"tls on a btpChildServer", func(_ *ilpv1.Connector, a *ilpv1.Account, _ *ilpv1.Route) {
 			a.Spec.Relation = ilpv1.RelationChild
 			a.Spec.Link = ilpv1.AccountLink{BTPChildServer: &ilpv1.BTPChildServerLink{Port: 7770, TLS: &ilpv1.ServerTLS{CertificateSecretRef: ilpv1.TLSSecretRef{Name: "alice-server"}}}}
@@ -315,6 +347,13 @@ func admissionObjects(ns, name string) (*ilpv1.Connector, *ilpv1.Account, *ilpv1
 	c.Name, a.Name = name, name
 	r.Namespace, r.Name = ns, name
 	return c, a, r
+}
+
+// peeringServerTLS is a listening tls with a server certificate, the peering CA as client CA,
+// and names as clientNames.
+func peeringServerTLS(names ...string) *ilpv1.ServerTLS {
+	return &ilpv1.ServerTLS{CertificateSecretRef: ilpv1.TLSSecretRef{Name: "alice-server"},
+		ClientCASecretRef: &ilpv1.SecretKeyRef{Name: "peering-ca", Key: "ca.crt"}, ClientNames: names}
 }
 
 // tlsBTPClient is a btpClient link to url with a token and tls.

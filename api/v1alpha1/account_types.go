@@ -268,8 +268,9 @@ type TLSSecretRef struct {
 // kubernetes.io/tls Secret and, with clientCASecretRef, requires a client certificate (mutual
 // TLS). A renewal of the certificate Secret (cert-manager rewriting it) comes into force in
 // place, without restarting the pods or closing connections: open connections stay up, new
-// ones see the new certificate. A change of the client CA reconnects the link, so that the
-// connected peers go through the new check too.
+// ones see the new certificate. A change of the client CA or of clientNames reconnects the
+// link, so that the connected peers go through the new check too.
+// +kubebuilder:validation:XValidation:rule="!has(self.clientNames) || has(self.clientCASecretRef)",fieldPath=".clientNames",message="tls.clientNames needs clientCASecretRef: the names are checked on client certificates, which are asked for only with the CA that signs them; set clientCASecretRef (e.g. the ca.crt of the peering CA's Secret), or remove clientNames"
 type ServerTLS struct {
 	// CertificateSecretRef names a Secret of type kubernetes.io/tls (what cert-manager writes)
 	// whose tls.crt (the server certificate chain, PEM: the certificate first, then its
@@ -284,6 +285,23 @@ type ServerTLS struct {
 	// token only.
 	// +optional
 	ClientCASecretRef *SecretKeyRef `json:"clientCASecretRef,omitempty"`
+	// ClientNames, with clientCASecretRef only, are the peers accepted among those whose
+	// client certificate chains to that CA: the certificate must carry one of these names as a
+	// DNS name (compared in any case), a URI (exact, e.g. a SPIFFE ID
+	// spiffe://peering.example/bob) or an email address among its subject alternative names,
+	// or as its subject Common Name (exact), else the handshake is refused and the connector
+	// logs the names the certificate holds. Where peers share one peering CA, this ties the
+	// port to its peer: on btpListener and http.incoming (one peer per port), list that peer's
+	// name. On btpChildServer it limits which children may connect at all, not which account
+	// a child may log into. 1 to 64 names of 1 to 253 characters. Unset: any certificate
+	// from the client CA is accepted.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=253
+	ClientNames []string `json:"clientNames,omitempty"`
 }
 
 // BTPListenerLink accepts one BTP peer.

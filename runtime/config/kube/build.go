@@ -809,6 +809,17 @@ func putServerTLS(opts map[string]any, secret func(name, key string) ([]byte, er
 		}
 		o["clientCa"] = ca
 	}
+	if len(t.ClientNames) > 0 {
+		// Admission keeps them to a list of 1 to 64 non-empty names with clientCASecretRef;
+		// a name padded with spaces, which no certificate carries, is refused here, naming
+		// the field (the runtime refuses it too).
+		for i, n := range t.ClientNames {
+			if strings.TrimSpace(n) != n {
+				return fmt.Errorf("%s.clientNames[%d] %q has spaces around it, which no certificate's name has: remove them", field, i, n)
+			}
+		}
+		o["clientNames"] = t.ClientNames
+	}
 	opts["tls"] = o
 	return nil
 }

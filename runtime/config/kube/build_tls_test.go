@@ -429,6 +429,10 @@ func TestBuildServerTLS(t *testing.T) {
 	withCA := func(cert, caSecret, caKey string) *ilpv1.ServerTLS {
 		return &ilpv1.ServerTLS{CertificateSecretRef: ilpv1.TLSSecretRef{Name: cert}, ClientCASecretRef: &ilpv1.SecretKeyRef{Name: caSecret, Key: caKey}}
 	}
+	withNames := func(t *ilpv1.ServerTLS, names ...string) *ilpv1.ServerTLS {
+		t.ClientNames = names
+		return t
+	}
 	tests := []struct {
 		name    string
 		tls     *ilpv1.ServerTLS
@@ -437,6 +441,11 @@ func TestBuildServerTLS(t *testing.T) {
 	}{
 		{"certificate and client CA", withCA("server", "client-ca", "ca.crt"),
 			map[string]any{"cert": string(server.CertPEM), "key": string(server.KeyPEM), "clientCa": string(ca.PEM)}, ""},
+		{"certificate, client CA and client names", withNames(withCA("server", "client-ca", "ca.crt"), "bob.peering.example", "spiffe://peering.example/bob"),
+			map[string]any{"cert": string(server.CertPEM), "key": string(server.KeyPEM), "clientCa": string(ca.PEM),
+				"clientNames": []string{"bob.peering.example", "spiffe://peering.example/bob"}}, ""},
+		{"client names padded with a space", withNames(withCA("server", "client-ca", "ca.crt"), "bob.peering.example "), nil,
+			`.clientNames[0] "bob.peering.example " has spaces around it`},
 		{"certificate only", &ilpv1.ServerTLS{CertificateSecretRef: ilpv1.TLSSecretRef{Name: "server"}},
 			map[string]any{"cert": string(server.CertPEM), "key": string(server.KeyPEM)}, ""},
 		{"certificate Secret missing", withCA("gone", "client-ca", "ca.crt"), nil, `.certificateSecretRef: Secret "gone" does not exist`},
