@@ -423,16 +423,16 @@ func (r *Redis) takeLanes(ctx context.Context, n int) ([]*lane, error) {
 	return lanes, nil
 }
 
-// pipeline sends calls together, calls[i] under lanes[i], and sets res[i], errs[i].
+// pipeline sends calls in one pipeline, calls[i] under lanes[i], and sets res[i], errs[i].
+// They travel together: the ends of a packet reach Redis in one write (redis_pipeline.go).
 func (r *Redis) pipeline(ctx context.Context, calls []call, lanes []*lane, res []result, errs []error) {
-	queued := make([]*scriptCall, len(calls))
+	scripts := make([]evalScript, len(calls))
 	for i, c := range calls {
 		lanes[i].seq++
-		keys, args := r.scriptArgs(c, lanes[i], c.op)
-		queued[i] = r.pipe.enqueue(ctx, keys, args)
+		scripts[i].keys, scripts[i].args = r.scriptArgs(c, lanes[i], c.op)
 	}
-	for i, sc := range queued {
-		got, err := r.reply(calls[i], r.pipe.wait(ctx, sc))
+	for i, cmd := range r.pipe.runAll(ctx, scripts) {
+		got, err := r.reply(calls[i], cmd)
 		res[i], errs[i] = r.afterSend(calls[i], mustApply, lanes[i], got, err)
 	}
 }

@@ -21,8 +21,11 @@ import (
 //
 // Scripts are applied in no particular order across the queue, as they were across the
 // connections of the pool: each is atomic on its own, and a packet waits for each reply
-// before its next write. A pipeline that fails fails each of its scripts, whose writes the
-// lanes then resolve (redis_lanes.go), as for a single command.
+// before its next write. The scripts of one call travel in one pipeline, never split across
+// two senders: a packet's ends (its changes of both accounts becoming final) reach Redis in
+// one write, so that a process killed while sending them ends both or neither, as the
+// recovery of its instance expects (redis.go). A pipeline that fails fails each of its
+// scripts, whose writes the lanes then resolve (redis_lanes.go), as for a single command.
 
 // pipelineSenders is how many pipelines may be in flight at once (each holds a connection
 // of the pool while it is). More than one so that a round trip in flight does not stall the
@@ -36,13 +39,19 @@ const maxPipeline = 128
 // pipelineTimeout bounds one pipeline's round trip: the replies of every script in it.
 const pipelineTimeout = 5 * time.Second
 
-// scriptCall is one balance script waiting in the queue, and then its reply.
-type scriptCall struct {
+// evalScript is one balance script and, once sent, its reply.
+type evalScript struct {
 	keys []string
 	args []any
-	ctx  context.Context // the caller's: a script whose caller gave up is not sent
 	cmd  *redis.Cmd
-	done chan struct{} // closed once cmd is set
+}
+
+// scriptCall is the scripts of one call, sent together in one pipeline, waiting in the queue
+// and then for their replies.
+type scriptCall struct {
+	scripts []evalScript
+	ctx     context.Context // the caller's: a call whose caller gave up is not sent
+	done    chan struct{}   // closed once every cmd is set
 }
 
 // autoPipeline queues balance scripts and sends them in pipelines.
@@ -64,33 +73,40 @@ func startAutoPipeline(bg context.Context, c *redis.Client, wg *sync.WaitGroup) 
 // run sends the script with keys and args and returns its reply; the reply is an error when
 // ctx ends or the store closes first (the script may still be sent: its lane resolves it).
 func (p *autoPipeline) run(ctx context.Context, keys []string, args []any) *redis.Cmd {
-	return p.wait(ctx, p.enqueue(ctx, keys, args))
+	return p.runAll(ctx, []evalScript{{keys: keys, args: args}})[0]
 }
 
-// enqueue queues a script and returns it, or a call already failed if ctx or the store ended
-// first.
-func (p *autoPipeline) enqueue(ctx context.Context, keys []string, args []any) *scriptCall {
-	sc := &scriptCall{keys: keys, args: args, ctx: ctx, done: make(chan struct{})}
+// runAll sends scripts together, in one pipeline, and returns their replies, in order, as
+// run does.
+func (p *autoPipeline) runAll(ctx context.Context, scripts []evalScript) []*redis.Cmd {
+	sc := &scriptCall{scripts: scripts, ctx: ctx, done: make(chan struct{})}
 	select {
 	case p.queue <- sc:
+		select {
+		case <-sc.done:
+		case <-ctx.Done():
+			return failedCmds(ctx, len(scripts), context.Cause(ctx))
+		case <-p.bg.Done():
+			return failedCmds(ctx, len(scripts), ErrClosed)
+		}
 	case <-ctx.Done():
-		sc.fail(context.Cause(ctx))
+		return failedCmds(ctx, len(scripts), context.Cause(ctx))
 	case <-p.bg.Done():
-		sc.fail(ErrClosed)
+		return failedCmds(ctx, len(scripts), ErrClosed)
 	}
-	return sc
+	cmds := make([]*redis.Cmd, len(scripts))
+	for i := range scripts {
+		cmds[i] = scripts[i].cmd
+	}
+	return cmds
 }
 
-// wait returns sc's reply once it has one, or an error when ctx or the store ends first.
-func (p *autoPipeline) wait(ctx context.Context, sc *scriptCall) *redis.Cmd {
-	select {
-	case <-sc.done:
-		return sc.cmd
-	case <-ctx.Done():
-		return failedCmd(ctx, context.Cause(ctx))
-	case <-p.bg.Done():
-		return failedCmd(ctx, ErrClosed)
+func failedCmds(ctx context.Context, n int, err error) []*redis.Cmd {
+	cmds := make([]*redis.Cmd, n)
+	for i := range cmds {
+		cmds[i] = failedCmd(ctx, err)
 	}
+	return cmds
 }
 
 func failedCmd(ctx context.Context, err error) *redis.Cmd {
@@ -99,12 +115,16 @@ func failedCmd(ctx context.Context, err error) *redis.Cmd {
 	return cmd
 }
 
+// fail ends a call whose caller gave up: it was not sent.
 func (sc *scriptCall) fail(err error) {
-	sc.cmd = failedCmd(sc.ctx, err)
+	for i := range sc.scripts {
+		sc.scripts[i].cmd = failedCmd(sc.ctx, err)
+	}
 	close(sc.done)
 }
 
-// sender sends what is queued, a pipeline at a time, until the store closes.
+// sender sends what is queued, a pipeline at a time, until the store closes. A pipeline
+// takes calls whole: it may pass maxPipeline by the scripts of its last call.
 func (p *autoPipeline) sender() {
 	batch := make([]*scriptCall, 0, maxPipeline)
 	for {
@@ -114,11 +134,13 @@ func (p *autoPipeline) sender() {
 		case sc := <-p.queue:
 			batch = append(batch[:0], sc)
 		}
+		n := len(batch[0].scripts)
 	gather:
-		for len(batch) < maxPipeline {
+		for n < maxPipeline {
 			select {
 			case sc := <-p.queue:
 				batch = append(batch, sc)
+				n += len(sc.scripts)
 			default:
 				break gather
 			}
@@ -128,10 +150,11 @@ func (p *autoPipeline) sender() {
 	}
 }
 
-// send sends batch as one pipeline and hands each call its reply. Calls whose caller gave
+// send sends batch as one pipeline and hands each call its replies. Calls whose caller gave
 // up are not sent. A script the server does not have (a restarted Redis, SCRIPT FLUSH) was
-// not run: it is loaded and those calls sent again.
+// not run: it is loaded and those scripts sent again, together.
 func (p *autoPipeline) send(batch []*scriptCall) {
+	var scripts []*evalScript
 	live := batch[:0] // in place: the sender's batch, read ahead of where it is written
 	for _, sc := range batch {
 		if err := sc.ctx.Err(); err != nil {
@@ -139,17 +162,20 @@ func (p *autoPipeline) send(batch []*scriptCall) {
 			continue
 		}
 		live = append(live, sc)
+		for i := range sc.scripts {
+			scripts = append(scripts, &sc.scripts[i])
+		}
 	}
 	if len(live) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(p.bg, pipelineTimeout)
 	defer cancel()
-	p.pipelined(ctx, live)
-	again := live[:0:0]
-	for _, sc := range live {
-		if redis.HasErrorPrefix(sc.cmd.Err(), "NOSCRIPT") {
-			again = append(again, sc)
+	p.pipelined(ctx, scripts)
+	var again []*evalScript
+	for _, s := range scripts {
+		if redis.HasErrorPrefix(s.cmd.Err(), "NOSCRIPT") {
+			again = append(again, s)
 		}
 	}
 	if len(again) > 0 && balanceScript.Load(ctx, p.c).Err() == nil {
@@ -160,11 +186,11 @@ func (p *autoPipeline) send(batch []*scriptCall) {
 	}
 }
 
-// pipelined sends calls in one round trip and sets each one's cmd.
-func (p *autoPipeline) pipelined(ctx context.Context, calls []*scriptCall) {
+// pipelined sends scripts in one round trip and sets each one's cmd.
+func (p *autoPipeline) pipelined(ctx context.Context, scripts []*evalScript) {
 	_, _ = p.c.Pipelined(ctx, func(pl redis.Pipeliner) error {
-		for _, sc := range calls {
-			sc.cmd = balanceScript.EvalSha(ctx, pl, sc.keys, sc.args...)
+		for _, s := range scripts {
+			s.cmd = balanceScript.EvalSha(ctx, pl, s.keys, s.args...)
 		}
 		return nil
 	})
