@@ -20,14 +20,19 @@ func New(l *slog.Logger) *log.Logger {
 type writer struct{ log *slog.Logger }
 
 func (w writer) Write(p []byte) (int, error) {
-	line := strings.TrimSpace(string(p))
+	Line(w.log, strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// Line logs one of net/http's lines to l at the level New gives it (a TLS listener's
+// handshake log hands it the lines that are not about handshakes).
+func Line(l *slog.Logger, line string) {
 	switch {
 	case strings.HasPrefix(line, "http: panic serving"):
-		w.log.Error(line)
+		l.Error(line)
 	case strings.HasPrefix(line, "http: Accept error"):
-		w.log.Warn(line)
+		l.Warn(line)
 	default:
-		w.log.Debug(line)
+		l.Debug(line)
 	}
-	return len(p), nil
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/ilpfleet/ilpfleet/internal/serverlog"
 	"github.com/ilpfleet/ilpfleet/internal/warnlimit"
 )
 
@@ -488,7 +489,7 @@ const (
 // HandshakeLog is the ErrorLog for the http.Server of a TLS listener: its lines about failed
 // handshakes are classed, logged at WARN at most once per kind every 10 s (the others at DEBUG,
 // counted by the next line) with what an operator can do; a connection closed before its hello
-// goes to DEBUG; its other lines go to WARN (Accept errors, …), a handler's panic to ERROR.
+// goes to DEBUG; its other lines as on a plain listener (internal/serverlog).
 // scheme is what a client must dial ("btp+wss://", "https://"), for the hint.
 func (s *Server) HandshakeLog(scheme string) *log.Logger {
 	return log.New(handshakeWriter{s: s, scheme: scheme}, "", 0)
@@ -503,15 +504,10 @@ func (w handshakeWriter) Write(p []byte) (int, error) {
 	line := strings.TrimSpace(string(p))
 	const prefix = "http: TLS handshake error from "
 	rest, ok := strings.CutPrefix(line, prefix)
-	switch {
-	case ok:
-	case strings.HasPrefix(line, "http: panic serving"):
-		// A handler panicked (net/http recovered it and closed the connection): a bug.
-		w.s.logger().Error(line, "option", w.s.at)
-		return len(p), nil
-	default:
-		// Accept errors, and whatever else net/http has to say: rare, and worth seeing.
-		w.s.logger().Warn(line, "option", w.s.at)
+	if !ok {
+		// As on a plain listener: a handler's panic at ERROR, an Accept error at WARN, the
+		// rest, which anyone who completes a handshake can repeat, at DEBUG.
+		serverlog.Line(w.s.logger().With("option", w.s.at), line)
 		return len(p), nil
 	}
 	remote, reason, _ := strings.Cut(rest, ": ")

@@ -587,13 +587,15 @@ func TestHandshakeLog(t *testing.T) {
 		t.Errorf("Flush logged %q; want the count held back", out)
 	}
 	// A connection closed before its hello (a TCP health check): DEBUG only. net/http's other
-	// lines: WARN, a handler's panic ERROR, whole and never held back.
+	// lines as on a plain listener: an Accept error WARN, a handler's panic ERROR, whole and
+	// never held back; the rest, which a peer can repeat at will, DEBUG.
 	for _, tc := range []struct{ line, level string }{
 		{"http: TLS handshake error from 127.0.0.1:4242: EOF", "DEBUG"},
 		{"http: Accept error: accept tcp 127.0.0.1:443: accept4: too many open files; retrying in 5ms", "WARN"},
 		{"http: Accept error: accept tcp 127.0.0.1:443: accept4: too many open files; retrying in 10ms", "WARN"},
 		{"http: panic serving 127.0.0.1:4242: runtime error: index out of range [1] with length 1", "ERROR"},
-		{"http: superfluous response.WriteHeader call from x.y (z.go:1)", "WARN"},
+		{"http: superfluous response.WriteHeader call from x.y (z.go:1)", "DEBUG"},
+		{"http2: server: error reading preface from client 127.0.0.1:4242: bogus greeting", "DEBUG"},
 	} {
 		from = len(buf.String())
 		l.Print(tc.line)
