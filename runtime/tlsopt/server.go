@@ -15,9 +15,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/ilpfleet/ilpfleet/internal/serverlog"
+	"github.com/ilpfleet/ilpfleet/internal/textcut"
 	"github.com/ilpfleet/ilpfleet/internal/warnlimit"
 )
 
@@ -465,11 +465,7 @@ func certNames(leaf *x509.Certificate) string {
 			b.WriteString(", ")
 		}
 		if len(n) > maxNamesText {
-			k := maxNamesText
-			for k > 0 && !utf8.RuneStart(n[k]) {
-				k--
-			}
-			n = n[:k] + "…"
+			n = textcut.Prefix(n, maxNamesText) + textcut.Ellipsis
 		}
 		b.WriteString(n)
 	}
