@@ -282,7 +282,7 @@ func (o *ServerOptions) load(at string, prev *material, now time.Time) (*materia
 	case o.Key == nil && o.KeyFile == nil:
 		return nil, fmt.Errorf("%s needs the certificate's private key: set %s.key (PEM) or %s.keyFile", at, at, at)
 	}
-	if err := o.checkClientNames(at); err != nil {
+	if err := CheckClientNames(at, o.ClientNames, o.ClientCA != nil || o.ClientCAFile != nil); err != nil {
 		return nil, err
 	}
 	m := &material{opts: *o}
@@ -334,23 +334,26 @@ func (o *ServerOptions) load(at string, prev *material, now time.Time) (*materia
 	return m, nil
 }
 
-// checkClientNames refuses a clientNames that cannot work: without a client CA (no client
-// certificate is asked for), empty (null is unset), too long, or holding an empty name or one
-// with spaces around it, which no certificate carries.
-func (o *ServerOptions) checkClientNames(at string) error {
-	if o.ClientNames == nil {
+// CheckClientNames refuses the clientNames of the tls object at (hasCA: it sets clientCa or
+// clientCaFile) that cannot work: without a client CA (no client certificate is asked for),
+// empty (null is unset), too long, or holding an empty name or one with spaces around it,
+// which no certificate carries. NewServer makes this check; the Kubernetes source makes it
+// too, naming the Account's field, to leave that Account out rather than have the whole
+// config refused.
+func CheckClientNames(at string, names []string, hasCA bool) error {
+	if names == nil {
 		return nil
 	}
 	opt := at + ".clientNames"
 	switch {
-	case o.ClientCA == nil && o.ClientCAFile == nil:
+	case !hasCA:
 		return fmt.Errorf("%s needs %s.clientCa or %s.clientCaFile: the names are checked on client certificates, which are asked for only with the authorities they must chain to; set one, or remove %s", opt, at, at, opt)
-	case len(o.ClientNames) == 0:
+	case len(names) == 0:
 		return fmt.Errorf("%s is empty: list the names a client certificate may carry, or remove it to accept any certificate from the client CA", opt)
-	case len(o.ClientNames) > maxClientNames:
-		return fmt.Errorf("%s holds %d names, more than %d: give each peer its own listener, or a name its certificates share", opt, len(o.ClientNames), maxClientNames)
+	case len(names) > maxClientNames:
+		return fmt.Errorf("%s holds %d names, more than %d: give each peer its own listener, or a name its certificates share", opt, len(names), maxClientNames)
 	}
-	for i, n := range o.ClientNames {
+	for i, n := range names {
 		switch {
 		case n == "":
 			return fmt.Errorf("%s[%d] is empty: give a DNS name, a URI (spiffe://…), an email address or a Common Name", opt, i)

@@ -811,12 +811,10 @@ func putServerTLS(opts map[string]any, secret func(name, key string) ([]byte, er
 	}
 	if len(t.ClientNames) > 0 {
 		// Admission keeps them to a list of 1 to 64 non-empty names with clientCASecretRef;
-		// a name padded with spaces, which no certificate carries, is refused here, naming
-		// the field (the runtime refuses it too).
-		for i, n := range t.ClientNames {
-			if strings.TrimSpace(n) != n {
-				return fmt.Errorf("%s.clientNames[%d] %q has spaces around it, which no certificate's name has: remove them", field, i, n)
-			}
+		// the runtime's check refuses the rest (a name padded with spaces, which no
+		// certificate carries) here, naming the field.
+		if err := tlsopt.CheckClientNames(field, t.ClientNames, t.ClientCASecretRef != nil); err != nil {
+			return err
 		}
 		o["clientNames"] = t.ClientNames
 	}
