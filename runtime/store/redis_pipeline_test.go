@@ -25,12 +25,6 @@ type gatedPipelines struct {
 	ops [][]string // of each pipeline let through at once, in order
 }
 
-func newGate(hold bool, senders int) *gatedPipelines {
-	g := &gatedPipelines{open: make(chan struct{}), entered: make(chan struct{}, senders)}
-	g.hold.Store(hold)
-	return g
-}
-
 // release lets the held pipelines go; a second call does nothing.
 func (g *gatedPipelines) release() { g.once.Do(func() { close(g.open) }) }
 
@@ -70,6 +64,21 @@ func (g *gatedPipelines) sent(n int) [][]string {
 	return slices.Clone(g.ops[n:])
 }
 
+// openGated opens a store on a new Redis whose pipelines g can hold (none held yet). The gate
+// opens before the store closes, so that a test failing with the senders held ends.
+func openGated(t *testing.T, instance string) (*Redis, *gatedPipelines) {
+	t.Helper()
+	srv := redistest.Start(t)
+	g := &gatedPipelines{open: make(chan struct{}), entered: make(chan struct{}, pipelineSenders)}
+	r, err := OpenRedis(context.Background(), RedisOptions{URL: srv.URL(), Instance: instance, Prefix: "t:" + t.Name() + ":", hook: g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	t.Cleanup(g.release) // runs first
+	return r, g
+}
+
 // holdSenders holds a reserve on every sender, so that what is written next queues.
 func holdSenders(t *testing.T, r *Redis, g *gatedPipelines, wg *sync.WaitGroup) {
 	g.hold.Store(true)
@@ -87,15 +96,8 @@ func holdSenders(t *testing.T, r *Redis, g *gatedPipelines, wg *sync.WaitGroup) 
 // in as few pipelines as there are senders, and a script whose caller gave up while queued
 // is not sent (its write is voided, not applied).
 func TestRedisScriptsTravelTogether(t *testing.T) {
-	srv := redistest.Start(t)
 	ctx := context.Background()
-	g := newGate(false, pipelineSenders)
-	r, err := OpenRedis(ctx, RedisOptions{URL: srv.URL(), Instance: "gather", Prefix: "t:" + t.Name() + ":", hook: g})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = r.Close() })
-	t.Cleanup(g.release) // before Close, should the test fail with the senders held
+	r, g := openGated(t, "gather")
 
 	var wg sync.WaitGroup
 	holdSenders(t, r, g, &wg)
@@ -141,15 +143,8 @@ func TestRedisScriptsTravelTogether(t *testing.T) {
 // across the senders: a process killed while sending them ends both or neither, so that its
 // restart reverts the whole packet or none of it.
 func TestRedisPacketEndsTravelTogether(t *testing.T) {
-	srv := redistest.Start(t)
 	ctx := context.Background()
-	g := newGate(false, pipelineSenders)
-	r, err := OpenRedis(ctx, RedisOptions{URL: srv.URL(), Instance: "ends", Prefix: "t:" + t.Name() + ":", hook: g})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = r.Close() })
-	t.Cleanup(g.release) // before Close, should the test fail with the senders held
+	r, g := openGated(t, "ends")
 	p := r.BeginPacket(ctx)
 	mustAdd(p, r, "alice", 10)
 	mustReserve(p, r, "bob", 10)
