@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
 	"math"
 	"reflect"
 	"strings"
@@ -211,6 +212,36 @@ func TestStoreErrorsAfterOutcome(t *testing.T) {
 				t.Fatalf("store error counter = %v, want 1", got)
 			}
 		})
+	}
+}
+
+// TestStoreErrorSeriesStartAtZero: every operation's series exists at 0 from the account's
+// first pipeline, so that an alert on increase() sees the first store error, not the second.
+func TestStoreErrorSeriesStartAtZero(t *testing.T) {
+	env := newTestEnv(t)
+	mustBuild(t, env.Env, "src", config.Account{AssetCode: "USD", AssetScale: 2}, nil)
+	mfs, err := env.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != MetricBalanceStoreErrors {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if matches(m, map[string]string{"account": "src"}) {
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == "operation" {
+						got[lp.GetValue()] = m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+	}
+	want := map[string]float64{opRefund: 0, opCommit: 0, opRelease: 0, OpEndPacket: 0}
+	if !maps.Equal(got, want) {
+		t.Fatalf("%s series of account src = %v, want %v", MetricBalanceStoreErrors, got, want)
 	}
 }
 

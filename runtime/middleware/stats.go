@@ -138,6 +138,9 @@ func (m *Metrics) activate(id string, s *accountStats) (created bool) {
 	s.rateLimited = m.rateLimited.With(s.labels)
 	s.balance = m.balance.With(s.labels)
 	s.storeErrors = m.storeErrors.MustCurryWith(s.labels)
+	for _, op := range storeErrorOps {
+		s.storeErrors.WithLabelValues(op) // at 0 from the start: increase() sees the first error
+	}
 	m.accounts[id] = s
 	return true
 }
@@ -159,6 +162,9 @@ func (s *accountStats) storeError(op string) { s.storeErrors.WithLabelValues(op)
 // OpEndPacket names, in MetricBalanceStoreErrors, a packet whose balance changes the store
 // could not make durable after its outcome (store.PacketScoper.EndPacket).
 const OpEndPacket = "end"
+
+// storeErrorOps are the operation label values of MetricBalanceStoreErrors.
+var storeErrorOps = []string{opRefund, opCommit, opRelease, OpEndPacket}
 
 // StoreError counts a store failure after a packet's outcome on the account's
 // MetricBalanceStoreErrors (op: what failed); nothing for an account without a pipeline.
