@@ -117,7 +117,7 @@ func waitProgressingStarted(t *testing.T, obj client.Object) {
 		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
 			return err
 		}
-		c := meta.FindStatusCondition(conditionsOf(obj), ilpv1.ConditionProgressing)
+		c := meta.FindStatusCondition(statusConditions(obj), ilpv1.ConditionProgressing)
 		if c == nil || c.Status != metav1.ConditionTrue || (c.Reason != ReasonCreating && c.Reason != ReasonRollingOut) {
 			return fmt.Errorf("Progressing = %+v", c)
 		}

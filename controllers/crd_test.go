@@ -369,25 +369,11 @@ func waitReady(t *testing.T, obj client.Object, status metav1.ConditionStatus, r
 		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
 			return err
 		}
-		conds := conditionsOf(obj)
+		conds := statusConditions(obj)
 		c := meta.FindStatusCondition(conds, ilpv1.ConditionReady)
 		if c == nil || c.Status != status || c.Reason != reason || c.ObservedGeneration != obj.GetGeneration() {
 			return fmt.Errorf("%T %s Ready = %+v, want %s/%s", obj, obj.GetName(), c, status, reason)
 		}
 		return nil
 	})
-}
-
-func conditionsOf(o client.Object) []metav1.Condition {
-	switch v := o.(type) {
-	case *ilpv1.Connector:
-		return v.Status.Conditions
-	case *ilpv1.Account:
-		return v.Status.Conditions
-	case *ilpv1.Route:
-		return v.Status.Conditions
-	case *ilpv1.SettlementEngine:
-		return v.Status.Conditions
-	}
-	return nil
 }

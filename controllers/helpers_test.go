@@ -75,7 +75,7 @@ func waitCondition(t *testing.T, obj client.Object, typ string, status metav1.Co
 		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
 			return err
 		}
-		got = meta.FindStatusCondition(conditionsOf(obj), typ)
+		got = meta.FindStatusCondition(statusConditions(obj), typ)
 		if got == nil || got.Status != status || got.Reason != reason || got.ObservedGeneration != obj.GetGeneration() {
 			return fmt.Errorf("%T %s %s = %+v, want %s/%s", obj, obj.GetName(), typ, got, status, reason)
 		}

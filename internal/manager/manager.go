@@ -13,6 +13,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/ilpfleet/ilpfleet/controllers"
@@ -56,6 +57,11 @@ func Run(ctx context.Context, args []string) error {
 	}
 	if err := controllers.SetupWithOptions(ctx, mgr, opts); err != nil {
 		return err
+	}
+	// Here rather than in SetupWithOptions: the registry is per process, and a test process
+	// may set up several managers. Every replica exports the series, from its own cache.
+	if err := metrics.Registry.Register(controllers.NewStatusCollector(mgr.GetClient())); err != nil {
+		return fmt.Errorf("register status metrics: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
