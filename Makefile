@@ -59,8 +59,9 @@ lint: ## gofmt and go vet.
 	go vet ./...
 
 .PHONY: test-deps
-test-deps: envtest-assets ## Provision what the tests run against: control plane, redis-server, pinned npm packages.
+test-deps: envtest-assets ## Provision what the tests run against: control plane, redis-server, promtool, pinned npm packages.
 	hack/redis-server.sh >/dev/null
+	hack/promtool.sh >/dev/null
 	hack/npm-deps.sh >/dev/null
 
 # As root, test ends with the end-to-end test on a real node (hack/cluster/e2e.sh, what make e2e

@@ -29,7 +29,7 @@ func TestKustomizationsBuild(t *testing.T) {
 		{"manager", []string{"Namespace", "Deployment"}},
 		{"samples", []string{"Connector", "Account", "Route", "SettlementEngine", "Secret"}},
 		{"default", []string{"Namespace", "CustomResourceDefinition", "ClusterRole", "Deployment"}},
-		{"prometheus", []string{"Deployment", "Service", "ServiceMonitor"}},
+		{"prometheus", []string{"Deployment", "Service", "ServiceMonitor", "PrometheusRule"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.dir, func(t *testing.T) {

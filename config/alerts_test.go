@@ -1,0 +1,116 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/ilpfleet/ilpfleet/controllers"
+	"github.com/ilpfleet/ilpfleet/runtime/connector"
+	"github.com/ilpfleet/ilpfleet/runtime/middleware"
+	"github.com/ilpfleet/ilpfleet/runtime/settlement"
+	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine"
+)
+
+// alertRules is prometheus/alerts.yaml as promtool reads it: the PrometheusRule's spec.
+type alertRules struct {
+	Groups []struct {
+		Name  string `json:"name"`
+		Rules []struct {
+			Alert string `json:"alert"`
+			Expr  string `json:"expr"`
+		} `json:"rules"`
+	} `json:"groups"`
+}
+
+// TestAlertRules checks the alerting rules with promtool (`check rules`, then the unit tests
+// of prometheus/alerts_test.yaml with `test rules`), and that every metric of ours a rule
+// reads is one the code exports: a renamed metric would leave its alert silent for ever.
+func TestAlertRules(t *testing.T) {
+	promtool := promtoolPath(t)
+	dir := t.TempDir()
+	rules := readAlertRules(t, filepath.Join(dir, "rules.yaml"))
+	tests, err := os.ReadFile(filepath.Join("prometheus", "alerts_test.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "alerts_test.yaml"), tests, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"check", "rules", "rules.yaml"}, {"test", "rules", "alerts_test.yaml"}} {
+		cmd := exec.Command(promtool, args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool %v: %v\n%s", args, err, out)
+		}
+	}
+	exported := []string{
+		controllers.MetricCondition, controllers.MetricAccountConnected,
+		middleware.MetricBalanceStoreErrors, middleware.MetricIncomingPackets,
+		settlement.MetricSettlementPending, connector.MetricRatesAge,
+		engine.MetricCreditsPending, engine.MetricSettlements,
+	}
+	ours := regexp.MustCompile(`\b(?:ilpfleet|ilp_connector|ilp_settlement_engine)_[a-z_]+\b`)
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			for _, name := range ours.FindAllString(r.Expr, -1) {
+				if !slices.Contains(exported, name) {
+					t.Errorf("alert %s reads %s, which is not a metric the code exports (%v)", r.Alert, name, exported)
+				}
+			}
+		}
+	}
+}
+
+// readAlertRules reads the PrometheusRule, writes its spec to path as a rules file and
+// returns it.
+func readAlertRules(t *testing.T, path string) alertRules {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("prometheus", "alerts.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obj struct {
+		Kind string          `json:"kind"`
+		Spec json.RawMessage `json:"spec"`
+	}
+	if err := yaml.Unmarshal(data, &obj); err != nil || obj.Kind != "PrometheusRule" {
+		t.Fatalf("prometheus/alerts.yaml: want a PrometheusRule, got kind %q (%v)", obj.Kind, err)
+	}
+	spec, err := yaml.JSONToYAML(obj.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, spec, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var rules alertRules
+	if err := yaml.Unmarshal(spec, &rules); err != nil || len(rules.Groups) == 0 {
+		t.Fatalf("the PrometheusRule's spec has no rule groups (%v)", err)
+	}
+	return rules
+}
+
+// promtoolPath finds promtool on PATH, or has hack/promtool.sh install it (Debian's prometheus
+// package, as root), as make test does first.
+func promtoolPath(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("promtool"); err == nil {
+		return p
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(filepath.Join("..", "hack", "promtool.sh"))
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("promtool is needed to test the alerting rules and hack/promtool.sh could not provide it: %v\n%s", err, stderr.String())
+	}
+	return string(bytes.TrimSpace(out))
+}
