@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,6 +124,7 @@ func TestFleet(t *testing.T) {
 	}{
 		{"apply the fleet and wait for Ready", f.apply},
 		{"Service names resolve in cluster DNS", f.dns},
+		{"the operator exports the fleet's status to Prometheus", f.operatorMetrics},
 		{"pay across the peering from outside the cluster", f.payAcross},
 		{"add an Account", f.addAccount},
 		{"change a limit", f.changeLimit},
@@ -193,6 +196,57 @@ func (f *fleet) apply(t *testing.T) {
 	f.waitPeering(t)
 	f.pods = f.connectorPods(t)
 	t.Logf("fleet Ready; connector pods %v", f.pods)
+}
+
+// operatorMetrics scrapes the operator pod's metrics endpoint (--metrics-bind-address=:8080,
+// on the pod's IP: the node is this machine) and finds, in the text that Prometheus reads, the
+// series the alerting rules (config/prometheus/alerts.yaml) fire on, as the fleet now is:
+// Connector alice Ready, and the peer Account alice-bob connected.
+func (f *fleet) operatorMetrics(t *testing.T) {
+	want := []string{
+		fmt.Sprintf(`ilpfleet_condition{kind="Connector",name="alice",namespace=%q,status="true",type="Ready"} 1`, f.ns),
+		fmt.Sprintf(`ilpfleet_condition{kind="Connector",name="alice",namespace=%q,status="false",type="Ready"} 0`, f.ns),
+		fmt.Sprintf(`ilpfleet_account_connected{connector="alice",name="alice-bob",namespace=%q,relation="peer"} 1`, f.ns),
+	}
+	var pods corev1.PodList
+	if err := k8s.List(context.Background(), &pods, client.InNamespace(operatorNamespace),
+		client.MatchingLabels{"app.kubernetes.io/component": "manager"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items) == 0 || pods.Items[0].Status.PodIP == "" {
+		t.Fatalf("no operator pod with an IP in %s: %d pods", operatorNamespace, len(pods.Items))
+	}
+	url := fmt.Sprintf("http://%s:8080/metrics", pods.Items[0].Status.PodIP)
+	eventually(t, "the status series in "+url, readyTimeout, func() error {
+		body, err := httpGet(url)
+		if err != nil {
+			return err
+		}
+		for _, line := range want {
+			if !strings.Contains(body, "\n"+line+"\n") {
+				return fmt.Errorf("no line %s", line)
+			}
+		}
+		return nil
+	})
+}
+
+// httpGet returns the body of a GET that answers 200.
+func httpGet(url string) (string, error) {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(b), nil
 }
 
 // waitReady waits for Ready=True at the current generation of every Connector, Account and
