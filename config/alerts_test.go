@@ -53,7 +53,8 @@ func TestAlertRules(t *testing.T) {
 	}
 	exported := []string{
 		controllers.MetricCondition, controllers.MetricAccountConnected,
-		middleware.MetricBalanceStoreErrors, middleware.MetricIncomingPackets,
+		middleware.MetricBalanceStoreErrors, middleware.MetricIncomingPackets, middleware.MetricBalance,
+		middleware.MetricBalanceMinimum, middleware.MetricBalanceMaximum,
 		settlement.MetricSettlementPending, connector.MetricRatesAge,
 		engine.MetricCreditsPending, engine.MetricSettlements,
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"maps"
 	"math"
 	"reflect"
 	"strings"
@@ -220,28 +219,55 @@ func TestStoreErrorsAfterOutcome(t *testing.T) {
 func TestStoreErrorSeriesStartAtZero(t *testing.T) {
 	env := newTestEnv(t)
 	mustBuild(t, env.Env, "src", config.Account{AssetCode: "USD", AssetScale: 2}, nil)
-	mfs, err := env.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() != MetricBalanceStoreErrors {
-			continue
+	for _, op := range []string{opRefund, opCommit, opRelease, OpEndPacket} {
+		v, ok := seriesValue(t, env.reg, MetricBalanceStoreErrors, map[string]string{"account": "src", "operation": op})
+		if !ok || v != 0 {
+			t.Errorf("%s{operation=%q} = %v (exists: %v), want 0", MetricBalanceStoreErrors, op, v, ok)
 		}
-		for _, m := range mf.GetMetric() {
-			if matches(m, map[string]string{"account": "src"}) {
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == "operation" {
-						got[lp.GetValue()] = m.GetCounter().GetValue()
-					}
-				}
+	}
+}
+
+// TestBalanceLimitMetrics: the limit gauges follow the limits the balance middleware
+// enforces, through reloads: set, changed, removed, the middleware disabled, the account gone.
+func TestBalanceLimitMetrics(t *testing.T) {
+	env := newTestEnv(t)
+	acct := func(min, max *int64) config.Account {
+		return config.Account{AssetCode: "USD", AssetScale: 2, Balance: &config.Balance{Minimum: min, Maximum: max}}
+	}
+	steps := []struct {
+		name     string
+		acct     config.Account
+		disabled []string
+		min, max *int64 // want; nil: no series
+	}{
+		{"both limits", acct(i64(-100), i64(500)), nil, i64(-100), i64(500)},
+		{"maximum raised", acct(i64(-100), i64(900)), nil, i64(-100), i64(900)},
+		{"minimum removed", acct(nil, i64(900)), nil, nil, i64(900)},
+		{"no balance settings", config.Account{AssetCode: "USD", AssetScale: 2}, nil, nil, nil},
+		{"limits back", acct(i64(-1), i64(1)), nil, i64(-1), i64(1)},
+		{"balance middleware disabled", acct(i64(-1), i64(1)), []string{NameBalance}, nil, nil},
+		{"enabled again", acct(i64(-1), i64(1)), nil, i64(-1), i64(1)},
+	}
+	for _, st := range steps {
+		mustBuild(t, env.Env, "peer", st.acct, st.disabled)
+		for _, g := range []struct {
+			name string
+			want *int64
+		}{{MetricBalanceMinimum, st.min}, {MetricBalanceMaximum, st.max}} {
+			v, ok := seriesValue(t, env.reg, g.name, map[string]string{"account": "peer", "asset": "USD", "scale": "2"})
+			switch {
+			case g.want == nil && ok:
+				t.Errorf("%s: %s = %v, want no series", st.name, g.name, v)
+			case g.want != nil && (!ok || v != float64(*g.want)):
+				t.Errorf("%s: %s = %v (exists: %v), want %d", st.name, g.name, v, ok, *g.want)
 			}
 		}
 	}
-	want := map[string]float64{opRefund: 0, opCommit: 0, opRelease: 0, OpEndPacket: 0}
-	if !maps.Equal(got, want) {
-		t.Fatalf("%s series of account src = %v, want %v", MetricBalanceStoreErrors, got, want)
+	env.Metrics.Forget("peer")
+	for _, name := range []string{MetricBalanceMinimum, MetricBalanceMaximum} {
+		if _, ok := seriesValue(t, env.reg, name, map[string]string{"account": "peer"}); ok {
+			t.Errorf("after Forget: %s still has a series", name)
+		}
 	}
 }
 

@@ -18,6 +18,14 @@ import (
 // counterValue reads one series from reg; 0 when it does not exist.
 func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
+	v, _ := seriesValue(t, reg, name, labels)
+	return v
+}
+
+// seriesValue reads the first series of name from reg whose labels include labels, and
+// reports whether there is one.
+func seriesValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) (float64, bool) {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -29,13 +37,13 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels ma
 		for _, m := range mf.GetMetric() {
 			if matches(m, labels) {
 				if m.Counter != nil {
-					return m.Counter.GetValue()
+					return m.Counter.GetValue(), true
 				}
-				return m.Gauge.GetValue()
+				return m.Gauge.GetValue(), true
 			}
 		}
 	}
-	return 0
+	return 0, false
 }
 
 func matches(m *dto.Metric, labels map[string]string) bool {

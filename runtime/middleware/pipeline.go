@@ -185,9 +185,22 @@ func (b *builder) activate() {
 	for _, f := range b.onActivate {
 		f(now)
 	}
-	if b.stats != nil && b.env.Metrics.activate(b.id, b.stats) {
+	if b.stats == nil {
+		return
+	}
+	if b.env.Metrics.activate(b.id, b.stats) {
 		b.observeStoredBalance()
 	}
+	minimum, maximum := b.limits()
+	b.env.Metrics.observeLimits(b.stats, minimum, maximum)
+}
+
+// limits are the balance limits the balance middleware enforces (nil: none).
+func (b *builder) limits() (minimum, maximum *int64) {
+	if b.acct.Balance == nil || !b.on(NameBalance) {
+		return nil, nil
+	}
+	return b.acct.Balance.Minimum, b.acct.Balance.Maximum
 }
 
 // storedBalanceWait bounds the store read of observeStoredBalance.

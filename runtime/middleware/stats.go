@@ -22,6 +22,11 @@ const (
 	MetricOutgoingValue      = "ilp_connector_outgoing_ilp_packet_value"
 	MetricRateLimitedPackets = "ilp_connector_rate_limited_ilp_packets"
 	MetricBalance            = "ilp_connector_balance"
+	// MetricBalanceMinimum and MetricBalanceMaximum are ours: the limits in force on the
+	// balance (absent without one), so that an alert sees an account near its limit before its
+	// packets are refused.
+	MetricBalanceMinimum = "ilp_connector_balance_minimum"
+	MetricBalanceMaximum = "ilp_connector_balance_maximum"
 	// MetricBalanceStoreErrors is ours: store failures after a packet's outcome was decided,
 	// each one a balance to reconcile.
 	MetricBalanceStoreErrors = "ilp_connector_balance_store_errors"
@@ -41,7 +46,7 @@ var accountLabels = []string{"account", "asset", "scale"}
 type Metrics struct {
 	inPackets, inValue, outPackets, outValue *prometheus.CounterVec
 	rateLimited                              *prometheus.CounterVec
-	balance                                  *prometheus.GaugeVec
+	balance, minimum, maximum                *prometheus.GaugeVec
 	storeErrors                              *prometheus.CounterVec
 
 	mu       sync.Mutex
@@ -59,10 +64,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		outValue:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricOutgoingValue, Help: "Total value of outgoing ILP packets"}, withResult),
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricRateLimitedPackets, Help: "Total of rate limited ILP packets"}, accountLabels),
 		balance:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricBalance, Help: "Balances on peer account"}, accountLabels),
+		minimum:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricBalanceMinimum, Help: "Minimum balance in force: outgoing packets that would put the balance below it are rejected"}, accountLabels),
+		maximum:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricBalanceMaximum, Help: "Maximum balance in force: incoming packets that would put the balance above it are rejected"}, accountLabels),
 		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricBalanceStoreErrors, Help: "Balance store failures after a packet was settled (reconciliation required)"}, append([]string{"operation"}, accountLabels...)),
 		accounts:    make(map[string]*accountStats),
 	}
-	for _, c := range []prometheus.Collector{m.inPackets, m.inValue, m.outPackets, m.outValue, m.rateLimited, m.balance, m.storeErrors} {
+	for _, c := range []prometheus.Collector{m.inPackets, m.inValue, m.outPackets, m.outValue, m.rateLimited, m.balance, m.minimum, m.maximum, m.storeErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -103,7 +110,24 @@ func (m *Metrics) deleteSeries(account string) {
 	for _, v := range []*prometheus.CounterVec{m.inPackets, m.inValue, m.outPackets, m.outValue, m.rateLimited, m.storeErrors} {
 		v.DeletePartialMatch(l)
 	}
-	m.balance.DeletePartialMatch(l)
+	for _, v := range []*prometheus.GaugeVec{m.balance, m.minimum, m.maximum} {
+		v.DeletePartialMatch(l)
+	}
+}
+
+// observeLimits sets the account's limit gauges to the limits in force, nil meaning none: that
+// limit's series is deleted.
+func (m *Metrics) observeLimits(s *accountStats, minimum, maximum *int64) {
+	for _, g := range []struct {
+		v     *prometheus.GaugeVec
+		limit *int64
+	}{{m.minimum, minimum}, {m.maximum, maximum}} {
+		if g.limit == nil {
+			g.v.Delete(s.labels)
+		} else {
+			g.v.With(s.labels).Set(float64(*g.limit))
+		}
+	}
 }
 
 // pendingStats returns the children a pipeline of the account will use, without creating or
