@@ -30,6 +30,7 @@ func TestKustomizationsBuild(t *testing.T) {
 		{"samples", []string{"Connector", "Account", "Route", "SettlementEngine", "Secret"}},
 		{"default", []string{"Namespace", "CustomResourceDefinition", "ClusterRole", "Deployment"}},
 		{"prometheus", []string{"Deployment", "Service", "ServiceMonitor", "PrometheusRule"}},
+		{"grafana", []string{"ConfigMap"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.dir, func(t *testing.T) {
