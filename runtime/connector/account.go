@@ -149,11 +149,22 @@ func (c *Connector) buildPipes(a *account, ac config.Account, cfg *config.Config
 	}
 	return &pipes{
 		cfg: ac,
-		in:  c.scopePackets(a.id, mw.Incoming(func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) { return c.core(ctx, a, p) })),
+		in:  c.timed(c.scopePackets(a.id, mw.Incoming(func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) { return c.core(ctx, a, p) }))),
 		out: mw.Outgoing(func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) { return c.send(ctx, a, p) }),
 
 		activate: mw.Activate,
 	}, nil
+}
+
+// timed records how long h takes to answer each packet (middleware.MetricIncomingDuration):
+// the whole incoming path, the store's durable write at the packet's end included.
+func (c *Connector) timed(h ilp.Handler) ilp.Handler {
+	return func(ctx context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+		start := c.clock.Now()
+		f, err := h(ctx, p)
+		c.metrics.ObserveDuration(c.clock.Now().Sub(start), f, err)
+		return f, err
+	}
 }
 
 // handle is the link's handler: every Prepare the account's peer sends.

@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/ilpfleet/ilpfleet/internal/testclock"
 	"github.com/ilpfleet/ilpfleet/internal/testlog"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
 	"github.com/ilpfleet/ilpfleet/runtime/middleware"
@@ -189,4 +193,53 @@ func TestJSStoreWarned(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestIncomingDurationObserved: the time from the link's call to the answer, the next hop's
+// included, lands in ilp_connector_incoming_ilp_packet_duration_seconds by result.
+func TestIncomingDurationObserved(t *testing.T) {
+	ml := &memLinks{}
+	clock := testclock.New(time.Now())
+	c := start(t, storeConfig(""), Options{Clock: clock, newLink: ml.factory})
+	ml.setRemote("bob", func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) {
+		clock.Add(7 * time.Millisecond) // the next hop takes 7 ms to fulfill
+		return &ilp.Fulfill{Fulfillment: preimage}, nil
+	})
+	if _, err := ml.get("alice").inject(context.Background(), prepare("test.bob.x", 100, clock.Now(), time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ml.get("alice").inject(context.Background(), prepare("test.nowhere", 100, clock.Now(), time.Minute)); err == nil {
+		t.Fatal("a packet to no route was fulfilled")
+	}
+	for _, tc := range []struct {
+		result string
+		count  uint64
+		sum    float64
+	}{{"fulfilled", 1, .007}, {"rejected", 1, 0}, {"failed", 0, 0}} {
+		h := histogramOf(t, c, middleware.MetricIncomingDuration, tc.result)
+		if h.GetSampleCount() != tc.count || math.Abs(h.GetSampleSum()-tc.sum) > 1e-9 {
+			t.Errorf("%s{result=%s}: count %d sum %v, want %d and %v", middleware.MetricIncomingDuration, tc.result,
+				h.GetSampleCount(), h.GetSampleSum(), tc.count, tc.sum)
+		}
+	}
+}
+
+// histogramOf is the histogram of the series of name whose result label is result.
+func histogramOf(t *testing.T, c *Connector, name, result string) *dto.Histogram {
+	t.Helper()
+	mfs, err := c.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if mf.GetName() == name && l.GetName() == "result" && l.GetValue() == result {
+					return m.GetHistogram()
+				}
+			}
+		}
+	}
+	t.Fatalf("no series %s{result=%q}", name, result)
+	return nil
 }

@@ -26,6 +26,19 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels ma
 // reports whether there is one.
 func seriesValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) (float64, bool) {
 	t.Helper()
+	m := findSeries(t, reg, name, labels)
+	switch {
+	case m == nil:
+		return 0, false
+	case m.Counter != nil:
+		return m.Counter.GetValue(), true
+	}
+	return m.Gauge.GetValue(), true
+}
+
+// findSeries is the first series of name from reg whose labels include labels; nil: none.
+func findSeries(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) *dto.Metric {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -36,14 +49,11 @@ func seriesValue(t *testing.T, reg *prometheus.Registry, name string, labels map
 		}
 		for _, m := range mf.GetMetric() {
 			if matches(m, labels) {
-				if m.Counter != nil {
-					return m.Counter.GetValue(), true
-				}
-				return m.Gauge.GetValue(), true
+				return m
 			}
 		}
 	}
-	return 0, false
+	return nil
 }
 
 func matches(m *dto.Metric, labels map[string]string) bool {

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -30,7 +31,16 @@ const (
 	// MetricBalanceStoreErrors is ours: store failures after a packet's outcome was decided,
 	// each one a balance to reconcile.
 	MetricBalanceStoreErrors = "ilp_connector_balance_store_errors"
+	// MetricIncomingDuration is ours: how long the connector took to answer each incoming
+	// packet, from its link's call to the answer (durable balance writes included), by result.
+	// Connector-wide, not per account: buckets per account would multiply the series by the
+	// accounts, and a latency objective is the connector's.
+	MetricIncomingDuration = "ilp_connector_incoming_ilp_packet_duration_seconds"
 )
+
+// durationBuckets span a packet answered from memory (under a millisecond) to one held until
+// its expiry (seconds; 30 s is ilp-connector's default maximum hold time).
+var durationBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 
 // Values of the result label, as JS.
 const (
@@ -48,6 +58,8 @@ type Metrics struct {
 	rateLimited                              *prometheus.CounterVec
 	balance, minimum, maximum                *prometheus.GaugeVec
 	storeErrors                              *prometheus.CounterVec
+	duration                                 *prometheus.HistogramVec
+	durations                                map[string]prometheus.Observer // by result, resolved once
 
 	mu       sync.Mutex
 	accounts map[string]*accountStats
@@ -67,14 +79,39 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		minimum:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricBalanceMinimum, Help: "Minimum balance in force: outgoing packets that would put the balance below it are rejected"}, accountLabels),
 		maximum:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricBalanceMaximum, Help: "Maximum balance in force: incoming packets that would put the balance above it are rejected"}, accountLabels),
 		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricBalanceStoreErrors, Help: "Balance store failures after a packet was settled (reconciliation required)"}, append([]string{"operation"}, accountLabels...)),
-		accounts:    make(map[string]*accountStats),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: MetricIncomingDuration,
+			Help: "Seconds the connector took to answer an incoming ILP packet, by result", Buckets: durationBuckets}, []string{"result"}),
+		accounts: make(map[string]*accountStats),
 	}
-	for _, c := range []prometheus.Collector{m.inPackets, m.inValue, m.outPackets, m.outValue, m.rateLimited, m.balance, m.minimum, m.maximum, m.storeErrors} {
+	m.durations = make(map[string]prometheus.Observer)
+	for _, r := range []string{resultFulfilled, resultRejected, resultFailed} {
+		m.durations[r] = m.duration.WithLabelValues(r) // every result's series from the start
+	}
+	for _, c := range []prometheus.Collector{m.inPackets, m.inValue, m.outPackets, m.outValue, m.rateLimited, m.balance, m.minimum, m.maximum, m.storeErrors, m.duration} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
+}
+
+// ObserveDuration records how long the connector took to answer an incoming packet (f, err)
+// in MetricIncomingDuration.
+func (m *Metrics) ObserveDuration(d time.Duration, f *ilp.Fulfill, err error) {
+	r, _ := resultOf(f, err)
+	m.durations[r].Observe(d.Seconds())
+}
+
+// resultOf is the result label of an answer, and its Reject when rejected.
+func resultOf(f *ilp.Fulfill, err error) (string, *ilp.Reject) {
+	if err == nil && f != nil {
+		return resultFulfilled, nil
+	}
+	var r *ilp.Reject
+	if errors.As(err, &r) {
+		return resultRejected, r
+	}
+	return resultFailed, nil
 }
 
 // ObserveBalance sets the balance gauge of an account whose pipeline was built, e.g. after an
@@ -232,16 +269,14 @@ func (d *directionStats) init(packets, value *prometheus.CounterVec) {
 }
 
 func (d *directionStats) observe(f *ilp.Fulfill, err error, amount uint64) {
-	if err == nil && f != nil {
+	switch result, r := resultOf(f, err); result {
+	case resultFulfilled:
 		d.fulfilled.observe(amount)
-		return
-	}
-	var r *ilp.Reject
-	if !errors.As(err, &r) {
+	case resultRejected:
+		d.rejectedPair(r.Code).observe(amount)
+	default:
 		d.failed.observe(amount)
-		return
 	}
-	d.rejectedPair(r.Code).observe(amount)
 }
 
 func (d *directionStats) rejectedPair(code ilp.ErrorCode) *counterPair {
