@@ -31,7 +31,9 @@ const listFailureLogEvery = time.Minute
 // The names of the status metrics, which alerting rules read.
 const (
 	// MetricCondition is one gauge per object, condition type and status (true, false,
-	// unknown): 1 on the condition's current status, kube-state-metrics style.
+	// unknown): 1 on the condition's current status, kube-state-metrics style. Its reason
+	// label (the condition's, one of the operator's fixed set) lets an alert tell pods down
+	// from a configuration left out.
 	MetricCondition = "ilpfleet_condition"
 	// MetricAccountConnected is 1 while an Account's link to its counterparty is up.
 	MetricAccountConnected = "ilpfleet_account_connected"
@@ -39,8 +41,8 @@ const (
 
 var (
 	conditionDesc = prometheus.NewDesc(MetricCondition,
-		"A status condition of an ilpfleet object: 1 on the condition's current status, 0 on the two others.",
-		[]string{"kind", "namespace", "name", "type", "status"}, nil)
+		"A status condition of an ilpfleet object: 1 on the condition's current status, 0 on the two others; reason is the condition's.",
+		[]string{"kind", "namespace", "name", "type", "status", "reason"}, nil)
 	accountConnectedDesc = prometheus.NewDesc(MetricAccountConnected,
 		"1 when the Account's link to its counterparty is up (status.connected), else 0.",
 		[]string{"namespace", "name", "connector", "relation"}, nil)
@@ -50,6 +52,7 @@ var (
 var conditionStatuses = []metav1.ConditionStatus{metav1.ConditionTrue, metav1.ConditionFalse, metav1.ConditionUnknown}
 
 // statusKinds are the kinds whose conditions are exported, with the list type of each.
+// Connector first: the Accounts' connected series need the Connectors (Collect).
 var statusKinds = []struct {
 	kind    string
 	newList func() client.ObjectList
@@ -97,23 +100,43 @@ func (s *StatusCollector) Describe(ch chan<- *prometheus.Desc) {
 func (s *StatusCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
+	lists := make([]client.ObjectList, len(statusKinds))
 	var wg sync.WaitGroup
-	for _, k := range statusKinds {
-		wg.Go(func() { s.collectKind(ctx, ch, k.kind, k.newList()) })
+	for i, k := range statusKinds {
+		wg.Go(func() {
+			list := k.newList()
+			if err := s.reader.List(ctx, list); err != nil {
+				s.logListFailure(k.kind, err)
+				return
+			}
+			lists[i] = list
+		})
 	}
 	wg.Wait()
+	connectors := connectorsByKey(lists[0])
+	for i, k := range statusKinds {
+		if lists[i] == nil {
+			continue
+		}
+		_ = meta.EachListItem(lists[i], func(item runtime.Object) error {
+			collectObject(ch, k.kind, item.(client.Object), connectors)
+			return nil
+		})
+	}
 }
 
-// collectKind sends the series of every object of list's kind, or logs why it cannot.
-func (s *StatusCollector) collectKind(ctx context.Context, ch chan<- prometheus.Metric, kind string, list client.ObjectList) {
-	if err := s.reader.List(ctx, list); err != nil {
-		s.logListFailure(kind, err)
-		return
-	}
-	_ = meta.EachListItem(list, func(item runtime.Object) error {
-		collectObject(ch, kind, item.(client.Object))
+// connectorsByKey indexes the listed Connectors (statusKinds[0]) by namespace and name; nil
+// when their List failed.
+func connectorsByKey(list client.ObjectList) map[client.ObjectKey]*ilpv1.Connector {
+	cl, ok := list.(*ilpv1.ConnectorList)
+	if !ok {
 		return nil
-	})
+	}
+	m := make(map[client.ObjectKey]*ilpv1.Connector, len(cl.Items))
+	for i := range cl.Items {
+		m[client.ObjectKeyFromObject(&cl.Items[i])] = &cl.Items[i]
+	}
+	return m
 }
 
 // logListFailure logs a failed List at most once per listFailureLogEvery and kind, with the
@@ -125,14 +148,19 @@ func (s *StatusCollector) logListFailure(kind string, err error) {
 }
 
 // collectObject sends the condition series of o and, for an Account, its connected series.
-func collectObject(ch chan<- prometheus.Metric, kind string, o client.Object) {
+// That one is left out while no connector pod can run the Account (notRunning: its Connector
+// gone, scaled to zero, or its pods leaving it out), and when the Connectors could not be
+// listed: a link down is then not news — a Connector scaled to zero on purpose must not page
+// as peers down, and the other cases make the Account not Ready, which alerts of its own.
+func collectObject(ch chan<- prometheus.Metric, kind string, o client.Object, connectors map[client.ObjectKey]*ilpv1.Connector) {
 	for _, c := range uniqueConditions(statusConditions(o)) {
 		for _, st := range conditionStatuses {
 			ch <- prometheus.MustNewConstMetric(conditionDesc, prometheus.GaugeValue, boolValue(c.Status == st),
-				kind, o.GetNamespace(), o.GetName(), c.Type, strings.ToLower(string(st)))
+				kind, o.GetNamespace(), o.GetName(), c.Type, strings.ToLower(string(st)), c.Reason)
 		}
 	}
-	if a, ok := o.(*ilpv1.Account); ok {
+	if a, ok := o.(*ilpv1.Account); ok && connectors != nil &&
+		!notRunning(a, connectors[client.ObjectKey{Namespace: a.Namespace, Name: a.Spec.ConnectorRef}]) {
 		ch <- prometheus.MustNewConstMetric(accountConnectedDesc, prometheus.GaugeValue, boolValue(a.Status.Connected),
 			a.Namespace, a.Name, a.Spec.ConnectorRef, string(a.Spec.Relation))
 	}

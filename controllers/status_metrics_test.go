@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -41,7 +42,7 @@ func TestStatusMetrics(t *testing.T) {
 		},
 		{
 			name: "peer account connected, two conditions",
-			objs: []client.Object{metricsAccount("ns1", "bob", ilpv1.RelationPeer, true,
+			objs: []client.Object{metricsConnector("ns1", "alice"), metricsAccount("ns1", "bob", ilpv1.RelationPeer, true,
 				cond("Ready", metav1.ConditionTrue), cond("ReferencesResolved", metav1.ConditionTrue))},
 			condition: append(conditionSeries("Account", "ns1", "bob", "Ready", "true"),
 				conditionSeries("Account", "ns1", "bob", "ReferencesResolved", "true")...),
@@ -50,12 +51,13 @@ func TestStatusMetrics(t *testing.T) {
 		{
 			name: "peer account down, child account up",
 			objs: []client.Object{
+				metricsConnector("ns1", "alice"), metricsConnector("ns2", "alice"),
 				metricsAccount("ns1", "bob", ilpv1.RelationPeer, false,
-					cond("Ready", metav1.ConditionFalse), cond("ConfigApplied", metav1.ConditionFalse)),
+					cond("Ready", metav1.ConditionFalse), cond("ReferencesResolved", metav1.ConditionTrue)),
 				metricsAccount("ns2", "carol", ilpv1.RelationChild, true, cond("Ready", metav1.ConditionTrue)),
 			},
 			condition: append(append(conditionSeries("Account", "ns1", "bob", "Ready", "false"),
-				conditionSeries("Account", "ns1", "bob", "ConfigApplied", "false")...),
+				conditionSeries("Account", "ns1", "bob", "ReferencesResolved", "true")...),
 				conditionSeries("Account", "ns2", "carol", "Ready", "true")...),
 			connected: []string{
 				`ilpfleet_account_connected{connector="alice",name="bob",namespace="ns1",relation="peer"} 0`,
@@ -78,6 +80,18 @@ func TestStatusMetrics(t *testing.T) {
 				metricsAccount("ns1", "bob", ilpv1.RelationParent, false),
 			},
 			connected: []string{`ilpfleet_account_connected{connector="alice",name="bob",namespace="ns1",relation="parent"} 0`},
+		},
+		{
+			// A link down is no news where no pod can run the Account: its Connector gone,
+			// scaled to zero (on purpose: no page), or its pods leaving it out (Ready False).
+			name: "accounts no pod runs: no connected series",
+			objs: []client.Object{
+				metricsAccount("ns1", "orphan", ilpv1.RelationPeer, false),
+				scaledToZero(metricsConnector("ns2", "alice")), metricsAccount("ns2", "idle", ilpv1.RelationPeer, false),
+				metricsConnector("ns3", "alice"), metricsAccount("ns3", "left-out", ilpv1.RelationPeer, false,
+					metav1.Condition{Type: "ConfigApplied", Status: metav1.ConditionFalse, Reason: "LeftOut"}),
+			},
+			condition: conditionSeriesReason("Account", "ns3", "left-out", "ConfigApplied", "false", "LeftOut"),
 		},
 		{
 			name: "a condition type listed twice: the first counts, once",
@@ -163,11 +177,13 @@ func TestStatusMetricsListError(t *testing.T) {
 }
 
 // TestStatusMetricsListTimeout: a List that blocks (a cache not synced yet) ends at the
-// scrape's deadline and leaves only its own kind out; the kinds listed beside it export.
+// scrape's deadline and leaves only its own kind out; the kinds listed beside it export — but
+// for the Accounts' connected series, which need the Connectors to say whether a pod runs them.
 func TestStatusMetricsListTimeout(t *testing.T) {
 	cl := fake.NewClientBuilder().WithScheme(scheme.New()).
 		WithObjects(
 			metricsConnector("ns1", "alice", cond("Ready", metav1.ConditionTrue)),
+			metricsAccount("ns1", "bob", ilpv1.RelationPeer, true),
 			metricsRoute("ns1", "to-bob", cond("Ready", metav1.ConditionFalse)),
 		).
 		WithInterceptorFuncs(interceptor.Funcs{List: blockConnectorLists}).
@@ -267,13 +283,17 @@ func sampleLine(name string, m *dto.Metric) string {
 
 // conditionSeries is the three samples of one condition whose status is current.
 func conditionSeries(kind, ns, name, typ, current string) []string {
+	return conditionSeriesReason(kind, ns, name, typ, current, "Test")
+}
+
+func conditionSeriesReason(kind, ns, name, typ, current, reason string) []string {
 	out := make([]string, 0, 3)
 	for _, st := range []string{"true", "false", "unknown"} {
 		v := 0
 		if st == current {
 			v = 1
 		}
-		out = append(out, fmt.Sprintf(`ilpfleet_condition{kind=%q,name=%q,namespace=%q,status=%q,type=%q} %d`, kind, name, ns, st, typ, v))
+		out = append(out, fmt.Sprintf(`ilpfleet_condition{kind=%q,name=%q,namespace=%q,reason=%q,status=%q,type=%q} %d`, kind, name, ns, reason, st, typ, v))
 	}
 	return out
 }
@@ -285,6 +305,12 @@ func cond(typ string, s metav1.ConditionStatus) metav1.Condition {
 func metricsConnector(ns, name string, conds ...metav1.Condition) *ilpv1.Connector {
 	c := &ilpv1.Connector{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 	c.Status.Conditions = conds
+	return c
+}
+
+// scaledToZero is c with spec.replicas 0 and no pod left.
+func scaledToZero(c *ilpv1.Connector) *ilpv1.Connector {
+	c.Spec.Replicas = ptr.To[int32](0)
 	return c
 }
 

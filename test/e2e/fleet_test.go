@@ -204,8 +204,8 @@ func (f *fleet) apply(t *testing.T) {
 // Connector alice Ready, and the peer Account alice-bob connected.
 func (f *fleet) operatorMetrics(t *testing.T) {
 	want := []string{
-		fmt.Sprintf(`ilpfleet_condition{kind="Connector",name="alice",namespace=%q,status="true",type="Ready"} 1`, f.ns),
-		fmt.Sprintf(`ilpfleet_condition{kind="Connector",name="alice",namespace=%q,status="false",type="Ready"} 0`, f.ns),
+		fmt.Sprintf(`ilpfleet_condition{kind="Connector",name="alice",namespace=%q,reason="Available",status="true",type="Ready"} 1`, f.ns),
+		fmt.Sprintf(`ilpfleet_condition{kind="Connector",name="alice",namespace=%q,reason="Available",status="false",type="Ready"} 0`, f.ns),
 		fmt.Sprintf(`ilpfleet_account_connected{connector="alice",name="alice-bob",namespace=%q,relation="peer"} 1`, f.ns),
 	}
 	var pods corev1.PodList
