@@ -449,3 +449,38 @@ func TestSettlementEngineUnavailableSaysWhy(t *testing.T) {
 		return nil
 	})
 }
+
+// TestSettlementEngineStandbyReady: an engine of several replicas is Ready with one pod
+// available, as docs/user-guide.md's active/standby engine is (one replica settles, the others
+// stand by, never ready), and not Ready with none.
+func TestSettlementEngineStandbyReady(t *testing.T) {
+	ns := namespace(t)
+	eng := sampleEngine(ns)
+	eng.Spec.Replicas = ptr.To(int32(2))
+	eng.Spec.Strategy = "Recreate"
+	mustCreate(t, secret(ns, "xrp", map[string]string{"seed": "s"}), eng)
+	var dep *appsv1.Deployment
+	eventually(t, func() error {
+		dep = get(t, ns, "xrp-engine", &appsv1.Deployment{})
+		return checkf(*dep.Spec.Replicas == 2, "replicas not 2")
+	})
+	for _, tc := range []struct {
+		available int32
+		status    metav1.ConditionStatus
+		reason    string
+	}{
+		{1, metav1.ConditionTrue, ReasonAvailable},
+		{0, metav1.ConditionFalse, ReasonWorkloadUnavailable},
+	} {
+		dep = get(t, ns, "xrp-engine", &appsv1.Deployment{})
+		dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation, Replicas: 2, UpdatedReplicas: 2,
+			ReadyReplicas: tc.available, AvailableReplicas: tc.available, UnavailableReplicas: 2 - tc.available}
+		if err := k8s.Status().Update(context.Background(), dep); err != nil {
+			t.Fatal(err)
+		}
+		c := waitCondition(t, eng, ilpv1.ConditionReady, tc.status, tc.reason)
+		if want := fmt.Sprintf("has %d of 2 pods available", tc.available); !strings.Contains(c.Message, want) {
+			t.Errorf("%d available: Ready message %q, want it to say %q", tc.available, c.Message, want)
+		}
+	}
+}

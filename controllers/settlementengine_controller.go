@@ -198,8 +198,21 @@ func (r *SettlementEngineReconciler) setConditions(eng *ilpv1.SettlementEngine, 
 	eng.Status.URL = eng.InClusterURL()
 	eng.Status.Replicas, eng.Status.ReadyReplicas = wl.replicas, wl.ready
 	setProgressing(eng, st, wl)
-	ok, reason, msg := workloadReadiness(problem, wl, "the engine is scaled to zero replicas")
+	ok, reason, msg := workloadReadiness(problem, servingEngine(wl), "the engine is scaled to zero replicas")
 	setCondition(eng, st, ilpv1.ConditionReady, ok, reason, msg)
+}
+
+// servingEngine is wl as Ready judges an engine: available with one pod available. An engine
+// serves from one pod, and with several replicas ilpfleet's framework keeps one active and the
+// others standing by, never available (docs/user-guide.md, "Settling balances"): all of them
+// available would never be so, and Ready would stay False for good.
+func servingEngine(wl *workloadState) *workloadState {
+	if wl.available || wl.availableReplicas < 1 {
+		return wl
+	}
+	w := *wl
+	w.available = true
+	return &w
 }
 
 // SetupWithManager registers the controller; it owns the Deployment and Service, and Secret
