@@ -152,6 +152,9 @@ func New(cfg *config.Config, opts Options) (*Connector, error) {
 		return nil, fmt.Errorf("connector: metrics: %w", err)
 	}
 	c.metrics = m
+	if _, shared := c.store.(*store.Redis); shared {
+		m.ReadBalancesOnScrape(c.store) // other replicas move the balances too
+	}
 	sm, err := settlement.NewMetrics(reg)
 	if err != nil {
 		return nil, fmt.Errorf("connector: metrics: %w", err)

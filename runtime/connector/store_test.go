@@ -243,3 +243,28 @@ func histogramOf(t *testing.T, c *Connector, name, result string) *dto.Histogram
 	t.Fatalf("no series %s{result=%q}", name, result)
 	return nil
 }
+
+// TestRedisReplicasReportSharedBalances: two connectors on one Redis (replicas); packets
+// through one move the balances the other reports at its next scrape.
+func TestRedisReplicasReportSharedBalances(t *testing.T) {
+	srv := redistest.Start(t)
+	replica := func(instance string) (*Connector, *memLinks) {
+		return startMem(t, storeConfig(`store: redis
+storeConfig: {url: "`+srv.URL()+`", instance: `+instance+`, prefix: "shared:"}`), nil)
+	}
+	c1, ml := replica("pod-1")
+	c2, _ := replica("pod-2")
+	ml.setRemote("bob", bobRemote(&fulfiller{}))
+	for range 3 {
+		if _, err := ml.get("alice").inject(context.Background(), prepare("test.bob.x", 100, time.Now(), time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := c1.Balance(context.Background(), "alice")
+	if err != nil || want != 300 {
+		t.Fatalf("alice on pod-1: %d %v, want 300", want, err)
+	}
+	if got, ok := metricValue(t, c2, middleware.MetricBalance, map[string]string{"account": "alice"}); !ok || got != float64(want) {
+		t.Errorf("pod-2 reports %s{account=alice} = %v (exists: %v), want the shared %d", middleware.MetricBalance, got, ok, want)
+	}
+}

@@ -3,6 +3,8 @@ package middleware
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -63,6 +65,9 @@ type Metrics struct {
 
 	mu       sync.Mutex
 	accounts map[string]*accountStats
+
+	// shared, when set, is read for every account's balance at each scrape (ReadBalancesOnScrape).
+	shared atomic.Pointer[store.Balances]
 }
 
 // NewMetrics registers the metrics on reg (not the global registry, so that tests and several
@@ -87,12 +92,48 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, r := range []string{resultFulfilled, resultRejected, resultFailed} {
 		m.durations[r] = m.duration.WithLabelValues(r) // every result's series from the start
 	}
-	for _, c := range []prometheus.Collector{m.inPackets, m.inValue, m.outPackets, m.outValue, m.rateLimited, m.balance, m.minimum, m.maximum, m.storeErrors, m.duration} {
+	for _, c := range []prometheus.Collector{m.inPackets, m.inValue, m.outPackets, m.outValue, m.rateLimited, balanceGauges{m}, m.minimum, m.maximum, m.storeErrors, m.duration} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
+}
+
+// ReadBalancesOnScrape makes each scrape read every account's balance from st before it reports
+// MetricBalance: for a store that other processes write too (replicas sharing Redis), where a
+// gauge set by this process's packets alone would show its last packet's balance, not the
+// account's.
+func (m *Metrics) ReadBalancesOnScrape(st store.Balances) { m.shared.Store(&st) }
+
+// balanceGauges collects MetricBalance, read from the shared store first when there is one.
+type balanceGauges struct{ m *Metrics }
+
+func (b balanceGauges) Describe(ch chan<- *prometheus.Desc) { b.m.balance.Describe(ch) }
+
+func (b balanceGauges) Collect(ch chan<- prometheus.Metric) {
+	b.m.readSharedBalances()
+	b.m.balance.Collect(ch)
+}
+
+// readSharedBalances sets every account's balance gauge from the shared store, within
+// storedBalanceWait for them all: a store that cannot answer leaves the gauges as they are.
+func (m *Metrics) readSharedBalances() {
+	st := m.shared.Load()
+	if st == nil {
+		return
+	}
+	m.mu.Lock()
+	ids := slices.Collect(maps.Keys(m.accounts))
+	m.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), storedBalanceWait)
+	defer cancel()
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			return
+		}
+		m.ObserveStoredBalance(ctx, *st, id)
+	}
 }
 
 // ObserveDuration records how long the connector took to answer an incoming packet (f, err)

@@ -1,13 +1,16 @@
 package middleware
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
+	"github.com/ilpfleet/ilpfleet/runtime/store"
 )
 
 // TestObserveDuration: each answer lands in the histogram series of its result, with its
@@ -61,4 +64,32 @@ func histogram(t *testing.T, reg *prometheus.Registry, name, result string) (uin
 		t.Fatalf("no series %s{result=%q}", name, result)
 	}
 	return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
+}
+
+// TestBalancesReadOnScrape: with replicas sharing a store, another process's packets move an
+// account's balance; a replica that reads the store at each scrape reports it, one that does
+// not reports the balance of its own last packet.
+func TestBalancesReadOnScrape(t *testing.T) {
+	for _, readsStore := range []bool{false, true} {
+		shared := store.NewMemory()
+		replica := newTestEnv(t)
+		replica.Store = shared
+		if readsStore {
+			replica.Metrics.ReadBalancesOnScrape(shared)
+		}
+		acct := config.Account{AssetCode: "USD", AssetScale: 2}
+		mustBuild(t, replica.Env, "peer", acct, nil)
+		// The other replica fulfils packets of peer: 700 in all.
+		if _, err := shared.AddWithin(context.Background(), "peer", 700, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		want := 0.0
+		if readsStore {
+			want = 700
+		}
+		got, ok := seriesValue(t, replica.reg, MetricBalance, map[string]string{"account": "peer"})
+		if !ok || got != want {
+			t.Errorf("reads the store at each scrape: %v: %s{account=peer} = %v (exists: %v), want %v", readsStore, MetricBalance, got, ok, want)
+		}
+	}
 }
