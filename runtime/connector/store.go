@@ -73,10 +73,23 @@ func (c *Connector) scopePackets(source string, h ilp.Handler) ilp.Handler {
 		pctx := ps.BeginPacket(ctx)
 		f, err := h(pctx, p)
 		if eerr := ps.EndPacket(pctx); eerr != nil {
-			c.log.Error("balance store failed to make a packet's balance changes durable; RECONCILIATION REQUIRED",
-				"account", source, "fulfilled", err == nil && f != nil, "amount", p.Amount, "err", eerr)
-			c.metrics.StoreError(source, middleware.OpEndPacket)
+			c.endPacketFailed(source, f, err, p.Amount, eerr)
 		}
 		return f, err
 	}
+}
+
+// endPacketFailed says that a packet's balance changes are not durable yet (eerr): a WARN when
+// the store still applies them (store.AppliedLater: the Redis store kept them through an
+// outage), else an ERROR and MetricBalanceStoreErrors, a balance to reconcile.
+func (c *Connector) endPacketFailed(source string, f *ilp.Fulfill, err error, amount uint64, eerr error) {
+	fulfilled := err == nil && f != nil
+	if store.AppliedLater(eerr) {
+		c.log.Warn("balance store could not confirm a packet's balance changes; it applies them once it can",
+			"account", source, "fulfilled", fulfilled, "amount", amount, "err", eerr)
+		return
+	}
+	c.log.Error("balance store failed to make a packet's balance changes durable; RECONCILIATION REQUIRED",
+		"account", source, "fulfilled", fulfilled, "amount", amount, "err", eerr)
+	c.metrics.StoreError(source, middleware.OpEndPacket)
 }

@@ -134,28 +134,44 @@ func TestPacketScopeWraps(t *testing.T) {
 	}
 }
 
-// endFails is a store whose packet ends always fail, as a disk that broke or a Redis that went
-// away after a packet's outcome.
-type endFails struct{ store.Store }
+// endFails is a store whose packet ends always fail with err, as a disk that broke or a Redis
+// that went away after a packet's outcome.
+type endFails struct {
+	store.Store
+	err error
+}
 
 func (endFails) BeginPacket(ctx context.Context) context.Context { return ctx }
-func (endFails) EndPacket(context.Context) error                 { return errors.New("the disk is gone") }
+func (e endFails) EndPacket(context.Context) error               { return e.err }
+
+// appliedLater is the error of packet changes the store still applies (store.AppliedLater), as
+// the Redis store's through an outage.
+type appliedLater struct{}
+
+func (appliedLater) Error() string      { return "kept, applied once Redis is back" }
+func (appliedLater) AppliedLater() bool { return true }
 
 // TestPacketEndFailureCounted: a packet whose balances the store could not make durable is
 // still answered (the money moved), and counted on its source account for the on-call
-// (ilp_connector_balance_store_errors{operation="end"}), not only logged.
+// (ilp_connector_balance_store_errors{operation="end"}), not only logged — unless the store
+// still applies them, which is nothing to reconcile.
 func TestPacketEndFailureCounted(t *testing.T) {
-	ml := &memLinks{}
-	c := start(t, storeConfig(""), Options{Store: endFails{store.NewMemory()}, newLink: ml.factory})
-	ml.setRemote("bob", func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) {
-		return &ilp.Fulfill{Fulfillment: preimage}, nil
-	})
-	if _, err := ml.get("alice").inject(context.Background(), prepare("test.bob.x", 100, time.Now(), time.Minute)); err != nil {
-		t.Fatalf("the packet is answered whatever the store says afterwards: %v", err)
-	}
-	got, _ := metricValue(t, c, middleware.MetricBalanceStoreErrors, map[string]string{"account": "alice", "operation": middleware.OpEndPacket})
-	if got != 1 {
-		t.Errorf("%s{account=alice,operation=end} = %v, want 1", middleware.MetricBalanceStoreErrors, got)
+	for _, tc := range []struct {
+		err  error
+		want float64
+	}{{errors.New("the disk is gone"), 1}, {appliedLater{}, 0}} {
+		ml := &memLinks{}
+		c := start(t, storeConfig(""), Options{Store: endFails{store.NewMemory(), tc.err}, newLink: ml.factory})
+		ml.setRemote("bob", func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) {
+			return &ilp.Fulfill{Fulfillment: preimage}, nil
+		})
+		if _, err := ml.get("alice").inject(context.Background(), prepare("test.bob.x", 100, time.Now(), time.Minute)); err != nil {
+			t.Fatalf("%v: the packet is answered whatever the store says afterwards: %v", tc.err, err)
+		}
+		got, _ := metricValue(t, c, middleware.MetricBalanceStoreErrors, map[string]string{"account": "alice", "operation": middleware.OpEndPacket})
+		if got != tc.want {
+			t.Errorf("%v: %s{account=alice,operation=end} = %v, want %v", tc.err, middleware.MetricBalanceStoreErrors, got, tc.want)
+		}
 	}
 }
 

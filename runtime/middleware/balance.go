@@ -172,10 +172,10 @@ func (b *builder) storeFailed(op string, amt int64, err error) {
 	if store.AppliedLater(err) {
 		b.env.Log.Warn("balance store could not confirm a write after the packet was settled; it applies it once it can",
 			"operation", op, "amount", amt, "err", err)
-	} else {
-		b.env.Log.Error("balance store failed after the packet was settled; RECONCILIATION REQUIRED",
-			"operation", op, "amount", amt, "err", err)
+		return // nothing to reconcile: not a store error of the metric
 	}
+	b.env.Log.Error("balance store failed after the packet was settled; RECONCILIATION REQUIRED",
+		"operation", op, "amount", amt, "err", err)
 	if s := b.metrics(); s != nil {
 		s.storeError(op)
 	}

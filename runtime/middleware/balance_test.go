@@ -144,27 +144,42 @@ func TestBalanceBothSides(t *testing.T) {
 type failingStore struct {
 	store.Balances
 	commit, release, refund bool
+	err                     error // what the failing writes return; nil: errStore
 }
 
 var errStore = errors.New("disk full")
 
+func (f *failingStore) failure() error {
+	if f.err != nil {
+		return f.err
+	}
+	return errStore
+}
+
+// appliedLater is an error of a write the store still applies (store.AppliedLater), as the
+// Redis store's through an outage.
+type appliedLater struct{}
+
+func (appliedLater) Error() string      { return "kept, applied once the store is back" }
+func (appliedLater) AppliedLater() bool { return true }
+
 func (f *failingStore) Commit(ctx context.Context, a string, amt int64) (int64, error) {
 	if f.commit {
-		return 0, errStore
+		return 0, f.failure()
 	}
 	return f.Balances.Commit(ctx, a, amt)
 }
 
 func (f *failingStore) Release(ctx context.Context, a string, amt int64) error {
 	if f.release {
-		return errStore
+		return f.failure()
 	}
 	return f.Balances.Release(ctx, a, amt)
 }
 
 func (f *failingStore) AddWithin(ctx context.Context, a string, d int64, min, max *int64) (int64, error) {
 	if f.refund && d < 0 {
-		return 0, errStore
+		return 0, f.failure()
 	}
 	return f.Balances.AddWithin(ctx, a, d, min, max)
 }
@@ -181,6 +196,9 @@ func TestStoreErrorsAfterOutcome(t *testing.T) {
 		{"commit fails, fulfill still passes", failingStore{commit: true}, fulfillH, "", opCommit, 50},
 		{"release fails, reject passes", failingStore{release: true}, rejectH(ilp.CodeUnreachable, "x"), ilp.CodeUnreachable, opRelease, 0},
 		{"refund fails, reject passes", failingStore{refund: true}, rejectH(ilp.CodeUnreachable, "x"), ilp.CodeUnreachable, opRefund, 50},
+		// The store applies these later: nothing to reconcile, nothing counted.
+		{"commit applied later", failingStore{commit: true, err: appliedLater{}}, fulfillH, "", "", 50},
+		{"refund applied later", failingStore{refund: true, err: appliedLater{}}, rejectH(ilp.CodeUnreachable, "x"), ilp.CodeUnreachable, "", 50},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -206,9 +224,17 @@ func TestStoreErrorsAfterOutcome(t *testing.T) {
 			if tt.op == opRefund {
 				acctLabel = "src"
 			}
-			labels := map[string]string{"operation": tt.op, "account": acctLabel, "asset": "USD", "scale": "2"}
-			if got := counterValue(t, env.reg, MetricBalanceStoreErrors, labels); got != 1 {
-				t.Fatalf("store error counter = %v, want 1", got)
+			for _, op := range storeErrorOps {
+				for _, acct := range []string{"src", "dst"} {
+					want := 0.0
+					if op == tt.op && acct == acctLabel {
+						want = 1
+					}
+					labels := map[string]string{"operation": op, "account": acct}
+					if got := counterValue(t, env.reg, MetricBalanceStoreErrors, labels); got != want {
+						t.Errorf("store error counter %v = %v, want %v", labels, got, want)
+					}
+				}
 			}
 		})
 	}

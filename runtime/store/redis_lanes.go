@@ -163,18 +163,29 @@ func (r *Redis) takeLane(ctx context.Context) (*lane, error) {
 
 // errResolving marks the error of a write whose outcome is unknown and which the resolver
 // took over.
-var errResolving = errors.New("not known whether Redis applied it; resolving it in the background")
+var errResolving = &appliedLaterError{"not known whether Redis applied it; resolving it in the background"}
 
 // errDeferred marks the error of a write that must be applied but could not be sent: it is
 // kept and sent once Redis is reachable.
-var errDeferred = errors.New("kept, and sent once Redis is reachable")
+var errDeferred = &appliedLaterError{"kept, and sent once Redis is reachable"}
+
+// appliedLaterError is the type of errResolving and errDeferred.
+type appliedLaterError struct{ msg string }
+
+func (e *appliedLaterError) Error() string { return e.msg }
+
+// AppliedLater implements what AppliedLater looks for.
+func (e *appliedLaterError) AppliedLater() bool { return true }
 
 // AppliedLater reports whether err, from a write that must be applied (a commit, a release, a
-// refund marked MustApply), says that the store will still apply it, once: its outcome was
-// unknown and a resolver has it, or Redis could not be reached and it is deferred. Nothing is
-// to be reconciled unless the store later logs that it was lost.
+// refund marked MustApply, a packet's end), says that the store will still apply it, once: its
+// outcome was unknown and a resolver has it, or Redis could not be reached and it is deferred.
+// Nothing is to be reconciled unless the store later logs that it was lost. It looks for an
+// error in err's chain with a method AppliedLater() bool that says true, as the Redis store's
+// have (a store of another package, or a test's, may have its own).
 func AppliedLater(err error) bool {
-	return errors.Is(err, errResolving) || errors.Is(err, errDeferred)
+	var a interface{ AppliedLater() bool }
+	return errors.As(err, &a) && a.AppliedLater()
 }
 
 // write sends c under a lane. A write that failed is handed to the resolver (after its
