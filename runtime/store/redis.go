@@ -473,11 +473,33 @@ func (r *Redis) endDeltas(ctx context.Context, todo []scopeDelta) error {
 		calls[i] = call{op: "end", keys: []string{r.accountKey(d.account)}, amount: strconv.FormatInt(d.delta, 10), account: d.account}
 	}
 	_, errs := r.writeAll(ctx, calls)
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("store: redis end of packet: %w", err)
-	}
-	return nil
+	return joinEnds(errs)
 }
+
+// joinEnds is the error of a packet's ends, nil when every one was applied. It is AppliedLater
+// only when each failed end is: errors.As would find one deferred end in a join and miss an
+// end lost beside it, a balance to reconcile.
+func joinEnds(errs []error) error {
+	err := errors.Join(errs...)
+	if err == nil {
+		return nil
+	}
+	for _, e := range errs {
+		if e != nil && !AppliedLater(e) {
+			err = lostError{err}
+			break
+		}
+	}
+	return fmt.Errorf("store: redis end of packet: %w", err)
+}
+
+// lostError marks an error that holds a write not applied later, whatever else it holds.
+type lostError struct{ error }
+
+func (e lostError) Unwrap() error { return e.error }
+
+// AppliedLater is false: AppliedLater stops at the first error in the chain that says.
+func (lostError) AppliedLater() bool { return false }
 
 // AddWithin implements Balances.
 func (r *Redis) AddWithin(ctx context.Context, account string, delta int64, min, max *int64) (int64, error) {

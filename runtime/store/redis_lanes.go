@@ -174,15 +174,16 @@ type appliedLaterError struct{ msg string }
 
 func (e *appliedLaterError) Error() string { return e.msg }
 
-// AppliedLater implements what AppliedLater looks for.
+// AppliedLater marks the error for store.AppliedLater: the write is kept and applied once.
 func (e *appliedLaterError) AppliedLater() bool { return true }
 
 // AppliedLater reports whether err, from a write that must be applied (a commit, a release, a
 // refund marked MustApply, a packet's end), says that the store will still apply it, once: its
 // outcome was unknown and a resolver has it, or Redis could not be reached and it is deferred.
-// Nothing is to be reconciled unless the store later logs that it was lost. It looks for an
-// error in err's chain with a method AppliedLater() bool that says true, as the Redis store's
-// have (a store of another package, or a test's, may have its own).
+// Nothing is to be reconciled unless the store later logs that it was lost. It asks the first
+// error in err's chain with a method AppliedLater() bool, as the Redis store's have (a store of
+// another package, or a test's, may have its own); an error joining several writes' says true
+// only when each of them is applied later (joinEnds).
 func AppliedLater(err error) bool {
 	var a interface{ AppliedLater() bool }
 	return errors.As(err, &a) && a.AppliedLater()

@@ -575,3 +575,32 @@ func TestRedisCloseForgetsAConditionalDelete(t *testing.T) {
 		t.Error("the instance was not left: another runtime would have to reclaim it")
 	}
 }
+
+// TestJoinEndsAppliedLater: a packet's ends are applied later only when each failed one is; one
+// lost beside a deferred one makes the whole a balance to reconcile.
+func TestJoinEndsAppliedLater(t *testing.T) {
+	deferred := fmt.Errorf("%w (%w)", errors.New("no lane"), errDeferred)
+	resolving := fmt.Errorf("%w (%w)", errors.New("timeout"), errResolving)
+	for _, tc := range []struct {
+		name  string
+		errs  []error
+		later bool
+	}{
+		{"all applied", []error{nil, nil}, false},
+		{"one deferred", []error{nil, deferred}, true},
+		{"deferred and resolving", []error{deferred, resolving}, true},
+		{"deferred and fenced", []error{deferred, ErrFenced}, false},
+		{"fenced and deferred", []error{ErrFenced, deferred}, false},
+	} {
+		err := joinEnds(tc.errs)
+		if tc.name == "all applied" {
+			if err != nil {
+				t.Errorf("%s: %v, want nil", tc.name, err)
+			}
+			continue
+		}
+		if got := AppliedLater(err); got != tc.later {
+			t.Errorf("%s: AppliedLater(%v) = %v, want %v", tc.name, err, got, tc.later)
+		}
+	}
+}
