@@ -80,7 +80,7 @@ var ourMetric = regexp.MustCompile(`\b(?:ilpfleet|ilp_connector|ilp_settlement_e
 func checkExported(t *testing.T, where, expr string) {
 	t.Helper()
 	for _, name := range ourMetric.FindAllString(expr, -1) {
-		if !slices.Contains(exportedMetrics, name) && !slices.Contains(exportedHistograms, histogramOf(name)) {
+		if !slices.Contains(exportedMetrics, name) && !slices.Contains(exportedHistograms, histogramBase(name)) {
 			t.Errorf("%s reads %s, which is not a metric the code exports (%v, histograms %v)", where, name, exportedMetrics, exportedHistograms)
 		}
 	}
@@ -115,8 +115,8 @@ func readAlertRules(t *testing.T, path string) alertRules {
 	return rules
 }
 
-// promtoolPath finds promtool on PATH, or has hack/promtool.sh install it (Debian's prometheus
-// package, as root), as make test does first.
+// promtoolPath finds promtool on PATH, or has hack/promtool.sh provide it (taken out of
+// Debian's prometheus package into bin/), as make test does first.
 func promtoolPath(t *testing.T) string {
 	t.Helper()
 	if p, err := exec.LookPath("promtool"); err == nil {
@@ -132,8 +132,8 @@ func promtoolPath(t *testing.T) string {
 	return string(bytes.TrimSpace(out))
 }
 
-// histogramOf is the histogram whose series name is, "" when name is no histogram series.
-func histogramOf(name string) string {
+// histogramBase is the histogram whose series name is, "" when name is no histogram series.
+func histogramBase(name string) string {
 	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
 		if base, ok := strings.CutSuffix(name, suffix); ok {
 			return base

@@ -202,10 +202,12 @@ func (r *SettlementEngineReconciler) setConditions(eng *ilpv1.SettlementEngine, 
 	setCondition(eng, st, ilpv1.ConditionReady, ok, reason, msg)
 }
 
-// servingEngine is wl as Ready judges an engine: available with one pod available. An engine
-// serves from one pod, and with several replicas ilpfleet's framework keeps one active and the
-// others standing by, never available (docs/user-guide.md, "Settling balances"): all of them
-// available would never be so, and Ready would stay False for good.
+// servingEngine is wl as Ready judges an engine: available (workloadState.available, all
+// desired pods) as soon as one pod is. An engine on ilpfleet's framework with a Redis store
+// runs one active replica, the others standing by and never available (docs/user-guide.md,
+// "Settling balances"), so Ready would otherwise stay False for good. The trade-off: an engine
+// of another kind with several active replicas is Ready while one of them serves, degraded;
+// status.readyReplicas and the Ready message ("1 of 3 pods available") still say so.
 func servingEngine(wl *workloadState) *workloadState {
 	if wl.available || wl.availableReplicas < 1 {
 		return wl

@@ -52,7 +52,6 @@ var (
 var conditionStatuses = []metav1.ConditionStatus{metav1.ConditionTrue, metav1.ConditionFalse, metav1.ConditionUnknown}
 
 // statusKinds are the kinds whose conditions are exported, with the list type of each.
-// Connector first: the Accounts' connected series need the Connectors (Collect).
 var statusKinds = []struct {
 	kind    string
 	newList func() client.ObjectList
@@ -113,7 +112,7 @@ func (s *StatusCollector) Collect(ch chan<- prometheus.Metric) {
 		})
 	}
 	wg.Wait()
-	connectors := connectorsByKey(lists[0])
+	connectors := connectorsByKey(lists)
 	for i, k := range statusKinds {
 		if lists[i] == nil {
 			continue
@@ -125,18 +124,19 @@ func (s *StatusCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// connectorsByKey indexes the listed Connectors (statusKinds[0]) by namespace and name; nil
-// when their List failed.
-func connectorsByKey(list client.ObjectList) map[client.ObjectKey]*ilpv1.Connector {
-	cl, ok := list.(*ilpv1.ConnectorList)
-	if !ok {
-		return nil
+// connectorsByKey indexes the listed Connectors by namespace and name; nil when their List
+// failed (lists holds nil for a kind whose List failed).
+func connectorsByKey(lists []client.ObjectList) map[client.ObjectKey]*ilpv1.Connector {
+	for _, list := range lists {
+		if cl, ok := list.(*ilpv1.ConnectorList); ok {
+			m := make(map[client.ObjectKey]*ilpv1.Connector, len(cl.Items))
+			for i := range cl.Items {
+				m[client.ObjectKeyFromObject(&cl.Items[i])] = &cl.Items[i]
+			}
+			return m
+		}
 	}
-	m := make(map[client.ObjectKey]*ilpv1.Connector, len(cl.Items))
-	for i := range cl.Items {
-		m[client.ObjectKeyFromObject(&cl.Items[i])] = &cl.Items[i]
-	}
-	return m
+	return nil
 }
 
 // logListFailure logs a failed List at most once per listFailureLogEvery and kind, with the

@@ -183,7 +183,7 @@ func TestStatusMetricsListTimeout(t *testing.T) {
 	cl := fake.NewClientBuilder().WithScheme(scheme.New()).
 		WithObjects(
 			metricsConnector("ns1", "alice", cond("Ready", metav1.ConditionTrue)),
-			metricsAccount("ns1", "bob", ilpv1.RelationPeer, true),
+			metricsAccount("ns1", "bob", ilpv1.RelationPeer, true, cond("Ready", metav1.ConditionTrue)),
 			metricsRoute("ns1", "to-bob", cond("Ready", metav1.ConditionFalse)),
 		).
 		WithInterceptorFuncs(interceptor.Funcs{List: blockConnectorLists}).
@@ -191,7 +191,8 @@ func TestStatusMetricsListTimeout(t *testing.T) {
 	var logged lines
 	c := newStatusCollector(cl, funcr.New(logged.add, funcr.Options{}), time.Now)
 	c.timeout = 10 * time.Millisecond
-	if err := compareSeries(c, conditionSeries("Route", "ns1", "to-bob", "Ready", "false")); err != nil {
+	want := append(conditionSeries("Account", "ns1", "bob", "Ready", "true"), conditionSeries("Route", "ns1", "to-bob", "Ready", "false")...)
+	if err := compareSeries(c, want); err != nil {
 		t.Fatal(err)
 	}
 	got := logged.get()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ilpfleet/ilpfleet/internal/testport"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/ilpfleet/ilpfleet/runtime/config"
 	"github.com/ilpfleet/ilpfleet/runtime/ilp"
@@ -220,6 +221,19 @@ func start(t testing.TB, doc string, opts Options) *Connector {
 // or a gauge's), and whether there is one.
 func metricValue(t testing.TB, c *Connector, name string, want map[string]string) (float64, bool) {
 	t.Helper()
+	m := findMetric(t, c, name, want)
+	switch {
+	case m == nil:
+		return 0, false
+	case m.GetGauge() != nil:
+		return m.GetGauge().GetValue(), true
+	}
+	return m.GetCounter().GetValue(), true
+}
+
+// findMetric is the first series of metric name whose labels include want; nil: none.
+func findMetric(t testing.TB, c *Connector, name string, want map[string]string) *dto.Metric {
+	t.Helper()
 	mfs, err := c.Gatherer().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -239,11 +253,8 @@ func metricValue(t testing.TB, c *Connector, name string, want map[string]string
 					continue series
 				}
 			}
-			if m.GetGauge() != nil {
-				return m.GetGauge().GetValue(), true
-			}
-			return m.GetCounter().GetValue(), true
+			return m
 		}
 	}
-	return 0, false
+	return nil
 }

@@ -243,21 +243,11 @@ func TestIncomingDurationObserved(t *testing.T) {
 // histogramOf is the histogram of the series of name whose result label is result.
 func histogramOf(t *testing.T, c *Connector, name, result string) *dto.Histogram {
 	t.Helper()
-	mfs, err := c.Gatherer().Gather()
-	if err != nil {
-		t.Fatal(err)
+	m := findMetric(t, c, name, map[string]string{"result": result})
+	if m == nil {
+		t.Fatalf("no series %s{result=%q}", name, result)
 	}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if mf.GetName() == name && l.GetName() == "result" && l.GetValue() == result {
-					return m.GetHistogram()
-				}
-			}
-		}
-	}
-	t.Fatalf("no series %s{result=%q}", name, result)
-	return nil
+	return m.GetHistogram()
 }
 
 // TestRedisReplicasReportSharedBalances: two connectors on one Redis (replicas); packets

@@ -67,8 +67,9 @@ func histogram(t *testing.T, reg *prometheus.Registry, name, result string) (uin
 }
 
 // TestBalancesReadOnScrape: with replicas sharing a store, another process's packets move an
-// account's balance; a replica that reads the store at each scrape reports it, one that does
-// not reports the balance of its own last packet.
+// account's balance; a replica that reads the store at each scrape reports it. The replica that
+// does not is the control: it reports the balance of its own packets (none here), which shows
+// that the other case's value came from the scrape's read.
 func TestBalancesReadOnScrape(t *testing.T) {
 	for _, readsStore := range []bool{false, true} {
 		shared := store.NewMemory()
