@@ -18,6 +18,7 @@ import (
 	"github.com/ilpfleet/ilpfleet/runtime/middleware"
 	"github.com/ilpfleet/ilpfleet/runtime/settlement"
 	"github.com/ilpfleet/ilpfleet/runtime/settlement/engine"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // alertRules is prometheus/alerts.yaml as promtool reads it: the PrometheusRule's spec.
@@ -141,3 +142,79 @@ func histogramBase(name string) string {
 	}
 	return ""
 }
+
+// scrapeLabels are the labels a scrape adds to a series (prometheus-operator's target labels).
+var scrapeLabels = []string{"job", "pod", "instance", "namespace", "service", "endpoint", "container"}
+
+// TestAlertFixtureLabels checks that every input series of the promtool unit tests carries the
+// labels the code gives its metric, plus a scrape's, and no other: the rules are tested against
+// these series, so a label the code renamed would otherwise leave an alert that matches nothing
+// in production and still passes its tests. Metrics of collectors this package cannot build
+// cheaply (the connector's links and rates age, the engine framework's) are not checked.
+func TestAlertFixtureLabels(t *testing.T) {
+	code := codeLabels(t)
+	data, err := os.ReadFile(filepath.Join("prometheus", "alerts_test.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := regexp.MustCompile(`series: '([a-z_:]+)\{([^}]*)\}'`)
+	label := regexp.MustCompile(`(\w+)=`)
+	checked := 0
+	for _, m := range series.FindAllStringSubmatch(string(data), -1) {
+		name, want := m[1], code[m[1]]
+		if want == nil {
+			continue
+		}
+		var have []string
+		for _, l := range label.FindAllStringSubmatch(m[2], -1) {
+			if slices.Contains(want, l[1]) || !slices.Contains(scrapeLabels, l[1]) {
+				have = append(have, l[1])
+			}
+		}
+		slices.Sort(have)
+		if !slices.Equal(have, want) {
+			t.Errorf("alerts_test.yaml: %s{%s}: labels of the code %v, not %v", name, m[2], want, have)
+		}
+		checked++
+	}
+	if checked == 0 {
+		t.Fatal("no input series of a known metric found in alerts_test.yaml")
+	}
+}
+
+// codeLabels are the label names, sorted, of the metrics the collectors of the operator, the
+// packet middleware and the settlement client describe.
+func codeLabels(t *testing.T) map[string][]string {
+	t.Helper()
+	rec := &recorder{}
+	if _, err := middleware.NewMetrics(rec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := settlement.NewMetrics(rec); err != nil {
+		t.Fatal(err)
+	}
+	rec.cs = append(rec.cs, controllers.NewStatusCollector(nil))
+	out := map[string][]string{}
+	desc := regexp.MustCompile(`fqName: "([a-z_:]+)".*variableLabels: \{([^}]*)\}\}$`)
+	ch := make(chan *prometheus.Desc, 64)
+	for _, c := range rec.cs {
+		go func() { c.Describe(ch); ch <- nil }()
+		for d := <-ch; d != nil; d = <-ch {
+			m := desc.FindStringSubmatch(d.String())
+			if m == nil {
+				t.Fatalf("cannot read the labels of %s", d)
+			}
+			labels := strings.FieldsFunc(m[2], func(r rune) bool { return r == ',' })
+			slices.Sort(labels)
+			out[m[1]] = labels
+		}
+	}
+	return out
+}
+
+// recorder is a prometheus.Registerer that keeps what it is given.
+type recorder struct{ cs []prometheus.Collector }
+
+func (r *recorder) Register(c prometheus.Collector) error   { r.cs = append(r.cs, c); return nil }
+func (r *recorder) MustRegister(cs ...prometheus.Collector) { r.cs = append(r.cs, cs...) }
+func (r *recorder) Unregister(prometheus.Collector) bool    { return false }
