@@ -217,8 +217,10 @@ func TestIncomingDurationObserved(t *testing.T) {
 	ml := &memLinks{}
 	clock := testclock.New(time.Now())
 	c := start(t, storeConfig(""), Options{Clock: clock, newLink: ml.factory})
-	ml.setRemote("bob", func(context.Context, *ilp.Prepare) (*ilp.Fulfill, error) {
-		clock.Add(7 * time.Millisecond) // the next hop takes 7 ms to fulfill
+	ml.setRemote("bob", func(_ context.Context, p *ilp.Prepare) (*ilp.Fulfill, error) {
+		if p.Destination == "test.bob.x" { // not the connector's own messages (route updates)
+			clock.Add(7 * time.Millisecond) // the next hop takes 7 ms to fulfill
+		}
 		return &ilp.Fulfill{Fulfillment: preimage}, nil
 	})
 	if _, err := ml.get("alice").inject(context.Background(), prepare("test.bob.x", 100, clock.Now(), time.Minute)); err != nil {
