@@ -472,12 +472,12 @@ func TestSettlementEngineStandbyReady(t *testing.T) {
 		{1, metav1.ConditionTrue, ReasonAvailable},
 		{0, metav1.ConditionFalse, ReasonWorkloadUnavailable},
 	} {
-		dep = get(t, ns, "xrp-engine", &appsv1.Deployment{})
-		dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation, Replicas: 2, UpdatedReplicas: 2,
-			ReadyReplicas: tc.available, AvailableReplicas: tc.available, UnavailableReplicas: 2 - tc.available}
-		if err := k8s.Status().Update(context.Background(), dep); err != nil {
-			t.Fatal(err)
-		}
+		eventually(t, func() error { // again after a conflict with the operator's own write
+			dep = get(t, ns, "xrp-engine", &appsv1.Deployment{})
+			dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation, Replicas: 2, UpdatedReplicas: 2,
+				ReadyReplicas: tc.available, AvailableReplicas: tc.available, UnavailableReplicas: 2 - tc.available}
+			return k8s.Status().Update(context.Background(), dep)
+		})
 		c := waitCondition(t, eng, ilpv1.ConditionReady, tc.status, tc.reason)
 		if want := fmt.Sprintf("has %d of 2 pods available", tc.available); !strings.Contains(c.Message, want) {
 			t.Errorf("%d available: Ready message %q, want it to say %q", tc.available, c.Message, want)
