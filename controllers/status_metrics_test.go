@@ -135,15 +135,12 @@ func TestStatusMetricsForgetDeleted(t *testing.T) {
 // succeeds with the other kinds; the failure is logged at most once a minute, with the count
 // of failures held back meanwhile.
 func TestStatusMetricsListError(t *testing.T) {
-	cl := fake.NewClientBuilder().WithScheme(scheme.New()).
-		WithObjects(
-			metricsConnector("ns1", "alice", cond("Ready", metav1.ConditionTrue)),
-			metricsAccount("ns1", "bob", ilpv1.RelationPeer, true, cond("Ready", metav1.ConditionTrue)),
-			metricsRoute("ns1", "to-bob", cond("Ready", metav1.ConditionFalse)),
-			metricsEngine("ns1", "xrp", cond("Ready", metav1.ConditionTrue)),
-		).
-		WithInterceptorFuncs(interceptor.Funcs{List: failRouteLists}).
-		Build()
+	cl := fakeClientListing(failRouteLists,
+		metricsConnector("ns1", "alice", cond("Ready", metav1.ConditionTrue)),
+		metricsAccount("ns1", "bob", ilpv1.RelationPeer, true, cond("Ready", metav1.ConditionTrue)),
+		metricsRoute("ns1", "to-bob", cond("Ready", metav1.ConditionFalse)),
+		metricsEngine("ns1", "xrp", cond("Ready", metav1.ConditionTrue)),
+	)
 	var logged lines
 	clock := testclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	c := newStatusCollector(cl, funcr.New(logged.add, funcr.Options{}), clock.Now)
@@ -180,14 +177,11 @@ func TestStatusMetricsListError(t *testing.T) {
 // scrape's deadline and leaves only its own kind out; the kinds listed beside it export — but
 // for the Accounts' connected series, which need the Connectors to say whether a pod runs them.
 func TestStatusMetricsListTimeout(t *testing.T) {
-	cl := fake.NewClientBuilder().WithScheme(scheme.New()).
-		WithObjects(
-			metricsConnector("ns1", "alice", cond("Ready", metav1.ConditionTrue)),
-			metricsAccount("ns1", "bob", ilpv1.RelationPeer, true, cond("Ready", metav1.ConditionTrue)),
-			metricsRoute("ns1", "to-bob", cond("Ready", metav1.ConditionFalse)),
-		).
-		WithInterceptorFuncs(interceptor.Funcs{List: blockConnectorLists}).
-		Build()
+	cl := fakeClientListing(blockConnectorLists,
+		metricsConnector("ns1", "alice", cond("Ready", metav1.ConditionTrue)),
+		metricsAccount("ns1", "bob", ilpv1.RelationPeer, true, cond("Ready", metav1.ConditionTrue)),
+		metricsRoute("ns1", "to-bob", cond("Ready", metav1.ConditionFalse)),
+	)
 	var logged lines
 	c := newStatusCollector(cl, funcr.New(logged.add, funcr.Options{}), time.Now)
 	c.timeout = 10 * time.Millisecond
@@ -242,6 +236,12 @@ func (l *lines) get() []string {
 
 func fakeClient(objs ...client.Object) client.WithWatch {
 	return fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(objs...).Build()
+}
+
+// fakeClientListing is fakeClient whose Lists go through list (a failure, a block).
+func fakeClientListing(list func(context.Context, client.WithWatch, client.ObjectList, ...client.ListOption) error, objs ...client.Object) client.WithWatch {
+	return fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(objs...).
+		WithInterceptorFuncs(interceptor.Funcs{List: list}).Build()
 }
 
 // compareSeries gathers c through a pedantic registry, which fails on what a scrape would
